@@ -1,0 +1,1 @@
+"""The engine layer: replicated types, documents, encoding, OT rebasing. No I/O, no asyncio."""
