@@ -1,0 +1,1 @@
+"""Benchmark harnesses for cowrite (see ``benchmarks/README.md``)."""

@@ -1,0 +1,690 @@
+"""A replicated document: a tree of text, list, map, register and counter nodes.
+
+The document is the unit of replication. Its top level holds *named roots* (``doc.text("body")``):
+their ids are derived from (kind, name), so replicas that never talked agree on them and concurrent
+first uses never conflict. Nested nodes are created by operations (``map.set_new``,
+``list.insert_new``) and get the creating op's id.
+
+Every change is an operation with an id (``ids``). Local edits apply at once; remote operations
+arrive through ``merge``/``apply_ops`` in any order, duplicated or reordered: an operation is
+applied once its causal dependencies are (the previous op of its replica, the elements it refers
+to, its node), and is ignored if already seen. That makes merge commutative, associative and
+idempotent by construction, and version vectors exact.
+
+Conflict rules: concurrent inserts at one place are ordered by FugueMax (``sequence``); deletes win
+over concurrent edits of the deleted elements; a map key and a register take the write with the
+greatest hybrid-logical-clock timestamp, a delete of a key being a write of "absent" (so a delete
+and a concurrent set: the later by HLC wins, deterministically); counters add.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cowrite.engine.clock import HybridClock, Timestamp, check_timestamp
+from cowrite.engine.counter import PNCounter
+from cowrite.engine.errors import InvalidOperation
+from cowrite.engine.handles import HANDLES, Counter, Handle, List, Map, Register, Text
+from cowrite.engine.ids import (
+    CLIENT_BITS,
+    CLIENT_MASK,
+    MAX_CLIENTS,
+    MAX_REPLICA_ID,
+    NO_ID,
+    ONE,
+    VersionVector,
+    pack,
+)
+from cowrite.engine.ops import (
+    DELETED,
+    AddOp,
+    DeleteOp,
+    InsertOp,
+    NewNode,
+    NodeKind,
+    NodeRef,
+    Op,
+    SetOp,
+    check_json,
+)
+from cowrite.engine.register import LWWRegister
+from cowrite.engine.sequence import Item, ItemIndex, Sequence
+
+SYSTEM = 0
+"""Client index (and replica id) 0 is reserved for named roots; no replica may use it."""
+
+ROOT_HASH_BITS = 40
+MAX_PENDING_OPS = 1_000_000
+
+
+def root_id(kind: NodeKind, name: str) -> int:
+    """The node id of the named root ``name`` of ``kind``: the same on every replica."""
+    digest = hashlib.blake2b(f"{int(kind)}:{name}".encode(), digest_size=8).digest()
+    return pack(SYSTEM, int.from_bytes(digest, "big") >> (64 - ROOT_HASH_BITS))
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class MapState:
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        self.entries: dict[str, LWWRegister[Any]] = {}
+
+
+NodeState = Sequence | MapState | LWWRegister[Any] | PNCounter
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one applied remote operation did, for observers (editors, thin clients, SDK events).
+
+    For text and list nodes ``delta`` is an index edit in the ``ot`` format (retain n, insert,
+    delete -n) against the node as it was just before; for map/register/counter nodes ``key`` names
+    the changed key (None for register/counter) and ``delta`` is empty.
+    """
+
+    node: int
+    kind: NodeKind
+    delta: list[Any]
+    key: str | None = None
+
+
+class Document:
+    """A replicated document. See the module docstring for the rules.
+
+    ``replica`` identifies this replica (unsigned 64-bit, unique per replica; random by default).
+    ``now_ms`` is the wall clock used for hybrid-logical-clock timestamps and version times.
+    ``version_window_ms``: consecutive local transactions within this window are listed as one
+    version by ``history.versions`` (0 lists every transaction).
+    """
+
+    def __init__(
+        self,
+        replica: int | None = None,
+        *,
+        now_ms: Callable[[], int] = _wall_clock_ms,
+        version_window_ms: int = 1000,
+    ) -> None:
+        if replica is None:
+            replica = secrets.randbits(63) + 1
+        if not isinstance(replica, int) or not 0 < replica <= MAX_REPLICA_ID:
+            raise InvalidOperation("replica id must be an int in 1 .. 2**64-1")
+        self.replica = replica
+        self.now_ms = now_ms
+        self.version_window_ms = version_window_ms
+        self.clock = HybridClock(replica, now_ms)
+        self._replicas: list[int] = [SYSTEM]
+        self._clients: dict[int, int] = {SYSTEM: 0}
+        self._next: list[int] = [0]
+        self.index = ItemIndex()
+        self.index.ensure_client(0)
+        self._nodes: dict[int, NodeState] = {}
+        self._kinds: dict[int, NodeKind] = {}
+        self.roots: dict[int, tuple[str, NodeKind]] = {}
+        # non-insert ops per client, in seq order; deletes columnar to stay small
+        self._log: list[list[SetOp | AddOp]] = [[]]
+        self._dels: list[tuple[array[int], array[int], array[int], array[int]]] = [_del_arrays()]
+        self._pending: list[Op] = []
+        # version log: per transaction (client, next seq after it, wall ms at its start)
+        self.vlog_client: array[int] = array("q")
+        self.vlog_end: array[int] = array("q")
+        self.vlog_time: array[int] = array("q")
+        self._me = self.client_index(replica)
+
+    # ------------------------------------------------------------- clients
+
+    def client_index(self, replica: int) -> int:
+        """The local client index of ``replica``, registering it on first sight."""
+        c = self._clients.get(replica)
+        if c is None:
+            c = len(self._replicas)
+            if c >= MAX_CLIENTS:
+                raise InvalidOperation("too many replicas in one document")
+            self._clients[replica] = c
+            self._replicas.append(replica)
+            self._next.append(0)
+            self._log.append([])
+            self._dels.append(_del_arrays())
+            self.index.ensure_client(c)
+        return c
+
+    def replica_of(self, client: int) -> int:
+        return self._replicas[client]
+
+    def known_client(self, replica: int) -> int | None:
+        return self._clients.get(replica)
+
+    # -------------------------------------------------------------- reading
+
+    @property
+    def version(self) -> VersionVector:
+        """Replica id -> number of its operations this document has seen."""
+        return {self._replicas[c]: n for c, n in enumerate(self._next) if n and c != SYSTEM}
+
+    def next_seq(self, client: int) -> int:
+        return self._next[client]
+
+    def has_node(self, node: int) -> bool:
+        return node in self._nodes or node in self.roots
+
+    def kind_of(self, node: int) -> NodeKind:
+        kind = self._kinds.get(node)
+        if kind is None:
+            root = self.roots.get(node)
+            if root is None:
+                raise InvalidOperation(f"unknown node {self.format_id(node)}")
+            kind = root[1]
+        return kind
+
+    def state_of(self, node: int) -> NodeState:
+        state = self._nodes.get(node)
+        if state is None:
+            root = self.roots.get(node)
+            if root is None:
+                raise InvalidOperation(f"unknown node {self.format_id(node)}")
+            state = self._create_node(node, root[1])
+        return state
+
+    def sequence(self, node: int) -> Sequence:
+        state = self.state_of(node)
+        if not isinstance(state, Sequence):
+            raise InvalidOperation(f"node {self.format_id(node)} is not a text or list")
+        return state
+
+    def format_id(self, pid: int) -> str:
+        """A readable ``replica:seq`` form of a packed id."""
+        client = pid & CLIENT_MASK
+        replica = self._replicas[client] if client < len(self._replicas) else f"?{client}"
+        return f"{replica}:{pid >> CLIENT_BITS}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The document's current value as plain JSON: named roots by name."""
+        return {name: self.node_json(node) for node, (name, _) in sorted(self.roots.items())}
+
+    def node_json(self, node: int) -> Any:
+        state = self.state_of(node)
+        if isinstance(state, Sequence):
+            value = state.value()
+            if state.is_text:
+                return value
+            return [self._value_json(v) for v in value]
+        if isinstance(state, MapState):
+            return {
+                k: self._value_json(reg.value)
+                for k, reg in state.entries.items()
+                if reg.value is not DELETED
+            }
+        if isinstance(state, PNCounter):
+            return state.value
+        return state.value
+
+    def _value_json(self, value: Any) -> Any:
+        if type(value) is NodeRef:
+            return self.node_json(value.id)
+        return value
+
+    def root(self, kind: NodeKind, name: str) -> int:
+        """The id of the named root ``name`` of ``kind`` (created locally on first use)."""
+        if not isinstance(name, str) or not name:
+            raise InvalidOperation("root names are non-empty strings")
+        node = root_id(kind, name)
+        if node not in self.roots:
+            for other, (other_name, other_kind) in self.roots.items():
+                if other_name == name and other != node:
+                    raise InvalidOperation(f"root {name!r} is a {other_kind.name.lower()}")
+            self.roots[node] = (name, kind)
+        return node
+
+    def text(self, name: str) -> Text:
+        """The named root text ``name``."""
+        return Text(self, self.root(NodeKind.TEXT, name))
+
+    def list(self, name: str) -> List:
+        return List(self, self.root(NodeKind.LIST, name))
+
+    def map(self, name: str) -> Map:
+        return Map(self, self.root(NodeKind.MAP, name))
+
+    def register(self, name: str) -> Register:
+        return Register(self, self.root(NodeKind.REGISTER, name))
+
+    def counter(self, name: str) -> Counter:
+        return Counter(self, self.root(NodeKind.COUNTER, name))
+
+    def handle(self, node: int) -> Handle:
+        """A handle on any node by id."""
+        return HANDLES[self.kind_of(node)](self, node)
+
+    # ---------------------------------------------------------- local edits
+
+    def _take(self, n: int) -> int:
+        """Allocate ``n`` seqs for a local op: returns the packed id of the first."""
+        me = self._me
+        start = self._next[me]
+        self._next[me] = start + n
+        self._record_version(me, start + n)
+        return (start << CLIENT_BITS) | me
+
+    def _record_version(self, client: int, end: int) -> None:
+        now = self.now_ms()
+        vc = self.vlog_client
+        if vc and vc[-1] == client and now - self.vlog_time[-1] < self.version_window_ms:
+            self.vlog_end[-1] = end
+        else:
+            vc.append(client)
+            self.vlog_end.append(end)
+            self.vlog_time.append(now)
+
+    def insert(self, node: int, pos: int, content: str | list[Any]) -> None:
+        """Insert text (str) or list values at visible index ``pos`` of a text/list node."""
+        seq = self.sequence(node)
+        if not content:
+            return
+        if seq.is_text:
+            if not isinstance(content, str):
+                raise InvalidOperation("text nodes take str content")
+            n = len(content)
+            if not 0 <= pos <= seq.root.vis:
+                raise InvalidOperation(f"insert at {pos} out of range for length {seq.root.vis}")
+            seq.insert(pos, content, self._take(n))
+            return
+        if not isinstance(content, list):
+            raise InvalidOperation("list nodes take a list of values")
+        if not 0 <= pos <= seq.root.vis:
+            raise InvalidOperation(f"insert at {pos} out of range for length {seq.root.vis}")
+        values: list[Any] = []
+        for v in content:
+            if type(v) is not NewNode:
+                check_json(v)
+            values.append(v)
+        first = self._take(len(values))
+        stored = self._materialize_list(first, values)
+        seq.insert(pos, stored, first)
+
+    def delete(self, node: int, pos: int, count: int) -> None:
+        """Delete ``count`` visible elements from ``pos`` of a text/list node."""
+        if count == 0:
+            return
+        seq = self.sequence(node)
+        spans = seq.delete(pos, count)
+        op_id = self._take(1)
+        self._log_delete(op_id, node, spans)
+
+    def set(self, node: int, key: str | None, value: Any) -> None:
+        """Write a map key (``key``) or a register (key None); ``DELETED`` deletes a map key."""
+        kind = self.kind_of(node)
+        if kind is NodeKind.MAP:
+            if not isinstance(key, str):
+                raise InvalidOperation("map keys are strings")
+        elif kind is NodeKind.REGISTER:
+            if key is not None:
+                raise InvalidOperation("registers have no keys")
+            if type(value) is NewNode:
+                raise InvalidOperation("registers hold JSON values, not nested nodes")
+        else:
+            raise InvalidOperation(f"cannot set a key of a {kind.name.lower()} node")
+        if value is not DELETED and type(value) is not NewNode:
+            check_json(value)
+        op = SetOp(self._take(1), node, key, value, self.clock.now())
+        self._apply_set(op)
+        self._log[self._me].append(op)
+
+    def add(self, node: int, amount: int) -> None:
+        """Add ``amount`` (an int, possibly negative) to a counter node."""
+        if self.kind_of(node) is not NodeKind.COUNTER:
+            raise InvalidOperation("add applies to counter nodes")
+        if not isinstance(amount, int) or isinstance(amount, bool):
+            raise InvalidOperation("counter amounts are ints")
+        op = AddOp(self._take(1), node, amount)
+        self._apply_add(op)
+        self._log[self._me].append(op)
+
+    # ----------------------------------------------------------- applying
+
+    def _create_node(self, node: int, kind: NodeKind) -> NodeState:
+        state: NodeState
+        if kind is NodeKind.TEXT or kind is NodeKind.LIST:
+            state = Sequence(node, kind is NodeKind.TEXT, self.index, self.replica_of)
+        elif kind is NodeKind.MAP:
+            state = MapState()
+        elif kind is NodeKind.REGISTER:
+            state = LWWRegister()
+        else:
+            state = PNCounter()
+        self._nodes[node] = state
+        self._kinds[node] = kind
+        return state
+
+    def _materialize_list(self, first: int, values: list[Any]) -> list[Any]:
+        """List content as stored: ``NewNode`` markers become nodes with the element's id."""
+        out = values
+        for k, v in enumerate(values):
+            if type(v) is NewNode:
+                if out is values:
+                    out = list(values)
+                elem = first + k * ONE
+                self._create_node(elem, v.kind)
+                out[k] = NodeRef(v.kind, elem)
+        return out if out is not values else list(values)
+
+    def _apply_set(self, op: SetOp) -> None:
+        state = self.state_of(op.node)
+        value = op.value
+        if type(value) is NewNode:
+            self._create_node(op.id, value.kind)
+            value = NodeRef(value.kind, op.id)
+        if isinstance(state, MapState):
+            assert op.key is not None
+            reg = state.entries.get(op.key)
+            if reg is None:
+                reg = state.entries[op.key] = LWWRegister()
+            reg.set(value, op.ts)
+        else:
+            assert isinstance(state, LWWRegister)
+            state.set(value, op.ts)
+
+    def _apply_add(self, op: AddOp) -> None:
+        state = self.state_of(op.node)
+        assert isinstance(state, PNCounter)
+        state.add(self._replicas[op.id & CLIENT_MASK], op.amount)
+
+    def _log_delete(self, op_id: int, node: int, spans: Iterable[tuple[int, int]]) -> None:
+        seqs, nodes, targets, lengths = self._dels[op_id & CLIENT_MASK]
+        seq = op_id >> CLIENT_BITS
+        for target, count in spans:
+            seqs.append(seq)
+            nodes.append(node)
+            targets.append(target)
+            lengths.append(count)
+
+    def apply_ops(self, ops: Iterable[Op], *, changes: bool = True) -> list[Change]:
+        """Apply remote operations in any order; returns what changed (if ``changes``).
+
+        Ops already seen are skipped; ops whose dependencies are missing wait (``pending_ops``)
+        and are applied by a later call once those arrive. Raises InvalidOperation (and applies
+        nothing) if an op contradicts the document: wrong node kind, content of the wrong type.
+        """
+        queues: dict[int, list[Op]] = {}
+        for op in [*self._pending, *ops]:
+            queues.setdefault(op.id & CLIENT_MASK, []).append(op)
+        for client, q in queues.items():
+            q.sort(key=lambda o: o.id >> CLIENT_BITS, reverse=True)
+            if client == SYSTEM:
+                raise InvalidOperation("replica 0 is reserved")
+        self._check_kinds(queues)
+        out: list[Change] = []
+        progress = True
+        while progress:
+            progress = False
+            for client, q in queues.items():
+                nxt = self._next
+                while q:
+                    op = q[-1]
+                    seq = op.id >> CLIENT_BITS
+                    have = nxt[client]
+                    if type(op) is InsertOp:
+                        end = seq + len(op.content)
+                        if end <= have:
+                            q.pop()
+                            continue
+                        if seq < have:  # partly seen: keep the unseen suffix
+                            k = have - seq
+                            op = InsertOp(op.id + k * ONE, op.node, op.id + (k - 1) * ONE, op.right, op.content[k:])
+                            seq = have
+                    else:
+                        end = seq + 1
+                        if end <= have:
+                            q.pop()
+                            continue
+                    if seq > have or not self._ready(op):
+                        break
+                    q.pop()
+                    self._apply_remote(op, out if changes else None)
+                    nxt[client] = end
+                    self._record_version(client, end)
+                    progress = True
+        pending = [op for q in queues.values() for op in q]
+        if len(pending) > MAX_PENDING_OPS:
+            raise InvalidOperation("too many operations waiting for missing dependencies")
+        self._pending = pending
+        return out
+
+    @property
+    def pending_ops(self) -> int:
+        """Remote ops received but not applied yet, waiting for their dependencies."""
+        return len(self._pending)
+
+    def _known(self, pid: int) -> bool:
+        return pid == NO_ID or (pid >> CLIENT_BITS) < self._next[pid & CLIENT_MASK]
+
+    def _ready(self, op: Op) -> bool:
+        if op.node not in self._nodes and op.node not in self.roots:
+            return False
+        if type(op) is InsertOp:
+            return self._known(op.origin) and self._known(op.right)
+        if type(op) is DeleteOp:
+            return all(self._known(t + (n - 1) * ONE) for t, n in op.spans)
+        return True
+
+    def _check_kinds(self, queues: Mapping[int, list[Op]]) -> None:
+        for q in queues.values():
+            for op in q:
+                kind = self._kinds.get(op.node) or (self.roots.get(op.node) or (None, None))[1]
+                if kind is None:
+                    continue  # created later in causal order: checked when applied
+                self._check_op_kind(op, kind)
+
+    @staticmethod
+    def _check_op_kind(op: Op, kind: NodeKind) -> None:
+        t = type(op)
+        if t is InsertOp:
+            assert isinstance(op, InsertOp)
+            want = str if kind is NodeKind.TEXT else list if kind is NodeKind.LIST else None
+            if want is None or type(op.content) is not want or not op.content:
+                raise InvalidOperation(f"insert of {type(op.content).__name__} into a {kind.name}")
+        elif t is DeleteOp:
+            if kind is not NodeKind.TEXT and kind is not NodeKind.LIST:
+                raise InvalidOperation(f"delete in a {kind.name}")
+        elif t is SetOp:
+            assert isinstance(op, SetOp)
+            if kind is NodeKind.MAP and isinstance(op.key, str):
+                pass
+            elif kind is NodeKind.REGISTER and op.key is None and type(op.value) is not NewNode:
+                pass
+            else:
+                raise InvalidOperation(f"set on a {kind.name}")
+            check_timestamp(op.ts)
+        elif kind is not NodeKind.COUNTER:
+            raise InvalidOperation(f"add on a {kind.name}")
+
+    def _apply_remote(self, op: Op, out: list[Change] | None) -> None:
+        kind = self.kind_of(op.node)
+        self._check_op_kind(op, kind)
+        t = type(op)
+        if t is InsertOp:
+            assert isinstance(op, InsertOp)
+            seq = self.sequence(op.node)
+            content: str | list[Any] = op.content
+            if not seq.is_text:
+                assert isinstance(content, list)
+                for v in content:
+                    if type(v) is not NewNode:
+                        check_json(v)
+                content = self._materialize_list(op.id, content)
+            seq.integrate(op.id, op.origin, op.right, content)
+            if out is not None:
+                pos, _ = seq.position_of(op.id)
+                out.append(Change(op.node, kind, _retain(pos, [content])))
+        elif t is DeleteOp:
+            assert isinstance(op, DeleteOp)
+            seq = self.sequence(op.node)
+            for target, count in op.spans:
+                self._check_owner(seq, target, count)
+            for target, count in op.spans:
+                if out is None:
+                    seq.delete_ids(target, count)
+                    continue
+                for pos, n in self._visible_runs(seq, target, count):
+                    seq.delete_ids(*n)
+                    out.append(Change(op.node, kind, _retain(pos, [-n[1]])))
+            self._log_delete(op.id, op.node, op.spans)
+        elif t is SetOp:
+            assert isinstance(op, SetOp)
+            self.clock.observe(op.ts)
+            self._apply_set(op)
+            self._log[op.id & CLIENT_MASK].append(op)
+            if out is not None:
+                out.append(Change(op.node, kind, [], op.key))
+        else:
+            assert isinstance(op, AddOp)
+            self._apply_add(op)
+            self._log[op.id & CLIENT_MASK].append(op)
+            if out is not None:
+                out.append(Change(op.node, kind, []))
+
+    def _check_owner(self, seq: Sequence, target: int, count: int) -> None:
+        if count <= 0:
+            raise InvalidOperation("delete spans have positive lengths")
+        while count > 0:
+            try:
+                item, off = self.index.find(target)
+            except KeyError:
+                raise InvalidOperation(f"delete of unknown element {self.format_id(target)}") from None
+            if item.leaf.owner is not seq:
+                raise InvalidOperation("delete of an element of another node")
+            take = min(count, len(item.content) - off)
+            target += take * ONE
+            count -= take
+
+    def _visible_runs(self, seq: Sequence, target: int, count: int) -> Iterator[tuple[int, tuple[int, int]]]:
+        """Split a delete span into (position, (id, n)) pieces of still-visible elements."""
+        while count > 0:
+            item, off = self.index.find(target)
+            take = min(count, len(item.content) - off)
+            if not item.deleted:
+                pos, _ = seq.position_of(target)
+                yield pos, (target, take)
+            target += take * ONE
+            count -= take
+
+    # ------------------------------------------------------------- deltas
+
+    def ops_since(self, version: Mapping[int, int] | None = None) -> list[Op]:
+        """Every operation the holder of ``version`` lacks, per replica in seq order.
+
+        ``version`` maps replica ids to counts of ops seen (``{}`` or None: everything).
+        """
+        version = version or {}
+        out: list[Op] = []
+        for client in range(1, len(self._replicas)):
+            start = version.get(self._replicas[client], 0)
+            if start >= self._next[client]:
+                continue
+            ops: list[tuple[int, Op]] = []
+            ops.extend(self._inserts_since(client, start))
+            seqs, nodes, targets, lengths = self._dels[client]
+            k = bisect_left(seqs, start)
+            while k < len(seqs):
+                s = seqs[k]
+                spans = []
+                node = nodes[k]
+                while k < len(seqs) and seqs[k] == s:
+                    spans.append((targets[k], lengths[k]))
+                    k += 1
+                ops.append((s, DeleteOp(pack(client, s), node, tuple(spans))))
+            log = self._log[client]
+            k = bisect_left(log, start, key=lambda o: o.id >> CLIENT_BITS)
+            ops.extend((o.id >> CLIENT_BITS, o) for o in log[k:])
+            ops.sort(key=lambda t: t[0])
+            out.extend(op for _, op in ops)
+        return out
+
+    def _inserts_since(self, client: int, start: int) -> Iterator[tuple[int, InsertOp]]:
+        starts = self.index.starts[client]
+        items = self.index.items[client]
+        k = max(bisect_left(starts, start) - 1, 0)
+        for i in range(k, len(items)):
+            item = items[i]
+            first = starts[i]
+            if first + len(item.content) <= start:
+                continue
+            yield first, self._insert_op_of(item)
+        # an item straddling ``start`` is trimmed by the receiver (partly-seen inserts)
+
+    def _insert_op_of(self, item: Item) -> InsertOp:
+        content: str | list[Any] = item.content
+        if type(content) is list:
+            content = [NewNode(v.kind) if type(v) is NodeRef else v for v in content]
+        owner = item.leaf.owner
+        assert owner is not None
+        return InsertOp(item.id, owner.node_id, item.origin, item.right, content)
+
+    def delta_since(self, version: Mapping[int, int] | None = None) -> bytes:
+        """Encoded ops the holder of ``version`` lacks (see ``encoding`` for the format)."""
+        from cowrite.engine.encoding import encode_ops
+
+        return encode_ops(self, self.ops_since(version))
+
+    def encode_state(self) -> bytes:
+        """The whole document with its full history, encoded; ``load`` reads it back."""
+        return self.delta_since({})
+
+    def merge(self, data: bytes | bytearray | memoryview, *, changes: bool = True) -> list[Change]:
+        """Merge an encoded delta or state from any replica; idempotent, any order.
+
+        Raises DecodeError for malformed bytes and InvalidOperation for ops that contradict
+        the document; in both cases the document is unchanged by the bad ops.
+        """
+        from cowrite.engine.encoding import decode_ops
+
+        return self.apply_ops(decode_ops(self, data), changes=changes)
+
+    @classmethod
+    def load(cls, data: bytes | bytearray | memoryview, replica: int | None = None, **kwargs: Any) -> Document:
+        """A new replica holding the document encoded in ``data``."""
+        doc = cls(replica, **kwargs)
+        doc.merge(data, changes=False)
+        return doc
+
+    # ------------------------------------------------------------- checks
+
+    def check_invariants(self) -> None:
+        """Validate every sequence, the id index and the clocks; AssertionError when broken."""
+        for state in self._nodes.values():
+            if isinstance(state, Sequence):
+                state.check_invariants()
+        for client, (starts, items) in enumerate(zip(self.index.starts, self.index.items, strict=True)):
+            if starts != sorted(starts) or len(set(starts)) != len(starts):
+                raise AssertionError("id index out of order")
+            for s, item in zip(starts, items, strict=True):
+                if (item.id >> CLIENT_BITS) != s or (item.id & CLIENT_MASK) != client:
+                    raise AssertionError("id index points at the wrong item")
+                if s + len(item.content) > self._next[client] and client != SYSTEM:
+                    raise AssertionError("an element beyond the version vector")
+        for client, log in enumerate(self._log):
+            seqs = [o.id >> CLIENT_BITS for o in log]
+            if seqs != sorted(seqs):
+                raise AssertionError("op log out of order")
+            if seqs and seqs[-1] >= self._next[client]:
+                raise AssertionError("op log beyond the version vector")
+
+
+def _del_arrays() -> tuple[array[int], array[int], array[int], array[int]]:
+    return array("q"), array("q"), array("q"), array("q")
+
+
+def _retain(pos: int, rest: list[Any]) -> list[Any]:
+    return [pos, *rest] if pos else rest
+
+
+__all__ = ["DELETED", "Change", "Document", "NodeKind", "NodeRef", "NewNode", "Timestamp", "root_id"]

@@ -1,0 +1,665 @@
+"""The sequence CRDT behind text and list nodes.
+
+Ordering rule: FugueMax, implemented as the "YjsMod" integration of Gentle's reference CRDTs. Every
+inserted item records two origins: the item to its left and the item to its right (tombstones
+included) at the moment it was made. A remote insert is placed between its origins; items already
+there are ordered by comparing their origins with the new item's, and a true tie (same origins) is
+broken by replica id. FugueMax is *maximally non-interleaving*: two people typing forwards, or
+backwards, at the same place never get their characters interleaved, which plain RGA (left origin
+only) does for backward typing. See docs/architecture.md.
+
+Storage: items are *runs*: consecutive inserts by one replica, each character's left origin being
+the previous character of the run and all sharing one right origin, are one ``Item`` holding a
+``str`` (text) or ``list`` (list elements). Deletes only mark items as tombstones (splitting runs).
+Items live in the leaves of a counted B-tree (visible length cached per node), so index -> item is
+O(log n); every item knows its leaf and the document keeps a per-replica sorted index of items, so
+id -> item is O(log n) too. A cursor remembers the last item touched: typing and backspacing
+near the previous edit, by far the commonest case, skips the tree walk entirely.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from cowrite.engine.errors import InvalidOperation
+from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, NO_ID, ONE
+
+LEAF_MAX = 64
+NODE_MAX = 32
+
+Content = str | list[Any]
+
+
+class Item:
+    """A run of inserted elements. ``id`` is the packed id of the first element."""
+
+    __slots__ = ("id", "content", "deleted", "origin", "right", "leaf")
+
+    def __init__(self, id: int, content: Content, origin: int, right: int, deleted: bool) -> None:
+        self.id = id
+        self.content = content
+        self.origin = origin
+        self.right = right
+        self.deleted = deleted
+        self.leaf: Leaf = _NO_LEAF
+
+    def __repr__(self) -> str:
+        mark = "†" if self.deleted else ""
+        return f"Item({self.id & CLIENT_MASK}:{self.id >> CLIENT_BITS} {self.content!r}{mark})"
+
+
+class Leaf:
+    __slots__ = ("items", "vis", "parent", "next", "prev", "owner")
+
+    def __init__(self, owner: Sequence | None = None) -> None:
+        self.owner = owner
+        self.items: list[Item] = []
+        self.vis = 0
+        self.parent: Node | None = None
+        self.next: Leaf | None = None
+        self.prev: Leaf | None = None
+
+
+class Node:
+    __slots__ = ("children", "vis", "parent")
+
+    def __init__(self, children: list[Any]) -> None:
+        self.children: list[Any] = children  # all Leaf or all Node
+        self.vis = sum(c.vis for c in children)
+        self.parent: Node | None = None
+        for c in children:
+            c.parent = self
+
+
+_NO_LEAF = Leaf()
+
+
+class ItemIndex:
+    """Per replica, the items in seq order: finds the item holding any id by bisection.
+
+    Shared by all sequences of one document (ids are unique per document).
+    """
+
+    __slots__ = ("starts", "items")
+
+    def __init__(self) -> None:
+        self.starts: list[list[int]] = []
+        self.items: list[list[Item]] = []
+
+    def ensure_client(self, client: int) -> None:
+        while len(self.starts) <= client:
+            self.starts.append([])
+            self.items.append([])
+
+    def add(self, item: Item) -> None:
+        client = item.id & CLIENT_MASK
+        seq = item.id >> CLIENT_BITS
+        starts = self.starts[client]
+        if not starts or starts[-1] < seq:
+            starts.append(seq)
+            self.items[client].append(item)
+        else:
+            k = bisect_right(starts, seq)
+            starts.insert(k, seq)
+            self.items[client].insert(k, item)
+
+    def find(self, pid: int) -> tuple[Item, int]:
+        """The item holding element ``pid`` and the element's offset in it; KeyError if unknown."""
+        client = pid & CLIENT_MASK
+        seq = pid >> CLIENT_BITS
+        if client >= len(self.starts):
+            raise KeyError(pid)
+        starts = self.starts[client]
+        k = bisect_right(starts, seq) - 1
+        if k < 0:
+            raise KeyError(pid)
+        item = self.items[client][k]
+        off = seq - starts[k]
+        if off >= len(item.content):
+            raise KeyError(pid)
+        return item, off
+
+    def __contains__(self, pid: int) -> bool:
+        try:
+            self.find(pid)
+        except KeyError:
+            return False
+        return True
+
+
+class Sequence:
+    """An ordered sequence of elements (code points of a text, or values of a list).
+
+    Local edits are by visible index (``insert``/``delete``); remote edits by id (``integrate``,
+    ``delete_ids``). The caller (the document) allocates ids and records operations.
+    """
+
+    __slots__ = (
+        "node_id", "is_text", "index", "replica_of", "root", "first", "_cl", "_cls", "_ci", "_cis"
+    )
+
+    def __init__(
+        self, node_id: int, is_text: bool, index: ItemIndex, replica_of: Callable[[int], int]
+    ) -> None:
+        self.node_id = node_id
+        self.is_text = is_text
+        self.index = index
+        self.replica_of = replica_of
+        leaf = Leaf(self)
+        self.root: Node | Leaf = leaf
+        self.first: Leaf = leaf
+        # the cursor: a leaf, its visible start, an item index in it, that item's visible start
+        self._cl: Leaf | None = None
+        self._cls = 0
+        self._ci = 0
+        self._cis = 0
+
+    # ----------------------------------------------------------------- reading
+
+    def __len__(self) -> int:
+        return self.root.vis
+
+    def items(self) -> Iterator[Item]:
+        leaf: Leaf | None = self.first
+        while leaf is not None:
+            yield from leaf.items
+            leaf = leaf.next
+
+    def value(self) -> Content:
+        if self.is_text:
+            return "".join([it.content for it in self.items() if not it.deleted])  # type: ignore[misc]
+        out: list[Any] = []
+        for it in self.items():
+            if not it.deleted:
+                out.extend(it.content)
+        return out
+
+    def id_at(self, pos: int) -> int:
+        """The id of the visible element at ``pos``."""
+        if not 0 <= pos < self.root.vis:
+            raise InvalidOperation(f"index {pos} out of range for length {self.root.vis}")
+        leaf, i, s = self._locate(pos)
+        return leaf.items[i].id + (pos - s) * ONE
+
+    def position_of(self, pid: int) -> tuple[int, bool]:
+        """The visible index of element ``pid`` and whether it is visible.
+
+        A deleted element reports the index where it would be (the next visible element's index).
+        """
+        item, off = self.index.find(pid)
+        leaf = item.leaf
+        pos = 0
+        for it in leaf.items:
+            if it is item:
+                break
+            if not it.deleted:
+                pos += len(it.content)
+        pos += self._start_of(leaf)
+        if item.deleted:
+            return pos, False
+        return pos + off, True
+
+    def _start_of(self, node: Leaf | Node) -> int:
+        pos = 0
+        parent = node.parent
+        while parent is not None:
+            for child in parent.children:
+                if child is node:
+                    break
+                pos += child.vis
+            node = parent
+            parent = node.parent
+        return pos
+
+    # ------------------------------------------------------------ local edits
+
+    def insert(self, pos: int, content: Content, new_id: int) -> None:
+        """Insert ``content`` so that its first element lands at visible index ``pos``."""
+        n = len(content)
+        length = self.root.vis
+        if not 0 <= pos <= length:
+            raise InvalidOperation(f"insert at {pos} out of range for length {length}")
+        if pos == 0:
+            leaf = self.first
+            succ = leaf.items[0] if leaf.items else None
+            item = Item(new_id, content, NO_ID, succ.id if succ is not None else NO_ID, False)
+            self._insert_at(leaf, 0, item)
+            self.index.add(item)
+            self._cl = None
+            return
+        leaf, i, s = self._locate(pos - 1)
+        items = leaf.items
+        it = items[i]
+        size = len(it.content)
+        off = pos - 1 - s
+        if off == size - 1:
+            if i + 1 < len(items):
+                right = items[i + 1].id
+            else:
+                nxt = leaf.next
+                right = nxt.items[0].id if nxt is not None else NO_ID
+            if it.id + size * ONE == new_id and it.right == right:
+                it.content = it.content + content  # type: ignore[operator]
+                leaf.vis += n
+                node = leaf.parent
+                while node is not None:
+                    node.vis += n
+                    node = node.parent
+                return
+            item = Item(new_id, content, it.id + off * ONE, right, False)
+        else:
+            tail = self._split(it, off + 1)
+            item = Item(new_id, content, it.id + off * ONE, tail.id, False)
+            if self._cl is None:  # the split split the leaf: take the general path
+                self.index.add(item)
+                self._insert_at(it.leaf, it.leaf.items.index(it) + 1, item)
+                return
+        self.index.add(item)
+        if len(items) < LEAF_MAX:
+            items.insert(i + 1, item)
+            item.leaf = leaf
+            leaf.vis += n
+            node = leaf.parent
+            while node is not None:
+                node.vis += n
+                node = node.parent
+            self._ci = i + 1
+            self._cis = s + off + 1
+        else:
+            self._insert_at(leaf, i + 1, item)
+            self._cl = None
+
+    def delete(self, pos: int, count: int) -> list[tuple[int, int]]:
+        """Delete ``count`` visible elements from ``pos``; returns the deleted id spans."""
+        length = self.root.vis
+        if count <= 0 or pos < 0 or pos + count > length:
+            raise InvalidOperation(f"delete of {count} at {pos} out of range for length {length}")
+        spans: list[tuple[int, int]] = []
+        while count > 0:
+            leaf, i, s = self._locate(pos)
+            it = leaf.items[i]
+            if pos > s:
+                it = self._split(it, pos - s)
+                if self._cl is not None:
+                    self._ci = i + 1
+                    self._cis = pos
+            size = len(it.content)
+            if size > count:
+                self._split(it, count)
+                size = count
+            self._mark_deleted(it, size)
+            if spans and spans[-1][0] + spans[-1][1] * ONE == it.id:
+                spans[-1] = (spans[-1][0], spans[-1][1] + size)
+            else:
+                spans.append((it.id, size))
+            count -= size
+            self._try_merge_tombstone(it)
+        return spans
+
+    # ----------------------------------------------------------- remote edits
+
+    def integrate(self, new_id: int, origin: int, right: int, content: Content) -> None:
+        """Place a remote insert between its origins (FugueMax / YjsMod rule).
+
+        The caller guarantees both origins are known (causal delivery) and the id is new.
+        """
+        self._cl = None
+        index = self.index
+        left: Item | None = None
+        if origin != NO_ID:
+            left, off = index.find(origin)
+            if off < len(left.content) - 1:
+                self._split(left, off + 1)
+        right_item: Item | None = None
+        if right != NO_ID:
+            right_item, roff = index.find(right)
+            if roff > 0:
+                right_item = self._split(right_item, roff)
+        # the first candidate after the left origin
+        if left is None:
+            leaf: Leaf | None = self.first
+            i = 0
+        else:
+            leaf = left.leaf
+            i = leaf.items.index(left) + 1
+        if leaf is not None and i >= len(leaf.items):
+            leaf, i = leaf.next, 0
+        other = leaf.items[i] if leaf is not None else None
+        if other is not right_item:
+            leaf, i = self._scan(new_id, origin, right, left, right_item, leaf, i)
+        # extend the left run when the new item continues it (remote typing, one op per key)
+        if (
+            left is not None
+            and not left.deleted
+            and left.right == right
+            and left.id + len(left.content) * ONE == new_id
+            and self._item_before(leaf, i) is left
+        ):
+            left.content = left.content + content  # type: ignore[operator]
+            self._add_vis(left.leaf, len(content))
+            return
+        item = Item(new_id, content, origin, right, False)
+        index.add(item)
+        if leaf is None:
+            last = self._last_leaf()
+            self._insert_at(last, len(last.items), item)
+        else:
+            self._insert_at(leaf, i, item)
+
+    def _scan(
+        self,
+        new_id: int,
+        origin: int,
+        right: int,
+        left: Item | None,
+        right_item: Item | None,
+        leaf: Leaf | None,
+        i: int,
+    ) -> tuple[Leaf | None, int]:
+        """The YjsMod conflict scan between the origins; returns where to insert."""
+        left_key = self._key_of(origin, -1)
+        right_key = self._key_of(right, 1)
+        my_replica = self.replica_of(new_id & CLIENT_MASK)
+        scanning = False
+        dest_leaf, dest_i = leaf, i
+        while True:
+            if not scanning:
+                dest_leaf, dest_i = leaf, i
+            if leaf is None:
+                break
+            other = leaf.items[i]
+            if other is right_item:
+                break
+            oleft = self._key_of(other.origin, -1)
+            if oleft < left_key:
+                break
+            if oleft == left_key:
+                oright = self._key_of(other.right, 1)
+                if oright < right_key:
+                    scanning = True
+                elif oright == right_key:
+                    if my_replica < self.replica_of(other.id & CLIENT_MASK):
+                        break
+                    scanning = False
+                else:
+                    scanning = False
+            i += 1
+            if i >= len(leaf.items):
+                leaf, i = leaf.next, 0
+        return dest_leaf, dest_i
+
+    def _key_of(self, pid: int, none_side: int) -> tuple[int, ...]:
+        """A sortable key of element ``pid``'s place in the full order (tombstones included)."""
+        if pid == NO_ID:
+            return (-1,) if none_side < 0 else (1 << 62,)
+        item, off = self.index.find(pid)
+        node: Leaf | Node = item.leaf
+        key = [off, node.items.index(item)]  # type: ignore[union-attr]
+        parent = node.parent
+        while parent is not None:
+            key.append(parent.children.index(node))
+            node = parent
+            parent = node.parent
+        key.reverse()
+        return tuple(key)
+
+    def delete_ids(self, target: int, count: int) -> int:
+        """Mark ``count`` elements from id ``target`` (same replica, consecutive seqs) deleted.
+
+        Returns how many were visible before. Deleting a tombstone again is a no-op.
+        """
+        self._cl = None
+        removed = 0
+        while count > 0:
+            it, off = self.index.find(target)
+            if off > 0:
+                it = self._split(it, off)
+            size = len(it.content)
+            if size > count:
+                self._split(it, count)
+                size = count
+            if not it.deleted:
+                self._mark_deleted(it, size)
+                removed += size
+            target += size * ONE
+            count -= size
+        return removed
+
+    # --------------------------------------------------------------- internals
+
+    def _locate(self, pos: int) -> tuple[Leaf, int, int]:
+        """(leaf, item index, item's visible start) of the visible element at ``pos``."""
+        leaf = self._cl
+        if leaf is not None and self._cls <= pos < self._cls + leaf.vis:
+            items = leaf.items
+            i = self._ci
+            s = self._cis
+            if i >= len(items):
+                i = len(items) - 1
+                s = self._cls + leaf.vis - (0 if items[i].deleted else len(items[i].content))
+            if pos >= s:
+                while True:
+                    it = items[i]
+                    if not it.deleted:
+                        n = len(it.content)
+                        if pos < s + n:
+                            break
+                        s += n
+                    i += 1
+            else:
+                while True:
+                    i -= 1
+                    it = items[i]
+                    if not it.deleted:
+                        s -= len(it.content)
+                        if pos >= s:
+                            break
+            self._ci = i
+            self._cis = s
+            return leaf, i, s
+        # walk down from the root
+        node: Any = self.root
+        s = 0
+        while type(node) is Node:
+            for child in node.children:
+                v = child.vis
+                if pos < s + v:
+                    node = child
+                    break
+                s += v
+        leaf = node
+        assert leaf is not None
+        self._cl = leaf
+        self._cls = s
+        i = 0
+        for it in leaf.items:
+            if not it.deleted:
+                n = len(it.content)
+                if pos < s + n:
+                    break
+                s += n
+            i += 1
+        self._ci = i
+        self._cis = s
+        return leaf, i, s
+
+    def _split(self, item: Item, off: int) -> Item:
+        """Split ``item`` at element offset ``off`` (0 < off < len); returns the new tail item.
+
+        Keeps the cursor valid: the tail goes right after the item in the same leaf, and a
+        visible-length-neutral split only moves indexes after it, which the cursor tolerates.
+        """
+        content = item.content
+        tail = Item(item.id + off * ONE, content[off:], item.id + (off - 1) * ONE, item.right, item.deleted)
+        item.content = content[:off]
+        self.index.add(tail)
+        leaf = item.leaf
+        items = leaf.items
+        k = items.index(item) + 1
+        if len(items) < LEAF_MAX:
+            items.insert(k, tail)
+            tail.leaf = leaf
+        else:
+            self._insert_at(leaf, k, tail, vis_change=False)
+            self._cl = None
+        return tail
+
+    def _mark_deleted(self, item: Item, size: int) -> None:
+        item.deleted = True
+        self._add_vis(item.leaf, -size)
+
+    def _add_vis(self, leaf: Leaf, n: int) -> None:
+        leaf.vis += n
+        node = leaf.parent
+        while node is not None:
+            node.vis += n
+            node = node.parent
+
+    def _try_merge_tombstone(self, item: Item) -> None:
+        """Merge a fresh tombstone into an adjacent tombstone of the same run (repeated backspace)."""
+        leaf = item.leaf
+        items = leaf.items
+        k = items.index(item)
+        if k + 1 < len(items):
+            nxt = items[k + 1]
+            if (
+                nxt.deleted
+                and nxt.id == item.id + len(item.content) * ONE
+                and nxt.right == item.right
+                and nxt.origin == nxt.id - ONE
+                and type(nxt.content) is type(item.content)
+            ):
+                self._absorb(item, nxt, k + 1)
+        if k > 0:
+            prev = items[k - 1]
+            if (
+                prev.deleted
+                and item.id == prev.id + len(prev.content) * ONE
+                and prev.right == item.right
+                and item.origin == item.id - ONE
+                and type(prev.content) is type(item.content)
+            ):
+                self._absorb(prev, item, k)
+
+    def _absorb(self, first: Item, second: Item, second_index: int) -> None:
+        first.content = first.content + second.content  # type: ignore[operator]
+        leaf = first.leaf
+        del leaf.items[second_index]
+        client = second.id & CLIENT_MASK
+        starts = self.index.starts[client]
+        k = bisect_right(starts, second.id >> CLIENT_BITS) - 1
+        del starts[k]
+        del self.index.items[client][k]
+        if self._cl is leaf and self._ci >= second_index:
+            self._ci -= 1  # tombstones add no visible length: the cursor's start is unchanged
+
+    def _item_before(self, leaf: Leaf | None, i: int) -> Item | None:
+        if leaf is None:
+            last = self._last_leaf()
+            return last.items[-1] if last.items else None
+        if i > 0:
+            return leaf.items[i - 1]
+        prev = leaf.prev
+        return prev.items[-1] if prev is not None else None
+
+    def _last_leaf(self) -> Leaf:
+        node: Any = self.root
+        while type(node) is Node:
+            node = node.children[-1]
+        leaf: Leaf = node
+        return leaf
+
+    def _insert_at(self, leaf: Leaf, k: int, item: Item, vis_change: bool = True) -> None:
+        """Insert ``item`` at index ``k`` of ``leaf``, splitting the leaf (and up) when full."""
+        leaf.items.insert(k, item)
+        item.leaf = leaf
+        if vis_change and not item.deleted:
+            self._add_vis(leaf, len(item.content))
+        if len(leaf.items) > LEAF_MAX:
+            self._split_leaf(leaf)
+
+    def _split_leaf(self, leaf: Leaf) -> None:
+        self._cl = None
+        half = len(leaf.items) // 2
+        new = Leaf(self)
+        new.items = leaf.items[half:]
+        del leaf.items[half:]
+        moved = 0
+        for it in new.items:
+            it.leaf = new
+            if not it.deleted:
+                moved += len(it.content)
+        new.vis = moved
+        leaf.vis -= moved
+        new.next = leaf.next
+        new.prev = leaf
+        if leaf.next is not None:
+            leaf.next.prev = new
+        leaf.next = new
+        self._add_child_after(leaf, new)
+
+    def _add_child_after(self, child: Leaf | Node, new: Leaf | Node) -> None:
+        parent = child.parent
+        if parent is None:
+            self.root = Node([child, new])
+            return
+        siblings = parent.children
+        siblings.insert(siblings.index(child) + 1, new)
+        new.parent = parent
+        if len(siblings) > NODE_MAX:
+            half = len(siblings) // 2
+            moved = siblings[half:]
+            del siblings[half:]
+            sibling = Node(moved)
+            parent.vis -= sibling.vis
+            self._add_child_after(parent, sibling)
+
+    # -------------------------------------------------------------- checking
+
+    def check_invariants(self) -> None:
+        """Validate the tree, the leaf chain, cached counts and the id index; AssertionError if not."""
+        leaves: list[Leaf] = []
+
+        def walk(node: Leaf | Node, parent: Node | None) -> int:
+            if node.parent is not parent:
+                raise AssertionError("bad parent pointer")
+            if isinstance(node, Leaf):
+                leaves.append(node)
+                vis = 0
+                for it in node.items:
+                    if it.leaf is not node:
+                        raise AssertionError(f"{it} has a stale leaf")
+                    if not it.content:
+                        raise AssertionError("empty item")
+                    if isinstance(it.content, str) != self.is_text:
+                        raise AssertionError("content kind mismatch")
+                    if not it.deleted:
+                        vis += len(it.content)
+                if len(node.items) > LEAF_MAX:
+                    raise AssertionError("leaf overflow")
+            else:
+                if not node.children or len(node.children) > NODE_MAX:
+                    raise AssertionError("node size")
+                vis = sum(walk(c, node) for c in node.children)
+            if vis != node.vis:
+                raise AssertionError(f"cached visible length {node.vis} != {vis}")
+            return vis
+
+        walk(self.root, None)
+        if leaves[0] is not self.first:
+            raise AssertionError("first leaf")
+        for a, b in zip(leaves, [*leaves[1:], None], strict=True):
+            if a.next is not b or (b is not None and b.prev is not a):
+                raise AssertionError("broken leaf chain")
+        for it in self.items():
+            found, off = self.index.find(it.id)
+            if found is not it or off != 0:
+                raise AssertionError(f"{it} is not indexed")
+        if self._cl is not None:
+            if self._cl not in leaves:
+                raise AssertionError("cursor on a detached leaf")
+            if self._start_of(self._cl) != self._cls:
+                raise AssertionError("cursor leaf start is stale")
+

@@ -1,0 +1,190 @@
+"""``cowrite replay``: run a recorded editing trace through the CRDT engine and check the result.
+
+Trace formats are described in ``shared/traces/README.md``: sequential traces replay on one
+replica; concurrent traces use one replica per agent, each transaction applied on its agent's
+replica after merging (as encoded deltas, like real peers) exactly the transactions its
+``parents`` name, transitively.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import time
+import tracemalloc
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cowrite.engine.document import Document
+from cowrite.engine.ids import VersionVector
+
+
+@dataclass
+class ReplayReport:
+    trace: str
+    kind: str
+    edits: int
+    seconds: float
+    edits_per_second: float
+    peak_memory_bytes: int
+    encoded_bytes: int
+    ok: bool
+    message: str = ""
+
+
+class TraceError(ValueError):
+    """The trace file is not in the documented format."""
+
+
+def load_trace(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise TraceError(f"{path}: cannot read trace: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("txns"), list):
+        raise TraceError(f"{path}: not a trace (no 'txns' list)")
+    if not isinstance(data.get("endContent"), str):
+        raise TraceError(f"{path}: no 'endContent' string")
+    return data
+
+
+def replay_trace(trace: dict[str, Any], name: str, *, measure_memory: bool = False) -> ReplayReport:
+    """Replay a parsed trace; memory is measured with tracemalloc when asked (it slows Python)."""
+    concurrent = trace.get("kind") == "concurrent"
+    if measure_memory:
+        tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        if concurrent:
+            doc, edits = _replay_concurrent(trace)
+        else:
+            doc, edits = _replay_sequential(trace)
+        seconds = time.perf_counter() - start
+    finally:
+        peak = tracemalloc.get_traced_memory()[1] if measure_memory else 0
+        if measure_memory:
+            tracemalloc.stop()
+    text = str(doc.text("text"))
+    expected = trace["endContent"]
+    ok = text == expected
+    message = "" if ok else _first_difference(text, expected)
+    return ReplayReport(
+        trace=name,
+        kind="concurrent" if concurrent else "sequential",
+        edits=edits,
+        seconds=seconds,
+        edits_per_second=edits / seconds if seconds > 0 else 0.0,
+        peak_memory_bytes=peak,
+        encoded_bytes=len(doc.encode_state()),
+        ok=ok,
+        message=message,
+    )
+
+
+def _replay_sequential(trace: dict[str, Any]) -> tuple[Document, int]:
+    doc = Document(1)
+    text = doc.text("text")
+    node = text.id
+    insert = doc.insert
+    delete = doc.delete
+    edits = 0
+    start = trace.get("startContent") or ""
+    if start:
+        insert(node, 0, start)
+    for txn in trace["txns"]:
+        for pos, ndel, ins in txn["patches"]:
+            if ndel:
+                delete(node, pos, ndel)
+            if ins:
+                insert(node, pos, ins)
+            edits += 1
+    return doc, edits
+
+
+def _replay_concurrent(trace: dict[str, Any]) -> tuple[Document, int]:
+    agents = int(trace["numAgents"])
+    docs = [Document(a + 1) for a in range(agents)]
+    nodes = [d.text("text").id for d in docs]
+    txns = trace["txns"]
+    # per transaction: the version (replica -> ops) after it, and its encoded delta
+    versions: list[VersionVector] = []
+    deltas: list[bytes] = []
+    edits = 0
+    for txn in txns:
+        agent = txn["agent"]
+        doc = docs[agent]
+        want: VersionVector = {}
+        for p in txn["parents"]:
+            for r, n in versions[p].items():
+                if n > want.get(r, 0):
+                    want[r] = n
+        # bring the agent's replica to exactly the parents' version, by merging deltas
+        have = doc.version
+        missing = [
+            i for i, p in enumerate(txns[: len(versions)]) if _needed(i, versions, want, have)
+        ] if _behind(have, want) else []
+        for i in missing:
+            doc.merge(deltas[i], changes=False)
+        before = doc.version
+        node = nodes[agent]
+        for pos, ndel, ins in txn["patches"]:
+            if ndel:
+                doc.delete(node, pos, ndel)
+            if ins:
+                doc.insert(node, pos, ins)
+            edits += 1
+        versions.append(doc.version)
+        deltas.append(doc.delta_since(before))
+    final = Document(agents + 1)
+    for delta in deltas:
+        final.merge(delta, changes=False)
+    for doc in docs:  # every replica converges once it has everything
+        doc.merge(final.encode_state(), changes=False)
+        if str(doc.text("text")) != str(final.text("text")):
+            raise AssertionError("replicas diverged")
+    return final, edits
+
+
+def _behind(have: VersionVector, want: VersionVector) -> bool:
+    return any(have.get(r, 0) < n for r, n in want.items())
+
+
+def _needed(i: int, versions: list[VersionVector], want: VersionVector, have: VersionVector) -> bool:
+    """Transaction i is in ``want`` but not in ``have`` (its own ops are the top of its version)."""
+    return any(have.get(r, 0) < n <= want.get(r, 0) for r, n in versions[i].items())
+
+
+def _first_difference(got: str, want: str) -> str:
+    i = next((k for k, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
+    return (
+        f"result differs from endContent at code point {i}: got {got[i:i + 30]!r}, "
+        f"expected {want[i:i + 30]!r} (lengths {len(got)} vs {len(want)})"
+    )
+
+
+def run_replay_command(path: str, *, as_json: bool) -> int:
+    try:
+        trace = load_trace(path)
+    except TraceError as exc:
+        print(f"cowrite replay: {exc}", file=sys.stderr)
+        return 2
+    name = Path(path).name.removesuffix(".gz").removesuffix(".json")
+    report = replay_trace(trace, name)
+    report.peak_memory_bytes = replay_trace(trace, name, measure_memory=True).peak_memory_bytes
+    if as_json:
+        print(json.dumps(asdict(report)))
+    else:
+        print(
+            f"{report.trace} ({report.kind}): {report.edits} edits in {report.seconds:.3f} s "
+            f"({report.edits_per_second:,.0f} edits/s), peak memory "
+            f"{report.peak_memory_bytes / 1e6:.1f} MB, encoded {report.encoded_bytes:,} bytes"
+        )
+    if not report.ok:
+        print(f"cowrite replay: MISMATCH: {report.message}", file=sys.stderr)
+        return 1
+    return 0
