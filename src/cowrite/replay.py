@@ -13,12 +13,13 @@ import json
 import sys
 import time
 import tracemalloc
+from bisect import bisect_right
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from cowrite.engine.document import Document
-from cowrite.engine.ids import VersionVector
+from cowrite.engine.ops import Op
 
 
 @dataclass
@@ -108,28 +109,33 @@ def _replay_sequential(trace: dict[str, Any]) -> tuple[Document, int]:
 
 def _replay_concurrent(trace: dict[str, Any]) -> tuple[Document, int]:
     agents = int(trace["numAgents"])
-    docs = [Document(a + 1) for a in range(agents)]
+    ids = range(1, agents + 1)
+    # one numbering (client index = agent + 1) in every replica, so op lists are portable
+    docs = [Document(a + 1, replicas=ids) for a in range(agents)]
     nodes = [d.text("text").id for d in docs]
-    txns = trace["txns"]
-    # per transaction: the version (replica -> ops) after it, and its encoded delta
-    versions: list[VersionVector] = []
-    deltas: list[bytes] = []
+    versions: list[tuple[int, ...]] = []  # per transaction: ops seen per agent after it
+    # per agent, its transactions in order: its op count after each, and the ops it made
+    ends: list[list[int]] = [[] for _ in range(agents)]
+    deltas: list[list[list[Op]]] = [[] for _ in range(agents)]
     edits = 0
-    for txn in txns:
+    for txn in trace["txns"]:
         agent = txn["agent"]
         doc = docs[agent]
-        want: VersionVector = {}
-        for p in txn["parents"]:
-            for r, n in versions[p].items():
-                if n > want.get(r, 0):
-                    want[r] = n
-        # bring the agent's replica to exactly the parents' version, by merging deltas
-        have = doc.version
-        missing = [
-            i for i, p in enumerate(txns[: len(versions)]) if _needed(i, versions, want, have)
-        ] if _behind(have, want) else []
-        for i in missing:
-            doc.merge(deltas[i], changes=False)
+        parents = txn["parents"]
+        if parents:
+            want = versions[parents[0]]
+            for p in parents[1:]:
+                want = tuple(map(max, want, versions[p]))
+            # bring the agent's replica to exactly the parents' version, merging deltas
+            for other in range(agents):
+                have = doc.next_seq(other + 1)
+                if have < want[other]:
+                    first = bisect_right(ends[other], have)
+                    last = bisect_right(ends[other], want[other])
+                    for delta in deltas[other][first:last]:
+                        doc.apply_ops(delta, changes=False)
+            if doc.pending_ops:
+                raise AssertionError("a transaction's parents were not all delivered")
         before = doc.version
         node = nodes[agent]
         for pos, ndel, ins in txn["patches"]:
@@ -138,32 +144,30 @@ def _replay_concurrent(trace: dict[str, Any]) -> tuple[Document, int]:
             if ins:
                 doc.insert(node, pos, ins)
             edits += 1
-        versions.append(doc.version)
-        deltas.append(doc.delta_since(before))
+        after = tuple(doc.next_seq(a + 1) for a in range(agents))
+        versions.append(after)
+        ends[agent].append(after[agent])
+        deltas[agent].append(doc.ops_since(before))
+    # full sync through the binary format: each replica's state merged into a fresh one
     final = Document(agents + 1)
-    for delta in deltas:
-        final.merge(delta, changes=False)
+    for doc in docs:
+        final.merge(doc.encode_state(), changes=False)
+    state = final.encode_state()
     for doc in docs:  # every replica converges once it has everything
-        doc.merge(final.encode_state(), changes=False)
+        doc.merge(state, changes=False)
         if str(doc.text("text")) != str(final.text("text")):
             raise AssertionError("replicas diverged")
     return final, edits
 
 
-def _behind(have: VersionVector, want: VersionVector) -> bool:
-    return any(have.get(r, 0) < n for r, n in want.items())
-
-
-def _needed(i: int, versions: list[VersionVector], want: VersionVector, have: VersionVector) -> bool:
-    """Transaction i is in ``want`` but not in ``have`` (its own ops are the top of its version)."""
-    return any(have.get(r, 0) < n <= want.get(r, 0) for r, n in versions[i].items())
-
-
 def _first_difference(got: str, want: str) -> str:
-    i = next((k for k, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
+    i = next(
+        (k for k, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+        min(len(got), len(want)),
+    )
     return (
-        f"result differs from endContent at code point {i}: got {got[i:i + 30]!r}, "
-        f"expected {want[i:i + 30]!r} (lengths {len(got)} vs {len(want)})"
+        f"result differs from endContent at code point {i}: got {got[i : i + 30]!r}, "
+        f"expected {want[i : i + 30]!r} (lengths {len(got)} vs {len(want)})"
     )
 
 

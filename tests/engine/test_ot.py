@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cowrite.engine import ot
@@ -88,7 +89,7 @@ def assert_normalized(op: Op) -> None:
     assert op == ot.normalize(op)
     if op:
         assert not (isinstance(op[-1], int) and op[-1] > 0), "trailing retain"
-    for x, y in zip(op, op[1:], strict=False):
+    for x, y in pairwise(op):
         same_kind = (
             (isinstance(x, int) and isinstance(y, int) and (x > 0) == (y > 0))
             or (isinstance(x, str) and isinstance(y, str))
@@ -107,6 +108,19 @@ def as_list_op(op: Op) -> Op:
 # ---------------------------------------------------------------------------------------------
 
 
+def split_and_pad(op: Op) -> Op:
+    """An apply-equivalent spelling of ``op``: components halved, zero-length ones sprinkled in."""
+    out: Op = [0]
+    for c in op:
+        size = abs(c) if isinstance(c, int) else len(c)
+        if isinstance(c, int):
+            parts: list[Any] = [c // abs(c) * (size // 2), c // abs(c) * (size - size // 2)]
+        else:
+            parts = [c[: size // 2], c[size // 2 :]]
+        out += [*parts, 0, c[:0] if not isinstance(c, int) else 0]
+    return out
+
+
 @given(concurrent(1))
 def test_normalize_is_idempotent_apply_equivalent_and_canonical(case: tuple[Any, list[Op]]) -> None:
     doc, [op] = case
@@ -115,10 +129,14 @@ def test_normalize_is_idempotent_apply_equivalent_and_canonical(case: tuple[Any,
     assert ot.normalize(norm) == norm
     assert ot.apply(doc, norm) == ot.apply(doc, op)
     assert ot.is_noop(op) == (norm == [])
-    # Zero-length components are dropped by normalize (and only by normalize).
-    padded = [0, *[x for c in op for x in (c, 0, "" if isinstance(c, str) else [])]]
-    if all(not isinstance(c, list) for c in op) or not any(isinstance(c, str) for c in op):
-        assert ot.normalize(padded) == norm
+    # Differently chunked spellings, and delete/insert swaps within a gap, normalize the same.
+    assert ot.normalize(split_and_pad(op)) == norm
+    swapped = list(op)
+    for i in range(len(swapped) - 1):
+        x, y = swapped[i], swapped[i + 1]
+        if isinstance(x, int) and x < 0 and not isinstance(y, int):
+            swapped[i], swapped[i + 1] = y, x
+    assert ot.normalize(swapped) == norm
 
 
 @given(concurrent(1))
@@ -168,12 +186,13 @@ def test_transform_by_identity_and_of_identity(case: tuple[Any, list[Op]], side:
 
 
 @st.composite
-def history_and_concurrent(draw: st.DrawFn) -> tuple[Any, Op, Op, Op]:
-    """A document, consecutive ops a then b on it, and an op c concurrent to both; normalized."""
+def history_and_concurrent(draw: st.DrawFn, raw_c: bool = False) -> tuple[Any, Op, Op, Op]:
+    """A document, normalized consecutive ops a then b on it (a server's history), and an op c
+    concurrent to both (normalized unless ``raw_c``)."""
     doc, [a, b] = draw(sequential(2))
     kind = "text" if isinstance(doc, str) else "list"
     c = draw(ops(len(doc), kind))
-    return doc, ot.normalize(a), ot.normalize(b), ot.normalize(c)
+    return doc, ot.normalize(a), ot.normalize(b), c if raw_c else ot.normalize(c)
 
 
 def has_inserts(op: Op) -> bool:
@@ -202,7 +221,7 @@ def test_transform_against_a_composition_agrees_with_transforming_in_steps(
         assert at_once == in_steps
 
 
-@given(history_and_concurrent())
+@given(history_and_concurrent(raw_c=True))
 @settings(max_examples=300)
 def test_client_and_server_converge_over_a_two_op_history(case: tuple[Any, Op, Op, Op]) -> None:
     # The server rebases client op c over its history h1, h2 ("left"); the client rebases h1, h2
@@ -213,6 +232,84 @@ def test_client_and_server_converge_over_a_two_op_history(case: tuple[Any, Op, O
     pending = ot.transform(c, h1, "left")
     h2_client = ot.transform(h2, pending, "right")
     assert run(doc, c, h1_client, h2_client) == server
+
+
+def reference_transform(op1: Op, op2: Op, side: str) -> Op:
+    """ot-text-unicode's ``transform`` (lib/type.ts), ported literally: deletes as negative ints."""
+
+    def kind(c: Any) -> str:
+        return "i" if not isinstance(c, int) else "s" if c > 0 else "d"
+
+    new: Op = []
+    idx, offset = 0, 0
+
+    def append(c: Any) -> None:
+        if c and new and kind(new[-1]) == kind(c):
+            new[-1] = new[-1] + c
+        elif c:
+            new.append(c)
+
+    def take(n: int) -> Any:  # take(n, 'i'): inserts are taken whole
+        nonlocal idx, offset
+        if idx == len(op1):
+            return None if n == -1 else n
+        c = op1[idx]
+        if kind(c) == "i":
+            idx += 1
+            return c
+        if n == -1 or abs(c) - offset <= n:
+            part = (abs(c) - offset) * (1 if c > 0 else -1)
+            idx, offset = idx + 1, 0
+            return part
+        offset += n
+        return n * (1 if c > 0 else -1)
+
+    for c2 in op2:
+        if kind(c2) == "i":
+            if side == "left" and idx < len(op1) and kind(op1[idx]) == "i":
+                append(take(-1))
+            append(len(c2))
+            continue
+        length = abs(c2)
+        while length > 0:
+            c1 = take(length)
+            if kind(c2) == "s" or kind(c1) == "i":
+                append(c1)
+            if kind(c1) != "i":
+                length -= abs(c1)
+    while (c := take(-1)) is not None:
+        append(c)
+    return new[:-1] if new and kind(new[-1]) == "s" else new
+
+
+def reference_transform_position(cursor: int, op: Op) -> int:
+    """ot-text-unicode's ``transformPosition``, ported literally."""
+    pos = 0
+    for c in op:
+        if cursor <= pos:
+            break
+        if not isinstance(c, int):
+            pos, cursor = pos + len(c), cursor + len(c)
+        elif c > 0:
+            pos += c
+        else:
+            cursor -= min(-c, cursor - pos)
+    return cursor
+
+
+@given(concurrent(2), st.sampled_from(("left", "right")), st.data())
+@settings(max_examples=300)
+def test_transform_matches_ot_text_unicode(
+    case: tuple[Any, list[Op]], side: ot.Side, data: st.DataObject
+) -> None:
+    # Same results as the browser clients' library, on unnormalized client ops too. (Its own ops
+    # never hold two adjacent inserts, on which its left and right sides disagree.)
+    doc, [a, b] = case
+    if any(not isinstance(x, int) and not isinstance(y, int) for x, y in pairwise(a)):
+        a = ot.normalize(a)
+    assert ot.transform(a, b, side) == ot.normalize(reference_transform(a, b, side))
+    pos = data.draw(st.integers(0, len(doc)))
+    assert ot.transform_position(pos, a) == reference_transform_position(pos, a)
 
 
 @given(concurrent(1))
@@ -226,8 +323,10 @@ def test_invert_round_trip(case: tuple[Any, list[Op]]) -> None:
     assert ot.apply(after, ot.compose(inverse, op)) == after
 
 
-@given(KINDS.flatmap(lambda k: st.tuples(docs(k), inserts(k) | inserts(k).map(lambda x: x[:0]))),
-       st.data())
+@given(
+    KINDS.flatmap(lambda k: st.tuples(docs(k), inserts(k) | inserts(k).map(lambda x: x[:0]))),
+    st.data(),
+)
 def test_from_splice_matches_slicing(case: tuple[Any, Any], data: st.DataObject) -> None:
     doc, insert = case
     pos = data.draw(st.integers(0, len(doc)))
@@ -249,14 +348,20 @@ def test_transform_position_tracks_a_marker(
     marker = object()
     items = list(doc)
     with_marker = ot.apply(items, ot.from_splice(pos, 0, [marker]))
-    rebased = ot.transform(as_list_op(op), ot.from_splice(pos, 0, [marker]),
-                           "left" if is_own_op else "right")
+    rebased = ot.transform(
+        as_list_op(op), ot.from_splice(pos, 0, [marker]), "left" if is_own_op else "right"
+    )
     expected = ot.apply(with_marker, rebased).index(marker)
     assert ot.transform_position(pos, op, is_own_op) == expected
 
 
-@given(KINDS.flatmap(lambda k: st.integers(0, 10).flatmap(lambda n: st.tuples(
-    st.just(n), ops(n, "list")))), st.data(), st.booleans())
+@given(
+    KINDS.flatmap(
+        lambda k: st.integers(0, 10).flatmap(lambda n: st.tuples(st.just(n), ops(n, "list")))
+    ),
+    st.data(),
+    st.booleans(),
+)
 @settings(max_examples=300)
 def test_transform_position_keeps_surviving_neighbours_around_cursor(
     case: tuple[int, Op], data: st.DataObject, is_own_op: bool
@@ -301,10 +406,10 @@ BAD_OPS: list[tuple[object, str]] = [
     ([2, False], "component 1: False is a bool"),
     ([""], "component 0: empty insert"),
     ([3, []], "component 1: empty insert"),
-    ([1.0], "component 0: float is not a component"),
-    ([{"d": 1}], "component 0: dict is not a component"),
-    ([("a",)], "component 0: tuple is not a component"),
-    ([None], "component 0: NoneType is not a component"),
+    ([1.0], "component 0: float is not int, str or list"),
+    ([{"d": 1}], "component 0: dict is not int, str or list"),
+    ([("a",)], "component 0: tuple is not int, str or list"),
+    ([None], "component 0: NoneType is not int, str or list"),
     (["a", 2, ["b"]], "component 2: list insert .* component 0 is a str insert"),
     ([[1], -1, "x"], "component 2: str insert .* component 0 is a list insert"),
 ]
@@ -370,9 +475,9 @@ def test_list_edits_splice_items() -> None:
 
 
 def test_text_and_list_ops_do_not_mix() -> None:
-    with pytest.raises(InvalidOperation, match="inserts list"):
+    with pytest.raises(InvalidOperation, match="inserts list into a str"):
         ot.apply("abc", [[1]])
-    with pytest.raises(InvalidOperation, match="inserts str"):
+    with pytest.raises(InvalidOperation, match="inserts str into a list"):
         ot.apply([1, 2], ["x"])
     with pytest.raises(InvalidOperation, match="cannot compose"):
         ot.compose(["x"], [[1]])

@@ -55,7 +55,6 @@ __all__ = [
 U64_MAX = (1 << 64) - 1
 I64_MAX = (1 << 63) - 1
 I64_MIN = -(1 << 63)
-_MAX_VARINT_BYTES = 10
 
 Buffer = bytes | bytearray | memoryview
 
@@ -342,6 +341,9 @@ def read_uint_rle(r: Reader, max_items: int) -> list[int]:
                     v = buf[pos]
                     if v < 0x80:
                         pos += 1
+                    elif buf[pos + 1] < 0x80:  # inline two-byte varints too
+                        v = (v & 0x7F) | (buf[pos + 1] << 7)
+                        pos += 2
                     else:
                         v, pos = _read_varint(buf, pos)
                     append(v)

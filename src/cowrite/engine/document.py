@@ -19,6 +19,7 @@ and a concurrent set: the later by HLC wins, deterministically); counters add.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import secrets
 import time
@@ -26,6 +27,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from heapq import heappop, heappush
 from typing import Any
 
 from cowrite.engine.clock import HybridClock, Timestamp, check_timestamp
@@ -56,6 +58,10 @@ from cowrite.engine.ops import (
 )
 from cowrite.engine.register import LWWRegister
 from cowrite.engine.sequence import Item, ItemIndex, Sequence
+
+Buffer = bytes | bytearray | memoryview
+DeleteColumns = tuple[array[int], array[int], array[int], array[int]]
+"""Per client: delete op seq, node, first target id, count (one row per span)."""
 
 SYSTEM = 0
 """Client index (and replica id) 0 is reserved for named roots; no replica may use it."""
@@ -95,7 +101,7 @@ class Change:
 
     node: int
     kind: NodeKind
-    delta: list[Any]
+    delta: builtins.list[Any]
     key: str | None = None
 
 
@@ -106,6 +112,9 @@ class Document:
     ``now_ms`` is the wall clock used for hybrid-logical-clock timestamps and version times.
     ``version_window_ms``: consecutive local transactions within this window are listed as one
     version by ``history.versions`` (0 lists every transaction).
+    ``replicas``: replica ids to number first, in this order. Op objects (``ops_since``) carry ids
+    packed for one document's numbering; documents created with the same ``replicas`` list can
+    exchange op objects directly (in-process replicas), others exchange bytes.
     """
 
     def __init__(
@@ -114,6 +123,7 @@ class Document:
         *,
         now_ms: Callable[[], int] = _wall_clock_ms,
         version_window_ms: int = 1000,
+        replicas: Iterable[int] = (),
     ) -> None:
         if replica is None:
             replica = secrets.randbits(63) + 1
@@ -123,22 +133,27 @@ class Document:
         self.now_ms = now_ms
         self.version_window_ms = version_window_ms
         self.clock = HybridClock(replica, now_ms)
-        self._replicas: list[int] = [SYSTEM]
+        self._replicas: builtins.list[int] = [SYSTEM]
         self._clients: dict[int, int] = {SYSTEM: 0}
-        self._next: list[int] = [0]
+        self._next: builtins.list[int] = [0]
         self.index = ItemIndex()
         self.index.ensure_client(0)
         self._nodes: dict[int, NodeState] = {}
         self._kinds: dict[int, NodeKind] = {}
         self.roots: dict[int, tuple[str, NodeKind]] = {}
         # non-insert ops per client, in seq order; deletes columnar to stay small
-        self._log: list[list[SetOp | AddOp]] = [[]]
-        self._dels: list[tuple[array[int], array[int], array[int], array[int]]] = [_del_arrays()]
-        self._pending: list[Op] = []
+        self._log: builtins.list[builtins.list[SetOp | AddOp]] = [[]]
+        self._dels: builtins.list[DeleteColumns] = [_del_arrays()]
+        # remote ops waiting for their dependencies: per client a heap of (seq, tiebreak, op)
+        self._queues: dict[int, builtins.list[tuple[int, int, Op]]] = {}
+        self._pending_count = 0
+        self._tiebreak = 0
         # version log: per transaction (client, next seq after it, wall ms at its start)
         self.vlog_client: array[int] = array("q")
         self.vlog_end: array[int] = array("q")
         self.vlog_time: array[int] = array("q")
+        for r in replicas:
+            self.client_index(r)
         self._me = self.client_index(replica)
 
     # ------------------------------------------------------------- clients
@@ -285,7 +300,7 @@ class Document:
             self.vlog_end.append(end)
             self.vlog_time.append(now)
 
-    def insert(self, node: int, pos: int, content: str | list[Any]) -> None:
+    def insert(self, node: int, pos: int, content: str | builtins.list[Any]) -> None:
         """Insert text (str) or list values at visible index ``pos`` of a text/list node."""
         seq = self.sequence(node)
         if not content:
@@ -302,7 +317,7 @@ class Document:
             raise InvalidOperation("list nodes take a list of values")
         if not 0 <= pos <= seq.root.vis:
             raise InvalidOperation(f"insert at {pos} out of range for length {seq.root.vis}")
-        values: list[Any] = []
+        values: builtins.list[Any] = []
         for v in content:
             if type(v) is not NewNode:
                 check_json(v)
@@ -365,7 +380,7 @@ class Document:
         self._kinds[node] = kind
         return state
 
-    def _materialize_list(self, first: int, values: list[Any]) -> list[Any]:
+    def _materialize_list(self, first: int, values: builtins.list[Any]) -> builtins.list[Any]:
         """List content as stored: ``NewNode`` markers become nodes with the element's id."""
         out = values
         for k, v in enumerate(values):
@@ -407,67 +422,102 @@ class Document:
             targets.append(target)
             lengths.append(count)
 
-    def apply_ops(self, ops: Iterable[Op], *, changes: bool = True) -> list[Change]:
+    def apply_ops(self, ops: Iterable[Op], *, changes: bool = True) -> builtins.list[Change]:
         """Apply remote operations in any order; returns what changed (if ``changes``).
 
         Ops already seen are skipped; ops whose dependencies are missing wait (``pending_ops``)
         and are applied by a later call once those arrive. Raises InvalidOperation (and applies
-        nothing) if an op contradicts the document: wrong node kind, content of the wrong type.
+        none of ``ops``) if one contradicts the document: wrong node kind, content of the wrong
+        type, or too many ops waiting.
         """
-        queues: dict[int, list[Op]] = {}
-        for op in [*self._pending, *ops]:
-            queues.setdefault(op.id & CLIENT_MASK, []).append(op)
-        for client, q in queues.items():
-            q.sort(key=lambda o: o.id >> CLIENT_BITS, reverse=True)
-            if client == SYSTEM:
+        new = list(ops)
+        out: builtins.list[Change] = []
+        sink = out if changes else None
+        nxt = self._next
+        if not self._pending_count:
+            # fast path: ops arriving in causal order apply directly, no queueing
+            applied = 0
+            for op in new:
+                client = op.id & CLIENT_MASK
+                seq = op.id >> CLIENT_BITS
+                if seq != nxt[client] or not self._ready(op):
+                    break
+                self._apply_remote(op, sink)
+                end = seq + (len(op.content) if isinstance(op, InsertOp) else 1)
+                nxt[client] = end
+                applied += 1
+                if applied == len(new) or new[applied].id & CLIENT_MASK != client:
+                    self._record_version(client, end)
+            if applied == len(new):
+                return out
+            new = new[applied:]
+        for op in new:
+            if op.id & CLIENT_MASK == SYSTEM:
                 raise InvalidOperation("replica 0 is reserved")
-        self._check_kinds(queues)
-        out: list[Change] = []
+            kind = self._kinds.get(op.node) or (self.roots.get(op.node) or (None, None))[1]
+            if kind is not None:  # else created later in causal order: checked when applied
+                self._check_op_kind(op, kind)
+        if self._pending_count + len(new) > MAX_PENDING_OPS:
+            raise InvalidOperation("too many operations waiting for missing dependencies")
+        queues = self._queues
+        for op in new:
+            client = op.id & CLIENT_MASK
+            q = queues.get(client)
+            if q is None:
+                q = queues[client] = []
+            self._tiebreak += 1
+            heappush(q, (op.id >> CLIENT_BITS, self._tiebreak, op))
+        self._pending_count += len(new)
         progress = True
         while progress:
             progress = False
             for client, q in queues.items():
-                nxt = self._next
                 while q:
-                    op = q[-1]
-                    seq = op.id >> CLIENT_BITS
+                    seq, _, op = q[0]
                     have = nxt[client]
                     if type(op) is InsertOp:
                         end = seq + len(op.content)
                         if end <= have:
-                            q.pop()
+                            heappop(q)
+                            self._pending_count -= 1
                             continue
                         if seq < have:  # partly seen: keep the unseen suffix
                             k = have - seq
-                            op = InsertOp(op.id + k * ONE, op.node, op.id + (k - 1) * ONE, op.right, op.content[k:])
+                            op = InsertOp(
+                                op.id + k * ONE,
+                                op.node,
+                                op.id + (k - 1) * ONE,
+                                op.right,
+                                op.content[k:],
+                            )
                             seq = have
                     else:
                         end = seq + 1
                         if end <= have:
-                            q.pop()
+                            heappop(q)
+                            self._pending_count -= 1
                             continue
                     if seq > have or not self._ready(op):
                         break
-                    q.pop()
-                    self._apply_remote(op, out if changes else None)
+                    heappop(q)
+                    self._pending_count -= 1
+                    self._apply_remote(op, sink)
                     nxt[client] = end
                     self._record_version(client, end)
                     progress = True
-        pending = [op for q in queues.values() for op in q]
-        if len(pending) > MAX_PENDING_OPS:
-            raise InvalidOperation("too many operations waiting for missing dependencies")
-        self._pending = pending
         return out
 
     @property
     def pending_ops(self) -> int:
         """Remote ops received but not applied yet, waiting for their dependencies."""
-        return len(self._pending)
+        return self._pending_count
 
     def _known(self, pid: int) -> bool:
         return pid == NO_ID or (pid >> CLIENT_BITS) < self._next[pid & CLIENT_MASK]
 
     def _ready(self, op: Op) -> bool:
+        if op.id & CLIENT_MASK == SYSTEM:
+            raise InvalidOperation("replica 0 is reserved")
         if op.node not in self._nodes and op.node not in self.roots:
             return False
         if type(op) is InsertOp:
@@ -475,14 +525,6 @@ class Document:
         if type(op) is DeleteOp:
             return all(self._known(t + (n - 1) * ONE) for t, n in op.spans)
         return True
-
-    def _check_kinds(self, queues: Mapping[int, list[Op]]) -> None:
-        for q in queues.values():
-            for op in q:
-                kind = self._kinds.get(op.node) or (self.roots.get(op.node) or (None, None))[1]
-                if kind is None:
-                    continue  # created later in causal order: checked when applied
-                self._check_op_kind(op, kind)
 
     @staticmethod
     def _check_op_kind(op: Op, kind: NodeKind) -> None:
@@ -497,9 +539,9 @@ class Document:
                 raise InvalidOperation(f"delete in a {kind.name}")
         elif t is SetOp:
             assert isinstance(op, SetOp)
-            if kind is NodeKind.MAP and isinstance(op.key, str):
-                pass
-            elif kind is NodeKind.REGISTER and op.key is None and type(op.value) is not NewNode:
+            if (kind is NodeKind.MAP and isinstance(op.key, str)) or (
+                kind is NodeKind.REGISTER and op.key is None and type(op.value) is not NewNode
+            ):
                 pass
             else:
                 raise InvalidOperation(f"set on a {kind.name}")
@@ -507,14 +549,14 @@ class Document:
         elif kind is not NodeKind.COUNTER:
             raise InvalidOperation(f"add on a {kind.name}")
 
-    def _apply_remote(self, op: Op, out: list[Change] | None) -> None:
+    def _apply_remote(self, op: Op, out: builtins.list[Change] | None) -> None:
         kind = self.kind_of(op.node)
         self._check_op_kind(op, kind)
         t = type(op)
         if t is InsertOp:
             assert isinstance(op, InsertOp)
             seq = self.sequence(op.node)
-            content: str | list[Any] = op.content
+            content: str | builtins.list[Any] = op.content
             if not seq.is_text:
                 assert isinstance(content, list)
                 for v in content:
@@ -559,14 +601,18 @@ class Document:
             try:
                 item, off = self.index.find(target)
             except KeyError:
-                raise InvalidOperation(f"delete of unknown element {self.format_id(target)}") from None
+                raise InvalidOperation(
+                    f"delete of unknown element {self.format_id(target)}"
+                ) from None
             if item.leaf.owner is not seq:
                 raise InvalidOperation("delete of an element of another node")
             take = min(count, len(item.content) - off)
             target += take * ONE
             count -= take
 
-    def _visible_runs(self, seq: Sequence, target: int, count: int) -> Iterator[tuple[int, tuple[int, int]]]:
+    def _visible_runs(
+        self, seq: Sequence, target: int, count: int
+    ) -> Iterator[tuple[int, tuple[int, int]]]:
         """Split a delete span into (position, (id, n)) pieces of still-visible elements."""
         while count > 0:
             item, off = self.index.find(target)
@@ -579,18 +625,18 @@ class Document:
 
     # ------------------------------------------------------------- deltas
 
-    def ops_since(self, version: Mapping[int, int] | None = None) -> list[Op]:
+    def ops_since(self, version: Mapping[int, int] | None = None) -> builtins.list[Op]:
         """Every operation the holder of ``version`` lacks, per replica in seq order.
 
         ``version`` maps replica ids to counts of ops seen (``{}`` or None: everything).
         """
         version = version or {}
-        out: list[Op] = []
+        out: builtins.list[Op] = []
         for client in range(1, len(self._replicas)):
             start = version.get(self._replicas[client], 0)
             if start >= self._next[client]:
                 continue
-            ops: list[tuple[int, Op]] = []
+            ops: builtins.list[tuple[int, Op]] = []
             ops.extend(self._inserts_since(client, start))
             seqs, nodes, targets, lengths = self._dels[client]
             k = bisect_left(seqs, start)
@@ -622,7 +668,7 @@ class Document:
         # an item straddling ``start`` is trimmed by the receiver (partly-seen inserts)
 
     def _insert_op_of(self, item: Item) -> InsertOp:
-        content: str | list[Any] = item.content
+        content: str | builtins.list[Any] = item.content
         if type(content) is list:
             content = [NewNode(v.kind) if type(v) is NodeRef else v for v in content]
         owner = item.leaf.owner
@@ -639,7 +685,7 @@ class Document:
         """The whole document with its full history, encoded; ``load`` reads it back."""
         return self.delta_since({})
 
-    def merge(self, data: bytes | bytearray | memoryview, *, changes: bool = True) -> list[Change]:
+    def merge(self, data: Buffer, *, changes: bool = True) -> builtins.list[Change]:
         """Merge an encoded delta or state from any replica; idempotent, any order.
 
         Raises DecodeError for malformed bytes and InvalidOperation for ops that contradict
@@ -650,7 +696,9 @@ class Document:
         return self.apply_ops(decode_ops(self, data), changes=changes)
 
     @classmethod
-    def load(cls, data: bytes | bytearray | memoryview, replica: int | None = None, **kwargs: Any) -> Document:
+    def load(
+        cls, data: bytes | bytearray | memoryview, replica: int | None = None, **kwargs: Any
+    ) -> Document:
         """A new replica holding the document encoded in ``data``."""
         doc = cls(replica, **kwargs)
         doc.merge(data, changes=False)
@@ -663,7 +711,9 @@ class Document:
         for state in self._nodes.values():
             if isinstance(state, Sequence):
                 state.check_invariants()
-        for client, (starts, items) in enumerate(zip(self.index.starts, self.index.items, strict=True)):
+        for client, (starts, items) in enumerate(
+            zip(self.index.starts, self.index.items, strict=True)
+        ):
             if starts != sorted(starts) or len(set(starts)) != len(starts):
                 raise AssertionError("id index out of order")
             for s, item in zip(starts, items, strict=True):
@@ -679,12 +729,21 @@ class Document:
                 raise AssertionError("op log beyond the version vector")
 
 
-def _del_arrays() -> tuple[array[int], array[int], array[int], array[int]]:
+def _del_arrays() -> DeleteColumns:
     return array("q"), array("q"), array("q"), array("q")
 
 
-def _retain(pos: int, rest: list[Any]) -> list[Any]:
+def _retain(pos: int, rest: builtins.list[Any]) -> builtins.list[Any]:
     return [pos, *rest] if pos else rest
 
 
-__all__ = ["DELETED", "Change", "Document", "NodeKind", "NodeRef", "NewNode", "Timestamp", "root_id"]
+__all__ = [
+    "DELETED",
+    "Change",
+    "Document",
+    "NodeKind",
+    "NodeRef",
+    "NewNode",
+    "Timestamp",
+    "root_id",
+]

@@ -49,8 +49,8 @@ from cowrite.engine.codec import (
     write_str_column,
     write_uint_rle,
 )
-from cowrite.engine.errors import DecodeError, EngineError
 from cowrite.engine.document import Document, root_id
+from cowrite.engine.errors import DecodeError, EngineError
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, MAX_REPLICA_ID, NO_ID
 from cowrite.engine.ops import (
     DELETED,

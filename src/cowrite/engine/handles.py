@@ -28,7 +28,12 @@ class Handle:
         return self.doc.node_json(self.id)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.doc is self.doc and other.id == self.id  # type: ignore[attr-defined]
+        return (
+            isinstance(other, Handle)
+            and type(other) is type(self)
+            and other.doc is self.doc
+            and other.id == self.id
+        )
 
     def __hash__(self) -> int:
         return hash((id(self.doc), self.id))
@@ -80,6 +85,7 @@ class List(Handle):
         """Insert a new nested node at ``pos`` and return its handle."""
         self.doc.insert(self.id, pos, [NewNode(kind)])
         ref = self.doc.sequence(self.id).value()[pos]
+        assert type(ref) is NodeRef
         return wrap(self.doc, ref)
 
     def delete(self, pos: int, count: int = 1) -> None:

@@ -104,7 +104,7 @@ def op_length(op: Op) -> int:
 
 
 def check_json(value: Any, depth: int = 0) -> None:
-    """Raise InvalidOperation unless ``value`` is plain JSON (finite floats, str keys, 64-bit ints)."""
+    """Raise InvalidOperation unless ``value`` is plain JSON (finite floats, 64-bit ints)."""
     if depth > MAX_JSON_DEPTH:
         raise InvalidOperation(f"value nested deeper than {MAX_JSON_DEPTH} levels")
     if value is None or isinstance(value, bool | str):

@@ -15,9 +15,13 @@ the same kind, an insert before a delete when both sit at the same position, and
 retain; ``[]`` is the identity. Every function returning an op returns it normalized and never
 aliases the lists of its inputs (list items themselves are shared, not copied).
 
-The other functions accept any op that passes ``check`` (normalized or not) and, like
-ot-text-unicode, honour the order of its components: ``transform`` gives the same result as
-ot-text-unicode's ``transform`` for the same components, so a browser client and this server agree.
+Other functions validate ops as ``check`` does (``normalize`` also drops zero-length components)
+and accept unnormalized ones, honouring component order like ot-text-unicode: ``[-1, "A"]``
+inserts after the deleted item, so a concurrent insert at its start lands first; ``["A", -1]``
+is the reverse. ``transform`` matches ot-text-unicode's ``transform`` component for component.
+
+``transform`` does not distribute over ``compose``: rebasing over ``compose(a, b)`` can order tied
+inserts differently from rebasing over ``a`` then ``b``. Rebase like the clients: one op at a time.
 """
 
 from __future__ import annotations
@@ -33,34 +37,13 @@ Op: TypeAlias = list[Component]
 Side: TypeAlias = Literal["left", "right"]
 _Insert: TypeAlias = str | list[Any]
 
-__all__ = [
-    "Component",
-    "Op",
-    "Side",
-    "apply",
-    "base_length",
-    "check",
-    "compose",
-    "compose_all",
-    "from_splice",
-    "invert",
-    "is_noop",
-    "normalize",
-    "target_length",
-    "transform",
-    "transform_position",
-    "transform_selection",
-]
-
 
 def _scan(op: object, *, allow_empty: bool = False) -> type | None:
     """Validate ``op``; return ``str`` or ``list`` (what it inserts), or None if no inserts."""
     if not isinstance(op, list):
-        raise InvalidOperation(
-            f"an operation must be a list of components, not {type(op).__name__}"
-        )
+        raise InvalidOperation(f"an operation must be a list, not {type(op).__name__}")
     kind: type | None = None
-    first = -1
+    first = -1  # the first insert, for messages
     for i, c in enumerate(op):
         if isinstance(c, bool):
             raise InvalidOperation(f"component {i}: {c!r} is a bool, not a retain/delete count")
@@ -69,10 +52,7 @@ def _scan(op: object, *, allow_empty: bool = False) -> type | None:
                 raise InvalidOperation(f"component {i}: zero-length retain/delete (0)")
             continue
         if not isinstance(c, str | list):
-            raise InvalidOperation(
-                f"component {i}: {type(c).__name__} is not a component "
-                "(expected int retain/delete, str or list insert)"
-            )
+            raise InvalidOperation(f"component {i}: {type(c).__name__} is not int, str or list")
         if not c:
             if allow_empty:
                 continue
@@ -90,9 +70,7 @@ def _scan(op: object, *, allow_empty: bool = False) -> type | None:
 
 def _same_kind(a: type | None, b: type | None, what: str) -> None:
     if a is not None and b is not None and a is not b:
-        raise InvalidOperation(
-            f"cannot {what} an op inserting {a.__name__} with one inserting {b.__name__}"
-        )
+        raise InvalidOperation(f"cannot {what} a {a.__name__}-inserting op with a {b.__name__} one")
 
 
 def _size(c: Component) -> int:
@@ -105,9 +83,7 @@ class _Reader:
     __slots__ = ("_i", "_off", "_op")
 
     def __init__(self, op: Op) -> None:
-        self._op = op
-        self._i = 0
-        self._off = 0
+        self._op, self._i, self._off = op, 0, 0
 
     def peek(self) -> Component | None:
         """The current component (ignoring how much of it was taken), None when exhausted."""
@@ -137,28 +113,27 @@ class _Builder:
 
     def __init__(self) -> None:
         self._out: Op = []
-        self._ret = 0
         self._ins: list[_Insert] = []
-        self._dels = 0
+        self._ret = self._dels = 0
 
     def retain(self, n: int) -> None:
         if n > 0:
-            if self._ins or self._dels:
-                self._flush()
+            self._flush()
             self._ret += n
+
+    def _edit(self) -> None:
+        if self._ret:
+            self._out.append(self._ret)
+            self._ret = 0
 
     def delete(self, n: int) -> None:
         if n > 0:
-            if self._ret:
-                self._out.append(self._ret)
-                self._ret = 0
+            self._edit()
             self._dels += n
 
     def insert(self, s: _Insert) -> None:
         if s:
-            if self._ret:
-                self._out.append(self._ret)
-                self._ret = 0
+            self._edit()
             self._ins.append(s)
 
     def push(self, c: Component) -> None:
@@ -237,9 +212,7 @@ def from_splice(pos: int, delete_count: int, insert: str | list[Any]) -> Op:
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise InvalidOperation(f"splice {name} must be an int >= 0, got {v!r}")
     if not isinstance(insert, str | list):
-        raise InvalidOperation(
-            f"splice insert must be a str or a list, got {type(insert).__name__}"
-        )
+        raise InvalidOperation(f"splice insert must be str or list, not {type(insert).__name__}")
     out = _Builder()
     out.retain(pos)
     out.insert(insert)
@@ -251,9 +224,7 @@ def _seq_kind(seq: object, kind: type | None) -> None:
     if not isinstance(seq, str | list):
         raise InvalidOperation(f"ops apply to a str or a list, not {type(seq).__name__}")
     if kind is not None and not isinstance(seq, kind):
-        raise InvalidOperation(
-            f"op inserts {kind.__name__} but the sequence is a {type(seq).__name__}"
-        )
+        raise InvalidOperation(f"op inserts {kind.__name__} into a {type(seq).__name__}")
 
 
 @overload
@@ -373,9 +344,7 @@ def invert(op: Op, before: str | list[Any]) -> Op:
         if isinstance(c, int):
             size = abs(c)
             if pos + size > n:
-                raise InvalidOperation(
-                    f"component {i} runs past the end of a sequence of length {n}"
-                )
+                raise InvalidOperation(f"component {i} runs past the end of length {n}")
             if c > 0:
                 out.retain(size)
             else:
@@ -416,7 +385,4 @@ def transform_position(pos: int, op: Op, is_own_op: bool = False) -> int:
 
 def transform_selection(anchor: int, head: int, op: Op, is_own_op: bool = False) -> tuple[int, int]:
     """``(anchor, head)`` each moved by ``transform_position``."""
-    return (
-        transform_position(anchor, op, is_own_op),
-        transform_position(head, op, is_own_op),
-    )
+    return transform_position(anchor, op, is_own_op), transform_position(head, op, is_own_op)

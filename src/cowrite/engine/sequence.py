@@ -35,7 +35,7 @@ Content = str | list[Any]
 class Item:
     """A run of inserted elements. ``id`` is the packed id of the first element."""
 
-    __slots__ = ("id", "content", "deleted", "origin", "right", "leaf")
+    __slots__ = ("content", "deleted", "id", "leaf", "origin", "right")
 
     def __init__(self, id: int, content: Content, origin: int, right: int, deleted: bool) -> None:
         self.id = id
@@ -51,7 +51,7 @@ class Item:
 
 
 class Leaf:
-    __slots__ = ("items", "vis", "parent", "next", "prev", "owner")
+    __slots__ = ("items", "next", "owner", "parent", "prev", "vis")
 
     def __init__(self, owner: Sequence | None = None) -> None:
         self.owner = owner
@@ -63,7 +63,7 @@ class Leaf:
 
 
 class Node:
-    __slots__ = ("children", "vis", "parent")
+    __slots__ = ("children", "parent", "vis")
 
     def __init__(self, children: list[Any]) -> None:
         self.children: list[Any] = children  # all Leaf or all Node
@@ -82,7 +82,7 @@ class ItemIndex:
     Shared by all sequences of one document (ids are unique per document).
     """
 
-    __slots__ = ("starts", "items")
+    __slots__ = ("items", "starts")
 
     def __init__(self) -> None:
         self.starts: list[list[int]] = []
@@ -137,7 +137,16 @@ class Sequence:
     """
 
     __slots__ = (
-        "node_id", "is_text", "index", "replica_of", "root", "first", "_cl", "_cls", "_ci", "_cis"
+        "_ci",
+        "_cis",
+        "_cl",
+        "_cls",
+        "first",
+        "index",
+        "is_text",
+        "node_id",
+        "replica_of",
+        "root",
     )
 
     def __init__(
@@ -492,7 +501,9 @@ class Sequence:
         visible-length-neutral split only moves indexes after it, which the cursor tolerates.
         """
         content = item.content
-        tail = Item(item.id + off * ONE, content[off:], item.id + (off - 1) * ONE, item.right, item.deleted)
+        tail = Item(
+            item.id + off * ONE, content[off:], item.id + (off - 1) * ONE, item.right, item.deleted
+        )
         item.content = content[:off]
         self.index.add(tail)
         leaf = item.leaf
@@ -518,7 +529,7 @@ class Sequence:
             node = node.parent
 
     def _try_merge_tombstone(self, item: Item) -> None:
-        """Merge a fresh tombstone into an adjacent tombstone of the same run (repeated backspace)."""
+        """Merge a fresh tombstone into an adjacent one of the same run (repeated backspace)."""
         leaf = item.leaf
         items = leaf.items
         k = items.index(item)
@@ -619,7 +630,7 @@ class Sequence:
     # -------------------------------------------------------------- checking
 
     def check_invariants(self) -> None:
-        """Validate the tree, the leaf chain, cached counts and the id index; AssertionError if not."""
+        """Check the tree, leaf chain, cached counts and id index; AssertionError if broken."""
         leaves: list[Leaf] = []
 
         def walk(node: Leaf | Node, parent: Node | None) -> int:
@@ -662,4 +673,3 @@ class Sequence:
                 raise AssertionError("cursor on a detached leaf")
             if self._start_of(self._cl) != self._cls:
                 raise AssertionError("cursor leaf start is stale")
-
