@@ -28,11 +28,11 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from heapq import heappop, heappush
-from typing import Any
+from typing import Any, TypeAlias
 
 from cowrite.engine.clock import HybridClock, Timestamp, check_timestamp
 from cowrite.engine.counter import PNCounter
-from cowrite.engine.errors import InvalidOperation
+from cowrite.engine.errors import InvalidOperation, ResyncNeeded
 from cowrite.engine.handles import HANDLES, Counter, Handle, List, Map, Register, Text
 from cowrite.engine.ids import (
     CLIENT_BITS,
@@ -57,10 +57,10 @@ from cowrite.engine.ops import (
     check_json,
 )
 from cowrite.engine.register import LWWRegister
-from cowrite.engine.sequence import Item, ItemIndex, Sequence
+from cowrite.engine.sequence import Gap, Item, ItemIndex, Sequence
 
 Buffer = bytes | bytearray | memoryview
-DeleteColumns = tuple[array[int], array[int], array[int], array[int]]
+DeleteColumns: TypeAlias = "tuple[array[int], array[int], array[int], array[int]]"
 """Per client: delete op seq, node, first target id, count (one row per span)."""
 
 SYSTEM = 0
@@ -155,6 +155,8 @@ class Document:
         for r in replicas:
             self.client_index(r)
         self._me = self.client_index(replica)
+        self.base: VersionVector = {}
+        """Compaction base: history before it is gone (see ``compaction``)."""
 
     # ------------------------------------------------------------- clients
 
@@ -367,6 +369,11 @@ class Document:
     # ----------------------------------------------------------- applying
 
     def _create_node(self, node: int, kind: NodeKind) -> NodeState:
+        existing = self._nodes.get(node)
+        if existing is not None:
+            if self._kinds[node] is not kind:
+                raise InvalidOperation("a node id reused with another kind")
+            return existing
         state: NodeState
         if kind is NodeKind.TEXT or kind is NodeKind.LIST:
             state = Sequence(node, kind is NodeKind.TEXT, self.index, self.replica_of)
@@ -631,6 +638,8 @@ class Document:
         ``version`` maps replica ids to counts of ops seen (``{}`` or None: everything).
         """
         version = version or {}
+        if self.base and not all(version.get(r, 0) >= n for r, n in self.base.items()):
+            raise ResyncNeeded("that version predates the compaction base: load a snapshot")
         out: builtins.list[Op] = []
         for client in range(1, len(self._replicas)):
             start = version.get(self._replicas[client], 0)
@@ -668,7 +677,8 @@ class Document:
         # an item straddling ``start`` is trimmed by the receiver (partly-seen inserts)
 
     def _insert_op_of(self, item: Item) -> InsertOp:
-        content: str | builtins.list[Any] = item.content
+        content = item.content
+        assert not isinstance(content, Gap), "compacted runs are in the base, never in a delta"
         if type(content) is list:
             content = [NewNode(v.kind) if type(v) is NodeRef else v for v in content]
         owner = item.leaf.owner
@@ -676,13 +686,25 @@ class Document:
         return InsertOp(item.id, owner.node_id, item.origin, item.right, content)
 
     def delta_since(self, version: Mapping[int, int] | None = None) -> bytes:
-        """Encoded ops the holder of ``version`` lacks (see ``encoding`` for the format)."""
+        """Encoded ops the holder of ``version`` lacks (see ``encoding`` for the format).
+
+        Raises ResyncNeeded if ``version`` predates the compaction base: that replica must load
+        ``encode_state()`` into a fresh document instead.
+        """
         from cowrite.engine.encoding import encode_ops
 
         return encode_ops(self, self.ops_since(version))
 
     def encode_state(self) -> bytes:
-        """The whole document with its full history, encoded; ``load`` reads it back."""
+        """The whole document with the history it keeps; ``load``/``merge`` read it back.
+
+        An uncompacted document encodes as all its ops (mergeable into any replica); a compacted
+        one as a snapshot (``compaction``), loadable into an empty document only.
+        """
+        if self.base:
+            from cowrite.engine.compaction import encode_snapshot
+
+            return encode_snapshot(self)
         return self.delta_since({})
 
     def merge(self, data: Buffer, *, changes: bool = True) -> builtins.list[Change]:
@@ -693,6 +715,11 @@ class Document:
         """
         from cowrite.engine.encoding import decode_ops
 
+        if bytes(data[:3]) == b"CWS":
+            from cowrite.engine.compaction import load_snapshot
+
+            load_snapshot(self, bytes(data))
+            return []
         return self.apply_ops(decode_ops(self, data), changes=changes)
 
     @classmethod

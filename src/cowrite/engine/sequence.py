@@ -29,7 +29,41 @@ from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, NO_ID, ONE
 LEAF_MAX = 64
 NODE_MAX = 32
 
-Content = str | list[Any]
+
+class Gap:
+    """The content of a compacted tombstone run: only its length survives (see ``compaction``)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, key: Any) -> Any:
+        if not isinstance(key, slice):
+            raise TypeError("a compacted run has no elements to read")
+        start, stop, _ = key.indices(self.n)
+        return Gap(max(stop - start, 0))
+
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError("a compacted run has no elements to read")
+
+    def __add__(self, other: Gap) -> Gap:
+        return Gap(self.n + other.n)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Gap) and other.n == self.n
+
+    def __hash__(self) -> int:
+        return hash(("gap", self.n))
+
+    def __repr__(self) -> str:
+        return f"Gap({self.n})"
+
+
+Content = str | list[Any] | Gap
 
 
 class Item:
@@ -176,13 +210,13 @@ class Sequence:
             yield from leaf.items
             leaf = leaf.next
 
-    def value(self) -> Content:
+    def value(self) -> str | list[Any]:
         if self.is_text:
             return "".join([it.content for it in self.items() if not it.deleted])  # type: ignore[misc]
         out: list[Any] = []
         for it in self.items():
             if not it.deleted:
-                out.extend(it.content)
+                out.extend(it.content)  # never a Gap: those are tombstones
         return out
 
     def id_at(self, pos: int) -> int:
@@ -644,7 +678,10 @@ class Sequence:
                         raise AssertionError(f"{it} has a stale leaf")
                     if not it.content:
                         raise AssertionError("empty item")
-                    if isinstance(it.content, str) != self.is_text:
+                    if type(it.content) is Gap:
+                        if not it.deleted:
+                            raise AssertionError("a compacted run must be a tombstone")
+                    elif isinstance(it.content, str) != self.is_text:
                         raise AssertionError("content kind mismatch")
                     if not it.deleted:
                         vis += len(it.content)

@@ -1,0 +1,288 @@
+"""History: versions of a document, its value at a past version, and diffs between versions.
+
+A *version* is a version vector that is a causal cut: every prefix of the order in which this
+replica applied transactions is one, so ``versions`` lists those prefixes (merged per
+``Document.version_window_ms`` so that a burst of typing is one version). Any version vector the
+document includes can be asked for, not only listed ones.
+
+Everything is recomputed from the operations the document keeps: an element is visible at V if
+its insert is in V and no delete in V removed it; a map key or register holds its greatest-HLC
+write in V; a counter sums its adds in V. Versions older than the compaction base
+(``Document.base``) are gone and raise ``HistoryUnavailable``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cowrite.engine.document import Document
+from cowrite.engine.errors import EngineError
+from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, VersionVector, vv_includes
+from cowrite.engine.ops import DELETED, AddOp, NodeKind, NodeRef, SetOp
+from cowrite.engine.sequence import Gap, Sequence
+
+
+class HistoryUnavailable(EngineError):
+    """The version asked for predates the compaction base or is not included in the document."""
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    index: int
+    version: VersionVector
+    time_ms: int
+    replica: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDiff:
+    """How one node changed between two versions.
+
+    For text and list nodes ``delta`` is an index edit (``ot`` format) turning the old value into
+    the new one; for other nodes ``before``/``after`` are the values (None when absent).
+    """
+
+    node: int
+    kind: NodeKind
+    path: tuple[str | int, ...]
+    delta: list[Any]
+    before: Any = None
+    after: Any = None
+
+
+def versions(doc: Document) -> list[Version]:
+    """The listed versions, oldest first (each the document after one group of transactions)."""
+    out: list[Version] = []
+    vv: dict[int, int] = dict(doc.base)
+    for i, (client, end, t) in enumerate(
+        zip(doc.vlog_client, doc.vlog_end, doc.vlog_time, strict=True)
+    ):
+        replica = doc.replica_of(client)
+        vv[replica] = max(vv.get(replica, 0), end)
+        out.append(Version(i, dict(vv), t, replica))
+    return out
+
+
+def _check_version(doc: Document, version: Mapping[int, int]) -> None:
+    if not vv_includes(doc.version, version):
+        raise HistoryUnavailable("the document has not seen that version")
+    if not vv_includes(version, doc.base):
+        raise HistoryUnavailable("that version predates the compaction base")
+
+
+class _View:
+    """Visibility of elements and values of nodes at one version."""
+
+    def __init__(self, doc: Document, version: Mapping[int, int]) -> None:
+        self.doc = doc
+        self.limit = [version.get(doc.replica_of(c), 0) for c in range(len(doc._replicas))]
+        self.limit[0] = 1 << 62  # named roots always exist
+        # deleted element intervals per client: sorted starts, ends (merged)
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for client, (seqs, _nodes, targets, lengths) in enumerate(doc._dels):
+            cut = bisect_right(seqs, self.limit[client] - 1)
+            for k in range(cut):
+                t = targets[k]
+                c = t & CLIENT_MASK
+                s = t >> CLIENT_BITS
+                spans.setdefault(c, []).append((s, s + lengths[k]))
+        self.del_starts: dict[int, list[int]] = {}
+        self.del_ends: dict[int, list[int]] = {}
+        for c, lst in spans.items():
+            lst.sort()
+            starts: list[int] = []
+            ends: list[int] = []
+            for s, e in lst:
+                if ends and s <= ends[-1]:
+                    ends[-1] = max(ends[-1], e)
+                else:
+                    starts.append(s)
+                    ends.append(e)
+            self.del_starts[c] = starts
+            self.del_ends[c] = ends
+
+    def has(self, pid: int) -> bool:
+        return (pid >> CLIENT_BITS) < self.limit[pid & CLIENT_MASK]
+
+    def visible_mask(self, client: int, first: int, n: int) -> list[bool]:
+        """For elements ``first .. first+n-1`` of ``client``: visible at this version?"""
+        limit = self.limit[client]
+        mask = [first + k < limit for k in range(n)]
+        starts = self.del_starts.get(client)
+        if starts:
+            ends = self.del_ends[client]
+            k = max(bisect_right(starts, first) - 1, 0)
+            while k < len(starts) and starts[k] < first + n:
+                for j in range(max(starts[k], first), min(ends[k], first + n)):
+                    mask[j - first] = False
+                k += 1
+        return mask
+
+    def sequence_elements(self, seq: Sequence) -> list[tuple[int, Any]]:
+        """(id, element) of the elements visible at this version, in order."""
+        out: list[tuple[int, Any]] = []
+        for item in seq.items():
+            client = item.id & CLIENT_MASK
+            first = item.id >> CLIENT_BITS
+            if first >= self.limit[client] or type(item.content) is Gap:
+                continue
+            mask = self.visible_mask(client, first, len(item.content))
+            for k, vis in enumerate(mask):
+                if vis:
+                    out.append((item.id + (k << CLIENT_BITS), item.content[k]))
+        return out
+
+    def lww(self, node: int) -> dict[str | None, tuple[Any, Any]]:
+        """key -> (timestamp, value) of the winning writes at this version."""
+        best: dict[str | None, tuple[Any, Any]] = {}
+        for log in self.doc._log:
+            for op in log:
+                if type(op) is SetOp and op.node == node and self.has(op.id):
+                    cur = best.get(op.key)
+                    if cur is None or op.ts > cur[0]:
+                        value = (
+                            NodeRef(op.value.kind, op.id) if hasattr(op.value, "kind") else op.value
+                        )
+                        best[op.key] = (op.ts, value)
+        return best
+
+    def counter(self, node: int) -> int:
+        return sum(
+            op.amount
+            for log in self.doc._log
+            for op in log
+            if type(op) is AddOp and op.node == node and self.has(op.id)
+        )
+
+    def node_json(self, node: int) -> Any:
+        doc = self.doc
+        kind = doc.kind_of(node)
+        if kind is NodeKind.TEXT:
+            return "".join(e for _, e in self.sequence_elements(doc.sequence(node)))
+        if kind is NodeKind.LIST:
+            return [self.value_json(e) for _, e in self.sequence_elements(doc.sequence(node))]
+        if kind is NodeKind.MAP:
+            return {
+                k: self.value_json(v)
+                for k, (_, v) in sorted(self.lww(node).items(), key=lambda kv: str(kv[0]))
+                if v is not DELETED and k is not None
+            }
+        if kind is NodeKind.REGISTER:
+            entry = self.lww(node).get(None)
+            return None if entry is None else entry[1]
+        return self.counter(node)
+
+    def value_json(self, value: Any) -> Any:
+        if type(value) is NodeRef:
+            return self.node_json(value.id)
+        return value
+
+
+def value_at(doc: Document, version: Mapping[int, int]) -> dict[str, Any]:
+    """The document's JSON value as it was at ``version``."""
+    _check_version(doc, version)
+    view = _View(doc, version)
+    return {name: view.node_json(node) for node, (name, _) in sorted(doc.roots.items())}
+
+
+def diff(doc: Document, old: Mapping[int, int], new: Mapping[int, int]) -> list[NodeDiff]:
+    """What changed from version ``old`` to version ``new``, node by node (reachable nodes)."""
+    _check_version(doc, old)
+    _check_version(doc, new)
+    a = _View(doc, old)
+    b = _View(doc, new)
+    out: list[NodeDiff] = []
+    for node, (name, _) in sorted(doc.roots.items()):
+        _diff_node(doc, a, b, node, (name,), out)
+    return out
+
+
+def _diff_node(
+    doc: Document, a: _View, b: _View, node: int, path: tuple[str | int, ...], out: list[NodeDiff]
+) -> None:
+    kind = doc.kind_of(node)
+    if kind is NodeKind.TEXT or kind is NodeKind.LIST:
+        seq = doc.sequence(node)
+        delta = _sequence_delta(a, b, seq)
+        if delta:
+            out.append(NodeDiff(node, kind, path, delta))
+        if kind is NodeKind.LIST:
+            for i, (_, e) in enumerate(b.sequence_elements(seq)):
+                if type(e) is NodeRef:
+                    _diff_node(doc, a, b, e.id, (*path, i), out)
+        return
+    if kind is NodeKind.MAP:
+        old = a.lww(node)
+        new = b.lww(node)
+        for key in sorted(set(old) | set(new), key=str):
+            before = old.get(key, (None, None))[1]
+            after = new.get(key, (None, None))[1]
+            if type(after) is NodeRef and type(before) is NodeRef and after.id == before.id:
+                _diff_node(doc, a, b, after.id, (*path, str(key)), out)
+            elif before != after:
+                out.append(
+                    NodeDiff(
+                        node,
+                        kind,
+                        (*path, str(key)),
+                        [],
+                        _plain(a, before),
+                        _plain(b, after),
+                    )
+                )
+        return
+    before = a.node_json(node)
+    after = b.node_json(node)
+    if before != after:
+        out.append(NodeDiff(node, kind, path, [], before, after))
+
+
+def _plain(view: _View, value: Any) -> Any:
+    if value is DELETED or value is None:
+        return None
+    return view.value_json(value)
+
+
+def _sequence_delta(a: _View, b: _View, seq: Sequence) -> list[Any]:
+    """The index edit from the sequence at view ``a`` to it at view ``b``."""
+    ops: list[Any] = []
+
+    def push(component: Any) -> None:
+        if ops:
+            last = ops[-1]
+            if (
+                isinstance(component, int)
+                and isinstance(last, int)
+                and (component > 0) == (last > 0)
+            ):
+                ops[-1] = last + component
+                return
+            if not isinstance(component, int) and not isinstance(last, int):
+                ops[-1] = last + component
+                return
+        ops.append(component)
+
+    text = seq.is_text
+    for item in seq.items():
+        if type(item.content) is Gap:  # deleted before the compaction base
+            continue
+        client = item.id & CLIENT_MASK
+        first = item.id >> CLIENT_BITS
+        n = len(item.content)
+        in_a = a.visible_mask(client, first, n)
+        in_b = b.visible_mask(client, first, n)
+        for k in range(n):
+            va, vb = in_a[k], in_b[k]
+            if va and vb:
+                push(1)
+            elif va:
+                push(-1)
+            elif vb:
+                element = item.content[k]
+                push(element if text else [b.value_json(element)])
+    while ops and isinstance(ops[-1], int) and ops[-1] > 0:
+        ops.pop()
+    return ops
