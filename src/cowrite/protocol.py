@@ -1,0 +1,354 @@
+"""The WebSocket wire protocol, version 1: typed messages, validated on entry.
+
+Every client frame is one JSON object with a ``type`` tag; a server frame is one such object or
+a JSON array of them (messages batched per tick, in order). The types below are the single source of
+truth: ``docs/protocol.md`` explains them and ``docs/protocol.schema.json`` is generated from them
+(``cowrite schema``). Decoding rejects unknown types, unknown fields, wrong types and oversize
+values with an ``Error`` carrying a stable ``code`` (``ErrorCode``).
+
+Positions count Unicode code points. Node ids are strings: ``"<kind>:<name>"`` for named roots
+(``"text:body"``), ``"#<replica>.<seq>"`` for nested nodes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+DocId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$")]
+NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+EditId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Version = Annotated[int, msgspec.Meta(ge=0)]
+Text = Annotated[str, msgspec.Meta(max_length=10_000)]
+Name = Annotated[str, msgspec.Meta(max_length=100)]
+Fields = Annotated[dict[str, Any], msgspec.Meta(max_properties=32)]
+
+
+class ErrorCode(StrEnum):
+    BAD_MESSAGE = "bad_message"  # not JSON, unknown type, missing/unknown field, wrong type
+    TOO_LARGE = "too_large"  # frame over the size limit
+    RATE_LIMITED = "rate_limited"  # too many edits per second
+    UNAUTHORIZED = "unauthorized"  # missing, forged or expired token
+    FORBIDDEN = "forbidden"  # the token does not grant that right on that document
+    UNKNOWN_DOCUMENT = "unknown_document"
+    UNKNOWN_NODE = "unknown_node"
+    NOT_JOINED = "not_joined"  # a document message before join
+    INVALID_EDIT = "invalid_edit"  # the edit does not fit the document
+    STALE_VERSION = "stale_version"  # older than the retained history: rejoin (resync)
+    FUTURE_VERSION = "future_version"  # a version the server never issued
+    DOCUMENT_TOO_LARGE = "document_too_large"
+    ROOM_FULL = "room_full"  # connections per document
+    NOT_FOUND = "not_found"  # chat message
+    UNAVAILABLE = "unavailable"  # storage down: edits are not acknowledged
+    INTERNAL = "internal"
+
+
+class Message(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, omit_defaults=True):
+    """Base of every message."""
+
+
+# ------------------------------------------------------------------ edits
+
+
+class SeqEdit(msgspec.Struct, tag="seq", tag_field="type", forbid_unknown_fields=True):
+    """An index edit of a text or list node: retain n (>0), delete (-n), insert str or list."""
+
+    node: NodeId
+    edit: list[int | str | list[Any]]
+
+
+class SetKey(msgspec.Struct, tag="set", tag_field="type", forbid_unknown_fields=True):
+    """Write a map key (or a register when ``key`` is null). ``{"$new": kind}`` creates a node."""
+
+    node: NodeId
+    value: Any
+    key: str | None = None
+
+
+class DeleteKey(msgspec.Struct, tag="del", tag_field="type", forbid_unknown_fields=True):
+    node: NodeId
+    key: str
+
+
+class CounterAdd(msgspec.Struct, tag="add", tag_field="type", forbid_unknown_fields=True):
+    node: NodeId
+    amount: int
+
+
+EditOp = SeqEdit | SetKey | DeleteKey | CounterAdd
+
+
+class Cursor(msgspec.Struct, forbid_unknown_fields=True):
+    """A caret or selection in a text/list node: ``anchor``..``head`` as of edit ``version``."""
+
+    node: NodeId
+    anchor: Version
+    head: Version
+    version: Version | None = None
+
+
+class User(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    id: str = ""
+    name: Name = ""
+    color: Name = ""
+    fields: Fields = {}
+
+
+class ChatMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    id: int
+    author_id: str
+    author_name: str
+    text: str
+    created_ms: int
+    edited_ms: int | None = None
+    deleted: bool = False
+
+
+class PresenceEntry(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    session: str
+    user: User
+    active: bool = True
+    cursor: Cursor | None = None
+
+
+# --------------------------------------------------------- client -> server
+
+
+class Hello(Message, tag="hello"):
+    """First message. ``client_id`` is stable across reconnects of one client (exactly-once)."""
+
+    client_id: ClientId
+    protocol: int = PROTOCOL_VERSION
+    token: str | None = None
+    user: User | None = None
+
+
+class Join(Message, tag="join"):
+    """Open a document. Thin clients give the last ``version`` they saw (None: send a snapshot);
+    replicas give their version vector (``state``: replica id as a decimal string -> count)."""
+
+    doc: DocId
+    mode: Literal["thin", "replica"] = "thin"
+    version: Version | None = None
+    state: dict[str, int] | None = None
+    create: bool = False
+
+
+class Leave(Message, tag="leave"):
+    doc: DocId
+
+
+class Edit(Message, tag="edit"):
+    """A batch of edits made at ``version`` (thin clients hold one batch in flight)."""
+
+    doc: DocId
+    edit_id: EditId
+    version: Version
+    ops: Annotated[list[EditOp], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class Sync(Message, tag="sync"):
+    """A replica's CRDT delta (base64 of the engine's binary format)."""
+
+    doc: DocId
+    delta: str
+    edit_id: EditId | None = None
+
+
+class SetPresence(Message, tag="presence"):
+    doc: DocId
+    user: User | None = None
+    cursor: Cursor | None = None
+    active: bool | None = None
+
+
+class ChatSend(Message, tag="chat_send"):
+    doc: DocId
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
+
+
+class ChatEdit(Message, tag="chat_edit"):
+    doc: DocId
+    id: int
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
+
+
+class ChatDelete(Message, tag="chat_delete"):
+    doc: DocId
+    id: int
+
+
+class ChatHistory(Message, tag="chat_history"):
+    doc: DocId
+    before: int | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
+
+
+class Pong(Message, tag="pong"):
+    nonce: int = 0
+
+
+ClientMessage = (
+    Hello
+    | Join
+    | Leave
+    | Edit
+    | Sync
+    | SetPresence
+    | ChatSend
+    | ChatEdit
+    | ChatDelete
+    | ChatHistory
+    | Pong
+)
+
+
+# --------------------------------------------------------- server -> client
+
+
+class Welcome(Message, tag="welcome"):
+    session: str
+    user: User
+    protocol: int = PROTOCOL_VERSION
+    heartbeat_s: float = 15.0
+    auth: bool = False
+
+
+class Joined(Message, tag="joined"):
+    """The document's state: thin clients get ``snapshot`` (node id -> value) at ``version``,
+    replicas get ``delta`` (what they lack) and ``state`` (the server's version vector)."""
+
+    doc: DocId
+    mode: str
+    version: Version
+    rights: list[str]
+    snapshot: dict[str, Any] | None = None
+    roots: dict[str, str] | None = None
+    delta: str | None = None
+    state: dict[str, int] | None = None
+    presence: list[PresenceEntry] = []
+    chat: list[ChatMessage] = []
+
+
+class Ack(Message, tag="ack"):
+    """The edit is applied and durable. ``created``: ids of nodes its ``{"$new": kind}`` made."""
+
+    doc: DocId
+    edit_id: EditId
+    version: Version
+    created: list[str] = []
+
+
+class Remote(Message, tag="remote"):
+    """Edits by others (or catch-up), rebased to apply at ``version - 1``; ``version`` is after."""
+
+    doc: DocId
+    version: Version
+    ops: list[EditOp]
+    client_id: str = ""
+    edit_id: str = ""
+
+
+class RemoteSync(Message, tag="remote_sync"):
+    doc: DocId
+    delta: str
+    version: Version
+
+
+class Presence(Message, tag="presence_update"):
+    doc: DocId
+    entries: list[PresenceEntry] = []
+    left: list[str] = []
+
+
+class Chat(Message, tag="chat"):
+    doc: DocId
+    message: ChatMessage
+
+
+class ChatPage(Message, tag="chat_page"):
+    doc: DocId
+    messages: list[ChatMessage]
+    has_more: bool
+
+
+class Error(Message, tag="error"):
+    code: ErrorCode
+    message: str
+    doc: str | None = None
+    edit_id: str | None = None
+
+
+class Resync(Message, tag="resync"):
+    """The client must rejoin ``doc`` (its outbox overflowed or its version is too old)."""
+
+    doc: DocId
+    reason: str
+
+
+class Ping(Message, tag="ping"):
+    nonce: int = 0
+
+
+class Reconnect(Message, tag="reconnect"):
+    """The server is going away: reconnect after ``after_ms`` (to this or another instance)."""
+
+    after_ms: int = 0
+    reason: str = "shutdown"
+
+
+ServerMessage = (
+    Welcome
+    | Joined
+    | Ack
+    | Remote
+    | RemoteSync
+    | Presence
+    | Chat
+    | ChatPage
+    | Error
+    | Resync
+    | Ping
+    | Reconnect
+)
+
+client_decoder = msgspec.json.Decoder(ClientMessage)
+server_decoder = msgspec.json.Decoder(ServerMessage)
+encoder = msgspec.json.Encoder()
+
+
+class ProtocolError(Exception):
+    """A frame that cannot be accepted; ``code`` says why."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def decode_client(frame: bytes | str, max_bytes: int) -> ClientMessage:
+    """Parse and validate one client frame; raises ProtocolError with the precise reason."""
+    if len(frame) > max_bytes:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"frame of {len(frame)} bytes exceeds {max_bytes}")
+    try:
+        return client_decoder.decode(frame)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"malformed JSON: {exc}") from None
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of both directions, generated from the types above."""
+    (client, server), defs = msgspec.json.schema_components([ClientMessage, ServerMessage])
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"cowrite wire protocol v{PROTOCOL_VERSION}",
+        "$defs": defs,
+        "properties": {"client_to_server": client, "server_to_client": server},
+    }
