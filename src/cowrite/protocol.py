@@ -336,11 +336,12 @@ def decode_client(frame: bytes | str, max_bytes: int) -> ClientMessage:
     if len(frame) > max_bytes:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"frame of {len(frame)} bytes exceeds {max_bytes}")
     try:
-        return client_decoder.decode(frame)
+        message: ClientMessage = client_decoder.decode(frame)
     except msgspec.ValidationError as exc:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"malformed JSON: {exc}") from None
+    return message
 
 
 def json_schema() -> dict[str, Any]:
