@@ -12,6 +12,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="replay an editing trace through the CRDT engine")
     replay.add_argument("path", help="trace file (.json or .json.gz)")
     replay.add_argument("--json", action="store_true", help="print the report as JSON")
+    serve = sub.add_parser("serve", help="run the collaboration server")
+    serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--data", help="SQLite file (default ./cowrite.db) or :memory:")
+    serve.add_argument("--secret", help="HMAC secret for access tokens (default: no auth)")
+    serve.add_argument("--log-level", default="info")
+    schema = sub.add_parser("schema", help="print the wire protocol's JSON Schema")
+    schema.add_argument("--output", help="write to this file instead of stdout")
     return parser
 
 
@@ -21,6 +29,28 @@ def main(argv: list[str] | None = None) -> int:
         from cowrite.replay import run_replay_command
 
         return run_replay_command(args.path, as_json=args.json)
+    if args.command == "serve":
+        from cowrite.server.run import serve
+
+        return serve(
+            host=args.host,
+            port=args.port,
+            data=args.data,
+            secret=args.secret,
+            log_level=args.log_level,
+        )
+    if args.command == "schema":
+        import json
+
+        from cowrite.protocol import json_schema
+
+        text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            sys.stdout.write(text)
+        return 0
     return 2
 
 

@@ -26,7 +26,7 @@ ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Version = Annotated[int, msgspec.Meta(ge=0)]
 Text = Annotated[str, msgspec.Meta(max_length=10_000)]
 Name = Annotated[str, msgspec.Meta(max_length=100)]
-Fields = Annotated[dict[str, Any], msgspec.Meta(max_properties=32)]
+Fields = Annotated[dict[str, Any], msgspec.Meta(max_length=32)]
 
 
 class ErrorCode(StrEnum):

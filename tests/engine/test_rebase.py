@@ -17,10 +17,10 @@ def test_stale_insert_lands_after_concurrent_insert_before_it() -> None:
     text = doc.text("t")
     log = EditLog()
     apply_index_edit(doc, text.id, ["hello world"])
-    base = log.record(text.id, ["hello world"])
+    base = log.record([(text.id, ["hello world"])])
     # someone else inserts at the start; a client at `base` inserts before "world"
     apply_index_edit(doc, text.id, [">> "])
-    log.record(text.id, [">> "])
+    log.record([(text.id, [">> "])])
     rebased = log.rebase(text.id, [6, "big "], base)
     apply_index_edit(doc, text.id, rebased)
     assert str(text) == ">> hello big world"
@@ -28,21 +28,21 @@ def test_stale_insert_lands_after_concurrent_insert_before_it() -> None:
 
 def test_concurrent_inserts_at_one_position_put_the_rebased_client_first() -> None:
     log = EditLog()
-    log.record(7, [2, "B"])
+    log.record([(7, [2, "B"])])
     assert log.rebase(7, [2, "A"], 0) == [2, "A"]
     assert ot.apply("xy", [2, "B"]) == "xyB"
 
 
 def test_edits_of_other_nodes_do_not_move_an_edit() -> None:
     log = EditLog()
-    log.record(1, ["zzz"])
+    log.record([(1, ["zzz"])])
     assert log.rebase(2, [1, "a"], 0) == [1, "a"]
 
 
 def test_a_version_older_than_the_log_needs_a_resync() -> None:
     log = EditLog(capacity=3)
     for _ in range(5):
-        log.record(1, ["x"])
+        log.record([(1, ["x"])])
     assert log.oldest == 2
     with pytest.raises(ResyncNeeded):
         log.rebase(1, ["a"], 1)
@@ -77,7 +77,7 @@ def test_thin_clients_at_random_versions_converge_with_the_server() -> None:
             edit = ot.normalize([rng.randint(0, len(seen)), rng.choice("abc😀")])
         rebased = log.rebase(text.id, edit, base)
         apply_index_edit(doc, text.id, rebased)
-        log.record(text.id, rebased)
+        log.record([(text.id, rebased)])
         texts.append(ot.apply(texts[-1], rebased))
         assert str(text) == texts[-1]
     doc.check_invariants()

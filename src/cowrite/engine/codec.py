@@ -17,6 +17,9 @@ Everything the document encoder writes is built from these pieces:
   - str column: the code-point lengths as a uint RLE column, then one length-prefixed UTF-8 blob
     holding all the strings concatenated.
 
+  Every column writer and reader takes ``counted=False`` to leave the item count out, for
+  formats where the reader knows it from context (it then passes the count as ``max_items``).
+
 * ``compress`` / ``decompress``: zlib, with a hard cap on the decompressed size.
 
 Decoding never raises anything but ``DecodeError`` for bad input, never loops without consuming
@@ -255,19 +258,28 @@ class Reader:
 # Columns
 
 
-def _read_column_count(r: Reader, max_items: int) -> int:
+def _read_column_count(r: Reader, max_items: int, counted: bool = True) -> int:
+    if not counted:
+        if max_items < 0:
+            raise ValueError(f"an uncounted column needs its item count, not {max_items}")
+        return max_items
     n = r.uint()
     if n > max_items:
         raise DecodeError(f"column of {n} items exceeds the maximum {max_items}")
     return n
 
 
-def write_uint_rle(w: Writer, values: Sequence[int]) -> None:
-    """Write unsigned ints (each ``0..2**64-1``) as an item count then repeat/literal runs."""
+def write_uint_rle(w: Writer, values: Sequence[int], *, counted: bool = True) -> None:
+    """Write unsigned ints (each ``0..2**64-1``) as an item count then repeat/literal runs.
+
+    ``counted=False`` leaves the item count out (every column writer takes it): the reader must
+    know it and pass it as ``max_items`` with ``counted=False``.
+    """
     _check_uints(values)
     out = w._buf
     n = len(values)
-    _put_uint(out, n)
+    if counted:
+        _put_uint(out, n)
     i = 0
     lit = 0  # start of the pending literal stretch values[lit:i]
     while i < n:
@@ -314,9 +326,13 @@ def _put_literal(out: bytearray, values: Sequence[int], start: int, stop: int) -
             append(v)
 
 
-def read_uint_rle(r: Reader, max_items: int) -> list[int]:
-    """Inverse of ``write_uint_rle``; ``DecodeError`` if it would hold more than ``max_items``."""
-    n = _read_column_count(r, max_items)
+def read_uint_rle(r: Reader, max_items: int, *, counted: bool = True) -> list[int]:
+    """Inverse of ``write_uint_rle``; ``DecodeError`` if it would hold more than ``max_items``.
+
+    ``counted=False`` (every column reader takes it) reads an uncounted column of exactly
+    ``max_items`` items.
+    """
+    n = _read_column_count(r, max_items, counted)
     out: list[int] = []
     append = out.append
     buf = r._buf
@@ -363,7 +379,7 @@ def read_uint_rle(r: Reader, max_items: int) -> list[int]:
     return out
 
 
-def write_delta_rle(w: Writer, values: Sequence[int]) -> None:
+def write_delta_rle(w: Writer, values: Sequence[int], *, counted: bool = True) -> None:
     """Write signed 64-bit ints as wrapping deltas (first from 0), zigzagged, uint RLE."""
     if values:
         lo = min(values)
@@ -373,12 +389,12 @@ def write_delta_rle(w: Writer, values: Sequence[int]) -> None:
     deltas = [b - a for a, b in zip((0, *values[:-1]), values, strict=True)] if values else []
     if deltas and (min(deltas) < I64_MIN or max(deltas) > I64_MAX):
         deltas = [((d + (1 << 63)) & U64_MAX) - (1 << 63) for d in deltas]
-    write_uint_rle(w, [(d << 1) ^ (d >> 63) for d in deltas])
+    write_uint_rle(w, [(d << 1) ^ (d >> 63) for d in deltas], counted=counted)
 
 
-def read_delta_rle(r: Reader, max_items: int) -> list[int]:
+def read_delta_rle(r: Reader, max_items: int, *, counted: bool = True) -> list[int]:
     """Inverse of ``write_delta_rle``; every value is within the 64-bit signed range."""
-    zs = read_uint_rle(r, max_items)
+    zs = read_uint_rle(r, max_items, counted=counted)
     values = list(accumulate([(z >> 1) ^ -(z & 1) for z in zs]))
     # Valid encodings never leave the range; hostile ones wrap, exactly as the writer wraps.
     if values and (min(values) < I64_MIN or max(values) > I64_MAX):
@@ -386,10 +402,11 @@ def read_delta_rle(r: Reader, max_items: int) -> list[int]:
     return values
 
 
-def write_bool_rle(w: Writer, values: Sequence[bool]) -> None:
+def write_bool_rle(w: Writer, values: Sequence[bool], *, counted: bool = True) -> None:
     """Write bools as an item count then run lengths alternating False, True, ... from False."""
     out = w._buf
-    _put_uint(out, len(values))
+    if counted:
+        _put_uint(out, len(values))
     first = True
     for key, group in groupby(map(bool, values)):
         if first and key:
@@ -402,9 +419,9 @@ def write_bool_rle(w: Writer, values: Sequence[bool]) -> None:
             _put_uint(out, run)
 
 
-def read_bool_rle(r: Reader, max_items: int) -> list[bool]:
+def read_bool_rle(r: Reader, max_items: int, *, counted: bool = True) -> list[bool]:
     """Inverse of ``write_bool_rle``; ``DecodeError`` on runs that overrun or are empty."""
-    n = _read_column_count(r, max_items)
+    n = _read_column_count(r, max_items, counted)
     out: list[bool] = []
     buf = r._buf
     pos = r._pos
@@ -429,15 +446,15 @@ def read_bool_rle(r: Reader, max_items: int) -> list[bool]:
     return out
 
 
-def write_str_column(w: Writer, values: Sequence[str]) -> None:
+def write_str_column(w: Writer, values: Sequence[str], *, counted: bool = True) -> None:
     """Write strings as their code-point lengths (uint RLE) then one concatenated UTF-8 blob."""
-    write_uint_rle(w, [len(s) for s in values])
+    write_uint_rle(w, [len(s) for s in values], counted=counted)
     w.bytes_("".join(values).encode("utf-8", "surrogatepass"))
 
 
-def read_str_column(r: Reader, max_items: int) -> list[str]:
+def read_str_column(r: Reader, max_items: int, *, counted: bool = True) -> list[str]:
     """Inverse of ``write_str_column``; the lengths must add up to the blob's length."""
-    lengths = read_uint_rle(r, max_items)
+    lengths = read_uint_rle(r, max_items, counted=counted)
     blob = r.bytes_()
     try:
         text = blob.decode("utf-8", "surrogatepass")

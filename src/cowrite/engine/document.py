@@ -96,7 +96,8 @@ class Change:
 
     For text and list nodes ``delta`` is an index edit in the ``ot`` format (retain n, insert,
     delete -n) against the node as it was just before; for map/register/counter nodes ``key`` names
-    the changed key (None for register/counter) and ``delta`` is empty.
+    the changed key (None for register/counter) and ``delta`` is empty, except for a counter:
+    ``[amount]`` added.
     """
 
     node: int
@@ -599,7 +600,7 @@ class Document:
             self._apply_add(op)
             self._log[op.id & CLIENT_MASK].append(op)
             if out is not None:
-                out.append(Change(op.node, kind, []))
+                out.append(Change(op.node, kind, [op.amount]))
 
     def _check_owner(self, seq: Sequence, target: int, count: int) -> None:
         if count <= 0:

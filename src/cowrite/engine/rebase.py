@@ -17,7 +17,7 @@ do and resolve back to an index in O(log n).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,35 +28,40 @@ from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, NO_ID, pack
 
 
 class EditLog:
-    """The last ``capacity`` sequence edits of one document, for rebasing and catching up."""
+    """The sequence edits of the last ``capacity`` versions of one document, for rebasing.
+
+    A version is one applied batch: a list of (node, index edit) in application order (possibly
+    empty, for batches that touched no sequence).
+    """
 
     def __init__(self, capacity: int = 10_000, version: int = 0) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self.version = version
-        self._entries: deque[tuple[int, list[Any]]] = deque()
+        self._entries: deque[Sequence[tuple[int, list[Any]]]] = deque()
 
     @property
     def oldest(self) -> int:
         """The oldest version an edit can be based on (older ones need a resync)."""
         return self.version - len(self._entries)
 
-    def record(self, node: int, edit: list[Any]) -> int:
-        """Log an applied edit; returns the new version."""
-        self._entries.append((node, edit))
+    def record(self, changes: Sequence[tuple[int, list[Any]]]) -> int:
+        """Log an applied batch of (node, edit); returns the new version."""
+        self._entries.append(changes)
         if len(self._entries) > self.capacity:
             self._entries.popleft()
         self.version += 1
         return self.version
 
     def since(self, version: int) -> Iterator[tuple[int, int, list[Any]]]:
-        """(version after, node, edit) of every edit after ``version``."""
+        """(version it belongs to, node, edit) of every edit after ``version``, in order."""
         self._check(version)
         start = version - self.oldest
+        oldest = self.oldest
         for k in range(start, len(self._entries)):
-            node, edit = self._entries[k]
-            yield self.oldest + k + 1, node, edit
+            for node, edit in self._entries[k]:
+                yield oldest + k + 1, node, edit
 
     def _check(self, version: int) -> None:
         if version > self.version or version < 0:

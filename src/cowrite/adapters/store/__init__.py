@@ -1,0 +1,47 @@
+"""Document storage: the `Store` protocol and its implementations.
+
+* `MemoryStore` — a real implementation, fine for tests and a single process that may lose
+  everything on exit.
+* `SQLiteStore` — the default embedded store: WAL, fsync on commit, one writer thread with group
+  commit.
+
+Every implementation passes the same contract suite (``tests/adapters/test_store_contract.py``).
+"""
+
+from cowrite.adapters.store.base import (
+    MAX_DOC_ID_CHARS,
+    MAX_EDIT_KEY_PART_CHARS,
+    MAX_TITLE_CHARS,
+    ChatMessage,
+    DocumentExists,
+    DocumentInfo,
+    EditKey,
+    Forbidden,
+    NotFound,
+    Store,
+    StoredDocument,
+    StoreError,
+    StoreUnavailable,
+    validate_doc_id,
+)
+from cowrite.adapters.store.memory import MemoryStore
+from cowrite.adapters.store.sqlite import SQLiteStore
+
+__all__ = [
+    "MAX_DOC_ID_CHARS",
+    "MAX_EDIT_KEY_PART_CHARS",
+    "MAX_TITLE_CHARS",
+    "ChatMessage",
+    "DocumentExists",
+    "DocumentInfo",
+    "EditKey",
+    "Forbidden",
+    "MemoryStore",
+    "NotFound",
+    "SQLiteStore",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredDocument",
+    "validate_doc_id",
+]

@@ -1,0 +1,102 @@
+"""The SQLite schema, as an ordered list of migrations recorded in ``schema_version``.
+
+Kept to SQL that PostgreSQL also speaks (TEXT, BIGINT, ``ON CONFLICT``, ``RETURNING``, cascading
+foreign keys), with BLOB for opaque bytes (``bytea`` there). To change the schema, append a
+migration; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from cowrite.adapters.store.base import StoreError
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: documents, write-ahead log, snapshots, edit keys, chat.
+    (
+        """
+        CREATE TABLE documents (
+            id           TEXT    NOT NULL PRIMARY KEY,
+            title        TEXT    NOT NULL,
+            created_ms   BIGINT  NOT NULL,
+            updated_ms   BIGINT  NOT NULL,
+            size_bytes   BIGINT  NOT NULL DEFAULT 0,  -- snapshot + log bytes
+            last_seq     BIGINT  NOT NULL DEFAULT 0,  -- highest log seq ever appended
+            last_chat_id BIGINT  NOT NULL DEFAULT 0   -- highest chat message id ever assigned
+        )
+        """,
+        """
+        CREATE TABLE updates (
+            doc_id     TEXT   NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            seq        BIGINT NOT NULL,
+            data       BLOB   NOT NULL,
+            created_ms BIGINT NOT NULL,
+            PRIMARY KEY (doc_id, seq)
+        )
+        """,
+        """
+        CREATE TABLE snapshots (
+            doc_id   TEXT   NOT NULL PRIMARY KEY REFERENCES documents (id) ON DELETE CASCADE,
+            upto_seq BIGINT NOT NULL,
+            data     BLOB   NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE edit_keys (
+            doc_id     TEXT   NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            client_id  TEXT   NOT NULL,
+            edit_id    TEXT   NOT NULL,
+            seq        BIGINT NOT NULL,
+            created_ms BIGINT NOT NULL,
+            PRIMARY KEY (doc_id, client_id, edit_id)
+        )
+        """,
+        "CREATE INDEX edit_keys_by_age ON edit_keys (doc_id, created_ms)",
+        """
+        CREATE TABLE chat_messages (
+            doc_id      TEXT    NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            id          BIGINT  NOT NULL,
+            author_id   TEXT    NOT NULL,
+            author_name TEXT    NOT NULL,
+            text        TEXT    NOT NULL,
+            created_ms  BIGINT  NOT NULL,
+            edited_ms   BIGINT,
+            deleted     INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (doc_id, id)
+        )
+        """,
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to `SCHEMA_VERSION` in one transaction; return the version found.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Raises `StoreError` if the
+    database was written by a newer cowrite.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+            found = 0
+        else:
+            found = int(row[0])
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"database schema version {found} is newer than this cowrite supports "
+                f"({SCHEMA_VERSION}); upgrade cowrite"
+            )
+        for statements in MIGRATIONS[found:]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found

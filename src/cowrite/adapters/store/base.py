@@ -1,0 +1,281 @@
+"""The `Store` protocol, its value types and its errors.
+
+A Store keeps, per document: its metadata, a write-ahead log of engine updates (opaque bytes), at
+most one snapshot (opaque bytes) that covers a prefix of the log, the client edit keys used for
+exactly-once acknowledgements, and the document's chat.
+
+The durability contract: ``append_update`` returns only once the update (and its edit keys) would
+survive a crash, so the server may send the acknowledgement as soon as it returns
+(docs/protocol.md, "acknowledgements").
+
+Times are integers in milliseconds passed in by the caller; a store never reads a clock for the data
+it stores.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+MAX_DOC_ID_CHARS = 128
+MAX_TITLE_CHARS = 1_000
+MAX_EDIT_KEY_PART_CHARS = 256
+
+_DOC_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class StoreError(Exception):
+    """Base class of every error a store raises on purpose (bad arguments raise `ValueError`)."""
+
+
+class DocumentExists(StoreError):
+    """`create_document` was given an id that is already taken."""
+
+
+class NotFound(StoreError):
+    """The document (or chat message) named does not exist."""
+
+
+class Forbidden(StoreError):
+    """The caller may not do this, e.g. edit another author's chat message."""
+
+
+class StoreUnavailable(StoreError):
+    """The backing database cannot be reached or written right now; the call may be retried.
+
+    Nothing was acknowledged: an `append_update` that raises this may or may not have been stored,
+    so the edit must not be acknowledged (the client resends it, and `find_edit` tells).
+    """
+
+
+# --- values -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    """A document's metadata. ``size_bytes`` counts its snapshot and log (not its chat)."""
+
+    id: str
+    title: str
+    created_ms: int
+    updated_ms: int
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class EditKey:
+    """The client-chosen identity of one edit, for exactly-once acknowledgements."""
+
+    client_id: str
+    edit_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """What `load` returns: the latest snapshot and every log entry after it.
+
+    ``snapshot_seq`` is the last log sequence number the snapshot includes (0 and ``snapshot is
+    None`` when there is no snapshot); ``updates`` are ``(seq, update)`` pairs with ``seq >
+    snapshot_seq``, in increasing order. ``last_seq`` is the highest seq ever appended, which is
+    also the last seq of ``updates`` when there are any.
+    """
+
+    doc_id: str
+    snapshot: bytes | None
+    snapshot_seq: int
+    updates: list[tuple[int, bytes]]
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One chat message. ``id`` is assigned by the store, increasing per document from 1.
+
+    A deleted message keeps its id, author and times; its ``text`` is ``""``.
+    """
+
+    id: int
+    doc_id: str
+    author_id: str
+    author_name: str
+    text: str
+    created_ms: int
+    edited_ms: int | None
+    deleted: bool
+
+
+# --- validation at the edge --------------------------------------------------------------------
+
+
+def validate_doc_id(doc_id: str) -> str:
+    """Return ``doc_id`` if it is 1-128 characters of ``[A-Za-z0-9._~-]``; raise `ValueError`."""
+    if not isinstance(doc_id, str) or _DOC_ID.fullmatch(doc_id) is None:
+        raise ValueError(
+            f"invalid document id {doc_id!r}: expected 1-{MAX_DOC_ID_CHARS} characters "
+            "of A-Z a-z 0-9 . _ ~ -"
+        )
+    return doc_id
+
+
+def validate_title(title: str) -> str:
+    """Return ``title`` if it is a string of at most `MAX_TITLE_CHARS` characters."""
+    if not isinstance(title, str) or len(title) > MAX_TITLE_CHARS:
+        raise ValueError(
+            f"invalid title: expected a string of at most {MAX_TITLE_CHARS} characters"
+        )
+    return title
+
+
+def validate_edit_keys(edit_keys: Sequence[EditKey]) -> tuple[EditKey, ...]:
+    """Return the keys as a tuple if each part is a non-empty string of at most 256 characters."""
+    keys = tuple(edit_keys)
+    for key in keys:
+        for part in (key.client_id, key.edit_id):
+            if not isinstance(part, str) or not 0 < len(part) <= MAX_EDIT_KEY_PART_CHARS:
+                raise ValueError(
+                    f"invalid edit key {key!r}: client_id and edit_id must be 1-"
+                    f"{MAX_EDIT_KEY_PART_CHARS} characters"
+                )
+    return keys
+
+
+def validate_limit(limit: int) -> int:
+    """Return ``limit`` if it is a positive int (a page size)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"invalid limit {limit!r}: expected a positive integer")
+    return limit
+
+
+# --- the protocol -------------------------------------------------------------------------------
+
+
+class Store(Protocol):
+    """Durable storage for documents, their write-ahead log, snapshots, edit keys and chat.
+
+    Call `open` once before anything else and `close` once at the end; every other method raises
+    `StoreError` outside that window. Methods taking a ``doc_id`` raise `ValueError` for a malformed
+    one (see `validate_doc_id`). A cancelled call may still take effect.
+    """
+
+    # lifecycle
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema. Raises `StoreUnavailable` if it cannot."""
+        ...
+
+    async def close(self) -> None:
+        """Finish every write already submitted, then release the backing resources."""
+        ...
+
+    async def health(self) -> bool:
+        """Return whether the store can serve reads and writes now (for /readyz). Never raises."""
+        ...
+
+    # documents
+
+    async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:
+        """Create an empty document. Raises `DocumentExists` if the id is taken."""
+        ...
+
+    async def get_document(self, doc_id: str) -> DocumentInfo | None:
+        """Return the document's metadata, or None if it does not exist."""
+        ...
+
+    async def list_documents(
+        self, *, limit: int = 100, after: str | None = None
+    ) -> list[DocumentInfo]:
+        """Return up to ``limit`` documents with ``id > after``, ordered by id.
+
+        For the next page pass the last id of this one as ``after``.
+        """
+        ...
+
+    async def update_title(self, doc_id: str, title: str, *, now_ms: int) -> DocumentInfo:
+        """Rename the document and return its new metadata. Raises `NotFound`."""
+        ...
+
+    async def delete_document(self, doc_id: str) -> bool:
+        """Remove the document and everything about it (log, snapshot, edit keys, chat).
+
+        Returns False if it did not exist.
+        """
+        ...
+
+    # write-ahead log
+
+    async def append_update(
+        self,
+        doc_id: str,
+        update: bytes,
+        *,
+        edit_keys: Sequence[EditKey] = (),
+        now_ms: int,
+    ) -> int:
+        """Append ``update`` to the document's log and return its sequence number.
+
+        Sequence numbers start at 1 and increase by 1 per append, per document, in the order the
+        calls were made, and are never reused (not even after compaction). ``edit_keys`` are stored
+        in the same transaction; a key already present keeps its first seq. Returns only once the
+        update and its keys are durable: the caller may acknowledge the edits then, not before.
+        Raises `NotFound` if the document does not exist.
+        """
+        ...
+
+    async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
+        """Return the seq of the update that carried this edit key, or None if unknown."""
+        ...
+
+    async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
+        """Forget edit keys stored before ``older_than_ms``; return how many were removed."""
+        ...
+
+    async def load(self, doc_id: str) -> StoredDocument | None:
+        """Return the snapshot and the log after it, read consistently; None if no such doc."""
+        ...
+
+    async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
+        """Atomically store a snapshot covering the log up to ``upto_seq`` and drop those entries.
+
+        Log entries after ``upto_seq`` stay. A snapshot older than the stored one (lower
+        ``upto_seq``) is ignored and False is returned; True when it was stored. Raises `NotFound`
+        for a missing document and `ValueError` if ``upto_seq`` is negative or beyond the log.
+        """
+        ...
+
+    # chat
+
+    async def add_chat(
+        self, doc_id: str, *, author_id: str, author_name: str, text: str, now_ms: int
+    ) -> ChatMessage:
+        """Store a new chat message with the next id for this document. Raises `NotFound`."""
+        ...
+
+    async def edit_chat(
+        self, doc_id: str, message_id: int, *, author_id: str, text: str, now_ms: int
+    ) -> ChatMessage:
+        """Replace a message's text. Raises `NotFound` (also if deleted) or `Forbidden`."""
+        ...
+
+    async def delete_chat(
+        self, doc_id: str, message_id: int, *, author_id: str, now_ms: int
+    ) -> ChatMessage:
+        """Soft-delete a message: its text is erased and ``deleted`` set. Idempotent.
+
+        Raises `NotFound` or `Forbidden` (another author).
+        """
+        ...
+
+    async def chat_history(
+        self, doc_id: str, *, before: int | None = None, limit: int = 50
+    ) -> list[ChatMessage]:
+        """Return up to ``limit`` messages with ``id < before``, newest first.
+
+        For the next (older) page pass the last id of this one as ``before``. Deleted messages are
+        included (with empty text) so that clients can show the gap.
+        """
+        ...

@@ -1,0 +1,517 @@
+"""`SQLiteStore`: the default embedded `Store`, one SQLite file in WAL mode.
+
+Writes go through one writer thread with its own connection (`BatchWriter`): concurrent
+``append_update`` calls share a transaction and its fsync (group commit). Reads run on a small pool
+of reader threads, each with its own read-only connection; WAL lets them read the last committed
+state while the writer writes. No blocking call ever runs on the event loop.
+
+Durability: an ``append_update`` resolves only after the ``COMMIT`` of the transaction holding the
+update and its edit keys has returned. In WAL mode with ``synchronous=FULL`` (the default) SQLite
+fsyncs the WAL, commit record included, before ``COMMIT`` returns, so an acknowledged edit survives
+a process crash, a kernel panic and a power cut (given a disk that honours fsync). With
+``synchronous="NORMAL"`` the WAL is written (``write(2)``) but not fsynced at commit: the bytes are
+in the OS page cache, which survives the process being killed (SIGKILL included) but not the
+machine going down; choose it only if losing the last second of edits on power loss is acceptable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from cowrite.adapters.store._schema import migrate
+from cowrite.adapters.store._writer import BatchWriter, WriterStats, translate
+from cowrite.adapters.store.base import (
+    ChatMessage,
+    DocumentExists,
+    DocumentInfo,
+    EditKey,
+    Forbidden,
+    NotFound,
+    StoredDocument,
+    StoreError,
+    StoreUnavailable,
+    validate_doc_id,
+    validate_edit_keys,
+    validate_limit,
+    validate_title,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+    from cowrite.adapters.store.base import Store
+
+T = TypeVar("T")
+
+Synchronous = Literal["FULL", "NORMAL"]
+
+_DOC_COLUMNS = "id, title, created_ms, updated_ms, size_bytes"
+_CHAT_COLUMNS = "id, doc_id, author_id, author_name, text, created_ms, edited_ms, deleted"
+
+
+class SQLiteStore:
+    """A `Store` in one SQLite file. ``commit_count`` counts write transactions (for metrics).
+
+    ``path`` is created if missing (its directory must exist). ``max_batch`` bounds how many writes
+    share one transaction; ``readers`` is the number of reader threads.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "FULL",
+        busy_timeout_ms: int = 5_000,
+        max_batch: int = 1_000,
+        readers: int = 2,
+        health_timeout_s: float = 2.0,
+    ) -> None:
+        self.path = os.fspath(path)
+        if self.path in ("", ":memory:") or self.path.startswith("file::memory:"):
+            raise ValueError(
+                "SQLiteStore needs a file path; use MemoryStore for an in-memory store"
+            )
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
+        if max_batch < 1 or readers < 1 or busy_timeout_ms < 0:
+            raise ValueError("max_batch and readers must be positive, busy_timeout_ms >= 0")
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._max_batch = max_batch
+        self._reader_count = readers
+        self._health_timeout_s = health_timeout_s
+        self.stats = WriterStats()
+        self._writer: BatchWriter | None = None
+        self._readers: _ReaderPool | None = None
+
+    @property
+    def commit_count(self) -> int:
+        """Write transactions committed since this object was created."""
+        return self.stats.commits
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            raise StoreError("the store is already open")
+        conn = await asyncio.to_thread(self._open_writer_connection)
+        self._writer = BatchWriter(
+            conn, stats=self.stats, max_batch=self._max_batch, name="cowrite-sqlite-writer"
+        )
+        self._writer.start()
+        self._readers = _ReaderPool(self._connect_reader, self._reader_count)
+
+    async def close(self) -> None:
+        writer, readers = self._writer, self._readers
+        if writer is None or readers is None:
+            return
+        self._readers = None
+        await writer.stop()
+        self._writer = None
+        await asyncio.to_thread(readers.close)
+
+    async def health(self) -> bool:
+        writer = self._writer
+        if writer is None or not writer.is_alive():
+            return False
+        try:
+            row = await asyncio.wait_for(
+                self._read(lambda c: c.execute("SELECT 1").fetchone()), self._health_timeout_s
+            )
+        except (StoreError, TimeoutError):
+            return False
+        return bool(row == (1,))
+
+    # --- documents ------------------------------------------------------------------------------
+
+    async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:
+        validate_doc_id(doc_id)
+        validate_title(title)
+        return await self._write(lambda c: _create_document(c, doc_id, title, now_ms))
+
+    async def get_document(self, doc_id: str) -> DocumentInfo | None:
+        validate_doc_id(doc_id)
+        return await self._read(lambda c: _get_document(c, doc_id))
+
+    async def list_documents(
+        self, *, limit: int = 100, after: str | None = None
+    ) -> list[DocumentInfo]:
+        validate_limit(limit)
+        args: tuple[object, ...]
+        if after is None:
+            sql, args = f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY id LIMIT ?", (limit,)
+        else:
+            sql = f"SELECT {_DOC_COLUMNS} FROM documents WHERE id > ? ORDER BY id LIMIT ?"
+            args = (after, limit)
+        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
+        return [DocumentInfo(*row) for row in rows]
+
+    async def update_title(self, doc_id: str, title: str, *, now_ms: int) -> DocumentInfo:
+        validate_doc_id(doc_id)
+        validate_title(title)
+        return await self._write(lambda c: _update_title(c, doc_id, title, now_ms))
+
+    async def delete_document(self, doc_id: str) -> bool:
+        validate_doc_id(doc_id)
+        return await self._write(
+            lambda c: c.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount > 0
+        )
+
+    # --- write-ahead log ------------------------------------------------------------------------
+
+    async def append_update(
+        self,
+        doc_id: str,
+        update: bytes,
+        *,
+        edit_keys: Sequence[EditKey] = (),
+        now_ms: int,
+    ) -> int:
+        validate_doc_id(doc_id)
+        keys = validate_edit_keys(edit_keys)
+        data = bytes(update)
+        return await self._write(lambda c: _append_update(c, doc_id, data, keys, now_ms))
+
+    async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
+        validate_doc_id(doc_id)
+        sql = "SELECT seq FROM edit_keys WHERE doc_id = ? AND client_id = ? AND edit_id = ?"
+        row = await self._read(lambda c: c.execute(sql, (doc_id, client_id, edit_id)).fetchone())
+        return None if row is None else int(row[0])
+
+    async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
+        validate_doc_id(doc_id)
+        sql = "DELETE FROM edit_keys WHERE doc_id = ? AND created_ms < ?"
+        return await self._write(lambda c: c.execute(sql, (doc_id, older_than_ms)).rowcount)
+
+    async def load(self, doc_id: str) -> StoredDocument | None:
+        validate_doc_id(doc_id)
+        return await self._read(lambda c: _load(c, doc_id))
+
+    async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
+        validate_doc_id(doc_id)
+        data = bytes(snapshot)
+        return await self._write(lambda c: _save_snapshot(c, doc_id, data, upto_seq))
+
+    # --- chat -----------------------------------------------------------------------------------
+
+    async def add_chat(
+        self, doc_id: str, *, author_id: str, author_name: str, text: str, now_ms: int
+    ) -> ChatMessage:
+        validate_doc_id(doc_id)
+        return await self._write(
+            lambda c: _add_chat(c, doc_id, author_id, author_name, text, now_ms)
+        )
+
+    async def edit_chat(
+        self, doc_id: str, message_id: int, *, author_id: str, text: str, now_ms: int
+    ) -> ChatMessage:
+        validate_doc_id(doc_id)
+        return await self._write(
+            lambda c: _change_chat(c, doc_id, message_id, author_id, text, now_ms, delete=False)
+        )
+
+    async def delete_chat(
+        self, doc_id: str, message_id: int, *, author_id: str, now_ms: int
+    ) -> ChatMessage:
+        validate_doc_id(doc_id)
+        return await self._write(
+            lambda c: _change_chat(c, doc_id, message_id, author_id, "", now_ms, delete=True)
+        )
+
+    async def chat_history(
+        self, doc_id: str, *, before: int | None = None, limit: int = 50
+    ) -> list[ChatMessage]:
+        validate_doc_id(doc_id)
+        validate_limit(limit)
+        if before is None:
+            sql = f"SELECT {_CHAT_COLUMNS} FROM chat_messages WHERE doc_id = ? "
+            sql += "ORDER BY id DESC LIMIT ?"
+            args: tuple[object, ...] = (doc_id, limit)
+        else:
+            sql = f"SELECT {_CHAT_COLUMNS} FROM chat_messages WHERE doc_id = ? AND id < ? "
+            sql += "ORDER BY id DESC LIMIT ?"
+            args = (doc_id, before, limit)
+        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
+        return [_chat(row) for row in rows]
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StoreError("the store is not open")
+        return await self._writer.submit(fn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise StoreError("the store is not open")
+        return await self._readers.run(fn)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_ms / 1000,
+                isolation_level=None,  # autocommit: transactions are explicit
+                check_same_thread=False,  # created on one thread, used on another
+            )
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open sqlite database {self.path!r}: {exc}") from exc
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        return conn
+
+    def _open_writer_connection(self) -> sqlite3.Connection:
+        conn = self._connect()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreUnavailable(f"cannot put {self.path!r} in WAL mode (got {mode!r})")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise translate(exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        conn = self._connect()
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+
+
+class _ReaderPool:
+    """Reader threads, each with its own connection, opened on first use."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], size: int) -> None:
+        self._connect = connect
+        self._executor = ThreadPoolExecutor(size, thread_name_prefix="cowrite-sqlite-read")
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._executor, self._call, fn)
+        except RuntimeError as exc:  # the executor was shut down under us
+            raise StoreError("the store is closed") from exc
+        return await future
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        try:
+            if conn is None:
+                conn = self._connect()
+                self._local.conn = conn
+                with self._lock:
+                    self._connections.append(conn)
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+
+    def close(self) -> None:
+        """Wait for the reads in flight, then close every connection (blocking)."""
+        self._executor.shutdown(wait=True)
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+
+# --- the statements (each runs on a writer or reader thread) --------------------------------------
+
+
+def _create_document(c: sqlite3.Connection, doc_id: str, title: str, now_ms: int) -> DocumentInfo:
+    cursor = c.execute(
+        "INSERT INTO documents (id, title, created_ms, updated_ms) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (id) DO NOTHING",
+        (doc_id, title, now_ms, now_ms),
+    )
+    if cursor.rowcount == 0:
+        raise DocumentExists(f"document {doc_id!r} already exists")
+    return DocumentInfo(doc_id, title, now_ms, now_ms, 0)
+
+
+def _get_document(c: sqlite3.Connection, doc_id: str) -> DocumentInfo | None:
+    row = c.execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE id = ?", (doc_id,)).fetchone()
+    return None if row is None else DocumentInfo(*row)
+
+
+def _update_title(c: sqlite3.Connection, doc_id: str, title: str, now_ms: int) -> DocumentInfo:
+    row = c.execute(
+        "UPDATE documents SET title = ?, updated_ms = MAX(updated_ms, ?) WHERE id = ? "
+        f"RETURNING {_DOC_COLUMNS}",
+        (title, now_ms, doc_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"document {doc_id!r} does not exist")
+    return DocumentInfo(*row)
+
+
+def _append_update(
+    c: sqlite3.Connection,
+    doc_id: str,
+    data: bytes,
+    keys: tuple[EditKey, ...],
+    now_ms: int,
+) -> int:
+    row = c.execute(
+        "UPDATE documents SET last_seq = last_seq + 1, size_bytes = size_bytes + ?, "
+        "updated_ms = MAX(updated_ms, ?) WHERE id = ? RETURNING last_seq",
+        (len(data), now_ms, doc_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"document {doc_id!r} does not exist")
+    seq = int(row[0])
+    c.execute(
+        "INSERT INTO updates (doc_id, seq, data, created_ms) VALUES (?, ?, ?, ?)",
+        (doc_id, seq, data, now_ms),
+    )
+    if keys:
+        c.executemany(
+            "INSERT INTO edit_keys (doc_id, client_id, edit_id, seq, created_ms) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [(doc_id, k.client_id, k.edit_id, seq, now_ms) for k in keys],
+        )
+    return seq
+
+
+def _load(c: sqlite3.Connection, doc_id: str) -> StoredDocument | None:
+    c.execute("BEGIN")  # one read transaction: snapshot and log from the same commit
+    try:
+        row = c.execute("SELECT last_seq FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        if row is None:
+            return None
+        snap = c.execute(
+            "SELECT upto_seq, data FROM snapshots WHERE doc_id = ?", (doc_id,)
+        ).fetchone()
+        snapshot_seq, snapshot = (0, None) if snap is None else (int(snap[0]), bytes(snap[1]))
+        updates = [
+            (int(seq), bytes(data))
+            for seq, data in c.execute(
+                "SELECT seq, data FROM updates WHERE doc_id = ? AND seq > ? ORDER BY seq",
+                (doc_id, snapshot_seq),
+            )
+        ]
+    finally:
+        c.execute("COMMIT")
+    return StoredDocument(doc_id, snapshot, snapshot_seq, updates, int(row[0]))
+
+
+def _save_snapshot(c: sqlite3.Connection, doc_id: str, data: bytes, upto_seq: int) -> bool:
+    row = c.execute("SELECT last_seq FROM documents WHERE id = ?", (doc_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"document {doc_id!r} does not exist")
+    last_seq = int(row[0])
+    if upto_seq < 0 or upto_seq > last_seq:
+        raise ValueError(
+            f"snapshot upto_seq {upto_seq} outside the log of {doc_id!r} (0..{last_seq})"
+        )
+    current = c.execute("SELECT upto_seq FROM snapshots WHERE doc_id = ?", (doc_id,)).fetchone()
+    if current is not None and upto_seq < int(current[0]):
+        return False
+    c.execute(
+        "INSERT INTO snapshots (doc_id, upto_seq, data) VALUES (?, ?, ?) "
+        "ON CONFLICT (doc_id) DO UPDATE SET upto_seq = excluded.upto_seq, data = excluded.data",
+        (doc_id, upto_seq, data),
+    )
+    c.execute("DELETE FROM updates WHERE doc_id = ? AND seq <= ?", (doc_id, upto_seq))
+    c.execute(
+        "UPDATE documents SET size_bytes = ? + "
+        "(SELECT COALESCE(SUM(LENGTH(data)), 0) FROM updates WHERE doc_id = ?) WHERE id = ?",
+        (len(data), doc_id, doc_id),
+    )
+    return True
+
+
+def _chat(row: Sequence[Any]) -> ChatMessage:
+    id_, doc_id, author_id, author_name, text, created_ms, edited_ms, deleted = row
+    return ChatMessage(
+        id=int(id_),
+        doc_id=str(doc_id),
+        author_id=str(author_id),
+        author_name=str(author_name),
+        text=str(text),
+        created_ms=int(created_ms),
+        edited_ms=None if edited_ms is None else int(edited_ms),
+        deleted=bool(deleted),
+    )
+
+
+def _add_chat(
+    c: sqlite3.Connection,
+    doc_id: str,
+    author_id: str,
+    author_name: str,
+    text: str,
+    now_ms: int,
+) -> ChatMessage:
+    row = c.execute(
+        "UPDATE documents SET last_chat_id = last_chat_id + 1 WHERE id = ? RETURNING last_chat_id",
+        (doc_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"document {doc_id!r} does not exist")
+    message = ChatMessage(int(row[0]), doc_id, author_id, author_name, text, now_ms, None, False)
+    c.execute(
+        f"INSERT INTO chat_messages ({_CHAT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, 0)",
+        (message.id, doc_id, author_id, author_name, text, now_ms),
+    )
+    return message
+
+
+def _change_chat(
+    c: sqlite3.Connection,
+    doc_id: str,
+    message_id: int,
+    author_id: str,
+    text: str,
+    now_ms: int,
+    *,
+    delete: bool,
+) -> ChatMessage:
+    row = c.execute(
+        f"SELECT {_CHAT_COLUMNS} FROM chat_messages WHERE doc_id = ? AND id = ?",
+        (doc_id, message_id),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"chat message {message_id} of {doc_id!r} does not exist")
+    message = _chat(row)
+    if message.author_id != author_id:
+        raise Forbidden(f"chat message {message_id} belongs to another author")
+    if message.deleted:
+        if delete:
+            return message
+        raise NotFound(f"chat message {message_id} of {doc_id!r} was deleted")
+    row = c.execute(
+        "UPDATE chat_messages SET text = ?, edited_ms = ?, deleted = ? "
+        f"WHERE doc_id = ? AND id = ? RETURNING {_CHAT_COLUMNS}",
+        (text, now_ms, int(delete), doc_id, message_id),
+    ).fetchone()
+    return _chat(row)
+
+
+if TYPE_CHECKING:
+    _conforms: type[Store] = SQLiteStore

@@ -1,0 +1,115 @@
+"""Between the engine and the wire: node ids, snapshot values, edit ops.
+
+Named roots are ``"<kind>:<name>"`` (``"text:body"``); nested nodes ``"#<replica>.<seq>"``. A nested
+node inside a value is ``{"$node": id}``; ``{"$new": kind}`` as a written value creates one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cowrite.engine.document import Document, MapState, root_id
+from cowrite.engine.errors import InvalidOperation
+from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, pack
+from cowrite.engine.ops import DELETED, NewNode, NodeKind, NodeRef
+
+KIND_NAMES = {k.name.lower(): k for k in NodeKind}
+
+
+class UnknownNode(InvalidOperation):
+    """A wire node id that names no node of the document."""
+
+
+def node_to_wire(doc: Document, node: int) -> str:
+    root = doc.roots.get(node)
+    if root is not None:
+        name, kind = root
+        return f"{kind.name.lower()}:{name}"
+    client = node & CLIENT_MASK
+    return f"#{doc.replica_of(client)}.{node >> CLIENT_BITS}"
+
+
+def node_from_wire(doc: Document, ref: str, *, create_roots: bool = True) -> int:
+    """The engine id of a wire node id; roots are created on first use (like ``doc.text``)."""
+    if ref.startswith("#"):
+        try:
+            replica_s, seq_s = ref[1:].split(".", 1)
+            replica, seq = int(replica_s), int(seq_s)
+        except ValueError:
+            raise UnknownNode(f"malformed node id {ref!r}") from None
+        client = doc.known_client(replica)
+        if client is None or seq < 0:
+            raise UnknownNode(f"unknown node {ref!r}")
+        node = pack(client, seq)
+        if not doc.has_node(node):
+            raise UnknownNode(f"unknown node {ref!r}")
+        return node
+    kind_s, sep, name = ref.partition(":")
+    kind = KIND_NAMES.get(kind_s)
+    if not sep or kind is None or not name or len(name) > 100:
+        raise UnknownNode(f"malformed node id {ref!r}: use '<kind>:<name>' or '#<replica>.<seq>'")
+    node = root_id(kind, name)
+    if node not in doc.roots:
+        if not create_roots:
+            raise UnknownNode(f"unknown node {ref!r}")
+        doc.root(kind, name)
+    return node
+
+
+def value_to_wire(doc: Document, value: Any) -> Any:
+    if type(value) is NodeRef:
+        return {"$node": node_to_wire(doc, value.id)}
+    return value
+
+
+def value_from_wire(value: Any) -> Any:
+    """A written value: ``{"$new": kind}`` becomes a node creation, anything else stays JSON."""
+    if isinstance(value, dict) and len(value) == 1 and "$new" in value:
+        kind = KIND_NAMES.get(value["$new"]) if isinstance(value["$new"], str) else None
+        if kind is None:
+            raise InvalidOperation(f"unknown node kind {value['$new']!r}")
+        return NewNode(kind)
+    if isinstance(value, dict) and "$node" in value:
+        raise InvalidOperation("existing nodes cannot be written elsewhere; use {'$new': kind}")
+    return value
+
+
+def snapshot(doc: Document) -> tuple[dict[str, Any], dict[str, str]]:
+    """(node id -> {"kind", "value"}) of every node reachable from the roots, and root names."""
+    nodes: dict[str, Any] = {}
+    roots: dict[str, str] = {}
+    stack = []
+    for node, (name, _) in sorted(doc.roots.items()):
+        wire = node_to_wire(doc, node)
+        roots[name] = wire
+        stack.append(node)
+    while stack:
+        node = stack.pop()
+        wire = node_to_wire(doc, node)
+        if wire in nodes:
+            continue
+        kind = doc.kind_of(node)
+        value: Any
+        if kind is NodeKind.TEXT:
+            value = str(doc.sequence(node).value())
+        elif kind is NodeKind.LIST:
+            value = []
+            for v in doc.sequence(node).value():
+                if type(v) is NodeRef:
+                    stack.append(v.id)
+                value.append(value_to_wire(doc, v))
+        elif kind is NodeKind.MAP:
+            value = {}
+            state = doc.state_of(node)
+            assert isinstance(state, MapState)
+            for key, reg in state.entries.items():
+                v = reg.value
+                if v is DELETED:
+                    continue
+                if type(v) is NodeRef:
+                    stack.append(v.id)
+                value[key] = value_to_wire(doc, v)
+        else:
+            value = doc.node_json(node)
+        nodes[wire] = {"kind": kind.name.lower(), "value": value}
+    return nodes, roots

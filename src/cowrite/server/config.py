@@ -1,0 +1,64 @@
+"""Server settings: defaults for one machine, overridable by CLI flags and COWRITE_* variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data: str = "./cowrite.db"
+    """SQLite file, or ``:memory:`` for the in-memory store (nothing survives a restart)."""
+    secret: str | None = None
+    """HMAC secret for access tokens; None: no auth, everyone may edit (local default)."""
+    max_message_bytes: int = 1_000_000
+    edits_per_second: float = 50.0
+    edit_burst: int = 200
+    max_connections_per_document: int = 500
+    max_node_length: int = 2_000_000
+    heartbeat_s: float = 15.0
+    heartbeat_timeout_s: float = 45.0
+    idle_after_s: float = 60.0
+    unload_after_s: float = 30.0
+    outbox_messages: int = 2_000
+    snapshot_every: int = 1_000
+    """Updates in the log after which a document's snapshot is rewritten (compacting the log)."""
+    edit_log_capacity: int = 10_000
+    log_json: bool = True
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``COWRITE_<FIELD>`` variables, then explicit overrides (None = unset)."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"COWRITE_{f.name.upper()}")
+            if raw is None:
+                continue
+            default = getattr(cls, f.name)
+            if isinstance(default, bool):
+                values[f.name] = raw.lower() in {"1", "true", "yes", "on"}
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = replace(cls(), **values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raise ValueError for settings that cannot work (never ``assert``: -O drops it)."""
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port {self.port} out of range")
+        for name in ("max_message_bytes", "edits_per_second", "heartbeat_s", "outbox_messages"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.heartbeat_timeout_s <= self.heartbeat_s:
+            raise ValueError("heartbeat_timeout_s must exceed heartbeat_s")

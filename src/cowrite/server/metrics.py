@@ -1,0 +1,43 @@
+"""Prometheus metrics of collaboration (one registry per app, so several apps can coexist)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("cowrite_connections", "Open WebSocket connections", registry=r)
+        self.documents = Gauge("cowrite_documents_loaded", "Documents loaded in memory", registry=r)
+        self.edits = Counter("cowrite_edits", "Edit batches applied", ["kind"], registry=r)
+        self.errors = Counter(
+            "cowrite_errors", "Errors sent to clients, by code", ["code"], registry=r
+        )
+        self.edit_ack = Histogram(
+            "cowrite_edit_ack_seconds",
+            "Edit received to ack sent (incl. durable write)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.edit_broadcast = Histogram(
+            "cowrite_edit_broadcast_seconds",
+            "Edit received to broadcast queued to all others",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.outbox_depth = Histogram(
+            "cowrite_outbox_depth",
+            "Messages waiting in a connection's outbox when it is written",
+            buckets=(0, 1, 2, 5, 10, 50, 100, 500, 1000, 5000),
+            registry=r,
+        )
+        self.disconnects = Counter(
+            "cowrite_disconnects", "Connections closed, by reason", ["reason"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,74 @@
+"""``cowrite serve``: uvicorn around ``create_app``, JSON logs, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+import uvicorn
+
+from cowrite.server.app import create_app
+from cowrite.server.config import Settings
+
+
+def configure_logging(level: str = "info", json_logs: bool = True) -> None:
+    """Structured logs on stderr: one JSON object per line, ``extra=`` fields included."""
+    processors: list[Any] = [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.format_exc_info,
+    ]
+    renderer = structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer()
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=processors,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+class _Server(uvicorn.Server):
+    """On SIGTERM/SIGINT: tell clients to reconnect and close them, then let uvicorn stop."""
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        app = self.config.loaded_app
+        state = getattr(getattr(app, "state", None), "cowrite", None)
+        if state is None:  # wrapped by middleware: find the Starlette app
+            inner = getattr(app, "app", None)
+            state = getattr(getattr(inner, "state", None), "cowrite", None)
+        if state is not None:
+            await state.announce_shutdown()
+        await super().shutdown(sockets)
+
+
+def serve(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    data: str | None = None,
+    secret: str | None = None,
+    log_level: str = "info",
+) -> int:
+    settings = Settings.from_env(host=host, port=port, data=data, secret=secret)
+    configure_logging(log_level, settings.log_json)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        ws_max_size=settings.max_message_bytes + 1024,
+        ws_ping_interval=None,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
+    server = _Server(config)
+    server.run()
+    return 0

@@ -1,0 +1,116 @@
+"""What only the SQLite store promises beyond the contract: WAL, group commit, schema, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cowrite.adapters.store import SQLiteStore, StoreError, StoreUnavailable
+
+T0 = 1_700_000_000_000
+
+
+async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "db") as store:
+        await store.create_document("d", title="", now_ms=T0)
+        commits_before = store.commit_count
+
+        seqs = await asyncio.gather(
+            *(store.append_update("d", b"x" * 100, now_ms=T0) for _ in range(200))
+        )
+
+        commits = store.commit_count - commits_before
+        assert seqs == list(range(1, 201))
+        assert 1 <= commits < 200
+        assert store.stats.largest_batch > 1
+
+
+async def test_max_batch_bounds_the_writes_per_commit(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "db", max_batch=7) as store:
+        await store.create_document("d", title="", now_ms=T0)
+        await asyncio.gather(*(store.append_update("d", b"x", now_ms=T0) for _ in range(50)))
+        assert store.stats.largest_batch <= 7
+        assert store.commit_count >= 1 + 50 // 7
+
+
+async def test_close_finishes_writes_already_submitted(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    store = SQLiteStore(db)
+    await store.open()
+    await store.create_document("d", title="", now_ms=T0)
+    tasks = [
+        asyncio.create_task(store.append_update("d", b"%d" % i, now_ms=T0)) for i in range(100)
+    ]
+    await asyncio.sleep(0)  # let every task submit its write
+
+    await store.close()
+
+    assert [t.result() for t in tasks] == list(range(1, 101))
+    async with SQLiteStore(db) as reopened:
+        loaded = await reopened.load("d")
+        assert loaded is not None and len(loaded.updates) == 100
+
+
+async def test_database_uses_wal_and_records_its_schema_version(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    async with SQLiteStore(db) as store:
+        await store.create_document("d", title="", now_ms=T0)
+        conn = sqlite3.connect(db)
+        try:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        finally:
+            conn.close()
+
+
+async def test_reopening_keeps_the_schema_and_data(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    async with SQLiteStore(db) as store:
+        await store.create_document("d", title="T", now_ms=T0)
+    async with SQLiteStore(db) as store:
+        info = await store.get_document("d")
+        assert info is not None and info.title == "T"
+
+
+async def test_a_database_from_a_newer_cowrite_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    async with SQLiteStore(db):
+        pass
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    conn.close()
+
+    store = SQLiteStore(db)
+    with pytest.raises(StoreError, match="schema version 99"):
+        await store.open()
+    assert await store.health() is False
+
+
+async def test_opening_in_a_missing_directory_raises_store_unavailable(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "no" / "such" / "dir" / "db")
+    with pytest.raises(StoreUnavailable):
+        await store.open()
+
+
+def test_in_memory_paths_are_rejected() -> None:
+    for path in (":memory:", ""):
+        with pytest.raises(ValueError, match="MemoryStore"):
+            SQLiteStore(path)
+
+
+async def test_a_store_can_be_reopened_after_close(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db")
+    await store.open()
+    await store.create_document("d", title="", now_ms=T0)
+    await store.close()
+    await store.open()
+    try:
+        assert await store.append_update("d", b"x", now_ms=T0) == 1
+        with pytest.raises(StoreError, match="already open"):
+            await store.open()
+    finally:
+        await store.close()
