@@ -18,6 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data", help="SQLite file (default ./cowrite.db) or :memory:")
     serve.add_argument("--secret", help="HMAC secret for access tokens (default: no auth)")
     serve.add_argument("--log-level", default="info")
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks: 'traces' (engine vs pycrdt on editing traces), 'server' (WebSocket load)",
+    )
+    bench.add_argument("suite", choices=["traces", "server"])
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="options of that suite (--help)")
     schema = sub.add_parser("schema", help="print the wire protocol's JSON Schema")
     schema.add_argument("--output", help="write to this file instead of stdout")
     return parser
@@ -39,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
             secret=args.secret,
             log_level=args.log_level,
         )
+    if args.command == "bench":
+        if args.suite == "traces":
+            from cowrite.bench.traces import main as bench_traces
+
+            return bench_traces(args.args, prog="cowrite bench traces")
+        from cowrite.bench.server import main as bench_server
+
+        return bench_server(args.args)
     if args.command == "schema":
         import json
 
