@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # imported lazily so that using the engine alone never imports the client or the server
     if name == "connect":
-        from cowrite.client import connect
+        import importlib
 
-        return connect
+        return importlib.import_module("cowrite.client").connect
     raise AttributeError(f"module 'cowrite' has no attribute {name!r}")

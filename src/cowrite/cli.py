@@ -50,9 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             from cowrite.bench.traces import main as bench_traces
 
             return bench_traces(args.args, prog="cowrite bench traces")
-        from cowrite.bench.server import main as bench_server
+        import importlib
 
-        return bench_server(args.args)
+        result: int = importlib.import_module("cowrite.bench.server").main(args.args)
+        return result
     if args.command == "schema":
         import json
 
