@@ -448,10 +448,20 @@ class Document:
             for op in new:
                 client = op.id & CLIENT_MASK
                 seq = op.id >> CLIENT_BITS
-                if seq != nxt[client] or not self._ready(op):
+                have = nxt[client]
+                end = seq + (len(op.content) if isinstance(op, InsertOp) else 1)
+                if end <= have:  # seen already
+                    applied += 1
+                    continue
+                if seq < have and isinstance(op, InsertOp):  # partly seen: the unseen suffix
+                    k = have - seq
+                    op = InsertOp(
+                        op.id + k * ONE, op.node, op.id + (k - 1) * ONE, op.right, op.content[k:]
+                    )
+                    seq = have
+                if seq != have or not self._ready(op):
                     break
                 self._apply_remote(op, sink)
-                end = seq + (len(op.content) if isinstance(op, InsertOp) else 1)
                 nxt[client] = end
                 applied += 1
                 if applied == len(new) or new[applied].id & CLIENT_MASK != client:
@@ -558,6 +568,12 @@ class Document:
             raise InvalidOperation(f"add on a {kind.name}")
 
     def _apply_remote(self, op: Op, out: builtins.list[Change] | None) -> None:
+        if out is None and type(op) is InsertOp and type(op.content) is str:
+            # hot path (replica sync of typing): a text insert with no change report
+            seq = self._nodes.get(op.node)
+            if type(seq) is Sequence and seq.is_text:
+                seq.integrate(op.id, op.origin, op.right, op.content)
+                return
         kind = self.kind_of(op.node)
         self._check_op_kind(op, kind)
         t = type(op)
@@ -644,26 +660,43 @@ class Document:
         out: builtins.list[Op] = []
         for client in range(1, len(self._replicas)):
             start = version.get(self._replicas[client], 0)
-            if start >= self._next[client]:
-                continue
-            ops: builtins.list[tuple[int, Op]] = []
-            ops.extend(self._inserts_since(client, start))
-            seqs, nodes, targets, lengths = self._dels[client]
-            k = bisect_left(seqs, start)
-            while k < len(seqs):
-                s = seqs[k]
-                spans = []
-                node = nodes[k]
-                while k < len(seqs) and seqs[k] == s:
-                    spans.append((targets[k], lengths[k]))
-                    k += 1
-                ops.append((s, DeleteOp(pack(client, s), node, tuple(spans))))
-            log = self._log[client]
+            if start < self._next[client]:
+                out.extend(self._client_ops_since(client, start))
+        return out
+
+    def local_ops_since(self, seq: int) -> builtins.list[Op]:
+        """This replica's own operations from its ``seq``-th on (what a local edit just made)."""
+        return self._client_ops_since(self._me, seq) if seq < self._next[self._me] else []
+
+    @property
+    def local_seq(self) -> int:
+        """How many operations this replica has made."""
+        return self._next[self._me]
+
+    def seen_counts(self) -> tuple[int, ...]:
+        """Ops seen per local client index (documents made with one ``replicas`` list agree)."""
+        return tuple(self._next)
+
+    def _client_ops_since(self, client: int, start: int) -> builtins.list[Op]:
+        """One replica's operations from seq ``start`` on, in seq order."""
+        ops: builtins.list[tuple[int, Op]] = list(self._inserts_since(client, start))
+        seqs, nodes, targets, lengths = self._dels[client]
+        k = bisect_left(seqs, start)
+        while k < len(seqs):
+            s = seqs[k]
+            spans = []
+            node = nodes[k]
+            while k < len(seqs) and seqs[k] == s:
+                spans.append((targets[k], lengths[k]))
+                k += 1
+            ops.append((s, DeleteOp(pack(client, s), node, tuple(spans))))
+        log = self._log[client]
+        if log and (log[-1].id >> CLIENT_BITS) >= start:
             k = bisect_left(log, start, key=lambda o: o.id >> CLIENT_BITS)
             ops.extend((o.id >> CLIENT_BITS, o) for o in log[k:])
+        if len(ops) > 1:
             ops.sort(key=lambda t: t[0])
-            out.extend(op for _, op in ops)
-        return out
+        return [op for _, op in ops]
 
     def _inserts_since(self, client: int, start: int) -> Iterator[tuple[int, InsertOp]]:
         starts = self.index.starts[client]
