@@ -158,9 +158,9 @@ def _replay_concurrent(trace: dict[str, Any]) -> tuple[Document, int]:
         deltas[agent].append((len(versions), doc.local_ops_since(before)))
     # full sync: every replica merges what each other replica has that it lacks
     for doc in docs:
-        for other in docs:
-            if other is not doc:
-                doc.apply_ops(other.ops_since(doc.version), changes=False)
+        for peer in docs:
+            if peer is not doc:
+                doc.apply_ops(peer.ops_since(doc.version), changes=False)
     for agent, doc in enumerate(docs):
         if doc.pending_ops or str(doc.text("text")) != str(docs[0].text("text")):
             raise AssertionError(f"replica {agent} diverged")
