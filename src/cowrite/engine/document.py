@@ -55,6 +55,7 @@ from cowrite.engine.ops import (
     Op,
     SetOp,
     check_json,
+    copy_json,
 )
 from cowrite.engine.register import LWWRegister
 from cowrite.engine.sequence import Gap, Item, ItemIndex, Sequence
@@ -149,6 +150,7 @@ class Document:
         self._queues: dict[int, builtins.list[tuple[int, int, Op]]] = {}
         self._pending_count = 0
         self._tiebreak = 0
+        self._queued: set[tuple[int, type]] = set()
         # version log: per transaction (client, next seq after it, wall ms at its start)
         self.vlog_client: array[int] = array("q")
         self.vlog_end: array[int] = array("q")
@@ -320,11 +322,7 @@ class Document:
             raise InvalidOperation("list nodes take a list of values")
         if not 0 <= pos <= seq.root.vis:
             raise InvalidOperation(f"insert at {pos} out of range for length {seq.root.vis}")
-        values: builtins.list[Any] = []
-        for v in content:
-            if type(v) is not NewNode:
-                check_json(v)
-            values.append(v)
+        values = [v if type(v) is NewNode else copy_json(v) for v in content]
         first = self._take(len(values))
         stored = self._materialize_list(first, values)
         seq.insert(pos, stored, first)
@@ -352,7 +350,7 @@ class Document:
         else:
             raise InvalidOperation(f"cannot set a key of a {kind.name.lower()} node")
         if value is not DELETED and type(value) is not NewNode:
-            check_json(value)
+            value = copy_json(value)
         op = SetOp(self._take(1), node, key, value, self.clock.now())
         self._apply_set(op)
         self._log[self._me].append(op)
@@ -363,6 +361,8 @@ class Document:
             raise InvalidOperation("add applies to counter nodes")
         if not isinstance(amount, int) or isinstance(amount, bool):
             raise InvalidOperation("counter amounts are ints")
+        if not -(1 << 63) <= amount < (1 << 63):
+            raise InvalidOperation("counter amounts must fit in 64 bits")
         op = AddOp(self._take(1), node, amount)
         self._apply_add(op)
         self._log[self._me].append(op)
@@ -439,27 +439,41 @@ class Document:
         type, or too many ops waiting.
         """
         new = list(ops)
+        self._prevalidate(new)
         out: builtins.list[Change] = []
         sink = out if changes else None
         nxt = self._next
         if not self._pending_count:
             # fast path: ops arriving in causal order apply directly, no queueing
             applied = 0
+            nodes = self._nodes
             for op in new:
                 client = op.id & CLIENT_MASK
                 seq = op.id >> CLIENT_BITS
                 have = nxt[client]
-                end = seq + (len(op.content) if isinstance(op, InsertOp) else 1)
+                is_insert = type(op) is InsertOp
+                end = seq + (len(op.content) if is_insert else 1)  # type: ignore[union-attr]
                 if end <= have:  # seen already
                     applied += 1
                     continue
-                if seq < have and isinstance(op, InsertOp):  # partly seen: the unseen suffix
-                    k = have - seq
-                    op = InsertOp(
-                        op.id + k * ONE, op.node, op.id + (k - 1) * ONE, op.right, op.content[k:]
-                    )
-                    seq = have
-                if seq != have or not self._ready(op):
+                if is_insert:
+                    assert isinstance(op, InsertOp)
+                    if seq < have:  # partly seen: the unseen suffix
+                        k = have - seq
+                        op = InsertOp(
+                            op.id + k * ONE, op.node, op.id + (k - 1) * ONE, op.right, op.content[k:]
+                        )
+                        seq = have
+                    o, r = op.origin, op.right
+                    if (
+                        seq != have
+                        or client == SYSTEM
+                        or op.node not in nodes
+                        or (o != NO_ID and (o >> CLIENT_BITS) >= nxt[o & CLIENT_MASK])
+                        or (r != NO_ID and (r >> CLIENT_BITS) >= nxt[r & CLIENT_MASK])
+                    ) and not (seq == have and self._ready(op)):
+                        break
+                elif seq != have or not self._ready(op):
                     break
                 self._apply_remote(op, sink)
                 nxt[client] = end
@@ -469,12 +483,7 @@ class Document:
             if applied == len(new):
                 return out
             new = new[applied:]
-        for op in new:
-            if op.id & CLIENT_MASK == SYSTEM:
-                raise InvalidOperation("replica 0 is reserved")
-            kind = self._kinds.get(op.node) or (self.roots.get(op.node) or (None, None))[1]
-            if kind is not None:  # else created later in causal order: checked when applied
-                self._check_op_kind(op, kind)
+        new = [op for op in new if (op.id, type(op)) not in self._queued]
         if self._pending_count + len(new) > MAX_PENDING_OPS:
             raise InvalidOperation("too many operations waiting for missing dependencies")
         queues = self._queues
@@ -485,6 +494,7 @@ class Document:
                 q = queues[client] = []
             self._tiebreak += 1
             heappush(q, (op.id >> CLIENT_BITS, self._tiebreak, op))
+            self._queued.add((op.id, type(op)))
         self._pending_count += len(new)
         progress = True
         while progress:
@@ -496,7 +506,7 @@ class Document:
                     if type(op) is InsertOp:
                         end = seq + len(op.content)
                         if end <= have:
-                            heappop(q)
+                            self._queued.discard((heappop(q)[2].id, InsertOp))
                             self._pending_count -= 1
                             continue
                         if seq < have:  # partly seen: keep the unseen suffix
@@ -512,18 +522,45 @@ class Document:
                     else:
                         end = seq + 1
                         if end <= have:
-                            heappop(q)
+                            self._queued.discard((heappop(q)[2].id, InsertOp))
                             self._pending_count -= 1
                             continue
                     if seq > have or not self._ready(op):
                         break
-                    heappop(q)
+                    popped = heappop(q)[2]
+                    self._queued.discard((popped.id, type(popped)))
                     self._pending_count -= 1
                     self._apply_remote(op, sink)
                     nxt[client] = end
                     self._record_version(client, end)
                     progress = True
         return out
+
+    def _prevalidate(self, ops: builtins.list[Op]) -> None:
+        """Check a batch before applying any of it: node kinds (nodes created inside the batch
+        included), content types, JSON values. Raises InvalidOperation."""
+        created: dict[int, NodeKind] = {}
+        for op in ops:
+            t = type(op)
+            if t is SetOp and type(op.value) is NewNode:  # type: ignore[union-attr]
+                created[op.id] = op.value.kind  # type: ignore[union-attr]
+            elif t is InsertOp and type(op.content) is list:  # type: ignore[union-attr]
+                for k, v in enumerate(op.content):  # type: ignore[union-attr]
+                    if type(v) is NewNode:
+                        created[op.id + k * ONE] = v.kind
+        kinds = self._kinds
+        roots = self.roots
+        for op in ops:
+            if op.id & CLIENT_MASK == SYSTEM:
+                raise InvalidOperation("replica 0 is reserved")
+            node = op.node
+            kind = kinds.get(node) or created.get(node)
+            if kind is None:
+                root = roots.get(node)
+                if root is None:
+                    continue  # a node not known yet: the op waits, and is checked when applied
+                kind = root[1]
+            self._check_op_kind(op, kind)
 
     @property
     def pending_ops(self) -> int:

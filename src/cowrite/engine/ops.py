@@ -103,6 +103,29 @@ def op_length(op: Op) -> int:
     return 1
 
 
+def copy_json(value: Any, depth: int = 0) -> Any:
+    """A checked private copy of a JSON value (tuples become lists, as every replica decodes them).
+
+    Raises InvalidOperation like ``check_json``. Documents store copies so that a caller mutating
+    its own list or dict later cannot change the document behind the replicas' backs.
+    """
+    if isinstance(value, list | tuple):
+        if depth >= MAX_JSON_DEPTH:
+            raise InvalidOperation(f"value nested deeper than {MAX_JSON_DEPTH} levels")
+        return [copy_json(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        if depth >= MAX_JSON_DEPTH:
+            raise InvalidOperation(f"value nested deeper than {MAX_JSON_DEPTH} levels")
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidOperation("object keys must be strings")
+            out[k] = copy_json(v, depth + 1)
+        return out
+    check_json(value, depth)
+    return value
+
+
 def check_json(value: Any, depth: int = 0) -> None:
     """Raise InvalidOperation unless ``value`` is plain JSON (finite floats, 64-bit ints)."""
     if depth > MAX_JSON_DEPTH:
