@@ -461,7 +461,11 @@ class Document:
                     if seq < have:  # partly seen: the unseen suffix
                         k = have - seq
                         op = InsertOp(
-                            op.id + k * ONE, op.node, op.id + (k - 1) * ONE, op.right, op.content[k:]
+                            op.id + k * ONE,
+                            op.node,
+                            op.id + (k - 1) * ONE,
+                            op.right,
+                            op.content[k:],
                         )
                         seq = have
                     o, r = op.origin, op.right
