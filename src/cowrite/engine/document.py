@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import math
 import secrets
 import time
 from array import array
@@ -134,7 +135,7 @@ class Document:
         self.replica = replica
         self.now_ms = now_ms
         self.version_window_ms = version_window_ms
-        self.clock = HybridClock(replica, now_ms)
+        self.clock = HybridClock(replica, self._now)
         self._replicas: builtins.list[int] = [SYSTEM]
         self._clients: dict[int, int] = {SYSTEM: 0}
         self._next: builtins.list[int] = [0]
@@ -160,6 +161,15 @@ class Document:
         self._me = self.client_index(replica)
         self.base: VersionVector = {}
         """Compaction base: history before it is gone (see ``compaction``)."""
+
+    def _now(self) -> int:
+        """The wall clock as an int of ms; InvalidOperation if the clock returns something else."""
+        value = self.now_ms()
+        if isinstance(value, float) and math.isfinite(value) and abs(value) < 2**62:
+            return int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidOperation(f"now_ms() returned {value!r}, not an int of milliseconds")
+        return value
 
     # ------------------------------------------------------------- clients
 
@@ -291,12 +301,12 @@ class Document:
         """Allocate ``n`` seqs for a local op: returns the packed id of the first."""
         me = self._me
         start = self._next[me]
+        self._record_version(me, start + n)  # first: a failing clock must not leave a seq hole
         self._next[me] = start + n
-        self._record_version(me, start + n)
         return (start << CLIENT_BITS) | me
 
     def _record_version(self, client: int, end: int) -> None:
-        now = self.now_ms()
+        now = self._now()
         vc = self.vlog_client
         if vc and vc[-1] == client and now - self.vlog_time[-1] < self.version_window_ms:
             self.vlog_end[-1] = end
@@ -526,7 +536,7 @@ class Document:
                     else:
                         end = seq + 1
                         if end <= have:
-                            self._queued.discard((heappop(q)[2].id, InsertOp))
+                            self._queued.discard((heappop(q)[2].id, type(op)))
                             self._pending_count -= 1
                             continue
                     if seq > have or not self._ready(op):
@@ -557,6 +567,20 @@ class Document:
         for op in ops:
             if op.id & CLIENT_MASK == SYSTEM:
                 raise InvalidOperation("replica 0 is reserved")
+            t = type(op)
+            if t is SetOp:
+                value = op.value  # type: ignore[union-attr]
+                if value is not DELETED and type(value) is not NewNode:
+                    check_json(value)
+            elif t is InsertOp:
+                if type(op.content) is list:  # type: ignore[union-attr]
+                    for v in op.content:  # type: ignore[union-attr]
+                        if type(v) is not NewNode:
+                            check_json(v)
+            elif t is AddOp:
+                amount = op.amount  # type: ignore[union-attr]
+                if type(amount) is not int or not -(1 << 63) <= amount < (1 << 63):
+                    raise InvalidOperation("counter amounts are 64-bit ints")
             node = op.node
             kind = kinds.get(node) or created.get(node)
             if kind is None:
@@ -613,7 +637,7 @@ class Document:
             # hot path (replica sync of typing): a text insert with no change report
             seq = self._nodes.get(op.node)
             if type(seq) is Sequence and seq.is_text:
-                seq.integrate(op.id, op.origin, op.right, op.content)
+                self._integrate(seq, op, op.content)
                 return
         kind = self.kind_of(op.node)
         self._check_op_kind(op, kind)
@@ -628,7 +652,7 @@ class Document:
                     if type(v) is not NewNode:
                         check_json(v)
                 content = self._materialize_list(op.id, content)
-            seq.integrate(op.id, op.origin, op.right, content)
+            self._integrate(seq, op, content)
             if out is not None:
                 pos, _ = seq.position_of(op.id)
                 out.append(Change(op.node, kind, _retain(pos, [content])))
@@ -658,6 +682,19 @@ class Document:
             self._log[op.id & CLIENT_MASK].append(op)
             if out is not None:
                 out.append(Change(op.node, kind, [op.amount]))
+
+    def _integrate(self, seq: Sequence, op: InsertOp, content: Any) -> None:
+        for pid in (op.origin, op.right):
+            if pid != NO_ID:
+                try:
+                    item, _ = self.index.find(pid)
+                except KeyError:
+                    raise InvalidOperation(
+                        f"insert next to {self.format_id(pid)}, which is not an element"
+                    ) from None
+                if item.leaf.owner is not seq:
+                    raise InvalidOperation("insert next to an element of another node")
+        seq.integrate(op.id, op.origin, op.right, content)
 
     def _check_owner(self, seq: Sequence, target: int, count: int) -> None:
         if count <= 0:

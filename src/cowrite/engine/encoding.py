@@ -1,65 +1,86 @@
 """Binary encoding of deltas and full states (both are lists of operations).
 
-Layout, version 2. Integers are LEB128 varints; columns (``uint`` RLE, bool RLE, delta RLE, str
-column) are the ``codec`` ones, each starting with its item count::
+Layout, format version 2. Integers are LEB128 varints. Columns are the ``codec`` ones (uint RLE,
+bool RLE, delta RLE, str column) written *uncounted* (``counted=False``): the reader knows every
+column's item count from what precedes it, as given below::
 
-    header   magic "CWR" · format version 2 · flags byte
-             flags bits 0-1: body compression (0 none, 1 zlib, 2 LZMA2; 3 is invalid)
-             flags bits 2-5: column groups present: insert (bit 2), delete (3), set (4), add (5);
+    header       magic "CWR" · format version 2 · flags byte:
+                   bits 0-1  body compression: 0 none, 1 zlib, 2 LZMA2 (3 is invalid)
+                   bits 2-5  column groups present: insert (bit 2), delete (3), set (4), add (5);
                              a group is present exactly when at least one op is of its kind
-             flags bits 6-7: zero
-    [compressed bodies only: the body's uncompressed byte length, then the compressed stream:
-     a zlib stream, or a raw LZMA2 stream (no container) whose dictionary size is that length
-     clamped to 4 KiB .. 8 MiB. Bodies under 256 bytes are never compressed.]
+                   bits 6-7  zero
+    compressed   (only when bits 0-1 are not 0) the body's byte length L, at most 64 times the
+                 compressed size + 1 MiB, then a zlib stream, or a raw LZMA2 stream (no container;
+                 the decoder's dictionary size is L clamped to 4 KiB .. 8 MiB), that inflates to
+                 exactly L bytes and is followed by nothing
     body
-      replica table   count, replica ids           (ops and refs name replicas by table index)
-      root table      count, (node kind, name)...  (named roots the refs name, by table index;
-                                                     their ids are ``document.root_id``)
-      op count N
-      common columns, one entry per op (ops grouped by replica, seqs ascending):
-        kind          uint RLE: 0 insert · 1 delete · 2 set · 3 add. Only when two or more
-                      groups are present; otherwise every op is of the one present kind.
-        replica       uint RLE, table index. Only when the replica table has two or more
-                      entries; otherwise every op is of replica 0.
-        seq gap       uint RLE: seq - (previous seq of this replica + its length), the first
-                      from 0: a contiguous stream costs nearly nothing
-        node          ref (base: the op's own id)
-      insert group (one entry per insert):
-        origin        ref (base: the cursor)
-        right         ref (base: the origin, or the cursor when there is no origin)
-        content kind  uint RLE: 0 text, 1 list
-        text          str column over the text inserts
-        lists         count, then per list insert a length-prefixed list blob (count, then
-                      length-prefixed tagged values)
+      replica table  count, then replica ids: ops and refs name replicas by table index
+      root table     count, then per named root: node kind, name (length-prefixed UTF-8, at most
+                     1024 bytes). Refs name roots by table index; a root's id is
+                     ``document.root_id(kind, name)``
+      N              the op count
+      per op (N entries; ops grouped by replica, seqs ascending):
+        kind         uint RLE: 0 insert, 1 delete, 2 set, 3 add. Absent when only one group is
+                     present: every op is of that kind
+        replica      uint RLE, replica table index. Absent when the table has exactly one entry
+        seq gap      uint RLE: the op's seq minus the seq after its replica's previous op in the
+                     list (after an insert of n elements, its seq + n), the first from 0
+        node         ref (base: the op's own id)
+      insert group, per insert:
+        origin       ref (base: the cursor)
+        right        ref (base: the origin; the cursor when the origin is none)
+        content kind uint RLE: 0 text, 1 list
+        text         str column over the text inserts: code-point lengths, then one
+                     length-prefixed UTF-8 blob (lone surrogates allowed)
+        lists        per list insert, a length-prefixed blob: value count, then length-prefixed
+                     values
       delete group:
-        span count    uint RLE, per delete (at least 1)
-        target        ref per span (base: the cursor)
-        length        uint RLE per span (at least 1)
-      set group:
-        key present   bool RLE; keys: str column over the sets with a key
-        value         count, then length-prefixed tagged values (JSON, deleted, new node)
-        timestamp     wall ms (delta RLE), counter (uint RLE)
-      add group:
-        amount        uint RLE of zigzagged amounts
+        span count   uint RLE, per delete
+        target       ref per span (base: the cursor)
+        span length  uint RLE, per span
+      set group, per set:
+        key present  bool RLE
+        keys         str column over the sets that have a key
+        values       length-prefixed values
+        wall ms      delta RLE
+        counter      uint RLE
+      add group, per add:
+        amount       uint RLE of the zigzagged amounts
 
-A *ref* names an element id (or none) with two uint RLE columns: a tag per ref, and a value per
-ref whose tag takes one. Tags: 0 none (no value); 1 the same id as the previous ref of this column
-(no value); 2 the base's replica, value the zigzagged seq distance from the base's seq; 3 a named
-root, value its root-table index; 4 + t the replica of table index t, value the absolute seq.
+A *value* is a tag byte then: 0 JSON text (UTF-8); 1 nothing (the "deleted" marker); 2 a node kind
+byte (a new nested node); 3 JSON text in ASCII, for values holding lone surrogates (UTF-8 cannot
+carry them, ``\\uXXXX`` escapes can). Inserts are never empty, deletes have at least one span,
+spans at least one element, and list contents never hold the deleted marker.
 
-The *cursor* is the last element an op touched, in op order: after an insert, its last element;
-after each delete span, the span's first element; set and add ops leave it alone. It starts as
-none. Typing continues at the cursor (origin distance 0), typing after deletions continues just
-left of the last deleted element (distance -1), backspace and forward-delete runs step by -1 and
-+1, and an insert's right neighbour is very often the element after its origin (distance +1) or
-the previous insert's right (tag 1): so the ref columns are long runs and compress to little.
+A *ref* names an id, or none, relative to a *base* id: one entry in the ref's tag column (uint RLE)
+and, for tags 5 and up, one in its value column (uint RLE), which follows the tag column and holds
+exactly one entry per such tag. Tags::
 
-Decoding checks every count against the bytes it has or an explicit bound and every id against
-the tables, allocates at most a bounded multiple of the input, and raises only ``DecodeError``.
+    0      none                       (no value)
+    1      the previous id of this column, i.e. of the previous op's node, the previous insert's
+           origin or right, the previous delete span's target (no value)
+    2 3 4  the base's replica, the base's seq -1, +0, +1   (no value)
+    5      the base's replica, value the zigzagged seq distance from the base's seq
+    6      a named root, value its root table index
+    7 + t  the replica of table index t, value the absolute seq
+
+Tags 2-5 need a base on a replica (not none, not a root) and a resulting seq >= 0. The *cursor* is
+the last element an op touched, in op order: after an insert, its last element; after each
+delete span, that span's first element; set and add ops leave it as it is; it starts as none.
+Editing gives long runs of cheap refs: typing continues at the cursor (origin +0), typing after
+a deletion continues just left of the deleted element (origin -1), an insert's right neighbour
+is the element after its origin (+1) or the previous insert's right (tag 1), backspace and
+forward-delete runs step the target by -1 and +1.
+
+Decoding checks every count against the bytes left or an explicit bound (derived from the body
+size) and every reference against the tables, so it allocates at most a bounded multiple of the
+input; it raises only ``DecodeError``, and registers the replicas and named roots it found in
+the document only once the whole body has decoded.
 """
 
 from __future__ import annotations
 
+import json
 import lzma
 import zlib
 from collections.abc import Sequence
@@ -84,7 +105,14 @@ from cowrite.engine.codec import (
 )
 from cowrite.engine.document import Document, root_id
 from cowrite.engine.errors import DecodeError, EngineError
-from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, MAX_REPLICA_ID, NO_ID, ONE
+from cowrite.engine.ids import (
+    CLIENT_BITS,
+    CLIENT_MASK,
+    MAX_CLIENTS,
+    MAX_REPLICA_ID,
+    NO_ID,
+    ONE,
+)
 from cowrite.engine.ops import (
     DELETED,
     AddOp,
@@ -113,7 +141,7 @@ K_INSERT, K_DELETE, K_SET, K_ADD = 0, 1, 2, 3
 _KIND_OF = {InsertOp: K_INSERT, DeleteOp: K_DELETE, SetOp: K_SET, AddOp: K_ADD}
 _GROUP_OF_KIND = (G_INSERT, G_DELETE, G_SET, G_ADD)
 T_NONE, T_PREV, T_NEAR, T_DELTA, T_ROOT, T_TABLE = 0, 1, 2, 5, 6, 7
-V_JSON, V_DELETED, V_NEW = 0, 1, 2
+V_JSON, V_DELETED, V_NEW, V_JSON_ASCII = 0, 1, 2, 3
 
 _json_encode = msgspec.json.Encoder().encode
 _json_decode = msgspec.json.Decoder().decode
@@ -152,43 +180,44 @@ def encode_ops(doc: Document, ops: Sequence[Op], *, compress_body: bool = True) 
     return MAGIC + bytes([FORMAT_VERSION, flags]) + body
 
 
+def _max_body(compressed_len: int) -> int:
+    """The largest body a compressed stream of ``compressed_len`` bytes may declare."""
+    return min(MAX_BODY_BYTES, 64 * compressed_len + (1 << 20))
+
+
 def _lzma_filters(size: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": lzma.FILTER_LZMA2,
-            "dict_size": min(max(size, LZMA_DICT_MIN), LZMA_DICT_MAX),
-        }
-    ]
+    return [{"id": lzma.FILTER_LZMA2, "dict_size": min(max(size, LZMA_DICT_MIN), LZMA_DICT_MAX)}]
 
 
 def _compress(body: bytes) -> tuple[int, bytes]:
-    """Pick the compression for a body; ``(C_NONE, b"")`` when it would not decode in bounds."""
-    if len(body) > _max_body(len(body) // 64):
-        pass  # very repetitive: a compressed form could exceed the decoder's ratio bound
+    """LZMA2, else zlib, else nothing (``C_NONE``): the first the decoder's bounds accept."""
     filters = _lzma_filters(len(body))
     # lc/lp/pb travel in the LZMA2 stream; lc=1, pb=0 suit these mostly byte-sized columns
     filters[0].update(preset=6, lc=1, lp=0, pb=0)
     packed = lzma.compress(body, format=lzma.FORMAT_RAW, filters=filters)
-    if len(body) > _max_body(len(packed)):
-        packed = zlib.compress(body, 9)
-        if len(body) > _max_body(len(packed)):
-            return C_NONE, b""
+    if len(body) <= _max_body(len(packed)):
+        return C_LZMA, packed
+    packed = zlib.compress(body, 9)
+    if len(body) <= _max_body(len(packed)):
         return C_ZLIB, packed
-    return C_LZMA, packed
-
-
-def _max_body(compressed_len: int) -> int:
-    """The largest uncompressed body a compressed stream of ``compressed_len`` bytes may hold."""
-    return min(MAX_BODY_BYTES, 64 * compressed_len + (1 << 20))
+    return C_NONE, b""
 
 
 def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
+    """The body (uncompressed) and the flags of the column groups it holds."""
     table: dict[int, int] = {}  # client -> replica table index
     replicas: list[int] = []
     roots: dict[int, int] = {}  # root id -> root table index
 
-    def tag_of(pid: int) -> tuple[int, int]:
-        """Tag and value of ``pid`` named absolutely (a root or a table replica)."""
+    def tindex(client: int) -> int:
+        t = table.get(client)
+        if t is None:
+            t = table[client] = len(replicas)
+            replicas.append(doc.replica_of(client))
+        return t
+
+    def absolute(pid: int, tags: list[int], vals: list[int]) -> None:
+        """Name ``pid`` (not NO_ID) by the root or replica table."""
         client = pid & CLIENT_MASK
         if client == 0:
             t = roots.get(pid)
@@ -196,12 +225,11 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
                 if pid not in doc.roots:
                     raise EngineError(f"reference to an unknown root {pid:#x}")
                 t = roots[pid] = len(roots)
-            return T_ROOT, t
-        t = table.get(client)
-        if t is None:
-            t = table[client] = len(replicas)
-            replicas.append(doc.replica_of(client))
-        return T_TABLE + t, pid >> CLIENT_BITS
+            tags.append(T_ROOT)
+            vals.append(t)
+            return
+        tags.append(T_TABLE + tindex(client))
+        vals.append(pid >> CLIENT_BITS)
 
     def ref(pid: int, base: int, prev: int, tags: list[int], vals: list[int]) -> None:
         if pid == NO_ID:
@@ -209,16 +237,14 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
         elif pid == prev:
             tags.append(T_PREV)
         elif base != NO_ID and (pid ^ base) & CLIENT_MASK == 0 and base & CLIENT_MASK:
-            d = (pid >> CLIENT_BITS) - (base >> CLIENT_BITS)
+            d = (pid - base) >> CLIENT_BITS
             if -1 <= d <= 1:
                 tags.append(T_NEAR + 1 + d)
             else:
                 tags.append(T_DELTA)
                 vals.append(_zz(d))
         else:
-            tag, val = tag_of(pid)
-            tags.append(tag)
-            vals.append(val)
+            absolute(pid, tags, vals)
 
     kinds: list[int] = []
     clients: list[int] = []
@@ -245,6 +271,7 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
     expect: dict[int, int] = {}
     groups = 0
     cursor = prev_node = prev_origin = prev_right = prev_target = NO_ID
+    last_client = last_t = -1
     for op in ops:
         op_id = op.id
         client = op_id & CLIENT_MASK
@@ -252,25 +279,32 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
         kind = _KIND_OF[type(op)]
         groups |= _GROUP_OF_KIND[kind]
         kinds.append(kind)
-        t = table.get(client)
-        if t is None:
-            t = tag_of(op_id)[0] - T_TABLE
-        clients.append(t)
+        if client != last_client:
+            if not client:
+                raise EngineError("ops of replica 0 cannot be encoded")
+            last_client = client
+            last_t = tindex(client)
+        clients.append(last_t)
         gap = seq - expect.get(client, 0)
         if gap < 0:
             raise EngineError("ops must be grouped per replica in ascending seq order")
         gaps.append(gap)
-        ref(op.node, op_id, prev_node, node_tags, node_vals)
-        prev_node = op.node
+        node = op.node
+        if node == prev_node:
+            node_tags.append(T_PREV)
+        else:
+            ref(node, op_id, prev_node, node_tags, node_vals)
+            prev_node = node
         if kind == K_INSERT:
             assert isinstance(op, InsertOp)
             length = len(op.content)
             expect[client] = seq + length
             origin = op.origin
+            right = op.right
             ref(origin, cursor, prev_origin, origin_tags, origin_vals)
-            ref(op.right, cursor if origin == NO_ID else origin, prev_right, right_tags, right_vals)
+            ref(right, cursor if origin == NO_ID else origin, prev_right, right_tags, right_vals)
             prev_origin = origin
-            prev_right = op.right
+            prev_right = right
             cursor = op_id + (length - 1) * ONE
             if isinstance(op.content, str):
                 content_kind.append(0)
@@ -304,43 +338,41 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
     for r in replicas:
         w.uint(r)
     w.uint(len(roots))
-    for pid in roots:  # dicts keep insertion order: the table indexes
+    for pid in roots:  # in table order (dicts keep insertion order)
         name, rkind = doc.roots[pid]
         w.uint(int(rkind))
         w.str_(name)
     w.uint(len(kinds))
     if groups & (groups - 1):  # two or more groups
-        write_uint_rle(w, kinds)
+        write_uint_rle(w, kinds, counted=False)
     if len(replicas) > 1:
-        write_uint_rle(w, clients)
-    write_uint_rle(w, gaps)
-    write_uint_rle(w, node_tags)
-    write_uint_rle(w, node_vals)
+        write_uint_rle(w, clients, counted=False)
+    write_uint_rle(w, gaps, counted=False)
+    write_uint_rle(w, node_tags, counted=False)
+    write_uint_rle(w, node_vals, counted=False)
     if groups & G_INSERT:
-        write_uint_rle(w, origin_tags)
-        write_uint_rle(w, origin_vals)
-        write_uint_rle(w, right_tags)
-        write_uint_rle(w, right_vals)
-        write_uint_rle(w, content_kind)
-        write_str_column(w, texts)
-        w.uint(len(list_values))
+        write_uint_rle(w, origin_tags, counted=False)
+        write_uint_rle(w, origin_vals, counted=False)
+        write_uint_rle(w, right_tags, counted=False)
+        write_uint_rle(w, right_vals, counted=False)
+        write_uint_rle(w, content_kind, counted=False)
+        write_str_column(w, texts, counted=False)
         for blob in list_values:
             w.bytes_(blob)
     if groups & G_DELETE:
-        write_uint_rle(w, del_counts)
-        write_uint_rle(w, del_tags)
-        write_uint_rle(w, del_vals)
-        write_uint_rle(w, del_lens)
+        write_uint_rle(w, del_counts, counted=False)
+        write_uint_rle(w, del_tags, counted=False)
+        write_uint_rle(w, del_vals, counted=False)
+        write_uint_rle(w, del_lens, counted=False)
     if groups & G_SET:
-        write_bool_rle(w, has_key)
-        write_str_column(w, keys)
-        w.uint(len(values))
+        write_bool_rle(w, has_key, counted=False)
+        write_str_column(w, keys, counted=False)
         for blob in values:
             w.bytes_(blob)
-        write_delta_rle(w, walls)
-        write_uint_rle(w, counters)
+        write_delta_rle(w, walls, counted=False)
+        write_uint_rle(w, counters, counted=False)
     if groups & G_ADD:
-        write_uint_rle(w, amounts)
+        write_uint_rle(w, amounts, counted=False)
     return groups, w.getvalue()
 
 
@@ -351,8 +383,9 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
 def decode_ops(doc: Document, data: bytes | bytearray | memoryview) -> list[Op]:
     """Decode bytes from ``encode_ops`` into ops packed for ``doc``'s client table.
 
-    Registers unseen replicas and named roots in ``doc``. Raises ``DecodeError`` for anything
-    malformed; never allocates more than a bounded multiple of the input.
+    Registers the replicas and named roots ``doc`` has not seen, but only once the whole input
+    has decoded. Raises ``DecodeError`` for anything malformed (and then leaves ``doc`` as it
+    was); never allocates more than a bounded multiple of the input.
     """
     data = bytes(data)
     if len(data) < 5 or data[:3] != MAGIC:
@@ -366,13 +399,12 @@ def decode_ops(doc: Document, data: bytes | bytearray | memoryview) -> list[Op]:
     if method == C_NONE:
         body = data[5:]
     else:
-        r = Reader(data[5:])
+        r = Reader(data)
+        r.raw(5)
         size = r.uint()
-        packed = data[5 + r.position :]
+        packed = data[r.position :]
         if size > _max_body(len(packed)):
             raise DecodeError(f"declared body size {size} is too large for its compressed size")
-        if size < MIN_COMPRESS_BYTES:
-            raise DecodeError("a body this small is never compressed")
         if method == C_ZLIB:
             body = decompress(packed, size)
         elif method == C_LZMA:
@@ -390,6 +422,7 @@ def decode_ops(doc: Document, data: bytes | bytearray | memoryview) -> list[Op]:
 
 
 def _lzma_decompress(packed: bytes, size: int) -> bytes:
+    # The dictionary follows from the declared size alone; lc/lp/pb come from the stream.
     d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_lzma_filters(size))
     try:
         out = d.decompress(packed, size + 1)
@@ -406,13 +439,26 @@ def _lzma_decompress(packed: bytes, size: int) -> bytes:
 
 def _decode_body(doc: Document, r: Reader, body_len: int, groups: int) -> list[Op]:
     max_items = 8 * body_len + 16
-    clients: list[int] = []
+    # Nothing is registered in ``doc`` before the whole body has decoded: replicas it has not
+    # seen get the client indexes ``client_index`` will give them, in table order.
+    replicas: list[int] = []  # table index -> replica id
+    clients: list[int] = []  # table index -> client index
+    new_clients: dict[int, int] = {}
     for _ in range(r.count()):
         replica = r.uint()
         if not 0 < replica <= MAX_REPLICA_ID:
             raise DecodeError("replica id 0 is reserved")
-        clients.append(doc.client_index(replica))
-    roots: list[int] = []
+        c = doc.known_client(replica)
+        if c is None:
+            c = new_clients.get(replica)
+            if c is None:
+                c = new_clients[replica] = len(doc._replicas) + len(new_clients)
+                if c >= MAX_CLIENTS:
+                    raise DecodeError("too many replicas in one document")
+        replicas.append(replica)
+        clients.append(c)
+    roots: list[int] = []  # table index -> root id
+    new_roots: dict[int, tuple[str, NodeKind]] = {}
     for _ in range(r.count(per_item_min_bytes=2)):
         try:
             rkind = NodeKind(r.uint(max_value=255))
@@ -420,34 +466,37 @@ def _decode_body(doc: Document, r: Reader, body_len: int, groups: int) -> list[O
             raise DecodeError("unknown node kind") from None
         name = r.str_(MAX_NAME_BYTES)
         rid = _root_id(rkind, name)
-        if doc.roots.setdefault(rid, (name, rkind)) != (name, rkind):
+        known = doc.roots.get(rid) or new_roots.setdefault(rid, (name, rkind))
+        if known != (name, rkind):
             raise DecodeError(f"root {name!r} collides with another root's id")
         roots.append(rid)
     n = r.count(max_count=max_items, per_item_min_bytes=0)
-    if n and not groups:
-        raise DecodeError("ops but no column groups")
+    if bool(n) != bool(groups):
+        raise DecodeError("column groups do not match the op count")
     if groups & (groups - 1):
-        kinds = _column(read_uint_rle(r, n), n, "kind")
+        kinds = read_uint_rle(r, n, counted=False)
+        n_ins = kinds.count(K_INSERT)
+        n_del = kinds.count(K_DELETE)
+        n_set = kinds.count(K_SET)
+        n_add = kinds.count(K_ADD)
+        if n_ins + n_del + n_set + n_add != n:
+            raise DecodeError("unknown op kind")
+        for count, group in zip((n_ins, n_del, n_set, n_add), _GROUP_OF_KIND, strict=True):
+            if bool(count) != bool(groups & group):
+                raise DecodeError("column groups do not match the op kinds")
     else:
-        kinds = [_GROUP_OF_KIND.index(groups) if groups else 0] * n
+        kind = _GROUP_OF_KIND.index(groups) if groups else K_INSERT
+        kinds = [kind] * n
+        n_ins, n_del, n_set, n_add = (n if k == kind else 0 for k in range(4))
     if len(clients) > 1:
-        op_clients = _column(read_uint_rle(r, n), n, "replica")
+        op_clients = read_uint_rle(r, n, counted=False)
     elif clients or not n:
         op_clients = [0] * n
     else:
         raise DecodeError("ops but no replicas")
-    gaps = _column(read_uint_rle(r, n), n, "seq gap")
-    node_tags = _column(read_uint_rle(r, n), n, "node")
-    node_vals = _ref_values(r, node_tags, "node")
-    n_ins = kinds.count(K_INSERT)
-    n_del = kinds.count(K_DELETE)
-    n_set = kinds.count(K_SET)
-    n_add = kinds.count(K_ADD)
-    if n_ins + n_del + n_set + n_add != n:
-        raise DecodeError("unknown op kind")
-    for count, group in ((n_ins, G_INSERT), (n_del, G_DELETE), (n_set, G_SET), (n_add, G_ADD)):
-        if bool(count) != bool(groups & group):
-            raise DecodeError("column groups do not match the op kinds")
+    gaps = read_uint_rle(r, n, counted=False)
+    node_tags = read_uint_rle(r, n, counted=False)
+    node_vals = _ref_values(r, node_tags)
     origin_tags: list[int] = []
     origin_vals: list[int] = []
     right_tags: list[int] = []
@@ -456,76 +505,67 @@ def _decode_body(doc: Document, r: Reader, body_len: int, groups: int) -> list[O
     texts: list[str] = []
     lists: list[list[Any]] = []
     if n_ins:
-        origin_tags = _column(read_uint_rle(r, n_ins), n_ins, "origin")
-        origin_vals = _ref_values(r, origin_tags, "origin")
-        right_tags = _column(read_uint_rle(r, n_ins), n_ins, "right")
-        right_vals = _ref_values(r, right_tags, "right")
-        content_kind = _column(read_uint_rle(r, n_ins), n_ins, "content kind")
+        origin_tags = read_uint_rle(r, n_ins, counted=False)
+        origin_vals = _ref_values(r, origin_tags)
+        right_tags = read_uint_rle(r, n_ins, counted=False)
+        right_vals = _ref_values(r, right_tags)
+        content_kind = read_uint_rle(r, n_ins, counted=False)
         n_text = content_kind.count(0)
         if content_kind.count(1) + n_text != n_ins:
             raise DecodeError("unknown content kind")
-        texts = _column(read_str_column(r, n_text), n_text, "text")
-        if r.count(max_count=n_ins) != n_ins - n_text:
-            raise DecodeError("list content count mismatch")
+        texts = read_str_column(r, n_text, counted=False)
         lists = [_decode_list(r.bytes_()) for _ in range(n_ins - n_text)]
     del_counts: list[int] = []
     del_tags: list[int] = []
     del_vals: list[int] = []
     del_lens: list[int] = []
     if n_del:
-        del_counts = _column(read_uint_rle(r, n_del), n_del, "delete")
+        del_counts = read_uint_rle(r, n_del, counted=False)
         n_spans = sum(del_counts)
         if n_spans > max_items:
             raise DecodeError("too many delete spans")
-        del_tags = _column(read_uint_rle(r, n_spans), n_spans, "delete target")
-        del_vals = _ref_values(r, del_tags, "delete target")
-        del_lens = _column(read_uint_rle(r, n_spans), n_spans, "delete length")
+        del_tags = read_uint_rle(r, n_spans, counted=False)
+        del_vals = _ref_values(r, del_tags)
+        del_lens = read_uint_rle(r, n_spans, counted=False)
     has_key: list[bool] = []
     keys: list[str] = []
     values: list[Any] = []
     walls: list[int] = []
     counters: list[int] = []
     if n_set:
-        has_key = _column(read_bool_rle(r, n_set), n_set, "set")
-        n_keys = sum(has_key)
-        keys = _column(read_str_column(r, n_keys), n_keys, "key")
-        if r.count(max_count=n_set) != n_set:
-            raise DecodeError("value count mismatch")
+        has_key = read_bool_rle(r, n_set, counted=False)
+        keys = read_str_column(r, sum(has_key), counted=False)
         values = [_decode_value(r.bytes_()) for _ in range(n_set)]
-        walls = _column(read_delta_rle(r, n_set), n_set, "timestamp")
-        counters = _column(read_uint_rle(r, n_set), n_set, "timestamp")
+        walls = read_delta_rle(r, n_set, counted=False)
+        counters = read_uint_rle(r, n_set, counted=False)
     amounts: list[int] = []
     if n_add:
-        amounts = _column(read_uint_rle(r, n_add), n_add, "amount")
+        amounts = read_uint_rle(r, n_add, counted=False)
     r.expect_end()
 
     n_clients = len(clients)
     n_roots = len(roots)
 
-    def ref(tag: int, vals: list[int], k: int, base: int) -> int:
-        """The id a ref of ``tag`` names, reading ``vals[k]``; ``base`` for a T_DELTA."""
-        if tag < T_DELTA:
+    def resolve(tag: int, vals: list[int], k: int, base: int) -> int:
+        """The id named by ``tag`` (neither T_NONE nor T_PREV); ``vals[k]`` is its value."""
+        if tag <= T_DELTA:
             if base == NO_ID or not base & CLIENT_MASK:
                 raise DecodeError("relative reference without a base")
-            seq = (base >> CLIENT_BITS) + tag - T_NEAR - 1
-            if seq < 0:
+            if tag == T_DELTA:
+                v = vals[k]
+                d = (v >> 1) ^ -(v & 1)
+            else:
+                d = tag - T_NEAR - 1
+            if (base >> CLIENT_BITS) + d < 0:
                 raise DecodeError("reference before the start of a replica's history")
-            return (seq << CLIENT_BITS) | (base & CLIENT_MASK)
-        if tag == T_DELTA:
-            if base == NO_ID or not base & CLIENT_MASK:
-                raise DecodeError("relative reference without a base")
-            v = vals[k]
-            seq = (base >> CLIENT_BITS) + ((v >> 1) ^ -(v & 1))
-            if seq < 0:
-                raise DecodeError("reference before the start of a replica's history")
-            return (seq << CLIENT_BITS) | (base & CLIENT_MASK)
+            return base + d * ONE
         if tag == T_ROOT:
             t = vals[k]
             if t >= n_roots:
                 raise DecodeError("reference to an undeclared root")
             return roots[t]
         t = tag - T_TABLE
-        if t >= n_clients or t < 0:
+        if t >= n_clients:
             raise DecodeError("reference to an unknown replica")
         return (vals[k] << CLIENT_BITS) | clients[t]
 
@@ -535,7 +575,7 @@ def _decode_body(doc: Document, r: Reader, body_len: int, groups: int) -> list[O
     cursor = prev_node = prev_origin = prev_right = prev_target = NO_ID
     have_node = have_origin = have_right = have_target = False
     ii = ti = li = di = si = sj = ki = ai = 0
-    nv = ov = rv = dv = 0  # next value of the node, origin, right and target value columns
+    nv = ov = rv = dv = 0  # next entry of the node, origin, right and target value columns
     for i in range(n):
         t = op_clients[i]
         if t >= n_clients:
@@ -551,7 +591,7 @@ def _decode_body(doc: Document, r: Reader, body_len: int, groups: int) -> list[O
         elif tag == T_NONE:
             raise DecodeError("op without a node")
         else:
-            node = ref(tag, node_vals, nv, op_id)
+            node = resolve(tag, node_vals, nv, op_id)
             nv += tag >= T_DELTA
         prev_node = node
         have_node = True
@@ -565,7 +605,7 @@ def _decode_body(doc: Document, r: Reader, body_len: int, groups: int) -> list[O
                     raise DecodeError("no previous origin")
                 origin = prev_origin
             else:
-                origin = ref(tag, origin_vals, ov, cursor)
+                origin = resolve(tag, origin_vals, ov, cursor)
                 ov += tag >= T_DELTA
             tag = right_tags[ii]
             if tag == T_NONE:
@@ -575,7 +615,7 @@ def _decode_body(doc: Document, r: Reader, body_len: int, groups: int) -> list[O
                     raise DecodeError("no previous right")
                 right = prev_right
             else:
-                right = ref(tag, right_vals, rv, cursor if origin == NO_ID else origin)
+                right = resolve(tag, right_vals, rv, cursor if origin == NO_ID else origin)
                 rv += tag >= T_DELTA
             prev_origin = origin
             prev_right = right
@@ -594,59 +634,61 @@ def _decode_body(doc: Document, r: Reader, body_len: int, groups: int) -> list[O
             append(InsertOp(op_id, node, origin, right, content))
             expect[client] = seq + length
             cursor = op_id + (length - 1) * ONE
+        elif kind == K_DELETE:
+            expect[client] = seq + 1
+            spans = []
+            for _ in range(del_counts[di]):
+                length = del_lens[si]
+                if not length:
+                    raise DecodeError("empty delete span")
+                tag = del_tags[si]
+                if tag == T_PREV:
+                    if not have_target:
+                        raise DecodeError("no previous delete target")
+                    target = prev_target
+                elif tag == T_NONE:
+                    raise DecodeError("delete span without a target")
+                else:
+                    target = resolve(tag, del_vals, dv, cursor)
+                    dv += tag >= T_DELTA
+                prev_target = cursor = target
+                have_target = True
+                spans.append((target, length))
+                si += 1
+            if not spans:
+                raise DecodeError("delete without spans")
+            di += 1
+            append(DeleteOp(op_id, node, tuple(spans)))
+        elif kind == K_SET:
+            expect[client] = seq + 1
+            key = None
+            if has_key[sj]:
+                key = keys[ki]
+                ki += 1
+            ts = Timestamp(walls[sj], counters[sj], replicas[t])
+            if ts.wall_ms < 0:
+                raise DecodeError("negative timestamp")
+            append(SetOp(op_id, node, key, values[sj], ts))
+            sj += 1
         else:
             expect[client] = seq + 1
-            if kind == K_DELETE:
-                spans = []
-                for _ in range(del_counts[di]):
-                    length = del_lens[si]
-                    if length <= 0:
-                        raise DecodeError("empty delete span")
-                    tag = del_tags[si]
-                    if tag == T_PREV:
-                        if not have_target:
-                            raise DecodeError("no previous delete target")
-                        target = prev_target
-                    elif tag == T_NONE:
-                        raise DecodeError("delete span without a target")
-                    else:
-                        target = ref(tag, del_vals, dv, cursor)
-                        dv += tag >= T_DELTA
-                    prev_target = cursor = target
-                    have_target = True
-                    spans.append((target, length))
-                    si += 1
-                if not spans:
-                    raise DecodeError("delete without spans")
-                di += 1
-                append(DeleteOp(op_id, node, tuple(spans)))
-            elif kind == K_SET:
-                key = None
-                if has_key[sj]:
-                    key = keys[ki]
-                    ki += 1
-                ts = Timestamp(walls[sj], counters[sj], doc.replica_of(client))
-                if ts.wall_ms < 0:
-                    raise DecodeError("negative timestamp")
-                append(SetOp(op_id, node, key, values[sj], ts))
-                sj += 1
-            else:
-                a = amounts[ai]
-                ai += 1
-                append(AddOp(op_id, node, (a >> 1) ^ -(a & 1)))
+            a = amounts[ai]
+            ai += 1
+            append(AddOp(op_id, node, (a >> 1) ^ -(a & 1)))
+    for replica, c in new_clients.items():  # in the order their indexes were given
+        if doc.client_index(replica) != c:
+            raise DecodeError("the client table changed while decoding")
+    for rid, entry in new_roots.items():
+        doc.roots.setdefault(rid, entry)
     return ops
 
 
-def _ref_values(r: Reader, tags: list[int], what: str) -> list[int]:
+def _ref_values(r: Reader, tags: list[int]) -> list[int]:
     """Read the value column of a ref column: one value per tag that takes one."""
-    n = sum(1 for t in tags if t >= T_DELTA)
-    return _column(read_uint_rle(r, n), n, what)
-
-
-def _column(values: list[Any], n: int, what: str) -> list[Any]:
-    if len(values) != n:
-        raise DecodeError(f"{what} column has {len(values)} entries, expected {n}")
-    return values
+    n = len(tags) - tags.count(T_NONE) - tags.count(T_PREV)
+    for t in (T_NEAR, T_NEAR + 1, T_NEAR + 2):
+        n -= tags.count(t)
+    return read_uint_rle(r, n, counted=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -658,7 +700,11 @@ def _encode_value(value: Any) -> bytes:
         return bytes([V_DELETED])
     if type(value) is NewNode:
         return bytes([V_NEW, int(value.kind)])
-    return bytes([V_JSON]) + _json_encode(value)
+    try:
+        return bytes([V_JSON]) + _json_encode(value)
+    except UnicodeEncodeError:  # a lone surrogate: UTF-8 JSON cannot hold it, escaped JSON can
+        text = json.dumps(value, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+        return bytes([V_JSON_ASCII]) + text.encode("ascii")
 
 
 def _decode_value(blob: bytes) -> Any:
@@ -676,7 +722,14 @@ def _decode_value(blob: bytes) -> Any:
         try:
             value = _json_decode(blob[1:])
             check_json(value)
-        except (msgspec.DecodeError, RecursionError, EngineError) as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, EngineError) as exc:
+            raise DecodeError(f"bad JSON value: {exc}") from None
+        return value
+    if tag == V_JSON_ASCII:
+        try:
+            value = json.loads(blob[1:].decode("ascii"))
+            check_json(value)
+        except (ValueError, RecursionError, EngineError) as exc:
             raise DecodeError(f"bad JSON value: {exc}") from None
         return value
     raise DecodeError(f"unknown value tag {tag}")

@@ -1,0 +1,43 @@
+"""The Python SDK: ``async with cowrite.client.connect(url, doc="notes") as doc: ...``.
+
+``connect`` opens one document over the WebSocket protocol (``docs/protocol.md``) as a thin
+client (``mode="thin"``: plain values, OT rebasing, ``thin.ThinDocState``) or a full CRDT
+replica (``mode="replica"``: works offline, ``replica.ReplicaDocState``). The cores are sans-I/O
+and usable on their own; ``connection`` is the asyncio shell.
+"""
+
+from __future__ import annotations
+
+from cowrite.client.connection import ChangeEvent, ChatChannel, DocumentSession, connect
+from cowrite.client.errors import ClientError, NotSynced, ServerError, SessionClosed
+from cowrite.client.handles import (
+    CounterHandle,
+    Handle,
+    ListHandle,
+    MapHandle,
+    RegisterHandle,
+    TextHandle,
+)
+from cowrite.client.replica import ReplicaDocState
+from cowrite.client.thin import ThinDocState
+from cowrite.client.values import diff_text
+
+__all__ = [
+    "ChangeEvent",
+    "ChatChannel",
+    "ClientError",
+    "CounterHandle",
+    "DocumentSession",
+    "Handle",
+    "ListHandle",
+    "MapHandle",
+    "NotSynced",
+    "RegisterHandle",
+    "ReplicaDocState",
+    "ServerError",
+    "SessionClosed",
+    "TextHandle",
+    "ThinDocState",
+    "connect",
+    "diff_text",
+]

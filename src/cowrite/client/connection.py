@@ -1,0 +1,822 @@
+"""The asyncio shell: one WebSocket, one document, reconnecting with backoff.
+
+The document logic lives in the sans-I/O cores (``thin.ThinDocState``, ``replica.ReplicaDocState``);
+this module moves messages between them and a ``websockets`` connection (``docs/protocol.md``):
+
+``hello`` -> ``welcome``, ``join`` -> ``joined``, then edits one batch at a time (the core decides
+what to send; a writer task drains a per-connection outbox), ``pong`` for every ``ping``, a rejoin
+on ``resync`` or a version gap, and a reconnect on ``reconnect``, on a dropped connection, or when
+the server is silent for three heartbeats. Reconnects wait ``min(backoff_max_s, backoff_base_s *
+2**attempt)`` scaled by a random factor in [0.5, 1) (jitter, so a restarted server is not hit by
+every client at once). Local edits survive disconnects: the client id is stable and every batch
+keeps its ``edit_id`` until acknowledged, so each is applied exactly once.
+
+Events (``session.on(name, callback)``; a callback may be a coroutine function, run as a task):
+
+* ``"change"``: a ``ChangeEvent`` per op others made (or an undo of a refused local batch),
+  in local coordinates; local edits do not raise events (the caller made them);
+* ``"presence"``: the list of ``PresenceEntry`` (``session.presence``) after each update;
+* ``"chat"``: a ``ChatMessage`` sent, edited or deleted;
+* ``"status"``: ``"connected"`` (joined), ``"disconnected"``, ``"closed"``;
+* ``"error"``: a ``ServerError`` the session handled (a refused edit, a chat error...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import inspect
+import logging
+import random
+import urllib.parse
+import uuid
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, TypeAlias
+
+import msgspec
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidURI, WebSocketException
+
+from cowrite import protocol as p
+from cowrite.client.errors import ClientError, NotSynced, ServerError, SessionClosed
+from cowrite.client.handles import (
+    HANDLES,
+    CounterHandle,
+    Handle,
+    ListHandle,
+    MapHandle,
+    RegisterHandle,
+    TextHandle,
+)
+from cowrite.client.replica import ReplicaDocState
+from cowrite.client.thin import ThinDocState
+from cowrite.client.values import Kind, root_node
+from cowrite.engine.document import Document
+from cowrite.engine.errors import InvalidOperation
+
+log = logging.getLogger("cowrite.client")
+
+Mode: TypeAlias = Literal["thin", "replica"]
+EventName: TypeAlias = Literal["change", "presence", "chat", "status", "error"]
+Callback: TypeAlias = Callable[[Any], Any]
+Origin: TypeAlias = Literal["remote", "snapshot", "ack", "undo"]
+
+FATAL_JOIN_CODES = frozenset(
+    {p.ErrorCode.UNAUTHORIZED, p.ErrorCode.FORBIDDEN, p.ErrorCode.UNKNOWN_DOCUMENT}
+)
+RETRY_EDIT_DELAY_S = 1.0
+
+_frame_list = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One change to the local view not made by a local edit, as a wire op in local coordinates.
+
+    ``origin``: ``"remote"`` (another client's edit), ``"snapshot"`` (the server's state loaded on
+    (re)join, merged with ours), ``"ack"`` (the server's answer to our batch: ids of nested nodes
+    it created, or the undo of a batch the server had already applied before a snapshot) or
+    ``"undo"`` (a local batch the server refused, taken back).
+    """
+
+    doc: str
+    op: p.EditOp
+    origin: Origin
+
+    @property
+    def node(self) -> str:
+        return self.op.node
+
+    @property
+    def delta(self) -> list[Any]:
+        """The index op of a text/list change (``engine.ot`` format), ``[]`` otherwise."""
+        return list(self.op.edit) if isinstance(self.op, p.SeqEdit) else []
+
+
+class _Fatal(Exception):
+    """Stop reconnecting: the session cannot work (bad credentials, no such document...)."""
+
+    def __init__(self, error: ServerError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Retry(Exception):
+    """Drop this connection and reconnect after a backoff."""
+
+
+def _decode(frame: str | bytes) -> list[p.ServerMessage]:
+    """A server frame: one message or a JSON array of them. Unknown messages are skipped."""
+    data = frame.encode() if isinstance(frame, str) else frame
+    raws = _frame_list.decode(data) if data.lstrip()[:1] == b"[" else [data]
+    out: list[p.ServerMessage] = []
+    for raw in raws:
+        try:
+            out.append(p.server_decoder.decode(raw))
+        except msgspec.ValidationError as exc:
+            log.warning("skipping a server message this client does not understand: %s", exc)
+    return out
+
+
+def _encode(msg: p.Message) -> str:
+    return p.encoder.encode(msg).decode()
+
+
+def websocket_url(url: str) -> str:
+    """``url`` as the WebSocket endpoint: ``http(s)`` becomes ``ws(s)``, no path becomes ``/ws``.
+
+    So ``ws://127.0.0.1:8000`` and ``http://127.0.0.1:8000`` both mean ``ws://127.0.0.1:8000/ws``.
+    """
+    parts = urllib.parse.urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = parts.path if parts.path not in ("", "/") else "/ws"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+class ChatChannel:
+    """The document's chat: ``messages`` known so far (oldest first) and the chat commands."""
+
+    def __init__(self, session: DocumentSession) -> None:
+        self._session = session
+        self._messages: dict[int, p.ChatMessage] = {}
+
+    @property
+    def messages(self) -> list[p.ChatMessage]:
+        return [self._messages[k] for k in sorted(self._messages)]
+
+    def _learn(self, messages: list[p.ChatMessage]) -> None:
+        for m in messages:
+            self._messages[m.id] = m
+
+    async def send(self, text: str) -> None:
+        """Post a message (waits for the session to be joined; at most once)."""
+        await self._session._send_when_joined(p.ChatSend(doc=self._session.doc_id, text=text))
+
+    async def edit(self, message_id: int, text: str) -> None:
+        msg = p.ChatEdit(doc=self._session.doc_id, id=message_id, text=text)
+        await self._session._send_when_joined(msg)
+
+    async def delete(self, message_id: int) -> None:
+        msg = p.ChatDelete(doc=self._session.doc_id, id=message_id)
+        await self._session._send_when_joined(msg)
+
+    async def history(
+        self, before: int | None = None, limit: int = 50, *, timeout_s: float = 10.0
+    ) -> p.ChatPage:
+        """A page of older messages (``before`` a message id), newest first as the server sends."""
+        session = self._session
+        msg = p.ChatHistory(doc=session.doc_id, before=before, limit=limit)
+        page = await session._request_chat_page(msg, timeout_s)
+        self._learn(page.messages)
+        return page
+
+
+class DocumentSession:
+    """A live document: handles to edit it, ``synced()``, events, presence and chat.
+
+    Made by ``connect`` (use it as ``async with connect(...) as doc``). All methods must be called
+    from the event loop that opened the session.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        doc: str,
+        *,
+        token: str | None = None,
+        name: str = "",
+        user: p.User | None = None,
+        mode: Mode = "thin",
+        client_id: str | None = None,
+        create: bool = True,
+        document: Document | None = None,
+        reconnect: bool = True,
+        backoff_base_s: float = 0.25,
+        backoff_max_s: float = 10.0,
+        connect_timeout_s: float = 10.0,
+        flush_timeout_s: float = 10.0,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        rng: random.Random | None = None,
+    ) -> None:
+        if mode not in ("thin", "replica"):
+            raise ValueError(f"mode must be 'thin' or 'replica', not {mode!r}")
+        self.url = websocket_url(url)
+        self.doc_id = doc
+        self.mode: Mode = mode
+        self.client_id = client_id or uuid.uuid4().hex
+        self._token = token
+        self._hello_user = user if user is not None else p.User(name=name)
+        self._create = create
+        self._reconnect = reconnect
+        self._backoff = (backoff_base_s, backoff_max_s)
+        self._connect_timeout_s = connect_timeout_s
+        self._flush_timeout_s = flush_timeout_s
+        self._max_message_bytes = max_message_bytes
+        self._rng = rng or random.Random()
+        self._state: ThinDocState | ReplicaDocState
+        if mode == "thin":
+            self._state = ThinDocState(doc, self.client_id)
+        else:
+            self._state = ReplicaDocState(doc, self.client_id, document)
+        self.session_id: str | None = None
+        """The server's id of the current connection (``PresenceEntry.session`` of ours)."""
+        self.user: p.User | None = None
+        """Who the server says we are (from ``welcome``)."""
+        self.chat = ChatChannel(self)
+        self._listeners: dict[str, list[Callback]] = {}
+        self._presence: dict[str, p.PresenceEntry] = {}
+        self._my_presence: p.SetPresence | None = None
+        self._outbox: asyncio.Queue[p.Message] | None = None
+        self._chat_pages: deque[asyncio.Future[p.ChatPage]] = deque()
+        self._progress = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._pump_scheduled = False
+        self._joining = False
+        self._connected = False
+        self._closed = False
+        self._fatal: BaseException | None = None
+        self._last_error: BaseException | None = None
+        self._reconnect_after_s: float | None = None
+        self._heartbeat_s: float | None = None
+        self._attempt = 0
+
+    # ------------------------------------------------------------- editing
+
+    def text(self, name: str) -> TextHandle:
+        """The named root text ``name`` (node ``"text:<name>"``)."""
+        return TextHandle(self._state, root_node("text", name), self._local_changed)
+
+    def list(self, name: str) -> ListHandle:
+        return ListHandle(self._state, root_node("list", name), self._local_changed)
+
+    def map(self, name: str) -> MapHandle:
+        return MapHandle(self._state, root_node("map", name), self._local_changed)
+
+    def register(self, name: str) -> RegisterHandle:
+        return RegisterHandle(self._state, root_node("register", name), self._local_changed)
+
+    def counter(self, name: str) -> CounterHandle:
+        return CounterHandle(self._state, root_node("counter", name), self._local_changed)
+
+    def node(self, node_id: str, kind: Kind | None = None) -> Handle:
+        """A handle on any node by wire id (a nested ``{"$node": id}`` value, for instance)."""
+        known = self._state.kind(node_id) or kind
+        if known is None:
+            raise InvalidOperation(f"unknown node {node_id!r}: pass its kind")
+        return HANDLES[known](self._state, node_id, self._local_changed)
+
+    @property
+    def version(self) -> int | None:
+        """The last server version this session has seen."""
+        return self._state.version
+
+    @property
+    def connected(self) -> bool:
+        """True while joined over a live connection."""
+        return self._connected
+
+    @property
+    def is_synced(self) -> bool:
+        return self._state.synced
+
+    @property
+    def state(self) -> ThinDocState | ReplicaDocState:
+        """The sans-I/O core (read it, do not feed it: the session does)."""
+        return self._state
+
+    async def synced(self, timeout_s: float | None = None) -> None:
+        """Wait until every local edit made so far is acknowledged, i.e. durable on the server.
+
+        Raises TimeoutError after ``timeout_s``, SessionClosed if the session closes first.
+        """
+        async with asyncio.timeout(timeout_s):
+            while not self._state.synced:
+                self._check_open()
+                await self._progress_wait()
+
+    # -------------------------------------------------------------- events
+
+    def on(self, event: EventName, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(payload)`` on each ``event`` (see the module docstring).
+
+        Returns a function that unsubscribes. Exceptions in callbacks are logged, not raised.
+        """
+        if event not in ("change", "presence", "chat", "status", "error"):
+            raise ValueError(f"unknown event {event!r}")
+        callbacks = self._listeners.setdefault(event, [])
+        callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                callbacks.remove(callback)
+
+        return unsubscribe
+
+    def _emit(self, event: str, payload: Any) -> None:
+        for callback in list(self._listeners.get(event, ())):
+            try:
+                result = callback(payload)
+            except Exception:
+                log.exception("a %r listener failed", event, extra=self._ids())
+                continue
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                self._tasks.add(task)
+                task.add_done_callback(self._listener_done)
+
+    def _listener_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a listener task failed", exc_info=task.exception(), extra=self._ids())
+
+    # ------------------------------------------------------------ presence
+
+    @property
+    def presence(self) -> builtins.list[p.PresenceEntry]:
+        """Everyone in the document (us included), cursors in local coordinates when known."""
+        out = []
+        state = self._state
+        for entry in self._presence.values():
+            cursor = entry.cursor
+            if cursor is not None and isinstance(state, ThinDocState):
+                mapped = state.cursor_to_local(cursor)
+                if mapped is not None:
+                    anchor, head = mapped
+                    cursor = p.Cursor(node=cursor.node, anchor=anchor, head=head)
+                entry = msgspec.structs.replace(entry, cursor=cursor)
+            out.append(entry)
+        return out
+
+    async def set_presence(
+        self,
+        *,
+        cursor: tuple[str | Handle, int, int] | p.Cursor | None = None,
+        user: p.User | None = None,
+        active: bool | None = None,
+    ) -> None:
+        """Publish our cursor (``(node, anchor, head)`` in local positions), user fields, activity.
+
+        Remembered and published again after each rejoin.
+        """
+        wire: p.Cursor | None = None
+        if cursor is not None:
+            if isinstance(cursor, p.Cursor):
+                node, anchor, head = cursor.node, cursor.anchor, cursor.head
+            else:
+                target, anchor, head = cursor
+                node = target.node if isinstance(target, Handle) else target
+            state = self._state
+            if isinstance(state, ThinDocState):
+                wire = state.cursor_to_server(node, anchor, head)
+            else:
+                wire = p.Cursor(node=node, anchor=anchor, head=head)
+        prev = self._my_presence
+        msg = p.SetPresence(
+            doc=self.doc_id,
+            user=user if user is not None else (prev.user if prev else None),
+            cursor=wire if wire is not None else (prev.cursor if prev else None),
+            active=active if active is not None else (prev.active if prev else None),
+        )
+        self._my_presence = msg
+        if self._connected:
+            self._send(p.SetPresence(doc=self.doc_id, user=user, cursor=wire, active=active))
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Connect and join; returns once the document is loaded (or raises)."""
+        if self._runner is not None:
+            raise ClientError("the session is already open")
+        self._loop = asyncio.get_running_loop()
+        self._ready = self._loop.create_future()
+        self._runner = asyncio.create_task(self._run(), name=f"cowrite-client:{self.doc_id}")
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await asyncio.shield(self._ready)
+        except TimeoutError:
+            await self.close(flush=False)
+            raise ConnectionError(
+                f"could not join {self.doc_id!r} at {self.url} within {self._connect_timeout_s}s"
+                f" (last error: {self._last_error!r})"
+            ) from self._last_error
+        except BaseException:
+            await self.close(flush=False)
+            raise
+
+    async def close(self, *, flush: bool = True) -> None:
+        """Close the session.
+
+        With ``flush``, first wait up to ``flush_timeout_s`` for unacknowledged edits and raise
+        NotSynced if some remain (they are lost).
+        """
+        if self._closed:
+            return
+        if flush and self._fatal is None and self._runner is not None:
+            with contextlib.suppress(TimeoutError, SessionClosed):
+                await self.synced(self._flush_timeout_s)
+        lost = flush and self._runner is not None and not self._state.synced
+        self._closed = True
+        self._notify()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        self._fail_requests(SessionClosed("the session is closed"))
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(SessionClosed("closed before joining"))
+            self._ready.exception()  # retrieved: nobody else may wait for it
+        if self._fatal is None:
+            self._emit("status", "closed")
+        if lost:
+            raise NotSynced(f"closed {self.doc_id!r} with edits the server has not acknowledged")
+
+    def _check_open(self) -> None:
+        if self._fatal is not None:
+            raise SessionClosed(f"the session failed: {self._fatal}") from self._fatal
+        if self._closed:
+            raise SessionClosed("the session is closed")
+
+    async def _progress_wait(self) -> None:
+        await self._progress.wait()
+
+    def _notify(self) -> None:
+        """Wake everyone waiting for progress (acks, joins, disconnects, closing)."""
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    def _ids(self) -> dict[str, object]:
+        return {"doc": self.doc_id, "client": self.client_id, "session": self.session_id}
+
+    # ------------------------------------------------------------ transport
+
+    async def _run(self) -> None:
+        while not self._closed:
+            self._reconnect_after_s = None
+            try:
+                async with ws_connect(
+                    self.url,
+                    open_timeout=self._connect_timeout_s,
+                    max_size=self._max_message_bytes,
+                ) as ws:
+                    await self._serve(ws)
+            except _Fatal as exc:
+                self._fail(exc.error)
+                return
+            except InvalidURI as exc:
+                self._fail(exc)
+                return
+            except (OSError, TimeoutError, WebSocketException, _Retry) as exc:
+                self._last_error = exc
+                log.info("connection to %s lost: %r", self.url, exc, extra=self._ids())
+            except Exception as exc:
+                log.exception("client session failed", extra=self._ids())
+                self._fail(exc)
+                return
+            finally:
+                self._disconnected()
+            if self._closed:
+                return
+            if not self._reconnect:
+                self._fail(ConnectionError(f"connection to {self.url} lost"))
+                return
+            delay = self._reconnect_after_s
+            if delay is None:
+                base, cap = self._backoff
+                delay = min(cap, base * 2**self._attempt) * self._rng.uniform(0.5, 1.0)
+                self._attempt += 1
+            await asyncio.sleep(delay)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._fatal = exc
+        self._connected = False
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(exc)
+        self._fail_requests(SessionClosed(f"the session failed: {exc}"))
+        self._notify()
+        self._emit("status", "closed")
+
+    def _disconnected(self) -> None:
+        self._outbox = None
+        self._joining = False
+        self._state.on_disconnect()
+        self._fail_requests(ConnectionError("the connection was lost"))
+        if self._connected:
+            self._connected = False
+            self._emit("status", "disconnected")
+        self._notify()
+
+    def _fail_requests(self, exc: BaseException) -> None:
+        while self._chat_pages:
+            fut = self._chat_pages.popleft()
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # the caller may have given up already
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        hello = p.Hello(client_id=self.client_id, token=self._token, user=self._hello_user)
+        await ws.send(_encode(hello))
+        rest: list[p.ServerMessage] = []
+        async with asyncio.timeout(self._connect_timeout_s):
+            while True:
+                msgs = _decode(await ws.recv())
+                welcome = next((k for k, m in enumerate(msgs) if isinstance(m, p.Welcome)), None)
+                for msg in msgs[: len(msgs) if welcome is None else welcome + 1]:
+                    self._before_welcome(ws, msg)
+                if welcome is not None:
+                    rest = msgs[welcome + 1 :]
+                    break
+        outbox: asyncio.Queue[p.Message] = asyncio.Queue()
+        self._outbox = outbox
+        writer = asyncio.create_task(self._writer(ws, outbox))
+        try:
+            self._joining = True
+            self._send(self._state.join_message(create=self._create))
+            for msg in rest:
+                self._handle(msg)
+            while True:
+                timeout = 3 * self._heartbeat_s if self._heartbeat_s else None
+                async with asyncio.timeout(timeout):
+                    frame = await ws.recv()
+                for msg in _decode(frame):
+                    self._handle(msg)
+                if self._reconnect_after_s is not None:
+                    return
+                if writer.done():
+                    writer.result()
+                    return
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketException, OSError):
+                await writer
+
+    def _before_welcome(self, ws: ClientConnection, msg: p.ServerMessage) -> None:
+        if isinstance(msg, p.Welcome):
+            self.session_id = msg.session
+            self.user = msg.user
+            self._heartbeat_s = msg.heartbeat_s if msg.heartbeat_s > 0 else None
+        elif isinstance(msg, p.Error):
+            if msg.code in (p.ErrorCode.UNAUTHORIZED, p.ErrorCode.BAD_MESSAGE):
+                raise _Fatal(ServerError(msg))
+            raise _Retry(ServerError(msg))
+        elif isinstance(msg, p.Ping):
+            pong = asyncio.ensure_future(ws.send(_encode(p.Pong(nonce=msg.nonce))))
+            self._tasks.add(pong)
+            pong.add_done_callback(self._tasks.discard)
+        elif isinstance(msg, p.Reconnect):
+            self._reconnect_after_s = msg.after_ms / 1000
+            raise _Retry("the server asked for a reconnect")
+
+    async def _writer(self, ws: ClientConnection, outbox: asyncio.Queue[p.Message]) -> None:
+        while True:
+            msg = await outbox.get()
+            await ws.send(_encode(msg))
+
+    def _send(self, msg: p.Message) -> None:
+        if self._outbox is not None:
+            self._outbox.put_nowait(msg)
+
+    async def _send_when_joined(self, msg: p.Message) -> None:
+        while not self._connected:
+            self._check_open()
+            await self._progress_wait()
+        self._send(msg)
+
+    async def _request_chat_page(self, msg: p.ChatHistory, timeout_s: float) -> p.ChatPage:
+        while not self._connected:
+            self._check_open()
+            await self._progress_wait()
+        assert self._loop is not None
+        fut: asyncio.Future[p.ChatPage] = self._loop.create_future()
+        self._chat_pages.append(fut)
+        self._send(msg)
+        async with asyncio.timeout(timeout_s):
+            return await fut
+
+    # ------------------------------------------------------------ edits out
+
+    def _local_changed(self) -> None:
+        self._notify()
+        if self._pump_scheduled or self._loop is None or self._closed:
+            return
+        self._pump_scheduled = True
+        self._loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        """Send what the core has for the server: a rejoin, or the next batch."""
+        self._pump_scheduled = False
+        if self._outbox is None:
+            return
+        state = self._state
+        if state.rejoin_needed:
+            if not self._joining:
+                self._joining = True
+                self._connected = False
+                self._send(state.join_message(create=self._create))
+            return
+        msg = state.take_batch() if isinstance(state, ThinDocState) else state.take_sync()
+        if msg is not None:
+            self._send(msg)
+
+    def _pump_later(self, delay_s: float) -> None:
+        assert self._loop is not None
+        timer: asyncio.TimerHandle | None = None
+
+        def fire() -> None:
+            if timer is not None:
+                self._timers.discard(timer)
+            self._pump()
+
+        timer = self._loop.call_later(delay_s, fire)
+        self._timers.add(timer)
+
+    # ------------------------------------------------------------ messages in
+
+    def _handle(self, msg: p.ServerMessage) -> None:
+        state = self._state
+        doc = getattr(msg, "doc", None)
+        if doc is not None and doc != self.doc_id:
+            return
+        if isinstance(msg, p.Ping):
+            self._send(p.Pong(nonce=msg.nonce))
+        elif isinstance(msg, p.Remote):
+            if isinstance(state, ThinDocState):
+                self._changes(state.on_remote(msg), "remote")
+                self._notify()  # our own batch may have come back as a catch-up remote
+        elif isinstance(msg, p.RemoteSync):
+            if isinstance(state, ReplicaDocState):
+                self._changes(state.on_remote_sync(msg), "remote")
+        elif isinstance(msg, p.Ack):
+            if isinstance(state, ThinDocState):
+                self._changes(state.on_ack(msg), "ack")
+            else:
+                state.on_ack(msg)
+            self._notify()
+        elif isinstance(msg, p.Presence):
+            for entry in msg.entries:
+                self._presence[entry.session] = entry
+            for session in msg.left:
+                self._presence.pop(session, None)
+            self._emit("presence", self.presence)
+        elif isinstance(msg, p.Chat):
+            self.chat._learn([msg.message])
+            self._emit("chat", msg.message)
+        elif isinstance(msg, p.ChatPage):
+            if self._chat_pages:
+                fut = self._chat_pages.popleft()
+                if not fut.done():
+                    fut.set_result(msg)
+        elif isinstance(msg, p.Joined):
+            self._joined(msg)
+        elif isinstance(msg, p.Error):
+            self._error(msg)
+        elif isinstance(msg, p.Resync):
+            log.info("resync of %s: %s", self.doc_id, msg.reason, extra=self._ids())
+            state.on_resync()
+            self._connected = False
+        elif isinstance(msg, p.Reconnect):
+            self._reconnect_after_s = max(0, msg.after_ms) / 1000
+        self._pump()
+
+    def _changes(self, ops: builtins.list[Any], origin: Origin) -> None:
+        state = self._state
+        for op in ops:
+            wire = op if isinstance(state, ThinDocState) else state.change_to_wire(op)
+            self._emit("change", ChangeEvent(self.doc_id, wire, origin))
+
+    def _joined(self, msg: p.Joined) -> None:
+        state = self._state
+        self._changes(state.on_joined(msg), "snapshot")
+        self._joining = False
+        self._attempt = 0
+        self._presence = {e.session: e for e in msg.presence}
+        self.chat._learn(msg.chat)
+        if state.rejoin_needed:
+            return  # the core refused what it got (a version mismatch): _pump rejoins
+        self._connected = True
+        if self._my_presence is not None:
+            self._send(self._my_presence)
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+        self._notify()
+        self._emit("status", "connected")
+        self._emit("presence", self.presence)
+
+    def _error(self, msg: p.Error) -> None:
+        err = ServerError(msg)
+        log.info("server error: %s", err, extra=self._ids())
+        if msg.code is p.ErrorCode.UNAUTHORIZED or (
+            self._joining and msg.edit_id is None and msg.code in FATAL_JOIN_CODES
+        ):
+            raise _Fatal(err)
+        if self._joining and msg.edit_id is None and msg.code is p.ErrorCode.ROOM_FULL:
+            raise _Retry(err)
+        if self._joining and msg.edit_id is None:
+            self._joining = False  # the join was refused; the core decides whether to rejoin
+        state = self._state
+        action: str
+        if isinstance(state, ThinDocState):
+            outcome = state.on_error(msg)
+            action = outcome.action
+            self._changes(outcome.changes, "undo")
+        else:
+            action = state.on_error(msg)
+        if action == "retry":
+            self._pump_later(RETRY_EDIT_DELAY_S)
+        elif action == "rejoin":
+            self._connected = False
+        self._notify()
+        self._emit("error", err)
+
+
+class _Connect:
+    """What ``connect`` returns: ``async with connect(...) as doc`` or ``doc = await connect(...)``
+    (then ``await doc.close()``)."""
+
+    def __init__(self, session: DocumentSession) -> None:
+        self._session = session
+
+    def __await__(self) -> Generator[Any, None, DocumentSession]:
+        return self._open().__await__()
+
+    async def _open(self) -> DocumentSession:
+        await self._session.open()
+        return self._session
+
+    async def __aenter__(self) -> DocumentSession:
+        return await self._open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._session.close(flush=exc_type is None)
+
+
+def connect(
+    url: str,
+    doc: str,
+    *,
+    token: str | None = None,
+    name: str = "",
+    mode: Mode = "thin",
+    client_id: str | None = None,
+    user: p.User | None = None,
+    create: bool = True,
+    document: Document | None = None,
+    reconnect: bool = True,
+    backoff_base_s: float = 0.25,
+    backoff_max_s: float = 10.0,
+    connect_timeout_s: float = 10.0,
+    flush_timeout_s: float = 10.0,
+    max_message_bytes: int = 64 * 1024 * 1024,
+    rng: random.Random | None = None,
+) -> _Connect:
+    """Open document ``doc`` on the server at ``url`` (``ws://host:port/ws``; a bare
+    ``ws://host:port`` or ``http://host:port`` means the same, see ``websocket_url``).
+
+    ``mode="thin"`` keeps plain values and rebases by OT (light; edits need the server);
+    ``"replica"`` keeps a full CRDT copy (``document``, to resume a saved one) that works offline.
+    ``client_id`` identifies this client across reconnects (random by default); ``token`` is the
+    access token when the server requires one; ``name`` (or ``user``) is shown to others.
+    ``create``: create the document if it does not exist (else ``ServerError(unknown_document)``).
+    ``reconnect``: reconnect after a lost connection, waiting ``min(backoff_max_s, backoff_base_s
+    * 2**attempt)`` times a random factor in [0.5, 1). ``connect_timeout_s`` bounds the first
+    join (ConnectionError after it). Leaving the ``async with`` block waits up to
+    ``flush_timeout_s`` for unacknowledged edits (NotSynced if some remain), then closes.
+    """
+    return _Connect(
+        DocumentSession(
+            url,
+            doc,
+            token=token,
+            name=name,
+            user=user,
+            mode=mode,
+            client_id=client_id,
+            create=create,
+            document=document,
+            reconnect=reconnect,
+            backoff_base_s=backoff_base_s,
+            backoff_max_s=backoff_max_s,
+            connect_timeout_s=connect_timeout_s,
+            flush_timeout_s=flush_timeout_s,
+            max_message_bytes=max_message_bytes,
+            rng=rng,
+        )
+    )

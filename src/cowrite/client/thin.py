@@ -1,0 +1,765 @@
+"""The thin client of one document, sans I/O: the Jupiter/Wave client of ``docs/protocol.md``.
+
+The client keeps three things per document:
+
+* the *server state* at ``version``: node id -> value, as the server had it after that version;
+* ``inflight``: the one batch sent and not yet acknowledged, expressed against the server state;
+* ``pending``: local edits not sent yet, composed per node (one index op per text/list node, the
+  last write per map key or register, the sum of the adds per counter), against server+inflight.
+
+The local view (what the user sees) is always ``server · inflight · pending``
+(``check_invariants``). A ``remote`` R (another client's batch, to apply at ``version``) is
+rebased over the client's own work like the server rebases client edits, client op on the
+``left`` at ties: ``R' = transform(R, I, "right")``, ``I' = transform(I, R, "left")``, then the
+same over the pending op P. The user sees R'' (what ``on_remote`` returns); the server state takes
+R as sent. An ``ack`` moves the in-flight batch into the server state.
+
+Reconnects: the client rejoins with its ``version``; the server replays what it missed as
+``remote``s (its own in-flight batch among them: a ``remote`` carrying its ``client_id`` and the
+in-flight ``edit_id`` counts as the ack), then the client resends the in-flight batch with the same
+``edit_id`` (the server acknowledges an already-applied batch without applying it again). When
+the server's history does not reach back that far it sends a snapshot instead, and the client does
+a three-way merge: ``diff_seq(base, snapshot)`` is rebased like a remote over inflight and
+pending. An ack that names a version the client has already seen means the batch was applied
+before the snapshot: the client undoes its second local application of it (``_drop_inflight``).
+
+Map, register and counter ops are not transformed: the server orders writes (last writer wins
+per key) and adds commute. The client applies its own optimistically and shows the server's
+value for a key only when it has no write of that key outstanding.
+
+Nothing here does I/O or reads a clock; ``connection`` is the asyncio shell around it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from cowrite import protocol as p
+from cowrite.client.values import (
+    SEQ_KINDS,
+    Kind,
+    diff_seq,
+    empty_value,
+    kind_of_node_id,
+    parse_kind,
+    position_before,
+)
+from cowrite.engine import ot
+from cowrite.engine.errors import InvalidOperation
+from cowrite.engine.ops import check_json
+
+SlotKind: TypeAlias = Literal["seq", "set", "add"]
+Slot: TypeAlias = tuple[SlotKind, str, str | None]
+"""What a queued op writes: ("seq", node, None), ("set", node, key|None), ("add", node, None)."""
+
+
+class _Deleted:
+    """The queued value of a map key the client deleted."""
+
+    def __repr__(self) -> str:
+        return "DELETED"
+
+
+DELETED: Any = _Deleted()
+_ABSENT: Any = object()
+
+RETRY_CODES = frozenset({p.ErrorCode.RATE_LIMITED, p.ErrorCode.UNAVAILABLE})
+ErrorAction: TypeAlias = Literal["ignore", "retry", "rejoin", "rejected"]
+
+
+@dataclass
+class Batch:
+    """The batch in flight: ops by slot, in the order they are sent."""
+
+    edit_id: str
+    ops: dict[Slot, Any]
+    sent: bool = False
+
+
+@dataclass(frozen=True)
+class ErrorOutcome:
+    """What an ``error`` means for the document: ``action`` for the shell, ``changes`` to show.
+
+    ``retry``: resend the in-flight batch after a delay (``take_batch`` returns it again);
+    ``rejoin``: send ``join_message()``; ``rejected``: the in-flight batch was refused and undone
+    locally (``changes`` is the undo, in local coordinates); ``ignore``: nothing to do.
+    """
+
+    action: ErrorAction
+    changes: list[p.EditOp] = field(default_factory=list)
+
+
+class ThinDocState:
+    """One document of a thin client. See the module docstring for the algorithm.
+
+    Inputs: ``local_*`` (user edits), ``on_joined``/``on_remote``/``on_ack``/``on_error``
+    (server messages), ``on_disconnect``. Outputs: ``take_batch`` (the edit to send, if any),
+    ``join_message`` (when ``rejoin_needed``), and the changes each ``on_*`` returns: wire ops
+    in local coordinates describing how the local view changed.
+    """
+
+    def __init__(
+        self,
+        doc: str,
+        client_id: str,
+        *,
+        edit_id_prefix: str | None = None,
+        history_versions: int = 1000,
+        max_batch_ops: int = 1000,
+    ) -> None:
+        self.doc = doc
+        self.client_id = client_id
+        self.version: int | None = None
+        """The last server version this client has applied (None before the first join)."""
+        self.server: dict[str, Any] = {}
+        self.local: dict[str, Any] = {}
+        self.kinds: dict[str, Kind] = {}
+        self.roots: dict[str, str] = {}
+        self.rights: list[str] = []
+        self.inflight: Batch | None = None
+        self.pending: dict[Slot, Any] = {}
+        self.joined = False
+        self.rejoin_needed = False
+        """True when the shell must send ``join_message()`` (a gap, a resync, a refused version)."""
+        self.max_batch_ops = max_batch_ops
+        self._want_snapshot = False
+        self._prefix = edit_id_prefix or secrets.token_hex(6)
+        self._edits = 0
+        self._history: deque[tuple[int, list[tuple[str, ot.Op]]]] = deque(
+            maxlen=max(1, history_versions)
+        )
+        self._history_from = 0
+
+    # ------------------------------------------------------------- reading
+
+    @property
+    def synced(self) -> bool:
+        """No local edit is waiting for an acknowledgement (everything is durable)."""
+        return self.inflight is None and not self.pending
+
+    def kind(self, node: str) -> Kind | None:
+        return self.kinds.get(node) or kind_of_node_id(node)
+
+    def value(self, node: str, kind: Kind | None = None) -> Any:
+        """The local value of ``node`` (a copy for lists and maps)."""
+        known = self.kind(node) or kind
+        if node not in self.local:
+            return empty_value(known) if known is not None else None
+        value = self.local[node]
+        if isinstance(value, list | dict):
+            return value.copy()
+        return value
+
+    # --------------------------------------------------------- local edits
+
+    def _claim(self, node: str, want: Kind | frozenset[str]) -> Kind:
+        kind = self.kind(node)
+        if kind is None:
+            if isinstance(want, frozenset):
+                raise InvalidOperation(f"unknown node {node!r}")
+            kind = want
+        if (kind not in want) if isinstance(want, frozenset) else (kind != want):
+            raise InvalidOperation(f"{node} is a {kind}")
+        self.kinds.setdefault(node, kind)
+        return kind
+
+    def local_edit(self, node: str, op: ot.Op) -> None:
+        """Apply an index op to a text or list node now and queue it for the server."""
+        kind = self._claim(node, SEQ_KINDS)
+        op = ot.normalize(op)
+        if not op:
+            return
+        for c in op:
+            if isinstance(c, list):
+                for v in c:
+                    check_json(v)
+                    if isinstance(v, dict) and ("$new" in v or "$node" in v):
+                        raise InvalidOperation("thin clients create nested nodes in map keys only")
+        self.local[node] = ot.apply(self.local.get(node, empty_value(kind)), op)
+        slot: Slot = ("seq", node, None)
+        composed = ot.compose(self.pending[slot], op) if slot in self.pending else op
+        if composed:
+            self.pending[slot] = composed
+        else:
+            self.pending.pop(slot, None)
+
+    def local_set(self, node: str, key: str | None, value: Any) -> None:
+        """Write a map key (``key``) or a register (``key`` None)."""
+        self._claim(node, "register" if key is None else "map")
+        check_json(value)
+        if isinstance(value, dict) and "$node" in value:
+            raise InvalidOperation("existing nodes cannot be written elsewhere; use {'$new': kind}")
+        if isinstance(value, dict) and "$new" in value:
+            if key is None:
+                raise InvalidOperation("registers hold JSON values, not nested nodes")
+            if len(value) != 1 or parse_kind(value["$new"]) is None:
+                raise InvalidOperation(f"unknown node kind in {value!r}")
+        self.pending[("set", node, key)] = value
+        self._refresh_key(node, key)
+
+    def local_delete(self, node: str, key: str) -> None:
+        """Delete a map key."""
+        self._claim(node, "map")
+        self.pending[("set", node, key)] = DELETED
+        self._refresh_key(node, key)
+
+    def local_add(self, node: str, amount: int) -> None:
+        """Add to a counter."""
+        self._claim(node, "counter")
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise InvalidOperation("counter amounts are ints")
+        if not amount:
+            return
+        slot: Slot = ("add", node, None)
+        total = self.pending.get(slot, 0) + amount
+        if total:
+            self.pending[slot] = total
+        else:
+            self.pending.pop(slot, None)
+        self.local[node] = self.local.get(node, 0) + amount
+
+    # ------------------------------------------------------------- sending
+
+    def join_message(self, *, create: bool = False) -> p.Join:
+        """The ``join`` to send now (first join, after a reconnect, or when ``rejoin_needed``)."""
+        version = None if self._want_snapshot else self.version
+        self.joined = False
+        self.rejoin_needed = False
+        if self.inflight is not None:
+            self.inflight.sent = False
+        return p.Join(doc=self.doc, mode="thin", version=version, create=create)
+
+    def take_batch(self) -> p.Edit | None:
+        """The edit to send now, or None: nothing queued, not joined, or a batch in flight.
+
+        The in-flight batch is returned again (same ``edit_id``) after a rejoin or a retry.
+        """
+        if not self.joined or self.version is None:
+            return None
+        batch = self.inflight
+        if batch is None:
+            if not self.pending:
+                return None
+            slots = list(self.pending)[: self.max_batch_ops]
+            ops = {slot: self.pending.pop(slot) for slot in slots}
+            self._edits += 1
+            batch = self.inflight = Batch(f"{self._prefix}-{self._edits}", ops)
+        elif batch.sent:
+            return None
+        batch.sent = True
+        return p.Edit(
+            doc=self.doc,
+            edit_id=batch.edit_id,
+            version=self.version,
+            ops=[_wire_op(slot, payload) for slot, payload in batch.ops.items()],
+        )
+
+    # ------------------------------------------------------------ receiving
+
+    def on_joined(self, msg: p.Joined) -> list[p.EditOp]:
+        """The server accepted our join: load its snapshot, or expect catch-up ``remote``s."""
+        self.joined = True
+        self.rejoin_needed = False
+        self._want_snapshot = False
+        self.rights = list(msg.rights)
+        if msg.roots:
+            self.roots = dict(msg.roots)
+        if self.inflight is not None:
+            self.inflight.sent = False
+        if msg.snapshot is None:
+            if self.version is None:
+                self.version = msg.version
+                self._history_from = msg.version
+            elif msg.version != self.version:
+                self.request_rejoin(snapshot=True)
+            return []
+        return self._load_snapshot(msg.version, msg.snapshot)
+
+    def on_remote(self, msg: p.Remote) -> list[p.EditOp]:
+        """Another client's batch (or catch-up): returns it rebased to the local view."""
+        if self.version is None or msg.version <= self.version:
+            return []  # a duplicate, or before our first join
+        if msg.version != self.version + 1:
+            self.request_rejoin()  # we missed versions: catch up
+            return []
+        batch = self.inflight
+        if batch is not None and msg.client_id == self.client_id and msg.edit_id == batch.edit_id:
+            return self._own_remote(msg)
+        changes: list[p.EditOp] = []
+        seq_ops: list[tuple[str, ot.Op]] = []
+        try:
+            for op in msg.ops:
+                seq = self._apply_server(op)
+                if seq is not None:
+                    seq_ops.append(seq)
+                change = self._rebase_remote(op)
+                if change is not None:
+                    changes.append(change)
+        except InvalidOperation:
+            self.request_rejoin(snapshot=True)  # our copy diverged: merge with a snapshot
+            return changes
+        self._advance(msg.version, seq_ops)
+        return changes
+
+    def on_ack(self, msg: p.Ack) -> list[p.EditOp]:
+        """Our in-flight batch is applied and durable at ``msg.version``."""
+        batch = self.inflight
+        if batch is None or msg.edit_id != batch.edit_id or self.version is None:
+            return []  # a duplicate ack
+        if msg.version > self.version + 1:
+            self.request_rejoin()  # versions in between are missing: catch up first
+            return []
+        if msg.version <= self.version:
+            # applied before the snapshot we hold: our resend applied it locally a second time
+            return self._drop_inflight()
+        created = iter(msg.created)
+        seq_ops: list[tuple[str, ot.Op]] = []
+        for (kind, node, key), payload in batch.ops.items():
+            if kind == "seq":
+                self.server[node] = ot.apply(self._server_value(node), payload)
+                seq_ops.append((node, payload))
+            elif kind == "add":
+                self.server[node] = self._server_value(node) + payload
+            else:
+                value = payload
+                if isinstance(value, dict) and "$new" in value:
+                    new_id = next(created, None)
+                    if new_id is not None:
+                        value = {"$node": new_id}
+                        self._new_node(new_id, value_kind=parse_kind(payload["$new"]))
+                self._server_set(node, key, value)
+        self.inflight = None
+        changes = self._refresh_slots(batch)
+        self._advance(msg.version, seq_ops)
+        return changes
+
+    def on_error(self, msg: p.Error) -> ErrorOutcome:
+        """An ``error`` for this document: what to do about it (see ``ErrorOutcome``)."""
+        batch = self.inflight
+        code = msg.code
+        if batch is not None and msg.edit_id == batch.edit_id:
+            if code in RETRY_CODES:
+                batch.sent = False
+                return ErrorOutcome("retry")
+            if code in (p.ErrorCode.STALE_VERSION, p.ErrorCode.NOT_JOINED):
+                self.request_rejoin()
+                return ErrorOutcome("rejoin")
+            if code is p.ErrorCode.FUTURE_VERSION:
+                self.request_rejoin(snapshot=True)
+                return ErrorOutcome("rejoin")
+            changes = self._drop_inflight()
+            if code is p.ErrorCode.INTERNAL:
+                # the server failed half-way: we cannot know what it applied
+                self.request_rejoin(snapshot=True)
+            return ErrorOutcome("rejected", changes)
+        if msg.edit_id is None and code in (p.ErrorCode.STALE_VERSION, p.ErrorCode.FUTURE_VERSION):
+            self.request_rejoin(snapshot=True)  # our join version is unusable: take a snapshot
+            return ErrorOutcome("rejoin")
+        if msg.edit_id is None and code is p.ErrorCode.NOT_JOINED:
+            self.request_rejoin()
+            return ErrorOutcome("rejoin")
+        return ErrorOutcome("ignore")
+
+    def on_resync(self) -> None:
+        """The server asked for a rejoin (``resync``)."""
+        self.request_rejoin()
+
+    def on_disconnect(self) -> None:
+        """The connection is gone: whatever was in flight must be resent after the rejoin."""
+        self.joined = False
+        if self.inflight is not None:
+            self.inflight.sent = False
+
+    def request_rejoin(self, *, snapshot: bool = False) -> None:
+        self.rejoin_needed = True
+        self.joined = False
+        if snapshot:
+            self._want_snapshot = True
+        if self.inflight is not None:
+            self.inflight.sent = False
+
+    # ----------------------------------------------------------- cursors
+
+    def cursor_to_local(self, cursor: p.Cursor) -> tuple[int, int] | None:
+        """A remote cursor (positions at ``cursor.version``) in local coordinates.
+
+        Positions from versions this client has not reached yet, or older than the history it
+        keeps, are clamped rather than transformed. None for a node that is not a text or list.
+        """
+        node = cursor.node
+        if self.kind(node) not in SEQ_KINDS or self.version is None:
+            return None
+        anchor, head = cursor.anchor, cursor.head
+        version = self.version if cursor.version is None else cursor.version
+        if self._history_start() <= version <= self.version:
+            for v, entries in self._history:
+                if v <= version:
+                    continue
+                for n, logged in entries:
+                    if n == node:
+                        anchor, head = ot.transform_selection(anchor, head, logged)
+            slot: Slot = ("seq", node, None)
+            for ops in (self.inflight.ops if self.inflight else {}, self.pending):
+                mine = ops.get(slot)
+                if mine is not None:
+                    anchor, head = ot.transform_selection(anchor, head, mine)
+        length = len(self.local.get(node, ""))
+        return min(anchor, length), min(head, length)
+
+    def cursor_to_server(self, node: str, anchor: int, head: int) -> p.Cursor:
+        """A local selection as the server understands it: positions at ``version``."""
+        if self.kind(node) not in SEQ_KINDS:
+            raise InvalidOperation(f"cursors live in text and list nodes, not {node!r}")
+        slot: Slot = ("seq", node, None)
+        for op in (self.pending.get(slot), self.inflight.ops.get(slot) if self.inflight else None):
+            if op is not None:
+                anchor, head = position_before(anchor, op), position_before(head, op)
+        return p.Cursor(node=node, anchor=anchor, head=head, version=self.version)
+
+    # ------------------------------------------------------------- checks
+
+    def check_invariants(self) -> None:
+        """The local view is server · inflight · pending; AssertionError when it is not."""
+        batches = [self.inflight.ops] if self.inflight is not None else []
+        batches.append(self.pending)
+        nodes = set(self.local) | set(self.server)
+        for ops in batches:
+            nodes.update(node for _, node, _ in ops)
+        for node in nodes:
+            kind = self.kind(node)
+            if kind is None:
+                continue
+            expected: Any
+            if kind in SEQ_KINDS:
+                expected = self._server_value(node)
+                for ops in batches:
+                    op = ops.get(("seq", node, None))
+                    if op is not None:
+                        expected = ot.apply(expected, op)
+            else:
+                expected = self._computed(node, kind)
+            if self.local.get(node, empty_value(kind)) != expected:
+                raise AssertionError(
+                    f"{node}: local {self.local.get(node)!r} != server·inflight·pending "
+                    f"{expected!r}"
+                )
+
+    # ------------------------------------------------------------ internals
+
+    def _history_start(self) -> int:
+        """The oldest version whose successors are all in the history."""
+        if self._history.maxlen is not None and len(self._history) == self._history.maxlen:
+            return self._history[0][0] - 1
+        return self._history_from
+
+    def _advance(self, version: int, seq_ops: list[tuple[str, ot.Op]]) -> None:
+        self.version = version
+        self._history.append((version, seq_ops))
+
+    def _server_value(self, node: str) -> Any:
+        if node in self.server:
+            return self.server[node]
+        kind = self.kind(node)
+        return empty_value(kind) if kind is not None else None
+
+    def _infer_kind(self, op: p.EditOp) -> Kind | None:
+        kind = self.kind(op.node)
+        if kind is not None:
+            return kind
+        if isinstance(op, p.SeqEdit):
+            for c in op.edit:
+                if isinstance(c, str):
+                    kind = "text"
+                elif isinstance(c, list):
+                    kind = "list"
+        elif isinstance(op, p.SetKey):
+            kind = "register" if op.key is None else "map"
+        elif isinstance(op, p.DeleteKey):
+            kind = "map"
+        else:
+            kind = "counter"
+        if kind is not None:
+            self.kinds[op.node] = kind
+        return kind
+
+    def _new_node(self, node: str, *, value_kind: Kind | None) -> None:
+        if value_kind is None:
+            return
+        self.kinds.setdefault(node, value_kind)
+        self.server.setdefault(node, empty_value(value_kind))
+        self.local.setdefault(node, empty_value(value_kind))
+
+    def _server_set(self, node: str, key: str | None, value: Any) -> None:
+        if key is None:
+            self.server[node] = value
+            return
+        current = self.server.get(node)
+        entries = dict(current) if isinstance(current, dict) else {}
+        if value is DELETED:
+            entries.pop(key, None)
+        else:
+            entries[key] = value
+        self.server[node] = entries
+
+    def _apply_server(self, op: p.EditOp) -> tuple[str, ot.Op] | None:
+        """Apply a server-ordered op to the server state; returns (node, op) for sequences."""
+        kind = self._infer_kind(op)
+        node = op.node
+        if isinstance(op, p.SeqEdit):
+            if kind is None:
+                raise InvalidOperation(f"an edit of {node}, whose kind this client does not know")
+            edit = ot.normalize(op.edit)
+            self.server[node] = ot.apply(self._server_value(node), edit)
+            return node, edit
+        if isinstance(op, p.SetKey):
+            self._server_set(node, op.key, op.value)
+        elif isinstance(op, p.DeleteKey):
+            self._server_set(node, op.key, DELETED)
+        else:
+            self.server[node] = self._server_value(node) + op.amount
+        return None
+
+    def _rebase_remote(self, op: p.EditOp) -> p.EditOp | None:
+        """The local change a remote op makes (server state already updated)."""
+        node = op.node
+        if isinstance(op, p.SeqEdit):
+            r = ot.normalize(op.edit)
+            slot: Slot = ("seq", node, None)
+            batch = self.inflight
+            if batch is not None and slot in batch.ops:
+                i = batch.ops[slot]
+                r, batch.ops[slot] = ot.transform(r, i, "right"), ot.transform(i, r, "left")
+            if slot in self.pending:
+                mine = self.pending[slot]
+                r, mine = ot.transform(r, mine, "right"), ot.transform(mine, r, "left")
+                if mine:
+                    self.pending[slot] = mine
+                else:
+                    del self.pending[slot]
+            if not r:
+                return None
+            kind = self.kind(node)
+            assert kind is not None
+            self.local[node] = ot.apply(self.local.get(node, empty_value(kind)), r)
+            return p.SeqEdit(node=node, edit=r)
+        if isinstance(op, p.SetKey | p.DeleteKey):
+            return self._refresh_key(node, op.key)
+        return self._refresh_counter(node)
+
+    def _own_remote(self, msg: p.Remote) -> list[p.EditOp]:
+        """Our in-flight batch came back in a catch-up: it is acknowledged."""
+        batch = self.inflight
+        assert batch is not None
+        seq_ops: list[tuple[str, ot.Op]] = []
+        try:
+            for op in msg.ops:
+                seq = self._apply_server(op)
+                if seq is not None:
+                    seq_ops.append(seq)
+        except InvalidOperation:
+            self.request_rejoin(snapshot=True)
+            return []
+        self.inflight = None
+        changes = self._refresh_slots(batch)
+        self._advance(msg.version, seq_ops)
+        return changes
+
+    def _refresh_slots(self, batch: Batch) -> list[p.EditOp]:
+        """Local values of the non-sequence slots ``batch`` wrote, after it left flight."""
+        changes: list[p.EditOp] = []
+        for kind, node, key in batch.ops:
+            change: p.EditOp | None = None
+            if kind == "set":
+                change = self._refresh_key(node, key)
+            elif kind == "add":
+                change = self._refresh_counter(node)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def _drop_inflight(self) -> list[p.EditOp]:
+        """Undo the in-flight batch locally (refused, or applied twice); pending stays."""
+        batch = self.inflight
+        if batch is None:
+            return []
+        self.inflight = None
+        changes: list[p.EditOp] = []
+        for slot, payload in batch.ops.items():
+            kind, node, _ = slot
+            if kind == "seq":
+                undo = ot.invert(payload, self._server_value(node))
+                if slot in self.pending:
+                    mine = self.pending[slot]
+                    undo, mine = ot.transform(undo, mine, "right"), ot.transform(mine, undo, "left")
+                    if mine:
+                        self.pending[slot] = mine
+                    else:
+                        del self.pending[slot]
+                if undo:
+                    self.local[node] = ot.apply(self.local[node], undo)
+                    changes.append(p.SeqEdit(node=node, edit=undo))
+        changes.extend(self._refresh_slots(batch))
+        return changes
+
+    def _effective(self, node: str, key: str | None) -> Any:
+        """What the local view shows for a map key / register: our last write, else the server's."""
+        slot: Slot = ("set", node, key)
+        if slot in self.pending:
+            value = self.pending[slot]
+        elif self.inflight is not None and slot in self.inflight.ops:
+            value = self.inflight.ops[slot]
+        elif key is None:
+            return self.server.get(node)
+        else:
+            entries = self.server.get(node)
+            return entries.get(key, _ABSENT) if isinstance(entries, dict) else _ABSENT
+        return _ABSENT if value is DELETED else value
+
+    def _refresh_key(self, node: str, key: str | None) -> p.EditOp | None:
+        value = self._effective(node, key)
+        if key is None:
+            if node in self.local and self.local[node] == value:
+                return None
+            self.local[node] = value
+            return p.SetKey(node=node, value=value)
+        current = self.local.get(node)
+        entries = current if isinstance(current, dict) else {}
+        old = entries.get(key, _ABSENT)
+        if old is not _ABSENT and old == value:
+            return None
+        if old is _ABSENT and value is _ABSENT:
+            self.local.setdefault(node, entries)
+            return None
+        entries = dict(entries)
+        if value is _ABSENT:
+            del entries[key]
+            self.local[node] = entries
+            return p.DeleteKey(node=node, key=key)
+        entries[key] = value
+        self.local[node] = entries
+        return p.SetKey(node=node, key=key, value=value)
+
+    def _counter(self, node: str) -> int:
+        total = int(self._server_value(node) or 0)
+        slot: Slot = ("add", node, None)
+        if self.inflight is not None:
+            total += int(self.inflight.ops.get(slot, 0))
+        return total + int(self.pending.get(slot, 0))
+
+    def _refresh_counter(self, node: str) -> p.EditOp | None:
+        value = self._counter(node)
+        old = self.local.get(node, 0)
+        self.local[node] = value
+        return p.CounterAdd(node=node, amount=value - old) if value != old else None
+
+    def _computed(self, node: str, kind: Kind) -> Any:
+        """The local value of a non-sequence node, from the server state and our writes."""
+        if kind == "counter":
+            return self._counter(node)
+        if kind == "register":
+            return self._effective(node, None)
+        server = self.server.get(node)
+        entries = dict(server) if isinstance(server, dict) else {}
+        for ops in (self.inflight.ops if self.inflight else {}, self.pending):
+            for (slot_kind, n, key), value in ops.items():
+                if slot_kind == "set" and n == node and key is not None:
+                    if value is DELETED:
+                        entries.pop(key, None)
+                    else:
+                        entries[key] = value
+        return entries
+
+    def _load_snapshot(self, version: int, snapshot: dict[str, Any]) -> list[p.EditOp]:
+        """Take the server's state at ``version``: a three-way merge with our unsent work."""
+        theirs: dict[str, Any] = {}
+        for node, entry in snapshot.items():
+            if isinstance(entry, dict) and "kind" in entry and "value" in entry:
+                kind, value = parse_kind(entry["kind"]), entry["value"]
+            else:
+                kind, value = None, entry
+            if kind is None:
+                kind = self.kind(node) or _kind_of_value(value)
+            if kind is None:
+                continue
+            self.kinds[node] = kind
+            theirs[node] = value
+        nodes = set(theirs) | set(self.server) | set(self.local)
+        batches = [self.inflight.ops] if self.inflight is not None else []
+        batches.append(self.pending)
+        for ops in batches:
+            nodes.update(node for _, node, _ in ops)
+        changes: list[p.EditOp] = []
+        for node in sorted(nodes):
+            kind = self.kind(node)
+            if kind not in SEQ_KINDS:
+                continue
+            assert kind is not None
+            base = self._server_value(node)
+            new = theirs.get(node, empty_value(kind))
+            if type(base) is not type(new):
+                base = empty_value(kind)
+            change = p.SeqEdit(node=node, edit=diff_seq(base, new))
+            self.server[node] = base
+            rebased = self._rebase_remote(change)  # like a remote: over inflight and pending
+            if rebased is not None:
+                changes.append(rebased)
+        old_local = self.local
+        self.server = {n: v for n, v in theirs.items()}
+        for node in sorted(nodes):
+            kind = self.kind(node)
+            if kind is None:
+                continue
+            if kind in SEQ_KINDS:
+                self.server.setdefault(node, empty_value(kind))
+                continue
+            value = self._computed(node, kind)
+            old = old_local.get(node, empty_value(kind))
+            self.local[node] = value
+            changes.extend(_value_changes(node, kind, old, value))
+        self.version = version
+        self._history.clear()
+        self._history_from = version
+        return changes
+
+
+def _kind_of_value(value: Any) -> Kind | None:
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "map"
+    return None
+
+
+def _value_changes(node: str, kind: Kind, old: Any, new: Any) -> list[p.EditOp]:
+    """Wire ops turning ``old`` into ``new`` for a map, register or counter."""
+    if old == new:
+        return []
+    if kind == "counter":
+        return [p.CounterAdd(node=node, amount=int(new or 0) - int(old or 0))]
+    if kind == "register":
+        return [p.SetKey(node=node, value=new)]
+    old_map = old if isinstance(old, dict) else {}
+    new_map = new if isinstance(new, dict) else {}
+    out: list[p.EditOp] = []
+    for key, value in new_map.items():
+        if key not in old_map or old_map[key] != value:
+            out.append(p.SetKey(node=node, key=key, value=value))
+    out.extend(p.DeleteKey(node=node, key=key) for key in old_map if key not in new_map)
+    return out
+
+
+def _wire_op(slot: Slot, payload: Any) -> p.EditOp:
+    kind, node, key = slot
+    if kind == "seq":
+        return p.SeqEdit(node=node, edit=list(payload))
+    if kind == "add":
+        return p.CounterAdd(node=node, amount=payload)
+    if payload is DELETED:
+        assert key is not None
+        return p.DeleteKey(node=node, key=key)
+    return p.SetKey(node=node, value=payload, key=key)
