@@ -165,6 +165,8 @@ class Document:
     def _now(self) -> int:
         """The wall clock as an int of ms; InvalidOperation if the clock returns something else."""
         value = self.now_ms()
+        if type(value) is int:
+            return value
         if isinstance(value, float) and math.isfinite(value) and abs(value) < 2**62:
             return int(value)
         if not isinstance(value, int) or isinstance(value, bool):
@@ -553,38 +555,39 @@ class Document:
     def _prevalidate(self, ops: builtins.list[Op]) -> None:
         """Check a batch before applying any of it: node kinds (nodes created inside the batch
         included), content types, JSON values. Raises InvalidOperation."""
+        kinds = self._kinds
         created: dict[int, NodeKind] = {}
         for op in ops:
             t = type(op)
-            if t is SetOp and type(op.value) is NewNode:  # type: ignore[union-attr]
-                created[op.id] = op.value.kind  # type: ignore[union-attr]
-            elif t is InsertOp and type(op.content) is list:  # type: ignore[union-attr]
-                for k, v in enumerate(op.content):  # type: ignore[union-attr]
-                    if type(v) is NewNode:
-                        created[op.id + k * ONE] = v.kind
-        kinds = self._kinds
-        roots = self.roots
-        for op in ops:
-            if op.id & CLIENT_MASK == SYSTEM:
-                raise InvalidOperation("replica 0 is reserved")
-            t = type(op)
-            if t is SetOp:
+            if t is InsertOp and type(op.content) is str:  # type: ignore[union-attr]
+                if op.id & CLIENT_MASK == SYSTEM:
+                    raise InvalidOperation("replica 0 is reserved")
+                kind = kinds.get(op.node)
+                if kind is NodeKind.TEXT:
+                    continue  # the common case, settled
+            elif t is SetOp:
                 value = op.value  # type: ignore[union-attr]
-                if value is not DELETED and type(value) is not NewNode:
+                if type(value) is NewNode:
+                    created[op.id] = value.kind
+                elif value is not DELETED:
                     check_json(value)
             elif t is InsertOp:
                 if type(op.content) is list:  # type: ignore[union-attr]
-                    for v in op.content:  # type: ignore[union-attr]
-                        if type(v) is not NewNode:
+                    for k, v in enumerate(op.content):  # type: ignore[union-attr]
+                        if type(v) is NewNode:
+                            created[op.id + k * ONE] = v.kind
+                        else:
                             check_json(v)
             elif t is AddOp:
                 amount = op.amount  # type: ignore[union-attr]
                 if type(amount) is not int or not -(1 << 63) <= amount < (1 << 63):
                     raise InvalidOperation("counter amounts are 64-bit ints")
+            if op.id & CLIENT_MASK == SYSTEM:
+                raise InvalidOperation("replica 0 is reserved")
             node = op.node
             kind = kinds.get(node) or created.get(node)
             if kind is None:
-                root = roots.get(node)
+                root = self.roots.get(node)
                 if root is None:
                     continue  # a node not known yet: the op waits, and is checked when applied
                 kind = root[1]
@@ -637,7 +640,7 @@ class Document:
             # hot path (replica sync of typing): a text insert with no change report
             seq = self._nodes.get(op.node)
             if type(seq) is Sequence and seq.is_text:
-                self._integrate(seq, op, op.content)
+                seq.integrate(op.id, op.origin, op.right, op.content)
                 return
         kind = self.kind_of(op.node)
         self._check_op_kind(op, kind)
@@ -652,7 +655,7 @@ class Document:
                     if type(v) is not NewNode:
                         check_json(v)
                 content = self._materialize_list(op.id, content)
-            self._integrate(seq, op, content)
+            seq.integrate(op.id, op.origin, op.right, content)
             if out is not None:
                 pos, _ = seq.position_of(op.id)
                 out.append(Change(op.node, kind, _retain(pos, [content])))
@@ -682,19 +685,6 @@ class Document:
             self._log[op.id & CLIENT_MASK].append(op)
             if out is not None:
                 out.append(Change(op.node, kind, [op.amount]))
-
-    def _integrate(self, seq: Sequence, op: InsertOp, content: Any) -> None:
-        for pid in (op.origin, op.right):
-            if pid != NO_ID:
-                try:
-                    item, _ = self.index.find(pid)
-                except KeyError:
-                    raise InvalidOperation(
-                        f"insert next to {self.format_id(pid)}, which is not an element"
-                    ) from None
-                if item.leaf.owner is not seq:
-                    raise InvalidOperation("insert next to an element of another node")
-        seq.integrate(op.id, op.origin, op.right, content)
 
     def _check_owner(self, seq: Sequence, target: int, count: int) -> None:
         if count <= 0:

@@ -351,13 +351,22 @@ class Sequence:
         self._cl = None
         index = self.index
         left: Item | None = None
-        if origin != NO_ID:
-            left, off = index.find(origin)
-            if off < len(left.content) - 1:
-                self._split(left, off + 1)
         right_item: Item | None = None
-        if right != NO_ID:
-            right_item, roff = index.find(right)
+        try:
+            if origin != NO_ID:
+                left, off = index.find(origin)
+            if right != NO_ID:
+                right_item, roff = index.find(right)
+        except KeyError:
+            raise InvalidOperation("an insert's origin is not an element") from None
+        if (left is not None and left.leaf.owner is not self) or (
+            right_item is not None and right_item.leaf.owner is not self
+        ):
+            raise InvalidOperation("an insert's origin is an element of another node")
+        if left is not None and off < len(left.content) - 1:
+            self._split(left, off + 1)
+        if right_item is not None:
+            right_item, roff = index.find(right)  # the left split may have split it too
             if roff > 0:
                 right_item = self._split(right_item, roff)
         # the first candidate after the left origin
