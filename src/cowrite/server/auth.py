@@ -2,11 +2,13 @@
 
 Claims: ``sub`` (user id), ``name``, ``color`` (optional), ``exp``, and ``docs``: an object from
 document id (or ``"*"``) to a list of rights: ``read`` (watch, presence), ``write`` (edit),
-``chat``, ``admin`` (delete, restore). Without a configured secret everyone gets every right.
+``chat``, ``admin`` (delete). Restoring a version needs ``write``. Without a configured secret
+everyone gets every right. Secrets shorter than 32 bytes are accepted but logged as weak.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import jwt
@@ -41,9 +43,11 @@ def verify(token: str | None, secret: str) -> Identity:
     if not token:
         raise AuthError("a token is required")
     try:
-        claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]}
-        )
+        with warnings.catch_warnings():  # short keys: the server logs that once at startup
+            warnings.simplefilter("ignore")
+            claims = jwt.decode(
+                token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]}
+            )
     except jwt.ExpiredSignatureError:
         raise AuthError("token expired") from None
     except jwt.InvalidTokenError as exc:
@@ -69,4 +73,6 @@ def issue(
 ) -> str:
     """Mint a token (for tests, the CLI and applications embedding cowrite)."""
     claims = {"sub": user_id, "name": name, "docs": docs, "exp": expires_at}
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return jwt.encode(claims, secret, algorithm=ALGORITHM)
