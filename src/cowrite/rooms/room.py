@@ -6,7 +6,15 @@ the broadcasts. The room never touches a socket, a database or the clock (``now_
 in), so thousands of schedules can be tested without an event loop.
 
 Versions: every applied batch (a thin client's ``edit``, a replica's ``sync``) is one version,
-equal to the update's sequence number in the store's log, so versions survive restarts.
+equal to the update's sequence number in the store's log, so versions survive restarts. Every
+version is broadcast to thin clients as one ``remote`` (possibly with no ops), so the versions a
+thin client sees are contiguous.
+
+Atomicity: an input the room refuses raises ``RoomError`` and leaves the room as it was (no node,
+root or member is left behind). A replica delta is applied op by op and stops at the first op the
+document refuses: what was applied before it is kept, recorded as a version and broadcast (the
+sender gets an ``error``), and the same rule replays the stored delta at load, so the log, the
+document and every client agree.
 """
 
 from __future__ import annotations
@@ -20,9 +28,20 @@ from typing import Any, Literal
 from cowrite import protocol as p
 from cowrite.engine import ot
 from cowrite.engine.document import Change, Document
-from cowrite.engine.errors import DecodeError, InvalidOperation, ResyncNeeded
+from cowrite.engine.encoding import decode_ops
+from cowrite.engine.errors import InvalidOperation, ResyncNeeded
 from cowrite.engine.ids import VersionVector
-from cowrite.engine.ops import DELETED, NewNode, NodeKind, NodeRef, check_json
+from cowrite.engine.ops import (
+    DELETED,
+    MAX_INT,
+    InsertOp,
+    NewNode,
+    NodeKind,
+    NodeRef,
+    SetOp,
+    check_json,
+)
+from cowrite.engine.ops import Op as EngineOp
 from cowrite.engine.rebase import Anchor, EditLog, anchor_at, apply_index_edit, resolve_anchor
 from cowrite.rooms.wire import (
     UnknownNode,
@@ -56,6 +75,8 @@ class Outcome:
     edit_keys: list[EditKey] = field(default_factory=list)
     reply: list[p.Message] = field(default_factory=list)
     broadcast: list[tuple[p.Message, Audience]] = field(default_factory=list)
+    fault: BaseException | None = None
+    """An unexpected engine failure after part of the input was applied (the shell logs it)."""
 
 
 @dataclass
@@ -102,13 +123,19 @@ class Room:
     # --------------------------------------------------------------- loading
 
     def load_update(self, seq: int, data: bytes) -> None:
-        """Replay a stored update (at startup), so its version can be caught up from."""
+        """Replay a stored update (at startup), so its version can be caught up from.
+
+        Applied with the rule ``sync`` used when the update was accepted (op by op, up to the
+        first op the document refuses), so the replayed document is the one clients saw.
+        """
         if seq != self.version + 1:
             raise ValueError(f"stored update {seq} after version {self.version}")
-        changes = self.doc.merge(data)
-        self._record(
-            self._wire_ops(changes), [(c.node, c.delta) for c in changes if c.delta], "", ""
-        )
+        client, edit_id, delta = unwrap_update(data)
+        changes, _, _ = self._apply_remote_ops(decode_ops(self.doc, delta))
+        seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
+        self._record(self._wire_ops(changes), seq_changes, client, edit_id)
+        if edit_id:  # a resend after a restart is acknowledged, not applied again
+            self.remember((client, edit_id), seq)
 
     def _record(
         self, ops: list[p.EditOp], seq_changes: list[tuple[int, list[Any]]], client: str, edit: str
@@ -122,12 +149,16 @@ class Room:
     # ------------------------------------------------------------ membership
 
     def join(self, member: Member, msg: p.Join, chat: list[p.ChatMessage]) -> Outcome:
+        """Add (or replace) ``member``; the reply is ``joined`` (+ catch-up ``remote``s).
+
+        Raises RoomError (and adds nobody) for a malformed replica ``state``.
+        """
+        theirs = _vv_from_wire(msg.state or {}) if member.mode == "replica" else {}
         self.members[member.session] = member
         out = Outcome()
         rights = sorted(member.rights)
         presence = [self._entry(m) for m in self.members.values()]
         if member.mode == "replica":
-            theirs = _vv_from_wire(msg.state or {})
             try:
                 delta = self.doc.delta_since(theirs)
             except ResyncNeeded:
@@ -195,6 +226,11 @@ class Room:
             self._recent.popitem(last=False)
 
     def edit(self, session: str, msg: p.Edit, now_ms: int) -> Outcome:
+        """A thin client's batch: rebased from ``msg.version``, applied all or nothing.
+
+        Raises RoomError (and changes nothing) when the batch does not fit the document. A
+        repeated ``(client_id, edit_id)`` is acknowledged with its first version, not applied.
+        """
         member = self._writer(session)
         key = (member.client_id, msg.edit_id)
         done = self._recent.get(key)
@@ -202,64 +238,126 @@ class Room:
             return Outcome(reply=[p.Ack(doc=self.doc_id, edit_id=msg.edit_id, version=done)])
         if msg.version > self.version:
             raise RoomError(p.ErrorCode.FUTURE_VERSION, f"version {msg.version} > {self.version}")
-        plan = self._plan(msg)
         doc = self.doc
+        roots = set(doc.roots)
+        try:
+            plan = self._plan(msg)
+        except BaseException:
+            self._forget_roots(roots)
+            raise
         before = doc.version
         wire_ops: list[p.EditOp] = []
         seq_changes: list[tuple[int, list[Any]]] = []
         created: list[str] = []
-        for node, op, arg in plan:
-            if isinstance(op, p.SeqEdit):
-                apply_index_edit(doc, node, arg)
-                seq_changes.append((node, arg))
-                wire_ops.append(p.SeqEdit(node=op.node, edit=arg))
-            elif isinstance(op, p.SetKey):
-                doc.set(node, op.key, arg)
-                value: Any = op.value
-                if type(arg) is NewNode:
-                    new_id = node_to_wire(doc, self._created_id(node, op.key))
-                    created.append(new_id)
-                    value = {"$node": new_id}
-                wire_ops.append(p.SetKey(node=op.node, key=op.key, value=value))
-            elif isinstance(op, p.DeleteKey):
-                doc.set(node, op.key, DELETED)
-                wire_ops.append(op)
-            else:
-                doc.add(node, op.amount)
-                wire_ops.append(op)
+        fault: BaseException | None = None
+        try:
+            for node, op, arg in plan:
+                if isinstance(op, p.SeqEdit):
+                    apply_index_edit(doc, node, arg)
+                    seq_changes.append((node, arg))
+                    wire_ops.append(
+                        p.SeqEdit(node=op.node, edit=self._wire_edit(node, arg, created))
+                    )
+                elif isinstance(op, p.SetKey):
+                    doc.set(node, op.key, arg)
+                    value: Any = op.value
+                    if type(arg) is NewNode:
+                        new_id = node_to_wire(doc, self._created_id(node, op.key))
+                        created.append(new_id)
+                        value = {"$node": new_id}
+                    wire_ops.append(p.SetKey(node=op.node, key=op.key, value=value))
+                elif isinstance(op, p.DeleteKey):
+                    doc.set(node, op.key, DELETED)
+                    wire_ops.append(op)
+                else:
+                    doc.add(node, op.amount)
+                    wire_ops.append(op)
+        except Exception as exc:  # validated above: an engine bug. Keep what was applied.
+            if doc.version == before:
+                self._forget_roots(roots)
+                raise
+            fault = exc
+            # the roots of the ops after the failing one stay unused: forget them
+            self._forget_roots(roots | {node for node, _, _ in plan[: len(wire_ops) + 1]})
         delta = doc.delta_since(before)
-        version = self._record(wire_ops, seq_changes, member.client_id, msg.edit_id)
-        self.remember(key, version)
-        self._touch(member, now_ms)
-        return Outcome(
-            persist=delta,
-            version=version,
-            edit_keys=[key],
-            reply=[p.Ack(doc=self.doc_id, edit_id=msg.edit_id, version=version, created=created)],
-            broadcast=[
-                (
-                    p.Remote(
-                        doc=self.doc_id,
-                        version=version,
-                        ops=wire_ops,
-                        client_id=member.client_id,
-                        edit_id=msg.edit_id,
-                    ),
-                    "thin",
-                ),
-                (
-                    p.RemoteSync(
-                        doc=self.doc_id, delta=base64.b64encode(delta).decode(), version=version
-                    ),
-                    "replica",
-                ),
-            ],
+        # an edit applied in part is not that edit: it is named by no edit id (not remembered)
+        named = msg.edit_id if fault is None else ""
+        version = self._record(wire_ops, seq_changes, member.client_id, named)
+        woke = self._touch(member, now_ms)
+        relay = p.RemoteSync(
+            doc=self.doc_id, delta=base64.b64encode(delta).decode(), version=version
         )
+        reply: list[p.Message]
+        broadcast: list[tuple[p.Message, Audience]]
+        if fault is None:
+            self.remember(key, version)
+            reply = [p.Ack(doc=self.doc_id, edit_id=msg.edit_id, version=version, created=created)]
+            remote = p.Remote(
+                doc=self.doc_id,
+                version=version,
+                ops=wire_ops,
+                client_id=member.client_id,
+                edit_id=msg.edit_id,
+            )
+            broadcast = [(remote, "thin"), (relay, "replica")]
+        else:  # what the engine did is not known op by op: thin clients reload the document
+            resync = p.Resync(doc=self.doc_id, reason="the document changed unexpectedly")
+            reply = [
+                p.Error(
+                    code=p.ErrorCode.INTERNAL,
+                    message=f"the edit was applied in part ({len(wire_ops)} of {len(plan)} ops)",
+                    doc=self.doc_id,
+                    edit_id=msg.edit_id,
+                ),
+                resync,
+            ]
+            broadcast = [(resync, "thin"), (relay, "replica")]
+        if woke:
+            broadcast.append(self._presence_of(member))
+        return Outcome(
+            persist=wrap_update(member.client_id, named, delta),
+            version=version,
+            edit_keys=[key] if fault is None else [],
+            reply=reply,
+            broadcast=broadcast,
+            fault=fault,
+        )
+
+    def _forget_roots(self, keep: set[int]) -> None:
+        """Drop the named roots a refused input registered (so it leaves no trace)."""
+        roots = self.doc.roots
+        for node in [n for n in roots if n not in keep]:
+            del roots[node]
+
+    def _wire_edit(self, node: int, edit: list[Any], created: list[str]) -> list[Any]:
+        """An applied index edit as sent to others: new nested list items as ``{"$node"}``."""
+        if not any(isinstance(c, list) for c in edit):
+            return edit
+        seq = self.doc.sequence(node)
+        out: list[Any] = []
+        pos = 0
+        for c in edit:
+            if isinstance(c, int):
+                pos += max(c, 0)
+                out.append(c)
+                continue
+            values: list[Any] = []
+            for k, v in enumerate(c):
+                if type(v) is NewNode:
+                    new_id = node_to_wire(self.doc, seq.id_at(pos + k))
+                    created.append(new_id)
+                    values.append({"$node": new_id})
+                else:
+                    values.append(v)
+            out.append(values)
+            pos += len(c)
+        return out
 
     def _created_id(self, node: int, key: str | None) -> int:
         state = self.doc.state_of(node)
         value = state.entries[key].value if key is not None else None  # type: ignore[union-attr]
-        assert type(value) is NodeRef
+        if type(value) is not NodeRef:
+            raise InvalidOperation("the new node was not created")
         return value.id
 
     def _plan(self, msg: p.Edit) -> list[tuple[int, p.EditOp, Any]]:
@@ -282,6 +380,13 @@ class Room:
                         )
                     seq_nodes.add(node)
                     ot.check(op.edit)
+                    want = str if kind is NodeKind.TEXT else list
+                    for c in op.edit:
+                        if not isinstance(c, int) and not isinstance(c, want):
+                            raise InvalidOperation(
+                                f"{op.node} is a {kind.name.lower()}: insert "
+                                f"{'strings' if want is str else 'lists of values'}"
+                            )
                     edit = self.log.rebase(node, op.edit, msg.version)
                     edit = [_list_values(c) if isinstance(c, list) else c for c in edit]
                     length = len(doc.sequence(node))
@@ -293,8 +398,8 @@ class Room:
                         )
                     plan.append((node, op, edit))
                 elif isinstance(op, p.SetKey):
-                    want = NodeKind.MAP if op.key is not None else NodeKind.REGISTER
-                    if kind is not want:
+                    want_kind = NodeKind.MAP if op.key is not None else NodeKind.REGISTER
+                    if kind is not want_kind:
                         raise InvalidOperation(f"cannot set {op.key!r} on a {kind.name.lower()}")
                     value = value_from_wire(op.value)
                     if type(value) is not NewNode:
@@ -309,6 +414,8 @@ class Room:
                 else:
                     if kind is not NodeKind.COUNTER:
                         raise InvalidOperation(f"cannot add to a {kind.name.lower()}")
+                    if not -MAX_INT - 1 <= op.amount <= MAX_INT:
+                        raise InvalidOperation("counter amounts must fit in 64 bits")
                     plan.append((node, op, op.amount))
         except UnknownNode as exc:
             raise RoomError(p.ErrorCode.UNKNOWN_NODE, str(exc)) from None
@@ -319,7 +426,12 @@ class Room:
         return plan
 
     def sync(self, session: str, msg: p.Sync, now_ms: int) -> Outcome:
-        """A replica's CRDT delta: merged (idempotent), persisted as received, fanned out."""
+        """A replica's CRDT delta: merged (idempotent), persisted as received, fanned out.
+
+        Raises RoomError (and changes nothing) for a delta that is not base64, not a delta, or
+        whose first op the document refuses. A delta refused part-way is applied up to the
+        refused op: that part is a version like any other and the sender gets an ``error``.
+        """
         member = self._writer(session)
         if msg.edit_id is not None:
             done = self._recent.get((member.client_id, msg.edit_id))
@@ -329,50 +441,103 @@ class Room:
             data = base64.b64decode(msg.delta, validate=True)
         except (binascii.Error, ValueError):
             raise RoomError(p.ErrorCode.BAD_MESSAGE, "delta is not base64") from None
-        before_pending = self.doc.pending_ops
-        before = self.doc.version
+        doc = self.doc
+        if data[:3] == b"CWS":
+            raise RoomError(p.ErrorCode.BAD_MESSAGE, "send a delta, not a snapshot")
+        roots = set(doc.roots)
         try:
-            changes = self.doc.merge(data)
-        except DecodeError as exc:
+            ops = decode_ops(doc, data)
+            _check_strings(ops)
+            for node in doc.roots.keys() - roots:
+                _check_string(doc.roots[node][0], "root name")
+        except Exception as exc:  # DecodeError, or worse from hostile bytes: refuse them all
+            self._forget_roots(roots)
             raise RoomError(p.ErrorCode.BAD_MESSAGE, f"bad delta: {exc}") from None
-        except InvalidOperation as exc:
-            raise RoomError(p.ErrorCode.INVALID_EDIT, str(exc)) from None
-        self._touch(member, now_ms)
-        if self.doc.version == before and self.doc.pending_ops == before_pending:
+        before_pending = doc.pending_ops
+        before = doc.version
+        changes, error, exact = self._apply_remote_ops(ops)
+        changed = doc.version != before or doc.pending_ops != before_pending
+        if not changed:
+            self._forget_roots(roots)
+            if error is not None:
+                raise RoomError(p.ErrorCode.INVALID_EDIT, error)
+            self._touch(member, now_ms)
             ack = (
                 [p.Ack(doc=self.doc_id, edit_id=msg.edit_id, version=self.version)]
                 if msg.edit_id
                 else []
             )
             return Outcome(reply=list(ack))
-        ops = self._wire_ops(changes)
+        woke = self._touch(member, now_ms)
+        ops_out = self._wire_ops(changes)
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
-        version = self._record(ops, seq_changes, member.client_id, msg.edit_id or "")
-        keys = [(member.client_id, msg.edit_id)] if msg.edit_id else []
+        named = (msg.edit_id or "") if error is None else ""  # applied in part: not that edit
+        version = self._record(ops_out, seq_changes, member.client_id, named)
+        keys = [(member.client_id, named)] if named else []
         for key in keys:
             self.remember(key, version)
         reply: list[p.Message] = []
-        if msg.edit_id:
+        if error is not None:
+            reply.append(
+                p.Error(
+                    code=p.ErrorCode.INVALID_EDIT,
+                    message=f"delta applied up to a refused op: {error}",
+                    doc=self.doc_id,
+                    edit_id=msg.edit_id,
+                )
+            )
+        elif msg.edit_id:
             reply.append(p.Ack(doc=self.doc_id, edit_id=msg.edit_id, version=version))
+        relayed = msg.delta if error is None else base64.b64encode(doc.delta_since(before)).decode()
         broadcast: list[tuple[p.Message, Audience]] = [
-            (p.RemoteSync(doc=self.doc_id, delta=msg.delta, version=version), "replica")
+            (p.RemoteSync(doc=self.doc_id, delta=relayed, version=version), "replica")
         ]
-        if ops:
+        if exact:
             broadcast.append(
                 (
                     p.Remote(
                         doc=self.doc_id,
                         version=version,
-                        ops=ops,
+                        ops=ops_out,
                         client_id=member.client_id,
-                        edit_id=msg.edit_id or "",
+                        edit_id=named,
                     ),
                     "thin",
                 )
             )
+        else:  # the engine changed more than it reported: thin clients must reload
+            broadcast.append(
+                (p.Resync(doc=self.doc_id, reason="the document changed unexpectedly"), "thin")
+            )
+        if woke:
+            broadcast.append(self._presence_of(member))
         return Outcome(
-            persist=data, version=version, edit_keys=keys, reply=reply, broadcast=broadcast
+            persist=wrap_update(member.client_id, named, data),
+            version=version,
+            edit_keys=keys,
+            reply=reply,
+            broadcast=broadcast,
         )
+
+    def _apply_remote_ops(self, ops: list[EngineOp]) -> tuple[list[Change], str | None, bool]:
+        """Apply decoded ops one at a time, up to the first one the document refuses.
+
+        Returns the changes, the refusal (None if every op applied) and whether the changes
+        describe everything that happened (False if a refused call changed the document anyway,
+        e.g. by releasing queued ops before failing).
+        """
+        doc = self.doc
+        changes: list[Change] = []
+        for op in ops:
+            probe = doc.version if doc.pending_ops else None
+            try:
+                changes.extend(doc.apply_ops([op]))
+            except Exception as exc:  # InvalidOperation; anything else is hostile input too
+                exact = isinstance(exc, InvalidOperation) and (
+                    probe is None or doc.version == probe
+                )
+                return changes, f"{type(exc).__name__}: {exc}", exact
+        return changes, None, True
 
     def _wire_ops(self, changes: list[Change]) -> list[p.EditOp]:
         """Engine change events as wire ops a thin client can apply in order."""
@@ -402,7 +567,11 @@ class Room:
     # -------------------------------------------------------------- presence
 
     def presence(self, session: str, msg: p.SetPresence, now_ms: int) -> Outcome:
-        member = self.members[session]
+        """Update the member's user fields, cursor or activity; broadcast its entry."""
+        member = self.members.get(session)
+        if member is None:
+            raise RoomError(p.ErrorCode.NOT_JOINED, f"join {self.doc_id} first")
+        cursor = self._anchor_cursor(msg.cursor) if msg.cursor is not None else None
         if msg.user is not None:
             member.user = p.User(
                 id=member.user.id,
@@ -410,15 +579,13 @@ class Room:
                 color=msg.user.color or member.user.color,
                 fields=msg.user.fields,
             )
-        if msg.cursor is not None:
-            member.cursor = self._anchor_cursor(msg.cursor)
+        if cursor is not None:
+            member.cursor = cursor
         if msg.active is False:
             member.active = False
         else:
-            self._touch(member, now_ms, broadcast=False)
-        return Outcome(
-            broadcast=[(p.Presence(doc=self.doc_id, entries=[self._entry(member)]), "all")]
-        )
+            self._touch(member, now_ms)
+        return Outcome(broadcast=[self._presence_of(member)])
 
     def _anchor_cursor(self, cursor: p.Cursor) -> tuple[int, Anchor, Anchor]:
         doc = self.doc
@@ -446,12 +613,15 @@ class Room:
         cursor = None
         if member.cursor is not None:
             node, anchor, head = member.cursor
-            cursor = p.Cursor(
-                node=node_to_wire(self.doc, node),
-                anchor=resolve_anchor(self.doc, node, anchor),
-                head=resolve_anchor(self.doc, node, head),
-                version=self.version,
-            )
+            try:
+                cursor = p.Cursor(
+                    node=node_to_wire(self.doc, node),
+                    anchor=resolve_anchor(self.doc, node, anchor),
+                    head=resolve_anchor(self.doc, node, head),
+                    version=self.version,
+                )
+            except InvalidOperation:  # its element is gone (compacted): forget the cursor
+                member.cursor = None
         return p.PresenceEntry(
             session=member.session, user=member.user, active=member.active, cursor=cursor
         )
@@ -459,9 +629,15 @@ class Room:
     def entries(self) -> list[p.PresenceEntry]:
         return [self._entry(m) for m in self.members.values()]
 
-    def _touch(self, member: Member, now_ms: int, *, broadcast: bool = True) -> None:
+    def _presence_of(self, member: Member) -> tuple[p.Message, Audience]:
+        return p.Presence(doc=self.doc_id, entries=[self._entry(member)]), "all"
+
+    def _touch(self, member: Member, now_ms: int) -> bool:
+        """Record activity; True when it wakes an idle member (whose entry must be broadcast)."""
         member.last_active_ms = now_ms
+        woke = not member.active
         member.active = True
+        return woke
 
     def tick(self, now_ms: int) -> Outcome:
         """Mark members idle after ``idle_after_ms`` without activity."""
@@ -477,14 +653,9 @@ class Room:
     def touch(self, session: str, now_ms: int) -> Outcome:
         """Activity that is not an edit (typing a chat message...): wake an idle member."""
         member = self.members.get(session)
-        if member is None or member.active:
-            if member is not None:
-                member.last_active_ms = now_ms
+        if member is None or not self._touch(member, now_ms):
             return Outcome()
-        self._touch(member, now_ms)
-        return Outcome(
-            broadcast=[(p.Presence(doc=self.doc_id, entries=[self._entry(member)]), "all")]
-        )
+        return Outcome(broadcast=[self._presence_of(member)])
 
     # ---------------------------------------------------------------- helpers
 
@@ -495,6 +666,31 @@ class Room:
         if not member.can_write:
             raise RoomError(p.ErrorCode.FORBIDDEN, f"no write access to {self.doc_id}")
         return member
+
+    def apply_server_edit(
+        self, ops: list[p.EditOp], now_ms: int, *, client_id: str, edit_id: str
+    ) -> Outcome:
+        """Apply wire ``ops`` against the current version on behalf of the server (REST restore).
+
+        Validated and applied exactly like a member's ``edit`` (all or nothing, RoomError when the
+        batch does not fit); the Outcome persists it, acks ``edit_id`` to whoever submits it and
+        broadcasts it to every member as ``remote``/``remote_sync`` from ``client_id``.
+        ``(client_id, edit_id)`` must be new: a repeated key is acknowledged, not applied again.
+        """
+        session = f"\x00server:{client_id}:{edit_id}"
+        self.members[session] = Member(
+            session=session,
+            client_id=client_id,
+            user=p.User(id=client_id, name="server"),
+            mode="thin",
+            rights=frozenset({"write"}),
+            last_active_ms=now_ms,
+        )
+        try:
+            msg = p.Edit(doc=self.doc_id, edit_id=edit_id, version=self.version, ops=ops)
+            return self.edit(session, msg, now_ms)
+        finally:
+            del self.members[session]
 
 
 def _is_seq(change: Change) -> bool:
@@ -507,6 +703,51 @@ def _list_values(values: list[Any]) -> list[Any]:
 
 def _wire_list(doc: Document, values: list[Any]) -> list[Any]:
     return [value_to_wire(doc, v) for v in values]
+
+
+UPDATE_MAGIC = b"CWU\x01"
+
+
+def wrap_update(client_id: str, edit_id: str, delta: bytes) -> bytes:
+    """A stored update: the engine delta with the edit it came from.
+
+    ``CWU\\x01``, then the client id and the edit id (each a 2-byte big-endian length and UTF-8),
+    then the delta. A restarted room reads them back (``load_update``) so that catch-up
+    ``remote``s still name their edits and a resent edit is still recognised.
+    """
+    c, e = client_id.encode(), edit_id.encode()
+    return b"".join(
+        (UPDATE_MAGIC, len(c).to_bytes(2, "big"), c, len(e).to_bytes(2, "big"), e, delta)
+    )
+
+
+def unwrap_update(data: bytes) -> tuple[str, str, bytes]:
+    """``(client_id, edit_id, delta)`` of a stored update (a bare delta: no edit)."""
+    if not data.startswith(UPDATE_MAGIC):
+        return "", "", data
+    at = len(UPDATE_MAGIC)
+    parts: list[str] = []
+    for _ in range(2):
+        n = int.from_bytes(data[at : at + 2], "big")
+        parts.append(data[at + 2 : at + 2 + n].decode())
+        at += 2 + n
+    return parts[0], parts[1], data[at:]
+
+
+def _check_string(s: str, what: str) -> None:
+    """Refuse lone surrogates: the engine stores them, but JSON cannot carry them to others."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidOperation(f"{what} is not valid Unicode (lone surrogate)") from None
+
+
+def _check_strings(ops: list[EngineOp]) -> None:
+    for op in ops:
+        if type(op) is InsertOp and isinstance(op.content, str):
+            _check_string(op.content, "inserted text")
+        elif type(op) is SetOp and op.key is not None:
+            _check_string(op.key, "map key")
 
 
 def _vv_from_wire(state: dict[str, int]) -> VersionVector:

@@ -1,8 +1,33 @@
 """The ASGI application: ``create_app()`` serves the WebSocket endpoint, REST API and metrics.
 
-Mount it inside a FastAPI/Starlette app with ``parent.mount("/collab", create_app(...))``; its
-lifespan opens and closes the store (Starlette runs a mounted app's lifespan only when told to:
-use ``lifespan=cowrite_app.router.lifespan_context`` or call ``await cowrite.startup()``).
+Routes (relative to where the app is served): ``/ws`` (WebSocket protocol), ``/api/...`` (REST,
+described by ``/api/openapi.json``), ``/metrics`` (Prometheus), ``/healthz``, ``/readyz``.
+
+Mounting inside another Starlette or FastAPI app
+------------------------------------------------
+A mounted app's lifespan is NOT run by the parent (ASGI sends lifespan events to the top-level
+app only), and cowrite's lifespan opens the store and starts the hub: without it every request
+fails. So enter it from the parent's lifespan::
+
+    import contextlib
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from cowrite.server.app import create_app
+    from cowrite.server.config import Settings
+
+    collab = create_app(Settings(data="collab.db", secret="..."))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with collab.router.lifespan_context(collab):
+            yield
+
+    parent = Starlette(routes=[Mount("/collab", app=collab)], lifespan=lifespan)
+    # FastAPI: app = FastAPI(lifespan=lifespan); app.mount("/collab", collab)
+
+Clients then connect to ``ws://host/collab/ws`` and call ``http://host/collab/api/...``; the
+OpenAPI description names ``/collab`` as its server. ``collab.state.cowrite`` is the `Cowrite`
+instance (store, hub, metrics) for the parent's own handlers.
 """
 
 from __future__ import annotations
@@ -12,11 +37,10 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -47,6 +71,8 @@ class Cowrite:
         await self.store.open()
         self.hub.start()
         self.ready = True
+        if self.settings.secret and len(self.settings.secret.encode()) < 32:
+            log.warning("weak secret: HS256 tokens want a secret of at least 32 bytes")
         if not self.settings.secret:
             log.warning(
                 "NO AUTHENTICATION: no secret configured, so every client may read and edit every "
@@ -71,6 +97,18 @@ class Cowrite:
             await self.announce_shutdown()
         await self.hub.close()
         await self.store.close()
+
+
+def web_routes() -> list[Mount]:
+    """The web editor's built assets (``cowrite/server/static``), served at ``/`` when present."""
+    from pathlib import Path
+
+    from starlette.staticfiles import StaticFiles
+
+    static = Path(__file__).with_name("static")
+    if not (static / "index.html").is_file():
+        return []
+    return [Mount("/", app=StaticFiles(directory=static, html=True), name="web")]
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
@@ -108,27 +146,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def metrics(request: Request) -> Response:
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    async def status(request: Request) -> Response:
-        hub = state.hub
-        uptime = time.monotonic() - hub.started
-        body: dict[str, Any] = {
-            "connections": len(state.connections),
-            "documents_loaded": len(hub.rooms),
-            "edits": hub.edits_applied,
-            "edits_per_second": round(hub.edits_applied / uptime, 3) if uptime > 0 else 0.0,
-            "uptime_s": round(uptime, 1),
-            "auth": bool(settings.secret),
-        }
-        return JSONResponse(body)
-
     routes = [
         WebSocketRoute("/ws", ws_endpoint),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
-        Route("/api/status", status),
         Mount("/api", routes=rest.routes(state)),
     ]
+    routes.extend(web_routes())
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.cowrite = state
     return app

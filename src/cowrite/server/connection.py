@@ -18,6 +18,7 @@ import uuid
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from cowrite import protocol as p
+from cowrite.adapters.store import StoreError
 from cowrite.rooms.room import RoomError
 from cowrite.server.auth import AuthError, Identity, anonymous, verify
 from cowrite.server.config import Settings
@@ -156,10 +157,19 @@ class Connection:
             if frame is None:
                 frame = event.get("bytes") or b""
             self.last_seen = time.monotonic()
+            limit = self.settings.max_message_bytes
+            if isinstance(frame, str) and len(frame) > limit // 4:  # count bytes, not characters
+                size = len(frame.encode("utf-8", "surrogatepass"))
+                if size > limit:
+                    self._strike(p.ErrorCode.TOO_LARGE, f"frame of {size} bytes exceeds {limit}")
+                    continue
             try:
-                msg = p.decode_client(frame, self.settings.max_message_bytes)
+                msg = p.decode_client(frame, limit)
             except p.ProtocolError as exc:
                 self._strike(exc.code, exc.message)
+                continue
+            except RecursionError:  # msgspec recurses into ``Any`` values (deep nesting)
+                self._strike(p.ErrorCode.BAD_MESSAGE, "malformed JSON: nested too deeply")
                 continue
             if not hello:
                 if not isinstance(msg, p.Hello):
@@ -227,12 +237,14 @@ class Connection:
         doc = getattr(msg, "doc", None)
         edit_id = getattr(msg, "edit_id", None)
         try:
+            # one budget for everything that is written to the store
+            writes = isinstance(msg, p.Edit | p.Sync | p.ChatSend | p.ChatEdit | p.ChatDelete)
+            if writes and not self._rate_ok():
+                self.error(
+                    p.ErrorCode.RATE_LIMITED, "too many edits: slow down", doc=doc, edit=edit_id
+                )
+                return
             if isinstance(msg, p.Edit | p.Sync):
-                if not self._rate_ok():
-                    self.error(
-                        p.ErrorCode.RATE_LIMITED, "too many edits: slow down", doc=doc, edit=edit_id
-                    )
-                    return
                 if isinstance(msg, p.Edit):
                     await hub.edit(self, msg)
                 else:
@@ -258,6 +270,9 @@ class Connection:
             self.error(exc.code, exc.message, doc=doc, edit=edit_id)
             if exc.resync and doc is not None:
                 self.send_message(p.Resync(doc=doc, reason=exc.message))
+        except StoreError:
+            log.exception("store unavailable", extra=self._ids())
+            self.error(p.ErrorCode.UNAVAILABLE, "storage is unavailable", doc=doc, edit=edit_id)
         except Exception:
             log.exception("failed to handle a message", extra=self._ids())
             self.error(p.ErrorCode.INTERNAL, "internal error", doc=doc, edit=edit_id)

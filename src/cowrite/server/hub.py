@@ -14,12 +14,20 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from cowrite import protocol as p
-from cowrite.adapters.store import ChatMessage, EditKey, NotFound, Store, StoreError
+from cowrite.adapters.store import (
+    ChatMessage,
+    DocumentExists,
+    EditKey,
+    Forbidden,
+    NotFound,
+    Store,
+    StoreError,
+)
 from cowrite.engine.document import Document
 from cowrite.rooms.room import Member, Outcome, Room, RoomError, RoomLimits
 from cowrite.server.auth import Identity
@@ -46,15 +54,32 @@ class Peer(Protocol):
 
 
 @dataclass
+class Job:
+    """One room input's outcome waiting in the room's pipeline."""
+
+    outcome: Outcome
+    sender: Peer | None
+    t0: float
+    joined: bool = False
+    """The outcome is the sender's ``joined``: from then on the sender gets the broadcasts."""
+
+
+@dataclass
 class LoadedRoom:
     room: Room
     loaded_version: int
     peers: dict[str, Peer] = field(default_factory=dict)
-    queue: asyncio.Queue[tuple[Outcome, Peer | None, float]] = field(default_factory=asyncio.Queue)
+    """Connections in the room (or joining it): they may send it messages."""
+    audience: dict[str, Peer] = field(default_factory=dict)
+    """Connections that get its broadcasts: a joining one only once its ``joined`` is sent, so
+    it never gets (before ``joined``) a broadcast its snapshot already includes."""
+    queue: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
     unload: asyncio.TimerHandle | None = None
     persisted: int = 0
     since_snapshot: int = 0
+    inflight: int = 0
+    """Jobs submitted and not yet carried out."""
 
 
 class Hub:
@@ -73,6 +98,7 @@ class Hub:
         self.rooms: dict[str, LoadedRoom] = {}
         self._loading: dict[str, asyncio.Future[LoadedRoom]] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._unloads: set[asyncio.Task[None]] = set()
         self.edits_applied = 0
         self.started = time.monotonic()
 
@@ -82,49 +108,68 @@ class Hub:
         self._ticker = asyncio.create_task(self._tick_loop())
 
     async def close(self) -> None:
-        """Drain every room's pipeline, snapshot it, and stop."""
+        """Drain every room's pipeline (everything acknowledged is in the store) and stop."""
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         for doc_id in list(self.rooms):
             await self._unload(doc_id, force=True)
+        for task in list(self._unloads):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # ----------------------------------------------------------------- rooms
 
     async def open_room(self, doc_id: str, *, create: bool) -> LoadedRoom:
+        """The loaded room of ``doc_id`` (loading it if needed); raises RoomError
+        ``unknown_document`` when it does not exist and ``create`` is false.
+
+        A room nobody joins is unloaded after ``unload_after_s``; callers that only look at it
+        call ``_schedule_unload`` when done.
+        """
         lr = self.rooms.get(doc_id)
         if lr is not None:
             if lr.unload is not None:
                 lr.unload.cancel()
                 lr.unload = None
             return lr
-        pending = self._loading.get(doc_id)
-        if pending is not None:
-            return await pending
-        fut: asyncio.Future[LoadedRoom] = asyncio.get_running_loop().create_future()
-        self._loading[doc_id] = fut
-        try:
-            lr = await self._load(doc_id, create)
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved: the caller raises it
-            raise
-        finally:
+        while True:
+            task = self._loading.get(doc_id)
+            if task is None:
+                # its own task: a caller that goes away (its connection closed) does not cancel
+                # the load others may be waiting for
+                task = asyncio.create_task(self._load(doc_id, create))
+                self._loading[doc_id] = task
+                task.add_done_callback(lambda t: self._loaded(doc_id, t))
+            try:
+                return await asyncio.shield(task)
+            except RoomError as exc:
+                # a concurrent load without ``create`` found nothing: this one may create it
+                if not create or exc.code is not p.ErrorCode.UNKNOWN_DOCUMENT:
+                    raise
+                if self._loading.get(doc_id) is task:
+                    del self._loading[doc_id]
+                if doc_id in self.rooms:
+                    return await self.open_room(doc_id, create=create)
+
+    def _loaded(self, doc_id: str, task: asyncio.Task[LoadedRoom]) -> None:
+        if self._loading.get(doc_id) is task:
             del self._loading[doc_id]
-        fut.set_result(lr)
-        return lr
+        if not task.cancelled():
+            task.exception()  # retrieved here (every waiter raises it), so asyncio stays quiet
 
     async def _load(self, doc_id: str, create: bool) -> LoadedRoom:
         stored = await self.store.load(doc_id)
         if stored is None:
             if not create:
                 raise RoomError(p.ErrorCode.UNKNOWN_DOCUMENT, f"no document {doc_id!r}")
-            await self.store.create_document(doc_id, title=doc_id, now_ms=self.now_ms())
+            with contextlib.suppress(DocumentExists):  # created meanwhile (REST): load that
+                await self.store.create_document(doc_id, title=doc_id, now_ms=self.now_ms())
             stored = await self.store.load(doc_id)
             assert stored is not None
         doc = (
-            Document.load(stored.snapshot, self.replica)
+            Document.load(stored.snapshot, self.replica, now_ms=self.now_ms)
             if stored.snapshot
             else Document(self.replica, now_ms=self.now_ms)
         )
@@ -142,32 +187,51 @@ class Hub:
         lr.task = asyncio.create_task(self._pipeline(doc_id, lr))
         self.rooms[doc_id] = lr
         self.metrics.documents.set(len(self.rooms))
+        self._schedule_unload(doc_id, lr)  # released if whoever loads it never joins
         log.info("document loaded", extra={"doc": doc_id, "version": room.version})
         return lr
 
     def _schedule_unload(self, doc_id: str, lr: LoadedRoom) -> None:
-        if lr.peers or lr.unload is not None:
+        """Unload the room after ``unload_after_s`` unless someone joins it meanwhile."""
+        if lr.peers or lr.unload is not None or self.rooms.get(doc_id) is not lr:
             return
         loop = asyncio.get_running_loop()
-        lr.unload = loop.call_later(
-            self.settings.unload_after_s, lambda: asyncio.ensure_future(self._unload(doc_id))
-        )
+        lr.unload = loop.call_later(self.settings.unload_after_s, self._unload_later, doc_id)
+
+    def _unload_later(self, doc_id: str) -> None:
+        task = asyncio.create_task(self._unload(doc_id))
+        self._unloads.add(task)
+        task.add_done_callback(self._unloads.discard)
 
     async def _unload(self, doc_id: str, *, force: bool = False) -> None:
+        """Drain the room's pipeline and drop it (unless someone is in it)."""
         lr = self.rooms.get(doc_id)
-        if lr is None or (lr.peers and not force):
+        if lr is None:
             return
-        await lr.queue.join()
-        if lr.since_snapshot:
-            await self._snapshot(doc_id, lr)
-        if lr.peers and not force:
-            return
+        if lr.unload is not None:
+            lr.unload.cancel()
+            lr.unload = None
+        while True:
+            if lr.peers and not force:
+                return
+            await lr.queue.join()
+            # the log tail since the last snapshot stays: replayed at the next load, it keeps
+            # the edit history thin clients rebase over (a snapshot would make them resync)
+            if lr.since_snapshot >= self.settings.snapshot_every:
+                await self._snapshot(doc_id, lr)
+            if self.rooms.get(doc_id) is not lr:
+                return  # unloaded meanwhile
+            if lr.peers and not force:
+                return
+            if lr.inflight == 0:
+                break  # nothing was submitted during the awaits: drop it now, before any other
+        # no await between the checks above and this: nobody can join a room on its way out
+        del self.rooms[doc_id]
+        self.metrics.documents.set(len(self.rooms))
         if lr.task is not None:
             lr.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lr.task
-        self.rooms.pop(doc_id, None)
-        self.metrics.documents.set(len(self.rooms))
         log.info("document unloaded", extra={"doc": doc_id})
 
     async def _snapshot(self, doc_id: str, lr: LoadedRoom) -> None:
@@ -176,16 +240,34 @@ class Hub:
         if room.version != lr.persisted:
             return
         state = room.doc.encode_state()
+        upto = lr.persisted
         try:
-            await self.store.save_snapshot(doc_id, state, lr.persisted)
-            lr.since_snapshot = 0
-        except StoreError:
+            await self.store.save_snapshot(doc_id, state, upto)
+            lr.since_snapshot = max(0, lr.persisted - upto)
+        except (StoreError, ValueError):
             log.exception("snapshot failed", extra={"doc": doc_id})
 
     # -------------------------------------------------------------- pipeline
 
-    def submit(self, lr: LoadedRoom, outcome: Outcome, sender: Peer | None, t0: float) -> None:
-        lr.queue.put_nowait((outcome, sender, t0))
+    def submit(
+        self,
+        lr: LoadedRoom,
+        outcome: Outcome,
+        sender: Peer | None,
+        t0: float,
+        *,
+        joined: bool = False,
+    ) -> None:
+        """Queue an outcome: persisted (if it has an update), then its replies and broadcasts
+        sent, after every outcome submitted before it."""
+        if outcome.fault is not None:
+            log.error(
+                "an edit failed part-way; the applied part is kept",
+                exc_info=outcome.fault,
+                extra={"doc": lr.room.doc_id, "version": outcome.version},
+            )
+        lr.inflight += 1
+        lr.queue.put_nowait(Job(outcome, sender, t0, joined))
 
     async def _pipeline(self, doc_id: str, lr: LoadedRoom) -> None:
         queue = lr.queue
@@ -194,122 +276,194 @@ class Hub:
             while not queue.empty():
                 batch.append(queue.get_nowait())
             try:
-                await self._persist(doc_id, lr, [o for o, _, _ in batch if o.persist is not None])
-                for outcome, sender, t0 in batch:
-                    self._fanout(lr, outcome, sender, t0)
+                writes = [j.outcome for j in batch if j.outcome.persist is not None]
+                failed = await self._persist(doc_id, lr, writes)
+                for job in batch:
+                    try:
+                        error = failed.get(id(job.outcome)) if failed else None
+                        if error is not None:
+                            self._refuse(job, error)
+                        else:
+                            self._fanout(lr, job)
+                    except Exception:
+                        log.exception("fan-out failed", extra={"doc": doc_id})
             except Exception:
                 log.exception("room pipeline failed", extra={"doc": doc_id})
             finally:
                 for _ in batch:
+                    lr.inflight -= 1
                     queue.task_done()
             if lr.since_snapshot >= self.settings.snapshot_every and queue.empty():
                 await self._snapshot(doc_id, lr)
 
-    async def _persist(self, doc_id: str, lr: LoadedRoom, outcomes: list[Outcome]) -> None:
-        if not outcomes:
-            return
+    async def _persist(
+        self, doc_id: str, lr: LoadedRoom, outcomes: list[Outcome]
+    ) -> dict[int, p.Error]:
+        """Append the outcomes' updates to the log, in order, each exactly once.
+
+        Retries while the store is unavailable (nothing is acknowledged meanwhile). Returns, by
+        ``id(outcome)``, the error of those that cannot be stored at all (document deleted).
+        """
+        failed: dict[int, p.Error] = {}
+        todo = outcomes
         delay = 0.05
-        while True:
-            try:
-                now = self.now_ms()
-                seqs = await asyncio.gather(
-                    *[
-                        self.store.append_update(
-                            doc_id,
-                            o.persist or b"",
-                            edit_keys=[EditKey(c, e) for c, e in o.edit_keys],
-                            now_ms=now,
+        while todo:
+            now = self.now_ms()
+            results = await asyncio.gather(
+                *[
+                    self.store.append_update(
+                        doc_id,
+                        o.persist or b"",
+                        edit_keys=[EditKey(c, e) for c, e in o.edit_keys],
+                        now_ms=now,
+                    )
+                    for o in todo
+                ],
+                return_exceptions=True,
+            )
+            retry: list[Outcome] = []
+            for o, result in zip(todo, results, strict=True):
+                if isinstance(result, int):
+                    if retry or result != o.version:
+                        log.error(
+                            "log sequence mismatch",
+                            extra={"doc": doc_id, "seq": result, "version": o.version},
                         )
-                        for o in outcomes
-                    ]
+                    lr.persisted = max(lr.persisted, result)
+                    lr.since_snapshot += 1
+                elif isinstance(result, NotFound):
+                    failed[id(o)] = p.Error(
+                        code=p.ErrorCode.UNKNOWN_DOCUMENT,
+                        message=f"{doc_id} no longer exists",
+                        doc=doc_id,
+                    )
+                elif isinstance(result, StoreError):
+                    retry.append(o)  # not durable, so not acknowledged: keep trying
+                elif isinstance(result, Exception):
+                    log.error("store write refused", exc_info=result, extra={"doc": doc_id})
+                    failed[id(o)] = p.Error(
+                        code=p.ErrorCode.INTERNAL,
+                        message="the edit could not be stored",
+                        doc=doc_id,
+                    )
+                else:
+                    raise result  # CancelledError and the like
+            if retry:
+                log.warning(
+                    "store write failed; retrying",
+                    exc_info=next(r for r in results if isinstance(r, StoreError)),
+                    extra={"doc": doc_id, "updates": len(retry)},
                 )
-                break
-            except StoreError:
-                # not durable, so not acknowledged: keep trying; clients see no ack meanwhile
-                log.exception("store write failed; retrying", extra={"doc": doc_id})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        for o, seq in zip(outcomes, seqs, strict=True):
-            if seq != o.version:
-                log.error(
-                    "log sequence mismatch", extra={"doc": doc_id, "seq": seq, "version": o.version}
-                )
-        lr.persisted = max(lr.persisted, seqs[-1])
-        lr.since_snapshot += len(outcomes)
+            todo = retry
+        return failed
 
-    def _fanout(self, lr: LoadedRoom, outcome: Outcome, sender: Peer | None, t0: float) -> None:
+    def _refuse(self, job: Job, error: p.Error) -> None:
+        """An outcome that could not be made durable: its sender gets the error, nobody else
+        anything (its edit is neither acknowledged nor broadcast)."""
+        if job.sender is not None:
+            edit_id = next((m.edit_id for m in job.outcome.reply if isinstance(m, p.Ack)), None)
+            error = p.Error(code=error.code, message=error.message, doc=error.doc, edit_id=edit_id)
+            job.sender.send(p.encoder.encode(error))
+
+    def _fanout(self, lr: LoadedRoom, job: Job) -> None:
         encode = p.encoder.encode
+        outcome, sender = job.outcome, job.sender
         if sender is not None and outcome.reply:
             for msg in outcome.reply:
                 sender.send(encode(msg))
             if outcome.persist is not None:
-                self.metrics.edit_ack.observe(time.monotonic() - t0)
+                self.metrics.edit_ack.observe(time.monotonic() - job.t0)
+        if job.joined and sender is not None and lr.peers.get(sender.session) is sender:
+            lr.audience[sender.session] = sender
         if not outcome.broadcast:
             return
         doc_id = lr.room.doc_id
         for msg, audience in outcome.broadcast:
             data = encode(msg)
-            for peer in list(lr.peers.values()):
+            for peer in list(lr.audience.values()):
                 if peer is sender:
                     continue
                 if audience == "all" or peer.docs.get(doc_id) == audience:
                     peer.send(data)
         if outcome.persist is not None:
-            self.metrics.edit_broadcast.observe(time.monotonic() - t0)
+            self.metrics.edit_broadcast.observe(time.monotonic() - job.t0)
 
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             now = self.now_ms()
-            for lr in list(self.rooms.values()):
-                outcome = lr.room.tick(now)
-                if outcome.broadcast:
-                    self.submit(lr, outcome, None, time.monotonic())
+            for doc_id, lr in list(self.rooms.items()):
+                try:
+                    outcome = lr.room.tick(now)
+                    if outcome.broadcast:
+                        self.submit(lr, outcome, None, time.monotonic())
+                except Exception:
+                    log.exception("room tick failed", extra={"doc": doc_id})
 
     # ------------------------------------------------------------ operations
 
     async def join(self, peer: Peer, msg: p.Join) -> None:
+        """Join (or rejoin) ``msg.doc``: the ``joined`` reply, then the room's broadcasts.
+
+        Raises RoomError: ``forbidden``, ``unknown_document``, ``room_full``, ``bad_message``.
+        """
+        t0 = time.monotonic()
         rights = peer.identity.rights(msg.doc)
         if "read" not in rights:
             raise RoomError(p.ErrorCode.FORBIDDEN, f"no access to {msg.doc}")
         if msg.create and "write" not in rights:
             raise RoomError(p.ErrorCode.FORBIDDEN, f"no right to create {msg.doc}")
         lr = await self.open_room(msg.doc, create=msg.create)
-        if (
-            peer.session not in lr.peers
-            and len(lr.peers) >= self.settings.max_connections_per_document
-        ):
+        rejoin = lr.peers.get(peer.session) is peer
+        if not rejoin and len(lr.peers) >= self.settings.max_connections_per_document:
             self._schedule_unload(msg.doc, lr)
             raise RoomError(p.ErrorCode.ROOM_FULL, f"{msg.doc} has too many connections")
-        history = await self.store.chat_history(msg.doc, limit=50)
-        member = Member(
-            session=peer.session,
-            client_id=peer.client_id,
-            user=p.User(
-                id=peer.identity.user_id, name=peer.identity.name, color=peer.identity.color
-            ),
-            mode=msg.mode,
-            rights=rights,
-            last_active_ms=self.now_ms(),
-        )
-        if peer.session in lr.room.members:  # a rejoin keeps the user's presence fields
-            member.user = lr.room.members[peer.session].user
-        outcome = lr.room.join(member, msg, [_chat(m) for m in reversed(history)])
+        # hold the place (and keep the room loaded) while the chat loads; no broadcasts until
+        # the ``joined`` goes out (``_fanout``)
         lr.peers[peer.session] = peer
+        listening = lr.audience.pop(peer.session, None)
+        try:
+            history = await self.store.chat_history(msg.doc, limit=50)
+            member = Member(
+                session=peer.session,
+                client_id=peer.client_id,
+                user=p.User(
+                    id=peer.identity.user_id, name=peer.identity.name, color=peer.identity.color
+                ),
+                mode=msg.mode,
+                rights=rights,
+                last_active_ms=self.now_ms(),
+            )
+            previous = lr.room.members.get(peer.session)
+            if previous is not None:  # a rejoin keeps the user's presence fields
+                member.user = previous.user
+            outcome = lr.room.join(member, msg, [_chat(m) for m in reversed(history)])
+        except BaseException:
+            if rejoin:
+                if listening is not None and lr.peers.get(peer.session) is peer:
+                    lr.audience[peer.session] = listening
+            elif lr.peers.get(peer.session) is peer:
+                del lr.peers[peer.session]
+                self._schedule_unload(msg.doc, lr)
+            raise
         peer.docs[msg.doc] = msg.mode
-        self.submit(lr, outcome, peer, time.monotonic())
+        self.submit(lr, outcome, peer, t0, joined=True)
 
     def leave(self, peer: Peer, doc_id: str) -> None:
         peer.docs.pop(doc_id, None)
         lr = self.rooms.get(doc_id)
-        if lr is None or lr.peers.pop(peer.session, None) is None:
+        if lr is None or lr.peers.get(peer.session) is not peer:
             return
+        del lr.peers[peer.session]
+        lr.audience.pop(peer.session, None)
         self.submit(lr, lr.room.leave(peer.session), None, time.monotonic())
         self._schedule_unload(doc_id, lr)
 
     def joined(self, peer: Peer, doc_id: str) -> LoadedRoom:
         lr = self.rooms.get(doc_id)
-        if lr is None or peer.session not in lr.peers:
+        if lr is None or lr.peers.get(peer.session) is not peer:
             raise RoomError(p.ErrorCode.NOT_JOINED, f"join {doc_id} first")
         return lr
 
@@ -322,6 +476,7 @@ class Hub:
             seq = await self.store.find_edit(msg.doc, peer.client_id, msg.edit_id)
             if seq is not None:
                 room.remember((peer.client_id, msg.edit_id), seq)
+            lr = self.joined(peer, msg.doc)  # still there after the await
         outcome = room.edit(peer.session, msg, self.now_ms())
         if outcome.persist is not None:
             self.edits_applied += 1
@@ -344,17 +499,20 @@ class Hub:
     async def chat_send(self, peer: Peer, msg: p.ChatSend) -> None:
         lr = self._chatter(peer, msg.doc)
         member = lr.room.members[peer.session]
-        stored = await self.store.add_chat(
-            msg.doc,
-            author_id=peer.identity.user_id,
-            author_name=member.user.name,
-            text=msg.text,
-            now_ms=self.now_ms(),
+        stored = await self._chat_call(
+            self.store.add_chat(
+                msg.doc,
+                author_id=peer.identity.user_id,
+                author_name=member.user.name,
+                text=msg.text,
+                now_ms=self.now_ms(),
+            ),
+            missing=p.ErrorCode.UNKNOWN_DOCUMENT,
         )
-        self._chat_out(lr, peer, stored)
+        self._chat_out(peer, msg.doc, stored)
 
     async def chat_edit(self, peer: Peer, msg: p.ChatEdit) -> None:
-        lr = self._chatter(peer, msg.doc)
+        self._chatter(peer, msg.doc)
         stored = await self._chat_call(
             self.store.edit_chat(
                 msg.doc,
@@ -364,42 +522,50 @@ class Hub:
                 now_ms=self.now_ms(),
             )
         )
-        self._chat_out(lr, peer, stored)
+        self._chat_out(peer, msg.doc, stored)
 
     async def chat_delete(self, peer: Peer, msg: p.ChatDelete) -> None:
-        lr = self._chatter(peer, msg.doc)
+        self._chatter(peer, msg.doc)
         stored = await self._chat_call(
             self.store.delete_chat(
                 msg.doc, msg.id, author_id=peer.identity.user_id, now_ms=self.now_ms()
             )
         )
-        self._chat_out(lr, peer, stored)
+        self._chat_out(peer, msg.doc, stored)
 
     async def chat_history(self, peer: Peer, msg: p.ChatHistory) -> None:
         self.joined(peer, msg.doc)
         page = await self.store.chat_history(msg.doc, before=msg.before, limit=msg.limit + 1)
         more = len(page) > msg.limit
         out = p.ChatPage(doc=msg.doc, messages=[_chat(m) for m in page[: msg.limit]], has_more=more)
-        peer.send(p.encoder.encode(out))
+        # through the pipeline: after the ``joined`` and anything else already queued for it
+        lr = self.joined(peer, msg.doc)
+        self.submit(lr, Outcome(reply=[out]), peer, time.monotonic())
 
-    async def _chat_call(self, call: object) -> ChatMessage:
-        from cowrite.adapters.store import Forbidden
-
+    async def _chat_call(
+        self,
+        call: Coroutine[Any, Any, ChatMessage],
+        missing: p.ErrorCode = p.ErrorCode.NOT_FOUND,
+    ) -> ChatMessage:
         try:
-            return await call  # type: ignore[no-any-return, misc]
+            return await call
         except NotFound as exc:
-            raise RoomError(p.ErrorCode.NOT_FOUND, str(exc)) from None
+            raise RoomError(missing, str(exc)) from None
         except Forbidden as exc:
             raise RoomError(p.ErrorCode.FORBIDDEN, str(exc)) from None
 
     def _chatter(self, peer: Peer, doc_id: str) -> LoadedRoom:
         lr = self.joined(peer, doc_id)
-        if "chat" not in lr.room.members[peer.session].rights:
+        member = lr.room.members.get(peer.session)
+        if member is None:
+            raise RoomError(p.ErrorCode.NOT_JOINED, f"join {doc_id} first")
+        if "chat" not in member.rights:
             raise RoomError(p.ErrorCode.FORBIDDEN, f"no chat right on {doc_id}")
         return lr
 
-    def _chat_out(self, lr: LoadedRoom, peer: Peer, stored: ChatMessage) -> None:
-        msg = p.Chat(doc=lr.room.doc_id, message=_chat(stored))
+    def _chat_out(self, peer: Peer, doc_id: str, stored: ChatMessage) -> None:
+        lr = self.joined(peer, doc_id)  # still there after the store's await
+        msg = p.Chat(doc=doc_id, message=_chat(stored))
         outcome = Outcome(reply=[msg], broadcast=[(msg, "all")])
         outcome.broadcast.extend(lr.room.touch(peer.session, self.now_ms()).broadcast)
         self.submit(lr, outcome, peer, time.monotonic())

@@ -46,6 +46,9 @@ class _Server(uvicorn.Server):
         if state is not None:
             await state.announce_shutdown()
         await super().shutdown(sockets)
+        # a graceful stop is a normal exit: uvicorn would re-raise the captured SIGTERM after
+        # serving, so the process would die of the signal instead of exiting 0
+        self._captured_signals.clear()
 
 
 def serve(

@@ -1,0 +1,353 @@
+"""OpenAPI 3.1 description of the REST API, served at ``GET /api/openapi.json``.
+
+Operations are written out here; request and response schemas are generated from the msgspec
+types in ``rest`` (the same types that decode and encode the bodies), so they cannot drift. A test
+checks that every route of ``rest.routes()`` is described here and nothing else.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+import msgspec
+
+from cowrite import protocol as p
+from cowrite.server import rest
+
+REF = "#/components/schemas/{name}"
+
+_BODY_TYPES: list[Any] = [
+    rest.CreateDocument,
+    rest.UpdateDocument,
+    rest.RestoreRequest,
+    rest.ErrorBody,
+    rest.DocumentOut,
+    rest.DocumentPage,
+    rest.DocumentDetail,
+    rest.VersionPage,
+    rest.VersionValue,
+    rest.DiffOut,
+    rest.RestoreOut,
+    rest.ChatPageOut,
+    rest.StatusOut,
+]
+
+ERRORS = {
+    400: "Invalid input (`bad_request`)",
+    401: "Missing, malformed, forged or expired token (`unauthorized`; only with a secret)",
+    403: "The token lacks the right (`forbidden`)",
+    404: "No such document, node, version or endpoint",
+    405: "Method not allowed (`method_not_allowed`)",
+    409: "Conflict (`exists`)",
+    410: "That version predates the retained history (`history_unavailable`)",
+    413: "Body or resulting document too large (`too_large`, `document_too_large`)",
+    422: "The edit does not fit the document (`invalid_edit`)",
+    500: "Internal error (`internal`)",
+    503: "Storage unavailable (`unavailable`)",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(name=name)}
+
+
+def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _param(name: str, where: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "description": description,
+        "schema": schema,
+    }
+
+
+DOC = _param(
+    "doc",
+    "path",
+    "Document id: 1-128 characters of A-Z a-z 0-9 . _ ~ -",
+    {"type": "string", "pattern": "^[A-Za-z0-9._~-]{1,128}$"},
+)
+LIMIT = _param("limit", "query", "Page size", {"type": "integer", "minimum": 1, "maximum": 1000})
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    *,
+    ok: tuple[int, str, dict[str, Any] | None],
+    errors: tuple[int, ...],
+    right: str | None,
+    params: list[dict[str, Any]] | None = None,
+    body: str | None = None,
+    tag: str = "documents",
+) -> dict[str, Any]:
+    status, description, content = ok
+    responses: dict[str, Any] = {str(status): {"description": description}}
+    if content is not None:
+        responses[str(status)]["content"] = content
+    codes = set(errors) | {500}
+    if body is not None:
+        codes |= {400, 413}
+    if right is not None:
+        codes |= {401, 403}
+    for code in sorted(codes):
+        responses[str(code)] = {
+            "description": ERRORS[code],
+            "content": _json_content(_ref("ErrorBody")),
+        }
+    op: dict[str, Any] = {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": [tag],
+        "responses": responses,
+    }
+    if right is not None:
+        op["description"] = (
+            f"Requires the `{right}` right on the document when the server has a secret."
+        )
+        op["security"] = [{"bearerAuth": []}]
+    else:
+        op["security"] = []
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json_content(_ref(body))}
+    return op
+
+
+def _ok(name: str, description: str = "OK", status: int = 200) -> tuple[int, str, dict[str, Any]]:
+    return status, description, _json_content(_ref(name))
+
+
+def _paths() -> dict[str, Any]:
+    version_index = _param(
+        "index", "path", "Version index (from 0)", {"type": "integer", "minimum": 0}
+    )
+    return {
+        "/api/status": {
+            "get": _op(
+                "getStatus",
+                "Server status",
+                ok=_ok("StatusOut"),
+                errors=(),
+                right=None,
+                tag="server",
+            )
+        },
+        "/api/openapi.json": {
+            "get": _op(
+                "getOpenAPI",
+                "This description",
+                ok=(200, "OpenAPI 3.1 document", _json_content({"type": "object"})),
+                errors=(),
+                right=None,
+                tag="server",
+            )
+        },
+        "/api/documents": {
+            "get": _op(
+                "listDocuments",
+                "List documents by id (only those the token may read)",
+                ok=_ok("DocumentPage"),
+                errors=(400, 401),
+                right=None,
+                params=[
+                    LIMIT,
+                    _param(
+                        "after",
+                        "query",
+                        "Return documents with ids after this one (the previous page's `next`)",
+                        {"type": "string"},
+                    ),
+                ],
+            )
+            | {"security": [{"bearerAuth": []}]},
+            "post": _op(
+                "createDocument",
+                "Create an empty document",
+                ok=_ok("DocumentOut", "Created", 201),
+                errors=(409,),
+                right="write",
+                body="CreateDocument",
+            ),
+        },
+        "/api/documents/{doc}": {
+            "get": _op(
+                "getDocument",
+                "A document's metadata, current version and value",
+                ok=_ok("DocumentDetail"),
+                errors=(400, 404),
+                right="read",
+                params=[DOC],
+            ),
+            "patch": _op(
+                "updateDocument",
+                "Rename a document",
+                ok=_ok("DocumentOut"),
+                errors=(404,),
+                right="write",
+                params=[DOC],
+                body="UpdateDocument",
+            ),
+            "delete": _op(
+                "deleteDocument",
+                "Delete a document. Its connected members receive `error` `unknown_document` "
+                "and are removed from it (their connections stay open).",
+                ok=(204, "Deleted", None),
+                errors=(400, 404),
+                right="admin",
+                params=[DOC],
+            ),
+        },
+        "/api/documents/{doc}/json": {
+            "get": _op(
+                "getDocumentJSON",
+                "The document's value as JSON: named roots by name",
+                ok=(200, "The value", _json_content({"type": "object"})),
+                errors=(400, 404),
+                right="read",
+                params=[DOC],
+            )
+        },
+        "/api/documents/{doc}/text/{name}": {
+            "get": _op(
+                "getText",
+                "A named root text as plain text",
+                ok=(200, "The text", {"text/plain": {"schema": {"type": "string"}}}),
+                errors=(400, 404),
+                right="read",
+                params=[
+                    DOC,
+                    _param(
+                        "name",
+                        "path",
+                        "Name of a root text",
+                        {"type": "string", "minLength": 1, "maxLength": 100},
+                    ),
+                ],
+            )
+        },
+        "/api/documents/{doc}/versions": {
+            "get": _op(
+                "listVersions",
+                "The document's versions, oldest first",
+                ok=_ok("VersionPage"),
+                errors=(400, 404),
+                right="read",
+                params=[
+                    DOC,
+                    LIMIT,
+                    _param(
+                        "after",
+                        "query",
+                        "Return versions with indexes after this one (the previous page's `next`)",
+                        {"type": "integer", "minimum": -1},
+                    ),
+                ],
+            )
+        },
+        "/api/documents/{doc}/versions/{index}": {
+            "get": _op(
+                "getVersion",
+                "The document's value at a version",
+                ok=_ok("VersionValue"),
+                errors=(400, 404, 410),
+                right="read",
+                params=[DOC, version_index],
+            )
+        },
+        "/api/documents/{doc}/diff": {
+            "get": _op(
+                "diffVersions",
+                "What changed between two versions, node by node",
+                ok=_ok("DiffOut"),
+                errors=(400, 404, 410),
+                right="read",
+                params=[
+                    DOC,
+                    _param("from", "query", "Old version index", {"type": "integer", "minimum": 0})
+                    | {"required": True},
+                    _param(
+                        "to",
+                        "query",
+                        "New version index (default: the latest)",
+                        {"type": "integer", "minimum": 0},
+                    ),
+                ],
+            )
+        },
+        "/api/documents/{doc}/restore": {
+            "post": _op(
+                "restoreVersion",
+                "Give the document its value at an old version again, as new edits that "
+                "connected clients receive live; answers once they are durable",
+                ok=_ok("RestoreOut"),
+                errors=(404, 410, 422, 503),
+                right="write",
+                params=[DOC],
+                body="RestoreRequest",
+            )
+        },
+        "/api/documents/{doc}/chat": {
+            "get": _op(
+                "getChat",
+                "The document's chat, newest first",
+                ok=_ok("ChatPageOut"),
+                errors=(400, 404),
+                right="read",
+                params=[
+                    DOC,
+                    _param(
+                        "limit",
+                        "query",
+                        "Page size",
+                        {"type": "integer", "minimum": 1, "maximum": 200},
+                    ),
+                    _param(
+                        "before",
+                        "query",
+                        "Return messages with ids below this one",
+                        {"type": "integer", "minimum": 1},
+                    ),
+                ],
+            )
+        },
+    }
+
+
+@functools.cache
+def _base() -> dict[str, Any]:
+    _, schemas = msgspec.json.schema_components(_BODY_TYPES, ref_template=REF)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "cowrite REST API",
+            "version": "1",
+            "description": (
+                "Documents, their values, history, restore and chat. Real-time editing uses the "
+                f"WebSocket protocol v{p.PROTOCOL_VERSION} at `/ws` (see docs/protocol.md). "
+                'Errors are `{"error": {"code", "message"}}`. Without a configured secret no '
+                "token is needed."
+            ),
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+def spec(server_url: str = "/") -> dict[str, Any]:
+    """The OpenAPI document; ``server_url`` is where the app is served (its mount path)."""
+    out = copy.deepcopy(_base())
+    out["servers"] = [{"url": server_url}]
+    return out

@@ -1,0 +1,1807 @@
+// cowrite JavaScript client (ES module, no dependencies). Built from web/src by web/build.mjs: edit the sources, not this file.
+// Docs: docs/javascript-client.md. License: MIT.
+var __defProp = Object.defineProperty;
+var __export = (target, all) => {
+  for (var name in all)
+    __defProp(target, name, { get: all[name], enumerable: true });
+};
+
+// src/ot.js
+var ot_exports = {};
+__export(ot_exports, {
+  InvalidOperation: () => InvalidOperation,
+  apply: () => apply,
+  check: () => check,
+  compose: () => compose,
+  cpLength: () => cpLength,
+  cpSlice: () => cpSlice,
+  cpToUtf16: () => cpToUtf16,
+  diff: () => diff,
+  fromSplice: () => fromSplice,
+  invert: () => invert,
+  isNoop: () => isNoop,
+  normalize: () => normalize,
+  positionBefore: () => positionBefore,
+  transform: () => transform,
+  transformPosition: () => transformPosition,
+  utf16ToCp: () => utf16ToCp
+});
+var InvalidOperation = class extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "InvalidOperation";
+  }
+};
+function isHigh(c) {
+  return c >= 55296 && c <= 56319;
+}
+function isLow(c) {
+  return c >= 56320 && c <= 57343;
+}
+function cpLength(s) {
+  let n = s.length;
+  for (let i = 0; i < s.length - 1; i++) {
+    if (isHigh(s.charCodeAt(i)) && isLow(s.charCodeAt(i + 1))) {
+      n--;
+      i++;
+    }
+  }
+  return n;
+}
+function cpToUtf16(s, cp, from = 0) {
+  let i = from;
+  const n = s.length;
+  while (cp > 0 && i < n) {
+    if (isHigh(s.charCodeAt(i)) && i + 1 < n && isLow(s.charCodeAt(i + 1))) i += 2;
+    else i += 1;
+    cp--;
+  }
+  return i;
+}
+function advance(s, from, n) {
+  let i = from;
+  const len = s.length;
+  while (n > 0) {
+    if (i >= len) return -1;
+    if (isHigh(s.charCodeAt(i)) && i + 1 < len && isLow(s.charCodeAt(i + 1))) i += 2;
+    else i += 1;
+    n--;
+  }
+  return i;
+}
+function utf16ToCp(s, u, from = 0) {
+  let cp = 0;
+  let i = from;
+  while (i < u) {
+    if (isHigh(s.charCodeAt(i)) && i + 1 < s.length && isLow(s.charCodeAt(i + 1))) i += 2;
+    else i += 1;
+    cp++;
+  }
+  return cp;
+}
+function cpSlice(s, start, end) {
+  const a = cpToUtf16(s, start);
+  if (end === void 0) return s.slice(a);
+  return s.slice(a, cpToUtf16(s, end - start, a));
+}
+function scan(op, allowEmpty = false) {
+  if (!Array.isArray(op)) throw new InvalidOperation("an operation must be an array");
+  let kind = null;
+  for (let i = 0; i < op.length; i++) {
+    const c = op[i];
+    if (typeof c === "number") {
+      if (!Number.isInteger(c)) throw new InvalidOperation(`component ${i}: ${c} is not an integer`);
+      if (c === 0 && !allowEmpty) throw new InvalidOperation(`component ${i}: zero-length retain/delete`);
+      continue;
+    }
+    const isStr = typeof c === "string";
+    if (!isStr && !Array.isArray(c)) {
+      throw new InvalidOperation(`component ${i}: ${typeof c} is not a number, string or array`);
+    }
+    if (c.length === 0) {
+      if (allowEmpty) continue;
+      throw new InvalidOperation(`component ${i}: empty insert`);
+    }
+    const k = isStr ? "text" : "list";
+    if (kind === null) kind = k;
+    else if (kind !== k) {
+      throw new InvalidOperation(`component ${i}: an operation inserts text or list items, not both`);
+    }
+  }
+  return kind;
+}
+function sameKind(a, b, what) {
+  if (a !== null && b !== null && a !== b) {
+    throw new InvalidOperation(`cannot ${what} a ${a}-inserting op with a ${b}-inserting one`);
+  }
+}
+function size(c) {
+  if (typeof c === "number") return Math.abs(c);
+  return typeof c === "string" ? cpLength(c) : c.length;
+}
+function check(op) {
+  scan(op);
+}
+var Reader = class {
+  constructor(op) {
+    this.op = op;
+    this.i = 0;
+    this.off = 0;
+    this.uoff = 0;
+    this.len = op.length ? size(op[0]) : 0;
+  }
+  peek() {
+    return this.i < this.op.length ? this.op[this.i] : null;
+  }
+  next() {
+    this.i++;
+    this.off = 0;
+    this.uoff = 0;
+    this.len = this.i < this.op.length ? size(this.op[this.i]) : 0;
+  }
+  /** Take at most n items (all that is left of the component when n < 0). */
+  take(n = -1) {
+    const c = this.op[this.i];
+    const left = this.len - this.off;
+    if (n >= 0 && n < left) {
+      if (typeof c === "number") {
+        this.off += n;
+        return c > 0 ? n : -n;
+      }
+      if (typeof c === "string") {
+        const end = cpToUtf16(c, n, this.uoff);
+        const piece2 = c.slice(this.uoff, end);
+        this.uoff = end;
+        this.off += n;
+        return piece2;
+      }
+      const piece = c.slice(this.off, this.off + n);
+      this.off += n;
+      return piece;
+    }
+    let out;
+    if (typeof c === "number") out = c > 0 ? left : -left;
+    else if (typeof c === "string") out = this.uoff ? c.slice(this.uoff) : c;
+    else out = this.off ? c.slice(this.off) : c;
+    this.next();
+    return out;
+  }
+};
+var Builder = class {
+  constructor() {
+    this.out = [];
+    this.ins = [];
+    this.ret = 0;
+    this.dels = 0;
+  }
+  retain(n) {
+    if (n > 0) {
+      this.flush();
+      this.ret += n;
+    }
+  }
+  edit() {
+    if (this.ret) {
+      this.out.push(this.ret);
+      this.ret = 0;
+    }
+  }
+  delete(n) {
+    if (n > 0) {
+      this.edit();
+      this.dels += n;
+    }
+  }
+  insert(s) {
+    if (s.length) {
+      this.edit();
+      this.ins.push(s);
+    }
+  }
+  push(c) {
+    if (typeof c === "number") {
+      if (c > 0) this.retain(c);
+      else this.delete(-c);
+    } else this.insert(c);
+  }
+  flush() {
+    if (this.ins.length) {
+      if (typeof this.ins[0] === "string") this.out.push(this.ins.join(""));
+      else this.out.push([].concat(...this.ins));
+      this.ins = [];
+    }
+    if (this.dels) {
+      this.out.push(-this.dels);
+      this.dels = 0;
+    }
+  }
+  result() {
+    this.flush();
+    return this.out;
+  }
+};
+function normalize(op) {
+  scan(op, true);
+  const out = new Builder();
+  for (const c of op) out.push(c);
+  return out.result();
+}
+function isNoop(op) {
+  scan(op);
+  return op.every((c) => typeof c === "number" && c > 0);
+}
+function fromSplice(pos, deleteCount, insert) {
+  const out = new Builder();
+  out.retain(pos);
+  out.insert(insert);
+  out.delete(deleteCount);
+  return out.result();
+}
+function apply(seq, op) {
+  const kind = scan(op);
+  const isStr = typeof seq === "string";
+  if (!isStr && !Array.isArray(seq)) throw new InvalidOperation("ops apply to a string or an array");
+  if (kind !== null && kind === "text" !== isStr) {
+    throw new InvalidOperation(`op inserts ${kind === "text" ? "text" : "list items"} into a ${isStr ? "string" : "list"}`);
+  }
+  const parts = [];
+  let pos = 0;
+  let u = 0;
+  for (let i = 0; i < op.length; i++) {
+    const c = op[i];
+    if (typeof c === "number") {
+      const n = Math.abs(c);
+      let end;
+      if (isStr) {
+        end = advance(seq, u, n);
+        if (end < 0) {
+          throw new InvalidOperation(`component ${i} (${c > 0 ? "retain" : "delete"} ${n} at ${pos}) runs past the end of the text`);
+        }
+      } else {
+        end = u + n;
+        if (end > seq.length) {
+          throw new InvalidOperation(`component ${i} (${c > 0 ? "retain" : "delete"} ${n} at ${pos}) runs past the end of a list of length ${seq.length}`);
+        }
+      }
+      if (c > 0) parts.push(seq.slice(u, end));
+      pos += n;
+      u = end;
+    } else parts.push(c);
+  }
+  parts.push(seq.slice(u));
+  return isStr ? parts.join("") : [].concat(...parts);
+}
+function compose(a, b) {
+  sameKind(scan(a), scan(b), "compose");
+  const out = new Builder();
+  const ra = new Reader(a);
+  for (const c of b) {
+    if (typeof c !== "number") {
+      out.insert(c);
+      continue;
+    }
+    let n = Math.abs(c);
+    while (n > 0) {
+      const x = ra.peek();
+      if (x === null) {
+        out.push(c > 0 ? n : -n);
+        break;
+      }
+      if (typeof x === "number" && x < 0) {
+        out.push(ra.take());
+        continue;
+      }
+      const piece = ra.take(n);
+      const m = size(piece);
+      n -= m;
+      if (c > 0) out.push(piece);
+      else if (typeof piece === "number") out.delete(m);
+    }
+  }
+  while (ra.peek() !== null) out.push(ra.take());
+  return out.result();
+}
+function transform(a, b, side) {
+  if (side !== "left" && side !== "right") throw new InvalidOperation(`side must be "left" or "right"`);
+  sameKind(scan(a), scan(b), "transform");
+  const left = side === "left";
+  const out = new Builder();
+  const ra = new Reader(a);
+  for (const c of b) {
+    if (typeof c !== "number") {
+      if (left) {
+        let x;
+        while ((x = ra.peek()) !== null && typeof x !== "number") out.push(ra.take());
+      }
+      out.retain(size(c));
+      continue;
+    }
+    let n = Math.abs(c);
+    while (n > 0) {
+      const x = ra.peek();
+      if (x === null) {
+        if (c > 0) out.retain(n);
+        break;
+      }
+      if (typeof x !== "number") {
+        out.push(ra.take());
+        continue;
+      }
+      const piece = ra.take(n);
+      n -= size(piece);
+      if (c > 0) out.push(piece);
+    }
+  }
+  while (ra.peek() !== null) out.push(ra.take());
+  return out.result();
+}
+function invert(op, before) {
+  scan(op);
+  const isStr = typeof before === "string";
+  const out = new Builder();
+  let u = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      const n = Math.abs(c);
+      const end = isStr ? cpToUtf16(before, n, u) : u + n;
+      if (c > 0) out.retain(n);
+      else out.insert(before.slice(u, end));
+      u = end;
+    } else out.delete(size(c));
+  }
+  return out.result();
+}
+function transformPosition(pos, op, isOwnOp = false) {
+  let cursor = pos;
+  let at = 0;
+  for (const c of op) {
+    if (at > pos) break;
+    if (typeof c !== "number") {
+      if (at < pos || at === pos && isOwnOp) cursor += size(c);
+    } else if (c > 0) at += c;
+    else {
+      if (at < pos) cursor -= Math.min(-c, pos - at);
+      at -= c;
+    }
+  }
+  return cursor;
+}
+function positionBefore(pos, op) {
+  let pre = 0;
+  let post = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      if (c > 0) {
+        if (pos < post + c) return pre + (pos - post);
+        pre += c;
+        post += c;
+      } else pre -= c;
+    } else {
+      const n = size(c);
+      if (pos < post + n) return pre;
+      post += n;
+    }
+  }
+  return pre + (pos - post);
+}
+function diff(a, b) {
+  if (typeof a === "string") {
+    const ca = Array.from(a);
+    const cb = Array.from(b);
+    const op = diffArrays(ca, cb);
+    return op.map((c) => Array.isArray(c) ? c.join("") : c);
+  }
+  return diffArrays(a, b, true);
+}
+function diffArrays(a, b, deep = false) {
+  const eq = deep ? (x, y) => JSON.stringify(x) === JSON.stringify(y) : (x, y) => x === y;
+  const n = Math.min(a.length, b.length);
+  let start = 0;
+  while (start < n && eq(a[start], b[start])) start++;
+  let end = 0;
+  while (end < n - start && eq(a[a.length - 1 - end], b[b.length - 1 - end])) end++;
+  return normalize([start, b.slice(start, b.length - end), -(a.length - start - end)]);
+}
+
+// src/thin.js
+var SEQ_KINDS = /* @__PURE__ */ new Set(["text", "list"]);
+var KINDS = ["text", "list", "map", "register", "counter"];
+var DELETED = Object.freeze({ deleted: true });
+var ABSENT = /* @__PURE__ */ Symbol("absent");
+var RETRY_CODES = /* @__PURE__ */ new Set(["rate_limited", "unavailable"]);
+function kindOfNodeId(node) {
+  if (node.startsWith("#")) return null;
+  const i = node.indexOf(":");
+  if (i < 0 || i === node.length - 1) return null;
+  const kind = node.slice(0, i);
+  return KINDS.includes(kind) ? kind : null;
+}
+function emptyValue(kind) {
+  switch (kind) {
+    case "text":
+      return "";
+    case "list":
+      return [];
+    case "map":
+      return {};
+    case "counter":
+      return 0;
+    default:
+      return null;
+  }
+}
+function equal(a, b) {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!equal(a[i], b[i])) return false;
+    return true;
+  }
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (!Object.hasOwn(b, k) || !equal(a[k], b[k])) return false;
+  return true;
+}
+function copy(value) {
+  if (Array.isArray(value)) return value.slice();
+  if (value !== null && typeof value === "object") return { ...value };
+  return value;
+}
+function slotKey(kind, node, key = null) {
+  return `${kind}\0${node}\0${key === null ? "" : "=" + key}`;
+}
+function kindOfValue(value) {
+  if (typeof value === "string") return "text";
+  if (Array.isArray(value)) return "list";
+  if (value !== null && typeof value === "object") return "map";
+  return null;
+}
+var ThinDocState = class {
+  constructor(doc, clientId, { editIdPrefix = null, historyVersions = 1e3, maxBatchOps = 1e3 } = {}) {
+    this.doc = doc;
+    this.clientId = clientId;
+    this.version = null;
+    this.server = /* @__PURE__ */ new Map();
+    this.local = /* @__PURE__ */ new Map();
+    this.kinds = /* @__PURE__ */ new Map();
+    this.roots = {};
+    this.rights = [];
+    this.inflight = null;
+    this.pending = /* @__PURE__ */ new Map();
+    this.joined = false;
+    this.rejoinNeeded = false;
+    this.maxBatchOps = maxBatchOps;
+    this._wantSnapshot = false;
+    this._prefix = editIdPrefix || randomHex(6);
+    this._edits = 0;
+    this._history = [];
+    this._historyMax = Math.max(1, historyVersions);
+    this._historyFrom = 0;
+  }
+  // ----------------------------------------------------------------------- reading
+  /** No local edit is waiting for an acknowledgement. */
+  get synced() {
+    return this.inflight === null && this.pending.size === 0;
+  }
+  kind(node) {
+    return this.kinds.get(node) || kindOfNodeId(node);
+  }
+  /** The local value of `node` (a copy for lists and maps). */
+  value(node, kind = null) {
+    const known = this.kind(node) || kind;
+    if (!this.local.has(node)) return known ? emptyValue(known) : null;
+    return copy(this.local.get(node));
+  }
+  // ------------------------------------------------------------------- local edits
+  _claim(node, want) {
+    let kind = this.kind(node);
+    if (!kind) {
+      if (want instanceof Set) throw new InvalidOperation(`unknown node ${node}`);
+      kind = want;
+    }
+    if (want instanceof Set ? !want.has(kind) : kind !== want) {
+      throw new InvalidOperation(`${node} is a ${kind}`);
+    }
+    if (!this.kinds.has(node)) this.kinds.set(node, kind);
+    return kind;
+  }
+  /** Apply an index op (code points) to a text or list node now and queue it. */
+  localEdit(node, op) {
+    const kind = this._claim(node, SEQ_KINDS);
+    op = normalize(op);
+    if (!op.length) return;
+    this.local.set(node, apply(this.local.has(node) ? this.local.get(node) : emptyValue(kind), op));
+    const k = slotKey("seq", node);
+    const queued = this.pending.get(k);
+    const composed = queued ? compose(queued.payload, op) : op;
+    if (composed.length) this.pending.set(k, { kind: "seq", node, key: null, payload: composed });
+    else this.pending.delete(k);
+  }
+  /** Write a map key (`key`) or a register (`key` null). */
+  localSet(node, key, value) {
+    this._claim(node, key === null ? "register" : "map");
+    this.pending.set(slotKey("set", node, key), { kind: "set", node, key, payload: value });
+    return this._refreshKey(node, key);
+  }
+  localDelete(node, key) {
+    this._claim(node, "map");
+    this.pending.set(slotKey("set", node, key), { kind: "set", node, key, payload: DELETED });
+    return this._refreshKey(node, key);
+  }
+  localAdd(node, amount) {
+    this._claim(node, "counter");
+    if (!Number.isInteger(amount)) throw new InvalidOperation("counter amounts are integers");
+    if (!amount) return;
+    const k = slotKey("add", node);
+    const total = (this.pending.get(k)?.payload || 0) + amount;
+    if (total) this.pending.set(k, { kind: "add", node, key: null, payload: total });
+    else this.pending.delete(k);
+    this.local.set(node, (this.local.get(node) || 0) + amount);
+  }
+  // ------------------------------------------------------------------------ sending
+  /** The join message to send now (first join, after a reconnect, or when rejoinNeeded). */
+  joinMessage({ create = false } = {}) {
+    const version = this._wantSnapshot ? null : this.version;
+    this.joined = false;
+    this.rejoinNeeded = false;
+    if (this.inflight) this.inflight.sent = false;
+    const msg = { type: "join", doc: this.doc, mode: "thin" };
+    if (version !== null) msg.version = version;
+    if (create) msg.create = true;
+    return msg;
+  }
+  /** The edit to send now, or null (nothing queued, not joined, or a batch in flight). The
+   *  in-flight batch is returned again (same edit_id) after a rejoin or a retry. */
+  takeBatch() {
+    if (!this.joined || this.version === null) return null;
+    let batch = this.inflight;
+    if (!batch) {
+      if (!this.pending.size) return null;
+      const ops = /* @__PURE__ */ new Map();
+      for (const [k, slot] of this.pending) {
+        if (ops.size >= this.maxBatchOps) break;
+        ops.set(k, slot);
+      }
+      for (const k of ops.keys()) this.pending.delete(k);
+      this._edits++;
+      batch = this.inflight = { editId: `${this._prefix}-${this._edits}`, ops, sent: false };
+    } else if (batch.sent) return null;
+    batch.sent = true;
+    return {
+      type: "edit",
+      doc: this.doc,
+      edit_id: batch.editId,
+      version: this.version,
+      ops: [...batch.ops.values()].map(wireOp)
+    };
+  }
+  // ---------------------------------------------------------------------- receiving
+  onJoined(msg) {
+    this.joined = true;
+    this.rejoinNeeded = false;
+    this._wantSnapshot = false;
+    this.rights = (msg.rights || []).slice();
+    if (msg.roots) this.roots = { ...msg.roots };
+    if (this.inflight) this.inflight.sent = false;
+    if (msg.snapshot === void 0 || msg.snapshot === null) {
+      if (this.version === null) {
+        this.version = msg.version;
+        this._historyFrom = msg.version;
+      } else if (msg.version !== this.version) {
+        this.requestRejoin({ snapshot: true });
+      }
+      return [];
+    }
+    return this._loadSnapshot(msg.version, msg.snapshot);
+  }
+  onRemote(msg) {
+    if (this.version === null || msg.version <= this.version) return [];
+    if (msg.version !== this.version + 1) {
+      this.requestRejoin();
+      return [];
+    }
+    const batch = this.inflight;
+    if (batch && msg.client_id === this.clientId && msg.edit_id === batch.editId) {
+      return this._ownRemote(msg);
+    }
+    const changes = [];
+    const seqOps = [];
+    try {
+      for (const op of msg.ops) {
+        const seq = this._applyServer(op);
+        if (seq) seqOps.push(seq);
+        const change = this._rebaseRemote(op);
+        if (change) changes.push(change);
+      }
+    } catch (err) {
+      if (!(err instanceof InvalidOperation)) throw err;
+      this.requestRejoin({ snapshot: true });
+      return changes;
+    }
+    this._advance(msg.version, seqOps);
+    return changes;
+  }
+  onAck(msg) {
+    const batch = this.inflight;
+    if (!batch || msg.edit_id !== batch.editId || this.version === null) return [];
+    if (msg.version > this.version + 1) {
+      this.requestRejoin();
+      return [];
+    }
+    if (msg.version <= this.version) return this._dropInflight();
+    const created = (msg.created || [])[Symbol.iterator]();
+    const seqOps = [];
+    for (const { kind, node, key, payload } of batch.ops.values()) {
+      if (kind === "seq") {
+        this.server.set(node, apply(this._serverValue(node), payload));
+        seqOps.push([node, payload]);
+      } else if (kind === "add") {
+        this.server.set(node, this._serverValue(node) + payload);
+      } else {
+        let value = payload;
+        if (value && typeof value === "object" && !Array.isArray(value) && "$new" in value) {
+          const next = created.next();
+          if (!next.done) {
+            value = { $node: next.value };
+            this._newNode(next.value, KINDS.includes(payload.$new) ? payload.$new : null);
+          }
+        }
+        this._serverSet(node, key, value);
+      }
+    }
+    this.inflight = null;
+    const changes = this._refreshSlots(batch);
+    this._advance(msg.version, seqOps);
+    return changes;
+  }
+  /** What an error means: {action: "ignore"|"retry"|"rejoin"|"rejected", changes}. */
+  onError(msg) {
+    const batch = this.inflight;
+    const code = msg.code;
+    if (batch && msg.edit_id === batch.editId) {
+      if (RETRY_CODES.has(code)) {
+        batch.sent = false;
+        return { action: "retry", changes: [] };
+      }
+      if (code === "stale_version" || code === "not_joined") {
+        this.requestRejoin();
+        return { action: "rejoin", changes: [] };
+      }
+      if (code === "future_version") {
+        this.requestRejoin({ snapshot: true });
+        return { action: "rejoin", changes: [] };
+      }
+      const changes = this._dropInflight();
+      if (code === "internal") this.requestRejoin({ snapshot: true });
+      return { action: "rejected", changes };
+    }
+    if (!msg.edit_id && (code === "stale_version" || code === "future_version")) {
+      this.requestRejoin({ snapshot: true });
+      return { action: "rejoin", changes: [] };
+    }
+    if (!msg.edit_id && code === "not_joined") {
+      this.requestRejoin();
+      return { action: "rejoin", changes: [] };
+    }
+    return { action: "ignore", changes: [] };
+  }
+  onResync() {
+    this.requestRejoin();
+  }
+  onDisconnect() {
+    this.joined = false;
+    if (this.inflight) this.inflight.sent = false;
+  }
+  requestRejoin({ snapshot = false } = {}) {
+    this.rejoinNeeded = true;
+    this.joined = false;
+    if (snapshot) this._wantSnapshot = true;
+    if (this.inflight) this.inflight.sent = false;
+  }
+  // ------------------------------------------------------------------------ cursors
+  /** A remote cursor {node, anchor, head, version} in local coordinates: [anchor, head] or
+   *  null. Positions from versions not reached yet, or older than the kept history, are
+   *  clamped rather than transformed. */
+  cursorToLocal(cursor) {
+    const node = cursor.node;
+    if (!SEQ_KINDS.has(this.kind(node)) || this.version === null) return null;
+    let { anchor, head } = cursor;
+    const version = cursor.version ?? this.version;
+    if (this._historyStart() <= version && version <= this.version) {
+      for (const [v, entries] of this._history) {
+        if (v <= version) continue;
+        for (const [n, logged] of entries) {
+          if (n === node) {
+            anchor = transformPosition(anchor, logged);
+            head = transformPosition(head, logged);
+          }
+        }
+      }
+      const k = slotKey("seq", node);
+      for (const ops of [this.inflight ? this.inflight.ops : null, this.pending]) {
+        const mine = ops && ops.get(k);
+        if (mine) {
+          anchor = transformPosition(anchor, mine.payload);
+          head = transformPosition(head, mine.payload);
+        }
+      }
+    }
+    const value = this.local.get(node);
+    const length = value === void 0 ? 0 : typeof value === "string" ? cpLength(value) : value.length;
+    return [Math.min(anchor, length), Math.min(head, length)];
+  }
+  /** A local selection as the server understands it: {node, anchor, head, version}. */
+  cursorToServer(node, anchor, head) {
+    if (!SEQ_KINDS.has(this.kind(node))) throw new InvalidOperation(`cursors live in text and list nodes, not ${node}`);
+    const k = slotKey("seq", node);
+    for (const slot of [this.pending.get(k), this.inflight ? this.inflight.ops.get(k) : null]) {
+      if (slot) {
+        anchor = positionBefore(anchor, slot.payload);
+        head = positionBefore(head, slot.payload);
+      }
+    }
+    return { node, anchor, head, version: this.version };
+  }
+  /** Throw when the local view is not server · inflight · pending (for tests). */
+  checkInvariants() {
+    const batches = this.inflight ? [this.inflight.ops, this.pending] : [this.pending];
+    const nodes = /* @__PURE__ */ new Set([...this.local.keys(), ...this.server.keys()]);
+    for (const ops of batches) for (const s of ops.values()) nodes.add(s.node);
+    for (const node of nodes) {
+      const kind = this.kind(node);
+      if (!kind) continue;
+      let expected;
+      if (SEQ_KINDS.has(kind)) {
+        expected = this._serverValue(node);
+        for (const ops of batches) {
+          const s = ops.get(slotKey("seq", node));
+          if (s) expected = apply(expected, s.payload);
+        }
+      } else expected = this._computed(node, kind);
+      const local = this.local.has(node) ? this.local.get(node) : emptyValue(kind);
+      if (!equal(local, expected)) {
+        throw new Error(`${node}: local ${JSON.stringify(local)} != server·inflight·pending ${JSON.stringify(expected)}`);
+      }
+    }
+  }
+  // ---------------------------------------------------------------------- internals
+  _historyStart() {
+    if (this._history.length === this._historyMax) return this._history[0][0] - 1;
+    return this._historyFrom;
+  }
+  _advance(version, seqOps) {
+    this.version = version;
+    this._history.push([version, seqOps]);
+    if (this._history.length > this._historyMax) this._history.shift();
+  }
+  _serverValue(node) {
+    if (this.server.has(node)) return this.server.get(node);
+    const kind = this.kind(node);
+    return kind ? emptyValue(kind) : null;
+  }
+  _inferKind(op) {
+    let kind = this.kind(op.node);
+    if (kind) return kind;
+    if (op.type === "seq") {
+      for (const c of op.edit) {
+        if (typeof c === "string") kind = "text";
+        else if (Array.isArray(c)) kind = "list";
+      }
+    } else if (op.type === "set") kind = op.key === void 0 || op.key === null ? "register" : "map";
+    else if (op.type === "del") kind = "map";
+    else kind = "counter";
+    if (kind) this.kinds.set(op.node, kind);
+    return kind;
+  }
+  _newNode(node, kind) {
+    if (!kind) return;
+    if (!this.kinds.has(node)) this.kinds.set(node, kind);
+    if (!this.server.has(node)) this.server.set(node, emptyValue(kind));
+    if (!this.local.has(node)) this.local.set(node, emptyValue(kind));
+  }
+  _serverSet(node, key, value) {
+    if (key === null || key === void 0) {
+      this.server.set(node, value);
+      return;
+    }
+    const current = this.server.get(node);
+    const entries = current && typeof current === "object" && !Array.isArray(current) ? { ...current } : {};
+    if (value === DELETED) delete entries[key];
+    else entries[key] = value;
+    this.server.set(node, entries);
+  }
+  _applyServer(op) {
+    const kind = this._inferKind(op);
+    const node = op.node;
+    if (op.type === "seq") {
+      if (!kind) throw new InvalidOperation(`an edit of ${node}, whose kind is unknown`);
+      const edit = normalize(op.edit);
+      this.server.set(node, apply(this._serverValue(node), edit));
+      return [node, edit];
+    }
+    if (op.type === "set") this._serverSet(node, op.key ?? null, op.value);
+    else if (op.type === "del") this._serverSet(node, op.key, DELETED);
+    else this.server.set(node, this._serverValue(node) + op.amount);
+    return null;
+  }
+  _rebaseRemote(op) {
+    const node = op.node;
+    if (op.type === "seq") {
+      let r = normalize(op.edit);
+      const k = slotKey("seq", node);
+      const batch = this.inflight;
+      const i = batch && batch.ops.get(k);
+      if (i) {
+        const r2 = transform(r, i.payload, "right");
+        i.payload = transform(i.payload, r, "left");
+        r = r2;
+      }
+      const mine = this.pending.get(k);
+      if (mine) {
+        const r2 = transform(r, mine.payload, "right");
+        mine.payload = transform(mine.payload, r, "left");
+        r = r2;
+        if (!mine.payload.length) this.pending.delete(k);
+      }
+      if (!r.length) return null;
+      const kind = this.kind(node);
+      this.local.set(node, apply(this.local.has(node) ? this.local.get(node) : emptyValue(kind), r));
+      return { type: "seq", node, edit: r };
+    }
+    if (op.type === "set" || op.type === "del") return this._refreshKey(node, op.key ?? null);
+    return this._refreshCounter(node);
+  }
+  _ownRemote(msg) {
+    const batch = this.inflight;
+    const seqOps = [];
+    try {
+      for (const op of msg.ops) {
+        const seq = this._applyServer(op);
+        if (seq) seqOps.push(seq);
+      }
+    } catch (err) {
+      if (!(err instanceof InvalidOperation)) throw err;
+      this.requestRejoin({ snapshot: true });
+      return [];
+    }
+    this.inflight = null;
+    const changes = this._refreshSlots(batch);
+    this._advance(msg.version, seqOps);
+    return changes;
+  }
+  _refreshSlots(batch) {
+    const changes = [];
+    for (const { kind, node, key } of batch.ops.values()) {
+      let change = null;
+      if (kind === "set") change = this._refreshKey(node, key);
+      else if (kind === "add") change = this._refreshCounter(node);
+      if (change) changes.push(change);
+    }
+    return changes;
+  }
+  _dropInflight() {
+    const batch = this.inflight;
+    if (!batch) return [];
+    this.inflight = null;
+    const changes = [];
+    for (const [k, { kind, node, payload }] of batch.ops) {
+      if (kind !== "seq") continue;
+      let undo = invert(payload, this._serverValue(node));
+      const mine = this.pending.get(k);
+      if (mine) {
+        const u2 = transform(undo, mine.payload, "right");
+        mine.payload = transform(mine.payload, undo, "left");
+        undo = u2;
+        if (!mine.payload.length) this.pending.delete(k);
+      }
+      if (undo.length) {
+        this.local.set(node, apply(this.local.get(node), undo));
+        changes.push({ type: "seq", node, edit: undo });
+      }
+    }
+    changes.push(...this._refreshSlots(batch));
+    return changes;
+  }
+  _effective(node, key) {
+    const k = slotKey("set", node, key);
+    let value;
+    if (this.pending.has(k)) value = this.pending.get(k).payload;
+    else if (this.inflight && this.inflight.ops.has(k)) value = this.inflight.ops.get(k).payload;
+    else if (key === null) return this.server.has(node) ? this.server.get(node) : null;
+    else {
+      const entries = this.server.get(node);
+      return entries && typeof entries === "object" && Object.hasOwn(entries, key) ? entries[key] : ABSENT;
+    }
+    return value === DELETED ? ABSENT : value;
+  }
+  _refreshKey(node, key) {
+    const value = this._effective(node, key);
+    if (key === null) {
+      if (this.local.has(node) && equal(this.local.get(node), value)) return null;
+      this.local.set(node, value);
+      return { type: "set", node, value };
+    }
+    const current = this.local.get(node);
+    let entries = current && typeof current === "object" && !Array.isArray(current) ? current : {};
+    const old = Object.hasOwn(entries, key) ? entries[key] : ABSENT;
+    if (old !== ABSENT && value !== ABSENT && equal(old, value)) return null;
+    if (old === ABSENT && value === ABSENT) {
+      if (!this.local.has(node)) this.local.set(node, entries);
+      return null;
+    }
+    entries = { ...entries };
+    if (value === ABSENT) {
+      delete entries[key];
+      this.local.set(node, entries);
+      return { type: "del", node, key };
+    }
+    entries[key] = value;
+    this.local.set(node, entries);
+    return { type: "set", node, key, value };
+  }
+  _counter(node) {
+    let total = Number(this._serverValue(node) || 0);
+    const k = slotKey("add", node);
+    if (this.inflight && this.inflight.ops.has(k)) total += this.inflight.ops.get(k).payload;
+    if (this.pending.has(k)) total += this.pending.get(k).payload;
+    return total;
+  }
+  _refreshCounter(node) {
+    const value = this._counter(node);
+    const old = this.local.get(node) || 0;
+    this.local.set(node, value);
+    return value !== old ? { type: "add", node, amount: value - old } : null;
+  }
+  _computed(node, kind) {
+    if (kind === "counter") return this._counter(node);
+    if (kind === "register") {
+      const v = this._effective(node, null);
+      return v === ABSENT ? null : v;
+    }
+    const server = this.server.get(node);
+    const entries = server && typeof server === "object" && !Array.isArray(server) ? { ...server } : {};
+    for (const ops of [this.inflight ? this.inflight.ops : /* @__PURE__ */ new Map(), this.pending]) {
+      for (const s of ops.values()) {
+        if (s.kind === "set" && s.node === node && s.key !== null) {
+          if (s.payload === DELETED) delete entries[s.key];
+          else entries[s.key] = s.payload;
+        }
+      }
+    }
+    return entries;
+  }
+  _loadSnapshot(version, snapshot) {
+    const theirs = /* @__PURE__ */ new Map();
+    for (const [node, entry] of Object.entries(snapshot)) {
+      let kind;
+      let value;
+      if (entry && typeof entry === "object" && "kind" in entry && "value" in entry) {
+        kind = KINDS.includes(entry.kind) ? entry.kind : null;
+        value = entry.value;
+      } else {
+        kind = null;
+        value = entry;
+      }
+      if (!kind) kind = this.kind(node) || kindOfValue(value);
+      if (!kind) continue;
+      this.kinds.set(node, kind);
+      theirs.set(node, value);
+    }
+    const nodes = /* @__PURE__ */ new Set([...theirs.keys(), ...this.server.keys(), ...this.local.keys()]);
+    for (const ops of this.inflight ? [this.inflight.ops, this.pending] : [this.pending]) {
+      for (const s of ops.values()) nodes.add(s.node);
+    }
+    const sorted = [...nodes].sort();
+    const changes = [];
+    for (const node of sorted) {
+      const kind = this.kind(node);
+      if (!SEQ_KINDS.has(kind)) continue;
+      let base = this._serverValue(node);
+      const next = theirs.has(node) ? theirs.get(node) : emptyValue(kind);
+      if (typeof base !== typeof next || Array.isArray(base) !== Array.isArray(next)) base = emptyValue(kind);
+      this.server.set(node, base);
+      const rebased = this._rebaseRemote({ type: "seq", node, edit: diff(base, next) });
+      if (rebased) changes.push(rebased);
+    }
+    const oldLocal = this.local;
+    this.server = new Map(theirs);
+    for (const node of sorted) {
+      const kind = this.kind(node);
+      if (!kind) continue;
+      if (SEQ_KINDS.has(kind)) {
+        if (!this.server.has(node)) this.server.set(node, emptyValue(kind));
+        continue;
+      }
+      const value = this._computed(node, kind);
+      const old = oldLocal.has(node) ? oldLocal.get(node) : emptyValue(kind);
+      this.local.set(node, value);
+      changes.push(...valueChanges(node, kind, old, value));
+    }
+    this.version = version;
+    this._history = [];
+    this._historyFrom = version;
+    return changes;
+  }
+};
+function valueChanges(node, kind, old, next) {
+  if (equal(old, next)) return [];
+  if (kind === "counter") return [{ type: "add", node, amount: (next || 0) - (old || 0) }];
+  if (kind === "register") return [{ type: "set", node, value: next }];
+  const a = old && typeof old === "object" ? old : {};
+  const b = next && typeof next === "object" ? next : {};
+  const out = [];
+  for (const [key, value] of Object.entries(b)) {
+    if (!Object.hasOwn(a, key) || !equal(a[key], value)) out.push({ type: "set", node, key, value });
+  }
+  for (const key of Object.keys(a)) if (!Object.hasOwn(b, key)) out.push({ type: "del", node, key });
+  return out;
+}
+function wireOp({ kind, node, key, payload }) {
+  if (kind === "seq") return { type: "seq", node, edit: payload.slice() };
+  if (kind === "add") return { type: "add", node, amount: payload };
+  if (payload === DELETED) return { type: "del", node, key };
+  const op = { type: "set", node, value: payload };
+  if (key !== null) op.key = key;
+  return op;
+}
+function randomHex(bytes) {
+  const buf = new Uint8Array(bytes);
+  globalThis.crypto.getRandomValues(buf);
+  return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// src/client.js
+var PROTOCOL_VERSION = 1;
+var Emitter = class {
+  constructor() {
+    this._listeners = /* @__PURE__ */ new Map();
+  }
+  on(type, fn) {
+    if (!this._listeners.has(type)) this._listeners.set(type, /* @__PURE__ */ new Set());
+    this._listeners.get(type).add(fn);
+    return () => this.off(type, fn);
+  }
+  once(type, fn) {
+    const off = this.on(type, (detail) => {
+      off();
+      fn(detail);
+    });
+    return off;
+  }
+  off(type, fn) {
+    this._listeners.get(type)?.delete(fn);
+  }
+  emit(type, detail) {
+    const set = this._listeners.get(type);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(detail);
+      } catch (err) {
+        if (typeof globalThis.reportError === "function") globalThis.reportError(err);
+        else setTimeout(() => {
+          throw err;
+        });
+      }
+    }
+  }
+};
+var now = () => Date.now();
+var STATUS = Object.freeze({
+  IDLE: "idle",
+  // connect() not called yet
+  CONNECTING: "connecting",
+  // first attempt
+  CONNECTED: "connected",
+  // welcome received
+  RECONNECTING: "reconnecting",
+  // lost the connection, retrying soon
+  OFFLINE: "offline",
+  // the browser is offline, or the server has been unreachable for a while
+  CLOSED: "closed"
+  // close() called, or the server refused us (bad token)
+});
+var CowriteClient = class extends Emitter {
+  constructor(options = {}) {
+    super();
+    if (!options.url) throw new TypeError("CowriteClient needs {url}");
+    this.url = options.url;
+    this.clientId = options.clientId || `js-${randomHex(8)}`;
+    this.user = { ...options.user || {} };
+    this.token = options.token ?? null;
+    this.WebSocket = options.WebSocket || globalThis.WebSocket;
+    const rc = options.reconnect || {};
+    this.reconnectOptions = {
+      initialDelayMs: rc.initialDelayMs ?? 300,
+      maxDelayMs: rc.maxDelayMs ?? 1e4,
+      factor: rc.factor ?? 2,
+      offlineAfter: rc.offlineAfter ?? 3
+    };
+    this.batchIntervalMs = options.batchIntervalMs ?? 25;
+    this.presenceIntervalMs = options.presenceIntervalMs ?? 80;
+    this.historyVersions = options.historyVersions ?? 1e3;
+    this.status = STATUS.IDLE;
+    this.session = null;
+    this.serverUser = null;
+    this.heartbeatS = 15;
+    this.docs = /* @__PURE__ */ new Map();
+    this._ws = null;
+    this._attempt = 0;
+    this._retryTimer = null;
+    this._livenessTimer = null;
+    this._lastFrameAt = 0;
+    this._serverDelayMs = null;
+    this._browserOffline = false;
+    this._wanted = false;
+    this._onOnline = () => {
+      this._browserOffline = false;
+      if (this._wanted && !this._ws) {
+        this._attempt = 0;
+        this._clearRetry();
+        this._open();
+      }
+    };
+    this._onOffline = () => {
+      this._browserOffline = true;
+      if (this._wanted) {
+        this._setStatus(STATUS.OFFLINE);
+        if (this._ws) this._drop("the browser went offline");
+      }
+    };
+  }
+  /** True once welcome was received on the current socket. */
+  get connected() {
+    return this.status === STATUS.CONNECTED;
+  }
+  /** Open the connection (and keep it open: reconnects until close()). */
+  connect() {
+    if (this._wanted) return this;
+    this._wanted = true;
+    if (typeof window !== "undefined" && window.addEventListener) {
+      window.addEventListener("online", this._onOnline);
+      window.addEventListener("offline", this._onOffline);
+      if (typeof navigator !== "undefined" && navigator.onLine === false) this._browserOffline = true;
+    }
+    this._open();
+    return this;
+  }
+  /** Close the connection for good (documents stay readable, nothing more is sent). */
+  close() {
+    this._wanted = false;
+    this._clearRetry();
+    if (typeof window !== "undefined" && window.removeEventListener) {
+      window.removeEventListener("online", this._onOnline);
+      window.removeEventListener("offline", this._onOffline);
+    }
+    const ws = this._ws;
+    this._detach();
+    if (ws) {
+      try {
+        ws.close(1e3, "client closed");
+      } catch {
+      }
+    }
+    this._setStatus(STATUS.CLOSED);
+  }
+  /** Reconnect now (skipping the backoff delay); no-op while connected. */
+  reconnectNow() {
+    if (!this._wanted || this._ws) return;
+    this._clearRetry();
+    this._open();
+  }
+  /**
+   * Open document `id` (returns its DocumentSession at once; `await session.ready` for the
+   * first `joined`). Options: create (create it if missing).
+   */
+  open(id, { create = false } = {}) {
+    let session = this.docs.get(id);
+    if (session) return session;
+    session = new DocumentSession(this, id, { create });
+    this.docs.set(id, session);
+    if (this.connected) session._join();
+    return session;
+  }
+  /** Change the user's name/color: used for the next hello and sent to every open document. */
+  setUser(user) {
+    this.user = { ...this.user, ...user };
+    for (const doc of this.docs.values()) {
+      if (doc.state.joined) this.send({ type: "presence", doc: doc.id, user: this._userMessage() });
+    }
+  }
+  /** Send a protocol message now; false when not connected (the message is dropped). */
+  send(msg) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1 || !this._welcomed) return false;
+    ws.send(JSON.stringify(msg));
+    return true;
+  }
+  // ------------------------------------------------------------------------ internals
+  _userMessage() {
+    const u = {};
+    if (this.user.name) u.name = String(this.user.name).slice(0, 100);
+    if (this.user.color) u.color = String(this.user.color).slice(0, 100);
+    if (this.user.fields) u.fields = this.user.fields;
+    return u;
+  }
+  _setStatus(status, extra = {}) {
+    if (this.status === status && !extra.force) return;
+    const previous = this.status;
+    this.status = status;
+    this.emit("status", { status, previous, attempt: this._attempt, ...extra });
+  }
+  _open() {
+    if (!this._wanted) return;
+    if (this.status === STATUS.IDLE || this.status === STATUS.CLOSED) this._setStatus(STATUS.CONNECTING);
+    let ws;
+    try {
+      ws = new this.WebSocket(this.url);
+    } catch (err) {
+      this.emit("error", { code: "connect_failed", message: String(err) });
+      this._scheduleRetry();
+      return;
+    }
+    this._ws = ws;
+    this._welcomed = false;
+    ws.onopen = () => {
+      if (ws !== this._ws) return;
+      this._lastFrameAt = now();
+      const hello = { type: "hello", client_id: this.clientId, protocol: PROTOCOL_VERSION, user: this._userMessage() };
+      if (this.token) hello.token = this.token;
+      ws.send(JSON.stringify(hello));
+    };
+    ws.onmessage = (event) => {
+      if (ws !== this._ws) return;
+      this._lastFrameAt = now();
+      let data;
+      try {
+        data = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      for (const msg of Array.isArray(data) ? data : [data]) this._handle(msg);
+      for (const doc of this.docs.values()) doc._afterFrame();
+    };
+    ws.onclose = (event) => {
+      if (ws !== this._ws) return;
+      this._detach();
+      if (event.code === 1008) {
+        this._wanted = false;
+        this.emit("error", { code: "closed", message: event.reason || "the server closed the connection" });
+        this._setStatus(STATUS.CLOSED);
+        return;
+      }
+      this._scheduleRetry();
+    };
+    ws.onerror = () => {
+    };
+  }
+  /** Forget the socket and tell the documents. */
+  _detach() {
+    const ws = this._ws;
+    this._ws = null;
+    this._welcomed = false;
+    if (this._livenessTimer) clearInterval(this._livenessTimer);
+    this._livenessTimer = null;
+    if (ws) ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    for (const doc of this.docs.values()) doc._disconnected();
+  }
+  /** Drop the current socket (half-open, offline) and retry. */
+  _drop(reason) {
+    const ws = this._ws;
+    this._detach();
+    if (ws) {
+      try {
+        ws.close(4e3, reason);
+      } catch {
+      }
+    }
+    this._scheduleRetry();
+  }
+  _clearRetry() {
+    if (this._retryTimer) clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+  }
+  _scheduleRetry() {
+    if (!this._wanted || this._retryTimer) return;
+    const o = this.reconnectOptions;
+    let delay;
+    if (this._serverDelayMs !== null) {
+      delay = this._serverDelayMs + Math.random() * Math.max(100, this._serverDelayMs / 2);
+      this._serverDelayMs = null;
+    } else {
+      const cap = Math.min(o.maxDelayMs, o.initialDelayMs * o.factor ** this._attempt);
+      delay = cap / 2 + Math.random() * (cap / 2);
+    }
+    this._attempt++;
+    const status = this._browserOffline || this._attempt > o.offlineAfter ? STATUS.OFFLINE : STATUS.RECONNECTING;
+    this._setStatus(status, { retryInMs: Math.round(delay), force: true });
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      this._open();
+    }, delay);
+  }
+  _handle(msg) {
+    this.emit("message", msg);
+    switch (msg.type) {
+      case "welcome":
+        this._welcomed = true;
+        this._attempt = 0;
+        this._browserOffline = false;
+        this.session = msg.session;
+        this.serverUser = msg.user;
+        this.heartbeatS = msg.heartbeat_s || 15;
+        this._startLiveness();
+        this._setStatus(STATUS.CONNECTED);
+        this.emit("welcome", msg);
+        for (const doc of this.docs.values()) doc._join();
+        return;
+      case "ping":
+        this.send({ type: "pong", nonce: msg.nonce ?? 0 });
+        return;
+      case "reconnect":
+        this._serverDelayMs = Math.max(0, msg.after_ms || 0);
+        return;
+      case "error":
+        if (msg.doc && this.docs.has(msg.doc)) this.docs.get(msg.doc)._onError(msg);
+        else this.emit("error", msg);
+        return;
+      default:
+        if (msg.doc && this.docs.has(msg.doc)) this.docs.get(msg.doc)._onMessage(msg);
+    }
+  }
+  _startLiveness() {
+    if (this._livenessTimer) clearInterval(this._livenessTimer);
+    const limitMs = Math.max(5e3, this.heartbeatS * 2500);
+    this._livenessTimer = setInterval(() => {
+      if (this._ws && now() - this._lastFrameAt > limitMs) this._drop("no frame from the server");
+    }, Math.max(1e3, Math.min(limitMs / 3, 5e3)));
+  }
+  _forget(id) {
+    this.docs.delete(id);
+  }
+};
+var DocumentSession = class extends Emitter {
+  constructor(client, id, { create = false } = {}) {
+    super();
+    this.client = client;
+    this.id = id;
+    this.create = create;
+    this.state = new ThinDocState(id, client.clientId, { historyVersions: client.historyVersions });
+    this.members = /* @__PURE__ */ new Map();
+    this.chat = /* @__PURE__ */ new Map();
+    this.chatHasMore = false;
+    this.closed = false;
+    this.deleted = false;
+    this._readyResolve = null;
+    this._readyReject = null;
+    this.ready = new Promise((resolve, reject) => {
+      this._readyResolve = resolve;
+      this._readyReject = reject;
+    });
+    this.ready.catch(() => {
+    });
+    this._everJoined = false;
+    this._lastBatchAt = 0;
+    this._flushTimer = null;
+    this._retryDelay = 250;
+    this._cursor = null;
+    this._cursorDirty = false;
+    this._cursorTimer = null;
+    this._lastCursorAt = 0;
+    this._dirtySince = 0;
+    this._active = null;
+    this._chatOutbox = [];
+    this._cursorRejectedAt = null;
+    this._historyWaiters = [];
+    this._synced = true;
+    this._syncWaiters = [];
+  }
+  // ------------------------------------------------------------------------ reading
+  get version() {
+    return this.state.version;
+  }
+  get rights() {
+    return this.state.rights;
+  }
+  get joined() {
+    return this.state.joined;
+  }
+  /** Every local edit is acknowledged (durable on the server). */
+  get synced() {
+    return this.state.synced;
+  }
+  /** The local value of a node id ("text:body", "register:title", "#12.3"). */
+  value(node) {
+    return this.state.value(node);
+  }
+  /** Resolves when every local edit made so far is acknowledged. */
+  whenSynced() {
+    if (this.state.synced && this.state.joined) return Promise.resolve();
+    return new Promise((resolve) => this._syncWaiters.push(resolve));
+  }
+  /** Handles of named roots: text("body") is node "text:body", etc. */
+  text(name) {
+    return new TextHandle(this, `text:${name}`);
+  }
+  list(name) {
+    return new ListHandle(this, `list:${name}`);
+  }
+  map(name) {
+    return new MapHandle(this, `map:${name}`);
+  }
+  register(name) {
+    return new RegisterHandle(this, `register:${name}`);
+  }
+  counter(name) {
+    return new CounterHandle(this, `counter:${name}`);
+  }
+  // -------------------------------------------------------------------- local edits
+  /** Apply an index op (code points) to a text or list node and send it. */
+  edit(node, op) {
+    this._checkOpen();
+    this.state.localEdit(node, op);
+    this._local([{ type: "seq", node, edit: normalize(op) }]);
+  }
+  /** Write a register (key null) or a map key. */
+  set(node, key, value) {
+    this._checkOpen();
+    const change = this.state.localSet(node, key, value);
+    this._local(change ? [change] : []);
+  }
+  delete(node, key) {
+    this._checkOpen();
+    const change = this.state.localDelete(node, key);
+    this._local(change ? [change] : []);
+  }
+  add(node, amount) {
+    this._checkOpen();
+    this.state.localAdd(node, amount);
+    this._local([{ type: "add", node, amount }]);
+  }
+  /** Show our caret/selection (code points, local coordinates) to the others. */
+  setCursor(node, anchor, head = anchor) {
+    this._cursor = { node, anchor, head };
+    if (!this._cursorDirty) this._dirtySince = now();
+    this._cursorDirty = true;
+    this._schedulePresence();
+  }
+  /** Mark ourselves active or idle (the server also marks idle after idle_after_s). */
+  setActive(active) {
+    this._active = Boolean(active);
+    if (this.state.joined) this.client.send({ type: "presence", doc: this.id, active: this._active });
+  }
+  /** Post a chat message (queued while disconnected). */
+  sendChat(text) {
+    text = String(text);
+    if (!text.trim()) return;
+    if (this.state.joined && this.client.send({ type: "chat_send", doc: this.id, text })) return;
+    this._chatOutbox.push(text);
+  }
+  editChat(id, text) {
+    return this.client.send({ type: "chat_edit", doc: this.id, id, text: String(text) });
+  }
+  deleteChat(id) {
+    return this.client.send({ type: "chat_delete", doc: this.id, id });
+  }
+  /** Older chat messages: resolves {messages (newest first), hasMore}. */
+  chatHistory({ before = null, limit = 50 } = {}) {
+    const msg = { type: "chat_history", doc: this.id, limit };
+    if (before !== null) msg.before = before;
+    if (!this.client.send(msg)) return Promise.reject(new Error("not connected"));
+    return new Promise((resolve) => this._historyWaiters.push(resolve));
+  }
+  /** The chat messages known, oldest first. */
+  chatMessages() {
+    return [...this.chat.values()].sort((a, b) => a.id - b.id);
+  }
+  /** Leave the document (the session cannot be used afterwards). */
+  leave() {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.send({ type: "leave", doc: this.id });
+    this._clearTimers();
+    this.client._forget(this.id);
+  }
+  // ---------------------------------------------------------------------- internals
+  _checkOpen() {
+    if (this.closed) throw new Error(`document ${this.id} was left`);
+  }
+  _local(changes) {
+    this._remapMembers(changes);
+    if (changes.length) this.emit("change", { changes, origin: "local", clientId: this.client.clientId });
+    this._checkSync();
+    this._scheduleFlush();
+  }
+  _clearTimers() {
+    if (this._flushTimer) clearTimeout(this._flushTimer);
+    if (this._cursorTimer) clearTimeout(this._cursorTimer);
+    this._flushTimer = this._cursorTimer = null;
+  }
+  _join() {
+    if (this.closed) return;
+    const msg = this.state.joinMessage({ create: this.create });
+    this.client.send(msg);
+  }
+  _disconnected() {
+    this.state.onDisconnect();
+    if (this._flushTimer) clearTimeout(this._flushTimer);
+    this._flushTimer = null;
+    this._historyWaiters.splice(0).forEach((resolve) => resolve({ messages: [], hasMore: this.chatHasMore }));
+  }
+  _scheduleFlush(delay = null) {
+    if (this._flushTimer || this.closed) return;
+    const wait = delay ?? Math.max(0, this._lastBatchAt + this.client.batchIntervalMs - now());
+    this._flushTimer = setTimeout(() => {
+      this._flushTimer = null;
+      this._flush();
+    }, wait);
+  }
+  _flush() {
+    if (this.closed || !this.client.connected) return;
+    if (this.state.rejoinNeeded) {
+      this._join();
+      return;
+    }
+    const batch = this.state.takeBatch();
+    if (batch) {
+      this._lastBatchAt = now();
+      this.client.send(batch);
+    }
+  }
+  _afterFrame() {
+    if (this._cursorRejectedAt !== null && this.state.version !== this._cursorRejectedAt) {
+      this._cursorRejectedAt = null;
+      if (this._cursor) {
+        this._cursorDirty = true;
+        this._dirtySince = now();
+      }
+    }
+    if (this.state.rejoinNeeded && this.client.connected) this._join();
+    else if (this.state.joined && (this.state.pending.size || this.state.inflight && !this.state.inflight.sent)) this._scheduleFlush();
+    this._schedulePresence();
+  }
+  _checkSync() {
+    const synced = this.state.synced;
+    if (synced !== this._synced) {
+      this._synced = synced;
+      this.emit("sync", { synced });
+    }
+    if (synced && this.state.joined && this._syncWaiters.length) this._syncWaiters.splice(0).forEach((r) => r());
+  }
+  _schedulePresence() {
+    if (!this._cursorDirty || this._cursorTimer || !this.state.joined) return;
+    const waitSync = !this.state.synced && now() - this._dirtySince < 1e3;
+    const wait = waitSync ? 100 : Math.max(0, this._lastCursorAt + this.client.presenceIntervalMs - now());
+    this._cursorTimer = setTimeout(() => {
+      this._cursorTimer = null;
+      if (!this._cursorDirty || !this.state.joined || !this.client.connected) return;
+      if (!this.state.synced && now() - this._dirtySince < 1e3) {
+        this._schedulePresence();
+        return;
+      }
+      this._sendCursor();
+    }, wait);
+  }
+  _sendCursor() {
+    const c = this._cursor;
+    if (!c) return;
+    let cursor;
+    try {
+      cursor = this.state.cursorToServer(c.node, c.anchor, c.head);
+    } catch {
+      this._cursorDirty = false;
+      return;
+    }
+    this._cursorDirty = false;
+    this._lastCursorAt = now();
+    this.client.send({ type: "presence", doc: this.id, cursor });
+  }
+  _onMessage(msg) {
+    switch (msg.type) {
+      case "joined":
+        return this._onJoined(msg);
+      case "remote": {
+        const hadInflight = this.state.inflight;
+        const changes = this.state.onRemote(msg);
+        if (hadInflight && !this.state.inflight) this.emit("ack", { editId: hadInflight.editId, version: msg.version });
+        this._remapMembers(changes, msg.client_id);
+        if (changes.length) this.emit("change", { changes, origin: "remote", clientId: msg.client_id });
+        this._checkSync();
+        return;
+      }
+      case "ack": {
+        const inflight = this.state.inflight;
+        const changes = this.state.onAck(msg);
+        this._retryDelay = 250;
+        if (inflight && !this.state.inflight) this.emit("ack", { editId: msg.edit_id, version: msg.version });
+        if (changes.length) this.emit("change", { changes, origin: changes.some((c) => c.type === "seq") ? "rejected" : "remote" });
+        this._checkSync();
+        this._scheduleFlush();
+        return;
+      }
+      case "resync":
+        this.state.onResync();
+        return;
+      case "presence_update":
+        return this._onPresence(msg);
+      case "chat":
+        this.chat.set(msg.message.id, msg.message);
+        this.emit("chat", { message: msg.message });
+        return;
+      case "chat_page": {
+        for (const m of msg.messages) if (!this.chat.has(m.id)) this.chat.set(m.id, m);
+        this.chatHasMore = msg.has_more;
+        const page = { messages: msg.messages, hasMore: msg.has_more };
+        const waiter = this._historyWaiters.shift();
+        if (waiter) waiter(page);
+        this.emit("chat_page", page);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+  _onJoined(msg) {
+    const changes = this.state.onJoined(msg);
+    const self = this.client.session;
+    this.members.clear();
+    for (const entry of msg.presence || []) this._member(entry, entry.session === self);
+    const fresh = [];
+    for (const m of msg.chat || []) {
+      const known = this.chat.get(m.id);
+      if (!known || !equal(known, m)) fresh.push(m);
+      this.chat.set(m.id, m);
+    }
+    if (!this._everJoined) this.chatHasMore = (msg.chat || []).length >= 50;
+    this._remapMembers(changes);
+    if (changes.length) this.emit("change", { changes, origin: "snapshot" });
+    this.emit("joined", { version: msg.version, snapshot: msg.snapshot != null, rejoin: this._everJoined });
+    this.emit("presence", { members: this.members, changed: [...this.members.values()], left: [] });
+    if (this._everJoined) for (const m of fresh) this.emit("chat", { message: m });
+    this._everJoined = true;
+    this._readyResolve(this);
+    const presence = { type: "presence", doc: this.id, user: this.client._userMessage() };
+    if (this._active === false) presence.active = false;
+    this.client.send(presence);
+    if (this._cursor) {
+      this._cursorDirty = true;
+      this._dirtySince = now();
+    }
+    for (const text of this._chatOutbox.splice(0)) this.client.send({ type: "chat_send", doc: this.id, text });
+    this._checkSync();
+  }
+  _onError(msg) {
+    if (msg.code === "unknown_document") {
+      if (this._everJoined) {
+        this.deleted = true;
+        this.emit("deleted", msg);
+      }
+      this._readyReject(Object.assign(new Error(msg.message), { code: msg.code }));
+      this.emit("error", msg);
+      return;
+    }
+    if (msg.code === "unknown_node" && !msg.edit_id && this._cursor) {
+      this._cursorRejectedAt = this.state.version;
+    }
+    const outcome = this.state.onError(msg);
+    if (outcome.action === "retry") {
+      this._scheduleFlush(this._retryDelay);
+      this._retryDelay = Math.min(this._retryDelay * 2, 5e3);
+    } else if (outcome.action === "rejected" && outcome.changes.length) {
+      this._remapMembers(outcome.changes);
+      this.emit("change", { changes: outcome.changes, origin: "rejected" });
+    }
+    this._checkSync();
+    this.emit("error", msg);
+  }
+  _member(entry, self = false) {
+    const member = { session: entry.session, user: entry.user || {}, active: entry.active !== false, cursor: entry.cursor || null, local: null, self };
+    if (member.cursor) member.local = this.state.cursorToLocal(member.cursor);
+    this.members.set(entry.session, member);
+    return member;
+  }
+  _onPresence(msg) {
+    const self = this.client.session;
+    const changed = [];
+    for (const entry of msg.entries || []) {
+      if (entry.session === self) continue;
+      changed.push(this._member(entry));
+    }
+    const left = [];
+    for (const session of msg.left || []) {
+      if (this.members.delete(session)) left.push(session);
+    }
+    this.emit("presence", { members: this.members, changed, left });
+  }
+  /** Keep members' local cursors on the right characters while the text changes. */
+  _remapMembers(changes, clientId = null) {
+    for (const change of changes) {
+      if (change.type !== "seq") continue;
+      for (const m of this.members.values()) {
+        if (m.local && m.cursor && m.cursor.node === change.node) {
+          const own = clientId !== null && m.user.id === clientId;
+          m.local = [transformPosition(m.local[0], change.edit, own), transformPosition(m.local[1], change.edit, own)];
+        }
+      }
+    }
+  }
+};
+var Handle = class {
+  constructor(session, node) {
+    this.session = session;
+    this.node = node;
+  }
+  get value() {
+    return this.session.value(this.node);
+  }
+};
+var TextHandle = class extends Handle {
+  /** Length in code points. */
+  get length() {
+    return cpLength(this.value || "");
+  }
+  insert(pos, text) {
+    this.session.edit(this.node, fromSplice(pos, 0, text));
+  }
+  delete(pos, count) {
+    this.session.edit(this.node, fromSplice(pos, count, ""));
+  }
+  replace(pos, count, text) {
+    this.session.edit(this.node, fromSplice(pos, count, text));
+  }
+  /** Replace the whole text with `text` (one diff: prefix and suffix kept). */
+  setValue(text) {
+    const op = diff(this.value || "", text);
+    if (op.length) this.session.edit(this.node, op);
+  }
+};
+var ListHandle = class extends Handle {
+  insert(pos, ...items) {
+    this.session.edit(this.node, fromSplice(pos, 0, items));
+  }
+  delete(pos, count = 1) {
+    this.session.edit(this.node, fromSplice(pos, count, []));
+  }
+};
+var MapHandle = class extends Handle {
+  get(key) {
+    return (this.value || {})[key];
+  }
+  set(key, value) {
+    this.session.set(this.node, key, value);
+  }
+  delete(key) {
+    this.session.delete(this.node, key);
+  }
+};
+var RegisterHandle = class extends Handle {
+  set(value) {
+    this.session.set(this.node, null, value);
+  }
+};
+var CounterHandle = class extends Handle {
+  add(amount = 1) {
+    this.session.add(this.node, amount);
+  }
+};
+export {
+  CounterHandle,
+  CowriteClient,
+  DocumentSession,
+  Emitter,
+  InvalidOperation,
+  ListHandle,
+  MapHandle,
+  PROTOCOL_VERSION,
+  RegisterHandle,
+  STATUS,
+  TextHandle,
+  ThinDocState,
+  cpLength,
+  cpSlice,
+  cpToUtf16,
+  ot_exports as ot,
+  utf16ToCp
+};

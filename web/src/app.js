@@ -1,0 +1,865 @@
+// The cowrite web editor: a document list and a collaborative editor (CodeMirror 6) on top of
+// the JavaScript client (client.js, loaded as a separate module). User data (names, chat, titles)
+// only ever reaches the page through textContent / input values / validated colors: never HTML.
+
+import { Annotation, Compartment, EditorState, StateEffect, StateField, Transaction } from "@codemirror/state";
+import { Decoration, EditorView, WidgetType, keymap, placeholder } from "@codemirror/view";
+import { defaultKeymap, history, historyKeymap, redo, undo } from "@codemirror/commands";
+import { CowriteClient, cpLength, cpToUtf16, ot } from "./client.js";
+
+const BODY = "text:body";
+const TITLE = "register:title";
+// collaborator colors: white text on each has a contrast of at least 4.5:1
+const PALETTE = ["#dc2626", "#c2410c", "#b45309", "#15803d", "#0f766e", "#0b6bcb", "#4f46e5", "#7c3aed", "#c026d3", "#be185d"];
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v === true ? "" : v);
+  }
+  node.append(...children);
+  return node;
+};
+
+// ------------------------------------------------------------------------ identity
+
+const store = {
+  get(key) {
+    try {
+      return localStorage.getItem(`cowrite.${key}`);
+    } catch {
+      return null;
+    }
+  },
+  set(key, value) {
+    try {
+      localStorage.setItem(`cowrite.${key}`, value);
+    } catch {
+      /* private mode */
+    }
+  },
+};
+
+function randomId(n = 6) {
+  const bytes = new Uint8Array(n);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => "abcdefghijklmnopqrstuvwxyz0123456789"[b % 36]).join("");
+}
+
+function hashString(s) {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/** A color safe to put in a style: #rgb / #rrggbb from the user, or one picked from `seed`. */
+function safeColor(color, seed) {
+  if (typeof color === "string" && /^#(?:[0-9a-fA-F]{3}){1,2}$/.test(color)) return color;
+  return PALETTE[hashString(String(seed)) % PALETTE.length];
+}
+
+function withAlpha(hex, alpha) {
+  let h = hex.slice(1);
+  if (h.length === 3) h = [...h].map((c) => c + c).join("");
+  const n = parseInt(h, 16);
+  return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
+}
+
+function initials(name) {
+  const parts = String(name || "?").trim().split(/\s+/).filter(Boolean);
+  const first = parts.length ? Array.from(parts[0])[0] : "?";
+  const second = parts.length > 1 ? Array.from(parts[parts.length - 1])[0] : "";
+  return (first + second).toUpperCase();
+}
+
+let clientId = store.get("clientId");
+if (!clientId || !/^[A-Za-z0-9-]{8,64}$/.test(clientId)) {
+  clientId = `web-${randomId(12)}`;
+  store.set("clientId", clientId);
+}
+let myName = store.get("name") || `Guest ${Math.floor(100 + Math.random() * 900)}`;
+let myColor = store.get("color");
+if (!myColor || !/^#[0-9a-fA-F]{6}$/.test(myColor)) {
+  myColor = PALETTE[Math.floor(Math.random() * PALETTE.length)];
+  store.set("color", myColor);
+}
+store.set("name", myName);
+
+const base = new URL(".", location.href);
+const wsUrl = new URL("ws", base);
+wsUrl.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+
+const client = new CowriteClient({ url: wsUrl.href, clientId, user: { name: myName, color: myColor } });
+
+// ------------------------------------------------------------------------ REST
+
+async function api(path, { method = "GET", body } = {}) {
+  const res = await fetch(new URL(`api/${path}`, base), {
+    method,
+    headers: body ? { "content-type": "application/json" } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => null);
+  if (!res.ok) {
+    const err = new Error(data?.error?.message || `HTTP ${res.status}`);
+    err.code = data?.error?.code;
+    err.status = res.status;
+    throw err;
+  }
+  return data;
+}
+
+// ------------------------------------------------------------------------ toasts
+
+let toastTimer = null;
+function toast(text) {
+  const t = $("toast");
+  t.textContent = text;
+  t.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (t.hidden = true), 2600);
+}
+
+function shareLink(id) {
+  return new URL(`#/d/${encodeURIComponent(id)}`, base).href;
+}
+
+async function copyLink(id) {
+  const link = shareLink(id);
+  try {
+    await navigator.clipboard.writeText(link);
+    toast("Link copied to the clipboard");
+  } catch {
+    window.prompt("Copy this link:", link);
+  }
+}
+
+function relativeTime(ms) {
+  const diff = Date.now() - ms;
+  const min = Math.round(diff / 60000);
+  if (min < 1) return "just now";
+  if (min < 60) return `${min} min ago`;
+  const h = Math.round(min / 60);
+  if (h < 24) return `${h} h ago`;
+  const d = new Date(ms);
+  return d.toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
+}
+
+// ------------------------------------------------------------------------ top bar
+
+const STATUS_TEXT = {
+  idle: "Connecting…",
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  offline: "Offline",
+  closed: "Disconnected",
+};
+
+client.on("status", ({ status }) => {
+  $("connection").dataset.status = status;
+  // who is here is only known while connected
+  document.body.classList.toggle("disconnected", status !== "connected");
+  $("connection-text").textContent = STATUS_TEXT[status] || status;
+  renderSaveState();
+});
+
+function renderSaveState() {
+  const box = $("save-state");
+  const doc = current?.session;
+  if (!doc || !current.ready) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  let state;
+  let text;
+  if (doc.synced) {
+    state = "saved";
+    text = "All changes saved";
+  } else if (client.connected) {
+    state = "saving";
+    text = "Saving…";
+  } else {
+    state = "unsaved";
+    text = "Unsaved changes: they sync when you are back online";
+  }
+  box.dataset.state = state;
+  box.textContent = text;
+}
+
+const nameInput = $("my-name");
+nameInput.value = myName;
+$("my-swatch").style.background = myColor;
+let nameTimer = null;
+nameInput.addEventListener("input", () => {
+  clearTimeout(nameTimer);
+  nameTimer = setTimeout(applyName, 400);
+});
+nameInput.addEventListener("change", applyName);
+function applyName() {
+  clearTimeout(nameTimer);
+  const name = nameInput.value.trim().slice(0, 60);
+  if (!name || name === myName) return;
+  myName = name;
+  store.set("name", name);
+  client.setUser({ name });
+  if (current) renderPeople();
+}
+
+// ------------------------------------------------------------------------ home view
+
+async function showHome() {
+  leaveDocument();
+  document.title = "cowrite";
+  $("home-view").hidden = false;
+  $("doc-view").hidden = true;
+  $("missing-view").hidden = true;
+  await loadList();
+}
+
+async function loadList() {
+  const list = $("doc-list");
+  $("home-error").hidden = true;
+  let page;
+  try {
+    page = await api("documents?limit=1000");
+  } catch (err) {
+    $("home-error").textContent = `Could not load the documents: ${err.message}`;
+    $("home-error").hidden = false;
+    return;
+  }
+  const docs = page.documents.slice().sort((a, b) => b.updated_ms - a.updated_ms);
+  list.replaceChildren(...docs.map(docItem));
+  $("doc-list-empty").hidden = docs.length > 0;
+}
+
+function docItem(info) {
+  const title = info.title || info.id;
+  const tools = el("div", { class: "doc-tools" });
+  const li = el(
+    "li",
+    { class: "doc-item", "data-doc": info.id },
+    el("span", { class: "doc-icon", "aria-hidden": "true", text: initials(title).slice(0, 1) }),
+    el(
+      "div",
+      { class: "doc-main" },
+      el("a", { class: "doc-link", href: `#/d/${encodeURIComponent(info.id)}`, text: title }),
+      el("div", { class: "doc-meta", text: `Edited ${relativeTime(info.updated_ms)} · ${info.id}` }),
+    ),
+    tools,
+  );
+  const normalTools = () => {
+    tools.replaceChildren(
+      el("button", { type: "button", class: "btn small", "aria-label": `Copy link to ${title}`, text: "Copy link", onclick: () => copyLink(info.id) }),
+      el("button", { type: "button", class: "btn small danger", "aria-label": `Delete ${title}`, text: "Delete", onclick: confirmTools }),
+    );
+  };
+  const confirmTools = () => {
+    const yes = el("button", {
+      type: "button",
+      class: "btn small danger solid",
+      "aria-label": `Confirm: delete ${title}`,
+      text: "Delete for everyone",
+      onclick: async () => {
+        yes.disabled = true;
+        try {
+          await api(`documents/${encodeURIComponent(info.id)}`, { method: "DELETE" });
+          toast(`Deleted “${title}”`);
+        } catch (err) {
+          toast(`Could not delete: ${err.message}`);
+        }
+        await loadList();
+      },
+    });
+    const no = el("button", { type: "button", class: "btn small", text: "Cancel", onclick: () => (normalTools(), tools.querySelector(".danger")?.focus()) });
+    tools.replaceChildren(yes, no);
+    yes.focus();
+  };
+  normalTools();
+  return li;
+}
+
+function slugify(title) {
+  const slug = title
+    .normalize("NFKD")
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 40)
+    .replace(/-+$/, "");
+  return `${slug || "doc"}-${randomId(5)}`;
+}
+
+$("create-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("new-title");
+  const title = input.value.trim();
+  if (!title) return;
+  const id = slugify(title);
+  const button = event.submitter || $("create-form").querySelector("button");
+  button.disabled = true;
+  try {
+    await api("documents", { method: "POST", body: { id, title } });
+    input.value = "";
+    pendingTitles.set(id, title);
+    location.hash = `#/d/${encodeURIComponent(id)}`;
+  } catch (err) {
+    $("home-error").textContent = `Could not create the document: ${err.message}`;
+    $("home-error").hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+const pendingTitles = new Map();
+
+// ------------------------------------------------------------------ remote cursors
+
+const remoteAnn = Annotation.define();
+const setCursors = StateEffect.define();
+
+class CaretWidget extends WidgetType {
+  constructor(name, color, idle) {
+    super();
+    this.name = name;
+    this.color = color;
+    this.idle = idle;
+  }
+  eq(other) {
+    return other.name === this.name && other.color === this.color && other.idle === this.idle;
+  }
+  toDOM() {
+    const caret = document.createElement("span");
+    caret.className = this.idle ? "cm-remote-caret idle" : "cm-remote-caret";
+    caret.style.setProperty("--caret", this.color);
+    caret.setAttribute("aria-hidden", "true");
+    const label = document.createElement("span");
+    label.className = "cm-remote-label";
+    label.textContent = this.name; // never innerHTML: names are user data
+    caret.append(label);
+    return caret;
+  }
+  ignoreEvent() {
+    return true;
+  }
+}
+
+function buildDecorations(cursors, doc) {
+  const ranges = [];
+  for (const c of cursors) {
+    const anchor = Math.min(c.anchor, doc.length);
+    const head = Math.min(c.head, doc.length);
+    const from = Math.min(anchor, head);
+    const to = Math.max(anchor, head);
+    if (from < to) {
+      ranges.push(
+        Decoration.mark({
+          class: "cm-remote-selection",
+          attributes: { style: `background-color: ${withAlpha(c.color, 0.22)}`, "data-session": c.session },
+        }).range(from, to),
+      );
+    }
+    ranges.push(Decoration.widget({ widget: new CaretWidget(c.name, c.color, c.idle), side: 1 }).range(head));
+  }
+  return Decoration.set(ranges, true);
+}
+
+const cursorField = StateField.define({
+  create: () => ({ cursors: [], deco: Decoration.none }),
+  update(value, tr) {
+    let cursors = value.cursors;
+    if (tr.docChanged) {
+      cursors = cursors.map((c) => ({ ...c, anchor: tr.changes.mapPos(c.anchor, -1), head: tr.changes.mapPos(c.head, -1) }));
+    }
+    for (const e of tr.effects) if (e.is(setCursors)) cursors = e.value;
+    if (cursors === value.cursors) return value;
+    return { cursors, deco: buildDecorations(cursors, tr.state.doc) };
+  },
+  provide: (f) => EditorView.decorations.from(f, (v) => v.deco),
+});
+
+// ------------------------------------------------------------------------ document view
+
+let current = null; // {id, session, view, ready, offs: [], ...}
+
+function localOp(changes, oldDoc) {
+  // CodeMirror speaks UTF-16 offsets; the wire speaks code points
+  const op = [];
+  let pos = 0;
+  let split = false;
+  const isLow = (i) => {
+    if (i <= 0 || i >= oldDoc.length) return false;
+    const c = oldDoc.sliceString(i, i + 1).charCodeAt(0);
+    return c >= 0xdc00 && c <= 0xdfff;
+  };
+  changes.iterChanges((fromA, toA, _fromB, _toB, inserted) => {
+    if (isLow(fromA) || isLow(toA)) split = true;
+    const kept = cpLength(oldDoc.sliceString(pos, fromA));
+    if (kept) op.push(kept);
+    const text = inserted.toString();
+    if (text) op.push(text);
+    const gone = cpLength(oldDoc.sliceString(fromA, toA));
+    if (gone) op.push(-gone);
+    pos = toA;
+  });
+  return split ? null : ot.normalize(op);
+}
+
+function remoteChanges(op, text) {
+  const changes = [];
+  let u = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      const end = cpToUtf16(text, Math.abs(c), u);
+      if (c < 0) {
+        const last = changes[changes.length - 1];
+        if (last && last.from === u && last.to === undefined) last.to = end;
+        else changes.push({ from: u, to: end });
+      }
+      u = end;
+    } else changes.push({ from: u, insert: c });
+  }
+  return changes;
+}
+
+function cursorsFor(session, text) {
+  const out = [];
+  for (const m of session.members.values()) {
+    if (m.self || !m.local || m.cursor?.node !== BODY) continue;
+    out.push({
+      session: m.session,
+      name: m.user.name || "Anonymous",
+      color: safeColor(m.user.color, m.session),
+      idle: !m.active,
+      anchor: cpToUtf16(text, m.local[0]),
+      head: cpToUtf16(text, m.local[1]),
+    });
+  }
+  return out;
+}
+
+function leaveDocument() {
+  if (!current) return;
+  for (const off of current.offs) off();
+  clearTimeout(current.checkTimer);
+  clearTimeout(current.titleTimer);
+  current.session.leave();
+  current.view.destroy();
+  $("chat-log").replaceChildren();
+  $("people").replaceChildren();
+  current = null;
+  renderSaveState();
+}
+
+function openDocument(id) {
+  if (current?.id === id) return;
+  leaveDocument();
+  $("home-view").hidden = true;
+  $("missing-view").hidden = true;
+  $("doc-view").hidden = false;
+  $("doc-loading").hidden = false;
+  $("doc-loading").textContent = "Loading document…";
+  $("doc-title").value = "";
+  $("doc-title").placeholder = id;
+  document.title = "cowrite";
+
+  const session = client.open(id);
+  const editable = new Compartment();
+  const doc = (current = { id, session, ready: false, offs: [], chatEls: new Map(), editable, checkTimer: null, titleTimer: null, view: null });
+
+  const view = new EditorView({
+    parent: $("editor"),
+    state: EditorState.create({
+      doc: "",
+      extensions: [
+        EditorState.lineSeparator.of("\n"), // keep "\r" as a character: positions must match the server
+        EditorView.clipboardInputFilter.of((text) => text.replace(/\r\n?/g, "\n")), // pasted Windows text
+        history(),
+        keymap.of([...defaultKeymap, ...historyKeymap]),
+        EditorView.lineWrapping,
+        placeholder("Start writing…"),
+        cursorField,
+        editable.of([EditorState.readOnly.of(true), EditorView.editable.of(false)]),
+        EditorView.contentAttributes.of({ "aria-label": "Document text" }),
+      ],
+    }),
+    dispatchTransactions(trs, v) {
+      v.update(trs);
+      if (current !== doc || !doc.ready) return;
+      let selection = false;
+      for (const tr of trs) {
+        if (tr.annotation(remoteAnn) !== undefined) continue;
+        if (tr.docChanged) {
+          const op = localOp(tr.changes, tr.startState.doc);
+          if (op === null) {
+            // a change that splits a surrogate pair: describe it as a diff of whole texts
+            session.edit(BODY, ot.diff(tr.startState.doc.toString(), tr.state.doc.toString()));
+          } else if (op.length) session.edit(BODY, op);
+        }
+        if (tr.docChanged || tr.selection) selection = true;
+      }
+      if (selection) sendCursor();
+      scheduleCheck();
+    },
+  });
+  doc.view = view;
+
+  const sendCursor = () => {
+    const state = view.state;
+    const sel = state.selection.main;
+    const cp = (pos) => cpLength(state.doc.sliceString(0, pos));
+    session.setCursor(BODY, cp(sel.anchor), cp(sel.head));
+  };
+
+  // the editor must always show exactly the model's text: check it when things are quiet
+  const scheduleCheck = () => {
+    clearTimeout(doc.checkTimer);
+    doc.checkTimer = setTimeout(() => {
+      if (current !== doc) return;
+      const model = session.value(BODY) || "";
+      const shown = view.state.doc.toString();
+      if (model !== shown) {
+        console.error("cowrite: the editor diverged from the document; reloading its text");
+        view.dispatch({
+          changes: { from: 0, to: view.state.doc.length, insert: model },
+          annotations: [remoteAnn.of("repair"), Transaction.addToHistory.of(false), Transaction.remote.of(true)],
+        });
+      }
+    }, 400);
+  };
+
+  const on = (type, fn) => doc.offs.push(session.on(type, fn));
+
+  on("change", ({ changes, origin, clientId: author }) => {
+    for (const change of changes) {
+      if (change.node === TITLE) renderTitle(origin);
+      if (change.node !== BODY || change.type !== "seq" || origin === "local") continue;
+      const text = view.state.doc.toString();
+      const spec = remoteChanges(change.edit, text);
+      const after = session.value(BODY) || "";
+      view.dispatch({
+        changes: spec,
+        effects: setCursors.of(cursorsFor(session, after)),
+        annotations: [remoteAnn.of(author || origin), Transaction.addToHistory.of(false), Transaction.remote.of(true)],
+      });
+    }
+    if (changes.some((c) => c.node === BODY)) scheduleCheck();
+    renderSaveState();
+  });
+
+  on("joined", ({ rejoin }) => {
+    if (!doc.ready) {
+      doc.ready = true;
+      $("doc-loading").hidden = true;
+      const canWrite = session.rights.includes("write");
+      view.dispatch({ effects: editable.reconfigure(canWrite ? [] : [EditorState.readOnly.of(true), EditorView.editable.of(false)]) });
+      $("doc-title").readOnly = !canWrite;
+      const wanted = pendingTitles.get(id);
+      pendingTitles.delete(id);
+      if (wanted && canWrite && !session.value(TITLE)) session.register("title").set(wanted);
+      renderTitle("snapshot");
+      if (!session.value(TITLE)) {
+        // no live title yet: show the one the document was created with
+        api(`documents/${encodeURIComponent(id)}`)
+          .then((info) => {
+            if (current === doc && info?.title) {
+              $("doc-title").placeholder = info.title;
+              if (!session.value(TITLE)) document.title = `${info.title} · cowrite`;
+            }
+          })
+          .catch(() => {});
+      }
+      if (!rejoin) view.focus();
+    }
+    renderPeople();
+    renderChat();
+    renderSaveState();
+    scheduleCheck();
+  });
+
+  on("sync", renderSaveState);
+  on("ack", renderSaveState);
+  on("presence", () => {
+    renderPeople();
+    view.dispatch({ effects: setCursors.of(cursorsFor(session, session.value(BODY) || "")) });
+  });
+  on("chat", ({ message }) => renderChatMessage(message, true));
+  on("chat_page", () => renderChat());
+  on("deleted", () => {
+    toast("This document was deleted");
+    location.hash = "#/";
+  });
+  on("error", (err) => {
+    if (err.code === "unknown_document" && !doc.ready) {
+      leaveDocument();
+      $("doc-view").hidden = true;
+      $("missing-view").hidden = false;
+      $("missing-text").textContent = `There is no document “${id}”. It may have been deleted, or the link is wrong.`;
+    } else if (err.code === "forbidden") {
+      toast(`Not allowed: ${err.message}`);
+    } else if (err.code !== "rate_limited" && err.code !== "unknown_node") {
+      console.warn("cowrite:", err.code, err.message);
+    }
+  });
+  if (document.hidden) session.setActive(false);
+}
+
+function renderTitle(origin) {
+  const doc = current;
+  if (!doc) return;
+  const input = $("doc-title");
+  const value = doc.session.value(TITLE);
+  const title = typeof value === "string" ? value : "";
+  if (origin !== "local" && input.value !== title) {
+    const focused = document.activeElement === input;
+    const caret = input.selectionStart;
+    input.value = title;
+    if (focused && caret !== null) input.setSelectionRange(Math.min(caret, title.length), Math.min(caret, title.length));
+  }
+  document.title = `${title || doc.id} · cowrite`;
+}
+
+$("doc-title").addEventListener("input", () => {
+  const doc = current;
+  if (!doc || !doc.ready) return;
+  const title = $("doc-title").value;
+  doc.session.register("title").set(title);
+  document.title = `${title || doc.id} · cowrite`;
+  // keep the document list's title in step (debounced)
+  clearTimeout(doc.titleTimer);
+  doc.titleTimer = setTimeout(() => {
+    api(`documents/${encodeURIComponent(doc.id)}`, { method: "PATCH", body: { title: title.trim() || doc.id } }).catch(() => {});
+  }, 800);
+});
+$("doc-title").addEventListener("keydown", (event) => {
+  if (event.key === "Enter") {
+    event.preventDefault();
+    current?.view.focus();
+  }
+});
+
+$("undo-btn").addEventListener("click", () => {
+  if (!current) return;
+  undo(current.view);
+  current.view.focus();
+});
+$("redo-btn").addEventListener("click", () => {
+  if (!current) return;
+  redo(current.view);
+  current.view.focus();
+});
+$("share-btn").addEventListener("click", () => current && copyLink(current.id));
+
+// ------------------------------------------------------------------------ people
+
+function renderPeople() {
+  const doc = current;
+  if (!doc) return;
+  const people = [{ key: "self", name: myName, color: myColor, active: !document.hidden, self: true }];
+  const others = [...doc.session.members.values()].filter((m) => !m.self);
+  others.sort((a, b) => String(a.user.name).localeCompare(String(b.user.name)) || a.session.localeCompare(b.session));
+  for (const m of others) {
+    people.push({ key: m.session, name: m.user.name || "Anonymous", color: safeColor(m.user.color, m.session), active: m.active, self: false });
+  }
+  $("people-count").textContent = `· ${people.length}`;
+  $("people").replaceChildren(
+    ...people.map((p) => {
+      const avatar = el("span", { class: "avatar", "aria-hidden": "true", text: initials(p.name) });
+      avatar.style.background = p.color;
+      const name = el("span", { class: "person-name", text: p.name });
+      if (p.self) name.append(el("span", { class: "person-you", text: " (you)" }));
+      return el(
+        "li",
+        { class: p.active ? "person" : "person idle", "data-session": p.key },
+        avatar,
+        name,
+        el("span", { class: "person-status", text: p.active ? "active" : "idle" }),
+      );
+    }),
+  );
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (!current) return;
+  current.session.setActive(!document.hidden);
+  renderPeople();
+});
+
+// ------------------------------------------------------------------------ chat
+
+function isMine(message) {
+  const me = client.serverUser?.id || client.clientId;
+  return message.author_id === me;
+}
+
+function renderChat() {
+  const doc = current;
+  if (!doc) return;
+  for (const message of doc.session.chatMessages()) renderChatMessage(message, false);
+  $("chat-more").hidden = !doc.session.chatHasMore;
+  $("chat-empty").hidden = doc.session.chat.size > 0;
+}
+
+function renderChatMessage(message, live) {
+  const doc = current;
+  if (!doc) return;
+  const log = $("chat-log");
+  const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  let li = doc.chatEls.get(message.id);
+  if (li && li.classList.contains("editing")) {
+    li.dataset.pending = "1"; // redrawn when the edit closes
+    li._message = message;
+    return;
+  }
+  const fresh = buildChatMessage(message);
+  if (li) li.replaceWith(fresh);
+  else {
+    // keep the log ordered by id
+    const after = [...doc.chatEls.entries()].filter(([id]) => id > message.id).sort((a, b) => a[0] - b[0])[0];
+    if (after) log.insertBefore(fresh, after[1]);
+    else log.append(fresh);
+  }
+  doc.chatEls.set(message.id, fresh);
+  $("chat-empty").hidden = true;
+  if (live && (nearBottom || isMine(message))) log.scrollTop = log.scrollHeight;
+}
+
+function buildChatMessage(message) {
+  const mine = isMine(message);
+  const time = new Date(message.created_ms);
+  const head = el(
+    "div",
+    { class: "chat-head" },
+    el("span", { class: "chat-author", text: message.author_name || "Anonymous" }),
+    el("time", {
+      class: "chat-time",
+      datetime: time.toISOString(),
+      title: time.toLocaleString(),
+      text: time.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) + (message.edited_ms && !message.deleted ? " · edited" : ""),
+    }),
+  );
+  const li = el("li", { class: message.deleted ? "chat-msg deleted" : "chat-msg", "data-id": String(message.id) }, head);
+  li._message = message;
+  // textContent, never innerHTML: a message is shown exactly as typed
+  li.append(el("p", { class: "chat-text", text: message.deleted ? "Message deleted" : message.text }));
+  if (mine && !message.deleted) {
+    head.append(
+      el(
+        "span",
+        { class: "chat-tools" },
+        el("button", { type: "button", class: "btn ghost", "aria-label": "Edit your message", text: "Edit", onclick: () => startChatEdit(li) }),
+        el("button", {
+          type: "button",
+          class: "btn ghost danger",
+          "aria-label": "Delete your message",
+          text: "Delete",
+          onclick: () => current?.session.deleteChat(message.id),
+        }),
+      ),
+    );
+  }
+  return li;
+}
+
+function startChatEdit(li) {
+  const message = li._message;
+  li.classList.add("editing");
+  const area = el("textarea", { "aria-label": "Edit message", maxlength: "10000" });
+  area.value = message.text;
+  const finish = (save) => {
+    const text = area.value.trim();
+    li.classList.remove("editing");
+    if (save && text && text !== message.text) current?.session.editChat(message.id, text);
+    renderChatMessage(li._message, false);
+    current?.chatEls.get(message.id)?.querySelector("button")?.focus();
+  };
+  area.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      finish(true);
+    } else if (event.key === "Escape") finish(false);
+  });
+  const form = el(
+    "div",
+    { class: "chat-edit" },
+    area,
+    el(
+      "div",
+      { class: "chat-edit-actions" },
+      el("button", { type: "button", class: "btn small", text: "Cancel", onclick: () => finish(false) }),
+      el("button", { type: "button", class: "btn small primary", text: "Save", onclick: () => finish(true) }),
+    ),
+  );
+  li.querySelector(".chat-text").replaceWith(form);
+  area.focus();
+}
+
+$("chat-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = $("chat-input");
+  const text = input.value;
+  if (!text.trim() || !current) return;
+  current.session.sendChat(text);
+  input.value = "";
+});
+$("chat-input").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    $("chat-form").requestSubmit();
+  }
+});
+$("chat-more").addEventListener("click", async () => {
+  const doc = current;
+  if (!doc) return;
+  const oldest = doc.session.chatMessages()[0];
+  try {
+    await doc.session.chatHistory({ before: oldest ? oldest.id : null, limit: 50 });
+  } catch {
+    toast("Not connected");
+  }
+});
+
+// ------------------------------------------------------------------------ routing
+
+function route() {
+  const match = /^#\/d\/(.+)$/.exec(location.hash);
+  if (match) {
+    let id;
+    try {
+      id = decodeURIComponent(match[1]);
+    } catch {
+      id = match[1];
+    }
+    openDocument(id);
+  } else {
+    showHome();
+  }
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("beforeunload", (event) => {
+  if (current && !current.session.synced) {
+    event.preventDefault();
+    event.returnValue = "";
+  }
+});
+
+// a handle for debugging and for the end-to-end tests
+window.cowriteApp = {
+  client,
+  get session() {
+    return current?.session ?? null;
+  },
+  get view() {
+    return current?.view ?? null;
+  },
+};
+
+client.connect();
+route();

@@ -1,0 +1,844 @@
+// cowrite JavaScript client: an ES module with no dependencies (docs/javascript-client.md).
+//
+//   import { CowriteClient } from "./client.js";
+//   const client = new CowriteClient({ url: "ws://127.0.0.1:8000/ws", user: { name: "Ada" } });
+//   client.connect();
+//   const doc = client.open("notes", { create: true });
+//   await doc.ready;
+//   doc.text("body").insert(0, "Hello ");
+//   doc.on("change", ({ changes, origin }) => { ... });
+//   await doc.whenSynced();
+//
+// One WebSocket carries every open document. The client speaks the thin-client protocol
+// (docs/protocol.md): one batch in flight per document, remote edits rebased over local ones
+// (ThinDocState in thin.js), reconnects with exponential backoff and jitter, rejoin with the last
+// version seen (or a snapshot and a three-way merge), the in-flight batch resent with the same
+// edit_id (exactly-once). Positions are Unicode code points, as on the wire; cpToUtf16 and
+// utf16ToCp convert for UTF-16 editors.
+
+import * as ot from "./ot.js";
+import { ThinDocState, equal, randomHex } from "./thin.js";
+
+export { ot, ThinDocState };
+export { cpLength, cpToUtf16, utf16ToCp, cpSlice, InvalidOperation } from "./ot.js";
+
+export const PROTOCOL_VERSION = 1;
+
+/** A minimal event emitter: on(type, fn) returns a function that removes the listener. */
+export class Emitter {
+  constructor() {
+    this._listeners = new Map();
+  }
+  on(type, fn) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(fn);
+    return () => this.off(type, fn);
+  }
+  once(type, fn) {
+    const off = this.on(type, (detail) => {
+      off();
+      fn(detail);
+    });
+    return off;
+  }
+  off(type, fn) {
+    this._listeners.get(type)?.delete(fn);
+  }
+  emit(type, detail) {
+    const set = this._listeners.get(type);
+    if (!set) return;
+    for (const fn of [...set]) {
+      try {
+        fn(detail);
+      } catch (err) {
+        // a listener's bug must not break the protocol state machine
+        if (typeof globalThis.reportError === "function") globalThis.reportError(err);
+        else setTimeout(() => { throw err; });
+      }
+    }
+  }
+}
+
+const now = () => Date.now();
+
+/** Connection statuses, in the order a session usually meets them. */
+export const STATUS = Object.freeze({
+  IDLE: "idle", // connect() not called yet
+  CONNECTING: "connecting", // first attempt
+  CONNECTED: "connected", // welcome received
+  RECONNECTING: "reconnecting", // lost the connection, retrying soon
+  OFFLINE: "offline", // the browser is offline, or the server has been unreachable for a while
+  CLOSED: "closed", // close() called, or the server refused us (bad token)
+});
+
+/**
+ * One connection to a cowrite server, carrying any number of documents.
+ *
+ * Options: url (ws:// or wss:// URL of /ws), clientId (stable across reconnects; default: random),
+ * user ({name, color, fields}: used without auth), token (JWT, with auth), WebSocket (constructor,
+ * default globalThis.WebSocket), reconnect ({initialDelayMs, maxDelayMs, factor, offlineAfter}),
+ * batchIntervalMs (minimum time between two edit batches of a document, default 25),
+ * presenceIntervalMs (minimum time between two cursor updates, default 80), historyVersions.
+ *
+ * Events: "status" {status, previous, attempt, retryInMs}, "welcome" {session, user, heartbeat_s},
+ * "error" {code, message} (connection-level), "message" (every server message, for debugging).
+ */
+export class CowriteClient extends Emitter {
+  constructor(options = {}) {
+    super();
+    if (!options.url) throw new TypeError("CowriteClient needs {url}");
+    this.url = options.url;
+    this.clientId = options.clientId || `js-${randomHex(8)}`;
+    this.user = { ...(options.user || {}) };
+    this.token = options.token ?? null;
+    this.WebSocket = options.WebSocket || globalThis.WebSocket;
+    const rc = options.reconnect || {};
+    this.reconnectOptions = {
+      initialDelayMs: rc.initialDelayMs ?? 300,
+      maxDelayMs: rc.maxDelayMs ?? 10_000,
+      factor: rc.factor ?? 2,
+      offlineAfter: rc.offlineAfter ?? 3,
+    };
+    this.batchIntervalMs = options.batchIntervalMs ?? 25;
+    this.presenceIntervalMs = options.presenceIntervalMs ?? 80;
+    this.historyVersions = options.historyVersions ?? 1000;
+    this.status = STATUS.IDLE;
+    /** From the server's welcome: this connection's session id and the user as the server sees it. */
+    this.session = null;
+    this.serverUser = null;
+    this.heartbeatS = 15;
+    this.docs = new Map();
+    this._ws = null;
+    this._attempt = 0;
+    this._retryTimer = null;
+    this._livenessTimer = null;
+    this._lastFrameAt = 0;
+    this._serverDelayMs = null;
+    this._browserOffline = false;
+    this._wanted = false;
+    this._onOnline = () => {
+      this._browserOffline = false;
+      if (this._wanted && !this._ws) {
+        this._attempt = 0;
+        this._clearRetry();
+        this._open();
+      }
+    };
+    this._onOffline = () => {
+      this._browserOffline = true;
+      if (this._wanted) {
+        this._setStatus(STATUS.OFFLINE);
+        if (this._ws) this._drop("the browser went offline");
+      }
+    };
+  }
+
+  /** True once welcome was received on the current socket. */
+  get connected() {
+    return this.status === STATUS.CONNECTED;
+  }
+
+  /** Open the connection (and keep it open: reconnects until close()). */
+  connect() {
+    if (this._wanted) return this;
+    this._wanted = true;
+    if (typeof window !== "undefined" && window.addEventListener) {
+      window.addEventListener("online", this._onOnline);
+      window.addEventListener("offline", this._onOffline);
+      if (typeof navigator !== "undefined" && navigator.onLine === false) this._browserOffline = true;
+    }
+    this._open();
+    return this;
+  }
+
+  /** Close the connection for good (documents stay readable, nothing more is sent). */
+  close() {
+    this._wanted = false;
+    this._clearRetry();
+    if (typeof window !== "undefined" && window.removeEventListener) {
+      window.removeEventListener("online", this._onOnline);
+      window.removeEventListener("offline", this._onOffline);
+    }
+    const ws = this._ws;
+    this._detach();
+    if (ws) {
+      try {
+        ws.close(1000, "client closed");
+      } catch {
+        /* already closed */
+      }
+    }
+    this._setStatus(STATUS.CLOSED);
+  }
+
+  /** Reconnect now (skipping the backoff delay); no-op while connected. */
+  reconnectNow() {
+    if (!this._wanted || this._ws) return;
+    this._clearRetry();
+    this._open();
+  }
+
+  /**
+   * Open document `id` (returns its DocumentSession at once; `await session.ready` for the
+   * first `joined`). Options: create (create it if missing).
+   */
+  open(id, { create = false } = {}) {
+    let session = this.docs.get(id);
+    if (session) return session;
+    session = new DocumentSession(this, id, { create });
+    this.docs.set(id, session);
+    if (this.connected) session._join();
+    return session;
+  }
+
+  /** Change the user's name/color: used for the next hello and sent to every open document. */
+  setUser(user) {
+    this.user = { ...this.user, ...user };
+    for (const doc of this.docs.values()) {
+      if (doc.state.joined) this.send({ type: "presence", doc: doc.id, user: this._userMessage() });
+    }
+  }
+
+  /** Send a protocol message now; false when not connected (the message is dropped). */
+  send(msg) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1 || !this._welcomed) return false;
+    ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  // ------------------------------------------------------------------------ internals
+
+  _userMessage() {
+    const u = {};
+    if (this.user.name) u.name = String(this.user.name).slice(0, 100);
+    if (this.user.color) u.color = String(this.user.color).slice(0, 100);
+    if (this.user.fields) u.fields = this.user.fields;
+    return u;
+  }
+
+  _setStatus(status, extra = {}) {
+    if (this.status === status && !extra.force) return;
+    const previous = this.status;
+    this.status = status;
+    this.emit("status", { status, previous, attempt: this._attempt, ...extra });
+  }
+
+  _open() {
+    if (!this._wanted) return;
+    // even when the browser says it is offline we try (navigator.onLine can be wrong): the
+    // status stays "offline" until a welcome arrives
+    if (this.status === STATUS.IDLE || this.status === STATUS.CLOSED) this._setStatus(STATUS.CONNECTING);
+    let ws;
+    try {
+      ws = new this.WebSocket(this.url);
+    } catch (err) {
+      this.emit("error", { code: "connect_failed", message: String(err) });
+      this._scheduleRetry();
+      return;
+    }
+    this._ws = ws;
+    this._welcomed = false;
+    ws.onopen = () => {
+      if (ws !== this._ws) return;
+      this._lastFrameAt = now();
+      const hello = { type: "hello", client_id: this.clientId, protocol: PROTOCOL_VERSION, user: this._userMessage() };
+      if (this.token) hello.token = this.token;
+      ws.send(JSON.stringify(hello));
+    };
+    ws.onmessage = (event) => {
+      if (ws !== this._ws) return;
+      this._lastFrameAt = now();
+      let data;
+      try {
+        data = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      for (const msg of Array.isArray(data) ? data : [data]) this._handle(msg);
+      for (const doc of this.docs.values()) doc._afterFrame();
+    };
+    ws.onclose = (event) => {
+      if (ws !== this._ws) return;
+      this._detach();
+      if (event.code === 1008) {
+        // policy: a bad token or a hostile client; retrying would not help
+        this._wanted = false;
+        this.emit("error", { code: "closed", message: event.reason || "the server closed the connection" });
+        this._setStatus(STATUS.CLOSED);
+        return;
+      }
+      this._scheduleRetry();
+    };
+    ws.onerror = () => {
+      /* onclose follows */
+    };
+  }
+
+  /** Forget the socket and tell the documents. */
+  _detach() {
+    const ws = this._ws;
+    this._ws = null;
+    this._welcomed = false;
+    if (this._livenessTimer) clearInterval(this._livenessTimer);
+    this._livenessTimer = null;
+    if (ws) ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    for (const doc of this.docs.values()) doc._disconnected();
+  }
+
+  /** Drop the current socket (half-open, offline) and retry. */
+  _drop(reason) {
+    const ws = this._ws;
+    this._detach();
+    if (ws) {
+      try {
+        ws.close(4000, reason);
+      } catch {
+        /* ignore */
+      }
+    }
+    this._scheduleRetry();
+  }
+
+  _clearRetry() {
+    if (this._retryTimer) clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+  }
+
+  _scheduleRetry() {
+    if (!this._wanted || this._retryTimer) return;
+    const o = this.reconnectOptions;
+    let delay;
+    if (this._serverDelayMs !== null) {
+      delay = this._serverDelayMs + Math.random() * Math.max(100, this._serverDelayMs / 2);
+      this._serverDelayMs = null;
+    } else {
+      const cap = Math.min(o.maxDelayMs, o.initialDelayMs * o.factor ** this._attempt);
+      delay = cap / 2 + Math.random() * (cap / 2); // "equal jitter": spread, never hammer
+    }
+    this._attempt++;
+    const status = this._browserOffline || this._attempt > o.offlineAfter ? STATUS.OFFLINE : STATUS.RECONNECTING;
+    this._setStatus(status, { retryInMs: Math.round(delay), force: true });
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      this._open();
+    }, delay);
+  }
+
+  _handle(msg) {
+    this.emit("message", msg);
+    switch (msg.type) {
+      case "welcome":
+        this._welcomed = true;
+        this._attempt = 0;
+        this._browserOffline = false;
+        this.session = msg.session;
+        this.serverUser = msg.user;
+        this.heartbeatS = msg.heartbeat_s || 15;
+        this._startLiveness();
+        this._setStatus(STATUS.CONNECTED);
+        this.emit("welcome", msg);
+        for (const doc of this.docs.values()) doc._join();
+        return;
+      case "ping":
+        this.send({ type: "pong", nonce: msg.nonce ?? 0 });
+        return;
+      case "reconnect":
+        this._serverDelayMs = Math.max(0, msg.after_ms || 0);
+        return;
+      case "error":
+        if (msg.doc && this.docs.has(msg.doc)) this.docs.get(msg.doc)._onError(msg);
+        else this.emit("error", msg);
+        return;
+      default:
+        if (msg.doc && this.docs.has(msg.doc)) this.docs.get(msg.doc)._onMessage(msg);
+    }
+  }
+
+  _startLiveness() {
+    if (this._livenessTimer) clearInterval(this._livenessTimer);
+    // the server pings every heartbeat_s: silence for much longer means a dead (half-open) link
+    const limitMs = Math.max(5000, this.heartbeatS * 2500);
+    this._livenessTimer = setInterval(() => {
+      if (this._ws && now() - this._lastFrameAt > limitMs) this._drop("no frame from the server");
+    }, Math.max(1000, Math.min(limitMs / 3, 5000)));
+  }
+
+  _forget(id) {
+    this.docs.delete(id);
+  }
+}
+
+/**
+ * One open document (thin mode). Values and positions are as the user sees them (local view:
+ * server state, then the batch in flight, then pending edits), positions in code points.
+ *
+ * Events: "joined" {version, snapshot}, "change" {changes, origin: "local"|"remote"|"snapshot"|
+ * "rejected", clientId}, "ack" {editId, version}, "sync" {synced}, "presence" {members, changed,
+ * left}, "chat" {message}, "chat_page" {messages, hasMore}, "error" {code, message}, "deleted".
+ */
+export class DocumentSession extends Emitter {
+  constructor(client, id, { create = false } = {}) {
+    super();
+    this.client = client;
+    this.id = id;
+    this.create = create;
+    this.state = new ThinDocState(id, client.clientId, { historyVersions: client.historyVersions });
+    /** session id -> {session, user, active, cursor (server coordinates), local: [anchor, head]|null, self} */
+    this.members = new Map();
+    /** chat messages by id (Map keeps them in arrival order; see chatMessages()). */
+    this.chat = new Map();
+    this.chatHasMore = false;
+    this.closed = false;
+    this.deleted = false;
+    this._readyResolve = null;
+    this._readyReject = null;
+    this.ready = new Promise((resolve, reject) => {
+      this._readyResolve = resolve;
+      this._readyReject = reject;
+    });
+    this.ready.catch(() => {});
+    this._everJoined = false;
+    this._lastBatchAt = 0;
+    this._flushTimer = null;
+    this._retryDelay = 250;
+    this._cursor = null; // {node, anchor, head} local coordinates, wanted
+    this._cursorDirty = false;
+    this._cursorTimer = null;
+    this._lastCursorAt = 0;
+    this._dirtySince = 0;
+    this._active = null;
+    this._chatOutbox = [];
+    this._cursorRejectedAt = null;
+    this._historyWaiters = [];
+    this._synced = true;
+    this._syncWaiters = [];
+  }
+
+  // ------------------------------------------------------------------------ reading
+
+  get version() {
+    return this.state.version;
+  }
+  get rights() {
+    return this.state.rights;
+  }
+  get joined() {
+    return this.state.joined;
+  }
+  /** Every local edit is acknowledged (durable on the server). */
+  get synced() {
+    return this.state.synced;
+  }
+  /** The local value of a node id ("text:body", "register:title", "#12.3"). */
+  value(node) {
+    return this.state.value(node);
+  }
+  /** Resolves when every local edit made so far is acknowledged. */
+  whenSynced() {
+    if (this.state.synced && this.state.joined) return Promise.resolve();
+    return new Promise((resolve) => this._syncWaiters.push(resolve));
+  }
+
+  /** Handles of named roots: text("body") is node "text:body", etc. */
+  text(name) {
+    return new TextHandle(this, `text:${name}`);
+  }
+  list(name) {
+    return new ListHandle(this, `list:${name}`);
+  }
+  map(name) {
+    return new MapHandle(this, `map:${name}`);
+  }
+  register(name) {
+    return new RegisterHandle(this, `register:${name}`);
+  }
+  counter(name) {
+    return new CounterHandle(this, `counter:${name}`);
+  }
+
+  // -------------------------------------------------------------------- local edits
+
+  /** Apply an index op (code points) to a text or list node and send it. */
+  edit(node, op) {
+    this._checkOpen();
+    this.state.localEdit(node, op);
+    this._local([{ type: "seq", node, edit: ot.normalize(op) }]);
+  }
+  /** Write a register (key null) or a map key. */
+  set(node, key, value) {
+    this._checkOpen();
+    const change = this.state.localSet(node, key, value);
+    this._local(change ? [change] : []);
+  }
+  delete(node, key) {
+    this._checkOpen();
+    const change = this.state.localDelete(node, key);
+    this._local(change ? [change] : []);
+  }
+  add(node, amount) {
+    this._checkOpen();
+    this.state.localAdd(node, amount);
+    this._local([{ type: "add", node, amount }]);
+  }
+
+  /** Show our caret/selection (code points, local coordinates) to the others. */
+  setCursor(node, anchor, head = anchor) {
+    this._cursor = { node, anchor, head };
+    if (!this._cursorDirty) this._dirtySince = now();
+    this._cursorDirty = true;
+    this._schedulePresence();
+  }
+
+  /** Mark ourselves active or idle (the server also marks idle after idle_after_s). */
+  setActive(active) {
+    this._active = Boolean(active);
+    if (this.state.joined) this.client.send({ type: "presence", doc: this.id, active: this._active });
+  }
+
+  /** Post a chat message (queued while disconnected). */
+  sendChat(text) {
+    text = String(text);
+    if (!text.trim()) return;
+    if (this.state.joined && this.client.send({ type: "chat_send", doc: this.id, text })) return;
+    this._chatOutbox.push(text);
+  }
+  editChat(id, text) {
+    return this.client.send({ type: "chat_edit", doc: this.id, id, text: String(text) });
+  }
+  deleteChat(id) {
+    return this.client.send({ type: "chat_delete", doc: this.id, id });
+  }
+  /** Older chat messages: resolves {messages (newest first), hasMore}. */
+  chatHistory({ before = null, limit = 50 } = {}) {
+    const msg = { type: "chat_history", doc: this.id, limit };
+    if (before !== null) msg.before = before;
+    if (!this.client.send(msg)) return Promise.reject(new Error("not connected"));
+    return new Promise((resolve) => this._historyWaiters.push(resolve));
+  }
+  /** The chat messages known, oldest first. */
+  chatMessages() {
+    return [...this.chat.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /** Leave the document (the session cannot be used afterwards). */
+  leave() {
+    if (this.closed) return;
+    this.closed = true;
+    this.client.send({ type: "leave", doc: this.id });
+    this._clearTimers();
+    this.client._forget(this.id);
+  }
+
+  // ---------------------------------------------------------------------- internals
+
+  _checkOpen() {
+    if (this.closed) throw new Error(`document ${this.id} was left`);
+  }
+
+  _local(changes) {
+    this._remapMembers(changes);
+    if (changes.length) this.emit("change", { changes, origin: "local", clientId: this.client.clientId });
+    this._checkSync();
+    this._scheduleFlush();
+  }
+
+  _clearTimers() {
+    if (this._flushTimer) clearTimeout(this._flushTimer);
+    if (this._cursorTimer) clearTimeout(this._cursorTimer);
+    this._flushTimer = this._cursorTimer = null;
+  }
+
+  _join() {
+    if (this.closed) return;
+    const msg = this.state.joinMessage({ create: this.create });
+    this.client.send(msg);
+  }
+
+  _disconnected() {
+    this.state.onDisconnect();
+    if (this._flushTimer) clearTimeout(this._flushTimer);
+    this._flushTimer = null;
+    this._historyWaiters.splice(0).forEach((resolve) => resolve({ messages: [], hasMore: this.chatHasMore }));
+  }
+
+  _scheduleFlush(delay = null) {
+    if (this._flushTimer || this.closed) return;
+    const wait = delay ?? Math.max(0, this._lastBatchAt + this.client.batchIntervalMs - now());
+    this._flushTimer = setTimeout(() => {
+      this._flushTimer = null;
+      this._flush();
+    }, wait);
+  }
+
+  _flush() {
+    if (this.closed || !this.client.connected) return;
+    if (this.state.rejoinNeeded) {
+      this._join();
+      return;
+    }
+    const batch = this.state.takeBatch();
+    if (batch) {
+      this._lastBatchAt = now();
+      this.client.send(batch);
+    }
+  }
+
+  _afterFrame() {
+    if (this._cursorRejectedAt !== null && this.state.version !== this._cursorRejectedAt) {
+      this._cursorRejectedAt = null;
+      if (this._cursor) {
+        this._cursorDirty = true;
+        this._dirtySince = now();
+      }
+    }
+    if (this.state.rejoinNeeded && this.client.connected) this._join();
+    else if (this.state.joined && (this.state.pending.size || (this.state.inflight && !this.state.inflight.sent))) this._scheduleFlush();
+    this._schedulePresence();
+  }
+
+  _checkSync() {
+    const synced = this.state.synced;
+    if (synced !== this._synced) {
+      this._synced = synced;
+      this.emit("sync", { synced });
+    }
+    if (synced && this.state.joined && this._syncWaiters.length) this._syncWaiters.splice(0).forEach((r) => r());
+  }
+
+  _schedulePresence() {
+    if (!this._cursorDirty || this._cursorTimer || !this.state.joined) return;
+    // Positions are sent "as of version": with edits outstanding the server would place the
+    // caret before our own unacknowledged text, so wait (briefly) until we are synced.
+    const waitSync = !this.state.synced && now() - this._dirtySince < 1000;
+    const wait = waitSync ? 100 : Math.max(0, this._lastCursorAt + this.client.presenceIntervalMs - now());
+    this._cursorTimer = setTimeout(() => {
+      this._cursorTimer = null;
+      if (!this._cursorDirty || !this.state.joined || !this.client.connected) return;
+      if (!this.state.synced && now() - this._dirtySince < 1000) {
+        this._schedulePresence();
+        return;
+      }
+      this._sendCursor();
+    }, wait);
+  }
+
+  _sendCursor() {
+    const c = this._cursor;
+    if (!c) return;
+    let cursor;
+    try {
+      cursor = this.state.cursorToServer(c.node, c.anchor, c.head);
+    } catch {
+      this._cursorDirty = false;
+      return;
+    }
+    this._cursorDirty = false;
+    this._lastCursorAt = now();
+    this.client.send({ type: "presence", doc: this.id, cursor });
+  }
+
+  _onMessage(msg) {
+    switch (msg.type) {
+      case "joined":
+        return this._onJoined(msg);
+      case "remote": {
+        const hadInflight = this.state.inflight;
+        const changes = this.state.onRemote(msg);
+        if (hadInflight && !this.state.inflight) this.emit("ack", { editId: hadInflight.editId, version: msg.version });
+        this._remapMembers(changes, msg.client_id);
+        if (changes.length) this.emit("change", { changes, origin: "remote", clientId: msg.client_id });
+        this._checkSync();
+        return;
+      }
+      case "ack": {
+        const inflight = this.state.inflight;
+        const changes = this.state.onAck(msg);
+        this._retryDelay = 250;
+        if (inflight && !this.state.inflight) this.emit("ack", { editId: msg.edit_id, version: msg.version });
+        if (changes.length) this.emit("change", { changes, origin: changes.some((c) => c.type === "seq") ? "rejected" : "remote" });
+        this._checkSync();
+        this._scheduleFlush();
+        return;
+      }
+      case "resync":
+        this.state.onResync();
+        return;
+      case "presence_update":
+        return this._onPresence(msg);
+      case "chat":
+        this.chat.set(msg.message.id, msg.message);
+        this.emit("chat", { message: msg.message });
+        return;
+      case "chat_page": {
+        for (const m of msg.messages) if (!this.chat.has(m.id)) this.chat.set(m.id, m);
+        this.chatHasMore = msg.has_more;
+        const page = { messages: msg.messages, hasMore: msg.has_more };
+        const waiter = this._historyWaiters.shift();
+        if (waiter) waiter(page);
+        this.emit("chat_page", page);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  _onJoined(msg) {
+    const changes = this.state.onJoined(msg);
+    const self = this.client.session;
+    this.members.clear();
+    for (const entry of msg.presence || []) this._member(entry, entry.session === self);
+    const fresh = [];
+    for (const m of msg.chat || []) {
+      const known = this.chat.get(m.id);
+      if (!known || !equal(known, m)) fresh.push(m);
+      this.chat.set(m.id, m);
+    }
+    if (!this._everJoined) this.chatHasMore = (msg.chat || []).length >= 50;
+    this._remapMembers(changes);
+    if (changes.length) this.emit("change", { changes, origin: "snapshot" });
+    this.emit("joined", { version: msg.version, snapshot: msg.snapshot != null, rejoin: this._everJoined });
+    this.emit("presence", { members: this.members, changed: [...this.members.values()], left: [] });
+    if (this._everJoined) for (const m of fresh) this.emit("chat", { message: m });
+    this._everJoined = true;
+    this._readyResolve(this);
+    // our presence is per connection: announce it again
+    const presence = { type: "presence", doc: this.id, user: this.client._userMessage() };
+    if (this._active === false) presence.active = false;
+    this.client.send(presence);
+    if (this._cursor) {
+      this._cursorDirty = true;
+      this._dirtySince = now();
+    }
+    for (const text of this._chatOutbox.splice(0)) this.client.send({ type: "chat_send", doc: this.id, text });
+    this._checkSync();
+  }
+
+  _onError(msg) {
+    if (msg.code === "unknown_document") {
+      if (this._everJoined) {
+        this.deleted = true;
+        this.emit("deleted", msg);
+      }
+      this._readyReject(Object.assign(new Error(msg.message), { code: msg.code }));
+      this.emit("error", msg);
+      return;
+    }
+    if (msg.code === "unknown_node" && !msg.edit_id && this._cursor) {
+      // our cursor names a node the server does not have yet (nobody typed in it): resend it
+      // once the document changes
+      this._cursorRejectedAt = this.state.version;
+    }
+    const outcome = this.state.onError(msg);
+    if (outcome.action === "retry") {
+      this._scheduleFlush(this._retryDelay);
+      this._retryDelay = Math.min(this._retryDelay * 2, 5000);
+    } else if (outcome.action === "rejected" && outcome.changes.length) {
+      this._remapMembers(outcome.changes);
+      this.emit("change", { changes: outcome.changes, origin: "rejected" });
+    }
+    this._checkSync();
+    this.emit("error", msg);
+  }
+
+  _member(entry, self = false) {
+    const member = { session: entry.session, user: entry.user || {}, active: entry.active !== false, cursor: entry.cursor || null, local: null, self };
+    if (member.cursor) member.local = this.state.cursorToLocal(member.cursor);
+    this.members.set(entry.session, member);
+    return member;
+  }
+
+  _onPresence(msg) {
+    const self = this.client.session;
+    const changed = [];
+    for (const entry of msg.entries || []) {
+      if (entry.session === self) continue;
+      changed.push(this._member(entry));
+    }
+    const left = [];
+    for (const session of msg.left || []) {
+      if (this.members.delete(session)) left.push(session);
+    }
+    this.emit("presence", { members: this.members, changed, left });
+  }
+
+  /** Keep members' local cursors on the right characters while the text changes. */
+  _remapMembers(changes, clientId = null) {
+    for (const change of changes) {
+      if (change.type !== "seq") continue;
+      for (const m of this.members.values()) {
+        if (m.local && m.cursor && m.cursor.node === change.node) {
+          // without auth a user's id is its client id: its own typing pushes its caret along
+          const own = clientId !== null && m.user.id === clientId;
+          m.local = [ot.transformPosition(m.local[0], change.edit, own), ot.transformPosition(m.local[1], change.edit, own)];
+        }
+      }
+    }
+  }
+}
+
+class Handle {
+  constructor(session, node) {
+    this.session = session;
+    this.node = node;
+  }
+  get value() {
+    return this.session.value(this.node);
+  }
+}
+
+/** A text node: positions in code points. */
+export class TextHandle extends Handle {
+  /** Length in code points. */
+  get length() {
+    return ot.cpLength(this.value || "");
+  }
+  insert(pos, text) {
+    this.session.edit(this.node, ot.fromSplice(pos, 0, text));
+  }
+  delete(pos, count) {
+    this.session.edit(this.node, ot.fromSplice(pos, count, ""));
+  }
+  replace(pos, count, text) {
+    this.session.edit(this.node, ot.fromSplice(pos, count, text));
+  }
+  /** Replace the whole text with `text` (one diff: prefix and suffix kept). */
+  setValue(text) {
+    const op = ot.diff(this.value || "", text);
+    if (op.length) this.session.edit(this.node, op);
+  }
+}
+
+export class ListHandle extends Handle {
+  insert(pos, ...items) {
+    this.session.edit(this.node, ot.fromSplice(pos, 0, items));
+  }
+  delete(pos, count = 1) {
+    this.session.edit(this.node, ot.fromSplice(pos, count, []));
+  }
+}
+
+export class MapHandle extends Handle {
+  get(key) {
+    return (this.value || {})[key];
+  }
+  set(key, value) {
+    this.session.set(this.node, key, value);
+  }
+  delete(key) {
+    this.session.delete(this.node, key);
+  }
+}
+
+export class RegisterHandle extends Handle {
+  set(value) {
+    this.session.set(this.node, null, value);
+  }
+}
+
+export class CounterHandle extends Handle {
+  add(amount = 1) {
+    this.session.add(this.node, amount);
+  }
+}

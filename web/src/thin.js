@@ -1,0 +1,738 @@
+// The thin client of one document, sans I/O: the Jupiter/Wave client of docs/protocol.md.
+// A port of cowrite's Python SDK core (cowrite/client/thin.py); same algorithm, same names.
+//
+// Per document the client keeps:
+//  * the server state at `version` (node id -> value, as the server had it after that version);
+//  * `inflight`: the one batch sent and not yet acknowledged, expressed against the server state;
+//  * `pending`: local edits not sent yet, composed per node (one index op per text/list node, the
+//    last write per map key or register, the sum of the adds per counter), against
+//    server+inflight.
+// The local view (what the user sees) is always server · inflight · pending.
+//
+// A `remote` R (another client's batch, to apply at `version`) is rebased over our own work the
+// way the server rebases client edits, client op on the left at ties:
+// R' = transform(R, I, "right"), I' = transform(I, R, "left"), then the same over pending P.
+// The user sees R''. An `ack` moves the in-flight batch into the server state.
+//
+// Reconnects: rejoin with `version`; the server replays what we missed as `remote`s (our own
+// in-flight batch among them: a remote with our client_id and the in-flight edit_id counts as the
+// ack), then we resend the in-flight batch with the same edit_id (an already-applied batch is
+// acknowledged, not applied again). When the server's history does not reach back that far it
+// sends a snapshot and we do a three-way merge: diff(base, snapshot) is rebased like a remote
+// over inflight and pending. An ack naming a version we already have means the batch was applied
+// before that snapshot: its second local application is undone (dropInflight).
+//
+// Map, register and counter ops are not transformed: the server orders writes (last writer wins
+// per key) and adds commute. Our own writes show until they are acknowledged.
+//
+// Positions are code points (see ot.js). Nothing here does I/O or reads a clock.
+
+import * as ot from "./ot.js";
+
+export const SEQ_KINDS = new Set(["text", "list"]);
+const KINDS = ["text", "list", "map", "register", "counter"];
+const DELETED = Object.freeze({ deleted: true });
+const ABSENT = Symbol("absent");
+const RETRY_CODES = new Set(["rate_limited", "unavailable"]);
+
+/** The kind a root node id names ("text:body" -> "text"); null for nested "#r.s" ids. */
+export function kindOfNodeId(node) {
+  if (node.startsWith("#")) return null;
+  const i = node.indexOf(":");
+  if (i < 0 || i === node.length - 1) return null;
+  const kind = node.slice(0, i);
+  return KINDS.includes(kind) ? kind : null;
+}
+
+export function emptyValue(kind) {
+  switch (kind) {
+    case "text":
+      return "";
+    case "list":
+      return [];
+    case "map":
+      return {};
+    case "counter":
+      return 0;
+    default:
+      return null;
+  }
+}
+
+/** Structural equality of JSON values. */
+export function equal(a, b) {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    if (a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!equal(a[i], b[i])) return false;
+    return true;
+  }
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (!Object.hasOwn(b, k) || !equal(a[k], b[k])) return false;
+  return true;
+}
+
+function copy(value) {
+  if (Array.isArray(value)) return value.slice();
+  if (value !== null && typeof value === "object") return { ...value };
+  return value;
+}
+
+function slotKey(kind, node, key = null) {
+  return `${kind}\u0000${node}\u0000${key === null ? "" : "=" + key}`;
+}
+
+function kindOfValue(value) {
+  if (typeof value === "string") return "text";
+  if (Array.isArray(value)) return "list";
+  if (value !== null && typeof value === "object") return "map";
+  return null;
+}
+
+/** One document of a thin client. Inputs: local* (user edits), onJoined/onRemote/onAck/onError
+ *  (server messages), onDisconnect. Outputs: takeBatch (the edit to send, if any), joinMessage
+ *  (when rejoinNeeded), and the changes each on* returns: wire ops in local coordinates. */
+export class ThinDocState {
+  constructor(doc, clientId, { editIdPrefix = null, historyVersions = 1000, maxBatchOps = 1000 } = {}) {
+    this.doc = doc;
+    this.clientId = clientId;
+    /** The last server version applied (null before the first join). */
+    this.version = null;
+    this.server = new Map();
+    this.local = new Map();
+    this.kinds = new Map();
+    this.roots = {};
+    this.rights = [];
+    /** {editId, ops: Map(slotKey -> {kind, node, key, payload}), sent} */
+    this.inflight = null;
+    this.pending = new Map();
+    this.joined = false;
+    this.rejoinNeeded = false;
+    this.maxBatchOps = maxBatchOps;
+    this._wantSnapshot = false;
+    this._prefix = editIdPrefix || randomHex(6);
+    this._edits = 0;
+    this._history = [];
+    this._historyMax = Math.max(1, historyVersions);
+    this._historyFrom = 0;
+  }
+
+  // ----------------------------------------------------------------------- reading
+
+  /** No local edit is waiting for an acknowledgement. */
+  get synced() {
+    return this.inflight === null && this.pending.size === 0;
+  }
+
+  kind(node) {
+    return this.kinds.get(node) || kindOfNodeId(node);
+  }
+
+  /** The local value of `node` (a copy for lists and maps). */
+  value(node, kind = null) {
+    const known = this.kind(node) || kind;
+    if (!this.local.has(node)) return known ? emptyValue(known) : null;
+    return copy(this.local.get(node));
+  }
+
+  // ------------------------------------------------------------------- local edits
+
+  _claim(node, want) {
+    let kind = this.kind(node);
+    if (!kind) {
+      if (want instanceof Set) throw new ot.InvalidOperation(`unknown node ${node}`);
+      kind = want;
+    }
+    if (want instanceof Set ? !want.has(kind) : kind !== want) {
+      throw new ot.InvalidOperation(`${node} is a ${kind}`);
+    }
+    if (!this.kinds.has(node)) this.kinds.set(node, kind);
+    return kind;
+  }
+
+  /** Apply an index op (code points) to a text or list node now and queue it. */
+  localEdit(node, op) {
+    const kind = this._claim(node, SEQ_KINDS);
+    op = ot.normalize(op);
+    if (!op.length) return;
+    this.local.set(node, ot.apply(this.local.has(node) ? this.local.get(node) : emptyValue(kind), op));
+    const k = slotKey("seq", node);
+    const queued = this.pending.get(k);
+    const composed = queued ? ot.compose(queued.payload, op) : op;
+    if (composed.length) this.pending.set(k, { kind: "seq", node, key: null, payload: composed });
+    else this.pending.delete(k);
+  }
+
+  /** Write a map key (`key`) or a register (`key` null). */
+  localSet(node, key, value) {
+    this._claim(node, key === null ? "register" : "map");
+    this.pending.set(slotKey("set", node, key), { kind: "set", node, key, payload: value });
+    return this._refreshKey(node, key);
+  }
+
+  localDelete(node, key) {
+    this._claim(node, "map");
+    this.pending.set(slotKey("set", node, key), { kind: "set", node, key, payload: DELETED });
+    return this._refreshKey(node, key);
+  }
+
+  localAdd(node, amount) {
+    this._claim(node, "counter");
+    if (!Number.isInteger(amount)) throw new ot.InvalidOperation("counter amounts are integers");
+    if (!amount) return;
+    const k = slotKey("add", node);
+    const total = (this.pending.get(k)?.payload || 0) + amount;
+    if (total) this.pending.set(k, { kind: "add", node, key: null, payload: total });
+    else this.pending.delete(k);
+    this.local.set(node, (this.local.get(node) || 0) + amount);
+  }
+
+  // ------------------------------------------------------------------------ sending
+
+  /** The join message to send now (first join, after a reconnect, or when rejoinNeeded). */
+  joinMessage({ create = false } = {}) {
+    const version = this._wantSnapshot ? null : this.version;
+    this.joined = false;
+    this.rejoinNeeded = false;
+    if (this.inflight) this.inflight.sent = false;
+    const msg = { type: "join", doc: this.doc, mode: "thin" };
+    if (version !== null) msg.version = version;
+    if (create) msg.create = true;
+    return msg;
+  }
+
+  /** The edit to send now, or null (nothing queued, not joined, or a batch in flight). The
+   *  in-flight batch is returned again (same edit_id) after a rejoin or a retry. */
+  takeBatch() {
+    if (!this.joined || this.version === null) return null;
+    let batch = this.inflight;
+    if (!batch) {
+      if (!this.pending.size) return null;
+      const ops = new Map();
+      for (const [k, slot] of this.pending) {
+        if (ops.size >= this.maxBatchOps) break;
+        ops.set(k, slot);
+      }
+      for (const k of ops.keys()) this.pending.delete(k);
+      this._edits++;
+      batch = this.inflight = { editId: `${this._prefix}-${this._edits}`, ops, sent: false };
+    } else if (batch.sent) return null;
+    batch.sent = true;
+    return {
+      type: "edit",
+      doc: this.doc,
+      edit_id: batch.editId,
+      version: this.version,
+      ops: [...batch.ops.values()].map(wireOp),
+    };
+  }
+
+  // ---------------------------------------------------------------------- receiving
+
+  onJoined(msg) {
+    this.joined = true;
+    this.rejoinNeeded = false;
+    this._wantSnapshot = false;
+    this.rights = (msg.rights || []).slice();
+    if (msg.roots) this.roots = { ...msg.roots };
+    if (this.inflight) this.inflight.sent = false;
+    if (msg.snapshot === undefined || msg.snapshot === null) {
+      if (this.version === null) {
+        this.version = msg.version;
+        this._historyFrom = msg.version;
+      } else if (msg.version !== this.version) {
+        this.requestRejoin({ snapshot: true });
+      }
+      return [];
+    }
+    return this._loadSnapshot(msg.version, msg.snapshot);
+  }
+
+  onRemote(msg) {
+    if (this.version === null || msg.version <= this.version) return [];
+    if (msg.version !== this.version + 1) {
+      this.requestRejoin();
+      return [];
+    }
+    const batch = this.inflight;
+    if (batch && msg.client_id === this.clientId && msg.edit_id === batch.editId) {
+      return this._ownRemote(msg);
+    }
+    const changes = [];
+    const seqOps = [];
+    try {
+      for (const op of msg.ops) {
+        const seq = this._applyServer(op);
+        if (seq) seqOps.push(seq);
+        const change = this._rebaseRemote(op);
+        if (change) changes.push(change);
+      }
+    } catch (err) {
+      if (!(err instanceof ot.InvalidOperation)) throw err;
+      this.requestRejoin({ snapshot: true });
+      return changes;
+    }
+    this._advance(msg.version, seqOps);
+    return changes;
+  }
+
+  onAck(msg) {
+    const batch = this.inflight;
+    if (!batch || msg.edit_id !== batch.editId || this.version === null) return [];
+    if (msg.version > this.version + 1) {
+      this.requestRejoin();
+      return [];
+    }
+    if (msg.version <= this.version) return this._dropInflight();
+    const created = (msg.created || [])[Symbol.iterator]();
+    const seqOps = [];
+    for (const { kind, node, key, payload } of batch.ops.values()) {
+      if (kind === "seq") {
+        this.server.set(node, ot.apply(this._serverValue(node), payload));
+        seqOps.push([node, payload]);
+      } else if (kind === "add") {
+        this.server.set(node, this._serverValue(node) + payload);
+      } else {
+        let value = payload;
+        if (value && typeof value === "object" && !Array.isArray(value) && "$new" in value) {
+          const next = created.next();
+          if (!next.done) {
+            value = { $node: next.value };
+            this._newNode(next.value, KINDS.includes(payload.$new) ? payload.$new : null);
+          }
+        }
+        this._serverSet(node, key, value);
+      }
+    }
+    this.inflight = null;
+    const changes = this._refreshSlots(batch);
+    this._advance(msg.version, seqOps);
+    return changes;
+  }
+
+  /** What an error means: {action: "ignore"|"retry"|"rejoin"|"rejected", changes}. */
+  onError(msg) {
+    const batch = this.inflight;
+    const code = msg.code;
+    if (batch && msg.edit_id === batch.editId) {
+      if (RETRY_CODES.has(code)) {
+        batch.sent = false;
+        return { action: "retry", changes: [] };
+      }
+      if (code === "stale_version" || code === "not_joined") {
+        this.requestRejoin();
+        return { action: "rejoin", changes: [] };
+      }
+      if (code === "future_version") {
+        this.requestRejoin({ snapshot: true });
+        return { action: "rejoin", changes: [] };
+      }
+      const changes = this._dropInflight();
+      if (code === "internal") this.requestRejoin({ snapshot: true });
+      return { action: "rejected", changes };
+    }
+    if (!msg.edit_id && (code === "stale_version" || code === "future_version")) {
+      this.requestRejoin({ snapshot: true });
+      return { action: "rejoin", changes: [] };
+    }
+    if (!msg.edit_id && code === "not_joined") {
+      this.requestRejoin();
+      return { action: "rejoin", changes: [] };
+    }
+    return { action: "ignore", changes: [] };
+  }
+
+  onResync() {
+    this.requestRejoin();
+  }
+
+  onDisconnect() {
+    this.joined = false;
+    if (this.inflight) this.inflight.sent = false;
+  }
+
+  requestRejoin({ snapshot = false } = {}) {
+    this.rejoinNeeded = true;
+    this.joined = false;
+    if (snapshot) this._wantSnapshot = true;
+    if (this.inflight) this.inflight.sent = false;
+  }
+
+  // ------------------------------------------------------------------------ cursors
+
+  /** A remote cursor {node, anchor, head, version} in local coordinates: [anchor, head] or
+   *  null. Positions from versions not reached yet, or older than the kept history, are
+   *  clamped rather than transformed. */
+  cursorToLocal(cursor) {
+    const node = cursor.node;
+    if (!SEQ_KINDS.has(this.kind(node)) || this.version === null) return null;
+    let { anchor, head } = cursor;
+    const version = cursor.version ?? this.version;
+    if (this._historyStart() <= version && version <= this.version) {
+      for (const [v, entries] of this._history) {
+        if (v <= version) continue;
+        for (const [n, logged] of entries) {
+          if (n === node) {
+            anchor = ot.transformPosition(anchor, logged);
+            head = ot.transformPosition(head, logged);
+          }
+        }
+      }
+      const k = slotKey("seq", node);
+      for (const ops of [this.inflight ? this.inflight.ops : null, this.pending]) {
+        const mine = ops && ops.get(k);
+        if (mine) {
+          anchor = ot.transformPosition(anchor, mine.payload);
+          head = ot.transformPosition(head, mine.payload);
+        }
+      }
+    }
+    const value = this.local.get(node);
+    const length = value === undefined ? 0 : typeof value === "string" ? ot.cpLength(value) : value.length;
+    return [Math.min(anchor, length), Math.min(head, length)];
+  }
+
+  /** A local selection as the server understands it: {node, anchor, head, version}. */
+  cursorToServer(node, anchor, head) {
+    if (!SEQ_KINDS.has(this.kind(node))) throw new ot.InvalidOperation(`cursors live in text and list nodes, not ${node}`);
+    const k = slotKey("seq", node);
+    for (const slot of [this.pending.get(k), this.inflight ? this.inflight.ops.get(k) : null]) {
+      if (slot) {
+        anchor = ot.positionBefore(anchor, slot.payload);
+        head = ot.positionBefore(head, slot.payload);
+      }
+    }
+    return { node, anchor, head, version: this.version };
+  }
+
+  /** Throw when the local view is not server · inflight · pending (for tests). */
+  checkInvariants() {
+    const batches = this.inflight ? [this.inflight.ops, this.pending] : [this.pending];
+    const nodes = new Set([...this.local.keys(), ...this.server.keys()]);
+    for (const ops of batches) for (const s of ops.values()) nodes.add(s.node);
+    for (const node of nodes) {
+      const kind = this.kind(node);
+      if (!kind) continue;
+      let expected;
+      if (SEQ_KINDS.has(kind)) {
+        expected = this._serverValue(node);
+        for (const ops of batches) {
+          const s = ops.get(slotKey("seq", node));
+          if (s) expected = ot.apply(expected, s.payload);
+        }
+      } else expected = this._computed(node, kind);
+      const local = this.local.has(node) ? this.local.get(node) : emptyValue(kind);
+      if (!equal(local, expected)) {
+        throw new Error(`${node}: local ${JSON.stringify(local)} != server·inflight·pending ${JSON.stringify(expected)}`);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------- internals
+
+  _historyStart() {
+    if (this._history.length === this._historyMax) return this._history[0][0] - 1;
+    return this._historyFrom;
+  }
+
+  _advance(version, seqOps) {
+    this.version = version;
+    this._history.push([version, seqOps]);
+    if (this._history.length > this._historyMax) this._history.shift();
+  }
+
+  _serverValue(node) {
+    if (this.server.has(node)) return this.server.get(node);
+    const kind = this.kind(node);
+    return kind ? emptyValue(kind) : null;
+  }
+
+  _inferKind(op) {
+    let kind = this.kind(op.node);
+    if (kind) return kind;
+    if (op.type === "seq") {
+      for (const c of op.edit) {
+        if (typeof c === "string") kind = "text";
+        else if (Array.isArray(c)) kind = "list";
+      }
+    } else if (op.type === "set") kind = op.key === undefined || op.key === null ? "register" : "map";
+    else if (op.type === "del") kind = "map";
+    else kind = "counter";
+    if (kind) this.kinds.set(op.node, kind);
+    return kind;
+  }
+
+  _newNode(node, kind) {
+    if (!kind) return;
+    if (!this.kinds.has(node)) this.kinds.set(node, kind);
+    if (!this.server.has(node)) this.server.set(node, emptyValue(kind));
+    if (!this.local.has(node)) this.local.set(node, emptyValue(kind));
+  }
+
+  _serverSet(node, key, value) {
+    if (key === null || key === undefined) {
+      this.server.set(node, value);
+      return;
+    }
+    const current = this.server.get(node);
+    const entries = current && typeof current === "object" && !Array.isArray(current) ? { ...current } : {};
+    if (value === DELETED) delete entries[key];
+    else entries[key] = value;
+    this.server.set(node, entries);
+  }
+
+  _applyServer(op) {
+    const kind = this._inferKind(op);
+    const node = op.node;
+    if (op.type === "seq") {
+      if (!kind) throw new ot.InvalidOperation(`an edit of ${node}, whose kind is unknown`);
+      const edit = ot.normalize(op.edit);
+      this.server.set(node, ot.apply(this._serverValue(node), edit));
+      return [node, edit];
+    }
+    if (op.type === "set") this._serverSet(node, op.key ?? null, op.value);
+    else if (op.type === "del") this._serverSet(node, op.key, DELETED);
+    else this.server.set(node, this._serverValue(node) + op.amount);
+    return null;
+  }
+
+  _rebaseRemote(op) {
+    const node = op.node;
+    if (op.type === "seq") {
+      let r = ot.normalize(op.edit);
+      const k = slotKey("seq", node);
+      const batch = this.inflight;
+      const i = batch && batch.ops.get(k);
+      if (i) {
+        const r2 = ot.transform(r, i.payload, "right");
+        i.payload = ot.transform(i.payload, r, "left");
+        r = r2;
+      }
+      const mine = this.pending.get(k);
+      if (mine) {
+        const r2 = ot.transform(r, mine.payload, "right");
+        mine.payload = ot.transform(mine.payload, r, "left");
+        r = r2;
+        if (!mine.payload.length) this.pending.delete(k);
+      }
+      if (!r.length) return null;
+      const kind = this.kind(node);
+      this.local.set(node, ot.apply(this.local.has(node) ? this.local.get(node) : emptyValue(kind), r));
+      return { type: "seq", node, edit: r };
+    }
+    if (op.type === "set" || op.type === "del") return this._refreshKey(node, op.key ?? null);
+    return this._refreshCounter(node);
+  }
+
+  _ownRemote(msg) {
+    const batch = this.inflight;
+    const seqOps = [];
+    try {
+      for (const op of msg.ops) {
+        const seq = this._applyServer(op);
+        if (seq) seqOps.push(seq);
+      }
+    } catch (err) {
+      if (!(err instanceof ot.InvalidOperation)) throw err;
+      this.requestRejoin({ snapshot: true });
+      return [];
+    }
+    this.inflight = null;
+    const changes = this._refreshSlots(batch);
+    this._advance(msg.version, seqOps);
+    return changes;
+  }
+
+  _refreshSlots(batch) {
+    const changes = [];
+    for (const { kind, node, key } of batch.ops.values()) {
+      let change = null;
+      if (kind === "set") change = this._refreshKey(node, key);
+      else if (kind === "add") change = this._refreshCounter(node);
+      if (change) changes.push(change);
+    }
+    return changes;
+  }
+
+  _dropInflight() {
+    const batch = this.inflight;
+    if (!batch) return [];
+    this.inflight = null;
+    const changes = [];
+    for (const [k, { kind, node, payload }] of batch.ops) {
+      if (kind !== "seq") continue;
+      let undo = ot.invert(payload, this._serverValue(node));
+      const mine = this.pending.get(k);
+      if (mine) {
+        const u2 = ot.transform(undo, mine.payload, "right");
+        mine.payload = ot.transform(mine.payload, undo, "left");
+        undo = u2;
+        if (!mine.payload.length) this.pending.delete(k);
+      }
+      if (undo.length) {
+        this.local.set(node, ot.apply(this.local.get(node), undo));
+        changes.push({ type: "seq", node, edit: undo });
+      }
+    }
+    changes.push(...this._refreshSlots(batch));
+    return changes;
+  }
+
+  _effective(node, key) {
+    const k = slotKey("set", node, key);
+    let value;
+    if (this.pending.has(k)) value = this.pending.get(k).payload;
+    else if (this.inflight && this.inflight.ops.has(k)) value = this.inflight.ops.get(k).payload;
+    else if (key === null) return this.server.has(node) ? this.server.get(node) : null;
+    else {
+      const entries = this.server.get(node);
+      return entries && typeof entries === "object" && Object.hasOwn(entries, key) ? entries[key] : ABSENT;
+    }
+    return value === DELETED ? ABSENT : value;
+  }
+
+  _refreshKey(node, key) {
+    const value = this._effective(node, key);
+    if (key === null) {
+      if (this.local.has(node) && equal(this.local.get(node), value)) return null;
+      this.local.set(node, value);
+      return { type: "set", node, value };
+    }
+    const current = this.local.get(node);
+    let entries = current && typeof current === "object" && !Array.isArray(current) ? current : {};
+    const old = Object.hasOwn(entries, key) ? entries[key] : ABSENT;
+    if (old !== ABSENT && value !== ABSENT && equal(old, value)) return null;
+    if (old === ABSENT && value === ABSENT) {
+      if (!this.local.has(node)) this.local.set(node, entries);
+      return null;
+    }
+    entries = { ...entries };
+    if (value === ABSENT) {
+      delete entries[key];
+      this.local.set(node, entries);
+      return { type: "del", node, key };
+    }
+    entries[key] = value;
+    this.local.set(node, entries);
+    return { type: "set", node, key, value };
+  }
+
+  _counter(node) {
+    let total = Number(this._serverValue(node) || 0);
+    const k = slotKey("add", node);
+    if (this.inflight && this.inflight.ops.has(k)) total += this.inflight.ops.get(k).payload;
+    if (this.pending.has(k)) total += this.pending.get(k).payload;
+    return total;
+  }
+
+  _refreshCounter(node) {
+    const value = this._counter(node);
+    const old = this.local.get(node) || 0;
+    this.local.set(node, value);
+    return value !== old ? { type: "add", node, amount: value - old } : null;
+  }
+
+  _computed(node, kind) {
+    if (kind === "counter") return this._counter(node);
+    if (kind === "register") {
+      const v = this._effective(node, null);
+      return v === ABSENT ? null : v;
+    }
+    const server = this.server.get(node);
+    const entries = server && typeof server === "object" && !Array.isArray(server) ? { ...server } : {};
+    for (const ops of [this.inflight ? this.inflight.ops : new Map(), this.pending]) {
+      for (const s of ops.values()) {
+        if (s.kind === "set" && s.node === node && s.key !== null) {
+          if (s.payload === DELETED) delete entries[s.key];
+          else entries[s.key] = s.payload;
+        }
+      }
+    }
+    return entries;
+  }
+
+  _loadSnapshot(version, snapshot) {
+    const theirs = new Map();
+    for (const [node, entry] of Object.entries(snapshot)) {
+      let kind;
+      let value;
+      if (entry && typeof entry === "object" && "kind" in entry && "value" in entry) {
+        kind = KINDS.includes(entry.kind) ? entry.kind : null;
+        value = entry.value;
+      } else {
+        kind = null;
+        value = entry;
+      }
+      if (!kind) kind = this.kind(node) || kindOfValue(value);
+      if (!kind) continue;
+      this.kinds.set(node, kind);
+      theirs.set(node, value);
+    }
+    const nodes = new Set([...theirs.keys(), ...this.server.keys(), ...this.local.keys()]);
+    for (const ops of this.inflight ? [this.inflight.ops, this.pending] : [this.pending]) {
+      for (const s of ops.values()) nodes.add(s.node);
+    }
+    const sorted = [...nodes].sort();
+    const changes = [];
+    for (const node of sorted) {
+      const kind = this.kind(node);
+      if (!SEQ_KINDS.has(kind)) continue;
+      let base = this._serverValue(node);
+      const next = theirs.has(node) ? theirs.get(node) : emptyValue(kind);
+      if (typeof base !== typeof next || Array.isArray(base) !== Array.isArray(next)) base = emptyValue(kind);
+      this.server.set(node, base);
+      const rebased = this._rebaseRemote({ type: "seq", node, edit: ot.diff(base, next) });
+      if (rebased) changes.push(rebased);
+    }
+    const oldLocal = this.local;
+    this.server = new Map(theirs);
+    for (const node of sorted) {
+      const kind = this.kind(node);
+      if (!kind) continue;
+      if (SEQ_KINDS.has(kind)) {
+        if (!this.server.has(node)) this.server.set(node, emptyValue(kind));
+        continue;
+      }
+      const value = this._computed(node, kind);
+      const old = oldLocal.has(node) ? oldLocal.get(node) : emptyValue(kind);
+      this.local.set(node, value);
+      changes.push(...valueChanges(node, kind, old, value));
+    }
+    this.version = version;
+    this._history = [];
+    this._historyFrom = version;
+    return changes;
+  }
+}
+
+function valueChanges(node, kind, old, next) {
+  if (equal(old, next)) return [];
+  if (kind === "counter") return [{ type: "add", node, amount: (next || 0) - (old || 0) }];
+  if (kind === "register") return [{ type: "set", node, value: next }];
+  const a = old && typeof old === "object" ? old : {};
+  const b = next && typeof next === "object" ? next : {};
+  const out = [];
+  for (const [key, value] of Object.entries(b)) {
+    if (!Object.hasOwn(a, key) || !equal(a[key], value)) out.push({ type: "set", node, key, value });
+  }
+  for (const key of Object.keys(a)) if (!Object.hasOwn(b, key)) out.push({ type: "del", node, key });
+  return out;
+}
+
+function wireOp({ kind, node, key, payload }) {
+  if (kind === "seq") return { type: "seq", node, edit: payload.slice() };
+  if (kind === "add") return { type: "add", node, amount: payload };
+  if (payload === DELETED) return { type: "del", node, key };
+  const op = { type: "set", node, value: payload };
+  if (key !== null) op.key = key;
+  return op;
+}
+
+export function randomHex(bytes) {
+  const buf = new Uint8Array(bytes);
+  globalThis.crypto.getRandomValues(buf);
+  return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
+}
