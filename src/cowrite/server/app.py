@@ -44,6 +44,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from cowrite.adapters.bus import Bus, LocalBus
 from cowrite.adapters.store import MemoryStore, SQLiteStore, Store
 from cowrite.server.config import Settings
 from cowrite.server.connection import CLOSE_GOING_AWAY, Connection
@@ -62,13 +63,15 @@ class Cowrite:
             store = MemoryStore() if settings.data == ":memory:" else SQLiteStore(settings.data)
         self.store = store
         self.metrics = Metrics()
-        self.hub = Hub(store, settings, self.metrics)
+        self.bus: Bus = LocalBus()
+        self.hub = Hub(store, settings, self.metrics, bus=self.bus)
         self.connections: set[Connection] = set()
         self.ready = False
         self.shutting_down = False
 
     async def startup(self) -> None:
         await self.store.open()
+        await self.bus.open()
         self.hub.start()
         self.ready = True
         if self.settings.secret and len(self.settings.secret.encode()) < 32:
@@ -97,6 +100,7 @@ class Cowrite:
             await self.announce_shutdown()
         await self.hub.close()
         await self.store.close()
+        await self.bus.close()
 
 
 def web_routes() -> list[Mount]:

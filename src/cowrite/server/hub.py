@@ -13,12 +13,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import struct
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cowrite import protocol as p
+from cowrite.adapters.bus import Bus, BusClosed
 from cowrite.adapters.store import (
     ChatMessage,
     DocumentExists,
@@ -89,8 +91,10 @@ class Hub:
         settings: Settings,
         metrics: Metrics,
         now_ms: Callable[[], int] = wall_ms,
+        bus: Bus | None = None,
     ) -> None:
         self.store = store
+        self.bus = bus
         self.settings = settings
         self.metrics = metrics
         self.now_ms = now_ms
@@ -278,6 +282,7 @@ class Hub:
             try:
                 writes = [j.outcome for j in batch if j.outcome.persist is not None]
                 failed = await self._persist(doc_id, lr, writes)
+                await self._publish(doc_id, [o for o in writes if id(o) not in failed])
                 for job in batch:
                     try:
                         error = failed.get(id(job.outcome)) if failed else None
@@ -295,6 +300,19 @@ class Hub:
                     queue.task_done()
             if lr.since_snapshot >= self.settings.snapshot_every and queue.empty():
                 await self._snapshot(doc_id, lr)
+
+    async def _publish(self, doc_id: str, outcomes: list[Outcome]) -> None:
+        """Tell other instances about durable updates (best effort: they catch up from the
+        Store if a message is lost). Message: instance id, version (8 bytes each), update."""
+        if self.bus is None or not outcomes:
+            return
+        for o in outcomes:
+            message = struct.pack(">QQ", self.replica, o.version) + (o.persist or b"")
+            try:
+                await self.bus.publish(f"doc:{doc_id}", message)
+            except BusClosed:
+                log.warning("bus unavailable: other instances will catch up from the store")
+                return
 
     async def _persist(
         self, doc_id: str, lr: LoadedRoom, outcomes: list[Outcome]
