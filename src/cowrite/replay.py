@@ -132,16 +132,21 @@ def _replay_concurrent(trace: dict[str, Any]) -> tuple[Document, int]:
                 want = tuple(map(max, want, versions[p]))
             # bring the agent's replica to exactly the parents' version, merging the missing
             # transactions in the order they were made (causal order: nothing has to wait)
+            counts = doc.seen_counts()
             missing: list[tuple[int, list[Op]]] = []
+            sources = 0
             for other in range(agents):
-                have = doc.next_seq(other + 1)
+                have = counts[other + 1]
                 if have < want[other]:
                     first = bisect_right(ends[other], have)
                     last = bisect_right(ends[other], want[other])
                     missing.extend(deltas[other][first:last])
-            missing.sort(key=lambda d: d[0])
-            for _, delta in missing:
-                doc.apply_ops(delta, changes=False)
+                    sources += 1
+            if missing:
+                if sources > 1:
+                    missing.sort(key=lambda d: d[0])
+                ops = missing[0][1] if len(missing) == 1 else [op for _, d in missing for op in d]
+                doc.apply_ops(ops, changes=False)
             if doc.pending_ops:
                 raise AssertionError("a transaction's parents were not all delivered")
         before = doc.local_seq

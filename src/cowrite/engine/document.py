@@ -308,7 +308,9 @@ class Document:
         return (start << CLIENT_BITS) | me
 
     def _record_version(self, client: int, end: int) -> None:
-        now = self._now()
+        now = self.now_ms()
+        if type(now) is not int:
+            now = self._now()
         vc = self.vlog_client
         if vc and vc[-1] == client and now - self.vlog_time[-1] < self.version_window_ms:
             self.vlog_end[-1] = end
@@ -451,7 +453,8 @@ class Document:
         type, or too many ops waiting.
         """
         new = list(ops)
-        self._prevalidate(new)
+        if len(new) != 1 or type(new[0]) is not InsertOp or type(new[0].content) is not str:
+            self._prevalidate(new)  # (a lone text insert cannot be half-applied: checked below)
         out: builtins.list[Change] = []
         sink = out if changes else None
         nxt = self._next

@@ -365,10 +365,10 @@ class Sequence:
             raise InvalidOperation("an insert's origin is an element of another node")
         if left is not None and off < len(left.content) - 1:
             self._split(left, off + 1)
-        if right_item is not None:
-            right_item, roff = index.find(right)  # the left split may have split it too
-            if roff > 0:
-                right_item = self._split(right_item, roff)
+            if right_item is not None:
+                right_item, roff = index.find(right)  # that split may have split it too
+        if right_item is not None and roff > 0:
+            right_item = self._split(right_item, roff)
         # the first candidate after the left origin
         if left is None:
             leaf: Leaf | None = self.first
