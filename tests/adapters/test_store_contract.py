@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ from cowrite.adapters.store import (
     Store,
     StoreError,
 )
+from cowrite.adapters.store.postgres import PostgresStore
+
+sys.path.insert(0, str(Path(__file__).parent))  # services.py, next to this file
+import services
 
 T0 = 1_700_000_000_000
 
@@ -27,14 +32,17 @@ T0 = 1_700_000_000_000
 @dataclass
 class Backend:
     name: str
-    make: Callable[[], Store]  # memory: the same instance again; sqlite: a new one on the same file
+    make: Callable[[], Store]  # memory: the same instance again; others: a new one on the same data
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "memory":
         shared = MemoryStore()
         return Backend("memory", lambda: shared)
+    if request.param == "postgres":  # one database on the run-wide server, emptied per test
+        dsn = services.postgres_emptied_database("store_contract")
+        return Backend("postgres", lambda: PostgresStore(dsn))
     path = tmp_path / "cowrite.db"
     return Backend("sqlite", lambda: SQLiteStore(path))
 

@@ -45,7 +45,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from cowrite.adapters.bus import Bus, LocalBus
-from cowrite.adapters.store import MemoryStore, SQLiteStore, Store
+from cowrite.adapters.store import Store, open_store
 from cowrite.server.config import Settings
 from cowrite.server.connection import CLOSE_GOING_AWAY, Connection
 from cowrite.server.hub import Hub
@@ -60,7 +60,7 @@ class Cowrite:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         if store is None:
-            store = MemoryStore() if settings.data == ":memory:" else SQLiteStore(settings.data)
+            store = open_store(settings.database or settings.data)
         self.store = store
         self.metrics = Metrics()
         self.bus: Bus = LocalBus()

@@ -13,6 +13,8 @@ class Settings:
     port: int = 8000
     data: str = "./cowrite.db"
     """SQLite file, or ``:memory:`` for the in-memory store (nothing survives a restart)."""
+    database: str | None = None
+    """``postgresql://…``: shared storage for several instances (overrides ``data``)."""
     secret: str | None = None
     """HMAC secret for access tokens; None: no auth, everyone may edit (local default)."""
     max_message_bytes: int = 1_000_000

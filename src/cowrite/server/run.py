@@ -56,10 +56,11 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     data: str | None = None,
+    database: str | None = None,
     secret: str | None = None,
     log_level: str = "info",
 ) -> int:
-    settings = Settings.from_env(host=host, port=port, data=data, secret=secret)
+    settings = Settings.from_env(host=host, port=port, data=data, database=database, secret=secret)
     configure_logging(log_level, settings.log_json)
     app = create_app(settings)
     config = uvicorn.Config(

@@ -4,6 +4,8 @@
   everything on exit.
 * `SQLiteStore` — the default embedded store: WAL, fsync on commit, one writer thread with group
   commit.
+* `PostgresStore` — shared storage for several server instances (``postgres.py``; imported
+  lazily by ``open_store`` so that the embedded default does not need asyncpg at import time).
 
 Every implementation passes the same contract suite (``tests/adapters/test_store_contract.py``).
 """
@@ -27,6 +29,19 @@ from cowrite.adapters.store.base import (
 from cowrite.adapters.store.memory import MemoryStore
 from cowrite.adapters.store.sqlite import SQLiteStore
 
+
+def open_store(url: str) -> Store:
+    """The Store for a ``--database``/``--data`` value: ``postgresql://…`` or ``postgres://…``,
+    ``:memory:``, or a SQLite file path."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from cowrite.adapters.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    if url == ":memory:":
+        return MemoryStore()
+    return SQLiteStore(url)
+
+
 __all__ = [
     "MAX_DOC_ID_CHARS",
     "MAX_EDIT_KEY_PART_CHARS",
@@ -37,6 +52,7 @@ __all__ = [
     "EditKey",
     "Forbidden",
     "MemoryStore",
+    "open_store",
     "NotFound",
     "SQLiteStore",
     "Store",
