@@ -339,7 +339,11 @@ def render_section(
         "bound). Maximum over the runs. Includes Rust and C allocations. Before the baseline "
         "is read, `gc.collect()` and glibc `malloc_trim(0)` hand memory freed after loading "
         "the trace back to the OS; pages pymalloc still holds can be reused without showing "
-        "up, so small deltas under-count. This is the comparable column for `pycrdt`.",
+        "up, so small deltas under-count. This is the comparable column for `pycrdt`. For "
+        "`cowrite` the window also covers encoding the final full-history document and "
+        "loading it back into a fresh replica (the round-trip check, done after the timer): "
+        "on automerge-paper that is a transient ~40 MB, while the replay alone adds ~8 MB "
+        "(`VmRSS` before and after, measured separately).",
         "- **Encoded size.** `str`: UTF-8 length of the final text (no history). `pycrdt`: "
         "`len(doc.get_update())`, the full-history Yjs v1 update. `cowrite`: "
         "`ReplayReport.encoded_bytes`.",
