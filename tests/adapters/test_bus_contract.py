@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from cowrite.adapters.bus import Bus, BusClosed, LocalBus
+from cowrite.adapters.bus.redis import RedisBus
+
+sys.path.insert(0, str(Path(__file__).parent))  # services.py, next to this file
+from services import shared_redis
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "redis"])
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
-    impl: Bus = LocalBus(capacity=100)
+    impl: Bus
+    if request.param == "redis":  # one server for the run; each test its own channel prefix
+        impl = RedisBus(shared_redis().url, prefix=f"test:{uuid.uuid4().hex}:", capacity=100)
+    else:
+        impl = LocalBus(capacity=100)
     await impl.open()
     yield impl
     await impl.close()
