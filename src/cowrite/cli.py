@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     serve.add_argument("--data", help="SQLite file (default ./cowrite.db) or :memory:")
     serve.add_argument("--database", help="postgresql://... (shared by several instances)")
+    serve.add_argument("--redis", help="redis://... (the bus between instances)")
     serve.add_argument("--secret", help="HMAC secret for access tokens (default: no auth)")
     serve.add_argument("--log-level", default="info")
     bench = sub.add_parser(
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve(
             database=args.database,
+            redis=args.redis,
             host=args.host,
             port=args.port,
             data=args.data,

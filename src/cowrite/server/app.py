@@ -44,7 +44,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from cowrite.adapters.bus import Bus, LocalBus
+from cowrite.adapters.bus import Bus, open_bus
 from cowrite.adapters.store import Store, open_store
 from cowrite.server.config import Settings
 from cowrite.server.connection import CLOSE_GOING_AWAY, Connection
@@ -63,7 +63,7 @@ class Cowrite:
             store = open_store(settings.database or settings.data)
         self.store = store
         self.metrics = Metrics()
-        self.bus: Bus = LocalBus()
+        self.bus: Bus = open_bus(settings.redis)
         self.hub = Hub(store, settings, self.metrics, bus=self.bus)
         self.connections: set[Connection] = set()
         self.ready = False

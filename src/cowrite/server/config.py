@@ -15,6 +15,8 @@ class Settings:
     """SQLite file, or ``:memory:`` for the in-memory store (nothing survives a restart)."""
     database: str | None = None
     """``postgresql://…``: shared storage for several instances (overrides ``data``)."""
+    redis: str | None = None
+    """``redis://…``: the bus between instances (default: in-process)."""
     secret: str | None = None
     """HMAC secret for access tokens; None: no auth, everyone may edit (local default)."""
     max_message_bytes: int = 1_000_000

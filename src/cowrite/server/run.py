@@ -57,10 +57,13 @@ def serve(
     port: int | None = None,
     data: str | None = None,
     database: str | None = None,
+    redis: str | None = None,
     secret: str | None = None,
     log_level: str = "info",
 ) -> int:
-    settings = Settings.from_env(host=host, port=port, data=data, database=database, secret=secret)
+    settings = Settings.from_env(
+        host=host, port=port, data=data, database=database, redis=redis, secret=secret
+    )
     configure_logging(log_level, settings.log_json)
     app = create_app(settings)
     config = uvicorn.Config(
