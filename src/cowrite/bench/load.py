@@ -540,9 +540,9 @@ async def run_worker(spec: WorkerSpec, factory: ClientFactory) -> None:
         pass
     result = _result(spec, rec, clients, lags, failures, drained)
     result["skipped"] = skipped
+    emit(result)  # before closing: the coordinator reads the server's memory on receipt
     for c in clients:
         await c.close()
-    emit(result)
 
 
 async def _type(

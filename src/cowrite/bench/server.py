@@ -613,8 +613,7 @@ async def run_one(server: ServerDef, scenario: Scenario, opts: Options) -> RunRe
         await _stop(srv)
         server_log.close()
         worker_log.close()
-        if opts.logdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)  # logs live there only without --logs
     return res
 
 
@@ -957,12 +956,14 @@ def render_section(
     if ratio_rows:
         out.append("### cowrite ÷ peer (below 1: cowrite is better)")
         out.append("")
-        out.extend(
-            _table(
-                ["scenario", "peer", "p99 edit→visible", "server CPU", "peak RSS / RSS per conn"],
-                ratio_rows,
+        head = ["scenario", "ratio", "p99 edit→visible", "server CPU", "peak RSS (c: per conn)"]
+        out.extend(_table(head, ratio_rows))
+        if any("†" in row[1] for row in ratio_rows):
+            out.append("")
+            out.append(
+                "† not like for like: one of the two runs did not carry the whole load (its "
+                "generator skipped keystrokes or was saturated, or edits were left undelivered)."
             )
-        )
         out.append("")
     if notes.strip():
         out.append(notes.strip())
@@ -1017,8 +1018,21 @@ def _ratio_rows(results: Sequence[RunResult]) -> list[list[str]]:
                     peer.visible_ms["p99"] if peer.visible_ms else None,
                 )
             cpu = _ratio(r.server_cpu_pct, peer.server_cpu_pct)
-            rows.append([r.scenario, f"{r.server} ÷ {peer.server}", vis, cpu, mem])
+            mark = " †" if not (_comparable(r) and _comparable(peer)) else ""
+            rows.append([r.scenario, f"{r.server} ÷ {peer.server}{mark}", vis, cpu, mem])
     return rows
+
+
+def _comparable(r: RunResult) -> bool:
+    """Did this run carry the whole load (so its latency and CPU can be compared)?"""
+    if r.scenario == "c":
+        return r.still_connected == r.clients
+    return (
+        r.converged is not False
+        and r.skipped == 0
+        and r.delivered == r.edits
+        and all(v < 90 for v in r.generator_cpu_pct)
+    )
 
 
 SCENARIO_ORDER = ("a10", "a50", "a200", "b", "c")
