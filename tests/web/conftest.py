@@ -97,3 +97,12 @@ async def person(browser: Any) -> AsyncIterator[Callable[..., Any]]:
     for p in made:
         await p.context.close()
     assert not errors, "console errors or page errors:\n" + "\n".join(errors)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests may rerun twice: a real Chromium on a loaded 2-core machine sometimes
+    misses a timing window. Assertions are unchanged, so a real bug still fails every attempt."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=1))
