@@ -42,6 +42,7 @@ from cowrite.engine.codec import (
 )
 from cowrite.engine.document import Document, MapState, root_id
 from cowrite.engine.errors import DecodeError, EngineError, InvalidOperation, ResyncNeeded
+from cowrite.engine.history import deleted_intervals
 from cowrite.engine.ids import (
     CLIENT_BITS,
     CLIENT_MASK,
@@ -75,7 +76,7 @@ def compact(doc: Document, upto: Mapping[int, int]) -> CompactionStats:
     base = vv_merge(doc.base, upto)
     limit = [base.get(doc.replica_of(c), 0) for c in range(len(doc._replicas))]
     # element intervals deleted by deletes in the base, per target client
-    starts, ends = _deleted_in(doc, limit)
+    starts, ends = deleted_intervals(doc, limit)
     collected = 0
     for state in list(doc._nodes.values()):
         if isinstance(state, Sequence):
@@ -115,33 +116,6 @@ def _is_current(doc: Document, op: Any) -> bool:
     state = doc.state_of(op.node)
     reg = state.entries.get(op.key or "") if isinstance(state, MapState) else state
     return isinstance(reg, LWWRegister) and reg.timestamp == op.ts
-
-
-def _deleted_in(
-    doc: Document, limit: list[int]
-) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-    spans: dict[int, list[tuple[int, int]]] = {}
-    for client, (seqs, _nodes, targets, lengths) in enumerate(doc._dels):
-        for k in range(bisect_right(seqs, limit[client] - 1)):
-            t = targets[k]
-            spans.setdefault(t & CLIENT_MASK, []).append(
-                (t >> CLIENT_BITS, (t >> CLIENT_BITS) + lengths[k])
-            )
-    starts: dict[int, list[int]] = {}
-    ends: dict[int, list[int]] = {}
-    for c, lst in spans.items():
-        lst.sort()
-        s_out: list[int] = []
-        e_out: list[int] = []
-        for s, e in lst:
-            if e_out and s <= e_out[-1]:
-                e_out[-1] = max(e_out[-1], e)
-            else:
-                s_out.append(s)
-                e_out.append(e)
-        starts[c] = s_out
-        ends[c] = e_out
-    return starts, ends
 
 
 def _collect(seq: Sequence, starts: dict[int, list[int]], ends: dict[int, list[int]]) -> int:

@@ -73,6 +73,35 @@ def _check_version(doc: Document, version: Mapping[int, int]) -> None:
         raise HistoryUnavailable("that version predates the compaction base")
 
 
+def deleted_intervals(
+    doc: Document, limit: list[int]
+) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """Elements deleted by deletes within ``limit`` (ops seen per client index), per target client
+    as merged, sorted ``[start, end)`` seq intervals: (starts, ends). Shared by history views and
+    compaction."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for client, (seqs, _nodes, targets, lengths) in enumerate(doc._dels):
+        for k in range(bisect_right(seqs, limit[client] - 1)):
+            t = targets[k]
+            s = t >> CLIENT_BITS
+            spans.setdefault(t & CLIENT_MASK, []).append((s, s + lengths[k]))
+    starts: dict[int, list[int]] = {}
+    ends: dict[int, list[int]] = {}
+    for c, lst in spans.items():
+        lst.sort()
+        s_out: list[int] = []
+        e_out: list[int] = []
+        for s, e in lst:
+            if e_out and s <= e_out[-1]:
+                e_out[-1] = max(e_out[-1], e)
+            else:
+                s_out.append(s)
+                e_out.append(e)
+        starts[c] = s_out
+        ends[c] = e_out
+    return starts, ends
+
+
 class _View:
     """Visibility of elements and values of nodes at one version."""
 
@@ -80,29 +109,7 @@ class _View:
         self.doc = doc
         self.limit = [version.get(doc.replica_of(c), 0) for c in range(len(doc._replicas))]
         self.limit[0] = 1 << 62  # named roots always exist
-        # deleted element intervals per client: sorted starts, ends (merged)
-        spans: dict[int, list[tuple[int, int]]] = {}
-        for client, (seqs, _nodes, targets, lengths) in enumerate(doc._dels):
-            cut = bisect_right(seqs, self.limit[client] - 1)
-            for k in range(cut):
-                t = targets[k]
-                c = t & CLIENT_MASK
-                s = t >> CLIENT_BITS
-                spans.setdefault(c, []).append((s, s + lengths[k]))
-        self.del_starts: dict[int, list[int]] = {}
-        self.del_ends: dict[int, list[int]] = {}
-        for c, lst in spans.items():
-            lst.sort()
-            starts: list[int] = []
-            ends: list[int] = []
-            for s, e in lst:
-                if ends and s <= ends[-1]:
-                    ends[-1] = max(ends[-1], e)
-                else:
-                    starts.append(s)
-                    ends.append(e)
-            self.del_starts[c] = starts
-            self.del_ends[c] = ends
+        self.del_starts, self.del_ends = deleted_intervals(doc, self.limit)
 
     def has(self, pid: int) -> bool:
         return (pid >> CLIENT_BITS) < self.limit[pid & CLIENT_MASK]
