@@ -44,14 +44,22 @@ class Settings:
             if raw is None:
                 continue
             default = getattr(cls, f.name)
-            if isinstance(default, bool):
-                values[f.name] = raw.lower() in {"1", "true", "yes", "on"}
-            elif isinstance(default, int):
-                values[f.name] = int(raw)
-            elif isinstance(default, float):
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = raw
+            try:
+                if isinstance(default, bool):
+                    if raw.lower() not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+                        raise ValueError(raw)
+                    values[f.name] = raw.lower() in {"1", "true", "yes", "on"}
+                elif isinstance(default, int):
+                    values[f.name] = int(raw)
+                elif isinstance(default, float):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError:
+                kind = type(default).__name__ if default is not None else "str"
+                raise ValueError(
+                    f"COWRITE_{f.name.upper()}={raw!r} is not a valid {kind}"
+                ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = replace(cls(), **values)
         settings.check()

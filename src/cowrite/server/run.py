@@ -61,9 +61,13 @@ def serve(
     secret: str | None = None,
     log_level: str = "info",
 ) -> int:
-    settings = Settings.from_env(
-        host=host, port=port, data=data, database=database, redis=redis, secret=secret
-    )
+    try:
+        settings = Settings.from_env(
+            host=host, port=port, data=data, database=database, redis=redis, secret=secret
+        )
+    except ValueError as exc:
+        print(f"cowrite serve: {exc}", file=sys.stderr)
+        return 2
     configure_logging(log_level, settings.log_json)
     app = create_app(settings)
     config = uvicorn.Config(

@@ -1,0 +1,49 @@
+"""Settings: environment variables and flags, and refusals with a clear reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from cowrite.server.config import Settings
+
+
+def test_environment_overrides_defaults_and_flags_override_environment() -> None:
+    env = {"COWRITE_PORT": "9001", "COWRITE_LOG_JSON": "false", "COWRITE_IDLE_AFTER_S": "2.5"}
+    settings = Settings.from_env(env)
+    assert (settings.port, settings.log_json, settings.idle_after_s) == (9001, False, 2.5)
+    assert Settings.from_env(env, port=9002).port == 9002
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"COWRITE_PORT": "eighty"}, "COWRITE_PORT='eighty' is not a valid int"),
+        ({"COWRITE_LOG_JSON": "maybe"}, "COWRITE_LOG_JSON='maybe' is not a valid bool"),
+        ({"COWRITE_PORT": "70000"}, "port 70000 out of range"),
+        ({"COWRITE_HEARTBEAT_TIMEOUT_S": "1"}, "heartbeat_timeout_s must exceed heartbeat_s"),
+        ({"COWRITE_OUTBOX_MESSAGES": "0"}, "outbox_messages must be positive"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_reason(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ValueError) as exc:
+        Settings.from_env(env)
+    assert fragment in str(exc.value)
+
+
+def test_serve_refuses_bad_settings_without_a_traceback() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COWRITE_PORT": "eighty"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cowrite.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "COWRITE_PORT='eighty' is not a valid int" in proc.stderr
+    assert "Traceback" not in proc.stderr
