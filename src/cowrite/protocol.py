@@ -24,6 +24,9 @@ NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 EditId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Version = Annotated[int, msgspec.Meta(ge=0)]
+Epoch = Annotated[str, msgspec.Meta(max_length=64)]
+"""Names a numbering of versions: a thin client's version means something only with the
+``epoch`` of the ``joined`` it came with (instances of a cluster number versions apart)."""
 Text = Annotated[str, msgspec.Meta(max_length=10_000)]
 Name = Annotated[str, msgspec.Meta(max_length=100)]
 Fields = Annotated[dict[str, Any], msgspec.Meta(max_length=32)]
@@ -135,6 +138,8 @@ class Join(Message, tag="join"):
     doc: DocId
     mode: Literal["thin", "replica"] = "thin"
     version: Version | None = None
+    epoch: Epoch = ""
+    """The ``epoch`` of the ``joined`` that ``version`` came with."""
     state: dict[str, int] | None = None
     create: bool = False
 
@@ -227,6 +232,8 @@ class Joined(Message, tag="joined"):
     mode: str
     version: Version
     rights: list[str]
+    epoch: Epoch = ""
+    """What numbers ``version``: a rejoin sends it back; another epoch's version gets a snapshot."""
     snapshot: dict[str, Any] | None = None
     roots: dict[str, str] | None = None
     delta: str | None = None
@@ -291,6 +298,14 @@ class Resync(Message, tag="resync"):
     reason: str
 
 
+class Saving(Message, tag="saving"):
+    """Storage state of ``doc``: ``pending`` while edits cannot be made durable (the store is
+    unavailable: nothing is acknowledged meanwhile), then ``pending: false`` once they are."""
+
+    doc: DocId
+    pending: bool
+
+
 class Ping(Message, tag="ping"):
     nonce: int = 0
 
@@ -313,6 +328,7 @@ ServerMessage = (
     | ChatPage
     | Error
     | Resync
+    | Saving
     | Ping
     | Reconnect
 )

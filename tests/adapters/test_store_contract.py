@@ -12,6 +12,7 @@ import pytest
 
 from cowrite.adapters.store import (
     ChatMessage,
+    Compacted,
     DocumentExists,
     EditKey,
     Forbidden,
@@ -223,6 +224,21 @@ async def test_load_returns_snapshot_and_later_updates(store: Store) -> None:
     assert loaded.snapshot_seq == 3
     assert loaded.updates == [(4, b"u4"), (5, b"u5")]
     assert loaded.last_seq == 5
+
+
+async def test_updates_since_returns_the_log_after_a_seq(store: Store) -> None:
+    await store.create_document("d", title="", now_ms=T0)
+    assert await store.updates_since("d", 0) == []
+    for i in range(1, 6):
+        await store.append_update("d", b"u%d" % i, now_ms=T0)
+    assert await store.updates_since("d", 3) == [(4, b"u4"), (5, b"u5")]
+    assert await store.updates_since("d", 5) == []
+    assert await store.save_snapshot("d", b"state@3", 3)
+    assert await store.updates_since("d", 3) == [(4, b"u4"), (5, b"u5")]
+    with pytest.raises(Compacted):
+        await store.updates_since("d", 2)  # seq 3 is only in the snapshot now
+    with pytest.raises(NotFound):
+        await store.updates_since("ghost", 0)
 
 
 async def test_save_snapshot_compacts_only_up_to_upto_seq(store: Store) -> None:

@@ -31,6 +31,8 @@ from typing import Any
 import uvicorn
 import websockets
 
+from cowrite.adapters.bus import Bus
+from cowrite.adapters.store import Store
 from cowrite.engine import ot
 from cowrite.engine.document import Document
 from cowrite.server.app import create_app
@@ -352,10 +354,13 @@ class ReplicaClient(Client):
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Any]:
+async def running(
+    settings: Settings, store: Store | None = None, bus: Bus | None = None
+) -> AsyncIterator[Any]:
     """A server with these settings on 127.0.0.1 (port 0), stopped at the end (like the
-    ``server`` fixture); yields an object with ``url``, ``ws_url`` and ``state``."""
-    app = create_app(settings)
+    ``server`` fixture); yields an object with ``url``, ``ws_url`` and ``state``. ``store`` and
+    ``bus``: see ``create_app``."""
+    app = create_app(settings, store, bus)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

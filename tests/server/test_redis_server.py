@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import struct
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from services import shared_redis
 from cowrite.adapters.bus.redis import RedisBus
 from cowrite.engine.document import Document
 from cowrite.rooms.room import unwrap_update
+from cowrite.server.cluster import UpdateNote, decode_note
 from cowrite.server.config import Settings
 
 
@@ -36,13 +36,15 @@ async def test_a_server_with_redis_publishes_its_durable_updates(tmp_path: Path)
             a.insert("text:body", 0, "via redis")
             await a.flush()
             await a.settle(1)
+            updates: list[UpdateNote] = []
             for _ in range(500):
-                if got:
+                updates = [n for n in map(decode_note, got) if isinstance(n, UpdateNote)]
+                if updates:
                     break
                 await asyncio.sleep(0.01)
-            instance, version = struct.unpack(">QQ", got[0][:16])
-            assert instance == server.state.hub.replica and version == 1
-            _client, _edit, delta = unwrap_update(got[0][16:])
+            note = updates[0]
+            assert note.instance == server.state.hub.replica and note.seq == 1
+            _client, _edit, delta = unwrap_update(note.data)
             peer = Document(7)
             peer.merge(delta)
             assert peer.to_json()["body"] == "via redis"

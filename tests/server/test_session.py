@@ -109,35 +109,3 @@ async def test_rejoin_catches_up_from_a_version(server: Any, raw: Any) -> None:
         assert remote["version"] == v
         text = ot.apply(text, remote["ops"][0]["edit"])
     assert text == texts[5]
-
-
-async def test_durable_updates_are_published_on_the_bus(server: Any, raw: Any) -> None:
-    import asyncio
-    import struct
-
-    from cowrite.engine.document import Document
-    from cowrite.rooms.room import unwrap_update
-
-    got: list[bytes] = []
-
-    async def handler(_channel: str, message: bytes) -> None:
-        got.append(message)
-
-    await server.state.bus.subscribe("doc:pub", handler)
-    a = await raw(server.ws_url, "a")
-    await a.send({"type": "join", "doc": "pub", "create": True})
-    await a.expect("joined")
-    op = {"type": "seq", "node": "text:t", "edit": ["on the bus"]}
-    await a.send({"type": "edit", "doc": "pub", "edit_id": "b1", "version": 0, "ops": [op]})
-    ack = await a.expect("ack")
-    for _ in range(200):
-        if got:
-            break
-        await asyncio.sleep(0.01)
-    instance, version = struct.unpack(">QQ", got[0][:16])
-    assert instance == server.state.hub.replica and version == ack["version"]
-    client, edit_id, delta = unwrap_update(got[0][16:])
-    assert (client, edit_id) == ("a", "b1")
-    peer = Document(99)
-    peer.merge(delta)
-    assert peer.to_json()["t"] == "on the bus"

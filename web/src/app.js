@@ -182,6 +182,9 @@ function renderSaveState() {
   if (doc.synced) {
     state = "saved";
     text = "All changes saved";
+  } else if (client.connected && doc.savingPending) {
+    state = "unsaved";
+    text = "Saving pending: the server cannot store changes right now; they are kept";
   } else if (client.connected) {
     state = "saving";
     text = "Saving…";
@@ -585,6 +588,7 @@ function openDocument(id) {
 
   on("sync", renderSaveState);
   on("ack", renderSaveState);
+  on("saving", renderSaveState);
   on("presence", () => {
     renderPeople();
     view.dispatch({ effects: setCursors.of(cursorsFor(session, session.value(BODY) || "")) });

@@ -375,7 +375,8 @@ export class CowriteClient extends Emitter {
  *
  * Events: "joined" {version, snapshot}, "change" {changes, origin: "local"|"remote"|"snapshot"|
  * "rejected", clientId}, "ack" {editId, version}, "sync" {synced}, "presence" {members, changed,
- * left}, "chat" {message}, "chat_page" {messages, hasMore}, "error" {code, message}, "deleted".
+ * left}, "chat" {message}, "chat_page" {messages, hasMore}, "error" {code, message}, "deleted",
+ * "saving" {pending} (the server cannot store edits right now: they wait, unacknowledged).
  */
 export class DocumentSession extends Emitter {
   constructor(client, id, { create = false } = {}) {
@@ -389,6 +390,8 @@ export class DocumentSession extends Emitter {
     /** chat messages by id (Map keeps them in arrival order; see chatMessages()). */
     this.chat = new Map();
     this.chatHasMore = false;
+    /** True while the server says it cannot store edits (see the "saving" event). */
+    this.savingPending = false;
     this.closed = false;
     this.deleted = false;
     this._readyResolve = null;
@@ -663,6 +666,10 @@ export class DocumentSession extends Emitter {
       }
       case "resync":
         this.state.onResync();
+        return;
+      case "saving":
+        this.savingPending = msg.pending;
+        this.emit("saving", { pending: msg.pending });
         return;
       case "presence_update":
         return this._onPresence(msg);

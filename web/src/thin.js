@@ -101,6 +101,8 @@ export class ThinDocState {
     this.clientId = clientId;
     /** The last server version applied (null before the first join). */
     this.version = null;
+    /** What numbers `version` (the server's joined.epoch): sent back when rejoining. */
+    this.epoch = "";
     this.server = new Map();
     this.local = new Map();
     this.kinds = new Map();
@@ -199,7 +201,10 @@ export class ThinDocState {
     this.rejoinNeeded = false;
     if (this.inflight) this.inflight.sent = false;
     const msg = { type: "join", doc: this.doc, mode: "thin" };
-    if (version !== null) msg.version = version;
+    if (version !== null) {
+      msg.version = version;
+      if (this.epoch) msg.epoch = this.epoch;
+    }
     if (create) msg.create = true;
     return msg;
   }
@@ -236,6 +241,7 @@ export class ThinDocState {
     this.joined = true;
     this.rejoinNeeded = false;
     this._wantSnapshot = false;
+    this.epoch = msg.epoch || "";
     this.rights = (msg.rights || []).slice();
     if (msg.roots) this.roots = { ...msg.roots };
     if (this.inflight) this.inflight.sent = false;

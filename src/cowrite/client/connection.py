@@ -17,7 +17,8 @@ Events (``session.on(name, callback)``; a callback may be a coroutine function, 
   in local coordinates; local edits do not raise events (the caller made them);
 * ``"presence"``: the list of ``PresenceEntry`` (``session.presence``) after each update;
 * ``"chat"``: a ``ChatMessage`` sent, edited or deleted;
-* ``"status"``: ``"connected"`` (joined), ``"disconnected"``, ``"closed"``;
+* ``"status"``: ``"connected"`` (joined), ``"disconnected"``, ``"closed"``, and
+  ``"saving_pending"``/``"saved"`` while/after the server cannot store edits (``saving_pending``);
 * ``"error"``: a ``ServerError`` the session handled (a refused edit, a chat error...).
 """
 
@@ -241,6 +242,7 @@ class DocumentSession:
         self._timers: set[asyncio.TimerHandle] = set()
         self._pump_scheduled = False
         self._joining = False
+        self._saving_pending = False
         self._connected = False
         self._closed = False
         self._fatal: BaseException | None = None
@@ -283,6 +285,11 @@ class DocumentSession:
     def connected(self) -> bool:
         """True while joined over a live connection."""
         return self._connected
+
+    @property
+    def saving_pending(self) -> bool:
+        """The server said it cannot store edits right now (they wait, unacknowledged)."""
+        return self._saving_pending
 
     @property
     def is_synced(self) -> bool:
@@ -689,6 +696,9 @@ class DocumentSession:
             self._connected = False
         elif isinstance(msg, p.Reconnect):
             self._reconnect_after_s = max(0, msg.after_ms) / 1000
+        elif isinstance(msg, p.Saving):
+            self._saving_pending = msg.pending
+            self._emit("status", "saving_pending" if msg.pending else "saved")
         self._pump()
 
     def _changes(self, ops: builtins.list[Any], origin: Origin) -> None:

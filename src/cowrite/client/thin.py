@@ -113,6 +113,8 @@ class ThinDocState:
         self.doc = doc
         self.client_id = client_id
         self.version: int | None = None
+        self.epoch = ""
+        """What numbers ``version`` (the server's ``joined.epoch``)."""
         """The last server version this client has applied (None before the first join)."""
         self.server: dict[str, Any] = {}
         self.local: dict[str, Any] = {}
@@ -230,7 +232,8 @@ class ThinDocState:
         self.rejoin_needed = False
         if self.inflight is not None:
             self.inflight.sent = False
-        return p.Join(doc=self.doc, mode="thin", version=version, create=create)
+        epoch = self.epoch if version is not None else ""
+        return p.Join(doc=self.doc, mode="thin", version=version, epoch=epoch, create=create)
 
     def take_batch(self) -> p.Edit | None:
         """The edit to send now, or None: nothing queued, not joined, or a batch in flight.
@@ -264,6 +267,7 @@ class ThinDocState:
         self.joined = True
         self.rejoin_needed = False
         self._want_snapshot = False
+        self.epoch = msg.epoch
         self.rights = list(msg.rights)
         if msg.roots:
             self.roots = dict(msg.roots)

@@ -5,10 +5,12 @@ asyncio shell carries out in order: persist the update (durably) first, then sen
 the broadcasts. The room never touches a socket, a database or the clock (``now_ms`` is passed
 in), so thousands of schedules can be tested without an event loop.
 
-Versions: every applied batch (a thin client's ``edit``, a replica's ``sync``) is one version,
-equal to the update's sequence number in the store's log, so versions survive restarts. Every
-version is broadcast to thin clients as one ``remote`` (possibly with no ops), so the versions a
-thin client sees are contiguous.
+Versions: every applied batch (a thin client's ``edit``, a replica's ``sync``, an update another
+instance made) is one version. On a single instance a version equals the update's sequence
+number in the store's log, so versions survive restarts; in a cluster each instance numbers the
+updates in the order it applied them, and ``epoch`` names that numbering (a client coming from
+another instance gets a snapshot). Every version is broadcast to thin clients as one ``remote``
+(possibly with no ops), so the versions a thin client sees are contiguous.
 
 Atomicity: an input the room refuses raises ``RoomError`` and leaves the room as it was (no node,
 root or member is left behind). A replica delta is applied op by op and stops at the first op the
@@ -43,6 +45,7 @@ from cowrite.engine.ops import (
 )
 from cowrite.engine.ops import Op as EngineOp
 from cowrite.engine.rebase import Anchor, EditLog, anchor_at, apply_index_edit, resolve_anchor
+from cowrite.rooms.peers import PeerCursor, PeerEntry, RemoteMember, WireAnchor
 from cowrite.rooms.wire import (
     UnknownNode,
     node_from_wire,
@@ -115,6 +118,10 @@ class Room:
         self._origins: OrderedDict[int, tuple[str, str, list[p.EditOp]]] = OrderedDict()
         self._recent: OrderedDict[EditKey, int] = OrderedDict()
         self.members: dict[str, Member] = {}
+        self.remote: dict[str, RemoteMember] = {}
+        """Members connected to other instances, by session."""
+        self.epoch = ""
+        """Names this room's numbering of versions (see the module docstring)."""
 
     @property
     def version(self) -> int:
@@ -157,7 +164,7 @@ class Room:
         self.members[member.session] = member
         out = Outcome()
         rights = sorted(member.rights)
-        presence = [self._entry(m) for m in self.members.values()]
+        presence = self.entries()
         if member.mode == "replica":
             try:
                 delta = self.doc.delta_since(theirs)
@@ -172,9 +179,14 @@ class Room:
                 state={str(r): n for r, n in self.doc.version.items()},
                 presence=presence,
                 chat=chat,
+                epoch=self.epoch,
             )
             out.reply.append(joined)
-        elif msg.version is not None and self.log.oldest <= msg.version <= self.version:
+        elif (
+            msg.version is not None
+            and msg.epoch == self.epoch
+            and self.log.oldest <= msg.version <= self.version
+        ):
             out.reply.append(
                 p.Joined(
                     doc=self.doc_id,
@@ -183,6 +195,7 @@ class Room:
                     rights=rights,
                     presence=presence,
                     chat=chat,
+                    epoch=self.epoch,
                 )
             )
             for version in range(msg.version + 1, self.version + 1):
@@ -204,6 +217,7 @@ class Room:
                     roots=roots,
                     presence=presence,
                     chat=chat,
+                    epoch=self.epoch,
                 )
             )
         out.broadcast.append((p.Presence(doc=self.doc_id, entries=[self._entry(member)]), "all"))
@@ -519,6 +533,50 @@ class Room:
             broadcast=broadcast,
         )
 
+    def merge_update(self, data: bytes) -> Outcome:
+        """An update another instance made durable (a stored update: ``wrap_update`` bytes).
+
+        Merged like a replica's delta (op by op, up to the first op the document refuses: the
+        rule every instance applies, so they agree) and broadcast to every member; nothing to
+        persist. Its edit is remembered, so a client that moved here is acknowledged, not applied
+        twice. An update already merged changes nothing and yields an empty Outcome.
+        """
+        client, edit_id, delta = unwrap_update(data)
+        doc = self.doc
+        before_pending = doc.pending_ops
+        before = doc.version
+        try:
+            ops = decode_ops(doc, delta)
+        except Exception:  # stored by another instance, so validated there: corrupt in transit
+            return Outcome()
+        changes, error, exact = self._apply_remote_ops(ops)
+        if doc.version == before and doc.pending_ops == before_pending:
+            return Outcome()
+        ops_out = self._wire_ops(changes)
+        seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
+        version = self._record(ops_out, seq_changes, client, edit_id)
+        if edit_id and (client, edit_id) not in self._recent:
+            self.remember((client, edit_id), version)
+        relayed = delta if error is None else doc.delta_since(before)
+        broadcast: list[tuple[p.Message, Audience]] = [
+            (
+                p.RemoteSync(
+                    doc=self.doc_id, delta=base64.b64encode(relayed).decode(), version=version
+                ),
+                "replica",
+            )
+        ]
+        if exact:
+            remote = p.Remote(
+                doc=self.doc_id, version=version, ops=ops_out, client_id=client, edit_id=edit_id
+            )
+            broadcast.append((remote, "thin"))
+        else:
+            broadcast.append(
+                (p.Resync(doc=self.doc_id, reason="the document changed unexpectedly"), "thin")
+            )
+        return Outcome(version=version, broadcast=broadcast)
+
     def _apply_remote_ops(self, ops: list[EngineOp]) -> tuple[list[Change], str | None, bool]:
         """Apply decoded ops one at a time, up to the first one the document refuses.
 
@@ -627,7 +685,73 @@ class Room:
         )
 
     def entries(self) -> list[p.PresenceEntry]:
-        return [self._entry(m) for m in self.members.values()]
+        """Everyone on the document: members here, then those on other instances."""
+        local = [self._entry(m) for m in self.members.values() if not _internal(m.session)]
+        return local + [self._remote_entry(r.entry) for r in self.remote.values()]
+
+    # ------------------------------------------------------- other instances
+
+    def peer_entries(self, sessions: list[str] | None = None) -> list[PeerEntry]:
+        """Entries of members here (all, or those of ``sessions``) for other instances."""
+        chosen = (
+            list(self.members.values())
+            if sessions is None
+            else [m for s in sessions if (m := self.members.get(s)) is not None]
+        )
+        out = []
+        for m in chosen:
+            if _internal(m.session):
+                continue
+            cursor = None
+            if m.cursor is not None:
+                node, anchor, head = m.cursor
+                cursor = PeerCursor(
+                    node_to_wire(self.doc, node), WireAnchor.of(anchor), WireAnchor.of(head)
+                )
+            out.append(PeerEntry(session=m.session, user=m.user, active=m.active, cursor=cursor))
+        return out
+
+    def merge_presence(self, instance: int, entries: list[PeerEntry], left: list[str]) -> Outcome:
+        """Presence news from another instance: broadcast to the members here."""
+        shown = []
+        for entry in entries:
+            if entry.session in self.members:
+                continue  # a session id is this instance's: ignore a forgery
+            self.remote[entry.session] = RemoteMember(instance, entry)
+            shown.append(self._remote_entry(entry))
+        gone = [s for s in left if s in self.remote and self.remote[s].instance == instance]
+        for session in gone:
+            del self.remote[session]
+        if not shown and not gone:
+            return Outcome()
+        return Outcome(broadcast=[(p.Presence(doc=self.doc_id, entries=shown, left=gone), "all")])
+
+    def drop_instance(self, instance: int) -> Outcome:
+        """Forget the members of an instance that went away (dead, or shut down)."""
+        gone = [s for s, r in self.remote.items() if r.instance == instance]
+        for session in gone:
+            del self.remote[session]
+        if not gone:
+            return Outcome()
+        return Outcome(broadcast=[(p.Presence(doc=self.doc_id, left=gone), "all")])
+
+    def _remote_entry(self, entry: PeerEntry) -> p.PresenceEntry:
+        cursor = None
+        if entry.cursor is not None:
+            doc = self.doc
+            try:
+                node = node_from_wire(doc, entry.cursor.node, create_roots=False)
+                cursor = p.Cursor(
+                    node=entry.cursor.node,
+                    anchor=resolve_anchor(doc, node, entry.cursor.anchor.anchor()),
+                    head=resolve_anchor(doc, node, entry.cursor.head.anchor()),
+                    version=self.version,
+                )
+            except (UnknownNode, InvalidOperation):
+                cursor = None  # its element has not arrived here yet
+        return p.PresenceEntry(
+            session=entry.session, user=entry.user, active=entry.active, cursor=cursor
+        )
 
     def _presence_of(self, member: Member) -> tuple[p.Message, Audience]:
         return p.Presence(doc=self.doc_id, entries=[self._entry(member)]), "all"
@@ -691,6 +815,11 @@ class Room:
             return self.edit(session, msg, now_ms)
         finally:
             del self.members[session]
+
+
+def _internal(session: str) -> bool:
+    """The server's own stand-in members (REST restore) are nobody's presence."""
+    return session.startswith("\x00")
 
 
 def _is_seq(change: Change) -> bool:

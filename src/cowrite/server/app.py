@@ -57,14 +57,18 @@ log = logging.getLogger("cowrite.server")
 class Cowrite:
     """Everything one server instance holds; ``app.state.cowrite``."""
 
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store | None = None, bus: Bus | None = None
+    ) -> None:
         self.settings = settings
         if store is None:
             store = open_store(settings.database or settings.data)
         self.store = store
         self.metrics = Metrics()
-        self.bus: Bus = open_bus(settings.redis)
-        self.hub = Hub(store, settings, self.metrics, bus=self.bus)
+        # a bus shared with other instances (Redis, or one given by the caller) makes a cluster
+        clustered = bool(settings.redis) or bus is not None
+        self.bus: Bus = bus if bus is not None else open_bus(settings.redis)
+        self.hub = Hub(store, settings, self.metrics, bus=self.bus, cluster=clustered)
         self.connections: set[Connection] = set()
         self.ready = False
         self.shutting_down = False
@@ -72,7 +76,7 @@ class Cowrite:
     async def startup(self) -> None:
         await self.store.open()
         await self.bus.open()
-        self.hub.start()
+        await self.hub.start()
         self.ready = True
         if self.settings.secret and len(self.settings.secret.encode()) < 32:
             log.warning("weak secret: HS256 tokens want a secret of at least 32 bytes")
@@ -115,11 +119,15 @@ def web_routes() -> list[Mount]:
     return [Mount("/", app=StaticFiles(directory=static, html=True), name="web")]
 
 
-def create_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, store: Store | None = None, bus: Bus | None = None
+) -> Starlette:
+    """The app. ``store``/``bus``: use these instead of the ones the settings name (a ``bus``
+    shared with other instances makes this one a member of their cluster)."""
     from cowrite.server import rest
 
     settings = settings or Settings.from_env()
-    state = Cowrite(settings, store)
+    state = Cowrite(settings, store, bus)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -32,6 +32,10 @@ class Settings:
     snapshot_every: int = 1_000
     """Updates in the log after which a document's snapshot is rewritten (compacting the log)."""
     edit_log_capacity: int = 10_000
+    instance_heartbeat_s: float = 2.0
+    """How often an instance tells the others (over the bus) that it is alive."""
+    instance_timeout_s: float = 10.0
+    """Presence of clients on an instance not heard from for this long is removed everywhere."""
     log_json: bool = True
 
     @classmethod
@@ -74,3 +78,7 @@ class Settings:
                 raise ValueError(f"{name} must be positive")
         if self.heartbeat_timeout_s <= self.heartbeat_s:
             raise ValueError("heartbeat_timeout_s must exceed heartbeat_s")
+        if self.instance_heartbeat_s <= 0:
+            raise ValueError("instance_heartbeat_s must be positive")
+        if self.instance_timeout_s <= self.instance_heartbeat_s:
+            raise ValueError("instance_timeout_s must exceed instance_heartbeat_s")

@@ -5,6 +5,12 @@ room's queue. One task per room drains that queue in order: it writes all queued
 store at once (the store group-commits them), and only when they are durable sends the acks and
 broadcasts, in version order. So nothing is acknowledged before it is durable, a room never waits
 for a client, and a burst of edits costs one commit, not one each.
+
+In a cluster (``cluster=True``: several instances on one Store and a shared Bus) the hub also
+publishes every durable update with its Store sequence number, merges the other instances'
+updates into its rooms as they arrive, reads from the Store whatever it missed, and keeps the
+presence of members on other instances (``cluster.py``). While the Store is unavailable the
+pipeline retries, acknowledges nothing, and tells the room's clients ``saving: pending``.
 """
 
 from __future__ import annotations
@@ -13,16 +19,16 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import struct
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cowrite import protocol as p
-from cowrite.adapters.bus import Bus, BusClosed
+from cowrite.adapters.bus import Bus
 from cowrite.adapters.store import (
     ChatMessage,
+    Compacted,
     DocumentExists,
     EditKey,
     Forbidden,
@@ -33,10 +39,23 @@ from cowrite.adapters.store import (
 from cowrite.engine.document import Document
 from cowrite.rooms.room import Member, Outcome, Room, RoomError, RoomLimits
 from cowrite.server.auth import Identity
+from cowrite.server.cluster import (
+    ChatNote,
+    Cluster,
+    PresenceNote,
+    QueryNote,
+    SeqSet,
+    UpdateNote,
+)
 from cowrite.server.config import Settings
 from cowrite.server.metrics import Metrics
 
 log = logging.getLogger("cowrite.hub")
+
+RECONCILE_EVERY_TICKS = 10
+"""Seconds between two reads of the store log by a clustered room (a lost last message)."""
+GAP_GRACE_S = 0.3
+"""How long a gap in the seqs may wait for a message still on its way before the store is read."""
 
 
 def wall_ms() -> int:
@@ -54,6 +73,9 @@ class Peer(Protocol):
     def send(self, data: bytes) -> None:
         """Queue an encoded message; never blocks (a full outbox closes the connection)."""
 
+    def close(self, code: int, reason: str) -> None:
+        """Close after what is queued so far."""
+
 
 @dataclass
 class Job:
@@ -64,6 +86,8 @@ class Job:
     t0: float
     joined: bool = False
     """The outcome is the sender's ``joined``: from then on the sender gets the broadcasts."""
+    remote: bool = False
+    """The outcome comes from another instance (not to be published again)."""
 
 
 @dataclass
@@ -78,10 +102,19 @@ class LoadedRoom:
     queue: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
     unload: asyncio.TimerHandle | None = None
-    persisted: int = 0
+    seqs: SeqSet = field(default_factory=SeqSet)
+    """The Store log entries merged into the room."""
     since_snapshot: int = 0
     inflight: int = 0
     """Jobs submitted and not yet carried out."""
+    unpersisted: int = 0
+    """Updates applied to the room and not yet durable (no snapshot may include them)."""
+    saving_pending: bool = False
+    """The store is refusing writes: the room's clients were told so."""
+    catching_up: asyncio.Task[None] | None = None
+    catch_again: bool = False
+    check_store: set[str] = field(default_factory=set)
+    """Sessions whose next edit may have been applied by another instance (or an earlier run)."""
 
 
 class Hub:
@@ -92,6 +125,8 @@ class Hub:
         metrics: Metrics,
         now_ms: Callable[[], int] = wall_ms,
         bus: Bus | None = None,
+        *,
+        cluster: bool = False,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -105,10 +140,21 @@ class Hub:
         self._unloads: set[asyncio.Task[None]] = set()
         self.edits_applied = 0
         self.started = time.monotonic()
+        self.cluster: Cluster | None = None
+        if cluster and bus is not None:
+            self.cluster = Cluster(
+                bus,
+                self.replica,
+                self,
+                heartbeat_s=settings.instance_heartbeat_s,
+                timeout_s=settings.instance_timeout_s,
+            )
 
     # ------------------------------------------------------------- lifecycle
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.start()
         self._ticker = asyncio.create_task(self._tick_loop())
 
     async def close(self) -> None:
@@ -122,6 +168,8 @@ class Hub:
         for task in list(self._unloads):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.cluster is not None:
+            await self.cluster.close()
 
     # ----------------------------------------------------------------- rooms
 
@@ -185,13 +233,19 @@ class Hub:
         room = Room(doc_id, doc, stored.snapshot_seq, limits)
         for seq, update in stored.updates:
             room.load_update(seq, update)
+        if self.cluster is not None:  # versions are this instance's from now on
+            room.epoch = secrets.token_hex(6)
         lr = LoadedRoom(
-            room, room.version, persisted=room.version, since_snapshot=len(stored.updates)
+            room, room.version, seqs=SeqSet(stored.last_seq), since_snapshot=len(stored.updates)
         )
         lr.task = asyncio.create_task(self._pipeline(doc_id, lr))
         self.rooms[doc_id] = lr
         self.metrics.documents.set(len(self.rooms))
         self._schedule_unload(doc_id, lr)  # released if whoever loads it never joins
+        if self.cluster is not None:
+            # subscribe, then read what others stored meanwhile: nothing falls in between
+            await self.cluster.attach(doc_id)
+            self._catch_up(doc_id, lr)
         log.info("document loaded", extra={"doc": doc_id, "version": room.version})
         return lr
 
@@ -232,22 +286,26 @@ class Hub:
         # no await between the checks above and this: nobody can join a room on its way out
         del self.rooms[doc_id]
         self.metrics.documents.set(len(self.rooms))
-        if lr.task is not None:
-            lr.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lr.task
+        for task in (lr.task, lr.catching_up):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.cluster is not None and doc_id not in self.rooms:
+            await self.cluster.detach(doc_id)
         log.info("document unloaded", extra={"doc": doc_id})
 
     async def _snapshot(self, doc_id: str, lr: LoadedRoom) -> None:
-        """Rewrite the snapshot, but only of durable state (nothing applied and unpersisted)."""
-        room = lr.room
-        if room.version != lr.persisted:
+        """Rewrite the snapshot, but only of durable state: nothing applied and unpersisted,
+        and every log entry up to the snapshot's seq merged (later ones may be in it too: a
+        replay merges them again, which changes nothing)."""
+        if lr.unpersisted:
             return
-        state = room.doc.encode_state()
-        upto = lr.persisted
+        state = lr.room.doc.encode_state()
+        upto = lr.seqs.upto
         try:
             await self.store.save_snapshot(doc_id, state, upto)
-            lr.since_snapshot = max(0, lr.persisted - upto)
+            lr.since_snapshot = len(lr.seqs.ahead)
         except (StoreError, ValueError):
             log.exception("snapshot failed", extra={"doc": doc_id})
 
@@ -261,6 +319,7 @@ class Hub:
         t0: float,
         *,
         joined: bool = False,
+        remote: bool = False,
     ) -> None:
         """Queue an outcome: persisted (if it has an update), then its replies and broadcasts
         sent, after every outcome submitted before it."""
@@ -271,7 +330,9 @@ class Hub:
                 extra={"doc": lr.room.doc_id, "version": outcome.version},
             )
         lr.inflight += 1
-        lr.queue.put_nowait(Job(outcome, sender, t0, joined))
+        if outcome.persist is not None:
+            lr.unpersisted += 1
+        lr.queue.put_nowait(Job(outcome, sender, t0, joined, remote))
 
     async def _pipeline(self, doc_id: str, lr: LoadedRoom) -> None:
         queue = lr.queue
@@ -279,10 +340,10 @@ class Hub:
             batch = [await queue.get()]
             while not queue.empty():
                 batch.append(queue.get_nowait())
+            writes = [j.outcome for j in batch if j.outcome.persist is not None]
             try:
-                writes = [j.outcome for j in batch if j.outcome.persist is not None]
-                failed = await self._persist(doc_id, lr, writes)
-                await self._publish(doc_id, [o for o in writes if id(o) not in failed])
+                failed, seqs = await self._persist(doc_id, lr, writes)
+                self._publish(doc_id, writes, seqs)
                 for job in batch:
                     try:
                         error = failed.get(id(job.outcome)) if failed else None
@@ -290,39 +351,52 @@ class Hub:
                             self._refuse(job, error)
                         else:
                             self._fanout(lr, job)
+                            if self.cluster is not None and not job.remote:
+                                self._publish_presence(doc_id, lr, job.outcome)
                     except Exception:
                         log.exception("fan-out failed", extra={"doc": doc_id})
             except Exception:
                 log.exception("room pipeline failed", extra={"doc": doc_id})
             finally:
+                lr.unpersisted -= len(writes)
                 for _ in batch:
                     lr.inflight -= 1
                     queue.task_done()
             if lr.since_snapshot >= self.settings.snapshot_every and queue.empty():
                 await self._snapshot(doc_id, lr)
 
-    async def _publish(self, doc_id: str, outcomes: list[Outcome]) -> None:
+    def _publish(self, doc_id: str, outcomes: list[Outcome], seqs: dict[int, int]) -> None:
         """Tell other instances about durable updates (best effort: they catch up from the
-        Store if a message is lost). Message: instance id, version (8 bytes each), update."""
-        if self.bus is None or not outcomes:
+        Store if a message is lost), in log order."""
+        if self.cluster is None:
             return
         for o in outcomes:
-            message = struct.pack(">QQ", self.replica, o.version) + (o.persist or b"")
-            try:
-                await self.bus.publish(f"doc:{doc_id}", message)
-            except BusClosed:
-                log.warning("bus unavailable: other instances will catch up from the store")
-                return
+            seq = seqs.get(id(o))
+            if seq is not None:
+                self.cluster.publish(doc_id, UpdateNote(self.replica, seq, o.persist or b""))
+
+    def _publish_presence(self, doc_id: str, lr: LoadedRoom, outcome: Outcome) -> None:
+        """Tell other instances about presence changes of members here."""
+        assert self.cluster is not None
+        for msg, _ in outcome.broadcast:
+            if isinstance(msg, p.Presence):
+                sessions = [e.session for e in msg.entries]
+                entries = lr.room.peer_entries(sessions)
+                left = [s for s in msg.left if s not in lr.room.remote]
+                if entries or left:
+                    self.cluster.publish(doc_id, PresenceNote(self.replica, entries, left))
 
     async def _persist(
         self, doc_id: str, lr: LoadedRoom, outcomes: list[Outcome]
-    ) -> dict[int, p.Error]:
+    ) -> tuple[dict[int, p.Error], dict[int, int]]:
         """Append the outcomes' updates to the log, in order, each exactly once.
 
-        Retries while the store is unavailable (nothing is acknowledged meanwhile). Returns, by
-        ``id(outcome)``, the error of those that cannot be stored at all (document deleted).
+        Retries while the store is unavailable (nothing is acknowledged meanwhile; the room's
+        clients are told ``saving: pending``). Returns, by ``id(outcome)``, the error of those
+        that cannot be stored at all (document deleted) and the seq of those stored.
         """
         failed: dict[int, p.Error] = {}
+        seqs: dict[int, int] = {}
         todo = outcomes
         delay = 0.05
         while todo:
@@ -342,12 +416,13 @@ class Hub:
             retry: list[Outcome] = []
             for o, result in zip(todo, results, strict=True):
                 if isinstance(result, int):
-                    if retry or result != o.version:
+                    if self.cluster is None and (retry or result != o.version):
                         log.error(
                             "log sequence mismatch",
                             extra={"doc": doc_id, "seq": result, "version": o.version},
                         )
-                    lr.persisted = max(lr.persisted, result)
+                    seqs[id(o)] = result
+                    lr.seqs.add(result)
                     lr.since_snapshot += 1
                 elif isinstance(result, NotFound):
                     failed[id(o)] = p.Error(
@@ -372,10 +447,28 @@ class Hub:
                     exc_info=next(r for r in results if isinstance(r, StoreError)),
                     extra={"doc": doc_id, "updates": len(retry)},
                 )
+                self._saving(lr, pending=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             todo = retry
-        return failed
+        if lr.saving_pending:
+            self._saving(lr, pending=False)
+        return failed, seqs
+
+    def _saving(self, lr: LoadedRoom, *, pending: bool) -> None:
+        """Tell the room's clients whether their edits are waiting for the store."""
+        if lr.saving_pending == pending:
+            return
+        lr.saving_pending = pending
+        if pending:
+            log.error(
+                "store unavailable: edits are held, not acknowledged", extra={"doc": lr.room.doc_id}
+            )
+        else:
+            log.info("store available again: held edits stored", extra={"doc": lr.room.doc_id})
+        data = p.encoder.encode(p.Saving(doc=lr.room.doc_id, pending=pending))
+        for peer in list(lr.peers.values()):
+            peer.send(data)
 
     def _refuse(self, job: Job, error: p.Error) -> None:
         """An outcome that could not be made durable: its sender gets the error, nobody else
@@ -409,8 +502,11 @@ class Hub:
             self.metrics.edit_broadcast.observe(time.monotonic() - job.t0)
 
     async def _tick_loop(self) -> None:
+        ticks = 0
+        dropped = 0
         while True:
             await asyncio.sleep(1.0)
+            ticks += 1
             now = self.now_ms()
             for doc_id, lr in list(self.rooms.items()):
                 try:
@@ -419,6 +515,143 @@ class Hub:
                         self.submit(lr, outcome, None, time.monotonic())
                 except Exception:
                     log.exception("room tick failed", extra={"doc": doc_id})
+            cluster = self.cluster
+            if cluster is None:
+                continue
+            cluster.expire()
+            # the store is the truth: reconcile now and then (a lost last message shows no gap),
+            # and at once when the bus dropped messages for us
+            lost = cluster.dropped()
+            if lost != dropped or ticks % RECONCILE_EVERY_TICKS == 0:
+                dropped = lost
+                for doc_id, lr in list(self.rooms.items()):
+                    self._catch_up(doc_id, lr)
+
+    # ------------------------------------------------------- other instances
+
+    def _merge(self, doc_id: str, lr: LoadedRoom, seq: int, data: bytes) -> None:
+        """Merge log entry ``seq`` (another instance's update) unless the room has it."""
+        if not lr.seqs.add(seq):
+            return
+        lr.since_snapshot += 1
+        outcome = lr.room.merge_update(data)
+        if outcome.broadcast:
+            self.submit(lr, outcome, None, time.monotonic(), remote=True)
+
+    def _catch_up(self, doc_id: str, lr: LoadedRoom, delay: float = 0.0) -> None:
+        """Read the log entries the room lacks from the store (in the background)."""
+        if lr.catching_up is not None:
+            lr.catch_again = True
+            return
+        lr.catching_up = asyncio.create_task(self._catching_up(doc_id, lr, delay))
+
+    async def _catching_up(self, doc_id: str, lr: LoadedRoom, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+            backoff = 0.1
+            while self.rooms.get(doc_id) is lr:
+                lr.catch_again = False
+                try:
+                    updates = await self.store.updates_since(doc_id, lr.seqs.upto)
+                except Compacted:
+                    await self._merge_snapshot(doc_id, lr)
+                    continue
+                except NotFound:
+                    return
+                except StoreError:
+                    await asyncio.sleep(backoff)  # it retries until the store is back
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                for seq, data in updates:
+                    if self.rooms.get(doc_id) is not lr:
+                        return
+                    self._merge(doc_id, lr, seq, data)
+                if not lr.catch_again:
+                    return
+        except Exception:
+            log.exception("catch-up failed", extra={"doc": doc_id})
+        finally:
+            if lr.catching_up is asyncio.current_task():
+                lr.catching_up = None
+
+    async def _merge_snapshot(self, doc_id: str, lr: LoadedRoom) -> None:
+        """Entries the room lacks were folded into a snapshot: merge what it adds.
+
+        A snapshot of a compacted document cannot always be expressed as a delta for this
+        room; then the room is dropped and its connections told to reconnect (they rejoin a
+        fresh load, with a snapshot and a three-way merge of their pending edits).
+        """
+        stored = await self.store.load(doc_id)
+        if stored is None or self.rooms.get(doc_id) is not lr:
+            return
+        if stored.snapshot is not None:
+            snap = Document.load(stored.snapshot, None, now_ms=self.now_ms)
+            try:
+                delta = snap.delta_since(lr.room.doc.version)
+            except Exception:
+                log.warning("room too far behind a snapshot: reloading", extra={"doc": doc_id})
+                for peer in list(lr.peers.values()):
+                    peer.close(1012, "document reloaded: reconnect")
+                return
+            lr.seqs.add(stored.snapshot_seq)
+            lr.seqs.upto = max(lr.seqs.upto, stored.snapshot_seq)
+            lr.seqs.ahead = {s for s in lr.seqs.ahead if s > lr.seqs.upto}
+            outcome = lr.room.merge_update(delta)
+            if outcome.broadcast:
+                self.submit(lr, outcome, None, time.monotonic(), remote=True)
+        for seq, data in stored.updates:
+            self._merge(doc_id, lr, seq, data)
+
+    # Listener (cluster.py): called for every note another instance sends
+
+    def on_update(self, doc_id: str, note: UpdateNote) -> None:
+        lr = self.rooms.get(doc_id)
+        if lr is None:
+            return
+        self._merge(doc_id, lr, note.seq, note.data)
+        if lr.seqs.has_gap:  # maybe still on its way from another instance: look a bit later
+            self._catch_up(doc_id, lr, delay=GAP_GRACE_S)
+
+    def on_presence(self, doc_id: str, note: PresenceNote) -> None:
+        lr = self.rooms.get(doc_id)
+        if lr is not None:
+            outcome = lr.room.merge_presence(note.instance, note.entries, note.left)
+            if outcome.broadcast:
+                self.submit(lr, outcome, None, time.monotonic(), remote=True)
+
+    def on_query(self, doc_id: str, note: QueryNote) -> None:
+        lr = self.rooms.get(doc_id)
+        if lr is not None and self.cluster is not None:
+            entries = lr.room.peer_entries()
+            if entries:
+                self.cluster.publish(doc_id, PresenceNote(self.replica, entries, []))
+
+    def on_chat(self, doc_id: str, note: ChatNote) -> None:
+        lr = self.rooms.get(doc_id)
+        if lr is not None:
+            for peer in list(lr.audience.values()):
+                peer.send(note.message)
+
+    def on_instance_gone(self, instance: int) -> None:
+        for lr in list(self.rooms.values()):
+            outcome = lr.room.drop_instance(instance)
+            if outcome.broadcast:
+                self.submit(lr, outcome, None, time.monotonic(), remote=True)
+
+    def on_bus_back(self) -> None:
+        """The bus reconnected: catch up, and tell the others who is here again."""
+        log.info("bus back: catching up from the store")
+        for doc_id, lr in list(self.rooms.items()):
+            self._catch_up(doc_id, lr)
+            if self.cluster is not None:
+                self.cluster.spawn(self._reannounce(doc_id, lr))
+
+    async def _reannounce(self, doc_id: str, lr: LoadedRoom) -> None:
+        assert self.cluster is not None
+        entries = lr.room.peer_entries()
+        if entries:
+            await self.cluster.send(doc_id, PresenceNote(self.replica, entries, []))
+        await self.cluster.send(doc_id, QueryNote(self.replica))
 
     # ------------------------------------------------------------ operations
 
@@ -467,6 +700,9 @@ class Hub:
                 self._schedule_unload(msg.doc, lr)
             raise
         peer.docs[msg.doc] = msg.mode
+        lr.check_store.add(peer.session)
+        if lr.saving_pending:
+            peer.send(p.encoder.encode(p.Saving(doc=msg.doc, pending=True)))
         self.submit(lr, outcome, peer, t0, joined=True)
 
     def leave(self, peer: Peer, doc_id: str) -> None:
@@ -476,6 +712,7 @@ class Hub:
             return
         del lr.peers[peer.session]
         lr.audience.pop(peer.session, None)
+        lr.check_store.discard(peer.session)
         self.submit(lr, lr.room.leave(peer.session), None, time.monotonic())
         self._schedule_unload(doc_id, lr)
 
@@ -489,17 +726,37 @@ class Hub:
         t0 = time.monotonic()
         lr = self.joined(peer, msg.doc)
         room = lr.room
-        if room.seen(peer.client_id, msg.edit_id) is None and msg.version < lr.loaded_version:
-            # made before this room was loaded: maybe applied by an earlier run of the server
+        first = peer.session in lr.check_store
+        lr.check_store.discard(peer.session)
+        if room.seen(peer.client_id, msg.edit_id) is None and (
+            msg.version < lr.loaded_version or (first and self.cluster is not None)
+        ):
+            # maybe applied by an earlier run of the server, or (sent before a reconnect) by
+            # another instance: the store knows
             seq = await self.store.find_edit(msg.doc, peer.client_id, msg.edit_id)
-            if seq is not None:
-                room.remember((peer.client_id, msg.edit_id), seq)
             lr = self.joined(peer, msg.doc)  # still there after the await
+            if seq is not None and room.seen(peer.client_id, msg.edit_id) is None:
+                if self.cluster is None:
+                    room.remember((peer.client_id, msg.edit_id), seq)
+                else:  # merge it here first: the ack names this instance's version of it
+                    await self._caught_up(msg.doc, lr)
+                    lr = self.joined(peer, msg.doc)
+                    if room.seen(peer.client_id, msg.edit_id) is None:
+                        room.remember((peer.client_id, msg.edit_id), room.version)
         outcome = room.edit(peer.session, msg, self.now_ms())
         if outcome.persist is not None:
             self.edits_applied += 1
             self.metrics.edits.labels("thin").inc()
         self.submit(lr, outcome, peer, t0)
+
+    async def _caught_up(self, doc_id: str, lr: LoadedRoom) -> None:
+        """Return once the room has merged everything the store held when called."""
+        while lr.catching_up is not None:
+            await asyncio.shield(lr.catching_up)
+        self._catch_up(doc_id, lr)
+        task = lr.catching_up
+        if task is not None:
+            await asyncio.shield(task)
 
     async def sync(self, peer: Peer, msg: p.Sync) -> None:
         t0 = time.monotonic()
@@ -584,6 +841,8 @@ class Hub:
     def _chat_out(self, peer: Peer, doc_id: str, stored: ChatMessage) -> None:
         lr = self.joined(peer, doc_id)  # still there after the store's await
         msg = p.Chat(doc=doc_id, message=_chat(stored))
+        if self.cluster is not None:
+            self.cluster.publish(doc_id, ChatNote(self.replica, p.encoder.encode(msg)))
         outcome = Outcome(reply=[msg], broadcast=[(msg, "all")])
         outcome.broadcast.extend(lr.room.touch(peer.session, self.now_ms()).broadcast)
         self.submit(lr, outcome, peer, time.monotonic())

@@ -312,6 +312,12 @@ class _AckWaiter:
         self.docs: dict[str, str] = {}
         self.done: asyncio.Future[p.Error | None] = asyncio.get_running_loop().create_future()
 
+    def close(self, code: int, reason: str) -> None:
+        if not self.done.done():
+            self.done.set_result(
+                p.Error(code=p.ErrorCode.UNAVAILABLE, message=f"document reloaded: {reason}")
+            )
+
     def send(self, data: bytes) -> None:
         if self.done.done():
             return

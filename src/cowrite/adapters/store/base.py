@@ -45,6 +45,10 @@ class Forbidden(StoreError):
     """The caller may not do this, e.g. edit another author's chat message."""
 
 
+class Compacted(StoreError):
+    """The log entries asked for were folded into a snapshot: load the document instead."""
+
+
 class StoreUnavailable(StoreError):
     """The backing database cannot be reached or written right now; the call may be retried.
 
@@ -236,6 +240,13 @@ class Store(Protocol):
 
     async def load(self, doc_id: str) -> StoredDocument | None:
         """Return the snapshot and the log after it, read consistently; None if no such doc."""
+        ...
+
+    async def updates_since(self, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+        """The ``(seq, update)`` log entries with ``seq > after_seq``, in order (catch-up of an
+        instance that missed some). Raises `NotFound` for a missing document and `Compacted` when
+        entries after ``after_seq`` were folded into a snapshot (``after_seq < snapshot_seq``).
+        """
         ...
 
     async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:

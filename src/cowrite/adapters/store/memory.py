@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from cowrite.adapters.store.base import (
     ChatMessage,
+    Compacted,
     DocumentExists,
     DocumentInfo,
     EditKey,
@@ -170,6 +171,13 @@ class MemoryStore:
             updates=list(doc.log.items()),
             last_seq=doc.last_seq,
         )
+
+    async def updates_since(self, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+        self._check_open()
+        doc = self._doc(doc_id)
+        if after_seq < doc.snapshot_seq:
+            raise Compacted(f"{doc_id!r}: the log up to {doc.snapshot_seq} is in a snapshot")
+        return [(seq, u) for seq, u in doc.log.items() if seq > after_seq]
 
     async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
         self._check_open()

@@ -51,6 +51,7 @@ import asyncpg  # type: ignore[import-untyped]
 from cowrite.adapters.store._writer import WriterStats
 from cowrite.adapters.store.base import (
     ChatMessage,
+    Compacted,
     DocumentExists,
     DocumentInfo,
     EditKey,
@@ -189,6 +190,15 @@ UNION ALL
 SELECT 2, u.seq, u.data FROM updates AS u
  WHERE u.doc_id = $1
    AND u.seq > COALESCE((SELECT s.upto_seq FROM snapshots AS s WHERE s.doc_id = $1), 0)
+"""
+
+
+_SINCE_SQL = """
+SELECT 0 AS kind, last_seq AS seq, NULL::bytea AS data FROM documents WHERE id = $1
+UNION ALL
+SELECT 1, upto_seq, NULL::bytea FROM snapshots WHERE doc_id = $1
+UNION ALL
+SELECT 2, u.seq, u.data FROM updates AS u WHERE u.doc_id = $1 AND u.seq > $2
 """
 
 
@@ -399,6 +409,24 @@ class PostgresStore:
             return None
         updates.sort(key=lambda u: u[0])
         return StoredDocument(doc_id, snapshot, snapshot_seq, updates, last_seq)
+
+    async def updates_since(self, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+        validate_doc_id(doc_id)
+        rows = await self._read(lambda c: c.fetch(_SINCE_SQL, doc_id, after_seq))
+        updates: list[tuple[int, bytes]] = []
+        found = False
+        for kind, seq, data in rows:
+            if kind == 0:
+                found = True
+            elif kind == 1:
+                if after_seq < int(seq):
+                    raise Compacted(f"{doc_id!r}: the log up to {seq} is in a snapshot")
+            else:
+                updates.append((int(seq), bytes(data)))
+        if not found:
+            raise NotFound(f"document {doc_id!r} does not exist")
+        updates.sort(key=lambda u: u[0])
+        return updates
 
     async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
         validate_doc_id(doc_id)

@@ -28,6 +28,7 @@ from cowrite.adapters.store._schema import migrate
 from cowrite.adapters.store._writer import BatchWriter, WriterStats, translate
 from cowrite.adapters.store.base import (
     ChatMessage,
+    Compacted,
     DocumentExists,
     DocumentInfo,
     EditKey,
@@ -205,6 +206,10 @@ class SQLiteStore:
     async def load(self, doc_id: str) -> StoredDocument | None:
         validate_doc_id(doc_id)
         return await self._read(lambda c: _load(c, doc_id))
+
+    async def updates_since(self, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+        validate_doc_id(doc_id)
+        return await self._read(lambda c: _updates_since(c, doc_id, after_seq))
 
     async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
         validate_doc_id(doc_id)
@@ -418,6 +423,25 @@ def _load(c: sqlite3.Connection, doc_id: str) -> StoredDocument | None:
     finally:
         c.execute("COMMIT")
     return StoredDocument(doc_id, snapshot, snapshot_seq, updates, int(row[0]))
+
+
+def _updates_since(c: sqlite3.Connection, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+    c.execute("BEGIN")
+    try:
+        if c.execute("SELECT 1 FROM documents WHERE id = ?", (doc_id,)).fetchone() is None:
+            raise NotFound(f"document {doc_id!r} does not exist")
+        snap = c.execute("SELECT upto_seq FROM snapshots WHERE doc_id = ?", (doc_id,)).fetchone()
+        if snap is not None and after_seq < int(snap[0]):
+            raise Compacted(f"{doc_id!r}: the log up to {snap[0]} is in a snapshot")
+        return [
+            (int(seq), bytes(data))
+            for seq, data in c.execute(
+                "SELECT seq, data FROM updates WHERE doc_id = ? AND seq > ? ORDER BY seq",
+                (doc_id, after_seq),
+            )
+        ]
+    finally:
+        c.execute("COMMIT")
 
 
 def _save_snapshot(c: sqlite3.Connection, doc_id: str, data: bytes, upto_seq: int) -> bool:

@@ -463,6 +463,7 @@ var ThinDocState = class {
     this.doc = doc;
     this.clientId = clientId;
     this.version = null;
+    this.epoch = "";
     this.server = /* @__PURE__ */ new Map();
     this.local = /* @__PURE__ */ new Map();
     this.kinds = /* @__PURE__ */ new Map();
@@ -548,7 +549,10 @@ var ThinDocState = class {
     this.rejoinNeeded = false;
     if (this.inflight) this.inflight.sent = false;
     const msg = { type: "join", doc: this.doc, mode: "thin" };
-    if (version !== null) msg.version = version;
+    if (version !== null) {
+      msg.version = version;
+      if (this.epoch) msg.epoch = this.epoch;
+    }
     if (create) msg.create = true;
     return msg;
   }
@@ -582,6 +586,7 @@ var ThinDocState = class {
     this.joined = true;
     this.rejoinNeeded = false;
     this._wantSnapshot = false;
+    this.epoch = msg.epoch || "";
     this.rights = (msg.rights || []).slice();
     if (msg.roots) this.roots = { ...msg.roots };
     if (this.inflight) this.inflight.sent = false;
@@ -1372,6 +1377,7 @@ var DocumentSession = class extends Emitter {
     this.members = /* @__PURE__ */ new Map();
     this.chat = /* @__PURE__ */ new Map();
     this.chatHasMore = false;
+    this.savingPending = false;
     this.closed = false;
     this.deleted = false;
     this._readyResolve = null;
@@ -1623,6 +1629,10 @@ var DocumentSession = class extends Emitter {
       }
       case "resync":
         this.state.onResync();
+        return;
+      case "saving":
+        this.savingPending = msg.pending;
+        this.emit("saving", { pending: msg.pending });
         return;
       case "presence_update":
         return this._onPresence(msg);
