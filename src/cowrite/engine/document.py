@@ -151,7 +151,7 @@ class Document:
         self._queues: dict[int, builtins.list[tuple[int, int, Op]]] = {}
         self._pending_count = 0
         self._tiebreak = 0
-        self._queued: set[tuple[int, type]] = set()
+        self._queued: set[tuple[int, type, int]] = set()  # see _queue_key
         # version log: per transaction (client, next seq after it, wall ms at its start)
         self.vlog_client: array[int] = array("q")
         self.vlog_end: array[int] = array("q")
@@ -502,7 +502,7 @@ class Document:
             if applied == len(new):
                 return out
             new = new[applied:]
-        new = [op for op in new if (op.id, type(op)) not in self._queued]
+        new = [op for op in new if _queue_key(op) not in self._queued]
         if self._pending_count + len(new) > MAX_PENDING_OPS:
             raise InvalidOperation("too many operations waiting for missing dependencies")
         queues = self._queues
@@ -513,7 +513,7 @@ class Document:
                 q = queues[client] = []
             self._tiebreak += 1
             heappush(q, (op.id >> CLIENT_BITS, self._tiebreak, op))
-            self._queued.add((op.id, type(op)))
+            self._queued.add(_queue_key(op))
         self._pending_count += len(new)
         progress = True
         while progress:
@@ -525,7 +525,7 @@ class Document:
                     if type(op) is InsertOp:
                         end = seq + len(op.content)
                         if end <= have:
-                            self._queued.discard((heappop(q)[2].id, InsertOp))
+                            self._queued.discard(_queue_key(heappop(q)[2]))
                             self._pending_count -= 1
                             continue
                         if seq < have:  # partly seen: keep the unseen suffix
@@ -541,13 +541,13 @@ class Document:
                     else:
                         end = seq + 1
                         if end <= have:
-                            self._queued.discard((heappop(q)[2].id, type(op)))
+                            self._queued.discard(_queue_key(heappop(q)[2]))
                             self._pending_count -= 1
                             continue
                     if seq > have or not self._ready(op):
                         break
                     popped = heappop(q)[2]
-                    self._queued.discard((popped.id, type(popped)))
+                    self._queued.discard(_queue_key(popped))
                     self._pending_count -= 1
                     self._apply_remote(op, sink)
                     nxt[client] = end
@@ -879,3 +879,10 @@ __all__ = [
     "Timestamp",
     "root_id",
 ]
+
+
+def _queue_key(op: Op) -> tuple[int, type, int]:
+    """Identifies a waiting op. An insert is a run: a later delta may carry the same run grown
+    longer (same first id), which must wait too, not be dropped as a duplicate."""
+    length = len(op.content) if isinstance(op, InsertOp) else 1
+    return op.id, type(op), length

@@ -502,7 +502,11 @@ class Room:
             )
         elif msg.edit_id:
             reply.append(p.Ack(doc=self.doc_id, edit_id=msg.edit_id, version=version))
-        relayed = msg.delta if error is None else base64.b64encode(doc.delta_since(before)).decode()
+        relayed = (
+            msg.delta
+            if error is None and not before_pending
+            else base64.b64encode(doc.delta_since(before)).decode()
+        )
         broadcast: list[tuple[p.Message, Audience]] = [
             (p.RemoteSync(doc=self.doc_id, delta=relayed, version=version), "replica")
         ]
@@ -557,7 +561,9 @@ class Room:
         version = self._record(ops_out, seq_changes, client, edit_id)
         if edit_id and (client, edit_id) not in self._recent:
             self.remember((client, edit_id), version)
-        relayed = delta if error is None else doc.delta_since(before)
+        # ops this update released from the causal queue came in earlier updates, which members
+        # who joined since never got: relay everything that was applied
+        relayed = delta if error is None and not before_pending else doc.delta_since(before)
         broadcast: list[tuple[p.Message, Audience]] = [
             (
                 p.RemoteSync(

@@ -1,0 +1,216 @@
+"""Rooms of several instances: each has its own document replica and its own clients; the
+updates each one stores go to a shared log and reach the other rooms (``merge_update``) late, in
+any order, duplicated. Once everything is delivered, every room holds the same document and every
+client agrees with its room. Presence crosses instances as anchors."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test_room.py
+from test_room import DOC, SimReplica, SimThin, World
+
+from cowrite import protocol as p
+from cowrite.engine.document import Document
+from cowrite.rooms.room import Outcome, Room, RoomLimits
+
+WORDS = st.sampled_from(["a", "bc", "🙂", "déf", " "])
+
+
+class Instance(World):
+    """One instance's room and clients; stored updates go to the shared ``log``."""
+
+    def __init__(self, index: int, log: list[bytes]) -> None:
+        super().__init__()
+        self.index = index
+        self.room = Room(
+            DOC,
+            Document(100 + index, now_ms=lambda: 0),
+            limits=RoomLimits(idle_after_ms=50),
+        )
+        self.room.epoch = f"i{index}"
+        self.log = log
+        self.merged: set[int] = set()
+        self._sessions = 1000 * index  # session ids are unique across instances (uuids)
+
+    def carry(self, outcome: Outcome, sender: str | None) -> None:
+        if outcome.persist is not None:
+            self.log.append(outcome.persist)
+            self.merged.add(len(self.log))
+        if sender is not None:
+            self.queues[sender].extend(_builtins(m) for m in outcome.reply)
+        for msg, audience in outcome.broadcast:
+            data = _builtins(msg)
+            for session, m in self.room.members.items():
+                if session != sender and audience in ("all", m.mode):
+                    self.queues[session].append(data)
+
+    def merge(self, seq: int) -> None:
+        """The bus (or a catch-up) brings log entry ``seq``; duplicates change nothing."""
+        outcome = self.room.merge_update(self.log[seq - 1])
+        if seq in self.merged:
+            assert not outcome.broadcast, "a duplicate must change nothing"
+        self.merged.add(seq)
+        self.carry(outcome, None)
+
+
+def _builtins(msg: p.Message) -> dict[str, object]:
+    import msgspec
+
+    out: dict[str, object] = msgspec.to_builtins(msg)
+    return out
+
+
+class ClusterSchedules(RuleBasedStateMachine):
+    thin = Bundle("thin")
+    replicas = Bundle("replicas")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[bytes] = []
+        self.instances = [Instance(i, self.log) for i in range(3)]
+        self.where: dict[str, int] = {}  # client id -> the instance it is connected to
+        self.names = 0
+
+    def _join(self, client: SimThin | SimReplica, where: int) -> None:
+        self.where[client.client_id] = where
+        self.instances[where].join(client)
+
+    def _at(self, client: SimThin | SimReplica) -> Instance:
+        return self.instances[self.where[client.client_id]]
+
+    def _name(self) -> str:
+        self.names += 1
+        return f"c{self.names}"
+
+    @initialize(target=thin)
+    def first(self) -> SimThin:
+        c = SimThin(self._name())
+        self._join(c, 0)
+        return c
+
+    @rule(target=thin, where=st.integers(0, 2))
+    def join_thin(self, where: int) -> SimThin:
+        c = SimThin(self._name())
+        self._join(c, where)
+        return c
+
+    @rule(target=replicas, where=st.integers(0, 2))
+    def join_replica(self, where: int) -> SimReplica:
+        c = SimReplica(self._name(), 1000 + self.names)
+        self._join(c, where)
+        return c
+
+    @rule(c=thin, pos=st.integers(0, 30), delete=st.integers(0, 3), text=WORDS)
+    def type_thin(self, c: SimThin, pos: int, delete: int, text: str) -> None:
+        c.splice(pos, delete, text)
+        self._at(c).send(c.session)
+
+    @rule(c=thin, value=st.integers(0, 5), which=st.sampled_from(["map", "register", "add"]))
+    def write_thin(self, c: SimThin, value: int, which: str) -> None:
+        if which == "map":
+            c.set_key("map:m", "k", value)
+        elif which == "register":
+            c.set_key("register:r", None, value)
+        else:
+            c.add(value)
+        self._at(c).send(c.session)
+
+    @rule(c=replicas, pos=st.integers(0, 30), text=WORDS, value=st.integers(0, 5))
+    def type_replica(self, c: SimReplica, pos: int, text: str, value: int) -> None:
+        t = c.doc.text("t")
+        t.insert(min(pos, len(t)), text)
+        c.doc.map("m").set("k", value)
+        c.doc.counter("n").add(1)
+        self._at(c).send(c.session)
+
+    @rule(c=st.one_of(thin, replicas), n=st.integers(1, 5))
+    def deliver(self, c: SimThin | SimReplica, n: int) -> None:
+        for _ in range(n):
+            self._at(c).deliver(c.session)
+
+    @rule(where=st.integers(0, 2), pick=st.randoms(use_true_random=False))
+    def bus(self, where: int, pick: random.Random) -> None:
+        """One log entry reaches an instance: any entry (late, reordered, or a duplicate)."""
+        if self.log:
+            self.instances[where].merge(pick.randint(1, len(self.log)))
+
+    @rule(c=thin, to=st.integers(0, 2))
+    def move(self, c: SimThin, to: int) -> None:
+        """A thin client with nothing pending reconnects to another instance: its version
+        means nothing there (another epoch), so it gets a snapshot."""
+        old = self._at(c)
+        if not c.idle or old is self.instances[to]:
+            return
+        while old.deliver(c.session):
+            pass
+        old.leave(c.session)
+        new = self.instances[to]
+        self.where[c.client_id] = to
+        c.nodes = {}
+        new.join(c, version=c.version)
+
+    @invariant()
+    def rooms_are_sound(self) -> None:
+        for inst in self.instances:
+            inst.room.doc.check_invariants()
+
+    def teardown(self) -> None:
+        # deliver everything everywhere, then let every client settle with its room
+        for _ in range(3):
+            for inst in self.instances:
+                for seq in range(1, len(self.log) + 1):
+                    if seq not in inst.merged:
+                        inst.merge(seq)
+                inst.settle()
+        states = [inst.room.doc.to_json() for inst in self.instances]
+        assert states[0] == states[1] == states[2]
+        for inst in self.instances:
+            inst.check_converged()
+
+
+TestClusterSchedules = ClusterSchedules.TestCase
+TestClusterSchedules.settings = settings(
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def test_remote_presence_shows_cursors_on_the_right_characters() -> None:
+    log: list[bytes] = []
+    a, b = Instance(0, log), Instance(1, log)
+    ann = SimThin("ann")
+    sa = a.join(ann)
+    ann.splice(0, 0, "hello world")
+    a.send(sa)
+    a.settle()
+    outcome = a.room.presence(
+        sa, p.SetPresence(doc=DOC, cursor=p.Cursor(node="text:t", anchor=6, head=11)), 0
+    )
+    entries = a.room.peer_entries([e.session for e in outcome.broadcast[0][0].entries])  # type: ignore[attr-defined]
+    # b has not merged the text yet: the entry shows, without a cursor
+    shown = b.room.merge_presence(0, entries, [])
+    (entry,) = shown.broadcast[0][0].entries  # type: ignore[attr-defined]
+    assert entry.cursor is None
+    b.merge(1)
+    # b's own user types before the selection: the cursor still covers "world"
+    bob = SimThin("bob")
+    sb = b.join(bob)
+    bob.splice(0, 0, ">> ")
+    b.send(sb)
+    b.settle()
+    (entry,) = [e for e in b.room.entries() if e.session == sa]
+    assert entry.cursor is not None
+    assert (entry.cursor.anchor, entry.cursor.head) == (9, 14)
+    assert b.room.doc.to_json()["t"][9:14] == "world"
+    left = b.room.drop_instance(0)
+    assert left.broadcast[0][0].left == [sa]  # type: ignore[attr-defined]
+    assert all(e.session != sa for e in b.room.entries())
