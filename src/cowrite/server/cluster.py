@@ -72,7 +72,8 @@ _decoder = msgspec.msgpack.Decoder(Note)
 
 def decode_note(data: bytes) -> Note:
     """A bus message; raises msgspec.DecodeError/ValidationError for anything else."""
-    return _decoder.decode(data)
+    note: Note = _decoder.decode(data)
+    return note
 
 
 def encode_note(note: Note) -> bytes:
