@@ -242,8 +242,7 @@ class World:
     def carry(self, outcome: Outcome, sender: str | None) -> None:
         """What the hub does with an outcome: persist, reply, broadcast to the others."""
         if outcome.persist is not None:
-            self.persisted.append(outcome.persist)
-            assert outcome.version == len(self.persisted)
+            self.store(outcome)
         if sender is not None:
             self.queues[sender].extend(builtins(m) for m in outcome.reply)
         for msg, audience in outcome.broadcast:
@@ -251,6 +250,11 @@ class World:
             for session, m in self.room.members.items():
                 if session != sender and audience in ("all", m.mode):
                     self.queues[session].append(data)
+
+    def store(self, outcome: Outcome) -> None:
+        assert outcome.persist is not None
+        self.persisted.append(outcome.persist)
+        assert outcome.version == len(self.persisted)
 
     def join(self, client: Sim, *, version: int | None = None, rights: frozenset[str] = ALL) -> str:
         self._sessions += 1

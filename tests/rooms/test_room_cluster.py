@@ -39,17 +39,10 @@ class Instance(World):
         self.merged: set[int] = set()
         self._sessions = 1000 * index  # session ids are unique across instances (uuids)
 
-    def carry(self, outcome: Outcome, sender: str | None) -> None:
-        if outcome.persist is not None:
-            self.log.append(outcome.persist)
-            self.merged.add(len(self.log))
-        if sender is not None:
-            self.queues[sender].extend(_builtins(m) for m in outcome.reply)
-        for msg, audience in outcome.broadcast:
-            data = _builtins(msg)
-            for session, m in self.room.members.items():
-                if session != sender and audience in ("all", m.mode):
-                    self.queues[session].append(data)
+    def store(self, outcome: Outcome) -> None:
+        assert outcome.persist is not None
+        self.log.append(outcome.persist)
+        self.merged.add(len(self.log))
 
     def merge(self, seq: int) -> None:
         """The bus (or a catch-up) brings log entry ``seq``; duplicates change nothing."""
@@ -58,13 +51,6 @@ class Instance(World):
             assert not outcome.broadcast, "a duplicate must change nothing"
         self.merged.add(seq)
         self.carry(outcome, None)
-
-
-def _builtins(msg: p.Message) -> dict[str, object]:
-    import msgspec
-
-    out: dict[str, object] = msgspec.to_builtins(msg)
-    return out
 
 
 class ClusterSchedules(RuleBasedStateMachine):
