@@ -132,8 +132,11 @@ class Hello(Message, tag="hello"):
 
 
 class Join(Message, tag="join"):
-    """Open a document. Thin clients give the last ``version`` they saw (None: send a snapshot);
-    replicas give their version vector (``state``: replica id as a decimal string -> count)."""
+    """Open a document. Thin clients give the last ``version`` they saw (None: send a snapshot)
+    and may give ``state``, the version vector of that version (built from ``joined.state`` and
+    each ``remote``/``ack``'s ``vv``): a server that cannot catch them up by version (another
+    epoch, history too old) then sends the exact changes since that state (``joined.ops``).
+    Replicas give their version vector (``state``: replica id as a decimal string -> count)."""
 
     doc: DocId
     mode: Literal["thin", "replica"] = "thin"
@@ -234,6 +237,9 @@ class Joined(Message, tag="joined"):
     rights: list[str]
     epoch: Epoch = ""
     """What numbers ``version``: a rejoin sends it back; another epoch's version gets a snapshot."""
+    ops: list[EditOp] | None = None
+    """Thin rejoin by ``state``: the changes from that state to ``version``, to be applied (and
+    rebased over the client's unacknowledged edits) like a ``remote``."""
     snapshot: dict[str, Any] | None = None
     roots: dict[str, str] | None = None
     delta: str | None = None
@@ -249,6 +255,8 @@ class Ack(Message, tag="ack"):
     edit_id: EditId
     version: Version
     created: list[str] = []
+    vv: dict[str, int] = {}
+    """Version vector entries this version changed (thin clients track their state's vector)."""
 
 
 class Remote(Message, tag="remote"):
@@ -259,6 +267,8 @@ class Remote(Message, tag="remote"):
     ops: list[EditOp]
     client_id: str = ""
     edit_id: str = ""
+    vv: dict[str, int] = {}
+    """Version vector entries this version changed."""
 
 
 class RemoteSync(Message, tag="remote_sync"):

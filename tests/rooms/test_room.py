@@ -78,6 +78,7 @@ class SimThin:
         self.edits = 0
         self.last_acked: tuple[p.Edit, int] | None = None
         self.sent: dict[str, p.Edit] = {}
+        self.vv: dict[str, int] | None = None  # the version vector of the server state
 
     # local edits
     def text(self) -> str:
@@ -129,13 +130,22 @@ class SimThin:
         kind = msg["type"]
         if kind == "joined":
             self.joined = True
+            if msg.get("ops") is not None:  # the exact changes since our state
+                for op in msg["ops"]:
+                    self._apply_remote(op)
+                self.version = msg["version"]
+                self.vv = dict(msg["state"])
+                return
             self.version = msg["version"]
+            if msg.get("state") is not None:
+                self.vv = dict(msg["state"])
             if msg.get("snapshot") is not None:
                 assert self.idle, "a snapshot join with pending edits needs a merge"
                 self.nodes = {n: e["value"] for n, e in msg["snapshot"].items()}
         elif kind == "ack":
             if self.inflight is not None and msg["edit_id"] == self.inflight[0]:
                 self._acked(msg["version"])
+                self._track(msg)
         elif kind == "remote":
             mine = self.inflight is not None and (msg.get("client_id"), msg.get("edit_id")) == (
                 self.client_id,
@@ -143,10 +153,16 @@ class SimThin:
             )
             if mine:  # our own edit in a catch-up: it is acknowledged
                 self._acked(msg["version"])
+                self._track(msg)
                 return
             for op in msg["ops"]:
                 self._apply_remote(op)
             self.version = msg["version"]
+            self._track(msg)
+
+    def _track(self, msg: Msg) -> None:
+        if self.vv is not None:
+            self.vv.update(msg.get("vv", {}))
 
     def _acked(self, version: int) -> None:
         assert self.inflight is not None
@@ -266,6 +282,8 @@ class World:
         state = None
         if isinstance(client, SimReplica):
             state = {str(r): n for r, n in client.doc.version.items()}
+        elif version is not None:
+            state = client.vv
         msg = p.Join(doc=DOC, mode=mode, version=version, state=state)  # type: ignore[arg-type]
         self.carry(
             self.room.join(member(session, client.client_id, mode, rights, self.now), msg, []),
@@ -424,9 +442,9 @@ class Schedules(RuleBasedStateMachine):
         before = (self.world.room.version, self.world.room.doc.to_json())
         out = self.world.room.edit(c.session, sent, self.world.now)
         assert out.persist is None and not out.broadcast
-        assert [builtins(m) for m in out.reply] == [
-            {"type": "ack", "doc": DOC, "edit_id": sent.edit_id, "version": version}
-        ]
+        (ack,) = [builtins(m) for m in out.reply]
+        ack.pop("vv", None)
+        assert ack == {"type": "ack", "doc": DOC, "edit_id": sent.edit_id, "version": version}
         assert (self.world.room.version, self.world.room.doc.to_json()) == before
 
     @rule(c=thin, catch_up=st.booleans())

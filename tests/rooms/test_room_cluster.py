@@ -9,7 +9,7 @@ import random
 import sys
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
@@ -127,20 +127,31 @@ class ClusterSchedules(RuleBasedStateMachine):
         if self.log:
             self.instances[where].merge(pick.randint(1, len(self.log)))
 
-    @rule(c=thin, to=st.integers(0, 2))
-    def move(self, c: SimThin, to: int) -> None:
-        """A thin client with nothing pending reconnects to another instance: its version
-        means nothing there (another epoch), so it gets a snapshot."""
+    @rule(c=thin, to=st.integers(0, 2), by_state=st.booleans())
+    def move(self, c: SimThin, to: int, by_state: bool) -> None:
+        """A thin client reconnects to another instance, where its version means nothing
+        (another epoch). With its state's version vector it gets the exact changes since and
+        rebases its unsent edits over them; without, a snapshot (only when it has none)."""
         old = self._at(c)
-        if not c.idle or old is self.instances[to]:
+        if c.inflight is not None or old is self.instances[to] or not (by_state or c.idle):
             return
-        while old.deliver(c.session):
-            pass
+        lost = old.queues[c.session]  # what was on its way to it is lost with the connection
         old.leave(c.session)
         new = self.instances[to]
         self.where[c.client_id] = to
-        c.nodes = {}
+        if not by_state:
+            c.vv = None
+            c.nodes = {}
+        before = c.text()
+        for seq in range(1, len(self.log) + 1):  # the hub catches up from the store first
+            if seq not in new.merged:
+                new.merge(seq)
         new.join(c, version=c.version)
+        if by_state:
+            assert c.vv is not None
+        event(f"moved by {'state' if by_state else 'snapshot'}, {len(lost)} messages lost")
+        if by_state and c.seq_buffer.get("text:t"):
+            assert len(c.text()) >= len(before)  # its own unsent text is all still there
 
     @invariant()
     def rooms_are_sound(self) -> None:
@@ -163,7 +174,7 @@ class ClusterSchedules(RuleBasedStateMachine):
 
 TestClusterSchedules = ClusterSchedules.TestCase
 TestClusterSchedules.settings = settings(
-    max_examples=60,
+    max_examples=150,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

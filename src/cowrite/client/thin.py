@@ -115,6 +115,9 @@ class ThinDocState:
         self.version: int | None = None
         self.epoch = ""
         """What numbers ``version`` (the server's ``joined.epoch``)."""
+        self.vv: dict[str, int] | None = None
+        """The version vector of the server state (None: not known): on a rejoin the server
+        can then send the exact changes since it, whatever instance or epoch it is."""
         """The last server version this client has applied (None before the first join)."""
         self.server: dict[str, Any] = {}
         self.local: dict[str, Any] = {}
@@ -233,7 +236,10 @@ class ThinDocState:
         if self.inflight is not None:
             self.inflight.sent = False
         epoch = self.epoch if version is not None else ""
-        return p.Join(doc=self.doc, mode="thin", version=version, epoch=epoch, create=create)
+        state = dict(self.vv) if version is not None and self.vv is not None else None
+        return p.Join(
+            doc=self.doc, mode="thin", version=version, epoch=epoch, state=state, create=create
+        )
 
     def take_batch(self) -> p.Edit | None:
         """The edit to send now, or None: nothing queued, not joined, or a batch in flight.
@@ -273,6 +279,10 @@ class ThinDocState:
             self.roots = dict(msg.roots)
         if self.inflight is not None:
             self.inflight.sent = False
+        if msg.ops is not None and self.version is not None:
+            return self._load_changes(msg)
+        if msg.state is not None:
+            self.vv = dict(msg.state)
         if msg.snapshot is None:
             if self.version is None:
                 self.version = msg.version
@@ -305,7 +315,7 @@ class ThinDocState:
         except InvalidOperation:
             self.request_rejoin(snapshot=True)  # our copy diverged: merge with a snapshot
             return changes
-        self._advance(msg.version, seq_ops)
+        self._advance(msg.version, seq_ops, msg.vv)
         return changes
 
     def on_ack(self, msg: p.Ack) -> list[p.EditOp]:
@@ -337,7 +347,7 @@ class ThinDocState:
                 self._server_set(node, key, value)
         self.inflight = None
         changes = self._refresh_slots(batch)
-        self._advance(msg.version, seq_ops)
+        self._advance(msg.version, seq_ops, msg.vv)
         return changes
 
     def on_error(self, msg: p.Error) -> ErrorOutcome:
@@ -459,9 +469,11 @@ class ThinDocState:
             return self._history[0][0] - 1
         return self._history_from
 
-    def _advance(self, version: int, seq_ops: list[tuple[str, ot.Op]]) -> None:
+    def _advance(self, version: int, seq_ops: list[tuple[str, ot.Op]], vv: dict[str, int]) -> None:
         self.version = version
         self._history.append((version, seq_ops))
+        if self.vv is not None:
+            self.vv.update(vv)
 
     def _server_value(self, node: str) -> Any:
         if node in self.server:
@@ -568,7 +580,26 @@ class ThinDocState:
             return []
         self.inflight = None
         changes = self._refresh_slots(batch)
-        self._advance(msg.version, seq_ops)
+        self._advance(msg.version, seq_ops, msg.vv)
+        return changes
+
+    def _load_changes(self, msg: p.Joined) -> list[p.EditOp]:
+        """A rejoin answered with the exact changes since our state: apply them like a remote
+        (rebased over our unacknowledged edits), then take the server's numbering."""
+        changes: list[p.EditOp] = []
+        try:
+            for op in msg.ops or []:
+                self._apply_server(op)
+                change = self._rebase_remote(op)
+                if change is not None:
+                    changes.append(change)
+        except InvalidOperation:
+            self.request_rejoin(snapshot=True)  # our copy diverged: merge with a snapshot
+            return changes
+        self.version = msg.version
+        self._history.clear()
+        self._history_from = msg.version
+        self.vv = dict(msg.state) if msg.state is not None else None
         return changes
 
     def _refresh_slots(self, batch: Batch) -> list[p.EditOp]:

@@ -206,6 +206,10 @@ class Document:
     def next_seq(self, client: int) -> int:
         return self._next[client]
 
+    def has_nested_nodes(self) -> bool:
+        """Some node is not a named root (it was created inside a list or map)."""
+        return any(node not in self.roots for node in self._nodes)
+
     def has_node(self, node: int) -> bool:
         return node in self._nodes or node in self.roots
 

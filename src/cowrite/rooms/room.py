@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cowrite import protocol as p
-from cowrite.engine import ot
+from cowrite.engine import history, ot
 from cowrite.engine.document import Change, Document
 from cowrite.engine.encoding import decode_ops
-from cowrite.engine.errors import InvalidOperation, ResyncNeeded
+from cowrite.engine.errors import EngineError, InvalidOperation, ResyncNeeded
 from cowrite.engine.ids import VersionVector
 from cowrite.engine.ops import (
     DELETED,
@@ -82,6 +82,16 @@ class Outcome:
     """An unexpected engine failure after part of the input was applied (the shell logs it)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """What a logged version was: whose edit, its wire ops, the vector entries it changed."""
+
+    client: str
+    edit: str
+    ops: list[p.EditOp]
+    vv: dict[str, int]
+
+
 @dataclass
 class Member:
     session: str
@@ -115,7 +125,8 @@ class Room:
         self.limits = limits or RoomLimits()
         self.log = EditLog(self.limits.edit_log_capacity, version)
         # per logged version: (client_id, edit_id, wire ops) for catch-up
-        self._origins: OrderedDict[int, tuple[str, str, list[p.EditOp]]] = OrderedDict()
+        self._origins: OrderedDict[int, Origin] = OrderedDict()
+        self._vv: VersionVector = dict(doc.version)  # the document's vector at the last version
         self._recent: OrderedDict[EditKey, int] = OrderedDict()
         self.members: dict[str, Member] = {}
         self.remote: dict[str, RemoteMember] = {}
@@ -148,7 +159,11 @@ class Room:
         self, ops: list[p.EditOp], seq_changes: list[tuple[int, list[Any]]], client: str, edit: str
     ) -> int:
         version = self.log.record(seq_changes)
-        self._origins[version] = (client, edit, ops)
+        now = self.doc.version
+        before = self._vv
+        vv = {str(r): n for r, n in now.items() if before.get(r) != n}
+        self._vv = now
+        self._origins[version] = Origin(client, edit, ops, vv)
         while len(self._origins) > self.limits.edit_log_capacity:
             self._origins.popitem(last=False)
         return version
@@ -199,29 +214,84 @@ class Room:
                 )
             )
             for version in range(msg.version + 1, self.version + 1):
-                client, edit, ops = self._origins[version]
+                o = self._origins[version]
                 out.reply.append(
                     p.Remote(
-                        doc=self.doc_id, version=version, ops=ops, client_id=client, edit_id=edit
+                        doc=self.doc_id,
+                        version=version,
+                        ops=o.ops,
+                        client_id=o.client,
+                        edit_id=o.edit,
+                        vv=o.vv,
                     )
                 )
         else:
-            nodes, roots = snapshot(self.doc)
-            out.reply.append(
-                p.Joined(
-                    doc=self.doc_id,
-                    mode="thin",
-                    version=self.version,
-                    rights=rights,
-                    snapshot=nodes,
-                    roots=roots,
-                    presence=presence,
-                    chat=chat,
-                    epoch=self.epoch,
+            state = {str(r): n for r, n in self._vv.items()}
+            changes = None
+            if msg.version is not None and msg.state is not None:
+                changes = self._changes_since(_vv_from_wire(msg.state))
+            if changes is not None:  # exact: the client rebases its own edits over these
+                roots = {name: node_to_wire(self.doc, n) for n, (name, _) in self.doc.roots.items()}
+                out.reply.append(
+                    p.Joined(
+                        doc=self.doc_id,
+                        mode="thin",
+                        version=self.version,
+                        rights=rights,
+                        ops=changes,
+                        roots=roots,
+                        state=state,
+                        presence=presence,
+                        chat=chat,
+                        epoch=self.epoch,
+                    )
                 )
-            )
+            else:
+                nodes, roots = snapshot(self.doc)
+                out.reply.append(
+                    p.Joined(
+                        doc=self.doc_id,
+                        mode="thin",
+                        version=self.version,
+                        rights=rights,
+                        snapshot=nodes,
+                        roots=roots,
+                        state=state,
+                        presence=presence,
+                        chat=chat,
+                        epoch=self.epoch,
+                    )
+                )
         out.broadcast.append((p.Presence(doc=self.doc_id, entries=[self._entry(member)]), "all"))
         return out
+
+    def _changes_since(self, base: VersionVector) -> list[p.EditOp] | None:
+        """Wire ops turning the document at version vector ``base`` into the current one, or
+        None when that cannot be said exactly (history compacted away or not seen here, nested
+        nodes: then the client gets a snapshot and merges three-way)."""
+        doc = self.doc
+        if doc.has_nested_nodes():
+            return None
+        try:
+            diffs = history.diff(doc, base, self._vv)
+        except EngineError:
+            return None
+        ops: list[p.EditOp] = []
+        for d in diffs:
+            node = node_to_wire(doc, d.node)
+            if d.kind is NodeKind.TEXT or d.kind is NodeKind.LIST:
+                ops.append(p.SeqEdit(node=node, edit=d.delta))
+            elif d.kind is NodeKind.MAP:
+                key = str(d.path[-1])
+                if d.after is None:
+                    ops.append(p.DeleteKey(node=node, key=key))
+                else:
+                    ops.append(p.SetKey(node=node, key=key, value=d.after))
+            elif d.kind is NodeKind.REGISTER:
+                ops.append(p.SetKey(node=node, key=None, value=d.after))
+            else:
+                ops.append(p.CounterAdd(node=node, amount=(d.after or 0) - (d.before or 0)))
+        return ops
 
     def leave(self, session: str) -> Outcome:
         if self.members.pop(session, None) is None:
@@ -249,7 +319,7 @@ class Room:
         key = (member.client_id, msg.edit_id)
         done = self._recent.get(key)
         if done is not None:
-            return Outcome(reply=[p.Ack(doc=self.doc_id, edit_id=msg.edit_id, version=done)])
+            return Outcome(reply=[self._ack(msg.edit_id, done)])
         if msg.version > self.version:
             raise RoomError(p.ErrorCode.FUTURE_VERSION, f"version {msg.version} > {self.version}")
         doc = self.doc
@@ -305,13 +375,14 @@ class Room:
         broadcast: list[tuple[p.Message, Audience]]
         if fault is None:
             self.remember(key, version)
-            reply = [p.Ack(doc=self.doc_id, edit_id=msg.edit_id, version=version, created=created)]
+            reply = [self._ack(msg.edit_id, version, created)]
             remote = p.Remote(
                 doc=self.doc_id,
                 version=version,
                 ops=wire_ops,
                 client_id=member.client_id,
                 edit_id=msg.edit_id,
+                vv=self._origins[version].vv,
             )
             broadcast = [(remote, "thin"), (relay, "replica")]
         else:  # what the engine did is not known op by op: thin clients reload the document
@@ -335,6 +406,16 @@ class Room:
             reply=reply,
             broadcast=broadcast,
             fault=fault,
+        )
+
+    def _ack(self, edit_id: str, version: int, created: list[str] | None = None) -> p.Ack:
+        origin = self._origins.get(version)
+        return p.Ack(
+            doc=self.doc_id,
+            edit_id=edit_id,
+            version=version,
+            created=created or [],
+            vv=origin.vv if origin is not None else {},
         )
 
     def _forget_roots(self, keep: set[int]) -> None:
@@ -450,7 +531,7 @@ class Room:
         if msg.edit_id is not None:
             done = self._recent.get((member.client_id, msg.edit_id))
             if done is not None:
-                return Outcome(reply=[p.Ack(doc=self.doc_id, edit_id=msg.edit_id, version=done)])
+                return Outcome(reply=[self._ack(msg.edit_id, done)])
         try:
             data = base64.b64decode(msg.delta, validate=True)
         except (binascii.Error, ValueError):
@@ -501,7 +582,7 @@ class Room:
                 )
             )
         elif msg.edit_id:
-            reply.append(p.Ack(doc=self.doc_id, edit_id=msg.edit_id, version=version))
+            reply.append(self._ack(msg.edit_id, version))
         relayed = (
             msg.delta
             if error is None and not before_pending
@@ -519,6 +600,7 @@ class Room:
                         ops=ops_out,
                         client_id=member.client_id,
                         edit_id=named,
+                        vv=self._origins[version].vv,
                     ),
                     "thin",
                 )
@@ -574,7 +656,12 @@ class Room:
         ]
         if exact:
             remote = p.Remote(
-                doc=self.doc_id, version=version, ops=ops_out, client_id=client, edit_id=edit_id
+                doc=self.doc_id,
+                version=version,
+                ops=ops_out,
+                client_id=client,
+                edit_id=edit_id,
+                vv=self._origins[version].vv,
             )
             broadcast.append((remote, "thin"))
         else:

@@ -633,10 +633,11 @@ class Hub:
                 peer.send(note.message)
 
     def on_instance_gone(self, instance: int) -> None:
-        for lr in list(self.rooms.values()):
+        for doc_id, lr in list(self.rooms.items()):
             outcome = lr.room.drop_instance(instance)
             if outcome.broadcast:
                 self.submit(lr, outcome, None, time.monotonic(), remote=True)
+            self._catch_up(doc_id, lr)  # it may have stored updates it never published
 
     def on_bus_back(self) -> None:
         """The bus reconnected: catch up, and tell the others who is here again."""
@@ -667,6 +668,11 @@ class Hub:
         if msg.create and "write" not in rights:
             raise RoomError(p.ErrorCode.FORBIDDEN, f"no right to create {msg.doc}")
         lr = await self.open_room(msg.doc, create=msg.create)
+        if self.cluster is not None and msg.version is not None and msg.epoch != lr.room.epoch:
+            # a client from another instance: what it saw there is in the store, maybe not yet
+            # here (that instance may have died before publishing it)
+            await self._caught_up(msg.doc, lr)
+            lr = await self.open_room(msg.doc, create=msg.create)
         rejoin = lr.peers.get(peer.session) is peer
         if not rejoin and len(lr.peers) >= self.settings.max_connections_per_document:
             self._schedule_unload(msg.doc, lr)
