@@ -103,6 +103,9 @@ export class ThinDocState {
     this.version = null;
     /** What numbers `version` (the server's joined.epoch): sent back when rejoining. */
     this.epoch = "";
+    /** The version vector of the server state (null: unknown): sent when rejoining, so any
+     *  instance can answer with the exact changes since (joined.ops). */
+    this.vv = null;
     this.server = new Map();
     this.local = new Map();
     this.kinds = new Map();
@@ -204,6 +207,7 @@ export class ThinDocState {
     if (version !== null) {
       msg.version = version;
       if (this.epoch) msg.epoch = this.epoch;
+      if (this.vv) msg.state = { ...this.vv };
     }
     if (create) msg.create = true;
     return msg;
@@ -245,6 +249,8 @@ export class ThinDocState {
     this.rights = (msg.rights || []).slice();
     if (msg.roots) this.roots = { ...msg.roots };
     if (this.inflight) this.inflight.sent = false;
+    if (msg.ops && this.version !== null) return this._loadChanges(msg);
+    if (msg.state) this.vv = { ...msg.state };
     if (msg.snapshot === undefined || msg.snapshot === null) {
       if (this.version === null) {
         this.version = msg.version;
@@ -281,7 +287,7 @@ export class ThinDocState {
       this.requestRejoin({ snapshot: true });
       return changes;
     }
-    this._advance(msg.version, seqOps);
+    this._advance(msg.version, seqOps, msg.vv);
     return changes;
   }
 
@@ -315,7 +321,7 @@ export class ThinDocState {
     }
     this.inflight = null;
     const changes = this._refreshSlots(batch);
-    this._advance(msg.version, seqOps);
+    this._advance(msg.version, seqOps, msg.vv);
     return changes;
   }
 
@@ -444,8 +450,9 @@ export class ThinDocState {
     return this._historyFrom;
   }
 
-  _advance(version, seqOps) {
+  _advance(version, seqOps, vv) {
     this.version = version;
+    if (this.vv && vv) Object.assign(this.vv, vv);
     this._history.push([version, seqOps]);
     if (this._history.length > this._historyMax) this._history.shift();
   }
@@ -533,6 +540,28 @@ export class ThinDocState {
     return this._refreshCounter(node);
   }
 
+  /** A rejoin answered with the exact changes since our state: apply them like a remote
+   *  (rebased over our unacknowledged edits), then take the server's numbering. */
+  _loadChanges(msg) {
+    const changes = [];
+    try {
+      for (const op of msg.ops) {
+        this._applyServer(op);
+        const change = this._rebaseRemote(op);
+        if (change) changes.push(change);
+      }
+    } catch (err) {
+      if (!(err instanceof ot.InvalidOperation)) throw err;
+      this.requestRejoin({ snapshot: true });
+      return changes;
+    }
+    this.version = msg.version;
+    this._history = [];
+    this._historyFrom = msg.version;
+    this.vv = msg.state ? { ...msg.state } : null;
+    return changes;
+  }
+
   _ownRemote(msg) {
     const batch = this.inflight;
     const seqOps = [];
@@ -548,7 +577,7 @@ export class ThinDocState {
     }
     this.inflight = null;
     const changes = this._refreshSlots(batch);
-    this._advance(msg.version, seqOps);
+    this._advance(msg.version, seqOps, msg.vv);
     return changes;
   }
 

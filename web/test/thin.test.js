@@ -202,3 +202,22 @@ test("code points on the wire, UTF-16 in JavaScript", () => {
   assert.deepEqual(ot.transform([1, "A"], [1, "B"], "left"), [1, "A"]);
   assert.deepEqual(ot.transform([1, "A"], [1, "B"], "right"), [2, "A"]);
 });
+
+test("a rejoin answered with the exact changes since our state rebases our edits over them", () => {
+  const s = new ThinDocState("d", "me");
+  s.onJoined({ type: "joined", doc: "d", version: 3, epoch: "A", rights: ["write"], state: { 7: 3 }, snapshot: { [NODE]: { kind: "text", value: "ab ab" } }, roots: { body: NODE } });
+  s.onRemote({ type: "remote", doc: "d", version: 4, ops: [{ type: "seq", node: NODE, edit: [5, "!"] }], vv: { 7: 4 } });
+  assert.deepEqual(s.vv, { 7: 4 });
+  s.localEdit(NODE, [3, "X"]); // "ab Xab!": unsent
+  const join = s.joinMessage();
+  assert.equal(join.epoch, "A");
+  assert.deepEqual(join.state, { 7: 4 });
+  // another instance (epoch B): since that state someone typed "ab" at the start
+  s.onJoined({ type: "joined", doc: "d", version: 10, epoch: "B", rights: ["write"], state: { 7: 4, 9: 2 }, ops: [{ type: "seq", node: NODE, edit: ["ab"] }] });
+  assert.equal(s.value(NODE), "abab Xab!");
+  assert.equal(s.version, 10);
+  assert.deepEqual(s.vv, { 7: 4, 9: 2 });
+  const batch = s.takeBatch();
+  assert.equal(batch.version, 10);
+  assert.deepEqual(batch.ops[0].edit, [5, "X"]);
+});

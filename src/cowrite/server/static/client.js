@@ -464,6 +464,7 @@ var ThinDocState = class {
     this.clientId = clientId;
     this.version = null;
     this.epoch = "";
+    this.vv = null;
     this.server = /* @__PURE__ */ new Map();
     this.local = /* @__PURE__ */ new Map();
     this.kinds = /* @__PURE__ */ new Map();
@@ -552,6 +553,7 @@ var ThinDocState = class {
     if (version !== null) {
       msg.version = version;
       if (this.epoch) msg.epoch = this.epoch;
+      if (this.vv) msg.state = { ...this.vv };
     }
     if (create) msg.create = true;
     return msg;
@@ -590,6 +592,8 @@ var ThinDocState = class {
     this.rights = (msg.rights || []).slice();
     if (msg.roots) this.roots = { ...msg.roots };
     if (this.inflight) this.inflight.sent = false;
+    if (msg.ops && this.version !== null) return this._loadChanges(msg);
+    if (msg.state) this.vv = { ...msg.state };
     if (msg.snapshot === void 0 || msg.snapshot === null) {
       if (this.version === null) {
         this.version = msg.version;
@@ -625,7 +629,7 @@ var ThinDocState = class {
       this.requestRejoin({ snapshot: true });
       return changes;
     }
-    this._advance(msg.version, seqOps);
+    this._advance(msg.version, seqOps, msg.vv);
     return changes;
   }
   onAck(msg) {
@@ -658,7 +662,7 @@ var ThinDocState = class {
     }
     this.inflight = null;
     const changes = this._refreshSlots(batch);
-    this._advance(msg.version, seqOps);
+    this._advance(msg.version, seqOps, msg.vv);
     return changes;
   }
   /** What an error means: {action: "ignore"|"retry"|"rejoin"|"rejected", changes}. */
@@ -776,8 +780,9 @@ var ThinDocState = class {
     if (this._history.length === this._historyMax) return this._history[0][0] - 1;
     return this._historyFrom;
   }
-  _advance(version, seqOps) {
+  _advance(version, seqOps, vv) {
     this.version = version;
+    if (this.vv && vv) Object.assign(this.vv, vv);
     this._history.push([version, seqOps]);
     if (this._history.length > this._historyMax) this._history.shift();
   }
@@ -858,6 +863,27 @@ var ThinDocState = class {
     if (op.type === "set" || op.type === "del") return this._refreshKey(node, op.key ?? null);
     return this._refreshCounter(node);
   }
+  /** A rejoin answered with the exact changes since our state: apply them like a remote
+   *  (rebased over our unacknowledged edits), then take the server's numbering. */
+  _loadChanges(msg) {
+    const changes = [];
+    try {
+      for (const op of msg.ops) {
+        this._applyServer(op);
+        const change = this._rebaseRemote(op);
+        if (change) changes.push(change);
+      }
+    } catch (err) {
+      if (!(err instanceof InvalidOperation)) throw err;
+      this.requestRejoin({ snapshot: true });
+      return changes;
+    }
+    this.version = msg.version;
+    this._history = [];
+    this._historyFrom = msg.version;
+    this.vv = msg.state ? { ...msg.state } : null;
+    return changes;
+  }
   _ownRemote(msg) {
     const batch = this.inflight;
     const seqOps = [];
@@ -873,7 +899,7 @@ var ThinDocState = class {
     }
     this.inflight = null;
     const changes = this._refreshSlots(batch);
-    this._advance(msg.version, seqOps);
+    this._advance(msg.version, seqOps, msg.vv);
     return changes;
   }
   _refreshSlots(batch) {
