@@ -70,6 +70,12 @@ class FlakyStore(Shared):
         result: int = await self._store.append_update(*args, **kwargs)
         return result
 
+    async def find_edit(self, *args: Any, **kwargs: Any) -> int | None:
+        if self.down:
+            raise StoreUnavailable("database unreachable (test)")
+        result: int | None = await self._store.find_edit(*args, **kwargs)
+        return result
+
 
 def settings(**kw: Any) -> Settings:
     return Settings(
@@ -251,9 +257,14 @@ async def test_store_outage_holds_acks_and_says_saving_pending() -> None:
     async with cluster(2, flaky) as (servers, _store, _bus):
         a = await ThinClient.connect(servers[0].ws_url, "a", "outage")
         b = await ThinClient.connect(servers[1].ws_url, "b", "outage")
+        c = await ThinClient.connect(servers[1].ws_url, "c", "outage")
         flaky.down = True
         a.insert("text:t", 0, "kept")
         await a.flush()
+        # c's first edit since it joined is looked up in the store (a resend?): it waits too
+        c.insert("text:t", 0, "also ")
+        await c.flush()
+        assert (await c.expect("saving"))["pending"] is True
         saving = await a.expect("saving")
         assert saving == {"type": "saving", "doc": "outage", "pending": True}
         await asyncio.sleep(0.5)
@@ -262,9 +273,12 @@ async def test_store_outage_holds_acks_and_says_saving_pending() -> None:
         flaky.down = False
         assert (await a.expect("saving"))["pending"] is False  # then the held edit's ack
         await a.expect("ack")
-        await b.wait_for(lambda: b.text("text:t") == "kept")
+        await c.expect("ack")
+        assert not c.errors
+        await b.wait_for(lambda: b.text("text:t") == "also kept")
         await a.close()
         await b.close()
+        await c.close()
 
 
 @pytest.mark.parametrize("instances", [2])

@@ -138,6 +138,8 @@ class Hub:
         self._loading: dict[str, asyncio.Future[LoadedRoom]] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._unloads: set[asyncio.Task[None]] = set()
+        self._held: set[asyncio.Task[None]] = set()
+        """Edits waiting for the store to tell whether they were applied before."""
         self.edits_applied = 0
         self.started = time.monotonic()
         self.cluster: Cluster | None = None
@@ -168,6 +170,8 @@ class Hub:
         for task in list(self._unloads):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for task in list(self._held):
+            task.cancel()
         if self.cluster is not None:
             await self.cluster.close()
 
@@ -451,7 +455,7 @@ class Hub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             todo = retry
-        if lr.saving_pending:
+        if lr.saving_pending and outcomes:  # something was stored: the store is back
             self._saving(lr, pending=False)
         return failed, seqs
 
@@ -731,38 +735,75 @@ class Hub:
     async def edit(self, peer: Peer, msg: p.Edit) -> None:
         t0 = time.monotonic()
         lr = self.joined(peer, msg.doc)
-        room = lr.room
         first = peer.session in lr.check_store
         lr.check_store.discard(peer.session)
-        if room.seen(peer.client_id, msg.edit_id) is None and (
+        if lr.room.seen(peer.client_id, msg.edit_id) is None and (
             msg.version < lr.loaded_version or (first and self.cluster is not None)
         ):
-            # maybe applied by an earlier run of the server, or (sent before a reconnect) by
-            # another instance: the store knows
-            seq = await self.store.find_edit(msg.doc, peer.client_id, msg.edit_id)
-            lr = self.joined(peer, msg.doc)  # still there after the await
-            if seq is not None and room.seen(peer.client_id, msg.edit_id) is None:
-                if self.cluster is None:
-                    room.remember((peer.client_id, msg.edit_id), seq)
-                else:  # merge it here first: the ack names this instance's version of it
-                    await self._caught_up(msg.doc, lr)
-                    lr = self.joined(peer, msg.doc)
-                    if room.seen(peer.client_id, msg.edit_id) is None:
-                        room.remember((peer.client_id, msg.edit_id), room.version)
-        outcome = room.edit(peer.session, msg, self.now_ms())
+            try:
+                await self._recognise(peer, msg)
+            except StoreError:
+                # the store is down: hold this edit, like every other one now, until it is back
+                self._saving(lr, pending=True)
+                task = asyncio.create_task(self._edit_later(peer, msg, t0))
+                self._held.add(task)
+                task.add_done_callback(self._held.discard)
+                return
+        self._apply_edit(peer, msg, t0)
+
+    async def _recognise(self, peer: Peer, msg: p.Edit) -> None:
+        """Maybe applied by an earlier run of the server, or (sent before a reconnect) by
+        another instance: the store knows. Raises StoreError while it cannot tell."""
+        seq = await self.store.find_edit(msg.doc, peer.client_id, msg.edit_id)
+        lr = self.joined(peer, msg.doc)  # still there after the await
+        room = lr.room
+        if seq is None or room.seen(peer.client_id, msg.edit_id) is not None:
+            return
+        if self.cluster is None:
+            room.remember((peer.client_id, msg.edit_id), seq)
+            return
+        # merge it here first: the ack names this instance's version of it
+        await self._caught_up(msg.doc, lr)
+        room = self.joined(peer, msg.doc).room
+        if room.seen(peer.client_id, msg.edit_id) is None:
+            room.remember((peer.client_id, msg.edit_id), room.version)
+
+    async def _edit_later(self, peer: Peer, msg: p.Edit, t0: float) -> None:
+        delay = 0.1
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await self._recognise(peer, msg)
+                    break
+                except StoreError:
+                    delay = min(delay * 2, 2.0)
+            self._apply_edit(peer, msg, t0)
+        except RoomError as exc:  # left meanwhile, or the edit no longer fits
+            error = p.Error(code=exc.code, message=exc.message, doc=msg.doc, edit_id=msg.edit_id)
+            peer.send(p.encoder.encode(error))
+
+    def _apply_edit(self, peer: Peer, msg: p.Edit, t0: float) -> None:
+        lr = self.joined(peer, msg.doc)
+        outcome = lr.room.edit(peer.session, msg, self.now_ms())
         if outcome.persist is not None:
             self.edits_applied += 1
             self.metrics.edits.labels("thin").inc()
         self.submit(lr, outcome, peer, t0)
 
     async def _caught_up(self, doc_id: str, lr: LoadedRoom) -> None:
-        """Return once the room has merged everything the store held when called."""
-        while lr.catching_up is not None:
-            await asyncio.shield(lr.catching_up)
-        self._catch_up(doc_id, lr)
-        task = lr.catching_up
-        if task is not None:
-            await asyncio.shield(task)
+        """Return once the room has merged everything the store held when called (or was
+        unloaded meanwhile)."""
+        while True:
+            task = lr.catching_up
+            if task is None:
+                self._catch_up(doc_id, lr)
+                task = lr.catching_up
+                if task is None:
+                    return
+                await asyncio.wait({task})
+                return
+            await asyncio.wait({task})  # an earlier catch-up may have missed what we need
 
     async def sync(self, peer: Peer, msg: p.Sync) -> None:
         t0 = time.monotonic()
