@@ -22,9 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     bench = sub.add_parser(
         "bench",
-        help="benchmarks: 'traces' (engine vs pycrdt on editing traces), 'server' (WebSocket load)",
+        help="benchmarks: 'traces' (engine vs pycrdt on editing traces), 'server' (WebSocket load),"
+        " 'cluster' (several instances on PostgreSQL + Redis)",
     )
-    bench.add_argument("suite", choices=["traces", "server"])
+    bench.add_argument("suite", choices=["traces", "server", "cluster"])
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of that suite (--help)")
     schema = sub.add_parser("schema", help="print the wire protocol's JSON Schema")
     schema.add_argument("--output", help="write to this file instead of stdout")
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             return bench_traces(args.args, prog="cowrite bench traces")
         import importlib
 
+        if args.suite == "cluster":
+            cluster: int = importlib.import_module("cowrite.bench.cluster").main(
+                args.args, prog="cowrite bench cluster"
+            )
+            return cluster
         result: int = importlib.import_module("cowrite.bench.server").main(args.args)
         return result
     if args.command == "schema":

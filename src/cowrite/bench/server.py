@@ -1160,6 +1160,10 @@ def _render_saved(path: Path, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--instances" or a.startswith("--instances=") for a in args_list):
+        from cowrite.bench import cluster  # several instances on PostgreSQL + Redis
+
+        return cluster.main(args_list, prog=prog)
     parser = build_parser(prog)
     args = parser.parse_args(args_list)
     servers = [s.strip() for s in args.peers.split(",") if s.strip()]

@@ -1,0 +1,869 @@
+"""Real backing services as throwaway child processes: PostgreSQL, Redis, nginx, and ``cowrite
+serve`` instances. Used by the cluster benchmark (``cowrite.bench.cluster``) and, through
+``tests/adapters/services.py`` (which adds pytest's skip-or-fail policy), by the tests.
+
+Every service listens on a free port on 127.0.0.1, keeps its files in a fresh temporary directory
+and dies with the process that started it, even if that one is killed (``die_with_us``: start
+services from the main thread, not from ``asyncio.to_thread``, or they may outlive a killed run).
+Missing binaries are installed by ``scripts/ensure-services`` (apt-get, as root), which
+``ensure_services`` runs once per process when a binary is missing. Failures raise
+``ServiceError`` with the reason (and the service's log tail).
+
+* ``PostgresServer.create()``: initdb + postgres (``stop``/``start`` keep the data, ``kill`` is a
+  crash, ``create_database`` gives a fresh database's DSN);
+* ``RedisServer.create()``: redis-server keeping nothing on disk (``start`` again on the same
+  port);
+* ``NginxServer.create(upstreams)``: nginx in front of ``host:port`` upstreams, configured from
+  ``deploy/nginx.conf`` (rendered with those upstreams and a free listen port);
+* ``CowriteInstance``: one ``cowrite serve`` process (``await start()``, ``kill()`` = kill -9,
+  ``await restart()`` on the same port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import functools
+import itertools
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def repo_root() -> Path:
+    """The checkout this package runs from (``src/cowrite/bench/services.py`` -> root)."""
+    return Path(__file__).resolve().parents[3]
+
+
+ENSURE_SERVICES = repo_root() / "scripts" / "ensure-services"
+NGINX_TEMPLATE = repo_root() / "deploy" / "nginx.conf"
+
+
+class ServiceError(Exception):
+    """A service could not be installed or started; the message says why."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+_ensured: list[subprocess.CompletedProcess[str]] = []
+
+
+def ensure_services() -> None:
+    """Run ``scripts/ensure-services`` once per process; raise `ServiceError` if it fails."""
+    if not ENSURE_SERVICES.is_file():
+        raise ServiceError(f"{ENSURE_SERVICES} not found (not running from a checkout)")
+    if not _ensured:
+        _ensured.append(
+            subprocess.run(
+                ["bash", str(ENSURE_SERVICES)],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        )
+    done = _ensured[0]
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip()[-1500:]
+        raise ServiceError(f"scripts/ensure-services failed ({done.returncode}): {tail}")
+
+
+def die_with_us(signame: str) -> list[str]:
+    """A command prefix that makes the child get ``signame`` when this process dies.
+
+    ``setpriv --pdeathsig`` (util-linux) sets PR_SET_PDEATHSIG and execs the command (same pid).
+    The signal fires when the *thread* that started the child ends, so it is only used from the
+    main thread (``asyncio.to_thread``'s workers come and go): start services from there.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or threading.current_thread() is not threading.main_thread():
+        return []
+    return [setpriv, "--pdeathsig", signame, "--"]
+
+
+def _halt_process(
+    proc: subprocess.Popen[bytes] | None, sig: signal.Signals, timeout: float
+) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def _tail(path: Path, chars: int = 1500) -> str:
+    try:
+        return path.read_text(errors="replace").strip()[-chars:]
+    except OSError:
+        return ""
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid``'s child processes, recursively (from ``/proc``; empty where that is missing)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(raw[raw.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+
+
+def postgres_bindir() -> Path | None:
+    """Where initdb/postgres/psql live: Debian's newest /usr/lib/postgresql/N/bin, else PATH."""
+
+    def version(p: Path) -> int:
+        m = re.fullmatch(r"\d+", p.parent.parent.name)
+        return int(m.group()) if m else 0
+
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=version)
+    if candidates:
+        return candidates[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+class PostgresServer:
+    """One PostgreSQL server on 127.0.0.1 with a throwaway data directory.
+
+    ``create()`` runs initdb and starts it; ``stop()`` is a fast shutdown (what ``pg_ctl stop -m
+    fast`` does: clients are disconnected, the data is kept); ``start()`` brings it back on the
+    same port with the same data; ``destroy()`` stops it and deletes everything. Tuned for tests
+    unless ``fsync``: no fsync, so what a commit wrote survives the server being killed, not the
+    machine crashing (``fsync=True``: PostgreSQL's durable defaults, for benchmarks).
+    """
+
+    SUPERUSER = "postgres"
+
+    def __init__(self, bindir: Path, root: Path, *, fsync: bool = False) -> None:
+        self.bindir = bindir
+        self.root = root
+        self.datadir = root / "data"
+        self.logfile = root / "postgres.log"
+        self.fsync = fsync
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._names = itertools.count(1)
+        self._databases: set[str] = set()
+
+    @classmethod
+    def create(cls, *, fsync: bool = False) -> PostgresServer:
+        """initdb into a new temporary directory and start; raise `ServiceError` on failure."""
+        bindir = postgres_bindir()
+        if bindir is None:
+            ensure_services()
+            bindir = postgres_bindir()
+            if bindir is None:
+                raise ServiceError("PostgreSQL is not installed (no initdb found)")
+        server = cls(bindir, Path(tempfile.mkdtemp(prefix="cowrite-pg-")), fsync=fsync)
+        try:
+            server._initdb()
+            server.start()
+        except BaseException:
+            server.destroy()
+            raise
+        return server
+
+    @functools.cached_property
+    def major(self) -> int:
+        """PostgreSQL's major version (15 for 15.18)."""
+        out = subprocess.run(
+            [str(self.bindir / "postgres"), "--version"], capture_output=True, text=True, check=True
+        ).stdout
+        m = re.search(r"(\d+)(?:\.\d+)?", out)
+        return int(m.group(1)) if m else 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    # --- processes ------------------------------------------------------------------------------
+
+    def _run_as(self) -> tuple[int | None, int | None]:
+        """(uid, gid) to run a PostgreSQL binary as ``postgres`` when we are root, else Nones."""
+        if os.geteuid() != 0:
+            return None, None
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            raise ServiceError("running as root but there is no 'postgres' user") from None
+        return pw.pw_uid, pw.pw_gid
+
+    def _initdb(self) -> None:
+        uid, gid = self._run_as()
+        if uid is not None and gid is not None:  # initdb refuses to run as root
+            os.chown(self.root, uid, gid)
+        argv = [str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", self.SUPERUSER]
+        argv += ["--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"]
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            cwd=self.root,
+            check=False,
+            user=uid,
+            group=gid,
+            extra_groups=[] if uid is not None else None,
+        )
+        if done.returncode != 0:
+            raise ServiceError(f"initdb failed: {(done.stdout + done.stderr).strip()[-1500:]}")
+
+    def start(self, timeout: float = 30.0) -> PostgresServer:
+        """Start (again) and wait until it accepts connections; raise `ServiceError` if not."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        uid, gid = self._run_as()
+        for attempt in range(3):  # a free port can be taken before postgres binds it
+            if self.port == 0 or (attempt > 0 and self._port_taken()):
+                self.port = free_port()
+            argv = die_with_us("QUIT")  # SIGQUIT: PostgreSQL's immediate shutdown
+            argv += [str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port)]
+            argv += ["-k", str(self.root), "-c", "listen_addresses=127.0.0.1"]
+            settings = ["shared_buffers=32MB", "max_connections=200", "log_min_messages=warning"]
+            if not self.fsync:
+                settings += [
+                    "fsync=off",
+                    "full_page_writes=off",
+                    "wal_level=minimal",
+                    "max_wal_senders=0",
+                ]
+            for setting in settings:
+                argv += ["-c", setting]
+            with open(self.logfile, "ab") as log:
+                self.proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.root,
+                    user=uid,
+                    group=gid,
+                    extra_groups=[] if uid is not None else None,
+                )
+            end = time.monotonic() + timeout
+            while self.proc.poll() is None and time.monotonic() < end:
+                if self._accepts():
+                    return self
+                time.sleep(0.05)
+            self._halt(signal.SIGQUIT)
+        raise ServiceError(f"postgres did not start on port {self.port}: {self.log_tail()}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Fast shutdown (SIGINT, as ``pg_ctl stop -m fast``): clients are cut, data is kept."""
+        self._halt(signal.SIGINT, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster: what a crashed database server looks like to its clients.
+
+        Its backends notice and exit by themselves; ``start()`` recovers the data (crash recovery).
+        """
+        self._halt(signal.SIGKILL)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _halt(self, sig: signal.Signals, timeout: float = 30.0) -> None:
+        proc, self.proc = self.proc, None
+        _halt_process(proc, sig, timeout)
+
+    def _port_taken(self) -> bool:
+        return "could not bind" in self.log_tail() or "already in use" in self.log_tail()
+
+    def _accepts(self) -> bool:
+        argv = [str(self.bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        done = subprocess.run(
+            [*argv, "-U", self.SUPERUSER, "-d", "postgres"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+        return done.returncode == 0
+
+    def log_tail(self, chars: int = 1500) -> str:
+        return _tail(self.logfile, chars)
+
+    # --- databases ------------------------------------------------------------------------------
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run ``sql`` (one or more statements) with psql; return its unaligned output."""
+        argv = [str(self.bindir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
+        argv += ["-h", "127.0.0.1", "-p", str(self.port), "-U", self.SUPERUSER, "-d", database]
+        done = subprocess.run(
+            [*argv, "-c", sql],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise ServiceError(
+                f"psql {sql!r} failed: {done.stderr.strip()}\nserver log: {self.log_tail()}"
+            )
+        return done.stdout
+
+    def create_database(self, name: str | None = None) -> str:
+        """A new empty database; returns its DSN."""
+        name = name or f"t{os.getpid()}_{next(self._names)}"
+        strategy = " STRATEGY FILE_COPY" if self.major >= 15 else ""  # faster here than WAL_LOG
+        self.psql(f'CREATE DATABASE "{name}"{strategy}')
+        self._databases.add(name)
+        return self.dsn(name)
+
+    def emptied_database(self, name: str, keep: tuple[str, ...] = ("schema_version",)) -> str:
+        """Database ``name`` (created on first use) with every table but ``keep`` emptied.
+
+        Much faster than a new database (one TRUNCATE, ~50 ms, against ~0.2-0.5 s), and as good
+        for tests that do not care about the schema's history. Returns its DSN.
+        """
+        if name not in self._databases:
+            return self.create_database(name)
+        kept = ", ".join(f"'{table}'" for table in keep) or "''"
+        self.psql(
+            "DO $$ DECLARE tables text; BEGIN "
+            "SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') INTO tables "
+            f"FROM pg_tables WHERE schemaname = 'public' AND tablename NOT IN ({kept}); "
+            "IF tables IS NOT NULL THEN EXECUTE 'TRUNCATE ' || tables || ' CASCADE'; END IF; "
+            "END $$",
+            name,
+        )
+        return self.dsn(name)
+
+
+# --- Redis ----------------------------------------------------------------------------------------
+
+
+def redis_binary() -> str | None:
+    return shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
+    )
+
+
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here, not in a forked child
+
+
+def _redis_dies_with_parent() -> None:
+    """In the child, before exec: SIGKILL when we die (Redis keeps nothing worth a shutdown)."""
+    with contextlib.suppress(Exception):
+        _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class RedisServer:
+    """One redis-server on 127.0.0.1 that keeps nothing on disk (no RDB, no AOF).
+
+    ``create()`` starts it; ``kill()`` is SIGKILL (a crash, or a partition as clients see it);
+    ``start()`` brings it back on the same port, empty; ``destroy()`` stops it and deletes its
+    directory.
+    """
+
+    def __init__(self, binary: str, root: Path) -> None:
+        self.binary = binary
+        self.root = root
+        self.logfile = root / "redis.log"
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @classmethod
+    def create(cls) -> RedisServer:
+        """Start one in a new temporary directory; raise `ServiceError` on failure."""
+        binary = redis_binary()
+        if binary is None:
+            ensure_services()
+            binary = redis_binary()
+            if binary is None:
+                raise ServiceError("Redis is not installed (no redis-server found)")
+        server = cls(binary, Path(tempfile.mkdtemp(prefix="cowrite-redis-")))
+        try:
+            server.start()
+        except BaseException:
+            server.destroy()
+            raise
+        return server
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start (again, on the same port) and wait until it answers PING."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        first = self.port == 0
+        for _attempt in range(3 if first else 1):  # a free port can be taken before Redis binds it
+            if first:
+                self.port = free_port()
+            argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+            argv += ["--save", "", "--appendonly", "no", "--dir", str(self.root)]
+            argv += ["--logfile", str(self.logfile), "--loglevel", "warning"]
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=self.root,
+                preexec_fn=_redis_dies_with_parent,  # noqa: PLW1509 (no threads are started here)
+            )
+            end = time.monotonic() + timeout
+            while self.proc.poll() is None and time.monotonic() < end:
+                if self._pings():
+                    return self
+                time.sleep(0.02)
+            self.kill()
+        raise ServiceError(f"redis-server did not start on port {self.port}: {self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM: a clean shutdown (nothing to save)."""
+        self._halt(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        self._halt(signal.SIGKILL)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _halt(self, sig: signal.Signals, timeout: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        _halt_process(proc, sig, timeout)
+
+    def _pings(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def log_tail(self, chars: int = 1500) -> str:
+        return _tail(self.logfile, chars)
+
+
+# --- nginx ----------------------------------------------------------------------------------------
+
+
+def nginx_binary() -> str | None:
+    if os.access("/usr/sbin/nginx", os.X_OK):
+        return "/usr/sbin/nginx"
+    return shutil.which("nginx")
+
+
+_UPSTREAM = re.compile(r"(upstream\s+cowrite\s*\{)(.*?)(\})", re.DOTALL)
+_UPSTREAM_SERVER = re.compile(r"^([ \t]*)server[ \t]+([^\s;]+)([^;\n]*);[^\n]*\n", re.MULTILINE)
+_LISTEN = re.compile(r"^([ \t]*)listen[ \t]+[^;\n]+;[^\n]*\n", re.MULTILINE)
+_SERVER_BLOCK = re.compile(r"(\bserver\s*\{)")
+
+
+def render_nginx_site(template: str, upstreams: Sequence[str], listen: str) -> str:
+    """``deploy/nginx.conf`` (an ``http``-level file) for these upstreams and listen address.
+
+    The ``server`` lines of ``upstream cowrite {...}`` are replaced by one line per upstream,
+    keeping the first line's parameters (``max_fails=...``); the first ``listen`` line of each
+    ``server {...}`` block becomes ``listen <listen>;`` and its other ``listen`` lines go.
+    """
+    if not upstreams:
+        raise ServiceError("nginx needs at least one upstream")
+    m = _UPSTREAM.search(template)
+    if m is None:
+        raise ServiceError("the nginx template has no 'upstream cowrite { ... }' block")
+    seen = 0
+
+    def server_line(sm: re.Match[str]) -> str:
+        nonlocal seen
+        seen += 1
+        if seen > 1:
+            return ""
+        indent, params = sm.group(1), sm.group(3)
+        return "".join(f"{indent}server {u}{params};\n" for u in upstreams)
+
+    body = _UPSTREAM_SERVER.sub(server_line, m.group(2))
+    if not seen:
+        raise ServiceError("'upstream cowrite' in the nginx template lists no server")
+    out = template[: m.start(2)] + body + template[m.end(2) :]
+
+    def listen_line(lm: re.Match[str]) -> str:
+        nonlocal seen
+        seen += 1
+        return f"{lm.group(1)}listen {listen};\n" if seen == 1 else ""
+
+    parts = _SERVER_BLOCK.split(out)  # [before, "server {", block, "server {", block...]
+    rendered = parts[0]
+    for k in range(1, len(parts), 2):
+        seen = 0
+        rendered += parts[k] + _LISTEN.sub(listen_line, parts[k + 1])
+    if f"listen {listen};" not in rendered:
+        raise ServiceError("the nginx template has no 'server { listen ...; }' block")
+    return rendered
+
+
+class NginxServer:
+    """nginx in the foreground (``daemon off``) as a child process, with its own prefix, temp
+    directories, pid file and logs in a temporary directory, serving ``deploy/nginx.conf``
+    rendered for ``upstreams`` (``host:port`` strings) on a free 127.0.0.1 port.
+
+    ``reload(upstreams)`` rewrites the config and sends SIGHUP; ``stop()`` is a fast shutdown.
+    """
+
+    def __init__(self, binary: str, root: Path, template: Path) -> None:
+        self.binary = binary
+        self.root = root
+        self.template = template
+        self.logfile = root / "error.log"
+        self.access_log = root / "access.log"
+        self.port = 0
+        self.upstreams: list[str] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @classmethod
+    def create(cls, upstreams: Sequence[str], template: Path | None = None) -> NginxServer:
+        binary = nginx_binary()
+        if binary is None:
+            ensure_services()
+            binary = nginx_binary()
+            if binary is None:
+                raise ServiceError("nginx is not installed (no /usr/sbin/nginx found)")
+        template = template or NGINX_TEMPLATE
+        if not template.is_file():
+            raise ServiceError(f"nginx template {template} not found")
+        server = cls(binary, Path(tempfile.mkdtemp(prefix="cowrite-nginx-")), template)
+        try:
+            server.upstreams = list(upstreams)
+            server.start()
+        except BaseException:
+            server.destroy()
+            raise
+        return server
+
+    def _write_config(self) -> Path:
+        site = render_nginx_site(
+            self.template.read_text(encoding="utf-8"), self.upstreams, f"127.0.0.1:{self.port}"
+        )
+        (self.root / "cowrite.conf").write_text(site, encoding="utf-8")
+        temp = self.root / "temp"
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (temp / sub).mkdir(parents=True, exist_ok=True)
+        user = "user root;\n" if os.geteuid() == 0 else ""  # workers may use our temp dirs
+        main = (
+            f"{user}worker_processes 1;\n"
+            "daemon off;\n"
+            "master_process on;\n"
+            f"pid {self.root / 'nginx.pid'};\n"
+            f"error_log {self.logfile} warn;\n"
+            "events { worker_connections 4096; }\n"
+            "http {\n"
+            f"    access_log {self.access_log};\n"
+            f"    client_body_temp_path {temp / 'body'};\n"
+            f"    proxy_temp_path {temp / 'proxy'};\n"
+            f"    fastcgi_temp_path {temp / 'fastcgi'};\n"
+            f"    uwsgi_temp_path {temp / 'uwsgi'};\n"
+            f"    scgi_temp_path {temp / 'scgi'};\n"
+            f"    include {self.root / 'cowrite.conf'};\n"
+            "}\n"
+        )
+        path = self.root / "nginx.conf"
+        path.write_text(main, encoding="utf-8")
+        return path
+
+    def _argv(self, config: Path) -> list[str]:
+        return [self.binary, "-p", f"{self.root}/", "-c", str(config), "-e", str(self.logfile)]
+
+    def check_config(self) -> None:
+        """``nginx -t`` on the rendered configuration; raise `ServiceError` if it is refused."""
+        if self.port == 0:
+            self.port = free_port()
+        config = self._write_config()
+        done = subprocess.run(
+            [*self._argv(config), "-t", "-q"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise ServiceError(f"nginx -t refused the configuration: {done.stderr.strip()}")
+
+    def start(self, timeout: float = 10.0) -> NginxServer:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        first = self.port == 0
+        for _attempt in range(3 if first else 1):
+            if first:
+                self.port = free_port()
+            config = self._write_config()
+            with open(self.root / "stderr.log", "ab") as err:
+                self.proc = subprocess.Popen(
+                    [*die_with_us("TERM"), *self._argv(config)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    cwd=self.root,
+                )
+            end = time.monotonic() + timeout
+            while self.proc.poll() is None and time.monotonic() < end:
+                if _accepts_tcp(self.port):
+                    return self
+                time.sleep(0.02)
+            self._halt(signal.SIGKILL)
+        raise ServiceError(f"nginx did not start on port {self.port}: {self.log_tail()}")
+
+    def reload(self, upstreams: Sequence[str]) -> None:
+        """Point the balancer at ``upstreams`` (rewrite the config, SIGHUP: a graceful reload)."""
+        self.upstreams = list(upstreams)
+        self._write_config()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM: nginx's fast shutdown."""
+        self._halt(signal.SIGTERM, timeout)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _halt(self, sig: signal.Signals, timeout: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        _halt_process(proc, sig, timeout)
+
+    def log_tail(self, chars: int = 1500) -> str:
+        return (
+            _tail(self.root / "stderr.log", chars // 2) + "\n" + _tail(self.logfile, chars)
+        ).strip()
+
+
+def _accepts_tcp(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# --- cowrite serve --------------------------------------------------------------------------------
+
+
+async def http_get(
+    port: int, path: str, *, host: str = "127.0.0.1", timeout: float = 5.0
+) -> tuple[int, bytes]:
+    """A minimal ``GET`` (HTTP/1.1, ``Connection: close``): (status, body). No chunked bodies."""
+
+    async def run() -> tuple[int, bytes]:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(
+                f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode()
+            )
+            data = await reader.read()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        head, _, body = data.partition(b"\r\n\r\n")
+        parts = head.split(b" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise OSError(f"not an HTTP response: {head[:80]!r}")
+        return int(parts[1]), body
+
+    return await asyncio.wait_for(run(), timeout)
+
+
+class CowriteInstance:
+    """One ``cowrite serve`` process on 127.0.0.1 (a port chosen at the first start and kept).
+
+    ``await start()`` runs it and waits until ``/readyz`` answers 200; ``kill()`` is kill -9;
+    ``terminate()`` SIGTERM (the server tells clients to reconnect); ``await restart()`` starts
+    it again on the same port. Its stdout and stderr go to ``log``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        log: Path,
+        *,
+        database: str | None = None,
+        redis: str | None = None,
+        data: str = ":memory:",
+        env: Mapping[str, str] | None = None,
+        log_level: str = "info",
+        python: str = sys.executable,
+    ) -> None:
+        self.name = name
+        self.log = log
+        self.database = database
+        self.redis = redis
+        self.data = data
+        self.env = dict(env or {})
+        self.log_level = log_level
+        self.python = python
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def argv(self) -> list[str]:
+        argv = [self.python, "-m", "cowrite.cli", "serve", "--host", "127.0.0.1"]
+        argv += ["--port", str(self.port), "--data", self.data, "--log-level", self.log_level]
+        if self.database:
+            argv += ["--database", self.database]
+        if self.redis:
+            argv += ["--redis", self.redis]
+        return argv
+
+    def _spawn(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            log.write(f"--- {self.name}: start {self.starts + 1} on port {self.port}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [*die_with_us("KILL"), *self.argv()],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+            )
+        self.starts += 1
+
+    async def start(self, timeout: float = 60.0) -> CowriteInstance:
+        """Start (on the kept port, or a free one the first time) and wait until it is ready."""
+        if self.running:
+            return self
+        first = self.port == 0
+        last: Exception | None = None
+        for _attempt in range(3 if first else 1):  # the free port may be taken before we bind
+            if first:
+                self.port = free_port()
+            self._spawn()
+            try:
+                await self.wait_ready(timeout)
+                return self
+            except ServiceError as exc:
+                last = exc
+                self.kill()
+                if "address already in use" not in self.log_tail().lower():
+                    break
+        raise ServiceError(f"{self.name} did not start: {last}")
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until ``GET /readyz`` answers 200 (raise `ServiceError` if the process exits)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = self.proc
+            if proc is None or proc.poll() is not None:
+                code = None if proc is None else proc.returncode
+                raise ServiceError(f"{self.name} exited ({code}): {self.log_tail()}")
+            with contextlib.suppress(OSError, TimeoutError):
+                status, _ = await http_get(self.port, "/readyz", timeout=2.0)
+                if status == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"{self.name} not ready within {timeout:g} s on port {self.port}: "
+                    f"{self.log_tail()}"
+                )
+            await asyncio.sleep(0.05)
+
+    async def restart(self, timeout: float = 60.0) -> CowriteInstance:
+        self.kill()
+        return await self.start(timeout)
+
+    def kill(self) -> None:
+        """kill -9 (and reap it)."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait for the exit; returns the exit status."""
+        proc = self.proc
+        if proc is None:
+            return None
+        _halt_process(proc, signal.SIGTERM, timeout)
+        return proc.returncode
+
+    async def metric(self, name: str) -> float | None:
+        """The value of an unlabelled Prometheus sample ``name`` from ``/metrics`` (None if the
+        instance does not answer or has no such sample)."""
+        try:
+            status, body = await http_get(self.port, "/metrics", timeout=5.0)
+        except (OSError, TimeoutError):
+            return None
+        if status != 200:
+            return None
+        for line in body.decode(errors="replace").splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return _tail(self.log, chars)
