@@ -143,6 +143,8 @@ class Join(Message, tag="join"):
     version: Version | None = None
     epoch: Epoch = ""
     """The ``epoch`` of the ``joined`` that ``version`` came with."""
+    inflight: EditId | None = None
+    """Thin: the ``edit_id`` of the batch sent and not acknowledged (it may have been applied)."""
     state: dict[str, int] | None = None
     create: bool = False
 
@@ -240,6 +242,9 @@ class Joined(Message, tag="joined"):
     ops: list[EditOp] | None = None
     """Thin rejoin by ``state``: the changes from that state to ``version``, to be applied (and
     rebased over the client's unacknowledged edits) like a ``remote``."""
+    acked: EditId | None = None
+    """With ``ops``: the client's in-flight batch was applied: count it acknowledged first, then
+    apply ``ops`` (the changes since that state plus that batch)."""
     snapshot: dict[str, Any] | None = None
     roots: dict[str, str] | None = None
     delta: str | None = None

@@ -131,6 +131,8 @@ class SimThin:
         if kind == "joined":
             self.joined = True
             if msg.get("ops") is not None:  # the exact changes since our state
+                if self.inflight is not None and msg.get("acked") == self.inflight[0]:
+                    self._acked(None)  # applied already: ``ops`` come after it
                 for op in msg["ops"]:
                     self._apply_remote(op)
                 self.version = msg["version"]
@@ -164,9 +166,10 @@ class SimThin:
         if self.vv is not None:
             self.vv.update(msg.get("vv", {}))
 
-    def _acked(self, version: int) -> None:
+    def _acked(self, version: int | None) -> None:
         assert self.inflight is not None
-        self.last_acked = (self.sent[self.inflight[0]], version)
+        if version is not None:
+            self.last_acked = (self.sent[self.inflight[0]], version)
         for op in self.inflight[1]:
             if op["type"] in ("set", "del"):
                 ref = (op["node"], op.get("key"))
@@ -175,7 +178,8 @@ class SimThin:
                     del self.keys_pending[ref]
         self.inflight = None
         self.seq_inflight = {}
-        self.version = version
+        if version is not None:
+            self.version = version
 
     def _apply_remote(self, op: Msg) -> None:
         node = op["node"]
@@ -284,7 +288,12 @@ class World:
             state = {str(r): n for r, n in client.doc.version.items()}
         elif version is not None:
             state = client.vv
-        msg = p.Join(doc=DOC, mode=mode, version=version, state=state)  # type: ignore[arg-type]
+        inflight = None
+        if isinstance(client, SimThin) and state is not None and client.inflight is not None:
+            inflight = client.inflight[0]
+        msg = p.Join(  # type: ignore[arg-type]
+            doc=DOC, mode=mode, version=version, state=state, inflight=inflight
+        )
         self.carry(
             self.room.join(member(session, client.client_id, mode, rights, self.now), msg, []),
             session,

@@ -133,7 +133,7 @@ class ClusterSchedules(RuleBasedStateMachine):
         (another epoch). With its state's version vector it gets the exact changes since and
         rebases its unsent edits over them; without, a snapshot (only when it has none)."""
         old = self._at(c)
-        if c.inflight is not None or old is self.instances[to] or not (by_state or c.idle):
+        if old is self.instances[to] or not (by_state or c.idle):
             return
         lost = old.queues[c.session]  # what was on its way to it is lost with the connection
         old.leave(c.session)
@@ -150,6 +150,7 @@ class ClusterSchedules(RuleBasedStateMachine):
         if by_state:
             assert c.vv is not None
         event(f"moved by {'state' if by_state else 'snapshot'}, {len(lost)} messages lost")
+        assert c.inflight is None  # its batch was applied (and stored) there: now acknowledged
         if by_state and c.seq_buffer.get("text:t"):
             assert len(c.text()) >= len(before)  # its own unsent text is all still there
 

@@ -221,3 +221,18 @@ test("a rejoin answered with the exact changes since our state rebases our edits
   assert.equal(batch.version, 10);
   assert.deepEqual(batch.ops[0].edit, [5, "X"]);
 });
+
+test("a rejoin by state whose in-flight batch was applied counts it acknowledged first", () => {
+  const s = new ThinDocState("d", "me");
+  s.onJoined({ type: "joined", doc: "d", version: 1, rights: ["write"], state: { 7: 1 }, snapshot: { [NODE]: { kind: "text", value: "The middle." } }, roots: { body: NODE } });
+  s.localEdit(NODE, [11, " [in flight]"]);
+  const sent = s.takeBatch();
+  s.onDisconnect(); // the ack is lost
+  s.localEdit(NODE, [23, " [offline]"]);
+  const join = s.joinMessage();
+  assert.equal(join.inflight, sent.edit_id);
+  s.onJoined({ type: "joined", doc: "d", version: 9, rights: ["write"], state: { 7: 9 }, acked: sent.edit_id, ops: [{ type: "seq", node: NODE, edit: ["[ada] "] }] });
+  assert.equal(s.inflight, null);
+  assert.equal(s.value(NODE), "[ada] The middle. [in flight] [offline]");
+  assert.deepEqual(s.takeBatch().ops[0].edit, [29, " [offline]"]);
+});

@@ -237,8 +237,15 @@ class ThinDocState:
             self.inflight.sent = False
         epoch = self.epoch if version is not None else ""
         state = dict(self.vv) if version is not None and self.vv is not None else None
+        inflight = self.inflight.edit_id if state is not None and self.inflight else None
         return p.Join(
-            doc=self.doc, mode="thin", version=version, epoch=epoch, state=state, create=create
+            doc=self.doc,
+            mode="thin",
+            version=version,
+            epoch=epoch,
+            inflight=inflight,
+            state=state,
+            create=create,
         )
 
     def take_batch(self) -> p.Edit | None:
@@ -329,7 +336,15 @@ class ThinDocState:
         if msg.version <= self.version:
             # applied before the snapshot we hold: our resend applied it locally a second time
             return self._drop_inflight()
-        created = iter(msg.created)
+        seq_ops, changes = self._settle(batch, msg.created)
+        self._advance(msg.version, seq_ops, msg.vv)
+        return changes
+
+    def _settle(
+        self, batch: Batch, created_ids: list[str]
+    ) -> tuple[list[tuple[str, ot.Op]], list[p.EditOp]]:
+        """The in-flight ``batch`` is applied: move it into the server state."""
+        created = iter(created_ids)
         seq_ops: list[tuple[str, ot.Op]] = []
         for (kind, node, key), payload in batch.ops.items():
             if kind == "seq":
@@ -346,9 +361,7 @@ class ThinDocState:
                         self._new_node(new_id, value_kind=parse_kind(payload["$new"]))
                 self._server_set(node, key, value)
         self.inflight = None
-        changes = self._refresh_slots(batch)
-        self._advance(msg.version, seq_ops, msg.vv)
-        return changes
+        return seq_ops, self._refresh_slots(batch)
 
     def on_error(self, msg: p.Error) -> ErrorOutcome:
         """An ``error`` for this document: what to do about it (see ``ErrorOutcome``)."""
@@ -587,6 +600,9 @@ class ThinDocState:
         """A rejoin answered with the exact changes since our state: apply them like a remote
         (rebased over our unacknowledged edits), then take the server's numbering."""
         changes: list[p.EditOp] = []
+        batch = self.inflight
+        if batch is not None and msg.acked == batch.edit_id:  # ``ops`` start after it
+            changes.extend(self._settle(batch, [])[1])
         try:
             for op in msg.ops or []:
                 self._apply_server(op)

@@ -13,7 +13,7 @@ write in V; a counter sums its adds in V. Versions older than the compaction bas
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,15 +73,23 @@ def _check_version(doc: Document, version: Mapping[int, int]) -> None:
         raise HistoryUnavailable("that version predates the compaction base")
 
 
+Ranges = Mapping[int, tuple[int, int]]
+"""Per client index, one more ``[start, end)`` range of its op seqs counted as seen."""
+
+
 def deleted_intervals(
-    doc: Document, limit: list[int]
+    doc: Document, limit: list[int], extra: Ranges | None = None
 ) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
-    """Elements deleted by deletes within ``limit`` (ops seen per client index), per target client
-    as merged, sorted ``[start, end)`` seq intervals: (starts, ends). Shared by history views and
-    compaction."""
+    """Elements deleted by deletes within ``limit`` (ops seen per client index) or ``extra``,
+    per target client as merged, sorted ``[start, end)`` seq intervals: (starts, ends). Shared by
+    history views and compaction."""
     spans: dict[int, list[tuple[int, int]]] = {}
     for client, (seqs, _nodes, targets, lengths) in enumerate(doc._dels):
-        for k in range(bisect_right(seqs, limit[client] - 1)):
+        chosen = list(range(bisect_right(seqs, limit[client] - 1)))
+        if extra and client in extra:
+            lo, hi = extra[client]
+            chosen += range(bisect_left(seqs, max(lo, limit[client])), bisect_left(seqs, hi))
+        for k in chosen:
             t = targets[k]
             s = t >> CLIENT_BITS
             spans.setdefault(t & CLIENT_MASK, []).append((s, s + lengths[k]))
@@ -105,19 +113,27 @@ def deleted_intervals(
 class _View:
     """Visibility of elements and values of nodes at one version."""
 
-    def __init__(self, doc: Document, version: Mapping[int, int]) -> None:
+    def __init__(
+        self, doc: Document, version: Mapping[int, int], extra: Ranges | None = None
+    ) -> None:
         self.doc = doc
         self.limit = [version.get(doc.replica_of(c), 0) for c in range(len(doc._replicas))]
         self.limit[0] = 1 << 62  # named roots always exist
-        self.del_starts, self.del_ends = deleted_intervals(doc, self.limit)
+        self.extra = dict(extra or {})
+        self.del_starts, self.del_ends = deleted_intervals(doc, self.limit, self.extra)
+
+    def _seen(self, client: int, seq: int) -> bool:
+        if seq < self.limit[client]:
+            return True
+        r = self.extra.get(client)
+        return r is not None and r[0] <= seq < r[1]
 
     def has(self, pid: int) -> bool:
-        return (pid >> CLIENT_BITS) < self.limit[pid & CLIENT_MASK]
+        return self._seen(pid & CLIENT_MASK, pid >> CLIENT_BITS)
 
     def visible_mask(self, client: int, first: int, n: int) -> list[bool]:
         """For elements ``first .. first+n-1`` of ``client``: visible at this version?"""
-        limit = self.limit[client]
-        mask = [first + k < limit for k in range(n)]
+        mask = [self._seen(client, first + k) for k in range(n)]
         starts = self.del_starts.get(client)
         if starts:
             ends = self.del_ends[client]
@@ -134,7 +150,7 @@ class _View:
         for item in seq.items():
             client = item.id & CLIENT_MASK
             first = item.id >> CLIENT_BITS
-            if first >= self.limit[client] or type(item.content) is Gap:
+            if type(item.content) is Gap:
                 continue
             mask = self.visible_mask(client, first, len(item.content))
             for k, vis in enumerate(mask):
@@ -195,11 +211,26 @@ def value_at(doc: Document, version: Mapping[int, int]) -> dict[str, Any]:
     return {name: view.node_json(node) for node, (name, _) in sorted(doc.roots.items())}
 
 
-def diff(doc: Document, old: Mapping[int, int], new: Mapping[int, int]) -> list[NodeDiff]:
-    """What changed from version ``old`` to version ``new``, node by node (reachable nodes)."""
+def diff(
+    doc: Document,
+    old: Mapping[int, int],
+    new: Mapping[int, int],
+    old_extra: Mapping[int, tuple[int, int]] | None = None,
+) -> list[NodeDiff]:
+    """What changed from version ``old`` to version ``new``, node by node (reachable nodes).
+
+    ``old_extra``: replica id -> a ``[start, end)`` range of its op seqs that ``old`` has too
+    (ops seen out of order: a client's own edit applied on top of the version it saw).
+    """
     _check_version(doc, old)
     _check_version(doc, new)
-    a = _View(doc, old)
+    extra: dict[int, tuple[int, int]] = {}
+    for replica, span in (old_extra or {}).items():
+        client = doc.known_client(replica)
+        if client is None or span[1] > new.get(replica, 0):
+            raise HistoryUnavailable("those operations are not in the newer version")
+        extra[client] = span
+    a = _View(doc, old, extra)
     b = _View(doc, new)
     out: list[NodeDiff] = []
     for node, (name, _) in sorted(doc.roots.items()):

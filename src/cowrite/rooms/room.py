@@ -90,6 +90,12 @@ class Origin:
     edit: str
     ops: list[p.EditOp]
     vv: dict[str, int]
+    ranges: dict[int, tuple[int, int]]
+    """Per replica, the op seqs this version added (for a rejoin whose batch it was)."""
+
+
+NOT_LOGGED = Origin("", "", [], {}, {})
+"""A batch applied so long ago that how it changed the document is no longer known."""
 
 
 @dataclass
@@ -161,9 +167,11 @@ class Room:
         version = self.log.record(seq_changes)
         now = self.doc.version
         before = self._vv
-        vv = {str(r): n for r, n in now.items() if before.get(r) != n}
+        changed = [r for r, n in now.items() if before.get(r) != n]
+        vv = {str(r): now[r] for r in changed}
+        ranges = {r: (before.get(r, 0), now[r]) for r in changed}
         self._vv = now
-        self._origins[version] = Origin(client, edit, ops, vv)
+        self._origins[version] = Origin(client, edit, ops, vv, ranges)
         while len(self._origins) > self.limits.edit_log_capacity:
             self._origins.popitem(last=False)
         return version
@@ -228,8 +236,18 @@ class Room:
         else:
             state = {str(r): n for r, n in self._vv.items()}
             changes = None
+            acked = None
             if msg.version is not None and msg.state is not None:
-                changes = self._changes_since(_vv_from_wire(msg.state))
+                applied = None
+                if msg.inflight is not None:
+                    done = self._recent.get((member.client_id, msg.inflight))
+                    applied = self._origins.get(done) if done is not None else None
+                    if done is not None and applied is None:
+                        applied = NOT_LOGGED
+                if applied is not NOT_LOGGED:
+                    extra = applied.ranges if applied is not None else None
+                    changes = self._changes_since(_vv_from_wire(msg.state), extra)
+                    acked = msg.inflight if applied is not None else None
             if changes is not None:  # exact: the client rebases its own edits over these
                 roots = {name: node_to_wire(self.doc, n) for n, (name, _) in self.doc.roots.items()}
                 out.reply.append(
@@ -239,6 +257,7 @@ class Room:
                         version=self.version,
                         rights=rights,
                         ops=changes,
+                        acked=acked,
                         roots=roots,
                         state=state,
                         presence=presence,
@@ -265,7 +284,9 @@ class Room:
         out.broadcast.append((p.Presence(doc=self.doc_id, entries=[self._entry(member)]), "all"))
         return out
 
-    def _changes_since(self, base: VersionVector) -> list[p.EditOp] | None:
+    def _changes_since(
+        self, base: VersionVector, extra: dict[int, tuple[int, int]] | None = None
+    ) -> list[p.EditOp] | None:
         """Wire ops turning the document at version vector ``base`` into the current one, or
         None when that cannot be said exactly (history compacted away or not seen here, nested
         nodes: then the client gets a snapshot and merges three-way)."""
@@ -273,7 +294,7 @@ class Room:
         if doc.has_nested_nodes():
             return None
         try:
-            diffs = history.diff(doc, base, self._vv)
+            diffs = history.diff(doc, base, self._vv, extra)
         except EngineError:
             return None
         ops: list[p.EditOp] = []

@@ -553,7 +553,10 @@ var ThinDocState = class {
     if (version !== null) {
       msg.version = version;
       if (this.epoch) msg.epoch = this.epoch;
-      if (this.vv) msg.state = { ...this.vv };
+      if (this.vv) {
+        msg.state = { ...this.vv };
+        if (this.inflight) msg.inflight = this.inflight.editId;
+      }
     }
     if (create) msg.create = true;
     return msg;
@@ -640,7 +643,13 @@ var ThinDocState = class {
       return [];
     }
     if (msg.version <= this.version) return this._dropInflight();
-    const created = (msg.created || [])[Symbol.iterator]();
+    const [seqOps, changes] = this._settle(batch, msg.created || []);
+    this._advance(msg.version, seqOps, msg.vv);
+    return changes;
+  }
+  /** The in-flight batch is applied: move it into the server state. */
+  _settle(batch, createdIds) {
+    const created = createdIds[Symbol.iterator]();
     const seqOps = [];
     for (const { kind, node, key, payload } of batch.ops.values()) {
       if (kind === "seq") {
@@ -661,9 +670,7 @@ var ThinDocState = class {
       }
     }
     this.inflight = null;
-    const changes = this._refreshSlots(batch);
-    this._advance(msg.version, seqOps, msg.vv);
-    return changes;
+    return [seqOps, this._refreshSlots(batch)];
   }
   /** What an error means: {action: "ignore"|"retry"|"rejoin"|"rejected", changes}. */
   onError(msg) {
@@ -867,6 +874,8 @@ var ThinDocState = class {
    *  (rebased over our unacknowledged edits), then take the server's numbering. */
   _loadChanges(msg) {
     const changes = [];
+    const batch = this.inflight;
+    if (batch && msg.acked === batch.editId) changes.push(...this._settle(batch, [])[1]);
     try {
       for (const op of msg.ops) {
         this._applyServer(op);
