@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # protocol_clients.py
@@ -139,6 +140,10 @@ async def test_edits_on_different_instances_converge() -> None:
         await until(lambda: {d.counter("hits").to_json() for d in docs} == {6 * 8})
         await until(lambda: len({repr(sorted(d.map("meta").to_dict().items())) for d in docs}) == 1)
         final = str(docs[0].text("body"))
+        async with httpx.AsyncClient() as http:
+            status = (await http.get(f"{servers[0].url}/api/status")).json()
+        assert status["cluster_peers"] == 2  # it hears the two others
+        assert status["instance"] == f"{servers[0].state.hub.replica:x}"
         # the store holds the same document: a fresh instance loads it
         async with (
             running(settings(), Shared(store), LocalBus()) as fresh,

@@ -198,6 +198,10 @@ class StatusOut(msgspec.Struct):
     edits_per_second: float
     uptime_s: float
     auth: bool
+    instance: str = ""
+    """This instance's id (hex)."""
+    cluster_peers: int = 0
+    """Other instances heard from recently (0 outside a cluster)."""
 
 
 # ------------------------------------------------------------------------------- plumbing
@@ -398,6 +402,8 @@ def routes(state: Cowrite) -> list[Route]:
                 edits_per_second=round(hub.edits_applied / uptime, 3) if uptime > 0 else 0.0,
                 uptime_s=round(uptime, 1),
                 auth=bool(secret),
+                instance=f"{hub.replica:x}",
+                cluster_peers=len(hub.cluster.heard) if hub.cluster is not None else 0,
             )
         )
 
