@@ -277,9 +277,17 @@ export class ThinDocState {
       return this._ownRemote(msg);
     }
     const changes = [];
+    const seqOps = this._applyRemoteOps(msg.ops, changes);
+    if (seqOps) this._advance(msg.version, seqOps, msg.vv);
+    return changes;
+  }
+
+  /** Apply server ops to the server state and, rebased, to the local view (pushed to
+   *  `changes`); returns their sequence ops, or null if our copy diverged (rejoin asked). */
+  _applyRemoteOps(ops, changes) {
     const seqOps = [];
     try {
-      for (const op of msg.ops) {
+      for (const op of ops) {
         const seq = this._applyServer(op);
         if (seq) seqOps.push(seq);
         const change = this._rebaseRemote(op);
@@ -288,10 +296,9 @@ export class ThinDocState {
     } catch (err) {
       if (!(err instanceof ot.InvalidOperation)) throw err;
       this.requestRejoin({ snapshot: true });
-      return changes;
+      return null;
     }
-    this._advance(msg.version, seqOps, msg.vv);
-    return changes;
+    return seqOps;
   }
 
   onAck(msg) {
@@ -554,17 +561,7 @@ export class ThinDocState {
     const changes = [];
     const batch = this.inflight;
     if (batch && msg.acked === batch.editId) changes.push(...this._settle(batch, [])[1]); // ops come after it
-    try {
-      for (const op of msg.ops) {
-        this._applyServer(op);
-        const change = this._rebaseRemote(op);
-        if (change) changes.push(change);
-      }
-    } catch (err) {
-      if (!(err instanceof ot.InvalidOperation)) throw err;
-      this.requestRejoin({ snapshot: true });
-      return changes;
-    }
+    if (!this._applyRemoteOps(msg.ops, changes)) return changes;
     this.version = msg.version;
     this._history = [];
     this._historyFrom = msg.version;

@@ -310,9 +310,19 @@ class ThinDocState:
         if batch is not None and msg.client_id == self.client_id and msg.edit_id == batch.edit_id:
             return self._own_remote(msg)
         changes: list[p.EditOp] = []
+        seq_ops = self._apply_remote_ops(msg.ops, changes)
+        if seq_ops is not None:
+            self._advance(msg.version, seq_ops, msg.vv)
+        return changes
+
+    def _apply_remote_ops(
+        self, ops: list[p.EditOp], changes: list[p.EditOp]
+    ) -> list[tuple[str, ot.Op]] | None:
+        """Apply server ops to the server state and, rebased, to the local view (appended to
+        ``changes``); their sequence ops, or None if our copy diverged (a rejoin is asked)."""
         seq_ops: list[tuple[str, ot.Op]] = []
         try:
-            for op in msg.ops:
+            for op in ops:
                 seq = self._apply_server(op)
                 if seq is not None:
                     seq_ops.append(seq)
@@ -321,9 +331,8 @@ class ThinDocState:
                     changes.append(change)
         except InvalidOperation:
             self.request_rejoin(snapshot=True)  # our copy diverged: merge with a snapshot
-            return changes
-        self._advance(msg.version, seq_ops, msg.vv)
-        return changes
+            return None
+        return seq_ops
 
     def on_ack(self, msg: p.Ack) -> list[p.EditOp]:
         """Our in-flight batch is applied and durable at ``msg.version``."""
@@ -603,14 +612,7 @@ class ThinDocState:
         batch = self.inflight
         if batch is not None and msg.acked == batch.edit_id:  # ``ops`` start after it
             changes.extend(self._settle(batch, [])[1])
-        try:
-            for op in msg.ops or []:
-                self._apply_server(op)
-                change = self._rebase_remote(op)
-                if change is not None:
-                    changes.append(change)
-        except InvalidOperation:
-            self.request_rejoin(snapshot=True)  # our copy diverged: merge with a snapshot
+        if self._apply_remote_ops(msg.ops or [], changes) is None:
             return changes
         self.version = msg.version
         self._history.clear()

@@ -248,39 +248,27 @@ class Room:
                     extra = applied.ranges if applied is not None else None
                     changes = self._changes_since(_vv_from_wire(msg.state), extra)
                     acked = msg.inflight if applied is not None else None
+            nodes: dict[str, Any] | None = None
             if changes is not None:  # exact: the client rebases its own edits over these
                 roots = {name: node_to_wire(self.doc, n) for n, (name, _) in self.doc.roots.items()}
-                out.reply.append(
-                    p.Joined(
-                        doc=self.doc_id,
-                        mode="thin",
-                        version=self.version,
-                        rights=rights,
-                        ops=changes,
-                        acked=acked,
-                        roots=roots,
-                        state=state,
-                        presence=presence,
-                        chat=chat,
-                        epoch=self.epoch,
-                    )
-                )
             else:
                 nodes, roots = snapshot(self.doc)
-                out.reply.append(
-                    p.Joined(
-                        doc=self.doc_id,
-                        mode="thin",
-                        version=self.version,
-                        rights=rights,
-                        snapshot=nodes,
-                        roots=roots,
-                        state=state,
-                        presence=presence,
-                        chat=chat,
-                        epoch=self.epoch,
-                    )
+            out.reply.append(
+                p.Joined(
+                    doc=self.doc_id,
+                    mode="thin",
+                    version=self.version,
+                    rights=rights,
+                    ops=changes,
+                    acked=acked,
+                    snapshot=nodes,
+                    roots=roots,
+                    state=state,
+                    presence=presence,
+                    chat=chat,
+                    epoch=self.epoch,
                 )
+            )
         out.broadcast.append((p.Presence(doc=self.doc_id, entries=[self._entry(member)]), "all"))
         return out
 

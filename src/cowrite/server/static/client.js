@@ -619,9 +619,16 @@ var ThinDocState = class {
       return this._ownRemote(msg);
     }
     const changes = [];
+    const seqOps = this._applyRemoteOps(msg.ops, changes);
+    if (seqOps) this._advance(msg.version, seqOps, msg.vv);
+    return changes;
+  }
+  /** Apply server ops to the server state and, rebased, to the local view (pushed to
+   *  `changes`); returns their sequence ops, or null if our copy diverged (rejoin asked). */
+  _applyRemoteOps(ops, changes) {
     const seqOps = [];
     try {
-      for (const op of msg.ops) {
+      for (const op of ops) {
         const seq = this._applyServer(op);
         if (seq) seqOps.push(seq);
         const change = this._rebaseRemote(op);
@@ -630,10 +637,9 @@ var ThinDocState = class {
     } catch (err) {
       if (!(err instanceof InvalidOperation)) throw err;
       this.requestRejoin({ snapshot: true });
-      return changes;
+      return null;
     }
-    this._advance(msg.version, seqOps, msg.vv);
-    return changes;
+    return seqOps;
   }
   onAck(msg) {
     const batch = this.inflight;
@@ -876,17 +882,7 @@ var ThinDocState = class {
     const changes = [];
     const batch = this.inflight;
     if (batch && msg.acked === batch.editId) changes.push(...this._settle(batch, [])[1]);
-    try {
-      for (const op of msg.ops) {
-        this._applyServer(op);
-        const change = this._rebaseRemote(op);
-        if (change) changes.push(change);
-      }
-    } catch (err) {
-      if (!(err instanceof InvalidOperation)) throw err;
-      this.requestRejoin({ snapshot: true });
-      return changes;
-    }
+    if (!this._applyRemoteOps(msg.ops, changes)) return changes;
     this.version = msg.version;
     this._history = [];
     this._historyFrom = msg.version;
