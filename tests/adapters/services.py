@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import atexit
 import os
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import pytest
 
 from cowrite.bench.services import (
     ENSURE_SERVICES,
     CowriteInstance,
+    LocalServer,
     NginxServer,
     PostgresServer,
     RedisServer,
@@ -76,6 +77,9 @@ __all__ = [
 ]
 
 
+S = TypeVar("S", bound=LocalServer)
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -87,10 +91,31 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(f"{reason} (run scripts/ensure-services as root to install it)")
 
 
+def _started(what: str, create: Callable[[], S]) -> S:
+    """``create()``, or `unavailable` (skip, or fail under CI) if ``what`` cannot be started."""
+    try:
+        return create()
+    except ServiceError as exc:
+        unavailable(f"cannot start {what}: {exc}")
+
+
+_shared: dict[str, Any] = {}
+
+
+def _run_wide(what: str, create: Callable[[], S]) -> S:
+    """The run-wide server ``what``, started on first use (and again if it died) and destroyed
+    when the run ends."""
+    server: S | None = _shared.get(what)
+    if server is None or not server.running:
+        if server is not None:
+            server.destroy()
+        server = _started(what, create)
+        atexit.register(server.destroy)
+        _shared[what] = server
+    return server
+
+
 # --- PostgreSQL -----------------------------------------------------------------------------------
-
-
-_shared: dict[str, PostgresServer] = {}
 
 
 def shared_postgres() -> PostgresServer:
@@ -98,17 +123,7 @@ def shared_postgres() -> PostgresServer:
 
     Calls `unavailable` (skip, or fail under CI) if it cannot be had.
     """
-    server = _shared.get("postgres")
-    if server is None or server.proc is None or server.proc.poll() is not None:
-        if server is not None:
-            server.destroy()
-        try:
-            server = PostgresServer.create()
-        except ServiceError as exc:
-            unavailable(f"cannot start PostgreSQL: {exc}")
-        atexit.register(server.destroy)
-        _shared["postgres"] = server
-    return server
+    return _run_wide("PostgreSQL", PostgresServer.create)
 
 
 def postgres_database() -> str:
@@ -124,10 +139,7 @@ def postgres_emptied_database(name: str) -> str:
 
 def private_postgres() -> PostgresServer:
     """A server of its own, for a test that stops it; ``destroy()`` it at the end."""
-    try:
-        return PostgresServer.create()
-    except ServiceError as exc:
-        unavailable(f"cannot start PostgreSQL: {exc}")
+    return _started("PostgreSQL", PostgresServer.create)
 
 
 # --- Redis ----------------------------------------------------------------------------------------
@@ -135,33 +147,17 @@ def private_postgres() -> PostgresServer:
 # kills and restarts its own.
 
 
-_shared_redis: dict[str, RedisServer] = {}
-
-
 def shared_redis() -> RedisServer:
     """The run-wide server, started on first use and destroyed when the run ends.
 
     Calls `unavailable` (skip, or fail under CI) if it cannot be had.
     """
-    server = _shared_redis.get("redis")
-    if server is None or server.proc is None or server.proc.poll() is not None:
-        if server is not None:
-            server.destroy()
-        try:
-            server = RedisServer.create()
-        except ServiceError as exc:
-            unavailable(f"cannot start Redis: {exc}")
-        atexit.register(server.destroy)
-        _shared_redis["redis"] = server
-    return server
+    return _run_wide("Redis", RedisServer.create)
 
 
 def private_redis() -> RedisServer:
     """A server of its own, for a test that kills it; ``destroy()`` it at the end."""
-    try:
-        return RedisServer.create()
-    except ServiceError as exc:
-        unavailable(f"cannot start Redis: {exc}")
+    return _started("Redis", RedisServer.create)
 
 
 # --- nginx ----------------------------------------------------------------------------------------
@@ -170,7 +166,4 @@ def private_redis() -> RedisServer:
 def private_nginx(upstreams: Sequence[str]) -> NginxServer:
     """nginx from ``deploy/nginx.conf`` in front of ``upstreams`` (``host:port``), on a free port;
     ``destroy()`` it at the end."""
-    try:
-        return NginxServer.create(upstreams)
-    except ServiceError as exc:
-        unavailable(f"cannot start nginx: {exc}")
+    return _started("nginx", lambda: NginxServer.create(upstreams))

@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from cowrite.bench import load
+from cowrite.bench import load, report, results, server_report
 from cowrite.bench import server as bench
 from cowrite.engine import ot
 
@@ -38,9 +38,11 @@ def test_scenario_a_smoke_against_a_real_cowrite_server(tmp_path: Path) -> None:
     assert res.server_cpu_pct is not None and res.server_hwm_kb
     assert res.generator_cpu_pct
 
-    section = bench.render_section([res], command="cowrite bench --quick", info={}, quick=True)
-    assert section.startswith(bench.SECTION_START)
-    assert section.rstrip().endswith(bench.SECTION_END)
+    section = server_report.render_section(
+        [res], command="cowrite bench --quick", info={}, quick=True
+    )
+    assert section.startswith(server_report.SECTION_START)
+    assert section.rstrip().endswith(server_report.SECTION_END)
     assert "edit→ack" in section and "| cowrite | 3 / one document |" in section
 
 
@@ -52,7 +54,7 @@ def _report(
 
 def test_merge_counts_an_edit_delivered_only_when_every_other_client_saw_it() -> None:
     ms = 1_000_000
-    res = bench.RunResult("x", "a3", "", window_s=1.0)
+    res = results.RunResult("x", "a3", "", window_s=1.0)
     # doc d has 3 clients over two workers; edit k1 reached both others, k2 only one
     w0 = _report(
         [["k1", "d", 0, 2 * ms, 1], ["k2", "d", 10 * ms, -1, 1]],
@@ -64,7 +66,7 @@ def test_merge_counts_an_edit_delivered_only_when_every_other_client_saw_it() ->
         [["k1", 2, 7 * ms]],
         [[1, "d", 2, "h", 0, True], [2, "d", 2, "h", 0, True]],
     )
-    bench.merge_results(res, [w0, w1], {"d": 3})
+    results.merge_results(res, [w0, w1], {"d": 3})
     assert res.edits == 2 and res.acked == 1 and res.delivered == 1 and res.deliveries == 3
     assert res.ack_ms is not None and res.ack_ms["p50"] == 2.0
     assert res.visible_ms is not None and res.visible_ms["max"] == 7.0
@@ -72,13 +74,13 @@ def test_merge_counts_an_edit_delivered_only_when_every_other_client_saw_it() ->
 
 
 def test_merge_detects_divergence_and_missing_characters() -> None:
-    res = bench.RunResult("x", "a2", "", window_s=1.0)
+    res = results.RunResult("x", "a2", "", window_s=1.0)
     rep = _report(
         [["k1", "d", 0, 1, 1]],
         [["k1", 1, 5]],
         [[0, "d", 1, "aaa", 1, True], [1, "d", 1, "bbb", 0, True], [2, "e", 0, "", 1, True]],
     )
-    bench.merge_results(res, [rep], {"d": 2, "e": 1})
+    results.merge_results(res, [rep], {"d": 2, "e": 1})
     assert res.converged is False
     assert "d: 2 different texts" in res.convergence
     assert "e: 0 characters, 1 typed" in res.convergence
@@ -86,11 +88,12 @@ def test_merge_detects_divergence_and_missing_characters() -> None:
 
 def test_section_replaces_only_its_markers() -> None:
     other = "# Benchmarks\n\n<!-- engine-traces:start -->\nengine\n<!-- engine-traces:end -->\n"
-    first = bench.replace_section(other, f"{bench.SECTION_START}\nv1\n{bench.SECTION_END}\n")
+    start, end = server_report.SECTION_START, server_report.SECTION_END
+    first = report.replace_section(other, f"{start}\nv1\n{end}\n", start, end)
     assert first.startswith(other) and "v1" in first
-    second = bench.replace_section(first, f"{bench.SECTION_START}\nv2\n{bench.SECTION_END}\n")
+    second = report.replace_section(first, f"{start}\nv2\n{end}\n", start, end)
     assert "v1" not in second and "v2" in second and "engine" in second
-    assert second.count(bench.SECTION_START) == 1
+    assert second.count(start) == 1
 
 
 def test_thin_client_applies_and_rebases_like_the_server() -> None:
@@ -135,9 +138,9 @@ def test_scenarios() -> None:
 
 
 def test_merge_runs_keeps_only_what_was_not_rerun() -> None:
-    old = [bench.RunResult("cowrite", "a10", ""), bench.RunResult("hocuspocus", "a10", "")]
-    new = [bench.RunResult("hocuspocus", "a10", "", reason="new")]
+    old = [results.RunResult("cowrite", "a10", ""), results.RunResult("hocuspocus", "a10", "")]
+    new = [results.RunResult("hocuspocus", "a10", "", reason="new")]
     merged = bench.merge_runs(old, new)
     assert [(r.server, r.reason) for r in merged] == [("cowrite", ""), ("hocuspocus", "new")]
-    again = bench.result_from_json({**dataclasses.asdict(merged[1]), "unknown": 1})
+    again = results.RunResult.from_json({**dataclasses.asdict(merged[1]), "unknown": 1})
     assert again == merged[1]

@@ -91,6 +91,22 @@ def _explain_missing(text: str, stored: str, typists: list[Typist], event_at: fl
                 )
 
 
+def _typists(sessions: list[Any]) -> list[Typist]:
+    """A typist per session, typing."""
+    return [Typist(s, s.client_id, seed=k).start() for k, s in enumerate(sessions)]
+
+
+async def _typing(sessions: list[Any], *, what: str) -> list[Typist]:
+    """A typist per session, once every one of them has 10 edits acknowledged (``what``)."""
+    typists = _typists(sessions)
+    await eventually(
+        lambda: all_running(typists) and all(len(t.acked) >= 10 for t in typists),
+        timeout=60,
+        what=what,
+    )
+    return typists
+
+
 async def _close(sessions: list[Any]) -> None:
     for s in sessions:
         await s.close(flush=False)
@@ -111,7 +127,7 @@ async def test_kill_9_during_a_burst_clients_move_through_nginx_and_acked_edits_
             await eventually(spread, timeout=15, what="nginx spreads 6 clients over 3 instances")
             conns = await cluster.connections()
             victim = max(range(3), key=lambda i: conns[i])
-            typists = [Typist(s, s.client_id, seed=k).start() for k, s in enumerate(sessions)]
+            typists = _typists(sessions)
 
             await eventually(
                 lambda: all_running(typists) and sum(len(t.acked) for t in typists) >= 90,
@@ -167,12 +183,7 @@ async def test_redis_down_instances_keep_acknowledging_and_converge_when_it_is_b
             await _connect(inst.ws_url, doc, f"r{k}") for k, inst in enumerate(cluster.instances)
         ]
         try:
-            typists = [Typist(s, s.client_id, seed=k).start() for k, s in enumerate(sessions)]
-            await eventually(
-                lambda: all_running(typists) and all(len(t.acked) >= 10 for t in typists),
-                timeout=60,
-                what="every instance acknowledges edits",
-            )
+            typists = await _typing(sessions, what="every instance acknowledges edits")
             cluster.redis.kill()
             down_at = time.monotonic()
             await asyncio.sleep(3.0)
@@ -215,12 +226,7 @@ async def test_postgres_down_nothing_is_acknowledged_clients_see_saving_then_all
             s.on("status", lambda status, s=s: statuses[s.client_id].append(status))
         raw = await ThinClient.connect(i1.ws_url, "raw-client", doc, create=False)
         try:
-            typists = [Typist(s, s.client_id, seed=k).start() for k, s in enumerate(sessions)]
-            await eventually(
-                lambda: all_running(typists) and all(len(t.acked) >= 10 for t in typists),
-                timeout=60,
-                what="edits acknowledged before the outage",
-            )
+            typists = await _typing(sessions, what="edits acknowledged before the outage")
 
             await asyncio.to_thread(cluster.pg.stop)  # fast shutdown: connections cut
             down_at = time.monotonic()

@@ -21,6 +21,7 @@ from typing import Any
 
 import uvicorn
 
+from cowrite.bench.services import HttpEndpoint
 from cowrite.server.app import create_app
 from cowrite.server.config import Settings
 
@@ -56,7 +57,7 @@ def ensure_chromium() -> str | None:
     return None
 
 
-class WebServer:
+class WebServer(HttpEndpoint):
     """A cowrite server in this event loop; ``stop()``/``start()`` keep its port and data."""
 
     def __init__(self, settings: Settings) -> None:
@@ -65,14 +66,6 @@ class WebServer:
         self.app: Any = None
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
 
     @property
     def state(self) -> Any:

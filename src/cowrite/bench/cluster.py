@@ -32,37 +32,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import datetime as _dt
-import json
 import os
-import shlex
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cowrite.bench import procstat
-from cowrite.bench.load import WorkerSpec
-from cowrite.bench.server import (
+from cowrite.bench import cmdline, procstat, report
+from cowrite.bench.coordinator import Generators, apply_nice, log, new_run_id, plan_workers
+from cowrite.bench.load import Recorder, WorkerSpec
+from cowrite.bench.results import (
     RunResult,
-    Worker,
-    _check_server_texts,
-    _dist,
-    _gather_events,
-    _ms,
-    _pct,
-    _stop,
-    _table,
-    _trio,
-    apply_nice,
-    log,
-    machine_info,
+    check_server_texts,
+    dist,
+    load_results,
     merge_results,
+    save_results,
 )
 from cowrite.bench.services import (
     CowriteInstance,
@@ -123,37 +111,30 @@ def split_visible(
     for index, doc in doc_of.items():
         slot = (doc, instance_of[index])
         on[slot] = on.get(slot, 0) + 1
-    recv: list[dict[str, list[int]]] = [{} for _ in range(instances)]
-    sends: dict[str, list[Any]] = {}
+    sent = Recorder()
+    on_instance = [Recorder() for _ in range(instances)]  # who got what when, by instance
     for rep in reports:
-        for key, doc, t_send, t_ack, chars in rep["sends"]:
-            sends[key] = [doc, t_send, t_ack, chars]
-        for inst, entries in enumerate(rep.get("recv_by_instance", [])):
-            for key, count, t_max in entries:
-                got = recv[inst].get(key)
-                if got is None:
-                    recv[inst][key] = [count, t_max]
-                else:
-                    got[0] += count
-                    got[1] = max(got[1], t_max)
+        sent.add_sends(rep["sends"])
+        for inst, rows in enumerate(rep.get("recv_by_instance", [])):
+            on_instance[inst].add_receipts(rows)
     local: list[float] = []
     remote: list[float] = []
     pairs = cross = 0
-    for key, (doc, t_send, _t_ack, _chars) in sends.items():
+    for key, (doc, t_send, _t_ack, _chars) in sent.sends.items():
         sender = instance_of.get(int(key.split(".", 1)[0]), 0)
         want_local = on.get((doc, sender), 1) - 1
         want_remote = sum(on.get((doc, i), 0) for i in range(instances) if i != sender)
         pairs += want_local + want_remote
         cross += want_remote
-        got = recv[sender].get(key)
+        got = on_instance[sender].recv.get(key)
         if want_local > 0 and got is not None and got[0] >= want_local:
             local.append((got[1] - t_send) / 1e6)
         if want_remote > 0:
-            others = [recv[i].get(key) for i in range(instances) if i != sender]
+            others = [on_instance[i].recv.get(key) for i in range(instances) if i != sender]
             if sum(g[0] for g in others if g) >= want_remote:
                 remote.append((max(g[1] for g in others if g) - t_send) / 1e6)
     share = cross / pairs if pairs else None
-    return _dist(local), _dist(remote), share
+    return dist(local), dist(remote), share
 
 
 # ---------------------------------------------------------------------------------- runs
@@ -209,32 +190,20 @@ async def run_one(
     res = ClusterResult(
         "cowrite", "b", describe, clients=opts.clients, instances=instances, placement=placement
     )
-    res.started = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load = procstat.load_average()
-    res.load_before = [round(x, 2) for x in load] if load else []
-    run_id = f"{int(time.time()) % 100000}{os.getpid() % 1000}"
+    res.mark_start()
+    run_id = new_run_id()
     docs = [f"cluster-{run_id}-{instances}{placement[0]}-{d}" for d in range(docs_n)]
     instance_of = {c: place(c, docs_n, instances, placement) for c in range(opts.clients)}
     doc_of = {c: docs[c % docs_n] for c in range(opts.clients)}
-    procs = max(1, min(opts.procs, opts.clients))
-    specs = [
-        WorkerSpec(
-            kind="cowrite",
-            url="",
-            proc=i,
-            run_id=run_id,
-            clients=[],
-            interval_ms=opts.interval_ms,
-            mode="edit",
-            drain_timeout_s=opts.drain_timeout_s,
-            seed=1 + i,
-        )
-        for i in range(procs)
-    ]
-    clients_per_doc: dict[str, int] = {}
-    for c in range(opts.clients):
-        specs[c % procs].clients.append((c, doc_of[c]))
-        clients_per_doc[doc_of[c]] = clients_per_doc.get(doc_of[c], 0) + 1
+    specs, clients_per_doc = plan_workers(
+        [doc_of[c] for c in range(opts.clients)],
+        max(1, min(opts.procs, opts.clients)),
+        kind="cowrite",
+        run_id=run_id,
+        interval_ms=opts.interval_ms,
+        mode="edit",
+        drain_timeout_s=opts.drain_timeout_s,
+    )
 
     workdir = Path(tempfile.mkdtemp(prefix="cowrite-bench-cluster-"))
     logdir = opts.logdir or workdir
@@ -254,66 +223,35 @@ async def run_one(
         )
         for k in range(instances)
     ]
-    workers: list[Worker] = []
-    worker_log = open(logdir / f"{tag}-workers.log", "wb")  # noqa: SIM115
+    generators = Generators(logdir / f"{tag}-workers.log")
     try:
         await asyncio.gather(*(s.start(timeout=60) for s in servers))
         await asyncio.sleep(0.5)
         urls = [s.ws_url for s in servers]
-        for spec in specs:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "cowrite.bench.cluster_load",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=worker_log,
-                limit=1 << 30,
-            )
-            workers.append(Worker(proc, spec))
-        ready = []
-        for w in workers:
-            mine = {str(i): instance_of[i] for i, _doc in w.spec.clients}
-            await w.send({**w.spec.to_json(), "urls": urls, "instance_of": mine})
-            ready.append(await w.event("ready", 300))
-        res.connected = sum(r["clients"] - r["failed"] for r in ready)
-        res.connect_s = max(r["connect_s"] for r in ready)
-        failures = [f for r in ready for f in r.get("failures", [])]
-        if failures:
-            res.errors[f"connect: {failures[0]}"] = sum(r["failed"] for r in ready)
+        await generators.spawn([sys.executable, "-m", "cowrite.bench.cluster_load"], specs)
+
+        def spec_line(spec: WorkerSpec) -> dict[str, Any]:
+            mine = {str(i): instance_of[i] for i, _doc in spec.clients}
+            return {**spec.to_json(), "urls": urls, "instance_of": mine}
+
+        await generators.ready(res, spec_line)
         server_pids = [s.pid for s in servers if s.pid is not None]
         pg_pids = _pg_pids(services.pg)
         redis_pid = services.redis.pid
-        pids = [*server_pids, *pg_pids, os.getpid(), *(w.pid for w in workers)]
+        pids = [*server_pids, *pg_pids, os.getpid(), *generators.pids]
         if redis_pid is not None:
             pids.append(redis_pid)
 
-        start_ns = time.monotonic_ns() + 500_000_000
-        end_ns = start_ns + int(opts.duration_s * 1e9)
-        for w in workers:
-            await w.send({"cmd": "go", "start_ns": start_ns, "end_ns": end_ns})
-        await asyncio.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
-        start = procstat.CpuMark.take(pids)
-        await asyncio.sleep(max(0.0, (end_ns - time.monotonic_ns()) / 1e9))
-        end = procstat.CpuMark.take(pids)
-        res.window_s = end.wall - start.wall
-        sent = await _gather_events(workers, "sent", opts.duration_s + 300)
-        per_doc: dict[str, int] = {}
-        for event in sent:
-            for doc, n in event["per_doc"].items():
-                per_doc[doc] = per_doc.get(doc, 0) + n
-        for w in workers:
-            await w.send({"cmd": "expect", "per_doc": per_doc, "timeout_s": opts.drain_timeout_s})
-        reports = await _gather_events(workers, "result", opts.drain_timeout_s + 300)
+        start, end, reports = await generators.type_for(
+            res, pids, opts.duration_s, opts.drain_timeout_s
+        )
         agreed = merge_results(res, reports, clients_per_doc)
         res.visible_local_ms, res.visible_remote_ms, res.cross_share = split_visible(
             reports, instance_of, doc_of, instances
         )
         if agreed:
             for s in servers:  # every instance serves what the clients agreed on
-                await _check_server_texts(res, s.ws_url, agreed)
-        lags = [r["lag_ms"]["p99"] for r in reports if r.get("lag_ms", {}).get("p99") is not None]
-        res.lag_p99_ms = max(lags) if lags else None
+                await check_server_texts(res, s.ws_url, agreed)
         per_instance = [procstat.cpu_percent(start, end, pid) for pid in server_pids]
         res.instance_cpu_pct = [round(v, 1) for v in per_instance if v is not None]
         res.server_cpu_pct = sum(res.instance_cpu_pct) if res.instance_cpu_pct else None
@@ -321,35 +259,20 @@ async def run_one(
         res.postgres_cpu_pct = sum(v for v in pg_cpu if v is not None)
         if redis_pid is not None:
             res.redis_cpu_pct = procstat.cpu_percent(start, end, redis_pid)
-        res.generator_cpu_pct = [
-            round(v, 1)
-            for w in workers
-            if (v := procstat.cpu_percent(start, end, w.pid)) is not None
-        ]
-        res.machine_cpu_pct = procstat.machine_percent(start, end)
-        ours = sum(v for pid in pids if (v := procstat.cpu_percent(start, end, pid)) is not None)
-        res.other_cpu_pct = max(0.0, res.machine_cpu_pct - ours)
+        generators.record_load(res, reports, start, end, pids)
         hwm = [procstat.memory_kb(pid).get("VmHWM", 0) for pid in server_pids]
         res.instance_hwm_kb = hwm
         res.server_hwm_kb = max(hwm) if hwm else None
-        if res.still_connected < res.clients:
-            res.errors["connections lost or never made"] = res.clients - res.still_connected
+        res.count_lost_connections()
     except Exception as exc:
-        res.status = "error"
-        res.reason = f"{type(exc).__name__}: {exc}"
+        res.fail(exc)
         for s in servers:
             if s.proc is not None and s.proc.poll() is not None:
                 res.reason += f" ({s.name} exited {s.proc.returncode}: {s.log_tail(300)})"
     finally:
-        for w in workers:
-            with contextlib.suppress(Exception):
-                if w.proc.stdin is not None:
-                    w.proc.stdin.close()
-        for w in workers:
-            await _stop(w.proc, 10.0)
+        await generators.close()
         for s in servers:
             await asyncio.to_thread(s.terminate, 15.0)
-        worker_log.close()
         shutil.rmtree(workdir, ignore_errors=True)  # logs live there only without --logs
     return res
 
@@ -379,13 +302,7 @@ async def run_all(
 
 
 def one_line(r: ClusterResult) -> str:
-    if r.status != "ok":
-        return f"{r.status}: {r.reason}"
-    parts = [f"connected {r.connected}/{r.clients}"]
-    if r.ack_ms:
-        parts.append(f"ack p50/p99 {r.ack_ms['p50']:.1f}/{r.ack_ms['p99']:.1f} ms")
-    if r.visible_ms:
-        parts.append(f"visible p50/p99 {r.visible_ms['p50']:.1f}/{r.visible_ms['p99']:.1f} ms")
+    parts = []
     if r.visible_remote_ms:
         v = r.visible_remote_ms
         parts.append(f"cross-instance p50/p99 {v['p50']:.1f}/{v['p99']:.1f} ms")
@@ -396,30 +313,10 @@ def one_line(r: ClusterResult) -> str:
         parts.append(f"PostgreSQL {r.postgres_cpu_pct:.0f}%")
     if r.generator_cpu_pct:
         parts.append(f"generator {'+'.join(f'{v:.0f}' for v in r.generator_cpu_pct)}%")
-    if r.errors:
-        parts.append(f"errors {sum(r.errors.values())}")
-    return ", ".join(parts)
+    return report.one_line(r, parts)
 
 
 # ---------------------------------------------------------------------------------- report
-
-
-def _notes(r: ClusterResult) -> str:
-    notes = []
-    if r.lag_p99_ms is not None and r.lag_p99_ms > 20:
-        notes.append(f"generator behind schedule (p99 {r.lag_p99_ms:.0f} ms)")
-    if any(v >= 90 for v in r.generator_cpu_pct):
-        notes.append("generator saturated: latencies are upper bounds")
-    if r.skipped:
-        notes.append(f"generator skipped {r.skipped} late keystrokes")
-    if not r.drained:
-        notes.append("not drained within the timeout")
-    if r.keystrokes and r.edits and r.edits < r.keystrokes:
-        notes.append(f"{r.keystrokes} keystrokes in {r.edits} edit batches")
-    if r.errors:
-        top = sorted(r.errors.items(), key=lambda kv: -kv[1])[:2]
-        notes.append("errors: " + "; ".join(f"{n}× {e}" for e, n in top))
-    return "; ".join(notes).replace("|", "/")
 
 
 def _cpu_per_edit(r: ClusterResult) -> float | None:
@@ -435,11 +332,8 @@ def render_section(
 ) -> str:
     """The markdown section (between ``SECTION_START``/``SECTION_END`` markers); ``notes``
     (markdown: findings of this run) goes after the tables."""
-    out = [SECTION_START, "## Several instances (`cowrite bench cluster`)", ""]
-    out.append(f"Generated by `{command}` on {info.get('date', '?')}.")
-    out.append("")
-    out.append("Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items() if k != "date") + ".")
-    out.append("")
+    title = "## Several instances (`cowrite bench cluster`)"
+    out = report.section_head(SECTION_START, title, command, info)
     first = next((r for r in results if r.status == "ok"), None)
     scenario = first.describe.rsplit(", ", 1)[0] if first else ""
     out.append(
@@ -469,15 +363,11 @@ def render_section(
         "edit→visible p50 / p95 / p99 (max) ms",
         "visible, same instance p50 / p99",
         "visible, cross-instance p50 / p99",
-        "edits/s · deliveries/s",
-        "delivered",
-        "converged",
+        *report.DELIVERY_COLUMNS,
         "cowrite CPU (each)",
         "PostgreSQL CPU",
         "Redis CPU",
-        "generator CPU",
-        "other load",
-        "notes",
+        *report.LOAD_COLUMNS,
     ]
     rows = []
     for r in results:
@@ -486,67 +376,50 @@ def render_section(
                 [str(r.instances), r.placement, *["–"] * 13, f"{r.status}: {r.reason}"[:200]]
             )
             continue
-        vis = _trio(r.visible_ms)
-        if r.visible_ms:
-            vis += f" ({_ms(r.visible_ms['max'])})"
 
         def pair(d: dict[str, float] | None) -> str:
-            return "–" if not d else f"{_ms(d['p50'])} / {_ms(d['p99'])}"
+            return "–" if not d else f"{report.fmt_ms(d['p50'])} / {report.fmt_ms(d['p99'])}"
 
         rows.append(
             [
                 str(r.instances),
                 r.placement,
                 "–" if r.cross_share is None else f"{r.cross_share:.0%}",
-                _trio(r.ack_ms),
-                vis,
+                report.trio(r.ack_ms),
+                report.visible_cell(r),
                 pair(r.visible_local_ms),
                 pair(r.visible_remote_ms),
-                f"{r.edits_per_s:.0f} · {r.deliveries_per_s:,.0f}",
-                f"{r.delivered}/{r.edits}",
-                "yes" if r.converged else f"**no**: {r.convergence}",
-                _pct(r.server_cpu_pct)
+                *report.delivery_cells(r),
+                report.pct(r.server_cpu_pct)
                 + (
                     f" ({' + '.join(f'{v:.0f}' for v in r.instance_cpu_pct)})"
                     if len(r.instance_cpu_pct) > 1
                     else ""
                 ),
-                _pct(r.postgres_cpu_pct),
-                _pct(r.redis_cpu_pct),
-                "+".join(f"{v:.0f}" for v in r.generator_cpu_pct) + " %",
-                _pct(r.other_cpu_pct),
-                _notes(r),
+                report.pct(r.postgres_cpu_pct),
+                report.pct(r.redis_cpu_pct),
+                *report.load_cells(r),
             ]
         )
-    out.extend(_table(head, rows))
+    out.extend(report.table(head, rows))
     out.append("")
     cost = _cost_rows(results)
     if cost:
-        out.append("### The cross-instance path: spread against colocated (same n) and single")
-        out.append("")
-        out.extend(
-            _table(
-                [
-                    "instances",
-                    "edit→visible p50 / p99: spread − colocated (ms)",
-                    "edit→visible p50 / p99: spread − single (ms)",
-                    "edit→ack p50: spread − colocated (ms)",
-                    "CPU ms per delivered edit: single · colocated · spread",
-                ],
-                cost,
-            )
-        )
-        out.append("")
+        title = "The cross-instance path: spread against colocated (same n) and single"
+        head = [
+            "instances",
+            "edit→visible p50 / p99: spread − colocated (ms)",
+            "edit→visible p50 / p99: spread − single (ms)",
+            "edit→ack p50: spread − colocated (ms)",
+            "CPU ms per delivered edit: single · colocated · spread",
+        ]
+        out.extend(report.subsection(title, head, cost))
         out.append(
             "CPU per delivered edit counts the instances, PostgreSQL and Redis (not the "
             "generator): what one edit costs the deployment, fan-out included."
         )
         out.append("")
-    if notes.strip():
-        out.append(notes.strip())
-        out.append("")
-    out.append(SECTION_END)
-    return "\n".join(out) + "\n"
+    return report.section_end(out, notes, SECTION_END)
 
 
 def _delta(a: dict[str, float] | None, b: dict[str, float] | None, key: str) -> str:
@@ -589,21 +462,6 @@ def _cost_rows(results: Sequence[ClusterResult]) -> list[list[str]]:
     return rows
 
 
-def result_from_json(data: dict[str, Any]) -> ClusterResult:
-    names = {f.name for f in fields(ClusterResult)}
-    return ClusterResult(**{k: v for k, v in data.items() if k in names})
-
-
-def replace_section(existing: str, section: str) -> str:
-    start = existing.find(SECTION_START)
-    end = existing.find(SECTION_END)
-    if start != -1 and end != -1 and end > start:
-        return existing[:start] + section.rstrip("\n") + existing[end + len(SECTION_END) :]
-    if existing and not existing.endswith("\n"):
-        existing += "\n"
-    return existing + ("\n" if existing else "") + section
-
-
 # ---------------------------------------------------------------------------- command line
 
 
@@ -642,41 +500,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _command(args_list: Sequence[str]) -> str:
-    shown: list[str] = []
-    skip = False
-    for a in args_list:
-        if skip:
-            skip = False
-            continue
-        if a in ("--json", "--logs", "--output", "--from-json", "--notes"):
-            skip = True
-            continue
-        if a.startswith(("--json=", "--logs=", "--output=", "--from-json=", "--notes=")):
-            continue
-        shown.append(a)
-    return "cowrite bench cluster" + (" " + shlex.join(shown) if shown else "")
-
-
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
     args = parser.parse_args(args_list)
-    try:
-        instances = [int(x) for x in args.instances.split(",") if x.strip()]
-    except ValueError:
-        parser.error("--instances: comma-separated integers")
-    if not instances or min(instances) < 1:
-        parser.error("--instances: at least one instance")
-    placements = [p.strip() for p in args.placements.split(",") if p.strip()]
+    instances = cmdline.comma_ints(
+        parser, "--instances", args.instances, least=1, too_few="at least one instance"
+    )
+    placements = cmdline.comma_list(args.placements)
     if not placements or any(p not in PLACEMENTS for p in placements):
         parser.error(f"--placements: from {','.join(PLACEMENTS)}")
     if args.from_json:
-        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
-        results = [result_from_json(r) for r in saved.get("results", [])]
-        info = {str(k): str(v) for k, v in saved.get("info", {}).items()}
-        notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
-        command = str(saved.get("command", ""))
+        results, info, command = load_results(args.from_json, ClusterResult)
+        notes = cmdline.read_notes(args.notes)
         section = render_section(results, command=command, info=info, notes=notes)
         print(section)
         if args.output:
@@ -696,7 +532,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         logdir=args.logs,
     )
     nice = apply_nice(args.nice)
-    info = {k: v for k, v in machine_info().items() if not k.startswith("node")}
+    info = report.machine_info()
     info["benchmark processes"] = nice
     try:
         services = Services.start()
@@ -709,14 +545,16 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         results = asyncio.run(run_all(services, plan(instances, placements), opts))
     finally:
         services.close()
-    command = _command(args_list)
-    notes = args.notes.read_text(encoding="utf-8") if args.notes else ""
+    command = cmdline.shown_command(  # the command to reproduce: without local paths
+        "cowrite bench cluster",
+        args_list,
+        private=("--json", "--logs", "--output", "--from-json", "--notes"),
+    )
+    notes = cmdline.read_notes(args.notes)
     section = render_section(results, command=command, info=info, notes=notes)
     print(section)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"info": info, "command": command, "results": [asdict(r) for r in results]}
-        args.json.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        save_results(args.json, info, command, results)
     if args.output:
         _write(args.output, section)
     broken = [
@@ -729,9 +567,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
 
 
 def _write(path: Path, section: str) -> None:
-    existing = path.read_text(encoding="utf-8") if path.exists() else ""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(replace_section(existing, section), encoding="utf-8")
+    report.write_section(path, section, SECTION_START, SECTION_END)
     log(f"wrote {path}")
 
 

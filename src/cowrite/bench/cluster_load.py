@@ -19,20 +19,16 @@ import asyncio
 import contextlib
 import json
 import sys
-import time
 from typing import Any
 
 from cowrite.bench.load import (
     CowriteClient,
-    LoadClient,
     Recorder,
     WorkerSpec,
-    _drain,
-    _result,
-    _type,
     emit,
+    follow_commands,
     install_fast_loop,
-    read_command,
+    result_event,
 )
 
 
@@ -50,12 +46,7 @@ def merged(recorders: list[Recorder]) -> Recorder:
     for rec in recorders:
         out.sends.update(rec.sends)
         for key, (count, t_max) in rec.recv.items():
-            entry = out.recv.get(key)
-            if entry is None:
-                out.recv[key] = [count, t_max]
-            else:
-                entry[0] += count
-                entry[1] = max(entry[1], t_max)
+            out.received(key, t_max, count)
     return out
 
 
@@ -69,51 +60,9 @@ async def run_cluster_worker(
         client = CowriteClient(index, doc, spec, recorders[inst])
         client.url = urls[inst]
         clients.append(client)
-    sem = asyncio.Semaphore(spec.connect_concurrency)
-    failures: list[str] = []
-
-    async def connect(c: CowriteClient) -> None:
-        async with sem:
-            try:
-                await c.connect()
-            except Exception as exc:
-                failures.append(f"client {c.index}: {type(exc).__name__}: {exc}")
-
-    t0 = time.monotonic()
-    # the first client of each document alone: it creates the document
-    firsts: dict[str, CowriteClient] = {}
-    for c in clients:
-        firsts.setdefault(c.doc, c)
-    await asyncio.gather(*(connect(c) for c in firsts.values()))
-    chosen = {id(c) for c in firsts.values()}
-    await asyncio.gather(*(connect(c) for c in clients if id(c) not in chosen))
-    emit(
-        {
-            "event": "ready",
-            "clients": len(clients),
-            "failed": len(failures),
-            "failures": failures[:5],
-            "connect_s": round(time.monotonic() - t0, 3),
-        }
-    )
-    live: list[LoadClient] = [c for c in clients if c.connected()]
-    lags: list[int] = []
-    skipped = 0
-    drained = True
-    cmd = await read_command()
-    if cmd.get("cmd") == "go":
-        skipped = await _type(live, spec, int(cmd["start_ns"]), int(cmd["end_ns"]), lags)
-        per_doc: dict[str, int] = {}
-        for c in clients:
-            per_doc[c.doc] = per_doc.get(c.doc, 0) + c.keystrokes
-        emit({"event": "sent", "per_doc": per_doc})
-        cmd = await read_command()
-        expected: dict[str, int] = cmd.get("per_doc", {})
-        timeout = float(cmd.get("timeout_s", spec.drain_timeout_s))
-        drained = await _drain(live, expected, timeout)
-    result = _result(spec, merged(recorders), clients, lags, failures, drained)
-    result["skipped"] = skipped
-    result["recv_by_instance"] = [[[k, *v] for k, v in rec.recv.items()] for rec in recorders]
+    outcome = await follow_commands(spec, clients)
+    result = result_event(spec, merged(recorders), clients, outcome)
+    result["recv_by_instance"] = [rec.receipt_rows() for rec in recorders]
     emit(result)
     for c in clients:
         await c.close()

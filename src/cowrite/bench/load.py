@@ -44,8 +44,8 @@ import random
 import string
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 import msgspec
@@ -123,13 +123,33 @@ class Recorder:
         if entry is not None and entry[2] < 0:
             entry[2] = t_ns
 
-    def received(self, key: str, t_ns: int) -> None:
+    def received(self, key: str, t_ns: int, count: int = 1) -> None:
+        """``count`` more receivers of ``key``, the last of them at ``t_ns``."""
         entry = self.recv.get(key)
         if entry is None:
-            self.recv[key] = [1, t_ns]
+            self.recv[key] = [count, t_ns]
         else:
-            entry[0] += 1
+            entry[0] += count
             entry[1] = max(entry[1], t_ns)
+
+    def add_sends(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Take in a report's ``sends`` rows (``send_rows``)."""
+        for key, doc, t_send, t_ack, chars in rows:
+            self.sends[key] = [doc, t_send, t_ack, chars]
+
+    def add_receipts(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Take in a report's ``recv`` rows (``receipt_rows``): receivers add up, the latest
+        time wins."""
+        for key, count, t_max in rows:
+            self.received(key, t_max, count)
+
+    def send_rows(self) -> list[list[Any]]:
+        """``[key, doc, t_send_ns, t_ack_ns, characters]`` per edit, for a report."""
+        return [[k, *v] for k, v in self.sends.items()]
+
+    def receipt_rows(self) -> list[list[Any]]:
+        """``[key, receivers, latest receive time]`` per edit, for a report."""
+        return [[k, *v] for k, v in self.recv.items()]
 
 
 # ------------------------------------------------------------------------------ clients
@@ -493,7 +513,59 @@ async def run_worker(spec: WorkerSpec, factory: ClientFactory) -> None:
     """Run one worker: connect every client, then follow the coordinator's commands."""
     rec = Recorder()
     clients = [factory(index, doc, spec, rec) for index, doc in spec.clients]
-    sem = asyncio.Semaphore(spec.connect_concurrency)
+    outcome = await follow_commands(spec, clients)
+    # the result before closing: the coordinator reads the server's memory on receipt
+    emit(result_event(spec, rec, clients, outcome))
+    for c in clients:
+        await c.close()
+
+
+@dataclass
+class Outcome:
+    """How a worker's clients fared (``follow_commands``), for its ``result`` event."""
+
+    failures: list[str]
+    """Clients that could not connect (why)."""
+    lags: list[int] = field(default_factory=list)
+    """Keystrokes typed late: how late (ns)."""
+    skipped: int = 0
+    drained: bool = True
+
+
+async def follow_commands(spec: WorkerSpec, clients: Sequence[LoadClient]) -> Outcome:
+    """Connect ``clients`` (``ready``), then type and wait for delivery as the coordinator says
+    (``go``, ``sent``, ``expect``), or do nothing (``stop``). The ``result`` event is left to the
+    caller (``result_event``)."""
+    t0 = time.monotonic()
+    outcome = Outcome(await _connect(clients, spec.connect_concurrency))
+    emit(
+        {
+            "event": "ready",
+            "clients": len(clients),
+            "failed": len(outcome.failures),
+            "failures": outcome.failures[:5],
+            "connect_s": round(time.monotonic() - t0, 3),
+        }
+    )
+    live = [c for c in clients if c.connected()]
+    cmd = await read_command()
+    if cmd.get("cmd") == "go":
+        start_ns, end_ns = int(cmd["start_ns"]), int(cmd["end_ns"])
+        outcome.skipped = await _type(live, spec, start_ns, end_ns, outcome.lags)
+        per_doc: dict[str, int] = {}
+        for c in clients:
+            per_doc[c.doc] = per_doc.get(c.doc, 0) + c.keystrokes
+        emit({"event": "sent", "per_doc": per_doc})
+        cmd = await read_command()
+        expected: dict[str, int] = cmd.get("per_doc", {})
+        timeout = float(cmd.get("timeout_s", spec.drain_timeout_s))
+        outcome.drained = await _drain(live, expected, timeout)
+    return outcome
+
+
+async def _connect(clients: Sequence[LoadClient], concurrency: int) -> list[str]:
+    """Connect every client; return why those that failed did."""
+    sem = asyncio.Semaphore(concurrency)
     failures: list[str] = []
 
     async def connect(c: LoadClient) -> None:
@@ -503,7 +575,6 @@ async def run_worker(spec: WorkerSpec, factory: ClientFactory) -> None:
             except Exception as exc:
                 failures.append(f"client {c.index}: {type(exc).__name__}: {exc}")
 
-    t0 = time.monotonic()
     # The first client of each document connects alone, then the others: pycrdt-websocket
     # fails every connection but one when several open a new room at the same moment.
     firsts: dict[str, LoadClient] = {}
@@ -512,37 +583,7 @@ async def run_worker(spec: WorkerSpec, factory: ClientFactory) -> None:
     await asyncio.gather(*(connect(c) for c in firsts.values()))
     chosen = {id(c) for c in firsts.values()}
     await asyncio.gather(*(connect(c) for c in clients if id(c) not in chosen))
-    emit(
-        {
-            "event": "ready",
-            "clients": len(clients),
-            "failed": len(failures),
-            "failures": failures[:5],
-            "connect_s": round(time.monotonic() - t0, 3),
-        }
-    )
-    live = [c for c in clients if c.connected()]
-    lags: list[int] = []
-    skipped = 0
-    drained = True
-    cmd = await read_command()
-    if cmd.get("cmd") == "go":
-        skipped = await _type(live, spec, int(cmd["start_ns"]), int(cmd["end_ns"]), lags)
-        per_doc: dict[str, int] = {}
-        for c in clients:
-            per_doc[c.doc] = per_doc.get(c.doc, 0) + c.keystrokes
-        emit({"event": "sent", "per_doc": per_doc})
-        cmd = await read_command()
-        expected: dict[str, int] = cmd.get("per_doc", {})
-        timeout = float(cmd.get("timeout_s", spec.drain_timeout_s))
-        drained = await _drain(live, expected, timeout)
-    elif cmd.get("cmd") == "stop":
-        pass
-    result = _result(spec, rec, clients, lags, failures, drained)
-    result["skipped"] = skipped
-    emit(result)  # before closing: the coordinator reads the server's memory on receipt
-    for c in clients:
-        await c.close()
+    return failures
 
 
 async def _type(
@@ -590,27 +631,24 @@ async def _drain(clients: list[LoadClient], expected: dict[str, int], timeout: f
         await asyncio.sleep(0.05)
 
 
-def _result(
-    spec: WorkerSpec,
-    rec: Recorder,
-    clients: Sequence[LoadClient],
-    lags: list[int],
-    failures: list[str],
-    drained: bool,
+def result_event(
+    spec: WorkerSpec, rec: Recorder, clients: Sequence[LoadClient], outcome: Outcome
 ) -> dict[str, Any]:
+    """The ``result`` event: every send and receipt in ``rec``, each client's text, lags, errors."""
     errors: dict[str, int] = {}
     for c in clients:
         for e in c.errors:
             head = e[:120]
             errors[head] = errors.get(head, 0) + 1
+    lags = outcome.lags
     return {
         "event": "result",
         "proc": spec.proc,
-        "drained": drained,
-        "connect_failures": len(failures),
+        "drained": outcome.drained,
+        "connect_failures": len(outcome.failures),
         "still_connected": sum(1 for c in clients if c.connected()),
-        "sends": [[k, *v] for k, v in rec.sends.items()],
-        "recv": [[k, *v] for k, v in rec.recv.items()],
+        "sends": rec.send_rows(),
+        "recv": rec.receipt_rows(),
         "clients": [
             [c.index, c.doc, c.text_length(), c.text_digest(), c.keystrokes, c.settled()]
             for c in clients
@@ -621,6 +659,7 @@ def _result(
             "max": max(lags) / 1e6 if lags else None,
         },
         "errors": errors,
+        "skipped": outcome.skipped,
     }
 
 

@@ -17,6 +17,9 @@ Missing binaries are installed by ``scripts/ensure-services`` (apt-get, as root)
   ``deploy/nginx.conf`` (rendered with those upstreams and a free listen port);
 * ``CowriteInstance``: one ``cowrite serve`` process (``await start()``, ``kill()`` = kill -9,
   ``await restart()`` on the same port).
+
+The first three are ``LocalServer``s (start on a free port and keep it, wait until ready, stop,
+kill, destroy); nginx and ``cowrite serve`` are ``HttpEndpoint``s (``url``, ``ws_url``).
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Self, TypeVar
 
 
 def repo_root() -> Path:
@@ -48,6 +52,9 @@ def repo_root() -> Path:
 
 ENSURE_SERVICES = repo_root() / "scripts" / "ensure-services"
 NGINX_TEMPLATE = repo_root() / "deploy" / "nginx.conf"
+
+
+T = TypeVar("T")
 
 
 class ServiceError(Exception):
@@ -138,6 +145,144 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def _installed(find: Callable[[], T | None], missing: str) -> T:
+    """What ``find`` finds, running ``ensure_services`` first if it finds nothing; raise
+    `ServiceError` (``missing``) if it still finds nothing."""
+    found = find()
+    if found is None:
+        ensure_services()
+        found = find()
+        if found is None:
+            raise ServiceError(missing)
+    return found
+
+
+class ChildProcess:
+    """A process of ours, ``proc`` (None until it is started)."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class HttpEndpoint:
+    """Serves cowrite's HTTP API and its WebSocket (``/ws``) on 127.0.0.1:``port``."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (an upstream for nginx)."""
+        return f"127.0.0.1:{self.port}"
+
+
+class LocalServer(ChildProcess):
+    """A server process on 127.0.0.1:``port`` (a free port picked at the first start, then
+    kept) with its files in the directory ``root``.
+
+    Subclasses say how to run it (``_spawn``) and when it is up (``_ready``). ``start()`` waits
+    for that, and tries again on another free port when the one it picked was taken before the
+    server bound it; ``stop()`` is a clean shutdown (``STOP``), ``kill()`` SIGKILL (a crash, or
+    a partition as its clients see it), ``destroy()`` stops it and deletes ``root``.
+    """
+
+    NAME = "server"
+    """The server in error messages."""
+    STOP = signal.SIGTERM
+    ABORT = signal.SIGKILL
+    """What a server that did not get ready in time gets."""
+    POLL_S = 0.02
+    START_TIMEOUT_S = 10.0
+    HALT_TIMEOUT_S = 10.0
+
+    def __init__(self, root: Path, logfile: Path) -> None:
+        self.root = root
+        self.logfile = logfile
+        self.port = 0
+        self.proc = None
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _attempts(self, first: bool) -> int:
+        """How often ``start()`` tries: a free port picked now may be taken before the server
+        binds it, a kept one is not tried again."""
+        return 3 if first else 1
+
+    def _new_port(self, attempt: int, first: bool) -> bool:
+        """Whether ``start()`` picks a free port for this attempt."""
+        return first
+
+    def _prepare(self) -> None:
+        """What has to be done once before the first start (``_first_start``)."""
+
+    def _first_start(self) -> Self:
+        """``_prepare()`` and ``start()``; on failure ``destroy()`` (nothing is left behind) and
+        re-raise."""
+        try:
+            self._prepare()
+            self.start()
+        except BaseException:
+            self.destroy()
+            raise
+        return self
+
+    def start(self, timeout: float | None = None) -> Self:
+        """Start (again, on the same port) and wait until it is ready; raise `ServiceError` if
+        it does not get there within ``timeout`` seconds (``START_TIMEOUT_S``)."""
+        if self.running:
+            return self
+        wait = self.START_TIMEOUT_S if timeout is None else timeout
+        first = self.port == 0
+        for attempt in range(self._attempts(first)):
+            if self._new_port(attempt, first):
+                self.port = free_port()
+            proc = self.proc = self._spawn()
+            end = time.monotonic() + wait
+            while proc.poll() is None and time.monotonic() < end:
+                if self._ready():
+                    return self
+                time.sleep(self.POLL_S)
+            self._halt(self.ABORT)
+        raise ServiceError(f"{self.NAME} did not start on port {self.port}: {self.log_tail()}")
+
+    def stop(self, timeout: float | None = None) -> None:
+        """A clean shutdown (``STOP``); waits ``timeout`` seconds (``HALT_TIMEOUT_S``), then
+        kills it."""
+        self._halt(self.STOP, timeout)
+
+    def kill(self) -> None:
+        self._halt(signal.SIGKILL)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _halt(self, sig: signal.Signals, timeout: float | None = None) -> None:
+        proc, self.proc = self.proc, None
+        _halt_process(proc, sig, self.HALT_TIMEOUT_S if timeout is None else timeout)
+
+    def log_tail(self, chars: int = 1500) -> str:
+        return _tail(self.logfile, chars)
+
+
 # --- PostgreSQL -----------------------------------------------------------------------------------
 
 
@@ -155,46 +300,40 @@ def postgres_bindir() -> Path | None:
     return Path(initdb).resolve().parent if initdb else None
 
 
-class PostgresServer:
+class PostgresServer(LocalServer):
     """One PostgreSQL server on 127.0.0.1 with a throwaway data directory.
 
     ``create()`` runs initdb and starts it; ``stop()`` is a fast shutdown (what ``pg_ctl stop -m
     fast`` does: clients are disconnected, the data is kept); ``start()`` brings it back on the
-    same port with the same data; ``destroy()`` stops it and deletes everything. Tuned for tests
-    unless ``fsync``: no fsync, so what a commit wrote survives the server being killed, not the
+    same port with the same data; ``kill()`` SIGKILLs the postmaster, what a crashed database
+    server looks like to its clients (its backends notice and exit by themselves; ``start()``
+    recovers the data); ``destroy()`` stops it and deletes everything. Tuned for tests unless
+    ``fsync``: no fsync, so what a commit wrote survives the server being killed, not the
     machine crashing (``fsync=True``: PostgreSQL's durable defaults, for benchmarks).
     """
 
     SUPERUSER = "postgres"
+    NAME = "postgres"
+    STOP = signal.SIGINT  # fast shutdown
+    ABORT = signal.SIGQUIT  # immediate shutdown
+    POLL_S = 0.05
+    START_TIMEOUT_S = 30.0
+    HALT_TIMEOUT_S = 30.0
 
     def __init__(self, bindir: Path, root: Path, *, fsync: bool = False) -> None:
+        super().__init__(root, root / "postgres.log")
         self.bindir = bindir
-        self.root = root
         self.datadir = root / "data"
-        self.logfile = root / "postgres.log"
         self.fsync = fsync
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
         self._names = itertools.count(1)
         self._databases: set[str] = set()
 
     @classmethod
     def create(cls, *, fsync: bool = False) -> PostgresServer:
         """initdb into a new temporary directory and start; raise `ServiceError` on failure."""
-        bindir = postgres_bindir()
-        if bindir is None:
-            ensure_services()
-            bindir = postgres_bindir()
-            if bindir is None:
-                raise ServiceError("PostgreSQL is not installed (no initdb found)")
-        server = cls(bindir, Path(tempfile.mkdtemp(prefix="cowrite-pg-")), fsync=fsync)
-        try:
-            server._initdb()
-            server.start()
-        except BaseException:
-            server.destroy()
-            raise
-        return server
+        bindir = _installed(postgres_bindir, "PostgreSQL is not installed (no initdb found)")
+        root = Path(tempfile.mkdtemp(prefix="cowrite-pg-"))
+        return cls(bindir, root, fsync=fsync)._first_start()
 
     @functools.cached_property
     def major(self) -> int:
@@ -204,10 +343,6 @@ class PostgresServer:
         ).stdout
         m = re.search(r"(\d+)(?:\.\d+)?", out)
         return int(m.group(1)) if m else 0
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
 
     # --- processes ------------------------------------------------------------------------------
 
@@ -221,7 +356,8 @@ class PostgresServer:
             raise ServiceError("running as root but there is no 'postgres' user") from None
         return pw.pw_uid, pw.pw_gid
 
-    def _initdb(self) -> None:
+    def _prepare(self) -> None:
+        """initdb."""
         uid, gid = self._run_as()
         if uid is not None and gid is not None:  # initdb refuses to run as root
             os.chown(self.root, uid, gid)
@@ -241,69 +377,43 @@ class PostgresServer:
         if done.returncode != 0:
             raise ServiceError(f"initdb failed: {(done.stdout + done.stderr).strip()[-1500:]}")
 
-    def start(self, timeout: float = 30.0) -> PostgresServer:
-        """Start (again) and wait until it accepts connections; raise `ServiceError` if not."""
-        if self.proc is not None and self.proc.poll() is None:
-            return self
+    def _attempts(self, first: bool) -> int:
+        return 3  # on the kept port too: a restart may find it taken
+
+    def _new_port(self, attempt: int, first: bool) -> bool:
+        return self.port == 0 or (attempt > 0 and self._port_taken())
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         uid, gid = self._run_as()
-        for attempt in range(3):  # a free port can be taken before postgres binds it
-            if self.port == 0 or (attempt > 0 and self._port_taken()):
-                self.port = free_port()
-            argv = die_with_us("QUIT")  # SIGQUIT: PostgreSQL's immediate shutdown
-            argv += [str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port)]
-            argv += ["-k", str(self.root), "-c", "listen_addresses=127.0.0.1"]
-            settings = ["shared_buffers=32MB", "max_connections=200", "log_min_messages=warning"]
-            if not self.fsync:
-                settings += [
-                    "fsync=off",
-                    "full_page_writes=off",
-                    "wal_level=minimal",
-                    "max_wal_senders=0",
-                ]
-            for setting in settings:
-                argv += ["-c", setting]
-            with open(self.logfile, "ab") as log:
-                self.proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.root,
-                    user=uid,
-                    group=gid,
-                    extra_groups=[] if uid is not None else None,
-                )
-            end = time.monotonic() + timeout
-            while self.proc.poll() is None and time.monotonic() < end:
-                if self._accepts():
-                    return self
-                time.sleep(0.05)
-            self._halt(signal.SIGQUIT)
-        raise ServiceError(f"postgres did not start on port {self.port}: {self.log_tail()}")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Fast shutdown (SIGINT, as ``pg_ctl stop -m fast``): clients are cut, data is kept."""
-        self._halt(signal.SIGINT, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the postmaster: what a crashed database server looks like to its clients.
-
-        Its backends notice and exit by themselves; ``start()`` recovers the data (crash recovery).
-        """
-        self._halt(signal.SIGKILL)
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def _halt(self, sig: signal.Signals, timeout: float = 30.0) -> None:
-        proc, self.proc = self.proc, None
-        _halt_process(proc, sig, timeout)
+        argv = die_with_us("QUIT")  # SIGQUIT: PostgreSQL's immediate shutdown
+        argv += [str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port)]
+        argv += ["-k", str(self.root), "-c", "listen_addresses=127.0.0.1"]
+        settings = ["shared_buffers=32MB", "max_connections=200", "log_min_messages=warning"]
+        if not self.fsync:
+            settings += [
+                "fsync=off",
+                "full_page_writes=off",
+                "wal_level=minimal",
+                "max_wal_senders=0",
+            ]
+        for setting in settings:
+            argv += ["-c", setting]
+        with open(self.logfile, "ab") as log:
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                user=uid,
+                group=gid,
+                extra_groups=[] if uid is not None else None,
+            )
 
     def _port_taken(self) -> bool:
         return "could not bind" in self.log_tail() or "already in use" in self.log_tail()
 
-    def _accepts(self) -> bool:
+    def _ready(self) -> bool:
         argv = [str(self.bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
         done = subprocess.run(
             [*argv, "-U", self.SUPERUSER, "-d", "postgres"],
@@ -312,9 +422,6 @@ class PostgresServer:
             check=False,
         )
         return done.returncode == 0
-
-    def log_tail(self, chars: int = 1500) -> str:
-        return _tail(self.logfile, chars)
 
     # --- databases ------------------------------------------------------------------------------
 
@@ -384,98 +491,50 @@ def _redis_dies_with_parent() -> None:
         _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-class RedisServer:
+class RedisServer(LocalServer):
     """One redis-server on 127.0.0.1 that keeps nothing on disk (no RDB, no AOF).
 
     ``create()`` starts it; ``kill()`` is SIGKILL (a crash, or a partition as clients see it);
-    ``start()`` brings it back on the same port, empty; ``destroy()`` stops it and deletes its
-    directory.
+    ``start()`` brings it back on the same port, empty (ready once it answers PING); ``stop()``
+    is SIGTERM (nothing to save); ``destroy()`` stops it and deletes its directory.
     """
 
+    NAME = "redis-server"
+
     def __init__(self, binary: str, root: Path) -> None:
+        super().__init__(root, root / "redis.log")
         self.binary = binary
-        self.root = root
-        self.logfile = root / "redis.log"
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
     @classmethod
     def create(cls) -> RedisServer:
         """Start one in a new temporary directory; raise `ServiceError` on failure."""
-        binary = redis_binary()
-        if binary is None:
-            ensure_services()
-            binary = redis_binary()
-            if binary is None:
-                raise ServiceError("Redis is not installed (no redis-server found)")
-        server = cls(binary, Path(tempfile.mkdtemp(prefix="cowrite-redis-")))
-        try:
-            server.start()
-        except BaseException:
-            server.destroy()
-            raise
-        return server
+        binary = _installed(redis_binary, "Redis is not installed (no redis-server found)")
+        return cls(binary, Path(tempfile.mkdtemp(prefix="cowrite-redis-")))._first_start()
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
-        """Start (again, on the same port) and wait until it answers PING."""
-        if self.proc is not None and self.proc.poll() is None:
-            return self
-        first = self.port == 0
-        for _attempt in range(3 if first else 1):  # a free port can be taken before Redis binds it
-            if first:
-                self.port = free_port()
-            argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-            argv += ["--save", "", "--appendonly", "no", "--dir", str(self.root)]
-            argv += ["--logfile", str(self.logfile), "--loglevel", "warning"]
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=self.root,
-                preexec_fn=_redis_dies_with_parent,  # noqa: PLW1509 (no threads are started here)
-            )
-            end = time.monotonic() + timeout
-            while self.proc.poll() is None and time.monotonic() < end:
-                if self._pings():
-                    return self
-                time.sleep(0.02)
-            self.kill()
-        raise ServiceError(f"redis-server did not start on port {self.port}: {self.log_tail()}")
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(self.root)]
+        argv += ["--logfile", str(self.logfile), "--loglevel", "warning"]
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.root,
+            preexec_fn=_redis_dies_with_parent,  # noqa: PLW1509 (no threads are started here)
+        )
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM: a clean shutdown (nothing to save)."""
-        self._halt(signal.SIGTERM, timeout)
-
-    def kill(self) -> None:
-        self._halt(signal.SIGKILL)
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def _halt(self, sig: signal.Signals, timeout: float = 10.0) -> None:
-        proc, self.proc = self.proc, None
-        _halt_process(proc, sig, timeout)
-
-    def _pings(self) -> bool:
+    def _ready(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
             return False
-
-    def log_tail(self, chars: int = 1500) -> str:
-        return _tail(self.logfile, chars)
 
 
 # --- nginx ----------------------------------------------------------------------------------------
@@ -535,55 +594,32 @@ def render_nginx_site(template: str, upstreams: Sequence[str], listen: str) -> s
     return rendered
 
 
-class NginxServer:
+class NginxServer(LocalServer, HttpEndpoint):
     """nginx in the foreground (``daemon off``) as a child process, with its own prefix, temp
     directories, pid file and logs in a temporary directory, serving ``deploy/nginx.conf``
     rendered for ``upstreams`` (``host:port`` strings) on a free 127.0.0.1 port.
 
-    ``reload(upstreams)`` rewrites the config and sends SIGHUP; ``stop()`` is a fast shutdown.
+    ``reload(upstreams)`` rewrites the config and sends SIGHUP; ``stop()`` is SIGTERM, nginx's
+    fast shutdown.
     """
 
-    def __init__(self, binary: str, root: Path, template: Path) -> None:
+    NAME = "nginx"
+
+    def __init__(self, binary: str, root: Path, template: Path, upstreams: Sequence[str]) -> None:
+        super().__init__(root, root / "error.log")
         self.binary = binary
-        self.root = root
         self.template = template
-        self.logfile = root / "error.log"
         self.access_log = root / "access.log"
-        self.port = 0
-        self.upstreams: list[str] = []
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
+        self.upstreams = list(upstreams)
 
     @classmethod
     def create(cls, upstreams: Sequence[str], template: Path | None = None) -> NginxServer:
-        binary = nginx_binary()
-        if binary is None:
-            ensure_services()
-            binary = nginx_binary()
-            if binary is None:
-                raise ServiceError("nginx is not installed (no /usr/sbin/nginx found)")
+        binary = _installed(nginx_binary, "nginx is not installed (no /usr/sbin/nginx found)")
         template = template or NGINX_TEMPLATE
         if not template.is_file():
             raise ServiceError(f"nginx template {template} not found")
-        server = cls(binary, Path(tempfile.mkdtemp(prefix="cowrite-nginx-")), template)
-        try:
-            server.upstreams = list(upstreams)
-            server.start()
-        except BaseException:
-            server.destroy()
-            raise
-        return server
+        root = Path(tempfile.mkdtemp(prefix="cowrite-nginx-"))
+        return cls(binary, root, template, upstreams)._first_start()
 
     def _write_config(self) -> Path:
         site = render_nginx_site(
@@ -633,29 +669,23 @@ class NginxServer:
         if done.returncode != 0:
             raise ServiceError(f"nginx -t refused the configuration: {done.stderr.strip()}")
 
-    def start(self, timeout: float = 10.0) -> NginxServer:
-        if self.proc is not None and self.proc.poll() is None:
-            return self
-        first = self.port == 0
-        for _attempt in range(3 if first else 1):
-            if first:
-                self.port = free_port()
-            config = self._write_config()
-            with open(self.root / "stderr.log", "ab") as err:
-                self.proc = subprocess.Popen(
-                    [*die_with_us("TERM"), *self._argv(config)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    cwd=self.root,
-                )
-            end = time.monotonic() + timeout
-            while self.proc.poll() is None and time.monotonic() < end:
-                if _accepts_tcp(self.port):
-                    return self
-                time.sleep(0.02)
-            self._halt(signal.SIGKILL)
-        raise ServiceError(f"nginx did not start on port {self.port}: {self.log_tail()}")
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        config = self._write_config()
+        with open(self.root / "stderr.log", "ab") as err:
+            return subprocess.Popen(
+                [*die_with_us("TERM"), *self._argv(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=self.root,
+            )
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
 
     def reload(self, upstreams: Sequence[str]) -> None:
         """Point the balancer at ``upstreams`` (rewrite the config, SIGHUP: a graceful reload)."""
@@ -664,30 +694,10 @@ class NginxServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGHUP)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM: nginx's fast shutdown."""
-        self._halt(signal.SIGTERM, timeout)
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def _halt(self, sig: signal.Signals, timeout: float = 10.0) -> None:
-        proc, self.proc = self.proc, None
-        _halt_process(proc, sig, timeout)
-
     def log_tail(self, chars: int = 1500) -> str:
         return (
             _tail(self.root / "stderr.log", chars // 2) + "\n" + _tail(self.logfile, chars)
         ).strip()
-
-
-def _accepts_tcp(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 # --- cowrite serve --------------------------------------------------------------------------------
@@ -718,7 +728,7 @@ async def http_get(
     return await asyncio.wait_for(run(), timeout)
 
 
-class CowriteInstance:
+class CowriteInstance(ChildProcess, HttpEndpoint):
     """One ``cowrite serve`` process on 127.0.0.1 (a port chosen at the first start and kept).
 
     ``await start()`` runs it and waits until ``/readyz`` answers 200; ``kill()`` is kill -9;
@@ -749,26 +759,6 @@ class CowriteInstance:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def argv(self) -> list[str]:
         argv = [self.python, "-m", "cowrite.cli", "serve", "--host", "127.0.0.1"]
