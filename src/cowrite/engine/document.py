@@ -782,8 +782,14 @@ class Document:
             first = starts[i]
             if first + len(item.content) <= start:
                 continue
-            yield first, self._insert_op_of(item)
-        # an item straddling ``start`` is trimmed by the receiver (partly-seen inserts)
+            op = self._insert_op_of(item)
+            if first < start:  # a run grown since ``start``: send only what is new
+                k = start - first
+                op = InsertOp(
+                    op.id + k * ONE, op.node, op.id + (k - 1) * ONE, op.right, op.content[k:]
+                )
+                first = start
+            yield first, op
 
     def _insert_op_of(self, item: Item) -> InsertOp:
         content = item.content

@@ -32,7 +32,7 @@ from cowrite.engine import history, ot
 from cowrite.engine.document import Change, Document
 from cowrite.engine.encoding import decode_ops
 from cowrite.engine.errors import EngineError, InvalidOperation, ResyncNeeded
-from cowrite.engine.ids import VersionVector
+from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, VersionVector
 from cowrite.engine.ops import (
     DELETED,
     MAX_INT,
@@ -139,6 +139,8 @@ class Room:
         """Members connected to other instances, by session."""
         self.epoch = ""
         """Names this room's numbering of versions (see the module docstring)."""
+        self._idle_check_ms = 0
+        """No member can turn idle before this (``tick`` does nothing until then)."""
 
     @property
     def version(self) -> int:
@@ -162,14 +164,23 @@ class Room:
             self.remember((client, edit_id), seq)
 
     def _record(
-        self, ops: list[p.EditOp], seq_changes: list[tuple[int, list[Any]]], client: str, edit: str
+        self,
+        ops: list[p.EditOp],
+        seq_changes: list[tuple[int, list[Any]]],
+        client: str,
+        edit: str,
+        ranges: dict[int, tuple[int, int]] | None = None,
     ) -> int:
+        """Log an applied batch as the next version. ``ranges``: the op seqs the batch itself
+        carried, per replica (default: what the version vector gained, which for a merged
+        update may include ops it released from the causal queue)."""
         version = self.log.record(seq_changes)
         now = self.doc.version
         before = self._vv
         changed = [r for r, n in now.items() if before.get(r) != n]
         vv = {str(r): now[r] for r in changed}
-        ranges = {r: (before.get(r, 0), now[r]) for r in changed}
+        if ranges is None:
+            ranges = {r: (before.get(r, 0), now[r]) for r in changed}
         self._vv = now
         self._origins[version] = Origin(client, edit, ops, vv, ranges)
         while len(self._origins) > self.limits.edit_log_capacity:
@@ -185,6 +196,10 @@ class Room:
         """
         theirs = _vv_from_wire(msg.state or {}) if member.mode == "replica" else {}
         self.members[member.session] = member
+        if member.active:
+            self._idle_check_ms = min(
+                self._idle_check_ms, member.last_active_ms + self.limits.idle_after_ms
+            )
         out = Outcome()
         rights = sorted(member.rights)
         presence = self.entries()
@@ -649,7 +664,7 @@ class Room:
             return Outcome()
         ops_out = self._wire_ops(changes)
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
-        version = self._record(ops_out, seq_changes, client, edit_id)
+        version = self._record(ops_out, seq_changes, client, edit_id, _op_ranges(doc, ops))
         if edit_id and (client, edit_id) not in self._recent:
             self.remember((client, edit_id), version)
         # ops this update released from the causal queue came in earlier updates, which members
@@ -861,17 +876,26 @@ class Room:
     def _touch(self, member: Member, now_ms: int) -> bool:
         """Record activity; True when it wakes an idle member (whose entry must be broadcast)."""
         member.last_active_ms = now_ms
+        self._idle_check_ms = min(self._idle_check_ms, now_ms + self.limits.idle_after_ms)
         woke = not member.active
         member.active = True
         return woke
 
     def tick(self, now_ms: int) -> Outcome:
         """Mark members idle after ``idle_after_ms`` without activity."""
+        if now_ms < self._idle_check_ms:
+            return Outcome()  # (a scan of every member each second costs when thousands idle)
         idle = []
+        after = self.limits.idle_after_ms
+        next_check = 1 << 62
         for m in self.members.values():
-            if m.active and now_ms - m.last_active_ms >= self.limits.idle_after_ms:
-                m.active = False
-                idle.append(self._entry(m))
+            if m.active:
+                if now_ms - m.last_active_ms >= after:
+                    m.active = False
+                    idle.append(self._entry(m))
+                else:
+                    next_check = min(next_check, m.last_active_ms + after)
+        self._idle_check_ms = next_check
         if not idle:
             return Outcome()
         return Outcome(broadcast=[(p.Presence(doc=self.doc_id, entries=idle), "all")])
@@ -917,6 +941,18 @@ class Room:
             return self.edit(session, msg, now_ms)
         finally:
             del self.members[session]
+
+
+def _op_ranges(doc: Document, ops: list[EngineOp]) -> dict[int, tuple[int, int]]:
+    """Per replica, the span of op seqs ``ops`` carry."""
+    spans: dict[int, tuple[int, int]] = {}
+    for op in ops:
+        replica = doc.replica_of(op.id & CLIENT_MASK)
+        first = op.id >> CLIENT_BITS
+        end = first + (len(op.content) if isinstance(op, InsertOp) else 1)
+        lo, hi = spans.get(replica, (first, end))
+        spans[replica] = (min(lo, first), max(hi, end))
+    return spans
 
 
 def _internal(session: str) -> bool:

@@ -50,6 +50,7 @@ from cowrite.server.config import Settings
 from cowrite.server.connection import CLOSE_GOING_AWAY, Connection
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
+from cowrite.server.transport import asgi_websocket
 
 log = logging.getLogger("cowrite.server")
 
@@ -137,6 +138,7 @@ def create_app(
         finally:
             await state.shutdown()
 
+    @asgi_websocket  # routed as a plain ASGI app: fewer frames held per connection
     async def ws_endpoint(ws: WebSocket) -> None:
         if state.shutting_down:
             await ws.close(CLOSE_GOING_AWAY, "server shutting down")

@@ -30,8 +30,8 @@ class Identity:
 
     def rights(self, doc_id: str) -> frozenset[str]:
         rights = self.docs.get(doc_id, self.docs.get("*", frozenset()))
-        if "write" in rights or "admin" in rights:
-            rights = rights | {"read"}
+        if ("write" in rights or "admin" in rights) and "read" not in rights:
+            rights = rights | {"read"}  # (a new set only when needed: one per connection adds up)
         return rights
 
 

@@ -1,10 +1,15 @@
-"""One WebSocket connection: a reader loop, one writer task with a bounded outbox, a heartbeat.
+"""One WebSocket connection: a reader loop, an outbox flushed once per loop tick, a heartbeat.
 
 The reader validates every frame (``protocol.decode_client``) and hands it to the hub; refusals
-become ``error`` messages and the connection carries on. The writer drains the outbox, sending
-what has accumulated as one frame (a JSON array), so a burst costs one send. A client that stops
-reading fills its outbox and is disconnected: the room never waits for it. A client that stops
-answering pings is disconnected after the heartbeat timeout, which removes its presence.
+become ``error`` messages and the connection carries on. Messages for the client go into its
+outbox; the first one of a loop tick schedules a flush, which sends everything queued in that
+tick as one frame (a JSON array), written straight to the socket when the server allows it
+(``transport``). So a burst costs one frame and one write, and there is no writer task: an idle
+connection holds one task (its reader, the ASGI call itself) and one timer (its heartbeat).
+
+A client that stops reading stops taking frames; its outbox fills and it is disconnected (4008):
+the room never waits for it. A client that stops answering pings is disconnected after the
+heartbeat timeout (4000), which removes its presence.
 """
 
 from __future__ import annotations
@@ -12,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
+import weakref
+from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 
 from cowrite import protocol as p
 from cowrite.adapters.store import StoreError
@@ -24,6 +32,7 @@ from cowrite.server.auth import AuthError, Identity, anonymous, verify
 from cowrite.server.config import Settings
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
+from cowrite.server.transport import Link, LinkClosed, open_link
 
 log = logging.getLogger("cowrite.connection")
 
@@ -32,11 +41,39 @@ CLOSE_TIMEOUT = 4000
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
 MAX_BATCH = 256
+"""Messages per frame at most (a longer backlog goes out as several frames)."""
 MAX_STRIKES = 200
 """Refused frames tolerated before a connection is judged hostile and closed."""
+DRAIN_TIMEOUT_S = 2.0
+"""How long a closing connection may take to send what was queued before its close frame."""
 
 
 class Connection:
+    __slots__ = (
+        "_flushing",
+        "_greeted",
+        "_interrupted",
+        "_link",
+        "_nonce",
+        "_receiving",
+        "_refill",
+        "_shared",
+        "_strikes",
+        "_task",
+        "_tokens",
+        "client_id",
+        "closing",
+        "docs",
+        "hub",
+        "identity",
+        "last_seen",
+        "metrics",
+        "outbox",
+        "session",
+        "settings",
+        "ws",
+    )
+
     def __init__(self, ws: WebSocket, hub: Hub, settings: Settings, metrics: Metrics) -> None:
         self.ws = ws
         self.hub = hub
@@ -46,24 +83,35 @@ class Connection:
         self.client_id = ""
         self.identity: Identity = anonymous("")
         self.docs: dict[str, str] = {}
-        self.outbox: asyncio.Queue[bytes] = asyncio.Queue(settings.outbox_messages)
+        self.outbox: list[bytes] = []  # encoded messages not yet written (bounded)
         self.closing: tuple[int, str] | None = None
         self.last_seen = time.monotonic()
         self._tokens = float(settings.edit_burst)
         self._refill = time.monotonic()
         self._strikes = 0
-        self._closed = asyncio.Event()
+        self._link: Link | None = None
+        self._flushing = False  # a flush is scheduled (or waits for the socket)
+        self._task: asyncio.Task[Any] | None = None  # the reader's (``run``)
+        self._receiving = False  # the reader waits for a frame: ``close`` may interrupt it
+        self._interrupted = False
+        self._shared: Shared | None = None
+        self._nonce = 0
+        self._greeted = False  # ``hello`` received
 
     # --------------------------------------------------------------- sending
 
     def send(self, data: bytes) -> None:
         if self.closing is not None:
             return
-        try:
-            self.outbox.put_nowait(data)
-        except asyncio.QueueFull:
+        outbox = self.outbox
+        if len(outbox) >= self.settings.outbox_messages:
             log.warning("outbox full: disconnecting a slow client", extra=self._ids())
             self.close(CLOSE_OUTBOX_FULL, "outbox overflow: reconnect and resync")
+            return
+        outbox.append(data)
+        if not self._flushing and self._shared is not None:
+            self._flushing = True
+            self._shared.flush_soon(self)
 
     def send_message(self, msg: p.Message) -> None:
         self.send(p.encoder.encode(msg))
@@ -75,111 +123,160 @@ class Connection:
         self.send_message(p.Error(code=code, message=message, doc=doc, edit_id=edit))
 
     def close(self, code: int, reason: str) -> None:
-        """Close after what is queued so far (the writer sends it, then closes)."""
+        """Close after what is queued so far (flushed, then the close frame)."""
         if self.closing is None:
             self.closing = (code, reason)
             self.metrics.disconnects.labels(str(code)).inc()
-            self._closed.set()
+            if self._receiving and self._task is not None:
+                self._interrupted = True
+                self._task.cancel()  # wake the reader: ``run`` closes
 
     def _ids(self) -> dict[str, object]:
         return {"session": self.session, "client": self.client_id, "docs": sorted(self.docs)}
+
+    def _flush(self) -> None:
+        """Write what the outbox holds: one frame per ``MAX_BATCH`` messages, while the socket
+        takes them (if not, again once it does)."""
+        link = self._link
+        outbox = self.outbox
+        if link is None:
+            self._flushing = False
+            return
+        try:
+            while outbox:
+                if not link.writable():
+                    link.when_writable(self._flush)  # still ``_flushing``
+                    return
+                if len(outbox) <= MAX_BATCH:
+                    batch = outbox[:]
+                    outbox.clear()
+                else:
+                    batch = outbox[:MAX_BATCH]
+                    del outbox[:MAX_BATCH]
+                self.metrics.outbox_depth.observe(len(outbox))
+                link.write(batch[0] if len(batch) == 1 else b"[" + b",".join(batch) + b"]")
+        except (LinkClosed, OSError, RuntimeError):
+            self._failed()
+        self._flushing = False
+
+    def _failed(self) -> None:
+        """The socket cannot take frames any more: nothing queued can be delivered."""
+        self.outbox.clear()
+        self.close(1006, "send failed")
 
     # --------------------------------------------------------------- running
 
     async def run(self) -> None:
         await self.ws.accept()
+        self._task = asyncio.current_task()
+        self._link = link = open_link(self.ws, self._failed)
         self.metrics.connections.inc()
-        writer = asyncio.create_task(self._writer())
-        heartbeat = asyncio.create_task(self._heartbeat())
-        reader = asyncio.create_task(self._reader())
-        closed = asyncio.create_task(self._closed.wait())
+        self._shared = shared = shared_of(self.hub, self.settings)
+        shared.add(self)
+        if self.outbox:
+            self._flushing = True
+            shared.flush_soon(self)
         try:
-            await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await self._reader()
+            except asyncio.CancelledError:
+                # ``close`` interrupted the reader; any other cancellation goes on
+                if not self._interrupted or self._uncancel() > 0:
+                    raise
+            except Exception:
+                log.exception("connection failed", extra=self._ids())
         finally:
+            self._receiving = False
+            if self._shared is not None:
+                self._shared.discard(self)
             for doc_id in list(self.docs):
                 self.hub.leave(self, doc_id)
-            for task in (reader, heartbeat, closed):
-                task.cancel()
             if self.closing is not None:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._drain_and_close(writer), 2.0)
-            writer.cancel()
-            for task in (reader, heartbeat, closed, writer):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                with contextlib.suppress(asyncio.TimeoutError, Exception):
+                    await asyncio.wait_for(self._drain_and_close(link), DRAIN_TIMEOUT_S)
+            self.outbox.clear()
+            self._link = None
+            self._task = None
+            if self.closing is None:  # gone: whatever is still sent to it is dropped
+                self.closing = (1006, "")
             self.metrics.connections.dec()
 
-    async def _drain_and_close(self, writer: asyncio.Task[None]) -> None:
-        while not self.outbox.empty() and not writer.done():
-            await asyncio.sleep(0.01)
+    def _uncancel(self) -> int:
+        task = self._task
+        return task.uncancel() if task is not None else 0
+
+    async def _drain_and_close(self, link: Link) -> None:
+        """Send the queued messages, then the close frame."""
+        while self.outbox:
+            if link.writable():
+                self._flushing = True
+                self._flush()
+            else:
+                await asyncio.sleep(0.01)
         code, reason = self.closing or (1000, "")
-        with contextlib.suppress(Exception):
-            if self.ws.application_state == WebSocketState.CONNECTED:
-                await self.ws.close(code, reason)
+        await link.close(code, reason)
 
-    async def _writer(self) -> None:
-        outbox = self.outbox
-        ws = self.ws
-        while True:
-            first = await outbox.get()
-            batch = [first]
-            while len(batch) < MAX_BATCH and not outbox.empty():
-                batch.append(outbox.get_nowait())
-            self.metrics.outbox_depth.observe(outbox.qsize())
-            payload = first if len(batch) == 1 else b"[" + b",".join(batch) + b"]"
-            try:
-                await ws.send_text(payload.decode())
-            except Exception:
-                self.close(1006, "send failed")
-                return
-
-    async def _heartbeat(self) -> None:
-        nonce = 0
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_s)
-            if time.monotonic() - self.last_seen > self.settings.heartbeat_timeout_s:
-                log.info("heartbeat timeout", extra=self._ids())
-                self.close(CLOSE_TIMEOUT, "heartbeat timeout")
-                return
-            nonce += 1
-            self.send_message(p.Ping(nonce=nonce))
+    def beat(self) -> None:
+        """Every ``heartbeat_s`` (``Shared``): drop a client silent for longer than the
+        timeout, else ping it."""
+        if self.closing is not None:
+            return
+        if time.monotonic() - self.last_seen > self.settings.heartbeat_timeout_s:
+            log.info("heartbeat timeout", extra=self._ids())
+            self.close(CLOSE_TIMEOUT, "heartbeat timeout")
+            return
+        self._nonce += 1
+        self.send_message(p.Ping(nonce=self._nonce))
 
     async def _reader(self) -> None:
-        hello = False
+        link = self._link
+        if link is None:
+            return
+        receive = link.receive
         while self.closing is None:
+            self._receiving = True
             try:
-                event = await self.ws.receive()
-            except (WebSocketDisconnect, RuntimeError):
+                event = await receive()
+            except RuntimeError:  # receive after the disconnect
                 return
+            finally:
+                self._receiving = False
             if event["type"] == "websocket.disconnect":
                 return
-            frame = event.get("text")
-            if frame is None:
-                frame = event.get("bytes") or b""
             self.last_seen = time.monotonic()
-            limit = self.settings.max_message_bytes
-            if isinstance(frame, str) and len(frame) > limit // 4:  # count bytes, not characters
-                size = len(frame.encode("utf-8", "surrogatepass"))
-                if size > limit:
-                    self._strike(p.ErrorCode.TOO_LARGE, f"frame of {size} bytes exceeds {limit}")
-                    continue
-            try:
-                msg = p.decode_client(frame, limit)
-            except p.ProtocolError as exc:
-                self._strike(exc.code, exc.message)
-                continue
-            except RecursionError:  # msgspec recurses into ``Any`` values (deep nesting)
-                self._strike(p.ErrorCode.BAD_MESSAGE, "malformed JSON: nested too deeply")
-                continue
-            if not hello:
-                if not isinstance(msg, p.Hello):
-                    self._strike(p.ErrorCode.BAD_MESSAGE, "the first message must be hello")
-                    continue
-                if not self._hello(msg):
-                    return
-                hello = True
-                continue
-            await self._dispatch(msg)
+            msg = self._on_frame(event.get("text"), event.get("bytes"))
+            del event  # nothing of this frame stays alive while waiting for the next one
+            if msg is not None:
+                await self._dispatch(msg)
+                del msg
+
+    def _on_frame(self, text: str | None, data: bytes | None) -> p.ClientMessage | None:
+        """Decode one frame: the message to dispatch, or None when there is nothing more to do
+        (refused, ``hello``, ``pong``; a refused ``hello`` closes the connection)."""
+        frame: str | bytes = text if text is not None else data or b""
+        limit = self.settings.max_message_bytes
+        if isinstance(frame, str) and len(frame) > limit // 4:  # count bytes, not characters
+            size = len(frame.encode("utf-8", "surrogatepass"))
+            if size > limit:
+                self._strike(p.ErrorCode.TOO_LARGE, f"frame of {size} bytes exceeds {limit}")
+                return None
+        try:
+            msg = p.decode_client(frame, limit)
+        except p.ProtocolError as exc:
+            self._strike(exc.code, exc.message)
+            return None
+        except RecursionError:  # msgspec recurses into ``Any`` values (deep nesting)
+            self._strike(p.ErrorCode.BAD_MESSAGE, "malformed JSON: nested too deeply")
+            return None
+        if not self._greeted:
+            if not isinstance(msg, p.Hello):
+                self._strike(p.ErrorCode.BAD_MESSAGE, "the first message must be hello")
+                return None
+            self._greeted = self._hello(msg)  # if not, it is closing
+            return None
+        if type(msg) is p.Pong:  # every heartbeat of every client: nothing beyond last_seen
+            return None
+        return msg
 
     def _strike(self, code: p.ErrorCode, message: str) -> None:
         self.error(code, message)
@@ -276,3 +373,96 @@ class Connection:
         except Exception:
             log.exception("failed to handle a message", extra=self._ids())
             self.error(p.ErrorCode.INTERNAL, "internal error", doc=doc, edit=edit_id)
+
+
+class Shared:
+    """What the connections of one hub share: one heartbeat timer, one flush per loop tick.
+
+    Heartbeats: the connections are spread over ``slots`` buckets, one served per tick
+    (``heartbeat_s / slots``, at most a second): each connection is pinged (or dropped,
+    ``Connection.beat``) every ``heartbeat_s``, the first time between ``heartbeat_s - tick`` and
+    ``heartbeat_s`` after it joined. The pings of a tick go out together, so idle connections
+    wake the server about once a tick rather than once per connection and ping; the timer runs
+    only while there are connections.
+
+    Flushing: a connection that gets its first message of a loop tick is listed; one callback at
+    the end of the tick flushes every listed connection (``Connection._flush``).
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.slots = max(4, math.ceil(interval))  # ticks of at most a second
+        self.tick = interval / self.slots
+        self._buckets: list[dict[Connection, None]] = [{} for _ in range(self.slots)]
+        self._where: dict[Connection, int] = {}
+        self._next = 0  # the bucket the next tick serves
+        self._timer: asyncio.TimerHandle | None = None
+        self._at = 0.0
+        self._dirty: list[Connection] = []
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    # ------------------------------------------------------------- flushing
+
+    def flush_soon(self, conn: Connection) -> None:
+        """Flush ``conn`` at the end of this loop tick (with every other connection)."""
+        dirty = self._dirty
+        dirty.append(conn)
+        if len(dirty) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            try:
+                conn._flush()
+            except Exception:  # one connection's failure must not stop the others' frames
+                log.exception("flush failed", extra=conn._ids())
+
+    # ----------------------------------------------------------- heartbeats
+
+    def add(self, conn: Connection) -> None:
+        if conn in self._where:
+            return
+        slot = (self._next - 1) % self.slots  # served last: its turn comes a full round later
+        self._buckets[slot][conn] = None
+        self._where[conn] = slot
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._at = loop.time() + self.tick
+            self._timer = loop.call_at(self._at, self._beat)
+
+    def discard(self, conn: Connection) -> None:
+        slot = self._where.pop(conn, None)
+        if slot is not None:
+            del self._buckets[slot][conn]
+        if not self._where and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _beat(self) -> None:
+        bucket = self._buckets[self._next]
+        self._next = (self._next + 1) % self.slots
+        for conn in list(bucket):
+            try:
+                conn.beat()
+            except Exception:  # one connection's failure must not stop the others' heartbeat
+                log.exception("heartbeat failed", extra=conn._ids())
+        if not self._where:
+            self._timer = None
+            return
+        loop = asyncio.get_running_loop()
+        # a fixed grid: late ticks do not push the next ones back
+        self._at = max(self._at + self.tick, loop.time())
+        self._timer = loop.call_at(self._at, self._beat)
+
+
+_shared: weakref.WeakKeyDictionary[Hub, Shared] = weakref.WeakKeyDictionary()
+
+
+def shared_of(hub: Hub, settings: Settings) -> Shared:
+    """The ``Shared`` of ``hub``'s connections (one per hub, i.e. per server)."""
+    shared = _shared.get(hub)
+    if shared is None:
+        shared = _shared[hub] = Shared(settings.heartbeat_s)
+    return shared

@@ -52,6 +52,10 @@ from cowrite.server.metrics import Metrics
 
 log = logging.getLogger("cowrite.hub")
 
+SNAPSHOT_QUIET_S = 2.0
+"""A room with a snapshot due takes it once no update came for this long..."""
+SNAPSHOT_FORCE_FACTOR = 20
+"""...or once ``snapshot_every`` times this many updates wait in the log."""
 RECONCILE_EVERY_TICKS = 10
 """Seconds between two reads of the store log by a clustered room (a lost last message)."""
 GAP_GRACE_S = 0.3
@@ -109,6 +113,8 @@ class LoadedRoom:
     """Jobs submitted and not yet carried out."""
     unpersisted: int = 0
     """Updates applied to the room and not yet durable (no snapshot may include them)."""
+    last_write: float = 0.0
+    """When (monotonic) the last update was submitted: snapshots wait for a quiet room."""
     saving_pending: bool = False
     """The store is refusing writes: the room's clients were told so."""
     catching_up: asyncio.Task[None] | None = None
@@ -307,9 +313,11 @@ class Hub:
             return
         state = lr.room.doc.encode_state()
         upto = lr.seqs.upto
+        counted = lr.since_snapshot
         try:
             await self.store.save_snapshot(doc_id, state, upto)
-            lr.since_snapshot = len(lr.seqs.ahead)
+            # what came in while saving counts towards the next one
+            lr.since_snapshot = max(len(lr.seqs.ahead), lr.since_snapshot - counted)
         except (StoreError, ValueError):
             log.exception("snapshot failed", extra={"doc": doc_id})
 
@@ -336,6 +344,7 @@ class Hub:
         lr.inflight += 1
         if outcome.persist is not None:
             lr.unpersisted += 1
+            lr.last_write = t0
         lr.queue.put_nowait(Job(outcome, sender, t0, joined, remote))
 
     async def _pipeline(self, doc_id: str, lr: LoadedRoom) -> None:
@@ -366,8 +375,17 @@ class Hub:
                 for _ in batch:
                     lr.inflight -= 1
                     queue.task_done()
-            if lr.since_snapshot >= self.settings.snapshot_every and queue.empty():
+            if self._snapshot_due(lr) and queue.empty():
                 await self._snapshot(doc_id, lr)
+
+    def _snapshot_due(self, lr: LoadedRoom) -> bool:
+        """Encoding a snapshot holds the event loop (tens of ms for a large document), so a busy
+        room waits for a quiet moment, unless its log tail grows very long."""
+        every = self.settings.snapshot_every
+        if lr.since_snapshot < every:
+            return False
+        quiet = time.monotonic() - lr.last_write >= SNAPSHOT_QUIET_S
+        return quiet or lr.since_snapshot >= SNAPSHOT_FORCE_FACTOR * every
 
     def _publish(self, doc_id: str, outcomes: list[Outcome], seqs: dict[int, int]) -> None:
         """Tell other instances about durable updates (best effort: they catch up from the
@@ -517,6 +535,8 @@ class Hub:
                     outcome = lr.room.tick(now)
                     if outcome.broadcast:
                         self.submit(lr, outcome, None, time.monotonic())
+                    if self._snapshot_due(lr) and lr.inflight == 0:  # went quiet since
+                        self.submit(lr, Outcome(), None, time.monotonic())  # the pipeline takes it
                 except Exception:
                     log.exception("room tick failed", extra={"doc": doc_id})
             cluster = self.cluster

@@ -11,6 +11,7 @@ import uvicorn
 
 from cowrite.server.app import create_app
 from cowrite.server.config import Settings
+from cowrite.server.gcpolicy import tune_for_latency
 
 
 def configure_logging(level: str = "info", json_logs: bool = True) -> None:
@@ -81,5 +82,6 @@ def serve(
         lifespan="on",
     )
     server = _Server(config)
+    tune_for_latency()  # no full GC pauses every few seconds (see gcpolicy)
     server.run()
     return 0

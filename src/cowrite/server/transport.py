@@ -1,0 +1,203 @@
+"""How a connection's frames reach the socket: ``open_link`` picks the cheapest way available.
+
+A ``Link`` is what a `Connection` needs of its WebSocket once it is accepted: ``receive`` the next
+ASGI event, ``write`` one text frame without waiting, learn whether the socket takes more
+(``writable``, ``wait_writable``) and ``close``. The connection coalesces what one loop tick queued
+for it into one frame and writes it at once, so there is no writer task per connection.
+
+* ``UvicornLink``: under uvicorn's default WebSocket implementation (``websockets-sansio``, what
+  ``cowrite serve`` runs), a frame goes straight to the socket: the text frame header is written
+  in front of the encoded JSON bytes (the ``websockets`` protocol frames it when an extension,
+  permessage-deflate, was negotiated, so compression still applies). No ASGI message, no
+  Starlette wrapper, no bytes -> str -> bytes round trip and no await per frame. ``writable``
+  follows uvicorn's flow control (the transport's write buffer under its high-water mark).
+  Opening, closing and receiving still go through ASGI. ASGI middleware that wraps ``send``
+  sees the accept and the close, not the data frames.
+* ``AsgiLink``: any other ASGI server (or uvicorn's other WebSocket implementations): each
+  frame is an ASGI ``websocket.send``, awaited in a task that exists only while a frame is in
+  flight; frames queued meanwhile are coalesced into the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketState
+
+try:  # uvicorn is a dependency, but its protocol module may change: then ASGI it is
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.protocol import State as _WsState
+except ImportError:  # pragma: no cover
+    WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
+    _WsState = None  # type: ignore[assignment,misc]
+
+
+class LinkClosed(Exception):
+    """The socket is gone: nothing more can be written."""
+
+
+class Link(Protocol):
+    receive: Callable[[], Awaitable[Mapping[str, Any]]]
+    """The next ASGI event (``websocket.receive`` or ``websocket.disconnect``): the server's
+    own ``receive`` when possible (no wrapper coroutine per frame)."""
+
+    def writable(self) -> bool:
+        """True when a ``write`` goes out now (False while the peer is not reading, or while
+        the previous frame is still in flight)."""
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once ``writable`` may be true again (or the link failed)."""
+
+    def write(self, payload: bytes) -> None:
+        """Send one text frame of UTF-8 ``payload``; raises LinkClosed when it cannot."""
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send a close frame after everything written before it."""
+
+
+def asgi_websocket(handler: Callable[[WebSocket], Awaitable[None]]) -> AsgiWebSocket:
+    """Decorate a WebSocket endpoint (``async def f(ws: WebSocket)``) to be routed as a plain
+    ASGI app: Starlette then calls it directly instead of through its per-session wrappers.
+    Same behaviour (exceptions still reach the app's exception middleware); a long-lived
+    connection just holds fewer coroutine frames."""
+    return AsgiWebSocket(handler)
+
+
+class AsgiWebSocket:
+    """An ASGI app running ``handler`` with the ``WebSocket`` of each connection."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Callable[[WebSocket], Awaitable[None]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.handler(WebSocket(scope, receive=receive, send=send))
+
+
+def open_link(ws: WebSocket, on_error: Callable[[], None]) -> Link:
+    """The link of an accepted WebSocket; ``on_error`` is called when a write fails later."""
+    receive = getattr(ws, "_receive", None)
+    proto = getattr(receive, "__self__", None)
+    if (
+        WebSocketsSansIOProtocol is not None
+        and isinstance(proto, WebSocketsSansIOProtocol)
+        and all(hasattr(proto, a) for a in _UVICORN_ATTRIBUTES)
+        and getattr(proto.conn, "state", None) is _WsState.OPEN
+    ):
+        return UvicornLink(ws, proto)
+    return AsgiLink(ws, on_error)
+
+
+_UVICORN_ATTRIBUTES = ("conn", "transport", "writable", "close_sent", "disconnected", "receive")
+
+
+def text_header(n: int) -> bytes:
+    """The header of an unmasked, final text frame of ``n`` payload bytes (RFC 6455 5.2)."""
+    if n < 126:
+        return bytes((0x81, n))
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n)
+    return struct.pack("!BBQ", 0x81, 127, n)
+
+
+class UvicornLink:
+    """Frames written straight to the transport of uvicorn's ``websockets-sansio`` protocol."""
+
+    __slots__ = ("_conn", "_proto", "_transport", "_waiter", "_ws", "receive")
+
+    def __init__(self, ws: WebSocket, proto: Any) -> None:
+        self._ws = ws
+        self._proto = proto
+        self._conn = proto.conn  # the websockets sans-I/O protocol: state, extensions
+        self._transport = proto.transport
+        self.receive: Callable[[], Awaitable[Mapping[str, Any]]] = proto.receive
+        self._waiter: asyncio.Task[None] | None = None
+        # the handshake is over: uvicorn keeps the parsed request and the response for nothing
+        for name in ("request", "response"):
+            with contextlib.suppress(AttributeError):
+                setattr(proto, name, None)
+
+    def writable(self) -> bool:
+        return bool(self._proto.writable.is_set())
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        if self._waiter is None:  # rare: the peer does not read, its buffers are full
+            self._waiter = asyncio.get_running_loop().create_task(self._wait(callback))
+
+    async def _wait(self, callback: Callable[[], None]) -> None:
+        try:
+            await self._proto.writable.wait()  # set again by resume_writing or connection_lost
+        finally:
+            self._waiter = None
+        callback()
+
+    def write(self, payload: bytes) -> None:
+        proto = self._proto
+        conn = self._conn
+        if proto.close_sent or proto.disconnected or conn.state is not _WsState.OPEN:
+            raise LinkClosed
+        if conn.extensions:  # permessage-deflate: websockets compresses and frames it
+            conn.send_text(payload)
+            self._transport.write(b"".join(conn.data_to_send()))
+        else:
+            self._transport.write(text_header(len(payload)) + payload)
+
+    async def close(self, code: int, reason: str) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.cancel()
+        if self._ws.application_state == WebSocketState.CONNECTED:
+            await self._ws.close(code, reason)
+
+
+class AsgiLink:
+    """Frames as ASGI ``websocket.send`` messages, one in flight at a time (in a task that
+    lives only as long as that send)."""
+
+    __slots__ = ("_callback", "_on_error", "_sending", "_ws", "receive")
+
+    def __init__(self, ws: WebSocket, on_error: Callable[[], None]) -> None:
+        self._ws = ws
+        self._on_error = on_error
+        self._sending: asyncio.Task[None] | None = None
+        self._callback: Callable[[], None] | None = None
+        self.receive: Callable[[], Awaitable[Mapping[str, Any]]] = ws.receive
+
+    def writable(self) -> bool:
+        return self._sending is None
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        if self._sending is None:
+            asyncio.get_running_loop().call_soon(callback)
+        else:
+            self._callback = callback
+
+    def write(self, payload: bytes) -> None:
+        if self._sending is not None:
+            raise LinkClosed("a frame is already in flight")
+        self._sending = asyncio.get_running_loop().create_task(self._send(payload))
+
+    async def _send(self, payload: bytes) -> None:
+        try:
+            await self._ws.send({"type": "websocket.send", "text": payload.decode()})
+        except Exception:
+            self._on_error()
+            return
+        finally:
+            self._sending = None
+            callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
+
+    async def close(self, code: int, reason: str) -> None:
+        sending = self._sending
+        if sending is not None:
+            await asyncio.wait([sending])
+        if self._ws.application_state == WebSocketState.CONNECTED:
+            await self._ws.close(code, reason)

@@ -1,0 +1,41 @@
+"""Snapshots compact the log, but wait for a quiet room (encoding one holds the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # protocol_clients.py
+from protocol_clients import running
+
+import cowrite
+from cowrite.server import hub as hub_module
+from cowrite.server.config import Settings
+
+
+async def test_a_quiet_room_takes_its_due_snapshot_and_a_busy_one_only_when_forced(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(data=str(tmp_path / "db.sqlite"), snapshot_every=5)
+    async with running(settings) as server, cowrite.connect(server.url, doc="snap") as doc:
+        store = server.state.store
+        for i in range(12):  # one batch each: 12 log entries, more than snapshot_every
+            doc.text("t").insert(i, "x")
+            await doc.synced()
+        stored = await store.load("snap")
+        assert stored is not None
+        assert stored.snapshot_seq == 0  # busy a moment ago: not yet
+        deadline = asyncio.get_running_loop().time() + hub_module.SNAPSHOT_QUIET_S + 10
+        while stored.snapshot_seq == 0:
+            assert asyncio.get_running_loop().time() < deadline, "no snapshot once quiet"
+            await asyncio.sleep(0.2)
+            stored = await store.load("snap")
+            assert stored is not None
+        assert stored.snapshot_seq >= 12 and stored.updates == []
+        # a busy room that never goes quiet is snapshotted once the tail is long enough
+        for _ in range(5 * hub_module.SNAPSHOT_FORCE_FACTOR + 1):
+            doc.text("t").insert(0, "y")
+            await doc.synced()
+        stored = await store.load("snap")
+        assert stored is not None and stored.snapshot_seq > 12
