@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
@@ -42,11 +43,17 @@ def inserts(kind: str) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def ops(draw: st.DrawFn, length: int, kind: str) -> Op:
+def ops(
+    draw: st.DrawFn,
+    length: int,
+    kind: str,
+    inserts: Callable[[str], st.SearchStrategy[Any]] = inserts,
+    parts: int = 8,
+) -> Op:
     """A valid op against a sequence of ``length``, often not normalized (raw client shape)."""
     op: Op = []
     remaining = length
-    for _ in range(draw(st.integers(0, 8))):
+    for _ in range(draw(st.integers(0, parts))):
         action = draw(st.sampled_from(("retain", "delete", "insert")))
         if action == "insert":
             op.append(draw(inserts(kind)))

@@ -10,11 +10,16 @@ below), for single-site and general edits mixed, text and lists, evictions, and 
 from __future__ import annotations
 
 import random
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test_ot.py: its op strategy
+import test_ot
 
 from cowrite.engine import ot
 from cowrite.engine.errors import InvalidOperation, ResyncNeeded
@@ -51,20 +56,9 @@ def site_ops(draw: st.DrawFn, length: int, kind: str) -> Op:
     return op
 
 
-@st.composite
-def general_ops(draw: st.DrawFn, length: int, kind: str) -> Op:
+def general_ops(length: int, kind: str) -> st.SearchStrategy[Op]:
     """Any valid op against ``length`` items, often not normalized (``[-1, "x"]``, two sites)."""
-    op: Op = []
-    remaining = length
-    for _ in range(draw(st.integers(0, 10))):
-        action = draw(st.sampled_from(("retain", "delete", "insert")))
-        if action == "insert":
-            op.append(draw(inserts(kind)))
-        elif remaining:
-            n = draw(st.integers(1, remaining))
-            op.append(n if action == "retain" else -n)
-            remaining -= n
-    return op
+    return test_ot.ops(length, kind, inserts=inserts, parts=10)
 
 
 def edits(length: int, kind: str) -> st.SearchStrategy[Op]:
