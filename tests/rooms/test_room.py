@@ -657,6 +657,16 @@ def test_a_failed_replica_join_adds_no_member() -> None:
     assert room.members == {}
 
 
+@pytest.mark.parametrize("state", [{"zero": 1}, {"-3": 1}, {"7": -1}])
+def test_a_thin_rejoin_with_a_malformed_state_adds_no_member(state: dict[str, int]) -> None:
+    room = _room()
+    join = p.Join(doc=DOC, mode="thin", version=0, epoch="elsewhere", state=state)
+    with pytest.raises(RoomError) as err:
+        room.join(member("t"), join, [])
+    assert err.value.code is p.ErrorCode.BAD_MESSAGE
+    assert room.members == {}
+
+
 def test_bad_deltas_are_refused_whole() -> None:
     room = _room()
     _joined(room, "r", mode="replica")

@@ -132,7 +132,6 @@ class Room:
         self.log = EditLog(self.limits.edit_log_capacity, version)
         # per logged version: (client_id, edit_id, wire ops) for catch-up
         self._origins: OrderedDict[int, Origin] = OrderedDict()
-        self._vv: VersionVector = dict(doc.version)  # the document's vector at the last version
         self._recent: OrderedDict[EditKey, int] = OrderedDict()
         self.members: dict[str, Member] = {}
         self.remote: dict[str, RemoteMember] = {}
@@ -157,9 +156,10 @@ class Room:
         if seq != self.version + 1:
             raise ValueError(f"stored update {seq} after version {self.version}")
         client, edit_id, delta = unwrap_update(data)
+        before = self.doc.version
         changes, _, _ = self._apply_remote_ops(decode_ops(self.doc, delta))
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
-        self._record(self._wire_ops(changes), seq_changes, client, edit_id)
+        self._record(self._wire_ops(changes), seq_changes, client, edit_id, before)
         if edit_id:  # a resend after a restart is acknowledged, not applied again
             self.remember((client, edit_id), seq)
 
@@ -169,19 +169,19 @@ class Room:
         seq_changes: list[tuple[int, list[Any]]],
         client: str,
         edit: str,
+        before: VersionVector,
         ranges: dict[int, tuple[int, int]] | None = None,
     ) -> int:
-        """Log an applied batch as the next version. ``ranges``: the op seqs the batch itself
-        carried, per replica (default: what the version vector gained, which for a merged
-        update may include ops it released from the causal queue)."""
+        """Log a batch applied since the document was at ``before`` as the next version.
+        ``ranges``: the op seqs the batch itself carried, per replica (default: what the version
+        vector gained, which for a merged update may include ops it released from the causal
+        queue)."""
         version = self.log.record(seq_changes)
         now = self.doc.version
-        before = self._vv
         changed = [r for r, n in now.items() if before.get(r) != n]
         vv = {str(r): now[r] for r in changed}
         if ranges is None:
             ranges = {r: (before.get(r, 0), now[r]) for r in changed}
-        self._vv = now
         self._origins[version] = Origin(client, edit, ops, vv, ranges)
         while len(self._origins) > self.limits.edit_log_capacity:
             self._origins.popitem(last=False)
@@ -192,9 +192,9 @@ class Room:
     def join(self, member: Member, msg: p.Join, chat: list[p.ChatMessage]) -> Outcome:
         """Add (or replace) ``member``; the reply is ``joined`` (+ catch-up ``remote``s).
 
-        Raises RoomError (and adds nobody) for a malformed replica ``state``.
+        Raises RoomError (and adds nobody) for a malformed ``state``.
         """
-        theirs = _vv_from_wire(msg.state or {}) if member.mode == "replica" else {}
+        theirs = _vv_from_wire(msg.state or {})  # checked before anything changes
         self.members[member.session] = member
         if member.active:
             self._idle_check_ms = min(
@@ -249,7 +249,7 @@ class Room:
                     )
                 )
         else:
-            state = {str(r): n for r, n in self._vv.items()}
+            state = {str(r): n for r, n in self.doc.version.items()}
             changes = None
             acked = None
             if msg.version is not None and msg.state is not None:
@@ -261,7 +261,7 @@ class Room:
                         applied = NOT_LOGGED
                 if applied is not NOT_LOGGED:
                     extra = applied.ranges if applied is not None else None
-                    changes = self._changes_since(_vv_from_wire(msg.state), extra)
+                    changes = self._changes_since(theirs, extra)
                     acked = msg.inflight if applied is not None else None
             nodes: dict[str, Any] | None = None
             if changes is not None:  # exact: the client rebases its own edits over these
@@ -297,7 +297,7 @@ class Room:
         if doc.has_nested_nodes():
             return None
         try:
-            diffs = history.diff(doc, base, self._vv, extra)
+            diffs = history.diff(doc, base, doc.version, extra)
         except EngineError:
             return None
         ops: list[p.EditOp] = []
@@ -390,7 +390,7 @@ class Room:
         delta = doc.delta_since(before)
         # an edit applied in part is not that edit: it is named by no edit id (not remembered)
         named = msg.edit_id if fault is None else ""
-        version = self._record(wire_ops, seq_changes, member.client_id, named)
+        version = self._record(wire_ops, seq_changes, member.client_id, named, before)
         woke = self._touch(member, now_ms)
         relay = p.RemoteSync(
             doc=self.doc_id, delta=base64.b64encode(delta).decode(), version=version
@@ -591,7 +591,7 @@ class Room:
         ops_out = self._wire_ops(changes)
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
         named = (msg.edit_id or "") if error is None else ""  # applied in part: not that edit
-        version = self._record(ops_out, seq_changes, member.client_id, named)
+        version = self._record(ops_out, seq_changes, member.client_id, named, before)
         keys = [(member.client_id, named)] if named else []
         for key in keys:
             self.remember(key, version)
@@ -664,7 +664,9 @@ class Room:
             return Outcome()
         ops_out = self._wire_ops(changes)
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
-        version = self._record(ops_out, seq_changes, client, edit_id, _op_ranges(doc, ops))
+        version = self._record(
+            ops_out, seq_changes, client, edit_id, before, _op_ranges(doc, ops)
+        )
         if edit_id and (client, edit_id) not in self._recent:
             self.remember((client, edit_id), version)
         # ops this update released from the causal queue came in earlier updates, which members
