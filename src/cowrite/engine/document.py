@@ -478,14 +478,7 @@ class Document:
                 if is_insert:
                     assert isinstance(op, InsertOp)
                     if seq < have:  # partly seen: the unseen suffix
-                        k = have - seq
-                        op = InsertOp(
-                            op.id + k * ONE,
-                            op.node,
-                            op.id + (k - 1) * ONE,
-                            op.right,
-                            op.content[k:],
-                        )
+                        op = _insert_suffix(op, have - seq)
                         seq = have
                     o, r = op.origin, op.right
                     if (
@@ -533,14 +526,7 @@ class Document:
                             self._pending_count -= 1
                             continue
                         if seq < have:  # partly seen: keep the unseen suffix
-                            k = have - seq
-                            op = InsertOp(
-                                op.id + k * ONE,
-                                op.node,
-                                op.id + (k - 1) * ONE,
-                                op.right,
-                                op.content[k:],
-                            )
+                            op = _insert_suffix(op, have - seq)
                             seq = have
                     else:
                         end = seq + 1
@@ -784,10 +770,7 @@ class Document:
                 continue
             op = self._insert_op_of(item)
             if first < start:  # a run grown since ``start``: send only what is new
-                k = start - first
-                op = InsertOp(
-                    op.id + k * ONE, op.node, op.id + (k - 1) * ONE, op.right, op.content[k:]
-                )
+                op = _insert_suffix(op, start - first)
                 first = start
             yield first, op
 
@@ -896,3 +879,8 @@ def _queue_key(op: Op) -> tuple[int, type, int]:
     longer (same first id), which must wait too, not be dropped as a duplicate."""
     length = len(op.content) if isinstance(op, InsertOp) else 1
     return op.id, type(op), length
+
+
+def _insert_suffix(op: InsertOp, k: int) -> InsertOp:
+    """The run ``op`` without its first ``k`` elements (placed right after the k-th)."""
+    return InsertOp(op.id + k * ONE, op.node, op.id + (k - 1) * ONE, op.right, op.content[k:])

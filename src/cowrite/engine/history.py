@@ -150,8 +150,10 @@ class _View:
         for item in seq.items():
             client = item.id & CLIENT_MASK
             first = item.id >> CLIENT_BITS
-            if type(item.content) is Gap:
-                continue
+            if type(item.content) is Gap or (
+                first >= self.limit[client] and client not in self.extra
+            ):
+                continue  # (a run from after this version: skipped without a mask)
             mask = self.visible_mask(client, first, len(item.content))
             for k, vis in enumerate(mask):
                 if vis:
