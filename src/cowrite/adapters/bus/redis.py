@@ -46,6 +46,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from cowrite.adapters.bus._delivery import QueuedSubscription
 from cowrite.adapters.bus.base import BusClosed, Handler
 
 log = logging.getLogger("cowrite.bus")
@@ -84,49 +85,9 @@ async def _wait(event: asyncio.Event) -> None:
     await event.wait()
 
 
-class RedisSubscription:
-    """One handler on one channel, with its own bounded queue and delivery task."""
-
-    def __init__(self, bus: RedisBus, channel: str, handler: Handler, capacity: int) -> None:
-        self.bus = bus
-        self.channel = channel
-        self.handler = handler
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(capacity)
-        self._dropped = 0
-        self._closed = False
-        self.task = asyncio.create_task(self._deliver())
-
-    @property
-    def dropped(self) -> int:
-        return self._dropped
-
-    def offer(self, message: bytes) -> None:
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self._dropped += 1
-
-    async def _deliver(self) -> None:
-        while True:
-            message = await self.queue.get()
-            try:
-                await self.handler(self.channel, message)
-            except Exception:
-                log.exception("bus handler failed", extra={"channel": self.channel})
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        await self.bus._unsubscribe(self)
-
-
 @dataclass
 class _Channel:
-    subs: set[RedisSubscription] = field(default_factory=set)
+    subs: set[QueuedSubscription] = field(default_factory=set)
     # Resolved when Redis confirmed the SUBSCRIBE on the current connection (None: not sent).
     ready: asyncio.Future[bool] | None = None
 
@@ -291,11 +252,11 @@ class RedisBus:
         session.sending.clear()
         session.outbox.clear()
 
-    async def subscribe(self, channel: str, handler: Handler) -> RedisSubscription:
+    async def subscribe(self, channel: str, handler: Handler) -> QueuedSubscription:
         """Subscribe; once this returns (connected), later publishes reach ``handler``."""
         if not self._open:
             raise BusClosed("the bus is closed")
-        sub = RedisSubscription(self, channel, handler, self.capacity)
+        sub = QueuedSubscription(channel, handler, self.capacity, self._unsubscribe)
         async with self._cmd_lock:
             entry = self._channels.get(channel)
             if entry is None:
@@ -317,7 +278,7 @@ class RedisBus:
                     await asyncio.shield(ready)
         return sub
 
-    async def _unsubscribe(self, sub: RedisSubscription) -> None:
+    async def _unsubscribe(self, sub: QueuedSubscription) -> None:
         async with self._cmd_lock:
             entry = self._channels.get(sub.channel)
             if entry is None:
