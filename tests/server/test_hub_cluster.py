@@ -302,3 +302,34 @@ async def test_replicas_on_different_instances_converge(instances: int) -> None:
             await y.synced()
             await until(lambda: str(x.text("t")) == str(y.text("t")))
             assert sorted(str(x.text("t"))) == ["x"] * 20 + ["y"] * 20
+
+
+async def test_garbage_on_the_bus_is_ignored_and_the_cluster_carries_on() -> None:
+    from cowrite.server.cluster import INSTANCES, UpdateNote, doc_channel, encode_note
+
+    async with cluster(2) as (servers, _store, bus):
+        a = await ThinClient.connect(servers[0].ws_url, "a", "noise")
+        b = await ThinClient.connect(servers[1].ws_url, "b", "noise")
+        for channel in (doc_channel("noise"), INSTANCES):
+            await bus.publish(channel, b"\xff not msgpack")
+            await bus.publish(channel, encode_note(UpdateNote(7, 1, b"\x00corrupt update")))
+        await bus.publish(doc_channel("noise"), encode_note(UpdateNote(7, 99, b"CWU\x01\xff")))
+        a.insert("text:t", 0, "still fine")
+        await a.flush()
+        await a.settle(1)
+        await b.wait_for(lambda: b.text("text:t") == "still fine")
+        await a.close()
+        await b.close()
+
+
+def test_seq_sets_track_what_a_room_holds() -> None:
+    from cowrite.server.cluster import SeqSet
+
+    seqs = SeqSet(2)
+    assert seqs.add(4) and seqs.has_gap and 3 not in seqs
+    assert not seqs.add(4) and not seqs.add(1)
+    assert seqs.add(3) and (seqs.upto, seqs.has_gap) == (4, False)
+    seqs.add(9)
+    seqs.add(7)
+    seqs.fill_to(6)  # a snapshot covering 1..6 was merged
+    assert (seqs.upto, seqs.ahead) == (7, {9})

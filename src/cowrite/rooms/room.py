@@ -649,16 +649,20 @@ class Room:
         Merged like a replica's delta (op by op, up to the first op the document refuses: the
         rule every instance applies, so they agree) and broadcast to every member; nothing to
         persist. Its edit is remembered, so a client that moved here is acknowledged, not applied
-        twice. An update already merged changes nothing and yields an empty Outcome.
+        twice. An update already merged changes nothing and yields an empty Outcome. Raises
+        RoomError ``bad_message`` (changing nothing) for bytes that are not an update: stored by
+        another instance, so validated there, it was damaged on the way.
         """
-        client, edit_id, delta = unwrap_update(data)
         doc = self.doc
+        roots = set(doc.roots)
+        try:
+            client, edit_id, delta = unwrap_update(data)
+            ops = decode_ops(doc, delta)
+        except Exception as exc:
+            self._forget_roots(roots)
+            raise RoomError(p.ErrorCode.BAD_MESSAGE, f"not an update: {exc}") from None
         before_pending = doc.pending_ops
         before = doc.version
-        try:
-            ops = decode_ops(doc, delta)
-        except Exception:  # stored by another instance, so validated there: corrupt in transit
-            return Outcome()
         changes, error, exact = self._apply_remote_ops(ops)
         if doc.version == before and doc.pending_ops == before_pending:
             return Outcome()

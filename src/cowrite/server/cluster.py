@@ -117,10 +117,20 @@ class SeqSet:
         if seq in self:
             return False
         self.ahead.add(seq)
+        self._advance()
+        return True
+
+    def fill_to(self, seq: int) -> None:
+        """Note every seq up to ``seq`` (a snapshot that covers them was merged)."""
+        if seq > self.upto:
+            self.upto = seq
+            self.ahead = {s for s in self.ahead if s > seq}
+            self._advance()
+
+    def _advance(self) -> None:
         while self.upto + 1 in self.ahead:
             self.upto += 1
             self.ahead.discard(self.upto)
-        return True
 
     @property
     def has_gap(self) -> bool:

@@ -553,12 +553,26 @@ class Hub:
 
     # ------------------------------------------------------- other instances
 
-    def _merge(self, doc_id: str, lr: LoadedRoom, seq: int, data: bytes) -> None:
-        """Merge log entry ``seq`` (another instance's update) unless the room has it."""
-        if not lr.seqs.add(seq):
+    def _merge(
+        self, doc_id: str, lr: LoadedRoom, seq: int, data: bytes, *, stored: bool = False
+    ) -> None:
+        """Merge log entry ``seq`` (another instance's update) unless the room has it.
+        ``stored``: read from the store (else from the bus)."""
+        if seq in lr.seqs:
             return
+        try:
+            outcome = lr.room.merge_update(data)
+        except RoomError as exc:
+            if not stored:  # damaged on the way: the store has the real one
+                log.warning("unreadable update %d: %s", seq, exc.message, extra={"doc": doc_id})
+                self._catch_up(doc_id, lr, delay=GAP_GRACE_S)
+                return
+            log.error(
+                "unreadable stored update %d skipped: %s", seq, exc.message, extra={"doc": doc_id}
+            )
+            outcome = Outcome()
+        lr.seqs.add(seq)
         lr.since_snapshot += 1
-        outcome = lr.room.merge_update(data)
         if outcome.broadcast:
             self.submit(lr, outcome, None, time.monotonic(), remote=True)
 
@@ -589,7 +603,7 @@ class Hub:
                 for seq, data in updates:
                     if self.rooms.get(doc_id) is not lr:
                         return
-                    self._merge(doc_id, lr, seq, data)
+                    self._merge(doc_id, lr, seq, data, stored=True)
                 if not lr.catch_again:
                     return
         except Exception:
@@ -617,14 +631,12 @@ class Hub:
                 for peer in list(lr.peers.values()):
                     peer.close(1012, "document reloaded: reconnect")
                 return
-            lr.seqs.add(stored.snapshot_seq)
-            lr.seqs.upto = max(lr.seqs.upto, stored.snapshot_seq)
-            lr.seqs.ahead = {s for s in lr.seqs.ahead if s > lr.seqs.upto}
+            lr.seqs.fill_to(stored.snapshot_seq)
             outcome = lr.room.merge_update(delta)
             if outcome.broadcast:
                 self.submit(lr, outcome, None, time.monotonic(), remote=True)
         for seq, data in stored.updates:
-            self._merge(doc_id, lr, seq, data)
+            self._merge(doc_id, lr, seq, data, stored=True)
 
     # Listener (cluster.py): called for every note another instance sends
 
