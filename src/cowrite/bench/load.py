@@ -355,7 +355,7 @@ class CowriteClient:
         t = time.monotonic_ns()
         try:
             decoded = _frame_decoder.decode(frame)
-            if type(decoded) is list:
+            if isinstance(decoded, list):
                 for msg in decoded:
                     self._on_message(msg, t)
             else:

@@ -406,7 +406,7 @@ class RedisBus:
             self._fail_pending()
             with contextlib.suppress(*_LOST):
                 async with asyncio.timeout(self.timeout):
-                    await session.pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await session.pubsub.aclose()
                     await client.aclose()
 
     def _resubscribe_entry(self, channel: str, entry: _Channel) -> asyncio.Future[bool]:
