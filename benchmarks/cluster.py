@@ -3,7 +3,7 @@ PostgreSQL (the store) and one Redis (the bus), all started here on free ports.
 
 ``cowrite bench cluster`` (or ``cowrite bench server --scenario b --instances 1,2,3``, or
 ``benchmarks/run_cluster.py``). Clients type one character per second each into documents of
-ten clients (scenario b of ``cowrite.bench.server``, scaled down by default so that a run takes
+ten clients (scenario b of ``benchmarks.server``, scaled down by default so that a run takes
 a few minutes on two cores). Each client connects to one instance, by *placement*:
 
 ``single``
@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cowrite.bench import cmdline, procstat, report
-from cowrite.bench.coordinator import Generators, apply_nice, log, new_run_id, plan_workers
-from cowrite.bench.load import Recorder, WorkerSpec
-from cowrite.bench.results import (
+from benchmarks import cmdline, procstat, report
+from benchmarks.coordinator import Generators, apply_nice, log, new_run_id, plan_workers
+from benchmarks.load import Recorder, WorkerSpec
+from benchmarks.results import (
     RunResult,
     check_server_texts,
     dist,
@@ -52,7 +52,7 @@ from cowrite.bench.results import (
     merge_results,
     save_results,
 )
-from cowrite.bench.services import (
+from cowrite_dev.services import (
     CowriteInstance,
     PostgresServer,
     RedisServer,
@@ -228,7 +228,7 @@ async def run_one(
         await asyncio.gather(*(s.start(timeout=60) for s in servers))
         await asyncio.sleep(0.5)
         urls = [s.ws_url for s in servers]
-        await generators.spawn([sys.executable, "-m", "cowrite.bench.cluster_load"], specs)
+        await generators.spawn([sys.executable, "-m", "benchmarks.cluster_load"], specs)
 
         def spec_line(spec: WorkerSpec) -> dict[str, Any]:
             mine = {str(i): instance_of[i] for i, _doc in spec.clients}

@@ -1,6 +1,6 @@
-"""Load generator worker for the cluster benchmark (``cowrite.bench.cluster``).
+"""Load generator worker for the cluster benchmark (``benchmarks.cluster``).
 
-The same thin clients and line protocol as ``cowrite.bench.load`` (spec on the first stdin line,
+The same thin clients and line protocol as ``benchmarks.load`` (spec on the first stdin line,
 then ``go`` / ``expect`` / ``stop``), with two differences:
 
 * the spec carries ``urls`` (one WebSocket endpoint per instance) and ``instance_of`` (client
@@ -10,7 +10,7 @@ then ``go`` / ``expect`` / ``stop``), with two differences:
   splits edit->visible into receivers on the sender's instance and receivers elsewhere (the
   cross-instance path: durable write, bus, merge on the other instance).
 
-Run as ``python -m cowrite.bench.cluster_load`` (the coordinator does).
+Run as ``python -m benchmarks.cluster_load`` (the coordinator does).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import json
 import sys
 from typing import Any
 
-from cowrite.bench.load import (
+from benchmarks.load import (
     CowriteClient,
     Recorder,
     WorkerSpec,

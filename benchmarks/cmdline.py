@@ -1,5 +1,5 @@
-"""Command-line handling shared by the load benchmarks (``cowrite.bench.server``,
-``cowrite.bench.cluster``): comma-separated option values, ``--notes``, and the command a
+"""Command-line handling shared by the load benchmarks (``benchmarks.server``,
+``benchmarks.cluster``): comma-separated option values, ``--notes``, and the command a
 report names so that the run can be reproduced.
 """
 

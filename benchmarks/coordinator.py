@@ -1,6 +1,6 @@
-"""The coordinator's side of a load run, shared by ``cowrite.bench.server`` and
-``cowrite.bench.cluster``: the load-generator processes (``Generators``, one ``Worker`` each) and
-the line protocol they follow (``cowrite.bench.load`` is the workers' side), the typing window
+"""The coordinator's side of a load run, shared by ``benchmarks.server`` and
+``benchmarks.cluster``: the load-generator processes (``Generators``, one ``Worker`` each) and
+the line protocol they follow (``benchmarks.load`` is the workers' side), the typing window
 and the CPU it costs, and the chores of the coordinating process (niceness, stopping a child,
 the progress log).
 """
@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cowrite.bench import procstat
-from cowrite.bench.load import EVENT_PREFIX, WorkerSpec
-from cowrite.bench.results import RunResult
+from benchmarks import child_env, procstat
+from benchmarks.load import EVENT_PREFIX, WorkerSpec
+from benchmarks.results import RunResult
 
 
 def log(msg: str) -> None:
@@ -158,7 +158,7 @@ class Generators:
         return [w.pid for w in self.workers]
 
     async def spawn(self, command: Sequence[str], specs: Sequence[WorkerSpec]) -> None:
-        """One worker process per spec (``command`` runs a ``cowrite.bench.load``-style worker)."""
+        """One worker process per spec (``command`` runs a ``benchmarks.load``-style worker)."""
         for spec in specs:
             proc = await asyncio.create_subprocess_exec(
                 *command,
@@ -166,6 +166,7 @@ class Generators:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=self._log,
                 limit=1 << 30,
+                env=child_env(),
             )
             self.workers.append(Worker(proc, spec))
 

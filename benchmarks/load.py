@@ -1,7 +1,7 @@
 """Load generator for ``cowrite bench``: many WebSocket clients in one process.
 
 A *worker* process runs the clients of one benchmark run and talks to the coordinator
-(``cowrite.bench.server``) in JSON lines: it reads its spec and commands on stdin and writes
+(``benchmarks.server``) in JSON lines: it reads its spec and commands on stdin and writes
 events on stdout, each line prefixed with ``EVENT_PREFIX``.
 
 ::
@@ -50,8 +50,8 @@ from typing import Any, Protocol, TextIO
 
 import msgspec
 
+from benchmarks.wsclient import FastWebSocket
 from cowrite import protocol as p
-from cowrite.bench.wsclient import FastWebSocket
 from cowrite.engine import ot
 
 EVENT_PREFIX = "@@bench "

@@ -1,4 +1,4 @@
-"""Markdown of the load benchmarks (``cowrite.bench.server``, ``cowrite.bench.cluster``).
+"""Markdown of the load benchmarks (``benchmarks.server``, ``benchmarks.cluster``).
 
 Number formats and tables, the cells every run's row has (edit->visible, delivery, the
 generator's load, notes), the progress line of a run, the machine the run was on, and the
@@ -16,8 +16,8 @@ import platform
 from collections.abc import Sequence
 from pathlib import Path
 
-from cowrite.bench import procstat
-from cowrite.bench.results import RunResult
+from benchmarks import procstat
+from benchmarks.results import RunResult
 
 # --------------------------------------------------------------------------------- numbers
 

@@ -1,7 +1,7 @@
 """What one load run measured (``RunResult``), from the generator workers' reports.
 
-Shared by the server benchmark (``cowrite.bench.server``) and the cluster benchmark
-(``cowrite.bench.cluster``, which extends ``RunResult``): merging the workers' ``result`` events
+Shared by the server benchmark (``benchmarks.server``) and the cluster benchmark
+(``benchmarks.cluster``, which extends ``RunResult``): merging the workers' ``result`` events
 into latencies, delivery and convergence (``merge_results``), checking the clients' agreed text
 against the server's (``check_server_texts``), and saving results as JSON and reading them back
 (``save_results``, ``load_results``).
@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from cowrite.bench import procstat
-from cowrite.bench.load import Recorder, fetch_text, percentile, text_digest
+from benchmarks import procstat
+from benchmarks.load import Recorder, fetch_text, percentile, text_digest
 
 
 @dataclass

@@ -16,7 +16,7 @@ Servers: ``cowrite`` (``cowrite serve``, SQLite store, as shipped) and the peers
 clients built from pycrdt's y-sync functions).
 
 For every run this coordinator starts the server in its own process, starts the load generator
-process(es) (``cowrite.bench.load`` workers, or the peer's), samples ``/proc`` of the server and
+process(es) (``benchmarks.load`` workers, or the peer's), samples ``/proc`` of the server and
 of the generators, and merges the generators' per-edit records into:
 
 * edit->ack: sender's keystroke to the server's acknowledgement (cowrite ``ack``; Hocuspocus
@@ -26,7 +26,7 @@ of the generators, and merges the generators' per-edit records into:
 * delivered: edits that reached every other client; converged: every client of a document ends
   with the same text, of the expected length (and, for cowrite, equal to the server's).
 
-Run ``python -m cowrite.bench.server --help`` (or ``benchmarks/run_server.py``).
+Run ``python -m benchmarks.server --help`` (or ``benchmarks/run_server.py``).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cowrite.bench import cmdline, procstat, report
-from cowrite.bench.coordinator import (
+from benchmarks import cmdline, procstat, report
+from benchmarks.coordinator import (
     Generators,
     apply_nice,
     log,
@@ -54,15 +54,15 @@ from cowrite.bench.coordinator import (
     plan_workers,
     stop_process,
 )
-from cowrite.bench.results import (
+from benchmarks.results import (
     RunResult,
     check_server_texts,
     load_results,
     merge_results,
     save_results,
 )
-from cowrite.bench.server_report import SECTION_END, SECTION_START, render_section
-from cowrite.bench.services import free_port, repo_root
+from benchmarks.server_report import SECTION_END, SECTION_START, render_section
+from cowrite_dev.services import free_port, repo_root
 
 SERVERS: tuple[str, ...] = ("cowrite", "cowrite-memory", "hocuspocus", "pycrdt-websocket")
 DEFAULT_SERVERS: tuple[str, ...] = ("cowrite", "hocuspocus", "pycrdt-websocket")
@@ -177,7 +177,7 @@ class ServerDef:
     def worker_command(self) -> list[str]:
         peers = peers_dir()
         if self.kind == "cowrite":
-            return [sys.executable, "-m", "cowrite.bench.load"]
+            return [sys.executable, "-m", "benchmarks.load"]
         if self.name == "hocuspocus":
             return ["node", str(peers / "yjs_load.mjs")]
         return [sys.executable, str(peers / "pycrdt_load.py")]
@@ -472,7 +472,7 @@ def _write(output: Path | None, section: str) -> None:
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if any(a == "--instances" or a.startswith("--instances=") for a in args_list):
-        from cowrite.bench import cluster  # several instances on PostgreSQL + Redis
+        from benchmarks import cluster  # several instances on PostgreSQL + Redis
 
         return cluster.main(args_list, prog=prog)
     parser = build_parser(prog)

@@ -1,4 +1,4 @@
-"""The markdown report of the server benchmark (``cowrite.bench.server``): the ``Server:
+"""The markdown report of the server benchmark (``benchmarks.server``): the ``Server:
 real-time load`` section of ``docs/benchmarks.md``, with the targets each scenario is judged by
 (``verdicts``) and cowrite's numbers against each peer's.
 """
@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cowrite.bench.report import (
+from benchmarks.report import (
     DELIVERY_COLUMNS,
     LOAD_COLUMNS,
     delivery_cells,
@@ -23,7 +23,7 @@ from cowrite.bench.report import (
     trio,
     visible_cell,
 )
-from cowrite.bench.results import RunResult
+from benchmarks.results import RunResult
 
 SECTION_START = "<!-- server-bench:start -->"
 SECTION_END = "<!-- server-bench:end -->"

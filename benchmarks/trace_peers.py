@@ -1,6 +1,6 @@
 """The contenders of the trace-replay benchmark, each replaying one trace in this process.
 
-Split out of ``cowrite.bench.traces`` so that what is measured (the replay code, and the probe
+Split out of ``benchmarks.traces`` so that what is measured (the replay code, and the probe
 that measures it) lives apart from how runs are orchestrated and reported.
 
 ``str``

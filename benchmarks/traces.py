@@ -2,15 +2,15 @@
 ``cowrite``) and write the results into ``docs/benchmarks.md``.
 
 This module loads the traces, orchestrates the runs and holds the command line. The contenders
-themselves live in ``cowrite.bench.trace_peers``, the markdown report in
-``cowrite.bench.trace_report``; the names other code and the tests use are re-exported here.
+themselves live in ``benchmarks.trace_peers``, the markdown report in
+``benchmarks.trace_report``; the names other code and the tests use are re-exported here.
 
-Every measurement runs in a fresh subprocess (``python -m cowrite.bench.traces --worker ...``) so
+Every measurement runs in a fresh subprocess (``python -m benchmarks.traces --worker ...``) so
 that memory and warm-up are not shared. Each (trace, contender) pair is timed ``repeat`` times and
 the median is reported; heap memory is measured in one extra run under ``tracemalloc`` (which
 slows Python code down, so it never overlaps with a timing run).
 
-Run ``python -m cowrite.bench.traces --help`` (or ``benchmarks/run_traces.py``) for the options.
+Run ``python -m benchmarks.traces --help`` (or ``benchmarks/run_traces.py``) for the options.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cowrite.bench.trace_peers import (
+from benchmarks import child_env
+from benchmarks.trace_peers import (
     NotApplicableError,
     Probe,
     UnavailableError,
@@ -42,7 +43,7 @@ from cowrite.bench.trace_peers import (
     replay_str,
     trace_kind,
 )
-from cowrite.bench.trace_report import (
+from benchmarks.trace_report import (
     SECTION_END,
     SECTION_START,
     Cell,
@@ -218,11 +219,6 @@ def _worker(contender: str, mode: str, path: Path) -> int:
 # Orchestration: fresh subprocess per run
 
 
-def _package_root() -> Path:
-    """The directory that contains the ``cowrite`` package (``src/`` in a checkout)."""
-    return Path(__file__).resolve().parents[2]
-
-
 def default_traces_dir() -> Path:
     env = os.environ.get("COWRITE_TRACES")
     if env:
@@ -232,13 +228,11 @@ def default_traces_dir() -> Path:
 
 def spawn_run(contender: str, mode: str, path: Path, *, timeout: float) -> RunResult:
     """Run one measurement in a fresh interpreter and parse its result line."""
-    env = dict(os.environ)
-    src = str(_package_root())
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env = child_env()
     cmd = [
         sys.executable,
         "-m",
-        "cowrite.bench.traces",
+        "benchmarks.traces",
         "--worker",
         contender,
         "--mode",

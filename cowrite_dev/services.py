@@ -1,5 +1,5 @@
 """Real backing services as throwaway child processes: PostgreSQL, Redis, nginx, and ``cowrite
-serve`` instances. Used by the cluster benchmark (``cowrite.bench.cluster``) and, through
+serve`` instances. Used by the cluster benchmark (``benchmarks.cluster``) and, through
 ``tests/adapters/services.py`` (which adds pytest's skip-or-fail policy), by the tests.
 
 Every service listens on a free port on 127.0.0.1, keeps its files in a fresh temporary directory
@@ -46,8 +46,8 @@ from typing import Self, TypeVar
 
 
 def repo_root() -> Path:
-    """The checkout this package runs from (``src/cowrite/bench/services.py`` -> root)."""
-    return Path(__file__).resolve().parents[3]
+    """The checkout this package lives in (``cowrite_dev/services.py`` -> root)."""
+    return Path(__file__).resolve().parents[1]
 
 
 ENSURE_SERVICES = repo_root() / "scripts" / "ensure-services"

@@ -1,6 +1,6 @@
 """Load generator for pycrdt-websocket: pycrdt documents synced over the y-websocket protocol.
 
-Runs as a ``cowrite.bench.load`` worker (same line protocol, same recorder). The client is
+Runs as a ``benchmarks.load`` worker (same line protocol, same recorder). The client is
 built from pycrdt's own y-sync functions (``create_sync_message``, ``handle_sync_message``,
 ``create_update_message``) and sends only its *local* updates, like y-websocket's browser
 provider. (pycrdt's ``Provider`` also re-sends every update it receives, which would multiply
@@ -30,10 +30,10 @@ from pycrdt import (
     handle_sync_message,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: benchmarks.load
 
-from cowrite.bench.load import LETTERS, Recorder, WorkerSpec, worker_main
-from cowrite.bench.wsclient import FastWebSocket
+from benchmarks.load import LETTERS, Recorder, WorkerSpec, worker_main
+from benchmarks.wsclient import FastWebSocket
 
 MSG_SYNC = 0
 SYNC_STEP2 = 1

@@ -1,5 +1,5 @@
 // Load generator for Hocuspocus (Yjs clients through @hocuspocus/provider), speaking the same
-// line protocol as `cowrite.bench.load` (see its docstring): spec on the first stdin line,
+// line protocol as `benchmarks.load` (see its docstring): spec on the first stdin line,
 // commands after it, events on stdout prefixed with "@@bench ".
 //
 // Edit keys are Yjs item ids, `${clientID}:${clock}`: the sender knows the clock its next

@@ -18,7 +18,7 @@ binaries are installed by ``scripts/ensure-services`` (apt-get, as root), which 
 once by themselves. If a service still cannot be started, the test FAILS under CI (``CI=true``)
 and is skipped with the reason elsewhere.
 
-The service classes live in ``cowrite.bench.services`` (the cluster benchmark starts the same
+The service classes live in ``cowrite_dev.services`` (the cluster benchmark starts the same
 services); this module adds the tests' policy (skip, or fail under CI) and run-wide instances.
 Redis: ``shared_redis()`` / ``private_redis()`` alike. nginx: ``private_nginx(upstreams)`` runs
 ``deploy/nginx.conf`` in front of ``host:port`` upstreams. ``CowriteInstance`` is one ``cowrite
@@ -34,7 +34,7 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 
-from cowrite.bench.services import (
+from cowrite_dev.services import (
     ENSURE_SERVICES,
     CowriteInstance,
     LocalServer,

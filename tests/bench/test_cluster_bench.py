@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cowrite.bench import cluster as bench
+from benchmarks import cluster as bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))  # services.py
 import services

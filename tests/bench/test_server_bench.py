@@ -11,8 +11,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from cowrite.bench import load, report, results, server_report
-from cowrite.bench import server as bench
+from benchmarks import load, report, results, server_report
+from benchmarks import server as bench
 from cowrite.engine import ot
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cowrite.bench import traces as bench
+from benchmarks import traces as bench
 
 # "héllo" -> ... -> "😀é wold!": non-ASCII inserts, deletes across 1-, 2- and 4-byte characters.
 SEQUENTIAL: dict[str, Any] = {

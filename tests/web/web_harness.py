@@ -21,9 +21,9 @@ from typing import Any
 
 import uvicorn
 
-from cowrite.bench.services import HttpEndpoint
 from cowrite.server.app import create_app
 from cowrite.server.config import Settings
+from cowrite_dev.services import HttpEndpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
