@@ -52,13 +52,8 @@ from benchmarks.results import (
     merge_results,
     save_results,
 )
-from cowrite_dev.services import (
-    CowriteInstance,
-    PostgresServer,
-    RedisServer,
-    ServiceError,
-    descendants,
-)
+from cowrite_dev.http_services import CowriteInstance
+from cowrite_dev.services import PostgresServer, RedisServer, ServiceError, descendants
 
 SECTION_START = "<!-- cluster-bench:start -->"
 SECTION_END = "<!-- cluster-bench:end -->"
@@ -537,7 +532,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     try:
         services = Services.start()
     except ServiceError as exc:
-        log(f"cannot start PostgreSQL and Redis: {exc} (run scripts/ensure-services as root)")
+        log(f"cannot start PostgreSQL and Redis: {exc}")
         return 2
     try:
         info["postgresql"] = f"PostgreSQL {services.pg.major} (fsync on)"

@@ -13,13 +13,14 @@ may stop and restart; ``destroy()`` it at the end.
 
 Every server listens on a random free port on 127.0.0.1, keeps its data in a fresh temporary
 directory and dies with the test process, even if that is killed (`die_with_us`: start servers
-from the main thread, not from ``asyncio.to_thread``, or they outlive a killed run). Missing
-binaries are installed by ``scripts/ensure-services`` (apt-get, as root), which the helpers run
-once by themselves. If a service still cannot be started, the test FAILS under CI (``CI=true``)
-and is skipped with the reason elsewhere.
+from the main thread, not from ``asyncio.to_thread``, or they outlive a killed run). Nothing here
+installs binaries: ``scripts/ensure-services`` does (as root; ``scripts/test`` runs it first). If a
+service cannot be started, the test FAILS under CI (``CI=true``) and is skipped with the reason
+elsewhere.
 
-The service classes live in ``cowrite_dev.services`` (the cluster benchmark starts the same
-services); this module adds the tests' policy (skip, or fail under CI) and run-wide instances.
+The service classes live in ``cowrite_dev.services`` and ``cowrite_dev.http_services`` (the
+cluster benchmark starts the same services); this module adds the tests' policy (skip, or fail
+under CI) and run-wide instances.
 Redis: ``shared_redis()`` / ``private_redis()`` alike. nginx: ``private_nginx(upstreams)`` runs
 ``deploy/nginx.conf`` in front of ``host:port`` upstreams. ``CowriteInstance`` is one ``cowrite
 serve`` process (see ``tests/server/cluster_harness.py``).
@@ -34,32 +35,30 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 
-from cowrite_dev.services import (
-    ENSURE_SERVICES,
+from cowrite_dev.http_services import (
     CowriteInstance,
-    LocalServer,
     NginxServer,
+    nginx_binary,
+    render_nginx_site,
+)
+from cowrite_dev.services import (
+    LocalServer,
     PostgresServer,
     RedisServer,
     ServiceError,
     die_with_us,
-    ensure_services,
     free_port,
-    nginx_binary,
     postgres_bindir,
     redis_binary,
-    render_nginx_site,
 )
 
 __all__ = [
-    "ENSURE_SERVICES",
     "CowriteInstance",
     "NginxServer",
     "PostgresServer",
     "RedisServer",
     "ServiceError",
     "die_with_us",
-    "ensure_services",
     "free_port",
     "in_ci",
     "nginx_binary",
@@ -88,7 +87,7 @@ def unavailable(reason: str) -> NoReturn:
     """Skip the test, or fail it in CI, where every service must be there."""
     if in_ci():
         pytest.fail(f"{reason} (CI requires it: see scripts/ensure-services)", pytrace=False)
-    pytest.skip(f"{reason} (run scripts/ensure-services as root to install it)")
+    pytest.skip(reason)
 
 
 def _started(what: str, create: Callable[[], S]) -> S:
