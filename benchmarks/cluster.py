@@ -1,10 +1,11 @@
 """Cluster benchmark: scenario (b) against 1, 2 and 3 ``cowrite serve`` instances sharing one
 PostgreSQL (the store) and one Redis (the bus), all started here on free ports.
 
-``cowrite bench cluster`` (or ``cowrite bench server --scenario b --instances 1,2,3``, or
-``benchmarks/run_cluster.py``). Clients type one character per second each into documents of
-ten clients (scenario b of ``benchmarks.server``, scaled down by default so that a run takes
-a few minutes on two cores). Each client connects to one instance, by *placement*:
+``python -m benchmarks cluster`` (or ``... server --scenario b --instances 1,2,3``, or
+``benchmarks/run_cluster.py``, or ``cowrite bench cluster`` from a checkout). Clients type one
+character per second each into documents of ten clients (scenario b of ``benchmarks.server``,
+scaled down by default so that a run takes a few minutes on two cores). Each client connects to
+one instance, by *placement*:
 
 ``single``
     one instance: every edit goes client -> instance -> PostgreSQL -> the other clients;
@@ -541,7 +542,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     finally:
         services.close()
     command = cmdline.shown_command(  # the command to reproduce: without local paths
-        "cowrite bench cluster",
+        "python -m benchmarks cluster",
         args_list,
         private=("--json", "--logs", "--output", "--from-json", "--notes"),
     )

@@ -1,4 +1,4 @@
-"""Load generator for ``cowrite bench``: many WebSocket clients in one process.
+"""Load generator for the server benchmark: many WebSocket clients in one process.
 
 A *worker* process runs the clients of one benchmark run and talks to the coordinator
 (``benchmarks.server``) in JSON lines: it reads its spec and commands on stdin and writes

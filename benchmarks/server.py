@@ -1,4 +1,5 @@
-"""Server benchmark: drive collaboration servers over real WebSockets (``cowrite bench``).
+"""Server benchmark: drive collaboration servers over real WebSockets (``python -m benchmarks
+server``; ``cowrite bench server`` from a checkout).
 
 Scenarios (see ``docs/benchmarks.md`` for results):
 
@@ -26,7 +27,7 @@ of the generators, and merges the generators' per-edit records into:
 * delivered: edits that reached every other client; converged: every client of a document ends
   with the same text, of the expected length (and, for cowrite, equal to the server's).
 
-Run ``python -m benchmarks.server --help`` (or ``benchmarks/run_server.py``).
+Run ``python -m benchmarks server --help`` (or ``benchmarks/run_server.py``).
 """
 
 from __future__ import annotations
@@ -513,7 +514,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         earlier, _info, earlier_command = load_results(args.merge, RunResult)
         results = merge_runs(earlier, list(results))
     command = cmdline.shown_command(  # the command to reproduce: without local paths
-        "cowrite bench",
+        "python -m benchmarks server",
         args_list,
         private=("--json", "--logs", "--output", "--notes", "--merge"),
         flags=("--no-write",),

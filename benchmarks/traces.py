@@ -10,7 +10,7 @@ that memory and warm-up are not shared. Each (trace, contender) pair is timed ``
 the median is reported; heap memory is measured in one extra run under ``tracemalloc`` (which
 slows Python code down, so it never overlaps with a timing run).
 
-Run ``python -m benchmarks.traces --help`` (or ``benchmarks/run_traces.py``) for the options.
+Run ``python -m benchmarks traces --help`` (or ``benchmarks/run_traces.py``) for the options.
 """
 
 from __future__ import annotations
