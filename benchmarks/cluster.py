@@ -328,7 +328,7 @@ def render_section(
 ) -> str:
     """The markdown section (between ``SECTION_START``/``SECTION_END`` markers); ``notes``
     (markdown: findings of this run) goes after the tables."""
-    title = "## Several instances (`cowrite bench cluster`)"
+    title = "## Several instances (`python -m benchmarks cluster`)"
     out = report.section_head(SECTION_START, title, command, info)
     first = next((r for r in results if r.status == "ok"), None)
     scenario = first.describe.rsplit(", ", 1)[0] if first else ""

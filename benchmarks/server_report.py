@@ -135,7 +135,7 @@ def render_section(
     notes: str = "",
 ) -> str:
     remark = " (**--quick: short smoke run, not the benchmark**)" if quick else ""
-    title = "## Server: real-time load (`cowrite bench`)"
+    title = "## Server: real-time load (`python -m benchmarks server`)"
     out = section_head(SECTION_START, title, command, info, remark)
     out.append(
         "How it is measured: each run starts a fresh server process and its own load "
