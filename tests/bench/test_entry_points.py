@@ -27,17 +27,21 @@ def test_python_m_benchmarks_lists_the_suites() -> None:
     assert done.stdout.startswith("usage: python -m benchmarks traces")
 
 
+def _cowrite(*args: str) -> list[str]:
+    """``cowrite ARGS`` as the console script runs it: no checkout on ``sys.path`` (``-P``: not
+    even the cwd)."""
+    code = f"import sys; from cowrite.cli import main; sys.exit(main({list(args)!r}))"
+    return [sys.executable, "-P", "-c", code]
+
+
 def test_cowrite_bench_runs_them_from_the_checkout_root() -> None:
-    # The console script's sys.path has no checkout on it: cli.py finds benchmarks/ in the cwd.
-    script = Path(sys.executable).parent / "cowrite"
-    done = _run([str(script), "bench", "cluster", "--help"], ROOT)
+    done = _run(_cowrite("bench", "cluster", "--help"), ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: cowrite bench cluster")
 
 
 def test_cowrite_bench_elsewhere_says_where_benchmarks_run(tmp_path: Path) -> None:
-    code = "import sys; from cowrite.cli import main; sys.exit(main(['bench', 'traces']))"
-    done = _run([sys.executable, "-c", code], tmp_path)
+    done = _run(_cowrite("bench", "traces"), tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == "benchmarks run from a source checkout: python -m benchmarks …"
 
