@@ -1,0 +1,81 @@
+"""When thin clients get a ``checksum`` of the text nodes, so a silent divergence shows.
+
+Hashing a text is O(its length) (about 3 ms per million characters), too much for every
+keystroke on a large document. So a node is hashed when the versions that changed it since its
+last checksum, times ``chars_per_version``, reach its length: a text of up to
+``chars_per_version`` characters is checked at every version that changes it, a 2 M-character
+one every ~120 versions, and the cost per version stays about ``chars_per_version`` characters
+hashed whatever the size. A node changed since its last checksum is also checked once the room
+has been quiet for ``quiet_ms`` (``when_quiet``, from the room's tick), so a divergence in a
+large document shows within seconds of the typing pausing.
+
+Only text nodes are checked: a list's values would need one canonical JSON encoding in Python
+and JavaScript.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from cowrite import protocol as p
+from cowrite.engine.document import Document
+from cowrite.engine.ops import NodeKind
+from cowrite.rooms.wire import node_to_wire
+
+CHARS_PER_VERSION = 16_384
+QUIET_MS = 2_000
+
+
+class ChecksumSchedule:
+    """Decides which versions carry a ``checksum`` message, and makes it."""
+
+    def __init__(
+        self,
+        doc_id: str,
+        doc: Document,
+        *,
+        chars_per_version: int = CHARS_PER_VERSION,
+        quiet_ms: int = QUIET_MS,
+    ) -> None:
+        self.doc_id = doc_id
+        self.doc = doc
+        self.chars_per_version = chars_per_version
+        self.quiet_ms = quiet_ms
+        self._unchecked: dict[int, int] = {}
+        """Text node -> versions that changed it since its last checksum."""
+        self._changed_ms = 0
+
+    def after(self, version: int, nodes: Iterable[int], now_ms: int | None) -> p.Checksum | None:
+        """``version`` changed ``nodes`` (the room is at ``version``): the checksum to send
+        right after it, if one is due."""
+        doc = self.doc
+        due = []
+        for node in dict.fromkeys(nodes):
+            if doc.kind_of(node) is not NodeKind.TEXT:
+                continue
+            n = self._unchecked.get(node, 0) + 1
+            if n * self.chars_per_version >= len(doc.sequence(node)):
+                due.append(node)
+                self._unchecked.pop(node, None)
+            else:
+                self._unchecked[node] = n
+        if now_ms is not None:
+            self._changed_ms = now_ms
+        return self._message(version, due)
+
+    def when_quiet(self, version: int, now_ms: int) -> p.Checksum | None:
+        """The checksum of the nodes left unchecked, once nothing changed for ``quiet_ms``."""
+        if not self._unchecked or now_ms - self._changed_ms < self.quiet_ms:
+            return None
+        due = [n for n in self._unchecked if self.doc.has_node(n)]
+        self._unchecked.clear()
+        return self._message(version, due)
+
+    def _message(self, version: int, nodes: list[int]) -> p.Checksum | None:
+        if not nodes:
+            return None
+        doc = self.doc
+        sums = {
+            node_to_wire(doc, n): p.text_checksum(str(doc.sequence(n).value())) for n in nodes
+        }
+        return p.Checksum(doc=self.doc_id, version=version, sums=sums)
