@@ -86,6 +86,8 @@ async def _run(server: Any, seed: int, thin: int, replicas: int, steps: int) -> 
     for t in thins:
         assert t.value() == expected, t.client_id
         assert not t.errors
+        assert not t.diverged, t.client_id  # every checksum the server sent matched
+    assert sum(t.checks for t in thins) > 10  # and some were verified
     for r in reps:
         assert r.doc.to_json() == expected, r.client_id
         assert not r.errors

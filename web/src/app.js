@@ -599,6 +599,7 @@ function openDocument(id) {
     toast("This document was deleted");
     location.hash = "#/";
   });
+  on("diverged", (d) => console.warn(`cowrite: ${d.node} differed from the server at version ${d.version}; resyncing`));
   on("error", (err) => {
     if (err.code === "unknown_document" && !doc.ready) {
       leaveDocument();
