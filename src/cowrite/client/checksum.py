@@ -28,6 +28,7 @@ def verify(state: ThinDocState, msg: p.Checksum) -> list[str]:
     """
     if state.version != msg.version or not state.joined:
         return []
+    state.checks += 1
     diverged = []
     for node, expected in msg.sums.items():
         if state.kind(node) != "text":

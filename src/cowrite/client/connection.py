@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 import msgspec
 from websockets.asyncio.client import ClientConnection
@@ -324,7 +324,7 @@ class DocumentSession:
 
         Returns a function that unsubscribes. Exceptions in callbacks are logged, not raised.
         """
-        if event not in ("change", "presence", "chat", "status", "error"):
+        if event not in get_args(EventName):
             raise ValueError(f"unknown event {event!r}")
         callbacks = self._listeners.setdefault(event, [])
         callbacks.append(callback)

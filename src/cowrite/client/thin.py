@@ -131,8 +131,9 @@ class ThinDocState:
         self.rejoin_needed = False
         """True when the shell must send ``join_message()`` (a gap, a resync, a refused version)."""
         self.max_batch_ops = max_batch_ops
+        self.checks = 0
+        """``checksum`` messages verified (at our version); ``divergences``: how many failed."""
         self.divergences = 0
-        """How many times a ``checksum`` showed our copy differed from the server's."""
         self._want_snapshot = False
         self._prefix = edit_id_prefix or secrets.token_hex(6)
         self._edits = 0
