@@ -17,7 +17,7 @@ BODY = "text:body"
 ALL = frozenset({"read", "write"})
 
 
-def _room(chars_per_version: int = 16_384) -> Room:
+def _room(chars_per_version: int = 8_192) -> Room:
     room = Room(DOC, Document())
     room.checks.chars_per_version = chars_per_version
     for session in ("a", "b"):

@@ -125,3 +125,15 @@ async def test_concurrent_editing_never_reports_a_divergence(server: Any) -> Non
     finally:
         for s in sessions:
             await s.close()
+
+
+async def test_a_divergence_report_counts_only_for_a_joined_document(server: Any, raw: Any) -> None:
+    client = await raw(server.ws_url, "r")
+    await client.send({"type": "diverged", "doc": "nowhere", "version": 3, "node": BODY})
+    error = await client.expect("error")
+    assert (error["code"], error["doc"]) == ("not_joined", "nowhere")
+    await client.send({"type": "join", "doc": "here", "create": True})
+    await client.expect("joined")
+    await client.send({"type": "diverged", "doc": "here", "version": 0, "node": BODY})
+    await eventually(lambda: divergences(server) == 1)
+    await client.close()

@@ -1,10 +1,10 @@
 """When thin clients get a ``checksum`` of the text nodes, so a silent divergence shows.
 
-Hashing a text is O(its length) (about 3 ms per million characters), too much for every
+Hashing a text is O(its length) (about 3.5 ms per million characters), too much for every
 keystroke on a large document. So a node is hashed when the versions that changed it since its
 last checksum, times ``chars_per_version``, reach its length: a text of up to
 ``chars_per_version`` characters is checked at every version that changes it, a 2 M-character
-one every ~120 versions, and the cost per version stays about ``chars_per_version`` characters
+one every ~245 versions, and the cost per version stays about ``chars_per_version`` characters
 hashed whatever the size. A node changed since its last checksum is also checked once the room
 has been quiet for ``quiet_ms`` (``when_quiet``, from the room's tick), so a divergence in a
 large document shows within seconds of the typing pausing.
@@ -22,7 +22,7 @@ from cowrite.engine.document import Document
 from cowrite.engine.ops import NodeKind
 from cowrite.rooms.wire import node_to_wire
 
-CHARS_PER_VERSION = 16_384
+CHARS_PER_VERSION = 8_192
 QUIET_MS = 2_000
 
 

@@ -381,6 +381,8 @@ class Connection:
         if msg.doc not in self.docs:
             self.error(p.ErrorCode.NOT_JOINED, f"join {msg.doc} first", doc=msg.doc)
             return
+        if not self._rate_ok():
+            return  # the edit budget bounds the log lines a client can cause
         self.metrics.divergences.inc()
         extra = {**self._ids(), "doc": msg.doc, "version": msg.version, "node": msg.node}
         log.warning("thin client diverged from the server: it resyncs", extra=extra)
