@@ -1,6 +1,6 @@
-"""When the room sends ``checksum``s: after every version that changes a small text, after one
-version in ``length / chars_per_version`` for a large one, and once the room is quiet; always the
-checksum of the text right after the version it names."""
+"""When the room sends ``checksum``s: after one version in ``min_versions`` that change a small
+text, one in ``length / chars_per_version`` for a large one, and once the room is quiet; always
+the checksum of the text right after the version it names."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ BODY = "text:body"
 ALL = frozenset({"read", "write"})
 
 
-def _room(chars_per_version: int = 8_192) -> Room:
+def _room(chars_per_version: int = 8_192, min_versions: int = 1) -> Room:
     room = Room(DOC, Document())
     room.checks.chars_per_version = chars_per_version
+    room.checks.min_versions = min_versions
     for session in ("a", "b"):
         member = Member(session, session, p.User(id=session), "thin", ALL, 0)
         room.join(member, p.Join(doc=DOC), [])
@@ -60,6 +61,16 @@ def test_a_small_text_is_checked_at_every_version_after_its_ack_and_remote() -> 
         assert isinstance(out.reply[0], p.Ack)  # the ack first, then the checksum
         kinds = [type(m) for m, _ in out.broadcast]
         assert kinds.index(p.Remote) < kinds.index(p.Checksum)
+
+
+def test_by_default_a_small_text_is_checked_every_sixteenth_version() -> None:
+    room = _room(min_versions=Room(DOC, Document()).checks.min_versions)
+    checked = []
+    for i in range(40):
+        out = _edit(room, [{"type": "seq", "node": BODY, "edit": [i, "a"] if i else ["a"]}])
+        if _checks(out)[1]:
+            checked.append(room.version)
+    assert checked == [16, 32]
 
 
 def test_a_large_text_is_checked_once_per_length_over_budget_versions() -> None:

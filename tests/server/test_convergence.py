@@ -57,6 +57,7 @@ async def _run(server: Any, seed: int, thin: int, replicas: int, steps: int) -> 
     rng = random.Random(seed)
     doc = f"conv-{seed}"
     thins = [await ThinClient.connect(server.ws_url, f"t{k}", doc) for k in range(thin)]
+    server.state.hub.rooms[doc].room.checks.min_versions = 1  # a checksum at every version
     reps = [await ReplicaClient.connect(server.ws_url, f"r{k}", doc) for k in range(replicas)]
     clients: list[ThinClient | ReplicaClient] = [*thins, *reps]
     for i in range(steps):

@@ -1,13 +1,14 @@
 """When thin clients get a ``checksum`` of the text nodes, so a silent divergence shows.
 
-Hashing a text is O(its length) (about 3.5 ms per million characters), too much for every
-keystroke on a large document. So a node is hashed when the versions that changed it since its
-last checksum, times ``chars_per_version``, reach its length: a text of up to
-``chars_per_version`` characters is checked at every version that changes it, a 2 M-character
-one every ~245 versions, and the cost per version stays about ``chars_per_version`` characters
-hashed whatever the size. A node changed since its last checksum is also checked once the room
-has been quiet for ``quiet_ms`` (``when_quiet``, from the room's tick), so a divergence in a
-large document shows within seconds of the typing pausing.
+Hashing a text is O(its length) (about 3 ms per million characters, reading it out of the
+engine included), too much for every keystroke on a large document. So a node is hashed when
+the versions that changed it since its last checksum, times ``chars_per_version``, reach its
+length, and at most every ``min_versions`` versions that change it: a text of up to 131,072
+characters is checked every 16th such version, a 2 M-character one every ~245th, and the cost
+per version stays about ``chars_per_version`` characters hashed whatever the size (the floor
+also keeps the extra messages to a sixteenth of the ``remote``s). A node changed since its last
+checksum is also checked once the room has been quiet for ``quiet_ms`` (``when_quiet``, from the
+room's tick), so a divergence shows within seconds of the typing pausing.
 
 Only text nodes are checked: a list's values would need one canonical JSON encoding in Python
 and JavaScript.
@@ -23,6 +24,7 @@ from cowrite.engine.ops import NodeKind
 from cowrite.rooms.wire import node_to_wire
 
 CHARS_PER_VERSION = 8_192
+MIN_VERSIONS = 16
 QUIET_MS = 2_000
 
 
@@ -35,11 +37,13 @@ class ChecksumSchedule:
         doc: Document,
         *,
         chars_per_version: int = CHARS_PER_VERSION,
+        min_versions: int = MIN_VERSIONS,
         quiet_ms: int = QUIET_MS,
     ) -> None:
         self.doc_id = doc_id
         self.doc = doc
         self.chars_per_version = chars_per_version
+        self.min_versions = min_versions
         self.quiet_ms = quiet_ms
         self._unchecked: dict[int, int] = {}
         """Text node -> versions that changed it since its last checksum."""
@@ -54,7 +58,7 @@ class ChecksumSchedule:
             if doc.kind_of(node) is not NodeKind.TEXT:
                 continue
             n = self._unchecked.get(node, 0) + 1
-            if n * self.chars_per_version >= len(doc.sequence(node)):
+            if n >= self.min_versions and n * self.chars_per_version >= len(doc.sequence(node)):
                 due.append(node)
                 self._unchecked.pop(node, None)
             else:
