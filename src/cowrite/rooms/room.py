@@ -910,6 +910,7 @@ class Room:
         return out
 
     def _idle(self, now_ms: int) -> Outcome:
+        """Members without activity for ``idle_after_ms`` turn inactive (broadcast)."""
         if now_ms < self._idle_check_ms:
             return Outcome()  # (a scan of every member each second costs when thousands idle)
         idle = []
