@@ -104,13 +104,19 @@ def test_non_text_nodes_are_not_checked_and_an_edit_of_two_texts_checks_both() -
 
 def test_unchecked_changes_are_checked_once_the_room_is_quiet() -> None:
     room = _room(chars_per_version=10)
-    _edit(room, [{"type": "seq", "node": BODY, "edit": ["w" * 100]}], now_ms=1_000)
-    out = _edit(room, [{"type": "seq", "node": BODY, "edit": ["v"]}], now_ms=1_500)
+
+    def tick(now_ms: int) -> list[tuple[p.Message, str]]:
+        return [(m, a) for m, a in room.tick(now_ms).broadcast if isinstance(m, p.Checksum)]
+
+    _edit(room, [{"type": "seq", "node": BODY, "edit": ["w" * 100]}])
+    assert tick(1_000) == []  # the tick sees the version move
+    out = _edit(room, [{"type": "seq", "node": BODY, "edit": ["v"]}])
     assert _checks(out) == ([], [])
-    assert not [m for m, _ in room.tick(2_000).broadcast if isinstance(m, p.Checksum)]
-    quiet = [(m, a) for m, a in room.tick(3_500).broadcast if isinstance(m, p.Checksum)]
+    assert tick(2_000) == []  # moved again
+    assert tick(3_000) == []  # quiet for 1 s only
+    quiet = tick(4_000)
     assert quiet == [
         (p.Checksum(doc=DOC, version=room.version, sums={BODY: p.text_checksum(_text(room))}),
          "thin")
     ]
-    assert not [m for m, _ in room.tick(9_000).broadcast if isinstance(m, p.Checksum)]  # once
+    assert tick(9_000) == []  # once

@@ -7,8 +7,9 @@ length, and at most every ``min_versions`` versions that change it: a text of up
 characters is checked every 16th such version, a 2 M-character one every ~245th, and the cost
 per version stays about ``chars_per_version`` characters hashed whatever the size (the floor
 also keeps the extra messages to a sixteenth of the ``remote``s). A node changed since its last
-checksum is also checked once the room has been quiet for ``quiet_ms`` (``when_quiet``, from the
-room's tick), so a divergence shows within seconds of the typing pausing.
+checksum is also checked once the room's version has not moved for ``quiet_ms`` (``when_quiet``,
+from the room's tick, which sees edits, replica syncs and other instances' updates alike), so a
+divergence shows within seconds of the typing pausing.
 
 Only text nodes are checked: a list's values would need one canonical JSON encoding in Python
 and JavaScript.
@@ -47,9 +48,11 @@ class ChecksumSchedule:
         self.quiet_ms = quiet_ms
         self._unchecked: dict[int, int] = {}
         """Text node -> versions that changed it since its last checksum."""
+        self._version = -1
+        """The room's version at the last tick that saw it change (at ``_changed_ms``)."""
         self._changed_ms = 0
 
-    def after(self, version: int, nodes: Iterable[int], now_ms: int | None) -> p.Checksum | None:
+    def after(self, version: int, nodes: Iterable[int]) -> p.Checksum | None:
         """``version`` changed ``nodes`` (the room is at ``version``): the checksum to send
         right after it, if one is due."""
         doc = self.doc
@@ -63,12 +66,14 @@ class ChecksumSchedule:
                 self._unchecked.pop(node, None)
             else:
                 self._unchecked[node] = n
-        if now_ms is not None:
-            self._changed_ms = now_ms
         return self._message(version, due)
 
     def when_quiet(self, version: int, now_ms: int) -> p.Checksum | None:
-        """The checksum of the nodes left unchecked, once nothing changed for ``quiet_ms``."""
+        """The checksum of the nodes left unchecked, once ``version`` has not moved for
+        ``quiet_ms`` (called every tick)."""
+        if version != self._version:
+            self._version, self._changed_ms = version, now_ms
+            return None
         if not self._unchecked or now_ms - self._changed_ms < self.quiet_ms:
             return None
         due = [n for n in self._unchecked if self.doc.has_node(n)]

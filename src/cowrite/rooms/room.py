@@ -412,7 +412,7 @@ class Room:
                 vv=self._origins[version].vv,
             )
             broadcast = [(remote, "thin"), (relay, "replica")]
-            check = self.checks.after(version, [n for n, _ in seq_changes], now_ms)
+            check = self.checks.after(version, [n for n, _ in seq_changes])
             if check is not None:
                 reply.append(check)
                 broadcast.append((check, "thin"))
@@ -636,7 +636,7 @@ class Room:
                     "thin",
                 )
             )
-            check = self.checks.after(version, [n for n, _ in seq_changes], now_ms)
+            check = self.checks.after(version, [n for n, _ in seq_changes])
             if check is not None:
                 broadcast.append((check, "thin"))
         else:  # the engine changed more than it reported: thin clients must reload
@@ -704,7 +704,7 @@ class Room:
                 vv=self._origins[version].vv,
             )
             broadcast.append((remote, "thin"))
-            check = self.checks.after(version, [n for n, _ in seq_changes], None)
+            check = self.checks.after(version, [n for n, _ in seq_changes])
             if check is not None:
                 broadcast.append((check, "thin"))
         else:
