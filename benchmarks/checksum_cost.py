@@ -52,8 +52,12 @@ def _room(chars: int, schedule: tuple[int, int], rng: random.Random) -> Room:
 
 
 def _edit(room: Room, edit: list[int | str | list[object]], n: int) -> None:
-    msg = p.Edit(doc="bench", edit_id=f"e{n}", version=room.version,
-                 ops=[p.SeqEdit(node="text:body", edit=edit)])
+    msg = p.Edit(
+        doc="bench",
+        edit_id=f"e{n}",
+        version=room.version,
+        ops=[p.SeqEdit(node="text:body", edit=edit)],
+    )
     room.edit("s", msg, n)
 
 
@@ -64,8 +68,12 @@ def per_edit_ms(chars: int, edits: int, schedule: tuple[int, int]) -> tuple[floa
     checks = 0
     t0 = time.process_time()  # CPU time: the machine may be shared
     for i, pos in enumerate(positions, 1):
-        msg = p.Edit(doc="bench", edit_id=f"x{i}", version=room.version,
-                     ops=[p.SeqEdit(node="text:body", edit=[pos, "k"] if pos else ["k"])])
+        msg = p.Edit(
+            doc="bench",
+            edit_id=f"x{i}",
+            version=room.version,
+            ops=[p.SeqEdit(node="text:body", edit=[pos, "k"] if pos else ["k"])],
+        )
         out = room.edit("s", msg, i)
         checks += any(isinstance(m, p.Checksum) for m in out.reply)
     return (time.process_time() - t0) * 1000 / edits, checks
@@ -86,18 +94,23 @@ def main() -> None:
         t0 = time.process_time()
         p.text_checksum(str(seq.value()))  # what the room does: materialize, encode, CRC
         times.append((time.process_time() - t0) * 1000)
-    print(f"one checksum of {args.chars:,} characters: Python {statistics.median(times):.2f} ms"
-          " (reading the text out of the engine included)")
+    print(
+        f"one checksum of {args.chars:,} characters: Python {statistics.median(times):.2f} ms"
+        " (reading the text out of the engine included)"
+    )
     node = shutil.which("node")
     if node:
         module = json.dumps((ROOT / "web" / "src" / "checksum.js").as_uri())
         unit = "abcdefghij klmnop\\né中😀"
         js = JS % (module, unit, args.chars // len(ALPHABET))
-        out = subprocess.run([node, "--input-type=module", "-e", js], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [node, "--input-type=module", "-e", js], capture_output=True, text=True, check=True
+        )
         print(f"one checksum of {args.chars:,} characters: JavaScript {float(out.stdout):.2f} ms")
-    print(f"Room.edit on a {args.chars:,}-character text, {args.edits:,} one-character edits"
-          f" (best of {args.repeat}):")
+    print(
+        f"Room.edit on a {args.chars:,}-character text, {args.edits:,} one-character edits"
+        f" (best of {args.repeat}):"
+    )
     for label, schedule in (
         ("no checksums", (0, 1)),
         ("default schedule", (CHARS_PER_VERSION, MIN_VERSIONS)),

@@ -29,8 +29,13 @@ def _room(chars_per_version: int = 8_192, min_versions: int = 1) -> Room:
 
 def _edit(room: Room, ops: list[dict[str, Any]], now_ms: int = 0) -> Outcome:
     msg = msgspec.convert(
-        {"type": "edit", "doc": DOC, "edit_id": f"e{room.version}", "version": room.version,
-         "ops": ops},
+        {
+            "type": "edit",
+            "doc": DOC,
+            "edit_id": f"e{room.version}",
+            "version": room.version,
+            "ops": ops,
+        },
         p.Edit,
     )
     return room.edit("a", msg, now_ms)
@@ -116,7 +121,9 @@ def test_unchecked_changes_are_checked_once_the_room_is_quiet() -> None:
     assert tick(3_000) == []  # quiet for 1 s only
     quiet = tick(4_000)
     assert quiet == [
-        (p.Checksum(doc=DOC, version=room.version, sums={BODY: p.text_checksum(_text(room))}),
-         "thin")
+        (
+            p.Checksum(doc=DOC, version=room.version, sums={BODY: p.text_checksum(_text(room))}),
+            "thin",
+        )
     ]
     assert tick(9_000) == []  # once

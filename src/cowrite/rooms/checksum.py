@@ -84,7 +84,5 @@ class ChecksumSchedule:
         if not nodes:
             return None
         doc = self.doc
-        sums = {
-            node_to_wire(doc, n): p.text_checksum(str(doc.sequence(n).value())) for n in nodes
-        }
+        sums = {node_to_wire(doc, n): p.text_checksum(str(doc.sequence(n).value())) for n in nodes}
         return p.Checksum(doc=self.doc_id, version=version, sums=sums)
