@@ -12,6 +12,8 @@ Positions count Unicode code points. Node ids are strings: ``"<kind>:<name>"`` f
 
 from __future__ import annotations
 
+import re
+import zlib
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -203,6 +205,15 @@ class Pong(Message, tag="pong"):
     nonce: int = 0
 
 
+class Diverged(Message, tag="diverged"):
+    """The client's copy of ``node`` at ``version`` failed a ``checksum``: it resyncs (rejoins
+    for a snapshot). The server only counts and logs it."""
+
+    doc: DocId
+    version: Version
+    node: NodeId
+
+
 ClientMessage = (
     Hello
     | Join
@@ -215,6 +226,7 @@ ClientMessage = (
     | ChatDelete
     | ChatHistory
     | Pong
+    | Diverged
 )
 
 
@@ -321,6 +333,15 @@ class Saving(Message, tag="saving"):
     pending: bool
 
 
+class Checksum(Message, tag="checksum"):
+    """``sums``: text node id -> ``text_checksum`` of its value right after ``version`` (sent
+    after that version's ``ack``/``remote`` now and then, not with every version)."""
+
+    doc: DocId
+    version: Version
+    sums: dict[str, int]
+
+
 class Ping(Message, tag="ping"):
     nonce: int = 0
 
@@ -344,6 +365,7 @@ ServerMessage = (
     | Error
     | Resync
     | Saving
+    | Checksum
     | Ping
     | Reconnect
 )
@@ -373,6 +395,20 @@ def decode_client(frame: bytes | str, max_bytes: int) -> ClientMessage:
     except msgspec.DecodeError as exc:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"malformed JSON: {exc}") from None
     return message
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_checksum(text: str) -> int:
+    """The ``checksum`` of a text: CRC-32 (zlib's) of its UTF-8 bytes, a lone surrogate counting
+    as U+FFFD (what JavaScript's ``TextEncoder`` does). Defined on code points, so a JavaScript
+    string (UTF-16) and a Python ``str`` of the same text agree."""
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # never in a document (the server refuses lone surrogates)
+        data = _SURROGATE.sub("\ufffd", text).encode("utf-8")
+    return zlib.crc32(data)
 
 
 def json_schema() -> dict[str, Any]:

@@ -190,6 +190,8 @@ class SimClient:
             self.seen += state.on_error(msg).changes
         elif isinstance(msg, p.Resync):
             state.on_resync()
+        elif isinstance(msg, p.Checksum):
+            assert state.on_checksum(msg) == [], f"{self.name} failed a checksum"
         self.pump()
 
 
@@ -209,9 +211,14 @@ class Net:
             replies, remote = self.server.edit(c.state.client_id, msg)
             c.down.extend(replies)
             if remote is not None:
+                # every version is followed by the checksums of the texts (as a room may do)
+                values = self.server.values().items()
+                sums = {n: p.text_checksum(v) for n, v in values if isinstance(v, str)}
+                check = p.Checksum(doc="d", version=self.server.version, sums=sums)
+                c.down.append(check)
                 for other in self.clients:
                     if other is not c and other.member:
-                        other.down.append(remote)
+                        other.down.extend([remote, check])
 
     def client_step(self, c: SimClient, *, duplicate: bool = False) -> None:
         msg = c.down[0]

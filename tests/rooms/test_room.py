@@ -79,6 +79,7 @@ class SimThin:
         self.last_acked: tuple[p.Edit, int] | None = None
         self.sent: dict[str, p.Edit] = {}
         self.vv: dict[str, int] | None = None  # the version vector of the server state
+        self.checks = 0  # ``checksum`` entries verified (text with nothing of ours outstanding)
 
     # local edits
     def text(self) -> str:
@@ -161,6 +162,11 @@ class SimThin:
                 self._apply_remote(op)
             self.version = msg["version"]
             self._track(msg)
+        elif kind == "checksum" and msg["version"] == self.version:
+            for node, expected in msg["sums"].items():
+                if not self.seq_inflight.get(node) and not self.seq_buffer.get(node):
+                    self.checks += 1
+                    assert p.text_checksum(self.nodes.get(node, "")) == expected, "diverged"
 
     def _track(self, msg: Msg) -> None:
         if self.vv is not None:
@@ -253,6 +259,7 @@ class World:
             Document(1, now_ms=lambda: 0),
             limits=RoomLimits(edit_log_capacity=log_capacity, idle_after_ms=50),
         )
+        self.room.checks.min_versions = 1  # a checksum at every version that changes a text
         self.clients: dict[str, Sim] = {}  # by session
         self.queues: dict[str, deque[Msg]] = {}
         self.persisted: list[bytes] = []

@@ -31,6 +31,7 @@ from typing import Any
 import uvicorn
 import websockets
 
+from cowrite import protocol as p
 from cowrite.adapters.bus import Bus
 from cowrite.adapters.store import Store
 from cowrite.engine import ot
@@ -147,6 +148,8 @@ class ThinClient(Client):
         self.errors: list[Msg] = []
         self.acked: list[tuple[str, int]] = []
         self.rebased = 0  # remote seq edits that were concurrent with pending local ones
+        self.checks = 0  # ``checksum`` entries verified (nodes with nothing of ours outstanding)
+        self.diverged: list[tuple[int, str]] = []  # (version, node) whose checksum failed
         self.joined: Msg = {}
         self.sent: dict[str, Msg] = {}  # edit id -> the edit message, as sent
         self._edits = 0
@@ -260,6 +263,12 @@ class ThinClient(Client):
             for op in msg["ops"]:
                 self._apply_remote(op)
             self.version = msg["version"]
+        elif kind == "checksum" and msg["version"] == self.version:
+            for node, expected in msg["sums"].items():
+                if not self.seq_inflight.get(node) and not self.seq_buffer.get(node):
+                    self.checks += 1
+                    if p.text_checksum(self.text(node)) != expected:
+                        self.diverged.append((msg["version"], node))
         elif kind == "error":
             self.errors.append(msg)
 

@@ -57,6 +57,7 @@ async def _run(server: Any, seed: int, thin: int, replicas: int, steps: int) -> 
     rng = random.Random(seed)
     doc = f"conv-{seed}"
     thins = [await ThinClient.connect(server.ws_url, f"t{k}", doc) for k in range(thin)]
+    server.state.hub.rooms[doc].room.checks.min_versions = 1  # a checksum at every version
     reps = [await ReplicaClient.connect(server.ws_url, f"r{k}", doc) for k in range(replicas)]
     clients: list[ThinClient | ReplicaClient] = [*thins, *reps]
     for i in range(steps):
@@ -86,6 +87,8 @@ async def _run(server: Any, seed: int, thin: int, replicas: int, steps: int) -> 
     for t in thins:
         assert t.value() == expected, t.client_id
         assert not t.errors
+        assert not t.diverged, t.client_id  # every checksum the server sent matched
+    assert sum(t.checks for t in thins) > 10  # and some were verified
     for r in reps:
         assert r.doc.to_json() == expected, r.client_id
         assert not r.errors

@@ -667,6 +667,12 @@ export class DocumentSession extends Emitter {
       case "resync":
         this.state.onResync();
         return;
+      case "checksum": // our copy against the server's (checksum.js); a mismatch rejoins
+        for (const node of this.state.onChecksum(msg)) {
+          this.client.send({ type: "diverged", doc: this.id, version: msg.version, node });
+          this.emit("diverged", { node, version: msg.version });
+        }
+        return;
       case "saving":
         this.savingPending = msg.pending;
         this.emit("saving", { pending: msg.pending });

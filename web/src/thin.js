@@ -28,6 +28,7 @@
 // Positions are code points (see ot.js). Nothing here does I/O or reads a clock.
 
 import * as ot from "./ot.js";
+import { verify } from "./checksum.js";
 
 export const SEQ_KINDS = new Set(["text", "list"]);
 const KINDS = ["text", "list", "map", "register", "counter"];
@@ -117,6 +118,8 @@ export class ThinDocState {
     this.joined = false;
     this.rejoinNeeded = false;
     this.maxBatchOps = maxBatchOps;
+    /** How many times a `checksum` showed our copy differed from the server's. */
+    this.divergences = 0;
     this._wantSnapshot = false;
     this._prefix = editIdPrefix || randomHex(6);
     this._edits = 0;
@@ -370,6 +373,17 @@ export class ThinDocState {
       return { action: "rejoin", changes: [] };
     }
     return { action: "ignore", changes: [] };
+  }
+
+  /** Verify our copy against a `checksum` (checksum.js): the nodes that failed, after which a
+   *  snapshot rejoin is requested. */
+  onChecksum(msg) {
+    const seq = (node) => slotKey("seq", node);
+    const outstanding = (node) => this.pending.has(seq(node)) || Boolean(this.inflight?.ops.has(seq(node)));
+    const diverged = verify(this, msg, outstanding);
+    this.divergences += diverged.length;
+    if (diverged.length) this.requestRejoin({ snapshot: true });
+    return diverged;
   }
 
   onResync() {

@@ -3,6 +3,7 @@
 // rejoins from a version (catch-up) or from a snapshot (history exceeded). Run: node --test test/
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { textChecksum } from "../src/checksum.js";
 import * as ot from "../src/ot.js";
 import { ThinDocState } from "../src/thin.js";
 
@@ -58,9 +59,10 @@ class ModelServer {
     this.log.set(this.version, { op, clientId, editId: msg.edit_id });
     this.log.delete(this.version - this.capacity - 1);
     this.seen.set(key, this.version);
+    const check = { type: "checksum", doc: "d", version: this.version, sums: { [NODE]: textChecksum(this.text) } };
     return {
-      reply: [{ type: "ack", doc: "d", edit_id: msg.edit_id, version: this.version }],
-      broadcast: [{ type: "remote", doc: "d", version: this.version, ops: [{ type: "seq", node: NODE, edit: op }], client_id: clientId, edit_id: msg.edit_id }],
+      reply: [{ type: "ack", doc: "d", edit_id: msg.edit_id, version: this.version }, check],
+      broadcast: [{ type: "remote", doc: "d", version: this.version, ops: [{ type: "seq", node: NODE, edit: op }], client_id: clientId, edit_id: msg.edit_id }, check],
     };
   }
 }
@@ -84,6 +86,7 @@ function simulate(seed, { steps = 400, capacity = 1000, insertOnly = false } = {
   const server = new ModelServer(capacity);
   const peers = [0, 1, 2].map((i) => new Peer(`c${i}`));
   let token = 0;
+  let checks = 0;
 
   const connect = (p) => {
     p.connected = true;
@@ -105,6 +108,10 @@ function simulate(seed, { steps = 400, capacity = 1000, insertOnly = false } = {
     else if (msg.type === "ack") p.state.onAck(msg);
     else if (msg.type === "error") p.state.onError(msg);
     else if (msg.type === "resync") p.state.onResync();
+    else if (msg.type === "checksum") {
+      if (p.state.version === msg.version && p.state.joined) checks++;
+      assert.deepEqual(p.state.onChecksum(msg), [], `${p.id} failed a checksum (seed ${seed})`);
+    }
     p.state.checkInvariants();
     if (p.state.rejoinNeeded) p.outbox.push(p.state.joinMessage());
   };
@@ -168,6 +175,7 @@ function simulate(seed, { steps = 400, capacity = 1000, insertOnly = false } = {
     }
     if (!busy && peers.every((p) => p.state.synced && p.state.joined)) break;
   }
+  assert.ok(checks > 0, `no checksum was verified (seed ${seed})`);
   for (const p of peers) {
     assert.ok(p.state.synced, `${p.id} still has unacknowledged edits`);
     assert.equal(p.text(), server.text, `${p.id} diverged (seed ${seed})`);

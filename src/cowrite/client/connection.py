@@ -20,6 +20,8 @@ Events (``session.on(name, callback)``; a callback may be a coroutine function, 
 * ``"status"``: ``"connected"`` (joined), ``"disconnected"``, ``"closed"``, and
   ``"saving_pending"``/``"saved"`` while/after the server cannot store edits (``saving_pending``);
 * ``"error"``: a ``ServerError`` the session handled (a refused edit, a chat error...).
+* ``"diverged"``: ``{"node", "version"}`` when a server ``checksum`` showed our copy differed
+  (``divergences`` counts them); the session has told the server and resyncs by itself.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 import msgspec
 from websockets.asyncio.client import ClientConnection
@@ -63,7 +65,7 @@ from cowrite.engine.errors import InvalidOperation
 log = logging.getLogger("cowrite.client")
 
 Mode: TypeAlias = Literal["thin", "replica"]
-EventName: TypeAlias = Literal["change", "presence", "chat", "status", "error"]
+EventName: TypeAlias = Literal["change", "presence", "chat", "status", "error", "diverged"]
 Callback: TypeAlias = Callable[[Any], Any]
 Origin: TypeAlias = Literal["remote", "snapshot", "ack", "undo"]
 
@@ -292,6 +294,11 @@ class DocumentSession:
         return self._saving_pending
 
     @property
+    def divergences(self) -> int:
+        """How many times our copy failed a server checksum (each time, we resynced)."""
+        return self._state.divergences if isinstance(self._state, ThinDocState) else 0
+
+    @property
     def is_synced(self) -> bool:
         return self._state.synced
 
@@ -317,7 +324,7 @@ class DocumentSession:
 
         Returns a function that unsubscribes. Exceptions in callbacks are logged, not raised.
         """
-        if event not in ("change", "presence", "chat", "status", "error"):
+        if event not in get_args(EventName):
             raise ValueError(f"unknown event {event!r}")
         callbacks = self._listeners.setdefault(event, [])
         callbacks.append(callback)
@@ -696,10 +703,21 @@ class DocumentSession:
             self._connected = False
         elif isinstance(msg, p.Reconnect):
             self._reconnect_after_s = max(0, msg.after_ms) / 1000
+        elif isinstance(msg, p.Checksum):
+            if isinstance(state, ThinDocState):
+                self._checksum(state, msg)
         elif isinstance(msg, p.Saving):
             self._saving_pending = msg.pending
             self._emit("status", "saving_pending" if msg.pending else "saved")
         self._pump()
+
+    def _checksum(self, state: ThinDocState, msg: p.Checksum) -> None:
+        """Tell the server about each node that failed the checksum; the core then rejoins."""
+        for node in state.on_checksum(msg):
+            log.warning("%s diverged at version %d: resync", node, msg.version, extra=self._ids())
+            self._send(p.Diverged(doc=self.doc_id, version=msg.version, node=node))
+            self._connected = False
+            self._emit("diverged", {"node": node, "version": msg.version})
 
     def _changes(self, ops: builtins.list[Any], origin: Origin) -> None:
         state = self._state

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from cowrite import protocol as p
+from cowrite.client import checksum
 from cowrite.client.values import (
     SEQ_KINDS,
     Kind,
@@ -130,6 +131,9 @@ class ThinDocState:
         self.rejoin_needed = False
         """True when the shell must send ``join_message()`` (a gap, a resync, a refused version)."""
         self.max_batch_ops = max_batch_ops
+        self.checks = 0
+        """``checksum`` messages verified (at our version); ``divergences``: how many failed."""
+        self.divergences = 0
         self._want_snapshot = False
         self._prefix = edit_id_prefix or secrets.token_hex(6)
         self._edits = 0
@@ -398,6 +402,13 @@ class ThinDocState:
             self.request_rejoin()
             return ErrorOutcome("rejoin")
         return ErrorOutcome("ignore")
+
+    def on_checksum(self, msg: p.Checksum) -> list[str]:
+        """Verify our copy (``client.checksum``); the nodes that failed (a snapshot rejoin is
+        then requested)."""
+        diverged = checksum.verify(self, msg)
+        self.divergences += len(diverged)
+        return diverged
 
     def on_resync(self) -> None:
         """The server asked for a rejoin (``resync``)."""

@@ -45,6 +45,7 @@ from cowrite.engine.ops import (
 )
 from cowrite.engine.ops import Op as EngineOp
 from cowrite.engine.rebase import Anchor, EditLog, anchor_at, apply_index_edit, resolve_anchor
+from cowrite.rooms.checksum import ChecksumSchedule
 from cowrite.rooms.peers import PeerCursor, PeerEntry, RemoteMember, WireAnchor
 from cowrite.rooms.wire import (
     UnknownNode,
@@ -140,6 +141,8 @@ class Room:
         """Names this room's numbering of versions (see the module docstring)."""
         self._idle_check_ms = 0
         """No member can turn idle before this (``tick`` does nothing until then)."""
+        self.checks = ChecksumSchedule(doc_id, doc)
+        """When thin clients get a ``checksum`` to verify their copy against."""
 
     @property
     def version(self) -> int:
@@ -409,6 +412,10 @@ class Room:
                 vv=self._origins[version].vv,
             )
             broadcast = [(remote, "thin"), (relay, "replica")]
+            check = self.checks.after(version, [n for n, _ in seq_changes])
+            if check is not None:
+                reply.append(check)
+                broadcast.append((check, "thin"))
         else:  # what the engine did is not known op by op: thin clients reload the document
             resync = p.Resync(doc=self.doc_id, reason="the document changed unexpectedly")
             reply = [
@@ -629,6 +636,9 @@ class Room:
                     "thin",
                 )
             )
+            check = self.checks.after(version, [n for n, _ in seq_changes])
+            if check is not None:
+                broadcast.append((check, "thin"))
         else:  # the engine changed more than it reported: thin clients must reload
             broadcast.append(
                 (p.Resync(doc=self.doc_id, reason="the document changed unexpectedly"), "thin")
@@ -694,6 +704,9 @@ class Room:
                 vv=self._origins[version].vv,
             )
             broadcast.append((remote, "thin"))
+            check = self.checks.after(version, [n for n, _ in seq_changes])
+            if check is not None:
+                broadcast.append((check, "thin"))
         else:
             broadcast.append(
                 (p.Resync(doc=self.doc_id, reason="the document changed unexpectedly"), "thin")
@@ -888,7 +901,16 @@ class Room:
         return woke
 
     def tick(self, now_ms: int) -> Outcome:
-        """Mark members idle after ``idle_after_ms`` without activity."""
+        """Mark members idle after ``idle_after_ms`` without activity; send the checksums that
+        wait for the room to be quiet."""
+        out = self._idle(now_ms)
+        check = self.checks.when_quiet(self.version, now_ms)
+        if check is not None:
+            out.broadcast.append((check, "thin"))
+        return out
+
+    def _idle(self, now_ms: int) -> Outcome:
+        """Members without activity for ``idle_after_ms`` turn inactive (broadcast)."""
         if now_ms < self._idle_check_ms:
             return Outcome()  # (a scan of every member each second costs when thousands idle)
         idle = []

@@ -360,6 +360,8 @@ class Connection:
                 await hub.chat_delete(self, msg)
             elif isinstance(msg, p.ChatHistory):
                 await hub.chat_history(self, msg)
+            elif isinstance(msg, p.Diverged):
+                self._diverged(msg)
             elif isinstance(msg, p.Hello):
                 self.error(p.ErrorCode.BAD_MESSAGE, "hello was already received")
             # Pong: nothing to do beyond last_seen
@@ -373,6 +375,17 @@ class Connection:
         except Exception:
             log.exception("failed to handle a message", extra=self._ids())
             self.error(p.ErrorCode.INTERNAL, "internal error", doc=doc, edit=edit_id)
+
+    def _diverged(self, msg: p.Diverged) -> None:
+        """A thin client's copy failed a checksum (it resyncs by itself): count it, log it."""
+        if msg.doc not in self.docs:
+            self.error(p.ErrorCode.NOT_JOINED, f"join {msg.doc} first", doc=msg.doc)
+            return
+        if not self._rate_ok():
+            return  # the edit budget bounds the log lines a client can cause
+        self.metrics.divergences.inc()
+        extra = {**self._ids(), "doc": msg.doc, "version": msg.version, "node": msg.node}
+        log.warning("thin client diverged from the server: it resyncs", extra=extra)
 
 
 class Shared:

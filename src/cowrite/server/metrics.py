@@ -38,6 +38,11 @@ class Metrics:
         self.disconnects = Counter(
             "cowrite_disconnects", "Connections closed, by reason", ["reason"], registry=r
         )
+        self.divergences = Counter(
+            "cowrite_thin_divergences",
+            "Thin clients whose copy failed a checksum (each resyncs)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

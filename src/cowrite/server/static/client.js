@@ -403,6 +403,39 @@ function diffArrays(a, b, deep = false) {
   return normalize([start, b.slice(start, b.length - end), -(a.length - start - end)]);
 }
 
+// src/checksum.js
+var TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 3988292384 ^ c >>> 1 : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+var encoder = new TextEncoder();
+function textChecksum(text) {
+  const bytes = encoder.encode(text);
+  let crc = 4294967295;
+  for (let i = 0; i < bytes.length; i++) crc = TABLE[(crc ^ bytes[i]) & 255] ^ crc >>> 8;
+  return (crc ^ 4294967295) >>> 0;
+}
+function verify(state, msg, outstanding) {
+  if (state.version !== msg.version || !state.joined) return [];
+  const diverged = [];
+  for (const [node, expected] of Object.entries(msg.sums || {})) {
+    if (state.kind(node) !== "text") continue;
+    const server = state.server.has(node) ? state.server.get(node) : "";
+    if (typeof server !== "string") continue;
+    const mine = outstanding(node);
+    const local = state.local.has(node) ? state.local.get(node) : "";
+    if (textChecksum(server) === expected && (mine || local === server)) continue;
+    diverged.push(node);
+    if (!mine && typeof local === "string") state.server.set(node, local);
+  }
+  return diverged;
+}
+
 // src/thin.js
 var SEQ_KINDS = /* @__PURE__ */ new Set(["text", "list"]);
 var KINDS = ["text", "list", "map", "register", "counter"];
@@ -475,6 +508,7 @@ var ThinDocState = class {
     this.joined = false;
     this.rejoinNeeded = false;
     this.maxBatchOps = maxBatchOps;
+    this.divergences = 0;
     this._wantSnapshot = false;
     this._prefix = editIdPrefix || randomHex(6);
     this._edits = 0;
@@ -708,6 +742,16 @@ var ThinDocState = class {
       return { action: "rejoin", changes: [] };
     }
     return { action: "ignore", changes: [] };
+  }
+  /** Verify our copy against a `checksum` (checksum.js): the nodes that failed, after which a
+   *  snapshot rejoin is requested. */
+  onChecksum(msg) {
+    const seq = (node) => slotKey("seq", node);
+    const outstanding = (node) => this.pending.has(seq(node)) || Boolean(this.inflight?.ops.has(seq(node)));
+    const diverged = verify(this, msg, outstanding);
+    this.divergences += diverged.length;
+    if (diverged.length) this.requestRejoin({ snapshot: true });
+    return diverged;
   }
   onResync() {
     this.requestRejoin();
@@ -1660,6 +1704,12 @@ var DocumentSession = class extends Emitter {
       }
       case "resync":
         this.state.onResync();
+        return;
+      case "checksum":
+        for (const node of this.state.onChecksum(msg)) {
+          this.client.send({ type: "diverged", doc: this.id, version: msg.version, node });
+          this.emit("diverged", { node, version: msg.version });
+        }
         return;
       case "saving":
         this.savingPending = msg.pending;
