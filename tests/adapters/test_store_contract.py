@@ -508,6 +508,44 @@ async def test_delete_chat_is_soft_and_idempotent(store: Store) -> None:
         await store.edit_chat("d", m1.id, author_id="u", text="back", now_ms=T0)
 
 
+# --- integers out of range ------------------------------------------------------------------------
+
+OUT_OF_RANGE = [2**63, -(2**63) - 1, 2**100]
+
+
+@pytest.mark.parametrize("bad", OUT_OF_RANGE)
+async def test_out_of_range_integers_are_refused_and_the_store_carries_on(
+    store: Store, bad: int
+) -> None:
+    """Every integer reaching a store is bounded to 64 bits: a larger one is a `ValueError` for
+    that call only (it once killed the SQLite writer: nothing was stored after it)."""
+    await store.create_document("d", title="", now_ms=T0)
+    message = await store.add_chat("d", author_id="u", author_name="U", text="hi", now_ms=T0)
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.edit_chat("d", bad, author_id="u", text="x", now_ms=T0),
+        lambda: store.delete_chat("d", bad, author_id="u", now_ms=T0),
+        lambda: store.edit_chat("d", message.id, author_id="u", text="x", now_ms=bad),
+        lambda: store.delete_chat("d", message.id, author_id="u", now_ms=bad),
+        lambda: store.chat_history("d", before=bad),
+        lambda: store.chat_history("d", limit=bad),
+        lambda: store.add_chat("d", author_id="u", author_name="U", text="x", now_ms=bad),
+        lambda: store.append_update("d", b"u", now_ms=bad),
+        lambda: store.updates_since("d", bad),
+        lambda: store.save_snapshot("d", b"s", bad),
+        lambda: store.prune_edit_keys("d", bad),
+        lambda: store.create_document("e", title="", now_ms=bad),
+        lambda: store.update_title("d", "t", now_ms=bad),
+        lambda: store.list_documents(limit=bad),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError):
+            await call()
+    assert await store.append_update("d", b"u", now_ms=T0) == 1
+    edited = await store.edit_chat("d", message.id, author_id="u", text="yo", now_ms=T0 + 1)
+    assert edited.text == "yo"
+    assert await store.health()
+
+
 # --- lifecycle ------------------------------------------------------------------------------------
 
 

@@ -907,6 +907,8 @@ class Hub:
             raise RoomError(missing, str(exc)) from None
         except Forbidden as exc:
             raise RoomError(p.ErrorCode.FORBIDDEN, str(exc)) from None
+        except ValueError as exc:  # an argument the store cannot keep (the protocol bounds them)
+            raise RoomError(p.ErrorCode.BAD_MESSAGE, str(exc)) from None
 
     def _chatter(self, peer: Peer, doc_id: str) -> LoadedRoom:
         lr = self.joined(peer, doc_id)

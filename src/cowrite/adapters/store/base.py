@@ -22,6 +22,10 @@ from typing import Protocol
 MAX_DOC_ID_CHARS = 128
 MAX_TITLE_CHARS = 1_000
 MAX_EDIT_KEY_PART_CHARS = 256
+MAX_INT64 = 2**63 - 1
+"""Every integer a store keeps (seqs, chat ids, times) is a signed 64-bit integer (SQLite INTEGER,
+PostgreSQL BIGINT); callers bound what clients send to this at the edge (`cowrite.protocol`)."""
+MIN_INT64 = -(2**63)
 
 _DOC_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 
@@ -149,10 +153,22 @@ def validate_edit_keys(edit_keys: Sequence[EditKey]) -> tuple[EditKey, ...]:
 
 
 def validate_limit(limit: int) -> int:
-    """Return ``limit`` if it is a positive int (a page size)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"invalid limit {limit!r}: expected a positive integer")
+    """Return ``limit`` if it is a positive 64-bit int (a page size)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_INT64:
+        raise ValueError(f"invalid limit {limit!r}: expected a positive 64-bit integer")
     return limit
+
+
+def validate_int(value: int | None, what: str) -> None:
+    """Raise `ValueError` unless ``value`` is None or a signed 64-bit int.
+
+    A larger int cannot be stored (SQLite raises `OverflowError`, asyncpg a `DataError`): refused
+    here, before it reaches a writer, it fails that call only.
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_INT64 <= value <= MAX_INT64:
+        raise ValueError(f"invalid {what} {value!r}: expected a signed 64-bit integer")
 
 
 # --- the protocol -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from cowrite.adapters.store.base import (
     StoreError,
     validate_doc_id,
     validate_edit_keys,
+    validate_int,
     validate_limit,
     validate_title,
 )
@@ -84,6 +85,7 @@ class MemoryStore:
     # documents
 
     async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:
+        validate_int(now_ms, "time")
         self._check_open()
         validate_doc_id(doc_id)
         validate_title(title)
@@ -108,6 +110,7 @@ class MemoryStore:
         return [self._info(self._docs[i]) for i in ids]
 
     async def update_title(self, doc_id: str, title: str, *, now_ms: int) -> DocumentInfo:
+        validate_int(now_ms, "time")
         self._check_open()
         validate_title(title)
         doc = self._doc(doc_id)
@@ -129,6 +132,7 @@ class MemoryStore:
         edit_keys: Sequence[EditKey] = (),
         now_ms: int,
     ) -> int:
+        validate_int(now_ms, "time")
         self._check_open()
         keys = validate_edit_keys(edit_keys)
         doc = self._doc(doc_id)
@@ -148,6 +152,7 @@ class MemoryStore:
         return None if found is None else found[0]
 
     async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
+        validate_int(older_than_ms, "time")
         self._check_open()
         validate_doc_id(doc_id)
         doc = self._docs.get(doc_id)
@@ -173,6 +178,7 @@ class MemoryStore:
         )
 
     async def updates_since(self, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+        validate_int(after_seq, "seq")
         self._check_open()
         doc = self._doc(doc_id)
         if after_seq < doc.snapshot_seq:
@@ -180,6 +186,7 @@ class MemoryStore:
         return [(seq, u) for seq, u in doc.log.items() if seq > after_seq]
 
     async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
+        validate_int(upto_seq, "seq")
         self._check_open()
         doc = self._doc(doc_id)
         if upto_seq < 0 or upto_seq > doc.last_seq:
@@ -198,6 +205,7 @@ class MemoryStore:
     async def add_chat(
         self, doc_id: str, *, author_id: str, author_name: str, text: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(now_ms, "time")
         self._check_open()
         doc = self._doc(doc_id)
         doc.last_chat_id += 1
@@ -217,6 +225,8 @@ class MemoryStore:
     async def edit_chat(
         self, doc_id: str, message_id: int, *, author_id: str, text: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(message_id, "chat message id")
+        validate_int(now_ms, "time")
         self._check_open()
         doc = self._doc(doc_id)
         message = self._own_message(doc, message_id, author_id)
@@ -229,6 +239,8 @@ class MemoryStore:
     async def delete_chat(
         self, doc_id: str, message_id: int, *, author_id: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(message_id, "chat message id")
+        validate_int(now_ms, "time")
         self._check_open()
         doc = self._doc(doc_id)
         message = self._own_message(doc, message_id, author_id)
@@ -240,6 +252,7 @@ class MemoryStore:
     async def chat_history(
         self, doc_id: str, *, before: int | None = None, limit: int = 50
     ) -> list[ChatMessage]:
+        validate_int(before, "chat message id")
         self._check_open()
         validate_doc_id(doc_id)
         validate_limit(limit)

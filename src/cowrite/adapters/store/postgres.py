@@ -62,6 +62,7 @@ from cowrite.adapters.store.base import (
     StoreUnavailable,
     validate_doc_id,
     validate_edit_keys,
+    validate_int,
     validate_limit,
     validate_title,
 )
@@ -323,6 +324,7 @@ class PostgresStore:
     # --- documents ------------------------------------------------------------------------------
 
     async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         _check_text("title", validate_title(title))
         return await self._write(doc_id, lambda c: _create_document(c, doc_id, title, now_ms))
@@ -349,6 +351,7 @@ class PostgresStore:
         return [_info(row) for row in rows]
 
     async def update_title(self, doc_id: str, title: str, *, now_ms: int) -> DocumentInfo:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         _check_text("title", validate_title(title))
         return await self._write(doc_id, lambda c: _update_title(c, doc_id, title, now_ms))
@@ -367,6 +370,7 @@ class PostgresStore:
         edit_keys: Sequence[EditKey] = (),
         now_ms: int,
     ) -> int:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         keys = validate_edit_keys(edit_keys)
         for key in keys:
@@ -387,6 +391,7 @@ class PostgresStore:
         return None if seq is None else int(seq)
 
     async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
+        validate_int(older_than_ms, "time")
         validate_doc_id(doc_id)
         sql = "DELETE FROM edit_keys WHERE doc_id = $1 AND created_ms < $2"
         return await self._write(doc_id, lambda c: _count(c.execute(sql, doc_id, older_than_ms)))
@@ -411,6 +416,7 @@ class PostgresStore:
         return StoredDocument(doc_id, snapshot, snapshot_seq, updates, last_seq)
 
     async def updates_since(self, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+        validate_int(after_seq, "seq")
         validate_doc_id(doc_id)
         rows = await self._read(lambda c: c.fetch(_SINCE_SQL, doc_id, after_seq))
         updates: list[tuple[int, bytes]] = []
@@ -429,6 +435,7 @@ class PostgresStore:
         return updates
 
     async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
+        validate_int(upto_seq, "seq")
         validate_doc_id(doc_id)
         data = bytes(snapshot)
         return await self._write(doc_id, lambda c: _save_snapshot(c, doc_id, data, upto_seq))
@@ -438,6 +445,7 @@ class PostgresStore:
     async def add_chat(
         self, doc_id: str, *, author_id: str, author_name: str, text: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         for what, value in (("author_id", author_id), ("author_name", author_name), ("text", text)):
             _check_text(what, value)
@@ -448,6 +456,8 @@ class PostgresStore:
     async def edit_chat(
         self, doc_id: str, message_id: int, *, author_id: str, text: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(message_id, "chat message id")
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         _check_text("author_id", author_id)
         _check_text("text", text)
@@ -459,6 +469,8 @@ class PostgresStore:
     async def delete_chat(
         self, doc_id: str, message_id: int, *, author_id: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(message_id, "chat message id")
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         _check_text("author_id", author_id)
         return await self._write(
@@ -469,6 +481,7 @@ class PostgresStore:
     async def chat_history(
         self, doc_id: str, *, before: int | None = None, limit: int = 50
     ) -> list[ChatMessage]:
+        validate_int(before, "chat message id")
         validate_doc_id(doc_id)
         validate_limit(limit)
         if before is None:

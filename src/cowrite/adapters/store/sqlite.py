@@ -39,6 +39,7 @@ from cowrite.adapters.store.base import (
     StoreUnavailable,
     validate_doc_id,
     validate_edit_keys,
+    validate_int,
     validate_limit,
     validate_title,
 )
@@ -145,6 +146,7 @@ class SQLiteStore:
     # --- documents ------------------------------------------------------------------------------
 
     async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         validate_title(title)
         return await self._write(lambda c: _create_document(c, doc_id, title, now_ms))
@@ -167,6 +169,7 @@ class SQLiteStore:
         return [DocumentInfo(*row) for row in rows]
 
     async def update_title(self, doc_id: str, title: str, *, now_ms: int) -> DocumentInfo:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         validate_title(title)
         return await self._write(lambda c: _update_title(c, doc_id, title, now_ms))
@@ -187,6 +190,7 @@ class SQLiteStore:
         edit_keys: Sequence[EditKey] = (),
         now_ms: int,
     ) -> int:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         keys = validate_edit_keys(edit_keys)
         data = bytes(update)
@@ -199,6 +203,7 @@ class SQLiteStore:
         return None if row is None else int(row[0])
 
     async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
+        validate_int(older_than_ms, "time")
         validate_doc_id(doc_id)
         sql = "DELETE FROM edit_keys WHERE doc_id = ? AND created_ms < ?"
         return await self._write(lambda c: c.execute(sql, (doc_id, older_than_ms)).rowcount)
@@ -208,10 +213,12 @@ class SQLiteStore:
         return await self._read(lambda c: _load(c, doc_id))
 
     async def updates_since(self, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+        validate_int(after_seq, "seq")
         validate_doc_id(doc_id)
         return await self._read(lambda c: _updates_since(c, doc_id, after_seq))
 
     async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
+        validate_int(upto_seq, "seq")
         validate_doc_id(doc_id)
         data = bytes(snapshot)
         return await self._write(lambda c: _save_snapshot(c, doc_id, data, upto_seq))
@@ -221,6 +228,7 @@ class SQLiteStore:
     async def add_chat(
         self, doc_id: str, *, author_id: str, author_name: str, text: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         return await self._write(
             lambda c: _add_chat(c, doc_id, author_id, author_name, text, now_ms)
@@ -229,6 +237,8 @@ class SQLiteStore:
     async def edit_chat(
         self, doc_id: str, message_id: int, *, author_id: str, text: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(message_id, "chat message id")
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         return await self._write(
             lambda c: _change_chat(c, doc_id, message_id, author_id, text, now_ms, delete=False)
@@ -237,6 +247,8 @@ class SQLiteStore:
     async def delete_chat(
         self, doc_id: str, message_id: int, *, author_id: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(message_id, "chat message id")
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         return await self._write(
             lambda c: _change_chat(c, doc_id, message_id, author_id, "", now_ms, delete=True)
@@ -245,6 +257,7 @@ class SQLiteStore:
     async def chat_history(
         self, doc_id: str, *, before: int | None = None, limit: int = 50
     ) -> list[ChatMessage]:
+        validate_int(before, "chat message id")
         validate_doc_id(doc_id)
         validate_limit(limit)
         if before is None:

@@ -1,0 +1,55 @@
+"""Integers from clients are bounded before they reach the store: one hostile number fails
+that message with a precise error, and the store keeps storing (and acknowledging) everyone's
+edits. Issue 9, item 1: a ``chat_edit`` with ``id >= 2**63`` killed the SQLite writer thread."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # protocol_clients.py, next to this file
+from protocol_clients import ThinClient
+
+HOSTILE = [
+    {"type": "chat_edit", "doc": "d", "id": 2**63, "text": "x"},
+    {"type": "chat_delete", "doc": "d", "id": 2**63},
+    {"type": "chat_edit", "doc": "d", "id": 2**70, "text": "x"},
+    {"type": "chat_delete", "doc": "d", "id": -(2**63) - 1},
+    {"type": "chat_history", "doc": "d", "before": 2**63},
+    {"type": "join", "doc": "d", "version": 2**63},
+    {"type": "edit", "doc": "d", "edit_id": "big", "version": 2**64, "ops": [
+        {"type": "seq", "node": "text:body", "edit": ["x"]}
+    ]},
+]
+
+
+@pytest.mark.parametrize("frame", HOSTILE, ids=lambda f: f"{f['type']}")
+async def test_out_of_range_integers_get_bad_message_and_edits_are_still_stored(
+    server: Any, frame: dict[str, Any]
+) -> None:
+    a = await ThinClient.connect(server.ws_url, "a", "d")
+    b = await ThinClient.connect(server.ws_url, "b", "d")
+    await a.send({"type": "chat_send", "doc": "d", "text": "hello"})
+    mine = (await a.expect("chat"))["message"]
+
+    await b.send(frame)
+    error = await b.expect("error")
+    assert error["code"] == "bad_message"
+    assert "at `$." in error["message"]  # names the field
+
+    # the store still stores and acknowledges, for everyone, and chat still works
+    a.insert("text:body", 0, "still here")
+    await a.settle(0)
+    await b.settle(a.version)
+    assert b.text("text:body") == "still here"
+    await a.send({"type": "chat_edit", "doc": "d", "id": mine["id"], "text": "edited"})
+    assert (await b.expect("chat"))["message"]["text"] == "edited"
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(server.url + "/healthz")).status_code == 200
+        assert (await http.get(server.url + "/readyz")).status_code == 200
+    await a.close()
+    await b.close()
