@@ -170,7 +170,7 @@ async def test_a_statement_failing_in_a_batch_fails_only_its_own_call(dsn: str) 
         await store.create_document("d", title="", now_ms=T0)
         results = await asyncio.gather(
             store.append_update("d", b"1", now_ms=T0),
-            store.append_update("d", b"bad", now_ms=2**70),  # not a BIGINT: the statement fails
+            store._write("d", lambda c: c.execute("SELECT 1 / 0")),  # the statement fails
             store.add_chat("d", author_id="u", author_name="U", text="hi", now_ms=T0),
             store.append_update("d", b"2", now_ms=T0),
             return_exceptions=True,
@@ -181,6 +181,8 @@ async def test_a_statement_failing_in_a_batch_fails_only_its_own_call(dsn: str) 
         assert results[3] == 2
         loaded = await store.load("d")
         assert loaded is not None and loaded.updates == [(1, b"1"), (2, b"2")]
+        with pytest.raises(ValueError):  # not a BIGINT: refused before it reaches the writer
+            await store.append_update("d", b"bad", now_ms=2**70)
 
 
 async def test_close_finishes_writes_already_submitted(dsn: str) -> None:
@@ -359,3 +361,4 @@ def test_only_postgresql_urls_are_accepted() -> None:
         with pytest.raises(ValueError, match="postgresql://"):
             PostgresStore(dsn)
     assert "secret" not in repr(PostgresStore("postgresql://u:secret@h/db"))
+

@@ -4,6 +4,9 @@ edits. Issue 9, item 1: a ``chat_edit`` with ``id >= 2**63`` killed the SQLite w
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # protocol_clients.py, next to this file
+from cowrite.adapters.store import StoreUnavailable
+
+sys.path.insert(0, str(Path(__file__).parent))  # protocol_clients.py, conftest.py, next to this
+from conftest import start_server
 from protocol_clients import ThinClient
 
 HOSTILE = [
@@ -21,9 +27,13 @@ HOSTILE = [
     {"type": "chat_delete", "doc": "d", "id": -(2**63) - 1},
     {"type": "chat_history", "doc": "d", "before": 2**63},
     {"type": "join", "doc": "d", "version": 2**63},
-    {"type": "edit", "doc": "d", "edit_id": "big", "version": 2**64, "ops": [
-        {"type": "seq", "node": "text:body", "edit": ["x"]}
-    ]},
+    {
+        "type": "edit",
+        "doc": "d",
+        "edit_id": "big",
+        "version": 2**64,
+        "ops": [{"type": "seq", "node": "text:body", "edit": ["x"]}],
+    },
 ]
 
 
@@ -53,3 +63,41 @@ async def test_out_of_range_integers_get_bad_message_and_edits_are_still_stored(
         assert (await http.get(server.url + "/readyz")).status_code == 200
     await a.close()
     await b.close()
+
+
+class _Crash(BaseException):
+    """Not an ``Exception``: stands for a bug that kills the writer thread itself."""
+
+
+def _crash(c: sqlite3.Connection) -> None:
+    raise _Crash("writer thread killed (test)")
+
+
+async def test_healthz_is_unhealthy_while_the_writer_is_dead_and_cannot_restart(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    running, task = await start_server(make_settings(data=str(folder / "cowrite.db")))
+    try:
+        a = await ThinClient.connect(running.ws_url, "a", "d")
+        store = running.state.store
+        with pytest.raises(StoreUnavailable):
+            await store._write(_crash)
+        async with httpx.AsyncClient() as http:
+            # a crashed writer is restarted: the process is healthy and edits are acknowledged
+            assert (await http.get(running.url + "/healthz")).status_code == 200
+            a.insert("text:body", 0, "saved")
+            await a.settle(0)
+            with pytest.raises(StoreUnavailable):
+                await store._write(_crash)
+            shutil.rmtree(folder)  # ...unless it cannot be: then the process says so
+            health = await http.get(running.url + "/healthz")
+            assert health.status_code == 503 and "writer" in health.text
+            assert (await http.get(running.url + "/readyz")).status_code == 503
+            folder.mkdir()
+            assert (await http.get(running.url + "/healthz")).status_code == 200
+        await a.close()
+    finally:
+        running.server.should_exit = True
+        await asyncio.wait_for(task, 20)

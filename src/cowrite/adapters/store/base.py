@@ -196,6 +196,12 @@ class Store(Protocol):
         """Return whether the store can serve reads and writes now (for /readyz). Never raises."""
         ...
 
+    async def alive(self) -> bool:
+        """Return False only if this store can never write again in this process (its writer
+        died and could not be restarted): /healthz, so that the process gets restarted. A
+        database that is down for now is `health`'s business, not this. Never raises."""
+        ...
+
     # documents
 
     async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:

@@ -82,6 +82,9 @@ class MemoryStore:
     async def health(self) -> bool:
         return self._open
 
+    async def alive(self) -> bool:
+        return True  # no writer to lose
+
     # documents
 
     async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:

@@ -238,6 +238,7 @@ class PostgresStore:
         self._deadlock_retries = deadlock_retries
         self.stats = WriterStats()
         self._writer: _Writer | None = None
+        self._restarting = asyncio.Lock()
         self._pool: Any = None
 
     def __repr__(self) -> str:
@@ -376,7 +377,7 @@ class PostgresStore:
         for key in keys:
             _check_text("edit key", key.client_id)
             _check_text("edit key", key.edit_id)
-        writer = self._open_writer()
+        writer = await self._running_writer()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         writer.submit(_Append(doc_id, bytes(update), keys, now_ms, future))
         return await future
@@ -502,8 +503,41 @@ class PostgresStore:
             raise StoreError("the store is not open")
         return self._writer
 
-    async def _write(self, doc_id: str, fn: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _running_writer(self) -> _Writer:
+        """The writer, replaced first if its task crashed (a bug: jobs fail one by one, not the
+        task). Raises `StoreUnavailable` while a new one cannot connect."""
         writer = self._open_writer()
+        if not writer.crashed:
+            return writer
+        async with self._restarting:
+            if self._writer is writer:
+                log.error("restarting the crashed postgres writer")
+                fresh = _Writer(
+                    self._connect,
+                    stats=self.stats,
+                    max_batch=self._max_batch,
+                    deadlock_retries=self._deadlock_retries,
+                    rollback_timeout_s=self._command_timeout_s,
+                )
+                await fresh.start()
+                self._writer = fresh
+            return self._open_writer()
+
+    async def alive(self) -> bool:
+        """False only when the writer task crashed and a new one fails for a reason other than
+        PostgreSQL being unreachable (that is /readyz's business)."""
+        if self._writer is None:
+            return True
+        try:
+            await self._running_writer()
+        except StoreUnavailable:
+            return True
+        except Exception:
+            return False
+        return True
+
+    async def _write(self, doc_id: str, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        writer = await self._running_writer()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         writer.submit(_Call(doc_id, fn, future))
         return await future
@@ -605,6 +639,8 @@ class _Writer:
         self._conn: Conn = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.crashed = False
+        """The task died of an unexpected error: this writer takes no more jobs."""
 
     async def start(self) -> None:
         """Connect (raising `StoreUnavailable` if impossible) and start the task."""
@@ -617,6 +653,8 @@ class _Writer:
         return self._task is not None and not self._task.done() and not self._stopping
 
     def submit(self, job: _Job) -> None:
+        if self.crashed:
+            raise StoreUnavailable("the postgres writer crashed")
         if self._stopping or self._task is None or self._task.done():
             raise StoreError("the store is closed")
         self._queue.put_nowait(job)
@@ -659,6 +697,7 @@ class _Writer:
         except BaseException as exc:  # a bug here, or the loop is going away: fail every waiter
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("postgres writer task crashed")
+                self.crashed = True
             self._stopping = True
             crashed = StoreUnavailable(f"the postgres writer stopped: {exc!r}")
             while True:

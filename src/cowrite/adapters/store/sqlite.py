@@ -17,6 +17,7 @@ machine going down; choose it only if losing the last second of edits on power l
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import threading
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from cowrite.adapters.store.base import Store
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -92,6 +95,8 @@ class SQLiteStore:
         self.stats = WriterStats()
         self._writer: BatchWriter | None = None
         self._readers: _ReaderPool | None = None
+        self._restarting: asyncio.Lock | None = None
+        self.writer_restarts = 0
 
     @property
     def commit_count(self) -> int:
@@ -115,12 +120,50 @@ class SQLiteStore:
     async def open(self) -> None:
         if self._writer is not None:
             raise StoreError("the store is already open")
+        self._writer = await self._start_writer()
+        self._restarting = asyncio.Lock()
+        self._readers = _ReaderPool(self._connect_reader, self._reader_count)
+
+    async def _start_writer(self) -> BatchWriter:
         conn = await asyncio.to_thread(self._open_writer_connection)
-        self._writer = BatchWriter(
+        writer = BatchWriter(
             conn, stats=self.stats, max_batch=self._max_batch, name="cowrite-sqlite-writer"
         )
-        self._writer.start()
-        self._readers = _ReaderPool(self._connect_reader, self._reader_count)
+        writer.start()
+        return writer
+
+    async def _running_writer(self) -> BatchWriter:
+        """The writer, restarted first if its thread crashed (one restart for all callers).
+
+        Raises `StoreUnavailable` if it crashed and cannot be started again (then `alive` is
+        False), `StoreError` if the store is not open.
+        """
+        writer, lock = self._writer, self._restarting
+        if writer is None or lock is None:
+            raise StoreError("the store is not open")
+        if not writer.crashed:
+            return writer
+        async with lock:
+            if self._writer is writer:  # nobody restarted it meanwhile
+                log.error("restarting the crashed sqlite writer")
+                self._writer = await self._start_writer()  # raises StoreUnavailable
+                self.writer_restarts += 1
+            if self._writer is None:
+                raise StoreError("the store is closed")
+            return self._writer
+
+    async def alive(self) -> bool:
+        """False only when the writer died and cannot be restarted: the process is broken (this
+        is what /healthz reports; a database that is merely busy is /readyz's business)."""
+        if self._writer is None:
+            return True  # not opened yet, or closed on purpose
+        try:
+            await self._running_writer()
+        except StoreUnavailable:
+            return False
+        except StoreError:
+            return True
+        return True
 
     async def close(self) -> None:
         writer, readers = self._writer, self._readers
@@ -132,8 +175,11 @@ class SQLiteStore:
         await asyncio.to_thread(readers.close)
 
     async def health(self) -> bool:
-        writer = self._writer
-        if writer is None or not writer.is_alive():
+        try:
+            writer = await self._running_writer()
+        except StoreError:
+            return False
+        if not writer.is_alive():
             return False
         try:
             row = await asyncio.wait_for(
@@ -274,9 +320,8 @@ class SQLiteStore:
     # --- plumbing -------------------------------------------------------------------------------
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._writer is None:
-            raise StoreError("the store is not open")
-        return await self._writer.submit(fn)
+        writer = await self._running_writer()
+        return await writer.submit(fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._readers is None:
