@@ -51,6 +51,7 @@ class ErrorCode(StrEnum):
     DOCUMENT_TOO_LARGE = "document_too_large"
     ROOM_FULL = "room_full"  # connections per document
     NOT_FOUND = "not_found"  # chat message
+    EDIT_ID_REUSED = "edit_id_reused"  # an edit id already used for an edit with other content
     UNAVAILABLE = "unavailable"  # storage down: edits are not acknowledged
     INTERNAL = "internal"
 

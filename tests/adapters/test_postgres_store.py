@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cowrite.adapters.store import EditKey, StoreError, StoreUnavailable
-from cowrite.adapters.store.postgres import SCHEMA_VERSION, PostgresStore
+from cowrite.adapters.store import DuplicateEdit, EditKey, StoredEdit, StoreError, StoreUnavailable
+from cowrite.adapters.store.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStore
 
 sys.path.insert(0, str(Path(__file__).parent))  # services.py, next to this file
 import services
@@ -321,6 +321,27 @@ async def test_schema_version_is_recorded_and_a_newer_one_refused(dsn: str) -> N
     assert await store.health() is False
 
 
+async def test_a_version_1_database_is_migrated_and_its_edit_keys_still_count(dsn: str) -> None:
+    server = services.shared_postgres()
+    database = dsn.rsplit("/", 1)[1]
+    statements = [
+        "CREATE TABLE schema_version (version BIGINT NOT NULL)",
+        "INSERT INTO schema_version VALUES (1)",
+        *MIGRATIONS[0],
+        "INSERT INTO documents (id, title, created_ms, updated_ms, last_seq) "
+        "VALUES ('d', '', 0, 0, 1)",
+        "INSERT INTO updates VALUES ('d', 1, '\\x00', 0)",
+        "INSERT INTO edit_keys VALUES ('d', 'c', 'e', 1, 0)",
+    ]
+    server.psql(";\n".join(statements), database)
+    async with PostgresStore(dsn) as store:
+        assert await store.lookup_edit("d", "c", "e") == StoredEdit(1, "")
+        with pytest.raises(DuplicateEdit):
+            await store.append_update("d", b"again", edit_keys=[EditKey("c", "e")], now_ms=T0)
+        seq = await store.append_update("d", b"x", edit_keys=[EditKey("c", "f", "h")], now_ms=T0)
+        assert await store.lookup_edit("d", "c", "f") == StoredEdit(seq, "h")
+
+
 async def test_document_order_is_bytewise_whatever_the_database_locale() -> None:
     server = services.shared_postgres()
     name = f"icu_{time.monotonic_ns()}"
@@ -361,4 +382,3 @@ def test_only_postgresql_urls_are_accepted() -> None:
         with pytest.raises(ValueError, match="postgresql://"):
             PostgresStore(dsn)
     assert "secret" not in repr(PostgresStore("postgresql://u:secret@h/db"))
-

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from cowrite.adapters.store import SQLiteStore, StoreError, StoreUnavailable
+from cowrite.adapters.store import (
+    DuplicateEdit,
+    EditKey,
+    SQLiteStore,
+    StoredEdit,
+    StoreError,
+    StoreUnavailable,
+)
+from cowrite.adapters.store._schema import MIGRATIONS
 
 T0 = 1_700_000_000_000
 
@@ -61,7 +69,7 @@ async def test_database_uses_wal_and_records_its_schema_version(tmp_path: Path) 
         conn = sqlite3.connect(db)
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
         finally:
             conn.close()
 
@@ -73,6 +81,31 @@ async def test_reopening_keeps_the_schema_and_data(tmp_path: Path) -> None:
     async with SQLiteStore(db) as store:
         info = await store.get_document("d")
         assert info is not None and info.title == "T"
+
+
+async def test_a_version_1_database_is_migrated_and_its_edit_keys_still_count(
+    tmp_path: Path,
+) -> None:
+    """Schema 2 adds the payload digest of edit keys; keys stored before have none ("")."""
+    db = tmp_path / "db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO documents (id, title, created_ms, updated_ms, last_seq) "
+        "VALUES ('d', '', 0, 0, 1)"
+    )
+    conn.execute("INSERT INTO updates VALUES ('d', 1, x'00', 0)")
+    conn.execute("INSERT INTO edit_keys VALUES ('d', 'c', 'e', 1, 0)")
+    conn.close()
+    async with SQLiteStore(db) as store:
+        assert await store.lookup_edit("d", "c", "e") == StoredEdit(1, "")
+        with pytest.raises(DuplicateEdit):
+            await store.append_update("d", b"again", edit_keys=[EditKey("c", "e")], now_ms=T0)
+        seq = await store.append_update("d", b"x", edit_keys=[EditKey("c", "f", "h")], now_ms=T0)
+        assert await store.lookup_edit("d", "c", "f") == StoredEdit(seq, "h")
 
 
 async def test_a_database_from_a_newer_cowrite_is_refused(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from cowrite.adapters.store import (
     StoreError,
 )
 from cowrite.engine.document import Document
+from cowrite.rooms.edit_keys import key_client
 from cowrite.rooms.room import Member, Outcome, Room, RoomError, RoomLimits
 from cowrite.server.auth import Identity
 from cowrite.server.cluster import (
@@ -428,7 +429,7 @@ class Hub:
                     self.store.append_update(
                         doc_id,
                         o.persist or b"",
-                        edit_keys=[EditKey(c, e) for c, e in o.edit_keys],
+                        edit_keys=[EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
                         now_ms=now,
                     )
                     for o in todo
@@ -728,7 +729,13 @@ class Hub:
                 mode=msg.mode,
                 rights=rights,
                 last_active_ms=self.now_ms(),
+                owner=peer.identity.user_id,
             )
+            if msg.inflight is not None and msg.mode == "thin":
+                # its batch may be stored and forgotten here (folded into a snapshot before a
+                # reload, or more edits ago than the room remembers): the store tells
+                await self._recognise_inflight(peer, msg)
+                lr = self.joined(peer, msg.doc)
             previous = lr.room.members.get(peer.session)
             if previous is not None:  # a rejoin keeps the user's presence fields
                 member.user = previous.user
@@ -769,8 +776,13 @@ class Hub:
         lr = self.joined(peer, msg.doc)
         first = peer.session in lr.check_store
         lr.check_store.discard(peer.session)
-        if lr.room.seen(peer.client_id, msg.edit_id) is None and (
-            msg.version < lr.loaded_version or (first and self.cluster is not None)
+        # Memory knows every edit applied here at a version after both ``loaded_version`` and
+        # ``forgotten_upto``, and an edit made at version V is applied after V. Otherwise (and
+        # for a client's first edit after a join: a resend, maybe rebased to a newer version)
+        # the store is asked.
+        room = lr.room
+        if room.seen(_key_client(peer), msg.edit_id) is None and (
+            first or msg.version < lr.loaded_version or msg.version <= room.forgotten_upto
         ):
             try:
                 await self._recognise(peer, msg)
@@ -786,19 +798,37 @@ class Hub:
     async def _recognise(self, peer: Peer, msg: p.Edit) -> None:
         """Maybe applied by an earlier run of the server, or (sent before a reconnect) by
         another instance: the store knows. Raises StoreError while it cannot tell."""
-        seq = await self.store.find_edit(msg.doc, peer.client_id, msg.edit_id)
-        lr = self.joined(peer, msg.doc)  # still there after the await
+        await self._recognise_key(peer, msg.doc, msg.edit_id)
+
+    async def _recognise_inflight(self, peer: Peer, msg: p.Join) -> None:
+        """Before a thin client's ``joined``: is the batch it names in ``inflight`` stored?
+
+        If so the room remembers it, and the ``joined`` says it was applied (``acked``, or a
+        snapshot and an ack of the resend naming a version the client has), instead of handing
+        the client changes that contain it for it to apply twice. The store down: the client's
+        first edit is checked again (``check_store``)."""
+        assert msg.inflight is not None
+        with contextlib.suppress(StoreError):
+            await self._recognise_key(peer, msg.doc, msg.inflight)
+
+    async def _recognise_key(self, peer: Peer, doc_id: str, edit_id: str) -> None:
+        client = _key_client(peer)
+        lr = self.rooms.get(doc_id)
+        if lr is None or lr.room.seen(client, edit_id) is not None:
+            return
+        stored = await self.store.lookup_edit(doc_id, client, edit_id)
+        lr = self.joined(peer, doc_id)  # still there after the await
         room = lr.room
-        if seq is None or room.seen(peer.client_id, msg.edit_id) is not None:
+        if stored is None or room.seen(client, edit_id) is not None:
             return
         if self.cluster is None:
-            room.remember((peer.client_id, msg.edit_id), seq)
+            room.remember((client, edit_id), stored.seq, stored.digest)
             return
         # merge it here first: the ack names this instance's version of it
-        await self._caught_up(msg.doc, lr)
-        room = self.joined(peer, msg.doc).room
-        if room.seen(peer.client_id, msg.edit_id) is None:
-            room.remember((peer.client_id, msg.edit_id), room.version)
+        await self._caught_up(doc_id, lr)
+        room = self.joined(peer, doc_id).room
+        if room.seen(client, edit_id) is None:
+            room.remember((client, edit_id), room.version, stored.digest)
 
     async def _edit_later(self, peer: Peer, msg: p.Edit, t0: float) -> None:
         delay = 0.1
@@ -927,6 +957,11 @@ class Hub:
         outcome = Outcome(reply=[msg], broadcast=[(msg, "all")])
         outcome.broadcast.extend(lr.room.touch(peer.session, self.now_ms()).broadcast)
         self.submit(lr, outcome, peer, time.monotonic())
+
+
+def _key_client(peer: Peer) -> str:
+    """The client part of ``peer``'s edit keys: its client id scoped by its user."""
+    return key_client(peer.identity.user_id, peer.client_id)
 
 
 def _chat(m: ChatMessage) -> p.ChatMessage:

@@ -53,6 +53,21 @@ class Compacted(StoreError):
     """The log entries asked for were folded into a snapshot: load the document instead."""
 
 
+class DuplicateEdit(StoreError):
+    """`append_update` was given an edit key the document already has: nothing was stored.
+
+    ``seq`` is the update that carried the key first and ``digest`` the payload digest stored with
+    it. The caller applied the same edit twice (two instances, one client whose connection split):
+    it must not acknowledge the second copy as a new edit.
+    """
+
+    def __init__(self, key: EditKey, seq: int, digest: str) -> None:
+        super().__init__(f"edit {key.client_id!r}/{key.edit_id!r} is already stored at {seq}")
+        self.key = key
+        self.seq = seq
+        self.digest = digest
+
+
 class StoreUnavailable(StoreError):
     """The backing database cannot be reached or written right now; the call may be retried.
 
@@ -77,10 +92,23 @@ class DocumentInfo:
 
 @dataclass(frozen=True, slots=True)
 class EditKey:
-    """The client-chosen identity of one edit, for exactly-once acknowledgements."""
+    """The client-chosen identity of one edit, for exactly-once acknowledgements.
+
+    ``digest`` names the edit's payload (``""``: not known), so that a resend of the same key
+    with other content can be told apart from a true resend (`cowrite.rooms.edit_keys`).
+    """
 
     client_id: str
     edit_id: str
+    digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEdit:
+    """What the store knows of an edit key: the seq of the update that carried it, its digest."""
+
+    seq: int
+    digest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +168,8 @@ def validate_title(title: str) -> str:
 
 
 def validate_edit_keys(edit_keys: Sequence[EditKey]) -> tuple[EditKey, ...]:
-    """Return the keys as a tuple if each part is a non-empty string of at most 256 characters."""
+    """Return the keys as a tuple if each part is a non-empty string of at most 256 characters
+    (the digest: at most 256, maybe empty) and no key appears twice."""
     keys = tuple(edit_keys)
     for key in keys:
         for part in (key.client_id, key.edit_id):
@@ -149,6 +178,10 @@ def validate_edit_keys(edit_keys: Sequence[EditKey]) -> tuple[EditKey, ...]:
                     f"invalid edit key {key!r}: client_id and edit_id must be 1-"
                     f"{MAX_EDIT_KEY_PART_CHARS} characters"
                 )
+        if not isinstance(key.digest, str) or len(key.digest) > MAX_EDIT_KEY_PART_CHARS:
+            raise ValueError(f"invalid edit key {key!r}: digest over {MAX_EDIT_KEY_PART_CHARS}")
+    if len({(k.client_id, k.edit_id) for k in keys}) != len(keys):
+        raise ValueError("the same edit key twice in one update")
     return keys
 
 
@@ -246,7 +279,8 @@ class Store(Protocol):
 
         Sequence numbers start at 1 and increase by 1 per append, per document, in the order the
         calls were made, and are never reused (not even after compaction). ``edit_keys`` are stored
-        in the same transaction; a key already present keeps its first seq. Returns only once the
+        in the same transaction, atomically refused if one is already stored (by any writer, any
+        instance): then nothing is stored and `DuplicateEdit` is raised. Returns only once the
         update and its keys are durable: the caller may acknowledge the edits then, not before.
         Raises `NotFound` if the document does not exist.
         """
@@ -256,8 +290,16 @@ class Store(Protocol):
         """Return the seq of the update that carried this edit key, or None if unknown."""
         ...
 
+    async def lookup_edit(self, doc_id: str, client_id: str, edit_id: str) -> StoredEdit | None:
+        """Return the seq and digest stored with this edit key, or None if unknown."""
+        ...
+
     async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
-        """Forget edit keys stored before ``older_than_ms``; return how many were removed."""
+        """Forget edit keys stored before ``older_than_ms``; return how many were removed.
+
+        A pruned key no longer stops a resend of its edit: callers keep keys as long as a client
+        may resend them (docs/architecture.md, "Exactly-once and its horizon").
+        """
         ...
 
     async def load(self, doc_id: str) -> StoredDocument | None:

@@ -17,10 +17,12 @@ from cowrite.adapters.store.base import (
     Compacted,
     DocumentExists,
     DocumentInfo,
+    DuplicateEdit,
     EditKey,
     Forbidden,
     NotFound,
     StoredDocument,
+    StoredEdit,
     StoreError,
     validate_doc_id,
     validate_edit_keys,
@@ -43,8 +45,8 @@ class _Doc:
     snapshot: bytes | None = None
     snapshot_seq: int = 0
     log: dict[int, bytes] = field(default_factory=dict)  # insertion order == seq order
-    # (client_id, edit_id) -> (seq, stored_ms)
-    edit_keys: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    # (client_id, edit_id) -> (seq, stored_ms, digest)
+    edit_keys: dict[tuple[str, str], tuple[int, int, str]] = field(default_factory=dict)
     chat: dict[int, ChatMessage] = field(default_factory=dict)
     last_chat_id: int = 0
 
@@ -139,20 +141,28 @@ class MemoryStore:
         self._check_open()
         keys = validate_edit_keys(edit_keys)
         doc = self._doc(doc_id)
+        for key in keys:  # refused before anything changes
+            known = doc.edit_keys.get((key.client_id, key.edit_id))
+            if known is not None:
+                raise DuplicateEdit(key, known[0], known[2])
         doc.last_seq += 1
         seq = doc.last_seq
         doc.log[seq] = bytes(update)
         for key in keys:
-            doc.edit_keys.setdefault((key.client_id, key.edit_id), (seq, now_ms))
+            doc.edit_keys[key.client_id, key.edit_id] = (seq, now_ms, key.digest)
         doc.info = replace(doc.info, updated_ms=max(doc.info.updated_ms, now_ms))
         return seq
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
+        found = await self.lookup_edit(doc_id, client_id, edit_id)
+        return None if found is None else found.seq
+
+    async def lookup_edit(self, doc_id: str, client_id: str, edit_id: str) -> StoredEdit | None:
         self._check_open()
         validate_doc_id(doc_id)
         doc = self._docs.get(doc_id)
         found = None if doc is None else doc.edit_keys.get((client_id, edit_id))
-        return None if found is None else found[0]
+        return None if found is None else StoredEdit(found[0], found[2])
 
     async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
         validate_int(older_than_ms, "time")
@@ -161,7 +171,7 @@ class MemoryStore:
         doc = self._docs.get(doc_id)
         if doc is None:
             return 0
-        old = [k for k, (_, stored_ms) in doc.edit_keys.items() if stored_ms < older_than_ms]
+        old = [k for k, (_, stored_ms, _) in doc.edit_keys.items() if stored_ms < older_than_ms]
         for key in old:
             del doc.edit_keys[key]
         return len(old)

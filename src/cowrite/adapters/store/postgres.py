@@ -54,10 +54,12 @@ from cowrite.adapters.store.base import (
     Compacted,
     DocumentExists,
     DocumentInfo,
+    DuplicateEdit,
     EditKey,
     Forbidden,
     NotFound,
     StoredDocument,
+    StoredEdit,
     StoreError,
     StoreUnavailable,
     validate_doc_id,
@@ -144,6 +146,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 2: the digest of an edit's payload beside its key (see the SQLite schema).
+    ("ALTER TABLE edit_keys ADD COLUMN digest TEXT NOT NULL DEFAULT ''",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -172,14 +176,22 @@ WITH v AS (
            AS u (doc, pos, data, now_ms)
       JOIN bumped AS b ON b.id = u.doc
 ), keyed AS (
-    INSERT INTO edit_keys (doc_id, client_id, edit_id, seq, created_ms)
-    SELECT k.doc, k.client_id, k.edit_id, b.base + k.pos, k.now_ms
-      FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::bigint[])
-           AS k (doc, pos, client_id, edit_id, now_ms)
+    INSERT INTO edit_keys (doc_id, client_id, edit_id, seq, created_ms, digest)
+    SELECT k.doc, k.client_id, k.edit_id, b.base + k.pos, k.now_ms, k.digest
+      FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::bigint[], $14::text[])
+           AS k (doc, pos, client_id, edit_id, now_ms, digest)
       JOIN bumped AS b ON b.id = k.doc
-    ON CONFLICT DO NOTHING
 )
 SELECT id, base FROM bumped
+"""
+
+# The edit keys of a batch that are already stored (read under the documents' advisory locks, so
+# no other cowrite writer can store one of them before this transaction ends).
+_KNOWN_KEYS_SQL = """
+SELECT e.doc_id, e.client_id, e.edit_id, e.seq, e.digest
+  FROM edit_keys AS e
+  JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (doc, client_id, edit_id)
+    ON e.doc_id = k.doc AND e.client_id = k.client_id AND e.edit_id = k.edit_id
 """
 
 # The snapshot and the log after it, read by one statement, hence from one consistent snapshot.
@@ -377,19 +389,27 @@ class PostgresStore:
         for key in keys:
             _check_text("edit key", key.client_id)
             _check_text("edit key", key.edit_id)
+            _check_text("edit key", key.digest)
         writer = await self._running_writer()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         writer.submit(_Append(doc_id, bytes(update), keys, now_ms, future))
         return await future
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
+        found = await self.lookup_edit(doc_id, client_id, edit_id)
+        return None if found is None else found.seq
+
+    async def lookup_edit(self, doc_id: str, client_id: str, edit_id: str) -> StoredEdit | None:
         validate_doc_id(doc_id)
-        sql = "SELECT seq FROM edit_keys WHERE doc_id = $1 AND client_id = $2 AND edit_id = $3"
+        sql = (
+            "SELECT seq, digest FROM edit_keys "
+            "WHERE doc_id = $1 AND client_id = $2 AND edit_id = $3"
+        )
         if "\x00" in client_id or "\x00" in edit_id:  # could never have been stored
             self._open_writer()
             return None
-        seq = await self._read(lambda c: c.fetchval(sql, doc_id, client_id, edit_id))
-        return None if seq is None else int(seq)
+        row = await self._read(lambda c: c.fetchrow(sql, doc_id, client_id, edit_id))
+        return None if row is None else StoredEdit(int(row[0]), str(row[1]))
 
     async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
         validate_int(older_than_ms, "time")
@@ -832,7 +852,51 @@ def _begin_and_lock(doc_ids: Iterable[str]) -> str:
 
 
 async def _append_run(conn: Conn, run: list[_Append]) -> list[_Outcome]:
-    """Store consecutive appends with one statement; seqs follow the order of ``run``."""
+    """Store consecutive appends with one statement; seqs follow the order of ``run``.
+
+    An append carrying an edit key that is already stored (or carried by an earlier append of
+    this run) stores nothing and fails with `DuplicateEdit`; the others are stored.
+    """
+    refused: dict[int, DuplicateEdit] = {}
+    earlier: dict[int, _Append] = {}  # refused for a key an earlier append of the run carries
+    if any(job.keys for job in run):
+        wanted = [(job.doc_id, k) for job in run for k in job.keys]
+        rows = await conn.fetch(
+            _KNOWN_KEYS_SQL,
+            [d for d, _ in wanted],
+            [k.client_id for _, k in wanted],
+            [k.edit_id for _, k in wanted],
+        )
+        known = {(str(r[0]), str(r[1]), str(r[2])): (int(r[3]), str(r[4])) for r in rows}
+        claimed: dict[tuple[str, str, str], _Append] = {}
+        for job in run:
+            for key in job.keys:
+                ident = (job.doc_id, key.client_id, key.edit_id)
+                if ident in known:
+                    seq, digest = known[ident]
+                    refused[id(job)] = DuplicateEdit(key, seq, digest)
+                    break
+                if ident in claimed:  # its seq is known once the statement ran
+                    earlier[id(job)] = claimed[ident]
+                    refused[id(job)] = DuplicateEdit(key, 0, key.digest)
+                    break
+            else:
+                for key in job.keys:
+                    claimed[job.doc_id, key.client_id, key.edit_id] = job
+    outcomes = await _append_accepted(conn, [job for job in run if id(job) not in refused])
+    done = {id(job): (job, value, error) for job, value, error in outcomes}
+    for i, first in earlier.items():
+        dup = refused[i]
+        first_seq = done[id(first)][1]
+        same = (dup.key.client_id, dup.key.edit_id)
+        digest = next(k.digest for k in first.keys if (k.client_id, k.edit_id) == same)
+        refused[i] = DuplicateEdit(dup.key, int(first_seq or 0), digest)
+    return [done.get(id(job)) or (job, None, refused[id(job)]) for job in run]
+
+
+async def _append_accepted(conn: Conn, run: list[_Append]) -> list[_Outcome]:
+    if not run:
+        return []
     by_doc: dict[str, list[_Append]] = {}
     for job in run:
         by_doc.setdefault(job.doc_id, []).append(job)
@@ -849,26 +913,24 @@ async def _append_run(conn: Conn, run: list[_Append]) -> list[_Outcome]:
     k_client: list[str] = []
     k_edit: list[str] = []
     k_now: list[int] = []
+    k_digest: list[str] = []
     for doc_id, jobs in by_doc.items():
         ids.append(doc_id)
         counts.append(len(jobs))
         sizes.append(sum(len(job.data) for job in jobs))
         nows.append(max(job.now_ms for job in jobs))
-        seen: set[tuple[str, str]] = set()
         for pos, job in enumerate(jobs, 1):
             u_doc.append(doc_id)
             u_pos.append(pos)
             u_data.append(job.data)
             u_now.append(job.now_ms)
             for key in job.keys:
-                if (key.client_id, key.edit_id) in seen:  # the first (lowest) seq wins
-                    continue
-                seen.add((key.client_id, key.edit_id))
                 k_doc.append(doc_id)
                 k_pos.append(pos)
                 k_client.append(key.client_id)
                 k_edit.append(key.edit_id)
                 k_now.append(job.now_ms)
+                k_digest.append(key.digest)
     rows = await conn.fetch(
         _APPEND_SQL,
         ids,
@@ -884,6 +946,7 @@ async def _append_run(conn: Conn, run: list[_Append]) -> list[_Outcome]:
         k_client,
         k_edit,
         k_now,
+        k_digest,
     )
     base = {str(doc_id): int(b) for doc_id, b in rows}
     outcomes: list[_Outcome] = []

@@ -32,10 +32,12 @@ from cowrite.adapters.store.base import (
     Compacted,
     DocumentExists,
     DocumentInfo,
+    DuplicateEdit,
     EditKey,
     Forbidden,
     NotFound,
     StoredDocument,
+    StoredEdit,
     StoreError,
     StoreUnavailable,
     validate_doc_id,
@@ -243,10 +245,13 @@ class SQLiteStore:
         return await self._write(lambda c: _append_update(c, doc_id, data, keys, now_ms))
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
+        found = await self.lookup_edit(doc_id, client_id, edit_id)
+        return None if found is None else found.seq
+
+    async def lookup_edit(self, doc_id: str, client_id: str, edit_id: str) -> StoredEdit | None:
         validate_doc_id(doc_id)
-        sql = "SELECT seq FROM edit_keys WHERE doc_id = ? AND client_id = ? AND edit_id = ?"
-        row = await self._read(lambda c: c.execute(sql, (doc_id, client_id, edit_id)).fetchone())
-        return None if row is None else int(row[0])
+        row = await self._read(lambda c: _stored_edit(c, doc_id, client_id, edit_id))
+        return None if row is None else StoredEdit(int(row[0]), str(row[1]))
 
     async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
         validate_int(older_than_ms, "time")
@@ -433,6 +438,14 @@ def _update_title(c: sqlite3.Connection, doc_id: str, title: str, now_ms: int) -
     return DocumentInfo(*row)
 
 
+def _stored_edit(
+    c: sqlite3.Connection, doc_id: str, client_id: str, edit_id: str
+) -> tuple[int, str] | None:
+    sql = "SELECT seq, digest FROM edit_keys WHERE doc_id = ? AND client_id = ? AND edit_id = ?"
+    row: tuple[int, str] | None = c.execute(sql, (doc_id, client_id, edit_id)).fetchone()
+    return row
+
+
 def _append_update(
     c: sqlite3.Connection,
     doc_id: str,
@@ -440,6 +453,10 @@ def _append_update(
     keys: tuple[EditKey, ...],
     now_ms: int,
 ) -> int:
+    for key in keys:  # the one writer runs this: nobody can store the key in between
+        known = _stored_edit(c, doc_id, key.client_id, key.edit_id)
+        if known is not None:
+            raise DuplicateEdit(key, int(known[0]), str(known[1]))
     row = c.execute(
         "UPDATE documents SET last_seq = last_seq + 1, size_bytes = size_bytes + ?, "
         "updated_ms = MAX(updated_ms, ?) WHERE id = ? RETURNING last_seq",
@@ -453,10 +470,10 @@ def _append_update(
         (doc_id, seq, data, now_ms),
     )
     if keys:
-        c.executemany(
-            "INSERT INTO edit_keys (doc_id, client_id, edit_id, seq, created_ms) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [(doc_id, k.client_id, k.edit_id, seq, now_ms) for k in keys],
+        c.executemany(  # no ON CONFLICT: a key stored meanwhile fails the whole job
+            "INSERT INTO edit_keys (doc_id, client_id, edit_id, seq, created_ms, digest) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(doc_id, k.client_id, k.edit_id, seq, now_ms, k.digest) for k in keys],
         )
     return seq
 
