@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ import websockets
 from cowrite import protocol as p
 from cowrite.client import connect
 from cowrite.client.connection import _Retry
+from cowrite.server.auth import issue
 
 sys.path.insert(0, str(Path(__file__).parent))  # conftest.py, protocol_clients.py
-from conftest import start_server
+from conftest import RawClient, start_server
 from protocol_clients import ThinClient
 
 FAST: dict[str, Any] = {"backoff_base_s": 0.05, "backoff_max_s": 0.2, "flush_timeout_s": 20.0}
@@ -120,6 +122,89 @@ async def test_a_resend_after_more_edits_than_memory_holds_is_applied_once(
         text = running.state.hub.rooms["d"].room.doc.to_json()["body"]
         assert text.count("once") == 1
         await again.close()
+    finally:
+        running.server.should_exit = True
+        await asyncio.wait_for(task, 20)
+
+
+def _edit(edit_id: str, version: int, text: str, at: int = 0) -> dict[str, Any]:
+    edit: list[Any] = [at, text] if at else [text]
+    return {
+        "type": "edit",
+        "doc": "d",
+        "edit_id": edit_id,
+        "version": version,
+        "ops": [{"type": "seq", "node": "text:body", "edit": edit}],
+    }
+
+
+async def test_an_edit_id_reused_for_other_content_is_refused(make_settings: Any) -> None:
+    """Before: acknowledged with the first edit's version, the new content silently dropped.
+    A true resend, even rebased to another version and position, is still acknowledged; the
+    refusal holds after a restart (the digest is in the log and the store)."""
+    settings = make_settings()
+    running, task = await start_server(settings)
+    try:
+        x = await ThinClient.connect(running.ws_url, "x", "d")
+        await x.send(_edit("x-1", 0, "hello"))
+        first = await x.expect("ack")
+        other = await ThinClient.connect(running.ws_url, "o", "d")
+        await other.send(_edit("o-1", 1, ">> "))
+        await other.expect("ack")
+
+        await x.send(_edit("x-1", 1, "world"))
+        error = await x.expect("error")
+        assert error["code"] == "edit_id_reused" and error["edit_id"] == "x-1"
+        await x.send(_edit("x-1", 2, "hello", at=3))  # the same batch, rebased past ">> "
+        assert (await x.expect("ack"))["version"] == first["version"]
+
+        running.server.should_exit = True
+        await asyncio.wait_for(task, 20)
+        running, task = await start_server(settings)
+        y = await ThinClient.connect(running.ws_url, "x", "d")
+        await y.send(_edit("x-1", y.version, "world"))
+        assert (await y.expect("error"))["code"] == "edit_id_reused"
+        await y.send(_edit("x-1", y.version, "hello"))
+        assert (await y.expect("ack"))["version"] == first["version"]
+        assert running.state.hub.rooms["d"].room.doc.to_json()["body"] == ">> hello"
+        await y.close()
+    finally:
+        running.server.should_exit = True
+        await asyncio.wait_for(task, 20)
+
+
+async def test_another_user_cannot_claim_a_victims_edit_ids(make_settings: Any) -> None:
+    """With auth on, ``client_id`` and edit ids are visible in every ``remote``; a writer who
+    reuses them must not make the victim's next edit look like a resend (acked, discarded)."""
+    secret = "an-exactly-once-test-secret-of-32-bytes"
+    running, task = await start_server(make_settings(secret=secret))
+    tokens = {
+        user: issue(secret, user, docs={"*": ["read", "write"]}, expires_at=int(time.time()) + 600)
+        for user in ("alice", "mallory")
+    }
+    try:
+
+        async def join(client_id: str, user: str) -> RawClient:
+            client = await RawClient.connect(running.ws_url, client_id, token=tokens[user])
+            await client.send({"type": "join", "doc": "d", "create": True})
+            await client.expect("joined")
+            return client
+
+        mallory = await join("laptop", "mallory")
+        alice = await join("laptop", "alice")
+        await alice.send(_edit("laptop-1", 0, "dear "))
+        await alice.expect("ack")
+        remote = await mallory.expect("remote", where=lambda m: m["version"] == 1)
+        assert (remote["client_id"], remote["edit_id"]) == ("laptop", "laptop-1")
+        await mallory.send(_edit("laptop-2", 1, "spam "))  # the victim's next edit id
+        await mallory.expect("ack")
+        await alice.send(_edit("laptop-2", 1, "diary", at=5))
+        ack = await alice.expect("ack")
+        assert ack["version"] == 3  # applied, not taken for mallory's edit
+        body = running.state.hub.rooms["d"].room.doc.to_json()["body"]
+        assert "diary" in body and "spam" in body
+        await alice.close()
+        await mallory.close()
     finally:
         running.server.should_exit = True
         await asyncio.wait_for(task, 20)
