@@ -30,6 +30,7 @@ from cowrite.adapters.store import (
     ChatMessage,
     Compacted,
     DocumentExists,
+    DuplicateEdit,
     EditKey,
     Forbidden,
     NotFound,
@@ -37,6 +38,7 @@ from cowrite.adapters.store import (
     StoreError,
 )
 from cowrite.engine.document import Document
+from cowrite.rooms.duplicates import undo_ops
 from cowrite.rooms.edit_keys import key_client
 from cowrite.rooms.room import Member, Outcome, Room, RoomError, RoomLimits
 from cowrite.server.auth import Identity
@@ -420,6 +422,8 @@ class Hub:
         """
         failed: dict[int, p.Error] = {}
         seqs: dict[int, int] = {}
+        unkeyed: set[int] = set()
+        """Outcomes another instance stored first (by edit key): stored again without it."""
         todo = outcomes
         delay = 0.05
         while todo:
@@ -429,7 +433,9 @@ class Hub:
                     self.store.append_update(
                         doc_id,
                         o.persist or b"",
-                        edit_keys=[EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
+                        edit_keys=[]
+                        if id(o) in unkeyed
+                        else [EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
                         now_ms=now,
                     )
                     for o in todo
@@ -437,8 +443,17 @@ class Hub:
                 return_exceptions=True,
             )
             retry: list[Outcome] = []
+            again: set[int] = set()
             for o, result in zip(todo, results, strict=True):
-                if isinstance(result, int):
+                if isinstance(result, DuplicateEdit):
+                    # the same edit, stored first by another instance (a client whose
+                    # connection split while its batch was being stored here): the room has
+                    # applied this copy, so it is stored all the same, then undone
+                    log.warning("edit stored twice: undoing this copy", extra={"doc": doc_id})
+                    unkeyed.add(id(o))
+                    again.add(id(o))
+                    self._undo_duplicate(doc_id, lr, o)
+                elif isinstance(result, int):
                     if self.cluster is None and (retry or result != o.version):
                         log.error(
                             "log sequence mismatch",
@@ -473,10 +488,25 @@ class Hub:
                 self._saving(lr, pending=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-            todo = retry
+            again.update(id(o) for o in retry)
+            todo = [o for o in todo if id(o) in again]  # in their order
         if lr.saving_pending and outcomes:  # something was stored: the store is back
             self._saving(lr, pending=False)
         return failed, seqs
+
+    def _undo_duplicate(self, doc_id: str, lr: LoadedRoom, outcome: Outcome) -> None:
+        """Queue an edit undoing ``outcome``'s effect (`rooms.duplicates`): persisted after it."""
+        try:
+            ops = undo_ops(lr.room.doc, outcome.persist or b"")
+            if not ops:
+                return
+            undo = lr.room.apply_server_edit(
+                ops, self.now_ms(), client_id="", edit_id=f"undo-{secrets.token_hex(8)}"
+            )
+        except Exception:  # RoomError, or an engine error: the copy stays (logged, not lost)
+            log.exception("could not undo a duplicate edit", extra={"doc": doc_id})
+            return
+        self.submit(lr, undo, None, time.monotonic())
 
     def _saving(self, lr: LoadedRoom, *, pending: bool) -> None:
         """Tell the room's clients whether their edits are waiting for the store."""
