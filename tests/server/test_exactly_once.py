@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import websockets
 
 from cowrite import protocol as p
 from cowrite.client import connect
 from cowrite.client.connection import _Retry
+from cowrite.rooms.edit_keys import key_client
 from cowrite.server.auth import issue
 
 sys.path.insert(0, str(Path(__file__).parent))  # conftest.py, protocol_clients.py
@@ -205,6 +207,35 @@ async def test_another_user_cannot_claim_a_victims_edit_ids(make_settings: Any) 
         assert "diary" in body and "spam" in body
         await alice.close()
         await mallory.close()
+    finally:
+        running.server.should_exit = True
+        await asyncio.wait_for(task, 20)
+
+
+@pytest.mark.parametrize(("ttl", "kept"), [(3600.0, True), (0.0, False)])
+async def test_edit_keys_are_pruned_only_past_their_horizon(
+    make_settings: Any, ttl: float, kept: bool
+) -> None:
+    """Keys are pruned when a document loads (and after snapshots), once older than
+    ``edit_key_ttl_s``: kept within the horizon, gone past it."""
+    settings = make_settings(edit_key_ttl_s=ttl, unload_after_s=0.05)
+    running, task = await start_server(settings)
+    try:
+        hub = running.state.hub
+        x = await RawClient.connect(running.ws_url, "x")
+        await x.send({"type": "join", "doc": "d", "create": True})
+        await x.expect("joined")
+        await x.send(_edit("x-1", 0, "hello"))
+        await x.expect("ack")
+        await x.close()
+        await _eventually(lambda: "d" not in hub.rooms)
+        y = await RawClient.connect(running.ws_url, "y")
+        await y.send({"type": "join", "doc": "d"})  # loads it again: prunes
+        await y.expect("joined")
+        await _eventually(lambda: not hub._unloads)
+        found = await hub.store.lookup_edit("d", key_client("x", "x"), "x-1")
+        assert (found is not None) == kept
+        await y.close()
     finally:
         running.server.should_exit = True
         await asyncio.wait_for(task, 20)

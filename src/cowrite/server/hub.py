@@ -252,6 +252,7 @@ class Hub:
             room, room.version, seqs=SeqSet(stored.last_seq), since_snapshot=len(stored.updates)
         )
         lr.task = asyncio.create_task(self._pipeline(doc_id, lr))
+        self._background(self._prune_edit_keys(doc_id))
         self.rooms[doc_id] = lr
         self.metrics.documents.set(len(self.rooms))
         self._schedule_unload(doc_id, lr)  # released if whoever loads it never joins
@@ -261,6 +262,24 @@ class Hub:
             self._catch_up(doc_id, lr)
         log.info("document loaded", extra={"doc": doc_id, "version": room.version})
         return lr
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._unloads.add(task)  # awaited by ``close``
+        task.add_done_callback(self._unloads.discard)
+
+    async def _prune_edit_keys(self, doc_id: str) -> None:
+        """Forget the document's edit keys older than ``edit_key_ttl_s`` (on every load and
+        snapshot). No client resends a batch that long after it stored it: the horizon of
+        exactly-once (docs/architecture.md)."""
+        horizon = self.now_ms() - int(self.settings.edit_key_ttl_s * 1000)
+        try:
+            pruned = await self.store.prune_edit_keys(doc_id, horizon)
+        except (StoreError, ValueError):
+            log.warning("pruning edit keys failed", exc_info=True, extra={"doc": doc_id})
+            return
+        if pruned:
+            log.info("edit keys pruned", extra={"doc": doc_id, "pruned": pruned})
 
     def _schedule_unload(self, doc_id: str, lr: LoadedRoom) -> None:
         """Unload the room after ``unload_after_s`` unless someone joins it meanwhile."""
@@ -321,6 +340,7 @@ class Hub:
             await self.store.save_snapshot(doc_id, state, upto)
             # what came in while saving counts towards the next one
             lr.since_snapshot = max(len(lr.seqs.ahead), lr.since_snapshot - counted)
+            self._background(self._prune_edit_keys(doc_id))
         except (StoreError, ValueError):
             log.exception("snapshot failed", extra={"doc": doc_id})
 
