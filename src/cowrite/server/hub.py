@@ -38,8 +38,6 @@ from cowrite.adapters.store import (
     StoreError,
 )
 from cowrite.engine.document import Document
-from cowrite.rooms.duplicates import undo_ops
-from cowrite.rooms.edit_keys import key_client
 from cowrite.rooms.room import Member, Outcome, Room, RoomError, RoomLimits
 from cowrite.server.auth import Identity
 from cowrite.server.cluster import (
@@ -51,6 +49,7 @@ from cowrite.server.cluster import (
     UpdateNote,
 )
 from cowrite.server.config import Settings
+from cowrite.server.exactly_once import ExactlyOnce
 from cowrite.server.metrics import Metrics
 
 log = logging.getLogger("cowrite.hub")
@@ -149,6 +148,7 @@ class Hub:
         self._unloads: set[asyncio.Task[None]] = set()
         self._held: set[asyncio.Task[None]] = set()
         """Edits waiting for the store to tell whether they were applied before."""
+        self.exactly_once = ExactlyOnce(self)
         self.edits_applied = 0
         self.started = time.monotonic()
         self.cluster: Cluster | None = None
@@ -252,7 +252,7 @@ class Hub:
             room, room.version, seqs=SeqSet(stored.last_seq), since_snapshot=len(stored.updates)
         )
         lr.task = asyncio.create_task(self._pipeline(doc_id, lr))
-        self._background(self._prune_edit_keys(doc_id))
+        self._background(self.exactly_once.prune(doc_id))
         self.rooms[doc_id] = lr
         self.metrics.documents.set(len(self.rooms))
         self._schedule_unload(doc_id, lr)  # released if whoever loads it never joins
@@ -267,19 +267,6 @@ class Hub:
         task = asyncio.create_task(work)
         self._unloads.add(task)  # awaited by ``close``
         task.add_done_callback(self._unloads.discard)
-
-    async def _prune_edit_keys(self, doc_id: str) -> None:
-        """Forget the document's edit keys older than ``edit_key_ttl_s`` (on every load and
-        snapshot). No client resends a batch that long after it stored it: the horizon of
-        exactly-once (docs/architecture.md)."""
-        horizon = self.now_ms() - int(self.settings.edit_key_ttl_s * 1000)
-        try:
-            pruned = await self.store.prune_edit_keys(doc_id, horizon)
-        except (StoreError, ValueError):
-            log.warning("pruning edit keys failed", exc_info=True, extra={"doc": doc_id})
-            return
-        if pruned:
-            log.info("edit keys pruned", extra={"doc": doc_id, "pruned": pruned})
 
     def _schedule_unload(self, doc_id: str, lr: LoadedRoom) -> None:
         """Unload the room after ``unload_after_s`` unless someone joins it meanwhile."""
@@ -340,7 +327,7 @@ class Hub:
             await self.store.save_snapshot(doc_id, state, upto)
             # what came in while saving counts towards the next one
             lr.since_snapshot = max(len(lr.seqs.ahead), lr.since_snapshot - counted)
-            self._background(self._prune_edit_keys(doc_id))
+            self._background(self.exactly_once.prune(doc_id))
         except (StoreError, ValueError):
             log.exception("snapshot failed", extra={"doc": doc_id})
 
@@ -472,7 +459,7 @@ class Hub:
                     log.warning("edit stored twice: undoing this copy", extra={"doc": doc_id})
                     unkeyed.add(id(o))
                     again.add(id(o))
-                    self._undo_duplicate(doc_id, lr, o)
+                    self.exactly_once.undo_duplicate(doc_id, lr, o)
                 elif isinstance(result, int):
                     if self.cluster is None and (retry or result != o.version):
                         log.error(
@@ -513,20 +500,6 @@ class Hub:
         if lr.saving_pending and outcomes:  # something was stored: the store is back
             self._saving(lr, pending=False)
         return failed, seqs
-
-    def _undo_duplicate(self, doc_id: str, lr: LoadedRoom, outcome: Outcome) -> None:
-        """Queue an edit undoing ``outcome``'s effect (`rooms.duplicates`): persisted after it."""
-        try:
-            ops = undo_ops(lr.room.doc, outcome.persist or b"")
-            if not ops:
-                return
-            undo = lr.room.apply_server_edit(
-                ops, self.now_ms(), client_id="", edit_id=f"undo-{secrets.token_hex(8)}"
-            )
-        except Exception:  # RoomError, or an engine error: the copy stays (logged, not lost)
-            log.exception("could not undo a duplicate edit", extra={"doc": doc_id})
-            return
-        self.submit(lr, undo, None, time.monotonic())
 
     def _saving(self, lr: LoadedRoom, *, pending: bool) -> None:
         """Tell the room's clients whether their edits are waiting for the store."""
@@ -781,10 +754,8 @@ class Hub:
                 last_active_ms=self.now_ms(),
                 owner=peer.identity.user_id,
             )
-            if msg.inflight is not None and msg.mode == "thin":
-                # its batch may be stored and forgotten here (folded into a snapshot before a
-                # reload, or more edits ago than the room remembers): the store tells
-                await self._recognise_inflight(peer, msg)
+            if msg.inflight is not None:  # stored, and forgotten here? the store tells
+                await self.exactly_once.recognise_inflight(peer, msg)
                 lr = self.joined(peer, msg.doc)
             previous = lr.room.members.get(peer.session)
             if previous is not None:  # a rejoin keeps the user's presence fields
@@ -826,14 +797,7 @@ class Hub:
         lr = self.joined(peer, msg.doc)
         first = peer.session in lr.check_store
         lr.check_store.discard(peer.session)
-        # Memory knows every edit applied here at a version after both ``loaded_version`` and
-        # ``forgotten_upto``, and an edit made at version V is applied after V. Otherwise (and
-        # for a client's first edit after a join: a resend, maybe rebased to a newer version)
-        # the store is asked.
-        room = lr.room
-        if room.seen(_key_client(peer), msg.edit_id) is None and (
-            first or msg.version < lr.loaded_version or msg.version <= room.forgotten_upto
-        ):
+        if self.exactly_once.must_ask_store(lr, peer, msg, first):
             try:
                 await self._recognise(peer, msg)
             except StoreError:
@@ -848,37 +812,7 @@ class Hub:
     async def _recognise(self, peer: Peer, msg: p.Edit) -> None:
         """Maybe applied by an earlier run of the server, or (sent before a reconnect) by
         another instance: the store knows. Raises StoreError while it cannot tell."""
-        await self._recognise_key(peer, msg.doc, msg.edit_id)
-
-    async def _recognise_inflight(self, peer: Peer, msg: p.Join) -> None:
-        """Before a thin client's ``joined``: is the batch it names in ``inflight`` stored?
-
-        If so the room remembers it, and the ``joined`` says it was applied (``acked``, or a
-        snapshot and an ack of the resend naming a version the client has), instead of handing
-        the client changes that contain it for it to apply twice. The store down: the client's
-        first edit is checked again (``check_store``)."""
-        assert msg.inflight is not None
-        with contextlib.suppress(StoreError):
-            await self._recognise_key(peer, msg.doc, msg.inflight)
-
-    async def _recognise_key(self, peer: Peer, doc_id: str, edit_id: str) -> None:
-        client = _key_client(peer)
-        lr = self.rooms.get(doc_id)
-        if lr is None or lr.room.seen(client, edit_id) is not None:
-            return
-        stored = await self.store.lookup_edit(doc_id, client, edit_id)
-        lr = self.joined(peer, doc_id)  # still there after the await
-        room = lr.room
-        if stored is None or room.seen(client, edit_id) is not None:
-            return
-        if self.cluster is None:
-            room.remember((client, edit_id), stored.seq, stored.digest)
-            return
-        # merge it here first: the ack names this instance's version of it
-        await self._caught_up(doc_id, lr)
-        room = self.joined(peer, doc_id).room
-        if room.seen(client, edit_id) is None:
-            room.remember((client, edit_id), room.version, stored.digest)
+        await self.exactly_once.recognise(peer, msg.doc, msg.edit_id)
 
     async def _edit_later(self, peer: Peer, msg: p.Edit, t0: float) -> None:
         delay = 0.1
@@ -1007,11 +941,6 @@ class Hub:
         outcome = Outcome(reply=[msg], broadcast=[(msg, "all")])
         outcome.broadcast.extend(lr.room.touch(peer.session, self.now_ms()).broadcast)
         self.submit(lr, outcome, peer, time.monotonic())
-
-
-def _key_client(peer: Peer) -> str:
-    """The client part of ``peer``'s edit keys: its client id scoped by its user."""
-    return key_client(peer.identity.user_id, peer.client_id)
 
 
 def _chat(m: ChatMessage) -> p.ChatMessage:
