@@ -50,9 +50,16 @@ class ExactlyOnce:
             return False
         return first or msg.version < lr.loaded_version or msg.version <= room.forgotten_upto
 
-    async def recognise(self, peer: Peer, doc_id: str, edit_id: str) -> None:
+    async def recognise(
+        self, peer: Peer, doc_id: str, edit_id: str, *, joining: bool = False
+    ) -> None:
         """If the store holds this edit of ``peer``'s, make the room remember it (so that it is
-        acknowledged, not applied again). Raises StoreError while the store cannot tell."""
+        acknowledged, not applied again). Raises StoreError while the store cannot tell.
+
+        In a cluster, a stored edit this instance merged without its key (from a snapshot) gets
+        the room's version for its acks, or, ``joining``, version 0: a version whose changes the
+        room cannot name, so the ``joined`` is a snapshot (never a diff built on another
+        version's ops)."""
         hub = self.hub
         client = peer_key_client(peer)
         lr = hub.rooms.get(doc_id)
@@ -70,7 +77,7 @@ class ExactlyOnce:
         await hub._caught_up(doc_id, lr)
         room = hub.joined(peer, doc_id).room
         if room.seen(client, edit_id) is None:
-            room.remember((client, edit_id), room.version, stored.digest)
+            room.remember((client, edit_id), 0 if joining else room.version, stored.digest)
 
     async def recognise_inflight(self, peer: Peer, msg: p.Join) -> None:
         """Before a thin client's ``joined``: is the batch it names in ``inflight`` stored?
@@ -81,7 +88,7 @@ class ExactlyOnce:
         client's first edit is checked again later (``check_store``)."""
         if msg.inflight is not None and msg.mode == "thin":
             with contextlib.suppress(StoreError):
-                await self.recognise(peer, msg.doc, msg.inflight)
+                await self.recognise(peer, msg.doc, msg.inflight, joining=True)
 
     def undo_duplicate(self, doc_id: str, lr: LoadedRoom, outcome: Outcome) -> None:
         """Queue an edit undoing ``outcome``'s effect (`rooms.duplicates`), stored after it:
