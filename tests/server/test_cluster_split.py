@@ -16,12 +16,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # protocol_clients.py, conftest.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))  # services.py
+import services
 from conftest import RawClient
 from protocol_clients import ThinClient, running
 
 from cowrite.adapters.bus import LocalBus
-from cowrite.adapters.store import MemoryStore
+from cowrite.adapters.store import MemoryStore, Store
+from cowrite.adapters.store.postgres import PostgresStore
 from cowrite.server.config import Settings
 
 
@@ -73,14 +78,31 @@ async def _until(check: Any, what: Any, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_a_batch_resent_to_another_instance_while_the_first_stores_it_is_applied_once() -> (
-    None
-):
-    base = MemoryStore()
-    await base.open()
+@pytest.fixture(params=["memory", "postgres"])
+async def stores(request: pytest.FixtureRequest) -> Any:
+    """Each instance's own store on shared data: one MemoryStore, or one PostgreSQL database
+    written by several PostgresStores (separate writers, separate transactions)."""
+    if request.param == "memory":
+        base = MemoryStore()
+        await base.open()
+        yield [base, base, base]
+        await base.close()
+        return
+    dsn = services.postgres_emptied_database("cluster_split")
+    opened: list[Store] = [PostgresStore(dsn) for _ in range(3)]
+    for s in opened:
+        await s.open()
+    yield opened
+    for s in opened:
+        await s.close()
+
+
+async def test_a_batch_resent_to_another_instance_while_the_first_stores_it_is_applied_once(
+    stores: list[Store],
+) -> None:
     bus = OpenBus()
     await bus.open()
-    store_a, store_b = Shared(base), Shared(base)
+    store_a, store_b = Shared(stores[0]), Shared(stores[1])
     async with contextlib.AsyncExitStack() as stack:
         a = await stack.enter_async_context(running(_settings(), store_a, bus))
         b = await stack.enter_async_context(running(_settings(), store_b, bus))
@@ -118,7 +140,7 @@ async def test_a_batch_resent_to_another_instance_while_the_first_stores_it_is_a
             await ThinClient.connect(s.ws_url, f"r{i}", "split") for i, s in enumerate((a, b))
         ]
         assert [r.text("text:t") for r in readers] == ["hello", "hello"]
-        async with running(_settings(), Shared(base), LocalBus()) as fresh:
+        async with running(_settings(), Shared(stores[2]), LocalBus()) as fresh:
             reader = await ThinClient.connect(fresh.ws_url, "fresh", "split")
             assert reader.text("text:t") == "hello"  # the store's log says it once too
             await reader.close()
