@@ -51,13 +51,18 @@ def client_of(key: str) -> str:
 def edit_digest(ops: list[p.EditOp]) -> str:
     """A digest of what a thin batch does that a rebase leaves unchanged.
 
-    Rebasing moves positions and may shrink deletions (someone else deleted the same elements),
-    so those are left out; inserted content, map keys and values, and counter amounts stay.
+    Rebasing moves positions, may shrink or drop deletions (someone else deleted the same
+    elements) and so join inserts that a deletion separated, or drop an op that only deleted:
+    per sequence op only the concatenation of what it inserts counts (nothing for an op that
+    inserts nothing); map keys and values and counter amounts count as they are.
     """
     parts: list[Any] = []
     for op in ops:
         if isinstance(op, p.SeqEdit):
-            parts.append(["seq", op.node, [c for c in op.edit if not isinstance(c, int)]])
+            text = "".join(c for c in op.edit if isinstance(c, str))
+            items = [x for c in op.edit if isinstance(c, list) for x in c]
+            if text or items:
+                parts.append(["seq", op.node, text, items])
         elif isinstance(op, p.SetKey):
             parts.append(["set", op.node, op.key, op.value])
         elif isinstance(op, p.DeleteKey):
