@@ -5,6 +5,7 @@ edits. Issue 9, item 1: a ``chat_edit`` with ``id >= 2**63`` killed the SQLite w
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sqlite3
 import sys
@@ -13,11 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from cowrite.adapters.store import StoreUnavailable
 
 sys.path.insert(0, str(Path(__file__).parent))  # protocol_clients.py, conftest.py, next to this
-from conftest import start_server
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters"))  # services.py
+import services
+from conftest import RawClient, start_server
 from protocol_clients import ThinClient
 
 HOSTILE = [
@@ -98,6 +102,43 @@ async def test_healthz_is_unhealthy_while_the_writer_is_dead_and_cannot_restart(
             folder.mkdir()
             assert (await http.get(running.url + "/healthz")).status_code == 200
         await a.close()
+    finally:
+        running.server.should_exit = True
+        await asyncio.wait_for(task, 20)
+
+
+async def test_ids_postgres_cannot_store_are_refused_before_anything_is_applied(
+    make_settings: Any,
+) -> None:
+    """PostgreSQL text cannot hold NUL. An edit id (or client id) with one used to be applied
+    in memory, then refused by the store: never stored, yet later updates built on it."""
+    settings = make_settings(database=services.postgres_database())
+    running, task = await start_server(settings)
+    try:
+        bad = await RawClient.connect(running.ws_url, "fine")
+        await bad.send({"type": "join", "doc": "d", "create": True})
+        await bad.expect("joined")
+        op = {"type": "seq", "node": "text:body", "edit": ["lost? "]}
+        await bad.send({"type": "edit", "doc": "d", "edit_id": "e\x00", "version": 0, "ops": [op]})
+        assert (await bad.expect("error"))["code"] == "bad_message"
+        await bad.close()
+        a = await ThinClient.connect(running.ws_url, "a", "d")
+        a.insert("text:body", 0, "kept")
+        await a.settle(0)
+        await a.close()
+        async with websockets.connect(running.ws_url) as nul:  # a NUL in the client id
+            await nul.send(json.dumps({"type": "hello", "client_id": "c\x00"}))
+            refused = json.loads(await nul.recv())
+            assert refused["type"] == "error" and refused["code"] == "bad_message"
+        live = running.state.hub.rooms["d"].room.doc.to_json()
+    finally:
+        running.server.should_exit = True
+        await asyncio.wait_for(task, 20)
+    running, task = await start_server(settings)  # what was stored is what clients saw
+    try:
+        b = await ThinClient.connect(running.ws_url, "b", "d", create=False)
+        assert {"body": b.text("text:body")} == live == {"body": "kept"}
+        await b.close()
     finally:
         running.server.should_exit = True
         await asyncio.wait_for(task, 20)
