@@ -21,8 +21,9 @@ PROTOCOL_VERSION = 1
 
 DocId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$")]
 NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-EditId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+EditId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
+"""Edit and client ids name stored edit keys: no NUL, which PostgreSQL text cannot hold."""
 MAX_INT64 = 2**63 - 1
 """Every integer a client sends that can reach the store (versions, chat ids) is at most this:
 stores keep signed 64-bit integers, and a larger one is refused here as ``bad_message``."""
