@@ -596,6 +596,13 @@ async def test_health_is_true_when_open_and_false_when_closed(store: Store) -> N
     assert await store.health() is False
 
 
+async def test_a_working_store_is_alive_open_or_closed(store: Store) -> None:
+    """``alive`` (for /healthz) is False only for a writer that died and cannot restart."""
+    assert await store.alive() is True
+    await store.close()
+    assert await store.alive() is True
+
+
 async def test_calls_on_a_closed_store_raise_store_error(store: Store) -> None:
     await store.create_document("d", title="", now_ms=T0)
     await store.close()
