@@ -8,6 +8,7 @@ reloaded (a restart), after more edits than the in-memory table holds, in a ``jo
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 import time
@@ -20,6 +21,7 @@ import websockets
 from cowrite import protocol as p
 from cowrite.client import connect
 from cowrite.client.connection import _Retry
+from cowrite.engine.document import Document
 from cowrite.rooms.edit_keys import key_client
 from cowrite.server.auth import issue
 
@@ -239,3 +241,35 @@ async def test_edit_keys_are_pruned_only_past_their_horizon(
     finally:
         running.server.should_exit = True
         await asyncio.wait_for(task, 20)
+
+
+async def test_a_sync_edit_id_reused_for_new_operations_is_refused(server: Any) -> None:
+    """Replicas too: a ``sync`` under a known edit id that carries operations the server does
+    not have is refused, not acknowledged and dropped; a true resend is acknowledged."""
+    replica = Document(7)
+    replica.text("t").insert(0, "first")
+    first = replica.delta_since({})
+    start = replica.version
+    replica.text("t").insert(5, " second")
+    second = replica.delta_since(start)
+    r = await RawClient.connect(server.ws_url, "rep")
+    await r.send({"type": "join", "doc": "d", "mode": "replica", "create": True, "state": {}})
+    await r.expect("joined")
+
+    def sync(delta: bytes) -> dict[str, Any]:
+        return {
+            "type": "sync",
+            "doc": "d",
+            "delta": base64.b64encode(delta).decode(),
+            "edit_id": "s1",
+        }
+
+    await r.send(sync(first))
+    acked = await r.expect("ack")
+    await r.send(sync(second))
+    refused = await r.expect("error")
+    assert refused["code"] == "edit_id_reused" and refused["edit_id"] == "s1"
+    await r.send(sync(first))
+    assert (await r.expect("ack"))["version"] == acked["version"]
+    assert server.state.hub.rooms["d"].room.doc.to_json() == {"t": "first"}
+    await r.close()

@@ -8,10 +8,11 @@ Three things make that safe against other clients:
   and chosen by the client, so a key is scoped by the authenticated user: ``key_client`` prefixes
   the client id with a tag of the user id. Another user who sends the same ``client_id`` and edit
   ids gets other keys, so cannot make the victim's next edits look like resends.
-* **Digest.** ``edit_digest`` names what a batch does in a way rebasing does not change (inserted
+* **Digest.** ``edit_digest`` names what a thin batch does in a way rebasing does not change (inserted
   content, keys written, values, amounts; not positions), so a true resend (rebased over what
   happened since) matches and a reused edit id with other content is refused (``edit_id_reused``)
-  instead of being acknowledged and dropped.
+  instead of being acknowledged and dropped. A replica's ``sync`` needs no digest: its resend
+  adds nothing to the document (``delta_is_known``); one that adds something is other content.
 * **Stored form.** An update in the log carries the scoped key and the digest (``wrap_update``), so
   a room replaying its log after a restart recognises resends exactly as before the restart.
 """
@@ -24,6 +25,10 @@ from typing import Any
 import msgspec
 
 from cowrite import protocol as p
+from cowrite.engine.document import Document
+from cowrite.engine.encoding import decode_ops
+from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK
+from cowrite.engine.ops import op_length
 
 SCOPE_SEPARATOR = "\x1f"
 """Between the user tag and the client id in a scoped key (a tag is hex: it never holds one)."""
@@ -74,6 +79,21 @@ def edit_digest(ops: list[p.EditOp]) -> str:
     except (TypeError, ValueError):  # a value JSON cannot carry: refused later by validation
         data = repr(parts).encode("utf-8", "surrogatepass")
     return hashlib.sha256(data).hexdigest()[:32]
+
+
+def delta_is_known(doc: Document, delta: bytes) -> bool:
+    """Whether ``doc`` already has every operation of a replica's ``delta`` (a true resend of a
+    ``sync``: the CRDT merge would change nothing). False for bytes that are not a delta."""
+    try:
+        ops = decode_ops(doc, delta)
+    except Exception:  # DecodeError, or worse from hostile bytes
+        return False
+    have = doc.version
+    for op in ops:
+        replica = doc.replica_of(op.id & CLIENT_MASK)
+        if (op.id >> CLIENT_BITS) + op_length(op) > have.get(replica, 0):
+            return False
+    return True
 
 
 def wrap_update(client: str, edit_id: str, delta: bytes, digest: str = "") -> bytes:

@@ -591,14 +591,22 @@ class Room:
         refused op: that part is a version like any other and the sender gets an ``error``.
         """
         member = self._writer(session)
-        if msg.edit_id is not None:
-            done = self.seen(member.key_client, msg.edit_id)
-            if done is not None:
-                return Outcome(reply=[self._ack(msg.edit_id, done)])
         try:
             data = base64.b64decode(msg.delta, validate=True)
         except (binascii.Error, ValueError):
             raise RoomError(p.ErrorCode.BAD_MESSAGE, "delta is not base64") from None
+        if msg.edit_id is not None:
+            done = self.seen(member.key_client, msg.edit_id)
+            if done is not None:
+                roots = set(self.doc.roots)
+                known = edit_keys.delta_is_known(self.doc, data)
+                self._forget_roots(roots)
+                if not known:
+                    raise RoomError(
+                        p.ErrorCode.EDIT_ID_REUSED,
+                        f"edit id {msg.edit_id!r} was already used for other operations",
+                    )
+                return Outcome(reply=[self._ack(msg.edit_id, done)])
         doc = self.doc
         if data[:3] == b"CWS":
             raise RoomError(p.ErrorCode.BAD_MESSAGE, "send a delta, not a snapshot")
