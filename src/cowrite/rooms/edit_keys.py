@@ -8,11 +8,12 @@ Three things make that safe against other clients:
   and chosen by the client, so a key is scoped by the authenticated user: ``key_client`` prefixes
   the client id with a tag of the user id. Another user who sends the same ``client_id`` and edit
   ids gets other keys, so cannot make the victim's next edits look like resends.
-* **Digest.** ``edit_digest`` names what a thin batch does in a way rebasing does not change (inserted
-  content, keys written, values, amounts; not positions), so a true resend (rebased over what
-  happened since) matches and a reused edit id with other content is refused (``edit_id_reused``)
-  instead of being acknowledged and dropped. A replica's ``sync`` needs no digest: its resend
-  adds nothing to the document (``delta_is_known``); one that adds something is other content.
+* **Digest.** ``edit_digest`` names what a thin batch does in a way rebasing does not change
+  (inserted content, keys written, values, amounts; not positions), so a true resend (rebased
+  over what happened since) matches and a reused edit id with other content is refused
+  (``edit_id_reused``) instead of being acknowledged and dropped. A replica's ``sync`` needs no
+  digest: its resend adds nothing to the document (``delta_is_known``); one that adds something
+  is other content.
 * **Stored form.** An update in the log carries the scoped key and the digest (``wrap_update``), so
   a room replaying its log after a restart recognises resends exactly as before the restart.
 """
