@@ -48,13 +48,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
+from cowrite.adapters.store._pg_append import Append, append_run
 from cowrite.adapters.store._writer import WriterStats
 from cowrite.adapters.store.base import (
     ChatMessage,
     Compacted,
     DocumentExists,
     DocumentInfo,
-    DuplicateEdit,
     EditKey,
     Forbidden,
     NotFound,
@@ -151,48 +151,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
-
-# Every append of one batch in one statement. Per document ($1..$4): id, how many updates, their
-# bytes, the latest now_ms; per update ($5..$8): document, 1-based position among that document's
-# updates in this batch, data, now_ms; per edit key ($9..$13): document, position of its update,
-# client_id, edit_id, now_ms. The UPDATE takes each document's row lock and hands back the seq
-# before this batch ("base"); update k of a document gets seq base + k.
-_APPEND_SQL = """
-WITH v AS (
-    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
-        AS v (id, n, bytes, now_ms)
-), bumped AS (
-    UPDATE documents AS d
-       SET last_seq = d.last_seq + v.n,
-           size_bytes = d.size_bytes + v.bytes,
-           updated_ms = GREATEST(d.updated_ms, v.now_ms)
-      FROM v
-     WHERE d.id = v.id
-    RETURNING d.id, d.last_seq - v.n AS base
-), stored AS (
-    INSERT INTO updates (doc_id, seq, data, created_ms)
-    SELECT u.doc, b.base + u.pos, u.data, u.now_ms
-      FROM unnest($5::text[], $6::bigint[], $7::bytea[], $8::bigint[])
-           AS u (doc, pos, data, now_ms)
-      JOIN bumped AS b ON b.id = u.doc
-), keyed AS (
-    INSERT INTO edit_keys (doc_id, client_id, edit_id, seq, created_ms, digest)
-    SELECT k.doc, k.client_id, k.edit_id, b.base + k.pos, k.now_ms, k.digest
-      FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::bigint[], $14::text[])
-           AS k (doc, pos, client_id, edit_id, now_ms, digest)
-      JOIN bumped AS b ON b.id = k.doc
-)
-SELECT id, base FROM bumped
-"""
-
-# The edit keys of a batch that are already stored (read under the documents' advisory locks, so
-# no other cowrite writer can store one of them before this transaction ends).
-_KNOWN_KEYS_SQL = """
-SELECT e.doc_id, e.client_id, e.edit_id, e.seq, e.digest
-  FROM edit_keys AS e
-  JOIN unnest($1::text[], $2::text[], $3::text[]) AS k (doc, client_id, edit_id)
-    ON e.doc_id = k.doc AND e.client_id = k.client_id AND e.edit_id = k.edit_id
-"""
 
 # The snapshot and the log after it, read by one statement, hence from one consistent snapshot.
 _LOAD_SQL = """
@@ -392,7 +350,7 @@ class PostgresStore:
             _check_text("edit key", key.digest)
         writer = await self._running_writer()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        writer.submit(_Append(doc_id, bytes(update), keys, now_ms, future))
+        writer.submit(Append(doc_id, bytes(update), keys, now_ms, future))
         return await future
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
@@ -605,15 +563,6 @@ class PostgresStore:
 
 
 @dataclass(slots=True)
-class _Append:
-    doc_id: str
-    data: bytes
-    keys: tuple[EditKey, ...]
-    now_ms: int
-    future: asyncio.Future[int]
-
-
-@dataclass(slots=True)
 class _Call:
     """Any other write: ``fn`` must raise `StoreError`/`ValueError` only before its first write."""
 
@@ -622,7 +571,7 @@ class _Call:
     future: asyncio.Future[Any]
 
 
-_Job = _Append | _Call
+_Job = Append | _Call
 _Outcome = tuple[_Job, Any, BaseException | None]
 
 
@@ -792,13 +741,13 @@ class _Writer:
         outcomes: list[_Outcome] = []
         try:
             await conn.execute(_begin_and_lock(job.doc_id for job in jobs))
-            run: list[_Append] = []
+            run: list[Append] = []
             for job in jobs:
-                if isinstance(job, _Append):
+                if isinstance(job, Append):
                     run.append(job)
                     continue
                 if run:
-                    outcomes += await _append_run(conn, run)
+                    outcomes += await append_run(conn, run)
                     run = []
                 try:
                     value = await job.fn(conn)
@@ -807,7 +756,7 @@ class _Writer:
                 else:
                     outcomes.append((job, value, None))
             if run:
-                outcomes += await _append_run(conn, run)
+                outcomes += await append_run(conn, run)
             committing = True
             await conn.execute("COMMIT")
         except Exception as exc:
@@ -849,114 +798,6 @@ def _begin_and_lock(doc_ids: Iterable[str]) -> str:
     keys = sorted({zlib.crc32(doc_id.encode()) - 2**31 for doc_id in doc_ids})
     locks = "".join(f"; SELECT pg_advisory_xact_lock({_DOC_LOCK_SPACE}, {k})" for k in keys)
     return "BEGIN" + locks
-
-
-async def _append_run(conn: Conn, run: list[_Append]) -> list[_Outcome]:
-    """Store consecutive appends with one statement; seqs follow the order of ``run``.
-
-    An append carrying an edit key that is already stored (or carried by an earlier append of
-    this run) stores nothing and fails with `DuplicateEdit`; the others are stored.
-    """
-    refused: dict[int, DuplicateEdit] = {}
-    earlier: dict[int, _Append] = {}  # refused for a key an earlier append of the run carries
-    if any(job.keys for job in run):
-        wanted = [(job.doc_id, k) for job in run for k in job.keys]
-        rows = await conn.fetch(
-            _KNOWN_KEYS_SQL,
-            [d for d, _ in wanted],
-            [k.client_id for _, k in wanted],
-            [k.edit_id for _, k in wanted],
-        )
-        known = {(str(r[0]), str(r[1]), str(r[2])): (int(r[3]), str(r[4])) for r in rows}
-        claimed: dict[tuple[str, str, str], _Append] = {}
-        for job in run:
-            for key in job.keys:
-                ident = (job.doc_id, key.client_id, key.edit_id)
-                if ident in known:
-                    seq, digest = known[ident]
-                    refused[id(job)] = DuplicateEdit(key, seq, digest)
-                    break
-                if ident in claimed:  # its seq is known once the statement ran
-                    earlier[id(job)] = claimed[ident]
-                    refused[id(job)] = DuplicateEdit(key, 0, key.digest)
-                    break
-            else:
-                for key in job.keys:
-                    claimed[job.doc_id, key.client_id, key.edit_id] = job
-    outcomes = await _append_accepted(conn, [job for job in run if id(job) not in refused])
-    done = {id(job): (job, value, error) for job, value, error in outcomes}
-    for i, first in earlier.items():
-        dup = refused[i]
-        first_seq = done[id(first)][1]
-        same = (dup.key.client_id, dup.key.edit_id)
-        digest = next(k.digest for k in first.keys if (k.client_id, k.edit_id) == same)
-        refused[i] = DuplicateEdit(dup.key, int(first_seq or 0), digest)
-    return [done.get(id(job)) or (job, None, refused[id(job)]) for job in run]
-
-
-async def _append_accepted(conn: Conn, run: list[_Append]) -> list[_Outcome]:
-    if not run:
-        return []
-    by_doc: dict[str, list[_Append]] = {}
-    for job in run:
-        by_doc.setdefault(job.doc_id, []).append(job)
-    ids: list[str] = []
-    counts: list[int] = []
-    sizes: list[int] = []
-    nows: list[int] = []
-    u_doc: list[str] = []
-    u_pos: list[int] = []
-    u_data: list[bytes] = []
-    u_now: list[int] = []
-    k_doc: list[str] = []
-    k_pos: list[int] = []
-    k_client: list[str] = []
-    k_edit: list[str] = []
-    k_now: list[int] = []
-    k_digest: list[str] = []
-    for doc_id, jobs in by_doc.items():
-        ids.append(doc_id)
-        counts.append(len(jobs))
-        sizes.append(sum(len(job.data) for job in jobs))
-        nows.append(max(job.now_ms for job in jobs))
-        for pos, job in enumerate(jobs, 1):
-            u_doc.append(doc_id)
-            u_pos.append(pos)
-            u_data.append(job.data)
-            u_now.append(job.now_ms)
-            for key in job.keys:
-                k_doc.append(doc_id)
-                k_pos.append(pos)
-                k_client.append(key.client_id)
-                k_edit.append(key.edit_id)
-                k_now.append(job.now_ms)
-                k_digest.append(key.digest)
-    rows = await conn.fetch(
-        _APPEND_SQL,
-        ids,
-        counts,
-        sizes,
-        nows,
-        u_doc,
-        u_pos,
-        u_data,
-        u_now,
-        k_doc,
-        k_pos,
-        k_client,
-        k_edit,
-        k_now,
-        k_digest,
-    )
-    base = {str(doc_id): int(b) for doc_id, b in rows}
-    outcomes: list[_Outcome] = []
-    for doc_id, jobs in by_doc.items():
-        if doc_id not in base:
-            error = NotFound(f"document {doc_id!r} does not exist")
-            outcomes += [(job, None, error) for job in jobs]
-        else:
-            outcomes += [(job, base[doc_id] + pos, None) for pos, job in enumerate(jobs, 1)]
-    return outcomes
 
 
 def _fail(jobs: list[_Job], error: BaseException) -> list[_Outcome]:
