@@ -23,9 +23,14 @@ PROTOCOL_VERSION = 1
 
 DocId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$")]
 NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-EditId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Version = Annotated[int, msgspec.Meta(ge=0)]
+EditId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
+"""Edit and client ids name stored edit keys: no NUL, which PostgreSQL text cannot hold."""
+MAX_INT64 = 2**63 - 1
+"""Every integer a client sends that can reach the store (versions, chat ids) is at most this:
+stores keep signed 64-bit integers, and a larger one is refused here as ``bad_message``."""
+Version = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
+ChatId = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT64)]
 Epoch = Annotated[str, msgspec.Meta(max_length=64)]
 """Names a numbering of versions: a thin client's version means something only with the
 ``epoch`` of the ``joined`` it came with (instances of a cluster number versions apart)."""
@@ -49,6 +54,7 @@ class ErrorCode(StrEnum):
     DOCUMENT_TOO_LARGE = "document_too_large"
     ROOM_FULL = "room_full"  # connections per document
     NOT_FOUND = "not_found"  # chat message
+    EDIT_ID_REUSED = "edit_id_reused"  # an edit id already used for an edit with other content
     UNAVAILABLE = "unavailable"  # storage down: edits are not acknowledged
     INTERNAL = "internal"
 
@@ -147,7 +153,7 @@ class Join(Message, tag="join"):
     """The ``epoch`` of the ``joined`` that ``version`` came with."""
     inflight: EditId | None = None
     """Thin: the ``edit_id`` of the batch sent and not acknowledged (it may have been applied)."""
-    state: dict[str, int] | None = None
+    state: dict[str, Version] | None = None
     create: bool = False
 
 
@@ -186,18 +192,18 @@ class ChatSend(Message, tag="chat_send"):
 
 class ChatEdit(Message, tag="chat_edit"):
     doc: DocId
-    id: int
+    id: ChatId
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
 
 
 class ChatDelete(Message, tag="chat_delete"):
     doc: DocId
-    id: int
+    id: ChatId
 
 
 class ChatHistory(Message, tag="chat_history"):
     doc: DocId
-    before: int | None = None
+    before: ChatId | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=200)] = 50
 
 

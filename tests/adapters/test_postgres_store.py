@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cowrite.adapters.store import EditKey, StoreError, StoreUnavailable
-from cowrite.adapters.store.postgres import SCHEMA_VERSION, PostgresStore
+from cowrite.adapters.store import DuplicateEdit, EditKey, StoredEdit, StoreError, StoreUnavailable
+from cowrite.adapters.store.postgres import MIGRATIONS, SCHEMA_VERSION, PostgresStore
 
 sys.path.insert(0, str(Path(__file__).parent))  # services.py, next to this file
 import services
@@ -170,7 +170,7 @@ async def test_a_statement_failing_in_a_batch_fails_only_its_own_call(dsn: str) 
         await store.create_document("d", title="", now_ms=T0)
         results = await asyncio.gather(
             store.append_update("d", b"1", now_ms=T0),
-            store.append_update("d", b"bad", now_ms=2**70),  # not a BIGINT: the statement fails
+            store._write("d", lambda c: c.execute("SELECT 1 / 0")),  # the statement fails
             store.add_chat("d", author_id="u", author_name="U", text="hi", now_ms=T0),
             store.append_update("d", b"2", now_ms=T0),
             return_exceptions=True,
@@ -181,6 +181,8 @@ async def test_a_statement_failing_in_a_batch_fails_only_its_own_call(dsn: str) 
         assert results[3] == 2
         loaded = await store.load("d")
         assert loaded is not None and loaded.updates == [(1, b"1"), (2, b"2")]
+        with pytest.raises(ValueError):  # not a BIGINT: refused before it reaches the writer
+            await store.append_update("d", b"bad", now_ms=2**70)
 
 
 async def test_close_finishes_writes_already_submitted(dsn: str) -> None:
@@ -317,6 +319,27 @@ async def test_schema_version_is_recorded_and_a_newer_one_refused(dsn: str) -> N
     with pytest.raises(StoreError, match="schema version 99"):
         await store.open()
     assert await store.health() is False
+
+
+async def test_a_version_1_database_is_migrated_and_its_edit_keys_still_count(dsn: str) -> None:
+    server = services.shared_postgres()
+    database = dsn.rsplit("/", 1)[1]
+    statements = [
+        "CREATE TABLE schema_version (version BIGINT NOT NULL)",
+        "INSERT INTO schema_version VALUES (1)",
+        *MIGRATIONS[0],
+        "INSERT INTO documents (id, title, created_ms, updated_ms, last_seq) "
+        "VALUES ('d', '', 0, 0, 1)",
+        "INSERT INTO updates VALUES ('d', 1, '\\x00', 0)",
+        "INSERT INTO edit_keys VALUES ('d', 'c', 'e', 1, 0)",
+    ]
+    server.psql(";\n".join(statements), database)
+    async with PostgresStore(dsn) as store:
+        assert await store.lookup_edit("d", "c", "e") == StoredEdit(1, "")
+        with pytest.raises(DuplicateEdit):
+            await store.append_update("d", b"again", edit_keys=[EditKey("c", "e")], now_ms=T0)
+        seq = await store.append_update("d", b"x", edit_keys=[EditKey("c", "f", "h")], now_ms=T0)
+        assert await store.lookup_edit("d", "c", "f") == StoredEdit(seq, "h")
 
 
 async def test_document_order_is_bytewise_whatever_the_database_locale() -> None:

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from cowrite.adapters.store import SQLiteStore, StoreError, StoreUnavailable
+from cowrite.adapters.store import (
+    DuplicateEdit,
+    EditKey,
+    SQLiteStore,
+    StoredEdit,
+    StoreError,
+    StoreUnavailable,
+)
+from cowrite.adapters.store._schema import MIGRATIONS
 
 T0 = 1_700_000_000_000
 
@@ -61,7 +69,7 @@ async def test_database_uses_wal_and_records_its_schema_version(tmp_path: Path) 
         conn = sqlite3.connect(db)
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
         finally:
             conn.close()
 
@@ -73,6 +81,31 @@ async def test_reopening_keeps_the_schema_and_data(tmp_path: Path) -> None:
     async with SQLiteStore(db) as store:
         info = await store.get_document("d")
         assert info is not None and info.title == "T"
+
+
+async def test_a_version_1_database_is_migrated_and_its_edit_keys_still_count(
+    tmp_path: Path,
+) -> None:
+    """Schema 2 adds the payload digest of edit keys; keys stored before have none ("")."""
+    db = tmp_path / "db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO documents (id, title, created_ms, updated_ms, last_seq) "
+        "VALUES ('d', '', 0, 0, 1)"
+    )
+    conn.execute("INSERT INTO updates VALUES ('d', 1, x'00', 0)")
+    conn.execute("INSERT INTO edit_keys VALUES ('d', 'c', 'e', 1, 0)")
+    conn.close()
+    async with SQLiteStore(db) as store:
+        assert await store.lookup_edit("d", "c", "e") == StoredEdit(1, "")
+        with pytest.raises(DuplicateEdit):
+            await store.append_update("d", b"again", edit_keys=[EditKey("c", "e")], now_ms=T0)
+        seq = await store.append_update("d", b"x", edit_keys=[EditKey("c", "f", "h")], now_ms=T0)
+        assert await store.lookup_edit("d", "c", "f") == StoredEdit(seq, "h")
 
 
 async def test_a_database_from_a_newer_cowrite_is_refused(tmp_path: Path) -> None:
@@ -112,5 +145,78 @@ async def test_a_store_can_be_reopened_after_close(tmp_path: Path) -> None:
         assert await store.append_update("d", b"x", now_ms=T0) == 1
         with pytest.raises(StoreError, match="already open"):
             await store.open()
+    finally:
+        await store.close()
+
+
+# --- a writer that must not die (issue 9, item 1) -------------------------------------------------
+
+
+async def test_a_job_raising_anything_fails_only_that_job(tmp_path: Path) -> None:
+    """SQLite raises ``OverflowError`` (not ``sqlite3.Error``) for an int beyond 64 bits: that job
+    fails, the others in its batch are committed, and the writer carries on."""
+    async with SQLiteStore(tmp_path / "db") as store:
+        await store.create_document("d", title="", now_ms=T0)
+
+        def overflowing(c: sqlite3.Connection) -> None:
+            c.execute("UPDATE documents SET title = 'half-done' WHERE id = 'd'")
+            c.execute("SELECT ?", (2**63,))
+
+        results = await asyncio.gather(
+            store.append_update("d", b"a", now_ms=T0),
+            store._write(overflowing),
+            store.append_update("d", b"b", now_ms=T0),
+            return_exceptions=True,
+        )
+        assert results[0] == 1 and results[2] == 2
+        assert isinstance(results[1], OverflowError)
+        info = await store.get_document("d")
+        assert info is not None and info.title == ""  # the failing job's write rolled back
+        assert await store.append_update("d", b"c", now_ms=T0) == 3
+        assert await store.health() and await store.alive()
+
+
+class _Crash(BaseException):
+    """Not an ``Exception``: stands for a bug that kills the writer thread itself."""
+
+
+def _crash(c: sqlite3.Connection) -> None:
+    raise _Crash("writer thread killed (test)")
+
+
+async def test_a_crashed_writer_is_restarted_and_nothing_is_lost(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "db") as store:
+        await store.create_document("d", title="", now_ms=T0)
+        assert await store.append_update("d", b"a", now_ms=T0) == 1
+        with pytest.raises(StoreUnavailable):
+            await store._write(_crash)
+        # the next write starts a new writer: stored, in order, and the store is healthy
+        assert await store.append_update("d", b"b", now_ms=T0) == 2
+        assert store.writer_restarts == 1
+        assert await store.health() and await store.alive()
+        loaded = await store.load("d")
+        assert loaded is not None and [u for _, u in loaded.updates] == [b"a", b"b"]
+
+
+async def test_a_writer_that_cannot_be_restarted_makes_the_store_not_alive(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    store = SQLiteStore(folder / "db")
+    await store.open()
+    try:
+        await store.create_document("d", title="", now_ms=T0)
+        with pytest.raises(StoreUnavailable):
+            await store._write(_crash)
+        for f in folder.iterdir():  # the database is gone: a new writer cannot open it
+            f.unlink()
+        folder.rmdir()
+        with pytest.raises(StoreUnavailable):
+            await store.append_update("d", b"x", now_ms=T0)
+        assert await store.alive() is False
+        assert await store.health() is False
+        folder.mkdir()  # back: the next write restarts the writer on a new, empty database
+        assert await store.alive() is True
     finally:
         await store.close()

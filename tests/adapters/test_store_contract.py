@@ -14,12 +14,14 @@ from cowrite.adapters.store import (
     ChatMessage,
     Compacted,
     DocumentExists,
+    DuplicateEdit,
     EditKey,
     Forbidden,
     MemoryStore,
     NotFound,
     SQLiteStore,
     Store,
+    StoredEdit,
     StoreError,
 )
 from cowrite.adapters.store.postgres import PostgresStore
@@ -319,11 +321,50 @@ async def test_edit_keys_are_found_after_append(store: Store) -> None:
     assert await store.find_edit("other", "alice", "1") is None
 
 
-async def test_edit_key_seen_twice_keeps_its_first_seq(store: Store) -> None:
+async def test_an_append_with_a_known_edit_key_is_refused_atomically(store: Store) -> None:
+    """Two writers (two instances) storing the same edit: the second stores nothing at all."""
     await store.create_document("d", title="", now_ms=T0)
-    first = await store.append_update("d", b"a", edit_keys=[EditKey("c", "e")], now_ms=T0)
-    await store.append_update("d", b"b", edit_keys=[EditKey("c", "e")], now_ms=T0)
+    first = await store.append_update(
+        "d", b"a", edit_keys=[EditKey("c", "e", "digest-1")], now_ms=T0
+    )
+    with pytest.raises(DuplicateEdit) as refused:
+        await store.append_update(
+            "d", b"b", edit_keys=[EditKey("c", "other"), EditKey("c", "e")], now_ms=T0
+        )
+    assert (refused.value.seq, refused.value.digest) == (first, "digest-1")
     assert await store.find_edit("d", "c", "e") == first
+    assert await store.find_edit("d", "c", "other") is None  # not stored either
+    loaded = await store.load("d")
+    assert loaded is not None and loaded.updates == [(first, b"a")] and loaded.last_seq == first
+    assert await store.append_update("d", b"c", now_ms=T0) == first + 1  # no seq was burnt
+
+
+async def test_concurrent_appends_of_one_key_store_it_once(store: Store) -> None:
+    """Submitted together (one group commit): exactly one is stored, the others refused."""
+    await store.create_document("d", title="", now_ms=T0)
+    results = await asyncio.gather(
+        *(
+            store.append_update("d", b"%d" % i, edit_keys=[EditKey("c", "e")], now_ms=T0)
+            for i in range(5)
+        ),
+        store.append_update("d", b"free", edit_keys=[EditKey("c", "f")], now_ms=T0),
+        return_exceptions=True,
+    )
+    stored = [r for r in results[:5] if isinstance(r, int)]
+    assert len(stored) == 1
+    refused = [r for r in results[:5] if not isinstance(r, int)]
+    assert all(isinstance(r, DuplicateEdit) and r.seq == stored[0] for r in refused)
+    assert isinstance(results[5], int)
+    loaded = await store.load("d")
+    assert loaded is not None and len(loaded.updates) == 2
+
+
+async def test_edit_keys_keep_their_digest(store: Store) -> None:
+    await store.create_document("d", title="", now_ms=T0)
+    seq = await store.append_update("d", b"u", edit_keys=[EditKey("c", "e", "abc")], now_ms=T0)
+    assert await store.lookup_edit("d", "c", "e") == StoredEdit(seq, "abc")
+    assert await store.lookup_edit("d", "c", "x") is None
+    assert await store.lookup_edit("nope", "c", "e") is None
 
 
 async def test_edit_keys_survive_close_and_reopen(backend: Backend, store: Store) -> None:
@@ -508,6 +549,44 @@ async def test_delete_chat_is_soft_and_idempotent(store: Store) -> None:
         await store.edit_chat("d", m1.id, author_id="u", text="back", now_ms=T0)
 
 
+# --- integers out of range ------------------------------------------------------------------------
+
+OUT_OF_RANGE = [2**63, -(2**63) - 1, 2**100]
+
+
+@pytest.mark.parametrize("bad", OUT_OF_RANGE)
+async def test_out_of_range_integers_are_refused_and_the_store_carries_on(
+    store: Store, bad: int
+) -> None:
+    """Every integer reaching a store is bounded to 64 bits: a larger one is a `ValueError` for
+    that call only (it once killed the SQLite writer: nothing was stored after it)."""
+    await store.create_document("d", title="", now_ms=T0)
+    message = await store.add_chat("d", author_id="u", author_name="U", text="hi", now_ms=T0)
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.edit_chat("d", bad, author_id="u", text="x", now_ms=T0),
+        lambda: store.delete_chat("d", bad, author_id="u", now_ms=T0),
+        lambda: store.edit_chat("d", message.id, author_id="u", text="x", now_ms=bad),
+        lambda: store.delete_chat("d", message.id, author_id="u", now_ms=bad),
+        lambda: store.chat_history("d", before=bad),
+        lambda: store.chat_history("d", limit=bad),
+        lambda: store.add_chat("d", author_id="u", author_name="U", text="x", now_ms=bad),
+        lambda: store.append_update("d", b"u", now_ms=bad),
+        lambda: store.updates_since("d", bad),
+        lambda: store.save_snapshot("d", b"s", bad),
+        lambda: store.prune_edit_keys("d", bad),
+        lambda: store.create_document("e", title="", now_ms=bad),
+        lambda: store.update_title("d", "t", now_ms=bad),
+        lambda: store.list_documents(limit=bad),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError):
+            await call()
+    assert await store.append_update("d", b"u", now_ms=T0) == 1
+    edited = await store.edit_chat("d", message.id, author_id="u", text="yo", now_ms=T0 + 1)
+    assert edited.text == "yo"
+    assert await store.health()
+
+
 # --- lifecycle ------------------------------------------------------------------------------------
 
 
@@ -515,6 +594,13 @@ async def test_health_is_true_when_open_and_false_when_closed(store: Store) -> N
     assert await store.health() is True
     await store.close()
     assert await store.health() is False
+
+
+async def test_a_working_store_is_alive_open_or_closed(store: Store) -> None:
+    """``alive`` (for /healthz) is False only for a writer that died and cannot restart."""
+    assert await store.alive() is True
+    await store.close()
+    assert await store.alive() is True
 
 
 async def test_calls_on_a_closed_store_raise_store_error(store: Store) -> None:

@@ -23,7 +23,7 @@ from protocol_clients import ThinClient, running
 
 import cowrite
 from cowrite.adapters.bus import LocalBus
-from cowrite.adapters.store import MemoryStore, StoreUnavailable
+from cowrite.adapters.store import MemoryStore, StoredEdit, StoreUnavailable
 from cowrite.server.cluster import UpdateNote, decode_note
 from cowrite.server.config import Settings
 
@@ -75,6 +75,12 @@ class FlakyStore(Shared):
         if self.down:
             raise StoreUnavailable("database unreachable (test)")
         result: int | None = await self._store.find_edit(*args, **kwargs)
+        return result
+
+    async def lookup_edit(self, *args: Any, **kwargs: Any) -> StoredEdit | None:
+        if self.down:
+            raise StoreUnavailable("database unreachable (test)")
+        result: StoredEdit | None = await self._store.lookup_edit(*args, **kwargs)
         return result
 
 

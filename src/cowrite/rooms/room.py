@@ -45,7 +45,9 @@ from cowrite.engine.ops import (
 )
 from cowrite.engine.ops import Op as EngineOp
 from cowrite.engine.rebase import Anchor, EditLog, anchor_at, apply_index_edit, resolve_anchor
+from cowrite.rooms import edit_keys
 from cowrite.rooms.checksum import ChecksumSchedule
+from cowrite.rooms.edit_keys import client_of, edit_digest, key_client
 from cowrite.rooms.peers import PeerCursor, PeerEntry, RemoteMember, WireAnchor
 from cowrite.rooms.wire import (
     UnknownNode,
@@ -77,6 +79,8 @@ class Outcome:
     persist: bytes | None = None
     version: int = 0
     edit_keys: list[EditKey] = field(default_factory=list)
+    edit_digest: str = ""
+    """The payload digest stored with ``edit_keys`` (`edit_keys.edit_digest`)."""
     reply: list[p.Message] = field(default_factory=list)
     broadcast: list[tuple[p.Message, Audience]] = field(default_factory=list)
     fault: BaseException | None = None
@@ -109,6 +113,13 @@ class Member:
     last_active_ms: int
     active: bool = True
     cursor: tuple[int, Anchor, Anchor] | None = None
+    owner: str = ""
+    """The authenticated user id: scopes this member's edit keys (default: the client id)."""
+    key_client: str = field(init=False, default="")
+    """The client part of this member's edit keys (`edit_keys.key_client`)."""
+
+    def __post_init__(self) -> None:
+        self.key_client = key_client(self.owner or self.client_id, self.client_id)
 
     @property
     def can_write(self) -> bool:
@@ -133,7 +144,11 @@ class Room:
         self.log = EditLog(self.limits.edit_log_capacity, version)
         # per logged version: (client_id, edit_id, wire ops) for catch-up
         self._origins: OrderedDict[int, Origin] = OrderedDict()
-        self._recent: OrderedDict[EditKey, int] = OrderedDict()
+        self._recent: OrderedDict[EditKey, tuple[int, str]] = OrderedDict()
+        """Recently applied edit keys -> (version, payload digest)."""
+        self.forgotten_upto = 0
+        """The highest version of an edit key dropped from memory: an edit made at an older
+        version may have been applied and forgotten (the store knows)."""
         self.members: dict[str, Member] = {}
         self.remote: dict[str, RemoteMember] = {}
         """Members connected to other instances, by session."""
@@ -158,13 +173,13 @@ class Room:
         """
         if seq != self.version + 1:
             raise ValueError(f"stored update {seq} after version {self.version}")
-        client, edit_id, delta = unwrap_update(data)
+        client, edit_id, digest, delta = edit_keys.unwrap_update(data)
         before = self.doc.version
         changes, _, _ = self._apply_remote_ops(decode_ops(self.doc, delta))
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
-        self._record(self._wire_ops(changes), seq_changes, client, edit_id, before)
+        self._record(self._wire_ops(changes), seq_changes, client_of(client), edit_id, before)
         if edit_id:  # a resend after a restart is acknowledged, not applied again
-            self.remember((client, edit_id), seq)
+            self.remember((client, edit_id), seq, digest)
 
     def _record(
         self,
@@ -258,7 +273,8 @@ class Room:
             if msg.version is not None and msg.state is not None:
                 applied = None
                 if msg.inflight is not None:
-                    done = self._recent.get((member.client_id, msg.inflight))
+                    known = self._recent.get((member.key_client, msg.inflight))
+                    done = known[0] if known is not None else None
                     applied = self._origins.get(done) if done is not None else None
                     if done is not None and applied is None:
                         applied = NOT_LOGGED
@@ -327,14 +343,35 @@ class Room:
 
     # ----------------------------------------------------------------- edits
 
-    def seen(self, client_id: str, edit_id: str) -> int | None:
-        """The version an edit got if it was applied recently (exactly-once acks)."""
-        return self._recent.get((client_id, edit_id))
+    def seen(self, client_key: str, edit_id: str) -> int | None:
+        """The version an edit got if it was applied recently (exactly-once acks).
+        ``client_key``: the member's ``key_client``."""
+        known = self._recent.get((client_key, edit_id))
+        return None if known is None else known[0]
 
-    def remember(self, key: EditKey, version: int) -> None:
-        self._recent[key] = version
+    def remember(self, key: EditKey, version: int, digest: str = "") -> None:
+        """Remember an applied edit key (and its payload digest) for exactly-once acks."""
+        self._recent[key] = (version, digest)
         while len(self._recent) > self.limits.remembered_edits:
-            self._recent.popitem(last=False)
+            _, (old, _) = self._recent.popitem(last=False)
+            self.forgotten_upto = max(self.forgotten_upto, old)
+
+    def _resent(self, key: EditKey, digest: str, edit_id: str) -> int | None:
+        """The version of an edit already applied under ``key``, or None if it is new.
+
+        Raises RoomError ``edit_id_reused`` when the key was used for other content: its
+        content would otherwise be acknowledged and silently dropped.
+        """
+        known = self._recent.get(key)
+        if known is None:
+            return None
+        version, stored = known
+        if stored and digest and stored != digest:
+            raise RoomError(
+                p.ErrorCode.EDIT_ID_REUSED,
+                f"edit id {edit_id!r} was already used for another edit: use a new one",
+            )
+        return version
 
     def edit(self, session: str, msg: p.Edit, now_ms: int) -> Outcome:
         """A thin client's batch: rebased from ``msg.version``, applied all or nothing.
@@ -343,8 +380,9 @@ class Room:
         repeated ``(client_id, edit_id)`` is acknowledged with its first version, not applied.
         """
         member = self._writer(session)
-        key = (member.client_id, msg.edit_id)
-        done = self._recent.get(key)
+        key = (member.key_client, msg.edit_id)
+        digest = edit_digest(msg.ops)
+        done = self._resent(key, digest, msg.edit_id)
         if done is not None:
             return Outcome(reply=[self._ack(msg.edit_id, done)])
         if msg.version > self.version:
@@ -401,7 +439,7 @@ class Room:
         reply: list[p.Message]
         broadcast: list[tuple[p.Message, Audience]]
         if fault is None:
-            self.remember(key, version)
+            self.remember(key, version, digest)
             reply = [self._ack(msg.edit_id, version, created)]
             remote = p.Remote(
                 doc=self.doc_id,
@@ -431,9 +469,10 @@ class Room:
         if woke:
             broadcast.append(self._presence_of(member))
         return Outcome(
-            persist=wrap_update(member.client_id, named, delta),
+            persist=edit_keys.wrap_update(member.key_client, named, delta, digest),
             version=version,
             edit_keys=[key] if fault is None else [],
+            edit_digest=digest,
             reply=reply,
             broadcast=broadcast,
             fault=fault,
@@ -559,14 +598,22 @@ class Room:
         refused op: that part is a version like any other and the sender gets an ``error``.
         """
         member = self._writer(session)
-        if msg.edit_id is not None:
-            done = self._recent.get((member.client_id, msg.edit_id))
-            if done is not None:
-                return Outcome(reply=[self._ack(msg.edit_id, done)])
         try:
             data = base64.b64decode(msg.delta, validate=True)
         except (binascii.Error, ValueError):
             raise RoomError(p.ErrorCode.BAD_MESSAGE, "delta is not base64") from None
+        if msg.edit_id is not None:
+            done = self.seen(member.key_client, msg.edit_id)
+            if done is not None:
+                roots = set(self.doc.roots)
+                known = edit_keys.delta_is_known(self.doc, data)
+                self._forget_roots(roots)
+                if not known:
+                    raise RoomError(
+                        p.ErrorCode.EDIT_ID_REUSED,
+                        f"edit id {msg.edit_id!r} was already used for other operations",
+                    )
+                return Outcome(reply=[self._ack(msg.edit_id, done)])
         doc = self.doc
         if data[:3] == b"CWS":
             raise RoomError(p.ErrorCode.BAD_MESSAGE, "send a delta, not a snapshot")
@@ -599,7 +646,7 @@ class Room:
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
         named = (msg.edit_id or "") if error is None else ""  # applied in part: not that edit
         version = self._record(ops_out, seq_changes, member.client_id, named, before)
-        keys = [(member.client_id, named)] if named else []
+        keys = [(member.key_client, named)] if named else []
         for key in keys:
             self.remember(key, version)
         reply: list[p.Message] = []
@@ -646,7 +693,7 @@ class Room:
         if woke:
             broadcast.append(self._presence_of(member))
         return Outcome(
-            persist=wrap_update(member.client_id, named, data),
+            persist=edit_keys.wrap_update(member.key_client, named, data),
             version=version,
             edit_keys=keys,
             reply=reply,
@@ -666,7 +713,7 @@ class Room:
         doc = self.doc
         roots = set(doc.roots)
         try:
-            client, edit_id, delta = unwrap_update(data)
+            client, edit_id, digest, delta = edit_keys.unwrap_update(data)
             ops = decode_ops(doc, delta)
         except Exception as exc:
             self._forget_roots(roots)
@@ -679,10 +726,10 @@ class Room:
         ops_out = self._wire_ops(changes)
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
         version = self._record(
-            ops_out, seq_changes, client, edit_id, before, _op_ranges(doc, ops)
+            ops_out, seq_changes, client_of(client), edit_id, before, _op_ranges(doc, ops)
         )
         if edit_id and (client, edit_id) not in self._recent:
-            self.remember((client, edit_id), version)
+            self.remember((client, edit_id), version, digest)
         # ops this update released from the causal queue came in earlier updates, which members
         # who joined since never got: relay everything that was applied
         relayed = delta if error is None and not before_pending else doc.delta_since(before)
@@ -699,7 +746,7 @@ class Room:
                 doc=self.doc_id,
                 version=version,
                 ops=ops_out,
-                client_id=client,
+                client_id=client_of(client),
                 edit_id=edit_id,
                 vv=self._origins[version].vv,
             )
@@ -1000,33 +1047,15 @@ def _wire_list(doc: Document, values: list[Any]) -> list[Any]:
     return [value_to_wire(doc, v) for v in values]
 
 
-UPDATE_MAGIC = b"CWU\x01"
-
-
 def wrap_update(client_id: str, edit_id: str, delta: bytes) -> bytes:
-    """A stored update: the engine delta with the edit it came from.
-
-    ``CWU\\x01``, then the client id and the edit id (each a 2-byte big-endian length and UTF-8),
-    then the delta. A restarted room reads them back (``load_update``) so that catch-up
-    ``remote``s still name their edits and a resent edit is still recognised.
-    """
-    c, e = client_id.encode(), edit_id.encode()
-    return b"".join(
-        (UPDATE_MAGIC, len(c).to_bytes(2, "big"), c, len(e).to_bytes(2, "big"), e, delta)
-    )
+    """A stored update naming its edit (see `edit_keys.wrap_update`)."""
+    return edit_keys.wrap_update(client_id, edit_id, delta)
 
 
 def unwrap_update(data: bytes) -> tuple[str, str, bytes]:
     """``(client_id, edit_id, delta)`` of a stored update (a bare delta: no edit)."""
-    if not data.startswith(UPDATE_MAGIC):
-        return "", "", data
-    at = len(UPDATE_MAGIC)
-    parts: list[str] = []
-    for _ in range(2):
-        n = int.from_bytes(data[at : at + 2], "big")
-        parts.append(data[at + 2 : at + 2 + n].decode())
-        at += 2 + n
-    return parts[0], parts[1], data[at:]
+    client, edit_id, _, delta = edit_keys.unwrap_update(data)
+    return client_of(client), edit_id, delta
 
 
 def _check_string(s: str, what: str) -> None:

@@ -151,6 +151,10 @@ def create_app(
             state.connections.discard(conn)
 
     async def healthz(request: Request) -> Response:
+        # liveness: unhealthy only when restarting the process is the cure (the store's writer
+        # died and cannot be restarted); a database that is down for now is /readyz's business
+        if not await state.store.alive():
+            return PlainTextResponse("store writer dead", status_code=503)
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> Response:

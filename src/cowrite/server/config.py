@@ -32,6 +32,10 @@ class Settings:
     snapshot_every: int = 1_000
     """Updates in the log after which a document's snapshot is rewritten (compacting the log)."""
     edit_log_capacity: int = 10_000
+    edit_key_ttl_s: float = 30 * 86_400.0
+    """Edit keys (exactly-once) are kept this long, then pruned: a client that resends an
+    unacknowledged batch later than this may see it applied twice (docs/architecture.md,
+    "Exactly-once and its horizon")."""
     instance_heartbeat_s: float = 2.0
     """How often an instance tells the others (over the bus) that it is alive."""
     instance_timeout_s: float = 10.0
@@ -78,6 +82,8 @@ class Settings:
                 raise ValueError(f"{name} must be positive")
         if self.heartbeat_timeout_s <= self.heartbeat_s:
             raise ValueError("heartbeat_timeout_s must exceed heartbeat_s")
+        if self.edit_key_ttl_s < 0:
+            raise ValueError("edit_key_ttl_s must not be negative")
         if self.instance_heartbeat_s <= 0:
             raise ValueError("instance_heartbeat_s must be positive")
         if self.instance_timeout_s <= self.instance_heartbeat_s:

@@ -30,6 +30,7 @@ from cowrite.adapters.store import (
     ChatMessage,
     Compacted,
     DocumentExists,
+    DuplicateEdit,
     EditKey,
     Forbidden,
     NotFound,
@@ -48,6 +49,7 @@ from cowrite.server.cluster import (
     UpdateNote,
 )
 from cowrite.server.config import Settings
+from cowrite.server.exactly_once import ExactlyOnce
 from cowrite.server.metrics import Metrics
 
 log = logging.getLogger("cowrite.hub")
@@ -146,6 +148,7 @@ class Hub:
         self._unloads: set[asyncio.Task[None]] = set()
         self._held: set[asyncio.Task[None]] = set()
         """Edits waiting for the store to tell whether they were applied before."""
+        self.exactly_once = ExactlyOnce(self)
         self.edits_applied = 0
         self.started = time.monotonic()
         self.cluster: Cluster | None = None
@@ -249,6 +252,7 @@ class Hub:
             room, room.version, seqs=SeqSet(stored.last_seq), since_snapshot=len(stored.updates)
         )
         lr.task = asyncio.create_task(self._pipeline(doc_id, lr))
+        self._background(self.exactly_once.prune(doc_id))
         self.rooms[doc_id] = lr
         self.metrics.documents.set(len(self.rooms))
         self._schedule_unload(doc_id, lr)  # released if whoever loads it never joins
@@ -258,6 +262,11 @@ class Hub:
             self._catch_up(doc_id, lr)
         log.info("document loaded", extra={"doc": doc_id, "version": room.version})
         return lr
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._unloads.add(task)  # awaited by ``close``
+        task.add_done_callback(self._unloads.discard)
 
     def _schedule_unload(self, doc_id: str, lr: LoadedRoom) -> None:
         """Unload the room after ``unload_after_s`` unless someone joins it meanwhile."""
@@ -318,6 +327,7 @@ class Hub:
             await self.store.save_snapshot(doc_id, state, upto)
             # what came in while saving counts towards the next one
             lr.since_snapshot = max(len(lr.seqs.ahead), lr.since_snapshot - counted)
+            self._background(self.exactly_once.prune(doc_id))
         except (StoreError, ValueError):
             log.exception("snapshot failed", extra={"doc": doc_id})
 
@@ -419,6 +429,8 @@ class Hub:
         """
         failed: dict[int, p.Error] = {}
         seqs: dict[int, int] = {}
+        unkeyed: set[int] = set()
+        """Outcomes another instance stored first (by edit key): stored again without it."""
         todo = outcomes
         delay = 0.05
         while todo:
@@ -428,7 +440,9 @@ class Hub:
                     self.store.append_update(
                         doc_id,
                         o.persist or b"",
-                        edit_keys=[EditKey(c, e) for c, e in o.edit_keys],
+                        edit_keys=[]
+                        if id(o) in unkeyed
+                        else [EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
                         now_ms=now,
                     )
                     for o in todo
@@ -436,8 +450,17 @@ class Hub:
                 return_exceptions=True,
             )
             retry: list[Outcome] = []
+            again: set[int] = set()
             for o, result in zip(todo, results, strict=True):
-                if isinstance(result, int):
+                if isinstance(result, DuplicateEdit):
+                    # the same edit, stored first by another instance (a client whose
+                    # connection split while its batch was being stored here): the room has
+                    # applied this copy, so it is stored all the same, then undone
+                    log.warning("edit stored twice: undoing this copy", extra={"doc": doc_id})
+                    unkeyed.add(id(o))
+                    again.add(id(o))
+                    self.exactly_once.undo_duplicate(doc_id, lr, o)
+                elif isinstance(result, int):
                     if self.cluster is None and (retry or result != o.version):
                         log.error(
                             "log sequence mismatch",
@@ -472,7 +495,8 @@ class Hub:
                 self._saving(lr, pending=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-            todo = retry
+            again.update(id(o) for o in retry)
+            todo = [o for o in todo if id(o) in again]  # in their order
         if lr.saving_pending and outcomes:  # something was stored: the store is back
             self._saving(lr, pending=False)
         return failed, seqs
@@ -728,7 +752,11 @@ class Hub:
                 mode=msg.mode,
                 rights=rights,
                 last_active_ms=self.now_ms(),
+                owner=peer.identity.user_id,
             )
+            if msg.inflight is not None:  # stored, and forgotten here? the store tells
+                await self.exactly_once.recognise_inflight(peer, msg)
+                lr = self.joined(peer, msg.doc)
             previous = lr.room.members.get(peer.session)
             if previous is not None:  # a rejoin keeps the user's presence fields
                 member.user = previous.user
@@ -769,9 +797,7 @@ class Hub:
         lr = self.joined(peer, msg.doc)
         first = peer.session in lr.check_store
         lr.check_store.discard(peer.session)
-        if lr.room.seen(peer.client_id, msg.edit_id) is None and (
-            msg.version < lr.loaded_version or (first and self.cluster is not None)
-        ):
+        if self.exactly_once.must_ask_store(lr, peer, msg, first):
             try:
                 await self._recognise(peer, msg)
             except StoreError:
@@ -786,19 +812,7 @@ class Hub:
     async def _recognise(self, peer: Peer, msg: p.Edit) -> None:
         """Maybe applied by an earlier run of the server, or (sent before a reconnect) by
         another instance: the store knows. Raises StoreError while it cannot tell."""
-        seq = await self.store.find_edit(msg.doc, peer.client_id, msg.edit_id)
-        lr = self.joined(peer, msg.doc)  # still there after the await
-        room = lr.room
-        if seq is None or room.seen(peer.client_id, msg.edit_id) is not None:
-            return
-        if self.cluster is None:
-            room.remember((peer.client_id, msg.edit_id), seq)
-            return
-        # merge it here first: the ack names this instance's version of it
-        await self._caught_up(msg.doc, lr)
-        room = self.joined(peer, msg.doc).room
-        if room.seen(peer.client_id, msg.edit_id) is None:
-            room.remember((peer.client_id, msg.edit_id), room.version)
+        await self.exactly_once.recognise(peer, msg.doc, msg.edit_id)
 
     async def _edit_later(self, peer: Peer, msg: p.Edit, t0: float) -> None:
         delay = 0.1
@@ -907,6 +921,8 @@ class Hub:
             raise RoomError(missing, str(exc)) from None
         except Forbidden as exc:
             raise RoomError(p.ErrorCode.FORBIDDEN, str(exc)) from None
+        except ValueError as exc:  # an argument the store cannot keep (the protocol bounds them)
+            raise RoomError(p.ErrorCode.BAD_MESSAGE, str(exc)) from None
 
     def _chatter(self, peer: Peer, doc_id: str) -> LoadedRoom:
         lr = self.joined(peer, doc_id)

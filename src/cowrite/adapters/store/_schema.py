@@ -66,6 +66,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 2: the digest of an edit's payload beside its key, so that a resend of a key with other
+    # content is refused rather than acknowledged and dropped. Keys stored before have "" (not
+    # known: a resend of one is taken as the same edit, as it was before).
+    ("ALTER TABLE edit_keys ADD COLUMN digest TEXT NOT NULL DEFAULT ''",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

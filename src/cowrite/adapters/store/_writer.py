@@ -6,6 +6,10 @@ savepoint so that one failing job does not undo the others, commits once, and on
 jobs' futures. While one batch waits for its fsync the next one queues up, so N concurrent writers
 cost about one fsync per batch instead of N, with no artificial delay added to a lone write.
 
+A job that raises anything (a bad argument, a bug, ``OverflowError`` from SQLite's binding of a huge
+int) fails that job only. If the thread dies anyway, ``crashed`` is set, every waiter gets
+`StoreUnavailable`, and ``SQLiteStore`` starts a new writer on the next write.
+
 Jobs run in the order they were submitted: the log order of a document is the order of the
 ``append_update`` calls.
 """
@@ -71,6 +75,8 @@ class BatchWriter:
         self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()  # None: stop
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._stopping = False
+        self.crashed = False
+        """The thread died of an unexpected error: this writer takes no more jobs."""
 
     def start(self) -> None:
         self._thread.start()
@@ -85,6 +91,8 @@ class BatchWriter:
         exception it raised (its changes then rolled back), or `StoreUnavailable`/`StoreError` if
         the commit failed (the whole batch rolled back).
         """
+        if self.crashed:
+            raise StoreUnavailable("the sqlite writer thread crashed")
         if self._stopping:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
@@ -121,8 +129,9 @@ class BatchWriter:
                     pending.append(item)
                 _deliver(self._commit(pending))
                 pending = []
-        except BaseException as exc:  # a bug in this module: fail every waiter, then re-raise
+        except BaseException as exc:  # a bug: fail every waiter; the store starts a new writer
             log.exception("sqlite writer thread crashed")
+            self.crashed = True
             self._stopping = True
             crashed = StoreUnavailable(f"the sqlite writer thread crashed: {exc!r}")
             while True:
@@ -132,8 +141,7 @@ class BatchWriter:
                     break
                 if item is not None:
                     pending.append(item)
-            _deliver([(job, None, crashed) for job in pending])
-            raise
+            _deliver([(job, None, crashed) for job in pending])  # logged above; not re-raised
         finally:
             self._conn.close()
 
@@ -154,6 +162,11 @@ class BatchWriter:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     outcomes.append((job, None, translate(exc)))
+                except Exception as exc:  # a bug or an unbindable value: this job only
+                    log.error("sqlite write job failed", exc_info=exc)
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((job, None, exc))
                 else:
                     conn.execute("RELEASE job")
                     outcomes.append((job, value, None))

@@ -22,6 +22,10 @@ from typing import Protocol
 MAX_DOC_ID_CHARS = 128
 MAX_TITLE_CHARS = 1_000
 MAX_EDIT_KEY_PART_CHARS = 256
+MAX_INT64 = 2**63 - 1
+"""Every integer a store keeps (seqs, chat ids, times) is a signed 64-bit integer (SQLite INTEGER,
+PostgreSQL BIGINT); callers bound what clients send to this at the edge (`cowrite.protocol`)."""
+MIN_INT64 = -(2**63)
 
 _DOC_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
 
@@ -49,6 +53,21 @@ class Compacted(StoreError):
     """The log entries asked for were folded into a snapshot: load the document instead."""
 
 
+class DuplicateEdit(StoreError):
+    """`append_update` was given an edit key the document already has: nothing was stored.
+
+    ``seq`` is the update that carried the key first and ``digest`` the payload digest stored with
+    it. The caller applied the same edit twice (two instances, one client whose connection split):
+    it must not acknowledge the second copy as a new edit.
+    """
+
+    def __init__(self, key: EditKey, seq: int, digest: str) -> None:
+        super().__init__(f"edit {key.client_id!r}/{key.edit_id!r} is already stored at {seq}")
+        self.key = key
+        self.seq = seq
+        self.digest = digest
+
+
 class StoreUnavailable(StoreError):
     """The backing database cannot be reached or written right now; the call may be retried.
 
@@ -73,10 +92,23 @@ class DocumentInfo:
 
 @dataclass(frozen=True, slots=True)
 class EditKey:
-    """The client-chosen identity of one edit, for exactly-once acknowledgements."""
+    """The client-chosen identity of one edit, for exactly-once acknowledgements.
+
+    ``digest`` names the edit's payload (``""``: not known), so that a resend of the same key
+    with other content can be told apart from a true resend (`cowrite.rooms.edit_keys`).
+    """
 
     client_id: str
     edit_id: str
+    digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEdit:
+    """What the store knows of an edit key: the seq of the update that carried it, its digest."""
+
+    seq: int
+    digest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +168,8 @@ def validate_title(title: str) -> str:
 
 
 def validate_edit_keys(edit_keys: Sequence[EditKey]) -> tuple[EditKey, ...]:
-    """Return the keys as a tuple if each part is a non-empty string of at most 256 characters."""
+    """Return the keys as a tuple if each part is a non-empty string of at most 256 characters
+    (the digest: at most 256, maybe empty) and no key appears twice."""
     keys = tuple(edit_keys)
     for key in keys:
         for part in (key.client_id, key.edit_id):
@@ -145,14 +178,30 @@ def validate_edit_keys(edit_keys: Sequence[EditKey]) -> tuple[EditKey, ...]:
                     f"invalid edit key {key!r}: client_id and edit_id must be 1-"
                     f"{MAX_EDIT_KEY_PART_CHARS} characters"
                 )
+        if not isinstance(key.digest, str) or len(key.digest) > MAX_EDIT_KEY_PART_CHARS:
+            raise ValueError(f"invalid edit key {key!r}: digest over {MAX_EDIT_KEY_PART_CHARS}")
+    if len({(k.client_id, k.edit_id) for k in keys}) != len(keys):
+        raise ValueError("the same edit key twice in one update")
     return keys
 
 
 def validate_limit(limit: int) -> int:
-    """Return ``limit`` if it is a positive int (a page size)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"invalid limit {limit!r}: expected a positive integer")
+    """Return ``limit`` if it is a positive 64-bit int (a page size)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_INT64:
+        raise ValueError(f"invalid limit {limit!r}: expected a positive 64-bit integer")
     return limit
+
+
+def validate_int(value: int | None, what: str) -> None:
+    """Raise `ValueError` unless ``value`` is None or a signed 64-bit int.
+
+    A larger int cannot be stored (SQLite raises `OverflowError`, asyncpg a `DataError`): refused
+    here, before it reaches a writer, it fails that call only.
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_INT64 <= value <= MAX_INT64:
+        raise ValueError(f"invalid {what} {value!r}: expected a signed 64-bit integer")
 
 
 # --- the protocol -------------------------------------------------------------------------------
@@ -178,6 +227,12 @@ class Store(Protocol):
 
     async def health(self) -> bool:
         """Return whether the store can serve reads and writes now (for /readyz). Never raises."""
+        ...
+
+    async def alive(self) -> bool:
+        """Return False only if this store can never write again in this process (its writer
+        died and could not be restarted): /healthz, so that the process gets restarted. A
+        database that is down for now is `health`'s business, not this. Never raises."""
         ...
 
     # documents
@@ -224,7 +279,8 @@ class Store(Protocol):
 
         Sequence numbers start at 1 and increase by 1 per append, per document, in the order the
         calls were made, and are never reused (not even after compaction). ``edit_keys`` are stored
-        in the same transaction; a key already present keeps its first seq. Returns only once the
+        in the same transaction, atomically refused if one is already stored (by any writer, any
+        instance): then nothing is stored and `DuplicateEdit` is raised. Returns only once the
         update and its keys are durable: the caller may acknowledge the edits then, not before.
         Raises `NotFound` if the document does not exist.
         """
@@ -234,8 +290,16 @@ class Store(Protocol):
         """Return the seq of the update that carried this edit key, or None if unknown."""
         ...
 
+    async def lookup_edit(self, doc_id: str, client_id: str, edit_id: str) -> StoredEdit | None:
+        """Return the seq and digest stored with this edit key, or None if unknown."""
+        ...
+
     async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
-        """Forget edit keys stored before ``older_than_ms``; return how many were removed."""
+        """Forget edit keys stored before ``older_than_ms``; return how many were removed.
+
+        A pruned key no longer stops a resend of its edit: callers keep keys as long as a client
+        may resend them (docs/architecture.md, "Exactly-once and its horizon").
+        """
         ...
 
     async def load(self, doc_id: str) -> StoredDocument | None:

@@ -17,13 +17,16 @@ from cowrite.adapters.store.base import (
     Compacted,
     DocumentExists,
     DocumentInfo,
+    DuplicateEdit,
     EditKey,
     Forbidden,
     NotFound,
     StoredDocument,
+    StoredEdit,
     StoreError,
     validate_doc_id,
     validate_edit_keys,
+    validate_int,
     validate_limit,
     validate_title,
 )
@@ -42,8 +45,8 @@ class _Doc:
     snapshot: bytes | None = None
     snapshot_seq: int = 0
     log: dict[int, bytes] = field(default_factory=dict)  # insertion order == seq order
-    # (client_id, edit_id) -> (seq, stored_ms)
-    edit_keys: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    # (client_id, edit_id) -> (seq, stored_ms, digest)
+    edit_keys: dict[tuple[str, str], tuple[int, int, str]] = field(default_factory=dict)
     chat: dict[int, ChatMessage] = field(default_factory=dict)
     last_chat_id: int = 0
 
@@ -81,9 +84,13 @@ class MemoryStore:
     async def health(self) -> bool:
         return self._open
 
+    async def alive(self) -> bool:
+        return True  # no writer to lose
+
     # documents
 
     async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:
+        validate_int(now_ms, "time")
         self._check_open()
         validate_doc_id(doc_id)
         validate_title(title)
@@ -108,6 +115,7 @@ class MemoryStore:
         return [self._info(self._docs[i]) for i in ids]
 
     async def update_title(self, doc_id: str, title: str, *, now_ms: int) -> DocumentInfo:
+        validate_int(now_ms, "time")
         self._check_open()
         validate_title(title)
         doc = self._doc(doc_id)
@@ -129,31 +137,41 @@ class MemoryStore:
         edit_keys: Sequence[EditKey] = (),
         now_ms: int,
     ) -> int:
+        validate_int(now_ms, "time")
         self._check_open()
         keys = validate_edit_keys(edit_keys)
         doc = self._doc(doc_id)
+        for key in keys:  # refused before anything changes
+            known = doc.edit_keys.get((key.client_id, key.edit_id))
+            if known is not None:
+                raise DuplicateEdit(key, known[0], known[2])
         doc.last_seq += 1
         seq = doc.last_seq
         doc.log[seq] = bytes(update)
         for key in keys:
-            doc.edit_keys.setdefault((key.client_id, key.edit_id), (seq, now_ms))
+            doc.edit_keys[key.client_id, key.edit_id] = (seq, now_ms, key.digest)
         doc.info = replace(doc.info, updated_ms=max(doc.info.updated_ms, now_ms))
         return seq
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
+        found = await self.lookup_edit(doc_id, client_id, edit_id)
+        return None if found is None else found.seq
+
+    async def lookup_edit(self, doc_id: str, client_id: str, edit_id: str) -> StoredEdit | None:
         self._check_open()
         validate_doc_id(doc_id)
         doc = self._docs.get(doc_id)
         found = None if doc is None else doc.edit_keys.get((client_id, edit_id))
-        return None if found is None else found[0]
+        return None if found is None else StoredEdit(found[0], found[2])
 
     async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
+        validate_int(older_than_ms, "time")
         self._check_open()
         validate_doc_id(doc_id)
         doc = self._docs.get(doc_id)
         if doc is None:
             return 0
-        old = [k for k, (_, stored_ms) in doc.edit_keys.items() if stored_ms < older_than_ms]
+        old = [k for k, (_, stored_ms, _) in doc.edit_keys.items() if stored_ms < older_than_ms]
         for key in old:
             del doc.edit_keys[key]
         return len(old)
@@ -173,6 +191,7 @@ class MemoryStore:
         )
 
     async def updates_since(self, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+        validate_int(after_seq, "seq")
         self._check_open()
         doc = self._doc(doc_id)
         if after_seq < doc.snapshot_seq:
@@ -180,6 +199,7 @@ class MemoryStore:
         return [(seq, u) for seq, u in doc.log.items() if seq > after_seq]
 
     async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
+        validate_int(upto_seq, "seq")
         self._check_open()
         doc = self._doc(doc_id)
         if upto_seq < 0 or upto_seq > doc.last_seq:
@@ -198,6 +218,7 @@ class MemoryStore:
     async def add_chat(
         self, doc_id: str, *, author_id: str, author_name: str, text: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(now_ms, "time")
         self._check_open()
         doc = self._doc(doc_id)
         doc.last_chat_id += 1
@@ -217,6 +238,8 @@ class MemoryStore:
     async def edit_chat(
         self, doc_id: str, message_id: int, *, author_id: str, text: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(message_id, "chat message id")
+        validate_int(now_ms, "time")
         self._check_open()
         doc = self._doc(doc_id)
         message = self._own_message(doc, message_id, author_id)
@@ -229,6 +252,8 @@ class MemoryStore:
     async def delete_chat(
         self, doc_id: str, message_id: int, *, author_id: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(message_id, "chat message id")
+        validate_int(now_ms, "time")
         self._check_open()
         doc = self._doc(doc_id)
         message = self._own_message(doc, message_id, author_id)
@@ -240,6 +265,7 @@ class MemoryStore:
     async def chat_history(
         self, doc_id: str, *, before: int | None = None, limit: int = 50
     ) -> list[ChatMessage]:
+        validate_int(before, "chat message id")
         self._check_open()
         validate_doc_id(doc_id)
         validate_limit(limit)

@@ -48,6 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
+from cowrite.adapters.store._pg_append import Append, append_run
 from cowrite.adapters.store._writer import WriterStats
 from cowrite.adapters.store.base import (
     ChatMessage,
@@ -58,10 +59,12 @@ from cowrite.adapters.store.base import (
     Forbidden,
     NotFound,
     StoredDocument,
+    StoredEdit,
     StoreError,
     StoreUnavailable,
     validate_doc_id,
     validate_edit_keys,
+    validate_int,
     validate_limit,
     validate_title,
 )
@@ -143,43 +146,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 2: the digest of an edit's payload beside its key (see the SQLite schema).
+    ("ALTER TABLE edit_keys ADD COLUMN digest TEXT NOT NULL DEFAULT ''",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
-
-# Every append of one batch in one statement. Per document ($1..$4): id, how many updates, their
-# bytes, the latest now_ms; per update ($5..$8): document, 1-based position among that document's
-# updates in this batch, data, now_ms; per edit key ($9..$13): document, position of its update,
-# client_id, edit_id, now_ms. The UPDATE takes each document's row lock and hands back the seq
-# before this batch ("base"); update k of a document gets seq base + k.
-_APPEND_SQL = """
-WITH v AS (
-    SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
-        AS v (id, n, bytes, now_ms)
-), bumped AS (
-    UPDATE documents AS d
-       SET last_seq = d.last_seq + v.n,
-           size_bytes = d.size_bytes + v.bytes,
-           updated_ms = GREATEST(d.updated_ms, v.now_ms)
-      FROM v
-     WHERE d.id = v.id
-    RETURNING d.id, d.last_seq - v.n AS base
-), stored AS (
-    INSERT INTO updates (doc_id, seq, data, created_ms)
-    SELECT u.doc, b.base + u.pos, u.data, u.now_ms
-      FROM unnest($5::text[], $6::bigint[], $7::bytea[], $8::bigint[])
-           AS u (doc, pos, data, now_ms)
-      JOIN bumped AS b ON b.id = u.doc
-), keyed AS (
-    INSERT INTO edit_keys (doc_id, client_id, edit_id, seq, created_ms)
-    SELECT k.doc, k.client_id, k.edit_id, b.base + k.pos, k.now_ms
-      FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::bigint[])
-           AS k (doc, pos, client_id, edit_id, now_ms)
-      JOIN bumped AS b ON b.id = k.doc
-    ON CONFLICT DO NOTHING
-)
-SELECT id, base FROM bumped
-"""
 
 # The snapshot and the log after it, read by one statement, hence from one consistent snapshot.
 _LOAD_SQL = """
@@ -237,6 +208,7 @@ class PostgresStore:
         self._deadlock_retries = deadlock_retries
         self.stats = WriterStats()
         self._writer: _Writer | None = None
+        self._restarting = asyncio.Lock()
         self._pool: Any = None
 
     def __repr__(self) -> str:
@@ -323,6 +295,7 @@ class PostgresStore:
     # --- documents ------------------------------------------------------------------------------
 
     async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         _check_text("title", validate_title(title))
         return await self._write(doc_id, lambda c: _create_document(c, doc_id, title, now_ms))
@@ -349,6 +322,7 @@ class PostgresStore:
         return [_info(row) for row in rows]
 
     async def update_title(self, doc_id: str, title: str, *, now_ms: int) -> DocumentInfo:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         _check_text("title", validate_title(title))
         return await self._write(doc_id, lambda c: _update_title(c, doc_id, title, now_ms))
@@ -367,26 +341,36 @@ class PostgresStore:
         edit_keys: Sequence[EditKey] = (),
         now_ms: int,
     ) -> int:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         keys = validate_edit_keys(edit_keys)
         for key in keys:
             _check_text("edit key", key.client_id)
             _check_text("edit key", key.edit_id)
-        writer = self._open_writer()
+            _check_text("edit key", key.digest)
+        writer = await self._running_writer()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        writer.submit(_Append(doc_id, bytes(update), keys, now_ms, future))
+        writer.submit(Append(doc_id, bytes(update), keys, now_ms, future))
         return await future
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
+        found = await self.lookup_edit(doc_id, client_id, edit_id)
+        return None if found is None else found.seq
+
+    async def lookup_edit(self, doc_id: str, client_id: str, edit_id: str) -> StoredEdit | None:
         validate_doc_id(doc_id)
-        sql = "SELECT seq FROM edit_keys WHERE doc_id = $1 AND client_id = $2 AND edit_id = $3"
+        sql = (
+            "SELECT seq, digest FROM edit_keys "
+            "WHERE doc_id = $1 AND client_id = $2 AND edit_id = $3"
+        )
         if "\x00" in client_id or "\x00" in edit_id:  # could never have been stored
             self._open_writer()
             return None
-        seq = await self._read(lambda c: c.fetchval(sql, doc_id, client_id, edit_id))
-        return None if seq is None else int(seq)
+        row = await self._read(lambda c: c.fetchrow(sql, doc_id, client_id, edit_id))
+        return None if row is None else StoredEdit(int(row[0]), str(row[1]))
 
     async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
+        validate_int(older_than_ms, "time")
         validate_doc_id(doc_id)
         sql = "DELETE FROM edit_keys WHERE doc_id = $1 AND created_ms < $2"
         return await self._write(doc_id, lambda c: _count(c.execute(sql, doc_id, older_than_ms)))
@@ -411,6 +395,7 @@ class PostgresStore:
         return StoredDocument(doc_id, snapshot, snapshot_seq, updates, last_seq)
 
     async def updates_since(self, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+        validate_int(after_seq, "seq")
         validate_doc_id(doc_id)
         rows = await self._read(lambda c: c.fetch(_SINCE_SQL, doc_id, after_seq))
         updates: list[tuple[int, bytes]] = []
@@ -429,6 +414,7 @@ class PostgresStore:
         return updates
 
     async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
+        validate_int(upto_seq, "seq")
         validate_doc_id(doc_id)
         data = bytes(snapshot)
         return await self._write(doc_id, lambda c: _save_snapshot(c, doc_id, data, upto_seq))
@@ -438,6 +424,7 @@ class PostgresStore:
     async def add_chat(
         self, doc_id: str, *, author_id: str, author_name: str, text: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         for what, value in (("author_id", author_id), ("author_name", author_name), ("text", text)):
             _check_text(what, value)
@@ -448,6 +435,8 @@ class PostgresStore:
     async def edit_chat(
         self, doc_id: str, message_id: int, *, author_id: str, text: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(message_id, "chat message id")
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         _check_text("author_id", author_id)
         _check_text("text", text)
@@ -459,6 +448,8 @@ class PostgresStore:
     async def delete_chat(
         self, doc_id: str, message_id: int, *, author_id: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(message_id, "chat message id")
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         _check_text("author_id", author_id)
         return await self._write(
@@ -469,6 +460,7 @@ class PostgresStore:
     async def chat_history(
         self, doc_id: str, *, before: int | None = None, limit: int = 50
     ) -> list[ChatMessage]:
+        validate_int(before, "chat message id")
         validate_doc_id(doc_id)
         validate_limit(limit)
         if before is None:
@@ -489,8 +481,41 @@ class PostgresStore:
             raise StoreError("the store is not open")
         return self._writer
 
-    async def _write(self, doc_id: str, fn: Callable[[Conn], Awaitable[T]]) -> T:
+    async def _running_writer(self) -> _Writer:
+        """The writer, replaced first if its task crashed (a bug: jobs fail one by one, not the
+        task). Raises `StoreUnavailable` while a new one cannot connect."""
         writer = self._open_writer()
+        if not writer.crashed:
+            return writer
+        async with self._restarting:
+            if self._writer is writer:
+                log.error("restarting the crashed postgres writer")
+                fresh = _Writer(
+                    self._connect,
+                    stats=self.stats,
+                    max_batch=self._max_batch,
+                    deadlock_retries=self._deadlock_retries,
+                    rollback_timeout_s=self._command_timeout_s,
+                )
+                await fresh.start()
+                self._writer = fresh
+            return self._open_writer()
+
+    async def alive(self) -> bool:
+        """False only when the writer task crashed and a new one fails for a reason other than
+        PostgreSQL being unreachable (that is /readyz's business)."""
+        if self._writer is None:
+            return True
+        try:
+            await self._running_writer()
+        except StoreUnavailable:
+            return True
+        except Exception:
+            return False
+        return True
+
+    async def _write(self, doc_id: str, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        writer = await self._running_writer()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         writer.submit(_Call(doc_id, fn, future))
         return await future
@@ -538,15 +563,6 @@ class PostgresStore:
 
 
 @dataclass(slots=True)
-class _Append:
-    doc_id: str
-    data: bytes
-    keys: tuple[EditKey, ...]
-    now_ms: int
-    future: asyncio.Future[int]
-
-
-@dataclass(slots=True)
 class _Call:
     """Any other write: ``fn`` must raise `StoreError`/`ValueError` only before its first write."""
 
@@ -555,7 +571,7 @@ class _Call:
     future: asyncio.Future[Any]
 
 
-_Job = _Append | _Call
+_Job = Append | _Call
 _Outcome = tuple[_Job, Any, BaseException | None]
 
 
@@ -592,6 +608,8 @@ class _Writer:
         self._conn: Conn = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self.crashed = False
+        """The task died of an unexpected error: this writer takes no more jobs."""
 
     async def start(self) -> None:
         """Connect (raising `StoreUnavailable` if impossible) and start the task."""
@@ -604,6 +622,8 @@ class _Writer:
         return self._task is not None and not self._task.done() and not self._stopping
 
     def submit(self, job: _Job) -> None:
+        if self.crashed:
+            raise StoreUnavailable("the postgres writer crashed")
         if self._stopping or self._task is None or self._task.done():
             raise StoreError("the store is closed")
         self._queue.put_nowait(job)
@@ -646,6 +666,7 @@ class _Writer:
         except BaseException as exc:  # a bug here, or the loop is going away: fail every waiter
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("postgres writer task crashed")
+                self.crashed = True
             self._stopping = True
             crashed = StoreUnavailable(f"the postgres writer stopped: {exc!r}")
             while True:
@@ -720,13 +741,13 @@ class _Writer:
         outcomes: list[_Outcome] = []
         try:
             await conn.execute(_begin_and_lock(job.doc_id for job in jobs))
-            run: list[_Append] = []
+            run: list[Append] = []
             for job in jobs:
-                if isinstance(job, _Append):
+                if isinstance(job, Append):
                     run.append(job)
                     continue
                 if run:
-                    outcomes += await _append_run(conn, run)
+                    outcomes += await append_run(conn, run)
                     run = []
                 try:
                     value = await job.fn(conn)
@@ -735,7 +756,7 @@ class _Writer:
                 else:
                     outcomes.append((job, value, None))
             if run:
-                outcomes += await _append_run(conn, run)
+                outcomes += await append_run(conn, run)
             committing = True
             await conn.execute("COMMIT")
         except Exception as exc:
@@ -777,71 +798,6 @@ def _begin_and_lock(doc_ids: Iterable[str]) -> str:
     keys = sorted({zlib.crc32(doc_id.encode()) - 2**31 for doc_id in doc_ids})
     locks = "".join(f"; SELECT pg_advisory_xact_lock({_DOC_LOCK_SPACE}, {k})" for k in keys)
     return "BEGIN" + locks
-
-
-async def _append_run(conn: Conn, run: list[_Append]) -> list[_Outcome]:
-    """Store consecutive appends with one statement; seqs follow the order of ``run``."""
-    by_doc: dict[str, list[_Append]] = {}
-    for job in run:
-        by_doc.setdefault(job.doc_id, []).append(job)
-    ids: list[str] = []
-    counts: list[int] = []
-    sizes: list[int] = []
-    nows: list[int] = []
-    u_doc: list[str] = []
-    u_pos: list[int] = []
-    u_data: list[bytes] = []
-    u_now: list[int] = []
-    k_doc: list[str] = []
-    k_pos: list[int] = []
-    k_client: list[str] = []
-    k_edit: list[str] = []
-    k_now: list[int] = []
-    for doc_id, jobs in by_doc.items():
-        ids.append(doc_id)
-        counts.append(len(jobs))
-        sizes.append(sum(len(job.data) for job in jobs))
-        nows.append(max(job.now_ms for job in jobs))
-        seen: set[tuple[str, str]] = set()
-        for pos, job in enumerate(jobs, 1):
-            u_doc.append(doc_id)
-            u_pos.append(pos)
-            u_data.append(job.data)
-            u_now.append(job.now_ms)
-            for key in job.keys:
-                if (key.client_id, key.edit_id) in seen:  # the first (lowest) seq wins
-                    continue
-                seen.add((key.client_id, key.edit_id))
-                k_doc.append(doc_id)
-                k_pos.append(pos)
-                k_client.append(key.client_id)
-                k_edit.append(key.edit_id)
-                k_now.append(job.now_ms)
-    rows = await conn.fetch(
-        _APPEND_SQL,
-        ids,
-        counts,
-        sizes,
-        nows,
-        u_doc,
-        u_pos,
-        u_data,
-        u_now,
-        k_doc,
-        k_pos,
-        k_client,
-        k_edit,
-        k_now,
-    )
-    base = {str(doc_id): int(b) for doc_id, b in rows}
-    outcomes: list[_Outcome] = []
-    for doc_id, jobs in by_doc.items():
-        if doc_id not in base:
-            error = NotFound(f"document {doc_id!r} does not exist")
-            outcomes += [(job, None, error) for job in jobs]
-        else:
-            outcomes += [(job, base[doc_id] + pos, None) for pos, job in enumerate(jobs, 1)]
-    return outcomes
 
 
 def _fail(jobs: list[_Job], error: BaseException) -> list[_Outcome]:

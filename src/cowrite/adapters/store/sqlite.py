@@ -17,6 +17,7 @@ machine going down; choose it only if losing the last second of edits on power l
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import threading
@@ -31,14 +32,17 @@ from cowrite.adapters.store.base import (
     Compacted,
     DocumentExists,
     DocumentInfo,
+    DuplicateEdit,
     EditKey,
     Forbidden,
     NotFound,
     StoredDocument,
+    StoredEdit,
     StoreError,
     StoreUnavailable,
     validate_doc_id,
     validate_edit_keys,
+    validate_int,
     validate_limit,
     validate_title,
 )
@@ -50,6 +54,8 @@ if TYPE_CHECKING:
     from cowrite.adapters.store.base import Store
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -91,6 +97,8 @@ class SQLiteStore:
         self.stats = WriterStats()
         self._writer: BatchWriter | None = None
         self._readers: _ReaderPool | None = None
+        self._restarting: asyncio.Lock | None = None
+        self.writer_restarts = 0
 
     @property
     def commit_count(self) -> int:
@@ -114,12 +122,50 @@ class SQLiteStore:
     async def open(self) -> None:
         if self._writer is not None:
             raise StoreError("the store is already open")
+        self._writer = await self._start_writer()
+        self._restarting = asyncio.Lock()
+        self._readers = _ReaderPool(self._connect_reader, self._reader_count)
+
+    async def _start_writer(self) -> BatchWriter:
         conn = await asyncio.to_thread(self._open_writer_connection)
-        self._writer = BatchWriter(
+        writer = BatchWriter(
             conn, stats=self.stats, max_batch=self._max_batch, name="cowrite-sqlite-writer"
         )
-        self._writer.start()
-        self._readers = _ReaderPool(self._connect_reader, self._reader_count)
+        writer.start()
+        return writer
+
+    async def _running_writer(self) -> BatchWriter:
+        """The writer, restarted first if its thread crashed (one restart for all callers).
+
+        Raises `StoreUnavailable` if it crashed and cannot be started again (then `alive` is
+        False), `StoreError` if the store is not open.
+        """
+        writer, lock = self._writer, self._restarting
+        if writer is None or lock is None:
+            raise StoreError("the store is not open")
+        if not writer.crashed:
+            return writer
+        async with lock:
+            if self._writer is writer:  # nobody restarted it meanwhile
+                log.error("restarting the crashed sqlite writer")
+                self._writer = await self._start_writer()  # raises StoreUnavailable
+                self.writer_restarts += 1
+            if self._writer is None:
+                raise StoreError("the store is closed")
+            return self._writer
+
+    async def alive(self) -> bool:
+        """False only when the writer died and cannot be restarted: the process is broken (this
+        is what /healthz reports; a database that is merely busy is /readyz's business)."""
+        if self._writer is None:
+            return True  # not opened yet, or closed on purpose
+        try:
+            await self._running_writer()
+        except StoreUnavailable:
+            return False
+        except StoreError:
+            return True
+        return True
 
     async def close(self) -> None:
         writer, readers = self._writer, self._readers
@@ -131,8 +177,11 @@ class SQLiteStore:
         await asyncio.to_thread(readers.close)
 
     async def health(self) -> bool:
-        writer = self._writer
-        if writer is None or not writer.is_alive():
+        try:
+            writer = await self._running_writer()
+        except StoreError:
+            return False
+        if not writer.is_alive():
             return False
         try:
             row = await asyncio.wait_for(
@@ -145,6 +194,7 @@ class SQLiteStore:
     # --- documents ------------------------------------------------------------------------------
 
     async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         validate_title(title)
         return await self._write(lambda c: _create_document(c, doc_id, title, now_ms))
@@ -167,6 +217,7 @@ class SQLiteStore:
         return [DocumentInfo(*row) for row in rows]
 
     async def update_title(self, doc_id: str, title: str, *, now_ms: int) -> DocumentInfo:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         validate_title(title)
         return await self._write(lambda c: _update_title(c, doc_id, title, now_ms))
@@ -187,18 +238,23 @@ class SQLiteStore:
         edit_keys: Sequence[EditKey] = (),
         now_ms: int,
     ) -> int:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         keys = validate_edit_keys(edit_keys)
         data = bytes(update)
         return await self._write(lambda c: _append_update(c, doc_id, data, keys, now_ms))
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
+        found = await self.lookup_edit(doc_id, client_id, edit_id)
+        return None if found is None else found.seq
+
+    async def lookup_edit(self, doc_id: str, client_id: str, edit_id: str) -> StoredEdit | None:
         validate_doc_id(doc_id)
-        sql = "SELECT seq FROM edit_keys WHERE doc_id = ? AND client_id = ? AND edit_id = ?"
-        row = await self._read(lambda c: c.execute(sql, (doc_id, client_id, edit_id)).fetchone())
-        return None if row is None else int(row[0])
+        row = await self._read(lambda c: _stored_edit(c, doc_id, client_id, edit_id))
+        return None if row is None else StoredEdit(int(row[0]), str(row[1]))
 
     async def prune_edit_keys(self, doc_id: str, older_than_ms: int) -> int:
+        validate_int(older_than_ms, "time")
         validate_doc_id(doc_id)
         sql = "DELETE FROM edit_keys WHERE doc_id = ? AND created_ms < ?"
         return await self._write(lambda c: c.execute(sql, (doc_id, older_than_ms)).rowcount)
@@ -208,10 +264,12 @@ class SQLiteStore:
         return await self._read(lambda c: _load(c, doc_id))
 
     async def updates_since(self, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:
+        validate_int(after_seq, "seq")
         validate_doc_id(doc_id)
         return await self._read(lambda c: _updates_since(c, doc_id, after_seq))
 
     async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
+        validate_int(upto_seq, "seq")
         validate_doc_id(doc_id)
         data = bytes(snapshot)
         return await self._write(lambda c: _save_snapshot(c, doc_id, data, upto_seq))
@@ -221,6 +279,7 @@ class SQLiteStore:
     async def add_chat(
         self, doc_id: str, *, author_id: str, author_name: str, text: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         return await self._write(
             lambda c: _add_chat(c, doc_id, author_id, author_name, text, now_ms)
@@ -229,6 +288,8 @@ class SQLiteStore:
     async def edit_chat(
         self, doc_id: str, message_id: int, *, author_id: str, text: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(message_id, "chat message id")
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         return await self._write(
             lambda c: _change_chat(c, doc_id, message_id, author_id, text, now_ms, delete=False)
@@ -237,6 +298,8 @@ class SQLiteStore:
     async def delete_chat(
         self, doc_id: str, message_id: int, *, author_id: str, now_ms: int
     ) -> ChatMessage:
+        validate_int(message_id, "chat message id")
+        validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         return await self._write(
             lambda c: _change_chat(c, doc_id, message_id, author_id, "", now_ms, delete=True)
@@ -245,6 +308,7 @@ class SQLiteStore:
     async def chat_history(
         self, doc_id: str, *, before: int | None = None, limit: int = 50
     ) -> list[ChatMessage]:
+        validate_int(before, "chat message id")
         validate_doc_id(doc_id)
         validate_limit(limit)
         if before is None:
@@ -261,9 +325,8 @@ class SQLiteStore:
     # --- plumbing -------------------------------------------------------------------------------
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._writer is None:
-            raise StoreError("the store is not open")
-        return await self._writer.submit(fn)
+        writer = await self._running_writer()
+        return await writer.submit(fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._readers is None:
@@ -375,6 +438,14 @@ def _update_title(c: sqlite3.Connection, doc_id: str, title: str, now_ms: int) -
     return DocumentInfo(*row)
 
 
+def _stored_edit(
+    c: sqlite3.Connection, doc_id: str, client_id: str, edit_id: str
+) -> tuple[int, str] | None:
+    sql = "SELECT seq, digest FROM edit_keys WHERE doc_id = ? AND client_id = ? AND edit_id = ?"
+    row: tuple[int, str] | None = c.execute(sql, (doc_id, client_id, edit_id)).fetchone()
+    return row
+
+
 def _append_update(
     c: sqlite3.Connection,
     doc_id: str,
@@ -382,6 +453,10 @@ def _append_update(
     keys: tuple[EditKey, ...],
     now_ms: int,
 ) -> int:
+    for key in keys:  # the one writer runs this: nobody can store the key in between
+        known = _stored_edit(c, doc_id, key.client_id, key.edit_id)
+        if known is not None:
+            raise DuplicateEdit(key, int(known[0]), str(known[1]))
     row = c.execute(
         "UPDATE documents SET last_seq = last_seq + 1, size_bytes = size_bytes + ?, "
         "updated_ms = MAX(updated_ms, ?) WHERE id = ? RETURNING last_seq",
@@ -395,10 +470,10 @@ def _append_update(
         (doc_id, seq, data, now_ms),
     )
     if keys:
-        c.executemany(
-            "INSERT INTO edit_keys (doc_id, client_id, edit_id, seq, created_ms) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [(doc_id, k.client_id, k.edit_id, seq, now_ms) for k in keys],
+        c.executemany(  # no ON CONFLICT: a key stored meanwhile fails the whole job
+            "INSERT INTO edit_keys (doc_id, client_id, edit_id, seq, created_ms, digest) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(doc_id, k.client_id, k.edit_id, seq, now_ms, k.digest) for k in keys],
         )
     return seq
 
