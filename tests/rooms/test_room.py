@@ -210,7 +210,9 @@ class SimThin:
             self.nodes[node] = self.nodes.get(node, 0) + op["amount"]
 
     def value(self) -> dict[str, Any]:
-        return {n.partition(":")[2]: v for n, v in self.nodes.items()}
+        # like the SDK's handle, a counter the client never heard of reads 0 (a rejoin's
+        # changes carry nothing for a counter whose only add was 0)
+        return {"n": 0} | {n.partition(":")[2]: v for n, v in self.nodes.items()}
 
 
 class SimReplica:
