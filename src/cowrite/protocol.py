@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     STALE_VERSION = "stale_version"  # older than the retained history: rejoin (resync)
     FUTURE_VERSION = "future_version"  # a version the server never issued
     DOCUMENT_TOO_LARGE = "document_too_large"
+    TOO_MANY_REPLICAS = "too_many_replicas"  # new replica ids in one sync or one document
     ROOM_FULL = "room_full"  # connections per document
     NOT_FOUND = "not_found"  # chat message
     UNAVAILABLE = "unavailable"  # storage down: edits are not acknowledged

@@ -196,6 +196,11 @@ class Document:
     def known_client(self, replica: int) -> int | None:
         return self._clients.get(replica)
 
+    @property
+    def replica_count(self) -> int:
+        """Replicas registered in the client table (each costs memory while the doc lives)."""
+        return len(self._replicas) - 1  # SYSTEM is not a replica
+
     # -------------------------------------------------------------- reading
 
     @property

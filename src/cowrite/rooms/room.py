@@ -30,7 +30,7 @@ from typing import Any, Literal
 from cowrite import protocol as p
 from cowrite.engine import history, ot
 from cowrite.engine.document import Change, Document
-from cowrite.engine.encoding import decode_ops
+from cowrite.engine.encoding import TooManyReplicas, decode_ops
 from cowrite.engine.errors import EngineError, InvalidOperation, ResyncNeeded
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, VersionVector
 from cowrite.engine.ops import (
@@ -40,11 +40,11 @@ from cowrite.engine.ops import (
     NewNode,
     NodeKind,
     NodeRef,
-    SetOp,
     check_json,
 )
 from cowrite.engine.ops import Op as EngineOp
 from cowrite.engine.rebase import Anchor, EditLog, anchor_at, apply_index_edit, resolve_anchor
+from cowrite.rooms import validate
 from cowrite.rooms.peers import PeerCursor, PeerEntry, RemoteMember, WireAnchor
 from cowrite.rooms.wire import (
     UnknownNode,
@@ -120,6 +120,8 @@ class RoomLimits:
     edit_log_capacity: int = 10_000
     idle_after_ms: int = 60_000
     remembered_edits: int = 10_000
+    max_new_replicas_per_sync: int = 64
+    max_replicas_per_document: int = 10_000
 
 
 class Room:
@@ -508,6 +510,9 @@ class Room:
                             )
                     edit = self.log.rebase(node, op.edit, msg.version)
                     edit = [_list_values(c) if isinstance(c, list) else c for c in edit]
+                    for c in edit:
+                        if isinstance(c, list):  # JSON the engine will take (nesting...)
+                            validate.check_values(c)
                     length = len(doc.sequence(node))
                     if ot.base_length(edit) > length:
                         raise InvalidOperation(f"edit spans past the end of {op.node} ({length})")
@@ -565,13 +570,10 @@ class Room:
             raise RoomError(p.ErrorCode.BAD_MESSAGE, "send a delta, not a snapshot")
         roots = set(doc.roots)
         try:
-            ops = decode_ops(doc, data)
-            _check_strings(ops)
-            for node in doc.roots.keys() - roots:
-                _check_string(doc.roots[node][0], "root name")
-        except Exception as exc:  # DecodeError, or worse from hostile bytes: refuse them all
+            ops = self._decode_delta(data)
+        except BaseException:
             self._forget_roots(roots)
-            raise RoomError(p.ErrorCode.BAD_MESSAGE, f"bad delta: {exc}") from None
+            raise
         before_pending = doc.pending_ops
         before = doc.version
         changes, error, exact = self._apply_remote_ops(ops)
@@ -642,6 +644,33 @@ class Room:
             reply=reply,
             broadcast=broadcast,
         )
+
+    def _decode_delta(self, data: bytes) -> list[EngineOp]:
+        """A replica's delta, decoded and checked like a thin edit (``rooms.validate``) before
+        any of it is applied; new replica ids are capped per frame and per document."""
+        doc = self.doc
+        limits = self.limits
+        room_for = max(0, limits.max_replicas_per_document - doc.replica_count)
+        roots = set(doc.roots)
+        try:
+            ops = decode_ops(
+                doc, data, max_new_replicas=min(limits.max_new_replicas_per_sync, room_for)
+            )
+            new_roots = doc.roots.keys() - roots
+            for node in new_roots:
+                validate.check_string(doc.roots[node][0], "root name")
+            validate.check_delta(doc, ops, limits.max_node_length, new_roots)
+        except TooManyReplicas as exc:
+            raise RoomError(
+                p.ErrorCode.TOO_MANY_REPLICAS,
+                f"{exc} (at most {limits.max_new_replicas_per_sync} per sync, "
+                f"{limits.max_replicas_per_document} per document)",
+            ) from None
+        except validate.TooLong as exc:
+            raise RoomError(p.ErrorCode.DOCUMENT_TOO_LARGE, str(exc)) from None
+        except Exception as exc:  # DecodeError, or worse from hostile bytes: refuse them all
+            raise RoomError(p.ErrorCode.BAD_MESSAGE, f"bad delta: {exc}") from None
+        return ops
 
     def merge_update(self, data: bytes) -> Outcome:
         """An update another instance made durable (a stored update: ``wrap_update`` bytes).
@@ -1005,22 +1034,6 @@ def unwrap_update(data: bytes) -> tuple[str, str, bytes]:
         parts.append(data[at + 2 : at + 2 + n].decode())
         at += 2 + n
     return parts[0], parts[1], data[at:]
-
-
-def _check_string(s: str, what: str) -> None:
-    """Refuse lone surrogates: the engine stores them, but JSON cannot carry them to others."""
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidOperation(f"{what} is not valid Unicode (lone surrogate)") from None
-
-
-def _check_strings(ops: list[EngineOp]) -> None:
-    for op in ops:
-        if type(op) is InsertOp and isinstance(op.content, str):
-            _check_string(op.content, "inserted text")
-        elif type(op) is SetOp and op.key is not None:
-            _check_string(op.key, "map key")
 
 
 def _vv_from_wire(state: dict[str, int]) -> VersionVector:

@@ -24,6 +24,10 @@ class Settings:
     edit_burst: int = 200
     max_connections_per_document: int = 500
     max_node_length: int = 2_000_000
+    max_new_replicas_per_sync: int = 64
+    """Replica ids a document has not seen that one ``sync`` may introduce."""
+    max_replicas_per_document: int = 10_000
+    """Replica ids one document may know (each costs memory at every load)."""
     heartbeat_s: float = 15.0
     heartbeat_timeout_s: float = 45.0
     idle_after_s: float = 60.0

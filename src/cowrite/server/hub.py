@@ -237,6 +237,8 @@ class Hub:
         )
         limits = RoomLimits(
             max_node_length=self.settings.max_node_length,
+            max_new_replicas_per_sync=self.settings.max_new_replicas_per_sync,
+            max_replicas_per_document=self.settings.max_replicas_per_document,
             edit_log_capacity=self.settings.edit_log_capacity,
             idle_after_ms=int(self.settings.idle_after_s * 1000),
         )

@@ -1,0 +1,183 @@
+"""One client cannot make the server hold or compute without bound (issue 9, item 3).
+
+Replica deltas are validated like thin edits (node length, Unicode, JSON nesting), new replica
+ids are capped per frame and per document, and a refused batch leaves nothing behind. Each test
+talks the raw protocol to a real server and checks that the document stays usable for others.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cowrite.engine.document import Document
+
+sys.path.insert(0, str(Path(__file__).parent))  # protocol_clients.py, next to this file
+from protocol_clients import ReplicaClient, ThinClient, running
+
+
+def _sync(doc: str, delta: bytes, edit_id: str) -> dict[str, Any]:
+    return {
+        "type": "sync",
+        "doc": doc,
+        "delta": base64.b64encode(delta).decode(),
+        "edit_id": edit_id,
+    }
+
+
+async def _refused(r: ReplicaClient, edit_id: str) -> dict[str, Any]:
+    """The error answering ``edit_id`` (never an ack)."""
+    msg = await r.expect("error", where=lambda m: m.get("edit_id") == edit_id)
+    assert not any(m["type"] == "ack" and m.get("edit_id") == edit_id for m in r.inbox)
+    return msg
+
+
+async def _usable(server: Any, doc: str) -> dict[str, Any]:
+    """A thin client can still join ``doc`` and edit it, and REST reads it."""
+    t = await ThinClient.connect(server.ws_url, "after", doc, create=False)
+    t.insert("text:ok", 0, "fine")
+    await t.flush()
+    await t.expect("ack")
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        res = await http.get(f"/api/documents/{doc}/json")
+        assert res.status_code == 200, res.text
+    await t.close()
+    body: dict[str, Any] = res.json()
+    return body
+
+
+async def test_replica_sync_cannot_exceed_the_node_length_limit(make_settings: Any) -> None:
+    async with running(make_settings(max_node_length=100)) as server:
+        r = await ReplicaClient.connect(server.ws_url, "rep", "long")
+        before = r.doc.version
+        r.doc.text("t").insert(0, "x" * 101)
+        await r.send(_sync("long", r.doc.delta_since(before), "big"))
+        assert (await _refused(r, "big"))["code"] == "document_too_large"
+        room = server.state.hub.rooms["long"].room
+        assert "t" not in room.doc.to_json() or room.doc.to_json()["t"] == ""
+        # in several frames too: the limit is on the node, not on one frame
+        src = Document(777)
+        src.text("t").insert(0, "y" * 60)
+        await r.send(_sync("long", src.delta_since({}), "first"))
+        await r.expect("ack", where=lambda m: m.get("edit_id") == "first")
+        v = src.version
+        src.text("t").insert(60, "y" * 60)
+        await r.send(_sync("long", src.delta_since(v), "second"))
+        assert (await _refused(r, "second"))["code"] == "document_too_large"
+        assert room.doc.to_json()["t"] == "y" * 60
+        await _usable(server, "long")
+        await r.close()
+
+
+async def test_replica_values_with_lone_surrogates_are_refused(make_settings: Any) -> None:
+    async with running(make_settings()) as server:
+        r = await ReplicaClient.connect(server.ws_url, "rep", "poison")
+        cases = {
+            "map": lambda d: d.map("m").set("k", "bad\ud800"),
+            "nested": lambda d: d.map("m").set("k", {"a": ["\udfff"]}),
+            "key-in-value": lambda d: d.map("m").set("k", {"\ud800": 1}),
+            "register": lambda d: d.register("r").set("\ud800"),
+            "list": lambda d: d.list("l").insert(0, ["ok", "\ud800"]),
+        }
+        for name, make in cases.items():
+            src = Document(1000 + len(name))
+            make(src)
+            await r.send(_sync("poison", src.delta_since({}), name))
+            assert (await _refused(r, name))["code"] == "bad_message", name
+        body = await _usable(server, "poison")
+        assert body.get("ok") == "fine"
+        assert set(body) == {"ok"}  # nothing of the refused deltas
+        await r.close()
+    # and nothing poisonous was stored: a restarted server loads it and serves joins
+    async with running(make_settings()) as server:
+        await _usable(server, "poison")
+
+
+async def test_new_replica_ids_are_capped_per_frame(make_settings: Any) -> None:
+    async with running(make_settings(max_new_replicas_per_sync=8)) as server:
+        r = await ReplicaClient.connect(server.ws_url, "rep", "many")
+        crowd = Document(5)
+        for i in range(9):
+            other = Document(100 + i)
+            other.counter("c").add(1)
+            crowd.merge(other.delta_since({}))
+        await r.send(_sync("many", crowd.delta_since({}), "crowd"))
+        assert (await _refused(r, "crowd"))["code"] == "too_many_replicas"
+        doc = server.state.hub.rooms["many"].room.doc
+        assert all(doc.known_client(100 + i) is None for i in range(9))
+        few = Document(6)
+        for i in range(7):
+            other = Document(200 + i)
+            other.counter("c").add(1)
+            few.merge(other.delta_since({}))
+        await r.send(_sync("many", few.delta_since({}), "few"))
+        await r.expect("ack", where=lambda m: m.get("edit_id") == "few")
+        await _usable(server, "many")
+        await r.close()
+
+
+async def test_new_replica_ids_are_capped_per_document(make_settings: Any) -> None:
+    settings = make_settings(max_new_replicas_per_sync=8, max_replicas_per_document=12)
+    async with running(settings) as server:
+        r = await ReplicaClient.connect(server.ws_url, "rep", "crowded")
+        for frame in range(3):
+            crowd = Document(300 + frame)  # its own replica never writes: 5 new ids per frame
+            for i in range(5):
+                other = Document(1000 + 10 * frame + i)
+                other.counter("c").add(1)
+                crowd.merge(other.delta_since({}))
+            await r.send(_sync("crowded", crowd.delta_since({}), f"f{frame}"))
+            if frame < 2:
+                await r.expect("ack", where=lambda m, f=frame: m.get("edit_id") == f"f{f}")
+        assert (await _refused(r, "f2"))["code"] == "too_many_replicas"
+        doc = server.state.hub.rooms["crowded"].room.doc
+        assert doc.known_client(1020) is None
+        # replicas the document knows may still write
+        known = Document(1000)
+        known.counter("c").add(1)
+        await r.send(_sync("crowded", known.delta_since({}), "known"))
+        await r.expect("ack", where=lambda m: m.get("edit_id") == "known")
+        await r.close()
+
+
+def _deep(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+async def test_a_value_nested_65_levels_is_refused_and_the_batch_is_atomic(
+    make_settings: Any,
+) -> None:
+    async with running(make_settings()) as server:
+        t = await ThinClient.connect(server.ws_url, "deep", "nested")
+        for op in (
+            {"type": "set", "node": "map:m", "key": "bad", "value": _deep(65)},
+            {"type": "seq", "node": "list:l", "edit": [[_deep(65)]]},
+        ):
+            edit = {
+                "type": "edit",
+                "doc": "nested",
+                "edit_id": f"e-{op['type']}",
+                "version": t.version,
+                "ops": [
+                    {"type": "set", "node": "map:m", "key": "first", "value": 1},
+                    op,
+                ],
+            }
+            await t.send(json.dumps(edit))
+            error = await t.expect("error", where=lambda m, e=edit: m["edit_id"] == e["edit_id"])
+            assert error["code"] == "invalid_edit", error
+        room = server.state.hub.rooms["nested"].room
+        assert room.doc.to_json().get("m", {}) == {}  # nothing of either batch was applied
+        assert room.version == 0
+        ok = {"type": "set", "node": "map:m", "key": "fits", "value": _deep(64)}
+        await t.send(json.dumps({**edit, "edit_id": "fits", "ops": [ok]}))
+        await t.expect("ack", where=lambda m: m["edit_id"] == "fits")
+        await t.close()
