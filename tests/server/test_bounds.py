@@ -7,6 +7,7 @@ talks the raw protocol to a real server and checks that the document stays usabl
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import sys
@@ -18,7 +19,7 @@ import httpx
 from cowrite.engine.document import Document
 
 sys.path.insert(0, str(Path(__file__).parent))  # protocol_clients.py, next to this file
-from protocol_clients import ReplicaClient, ThinClient, running
+from protocol_clients import ReplicaClient, SilentSocket, ThinClient, running
 
 
 def _sync(doc: str, delta: bytes, edit_id: str) -> dict[str, Any]:
@@ -181,3 +182,66 @@ async def test_a_value_nested_65_levels_is_refused_and_the_batch_is_atomic(
         await t.send(json.dumps({**edit, "edit_id": "fits", "ops": [ok]}))
         await t.expect("ack", where=lambda m: m["edit_id"] == "fits")
         await t.close()
+
+
+# ------------------------------------------------------------------ the outbox, in bytes
+
+
+async def test_the_outbox_is_bounded_in_bytes(make_settings: Any) -> None:
+    """A client that asks for a large document again and again and never reads is dropped once
+    its outbox holds ``outbox_bytes``, long before ``outbox_messages`` fills."""
+    settings = make_settings(outbox_bytes=3_000_000, heartbeat_s=30, heartbeat_timeout_s=60)
+    async with running(settings) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        writer = await ThinClient.connect(server.ws_url, "w", "big")
+        writer.insert("text:body", 0, "x" * 900_000)
+        await writer.flush()
+        await writer.expect("ack")
+        silent = await asyncio.to_thread(SilentSocket, port)
+        silent.send({"type": "hello", "client_id": "silent"})
+        await asyncio.to_thread(silent.recv_until, "welcome")
+        silent.send({"type": "join", "doc": "big"})
+        await asyncio.to_thread(silent.recv_until, "joined")  # from now on it reads nothing
+        peers = server.state.hub.rooms["big"].peers.values()
+        conn = next(c for c in peers if c.client_id == "silent")
+        peak = 0
+        for _ in range(40):  # 40 joins of ~0.9 MB each: 36 MB if nothing bounded it
+            silent.send({"type": "join", "doc": "big"})
+            await asyncio.sleep(0.02)
+            peak = max(peak, conn.outbox_bytes)
+            if conn.closing is not None:
+                break
+        assert conn.closing is not None and conn.closing[0] == 4008
+        assert peak <= 3_000_000
+        assert server.state.metrics.disconnects.labels("4008")._value.get() == 1
+        # the writer carries on
+        writer.insert("text:body", 0, "still here")
+        await writer.flush()
+        await writer.expect("ack")
+        silent.sock.close()
+        await writer.close()
+
+
+async def test_one_join_per_document_waits_in_the_pipeline(make_settings: Any) -> None:
+    """Joins queued faster than the pipeline sends them (a store that never yields) each hold a
+    snapshot: a connection may have one on its way per document; the others are refused."""
+    settings = make_settings(data=":memory:", heartbeat_s=30, heartbeat_timeout_s=60)
+    async with running(settings) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        writer = await ThinClient.connect(server.ws_url, "w", "big")
+        writer.insert("text:body", 0, "x" * 100_000)
+        await writer.flush()
+        await writer.expect("ack")
+        silent = await asyncio.to_thread(SilentSocket, port)
+        silent.send({"type": "hello", "client_id": "silent"})
+        await asyncio.to_thread(silent.recv_until, "welcome")
+        for _ in range(40):
+            silent.send({"type": "join", "doc": "big"})
+        joined = refused = 0
+        while joined + refused < 40:
+            for m in await asyncio.to_thread(silent.recv):
+                joined += m["type"] == "joined"
+                refused += m["type"] == "error" and m["code"] == "rate_limited"
+        assert refused > 0 and joined + refused == 40
+        silent.sock.close()
+        await writer.close()

@@ -33,6 +33,8 @@ class Settings:
     idle_after_s: float = 60.0
     unload_after_s: float = 30.0
     outbox_messages: int = 2_000
+    outbox_bytes: int = 16_000_000
+    """Bytes a connection's outbox may hold (one message alone always fits): beyond, 4008."""
     snapshot_every: int = 1_000
     """Updates in the log after which a document's snapshot is rewritten (compacting the log)."""
     edit_log_capacity: int = 10_000
@@ -77,7 +79,13 @@ class Settings:
         """Raise ValueError for settings that cannot work (never ``assert``: -O drops it)."""
         if not 0 <= self.port < 65536:
             raise ValueError(f"port {self.port} out of range")
-        for name in ("max_message_bytes", "edits_per_second", "heartbeat_s", "outbox_messages"):
+        for name in (
+            "max_message_bytes",
+            "edits_per_second",
+            "heartbeat_s",
+            "outbox_messages",
+            "outbox_bytes",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.heartbeat_timeout_s <= self.heartbeat_s:

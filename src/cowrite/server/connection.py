@@ -7,7 +7,8 @@ tick as one frame (a JSON array), written straight to the socket when the server
 (``transport``). So a burst costs one frame and one write, and there is no writer task: an idle
 connection holds one task (its reader, the ASGI call itself) and one timer (its heartbeat).
 
-A client that stops reading stops taking frames; its outbox fills and it is disconnected (4008):
+A client that stops reading stops taking frames; its outbox fills (``outbox_messages`` messages or
+``outbox_bytes`` bytes, whichever comes first) and it is disconnected (4008):
 the room never waits for it. A client that stops answering pings is disconnected after the
 heartbeat timeout (4000), which removes its presence.
 """
@@ -69,6 +70,7 @@ class Connection:
         "last_seen",
         "metrics",
         "outbox",
+        "outbox_bytes",
         "session",
         "settings",
         "ws",
@@ -84,6 +86,7 @@ class Connection:
         self.identity: Identity = anonymous("")
         self.docs: dict[str, str] = {}
         self.outbox: list[bytes] = []  # encoded messages not yet written (bounded)
+        self.outbox_bytes = 0  # their total size (bounded too: one join can be megabytes)
         self.closing: tuple[int, str] | None = None
         self.last_seen = time.monotonic()
         self._tokens = float(settings.edit_burst)
@@ -104,11 +107,14 @@ class Connection:
         if self.closing is not None:
             return
         outbox = self.outbox
-        if len(outbox) >= self.settings.outbox_messages:
+        if len(outbox) >= self.settings.outbox_messages or (
+            outbox and self.outbox_bytes + len(data) > self.settings.outbox_bytes
+        ):
             log.warning("outbox full: disconnecting a slow client", extra=self._ids())
             self.close(CLOSE_OUTBOX_FULL, "outbox overflow: reconnect and resync")
             return
         outbox.append(data)
+        self.outbox_bytes += len(data)
         if not self._flushing and self._shared is not None:
             self._flushing = True
             self._shared.flush_soon(self)
@@ -150,9 +156,11 @@ class Connection:
                 if len(outbox) <= MAX_BATCH:
                     batch = outbox[:]
                     outbox.clear()
+                    self.outbox_bytes = 0
                 else:
                     batch = outbox[:MAX_BATCH]
                     del outbox[:MAX_BATCH]
+                    self.outbox_bytes -= sum(map(len, batch))
                 self.metrics.outbox_depth.observe(len(outbox))
                 link.write(batch[0] if len(batch) == 1 else b"[" + b",".join(batch) + b"]")
         except (LinkClosed, OSError, RuntimeError):
@@ -162,6 +170,7 @@ class Connection:
     def _failed(self) -> None:
         """The socket cannot take frames any more: nothing queued can be delivered."""
         self.outbox.clear()
+        self.outbox_bytes = 0
         self.close(1006, "send failed")
 
     # --------------------------------------------------------------- running
@@ -195,6 +204,7 @@ class Connection:
                 with contextlib.suppress(asyncio.TimeoutError, Exception):
                     await asyncio.wait_for(self._drain_and_close(link), DRAIN_TIMEOUT_S)
             self.outbox.clear()
+            self.outbox_bytes = 0
             self._link = None
             self._task = None
             if self.closing is None:  # gone: whatever is still sent to it is dropped

@@ -121,6 +121,8 @@ class LoadedRoom:
     catch_again: bool = False
     check_store: set[str] = field(default_factory=set)
     """Sessions whose next edit may have been applied by another instance (or an earlier run)."""
+    joining: set[str] = field(default_factory=set)
+    """Sessions whose ``joined`` waits in the pipeline: one each (a join can be megabytes)."""
 
 
 class Hub:
@@ -374,7 +376,9 @@ class Hub:
                 log.exception("room pipeline failed", extra={"doc": doc_id})
             finally:
                 lr.unpersisted -= len(writes)
-                for _ in batch:
+                for job in batch:
+                    if job.joined and job.sender is not None:
+                        lr.joining.discard(job.sender.session)
                     lr.inflight -= 1
                     queue.task_done()
             if self._snapshot_due(lr) and queue.empty():
@@ -715,6 +719,8 @@ class Hub:
         if not rejoin and len(lr.peers) >= self.settings.max_connections_per_document:
             self._schedule_unload(msg.doc, lr)
             raise RoomError(p.ErrorCode.ROOM_FULL, f"{msg.doc} has too many connections")
+        if peer.session in lr.joining:
+            raise RoomError(p.ErrorCode.RATE_LIMITED, f"a join of {msg.doc} is on its way")
         # hold the place (and keep the room loaded) while the chat loads; no broadcasts until
         # the ``joined`` goes out (``_fanout``)
         lr.peers[peer.session] = peer
@@ -747,6 +753,7 @@ class Hub:
         lr.check_store.add(peer.session)
         if lr.saving_pending:
             peer.send(p.encoder.encode(p.Saving(doc=msg.doc, pending=True)))
+        lr.joining.add(peer.session)
         self.submit(lr, outcome, peer, t0, joined=True)
 
     def leave(self, peer: Peer, doc_id: str) -> None:
