@@ -245,3 +245,52 @@ async def test_one_join_per_document_waits_in_the_pipeline(make_settings: Any) -
         assert refused > 0 and joined + refused == 40
         silent.sock.close()
         await writer.close()
+
+
+# ------------------------------------------------------------------ presence
+
+
+async def test_presence_is_rate_limited(make_settings: Any) -> None:
+    settings = make_settings(presence_per_second=5, presence_burst=5)
+    async with running(settings) as server:
+        a = await ThinClient.connect(server.ws_url, "a", "here")
+        b = await ThinClient.connect(server.ws_url, "b", "here")
+        session = a.welcome["session"]
+        for i in range(20):
+            await a.send({"type": "presence", "doc": "here", "user": {"name": f"n{i}"}})
+        errors = [await a.expect("error") for _ in range(13)]
+        assert {e["code"] for e in errors} == {"rate_limited"}
+        a.insert("text:t", 0, "edits have their own budget")
+        await a.flush()
+        await a.expect("ack")
+        await b.wait_for(lambda: any(m["type"] == "remote" for m in b.inbox))
+        names = [
+            e["user"]["name"]
+            for m in b.inbox
+            if m["type"] == "presence_update"
+            for e in m.get("entries", [])
+            if e["session"] == session and e["user"]["name"].startswith("n")
+        ]
+        assert 5 <= len(names) <= 7
+        await a.close()
+        await b.close()
+
+
+async def test_presence_fields_are_capped_in_bytes(make_settings: Any) -> None:
+    async with running(make_settings(max_presence_bytes=2048)) as server:
+        a = await ThinClient.connect(server.ws_url, "a", "here")
+        b = await ThinClient.connect(server.ws_url, "b", "here")
+        big = {"type": "presence", "doc": "here", "user": {"fields": {"blob": "x" * 5000}}}
+        await a.send(big)
+        assert (await a.expect("error"))["code"] == "too_large"
+        small = {"type": "presence", "doc": "here", "user": {"fields": {"mood": "ok"}}}
+        await a.send(small)
+        update = await b.expect(
+            "presence_update",
+            where=lambda m: any(e["user"].get("fields") for e in m.get("entries", [])),
+        )
+        assert update["entries"][0]["user"]["fields"] == {"mood": "ok"}
+        member = server.state.hub.rooms["here"].room.members[a.welcome["session"]]
+        assert member.user.fields == {"mood": "ok"}
+        await a.close()
+        await b.close()

@@ -22,6 +22,11 @@ class Settings:
     max_message_bytes: int = 1_000_000
     edits_per_second: float = 50.0
     edit_burst: int = 200
+    presence_per_second: float = 20.0
+    presence_burst: int = 60
+    """Per-connection presence rate limit (cursor moves, user fields): ``rate_limited``."""
+    max_presence_bytes: int = 4_096
+    """Encoded size of a member's presence ``fields`` (``too_large``)."""
     max_connections_per_document: int = 500
     max_node_length: int = 2_000_000
     max_new_replicas_per_sync: int = 64

@@ -33,6 +33,7 @@ from cowrite.server.auth import AuthError, Identity, anonymous, verify
 from cowrite.server.config import Settings
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
+from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.transport import Link, LinkClosed, open_link
 
 log = logging.getLogger("cowrite.connection")
@@ -56,6 +57,7 @@ class Connection:
         "_interrupted",
         "_link",
         "_nonce",
+        "_presence",
         "_receiving",
         "_refill",
         "_shared",
@@ -92,6 +94,7 @@ class Connection:
         self._tokens = float(settings.edit_burst)
         self._refill = time.monotonic()
         self._strikes = 0
+        self._presence = TokenBucket(settings.presence_per_second, settings.presence_burst)
         self._link: Link | None = None
         self._flushing = False  # a flush is scheduled (or waits for the socket)
         self._task: asyncio.Task[Any] | None = None  # the reader's (``run``)
@@ -350,6 +353,9 @@ class Connection:
                 self.error(
                     p.ErrorCode.RATE_LIMITED, "too many edits: slow down", doc=doc, edit=edit_id
                 )
+                return
+            if isinstance(msg, p.SetPresence) and not self._presence.take():
+                self.error(p.ErrorCode.RATE_LIMITED, "too many presence updates", doc=doc)
                 return
             if isinstance(msg, p.Edit | p.Sync):
                 if isinstance(msg, p.Edit):

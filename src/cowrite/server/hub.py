@@ -857,6 +857,11 @@ class Hub:
 
     def presence(self, peer: Peer, msg: p.SetPresence) -> None:
         lr = self.joined(peer, msg.doc)
+        if msg.user is not None and msg.user.fields:  # sent to every member, again at each join
+            size = len(p.encoder.encode(msg.user.fields))
+            if size > self.settings.max_presence_bytes:
+                limit = self.settings.max_presence_bytes
+                raise RoomError(p.ErrorCode.TOO_LARGE, f"presence fields of {size} bytes > {limit}")
         self.submit(lr, lr.room.presence(peer.session, msg, self.now_ms()), peer, time.monotonic())
 
     async def chat_send(self, peer: Peer, msg: p.ChatSend) -> None:
