@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from cowrite.engine.document import Document
+from cowrite.engine.ops import NodeKind
 
 sys.path.insert(0, str(Path(__file__).parent))  # protocol_clients.py, next to this file
 from protocol_clients import ReplicaClient, SilentSocket, ThinClient, running
@@ -294,3 +295,92 @@ async def test_presence_fields_are_capped_in_bytes(make_settings: Any) -> None:
         assert member.user.fields == {"mood": "ok"}
         await a.close()
         await b.close()
+
+
+# ------------------------------------------------------------------ map keys and nested nodes
+
+
+def _sets(doc: str, version: int, edit_id: str, keys: list[str], value: Any = 1) -> dict[str, Any]:
+    ops = [{"type": "set", "node": "map:m", "key": k, "value": value} for k in keys]
+    return {"type": "edit", "doc": doc, "edit_id": edit_id, "version": version, "ops": ops}
+
+
+async def test_map_keys_and_new_nodes_are_capped(make_settings: Any) -> None:
+    settings = make_settings(max_map_keys=50, max_nodes_per_document=20, max_key_length=100)
+    async with running(settings) as server:
+        t = await ThinClient.connect(server.ws_url, "t", "keys")
+        room = server.state.hub.rooms["keys"].room
+
+        async def answer(msg: dict[str, Any]) -> dict[str, Any]:
+            await t.send(msg)
+            return (
+                await t.expect("error", where=lambda m: m.get("edit_id") == msg["edit_id"])
+                if msg["edit_id"].startswith("no")
+                else await t.expect("ack", where=lambda m: m["edit_id"] == msg["edit_id"])
+            )
+
+        many = [f"k{i}" for i in range(60)]
+        err = await answer(_sets("keys", room.version, "no-many", many))
+        assert err["code"] == "document_too_large"
+        assert room.doc.to_json().get("m", {}) == {}
+        await answer(_sets("keys", room.version, "ok-40", many[:40]))
+        err = await answer(_sets("keys", room.version, "no-more", many[40:]))
+        assert err["code"] == "document_too_large"
+        await answer(_sets("keys", room.version, "ok-again", many[:40], 2))  # overwrites fit
+        err = await answer(_sets("keys", room.version, "no-long", ["x" * 101]))
+        assert err["code"] == "invalid_edit"
+        new = {"$new": "map"}
+        err = await answer(_sets("keys", room.version, "no-nodes", many[:25], new))
+        assert err["code"] == "document_too_large"
+        list_nodes = {
+            "type": "edit",
+            "doc": "keys",
+            "edit_id": "no-list-nodes",
+            "version": room.version,
+            "ops": [{"type": "seq", "node": "list:l", "edit": [[new] * 25]}],
+        }
+        assert (await answer(list_nodes))["code"] == "document_too_large"
+        await answer(_sets("keys", room.version, "ok-nodes", many[:5], new))
+        assert len(room.doc.to_json()["m"]) == 40
+        await t.close()
+
+
+async def test_replica_map_keys_and_new_nodes_are_capped(make_settings: Any) -> None:
+    settings = make_settings(max_map_keys=50, max_nodes_per_document=20, max_key_length=100)
+    async with running(settings) as server:
+        r = await ReplicaClient.connect(server.ws_url, "rep", "rkeys")
+        src = Document(4242)
+        for i in range(60):
+            src.map("m").set(f"k{i}", i)
+        await r.send(_sync("rkeys", src.delta_since({}), "keys"))
+        assert (await _refused(r, "keys"))["code"] == "document_too_large"
+        src = Document(4243)
+        for i in range(25):
+            src.map("m").set_new(f"n{i}", NodeKind.MAP)
+        await r.send(_sync("rkeys", src.delta_since({}), "nodes"))
+        assert (await _refused(r, "nodes"))["code"] == "document_too_large"
+        src = Document(4244)
+        src.map("m").set("y" * 101, 1)
+        await r.send(_sync("rkeys", src.delta_since({}), "long"))
+        assert (await _refused(r, "long"))["code"] == "bad_message"
+        assert server.state.hub.rooms["rkeys"].room.doc.to_json().get("m", {}) == {}
+        await r.close()
+
+
+async def test_big_batches_cost_more_of_the_edit_rate_limit(make_settings: Any) -> None:
+    """A batch of n ops costs 1 + n // 10 edits of the budget: 1000-op batches cannot come
+    at the rate of one-op edits."""
+    async with running(make_settings(edits_per_second=1, edit_burst=200)) as server:
+        t = await ThinClient.connect(server.ws_url, "t", "cost")
+        keys = [f"k{i}" for i in range(1000)]
+        answers = []
+        for i in range(4):
+            await t.send(_sets("cost", 0, f"b{i}", keys, i))
+            answers.append(
+                await t.expect(
+                    "ack" if i < 1 else "error", where=lambda m, i=i: m["edit_id"] == f"b{i}"
+                )
+            )
+        assert answers[0]["type"] == "ack"
+        assert all(a["code"] == "rate_limited" for a in answers[2:])
+        await t.close()

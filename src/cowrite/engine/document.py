@@ -197,6 +197,11 @@ class Document:
         return self._clients.get(replica)
 
     @property
+    def node_count(self) -> int:
+        """Nodes with state (roots in use and nested nodes): they are never dropped."""
+        return len(self._nodes)
+
+    @property
     def replica_count(self) -> int:
         """Replicas registered in the client table (each costs memory while the doc lives)."""
         return len(self._replicas) - 1  # SYSTEM is not a replica

@@ -122,6 +122,9 @@ class RoomLimits:
     remembered_edits: int = 10_000
     max_new_replicas_per_sync: int = 64
     max_replicas_per_document: int = 10_000
+    max_map_keys: int = 100_000
+    max_nodes_per_document: int = 100_000
+    max_key_length: int = 1_000
 
 
 class Room:
@@ -486,6 +489,7 @@ class Room:
         doc = self.doc
         plan: list[tuple[int, p.EditOp, Any]] = []
         seq_nodes: set[int] = set()
+        growth = validate.Growth(doc, self.limits)
         try:
             for op in msg.ops:
                 node = node_from_wire(doc, op.node)
@@ -513,6 +517,7 @@ class Room:
                     for c in edit:
                         if isinstance(c, list):  # JSON the engine will take (nesting...)
                             validate.check_values(c)
+                            growth.values(c)
                     length = len(doc.sequence(node))
                     if ot.base_length(edit) > length:
                         raise InvalidOperation(f"edit spans past the end of {op.node} ({length})")
@@ -530,6 +535,9 @@ class Room:
                         check_json(value)
                     elif kind is NodeKind.REGISTER:
                         raise InvalidOperation("registers hold JSON values")
+                    if op.key is not None:
+                        growth.key(node, op.key)
+                    growth.values((value,))
                     plan.append((node, op, value))
                 elif isinstance(op, p.DeleteKey):
                     if kind is not NodeKind.MAP:
@@ -545,6 +553,8 @@ class Room:
             raise RoomError(p.ErrorCode.UNKNOWN_NODE, str(exc)) from None
         except ResyncNeeded as exc:
             raise RoomError(p.ErrorCode.STALE_VERSION, str(exc), resync=True) from None
+        except validate.TooLarge as exc:
+            raise RoomError(p.ErrorCode.DOCUMENT_TOO_LARGE, str(exc)) from None
         except InvalidOperation as exc:
             raise RoomError(p.ErrorCode.INVALID_EDIT, str(exc)) from None
         return plan
@@ -659,14 +669,14 @@ class Room:
             new_roots = doc.roots.keys() - roots
             for node in new_roots:
                 validate.check_string(doc.roots[node][0], "root name")
-            validate.check_delta(doc, ops, limits.max_node_length, new_roots)
+            validate.check_delta(doc, ops, limits, new_roots)
         except TooManyReplicas as exc:
             raise RoomError(
                 p.ErrorCode.TOO_MANY_REPLICAS,
                 f"{exc} (at most {limits.max_new_replicas_per_sync} per sync, "
                 f"{limits.max_replicas_per_document} per document)",
             ) from None
-        except validate.TooLong as exc:
+        except validate.TooLarge as exc:
             raise RoomError(p.ErrorCode.DOCUMENT_TOO_LARGE, str(exc)) from None
         except Exception as exc:  # DecodeError, or worse from hostile bytes: refuse them all
             raise RoomError(p.ErrorCode.BAD_MESSAGE, f"bad delta: {exc}") from None

@@ -10,16 +10,82 @@ document, and every load after a restart (the update is in the log).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
-from cowrite.engine.document import Document
+from cowrite.engine.document import Document, MapState
 from cowrite.engine.errors import InvalidOperation
 from cowrite.engine.ops import InsertOp, NewNode, NodeRef, SetOp, check_json
 from cowrite.engine.ops import Op as EngineOp
 
 
-class TooLong(InvalidOperation):
-    """A text or list node would grow past ``max_node_length``."""
+class Caps(Protocol):
+    """The limits a batch is checked against (``RoomLimits``)."""
+
+    max_node_length: int
+    max_map_keys: int
+    max_nodes_per_document: int
+    max_key_length: int
+
+
+class TooLarge(InvalidOperation):
+    """The document would outgrow a cap: a node's length, a map's keys, its nested nodes."""
+
+
+class Growth:
+    """What one batch adds to a document, refused (``TooLarge``) as soon as it passes a cap.
+
+    Map entries stay after a delete (a delete is a write of "absent"), and nested nodes are
+    never dropped, so both only grow: without a cap one client's stream of new keys or
+    ``{"$new"}`` values, each within the rate limit, holds memory for as long as the document
+    lives, and is paid again at every load.
+    """
+
+    def __init__(self, doc: Document, caps: Caps, new_roots: Iterable[int] = ()) -> None:
+        self.doc = doc
+        self.caps = caps
+        self.fresh = set(new_roots)
+        self.keys: dict[int, set[str]] = {}
+        self.nodes = 0
+        self.length: dict[int, int] = {}
+
+    def key(self, node: int, key: str) -> None:
+        """A write of ``key`` in map ``node``."""
+        if len(key) > self.caps.max_key_length:
+            raise InvalidOperation(f"map keys are at most {self.caps.max_key_length} characters")
+        entries = self._entries(node)
+        if key in entries:
+            return
+        new = self.keys.setdefault(node, set())
+        new.add(key)
+        if len(entries) + len(new) > self.caps.max_map_keys:
+            raise TooLarge(f"a map holds at most {self.caps.max_map_keys} keys")
+
+    def values(self, values: Iterable[Any]) -> None:
+        """Written values: each ``NewNode`` is a nested node more."""
+        for v in values:
+            if type(v) is NewNode:
+                self.nodes += 1
+        if self.nodes and self.doc.node_count + self.nodes > self.caps.max_nodes_per_document:
+            raise TooLarge(f"a document holds at most {self.caps.max_nodes_per_document} nodes")
+
+    def insert(self, node: int, count: int, visible: int | None = None) -> None:
+        """``count`` elements more in sequence ``node`` (of ``visible`` now, if known)."""
+        total = self.length.get(node, 0) + count
+        self.length[node] = total
+        if visible is None:
+            known = node not in self.fresh and _has_sequence(self.doc, node)
+            visible = len(self.doc.sequence(node)) if known else 0
+        if visible + total > self.caps.max_node_length:
+            raise TooLarge(
+                f"{self.doc.format_id(node)} would hold {visible + total} elements "
+                f"(limit {self.caps.max_node_length})"
+            )
+
+    def _entries(self, node: int) -> dict[str, Any]:
+        if node in self.fresh or not self.doc.has_node(node):
+            return {}
+        state = self.doc.state_of(node)
+        return state.entries if isinstance(state, MapState) else {}
 
 
 def check_string(s: str, what: str) -> None:
@@ -56,14 +122,14 @@ def check_values(values: Iterable[Any]) -> None:
 
 
 def check_delta(
-    doc: Document, ops: list[EngineOp], max_node_length: int, new_roots: Iterable[int] = ()
+    doc: Document, ops: list[EngineOp], caps: Caps, new_roots: Iterable[int] = ()
 ) -> None:
-    """Raise InvalidOperation (``TooLong`` for length) unless every op of a decoded delta is one
-    a thin edit could have made: Unicode text, keys and values, JSON values, and no text or list
-    node longer than ``max_node_length`` visible elements even if every insert lands (deletes in
-    the same delta are not counted: the check stays one pass over the ops). ``new_roots``: the
-    roots this delta registered, empty so far (and not to be given state by a refused delta)."""
-    growth: dict[int, int] = {}
+    """Raise InvalidOperation (``TooLarge`` past a cap) unless every op of a decoded delta is
+    one a thin edit could have made: Unicode text, keys and values, JSON values, and the caps
+    of ``Growth`` (sequence lengths count every insert and no delete of the same delta: the
+    check stays one pass over the ops). ``new_roots``: the roots this delta registered, empty
+    so far (and not to be given state by a refused delta)."""
+    growth = Growth(doc, caps, new_roots)
     for op in ops:
         if type(op) is InsertOp:
             content = op.content
@@ -71,20 +137,14 @@ def check_delta(
                 check_string(content, "inserted text")
             else:
                 check_values(content)
-            growth[op.node] = growth.get(op.node, 0) + len(content)
+                growth.values(content)
+            growth.insert(op.node, len(content))
         elif type(op) is SetOp:
             if op.key is not None:
                 check_string(op.key, "map key")
+                growth.key(op.node, op.key)
             check_value(op.value)
-    fresh = set(new_roots)
-    for node, extra in growth.items():
-        known = node not in fresh and _has_sequence(doc, node)
-        length = len(doc.sequence(node)) if known else 0
-        if length + extra > max_node_length:
-            raise TooLong(
-                f"{doc.format_id(node)} would hold {length + extra} elements "
-                f"(limit {max_node_length})"
-            )
+            growth.values((op.value,))
 
 
 def _has_sequence(doc: Document, node: int) -> bool:

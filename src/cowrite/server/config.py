@@ -29,6 +29,12 @@ class Settings:
     """Encoded size of a member's presence ``fields`` (``too_large``)."""
     max_connections_per_document: int = 500
     max_node_length: int = 2_000_000
+    max_map_keys: int = 100_000
+    """Keys one map may hold (deleted keys count: a delete is a write): ``document_too_large``."""
+    max_nodes_per_document: int = 100_000
+    """Nodes (named roots in use and nested nodes) one document may hold."""
+    max_key_length: int = 1_000
+    """Characters in a map key (``invalid_edit``)."""
     max_new_replicas_per_sync: int = 64
     """Replica ids a document has not seen that one ``sync`` may introduce."""
     max_replicas_per_document: int = 10_000

@@ -330,16 +330,17 @@ class Connection:
         )
         return True
 
-    def _rate_ok(self) -> bool:
+    def _rate_ok(self, cost: float = 1.0) -> bool:
         now = time.monotonic()
         self._tokens = min(
             float(self.settings.edit_burst),
             self._tokens + (now - self._refill) * self.settings.edits_per_second,
         )
         self._refill = now
-        if self._tokens < 1:
+        cost = min(cost, float(self.settings.edit_burst))  # a full bucket always pays
+        if self._tokens < cost:
             return False
-        self._tokens -= 1
+        self._tokens -= cost
         return True
 
     async def _dispatch(self, msg: p.ClientMessage) -> None:
@@ -349,7 +350,9 @@ class Connection:
         try:
             # one budget for everything that is written to the store
             writes = isinstance(msg, p.Edit | p.Sync | p.ChatSend | p.ChatEdit | p.ChatDelete)
-            if writes and not self._rate_ok():
+            # a batch of n ops costs 1 + n // 10 edits (each op is work and maybe memory)
+            cost = 1 + len(msg.ops) // 10 if isinstance(msg, p.Edit) else 1
+            if writes and not self._rate_ok(cost):
                 self.error(
                     p.ErrorCode.RATE_LIMITED, "too many edits: slow down", doc=doc, edit=edit_id
                 )

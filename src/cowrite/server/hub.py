@@ -241,6 +241,9 @@ class Hub:
             max_node_length=self.settings.max_node_length,
             max_new_replicas_per_sync=self.settings.max_new_replicas_per_sync,
             max_replicas_per_document=self.settings.max_replicas_per_document,
+            max_map_keys=self.settings.max_map_keys,
+            max_nodes_per_document=self.settings.max_nodes_per_document,
+            max_key_length=self.settings.max_key_length,
             edit_log_capacity=self.settings.edit_log_capacity,
             idle_after_ms=int(self.settings.idle_after_s * 1000),
         )
