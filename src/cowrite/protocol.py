@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     DOCUMENT_TOO_LARGE = "document_too_large"
     TOO_MANY_REPLICAS = "too_many_replicas"  # new replica ids in one sync or one document
     ROOM_FULL = "room_full"  # connections per document
+    TOO_MANY_DOCUMENTS = "too_many_documents"  # joined by one connection, or loaded at once
     NOT_FOUND = "not_found"  # chat message
     UNAVAILABLE = "unavailable"  # storage down: edits are not acknowledged
     INTERNAL = "internal"

@@ -384,3 +384,63 @@ async def test_big_batches_cost_more_of_the_edit_rate_limit(make_settings: Any) 
         assert answers[0]["type"] == "ack"
         assert all(a["code"] == "rate_limited" for a in answers[2:])
         await t.close()
+
+
+# ------------------------------------------------------------------ documents
+
+
+async def _join(c: Any, doc: str) -> dict[str, Any]:
+    """The answer to a join of ``doc``: ``joined`` or an ``error``."""
+    await c.send({"type": "join", "doc": doc, "create": True})
+
+    def answer() -> bool:
+        return any(m.get("doc") == doc and m["type"] in ("joined", "error") for m in c.inbox)
+
+    await c.wait_for(answer)
+    msg = next(m for m in c.inbox if m.get("doc") == doc and m["type"] in ("joined", "error"))
+    c.inbox.remove(msg)
+    return msg
+
+
+async def test_documents_per_connection_are_capped(make_settings: Any) -> None:
+    async with running(make_settings(max_documents_per_connection=3)) as server:
+        c = await ThinClient.connect(server.ws_url, "c", "d0")
+        for doc in ("d1", "d2"):
+            assert (await _join(c, doc))["type"] == "joined"
+        refused = await _join(c, "d3")
+        assert refused["type"] == "error" and refused["code"] == "too_many_documents"
+        assert "d3" not in server.state.hub.rooms  # refused before anything was loaded
+        assert (await _join(c, "d1"))["type"] == "joined"  # a rejoin is no new document
+        await c.send({"type": "leave", "doc": "d2"})
+        assert (await _join(c, "d3"))["type"] == "joined"
+        await c.close()
+
+
+async def test_loaded_documents_are_capped(make_settings: Any) -> None:
+    settings = make_settings(max_loaded_documents=2, unload_after_s=0.2)
+    async with running(settings) as server:
+        a = await ThinClient.connect(server.ws_url, "a", "one")
+        b = await ThinClient.connect(server.ws_url, "b", "two")
+        refused = await _join(a, "three")
+        assert refused["type"] == "error" and refused["code"] == "too_many_documents"
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            res = await http.post("/api/documents", json={"id": "rest-made"})
+            assert res.status_code == 201, res.text
+            res = await http.get("/api/documents/rest-made/json")
+            assert res.status_code == 503 and res.json()["error"]["code"] == "too_many_documents"
+            await b.close()  # "two" unloads: room for another
+            while "two" in server.state.hub.rooms:
+                await asyncio.sleep(0.05)
+            res = await http.get("/api/documents/rest-made/json")
+            assert res.status_code == 200
+        assert len(server.state.hub.rooms) <= 2
+        await a.close()
+
+
+async def test_joins_are_rate_limited(make_settings: Any) -> None:
+    async with running(make_settings(joins_per_second=1, join_burst=3)) as server:
+        c = await ThinClient.connect(server.ws_url, "c", "j0")  # one of the three
+        answers = [await _join(c, f"j{i}") for i in range(1, 6)]
+        assert [a["type"] for a in answers[:2]] == ["joined", "joined"]
+        assert {a["code"] for a in answers[3:]} == {"rate_limited"}
+        await c.close()

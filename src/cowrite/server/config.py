@@ -28,6 +28,14 @@ class Settings:
     max_presence_bytes: int = 4_096
     """Encoded size of a member's presence ``fields`` (``too_large``)."""
     max_connections_per_document: int = 500
+    max_documents_per_connection: int = 100
+    """Documents one connection may have joined at once (``too_many_documents``)."""
+    max_loaded_documents: int = 10_000
+    """Documents held in memory at once; loading one more is refused (``too_many_documents``,
+    REST 503) until idle ones unload."""
+    joins_per_second: float = 5.0
+    join_burst: int = 20
+    """Per-connection join rate limit (each join loads a document or sends a snapshot)."""
     max_node_length: int = 2_000_000
     max_map_keys: int = 100_000
     """Keys one map may hold (deleted keys count: a delete is a write): ``document_too_large``."""

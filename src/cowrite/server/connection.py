@@ -55,6 +55,7 @@ class Connection:
         "_flushing",
         "_greeted",
         "_interrupted",
+        "_joins",
         "_link",
         "_nonce",
         "_presence",
@@ -95,6 +96,7 @@ class Connection:
         self._refill = time.monotonic()
         self._strikes = 0
         self._presence = TokenBucket(settings.presence_per_second, settings.presence_burst)
+        self._joins = TokenBucket(settings.joins_per_second, settings.join_burst)
         self._link: Link | None = None
         self._flushing = False  # a flush is scheduled (or waits for the socket)
         self._task: asyncio.Task[Any] | None = None  # the reader's (``run``)
@@ -356,6 +358,9 @@ class Connection:
                 self.error(
                     p.ErrorCode.RATE_LIMITED, "too many edits: slow down", doc=doc, edit=edit_id
                 )
+                return
+            if isinstance(msg, p.Join) and not self._joins.take():
+                self.error(p.ErrorCode.RATE_LIMITED, "too many joins: slow down", doc=doc)
                 return
             if isinstance(msg, p.SetPresence) and not self._presence.take():
                 self.error(p.ErrorCode.RATE_LIMITED, "too many presence updates", doc=doc)

@@ -200,6 +200,12 @@ class Hub:
             return lr
         while True:
             task = self._loading.get(doc_id)
+            most = self.settings.max_loaded_documents
+            if task is None and len(self.rooms) + len(self._loading) >= most:
+                raise RoomError(
+                    p.ErrorCode.TOO_MANY_DOCUMENTS,
+                    f"{most} documents are loaded: try again when some unload",
+                )
             if task is None:
                 # its own task: a caller that goes away (its connection closed) does not cancel
                 # the load others may be waiting for
@@ -712,6 +718,9 @@ class Hub:
             raise RoomError(p.ErrorCode.FORBIDDEN, f"no access to {msg.doc}")
         if msg.create and "write" not in rights:
             raise RoomError(p.ErrorCode.FORBIDDEN, f"no right to create {msg.doc}")
+        most = self.settings.max_documents_per_connection
+        if msg.doc not in peer.docs and len(peer.docs) >= most:
+            raise RoomError(p.ErrorCode.TOO_MANY_DOCUMENTS, f"at most {most} documents joined")
         lr = await self.open_room(msg.doc, create=msg.create)
         if self.cluster is not None and msg.version is not None and msg.epoch != lr.room.epoch:
             # a client from another instance: what it saw there is in the store, maybe not yet

@@ -236,6 +236,7 @@ _ROOM_ERROR_STATUS = {
     p.ErrorCode.FORBIDDEN: 403,
     p.ErrorCode.DOCUMENT_TOO_LARGE: 413,
     p.ErrorCode.INVALID_EDIT: 422,
+    p.ErrorCode.TOO_MANY_DOCUMENTS: 503,
 }
 
 
@@ -375,6 +376,8 @@ def routes(state: Cowrite) -> list[Route]:
         try:
             lr = await hub.open_room(doc_id, create=False)
         except RoomError as exc:
+            if exc.code is not p.ErrorCode.UNKNOWN_DOCUMENT:
+                raise  # too many documents loaded: 503
             raise HTTPError(404, "unknown_document", exc.message) from None
         try:
             yield lr
