@@ -47,6 +47,8 @@ class Settings:
     """Replica ids a document has not seen that one ``sync`` may introduce."""
     max_replicas_per_document: int = 10_000
     """Replica ids one document may know (each costs memory at every load)."""
+    http_request_timeout_s: float = 15.0
+    """An HTTP request (head and body) must arrive whole this long after it began (slowloris)."""
     heartbeat_s: float = 15.0
     heartbeat_timeout_s: float = 45.0
     idle_after_s: float = 60.0

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
@@ -286,10 +286,13 @@ async def _body(request: Request, type_: type[T]) -> T:
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise HTTPError(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
     data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > MAX_BODY_BYTES:
-            raise HTTPError(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > MAX_BODY_BYTES:
+                raise HTTPError(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+    except ClientDisconnect:  # gone mid-body (or closed by the request deadline): nobody to tell
+        raise HTTPError(400, "bad_request", "the client went away mid-body") from None
     try:
         return msgspec.json.decode(bytes(data), type=type_)
     except msgspec.ValidationError as exc:
