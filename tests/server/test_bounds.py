@@ -444,3 +444,63 @@ async def test_joins_are_rate_limited(make_settings: Any) -> None:
         assert [a["type"] for a in answers[:2]] == ["joined", "joined"]
         assert {a["code"] for a in answers[3:]} == {"rate_limited"}
         await c.close()
+
+
+# ------------------------------------------------------------------ expensive reads
+
+
+async def test_history_reads_over_rest_are_rate_limited(make_settings: Any) -> None:
+    """Diffs and old versions are computed on the event loop in time proportional to the
+    document's ops: a server-wide budget of ops (``history_ops_burst``, then
+    ``history_ops_per_second``); requests beyond it are refused with 429 at once."""
+    settings = make_settings(history_ops_per_second=0.01, history_ops_burst=100)
+    async with running(settings) as server:
+        t = await ThinClient.connect(server.ws_url, "t", "hist")
+        for i in range(3):
+            t.insert("text:body", 0, f"v{i} " * 5)
+            await t.flush()
+            await t.expect("ack")
+        ops = sum(server.state.hub.rooms["hist"].room.doc.version.values())
+        assert 10 < ops < 50
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            paths = ["/api/documents/hist/diff?from=0"] * 8 + ["/api/documents/hist/versions/0"]
+            answers = await asyncio.gather(*(http.get(path) for path in paths))
+            codes = [a.status_code for a in answers]
+            assert codes.count(200) == 100 // ops and codes.count(429) == 9 - 100 // ops, codes
+            refused = next(a for a in answers if a.status_code == 429)
+            assert refused.json()["error"]["code"] == "rate_limited"
+            assert "retry-after" in refused.headers
+            assert (await http.get("/api/documents/hist/json")).status_code == 200  # cheap
+        await t.close()
+
+
+async def test_joins_at_one_version_share_one_snapshot(
+    make_settings: Any, monkeypatch: Any
+) -> None:
+    """The snapshot a thin join carries is computed once per version, not once per join."""
+    import cowrite.rooms.room as room_module
+
+    calls = []
+    real = room_module.snapshot
+
+    def counting(doc: Document) -> Any:
+        calls.append(1)
+        return real(doc)
+
+    monkeypatch.setattr(room_module, "snapshot", counting)
+    async with running(make_settings()) as server:
+        w = await ThinClient.connect(server.ws_url, "w", "shared")
+        w.insert("list:items", 0, list(range(1000)))  # type: ignore[arg-type]
+        await w.flush()
+        await w.expect("ack")
+        calls.clear()
+        readers = [await ThinClient.connect(server.ws_url, f"r{i}", "shared") for i in range(10)]
+        assert all(r.nodes["list:items"] == list(range(1000)) for r in readers)
+        assert len(calls) == 1
+        w.insert("list:items", 0, ["new"])  # type: ignore[list-item]
+        await w.flush()
+        await w.expect("ack")
+        late = await ThinClient.connect(server.ws_url, "late", "shared")
+        assert late.nodes["list:items"][0] == "new" and len(calls) == 2
+        for c in [w, late, *readers]:
+            await c.close()

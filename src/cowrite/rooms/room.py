@@ -145,6 +145,7 @@ class Room:
         """Names this room's numbering of versions (see the module docstring)."""
         self._idle_check_ms = 0
         """No member can turn idle before this (``tick`` does nothing until then)."""
+        self._snap: tuple[tuple[int, int], dict[str, Any], dict[str, str]] | None = None
 
     @property
     def version(self) -> int:
@@ -182,6 +183,7 @@ class Room:
         vector gained, which for a merged update may include ops it released from the causal
         queue)."""
         version = self.log.record(seq_changes)
+        self._snap = None  # of an older version: not to be kept alive
         now = self.doc.version
         changed = [r for r, n in now.items() if before.get(r) != n]
         vv = {str(r): now[r] for r in changed}
@@ -272,7 +274,7 @@ class Room:
             if changes is not None:  # exact: the client rebases its own edits over these
                 roots = {name: node_to_wire(self.doc, n) for n, (name, _) in self.doc.roots.items()}
             else:
-                nodes, roots = snapshot(self.doc)
+                nodes, roots = self._snapshot()
             out.reply.append(
                 p.Joined(
                     doc=self.doc_id,
@@ -291,6 +293,15 @@ class Room:
             )
         out.broadcast.append((p.Presence(doc=self.doc_id, entries=[self._entry(member)]), "all"))
         return out
+
+    def _snapshot(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The thin-client snapshot of the current version, computed once per version: joins
+        at one version share it (a large document's snapshot costs the loop ~0.3 s a time).
+        Every change to the document is a new version; nobody mutates a sent snapshot."""
+        key = (self.version, len(self.doc.roots))
+        if self._snap is None or self._snap[0] != key:
+            self._snap = (key, *snapshot(self.doc))
+        return self._snap[1], self._snap[2]
 
     def _changes_since(
         self, base: VersionVector, extra: dict[int, tuple[int, int]] | None = None

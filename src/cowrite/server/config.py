@@ -49,6 +49,10 @@ class Settings:
     """Replica ids one document may know (each costs memory at every load)."""
     http_request_timeout_s: float = 15.0
     """An HTTP request (head and body) must arrive whole this long after it began (slowloris)."""
+    history_ops_per_second: float = 500_000.0
+    history_ops_burst: int = 2_000_000
+    """Server-wide budget of REST history reads (diffs, old versions, restores: computed on
+    the event loop), each costing the ops its document holds; beyond, 429 ``rate_limited``."""
     heartbeat_s: float = 15.0
     heartbeat_timeout_s: float = 45.0
     idle_after_s: float = 60.0

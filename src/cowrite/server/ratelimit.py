@@ -20,7 +20,9 @@ class TokenBucket:
         self._at = time.monotonic()
 
     def take(self, cost: float = 1.0) -> bool:
-        """Spend ``cost`` tokens if there are that many (refilled since the last call)."""
+        """Spend ``cost`` tokens if there are that many (refilled since the last call); a cost
+        over ``burst`` is charged as ``burst`` (a full bucket always pays)."""
+        cost = min(cost, self.burst)
         now = time.monotonic()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
