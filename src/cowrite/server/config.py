@@ -110,6 +110,15 @@ class Settings:
             "heartbeat_s",
             "outbox_messages",
             "outbox_bytes",
+            "presence_per_second",
+            "presence_burst",
+            "joins_per_second",
+            "join_burst",
+            "history_ops_per_second",
+            "history_ops_burst",
+            "http_request_timeout_s",
+            "max_documents_per_connection",
+            "max_loaded_documents",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
