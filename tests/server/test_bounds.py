@@ -504,3 +504,52 @@ async def test_joins_at_one_version_share_one_snapshot(
         assert late.nodes["list:items"][0] == "new" and len(calls) == 2
         for c in [w, late, *readers]:
             await c.close()
+
+
+# ------------------------------------------------------------------ compaction
+
+
+async def test_deleted_text_is_compacted_beyond_the_kept_history(make_settings: Any) -> None:
+    """Insert and delete 500 random characters 20 times: the stored snapshot keeps the content
+    of at most ``history_kept_ops`` ops of history, not all 10,000 deleted characters; the
+    document reloads, serves thin and replica joins, and its recent history stays readable."""
+    import random
+
+    rng = random.Random(7)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    settings = make_settings(history_kept_ops=1000, unload_after_s=0.2)  # < snapshot_every updates
+    async with running(settings) as server:
+        t = await ThinClient.connect(server.ws_url, "t", "churn")
+        for _ in range(20):
+            t.insert("text:body", 0, "".join(rng.choice(alphabet) for _ in range(500)))
+            await t.flush()
+            await t.expect("ack")
+            t.delete("text:body", 0, 500)
+            await t.flush()
+            await t.expect("ack")
+        t.insert("text:body", 0, "kept")
+        await t.flush()
+        await t.expect("ack")
+        await t.close()
+        while "churn" in server.state.hub.rooms:  # unloading takes the snapshot
+            await asyncio.sleep(0.05)
+        stored = await server.state.store.load("churn")
+        assert stored.snapshot and not stored.updates
+        # 10,000 random characters are ~7.5 kB compressed: at most 1,000 of them are kept
+        assert len(stored.snapshot) < 3000, len(stored.snapshot)
+        loaded = Document.load(stored.snapshot)
+        assert loaded.base and loaded.to_json() == {"body": "kept"}
+    async with running(settings) as server:  # after a restart
+        t = await ThinClient.connect(server.ws_url, "t2", "churn", create=False)
+        assert t.text("text:body") == "kept"
+        r = await ReplicaClient.connect(server.ws_url, "rep", "churn", create=False)
+        assert r.doc.to_json() == {"body": "kept"}
+        r.doc.text("body").insert(4, "!")
+        await r.push()
+        await t.expect("remote")
+        assert t.text("text:body") == "kept!"
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            res = await http.get("/api/documents/churn/diff?from=0")
+            assert res.status_code == 200, res.text
+        await r.close()
+        await t.close()

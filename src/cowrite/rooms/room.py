@@ -46,6 +46,7 @@ from cowrite.engine.ops import Op as EngineOp
 from cowrite.engine.rebase import Anchor, EditLog, anchor_at, apply_index_edit, resolve_anchor
 from cowrite.rooms import validate
 from cowrite.rooms.peers import PeerCursor, PeerEntry, RemoteMember, WireAnchor
+from cowrite.rooms.retention import Cuts
 from cowrite.rooms.wire import (
     UnknownNode,
     node_from_wire,
@@ -125,6 +126,7 @@ class RoomLimits:
     max_map_keys: int = 100_000
     max_nodes_per_document: int = 100_000
     max_key_length: int = 1_000
+    history_kept_ops: int = 4_000_000
 
 
 class Room:
@@ -146,6 +148,9 @@ class Room:
         self._idle_check_ms = 0
         """No member can turn idle before this (``tick`` does nothing until then)."""
         self._snap: tuple[tuple[int, int], dict[str, Any], dict[str, str]] | None = None
+        self.cuts = Cuts(self.limits.history_kept_ops // 4)
+        self.cuts.note(doc.version)  # as loaded: a causal cut
+        """Versions the document was at, where old history may be compacted (``retention``)."""
 
     @property
     def version(self) -> int:
@@ -185,6 +190,7 @@ class Room:
         version = self.log.record(seq_changes)
         self._snap = None  # of an older version: not to be kept alive
         now = self.doc.version
+        self.cuts.note(now)
         changed = [r for r, n in now.items() if before.get(r) != n]
         vv = {str(r): now[r] for r in changed}
         if ranges is None:

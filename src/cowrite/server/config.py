@@ -60,6 +60,9 @@ class Settings:
     outbox_messages: int = 2_000
     outbox_bytes: int = 16_000_000
     """Bytes a connection's outbox may hold (one message alone always fits): beyond, 4008."""
+    history_kept_ops: int = 4_000_000
+    """Ops of history a document keeps (deleted content older than that is compacted away when
+    a snapshot is written; see ``rooms/retention.py``)."""
     snapshot_every: int = 1_000
     """Updates in the log after which a document's snapshot is rewritten (compacting the log)."""
     edit_log_capacity: int = 10_000

@@ -37,6 +37,7 @@ from cowrite.adapters.store import (
     StoreError,
 )
 from cowrite.engine.document import Document
+from cowrite.rooms.retention import compact_old_history, compaction_due
 from cowrite.rooms.room import Member, Outcome, Room, RoomError, RoomLimits
 from cowrite.server.auth import Identity
 from cowrite.server.cluster import (
@@ -250,6 +251,7 @@ class Hub:
             max_map_keys=self.settings.max_map_keys,
             max_nodes_per_document=self.settings.max_nodes_per_document,
             max_key_length=self.settings.max_key_length,
+            history_kept_ops=self.settings.history_kept_ops,
             edit_log_capacity=self.settings.edit_log_capacity,
             idle_after_ms=int(self.settings.idle_after_s * 1000),
         )
@@ -298,7 +300,7 @@ class Hub:
             await lr.queue.join()
             # the log tail since the last snapshot stays: replayed at the next load, it keeps
             # the edit history thin clients rebase over (a snapshot would make them resync)
-            if lr.since_snapshot >= self.settings.snapshot_every:
+            if lr.since_snapshot >= self.settings.snapshot_every or self._compaction_due(lr):
                 await self._snapshot(doc_id, lr)
             if self.rooms.get(doc_id) is not lr:
                 return  # unloaded meanwhile
@@ -324,6 +326,8 @@ class Hub:
         replay merges them again, which changes nothing)."""
         if lr.unpersisted:
             return
+        # deleted text older than the kept history goes (and with it, from the disk)
+        compact_old_history(lr.room.doc, lr.room.cuts, self.settings.history_kept_ops)
         state = lr.room.doc.encode_state()
         upto = lr.seqs.upto
         counted = lr.since_snapshot
@@ -393,11 +397,16 @@ class Hub:
             if self._snapshot_due(lr) and queue.empty():
                 await self._snapshot(doc_id, lr)
 
+    def _compaction_due(self, lr: LoadedRoom) -> bool:
+        """Old deleted history is worth compacting away (and the log with it) by a snapshot."""
+        kept = self.settings.history_kept_ops
+        return lr.since_snapshot > 0 and compaction_due(lr.room.doc, lr.room.cuts, kept)
+
     def _snapshot_due(self, lr: LoadedRoom) -> bool:
         """Encoding a snapshot holds the event loop (tens of ms for a large document), so a busy
         room waits for a quiet moment, unless its log tail grows very long."""
         every = self.settings.snapshot_every
-        if lr.since_snapshot < every:
+        if lr.since_snapshot < every and not self._compaction_due(lr):
             return False
         quiet = time.monotonic() - lr.last_write >= SNAPSHOT_QUIET_S
         return quiet or lr.since_snapshot >= SNAPSHOT_FORCE_FACTOR * every
