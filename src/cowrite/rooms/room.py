@@ -149,8 +149,8 @@ class Room:
         """No member can turn idle before this (``tick`` does nothing until then)."""
         self._snap: tuple[tuple[int, int], dict[str, Any], dict[str, str]] | None = None
         self.cuts = Cuts(self.limits.history_kept_ops // 4)
-        self.cuts.note(doc.version)  # as loaded: a causal cut
         """Versions the document was at, where old history may be compacted (``retention``)."""
+        self.cuts.note(doc.version)  # as loaded: a causal cut
 
     @property
     def version(self) -> int:
@@ -579,8 +579,9 @@ class Room:
     def sync(self, session: str, msg: p.Sync, now_ms: int) -> Outcome:
         """A replica's CRDT delta: merged (idempotent), persisted as received, fanned out.
 
-        Raises RoomError (and changes nothing) for a delta that is not base64, not a delta, or
-        whose first op the document refuses. A delta refused part-way is applied up to the
+        Raises RoomError (and changes nothing) for a delta that is not base64, not a delta, that
+        a thin edit could not have made or that breaks a limit (``_decode_delta``), or whose
+        first op the document refuses. A delta refused part-way is applied up to the
         refused op: that part is a version like any other and the sender gets an ``error``.
         """
         member = self._writer(session)
