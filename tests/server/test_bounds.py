@@ -553,3 +553,48 @@ async def test_deleted_text_is_compacted_beyond_the_kept_history(make_settings: 
             assert res.status_code == 200, res.text
         await r.close()
         await t.close()
+
+
+async def test_map_keys_are_capped_over_all_maps_of_a_document(make_settings: Any) -> None:
+    """The cap is on the document, not on each map: many maps do not multiply it."""
+    async with running(make_settings(max_map_keys=50)) as server:
+        t = await ThinClient.connect(server.ws_url, "t", "maps")
+        room = server.state.hub.rooms["maps"].room
+        for i, name in enumerate(["a", "b"]):
+            ops = [
+                {"type": "set", "node": f"map:{name}", "key": f"k{k}", "value": 1}
+                for k in range(30)
+            ]
+            await t.send(
+                {
+                    "type": "edit",
+                    "doc": "maps",
+                    "edit_id": f"e{i}",
+                    "version": room.version,
+                    "ops": ops,
+                }
+            )
+
+        # (a refusal is sent at once, an ack once durable: in either order)
+        def answer(edit_id: str) -> dict[str, Any] | None:
+            kinds = ("ack", "error")
+            got = [m for m in t.inbox if m["type"] in kinds and m.get("edit_id") == edit_id]
+            return got[0] if got else None
+
+        await t.wait_for(lambda: answer("e0") is not None and answer("e1") is not None)
+        assert answer("e0")["type"] == "ack"  # type: ignore[index]
+        assert answer("e1")["code"] == "document_too_large"  # type: ignore[index]
+        r = await ReplicaClient.connect(server.ws_url, "rep", "maps")
+        src = Document(5151)
+        for k in range(30):
+            src.map("c").set(f"k{k}", k)
+        await r.send(_sync("maps", src.delta_since({}), "s"))
+        assert (await _refused(r, "s"))["code"] == "document_too_large"
+        ok = [{"type": "set", "node": "map:b", "key": f"k{k}", "value": 2} for k in range(20)]
+        await t.send(
+            {"type": "edit", "doc": "maps", "edit_id": "fits", "version": room.version, "ops": ok}
+        )
+        await t.expect("ack", where=lambda m: m["edit_id"] == "fits")
+        assert {k: len(v) for k, v in room.doc.to_json().items()} == {"a": 30, "b": 20}
+        await r.close()
+        await t.close()

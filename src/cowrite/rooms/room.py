@@ -148,6 +148,9 @@ class Room:
         self._idle_check_ms = 0
         """No member can turn idle before this (``tick`` does nothing until then)."""
         self._snap: tuple[tuple[int, int], dict[str, Any], dict[str, str]] | None = None
+        self._keys: int | None = None
+        """Keys the document's maps hold (None: to be counted), for ``max_map_keys``."""
+        self._adds_keys = 0  # new keys of the batch validated last
         self.cuts = Cuts(self.limits.history_kept_ops // 4)
         """Versions the document was at, where old history may be compacted (``retention``)."""
         self.cuts.note(doc.version)  # as loaded: a causal cut
@@ -168,6 +171,7 @@ class Room:
             raise ValueError(f"stored update {seq} after version {self.version}")
         client, edit_id, delta = unwrap_update(data)
         before = self.doc.version
+        self._keys = None
         changes, _, _ = self._apply_remote_ops(decode_ops(self.doc, delta))
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
         self._record(self._wire_ops(changes), seq_changes, client, edit_id, before)
@@ -409,6 +413,7 @@ class Room:
             fault = exc
             # the roots of the ops after the failing one stay unused: forget them
             self._forget_roots(roots | {node for node, _, _ in plan[: len(wire_ops) + 1]})
+        self._count_keys()
         delta = doc.delta_since(before)
         # an edit applied in part is not that edit: it is named by no edit id (not remembered)
         named = msg.edit_id if fault is None else ""
@@ -506,7 +511,7 @@ class Room:
         doc = self.doc
         plan: list[tuple[int, p.EditOp, Any]] = []
         seq_nodes: set[int] = set()
-        growth = validate.Growth(doc, self.limits)
+        growth = validate.Growth(doc, self.limits, self._key_total)
         try:
             for op in msg.ops:
                 node = node_from_wire(doc, op.node)
@@ -574,6 +579,7 @@ class Room:
             raise RoomError(p.ErrorCode.DOCUMENT_TOO_LARGE, str(exc)) from None
         except InvalidOperation as exc:
             raise RoomError(p.ErrorCode.INVALID_EDIT, str(exc)) from None
+        self._adds_keys = growth.new_keys
         return plan
 
     def sync(self, session: str, msg: p.Sync, now_ms: int) -> Outcome:
@@ -617,6 +623,7 @@ class Room:
                 else []
             )
             return Outcome(reply=list(ack))
+        self._count_keys()
         woke = self._touch(member, now_ms)
         ops_out = self._wire_ops(changes)
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
@@ -673,6 +680,18 @@ class Room:
             broadcast=broadcast,
         )
 
+    def _key_total(self) -> int:
+        if self._keys is None:
+            self._keys = self.doc.map_key_count()
+        return self._keys
+
+    def _count_keys(self) -> None:
+        """Add the keys of the batch just applied (all of them, even if it applied in part:
+        an upper bound is safe)."""
+        if self._keys is not None:
+            self._keys += self._adds_keys
+        self._adds_keys = 0
+
     def _decode_delta(self, data: bytes) -> list[EngineOp]:
         """A replica's delta, decoded and checked like a thin edit (``rooms.validate``) before
         any of it is applied; new replica ids are capped per frame and per document."""
@@ -687,7 +706,8 @@ class Room:
             new_roots = doc.roots.keys() - roots
             for node in new_roots:
                 validate.check_string(doc.roots[node][0], "root name")
-            validate.check_delta(doc, ops, limits, new_roots)
+            growth = validate.check_delta(doc, ops, limits, self._key_total, new_roots)
+            self._adds_keys = growth.new_keys
         except TooManyReplicas as exc:
             raise RoomError(
                 p.ErrorCode.TOO_MANY_REPLICAS,
@@ -720,6 +740,7 @@ class Room:
             raise RoomError(p.ErrorCode.BAD_MESSAGE, f"not an update: {exc}") from None
         before_pending = doc.pending_ops
         before = doc.version
+        self._keys = None  # validated elsewhere, not counted here: count again when needed
         changes, error, exact = self._apply_remote_ops(ops)
         if doc.version == before and doc.pending_ops == before_pending:
             return Outcome()

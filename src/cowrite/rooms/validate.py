@@ -9,7 +9,7 @@ document, and every load after a restart (the update is in the log).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from cowrite.engine.document import Document, MapState
@@ -32,7 +32,8 @@ class TooLarge(InvalidOperation):
 
 
 class Growth:
-    """What one batch adds to a document, refused (``TooLarge``) as soon as it passes a cap.
+    """What one batch adds to a document, refused (``TooLarge``) as soon as it passes a cap
+    (map keys are counted over all the document's maps: many maps must not multiply the cap).
 
     Map entries stay after a delete (a delete is a write of "absent"), and nested nodes are
     never dropped, so both only grow: without a cap one client's stream of new keys or
@@ -40,11 +41,20 @@ class Growth:
     lives, and is paid again at every load.
     """
 
-    def __init__(self, doc: Document, caps: Caps, new_roots: Iterable[int] = ()) -> None:
+    def __init__(
+        self,
+        doc: Document,
+        caps: Caps,
+        keys_held: Callable[[], int],
+        new_roots: Iterable[int] = (),
+    ) -> None:
         self.doc = doc
         self.caps = caps
+        self.keys_held = keys_held
+        """The keys the document's maps hold (asked only when a batch writes a new key)."""
         self.fresh = set(new_roots)
         self.keys: dict[int, set[str]] = {}
+        self.new_keys = 0
         self.nodes = 0
         self.length: dict[int, int] = {}
 
@@ -56,9 +66,12 @@ class Growth:
         if key in entries:
             return
         new = self.keys.setdefault(node, set())
+        if key in new:
+            return
         new.add(key)
-        if len(entries) + len(new) > self.caps.max_map_keys:
-            raise TooLarge(f"a map holds at most {self.caps.max_map_keys} keys")
+        self.new_keys += 1
+        if self.keys_held() + self.new_keys > self.caps.max_map_keys:
+            raise TooLarge(f"a document's maps hold at most {self.caps.max_map_keys} keys")
 
     def values(self, values: Iterable[Any]) -> None:
         """Written values: each ``NewNode`` is a nested node more."""
@@ -122,14 +135,18 @@ def check_values(values: Iterable[Any]) -> None:
 
 
 def check_delta(
-    doc: Document, ops: list[EngineOp], caps: Caps, new_roots: Iterable[int] = ()
-) -> None:
+    doc: Document,
+    ops: list[EngineOp],
+    caps: Caps,
+    keys_held: Callable[[], int],
+    new_roots: Iterable[int] = (),
+) -> Growth:
     """Raise InvalidOperation (``TooLarge`` past a cap) unless every op of a decoded delta is
     one a thin edit could have made: Unicode text, keys and values, JSON values, and the caps
     of ``Growth`` (sequence lengths count every insert and no delete of the same delta: the
     check stays one pass over the ops). ``new_roots``: the roots this delta registered, empty
-    so far (and not to be given state by a refused delta)."""
-    growth = Growth(doc, caps, new_roots)
+    so far (and not to be given state by a refused delta). Returns what the delta adds."""
+    growth = Growth(doc, caps, keys_held, new_roots)
     for op in ops:
         if type(op) is InsertOp:
             content = op.content
@@ -145,6 +162,7 @@ def check_delta(
                 growth.key(op.node, op.key)
             check_value(op.value)
             growth.values((op.value,))
+    return growth
 
 
 def _has_sequence(doc: Document, node: int) -> bool:

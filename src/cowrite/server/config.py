@@ -38,7 +38,7 @@ class Settings:
     """Per-connection join rate limit (each join loads a document or sends a snapshot)."""
     max_node_length: int = 2_000_000
     max_map_keys: int = 100_000
-    """Keys one map may hold (deleted keys count: a delete is a write): ``document_too_large``."""
+    """Keys all the maps of a document may hold (deleted keys count: a delete is a write)."""
     max_nodes_per_document: int = 100_000
     """Nodes (named roots in use and nested nodes) one document may hold."""
     max_key_length: int = 1_000
