@@ -598,3 +598,28 @@ async def test_map_keys_are_capped_over_all_maps_of_a_document(make_settings: An
         assert {k: len(v) for k, v in room.doc.to_json().items()} == {"a": 30, "b": 20}
         await r.close()
         await t.close()
+
+
+async def test_big_syncs_cost_more_of_the_edit_rate_limit(make_settings: Any) -> None:
+    """A sync costs 1 + (its base64 bytes) // 10,000 edits: megabyte deltas cannot come at the
+    rate of small ones."""
+    settings = make_settings(edits_per_second=0.01, edit_burst=200)
+    async with running(settings) as server:
+        r = await ReplicaClient.connect(server.ws_url, "rep", "bigsync")
+        rng = __import__("random").Random(1)
+        answers = []
+        for i in range(4):
+            src = Document(7000 + i)
+            src.text(f"t{i}").insert(
+                0, "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(300_000))
+            )
+            delta = src.delta_since({})
+            assert 800_000 < len(base64.b64encode(delta)) < 1_000_000
+            await r.send(_sync("bigsync", delta, f"s{i}"))
+            answers.append(
+                await r.expect(
+                    "ack" if i < 2 else "error", where=lambda m, i=i: m.get("edit_id") == f"s{i}"
+                )
+            )
+        assert answers[2]["code"] == answers[3]["code"] == "rate_limited"  # 87 + 87 of 200
+        await r.close()

@@ -352,8 +352,13 @@ class Connection:
         try:
             # one budget for everything that is written to the store
             writes = isinstance(msg, p.Edit | p.Sync | p.ChatSend | p.ChatEdit | p.ChatDelete)
-            # a batch of n ops costs 1 + n // 10 edits (each op is work and maybe memory)
-            cost = 1 + len(msg.ops) // 10 if isinstance(msg, p.Edit) else 1
+            # a batch of n ops costs 1 + n // 10 edits, a delta 1 + (base64 bytes) // 10,000
+            # (each op is work and maybe memory)
+            cost = 1
+            if isinstance(msg, p.Edit):
+                cost += len(msg.ops) // 10
+            elif isinstance(msg, p.Sync):
+                cost += len(msg.delta) // 10_000
             if writes and not self._rate_ok(cost):
                 self.error(
                     p.ErrorCode.RATE_LIMITED, "too many edits: slow down", doc=doc, edit=edit_id
