@@ -364,6 +364,15 @@ async def test_replica_map_keys_and_new_nodes_are_capped(make_settings: Any) -> 
         await r.send(_sync("rkeys", src.delta_since({}), "long"))
         assert (await _refused(r, "long"))["code"] == "bad_message"
         assert server.state.hub.rooms["rkeys"].room.doc.to_json().get("m", {}) == {}
+        src = Document(4245)  # what fits: writes, deletes (a write of "absent"), nested nodes
+        src.map("m").set("a", {"x": [1, None]})
+        src.map("m").set("b", 2)
+        src.map("m").delete("b")
+        src.map("m").set_new("n", NodeKind.LIST)
+        src.register("r").set("v")
+        await r.send(_sync("rkeys", src.delta_since({}), "fits"))
+        await r.expect("ack", where=lambda m: m.get("edit_id") == "fits")
+        assert server.state.hub.rooms["rkeys"].room.doc.to_json()["m"]["a"] == {"x": [1, None]}
         await r.close()
 
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from cowrite.engine.document import Document, MapState
 from cowrite.engine.errors import InvalidOperation
-from cowrite.engine.ops import InsertOp, NewNode, NodeRef, SetOp, check_json
+from cowrite.engine.ops import DELETED, InsertOp, NewNode, NodeRef, SetOp, check_json
 from cowrite.engine.ops import Op as EngineOp
 
 
@@ -112,9 +112,9 @@ def check_string(s: str, what: str) -> None:
 def check_value(value: Any) -> None:
     """A written JSON value: plain JSON as the engine stores it (``check_json``: nesting,
     numbers), and every string and object key valid Unicode. New and existing node references
-    are the engine's own values and pass."""
-    if type(value) is NewNode or type(value) is NodeRef:
-        return
+    and ``DELETED`` (a deleted key) are the engine's own values and pass."""
+    if type(value) is NewNode or type(value) is NodeRef or value is DELETED:
+        return  # a new or existing node, a deleted key: the engine's own values
     check_json(value)
     stack = [value]
     while stack:
