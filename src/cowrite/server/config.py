@@ -59,7 +59,7 @@ class Settings:
     unload_after_s: float = 30.0
     outbox_messages: int = 2_000
     outbox_bytes: int = 16_000_000
-    """Bytes a connection's outbox may hold (one message alone always fits): beyond, 4008."""
+    """Bytes a connection's outbox may hold beyond its oldest message (4008 when over)."""
     history_kept_ops: int = 4_000_000
     """Ops of history a document keeps (deleted content older than that is compacted away when
     a snapshot is written; see ``rooms/retention.py``)."""

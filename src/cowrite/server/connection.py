@@ -112,8 +112,10 @@ class Connection:
         if self.closing is not None:
             return
         outbox = self.outbox
+        # bytes beyond the oldest message: one message alone always fits (a large document's
+        # ``joined`` may exceed the limit), and so do the few that follow it while it is written
         if len(outbox) >= self.settings.outbox_messages or (
-            outbox and self.outbox_bytes + len(data) > self.settings.outbox_bytes
+            outbox and self.outbox_bytes - len(outbox[0]) + len(data) > self.settings.outbox_bytes
         ):
             log.warning("outbox full: disconnecting a slow client", extra=self._ids())
             self.close(CLOSE_OUTBOX_FULL, "outbox overflow: reconnect and resync")
