@@ -52,7 +52,9 @@ class ErrorCode(StrEnum):
     STALE_VERSION = "stale_version"  # older than the retained history: rejoin (resync)
     FUTURE_VERSION = "future_version"  # a version the server never issued
     DOCUMENT_TOO_LARGE = "document_too_large"
+    TOO_MANY_REPLICAS = "too_many_replicas"  # new replica ids in one sync or one document
     ROOM_FULL = "room_full"  # connections per document
+    TOO_MANY_DOCUMENTS = "too_many_documents"  # joined by one connection, or loaded at once
     NOT_FOUND = "not_found"  # chat message
     EDIT_ID_REUSED = "edit_id_reused"  # an edit id already used for an edit with other content
     UNAVAILABLE = "unavailable"  # storage down: edits are not acknowledged

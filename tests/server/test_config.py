@@ -47,3 +47,9 @@ def test_serve_refuses_bad_settings_without_a_traceback() -> None:
     assert proc.returncode == 2
     assert "COWRITE_PORT='eighty' is not a valid int" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_limits_must_be_positive() -> None:
+    for name in ("outbox_bytes", "presence_per_second", "join_burst", "http_request_timeout_s"):
+        with pytest.raises(ValueError, match=name):
+            Settings.from_env({f"COWRITE_{name.upper()}": "0"})

@@ -196,6 +196,20 @@ class Document:
     def known_client(self, replica: int) -> int | None:
         return self._clients.get(replica)
 
+    def map_key_count(self) -> int:
+        """Keys held by all the maps (deleted ones too: a delete is a write); O(nodes)."""
+        return sum(len(s.entries) for s in self._nodes.values() if type(s) is MapState)
+
+    @property
+    def node_count(self) -> int:
+        """Nodes with state (roots in use and nested nodes): they are never dropped."""
+        return len(self._nodes)
+
+    @property
+    def replica_count(self) -> int:
+        """Replicas registered in the client table (each costs memory while the doc lives)."""
+        return len(self._replicas) - 1  # SYSTEM is not a replica
+
     # -------------------------------------------------------------- reading
 
     @property

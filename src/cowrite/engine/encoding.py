@@ -380,12 +380,20 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
 # Decoding
 
 
-def decode_ops(doc: Document, data: bytes | bytearray | memoryview) -> list[Op]:
+class TooManyReplicas(DecodeError):
+    """The input names more replicas the document has not seen than the caller allows."""
+
+
+def decode_ops(
+    doc: Document, data: bytes | bytearray | memoryview, *, max_new_replicas: int | None = None
+) -> list[Op]:
     """Decode bytes from ``encode_ops`` into ops packed for ``doc``'s client table.
 
     Registers the replicas and named roots ``doc`` has not seen, but only once the whole input
     has decoded. Raises ``DecodeError`` for anything malformed (and then leaves ``doc`` as it
-    was); never allocates more than a bounded multiple of the input.
+    was); never allocates more than a bounded multiple of the input. ``max_new_replicas``: raise
+    ``TooManyReplicas`` (registering none) if the input names more unseen replicas than that
+    (each costs the document memory for as long as it lives).
     """
     data = bytes(data)
     if len(data) < 5 or data[:3] != MAGIC:
@@ -414,7 +422,7 @@ def decode_ops(doc: Document, data: bytes | bytearray | memoryview) -> list[Op]:
         if len(body) != size:
             raise DecodeError(f"body is {len(body)} bytes, the header says {size}")
     try:
-        return _decode_body(doc, Reader(body), len(body), flags & GROUPS_MASK)
+        return _decode_body(doc, Reader(body), len(body), flags & GROUPS_MASK, max_new_replicas)
     except DecodeError:
         raise
     except EngineError as exc:  # e.g. too many replicas, bad JSON value
@@ -437,7 +445,9 @@ def _lzma_decompress(packed: bytes, size: int) -> bytes:
     return out
 
 
-def _decode_body(doc: Document, r: Reader, body_len: int, groups: int) -> list[Op]:
+def _decode_body(
+    doc: Document, r: Reader, body_len: int, groups: int, max_new: int | None = None
+) -> list[Op]:
     max_items = 8 * body_len + 16
     # Nothing is registered in ``doc`` before the whole body has decoded: replicas it has not
     # seen get the client indexes ``client_index`` will give them, in table order.
@@ -452,6 +462,8 @@ def _decode_body(doc: Document, r: Reader, body_len: int, groups: int) -> list[O
         if c is None:
             c = new_clients.get(replica)
             if c is None:
+                if max_new is not None and len(new_clients) >= max_new:
+                    raise TooManyReplicas(f"more than {max_new} new replica ids")
                 c = new_clients[replica] = len(doc._replicas) + len(new_clients)
                 if c >= MAX_CLIENTS:
                     raise DecodeError("too many replicas in one document")

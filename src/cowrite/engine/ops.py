@@ -141,10 +141,14 @@ def check_json(value: Any, depth: int = 0) -> None:
             raise InvalidOperation("NaN and infinity are not JSON")
         return
     if isinstance(value, list | tuple):
+        if depth >= MAX_JSON_DEPTH:  # the rule ``copy_json`` applies: containers, not leaves
+            raise InvalidOperation(f"value nested deeper than {MAX_JSON_DEPTH} levels")
         for v in value:
             check_json(v, depth + 1)
         return
     if isinstance(value, dict):
+        if depth >= MAX_JSON_DEPTH:
+            raise InvalidOperation(f"value nested deeper than {MAX_JSON_DEPTH} levels")
         for k, v in value.items():
             if not isinstance(k, str):
                 raise InvalidOperation("object keys must be strings")

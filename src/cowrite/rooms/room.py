@@ -30,7 +30,7 @@ from typing import Any, Literal
 from cowrite import protocol as p
 from cowrite.engine import history, ot
 from cowrite.engine.document import Change, Document
-from cowrite.engine.encoding import decode_ops
+from cowrite.engine.encoding import TooManyReplicas, decode_ops
 from cowrite.engine.errors import EngineError, InvalidOperation, ResyncNeeded
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, VersionVector
 from cowrite.engine.ops import (
@@ -40,15 +40,15 @@ from cowrite.engine.ops import (
     NewNode,
     NodeKind,
     NodeRef,
-    SetOp,
     check_json,
 )
 from cowrite.engine.ops import Op as EngineOp
 from cowrite.engine.rebase import Anchor, EditLog, anchor_at, apply_index_edit, resolve_anchor
-from cowrite.rooms import edit_keys
+from cowrite.rooms import edit_keys, validate
 from cowrite.rooms.checksum import ChecksumSchedule
 from cowrite.rooms.edit_keys import client_of, edit_digest, key_client
 from cowrite.rooms.peers import PeerCursor, PeerEntry, RemoteMember, WireAnchor
+from cowrite.rooms.retention import Cuts
 from cowrite.rooms.wire import (
     UnknownNode,
     node_from_wire,
@@ -132,6 +132,12 @@ class RoomLimits:
     edit_log_capacity: int = 10_000
     idle_after_ms: int = 60_000
     remembered_edits: int = 10_000
+    max_new_replicas_per_sync: int = 64
+    max_replicas_per_document: int = 10_000
+    max_map_keys: int = 100_000
+    max_nodes_per_document: int = 100_000
+    max_key_length: int = 1_000
+    history_kept_ops: int = 4_000_000
 
 
 class Room:
@@ -158,6 +164,13 @@ class Room:
         """No member can turn idle before this (``tick`` does nothing until then)."""
         self.checks = ChecksumSchedule(doc_id, doc)
         """When thin clients get a ``checksum`` to verify their copy against."""
+        self._snap: tuple[tuple[int, int], dict[str, Any], dict[str, str]] | None = None
+        self._keys: int | None = None
+        """Keys the document's maps hold (None: to be counted), for ``max_map_keys``."""
+        self._adds_keys = 0  # new keys of the batch validated last
+        self.cuts = Cuts(self.limits.history_kept_ops // 4)
+        """Versions the document was at, where old history may be compacted (``retention``)."""
+        self.cuts.note(doc.version)  # as loaded: a causal cut
 
     @property
     def version(self) -> int:
@@ -175,6 +188,7 @@ class Room:
             raise ValueError(f"stored update {seq} after version {self.version}")
         client, edit_id, digest, delta = edit_keys.unwrap_update(data)
         before = self.doc.version
+        self._keys = None
         changes, _, _ = self._apply_remote_ops(decode_ops(self.doc, delta))
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
         self._record(self._wire_ops(changes), seq_changes, client_of(client), edit_id, before)
@@ -195,7 +209,9 @@ class Room:
         vector gained, which for a merged update may include ops it released from the causal
         queue)."""
         version = self.log.record(seq_changes)
+        self._snap = None  # of an older version: not to be kept alive
         now = self.doc.version
+        self.cuts.note(now)
         changed = [r for r, n in now.items() if before.get(r) != n]
         vv = {str(r): now[r] for r in changed}
         if ranges is None:
@@ -286,7 +302,7 @@ class Room:
             if changes is not None:  # exact: the client rebases its own edits over these
                 roots = {name: node_to_wire(self.doc, n) for n, (name, _) in self.doc.roots.items()}
             else:
-                nodes, roots = snapshot(self.doc)
+                nodes, roots = self._snapshot()
             out.reply.append(
                 p.Joined(
                     doc=self.doc_id,
@@ -305,6 +321,15 @@ class Room:
             )
         out.broadcast.append((p.Presence(doc=self.doc_id, entries=[self._entry(member)]), "all"))
         return out
+
+    def _snapshot(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The thin-client snapshot of the current version, computed once per version: joins
+        at one version share it (a large document's snapshot costs the loop ~0.3 s a time).
+        Every change to the document is a new version; nobody mutates a sent snapshot."""
+        key = (self.version, len(self.doc.roots))
+        if self._snap is None or self._snap[0] != key:
+            self._snap = (key, *snapshot(self.doc))
+        return self._snap[1], self._snap[2]
 
     def _changes_since(
         self, base: VersionVector, extra: dict[int, tuple[int, int]] | None = None
@@ -428,6 +453,7 @@ class Room:
             fault = exc
             # the roots of the ops after the failing one stay unused: forget them
             self._forget_roots(roots | {node for node, _, _ in plan[: len(wire_ops) + 1]})
+        self._count_keys()
         delta = doc.delta_since(before)
         # an edit applied in part is not that edit: it is named by no edit id (not remembered)
         named = msg.edit_id if fault is None else ""
@@ -530,6 +556,7 @@ class Room:
         doc = self.doc
         plan: list[tuple[int, p.EditOp, Any]] = []
         seq_nodes: set[int] = set()
+        growth = validate.Growth(doc, self.limits, self._key_total)
         try:
             for op in msg.ops:
                 node = node_from_wire(doc, op.node)
@@ -554,6 +581,10 @@ class Room:
                             )
                     edit = self.log.rebase(node, op.edit, msg.version)
                     edit = [_list_values(c) if isinstance(c, list) else c for c in edit]
+                    for c in edit:
+                        if isinstance(c, list):  # JSON the engine will take (nesting...)
+                            validate.check_values(c)
+                            growth.values(c)
                     length = len(doc.sequence(node))
                     if ot.base_length(edit) > length:
                         raise InvalidOperation(f"edit spans past the end of {op.node} ({length})")
@@ -571,6 +602,9 @@ class Room:
                         check_json(value)
                     elif kind is NodeKind.REGISTER:
                         raise InvalidOperation("registers hold JSON values")
+                    if op.key is not None:
+                        growth.key(node, op.key)
+                    growth.values((value,))
                     plan.append((node, op, value))
                 elif isinstance(op, p.DeleteKey):
                     if kind is not NodeKind.MAP:
@@ -586,15 +620,19 @@ class Room:
             raise RoomError(p.ErrorCode.UNKNOWN_NODE, str(exc)) from None
         except ResyncNeeded as exc:
             raise RoomError(p.ErrorCode.STALE_VERSION, str(exc), resync=True) from None
+        except validate.TooLarge as exc:
+            raise RoomError(p.ErrorCode.DOCUMENT_TOO_LARGE, str(exc)) from None
         except InvalidOperation as exc:
             raise RoomError(p.ErrorCode.INVALID_EDIT, str(exc)) from None
+        self._adds_keys = growth.new_keys
         return plan
 
     def sync(self, session: str, msg: p.Sync, now_ms: int) -> Outcome:
         """A replica's CRDT delta: merged (idempotent), persisted as received, fanned out.
 
-        Raises RoomError (and changes nothing) for a delta that is not base64, not a delta, or
-        whose first op the document refuses. A delta refused part-way is applied up to the
+        Raises RoomError (and changes nothing) for a delta that is not base64, not a delta, that
+        a thin edit could not have made or that breaks a limit (``_decode_delta``), or whose
+        first op the document refuses. A delta refused part-way is applied up to the
         refused op: that part is a version like any other and the sender gets an ``error``.
         """
         member = self._writer(session)
@@ -619,13 +657,10 @@ class Room:
             raise RoomError(p.ErrorCode.BAD_MESSAGE, "send a delta, not a snapshot")
         roots = set(doc.roots)
         try:
-            ops = decode_ops(doc, data)
-            _check_strings(ops)
-            for node in doc.roots.keys() - roots:
-                _check_string(doc.roots[node][0], "root name")
-        except Exception as exc:  # DecodeError, or worse from hostile bytes: refuse them all
+            ops = self._decode_delta(data)
+        except BaseException:
             self._forget_roots(roots)
-            raise RoomError(p.ErrorCode.BAD_MESSAGE, f"bad delta: {exc}") from None
+            raise
         before_pending = doc.pending_ops
         before = doc.version
         changes, error, exact = self._apply_remote_ops(ops)
@@ -641,6 +676,7 @@ class Room:
                 else []
             )
             return Outcome(reply=list(ack))
+        self._count_keys()
         woke = self._touch(member, now_ms)
         ops_out = self._wire_ops(changes)
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
@@ -700,6 +736,46 @@ class Room:
             broadcast=broadcast,
         )
 
+    def _key_total(self) -> int:
+        if self._keys is None:
+            self._keys = self.doc.map_key_count()
+        return self._keys
+
+    def _count_keys(self) -> None:
+        """Add the keys of the batch just applied (all of them, even if it applied in part:
+        an upper bound is safe)."""
+        if self._keys is not None:
+            self._keys += self._adds_keys
+        self._adds_keys = 0
+
+    def _decode_delta(self, data: bytes) -> list[EngineOp]:
+        """A replica's delta, decoded and checked like a thin edit (``rooms.validate``) before
+        any of it is applied; new replica ids are capped per frame and per document."""
+        doc = self.doc
+        limits = self.limits
+        room_for = max(0, limits.max_replicas_per_document - doc.replica_count)
+        roots = set(doc.roots)
+        try:
+            ops = decode_ops(
+                doc, data, max_new_replicas=min(limits.max_new_replicas_per_sync, room_for)
+            )
+            new_roots = doc.roots.keys() - roots
+            for node in new_roots:
+                validate.check_string(doc.roots[node][0], "root name")
+            growth = validate.check_delta(doc, ops, limits, self._key_total, new_roots)
+            self._adds_keys = growth.new_keys
+        except TooManyReplicas as exc:
+            raise RoomError(
+                p.ErrorCode.TOO_MANY_REPLICAS,
+                f"{exc} (at most {limits.max_new_replicas_per_sync} per sync, "
+                f"{limits.max_replicas_per_document} per document)",
+            ) from None
+        except validate.TooLarge as exc:
+            raise RoomError(p.ErrorCode.DOCUMENT_TOO_LARGE, str(exc)) from None
+        except Exception as exc:  # DecodeError, or worse from hostile bytes: refuse them all
+            raise RoomError(p.ErrorCode.BAD_MESSAGE, f"bad delta: {exc}") from None
+        return ops
+
     def merge_update(self, data: bytes) -> Outcome:
         """An update another instance made durable (a stored update: ``wrap_update`` bytes).
 
@@ -720,6 +796,7 @@ class Room:
             raise RoomError(p.ErrorCode.BAD_MESSAGE, f"not an update: {exc}") from None
         before_pending = doc.pending_ops
         before = doc.version
+        self._keys = None  # validated elsewhere, not counted here: count again when needed
         changes, error, exact = self._apply_remote_ops(ops)
         if doc.version == before and doc.pending_ops == before_pending:
             return Outcome()
@@ -1056,22 +1133,6 @@ def unwrap_update(data: bytes) -> tuple[str, str, bytes]:
     """``(client_id, edit_id, delta)`` of a stored update (a bare delta: no edit)."""
     client, edit_id, _, delta = edit_keys.unwrap_update(data)
     return client_of(client), edit_id, delta
-
-
-def _check_string(s: str, what: str) -> None:
-    """Refuse lone surrogates: the engine stores them, but JSON cannot carry them to others."""
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidOperation(f"{what} is not valid Unicode (lone surrogate)") from None
-
-
-def _check_strings(ops: list[EngineOp]) -> None:
-    for op in ops:
-        if type(op) is InsertOp and isinstance(op.content, str):
-            _check_string(op.content, "inserted text")
-        elif type(op) is SetOp and op.key is not None:
-            _check_string(op.key, "map key")
 
 
 def _vv_from_wire(state: dict[str, int]) -> VersionVector:

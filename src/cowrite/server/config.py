@@ -22,13 +22,47 @@ class Settings:
     max_message_bytes: int = 1_000_000
     edits_per_second: float = 50.0
     edit_burst: int = 200
+    presence_per_second: float = 20.0
+    presence_burst: int = 60
+    """Per-connection presence rate limit (cursor moves, user fields): ``rate_limited``."""
+    max_presence_bytes: int = 4_096
+    """Encoded size of a member's presence ``fields`` (``too_large``)."""
     max_connections_per_document: int = 500
+    max_documents_per_connection: int = 100
+    """Documents one connection may have joined at once (``too_many_documents``)."""
+    max_loaded_documents: int = 10_000
+    """Documents held in memory at once; loading one more is refused (``too_many_documents``,
+    REST 503) until idle ones unload."""
+    joins_per_second: float = 5.0
+    join_burst: int = 20
+    """Per-connection join rate limit (each join loads a document or sends a snapshot)."""
     max_node_length: int = 2_000_000
+    max_map_keys: int = 100_000
+    """Keys all the maps of a document may hold (deleted keys count: a delete is a write)."""
+    max_nodes_per_document: int = 100_000
+    """Nodes (named roots in use and nested nodes) one document may hold."""
+    max_key_length: int = 1_000
+    """Characters in a map key (``invalid_edit``)."""
+    max_new_replicas_per_sync: int = 64
+    """Replica ids a document has not seen that one ``sync`` may introduce."""
+    max_replicas_per_document: int = 10_000
+    """Replica ids one document may know (each costs memory at every load)."""
+    http_request_timeout_s: float = 15.0
+    """An HTTP request (head and body) must arrive whole this long after it began (slowloris)."""
+    history_ops_per_second: float = 500_000.0
+    history_ops_burst: int = 2_000_000
+    """Server-wide budget of REST history reads (diffs, old versions, restores: computed on
+    the event loop), each costing the ops its document holds; beyond, 429 ``rate_limited``."""
     heartbeat_s: float = 15.0
     heartbeat_timeout_s: float = 45.0
     idle_after_s: float = 60.0
     unload_after_s: float = 30.0
     outbox_messages: int = 2_000
+    outbox_bytes: int = 16_000_000
+    """Bytes a connection's outbox may hold beyond its oldest message (4008 when over)."""
+    history_kept_ops: int = 4_000_000
+    """Ops of history a document keeps (deleted content older than that is compacted away when
+    a snapshot is written; see ``rooms/retention.py``)."""
     snapshot_every: int = 1_000
     """Updates in the log after which a document's snapshot is rewritten (compacting the log)."""
     edit_log_capacity: int = 10_000
@@ -77,7 +111,22 @@ class Settings:
         """Raise ValueError for settings that cannot work (never ``assert``: -O drops it)."""
         if not 0 <= self.port < 65536:
             raise ValueError(f"port {self.port} out of range")
-        for name in ("max_message_bytes", "edits_per_second", "heartbeat_s", "outbox_messages"):
+        for name in (
+            "max_message_bytes",
+            "edits_per_second",
+            "heartbeat_s",
+            "outbox_messages",
+            "outbox_bytes",
+            "presence_per_second",
+            "presence_burst",
+            "joins_per_second",
+            "join_burst",
+            "history_ops_per_second",
+            "history_ops_burst",
+            "http_request_timeout_s",
+            "max_documents_per_connection",
+            "max_loaded_documents",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
         if self.heartbeat_timeout_s <= self.heartbeat_s:

@@ -7,7 +7,8 @@ tick as one frame (a JSON array), written straight to the socket when the server
 (``transport``). So a burst costs one frame and one write, and there is no writer task: an idle
 connection holds one task (its reader, the ASGI call itself) and one timer (its heartbeat).
 
-A client that stops reading stops taking frames; its outbox fills and it is disconnected (4008):
+A client that stops reading stops taking frames; its outbox fills (``outbox_messages`` messages or
+``outbox_bytes`` bytes, whichever comes first) and it is disconnected (4008):
 the room never waits for it. A client that stops answering pings is disconnected after the
 heartbeat timeout (4000), which removes its presence.
 """
@@ -32,6 +33,7 @@ from cowrite.server.auth import AuthError, Identity, anonymous, verify
 from cowrite.server.config import Settings
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
+from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.transport import Link, LinkClosed, open_link
 
 log = logging.getLogger("cowrite.connection")
@@ -53,8 +55,10 @@ class Connection:
         "_flushing",
         "_greeted",
         "_interrupted",
+        "_joins",
         "_link",
         "_nonce",
+        "_presence",
         "_receiving",
         "_refill",
         "_shared",
@@ -69,6 +73,7 @@ class Connection:
         "last_seen",
         "metrics",
         "outbox",
+        "outbox_bytes",
         "session",
         "settings",
         "ws",
@@ -84,11 +89,14 @@ class Connection:
         self.identity: Identity = anonymous("")
         self.docs: dict[str, str] = {}
         self.outbox: list[bytes] = []  # encoded messages not yet written (bounded)
+        self.outbox_bytes = 0  # their total size (bounded too: one join can be megabytes)
         self.closing: tuple[int, str] | None = None
         self.last_seen = time.monotonic()
         self._tokens = float(settings.edit_burst)
         self._refill = time.monotonic()
         self._strikes = 0
+        self._presence = TokenBucket(settings.presence_per_second, settings.presence_burst)
+        self._joins = TokenBucket(settings.joins_per_second, settings.join_burst)
         self._link: Link | None = None
         self._flushing = False  # a flush is scheduled (or waits for the socket)
         self._task: asyncio.Task[Any] | None = None  # the reader's (``run``)
@@ -104,11 +112,16 @@ class Connection:
         if self.closing is not None:
             return
         outbox = self.outbox
-        if len(outbox) >= self.settings.outbox_messages:
+        # bytes beyond the oldest message: one message alone always fits (a large document's
+        # ``joined`` may exceed the limit), and so do the few that follow it while it is written
+        if len(outbox) >= self.settings.outbox_messages or (
+            outbox and self.outbox_bytes - len(outbox[0]) + len(data) > self.settings.outbox_bytes
+        ):
             log.warning("outbox full: disconnecting a slow client", extra=self._ids())
             self.close(CLOSE_OUTBOX_FULL, "outbox overflow: reconnect and resync")
             return
         outbox.append(data)
+        self.outbox_bytes += len(data)
         if not self._flushing and self._shared is not None:
             self._flushing = True
             self._shared.flush_soon(self)
@@ -150,9 +163,11 @@ class Connection:
                 if len(outbox) <= MAX_BATCH:
                     batch = outbox[:]
                     outbox.clear()
+                    self.outbox_bytes = 0
                 else:
                     batch = outbox[:MAX_BATCH]
                     del outbox[:MAX_BATCH]
+                    self.outbox_bytes -= sum(map(len, batch))
                 self.metrics.outbox_depth.observe(len(outbox))
                 link.write(batch[0] if len(batch) == 1 else b"[" + b",".join(batch) + b"]")
         except (LinkClosed, OSError, RuntimeError):
@@ -162,6 +177,7 @@ class Connection:
     def _failed(self) -> None:
         """The socket cannot take frames any more: nothing queued can be delivered."""
         self.outbox.clear()
+        self.outbox_bytes = 0
         self.close(1006, "send failed")
 
     # --------------------------------------------------------------- running
@@ -195,6 +211,7 @@ class Connection:
                 with contextlib.suppress(asyncio.TimeoutError, Exception):
                     await asyncio.wait_for(self._drain_and_close(link), DRAIN_TIMEOUT_S)
             self.outbox.clear()
+            self.outbox_bytes = 0
             self._link = None
             self._task = None
             if self.closing is None:  # gone: whatever is still sent to it is dropped
@@ -317,16 +334,17 @@ class Connection:
         )
         return True
 
-    def _rate_ok(self) -> bool:
+    def _rate_ok(self, cost: float = 1.0) -> bool:
         now = time.monotonic()
         self._tokens = min(
             float(self.settings.edit_burst),
             self._tokens + (now - self._refill) * self.settings.edits_per_second,
         )
         self._refill = now
-        if self._tokens < 1:
+        cost = min(cost, float(self.settings.edit_burst))  # a full bucket always pays
+        if self._tokens < cost:
             return False
-        self._tokens -= 1
+        self._tokens -= cost
         return True
 
     async def _dispatch(self, msg: p.ClientMessage) -> None:
@@ -336,10 +354,23 @@ class Connection:
         try:
             # one budget for everything that is written to the store
             writes = isinstance(msg, p.Edit | p.Sync | p.ChatSend | p.ChatEdit | p.ChatDelete)
-            if writes and not self._rate_ok():
+            # a batch of n ops costs 1 + n // 10 edits, a delta 1 + (base64 bytes) // 10,000
+            # (each op is work and maybe memory)
+            cost = 1
+            if isinstance(msg, p.Edit):
+                cost += len(msg.ops) // 10
+            elif isinstance(msg, p.Sync):
+                cost += len(msg.delta) // 10_000
+            if writes and not self._rate_ok(cost):
                 self.error(
                     p.ErrorCode.RATE_LIMITED, "too many edits: slow down", doc=doc, edit=edit_id
                 )
+                return
+            if isinstance(msg, p.Join) and not self._joins.take():
+                self.error(p.ErrorCode.RATE_LIMITED, "too many joins: slow down", doc=doc)
+                return
+            if isinstance(msg, p.SetPresence) and not self._presence.take():
+                self.error(p.ErrorCode.RATE_LIMITED, "too many presence updates", doc=doc)
                 return
             if isinstance(msg, p.Edit | p.Sync):
                 if isinstance(msg, p.Edit):

@@ -38,6 +38,7 @@ from cowrite.adapters.store import (
     StoreError,
 )
 from cowrite.engine.document import Document
+from cowrite.rooms.retention import compact_old_history, compaction_due
 from cowrite.rooms.room import Member, Outcome, Room, RoomError, RoomLimits
 from cowrite.server.auth import Identity
 from cowrite.server.cluster import (
@@ -123,6 +124,8 @@ class LoadedRoom:
     catch_again: bool = False
     check_store: set[str] = field(default_factory=set)
     """Sessions whose next edit may have been applied by another instance (or an earlier run)."""
+    joining: set[str] = field(default_factory=set)
+    """Sessions whose ``joined`` waits in the pipeline: one each (a join can be megabytes)."""
 
 
 class Hub:
@@ -201,6 +204,12 @@ class Hub:
             return lr
         while True:
             task = self._loading.get(doc_id)
+            most = self.settings.max_loaded_documents
+            if task is None and len(self.rooms) + len(self._loading) >= most:
+                raise RoomError(
+                    p.ErrorCode.TOO_MANY_DOCUMENTS,
+                    f"{most} documents are loaded: try again when some unload",
+                )
             if task is None:
                 # its own task: a caller that goes away (its connection closed) does not cancel
                 # the load others may be waiting for
@@ -240,6 +249,12 @@ class Hub:
         )
         limits = RoomLimits(
             max_node_length=self.settings.max_node_length,
+            max_new_replicas_per_sync=self.settings.max_new_replicas_per_sync,
+            max_replicas_per_document=self.settings.max_replicas_per_document,
+            max_map_keys=self.settings.max_map_keys,
+            max_nodes_per_document=self.settings.max_nodes_per_document,
+            max_key_length=self.settings.max_key_length,
+            history_kept_ops=self.settings.history_kept_ops,
             edit_log_capacity=self.settings.edit_log_capacity,
             idle_after_ms=int(self.settings.idle_after_s * 1000),
         )
@@ -294,7 +309,7 @@ class Hub:
             await lr.queue.join()
             # the log tail since the last snapshot stays: replayed at the next load, it keeps
             # the edit history thin clients rebase over (a snapshot would make them resync)
-            if lr.since_snapshot >= self.settings.snapshot_every:
+            if lr.since_snapshot >= self.settings.snapshot_every or self._compaction_due(lr):
                 await self._snapshot(doc_id, lr)
             if self.rooms.get(doc_id) is not lr:
                 return  # unloaded meanwhile
@@ -320,6 +335,8 @@ class Hub:
         replay merges them again, which changes nothing)."""
         if lr.unpersisted:
             return
+        # deleted text older than the kept history goes (and with it, from the disk)
+        compact_old_history(lr.room.doc, lr.room.cuts, self.settings.history_kept_ops)
         state = lr.room.doc.encode_state()
         upto = lr.seqs.upto
         counted = lr.since_snapshot
@@ -382,17 +399,24 @@ class Hub:
                 log.exception("room pipeline failed", extra={"doc": doc_id})
             finally:
                 lr.unpersisted -= len(writes)
-                for _ in batch:
+                for job in batch:
+                    if job.joined and job.sender is not None:
+                        lr.joining.discard(job.sender.session)
                     lr.inflight -= 1
                     queue.task_done()
             if self._snapshot_due(lr) and queue.empty():
                 await self._snapshot(doc_id, lr)
 
+    def _compaction_due(self, lr: LoadedRoom) -> bool:
+        """Old deleted history is worth compacting away (and the log with it) by a snapshot."""
+        kept = self.settings.history_kept_ops
+        return lr.since_snapshot > 0 and compaction_due(lr.room.doc, lr.room.cuts, kept)
+
     def _snapshot_due(self, lr: LoadedRoom) -> bool:
         """Encoding a snapshot holds the event loop (tens of ms for a large document), so a busy
         room waits for a quiet moment, unless its log tail grows very long."""
         every = self.settings.snapshot_every
-        if lr.since_snapshot < every:
+        if lr.since_snapshot < every and not self._compaction_due(lr):
             return False
         quiet = time.monotonic() - lr.last_write >= SNAPSHOT_QUIET_S
         return quiet or lr.since_snapshot >= SNAPSHOT_FORCE_FACTOR * every
@@ -727,6 +751,9 @@ class Hub:
             raise RoomError(p.ErrorCode.FORBIDDEN, f"no access to {msg.doc}")
         if msg.create and "write" not in rights:
             raise RoomError(p.ErrorCode.FORBIDDEN, f"no right to create {msg.doc}")
+        most = self.settings.max_documents_per_connection
+        if msg.doc not in peer.docs and len(peer.docs) >= most:
+            raise RoomError(p.ErrorCode.TOO_MANY_DOCUMENTS, f"at most {most} documents joined")
         lr = await self.open_room(msg.doc, create=msg.create)
         if self.cluster is not None and msg.version is not None and msg.epoch != lr.room.epoch:
             # a client from another instance: what it saw there is in the store, maybe not yet
@@ -737,6 +764,8 @@ class Hub:
         if not rejoin and len(lr.peers) >= self.settings.max_connections_per_document:
             self._schedule_unload(msg.doc, lr)
             raise RoomError(p.ErrorCode.ROOM_FULL, f"{msg.doc} has too many connections")
+        if peer.session in lr.joining:
+            raise RoomError(p.ErrorCode.RATE_LIMITED, f"a join of {msg.doc} is on its way")
         # hold the place (and keep the room loaded) while the chat loads; no broadcasts until
         # the ``joined`` goes out (``_fanout``)
         lr.peers[peer.session] = peer
@@ -773,6 +802,7 @@ class Hub:
         lr.check_store.add(peer.session)
         if lr.saving_pending:
             peer.send(p.encoder.encode(p.Saving(doc=msg.doc, pending=True)))
+        lr.joining.add(peer.session)
         self.submit(lr, outcome, peer, t0, joined=True)
 
     def leave(self, peer: Peer, doc_id: str) -> None:
@@ -862,6 +892,11 @@ class Hub:
 
     def presence(self, peer: Peer, msg: p.SetPresence) -> None:
         lr = self.joined(peer, msg.doc)
+        if msg.user is not None and msg.user.fields:  # sent to every member, again at each join
+            size = len(p.encoder.encode(msg.user.fields))
+            if size > self.settings.max_presence_bytes:
+                limit = self.settings.max_presence_bytes
+                raise RoomError(p.ErrorCode.TOO_LARGE, f"presence fields of {size} bytes > {limit}")
         self.submit(lr, lr.room.presence(peer.session, msg, self.now_ms()), peer, time.monotonic())
 
     async def chat_send(self, peer: Peer, msg: p.ChatSend) -> None:

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
@@ -46,6 +46,7 @@ from cowrite.engine.sequence import Gap
 from cowrite.rooms.room import Outcome, Room, RoomError
 from cowrite.rooms.wire import node_to_wire
 from cowrite.server.auth import AuthError, Identity, anonymous, verify
+from cowrite.server.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from cowrite.server.app import Cowrite
@@ -208,11 +209,14 @@ class StatusOut(msgspec.Struct):
 
 
 class HTTPError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
 
 
 def error_response(
@@ -236,6 +240,7 @@ _ROOM_ERROR_STATUS = {
     p.ErrorCode.FORBIDDEN: 403,
     p.ErrorCode.DOCUMENT_TOO_LARGE: 413,
     p.ErrorCode.INVALID_EDIT: 422,
+    p.ErrorCode.TOO_MANY_DOCUMENTS: 503,
 }
 
 
@@ -246,7 +251,7 @@ def _endpoint(fn: Handler) -> Handler:
         try:
             return await fn(request)
         except HTTPError as exc:
-            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
             return error_response(exc.status, exc.code, exc.message, headers)
         except RoomError as exc:
             return error_response(_ROOM_ERROR_STATUS.get(exc.code, 409), exc.code, exc.message)
@@ -285,10 +290,13 @@ async def _body(request: Request, type_: type[T]) -> T:
     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise HTTPError(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
     data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > MAX_BODY_BYTES:
-            raise HTTPError(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > MAX_BODY_BYTES:
+                raise HTTPError(413, "too_large", f"request body over {MAX_BODY_BYTES} bytes")
+    except ClientDisconnect:  # gone mid-body (or closed by the request deadline): nobody to tell
+        raise HTTPError(400, "bad_request", "the client went away mid-body") from None
     try:
         return msgspec.json.decode(bytes(data), type=type_)
     except msgspec.ValidationError as exc:
@@ -355,6 +363,19 @@ def routes(state: Cowrite) -> list[Route]:
         except AuthError as exc:
             raise HTTPError(401, "unauthorized", str(exc)) from None
 
+    history_ops = TokenBucket(
+        state.settings.history_ops_per_second, state.settings.history_ops_burst
+    )
+
+    def history_read(doc: Document) -> None:
+        """Diffs and old versions recompute history on the event loop, in time proportional to
+        the ops the document holds (over a second for 2 M characters): a server-wide budget of
+        ops, so that they cannot stall everyone's edits (small documents cost next to nothing)."""
+        if not history_ops.take(max(1, sum(doc.version.values()))):
+            raise HTTPError(
+                429, "rate_limited", "too many history reads: retry later", {"Retry-After": "1"}
+            )
+
     def authorized(request: Request, right: str) -> str:
         """The request's document id, once the token is checked (401) and grants ``right`` (403)."""
         identity = identify(request)
@@ -375,6 +396,8 @@ def routes(state: Cowrite) -> list[Route]:
         try:
             lr = await hub.open_room(doc_id, create=False)
         except RoomError as exc:
+            if exc.code is not p.ErrorCode.UNKNOWN_DOCUMENT:
+                raise  # too many documents loaded: 503
             raise HTTPError(404, "unknown_document", exc.message) from None
         try:
             yield lr
@@ -542,6 +565,7 @@ def routes(state: Cowrite) -> list[Route]:
             raise HTTPError(400, "bad_request", f"a version index is an integer >= 0, not {raw!r}")
         async with opened(doc_id) as lr:
             doc = lr.room.doc
+            history_read(doc)
             v = version_at(doc, int(raw))
             try:
                 value = history.value_at(doc, v.version)
@@ -558,6 +582,7 @@ def routes(state: Cowrite) -> list[Route]:
         assert start is not None and end is not None
         async with opened(doc_id) as lr:
             doc = lr.room.doc
+            history_read(doc)
             if end == -1:
                 end = max(len(history.versions(doc)) - 1, 0)
             old = version_at(doc, start)
@@ -585,6 +610,7 @@ def routes(state: Cowrite) -> list[Route]:
         body = await _body(request, RestoreRequest)
         async with opened(doc_id) as lr:
             room = lr.room
+            history_read(room.doc)
             target = version_at(room.doc, body.version)
             try:
                 unchanged = not history.diff(room.doc, room.doc.version, target.version)

@@ -12,6 +12,7 @@ import uvicorn
 from cowrite.server.app import create_app
 from cowrite.server.config import Settings
 from cowrite.server.gcpolicy import tune_for_latency
+from cowrite.server.http_guard import guarded_h11
 
 
 def configure_logging(level: str = "info", json_logs: bool = True) -> None:
@@ -52,6 +53,21 @@ class _Server(uvicorn.Server):
         self._captured_signals.clear()
 
 
+def server_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration for ``app`` (``cowrite serve``; the tests use it too)."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        ws_max_size=settings.max_message_bytes + 1024,
+        ws_ping_interval=None,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+        http=guarded_h11(settings.http_request_timeout_s),  # uvicorn never times out requests
+    )
+
+
 def serve(
     *,
     host: str | None = None,
@@ -70,18 +86,7 @@ def serve(
         print(f"cowrite serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(log_level, settings.log_json)
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        ws_max_size=settings.max_message_bytes + 1024,
-        ws_ping_interval=None,
-        timeout_graceful_shutdown=10,
-        lifespan="on",
-    )
-    server = _Server(config)
+    server = _Server(server_config(create_app(settings), settings))
     tune_for_latency()  # no full GC pauses every few seconds (see gcpolicy)
     server.run()
     return 0

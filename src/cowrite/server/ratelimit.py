@@ -1,0 +1,32 @@
+"""A token bucket: ``rate`` tokens a second, at most ``burst`` saved up.
+
+Each connection holds one per kind of work that costs the server (edits have theirs in
+``Connection``; presence, joins and expensive reads have these), so that one client's flood is
+refused with ``rate_limited`` while everyone else carries on.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+class TokenBucket:
+    __slots__ = ("_at", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+
+    def take(self, cost: float = 1.0) -> bool:
+        """Spend ``cost`` tokens if there are that many (refilled since the last call); a cost
+        over ``burst`` is charged as ``burst`` (a full bucket always pays)."""
+        cost = min(cost, self.burst)
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < cost:
+            return False
+        self._tokens -= cost
+        return True
