@@ -81,6 +81,12 @@ if (!clientId || !/^[A-Za-z0-9-]{8,64}$/.test(clientId)) {
   clientId = `web-${randomId(12)}`;
   store.set("clientId", clientId);
 }
+// without auth, the key (never sent to others) makes this browser the author of its chat messages
+let userKey = store.get("key");
+if (!userKey || !/^[a-z0-9]{32}$/.test(userKey)) {
+  userKey = randomId(32);
+  store.set("key", userKey);
+}
 let myName = store.get("name") || `Guest ${Math.floor(100 + Math.random() * 900)}`;
 let myColor = store.get("color");
 if (!myColor || !/^#[0-9a-fA-F]{6}$/.test(myColor)) {
@@ -93,7 +99,7 @@ const base = new URL(".", location.href);
 const wsUrl = new URL("ws", base);
 wsUrl.protocol = location.protocol === "https:" ? "wss:" : "ws:";
 
-const client = new CowriteClient({ url: wsUrl.href, clientId, user: { name: myName, color: myColor } });
+const client = new CowriteClient({ url: wsUrl.href, clientId, key: userKey, user: { name: myName, color: myColor } });
 
 // ------------------------------------------------------------------------ REST
 

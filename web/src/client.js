@@ -75,7 +75,9 @@ export const STATUS = Object.freeze({
  * One connection to a cowrite server, carrying any number of documents.
  *
  * Options: url (ws:// or wss:// URL of /ws), clientId (stable across reconnects; default: random),
- * user ({name, color, fields}: used without auth), token (JWT, with auth), WebSocket (constructor,
+ * user ({name, color, fields}: used without auth), key (without auth: a secret of 16-128 characters
+ * proving authorship of chat messages; keep it with the clientId; default: random), token (JWT,
+ * with auth), WebSocket (constructor,
  * default globalThis.WebSocket), reconnect ({initialDelayMs, maxDelayMs, factor, offlineAfter}),
  * batchIntervalMs (minimum time between two edit batches of a document, default 25),
  * presenceIntervalMs (minimum time between two cursor updates, default 80), historyVersions.
@@ -91,6 +93,7 @@ export class CowriteClient extends Emitter {
     this.clientId = options.clientId || `js-${randomHex(8)}`;
     this.user = { ...(options.user || {}) };
     this.token = options.token ?? null;
+    this.key = options.key || randomHex(16);
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
     const rc = options.reconnect || {};
     this.reconnectOptions = {
@@ -244,6 +247,7 @@ export class CowriteClient extends Emitter {
       this._lastFrameAt = now();
       const hello = { type: "hello", client_id: this.clientId, protocol: PROTOCOL_VERSION, user: this._userMessage() };
       if (this.token) hello.token = this.token;
+      else hello.key = this.key;
       ws.send(JSON.stringify(hello));
     };
     ws.onmessage = (event) => {

@@ -211,6 +211,7 @@ class DocumentSession:
         self.mode: Mode = mode
         self.client_id = client_id or uuid.uuid4().hex
         self._token = token
+        self._key = uuid.uuid4().hex  # without auth: makes this session the author of its chat
         self._hello_user = user if user is not None else p.User(name=name)
         self._create = create
         self._reconnect = reconnect
@@ -534,7 +535,12 @@ class DocumentSession:
                 fut.exception()  # the caller may have given up already
 
     async def _serve(self, ws: ClientConnection) -> None:
-        hello = p.Hello(client_id=self.client_id, token=self._token, user=self._hello_user)
+        hello = p.Hello(
+            client_id=self.client_id,
+            token=self._token,
+            user=self._hello_user,
+            key=None if self._token else self._key,
+        )
         await ws.send(_encode(hello))
         rest: list[p.ServerMessage] = []
         async with asyncio.timeout(self._connect_timeout_s):

@@ -71,7 +71,7 @@ DOC = _param(
     "doc",
     "path",
     "Document id: 1-128 characters of A-Z a-z 0-9 . _ ~ -",
-    {"type": "string", "pattern": "^[A-Za-z0-9._~-]{1,128}$"},
+    {"type": "string", "pattern": "^(?!\\.\\.?$)[A-Za-z0-9._~-]{1,128}$"},
 )
 LIMIT = _param("limit", "query", "Page size", {"type": "integer", "minimum": 1, "maximum": 1000})
 

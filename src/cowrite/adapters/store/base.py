@@ -23,7 +23,7 @@ MAX_DOC_ID_CHARS = 128
 MAX_TITLE_CHARS = 1_000
 MAX_EDIT_KEY_PART_CHARS = 256
 
-_DOC_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+_DOC_ID = re.compile(r"(?!\.\.?$)[A-Za-z0-9._~-]{1,128}")  # not "." or "..": path segments
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -117,11 +117,12 @@ class ChatMessage:
 
 
 def validate_doc_id(doc_id: str) -> str:
-    """Return ``doc_id`` if it is 1-128 characters of ``[A-Za-z0-9._~-]``; raise `ValueError`."""
+    """Return ``doc_id`` if it is 1-128 characters of ``[A-Za-z0-9._~-]`` other than ``.`` and
+    ``..``; raise `ValueError`."""
     if not isinstance(doc_id, str) or _DOC_ID.fullmatch(doc_id) is None:
         raise ValueError(
             f"invalid document id {doc_id!r}: expected 1-{MAX_DOC_ID_CHARS} characters "
-            "of A-Z a-z 0-9 . _ ~ -"
+            "of A-Z a-z 0-9 . _ ~ - (not . or ..)"
         )
     return doc_id
 

@@ -1147,6 +1147,7 @@ var CowriteClient = class extends Emitter {
     this.clientId = options.clientId || `js-${randomHex(8)}`;
     this.user = { ...options.user || {} };
     this.token = options.token ?? null;
+    this.key = options.key || randomHex(16);
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
     const rc = options.reconnect || {};
     this.reconnectOptions = {
@@ -1285,6 +1286,7 @@ var CowriteClient = class extends Emitter {
       this._lastFrameAt = now();
       const hello = { type: "hello", client_id: this.clientId, protocol: PROTOCOL_VERSION, user: this._userMessage() };
       if (this.token) hello.token = this.token;
+      else hello.key = this.key;
       ws.send(JSON.stringify(hello));
     };
     ws.onmessage = (event) => {
