@@ -82,3 +82,12 @@ class Settings:
             raise ValueError("instance_heartbeat_s must be positive")
         if self.instance_timeout_s <= self.instance_heartbeat_s:
             raise ValueError("instance_timeout_s must exceed instance_heartbeat_s")
+        if self.database is not None and not self.database.startswith(
+            ("postgresql://", "postgres://")
+        ):  # never a SQLite file named after a mistyped URL
+            raise ValueError(
+                f"--database {self.database!r} is not a postgresql:// URL "
+                "(for SQLite use --data FILE)"
+            )
+        if self.redis is not None and not self.redis.startswith(("redis://", "rediss://")):
+            raise ValueError(f"--redis {self.redis!r} is not a redis:// URL")
