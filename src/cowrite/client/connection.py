@@ -41,10 +41,16 @@ from typing import Any, Literal, TypeAlias
 import msgspec
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidURI, WebSocketException
+from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 
 from cowrite import protocol as p
-from cowrite.client.errors import ClientError, NotSynced, ServerError, SessionClosed
+from cowrite.client.errors import (
+    ClientError,
+    NotSynced,
+    ServerError,
+    SessionClosed,
+    refused_handshake,
+)
 from cowrite.client.handles import (
     HANDLES,
     CounterHandle,
@@ -68,7 +74,12 @@ Callback: TypeAlias = Callable[[Any], Any]
 Origin: TypeAlias = Literal["remote", "snapshot", "ack", "undo"]
 
 FATAL_JOIN_CODES = frozenset(
-    {p.ErrorCode.UNAUTHORIZED, p.ErrorCode.FORBIDDEN, p.ErrorCode.UNKNOWN_DOCUMENT}
+    {
+        p.ErrorCode.UNAUTHORIZED,
+        p.ErrorCode.FORBIDDEN,
+        p.ErrorCode.UNKNOWN_DOCUMENT,
+        p.ErrorCode.BAD_MESSAGE,  # the join itself is refused (an invalid document id)
+    }
 )
 RETRY_EDIT_DELAY_S = 1.0
 
@@ -412,10 +423,11 @@ class DocumentSession:
                 await asyncio.shield(self._ready)
         except TimeoutError:
             await self.close(flush=False)
+            last = self._last_error
             raise ConnectionError(
                 f"could not join {self.doc_id!r} at {self.url} within {self._connect_timeout_s}s"
-                f" (last error: {self._last_error!r})"
-            ) from self._last_error
+                + (f": {last}" if last is not None else ": the server did not answer the join")
+            ) from last
         except BaseException:
             await self.close(flush=False)
             raise
@@ -487,6 +499,14 @@ class DocumentSession:
             except InvalidURI as exc:
                 self._fail(exc)
                 return
+            except InvalidStatus as exc:
+                r = exc.response
+                refused = refused_handshake(self.url, r.status_code, r.reason_phrase, r.body or b"")
+                if refused is not None and self._ready is not None and not self._ready.done():
+                    self._fail(refused)  # never joined: this URL is wrong, retrying cannot help
+                    return
+                self._last_error = refused or exc
+                log.info("connection to %s refused: %s", self.url, exc, extra=self._ids())
             except (OSError, TimeoutError, WebSocketException, _Retry) as exc:
                 self._last_error = exc
                 log.info("connection to %s lost: %r", self.url, exc, extra=self._ids())
