@@ -501,7 +501,9 @@ class DocumentSession:
                 return
             except InvalidStatus as exc:
                 r = exc.response
-                refused = refused_handshake(self.url, r.status_code, r.reason_phrase, r.body or b"")
+                refused = refused_handshake(
+                    self.url, r.status_code, r.reason_phrase, bytes(r.body or b"")
+                )
                 if refused is not None and self._ready is not None and not self._ready.done():
                     self._fail(refused)  # never joined: this URL is wrong, retrying cannot help
                     return
