@@ -165,6 +165,14 @@ def _paths() -> dict[str, Any]:
                         "Return documents with ids after this one (the previous page's `next`)",
                         {"type": "string"},
                     ),
+                    _param(
+                        "q",
+                        "query",
+                        "Search: documents whose title or id contains this (any case). A search"
+                        " reads a bounded slice of the documents per request, so a page may hold"
+                        " fewer than `limit` (even none) and still have a `next`",
+                        {"type": "string", "maxLength": 200},
+                    ),
                 ],
             )
             | {"security": [{"bearerAuth": []}]},
