@@ -87,13 +87,34 @@ if (!userKey || !/^[a-z0-9]{32}$/.test(userKey)) {
   userKey = randomId(32);
   store.set("key", userKey);
 }
-let myName = store.get("name") || `Guest ${Math.floor(100 + Math.random() * 900)}`;
-let myColor = store.get("color");
-if (!myColor || !/^#[0-9a-fA-F]{6}$/.test(myColor)) {
-  myColor = PALETTE[Math.floor(Math.random() * PALETTE.length)];
-  store.set("color", myColor);
-}
-store.set("name", myName);
+// A name the user typed is kept (localStorage: every tab); a guest name and the color are per tab
+// (sessionStorage), so two windows of one browser are two people, and each tab moves off a name or
+// color someone else in the document already shows (`avoidLookalikes`).
+const tabStore = {
+  get(key) {
+    try {
+      return sessionStorage.getItem(`cowrite.${key}`);
+    } catch {
+      return null;
+    }
+  },
+  set(key, value) {
+    try {
+      sessionStorage.setItem(`cowrite.${key}`, value);
+    } catch {
+      /* private mode */
+    }
+  },
+};
+const GUEST = /^Guest \d{3}$/; // (earlier versions stored guest names in localStorage)
+const guestName = () => `Guest ${Math.floor(100 + Math.random() * 900)}`;
+let chosenName = store.get("name");
+if (chosenName && GUEST.test(chosenName)) chosenName = null;
+let myName = chosenName || tabStore.get("guestName") || guestName();
+if (!chosenName) tabStore.set("guestName", myName);
+let myColor = tabStore.get("color") || store.get("color");
+if (!myColor || !/^#[0-9a-fA-F]{6}$/.test(myColor)) myColor = PALETTE[Math.floor(Math.random() * PALETTE.length)];
+tabStore.set("color", myColor);
 
 const base = new URL(".", location.href);
 const wsUrl = new URL("ws", base);
@@ -216,6 +237,7 @@ function applyName() {
   const name = nameInput.value.trim().slice(0, 60);
   if (!name || name === myName) return;
   myName = name;
+  chosenName = name;
   store.set("name", name);
   client.setUser({ name });
   if (current) renderPeople();
@@ -232,21 +254,55 @@ async function showHome() {
   await loadList();
 }
 
+// the list pages through the server's (by id, i.e. roughly alphabetical); a search asks the server
+const LIST_PAGE = 100;
+let listState = { query: "", next: null, token: 0 };
+
 async function loadList() {
+  const query = $("doc-search").value.trim();
+  const token = ++listState.token; // a newer search or reload makes this one moot
+  listState = { query, next: null, token };
+  $("doc-list").replaceChildren();
+  await loadMore(token);
+}
+
+/** Append the next documents; a search may need several requests to fill a page (each reads a
+ *  bounded slice of the documents on the server). */
+async function loadMore(token = listState.token) {
   const list = $("doc-list");
   $("home-error").hidden = true;
-  let page;
+  $("doc-more").disabled = true;
+  let added = 0;
   try {
-    page = await api("documents?limit=1000");
+    for (let requests = 0; requests < 20; requests++) {
+      const params = new URLSearchParams({ limit: String(LIST_PAGE) });
+      if (listState.next) params.set("after", listState.next);
+      if (listState.query) params.set("q", listState.query);
+      const page = await api(`documents?${params}`);
+      if (token !== listState.token) return;
+      list.append(...page.documents.map(docItem));
+      added += page.documents.length;
+      listState.next = page.next;
+      if (!page.next || added >= LIST_PAGE) break;
+    }
   } catch (err) {
+    if (token !== listState.token) return;
     $("home-error").textContent = `Could not load the documents: ${err.message}`;
     $("home-error").hidden = false;
-    return;
   }
-  const docs = page.documents.slice().sort((a, b) => b.updated_ms - a.updated_ms);
-  list.replaceChildren(...docs.map(docItem));
-  $("doc-list-empty").hidden = docs.length > 0;
+  const empty = list.children.length === 0;
+  $("doc-list-empty").hidden = !empty;
+  $("doc-list-empty").textContent = listState.query ? `No document matches “${listState.query}”.` : "No documents yet. Create the first one above.";
+  $("doc-more").hidden = !listState.next;
+  $("doc-more").disabled = false;
 }
+
+let searchTimer = null;
+$("doc-search").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(loadList, 250);
+});
+$("doc-more").addEventListener("click", () => loadMore());
 
 function docItem(info) {
   const title = info.title || info.id;
@@ -453,6 +509,23 @@ function cursorsFor(session, text) {
   return out;
 }
 
+/** The page for a link that names no document: `title` and the reason (the server's words). */
+function showMissing(title, text) {
+  leaveDocument();
+  $("doc-view").hidden = true;
+  $("home-view").hidden = true;
+  $("missing-view").hidden = false;
+  $("missing-title").textContent = title;
+  $("missing-text").textContent = text;
+}
+
+// an invalid document id is refused as a whole message (no `doc` to route it by)
+client.on("error", (err) => {
+  if (err.code === "bad_message" && current && !current.ready) {
+    showMissing("Invalid document link", `This link does not name a document: ${err.message}`);
+  }
+});
+
 function leaveDocument() {
   if (!current) return;
   for (const off of current.offs) off();
@@ -596,6 +669,7 @@ function openDocument(id) {
   on("ack", renderSaveState);
   on("saving", renderSaveState);
   on("presence", () => {
+    avoidLookalikes(session);
     renderPeople();
     view.dispatch({ effects: setCursors.of(cursorsFor(session, session.value(BODY) || "")) });
   });
@@ -607,10 +681,7 @@ function openDocument(id) {
   });
   on("error", (err) => {
     if (err.code === "unknown_document" && !doc.ready) {
-      leaveDocument();
-      $("doc-view").hidden = true;
-      $("missing-view").hidden = false;
-      $("missing-text").textContent = `There is no document “${id}”. It may have been deleted, or the link is wrong.`;
+      showMissing("Document not found", `There is no document “${id}”. It may have been deleted, or the link is wrong.`);
     } else if (err.code === "forbidden") {
       toast(`Not allowed: ${err.message}`);
     } else if (err.code !== "rate_limited" && err.code !== "unknown_node") {
@@ -667,6 +738,33 @@ $("redo-btn").addEventListener("click", () => {
 $("share-btn").addEventListener("click", () => current && copyLink(current.id));
 
 // ------------------------------------------------------------------------ people
+
+/** Two people in a document must not look alike: when someone already present has our guest name
+ *  or our color, pick another (only the later session of the two moves, so they never swap). */
+function avoidLookalikes(session) {
+  const mine = client.session;
+  if (!mine) return;
+  const earlier = [...session.members.values()].filter((m) => !m.self && m.session < mine);
+  const taken = (pick) => earlier.some((m) => pick(m));
+  const update = {};
+  if (!chosenName && taken((m) => m.user.name === myName)) {
+    const names = new Set([...session.members.values()].map((m) => m.user.name));
+    let name = guestName();
+    for (let i = 0; i < 50 && names.has(name); i++) name = guestName();
+    update.name = myName = name;
+    tabStore.set("guestName", name);
+    nameInput.value = name;
+  }
+  if (taken((m) => String(m.user.color).toLowerCase() === myColor.toLowerCase())) {
+    const used = new Set([...session.members.values()].map((m) => String(m.user.color).toLowerCase()));
+    const free = PALETTE.filter((c) => !used.has(c.toLowerCase()));
+    const pool = free.length ? free : PALETTE.filter((c) => c.toLowerCase() !== myColor.toLowerCase());
+    update.color = myColor = pool[Math.floor(Math.random() * pool.length)];
+    tabStore.set("color", myColor);
+    $("my-swatch").style.background = myColor;
+  }
+  if (update.name || update.color) client.setUser(update);
+}
 
 function renderPeople() {
   const doc = current;
