@@ -6,6 +6,7 @@ import { Annotation, Compartment, EditorState, StateEffect, StateField, Transact
 import { Decoration, EditorView, WidgetType, keymap, placeholder } from "@codemirror/view";
 import { defaultKeymap, history, historyKeymap, redo, undo } from "@codemirror/commands";
 import { CowriteClient, cpLength, cpToUtf16, ot } from "./client.js";
+import { OfflineStore, keepUnsynced } from "./persist.js";
 
 const BODY = "text:body";
 const TITLE = "register:title";
@@ -199,7 +200,7 @@ client.on("status", ({ status }) => {
 function renderSaveState() {
   const box = $("save-state");
   const doc = current?.session;
-  if (!doc || !current.ready) {
+  if (!doc || !(current.ready || doc.restored)) {
     box.hidden = true;
     return;
   }
@@ -526,7 +527,18 @@ client.on("error", (err) => {
   }
 });
 
+// unacknowledged edits are kept in IndexedDB per tab (the tab id survives reloads): see persist.js
+const offline = new OfflineStore();
+let tabId = tabStore.get("tab");
+if (!tabId || !/^[a-z0-9]{12}$/.test(tabId)) {
+  tabId = randomId(12);
+  tabStore.set("tab", tabId);
+}
+const offlineKey = (id) => `${clientId}/${tabId}/${id}`;
+let opening = 0; // bumped by every open and leave: an open still reading IndexedDB gives up
+
 function leaveDocument() {
+  opening++;
   if (!current) return;
   for (const off of current.offs) off();
   clearTimeout(current.checkTimer);
@@ -539,7 +551,7 @@ function leaveDocument() {
   renderSaveState();
 }
 
-function openDocument(id) {
+async function openDocument(id) {
   if (current?.id === id) return;
   leaveDocument();
   $("home-view").hidden = true;
@@ -551,14 +563,28 @@ function openDocument(id) {
   $("doc-title").placeholder = id;
   document.title = "cowrite";
 
-  const session = client.open(id);
+  const token = ++opening;
+  let saved = null;
+  try {
+    saved = await offline.load(offlineKey(id));
+  } catch {
+    /* no IndexedDB (private mode...): nothing was kept, nothing will be */
+  }
+  if (token !== opening || current) return; // left (or opened another) meanwhile
+
+  const session = client.open(id, { restore: saved });
   const editable = new Compartment();
-  const doc = (current = { id, session, ready: false, offs: [], chatEls: new Map(), editable, checkTimer: null, titleTimer: null, view: null });
+  const doc = (current = { id, session, ready: false, offs: [], chatEls: new Map(), editable, checkTimer: null, titleTimer: null, view: null, keeper: null });
+  if (offline._db) {
+    doc.keeper = keepUnsynced(session, offline, offlineKey(id));
+    doc.offs.push(doc.keeper.stop);
+  }
+  const canWriteNow = session.restored && session.rights.includes("write");
 
   const view = new EditorView({
     parent: $("editor"),
     state: EditorState.create({
-      doc: "",
+      doc: session.value(BODY) || "", // a restored state's text (unacknowledged edits included)
       extensions: [
         EditorState.lineSeparator.of("\n"), // keep "\r" as a character: positions must match the server
         EditorView.clipboardInputFilter.of((text) => text.replace(/\r\n?/g, "\n")), // pasted Windows text
@@ -567,13 +593,13 @@ function openDocument(id) {
         EditorView.lineWrapping,
         placeholder("Start writing…"),
         cursorField,
-        editable.of([EditorState.readOnly.of(true), EditorView.editable.of(false)]),
+        editable.of(canWriteNow ? [] : [EditorState.readOnly.of(true), EditorView.editable.of(false)]),
         EditorView.contentAttributes.of({ "aria-label": "Document text" }),
       ],
     }),
     dispatchTransactions(trs, v) {
       v.update(trs);
-      if (current !== doc || !doc.ready) return;
+      if (current !== doc || !(doc.ready || session.restored)) return;
       let selection = false;
       for (const tr of trs) {
         if (tr.annotation(remoteAnn) !== undefined) continue;
@@ -591,6 +617,13 @@ function openDocument(id) {
     },
   });
   doc.view = view;
+  if (session.restored) {
+    // edits kept from before a reload: show them (and let typing go on) before the server answers
+    $("doc-loading").hidden = true;
+    $("doc-title").readOnly = !canWriteNow;
+    renderTitle("snapshot");
+    renderSaveState();
+  }
 
   const sendCursor = () => {
     const state = view.state;
@@ -952,7 +985,8 @@ function route() {
 
 window.addEventListener("hashchange", route);
 window.addEventListener("beforeunload", (event) => {
-  if (current && !current.session.synced) {
+  // unacknowledged edits are kept in IndexedDB (when it works) and resent after the reload
+  if (current && !current.session.synced && !current.keeper) {
     event.preventDefault();
     event.returnValue = "";
   }
@@ -966,6 +1000,10 @@ window.cowriteApp = {
   },
   get view() {
     return current?.view ?? null;
+  },
+  /** Resolves once the unacknowledged edits made so far are written to IndexedDB. */
+  persisted() {
+    return current?.keeper ? current.keeper.flushed() : Promise.resolve();
   },
 };
 

@@ -18,6 +18,7 @@
 
 import * as ot from "./ot.js";
 import { ThinDocState, equal, randomHex } from "./thin.js";
+import { importThin } from "./persist.js";
 
 export { ot, ThinDocState };
 export { cpLength, cpToUtf16, utf16ToCp, cpSlice, InvalidOperation } from "./ot.js";
@@ -183,12 +184,14 @@ export class CowriteClient extends Emitter {
 
   /**
    * Open document `id` (returns its DocumentSession at once; `await session.ready` for the
-   * first `joined`). Options: create (create it if missing).
+   * first `joined`). Options: create (create it if missing), restore (a state saved by
+   * persist.js before a reload: its unacknowledged edits are resent, at most once).
    */
-  open(id, { create = false } = {}) {
+  open(id, { create = false, restore = null } = {}) {
     let session = this.docs.get(id);
     if (session) return session;
     session = new DocumentSession(this, id, { create });
+    if (restore) session._restore(restore);
     this.docs.set(id, session);
     if (this.connected) session._join();
     return session;
@@ -396,6 +399,8 @@ export class DocumentSession extends Emitter {
     this.chatHasMore = false;
     /** True while the server says it cannot store edits (see the "saving" event). */
     this.savingPending = false;
+    /** Opened with a saved state holding unacknowledged edits (see `open({restore})`). */
+    this.restored = false;
     this.closed = false;
     this.deleted = false;
     this._readyResolve = null;
@@ -538,6 +543,12 @@ export class DocumentSession extends Emitter {
   }
 
   // ---------------------------------------------------------------------- internals
+
+  /** Before the first join: take back the unacknowledged edits of a saved state. */
+  _restore(saved) {
+    this.restored = importThin(this.state, saved);
+    this._synced = this.state.synced;
+  }
 
   _checkOpen() {
     if (this.closed) throw new Error(`document ${this.id} was left`);

@@ -1,0 +1,107 @@
+"""A reload does not lose unacknowledged edits: they wait in IndexedDB and are resent, exactly
+once, when the server is reachable again."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from test_web_offline import NETWORK_NOISE, occurrences, wait_status
+from web_harness import converged, eventually
+
+pytestmark = pytest.mark.slow
+
+
+class Gate:
+    """A page's WebSocket, routed through Playwright: while ``blocked`` the server is unreachable
+    (the connection is closed at once, nothing reaches the server); while ``drop_acks`` the
+    server's acks are lost on the way."""
+
+    def __init__(self) -> None:
+        self.blocked = False
+        self.drop_acks = False
+        self.dropped = 0
+
+    async def handle(self, ws: Any) -> None:
+        if self.blocked:
+            await ws.close(code=4000, reason="unreachable (test)")
+            return
+        upstream = ws.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            if self.drop_acks and isinstance(message, str):
+                data = json.loads(message)
+                msgs = data if isinstance(data, list) else [data]
+                kept = [m for m in msgs if m.get("type") != "ack"]
+                self.dropped += len(msgs) - len(kept)
+                if not kept:
+                    return
+                message = json.dumps(kept if isinstance(data, list) else kept[0])
+            ws.send(message)
+
+        upstream.on_message(from_server)
+        ws.on_message(upstream.send)
+
+
+async def test_edits_made_offline_survive_a_reload_and_arrive_once(
+    server: Any, person: Any
+) -> None:
+    await server.create("keep")
+    gate = Gate()
+    ada = await person("Ada")
+    grace = await person("Grace", allow_console=NETWORK_NOISE)
+    await grace.page.route_web_socket("**/ws", gate.handle)
+    for p in (ada, grace):
+        await p.open_doc(server.url, "keep")
+    await ada.focus_editor()
+    await ada.type("Hello.")
+    await converged(server, "keep", [ada, grace])
+
+    # a batch the server applies but whose ack is lost, then edits made offline
+    gate.drop_acks = True
+    await grace.focus_editor()
+    await grace.page.keyboard.press("Control+End")
+    await grace.type(" [in flight]")
+    # (the first batch holds as many keystrokes as the browser's timing puts in it; the rest
+    # waits behind it, pending)
+    await eventually(lambda: _dropped(gate))
+    assert server.text("keep").startswith("Hello. ")  # applied, and Grace does not know it
+    await grace.context.set_offline(True)
+    await wait_status(grace, "offline")
+    await grace.type(" [offline]")
+    await grace.page.evaluate("window.cowriteApp.persisted?.()")
+
+    # reload while the server is still out of reach: the edits are there, typing goes on
+    gate.blocked = True
+    gate.drop_acks = False
+    await grace.context.set_offline(False)
+    await grace.page.reload()
+    await eventually(lambda: _editor_shows(grace, "Hello. [in flight] [offline]"))
+    await grace.focus_editor()
+    await grace.page.keyboard.press("Control+End")
+    await grace.type(" [after reload]")
+    assert "[offline]" not in server.text("keep")
+
+    # back: everything arrives, each piece once, and Ada sees it
+    gate.blocked = False
+    await grace.page.evaluate("window.cowriteApp.client.reconnectNow()")
+    text = await converged(server, "keep", [ada, grace], timeout=30)
+    pieces = ["Hello.", " [in flight]", " [offline]", " [after reload]"]
+    assert occurrences(text, pieces) == dict.fromkeys(pieces, 1), text
+    assert text == "Hello. [in flight] [offline] [after reload]"
+    # once everything is acknowledged nothing is kept
+    await grace.page.evaluate("window.cowriteApp.persisted?.()")
+    await grace.page.reload()
+    await grace.wait_editable()
+    assert (await grace.model())["synced"] is True
+    await converged(server, "keep", [ada, grace])
+
+
+async def _dropped(gate: Gate) -> bool:
+    return gate.dropped > 0
+
+
+async def _editor_shows(p: Any, text: str) -> bool:
+    shown: str | None = await p.page.evaluate("window.cowriteApp.view?.state.doc.toString()")
+    return shown == text
