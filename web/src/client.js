@@ -791,7 +791,8 @@ export class DocumentSession extends Emitter {
       if (change.type !== "seq") continue;
       for (const m of this.members.values()) {
         if (m.local && m.cursor && m.cursor.node === change.node) {
-          // without auth a user's id is its client id: its own typing pushes its caret along
+          // a member whose user id is the edit's client id (clients that name users so): its own
+          // typing pushes its caret along; others are placed again by their next presence update
           const own = clientId !== null && m.user.id === clientId;
           m.local = [ot.transformPosition(m.local[0], change.edit, own), ot.transformPosition(m.local[1], change.edit, own)];
         }
