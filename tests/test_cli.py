@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -52,6 +53,17 @@ def test_a_failed_start_is_one_clear_line(tmp_path: Path) -> None:
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("cowrite serve: cannot start: ")
     assert "x.db" in last and len(last) < 400
+
+
+def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run("serve", "--port", str(port), "--data", ":memory:", cwd=tmp_path)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("cowrite serve: cannot start: ") and "address already in use" in last
 
 
 async def test_the_url_to_open_is_printed(tmp_path: Path) -> None:

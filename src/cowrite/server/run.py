@@ -37,10 +37,18 @@ def configure_logging(level: str = "info", json_logs: bool = True) -> None:
 
 class _NoStartupTraceback(logging.Filter):
     """uvicorn logs a failed startup's whole traceback as one log line; ``serve`` says why in
-    one plain line instead."""
+    one plain line instead. Remembers uvicorn's last error (a port in use...) for that line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_error = ""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Traceback (most recent call last)")
+        if str(record.msg).startswith("Traceback (most recent call last)"):
+            return False
+        if record.levelno >= logging.ERROR:
+            self.last_error = record.getMessage()
+        return True
 
 
 class _Server(uvicorn.Server):
@@ -110,7 +118,7 @@ def serve(
         server.run()
     except SystemExit:  # uvicorn's way of saying it could not start
         error = app.state.cowrite.startup_error
-        reason = _one_line(error) if error is not None else "see the log above"
+        reason = _one_line(error) if error is not None else quiet.last_error or "see the log"
         print(f"cowrite serve: cannot start: {reason}", file=sys.stderr)
         return 1
     finally:
