@@ -708,12 +708,19 @@ async function openDocument(id) {
   });
   on("chat", ({ message }) => renderChatMessage(message, true));
   on("chat_page", () => renderChat());
+  const forget = () => {
+    // the document is gone: its kept edits have nowhere to go
+    doc.keeper?.stop();
+    if (offline._db) offline.put(offlineKey(id), null).catch(() => {});
+  };
   on("deleted", () => {
+    forget();
     toast("This document was deleted");
     location.hash = "#/";
   });
   on("error", (err) => {
     if (err.code === "unknown_document" && !doc.ready) {
+      forget();
       showMissing("Document not found", `There is no document “${id}”. It may have been deleted, or the link is wrong.`);
     } else if (err.code === "forbidden") {
       toast(`Not allowed: ${err.message}`);
