@@ -401,6 +401,9 @@ export class DocumentSession extends Emitter {
     this.savingPending = false;
     /** Opened with a saved state holding unacknowledged edits (see `open({restore})`). */
     this.restored = false;
+    /** Optional (batch) => Promise|null, called when a batch is taken: a promise delays sending
+     *  it until the promise settles (persist.js records it first). */
+    this.beforeBatch = null;
     this.closed = false;
     this.deleted = false;
     this._readyResolve = null;
@@ -596,10 +599,21 @@ export class DocumentSession extends Emitter {
       return;
     }
     const batch = this.state.takeBatch();
-    if (batch) {
-      this._lastBatchAt = now();
+    if (!batch) return;
+    this._lastBatchAt = now();
+    const written = this.beforeBatch ? this.beforeBatch(batch) : null;
+    if (!written) {
       this.client.send(batch);
+      return;
     }
+    // write-ahead: the batch leaves once it is recorded (persist.js), so a batch the server may
+    // have applied is never missing from what a reload restores. A reconnect meanwhile marks it
+    // unsent: it goes out again, with the same edit_id, after the rejoin.
+    const ws = this.client._ws;
+    written.then(() => {
+      const inflight = this.state.inflight;
+      if (this.client._ws === ws && inflight?.editId === batch.edit_id && inflight.sent && !this.closed) this.client.send(batch);
+    });
   }
 
   _afterFrame() {

@@ -127,8 +127,9 @@ export class OfflineStore {
   }
 }
 
-/** Keep `session`'s unacknowledged edits in `store` under `key` while it is open. Returns
- *  {flushed(): a promise of the last write, stop()}. */
+/** Keep `session`'s unacknowledged edits in `store` under `key` while it is open; every batch
+ *  is recorded before it is sent (`session.beforeBatch`). Returns {flushed(): a promise of the
+ *  last write, stop()}. */
 export function keepUnsynced(session, store, key) {
   let kept = false; // a record may exist
   let queued = false;
@@ -153,8 +154,16 @@ export function keepUnsynced(session, store, key) {
   };
   if (!session.state.synced) kept = true;
   const offs = ["change", "ack", "sync", "joined"].map((type) => session.on(type, soon));
+  // write-ahead: a batch is recorded (as in flight, with its edit_id) before it is sent
+  session.beforeBatch = () => {
+    write();
+    return last;
+  };
   return {
     flushed: () => (queued ? Promise.resolve().then(() => last) : last),
-    stop: () => offs.forEach((off) => off()),
+    stop: () => {
+      offs.forEach((off) => off());
+      if (session.beforeBatch) session.beforeBatch = null;
+    },
   };
 }

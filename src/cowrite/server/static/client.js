@@ -1450,6 +1450,7 @@ var DocumentSession = class extends Emitter {
     this.chatHasMore = false;
     this.savingPending = false;
     this.restored = false;
+    this.beforeBatch = null;
     this.closed = false;
     this.deleted = false;
     this._readyResolve = null;
@@ -1628,10 +1629,18 @@ var DocumentSession = class extends Emitter {
       return;
     }
     const batch = this.state.takeBatch();
-    if (batch) {
-      this._lastBatchAt = now();
+    if (!batch) return;
+    this._lastBatchAt = now();
+    const written = this.beforeBatch ? this.beforeBatch(batch) : null;
+    if (!written) {
       this.client.send(batch);
+      return;
     }
+    const ws = this.client._ws;
+    written.then(() => {
+      const inflight = this.state.inflight;
+      if (this.client._ws === ws && inflight?.editId === batch.edit_id && inflight.sent && !this.closed) this.client.send(batch);
+    });
   }
   _afterFrame() {
     if (this._cursorRejectedAt !== null && this.state.version !== this._cursorRejectedAt) {
