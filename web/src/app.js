@@ -6,6 +6,7 @@ import { Annotation, Compartment, EditorState, StateEffect, StateField, Transact
 import { Decoration, EditorView, WidgetType, keymap, placeholder } from "@codemirror/view";
 import { defaultKeymap, history, historyKeymap, redo, undo } from "@codemirror/commands";
 import { CowriteClient, cpLength, cpToUtf16, ot } from "./client.js";
+import { initialIdentity, lookalikeFix, storage } from "./identity.js";
 import { OfflineStore, keepUnsynced } from "./persist.js";
 
 const BODY = "text:body";
@@ -28,22 +29,7 @@ const el = (tag, props = {}, ...children) => {
 
 // ------------------------------------------------------------------------ identity
 
-const store = {
-  get(key) {
-    try {
-      return localStorage.getItem(`cowrite.${key}`);
-    } catch {
-      return null;
-    }
-  },
-  set(key, value) {
-    try {
-      localStorage.setItem(`cowrite.${key}`, value);
-    } catch {
-      /* private mode */
-    }
-  },
-};
+const store = storage("localStorage");
 
 function randomId(n = 6) {
   const bytes = new Uint8Array(n);
@@ -88,34 +74,11 @@ if (!userKey || !/^[a-z0-9]{32}$/.test(userKey)) {
   userKey = randomId(32);
   store.set("key", userKey);
 }
-// A name the user typed is kept (localStorage: every tab); a guest name and the color are per tab
-// (sessionStorage), so two windows of one browser are two people, and each tab moves off a name or
-// color someone else in the document already shows (`avoidLookalikes`).
-const tabStore = {
-  get(key) {
-    try {
-      return sessionStorage.getItem(`cowrite.${key}`);
-    } catch {
-      return null;
-    }
-  },
-  set(key, value) {
-    try {
-      sessionStorage.setItem(`cowrite.${key}`, value);
-    } catch {
-      /* private mode */
-    }
-  },
-};
-const GUEST = /^Guest \d{3}$/; // (earlier versions stored guest names in localStorage)
-const guestName = () => `Guest ${Math.floor(100 + Math.random() * 900)}`;
-let chosenName = store.get("name");
-if (chosenName && GUEST.test(chosenName)) chosenName = null;
-let myName = chosenName || tabStore.get("guestName") || guestName();
-if (!chosenName) tabStore.set("guestName", myName);
-let myColor = tabStore.get("color") || store.get("color");
-if (!myColor || !/^#[0-9a-fA-F]{6}$/.test(myColor)) myColor = PALETTE[Math.floor(Math.random() * PALETTE.length)];
-tabStore.set("color", myColor);
+// a typed name is kept for the browser; a guest name and the color per tab (see identity.js)
+const tabStore = storage("sessionStorage");
+const me = initialIdentity(store, tabStore, PALETTE);
+let myName = me.name;
+let myColor = me.color;
 
 const base = new URL(".", location.href);
 const wsUrl = new URL("ws", base);
@@ -238,7 +201,7 @@ function applyName() {
   const name = nameInput.value.trim().slice(0, 60);
   if (!name || name === myName) return;
   myName = name;
-  chosenName = name;
+  me.chosen = true;
   store.set("name", name);
   client.setUser({ name });
   if (current) renderPeople();
@@ -779,31 +742,20 @@ $("share-btn").addEventListener("click", () => current && copyLink(current.id));
 
 // ------------------------------------------------------------------------ people
 
-/** Two people in a document must not look alike: when someone already present has our guest name
- *  or our color, pick another (only the later session of the two moves, so they never swap). */
+/** Two people in a document must not look alike (identity.js): change our guest name or color. */
 function avoidLookalikes(session) {
-  const mine = client.session;
-  if (!mine) return;
-  const earlier = [...session.members.values()].filter((m) => !m.self && m.session < mine);
-  const taken = (pick) => earlier.some((m) => pick(m));
-  const update = {};
-  if (!chosenName && taken((m) => m.user.name === myName)) {
-    const names = new Set([...session.members.values()].map((m) => m.user.name));
-    let name = guestName();
-    for (let i = 0; i < 50 && names.has(name); i++) name = guestName();
-    update.name = myName = name;
-    tabStore.set("guestName", name);
-    nameInput.value = name;
+  if (!client.session) return;
+  const fix = lookalikeFix(session.members.values(), client.session, { name: myName, color: myColor, chosen: me.chosen }, PALETTE);
+  if (fix.name) {
+    myName = nameInput.value = fix.name;
+    tabStore.set("guestName", fix.name);
   }
-  if (taken((m) => String(m.user.color).toLowerCase() === myColor.toLowerCase())) {
-    const used = new Set([...session.members.values()].map((m) => String(m.user.color).toLowerCase()));
-    const free = PALETTE.filter((c) => !used.has(c.toLowerCase()));
-    const pool = free.length ? free : PALETTE.filter((c) => c.toLowerCase() !== myColor.toLowerCase());
-    update.color = myColor = pool[Math.floor(Math.random() * pool.length)];
-    tabStore.set("color", myColor);
-    $("my-swatch").style.background = myColor;
+  if (fix.color) {
+    myColor = fix.color;
+    tabStore.set("color", fix.color);
+    $("my-swatch").style.background = fix.color;
   }
-  if (update.name || update.color) client.setUser(update);
+  if (fix.name || fix.color) client.setUser(fix);
 }
 
 function renderPeople() {
