@@ -13,7 +13,7 @@ from cowrite.client import ServerError, connect
 from cowrite.server.config import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))  # test_e2e.py, next to this file
-from test_e2e import Server
+from test_e2e import Server, eventually
 
 PATIENT = {"connect_timeout_s": 60.0, "backoff_base_s": 0.05, "backoff_max_s": 0.5}
 """A timeout far beyond the test's own: a session that retried would fail the test by timing out
@@ -52,3 +52,21 @@ async def test_a_url_that_is_not_the_endpoint_fails_with_the_http_status(
     text = str(info.value)
     assert "HTTP 403" in text and url in text and "/ws" in text
     assert "InvalidStatus" not in text and "Response(" not in text  # said, not a repr
+
+
+async def test_a_key_keeps_chat_authorship_across_sessions(server: Server) -> None:
+    """Without auth the SDK proves who wrote a message by its ``key``: a later session (another
+    process, say) given the same key may edit it; one with another key may not."""
+    async with connect(server.url, doc="k", key="a-long-enough-secret", **PATIENT) as first:
+        await first.chat.send("typo")
+        await eventually(lambda: bool(first.chat.messages))
+        message = first.chat.messages[0]
+    async with connect(server.url, doc="k", key="a-long-enough-secret", **PATIENT) as again:
+        await again.chat.edit(message.id, "fixed")
+        await eventually(lambda: any(m.text == "fixed" for m in again.chat.messages))
+    errors: list[ServerError] = []
+    async with connect(server.url, doc="k", key="somebody-else-entirely", **PATIENT) as other:
+        other.on("error", errors.append)
+        await other.chat.edit(message.id, "hijacked")
+        await eventually(lambda: bool(errors))
+    assert errors[0].code.value == "forbidden"

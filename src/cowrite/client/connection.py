@@ -205,6 +205,7 @@ class DocumentSession:
         user: p.User | None = None,
         mode: Mode = "thin",
         client_id: str | None = None,
+        key: str | None = None,
         create: bool = True,
         document: Document | None = None,
         reconnect: bool = True,
@@ -222,7 +223,7 @@ class DocumentSession:
         self.mode: Mode = mode
         self.client_id = client_id or uuid.uuid4().hex
         self._token = token
-        self._key = uuid.uuid4().hex  # without auth: makes this session the author of its chat
+        self._key = key or uuid.uuid4().hex  # without auth: makes us the author of our chat
         self._hello_user = user if user is not None else p.User(name=name)
         self._create = create
         self._reconnect = reconnect
@@ -814,6 +815,7 @@ def connect(
     name: str = "",
     mode: Mode = "thin",
     client_id: str | None = None,
+    key: str | None = None,
     user: p.User | None = None,
     create: bool = True,
     document: Document | None = None,
@@ -831,7 +833,9 @@ def connect(
     ``mode="thin"`` keeps plain values and rebases by OT (light; edits need the server);
     ``"replica"`` keeps a full CRDT copy (``document``, to resume a saved one) that works offline.
     ``client_id`` identifies this client across reconnects (random by default); ``token`` is the
-    access token when the server requires one; ``name`` (or ``user``) is shown to others.
+    access token when the server requires one; ``name`` (or ``user``) is shown to others. Without
+    auth, ``key`` (16-128 characters, kept secret) makes you the author of your chat messages
+    across sessions (default: random, for this session only).
     ``create``: create the document if it does not exist (else ``ServerError(unknown_document)``).
     ``reconnect``: reconnect after a lost connection, waiting ``min(backoff_max_s, backoff_base_s
     * 2**attempt)`` times a random factor in [0.5, 1). ``connect_timeout_s`` bounds the first
@@ -847,6 +851,7 @@ def connect(
             user=user,
             mode=mode,
             client_id=client_id,
+            key=key,
             create=create,
             document=document,
             reconnect=reconnect,
