@@ -31,15 +31,19 @@ def test_version(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("database", "says"),
+    ("flag", "value", "says"),
     [
-        ("garbage", "--database 'garbage' is not a postgresql:// URL"),
-        ("mysql://db/x", "--database 'mysql://db/x' is not a postgresql:// URL"),
-        ("sqlite:///x.db", "for SQLite use --data FILE"),
+        ("--database", "garbage", "--database 'garbage' (COWRITE_DATABASE) is not a postgresql://"),
+        ("--database", "mysql://db/x", "--database 'mysql://db/x' (COWRITE_DATABASE) is not a"),
+        ("--database", "sqlite:///x.db", "for SQLite use --data FILE"),
+        ("--data", "mysql://db/x", "--data 'mysql://db/x' (COWRITE_DATA) is a URL, not a SQLite"),
+        ("--redis", "localhost:6379", "--redis 'localhost:6379' (COWRITE_REDIS) is not a redis://"),
     ],
 )
-def test_unknown_database_schemes_are_refused(tmp_path: Path, database: str, says: str) -> None:
-    proc = run("serve", "--port", "0", "--database", database, cwd=tmp_path)
+def test_unknown_database_schemes_are_refused(
+    tmp_path: Path, flag: str, value: str, says: str
+) -> None:
+    proc = run("serve", "--port", "0", flag, value, cwd=tmp_path)
     assert proc.returncode == 2
     assert says in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -86,8 +86,13 @@ class Settings:
             ("postgresql://", "postgres://")
         ):  # never a SQLite file named after a mistyped URL
             raise ValueError(
-                f"--database {self.database!r} is not a postgresql:// URL "
+                f"--database {self.database!r} (COWRITE_DATABASE) is not a postgresql:// URL "
                 "(for SQLite use --data FILE)"
             )
+        if "://" in self.data:
+            raise ValueError(
+                f"--data {self.data!r} (COWRITE_DATA) is a URL, not a SQLite file "
+                "(PostgreSQL: --database postgresql://...)"
+            )
         if self.redis is not None and not self.redis.startswith(("redis://", "rediss://")):
-            raise ValueError(f"--redis {self.redis!r} is not a redis:// URL")
+            raise ValueError(f"--redis {self.redis!r} (COWRITE_REDIS) is not a redis:// URL")
