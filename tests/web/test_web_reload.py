@@ -47,6 +47,23 @@ class Gate:
 async def test_edits_made_offline_survive_a_reload_and_arrive_once(
     server: Any, person: Any
 ) -> None:
+    await _reload_while_away(server, person, others_type=False)
+
+
+async def test_a_reload_after_more_edits_than_the_server_keeps(
+    make_server: Any, person: Any
+) -> None:
+    """While Grace is away Ada makes more edits than the server's history holds: the restored
+    state rejoins by its version vector (or a snapshot), and still nothing is lost or doubled."""
+    server = make_server(edit_log_capacity=2)
+    await server.start()
+    try:
+        await _reload_while_away(server, person, others_type=True)
+    finally:
+        await server.stop()
+
+
+async def _reload_while_away(server: Any, person: Any, *, others_type: bool) -> None:
     await server.create("keep")
     gate = Gate()
     ada = await person("Ada")
@@ -72,6 +89,14 @@ async def test_edits_made_offline_survive_a_reload_and_arrive_once(
     await grace.type(" [offline]")
     await grace.page.evaluate("window.cowriteApp.persisted?.()")
 
+    if others_type:
+        await ada.page.keyboard.press("Control+Home")
+        for word in ("[ada", " one]", " "):  # a version each at least: more than the server keeps
+            await ada.type(word)
+            await converged(server, "keep", [ada])
+
+    seen = (await grace.model())["version"]  # the last version Grace had from the server
+
     # reload while the server is still out of reach: the edits are there, typing goes on
     gate.blocked = True
     gate.drop_acks = False
@@ -89,7 +114,10 @@ async def test_edits_made_offline_survive_a_reload_and_arrive_once(
     text = await converged(server, "keep", [ada, grace], timeout=30)
     pieces = ["Hello.", " [in flight]", " [offline]", " [after reload]"]
     assert occurrences(text, pieces) == dict.fromkeys(pieces, 1), text
-    assert text == "Hello. [in flight] [offline] [after reload]"
+    ada_part = "[ada one] " if others_type else ""
+    assert text == ada_part + "Hello. [in flight] [offline] [after reload]"
+    if others_type:
+        assert seen < server.room("keep").log.oldest  # no longer in the server's history
     # once everything is acknowledged nothing is kept
     await grace.page.evaluate("window.cowriteApp.persisted?.()")
     await grace.page.reload()
