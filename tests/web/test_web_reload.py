@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from test_web_offline import NETWORK_NOISE, occurrences, wait_status
-from web_harness import converged, eventually
+from web_harness import Person, converged, eventually
 
 pytestmark = pytest.mark.slow
 
@@ -133,3 +133,27 @@ async def _dropped(gate: Gate) -> bool:
 async def _editor_shows(p: Any, text: str) -> bool:
     shown: str | None = await p.page.evaluate("window.cowriteApp.view?.state.doc.toString()")
     return shown == text
+
+
+async def test_edits_of_a_closed_tab_are_taken_over_by_the_next_one(
+    server: Any, person: Any
+) -> None:
+    """Typed offline, tab closed: the next tab of that browser to open the document sends them."""
+    await server.create("tabs")
+    grace = await person("Grace", allow_console=NETWORK_NOISE)
+    await grace.open_doc(server.url, "tabs")
+    await grace.focus_editor()
+    await grace.type("Hello.")
+    await converged(server, "tabs", [grace])
+    await grace.context.set_offline(True)
+    await wait_status(grace, "offline")
+    await grace.type(" [offline]")
+    await grace.page.evaluate("window.cowriteApp.persisted?.()")
+    later = Person("Grace again", grace.context, await grace.context.new_page())
+    await grace.page.close()
+    await grace.context.set_offline(False)
+    await later.open_doc(server.url, "tabs")
+    text = await converged(server, "tabs", [later], timeout=30)
+    assert text == "Hello. [offline]"
+    assert await later.text() == text
+    assert [e for e in later.errors if not any(n in e for n in NETWORK_NOISE)] == []

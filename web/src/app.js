@@ -7,7 +7,7 @@ import { Decoration, EditorView, WidgetType, keymap, placeholder } from "@codemi
 import { defaultKeymap, history, historyKeymap, redo, undo } from "@codemirror/commands";
 import { CowriteClient, cpLength, cpToUtf16, ot } from "./client.js";
 import { initialIdentity, lookalikeFix, storage } from "./identity.js";
-import { OfflineStore, keepUnsynced } from "./persist.js";
+import { OfflineStore, adoptOrphan, holdTab, keepUnsynced, recordKey } from "./persist.js";
 
 const BODY = "text:body";
 const TITLE = "register:title";
@@ -497,7 +497,8 @@ if (!tabId || !/^[a-z0-9]{12}$/.test(tabId)) {
   tabId = randomId(12);
   tabStore.set("tab", tabId);
 }
-const offlineKey = (id) => `${clientId}/${tabId}/${id}`;
+const offlineKey = (id) => recordKey(clientId, tabId, id);
+holdTab(tabId);
 let opening = 0; // bumped by every open and leave: an open still reading IndexedDB gives up
 
 function leaveDocument() {
@@ -529,7 +530,8 @@ async function openDocument(id) {
   const token = ++opening;
   let saved = null;
   try {
-    saved = await offline.load(offlineKey(id));
+    // this tab's own record (a reload), else one a closed tab left
+    saved = (await offline.load(offlineKey(id))) ?? (await adoptOrphan(offline, { clientId, tabId, doc: id }));
   } catch {
     /* no IndexedDB (private mode...): nothing was kept, nothing will be */
   }

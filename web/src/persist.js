@@ -8,8 +8,10 @@
 // catch-up recognises an in-flight batch the server already applied (client_id + edit_id), and
 // anything else is resent with the same edit_id, which the server applies at most once.
 //
-// Records are per client id, document and tab (a tab id kept in sessionStorage survives reloads),
-// so two tabs of one browser never restore each other's edits.
+// Records are per client id, tab and document (a tab id kept in sessionStorage survives reloads),
+// so two open tabs of one browser never restore each other's edits. Each tab holds a Web Lock
+// while it lives (`holdTab`); the record of a tab that is gone (closed with unacknowledged edits)
+// is taken over by the next tab that opens the document (`adoptOrphan`).
 
 import { DELETED } from "./thin.js";
 
@@ -103,6 +105,15 @@ export class OfflineStore {
     return this._opening;
   }
 
+  async keys() {
+    const db = await this.open();
+    return new Promise((resolve, reject) => {
+      const req = db.transaction("unsynced", "readonly").objectStore("unsynced").getAllKeys();
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  }
+
   async load(key) {
     const db = await this.open();
     return new Promise((resolve, reject) => {
@@ -166,4 +177,34 @@ export function keepUnsynced(session, store, key) {
       if (session.beforeBatch) session.beforeBatch = null;
     },
   };
+}
+
+export function recordKey(clientId, tabId, doc) {
+  return `${clientId}/${tabId}/${doc}`; // (none of the three holds a "/")
+}
+
+const tabLock = (tabId) => `cowrite-tab-${tabId}`;
+
+/** Hold this tab's lock for as long as the tab lives (what tells other tabs it is not gone). */
+export function holdTab(tabId) {
+  globalThis.navigator?.locks?.request(tabLock(tabId), () => new Promise(() => {})).catch(() => {});
+}
+
+/** The record a closed tab left for `doc` (same client id), moved under this tab's key; or null.
+ *  One tab adopts at a time (a lock), so a record is never taken over twice. */
+export async function adoptOrphan(store, { clientId, tabId, doc }) {
+  const locks = globalThis.navigator?.locks;
+  if (!locks) return null;
+  return locks.request("cowrite-adopt", async () => {
+    const held = new Set(((await locks.query()).held || []).map((lock) => lock.name));
+    for (const key of await store.keys()) {
+      const [c, t, d] = String(key).split("/");
+      if (c !== clientId || d !== doc || t === tabId || held.has(tabLock(t))) continue;
+      const saved = await store.load(key);
+      await store.put(recordKey(clientId, tabId, doc), saved);
+      await store.put(key, null);
+      return saved;
+    }
+    return null;
+  });
 }
