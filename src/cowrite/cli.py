@@ -7,7 +7,10 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
     parser = argparse.ArgumentParser(prog="cowrite", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"cowrite {version('cowrite')}")
     sub = parser.add_subparsers(dest="command", required=True)
     replay = sub.add_parser("replay", help="replay an editing trace through the CRDT engine")
     replay.add_argument("path", help="trace file (.json or .json.gz)")

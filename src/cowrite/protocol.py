@@ -21,7 +21,10 @@ import msgspec
 
 PROTOCOL_VERSION = 1
 
-DocId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$")]
+DocId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^(?!\.\.?$)[A-Za-z0-9._~-]+$")
+]
+"""1-128 of ``[A-Za-z0-9._~-]``, but not ``.`` or ``..`` (which mean something in paths)."""
 NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 EditId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
@@ -139,6 +142,10 @@ class Hello(Message, tag="hello"):
     protocol: int = PROTOCOL_VERSION
     token: str | None = None
     user: User | None = None
+    key: Annotated[str, msgspec.Meta(min_length=16, max_length=128)] | None = None
+    """Without auth: a secret only this client knows (kept across reloads); the user id is a
+    digest of it, so only its holder may edit or delete its chat messages. Without a key the
+    user id lasts one connection."""
 
 
 class Join(Message, tag="join"):

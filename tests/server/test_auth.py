@@ -185,3 +185,69 @@ async def test_rest_rights(secured: Any, raw: Any, http: httpx.AsyncClient) -> N
     assert (await http.patch("/api/documents/d", json=rename, headers=writer)).status_code == 200
     assert (await http.delete("/api/documents/d", headers=writer)).status_code == 403
     assert (await http.delete("/api/documents/d", headers=admin)).status_code == 204
+
+
+# ------------------------------------------------------------------------- the session
+
+
+async def test_session_ends_when_the_token_expires(secured: Any, raw: Any) -> None:
+    """Rights end at ``exp``, not at the next hello: the server says so and closes (4001)."""
+    expires = int(time.time()) + 2
+    tok = issue(SECRET, "u", docs={"d": ["read", "write"]}, name="U", expires_at=expires)
+    c = await raw(secured.ws_url, "c", token=tok)
+    await c.send({"type": "join", "doc": "d", "create": True})
+    await c.expect("joined")
+    got: list[dict[str, Any]] = []
+    with pytest.raises(websockets.ConnectionClosed):
+        while time.time() < expires + 10:  # answer pings (a short heartbeat timeout here)
+            data = json.loads(await asyncio.wait_for(c.ws.recv(), 10))
+            for m in data if isinstance(data, list) else [data]:
+                got.append(m)
+                if m["type"] == "ping":
+                    await c.send({"type": "pong", "nonce": m["nonce"]})
+    errors = [m for m in got if m["type"] == "error"]
+    assert [e["code"] for e in errors] == ["unauthorized"] and "expired" in errors[0]["message"]
+    assert time.time() >= expires
+    assert c.ws.close_code == 4001 and c.ws.close_reason == "token expired"
+    assert not secured.state.hub.rooms["d"].peers  # it left the document
+
+
+async def test_presence_and_chat_names_come_from_the_token(secured: Any, raw: Any) -> None:
+    """With auth, a client cannot rename itself (in presence or chat) to look like someone else."""
+    alice = await raw(
+        secured.ws_url, "a", token=token({"d": ["read", "write", "chat"]}, user="alice")
+    )
+    mallory = await raw(
+        secured.ws_url,
+        "m",
+        token=token({"d": ["read", "write", "chat"]}, user="mallory"),
+        user={"name": "Alice"},
+    )
+    await alice.send({"type": "join", "doc": "d", "create": True})
+    await alice.expect("joined")
+    await mallory.send({"type": "join", "doc": "d"})
+    joined = await mallory.expect("joined")
+    assert sorted(e["user"]["name"] for e in joined["presence"]) == ["Alice", "Mallory"]
+    await mallory.send({"type": "presence", "doc": "d", "user": {"name": "Alice", "color": "#123"}})
+    update = await alice.expect("presence_update", where=lambda m: bool(m["entries"]))
+    assert update["entries"][0]["user"]["name"] == "Mallory"
+    assert update["entries"][0]["user"]["id"] == "mallory"
+    await mallory.send({"type": "chat_send", "doc": "d", "text": "it's me, Alice"})
+    chat = (await alice.expect("chat"))["message"]
+    assert (chat["author_name"], chat["author_id"]) == ("Mallory", "mallory")
+
+
+async def test_a_chat_right_alone_joins_to_read_and_chat(secured: Any, raw: Any) -> None:
+    """``chat`` implies ``read`` (like ``write``): the document, presence and chat are shown."""
+    writer = await raw(secured.ws_url, "w", token=token({"d": ["write", "chat"]}, user="writer"))
+    await writer.send({"type": "join", "doc": "d", "create": True})
+    await writer.expect("joined")
+    chatter = await raw(secured.ws_url, "c", token=token({"d": ["chat"]}, user="chatter"))
+    await chatter.send({"type": "join", "doc": "d"})
+    joined = await chatter.expect("joined")
+    assert joined["rights"] == ["chat", "read"]
+    await chatter.send({"type": "chat_send", "doc": "d", "text": "hi"})
+    assert (await writer.expect("chat"))["message"]["author_name"] == "Chatter"
+    op = {"type": "seq", "node": "text:t", "edit": ["x"]}
+    await chatter.send({"type": "edit", "doc": "d", "edit_id": "1", "version": 0, "ops": [op]})
+    assert (await chatter.expect("error"))["code"] == "forbidden"

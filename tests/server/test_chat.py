@@ -20,7 +20,7 @@ async def test_history_on_join_and_live_messages(server: Any) -> None:
     a = await ThinClient.connect(server.ws_url, "a", "room", user={"name": "Ada"})
     sent = [await _say(a, f"message {i}") for i in range(3)]
     assert [m["id"] for m in sent] == [1, 2, 3]
-    assert sent[0]["author_name"] == "Ada" and sent[0]["author_id"] == "a"
+    assert sent[0]["author_name"] == "Ada" and sent[0]["author_id"] == a.welcome["user"]["id"]
     b = await ThinClient.connect(server.ws_url, "b", "room")
     assert [m["text"] for m in b.joined["chat"]] == ["message 0", "message 1", "message 2"]
     live = await _say(a, "live")
@@ -55,6 +55,29 @@ async def test_edit_and_delete_own_messages_only(server: Any) -> None:
     assert c.joined["chat"] == [deleted]  # history shows the gap
     for x in (a, b, c):
         await x.close()
+
+
+async def test_without_auth_a_message_belongs_to_whoever_holds_the_key(server: Any) -> None:
+    """Without auth, authorship is proven by the hello's ``key`` (never sent to anyone), not by the
+    ``client_id`` every edit exposes: copying someone's client_id does not make you them."""
+    key = "k" * 32
+    a = await ThinClient.connect(server.ws_url, "a", "room", key=key)
+    mine = await _say(a, "mine")
+    assert mine["author_id"] == a.welcome["user"]["id"]
+    assert mine["author_id"] != "a" and key not in mine["author_id"]
+    for hello in ({}, {"key": "m" * 32}):  # a's client_id, without or with another key
+        mallory = await ThinClient.connect(server.ws_url, "a", "room", **hello)
+        assert mallory.welcome["user"]["id"] != mine["author_id"]
+        await mallory.send({"type": "chat_edit", "doc": "room", "id": mine["id"], "text": "pwned"})
+        assert (await mallory.expect("error"))["code"] == "forbidden"
+        await mallory.send({"type": "chat_delete", "doc": "room", "id": mine["id"]})
+        assert (await mallory.expect("error"))["code"] == "forbidden"
+        await mallory.close()
+    await a.close()
+    again = await ThinClient.connect(server.ws_url, "a2", "room", key=key)  # a after a reload
+    await again.send({"type": "chat_edit", "doc": "room", "id": mine["id"], "text": "still mine"})
+    assert (await again.expect("chat"))["message"]["text"] == "still mine"
+    await again.close()
 
 
 async def test_history_pages_back_with_has_more(server: Any) -> None:

@@ -41,7 +41,7 @@ async def test_join_lists_everyone_and_announces_the_newcomer(server: Any) -> No
     assert names == {sa: "Ada", sb: "Bob"}
     entry = await _update_for(a, sb)
     assert entry["user"]["name"] == "Bob" and entry.get("active", True)
-    assert a.joined["presence"][0]["user"] == {"id": "a", "name": "Ada", "color": "#f00"}
+    assert a.joined["presence"][0]["user"] == dict(a.welcome["user"], name="Ada", color="#f00")
     await b.close()
     await a.expect("presence_update", where=lambda m: sb in m.get("left", []))
     await a.close()

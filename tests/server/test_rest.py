@@ -137,6 +137,49 @@ async def test_list_is_paginated_by_id(http: httpx.AsyncClient) -> None:
     assert len(body["documents"]) == 5 and body["next"] is None
 
 
+async def _all_pages(http: httpx.AsyncClient, **params: str) -> tuple[list[str], int]:
+    seen: list[str] = []
+    after: str | None = None
+    pages = 0
+    while True:
+        body = (
+            await http.get("/api/documents", params=params | ({"after": after} if after else {}))
+        ).json()
+        seen += [d["id"] for d in body["documents"]]
+        pages += 1
+        after = body["next"]
+        if after is None:
+            return seen, pages
+
+
+async def test_list_searches_titles_and_ids(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = {
+        "a1": "Weekly notes",
+        "b2": "Budget 2027",
+        "c3": "weekly REVIEW",
+        "d4": "Plan",
+        "wk": "",
+    }
+    for doc_id, title in docs.items():
+        assert (
+            await http.post("/api/documents", json={"id": doc_id, "title": title})
+        ).status_code == 201
+    found = (await http.get("/api/documents", params={"q": "WEEKLY"})).json()
+    assert [d["id"] for d in found["documents"]] == ["a1", "c3"] and found["next"] is None
+    assert (await _all_pages(http, q="weekly", limit="1")) == (["a1", "c3"], 2)
+    assert (await _all_pages(http, q="b2"))[0] == ["b2"]  # ids match too
+    assert (await _all_pages(http, q="zzz"))[0] == []
+    # a search reads a bounded number of documents per request; ``next`` goes on from there
+    monkeypatch.setattr(rest, "SEARCH_SCAN", 2)
+    first = (await http.get("/api/documents", params={"q": "plan"})).json()
+    assert first == {"documents": [], "next": "b2"}
+    assert (await _all_pages(http, q="plan")) == (["d4"], 3)
+    r = await http.get("/api/documents", params={"q": "x" * 201})
+    assert r.status_code == 400 and error_of(r) == "bad_request"
+
+
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status", "code"),
     [

@@ -70,7 +70,7 @@ async def test_keyboard_only_use(server: Any, person: Any) -> None:
     await link.wait_for()
     # Tab order: skip link, brand, name, new title, create button, then the documents
     order = []
-    for _ in range(6):
+    for _ in range(7):
         await page.keyboard.press("Tab")
         order.append(
             await page.evaluate(
@@ -78,12 +78,13 @@ async def test_keyboard_only_use(server: Any, person: Any) -> None:
                 "document.activeElement.textContent.trim() || document.activeElement.id"
             )
         )
-    assert order[:6] == [
+    assert order[:7] == [
         "Skip to content",
         "cowrite home",
         "my-name",
         "new-title",
         "Create document",
+        "doc-search",
         "Keyboard",
     ], order
     await page.keyboard.press("Enter")  # opens the document

@@ -6,6 +6,8 @@ import { Annotation, Compartment, EditorState, StateEffect, StateField, Transact
 import { Decoration, EditorView, WidgetType, keymap, placeholder } from "@codemirror/view";
 import { defaultKeymap, history, historyKeymap, redo, undo } from "@codemirror/commands";
 import { CowriteClient, cpLength, cpToUtf16, ot } from "./client.js";
+import { initialIdentity, lookalikeFix, storage } from "./identity.js";
+import { OfflineStore, adoptOrphan, holdTab, keepUnsynced, recordKey } from "./persist.js";
 
 const BODY = "text:body";
 const TITLE = "register:title";
@@ -27,22 +29,7 @@ const el = (tag, props = {}, ...children) => {
 
 // ------------------------------------------------------------------------ identity
 
-const store = {
-  get(key) {
-    try {
-      return localStorage.getItem(`cowrite.${key}`);
-    } catch {
-      return null;
-    }
-  },
-  set(key, value) {
-    try {
-      localStorage.setItem(`cowrite.${key}`, value);
-    } catch {
-      /* private mode */
-    }
-  },
-};
+const store = storage("localStorage");
 
 function randomId(n = 6) {
   const bytes = new Uint8Array(n);
@@ -81,19 +68,23 @@ if (!clientId || !/^[A-Za-z0-9-]{8,64}$/.test(clientId)) {
   clientId = `web-${randomId(12)}`;
   store.set("clientId", clientId);
 }
-let myName = store.get("name") || `Guest ${Math.floor(100 + Math.random() * 900)}`;
-let myColor = store.get("color");
-if (!myColor || !/^#[0-9a-fA-F]{6}$/.test(myColor)) {
-  myColor = PALETTE[Math.floor(Math.random() * PALETTE.length)];
-  store.set("color", myColor);
+// without auth, the key (never sent to others) makes this browser the author of its chat messages
+let userKey = store.get("key");
+if (!userKey || !/^[a-z0-9]{32}$/.test(userKey)) {
+  userKey = randomId(32);
+  store.set("key", userKey);
 }
-store.set("name", myName);
+// a typed name is kept for the browser; a guest name and the color per tab (see identity.js)
+const tabStore = storage("sessionStorage");
+const me = initialIdentity(store, tabStore, PALETTE);
+let myName = me.name;
+let myColor = me.color;
 
 const base = new URL(".", location.href);
 const wsUrl = new URL("ws", base);
 wsUrl.protocol = location.protocol === "https:" ? "wss:" : "ws:";
 
-const client = new CowriteClient({ url: wsUrl.href, clientId, user: { name: myName, color: myColor } });
+const client = new CowriteClient({ url: wsUrl.href, clientId, key: userKey, user: { name: myName, color: myColor } });
 
 // ------------------------------------------------------------------------ REST
 
@@ -172,7 +163,7 @@ client.on("status", ({ status }) => {
 function renderSaveState() {
   const box = $("save-state");
   const doc = current?.session;
-  if (!doc || !current.ready) {
+  if (!doc || !(current.ready || doc.restored)) {
     box.hidden = true;
     return;
   }
@@ -210,6 +201,7 @@ function applyName() {
   const name = nameInput.value.trim().slice(0, 60);
   if (!name || name === myName) return;
   myName = name;
+  me.chosen = true;
   store.set("name", name);
   client.setUser({ name });
   if (current) renderPeople();
@@ -226,21 +218,55 @@ async function showHome() {
   await loadList();
 }
 
+// the list pages through the server's (by id, i.e. roughly alphabetical); a search asks the server
+const LIST_PAGE = 100;
+let listState = { query: "", next: null, token: 0 };
+
 async function loadList() {
+  const query = $("doc-search").value.trim();
+  const token = ++listState.token; // a newer search or reload makes this one moot
+  listState = { query, next: null, token };
+  $("doc-list").replaceChildren();
+  await loadMore(token);
+}
+
+/** Append the next documents; a search may need several requests to fill a page (each reads a
+ *  bounded slice of the documents on the server). */
+async function loadMore(token = listState.token) {
   const list = $("doc-list");
   $("home-error").hidden = true;
-  let page;
+  $("doc-more").disabled = true;
+  let added = 0;
   try {
-    page = await api("documents?limit=1000");
+    for (let requests = 0; requests < 20; requests++) {
+      const params = new URLSearchParams({ limit: String(LIST_PAGE) });
+      if (listState.next) params.set("after", listState.next);
+      if (listState.query) params.set("q", listState.query);
+      const page = await api(`documents?${params}`);
+      if (token !== listState.token) return;
+      list.append(...page.documents.map(docItem));
+      added += page.documents.length;
+      listState.next = page.next;
+      if (!page.next || added >= LIST_PAGE) break;
+    }
   } catch (err) {
+    if (token !== listState.token) return;
     $("home-error").textContent = `Could not load the documents: ${err.message}`;
     $("home-error").hidden = false;
-    return;
   }
-  const docs = page.documents.slice().sort((a, b) => b.updated_ms - a.updated_ms);
-  list.replaceChildren(...docs.map(docItem));
-  $("doc-list-empty").hidden = docs.length > 0;
+  const empty = list.children.length === 0;
+  $("doc-list-empty").hidden = !empty;
+  $("doc-list-empty").textContent = listState.query ? `No document matches “${listState.query}”.` : "No documents yet. Create the first one above.";
+  $("doc-more").hidden = !listState.next;
+  $("doc-more").disabled = false;
 }
+
+let searchTimer = null;
+$("doc-search").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(loadList, 250);
+});
+$("doc-more").addEventListener("click", () => loadMore());
 
 function docItem(info) {
   const title = info.title || info.id;
@@ -447,7 +473,36 @@ function cursorsFor(session, text) {
   return out;
 }
 
+/** The page for a link that names no document: `title` and the reason (the server's words). */
+function showMissing(title, text) {
+  leaveDocument();
+  $("doc-view").hidden = true;
+  $("home-view").hidden = true;
+  $("missing-view").hidden = false;
+  $("missing-title").textContent = title;
+  $("missing-text").textContent = text;
+}
+
+// an invalid document id is refused as a whole message (no `doc` to route it by)
+client.on("error", (err) => {
+  if (err.code === "bad_message" && current && !current.ready) {
+    showMissing("Invalid document link", `This link does not name a document: ${err.message}`);
+  }
+});
+
+// unacknowledged edits are kept in IndexedDB per tab (the tab id survives reloads): see persist.js
+const offline = new OfflineStore();
+let tabId = tabStore.get("tab");
+if (!tabId || !/^[a-z0-9]{12}$/.test(tabId)) {
+  tabId = randomId(12);
+  tabStore.set("tab", tabId);
+}
+const offlineKey = (id) => recordKey(clientId, tabId, id);
+holdTab(tabId);
+let opening = 0; // bumped by every open and leave: an open still reading IndexedDB gives up
+
 function leaveDocument() {
+  opening++;
   if (!current) return;
   for (const off of current.offs) off();
   clearTimeout(current.checkTimer);
@@ -460,7 +515,7 @@ function leaveDocument() {
   renderSaveState();
 }
 
-function openDocument(id) {
+async function openDocument(id) {
   if (current?.id === id) return;
   leaveDocument();
   $("home-view").hidden = true;
@@ -472,14 +527,29 @@ function openDocument(id) {
   $("doc-title").placeholder = id;
   document.title = "cowrite";
 
-  const session = client.open(id);
+  const token = ++opening;
+  let saved = null;
+  try {
+    // this tab's own record (a reload), else one a closed tab left
+    saved = (await offline.load(offlineKey(id))) ?? (await adoptOrphan(offline, { clientId, tabId, doc: id }));
+  } catch {
+    /* no IndexedDB (private mode...): nothing was kept, nothing will be */
+  }
+  if (token !== opening || current) return; // left (or opened another) meanwhile
+
+  const session = client.open(id, { restore: saved });
   const editable = new Compartment();
-  const doc = (current = { id, session, ready: false, offs: [], chatEls: new Map(), editable, checkTimer: null, titleTimer: null, view: null });
+  const doc = (current = { id, session, ready: false, offs: [], chatEls: new Map(), editable, checkTimer: null, titleTimer: null, view: null, keeper: null });
+  if (offline._db) {
+    doc.keeper = keepUnsynced(session, offline, offlineKey(id));
+    doc.offs.push(doc.keeper.stop);
+  }
+  const canWriteNow = session.restored && session.rights.includes("write");
 
   const view = new EditorView({
     parent: $("editor"),
     state: EditorState.create({
-      doc: "",
+      doc: session.value(BODY) || "", // a restored state's text (unacknowledged edits included)
       extensions: [
         EditorState.lineSeparator.of("\n"), // keep "\r" as a character: positions must match the server
         EditorView.clipboardInputFilter.of((text) => text.replace(/\r\n?/g, "\n")), // pasted Windows text
@@ -488,13 +558,13 @@ function openDocument(id) {
         EditorView.lineWrapping,
         placeholder("Start writing…"),
         cursorField,
-        editable.of([EditorState.readOnly.of(true), EditorView.editable.of(false)]),
+        editable.of(canWriteNow ? [] : [EditorState.readOnly.of(true), EditorView.editable.of(false)]),
         EditorView.contentAttributes.of({ "aria-label": "Document text" }),
       ],
     }),
     dispatchTransactions(trs, v) {
       v.update(trs);
-      if (current !== doc || !doc.ready) return;
+      if (current !== doc || !(doc.ready || session.restored)) return;
       let selection = false;
       for (const tr of trs) {
         if (tr.annotation(remoteAnn) !== undefined) continue;
@@ -512,6 +582,13 @@ function openDocument(id) {
     },
   });
   doc.view = view;
+  if (session.restored) {
+    // edits kept from before a reload: show them (and let typing go on) before the server answers
+    $("doc-loading").hidden = true;
+    $("doc-title").readOnly = !canWriteNow;
+    renderTitle("snapshot");
+    renderSaveState();
+  }
 
   const sendCursor = () => {
     const state = view.state;
@@ -590,12 +667,19 @@ function openDocument(id) {
   on("ack", renderSaveState);
   on("saving", renderSaveState);
   on("presence", () => {
+    avoidLookalikes(session);
     renderPeople();
     view.dispatch({ effects: setCursors.of(cursorsFor(session, session.value(BODY) || "")) });
   });
   on("chat", ({ message }) => renderChatMessage(message, true));
   on("chat_page", () => renderChat());
+  const forget = () => {
+    // the document is gone: its kept edits have nowhere to go
+    doc.keeper?.stop();
+    if (offline._db) offline.put(offlineKey(id), null).catch(() => {});
+  };
   on("deleted", () => {
+    forget();
     toast("This document was deleted");
     location.hash = "#/";
   });
@@ -603,10 +687,8 @@ function openDocument(id) {
   on("diverged", (d) => console.error(`cowrite: ${d.node} differed from the server at version ${d.version}; resyncing`));
   on("error", (err) => {
     if (err.code === "unknown_document" && !doc.ready) {
-      leaveDocument();
-      $("doc-view").hidden = true;
-      $("missing-view").hidden = false;
-      $("missing-text").textContent = `There is no document “${id}”. It may have been deleted, or the link is wrong.`;
+      forget();
+      showMissing("Document not found", `There is no document “${id}”. It may have been deleted, or the link is wrong.`);
     } else if (err.code === "forbidden") {
       toast(`Not allowed: ${err.message}`);
     } else if (err.code !== "rate_limited" && err.code !== "unknown_node") {
@@ -663,6 +745,22 @@ $("redo-btn").addEventListener("click", () => {
 $("share-btn").addEventListener("click", () => current && copyLink(current.id));
 
 // ------------------------------------------------------------------------ people
+
+/** Two people in a document must not look alike (identity.js): change our guest name or color. */
+function avoidLookalikes(session) {
+  if (!client.session) return;
+  const fix = lookalikeFix(session.members.values(), client.session, { name: myName, color: myColor, chosen: me.chosen }, PALETTE);
+  if (fix.name) {
+    myName = nameInput.value = fix.name;
+    tabStore.set("guestName", fix.name);
+  }
+  if (fix.color) {
+    myColor = fix.color;
+    tabStore.set("color", fix.color);
+    $("my-swatch").style.background = fix.color;
+  }
+  if (fix.name || fix.color) client.setUser(fix);
+}
 
 function renderPeople() {
   const doc = current;
@@ -850,7 +948,8 @@ function route() {
 
 window.addEventListener("hashchange", route);
 window.addEventListener("beforeunload", (event) => {
-  if (current && !current.session.synced) {
+  // unacknowledged edits are kept in IndexedDB (when it works) and resent after the reload
+  if (current && !current.session.synced && !current.keeper) {
     event.preventDefault();
     event.returnValue = "";
   }
@@ -864,6 +963,10 @@ window.cowriteApp = {
   },
   get view() {
     return current?.view ?? null;
+  },
+  /** Resolves once the unacknowledged edits made so far are written to IndexedDB. */
+  persisted() {
+    return current?.keeper ? current.keeper.flushed() : Promise.resolve();
   },
 };
 

@@ -18,6 +18,7 @@
 
 import * as ot from "./ot.js";
 import { ThinDocState, equal, randomHex } from "./thin.js";
+import { importThin } from "./persist.js";
 
 export { ot, ThinDocState };
 export { cpLength, cpToUtf16, utf16ToCp, cpSlice, InvalidOperation } from "./ot.js";
@@ -75,7 +76,9 @@ export const STATUS = Object.freeze({
  * One connection to a cowrite server, carrying any number of documents.
  *
  * Options: url (ws:// or wss:// URL of /ws), clientId (stable across reconnects; default: random),
- * user ({name, color, fields}: used without auth), token (JWT, with auth), WebSocket (constructor,
+ * user ({name, color, fields}: used without auth), key (without auth: a secret of 16-128 characters
+ * proving authorship of chat messages; keep it with the clientId; default: random), token (JWT,
+ * with auth), WebSocket (constructor,
  * default globalThis.WebSocket), reconnect ({initialDelayMs, maxDelayMs, factor, offlineAfter}),
  * batchIntervalMs (minimum time between two edit batches of a document, default 25),
  * presenceIntervalMs (minimum time between two cursor updates, default 80), historyVersions.
@@ -91,6 +94,7 @@ export class CowriteClient extends Emitter {
     this.clientId = options.clientId || `js-${randomHex(8)}`;
     this.user = { ...(options.user || {}) };
     this.token = options.token ?? null;
+    this.key = options.key || randomHex(16);
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
     const rc = options.reconnect || {};
     this.reconnectOptions = {
@@ -180,12 +184,14 @@ export class CowriteClient extends Emitter {
 
   /**
    * Open document `id` (returns its DocumentSession at once; `await session.ready` for the
-   * first `joined`). Options: create (create it if missing).
+   * first `joined`). Options: create (create it if missing), restore (a state saved by
+   * persist.js before a reload: its unacknowledged edits are resent, at most once).
    */
-  open(id, { create = false } = {}) {
+  open(id, { create = false, restore = null } = {}) {
     let session = this.docs.get(id);
     if (session) return session;
     session = new DocumentSession(this, id, { create });
+    if (restore) session._restore(restore);
     this.docs.set(id, session);
     if (this.connected) session._join();
     return session;
@@ -244,6 +250,7 @@ export class CowriteClient extends Emitter {
       this._lastFrameAt = now();
       const hello = { type: "hello", client_id: this.clientId, protocol: PROTOCOL_VERSION, user: this._userMessage() };
       if (this.token) hello.token = this.token;
+      else hello.key = this.key;
       ws.send(JSON.stringify(hello));
     };
     ws.onmessage = (event) => {
@@ -392,6 +399,11 @@ export class DocumentSession extends Emitter {
     this.chatHasMore = false;
     /** True while the server says it cannot store edits (see the "saving" event). */
     this.savingPending = false;
+    /** Opened with a saved state holding unacknowledged edits (see `open({restore})`). */
+    this.restored = false;
+    /** Optional (batch) => Promise|null, called when a batch is taken: a promise delays sending
+     *  it until the promise settles (persist.js records it first). */
+    this.beforeBatch = null;
     this.closed = false;
     this.deleted = false;
     this._readyResolve = null;
@@ -535,6 +547,12 @@ export class DocumentSession extends Emitter {
 
   // ---------------------------------------------------------------------- internals
 
+  /** Before the first join: take back the unacknowledged edits of a saved state. */
+  _restore(saved) {
+    this.restored = importThin(this.state, saved);
+    this._synced = this.state.synced;
+  }
+
   _checkOpen() {
     if (this.closed) throw new Error(`document ${this.id} was left`);
   }
@@ -581,10 +599,21 @@ export class DocumentSession extends Emitter {
       return;
     }
     const batch = this.state.takeBatch();
-    if (batch) {
-      this._lastBatchAt = now();
+    if (!batch) return;
+    this._lastBatchAt = now();
+    const written = this.beforeBatch ? this.beforeBatch(batch) : null;
+    if (!written) {
       this.client.send(batch);
+      return;
     }
+    // write-ahead: the batch leaves once it is recorded (persist.js), so a batch the server may
+    // have applied is never missing from what a reload restores. A reconnect meanwhile marks it
+    // unsent: it goes out again, with the same edit_id, after the rejoin.
+    const ws = this.client._ws;
+    written.then(() => {
+      const inflight = this.state.inflight;
+      if (this.client._ws === ws && inflight?.editId === batch.edit_id && inflight.sent && !this.closed) this.client.send(batch);
+    });
   }
 
   _afterFrame() {
@@ -782,7 +811,8 @@ export class DocumentSession extends Emitter {
       if (change.type !== "seq") continue;
       for (const m of this.members.values()) {
         if (m.local && m.cursor && m.cursor.node === change.node) {
-          // without auth a user's id is its client id: its own typing pushes its caret along
+          // a member whose user id is the edit's client id (clients that name users so): its own
+          // typing pushes its caret along; others are placed again by their next presence update
           const own = clientId !== null && m.user.id === clientId;
           m.local = [ot.transformPosition(m.local[0], change.edit, own), ot.transformPosition(m.local[1], change.edit, own)];
         }

@@ -32,7 +32,7 @@ import { verify } from "./checksum.js";
 
 export const SEQ_KINDS = new Set(["text", "list"]);
 const KINDS = ["text", "list", "map", "register", "counter"];
-const DELETED = Object.freeze({ deleted: true });
+export const DELETED = Object.freeze({ deleted: true });
 const ABSENT = Symbol("absent");
 const RETRY_CODES = new Set(["rate_limited", "unavailable"]);
 

@@ -43,10 +43,16 @@ from typing import Any, Literal, TypeAlias, get_args
 import msgspec
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidURI, WebSocketException
+from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 
 from cowrite import protocol as p
-from cowrite.client.errors import ClientError, NotSynced, ServerError, SessionClosed
+from cowrite.client.errors import (
+    ClientError,
+    NotSynced,
+    ServerError,
+    SessionClosed,
+    refused_handshake,
+)
 from cowrite.client.handles import (
     HANDLES,
     CounterHandle,
@@ -70,7 +76,12 @@ Callback: TypeAlias = Callable[[Any], Any]
 Origin: TypeAlias = Literal["remote", "snapshot", "ack", "undo"]
 
 FATAL_JOIN_CODES = frozenset(
-    {p.ErrorCode.UNAUTHORIZED, p.ErrorCode.FORBIDDEN, p.ErrorCode.UNKNOWN_DOCUMENT}
+    {
+        p.ErrorCode.UNAUTHORIZED,
+        p.ErrorCode.FORBIDDEN,
+        p.ErrorCode.UNKNOWN_DOCUMENT,
+        p.ErrorCode.BAD_MESSAGE,  # the join itself is refused (an invalid document id)
+    }
 )
 RETRY_EDIT_DELAY_S = 1.0
 
@@ -196,6 +207,7 @@ class DocumentSession:
         user: p.User | None = None,
         mode: Mode = "thin",
         client_id: str | None = None,
+        key: str | None = None,
         create: bool = True,
         document: Document | None = None,
         reconnect: bool = True,
@@ -213,6 +225,7 @@ class DocumentSession:
         self.mode: Mode = mode
         self.client_id = client_id or uuid.uuid4().hex
         self._token = token
+        self._key = key or uuid.uuid4().hex  # without auth: makes us the author of our chat
         self._hello_user = user if user is not None else p.User(name=name)
         self._create = create
         self._reconnect = reconnect
@@ -418,10 +431,11 @@ class DocumentSession:
                 await asyncio.shield(self._ready)
         except TimeoutError:
             await self.close(flush=False)
+            last = self._last_error
             raise ConnectionError(
                 f"could not join {self.doc_id!r} at {self.url} within {self._connect_timeout_s}s"
-                f" (last error: {self._last_error!r})"
-            ) from self._last_error
+                + (f": {last}" if last is not None else ": the server did not answer the join")
+            ) from last
         except BaseException:
             await self.close(flush=False)
             raise
@@ -493,6 +507,16 @@ class DocumentSession:
             except InvalidURI as exc:
                 self._fail(exc)
                 return
+            except InvalidStatus as exc:
+                r = exc.response
+                refused = refused_handshake(
+                    self.url, r.status_code, r.reason_phrase, bytes(r.body or b"")
+                )
+                if refused is not None and self._ready is not None and not self._ready.done():
+                    self._fail(refused)  # never joined: this URL is wrong, retrying cannot help
+                    return
+                self._last_error = refused or exc
+                log.info("connection to %s refused: %s", self.url, exc, extra=self._ids())
             except (OSError, TimeoutError, WebSocketException, _Retry) as exc:
                 self._last_error = exc
                 log.info("connection to %s lost: %r", self.url, exc, extra=self._ids())
@@ -541,7 +565,12 @@ class DocumentSession:
                 fut.exception()  # the caller may have given up already
 
     async def _serve(self, ws: ClientConnection) -> None:
-        hello = p.Hello(client_id=self.client_id, token=self._token, user=self._hello_user)
+        hello = p.Hello(
+            client_id=self.client_id,
+            token=self._token,
+            user=self._hello_user,
+            key=None if self._token else self._key,
+        )
         await ws.send(_encode(hello))
         rest: list[p.ServerMessage] = []
         async with asyncio.timeout(self._connect_timeout_s):
@@ -804,6 +833,7 @@ def connect(
     name: str = "",
     mode: Mode = "thin",
     client_id: str | None = None,
+    key: str | None = None,
     user: p.User | None = None,
     create: bool = True,
     document: Document | None = None,
@@ -821,7 +851,9 @@ def connect(
     ``mode="thin"`` keeps plain values and rebases by OT (light; edits need the server);
     ``"replica"`` keeps a full CRDT copy (``document``, to resume a saved one) that works offline.
     ``client_id`` identifies this client across reconnects (random by default); ``token`` is the
-    access token when the server requires one; ``name`` (or ``user``) is shown to others.
+    access token when the server requires one; ``name`` (or ``user``) is shown to others. Without
+    auth, ``key`` (16-128 characters, kept secret) makes you the author of your chat messages
+    across sessions (default: random, for this session only).
     ``create``: create the document if it does not exist (else ``ServerError(unknown_document)``).
     ``reconnect``: reconnect after a lost connection, waiting ``min(backoff_max_s, backoff_base_s
     * 2**attempt)`` times a random factor in [0.5, 1). ``connect_timeout_s`` bounds the first
@@ -837,6 +869,7 @@ def connect(
             user=user,
             mode=mode,
             client_id=client_id,
+            key=key,
             create=create,
             document=document,
             reconnect=reconnect,

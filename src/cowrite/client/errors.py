@@ -26,3 +26,17 @@ class SessionClosed(ClientError):
 
 class NotSynced(ClientError):
     """The session closed with local edits the server has not acknowledged (they are lost)."""
+
+
+def refused_handshake(url: str, status: int, reason: str, body: bytes) -> ConnectionError | None:
+    """The error for an HTTP answer to the WebSocket handshake that retrying cannot change (a
+    wrong path, a proxy's refusal), or None when it may pass (408, 429, 5xx: retry)."""
+    if not 400 <= status < 500 or status in (408, 429):
+        return None
+    said = " ".join(body.decode("utf-8", "replace").split())[:200]
+    hint = " (the endpoint is /ws, e.g. ws://127.0.0.1:8000/ws)" if status in (403, 404) else ""
+    return ConnectionError(
+        f"{url} refused the WebSocket: HTTP {status} {reason}".rstrip()
+        + (f": {said}" if said else "")
+        + hint
+    )

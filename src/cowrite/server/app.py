@@ -73,11 +73,17 @@ class Cowrite:
         self.connections: set[Connection] = set()
         self.ready = False
         self.shutting_down = False
+        self.startup_error: Exception | None = None
+        """Why ``startup`` failed (``cowrite serve`` says it in one line)."""
 
     async def startup(self) -> None:
-        await self.store.open()
-        await self.bus.open()
-        await self.hub.start()
+        try:
+            await self.store.open()
+            await self.bus.open()
+            await self.hub.start()
+        except Exception as exc:
+            self.startup_error = exc
+            raise
         self.ready = True
         if self.settings.secret and len(self.settings.secret.encode()) < 32:
             log.warning("weak secret: HS256 tokens want a secret of at least 32 bytes")

@@ -2,12 +2,18 @@
 
 Claims: ``sub`` (user id), ``name``, ``color`` (optional), ``exp``, and ``docs``: an object from
 document id (or ``"*"``) to a list of rights: ``read`` (watch, presence), ``write`` (edit),
-``chat``, ``admin`` (delete). Restoring a version needs ``write``. Without a configured secret
-everyone gets every right. Secrets shorter than 32 bytes are accepted but logged as weak.
+``chat``, ``admin`` (delete). Restoring a version needs ``write``. ``write``, ``chat`` and
+``admin`` each imply ``read``: a document's chat lives in its room, so whoever may chat there sees
+the document, its presence and its chat. Without a configured secret everyone gets every right.
+Secrets shorter than 32 bytes are accepted but logged as weak.
+
+With a secret the token is the identity: its name is shown in presence and chat (a client cannot
+rename itself), and its ``exp`` ends the WebSocket session (``expires_at``), not only the hello.
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass, field
 
@@ -27,12 +33,27 @@ class Identity:
     name: str = ""
     color: str = ""
     docs: dict[str, frozenset[str]] = field(default_factory=dict)
+    expires_at: float | None = None
+    """The token's ``exp`` (seconds since the epoch); None without auth."""
+
+    @property
+    def authenticated(self) -> bool:
+        """Named by a verified token (whose name the client may not change)."""
+        return self.expires_at is not None
 
     def rights(self, doc_id: str) -> frozenset[str]:
         rights = self.docs.get(doc_id, self.docs.get("*", frozenset()))
-        if ("write" in rights or "admin" in rights) and "read" not in rights:
+        if "read" not in rights and ("write" in rights or "admin" in rights or "chat" in rights):
             rights = rights | {"read"}  # (a new set only when needed: one per connection adds up)
         return rights
+
+
+def anonymous_id(key: str | None, session: str) -> str:
+    """Without auth, who a user is: a digest of the secret ``key`` its client keeps (public and
+    unforgeable, unlike the ``client_id`` every edit shows), or one connection's own id."""
+    if key is None:
+        return f"s-{session[:16]}"
+    return "k-" + hashlib.sha256(b"cowrite user key\0" + key.encode()).hexdigest()[:24]
 
 
 def anonymous(user_id: str, name: str = "") -> Identity:
@@ -65,6 +86,7 @@ def verify(token: str | None, secret: str) -> Identity:
         name=str(claims.get("name", "")),
         color=str(claims.get("color", "")),
         docs=docs,
+        expires_at=float(claims["exp"]),
     )
 
 

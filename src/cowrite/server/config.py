@@ -137,3 +137,17 @@ class Settings:
             raise ValueError("instance_heartbeat_s must be positive")
         if self.instance_timeout_s <= self.instance_heartbeat_s:
             raise ValueError("instance_timeout_s must exceed instance_heartbeat_s")
+        if self.database is not None and not self.database.startswith(
+            ("postgresql://", "postgres://")
+        ):  # never a SQLite file named after a mistyped URL
+            raise ValueError(
+                f"--database {self.database!r} (COWRITE_DATABASE) is not a postgresql:// URL "
+                "(for SQLite use --data FILE)"
+            )
+        if "://" in self.data:
+            raise ValueError(
+                f"--data {self.data!r} (COWRITE_DATA) is a URL, not a SQLite file "
+                "(PostgreSQL: --database postgresql://...)"
+            )
+        if self.redis is not None and not self.redis.startswith(("redis://", "rediss://")):
+            raise ValueError(f"--redis {self.redis!r} (COWRITE_REDIS) is not a redis:// URL")

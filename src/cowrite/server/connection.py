@@ -22,6 +22,7 @@ import math
 import time
 import uuid
 import weakref
+from dataclasses import replace
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -29,7 +30,7 @@ from starlette.websockets import WebSocket
 from cowrite import protocol as p
 from cowrite.adapters.store import StoreError
 from cowrite.rooms.room import RoomError
-from cowrite.server.auth import AuthError, Identity, anonymous, verify
+from cowrite.server.auth import AuthError, Identity, anonymous, anonymous_id, verify
 from cowrite.server.config import Settings
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
@@ -39,6 +40,7 @@ from cowrite.server.transport import Link, LinkClosed, open_link
 log = logging.getLogger("cowrite.connection")
 
 CLOSE_OUTBOX_FULL = 4008
+CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_TIMEOUT = 4000
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
@@ -52,6 +54,7 @@ DRAIN_TIMEOUT_S = 2.0
 
 class Connection:
     __slots__ = (
+        "_expiry",
         "_flushing",
         "_greeted",
         "_interrupted",
@@ -105,6 +108,7 @@ class Connection:
         self._shared: Shared | None = None
         self._nonce = 0
         self._greeted = False  # ``hello`` received
+        self._expiry: asyncio.TimerHandle | None = None  # ends the session at the token's exp
 
     # --------------------------------------------------------------- sending
 
@@ -203,6 +207,8 @@ class Connection:
                 log.exception("connection failed", extra=self._ids())
         finally:
             self._receiving = False
+            if self._expiry is not None:
+                self._expiry.cancel()
             if self._shared is not None:
                 self._shared.discard(self)
             for doc_id in list(self.docs):
@@ -317,13 +323,16 @@ class Connection:
                 return False
         else:
             name = msg.user.name if msg.user else ""
-            self.identity = anonymous(msg.client_id, name)
+            self.identity = anonymous(anonymous_id(msg.key, self.session), name)
         user = p.User(
             id=self.identity.user_id,
             name=(msg.user.name if msg.user and not secret else self.identity.name) or "Anonymous",
             color=(msg.user.color if msg.user else "") or self.identity.color,
         )
-        self.identity = Identity(user.id, user.name, user.color, self.identity.docs)
+        self.identity = replace(self.identity, name=user.name, color=user.color)
+        if self.identity.expires_at is not None:  # rights last until the token's exp, no longer
+            delay = max(0.0, self.identity.expires_at - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._token_expired)
         self.send_message(
             p.Welcome(
                 session=self.session,
@@ -333,6 +342,12 @@ class Connection:
             )
         )
         return True
+
+    def _token_expired(self) -> None:
+        self._expiry = None
+        log.info("token expired", extra=self._ids())
+        self.error(p.ErrorCode.UNAUTHORIZED, "token expired: reconnect with a fresh token")
+        self.close(CLOSE_TOKEN_EXPIRED, "token expired")
 
     def _rate_ok(self, cost: float = 1.0) -> bool:
         now = time.monotonic()

@@ -24,6 +24,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
 from cowrite import protocol as p
 from cowrite.adapters.bus import Bus
 from cowrite.adapters.store import (
@@ -897,6 +899,9 @@ class Hub:
             if size > self.settings.max_presence_bytes:
                 limit = self.settings.max_presence_bytes
                 raise RoomError(p.ErrorCode.TOO_LARGE, f"presence fields of {size} bytes > {limit}")
+        if msg.user is not None and msg.user.name and peer.identity.authenticated:
+            # the token names the user: nobody may appear (in presence or chat) as someone else
+            msg = msgspec.structs.replace(msg, user=msgspec.structs.replace(msg.user, name=""))
         self.submit(lr, lr.room.presence(peer.session, msg, self.now_ms()), peer, time.monotonic())
 
     async def chat_send(self, peer: Peer, msg: p.ChatSend) -> None:

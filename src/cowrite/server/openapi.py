@@ -71,7 +71,7 @@ DOC = _param(
     "doc",
     "path",
     "Document id: 1-128 characters of A-Z a-z 0-9 . _ ~ -",
-    {"type": "string", "pattern": "^[A-Za-z0-9._~-]{1,128}$"},
+    {"type": "string", "pattern": "^(?!\\.\\.?$)[A-Za-z0-9._~-]{1,128}$"},
 )
 LIMIT = _param("limit", "query", "Page size", {"type": "integer", "minimum": 1, "maximum": 1000})
 
@@ -164,6 +164,14 @@ def _paths() -> dict[str, Any]:
                         "query",
                         "Return documents with ids after this one (the previous page's `next`)",
                         {"type": "string"},
+                    ),
+                    _param(
+                        "q",
+                        "query",
+                        "Search: documents whose title or id contains this (any case). A search"
+                        " reads a bounded slice of the documents per request, so a page may hold"
+                        " fewer than `limit` (even none) and still have a `next`",
+                        {"type": "string", "maxLength": 200},
                     ),
                 ],
             )

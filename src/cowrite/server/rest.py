@@ -108,7 +108,8 @@ class DocumentOut(msgspec.Struct):
 
 
 class DocumentPage(msgspec.Struct):
-    """A page of documents by id; pass ``next`` as ``after`` for the next page (null: last)."""
+    """A page of documents by id; pass ``next`` as ``after`` for the next page (null: last). A
+    search (``q``) may return fewer than ``limit`` documents, even none, with a ``next``."""
 
     documents: list[DocumentOut]
     next: str | None
@@ -275,6 +276,26 @@ def _int_param(request: Request, name: str, default: int | None, lo: int, hi: in
     if not lo <= value <= hi:
         raise HTTPError(400, "bad_request", f"{name} must be between {lo} and {hi}")
     return value
+
+
+SEARCH_SCAN = 5_000
+"""Documents a search (``q``) reads per request at most; past that it returns what it found and
+a ``next`` to go on from, so one request never reads the whole store."""
+MAX_QUERY_CHARS = 200
+
+
+def _search_query(request: Request) -> str | None:
+    """``q``: a case-insensitive substring of the title or the id (None: no search)."""
+    raw = request.query_params.get("q")
+    if raw is None or not raw.strip():
+        return None
+    if len(raw) > MAX_QUERY_CHARS:
+        raise HTTPError(400, "bad_request", f"q must be at most {MAX_QUERY_CHARS} characters")
+    return raw.strip().casefold()
+
+
+def _matches(info: DocumentInfo, query: str | None) -> bool:
+    return query is None or query in info.title.casefold() or query in info.id.casefold()
 
 
 def _doc_id(request: Request) -> str:
@@ -447,20 +468,28 @@ def routes(state: Cowrite) -> list[Route]:
                 validate_doc_id(after)
             except ValueError as exc:
                 raise HTTPError(400, "bad_request", f"after: {exc}") from None
+        query = _search_query(request)
         out: list[DocumentOut] = []
         cursor = after
         more = False
+        scanned = 0
         while True:  # pages of the store, skipping documents the token may not read
             page = await store.list_documents(limit=limit + 1, after=cursor)
             for info in page:
-                if "read" in identity.rights(info.id):
+                if "read" in identity.rights(info.id) and _matches(info, query):
                     if len(out) == limit:
                         more = True
                         break
                     out.append(_info(info))
                 cursor = info.id
+                scanned += 1
+                if query is not None and scanned >= SEARCH_SCAN and info is not page[-1]:
+                    more = True  # a search reads a bounded slice per request: go on from here
+                    break
             if more or len(page) <= limit:
                 break
+        if more and query is not None:
+            return _json(DocumentPage(out, cursor))
         return _json(DocumentPage(out, out[-1].id if more and out else None))
 
     async def create_document(request: Request) -> Response:

@@ -36,8 +36,37 @@ def configure_logging(level: str = "info", json_logs: bool = True) -> None:
     root.setLevel(level.upper())
 
 
+class _NoStartupTraceback(logging.Filter):
+    """uvicorn logs a failed startup's whole traceback as one log line; ``serve`` says why in
+    one plain line instead. Remembers uvicorn's last error (a port in use...) for that line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_error = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Traceback (most recent call last)"):
+            return False
+        if record.levelno >= logging.ERROR:
+            self.last_error = record.getMessage()
+        return True
+
+
 class _Server(uvicorn.Server):
-    """On SIGTERM/SIGINT: tell clients to reconnect and close them, then let uvicorn stop."""
+    """Prints the URL to open once listening. On SIGTERM/SIGINT: tell clients to reconnect and
+    close them, then let uvicorn stop."""
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                if host in ("0.0.0.0", "::"):
+                    host = "127.0.0.1"
+                if ":" in host:
+                    host = f"[{host}]"
+                print(f"cowrite is running: open http://{host}:{port}/", flush=True)
+                return
 
     async def shutdown(self, sockets: Any = None) -> None:
         app = self.config.loaded_app
@@ -88,5 +117,27 @@ def serve(
     configure_logging(log_level, settings.log_json)
     server = _Server(server_config(create_app(settings), settings))
     tune_for_latency()  # no full GC pauses every few seconds (see gcpolicy)
-    server.run()
+    quiet = _NoStartupTraceback()
+    logging.getLogger("uvicorn.error").addFilter(quiet)
+    try:
+        server.run()
+    except SystemExit:  # uvicorn's way of saying it could not start
+        error = app.state.cowrite.startup_error
+        reason = _one_line(error) if error is not None else quiet.last_error or "see the log"
+        print(f"cowrite serve: cannot start: {reason}", file=sys.stderr)
+        return 1
+    finally:
+        logging.getLogger("uvicorn.error").removeFilter(quiet)
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """The error and its causes, as one line: "SQLite: cannot open x.db: unable to open ..."."""
+    parts: list[str] = []
+    seen: BaseException | None = error
+    while seen is not None and len(parts) < 4:
+        text = " ".join(str(seen).split()) or type(seen).__name__
+        if not any(text in part for part in parts):
+            parts.append(text)
+        seen = seen.__cause__ or seen.__context__
+    return ": ".join(parts)[:300]

@@ -27,7 +27,7 @@ MAX_INT64 = 2**63 - 1
 PostgreSQL BIGINT); callers bound what clients send to this at the edge (`cowrite.protocol`)."""
 MIN_INT64 = -(2**63)
 
-_DOC_ID = re.compile(r"[A-Za-z0-9._~-]{1,128}")
+_DOC_ID = re.compile(r"(?!\.\.?$)[A-Za-z0-9._~-]{1,128}")  # not "." or "..": path segments
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -149,11 +149,12 @@ class ChatMessage:
 
 
 def validate_doc_id(doc_id: str) -> str:
-    """Return ``doc_id`` if it is 1-128 characters of ``[A-Za-z0-9._~-]``; raise `ValueError`."""
+    """Return ``doc_id`` if it is 1-128 characters of ``[A-Za-z0-9._~-]`` other than ``.`` and
+    ``..``; raise `ValueError`."""
     if not isinstance(doc_id, str) or _DOC_ID.fullmatch(doc_id) is None:
         raise ValueError(
             f"invalid document id {doc_id!r}: expected 1-{MAX_DOC_ID_CHARS} characters "
-            "of A-Z a-z 0-9 . _ ~ -"
+            "of A-Z a-z 0-9 . _ ~ - (not . or ..)"
         )
     return doc_id
 

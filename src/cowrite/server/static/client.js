@@ -1132,6 +1132,42 @@ function randomHex(bytes) {
   return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// src/persist.js
+var FORMAT = 1;
+function slotsIn(entries) {
+  return new Map(entries.map(([k, slot]) => [k, slot.payload && slot.payload.$cowriteDeleted === true ? { ...slot, payload: DELETED } : slot]));
+}
+function importThin(state, saved) {
+  if (!saved || saved.format !== FORMAT || saved.doc !== state.doc || saved.clientId !== state.clientId) return false;
+  if (saved.version === null || !saved.inflight && !saved.pending.length) return false;
+  state.version = saved.version;
+  state.epoch = saved.epoch || "";
+  state.vv = saved.vv ? { ...saved.vv } : null;
+  state.server = new Map(saved.server);
+  state.local = new Map(saved.local);
+  state.kinds = new Map(saved.kinds);
+  state.roots = { ...saved.roots };
+  state.rights = saved.rights.slice();
+  state._prefix = saved.prefix;
+  state._edits = saved.edits;
+  state._history = [];
+  state._historyFrom = saved.version;
+  state.pending = slotsIn(saved.pending);
+  state.inflight = saved.inflight ? { editId: saved.inflight.editId, ops: slotsIn(saved.inflight.ops), sent: false } : null;
+  if (!state.inflight) {
+    const ops = /* @__PURE__ */ new Map();
+    for (const [k, slot] of state.pending) {
+      if (ops.size >= state.maxBatchOps) break;
+      ops.set(k, slot);
+    }
+    for (const k of ops.keys()) state.pending.delete(k);
+    state._edits++;
+    state.inflight = { editId: `${state._prefix}-${state._edits}`, ops, sent: false };
+  }
+  state.joined = false;
+  return true;
+}
+
 // src/client.js
 var PROTOCOL_VERSION = 1;
 var Emitter = class {
@@ -1191,6 +1227,7 @@ var CowriteClient = class extends Emitter {
     this.clientId = options.clientId || `js-${randomHex(8)}`;
     this.user = { ...options.user || {} };
     this.token = options.token ?? null;
+    this.key = options.key || randomHex(16);
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
     const rc = options.reconnect || {};
     this.reconnectOptions = {
@@ -1273,12 +1310,14 @@ var CowriteClient = class extends Emitter {
   }
   /**
    * Open document `id` (returns its DocumentSession at once; `await session.ready` for the
-   * first `joined`). Options: create (create it if missing).
+   * first `joined`). Options: create (create it if missing), restore (a state saved by
+   * persist.js before a reload: its unacknowledged edits are resent, at most once).
    */
-  open(id, { create = false } = {}) {
+  open(id, { create = false, restore = null } = {}) {
     let session = this.docs.get(id);
     if (session) return session;
     session = new DocumentSession(this, id, { create });
+    if (restore) session._restore(restore);
     this.docs.set(id, session);
     if (this.connected) session._join();
     return session;
@@ -1329,6 +1368,7 @@ var CowriteClient = class extends Emitter {
       this._lastFrameAt = now();
       const hello = { type: "hello", client_id: this.clientId, protocol: PROTOCOL_VERSION, user: this._userMessage() };
       if (this.token) hello.token = this.token;
+      else hello.key = this.key;
       ws.send(JSON.stringify(hello));
     };
     ws.onmessage = (event) => {
@@ -1453,6 +1493,8 @@ var DocumentSession = class extends Emitter {
     this.chat = /* @__PURE__ */ new Map();
     this.chatHasMore = false;
     this.savingPending = false;
+    this.restored = false;
+    this.beforeBatch = null;
     this.closed = false;
     this.deleted = false;
     this._readyResolve = null;
@@ -1586,6 +1628,11 @@ var DocumentSession = class extends Emitter {
     this.client._forget(this.id);
   }
   // ---------------------------------------------------------------------- internals
+  /** Before the first join: take back the unacknowledged edits of a saved state. */
+  _restore(saved) {
+    this.restored = importThin(this.state, saved);
+    this._synced = this.state.synced;
+  }
   _checkOpen() {
     if (this.closed) throw new Error(`document ${this.id} was left`);
   }
@@ -1626,10 +1673,18 @@ var DocumentSession = class extends Emitter {
       return;
     }
     const batch = this.state.takeBatch();
-    if (batch) {
-      this._lastBatchAt = now();
+    if (!batch) return;
+    this._lastBatchAt = now();
+    const written = this.beforeBatch ? this.beforeBatch(batch) : null;
+    if (!written) {
       this.client.send(batch);
+      return;
     }
+    const ws = this.client._ws;
+    written.then(() => {
+      const inflight = this.state.inflight;
+      if (this.client._ws === ws && inflight?.editId === batch.edit_id && inflight.sent && !this.closed) this.client.send(batch);
+    });
   }
   _afterFrame() {
     if (this._cursorRejectedAt !== null && this.state.version !== this._cursorRejectedAt) {
