@@ -115,7 +115,8 @@ def serve(
         print(f"cowrite serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(log_level, settings.log_json)
-    server = _Server(server_config(create_app(settings), settings))
+    app = create_app(settings)
+    server = _Server(server_config(app, settings))
     tune_for_latency()  # no full GC pauses every few seconds (see gcpolicy)
     quiet = _NoStartupTraceback()
     logging.getLogger("uvicorn.error").addFilter(quiet)
