@@ -41,6 +41,13 @@ class Identity:
         """Named by a verified token (whose name the client may not change)."""
         return self.expires_at is not None
 
+    @property
+    def key_owner(self) -> str:
+        """Whose edit keys this identity's edits carry (``edit_keys.key_client``): the token's
+        user, or "" without auth, where keys are the client's own (an anonymous user id may
+        change with every connection, and a resend after a reconnect must still match)."""
+        return self.user_id if self.authenticated else ""
+
     def rights(self, doc_id: str) -> frozenset[str]:
         rights = self.docs.get(doc_id, self.docs.get("*", frozenset()))
         if "read" not in rights and ("write" in rights or "admin" in rights or "chat" in rights):

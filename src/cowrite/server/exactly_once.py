@@ -28,8 +28,8 @@ log = logging.getLogger("cowrite.hub")
 
 
 def peer_key_client(peer: Peer) -> str:
-    """The client part of ``peer``'s edit keys: its client id scoped by its user."""
-    return key_client(peer.identity.user_id, peer.client_id)
+    """The client part of ``peer``'s edit keys: its client id scoped by its user (with auth)."""
+    return key_client(peer.identity.key_owner or peer.client_id, peer.client_id)
 
 
 class ExactlyOnce:

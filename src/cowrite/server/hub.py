@@ -783,7 +783,7 @@ class Hub:
                 mode=msg.mode,
                 rights=rights,
                 last_active_ms=self.now_ms(),
-                owner=peer.identity.user_id,
+                owner=peer.identity.key_owner,
             )
             if msg.inflight is not None:  # stored, and forgotten here? the store tells
                 await self.exactly_once.recognise_inflight(peer, msg)
