@@ -104,7 +104,13 @@ def test_there_are_enough_vectors_and_they_follow_the_schema() -> None:
         vector = json.loads(path.read_text(encoding="utf-8"))
         assert vector["name"] == path.stem
         assert set(vector) == {
-            "name", "about", "client", "initial", "server_history", "steps", "final"
+            "name",
+            "about",
+            "client",
+            "initial",
+            "server_history",
+            "steps",
+            "final",
         }
         for step in vector["steps"]:
             assert step["event"] in EVENTS, (path.name, step)
@@ -115,7 +121,9 @@ def test_there_are_enough_vectors_and_they_follow_the_schema() -> None:
 def test_the_python_client_follows_the_vector(path: Path) -> None:
     vector = json.loads(path.read_text(encoding="utf-8"))
     client = vector["client"]
-    state = ThinDocState(client["doc"], client["client_id"], edit_id_prefix=client["edit_id_prefix"])
+    state = ThinDocState(
+        client["doc"], client["client_id"], edit_id_prefix=client["edit_id_prefix"]
+    )
     for i, step in enumerate(vector["steps"]):
         got = run_step(state, step)
         assert got == step["expect"], f"{path.name} step {i} ({step['event']})"

@@ -17,9 +17,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # room_link.py, vectors.py
 
-from vectors import DOC, Json, Scenario
-
 from cowrite import protocol as p
+from vectors import DOC, Json, Scenario
 
 OUT = Path(__file__).resolve().parent / "thin"
 TEXT = "text:body"

@@ -52,7 +52,7 @@ def new_room(*, log_capacity: int = 10_000, replica: int = 1) -> Room:
 
 
 def builtins(msg: Any) -> Any:
-    """A message or op as the JSON the wire carries (defaults left out where the wire omits them)."""
+    """A message or op as the JSON the wire carries (defaults left out where it omits them)."""
     return msgspec.to_builtins(msg)
 
 
@@ -97,7 +97,9 @@ class RoomHost:
         """The server reads the next frame ``link`` sent."""
         msg = link.up.popleft()
         if isinstance(msg, p.Join):
-            member = Member(link.session, link.client_id, p.User(id=link.client_id), "thin", RIGHTS, 0)
+            member = Member(
+                link.session, link.client_id, p.User(id=link.client_id), "thin", RIGHTS, 0
+            )
             try:
                 outcome = self.room.join(member, msg, [])
             except RoomError as exc:
@@ -114,7 +116,9 @@ class RoomHost:
         try:
             outcome = self.room.edit(link.session, msg, 0)
         except RoomError as exc:
-            link.down.append(p.Error(code=exc.code, message=exc.message, doc=DOC, edit_id=msg.edit_id))
+            link.down.append(
+                p.Error(code=exc.code, message=exc.message, doc=DOC, edit_id=msg.edit_id)
+            )
             if exc.resync:
                 link.down.append(p.Resync(doc=DOC, reason=exc.message))
             return
@@ -130,7 +134,13 @@ class RoomHost:
             link.up.append(p.Join(doc=DOC))
             self.serve(link)
         msg = msgspec.convert(
-            {"type": "edit", "doc": DOC, "edit_id": edit_id, "version": self.room.version, "ops": ops},
+            {
+                "type": "edit",
+                "doc": DOC,
+                "edit_id": edit_id,
+                "version": self.room.version,
+                "ops": ops,
+            },
             p.Edit,
         )
         self.edit(link, msg)

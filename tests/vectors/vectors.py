@@ -213,7 +213,7 @@ class Scenario:
         self.steps.append({**event, "expect": expect})
 
     def finish(self) -> Json:
-        """Settle (rejoin, send, read, deliver until quiet), check convergence, return the vector."""
+        """Settle (rejoin, send, read, deliver until quiet), check convergence; the vector."""
         for _ in range(1000):
             c = self.client
             if self.link is None or not self.link.open or c.rejoin_needed:
