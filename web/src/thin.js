@@ -1,4 +1,4 @@
-// The thin client of one document, sans I/O: the Jupiter/Wave client of docs/protocol.md.
+// The thin client of one document, sans I/O: steps T1-T10 of docs/protocol.md (the spec).
 // A port of cowrite's Python SDK core (cowrite/client/thin.py); same algorithm, same names.
 //
 // Per document the client keeps:

@@ -1,4 +1,4 @@
-"""The thin client of one document, sans I/O: the Jupiter/Wave client of ``docs/protocol.md``.
+"""The thin client of one document, sans I/O: steps T1-T10 of ``docs/protocol.md``.
 
 The client keeps three things per document:
 
