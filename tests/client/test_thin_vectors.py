@@ -95,6 +95,7 @@ def run_step(state: ThinDocState, step: dict[str, Any]) -> dict[str, Any]:
     got["shows"] = {node: state.value(node) for node in sorted(state.local)}
     got["version"] = state.version
     got["synced"] = state.synced
+    got["rejoin"] = state.rejoin_needed
     return got
 
 
@@ -114,7 +115,7 @@ def test_there_are_enough_vectors_and_they_follow_the_schema() -> None:
         }
         for step in vector["steps"]:
             assert step["event"] in EVENTS, (path.name, step)
-            assert {"shows", "version", "synced"} <= set(step["expect"])
+            assert {"shows", "version", "synced", "rejoin"} <= set(step["expect"])
 
 
 @pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])

@@ -210,6 +210,7 @@ class Scenario:
         expect["shows"] = {node: c.value(node) for node in sorted(c.local)}
         expect["version"] = c.version
         expect["synced"] = c.synced
+        expect["rejoin"] = c.rejoin_needed
         self.steps.append({**event, "expect": expect})
 
     def finish(self) -> Json:

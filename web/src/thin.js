@@ -118,6 +118,7 @@ export class ThinDocState {
     this.rejoinNeeded = false;
     this.maxBatchOps = maxBatchOps;
     this._wantSnapshot = false;
+    this._joinSent = false; // a join is out and unanswered (its answer covers any rejoin: T6)
     this._prefix = editIdPrefix || randomHex(6);
     this._edits = 0;
     this._history = [];
@@ -201,6 +202,7 @@ export class ThinDocState {
   joinMessage({ create = false } = {}) {
     const version = this._wantSnapshot ? null : this.version;
     this.joined = false;
+    this._joinSent = true;
     this.rejoinNeeded = false;
     if (this.inflight) this.inflight.sent = false;
     const msg = { type: "join", doc: this.doc, mode: "thin" };
@@ -248,6 +250,7 @@ export class ThinDocState {
     this.joined = true;
     this.rejoinNeeded = false;
     this._wantSnapshot = false;
+    this._joinSent = false;
     this.epoch = msg.epoch || "";
     this.rights = (msg.rights || []).slice();
     if (msg.roots) this.roots = { ...msg.roots };
@@ -267,7 +270,7 @@ export class ThinDocState {
   }
 
   onRemote(msg) {
-    if (this.version === null || msg.version <= this.version) return [];
+    if (this.version === null || msg.version <= this.version || !this.joined) return []; // T5, T6
     if (msg.version !== this.version + 1) {
       this.requestRejoin();
       return [];
@@ -303,7 +306,7 @@ export class ThinDocState {
 
   onAck(msg) {
     const batch = this.inflight;
-    if (!batch || msg.edit_id !== batch.editId || this.version === null) return [];
+    if (!batch || msg.edit_id !== batch.editId || this.version === null || !this.joined) return [];
     if (msg.version > this.version + 1) {
       this.requestRejoin();
       return [];
@@ -362,6 +365,7 @@ export class ThinDocState {
       return { action: "rejected", changes };
     }
     if (!msg.edit_id && (code === "stale_version" || code === "future_version")) {
+      this._joinSent = false; // it refused our join
       this.requestRejoin({ snapshot: true });
       return { action: "rejoin", changes: [] };
     }
@@ -378,10 +382,12 @@ export class ThinDocState {
 
   onDisconnect() {
     this.joined = false;
+    this._joinSent = false;
     if (this.inflight) this.inflight.sent = false;
   }
 
   requestRejoin({ snapshot = false } = {}) {
+    if (this._joinSent) return; // the server sent what asks for it before reading our join: T6
     this.rejoinNeeded = true;
     this.joined = false;
     if (snapshot) this._wantSnapshot = true;

@@ -4,9 +4,12 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { test } from "node:test";
+import { pathToFileURL } from "node:url";
 import { ThinDocState } from "../src/thin.js";
 
-const DIR = new URL("../../tests/vectors/thin/", import.meta.url);
+// COWRITE_VECTORS=<folder>: run other vectors (tests/vectors/differential.py writes fresh ones).
+const OTHER = process.env.COWRITE_VECTORS;
+const DIR = OTHER ? pathToFileURL(OTHER.replace(/\/?$/, "/")) : new URL("../../tests/vectors/thin/", import.meta.url);
 const FILES = readdirSync(DIR).filter((f) => f.endsWith(".json")).sort();
 
 /** Wire JSON with `"key": null` left out (the vectors' spelling of a register write). */
@@ -76,6 +79,7 @@ function runStep(state, step) {
   got.shows = Object.fromEntries([...state.local.keys()].sort().map((node) => [node, state.value(node)]));
   got.version = state.version;
   got.synced = state.synced;
+  got.rejoin = state.rejoinNeeded;
   return got;
 }
 
