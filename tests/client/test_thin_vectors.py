@@ -6,6 +6,7 @@ regenerating them from the real ``Room`` must give the committed files."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cowrite import protocol as p
 from cowrite.client.thin import ThinDocState
@@ -146,6 +149,44 @@ def test_regenerating_the_vectors_from_the_room_gives_the_committed_files() -> N
         assert (VECTORS / "thin" / name).read_text(encoding="utf-8") == text, (
             f"{name} is stale: run python tests/vectors/generate.py"
         )
+
+
+def _fuzz() -> Any:
+    sys.path.insert(0, str(VECTORS))
+    try:
+        import fuzz
+        import generate
+    finally:
+        sys.path.remove(str(VECTORS))
+    return fuzz, generate
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rng=st.randoms(use_true_random=False))
+def test_random_schedules_keep_the_sdk_with_the_room(rng: Any) -> None:
+    """Recording checks every step against the real Room (see ``vectors.py``); Hypothesis draws
+    the schedule (and shrinks it when a check fails)."""
+    fuzz, _ = _fuzz()
+    fuzz.Fuzz("hypothesis", rng, 50).run().finish()
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_python_and_javascript_agree_on_fresh_random_schedules(tmp_path: Path) -> None:
+    """Differential: 40 more seeded schedules, recorded from the SDK against the Room, replayed
+    by ``thin.js`` (``COWRITE_VECTORS`` points the node runner at them)."""
+    fuzz, generate = _fuzz()
+    for seed in range(1000, 1040):
+        vector = fuzz.fuzz(seed, 60)().finish()
+        (tmp_path / f"fuzz-{seed}.json").write_text(generate.render(vector), encoding="utf-8")
+    done = subprocess.run(
+        [NODE or "node", "--test", str(ROOT / "web" / "test" / "thin_vectors.test.js")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "COWRITE_VECTORS": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-3000:]
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed")

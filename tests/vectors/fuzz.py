@@ -14,7 +14,14 @@ from typing import Any
 
 from vectors import Json, Scenario
 
-FUZZ_SEEDS = (1, 2, 3, 4, 5, 6, 7, 8)
+FOUND_TWICE = ": found remotes received between join and joined applied twice (fixed)"
+FOUND_JOINS = ": found error + resync sending two joins, the second answer applied twice (fixed)"
+FUZZ: list[tuple[int, int, str]] = [(seed, 40, "") for seed in range(1, 9)] + [
+    (287, 60, FOUND_TWICE),
+    (310, 60, FOUND_TWICE),
+    (563, 60, FOUND_JOINS),
+]
+"""(seed, steps, what it found) of the vectors ``fuzz-<seed>``."""
 TEXT = "text:body"
 NOTES = "text:notes"
 LIST = "list:items"
@@ -36,18 +43,16 @@ def _seq_edit(rng: random.Random, value: Any, item: Any) -> list[Any]:
     return [c for c in op if c != 0]
 
 
-class _Fuzz:
-    def __init__(self, seed: int, steps: int) -> None:
-        self.rng = random.Random(seed)
-        self.seed = seed
+class Fuzz:
+    """A random schedule drawn from ``rng`` (``random.Random(seed)``, or Hypothesis' randoms)."""
+
+    def __init__(self, name: str, rng: random.Random, steps: int, about: str = "") -> None:
+        self.rng = rng
+        self.name = name
         self.steps = steps
         self.n = 0
         self.nested = False
-        self.s = Scenario(
-            f"fuzz-{seed}",
-            f"a random schedule (tests/vectors/fuzz.py, seed {seed})",
-            log_capacity=4,
-        )
+        self.s = Scenario(name, about or f"a random schedule ({name})", log_capacity=4)
 
     def char(self) -> str:
         self.n += 1
@@ -153,16 +158,17 @@ class _Fuzz:
                 s.disconnect()
             elif not up or c.rejoin_needed:
                 if rng.random() < 0.3:
-                    s.new_epoch(f"e{self.seed}-{len(s.steps)}")
+                    s.new_epoch(f"{self.name}-{len(s.steps)}")
                 s.join()
         return s
 
 
-def fuzz(seed: int, steps: int = 40) -> Callable[[], Scenario]:
+def fuzz(seed: int, steps: int = 40, found: str = "") -> Callable[[], Scenario]:
     """The builder of vector ``fuzz-<seed>``."""
 
     def build() -> Scenario:
-        return _Fuzz(seed, steps).run()
+        why = f"a random schedule (tests/vectors/fuzz.py, seed {seed}, {steps} steps){found}"
+        return Fuzz(f"fuzz-{seed}", random.Random(seed), steps, why).run()
 
     build.__name__ = f"fuzz_{seed}"
     return build

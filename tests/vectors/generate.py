@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # room_link.py, vectors.py
 
-from fuzz import FUZZ_SEEDS, fuzz
+from fuzz import FUZZ, fuzz
 
 from cowrite import protocol as p
 from vectors import DOC, Json, Scenario
@@ -469,6 +469,34 @@ def remotes_between_join_and_joined() -> Scenario:
 
 
 @scenario
+def one_join_outstanding() -> Scenario:
+    s = Scenario(
+        "one-join-outstanding",
+        "error stale_version asks for a rejoin; the resync that comes with it arrives after the "
+        "join is sent and asks for nothing more (the join's answer covers it): one join, whose "
+        "answer (a diff from our state) is applied once",
+        log_capacity=2,
+    )
+    joined(s, "abc")
+    s.local(seq([3, "!"]))
+    s.send()
+    for i in range(3):
+        s.other("bob", seq([i + 1, str(i)]))
+    s.server_reads()
+    s.deliver(4)  # three remotes, error stale_version: rejoin
+    s.join()
+    s.deliver()  # resync: no second join
+    for _ in range(3):
+        s.other("bob", seq(["R"], NOTES))
+    s.server_reads()
+    s.deliver_all()
+    s.send()
+    s.server_reads()
+    s.deliver()
+    return s
+
+
+@scenario
 def rejoin_by_state_lost_ack() -> Scenario:
     s = Scenario(
         "rejoin-by-state-lost-ack",
@@ -633,8 +661,8 @@ def several_nodes() -> Scenario:
     return s
 
 
-for _seed in FUZZ_SEEDS:
-    SCENARIOS.append(fuzz(_seed))
+for _seed, _steps, _found in FUZZ:
+    SCENARIOS.append(fuzz(_seed, _steps, _found))
 
 
 def render(vector: Json) -> str:
