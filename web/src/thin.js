@@ -266,7 +266,9 @@ export class ThinDocState {
       }
       return [];
     }
-    return this._loadSnapshot(msg.version, msg.snapshot);
+    const batch = this.inflight; // named by `acked`: the snapshot holds it, settle it first (T8)
+    const settled = batch && msg.acked === batch.editId ? this._settle(batch, [])[1] : [];
+    return [...settled, ...this._loadSnapshot(msg.version, msg.snapshot)];
   }
 
   onRemote(msg) {

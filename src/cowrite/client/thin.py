@@ -300,7 +300,9 @@ class ThinDocState:
             elif msg.version != self.version:
                 self.request_rejoin(snapshot=True)
             return []
-        return self._load_snapshot(msg.version, msg.snapshot)
+        batch = self.inflight  # named by ``acked``: the snapshot holds it, settle it first (T8)
+        settled = self._settle(batch, [])[1] if batch and msg.acked == batch.edit_id else []
+        return settled + self._load_snapshot(msg.version, msg.snapshot)
 
     def on_remote(self, msg: p.Remote) -> list[p.EditOp]:
         """Another client's batch (or catch-up): returns it rebased to the local view."""

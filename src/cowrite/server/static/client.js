@@ -609,7 +609,9 @@ var ThinDocState = class {
       }
       return [];
     }
-    return this._loadSnapshot(msg.version, msg.snapshot);
+    const batch = this.inflight;
+    const settled = batch && msg.acked === batch.editId ? this._settle(batch, [])[1] : [];
+    return [...settled, ...this._loadSnapshot(msg.version, msg.snapshot)];
   }
   onRemote(msg) {
     if (this.version === null || msg.version <= this.version || !this.joined) return [];
