@@ -10,6 +10,7 @@ client's version, the local view is server · in-flight · pending, no edit is a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -242,3 +243,36 @@ class Scenario:
             "steps": self.steps,
             "final": {"version": self.room.version, "document": document},
         }
+
+
+# ------------------------------------------------------------- scripting helpers
+
+TEXT = "text:body"
+NOTES = "text:notes"
+LIST = "list:items"
+MAP = "map:meta"
+COUNTER = "counter:clicks"
+REGISTER = "register:title"
+
+
+def seq(edit: list[Any], node: str = TEXT) -> Json:
+    """An index edit (zero retains left out: the server refuses them)."""
+    return {"type": "seq", "node": node, "edit": [c for c in edit if c != 0]}
+
+
+def joined(s: Scenario, seed: str = "", node: str = TEXT) -> Scenario:
+    """Seed the document (by another client) and let the subject join and load it."""
+    if seed:
+        s.other("seed", seq([seed], node))
+    s.join()
+    s.server_reads()
+    s.deliver()
+    return s
+
+
+SCENARIOS: list[Callable[[], Scenario]] = []
+
+
+def scenario(fn: Callable[[], Scenario]) -> Callable[[], Scenario]:
+    SCENARIOS.append(fn)
+    return fn
