@@ -2,7 +2,8 @@
 
 Two to four SDK cores talk to one ``Room`` through ``tests/vectors/room_link.py``: in-memory links
 that never reorder but deliver only when Hypothesis says so, so local edits, sends, deliveries,
-dropped links (losing frames both ways, acks included) and rejoins interleave freely. The room's
+dropped links (losing frames both ways, acks included) and rejoins interleave freely; texts, a
+list, a map and a counter are edited, and a frame is sometimes delivered twice. The room's
 edit log is short (rejoins by version vector), it may change epoch (as another instance would)
 and a client may create a nested node (after which rejoins get snapshots: three-way merges).
 
@@ -34,6 +35,8 @@ from cowrite.rooms.wire import snapshot
 TEXT = "text:body"
 NOTES = "text:notes"
 MAP = "map:meta"
+LIST = "list:items"
+COUNTER = "counter:clicks"
 
 
 class Peer:
@@ -44,6 +47,7 @@ class Peer:
     def __init__(self, client_id: str) -> None:
         self.state = ThinDocState(DOC, client_id, edit_id_prefix=client_id)
         self.link: Link | None = None
+        self.merged = False  # a snapshot was merged three ways (deleted text may come back)
 
     @property
     def up(self) -> bool:
@@ -63,12 +67,14 @@ class Peer:
             assert self.link is not None
             self.link.up.append(batch)
 
-    def read(self, host: RoomHost) -> None:
+    def read(self, host: RoomHost, *, twice: bool = False) -> None:
+        """Deliver the next frame (``twice``: deliver it, then deliver it again)."""
         assert self.link is not None
-        msg = self.link.down.popleft()
+        msg = self.link.down[0] if twice else self.link.down.popleft()
         state = self.state
         if isinstance(msg, p.Joined):
             if state.version is not None:
+                self.merged |= msg.snapshot is not None
                 how = "snapshot" if msg.snapshot is not None else "version"
                 how = "version vector" if msg.ops is not None else how
                 event(f"rejoin by {how}{' (acked)' if msg.acked else ''}")
@@ -119,6 +125,7 @@ class ThinRoomMachine(RuleBasedStateMachine):
         self.inserted: set[str] = set()
         self.deleted: set[str] = set()
         self.epochs = 0
+        self.adds = 0
 
     @initialize(n=st.integers(2, 4))
     def start(self, n: int) -> None:
@@ -144,6 +151,21 @@ class ThinRoomMachine(RuleBasedStateMachine):
             s = "".join(next(self.chars) for _ in range(data.draw(st.integers(1, 3))))
             self.inserted.update(s)
             peer.state.local_edit(node, [pos, s])
+
+    @rule(data=st.data())
+    def edit_list(self, data: st.DataObject) -> None:
+        peer = self.peer(data)
+        items = peer.state.value(LIST, "list")
+        pos = data.draw(st.integers(0, len(items)), label="pos")
+        if items and pos < len(items) and data.draw(st.booleans(), label="delete"):
+            peer.state.local_edit(LIST, [pos, -1])
+        else:
+            peer.state.local_edit(LIST, [pos, [data.draw(st.integers(0, 9))]])
+
+    @rule(data=st.data(), amount=st.integers(-3, 3))
+    def click(self, data: st.DataObject, amount: int) -> None:
+        self.peer(data).state.local_add(COUNTER, amount)
+        self.adds += amount
 
     @rule(data=st.data(), key=st.sampled_from(["x", "y"]), value=st.integers(0, 2))
     def set_key(self, data: st.DataObject, key: str, value: int) -> None:
@@ -172,6 +194,15 @@ class ThinRoomMachine(RuleBasedStateMachine):
     def client_reads(self, data: st.DataObject) -> None:
         peer = self.peer(data)
         if peer.link is not None and peer.link.down:
+            peer.read(self.host)
+
+    @rule(data=st.data())
+    def client_reads_a_frame_twice(self, data: st.DataObject) -> None:
+        """Not a fault of the links (they never duplicate); duplicates must be harmless anyway."""
+        peer = self.peer(data)
+        if peer.link is not None and peer.link.down:
+            if isinstance(peer.link.down[0], p.Ack | p.Remote):
+                peer.read(self.host, twice=True)
             peer.read(self.host)
 
     @rule(data=st.data())
@@ -265,15 +296,19 @@ class ThinRoomMachine(RuleBasedStateMachine):
             for node, value in document.items():
                 assert state.value(node) == value, (state.client_id, node)
             assert state.value(MAP) == nodes.get(MAP, {"value": {}})["value"]
+            assert state.value(COUNTER) == self.adds
         self.no_edit_applied_twice()
+        assert nodes.get(COUNTER, {"value": 0})["value"] == self.adds  # every add once
         text = document.get(TEXT, "") + document.get(NOTES, "")
         assert len(set(text)) == len(text), "a character was applied twice"
         assert self.inserted - self.deleted <= set(text), "an insert was lost"
+        if not any(peer.merged for peer in self.peers):
+            assert not (set(text) & self.deleted), "a deleted character came back"
 
 
 ThinRoomMachine.TestCase.settings = settings(
-    max_examples=200,
-    stateful_step_count=60,
+    max_examples=300,
+    stateful_step_count=80,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
