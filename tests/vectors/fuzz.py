@@ -20,6 +20,7 @@ FUZZ: list[tuple[int, int, str]] = [(seed, 40, "") for seed in range(1, 9)] + [
     (287, 60, FOUND_TWICE),
     (310, 60, FOUND_TWICE),
     (563, 60, FOUND_JOINS),
+    (2050, 80, ": found a lost-ack rejoin answered with a wrong diff (fixed in the room)"),
 ]
 """(seed, steps, what it found) of the vectors ``fuzz-<seed>``."""
 TEXT = "text:body"

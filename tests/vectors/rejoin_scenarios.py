@@ -195,8 +195,8 @@ def rejoin_by_state_lost_ack() -> Scenario:
     s = Scenario(
         "rejoin-by-state-lost-ack",
         "another instance (new epoch) answers a rejoin by version vector; our batch was applied "
-        "(join.inflight -> joined.acked): it is settled first, then joined.ops are rebased over "
-        "the pending edits",
+        "(join.inflight), so the answer is a snapshot with joined.acked: the batch is settled, "
+        "the snapshot merged three ways over the pending edits, nothing resent",
     )
     joined(s, "abc")
     s.local(seq([3, "!"]))
@@ -205,6 +205,32 @@ def rejoin_by_state_lost_ack() -> Scenario:
     s.disconnect()
     s.local(seq([0, "<"]))
     s.other("bob", seq([1, "B"]))
+    s.new_epoch("instance-2")
+    s.join()
+    s.server_reads()
+    s.deliver()
+    s.send()
+    s.server_reads()
+    s.deliver()
+    return s
+
+
+@scenario
+def lost_ack_after_concurrent_deletes() -> Scenario:
+    s = Scenario(
+        "lost-ack-after-concurrent-deletes",
+        "'abcd': we insert H between c and d; another client deletes 'cd' first, so the room "
+        "rebases our batch to 'abH'; the ack is lost and another instance answers the rejoin "
+        "with a snapshot and acked. (Before the fix it sent ops diffed from its 'abHcd', not our "
+        "'abcHd', and we ended at 'abc'; found by the fuzz, seed 2050.)",
+    )
+    joined(s, "abcd")
+    s.local(seq([3, "H"]))
+    s.send()
+    s.other("bob", seq([2, -2]))
+    s.server_reads()
+    s.disconnect()
+    s.local(seq(["<"]))
     s.new_epoch("instance-2")
     s.join()
     s.server_reads()
