@@ -270,8 +270,9 @@ class Joined(Message, tag="joined"):
     """Thin rejoin by ``state``: the changes from that state to ``version``, to be applied (and
     rebased over the client's unacknowledged edits) like a ``remote``."""
     acked: EditId | None = None
-    """With ``ops``: the client's in-flight batch was applied: count it acknowledged first, then
-    apply ``ops`` (the changes since that state plus that batch)."""
+    """The client's in-flight batch (``join.inflight``) was applied and ``snapshot`` holds it:
+    count it acknowledged (nothing to resend). Earlier servers sent it with ``ops`` (the changes
+    since that state plus that batch)."""
     snapshot: dict[str, Any] | None = None
     roots: dict[str, str] | None = None
     delta: str | None = None

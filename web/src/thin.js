@@ -1,4 +1,4 @@
-// The thin client of one document, sans I/O: the Jupiter/Wave client of docs/protocol.md.
+// The thin client of one document, sans I/O: steps T1-T10 of docs/protocol.md (the spec).
 // A port of cowrite's Python SDK core (cowrite/client/thin.py); same algorithm, same names.
 //
 // Per document the client keeps:
@@ -121,6 +121,7 @@ export class ThinDocState {
     /** How many times a `checksum` showed our copy differed from the server's. */
     this.divergences = 0;
     this._wantSnapshot = false;
+    this._joinSent = false; // a join is out and unanswered (its answer covers any rejoin: T6)
     this._prefix = editIdPrefix || randomHex(6);
     this._edits = 0;
     this._history = [];
@@ -204,6 +205,7 @@ export class ThinDocState {
   joinMessage({ create = false } = {}) {
     const version = this._wantSnapshot ? null : this.version;
     this.joined = false;
+    this._joinSent = true;
     this.rejoinNeeded = false;
     if (this.inflight) this.inflight.sent = false;
     const msg = { type: "join", doc: this.doc, mode: "thin" };
@@ -251,6 +253,7 @@ export class ThinDocState {
     this.joined = true;
     this.rejoinNeeded = false;
     this._wantSnapshot = false;
+    this._joinSent = false;
     this.epoch = msg.epoch || "";
     this.rights = (msg.rights || []).slice();
     if (msg.roots) this.roots = { ...msg.roots };
@@ -266,11 +269,13 @@ export class ThinDocState {
       }
       return [];
     }
-    return this._loadSnapshot(msg.version, msg.snapshot);
+    const batch = this.inflight; // named by `acked`: the snapshot holds it, settle it first (T8)
+    const settled = batch && msg.acked === batch.editId ? this._settle(batch, [])[1] : [];
+    return [...settled, ...this._loadSnapshot(msg.version, msg.snapshot)];
   }
 
   onRemote(msg) {
-    if (this.version === null || msg.version <= this.version) return [];
+    if (this.version === null || msg.version <= this.version || !this.joined) return []; // T5, T6
     if (msg.version !== this.version + 1) {
       this.requestRejoin();
       return [];
@@ -306,7 +311,7 @@ export class ThinDocState {
 
   onAck(msg) {
     const batch = this.inflight;
-    if (!batch || msg.edit_id !== batch.editId || this.version === null) return [];
+    if (!batch || msg.edit_id !== batch.editId || this.version === null || !this.joined) return [];
     if (msg.version > this.version + 1) {
       this.requestRejoin();
       return [];
@@ -365,6 +370,7 @@ export class ThinDocState {
       return { action: "rejected", changes };
     }
     if (!msg.edit_id && (code === "stale_version" || code === "future_version")) {
+      this._joinSent = false; // it refused our join
       this.requestRejoin({ snapshot: true });
       return { action: "rejoin", changes: [] };
     }
@@ -392,10 +398,12 @@ export class ThinDocState {
 
   onDisconnect() {
     this.joined = false;
+    this._joinSent = false;
     if (this.inflight) this.inflight.sent = false;
   }
 
   requestRejoin({ snapshot = false } = {}) {
+    if (this._joinSent) return; // the server sent what asks for it before reading our join: T6
     this.rejoinNeeded = true;
     this.joined = false;
     if (snapshot) this._wantSnapshot = true;

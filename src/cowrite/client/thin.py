@@ -1,4 +1,4 @@
-"""The thin client of one document, sans I/O: the Jupiter/Wave client of ``docs/protocol.md``.
+"""The thin client of one document, sans I/O: steps T1-T10 of ``docs/protocol.md``.
 
 The client keeps three things per document:
 
@@ -135,6 +135,7 @@ class ThinDocState:
         """``checksum`` messages verified (at our version); ``divergences``: how many failed."""
         self.divergences = 0
         self._want_snapshot = False
+        self._join_sent = False  # a join is out and unanswered (its answer covers any rejoin: T6)
         self._prefix = edit_id_prefix or secrets.token_hex(6)
         self._edits = 0
         self._history: deque[tuple[int, list[tuple[str, ot.Op]]]] = deque(
@@ -236,6 +237,7 @@ class ThinDocState:
         """The ``join`` to send now (first join, after a reconnect, or when ``rejoin_needed``)."""
         version = None if self._want_snapshot else self.version
         self.joined = False
+        self._join_sent = True
         self.rejoin_needed = False
         if self.inflight is not None:
             self.inflight.sent = False
@@ -284,6 +286,7 @@ class ThinDocState:
         self.joined = True
         self.rejoin_needed = False
         self._want_snapshot = False
+        self._join_sent = False
         self.epoch = msg.epoch
         self.rights = list(msg.rights)
         if msg.roots:
@@ -301,12 +304,14 @@ class ThinDocState:
             elif msg.version != self.version:
                 self.request_rejoin(snapshot=True)
             return []
-        return self._load_snapshot(msg.version, msg.snapshot)
+        batch = self.inflight  # named by ``acked``: the snapshot holds it, settle it first (T8)
+        settled = self._settle(batch, [])[1] if batch and msg.acked == batch.edit_id else []
+        return settled + self._load_snapshot(msg.version, msg.snapshot)
 
     def on_remote(self, msg: p.Remote) -> list[p.EditOp]:
         """Another client's batch (or catch-up): returns it rebased to the local view."""
-        if self.version is None or msg.version <= self.version:
-            return []  # a duplicate, or before our first join
+        if self.version is None or msg.version <= self.version or not self.joined:
+            return []  # a duplicate, or sent before our join was read (its answer covers it: T6)
         if msg.version != self.version + 1:
             self.request_rejoin()  # we missed versions: catch up
             return []
@@ -341,8 +346,8 @@ class ThinDocState:
     def on_ack(self, msg: p.Ack) -> list[p.EditOp]:
         """Our in-flight batch is applied and durable at ``msg.version``."""
         batch = self.inflight
-        if batch is None or msg.edit_id != batch.edit_id or self.version is None:
-            return []  # a duplicate ack
+        if batch is None or msg.edit_id != batch.edit_id or self.version is None or not self.joined:
+            return []  # a duplicate ack, or sent before our join was read (its answer covers it)
         if msg.version > self.version + 1:
             self.request_rejoin()  # versions in between are missing: catch up first
             return []
@@ -396,6 +401,7 @@ class ThinDocState:
                 self.request_rejoin(snapshot=True)
             return ErrorOutcome("rejected", changes)
         if msg.edit_id is None and code in (p.ErrorCode.STALE_VERSION, p.ErrorCode.FUTURE_VERSION):
+            self._join_sent = False  # it refused our join
             self.request_rejoin(snapshot=True)  # our join version is unusable: take a snapshot
             return ErrorOutcome("rejoin")
         if msg.edit_id is None and code is p.ErrorCode.NOT_JOINED:
@@ -417,10 +423,13 @@ class ThinDocState:
     def on_disconnect(self) -> None:
         """The connection is gone: whatever was in flight must be resent after the rejoin."""
         self.joined = False
+        self._join_sent = False
         if self.inflight is not None:
             self.inflight.sent = False
 
     def request_rejoin(self, *, snapshot: bool = False) -> None:
+        if self._join_sent:
+            return  # the server sent what asks for it before reading our join: T6
         self.rejoin_needed = True
         self.joined = False
         if snapshot:

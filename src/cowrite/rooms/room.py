@@ -294,10 +294,10 @@ class Room:
                     applied = self._origins.get(done) if done is not None else None
                     if done is not None and applied is None:
                         applied = NOT_LOGGED
-                if applied is not NOT_LOGGED:
-                    extra = applied.ranges if applied is not None else None
-                    changes = self._changes_since(theirs, extra)
-                    acked = msg.inflight if applied is not None else None
+                if applied is None:
+                    changes = self._changes_since(theirs)
+                else:  # applied: a snapshot holds it (a diff from "their state + that batch" is
+                    acked = msg.inflight  # wrong when we rebased it over deletes next to it)
             nodes: dict[str, Any] | None = None
             if changes is not None:  # exact: the client rebases its own edits over these
                 roots = {name: node_to_wire(self.doc, n) for n, (name, _) in self.doc.roots.items()}

@@ -510,6 +510,7 @@ var ThinDocState = class {
     this.maxBatchOps = maxBatchOps;
     this.divergences = 0;
     this._wantSnapshot = false;
+    this._joinSent = false;
     this._prefix = editIdPrefix || randomHex(6);
     this._edits = 0;
     this._history = [];
@@ -581,6 +582,7 @@ var ThinDocState = class {
   joinMessage({ create = false } = {}) {
     const version = this._wantSnapshot ? null : this.version;
     this.joined = false;
+    this._joinSent = true;
     this.rejoinNeeded = false;
     if (this.inflight) this.inflight.sent = false;
     const msg = { type: "join", doc: this.doc, mode: "thin" };
@@ -625,6 +627,7 @@ var ThinDocState = class {
     this.joined = true;
     this.rejoinNeeded = false;
     this._wantSnapshot = false;
+    this._joinSent = false;
     this.epoch = msg.epoch || "";
     this.rights = (msg.rights || []).slice();
     if (msg.roots) this.roots = { ...msg.roots };
@@ -640,10 +643,12 @@ var ThinDocState = class {
       }
       return [];
     }
-    return this._loadSnapshot(msg.version, msg.snapshot);
+    const batch = this.inflight;
+    const settled = batch && msg.acked === batch.editId ? this._settle(batch, [])[1] : [];
+    return [...settled, ...this._loadSnapshot(msg.version, msg.snapshot)];
   }
   onRemote(msg) {
-    if (this.version === null || msg.version <= this.version) return [];
+    if (this.version === null || msg.version <= this.version || !this.joined) return [];
     if (msg.version !== this.version + 1) {
       this.requestRejoin();
       return [];
@@ -677,7 +682,7 @@ var ThinDocState = class {
   }
   onAck(msg) {
     const batch = this.inflight;
-    if (!batch || msg.edit_id !== batch.editId || this.version === null) return [];
+    if (!batch || msg.edit_id !== batch.editId || this.version === null || !this.joined) return [];
     if (msg.version > this.version + 1) {
       this.requestRejoin();
       return [];
@@ -734,6 +739,7 @@ var ThinDocState = class {
       return { action: "rejected", changes };
     }
     if (!msg.edit_id && (code === "stale_version" || code === "future_version")) {
+      this._joinSent = false;
       this.requestRejoin({ snapshot: true });
       return { action: "rejoin", changes: [] };
     }
@@ -758,9 +764,11 @@ var ThinDocState = class {
   }
   onDisconnect() {
     this.joined = false;
+    this._joinSent = false;
     if (this.inflight) this.inflight.sent = false;
   }
   requestRejoin({ snapshot = false } = {}) {
+    if (this._joinSent) return;
     this.rejoinNeeded = true;
     this.joined = false;
     if (snapshot) this._wantSnapshot = true;
