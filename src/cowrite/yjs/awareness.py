@@ -1,6 +1,6 @@
 """The awareness table of one Yjs document (cursors, names, selections: ephemeral state).
 
-An awareness update is ``varUint(n) • n × (varUint(clientID) • varUint(clock) • varString(JSON))``
+An awareness update is ``varUint(n) • n x (varUint(clientID) • varUint(clock) • varString(JSON))``
 where the JSON ``null`` removes the client. A state replaces the stored one only with a larger
 clock, or with an equal clock when it is a removal of a state we hold (y-protocols' rule).
 
@@ -221,9 +221,7 @@ class AwarenessTable:
 
     def encode_full(self) -> bytes | None:
         """Every present state (the answer to a query, or the greeting of a new connection)."""
-        entries = [
-            AwarenessEntry(c, s.clock, s.state) for c, s in self._states.items() if s.state
-        ]
+        entries = [AwarenessEntry(c, s.clock, s.state) for c, s in self._states.items() if s.state]
         return encode_update(entries) if entries else None
 
     def encode_clients(self, client_ids: Iterable[int]) -> bytes:

@@ -53,7 +53,7 @@ def _is_yrs_error(exc: BaseException) -> bool:
 
 
 def decode_state_vector(sv: bytes) -> dict[int, int]:
-    """Decode ``varUint(n) • n × (varUint(client) • varUint(clock))``; raises YjsProtocolError."""
+    """Decode ``varUint(n) • n x (varUint(client) • varUint(clock))``; raises YjsProtocolError."""
     dec = Decoder(sv)
     n = dec.read_var_uint()
     if n * 2 > dec.remaining():

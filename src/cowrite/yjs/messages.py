@@ -10,9 +10,9 @@ back unchanged). Types (``@hocuspocus/provider`` 4.8 ``MessageType``; 4 and 6 fr
 7 CLOSE, 8 SyncStatus. Ping (9) and Pong (10) are connection-level: a frame of exactly one byte,
 no address.
 
-Caller's contract: ``decode_*`` raise only :class:`YjsProtocolError` (unknown types included), reject
-frames over ``max_frame_bytes`` before reading them, and reject trailing bytes; ``encode_*`` produce
-exactly what the JavaScript peers write.
+Caller's contract: ``decode_*`` raise only :class:`YjsProtocolError` (unknown types included),
+reject frames over ``max_frame_bytes`` before reading them, and reject trailing bytes;
+``encode_*`` produce exactly what the JavaScript peers write.
 """
 
 from __future__ import annotations
