@@ -128,7 +128,9 @@ class AwarenessTable:
         for e in entries:
             cur = self._states.get(e.client_id)
             if cur is None:
-                if e.state is not None:
+                # As in y-protocols, a null for an unknown client still records its clock (so
+                # that an older state arriving later is refused); there is nothing to relay.
+                if e.state is not None or len(self._states) < self.limits.max_clients:
                     accepted.append(e)
             elif cur.clock < e.clock or (
                 cur.clock == e.clock and e.state is None and cur.state is not None
@@ -155,7 +157,8 @@ class AwarenessTable:
             self._states[e.client_id] = _State(e.clock, e.state, owner, now)
             if owner is not None:
                 self._owned.setdefault(owner, set()).add(e.client_id)
-        relay = encode_update(accepted) if accepted else None
+        relayed = [e for e in accepted if e.state is not None or e.client_id in removed]
+        relay = encode_update(relayed) if relayed else None
         return AwarenessChange(tuple(added), tuple(updated), tuple(removed), relay)
 
     def _check_limits(self, accepted: list[AwarenessEntry], owner: Hashable | None) -> None:

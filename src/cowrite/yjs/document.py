@@ -8,8 +8,11 @@ the client's bytes) is what the caller stores and broadcasts. A refused update r
 real document nor the log; the twin is rebuilt from the real document after a refusal.
 
 Updates from other instances or from the store (:meth:`merge_update`, :meth:`load`) were validated
-by whoever stored them; they are merged as they come (idempotent, any order: a missing dependency
-waits inside the document until it arrives, as in Yjs).
+by whoever stored them; they are merged idempotently and in any order, but they are checked on the
+twin too: the part whose dependencies have not arrived waits in a queue of ours until they have,
+so the real document never holds Yrs "pending" structs (Yrs 0.28 does not always integrate them
+once the gap is filled, and snapshots would silently drop them). What integrates is applied at
+once.
 
 Caller's contract: every method raises only :class:`YjsProtocolError` for bad input (codes
 ``invalid_update``, ``invalid_state_vector``, ``missing_dependencies``, ``limit``); the document is
@@ -28,6 +31,7 @@ import pycrdt
 from cowrite.yjs.lib0 import Decoder, Encoder, YjsProtocolError
 
 U64 = (1 << 64) - 1
+EMPTY_UPDATE = b"\x00\x00"
 # Yrs clocks are u32: a state vector entry this large covers every struct of a client.
 _ALL_CLOCKS = (1 << 32) - 1
 
@@ -37,6 +41,8 @@ class DocumentLimits:
     max_update_bytes: int = 8 * 1024 * 1024
     # Refuse client updates once the document (as estimated below) would be larger than this.
     max_document_bytes: int = 64 * 1024 * 1024
+    # Updates from other instances / the store that wait for their dependencies.
+    max_waiting_updates: int = 1024
 
 
 class MissingDependencies(YjsProtocolError):
@@ -118,6 +124,7 @@ class YjsDocument:
         self._doc = _fresh_doc()
         self._twin = _fresh_doc()
         self._captured: list[bytes] = []
+        self._waiting: list[bytes] = []
         self._sub = self._twin.observe(self._capture)
         # Bytes of the last snapshot/load plus every update since: an upper bound of the encoded
         # size, exact again after encode_snapshot().
@@ -193,17 +200,64 @@ class YjsDocument:
             raise YjsProtocolError(
                 "limit", f"update of {len(update)} bytes (limit {self.limits.max_update_bytes})"
             )
+        effective = self._apply_complete(update, self.limits.max_document_bytes)
+        if effective is not None:
+            self._drain_waiting()
+        return effective
+
+    def merge_update(self, update: bytes) -> bool:
+        """Merge an update from the store or another instance (validated when it was accepted).
+
+        Idempotent and order-free: what integrates now is applied; the part whose dependencies
+        have not arrived (what Yrs would keep "pending") waits in a queue of ours and is applied
+        as soon as they have (Yrs does not always integrate its pending structs once the gap is
+        filled: see docs/yjs.md). Returns ``False`` when something waits. Raises
+        ``invalid_update`` for bytes that do not decode, ``limit`` when more than
+        ``max_waiting_updates`` wait (the caller should then reload the document from the store).
+        """
+        effective, rest = self._apply_partial(update)
+        if rest is not None and rest not in self._waiting:
+            if len(self._waiting) >= self.limits.max_waiting_updates:
+                raise YjsProtocolError("limit", "too many updates wait for dependencies")
+            self._waiting.append(rest)
+        if effective is not None:
+            self._drain_waiting()
+        return rest is None
+
+    @property
+    def waiting(self) -> int:
+        """Merged updates (parts) still waiting for their dependencies."""
+        return len(self._waiting)
+
+    def _drain_waiting(self) -> None:
+        progress = True
+        while progress and self._waiting:
+            progress = False
+            for i, update in enumerate(list(self._waiting)):
+                try:
+                    effective, rest = self._apply_partial(update)
+                except YjsProtocolError:  # pragma: no cover - it decoded when it was parked
+                    effective, rest = None, None
+                self._waiting[i] = rest if rest is not None else b""
+                progress = progress or effective is not None or rest is None
+            self._waiting = [u for u in self._waiting if u]
+
+    def _check_on_twin(self, update: bytes) -> tuple[bytes | None, bytes | None]:
+        """Apply ``update`` to the twin; return (what integrated, the part that did not, or
+        ``None`` when everything did). The twin holds what integrated; the caller must rebuild
+        it when a part did not (Yrs keeps that part pending inside it)."""
         _check_update_header(update)
         self._captured.clear()
         try:
             self._twin.apply_update(update)
-            sv_after = decode_state_vector(self._twin.get_state())
-            pending = pycrdt.get_update(update, self._twin.get_state())
-            if Decoder(pending).read_var_uint(10, U64) != 0:
-                raise MissingDependencies("update has structs whose dependencies are missing")
-            for client, clock, length in _delete_set(update, sv_after):
-                if clock + length > sv_after.get(client, 0):
-                    raise MissingDependencies("update deletes structs we do not have")
+            sv_bytes = self._twin.get_state()
+            sv_after = decode_state_vector(sv_bytes)
+            rest: bytes | None = pycrdt.get_update(update, sv_bytes)
+            if Decoder(rest or b"").read_var_uint(10, U64) == 0 and all(
+                clock + length <= sv_after.get(client, 0)
+                for client, clock, length in _delete_set(update, sv_after)
+            ):
+                rest = None
         except YjsProtocolError:
             self._rebuild_twin()
             raise
@@ -212,14 +266,13 @@ class YjsDocument:
                 raise
             self._rebuild_twin()
             raise YjsProtocolError("invalid_update", str(exc)[:200]) from None
-        if not self._captured:
-            return None
-        effective = (
-            self._captured[0] if len(self._captured) == 1 else pycrdt.merge_updates(*self._captured)
-        )
-        if self.size_estimate + len(effective) > self.limits.max_document_bytes:
-            self._rebuild_twin()
-            raise YjsProtocolError("limit", "the document would exceed its size limit")
+        # Yrs reports a transaction that only parked pending structs as the empty update.
+        captured = [u for u in self._captured if u != EMPTY_UPDATE]
+        if not captured:
+            return None, rest
+        return (captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)), rest
+
+    def _apply_to_doc(self, effective: bytes) -> None:
         try:
             self._doc.apply_update(effective)
         except BaseException as exc:  # pragma: no cover - the twin accepted the same change
@@ -228,27 +281,53 @@ class YjsDocument:
             self._rebuild_twin()
             raise YjsProtocolError("invalid_update", str(exc)[:200]) from None
         self.size_estimate += len(effective)
+
+    def _apply_complete(self, update: bytes, max_size: int | None) -> bytes | None:
+        """Apply ``update`` only if it integrates completely; return the change it made (``None``
+        if nothing). The real document is untouched on any raise."""
+        effective, rest = self._check_on_twin(update)
+        if rest is not None:
+            self._rebuild_twin()
+            raise MissingDependencies("update refers to structs the document does not have")
+        if effective is None:
+            return None
+        if max_size is not None and self.size_estimate + len(effective) > max_size:
+            self._rebuild_twin()
+            raise YjsProtocolError("limit", "the document would exceed its size limit")
+        self._apply_to_doc(effective)
         return effective
 
-    def merge_update(self, update: bytes) -> None:
-        """Merge an update from the store or another instance (trusted: validated when it was
-        accepted). Idempotent and order-free; raises ``invalid_update`` only for bytes that do
-        not decode."""
-        _check_update_header(update)
-        try:
-            self._doc.apply_update(update)
-        except BaseException as exc:
-            if not _is_yrs_error(exc):
-                raise
-            self._rebuild_twin()
-            raise YjsProtocolError("invalid_update", str(exc)[:200]) from None
-        try:
-            self._twin.apply_update(update)
-        except BaseException as exc:  # pragma: no cover - the real doc accepted it
-            if not _is_yrs_error(exc):
-                raise
-            self._rebuild_twin()
-        self.size_estimate += len(update)
+    def _apply_partial(self, update: bytes) -> tuple[bytes | None, bytes | None]:
+        """Apply what integrates of ``update``; return (the change or ``None``, the part left
+        waiting or ``None``)."""
+        sv_before = self._doc.get_state()
+        effective, rest = self._check_on_twin(update)
+        if rest is None:
+            if effective is not None:
+                self._apply_to_doc(effective)
+            return effective, None
+        # Incomplete: the transaction's own update may name deletions of structs still pending,
+        # so bring the real document up to the twin's *integrated* state instead (its encoding
+        # leaves everything pending out), and only when something did integrate.
+        twin_sv = self._twin.get_state()
+        catch_up = self._twin.get_update(sv_before)
+        progressed = twin_sv != sv_before or self._deletions(self._twin) != self._deletions(
+            self._doc
+        )
+        if progressed:
+            self._apply_to_doc(catch_up)
+        self._rebuild_twin()
+        return (catch_up if progressed else None), rest
+
+    @staticmethod
+    def _deletions(doc: pycrdt.Doc[Any]) -> list[tuple[int, int, int]]:
+        """The deletions of integrated structs (Yrs may also list a parked one's)."""
+        sv = decode_state_vector(doc.get_state())
+        return sorted(
+            (client, clock, length)
+            for client, clock, length in _delete_set(doc.get_update(), sv)
+            if clock + length <= sv.get(client, 0)
+        )
 
     def _rebuild_twin(self) -> None:
         self._twin.unobserve(self._sub)
@@ -288,6 +367,27 @@ class YjsDocument:
         y-prosemirror) as HTML: common node and mark names mapped, everything escaped."""
         fragment = self._scratch().get(name, type=pycrdt.XmlFragment)
         return "".join(_html_node(child) for child in fragment.children)
+
+
+def compact(updates: Iterable[bytes]) -> bytes:
+    """Merge a snapshot and the log entries after it into one update (store compaction).
+
+    Works on the raw updates (Yrs ``merge_updates``), so structs still waiting for a dependency
+    are kept; re-encoding through a document would drop them. Raises ``invalid_update``.
+    """
+    items = [u for u in updates if u]
+    if not items:
+        return EMPTY_UPDATE
+    if len(items) == 1:
+        return items[0]
+    for u in items:
+        _check_update_header(u)
+    try:
+        return pycrdt.merge_updates(*items)
+    except BaseException as exc:
+        if not _is_yrs_error(exc):
+            raise
+        raise YjsProtocolError("invalid_update", str(exc)[:200]) from None
 
 
 def _ranges_cover(ours: list[tuple[int, int, int]], theirs: list[tuple[int, int, int]]) -> bool:
