@@ -61,14 +61,17 @@ def _is_yrs_error(exc: BaseException) -> bool:
 def decode_state_vector(sv: bytes) -> dict[int, int]:
     """Decode ``varUint(n) • n x (varUint(client) • varUint(clock))``; raises YjsProtocolError."""
     dec = Decoder(sv)
-    n = dec.read_var_uint()
-    if n * 2 > dec.remaining():
-        raise YjsProtocolError("invalid_state_vector", f"state vector claims {n} entries")
-    out: dict[int, int] = {}
-    for _ in range(n):
-        client = dec.read_var_uint(10, U64)
-        out[client] = dec.read_var_uint(10, U64)
-    dec.expect_end("state vector")
+    try:
+        n = dec.read_var_uint()
+        if n * 2 > dec.remaining():
+            raise YjsProtocolError("invalid_state_vector", f"state vector claims {n} entries")
+        out: dict[int, int] = {}
+        for _ in range(n):
+            client = dec.read_var_uint(10, U64)
+            out[client] = dec.read_var_uint(10, U64)
+        dec.expect_end("state vector")
+    except YjsProtocolError as exc:
+        raise YjsProtocolError("invalid_state_vector", exc.reason) from None
     return out
 
 
@@ -83,13 +86,16 @@ def _check_update_header(update: bytes) -> None:
     """Cheap sanity checks before Yrs sees the bytes: counts that cannot fit in the input are
     refused here, so a lying count never turns into a large reservation."""
     dec = Decoder(update)
-    clients = dec.read_var_uint(10, U64)
-    if clients * 3 > dec.remaining():
-        raise YjsProtocolError("invalid_update", f"update claims {clients} clients")
-    if clients:
-        structs = dec.read_var_uint(10, U64)
-        if structs > dec.remaining():
-            raise YjsProtocolError("invalid_update", f"update claims {structs} structs")
+    try:
+        clients = dec.read_var_uint(10, U64)
+        if clients * 3 > dec.remaining():
+            raise YjsProtocolError("invalid_update", f"update claims {clients} clients")
+        if clients:
+            structs = dec.read_var_uint(10, U64)
+            if structs > dec.remaining():
+                raise YjsProtocolError("invalid_update", f"update claims {structs} structs")
+    except YjsProtocolError as exc:
+        raise YjsProtocolError("invalid_update", exc.reason) from None
 
 
 def _delete_set(update: bytes, sv: dict[int, int]) -> list[tuple[int, int, int]]:
