@@ -18,7 +18,8 @@ NPM = shutil.which("npm")
 def js_dir() -> Path:
     if NODE is None or NPM is None:
         pytest.skip("node / npm are not installed")
-    if not (JS / "node_modules" / "yjs").is_dir():
+    wanted = ("yjs", "y-protocols", "lib0", "y-websocket", "@hocuspocus/provider")
+    if not all((JS / "node_modules" / name).is_dir() for name in wanted):
         subprocess.run(
             [NPM, "ci", "--no-audit", "--no-fund"], cwd=JS, check=True, capture_output=True
         )

@@ -1,11 +1,14 @@
-"""A real ``@hocuspocus/provider`` 4.8 (in node, over an in-memory fake WebSocket) talks to
-``HocuspocusSession``: authentication, initial sync, ``unsyncedChanges`` back to zero only once
-the SyncStatus of a durable update arrives, remote updates, awareness, read-only scope."""
+"""Real providers in node, over an in-memory fake WebSocket, talk to the session machines:
+``@hocuspocus/provider`` 4.8 to ``HocuspocusSession`` (authentication, initial sync,
+``unsyncedChanges`` back to zero only once the SyncStatus of a durable update arrives, remote
+updates, awareness, read-only scope, denial) and ``y-websocket`` 3.1's ``WebsocketProvider`` to
+``YWebsocketSession`` (token in the URL, sync, updates, read-only refusal it logs)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,19 +25,21 @@ from cowrite.yjs.session import (
     HocuspocusSession,
     Join,
     Persist,
+    RelayAwareness,
     Rights,
     Send,
     SharedDoc,
+    YWebsocketSession,
 )
 
 from .conftest import NODE
 
 
 class Peer:
-    def __init__(self, js_dir: Path, name: str, token: str) -> None:
+    def __init__(self, js_dir: Path, dialect: str, name: str, token: str) -> None:
         assert NODE is not None
         self.proc = subprocess.Popen(
-            [NODE, "peer.mjs", name, token],
+            [NODE, "peer.mjs", dialect, name, token],
             cwd=js_dir,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -63,8 +68,8 @@ class Peer:
 def peer_factory(js_dir: Path) -> Iterator[Any]:
     peers: list[Peer] = []
 
-    def make(name: str, token: str) -> Peer:
-        peers.append(Peer(js_dir, name, token))
+    def make(name: str, token: str, dialect: str = "hocuspocus") -> Peer:
+        peers.append(Peer(js_dir, dialect, name, token))
         return peers[-1]
 
     yield make
@@ -181,3 +186,61 @@ def test_provider_read_only_and_denied(peer_factory: Any) -> None:
     state = peer2.cmd(cmd="deliver", frames=denied.feed(state["sent"]))
     assert state["denied"] == "who are you" and not state["authenticated"]
     assert state["text"] == ""
+
+
+def _frames(actions: list[Action]) -> list[str]:
+    return [a.frame.hex() for a in actions if isinstance(a, Send)]
+
+
+def test_y_websocket_provider(peer_factory: Any) -> None:
+    shared = initial_doc("hello from the server. ")
+    peer = peer_factory("notes", "rw", dialect="ywebsocket")
+    state = peer.cmd(cmd="open")
+    url = urllib.parse.urlsplit(state["url"])
+    assert url.path == "/yjs/notes"
+    token = urllib.parse.parse_qs(url.query)["token"][0]
+    rights = auth(token, "notes")
+    assert rights is Rights.READ_WRITE
+    session = YWebsocketSession("notes", rights, shared, key="yws")
+    replies = _frames(session.open())
+    for f in state["sent"]:  # its step 1 and its awareness
+        replies += _frames(session.receive(bytes.fromhex(f)))
+    state = peer.cmd(cmd="deliver", frames=replies)
+    assert state["synced"] and state["text"] == "hello from the server. "
+    for f in state["sent"]:  # its step 2, answering ours: nothing new
+        assert session.receive(bytes.fromhex(f)) == []
+
+    state = peer.cmd(cmd="type", text="typed")
+    actions = [a for f in state["sent"] for a in session.receive(bytes.fromhex(f))]
+    persists = [a for a in actions if isinstance(a, Persist)]
+    assert len(persists) == 1 and shared.doc.text("text") == "hello from the server. typed"
+    assert session.durable(persists[0].ticket) == [Broadcast("notes", persists[0].update, "yws")]
+
+    other: pycrdt.Doc[Any] = pycrdt.Doc(client_id=9)
+    other.apply_update(shared.doc.encode_snapshot())
+    updates: list[bytes] = []
+    other.observe(lambda e: updates.append(e.update))
+    other.get("text", type=pycrdt.Text).insert(0, "> ")
+    state = peer.cmd(cmd="deliver", frames=[session.update_frame(updates[0]).hex()])
+    assert state["text"] == "> hello from the server. typed"
+
+    state = peer.cmd(cmd="awareness", user={"name": "y"})
+    relays = [a for f in state["sent"] for a in session.receive(bytes.fromhex(f))]
+    assert any(isinstance(a, RelayAwareness) for a in relays)
+
+
+def test_y_websocket_provider_read_only(peer_factory: Any) -> None:
+    shared = initial_doc("look, don't touch")
+    peer = peer_factory("notes", "ro", dialect="ywebsocket")
+    state = peer.cmd(cmd="open")
+    session = YWebsocketSession("notes", Rights.READ, shared)
+    replies = _frames(session.open())
+    for f in state["sent"]:
+        replies += _frames(session.receive(bytes.fromhex(f)))
+    state = peer.cmd(cmd="deliver", frames=replies)
+    assert state["synced"] and state["text"] == "look, don't touch"
+    state = peer.cmd(cmd="type", text="!")
+    replies = [f for x in state["sent"] for f in _frames(session.receive(bytes.fromhex(x)))]
+    state = peer.cmd(cmd="deliver", frames=replies)
+    assert state["denied"] == "read-only"  # the provider logged the refusal
+    assert shared.doc.text("text") == "look, don't touch" and not session.closed
