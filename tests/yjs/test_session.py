@@ -117,6 +117,30 @@ def test_ywebsocket_missing_dependencies_resync_then_close() -> None:
     assert out[-1] == Close(CLOSE_OUT_OF_SYNC, "missing_dependencies")
 
 
+def test_resyncs_are_bounded_over_the_connection_life() -> None:
+    shared = SharedDoc()
+    limits = SessionLimits(max_resyncs=3, max_resyncs_total=4)
+    s = YWebsocketSession("notes", Rights.READ_WRITE, shared, limits)
+    client, updates = editor()
+    text = client.get("t", type=pycrdt.Text)
+    for i in range(6):
+        text.insert(i, "x")
+    orphan = m.encode_ywebsocket(m.YSync(m.SyncUpdate(updates[5])))
+    refusals = 0
+    for u in updates[:5]:
+        out = s.receive(orphan)  # refused: our step 1 asks for what we lack
+        if isinstance(out[-1], Close):
+            assert out[-1] == Close(CLOSE_OUT_OF_SYNC, "missing_dependencies")
+            break
+        refusals += 1
+        assert isinstance(out[0], Send)
+        good = s.receive(m.encode_ywebsocket(m.YSync(m.SyncUpdate(u))))  # a good one between
+        assert isinstance(good[0], Persist)
+    # Never three in a row, yet the fifth refusal over the connection's life closes it.
+    assert refusals == 4
+    assert s.closed
+
+
 def test_ywebsocket_awareness_relay_query_and_removal_on_close() -> None:
     shared = SharedDoc()
     a = YWebsocketSession("d", Rights.READ, shared, key="a")

@@ -25,7 +25,8 @@ Closing instead would make the provider reconnect and resend the same step 2 for
 
 Missing dependencies (an update referring to structs we lack): the update is refused and the
 client is sent our sync step 1, so that it answers with a step 2 holding everything we lack; after
-``max_resyncs`` such refusals in a row the connection is closed (4409). A Hocuspocus client gets
+``max_resyncs`` such refusals in a row (or ``max_resyncs_total`` over the connection's life) the
+connection is closed (4409). A Hocuspocus client gets
 the ``SyncStatus(true)`` it is owed for the refused update once that step 2 is durable, so its
 ``unsyncedChanges`` count returns to zero.
 """
@@ -83,7 +84,9 @@ class SessionLimits:
     max_documents: int = 64
     max_held_messages: int = 256
     max_held_bytes: int = 4 * 1024 * 1024
-    max_resyncs: int = 3
+    max_resyncs: int = 3  # missing-dependency refusals in a row
+    # ...and over the connection's life: each refusal rebuilds the twin (O(document)).
+    max_resyncs_total: int = 64
     awareness: AwarenessLimits = field(default_factory=AwarenessLimits)
 
 
@@ -199,6 +202,7 @@ class _Base:
         self.key: Hashable = key if key is not None else object()
         self._tickets = 0
         self._submitted: dict[int, _Submitted] = {}
+        self._resyncs_total = 0
         self.closed = False
 
     def _ack(self, address: str, saved: bool) -> Send | None:
@@ -228,7 +232,11 @@ class _Base:
             effective = doc.apply_client_update(msg.update)
         except MissingDependencies:
             st.resyncs += 1
-            if st.resyncs > self.limits.max_resyncs:
+            self._resyncs_total += 1
+            if (
+                st.resyncs > self.limits.max_resyncs
+                or self._resyncs_total > self.limits.max_resyncs_total
+            ):
                 return [Close(CLOSE_OUT_OF_SYNC, "missing_dependencies")]
             st.owed += 1
             return [Send(self._sync_frame(address, m.SyncStep1(doc.state_vector())))]
