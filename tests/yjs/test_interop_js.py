@@ -4,6 +4,7 @@ what they write, cowrite reads and applies; what cowrite writes, they read."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from cowrite.yjs.awareness import AwarenessTable, decode_update
 from cowrite.yjs.document import YjsDocument, decode_state_vector
 from cowrite.yjs.session import Rights, SharedDoc, YWebsocketSession
 
-from .conftest import NODE
+NODE = shutil.which("node")  # the js_dir fixture skips when node is missing
 
 
 def run_node(js_dir: Path, mode: str, payload: Any = None) -> Any:
