@@ -48,13 +48,13 @@ from cowrite.engine.ids import (
     CLIENT_MASK,
     MAX_REPLICA_ID,
     NO_ID,
-    ONE,
     VersionVector,
     vv_includes,
     vv_merge,
 )
 from cowrite.engine.ops import AddOp, DeleteOp, NewNode, NodeKind, NodeRef, SetOp, check_json
 from cowrite.engine.register import LWWRegister
+from cowrite.engine.runs import mergeable
 from cowrite.engine.sequence import LEAF_MAX, NODE_MAX, Gap, Item, Leaf, Node, Sequence
 
 MAGIC = b"CWS"
@@ -151,21 +151,14 @@ def _collect(seq: Sequence, starts: dict[int, list[int]], ends: dict[int, list[i
 
 
 def _merge_gaps(seq: Sequence) -> None:
+    """Merge adjacent compacted runs of one run (leaf boundaries included)."""
     leaf: Leaf | None = seq.first
     while leaf is not None:
         items = leaf.items
-        k = 1
+        k = 0
         while k < len(items):
-            prev, cur = items[k - 1], items[k]
-            if (
-                type(prev.content) is Gap
-                and type(cur.content) is Gap
-                and cur.id == prev.id + len(prev.content) * ONE
-                and cur.origin == cur.id - ONE
-                and cur.right == prev.right
-            ):
-                seq._absorb(prev, cur, k)
-            else:
+            it = items[k]
+            if not (type(it.content) is Gap and seq._merge_next(it)):
                 k += 1
         leaf = leaf.next
 
@@ -390,6 +383,7 @@ def _read_items(doc: Document, seq: Sequence, r: Reader, read_id: Any, size: int
             raise DecodeError("content of the wrong kind")
         items.append(Item(pid, content, origin, right, deleted[k]))
     ids.expect_end()
+    items = _coalesce(items)
     _build_tree(seq, items)
     for it in items:
         try:
@@ -398,6 +392,17 @@ def _read_items(doc: Document, seq: Sequence, r: Reader, read_id: Any, size: int
             doc.index.add(it)
         else:
             raise DecodeError("duplicate element id")
+
+
+def _coalesce(items: list[Item]) -> list[Item]:
+    """Items (in document order) with every run that continues its predecessor merged into it."""
+    out: list[Item] = []
+    for it in items:
+        if out and mergeable(out[-1], it):
+            out[-1].content = out[-1].content + it.content  # type: ignore[operator]
+        else:
+            out.append(it)
+    return out
 
 
 def _build_tree(seq: Sequence, items: list[Item]) -> None:

@@ -25,142 +25,29 @@ from typing import Any
 
 from cowrite.engine.errors import InvalidOperation
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, NO_ID, ONE
+from cowrite.engine.runs import (
+    LEAF_MAX,
+    NODE_MAX,
+    Content,
+    Gap,
+    Item,
+    ItemIndex,
+    Leaf,
+    Node,
+    mergeable,
+)
 
-LEAF_MAX = 64
-NODE_MAX = 32
-
-
-class Gap:
-    """The content of a compacted tombstone run: only its length survives (see ``compaction``)."""
-
-    __slots__ = ("n",)
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, key: Any) -> Any:
-        if not isinstance(key, slice):
-            raise TypeError("a compacted run has no elements to read")
-        start, stop, _ = key.indices(self.n)
-        return Gap(max(stop - start, 0))
-
-    def __iter__(self) -> Iterator[Any]:
-        raise TypeError("a compacted run has no elements to read")
-
-    def __add__(self, other: Gap) -> Gap:
-        return Gap(self.n + other.n)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Gap) and other.n == self.n
-
-    def __hash__(self) -> int:
-        return hash(("gap", self.n))
-
-    def __repr__(self) -> str:
-        return f"Gap({self.n})"
-
-
-Content = str | list[Any] | Gap
-
-
-class Item:
-    """A run of inserted elements. ``id`` is the packed id of the first element."""
-
-    __slots__ = ("content", "deleted", "id", "leaf", "origin", "right")
-
-    def __init__(self, id: int, content: Content, origin: int, right: int, deleted: bool) -> None:
-        self.id = id
-        self.content = content
-        self.origin = origin
-        self.right = right
-        self.deleted = deleted
-        self.leaf: Leaf = _NO_LEAF
-
-    def __repr__(self) -> str:
-        mark = "†" if self.deleted else ""
-        return f"Item({self.id & CLIENT_MASK}:{self.id >> CLIENT_BITS} {self.content!r}{mark})"
-
-
-class Leaf:
-    __slots__ = ("items", "next", "owner", "parent", "prev", "vis")
-
-    def __init__(self, owner: Sequence | None = None) -> None:
-        self.owner = owner
-        self.items: list[Item] = []
-        self.vis = 0
-        self.parent: Node | None = None
-        self.next: Leaf | None = None
-        self.prev: Leaf | None = None
-
-
-class Node:
-    __slots__ = ("children", "parent", "vis")
-
-    def __init__(self, children: list[Any]) -> None:
-        self.children: list[Any] = children  # all Leaf or all Node
-        self.vis = sum(c.vis for c in children)
-        self.parent: Node | None = None
-        for c in children:
-            c.parent = self
-
-
-_NO_LEAF = Leaf()
-
-
-class ItemIndex:
-    """Per replica, the items in seq order: finds the item holding any id by bisection.
-
-    Shared by all sequences of one document (ids are unique per document).
-    """
-
-    __slots__ = ("items", "starts")
-
-    def __init__(self) -> None:
-        self.starts: list[list[int]] = []
-        self.items: list[list[Item]] = []
-
-    def ensure_client(self, client: int) -> None:
-        while len(self.starts) <= client:
-            self.starts.append([])
-            self.items.append([])
-
-    def add(self, item: Item) -> None:
-        client = item.id & CLIENT_MASK
-        seq = item.id >> CLIENT_BITS
-        starts = self.starts[client]
-        if not starts or starts[-1] < seq:
-            starts.append(seq)
-            self.items[client].append(item)
-        else:
-            k = bisect_right(starts, seq)
-            starts.insert(k, seq)
-            self.items[client].insert(k, item)
-
-    def find(self, pid: int) -> tuple[Item, int]:
-        """The item holding element ``pid`` and the element's offset in it; KeyError if unknown."""
-        client = pid & CLIENT_MASK
-        seq = pid >> CLIENT_BITS
-        if client >= len(self.starts):
-            raise KeyError(pid)
-        starts = self.starts[client]
-        k = bisect_right(starts, seq) - 1
-        if k < 0:
-            raise KeyError(pid)
-        item = self.items[client][k]
-        off = seq - starts[k]
-        if off >= len(item.content):
-            raise KeyError(pid)
-        return item, off
-
-    def __contains__(self, pid: int) -> bool:
-        try:
-            self.find(pid)
-        except KeyError:
-            return False
-        return True
+__all__ = [
+    "LEAF_MAX",
+    "NODE_MAX",
+    "Content",
+    "Gap",
+    "Item",
+    "ItemIndex",
+    "Leaf",
+    "Node",
+    "Sequence",
+]
 
 
 class Sequence:
@@ -338,7 +225,7 @@ class Sequence:
             else:
                 spans.append((it.id, size))
             count -= size
-            self._try_merge_tombstone(it)
+            self._merge_around(it)
         return spans
 
     # ----------------------------------------------------------- remote edits
@@ -363,11 +250,15 @@ class Sequence:
             right_item is not None and right_item.leaf.owner is not self
         ):
             raise InvalidOperation("an insert's origin is an element of another node")
-        if left is not None and off < len(left.content) - 1:
+        split_left = left is not None and off < len(left.content) - 1
+        if split_left:
+            assert left is not None
             self._split(left, off + 1)
             if right_item is not None:
                 right_item, roff = index.find(right)  # that split may have split it too
+        right_head: Item | None = None
         if right_item is not None and roff > 0:
+            right_head = right_item
             right_item = self._split(right_item, roff)
         # the first candidate after the left origin
         if left is None:
@@ -391,14 +282,20 @@ class Sequence:
         ):
             left.content = left.content + content  # type: ignore[operator]
             self._add_vis(left.leaf, len(content))
-            return
-        item = Item(new_id, content, origin, right, False)
-        index.add(item)
-        if leaf is None:
-            last = self._last_leaf()
-            self._insert_at(last, len(last.items), item)
         else:
-            self._insert_at(leaf, i, item)
+            item = Item(new_id, content, origin, right, False)
+            index.add(item)
+            if leaf is None:
+                last = self._last_leaf()
+                self._insert_at(last, len(last.items), item)
+            else:
+                self._insert_at(leaf, i, item)
+        # a split the new item did not land in is undone: runs stay runs
+        if right_head is not None:
+            self._merge_next(right_head)
+        if split_left:
+            assert left is not None
+            self._merge_next(left)
 
     def _scan(
         self,
@@ -460,21 +357,26 @@ class Sequence:
     def delete_ids(self, target: int, count: int) -> int:
         """Mark ``count`` elements from id ``target`` (same replica, consecutive seqs) deleted.
 
-        Returns how many were visible before. Deleting a tombstone again is a no-op.
+        Returns how many were visible before. Deleting a tombstone again is a no-op. Fresh
+        tombstones merge with adjacent ones of the same run, as local deletes do.
         """
         self._cl = None
         removed = 0
+        find = self.index.find
         while count > 0:
-            it, off = self.index.find(target)
-            if off > 0:
-                it = self._split(it, off)
-            size = len(it.content)
-            if size > count:
-                self._split(it, count)
-                size = count
-            if not it.deleted:
+            it, off = find(target)
+            size = len(it.content) - off
+            if it.deleted:
+                size = min(size, count)
+            else:
+                if off > 0:
+                    it = self._split(it, off)
+                if size > count:
+                    self._split(it, count)
+                    size = count
                 self._mark_deleted(it, size)
                 removed += size
+                self._merge_around(it)
             target += size * ONE
             count -= size
         return removed
@@ -571,43 +473,96 @@ class Sequence:
             node.vis += n
             node = node.parent
 
-    def _try_merge_tombstone(self, item: Item) -> None:
-        """Merge a fresh tombstone into an adjacent one of the same run (repeated backspace)."""
+    def _merge_around(self, item: Item) -> Item:
+        """Merge ``item`` with its neighbours where they continue one run in the same state;
+        returns the item now holding ``item``'s elements (``item`` or its predecessor)."""
         leaf = item.leaf
         items = leaf.items
         k = items.index(item)
         if k + 1 < len(items):
             nxt = items[k + 1]
-            if (
-                nxt.deleted
-                and nxt.id == item.id + len(item.content) * ONE
-                and nxt.right == item.right
-                and nxt.origin == nxt.id - ONE
-                and type(nxt.content) is type(item.content)
-            ):
-                self._absorb(item, nxt, k + 1)
+            if mergeable(item, nxt):
+                self._join(item, nxt, leaf, k + 1)
+        else:
+            nleaf = leaf.next
+            if nleaf is not None and mergeable(item, nleaf.items[0]):
+                self._join(item, nleaf.items[0], nleaf, 0)
         if k > 0:
             prev = items[k - 1]
-            if (
-                prev.deleted
-                and item.id == prev.id + len(prev.content) * ONE
-                and prev.right == item.right
-                and item.origin == item.id - ONE
-                and type(prev.content) is type(item.content)
-            ):
-                self._absorb(prev, item, k)
+            if mergeable(prev, item):
+                self._join(prev, item, leaf, k)
+                return prev
+        else:
+            pleaf = leaf.prev
+            if pleaf is not None and mergeable(pleaf.items[-1], item):
+                prev = pleaf.items[-1]
+                self._join(prev, item, leaf, 0)
+                return prev
+        return item
+
+    def _merge_next(self, item: Item) -> bool:
+        """Merge the item after ``item`` into it if it continues the run; True if merged."""
+        leaf = item.leaf
+        k = leaf.items.index(item) + 1
+        if k < len(leaf.items):
+            nleaf: Leaf | None = leaf
+        else:
+            nleaf, k = leaf.next, 0
+        if nleaf is None or not mergeable(item, nleaf.items[k]):
+            return False
+        self._join(item, nleaf.items[k], nleaf, k)
+        return True
 
     def _absorb(self, first: Item, second: Item, second_index: int) -> None:
+        """Merge ``second`` (at ``second_index`` of ``first``'s leaf) into ``first``."""
+        self._join(first, second, first.leaf, second_index)
+
+    def _join(self, first: Item, second: Item, leaf: Leaf, k: int) -> None:
+        """Append ``second`` (item ``k`` of ``leaf``, right after ``first``) to ``first``."""
         first.content = first.content + second.content  # type: ignore[operator]
-        leaf = first.leaf
-        del leaf.items[second_index]
+        del leaf.items[k]
         client = second.id & CLIENT_MASK
         starts = self.index.starts[client]
-        k = bisect_right(starts, second.id >> CLIENT_BITS) - 1
-        del starts[k]
-        del self.index.items[client][k]
-        if self._cl is leaf and self._ci >= second_index:
-            self._ci -= 1  # tombstones add no visible length: the cursor's start is unchanged
+        j = bisect_right(starts, second.id >> CLIENT_BITS) - 1
+        del starts[j]
+        del self.index.items[client][j]
+        if leaf is not first.leaf:
+            self._cl = None
+            if not second.deleted:
+                n = len(second.content)
+                self._add_vis(first.leaf, n)
+                self._add_vis(leaf, -n)
+            if not leaf.items:
+                self._remove_leaf(leaf)
+        elif self._cl is leaf and self._ci >= k:
+            if second.deleted:
+                self._ci -= 1  # tombstones add no visible length: the cursor's start holds
+            else:
+                self._cl = None
+
+    def _remove_leaf(self, leaf: Leaf) -> None:
+        """Unlink an emptied leaf (never the only one) from the chain and the tree."""
+        if leaf.prev is not None:
+            leaf.prev.next = leaf.next
+        else:
+            assert leaf.next is not None
+            self.first = leaf.next
+        if leaf.next is not None:
+            leaf.next.prev = leaf.prev
+        node: Leaf | Node = leaf
+        parent = node.parent
+        while parent is not None:
+            parent.children.remove(node)
+            if parent.children:
+                break
+            node = parent
+            parent = node.parent
+        root = self.root
+        while type(root) is Node and len(root.children) == 1:
+            root = root.children[0]
+            root.parent = None
+        self.root = root
+        self._cl = None
 
     def _item_before(self, leaf: Leaf | None, i: int) -> Item | None:
         if leaf is None:
@@ -710,7 +665,11 @@ class Sequence:
         for a, b in zip(leaves, [*leaves[1:], None], strict=True):
             if a.next is not b or (b is not None and b.prev is not a):
                 raise AssertionError("broken leaf chain")
+        prev: Item | None = None
         for it in self.items():
+            if prev is not None and mergeable(prev, it):
+                raise AssertionError(f"{prev} and {it} should be one run")
+            prev = it
             found, off = self.index.find(it.id)
             if found is not it or off != 0:
                 raise AssertionError(f"{it} is not indexed")
