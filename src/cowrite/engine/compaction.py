@@ -55,7 +55,7 @@ from cowrite.engine.ids import (
 from cowrite.engine.ops import AddOp, DeleteOp, NewNode, NodeKind, NodeRef, SetOp, check_json
 from cowrite.engine.register import LWWRegister
 from cowrite.engine.runs import mergeable
-from cowrite.engine.sequence import LEAF_MAX, NODE_MAX, Gap, Item, Leaf, Node, Sequence
+from cowrite.engine.sequence import Gap, Item, Leaf, Sequence
 
 MAGIC = b"CWS"
 FORMAT_VERSION = 1
@@ -384,7 +384,7 @@ def _read_items(doc: Document, seq: Sequence, r: Reader, read_id: Any, size: int
         items.append(Item(pid, content, origin, right, deleted[k]))
     ids.expect_end()
     items = _coalesce(items)
-    _build_tree(seq, items)
+    seq.load_items(items)
     for it in items:
         try:
             doc.index.find(it.id)
@@ -403,30 +403,3 @@ def _coalesce(items: list[Item]) -> list[Item]:
         else:
             out.append(it)
     return out
-
-
-def _build_tree(seq: Sequence, items: list[Item]) -> None:
-    """Bulk-load items (in document order) into balanced leaves: no integration needed."""
-    if not items:
-        return
-    fill = LEAF_MAX * 3 // 4
-    leaves: list[Leaf] = []
-    for k in range(0, len(items), fill):
-        leaf = Leaf(seq)
-        leaf.items = items[k : k + fill]
-        for it in leaf.items:
-            it.leaf = leaf
-            if not it.deleted:
-                leaf.vis += len(it.content)
-        if leaves:
-            leaves[-1].next = leaf
-            leaf.prev = leaves[-1]
-        leaves.append(leaf)
-    level: list[Any] = leaves
-    while len(level) > 1:
-        step = NODE_MAX * 3 // 4
-        level = [Node(level[k : k + step]) for k in range(0, len(level), step)]
-    seq.first = leaves[0]
-    seq.root = level[0]
-    seq.root.parent = None
-    seq._cl = None

@@ -146,7 +146,10 @@ class Document:
         self.roots: dict[int, tuple[str, NodeKind]] = {}
         # non-insert ops per client, in seq order; deletes columnar to stay small
         self._log: builtins.list[builtins.list[SetOp | AddOp]] = [[]]
-        self._dels: builtins.list[DeleteColumns] = [_del_arrays()]
+        self._del_cols: builtins.list[DeleteColumns] = [_del_arrays()]
+        # delete records not decoded yet (``state``): encoded chunks, each with the seq every
+        # one of its records is below, per client; they precede the records in ``_del_cols``
+        self._lazy_dels: builtins.list[tuple[bytes, dict[int, int]]] = []
         # remote ops waiting for their dependencies: per client a heap of (seq, tiebreak, op)
         self._queues: dict[int, builtins.list[tuple[int, int, Op]]] = {}
         self._pending_count = 0
@@ -186,7 +189,7 @@ class Document:
             self._replicas.append(replica)
             self._next.append(0)
             self._log.append([])
-            self._dels.append(_del_arrays())
+            self._del_cols.append(_del_arrays())
             self.index.ensure_client(c)
         return c
 
@@ -439,8 +442,31 @@ class Document:
         assert isinstance(state, PNCounter)
         state.add(self._replicas[op.id & CLIENT_MASK], op.amount)
 
+    @property
+    def _dels(self) -> builtins.list[DeleteColumns]:
+        """Per client, every delete record kept (decoding the lazily loaded ones first)."""
+        if self._lazy_dels:
+            self._decode_lazy_deletes()
+        return self._del_cols
+
+    def _decode_lazy_deletes(self) -> None:
+        from cowrite.engine.encoding import decode_ops
+
+        chunks = self._lazy_dels
+        self._lazy_dels = []
+        newer = self._del_cols
+        self._del_cols = [_del_arrays() for _ in newer]
+        for data, _ in chunks:
+            for op in decode_ops(self, data):
+                if type(op) is DeleteOp:
+                    self._log_delete(op.id, op.node, op.spans)
+        newer += [_del_arrays() for _ in range(len(self._del_cols) - len(newer))]
+        for cols, more in zip(self._del_cols, newer, strict=True):
+            for col, extra in zip(cols, more, strict=True):
+                col.extend(extra)
+
     def _log_delete(self, op_id: int, node: int, spans: Iterable[tuple[int, int]]) -> None:
-        seqs, nodes, targets, lengths = self._dels[op_id & CLIENT_MASK]
+        seqs, nodes, targets, lengths = self._del_cols[op_id & CLIENT_MASK]
         seq = op_id >> CLIENT_BITS
         for target, count in spans:
             seqs.append(seq)
@@ -741,7 +767,9 @@ class Document:
     def _client_ops_since(self, client: int, start: int) -> builtins.list[Op]:
         """One replica's operations from seq ``start`` on, in seq order."""
         ops: builtins.list[tuple[int, Op]] = list(self._inserts_since(client, start))
-        seqs, nodes, targets, lengths = self._dels[client]
+        if any(start < bound.get(client, 0) for _, bound in self._lazy_dels):
+            self._decode_lazy_deletes()
+        seqs, nodes, targets, lengths = self._del_cols[client]
         k = bisect_left(seqs, start)
         while k < len(seqs):
             s = seqs[k]
@@ -796,14 +824,17 @@ class Document:
     def encode_state(self) -> bytes:
         """The whole document with the history it keeps; ``load``/``merge`` read it back.
 
-        An uncompacted document encodes as all its ops (mergeable into any replica); a compacted
-        one as a snapshot (``compaction``), loadable into an empty document only.
+        An uncompacted document encodes as a state (``state``: items in document order, loads
+        without integration, merges into any replica); a compacted one as a snapshot
+        (``compaction``), loadable into an empty document only.
         """
         if self.base:
             from cowrite.engine.compaction import encode_snapshot
 
             return encode_snapshot(self)
-        return self.delta_since({})
+        from cowrite.engine.state import encode_state
+
+        return encode_state(self)
 
     def merge(self, data: Buffer, *, changes: bool = True) -> builtins.list[Change]:
         """Merge an encoded delta or state from any replica; idempotent, any order.
@@ -814,6 +845,10 @@ class Document:
         from cowrite.engine.encoding import decode_ops
 
         if bytes(data[:3]) == b"CWS":
+            if bytes(data[3:4]) != b"\x01":  # version 1 is a compacted snapshot
+                from cowrite.engine.state import merge_state
+
+                return merge_state(self, bytes(data), changes=changes)
             from cowrite.engine.compaction import load_snapshot
 
             load_snapshot(self, bytes(data))

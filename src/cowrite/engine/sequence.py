@@ -625,6 +625,37 @@ class Sequence:
             parent.vis -= sibling.vis
             self._add_child_after(parent, sibling)
 
+    def load_items(self, items: list[Item]) -> None:
+        """Fill this empty sequence with ``items`` (in document order, canonical runs), building
+        the tree bottom-up: no integration. The caller indexes them by id."""
+        if not items:
+            return
+        fill = LEAF_MAX * 3 // 4
+        leaves: list[Leaf] = []
+        prev: Leaf | None = None
+        for k in range(0, len(items), fill):
+            leaf = Leaf(self)
+            chunk = leaf.items = items[k : k + fill]
+            vis = 0
+            for it in chunk:
+                it.leaf = leaf
+                if not it.deleted:
+                    vis += len(it.content)
+            leaf.vis = vis
+            if prev is not None:
+                prev.next = leaf
+                leaf.prev = prev
+            leaves.append(leaf)
+            prev = leaf
+        level: list[Any] = leaves
+        step = NODE_MAX * 3 // 4
+        while len(level) > 1:
+            level = [Node(level[k : k + step]) for k in range(0, len(level), step)]
+        self.first = leaves[0]
+        self.root = level[0]
+        self.root.parent = None
+        self._cl = None
+
     # -------------------------------------------------------------- checking
 
     def check_invariants(self) -> None:
