@@ -815,10 +815,16 @@ class Document:
         """Encoded ops the holder of ``version`` lacks (see ``encoding`` for the format).
 
         Raises ResyncNeeded if ``version`` predates the compaction base: that replica must load
-        ``encode_state()`` into a fresh document instead.
+        ``encode_state()`` into a fresh document instead. Since the empty version (a new
+        replica), the delta is the state in delta form (``encoding`` format version 3), which
+        an empty document loads without integrating anything.
         """
         from cowrite.engine.encoding import encode_ops
 
+        if not self.base and (not version or not any(version.values())):
+            from cowrite.engine.state import encode_state
+
+            return encode_state(self, as_delta=True)
         return encode_ops(self, self.ops_since(version))
 
     def encode_state(self) -> bytes:
@@ -853,6 +859,10 @@ class Document:
 
             load_snapshot(self, bytes(data))
             return []
+        if bytes(data[:4]) == b"CWR\x03":
+            from cowrite.engine.state import merge_state
+
+            return merge_state(self, bytes(data), changes=changes)
         return self.apply_ops(decode_ops(self, data), changes=changes)
 
     @classmethod

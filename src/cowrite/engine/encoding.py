@@ -127,6 +127,8 @@ from cowrite.engine.ops import (
 
 MAGIC = b"CWR"
 FORMAT_VERSION = 2
+STATE_IN_DELTA_VERSION = 3
+"""Version 3 is a whole state (``state``) in delta form: what ``delta_since({})`` sends."""
 C_NONE, C_ZLIB, C_LZMA = 0, 1, 2
 COMPRESSION_MASK = 0b11
 G_INSERT, G_DELETE, G_SET, G_ADD = 1 << 2, 1 << 3, 1 << 4, 1 << 5
@@ -390,6 +392,10 @@ def decode_ops(doc: Document, data: bytes | bytearray | memoryview) -> list[Op]:
     data = bytes(data)
     if len(data) < 5 or data[:3] != MAGIC:
         raise DecodeError("not a cowrite document or delta (bad magic)")
+    if data[3] == STATE_IN_DELTA_VERSION:
+        from cowrite.engine.state import state_ops
+
+        return state_ops(doc, data)
     if data[3] != FORMAT_VERSION:
         raise DecodeError(f"unsupported format version {data[3]}")
     flags = data[4]
