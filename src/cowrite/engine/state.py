@@ -40,7 +40,9 @@ from __future__ import annotations
 import sys
 import zlib
 from array import array
+from bisect import bisect_right
 from dataclasses import dataclass
+from operator import gt
 from typing import Any
 
 from cowrite.engine.codec import Reader, Writer
@@ -451,9 +453,14 @@ def _root_ids(doc: Document, state: _State) -> list[int]:
 
 
 def _items_of(
-    doc: Document, state: _State, spec: _Nodes, cmap: list[int], materialize: bool
+    doc: Document,
+    spec: _Nodes,
+    cmap: list[int],
+    materialize: bool,
+    refs: list[int],
 ) -> list[Item]:
-    """The node's items, ids packed with ``cmap``; list values become nodes if ``materialize``."""
+    """The node's items, ids packed with ``cmap``; list values become nodes if ``materialize``.
+    Appends to ``refs`` the origins not implied by a neighbour (the caller checks them)."""
     fl, ln, ic, is_, oc, os_, rc, rs = spec.cols
     n = len(fl)
     nt = len(cmap)
@@ -464,7 +471,6 @@ def _items_of(
         raise DecodeError("list content in a text")
     if not is_text and len(spec.lists) != n:
         raise DecodeError("text content in a list")
-    ends = dict(zip(cmap, [end for _, end in state.replicas], strict=True))
     text = spec.text
     lists = spec.lists
     pos = ii = oi = ri = 0
@@ -483,6 +489,7 @@ def _items_of(
         elif code == O_EXPLICIT:
             origin = (os_[oi] << CLIENT_BITS) | cmap[oc[oi]]
             oi += 1
+            refs.append(origin)
         else:
             raise DecodeError("bad origin code")
         if f & F_ID:
@@ -492,8 +499,6 @@ def _items_of(
             raise DecodeError("an implicit id without an origin")
         else:
             pid = origin + ONE
-        if (pid >> CLIENT_BITS) + size > ends[pid & CLIENT_MASK]:
-            raise DecodeError("an item beyond the version vector")
         if fix is not None:
             fix.right = pid
             fix = None
@@ -505,6 +510,7 @@ def _items_of(
         elif code == R_EXPLICIT:
             right = (rs[ri] << CLIENT_BITS) | cmap[rc[ri]]
             ri += 1
+            refs.append(right)
         else:
             right = NO_ID  # set by the next item
         content: Any
@@ -551,7 +557,7 @@ def _to_ops(doc: Document, state: _State) -> list[Op]:
     ops: list[Op] = [*writes, *deletes]
     for spec in state.nodes:
         node = _node_id(state, spec.ref, rids, cmap)
-        for it in _items_of(doc, state, spec, cmap, False):
+        for it in _items_of(doc, spec, cmap, False, []):
             ops.append(InsertOp(it.id, node, it.origin, it.right, it.content))  # type: ignore[arg-type]
     for (replica, _), c in zip(state.replicas, cmap, strict=True):
         if doc.client_index(replica) != c:
@@ -614,6 +620,7 @@ def _build(doc: Document, state: _State) -> None:
         if type(op) is SetOp and type(op.value) is NewNode:
             doc._create_node(op.id, op.value.kind)
     per_client: list[list[Item]] = [[] for _ in doc._replicas]
+    checks: list[tuple[Sequence, list[int]]] = []
     for spec in state.nodes:
         node = _node_id(state, spec.ref, rids, cmap)
         if node & CLIENT_MASK == 0 and node not in doc.roots:
@@ -622,22 +629,30 @@ def _build(doc: Document, state: _State) -> None:
         assert isinstance(seq, Sequence)
         if seq.root.vis or seq.first.items:
             raise DecodeError("a node listed twice")
-        items = _items_of(doc, state, spec, cmap, True)
+        refs: list[int] = []
+        items = _items_of(doc, spec, cmap, True, refs)
         seq.load_items(items)
+        checks.append((seq, refs))
         for it in items:
             per_client[it.id & CLIENT_MASK].append(it)
     index = doc.index
+    nexts = [0] * len(doc._replicas)
+    for (_, n), c in zip(state.replicas, cmap, strict=True):
+        nexts[c] = n
     for c, items in enumerate(per_client):
         if not items:
             continue
         items.sort(key=lambda it: it.id)
         starts = [it.id >> CLIENT_BITS for it in items]
-        for k in range(1, len(items)):
-            if starts[k - 1] + len(items[k - 1].content) > starts[k]:
-                raise DecodeError("items overlap")
+        ends = [s + len(it.content) for s, it in zip(starts, items, strict=True)]
+        if any(map(gt, ends, starts[1:])):
+            raise DecodeError("items overlap")
+        if ends[-1] > nexts[c]:
+            raise DecodeError("an item beyond the version vector")
         index.starts[c] = starts
         index.items[c] = items
-    _check_origins(doc)
+    for seq, refs in checks:
+        _check_refs(doc, seq, refs)
     for (_, n), c in zip(state.replicas, cmap, strict=True):
         doc._next[c] = n
         doc._record_version(c, n)
@@ -658,26 +673,20 @@ def _build(doc: Document, state: _State) -> None:
         doc._lazy_dels.append((chunk, {cmap[t]: end for t, end in bound}))
 
 
-def _check_origins(doc: Document) -> None:
-    """Every origin names an element of the item's own node (cheaply: most name a neighbour)."""
-    find = doc.index.find
-    for state in doc._nodes.values():
-        if not isinstance(state, Sequence):
-            continue
-        prev_last = NO_ID
-        items = list(state.items())
-        for k, it in enumerate(items):
-            o = it.origin
-            if o not in (NO_ID, prev_last):
-                found, _ = find(o)
-                if found.leaf.owner is not state:
-                    raise DecodeError("an origin in another node")
-            r = it.right
-            if r != NO_ID and (k + 1 == len(items) or r != items[k + 1].id):
-                found, _ = find(r)
-                if found.leaf.owner is not state:
-                    raise DecodeError("an origin in another node")
-            prev_last = it.id + (len(it.content) - 1) * ONE
+def _check_refs(doc: Document, seq: Sequence, refs: list[int]) -> None:
+    """Every id in ``refs`` names an element of ``seq``."""
+    starts_of = doc.index.starts
+    items_of = doc.index.items
+    for pid in refs:
+        c = pid & CLIENT_MASK
+        s = pid >> CLIENT_BITS
+        starts = starts_of[c]
+        k = bisect_right(starts, s) - 1
+        if k < 0:
+            raise DecodeError("an origin that is not an element")
+        item = items_of[c][k]
+        if s - starts[k] >= len(item.content) or item.leaf.owner is not seq:
+            raise DecodeError("an origin that is not an element of its node")
 
 
 __all__ = ["DELTA_VERSION", "STATE_VERSION", "encode_state", "merge_state", "state_ops"]
