@@ -143,67 +143,50 @@ def encode_state(doc: Document, *, as_delta: bool = False) -> bytes:
 
 
 def _write_items(w: Writer, seq: Sequence, tix: dict[int, int]) -> None:
+    """The item columns of ``seq``, built column by column (comprehensions, no per-item loop)."""
     items = list(seq.items())
-    n = len(items)
-    flags: list[int] = []
-    lens: list[int] = []
-    ids: tuple[list[int], list[int]] = ([], [])
-    origins: tuple[list[int], list[int]] = ([], [])
-    rights: tuple[list[int], list[int]] = ([], [])
-    texts: list[str] = []
-    lists: list[bytes] = []
-    prev_last = prev_right = NO_ID
-    for k, it in enumerate(items):
-        pid = it.id
-        content = it.content
-        size = len(content)
-        lens.append(size)
-        o = it.origin
-        if o == prev_last:
-            f = O_PREV
-        elif o == NO_ID:
-            f = O_NONE
-        else:
-            f = O_EXPLICIT
-            origins[0].append(tix[o & CLIENT_MASK])
-            origins[1].append(o >> CLIENT_BITS)
-        if o == NO_ID or pid != o + ONE:
-            f |= F_ID
-            ids[0].append(tix[pid & CLIENT_MASK])
-            ids[1].append(pid >> CLIENT_BITS)
-        r = it.right
-        if r == prev_right:
-            f |= R_PREV
-        elif r == NO_ID:
-            f |= R_NONE
-        elif k + 1 < n and r == items[k + 1].id:
-            f |= R_NEXT
-        else:
-            f |= R_EXPLICIT
-            rights[0].append(tix[r & CLIENT_MASK])
-            rights[1].append(r >> CLIENT_BITS)
-        if it.deleted:
-            f |= F_DELETED
-        if type(content) is str:
-            texts.append(content)
-        elif type(content) is Gap:
-            raise EngineError("a compacted run in an uncompacted document")
-        else:
-            f |= F_LIST
-            lists.append(_encode_list([_plain(v) for v in content]))
-        flags.append(f)
-        prev_last = pid + (size - 1) * ONE
-        prev_right = r
-    w.uint(n)
+    ids = [it.id for it in items]
+    contents = [it.content for it in items]
+    lens = [len(c) for c in contents]
+    origins = [it.origin for it in items]
+    rights = [it.right for it in items]
+    lasts = [NO_ID, *[i + (n - 1) * ONE for i, n in zip(ids, lens, strict=True)]]
+    ocodes = [
+        O_PREV if o == p else O_NONE if o == NO_ID else O_EXPLICIT
+        for o, p in zip(origins, lasts, strict=False)
+    ]
+    idcodes = [
+        0 if o != NO_ID and i == o + ONE else F_ID for i, o in zip(ids, origins, strict=True)
+    ]
+    rcodes = [
+        R_PREV if r == p else R_NONE if r == NO_ID else R_NEXT if r == x else R_EXPLICIT
+        for r, p, x in zip(rights, [NO_ID, *rights], [*ids[1:], None], strict=False)
+    ]
+    kinds = set(map(type, contents))
+    if Gap in kinds:
+        raise EngineError("a compacted run in an uncompacted document")
+    content_flag = 0 if seq.is_text else F_LIST
+    flags = [
+        a | b | c | content_flag | d
+        for a, b, c, d in zip(ocodes, idcodes, rcodes, [it.deleted for it in items], strict=True)
+    ]
+    w.uint(len(items))
     _put_column(w, flags)
     _put_column(w, lens)
-    for pair in (ids, origins, rights):
-        w.uint(len(pair[0]))
-        _put_column(w, pair[0])
-        _put_column(w, pair[1])
-    w.bytes_("".join(texts).encode("utf-8", "surrogatepass"))
-    for blob in lists:
-        w.bytes_(blob)
+    for chosen in (
+        [i for i, c in zip(ids, idcodes, strict=True) if c],
+        [o for o, c in zip(origins, ocodes, strict=True) if c == O_EXPLICIT],
+        [r for r, c in zip(rights, rcodes, strict=True) if c == R_EXPLICIT],
+    ):
+        w.uint(len(chosen))
+        _put_column(w, [tix[x & CLIENT_MASK] for x in chosen])
+        _put_column(w, [x >> CLIENT_BITS for x in chosen])
+    if seq.is_text:
+        w.bytes_("".join(contents).encode("utf-8", "surrogatepass"))  # type: ignore[arg-type]
+    else:
+        w.bytes_(b"")  # no text
+        for values in contents:
+            w.bytes_(_encode_list([_plain(v) for v in values]))
 
 
 def _plain(v: Any) -> Any:
@@ -473,65 +456,69 @@ def _items_of(
         raise DecodeError("text content in a list")
     text = spec.text
     lists = spec.lists
-    pos = ii = oi = ri = 0
-    prev_last = NO_ID
+    explicit_ids = [(v << CLIENT_BITS) | cmap[c] for c, v in zip(ic, is_, strict=True)]
+    explicit_origins = [(v << CLIENT_BITS) | cmap[c] for c, v in zip(oc, os_, strict=True)]
+    explicit_rights = [(v << CLIENT_BITS) | cmap[c] for c, v in zip(rc, rs, strict=True)]
+    refs += explicit_origins
+    refs += explicit_rights
+    streams = iter(explicit_ids), iter(explicit_origins), iter(explicit_rights)
+    next_id, next_origin, next_right = (it.__next__ for it in streams)
+    pos = 0
+    prev_last = right = NO_ID
     fix: Item | None = None  # an item whose right is the next item's id
     items: list[Item] = []
     append = items.append
-    for k in range(n):
-        f = fl[k]
-        size = ln[k]
-        code = f & 12
-        if code == O_PREV:
-            origin = prev_last
-        elif code == O_NONE:
-            origin = NO_ID
-        elif code == O_EXPLICIT:
-            origin = (os_[oi] << CLIENT_BITS) | cmap[oc[oi]]
-            oi += 1
-            refs.append(origin)
-        else:
-            raise DecodeError("bad origin code")
-        if f & F_ID:
-            pid = (is_[ii] << CLIENT_BITS) | cmap[ic[ii]]
-            ii += 1
-        elif origin == NO_ID:
-            raise DecodeError("an implicit id without an origin")
-        else:
-            pid = origin + ONE
-        if fix is not None:
-            fix.right = pid
-            fix = None
-        code = f & 96
-        if code == R_PREV:
-            right = items[-1].right if items else NO_ID
-        elif code == R_NONE:
-            right = NO_ID
-        elif code == R_EXPLICIT:
-            right = (rs[ri] << CLIENT_BITS) | cmap[rc[ri]]
-            ri += 1
-            refs.append(right)
-        else:
-            right = NO_ID  # set by the next item
-        content: Any
-        if is_text:
-            content = text[pos : pos + size]
-            pos += size
-        else:
-            content = lists[k]
-            if len(content) != size:
-                raise DecodeError("list item of the wrong length")
-            if materialize:
-                content = doc._materialize_list(pid, content)
-        item = Item(pid, content, origin, right, f & F_DELETED == F_DELETED)
-        if code == R_NEXT:
-            fix = item
-        append(item)
-        prev_last = pid + (size - 1) * ONE
+    try:
+        for k, (f, size) in enumerate(zip(fl.tolist(), ln.tolist(), strict=True)):
+            code = f & 12
+            if code == O_PREV:
+                origin = prev_last
+            elif code == O_NONE:
+                origin = NO_ID
+            elif code == O_EXPLICIT:
+                origin = next_origin()
+            else:
+                raise DecodeError("bad origin code")
+            if f & F_ID:
+                pid = next_id()
+            elif origin == NO_ID:
+                raise DecodeError("an implicit id without an origin")
+            else:
+                pid = origin + ONE
+            if fix is not None:
+                fix.right = right = pid
+                fix = None
+            code = f & 96
+            if code == R_NONE:
+                right = NO_ID
+            elif code == R_EXPLICIT:
+                right = next_right()
+            elif code == R_NEXT:
+                right = NO_ID  # set by the next item
+            # R_PREV: the previous item's right, still in ``right``
+            content: Any
+            if is_text:
+                content = text[pos : pos + size]
+                pos += size
+            else:
+                content = lists[k]
+                if len(content) != size:
+                    raise DecodeError("list item of the wrong length")
+                if materialize:
+                    content = doc._materialize_list(pid, content)
+            item = Item(pid, content, origin, right, f & F_DELETED == F_DELETED)
+            if code == R_NEXT:
+                fix = item
+            append(item)
+            prev_last = pid + (size - 1) * ONE
+    except StopIteration:
+        raise DecodeError("item columns disagree") from None
+    if any(next(it, None) is not None for it in streams):
+        raise DecodeError("item columns disagree")
     if fix is not None:
         raise DecodeError("the last item's right cannot be the next item")
-    if (is_text and pos != len(text)) or (ii, oi, ri) != (len(ic), len(oc), len(rc)):
-        raise DecodeError("item columns disagree")
+    if is_text and pos != len(text):
+        raise DecodeError("text items and text disagree")
     return items
 
 
