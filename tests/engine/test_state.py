@@ -49,7 +49,7 @@ def op_key(op: Op) -> tuple[int, int]:
 
 
 def item_count(doc: Document) -> int:
-    return sum(len(items) for items in doc.index.items)
+    return doc.index.count()
 
 
 def typing_session(doc: Document, seed: int, steps: int = 3000) -> None:

@@ -135,7 +135,7 @@ def _edit_scripts(length: int) -> dict[str, list[tuple[int, int, str]]]:
 
 def item_count(doc: Document) -> int:
     """How many items (runs) the document's sequences hold."""
-    return sum(len(items) for items in doc.index.items)
+    return doc.index.count()
 
 
 def _heap_of(fn: Callable[[], Any]) -> tuple[Any, int]:

@@ -788,12 +788,7 @@ class Document:
         return [op for _, op in ops]
 
     def _inserts_since(self, client: int, start: int) -> Iterator[tuple[int, InsertOp]]:
-        starts = self.index.starts[client]
-        items = self.index.items[client]
-        k = max(bisect_left(starts, start) - 1, 0)
-        for i in range(k, len(items)):
-            item = items[i]
-            first = starts[i]
+        for first, item in self.index.runs(client, start):
             if first + len(item.content) <= start:
                 continue
             op = self._insert_op_of(item)
@@ -881,12 +876,15 @@ class Document:
         for state in self._nodes.values():
             if isinstance(state, Sequence):
                 state.check_invariants()
-        for client, (starts, items) in enumerate(
-            zip(self.index.starts, self.index.items, strict=True)
-        ):
+        index = self.index
+        for client in range(len(index.heads)):
+            runs = list(index.runs(client))
+            starts = [s for s, _ in runs]
             if starts != sorted(starts) or len(set(starts)) != len(starts):
                 raise AssertionError("id index out of order")
-            for s, item in zip(starts, items, strict=True):
+            if index.heads[client] != [block[0] for block in index.starts[client]]:
+                raise AssertionError("id index block heads are stale")
+            for s, item in runs:
                 if (item.id >> CLIENT_BITS) != s or (item.id & CLIENT_MASK) != client:
                     raise AssertionError("id index points at the wrong item")
                 if s + len(item.content) > self._next[client] and client != SYSTEM:

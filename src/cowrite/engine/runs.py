@@ -112,46 +112,110 @@ class Node:
 _NO_LEAF = Leaf()
 
 
+BLOCK = 256
+"""Index blocks split at twice this many items: an insert moves at most ~512 entries."""
+
+
 class ItemIndex:
     """Per replica, the items in seq order: finds the item holding any id by bisection.
 
-    Shared by all sequences of one document (ids are unique per document).
+    Each replica's items are kept in blocks of consecutive runs (``heads`` holds each block's
+    first seq), so that adding or removing an item in the middle moves a few hundred entries,
+    not every item of the replica. Shared by all sequences of one document (ids are unique per
+    document).
     """
 
-    __slots__ = ("items", "starts")
+    __slots__ = ("heads", "items", "starts")
 
     def __init__(self) -> None:
-        self.starts: list[list[int]] = []
-        self.items: list[list[Item]] = []
+        self.heads: list[list[int]] = []
+        self.starts: list[list[list[int]]] = []
+        self.items: list[list[list[Item]]] = []
 
     def ensure_client(self, client: int) -> None:
-        while len(self.starts) <= client:
+        while len(self.heads) <= client:
+            self.heads.append([])
             self.starts.append([])
             self.items.append([])
 
     def add(self, item: Item) -> None:
         client = item.id & CLIENT_MASK
         seq = item.id >> CLIENT_BITS
-        starts = self.starts[client]
-        if not starts or starts[-1] < seq:
+        heads = self.heads[client]
+        if not heads:
+            heads.append(seq)
+            self.starts[client].append([seq])
+            self.items[client].append([item])
+            return
+        b = bisect_right(heads, seq) - 1
+        if b < 0:
+            b = 0
+            heads[0] = seq
+        starts = self.starts[client][b]
+        items = self.items[client][b]
+        if starts[-1] < seq:
             starts.append(seq)
-            self.items[client].append(item)
+            items.append(item)
         else:
             k = bisect_right(starts, seq)
             starts.insert(k, seq)
-            self.items[client].insert(k, item)
+            items.insert(k, item)
+        if len(starts) > 2 * BLOCK:
+            heads.insert(b + 1, starts[BLOCK])
+            self.starts[client].insert(b + 1, starts[BLOCK:])
+            self.items[client].insert(b + 1, items[BLOCK:])
+            del starts[BLOCK:]
+            del items[BLOCK:]
+
+    def remove(self, item: Item) -> None:
+        """Forget ``item`` (indexed; the caller merged it into its predecessor)."""
+        client = item.id & CLIENT_MASK
+        seq = item.id >> CLIENT_BITS
+        heads = self.heads[client]
+        b = bisect_right(heads, seq) - 1
+        starts = self.starts[client][b]
+        k = bisect_right(starts, seq) - 1
+        del starts[k]
+        del self.items[client][b][k]
+        if not starts:
+            del heads[b]
+            del self.starts[client][b]
+            del self.items[client][b]
+        elif k == 0:
+            heads[b] = starts[0]
+
+    def load(self, client: int, starts: list[int], items: list[Item]) -> None:
+        """Replace ``client``'s items with ``items`` (seq order) starting at ``starts``."""
+        self.heads[client] = starts[::BLOCK]
+        self.starts[client] = [starts[k : k + BLOCK] for k in range(0, len(starts), BLOCK)]
+        self.items[client] = [items[k : k + BLOCK] for k in range(0, len(items), BLOCK)]
+
+    def runs(self, client: int, start: int = 0) -> Iterator[tuple[int, Item]]:
+        """``(first seq, item)`` of ``client``'s items in seq order, from the one holding (or
+        the first after) seq ``start``."""
+        heads = self.heads[client]
+        b = max(bisect_right(heads, start) - 1, 0)
+        for starts, items in zip(self.starts[client][b:], self.items[client][b:], strict=True):
+            k = max(bisect_right(starts, start) - 1, 0)
+            yield from zip(starts[k:], items[k:], strict=True)
+            start = 0
+
+    def count(self) -> int:
+        """How many items are indexed."""
+        return sum(len(block) for blocks in self.items for block in blocks)
 
     def find(self, pid: int) -> tuple[Item, int]:
         """The item holding element ``pid`` and the element's offset in it; KeyError if unknown."""
         client = pid & CLIENT_MASK
         seq = pid >> CLIENT_BITS
-        if client >= len(self.starts):
+        if client >= len(self.heads):
             raise KeyError(pid)
-        starts = self.starts[client]
+        b = bisect_right(self.heads[client], seq) - 1
+        if b < 0:
+            raise KeyError(pid)
+        starts = self.starts[client][b]
         k = bisect_right(starts, seq) - 1
-        if k < 0:
-            raise KeyError(pid)
-        item = self.items[client][k]
+        item = self.items[client][b][k]
         off = seq - starts[k]
         if off >= len(item.content):
             raise KeyError(pid)

@@ -19,12 +19,11 @@ near the previous edit, by far the commonest case, skips the tree walk entirely.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from cowrite.engine.errors import InvalidOperation
-from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, NO_ID, ONE
+from cowrite.engine.ids import CLIENT_MASK, NO_ID, ONE
 from cowrite.engine.runs import (
     LEAF_MAX,
     NODE_MAX,
@@ -521,11 +520,7 @@ class Sequence:
         """Append ``second`` (item ``k`` of ``leaf``, right after ``first``) to ``first``."""
         first.content = first.content + second.content  # type: ignore[operator]
         del leaf.items[k]
-        client = second.id & CLIENT_MASK
-        starts = self.index.starts[client]
-        j = bisect_right(starts, second.id >> CLIENT_BITS) - 1
-        del starts[j]
-        del self.index.items[client][j]
+        self.index.remove(second)
         if leaf is not first.leaf:
             self._cl = None
             if not second.deleted:

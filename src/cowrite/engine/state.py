@@ -40,7 +40,6 @@ from __future__ import annotations
 import sys
 import zlib
 from array import array
-from bisect import bisect_right
 from dataclasses import dataclass
 from operator import gt
 from typing import Any
@@ -636,8 +635,7 @@ def _build(doc: Document, state: _State) -> None:
             raise DecodeError("items overlap")
         if ends[-1] > nexts[c]:
             raise DecodeError("an item beyond the version vector")
-        index.starts[c] = starts
-        index.items[c] = items
+        index.load(c, starts, items)
     for seq, refs in checks:
         _check_refs(doc, seq, refs)
     for (_, n), c in zip(state.replicas, cmap, strict=True):
@@ -662,17 +660,13 @@ def _build(doc: Document, state: _State) -> None:
 
 def _check_refs(doc: Document, seq: Sequence, refs: list[int]) -> None:
     """Every id in ``refs`` names an element of ``seq``."""
-    starts_of = doc.index.starts
-    items_of = doc.index.items
+    find = doc.index.find
     for pid in refs:
-        c = pid & CLIENT_MASK
-        s = pid >> CLIENT_BITS
-        starts = starts_of[c]
-        k = bisect_right(starts, s) - 1
-        if k < 0:
-            raise DecodeError("an origin that is not an element")
-        item = items_of[c][k]
-        if s - starts[k] >= len(item.content) or item.leaf.owner is not seq:
+        try:
+            item, _ = find(pid)
+        except KeyError:
+            raise DecodeError("an origin that is not an element") from None
+        if item.leaf.owner is not seq:
             raise DecodeError("an origin that is not an element of its node")
 
 
