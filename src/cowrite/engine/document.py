@@ -847,7 +847,7 @@ class Document:
 
         if bytes(data[:3]) == b"CWS":
             if bytes(data[3:4]) != b"\x01":  # version 1 is a compacted snapshot
-                from cowrite.engine.state import merge_state
+                from cowrite.engine.state_load import merge_state
 
                 return merge_state(self, bytes(data), changes=changes)
             from cowrite.engine.compaction import load_snapshot
@@ -855,7 +855,7 @@ class Document:
             load_snapshot(self, bytes(data))
             return []
         if bytes(data[:4]) == b"CWR\x03":
-            from cowrite.engine.state import merge_state
+            from cowrite.engine.state_load import merge_state
 
             return merge_state(self, bytes(data), changes=changes)
         return self.apply_ops(decode_ops(self, data), changes=changes)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, ONE
 
 if TYPE_CHECKING:
-    from cowrite.engine.sequence import Sequence
+    from cowrite.engine.tree import RunTree
 
 LEAF_MAX = 64
 NODE_MAX = 32
@@ -89,7 +89,7 @@ def mergeable(a: Item, b: Item) -> bool:
 class Leaf:
     __slots__ = ("items", "next", "owner", "parent", "prev", "vis")
 
-    def __init__(self, owner: Sequence | None = None) -> None:
+    def __init__(self, owner: RunTree | None = None) -> None:
         self.owner = owner
         self.items: list[Item] = []
         self.vis = 0
