@@ -28,7 +28,6 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from heapq import heappop, heappush
 from typing import Any, TypeAlias
 
 from cowrite.engine.clock import HybridClock, Timestamp, check_timestamp
@@ -40,7 +39,6 @@ from cowrite.engine.ids import (
     CLIENT_MASK,
     MAX_CLIENTS,
     MAX_REPLICA_ID,
-    NO_ID,
     ONE,
     VersionVector,
     pack,
@@ -55,7 +53,6 @@ from cowrite.engine.ops import (
     NodeRef,
     Op,
     SetOp,
-    check_json,
     copy_json,
 )
 from cowrite.engine.register import LWWRegister
@@ -482,154 +479,14 @@ class Document:
         none of ``ops``) if one contradicts the document: wrong node kind, content of the wrong
         type, or too many ops waiting.
         """
-        new = list(ops)
-        if len(new) != 1 or type(new[0]) is not InsertOp or type(new[0].content) is not str:
-            self._prevalidate(new)  # (a lone text insert cannot be half-applied: checked below)
-        out: builtins.list[Change] = []
-        sink = out if changes else None
-        nxt = self._next
-        if not self._pending_count:
-            # fast path: ops arriving in causal order apply directly, no queueing
-            applied = 0
-            nodes = self._nodes
-            for op in new:
-                client = op.id & CLIENT_MASK
-                seq = op.id >> CLIENT_BITS
-                have = nxt[client]
-                is_insert = type(op) is InsertOp
-                end = seq + (len(op.content) if is_insert else 1)  # type: ignore[union-attr]
-                if end <= have:  # seen already
-                    applied += 1
-                    continue
-                if is_insert:
-                    assert isinstance(op, InsertOp)
-                    if seq < have:  # partly seen: the unseen suffix
-                        op = _insert_suffix(op, have - seq)
-                        seq = have
-                    o, r = op.origin, op.right
-                    if (
-                        seq != have
-                        or client == SYSTEM
-                        or op.node not in nodes
-                        or (o != NO_ID and (o >> CLIENT_BITS) >= nxt[o & CLIENT_MASK])
-                        or (r != NO_ID and (r >> CLIENT_BITS) >= nxt[r & CLIENT_MASK])
-                    ) and not (seq == have and self._ready(op)):
-                        break
-                elif seq != have or not self._ready(op):
-                    break
-                self._apply_remote(op, sink)
-                nxt[client] = end
-                applied += 1
-                if applied == len(new) or new[applied].id & CLIENT_MASK != client:
-                    self._record_version(client, end)
-            if applied == len(new):
-                return out
-            new = new[applied:]
-        new = [op for op in new if _queue_key(op) not in self._queued]
-        if self._pending_count + len(new) > MAX_PENDING_OPS:
-            raise InvalidOperation("too many operations waiting for missing dependencies")
-        queues = self._queues
-        for op in new:
-            client = op.id & CLIENT_MASK
-            q = queues.get(client)
-            if q is None:
-                q = queues[client] = []
-            self._tiebreak += 1
-            heappush(q, (op.id >> CLIENT_BITS, self._tiebreak, op))
-            self._queued.add(_queue_key(op))
-        self._pending_count += len(new)
-        progress = True
-        while progress:
-            progress = False
-            for client, q in queues.items():
-                while q:
-                    seq, _, op = q[0]
-                    have = nxt[client]
-                    if type(op) is InsertOp:
-                        end = seq + len(op.content)
-                        if end <= have:
-                            self._queued.discard(_queue_key(heappop(q)[2]))
-                            self._pending_count -= 1
-                            continue
-                        if seq < have:  # partly seen: keep the unseen suffix
-                            op = _insert_suffix(op, have - seq)
-                            seq = have
-                    else:
-                        end = seq + 1
-                        if end <= have:
-                            self._queued.discard(_queue_key(heappop(q)[2]))
-                            self._pending_count -= 1
-                            continue
-                    if seq > have or not self._ready(op):
-                        break
-                    popped = heappop(q)[2]
-                    self._queued.discard(_queue_key(popped))
-                    self._pending_count -= 1
-                    self._apply_remote(op, sink)
-                    nxt[client] = end
-                    self._record_version(client, end)
-                    progress = True
-        return out
+        from cowrite.engine.apply import apply_ops
 
-    def _prevalidate(self, ops: builtins.list[Op]) -> None:
-        """Check a batch before applying any of it: node kinds (nodes created inside the batch
-        included), content types, JSON values. Raises InvalidOperation."""
-        kinds = self._kinds
-        created: dict[int, NodeKind] = {}
-        for op in ops:
-            t = type(op)
-            if t is InsertOp and type(op.content) is str:  # type: ignore[union-attr]
-                if op.id & CLIENT_MASK == SYSTEM:
-                    raise InvalidOperation("replica 0 is reserved")
-                kind = kinds.get(op.node)
-                if kind is NodeKind.TEXT:
-                    continue  # the common case, settled
-            elif t is SetOp:
-                value = op.value  # type: ignore[union-attr]
-                if type(value) is NewNode:
-                    created[op.id] = value.kind
-                elif value is not DELETED:
-                    check_json(value)
-            elif t is InsertOp:
-                if type(op.content) is list:  # type: ignore[union-attr]
-                    for k, v in enumerate(op.content):  # type: ignore[union-attr]
-                        if type(v) is NewNode:
-                            created[op.id + k * ONE] = v.kind
-                        else:
-                            check_json(v)
-            elif t is AddOp:
-                amount = op.amount  # type: ignore[union-attr]
-                if type(amount) is not int or not -(1 << 63) <= amount < (1 << 63):
-                    raise InvalidOperation("counter amounts are 64-bit ints")
-            if op.id & CLIENT_MASK == SYSTEM:
-                raise InvalidOperation("replica 0 is reserved")
-            node = op.node
-            kind = kinds.get(node) or created.get(node)
-            if kind is None:
-                root = self.roots.get(node)
-                if root is None:
-                    continue  # a node not known yet: the op waits, and is checked when applied
-                kind = root[1]
-            self._check_op_kind(op, kind)
+        return apply_ops(self, ops, changes=changes)
 
     @property
     def pending_ops(self) -> int:
         """Remote ops received but not applied yet, waiting for their dependencies."""
         return self._pending_count
-
-    def _known(self, pid: int) -> bool:
-        return pid == NO_ID or (pid >> CLIENT_BITS) < self._next[pid & CLIENT_MASK]
-
-    def _ready(self, op: Op) -> bool:
-        if op.id & CLIENT_MASK == SYSTEM:
-            raise InvalidOperation("replica 0 is reserved")
-        if op.node not in self._nodes and op.node not in self.roots:
-            return False
-        if type(op) is InsertOp:
-            return self._known(op.origin) and self._known(op.right)
-        if type(op) is DeleteOp:
-            return all(self._known(t + (n - 1) * ONE) for t, n in op.spans)
-        return True
 
     @staticmethod
     def _check_op_kind(op: Op, kind: NodeKind) -> None:
@@ -653,86 +510,6 @@ class Document:
             check_timestamp(op.ts)
         elif kind is not NodeKind.COUNTER:
             raise InvalidOperation(f"add on a {kind.name}")
-
-    def _apply_remote(self, op: Op, out: builtins.list[Change] | None) -> None:
-        if out is None and type(op) is InsertOp and type(op.content) is str:
-            # hot path (replica sync of typing): a text insert with no change report
-            seq = self._nodes.get(op.node)
-            if type(seq) is Sequence and seq.is_text:
-                seq.integrate(op.id, op.origin, op.right, op.content)
-                return
-        kind = self.kind_of(op.node)
-        self._check_op_kind(op, kind)
-        t = type(op)
-        if t is InsertOp:
-            assert isinstance(op, InsertOp)
-            seq = self.sequence(op.node)
-            content: str | builtins.list[Any] = op.content
-            if not seq.is_text:
-                assert isinstance(content, list)
-                for v in content:
-                    if type(v) is not NewNode:
-                        check_json(v)
-                content = self._materialize_list(op.id, content)
-            seq.integrate(op.id, op.origin, op.right, content)
-            if out is not None:
-                pos, _ = seq.position_of(op.id)
-                out.append(Change(op.node, kind, _retain(pos, [content])))
-        elif t is DeleteOp:
-            assert isinstance(op, DeleteOp)
-            seq = self.sequence(op.node)
-            for target, count in op.spans:
-                self._check_owner(seq, target, count)
-            for target, count in op.spans:
-                if out is None:
-                    seq.delete_ids(target, count)
-                    continue
-                for pos, n in self._visible_runs(seq, target, count):
-                    seq.delete_ids(*n)
-                    out.append(Change(op.node, kind, _retain(pos, [-n[1]])))
-            self._log_delete(op.id, op.node, op.spans)
-        elif t is SetOp:
-            assert isinstance(op, SetOp)
-            self.clock.observe(op.ts)
-            self._apply_set(op)
-            self._log[op.id & CLIENT_MASK].append(op)
-            if out is not None:
-                out.append(Change(op.node, kind, [], op.key))
-        else:
-            assert isinstance(op, AddOp)
-            self._apply_add(op)
-            self._log[op.id & CLIENT_MASK].append(op)
-            if out is not None:
-                out.append(Change(op.node, kind, [op.amount]))
-
-    def _check_owner(self, seq: Sequence, target: int, count: int) -> None:
-        if count <= 0:
-            raise InvalidOperation("delete spans have positive lengths")
-        while count > 0:
-            try:
-                item, off = self.index.find(target)
-            except KeyError:
-                raise InvalidOperation(
-                    f"delete of unknown element {self.format_id(target)}"
-                ) from None
-            if item.leaf.owner is not seq:
-                raise InvalidOperation("delete of an element of another node")
-            take = min(count, len(item.content) - off)
-            target += take * ONE
-            count -= take
-
-    def _visible_runs(
-        self, seq: Sequence, target: int, count: int
-    ) -> Iterator[tuple[int, tuple[int, int]]]:
-        """Split a delete span into (position, (id, n)) pieces of still-visible elements."""
-        while count > 0:
-            item, off = self.index.find(target)
-            take = min(count, len(item.content) - off)
-            if not item.deleted:
-                pos, _ = seq.position_of(target)
-                yield pos, (target, take)
-            target += take * ONE
-            count -= take
 
     # ------------------------------------------------------------- deltas
 
@@ -901,10 +678,6 @@ def _del_arrays() -> DeleteColumns:
     return array("q"), array("q"), array("q"), array("q")
 
 
-def _retain(pos: int, rest: builtins.list[Any]) -> builtins.list[Any]:
-    return [pos, *rest] if pos else rest
-
-
 __all__ = [
     "DELETED",
     "Change",
@@ -915,13 +688,6 @@ __all__ = [
     "Timestamp",
     "root_id",
 ]
-
-
-def _queue_key(op: Op) -> tuple[int, type, int]:
-    """Identifies a waiting op. An insert is a run: a later delta may carry the same run grown
-    longer (same first id), which must wait too, not be dropped as a duplicate."""
-    length = len(op.content) if isinstance(op, InsertOp) else 1
-    return op.id, type(op), length
 
 
 def _insert_suffix(op: InsertOp, k: int) -> InsertOp:
