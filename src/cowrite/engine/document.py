@@ -25,8 +25,7 @@ import math
 import secrets
 import time
 from array import array
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -56,7 +55,7 @@ from cowrite.engine.ops import (
     copy_json,
 )
 from cowrite.engine.register import LWWRegister
-from cowrite.engine.sequence import Gap, Item, ItemIndex, Sequence
+from cowrite.engine.sequence import ItemIndex, Sequence
 
 Buffer = bytes | bytearray | memoryview
 DeleteColumns: TypeAlias = "tuple[array[int], array[int], array[int], array[int]]"
@@ -443,24 +442,10 @@ class Document:
     def _dels(self) -> builtins.list[DeleteColumns]:
         """Per client, every delete record kept (decoding the lazily loaded ones first)."""
         if self._lazy_dels:
-            self._decode_lazy_deletes()
+            from cowrite.engine.oplog import decode_lazy_deletes
+
+            decode_lazy_deletes(self)
         return self._del_cols
-
-    def _decode_lazy_deletes(self) -> None:
-        from cowrite.engine.encoding import decode_ops
-
-        chunks = self._lazy_dels
-        self._lazy_dels = []
-        newer = self._del_cols
-        self._del_cols = [_del_arrays() for _ in newer]
-        for data, _ in chunks:
-            for op in decode_ops(self, data):
-                if type(op) is DeleteOp:
-                    self._log_delete(op.id, op.node, op.spans)
-        newer += [_del_arrays() for _ in range(len(self._del_cols) - len(newer))]
-        for cols, more in zip(self._del_cols, newer, strict=True):
-            for col, extra in zip(cols, more, strict=True):
-                col.extend(extra)
 
     def _log_delete(self, op_id: int, node: int, spans: Iterable[tuple[int, int]]) -> None:
         seqs, nodes, targets, lengths = self._del_cols[op_id & CLIENT_MASK]
@@ -543,45 +528,9 @@ class Document:
 
     def _client_ops_since(self, client: int, start: int) -> builtins.list[Op]:
         """One replica's operations from seq ``start`` on, in seq order."""
-        ops: builtins.list[tuple[int, Op]] = list(self._inserts_since(client, start))
-        if any(start < bound.get(client, 0) for _, bound in self._lazy_dels):
-            self._decode_lazy_deletes()
-        seqs, nodes, targets, lengths = self._del_cols[client]
-        k = bisect_left(seqs, start)
-        while k < len(seqs):
-            s = seqs[k]
-            spans = []
-            node = nodes[k]
-            while k < len(seqs) and seqs[k] == s:
-                spans.append((targets[k], lengths[k]))
-                k += 1
-            ops.append((s, DeleteOp(pack(client, s), node, tuple(spans))))
-        log = self._log[client]
-        if log and (log[-1].id >> CLIENT_BITS) >= start:
-            k = bisect_left(log, start, key=lambda o: o.id >> CLIENT_BITS)
-            ops.extend((o.id >> CLIENT_BITS, o) for o in log[k:])
-        if len(ops) > 1:
-            ops.sort(key=lambda t: t[0])
-        return [op for _, op in ops]
+        from cowrite.engine.oplog import client_ops_since
 
-    def _inserts_since(self, client: int, start: int) -> Iterator[tuple[int, InsertOp]]:
-        for first, item in self.index.runs(client, start):
-            if first + len(item.content) <= start:
-                continue
-            op = self._insert_op_of(item)
-            if first < start:  # a run grown since ``start``: send only what is new
-                op = _insert_suffix(op, start - first)
-                first = start
-            yield first, op
-
-    def _insert_op_of(self, item: Item) -> InsertOp:
-        content = item.content
-        assert not isinstance(content, Gap), "compacted runs are in the base, never in a delta"
-        if type(content) is list:
-            content = [NewNode(v.kind) if type(v) is NodeRef else v for v in content]
-        owner = item.leaf.owner
-        assert owner is not None
-        return InsertOp(item.id, owner.node_id, item.origin, item.right, content)
+        return client_ops_since(self, client, start)
 
     def delta_since(self, version: Mapping[int, int] | None = None) -> bytes:
         """Encoded ops the holder of ``version`` lacks (see ``encoding`` for the format).
