@@ -182,6 +182,10 @@ def measure_document(path: Path, repeat: int, *, with_pycrdt: bool = True) -> Do
         py_doc = _replay_pycrdt(pycrdt, trace)
         py_data = py_doc.get_update()
         del py_doc
+    # the parsed trace (millions of objects) would make every full collection during the
+    # measurements slow, which only the contender allocating Python objects would pay
+    del trace
+    gc.collect()
 
     def py_load() -> Any:
         assert pycrdt is not None
@@ -393,8 +397,8 @@ def run_doc_ops(paths: list[Path], repeat: int, *, with_pycrdt: bool = True) -> 
     """Measure every trace in ``paths`` (sequential: the document rows; concurrent: bytes)."""
     results = []
     for path in paths:
-        trace = load_trace(path)
-        if trace_kind(trace) == "concurrent":
+        kind = trace_kind(load_trace(path))
+        if kind == "concurrent":
             results.append(measure_concurrent(path, repeat, with_pycrdt=with_pycrdt))
         else:
             results.append(measure_document(path, repeat, with_pycrdt=with_pycrdt))
