@@ -40,6 +40,7 @@ from __future__ import annotations
 import sys
 import zlib
 from array import array
+from operator import attrgetter
 from typing import Any
 
 from cowrite.engine.codec import Writer
@@ -72,6 +73,9 @@ for _width, _code in _TYPECODES.items():
     assert array(_code).itemsize == _width, "unexpected C integer sizes"
 _BIG_ENDIAN = sys.byteorder == "big"
 ZLIB_LEVEL = 1
+_ID, _CONTENT, _ORIGIN, _RIGHT, _DELETED = (
+    attrgetter(name) for name in ("id", "content", "origin", "right", "deleted")
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,11 +142,11 @@ def encode_state(doc: Document, *, as_delta: bool = False) -> bytes:
 def _write_items(w: Writer, seq: Sequence, tix: dict[int, int]) -> None:
     """The item columns of ``seq``, built column by column (comprehensions, no per-item loop)."""
     items = list(seq.items())
-    ids = [it.id for it in items]
-    contents = [it.content for it in items]
-    lens = [len(c) for c in contents]
-    origins = [it.origin for it in items]
-    rights = [it.right for it in items]
+    ids = list(map(_ID, items))
+    contents = list(map(_CONTENT, items))
+    lens = list(map(len, contents))
+    origins = list(map(_ORIGIN, items))
+    rights = list(map(_RIGHT, items))
     lasts = [NO_ID, *[i + (n - 1) * ONE for i, n in zip(ids, lens, strict=True)]]
     ocodes = [
         O_PREV if o == p else O_NONE if o == NO_ID else O_EXPLICIT
@@ -161,7 +165,7 @@ def _write_items(w: Writer, seq: Sequence, tix: dict[int, int]) -> None:
     content_flag = 0 if seq.is_text else F_LIST
     flags = [
         a | b | c | content_flag | d
-        for a, b, c, d in zip(ocodes, idcodes, rcodes, [it.deleted for it in items], strict=True)
+        for a, b, c, d in zip(ocodes, idcodes, rcodes, map(_DELETED, items), strict=True)
     ]
     w.uint(len(items))
     _put_column(w, flags)
@@ -172,10 +176,13 @@ def _write_items(w: Writer, seq: Sequence, tix: dict[int, int]) -> None:
         [r for r, c in zip(rights, rcodes, strict=True) if c == R_EXPLICIT],
     ):
         w.uint(len(chosen))
-        _put_column(w, [tix[x & CLIENT_MASK] for x in chosen])
+        if len(tix) == 1:  # one replica: every index is 0
+            _put_column(w, [0] * len(chosen))
+        else:
+            _put_column(w, [tix[x & CLIENT_MASK] for x in chosen])
         _put_column(w, [x >> CLIENT_BITS for x in chosen])
     if seq.is_text:
-        w.bytes_("".join(contents).encode("utf-8", "surrogatepass"))  # type: ignore[arg-type]
+        w.bytes_("".join(contents).encode("utf-8", "surrogatepass"))
     else:
         w.bytes_(b"")  # no text
         for values in contents:
