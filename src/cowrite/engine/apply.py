@@ -8,16 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from heapq import heappop, heappush
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cowrite.engine.document import (
-    MAX_PENDING_OPS,
-    SYSTEM,
-    Change,
-    Document,
-    NodeKind,
-    _insert_suffix,
-)
+from cowrite.engine.doc_parts import MAX_PENDING_OPS, SYSTEM, Change, _insert_suffix
 from cowrite.engine.errors import InvalidOperation
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, NO_ID, ONE
 from cowrite.engine.ops import (
@@ -26,11 +19,15 @@ from cowrite.engine.ops import (
     DeleteOp,
     InsertOp,
     NewNode,
+    NodeKind,
     Op,
     SetOp,
     check_json,
 )
 from cowrite.engine.sequence import Sequence
+
+if TYPE_CHECKING:
+    from cowrite.engine.document import Document
 
 
 def apply_ops(doc: Document, ops: Iterable[Op], *, changes: bool = True) -> list[Change]:

@@ -26,11 +26,17 @@ import secrets
 import time
 from array import array
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
+from cowrite.engine.apply import apply_ops as _apply_ops
 from cowrite.engine.clock import HybridClock, Timestamp, check_timestamp
 from cowrite.engine.counter import PNCounter
+from cowrite.engine.doc_parts import (
+    SYSTEM,
+    Change,
+    DeleteColumns,
+    _del_arrays,
+)
 from cowrite.engine.errors import InvalidOperation, ResyncNeeded
 from cowrite.engine.handles import HANDLES, Counter, Handle, List, Map, Register, Text
 from cowrite.engine.ids import (
@@ -42,6 +48,7 @@ from cowrite.engine.ids import (
     VersionVector,
     pack,
 )
+from cowrite.engine.oplog import client_ops_since as _client_ops_since
 from cowrite.engine.ops import (
     DELETED,
     AddOp,
@@ -58,14 +65,7 @@ from cowrite.engine.register import LWWRegister
 from cowrite.engine.sequence import ItemIndex, Sequence
 
 Buffer = bytes | bytearray | memoryview
-DeleteColumns: TypeAlias = "tuple[array[int], array[int], array[int], array[int]]"
-"""Per client: delete op seq, node, first target id, count (one row per span)."""
-
-SYSTEM = 0
-"""Client index (and replica id) 0 is reserved for named roots; no replica may use it."""
-
 ROOT_HASH_BITS = 40
-MAX_PENDING_OPS = 1_000_000
 
 
 def root_id(kind: NodeKind, name: str) -> int:
@@ -86,22 +86,6 @@ class MapState:
 
 
 NodeState = Sequence | MapState | LWWRegister[Any] | PNCounter
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """What one applied remote operation did, for observers (editors, thin clients, SDK events).
-
-    For text and list nodes ``delta`` is an index edit in the ``ot`` format (retain n, insert,
-    delete -n) against the node as it was just before; for map/register/counter nodes ``key`` names
-    the changed key (None for register/counter) and ``delta`` is empty, except for a counter:
-    ``[amount]`` added.
-    """
-
-    node: int
-    kind: NodeKind
-    delta: builtins.list[Any]
-    key: str | None = None
 
 
 class Document:
@@ -464,9 +448,7 @@ class Document:
         none of ``ops``) if one contradicts the document: wrong node kind, content of the wrong
         type, or too many ops waiting.
         """
-        from cowrite.engine.apply import apply_ops
-
-        return apply_ops(self, ops, changes=changes)
+        return _apply_ops(self, ops, changes=changes)
 
     @property
     def pending_ops(self) -> int:
@@ -528,9 +510,7 @@ class Document:
 
     def _client_ops_since(self, client: int, start: int) -> builtins.list[Op]:
         """One replica's operations from seq ``start`` on, in seq order."""
-        from cowrite.engine.oplog import client_ops_since
-
-        return client_ops_since(self, client, start)
+        return _client_ops_since(self, client, start)
 
     def delta_since(self, version: Mapping[int, int] | None = None) -> bytes:
         """Encoded ops the holder of ``version`` lacks (see ``encoding`` for the format).
@@ -623,10 +603,6 @@ class Document:
                 raise AssertionError("op log beyond the version vector")
 
 
-def _del_arrays() -> DeleteColumns:
-    return array("q"), array("q"), array("q"), array("q")
-
-
 __all__ = [
     "DELETED",
     "Change",
@@ -637,8 +613,3 @@ __all__ = [
     "Timestamp",
     "root_id",
 ]
-
-
-def _insert_suffix(op: InsertOp, k: int) -> InsertOp:
-    """The run ``op`` without its first ``k`` elements (placed right after the k-th)."""
-    return InsertOp(op.id + k * ONE, op.node, op.id + (k - 1) * ONE, op.right, op.content[k:])

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from cowrite.engine.document import Document, _del_arrays, _insert_suffix
+from cowrite.engine.doc_parts import _del_arrays, _insert_suffix
 from cowrite.engine.ids import CLIENT_BITS, pack
 from cowrite.engine.ops import DeleteOp, InsertOp, NewNode, NodeRef, Op
 from cowrite.engine.runs import Gap, Item
+
+if TYPE_CHECKING:
+    from cowrite.engine.document import Document
 
 
 def decode_lazy_deletes(doc: Document) -> None:
