@@ -41,7 +41,7 @@ def decode_lazy_deletes(doc: Document) -> None:
 def client_ops_since(doc: Document, client: int, start: int) -> list[Op]:
     """One replica's operations from seq ``start`` on, in seq order."""
     ops: list[tuple[int, Op]] = list(_inserts_since(doc, client, start))
-    if any(start < bound.get(client, 0) for _, bound in doc._lazy_dels):
+    if doc._lazy_dels and any(start < bound.get(client, 0) for _, bound in doc._lazy_dels):
         decode_lazy_deletes(doc)
     seqs, nodes, targets, lengths = doc._del_cols[client]
     k = bisect_left(seqs, start)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterator
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, ONE
@@ -194,11 +195,19 @@ class ItemIndex:
         """``(first seq, item)`` of ``client``'s items in seq order, from the one holding (or
         the first after) seq ``start``."""
         heads = self.heads[client]
+        if not heads:
+            return iter(())
         b = max(bisect_right(heads, start) - 1, 0)
-        for starts, items in zip(self.starts[client][b:], self.items[client][b:], strict=True):
-            k = max(bisect_right(starts, start) - 1, 0)
-            yield from zip(starts[k:], items[k:], strict=True)
-            start = 0
+        blocks = self.starts[client]
+        item_blocks = self.items[client]
+        starts = blocks[b]
+        k = max(bisect_right(starts, start) - 1, 0)
+        first = zip(starts[k:], item_blocks[b][k:], strict=True)
+        if b == len(heads) - 1:
+            return first
+        later = zip(blocks[b + 1 :], item_blocks[b + 1 :], strict=True)
+        rest = (zip(s, i, strict=True) for s, i in later)
+        return chain(first, chain.from_iterable(rest))
 
     def count(self) -> int:
         """How many items are indexed."""
@@ -214,7 +223,7 @@ class ItemIndex:
         if b < 0:
             raise KeyError(pid)
         starts = self.starts[client][b]
-        k = bisect_right(starts, seq) - 1
+        k = bisect_right(starts, seq) - 1  # >= 0: the block's first start is its head
         item = self.items[client][b][k]
         off = seq - starts[k]
         if off >= len(item.content):
