@@ -291,7 +291,7 @@ def aggregate(contender: str, timed: list[RunResult], memory: RunResult | None) 
 def contender_available(contender: str) -> str | None:
     """None if the contender can run, else why not."""
     if contender == "pycrdt" and importlib.util.find_spec("pycrdt") is None:
-        return "pycrdt is not installed (pip install 'cowrite[bench]')"
+        return "pycrdt is not installed (uv sync --all-extras)"
     if contender == "cowrite":
         try:
             spec = importlib.util.find_spec("cowrite.replay")
@@ -392,6 +392,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=3600.0, help="seconds per worker run (default 3600)"
     )
+    parser.add_argument(
+        "--doc-ops",
+        action="store_true",
+        help="measure load, save, delta, merge and memory of the final document, and concurrent"
+        " replay over encoded bytes, cowrite vs pycrdt in one process (default traces:"
+        " automerge-paper and clownschool); prints a table, writes nothing",
+    )
     parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument(
         "--mode", choices=("time", "memory"), default="time", help=argparse.SUPPRESS
@@ -427,6 +434,13 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         paths = [by_name[n] for n in dict.fromkeys(args.only)]
     if not paths:
         parser.error(f"no traces (*.json, *.json.gz) in {traces_dir}")
+    if args.doc_ops:
+        from benchmarks.trace_docops import DEFAULT_TRACES, run_doc_ops
+
+        if not args.only:
+            paths = [p for p in paths if trace_name(p) in DEFAULT_TRACES]
+        print(run_doc_ops(paths, args.repeat, with_pycrdt="pycrdt" in contenders))
+        return 0
 
     results = [
         benchmark_trace(p, contenders, repeat=args.repeat, timeout=args.timeout) for p in paths

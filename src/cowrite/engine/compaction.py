@@ -48,14 +48,14 @@ from cowrite.engine.ids import (
     CLIENT_MASK,
     MAX_REPLICA_ID,
     NO_ID,
-    ONE,
     VersionVector,
     vv_includes,
     vv_merge,
 )
 from cowrite.engine.ops import AddOp, DeleteOp, NewNode, NodeKind, NodeRef, SetOp, check_json
 from cowrite.engine.register import LWWRegister
-from cowrite.engine.sequence import LEAF_MAX, NODE_MAX, Gap, Item, Leaf, Node, Sequence
+from cowrite.engine.runs import mergeable
+from cowrite.engine.sequence import Gap, Item, Leaf, Sequence
 
 MAGIC = b"CWS"
 FORMAT_VERSION = 1
@@ -151,21 +151,14 @@ def _collect(seq: Sequence, starts: dict[int, list[int]], ends: dict[int, list[i
 
 
 def _merge_gaps(seq: Sequence) -> None:
+    """Merge adjacent compacted runs of one run (leaf boundaries included)."""
     leaf: Leaf | None = seq.first
     while leaf is not None:
         items = leaf.items
-        k = 1
+        k = 0
         while k < len(items):
-            prev, cur = items[k - 1], items[k]
-            if (
-                type(prev.content) is Gap
-                and type(cur.content) is Gap
-                and cur.id == prev.id + len(prev.content) * ONE
-                and cur.origin == cur.id - ONE
-                and cur.right == prev.right
-            ):
-                seq._absorb(prev, cur, k)
-            else:
+            it = items[k]
+            if not (type(it.content) is Gap and seq._merge_next(it)):
                 k += 1
         leaf = leaf.next
 
@@ -390,7 +383,8 @@ def _read_items(doc: Document, seq: Sequence, r: Reader, read_id: Any, size: int
             raise DecodeError("content of the wrong kind")
         items.append(Item(pid, content, origin, right, deleted[k]))
     ids.expect_end()
-    _build_tree(seq, items)
+    items = _coalesce(items)
+    seq.load_items(items)
     for it in items:
         try:
             doc.index.find(it.id)
@@ -400,28 +394,12 @@ def _read_items(doc: Document, seq: Sequence, r: Reader, read_id: Any, size: int
             raise DecodeError("duplicate element id")
 
 
-def _build_tree(seq: Sequence, items: list[Item]) -> None:
-    """Bulk-load items (in document order) into balanced leaves: no integration needed."""
-    if not items:
-        return
-    fill = LEAF_MAX * 3 // 4
-    leaves: list[Leaf] = []
-    for k in range(0, len(items), fill):
-        leaf = Leaf(seq)
-        leaf.items = items[k : k + fill]
-        for it in leaf.items:
-            it.leaf = leaf
-            if not it.deleted:
-                leaf.vis += len(it.content)
-        if leaves:
-            leaves[-1].next = leaf
-            leaf.prev = leaves[-1]
-        leaves.append(leaf)
-    level: list[Any] = leaves
-    while len(level) > 1:
-        step = NODE_MAX * 3 // 4
-        level = [Node(level[k : k + step]) for k in range(0, len(level), step)]
-    seq.first = leaves[0]
-    seq.root = level[0]
-    seq.root.parent = None
-    seq._cl = None
+def _coalesce(items: list[Item]) -> list[Item]:
+    """Items (in document order) with every run that continues its predecessor merged into it."""
+    out: list[Item] = []
+    for it in items:
+        if out and mergeable(out[-1], it):
+            out[-1].content = out[-1].content + it.content  # type: ignore[operator]
+        else:
+            out.append(it)
+    return out

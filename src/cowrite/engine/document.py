@@ -25,14 +25,18 @@ import math
 import secrets
 import time
 from array import array
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from heapq import heappop, heappush
-from typing import Any, TypeAlias
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
+from cowrite.engine.apply import apply_ops as _apply_ops
 from cowrite.engine.clock import HybridClock, Timestamp, check_timestamp
 from cowrite.engine.counter import PNCounter
+from cowrite.engine.doc_parts import (
+    SYSTEM,
+    Change,
+    DeleteColumns,
+    _del_arrays,
+)
 from cowrite.engine.errors import InvalidOperation, ResyncNeeded
 from cowrite.engine.handles import HANDLES, Counter, Handle, List, Map, Register, Text
 from cowrite.engine.ids import (
@@ -40,11 +44,11 @@ from cowrite.engine.ids import (
     CLIENT_MASK,
     MAX_CLIENTS,
     MAX_REPLICA_ID,
-    NO_ID,
     ONE,
     VersionVector,
     pack,
 )
+from cowrite.engine.oplog import client_ops_since as _client_ops_since
 from cowrite.engine.ops import (
     DELETED,
     AddOp,
@@ -55,21 +59,13 @@ from cowrite.engine.ops import (
     NodeRef,
     Op,
     SetOp,
-    check_json,
     copy_json,
 )
 from cowrite.engine.register import LWWRegister
-from cowrite.engine.sequence import Gap, Item, ItemIndex, Sequence
+from cowrite.engine.sequence import ItemIndex, Sequence
 
 Buffer = bytes | bytearray | memoryview
-DeleteColumns: TypeAlias = "tuple[array[int], array[int], array[int], array[int]]"
-"""Per client: delete op seq, node, first target id, count (one row per span)."""
-
-SYSTEM = 0
-"""Client index (and replica id) 0 is reserved for named roots; no replica may use it."""
-
 ROOT_HASH_BITS = 40
-MAX_PENDING_OPS = 1_000_000
 
 
 def root_id(kind: NodeKind, name: str) -> int:
@@ -90,22 +86,6 @@ class MapState:
 
 
 NodeState = Sequence | MapState | LWWRegister[Any] | PNCounter
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """What one applied remote operation did, for observers (editors, thin clients, SDK events).
-
-    For text and list nodes ``delta`` is an index edit in the ``ot`` format (retain n, insert,
-    delete -n) against the node as it was just before; for map/register/counter nodes ``key`` names
-    the changed key (None for register/counter) and ``delta`` is empty, except for a counter:
-    ``[amount]`` added.
-    """
-
-    node: int
-    kind: NodeKind
-    delta: builtins.list[Any]
-    key: str | None = None
 
 
 class Document:
@@ -146,7 +126,10 @@ class Document:
         self.roots: dict[int, tuple[str, NodeKind]] = {}
         # non-insert ops per client, in seq order; deletes columnar to stay small
         self._log: builtins.list[builtins.list[SetOp | AddOp]] = [[]]
-        self._dels: builtins.list[DeleteColumns] = [_del_arrays()]
+        self._del_cols: builtins.list[DeleteColumns] = [_del_arrays()]
+        # delete records not decoded yet (``state``): encoded chunks, each with the seq every
+        # one of its records is below, per client; they precede the records in ``_del_cols``
+        self._lazy_dels: builtins.list[tuple[bytes, dict[int, int]]] = []
         # remote ops waiting for their dependencies: per client a heap of (seq, tiebreak, op)
         self._queues: dict[int, builtins.list[tuple[int, int, Op]]] = {}
         self._pending_count = 0
@@ -186,7 +169,7 @@ class Document:
             self._replicas.append(replica)
             self._next.append(0)
             self._log.append([])
-            self._dels.append(_del_arrays())
+            self._del_cols.append(_del_arrays())
             self.index.ensure_client(c)
         return c
 
@@ -453,8 +436,17 @@ class Document:
         assert isinstance(state, PNCounter)
         state.add(self._replicas[op.id & CLIENT_MASK], op.amount)
 
+    @property
+    def _dels(self) -> builtins.list[DeleteColumns]:
+        """Per client, every delete record kept (decoding the lazily loaded ones first)."""
+        if self._lazy_dels:
+            from cowrite.engine.oplog import decode_lazy_deletes
+
+            decode_lazy_deletes(self)
+        return self._del_cols
+
     def _log_delete(self, op_id: int, node: int, spans: Iterable[tuple[int, int]]) -> None:
-        seqs, nodes, targets, lengths = self._dels[op_id & CLIENT_MASK]
+        seqs, nodes, targets, lengths = self._del_cols[op_id & CLIENT_MASK]
         seq = op_id >> CLIENT_BITS
         for target, count in spans:
             seqs.append(seq)
@@ -470,154 +462,12 @@ class Document:
         none of ``ops``) if one contradicts the document: wrong node kind, content of the wrong
         type, or too many ops waiting.
         """
-        new = list(ops)
-        if len(new) != 1 or type(new[0]) is not InsertOp or type(new[0].content) is not str:
-            self._prevalidate(new)  # (a lone text insert cannot be half-applied: checked below)
-        out: builtins.list[Change] = []
-        sink = out if changes else None
-        nxt = self._next
-        if not self._pending_count:
-            # fast path: ops arriving in causal order apply directly, no queueing
-            applied = 0
-            nodes = self._nodes
-            for op in new:
-                client = op.id & CLIENT_MASK
-                seq = op.id >> CLIENT_BITS
-                have = nxt[client]
-                is_insert = type(op) is InsertOp
-                end = seq + (len(op.content) if is_insert else 1)  # type: ignore[union-attr]
-                if end <= have:  # seen already
-                    applied += 1
-                    continue
-                if is_insert:
-                    assert isinstance(op, InsertOp)
-                    if seq < have:  # partly seen: the unseen suffix
-                        op = _insert_suffix(op, have - seq)
-                        seq = have
-                    o, r = op.origin, op.right
-                    if (
-                        seq != have
-                        or client == SYSTEM
-                        or op.node not in nodes
-                        or (o != NO_ID and (o >> CLIENT_BITS) >= nxt[o & CLIENT_MASK])
-                        or (r != NO_ID and (r >> CLIENT_BITS) >= nxt[r & CLIENT_MASK])
-                    ) and not (seq == have and self._ready(op)):
-                        break
-                elif seq != have or not self._ready(op):
-                    break
-                self._apply_remote(op, sink)
-                nxt[client] = end
-                applied += 1
-                if applied == len(new) or new[applied].id & CLIENT_MASK != client:
-                    self._record_version(client, end)
-            if applied == len(new):
-                return out
-            new = new[applied:]
-        new = [op for op in new if _queue_key(op) not in self._queued]
-        if self._pending_count + len(new) > MAX_PENDING_OPS:
-            raise InvalidOperation("too many operations waiting for missing dependencies")
-        queues = self._queues
-        for op in new:
-            client = op.id & CLIENT_MASK
-            q = queues.get(client)
-            if q is None:
-                q = queues[client] = []
-            self._tiebreak += 1
-            heappush(q, (op.id >> CLIENT_BITS, self._tiebreak, op))
-            self._queued.add(_queue_key(op))
-        self._pending_count += len(new)
-        progress = True
-        while progress:
-            progress = False
-            for client, q in queues.items():
-                while q:
-                    seq, _, op = q[0]
-                    have = nxt[client]
-                    if type(op) is InsertOp:
-                        end = seq + len(op.content)
-                        if end <= have:
-                            self._queued.discard(_queue_key(heappop(q)[2]))
-                            self._pending_count -= 1
-                            continue
-                        if seq < have:  # partly seen: keep the unseen suffix
-                            op = _insert_suffix(op, have - seq)
-                            seq = have
-                    else:
-                        end = seq + 1
-                        if end <= have:
-                            self._queued.discard(_queue_key(heappop(q)[2]))
-                            self._pending_count -= 1
-                            continue
-                    if seq > have or not self._ready(op):
-                        break
-                    popped = heappop(q)[2]
-                    self._queued.discard(_queue_key(popped))
-                    self._pending_count -= 1
-                    self._apply_remote(op, sink)
-                    nxt[client] = end
-                    self._record_version(client, end)
-                    progress = True
-        return out
-
-    def _prevalidate(self, ops: builtins.list[Op]) -> None:
-        """Check a batch before applying any of it: node kinds (nodes created inside the batch
-        included), content types, JSON values. Raises InvalidOperation."""
-        kinds = self._kinds
-        created: dict[int, NodeKind] = {}
-        for op in ops:
-            t = type(op)
-            if t is InsertOp and type(op.content) is str:  # type: ignore[union-attr]
-                if op.id & CLIENT_MASK == SYSTEM:
-                    raise InvalidOperation("replica 0 is reserved")
-                kind = kinds.get(op.node)
-                if kind is NodeKind.TEXT:
-                    continue  # the common case, settled
-            elif t is SetOp:
-                value = op.value  # type: ignore[union-attr]
-                if type(value) is NewNode:
-                    created[op.id] = value.kind
-                elif value is not DELETED:
-                    check_json(value)
-            elif t is InsertOp:
-                if type(op.content) is list:  # type: ignore[union-attr]
-                    for k, v in enumerate(op.content):  # type: ignore[union-attr]
-                        if type(v) is NewNode:
-                            created[op.id + k * ONE] = v.kind
-                        else:
-                            check_json(v)
-            elif t is AddOp:
-                amount = op.amount  # type: ignore[union-attr]
-                if type(amount) is not int or not -(1 << 63) <= amount < (1 << 63):
-                    raise InvalidOperation("counter amounts are 64-bit ints")
-            if op.id & CLIENT_MASK == SYSTEM:
-                raise InvalidOperation("replica 0 is reserved")
-            node = op.node
-            kind = kinds.get(node) or created.get(node)
-            if kind is None:
-                root = self.roots.get(node)
-                if root is None:
-                    continue  # a node not known yet: the op waits, and is checked when applied
-                kind = root[1]
-            self._check_op_kind(op, kind)
+        return _apply_ops(self, ops, changes=changes)
 
     @property
     def pending_ops(self) -> int:
         """Remote ops received but not applied yet, waiting for their dependencies."""
         return self._pending_count
-
-    def _known(self, pid: int) -> bool:
-        return pid == NO_ID or (pid >> CLIENT_BITS) < self._next[pid & CLIENT_MASK]
-
-    def _ready(self, op: Op) -> bool:
-        if op.id & CLIENT_MASK == SYSTEM:
-            raise InvalidOperation("replica 0 is reserved")
-        if op.node not in self._nodes and op.node not in self.roots:
-            return False
-        if type(op) is InsertOp:
-            return self._known(op.origin) and self._known(op.right)
-        if type(op) is DeleteOp:
-            return all(self._known(t + (n - 1) * ONE) for t, n in op.spans)
-        return True
 
     @staticmethod
     def _check_op_kind(op: Op, kind: NodeKind) -> None:
@@ -641,86 +491,6 @@ class Document:
             check_timestamp(op.ts)
         elif kind is not NodeKind.COUNTER:
             raise InvalidOperation(f"add on a {kind.name}")
-
-    def _apply_remote(self, op: Op, out: builtins.list[Change] | None) -> None:
-        if out is None and type(op) is InsertOp and type(op.content) is str:
-            # hot path (replica sync of typing): a text insert with no change report
-            seq = self._nodes.get(op.node)
-            if type(seq) is Sequence and seq.is_text:
-                seq.integrate(op.id, op.origin, op.right, op.content)
-                return
-        kind = self.kind_of(op.node)
-        self._check_op_kind(op, kind)
-        t = type(op)
-        if t is InsertOp:
-            assert isinstance(op, InsertOp)
-            seq = self.sequence(op.node)
-            content: str | builtins.list[Any] = op.content
-            if not seq.is_text:
-                assert isinstance(content, list)
-                for v in content:
-                    if type(v) is not NewNode:
-                        check_json(v)
-                content = self._materialize_list(op.id, content)
-            seq.integrate(op.id, op.origin, op.right, content)
-            if out is not None:
-                pos, _ = seq.position_of(op.id)
-                out.append(Change(op.node, kind, _retain(pos, [content])))
-        elif t is DeleteOp:
-            assert isinstance(op, DeleteOp)
-            seq = self.sequence(op.node)
-            for target, count in op.spans:
-                self._check_owner(seq, target, count)
-            for target, count in op.spans:
-                if out is None:
-                    seq.delete_ids(target, count)
-                    continue
-                for pos, n in self._visible_runs(seq, target, count):
-                    seq.delete_ids(*n)
-                    out.append(Change(op.node, kind, _retain(pos, [-n[1]])))
-            self._log_delete(op.id, op.node, op.spans)
-        elif t is SetOp:
-            assert isinstance(op, SetOp)
-            self.clock.observe(op.ts)
-            self._apply_set(op)
-            self._log[op.id & CLIENT_MASK].append(op)
-            if out is not None:
-                out.append(Change(op.node, kind, [], op.key))
-        else:
-            assert isinstance(op, AddOp)
-            self._apply_add(op)
-            self._log[op.id & CLIENT_MASK].append(op)
-            if out is not None:
-                out.append(Change(op.node, kind, [op.amount]))
-
-    def _check_owner(self, seq: Sequence, target: int, count: int) -> None:
-        if count <= 0:
-            raise InvalidOperation("delete spans have positive lengths")
-        while count > 0:
-            try:
-                item, off = self.index.find(target)
-            except KeyError:
-                raise InvalidOperation(
-                    f"delete of unknown element {self.format_id(target)}"
-                ) from None
-            if item.leaf.owner is not seq:
-                raise InvalidOperation("delete of an element of another node")
-            take = min(count, len(item.content) - off)
-            target += take * ONE
-            count -= take
-
-    def _visible_runs(
-        self, seq: Sequence, target: int, count: int
-    ) -> Iterator[tuple[int, tuple[int, int]]]:
-        """Split a delete span into (position, (id, n)) pieces of still-visible elements."""
-        while count > 0:
-            item, off = self.index.find(target)
-            take = min(count, len(item.content) - off)
-            if not item.deleted:
-                pos, _ = seq.position_of(target)
-                yield pos, (target, take)
-            target += take * ONE
-            count -= take
 
     # ------------------------------------------------------------- deltas
 
@@ -754,70 +524,38 @@ class Document:
 
     def _client_ops_since(self, client: int, start: int) -> builtins.list[Op]:
         """One replica's operations from seq ``start`` on, in seq order."""
-        ops: builtins.list[tuple[int, Op]] = list(self._inserts_since(client, start))
-        seqs, nodes, targets, lengths = self._dels[client]
-        k = bisect_left(seqs, start)
-        while k < len(seqs):
-            s = seqs[k]
-            spans = []
-            node = nodes[k]
-            while k < len(seqs) and seqs[k] == s:
-                spans.append((targets[k], lengths[k]))
-                k += 1
-            ops.append((s, DeleteOp(pack(client, s), node, tuple(spans))))
-        log = self._log[client]
-        if log and (log[-1].id >> CLIENT_BITS) >= start:
-            k = bisect_left(log, start, key=lambda o: o.id >> CLIENT_BITS)
-            ops.extend((o.id >> CLIENT_BITS, o) for o in log[k:])
-        if len(ops) > 1:
-            ops.sort(key=lambda t: t[0])
-        return [op for _, op in ops]
-
-    def _inserts_since(self, client: int, start: int) -> Iterator[tuple[int, InsertOp]]:
-        starts = self.index.starts[client]
-        items = self.index.items[client]
-        k = max(bisect_left(starts, start) - 1, 0)
-        for i in range(k, len(items)):
-            item = items[i]
-            first = starts[i]
-            if first + len(item.content) <= start:
-                continue
-            op = self._insert_op_of(item)
-            if first < start:  # a run grown since ``start``: send only what is new
-                op = _insert_suffix(op, start - first)
-                first = start
-            yield first, op
-
-    def _insert_op_of(self, item: Item) -> InsertOp:
-        content = item.content
-        assert not isinstance(content, Gap), "compacted runs are in the base, never in a delta"
-        if type(content) is list:
-            content = [NewNode(v.kind) if type(v) is NodeRef else v for v in content]
-        owner = item.leaf.owner
-        assert owner is not None
-        return InsertOp(item.id, owner.node_id, item.origin, item.right, content)
+        return _client_ops_since(self, client, start)
 
     def delta_since(self, version: Mapping[int, int] | None = None) -> bytes:
         """Encoded ops the holder of ``version`` lacks (see ``encoding`` for the format).
 
         Raises ResyncNeeded if ``version`` predates the compaction base: that replica must load
-        ``encode_state()`` into a fresh document instead.
+        ``encode_state()`` into a fresh document instead. Since the empty version (a new
+        replica), the delta is the state in delta form (``encoding`` format version 3), which
+        an empty document loads without integrating anything.
         """
         from cowrite.engine.encoding import encode_ops
 
+        if not self.base and (not version or not any(version.values())):
+            from cowrite.engine.state import encode_state
+
+            return encode_state(self, as_delta=True)
         return encode_ops(self, self.ops_since(version))
 
     def encode_state(self) -> bytes:
         """The whole document with the history it keeps; ``load``/``merge`` read it back.
 
-        An uncompacted document encodes as all its ops (mergeable into any replica); a compacted
-        one as a snapshot (``compaction``), loadable into an empty document only.
+        An uncompacted document encodes as a state (``state``: items in document order, loads
+        without integration, merges into any replica); a compacted one as a snapshot
+        (``compaction``), loadable into an empty document only.
         """
         if self.base:
             from cowrite.engine.compaction import encode_snapshot
 
             return encode_snapshot(self)
-        return self.delta_since({})
+        from cowrite.engine.state import encode_state
+
+        return encode_state(self)
 
     def merge(self, data: Buffer, *, changes: bool = True) -> builtins.list[Change]:
         """Merge an encoded delta or state from any replica; idempotent, any order.
@@ -828,10 +566,18 @@ class Document:
         from cowrite.engine.encoding import decode_ops
 
         if bytes(data[:3]) == b"CWS":
+            if bytes(data[3:4]) != b"\x01":  # version 1 is a compacted snapshot
+                from cowrite.engine.state_load import merge_state
+
+                return merge_state(self, bytes(data), changes=changes)
             from cowrite.engine.compaction import load_snapshot
 
             load_snapshot(self, bytes(data))
             return []
+        if bytes(data[:4]) == b"CWR\x03":
+            from cowrite.engine.state_load import merge_state
+
+            return merge_state(self, bytes(data), changes=changes)
         return self.apply_ops(decode_ops(self, data), changes=changes)
 
     @classmethod
@@ -850,12 +596,15 @@ class Document:
         for state in self._nodes.values():
             if isinstance(state, Sequence):
                 state.check_invariants()
-        for client, (starts, items) in enumerate(
-            zip(self.index.starts, self.index.items, strict=True)
-        ):
+        index = self.index
+        for client in range(len(index.heads)):
+            runs = list(index.runs(client))
+            starts = [s for s, _ in runs]
             if starts != sorted(starts) or len(set(starts)) != len(starts):
                 raise AssertionError("id index out of order")
-            for s, item in zip(starts, items, strict=True):
+            if index.heads[client] != [block[0] for block in index.starts[client]]:
+                raise AssertionError("id index block heads are stale")
+            for s, item in runs:
                 if (item.id >> CLIENT_BITS) != s or (item.id & CLIENT_MASK) != client:
                     raise AssertionError("id index points at the wrong item")
                 if s + len(item.content) > self._next[client] and client != SYSTEM:
@@ -868,14 +617,6 @@ class Document:
                 raise AssertionError("op log beyond the version vector")
 
 
-def _del_arrays() -> DeleteColumns:
-    return array("q"), array("q"), array("q"), array("q")
-
-
-def _retain(pos: int, rest: builtins.list[Any]) -> builtins.list[Any]:
-    return [pos, *rest] if pos else rest
-
-
 __all__ = [
     "DELETED",
     "Change",
@@ -886,15 +627,3 @@ __all__ = [
     "Timestamp",
     "root_id",
 ]
-
-
-def _queue_key(op: Op) -> tuple[int, type, int]:
-    """Identifies a waiting op. An insert is a run: a later delta may carry the same run grown
-    longer (same first id), which must wait too, not be dropped as a duplicate."""
-    length = len(op.content) if isinstance(op, InsertOp) else 1
-    return op.id, type(op), length
-
-
-def _insert_suffix(op: InsertOp, k: int) -> InsertOp:
-    """The run ``op`` without its first ``k`` elements (placed right after the k-th)."""
-    return InsertOp(op.id + k * ONE, op.node, op.id + (k - 1) * ONE, op.right, op.content[k:])

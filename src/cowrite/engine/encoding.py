@@ -93,11 +93,6 @@ from cowrite.engine.clock import Timestamp
 from cowrite.engine.codec import (
     Reader,
     Writer,
-    decompress,
-    read_bool_rle,
-    read_delta_rle,
-    read_str_column,
-    read_uint_rle,
     write_bool_rle,
     write_delta_rle,
     write_str_column,
@@ -108,8 +103,6 @@ from cowrite.engine.errors import DecodeError, EngineError
 from cowrite.engine.ids import (
     CLIENT_BITS,
     CLIENT_MASK,
-    MAX_CLIENTS,
-    MAX_REPLICA_ID,
     NO_ID,
     ONE,
 )
@@ -127,6 +120,8 @@ from cowrite.engine.ops import (
 
 MAGIC = b"CWR"
 FORMAT_VERSION = 2
+STATE_IN_DELTA_VERSION = 3
+"""Version 3 is a whole state (``state``) in delta form: what ``delta_since({})`` sends."""
 C_NONE, C_ZLIB, C_LZMA = 0, 1, 2
 COMPRESSION_MASK = 0b11
 G_INSERT, G_DELETE, G_SET, G_ADD = 1 << 2, 1 << 3, 1 << 4, 1 << 5
@@ -380,327 +375,18 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
 # Decoding
 
 
-class TooManyReplicas(DecodeError):
-    """The input names more replicas the document has not seen than the caller allows."""
-
-
 def decode_ops(
     doc: Document, data: bytes | bytearray | memoryview, *, max_new_replicas: int | None = None
 ) -> list[Op]:
-    """Decode bytes from ``encode_ops`` into ops packed for ``doc``'s client table.
+    """Decode bytes from ``encode_ops`` (or a state in delta form) into ops packed for ``doc``.
 
-    Registers the replicas and named roots ``doc`` has not seen, but only once the whole input
-    has decoded. Raises ``DecodeError`` for anything malformed (and then leaves ``doc`` as it
-    was); never allocates more than a bounded multiple of the input. ``max_new_replicas``: raise
-    ``TooManyReplicas`` (registering none) if the input names more unseen replicas than that
-    (each costs the document memory for as long as it lives).
+    See ``decoding.decode_ops``: raises ``DecodeError`` for anything malformed and then leaves
+    ``doc`` as it was; ``TooManyReplicas`` beyond ``max_new_replicas`` unseen replicas.
     """
-    data = bytes(data)
-    if len(data) < 5 or data[:3] != MAGIC:
-        raise DecodeError("not a cowrite document or delta (bad magic)")
-    if data[3] != FORMAT_VERSION:
-        raise DecodeError(f"unsupported format version {data[3]}")
-    flags = data[4]
-    if flags & ~(COMPRESSION_MASK | GROUPS_MASK):
-        raise DecodeError(f"unknown flags {flags:#x}")
-    method = flags & COMPRESSION_MASK
-    if method == C_NONE:
-        body = data[5:]
-    else:
-        r = Reader(data)
-        r.raw(5)
-        size = r.uint()
-        packed = data[r.position :]
-        if size > _max_body(len(packed)):
-            raise DecodeError(f"declared body size {size} is too large for its compressed size")
-        if method == C_ZLIB:
-            body = decompress(packed, size)
-        elif method == C_LZMA:
-            body = _lzma_decompress(packed, size)
-        else:
-            raise DecodeError("unknown compression method")
-        if len(body) != size:
-            raise DecodeError(f"body is {len(body)} bytes, the header says {size}")
-    try:
-        return _decode_body(doc, Reader(body), len(body), flags & GROUPS_MASK, max_new_replicas)
-    except DecodeError:
-        raise
-    except EngineError as exc:  # e.g. too many replicas, bad JSON value
-        raise DecodeError(str(exc)) from None
+    from cowrite.engine.decoding import decode_ops as decode
 
+    return decode(doc, data, max_new_replicas=max_new_replicas)
 
-def _lzma_decompress(packed: bytes, size: int) -> bytes:
-    # The dictionary follows from the declared size alone; lc/lp/pb come from the stream.
-    d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_lzma_filters(size))
-    try:
-        out = d.decompress(packed, size + 1)
-    except lzma.LZMAError as exc:
-        raise DecodeError(f"corrupt compressed data: {exc}") from None
-    if len(out) > size:
-        raise DecodeError(f"decompressed size exceeds the declared {size} bytes")
-    if not d.eof:
-        raise DecodeError("truncated compressed data")
-    if d.unused_data:
-        raise DecodeError(f"{len(d.unused_data)} trailing bytes after the compressed data")
-    return out
-
-
-def _decode_body(
-    doc: Document, r: Reader, body_len: int, groups: int, max_new: int | None = None
-) -> list[Op]:
-    max_items = 8 * body_len + 16
-    # Nothing is registered in ``doc`` before the whole body has decoded: replicas it has not
-    # seen get the client indexes ``client_index`` will give them, in table order.
-    replicas: list[int] = []  # table index -> replica id
-    clients: list[int] = []  # table index -> client index
-    new_clients: dict[int, int] = {}
-    for _ in range(r.count()):
-        replica = r.uint()
-        if not 0 < replica <= MAX_REPLICA_ID:
-            raise DecodeError("replica id 0 is reserved")
-        c = doc.known_client(replica)
-        if c is None:
-            c = new_clients.get(replica)
-            if c is None:
-                if max_new is not None and len(new_clients) >= max_new:
-                    raise TooManyReplicas(f"more than {max_new} new replica ids")
-                c = new_clients[replica] = len(doc._replicas) + len(new_clients)
-                if c >= MAX_CLIENTS:
-                    raise DecodeError("too many replicas in one document")
-        replicas.append(replica)
-        clients.append(c)
-    roots: list[int] = []  # table index -> root id
-    new_roots: dict[int, tuple[str, NodeKind]] = {}
-    for _ in range(r.count(per_item_min_bytes=2)):
-        try:
-            rkind = NodeKind(r.uint(max_value=255))
-        except ValueError:
-            raise DecodeError("unknown node kind") from None
-        name = r.str_(MAX_NAME_BYTES)
-        rid = _root_id(rkind, name)
-        known = doc.roots.get(rid) or new_roots.setdefault(rid, (name, rkind))
-        if known != (name, rkind):
-            raise DecodeError(f"root {name!r} collides with another root's id")
-        roots.append(rid)
-    n = r.count(max_count=max_items, per_item_min_bytes=0)
-    if bool(n) != bool(groups):
-        raise DecodeError("column groups do not match the op count")
-    if groups & (groups - 1):
-        kinds = read_uint_rle(r, n, counted=False)
-        n_ins = kinds.count(K_INSERT)
-        n_del = kinds.count(K_DELETE)
-        n_set = kinds.count(K_SET)
-        n_add = kinds.count(K_ADD)
-        if n_ins + n_del + n_set + n_add != n:
-            raise DecodeError("unknown op kind")
-        for count, group in zip((n_ins, n_del, n_set, n_add), _GROUP_OF_KIND, strict=True):
-            if bool(count) != bool(groups & group):
-                raise DecodeError("column groups do not match the op kinds")
-    else:
-        kind = _GROUP_OF_KIND.index(groups) if groups else K_INSERT
-        kinds = [kind] * n
-        n_ins, n_del, n_set, n_add = (n if k == kind else 0 for k in range(4))
-    if len(clients) > 1:
-        op_clients = read_uint_rle(r, n, counted=False)
-    elif clients or not n:
-        op_clients = [0] * n
-    else:
-        raise DecodeError("ops but no replicas")
-    gaps = read_uint_rle(r, n, counted=False)
-    node_tags = read_uint_rle(r, n, counted=False)
-    node_vals = _ref_values(r, node_tags)
-    origin_tags: list[int] = []
-    origin_vals: list[int] = []
-    right_tags: list[int] = []
-    right_vals: list[int] = []
-    content_kind: list[int] = []
-    texts: list[str] = []
-    lists: list[list[Any]] = []
-    if n_ins:
-        origin_tags = read_uint_rle(r, n_ins, counted=False)
-        origin_vals = _ref_values(r, origin_tags)
-        right_tags = read_uint_rle(r, n_ins, counted=False)
-        right_vals = _ref_values(r, right_tags)
-        content_kind = read_uint_rle(r, n_ins, counted=False)
-        n_text = content_kind.count(0)
-        if content_kind.count(1) + n_text != n_ins:
-            raise DecodeError("unknown content kind")
-        texts = read_str_column(r, n_text, counted=False)
-        lists = [_decode_list(r.bytes_()) for _ in range(n_ins - n_text)]
-    del_counts: list[int] = []
-    del_tags: list[int] = []
-    del_vals: list[int] = []
-    del_lens: list[int] = []
-    if n_del:
-        del_counts = read_uint_rle(r, n_del, counted=False)
-        n_spans = sum(del_counts)
-        if n_spans > max_items:
-            raise DecodeError("too many delete spans")
-        del_tags = read_uint_rle(r, n_spans, counted=False)
-        del_vals = _ref_values(r, del_tags)
-        del_lens = read_uint_rle(r, n_spans, counted=False)
-    has_key: list[bool] = []
-    keys: list[str] = []
-    values: list[Any] = []
-    walls: list[int] = []
-    counters: list[int] = []
-    if n_set:
-        has_key = read_bool_rle(r, n_set, counted=False)
-        keys = read_str_column(r, sum(has_key), counted=False)
-        values = [_decode_value(r.bytes_()) for _ in range(n_set)]
-        walls = read_delta_rle(r, n_set, counted=False)
-        counters = read_uint_rle(r, n_set, counted=False)
-    amounts: list[int] = []
-    if n_add:
-        amounts = read_uint_rle(r, n_add, counted=False)
-    r.expect_end()
-
-    n_clients = len(clients)
-    n_roots = len(roots)
-
-    def resolve(tag: int, vals: list[int], k: int, base: int) -> int:
-        """The id named by ``tag`` (neither T_NONE nor T_PREV); ``vals[k]`` is its value."""
-        if tag <= T_DELTA:
-            if base == NO_ID or not base & CLIENT_MASK:
-                raise DecodeError("relative reference without a base")
-            if tag == T_DELTA:
-                v = vals[k]
-                d = (v >> 1) ^ -(v & 1)
-            else:
-                d = tag - T_NEAR - 1
-            if (base >> CLIENT_BITS) + d < 0:
-                raise DecodeError("reference before the start of a replica's history")
-            return base + d * ONE
-        if tag == T_ROOT:
-            t = vals[k]
-            if t >= n_roots:
-                raise DecodeError("reference to an undeclared root")
-            return roots[t]
-        t = tag - T_TABLE
-        if t >= n_clients:
-            raise DecodeError("reference to an unknown replica")
-        return (vals[k] << CLIENT_BITS) | clients[t]
-
-    ops: list[Op] = []
-    append = ops.append
-    expect: dict[int, int] = {}
-    cursor = prev_node = prev_origin = prev_right = prev_target = NO_ID
-    have_node = have_origin = have_right = have_target = False
-    ii = ti = li = di = si = sj = ki = ai = 0
-    nv = ov = rv = dv = 0  # next entry of the node, origin, right and target value columns
-    for i in range(n):
-        t = op_clients[i]
-        if t >= n_clients:
-            raise DecodeError("op of an unknown replica")
-        client = clients[t]
-        seq = expect.get(client, 0) + gaps[i]
-        op_id = (seq << CLIENT_BITS) | client
-        tag = node_tags[i]
-        if tag == T_PREV:
-            if not have_node:
-                raise DecodeError("no previous node")
-            node = prev_node
-        elif tag == T_NONE:
-            raise DecodeError("op without a node")
-        else:
-            node = resolve(tag, node_vals, nv, op_id)
-            nv += tag >= T_DELTA
-        prev_node = node
-        have_node = True
-        kind = kinds[i]
-        if kind == K_INSERT:
-            tag = origin_tags[ii]
-            if tag == T_NONE:
-                origin = NO_ID
-            elif tag == T_PREV:
-                if not have_origin:
-                    raise DecodeError("no previous origin")
-                origin = prev_origin
-            else:
-                origin = resolve(tag, origin_vals, ov, cursor)
-                ov += tag >= T_DELTA
-            tag = right_tags[ii]
-            if tag == T_NONE:
-                right = NO_ID
-            elif tag == T_PREV:
-                if not have_right:
-                    raise DecodeError("no previous right")
-                right = prev_right
-            else:
-                right = resolve(tag, right_vals, rv, cursor if origin == NO_ID else origin)
-                rv += tag >= T_DELTA
-            prev_origin = origin
-            prev_right = right
-            have_origin = have_right = True
-            content: str | list[Any]
-            if content_kind[ii] == 0:
-                content = texts[ti]
-                ti += 1
-            else:
-                content = lists[li]
-                li += 1
-            ii += 1
-            length = len(content)
-            if not length:
-                raise DecodeError("empty insert")
-            append(InsertOp(op_id, node, origin, right, content))
-            expect[client] = seq + length
-            cursor = op_id + (length - 1) * ONE
-        elif kind == K_DELETE:
-            expect[client] = seq + 1
-            spans = []
-            for _ in range(del_counts[di]):
-                length = del_lens[si]
-                if not length:
-                    raise DecodeError("empty delete span")
-                tag = del_tags[si]
-                if tag == T_PREV:
-                    if not have_target:
-                        raise DecodeError("no previous delete target")
-                    target = prev_target
-                elif tag == T_NONE:
-                    raise DecodeError("delete span without a target")
-                else:
-                    target = resolve(tag, del_vals, dv, cursor)
-                    dv += tag >= T_DELTA
-                prev_target = cursor = target
-                have_target = True
-                spans.append((target, length))
-                si += 1
-            if not spans:
-                raise DecodeError("delete without spans")
-            di += 1
-            append(DeleteOp(op_id, node, tuple(spans)))
-        elif kind == K_SET:
-            expect[client] = seq + 1
-            key = None
-            if has_key[sj]:
-                key = keys[ki]
-                ki += 1
-            ts = Timestamp(walls[sj], counters[sj], replicas[t])
-            if ts.wall_ms < 0:
-                raise DecodeError("negative timestamp")
-            append(SetOp(op_id, node, key, values[sj], ts))
-            sj += 1
-        else:
-            expect[client] = seq + 1
-            a = amounts[ai]
-            ai += 1
-            append(AddOp(op_id, node, (a >> 1) ^ -(a & 1)))
-    for replica, c in new_clients.items():  # in the order their indexes were given
-        if doc.client_index(replica) != c:
-            raise DecodeError("the client table changed while decoding")
-    for rid, entry in new_roots.items():
-        doc.roots.setdefault(rid, entry)
-    return ops
-
-
-def _ref_values(r: Reader, tags: list[int]) -> list[int]:
-    """Read the value column of a ref column: one value per tag that takes one."""
-    n = len(tags) - tags.count(T_NONE) - tags.count(T_PREV)
-    for t in (T_NEAR, T_NEAR + 1, T_NEAR + 2):
-        n -= tags.count(t)
-    return read_uint_rle(r, n, counted=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,3 +23,7 @@ class ResyncNeeded(EngineError):
     Raised by ``delta_since`` when the requested version predates the compaction point, so a merge
     could not be correct; the caller must ship a full snapshot (``encode_state``) instead.
     """
+
+
+class TooManyReplicas(DecodeError):
+    """The input names more replicas the document has not seen than the caller allows."""

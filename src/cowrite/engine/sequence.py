@@ -19,196 +19,55 @@ near the previous edit, by far the commonest case, skips the tree walk entirely.
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from cowrite.engine.errors import InvalidOperation
-from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, NO_ID, ONE
+from cowrite.engine.ids import CLIENT_MASK, NO_ID, ONE
+from cowrite.engine.runs import (
+    LEAF_MAX,
+    NODE_MAX,
+    Content,
+    Gap,
+    Item,
+    ItemIndex,
+    Leaf,
+    Node,
+)
+from cowrite.engine.tree import RunTree
 
-LEAF_MAX = 64
-NODE_MAX = 32
-
-
-class Gap:
-    """The content of a compacted tombstone run: only its length survives (see ``compaction``)."""
-
-    __slots__ = ("n",)
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, key: Any) -> Any:
-        if not isinstance(key, slice):
-            raise TypeError("a compacted run has no elements to read")
-        start, stop, _ = key.indices(self.n)
-        return Gap(max(stop - start, 0))
-
-    def __iter__(self) -> Iterator[Any]:
-        raise TypeError("a compacted run has no elements to read")
-
-    def __add__(self, other: Gap) -> Gap:
-        return Gap(self.n + other.n)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Gap) and other.n == self.n
-
-    def __hash__(self) -> int:
-        return hash(("gap", self.n))
-
-    def __repr__(self) -> str:
-        return f"Gap({self.n})"
+__all__ = [
+    "LEAF_MAX",
+    "NODE_MAX",
+    "Content",
+    "Gap",
+    "Item",
+    "ItemIndex",
+    "Leaf",
+    "Node",
+    "Sequence",
+]
 
 
-Content = str | list[Any] | Gap
-
-
-class Item:
-    """A run of inserted elements. ``id`` is the packed id of the first element."""
-
-    __slots__ = ("content", "deleted", "id", "leaf", "origin", "right")
-
-    def __init__(self, id: int, content: Content, origin: int, right: int, deleted: bool) -> None:
-        self.id = id
-        self.content = content
-        self.origin = origin
-        self.right = right
-        self.deleted = deleted
-        self.leaf: Leaf = _NO_LEAF
-
-    def __repr__(self) -> str:
-        mark = "†" if self.deleted else ""
-        return f"Item({self.id & CLIENT_MASK}:{self.id >> CLIENT_BITS} {self.content!r}{mark})"
-
-
-class Leaf:
-    __slots__ = ("items", "next", "owner", "parent", "prev", "vis")
-
-    def __init__(self, owner: Sequence | None = None) -> None:
-        self.owner = owner
-        self.items: list[Item] = []
-        self.vis = 0
-        self.parent: Node | None = None
-        self.next: Leaf | None = None
-        self.prev: Leaf | None = None
-
-
-class Node:
-    __slots__ = ("children", "parent", "vis")
-
-    def __init__(self, children: list[Any]) -> None:
-        self.children: list[Any] = children  # all Leaf or all Node
-        self.vis = sum(c.vis for c in children)
-        self.parent: Node | None = None
-        for c in children:
-            c.parent = self
-
-
-_NO_LEAF = Leaf()
-
-
-class ItemIndex:
-    """Per replica, the items in seq order: finds the item holding any id by bisection.
-
-    Shared by all sequences of one document (ids are unique per document).
-    """
-
-    __slots__ = ("items", "starts")
-
-    def __init__(self) -> None:
-        self.starts: list[list[int]] = []
-        self.items: list[list[Item]] = []
-
-    def ensure_client(self, client: int) -> None:
-        while len(self.starts) <= client:
-            self.starts.append([])
-            self.items.append([])
-
-    def add(self, item: Item) -> None:
-        client = item.id & CLIENT_MASK
-        seq = item.id >> CLIENT_BITS
-        starts = self.starts[client]
-        if not starts or starts[-1] < seq:
-            starts.append(seq)
-            self.items[client].append(item)
-        else:
-            k = bisect_right(starts, seq)
-            starts.insert(k, seq)
-            self.items[client].insert(k, item)
-
-    def find(self, pid: int) -> tuple[Item, int]:
-        """The item holding element ``pid`` and the element's offset in it; KeyError if unknown."""
-        client = pid & CLIENT_MASK
-        seq = pid >> CLIENT_BITS
-        if client >= len(self.starts):
-            raise KeyError(pid)
-        starts = self.starts[client]
-        k = bisect_right(starts, seq) - 1
-        if k < 0:
-            raise KeyError(pid)
-        item = self.items[client][k]
-        off = seq - starts[k]
-        if off >= len(item.content):
-            raise KeyError(pid)
-        return item, off
-
-    def __contains__(self, pid: int) -> bool:
-        try:
-            self.find(pid)
-        except KeyError:
-            return False
-        return True
-
-
-class Sequence:
+class Sequence(RunTree):
     """An ordered sequence of elements (code points of a text, or values of a list).
 
     Local edits are by visible index (``insert``/``delete``); remote edits by id (``integrate``,
     ``delete_ids``). The caller (the document) allocates ids and records operations.
     """
 
-    __slots__ = (
-        "_ci",
-        "_cis",
-        "_cl",
-        "_cls",
-        "first",
-        "index",
-        "is_text",
-        "node_id",
-        "replica_of",
-        "root",
-    )
+    __slots__ = ("replica_of",)
 
     def __init__(
         self, node_id: int, is_text: bool, index: ItemIndex, replica_of: Callable[[int], int]
     ) -> None:
-        self.node_id = node_id
-        self.is_text = is_text
-        self.index = index
+        super().__init__(node_id, is_text, index)
         self.replica_of = replica_of
-        leaf = Leaf(self)
-        self.root: Node | Leaf = leaf
-        self.first: Leaf = leaf
-        # the cursor: a leaf, its visible start, an item index in it, that item's visible start
-        self._cl: Leaf | None = None
-        self._cls = 0
-        self._ci = 0
-        self._cis = 0
 
     # ----------------------------------------------------------------- reading
 
     def __len__(self) -> int:
         return self.root.vis
-
-    def items(self) -> Iterator[Item]:
-        leaf: Leaf | None = self.first
-        while leaf is not None:
-            yield from leaf.items
-            leaf = leaf.next
 
     def value(self) -> str | list[Any]:
         if self.is_text:
@@ -243,18 +102,6 @@ class Sequence:
         if item.deleted:
             return pos, False
         return pos + off, True
-
-    def _start_of(self, node: Leaf | Node) -> int:
-        pos = 0
-        parent = node.parent
-        while parent is not None:
-            for child in parent.children:
-                if child is node:
-                    break
-                pos += child.vis
-            node = parent
-            parent = node.parent
-        return pos
 
     # ------------------------------------------------------------ local edits
 
@@ -338,7 +185,7 @@ class Sequence:
             else:
                 spans.append((it.id, size))
             count -= size
-            self._try_merge_tombstone(it)
+            self._merge_around(it)
         return spans
 
     # ----------------------------------------------------------- remote edits
@@ -363,11 +210,15 @@ class Sequence:
             right_item is not None and right_item.leaf.owner is not self
         ):
             raise InvalidOperation("an insert's origin is an element of another node")
-        if left is not None and off < len(left.content) - 1:
+        split_left = left is not None and off < len(left.content) - 1
+        if split_left:
+            assert left is not None
             self._split(left, off + 1)
             if right_item is not None:
                 right_item, roff = index.find(right)  # that split may have split it too
+        right_head: Item | None = None
         if right_item is not None and roff > 0:
+            right_head = right_item
             right_item = self._split(right_item, roff)
         # the first candidate after the left origin
         if left is None:
@@ -391,14 +242,20 @@ class Sequence:
         ):
             left.content = left.content + content  # type: ignore[operator]
             self._add_vis(left.leaf, len(content))
-            return
-        item = Item(new_id, content, origin, right, False)
-        index.add(item)
-        if leaf is None:
-            last = self._last_leaf()
-            self._insert_at(last, len(last.items), item)
         else:
-            self._insert_at(leaf, i, item)
+            item = Item(new_id, content, origin, right, False)
+            index.add(item)
+            if leaf is None:
+                last = self._last_leaf()
+                self._insert_at(last, len(last.items), item)
+            else:
+                self._insert_at(leaf, i, item)
+        # a split the new item did not land in is undone: runs stay runs
+        if right_head is not None:
+            self._merge_next(right_head)
+        if split_left:
+            assert left is not None
+            self._merge_next(left)
 
     def _scan(
         self,
@@ -460,21 +317,26 @@ class Sequence:
     def delete_ids(self, target: int, count: int) -> int:
         """Mark ``count`` elements from id ``target`` (same replica, consecutive seqs) deleted.
 
-        Returns how many were visible before. Deleting a tombstone again is a no-op.
+        Returns how many were visible before. Deleting a tombstone again is a no-op. Fresh
+        tombstones merge with adjacent ones of the same run, as local deletes do.
         """
         self._cl = None
         removed = 0
+        find = self.index.find
         while count > 0:
-            it, off = self.index.find(target)
-            if off > 0:
-                it = self._split(it, off)
-            size = len(it.content)
-            if size > count:
-                self._split(it, count)
-                size = count
-            if not it.deleted:
+            it, off = find(target)
+            size = len(it.content) - off
+            if it.deleted:
+                size = min(size, count)
+            else:
+                if off > 0:
+                    it = self._split(it, off)
+                if size > count:
+                    self._split(it, count)
+                    size = count
                 self._mark_deleted(it, size)
                 removed += size
+                self._merge_around(it)
             target += size * ONE
             count -= size
         return removed
@@ -564,51 +426,6 @@ class Sequence:
         item.deleted = True
         self._add_vis(item.leaf, -size)
 
-    def _add_vis(self, leaf: Leaf, n: int) -> None:
-        leaf.vis += n
-        node = leaf.parent
-        while node is not None:
-            node.vis += n
-            node = node.parent
-
-    def _try_merge_tombstone(self, item: Item) -> None:
-        """Merge a fresh tombstone into an adjacent one of the same run (repeated backspace)."""
-        leaf = item.leaf
-        items = leaf.items
-        k = items.index(item)
-        if k + 1 < len(items):
-            nxt = items[k + 1]
-            if (
-                nxt.deleted
-                and nxt.id == item.id + len(item.content) * ONE
-                and nxt.right == item.right
-                and nxt.origin == nxt.id - ONE
-                and type(nxt.content) is type(item.content)
-            ):
-                self._absorb(item, nxt, k + 1)
-        if k > 0:
-            prev = items[k - 1]
-            if (
-                prev.deleted
-                and item.id == prev.id + len(prev.content) * ONE
-                and prev.right == item.right
-                and item.origin == item.id - ONE
-                and type(prev.content) is type(item.content)
-            ):
-                self._absorb(prev, item, k)
-
-    def _absorb(self, first: Item, second: Item, second_index: int) -> None:
-        first.content = first.content + second.content  # type: ignore[operator]
-        leaf = first.leaf
-        del leaf.items[second_index]
-        client = second.id & CLIENT_MASK
-        starts = self.index.starts[client]
-        k = bisect_right(starts, second.id >> CLIENT_BITS) - 1
-        del starts[k]
-        del self.index.items[client][k]
-        if self._cl is leaf and self._ci >= second_index:
-            self._ci -= 1  # tombstones add no visible length: the cursor's start is unchanged
-
     def _item_before(self, leaf: Leaf | None, i: int) -> Item | None:
         if leaf is None:
             last = self._last_leaf()
@@ -618,104 +435,4 @@ class Sequence:
         prev = leaf.prev
         return prev.items[-1] if prev is not None else None
 
-    def _last_leaf(self) -> Leaf:
-        node: Any = self.root
-        while type(node) is Node:
-            node = node.children[-1]
-        leaf: Leaf = node
-        return leaf
-
-    def _insert_at(self, leaf: Leaf, k: int, item: Item, vis_change: bool = True) -> None:
-        """Insert ``item`` at index ``k`` of ``leaf``, splitting the leaf (and up) when full."""
-        leaf.items.insert(k, item)
-        item.leaf = leaf
-        if vis_change and not item.deleted:
-            self._add_vis(leaf, len(item.content))
-        if len(leaf.items) > LEAF_MAX:
-            self._split_leaf(leaf)
-
-    def _split_leaf(self, leaf: Leaf) -> None:
-        self._cl = None
-        half = len(leaf.items) // 2
-        new = Leaf(self)
-        new.items = leaf.items[half:]
-        del leaf.items[half:]
-        moved = 0
-        for it in new.items:
-            it.leaf = new
-            if not it.deleted:
-                moved += len(it.content)
-        new.vis = moved
-        leaf.vis -= moved
-        new.next = leaf.next
-        new.prev = leaf
-        if leaf.next is not None:
-            leaf.next.prev = new
-        leaf.next = new
-        self._add_child_after(leaf, new)
-
-    def _add_child_after(self, child: Leaf | Node, new: Leaf | Node) -> None:
-        parent = child.parent
-        if parent is None:
-            self.root = Node([child, new])
-            return
-        siblings = parent.children
-        siblings.insert(siblings.index(child) + 1, new)
-        new.parent = parent
-        if len(siblings) > NODE_MAX:
-            half = len(siblings) // 2
-            moved = siblings[half:]
-            del siblings[half:]
-            sibling = Node(moved)
-            parent.vis -= sibling.vis
-            self._add_child_after(parent, sibling)
-
     # -------------------------------------------------------------- checking
-
-    def check_invariants(self) -> None:
-        """Check the tree, leaf chain, cached counts and id index; AssertionError if broken."""
-        leaves: list[Leaf] = []
-
-        def walk(node: Leaf | Node, parent: Node | None) -> int:
-            if node.parent is not parent:
-                raise AssertionError("bad parent pointer")
-            if isinstance(node, Leaf):
-                leaves.append(node)
-                vis = 0
-                for it in node.items:
-                    if it.leaf is not node:
-                        raise AssertionError(f"{it} has a stale leaf")
-                    if not it.content:
-                        raise AssertionError("empty item")
-                    if type(it.content) is Gap:
-                        if not it.deleted:
-                            raise AssertionError("a compacted run must be a tombstone")
-                    elif isinstance(it.content, str) != self.is_text:
-                        raise AssertionError("content kind mismatch")
-                    if not it.deleted:
-                        vis += len(it.content)
-                if len(node.items) > LEAF_MAX:
-                    raise AssertionError("leaf overflow")
-            else:
-                if not node.children or len(node.children) > NODE_MAX:
-                    raise AssertionError("node size")
-                vis = sum(walk(c, node) for c in node.children)
-            if vis != node.vis:
-                raise AssertionError(f"cached visible length {node.vis} != {vis}")
-            return vis
-
-        walk(self.root, None)
-        if leaves[0] is not self.first:
-            raise AssertionError("first leaf")
-        for a, b in zip(leaves, [*leaves[1:], None], strict=True):
-            if a.next is not b or (b is not None and b.prev is not a):
-                raise AssertionError("broken leaf chain")
-        for it in self.items():
-            found, off = self.index.find(it.id)
-            if found is not it or off != 0:
-                raise AssertionError(f"{it} is not indexed")
-        if self._cl is not None:
-            if self._cl not in leaves:
-                raise AssertionError("cursor on a detached leaf")
-            if self._start_of(self._cl) != self._cls:
-                raise AssertionError("cursor leaf start is stale")

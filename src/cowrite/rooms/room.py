@@ -30,8 +30,8 @@ from typing import Any, Literal
 from cowrite import protocol as p
 from cowrite.engine import history, ot
 from cowrite.engine.document import Change, Document
-from cowrite.engine.encoding import TooManyReplicas, decode_ops
-from cowrite.engine.errors import EngineError, InvalidOperation, ResyncNeeded
+from cowrite.engine.encoding import decode_ops
+from cowrite.engine.errors import EngineError, InvalidOperation, ResyncNeeded, TooManyReplicas
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, VersionVector
 from cowrite.engine.ops import (
     DELETED,

@@ -1,0 +1,83 @@
+"""The history a document keeps, read back as ops: what ``ops_since`` and deltas are made of.
+
+Inserts come from the items themselves (a run is one insert op), delete records from the
+columnar delete log (decoded first if a state load left them encoded), writes and counter adds
+from the per-replica op log.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from cowrite.engine.doc_parts import _del_arrays, _insert_suffix
+from cowrite.engine.ids import CLIENT_BITS, pack
+from cowrite.engine.ops import DeleteOp, InsertOp, NewNode, NodeRef, Op
+from cowrite.engine.runs import Gap, Item
+
+if TYPE_CHECKING:
+    from cowrite.engine.document import Document
+
+
+def decode_lazy_deletes(doc: Document) -> None:
+    """Decode the delete records a state load left encoded, ahead of the newer ones."""
+    from cowrite.engine.encoding import decode_ops
+
+    chunks = doc._lazy_dels
+    doc._lazy_dels = []
+    newer = doc._del_cols
+    doc._del_cols = [_del_arrays() for _ in newer]
+    for data, _ in chunks:
+        for op in decode_ops(doc, data):
+            if type(op) is DeleteOp:
+                doc._log_delete(op.id, op.node, op.spans)
+    newer += [_del_arrays() for _ in range(len(doc._del_cols) - len(newer))]
+    for cols, more in zip(doc._del_cols, newer, strict=True):
+        for col, extra in zip(cols, more, strict=True):
+            col.extend(extra)
+
+
+def client_ops_since(doc: Document, client: int, start: int) -> list[Op]:
+    """One replica's operations from seq ``start`` on, in seq order."""
+    ops: list[tuple[int, Op]] = list(_inserts_since(doc, client, start))
+    if doc._lazy_dels and any(start < bound.get(client, 0) for _, bound in doc._lazy_dels):
+        decode_lazy_deletes(doc)
+    seqs, nodes, targets, lengths = doc._del_cols[client]
+    k = bisect_left(seqs, start)
+    while k < len(seqs):
+        s = seqs[k]
+        spans = []
+        node = nodes[k]
+        while k < len(seqs) and seqs[k] == s:
+            spans.append((targets[k], lengths[k]))
+            k += 1
+        ops.append((s, DeleteOp(pack(client, s), node, tuple(spans))))
+    log = doc._log[client]
+    if log and (log[-1].id >> CLIENT_BITS) >= start:
+        k = bisect_left(log, start, key=lambda o: o.id >> CLIENT_BITS)
+        ops.extend((o.id >> CLIENT_BITS, o) for o in log[k:])
+    if len(ops) > 1:
+        ops.sort(key=lambda t: t[0])
+    return [op for _, op in ops]
+
+
+def _inserts_since(doc: Document, client: int, start: int) -> Iterator[tuple[int, InsertOp]]:
+    for first, item in doc.index.runs(client, start):
+        if first + len(item.content) <= start:
+            continue
+        op = _insert_op_of(item)
+        if first < start:  # a run grown since ``start``: send only what is new
+            op = _insert_suffix(op, start - first)
+            first = start
+        yield first, op
+
+
+def _insert_op_of(item: Item) -> InsertOp:
+    content = item.content
+    assert not isinstance(content, Gap), "compacted runs are in the base, never in a delta"
+    if type(content) is list:
+        content = [NewNode(v.kind) if type(v) is NodeRef else v for v in content]
+    owner = item.leaf.owner
+    assert owner is not None
+    return InsertOp(item.id, owner.node_id, item.origin, item.right, content)

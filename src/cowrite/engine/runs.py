@@ -1,0 +1,238 @@
+"""The storage pieces of a sequence: runs (``Item``), B-tree leaves and nodes, the id index.
+
+An ``Item`` is a run of elements inserted by one replica, each after the previous one, sharing one
+right origin; ``Leaf``/``Node`` form the counted B-tree (visible length cached per node) that
+``sequence.Sequence`` keeps its items in; ``ItemIndex`` finds the item holding any id.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterator
+from itertools import chain
+from typing import TYPE_CHECKING, Any
+
+from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, ONE
+
+if TYPE_CHECKING:
+    from cowrite.engine.tree import RunTree
+
+LEAF_MAX = 64
+NODE_MAX = 32
+
+
+class Gap:
+    """The content of a compacted tombstone run: only its length survives (see ``compaction``)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, key: Any) -> Any:
+        if not isinstance(key, slice):
+            raise TypeError("a compacted run has no elements to read")
+        start, stop, _ = key.indices(self.n)
+        return Gap(max(stop - start, 0))
+
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError("a compacted run has no elements to read")
+
+    def __add__(self, other: Gap) -> Gap:
+        return Gap(self.n + other.n)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Gap) and other.n == self.n
+
+    def __hash__(self) -> int:
+        return hash(("gap", self.n))
+
+    def __repr__(self) -> str:
+        return f"Gap({self.n})"
+
+
+Content = str | list[Any] | Gap
+
+
+class Item:
+    """A run of inserted elements. ``id`` is the packed id of the first element."""
+
+    __slots__ = ("content", "deleted", "id", "leaf", "origin", "right")
+
+    def __init__(self, id: int, content: Content, origin: int, right: int, deleted: bool) -> None:
+        self.id = id
+        self.content = content
+        self.origin = origin
+        self.right = right
+        self.deleted = deleted
+        self.leaf: Leaf = _NO_LEAF
+
+    def __repr__(self) -> str:
+        mark = "†" if self.deleted else ""
+        return f"Item({self.id & CLIENT_MASK}:{self.id >> CLIENT_BITS} {self.content!r}{mark})"
+
+
+def mergeable(a: Item, b: Item) -> bool:
+    """Whether ``b``, placed right after ``a``, continues ``a``'s run in the same state: one item
+    could hold both (the canonical shape has no such pair)."""
+    return (
+        b.id == a.id + len(a.content) * ONE
+        and b.origin == b.id - ONE
+        and b.right == a.right
+        and b.deleted == a.deleted
+        and type(b.content) is type(a.content)
+    )
+
+
+class Leaf:
+    __slots__ = ("items", "next", "owner", "parent", "prev", "vis")
+
+    def __init__(self, owner: RunTree | None = None) -> None:
+        self.owner = owner
+        self.items: list[Item] = []
+        self.vis = 0
+        self.parent: Node | None = None
+        self.next: Leaf | None = None
+        self.prev: Leaf | None = None
+
+
+class Node:
+    __slots__ = ("children", "parent", "vis")
+
+    def __init__(self, children: list[Any]) -> None:
+        self.children: list[Any] = children  # all Leaf or all Node
+        self.vis = sum(c.vis for c in children)
+        self.parent: Node | None = None
+        for c in children:
+            c.parent = self
+
+
+_NO_LEAF = Leaf()
+
+
+BLOCK = 256
+"""Index blocks split at twice this many items: an insert moves at most ~512 entries."""
+
+
+class ItemIndex:
+    """Per replica, the items in seq order: finds the item holding any id by bisection.
+
+    Each replica's items are kept in blocks of consecutive runs (``heads`` holds each block's
+    first seq), so that adding or removing an item in the middle moves a few hundred entries,
+    not every item of the replica. Shared by all sequences of one document (ids are unique per
+    document).
+    """
+
+    __slots__ = ("heads", "items", "starts")
+
+    def __init__(self) -> None:
+        self.heads: list[list[int]] = []
+        self.starts: list[list[list[int]]] = []
+        self.items: list[list[list[Item]]] = []
+
+    def ensure_client(self, client: int) -> None:
+        while len(self.heads) <= client:
+            self.heads.append([])
+            self.starts.append([])
+            self.items.append([])
+
+    def add(self, item: Item) -> None:
+        client = item.id & CLIENT_MASK
+        seq = item.id >> CLIENT_BITS
+        heads = self.heads[client]
+        if not heads:
+            heads.append(seq)
+            self.starts[client].append([seq])
+            self.items[client].append([item])
+            return
+        b = bisect_right(heads, seq) - 1
+        if b < 0:
+            b = 0
+            heads[0] = seq
+        starts = self.starts[client][b]
+        items = self.items[client][b]
+        if starts[-1] < seq:
+            starts.append(seq)
+            items.append(item)
+        else:
+            k = bisect_right(starts, seq)
+            starts.insert(k, seq)
+            items.insert(k, item)
+        if len(starts) > 2 * BLOCK:
+            heads.insert(b + 1, starts[BLOCK])
+            self.starts[client].insert(b + 1, starts[BLOCK:])
+            self.items[client].insert(b + 1, items[BLOCK:])
+            del starts[BLOCK:]
+            del items[BLOCK:]
+
+    def remove(self, item: Item) -> None:
+        """Forget ``item`` (indexed; the caller merged it into its predecessor)."""
+        client = item.id & CLIENT_MASK
+        seq = item.id >> CLIENT_BITS
+        heads = self.heads[client]
+        b = bisect_right(heads, seq) - 1
+        starts = self.starts[client][b]
+        k = bisect_right(starts, seq) - 1
+        del starts[k]
+        del self.items[client][b][k]
+        if not starts:
+            del heads[b]
+            del self.starts[client][b]
+            del self.items[client][b]
+        elif k == 0:
+            heads[b] = starts[0]
+
+    def load(self, client: int, starts: list[int], items: list[Item]) -> None:
+        """Replace ``client``'s items with ``items`` (seq order) starting at ``starts``."""
+        self.heads[client] = starts[::BLOCK]
+        self.starts[client] = [starts[k : k + BLOCK] for k in range(0, len(starts), BLOCK)]
+        self.items[client] = [items[k : k + BLOCK] for k in range(0, len(items), BLOCK)]
+
+    def runs(self, client: int, start: int = 0) -> Iterator[tuple[int, Item]]:
+        """``(first seq, item)`` of ``client``'s items in seq order, from the one holding (or
+        the first after) seq ``start``."""
+        heads = self.heads[client]
+        if not heads:
+            return iter(())
+        b = max(bisect_right(heads, start) - 1, 0)
+        blocks = self.starts[client]
+        item_blocks = self.items[client]
+        starts = blocks[b]
+        k = max(bisect_right(starts, start) - 1, 0)
+        first = zip(starts[k:], item_blocks[b][k:], strict=True)
+        if b == len(heads) - 1:
+            return first
+        later = zip(blocks[b + 1 :], item_blocks[b + 1 :], strict=True)
+        rest = (zip(s, i, strict=True) for s, i in later)
+        return chain(first, chain.from_iterable(rest))
+
+    def count(self) -> int:
+        """How many items are indexed."""
+        return sum(len(block) for blocks in self.items for block in blocks)
+
+    def find(self, pid: int) -> tuple[Item, int]:
+        """The item holding element ``pid`` and the element's offset in it; KeyError if unknown."""
+        client = pid & CLIENT_MASK
+        seq = pid >> CLIENT_BITS
+        if client >= len(self.heads):
+            raise KeyError(pid)
+        b = bisect_right(self.heads[client], seq) - 1
+        if b < 0:
+            raise KeyError(pid)
+        starts = self.starts[client][b]
+        k = bisect_right(starts, seq) - 1  # >= 0: the block's first start is its head
+        item = self.items[client][b][k]
+        off = seq - starts[k]
+        if off >= len(item.content):
+            raise KeyError(pid)
+        return item, off
+
+    def __contains__(self, pid: int) -> bool:
+        try:
+            self.find(pid)
+        except KeyError:
+            return False
+        return True
