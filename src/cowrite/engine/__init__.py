@@ -1,4 +1,4 @@
-"""The engine layer: replicated types, documents, encoding, history, OT rebasing. No I/O, no asyncio.
+"""The engine layer: CRDT types, documents, encoding, history, OT rebasing. No I/O, no asyncio.
 
 What the engine owns: the CRDT (sequence runs and their B-tree, map/register/counter states), the
 packed ids and client tables inside a document, the binary encoding, the history log, compaction.
