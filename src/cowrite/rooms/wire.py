@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from cowrite.engine.document import Document, MapState, root_id
-from cowrite.engine.errors import InvalidOperation
-from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, pack
-from cowrite.engine.ops import DELETED, NewNode, NodeKind, NodeRef
+from cowrite.engine import (
+    Document,
+    InvalidOperation,
+    NewNode,
+    NodeKind,
+    NodeRef,
+    address_of,
+    id_at,
+    map_entries,
+    root_id,
+)
 
 KIND_NAMES = {k.name.lower(): k for k in NodeKind}
 
@@ -25,8 +32,8 @@ def node_to_wire(doc: Document, node: int) -> str:
     if root is not None:
         name, kind = root
         return f"{kind.name.lower()}:{name}"
-    client = node & CLIENT_MASK
-    return f"#{doc.replica_of(client)}.{node >> CLIENT_BITS}"
+    replica, seq = address_of(doc, node)
+    return f"#{replica}.{seq}"
 
 
 def node_from_wire(doc: Document, ref: str, *, create_roots: bool = True) -> int:
@@ -37,11 +44,8 @@ def node_from_wire(doc: Document, ref: str, *, create_roots: bool = True) -> int
             replica, seq = int(replica_s), int(seq_s)
         except ValueError:
             raise UnknownNode(f"malformed node id {ref!r}") from None
-        client = doc.known_client(replica)
-        if client is None or seq < 0:
-            raise UnknownNode(f"unknown node {ref!r}")
-        node = pack(client, seq)
-        if not doc.has_node(node):
+        node = id_at(doc, replica, seq)
+        if node is None or not doc.has_node(node):
             raise UnknownNode(f"unknown node {ref!r}")
         return node
     kind_s, sep, name = ref.partition(":")
@@ -100,12 +104,7 @@ def snapshot(doc: Document) -> tuple[dict[str, Any], dict[str, str]]:
                 value.append(value_to_wire(doc, v))
         elif kind is NodeKind.MAP:
             value = {}
-            state = doc.state_of(node)
-            assert isinstance(state, MapState)
-            for key, reg in state.entries.items():
-                v = reg.value
-                if v is DELETED:
-                    continue
+            for key, v in map_entries(doc, node).items():
                 if type(v) is NodeRef:
                     stack.append(v.id)
                 value[key] = value_to_wire(doc, v)
