@@ -3,7 +3,8 @@
 The one place node ids are formatted and parsed for the wire (the room, REST and the SDK's
 replica all use it). Named roots are ``"<kind>:<name>"`` (``"text:body"``); nested nodes
 ``"#<replica>.<seq>"``. A nested node inside a value is ``{"$node": id}``; ``{"$new": kind}`` as
-a written value creates one."""
+a written value creates one.
+"""
 
 from __future__ import annotations
 
