@@ -23,6 +23,7 @@ the engine imports another engine module. In short:
 - errors: ``EngineError`` and its subclasses.
 """
 
+from cowrite.engine import ot
 from cowrite.engine.compaction import CompactionStats, compact
 from cowrite.engine.document import Change, Document, root_id
 from cowrite.engine.encoding import TooManyReplicas, decode_ops
@@ -125,7 +126,8 @@ __all__ = [
     "KeyWrite",
     "KeyDelete",
     "CounterAdd",
-    # the OT edge and compaction
+    # the OT edge (``ot``: the index-edit algebra, a public module) and compaction
+    "ot",
     "EditLog",
     "Anchor",
     "anchor_at",
