@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from cowrite import protocol as p
-from cowrite.engine.document import Document
+from cowrite.engine import Document
 from cowrite.rooms.checksum import CHARS_PER_VERSION, MIN_VERSIONS
 from cowrite.rooms.room import Member, Room, RoomLimits
 

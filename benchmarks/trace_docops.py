@@ -42,8 +42,7 @@ from benchmarks.trace_peers import (
     trace_kind,
     warm_up_pycrdt,
 )
-from cowrite.engine.document import Document
-from cowrite.engine.encoding import encode_ops
+from cowrite.engine import Document, encode_ops
 from cowrite.replay import load_trace
 
 MERGE_EDITS = 1000

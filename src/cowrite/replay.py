@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cowrite.engine.document import Document
-from cowrite.engine.ops import Op
+from cowrite.engine import Document, Op
 
 
 @dataclass

@@ -65,8 +65,7 @@ from cowrite.client.handles import (
 from cowrite.client.replica import ReplicaDocState
 from cowrite.client.thin import ThinDocState
 from cowrite.client.values import Kind, root_node
-from cowrite.engine.document import Document
-from cowrite.engine.errors import InvalidOperation
+from cowrite.engine import Document, InvalidOperation
 
 log = logging.getLogger("cowrite.client")
 

@@ -11,8 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from cowrite.client.values import Kind
-from cowrite.engine import ot
-from cowrite.engine.errors import InvalidOperation
+from cowrite.engine import InvalidOperation, ot
 
 
 class Backend(Protocol):

@@ -23,12 +23,21 @@ from typing import Any
 
 from cowrite import protocol as p
 from cowrite.client.values import Kind, empty_value, kind_of_node_id, parse_kind
-from cowrite.engine import ot
-from cowrite.engine.document import Change, Document
-from cowrite.engine.errors import InvalidOperation
-from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, VersionVector, pack
-from cowrite.engine.ops import DELETED, NewNode, NodeKind, NodeRef
-from cowrite.engine.rebase import apply_index_edit
+from cowrite.engine import (
+    DELETED,
+    Change,
+    Document,
+    InvalidOperation,
+    NewNode,
+    NodeKind,
+    NodeRef,
+    VersionVector,
+    apply_index_edit,
+    map_entries,
+    map_value,
+    ot,
+)
+from cowrite.rooms.wire import node_from_wire, node_to_wire
 
 _KINDS: dict[str, NodeKind] = {k.name.lower(): k for k in NodeKind}
 
@@ -92,21 +101,12 @@ class ReplicaDocState:
         if state_kind is NodeKind.LIST:
             return [self._wire_value(v) for v in doc.sequence(nid).value()]
         if state_kind is NodeKind.MAP:
-            state = doc.state_of(nid)
-            return {
-                k: self._wire_value(reg.value)
-                for k, reg in state.entries.items()  # type: ignore[union-attr]
-                if reg.value is not DELETED
-            }
+            return {k: self._wire_value(v) for k, v in map_entries(doc, nid).items()}
         return doc.node_json(nid)
 
     def node_id(self, node: int) -> str:
         """The wire id of an engine node id."""
-        root = self.document.roots.get(node)
-        if root is not None:
-            name, kind = root
-            return f"{kind.name.lower()}:{name}"
-        return f"#{self.document.replica_of(node & CLIENT_MASK)}.{node >> CLIENT_BITS}"
+        return node_to_wire(self.document, node)
 
     # --------------------------------------------------------- local edits
 
@@ -211,30 +211,7 @@ class ReplicaDocState:
         return changes
 
     def _node(self, node: str, *, create: bool = True) -> int:
-        doc = self.document
-        if node.startswith("#"):
-            try:
-                replica_s, seq_s = node[1:].split(".", 1)
-                replica, seq = int(replica_s), int(seq_s)
-            except ValueError:
-                raise InvalidOperation(f"malformed node id {node!r}") from None
-            client = doc.known_client(replica)
-            nid = -1 if client is None or seq < 0 else pack(client, seq)
-            if nid < 0 or not doc.has_node(nid):
-                raise InvalidOperation(f"unknown node {node!r}")
-            return nid
-        kind_name, _, name = node.partition(":")
-        kind = _KINDS.get(kind_name)
-        if kind is None or not name:
-            raise InvalidOperation(f"malformed node id {node!r}")
-        if not create:
-            from cowrite.engine.document import root_id
-
-            nid = root_id(kind, name)
-            if nid not in doc.roots:
-                raise InvalidOperation(f"unknown node {node!r}")
-            return nid
-        return doc.root(kind, name)
+        return node_from_wire(self.document, node, create_roots=create)
 
     def _wire_value(self, value: Any) -> Any:
         if type(value) is NodeRef:
@@ -255,11 +232,10 @@ class ReplicaDocState:
         if kind is NodeKind.REGISTER:
             return p.SetKey(node=node, value=self.document.node_json(change.node))
         assert change.key is not None
-        state = self.document.state_of(change.node)
-        reg = state.entries.get(change.key)  # type: ignore[union-attr]
-        if reg is None or reg.value is DELETED:
+        value = map_value(self.document, change.node, change.key)
+        if value is DELETED:
             return p.DeleteKey(node=node, key=change.key)
-        return p.SetKey(node=node, key=change.key, value=self._wire_value(reg.value))
+        return p.SetKey(node=node, key=change.key, value=self._wire_value(value))
 
 
 def _from_wire(value: Any) -> Any:

@@ -48,9 +48,7 @@ from cowrite.client.values import (
     parse_kind,
     position_before,
 )
-from cowrite.engine import ot
-from cowrite.engine.errors import InvalidOperation
-from cowrite.engine.ops import check_json
+from cowrite.engine import InvalidOperation, check_json, ot
 
 SlotKind: TypeAlias = Literal["seq", "set", "add"]
 Slot: TypeAlias = tuple[SlotKind, str, str | None]

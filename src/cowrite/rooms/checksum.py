@@ -20,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cowrite import protocol as p
-from cowrite.engine.document import Document
-from cowrite.engine.ops import NodeKind
+from cowrite.engine import Document, NodeKind
 from cowrite.rooms.wire import node_to_wire
 
 CHARS_PER_VERSION = 8_192

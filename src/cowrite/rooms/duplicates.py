@@ -16,10 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from cowrite import protocol as p
-from cowrite.engine.document import Document
-from cowrite.engine.encoding import decode_ops
-from cowrite.engine.ids import ONE
-from cowrite.engine.ops import AddOp, InsertOp
+from cowrite.engine import AddOp, Document, InsertOp, decode_ops, element_id
 from cowrite.rooms.edit_keys import unwrap_update
 from cowrite.rooms.wire import node_to_wire
 
@@ -34,7 +31,7 @@ def undo_ops(doc: Document, update: bytes) -> list[p.EditOp]:
         if type(op) is InsertOp:
             seq = doc.sequence(op.node)
             for k in range(len(op.content)):
-                pos, visible = seq.position_of(op.id + k * ONE)
+                pos, visible = seq.position_of(element_id(op, k))
                 if visible:
                     deleted.setdefault(op.node, []).append(pos)
         elif type(op) is AddOp:

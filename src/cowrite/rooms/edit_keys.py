@@ -26,10 +26,7 @@ from typing import Any
 import msgspec
 
 from cowrite import protocol as p
-from cowrite.engine.document import Document
-from cowrite.engine.encoding import decode_ops
-from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK
-from cowrite.engine.ops import op_length
+from cowrite.engine import Document, decode_ops, op_span
 
 SCOPE_SEPARATOR = "\x1f"
 """Between the user tag and the client id in a scoped key (a tag is hex: it never holds one)."""
@@ -91,8 +88,8 @@ def delta_is_known(doc: Document, delta: bytes) -> bool:
         return False
     have = doc.version
     for op in ops:
-        replica = doc.replica_of(op.id & CLIENT_MASK)
-        if (op.id >> CLIENT_BITS) + op_length(op) > have.get(replica, 0):
+        replica, _, end = op_span(doc, op)
+        if end > have.get(replica, 0):
             return False
     return True
 

@@ -14,7 +14,7 @@ from typing import Literal
 import msgspec
 
 from cowrite import protocol as p
-from cowrite.engine.rebase import Anchor
+from cowrite.engine import Anchor
 
 
 class WireAnchor(msgspec.Struct, array_like=True, frozen=True):

@@ -24,9 +24,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 
-from cowrite.engine.compaction import CompactionStats, compact
-from cowrite.engine.document import Document
-from cowrite.engine.ids import VersionVector
+from cowrite.engine import CompactionStats, Document, VersionVector, compact
 
 
 class Cuts:

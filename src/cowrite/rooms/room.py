@@ -28,22 +28,32 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from cowrite import protocol as p
-from cowrite.engine import history, ot
-from cowrite.engine.document import Change, Document
-from cowrite.engine.encoding import decode_ops
-from cowrite.engine.errors import EngineError, InvalidOperation, ResyncNeeded, TooManyReplicas
-from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, VersionVector
-from cowrite.engine.ops import (
+from cowrite.engine import (
     DELETED,
     MAX_INT,
-    InsertOp,
+    Anchor,
+    Change,
+    Document,
+    EditLog,
+    EngineError,
+    InvalidOperation,
     NewNode,
     NodeKind,
     NodeRef,
+    ResyncNeeded,
+    TooManyReplicas,
+    VersionVector,
+    anchor_at,
+    apply_index_edit,
     check_json,
+    decode_ops,
+    diff,
+    map_value,
+    op_span,
+    ot,
+    resolve_anchor,
 )
-from cowrite.engine.ops import Op as EngineOp
-from cowrite.engine.rebase import Anchor, EditLog, anchor_at, apply_index_edit, resolve_anchor
+from cowrite.engine import Op as EngineOp
 from cowrite.rooms import edit_keys, validate
 from cowrite.rooms.checksum import ChecksumSchedule
 from cowrite.rooms.edit_keys import client_of, edit_digest, key_client
@@ -341,7 +351,7 @@ class Room:
         if doc.has_nested_nodes():
             return None
         try:
-            diffs = history.diff(doc, base, doc.version, extra)
+            diffs = diff(doc, base, doc.version, extra)
         except EngineError:
             return None
         ops: list[p.EditOp] = []
@@ -545,8 +555,7 @@ class Room:
         return out
 
     def _created_id(self, node: int, key: str | None) -> int:
-        state = self.doc.state_of(node)
-        value = state.entries[key].value if key is not None else None  # type: ignore[union-attr]
+        value = map_value(self.doc, node, key) if key is not None else None
         if type(value) is not NodeRef:
             raise InvalidOperation("the new node was not created")
         return value.id
@@ -873,9 +882,7 @@ class Room:
                 ops.append(p.SetKey(node=node, key=None, value=doc.node_json(c.node)))
             else:
                 assert c.key is not None
-                state = doc.state_of(c.node)
-                reg = state.entries.get(c.key)  # type: ignore[union-attr]
-                value = DELETED if reg is None else reg.value
+                value = map_value(doc, c.node, c.key)
                 if value is DELETED:
                     ops.append(p.DeleteKey(node=node, key=c.key))
                 else:
@@ -1099,9 +1106,7 @@ def _op_ranges(doc: Document, ops: list[EngineOp]) -> dict[int, tuple[int, int]]
     """Per replica, the span of op seqs ``ops`` carry."""
     spans: dict[int, tuple[int, int]] = {}
     for op in ops:
-        replica = doc.replica_of(op.id & CLIENT_MASK)
-        first = op.id >> CLIENT_BITS
-        end = first + (len(op.content) if isinstance(op, InsertOp) else 1)
+        replica, first, end = op_span(doc, op)
         lo, hi = spans.get(replica, (first, end))
         spans[replica] = (min(lo, first), max(hi, end))
     return spans

@@ -12,10 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from cowrite.engine.document import Document, MapState
-from cowrite.engine.errors import InvalidOperation
-from cowrite.engine.ops import DELETED, InsertOp, NewNode, NodeRef, SetOp, check_json
-from cowrite.engine.ops import Op as EngineOp
+from cowrite.engine import (
+    DELETED,
+    Document,
+    InsertOp,
+    InvalidOperation,
+    NewNode,
+    NodeRef,
+    SetOp,
+    check_json,
+    map_has_written,
+)
+from cowrite.engine import Op as EngineOp
 
 
 class Caps(Protocol):
@@ -62,8 +70,7 @@ class Growth:
         """A write of ``key`` in map ``node``."""
         if len(key) > self.caps.max_key_length:
             raise InvalidOperation(f"map keys are at most {self.caps.max_key_length} characters")
-        entries = self._entries(node)
-        if key in entries:
+        if self._written(node, key):
             return
         new = self.keys.setdefault(node, set())
         if key in new:
@@ -94,11 +101,10 @@ class Growth:
                 f"(limit {self.caps.max_node_length})"
             )
 
-    def _entries(self, node: int) -> dict[str, Any]:
+    def _written(self, node: int, key: str) -> bool:
         if node in self.fresh or not self.doc.has_node(node):
-            return {}
-        state = self.doc.state_of(node)
-        return state.entries if isinstance(state, MapState) else {}
+            return False
+        return map_has_written(self.doc, node, key)
 
 
 def check_string(s: str, what: str) -> None:

@@ -1,17 +1,26 @@
 """Between the engine and the wire: node ids, snapshot values, edit ops.
 
-Named roots are ``"<kind>:<name>"`` (``"text:body"``); nested nodes ``"#<replica>.<seq>"``. A nested
-node inside a value is ``{"$node": id}``; ``{"$new": kind}`` as a written value creates one.
+The one place node ids are formatted and parsed for the wire (the room, REST and the SDK's
+replica all use it). Named roots are ``"<kind>:<name>"`` (``"text:body"``); nested nodes
+``"#<replica>.<seq>"``. A nested node inside a value is ``{"$node": id}``; ``{"$new": kind}`` as
+a written value creates one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cowrite.engine.document import Document, MapState, root_id
-from cowrite.engine.errors import InvalidOperation
-from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, pack
-from cowrite.engine.ops import DELETED, NewNode, NodeKind, NodeRef
+from cowrite.engine import (
+    Document,
+    InvalidOperation,
+    NewNode,
+    NodeKind,
+    NodeRef,
+    address_of,
+    id_at,
+    map_entries,
+    root_id,
+)
 
 KIND_NAMES = {k.name.lower(): k for k in NodeKind}
 
@@ -25,8 +34,8 @@ def node_to_wire(doc: Document, node: int) -> str:
     if root is not None:
         name, kind = root
         return f"{kind.name.lower()}:{name}"
-    client = node & CLIENT_MASK
-    return f"#{doc.replica_of(client)}.{node >> CLIENT_BITS}"
+    replica, seq = address_of(doc, node)
+    return f"#{replica}.{seq}"
 
 
 def node_from_wire(doc: Document, ref: str, *, create_roots: bool = True) -> int:
@@ -37,11 +46,8 @@ def node_from_wire(doc: Document, ref: str, *, create_roots: bool = True) -> int
             replica, seq = int(replica_s), int(seq_s)
         except ValueError:
             raise UnknownNode(f"malformed node id {ref!r}") from None
-        client = doc.known_client(replica)
-        if client is None or seq < 0:
-            raise UnknownNode(f"unknown node {ref!r}")
-        node = pack(client, seq)
-        if not doc.has_node(node):
+        node = id_at(doc, replica, seq)
+        if node is None or not doc.has_node(node):
             raise UnknownNode(f"unknown node {ref!r}")
         return node
     kind_s, sep, name = ref.partition(":")
@@ -100,12 +106,7 @@ def snapshot(doc: Document) -> tuple[dict[str, Any], dict[str, str]]:
                 value.append(value_to_wire(doc, v))
         elif kind is NodeKind.MAP:
             value = {}
-            state = doc.state_of(node)
-            assert isinstance(state, MapState)
-            for key, reg in state.entries.items():
-                v = reg.value
-                if v is DELETED:
-                    continue
+            for key, v in map_entries(doc, node).items():
                 if type(v) is NodeRef:
                     stack.append(v.id)
                 value[key] = value_to_wire(doc, v)

@@ -39,7 +39,7 @@ from cowrite.adapters.store import (
     Store,
     StoreError,
 )
-from cowrite.engine.document import Document
+from cowrite.engine import Document
 from cowrite.rooms.retention import compact_old_history, compaction_due
 from cowrite.rooms.room import Member, Outcome, Room, RoomError, RoomLimits
 from cowrite.server.auth import Identity

@@ -11,7 +11,7 @@ Rights: with a configured secret every document endpoint needs ``Authorization: 
 ``admin`` (delete) on that document (403 otherwise). The document list shows only the documents
 the token may read. ``/api/status`` and ``/api/openapi.json`` are public.
 
-*Versions* are the engine's history (``cowrite.engine.history.versions``): the document after each
+*Versions* are the engine's history (``cowrite.engine.versions``): the document after each
 burst of transactions, numbered from 0, with a version vector. A restore applies the difference
 from the current state to an old version as new edits through the room, so connected clients see
 it live (``remote`` messages from client ``"server"``) and nothing is rewritten.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -37,12 +36,23 @@ from starlette.types import Receive, Scope, Send
 from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, NotFound
 from cowrite.adapters.store.base import DocumentInfo, validate_doc_id
-from cowrite.engine import history
-from cowrite.engine.document import Document, MapState, root_id
-from cowrite.engine.errors import EngineError
-from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK
-from cowrite.engine.ops import DELETED, NodeKind, NodeRef
-from cowrite.engine.sequence import Gap
+from cowrite.engine import (
+    CounterAdd,
+    Document,
+    EngineError,
+    KeyDelete,
+    KeyWrite,
+    NewNode,
+    NodeKind,
+    RestoreEdit,
+    SequenceEdit,
+    Version,
+    diff,
+    restore_batches,
+    root_id,
+    value_at,
+    versions,
+)
 from cowrite.rooms.room import Outcome, Room, RoomError
 from cowrite.rooms.wire import node_to_wire
 from cowrite.server.auth import AuthError, Identity, anonymous, verify
@@ -425,8 +435,8 @@ def routes(state: Cowrite) -> list[Route]:
         finally:
             hub._schedule_unload(doc_id, lr)
 
-    def version_at(doc: Document, index: int) -> history.Version:
-        listed = history.versions(doc)
+    def version_at(doc: Document, index: int) -> Version:
+        listed = versions(doc)
         if not 0 <= index < len(listed):
             raise HTTPError(
                 404, "unknown_version", f"no version {index}: there are {len(listed)} (from 0)"
@@ -577,7 +587,7 @@ def routes(state: Cowrite) -> list[Route]:
         after = _int_param(request, "after", -1, -1, 2**62)
         assert limit is not None and after is not None
         async with opened(doc_id) as lr:
-            listed = history.versions(lr.room.doc)
+            listed = versions(lr.room.doc)
         page = listed[after + 1 : after + 1 + limit]
         more = after + 1 + limit < len(listed)
         return _json(
@@ -597,7 +607,7 @@ def routes(state: Cowrite) -> list[Route]:
             history_read(doc)
             v = version_at(doc, int(raw))
             try:
-                value = history.value_at(doc, v.version)
+                value = value_at(doc, v.version)
             except EngineError as exc:
                 raise HTTPError(410, "history_unavailable", str(exc)) from None
         return _json(VersionValue(v.index, _vector(v.version), v.time_ms, str(v.replica), value))
@@ -613,11 +623,11 @@ def routes(state: Cowrite) -> list[Route]:
             doc = lr.room.doc
             history_read(doc)
             if end == -1:
-                end = max(len(history.versions(doc)) - 1, 0)
+                end = max(len(versions(doc)) - 1, 0)
             old = version_at(doc, start)
             new = version_at(doc, end)
             try:
-                changes = history.diff(doc, old.version, new.version)
+                changes = diff(doc, old.version, new.version)
             except EngineError as exc:
                 raise HTTPError(410, "history_unavailable", str(exc)) from None
             out = [
@@ -642,7 +652,7 @@ def routes(state: Cowrite) -> list[Route]:
             history_read(room.doc)
             target = version_at(room.doc, body.version)
             try:
-                unchanged = not history.diff(room.doc, room.doc.version, target.version)
+                unchanged = not diff(room.doc, room.doc.version, target.version)
             except EngineError as exc:
                 raise HTTPError(410, "history_unavailable", str(exc)) from None
             if unchanged:
@@ -751,19 +761,16 @@ FALLBACK = "fallback"
 def restore_edits(room: Room, target: Mapping[int, int], now_ms: int) -> list[Outcome]:
     """Apply, through ``room``, the edits that give its document the value it had at ``target``.
 
-    Sequences get index edits (kept elements stay, so cursors and concurrent edits keep their
-    place), map keys and registers sets/deletes, counters an add of the difference. A nested node
-    that must come back is created anew and filled in a following batch (its id is only known once
-    created), so a restore is one batch per level of such nesting; each is one room version.
-    Runs synchronously: nothing else touches the room in between.
+    The engine computes them (``restore_batches``: sequences get index edits, map keys and
+    registers sets/deletes, counters an add of the difference); a nested node that must come back
+    is created anew and filled in a following batch, so a restore is one batch per level of such
+    nesting; each is one room version. Runs synchronously: nothing else touches the room in
+    between.
     """
-    planner = _RestorePlan(room.doc, target)
-    planner.sync_roots()
     outcomes: list[Outcome] = []
     tag = uuid.uuid4().hex[:12]
-    while planner.ops:
-        ops, fills = planner.ops, planner.fills
-        planner.ops, planner.fills = [], []
+    for batch in restore_batches(room.doc, target):
+        ops = [_wire_edit(room.doc, e) for e in batch]
         try:
             outcome = room.apply_server_edit(
                 ops, now_ms, client_id=SERVER_CLIENT_ID, edit_id=f"restore-{tag}-{len(outcomes)}"
@@ -775,173 +782,26 @@ def restore_edits(room: Room, target: Mapping[int, int], now_ms: int) -> list[Ou
             log.exception("restore stopped part way", extra={"doc": room.doc_id})
             break
         outcomes.append(outcome)
-        for locate, old in fills:
-            planner.fill(locate(), old)
     return outcomes
 
 
-Locator = Callable[[], int]
+def _wire_edit(doc: Document, edit: RestoreEdit) -> p.EditOp:
+    """An engine restore edit as the wire op a thin client would send."""
+    node = node_to_wire(doc, edit.node)
+    if type(edit) is SequenceEdit:
+        return p.SeqEdit(
+            node=node,
+            edit=[[_wire_value(v) for v in c] if isinstance(c, list) else c for c in edit.edit],
+        )
+    if type(edit) is KeyWrite:
+        return p.SetKey(node=node, key=edit.key, value=_wire_value(edit.value))
+    if type(edit) is KeyDelete:
+        return p.DeleteKey(node=node, key=edit.key)
+    assert type(edit) is CounterAdd
+    return p.CounterAdd(node=node, amount=edit.amount)
 
 
-class _RestorePlan:
-    """Wire ops (one batch at a time) turning the current document into its value at a version."""
-
-    def __init__(self, doc: Document, target: Mapping[int, int]) -> None:
-        self.doc = doc
-        self.then = history._View(doc, target)
-        self.ops: list[p.EditOp] = []
-        self.fills: list[tuple[Locator, int]] = []
-
-    def sync_roots(self) -> None:
-        now = history._View(self.doc, self.doc.version)
-        for node in sorted(self.doc.roots):
-            self._sync(now, node)
-
-    def _new(self, ref: NodeRef, locate: Locator) -> dict[str, str]:
-        self.fills.append((locate, ref.id))
-        return {"$new": ref.kind.name.lower()}
-
-    def _sync(self, now: history._View, node: int) -> None:
-        """Edits making ``node`` (present now and then) hold its old value."""
-        doc = self.doc
-        kind = doc.kind_of(node)
-        wire = node_to_wire(doc, node)
-        if kind is NodeKind.TEXT or kind is NodeKind.LIST:
-            self._sync_sequence(now, node, wire)
-        elif kind is NodeKind.MAP:
-            state = doc.state_of(node)
-            assert isinstance(state, MapState)
-            current = {k: r.value for k, r in state.entries.items() if r.value is not DELETED}
-            old = {
-                k: v
-                for k, (_, v) in self.then.lww(node).items()
-                if k is not None and v is not DELETED
-            }
-            for key in sorted(set(current) | set(old)):
-                if key not in old:
-                    self.ops.append(p.DeleteKey(node=wire, key=key))
-                    continue
-                value, cur = old[key], current.get(key, DELETED)
-                if type(value) is NodeRef:
-                    if type(cur) is NodeRef and cur.id == value.id:
-                        self._sync(now, value.id)
-                    else:
-                        new = self._new(value, _map_locator(doc, node, key))
-                        self.ops.append(p.SetKey(node=wire, key=key, value=new))
-                elif cur is DELETED or type(cur) is NodeRef or not _same(cur, value):
-                    self.ops.append(p.SetKey(node=wire, key=key, value=value))
-        elif kind is NodeKind.REGISTER:
-            entry = self.then.lww(node).get(None)
-            value = None if entry is None else entry[1]
-            if not _same(doc.node_json(node), value):
-                self.ops.append(p.SetKey(node=wire, key=None, value=value))
-        else:
-            amount = self.then.counter(node) - doc.node_json(node)
-            if amount:
-                self.ops.append(p.CounterAdd(node=wire, amount=amount))
-
-    def _sync_sequence(self, now: history._View, node: int, wire: str) -> None:
-        seq = self.doc.sequence(node)
-        then = self.then
-        edit: list[Any] = []
-        j = 0  # index in the restored sequence
-        for item in seq.items():
-            if type(item.content) is Gap:  # deleted before the compaction base: in neither
-                continue
-            client = item.id & CLIENT_MASK
-            first = item.id >> CLIENT_BITS
-            n = len(item.content)
-            in_now = now.visible_mask(client, first, n)
-            in_then = then.visible_mask(client, first, n)
-            for k in range(n):
-                if in_now[k] and in_then[k]:
-                    _push(edit, 1)
-                    element = item.content[k]
-                    if type(element) is NodeRef:
-                        self._sync(now, element.id)
-                    j += 1
-                elif in_now[k]:
-                    _push(edit, -1)
-                elif in_then[k]:
-                    element = item.content[k]
-                    if seq.is_text:
-                        _push(edit, element)
-                    elif type(element) is NodeRef:
-                        _push(edit, [self._new(element, _list_locator(self.doc, node, j))])
-                    else:
-                        _push(edit, [element])
-                    j += 1
-        while edit and isinstance(edit[-1], int) and edit[-1] > 0:
-            edit.pop()
-        if edit:
-            self.ops.append(p.SeqEdit(node=wire, edit=edit))
-
-    def fill(self, new: int, old: int) -> None:
-        """Edits giving the fresh node ``new`` the value node ``old`` had then."""
-        doc, then = self.doc, self.then
-        kind = doc.kind_of(new)
-        wire = node_to_wire(doc, new)
-        if kind is NodeKind.TEXT:
-            text = then.node_json(old)
-            if text:
-                self.ops.append(p.SeqEdit(node=wire, edit=[text]))
-        elif kind is NodeKind.LIST:
-            values: list[Any] = []
-            for j, (_, element) in enumerate(then.sequence_elements(doc.sequence(old))):
-                if type(element) is NodeRef:
-                    values.append(self._new(element, _list_locator(doc, new, j)))
-                else:
-                    values.append(element)
-            if values:
-                self.ops.append(p.SeqEdit(node=wire, edit=[values]))
-        elif kind is NodeKind.MAP:
-            for key, (_, value) in sorted(then.lww(old).items(), key=lambda kv: str(kv[0])):
-                if key is None or value is DELETED:
-                    continue
-                if type(value) is NodeRef:
-                    value = self._new(value, _map_locator(doc, new, key))
-                self.ops.append(p.SetKey(node=wire, key=key, value=value))
-        elif kind is NodeKind.REGISTER:
-            value = then.node_json(old)
-            if value is not None:
-                self.ops.append(p.SetKey(node=wire, key=None, value=value))
-        else:
-            amount = then.counter(old)
-            if amount:
-                self.ops.append(p.CounterAdd(node=wire, amount=amount))
-
-
-def _map_locator(doc: Document, node: int, key: str) -> Locator:
-    def locate() -> int:
-        state = doc.state_of(node)
-        assert isinstance(state, MapState)
-        ref = state.entries[key].value
-        assert type(ref) is NodeRef
-        return ref.id
-
-    return locate
-
-
-def _list_locator(doc: Document, node: int, index: int) -> Locator:
-    return lambda: doc.sequence(node).id_at(index)
-
-
-def _push(edit: list[Any], component: Any) -> None:
-    """Append an index-edit component, merging it with the last one when they combine."""
-    if edit:
-        last = edit[-1]
-        if isinstance(component, int) and isinstance(last, int) and (component > 0) == (last > 0):
-            edit[-1] = last + component
-            return
-        if isinstance(component, str) and isinstance(last, str):
-            edit[-1] = last + component
-            return
-        if isinstance(component, list) and isinstance(last, list):
-            last.extend(component)
-            return
-    edit.append(component)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """JSON equality (``1 != True``, key order ignored)."""
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+def _wire_value(value: Any) -> Any:
+    if type(value) is NewNode:
+        return {"$new": value.kind.name.lower()}
+    return value
