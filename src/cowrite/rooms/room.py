@@ -97,6 +97,8 @@ class Origin:
     vv: dict[str, int]
     ranges: dict[int, tuple[int, int]]
     """Per replica, the op seqs this version added (for a rejoin whose batch it was)."""
+    user: str = ""
+    """The user id of its author, when this instance applied it (a member's or a server edit's)."""
 
 
 NOT_LOGGED = Origin("", "", [], {}, {})
@@ -124,6 +126,20 @@ class Member:
     @property
     def can_write(self) -> bool:
         return "write" in self.rights
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who an edit is by: a member, or the server on a user's behalf (`Room.apply_server_edit`)."""
+
+    client_id: str
+    user: p.User
+    key_client: str
+    """The client part of the edit's keys (`edit_keys.key_client`)."""
+
+    @classmethod
+    def of(cls, member: Member) -> Author:
+        return cls(member.client_id, member.user, member.key_client)
 
 
 @dataclass
@@ -203,6 +219,7 @@ class Room:
         edit: str,
         before: VersionVector,
         ranges: dict[int, tuple[int, int]] | None = None,
+        user: str = "",
     ) -> int:
         """Log a batch applied since the document was at ``before`` as the next version.
         ``ranges``: the op seqs the batch itself carried, per replica (default: what the version
@@ -216,7 +233,7 @@ class Room:
         vv = {str(r): now[r] for r in changed}
         if ranges is None:
             ranges = {r: (before.get(r, 0), now[r]) for r in changed}
-        self._origins[version] = Origin(client, edit, ops, vv, ranges)
+        self._origins[version] = Origin(client, edit, ops, vv, ranges, user)
         while len(self._origins) > self.limits.edit_log_capacity:
             self._origins.popitem(last=False)
         return version
@@ -405,7 +422,11 @@ class Room:
         repeated ``(client_id, edit_id)`` is acknowledged with its first version, not applied.
         """
         member = self._writer(session)
-        key = (member.key_client, msg.edit_id)
+        return self._edit(Author.of(member), msg, now_ms, member)
+
+    def _edit(self, author: Author, msg: p.Edit, now_ms: int, member: Member | None) -> Outcome:
+        """Apply ``msg`` by ``author`` (``member``: the member who sent it, if one did)."""
+        key = (author.key_client, msg.edit_id)
         digest = edit_digest(msg.ops)
         done = self._resent(key, digest, msg.edit_id)
         if done is not None:
@@ -457,8 +478,10 @@ class Room:
         delta = doc.delta_since(before)
         # an edit applied in part is not that edit: it is named by no edit id (not remembered)
         named = msg.edit_id if fault is None else ""
-        version = self._record(wire_ops, seq_changes, member.client_id, named, before)
-        woke = self._touch(member, now_ms)
+        version = self._record(
+            wire_ops, seq_changes, author.client_id, named, before, user=author.user.id
+        )
+        woke = member is not None and self._touch(member, now_ms)
         relay = p.RemoteSync(
             doc=self.doc_id, delta=base64.b64encode(delta).decode(), version=version
         )
@@ -471,7 +494,7 @@ class Room:
                 doc=self.doc_id,
                 version=version,
                 ops=wire_ops,
-                client_id=member.client_id,
+                client_id=author.client_id,
                 edit_id=msg.edit_id,
                 vv=self._origins[version].vv,
             )
@@ -492,10 +515,10 @@ class Room:
                 resync,
             ]
             broadcast = [(resync, "thin"), (relay, "replica")]
-        if woke:
+        if woke and member is not None:
             broadcast.append(self._presence_of(member))
         return Outcome(
-            persist=edit_keys.wrap_update(member.key_client, named, delta, digest),
+            persist=edit_keys.wrap_update(author.key_client, named, delta, digest),
             version=version,
             edit_keys=[key] if fault is None else [],
             edit_digest=digest,
@@ -946,7 +969,7 @@ class Room:
 
     def entries(self) -> list[p.PresenceEntry]:
         """Everyone on the document: members here, then those on other instances."""
-        local = [self._entry(m) for m in self.members.values() if not _internal(m.session)]
+        local = [self._entry(m) for m in self.members.values()]
         return local + [self._remote_entry(r.entry) for r in self.remote.values()]
 
     # ------------------------------------------------------- other instances
@@ -960,8 +983,6 @@ class Room:
         )
         out = []
         for m in chosen:
-            if _internal(m.session):
-                continue
             cursor = None
             if m.cursor is not None:
                 node, anchor, head = m.cursor
@@ -1070,29 +1091,28 @@ class Room:
         return member
 
     def apply_server_edit(
-        self, ops: list[p.EditOp], now_ms: int, *, client_id: str, edit_id: str
+        self,
+        ops: list[p.EditOp],
+        now_ms: int,
+        *,
+        client_id: str,
+        edit_id: str,
+        author: p.User | None = None,
     ) -> Outcome:
         """Apply wire ``ops`` against the current version on behalf of the server (REST restore).
 
         Validated and applied exactly like a member's ``edit`` (all or nothing, RoomError when the
-        batch does not fit); the Outcome persists it, acks ``edit_id`` to whoever submits it and
-        broadcasts it to every member as ``remote``/``remote_sync`` from ``client_id``.
-        ``(client_id, edit_id)`` must be new: a repeated key is acknowledged, not applied again.
+        batch does not fit), but by nobody in the room: ``author`` (default: the user
+        ``client_id`` named "server") is recorded in the edit log and the edit is broadcast to
+        every member as ``remote``/``remote_sync`` from ``client_id``. The caller submits the
+        Outcome to the room's pipeline and learns there when it is durable (its ``ack`` is for
+        nobody). ``(client_id, edit_id)`` must be new: a repeated key is not applied again.
         """
-        session = f"\x00server:{client_id}:{edit_id}"
-        self.members[session] = Member(
-            session=session,
-            client_id=client_id,
-            user=p.User(id=client_id, name="server"),
-            mode="thin",
-            rights=frozenset({"write"}),
-            last_active_ms=now_ms,
+        user = author if author is not None else p.User(id=client_id, name="server")
+        msg = p.Edit(doc=self.doc_id, edit_id=edit_id, version=self.version, ops=ops)
+        return self._edit(
+            Author(client_id, user, key_client(client_id, client_id)), msg, now_ms, None
         )
-        try:
-            msg = p.Edit(doc=self.doc_id, edit_id=edit_id, version=self.version, ops=ops)
-            return self.edit(session, msg, now_ms)
-        finally:
-            del self.members[session]
 
 
 def _op_ranges(doc: Document, ops: list[EngineOp]) -> dict[int, tuple[int, int]]:
@@ -1105,11 +1125,6 @@ def _op_ranges(doc: Document, ops: list[EngineOp]) -> dict[int, tuple[int, int]]
         lo, hi = spans.get(replica, (first, end))
         spans[replica] = (min(lo, first), max(hi, end))
     return spans
-
-
-def _internal(session: str) -> bool:
-    """The server's own stand-in members (REST restore) are nobody's presence."""
-    return session.startswith("\x00")
 
 
 def _is_seq(change: Change) -> bool:

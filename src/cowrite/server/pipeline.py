@@ -47,6 +47,25 @@ class Peer(Protocol):
         """Close after what is queued so far."""
 
 
+@dataclass(frozen=True, slots=True)
+class Durable:
+    """What a job's ``done`` future holds once its outcome is durable and sent."""
+
+    version: int
+    """The room version of the outcome's update (0 for an outcome that persists nothing)."""
+    seq: int | None
+    """Its Store log sequence number (None when it persisted nothing)."""
+
+
+class NotDurable(Exception):
+    """A job's outcome could not be stored (document deleted, store refusal): nothing of it was
+    acknowledged or broadcast. ``error`` is what a connection would have been sent."""
+
+    def __init__(self, error: p.Error) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 @dataclass
 class Job:
     """One room input's outcome waiting in the room's pipeline."""
@@ -58,6 +77,9 @@ class Job:
     """The outcome is the sender's ``joined``: from then on the sender gets the broadcasts."""
     remote: bool = False
     """The outcome comes from another instance (not to be published again)."""
+    done: asyncio.Future[Durable] | None = None
+    """Completed once the outcome is durable and its broadcasts are sent, or failed with
+    ``NotDurable``: how a caller without a connection (REST restore) learns it is stored."""
 
 
 class Pipeline:
@@ -85,9 +107,10 @@ class Pipeline:
         *,
         joined: bool = False,
         remote: bool = False,
+        done: asyncio.Future[Durable] | None = None,
     ) -> None:
         """Queue an outcome: persisted (if it has an update), then its replies and broadcasts
-        sent, after every outcome submitted before it."""
+        sent, after every outcome submitted before it; then ``done`` completed (`Job.done`)."""
         if outcome.fault is not None:
             log.error(
                 "an edit failed part-way; the applied part is kept",
@@ -98,7 +121,19 @@ class Pipeline:
         if outcome.persist is not None:
             lr.unpersisted += 1
             lr.last_write = t0
-        lr.queue.put_nowait(Job(outcome, sender, t0, joined, remote))
+        lr.queue.put_nowait(Job(outcome, sender, t0, joined, remote, done))
+
+    def submit_durable(
+        self, lr: LoadedRoom, outcome: Outcome, t0: float
+    ) -> asyncio.Future[Durable]:
+        """Queue a server-side outcome (a REST restore's edit: no sender, its replies go
+        nowhere) and return the future of its durability: ``Durable`` once stored and broadcast,
+        ``NotDurable`` when it cannot be stored. While the store is down it stays pending (the
+        pipeline retries): the caller bounds its wait, and ``asyncio.shield``s it to keep the
+        edit going when it stops waiting."""
+        done: asyncio.Future[Durable] = asyncio.get_running_loop().create_future()
+        self.submit(lr, outcome, None, t0, done=done)
+        return done
 
     async def _pipeline(self, doc_id: str, lr: LoadedRoom) -> None:
         queue = lr.queue
@@ -116,6 +151,10 @@ class Pipeline:
                         if error is not None:
                             self._refuse(job, error)
                         else:
+                            if job.done is not None and not job.done.done():
+                                # its waiter resumes after this batch's fan-out (call_soon)
+                                seq = seqs.get(id(job.outcome))
+                                job.done.set_result(Durable(job.outcome.version, seq))
                             self._fanout(lr, job)
                             if self.cluster is not None and not job.remote:
                                 self._publish_presence(doc_id, lr, job.outcome)
@@ -126,6 +165,11 @@ class Pipeline:
             finally:
                 lr.unpersisted -= len(writes)
                 for job in batch:
+                    if job.done is not None and not job.done.done():  # failed above (logged)
+                        error = p.Error(
+                            code=p.ErrorCode.INTERNAL, message="the edit could not be stored"
+                        )
+                        _fail(job.done, NotDurable(error))
                     if job.joined and job.sender is not None:
                         lr.joining.discard(job.sender.session)
                     lr.inflight -= 1
@@ -259,6 +303,8 @@ class Pipeline:
             edit_id = next((m.edit_id for m in job.outcome.reply if isinstance(m, p.Ack)), None)
             error = p.Error(code=error.code, message=error.message, doc=error.doc, edit_id=edit_id)
             job.sender.send(p.encoder.encode(error))
+        if job.done is not None and not job.done.done():
+            _fail(job.done, NotDurable(error))
 
     def _fanout(self, lr: LoadedRoom, job: Job) -> None:
         encode = p.encoder.encode
@@ -282,3 +328,8 @@ class Pipeline:
                     peer.send(data)
         if outcome.persist is not None:
             self.metrics.edit_broadcast.observe(time.monotonic() - job.t0)
+
+
+def _fail(done: asyncio.Future[Durable], exc: NotDurable) -> None:
+    done.set_exception(exc)
+    done.exception()  # retrieved: a caller that stopped waiting (timed out) leaves it unawaited

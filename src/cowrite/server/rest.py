@@ -46,6 +46,7 @@ from cowrite.engine.sequence import Gap
 from cowrite.rooms.room import Outcome, Room, RoomError
 from cowrite.rooms.wire import node_to_wire
 from cowrite.server.auth import AuthError, Identity, anonymous, verify
+from cowrite.server.pipeline import NotDurable
 from cowrite.server.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
@@ -332,33 +333,6 @@ def _info(info: DocumentInfo) -> DocumentOut:
 
 def _vector(vv: Mapping[int, int]) -> dict[str, int]:
     return {str(r): n for r, n in sorted(vv.items())}
-
-
-class _AckWaiter:
-    """A stand-in peer for the hub pipeline: told once a server edit is durable (its ``ack``)
-    or could not be made so (an ``error``)."""
-
-    def __init__(self, client_id: str) -> None:
-        self.session = f"rest:{uuid.uuid4().hex}"
-        self.client_id = client_id
-        self.identity: Identity = anonymous(client_id, "server")
-        self.docs: dict[str, str] = {}
-        self.done: asyncio.Future[p.Error | None] = asyncio.get_running_loop().create_future()
-
-    def close(self, code: int, reason: str) -> None:
-        if not self.done.done():
-            self.done.set_result(
-                p.Error(code=p.ErrorCode.UNAVAILABLE, message=f"document reloaded: {reason}")
-            )
-
-    def send(self, data: bytes) -> None:
-        if self.done.done():
-            return
-        msg = p.server_decoder.decode(data)
-        if isinstance(msg, p.Ack):
-            self.done.set_result(None)
-        elif isinstance(msg, p.Error):
-            self.done.set_result(msg)
 
 
 # --------------------------------------------------------------------------------- routes
@@ -651,21 +625,21 @@ def routes(state: Cowrite) -> list[Route]:
             outcomes = restore_edits(room, target.version, hub.now_ms())
             if not outcomes:
                 return _json(RestoreOut(body.version, room.version, 0))
-            waiters = [_AckWaiter(SERVER_CLIENT_ID) for _ in outcomes]
-            for outcome, waiter in zip(outcomes, waiters, strict=True):
-                hub.submit(lr, outcome, waiter, t0)
+            durable = [hub.submit_durable(lr, outcome, t0) for outcome in outcomes]
             hub.edits_applied += len(outcomes)
             state.metrics.edits.labels("server").inc(len(outcomes))
             try:
                 async with asyncio.timeout(RESTORE_TIMEOUT_S):
-                    results = [await asyncio.shield(w.done) for w in waiters]
+                    for done in durable:  # shielded: the edits stay submitted if we stop waiting
+                        await asyncio.shield(done)
             except TimeoutError:
                 raise HTTPError(
                     503, "unavailable", "the restore is applied but not durable yet"
                 ) from None
-            failed = next((e for e in results if e is not None), None)
-            if failed is not None:
-                raise HTTPError(503, "unavailable", f"the restore was not stored: {failed.message}")
+            except NotDurable as exc:
+                raise HTTPError(
+                    503, "unavailable", f"the restore was not stored: {exc.error.message}"
+                ) from None
             return _json(RestoreOut(body.version, outcomes[-1].version, len(outcomes)))
 
     async def chat(request: Request) -> Response:
