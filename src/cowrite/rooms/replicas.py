@@ -13,6 +13,7 @@ from cowrite import protocol as p
 from cowrite.engine.document import Change
 from cowrite.engine.encoding import TooManyReplicas, decode_ops
 from cowrite.engine.errors import InvalidOperation
+from cowrite.engine.ids import VersionVector
 from cowrite.engine.ops import DELETED, NodeKind
 from cowrite.engine.ops import Op as EngineOp
 from cowrite.rooms import edit_keys, validate
@@ -90,10 +91,8 @@ class Replicas(RoomState):
             return Outcome(reply=list(ack))
         self._count_keys()
         woke = self._touch(member, now_ms)
-        ops_out = self._wire_ops(changes)
-        seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
         named = (msg.edit_id or "") if error is None else ""  # applied in part: not that edit
-        version = self._record(ops_out, seq_changes, member.client_id, named, before)
+        version, ops_out, seq_nodes = self._record_merged(changes, member.client_id, named, before)
         keys = [(member.key_client, named)] if named else []
         for key in keys:
             self.remember(key, version)
@@ -114,30 +113,9 @@ class Replicas(RoomState):
             if error is None and not before_pending
             else base64.b64encode(doc.delta_since(before)).decode()
         )
-        broadcast: list[tuple[p.Message, Audience]] = [
-            (p.RemoteSync(doc=self.doc_id, delta=relayed, version=version), "replica")
-        ]
-        if exact:
-            broadcast.append(
-                (
-                    p.Remote(
-                        doc=self.doc_id,
-                        version=version,
-                        ops=ops_out,
-                        client_id=member.client_id,
-                        edit_id=named,
-                        vv=self._origins[version].vv,
-                    ),
-                    "thin",
-                )
-            )
-            check = self.checks.after(version, [n for n, _ in seq_changes])
-            if check is not None:
-                broadcast.append((check, "thin"))
-        else:  # the engine changed more than it reported: thin clients must reload
-            broadcast.append(
-                (p.Resync(doc=self.doc_id, reason="the document changed unexpectedly"), "thin")
-            )
+        broadcast = self._merged_broadcast(
+            version, ops_out, seq_nodes, exact, member.client_id, named, relayed
+        )
         if woke:
             broadcast.append(self._presence_of(member))
         return Outcome(
@@ -200,42 +178,74 @@ class Replicas(RoomState):
         changes, error, exact = self._apply_remote_ops(ops)
         if doc.version == before and doc.pending_ops == before_pending:
             return Outcome()
-        ops_out = self._wire_ops(changes)
-        seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
-        version = self._record(
-            ops_out, seq_changes, client_of(client), edit_id, before, _op_ranges(doc, ops)
+        version, ops_out, seq_nodes = self._record_merged(
+            changes, client_of(client), edit_id, before, _op_ranges(doc, ops)
         )
         if edit_id and (client, edit_id) not in self._recent:
             self.remember((client, edit_id), version, digest)
         # ops this update released from the causal queue came in earlier updates, which members
         # who joined since never got: relay everything that was applied
         relayed = delta if error is None and not before_pending else doc.delta_since(before)
+        broadcast = self._merged_broadcast(
+            version,
+            ops_out,
+            seq_nodes,
+            exact,
+            client_of(client),
+            edit_id,
+            base64.b64encode(relayed).decode(),
+        )
+        return Outcome(version=version, broadcast=broadcast)
+
+    def _record_merged(
+        self,
+        changes: list[Change],
+        client: str,
+        edit_id: str,
+        before: VersionVector,
+        ranges: dict[int, tuple[int, int]] | None = None,
+    ) -> tuple[int, list[p.EditOp], list[int]]:
+        """Log CRDT changes just merged (a replica's delta, a stored or another instance's
+        update) as the next version: its number, its wire ops, the sequences it changed."""
+        ops_out = self._wire_ops(changes)
+        seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
+        version = self._record(ops_out, seq_changes, client, edit_id, before, ranges)
+        return version, ops_out, [n for n, _ in seq_changes]
+
+    def _merged_broadcast(
+        self,
+        version: int,
+        ops_out: list[p.EditOp],
+        seq_nodes: list[int],
+        exact: bool,
+        client: str,
+        edit_id: str,
+        relayed: str,
+    ) -> list[tuple[p.Message, Audience]]:
+        """What every member gets of a merged version: ``relayed`` (base64 delta) for replicas;
+        for thin clients its wire ops (and a checksum when one is due), or, when the changes do
+        not describe everything the engine did (``exact`` false), a resync."""
         broadcast: list[tuple[p.Message, Audience]] = [
-            (
-                p.RemoteSync(
-                    doc=self.doc_id, delta=base64.b64encode(relayed).decode(), version=version
-                ),
-                "replica",
-            )
+            (p.RemoteSync(doc=self.doc_id, delta=relayed, version=version), "replica")
         ]
         if exact:
             remote = p.Remote(
                 doc=self.doc_id,
                 version=version,
                 ops=ops_out,
-                client_id=client_of(client),
+                client_id=client,
                 edit_id=edit_id,
                 vv=self._origins[version].vv,
             )
             broadcast.append((remote, "thin"))
-            check = self.checks.after(version, [n for n, _ in seq_changes])
+            check = self.checks.after(version, seq_nodes)
             if check is not None:
                 broadcast.append((check, "thin"))
-        else:
+        else:  # the engine changed more than it reported: thin clients must reload
             broadcast.append(
                 (p.Resync(doc=self.doc_id, reason="the document changed unexpectedly"), "thin")
             )
-        return Outcome(version=version, broadcast=broadcast)
+        return broadcast
 
     def _apply_remote_ops(self, ops: list[EngineOp]) -> tuple[list[Change], str | None, bool]:
         """Apply decoded ops one at a time, up to the first one the document refuses.

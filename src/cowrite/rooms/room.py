@@ -46,7 +46,6 @@ from cowrite.rooms.state import (
     Outcome,
     RoomError,
     RoomLimits,
-    _is_seq,
 )
 from cowrite.rooms.wire import UnknownNode, node_from_wire, node_to_wire, snapshot
 
@@ -85,8 +84,7 @@ class Room(ThinEdits, Replicas):
         before = self.doc.version
         self._keys = None
         changes, _, _ = self._apply_remote_ops(decode_ops(self.doc, delta))
-        seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
-        self._record(self._wire_ops(changes), seq_changes, client_of(client), edit_id, before)
+        self._record_merged(changes, client_of(client), edit_id, before)
         if edit_id:  # a resend after a restart is acknowledged, not applied again
             self.remember((client, edit_id), seq, digest)
 
