@@ -1,1 +1,2 @@
-"""The engine layer: replicated types, documents, encoding, OT rebasing. No I/O, no asyncio."""
+"""The engine layer: owns the replicated types, documents, their encoding and history, and OT
+rebasing (what an edit is and how replicas converge). No I/O, no asyncio."""
