@@ -8,6 +8,7 @@ and HTTP. See ``app.create_app``.
   durable queue per room: ``submit``, persist, fan-out; jobs may carry a future completed when
   durable), ``replication`` (other instances' updates and presence; catch-up from the store),
   ``exactly_once`` (what the store must tell about edits the room forgot).
-* ``cluster`` — the bus messages between instances; ``rest`` / ``openapi`` — the REST API;
+* ``cluster`` — the bus messages between instances; ``rest`` (routes), ``rest_bodies``
+  (request and response types), ``restore`` (a restore's edits), ``openapi`` — the REST API;
   ``auth``, ``config``, ``metrics``, ``ratelimit``, ``http_guard``, ``gcpolicy``, ``run``.
 """

@@ -3,8 +3,9 @@
 Every response is JSON (except ``text/{name}``, plain text); every error is
 ``{"error": {"code": str, "message": str}}`` with a fitting HTTP status, also for unknown paths
 (404) and methods (405). Request bodies and query parameters are validated on entry (400).
-The types below are the single source of truth for bodies: ``openapi.py`` generates the schemas of
-``GET /api/openapi.json`` from them, and a test checks that every route is described there.
+The types in ``rest_bodies.py`` are the single source of truth for bodies: ``openapi.py``
+generates the schemas of ``GET /api/openapi.json`` from them, and a test checks that every route
+is described there. The restore computation is ``restore.py``.
 
 Rights: with a configured secret every document endpoint needs ``Authorization: Bearer <token>``
 (401 without a valid one) granting ``read`` (GETs), ``write`` (create, rename, restore) or
@@ -21,12 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
@@ -38,16 +37,33 @@ from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, NotFound
 from cowrite.adapters.store.base import DocumentInfo, validate_doc_id
 from cowrite.engine import history
-from cowrite.engine.document import Document, MapState, root_id
+from cowrite.engine.document import Document, root_id
 from cowrite.engine.errors import EngineError
-from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK
-from cowrite.engine.ops import DELETED, NodeKind, NodeRef
-from cowrite.engine.sequence import Gap
-from cowrite.rooms.room import Outcome, Room, RoomError
+from cowrite.engine.ops import NodeKind
+from cowrite.rooms.room import Outcome, RoomError
 from cowrite.rooms.wire import node_to_wire
 from cowrite.server.auth import AuthError, Identity, anonymous, verify
 from cowrite.server.pipeline import NotDurable
 from cowrite.server.ratelimit import TokenBucket
+from cowrite.server.rest_bodies import (
+    ChatPageOut,
+    CreateDocument,
+    DiffOut,
+    DocumentDetail,
+    DocumentOut,
+    DocumentPage,
+    ErrorBody,
+    ErrorDetail,
+    NodeChange,
+    RestoreOut,
+    RestoreRequest,
+    StatusOut,
+    UpdateDocument,
+    VersionOut,
+    VersionPage,
+    VersionValue,
+)
+from cowrite.server.restore import restore_edits
 
 if TYPE_CHECKING:
     from cowrite.server.app import Cowrite
@@ -57,155 +73,8 @@ log = logging.getLogger("cowrite.rest")
 
 MAX_BODY_BYTES = 64 * 1024
 RESTORE_TIMEOUT_S = 30.0
-SERVER_CLIENT_ID = "server"
 
-Title = Annotated[str, msgspec.Meta(max_length=1000)]
 T = TypeVar("T")
-
-# --------------------------------------------------------------------------- request bodies
-
-
-class CreateDocument(msgspec.Struct, forbid_unknown_fields=True):
-    """Create an empty document; the title defaults to the id."""
-
-    id: p.DocId
-    title: Title | None = None
-
-
-class UpdateDocument(msgspec.Struct, forbid_unknown_fields=True):
-    """Rename a document."""
-
-    title: Title
-
-
-class RestoreRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Make the document's value that of version ``version`` again (an index of ``versions``)."""
-
-    version: Annotated[int, msgspec.Meta(ge=0)]
-
-
-# -------------------------------------------------------------------------- response bodies
-
-
-class ErrorDetail(msgspec.Struct):
-    code: str
-    message: str
-
-
-class ErrorBody(msgspec.Struct):
-    """Every error response."""
-
-    error: ErrorDetail
-
-
-class DocumentOut(msgspec.Struct):
-    """A document's metadata (times in ms since the epoch; size of its snapshot and log)."""
-
-    id: str
-    title: str
-    created_ms: int
-    updated_ms: int
-    size_bytes: int
-
-
-class DocumentPage(msgspec.Struct):
-    """A page of documents by id; pass ``next`` as ``after`` for the next page (null: last). A
-    search (``q``) may return fewer than ``limit`` documents, even none, with a ``next``."""
-
-    documents: list[DocumentOut]
-    next: str | None
-
-
-class DocumentDetail(msgspec.Struct):
-    """Metadata, the current room version (sequence number of the last edit) and the value."""
-
-    id: str
-    title: str
-    created_ms: int
-    updated_ms: int
-    size_bytes: int
-    version: int
-    value: dict[str, Any]
-
-
-class VersionOut(msgspec.Struct):
-    """One listed version. ``replica`` (a 64-bit id, hence a string) made its last change;
-    ``vector`` maps replica ids to the number of their operations included."""
-
-    index: int
-    vector: dict[str, int]
-    time_ms: int
-    replica: str
-
-
-class VersionPage(msgspec.Struct):
-    """A page of versions, oldest first; pass ``next`` as ``after`` for the next (null: last)."""
-
-    versions: list[VersionOut]
-    next: int | None
-
-
-class VersionValue(msgspec.Struct):
-    """A version and the document's value at it."""
-
-    index: int
-    vector: dict[str, int]
-    time_ms: int
-    replica: str
-    value: dict[str, Any]
-
-
-class NodeChange(msgspec.Struct):
-    """How one node changed. ``node`` is its wire id; ``path`` leads to it from a named root.
-
-    Text and list nodes: ``delta`` is an index edit (retain n > 0, delete -n, insert a string or
-    a list of values) from the old value to the new. Others: ``before``/``after`` (null: absent).
-    """
-
-    node: str
-    kind: str
-    path: list[str | int]
-    delta: list[Any]
-    before: Any
-    after: Any
-
-
-class DiffOut(msgspec.Struct):
-    """The changes from version ``from`` to version ``to``."""
-
-    from_: int = msgspec.field(name="from")
-    to: int
-    changes: list[NodeChange]
-
-
-class RestoreOut(msgspec.Struct):
-    """``version``: the room version after the restore (durable); ``edits``: batches applied
-    (0 when the document already had that value)."""
-
-    restored: int
-    version: int
-    edits: int
-
-
-class ChatPageOut(msgspec.Struct):
-    """Chat messages newest first; for older ones pass the last ``id`` as ``before``."""
-
-    messages: list[p.ChatMessage]
-    has_more: bool
-
-
-class StatusOut(msgspec.Struct):
-    connections: int
-    documents_loaded: int
-    edits: int
-    edits_per_second: float
-    uptime_s: float
-    auth: bool
-    instance: str = ""
-    """This instance's id (hex)."""
-    cluster_peers: int = 0
-    """Other instances heard from recently (0 outside a cluster)."""
-
 
 # ------------------------------------------------------------------------------- plumbing
 
@@ -717,205 +586,3 @@ class _Fallback:
 
 FALLBACK = "fallback"
 """Name of the catch-all route answering unknown paths and methods."""
-
-
-# -------------------------------------------------------------------------------- restore
-
-
-def restore_edits(room: Room, target: Mapping[int, int], now_ms: int) -> list[Outcome]:
-    """Apply, through ``room``, the edits that give its document the value it had at ``target``.
-
-    Sequences get index edits (kept elements stay, so cursors and concurrent edits keep their
-    place), map keys and registers sets/deletes, counters an add of the difference. A nested node
-    that must come back is created anew and filled in a following batch (its id is only known once
-    created), so a restore is one batch per level of such nesting; each is one room version.
-    Runs synchronously: nothing else touches the room in between.
-    """
-    planner = _RestorePlan(room.doc, target)
-    planner.sync_roots()
-    outcomes: list[Outcome] = []
-    tag = uuid.uuid4().hex[:12]
-    while planner.ops:
-        ops, fills = planner.ops, planner.fills
-        planner.ops, planner.fills = [], []
-        try:
-            outcome = room.apply_server_edit(
-                ops, now_ms, client_id=SERVER_CLIENT_ID, edit_id=f"restore-{tag}-{len(outcomes)}"
-            )
-        except RoomError:
-            if not outcomes:
-                raise
-            # earlier batches are applied and must be persisted: stop here, keep them
-            log.exception("restore stopped part way", extra={"doc": room.doc_id})
-            break
-        outcomes.append(outcome)
-        for locate, old in fills:
-            planner.fill(locate(), old)
-    return outcomes
-
-
-Locator = Callable[[], int]
-
-
-class _RestorePlan:
-    """Wire ops (one batch at a time) turning the current document into its value at a version."""
-
-    def __init__(self, doc: Document, target: Mapping[int, int]) -> None:
-        self.doc = doc
-        self.then = history._View(doc, target)
-        self.ops: list[p.EditOp] = []
-        self.fills: list[tuple[Locator, int]] = []
-
-    def sync_roots(self) -> None:
-        now = history._View(self.doc, self.doc.version)
-        for node in sorted(self.doc.roots):
-            self._sync(now, node)
-
-    def _new(self, ref: NodeRef, locate: Locator) -> dict[str, str]:
-        self.fills.append((locate, ref.id))
-        return {"$new": ref.kind.name.lower()}
-
-    def _sync(self, now: history._View, node: int) -> None:
-        """Edits making ``node`` (present now and then) hold its old value."""
-        doc = self.doc
-        kind = doc.kind_of(node)
-        wire = node_to_wire(doc, node)
-        if kind is NodeKind.TEXT or kind is NodeKind.LIST:
-            self._sync_sequence(now, node, wire)
-        elif kind is NodeKind.MAP:
-            state = doc.state_of(node)
-            assert isinstance(state, MapState)
-            current = {k: r.value for k, r in state.entries.items() if r.value is not DELETED}
-            old = {
-                k: v
-                for k, (_, v) in self.then.lww(node).items()
-                if k is not None and v is not DELETED
-            }
-            for key in sorted(set(current) | set(old)):
-                if key not in old:
-                    self.ops.append(p.DeleteKey(node=wire, key=key))
-                    continue
-                value, cur = old[key], current.get(key, DELETED)
-                if type(value) is NodeRef:
-                    if type(cur) is NodeRef and cur.id == value.id:
-                        self._sync(now, value.id)
-                    else:
-                        new = self._new(value, _map_locator(doc, node, key))
-                        self.ops.append(p.SetKey(node=wire, key=key, value=new))
-                elif cur is DELETED or type(cur) is NodeRef or not _same(cur, value):
-                    self.ops.append(p.SetKey(node=wire, key=key, value=value))
-        elif kind is NodeKind.REGISTER:
-            entry = self.then.lww(node).get(None)
-            value = None if entry is None else entry[1]
-            if not _same(doc.node_json(node), value):
-                self.ops.append(p.SetKey(node=wire, key=None, value=value))
-        else:
-            amount = self.then.counter(node) - doc.node_json(node)
-            if amount:
-                self.ops.append(p.CounterAdd(node=wire, amount=amount))
-
-    def _sync_sequence(self, now: history._View, node: int, wire: str) -> None:
-        seq = self.doc.sequence(node)
-        then = self.then
-        edit: list[Any] = []
-        j = 0  # index in the restored sequence
-        for item in seq.items():
-            if type(item.content) is Gap:  # deleted before the compaction base: in neither
-                continue
-            client = item.id & CLIENT_MASK
-            first = item.id >> CLIENT_BITS
-            n = len(item.content)
-            in_now = now.visible_mask(client, first, n)
-            in_then = then.visible_mask(client, first, n)
-            for k in range(n):
-                if in_now[k] and in_then[k]:
-                    _push(edit, 1)
-                    element = item.content[k]
-                    if type(element) is NodeRef:
-                        self._sync(now, element.id)
-                    j += 1
-                elif in_now[k]:
-                    _push(edit, -1)
-                elif in_then[k]:
-                    element = item.content[k]
-                    if seq.is_text:
-                        _push(edit, element)
-                    elif type(element) is NodeRef:
-                        _push(edit, [self._new(element, _list_locator(self.doc, node, j))])
-                    else:
-                        _push(edit, [element])
-                    j += 1
-        while edit and isinstance(edit[-1], int) and edit[-1] > 0:
-            edit.pop()
-        if edit:
-            self.ops.append(p.SeqEdit(node=wire, edit=edit))
-
-    def fill(self, new: int, old: int) -> None:
-        """Edits giving the fresh node ``new`` the value node ``old`` had then."""
-        doc, then = self.doc, self.then
-        kind = doc.kind_of(new)
-        wire = node_to_wire(doc, new)
-        if kind is NodeKind.TEXT:
-            text = then.node_json(old)
-            if text:
-                self.ops.append(p.SeqEdit(node=wire, edit=[text]))
-        elif kind is NodeKind.LIST:
-            values: list[Any] = []
-            for j, (_, element) in enumerate(then.sequence_elements(doc.sequence(old))):
-                if type(element) is NodeRef:
-                    values.append(self._new(element, _list_locator(doc, new, j)))
-                else:
-                    values.append(element)
-            if values:
-                self.ops.append(p.SeqEdit(node=wire, edit=[values]))
-        elif kind is NodeKind.MAP:
-            for key, (_, value) in sorted(then.lww(old).items(), key=lambda kv: str(kv[0])):
-                if key is None or value is DELETED:
-                    continue
-                if type(value) is NodeRef:
-                    value = self._new(value, _map_locator(doc, new, key))
-                self.ops.append(p.SetKey(node=wire, key=key, value=value))
-        elif kind is NodeKind.REGISTER:
-            value = then.node_json(old)
-            if value is not None:
-                self.ops.append(p.SetKey(node=wire, key=None, value=value))
-        else:
-            amount = then.counter(old)
-            if amount:
-                self.ops.append(p.CounterAdd(node=wire, amount=amount))
-
-
-def _map_locator(doc: Document, node: int, key: str) -> Locator:
-    def locate() -> int:
-        state = doc.state_of(node)
-        assert isinstance(state, MapState)
-        ref = state.entries[key].value
-        assert type(ref) is NodeRef
-        return ref.id
-
-    return locate
-
-
-def _list_locator(doc: Document, node: int, index: int) -> Locator:
-    return lambda: doc.sequence(node).id_at(index)
-
-
-def _push(edit: list[Any], component: Any) -> None:
-    """Append an index-edit component, merging it with the last one when they combine."""
-    if edit:
-        last = edit[-1]
-        if isinstance(component, int) and isinstance(last, int) and (component > 0) == (last > 0):
-            edit[-1] = last + component
-            return
-        if isinstance(component, str) and isinstance(last, str):
-            edit[-1] = last + component
-            return
-        if isinstance(component, list) and isinstance(last, list):
-            last.extend(component)
-            return
-    edit.append(component)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """JSON equality (``1 != True``, key order ignored)."""
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
