@@ -408,6 +408,27 @@ class Room(ThinEdits, Replicas):
             return Outcome()
         return Outcome(broadcast=[self._presence_of(member)])
 
+    def chat(self, session: str, msg: p.Chat) -> Outcome:
+        """A chat message (new, edited or deleted) the store has kept, from member ``session``.
+
+        The caller stores it first (the store numbers it and checks its author) and passes the
+        time of the sender's activity to ``touch`` separately; the Outcome echoes ``msg`` to the
+        sender and broadcasts it to every member. Raises RoomError ``not_joined`` (``forbidden``
+        without the chat right)."""
+        self.chatter(session)
+        return Outcome(reply=[msg], broadcast=[(msg, "all")])
+
+    def chatter(self, session: str) -> Member:
+        """The member ``session`` if it may chat; raises RoomError ``not_joined`` or
+        ``forbidden``. Checked before the store is asked to keep a message, and again by
+        ``chat``."""
+        member = self.members.get(session)
+        if member is None:
+            raise RoomError(p.ErrorCode.NOT_JOINED, f"join {self.doc_id} first")
+        if "chat" not in member.rights:
+            raise RoomError(p.ErrorCode.FORBIDDEN, f"no chat right on {self.doc_id}")
+        return member
+
     # ---------------------------------------------------------------- helpers
 
 

@@ -362,11 +362,7 @@ class Hub(Registry, Pipeline, Replication):
 
     def _chatter(self, peer: Peer, doc_id: str) -> LoadedRoom:
         lr = self.joined(peer, doc_id)
-        member = lr.room.members.get(peer.session)
-        if member is None:
-            raise RoomError(p.ErrorCode.NOT_JOINED, f"join {doc_id} first")
-        if "chat" not in member.rights:
-            raise RoomError(p.ErrorCode.FORBIDDEN, f"no chat right on {doc_id}")
+        lr.room.chatter(peer.session)
         return lr
 
     def _chat_out(self, peer: Peer, doc_id: str, stored: ChatMessage) -> None:
@@ -374,7 +370,7 @@ class Hub(Registry, Pipeline, Replication):
         msg = p.Chat(doc=doc_id, message=_chat(stored))
         if self.cluster is not None:
             self.cluster.publish(doc_id, ChatNote(self.replica, p.encoder.encode(msg)))
-        outcome = Outcome(reply=[msg], broadcast=[(msg, "all")])
+        outcome = lr.room.chat(peer.session, msg)  # a room input like any other
         outcome.broadcast.extend(lr.room.touch(peer.session, self.now_ms()).broadcast)
         self.submit(lr, outcome, peer, time.monotonic())
 
