@@ -808,3 +808,38 @@ def test_an_engine_failure_part_way_keeps_the_room_consistent(
     replay.load_update(1, first.persist)
     replay.load_update(2, out.persist)
     assert replay.doc.to_json() == room.doc.to_json()
+
+
+def test_a_server_edit_adds_no_member_and_records_its_author() -> None:
+    room = _room()
+    _joined(room)
+    ops = msgspec.convert([seq("text:t", ["hi"])], list[p.EditOp])
+    author = p.User(id="alice", name="Alice")
+    outcome = room.apply_server_edit(ops, 0, client_id="server", edit_id="r1", author=author)
+    assert set(room.members) == {"s"}  # nobody joined, nobody in presence
+    assert [e.session for e in room.entries()] == ["s"]
+    assert outcome.persist is not None and [e for _, e in outcome.edit_keys] == ["r1"]
+    remote = next(m for m, _ in outcome.broadcast if isinstance(m, p.Remote))
+    assert remote.client_id == "server" and remote.version == outcome.version
+    assert room._origins[outcome.version].user == "alice"
+    again = room.apply_server_edit(ops, 0, client_id="server", edit_id="r1", author=author)
+    assert again.persist is None  # the same key: acknowledged, not applied again
+
+
+def test_chat_is_a_room_input_for_members_with_the_chat_right() -> None:
+    room = _room()
+    _joined(room, "talker")
+    _joined(room, "reader", rights=frozenset({"read"}))
+    msg = p.Chat(
+        doc=DOC,
+        message=p.ChatMessage(id=1, author_id="talker", author_name="", text="hi", created_ms=0),
+    )
+    outcome = room.chat("talker", msg)
+    assert outcome.persist is None and outcome.reply == [msg]
+    assert outcome.broadcast == [(msg, "all")]
+    with pytest.raises(RoomError) as err:
+        room.chat("reader", msg)
+    assert err.value.code is p.ErrorCode.FORBIDDEN
+    with pytest.raises(RoomError) as err:
+        room.chat("nobody", msg)
+    assert err.value.code is p.ErrorCode.NOT_JOINED

@@ -1,1 +1,13 @@
-"""Sans-I/O session logic per document (``room.Room``) and wire conversions (``wire``)."""
+"""The rooms layer: sans-I/O session logic per document. It owns who is in a document (members,
+and members on other instances), what each input does to the document, and the effects that
+follow (an ``Outcome``: the update to persist, the reply, the broadcasts); it never does I/O.
+
+* ``room.Room`` — the one class callers use: joins, leaves, presence, ticks. Its parts by
+  concept: ``state`` (shared state, ``Outcome``, ``RoomError``, ``Member``, ``Author``),
+  ``edits`` (thin clients' index edits and server edits), ``replicas`` (replica deltas and
+  other instances' updates).
+* Helpers: ``wire`` (node ids and values on the wire), ``validate`` (limits on input),
+  ``edit_keys`` (exactly-once keys in stored updates), ``duplicates`` (undoing a second copy),
+  ``checksum`` (when thin clients verify their copy), ``retention`` (history compaction),
+  ``peers`` (members on other instances).
+"""

@@ -1,8 +1,8 @@
 """OpenAPI 3.1 description of the REST API, served at ``GET /api/openapi.json``.
 
 Operations are written out here; request and response schemas are generated from the msgspec
-types in ``rest`` (the same types that decode and encode the bodies), so they cannot drift. A test
-checks that every route of ``rest.routes()`` is described here and nothing else.
+types in ``rest_bodies`` (the same types that decode and encode the bodies), so they cannot drift.
+A test checks that every route of ``rest.routes()`` is described here and nothing else.
 """
 
 from __future__ import annotations
@@ -14,24 +14,24 @@ from typing import Any
 import msgspec
 
 from cowrite import protocol as p
-from cowrite.server import rest
+from cowrite.server import rest_bodies
 
 REF = "#/components/schemas/{name}"
 
 _BODY_TYPES: list[Any] = [
-    rest.CreateDocument,
-    rest.UpdateDocument,
-    rest.RestoreRequest,
-    rest.ErrorBody,
-    rest.DocumentOut,
-    rest.DocumentPage,
-    rest.DocumentDetail,
-    rest.VersionPage,
-    rest.VersionValue,
-    rest.DiffOut,
-    rest.RestoreOut,
-    rest.ChatPageOut,
-    rest.StatusOut,
+    rest_bodies.CreateDocument,
+    rest_bodies.UpdateDocument,
+    rest_bodies.RestoreRequest,
+    rest_bodies.ErrorBody,
+    rest_bodies.DocumentOut,
+    rest_bodies.DocumentPage,
+    rest_bodies.DocumentDetail,
+    rest_bodies.VersionPage,
+    rest_bodies.VersionValue,
+    rest_bodies.DiffOut,
+    rest_bodies.RestoreOut,
+    rest_bodies.ChatPageOut,
+    rest_bodies.StatusOut,
 ]
 
 ERRORS = {

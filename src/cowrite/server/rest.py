@@ -3,8 +3,9 @@
 Every response is JSON (except ``text/{name}``, plain text); every error is
 ``{"error": {"code": str, "message": str}}`` with a fitting HTTP status, also for unknown paths
 (404) and methods (405). Request bodies and query parameters are validated on entry (400).
-The types below are the single source of truth for bodies: ``openapi.py`` generates the schemas of
-``GET /api/openapi.json`` from them, and a test checks that every route is described there.
+The types in ``rest_bodies.py`` are the single source of truth for bodies: ``openapi.py``
+generates the schemas of ``GET /api/openapi.json`` from them, and a test checks that every route
+is described there. The restore computation is ``restore.py``.
 
 Rights: with a configured secret every document endpoint needs ``Authorization: Bearer <token>``
 (401 without a valid one) granting ``read`` (GETs), ``write`` (create, rename, restore) or
@@ -23,9 +24,8 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
@@ -37,26 +37,39 @@ from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, NotFound
 from cowrite.adapters.store.base import DocumentInfo, validate_doc_id
 from cowrite.engine import (
-    CounterAdd,
     Document,
     EngineError,
-    KeyDelete,
-    KeyWrite,
-    NewNode,
     NodeKind,
-    RestoreEdit,
-    SequenceEdit,
     Version,
     diff,
-    restore_batches,
     root_id,
     value_at,
     versions,
 )
-from cowrite.rooms.room import Outcome, Room, RoomError
+from cowrite.rooms.room import Outcome, RoomError
 from cowrite.rooms.wire import node_to_wire
 from cowrite.server.auth import AuthError, Identity, anonymous, verify
+from cowrite.server.pipeline import NotDurable
 from cowrite.server.ratelimit import TokenBucket
+from cowrite.server.rest_bodies import (
+    ChatPageOut,
+    CreateDocument,
+    DiffOut,
+    DocumentDetail,
+    DocumentOut,
+    DocumentPage,
+    ErrorBody,
+    ErrorDetail,
+    NodeChange,
+    RestoreOut,
+    RestoreRequest,
+    StatusOut,
+    UpdateDocument,
+    VersionOut,
+    VersionPage,
+    VersionValue,
+)
+from cowrite.server.restore import restore_edits
 
 if TYPE_CHECKING:
     from cowrite.server.app import Cowrite
@@ -66,155 +79,8 @@ log = logging.getLogger("cowrite.rest")
 
 MAX_BODY_BYTES = 64 * 1024
 RESTORE_TIMEOUT_S = 30.0
-SERVER_CLIENT_ID = "server"
 
-Title = Annotated[str, msgspec.Meta(max_length=1000)]
 T = TypeVar("T")
-
-# --------------------------------------------------------------------------- request bodies
-
-
-class CreateDocument(msgspec.Struct, forbid_unknown_fields=True):
-    """Create an empty document; the title defaults to the id."""
-
-    id: p.DocId
-    title: Title | None = None
-
-
-class UpdateDocument(msgspec.Struct, forbid_unknown_fields=True):
-    """Rename a document."""
-
-    title: Title
-
-
-class RestoreRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Make the document's value that of version ``version`` again (an index of ``versions``)."""
-
-    version: Annotated[int, msgspec.Meta(ge=0)]
-
-
-# -------------------------------------------------------------------------- response bodies
-
-
-class ErrorDetail(msgspec.Struct):
-    code: str
-    message: str
-
-
-class ErrorBody(msgspec.Struct):
-    """Every error response."""
-
-    error: ErrorDetail
-
-
-class DocumentOut(msgspec.Struct):
-    """A document's metadata (times in ms since the epoch; size of its snapshot and log)."""
-
-    id: str
-    title: str
-    created_ms: int
-    updated_ms: int
-    size_bytes: int
-
-
-class DocumentPage(msgspec.Struct):
-    """A page of documents by id; pass ``next`` as ``after`` for the next page (null: last). A
-    search (``q``) may return fewer than ``limit`` documents, even none, with a ``next``."""
-
-    documents: list[DocumentOut]
-    next: str | None
-
-
-class DocumentDetail(msgspec.Struct):
-    """Metadata, the current room version (sequence number of the last edit) and the value."""
-
-    id: str
-    title: str
-    created_ms: int
-    updated_ms: int
-    size_bytes: int
-    version: int
-    value: dict[str, Any]
-
-
-class VersionOut(msgspec.Struct):
-    """One listed version. ``replica`` (a 64-bit id, hence a string) made its last change;
-    ``vector`` maps replica ids to the number of their operations included."""
-
-    index: int
-    vector: dict[str, int]
-    time_ms: int
-    replica: str
-
-
-class VersionPage(msgspec.Struct):
-    """A page of versions, oldest first; pass ``next`` as ``after`` for the next (null: last)."""
-
-    versions: list[VersionOut]
-    next: int | None
-
-
-class VersionValue(msgspec.Struct):
-    """A version and the document's value at it."""
-
-    index: int
-    vector: dict[str, int]
-    time_ms: int
-    replica: str
-    value: dict[str, Any]
-
-
-class NodeChange(msgspec.Struct):
-    """How one node changed. ``node`` is its wire id; ``path`` leads to it from a named root.
-
-    Text and list nodes: ``delta`` is an index edit (retain n > 0, delete -n, insert a string or
-    a list of values) from the old value to the new. Others: ``before``/``after`` (null: absent).
-    """
-
-    node: str
-    kind: str
-    path: list[str | int]
-    delta: list[Any]
-    before: Any
-    after: Any
-
-
-class DiffOut(msgspec.Struct):
-    """The changes from version ``from`` to version ``to``."""
-
-    from_: int = msgspec.field(name="from")
-    to: int
-    changes: list[NodeChange]
-
-
-class RestoreOut(msgspec.Struct):
-    """``version``: the room version after the restore (durable); ``edits``: batches applied
-    (0 when the document already had that value)."""
-
-    restored: int
-    version: int
-    edits: int
-
-
-class ChatPageOut(msgspec.Struct):
-    """Chat messages newest first; for older ones pass the last ``id`` as ``before``."""
-
-    messages: list[p.ChatMessage]
-    has_more: bool
-
-
-class StatusOut(msgspec.Struct):
-    connections: int
-    documents_loaded: int
-    edits: int
-    edits_per_second: float
-    uptime_s: float
-    auth: bool
-    instance: str = ""
-    """This instance's id (hex)."""
-    cluster_peers: int = 0
-    """Other instances heard from recently (0 outside a cluster)."""
-
 
 # ------------------------------------------------------------------------------- plumbing
 
@@ -342,33 +208,6 @@ def _info(info: DocumentInfo) -> DocumentOut:
 
 def _vector(vv: Mapping[int, int]) -> dict[str, int]:
     return {str(r): n for r, n in sorted(vv.items())}
-
-
-class _AckWaiter:
-    """A stand-in peer for the hub pipeline: told once a server edit is durable (its ``ack``)
-    or could not be made so (an ``error``)."""
-
-    def __init__(self, client_id: str) -> None:
-        self.session = f"rest:{uuid.uuid4().hex}"
-        self.client_id = client_id
-        self.identity: Identity = anonymous(client_id, "server")
-        self.docs: dict[str, str] = {}
-        self.done: asyncio.Future[p.Error | None] = asyncio.get_running_loop().create_future()
-
-    def close(self, code: int, reason: str) -> None:
-        if not self.done.done():
-            self.done.set_result(
-                p.Error(code=p.ErrorCode.UNAVAILABLE, message=f"document reloaded: {reason}")
-            )
-
-    def send(self, data: bytes) -> None:
-        if self.done.done():
-            return
-        msg = p.server_decoder.decode(data)
-        if isinstance(msg, p.Ack):
-            self.done.set_result(None)
-        elif isinstance(msg, p.Error):
-            self.done.set_result(msg)
 
 
 # --------------------------------------------------------------------------------- routes
@@ -661,21 +500,21 @@ def routes(state: Cowrite) -> list[Route]:
             outcomes = restore_edits(room, target.version, hub.now_ms())
             if not outcomes:
                 return _json(RestoreOut(body.version, room.version, 0))
-            waiters = [_AckWaiter(SERVER_CLIENT_ID) for _ in outcomes]
-            for outcome, waiter in zip(outcomes, waiters, strict=True):
-                hub.submit(lr, outcome, waiter, t0)
+            durable = [hub.submit_durable(lr, outcome, t0) for outcome in outcomes]
             hub.edits_applied += len(outcomes)
             state.metrics.edits.labels("server").inc(len(outcomes))
             try:
                 async with asyncio.timeout(RESTORE_TIMEOUT_S):
-                    results = [await asyncio.shield(w.done) for w in waiters]
+                    for done in durable:  # shielded: the edits stay submitted if we stop waiting
+                        await asyncio.shield(done)
             except TimeoutError:
                 raise HTTPError(
                     503, "unavailable", "the restore is applied but not durable yet"
                 ) from None
-            failed = next((e for e in results if e is not None), None)
-            if failed is not None:
-                raise HTTPError(503, "unavailable", f"the restore was not stored: {failed.message}")
+            except NotDurable as exc:
+                raise HTTPError(
+                    503, "unavailable", f"the restore was not stored: {exc.error.message}"
+                ) from None
             return _json(RestoreOut(body.version, outcomes[-1].version, len(outcomes)))
 
     async def chat(request: Request) -> Response:
@@ -753,55 +592,3 @@ class _Fallback:
 
 FALLBACK = "fallback"
 """Name of the catch-all route answering unknown paths and methods."""
-
-
-# -------------------------------------------------------------------------------- restore
-
-
-def restore_edits(room: Room, target: Mapping[int, int], now_ms: int) -> list[Outcome]:
-    """Apply, through ``room``, the edits that give its document the value it had at ``target``.
-
-    The engine computes them (``restore_batches``: sequences get index edits, map keys and
-    registers sets/deletes, counters an add of the difference); a nested node that must come back
-    is created anew and filled in a following batch, so a restore is one batch per level of such
-    nesting; each is one room version. Runs synchronously: nothing else touches the room in
-    between.
-    """
-    outcomes: list[Outcome] = []
-    tag = uuid.uuid4().hex[:12]
-    for batch in restore_batches(room.doc, target):
-        ops = [_wire_edit(room.doc, e) for e in batch]
-        try:
-            outcome = room.apply_server_edit(
-                ops, now_ms, client_id=SERVER_CLIENT_ID, edit_id=f"restore-{tag}-{len(outcomes)}"
-            )
-        except RoomError:
-            if not outcomes:
-                raise
-            # earlier batches are applied and must be persisted: stop here, keep them
-            log.exception("restore stopped part way", extra={"doc": room.doc_id})
-            break
-        outcomes.append(outcome)
-    return outcomes
-
-
-def _wire_edit(doc: Document, edit: RestoreEdit) -> p.EditOp:
-    """An engine restore edit as the wire op a thin client would send."""
-    node = node_to_wire(doc, edit.node)
-    if type(edit) is SequenceEdit:
-        return p.SeqEdit(
-            node=node,
-            edit=[[_wire_value(v) for v in c] if isinstance(c, list) else c for c in edit.edit],
-        )
-    if type(edit) is KeyWrite:
-        return p.SetKey(node=node, key=edit.key, value=_wire_value(edit.value))
-    if type(edit) is KeyDelete:
-        return p.DeleteKey(node=node, key=edit.key)
-    assert type(edit) is CounterAdd
-    return p.CounterAdd(node=node, amount=edit.amount)
-
-
-def _wire_value(value: Any) -> Any:
-    if type(value) is NewNode:
-        return {"$new": value.kind.name.lower()}
-    return value

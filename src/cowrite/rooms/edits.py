@@ -1,0 +1,306 @@
+"""Thin clients' edits: an index-based batch planned against the current version (rebased from
+the version it was made at), validated, and applied all or nothing; and server-side edits
+(REST restore) applied the same way by an ``Author`` who is no member.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+
+from cowrite import protocol as p
+from cowrite.engine import (
+    DELETED,
+    MAX_INT,
+    InvalidOperation,
+    NewNode,
+    NodeKind,
+    NodeRef,
+    ResyncNeeded,
+    apply_index_edit,
+    check_json,
+    map_value,
+    ot,
+)
+from cowrite.rooms import edit_keys, validate
+from cowrite.rooms.edit_keys import edit_digest, key_client
+from cowrite.rooms.state import (
+    Audience,
+    Author,
+    EditKey,
+    Member,
+    Outcome,
+    RoomError,
+    RoomState,
+    _list_values,
+)
+from cowrite.rooms.wire import UnknownNode, node_from_wire, node_to_wire, value_from_wire
+
+
+class ThinEdits(RoomState):
+    """`Room`'s thin-client edits."""
+
+    if TYPE_CHECKING:  # presence (``room.py``)
+
+        def _touch(self, member: Member, now_ms: int) -> bool: ...
+
+        def _presence_of(self, member: Member) -> tuple[p.Message, Audience]: ...
+
+    def _resent(self, key: EditKey, digest: str, edit_id: str) -> int | None:
+        """The version of an edit already applied under ``key``, or None if it is new.
+
+        Raises RoomError ``edit_id_reused`` when the key was used for other content: its
+        content would otherwise be acknowledged and silently dropped.
+        """
+        known = self._recent.get(key)
+        if known is None:
+            return None
+        version, stored = known
+        if stored and digest and stored != digest:
+            raise RoomError(
+                p.ErrorCode.EDIT_ID_REUSED,
+                f"edit id {edit_id!r} was already used for another edit: use a new one",
+            )
+        return version
+
+    def edit(self, session: str, msg: p.Edit, now_ms: int) -> Outcome:
+        """A thin client's batch: rebased from ``msg.version``, applied all or nothing.
+
+        Raises RoomError (and changes nothing) when the batch does not fit the document. A
+        repeated ``(client_id, edit_id)`` is acknowledged with its first version, not applied.
+        """
+        member = self._writer(session)
+        return self._edit(Author.of(member), msg, now_ms, member)
+
+    def _edit(self, author: Author, msg: p.Edit, now_ms: int, member: Member | None) -> Outcome:
+        """Apply ``msg`` by ``author`` (``member``: the member who sent it, if one did)."""
+        key = (author.key_client, msg.edit_id)
+        digest = edit_digest(msg.ops)
+        done = self._resent(key, digest, msg.edit_id)
+        if done is not None:
+            return Outcome(reply=[self._ack(msg.edit_id, done)])
+        if msg.version > self.version:
+            raise RoomError(p.ErrorCode.FUTURE_VERSION, f"version {msg.version} > {self.version}")
+        doc = self.doc
+        roots = set(doc.roots)
+        try:
+            plan = self._plan(msg)
+        except BaseException:
+            self._forget_roots(roots)
+            raise
+        before = doc.version
+        wire_ops: list[p.EditOp] = []
+        seq_changes: list[tuple[int, list[Any]]] = []
+        created: list[str] = []
+        fault: BaseException | None = None
+        try:
+            for node, op, arg in plan:
+                if isinstance(op, p.SeqEdit):
+                    apply_index_edit(doc, node, arg)
+                    seq_changes.append((node, arg))
+                    wire_ops.append(
+                        p.SeqEdit(node=op.node, edit=self._wire_edit(node, arg, created))
+                    )
+                elif isinstance(op, p.SetKey):
+                    doc.set(node, op.key, arg)
+                    value: Any = op.value
+                    if type(arg) is NewNode:
+                        new_id = node_to_wire(doc, self._created_id(node, op.key))
+                        created.append(new_id)
+                        value = {"$node": new_id}
+                    wire_ops.append(p.SetKey(node=op.node, key=op.key, value=value))
+                elif isinstance(op, p.DeleteKey):
+                    doc.set(node, op.key, DELETED)
+                    wire_ops.append(op)
+                else:
+                    doc.add(node, op.amount)
+                    wire_ops.append(op)
+        except Exception as exc:  # validated above: an engine bug. Keep what was applied.
+            if doc.version == before:
+                self._forget_roots(roots)
+                raise
+            fault = exc
+            # the roots of the ops after the failing one stay unused: forget them
+            self._forget_roots(roots | {node for node, _, _ in plan[: len(wire_ops) + 1]})
+        self._count_keys()
+        delta = doc.delta_since(before)
+        # an edit applied in part is not that edit: it is named by no edit id (not remembered)
+        named = msg.edit_id if fault is None else ""
+        version = self._record(
+            wire_ops, seq_changes, author.client_id, named, before, user=author.user.id
+        )
+        woke = member is not None and self._touch(member, now_ms)
+        relay = p.RemoteSync(
+            doc=self.doc_id, delta=base64.b64encode(delta).decode(), version=version
+        )
+        reply: list[p.Message]
+        broadcast: list[tuple[p.Message, Audience]]
+        if fault is None:
+            self.remember(key, version, digest)
+            reply = [self._ack(msg.edit_id, version, created)]
+            remote = p.Remote(
+                doc=self.doc_id,
+                version=version,
+                ops=wire_ops,
+                client_id=author.client_id,
+                edit_id=msg.edit_id,
+                vv=self._origins[version].vv,
+            )
+            broadcast = [(remote, "thin"), (relay, "replica")]
+            check = self.checks.after(version, [n for n, _ in seq_changes])
+            if check is not None:
+                reply.append(check)
+                broadcast.append((check, "thin"))
+        else:  # what the engine did is not known op by op: thin clients reload the document
+            resync = p.Resync(doc=self.doc_id, reason="the document changed unexpectedly")
+            reply = [
+                p.Error(
+                    code=p.ErrorCode.INTERNAL,
+                    message=f"the edit was applied in part ({len(wire_ops)} of {len(plan)} ops)",
+                    doc=self.doc_id,
+                    edit_id=msg.edit_id,
+                ),
+                resync,
+            ]
+            broadcast = [(resync, "thin"), (relay, "replica")]
+        if woke and member is not None:
+            broadcast.append(self._presence_of(member))
+        return Outcome(
+            persist=edit_keys.wrap_update(author.key_client, named, delta, digest),
+            version=version,
+            edit_keys=[key] if fault is None else [],
+            edit_digest=digest,
+            reply=reply,
+            broadcast=broadcast,
+            fault=fault,
+        )
+
+    def _wire_edit(self, node: int, edit: list[Any], created: list[str]) -> list[Any]:
+        """An applied index edit as sent to others: new nested list items as ``{"$node"}``."""
+        if not any(isinstance(c, list) for c in edit):
+            return edit
+        seq = self.doc.sequence(node)
+        out: list[Any] = []
+        pos = 0
+        for c in edit:
+            if isinstance(c, int):
+                pos += max(c, 0)
+                out.append(c)
+                continue
+            values: list[Any] = []
+            for k, v in enumerate(c):
+                if type(v) is NewNode:
+                    new_id = node_to_wire(self.doc, seq.id_at(pos + k))
+                    created.append(new_id)
+                    values.append({"$node": new_id})
+                else:
+                    values.append(v)
+            out.append(values)
+            pos += len(c)
+        return out
+
+    def _created_id(self, node: int, key: str | None) -> int:
+        value = map_value(self.doc, node, key) if key is not None else None
+        if type(value) is not NodeRef:
+            raise InvalidOperation("the new node was not created")
+        return value.id
+
+    def _plan(self, msg: p.Edit) -> list[tuple[int, p.EditOp, Any]]:
+        """Resolve, rebase and validate the whole batch before applying any of it."""
+        doc = self.doc
+        plan: list[tuple[int, p.EditOp, Any]] = []
+        seq_nodes: set[int] = set()
+        growth = validate.Growth(doc, self.limits, self._key_total)
+        try:
+            for op in msg.ops:
+                node = node_from_wire(doc, op.node)
+                kind = doc.kind_of(node)
+                if isinstance(op, p.SeqEdit):
+                    if kind is not NodeKind.TEXT and kind is not NodeKind.LIST:
+                        raise InvalidOperation(
+                            f"{op.node} is a {kind.name.lower()}, not a sequence"
+                        )
+                    if node in seq_nodes:
+                        raise InvalidOperation(
+                            "one sequence edit per node per batch (compose them)"
+                        )
+                    seq_nodes.add(node)
+                    ot.check(op.edit)
+                    want = str if kind is NodeKind.TEXT else list
+                    for c in op.edit:
+                        if not isinstance(c, int) and not isinstance(c, want):
+                            raise InvalidOperation(
+                                f"{op.node} is a {kind.name.lower()}: insert "
+                                f"{'strings' if want is str else 'lists of values'}"
+                            )
+                    edit = self.log.rebase(node, op.edit, msg.version)
+                    edit = [_list_values(c) if isinstance(c, list) else c for c in edit]
+                    for c in edit:
+                        if isinstance(c, list):  # JSON the engine will take (nesting...)
+                            validate.check_values(c)
+                            growth.values(c)
+                    length = len(doc.sequence(node))
+                    if ot.base_length(edit) > length:
+                        raise InvalidOperation(f"edit spans past the end of {op.node} ({length})")
+                    if ot.target_length(edit, length) > self.limits.max_node_length:
+                        raise RoomError(
+                            p.ErrorCode.DOCUMENT_TOO_LARGE, f"{op.node} would be too long"
+                        )
+                    plan.append((node, op, edit))
+                elif isinstance(op, p.SetKey):
+                    want_kind = NodeKind.MAP if op.key is not None else NodeKind.REGISTER
+                    if kind is not want_kind:
+                        raise InvalidOperation(f"cannot set {op.key!r} on a {kind.name.lower()}")
+                    value = value_from_wire(op.value)
+                    if type(value) is not NewNode:
+                        check_json(value)
+                    elif kind is NodeKind.REGISTER:
+                        raise InvalidOperation("registers hold JSON values")
+                    if op.key is not None:
+                        growth.key(node, op.key)
+                    growth.values((value,))
+                    plan.append((node, op, value))
+                elif isinstance(op, p.DeleteKey):
+                    if kind is not NodeKind.MAP:
+                        raise InvalidOperation(f"cannot delete a key of a {kind.name.lower()}")
+                    plan.append((node, op, None))
+                else:
+                    if kind is not NodeKind.COUNTER:
+                        raise InvalidOperation(f"cannot add to a {kind.name.lower()}")
+                    if not -MAX_INT - 1 <= op.amount <= MAX_INT:
+                        raise InvalidOperation("counter amounts must fit in 64 bits")
+                    plan.append((node, op, op.amount))
+        except UnknownNode as exc:
+            raise RoomError(p.ErrorCode.UNKNOWN_NODE, str(exc)) from None
+        except ResyncNeeded as exc:
+            raise RoomError(p.ErrorCode.STALE_VERSION, str(exc), resync=True) from None
+        except validate.TooLarge as exc:
+            raise RoomError(p.ErrorCode.DOCUMENT_TOO_LARGE, str(exc)) from None
+        except InvalidOperation as exc:
+            raise RoomError(p.ErrorCode.INVALID_EDIT, str(exc)) from None
+        self._adds_keys = growth.new_keys
+        return plan
+
+    def apply_server_edit(
+        self,
+        ops: list[p.EditOp],
+        now_ms: int,
+        *,
+        client_id: str,
+        edit_id: str,
+        author: p.User | None = None,
+    ) -> Outcome:
+        """Apply wire ``ops`` against the current version on behalf of the server (REST restore).
+
+        Validated and applied exactly like a member's ``edit`` (all or nothing, RoomError when the
+        batch does not fit), but by nobody in the room: ``author`` (default: the user
+        ``client_id`` named "server") is recorded in the edit log and the edit is broadcast to
+        every member as ``remote``/``remote_sync`` from ``client_id``. The caller submits the
+        Outcome to the room's pipeline and learns there when it is durable (its ``ack`` is for
+        nobody). ``(client_id, edit_id)`` must be new: a repeated key is not applied again.
+        """
+        user = author if author is not None else p.User(id=client_id, name="server")
+        msg = p.Edit(doc=self.doc_id, edit_id=edit_id, version=self.version, ops=ops)
+        return self._edit(
+            Author(client_id, user, key_client(client_id, client_id)), msg, now_ms, None
+        )

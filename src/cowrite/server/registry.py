@@ -1,0 +1,264 @@
+"""The registry: which rooms are loaded, loading and unloading them, and their snapshots.
+
+``open_room`` loads a document's room once (concurrent callers share the load) and starts its
+pipeline (``pipeline.py``); a room nobody is in unloads after ``unload_after_s``, once its pipeline
+is drained. Snapshots are taken here, of durable state only, when the room is quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cowrite import protocol as p
+from cowrite.adapters.store import DocumentExists, Store, StoreError
+from cowrite.engine import (
+    Document,
+)
+from cowrite.rooms.retention import compact_old_history, compaction_due
+from cowrite.rooms.room import Room, RoomError, RoomLimits
+from cowrite.server.cluster import Cluster, SeqSet
+from cowrite.server.config import Settings
+from cowrite.server.metrics import Metrics
+from cowrite.server.pipeline import Job, Peer
+
+if TYPE_CHECKING:
+    from cowrite.server.exactly_once import ExactlyOnce
+
+log = logging.getLogger("cowrite.hub")
+
+SNAPSHOT_QUIET_S = 2.0
+"""A room with a snapshot due takes it once no update came for this long..."""
+SNAPSHOT_FORCE_FACTOR = 20
+"""...or once ``snapshot_every`` times this many updates wait in the log."""
+
+
+@dataclass
+class LoadedRoom:
+    room: Room
+    loaded_version: int
+    peers: dict[str, Peer] = field(default_factory=dict)
+    """Connections in the room (or joining it): they may send it messages."""
+    audience: dict[str, Peer] = field(default_factory=dict)
+    """Connections that get its broadcasts: a joining one only once its ``joined`` is sent, so
+    it never gets (before ``joined``) a broadcast its snapshot already includes."""
+    queue: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    unload: asyncio.TimerHandle | None = None
+    seqs: SeqSet = field(default_factory=SeqSet)
+    """The Store log entries merged into the room."""
+    since_snapshot: int = 0
+    inflight: int = 0
+    """Jobs submitted and not yet carried out."""
+    unpersisted: int = 0
+    """Updates applied to the room and not yet durable (no snapshot may include them)."""
+    last_write: float = 0.0
+    """When (monotonic) the last update was submitted: snapshots wait for a quiet room."""
+    saving_pending: bool = False
+    """The store is refusing writes: the room's clients were told so."""
+    catching_up: asyncio.Task[None] | None = None
+    catch_again: bool = False
+    check_store: set[str] = field(default_factory=set)
+    """Sessions whose next edit may have been applied by another instance (or an earlier run)."""
+    joining: set[str] = field(default_factory=set)
+    """Sessions whose ``joined`` waits in the pipeline: one each (a join can be megabytes)."""
+
+
+class Registry:
+    """The hub's loaded rooms (a part of ``Hub``: it declares what it uses of the others)."""
+
+    store: Store
+    settings: Settings
+    metrics: Metrics
+    now_ms: Callable[[], int]
+    replica: int
+    cluster: Cluster | None
+    exactly_once: ExactlyOnce
+    rooms: dict[str, LoadedRoom]
+    _loading: dict[str, asyncio.Future[LoadedRoom]]
+    _unloads: set[asyncio.Task[None]]
+
+    if TYPE_CHECKING:
+
+        async def _pipeline(self, doc_id: str, lr: LoadedRoom) -> None: ...
+
+        def _catch_up(self, doc_id: str, lr: LoadedRoom, delay: float = 0.0) -> None: ...
+
+    async def open_room(self, doc_id: str, *, create: bool) -> LoadedRoom:
+        """The loaded room of ``doc_id`` (loading it if needed); raises RoomError
+        ``unknown_document`` when it does not exist and ``create`` is false.
+
+        A room nobody joins is unloaded after ``unload_after_s``; callers that only look at it
+        call ``_schedule_unload`` when done.
+        """
+        lr = self.rooms.get(doc_id)
+        if lr is not None:
+            if lr.unload is not None:
+                lr.unload.cancel()
+                lr.unload = None
+            return lr
+        while True:
+            task = self._loading.get(doc_id)
+            most = self.settings.max_loaded_documents
+            if task is None and len(self.rooms) + len(self._loading) >= most:
+                raise RoomError(
+                    p.ErrorCode.TOO_MANY_DOCUMENTS,
+                    f"{most} documents are loaded: try again when some unload",
+                )
+            if task is None:
+                # its own task: a caller that goes away (its connection closed) does not cancel
+                # the load others may be waiting for
+                task = asyncio.create_task(self._load(doc_id, create))
+                self._loading[doc_id] = task
+                task.add_done_callback(lambda t: self._loaded(doc_id, t))
+            try:
+                return await asyncio.shield(task)
+            except RoomError as exc:
+                # a concurrent load without ``create`` found nothing: this one may create it
+                if not create or exc.code is not p.ErrorCode.UNKNOWN_DOCUMENT:
+                    raise
+                if self._loading.get(doc_id) is task:
+                    del self._loading[doc_id]
+                if doc_id in self.rooms:
+                    return await self.open_room(doc_id, create=create)
+
+    def _loaded(self, doc_id: str, task: asyncio.Task[LoadedRoom]) -> None:
+        if self._loading.get(doc_id) is task:
+            del self._loading[doc_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here (every waiter raises it), so asyncio stays quiet
+
+    async def _load(self, doc_id: str, create: bool) -> LoadedRoom:
+        stored = await self.store.load(doc_id)
+        if stored is None:
+            if not create:
+                raise RoomError(p.ErrorCode.UNKNOWN_DOCUMENT, f"no document {doc_id!r}")
+            with contextlib.suppress(DocumentExists):  # created meanwhile (REST): load that
+                await self.store.create_document(doc_id, title=doc_id, now_ms=self.now_ms())
+            stored = await self.store.load(doc_id)
+            assert stored is not None
+        doc = (
+            Document.load(stored.snapshot, self.replica, now_ms=self.now_ms)
+            if stored.snapshot
+            else Document(self.replica, now_ms=self.now_ms)
+        )
+        limits = RoomLimits(
+            max_node_length=self.settings.max_node_length,
+            max_new_replicas_per_sync=self.settings.max_new_replicas_per_sync,
+            max_replicas_per_document=self.settings.max_replicas_per_document,
+            max_map_keys=self.settings.max_map_keys,
+            max_nodes_per_document=self.settings.max_nodes_per_document,
+            max_key_length=self.settings.max_key_length,
+            history_kept_ops=self.settings.history_kept_ops,
+            edit_log_capacity=self.settings.edit_log_capacity,
+            idle_after_ms=int(self.settings.idle_after_s * 1000),
+        )
+        room = Room(doc_id, doc, stored.snapshot_seq, limits)
+        for seq, update in stored.updates:
+            room.load_update(seq, update)
+        if self.cluster is not None:  # versions are this instance's from now on
+            room.epoch = secrets.token_hex(6)
+        lr = LoadedRoom(
+            room, room.version, seqs=SeqSet(stored.last_seq), since_snapshot=len(stored.updates)
+        )
+        lr.task = asyncio.create_task(self._pipeline(doc_id, lr))
+        self._background(self.exactly_once.prune(doc_id))
+        self.rooms[doc_id] = lr
+        self.metrics.documents.set(len(self.rooms))
+        self._schedule_unload(doc_id, lr)  # released if whoever loads it never joins
+        if self.cluster is not None:
+            # subscribe, then read what others stored meanwhile: nothing falls in between
+            await self.cluster.attach(doc_id)
+            self._catch_up(doc_id, lr)
+        log.info("document loaded", extra={"doc": doc_id, "version": room.version})
+        return lr
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._unloads.add(task)  # awaited by ``close``
+        task.add_done_callback(self._unloads.discard)
+
+    def _schedule_unload(self, doc_id: str, lr: LoadedRoom) -> None:
+        """Unload the room after ``unload_after_s`` unless someone joins it meanwhile."""
+        if lr.peers or lr.unload is not None or self.rooms.get(doc_id) is not lr:
+            return
+        loop = asyncio.get_running_loop()
+        lr.unload = loop.call_later(self.settings.unload_after_s, self._unload_later, doc_id)
+
+    def _unload_later(self, doc_id: str) -> None:
+        task = asyncio.create_task(self._unload(doc_id))
+        self._unloads.add(task)
+        task.add_done_callback(self._unloads.discard)
+
+    async def _unload(self, doc_id: str, *, force: bool = False) -> None:
+        """Drain the room's pipeline and drop it (unless someone is in it)."""
+        lr = self.rooms.get(doc_id)
+        if lr is None:
+            return
+        if lr.unload is not None:
+            lr.unload.cancel()
+            lr.unload = None
+        while True:
+            if lr.peers and not force:
+                return
+            await lr.queue.join()
+            # the log tail since the last snapshot stays: replayed at the next load, it keeps
+            # the edit history thin clients rebase over (a snapshot would make them resync)
+            if lr.since_snapshot >= self.settings.snapshot_every or self._compaction_due(lr):
+                await self._snapshot(doc_id, lr)
+            if self.rooms.get(doc_id) is not lr:
+                return  # unloaded meanwhile
+            if lr.peers and not force:
+                return
+            if lr.inflight == 0:
+                break  # nothing was submitted during the awaits: drop it now, before any other
+        # no await between the checks above and this: nobody can join a room on its way out
+        del self.rooms[doc_id]
+        self.metrics.documents.set(len(self.rooms))
+        for task in (lr.task, lr.catching_up):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.cluster is not None and doc_id not in self.rooms:
+            await self.cluster.detach(doc_id)
+        log.info("document unloaded", extra={"doc": doc_id})
+
+    async def _snapshot(self, doc_id: str, lr: LoadedRoom) -> None:
+        """Rewrite the snapshot, but only of durable state: nothing applied and unpersisted,
+        and every log entry up to the snapshot's seq merged (later ones may be in it too: a
+        replay merges them again, which changes nothing)."""
+        if lr.unpersisted:
+            return
+        # deleted text older than the kept history goes (and with it, from the disk)
+        compact_old_history(lr.room.doc, lr.room.cuts, self.settings.history_kept_ops)
+        state = lr.room.doc.encode_state()
+        upto = lr.seqs.upto
+        counted = lr.since_snapshot
+        try:
+            await self.store.save_snapshot(doc_id, state, upto)
+            # what came in while saving counts towards the next one
+            lr.since_snapshot = max(len(lr.seqs.ahead), lr.since_snapshot - counted)
+            self._background(self.exactly_once.prune(doc_id))
+        except (StoreError, ValueError):
+            log.exception("snapshot failed", extra={"doc": doc_id})
+
+    def _compaction_due(self, lr: LoadedRoom) -> bool:
+        """Old deleted history is worth compacting away (and the log with it) by a snapshot."""
+        kept = self.settings.history_kept_ops
+        return lr.since_snapshot > 0 and compaction_due(lr.room.doc, lr.room.cuts, kept)
+
+    def _snapshot_due(self, lr: LoadedRoom) -> bool:
+        """Encoding a snapshot holds the event loop (tens of ms for a large document), so a busy
+        room waits for a quiet moment, unless its log tail grows very long."""
+        every = self.settings.snapshot_every
+        if lr.since_snapshot < every and not self._compaction_due(lr):
+            return False
+        quiet = time.monotonic() - lr.last_write >= SNAPSHOT_QUIET_S
+        return quiet or lr.since_snapshot >= SNAPSHOT_FORCE_FACTOR * every

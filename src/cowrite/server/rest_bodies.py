@@ -1,0 +1,159 @@
+"""The bodies of the REST API (``rest.py``): requests decoded and validated on entry, responses
+encoded. They are the single source of truth: ``openapi.py`` generates the schemas of
+``GET /api/openapi.json`` from them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from cowrite import protocol as p
+
+Title = Annotated[str, msgspec.Meta(max_length=1000)]
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+class CreateDocument(msgspec.Struct, forbid_unknown_fields=True):
+    """Create an empty document; the title defaults to the id."""
+
+    id: p.DocId
+    title: Title | None = None
+
+
+class UpdateDocument(msgspec.Struct, forbid_unknown_fields=True):
+    """Rename a document."""
+
+    title: Title
+
+
+class RestoreRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Make the document's value that of version ``version`` again (an index of ``versions``)."""
+
+    version: Annotated[int, msgspec.Meta(ge=0)]
+
+
+# -------------------------------------------------------------------------- response bodies
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error response."""
+
+    error: ErrorDetail
+
+
+class DocumentOut(msgspec.Struct):
+    """A document's metadata (times in ms since the epoch; size of its snapshot and log)."""
+
+    id: str
+    title: str
+    created_ms: int
+    updated_ms: int
+    size_bytes: int
+
+
+class DocumentPage(msgspec.Struct):
+    """A page of documents by id; pass ``next`` as ``after`` for the next page (null: last). A
+    search (``q``) may return fewer than ``limit`` documents, even none, with a ``next``."""
+
+    documents: list[DocumentOut]
+    next: str | None
+
+
+class DocumentDetail(msgspec.Struct):
+    """Metadata, the current room version (sequence number of the last edit) and the value."""
+
+    id: str
+    title: str
+    created_ms: int
+    updated_ms: int
+    size_bytes: int
+    version: int
+    value: dict[str, Any]
+
+
+class VersionOut(msgspec.Struct):
+    """One listed version. ``replica`` (a 64-bit id, hence a string) made its last change;
+    ``vector`` maps replica ids to the number of their operations included."""
+
+    index: int
+    vector: dict[str, int]
+    time_ms: int
+    replica: str
+
+
+class VersionPage(msgspec.Struct):
+    """A page of versions, oldest first; pass ``next`` as ``after`` for the next (null: last)."""
+
+    versions: list[VersionOut]
+    next: int | None
+
+
+class VersionValue(msgspec.Struct):
+    """A version and the document's value at it."""
+
+    index: int
+    vector: dict[str, int]
+    time_ms: int
+    replica: str
+    value: dict[str, Any]
+
+
+class NodeChange(msgspec.Struct):
+    """How one node changed. ``node`` is its wire id; ``path`` leads to it from a named root.
+
+    Text and list nodes: ``delta`` is an index edit (retain n > 0, delete -n, insert a string or
+    a list of values) from the old value to the new. Others: ``before``/``after`` (null: absent).
+    """
+
+    node: str
+    kind: str
+    path: list[str | int]
+    delta: list[Any]
+    before: Any
+    after: Any
+
+
+class DiffOut(msgspec.Struct):
+    """The changes from version ``from`` to version ``to``."""
+
+    from_: int = msgspec.field(name="from")
+    to: int
+    changes: list[NodeChange]
+
+
+class RestoreOut(msgspec.Struct):
+    """``version``: the room version after the restore (durable); ``edits``: batches applied
+    (0 when the document already had that value)."""
+
+    restored: int
+    version: int
+    edits: int
+
+
+class ChatPageOut(msgspec.Struct):
+    """Chat messages newest first; for older ones pass the last ``id`` as ``before``."""
+
+    messages: list[p.ChatMessage]
+    has_more: bool
+
+
+class StatusOut(msgspec.Struct):
+    connections: int
+    documents_loaded: int
+    edits: int
+    edits_per_second: float
+    uptime_s: float
+    auth: bool
+    instance: str = ""
+    """This instance's id (hex)."""
+    cluster_peers: int = 0
+    """Other instances heard from recently (0 outside a cluster)."""
