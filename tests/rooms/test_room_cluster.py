@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, event, settings
-from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test_room.py
