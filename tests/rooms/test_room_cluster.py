@@ -231,7 +231,7 @@ def test_move_by_state_after_a_batch_rebased_over_a_delete_beside_it() -> None:
     state.type_thin(c=c1, delete=0, pos=0, text="a")
     state.deliver(c=c1, n=1)
     state.type_thin(c=c1, delete=1, pos=0, text="a")  # the "a" replaced by another
-    c2 = state.join_thin(where=0)
+    c2: SimThin = state.join_thin(where=0)  # type: ignore[assignment]
     state.bus(pick=Pick(1), where=0)
     state.bus(pick=Pick(2), where=0)
     state.deliver(c=c2, n=1)  # c2 sees the first "a" only
@@ -247,7 +247,7 @@ def test_move_by_state_keeps_unsent_text_when_others_deleted_the_batch_in_flight
     deleted text goes (the text gets shorter, nothing of c2's unsent work is lost)."""
     state = ClusterSchedules()
     c1 = state.first()
-    c2 = state.join_thin(where=1)
+    c2: SimThin = state.join_thin(where=1)  # type: ignore[assignment]
     state.type_thin(c=c2, delete=0, pos=0, text="bc")
     state.bus(pick=Pick(1), where=0)
     state.deliver(c=c1, n=1)
