@@ -111,3 +111,41 @@ def test_diff_between_any_two_versions_applies(edits: list[tuple[bool, int, str]
         for v2, s2 in points[:: max(1, len(points) // 4)]:
             delta = [c.delta for c in history.diff(doc, v1, v2)]
             assert ot.apply(s1, delta[0] if delta else []) == s2
+
+
+def _batch_beside_a_deleted_element() -> tuple[Document, dict[int, int]]:
+    """Replica 2 put "bc" next to an "a" that replica 1 had replaced (at index 1 of the new
+    text: the CRDT puts it before the deleted "a"). A client of base ``{1: 1}`` ("a") typed that
+    "bc" after its "a": which side of the deleted "a" it stands on differs."""
+    doc = Document(1)
+    doc.text("t").insert(0, "a")
+    base = doc.version
+    doc.text("t").insert(0, "a")
+    doc.text("t").delete(1, 1)
+    other = Document(2)
+    other.merge(doc.delta_since({}))
+    other.text("t").insert(1, "bc")
+    doc.merge(other.delta_since(doc.version))
+    assert doc.to_json() == {"t": "abc"}
+    return doc, base
+
+
+def test_diff_over_extra_ranges_replaces_a_stretch_it_cannot_order() -> None:
+    doc, base = _batch_beside_a_deleted_element()
+    (change,) = history.diff(doc, base, doc.version, {2: (0, 2)})
+    for copy in ("abc", "bca"):  # the client's, and the CRDT's order at base + batch
+        assert ot.apply(copy, change.delta) == "abc"
+    assert ot.transform([3, "d"], change.delta, "left") == [3, "d"]  # typing after stays after
+
+
+def test_diff_over_extra_ranges_stays_exact_beside_kept_elements() -> None:
+    doc = Document(1)
+    doc.text("t").insert(0, "xy")
+    base = doc.version
+    other = Document(2)
+    other.merge(doc.delta_since({}))
+    other.text("t").insert(1, "bc")
+    doc.merge(other.delta_since(doc.version))
+    doc.text("t").insert(4, "!")
+    (change,) = history.diff(doc, base, doc.version, {2: (0, 2)})
+    assert change.delta == [4, "!"]

@@ -8,9 +8,11 @@ from __future__ import annotations
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test_room.py
@@ -21,6 +23,26 @@ from cowrite.engine.document import Document
 from cowrite.rooms.room import Outcome, Room, RoomLimits
 
 WORDS = st.sampled_from(["a", "bc", "🙂", "déf", " "])
+
+
+def _event(value: str) -> None:
+    if currently_in_test_context():  # (the explicit schedules below run outside hypothesis)
+        event(value)
+
+
+def _inserted(op: list[Any], text: str) -> list[tuple[int, str]]:
+    """The inserts of a pending index edit as (position, string) in the text it produced,
+    each checked to be there."""
+    out: list[tuple[int, str]] = []
+    pos = 0
+    for c in op:
+        if isinstance(c, str):
+            assert text[pos : pos + len(c)] == c
+            out.append((pos, c))
+            pos += len(c)
+        elif c > 0:
+            pos += c
+    return out
 
 
 class Instance(World):
@@ -142,17 +164,18 @@ class ClusterSchedules(RuleBasedStateMachine):
         if not by_state:
             c.vv = None
             c.nodes = {}
-        before = c.text()
+        unsent = _inserted(c.seq_buffer.get("text:t", []), c.text())
         for seq in range(1, len(self.log) + 1):  # the hub catches up from the store first
             if seq not in new.merged:
                 new.merge(seq)
         new.join(c, version=c.version)
         if by_state:
             assert c.vv is not None
-        event(f"moved by {'state' if by_state else 'snapshot'}, {len(lost)} messages lost")
+        _event(f"moved by {'state' if by_state else 'snapshot'}, {len(lost)} messages lost")
         assert c.inflight is None  # its batch was applied (and stored) there: now acknowledged
-        if by_state and c.seq_buffer.get("text:t"):
-            assert len(c.text()) >= len(before)  # its own unsent text is all still there
+        if by_state:  # its own unsent text is all still there, in order (others' may be gone)
+            after = _inserted(c.seq_buffer.get("text:t", []), c.text())
+            assert "".join(s for _, s in after) == "".join(s for _, s in unsent)
 
     @invariant()
     def rooms_are_sound(self) -> None:
@@ -180,6 +203,59 @@ TestClusterSchedules.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+# ------------------------------------------------------------------ schedules it found
+# (explicit, so they run with an empty example database too)
+
+
+class Pick(random.Random):
+    """The bus delivers log entry ``seq`` (the ``pick`` of the ``bus`` rule)."""
+
+    def __init__(self, seq: int) -> None:
+        super().__init__(0)
+        self.seq = seq
+
+    def randint(self, a: int, b: int) -> int:
+        assert a <= self.seq <= b
+        return self.seq
+
+
+def test_move_by_state_after_a_batch_rebased_over_a_delete_beside_it() -> None:
+    """c2 types "bc" after the "a" it knows; the server applies it after a change c2 has not
+    seen (that "a" replaced by another) and puts "bc" before the deleted "a", where c2 has it
+    after. The changes since c2's state plus its batch must not count on that order."""
+    state = ClusterSchedules()
+    c1 = state.first()
+    state.move(by_state=False, c=c1, to=1)
+    state.type_thin(c=c1, delete=0, pos=0, text="a")
+    state.deliver(c=c1, n=1)
+    state.type_thin(c=c1, delete=1, pos=0, text="a")  # the "a" replaced by another
+    c2: SimThin = state.join_thin(where=0)  # type: ignore[assignment]
+    state.bus(pick=Pick(1), where=0)
+    state.bus(pick=Pick(2), where=0)
+    state.deliver(c=c2, n=1)  # c2 sees the first "a" only
+    state.type_thin(c=c2, delete=0, pos=1, text="bc")
+    state.join_thin(where=0)
+    state.move(by_state=True, c=c2, to=1)  # the ack of "bc" is lost: named as in flight
+    assert c2.text() == "abc" == state.instances[1].room.doc.to_json()["t"]
+    state.teardown()
+
+
+def test_move_by_state_keeps_unsent_text_when_others_deleted_the_batch_in_flight() -> None:
+    """c2's in-flight "bc" is deleted by c1 before c2 moves: c2's unsent "a" stays, the
+    deleted text goes (the text gets shorter, nothing of c2's unsent work is lost)."""
+    state = ClusterSchedules()
+    c1 = state.first()
+    c2: SimThin = state.join_thin(where=1)  # type: ignore[assignment]
+    state.type_thin(c=c2, delete=0, pos=0, text="bc")
+    state.bus(pick=Pick(1), where=0)
+    state.deliver(c=c1, n=1)
+    state.type_thin(c=c2, delete=0, pos=0, text="a")  # unsent: "bc" is in flight
+    state.type_thin(c=c1, delete=2, pos=0, text="a")  # c1 replaces "bc" by "a"
+    state.move(by_state=True, c=c2, to=0)
+    assert c2.text() == "aa"
+    state.teardown()
 
 
 def test_remote_presence_shows_cursors_on_the_right_characters() -> None:

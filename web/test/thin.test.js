@@ -244,3 +244,18 @@ test("a rejoin by state whose in-flight batch was applied counts it acknowledged
   assert.equal(s.value(NODE), "[ada] The middle. [in flight] [offline]");
   assert.deepEqual(s.takeBatch().ops[0].edit, [29, " [offline]"]);
 });
+
+test("a rejoin by state whose batch stands beside a deleted element: the stretch comes whole", () => {
+  // "bc" typed after "a"; the server applied it after "a" was replaced by another "a" and cannot
+  // say on which side of the deleted "a" our copy has it: it replaces that stretch whole
+  const s = new ThinDocState("d", "me");
+  s.onJoined({ type: "joined", doc: "d", version: 1, rights: ["write"], state: { 7: 1 }, snapshot: { [NODE]: { kind: "text", value: "a" } }, roots: { body: NODE } });
+  s.localEdit(NODE, [1, "bc"]);
+  const sent = s.takeBatch();
+  s.onDisconnect(); // the ack is lost
+  s.localEdit(NODE, [3, "d"]);
+  s.onJoined({ type: "joined", doc: "d", version: 3, rights: ["write"], state: { 7: 3, 8: 2 }, acked: sent.edit_id, ops: [{ type: "seq", node: NODE, edit: ["abc", -3] }] });
+  assert.equal(s.inflight, null);
+  assert.equal(s.value(NODE), "abcd");
+  assert.deepEqual(s.takeBatch().ops[0].edit, [3, "d"]);
+});

@@ -287,7 +287,15 @@ def _plain(view: _View, value: Any) -> Any:
 
 
 def _sequence_delta(a: _View, b: _View, seq: Sequence) -> list[Any]:
-    """The index edit from the sequence at view ``a`` to it at view ``b``."""
+    """The index edit from the sequence at view ``a`` to it at view ``b``.
+
+    When ``a`` counts extra op ranges (a client's batch seen on top of its state), the
+    elements those ranges inserted may stand, in the client's copy, on the other side of
+    elements that ``b`` no longer has: the server rebased the batch over deletes the client had
+    not seen, and an index edit does not say on which side of a deleted element an insert goes.
+    Between two elements both views keep (not of the batch), such a stretch is replaced whole:
+    the client's copy holds the same elements there in an order we cannot know.
+    """
     ops: list[Any] = []
 
     def push(component: Any) -> None:
@@ -306,6 +314,28 @@ def _sequence_delta(a: _View, b: _View, seq: Sequence) -> list[Any]:
         ops.append(component)
 
     text = seq.is_text
+    extra = a.extra
+    # the elements between two kept ones: (in a, in b, of the extra ranges, element)
+    stretch: list[tuple[bool, bool, bool, Any]] = []
+
+    def flush() -> None:
+        batch = any(va and f for va, _, f, _ in stretch)
+        gone = any(va and not vb and not f for va, vb, f, _ in stretch)
+        if batch and gone:  # where the batch stands among the deleted ones is unknown
+            inserted = [e for _, vb, _, e in stretch if vb]
+            if inserted:
+                push("".join(inserted) if text else [b.value_json(e) for e in inserted])
+            push(-sum(1 for va, _, _, _ in stretch if va))  # (the batch's are there: > 0)
+        else:
+            for va, vb, _, element in stretch:
+                if va and vb:
+                    push(1)
+                elif va:
+                    push(-1)
+                else:
+                    push(element if text else [b.value_json(element)])
+        stretch.clear()
+
     for item in seq.items():
         if type(item.content) is Gap:  # deleted before the compaction base
             continue
@@ -314,15 +344,28 @@ def _sequence_delta(a: _View, b: _View, seq: Sequence) -> list[Any]:
         n = len(item.content)
         in_a = a.visible_mask(client, first, n)
         in_b = b.visible_mask(client, first, n)
+        span = extra.get(client)
         for k in range(n):
             va, vb = in_a[k], in_b[k]
-            if va and vb:
+            if not extra:
+                if va and vb:
+                    push(1)
+                elif va:
+                    push(-1)
+                elif vb:
+                    element = item.content[k]
+                    push(element if text else [b.value_json(element)])
+                continue
+            if not (va or vb):
+                continue
+            s = first + k
+            f = span is not None and span[0] <= s < span[1] and s >= a.limit[client]
+            if va and vb and not f:  # kept, not the batch's: the client has it here too
+                flush()
                 push(1)
-            elif va:
-                push(-1)
-            elif vb:
-                element = item.content[k]
-                push(element if text else [b.value_json(element)])
+            else:
+                stretch.append((va, vb, f, item.content[k]))
+    flush()
     while ops and isinstance(ops[-1], int) and ops[-1] > 0:
         ops.pop()
     return ops
