@@ -339,8 +339,11 @@ async def test_hostile_frames_get_error_codes_while_others_converge(make_setting
 async def test_too_many_refused_frames_close_the_connection(server: Any) -> None:
     c = Client(await websockets.connect(server.ws_url), "spammer")
     await c._start()
-    for _ in range(201):
+    for _ in range(199):
         await c.send("not json")
+    await c.send(json.dumps({"type": "join", "doc": "spam", "create": True}))
+    await c.expect("joined")  # 199 refused frames: still open
+    await c.send("not json")  # the 200th closes it (docs/protocol.md)
     await asyncio.wait_for(c.closed, 10)
     assert c.ws.close_code == 1008
     codes = {m["code"] for m in c.inbox if m["type"] == "error"}

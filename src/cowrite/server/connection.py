@@ -5,7 +5,9 @@ become ``error`` messages and the connection carries on. Messages for the client
 outbox; the first one of a loop tick schedules a flush, which sends everything queued in that
 tick as one frame (a JSON array), written straight to the socket when the server allows it
 (``transport``). So a burst costs one frame and one write, and there is no writer task: an idle
-connection holds one task (its reader, the ASGI call itself) and one timer (its heartbeat).
+connection holds one task (its reader, the ASGI call itself) and no timer of its own (the hub's
+connections share one heartbeat timer, ``Shared``; with auth, one timer ends the session at the
+token's ``exp``).
 
 A client that stops reading stops taking frames; its outbox fills (``outbox_messages`` messages or
 ``outbox_bytes`` bytes, whichever comes first) and it is disconnected (4008):
@@ -304,7 +306,7 @@ class Connection:
     def _strike(self, code: p.ErrorCode, message: str) -> None:
         self.error(code, message)
         self._strikes += 1
-        if self._strikes > MAX_STRIKES:
+        if self._strikes >= MAX_STRIKES:
             self.close(CLOSE_POLICY, "too many invalid messages")
 
     def _hello(self, msg: p.Hello) -> bool:
