@@ -56,6 +56,7 @@ DRAIN_TIMEOUT_S = 2.0
 
 class Connection:
     __slots__ = (
+        "_edits",
         "_expiry",
         "_flushing",
         "_greeted",
@@ -65,11 +66,9 @@ class Connection:
         "_nonce",
         "_presence",
         "_receiving",
-        "_refill",
         "_shared",
         "_strikes",
         "_task",
-        "_tokens",
         "client_id",
         "closing",
         "docs",
@@ -97,11 +96,11 @@ class Connection:
         self.outbox_bytes = 0  # their total size (bounded too: one join can be megabytes)
         self.closing: tuple[int, str] | None = None
         self.last_seen = time.monotonic()
-        self._tokens = float(settings.edit_burst)
-        self._refill = time.monotonic()
         self._strikes = 0
-        self._presence = TokenBucket(settings.presence_per_second, settings.presence_burst)
-        self._joins = TokenBucket(settings.joins_per_second, settings.join_burst)
+        clock = hub.clock
+        self._edits = TokenBucket(settings.edits_per_second, settings.edit_burst, clock)
+        self._presence = TokenBucket(settings.presence_per_second, settings.presence_burst, clock)
+        self._joins = TokenBucket(settings.joins_per_second, settings.join_burst, clock)
         self._link: Link | None = None
         self._flushing = False  # a flush is scheduled (or waits for the socket)
         self._task: asyncio.Task[Any] | None = None  # the reader's (``run``)
@@ -352,17 +351,7 @@ class Connection:
         self.close(CLOSE_TOKEN_EXPIRED, "token expired")
 
     def _rate_ok(self, cost: float = 1.0) -> bool:
-        now = time.monotonic()
-        self._tokens = min(
-            float(self.settings.edit_burst),
-            self._tokens + (now - self._refill) * self.settings.edits_per_second,
-        )
-        self._refill = now
-        cost = min(cost, float(self.settings.edit_burst))  # a full bucket always pays
-        if self._tokens < cost:
-            return False
-        self._tokens -= cost
-        return True
+        return self._edits.take(cost)
 
     async def _dispatch(self, msg: p.ClientMessage) -> None:
         hub = self.hub

@@ -79,6 +79,8 @@ class Hub(Registry, Pipeline, Replication):
         self.settings = settings
         self.metrics = metrics
         self.now_ms = now_ms
+        self.clock: Callable[[], float] = time.monotonic
+        """Monotonic seconds for the connections' rate limits (tests set their own)."""
         self.replica = secrets.randbits(63) + 1
         self.rooms: dict[str, LoadedRoom] = {}
         self._loading: dict[str, asyncio.Future[LoadedRoom]] = {}

@@ -8,22 +8,27 @@ refused with ``rate_limited`` while everyone else carries on.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 
 class TokenBucket:
-    __slots__ = ("_at", "_tokens", "burst", "rate")
+    __slots__ = ("_at", "_clock", "_tokens", "burst", "rate")
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        """``clock``: seconds, monotonic (tests pass their own instead of sleeping)."""
         self.rate = rate
         self.burst = burst
+        self._clock = clock
         self._tokens = float(burst)
-        self._at = time.monotonic()
+        self._at = clock()
 
     def take(self, cost: float = 1.0) -> bool:
         """Spend ``cost`` tokens if there are that many (refilled since the last call); a cost
         over ``burst`` is charged as ``burst`` (a full bucket always pays)."""
         cost = min(cost, self.burst)
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
         if self._tokens < cost:
