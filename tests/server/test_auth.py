@@ -150,8 +150,10 @@ async def test_rest_needs_a_valid_token(http: httpx.AsyncClient) -> None:
 
 
 async def test_rest_rights(secured: Any, raw: Any, http: httpx.AsyncClient) -> None:
+    clock = [1_800_000_000_000]
+    secured.state.hub.now_ms = lambda: clock[0]
     admin = bearer(token({"*": ["read", "write", "admin"]}))
-    writer = bearer(token({"d": ["read", "write"]}))
+    writer = bearer(token({"d": ["read", "write"]}, user="writer"))
     reader = bearer(token({"d": ["read"]}))
     stranger = bearer(token({"elsewhere": ["read"]}))
     assert (await http.post("/api/documents", json={"id": "d"}, headers=reader)).status_code == 403
@@ -170,6 +172,9 @@ async def test_rest_rights(secured: Any, raw: Any, http: httpx.AsyncClient) -> N
     op = {"type": "seq", "node": "text:t", "edit": ["x"]}
     await c.send({"type": "edit", "doc": "d", "edit_id": "1", "version": 0, "ops": [op]})
     await c.expect("ack")
+    clock[0] += 5_000  # a later version of its own (versions merge bursts within a second)
+    await c.send({"type": "edit", "doc": "d", "edit_id": "2", "version": 1, "ops": [op]})
+    await c.expect("ack", where=lambda m: m["edit_id"] == "2")
 
     for path in ("/api/documents/d", "/api/documents/d/json", "/api/documents/d/versions"):
         assert (await http.get(path, headers=reader)).status_code == 200
@@ -179,7 +184,10 @@ async def test_rest_rights(secured: Any, raw: Any, http: httpx.AsyncClient) -> N
     r = await http.post("/api/documents/d/restore", json=restore, headers=reader)
     assert r.status_code == 403
     r = await http.post("/api/documents/d/restore", json=restore, headers=writer)
-    assert r.status_code == 200
+    assert r.status_code == 200 and r.json()["edits"] >= 1, r.text
+    # the restore is the writer's edit, not an anonymous server's
+    origin = secured.state.hub.rooms["d"].room._origins[r.json()["version"]]
+    assert origin.client == "server" and origin.user == "writer"
     rename = {"title": "T"}
     assert (await http.patch("/api/documents/d", json=rename, headers=reader)).status_code == 403
     assert (await http.patch("/api/documents/d", json=rename, headers=writer)).status_code == 200

@@ -497,7 +497,9 @@ def routes(state: Cowrite) -> list[Route]:
             if unchanged:
                 return _json(RestoreOut(body.version, room.version, 0))
             t0 = time.monotonic()
-            outcomes = restore_edits(room, target.version, hub.now_ms())
+            who = identify(request)
+            author = p.User(id=who.user_id, name=who.name, color=who.color)
+            outcomes = restore_edits(room, target.version, hub.now_ms(), author)
             if not outcomes:
                 return _json(RestoreOut(body.version, room.version, 0))
             durable = [hub.submit_durable(lr, outcome, t0) for outcome in outcomes]

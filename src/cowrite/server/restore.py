@@ -31,14 +31,16 @@ log = logging.getLogger("cowrite.rest")
 SERVER_CLIENT_ID = "server"
 
 
-def restore_edits(room: Room, target: Mapping[int, int], now_ms: int) -> list[Outcome]:
+def restore_edits(
+    room: Room, target: Mapping[int, int], now_ms: int, author: p.User | None = None
+) -> list[Outcome]:
     """Apply, through ``room``, the edits that give its document the value it had at ``target``.
 
     The engine computes them (``restore_batches``: sequences get index edits, map keys and
     registers sets/deletes, counters an add of the difference); a nested node that must come back
     is created anew and filled in a following batch, so a restore is one batch per level of such
     nesting; each is one room version. Runs synchronously: nothing else touches the room in
-    between.
+    between. ``author``: who asked (recorded with each batch; default: the server).
     """
     outcomes: list[Outcome] = []
     tag = uuid.uuid4().hex[:12]
@@ -46,7 +48,11 @@ def restore_edits(room: Room, target: Mapping[int, int], now_ms: int) -> list[Ou
         ops = [_wire_edit(room.doc, e) for e in batch]
         try:
             outcome = room.apply_server_edit(
-                ops, now_ms, client_id=SERVER_CLIENT_ID, edit_id=f"restore-{tag}-{len(outcomes)}"
+                ops,
+                now_ms,
+                client_id=SERVER_CLIENT_ID,
+                edit_id=f"restore-{tag}-{len(outcomes)}",
+                author=author,
             )
         except RoomError:
             if not outcomes:
