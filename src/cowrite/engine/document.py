@@ -97,6 +97,9 @@ class Document(ReplicaTable):
     ``replicas``: replica ids to number first, in this order. Op objects (``ops_since``) carry ids
     packed for one document's numbering; documents created with the same ``replicas`` list can
     exchange op objects directly (in-process replicas), others exchange bytes.
+
+    The replica table (client indexes, ``version``, seq allocation, the version log) is inherited
+    from `ReplicaTable` (``replicas.py``).
     """
 
     def __init__(
@@ -144,7 +147,7 @@ class Document(ReplicaTable):
         self.base: VersionVector = {}
         """Compaction base: history before it is gone (see ``compaction``)."""
 
-    # ------------------------------------------------------------- clients
+    # --------------------------------------------------------------- sizes
 
     def map_key_count(self) -> int:
         """Keys held by all the maps (deleted ones too: a delete is a write); O(nodes)."""

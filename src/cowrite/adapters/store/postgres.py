@@ -34,6 +34,10 @@ The schema (tables ``documents``, ``updates``, ``snapshots``, ``edit_keys``, ``c
 to keep cowrite in its own schema, create it and pass ``?search_path=NAME`` in the DSN (asyncpg
 sends unknown DSN parameters as server settings). PostgreSQL ``text`` cannot hold NUL characters,
 so titles, chat fields and edit keys containing ``"\\x00"`` raise `ValueError` here.
+
+This module holds the store itself (lifecycle, validation, reads on the pool, writes handed to the
+writer); the writer task is in ``_pg_writer.py``, the statements in ``_pg_queries.py`` and
+``_pg_append.py``, the schema in ``_pg_schema.py``.
 """
 
 from __future__ import annotations

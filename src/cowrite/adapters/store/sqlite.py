@@ -12,6 +12,9 @@ a process crash, a kernel panic and a power cut (given a disk that honours fsync
 ``synchronous="NORMAL"`` the WAL is written (``write(2)``) but not fsynced at commit: the bytes are
 in the OS page cache, which survives the process being killed (SIGKILL included) but not the
 machine going down; choose it only if losing the last second of edits on power loss is acceptable.
+
+This module holds the store, its lifecycle and its threads; the statements they run are in
+``_sqlite_queries.py``, the schema in ``_schema.py``, the writer thread in ``_writer.py``.
 """
 
 from __future__ import annotations
