@@ -1,4 +1,5 @@
-"""Small pieces shared by ``document`` and the modules split out of it (``apply``, ``oplog``).
+"""Small pieces shared by ``document`` and the modules split out of it (``apply``, ``oplog``,
+``replicas``).
 
 They live apart so that those modules need ``document`` for type annotations only.
 """

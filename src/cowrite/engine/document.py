@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import math
 import secrets
 import time
 from array import array
@@ -42,7 +41,6 @@ from cowrite.engine.handles import HANDLES, Counter, Handle, List, Map, Register
 from cowrite.engine.ids import (
     CLIENT_BITS,
     CLIENT_MASK,
-    MAX_CLIENTS,
     MAX_REPLICA_ID,
     ONE,
     VersionVector,
@@ -62,6 +60,7 @@ from cowrite.engine.ops import (
     copy_json,
 )
 from cowrite.engine.register import LWWRegister
+from cowrite.engine.replicas import ReplicaTable
 from cowrite.engine.sequence import ItemIndex, Sequence
 
 Buffer = bytes | bytearray | memoryview
@@ -88,7 +87,7 @@ class MapState:
 NodeState = Sequence | MapState | LWWRegister[Any] | PNCounter
 
 
-class Document:
+class Document(ReplicaTable):
     """A replicated document. See the module docstring for the rules.
 
     ``replica`` identifies this replica (unsigned 64-bit, unique per replica; random by default).
@@ -98,6 +97,9 @@ class Document:
     ``replicas``: replica ids to number first, in this order. Op objects (``ops_since``) carry ids
     packed for one document's numbering; documents created with the same ``replicas`` list can
     exchange op objects directly (in-process replicas), others exchange bytes.
+
+    The replica table (client indexes, ``version``, seq allocation, the version log) is inherited
+    from `ReplicaTable` (``replicas.py``).
     """
 
     def __init__(
@@ -145,39 +147,7 @@ class Document:
         self.base: VersionVector = {}
         """Compaction base: history before it is gone (see ``compaction``)."""
 
-    def _now(self) -> int:
-        """The wall clock as an int of ms; InvalidOperation if the clock returns something else."""
-        value = self.now_ms()
-        if type(value) is int:
-            return value
-        if isinstance(value, float) and math.isfinite(value) and abs(value) < 2**62:
-            return int(value)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise InvalidOperation(f"now_ms() returned {value!r}, not an int of milliseconds")
-        return value
-
-    # ------------------------------------------------------------- clients
-
-    def client_index(self, replica: int) -> int:
-        """The local client index of ``replica``, registering it on first sight."""
-        c = self._clients.get(replica)
-        if c is None:
-            c = len(self._replicas)
-            if c >= MAX_CLIENTS:
-                raise InvalidOperation("too many replicas in one document")
-            self._clients[replica] = c
-            self._replicas.append(replica)
-            self._next.append(0)
-            self._log.append([])
-            self._del_cols.append(_del_arrays())
-            self.index.ensure_client(c)
-        return c
-
-    def replica_of(self, client: int) -> int:
-        return self._replicas[client]
-
-    def known_client(self, replica: int) -> int | None:
-        return self._clients.get(replica)
+    # --------------------------------------------------------------- sizes
 
     def map_key_count(self) -> int:
         """Keys held by all the maps (deleted ones too: a delete is a write); O(nodes)."""
@@ -188,20 +158,7 @@ class Document:
         """Nodes with state (roots in use and nested nodes): they are never dropped."""
         return len(self._nodes)
 
-    @property
-    def replica_count(self) -> int:
-        """Replicas registered in the client table (each costs memory while the doc lives)."""
-        return len(self._replicas) - 1  # SYSTEM is not a replica
-
     # -------------------------------------------------------------- reading
-
-    @property
-    def version(self) -> VersionVector:
-        """Replica id -> number of its operations this document has seen."""
-        return {self._replicas[c]: n for c, n in enumerate(self._next) if n and c != SYSTEM}
-
-    def next_seq(self, client: int) -> int:
-        return self._next[client]
 
     def has_nested_nodes(self) -> bool:
         """Some node is not a named root (it was created inside a list or map)."""
@@ -233,12 +190,6 @@ class Document:
         if not isinstance(state, Sequence):
             raise InvalidOperation(f"node {self.format_id(node)} is not a text or list")
         return state
-
-    def format_id(self, pid: int) -> str:
-        """A readable ``replica:seq`` form of a packed id."""
-        client = pid & CLIENT_MASK
-        replica = self._replicas[client] if client < len(self._replicas) else f"?{client}"
-        return f"{replica}:{pid >> CLIENT_BITS}"
 
     def to_json(self) -> dict[str, Any]:
         """The document's current value as plain JSON: named roots by name."""
@@ -299,26 +250,6 @@ class Document:
         return HANDLES[self.kind_of(node)](self, node)
 
     # ---------------------------------------------------------- local edits
-
-    def _take(self, n: int) -> int:
-        """Allocate ``n`` seqs for a local op: returns the packed id of the first."""
-        me = self._me
-        start = self._next[me]
-        self._record_version(me, start + n)  # first: a failing clock must not leave a seq hole
-        self._next[me] = start + n
-        return (start << CLIENT_BITS) | me
-
-    def _record_version(self, client: int, end: int) -> None:
-        now = self.now_ms()
-        if type(now) is not int:
-            now = self._now()
-        vc = self.vlog_client
-        if vc and vc[-1] == client and now - self.vlog_time[-1] < self.version_window_ms:
-            self.vlog_end[-1] = end
-        else:
-            vc.append(client)
-            self.vlog_end.append(end)
-            self.vlog_time.append(now)
 
     def insert(self, node: int, pos: int, content: str | builtins.list[Any]) -> None:
         """Insert text (str) or list values at visible index ``pos`` of a text/list node."""
@@ -512,15 +443,6 @@ class Document:
     def local_ops_since(self, seq: int) -> builtins.list[Op]:
         """This replica's own operations from its ``seq``-th on (what a local edit just made)."""
         return self._client_ops_since(self._me, seq) if seq < self._next[self._me] else []
-
-    @property
-    def local_seq(self) -> int:
-        """How many operations this replica has made."""
-        return self._next[self._me]
-
-    def seen_counts(self) -> tuple[int, ...]:
-        """Ops seen per local client index (documents made with one ``replicas`` list agree)."""
-        return tuple(self._next)
 
     def _client_ops_since(self, client: int, start: int) -> builtins.list[Op]:
         """One replica's operations from seq ``start`` on, in seq order."""

@@ -8,6 +8,22 @@
   lazily by ``open_store`` so that the embedded default does not need asyncpg at import time).
 
 Every implementation passes the same contract suite (``tests/adapters/test_store_contract.py``).
+
+The modules, one concept each:
+
+* ``base.py`` — the `Store` protocol, its records and errors, and the argument checks every store
+  applies (`validate_doc_id`, ...).
+* ``memory.py`` — `MemoryStore`.
+* ``_writer.py`` — `BatchWriter`, the SQLite writer thread with group commit, and `WriterStats`.
+* ``sqlite.py`` — `SQLiteStore`: lifecycle, validation, the writer and the reader threads.
+* ``_sqlite_queries.py`` — the SQLite statements (documents, log and edit keys, snapshots, chat).
+* ``_schema.py`` — the SQLite schema as migrations.
+* ``postgres.py`` — `PostgresStore`: lifecycle, validation, the read pool, writer restarts.
+* ``_pg_writer.py`` — the PostgreSQL writer task (group commit, retries, advisory locks) and the
+  classification of asyncpg errors into `StoreUnavailable`/`StoreError`.
+* ``_pg_append.py`` — the appends of one write batch as one statement, refusing known edit keys.
+* ``_pg_queries.py`` — the other PostgreSQL statements (documents, log, snapshots, chat).
+* ``_pg_schema.py`` — the PostgreSQL schema as migrations, and the advisory-lock namespaces.
 """
 
 from cowrite.adapters.store.base import (

@@ -34,29 +34,47 @@ The schema (tables ``documents``, ``updates``, ``snapshots``, ``edit_keys``, ``c
 to keep cowrite in its own schema, create it and pass ``?search_path=NAME`` in the DSN (asyncpg
 sends unknown DSN parameters as server settings). PostgreSQL ``text`` cannot hold NUL characters,
 so titles, chat fields and edit keys containing ``"\\x00"`` raise `ValueError` here.
+
+This module holds the store itself (lifecycle, validation, reads on the pool, writes handed to the
+writer); the writer task is in ``_pg_writer.py``, the statements in ``_pg_queries.py`` and
+``_pg_append.py``, the schema in ``_pg_schema.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import zlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
-from cowrite.adapters.store._pg_append import Append, append_run
+from cowrite.adapters.store._pg_append import Append
+from cowrite.adapters.store._pg_queries import (
+    _CHAT_COLUMNS,
+    _DOC_COLUMNS,
+    _LOAD_SQL,
+    _SINCE_SQL,
+    _add_chat,
+    _change_chat,
+    _chat,
+    _check_text,
+    _count,
+    _create_document,
+    _delete_document,
+    _info,
+    _save_snapshot,
+    _update_title,
+)
+from cowrite.adapters.store._pg_schema import MIGRATIONS, SCHEMA_VERSION, _migrate
+from cowrite.adapters.store._pg_writer import _Call, _Reconnect, _translate, _Writer
 from cowrite.adapters.store._writer import WriterStats
 from cowrite.adapters.store.base import (
     ChatMessage,
     Compacted,
-    DocumentExists,
     DocumentInfo,
     EditKey,
-    Forbidden,
     NotFound,
     StoredDocument,
     StoredEdit,
@@ -82,95 +100,7 @@ log = logging.getLogger(__name__)
 # asyncpg ships no type information; a connection is `Any` here, used only through the helpers.
 Conn = Any
 
-_DOC_COLUMNS = "id, title, created_ms, updated_ms, size_bytes"
-_CHAT_COLUMNS = "id, doc_id, author_id, author_name, text, created_ms, edited_ms, deleted"
-
-# pg_advisory_xact_lock(int4, int4) namespaces: "cowr" for documents, the next one for migrations.
-_DOC_LOCK_SPACE = 0x636F7772
-_SCHEMA_LOCK_SPACE = _DOC_LOCK_SPACE + 1
-
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: documents, write-ahead log, snapshots, edit keys, chat (the SQLite schema, in PostgreSQL
-    # types; ids compare byte-wise, COLLATE "C", so list order does not depend on the locale).
-    (
-        """
-        CREATE TABLE documents (
-            id           TEXT COLLATE "C" NOT NULL PRIMARY KEY,
-            title        TEXT    NOT NULL,
-            created_ms   BIGINT  NOT NULL,
-            updated_ms   BIGINT  NOT NULL,
-            size_bytes   BIGINT  NOT NULL DEFAULT 0,  -- snapshot + log bytes
-            last_seq     BIGINT  NOT NULL DEFAULT 0,  -- highest log seq ever appended
-            last_chat_id BIGINT  NOT NULL DEFAULT 0   -- highest chat message id ever assigned
-        )
-        """,
-        """
-        CREATE TABLE updates (
-            doc_id     TEXT COLLATE "C" NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
-            seq        BIGINT NOT NULL,
-            data       BYTEA  NOT NULL,
-            created_ms BIGINT NOT NULL,
-            PRIMARY KEY (doc_id, seq)
-        )
-        """,
-        """
-        CREATE TABLE snapshots (
-            doc_id   TEXT COLLATE "C" NOT NULL PRIMARY KEY
-                     REFERENCES documents (id) ON DELETE CASCADE,
-            upto_seq BIGINT NOT NULL,
-            data     BYTEA  NOT NULL
-        )
-        """,
-        """
-        CREATE TABLE edit_keys (
-            doc_id     TEXT COLLATE "C" NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
-            client_id  TEXT   NOT NULL,
-            edit_id    TEXT   NOT NULL,
-            seq        BIGINT NOT NULL,
-            created_ms BIGINT NOT NULL,
-            PRIMARY KEY (doc_id, client_id, edit_id)
-        )
-        """,
-        "CREATE INDEX edit_keys_by_age ON edit_keys (doc_id, created_ms)",
-        """
-        CREATE TABLE chat_messages (
-            doc_id      TEXT COLLATE "C" NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
-            id          BIGINT  NOT NULL,
-            author_id   TEXT    NOT NULL,
-            author_name TEXT    NOT NULL,
-            text        TEXT    NOT NULL,
-            created_ms  BIGINT  NOT NULL,
-            edited_ms   BIGINT,
-            deleted     BOOLEAN NOT NULL DEFAULT FALSE,
-            PRIMARY KEY (doc_id, id)
-        )
-        """,
-    ),
-    # 2: the digest of an edit's payload beside its key (see the SQLite schema).
-    ("ALTER TABLE edit_keys ADD COLUMN digest TEXT NOT NULL DEFAULT ''",),
-)
-
-SCHEMA_VERSION = len(MIGRATIONS)
-
-# The snapshot and the log after it, read by one statement, hence from one consistent snapshot.
-_LOAD_SQL = """
-SELECT 0 AS kind, last_seq AS seq, NULL::bytea AS data FROM documents WHERE id = $1
-UNION ALL
-SELECT 1, upto_seq, data FROM snapshots WHERE doc_id = $1
-UNION ALL
-SELECT 2, u.seq, u.data FROM updates AS u
- WHERE u.doc_id = $1
-   AND u.seq > COALESCE((SELECT s.upto_seq FROM snapshots AS s WHERE s.doc_id = $1), 0)
-"""
-
-
-_SINCE_SQL = """
-SELECT 0 AS kind, last_seq AS seq, NULL::bytea AS data FROM documents WHERE id = $1
-UNION ALL
-SELECT 1, upto_seq, NULL::bytea FROM snapshots WHERE doc_id = $1
-UNION ALL
-SELECT 2, u.seq, u.data FROM updates AS u WHERE u.doc_id = $1 AND u.seq > $2
-"""
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresStore"]
 
 
 class PostgresStore:
@@ -559,304 +489,6 @@ class PostgresStore:
             ) from exc
 
 
-# --- the writer task ------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Call:
-    """Any other write: ``fn`` must raise `StoreError`/`ValueError` only before its first write."""
-
-    doc_id: str
-    fn: Callable[[Conn], Awaitable[Any]]
-    future: asyncio.Future[Any]
-
-
-_Job = Append | _Call
-_Outcome = tuple[_Job, Any, BaseException | None]
-
-
-class _Reconnect(Exception):
-    """The connection died before COMMIT was sent: nothing was stored, try a fresh connection."""
-
-
-class _Retry(Exception):
-    """PostgreSQL rolled the transaction back (deadlock, serialisation failure): run it again."""
-
-
-class _JobFailed(Exception):
-    """A statement failed for a reason of its own (not the connection): isolate the jobs."""
-
-
-class _Writer:
-    """One task, one connection: runs write jobs in submission order, in shared transactions."""
-
-    def __init__(
-        self,
-        connect: Callable[[], Awaitable[Conn]],
-        *,
-        stats: WriterStats,
-        max_batch: int,
-        deadlock_retries: int,
-        rollback_timeout_s: float,
-    ) -> None:
-        self._connect = connect
-        self._stats = stats
-        self._max_batch = max_batch
-        self._deadlock_retries = deadlock_retries
-        self._rollback_timeout_s = rollback_timeout_s
-        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()  # None: stop
-        self._conn: Conn = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self.crashed = False
-        """The task died of an unexpected error: this writer takes no more jobs."""
-
-    async def start(self) -> None:
-        """Connect (raising `StoreUnavailable` if impossible) and start the task."""
-        self._conn = await self._connect()
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="cowrite-postgres-writer"
-        )
-
-    def is_alive(self) -> bool:
-        return self._task is not None and not self._task.done() and not self._stopping
-
-    def submit(self, job: _Job) -> None:
-        if self.crashed:
-            raise StoreUnavailable("the postgres writer crashed")
-        if self._stopping or self._task is None or self._task.done():
-            raise StoreError("the store is closed")
-        self._queue.put_nowait(job)
-
-    async def stop(self) -> None:
-        """Run every job already submitted, then close the connection and end the task."""
-        if not self._stopping:
-            self._stopping = True
-            self._queue.put_nowait(None)
-        task = self._task
-        if task is None:
-            return
-        if not task.done():
-            await asyncio.wait({task})  # a crash of the task was already reported to its callers
-        if not task.cancelled():
-            task.exception()  # retrieved, so asyncio does not log it again
-
-    # --- the task -------------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        pending: list[_Job] = []
-        try:
-            stop = False
-            while not stop:
-                first = await self._queue.get()
-                if first is None:
-                    break
-                pending = [first]
-                while len(pending) < self._max_batch:
-                    try:
-                        item = self._queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        break
-                    if item is None:
-                        stop = True
-                        break
-                    pending.append(item)
-                _resolve(await self._execute(pending))
-                pending = []
-        except BaseException as exc:  # a bug here, or the loop is going away: fail every waiter
-            if not isinstance(exc, asyncio.CancelledError):
-                log.exception("postgres writer task crashed")
-                self.crashed = True
-            self._stopping = True
-            crashed = StoreUnavailable(f"the postgres writer stopped: {exc!r}")
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                if item is not None:
-                    pending.append(item)
-            _resolve([(job, None, crashed) for job in pending])
-            raise
-        finally:
-            await self._disconnect()
-
-    async def _execute(self, batch: list[_Job]) -> list[_Outcome]:
-        """Run ``batch`` in one transaction if possible; return every job's outcome."""
-        reconnected = False
-        deadlocks = 0
-        while True:
-            try:
-                conn = await self._connection()
-                return await self._transaction(conn, batch)
-            except _Reconnect as exc:
-                if reconnected:
-                    return _fail(batch, _unavailable(exc.__cause__ or exc))
-                reconnected = True
-            except _Retry as exc:
-                deadlocks += 1
-                if deadlocks > self._deadlock_retries:
-                    return _fail(batch, _unavailable(exc.__cause__ or exc))
-            except _JobFailed as exc:
-                if len(batch) > 1:
-                    return await self._one_by_one(batch)
-                cause = exc.__cause__ or exc
-                if isinstance(cause, asyncpg.PostgresError):
-                    return _fail(batch, _translate(cause, "PostgreSQL write failed"))
-                return _fail(batch, cause)
-            except StoreUnavailable as exc:
-                return _fail(batch, exc)
-
-    async def _one_by_one(self, batch: list[_Job]) -> list[_Outcome]:
-        """Each job in its own transaction: only the job whose statement fails, fails."""
-        outcomes: list[_Outcome] = []
-        for i, job in enumerate(batch):
-            [outcome] = await self._execute([job])
-            outcomes.append(outcome)
-            if isinstance(outcome[2], StoreUnavailable):  # no point trying the others now
-                outcomes.extend(_fail(batch[i + 1 :], outcome[2]))
-                break
-        return outcomes
-
-    async def _connection(self) -> Conn:
-        if self._conn is None or self._conn.is_closed():
-            await self._disconnect()
-            self._conn = await self._connect()
-        return self._conn
-
-    async def _disconnect(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None or conn.is_closed():
-            return
-        try:
-            await asyncio.wait_for(conn.close(), self._rollback_timeout_s)
-        except BaseException:
-            conn.terminate()
-            raise
-
-    async def _transaction(self, conn: Conn, jobs: list[_Job]) -> list[_Outcome]:
-        """One transaction for ``jobs``; raises `_Reconnect`, `_Retry`, `_JobFailed` or
-        `StoreUnavailable` (rolled back, or unknown if the COMMIT itself was lost)."""
-        committing = False
-        outcomes: list[_Outcome] = []
-        try:
-            await conn.execute(_begin_and_lock(job.doc_id for job in jobs))
-            run: list[Append] = []
-            for job in jobs:
-                if isinstance(job, Append):
-                    run.append(job)
-                    continue
-                if run:
-                    outcomes += await append_run(conn, run)
-                    run = []
-                try:
-                    value = await job.fn(conn)
-                except (StoreError, ValueError) as exc:  # raised before the job wrote anything
-                    outcomes.append((job, None, exc))
-                else:
-                    outcomes.append((job, value, None))
-            if run:
-                outcomes += await append_run(conn, run)
-            committing = True
-            await conn.execute("COMMIT")
-        except Exception as exc:
-            await self._abandon(conn)
-            if _transient(exc):
-                if committing:  # the COMMIT may or may not have happened
-                    raise _unavailable(exc) from exc
-                if isinstance(exc, asyncpg.TransactionRollbackError):
-                    raise _Retry from exc
-                if conn.is_closed():
-                    raise _Reconnect from exc
-                raise _unavailable(exc) from exc
-            raise _JobFailed from exc
-        except BaseException:
-            await self._abandon(conn)
-            raise
-        stats = self._stats
-        stats.commits += 1
-        stats.jobs += len(jobs)
-        stats.largest_batch = max(stats.largest_batch, len(jobs))
-        return outcomes
-
-    async def _abandon(self, conn: Conn) -> None:
-        """Roll back whatever is open on ``conn``; drop the connection if that fails."""
-        if conn.is_closed():
-            self._conn = None
-            return
-        if not conn.is_in_transaction():
-            return
-        try:
-            await asyncio.wait_for(conn.execute("ROLLBACK"), self._rollback_timeout_s)
-        except BaseException:
-            conn.terminate()
-            self._conn = None
-
-
-def _begin_and_lock(doc_ids: Iterable[str]) -> str:
-    """``BEGIN`` and the documents' advisory locks, in one global order, as one round trip."""
-    keys = sorted({zlib.crc32(doc_id.encode()) - 2**31 for doc_id in doc_ids})
-    locks = "".join(f"; SELECT pg_advisory_xact_lock({_DOC_LOCK_SPACE}, {k})" for k in keys)
-    return "BEGIN" + locks
-
-
-def _fail(jobs: list[_Job], error: BaseException) -> list[_Outcome]:
-    return [(job, None, error) for job in jobs]
-
-
-def _resolve(outcomes: list[_Outcome]) -> None:
-    for job, value, error in outcomes:
-        future = job.future
-        if future.done():  # the caller was cancelled; the write stands
-            continue
-        if error is None:
-            future.set_result(value)
-        else:
-            future.set_exception(error)
-
-
-# --- errors ---------------------------------------------------------------------------------------
-
-# SQLSTATE classes and codes that say "not now" rather than "not this": connection exceptions,
-# insufficient resources, operator intervention (shutdown, restart, cancel), system errors, a
-# read-only (standby) server, lock timeouts, and rolled-back transactions (deadlock, serialisation).
-_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57", "58"})
-_TRANSIENT_STATES = frozenset({"25006", "55P03"})
-
-
-def _transient(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database is unreachable or busy, not that the request is bad."""
-    if isinstance(exc, asyncpg.DataError):  # a parameter asyncpg could not encode
-        return False
-    if isinstance(exc, asyncpg.PostgresError):
-        state = str(getattr(exc, "sqlstate", None) or "")
-        return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
-    return isinstance(
-        exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.InternalClientError
-    )
-
-
-def _unavailable(exc: BaseException) -> StoreUnavailable:
-    error = StoreUnavailable(f"PostgreSQL unavailable: {exc!r}")
-    error.__cause__ = exc
-    return error
-
-
-def _translate(exc: BaseException, what: str) -> StoreError:
-    error: StoreError
-    if _transient(exc):
-        error = StoreUnavailable(f"{what}: {exc!r}")
-    else:
-        error = StoreError(f"{what}: {exc!r}")
-    error.__cause__ = exc
-    return error
-
-
-def _check_text(what: str, value: str) -> None:
-    if "\x00" in value:
-        raise ValueError(f"invalid {what}: PostgreSQL text cannot hold a NUL character")
-
-
 def _redact(dsn: str) -> str:
     """``dsn`` without its password, for messages."""
     parts = urlsplit(dsn)
@@ -865,185 +497,6 @@ def _redact(dsn: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
-# --- schema ---------------------------------------------------------------------------------------
-
-
-async def _migrate(conn: Conn) -> int:
-    """Bring the schema to `SCHEMA_VERSION` in one transaction; return the version found.
-
-    Instances opening at once take turns (an advisory lock). Raises `StoreError` if the database
-    was written by a newer cowrite.
-    """
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", _SCHEMA_LOCK_SPACE)
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        version = await conn.fetchval("SELECT version FROM schema_version")
-        if version is None:
-            await conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-            found = 0
-        else:
-            found = int(version)
-        if found > SCHEMA_VERSION:
-            raise StoreError(
-                f"database schema version {found} is newer than this cowrite supports "
-                f"({SCHEMA_VERSION}); upgrade cowrite"
-            )
-        for statements in MIGRATIONS[found:]:
-            for statement in statements:
-                await conn.execute(statement)
-        if found != SCHEMA_VERSION:
-            await conn.execute("UPDATE schema_version SET version = $1", SCHEMA_VERSION)
-    return found
-
-
-# --- the statements (each a job on the writer connection, inside its batch's transaction) ---------
-
-
-def _info(row: Any) -> DocumentInfo:
-    id_, title, created_ms, updated_ms, size_bytes = row
-    return DocumentInfo(str(id_), str(title), int(created_ms), int(updated_ms), int(size_bytes))
-
-
-def _chat(row: Any) -> ChatMessage:
-    id_, doc_id, author_id, author_name, text, created_ms, edited_ms, deleted = row
-    return ChatMessage(
-        id=int(id_),
-        doc_id=str(doc_id),
-        author_id=str(author_id),
-        author_name=str(author_name),
-        text=str(text),
-        created_ms=int(created_ms),
-        edited_ms=None if edited_ms is None else int(edited_ms),
-        deleted=bool(deleted),
-    )
-
-
-async def _count(status: Awaitable[Any]) -> int:
-    """The row count of a command status such as ``"DELETE 3"``."""
-    return int(str(await status).rsplit(" ", 1)[-1])
-
-
-async def _create_document(c: Conn, doc_id: str, title: str, now_ms: int) -> DocumentInfo:
-    inserted = await _count(
-        c.execute(
-            "INSERT INTO documents (id, title, created_ms, updated_ms) VALUES ($1, $2, $3, $3) "
-            "ON CONFLICT (id) DO NOTHING",
-            doc_id,
-            title,
-            now_ms,
-        )
-    )
-    if inserted == 0:
-        raise DocumentExists(f"document {doc_id!r} already exists")
-    return DocumentInfo(doc_id, title, now_ms, now_ms, 0)
-
-
-async def _update_title(c: Conn, doc_id: str, title: str, now_ms: int) -> DocumentInfo:
-    row = await c.fetchrow(
-        "UPDATE documents SET title = $1, updated_ms = GREATEST(updated_ms, $2) WHERE id = $3 "
-        f"RETURNING {_DOC_COLUMNS}",
-        title,
-        now_ms,
-        doc_id,
-    )
-    if row is None:
-        raise NotFound(f"document {doc_id!r} does not exist")
-    return _info(row)
-
-
-async def _delete_document(c: Conn, doc_id: str) -> bool:
-    return await _count(c.execute("DELETE FROM documents WHERE id = $1", doc_id)) > 0
-
-
-async def _save_snapshot(c: Conn, doc_id: str, data: bytes, upto_seq: int) -> bool:
-    row = await c.fetchrow(
-        "SELECT d.last_seq, s.upto_seq FROM documents AS d "
-        "LEFT JOIN snapshots AS s ON s.doc_id = d.id WHERE d.id = $1 FOR UPDATE OF d",
-        doc_id,
-    )
-    if row is None:
-        raise NotFound(f"document {doc_id!r} does not exist")
-    last_seq, current = int(row[0]), row[1]
-    if upto_seq < 0 or upto_seq > last_seq:
-        raise ValueError(
-            f"snapshot upto_seq {upto_seq} outside the log of {doc_id!r} (0..{last_seq})"
-        )
-    if current is not None and upto_seq < int(current):
-        return False
-    await c.execute(
-        "INSERT INTO snapshots (doc_id, upto_seq, data) VALUES ($1, $2, $3) "
-        "ON CONFLICT (doc_id) DO UPDATE SET upto_seq = excluded.upto_seq, data = excluded.data",
-        doc_id,
-        upto_seq,
-        data,
-    )
-    await c.execute(
-        "WITH gone AS (DELETE FROM updates WHERE doc_id = $1 AND seq <= $2) "
-        "UPDATE documents SET size_bytes = $3 + (SELECT COALESCE(SUM(octet_length(data)), 0) "
-        "FROM updates WHERE doc_id = $1 AND seq > $2) WHERE id = $1",
-        doc_id,
-        upto_seq,
-        len(data),
-    )
-    return True
-
-
-async def _add_chat(
-    c: Conn, doc_id: str, author_id: str, author_name: str, text: str, now_ms: int
-) -> ChatMessage:
-    row = await c.fetchrow(
-        "WITH n AS (UPDATE documents SET last_chat_id = last_chat_id + 1 WHERE id = $1 "
-        "RETURNING last_chat_id) "
-        f"INSERT INTO chat_messages ({_CHAT_COLUMNS}) "
-        "SELECT n.last_chat_id, $1, $2, $3, $4, $5, NULL, FALSE FROM n "
-        f"RETURNING {_CHAT_COLUMNS}",
-        doc_id,
-        author_id,
-        author_name,
-        text,
-        now_ms,
-    )
-    if row is None:
-        raise NotFound(f"document {doc_id!r} does not exist")
-    return _chat(row)
-
-
-async def _change_chat(
-    c: Conn,
-    doc_id: str,
-    message_id: int,
-    author_id: str,
-    text: str,
-    now_ms: int,
-    *,
-    delete: bool,
-) -> ChatMessage:
-    row = await c.fetchrow(
-        f"SELECT {_CHAT_COLUMNS} FROM chat_messages WHERE doc_id = $1 AND id = $2 FOR UPDATE",
-        doc_id,
-        message_id,
-    )
-    if row is None:
-        raise NotFound(f"chat message {message_id} of {doc_id!r} does not exist")
-    message = _chat(row)
-    if message.author_id != author_id:
-        raise Forbidden(f"chat message {message_id} belongs to another author")
-    if message.deleted:
-        if delete:
-            return message
-        raise NotFound(f"chat message {message_id} of {doc_id!r} was deleted")
-    row = await c.fetchrow(
-        "UPDATE chat_messages SET text = $1, edited_ms = $2, deleted = $3 "
-        f"WHERE doc_id = $4 AND id = $5 RETURNING {_CHAT_COLUMNS}",
-        text,
-        now_ms,
-        delete,
-        doc_id,
-        message_id,
-    )
-    return _chat(row)
 
 
 if TYPE_CHECKING:
