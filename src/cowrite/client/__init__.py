@@ -8,8 +8,11 @@ and usable on their own; ``connection`` is the asyncio shell.
 
 from __future__ import annotations
 
-from cowrite.client.connection import ChangeEvent, ChatChannel, DocumentSession, connect
+from cowrite.client.api import connect
+from cowrite.client.chat import ChatChannel
+from cowrite.client.connection import DocumentSession
 from cowrite.client.errors import ClientError, NotSynced, ServerError, SessionClosed
+from cowrite.client.events import ChangeEvent
 from cowrite.client.handles import (
     CounterHandle,
     Handle,
