@@ -1,7 +1,8 @@
-"""The asyncio shell: one WebSocket, one document, reconnecting with backoff.
+"""The per-document session (``DocumentSession``): the asyncio shell around one document's core.
 
 The document logic lives in the sans-I/O cores (``thin.ThinDocState``, ``replica.ReplicaDocState``);
-this module moves messages between them and a ``websockets`` connection (``docs/protocol.md``):
+the session feeds them, and its socket side (``transport.SessionTransport``: one WebSocket at a
+time, reconnecting with backoff) moves messages to and from the server (``docs/protocol.md``):
 
 ``hello`` -> ``welcome``, ``join`` -> ``joined``, then edits one batch at a time (the core decides
 what to send; a writer task drains a per-connection outbox), ``pong`` for every ``ping``, a rejoin
@@ -536,7 +537,6 @@ class DocumentSession(SessionTransport):
         self._emit("error", err)
 
 
-# The session's surface, plus names that lived here before the split (tests import them from here).
 __all__ = [
     "ChangeEvent",
     "ChatChannel",

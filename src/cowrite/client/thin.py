@@ -27,7 +27,9 @@ Map, register and counter ops are not transformed: the server orders writes (las
 per key) and adds commute. The client applies its own optimistically and shows the server's
 value for a key only when it has no write of that key outstanding.
 
-Nothing here does I/O or reads a clock; ``connection`` is the asyncio shell around it.
+Nothing here does I/O or reads a clock; ``connection`` is the asyncio shell around it. The
+rejoin and merge steps are in ``thin_merge``, cursor conversion in ``thin_cursors`` (mixins of
+``ThinDocState``), the queue vocabulary (``Slot``, ``Batch``, ``DELETED``) in ``thin_slots``.
 """
 
 from __future__ import annotations
@@ -59,7 +61,6 @@ from cowrite.client.values import (
 )
 from cowrite.engine import InvalidOperation, check_json, ot
 
-# The core's surface; the queue vocabulary is re-exported from ``thin_slots`` (it lived here).
 __all__ = [
     "DELETED",
     "RETRY_CODES",
