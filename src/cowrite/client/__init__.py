@@ -4,12 +4,28 @@
 client (``mode="thin"``: plain values, OT rebasing, ``thin.ThinDocState``) or a full CRDT
 replica (``mode="replica"``: works offline, ``replica.ReplicaDocState``). The cores are sans-I/O
 and usable on their own; ``connection`` is the asyncio shell.
+
+Modules, outside in:
+
+* ``api``: ``connect``, the entry point (its keyword arguments are the documented surface);
+* ``connection``: ``DocumentSession``, one open document (handles, events, presence, lifecycle);
+* ``transport``: the session's socket side (reconnect loop, handshake, writer task, frame codec);
+* ``chat``: ``ChatChannel`` (``session.chat``); ``events``: ``ChangeEvent``;
+* ``handles``: ``TextHandle``, ``MapHandle``... (edit one node through a core);
+* ``thin``: ``ThinDocState``, the thin client core (``docs/protocol.md`` T1-T10), with
+  ``thin_merge`` (rejoin, snapshot merge), ``thin_cursors`` and ``thin_slots`` (queue vocabulary);
+* ``replica``: ``ReplicaDocState``, the CRDT replica core;
+* ``values``: plain values and index-op helpers (kinds, node ids, ``diff_text``); ``checksum``:
+  checking a thin copy against the server's ``checksum`` messages; ``errors``: the exceptions.
 """
 
 from __future__ import annotations
 
-from cowrite.client.connection import ChangeEvent, ChatChannel, DocumentSession, connect
+from cowrite.client.api import connect
+from cowrite.client.chat import ChatChannel
+from cowrite.client.connection import DocumentSession
 from cowrite.client.errors import ClientError, NotSynced, ServerError, SessionClosed
+from cowrite.client.events import ChangeEvent
 from cowrite.client.handles import (
     CounterHandle,
     Handle,

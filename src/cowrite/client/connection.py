@@ -1,7 +1,8 @@
-"""The asyncio shell: one WebSocket, one document, reconnecting with backoff.
+"""The per-document session (``DocumentSession``): the asyncio shell around one document's core.
 
 The document logic lives in the sans-I/O cores (``thin.ThinDocState``, ``replica.ReplicaDocState``);
-this module moves messages between them and a ``websockets`` connection (``docs/protocol.md``):
+the session feeds them, and its socket side (``transport.SessionTransport``: one WebSocket at a
+time, reconnecting with backoff) moves messages to and from the server (``docs/protocol.md``):
 
 ``hello`` -> ``welcome``, ``join`` -> ``joined``, then edits one batch at a time (the core decides
 what to send; a writer task drains a per-connection outbox), ``pong`` for every ``ping``, a rejoin
@@ -32,27 +33,22 @@ import contextlib
 import inspect
 import logging
 import random
-import urllib.parse
 import uuid
 from collections import deque
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
-from types import TracebackType
+from collections.abc import Callable
 from typing import Any, Literal, TypeAlias, get_args
 
 import msgspec
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 
 from cowrite import protocol as p
+from cowrite.client.chat import ChatChannel
 from cowrite.client.errors import (
     ClientError,
     NotSynced,
     ServerError,
     SessionClosed,
-    refused_handshake,
 )
+from cowrite.client.events import ChangeEvent, Origin
 from cowrite.client.handles import (
     HANDLES,
     CounterHandle,
@@ -64,6 +60,14 @@ from cowrite.client.handles import (
 )
 from cowrite.client.replica import ReplicaDocState
 from cowrite.client.thin import ThinDocState
+from cowrite.client.transport import (
+    SessionTransport,
+    _decode,
+    _encode,
+    _Fatal,
+    _Retry,
+    websocket_url,
+)
 from cowrite.client.values import Kind, root_node
 from cowrite.engine import Document, InvalidOperation
 
@@ -72,7 +76,6 @@ log = logging.getLogger("cowrite.client")
 Mode: TypeAlias = Literal["thin", "replica"]
 EventName: TypeAlias = Literal["change", "presence", "chat", "status", "error", "diverged"]
 Callback: TypeAlias = Callable[[Any], Any]
-Origin: TypeAlias = Literal["remote", "snapshot", "ack", "undo"]
 
 FATAL_JOIN_CODES = frozenset(
     {
@@ -84,112 +87,8 @@ FATAL_JOIN_CODES = frozenset(
 )
 RETRY_EDIT_DELAY_S = 1.0
 
-_frame_list = msgspec.json.Decoder(list[msgspec.Raw])
 
-
-@dataclass(frozen=True, slots=True)
-class ChangeEvent:
-    """One change to the local view not made by a local edit, as a wire op in local coordinates.
-
-    ``origin``: ``"remote"`` (another client's edit), ``"snapshot"`` (the server's state loaded on
-    (re)join, merged with ours), ``"ack"`` (the server's answer to our batch: ids of nested nodes
-    it created, or the undo of a batch the server had already applied before a snapshot) or
-    ``"undo"`` (a local batch the server refused, taken back).
-    """
-
-    doc: str
-    op: p.EditOp
-    origin: Origin
-
-    @property
-    def node(self) -> str:
-        return self.op.node
-
-    @property
-    def delta(self) -> list[Any]:
-        """The index op of a text/list change (``engine.ot`` format), ``[]`` otherwise."""
-        return list(self.op.edit) if isinstance(self.op, p.SeqEdit) else []
-
-
-class _Fatal(Exception):
-    """Stop reconnecting: the session cannot work (bad credentials, no such document...)."""
-
-    def __init__(self, error: ServerError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _Retry(Exception):
-    """Drop this connection and reconnect after a backoff."""
-
-
-def _decode(frame: str | bytes) -> list[p.ServerMessage]:
-    """A server frame: one message or a JSON array of them. Unknown messages are skipped."""
-    data = frame.encode() if isinstance(frame, str) else frame
-    raws = _frame_list.decode(data) if data.lstrip()[:1] == b"[" else [data]
-    out: list[p.ServerMessage] = []
-    for raw in raws:
-        try:
-            out.append(p.server_decoder.decode(raw))
-        except msgspec.ValidationError as exc:
-            log.warning("skipping a server message this client does not understand: %s", exc)
-    return out
-
-
-def _encode(msg: p.Message) -> str:
-    return p.encoder.encode(msg).decode()
-
-
-def websocket_url(url: str) -> str:
-    """``url`` as the WebSocket endpoint: ``http(s)`` becomes ``ws(s)``, no path becomes ``/ws``.
-
-    So ``ws://127.0.0.1:8000`` and ``http://127.0.0.1:8000`` both mean ``ws://127.0.0.1:8000/ws``.
-    """
-    parts = urllib.parse.urlsplit(url)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    path = parts.path if parts.path not in ("", "/") else "/ws"
-    return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, parts.fragment))
-
-
-class ChatChannel:
-    """The document's chat: ``messages`` known so far (oldest first) and the chat commands."""
-
-    def __init__(self, session: DocumentSession) -> None:
-        self._session = session
-        self._messages: dict[int, p.ChatMessage] = {}
-
-    @property
-    def messages(self) -> list[p.ChatMessage]:
-        return [self._messages[k] for k in sorted(self._messages)]
-
-    def _learn(self, messages: list[p.ChatMessage]) -> None:
-        for m in messages:
-            self._messages[m.id] = m
-
-    async def send(self, text: str) -> None:
-        """Post a message (waits for the session to be joined; at most once)."""
-        await self._session._send_when_joined(p.ChatSend(doc=self._session.doc_id, text=text))
-
-    async def edit(self, message_id: int, text: str) -> None:
-        msg = p.ChatEdit(doc=self._session.doc_id, id=message_id, text=text)
-        await self._session._send_when_joined(msg)
-
-    async def delete(self, message_id: int) -> None:
-        msg = p.ChatDelete(doc=self._session.doc_id, id=message_id)
-        await self._session._send_when_joined(msg)
-
-    async def history(
-        self, before: int | None = None, limit: int = 50, *, timeout_s: float = 10.0
-    ) -> p.ChatPage:
-        """A page of older messages (``before`` a message id), newest first as the server sends."""
-        session = self._session
-        msg = p.ChatHistory(doc=session.doc_id, before=before, limit=limit)
-        page = await session._request_chat_page(msg, timeout_s)
-        self._learn(page.messages)
-        return page
-
-
-class DocumentSession:
+class DocumentSession(SessionTransport):
     """A live document: handles to edit it, ``synced()``, events, presence and chat.
 
     Made by ``connect`` (use it as ``async with connect(...) as doc``). All methods must be called
@@ -488,166 +387,6 @@ class DocumentSession:
     def _ids(self) -> dict[str, object]:
         return {"doc": self.doc_id, "client": self.client_id, "session": self.session_id}
 
-    # ------------------------------------------------------------ transport
-
-    async def _run(self) -> None:
-        while not self._closed:
-            self._reconnect_after_s = None
-            try:
-                async with ws_connect(
-                    self.url,
-                    open_timeout=self._connect_timeout_s,
-                    max_size=self._max_message_bytes,
-                ) as ws:
-                    await self._serve(ws)
-            except _Fatal as exc:
-                self._fail(exc.error)
-                return
-            except InvalidURI as exc:
-                self._fail(exc)
-                return
-            except InvalidStatus as exc:
-                r = exc.response
-                refused = refused_handshake(
-                    self.url, r.status_code, r.reason_phrase, bytes(r.body or b"")
-                )
-                if refused is not None and self._ready is not None and not self._ready.done():
-                    self._fail(refused)  # never joined: this URL is wrong, retrying cannot help
-                    return
-                self._last_error = refused or exc
-                log.info("connection to %s refused: %s", self.url, exc, extra=self._ids())
-            except (OSError, TimeoutError, WebSocketException, _Retry) as exc:
-                self._last_error = exc
-                log.info("connection to %s lost: %r", self.url, exc, extra=self._ids())
-            except Exception as exc:
-                log.exception("client session failed", extra=self._ids())
-                self._fail(exc)
-                return
-            finally:
-                self._disconnected()
-            if self._closed:
-                return
-            if not self._reconnect:
-                self._fail(ConnectionError(f"connection to {self.url} lost"))
-                return
-            delay = self._reconnect_after_s
-            if delay is None:
-                base, cap = self._backoff
-                delay = min(cap, base * 2**self._attempt) * self._rng.uniform(0.5, 1.0)
-                self._attempt += 1
-            await asyncio.sleep(delay)
-
-    def _fail(self, exc: BaseException) -> None:
-        self._fatal = exc
-        self._connected = False
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(exc)
-        self._fail_requests(SessionClosed(f"the session failed: {exc}"))
-        self._notify()
-        self._emit("status", "closed")
-
-    def _disconnected(self) -> None:
-        self._outbox = None
-        self._joining = False
-        self._state.on_disconnect()
-        self._fail_requests(ConnectionError("the connection was lost"))
-        if self._connected:
-            self._connected = False
-            self._emit("status", "disconnected")
-        self._notify()
-
-    def _fail_requests(self, exc: BaseException) -> None:
-        while self._chat_pages:
-            fut = self._chat_pages.popleft()
-            if not fut.done():
-                fut.set_exception(exc)
-                fut.exception()  # the caller may have given up already
-
-    async def _serve(self, ws: ClientConnection) -> None:
-        hello = p.Hello(
-            client_id=self.client_id,
-            token=self._token,
-            user=self._hello_user,
-            key=None if self._token else self._key,
-        )
-        await ws.send(_encode(hello))
-        rest: list[p.ServerMessage] = []
-        async with asyncio.timeout(self._connect_timeout_s):
-            while True:
-                msgs = _decode(await ws.recv())
-                welcome = next((k for k, m in enumerate(msgs) if isinstance(m, p.Welcome)), None)
-                for msg in msgs[: len(msgs) if welcome is None else welcome + 1]:
-                    self._before_welcome(ws, msg)
-                if welcome is not None:
-                    rest = msgs[welcome + 1 :]
-                    break
-        outbox: asyncio.Queue[p.Message] = asyncio.Queue()
-        self._outbox = outbox
-        writer = asyncio.create_task(self._writer(ws, outbox))
-        try:
-            self._joining = True
-            self._send(self._state.join_message(create=self._create))
-            for msg in rest:
-                self._handle(msg)
-            while True:
-                timeout = 3 * self._heartbeat_s if self._heartbeat_s else None
-                async with asyncio.timeout(timeout):
-                    frame = await ws.recv()
-                for msg in _decode(frame):
-                    self._handle(msg)
-                if self._reconnect_after_s is not None:
-                    return
-                if writer.done():
-                    writer.result()
-                    return
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, WebSocketException, OSError):
-                await writer
-
-    def _before_welcome(self, ws: ClientConnection, msg: p.ServerMessage) -> None:
-        if isinstance(msg, p.Welcome):
-            self.session_id = msg.session
-            self.user = msg.user
-            self._heartbeat_s = msg.heartbeat_s if msg.heartbeat_s > 0 else None
-        elif isinstance(msg, p.Error):
-            if msg.code in (p.ErrorCode.UNAUTHORIZED, p.ErrorCode.BAD_MESSAGE):
-                raise _Fatal(ServerError(msg))
-            raise _Retry(ServerError(msg))
-        elif isinstance(msg, p.Ping):
-            pong = asyncio.ensure_future(ws.send(_encode(p.Pong(nonce=msg.nonce))))
-            self._tasks.add(pong)
-            pong.add_done_callback(self._tasks.discard)
-        elif isinstance(msg, p.Reconnect):
-            self._reconnect_after_s = msg.after_ms / 1000
-            raise _Retry("the server asked for a reconnect")
-
-    async def _writer(self, ws: ClientConnection, outbox: asyncio.Queue[p.Message]) -> None:
-        while True:
-            msg = await outbox.get()
-            await ws.send(_encode(msg))
-
-    def _send(self, msg: p.Message) -> None:
-        if self._outbox is not None:
-            self._outbox.put_nowait(msg)
-
-    async def _send_when_joined(self, msg: p.Message) -> None:
-        while not self._connected:
-            self._check_open()
-            await self._progress_wait()
-        self._send(msg)
-
-    async def _request_chat_page(self, msg: p.ChatHistory, timeout_s: float) -> p.ChatPage:
-        while not self._connected:
-            self._check_open()
-            await self._progress_wait()
-        assert self._loop is not None
-        fut: asyncio.Future[p.ChatPage] = self._loop.create_future()
-        self._chat_pages.append(fut)
-        self._send(msg)
-        async with asyncio.timeout(timeout_s):
-            return await fut
-
     # ------------------------------------------------------------ edits out
 
     def _local_changed(self) -> None:
@@ -798,85 +537,13 @@ class DocumentSession:
         self._emit("error", err)
 
 
-class _Connect:
-    """What ``connect`` returns: ``async with connect(...) as doc`` or ``doc = await connect(...)``
-    (then ``await doc.close()``)."""
-
-    def __init__(self, session: DocumentSession) -> None:
-        self._session = session
-
-    def __await__(self) -> Generator[Any, None, DocumentSession]:
-        return self._open().__await__()
-
-    async def _open(self) -> DocumentSession:
-        await self._session.open()
-        return self._session
-
-    async def __aenter__(self) -> DocumentSession:
-        return await self._open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._session.close(flush=exc_type is None)
-
-
-def connect(
-    url: str,
-    doc: str,
-    *,
-    token: str | None = None,
-    name: str = "",
-    mode: Mode = "thin",
-    client_id: str | None = None,
-    key: str | None = None,
-    user: p.User | None = None,
-    create: bool = True,
-    document: Document | None = None,
-    reconnect: bool = True,
-    backoff_base_s: float = 0.25,
-    backoff_max_s: float = 10.0,
-    connect_timeout_s: float = 10.0,
-    flush_timeout_s: float = 10.0,
-    max_message_bytes: int = 64 * 1024 * 1024,
-    rng: random.Random | None = None,
-) -> _Connect:
-    """Open document ``doc`` on the server at ``url`` (``ws://host:port/ws``; a bare
-    ``ws://host:port`` or ``http://host:port`` means the same, see ``websocket_url``).
-
-    ``mode="thin"`` keeps plain values and rebases by OT (light; edits need the server);
-    ``"replica"`` keeps a full CRDT copy (``document``, to resume a saved one) that works offline.
-    ``client_id`` identifies this client across reconnects (random by default); ``token`` is the
-    access token when the server requires one; ``name`` (or ``user``) is shown to others. Without
-    auth, ``key`` (16-128 characters, kept secret) makes you the author of your chat messages
-    across sessions (default: random, for this session only).
-    ``create``: create the document if it does not exist (else ``ServerError(unknown_document)``).
-    ``reconnect``: reconnect after a lost connection, waiting ``min(backoff_max_s, backoff_base_s
-    * 2**attempt)`` times a random factor in [0.5, 1). ``connect_timeout_s`` bounds the first
-    join (ConnectionError after it). Leaving the ``async with`` block waits up to
-    ``flush_timeout_s`` for unacknowledged edits (NotSynced if some remain), then closes.
-    """
-    return _Connect(
-        DocumentSession(
-            url,
-            doc,
-            token=token,
-            name=name,
-            user=user,
-            mode=mode,
-            client_id=client_id,
-            key=key,
-            create=create,
-            document=document,
-            reconnect=reconnect,
-            backoff_base_s=backoff_base_s,
-            backoff_max_s=backoff_max_s,
-            connect_timeout_s=connect_timeout_s,
-            flush_timeout_s=flush_timeout_s,
-            max_message_bytes=max_message_bytes,
-            rng=rng,
-        )
-    )
+__all__ = [
+    "ChangeEvent",
+    "ChatChannel",
+    "DocumentSession",
+    "Mode",
+    "_Retry",
+    "_decode",
+    "_encode",
+    "websocket_url",
+]

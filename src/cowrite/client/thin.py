@@ -27,71 +27,53 @@ Map, register and counter ops are not transformed: the server orders writes (las
 per key) and adds commute. The client applies its own optimistically and shows the server's
 value for a key only when it has no write of that key outstanding.
 
-Nothing here does I/O or reads a clock; ``connection`` is the asyncio shell around it.
+Nothing here does I/O or reads a clock; ``connection`` is the asyncio shell around it. The
+rejoin and merge steps are in ``thin_merge``, cursor conversion in ``thin_cursors`` (mixins of
+``ThinDocState``), the queue vocabulary (``Slot``, ``Batch``, ``DELETED``) in ``thin_slots``.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
 from cowrite import protocol as p
 from cowrite.client import checksum
+from cowrite.client.thin_cursors import ThinCursors
+from cowrite.client.thin_merge import ThinMerge
+from cowrite.client.thin_slots import (
+    DELETED,
+    RETRY_CODES,
+    Batch,
+    ErrorAction,
+    ErrorOutcome,
+    Slot,
+    SlotKind,
+    _wire_op,
+)
 from cowrite.client.values import (
     SEQ_KINDS,
     Kind,
-    diff_seq,
     empty_value,
     kind_of_node_id,
     parse_kind,
-    position_before,
 )
 from cowrite.engine import InvalidOperation, check_json, ot
 
-SlotKind: TypeAlias = Literal["seq", "set", "add"]
-Slot: TypeAlias = tuple[SlotKind, str, str | None]
-"""What a queued op writes: ("seq", node, None), ("set", node, key|None), ("add", node, None)."""
+__all__ = [
+    "DELETED",
+    "RETRY_CODES",
+    "Batch",
+    "ErrorAction",
+    "ErrorOutcome",
+    "Slot",
+    "SlotKind",
+    "ThinDocState",
+]
 
 
-class _Deleted:
-    """The queued value of a map key the client deleted."""
-
-    def __repr__(self) -> str:
-        return "DELETED"
-
-
-DELETED: Any = _Deleted()
-_ABSENT: Any = object()
-
-RETRY_CODES = frozenset({p.ErrorCode.RATE_LIMITED, p.ErrorCode.UNAVAILABLE})
-ErrorAction: TypeAlias = Literal["ignore", "retry", "rejoin", "rejected"]
-
-
-@dataclass
-class Batch:
-    """The batch in flight: ops by slot, in the order they are sent."""
-
-    edit_id: str
-    ops: dict[Slot, Any]
-    sent: bool = False
-
-
-@dataclass(frozen=True)
-class ErrorOutcome:
-    """What an ``error`` means for the document: ``action`` for the shell, ``changes`` to show.
-
-    ``retry``: resend the in-flight batch after a delay (``take_batch`` returns it again);
-    ``rejoin``: send ``join_message()``; ``rejected``: the in-flight batch was refused and undone
-    locally (``changes`` is the undo, in local coordinates); ``ignore``: nothing to do.
-    """
-
-    action: ErrorAction
-    changes: list[p.EditOp] = field(default_factory=list)
-
-
-class ThinDocState:
+class ThinDocState(ThinCursors, ThinMerge):
     """One document of a thin client. See the module docstring for the algorithm.
 
     Inputs: ``local_*`` (user edits), ``on_joined``/``on_remote``/``on_ack``/``on_error``
@@ -435,44 +417,6 @@ class ThinDocState:
         if self.inflight is not None:
             self.inflight.sent = False
 
-    # ----------------------------------------------------------- cursors
-
-    def cursor_to_local(self, cursor: p.Cursor) -> tuple[int, int] | None:
-        """A remote cursor (positions at ``cursor.version``) in local coordinates.
-
-        Positions from versions this client has not reached yet, or older than the history it
-        keeps, are clamped rather than transformed. None for a node that is not a text or list.
-        """
-        node = cursor.node
-        if self.kind(node) not in SEQ_KINDS or self.version is None:
-            return None
-        anchor, head = cursor.anchor, cursor.head
-        version = self.version if cursor.version is None else cursor.version
-        if self._history_start() <= version <= self.version:
-            for v, entries in self._history:
-                if v <= version:
-                    continue
-                for n, logged in entries:
-                    if n == node:
-                        anchor, head = ot.transform_selection(anchor, head, logged)
-            slot: Slot = ("seq", node, None)
-            for ops in (self.inflight.ops if self.inflight else {}, self.pending):
-                mine = ops.get(slot)
-                if mine is not None:
-                    anchor, head = ot.transform_selection(anchor, head, mine)
-        length = len(self.local.get(node, ""))
-        return min(anchor, length), min(head, length)
-
-    def cursor_to_server(self, node: str, anchor: int, head: int) -> p.Cursor:
-        """A local selection as the server understands it: positions at ``version``."""
-        if self.kind(node) not in SEQ_KINDS:
-            raise InvalidOperation(f"cursors live in text and list nodes, not {node!r}")
-        slot: Slot = ("seq", node, None)
-        for op in (self.pending.get(slot), self.inflight.ops.get(slot) if self.inflight else None):
-            if op is not None:
-                anchor, head = position_before(anchor, op), position_before(head, op)
-        return p.Cursor(node=node, anchor=anchor, head=head, version=self.version)
-
     # ------------------------------------------------------------- checks
 
     def check_invariants(self) -> None:
@@ -604,233 +548,3 @@ class ThinDocState:
         if isinstance(op, p.SetKey | p.DeleteKey):
             return self._refresh_key(node, op.key)
         return self._refresh_counter(node)
-
-    def _own_remote(self, msg: p.Remote) -> list[p.EditOp]:
-        """Our in-flight batch came back in a catch-up: it is acknowledged."""
-        batch = self.inflight
-        assert batch is not None
-        seq_ops: list[tuple[str, ot.Op]] = []
-        try:
-            for op in msg.ops:
-                seq = self._apply_server(op)
-                if seq is not None:
-                    seq_ops.append(seq)
-        except InvalidOperation:
-            self.request_rejoin(snapshot=True)
-            return []
-        self.inflight = None
-        changes = self._refresh_slots(batch)
-        self._advance(msg.version, seq_ops, msg.vv)
-        return changes
-
-    def _load_changes(self, msg: p.Joined) -> list[p.EditOp]:
-        """A rejoin answered with the exact changes since our state: apply them like a remote
-        (rebased over our unacknowledged edits), then take the server's numbering."""
-        changes: list[p.EditOp] = []
-        batch = self.inflight
-        if batch is not None and msg.acked == batch.edit_id:  # ``ops`` start after it
-            changes.extend(self._settle(batch, [])[1])
-        if self._apply_remote_ops(msg.ops or [], changes) is None:
-            return changes
-        self.version = msg.version
-        self._history.clear()
-        self._history_from = msg.version
-        self.vv = dict(msg.state) if msg.state is not None else None
-        return changes
-
-    def _refresh_slots(self, batch: Batch) -> list[p.EditOp]:
-        """Local values of the non-sequence slots ``batch`` wrote, after it left flight."""
-        changes: list[p.EditOp] = []
-        for kind, node, key in batch.ops:
-            change: p.EditOp | None = None
-            if kind == "set":
-                change = self._refresh_key(node, key)
-            elif kind == "add":
-                change = self._refresh_counter(node)
-            if change is not None:
-                changes.append(change)
-        return changes
-
-    def _drop_inflight(self) -> list[p.EditOp]:
-        """Undo the in-flight batch locally (refused, or applied twice); pending stays."""
-        batch = self.inflight
-        if batch is None:
-            return []
-        self.inflight = None
-        changes: list[p.EditOp] = []
-        for slot, payload in batch.ops.items():
-            kind, node, _ = slot
-            if kind == "seq":
-                undo = ot.invert(payload, self._server_value(node))
-                if slot in self.pending:
-                    mine = self.pending[slot]
-                    undo, mine = ot.transform(undo, mine, "right"), ot.transform(mine, undo, "left")
-                    if mine:
-                        self.pending[slot] = mine
-                    else:
-                        del self.pending[slot]
-                if undo:
-                    self.local[node] = ot.apply(self.local[node], undo)
-                    changes.append(p.SeqEdit(node=node, edit=undo))
-        changes.extend(self._refresh_slots(batch))
-        return changes
-
-    def _effective(self, node: str, key: str | None) -> Any:
-        """What the local view shows for a map key / register: our last write, else the server's."""
-        slot: Slot = ("set", node, key)
-        if slot in self.pending:
-            value = self.pending[slot]
-        elif self.inflight is not None and slot in self.inflight.ops:
-            value = self.inflight.ops[slot]
-        elif key is None:
-            return self.server.get(node)
-        else:
-            entries = self.server.get(node)
-            return entries.get(key, _ABSENT) if isinstance(entries, dict) else _ABSENT
-        return _ABSENT if value is DELETED else value
-
-    def _refresh_key(self, node: str, key: str | None) -> p.EditOp | None:
-        value = self._effective(node, key)
-        if key is None:
-            if node in self.local and self.local[node] == value:
-                return None
-            self.local[node] = value
-            return p.SetKey(node=node, value=value)
-        current = self.local.get(node)
-        entries = current if isinstance(current, dict) else {}
-        old = entries.get(key, _ABSENT)
-        if old is not _ABSENT and old == value:
-            return None
-        if old is _ABSENT and value is _ABSENT:
-            self.local.setdefault(node, entries)
-            return None
-        entries = dict(entries)
-        if value is _ABSENT:
-            del entries[key]
-            self.local[node] = entries
-            return p.DeleteKey(node=node, key=key)
-        entries[key] = value
-        self.local[node] = entries
-        return p.SetKey(node=node, key=key, value=value)
-
-    def _counter(self, node: str) -> int:
-        total = int(self._server_value(node) or 0)
-        slot: Slot = ("add", node, None)
-        if self.inflight is not None:
-            total += int(self.inflight.ops.get(slot, 0))
-        return total + int(self.pending.get(slot, 0))
-
-    def _refresh_counter(self, node: str) -> p.EditOp | None:
-        value = self._counter(node)
-        old = self.local.get(node, 0)
-        self.local[node] = value
-        return p.CounterAdd(node=node, amount=value - old) if value != old else None
-
-    def _computed(self, node: str, kind: Kind) -> Any:
-        """The local value of a non-sequence node, from the server state and our writes."""
-        if kind == "counter":
-            return self._counter(node)
-        if kind == "register":
-            return self._effective(node, None)
-        server = self.server.get(node)
-        entries = dict(server) if isinstance(server, dict) else {}
-        for ops in (self.inflight.ops if self.inflight else {}, self.pending):
-            for (slot_kind, n, key), value in ops.items():
-                if slot_kind == "set" and n == node and key is not None:
-                    if value is DELETED:
-                        entries.pop(key, None)
-                    else:
-                        entries[key] = value
-        return entries
-
-    def _load_snapshot(self, version: int, snapshot: dict[str, Any]) -> list[p.EditOp]:
-        """Take the server's state at ``version``: a three-way merge with our unsent work."""
-        theirs: dict[str, Any] = {}
-        for node, entry in snapshot.items():
-            if isinstance(entry, dict) and "kind" in entry and "value" in entry:
-                kind, value = parse_kind(entry["kind"]), entry["value"]
-            else:
-                kind, value = None, entry
-            if kind is None:
-                kind = self.kind(node) or _kind_of_value(value)
-            if kind is None:
-                continue
-            self.kinds[node] = kind
-            theirs[node] = value
-        nodes = set(theirs) | set(self.server) | set(self.local)
-        batches = [self.inflight.ops] if self.inflight is not None else []
-        batches.append(self.pending)
-        for ops in batches:
-            nodes.update(node for _, node, _ in ops)
-        changes: list[p.EditOp] = []
-        for node in sorted(nodes):
-            kind = self.kind(node)
-            if kind not in SEQ_KINDS:
-                continue
-            assert kind is not None
-            base = self._server_value(node)
-            new = theirs.get(node, empty_value(kind))
-            if type(base) is not type(new):
-                base = empty_value(kind)
-            change = p.SeqEdit(node=node, edit=diff_seq(base, new))
-            self.server[node] = base
-            rebased = self._rebase_remote(change)  # like a remote: over inflight and pending
-            if rebased is not None:
-                changes.append(rebased)
-        old_local = self.local
-        self.server = {n: v for n, v in theirs.items()}
-        for node in sorted(nodes):
-            kind = self.kind(node)
-            if kind is None:
-                continue
-            if kind in SEQ_KINDS:
-                self.server.setdefault(node, empty_value(kind))
-                continue
-            value = self._computed(node, kind)
-            old = old_local.get(node, empty_value(kind))
-            self.local[node] = value
-            changes.extend(_value_changes(node, kind, old, value))
-        self.version = version
-        self._history.clear()
-        self._history_from = version
-        return changes
-
-
-def _kind_of_value(value: Any) -> Kind | None:
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "map"
-    return None
-
-
-def _value_changes(node: str, kind: Kind, old: Any, new: Any) -> list[p.EditOp]:
-    """Wire ops turning ``old`` into ``new`` for a map, register or counter."""
-    if old == new:
-        return []
-    if kind == "counter":
-        return [p.CounterAdd(node=node, amount=int(new or 0) - int(old or 0))]
-    if kind == "register":
-        return [p.SetKey(node=node, value=new)]
-    old_map = old if isinstance(old, dict) else {}
-    new_map = new if isinstance(new, dict) else {}
-    out: list[p.EditOp] = []
-    for key, value in new_map.items():
-        if key not in old_map or old_map[key] != value:
-            out.append(p.SetKey(node=node, key=key, value=value))
-    out.extend(p.DeleteKey(node=node, key=key) for key in old_map if key not in new_map)
-    return out
-
-
-def _wire_op(slot: Slot, payload: Any) -> p.EditOp:
-    kind, node, key = slot
-    if kind == "seq":
-        return p.SeqEdit(node=node, edit=list(payload))
-    if kind == "add":
-        return p.CounterAdd(node=node, amount=payload)
-    if payload is DELETED:
-        assert key is not None
-        return p.DeleteKey(node=node, key=key)
-    return p.SetKey(node=node, value=payload, key=key)
