@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import pytest
+
 from cowrite import protocol as p
 from cowrite.adapters.bus import LocalBus
 from cowrite.adapters.store import MemoryStore, SQLiteStore, Store
-from cowrite.rooms.kind import DocumentKind, DocumentRoom
+from cowrite.rooms.kind import CRDT, KINDS, DocumentKind, DocumentRoom, kind_named, register_kind
 from cowrite.rooms.peers import PeerEntry
 from cowrite.rooms.room import Outcome, RoomError, RoomLimits
 from cowrite.server.config import Settings
@@ -128,6 +130,21 @@ class LogKind:
 def _kinds() -> tuple[DocumentKind, DocumentRoom]:
     """Both protocols are met (checked by mypy)."""
     return LogKind(), LogRoom("x", 1)
+
+
+def test_kinds_are_registered_by_name() -> None:
+    assert kind_named("crdt") is CRDT
+    log = LogKind()
+    register_kind(log)
+    try:
+        assert kind_named("log") is log
+        register_kind(log)  # the same kind again: nothing changes
+        with pytest.raises(ValueError):
+            register_kind(LogKind())
+    finally:
+        del KINDS["log"]
+    with pytest.raises(KeyError):
+        kind_named("log")
 
 
 def _log(lr: LoadedRoom) -> LogRoom:

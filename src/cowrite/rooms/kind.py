@@ -122,3 +122,18 @@ class CrdtKind:
 
 CRDT = CrdtKind()
 """The default kind of a document."""
+
+KINDS: dict[str, DocumentKind] = {CRDT.name: CRDT}
+"""The document kinds, by name (the Yjs integration adds ``"yjs"`` with ``register_kind``)."""
+
+
+def register_kind(kind: DocumentKind) -> None:
+    """Make ``kind`` loadable by its name; a name is registered once."""
+    if KINDS.get(kind.name, kind) is not kind:
+        raise ValueError(f"a document kind named {kind.name!r} is registered already")
+    KINDS[kind.name] = kind
+
+
+def kind_named(name: str) -> DocumentKind:
+    """The kind registered as ``name``; raises KeyError for an unknown one."""
+    return KINDS[name]
