@@ -27,6 +27,7 @@ from typing import Any
 from cowrite import protocol as p
 from cowrite.engine import (
     Anchor,
+    Document,
     EngineError,
     InvalidOperation,
     NodeKind,
@@ -42,6 +43,7 @@ from cowrite.rooms.edit_keys import client_of
 from cowrite.rooms.edits import ThinEdits
 from cowrite.rooms.peers import PeerCursor, PeerEntry, RemoteMember, WireAnchor
 from cowrite.rooms.replicas import Replicas
+from cowrite.rooms.retention import compact_old_history, compaction_due
 from cowrite.rooms.state import (
     NOT_LOGGED,
     Audience,
@@ -93,6 +95,28 @@ class Room(ThinEdits, Replicas):
         self._record_merged(changes, client_of(client), edit_id, before)
         if edit_id:  # a resend after a restart is acknowledged, not applied again
             self.remember((client, edit_id), seq, digest)
+
+    # ------------------------------------------- the document-kind seam (kind.py)
+
+    def encode_snapshot(self, history_kept_ops: int) -> bytes:
+        """The document's state for the store, deleted text older than the kept history
+        compacted away first (and with it, from the disk)."""
+        compact_old_history(self.doc, self.cuts, history_kept_ops)
+        return self.doc.encode_state()
+
+    def compaction_due(self, history_kept_ops: int) -> bool:
+        """Old deleted history is worth compacting away (and the log with it) by a snapshot."""
+        return compaction_due(self.doc, self.cuts, history_kept_ops)
+
+    def merge_snapshot(self, snapshot: bytes) -> Outcome | None:
+        """Merge what a stored snapshot adds (as one merged update); None when this room's
+        version predates what the snapshot can express as a delta (it was compacted)."""
+        snap = Document.load(snapshot, None)
+        try:
+            delta = snap.delta_since(self.doc.version)
+        except Exception:
+            return None
+        return self.merge_update(delta)
 
     # ------------------------------------------------------------ membership
 

@@ -45,7 +45,7 @@ class ExactlyOnce:
         ``forgotten_upto``, and an edit made at version V is applied after V. A client's
         ``first`` edit after a join may be a resend rebased to a newer version: asked too.
         """
-        room = lr.room
+        room = lr.crdt
         if room.seen(peer_key_client(peer), msg.edit_id) is not None:
             return False
         return first or msg.version < lr.loaded_version or msg.version <= room.forgotten_upto
@@ -63,11 +63,11 @@ class ExactlyOnce:
         hub = self.hub
         client = peer_key_client(peer)
         lr = hub.rooms.get(doc_id)
-        if lr is None or lr.room.seen(client, edit_id) is not None:
+        if lr is None or lr.crdt.seen(client, edit_id) is not None:
             return
         stored = await hub.store.lookup_edit(doc_id, client, edit_id)
         lr = hub.joined(peer, doc_id)  # still there after the await
-        room = lr.room
+        room = lr.crdt
         if stored is None or room.seen(client, edit_id) is not None:
             return
         if hub.cluster is None:
@@ -75,7 +75,7 @@ class ExactlyOnce:
             return
         # merge it here first: the ack names this instance's version of it
         await hub._caught_up(doc_id, lr)
-        room = hub.joined(peer, doc_id).room
+        room = hub.joined(peer, doc_id).crdt
         if room.seen(client, edit_id) is None:
             room.remember((client, edit_id), 0 if joining else room.version, stored.digest)
 
@@ -95,10 +95,10 @@ class ExactlyOnce:
         another instance stored the same edit first."""
         hub = self.hub
         try:
-            ops = undo_ops(lr.room.doc, outcome.persist or b"")
+            ops = undo_ops(lr.crdt.doc, outcome.persist or b"")
             if not ops:
                 return
-            undo = lr.room.apply_server_edit(
+            undo = lr.crdt.apply_server_edit(
                 ops, hub.now_ms(), client_id="", edit_id=f"undo-{secrets.token_hex(8)}"
             )
         except Exception:  # RoomError, or an engine error: the copy stays (logged, not lost)

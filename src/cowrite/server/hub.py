@@ -200,10 +200,10 @@ class Hub(Registry, Pipeline, Replication):
             if msg.inflight is not None:  # stored, and forgotten here? the store tells
                 await self.exactly_once.recognise_inflight(peer, msg)
                 lr = self.joined(peer, msg.doc)
-            previous = lr.room.members.get(peer.session)
+            previous = lr.crdt.members.get(peer.session)
             if previous is not None:  # a rejoin keeps the user's presence fields
                 member.user = previous.user
-            outcome = lr.room.join(member, msg, [_chat(m) for m in reversed(history)])
+            outcome = lr.crdt.join(member, msg, [_chat(m) for m in reversed(history)])
         except BaseException:
             if rejoin:
                 if listening is not None and lr.peers.get(peer.session) is peer:
@@ -227,7 +227,7 @@ class Hub(Registry, Pipeline, Replication):
         del lr.peers[peer.session]
         lr.audience.pop(peer.session, None)
         lr.check_store.discard(peer.session)
-        self.submit(lr, lr.room.leave(peer.session), None, time.monotonic())
+        self.submit(lr, lr.crdt.leave(peer.session), None, time.monotonic())
         self._schedule_unload(doc_id, lr)
 
     def joined(self, peer: Peer, doc_id: str) -> LoadedRoom:
@@ -275,7 +275,7 @@ class Hub(Registry, Pipeline, Replication):
 
     def _apply_edit(self, peer: Peer, msg: p.Edit, t0: float) -> None:
         lr = self.joined(peer, msg.doc)
-        outcome = lr.room.edit(peer.session, msg, self.now_ms())
+        outcome = lr.crdt.edit(peer.session, msg, self.now_ms())
         if outcome.persist is not None:
             self.edits_applied += 1
             self.metrics.edits.labels("thin").inc()
@@ -284,7 +284,7 @@ class Hub(Registry, Pipeline, Replication):
     async def sync(self, peer: Peer, msg: p.Sync) -> None:
         t0 = time.monotonic()
         lr = self.joined(peer, msg.doc)
-        outcome = lr.room.sync(peer.session, msg, self.now_ms())
+        outcome = lr.crdt.sync(peer.session, msg, self.now_ms())
         if outcome.persist is not None:
             self.edits_applied += 1
             self.metrics.edits.labels("replica").inc()
@@ -300,11 +300,11 @@ class Hub(Registry, Pipeline, Replication):
         if msg.user is not None and msg.user.name and peer.identity.authenticated:
             # the token names the user: nobody may appear (in presence or chat) as someone else
             msg = msgspec.structs.replace(msg, user=msgspec.structs.replace(msg.user, name=""))
-        self.submit(lr, lr.room.presence(peer.session, msg, self.now_ms()), peer, time.monotonic())
+        self.submit(lr, lr.crdt.presence(peer.session, msg, self.now_ms()), peer, time.monotonic())
 
     async def chat_send(self, peer: Peer, msg: p.ChatSend) -> None:
         lr = self._chatter(peer, msg.doc)
-        member = lr.room.members[peer.session]
+        member = lr.crdt.members[peer.session]
         stored = await self._chat_call(
             self.store.add_chat(
                 msg.doc,
@@ -364,7 +364,7 @@ class Hub(Registry, Pipeline, Replication):
 
     def _chatter(self, peer: Peer, doc_id: str) -> LoadedRoom:
         lr = self.joined(peer, doc_id)
-        lr.room.chatter(peer.session)
+        lr.crdt.chatter(peer.session)
         return lr
 
     def _chat_out(self, peer: Peer, doc_id: str, stored: ChatMessage) -> None:
@@ -372,8 +372,8 @@ class Hub(Registry, Pipeline, Replication):
         msg = p.Chat(doc=doc_id, message=_chat(stored))
         if self.cluster is not None:
             self.cluster.publish(doc_id, ChatNote(self.replica, p.encoder.encode(msg)))
-        outcome = lr.room.chat(peer.session, msg)  # a room input like any other
-        outcome.broadcast.extend(lr.room.touch(peer.session, self.now_ms()).broadcast)
+        outcome = lr.crdt.chat(peer.session, msg)  # a room input like any other
+        outcome.broadcast.extend(lr.crdt.touch(peer.session, self.now_ms()).broadcast)
         self.submit(lr, outcome, peer, time.monotonic())
 
 

@@ -18,10 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, Store, StoreError
-from cowrite.engine import (
-    Document,
-)
-from cowrite.rooms.retention import compact_old_history, compaction_due
+from cowrite.rooms.kind import CRDT, DocumentKind, DocumentRoom
 from cowrite.rooms.room import Room, RoomError, RoomLimits
 from cowrite.server.cluster import Cluster, SeqSet
 from cowrite.server.config import Settings
@@ -41,7 +38,8 @@ SNAPSHOT_FORCE_FACTOR = 20
 
 @dataclass
 class LoadedRoom:
-    room: Room
+    room: DocumentRoom
+    """The loaded document, seen through the document-kind seam (``rooms/kind.py``)."""
     loaded_version: int
     peers: dict[str, Peer] = field(default_factory=dict)
     """Connections in the room (or joining it): they may send it messages."""
@@ -69,6 +67,17 @@ class LoadedRoom:
     joining: set[str] = field(default_factory=set)
     """Sessions whose ``joined`` waits in the pipeline: one each (a join can be megabytes)."""
 
+    @property
+    def crdt(self) -> Room:
+        """The room as the CRDT kind (``Room``), for its own dialect (join, edit, sync, REST
+        reads); raises RoomError ``bad_message`` for a document of another kind."""
+        room = self.room
+        if not isinstance(room, Room):
+            raise RoomError(
+                p.ErrorCode.BAD_MESSAGE, f"{room.doc_id} is not a document of this protocol"
+            )
+        return room
+
 
 class Registry:
     """The hub's loaded rooms (a part of ``Hub``: it declares what it uses of the others)."""
@@ -81,6 +90,8 @@ class Registry:
     cluster: Cluster | None
     exactly_once: ExactlyOnce
     rooms: dict[str, LoadedRoom]
+    kind: DocumentKind = CRDT
+    """The kind of the documents this hub loads (the Yjs integration chooses it per document)."""
     _loading: dict[str, asyncio.Future[LoadedRoom]]
     _unloads: set[asyncio.Task[None]]
 
@@ -143,11 +154,6 @@ class Registry:
                 await self.store.create_document(doc_id, title=doc_id, now_ms=self.now_ms())
             stored = await self.store.load(doc_id)
             assert stored is not None
-        doc = (
-            Document.load(stored.snapshot, self.replica, now_ms=self.now_ms)
-            if stored.snapshot
-            else Document(self.replica, now_ms=self.now_ms)
-        )
         limits = RoomLimits(
             max_node_length=self.settings.max_node_length,
             max_new_replicas_per_sync=self.settings.max_new_replicas_per_sync,
@@ -159,9 +165,15 @@ class Registry:
             edit_log_capacity=self.settings.edit_log_capacity,
             idle_after_ms=int(self.settings.idle_after_s * 1000),
         )
-        room = Room(doc_id, doc, stored.snapshot_seq, limits)
-        for seq, update in stored.updates:
-            room.load_update(seq, update)
+        room = self.kind.load(
+            doc_id,
+            stored.snapshot,
+            stored.snapshot_seq,
+            stored.updates,
+            limits,
+            replica=self.replica,
+            now_ms=self.now_ms,
+        )
         if self.cluster is not None:  # versions are this instance's from now on
             room.epoch = secrets.token_hex(6)
         lr = LoadedRoom(
@@ -236,9 +248,7 @@ class Registry:
         replay merges them again, which changes nothing)."""
         if lr.unpersisted:
             return
-        # deleted text older than the kept history goes (and with it, from the disk)
-        compact_old_history(lr.room.doc, lr.room.cuts, self.settings.history_kept_ops)
-        state = lr.room.doc.encode_state()
+        state = lr.room.encode_snapshot(self.settings.history_kept_ops)
         upto = lr.seqs.upto
         counted = lr.since_snapshot
         try:
@@ -252,7 +262,7 @@ class Registry:
     def _compaction_due(self, lr: LoadedRoom) -> bool:
         """Old deleted history is worth compacting away (and the log with it) by a snapshot."""
         kept = self.settings.history_kept_ops
-        return lr.since_snapshot > 0 and compaction_due(lr.room.doc, lr.room.cuts, kept)
+        return lr.since_snapshot > 0 and lr.room.compaction_due(kept)
 
     def _snapshot_due(self, lr: LoadedRoom) -> bool:
         """Encoding a snapshot holds the event loop (tens of ms for a large document), so a busy

@@ -16,9 +16,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cowrite.adapters.store import Compacted, NotFound, Store, StoreError
-from cowrite.engine import (
-    Document,
-)
 from cowrite.rooms.room import Outcome, RoomError
 from cowrite.server.cluster import ChatNote, Cluster, PresenceNote, QueryNote, UpdateNote
 
@@ -124,16 +121,13 @@ class Replication:
         if stored is None or self.rooms.get(doc_id) is not lr:
             return
         if stored.snapshot is not None:
-            snap = Document.load(stored.snapshot, None, now_ms=self.now_ms)
-            try:
-                delta = snap.delta_since(lr.room.doc.version)
-            except Exception:
+            outcome = lr.room.merge_snapshot(stored.snapshot)
+            if outcome is None:
                 log.warning("room too far behind a snapshot: reloading", extra={"doc": doc_id})
                 for peer in list(lr.peers.values()):
                     peer.close(1012, "document reloaded: reconnect")
                 return
             lr.seqs.fill_to(stored.snapshot_seq)
-            outcome = lr.room.merge_update(delta)
             if outcome.broadcast:
                 self.submit(lr, outcome, None, time.monotonic(), remote=True)
         for seq, data in stored.updates:

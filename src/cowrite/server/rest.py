@@ -359,7 +359,7 @@ def routes(state: Cowrite) -> list[Route]:
         doc_id = authorized(request, "read")
         info = await existing(doc_id)
         async with opened(doc_id) as lr:
-            room = lr.room
+            room = lr.crdt
             return _json(
                 DocumentDetail(
                     info.id,
@@ -405,7 +405,7 @@ def routes(state: Cowrite) -> list[Route]:
     async def get_json(request: Request) -> Response:
         doc_id = authorized(request, "read")
         async with opened(doc_id) as lr:
-            return _json(lr.room.doc.to_json())
+            return _json(lr.crdt.doc.to_json())
 
     async def get_text(request: Request) -> Response:
         doc_id = authorized(request, "read")
@@ -413,7 +413,7 @@ def routes(state: Cowrite) -> list[Route]:
         if not 0 < len(name) <= 100:
             raise HTTPError(400, "bad_request", "a node name has 1-100 characters")
         async with opened(doc_id) as lr:
-            doc = lr.room.doc
+            doc = lr.crdt.doc
             node = root_id(NodeKind.TEXT, name)
             if node not in doc.roots:
                 raise HTTPError(404, "unknown_node", f"no text {name!r} in {doc_id!r}")
@@ -426,7 +426,7 @@ def routes(state: Cowrite) -> list[Route]:
         after = _int_param(request, "after", -1, -1, 2**62)
         assert limit is not None and after is not None
         async with opened(doc_id) as lr:
-            listed = versions(lr.room.doc)
+            listed = versions(lr.crdt.doc)
         page = listed[after + 1 : after + 1 + limit]
         more = after + 1 + limit < len(listed)
         return _json(
@@ -442,7 +442,7 @@ def routes(state: Cowrite) -> list[Route]:
         if not raw.isdigit():
             raise HTTPError(400, "bad_request", f"a version index is an integer >= 0, not {raw!r}")
         async with opened(doc_id) as lr:
-            doc = lr.room.doc
+            doc = lr.crdt.doc
             history_read(doc)
             v = version_at(doc, int(raw))
             try:
@@ -459,7 +459,7 @@ def routes(state: Cowrite) -> list[Route]:
         end = _int_param(request, "to", -1, 0, 2**62)
         assert start is not None and end is not None
         async with opened(doc_id) as lr:
-            doc = lr.room.doc
+            doc = lr.crdt.doc
             history_read(doc)
             if end == -1:
                 end = max(len(versions(doc)) - 1, 0)
@@ -487,7 +487,7 @@ def routes(state: Cowrite) -> list[Route]:
         doc_id = authorized(request, "write")
         body = await _body(request, RestoreRequest)
         async with opened(doc_id) as lr:
-            room = lr.room
+            room = lr.crdt
             history_read(room.doc)
             target = version_at(room.doc, body.version)
             try:
