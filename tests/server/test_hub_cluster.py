@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # protocol_clients.py
@@ -339,3 +340,27 @@ def test_seq_sets_track_what_a_room_holds() -> None:
     seqs.add(7)
     seqs.fill_to(6)  # a snapshot covering 1..6 was merged
     assert (seqs.upto, seqs.ahead) == (7, {9})
+
+
+def test_bus_notes_name_themselves() -> None:
+    """What travels on the bus is readable where people look at it (``redis-cli monitor``)."""
+    from cowrite.server.cluster import (
+        AliveNote,
+        ByeNote,
+        ChatNote,
+        PresenceNote,
+        QueryNote,
+        encode_note,
+    )
+
+    notes = [
+        UpdateNote(1, 2, b"x"),
+        PresenceNote(1, [], ["s"]),
+        QueryNote(1),
+        ChatNote(1, b"{}"),
+        AliveNote(1),
+        ByeNote(1),
+    ]
+    tags = [msgspec.msgpack.decode(encode_note(n))[0] for n in notes]
+    assert tags == ["update", "presence", "query", "chat", "alive", "bye"]
+    assert [decode_note(encode_note(n)) for n in notes] == notes

@@ -13,7 +13,10 @@ on one bus channel per document (``doc:<id>``) and one for liveness (``instances
 * ``AliveNote``/``ByeNote``: heartbeats; the members of an instance not heard from within
   ``instance_timeout_s`` (or that said bye) are dropped from every presence list.
 
-Messages are msgpack (``msgspec``) tagged structs; an undecodable one is logged and ignored.
+Messages are msgpack (``msgspec``) arrays whose first element names the note ("update",
+"presence", …: readable in ``redis-cli monitor``); an undecodable one is logged and ignored. (An
+instance of a version that used one-letter tags ignores these and catches up from the Store, as
+after any lost message, until it is upgraded too.)
 """
 
 from __future__ import annotations
@@ -35,33 +38,33 @@ log = logging.getLogger("cowrite.cluster")
 INSTANCES = "instances"
 
 
-class UpdateNote(msgspec.Struct, tag="u", array_like=True):
+class UpdateNote(msgspec.Struct, tag="update", array_like=True):
     instance: int
     seq: int
     data: bytes
 
 
-class PresenceNote(msgspec.Struct, tag="p", array_like=True):
+class PresenceNote(msgspec.Struct, tag="presence", array_like=True):
     instance: int
     entries: list[PeerEntry]
     left: list[str]
 
 
-class QueryNote(msgspec.Struct, tag="q", array_like=True):
+class QueryNote(msgspec.Struct, tag="query", array_like=True):
     instance: int
 
 
-class ChatNote(msgspec.Struct, tag="c", array_like=True):
+class ChatNote(msgspec.Struct, tag="chat", array_like=True):
     instance: int
     message: bytes
     """The ``chat`` server message, encoded as clients get it."""
 
 
-class AliveNote(msgspec.Struct, tag="a", array_like=True):
+class AliveNote(msgspec.Struct, tag="alive", array_like=True):
     instance: int
 
 
-class ByeNote(msgspec.Struct, tag="b", array_like=True):
+class ByeNote(msgspec.Struct, tag="bye", array_like=True):
     instance: int
 
 
