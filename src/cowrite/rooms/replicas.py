@@ -30,7 +30,6 @@ from cowrite.rooms.state import (
     RoomError,
     RoomState,
     _is_seq,
-    _op_ranges,
     _wire_list,
 )
 from cowrite.rooms.wire import node_to_wire, value_to_wire
@@ -184,7 +183,7 @@ class Replicas(RoomState):
         if doc.version == before and doc.pending_ops == before_pending:
             return Outcome()
         version, ops_out, seq_nodes = self._record_merged(
-            changes, client_of(client), edit_id, before, _op_ranges(doc, ops)
+            changes, client_of(client), edit_id, before
         )
         if edit_id and (client, edit_id) not in self._recent:
             self.remember((client, edit_id), version, digest)
@@ -208,13 +207,12 @@ class Replicas(RoomState):
         client: str,
         edit_id: str,
         before: VersionVector,
-        ranges: dict[int, tuple[int, int]] | None = None,
     ) -> tuple[int, list[p.EditOp], list[int]]:
         """Log CRDT changes just merged (a replica's delta, a stored or another instance's
         update) as the next version: its number, its wire ops, the sequences it changed."""
         ops_out = self._wire_ops(changes)
         seq_changes = [(c.node, c.delta) for c in changes if c.delta and _is_seq(c)]
-        version = self._record(ops_out, seq_changes, client, edit_id, before, ranges)
+        version = self._record(ops_out, seq_changes, client, edit_id, before)
         return version, ops_out, [n for n, _ in seq_changes]
 
     def _merged_broadcast(

@@ -228,9 +228,7 @@ class Room(ThinEdits, Replicas):
             self._snap = (key, *snapshot(self.doc))
         return self._snap[1], self._snap[2]
 
-    def _changes_since(
-        self, base: VersionVector, extra: dict[int, tuple[int, int]] | None = None
-    ) -> list[p.EditOp] | None:
+    def _changes_since(self, base: VersionVector) -> list[p.EditOp] | None:
         """Wire ops turning the document at version vector ``base`` into the current one, or
         None when that cannot be said exactly (history compacted away or not seen here, nested
         nodes: then the client gets a snapshot and merges three-way)."""
@@ -238,7 +236,7 @@ class Room(ThinEdits, Replicas):
         if doc.has_nested_nodes():
             return None
         try:
-            diffs = diff(doc, base, doc.version, extra)
+            diffs = diff(doc, base, doc.version)
         except EngineError:
             return None
         ops: list[p.EditOp] = []

@@ -20,9 +20,7 @@ from cowrite.engine import (
     EditLog,
     NodeKind,
     VersionVector,
-    op_span,
 )
-from cowrite.engine import Op as EngineOp
 from cowrite.rooms.checksum import ChecksumSchedule
 from cowrite.rooms.edit_keys import key_client
 from cowrite.rooms.peers import RemoteMember
@@ -66,13 +64,11 @@ class Origin:
     edit: str
     ops: list[p.EditOp]
     vv: dict[str, int]
-    ranges: dict[int, tuple[int, int]]
-    """Per replica, the op seqs this version added (for a rejoin whose batch it was)."""
     user: str = ""
     """The user id of its author, when this instance applied it (a member's or a server edit's)."""
 
 
-NOT_LOGGED = Origin("", "", [], {}, {})
+NOT_LOGGED = Origin("", "", [], {})
 """A batch applied so long ago that how it changed the document is no longer known."""
 
 
@@ -172,22 +168,16 @@ class RoomState:
         client: str,
         edit: str,
         before: VersionVector,
-        ranges: dict[int, tuple[int, int]] | None = None,
         user: str = "",
     ) -> int:
-        """Log a batch applied since the document was at ``before`` as the next version.
-        ``ranges``: the op seqs the batch itself carried, per replica (default: what the version
-        vector gained, which for a merged update may include ops it released from the causal
-        queue)."""
+        """Log a batch applied since the document was at ``before`` as the next version."""
         version = self.log.record(seq_changes)
         self._snap = None  # of an older version: not to be kept alive
         now = self.doc.version
         self.cuts.note(now)
         changed = [r for r, n in now.items() if before.get(r) != n]
         vv = {str(r): now[r] for r in changed}
-        if ranges is None:
-            ranges = {r: (before.get(r, 0), now[r]) for r in changed}
-        self._origins[version] = Origin(client, edit, ops, vv, ranges, user)
+        self._origins[version] = Origin(client, edit, ops, vv, user)
         while len(self._origins) > self.limits.edit_log_capacity:
             self._origins.popitem(last=False)
         return version
@@ -252,13 +242,3 @@ def _list_values(values: list[Any]) -> list[Any]:
 
 def _wire_list(doc: Document, values: list[Any]) -> list[Any]:
     return [value_to_wire(doc, v) for v in values]
-
-
-def _op_ranges(doc: Document, ops: list[EngineOp]) -> dict[int, tuple[int, int]]:
-    """Per replica, the span of op seqs ``ops`` carry."""
-    spans: dict[int, tuple[int, int]] = {}
-    for op in ops:
-        replica, first, end = op_span(doc, op)
-        lo, hi = spans.get(replica, (first, end))
-        spans[replica] = (min(lo, first), max(hi, end))
-    return spans
