@@ -42,6 +42,13 @@ def test_valid_edit_decodes_to_typed_ops() -> None:
         (b'{"type":"edit","doc":"d","edit_id":"1","version":0,"ops":[]}', "ops"),
         (b'{"type":"chat_send","doc":"d","text":""}', "text"),
         (b"[1,2,3]", "object"),
+        # the inputs added for chat keys and divergence reports
+        (b'{"type":"hello","client_id":"c","key":"short"}', "key"),
+        (b'{"type":"hello","client_id":"c","key":"' + b"k" * 129 + b'"}', "key"),
+        (b'{"type":"hello","client_id":"c","key":7}', "key"),
+        (b'{"type":"diverged","doc":"d","version":-1,"node":"text:t"}', "version"),
+        (b'{"type":"diverged","doc":"d","version":1}', "node"),
+        (b'{"type":"diverged","doc":"..","version":1,"node":"text:t"}', "doc"),
     ],
 )
 def test_bad_frames_are_refused_with_a_precise_reason(frame: bytes, fragment: str) -> None:
