@@ -1,0 +1,374 @@
+"""The real Yjs clients against a real ``cowrite serve`` (one instance, SQLite): the unchanged
+``y-websocket`` 3.1 ``WebsocketProvider`` and ``@hocuspocus/provider`` 4.8 ``HocuspocusProvider``
+in node (``js/yclients.mjs``, over the ``ws`` package), driven from here.
+
+* random concurrent edits of Y.Text, Y.Map, Y.Array and Y.XmlFragment by clients of both dialects
+  (one Hocuspocus socket multiplexing two documents), with offline periods, converge with each
+  other, with a fresh client, with the REST read-out and after a restart;
+* read-only tokens (Hocuspocus ``readonly`` scope, y-websocket's logged refusal): their edits reach
+  nobody; forged, expired and wrong-document tokens are refused; a native document is refused;
+* awareness appears at the others and disappears when a client's process is killed;
+* kill -9 right after a Hocuspocus client saw its SyncStatus loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cowrite.server.auth import issue
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # yjs_e2e.py
+from yjs_e2e import YClients, YjsServer, content_diff, eventually, same_content
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
+]
+
+Node = Callable[..., Awaitable[YClients]]
+Server = Callable[..., Awaitable[YjsServer]]
+
+SECRET = "e2e-secret-e2e-secret-e2e-secret!"
+
+
+def token(docs: dict[str, list[str]], *, secret: str = SECRET, ttl: int = 3600) -> str:
+    return issue(secret, "u", docs=docs, name="U", expires_at=int(time.time()) + ttl)
+
+
+async def all_states(nodes: list[YClients]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for states in await asyncio.gather(*(n.states() for n in nodes)):
+        out.update(states)
+    return out
+
+
+def settled(state: dict[str, Any]) -> bool:
+    """Connected and synced; a Hocuspocus client also has every change acknowledged."""
+    if not state["synced"]:
+        return False
+    return state["dialect"] != "hocuspocus" or state["unsynced"] == 0
+
+
+async def converge(
+    nodes: list[YClients], names: list[str], *, what: str, timeout: float = 60
+) -> dict[str, Any]:
+    """Wait until clients ``names`` are settled and agree; return the agreed state."""
+    last: dict[str, dict[str, Any]] = {}
+
+    async def agreed() -> bool:
+        nonlocal last
+        states = await all_states(nodes)
+        last = {k: states[k] for k in names}
+        return all(settled(s) for s in last.values()) and same_content(list(last.values()))
+
+    try:
+        await eventually(agreed, timeout=timeout, what=what, every=0.2)
+    except AssertionError:
+        first = last[names[0]]
+        for k in names[1:]:
+            if last[k]["content"] != first["content"] or last[k]["sv"] != first["sv"]:
+                print(f"{k} vs {names[0]}: {content_diff(last[k]['content'], first['content'])}")
+        print(
+            {
+                k: (s["status"], s["synced"], s.get("unsynced"), s["closes"][-3:])
+                for k, s in last.items()
+            }
+        )
+        raise
+    return last[names[0]]
+
+
+async def fresh_read(
+    node: Node, server_base: str, doc: str, dialect: str, name: str, token: str | None = None
+) -> dict[str, Any]:
+    """What a new client of ``dialect`` in a new node process gets from the server."""
+    reader = await node(name)
+    await reader.open("fresh", dialect, server_base, doc, token=token)
+    await converge([reader], ["fresh"], what=f"a fresh {dialect} client of {doc} syncs")
+    state = await reader.state("fresh")
+    await reader.close()
+    return state
+
+
+async def test_random_edits_of_both_dialects_converge_everywhere_and_after_a_restart(
+    yjs_server: Server, node: Node
+) -> None:
+    server = await yjs_server()
+    n1, n2 = await node("n1"), await node("n2")
+    nodes = [n1, n2]
+    base = server.base
+    # document "rt": two Hocuspocus clients (h2 on a socket shared with document "rt2") and two
+    # y-websocket clients, in two processes; document "rt2": h3 (same socket as h2) and y3.
+    await n1.open("h1", "hocuspocus", base, "rt", user={"name": "H1"})
+    await n2.open("h2", "hocuspocus", base, "rt", socket="shared")
+    await n2.open("h3", "hocuspocus", base, "rt2", socket="shared")
+    await n1.open("y1", "ywebsocket", base, "rt")
+    await n2.open("y2", "ywebsocket", base, "rt", user={"name": "Y2"})
+    await n1.open("y3", "ywebsocket", base, "rt2")
+    owner = {"h1": n1, "y1": n1, "y3": n1, "h2": n2, "h3": n2, "y2": n2}
+    rt, rt2 = ["h1", "h2", "y1", "y2"], ["h3", "y3"]
+    await converge(nodes, rt + rt2, what="every client is connected and synced")
+
+    seeds = iter(range(1000, 2000))
+    for round_ in range(3):
+        # one client of "rt" goes offline, edits there while the others edit, then comes back
+        offline = rt[round_ % len(rt)] if round_ < 2 else "h2"
+        if offline == "h2":  # a shared socket: both of its documents go offline
+            await n2.call("socket_disconnect", socket="shared")
+        else:
+            await owner[offline].call("disconnect", client=offline)
+        edits = [
+            owner[c].call(
+                "edit", client=c, seed=next(seeds), n=40, pause_ms=4, tag=f"{c}.{round_}:"
+            )
+            for c in rt + rt2
+        ]
+        await asyncio.gather(*edits)
+        if offline == "h2":
+            await n2.call("socket_connect", socket="shared")
+        else:
+            await owner[offline].call("connect", client=offline)
+
+    final = await converge(nodes, rt, what="the clients of rt converge")
+    final2 = await converge(nodes, rt2, what="the clients of rt2 (one socket with rt) converge")
+    content, content2 = final["content"], final2["content"]
+    assert content["text"] and content["map"] and content["array"] and content["xml"]
+    assert content2["text"] and content != content2
+
+    # the comparison can fail: one client's offline edit makes it differ
+    await n1.call("disconnect", client="y1")
+    await n1.call("edit", client="y1", seed=1, n=1, tag="only-here")
+    states = await all_states(nodes)
+    assert not same_content([states["y1"], states["h1"]])
+
+    # the server agrees: a fresh client of each dialect, and the REST read-out
+    for dialect in ("hocuspocus", "ywebsocket"):
+        fresh = await fresh_read(node, base, "rt", dialect, f"fresh-{dialect}")
+        assert fresh["content"] == content, content_diff(fresh["content"], content)
+    rest = await server.yjs_state("rt")
+    assert rest is not None, "GET /api/documents/rt/yjs is missing"
+    decoded = await n2.decode(rest)
+    assert decoded["content"] == content, content_diff(decoded["content"], content)
+
+    # a clean restart on the same data file: same state
+    await n1.close()
+    await n2.close()
+    server.terminate()
+    await server.start()
+    for dialect in ("ywebsocket", "hocuspocus"):
+        fresh = await fresh_read(node, base, "rt", dialect, f"after-restart-{dialect}")
+        assert fresh["content"] == content, content_diff(fresh["content"], content)
+    fresh = await fresh_read(node, base, "rt2", "hocuspocus", "after-restart-rt2")
+    assert fresh["content"] == content2, content_diff(fresh["content"], content2)
+
+
+async def test_kill_9_right_after_sync_status_loses_nothing(yjs_server: Server, node: Node) -> None:
+    server = await yjs_server()
+    typed: list[str] = []
+    for k in range(3):
+        writer = await node(f"writer{k}")
+        await writer.open("h", "hocuspocus", server.base, "crash")
+        await converge([writer], ["h"], what="the writer is synced")
+        for j in range(5):
+            marker = f"<{k}.{j}>"
+            await writer.call("type", client="h", text=marker)
+            typed.append(marker)
+        await writer.call("edit", client="h", seed=k, n=30, kinds=["map", "array", "xml"])
+        await eventually(
+            lambda w=writer: _unsynced_is(w, "h", 0), timeout=30, what="SyncStatus for every edit"
+        )
+        saved = (await writer.state("h"))["content"]
+        server.kill()  # at once: no clean shutdown
+        writer.kill()  # and the client cannot send it again
+        await server.start()
+        after = await fresh_read(node, server.base, "crash", "hocuspocus", f"reader{k}")
+        assert after["content"] == saved, content_diff(after["content"], saved)
+        text = "".join(part["insert"] for part in after["content"]["text"])
+        assert text == "".join(typed)
+
+
+async def _unsynced_is(clients: YClients, client: str, n: int) -> bool:
+    state = await clients.state(client)
+    return bool(state["synced"]) and state["unsynced"] == n
+
+
+def _text(state: dict[str, Any]) -> str:
+    return "".join(part["insert"] for part in state["content"]["text"])
+
+
+async def test_read_only_clients_sync_but_their_edits_reach_nobody_and_bad_tokens_are_refused(
+    yjs_server: Server, node: Node
+) -> None:
+    server = await yjs_server(secret=SECRET)
+    n = await node("auth")
+    rw, ro = token({"ro": ["read", "write"]}), token({"ro": ["read"]})
+    await n.open("hw", "hocuspocus", server.base, "ro", token=rw)
+    await n.open("yw", "ywebsocket", server.base, "ro", token=rw)
+    await converge([n], ["hw", "yw"], what="the writers are synced")
+    await n.call("type", client="hw", text="written. ")
+    await converge([n], ["hw", "yw"], what="the writers agree")
+
+    await n.open("hr", "hocuspocus", server.base, "ro", token=ro)
+    await n.open("yr", "ywebsocket", server.base, "ro", token=ro)
+    await eventually(
+        lambda: _all(n, ["hr", "yr"], lambda s: s["synced"] and _text(s) == "written. "),
+        timeout=30,
+        what="the read-only clients sync",
+    )
+    hr = await n.state("hr")
+    assert hr["authenticated"] and hr["scope"] == "readonly"
+
+    # their edits, then an awareness change on the same connection (relayed after the edit was
+    # handled: a frame order the server keeps)
+    await n.call("type", client="hr", text="RO-H")
+    await n.call("edit", client="hr", seed=3, n=10, kinds=["map", "xml"], tag="RO-H")
+    await n.call("awareness", client="hr", field="user", value={"name": "after hr's edit"})
+    await n.call("type", client="yr", text="RO-Y")
+    await n.call("edit", client="yr", seed=4, n=10, kinds=["array"], tag="RO-Y")
+    await n.call("awareness", client="yr", field="user", value={"name": "after yr's edit"})
+    names = {"after hr's edit", "after yr's edit"}
+    await eventually(
+        lambda: _all(n, ["hw", "yw"], lambda s: names <= _names(s)),
+        timeout=30,
+        what="the writers see the read-only clients' awareness",
+    )
+    await eventually(
+        lambda: _all(n, ["yr"], lambda s: bool(s["denied"])),
+        timeout=30,
+        what="y-websocket logs the permission-denied message",
+    )
+    assert "read-only" in (await n.state("yr"))["denied"][0]
+    hr = await n.state("hr")
+    assert hr["unsynced"] > 0  # SyncStatus(false): the provider knows nothing was saved
+
+    await n.call("type", client="yw", text="more.")
+    await converge([n], ["hw", "yw"], what="the writers agree again")
+    hw = await n.state("hw")
+    assert _text(hw) == "written. more."
+    assert "RO" not in json.dumps(hw["content"])
+    for dialect in ("ywebsocket", "hocuspocus"):
+        fresh = await fresh_read(node, server.base, "ro", dialect, f"fresh-{dialect}", token=ro)
+        assert fresh["content"] == hw["content"], content_diff(fresh["content"], hw["content"])
+
+    # refused: forged, expired, for another document, and (read-only) a document that does not exist
+    bad = {
+        "forged": token({"ro": ["read", "write"]}, secret="not the server's secret, no no no"),
+        "expired": token({"ro": ["read", "write"]}, ttl=-60),
+        "elsewhere": token({"another": ["read", "write"]}),
+        "garbage": "not.a.jwt",
+    }
+    for case, tok in bad.items():
+        await n.open(f"bad-h-{case}", "hocuspocus", server.base, "ro", token=tok)
+        await n.open(f"bad-y-{case}", "ywebsocket", server.base, "ro", token=tok)
+    await n.open("bad-h-missing", "hocuspocus", server.base, "nothing-here", token=ro)
+    await n.open("bad-y-missing", "ywebsocket", server.base, "nothing-here", token=ro)
+    cases = [*bad, "missing"]
+    await eventually(
+        lambda: _all(n, [f"bad-h-{c}" for c in cases], lambda s: bool(s["denied"])),
+        timeout=30,
+        what="every Hocuspocus client with a bad token gets authenticationFailed",
+    )
+    await eventually(
+        lambda: _all(n, [f"bad-y-{c}" for c in cases], lambda s: bool(s["closes"])),
+        timeout=30,
+        what="every y-websocket connection with a bad token is closed",
+    )
+    states = await n.states()
+    for c in cases:
+        h, y = states[f"bad-h-{c}"], states[f"bad-y-{c}"]
+        assert not h["authenticated"] and not h["syncedOnce"] and _text(h) == "", (c, h)
+        assert not y["syncedOnce"] and _text(y) == "", (c, y)
+        print(c, "hocuspocus:", h["denied"][:1], "y-websocket:", y["closes"][:2], y["terminal"])
+    # an unknown document for a read-only client: 4404 (y-websocket stops reconnecting)
+    assert states["bad-y-missing"]["closes"][0]["code"] == 4404, states["bad-y-missing"]["closes"]
+
+
+async def test_a_native_document_is_refused_to_yjs_clients(yjs_server: Server, node: Node) -> None:
+    server = await yjs_server()
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(f"{server.url}/api/documents", json={"id": "native", "title": "N"})
+        assert r.status_code in (200, 201), r.text
+        r = await http.get(f"{server.url}/api/documents/native")
+        assert r.json().get("kind", "crdt") == "crdt"
+    n = await node("native")
+    await n.open("h", "hocuspocus", server.base, "native")
+    await n.open("y", "ywebsocket", server.base, "native")
+    await eventually(lambda: _all(n, ["h"], lambda s: bool(s["denied"])), timeout=30, what="denied")
+    await eventually(lambda: _all(n, ["y"], lambda s: bool(s["closes"])), timeout=30, what="closed")
+    states = await n.states()
+    assert states["h"]["denied"][0] == "not a Yjs document"
+    assert states["y"]["closes"][0]["code"] == 4404
+    # and a Yjs client's first connect creates a document of kind yjs
+    await n.open("h2", "hocuspocus", server.base, "rich")
+    await converge([n], ["h2"], what="rich is created")
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.get(f"{server.url}/api/documents/rich")
+        assert r.status_code == 200 and r.json()["kind"] == "yjs", r.text
+
+
+async def test_awareness_appears_at_the_others_and_disappears_when_the_client_dies(
+    yjs_server: Server, node: Node
+) -> None:
+    server = await yjs_server()
+    watcher, hn, yn = await node("watcher"), await node("h"), await node("y")
+    await watcher.open("w", "hocuspocus", server.base, "aw", user={"name": "Watcher"})
+    await watcher.open("wy", "ywebsocket", server.base, "aw")
+    await hn.open("h", "hocuspocus", server.base, "aw", user={"name": "H", "color": "#ff0000"})
+    await yn.open("y", "ywebsocket", server.base, "aw", user={"name": "Y", "color": "#00ff00"})
+    everyone = {"Watcher", "H", "Y"}
+    await eventually(
+        lambda: _all(watcher, ["w", "wy"], lambda s: everyone <= _names(s)),
+        timeout=30,
+        what="both watchers see every user",
+    )
+    for clients, c in ((hn, "h"), (yn, "y")):
+        await eventually(
+            lambda clients=clients, c=c: _all(clients, [c], lambda s: everyone <= _names(s)),
+            timeout=30,
+            what=f"{c} sees every user",
+        )
+    # a change of state travels too
+    await hn.call("awareness", client="h", field="cursor", value={"anchor": 3, "head": 5})
+    await eventually(
+        lambda: _all(
+            watcher,
+            ["wy"],
+            lambda s: any(
+                v.get("cursor") == {"anchor": 3, "head": 5} for v in s["awareness"].values()
+            ),
+        ),
+        timeout=30,
+        what="the cursor arrives",
+    )
+    hn.kill()
+    await eventually(
+        lambda: _all(watcher, ["w", "wy"], lambda s: _names(s) == {"Watcher", "Y"}),
+        timeout=30,
+        what="H's state is removed once its process is killed",
+    )
+    yn.kill()
+    await eventually(
+        lambda: _all(watcher, ["w", "wy"], lambda s: _names(s) == {"Watcher"}),
+        timeout=30,
+        what="Y's state is removed once its process is killed",
+    )
+
+
+async def _all(n: YClients, names: list[str], check: Callable[[dict[str, Any]], bool]) -> bool:
+    states = await n.states()
+    return all(check(states[k]) for k in names)
+
+
+def _names(state: dict[str, Any]) -> set[str]:
+    return {
+        s["user"]["name"] for s in state["awareness"].values() if isinstance(s.get("user"), dict)
+    }
