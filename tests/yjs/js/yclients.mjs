@@ -80,6 +80,19 @@ function sharedSocket(name, url) {
   return s;
 }
 
+// y-protocols' Awareness drops a remote state not renewed for 30 s by itself, which would hide
+// a server that never removes the state of a dead client. Here only the server's removals remove
+// remote states; the local state is still renewed every 15 s, as y-protocols does.
+function keepRemoteStates(awareness) {
+  clearInterval(awareness._checkInterval);
+  awareness._checkInterval = setInterval(() => {
+    const meta = awareness.meta.get(awareness.clientID);
+    if (awareness.getLocalState() !== null && meta && Date.now() - meta.lastUpdated >= 15000) {
+      awareness.setLocalState(awareness.getLocalState());
+    }
+  }, 3000);
+}
+
 function open(c) {
   const doc = new Y.Doc();
   const st = {
@@ -118,6 +131,7 @@ function open(c) {
     st.provider.on("connection-error", () => { st.errors += 1; });
     st.provider.on("closed", ({ code, reason }) => { st.terminal = { code, reason: String(reason) }; });
   }
+  keepRemoteStates(st.provider.awareness);
   if (c.user) st.provider.awareness.setLocalStateField("user", c.user);
   clients.set(c.client, st);
   return state(st);
