@@ -184,7 +184,7 @@ class YjsServer(CowriteInstance):
         """``GET /api/documents/{doc}/yjs`` (None when the route is missing)."""
         async with httpx.AsyncClient(timeout=30) as http:
             r = await http.get(f"{self.url}/api/documents/{doc}/yjs")
-        if r.status_code in (404, 405) and "yjs" not in r.text.lower():
+        if r.status_code in (404, 405):  # (the documents of these tests exist)
             return None
         assert r.status_code == 200, (r.status_code, r.text[:300])
         return r.content
