@@ -173,7 +173,17 @@ def attacks(rng: random.Random, u: dict[str, bytes]) -> list[Attack]:
         if roll < 0.2:
             out.append(Attack(endpoint, f"truncated {name}", [truncate(valid, rng)], True, auth))
         elif roll < 0.4:
-            out.append(Attack(endpoint, f"lying length {name}", [lie(valid, rng)], True, auth))
+            # (Hocuspocus holds an unauthenticated address's messages undecoded: authenticate,
+            # or a lie inside an awareness update would only be found once attached)
+            out.append(
+                Attack(
+                    endpoint,
+                    f"lying length {name}",
+                    [lie(valid, rng)],
+                    True,
+                    auth or endpoint == "hocuspocus",
+                )
+            )
         elif roll < 0.55:
             if endpoint == "yjs":
                 t = rng.choice([4, 5, 17, 127, 128, 300, 2**20])
@@ -223,12 +233,19 @@ def attacks(rng: random.Random, u: dict[str, bytes]) -> list[Attack]:
                     )
             out.append(Attack(endpoint, "mutated update", frames_, False, True, EVIL))
         else:
-            # floods: awareness states for many client ids, or the same frame many times
-            if endpoint == "yjs":
+            # floods: the same frame many times, or (to the other document) awareness states of
+            # many client ids: the y-websocket provider echoes every awareness state it gets, and
+            # the server then counts departed clients against the echoing connection (see
+            # test_server_awareness.py), which would close the well-behaved y-websocket client
+            if endpoint == "yjs" and rng.random() < 0.5:
                 flood = [
                     var_uint(1) + var_bytes(awareness_update([(rng.randrange(2**32), 1, "{}")]))
                     for _ in range(300)
                 ]
+                out.append(Attack(endpoint, "flood awareness", flood, False, False, EVIL))
+                continue
+            if endpoint == "yjs":
+                flood = [y_frames(u)["step1"]] * 300
             else:
                 flood = [h_frames(DOC, u)["step1"]] * 300
             out.append(Attack(endpoint, "flood", flood, False, auth))
