@@ -38,6 +38,9 @@ class Attachment:
     awareness_frame: Callable[[bytes], bytes]
     stateless_frame: Callable[[str], bytes] | None = None
     """Hocuspocus only: y-websocket has no stateless messages."""
+    dialect_key: Hashable = None
+    """Attachments with equal keys get byte-identical frames (same dialect and address): a
+    frame is encoded once per key, not once per connection. None: never shared."""
 
 
 class YjsRoom:
@@ -124,15 +127,16 @@ class YjsRoom:
 
     def update_frames(self, update: bytes, origin: str | None) -> list[tuple[FrameSink, bytes]]:
         """``update`` for every attached connection but ``origin``'s."""
-        return [
-            (a.sink, a.update_frame(update)) for key, a in self.attached.items() if key != origin
-        ]
+        return _encoded(
+            [a for key, a in self.attached.items() if key != origin],
+            lambda a: a.update_frame(update),
+        )
 
     def awareness_frames(self, update: bytes) -> list[tuple[FrameSink, bytes]]:
         """An awareness update for every attached connection, its sender's too (as the
         y-websocket and Hocuspocus servers do: a client alone hears its own renewals, which
         keep its provider from taking the connection for dead)."""
-        return [(a.sink, a.awareness_frame(update)) for a in self.attached.values()]
+        return _encoded(list(self.attached.values()), lambda a: a.awareness_frame(update))
 
     def stateless_frames(self, payload: str) -> list[tuple[FrameSink, bytes]]:
         return [
@@ -171,6 +175,24 @@ class YjsRoom:
 
     def owner_of(self, client_id: int) -> Hashable | None:
         return self.shared.awareness.owner(client_id)
+
+
+def _encoded(
+    attachments: list[Attachment], encode: Callable[[Attachment], bytes]
+) -> list[tuple[FrameSink, bytes]]:
+    """One frame per attachment, encoded once per ``dialect_key``."""
+    out: list[tuple[FrameSink, bytes]] = []
+    cache: dict[Hashable, bytes] = {}
+    for a in attachments:
+        key = a.dialect_key
+        if key is None:
+            out.append((a.sink, encode(a)))
+            continue
+        frame = cache.get(key)
+        if frame is None:
+            frame = cache[key] = encode(a)
+        out.append((a.sink, frame))
+    return out
 
 
 class YjsKind:
