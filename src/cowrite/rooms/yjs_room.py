@@ -46,8 +46,11 @@ class Attachment:
 class YjsRoom:
     """One loaded Yjs document and the connections attached to it (sans-I/O)."""
 
-    def __init__(self, doc_id: str, doc: YjsDocument, version: int) -> None:
+    def __init__(
+        self, doc_id: str, doc: YjsDocument, version: int, now_ms: Callable[[], int] = lambda: 0
+    ) -> None:
         self.doc_id = doc_id
+        self._now_ms = now_ms
         self.epoch = ""
         self.shared = SharedDoc(doc, AwarenessTable())
         self._version = version
@@ -109,7 +112,7 @@ class YjsRoom:
 
     def drop_instance(self, instance: int) -> Outcome:
         ids = self._remote_clients.pop(instance, set())
-        removal = self.shared.awareness.remove_clients(ids)
+        removal = self.shared.awareness.remove_clients(ids, self._now_ms() / 1000)
         return Outcome(frames=self.awareness_frames(removal)) if removal else Outcome()
 
     # --- connections ---------------------------------------------------------------------------
@@ -214,7 +217,7 @@ class YjsKind:
         replica: int,
         now_ms: Callable[[], int],
     ) -> YjsRoom:
-        room = YjsRoom(doc_id, YjsDocument(self.limits), snapshot_seq)
+        room = YjsRoom(doc_id, YjsDocument(self.limits), snapshot_seq, now_ms)
         if snapshot:
             room.load_update(snapshot_seq, snapshot)
         for seq, update in updates:
