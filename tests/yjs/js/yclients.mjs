@@ -169,7 +169,8 @@ function word(rng, n) {
 }
 
 // A position in a Y.Text / Y.XmlText that does not split a surrogate pair (an emoji): editors
-// never do, and Yrs (pycrdt 0.14) mishandles it (see test_emoji_split_* in test_server_e2e.py).
+// never do, and the server refuses it (close 1003: Yrs cannot hold it; see
+// test_an_update_that_splits_an_emoji_* in test_server_e2e.py).
 function whole(t, i) {
   const s = t.toDelta().map((d) => (typeof d.insert === "string" ? d.insert : " ")).join("");
   const c = s.charCodeAt(i - 1);
