@@ -12,6 +12,7 @@ timeout). Survivors, a fresh client and every surviving instance's REST read-out
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -128,6 +129,16 @@ async def test_both_dialects_on_three_instances_behind_nginx_one_killed(
         )
         before = await converge(nodes, everyone, "the clients converge across instances")
         assert before["content"]["xml"] and before["content"]["map"]
+
+        # chat (Hocuspocus stateless messages) crosses instances: from v (instance 0) to d1 (1)
+        send = {"type": "cowrite.chat.send", "text": "across", "name": "v"}
+        await victim.call("stateless", client="v", payload=json.dumps(send))
+
+        async def chat_arrived() -> bool:
+            payloads = [json.loads(p) for p in (await direct.state("d1"))["stateless"]]
+            return any(m.get("type") == "cowrite.chat" for m in payloads)
+
+        await eventually(chat_arrived, timeout=60, what="v's chat message reaches d1")
 
         # the victim's edit is acknowledged (SyncStatus), then its instance and it die at once
         await victim.call("type", client="v", text="<acknowledged before the kill>")

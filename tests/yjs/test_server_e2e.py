@@ -426,3 +426,51 @@ async def test_an_update_that_splits_an_emoji_is_refused_and_nothing_else_change
     await server.start()
     fresh = await fresh_read(await node("reader"), server.base, "emoji", "ywebsocket", "fresh")
     assert fresh["content"] == a["content"], content_diff(fresh["content"], a["content"])
+
+
+def _stateless(state: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    out = [json.loads(p) for p in state["stateless"]]
+    return [m for m in out if m.get("type") == kind]
+
+
+async def test_chat_in_hocuspocus_stateless_messages(yjs_server: Server, node: Node) -> None:
+    server = await yjs_server()
+    n = await node("chat")
+    await n.open("a", "hocuspocus", server.base, "chat")
+    await n.open("b", "hocuspocus", server.base, "chat")
+    await converge([n], ["a", "b"], what="synced")
+    await eventually(
+        lambda: _all(n, ["a", "b"], lambda s: bool(_stateless(s, "cowrite.chat.history"))),
+        timeout=30,
+        what="each connection gets the chat history when it attaches",
+    )
+    history = _stateless(await n.state("a"), "cowrite.chat.history")[0]
+    assert history["messages"] == [] and history["has_more"] is False
+    send = {"type": "cowrite.chat.send", "text": "hello 👋", "name": "Ann"}
+    await n.call("stateless", client="a", payload=json.dumps(send))
+    await eventually(
+        lambda: _all(n, ["a", "b"], lambda s: bool(_stateless(s, "cowrite.chat"))),
+        timeout=30,
+        what="the message reaches every connection of the document, its sender's too",
+    )
+    message = _stateless(await n.state("b"), "cowrite.chat")[0]["message"]
+    assert message["text"] == "hello 👋" and message["author_name"] == "Ann"
+    # (the contract lists "edited_ms" and "deleted" in every message; the server omits them at
+    # their defaults, null and false)
+    assert not message.get("deleted", False) and message.get("edited_ms") is None
+    await n.call("stateless", client="b", payload=json.dumps({**send, "text": ""}))
+    await n.call("stateless", client="b", payload="not json")
+    await eventually(
+        lambda: _all(n, ["b"], lambda s: len(_stateless(s, "cowrite.error")) == 2),
+        timeout=30,
+        what="refused chat messages get cowrite.error",
+    )
+    assert len(_stateless(await n.state("a"), "cowrite.chat")) == 1  # nothing else was relayed
+    await n.open("c", "hocuspocus", server.base, "chat")
+    await eventually(
+        lambda: _all(n, ["c"], lambda s: bool(_stateless(s, "cowrite.chat.history"))),
+        timeout=30,
+        what="a later connection gets the history",
+    )
+    later = _stateless(await n.state("c"), "cowrite.chat.history")[0]
+    assert [m["text"] for m in later["messages"]] == ["hello 👋"]

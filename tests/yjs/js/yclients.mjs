@@ -14,6 +14,7 @@
 //   disconnect {client} / connect {client}     provider.disconnect() / connect()
 //   socket_disconnect {socket} / socket_connect {socket}
 //   awareness {client, field, value}            setLocalStateField
+//   stateless {client, payload}                 Hocuspocus sendStateless (received: `stateless`)
 //   state {client}    what the client sees (see `state()` below)
 //   decode {update}   the content of a Yjs update v1 (hex) read into a fresh Y.Doc
 //   destroy {client}; exit
@@ -98,7 +99,7 @@ function open(c) {
   const st = {
     dialect: c.dialect, name: c.name, doc, provider: null, status: "connecting", closes: [],
     errors: 0, denied: [], scope: null, authenticated: false, synced: false, syncedOnce: false,
-    statuses: [], terminal: null,
+    statuses: [], terminal: null, stateless: [],
   };
   if (c.dialect === "hocuspocus") {
     const opts = {
@@ -108,6 +109,7 @@ function open(c) {
       onSynced: ({ state }) => { if (state) st.syncedOnce = true; },
       onStatus: ({ status }) => { st.status = status; },
       onClose: ({ event }) => { st.closes.push({ code: event?.code ?? null, reason: String(event?.reason ?? "") }); },
+      onStateless: ({ payload }) => { st.stateless.push(payload); },
     };
     if (c.socket) {
       st.socket = c.socket;
@@ -149,7 +151,7 @@ function state(st) {
   if (st.dialect === "hocuspocus") {
     Object.assign(out, {
       synced: p.isSynced, unsynced: p.unsyncedChanges, authenticated: p.isAuthenticated,
-      scope: p.authorizedScope ?? st.scope, denied: st.denied,
+      scope: p.authorizedScope ?? st.scope, denied: st.denied, stateless: st.stateless,
     });
   } else {
     Object.assign(out, {
@@ -291,6 +293,7 @@ async function run(c) {
       st.provider.awareness.setLocalStateField(c.field, c.value);
       return state(st);
     }
+    case "stateless": client(c).provider.sendStateless(c.payload); return {};
     case "state": return state(client(c));
     case "states": {
       const out = {};
