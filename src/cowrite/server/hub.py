@@ -292,7 +292,8 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
         if outcome.persist is not None:
             self.edits_applied += 1
             self.metrics.edits.labels("thin").inc()
-            trace = self.tracing.start("cowrite.edit", doc=msg.doc, session=peer.session)
+            if self.tracing.enabled:  # (off: not even the call)
+                trace = self.tracing.start("cowrite.edit", doc=msg.doc, session=peer.session)
         self.submit(lr, outcome, peer, t0, trace=trace)
 
     async def sync(self, peer: Peer, msg: p.Sync) -> None:
@@ -303,7 +304,8 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
         if outcome.persist is not None:
             self.edits_applied += 1
             self.metrics.edits.labels("replica").inc()
-            trace = self.tracing.start("cowrite.edit", doc=msg.doc, session=peer.session)
+            if self.tracing.enabled:  # (off: not even the call)
+                trace = self.tracing.start("cowrite.edit", doc=msg.doc, session=peer.session)
         self.submit(lr, outcome, peer, t0, trace=trace)
 
     def presence(self, peer: Peer, msg: p.SetPresence) -> None:
