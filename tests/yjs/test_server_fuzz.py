@@ -233,16 +233,16 @@ def attacks(rng: random.Random, u: dict[str, bytes]) -> list[Attack]:
                     )
             out.append(Attack(endpoint, "mutated update", frames_, False, True, EVIL))
         else:
-            # floods: the same frame many times, or (to the other document) awareness states of
-            # many client ids: the y-websocket provider echoes every awareness state it gets, and
-            # the server then counts departed clients against the echoing connection (see
-            # test_server_awareness.py), which would close the well-behaved y-websocket client
+            # floods: the same frame many times, or awareness states of many client ids (the
+            # well-behaved y-websocket provider echoes each of them back to the server, which
+            # must not count them against its connection: see test_server_awareness.py)
             if endpoint == "yjs" and rng.random() < 0.5:
                 flood = [
                     var_uint(1) + var_bytes(awareness_update([(rng.randrange(2**32), 1, "{}")]))
                     for _ in range(300)
                 ]
-                out.append(Attack(endpoint, "flood awareness", flood, False, False, EVIL))
+                doc = DOC if rng.random() < 0.5 else EVIL
+                out.append(Attack(endpoint, "flood awareness", flood, False, False, doc))
                 continue
             if endpoint == "yjs":
                 flood = [y_frames(u)["step1"]] * 300
