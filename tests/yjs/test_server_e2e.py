@@ -8,7 +8,11 @@ in node (``js/yclients.mjs``, over the ``ws`` package), driven from here.
 * read-only tokens (Hocuspocus ``readonly`` scope, y-websocket's logged refusal): their edits reach
   nobody; forged, expired and wrong-document tokens are refused; a native document is refused;
 * awareness appears at the others and disappears when a client's process is killed;
-* kill -9 right after a Hocuspocus client saw its SyncStatus loses nothing.
+* kill -9 right after a Hocuspocus client saw its SyncStatus loses nothing;
+* an update that splits an emoji (which Yrs cannot hold) is refused with 1003, never acknowledged;
+* chat in Hocuspocus stateless messages (history on attach, relay, refusals).
+
+Timeouts are generous and only end a hung test: nothing asserts how fast anything happens.
 """
 
 from __future__ import annotations
