@@ -202,6 +202,27 @@ async def test_kill_9_right_after_sync_status_loses_nothing(yjs_server: Server, 
         text = "".join(part["insert"] for part in after["content"]["text"])
         assert text == "".join(typed)
 
+    # clients that live through a crash: they edit while the server is down, reconnect by
+    # themselves once it is back, and their offline edits are stored
+    await reader.open("ys", "ywebsocket", server.base, "crash")
+    await reader.open("hs", "hocuspocus", server.base, "crash")
+    await converge([reader], ["ys", "hs"], what="the survivors sync")
+    server.kill()
+    await eventually(
+        lambda: _all(reader, ["ys", "hs"], lambda s: not s["synced"]),
+        timeout=30,
+        what="the survivors notice",
+    )
+    await reader.call("edit", client="ys", seed=7, n=20, tag="ys-offline:")
+    await reader.call("edit", client="hs", seed=8, n=20, tag="hs-offline:")
+    await server.start()
+    both = await converge([reader], ["ys", "hs"], what="the survivors reconnect and converge")
+    assert "ys-offline" in json.dumps(both["content"]) and "hs-offline" in json.dumps(
+        both["content"]
+    )
+    fresh = await fresh_read(reader, server.base, "crash", "ywebsocket", "after-crash")
+    assert fresh["content"] == both["content"], content_diff(fresh["content"], both["content"])
+
 
 async def _unsynced_is(clients: YClients, client: str, n: int) -> bool:
     state = await clients.state(client)
