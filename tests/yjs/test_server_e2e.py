@@ -278,6 +278,32 @@ async def test_read_only_clients_sync_but_their_edits_reach_nobody_and_bad_token
     hr = await n.state("hr")
     assert hr["unsynced"] > 0  # SyncStatus(false): the provider knows nothing was saved
 
+    # one Hocuspocus socket, two documents, two tokens: read-write on one, read-only on the other
+    mux_rw = token({"mux-rw": ["read", "write"]})
+    await n.open("mw", "hocuspocus", server.base, "mux-rw", token=mux_rw, socket="mux")
+    await n.open("mr", "hocuspocus", server.base, "ro", token=ro, socket="mux")
+    await eventually(
+        lambda: _all(n, ["mw", "mr"], lambda s: s["synced"] and s["authenticated"]),
+        timeout=30,
+        what="both documents of the shared socket sync",
+    )
+    states = await n.states()
+    assert states["mw"]["scope"] == "read-write" and states["mr"]["scope"] == "readonly"
+    await n.call("type", client="mw", text="mux ok")
+    await n.call("type", client="mr", text="RO-M")
+    await n.call("awareness", client="mr", field="user", value={"name": "after mr's edit"})
+    await eventually(
+        lambda: _all(n, ["mw"], lambda s: s["unsynced"] == 0),
+        timeout=30,
+        what="the read-write document's edit is acknowledged",
+    )
+    await eventually(
+        lambda: _all(n, ["hw"], lambda s: "after mr's edit" in _names(s)),
+        timeout=30,
+        what="the read-only document's awareness arrives (after its refused edit)",
+    )
+    assert (await n.state("mr"))["unsynced"] > 0
+
     await n.call("type", client="yw", text="more.")
     await converge([n], ["hw", "yw"], what="the writers agree again")
     hw = await n.state("hw")
@@ -499,3 +525,34 @@ async def test_chat_in_hocuspocus_stateless_messages(yjs_server: Server, node: N
     )
     later = _stateless(await n.state("c"), "cowrite.chat.history")[0]
     assert [m["text"] for m in later["messages"]] == ["hello 👋"]
+
+
+async def test_an_expired_token_ends_the_session(yjs_server: Server, node: Node) -> None:
+    server = await yjs_server(secret=SECRET)
+    n = await node("expiry")
+    await n.open("w", "hocuspocus", server.base, "exp", token=token({"exp": ["write"]}))
+    await converge([n], ["w"], what="the long-lived writer syncs")
+    short = token({"exp": ["read", "write"]}, ttl=3)
+    await n.open("h", "hocuspocus", server.base, "exp", token=short)
+    await n.open("y", "ywebsocket", server.base, "exp", token=short)
+    await converge([n], ["w", "h", "y"], what="the short-lived clients sync")
+    await eventually(
+        lambda: _all(n, ["h", "y"], lambda s: bool(s["closes"])),
+        timeout=60,
+        what="the sessions end when the token expires",
+    )
+    await eventually(
+        lambda: _all(n, ["h", "y"], lambda s: bool(s["denied"]) or s.get("terminal") is not None),
+        timeout=60,
+        what="the expired token is refused when they reconnect",
+    )
+    states = await n.states()
+    print("closes:", states["h"]["closes"][:2], states["y"]["closes"][:2], states["y"]["terminal"])
+    await n.call("type", client="h", text="too late H")
+    await n.call("type", client="y", text="too late Y")
+    await n.call("type", client="w", text="still here")
+    await converge([n], ["w"], what="the writer is acknowledged")
+    fresh = await fresh_read(
+        n, server.base, "exp", "hocuspocus", "fresh", token=token({"exp": ["read"]})
+    )
+    assert _text(fresh) == "still here"
