@@ -83,7 +83,8 @@ async def converge(nodes: list[YClients], clients: list[str], what: str) -> dict
 async def test_both_dialects_on_three_instances_behind_nginx_one_killed(
     tmp_path: Path, node: Node
 ) -> None:
-    async with Cluster(tmp_path, instances=3, nginx=True) as cluster:
+    env = {"COWRITE_SNAPSHOT_EVERY": "40", "COWRITE_UNLOAD_AFTER_S": "1"}  # (see E2E_ENV)
+    async with Cluster(tmp_path, instances=3, nginx=True, env=env) as cluster:
         direct_base = [f"ws://127.0.0.1:{i.port}" for i in cluster.instances]
         lb = f"ws://127.0.0.1:{cluster.nginx.port}"
         direct, balanced, victim = (

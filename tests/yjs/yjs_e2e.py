@@ -39,9 +39,13 @@ E2E_ENV = {
     "COWRITE_HEARTBEAT_S": "1",
     "COWRITE_HEARTBEAT_TIMEOUT_S": "4",
     "COWRITE_LOG_JSON": "true",
+    "COWRITE_SNAPSHOT_EVERY": "40",
+    "COWRITE_UNLOAD_AFTER_S": "1",
 }
 """Settings of the servers the end-to-end tests start: no edit/join/presence rate limits (random
-edits send hundreds of updates a second), short heartbeats."""
+edits send hundreds of updates a second), short heartbeats; snapshots (compacting the log) every
+40 updates and documents unloaded a second after their last client left, so that the tests go
+through snapshots, log replays and reloads, not only through the in-memory document."""
 
 
 async def eventually(
