@@ -363,7 +363,8 @@ def routes(state: Cowrite) -> list[Route]:
         doc_id = authorized(request, "read")
         info = await existing(doc_id)
         async with opened(doc_id) as lr:
-            room = lr.crdt
+            room = lr.room
+            value = room.doc.to_json() if isinstance(room, Room) else {}
             return _json(
                 DocumentDetail(
                     info.id,
@@ -372,7 +373,8 @@ def routes(state: Cowrite) -> list[Route]:
                     info.updated_ms,
                     info.size_bytes,
                     room.version,
-                    room.doc.to_json(),
+                    value,
+                    info.kind,
                 )
             )
 
