@@ -327,6 +327,9 @@ class YjsSession:
                 await ws.send(frame)
         self._closed = True
         self._notify()
+        if ws is not None:
+            with contextlib.suppress(WebSocketException, OSError):
+                await ws.close()  # a clean close (1000); the runner then returns
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

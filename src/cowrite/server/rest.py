@@ -543,6 +543,8 @@ def routes(state: Cowrite) -> list[Route]:
         ]
         return _json(ChatPageOut(messages, len(page) > limit))
 
+    from cowrite.server.rest_yjs import yjs_routes  # here: it imports this module's plumbing
+
     table: list[tuple[str, str, Handler]] = [
         ("/status", "GET", status),
         ("/openapi.json", "GET", openapi_json),
@@ -558,6 +560,7 @@ def routes(state: Cowrite) -> list[Route]:
         ("/documents/{doc}/diff", "GET", get_diff),
         ("/documents/{doc}/restore", "POST", restore),
         ("/documents/{doc}/chat", "GET", chat),
+        *yjs_routes(authorized, opened),
     ]
     api = [
         Route(path, _endpoint(handler), methods=[method], name=handler.__name__)
