@@ -1,0 +1,379 @@
+"""The SDK's Yjs client (``cowrite.client.open_yjs``) against a real ``cowrite serve`` process:
+concurrent edits of XmlFragment / Text / Map converge, ``saved()`` means durable (kill -9 loses
+nothing), rights (read-only, forged token, native document) give typed errors, awareness comes and
+goes, the session reconnects and resyncs after a restart, and a pycrdt client and a JS client
+(``@hocuspocus/provider`` in node) converge on one document."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pycrdt
+import pytest
+
+from cowrite.client import (
+    PermissionDenied,
+    ReadOnlyError,
+    YjsSession,
+    connect,
+    hocuspocus_url,
+    open_yjs,
+)
+from cowrite.server.auth import issue
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"),
+]
+
+SECRET = "yjs-client-secret"
+JS = Path(__file__).resolve().parents[1] / "yjs" / "js"
+NODE = shutil.which("node")
+NPM = shutil.which("npm")
+ENV = {
+    "COWRITE_SNAPSHOT_EVERY": "20",  # snapshots (and log compaction) happen mid-test
+    "COWRITE_LOG_JSON": "true",
+}
+
+
+class Served:
+    """One ``cowrite serve`` process on a SQLite file; ``restart`` keeps the port and the file."""
+
+    def __init__(self, data: Path, log: Path, secret: str | None = None) -> None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.data = data
+        self.log_path = log
+        self.secret = secret
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        args = [sys.executable, "-m", "cowrite.cli", "serve", "--port", str(self.port)]
+        args += ["--data", str(self.data), "--log-level", "warning"]
+        if self.secret:
+            args += ["--secret", self.secret]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ, **ENV})
+        async with httpx.AsyncClient() as http:
+            for _ in range(600):
+                if self.proc.poll() is not None:
+                    raise AssertionError(
+                        f"the server exited with {self.proc.returncode}: "
+                        + self.log_path.read_text()[-2000:]
+                    )
+                try:
+                    if (await http.get(f"{self.http}/healthz")).is_success:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("the server did not come up")
+
+    def kill(self) -> None:
+        """kill -9."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait()
+
+
+@pytest.fixture
+async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Served]]]:
+    started: list[Served] = []
+
+    async def make(secret: str | None = None) -> Served:
+        n = len(started)
+        s = Served(tmp_path / f"cowrite{n}.db", tmp_path / f"server{n}.log", secret)
+        started.append(s)
+        await s.start()
+        return s
+
+    yield make
+    for s in started:
+        s.kill()
+
+
+def token(docs: dict[str, list[str]], user: str = "u") -> str:
+    return issue(SECRET, user, docs=docs, name=user.title(), expires_at=int(time.time()) + 3600)
+
+
+async def eventually(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Poll ``check`` until it holds (a failsafe deadline only: nothing here measures time)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.02)
+
+
+def view(s: YjsSession) -> dict[str, Any]:
+    doc = s.doc
+    return {
+        "text": str(doc.get("text", type=pycrdt.Text)),
+        "map": doc.get("map", type=pycrdt.Map).to_py(),
+        "xml": str(doc.get("default", type=pycrdt.XmlFragment)),
+    }
+
+
+def random_edits(s: YjsSession, rng: random.Random, tag: str, count: int) -> None:
+    """Edits of the three kinds of roots a rich-text application uses, one transaction each."""
+    doc = s.doc
+    text = doc.get("text", type=pycrdt.Text)
+    m = doc.get("map", type=pycrdt.Map)
+    fragment = doc.get("default", type=pycrdt.XmlFragment)
+    for i in range(count):
+        r = rng.random()
+        if r < 0.4:
+            text.insert(rng.randint(0, len(str(text))), f"{tag}{i} ")
+        elif r < 0.5 and str(text):
+            at = rng.randrange(len(str(text)))  # ASCII only: pycrdt indexes UTF-8 bytes
+            del text[at : min(at + 3, len(str(text)))]
+        elif r < 0.75:
+            m[f"k{rng.randrange(5)}"] = f"{tag}{i}"
+        else:
+            para = pycrdt.XmlElement("paragraph", None, [pycrdt.XmlText(f"{tag}{i}")])
+            fragment.children.insert(rng.randint(0, len(fragment.children)), para)
+
+
+# ------------------------------------------------------------------------------------- tests
+
+
+def test_the_url_means_the_hocuspocus_endpoint() -> None:
+    assert hocuspocus_url("ws://h:1") == "ws://h:1/hocuspocus"
+    assert hocuspocus_url("http://h:1/") == "ws://h:1/hocuspocus"
+    assert hocuspocus_url("https://h/ws") == "wss://h/hocuspocus"
+    assert hocuspocus_url("ws://h/collab") == "ws://h/collab/hocuspocus"
+    assert hocuspocus_url("ws://h/collab/hocuspocus") == "ws://h/collab/hocuspocus"
+
+
+async def test_two_clients_edit_concurrently_and_converge(serve: Any) -> None:
+    server = await serve()
+    async with open_yjs(server.url, "rich") as a, open_yjs(server.url, "rich") as b:
+        for round_ in range(5):
+            random_edits(a, random.Random(round_), "a", 20)
+            random_edits(b, random.Random(100 + round_), "b", 20)
+            await asyncio.sleep(0)  # interleave: each side's updates go out while the other types
+        await asyncio.gather(a.saved(), b.saved())
+        await eventually(lambda: view(a) == view(b), "a and b converge")
+        assert "a0 " in view(a)["text"] and "b0 " in view(a)["text"]
+        # and the server holds the same: a third client opening now gets it all
+        async with open_yjs(server.url, "rich") as c:
+            assert view(c) == view(a)
+
+
+async def test_saved_means_durable_across_kill_9(serve: Any) -> None:
+    server = await serve()
+    async with open_yjs(server.url, "durable", backoff_max_s=0.5) as a:
+        random_edits(a, random.Random(1), "x", 60)
+        await a.saved()
+        expected = view(a)
+        server.kill()  # kill -9 right after saved(): nothing may be lost
+        await eventually(lambda: not a.connected, "a notices")
+        await server.start()
+        async with open_yjs(server.url, "durable") as fresh:
+            assert view(fresh) == expected
+        await eventually(lambda: a.connected, "a reconnects")
+        await a.saved()
+
+
+async def test_offline_edits_are_uploaded_after_a_restart(serve: Any) -> None:
+    server = await serve()
+    statuses: list[str] = []
+    async with open_yjs(server.url, "offline", backoff_max_s=0.5) as a:
+        a.on("status", statuses.append)
+        a.doc.get("map", type=pycrdt.Map)["before"] = "restart"
+        await a.saved()
+        server.kill()
+        await eventually(lambda: not a.connected, "a notices")
+        a.doc.get("map", type=pycrdt.Map)["during"] = "outage"  # offline
+        assert not a.is_saved
+        await server.start()
+        await a.saved()  # reconnected, resynced, uploaded, durable
+        async with open_yjs(server.url, "offline") as b:
+            assert b.doc.get("map", type=pycrdt.Map).to_py() == {
+                "before": "restart",
+                "during": "outage",
+            }
+            # and live again both ways after the reconnect
+            b.doc.get("map", type=pycrdt.Map)["after"] = "b"
+            await b.saved()
+            await eventually(lambda: "after" in a.doc.get("map", type=pycrdt.Map), "a sees b")
+    assert statuses[:2] == ["disconnected", "connected"]
+
+
+async def test_read_only_token_forged_token_and_native_document(serve: Any) -> None:
+    server = await serve(secret=SECRET)
+    writer = token({"doc": ["write"]}, "w")
+    async with open_yjs(server.url, "doc", token=writer) as w:
+        w.doc.get("text", type=pycrdt.Text).insert(0, "written")
+        await w.saved()
+        reader = token({"doc": ["read"]}, "r")
+        r = await open_yjs(server.url, "doc", token=reader)
+        try:
+            assert r.read_only is True
+            assert str(r.doc.get("text", type=pycrdt.Text)) == "written"
+            await r.saved()  # nothing local: nothing to refuse
+            r.doc.get("text", type=pycrdt.Text).insert(0, "nope ")
+            with pytest.raises(ReadOnlyError):
+                await r.saved()
+            # the writer never sees it
+            w.doc.get("text", type=pycrdt.Text).insert(7, "!")
+            await w.saved()
+            await eventually(
+                lambda: "!" in str(r.doc.get("text", type=pycrdt.Text)), "r gets w's change"
+            )
+            assert str(w.doc.get("text", type=pycrdt.Text)) == "written!"
+        finally:
+            with pytest.raises(ReadOnlyError):
+                await r.close()
+    # a read-only client whose document already held changes it made offline: refused too
+    offline = pycrdt.Doc()
+    offline.get("text", type=pycrdt.Text).insert(0, "offline ")
+    async with open_yjs(server.url, "doc", token=reader, document=offline) as r2:
+        with pytest.raises(ReadOnlyError):
+            await r2.saved()
+        await r2.close(flush=False)
+    forged = issue("not-the-secret", "x", docs={"doc": ["write"]}, expires_at=2**31)
+    with pytest.raises(PermissionDenied):
+        await open_yjs(server.url, "doc", token=forged)
+    with pytest.raises(PermissionDenied):
+        await open_yjs(server.url, "doc", token=token({"other": ["write"]}))
+    with pytest.raises(PermissionDenied):
+        await open_yjs(server.url, "doc")  # no token
+
+
+async def test_a_native_document_is_refused(serve: Any) -> None:
+    server = await serve()
+    async with connect(server.url, doc="native") as native:
+        native.text("body").insert(0, "crdt")
+        await native.synced()
+    with pytest.raises(PermissionDenied) as caught:
+        await open_yjs(server.url, "native")
+    assert "not a Yjs document" in caught.value.reason
+
+
+async def test_awareness_appears_and_disappears(serve: Any) -> None:
+    server = await serve()
+    user_a = {"user": {"name": "Ada", "color": "#112233"}}
+    async with open_yjs(server.url, "aw", awareness=user_a) as a:
+        seen: list[dict[int, Any]] = []
+        a.on("awareness", seen.append)
+        b = await open_yjs(server.url, "aw")
+        b.set_awareness({"user": {"name": "Bob", "color": "#445566"}})
+        await eventually(lambda: a.awareness.get(b.client_id) is not None, "a sees b")
+        assert a.awareness[b.client_id]["user"]["name"] == "Bob"
+        await eventually(lambda: b.awareness.get(a.client_id) == user_a, "b sees a")
+        assert a.client_id not in a.awareness  # others only
+        b.set_awareness({"user": {"name": "Bob", "color": "#445566"}, "cursor": 3})
+        await eventually(lambda: a.awareness.get(b.client_id, {}).get("cursor") == 3, "update")
+        await b.close()
+        await eventually(lambda: b.client_id not in a.awareness, "b's state goes with b")
+        assert seen and seen[-1] == {}
+
+
+@pytest.fixture(scope="module")
+def js_dir() -> Path:
+    if NODE is None or NPM is None:
+        pytest.skip("node / npm are not installed")
+    if not (JS / "node_modules" / "@hocuspocus" / "provider").is_dir():
+        subprocess.run(
+            [NPM, "ci", "--no-audit", "--no-fund"], cwd=JS, check=True, capture_output=True
+        )
+    return JS
+
+
+class JsPeer:
+    """``sdk_peer.mjs``: a HocuspocusProvider in node, over a real WebSocket."""
+
+    def __init__(self, js_dir: Path, url: str, name: str, token: str) -> None:
+        assert NODE is not None
+        self.proc = subprocess.Popen(
+            [NODE, "--experimental-websocket", "--no-warnings", "sdk_peer.mjs", url, name, token],
+            cwd=js_dir,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    async def cmd(self, **kw: Any) -> dict[str, Any]:
+        return await asyncio.to_thread(self._cmd, kw)
+
+    def _cmd(self, kw: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(kw) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, "the node peer exited"
+        out: dict[str, Any] = json.loads(line)
+        return out
+
+    def close(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.write('{"cmd":"exit"}\n')
+            self.proc.stdin.close()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def js_peers(js_dir: Path) -> Iterator[Callable[[str, str, str], JsPeer]]:
+    peers: list[JsPeer] = []
+
+    def make(url: str, name: str, token: str) -> JsPeer:
+        peers.append(JsPeer(js_dir, url, name, token))
+        return peers[-1]
+
+    yield make
+    for p in peers:
+        p.close()
+
+
+async def test_a_pycrdt_client_and_a_js_client_converge(serve: Any, js_peers: Any) -> None:
+    server = await serve()
+    js = js_peers(hocuspocus_url(server.url), "mixed", "x")
+    async with open_yjs(server.url, "mixed") as py:
+        first = await js.cmd(cmd="saved")
+        assert first["scope"] == "read-write"
+        for round_ in range(4):
+            edits = js.cmd(cmd="edit", seed=round_, count=15)
+            random_edits(py, random.Random(round_), "py", 15)
+            await edits
+        await py.saved()
+        done = await js.cmd(cmd="saved")
+        assert done["unsynced"] == 0
+
+        async def js_view() -> dict[str, Any]:
+            s = await js.cmd(cmd="state")
+            return {"text": s["text"], "map": s["map"], "xml": s["xml"]}
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while (theirs := await js_view()) != view(py):
+            assert loop.time() < deadline, f"no convergence: {theirs} != {view(py)}"
+            await asyncio.sleep(0.05)
+        assert "js0." in theirs["text"] and "py0 " in theirs["text"]
+        assert "<paragraph>" in theirs["xml"]
