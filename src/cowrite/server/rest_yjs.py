@@ -36,6 +36,7 @@ import pycrdt
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from cowrite.rooms.yjs_room import YjsRoom
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.rest import Handler, HTTPError, _json
 from cowrite.yjs.document import YjsDocument, decode_state_vector, fragment_html
@@ -61,15 +62,13 @@ class YjsRootsOut(msgspec.Struct, kw_only=True):
 
 def _yjs_document(lr: LoadedRoom, doc_id: str) -> YjsDocument:
     """The ``YjsDocument`` of a loaded Yjs room; 409 for a document of the other kind."""
-    shared = getattr(lr.room, "shared", None)
-    ydoc = getattr(shared, "doc", None)
-    if not isinstance(ydoc, YjsDocument):
+    if not isinstance(lr.room, YjsRoom):
         raise HTTPError(
             409,
             "wrong_kind",
             f"{doc_id!r} is not a Yjs document (read it with /json or /text/{{name}})",
         )
-    return ydoc
+    return lr.room.shared.doc
 
 
 def _state_vector(request: Request) -> bytes | None:
