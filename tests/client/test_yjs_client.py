@@ -169,6 +169,52 @@ def test_the_url_means_the_hocuspocus_endpoint() -> None:
     assert hocuspocus_url("ws://h/collab/hocuspocus") == "ws://h/collab/hocuspocus"
 
 
+async def test_remote_updates_are_not_echoed_and_wait_for_the_servers_state() -> None:
+    """The session's frame handling alone (no socket): updates that arrive before the server's
+    sync step 2 wait for it; remote changes are never sent back; local transactions of one loop
+    turn go out as one update, and ``saved`` follows the SyncStatus answers."""
+    from cowrite.yjs import messages as m
+
+    s = YjsSession("ws://unused", "d")
+    s._loop = asyncio.get_running_loop()
+    s._outbox = asyncio.Queue()
+    server: pycrdt.Doc[Any] = pycrdt.Doc()
+    text = server.get("t", type=pycrdt.Text)
+    text += "base"
+    step2 = server.get_update()
+    before = server.get_state()
+    text += " more"
+    later = server.get_update(before)  # depends on step2's structs
+
+    def frame(msg: m.SyncMessage) -> m.HSync:
+        return m.HSync("d", msg)
+
+    s._handle(frame(m.SyncUpdate(later)))  # before the server's state: held
+    assert str(s.doc.get("t", type=pycrdt.Text)) == ""
+    s._handle(frame(m.SyncStep1(b"\x00")))  # answered with our step 2 (nothing yet)
+    s._handle(frame(m.SyncStep2(step2)))
+    assert str(s.doc.get("t", type=pycrdt.Text)) == "base more"
+    sent = [m.decode_hocuspocus(s._outbox.get_nowait()) for _ in range(s._outbox.qsize())]
+    assert [type(f.sync) for f in sent if isinstance(f, m.HSync)] == [m.SyncStep2]  # no echo
+    assert s.connected and not s.is_saved  # our step 2 is not acknowledged yet
+    s._handle(m.HSyncStatus("d", True))
+    assert s.is_saved
+
+    t = s.doc.get("t", type=pycrdt.Text)
+    t += "!"
+    t += "?"
+    assert not s.is_saved
+    await asyncio.sleep(0)  # the loop turn ends: one update for both transactions
+    (out,) = [m.decode_hocuspocus(s._outbox.get_nowait()) for _ in range(s._outbox.qsize())]
+    assert isinstance(out, m.HSync) and isinstance(out.sync, m.SyncUpdate)
+    server.apply_update(out.sync.update)
+    assert str(server.get("t", type=pycrdt.Text)) == "base more!?"
+    s._handle(m.HSyncStatus("d", True))
+    assert s.is_saved
+    s._handle(frame(m.SyncUpdate(server.get_update(s.doc.get_state()))))  # nothing new
+    assert s._outbox.empty()
+
+
 async def test_two_clients_edit_concurrently_and_converge(serve: Any) -> None:
     server = await serve()
     async with open_yjs(server.url, "rich") as a, open_yjs(server.url, "rich") as b:
