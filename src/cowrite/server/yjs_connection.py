@@ -382,7 +382,6 @@ class YjsConnection:
     async def _carry_out(self, actions: list[Action], address: str | None) -> None:
         """Execute a session's actions in order (see the module docstring)."""
         hub = self.hub
-        session = self._session
         for a in actions:
             if isinstance(a, Send):
                 found = self._room(address)
@@ -408,8 +407,6 @@ class YjsConnection:
                 self.close(a.code, a.reason)
             elif isinstance(a, Authenticate | Broadcast):  # pragma: no cover - never asked
                 log.error("unexpected Yjs action %r", a, extra=self._ids())
-            if session is None:
-                session = self._session
 
     def _room(self, address: str | None) -> tuple[LoadedRoom, YjsRoom] | None:
         if address is None:
