@@ -26,6 +26,7 @@ import pytest
 from cowrite.client import (
     PermissionDenied,
     ReadOnlyError,
+    SessionClosed,
     YjsSession,
     connect,
     hocuspocus_url,
@@ -320,6 +321,21 @@ async def test_a_native_document_is_refused(serve: Any) -> None:
     with pytest.raises(PermissionDenied) as caught:
         await open_yjs(server.url, "native")
     assert "not a Yjs document" in caught.value.reason
+
+
+async def test_a_deleted_document_ends_the_session_and_stays_deleted(serve: Any) -> None:
+    server = await serve()
+    async with open_yjs(server.url, "gone", backoff_max_s=0.2) as s:
+        s.doc.get("text", type=pycrdt.Text).insert(0, "soon gone")
+        await s.saved()
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            assert (await http.delete("/api/documents/gone")).status_code == 204
+            await eventually(lambda: not s.connected, "the server closes the session")
+            with pytest.raises(SessionClosed, match="deleted"):
+                await s.saved()  # the session ended instead of reconnecting...
+            # ... which would have created the document again from its copy
+            assert (await http.get("/api/documents/gone")).status_code == 404
+        await s.close(flush=False)
 
 
 async def test_awareness_appears_and_disappears(serve: Any) -> None:

@@ -198,6 +198,14 @@ async def test_garbage_is_refused_with_400(server: Any, http: httpx.AsyncClient)
 
 async def test_unknown_and_native_documents(server: Any, http: httpx.AsyncClient) -> None:
     assert (await http.post("/api/documents", json={"id": "native"})).status_code == 201
+    # a Yjs document created by REST is empty until someone writes
+    r = await http.post("/api/documents", json={"id": "empty", "kind": "yjs"})
+    assert r.status_code == 201
+    r = await http.get("/api/documents/empty/yjs")
+    assert r.status_code == 200
+    assert (await http.get("/api/documents/empty/yjs/roots")).json() == {"roots": []}
+    r = await http.get("/api/documents/empty/yjs/roots/default", params={"as": "html"})
+    assert r.status_code == 404 and error_of(r) == "unknown_root"
     for path in ("yjs", "yjs/roots", "yjs/roots/x"):
         r = await http.get(f"/api/documents/missing/{path}")
         assert r.status_code == 404 and error_of(r) == "unknown_document", path

@@ -79,9 +79,13 @@ Callback: TypeAlias = Callable[[Any], Any]
 
 AWARENESS_RENEW_S = 15.0
 """How often the local awareness state is renewed (y-protocols: peers drop it after 30 s)."""
-# Close codes after which reconnecting would only repeat the failure (the server said our frames
-# are malformed or too large).
-_FATAL_CLOSE_CODES = frozenset({1002, 1009})
+# Close codes after which reconnecting would only repeat the failure: our frames are malformed
+# or too large (1002, 1003, 1009); no valid token, no right, or a document of the other kind
+# (4401, 4403), a token that expired (4001); the document was deleted (4404: reconnecting with
+# the write right would create it again, from our copy).
+_BROKEN_CLOSE_CODES = frozenset({1002, 1003, 1009})
+_DENIED_CLOSE_CODES = frozenset({4001, 4401, 4403})
+_GONE_CLOSE_CODES = frozenset({4404})
 
 
 def hocuspocus_url(url: str) -> str:
@@ -97,6 +101,19 @@ def hocuspocus_url(url: str) -> str:
     if not path.endswith("/hocuspocus"):
         path = path.removesuffix("/ws") + "/hocuspocus"
     return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def _closed_for_good(exc: ConnectionClosed, name: str) -> BaseException | None:
+    """The error to fail with when the server's close code says a reconnect cannot help."""
+    code = exc.rcvd.code if exc.rcvd is not None else None
+    reason = exc.rcvd.reason if exc.rcvd is not None else ""
+    if code in _DENIED_CLOSE_CODES:
+        return PermissionDenied(reason or f"closed with {code}", name)
+    if code in _GONE_CLOSE_CODES:
+        return SessionClosed(f"the server closed {name!r}: {reason or code}")
+    if code in _BROKEN_CLOSE_CODES:
+        return ConnectionError(f"the server closed the socket: {code} {reason}".rstrip())
+    return None
 
 
 class _Retry(Exception):
@@ -403,10 +420,9 @@ class YjsSession:
                 log.info("connection to %s refused: %s", self.url, exc)
             except ConnectionClosed as exc:
                 self._last_error = exc
-                code = exc.rcvd.code if exc.rcvd is not None else None
-                if code in _FATAL_CLOSE_CODES:
-                    reason = exc.rcvd.reason if exc.rcvd is not None else ""
-                    self._fail(ConnectionError(f"the server closed the socket: {code} {reason}"))
+                fatal = _closed_for_good(exc, self.name)
+                if fatal is not None:
+                    self._fail(fatal)
                     return
                 log.info("connection to %s closed: %r", self.url, exc)
             except (OSError, TimeoutError, WebSocketException, _Retry) as exc:

@@ -38,7 +38,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from cowrite.rooms.yjs_room import YjsRoom
 from cowrite.server.ratelimit import TokenBucket
-from cowrite.server.rest import Handler, HTTPError, _json
+from cowrite.server.rest_http import Handler, HTTPError, json_response
 from cowrite.yjs.document import YjsDocument, decode_state_vector, fragment_html
 from cowrite.yjs.lib0 import YjsProtocolError
 
@@ -170,7 +170,7 @@ def yjs_routes(
 
     async def list_yjs_roots(request: Request) -> Response:
         roots = await asyncio.to_thread(_roots_of, await yjs_state(request))
-        return _json(YjsRootsOut(roots=roots))
+        return json_response(YjsRootsOut(roots=roots))
 
     async def get_yjs_root(request: Request) -> Response:
         root: str = request.path_params["root"]
