@@ -272,6 +272,26 @@ async def test_offline_edits_are_uploaded_after_a_restart(serve: Any) -> None:
     assert statuses[:2] == ["disconnected", "connected"]
 
 
+async def test_a_dropped_connection_resyncs_both_ways(serve: Any) -> None:
+    server = await serve()
+    async with (
+        open_yjs(server.url, "drop", backoff_max_s=0.2) as a,
+        open_yjs(server.url, "drop") as b,
+    ):
+        a.doc.get("text", type=pycrdt.Text).insert(0, "shared ")
+        await a.saved()
+        await eventually(lambda: str(b.doc.get("text", type=pycrdt.Text)) == "shared ", "b")
+        assert a._ws is not None
+        a._ws.transport.abort()  # the connection drops (no close handshake)
+        await eventually(lambda: not a.connected, "a notices")
+        a.doc.get("map", type=pycrdt.Map)["a"] = "while dropped"
+        b.doc.get("map", type=pycrdt.Map)["b"] = "meanwhile"
+        await b.saved()
+        await a.saved()  # reconnected, resynced both ways
+        await eventually(lambda: view(a) == view(b), "a and b converge")
+        assert view(a)["map"] == {"a": "while dropped", "b": "meanwhile"}
+
+
 async def test_read_only_token_forged_token_and_native_document(serve: Any) -> None:
     server = await serve(secret=SECRET)
     writer = token({"doc": ["write"]}, "w")
