@@ -136,6 +136,7 @@ class YjsConnection:
         self._awareness = TokenBucket(
             settings.presence_per_second, settings.presence_burst, hub.clock
         )
+        self._joins = TokenBucket(settings.joins_per_second, settings.join_burst, hub.clock)
         self.limits = SessionLimits(max_frame_bytes=settings.max_yjs_frame_bytes)
         self._session: YWebsocketSession | HocuspocusSession | None = None
 
@@ -345,12 +346,15 @@ class YjsConnection:
             await self._carry_out(session.receive(frame, self._now()), address)
 
     async def _pace(self, frame: bytes) -> None:
-        """Budgets: updates cost 1 + 1 per 10 kB, awareness 1 (a flood is read slowly)."""
+        """Budgets: updates cost 1 + 1 per 10 kB, awareness 1, a Hocuspocus token (which opens
+        a document) a join; anything else a tenth of an awareness (a flood is read slowly)."""
         kind = self._message_type(frame)
         if kind == 0:
             delay = self._updates.delay(1 + len(frame) // 10_000)
         elif kind == 1:
             delay = self._awareness.delay()
+        elif kind == 2 and self.dialect == "hocuspocus":
+            delay = self._joins.delay()
         else:
             delay = self._awareness.delay(0.1)
         if delay > 0:
