@@ -245,6 +245,10 @@ async def test_read_outs_need_the_read_right(secured: Any) -> None:
         assert r.status_code == 403 and error_of(r) == "forbidden"
         r = await http.get(f"/api/documents/doc/{path}")
         assert r.status_code == 401 and error_of(r) == "unauthorized"
+        # rights first: a stranger learns nothing from the parameters either
+        bad = {"state_vector": "%%%", "as": "yaml"}
+        r = await http.get(f"/api/documents/doc/{path}", headers=stranger, params=bad)
+        assert r.status_code == 403 and error_of(r) == "forbidden"
     assert (await http.get("/api/documents/doc/yjs/roots/t", headers=reader)).text == "secret text"
     await http.aclose()
 

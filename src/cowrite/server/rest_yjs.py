@@ -148,36 +148,37 @@ def yjs_routes(
     are ``rest.routes``'s (token check, room loading)."""
     budget = TokenBucket(READ_BYTES_PER_SECOND, READ_BYTES_BURST)
 
-    async def yjs_state(request: Request, state_vector: bytes | None = None) -> bytes:
+    async def yjs_state(doc_id: str, state_vector: bytes | None = None) -> bytes:
         """The document's state (or what a peer at ``state_vector`` lacks), budget paid."""
-        doc_id = authorized(request, "read")
         async with opened(doc_id) as lr:
-            ydoc = _yjs_document(lr, doc_id)
-            if not budget.take(max(1, ydoc.size_estimate)):
-                raise HTTPError(
-                    429, "rate_limited", "too many Yjs read-outs: retry later", {"Retry-After": "1"}
-                )
             try:
-                return ydoc.diff(state_vector or b"\x00")
+                state = _yjs_document(lr, doc_id).diff(state_vector or b"\x00")
             except YjsProtocolError as exc:
                 raise HTTPError(400, "bad_request", f"state_vector: {exc.reason}") from None
+        if not budget.take(max(1, len(state))):
+            raise HTTPError(
+                429, "rate_limited", "too many Yjs read-outs: retry later", {"Retry-After": "1"}
+            )
+        return state
 
     async def get_yjs_state(request: Request) -> Response:
         """The state as a Yjs update (v1), or the part a peer at ``state_vector`` lacks."""
-        state_vector = _state_vector(request)
-        state = await yjs_state(request, state_vector)
+        doc_id = authorized(request, "read")  # 401/403 before looking at the parameters
+        state = await yjs_state(doc_id, _state_vector(request))
         return Response(state, media_type="application/octet-stream")
 
     async def list_yjs_roots(request: Request) -> Response:
-        roots = await asyncio.to_thread(_roots_of, await yjs_state(request))
+        doc_id = authorized(request, "read")
+        roots = await asyncio.to_thread(_roots_of, await yjs_state(doc_id))
         return json_response(YjsRootsOut(roots=roots))
 
     async def get_yjs_root(request: Request) -> Response:
+        doc_id = authorized(request, "read")
         root: str = request.path_params["root"]
         if not 0 < len(root) <= MAX_ROOT_CHARS:
             raise HTTPError(400, "bad_request", f"a root name has 1-{MAX_ROOT_CHARS} characters")
         as_ = _read_as(request)
-        state = await yjs_state(request)
+        state = await yjs_state(doc_id)
         try:
             found, body = await asyncio.to_thread(_read_root, state, root, as_)
         except ValueError as exc:
@@ -185,7 +186,6 @@ def yjs_routes(
                 409, "wrong_type", f"root {root!r} cannot be read as {as_}: {exc}"
             ) from None
         if not found:
-            doc_id: str = request.path_params["doc"]
             raise HTTPError(404, "unknown_root", f"no root {root!r} in {doc_id!r}")
         if as_ in ("text", "xml"):
             return PlainTextResponse(body)
