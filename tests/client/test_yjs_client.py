@@ -24,6 +24,7 @@ import pycrdt
 import pytest
 
 from cowrite.client import (
+    NotSynced,
     PermissionDenied,
     ReadOnlyError,
     SessionClosed,
@@ -197,9 +198,13 @@ async def test_remote_updates_are_not_echoed_and_wait_for_the_servers_state() ->
     assert str(s.doc.get("t", type=pycrdt.Text)) == "base more"
     sent = [m.decode_hocuspocus(s._outbox.get_nowait()) for _ in range(s._outbox.qsize())]
     assert [type(f.sync) for f in sent if isinstance(f, m.HSync)] == [m.SyncStep2]  # no echo
-    assert s.connected and not s.is_saved  # our step 2 is not acknowledged yet
-    s._handle(m.HSyncStatus("d", True))
+    assert s.connected and s.is_saved  # nothing local to save
+    s._handle(m.HSyncStatus("d", True))  # the acknowledgement of our (empty) step 2
     assert s.is_saved
+
+    # a document handed in with content is unsaved until an upload of it is acknowledged
+    assert not YjsSession("ws://unused", "d", document=server).is_saved
+    assert YjsSession("ws://unused", "d", document=pycrdt.Doc()).is_saved
 
     t = s.doc.get("t", type=pycrdt.Text)
     t += "!"
@@ -210,6 +215,7 @@ async def test_remote_updates_are_not_echoed_and_wait_for_the_servers_state() ->
     assert isinstance(out, m.HSync) and isinstance(out.sync, m.SyncUpdate)
     server.apply_update(out.sync.update)
     assert str(server.get("t", type=pycrdt.Text)) == "base more!?"
+    assert not s.is_saved  # sent, not acknowledged
     s._handle(m.HSyncStatus("d", True))
     assert s.is_saved
     s._handle(frame(m.SyncUpdate(server.get_update(s.doc.get_state()))))  # nothing new
@@ -290,6 +296,19 @@ async def test_a_dropped_connection_resyncs_both_ways(serve: Any) -> None:
         await a.saved()  # reconnected, resynced both ways
         await eventually(lambda: view(a) == view(b), "a and b converge")
         assert view(a)["map"] == {"a": "while dropped", "b": "meanwhile"}
+
+
+async def test_leaving_with_unsaved_changes_raises_not_synced(serve: Any) -> None:
+    server = await serve()
+    s = await open_yjs(server.url, "ns", flush_timeout_s=0.5, backoff_max_s=0.2)
+    quiet = await open_yjs(server.url, "ns", backoff_max_s=0.2)
+    server.kill()
+    await eventually(lambda: not s.connected and not quiet.connected, "both notice")
+    await quiet.close()  # nothing local: nothing to wait for, nothing lost
+    s.doc.get("map", type=pycrdt.Map)["x"] = "unsaved"
+    with pytest.raises(NotSynced):
+        await s.close()
+    assert s.doc.get("map", type=pycrdt.Map).to_py() == {"x": "unsaved"}  # still in the doc
 
 
 async def test_read_only_token_forged_token_and_native_document(serve: Any) -> None:

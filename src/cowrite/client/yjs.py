@@ -179,6 +179,9 @@ class YjsSession:
         self._outstanding = 0  # uploads sent, SyncStatus not received yet
         self._pending: list[bytes] = []  # local updates not sent yet
         self._flush_scheduled = False
+        # Local changes exist that no acknowledged upload covers yet (a document handed in may
+        # hold changes the server lacks).
+        self._unsaved = document is not None and self.doc.get_state() != b"\x00"
         # --- rights
         self.read_only: bool | None = None
         """True when the token grants reading only (None until the server said)."""
@@ -206,14 +209,11 @@ class YjsSession:
     @property
     def is_saved(self) -> bool:
         """Every local change so far is durable on the server (what ``saved()`` waits for)."""
-        return (
-            self._connected
-            and self._uploaded
-            and not self._pending
-            and self._outstanding == 0
-            and not self._unsendable
-            and not self._refused
-        )
+        return not self._unsaved and not self._unsendable and not self._refused
+
+    def _settled(self) -> bool:
+        """Everything local is inside uploads of this connection, all acknowledged."""
+        return self._connected and self._uploaded and not self._pending and self._outstanding == 0
 
     @property
     def awareness(self) -> dict[int, Any]:
@@ -325,14 +325,17 @@ class YjsSession:
         if self._closed:
             return
         error: ClientError | None = None
-        if flush and self._fatal is None and self._runner is not None:
+        if flush and self._runner is not None:
+            if self._fatal is None and self._unsaved:
+                with contextlib.suppress(
+                    ReadOnlyError, TimeoutError, SessionClosed, PermissionDenied
+                ):
+                    await self.saved(self._flush_timeout_s)
             try:
-                await self.saved(self._flush_timeout_s)
+                self._check_writable()
             except ReadOnlyError as exc:
                 error = exc
-            except (TimeoutError, SessionClosed, PermissionDenied):
-                pass
-            if error is None and not self.is_saved:
+            if error is None and self._unsaved:
                 error = NotSynced(f"closed {self.name!r} with changes the server has not saved")
         ws = self._ws
         if ws is not None and self._connected and self._aw_state is not None:
@@ -522,6 +525,8 @@ class YjsSession:
             self._sync(msg.sync)
         elif isinstance(msg, m.HSyncStatus):
             self._outstanding = max(0, self._outstanding - 1)
+            if msg.saved and self._settled() and not self._refused:
+                self._unsaved = False
             if not msg.saved:
                 self._refused += 1
                 self._emit("error", ReadOnlyError(f"the server refused a change to {self.name!r}"))
@@ -605,6 +610,7 @@ class YjsSession:
         update = event.update
         if update == b"\x00\x00":
             return  # a transaction that changed nothing
+        self._unsaved = True
         if self.read_only:
             self._unsendable = True
             self._notify()
