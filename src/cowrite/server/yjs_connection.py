@@ -279,7 +279,15 @@ class YjsConnection:
         session = YWebsocketSession(document, result, room.shared, self.limits, key=self.session)
         self._session = session
         self._members[""] = member
-        room.attach(Attachment(member.session, self, session.update_frame, session.awareness_frame))
+        room.attach(
+            Attachment(
+                member.session,
+                self,
+                session.update_frame,
+                session.awareness_frame,
+                dialect_key=("y-websocket",),
+            )
+        )
         await self._carry_out(session.open(), "")
         return True
 
@@ -475,6 +483,7 @@ class YjsConnection:
                 lambda u: session.update_frame(address, u),
                 lambda u: session.awareness_frame(address, u),
                 lambda s: session.stateless_frame(address, s),
+                dialect_key=("hocuspocus", address),
             )
         )
         await self.hub.yjs_chat_history(member, a.document)
