@@ -396,6 +396,28 @@ async def test_awareness_appears_and_disappears(serve: Any) -> None:
         assert seen and seen[-1] == {}
 
 
+async def test_chat_over_stateless_messages(serve: Any) -> None:
+    server = await serve()
+    async with open_yjs(server.url, "talk") as a, open_yjs(server.url, "talk") as b:
+        heard: list[Any] = []
+        errors: list[Exception] = []
+        b.on("chat", heard.append)
+        a.on("error", errors.append)
+        a.send_chat("hello from Python", name="Ada")
+        await eventually(lambda: len(heard) == 1, "b hears a")
+        assert heard[0].text == "hello from Python" and heard[0].author_name == "Ada"
+        await eventually(lambda: len(a.chat_messages) == 1, "a hears itself")
+        a.send_chat("x" * 10_001)  # over the server's limit: refused, told to a only
+        await eventually(lambda: len(errors) == 1, "a is told")
+        assert "bad_message" in str(errors[0])
+        with pytest.raises(ValueError):
+            a.send_chat("")
+    async with open_yjs(server.url, "talk") as late:  # the history comes on attach
+        await eventually(lambda: len(late.chat_messages) == 1, "history")
+        assert late.chat_messages[0].text == "hello from Python"
+        assert not late.chat_has_more
+
+
 @pytest.fixture(scope="module")
 def js_dir() -> Path:
     if NODE is None or NPM is None:

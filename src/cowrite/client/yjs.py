@@ -29,8 +29,10 @@ convention ``{"user": {"name": ..., "color": "#rrggbb"}}`` as Tiptap's carets re
 every 15 s like y-protocols; ``awareness`` holds the other clients' states by Yjs client id; the
 ``"awareness"`` event fires on each change. Events (``session.on(name, callback)``):
 ``"status"`` (``"connected"``, ``"disconnected"``, ``"closed"``), ``"awareness"`` (the dict),
-``"stateless"`` (a Stateless payload string), ``"error"`` (a ``ReadOnlyError`` for refused
-changes).
+``"chat"`` (a ``protocol.ChatMessage``: the document's chat rides on Stateless messages;
+``send_chat(text)``, ``chat_messages``), ``"stateless"`` (any Stateless payload string),
+``"error"`` (a ``ReadOnlyError`` for a refused change, a ``ClientError`` for a refused chat
+message).
 
 Caller's contract: every method runs on the event loop that opened the session; edit ``doc``
 from that loop (pycrdt documents are not thread-safe). ``open`` returns once the server's state
@@ -50,11 +52,13 @@ from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Literal, TypeAlias, get_args
 
+import msgspec
 import pycrdt
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
+from cowrite import protocol as p
 from cowrite.client.errors import (
     ClientError,
     NotSynced,
@@ -74,9 +78,11 @@ from cowrite.yjs.lib0 import YjsProtocolError
 
 log = logging.getLogger("cowrite.client.yjs")
 
-YjsEvent: TypeAlias = Literal["status", "awareness", "stateless", "error"]
+YjsEvent: TypeAlias = Literal["status", "awareness", "chat", "stateless", "error"]
 Callback: TypeAlias = Callable[[Any], Any]
 
+MAX_CHAT_KEPT = 1000
+"""Chat messages ``chat_messages`` keeps (the newest)."""
 AWARENESS_RENEW_S = 15.0
 """How often the local awareness state is renewed (y-protocols: peers drop it after 30 s)."""
 # Close codes after which reconnecting would only repeat the failure: our frames are malformed
@@ -191,6 +197,12 @@ class YjsSession:
         self._aw_state: str | None = None if awareness is None else json.dumps(awareness)
         self._aw_clock = 0 if awareness is None else 1
         self._aw_table = AwarenessTable()
+        # --- chat
+        self.chat_messages: list[p.ChatMessage] = []
+        """The document's chat, oldest first: the last 50 when a connection attaches, then
+        every message sent (at most ``MAX_CHAT_KEPT``, the newest)."""
+        self.chat_has_more = False
+        """Older messages exist than the first of ``chat_messages`` (REST ``/chat`` has them)."""
         self._applying_remote = False
         self._sub = self.doc.observe(self._on_transaction)
 
@@ -249,6 +261,14 @@ class YjsSession:
         self._aw_state = None if state is None else json.dumps(state)
         self._aw_clock += 1
         self._send_awareness()
+
+    def send_chat(self, text: str, name: str = "") -> None:
+        """Post a chat message (the server needs the ``chat`` right; ``name`` is the author's
+        display name when the token names nobody). It comes back as a ``"chat"`` event; a refusal
+        as an ``"error"`` event. Dropped while disconnected."""
+        if not text:
+            raise ValueError("a chat message has text")
+        self.send_stateless(json.dumps({"type": "cowrite.chat.send", "text": text, "name": name}))
 
     def send_stateless(self, payload: str) -> None:
         """Send a Hocuspocus Stateless message (dropped while disconnected)."""
@@ -546,6 +566,7 @@ class YjsSession:
             self._send(m.encode_hocuspocus(m.HAuthToken(self.name, self._token)))
         elif isinstance(msg, m.HStateless):
             self._emit("stateless", msg.payload)
+            self._chat(msg.payload)
         elif isinstance(msg, m.HClose):
             raise _Fatal(SessionClosed(f"the server closed {self.name!r}: {msg.reason}"))
 
@@ -578,6 +599,26 @@ class YjsSession:
                 self._ready.set_result(None)
             self._notify()
             self._emit("status", "connected")
+
+    def _chat(self, payload: str) -> None:
+        """The cowrite chat carried in stateless payloads (``docs/yjs.md``)."""
+        try:
+            msg = json.loads(payload)
+            kind = msg.get("type") if isinstance(msg, dict) else None
+            if kind == "cowrite.chat":
+                message = msgspec.convert(msg["message"], p.ChatMessage)
+                self.chat_messages = [
+                    *(c for c in self.chat_messages[-MAX_CHAT_KEPT + 1 :] if c.id != message.id),
+                    message,
+                ]
+                self._emit("chat", message)
+            elif kind == "cowrite.chat.history":
+                self.chat_messages = msgspec.convert(msg["messages"], list[p.ChatMessage])
+                self.chat_has_more = bool(msg.get("has_more"))
+            elif kind == "cowrite.error":
+                self._emit("error", ClientError(f"{msg.get('code')}: {msg.get('message')}"))
+        except (ValueError, KeyError, msgspec.ValidationError) as exc:
+            log.warning("ignoring a stateless message: %s", exc)
 
     def _apply_remote(self, update: bytes) -> None:
         self._applying_remote = True
