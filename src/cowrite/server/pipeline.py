@@ -277,6 +277,7 @@ class Pipeline:
                     extra={"doc": doc_id, "updates": len(retry)},
                 )
                 self._saving(lr, pending=True)
+                self.metrics.store_retries.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             again.update(id(o) for o in retry)
@@ -290,6 +291,10 @@ class Pipeline:
         if lr.saving_pending == pending:
             return
         lr.saving_pending = pending
+        if pending:
+            self.metrics.saving_pending.inc()
+        else:
+            self.metrics.saving_pending.dec()
         if pending:
             log.error(
                 "store unavailable: edits are held, not acknowledged", extra={"doc": lr.room.doc_id}

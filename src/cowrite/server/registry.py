@@ -247,6 +247,8 @@ class Registry:
         # no await between the checks above and this: nobody can join a room on its way out
         del self.rooms[doc_id]
         self.metrics.documents.set(len(self.rooms))
+        if lr.saving_pending:
+            self.metrics.saving_pending.dec()
         for task in (lr.task, lr.catching_up):
             if task is not None:
                 task.cancel()
