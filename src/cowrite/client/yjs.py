@@ -118,7 +118,9 @@ def _closed_for_good(exc: ConnectionClosed, name: str) -> BaseException | None:
     if code in _GONE_CLOSE_CODES:
         return SessionClosed(f"the server closed {name!r}: {reason or code}")
     if code in _BROKEN_CLOSE_CODES:
-        return ConnectionError(f"the server closed the socket: {code} {reason}".rstrip())
+        return ConnectionError(
+            f"the server refused what this client sent: close {code} {reason}".rstrip()
+        )
     return None
 
 
