@@ -298,6 +298,34 @@ async def test_a_dropped_connection_resyncs_both_ways(serve: Any) -> None:
         assert view(a)["map"] == {"a": "while dropped", "b": "meanwhile"}
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_random_edits_and_dropped_connections_converge(serve: Any, seed: int) -> None:
+    """Three clients edit at random while their connections drop at random (no close
+    handshake): once everyone is saved, all converge, and so does a client opening afterwards."""
+    server = await serve()
+    rng = random.Random(seed)
+    sessions = [await open_yjs(server.url, "storm", backoff_max_s=0.1) for _ in range(3)]
+    try:
+        for round_ in range(8):
+            for k, s in enumerate(sessions):
+                random_edits(s, random.Random(seed * 1000 + round_ * 10 + k), f"c{k}r{round_}.", 8)
+            victim = rng.choice(sessions)
+            if victim._ws is not None and rng.random() < 0.7:
+                victim._ws.transport.abort()
+            await asyncio.sleep(rng.choice([0, 0, 0.01, 0.05]))
+        await asyncio.gather(*(s.saved() for s in sessions))
+        await eventually(
+            lambda: all(view(s) == view(sessions[0]) for s in sessions), "all converge"
+        )
+        async with open_yjs(server.url, "storm") as late:
+            assert view(late) == view(sessions[0])
+        paragraphs = view(late)["xml"]
+        assert all(f"<paragraph>c{k}r" in paragraphs for k in range(3))
+    finally:
+        for s in sessions:
+            await s.close(flush=False)
+
+
 async def test_leaving_with_unsaved_changes_raises_not_synced(serve: Any) -> None:
     server = await serve()
     s = await open_yjs(server.url, "ns", flush_timeout_s=0.5, backoff_max_s=0.2)
