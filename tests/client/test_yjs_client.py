@@ -7,6 +7,7 @@ goes, the session reconnects and resyncs after a restart, and a pycrdt client an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -71,26 +72,42 @@ class Served:
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         args = [sys.executable, "-m", "cowrite.cli", "serve", "--port", str(self.port)]
         args += ["--data", str(self.data), "--log-level", "warning"]
         if self.secret:
             args += ["--secret", self.secret]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ, **ENV})
+        return self.proc
+
+    def _exited(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"the server exited with {proc.returncode}: " + self.log_path.read_text()[-2000:]
+            )
+
+    async def start(self) -> None:
+        proc = self._spawn()
         async with httpx.AsyncClient() as http:
-            for _ in range(600):
-                if self.proc.poll() is not None:
-                    raise AssertionError(
-                        f"the server exited with {self.proc.returncode}: "
-                        + self.log_path.read_text()[-2000:]
-                    )
-                try:
+            for _ in range(1200):
+                self._exited(proc)
+                with contextlib.suppress(httpx.TransportError):
                     if (await http.get(f"{self.http}/healthz")).is_success:
                         return
-                except httpx.TransportError:
-                    pass
                 await asyncio.sleep(0.05)
+        raise AssertionError("the server did not come up")
+
+    def start_blocking(self) -> None:
+        """``start`` for fixtures outside the event loop."""
+        proc = self._spawn()
+        with httpx.Client() as http:
+            for _ in range(1200):
+                self._exited(proc)
+                with contextlib.suppress(httpx.TransportError):
+                    if http.get(f"{self.http}/healthz").is_success:
+                        return
+                time.sleep(0.05)
         raise AssertionError("the server did not come up")
 
     def kill(self) -> None:
@@ -115,6 +132,16 @@ async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Served]
     yield make
     for s in started:
         s.kill()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One server for the tests that never stop it (each uses documents of its own)."""
+    tmp = tmp_path_factory.mktemp("shared")
+    s = Served(tmp / "cowrite.db", tmp / "server.log")
+    s.start_blocking()
+    yield s
+    s.kill()
 
 
 def token(docs: dict[str, list[str]], user: str = "u") -> str:
@@ -222,8 +249,8 @@ async def test_remote_updates_are_not_echoed_and_wait_for_the_servers_state() ->
     assert s._outbox.empty()
 
 
-async def test_two_clients_edit_concurrently_and_converge(serve: Any) -> None:
-    server = await serve()
+async def test_two_clients_edit_concurrently_and_converge(shared: Served) -> None:
+    server = shared
     async with open_yjs(server.url, "rich") as a, open_yjs(server.url, "rich") as b:
         for round_ in range(5):
             random_edits(a, random.Random(round_), "a", 20)
@@ -278,8 +305,8 @@ async def test_offline_edits_are_uploaded_after_a_restart(serve: Any) -> None:
     assert statuses[:2] == ["disconnected", "connected"]
 
 
-async def test_a_dropped_connection_resyncs_both_ways(serve: Any) -> None:
-    server = await serve()
+async def test_a_dropped_connection_resyncs_both_ways(shared: Served) -> None:
+    server = shared
     async with (
         open_yjs(server.url, "drop", backoff_max_s=0.2) as a,
         open_yjs(server.url, "drop") as b,
@@ -299,12 +326,12 @@ async def test_a_dropped_connection_resyncs_both_ways(serve: Any) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-async def test_random_edits_and_dropped_connections_converge(serve: Any, seed: int) -> None:
+async def test_random_edits_and_dropped_connections_converge(shared: Served, seed: int) -> None:
     """Three clients edit at random while their connections drop at random (no close
     handshake): once everyone is saved, all converge, and so does a client opening afterwards."""
-    server = await serve()
+    server, name = shared, f"storm{seed}"
     rng = random.Random(seed)
-    sessions = [await open_yjs(server.url, "storm", backoff_max_s=0.1) for _ in range(3)]
+    sessions = [await open_yjs(server.url, name, backoff_max_s=0.1) for _ in range(3)]
     try:
         for round_ in range(8):
             for k, s in enumerate(sessions):
@@ -317,7 +344,7 @@ async def test_random_edits_and_dropped_connections_converge(serve: Any, seed: i
         await eventually(
             lambda: all(view(s) == view(sessions[0]) for s in sessions), "all converge"
         )
-        async with open_yjs(server.url, "storm") as late:
+        async with open_yjs(server.url, name) as late:
             assert view(late) == view(sessions[0])
         paragraphs = view(late)["xml"]
         assert all(f"<paragraph>c{k}r" in paragraphs for k in range(3))
@@ -380,8 +407,8 @@ async def test_read_only_token_forged_token_and_native_document(serve: Any) -> N
         await open_yjs(server.url, "doc")  # no token
 
 
-async def test_a_native_document_is_refused(serve: Any) -> None:
-    server = await serve()
+async def test_a_native_document_is_refused(shared: Served) -> None:
+    server = shared
     async with connect(server.url, doc="native") as native:
         native.text("body").insert(0, "crdt")
         await native.synced()
@@ -390,8 +417,8 @@ async def test_a_native_document_is_refused(serve: Any) -> None:
     assert "not a Yjs document" in caught.value.reason
 
 
-async def test_a_deleted_document_ends_the_session_and_stays_deleted(serve: Any) -> None:
-    server = await serve()
+async def test_a_deleted_document_ends_the_session_and_stays_deleted(shared: Served) -> None:
+    server = shared
     async with open_yjs(server.url, "gone", backoff_max_s=0.2) as s:
         s.doc.get("text", type=pycrdt.Text).insert(0, "soon gone")
         await s.saved()
@@ -405,8 +432,8 @@ async def test_a_deleted_document_ends_the_session_and_stays_deleted(serve: Any)
         await s.close(flush=False)
 
 
-async def test_awareness_appears_and_disappears(serve: Any) -> None:
-    server = await serve()
+async def test_awareness_appears_and_disappears(shared: Served) -> None:
+    server = shared
     user_a = {"user": {"name": "Ada", "color": "#112233"}}
     async with open_yjs(server.url, "aw", awareness=user_a) as a:
         seen: list[dict[int, Any]] = []
@@ -424,8 +451,8 @@ async def test_awareness_appears_and_disappears(serve: Any) -> None:
         assert seen and seen[-1] == {}
 
 
-async def test_chat_over_stateless_messages(serve: Any) -> None:
-    server = await serve()
+async def test_chat_over_stateless_messages(shared: Served) -> None:
+    server = shared
     async with open_yjs(server.url, "talk") as a, open_yjs(server.url, "talk") as b:
         heard: list[Any] = []
         errors: list[Exception] = []
@@ -516,8 +543,8 @@ def js_peers(js_dir: Path) -> Iterator[Callable[[str, str, str], JsPeer]]:
         p.close()
 
 
-async def test_a_pycrdt_client_and_a_js_client_converge(serve: Any, js_peers: Any) -> None:
-    server = await serve()
+async def test_a_pycrdt_client_and_a_js_client_converge(shared: Served, js_peers: Any) -> None:
+    server = shared
     js = js_peers(hocuspocus_url(server.url), "mixed", "x")
     async with open_yjs(server.url, "mixed") as py:
         first = await js.cmd(cmd="saved")
