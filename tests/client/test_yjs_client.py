@@ -24,6 +24,7 @@ import httpx
 import pycrdt
 import pytest
 
+import cowrite
 from cowrite.client import (
     NotSynced,
     PermissionDenied,
@@ -196,6 +197,9 @@ def test_the_url_means_the_hocuspocus_endpoint() -> None:
     assert hocuspocus_url("https://h/ws") == "wss://h/hocuspocus"
     assert hocuspocus_url("ws://h/collab") == "ws://h/collab/hocuspocus"
     assert hocuspocus_url("ws://h/collab/hocuspocus") == "ws://h/collab/hocuspocus"
+    assert hocuspocus_url("ws://h/yjs/") == "ws://h/hocuspocus"
+    assert hocuspocus_url("wss://h/p/ws?x=1") == "wss://h/p/hocuspocus?x=1"
+    assert cowrite.open_yjs is open_yjs
 
 
 async def test_remote_updates_are_not_echoed_and_wait_for_the_servers_state() -> None:

@@ -96,7 +96,8 @@ _GONE_CLOSE_CODES = frozenset({4404})
 
 def hocuspocus_url(url: str) -> str:
     """``url`` as the Hocuspocus endpoint: ``http(s)`` becomes ``ws(s)``; a path not ending in
-    ``/hocuspocus`` gets it appended (``/ws``, the native endpoint, is replaced).
+    ``/hocuspocus`` gets it appended (``/ws`` and ``/yjs``, the server's other endpoints, are
+    replaced).
 
     So ``ws://127.0.0.1:8000``, ``http://127.0.0.1:8000/ws`` and a mount prefix such as
     ``ws://host/collab`` mean ``.../hocuspocus`` there.
@@ -105,7 +106,9 @@ def hocuspocus_url(url: str) -> str:
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     path = parts.path.rstrip("/")
     if not path.endswith("/hocuspocus"):
-        path = path.removesuffix("/ws") + "/hocuspocus"
+        for other in ("/ws", "/yjs"):
+            path = path.removesuffix(other)
+        path += "/hocuspocus"
     return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
