@@ -158,12 +158,8 @@ async def test_random_edits_of_both_dialects_converge_everywhere_and_after_a_res
     for dialect in ("hocuspocus", "ywebsocket"):
         fresh = await fresh_read(reader, base, "rt", dialect, f"fresh-{dialect}")
         assert fresh["content"] == content, content_diff(fresh["content"], content)
-    rest = await server.yjs_state("rt")
-    if rest is None:
-        print("GET /api/documents/{id}/yjs is not there yet: REST read-out not compared")
-    else:
-        decoded = await n2.decode(rest)
-        assert decoded["content"] == content, content_diff(decoded["content"], content)
+    decoded = await n2.decode(await server.yjs_state("rt"))
+    assert decoded["content"] == content, content_diff(decoded["content"], content)
 
     # a clean restart on the same data file: same state
     await n1.close()
@@ -374,11 +370,9 @@ async def test_a_native_document_is_refused_to_yjs_clients(yjs_server: Server, n
     async with httpx.AsyncClient(timeout=30) as http:
         r = await http.get(f"{server.url}/api/documents/rich")
         listed = await http.get(f"{server.url}/api/documents")
-    if r.status_code == 200 and "kind" in r.json():
-        assert r.json()["kind"] == "yjs", r.text
-        assert "yjs" in listed.text, listed.text
-    else:  # (the REST side of the kind is another part of issue 11)
-        print(f"REST does not know the kind yet: {r.status_code} {r.text[:200]}")
+    assert r.status_code == 200 and r.json()["kind"] == "yjs", r.text
+    kinds = {d["id"]: d["kind"] for d in listed.json()["documents"]}
+    assert kinds == {"native": "crdt", "rich": "yjs"}, listed.text
 
 
 async def test_awareness_appears_at_the_others_and_disappears_when_the_client_dies(

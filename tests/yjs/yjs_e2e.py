@@ -170,13 +170,12 @@ class YClients:
                 await task
 
 
-async def rest_yjs_state(base_url: str, doc: str) -> bytes | None:
-    """``GET /api/documents/{doc}/yjs`` at ``base_url`` (None while the route is missing)."""
+async def rest_yjs_state(base_url: str, doc: str) -> bytes:
+    """``GET /api/documents/{doc}/yjs`` at ``base_url``: the state as a Yjs update v1."""
     async with httpx.AsyncClient(timeout=30) as http:
         r = await http.get(f"{base_url}/api/documents/{doc}/yjs")
-    if r.status_code == 404 and "no endpoint" in r.text:  # (REST is another part of #11)
-        return None
     assert r.status_code == 200, (r.status_code, r.text[:300])
+    assert r.headers["content-type"] == "application/octet-stream", r.headers
     return r.content
 
 
@@ -194,14 +193,9 @@ class YjsServer(CowriteInstance):
                 return int(line.split()[1])
         raise AssertionError("no VmRSS")
 
-    async def yjs_state(self, doc: str) -> bytes | None:
-        """``GET /api/documents/{doc}/yjs`` (None when the route is missing)."""
-        async with httpx.AsyncClient(timeout=30) as http:
-            r = await http.get(f"{self.url}/api/documents/{doc}/yjs")
-        if r.status_code == 404 and "no endpoint" in r.text:  # (REST is another part of #11)
-            return None
-        assert r.status_code == 200, (r.status_code, r.text[:300])
-        return r.content
+    async def yjs_state(self, doc: str) -> bytes:
+        """``GET /api/documents/{doc}/yjs``: the state as a Yjs update v1."""
+        return await rest_yjs_state(self.url, doc)
 
 
 def same_content(states: list[dict[str, Any]]) -> bool:
