@@ -550,3 +550,28 @@ async def test_an_expired_token_ends_the_session(yjs_server: Server, node: Node)
         n, server.base, "exp", "hocuspocus", "fresh", token=token({"exp": ["read"]})
     )
     assert _text(fresh) == "still here"
+
+
+async def test_a_document_over_the_frame_limit_syncs_to_fresh_clients_and_after_a_restart(
+    yjs_server: Server, node: Node
+) -> None:
+    """Typed in pieces below the 1 MB message limit, a document grows past it: the server's sync
+    step 2 to a new client (one frame of the whole document) and a reload still work."""
+    server = await yjs_server()
+    n = await node("big")
+    await n.open("h", "hocuspocus", server.base, "big")
+    await converge([n], ["h"], what="synced")
+    piece = "0123456789abcdef" * 1024  # 16 KiB
+    for k in range(80):  # 1.25 MiB
+        await n.call("type", client="h", text=f"<{k}>{piece}")
+    await converge([n], ["h"], what="every piece is acknowledged")
+    want = _text(await n.state("h"))
+    assert len(want) > 1_300_000
+    for dialect in ("ywebsocket", "hocuspocus"):
+        fresh = await fresh_read(n, server.base, "big", dialect, f"fresh-{dialect}")
+        assert _text(fresh) == want
+    await n.close()
+    server.terminate()
+    await server.start()
+    fresh = await fresh_read(await node("reader"), server.base, "big", "ywebsocket", "after")
+    assert _text(fresh) == want
