@@ -575,3 +575,33 @@ async def test_a_document_over_the_frame_limit_syncs_to_fresh_clients_and_after_
     await server.start()
     fresh = await fresh_read(await node("reader"), server.base, "big", "ywebsocket", "after")
     assert _text(fresh) == want
+
+
+async def test_two_providers_of_one_document_on_one_socket_with_session_routing_keys(
+    yjs_server: Server, node: Node
+) -> None:
+    """Hocuspocus 4.x ``sessionAwareness``: two providers of the same document share a socket,
+    each addressed as ``name\\0sessionId``; both sync, edit and see each other."""
+    server = await yjs_server()
+    n = await node("routing")
+    for c in ("p", "q"):
+        await n.open(
+            c,
+            "hocuspocus",
+            server.base,
+            "routed",
+            socket="one",
+            session_awareness=True,
+            user={"name": c},
+        )
+    await n.open("y", "ywebsocket", server.base, "routed", user={"name": "y"})
+    await converge([n], ["p", "q", "y"], what="all three sync")
+    await n.call("edit", client="p", seed=1, n=20, tag="p:")
+    await n.call("edit", client="q", seed=2, n=20, tag="q:")
+    await n.call("edit", client="y", seed=3, n=20, tag="y:")
+    await converge([n], ["p", "q", "y"], what="all three converge")
+    await eventually(
+        lambda: _all(n, ["p", "q", "y"], lambda s: _names(s) == {"p", "q", "y"}),
+        timeout=30,
+        what="each sees the others' awareness",
+    )

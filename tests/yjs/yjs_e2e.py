@@ -130,6 +130,7 @@ class YClients:
         token: str | None = None,
         socket: str | None = None,
         user: dict[str, Any] | None = None,
+        session_awareness: bool = False,
     ) -> dict[str, Any]:
         """``base``: ``ws://HOST:PORT`` of a server or of nginx."""
         url = f"{base}/hocuspocus" if dialect == "hocuspocus" else f"{base}/yjs"
@@ -140,6 +141,8 @@ class YClients:
             kw["socket"] = socket
         if user is not None:
             kw["user"] = user
+        if session_awareness:
+            kw["session_awareness"] = True
         return await self.call("open", **kw)
 
     async def state(self, client: str) -> dict[str, Any]:

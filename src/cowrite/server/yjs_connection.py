@@ -439,11 +439,16 @@ class YjsConnection:
             return
         lr, room = found
         outcome = room.persisted(a.update)
+        # Hocuspocus routing keys (``name\0sessionId``) let several providers of one document
+        # share this socket, and a Persist does not say which of them sent it: then every one
+        # of them gets the update (the sender applies its own update as a no-op).
+        alone = sum(1 for m in self._members.values() if m.document == a.document) == 1
+        origin = member.session if alone else None
         for b in session.durable(a.ticket):
             if isinstance(b, Send):
                 outcome.frames.append((self, b.frame))
             elif isinstance(b, Broadcast):
-                outcome.frames.extend(room.update_frames(b.update, member.session))
+                outcome.frames.extend(room.update_frames(b.update, origin))
         self.hub.edits_applied += 1
         self.metrics.edits.labels("yjs").inc()
         tracing = self.hub.tracing

@@ -5,7 +5,8 @@
 // stdin: one JSON command a line, `{"id": n, "cmd": ..., ...}`; stdout: one JSON answer a line,
 // `{"id": n, "ok": true, ...}` or `{"id": n, "ok": false, "error": "..."}`. Commands run
 // concurrently (an `edit` with pauses does not hold the others up). Commands:
-//   open {client, dialect: "hocuspocus"|"ywebsocket", url, name, token?, socket?, user?}
+//   open {client, dialect: "hocuspocus"|"ywebsocket", url, name, token?, socket?, user?,
+//         session_awareness?}
 //        url: ws://HOST:PORT/hocuspocus or ws://HOST:PORT/yjs; `socket` names a shared
 //        HocuspocusProviderWebsocket (several documents multiplexed on one socket)
 //   edit {client, seed, n, pause_ms?, kinds?}   seeded random edits on Y.Text "text", Y.Map
@@ -110,6 +111,7 @@ function open(c) {
       onStatus: ({ status }) => { st.status = status; },
       onClose: ({ event }) => { st.closes.push({ code: event?.code ?? null, reason: String(event?.reason ?? "") }); },
       onStateless: ({ payload }) => { st.stateless.push(payload); },
+      sessionAwareness: Boolean(c.session_awareness), // 4.x routing key `name\0sessionId`
     };
     if (c.socket) {
       st.socket = c.socket;
