@@ -605,3 +605,13 @@ async def test_two_providers_of_one_document_on_one_socket_with_session_routing_
         timeout=30,
         what="each sees the others' awareness",
     )
+    # one provider leaves the shared socket (Hocuspocus CLOSE): its state goes, the other stays
+    await n.call("destroy", client="q")
+    await eventually(
+        lambda: _all(n, ["p", "y"], lambda s: _names(s) == {"p", "y"}),
+        timeout=30,
+        what="q's awareness is removed when it leaves",
+    )
+    await n.call("edit", client="p", seed=4, n=10, tag="p'")
+    await n.call("edit", client="y", seed=5, n=10, tag="y'")
+    await converge([n], ["p", "y"], what="p and y go on")
