@@ -1,0 +1,154 @@
+"""Who changed what between two versions: a diff of each text or list node with the ops behind it.
+
+``authored_changes(doc, old, new)`` walks every text and list node reachable at ``new`` (roots
+and nested nodes) and lists its change from ``old`` as spans: kept elements (``retain``),
+inserted ones (``insert``: the id of the op that inserted the span's first element; the span's
+elements have consecutive ids of that replica) and deleted ones (``delete``: the id of the delete
+op that removed them, in ``new`` and not in ``old``). Callers turn op ids into authors (the
+server: the version whose vector first includes the op). Visibility is the one ``history``
+computes (``_View``); versions before the compaction base raise ``HistoryUnavailable``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cowrite.engine.document import Document
+from cowrite.engine.history import _check_version, _View
+from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK
+from cowrite.engine.ops import NodeKind, NodeRef
+from cowrite.engine.sequence import Gap
+
+
+@dataclass(slots=True)
+class ChangeSpan:
+    kind: str
+    """``retain``, ``insert`` or ``delete``."""
+    count: int
+    content: list[Any] = field(default_factory=list)
+    """The elements inserted or deleted (characters of a text; values of a list, nested nodes as
+    ``NodeRef``); empty for ``retain``."""
+    replica: int = 0
+    seq: int = 0
+    """The op: for an insert, of the span's first element (element k is ``seq + k``)."""
+
+
+@dataclass(slots=True)
+class NodeChanges:
+    node: int
+    kind: NodeKind
+    spans: list[ChangeSpan]
+
+
+class _Deleters:
+    """For elements deleted in ``new`` but not ``old``: which delete op removed them."""
+
+    def __init__(self, doc: Document, old: _View, new: _View) -> None:
+        spans: dict[int, list[tuple[int, int, int, int]]] = {}
+        for client, (seqs, _nodes, targets, lengths) in enumerate(doc._dels):
+            lo, hi = old.limit[client], new.limit[client]
+            if lo >= hi:
+                continue
+            start = bisect_right(seqs, lo - 1)
+            for k in range(start, bisect_right(seqs, hi - 1, start)):
+                t = targets[k]
+                s = t >> CLIENT_BITS
+                spans.setdefault(t & CLIENT_MASK, []).append((s, s + lengths[k], client, seqs[k]))
+        self.doc = doc
+        self.spans = {c: sorted(v) for c, v in spans.items()}
+        self.starts = {c: [s for s, _, _, _ in v] for c, v in self.spans.items()}
+
+    def of(self, client: int, seq: int) -> tuple[int, int]:
+        """(replica, seq) of the delete op that removed element ``seq`` of ``client``."""
+        lst = self.spans.get(client, [])
+        k = bisect_right(self.starts.get(client, []), seq) - 1
+        for j in range(k, max(k - 64, -1), -1):  # (overlaps come from concurrent deletes)
+            s, e, c, d = lst[j]
+            if s <= seq < e:
+                return self.doc.replica_of(c), d
+        return 0, 0
+
+
+def authored_changes(
+    doc: Document, old: Mapping[int, int], new: Mapping[int, int]
+) -> list[NodeChanges]:
+    """The changes from ``old`` to ``new`` of every text/list node reachable at ``new`` that
+    changed, with the ops that made them (see the module docstring)."""
+    _check_version(doc, old)
+    _check_version(doc, new)
+    a, b = _View(doc, old), _View(doc, new)
+    deleters = _Deleters(doc, a, b)
+    out: list[NodeChanges] = []
+    seen: set[int] = set()
+    todo = sorted(doc.roots)
+    while todo:
+        node = todo.pop(0)
+        if node in seen:
+            continue
+        seen.add(node)
+        kind = doc.kind_of(node)
+        if kind is NodeKind.TEXT or kind is NodeKind.LIST:
+            spans = _sequence_spans(doc, a, b, node, deleters)
+            if any(s.kind != "retain" for s in spans):
+                out.append(NodeChanges(node, kind, spans))
+            if kind is NodeKind.LIST:
+                todo += [e.id for _, e in b.sequence_elements(doc.sequence(node)) if _ref(e)]
+        elif kind is NodeKind.MAP:
+            todo += [v.id for _, v in b.lww(node).values() if _ref(v)]
+    return out
+
+
+def _ref(value: Any) -> bool:
+    return type(value) is NodeRef
+
+
+def _sequence_spans(
+    doc: Document, a: _View, b: _View, node: int, deleters: _Deleters
+) -> list[ChangeSpan]:
+    spans: list[ChangeSpan] = []
+    for item in doc.sequence(node).items():
+        if type(item.content) is Gap:
+            continue
+        client = item.id & CLIENT_MASK
+        first = item.id >> CLIENT_BITS
+        n = len(item.content)
+        if first >= b.limit[client] and first >= a.limit[client]:
+            continue  # inserted after both versions
+        in_a = a.visible_mask(client, first, n)
+        in_b = b.visible_mask(client, first, n)
+        replica = doc.replica_of(client)
+        for k in range(n):
+            va, vb = in_a[k], in_b[k]
+            if va and vb:
+                last = spans[-1] if spans else None
+                if last is not None and last.kind == "retain":
+                    last.count += 1
+                else:
+                    spans.append(ChangeSpan("retain", 1))
+            elif vb:
+                _add(spans, "insert", item.content[k], replica, first + k, consecutive=True)
+            elif va:
+                r, d = deleters.of(client, first + k)
+                _add(spans, "delete", item.content[k], r, d, consecutive=False)
+    while spans and spans[-1].kind == "retain":
+        spans.pop()
+    return spans
+
+
+def _add(
+    spans: list[ChangeSpan], kind: str, element: Any, replica: int, seq: int, *, consecutive: bool
+) -> None:
+    last = spans[-1] if spans else None
+    if (
+        last is not None
+        and last.kind == kind
+        and last.replica == replica
+        and (last.seq + last.count == seq if consecutive else last.seq == seq)
+    ):
+        last.count += 1
+        last.content.append(element)
+        return
+    spans.append(ChangeSpan(kind, 1, [element], replica, seq))
