@@ -6,18 +6,19 @@ inserted ones (``insert``: the id of the op that inserted the span's first eleme
 elements have consecutive ids of that replica) and deleted ones (``delete``: the id of the delete
 op that removed them, in ``new`` and not in ``old``). Callers turn op ids into authors (the
 server: the version whose vector first includes the op). Visibility is the one ``history``
-computes (``_View``); versions before the compaction base raise ``HistoryUnavailable``.
+computes (``_View``, deleters from the ``DeleteIndex``); versions before the compaction base
+raise ``HistoryUnavailable``.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cowrite.engine.document import Document
 from cowrite.engine.history import _check_version, _View
+from cowrite.engine.history_index import MANY
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK
 from cowrite.engine.ops import NodeKind, NodeRef
 from cowrite.engine.sequence import Gap
@@ -43,35 +44,6 @@ class NodeChanges:
     spans: list[ChangeSpan]
 
 
-class _Deleters:
-    """For elements deleted in ``new`` but not ``old``: which delete op removed them."""
-
-    def __init__(self, doc: Document, old: _View, new: _View) -> None:
-        spans: dict[int, list[tuple[int, int, int, int]]] = {}
-        for client, (seqs, _nodes, targets, lengths) in enumerate(doc._dels):
-            lo, hi = old.limit[client], new.limit[client]
-            if lo >= hi:
-                continue
-            start = bisect_right(seqs, lo - 1)
-            for k in range(start, bisect_right(seqs, hi - 1, start)):
-                t = targets[k]
-                s = t >> CLIENT_BITS
-                spans.setdefault(t & CLIENT_MASK, []).append((s, s + lengths[k], client, seqs[k]))
-        self.doc = doc
-        self.spans = {c: sorted(v) for c, v in spans.items()}
-        self.starts = {c: [s for s, _, _, _ in v] for c, v in self.spans.items()}
-
-    def of(self, client: int, seq: int) -> tuple[int, int]:
-        """(replica, seq) of the delete op that removed element ``seq`` of ``client``."""
-        lst = self.spans.get(client, [])
-        k = bisect_right(self.starts.get(client, []), seq) - 1
-        for j in range(k, max(k - 64, -1), -1):  # (overlaps come from concurrent deletes)
-            s, e, c, d = lst[j]
-            if s <= seq < e:
-                return self.doc.replica_of(c), d
-        return 0, 0
-
-
 def authored_changes(
     doc: Document, old: Mapping[int, int], new: Mapping[int, int]
 ) -> list[NodeChanges]:
@@ -80,7 +52,6 @@ def authored_changes(
     _check_version(doc, old)
     _check_version(doc, new)
     a, b = _View(doc, old), _View(doc, new)
-    deleters = _Deleters(doc, a, b)
     out: list[NodeChanges] = []
     seen: set[int] = set()
     todo = sorted(doc.roots)
@@ -91,7 +62,7 @@ def authored_changes(
         seen.add(node)
         kind = doc.kind_of(node)
         if kind is NodeKind.TEXT or kind is NodeKind.LIST:
-            spans = _sequence_spans(doc, a, b, node, deleters)
+            spans = _sequence_spans(doc, a, b, node)
             if any(s.kind != "retain" for s in spans):
                 out.append(NodeChanges(node, kind, spans))
             if kind is NodeKind.LIST:
@@ -105,9 +76,7 @@ def _ref(value: Any) -> bool:
     return type(value) is NodeRef
 
 
-def _sequence_spans(
-    doc: Document, a: _View, b: _View, node: int, deleters: _Deleters
-) -> list[ChangeSpan]:
+def _sequence_spans(doc: Document, a: _View, b: _View, node: int) -> list[ChangeSpan]:
     spans: list[ChangeSpan] = []
     for item in doc.sequence(node).items():
         if type(item.content) is Gap:
@@ -115,8 +84,16 @@ def _sequence_spans(
         client = item.id & CLIENT_MASK
         first = item.id >> CLIENT_BITS
         n = len(item.content)
-        if first >= b.limit[client] and first >= a.limit[client]:
-            continue  # inserted after both versions
+        runs = a.same_runs(b, client, first, n)
+        if runs is not None:  # unchanged: kept (or absent) in both
+            kept = sum(e - s for s, e in runs)
+            if kept:
+                last = spans[-1] if spans else None
+                if last is not None and last.kind == "retain":
+                    last.count += kept
+                else:
+                    spans.append(ChangeSpan("retain", kept))
+            continue
         in_a = a.visible_mask(client, first, n)
         in_b = b.visible_mask(client, first, n)
         replica = doc.replica_of(client)
@@ -131,11 +108,22 @@ def _sequence_spans(
             elif vb:
                 _add(spans, "insert", item.content[k], replica, first + k, consecutive=True)
             elif va:
-                r, d = deleters.of(client, first + k)
+                r, d = _deleter(doc, a, b, client, first + k)
                 _add(spans, "delete", item.content[k], r, d, consecutive=False)
     while spans and spans[-1].kind == "retain":
         spans.pop()
     return spans
+
+
+def _deleter(doc: Document, a: _View, b: _View, client: int, seq: int) -> tuple[int, int]:
+    """(replica, seq) of a delete that removed the element in ``b`` and not in ``a``."""
+    index = a.index
+    dc = index.dcl[client][seq]
+    listed = index.multi[client, seq] if dc == MANY else [(dc, index.dseq[client][seq])]
+    for c, s in sorted(listed, key=lambda d: d[1]):
+        if c >= 0 and b._seen(c, s) and not a._seen(c, s):
+            return doc.replica_of(c), s
+    return 0, 0
 
 
 def _add(
