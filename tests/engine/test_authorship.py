@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -101,3 +102,43 @@ def test_compacted_versions_raise() -> None:
     compact(doc, doc.version)
     with pytest.raises(HistoryUnavailable):
         authored_changes(doc, old, doc.version)
+
+
+def test_values_at_past_versions_with_concurrent_replicas_and_reads_in_between() -> None:
+    """The delete index grows with the document (reads between edits) and handles elements
+    deleted by several replicas at once: every past value comes back exactly."""
+    rng = random.Random(11)
+    a, b = Document(1), Document(2)
+    seen: list[tuple[dict[int, int], str]] = []
+    for step in range(300):
+        doc = a if rng.random() < 0.5 else b
+        text = doc.text("t")
+        value = str(text)
+        if value and rng.random() < 0.45:
+            pos = rng.randrange(len(value))
+            text.delete(pos, rng.randint(1, min(3, len(value) - pos)))
+        else:
+            text.insert(rng.randint(0, len(value)), rng.choice(["x", "yz", "abc"]))
+        if rng.random() < 0.3:  # sync (both may have deleted the same element meanwhile)
+            a.merge(b.delta_since(a.version))
+            b.merge(a.delta_since(b.version))
+        seen.append((dict(a.version), str(a.text("t"))))
+        if step % 25 == 0:  # a read now and then: the index is extended, not rebuilt
+            vv, want = seen[rng.randrange(len(seen))]
+            assert value_at(a, vv)["t"] == want
+    a.merge(b.delta_since(a.version))
+    for vv, want in seen:
+        assert value_at(a, vv)["t"] == want
+    for (old, before), (new, after) in itertools.pairwise(seen):
+        changes = authored_changes(a, old, new)
+        edit: list[object] = []
+        for span in changes[0].spans if changes else []:
+            if span.kind == "retain":
+                edit.append(span.count)
+            elif span.kind == "insert":
+                edit.append("".join(span.content))
+                assert old.get(span.replica, 0) <= span.seq < new[span.replica]
+            else:
+                edit.append(-span.count)
+                assert old.get(span.replica, 0) <= span.seq < new[span.replica]
+        assert ot.apply(before, ot.normalize(edit)) == after

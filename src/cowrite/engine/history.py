@@ -156,9 +156,9 @@ class _View:
                 return []
             cl = self.index.dcl[client][first:hi]
             lo_c, hi_c = min(cl), max(cl)
-            if hi_c == NOBODY:
+            if lo_c == hi_c == NOBODY:
                 return [(first, hi)]
-            if lo_c in (hi_c, NOBODY) and hi_c not in self.extra:
+            if hi_c >= 0 and lo_c in (hi_c, NOBODY) and hi_c not in self.extra:
                 deletes = self.index.dseq[client][first:hi]  # one deleting client: at once
                 bound = self.limit[hi_c]
                 if min(deletes) >= bound:
@@ -190,9 +190,9 @@ class _View:
             return None  # (some) inserted in between
         cl = self.index.dcl[client][first:hi]
         lo_c, hi_c = min(cl), max(cl)
-        if hi_c == NOBODY:
+        if lo_c == hi_c == NOBODY:
             return [(first, hi)]
-        if lo_c not in (hi_c, NOBODY) or hi_c in self.extra or hi_c in other.extra:
+        if hi_c < 0 or lo_c not in (hi_c, NOBODY) or hi_c in self.extra or hi_c in other.extra:
             return None
         deletes = self.index.dseq[client][first:hi]
         ba, bb = sorted((self.limit[hi_c], other.limit[hi_c]))

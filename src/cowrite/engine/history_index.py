@@ -8,7 +8,8 @@ decides a whole run of elements with C-speed ``min``/``max`` over slices (``runs
 
 The index of a document is built once and then only extended by the delete records that came
 since (records are appended per client in seq order); it is rebuilt when the compaction base
-moves (compaction drops records and turns deleted content into gaps). An element deleted by
+moves (compaction drops records and turns deleted content into gaps) or the record columns are
+replaced (a merged state). An element deleted by
 several replicas (concurrent deletes) is ``MANY``: its deleters are listed in ``multi``.
 """
 
@@ -27,8 +28,10 @@ MANY = -2
 
 
 class DeleteIndex:
-    def __init__(self, base: VersionVector) -> None:
+    def __init__(self, base: VersionVector, cols: object) -> None:
         self.base = dict(base)
+        self.cols = cols
+        """The document's delete columns when built (a state merge replaces them: rebuild)."""
         self.done: list[int] = []
         """Delete records indexed so far, per deleter client."""
         self.dseq: list[array[int]] = []
@@ -56,10 +59,14 @@ class DeleteIndex:
     def _add(self, dc: int, ds: int, target: int, length: int) -> None:
         tc = target & CLIENT_MASK
         s = target >> CLIENT_BITS
-        e = s + length
         cl = self.dcl[tc]
+        if length == 1 and s < len(cl) and cl[s] == NOBODY:  # (most deletes: one element)
+            cl[s] = dc
+            self.dseq[tc][s] = ds
+            return
+        e = s + length
         part = cl[s:e]
-        if len(part) == length and max(part) == NOBODY:  # nobody deleted them yet: at once
+        if len(part) == length and min(part) == max(part) == NOBODY:  # nobody yet: at once
             self.dseq[tc][s:e] = array("q", [ds]) * length
             cl[s:e] = array("q", [dc]) * length
             return
@@ -81,8 +88,9 @@ _INDEXES: WeakKeyDictionary[Document, DeleteIndex] = WeakKeyDictionary()
 
 def delete_index(doc: Document) -> DeleteIndex:
     """The document's index, brought up to date."""
+    doc._dels  # noqa: B018 (decodes lazily loaded records first)
     index = _INDEXES.get(doc)
-    if index is None or index.base != doc.base:
-        index = _INDEXES[doc] = DeleteIndex(doc.base)
+    if index is None or index.base != doc.base or index.cols is not doc._del_cols:
+        index = _INDEXES[doc] = DeleteIndex(doc.base, doc._del_cols)
     index.update(doc)
     return index
