@@ -5,17 +5,19 @@ Every response is JSON (except ``text/{name}``, plain text); every error is
 (404) and methods (405). Request bodies and query parameters are validated on entry (400).
 The types in ``rest_bodies.py`` are the single source of truth for bodies: ``openapi.py``
 generates the schemas of ``GET /api/openapi.json`` from them, and a test checks that every route
-is described there. The restore computation is ``restore.py``.
+is described there. The version-history endpoints (versions, values at a version, diffs,
+naming, restore) are ``rest_history.py``, mounted here; the restore computation is
+``restore.py``.
 
 Rights: with a configured secret every document endpoint needs ``Authorization: Bearer <token>``
 (401 without a valid one) granting ``read`` (GETs), ``write`` (create, rename, restore) or
 ``admin`` (delete) on that document (403 otherwise). The document list shows only the documents
 the token may read. ``/api/status`` and ``/api/openapi.json`` are public.
 
-*Versions* are the engine's history (``cowrite.engine.versions``): the document after each
-burst of transactions, numbered from 0, with a version vector. A restore applies the difference
-from the current state to an old version as new edits through the room, so connected clients see
-it live (``remote`` messages from client ``"server"``) and nothing is rewritten.
+*Versions* are the durable version history (``rooms/history.py``): the document after each
+stored edit, named by its log seq, with its time, authors and kind. A restore applies the
+difference from the current state to an old version as new edits through the room, so connected
+clients see it live (``remote`` messages from client ``"server"``) and nothing is rewritten.
 """
 
 from __future__ import annotations
@@ -62,7 +64,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("cowrite.rest")
 
 MAX_BODY_BYTES = 64 * 1024
-RESTORE_TIMEOUT_S = 30.0
 
 T = TypeVar("T")
 

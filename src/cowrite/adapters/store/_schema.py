@@ -1,7 +1,7 @@
 """The SQLite schema, as an ordered list of migrations recorded in ``schema_version``.
 
 Kept to SQL that PostgreSQL also speaks (TEXT, BIGINT, ``ON CONFLICT``, ``RETURNING``, cascading
-foreign keys), with BLOB for opaque bytes (``bytea`` there). To change the schema, append a
+foreign keys), with BLOB for opaque bytes (``bytea`` there), except ``WITHOUT ROWID``. To change the schema, append a
 migration; never edit one that has shipped.
 """
 
@@ -75,7 +75,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE documents ADD COLUMN kind TEXT NOT NULL DEFAULT 'crdt'",),
     # 4: the version history: one row per log entry that made a version (written in the
     # entry's transaction, kept when the entry is folded into a snapshot), thinned by the
-    # server's retention; named versions (``name``) are never removed.
+    # server's retention; named versions (``name``) are never removed. WITHOUT ROWID (SQLite
+    # only): the rows live in the primary key's b-tree, not twice (a row per keystroke adds up).
     (
         """
         CREATE TABLE versions (
@@ -91,7 +92,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             named_ms      BIGINT,
             merged        BIGINT NOT NULL DEFAULT 1,
             PRIMARY KEY (doc_id, seq)
-        )
+        ) WITHOUT ROWID
         """,
         "CREATE INDEX versions_named ON versions (doc_id, seq) WHERE name IS NOT NULL",
     ),
