@@ -142,3 +142,24 @@ def test_values_at_past_versions_with_concurrent_replicas_and_reads_in_between()
                 edit.append(-span.count)
                 assert old.get(span.replica, 0) <= span.seq < new[span.replica]
         assert ot.apply(before, ot.normalize(edit)) == after
+
+
+def test_an_authored_diff_has_the_same_deltas_with_spans() -> None:
+    rng = random.Random(5)
+    doc = Document(1)
+    text, items = doc.text("t"), doc.list("l")
+    marks = [dict(doc.version)]
+    for _ in range(120):
+        if len(text) and rng.random() < 0.4:
+            text.delete(rng.randrange(len(text)), 1)
+        else:
+            text.insert(rng.randint(0, len(text)), rng.choice("abc"))
+        if rng.random() < 0.3:
+            items.insert(rng.randint(0, len(items)), [rng.randrange(9)])
+        marks.append(dict(doc.version))
+    for _ in range(40):
+        i, j = sorted(rng.sample(range(len(marks)), 2))
+        plain = diff(doc, marks[i], marks[j])
+        authored = diff(doc, marks[i], marks[j], authored=True)
+        assert [(d.node, d.delta) for d in plain] == [(d.node, d.delta) for d in authored]
+        assert all(d.spans for d in authored) and not any(d.spans for d in plain)

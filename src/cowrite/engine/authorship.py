@@ -62,7 +62,7 @@ def authored_changes(
         seen.add(node)
         kind = doc.kind_of(node)
         if kind is NodeKind.TEXT or kind is NodeKind.LIST:
-            spans = _sequence_spans(doc, a, b, node)
+            spans = sequence_spans(doc, a, b, node)
             if any(s.kind != "retain" for s in spans):
                 out.append(NodeChanges(node, kind, spans))
             if kind is NodeKind.LIST:
@@ -76,7 +76,33 @@ def _ref(value: Any) -> bool:
     return type(value) is NodeRef
 
 
-def _sequence_spans(doc: Document, a: _View, b: _View, node: int) -> list[ChangeSpan]:
+def spans_delta(spans: list[ChangeSpan], text: bool, view: _View) -> list[Any]:
+    """The index edit (``ot`` format) the spans make; list values as ``view`` has them."""
+    delta: list[Any] = []
+    for s in spans:
+        if s.kind == "retain":
+            part: Any = s.count
+        elif s.kind == "delete":
+            part = -s.count
+        else:
+            part = "".join(s.content) if text else [view.value_json(v) for v in s.content]
+        last: Any = delta[-1] if delta else None
+        if _joins(last, part):
+            delta[-1] = last + part
+        else:
+            delta.append(part)
+    return delta
+
+
+def _joins(last: Any, part: Any) -> bool:
+    """Two index-edit components that make one (same-sign counts, two strings, two lists)."""
+    if isinstance(part, int) and isinstance(last, int):
+        return (part > 0) == (last > 0)
+    return type(part) is type(last) and isinstance(part, str | list)
+
+
+def sequence_spans(doc: Document, a: _View, b: _View, node: int) -> list[ChangeSpan]:
+    """The change of one text or list node from view ``a`` to view ``b``, as spans."""
     spans: list[ChangeSpan] = []
     for item in doc.sequence(node).items():
         if type(item.content) is Gap:

@@ -52,6 +52,9 @@ class NodeDiff:
     delta: list[Any]
     before: Any = None
     after: Any = None
+    spans: list[Any] | None = None
+    """With ``diff(..., authored=True)``, for text and list nodes: the same change as
+    ``authorship.ChangeSpan``s, naming the op behind each insertion and deletion."""
 
 
 def versions(doc: Document) -> list[Version]:
@@ -285,11 +288,15 @@ def diff(
     old: Mapping[int, int],
     new: Mapping[int, int],
     old_extra: Mapping[int, tuple[int, int]] | None = None,
+    *,
+    authored: bool = False,
 ) -> list[NodeDiff]:
     """What changed from version ``old`` to version ``new``, node by node (reachable nodes).
 
     ``old_extra``: replica id -> a ``[start, end)`` range of its op seqs that ``old`` has too
     (ops seen out of order: a client's own edit applied on top of the version it saw).
+    ``authored`` (without ``old_extra``): text and list changes also come as ``spans`` naming
+    the ops behind them, in the same pass.
     """
     _check_version(doc, old)
     _check_version(doc, new)
@@ -303,23 +310,36 @@ def diff(
     b = _View(doc, new)
     out: list[NodeDiff] = []
     for node, (name, _) in sorted(doc.roots.items()):
-        _diff_node(doc, a, b, node, (name,), out)
+        _diff_node(doc, a, b, node, (name,), out, authored and not extra)
     return out
 
 
 def _diff_node(
-    doc: Document, a: _View, b: _View, node: int, path: tuple[str | int, ...], out: list[NodeDiff]
+    doc: Document,
+    a: _View,
+    b: _View,
+    node: int,
+    path: tuple[str | int, ...],
+    out: list[NodeDiff],
+    authored: bool = False,
 ) -> None:
     kind = doc.kind_of(node)
     if kind is NodeKind.TEXT or kind is NodeKind.LIST:
         seq = doc.sequence(node)
-        delta = _sequence_delta(a, b, seq)
+        spans: list[Any] | None = None
+        if authored:
+            from cowrite.engine.authorship import sequence_spans, spans_delta
+
+            spans = sequence_spans(doc, a, b, node)
+            delta = spans_delta(spans, seq.is_text, b)
+        else:
+            delta = _sequence_delta(a, b, seq)
         if delta:
-            out.append(NodeDiff(node, kind, path, delta))
+            out.append(NodeDiff(node, kind, path, delta, spans=spans))
         if kind is NodeKind.LIST:
             for i, (_, e) in enumerate(b.sequence_elements(seq)):
                 if type(e) is NodeRef:
-                    _diff_node(doc, a, b, e.id, (*path, i), out)
+                    _diff_node(doc, a, b, e.id, (*path, i), out, authored)
         return
     if kind is NodeKind.MAP:
         old = a.lww(node)
@@ -328,7 +348,7 @@ def _diff_node(
             before = old.get(key, (None, None))[1]
             after = new.get(key, (None, None))[1]
             if type(after) is NodeRef and type(before) is NodeRef and after.id == before.id:
-                _diff_node(doc, a, b, after.id, (*path, str(key)), out)
+                _diff_node(doc, a, b, after.id, (*path, str(key)), out, authored)
             elif before != after:
                 out.append(
                     NodeDiff(

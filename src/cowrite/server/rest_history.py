@@ -33,7 +33,6 @@ from cowrite.engine import (
     EngineError,
     NodeRef,
     VersionVector,
-    authored_changes,
     diff,
     value_at,
     vv_includes,
@@ -257,8 +256,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
                 doc_id, after=start, before=end + 1, limit=MAX_AUTHOR_ROWS
             )
             try:
-                changes = diff(doc, old, new)
-                spans = {c.node: c.spans for c in authored_changes(doc, old, new)}
+                changes = diff(doc, old, new, authored=True)
             except EngineError as exc:
                 raise HTTPError(410, "history_unavailable", str(exc)) from None
             authors = _Authors(rows)
@@ -270,9 +268,9 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
                     delta=c.delta,
                     before=c.before,
                     after=c.after,
-                    spans=_spans(doc, spans[c.node], c.kind.name == "TEXT", authors)
-                    if c.node in spans
-                    else None,
+                    spans=None
+                    if c.spans is None
+                    else _spans(doc, c.spans, c.kind.name == "TEXT", authors),
                 )
                 for c in changes
             ]

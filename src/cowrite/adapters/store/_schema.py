@@ -1,8 +1,8 @@
 """The SQLite schema, as an ordered list of migrations recorded in ``schema_version``.
 
 Kept to SQL that PostgreSQL also speaks (TEXT, BIGINT, ``ON CONFLICT``, ``RETURNING``, cascading
-foreign keys), with BLOB for opaque bytes (``bytea`` there), except ``WITHOUT ROWID``. To change the schema, append a
-migration; never edit one that has shipped.
+foreign keys), with BLOB for opaque bytes (``bytea`` there), except ``WITHOUT ROWID``. To change
+the schema, append a migration; never edit one that has shipped.
 """
 
 from __future__ import annotations
