@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+import pycrdt
 import pytest
 
 from cowrite.server.auth import issue
@@ -330,3 +331,30 @@ async def test_reading_history_needs_the_read_right(server: RunningServer) -> No
             assert (await http.get(path)).status_code == 403
         r = await http.post("/api/documents/d/versions", json={"name": "x"})
         assert r.status_code == 403
+
+
+async def test_every_stored_yjs_update_is_a_version(
+    server: RunningServer, http: httpx.AsyncClient
+) -> None:
+    from cowrite.yjs import messages as m
+    from tests.server.test_yjs_server import Hocus
+
+    editor = await Hocus.connect(server)
+    doc = await editor.open("rich", token("ann"))
+    await until(_async(lambda: bool(editor.of(m.HSyncStatus))), "the handshake is stored")
+    before = len(await listed(http, "rich"))
+    doc.get("t", type=pycrdt.Text).insert(0, "hello")
+    await until(_async(lambda: len(editor.of(m.HSyncStatus)) >= 2), "the update is stored")
+    versions = await listed(http, "rich")
+    assert len(versions) == before + 1
+    last = versions[-1]
+    assert last["authors"] == [_ann()] and last["how"] == "typed" and last["size"] > 0
+    assert not last["available"]  # listed; values at Yjs versions are not recomputed
+    await editor.close()
+
+
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def run() -> bool:
+        return check()
+
+    return run

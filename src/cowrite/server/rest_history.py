@@ -38,6 +38,7 @@ from cowrite.engine import (
     vv_includes,
 )
 from cowrite.rooms.history import decode_vector
+from cowrite.rooms.room import Room
 from cowrite.rooms.wire import node_to_wire
 from cowrite.server.auth import Identity
 from cowrite.server.pipeline import NotDurable
@@ -81,9 +82,11 @@ def _author_list(authors: tuple[tuple[str, str], ...]) -> list[AuthorOut]:
     return [AuthorOut(i, n) for i, n in authors]
 
 
-def _out(v: VersionRecord, doc: Document) -> VersionOut:
+def _out(v: VersionRecord, doc: Document | None) -> VersionOut:
+    """``doc``: the document's CRDT (None for a Yjs document: versions are listed, their values
+    not recomputed)."""
     try:
-        available = vv_includes(decode_vector(v.vector), doc.base)
+        available = doc is not None and vv_includes(decode_vector(v.vector), doc.base)
     except ValueError:
         available = False
     return VersionOut(
@@ -219,7 +222,8 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
         named = request.query_params.get("named", "") in {"1", "true"}
         async with ctx.opened(doc_id) as lr:
             rows = await store.list_versions(doc_id, after=after, limit=limit + 1, named_only=named)
-            page = [_out(v, lr.crdt.doc) for v in rows[:limit]]
+            doc = lr.room.doc if isinstance(lr.room, Room) else None
+            page = [_out(v, doc) for v in rows[:limit]]
         return _json(VersionPage(page, page[-1].id if len(rows) > limit else None))
 
     async def get_version(request: Request) -> Response:
