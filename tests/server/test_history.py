@@ -358,3 +358,17 @@ def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return check()
 
     return run
+
+
+async def test_a_replica_clients_sync_is_a_version_by_its_user(
+    server: RunningServer, http: httpx.AsyncClient
+) -> None:
+    import cowrite
+
+    async with cowrite.connect(server.ws_url, doc="d", token=token("bob"), mode="replica") as s:
+        s.text("t").insert(0, "offline-capable")
+        await s.synced()
+    [version] = await listed(http)
+    assert version["authors"] == [_bob()] and version["how"] == "typed"
+    assert version["size"] == len("offline-capable")
+    assert await value(http, version["id"]) == "offline-capable"
