@@ -14,7 +14,8 @@ import pytest
 
 from cowrite.server.auth import issue
 from cowrite.server.config import Settings
-from tests.server.conftest import RawClient, RunningServer, start_server
+
+from .conftest import RawClient, RunningServer, start_server
 
 SECRET = "history-secret"
 
@@ -337,7 +338,8 @@ async def test_every_stored_yjs_update_is_a_version(
     server: RunningServer, http: httpx.AsyncClient
 ) -> None:
     from cowrite.yjs import messages as m
-    from tests.server.test_yjs_server import Hocus
+
+    from .test_yjs_server import Hocus
 
     editor = await Hocus.connect(server)
     doc = await editor.open("rich", token("ann"))
