@@ -438,7 +438,8 @@ class YjsConnection:
         if found is None or session is None or member is None:
             return
         lr, room = found
-        outcome = room.persisted(a.update)
+        who = member.identity
+        outcome = room.persisted(a.update, (who.user_id, who.name), self.hub.now_ms())
         for b in session.durable(a.ticket):
             if isinstance(b, Send):
                 outcome.frames.append((self, b.frame))
