@@ -558,8 +558,13 @@ async def test_deleted_text_is_compacted_beyond_the_kept_history(make_settings: 
         await t.expect("remote")
         assert t.text("text:body") == "kept!"
         async with httpx.AsyncClient(base_url=server.url) as http:
-            res = await http.get("/api/documents/churn/diff?from=0")
+            listed = (await http.get("/api/documents/churn/versions?limit=1000")).json()
+            recent = [v["id"] for v in listed["versions"] if v["available"]]
+            assert recent and not listed["versions"][0]["available"]  # the oldest: compacted
+            res = await http.get(f"/api/documents/churn/diff?from={recent[0]}")
             assert res.status_code == 200, res.text
+            res = await http.get("/api/documents/churn/diff?from=0")  # the empty document
+            assert res.status_code == 410, res.text
         await r.close()
         await t.close()
 

@@ -72,6 +72,13 @@ class Settings:
     history_kept_ops: int = 4_000_000
     """Ops of history a document keeps (deleted content older than that is compacted away when
     a snapshot is written; see ``rooms/retention.py``)."""
+    history_keep_all_s: float = 7 * 86_400.0
+    """Version history retention (``rooms/history.py``, docs/architecture.md "Version
+    history"): every version younger than this is listed..."""
+    history_session_gap_s: float = 300.0
+    """...then one per editing session (versions with pauses shorter than this)..."""
+    history_keep_sessions_s: float = 90 * 86_400.0
+    """...and older than this one per day. Named versions are always kept."""
     snapshot_every: int = 1_000
     """Updates in the log after which a document's snapshot is rewritten (compacting the log)."""
     edit_log_capacity: int = 10_000
@@ -146,6 +153,10 @@ class Settings:
                 raise ValueError(f"{name} must be positive")
         if self.heartbeat_timeout_s <= self.heartbeat_s:
             raise ValueError("heartbeat_timeout_s must exceed heartbeat_s")
+        if not 0 <= self.history_keep_all_s <= self.history_keep_sessions_s:
+            raise ValueError("history_keep_all_s must be between 0 and history_keep_sessions_s")
+        if self.history_session_gap_s <= 0:
+            raise ValueError("history_session_gap_s must be positive")
         if self.edit_key_ttl_s < 0:
             raise ValueError("edit_key_ttl_s must not be negative")
         if self.instance_heartbeat_s <= 0:

@@ -247,6 +247,7 @@ class Pipeline:
                         if id(o) in unkeyed
                         else [EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
                         now_ms=now,
+                        version=None if o.note is None else o.note.record(),
                     )
                     for o in todo
                 ],

@@ -21,6 +21,7 @@ from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, Store, StoreError
 from cowrite.rooms.kind import DocumentRoom, kind_named
 from cowrite.rooms.room import Room, RoomError, RoomLimits
+from cowrite.server import history
 from cowrite.server.cluster import Cluster, SeqSet
 from cowrite.server.config import Settings
 from cowrite.server.metrics import Metrics
@@ -68,6 +69,8 @@ class LoadedRoom:
     """Sessions whose next edit may have been applied by another instance (or an earlier run)."""
     joining: set[str] = field(default_factory=set)
     """Sessions whose ``joined`` waits in the pipeline: one each (a join can be megabytes)."""
+    retained_upto: int = 0
+    """Version history retention went over the versions up to this seq (``server/history.py``)."""
 
     @property
     def crdt(self) -> Room:
@@ -196,6 +199,8 @@ class Registry:
         )
         if self.cluster is not None:  # versions are this instance's from now on
             room.epoch = secrets.token_hex(6)
+        if isinstance(room, Room):  # named versions: compaction never passes them
+            await history.refresh_pins(self.store, doc_id, room)
         lr = LoadedRoom(
             room, room.version, seqs=SeqSet(stored.last_seq), since_snapshot=len(stored.updates)
         )
@@ -270,6 +275,10 @@ class Registry:
         replay merges them again, which changes nothing)."""
         if lr.unpersisted:
             return
+        if isinstance(lr.room, Room):
+            await history.refresh_pins(self.store, doc_id, lr.room)
+            if lr.unpersisted:
+                return
         state = lr.room.encode_snapshot(self.settings.history_kept_ops)
         upto = lr.seqs.upto
         counted = lr.since_snapshot
@@ -278,8 +287,14 @@ class Registry:
             # what came in while saving counts towards the next one
             lr.since_snapshot = max(len(lr.seqs.ahead), lr.since_snapshot - counted)
             self._background(self.exactly_once.prune(doc_id))
+            self._background(self._retain(doc_id, lr))
         except (StoreError, ValueError):
             log.exception("snapshot failed", extra={"doc": doc_id})
+
+    async def _retain(self, doc_id: str, lr: LoadedRoom) -> None:
+        lr.retained_upto = await history.retain(
+            self.store, self.settings, doc_id, lr.retained_upto, self.now_ms()
+        )
 
     def _compaction_due(self, lr: LoadedRoom) -> bool:
         """Old deleted history is worth compacting away (and the log with it) by a snapshot."""

@@ -438,7 +438,8 @@ class YjsConnection:
         if found is None or session is None or member is None:
             return
         lr, room = found
-        outcome = room.persisted(a.update)
+        who = member.identity
+        outcome = room.persisted(a.update, (who.user_id, who.name), self.hub.now_ms())
         # Hocuspocus routing keys (``name\0sessionId``) let several providers of one document
         # share this socket, and a Persist does not say which of them sent it: then every one
         # of them gets the update (the sender applies its own update as a no-op).
