@@ -13,6 +13,7 @@
 //        "map", Y.Array "array" and Y.XmlFragment "xml" (one transaction each)
 //   type {client, text, root?}  append `text` to Y.Text `root` (default "text")
 //   disconnect {client} / connect {client}     provider.disconnect() / connect()
+//   connect_and_type {client, n, char?}         connect, type n characters as soon as it opens
 //   socket_disconnect {socket} / socket_connect {socket}
 //   awareness {client, field, value}            setLocalStateField
 //   stateless {client, payload}                 Hocuspocus sendStateless (received: `stateless`)
@@ -288,6 +289,23 @@ async function run(c) {
     }
     case "disconnect": client(c).provider.disconnect(); return state(client(c));
     case "connect": client(c).provider.connect(); return state(client(c));
+    case "connect_and_type": {
+      // connect, and type `n` characters (one update each) the moment the socket opens: a
+      // user typing on while the connection comes back, before the sync handshake is through
+      const st = client(c);
+      const t = st.doc.getText("text");
+      await new Promise((resolve) => {
+        const opened = ({ status }) => {
+          if (status !== "connected") return;
+          st.provider.off("status", opened);
+          for (let i = 0; i < c.n; i++) t.insert(t.length, c.char ?? "x");
+          resolve();
+        };
+        st.provider.on("status", opened);
+        st.provider.connect();
+      });
+      return state(st);
+    }
     case "socket_disconnect": sockets.get(c.socket).disconnect(); return {};
     case "socket_connect": sockets.get(c.socket).connect(); return {};
     case "awareness": {
