@@ -289,8 +289,10 @@ class ThinEdits(RoomState):
         client_id: str,
         edit_id: str,
         author: p.User | None = None,
+        base_version: int | None = None,
     ) -> Outcome:
-        """Apply wire ``ops`` against the current version on behalf of the server (REST restore).
+        """Apply wire ``ops`` against the current version (or ``base_version``: rebased from
+        there, like a member's edit) on behalf of the server (REST restore, server edits).
 
         Validated and applied exactly like a member's ``edit`` (all or nothing, RoomError when the
         batch does not fit), but by nobody in the room: ``author`` (default: the user
@@ -300,7 +302,8 @@ class ThinEdits(RoomState):
         nobody). ``(client_id, edit_id)`` must be new: a repeated key is not applied again.
         """
         user = author if author is not None else p.User(id=client_id, name="server")
-        msg = p.Edit(doc=self.doc_id, edit_id=edit_id, version=self.version, ops=ops)
+        version = self.version if base_version is None else base_version
+        msg = p.Edit(doc=self.doc_id, edit_id=edit_id, version=version, ops=ops)
         return self._edit(
             Author(client_id, user, key_client(client_id, client_id)), msg, now_ms, None
         )

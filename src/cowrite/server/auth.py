@@ -35,11 +35,13 @@ class Identity:
     docs: dict[str, frozenset[str]] = field(default_factory=dict)
     expires_at: float | None = None
     """The token's ``exp`` (seconds since the epoch); None without auth."""
+    verified: bool = False
+    """Given by an ``on_authenticate`` hook (``hooks.py``), which may set no expiry."""
 
     @property
     def authenticated(self) -> bool:
         """Named by a verified token (whose name the client may not change)."""
-        return self.expires_at is not None
+        return self.expires_at is not None or self.verified
 
     @property
     def key_owner(self) -> str:

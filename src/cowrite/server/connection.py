@@ -32,8 +32,9 @@ from starlette.websockets import WebSocket
 from cowrite import protocol as p
 from cowrite.adapters.store import StoreError
 from cowrite.rooms.room import RoomError
-from cowrite.server.auth import AuthError, Identity, anonymous, anonymous_id, verify
+from cowrite.server.auth import Identity, anonymous, anonymous_id
 from cowrite.server.config import Settings
+from cowrite.server.hooks import AuthRequest, Disconnect, connect_event
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
@@ -200,8 +201,11 @@ class Connection:
         if self.outbox:
             self._flushing = True
             shared.flush_soon(self)
+        hooks = self.hub.hooks
         try:
             try:
+                if hooks.wants("on_connect"):
+                    await self._connect_hooks()
                 await self._reader()
             except asyncio.CancelledError:
                 # ``close`` interrupted the reader; any other cancellation goes on
@@ -215,8 +219,13 @@ class Connection:
                 self._expiry.cancel()
             if self._shared is not None:
                 self._shared.discard(self)
-            for doc_id in list(self.docs):
+            docs = tuple(self.docs)
+            for doc_id in docs:
                 self.hub.leave(self, doc_id)
+            if self._greeted and hooks.wants("on_disconnect"):
+                code, reason = self.closing or (1000, "")
+                gone = Disconnect(self.session, "ws", self.identity.user_id, docs, code, reason)
+                hooks.notify("on_disconnect", gone, self.session)
             if self.closing is not None:
                 with contextlib.suppress(asyncio.TimeoutError, Exception):
                     await asyncio.wait_for(self._drain_and_close(link), DRAIN_TIMEOUT_S)
@@ -227,6 +236,14 @@ class Connection:
             if self.closing is None:  # gone: whatever is still sent to it is dropped
                 self.closing = (1006, "")
             self.metrics.connections.dec()
+
+    async def _connect_hooks(self) -> None:
+        """``on_connect``: a refusal (any exception) is told and closes the connection."""
+        try:
+            await self.hub.hooks.connect(connect_event(self.ws, self.session, "ws"))
+        except Exception as exc:
+            self.error(p.ErrorCode.FORBIDDEN, f"connection refused: {exc}")
+            self.close(CLOSE_POLICY, "connection refused")
 
     def _uncancel(self) -> int:
         task = self._task
@@ -274,7 +291,10 @@ class Connection:
             msg = self._on_frame(event.get("text"), event.get("bytes"))
             del event  # nothing of this frame stays alive while waiting for the next one
             if msg is not None:
-                await self._dispatch(msg)
+                if isinstance(msg, p.Hello) and not self._greeted:
+                    self._greeted = await self._hello(msg)  # if not, it is closing
+                else:
+                    await self._dispatch(msg)
                 del msg
 
     def _on_frame(self, text: str | None, data: bytes | None) -> p.ClientMessage | None:
@@ -299,8 +319,7 @@ class Connection:
             if not isinstance(msg, p.Hello):
                 self._strike(p.ErrorCode.BAD_MESSAGE, "the first message must be hello")
                 return None
-            self._greeted = self._hello(msg)  # if not, it is closing
-            return None
+            return msg  # the reader awaits ``_hello``
         if type(msg) is p.Pong:  # every heartbeat of every client: nothing beyond last_seen
             return None
         return msg
@@ -311,20 +330,25 @@ class Connection:
         if self._strikes >= MAX_STRIKES:
             self.close(CLOSE_POLICY, "too many invalid messages")
 
-    def _hello(self, msg: p.Hello) -> bool:
+    async def _hello(self, msg: p.Hello) -> bool:
         if msg.protocol != p.PROTOCOL_VERSION:
             self.error(p.ErrorCode.BAD_MESSAGE, f"protocol {msg.protocol} unsupported (speak 1)")
             self.close(CLOSE_POLICY, "unsupported protocol")
             return False
         self.client_id = msg.client_id
-        secret = self.settings.secret
+        hooks = self.hub.hooks
+        secret = hooks.authenticates  # the server's secret, or an on_authenticate hook
         if secret:
+            request = AuthRequest(msg.token, None, self.session, "ws")
             try:
-                self.identity = verify(msg.token, secret)
-            except AuthError as exc:
-                self.error(p.ErrorCode.UNAUTHORIZED, str(exc))
+                identity = await hooks.authenticate(request)
+            except Exception as exc:  # AuthError, Refused, or whatever a hook raised
+                self.error(p.ErrorCode.UNAUTHORIZED, str(exc) or type(exc).__name__)
                 self.close(CLOSE_POLICY, "unauthorized")
                 return False
+            if self.closing is not None:
+                return False
+            self.identity = replace(identity, verified=True)
         else:
             name = msg.user.name if msg.user else ""
             self.identity = anonymous(anonymous_id(msg.key, self.session), name)

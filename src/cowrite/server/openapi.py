@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from cowrite import protocol as p
-from cowrite.server import rest_bodies
+from cowrite.server import rest_bodies, rest_edits
 
 REF = "#/components/schemas/{name}"
 
@@ -32,6 +32,9 @@ _BODY_TYPES: list[Any] = [
     rest_bodies.RestoreOut,
     rest_bodies.ChatPageOut,
     rest_bodies.StatusOut,
+    rest_edits.DocumentEdit,
+    rest_edits.EditsRequest,
+    rest_edits.EditsOut,
 ]
 
 ERRORS = {
@@ -40,7 +43,7 @@ ERRORS = {
     403: "The token lacks the right (`forbidden`)",
     404: "No such document, node, version or endpoint",
     405: "Method not allowed (`method_not_allowed`)",
-    409: "Conflict (`exists`)",
+    409: "Conflict (`exists`; `wrong_kind`: REST edits of a Yjs document)",
     410: "That version predates the retained history (`history_unavailable`)",
     413: "Body or resulting document too large (`too_large`, `document_too_large`)",
     422: "The edit does not fit the document (`invalid_edit`)",
@@ -302,6 +305,18 @@ def _paths() -> dict[str, Any]:
                 body="RestoreRequest",
             )
         },
+        "/api/documents/{doc}/edits": {
+            "post": _op(
+                "postEdits",
+                "Edit the document (text index edits, map keys, counter adds) as one server "
+                "edit that connected clients receive live; answers once it is durable",
+                ok=_ok("EditsOut"),
+                errors=(404, 409, 422, 503),
+                right="write",
+                params=[DOC],
+                body="EditsBody",
+            )
+        },
         "/api/documents/{doc}/chat": {
             "get": _op(
                 "getChat",
@@ -332,6 +347,7 @@ def _paths() -> dict[str, Any]:
 @functools.cache
 def _base() -> dict[str, Any]:
     _, schemas = msgspec.json.schema_components(_BODY_TYPES, ref_template=REF)
+    schemas["EditsBody"] = {"oneOf": [_ref("DocumentEdit"), _ref("EditsRequest")]}
     return {
         "openapi": "3.1.0",
         "info": {

@@ -23,6 +23,7 @@ from cowrite.adapters.store import DuplicateEdit, EditKey, NotFound, Store, Stor
 from cowrite.rooms.room import Outcome
 from cowrite.server.auth import Identity
 from cowrite.server.cluster import Cluster, PresenceNote, UpdateNote
+from cowrite.server.hooks import Author, Hooks, Stored, change_of
 from cowrite.server.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -84,6 +85,8 @@ class Job:
     done: asyncio.Future[Durable] | None = None
     """Completed once the outcome is durable and its broadcasts are sent, or failed with
     ``NotDurable``: how a caller without a connection (REST restore) learns it is stored."""
+    author: Author | None = None
+    """Who made the outcome's update, for ``on_change`` (default: the sender's identity)."""
 
 
 class Pipeline:
@@ -95,6 +98,7 @@ class Pipeline:
     replica: int
     cluster: Cluster | None
     exactly_once: ExactlyOnce
+    hooks: Hooks
 
     if TYPE_CHECKING:
 
@@ -112,6 +116,7 @@ class Pipeline:
         joined: bool = False,
         remote: bool = False,
         done: asyncio.Future[Durable] | None = None,
+        author: Author | None = None,
     ) -> None:
         """Queue an outcome: persisted (if it has an update), then its replies and broadcasts
         sent, after every outcome submitted before it; then ``done`` completed (`Job.done`)."""
@@ -125,10 +130,10 @@ class Pipeline:
         if outcome.persist is not None:
             lr.unpersisted += 1
             lr.last_write = t0
-        lr.queue.put_nowait(Job(outcome, sender, t0, joined, remote, done))
+        lr.queue.put_nowait(Job(outcome, sender, t0, joined, remote, done, author))
 
     def submit_durable(
-        self, lr: LoadedRoom, outcome: Outcome, t0: float
+        self, lr: LoadedRoom, outcome: Outcome, t0: float, *, author: Author | None = None
     ) -> asyncio.Future[Durable]:
         """Queue a server-side outcome (a REST restore's edit: no sender, its replies go
         nowhere) and return the future of its durability: ``Durable`` once stored and broadcast,
@@ -136,7 +141,7 @@ class Pipeline:
         pipeline retries): the caller bounds its wait, and ``asyncio.shield``s it to keep the
         edit going when it stops waiting."""
         done: asyncio.Future[Durable] = asyncio.get_running_loop().create_future()
-        self.submit(lr, outcome, None, t0, done=done)
+        self.submit(lr, outcome, None, t0, done=done, author=author)
         return done
 
     async def _pipeline(self, doc_id: str, lr: LoadedRoom) -> None:
@@ -149,6 +154,9 @@ class Pipeline:
             try:
                 failed, seqs = await self._persist(doc_id, lr, writes)
                 self._publish(doc_id, writes, seqs)
+                if seqs and self.hooks.wants("on_store"):
+                    stored = tuple(sorted(seqs.values()))
+                    self.hooks.notify("on_store", Stored(doc_id, stored, lr.room.version), doc_id)
                 for job in batch:
                     try:
                         error = failed.get(id(job.outcome)) if failed else None
@@ -160,6 +168,8 @@ class Pipeline:
                                 seq = seqs.get(id(job.outcome))
                                 job.done.set_result(Durable(job.outcome.version, seq))
                             self._fanout(lr, job)
+                            if job.outcome.persist is not None and not job.remote:
+                                self._changed(doc_id, job, seqs.get(id(job.outcome)))
                             if self.cluster is not None and not job.remote:
                                 self._publish_presence(doc_id, lr, job.outcome)
                     except Exception:
@@ -180,6 +190,16 @@ class Pipeline:
                     queue.task_done()
             if self._snapshot_due(lr) and queue.empty():
                 await self._snapshot(doc_id, lr)
+
+    def _changed(self, doc_id: str, job: Job, seq: int | None) -> None:
+        """``on_change`` (and its debounced variant) for a durable update made here."""
+        if not self.hooks.wants_changes:
+            return
+        author = job.author
+        if author is None and job.sender is not None:
+            who = job.sender.identity
+            author = Author(who.user_id, who.name, job.sender.client_id)
+        self.hooks.change(change_of(doc_id, job.outcome, seq, author, self.now_ms()))
 
     def _publish(self, doc_id: str, outcomes: list[Outcome], seqs: dict[int, int]) -> None:
         """Tell other instances about durable updates (best effort: they catch up from the

@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, Store, StoreError
@@ -22,11 +22,13 @@ from cowrite.rooms.kind import DocumentRoom, kind_named
 from cowrite.rooms.room import Room, RoomError, RoomLimits
 from cowrite.server.cluster import Cluster, SeqSet
 from cowrite.server.config import Settings
+from cowrite.server.hooks import Hooks, LoadDocument, Unload
 from cowrite.server.metrics import Metrics
 from cowrite.server.pipeline import Job, Peer
 
 if TYPE_CHECKING:
     from cowrite.server.exactly_once import ExactlyOnce
+    from cowrite.server.hub import Hub
 
 log = logging.getLogger("cowrite.hub")
 
@@ -92,6 +94,7 @@ class Registry:
     rooms: dict[str, LoadedRoom]
     _loading: dict[str, asyncio.Future[LoadedRoom]]
     _unloads: set[asyncio.Task[None]]
+    hooks: Hooks
 
     if TYPE_CHECKING:
 
@@ -146,6 +149,7 @@ class Registry:
 
     async def _load(self, doc_id: str, create: bool, kind: str) -> LoadedRoom:
         stored = await self.store.load(doc_id)
+        created = False
         if stored is None:
             if not create:
                 raise RoomError(p.ErrorCode.UNKNOWN_DOCUMENT, f"no document {doc_id!r}")
@@ -153,6 +157,8 @@ class Registry:
                 await self.store.create_document(
                     doc_id, title=doc_id, now_ms=self.now_ms(), kind=kind
                 )
+                created = True
+                self.hooks.created(doc_id, kind, None)
             stored = await self.store.load(doc_id)
             assert stored is not None
         limits = RoomLimits(
@@ -188,6 +194,8 @@ class Registry:
         )
         lr.task = asyncio.create_task(self._pipeline(doc_id, lr))
         self._background(self.exactly_once.prune(doc_id))
+        if self.hooks.wants("on_load_document"):
+            await self._load_hooks(lr, stored.kind, created)
         self.rooms[doc_id] = lr
         self.metrics.documents.set(len(self.rooms))
         self._schedule_unload(doc_id, lr)  # released if whoever loads it never joins
@@ -197,6 +205,23 @@ class Registry:
             self._catch_up(doc_id, lr)
         log.info("document loaded", extra={"doc": doc_id, "version": room.version})
         return lr
+
+    async def _load_hooks(self, lr: LoadedRoom, kind: str, created: bool) -> None:
+        """``on_load_document``, before anyone sees the room: a CRDT document's seed edits
+        become its first update (if every hook returned normally)."""
+        from cowrite.server.documents import ServerDocument, apply_edits
+
+        room = lr.room
+        doc = ServerDocument(room.doc_id, room) if isinstance(room, Room) else None
+        ok = await self.hooks.load_document(LoadDocument(room.doc_id, kind, created, doc))
+        if ok and doc is not None and doc.ops:
+            try:
+                seed = p.User(id="server", name="server")
+                apply_edits(cast("Hub", self), lr, doc, seed)
+            except RoomError as exc:
+                log.error(
+                    "on_load_document's edits refused: %s", exc.message, extra={"doc": room.doc_id}
+                )
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -247,6 +272,8 @@ class Registry:
                     await task
         if self.cluster is not None and doc_id not in self.rooms:
             await self.cluster.detach(doc_id)
+        self.hooks.flush_changes(doc_id)
+        self.hooks.notify("on_unload", Unload(doc_id), doc_id)
         log.info("document unloaded", extra={"doc": doc_id})
 
     async def _snapshot(self, doc_id: str, lr: LoadedRoom) -> None:

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import time
 import uuid
+from dataclasses import replace
 from typing import Literal
 
 from starlette.websockets import WebSocket
@@ -35,11 +36,13 @@ from cowrite.rooms.state import FrameSink, Outcome, RoomError
 from cowrite.rooms.yjs_room import Attachment, YjsRoom
 from cowrite.server.auth import AuthError, Identity, anonymous, anonymous_id, verify
 from cowrite.server.config import Settings
+from cowrite.server.hooks import Author, AuthRequest, Disconnect, connect_event
 from cowrite.server.hub import Hub, LoadedRoom
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.transport import Link, LinkClosed, open_link
 from cowrite.yjs import (
+    PENDING,
     Action,
     Authenticate,
     Broadcast,
@@ -58,6 +61,7 @@ from cowrite.yjs import (
     YWebsocketSession,
 )
 from cowrite.yjs.lib0 import Decoder
+from cowrite.yjs.session import AuthResult
 
 log = logging.getLogger("cowrite.connection")
 
@@ -208,9 +212,10 @@ class YjsConnection:
         self._task = asyncio.current_task()
         self._link = link = open_link(ws, lambda: self.close(1006, "send failed"))
         self.metrics.connections.inc()
+        hooks = self.hub.hooks
         try:
             try:
-                if await self._open():
+                if await self._connect_hooks() and await self._open():
                     await self._reader()
             except asyncio.CancelledError:
                 if self.closing is None or self._uncancel() > 0:
@@ -226,9 +231,16 @@ class YjsConnection:
             if session is not None:
                 with contextlib.suppress(Exception):
                     await self._carry_out(session.close(self._now()), None)
-            for member in list(self._members.values()):
+            members = list(self._members.values())
+            for member in members:
                 self.hub.yjs_leave(member, member.document)
             self._members.clear()
+            if hooks.wants("on_disconnect"):
+                code, reason = self.closing or (1000, "")
+                user = members[0].identity.user_id if members else ""
+                docs = tuple(m.document for m in members)
+                gone = Disconnect(self.session, self.dialect, user, docs, code, reason)
+                hooks.notify("on_disconnect", gone, self.session)
             if self.closing is not None:
                 with contextlib.suppress(asyncio.TimeoutError, Exception):
                     await asyncio.wait_for(self._drain_and_close(link), DRAIN_TIMEOUT_S)
@@ -237,6 +249,18 @@ class YjsConnection:
             if self.closing is None:
                 self.closing = (1006, "")
             self.metrics.connections.dec()
+
+    async def _connect_hooks(self) -> bool:
+        """``on_connect``; False (closing 4403 with the reason) when an extension refuses."""
+        hooks = self.hub.hooks
+        if not hooks.wants("on_connect"):
+            return True
+        try:
+            await hooks.connect(connect_event(self.ws, self.session, self.dialect))
+        except Exception as exc:
+            self.close(CLOSE_FORBIDDEN, f"connection refused: {exc}")
+            return False
+        return True
 
     def _uncancel(self) -> int:
         task = self._task
@@ -263,12 +287,16 @@ class YjsConnection:
         document = self.document or ""
         token = self.ws.query_params.get("token")
         result = self._authenticate(token or "", document)
+        if result is PENDING:
+            result = await self._authenticate_hooks(token or "", document)
         if isinstance(result, Denied):
+            kind = result.reason.partition(":")[0]
             code = {"forbidden": CLOSE_FORBIDDEN, "unauthorized": CLOSE_UNAUTHORIZED}.get(
-                result.reason, CLOSE_POLICY
+                kind, CLOSE_POLICY
             )
             self.close(code, result.reason)
             return False
+        assert isinstance(result, Rights)
         member = YjsMember(self, "", document, self._identities[document])
         try:
             room = await self.hub.yjs_open(member, document, write=result is Rights.READ_WRITE)
@@ -282,12 +310,15 @@ class YjsConnection:
         await self._carry_out(session.open(), "")
         return True
 
-    def _authenticate(self, token: str, document: str) -> Rights | Denied:
-        """A token's rights on ``document`` (every right without a server secret)."""
+    def _authenticate(self, token: str, document: str) -> AuthResult:
+        """A token's rights on ``document`` (every right without a server secret); PENDING when
+        an ``on_authenticate`` hook decides (``_authenticate_hooks``)."""
         try:
             validate_doc_id(document)
         except ValueError:
             return Denied("invalid document name")
+        if self.hub.hooks.custom_auth:
+            return PENDING
         secret = self.settings.secret
         identity: Identity
         if secret:
@@ -298,6 +329,19 @@ class YjsConnection:
                 return Denied("unauthorized")
         else:
             identity = anonymous(anonymous_id(None, self.session))
+        return self._rights(identity, document)
+
+    async def _authenticate_hooks(self, token: str, document: str) -> Rights | Denied:
+        """The ``on_authenticate`` hooks' answer for ``document``."""
+        request = AuthRequest(token or None, document, self.session, self.dialect)
+        try:
+            identity = await self.hub.hooks.authenticate(request)
+        except Exception as exc:  # AuthError, Refused, or whatever a hook raised
+            log.info("Yjs credential refused: %s", exc, extra=self._ids())
+            return Denied(f"unauthorized: {exc}"[:120])
+        return self._rights(replace(identity, verified=True), document)
+
+    def _rights(self, identity: Identity, document: str) -> Rights | Denied:
         rights = identity.rights(document)
         if "read" not in rights:
             return Denied("forbidden")
@@ -406,6 +450,9 @@ class YjsConnection:
                     await hub.yjs_stateless(member, a.document, a.payload)
             elif isinstance(a, Close):
                 self.close(a.code, a.reason)
+            elif isinstance(a, Authenticate) and isinstance(session, HocuspocusSession):
+                result = await self._authenticate_hooks(a.token, a.document)
+                await self._carry_out(session.auth_result(a.address, result), None)
             elif isinstance(a, Authenticate | Broadcast):  # pragma: no cover - never asked
                 log.error("unexpected Yjs action %r", a, extra=self._ids())
             if session is None:
@@ -437,7 +484,9 @@ class YjsConnection:
                 outcome.frames.extend(room.update_frames(b.update, member.session))
         self.hub.edits_applied += 1
         self.metrics.edits.labels("yjs").inc()
-        self.hub.submit(lr, outcome, None, time.monotonic())
+        who = member.identity
+        author = Author(who.user_id, who.name) if self.hub.hooks.wants_changes else None
+        self.hub.submit(lr, outcome, None, time.monotonic(), author=author)
 
     def _relay_awareness(self, a: RelayAwareness) -> None:
         member = self._member_of(a.document)
