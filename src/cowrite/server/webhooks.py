@@ -13,8 +13,8 @@ Each is signed with the Standard Webhooks scheme (headers ``webhook-id``, ``webh
 (no answer in ``webhook_timeout_s``, or a status other than 2xx) is retried with the same
 ``webhook-id`` after ``webhook_retry_s``, doubling each time (at most 10 minutes), up to
 ``webhook_attempts`` attempts; deliveries to one URL are in order. Each URL has a queue of at
-most ``webhook_queue`` events (the oldest is dropped beyond): enqueueing never waits, so a
-receiver that is down never holds up a room.
+most ``webhook_queue`` events waiting (beyond, the oldest waiting one is dropped; the one in
+flight never is): enqueueing never waits, so a receiver that is down never holds up a room.
 
 Metrics: ``cowrite_webhook_sent_total``, ``cowrite_webhook_failed_total`` (given up),
 ``cowrite_webhook_retried_total``, ``cowrite_webhook_dropped_total`` (queue full),
@@ -192,27 +192,26 @@ class Webhooks(Extension):
                 target.wake.clear()
                 await target.wake.wait()
                 continue
-            msg_id, body = target.queue[0]
+            msg_id, body = target.queue.popleft()  # in flight: no longer droppable
             delay = self.retry_s
-            for attempt in range(1, self.attempts + 1):
-                if attempt > 1:
-                    self.retried.inc()
-                if await self._post(target.url, msg_id, body):
-                    self.sent.inc()
-                    break
-                if attempt == self.attempts:
-                    self.failed.inc()
-                    log.error(
-                        "webhook given up after %d attempts",
-                        attempt,
-                        extra={"url": target.url, "webhook_id": msg_id},
-                    )
-                    break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_DELAY_S)
-            # still first unless dropped meanwhile (a full queue drops the oldest)
-            if target.queue and target.queue[0][0] == msg_id:
-                target.queue.popleft()
+            try:
+                for attempt in range(1, self.attempts + 1):
+                    if attempt > 1:
+                        self.retried.inc()
+                    if await self._post(target.url, msg_id, body):
+                        self.sent.inc()
+                        break
+                    if attempt == self.attempts:
+                        self.failed.inc()
+                        log.error(
+                            "webhook given up after %d attempts",
+                            attempt,
+                            extra={"url": target.url, "webhook_id": msg_id},
+                        )
+                        break
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_DELAY_S)
+            finally:
                 self.depth.dec()
 
     async def _post(self, url: str, msg_id: str, body: bytes) -> bool:
