@@ -413,3 +413,35 @@ async def test_on_stateless_gets_custom_messages_and_may_reply(settings: Setting
         await hocus.close()
     assert [(e.document, e.payload) for e in got] == [("room", '{"ping": 1}')]  # not the chat
     assert got[0].user_id
+
+
+async def test_on_authenticate_also_decides_rest_requests(settings: Settings) -> None:
+    import httpx
+
+    async def check(event: AuthRequest) -> Identity:
+        if event.token == "writer":
+            return Identity("w", name="Writer", docs={"*": frozenset({"read", "write"})})
+        if event.token == "reader":
+            return Identity("r", docs={"*": frozenset({"read"})})
+        raise Refused("unknown API key")
+
+    async with (
+        serve(settings, [Callbacks(on_authenticate=check)]) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        assert (await http.get("/api/status")).status_code == 200  # public
+        r = await http.get("/api/documents")
+        assert r.status_code == 401 and r.json()["error"]["message"] == "unknown API key"
+        writer = {"Authorization": "Bearer writer"}
+        reader = {"Authorization": "Bearer reader"}
+        r = await http.post("/api/documents", json={"id": "x"}, headers=reader)
+        assert r.status_code == 403
+        assert (await http.post("/api/documents", json={"id": "x"}, headers=writer)).is_success
+        body = {"text": "t", "append": "hi"}
+        r = await http.post("/api/documents/x/edits", json=body, headers=reader)
+        assert r.status_code == 403
+        r = await http.post("/api/documents/x/edits", json=body, headers={})
+        assert r.status_code == 401
+        r = await http.post("/api/documents/x/edits", json=body, headers=writer)
+        assert r.status_code == 200
+        assert (await http.get("/api/documents/x/text/t", headers=reader)).text == "hi"

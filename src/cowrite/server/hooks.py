@@ -68,7 +68,7 @@ __all__ = [
 
 log = logging.getLogger("cowrite.hooks")
 
-Endpoint = Literal["ws", "y-websocket", "hocuspocus"]
+Endpoint = Literal["ws", "y-websocket", "hocuspocus", "rest"]
 QUEUE_LIMIT = 10_000
 """Events waiting for one key's hooks; beyond it the oldest is dropped (and counted)."""
 
@@ -92,7 +92,8 @@ class Connect:
 class AuthRequest:
     """A credential to check: the native ``hello``'s token (``document`` None: the connection's
     identity), the y-websocket ``token`` query parameter or a Hocuspocus Auth message (for
-    ``document``)."""
+    ``document``), or a REST request's bearer token (``session`` "rest"; ``document`` from the
+    path, None for the document list and create)."""
 
     token: str | None
     document: str | None

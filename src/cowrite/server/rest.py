@@ -224,6 +224,9 @@ def routes(state: Cowrite) -> list[Route]:
     secret = state.settings.secret
 
     def identify(request: Request) -> Identity:
+        if "identity" in request.scope:  # decided by an on_authenticate hook (rest_edits.py)
+            identity: Identity = request.scope["identity"]
+            return identity
         if not secret:
             return anonymous("anonymous")
         header = request.headers.get("authorization", "")
@@ -571,8 +574,8 @@ def routes(state: Cowrite) -> list[Route]:
         ("/documents/{doc}/chat", "GET", chat),
     ]
     api = [
-        Route(path, _endpoint(handler), methods=[method], name=handler.__name__)
-        for path, method, handler in table
+        Route(path, _endpoint(rest_edits.hooked(state, h)), methods=[method], name=h.__name__)
+        for path, method, h in table
     ]
     api += rest_edits.routes(state, identify)  # POST /documents/{doc}/edits
 

@@ -20,6 +20,8 @@ document), 503 (not durable in time).
 
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -32,11 +34,12 @@ from cowrite.engine import InvalidOperation, ot
 from cowrite.rooms.room import RoomError
 from cowrite.server.auth import Identity
 from cowrite.server.documents import ServerDocument
+from cowrite.server.hooks import AuthRequest
 from cowrite.server.pipeline import NotDurable
 from cowrite.server.rest import HTTPError, _body, _doc_id, _endpoint, _json
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from cowrite.server.app import Cowrite
 
@@ -190,7 +193,37 @@ def apply(doc: ServerDocument, edits: list[DocumentEdit], where: str) -> None:
             raise InvalidOperation(f"{at}: {exc}") from None
 
 
+PUBLIC = frozenset({"status", "openapi_json"})
+
+
+def hooked(
+    state: Cowrite, handler: Callable[[Request], Awaitable[Response]]
+) -> Callable[[Request], Awaitable[Response]]:
+    """With an ``on_authenticate`` hook of the application's, REST requests are authenticated
+    by the hooks too (the bearer token is the credential; ``document`` is the path's): the
+    identity they return is what ``identify`` answers. Refused: 401 with the hook's message."""
+    hooks = state.hooks
+    if not hooks.custom_auth or handler.__name__ in PUBLIC:
+        return handler
+
+    async def authenticated(request: Request) -> Response:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        credential = token.strip() if scheme.lower() == "bearer" else None
+        doc = request.path_params.get("doc")
+        ask = AuthRequest(credential or None, doc, "rest", "rest")
+        try:
+            request.scope["identity"] = replace(await hooks.authenticate(ask), verified=True)
+        except Exception as exc:  # AuthError, Refused, or whatever a hook raised
+            raise HTTPError(401, "unauthorized", str(exc) or type(exc).__name__) from None
+        return await handler(request)
+
+    authenticated.__name__ = handler.__name__
+    authenticated.__doc__ = handler.__doc__
+    return authenticated
+
+
 def routes(state: Cowrite, identify: Callable[[Request], Identity]) -> list[Route]:
+    @functools.partial(hooked, state)
     async def post_edits(request: Request) -> Response:
         """Apply edits (text index edits, map keys, counter adds) as one durable server edit."""
         identity = identify(request)
