@@ -107,6 +107,7 @@ class Cowrite:
             await self.store.open()
             await self.bus.open()
             await self.hub.start()
+            await self.hub.permissions.start()
             await self.hooks.lifecycle("on_startup")
         except Exception as exc:
             self.startup_error = exc
@@ -139,8 +140,14 @@ class Cowrite:
             await self.announce_shutdown()
         await self.hub.close()
         await self.hooks.close()
+        await self.hub.permissions.close()
         await self.store.close()
         await self.bus.close()
+
+    async def restrict_user(self, user: str, docs: dict[str, list[str]] | None) -> None:
+        """At most ``docs`` rights (document or "*" -> rights) for ``user``, on every instance,
+        from now on, open connections included; None lifts it (``permissions.py``)."""
+        await self.hub.permissions.restrict(user, docs)
 
     def document(
         self, document: str, *, user: str = "server", name: str = "", create: bool = False

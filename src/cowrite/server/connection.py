@@ -38,6 +38,7 @@ from cowrite.server.hooks import AuthRequest, Disconnect, connect_event
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
+from cowrite.server.reauth import reauth, rights_changed
 from cowrite.server.transport import Link, LinkClosed, open_link
 
 log = logging.getLogger("cowrite.connection")
@@ -198,6 +199,7 @@ class Connection:
         self.metrics.connections.inc()
         self._shared = shared = shared_of(self.hub, self.settings)
         shared.add(self)
+        self.hub.permissions.connections.add(self)
         if self.outbox:
             self._flushing = True
             shared.flush_soon(self)
@@ -219,6 +221,7 @@ class Connection:
                 self._expiry.cancel()
             if self._shared is not None:
                 self._shared.discard(self)
+            self.hub.permissions.connections.discard(self)
             docs = tuple(self.docs)
             for doc_id in docs:
                 self.hub.leave(self, doc_id)
@@ -348,7 +351,7 @@ class Connection:
                 return False
             if self.closing is not None:
                 return False
-            self.identity = replace(identity, verified=True)
+            self.identity = self.hub.permissions.limit(replace(identity, verified=True))
         else:
             name = msg.user.name if msg.user else ""
             self.identity = anonymous(anonymous_id(msg.key, self.session), name)
@@ -358,9 +361,7 @@ class Connection:
             color=(msg.user.color if msg.user else "") or self.identity.color,
         )
         self.identity = replace(self.identity, name=user.name, color=user.color)
-        if self.identity.expires_at is not None:  # rights last until the token's exp, no longer
-            delay = max(0.0, self.identity.expires_at - time.time())
-            self._expiry = asyncio.get_running_loop().call_later(delay, self._token_expired)
+        self.expire_at(self.identity.expires_at)
         self.send_message(
             p.Welcome(
                 session=self.session,
@@ -370,6 +371,22 @@ class Connection:
             )
         )
         return True
+
+    def expire_at(self, at: float | None) -> None:
+        """Rights last until the token's ``exp``, no longer (a ``reauth`` moves it)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if at is not None:
+            delay = max(0.0, at - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._token_expired)
+
+    def restrict(self, user_id: str, ceiling: dict[str, frozenset[str]] | None) -> None:
+        """An administrator's ceiling for ``user_id`` (``permissions.py``)."""
+        if not self._greeted or self.identity.user_id != user_id or self.closing is not None:
+            return
+        self.identity = replace(self.identity, ceiling=ceiling)
+        rights_changed(self, "rights changed by an administrator")
 
     def _token_expired(self) -> None:
         self._expiry = None
@@ -386,7 +403,9 @@ class Connection:
         edit_id = getattr(msg, "edit_id", None)
         try:
             # one budget for everything that is written to the store
-            writes = isinstance(msg, p.Edit | p.Sync | p.ChatSend | p.ChatEdit | p.ChatDelete)
+            writes = isinstance(
+                msg, p.Edit | p.Sync | p.ChatSend | p.ChatEdit | p.ChatDelete | p.Reauth
+            )
             # a batch of n ops costs 1 + n // 10 edits, a delta 1 + (base64 bytes) // 10,000
             # (each op is work and maybe memory)
             cost = 1
@@ -426,6 +445,8 @@ class Connection:
                 await hub.chat_history(self, msg)
             elif isinstance(msg, p.Diverged):
                 self._diverged(msg)
+            elif isinstance(msg, p.Reauth):
+                await reauth(self, msg)
             elif isinstance(msg, p.Hello):
                 self.error(p.ErrorCode.BAD_MESSAGE, "hello was already received")
             # Pong: nothing to do beyond last_seen

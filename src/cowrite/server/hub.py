@@ -29,6 +29,7 @@ from cowrite.server.config import Settings
 from cowrite.server.exactly_once import ExactlyOnce
 from cowrite.server.hooks import ChatPosted, Hooks
 from cowrite.server.metrics import Metrics
+from cowrite.server.permissions import Permissions
 from cowrite.server.pipeline import Job, Peer, Pipeline
 from cowrite.server.registry import (
     SNAPSHOT_FORCE_FACTOR,
@@ -81,6 +82,8 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
         self.store = store
         self.hooks = hooks if hooks is not None else Hooks([], metrics.registry)
         """The application's lifecycle hooks (``hooks.py``)."""
+        self.permissions = Permissions(bus)
+        """Rights ceilings set by administrators, on every instance (``permissions.py``)."""
         self.bus = bus
         self.settings = settings
         self.metrics = metrics

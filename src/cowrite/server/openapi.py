@@ -35,6 +35,7 @@ _BODY_TYPES: list[Any] = [
     rest_edits.DocumentEdit,
     rest_edits.EditsRequest,
     rest_edits.EditsOut,
+    rest_edits.PermissionsRequest,
 ]
 
 ERRORS = {
@@ -315,6 +316,18 @@ def _paths() -> dict[str, Any]:
                 right="write",
                 params=[DOC],
                 body="EditsBody",
+            )
+        },
+        "/api/admin/permissions": {
+            "post": _op(
+                "restrictUser",
+                'Set the most rights a user keeps (by document or "*"; null lifts it), on '
+                "every instance and their open connections at once",
+                ok=_ok("PermissionsRequest"),
+                errors=(),
+                right="admin",
+                body="PermissionsRequest",
+                tag="server",
             )
         },
         "/api/documents/{doc}/chat": {

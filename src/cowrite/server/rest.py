@@ -236,7 +236,7 @@ def routes(state: Cowrite) -> list[Route]:
         if scheme.lower() != "bearer" or not token.strip():
             raise HTTPError(401, "unauthorized", "use 'Authorization: Bearer <token>'")
         try:
-            return verify(token.strip(), secret)
+            return hub.permissions.limit(verify(token.strip(), secret))
         except AuthError as exc:
             raise HTTPError(401, "unauthorized", str(exc)) from None
 
@@ -577,6 +577,6 @@ def routes(state: Cowrite) -> list[Route]:
         Route(path, _endpoint(rest_edits.hooked(state, h)), methods=[method], name=h.__name__)
         for path, method, h in table
     ]
-    api += rest_edits.routes(state, identify)  # POST /documents/{doc}/edits
+    api += rest_edits.routes(state, identify)  # POST /documents/{doc}/edits, /admin/permissions
 
     return [*api, Route("/{rest:path}", Fallback(api), name=FALLBACK)]

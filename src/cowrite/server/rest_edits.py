@@ -1,4 +1,5 @@
-"""``POST /api/documents/{doc}/edits``: edit a document over REST (needs the ``write`` right).
+"""``POST /api/documents/{doc}/edits``: edit a document over REST (needs the ``write`` right);
+and ``POST /api/admin/permissions`` (``permissions.py``).
 
 The body is one edit, or ``{"edits": [edit, ...]}`` applied together as one server edit
 (``documents.py``: durable, then broadcast live, before the answer). An edit names exactly one
@@ -74,6 +75,14 @@ class DocumentEdit(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
 
 class EditsRequest(msgspec.Struct, forbid_unknown_fields=True):
     edits: list[DocumentEdit]
+
+
+class PermissionsRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """At most ``docs`` rights (document id or ``"*"`` -> rights) for ``user`` from now on, on
+    every instance; ``docs: null`` lifts the restriction."""
+
+    user: str
+    docs: dict[str, list[str]] | None
 
 
 class EditsOut(msgspec.Struct):
@@ -212,7 +221,8 @@ def hooked(
         doc = request.path_params.get("doc")
         ask = AuthRequest(credential or None, doc, "rest", "rest")
         try:
-            request.scope["identity"] = replace(await hooks.authenticate(ask), verified=True)
+            identity = replace(await hooks.authenticate(ask), verified=True)
+            request.scope["identity"] = state.hub.permissions.limit(identity)
         except Exception as exc:  # AuthError, Refused, or whatever a hook raised
             raise HTTPError(401, "unauthorized", str(exc) or type(exc).__name__) from None
         return await handler(request)
@@ -257,6 +267,24 @@ def routes(state: Cowrite, identify: Callable[[Request], Identity]) -> list[Rout
             raise HTTPError(503, "unavailable", f"not stored: {exc.error.message}") from None
         return _json(EditsOut(doc.version, ops))
 
+    @functools.partial(hooked, state)
+    async def restrict_user(request: Request) -> Response:
+        """Downgrade or revoke a user's rights on every instance (the ``admin`` right on "*")."""
+        if "admin" not in identify(request).rights("*"):
+            raise HTTPError(403, "forbidden", "the token grants no 'admin' right on '*'")
+        body = await _body(request, PermissionsRequest)
+        try:
+            await state.restrict_user(body.user, body.docs)
+        except ValueError as exc:
+            raise HTTPError(400, "bad_request", str(exc)) from None
+        return _json(body)
+
     return [
-        Route("/documents/{doc}/edits", _endpoint(post_edits), methods=["POST"], name="post_edits")
+        Route("/documents/{doc}/edits", _endpoint(post_edits), methods=["POST"], name="post_edits"),
+        Route(
+            "/admin/permissions",
+            _endpoint(restrict_user),
+            methods=["POST"],
+            name="restrict_user",
+        ),
     ]

@@ -201,6 +201,21 @@ class YjsConnection:
         else:
             self.close(code, reason)
 
+    def restrict(self, user_id: str, ceiling: dict[str, frozenset[str]] | None) -> None:
+        """An administrator's ceiling for ``user_id`` (``permissions.py``): a document whose
+        rights shrank is closed for this connection (4403; its provider reconnects with what
+        is left); later Hocuspocus documents get the ceiling too."""
+        for document, identity in list(self._identities.items()):
+            if identity.user_id == user_id:
+                self._identities[document] = replace(identity, ceiling=ceiling)
+        for member in list(self._members.values()):
+            if member.identity.user_id != user_id:
+                continue
+            before = member.identity.rights(member.document)
+            member.identity = replace(member.identity, ceiling=ceiling)
+            if not before <= member.identity.rights(member.document):
+                self.drop(member, CLOSE_FORBIDDEN, "permissions changed")
+
     def _ids(self) -> dict[str, object]:
         return {"session": self.session, "dialect": self.dialect, "docs": sorted(self._members)}
 
@@ -213,6 +228,7 @@ class YjsConnection:
         self._link = link = open_link(ws, lambda: self.close(1006, "send failed"))
         self.metrics.connections.inc()
         hooks = self.hub.hooks
+        self.hub.permissions.connections.add(self)
         try:
             try:
                 if await self._connect_hooks() and await self._open():
@@ -231,6 +247,7 @@ class YjsConnection:
             if session is not None:
                 with contextlib.suppress(Exception):
                     await self._carry_out(session.close(self._now()), None)
+            self.hub.permissions.connections.discard(self)
             members = list(self._members.values())
             for member in members:
                 self.hub.yjs_leave(member, member.document)
@@ -342,6 +359,7 @@ class YjsConnection:
         return self._rights(replace(identity, verified=True), document)
 
     def _rights(self, identity: Identity, document: str) -> Rights | Denied:
+        identity = self.hub.permissions.limit(identity)
         rights = identity.rights(document)
         if "read" not in rights:
             return Denied("forbidden")
