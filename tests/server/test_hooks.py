@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
+import pycrdt
 import pytest
 import uvicorn
 import websockets
@@ -396,23 +397,30 @@ async def test_a_failing_on_load_document_loads_the_document_without_its_seed(
 
 async def test_on_stateless_gets_custom_messages_and_may_reply(settings: Settings) -> None:
     got: list[Stateless] = []
+    changes: list[Change] = []
 
     def on_stateless(event: Stateless) -> None:
         got.append(event)
         event.reply(json.dumps({"echo": json.loads(event.payload)}))
 
-    async with serve(settings, [Callbacks(on_stateless=on_stateless)]) as server:
+    ext = Callbacks(on_stateless=on_stateless, on_change=changes.append)
+    async with serve(settings, [ext]) as server:
         hocus = await Hocus.connect(server)
-        await hocus.open("room")
-        await until(lambda: bool(hocus.of(m.HSyncStatus)) or bool(hocus.of(m.HSync)))
+        ydoc = await hocus.open("room")
+        await until(lambda: bool(hocus.of(m.HSyncStatus)))
         await hocus.ws.send(m.encode_hocuspocus(m.HStateless("room", '{"ping": 1}')))
         await until(lambda: any("echo" in f.payload for f in hocus.of(m.HStateless)))
         chat = {"type": "cowrite.chat.send", "text": "hi"}
         await hocus.ws.send(m.encode_hocuspocus(m.HStateless("room", json.dumps(chat))))
         await until(lambda: any('"cowrite.chat"' in f.payload for f in hocus.of(m.HStateless)))
+        ydoc.get("t", type=pycrdt.Text).insert(0, "typed")
+        await until(lambda: any(c.summary.bytes > 0 for c in changes))
         await hocus.close()
     assert [(e.document, e.payload) for e in got] == [("room", '{"ping": 1}')]  # not the chat
     assert got[0].user_id
+    typed = [c for c in changes if c.summary.bytes > 0][-1]
+    assert (typed.document, typed.source) == ("room", "yjs")
+    assert typed.author is not None and typed.author.user_id == got[0].user_id
 
 
 async def test_on_authenticate_also_decides_rest_requests(settings: Settings) -> None:

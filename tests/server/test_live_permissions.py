@@ -203,3 +203,21 @@ async def start_server_on(
         if task.done():
             task.result()
     return RunningServer(f"http://127.0.0.1:{sock.getsockname()[1]}", app, server), task
+
+
+async def test_the_sdk_reauths_before_its_token_expires(secured: RunningServer) -> None:
+    import cowrite
+
+    soon = time.time() + 2
+    async with cowrite.connect(
+        secured.ws_url, doc="s", token=token("ann", ["write"], exp=soon)
+    ) as doc:
+        doc.text("t").insert(0, "a")
+        await doc.synced()
+        doc.reauth(token("ann", ["write"]))
+        await until(lambda: time.time() > soon + 1.0)
+        doc.text("t").insert(0, "b")
+        await doc.synced()  # the old token's exp did not end the session
+        assert str(doc.text("t")) == "ba"
+        [conn] = [c for c in secured.state.connections if c.identity.user_id == "ann"]
+        assert conn.identity.expires_at > soon + 60
