@@ -186,7 +186,7 @@ async def test_rest_edits_that_do_not_fit(server: RunningServer, http: httpx.Asy
     r = await http.post("/api/documents/none/edits", json={"text": "b", "append": "x"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_document"
     await http.post("/api/documents", json={"id": "y", "kind": "yjs"})
-    r = await http.post("/api/documents/y/edits", json={"text": "b", "append": "x"})
+    r = await http.post("/api/documents/y/edits", json={"counter": "c", "add": 1})
     assert r.status_code == 409 and r.json()["error"]["code"] == "wrong_kind"
     # nothing of the refused edits was applied
     assert (await http.get("/api/documents/f/json")).json() == {}
@@ -257,3 +257,43 @@ async def test_rest_writes_and_two_typing_clients_converge(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_rest_edits_of_a_yjs_document_reach_its_clients(
+    server: RunningServer, http: httpx.AsyncClient
+) -> None:
+    """Positions in code points, whatever the text holds (pycrdt counts UTF-8 bytes)."""
+    import pycrdt
+
+    from cowrite.yjs import messages as m
+
+    from .test_yjs_server import Hocus, stored_text
+
+    await http.post("/api/documents", json={"id": "rich", "kind": "yjs"})
+    hocus = await Hocus.connect(server)
+    ydoc = await hocus.open("rich")
+    await until(lambda: bool(hocus.of(m.HSyncStatus)))
+    ydoc.get("t", type=pycrdt.Text).insert(0, "héllo 😀 wörld")
+    await until(lambda: "rich" in server.state.hub.rooms)
+    url = "/api/documents/rich/edits"
+    await until(lambda: server.state.hub.rooms["rich"].room.shared.doc.text("t") != "")
+    r = await http.post(
+        url,
+        json={
+            "edits": [
+                {"text": "t", "ops": [{"retain": 6}, {"delete": 1}, {"insert": "🎉"}]},
+                {"text": "t", "at": 1, "delete": 1, "insert": "e"},
+                {"text": "t", "append": "!"},
+                {"map": "meta", "set": {"title": "Rich", "n": 2}},
+            ]
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] is not None
+    expected = "hello 🎉 wörld!"
+    await until(lambda: str(ydoc.get("t", type=pycrdt.Text)) == expected)
+    await until(lambda: ydoc.get("meta", type=pycrdt.Map).to_py() == {"title": "Rich", "n": 2})
+    assert await stored_text(server, "rich") == expected
+    r = await http.post(url, json={"text": "t", "at": 100, "insert": "x"})
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("edit: ")
+    await hocus.close()

@@ -44,7 +44,7 @@ ERRORS = {
     403: "The token lacks the right (`forbidden`)",
     404: "No such document, node, version or endpoint",
     405: "Method not allowed (`method_not_allowed`)",
-    409: "Conflict (`exists`; `wrong_kind`: REST edits of a Yjs document)",
+    409: "Conflict (`exists`; `wrong_kind`: a counter edit of a Yjs document)",
     410: "That version predates the retained history (`history_unavailable`)",
     413: "Body or resulting document too large (`too_large`, `document_too_large`)",
     422: "The edit does not fit the document (`invalid_edit`)",

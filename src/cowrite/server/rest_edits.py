@@ -15,8 +15,9 @@ node (``text``, ``map`` or ``counter``, a named root) and what to do to it::
 Positions count Unicode code points of the text as it is when the request arrives; edits made
 concurrently by others are merged like any client's. Answers ``{"version": n, "ops": k}``
 (``version`` null when nothing changed). Errors: 400 ``bad_request`` (the body: which field of
-which edit), 422 ``invalid_edit`` (positions past the end...), 404, 409 ``wrong_kind`` (a Yjs
-document), 503 (not durable in time).
+which edit), 422 ``invalid_edit`` (positions past the end...), 404, 409 ``wrong_kind`` (a counter
+of a Yjs document), 503 (not durable in time). Yjs documents take text edits (``Y.Text`` roots;
+positions still in code points) and map edits (``Y.Map`` roots), as one Yjs update.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from cowrite.engine import InvalidOperation, ot
 from cowrite.rooms.room import RoomError
 from cowrite.server.auth import Identity
 from cowrite.server.documents import ServerDocument
-from cowrite.server.hooks import AuthRequest
+from cowrite.server.hooks import Author, AuthRequest
 from cowrite.server.pipeline import NotDurable
 from cowrite.server.rest import HTTPError, _body, _doc_id, _endpoint, _json
+from cowrite.server.yjs_edits import YjsEdit, apply_yjs_edits
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -202,6 +204,30 @@ def apply(doc: ServerDocument, edits: list[DocumentEdit], where: str) -> None:
             raise InvalidOperation(f"{at}: {exc}") from None
 
 
+async def yjs_edits(
+    state: Cowrite, doc_id: str, edits: list[DocumentEdit], where: str, author: Author
+) -> EditsOut:
+    """Text and map edits of a Yjs document (``yjs_edits.py``); counters are CRDT-only."""
+    out: list[YjsEdit] = []
+    for i, edit in enumerate(edits):
+        at = where.format(i)
+        if edit.counter is not None:
+            raise HTTPError(409, "wrong_kind", f"{at}: Yjs documents have no counters")
+        if edit.text is not None:
+            out.append(YjsEdit(at, text=edit.text, op=functools.partial(_text_op, edit)))
+        else:
+            out.append(YjsEdit(at, map=edit.map, set=edit.set or {}, unset=edit.unset or []))
+    try:
+        version = await apply_yjs_edits(state.hub, doc_id, out, author)
+    except InvalidOperation as exc:
+        raise HTTPError(422, "invalid_edit", str(exc)) from None
+    except TimeoutError:
+        raise HTTPError(503, "unavailable", "the edit is applied but not durable yet") from None
+    except NotDurable as exc:
+        raise HTTPError(503, "unavailable", f"not stored: {exc.error.message}") from None
+    return EditsOut(version, len(out))
+
+
 PUBLIC = frozenset({"status", "openapi_json"})
 
 
@@ -246,11 +272,13 @@ def routes(state: Cowrite, identify: Callable[[Request], Identity]) -> list[Rout
         info = await state.store.get_document(doc_id)
         if info is None:
             raise HTTPError(404, "unknown_document", f"no document {doc_id!r}")
-        if info.kind != "crdt":
-            raise HTTPError(
-                409, "wrong_kind", f"{doc_id!r} is a {info.kind} document: REST edits need crdt"
-            )
         name = identity.name or identity.user_id
+        if info.kind == "yjs":
+            return _json(
+                await yjs_edits(state, doc_id, edits, where, Author(identity.user_id, name))
+            )
+        if info.kind != "crdt":
+            raise HTTPError(409, "wrong_kind", f"{doc_id!r} is a {info.kind} document")
         try:
             async with state.document(doc_id, user=identity.user_id, name=name) as doc:
                 apply(doc, edits, where)
