@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cowrite import protocol as p
 from cowrite.adapters.store import DuplicateEdit, EditKey, NotFound, Store, StoreError
@@ -25,6 +25,7 @@ from cowrite.server.auth import Identity
 from cowrite.server.cluster import Cluster, PresenceNote, UpdateNote
 from cowrite.server.hooks import Author, Hooks, Stored, change_of
 from cowrite.server.metrics import Metrics
+from cowrite.server.tracing import Tracing
 
 if TYPE_CHECKING:
     from cowrite.server.exactly_once import ExactlyOnce
@@ -85,6 +86,8 @@ class Job:
     done: asyncio.Future[Durable] | None = None
     """Completed once the outcome is durable and its broadcasts are sent, or failed with
     ``NotDurable``: how a caller without a connection (REST restore) learns it is stored."""
+    trace: Any = None
+    """The input's span (``tracing.py``), ended once the outcome is sent; None: not traced."""
     author: Author | None = None
     """Who made the outcome's update, for ``on_change`` (default: the sender's identity)."""
 
@@ -99,6 +102,7 @@ class Pipeline:
     cluster: Cluster | None
     exactly_once: ExactlyOnce
     hooks: Hooks
+    tracing: Tracing
 
     if TYPE_CHECKING:
 
@@ -116,6 +120,7 @@ class Pipeline:
         joined: bool = False,
         remote: bool = False,
         done: asyncio.Future[Durable] | None = None,
+        trace: Any = None,
         author: Author | None = None,
     ) -> None:
         """Queue an outcome: persisted (if it has an update), then its replies and broadcasts
@@ -130,7 +135,7 @@ class Pipeline:
         if outcome.persist is not None:
             lr.unpersisted += 1
             lr.last_write = t0
-        lr.queue.put_nowait(Job(outcome, sender, t0, joined, remote, done, author))
+        lr.queue.put_nowait(Job(outcome, sender, t0, joined, remote, done, trace, author))
 
     def submit_durable(
         self, lr: LoadedRoom, outcome: Outcome, t0: float, *, author: Author | None = None
@@ -152,7 +157,14 @@ class Pipeline:
                 batch.append(queue.get_nowait())
             writes = [j.outcome for j in batch if j.outcome.persist is not None]
             try:
+                stores = [
+                    self.tracing.start("cowrite.store", j.trace, doc=doc_id)
+                    for j in batch
+                    if j.trace is not None
+                ]
                 failed, seqs = await self._persist(doc_id, lr, writes)
+                for span in stores:
+                    span.end()
                 self._publish(doc_id, writes, seqs)
                 if seqs and self.hooks.wants("on_store"):
                     stored = tuple(sorted(seqs.values()))
@@ -167,7 +179,12 @@ class Pipeline:
                                 # its waiter resumes after this batch's fan-out (call_soon)
                                 seq = seqs.get(id(job.outcome))
                                 job.done.set_result(Durable(job.outcome.version, seq))
-                            self._fanout(lr, job)
+                            if job.trace is None:
+                                self._fanout(lr, job)
+                            else:
+                                with self.tracing.span("cowrite.broadcast", job.trace):
+                                    self._fanout(lr, job)
+                                job.trace.set_attribute("cowrite.version", job.outcome.version)
                             if job.outcome.persist is not None and not job.remote:
                                 self._changed(doc_id, job, seqs.get(id(job.outcome)))
                             if self.cluster is not None and not job.remote:
@@ -186,6 +203,8 @@ class Pipeline:
                         _fail(job.done, NotDurable(error))
                     if job.joined and job.sender is not None:
                         lr.joining.discard(job.sender.session)
+                    if job.trace is not None:
+                        job.trace.end()
                     lr.inflight -= 1
                     queue.task_done()
             if self._snapshot_due(lr) and queue.empty():
@@ -297,6 +316,7 @@ class Pipeline:
                     extra={"doc": doc_id, "updates": len(retry)},
                 )
                 self._saving(lr, pending=True)
+                self.metrics.store_retries.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             again.update(id(o) for o in retry)
@@ -310,6 +330,10 @@ class Pipeline:
         if lr.saving_pending == pending:
             return
         lr.saving_pending = pending
+        if pending:
+            self.metrics.saving_pending.inc()
+        else:
+            self.metrics.saving_pending.dec()
         if pending:
             log.error(
                 "store unavailable: edits are held, not acknowledged", extra={"doc": lr.room.doc_id}

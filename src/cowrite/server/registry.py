@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -25,6 +26,7 @@ from cowrite.server.config import Settings
 from cowrite.server.hooks import Hooks, LoadDocument, Unload
 from cowrite.server.metrics import Metrics
 from cowrite.server.pipeline import Job, Peer
+from cowrite.server.tracing import Tracing
 
 if TYPE_CHECKING:
     from cowrite.server.exactly_once import ExactlyOnce
@@ -91,6 +93,7 @@ class Registry:
     replica: int
     cluster: Cluster | None
     exactly_once: ExactlyOnce
+    tracing: Tracing
     rooms: dict[str, LoadedRoom]
     _loading: dict[str, asyncio.Future[LoadedRoom]]
     _unloads: set[asyncio.Task[None]]
@@ -148,6 +151,10 @@ class Registry:
             task.exception()  # retrieved here (every waiter raises it), so asyncio stays quiet
 
     async def _load(self, doc_id: str, create: bool, kind: str) -> LoadedRoom:
+        with self.tracing.span("cowrite.load", doc=doc_id):
+            return await self._load_room(doc_id, create, kind)
+
+    async def _load_room(self, doc_id: str, create: bool, kind: str) -> LoadedRoom:
         stored = await self.store.load(doc_id)
         created = False
         if stored is None:
@@ -178,14 +185,20 @@ class Registry:
             raise RoomError(
                 p.ErrorCode.INTERNAL, f"{doc_id!r} is of kind {stored.kind!r}, unknown here"
             ) from None
-        room = loader.load(
-            doc_id,
-            stored.snapshot,
-            stored.snapshot_seq,
-            stored.updates,
-            limits,
-            replica=self.replica,
-            now_ms=self.now_ms,
+        # decoding a large document takes a while (a second for megabytes of history): in a
+        # worker thread, so that every other document's edits go on meanwhile; the room is the
+        # event loop's alone once it is returned
+        room = await asyncio.to_thread(
+            functools.partial(
+                loader.load,
+                doc_id,
+                stored.snapshot,
+                stored.snapshot_seq,
+                stored.updates,
+                limits,
+                replica=self.replica,
+                now_ms=self.now_ms,
+            )
         )
         if self.cluster is not None:  # versions are this instance's from now on
             room.epoch = secrets.token_hex(6)
@@ -265,6 +278,8 @@ class Registry:
         # no await between the checks above and this: nobody can join a room on its way out
         del self.rooms[doc_id]
         self.metrics.documents.set(len(self.rooms))
+        if lr.saving_pending:
+            self.metrics.saving_pending.dec()
         for task in (lr.task, lr.catching_up):
             if task is not None:
                 task.cancel()

@@ -140,6 +140,7 @@ class YjsConnection:
         self._awareness = TokenBucket(
             settings.presence_per_second, settings.presence_burst, hub.clock
         )
+        self._joins = TokenBucket(settings.joins_per_second, settings.join_burst, hub.clock)
         self.limits = SessionLimits(max_frame_bytes=settings.max_yjs_frame_bytes)
         self._session: YWebsocketSession | HocuspocusSession | None = None
 
@@ -323,7 +324,15 @@ class YjsConnection:
         session = YWebsocketSession(document, result, room.shared, self.limits, key=self.session)
         self._session = session
         self._members[""] = member
-        room.attach(Attachment(member.session, self, session.update_frame, session.awareness_frame))
+        room.attach(
+            Attachment(
+                member.session,
+                self,
+                session.update_frame,
+                session.awareness_frame,
+                dialect_key=("y-websocket",),
+            )
+        )
         await self._carry_out(session.open(), "")
         return True
 
@@ -407,12 +416,15 @@ class YjsConnection:
             await self._carry_out(session.receive(frame, self._now()), address)
 
     async def _pace(self, frame: bytes) -> None:
-        """Budgets: updates cost 1 + 1 per 10 kB, awareness 1 (a flood is read slowly)."""
+        """Budgets: updates cost 1 + 1 per 10 kB, awareness 1, a Hocuspocus token (which opens
+        a document) a join; anything else a tenth of an awareness (a flood is read slowly)."""
         kind = self._message_type(frame)
         if kind == 0:
             delay = self._updates.delay(1 + len(frame) // 10_000)
         elif kind == 1:
             delay = self._awareness.delay()
+        elif kind == 2 and self.dialect == "hocuspocus":
+            delay = self._joins.delay()
         else:
             delay = self._awareness.delay(0.1)
         if delay > 0:
@@ -444,7 +456,6 @@ class YjsConnection:
     async def _carry_out(self, actions: list[Action], address: str | None) -> None:
         """Execute a session's actions in order (see the module docstring)."""
         hub = self.hub
-        session = self._session
         for a in actions:
             if isinstance(a, Send):
                 found = self._room(address)
@@ -468,13 +479,11 @@ class YjsConnection:
                     await hub.yjs_stateless(member, a.document, a.payload)
             elif isinstance(a, Close):
                 self.close(a.code, a.reason)
-            elif isinstance(a, Authenticate) and isinstance(session, HocuspocusSession):
+            elif isinstance(a, Authenticate) and isinstance(self._session, HocuspocusSession):
                 result = await self._authenticate_hooks(a.token, a.document)
-                await self._carry_out(session.auth_result(a.address, result), None)
+                await self._carry_out(self._session.auth_result(a.address, result), None)
             elif isinstance(a, Authenticate | Broadcast):  # pragma: no cover - never asked
                 log.error("unexpected Yjs action %r", a, extra=self._ids())
-            if session is None:
-                session = self._session
 
     def _room(self, address: str | None) -> tuple[LoadedRoom, YjsRoom] | None:
         if address is None:
@@ -502,9 +511,15 @@ class YjsConnection:
                 outcome.frames.extend(room.update_frames(b.update, member.session))
         self.hub.edits_applied += 1
         self.metrics.edits.labels("yjs").inc()
+        tracing = self.hub.tracing
+        trace = (
+            tracing.start("cowrite.edit", doc=a.document, session=member.session)
+            if tracing.enabled
+            else None
+        )
         who = member.identity
         author = Author(who.user_id, who.name) if self.hub.hooks.wants_changes else None
-        self.hub.submit(lr, outcome, None, time.monotonic(), author=author)
+        self.hub.submit(lr, outcome, None, time.monotonic(), trace=trace, author=author)
 
     def _relay_awareness(self, a: RelayAwareness) -> None:
         member = self._member_of(a.document)
@@ -541,6 +556,7 @@ class YjsConnection:
                 lambda u: session.update_frame(address, u),
                 lambda u: session.awareness_frame(address, u),
                 lambda s: session.stateless_frame(address, s),
+                dialect_key=("hocuspocus", address),
             )
         )
         await self.hub.yjs_chat_history(member, a.document)
