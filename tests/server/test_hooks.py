@@ -247,7 +247,7 @@ async def test_a_raising_on_connect_refuses_with_its_message(settings: Settings)
             "connection refused: no bots here",
         )
         metrics = server.state.metrics.render().decode()
-        assert failures(metrics, "on_connect", "error") == 2
+        assert failures(metrics, "on_connect", "refused") == 2
 
 
 async def test_a_raising_on_authenticate_refuses_with_a_clear_error(settings: Settings) -> None:

@@ -18,7 +18,8 @@ Two sorts of hook:
   Raising is logged (with the document, session and extension) and counted; nothing else happens.
 
 Every failure counts in ``cowrite_hook_failures_total{hook, extension, reason}`` (``error``,
-``timeout``); events dropped from a queue that is full in ``cowrite_hook_dropped_total``.
+``timeout``, or ``refused``: a gate raised ``Refused``/``AuthError``); events dropped from a
+full queue in ``cowrite_hook_dropped_total``.
 """
 
 from __future__ import annotations
@@ -439,7 +440,8 @@ class Hooks:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._failed(ext, hook, "error", ids, exc)
+            refused = isinstance(exc, Refused | AuthError)
+            self._failed(ext, hook, "refused" if refused else "error", ids, exc)
             raise
 
     def _failed(
