@@ -453,3 +453,20 @@ async def test_on_authenticate_also_decides_rest_requests(settings: Settings) ->
         r = await http.post("/api/documents/x/edits", json=body, headers=writer)
         assert r.status_code == 200
         assert (await http.get("/api/documents/x/text/t", headers=reader)).text == "hi"
+
+
+async def test_on_load_document_seeds_a_new_yjs_document(settings: Settings) -> None:
+    saved: pycrdt.Doc[Any] = pycrdt.Doc()
+    saved.get("t", type=pycrdt.Text).insert(0, "from the app's storage")
+
+    def seed(event: LoadDocument) -> None:
+        if event.kind == "yjs" and event.created and event.yjs_updates is not None:
+            event.yjs_updates.append(saved.get_update())
+
+    async with serve(settings, [Callbacks(on_load_document=seed)]) as server:
+        hocus = await Hocus.connect(server)
+        ydoc = await hocus.open("yseed")
+        await until(lambda: str(ydoc.get("t", type=pycrdt.Text)) == "from the app's storage")
+        await hocus.close()
+        stored = await server.state.store.load("yseed")
+        assert stored is not None and stored.kind == "yjs" and len(stored.updates) >= 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -35,6 +36,8 @@ from cowrite.server.pipeline import Durable
 
 if TYPE_CHECKING:
     from cowrite.server.hub import Hub, LoadedRoom
+
+log = logging.getLogger("cowrite.hub")
 
 SERVER_CLIENT_ID = "server"
 DURABLE_TIMEOUT_S = 30.0
@@ -262,6 +265,26 @@ def apply_edits(
     done = hub.submit_durable(lr, outcome, t0, author=Author(user.id, user.name, SERVER_CLIENT_ID))
     doc.version = outcome.version
     return outcome, done
+
+
+def seed_yjs(hub: Hub, lr: LoadedRoom, updates: builtins.list[bytes]) -> None:
+    """``on_load_document``'s Yjs updates: applied like a client's, then stored (the room is
+    not visible yet: nobody to send them to)."""
+    from cowrite.rooms.yjs_room import YjsRoom
+    from cowrite.yjs import YjsProtocolError
+
+    room = lr.room
+    if not isinstance(room, YjsRoom):
+        return
+    for update in updates:
+        try:
+            effective = room.shared.doc.apply_client_update(update)
+        except YjsProtocolError as exc:
+            log.error("on_load_document's Yjs update refused: %s", exc, extra={"doc": room.doc_id})
+            continue
+        if effective is not None:
+            author = Author("server", "server", SERVER_CLIENT_ID)
+            hub.submit(lr, room.persisted(effective), None, time.monotonic(), author=author)
 
 
 @contextlib.asynccontextmanager

@@ -114,6 +114,9 @@ class LoadDocument:
     doc: ServerDocument | None
     """For ``crdt`` documents: edit it like the SDK's document (``doc.text("body").insert``);
     the edits become the document's first update, before any client sees it."""
+    yjs_updates: list[bytes] | None = None
+    """For ``yjs`` documents: append Yjs updates (``pycrdt.Doc.get_update()`` of the
+    application's copy) to apply, before any client sees it (validated like a client's)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,11 +222,15 @@ class Registry:
     async def _load_hooks(self, lr: LoadedRoom, kind: str, created: bool) -> None:
         """``on_load_document``, before anyone sees the room: a CRDT document's seed edits
         become its first update (if every hook returned normally)."""
-        from cowrite.server.documents import ServerDocument, apply_edits
+        from cowrite.server.documents import ServerDocument, apply_edits, seed_yjs
 
         room = lr.room
         doc = ServerDocument(room.doc_id, room) if isinstance(room, Room) else None
-        ok = await self.hooks.load_document(LoadDocument(room.doc_id, kind, created, doc))
+        updates: list[bytes] | None = None if doc is not None else []
+        event = LoadDocument(room.doc_id, kind, created, doc, updates)
+        ok = await self.hooks.load_document(event)
+        if ok and updates:
+            seed_yjs(cast("Hub", self), lr, updates)
         if ok and doc is not None and doc.ops:
             try:
                 seed = p.User(id="server", name="server")
