@@ -221,3 +221,46 @@ async def test_the_sdk_reauths_before_its_token_expires(secured: RunningServer) 
         assert str(doc.text("t")) == "ba"
         [conn] = [c for c in secured.state.connections if c.identity.user_id == "ann"]
         assert conn.identity.expires_at > soon + 60
+
+
+async def test_a_fresh_hocuspocus_token_on_an_open_document(secured: RunningServer) -> None:
+    import pycrdt
+
+    soon = time.time() + 2
+    hocus = await Hocus.connect(secured)
+    ydoc = await hocus.open("h", token=token("ann", ["write"], exp=soon))
+    await until(lambda: bool(hocus.of(m.HSyncStatus)))
+    text = ydoc.get("t", type=pycrdt.Text)
+
+    def saved() -> list[bool]:
+        return [f.saved for f in hocus.of(m.HSyncStatus)]
+
+    fresh = m.HAuthToken("h", token("ann", ["write"]), "4.8.0")
+    await hocus.ws.send(m.encode_hocuspocus(fresh))
+    await until(lambda: len(hocus.of(m.HAuthenticated)) == 2)
+    await until(lambda: time.time() > soon + 1.0)
+    before = len(saved())
+    text.insert(0, "still here")
+    await until(lambda: len(saved()) > before)
+    assert saved()[-1] is True and hocus.closed is None  # outlived the first token
+
+    # read-only from now on: changes are answered SyncStatus(false)
+    read_only = m.HAuthToken("h", token("ann", ["read"]), "4.8.0")
+    await hocus.ws.send(m.encode_hocuspocus(read_only))
+    await until(lambda: len(hocus.of(m.HAuthenticated)) == 3)
+    assert hocus.of(m.HAuthenticated)[-1].scope == "readonly"
+    before = len(saved())
+    text.insert(0, "refused ")
+    await until(lambda: len(saved()) > before)
+    assert saved()[-1] is False
+    # a refused token closes the document
+    await hocus.ws.send(m.encode_hocuspocus(m.HAuthToken("h", "forged", "4.8.0")))
+    await until(lambda: bool(hocus.of(m.HPermissionDenied)))
+    assert hocus.of(m.HPermissionDenied)[-1].address == "h"
+    await hocus.close()
+    stored = await secured.state.store.load("h")
+    assert stored is not None
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    for update in ([stored.snapshot] if stored.snapshot else []) + [u for _, u in stored.updates]:
+        doc.apply_update(update)
+    assert str(doc.get("t", type=pycrdt.Text)) == "still here"

@@ -377,6 +377,17 @@ class YjsConnection:
             self._expire_at(identity.expires_at)
         return Rights.READ_WRITE if "write" in rights else Rights.READ
 
+    def _reschedule_expiry(self) -> None:
+        """After a fresh token: the session ends with the earliest token of its documents."""
+        times = [m.identity.expires_at for m in self._members.values()]
+        at = min((t for t in times if t is not None), default=None)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self._expires_at = None
+        if at is not None:
+            self._expire_at(at)
+
     def _expire_at(self, at: float) -> None:
         """The session ends with its first token's ``exp`` (a later token cannot extend it:
         every document's rights last until their own token's expiry, the earliest first)."""
@@ -480,7 +491,14 @@ class YjsConnection:
             elif isinstance(a, Close):
                 self.close(a.code, a.reason)
             elif isinstance(a, Authenticate) and isinstance(self._session, HocuspocusSession):
-                result = await self._authenticate_hooks(a.token, a.document)
+                result = self._authenticate(a.token, a.document)
+                if result is PENDING:
+                    result = await self._authenticate_hooks(a.token, a.document)
+                assert isinstance(result, Rights | Denied)
+                member = self._members.get(a.address)
+                if member is not None and isinstance(result, Rights):  # a fresh token
+                    member.identity = self._identities[a.document]
+                    self._reschedule_expiry()
                 await self._carry_out(self._session.auth_result(a.address, result), None)
             elif isinstance(a, Authenticate | Broadcast):  # pragma: no cover - never asked
                 log.error("unexpected Yjs action %r", a, extra=self._ids())
