@@ -114,7 +114,14 @@ class Recorder(Extension):
 
 @pytest.fixture
 def quick(settings: Settings) -> Settings:
-    return replace(settings, unload_after_s=0.2, change_debounce_s=0.05, change_max_wait_s=5.0)
+    return replace(
+        settings,
+        unload_after_s=0.2,
+        change_debounce_s=0.05,
+        change_max_wait_s=5.0,
+        heartbeat_s=30,  # raw clients answer no pings
+        heartbeat_timeout_s=90,
+    )
 
 
 def failures(metrics: str, hook: str, reason: str, extension: str = "callbacks") -> float:

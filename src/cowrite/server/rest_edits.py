@@ -38,7 +38,9 @@ from cowrite.server.auth import Identity
 from cowrite.server.documents import ServerDocument
 from cowrite.server.hooks import Author, AuthRequest
 from cowrite.server.pipeline import NotDurable
-from cowrite.server.rest import HTTPError, _body, _doc_id, _endpoint, _json
+from cowrite.server.rest import _body, _doc_id, _endpoint
+from cowrite.server.rest_http import HTTPError
+from cowrite.server.rest_http import json_response as _json
 from cowrite.server.yjs_edits import YjsEdit, apply_yjs_edits
 
 if TYPE_CHECKING:

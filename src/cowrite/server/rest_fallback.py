@@ -6,6 +6,8 @@ from starlette.requests import Request
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
+from cowrite.server.rest_http import error_response
+
 
 class Fallback:
     """Answers unknown paths (404) and methods (405) with JSON errors; any method (ASGI app)."""
@@ -19,8 +21,6 @@ class Fallback:
             match, _ = route.matches(scope)
             if match is Match.PARTIAL and route.methods:
                 allowed |= route.methods
-        from cowrite.server.rest import error_response
-
         request = Request(scope, receive)
         if allowed:
             response = error_response(
