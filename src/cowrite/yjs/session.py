@@ -7,9 +7,10 @@ A session turns received frames into **actions** for the server shell to execute
   call ``session.durable(ticket)``, which returns the acknowledgement (Hocuspocus ``SyncStatus``)
   and the :class:`Broadcast` of the update to the document's other connections and instances;
 - :class:`RelayAwareness` to the document's other connections (and instances);
-- :class:`Authenticate` (Hocuspocus, when the authenticator answers :data:`PENDING`): call
-  ``session.auth_result(address, result)`` later; :class:`Join`: load the document and call
-  ``session.attach(address, shared)``; :class:`Leave`; :class:`StatelessReceived`;
+- :class:`Authenticate` (Hocuspocus, when the authenticator answers :data:`PENDING`, and for a
+  fresh token sent on an open document): call ``session.auth_result(address, result)`` later;
+  :class:`Join`: load the document and call ``session.attach(address, shared)``;
+  :class:`Leave`; :class:`StatelessReceived`;
 - :class:`Close` the socket with a code and reason (always the last action).
 
 **Ordering rule for the shell**: a ``Send`` must not go out before every ``Persist`` issued
@@ -452,8 +453,10 @@ class HocuspocusSession(_Base):
                 raise YjsProtocolError("limit", "too many documents on one connection")
             entry = self._addresses[address] = _Address(m.document_name(address))
         if isinstance(msg, m.HAuthToken):
+            if entry.phase is _Phase.OPEN:  # a fresh token: the shell checks it (auth_result)
+                return [Authenticate(address, entry.document, msg.token)]
             if entry.phase is not _Phase.WAITING:
-                return []  # Hocuspocus ignores a second token for an authenticated document
+                return []  # ignored while the first one is being checked
             return self._authenticate_address(address, entry, msg.token)
         if entry.phase is not _Phase.OPEN:
             held_bytes = sum(e.held_bytes for e in self._addresses.values())
@@ -488,9 +491,21 @@ class HocuspocusSession(_Base):
         ]
 
     def auth_result(self, address: str, result: Rights | Denied) -> list[Action]:
-        """The answer to an :class:`Authenticate` action."""
+        """The answer to an :class:`Authenticate` action. For an open document (a fresh token
+        sent on it) the new rights apply from now on (``Authenticated`` with its scope), or,
+        refused, the document is closed (``PermissionDenied``, then :class:`Leave`)."""
         entry = self._addresses.get(address)
-        if self.closed or entry is None or entry.phase is not _Phase.AUTHENTICATING:
+        if self.closed or entry is None:
+            return []
+        if entry.phase is _Phase.OPEN:
+            if isinstance(result, Denied):
+                denied = Send(m.encode_hocuspocus(m.HPermissionDenied(address, result.reason)))
+                return [denied, *self._leave(address, 0.0)]
+            entry.rights = result
+            if entry.stream is not None:
+                entry.stream.rights = result
+            return [Send(m.encode_hocuspocus(m.HAuthenticated(address, result.value)))]
+        if entry.phase is not _Phase.AUTHENTICATING:
             return []
         return self._settle(address, entry, result)
 
