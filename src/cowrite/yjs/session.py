@@ -40,6 +40,19 @@ from enum import Enum
 from typing import Final
 
 from cowrite.yjs import messages as m
+from cowrite.yjs.actions import (
+    Action,
+    Authenticate,
+    Broadcast,
+    Close,
+    Join,
+    Leave,
+    Persist,
+    RelayAwareness,
+    Rights,
+    Send,
+    StatelessReceived,
+)
 from cowrite.yjs.awareness import AwarenessLimits, AwarenessTable, decode_update
 from cowrite.yjs.document import MissingDependencies, YjsDocument
 from cowrite.yjs.lib0 import YjsProtocolError
@@ -51,11 +64,6 @@ CLOSE_POLICY: Final = 1008
 CLOSE_TOO_BIG: Final = 1009
 CLOSE_RESET: Final = 4205
 CLOSE_OUT_OF_SYNC: Final = 4409
-
-
-class Rights(Enum):
-    READ = "readonly"
-    READ_WRITE = "read-write"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,84 +98,6 @@ class SessionLimits:
     # ...and over the connection's life: each refusal rebuilds the twin (O(document)).
     max_resyncs_total: int = 64
     awareness: AwarenessLimits = field(default_factory=AwarenessLimits)
-
-
-# --- actions ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    frame: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Persist:
-    ticket: int
-    document: str
-    update: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Broadcast:
-    """Send ``update`` to the document's other connections (``other.update_frame``) and
-    instances; ``origin`` is the session it came from."""
-
-    document: str
-    update: bytes
-    origin: Hashable
-
-
-@dataclass(frozen=True, slots=True)
-class RelayAwareness:
-    document: str
-    update: bytes
-    origin: Hashable
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticate:
-    address: str
-    document: str
-    token: str
-
-
-@dataclass(frozen=True, slots=True)
-class Join:
-    address: str
-    document: str
-    rights: Rights
-
-
-@dataclass(frozen=True, slots=True)
-class Leave:
-    address: str
-    document: str
-
-
-@dataclass(frozen=True, slots=True)
-class StatelessReceived:
-    address: str
-    document: str
-    payload: str
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    code: int
-    reason: str
-
-
-Action = (
-    Send
-    | Persist
-    | Broadcast
-    | RelayAwareness
-    | Authenticate
-    | Join
-    | Leave
-    | StatelessReceived
-    | Close
-)
 
 
 def _close_for(exc: YjsProtocolError) -> Close:
@@ -602,3 +532,32 @@ class HocuspocusSession(_Base):
     @staticmethod
     def ping_frame() -> bytes:
         return m.PING_FRAME
+
+
+__all__ = [
+    "CLOSE_OUT_OF_SYNC",
+    "CLOSE_POLICY",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_RESET",
+    "CLOSE_TOO_BIG",
+    "CLOSE_UNSUPPORTED",
+    "PENDING",
+    "Action",
+    "AuthResult",
+    "Authenticate",
+    "Authenticator",
+    "Broadcast",
+    "Close",
+    "Denied",
+    "HocuspocusSession",
+    "Join",
+    "Leave",
+    "Persist",
+    "RelayAwareness",
+    "Rights",
+    "Send",
+    "SessionLimits",
+    "SharedDoc",
+    "StatelessReceived",
+    "YWebsocketSession",
+]
