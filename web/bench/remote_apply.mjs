@@ -68,9 +68,11 @@ function run() {
   let version = 1;
   const remote = (edit) => state.onRemote({ type: "remote", doc: "bench", version: ++version, client_id: "other", edit_id: `o-${version}`, ops: [{ type: "seq", node: NODE, edit: edit[0] ? [edit[0], edit[1]] : [edit[1]] }] });
   remote([0, "x"]);
+  const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   for (const edit of edits) remote(edit);
   const t1 = process.hrtime.bigint();
+  const c1 = process.cpuUsage(c0);
   // what an editor binding adds per change: the op's position in UTF-16 units
   let sink = 0;
   const t2 = process.hrtime.bigint();
@@ -81,11 +83,11 @@ function run() {
   const t3 = process.hrtime.bigint();
   const final = state.value(NODE);
   if (ot.cpLength(final) !== length + 1) throw new Error(`length ${ot.cpLength(final)} != ${length + 1}`);
-  return { apply: Number(t1 - t0) / 1000 / EDITS, convert: Number(t3 - t2) / 1000 / EDITS, sink };
+  return { apply: Number(t1 - t0) / 1000 / EDITS, cpu: (c1.user + c1.system) / EDITS, convert: Number(t3 - t2) / 1000 / EDITS, sink };
 }
 
 console.log(`ThinDocState from ${src}: ${EDITS} remote keystrokes on a ${CHARS.toLocaleString("en")}-code-point document`);
-for (let round = 1; round <= 3; round++) {
-  const { apply, convert } = run();
-  console.log(`  run ${round}: apply ${apply.toFixed(2)} µs/keystroke (onRemote: server + local value); cp->UTF-16 position ${convert.toFixed(2)} µs`);
+for (let round = 1; round <= Number(process.env.ROUNDS || 3); round++) {
+  const { apply, cpu, convert } = run();
+  console.log(`  run ${round}: apply ${apply.toFixed(2)} µs/keystroke wall, ${cpu.toFixed(2)} µs CPU (onRemote: server + local value); cp->UTF-16 position ${convert.toFixed(2)} µs`);
 }

@@ -16,15 +16,15 @@
 
 import { InvalidOperation, check, cpLength, cpToUtf16, utf16ToCp } from "./ot.js";
 
-let LEAF_MAX = 2048; // UTF-16 units per chunk at most (a longer one is split)
-let LEAF_TARGET = 1024; // chunk size when building from a string
-let LEAF_MIN = 256; // a smaller chunk is merged with a neighbour when they fit in one
+let LEAF_MAX = 1024; // UTF-16 units per chunk at most (a longer one is split)
+let LEAF_TARGET = 512; // chunk size when building from a string
+let LEAF_MIN = 128; // a smaller chunk is merged with a neighbour when they fit in one
 let FAN_MAX = 32; // children per branch at most
 let FAN_MIN = 8;
 
 /** For tests: small chunks and branches make deep trees out of short texts. Returns the old
  *  settings. Ropes built under other settings stay valid. */
-export function ropeShape({ leafMax = 2048, leafTarget = 1024, leafMin = 256, fanMax = 32, fanMin = 8 } = {}) {
+export function ropeShape({ leafMax = 1024, leafTarget = 512, leafMin = 128, fanMax = 32, fanMin = 8 } = {}) {
   const old = { leafMax: LEAF_MAX, leafTarget: LEAF_TARGET, leafMin: LEAF_MIN, fanMax: FAN_MAX, fanMin: FAN_MIN };
   [LEAF_MAX, LEAF_TARGET, LEAF_MIN, FAN_MAX, FAN_MIN] = [leafMax, leafTarget, leafMin, fanMax, fanMin];
   return old;
