@@ -208,7 +208,7 @@ export class Rope {
 
   /** The rope of string `s`. */
   static from(s) {
-    if (s instanceof Rope) return s;
+    if (isRope(s)) return s;
     if (typeof s !== "string") throw new TypeError("Rope.from takes a string");
     return new Rope(build(chunk(s)), s);
   }
@@ -244,7 +244,7 @@ export class Rope {
   /** Same text. */
   equals(other) {
     if (other === this) return true;
-    if (other instanceof Rope) {
+    if (isRope(other)) {
       if (other._root === this._root) return true;
       if (other.length !== this.length || other.utf16Length !== this.utf16Length) return false;
     } else if (typeof other !== "string" || other.length !== this.utf16Length) return false;
@@ -395,9 +395,18 @@ export class Rope {
   }
 }
 
+// a rope made by another copy of this module (a bundle that includes it again) is a rope too
+const BRAND = Symbol.for("cowrite.rope");
+Rope.prototype[BRAND] = true;
+
+/** True for a Rope (of any copy of this module). */
+export function isRope(value) {
+  return value !== null && typeof value === "object" && value[BRAND] === true;
+}
+
 Rope.EMPTY = new Rope(EMPTY_LEAF, "");
 
 /** `value` as a string (a rope's text; anything else as it is). */
 export function textOf(value) {
-  return value instanceof Rope ? value.toString() : value;
+  return isRope(value) ? value.toString() : value;
 }

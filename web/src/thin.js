@@ -34,7 +34,7 @@
 
 import * as ot from "./ot.js";
 import { verify } from "./checksum.js";
-import { Rope, textOf } from "./rope.js";
+import { Rope, isRope, textOf } from "./rope.js";
 
 export const SEQ_KINDS = new Set(["text", "list"]);
 const KINDS = ["text", "list", "map", "register", "counter"];
@@ -69,8 +69,8 @@ export function emptyValue(kind) {
 /** Structural equality of JSON values (a rope equals the string of its text). */
 export function equal(a, b) {
   if (a === b) return true;
-  if (a instanceof Rope) return (typeof b === "string" || b instanceof Rope) && a.equals(b);
-  if (b instanceof Rope) return typeof a === "string" && b.equals(a);
+  if (isRope(a)) return (typeof b === "string" || isRope(b)) && a.equals(b);
+  if (isRope(b)) return typeof a === "string" && b.equals(a);
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
   if (Array.isArray(a) !== Array.isArray(b)) return false;
   if (Array.isArray(a)) {
@@ -85,7 +85,7 @@ export function equal(a, b) {
 }
 
 function copy(value) {
-  if (value instanceof Rope) return value.toString();
+  if (isRope(value)) return value.toString();
   if (Array.isArray(value)) return value.slice();
   if (value !== null && typeof value === "object") return { ...value };
   return value;
@@ -96,7 +96,7 @@ function slotKey(kind, node, key = null) {
 }
 
 function kindOfValue(value) {
-  if (typeof value === "string" || value instanceof Rope) return "text";
+  if (typeof value === "string" || isRope(value)) return "text";
   if (Array.isArray(value)) return "list";
   if (value !== null && typeof value === "object") return "map";
   return null;
@@ -160,7 +160,7 @@ export class ThinDocState {
    *  for a node that is not text. Cheap: for editor bindings (positions in UTF-16 units). */
   rope(node) {
     const value = this.local.get(node);
-    if (value instanceof Rope) return value;
+    if (isRope(value)) return value;
     if (typeof value !== "string") return Rope.EMPTY;
     const rope = Rope.from(value);
     this.local.set(node, rope);
@@ -795,7 +795,7 @@ export class ThinDocState {
 
 /** `value` (a text: string or rope; or a list) with `op` applied: texts become ropes. */
 function applySeq(value, op) {
-  if (value instanceof Rope) return value.apply(op);
+  if (isRope(value)) return value.apply(op);
   if (typeof value === "string") return Rope.from(value).apply(op);
   return ot.apply(value, op);
 }
@@ -809,14 +809,14 @@ function asRope(value) {
  *  units in O(log n) (web/src/app.js, remoteChanges). */
 function seqChange(node, edit, before) {
   const change = { type: "seq", node, edit };
-  if (before instanceof Rope) Object.defineProperty(change, "before", { value: before });
+  if (isRope(before)) Object.defineProperty(change, "before", { value: before });
   return change;
 }
 
 /** ot.invert (same result), reading the deleted text from a rope without building the whole
  *  string. */
 function invertSeq(op, before) {
-  if (!(before instanceof Rope)) return ot.invert(op, before);
+  if (!isRope(before)) return ot.invert(op, before);
   ot.check(op);
   const out = [];
   let pos = 0;

@@ -65,3 +65,17 @@ test("a rejected batch is undone from the rope (invert reads the deleted text)",
   assert.equal(changes[0].before.toString(), "!0 one Xtwo three");
   state.checkInvariants();
 });
+
+test("a rope from another copy of rope.js (the page's bundle has its own) is still a rope", async () => {
+  const other = await import("../src/rope.js?another-copy");
+  assert.notEqual(other.Rope, Rope);
+  const foreign = other.Rope.from("abc 😀");
+  const state = joined("abc 😀");
+  state.local.set(NODE, foreign);
+  assert.equal(state.value(NODE), "abc 😀");
+  assert.equal(state.rope(NODE), foreign);
+  assert.deepEqual(exportThin(state).local, [[NODE, "abc 😀"]]);
+  state.localEdit(NODE, [5, "!"]);
+  assert.equal(state.value(NODE), "abc 😀!");
+  state.checkInvariants();
+});

@@ -561,7 +561,7 @@ var Rope = class _Rope {
   }
   /** The rope of string `s`. */
   static from(s) {
-    if (s instanceof _Rope) return s;
+    if (isRope(s)) return s;
     if (typeof s !== "string") throw new TypeError("Rope.from takes a string");
     return new _Rope(build(chunk(s)), s);
   }
@@ -592,7 +592,7 @@ var Rope = class _Rope {
   /** Same text. */
   equals(other) {
     if (other === this) return true;
-    if (other instanceof _Rope) {
+    if (isRope(other)) {
       if (other._root === this._root) return true;
       if (other.length !== this.length || other.utf16Length !== this.utf16Length) return false;
     } else if (typeof other !== "string" || other.length !== this.utf16Length) return false;
@@ -735,9 +735,14 @@ var Rope = class _Rope {
     if (this._str !== null && this._str.length !== this._root.u) throw new Error("stale string");
   }
 };
+var BRAND = /* @__PURE__ */ Symbol.for("cowrite.rope");
+Rope.prototype[BRAND] = true;
+function isRope(value) {
+  return value !== null && typeof value === "object" && value[BRAND] === true;
+}
 Rope.EMPTY = new Rope(EMPTY_LEAF, "");
 function textOf(value) {
-  return value instanceof Rope ? value.toString() : value;
+  return isRope(value) ? value.toString() : value;
 }
 
 // src/checksum.js
@@ -802,8 +807,8 @@ function emptyValue(kind) {
 }
 function equal(a, b) {
   if (a === b) return true;
-  if (a instanceof Rope) return (typeof b === "string" || b instanceof Rope) && a.equals(b);
-  if (b instanceof Rope) return typeof a === "string" && b.equals(a);
+  if (isRope(a)) return (typeof b === "string" || isRope(b)) && a.equals(b);
+  if (isRope(b)) return typeof a === "string" && b.equals(a);
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
   if (Array.isArray(a) !== Array.isArray(b)) return false;
   if (Array.isArray(a)) {
@@ -817,7 +822,7 @@ function equal(a, b) {
   return true;
 }
 function copy(value) {
-  if (value instanceof Rope) return value.toString();
+  if (isRope(value)) return value.toString();
   if (Array.isArray(value)) return value.slice();
   if (value !== null && typeof value === "object") return { ...value };
   return value;
@@ -826,7 +831,7 @@ function slotKey(kind, node, key = null) {
   return `${kind}\0${node}\0${key === null ? "" : "=" + key}`;
 }
 function kindOfValue(value) {
-  if (typeof value === "string" || value instanceof Rope) return "text";
+  if (typeof value === "string" || isRope(value)) return "text";
   if (Array.isArray(value)) return "list";
   if (value !== null && typeof value === "object") return "map";
   return null;
@@ -875,7 +880,7 @@ var ThinDocState = class {
    *  for a node that is not text. Cheap: for editor bindings (positions in UTF-16 units). */
   rope(node) {
     const value = this.local.get(node);
-    if (value instanceof Rope) return value;
+    if (isRope(value)) return value;
     if (typeof value !== "string") return Rope.EMPTY;
     const rope = Rope.from(value);
     this.local.set(node, rope);
@@ -1465,7 +1470,7 @@ var ThinDocState = class {
   }
 };
 function applySeq(value, op) {
-  if (value instanceof Rope) return value.apply(op);
+  if (isRope(value)) return value.apply(op);
   if (typeof value === "string") return Rope.from(value).apply(op);
   return apply(value, op);
 }
@@ -1474,11 +1479,11 @@ function asRope(value) {
 }
 function seqChange(node, edit, before) {
   const change = { type: "seq", node, edit };
-  if (before instanceof Rope) Object.defineProperty(change, "before", { value: before });
+  if (isRope(before)) Object.defineProperty(change, "before", { value: before });
   return change;
 }
 function invertSeq(op, before) {
-  if (!(before instanceof Rope)) return invert(op, before);
+  if (!isRope(before)) return invert(op, before);
   check(op);
   const out = [];
   let pos = 0;
