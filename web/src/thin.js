@@ -318,7 +318,7 @@ export class ThinDocState {
       for (const op of ops) {
         const seq = this._applyServer(op);
         if (seq) seqOps.push(seq);
-        const change = this._rebaseRemote(op, true);
+        const change = this._rebaseRemote(op);
         if (change) changes.push(change);
       }
     } catch (err) {
@@ -348,11 +348,7 @@ export class ThinDocState {
     const seqOps = [];
     for (const { kind, node, key, payload } of batch.ops.values()) {
       if (kind === "seq") {
-        const value = applySeq(this._serverValue(node), payload);
-        this.server.set(node, value);
-        // nothing pending on the node: the local view is this text; share the rope (one copy,
-        // and the next remote edit is applied once)
-        if (isRope(value) && !this.pending.has(slotKey("seq", node))) this.local.set(node, value);
+        this.server.set(node, applySeq(this._serverValue(node), payload));
         seqOps.push([node, payload]);
       } else if (kind === "add") {
         this.server.set(node, this._serverValue(node) + payload);
@@ -573,9 +569,7 @@ export class ThinDocState {
     return null;
   }
 
-  /** `applied`: the server copy already has `op` (so with nothing of ours outstanding on the
-   *  node, the local view becomes that very rope instead of applying the op a second time). */
-  _rebaseRemote(op, applied = false) {
+  _rebaseRemote(op) {
     const node = op.node;
     if (op.type === "seq") {
       let r = ot.normalize(op.edit);
@@ -596,10 +590,7 @@ export class ThinDocState {
       }
       if (!r.length) return null;
       const before = asRope(this.local.has(node) ? this.local.get(node) : emptyValue(this.kind(node)));
-      const server = this.server.get(node);
-      // local = server · inflight · pending: with neither, local equals the server copy
-      const shared = applied && !i && !mine && isRope(before) && isRope(server);
-      this.local.set(node, shared ? server : applySeq(before, r));
+      this.local.set(node, applySeq(before, r));
       return seqChange(node, r, before);
     }
     if (op.type === "set" || op.type === "del") return this._refreshKey(node, op.key ?? null);

@@ -1025,7 +1025,7 @@ var ThinDocState = class {
       for (const op of ops) {
         const seq = this._applyServer(op);
         if (seq) seqOps.push(seq);
-        const change = this._rebaseRemote(op, true);
+        const change = this._rebaseRemote(op);
         if (change) changes.push(change);
       }
     } catch (err) {
@@ -1053,9 +1053,7 @@ var ThinDocState = class {
     const seqOps = [];
     for (const { kind, node, key, payload } of batch.ops.values()) {
       if (kind === "seq") {
-        const value = applySeq(this._serverValue(node), payload);
-        this.server.set(node, value);
-        if (isRope(value) && !this.pending.has(slotKey("seq", node))) this.local.set(node, value);
+        this.server.set(node, applySeq(this._serverValue(node), payload));
         seqOps.push([node, payload]);
       } else if (kind === "add") {
         this.server.set(node, this._serverValue(node) + payload);
@@ -1258,9 +1256,7 @@ var ThinDocState = class {
     else this.server.set(node, this._serverValue(node) + op.amount);
     return null;
   }
-  /** `applied`: the server copy already has `op` (so with nothing of ours outstanding on the
-   *  node, the local view becomes that very rope instead of applying the op a second time). */
-  _rebaseRemote(op, applied = false) {
+  _rebaseRemote(op) {
     const node = op.node;
     if (op.type === "seq") {
       let r = normalize(op.edit);
@@ -1281,9 +1277,7 @@ var ThinDocState = class {
       }
       if (!r.length) return null;
       const before = asRope(this.local.has(node) ? this.local.get(node) : emptyValue(this.kind(node)));
-      const server = this.server.get(node);
-      const shared = applied && !i && !mine && isRope(before) && isRope(server);
-      this.local.set(node, shared ? server : applySeq(before, r));
+      this.local.set(node, applySeq(before, r));
       return seqChange(node, r, before);
     }
     if (op.type === "set" || op.type === "del") return this._refreshKey(node, op.key ?? null);
