@@ -86,3 +86,22 @@ test("after an ack the next batch leaves at once when the interval has passed", 
     client.close();
   }
 });
+
+test("a retry waits out its delay even when new edits come in", async () => {
+  const { client, ws, doc } = await joinedSession(0);
+  try {
+    doc.text("body").insert(0, "a");
+    await Promise.resolve();
+    assert.equal(ws.edits().length, 1);
+    const first = ws.edits()[0];
+    ws.receive({ type: "error", doc: "d", code: "rate_limited", edit_id: first.edit_id, message: "slow down" });
+    doc.text("body").insert(0, "b");
+    await tick();
+    assert.equal(ws.edits().length, 1, "not resent before the retry delay (250 ms)");
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal(ws.edits().length, 2);
+    assert.equal(ws.edits()[1].edit_id, first.edit_id, "the same batch, resent");
+  } finally {
+    client.close();
+  }
+});
