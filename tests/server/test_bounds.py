@@ -213,7 +213,9 @@ async def test_the_outbox_is_bounded_in_bytes(make_settings: Any) -> None:
             if conn.closing is not None:
                 break
         assert conn.closing is not None and conn.closing[0] == 4008
-        assert peak <= 3_000_000
+        # the bound counts bytes beyond the oldest message (one message alone always fits):
+        # at most outbox_bytes plus one joined (~0.9 MB)
+        assert peak <= 3_000_000 + 1_000_000
         assert server.state.metrics.disconnects.labels("4008")._value.get() == 1
         # the writer carries on
         writer.insert("text:body", 0, "still here")

@@ -49,7 +49,8 @@ from cowrite.client.history import History, HistoryError
 from cowrite.client.replica import ReplicaDocState
 from cowrite.client.thin import ThinDocState
 from cowrite.client.values import diff_text
-from cowrite.client.yjs import YjsSession, hocuspocus_url, open_yjs
+from cowrite.client.yjs import YjsSession, hocuspocus_url
+from cowrite.client.yjs_open import open_yjs
 
 __all__ = [
     "ChangeEvent",

@@ -294,8 +294,10 @@ class ThinEdits(RoomState):
         edit_id: str,
         author: p.User | None = None,
         restored_from: int | None = None,
+        base_version: int | None = None,
     ) -> Outcome:
-        """Apply wire ``ops`` against the current version on behalf of the server (REST restore).
+        """Apply wire ``ops`` against the current version (or ``base_version``: rebased from
+        there, like a member's edit) on behalf of the server (REST restore, server edits).
 
         Its version is noted as made by ``author`` "server"-side, or, with ``restored_from``
         (the version restored), as "restored" (``rooms.history``).
@@ -308,7 +310,8 @@ class ThinEdits(RoomState):
         nobody). ``(client_id, edit_id)`` must be new: a repeated key is not applied again.
         """
         user = author if author is not None else p.User(id=client_id, name="server")
-        msg = p.Edit(doc=self.doc_id, edit_id=edit_id, version=self.version, ops=ops)
+        version = self.version if base_version is None else base_version
+        msg = p.Edit(doc=self.doc_id, edit_id=edit_id, version=version, ops=ops)
         out = self._edit(
             Author(client_id, user, key_client(client_id, client_id)), msg, now_ms, None
         )

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from cowrite import protocol as p
-from cowrite.server import rest_bodies, rest_history_bodies, rest_yjs
+from cowrite.server import rest_bodies, rest_edits, rest_history_bodies, rest_yjs
 
 REF = "#/components/schemas/{name}"
 
@@ -34,6 +34,10 @@ _BODY_TYPES: list[Any] = [
     rest_history_bodies.RestoreOut,
     rest_bodies.ChatPageOut,
     rest_bodies.StatusOut,
+    rest_edits.DocumentEdit,
+    rest_edits.EditsRequest,
+    rest_edits.EditsOut,
+    rest_edits.PermissionsRequest,
     rest_yjs.YjsRootsOut,
 ]
 
@@ -44,7 +48,8 @@ ERRORS = {
     404: "No such document, node, version or endpoint",
     405: "Method not allowed (`method_not_allowed`)",
     409: "Conflict (`exists`; for Yjs read-outs `wrong_kind`: the document is not a Yjs "
-    "document, `wrong_type`: the root cannot be read as asked)",
+    "document, `wrong_type`: the root cannot be read as asked; for edits `wrong_kind`: a "
+    "counter edit of a Yjs document)",
     410: "That version is no longer kept: removed by retention or compacted away "
     "(`history_unavailable`)",
     413: "Body or resulting document too large (`too_large`, `document_too_large`)",
@@ -338,6 +343,30 @@ def _paths() -> dict[str, Any]:
                 body="RestoreRequest",
             )
         },
+        "/api/documents/{doc}/edits": {
+            "post": _op(
+                "postEdits",
+                "Edit the document (text index edits, map keys, counter adds) as one server "
+                "edit that connected clients receive live; answers once it is durable",
+                ok=_ok("EditsOut"),
+                errors=(404, 409, 422, 503),
+                right="write",
+                params=[DOC],
+                body="EditsBody",
+            )
+        },
+        "/api/admin/permissions": {
+            "post": _op(
+                "restrictUser",
+                'Set the most rights a user keeps (by document or "*"; null lifts it), on '
+                "every instance and their open connections at once",
+                ok=_ok("PermissionsRequest"),
+                errors=(),
+                right="admin",
+                body="PermissionsRequest",
+                tag="server",
+            )
+        },
         "/api/documents/{doc}/chat": {
             "get": _op(
                 "getChat",
@@ -442,6 +471,7 @@ def _yjs_paths() -> dict[str, Any]:
 @functools.cache
 def _base() -> dict[str, Any]:
     _, schemas = msgspec.json.schema_components(_BODY_TYPES, ref_template=REF)
+    schemas["EditsBody"] = {"oneOf": [_ref("DocumentEdit"), _ref("EditsRequest")]}
     return {
         "openapi": "3.1.0",
         "info": {

@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, TypeVar
 import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Match, Route
-from starlette.types import Receive, Scope, Send
+from starlette.routing import Route
 
 from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, NotFound
@@ -55,6 +54,7 @@ from cowrite.server.rest_bodies import (
     StatusOut,
     UpdateDocument,
 )
+from cowrite.server.rest_fallback import FALLBACK, Fallback
 from cowrite.server.rest_http import Handler, HTTPError, error_response
 from cowrite.server.rest_http import json_response as _json
 from cowrite.server.rest_yjs import yjs_routes
@@ -178,11 +178,16 @@ def _vector(vv: Mapping[int, int]) -> dict[str, int]:
 
 def routes(state: Cowrite) -> list[Route]:
     """The routes of the REST API, relative to ``/api`` (the last one answers unknown paths)."""
+    from cowrite.server import rest_edits
+
     store = state.store
     hub = state.hub
     secret = state.settings.secret
 
     def identify(request: Request) -> Identity:
+        if "identity" in request.scope:  # decided by an on_authenticate hook (rest_edits.py)
+            identity: Identity = request.scope["identity"]
+            return identity
         if not secret:
             return anonymous("anonymous")
         header = request.headers.get("authorization", "")
@@ -192,7 +197,7 @@ def routes(state: Cowrite) -> list[Route]:
         if scheme.lower() != "bearer" or not token.strip():
             raise HTTPError(401, "unauthorized", "use 'Authorization: Bearer <token>'")
         try:
-            return verify(token.strip(), secret)
+            return hub.permissions.limit(verify(token.strip(), secret))
         except AuthError as exc:
             raise HTTPError(401, "unauthorized", str(exc)) from None
 
@@ -310,6 +315,7 @@ def routes(state: Cowrite) -> list[Route]:
             raise HTTPError(409, "exists", f"document {body.id!r} exists") from None
         except ValueError as exc:
             raise HTTPError(400, "bad_request", str(exc)) from None
+        hub.hooks.created(info.id, info.kind, identity.user_id)
         return _json(_info(info), 201)
 
     async def get_document(request: Request) -> Response:
@@ -362,6 +368,7 @@ def routes(state: Cowrite) -> list[Route]:
             await hub._unload(doc_id, force=True)
         if not await store.delete_document(doc_id):
             raise HTTPError(404, "unknown_document", f"no document {doc_id!r}")
+        hub.hooks.deleted(doc_id, identify(request).user_id)
         return Response(status_code=204)
 
     async def get_json(request: Request) -> Response:
@@ -424,37 +431,9 @@ def routes(state: Cowrite) -> list[Route]:
     ctx = rest_history.Context(identify, authorized, opened, history_read)
     table += rest_history.routes(state, ctx)
     api = [
-        Route(path, _endpoint(handler), methods=[method], name=handler.__name__)
-        for path, method, handler in table
+        Route(path, _endpoint(rest_edits.hooked(state, h)), methods=[method], name=h.__name__)
+        for path, method, h in table
     ]
+    api += rest_edits.routes(state, identify)  # POST /documents/{doc}/edits, /admin/permissions
 
-    return [*api, Route("/{rest:path}", _Fallback(api), name=FALLBACK)]
-
-
-class _Fallback:
-    """Answers unknown paths (404) and methods (405) with JSON errors; any method (ASGI app)."""
-
-    def __init__(self, api: list[Route]) -> None:
-        self.api = api
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        allowed: set[str] = set()
-        for route in self.api:
-            match, _ = route.matches(scope)
-            if match is Match.PARTIAL and route.methods:
-                allowed |= route.methods
-        request = Request(scope, receive)
-        if allowed:
-            response = error_response(
-                405,
-                "method_not_allowed",
-                f"{request.method} is not allowed here",
-                {"Allow": ", ".join(sorted(allowed))},
-            )
-        else:
-            response = error_response(404, "not_found", f"no endpoint {request.url.path}")
-        await response(scope, receive, send)
-
-
-FALLBACK = "fallback"
-"""Name of the catch-all route answering unknown paths and methods."""
+    return [*api, Route("/{rest:path}", Fallback(api), name=FALLBACK)]
