@@ -652,15 +652,7 @@ async def test_clients_typing_through_a_server_crash_reconnect_and_converge(
 @pytest.mark.parametrize(
     "dialect",
     [
-        pytest.param(
-            "ywebsocket",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="server bug: updates typed before the client's sync step 2 count as "
-                "missing-dependency refusals in a row; the 4th closes 4409, which y-websocket "
-                "3.x takes as final (4400-4499): the user stays disconnected",
-            ),
-        ),
+        "ywebsocket",
         "hocuspocus",
     ],
 )
