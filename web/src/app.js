@@ -8,60 +8,15 @@ import { defaultKeymap, history, historyKeymap, redo, undo } from "@codemirror/c
 import { CowriteClient, cpLength, cpToUtf16, ot } from "./client.js";
 import { initialIdentity, lookalikeFix, storage } from "./identity.js";
 import { OfflineStore, adoptOrphan, holdTab, keepUnsynced, recordKey } from "./persist.js";
+import { $, PALETTE, chatMessageItem, el, initials, randomId, renderPeopleList, safeColor, withAlpha } from "./ui.js";
+import { KIND_LABEL, KindCache } from "./kinds.js";
 
 const BODY = "text:body";
 const TITLE = "register:title";
-// collaborator colors: white text on each has a contrast of at least 4.5:1
-const PALETTE = ["#dc2626", "#c2410c", "#b45309", "#15803d", "#0f766e", "#0b6bcb", "#4f46e5", "#7c3aed", "#c026d3", "#be185d"];
-
-const $ = (id) => document.getElementById(id);
-const el = (tag, props = {}, ...children) => {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v === true ? "" : v);
-  }
-  node.append(...children);
-  return node;
-};
 
 // ------------------------------------------------------------------------ identity
 
 const store = storage("localStorage");
-
-function randomId(n = 6) {
-  const bytes = new Uint8Array(n);
-  crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => "abcdefghijklmnopqrstuvwxyz0123456789"[b % 36]).join("");
-}
-
-function hashString(s) {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
-
-/** A color safe to put in a style: #rgb / #rrggbb from the user, or one picked from `seed`. */
-function safeColor(color, seed) {
-  if (typeof color === "string" && /^#(?:[0-9a-fA-F]{3}){1,2}$/.test(color)) return color;
-  return PALETTE[hashString(String(seed)) % PALETTE.length];
-}
-
-function withAlpha(hex, alpha) {
-  let h = hex.slice(1);
-  if (h.length === 3) h = [...h].map((c) => c + c).join("");
-  const n = parseInt(h, 16);
-  return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
-}
-
-function initials(name) {
-  const parts = String(name || "?").trim().split(/\s+/).filter(Boolean);
-  const first = parts.length ? Array.from(parts[0])[0] : "?";
-  const second = parts.length > 1 ? Array.from(parts[parts.length - 1])[0] : "";
-  return (first + second).toUpperCase();
-}
 
 let clientId = store.get("clientId");
 if (!clientId || !/^[A-Za-z0-9-]{8,64}$/.test(clientId)) {
@@ -83,6 +38,10 @@ let myColor = me.color;
 const base = new URL(".", location.href);
 const wsUrl = new URL("ws", base);
 wsUrl.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+
+const hocuspocusUrl = new URL("hocuspocus", wsUrl).href; // rich-text documents (rich.js)
+const kinds = new KindCache(store); // which editor each document needs (kinds.js)
+let rich = null; // the open rich-text document (rich.js's handle), or null
 
 const client = new CowriteClient({ url: wsUrl.href, clientId, key: userKey, user: { name: myName, color: myColor } });
 
@@ -152,15 +111,21 @@ const STATUS_TEXT = {
   closed: "Disconnected",
 };
 
-client.on("status", ({ status }) => {
+function showConnection(status) {
   $("connection").dataset.status = status;
+  $("connection-text").textContent = STATUS_TEXT[status] || status;
+}
+
+client.on("status", ({ status }) => {
+  if (rich) return; // a rich-text document shows its own connection (rich.js)
+  showConnection(status);
   // who is here is only known while connected
   document.body.classList.toggle("disconnected", status !== "connected");
-  $("connection-text").textContent = STATUS_TEXT[status] || status;
   renderSaveState();
 });
 
 function renderSaveState() {
+  if (rich) return; // rich.js renders it
   const box = $("save-state");
   const doc = current?.session;
   if (!doc || !(current.ready || doc.restored)) {
@@ -205,6 +170,7 @@ function applyName() {
   store.set("name", name);
   client.setUser({ name });
   if (current) renderPeople();
+  rich?.setUser({ name });
 }
 
 // ------------------------------------------------------------------------ home view
@@ -270,16 +236,18 @@ $("doc-more").addEventListener("click", () => loadMore());
 
 function docItem(info) {
   const title = info.title || info.id;
+  const kind = info.kind === "yjs" ? "yjs" : "crdt";
+  kinds.remember(info.id, kind);
   const tools = el("div", { class: "doc-tools" });
   const li = el(
     "li",
     { class: "doc-item", "data-doc": info.id },
-    el("span", { class: "doc-icon", "aria-hidden": "true", text: initials(title).slice(0, 1) }),
+    el("span", { class: `doc-icon kind-${kind}`, "aria-hidden": "true", text: initials(title).slice(0, 1) }),
     el(
       "div",
       { class: "doc-main" },
       el("a", { class: "doc-link", href: `#/d/${encodeURIComponent(info.id)}`, text: title }),
-      el("div", { class: "doc-meta", text: `Edited ${relativeTime(info.updated_ms)} · ${info.id}` }),
+      el("div", { class: "doc-meta" }, el("span", { class: `doc-kind kind-${kind}`, text: KIND_LABEL[kind] }), ` · Edited ${relativeTime(info.updated_ms)} · ${info.id}`),
     ),
     tools,
   );
@@ -331,11 +299,13 @@ $("create-form").addEventListener("submit", async (event) => {
   const title = input.value.trim();
   if (!title) return;
   const id = slugify(title);
-  const button = event.submitter || $("create-form").querySelector("button");
+  const kind = new FormData($("create-form")).get("kind") === "yjs" ? "yjs" : "crdt";
+  const button = event.submitter || $("create-form").querySelector("button[type=submit]");
   button.disabled = true;
   try {
-    await api("documents", { method: "POST", body: { id, title } });
+    await api("documents", { method: "POST", body: kind === "yjs" ? { id, title, kind } : { id, title } });
     input.value = "";
+    kinds.remember(id, kind);
     pendingTitles.set(id, title);
     location.hash = `#/d/${encodeURIComponent(id)}`;
   } catch (err) {
@@ -503,6 +473,14 @@ let opening = 0; // bumped by every open and leave: an open still reading Indexe
 
 function leaveDocument() {
   opening++;
+  if (rich) {
+    rich.destroy();
+    rich = null;
+    clearTimeout(richTitleTimer);
+    showConnection(client.status);
+    document.body.classList.toggle("disconnected", client.status !== "connected");
+    renderSaveState();
+  }
   if (!current) return;
   for (const off of current.offs) off();
   clearTimeout(current.checkTimer);
@@ -516,7 +494,7 @@ function leaveDocument() {
 }
 
 async function openDocument(id) {
-  if (current?.id === id) return;
+  if (current?.id === id || rich?.id === id) return;
   leaveDocument();
   $("home-view").hidden = true;
   $("missing-view").hidden = true;
@@ -528,6 +506,9 @@ async function openDocument(id) {
   document.title = "cowrite";
 
   const token = ++opening;
+  const kind = await kinds.lookup(id, api);
+  if (token !== opening || current || rich) return;
+  if (kind === "yjs") return openRichDocument(id, token);
   let saved = null;
   try {
     // this tab's own record (a reload), else one a closed tab left
@@ -698,6 +679,50 @@ async function openDocument(id) {
   if (document.hidden) session.setActive(false);
 }
 
+// ------------------------------------------------------------------ rich-text documents
+
+let richTitleTimer = null;
+
+/** A rich-text document: Tiptap over Hocuspocus (rich.js, its own bundle, loaded on first use). */
+async function openRichDocument(id, token) {
+  let mod;
+  try {
+    mod = await import("./rich.js");
+  } catch (err) {
+    if (token === opening) showMissing("The rich-text editor did not load", `Reload the page to try again (${err.message}).`);
+    return;
+  }
+  if (token !== opening || current || rich) return;
+  $("doc-title").readOnly = false;
+  rich = mod.openRich({
+    id,
+    url: hocuspocusUrl,
+    token: "cowrite-web", // the page has no token; a server without --secret accepts any
+    user: { name: myName, color: myColor },
+    status: showConnection,
+    toast,
+    denied(reason) {
+      if (/not a Yjs document/i.test(reason)) {
+        // it is a text document after all (an old remembered kind): open it as one
+        kinds.remember(id, "crdt");
+        leaveDocument();
+        openDocument(id);
+      } else toast(`Not allowed: ${reason}`);
+    },
+  });
+  const wanted = pendingTitles.get(id);
+  pendingTitles.delete(id);
+  const showTitle = (title) => {
+    if (rich?.id !== id || !title || document.activeElement === $("doc-title")) return;
+    $("doc-title").value = title;
+    document.title = `${title} · cowrite`;
+  };
+  showTitle(wanted);
+  api(`documents/${encodeURIComponent(id)}`)
+    .then((info) => showTitle(info?.title))
+    .catch(() => {});
+}
+
 function renderTitle(origin) {
   const doc = current;
   if (!doc) return;
@@ -714,6 +739,16 @@ function renderTitle(origin) {
 }
 
 $("doc-title").addEventListener("input", () => {
+  if (rich) {
+    const { id } = rich;
+    const title = $("doc-title").value;
+    document.title = `${title || id} · cowrite`;
+    clearTimeout(richTitleTimer);
+    richTitleTimer = setTimeout(() => {
+      api(`documents/${encodeURIComponent(id)}`, { method: "PATCH", body: { title: title.trim() || id } }).catch(() => {});
+    }, 800);
+    return;
+  }
   const doc = current;
   if (!doc || !doc.ready) return;
   const title = $("doc-title").value;
@@ -728,21 +763,24 @@ $("doc-title").addEventListener("input", () => {
 $("doc-title").addEventListener("keydown", (event) => {
   if (event.key === "Enter") {
     event.preventDefault();
-    current?.view.focus();
+    if (rich) rich.focus();
+    else current?.view.focus();
   }
 });
 
 $("undo-btn").addEventListener("click", () => {
+  if (rich) return rich.undo();
   if (!current) return;
   undo(current.view);
   current.view.focus();
 });
 $("redo-btn").addEventListener("click", () => {
+  if (rich) return rich.redo();
   if (!current) return;
   redo(current.view);
   current.view.focus();
 });
-$("share-btn").addEventListener("click", () => current && copyLink(current.id));
+$("share-btn").addEventListener("click", () => (rich || current) && copyLink((rich || current).id));
 
 // ------------------------------------------------------------------------ people
 
@@ -771,25 +809,11 @@ function renderPeople() {
   for (const m of others) {
     people.push({ key: m.session, name: m.user.name || "Anonymous", color: safeColor(m.user.color, m.session), active: m.active, self: false });
   }
-  $("people-count").textContent = `· ${people.length}`;
-  $("people").replaceChildren(
-    ...people.map((p) => {
-      const avatar = el("span", { class: "avatar", "aria-hidden": "true", text: initials(p.name) });
-      avatar.style.background = p.color;
-      const name = el("span", { class: "person-name", text: p.name });
-      if (p.self) name.append(el("span", { class: "person-you", text: " (you)" }));
-      return el(
-        "li",
-        { class: p.active ? "person" : "person idle", "data-session": p.key },
-        avatar,
-        name,
-        el("span", { class: "person-status", text: p.active ? "active" : "idle" }),
-      );
-    }),
-  );
+  renderPeopleList(people);
 }
 
 document.addEventListener("visibilitychange", () => {
+  rich?.setActive(!document.hidden);
   if (!current) return;
   current.session.setActive(!document.hidden);
   renderPeople();
@@ -836,22 +860,7 @@ function renderChatMessage(message, live) {
 
 function buildChatMessage(message) {
   const mine = isMine(message);
-  const time = new Date(message.created_ms);
-  const head = el(
-    "div",
-    { class: "chat-head" },
-    el("span", { class: "chat-author", text: message.author_name || "Anonymous" }),
-    el("time", {
-      class: "chat-time",
-      datetime: time.toISOString(),
-      title: time.toLocaleString(),
-      text: time.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) + (message.edited_ms && !message.deleted ? " · edited" : ""),
-    }),
-  );
-  const li = el("li", { class: message.deleted ? "chat-msg deleted" : "chat-msg", "data-id": String(message.id) }, head);
-  li._message = message;
-  // textContent, never innerHTML: a message is shown exactly as typed
-  li.append(el("p", { class: "chat-text", text: message.deleted ? "Message deleted" : message.text }));
+  const [li, head] = chatMessageItem(message);
   if (mine && !message.deleted) {
     head.append(
       el(
@@ -908,7 +917,12 @@ $("chat-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const input = $("chat-input");
   const text = input.value;
-  if (!text.trim() || !current) return;
+  if (!text.trim()) return;
+  if (rich) {
+    if (rich.sendChat(text)) input.value = "";
+    return;
+  }
+  if (!current) return;
   current.session.sendChat(text);
   input.value = "";
 });
@@ -963,6 +977,10 @@ window.cowriteApp = {
   },
   get view() {
     return current?.view ?? null;
+  },
+  /** The open rich-text document (rich.js's handle: editor, provider, ydoc, persisted()...). */
+  get rich() {
+    return rich;
   },
   /** Resolves once the unacknowledged edits made so far are written to IndexedDB. */
   persisted() {
