@@ -51,6 +51,10 @@ class Replication:
             remote: bool = False,
         ) -> None: ...
 
+        def _yjs_on_query(self, doc_id: str, lr: LoadedRoom, note: QueryNote) -> bool: ...
+
+        def _yjs_on_chat(self, lr: LoadedRoom, note: ChatNote) -> bool: ...
+
     def _merge(
         self, doc_id: str, lr: LoadedRoom, seq: int, data: bytes, *, stored: bool = False
     ) -> None:
@@ -153,13 +157,15 @@ class Replication:
     def on_query(self, doc_id: str, note: QueryNote) -> None:
         lr = self.rooms.get(doc_id)
         if lr is not None and self.cluster is not None:
+            if self._yjs_on_query(doc_id, lr, note):
+                return
             entries = lr.room.peer_entries()
             if entries:
                 self.cluster.publish(doc_id, PresenceNote(self.replica, entries, []))
 
     def on_chat(self, doc_id: str, note: ChatNote) -> None:
         lr = self.rooms.get(doc_id)
-        if lr is not None:
+        if lr is not None and not self._yjs_on_chat(lr, note):
             for peer in list(lr.audience.values()):
                 peer.send(note.message)
 
