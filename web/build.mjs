@@ -46,12 +46,12 @@ const clientOut = await build({
   banner: { js: "// cowrite JavaScript client (ES module, no dependencies). Built from web/src by web/build.mjs: edit the sources, not this file.\n// Docs: docs/javascript-client.md. License: MIT." },
 });
 
-// app.js imports "./client.js" and "./rich.js": keep them run-time imports of the standalone modules
+// the page imports "./client.js" and "./rich.js": keep them run-time imports of the standalone modules
 const externalClient = {
   name: "external-client",
   setup(b) {
     b.onResolve({ filter: /^\.\/(client|rich)\.js$/ }, (args) =>
-      args.importer.endsWith(path.join("src", "app.js")) ? { path: args.path, external: true } : undefined,
+      [path.join("src", "app.js"), path.join("src", "cm-text.js")].some((f) => args.importer.endsWith(f)) ? { path: args.path, external: true } : undefined,
     );
   },
 };

@@ -2,13 +2,14 @@
 // the JavaScript client (client.js, loaded as a separate module). User data (names, chat, titles)
 // only ever reaches the page through textContent / input values / validated colors: never HTML.
 
-import { Annotation, Compartment, EditorState, StateEffect, StateField, Transaction } from "@codemirror/state";
-import { Decoration, EditorView, WidgetType, keymap, placeholder } from "@codemirror/view";
+import { Compartment, EditorState, Transaction } from "@codemirror/state";
+import { EditorView, keymap, placeholder } from "@codemirror/view";
 import { defaultKeymap, history, historyKeymap, redo, undo } from "@codemirror/commands";
-import { CowriteClient, cpLength, cpToUtf16, ot } from "./client.js";
+import { CowriteClient, cpLength, ot } from "./client.js";
 import { initialIdentity, lookalikeFix, storage } from "./identity.js";
 import { OfflineStore, adoptOrphan, holdTab, keepUnsynced, recordKey } from "./persist.js";
-import { $, PALETTE, chatMessageItem, el, initials, randomId, renderPeopleList, safeColor, withAlpha } from "./ui.js";
+import { $, PALETTE, chatMessageItem, el, initials, randomId, renderPeopleList, safeColor } from "./ui.js";
+import { cursorField, cursorsFor, localOp, remoteAnn, remoteChanges, setCursors } from "./cm-text.js";
 import { KIND_LABEL, KindCache } from "./kinds.js";
 
 const BODY = "text:body";
@@ -318,130 +319,9 @@ $("create-form").addEventListener("submit", async (event) => {
 
 const pendingTitles = new Map();
 
-// ------------------------------------------------------------------ remote cursors
-
-const remoteAnn = Annotation.define();
-const setCursors = StateEffect.define();
-
-class CaretWidget extends WidgetType {
-  constructor(name, color, idle) {
-    super();
-    this.name = name;
-    this.color = color;
-    this.idle = idle;
-  }
-  eq(other) {
-    return other.name === this.name && other.color === this.color && other.idle === this.idle;
-  }
-  toDOM() {
-    const caret = document.createElement("span");
-    caret.className = this.idle ? "cm-remote-caret idle" : "cm-remote-caret";
-    caret.style.setProperty("--caret", this.color);
-    caret.setAttribute("aria-hidden", "true");
-    const label = document.createElement("span");
-    label.className = "cm-remote-label";
-    label.textContent = this.name; // never innerHTML: names are user data
-    caret.append(label);
-    return caret;
-  }
-  ignoreEvent() {
-    return true;
-  }
-}
-
-function buildDecorations(cursors, doc) {
-  const ranges = [];
-  for (const c of cursors) {
-    const anchor = Math.min(c.anchor, doc.length);
-    const head = Math.min(c.head, doc.length);
-    const from = Math.min(anchor, head);
-    const to = Math.max(anchor, head);
-    if (from < to) {
-      ranges.push(
-        Decoration.mark({
-          class: "cm-remote-selection",
-          attributes: { style: `background-color: ${withAlpha(c.color, 0.22)}`, "data-session": c.session },
-        }).range(from, to),
-      );
-    }
-    ranges.push(Decoration.widget({ widget: new CaretWidget(c.name, c.color, c.idle), side: 1 }).range(head));
-  }
-  return Decoration.set(ranges, true);
-}
-
-const cursorField = StateField.define({
-  create: () => ({ cursors: [], deco: Decoration.none }),
-  update(value, tr) {
-    let cursors = value.cursors;
-    if (tr.docChanged) {
-      cursors = cursors.map((c) => ({ ...c, anchor: tr.changes.mapPos(c.anchor, -1), head: tr.changes.mapPos(c.head, -1) }));
-    }
-    for (const e of tr.effects) if (e.is(setCursors)) cursors = e.value;
-    if (cursors === value.cursors) return value;
-    return { cursors, deco: buildDecorations(cursors, tr.state.doc) };
-  },
-  provide: (f) => EditorView.decorations.from(f, (v) => v.deco),
-});
-
 // ------------------------------------------------------------------------ document view
 
 let current = null; // {id, session, view, ready, offs: [], ...}
-
-function localOp(changes, oldDoc) {
-  // CodeMirror speaks UTF-16 offsets; the wire speaks code points
-  const op = [];
-  let pos = 0;
-  let split = false;
-  const isLow = (i) => {
-    if (i <= 0 || i >= oldDoc.length) return false;
-    const c = oldDoc.sliceString(i, i + 1).charCodeAt(0);
-    return c >= 0xdc00 && c <= 0xdfff;
-  };
-  changes.iterChanges((fromA, toA, _fromB, _toB, inserted) => {
-    if (isLow(fromA) || isLow(toA)) split = true;
-    const kept = cpLength(oldDoc.sliceString(pos, fromA));
-    if (kept) op.push(kept);
-    const text = inserted.toString();
-    if (text) op.push(text);
-    const gone = cpLength(oldDoc.sliceString(fromA, toA));
-    if (gone) op.push(-gone);
-    pos = toA;
-  });
-  return split ? null : ot.normalize(op);
-}
-
-function remoteChanges(op, text) {
-  const changes = [];
-  let u = 0;
-  for (const c of op) {
-    if (typeof c === "number") {
-      const end = cpToUtf16(text, Math.abs(c), u);
-      if (c < 0) {
-        const last = changes[changes.length - 1];
-        if (last && last.from === u && last.to === undefined) last.to = end;
-        else changes.push({ from: u, to: end });
-      }
-      u = end;
-    } else changes.push({ from: u, insert: c });
-  }
-  return changes;
-}
-
-function cursorsFor(session, text) {
-  const out = [];
-  for (const m of session.members.values()) {
-    if (m.self || !m.local || m.cursor?.node !== BODY) continue;
-    out.push({
-      session: m.session,
-      name: m.user.name || "Anonymous",
-      color: safeColor(m.user.color, m.session),
-      idle: !m.active,
-      anchor: cpToUtf16(text, m.local[0]),
-      head: cpToUtf16(text, m.local[1]),
-    });
-  }
-  return out;
-}
 
 /** The page for a link that names no document: `title` and the reason (the server's words). */
 function showMissing(title, text) {
@@ -506,9 +386,7 @@ async function openDocument(id) {
   document.title = "cowrite";
 
   const token = ++opening;
-  const kind = await kinds.lookup(id, api);
-  if (token !== opening || current || rich) return;
-  if (kind === "yjs") return openRichDocument(id, token);
+  if (kinds.get(id) === "yjs") return openRichDocument(id, token);
   let saved = null;
   try {
     // this tab's own record (a reload), else one a closed tab left
@@ -648,7 +526,7 @@ async function openDocument(id) {
   on("ack", renderSaveState);
   on("saving", renderSaveState);
   on("presence", () => {
-    avoidLookalikes(session);
+    avoidLookalikes(session.members.values(), client.session);
     renderPeople();
     view.dispatch({ effects: setCursors.of(cursorsFor(session, session.value(BODY) || "")) });
   });
@@ -667,7 +545,9 @@ async function openDocument(id) {
   // a bug somewhere (the client resyncs by itself): an error, so the browser tests fail on one
   on("diverged", (d) => console.error(`cowrite: ${d.node} differed from the server at version ${d.version}; resyncing`));
   on("error", (err) => {
-    if (err.code === "unknown_document" && !doc.ready) {
+    if (err.code === "bad_message" && !doc.ready && /not a document of this protocol/.test(err.message)) {
+      openIfRich(id); // a document of another kind (never listed in this browser)
+    } else if (err.code === "unknown_document" && !doc.ready) {
       forget();
       showMissing("Document not found", `There is no document “${id}”. It may have been deleted, or the link is wrong.`);
     } else if (err.code === "forbidden") {
@@ -682,6 +562,23 @@ async function openDocument(id) {
 // ------------------------------------------------------------------ rich-text documents
 
 let richTitleTimer = null;
+
+/** The server refused to open `id` as a text document: if REST says it is a rich-text one, open
+ *  it as such (and remember); otherwise say what the server said. */
+async function openIfRich(id) {
+  let info = null;
+  try {
+    info = await api(`documents/${encodeURIComponent(id)}`);
+  } catch {
+    /* gone meanwhile */
+  }
+  if (current?.id !== id || current.ready) return;
+  if (info?.kind === "yjs") {
+    kinds.remember(id, "yjs");
+    leaveDocument();
+    openDocument(id);
+  } else showMissing("This document cannot be opened here", `The server says: ${id} is not a text document.`);
+}
 
 /** A rich-text document: Tiptap over Hocuspocus (rich.js, its own bundle, loaded on first use). */
 async function openRichDocument(id, token) {
@@ -701,6 +598,7 @@ async function openRichDocument(id, token) {
     user: { name: myName, color: myColor },
     status: showConnection,
     toast,
+    presence: avoidLookalikes,
     denied(reason) {
       if (/not a Yjs document/i.test(reason)) {
         // it is a text document after all (an old remembered kind): open it as one
@@ -718,7 +616,9 @@ async function openRichDocument(id, token) {
     document.title = `${title} · cowrite`;
   };
   showTitle(wanted);
-  api(`documents/${encodeURIComponent(id)}`)
+  rich
+    .serverSynced()
+    .then(() => api(`documents/${encodeURIComponent(id)}`))
     .then((info) => showTitle(info?.title))
     .catch(() => {});
 }
@@ -785,9 +685,9 @@ $("share-btn").addEventListener("click", () => (rich || current) && copyLink((ri
 // ------------------------------------------------------------------------ people
 
 /** Two people in a document must not look alike (identity.js): change our guest name or color. */
-function avoidLookalikes(session) {
-  if (!client.session) return;
-  const fix = lookalikeFix(session.members.values(), client.session, { name: myName, color: myColor, chosen: me.chosen }, PALETTE);
+function avoidLookalikes(members, mySession) {
+  if (mySession === null || mySession === undefined) return;
+  const fix = lookalikeFix(members, mySession, { name: myName, color: myColor, chosen: me.chosen }, PALETTE);
   if (fix.name) {
     myName = nameInput.value = fix.name;
     tabStore.set("guestName", fix.name);
@@ -797,7 +697,10 @@ function avoidLookalikes(session) {
     tabStore.set("color", fix.color);
     $("my-swatch").style.background = fix.color;
   }
-  if (fix.name || fix.color) client.setUser(fix);
+  if (fix.name || fix.color) {
+    client.setUser(fix);
+    rich?.setUser(fix);
+  }
 }
 
 function renderPeople() {

@@ -1,6 +1,8 @@
 // Which editor a document needs: "crdt" (text, CodeMirror over the cowrite protocol) or "yjs"
-// (rich text, Tiptap over Hocuspocus). The server says (REST `kind`); this browser remembers what
-// it was told, so that a document opens in the right editor while offline, and after a reload.
+// (rich text, Tiptap over Hocuspocus). The server says (REST `kind`, in the list and on create);
+// this browser remembers what it was told, so that a document opens in the right editor at once,
+// offline too. A document never seen here opens as text; the server refuses the join of a Yjs
+// document ("not a document of this protocol") and the page then asks REST and switches.
 
 const KEY = "kinds";
 const MAX = 500; // remembered documents (the oldest are forgotten first)
@@ -36,20 +38,5 @@ export class KindCache {
     const ids = Object.keys(all);
     for (const old of ids.slice(0, Math.max(0, ids.length - MAX))) delete all[old];
     this.store.set(KEY, JSON.stringify(all));
-  }
-
-  /** The kind of `id`: remembered, else asked of the server (`api`); "crdt" when neither knows
-   *  (a document that does not exist is then reported by the text editor, as before). */
-  async lookup(id, api) {
-    const known = this.get(id);
-    if (known) return known;
-    try {
-      const info = await api(`documents/${encodeURIComponent(id)}`);
-      const kind = info?.kind === "yjs" ? "yjs" : "crdt";
-      this.remember(id, kind);
-      return kind;
-    } catch {
-      return "crdt";
-    }
   }
 }

@@ -75,11 +75,13 @@ function selectionAttrs(user) {
  *  status(s) the connection status for the top bar: connecting | connected | reconnecting | offline
  *  toast(t)  a short notice
  *  denied(reason)  the server refused the document (not a Yjs document, no rights...)
+ *  presence(members, mine)  who is here ({session, user, self}, as identity.js's lookalikeFix
+ *                  takes them; sessions are Yjs client ids), to move off a name or color in use
  *
  * Returns a handle: setUser, setActive, sendChat, undo, redo, focus, destroy, persisted, and
  * the editor / provider / ydoc for tests and debugging.
  */
-export function openRich({ id, url, token, user, status, toast, denied }) {
+export function openRich({ id, url, token, user, status, toast, denied, presence }) {
   const ydoc = new Y.Doc();
   const local = new IndexeddbPersistence(`cowrite-rich:${id}`, ydoc);
   let localReady = false;
@@ -283,6 +285,8 @@ export function openRich({ id, url, token, user, status, toast, denied }) {
     denied(refused);
   });
 
+  const firstSync = new Promise((resolve) => provider.on("synced", resolve));
+
   local.on("synced", () => {
     localReady = true;
     showEditor();
@@ -329,7 +333,14 @@ export function openRich({ id, url, token, user, status, toast, denied }) {
     others.sort((a, b) => a.name.localeCompare(b.name) || a.key.localeCompare(b.key));
     renderPeopleList([...people, ...others]);
   };
-  provider.on("awarenessChange", renderPeople);
+  provider.on("awarenessChange", () => {
+    renderPeople();
+    const members = [];
+    for (const [clientId, state] of provider.awareness?.getStates() ?? []) {
+      if (state?.user) members.push({ session: clientId, user: state.user, self: clientId === ydoc.clientID });
+    }
+    presence?.(members, ydoc.clientID);
+  });
   renderPeople();
 
   // ------------------------------------------------------------------ chat
@@ -389,6 +400,8 @@ export function openRich({ id, url, token, user, status, toast, denied }) {
     },
     saveState,
     connection,
+    /** Resolves on the first sync with the server (the document then exists there). */
+    serverSynced: () => firstSync,
     setUser(fields) {
       Object.assign(user, fields);
       editor.commands.updateUser({ name: user.name, color: user.color });
