@@ -110,6 +110,9 @@ export function openRich({ id, url, token, user, status, toast, denied, presence
     extensions: [
       StarterKit.configure({
         undoRedo: false, // Collaboration brings its own undo (of this user's changes only)
+        // an empty paragraph added after a last heading/list by every client would be added
+        // once per client (each adds its own, concurrently)
+        trailingNode: false,
         link: { openOnClick: false, autolink: true, defaultProtocol: "https" },
       }),
       Placeholder.configure({ placeholder: "Start writing…" }),
@@ -143,22 +146,27 @@ export function openRich({ id, url, token, user, status, toast, denied, presence
       tabindex: buttons.size === 0 ? "0" : "-1",
       text: tool.text,
       onmousedown: (event) => event.preventDefault(), // keep the editor's selection and focus
-      onclick: () => {
+      onclick: (event) => {
         if (tool.key === "link") openLinkForm();
-        else {
-          tool.run(editor.chain().focus()).run();
-        }
+        else if (event.detail === 0) tool.run(editor.chain()).run(); // from the keyboard: stay on the toolbar
+        else tool.run(editor.chain().focus()).run();
       },
     });
     buttons.set(tool.key, button);
   }
   toolbar.replaceChildren(...buttons.values());
   toolbar.hidden = false;
-  // one tab stop; arrows, Home and End move along the toolbar (WAI-ARIA toolbar pattern)
+  // one tab stop; arrows, Home and End move along the toolbar (WAI-ARIA toolbar pattern); Escape
+  // goes back to the text
   const onToolbarKey = (event) => {
     const list = [...buttons.values()];
     const at = list.indexOf(document.activeElement);
     if (at < 0) return;
+    if (event.key === "Escape") {
+      event.preventDefault();
+      editor.commands.focus();
+      return;
+    }
     let next = null;
     if (event.key === "ArrowRight") next = (at + 1) % list.length;
     else if (event.key === "ArrowLeft") next = (at - 1 + list.length) % list.length;
