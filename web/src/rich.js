@@ -16,7 +16,7 @@ import { Placeholder } from "@tiptap/extensions";
 import { HocuspocusProvider } from "@hocuspocus/provider";
 import { IndexeddbPersistence } from "y-indexeddb";
 import * as Y from "yjs";
-import { $, chatMessageItem, el, renderPeopleList, safeColor, withAlpha } from "./ui.js";
+import { $, chatMessageItem, el, normalizeHref, renderPeopleList, safeColor, withAlpha } from "./ui.js";
 
 /** The Yjs root the editor binds to (an XmlFragment; REST: /api/documents/{id}/yjs/roots/default). */
 export const FIELD = "default";
@@ -34,19 +34,6 @@ const TOOLS = [
   { key: "pre", label: "Code block", hint: "Ctrl+Alt+C", text: "{ }", run: (c) => c.toggleCodeBlock(), active: (e) => e.isActive("codeBlock") },
   { key: "link", label: "Link", hint: "Ctrl+K", text: "Link", run: null, active: (e) => e.isActive("link") },
 ];
-
-/** A link target we accept: http(s) and mailto; a bare "example.com" becomes https. */
-export function normalizeHref(raw) {
-  const text = String(raw || "").trim();
-  if (!text) return null;
-  const withScheme = /^[a-z][a-z0-9+.-]*:/i.test(text) ? text : `https://${text}`;
-  try {
-    const url = new URL(withScheme);
-    return ["http:", "https:", "mailto:"].includes(url.protocol) ? url.href : null;
-  } catch {
-    return null;
-  }
-}
 
 function caretElement(user) {
   const color = safeColor(user.color, user.clientId);

@@ -51,6 +51,19 @@ export function initials(name) {
   return (first + second).toUpperCase();
 }
 
+/** A link target we accept: http(s) and mailto; a bare "example.com" becomes https. */
+export function normalizeHref(raw) {
+  const text = String(raw || "").trim();
+  if (!text) return null;
+  const withScheme = /^[a-z][a-z0-9+.-]*:/i.test(text) ? text : `https://${text}`;
+  try {
+    const url = new URL(withScheme);
+    return ["http:", "https:", "mailto:"].includes(url.protocol) ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
 /** One row of the People panel: {key, name, color, active, self}. */
 export function personItem(p) {
   const avatar = el("span", { class: "avatar", "aria-hidden": "true", text: initials(p.name) });
