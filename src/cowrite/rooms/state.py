@@ -64,6 +64,11 @@ class Outcome:
     fault: BaseException | None = None
     """An unexpected engine failure after part of the input was applied (the shell logs it)."""
 
+    @property
+    def sends(self) -> bool:
+        """Something goes to connections (to be queued in the room's pipeline)."""
+        return bool(self.reply or self.broadcast or self.frames)
+
 
 @dataclass(frozen=True, slots=True)
 class Origin:

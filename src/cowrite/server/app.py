@@ -50,11 +50,14 @@ from cowrite.adapters.store import Store, open_store
 from cowrite.server.config import Settings
 from cowrite.server.connection import CLOSE_GOING_AWAY, Connection
 from cowrite.server.hub import Hub
+from cowrite.server.ip_throttle import IpThrottle
 from cowrite.server.metrics import Metrics
 from cowrite.server.transport import asgi_websocket
-from cowrite.server.yjs_connection import Dialect, YjsConnection
+from cowrite.server.yjs_connection import YjsConnection
 
 log = logging.getLogger("cowrite.server")
+
+CLOSE_TRY_AGAIN = 1013
 
 
 class Cowrite:
@@ -73,6 +76,13 @@ class Cowrite:
         self.bus: Bus = bus if bus is not None else open_bus(settings.redis)
         self.hub = Hub(store, settings, self.metrics, bus=self.bus, cluster=clustered)
         self.connections: set[Connection | YjsConnection] = set()
+        self.throttle = IpThrottle(
+            settings.ip_connections_per_second,
+            settings.ip_connection_burst,
+            settings.ip_max_connections,
+            loopback=settings.ip_throttle_loopback,
+        )
+        """Connections per client address (``ip_throttle.py``)."""
         self.ready = False
         self.shutting_down = False
         self.startup_error: Exception | None = None
@@ -147,36 +157,36 @@ def create_app(
         finally:
             await state.shutdown()
 
+    async def serve(ws: WebSocket, conn: Connection | YjsConnection) -> None:
+        if state.shutting_down:
+            await ws.close(CLOSE_GOING_AWAY, "server shutting down")
+            return
+        address = ws.client.host if ws.client is not None else None
+        refused = state.throttle.admit(address)
+        if refused is not None:  # accepted, to say why (a refused handshake is a bare 403)
+            state.metrics.refused.labels("address").inc()
+            await ws.accept()
+            await ws.close(CLOSE_TRY_AGAIN, refused[:120])
+            return
+        state.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            state.connections.discard(conn)
+            state.throttle.release(address)
+
     @asgi_websocket  # routed as a plain ASGI app: fewer frames held per connection
     async def ws_endpoint(ws: WebSocket) -> None:
-        if state.shutting_down:
-            await ws.close(CLOSE_GOING_AWAY, "server shutting down")
-            return
-        conn = Connection(ws, state.hub, settings, state.metrics)
-        state.connections.add(conn)
-        try:
-            await conn.run()
-        finally:
-            state.connections.discard(conn)
-
-    async def serve_yjs(ws: WebSocket, dialect: Dialect, document: str | None) -> None:
-        if state.shutting_down:
-            await ws.close(CLOSE_GOING_AWAY, "server shutting down")
-            return
-        conn = YjsConnection(ws, state.hub, settings, state.metrics, dialect, document)
-        state.connections.add(conn)
-        try:
-            await conn.run()
-        finally:
-            state.connections.discard(conn)
+        await serve(ws, Connection(ws, state.hub, settings, state.metrics))
 
     @asgi_websocket
     async def ywebsocket_endpoint(ws: WebSocket) -> None:
-        await serve_yjs(ws, "y-websocket", ws.path_params["name"])
+        name = ws.path_params["name"]
+        await serve(ws, YjsConnection(ws, state.hub, settings, state.metrics, "y-websocket", name))
 
     @asgi_websocket
     async def hocuspocus_endpoint(ws: WebSocket) -> None:
-        await serve_yjs(ws, "hocuspocus", None)
+        await serve(ws, YjsConnection(ws, state.hub, settings, state.metrics, "hocuspocus"))
 
     async def healthz(request: Request) -> Response:
         # liveness: unhealthy only when restarting the process is the cure (the store's writer

@@ -136,7 +136,7 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
             for doc_id, lr in list(self.rooms.items()):
                 try:
                     outcome = lr.room.tick(now)
-                    if outcome.broadcast:
+                    if outcome.sends:
                         self.submit(lr, outcome, None, time.monotonic())
                     if self._snapshot_due(lr) and lr.inflight == 0:  # went quiet since
                         self.submit(lr, Outcome(), None, time.monotonic())  # the pipeline takes it

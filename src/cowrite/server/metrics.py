@@ -38,6 +38,12 @@ class Metrics:
         self.disconnects = Counter(
             "cowrite_disconnects", "Connections closed, by reason", ["reason"], registry=r
         )
+        self.refused = Counter(
+            "cowrite_connections_refused",
+            "WebSocket connections refused before being served, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.divergences = Counter(
             "cowrite_thin_divergences",
             "Thin clients whose copy failed a checksum (each resyncs)",

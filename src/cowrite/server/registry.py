@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -172,14 +173,20 @@ class Registry:
             raise RoomError(
                 p.ErrorCode.INTERNAL, f"{doc_id!r} is of kind {stored.kind!r}, unknown here"
             ) from None
-        room = loader.load(
-            doc_id,
-            stored.snapshot,
-            stored.snapshot_seq,
-            stored.updates,
-            limits,
-            replica=self.replica,
-            now_ms=self.now_ms,
+        # decoding a large document takes a while (a second for megabytes of history): in a
+        # worker thread, so that every other document's edits go on meanwhile; the room is the
+        # event loop's alone once it is returned
+        room = await asyncio.to_thread(
+            functools.partial(
+                loader.load,
+                doc_id,
+                stored.snapshot,
+                stored.snapshot_seq,
+                stored.updates,
+                limits,
+                replica=self.replica,
+                now_ms=self.now_ms,
+            )
         )
         if self.cluster is not None:  # versions are this instance's from now on
             room.epoch = secrets.token_hex(6)

@@ -75,7 +75,7 @@ class Replication:
             outcome = Outcome()
         lr.seqs.add(seq)
         lr.since_snapshot += 1
-        if outcome.broadcast:
+        if outcome.sends:
             self.submit(lr, outcome, None, time.monotonic(), remote=True)
 
     def _catch_up(self, doc_id: str, lr: LoadedRoom, delay: float = 0.0) -> None:
@@ -132,7 +132,7 @@ class Replication:
                     peer.close(1012, "document reloaded: reconnect")
                 return
             lr.seqs.fill_to(stored.snapshot_seq)
-            if outcome.broadcast:
+            if outcome.sends:
                 self.submit(lr, outcome, None, time.monotonic(), remote=True)
         for seq, data in stored.updates:
             self._merge(doc_id, lr, seq, data, stored=True)
@@ -151,7 +151,7 @@ class Replication:
         lr = self.rooms.get(doc_id)
         if lr is not None:
             outcome = lr.room.merge_presence(note.instance, note.entries, note.left)
-            if outcome.broadcast:
+            if outcome.sends:
                 self.submit(lr, outcome, None, time.monotonic(), remote=True)
 
     def on_query(self, doc_id: str, note: QueryNote) -> None:
@@ -172,7 +172,7 @@ class Replication:
     def on_instance_gone(self, instance: int) -> None:
         for doc_id, lr in list(self.rooms.items()):
             outcome = lr.room.drop_instance(instance)
-            if outcome.broadcast:
+            if outcome.sends:
                 self.submit(lr, outcome, None, time.monotonic(), remote=True)
             self._catch_up(doc_id, lr)  # it may have stored updates it never published
 

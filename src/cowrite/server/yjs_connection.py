@@ -136,6 +136,7 @@ class YjsConnection:
         self._awareness = TokenBucket(
             settings.presence_per_second, settings.presence_burst, hub.clock
         )
+        self._joins = TokenBucket(settings.joins_per_second, settings.join_burst, hub.clock)
         self.limits = SessionLimits(max_frame_bytes=settings.max_yjs_frame_bytes)
         self._session: YWebsocketSession | HocuspocusSession | None = None
 
@@ -278,7 +279,15 @@ class YjsConnection:
         session = YWebsocketSession(document, result, room.shared, self.limits, key=self.session)
         self._session = session
         self._members[""] = member
-        room.attach(Attachment(member.session, self, session.update_frame, session.awareness_frame))
+        room.attach(
+            Attachment(
+                member.session,
+                self,
+                session.update_frame,
+                session.awareness_frame,
+                dialect_key=("y-websocket",),
+            )
+        )
         await self._carry_out(session.open(), "")
         return True
 
@@ -345,12 +354,15 @@ class YjsConnection:
             await self._carry_out(session.receive(frame, self._now()), address)
 
     async def _pace(self, frame: bytes) -> None:
-        """Budgets: updates cost 1 + 1 per 10 kB, awareness 1 (a flood is read slowly)."""
+        """Budgets: updates cost 1 + 1 per 10 kB, awareness 1, a Hocuspocus token (which opens
+        a document) a join; anything else a tenth of an awareness (a flood is read slowly)."""
         kind = self._message_type(frame)
         if kind == 0:
             delay = self._updates.delay(1 + len(frame) // 10_000)
         elif kind == 1:
             delay = self._awareness.delay()
+        elif kind == 2 and self.dialect == "hocuspocus":
+            delay = self._joins.delay()
         else:
             delay = self._awareness.delay(0.1)
         if delay > 0:
@@ -382,7 +394,6 @@ class YjsConnection:
     async def _carry_out(self, actions: list[Action], address: str | None) -> None:
         """Execute a session's actions in order (see the module docstring)."""
         hub = self.hub
-        session = self._session
         for a in actions:
             if isinstance(a, Send):
                 found = self._room(address)
@@ -408,8 +419,6 @@ class YjsConnection:
                 self.close(a.code, a.reason)
             elif isinstance(a, Authenticate | Broadcast):  # pragma: no cover - never asked
                 log.error("unexpected Yjs action %r", a, extra=self._ids())
-            if session is None:
-                session = self._session
 
     def _room(self, address: str | None) -> tuple[LoadedRoom, YjsRoom] | None:
         if address is None:
@@ -474,6 +483,7 @@ class YjsConnection:
                 lambda u: session.update_frame(address, u),
                 lambda u: session.awareness_frame(address, u),
                 lambda s: session.stateless_frame(address, s),
+                dialect_key=("hocuspocus", address),
             )
         )
         await self.hub.yjs_chat_history(member, a.document)
