@@ -52,6 +52,7 @@ from cowrite.server.connection import CLOSE_GOING_AWAY, Connection
 from cowrite.server.hub import Hub
 from cowrite.server.ip_throttle import IpThrottle
 from cowrite.server.metrics import Metrics
+from cowrite.server.tracing import Tracing, TracingMiddleware
 from cowrite.server.transport import asgi_websocket
 from cowrite.server.yjs_connection import YjsConnection
 
@@ -64,7 +65,11 @@ class Cowrite:
     """Everything one server instance holds; ``app.state.cowrite``."""
 
     def __init__(
-        self, settings: Settings, store: Store | None = None, bus: Bus | None = None
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        bus: Bus | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         if store is None:
@@ -75,6 +80,7 @@ class Cowrite:
         clustered = bool(settings.redis) or bus is not None
         self.bus: Bus = bus if bus is not None else open_bus(settings.redis)
         self.hub = Hub(store, settings, self.metrics, bus=self.bus, cluster=clustered)
+        self.tracing = self.hub.tracing = tracing or Tracing.from_settings(settings.otel)
         self.connections: set[Connection | YjsConnection] = set()
         self.throttle = IpThrottle(
             settings.ip_connections_per_second,
@@ -125,6 +131,7 @@ class Cowrite:
         await self.hub.close()
         await self.store.close()
         await self.bus.close()
+        self.tracing.shutdown()
 
 
 def web_routes() -> list[Mount]:
@@ -140,14 +147,19 @@ def web_routes() -> list[Mount]:
 
 
 def create_app(
-    settings: Settings | None = None, store: Store | None = None, bus: Bus | None = None
+    settings: Settings | None = None,
+    store: Store | None = None,
+    bus: Bus | None = None,
+    *,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """The app. ``store``/``bus``: use these instead of the ones the settings name (a ``bus``
-    shared with other instances makes this one a member of their cluster)."""
+    shared with other instances makes this one a member of their cluster); ``tracing``: spans
+    through this (else as the settings and ``OTEL_*`` variables say: ``tracing.py``)."""
     from cowrite.server import rest
 
     settings = settings or Settings.from_env()
-    state = Cowrite(settings, store, bus)
+    state = Cowrite(settings, store, bus, tracing)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -170,7 +182,8 @@ def create_app(
             return
         state.connections.add(conn)
         try:
-            await conn.run()
+            with state.tracing.span("cowrite.connection", session=conn.session):
+                await conn.run()
         finally:
             state.connections.discard(conn)
             state.throttle.release(address)
@@ -213,5 +226,7 @@ def create_app(
     ]
     routes.extend(web_routes())
     app = Starlette(routes=routes, lifespan=lifespan)
+    if state.tracing.enabled:
+        app.add_middleware(TracingMiddleware, tracing=state.tracing)
     app.state.cowrite = state
     return app

@@ -84,6 +84,9 @@ class Settings:
     instance_timeout_s: float = 10.0
     """Presence of clients on an instance not heard from for this long is removed everywhere."""
     log_json: bool = True
+    otel: bool = False
+    """OpenTelemetry tracing (``tracing.py``; also on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+    ``OTEL_TRACES_EXPORTER`` is set); needs the ``otel`` extra."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

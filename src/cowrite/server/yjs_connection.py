@@ -446,7 +446,13 @@ class YjsConnection:
                 outcome.frames.extend(room.update_frames(b.update, member.session))
         self.hub.edits_applied += 1
         self.metrics.edits.labels("yjs").inc()
-        self.hub.submit(lr, outcome, None, time.monotonic())
+        tracing = self.hub.tracing
+        trace = (
+            tracing.start("cowrite.edit", doc=a.document, session=member.session)
+            if tracing.enabled
+            else None
+        )
+        self.hub.submit(lr, outcome, None, time.monotonic(), trace=trace)
 
     def _relay_awareness(self, a: RelayAwareness) -> None:
         member = self._member_of(a.document)

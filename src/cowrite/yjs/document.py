@@ -385,8 +385,7 @@ class YjsDocument:
     def html(self, name: str) -> str:
         """A ``Y.XmlFragment`` written by a ProseMirror editor (Tiptap, BlockNote,
         y-prosemirror) as HTML: common node and mark names mapped, everything escaped."""
-        fragment = self._scratch().get(name, type=pycrdt.XmlFragment)
-        return "".join(_html_node(child) for child in fragment.children)
+        return fragment_html(self._scratch().get(name, type=pycrdt.XmlFragment))
 
 
 def compact(updates: Iterable[bytes]) -> bytes:
@@ -479,3 +478,8 @@ def _html_node(node: Any) -> str:
         return f"<pre><code>{inner}</code></pre>"
     html_tag = _BLOCKS.get(tag, "div")
     return f"<{html_tag}>{inner}</{html_tag}>"
+
+
+def fragment_html(fragment: pycrdt.XmlFragment) -> str:
+    """A ``Y.XmlFragment`` written by a ProseMirror editor as HTML (see ``YjsDocument.html``)."""
+    return "".join(_html_node(child) for child in fragment.children)
