@@ -52,11 +52,7 @@ async def server_root(server: Any, doc: str, as_: str) -> str:
     async with httpx.AsyncClient() as http:
         res = await http.get(f"{server.url}/api/documents/{doc}/yjs/roots/default?as={as_}")
     assert res.status_code == 200, res.text
-    body = res.json() if "json" in res.headers.get("content-type", "") else res.text
-    if isinstance(body, dict):  # {"value": ...} or similar envelope
-        body = next((v for k, v in body.items() if isinstance(v, str) and k != "root"), body)
-    assert isinstance(body, str), body
-    return body
+    return res.text
 
 
 async def editor_xml(p: Person) -> str:
