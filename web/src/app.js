@@ -1,6 +1,8 @@
 // The cowrite web editor: a document list and a collaborative editor (CodeMirror 6) on top of
-// the JavaScript client (client.js, loaded as a separate module). User data (names, chat, titles)
-// only ever reaches the page through textContent / input values / validated colors: never HTML.
+// the JavaScript client (client.js, loaded as a separate module); rich-text documents (kind
+// "yjs") open in rich.js's Tiptap editor instead (its own bundle, loaded on first use). User data
+// (names, chat, titles) only ever reaches the page through textContent / input values /
+// validated colors: never HTML.
 
 import { Compartment, EditorState, Transaction } from "@codemirror/state";
 import { EditorView, keymap, placeholder } from "@codemirror/view";
