@@ -267,7 +267,8 @@ async def test_offline_work_survives_a_reload_and_reaches_the_others(
     await grace.page.keyboard.press("Control+b")
     await grace.type(" and stove")
     await state.filter(has_text="Offline — changes kept on this device").wait_for()
-    await grace.page.evaluate("window.cowriteApp.rich.persisted()")  # written to IndexedDB
+    await eventually(lambda: _contains(grace, "tent and stove"))  # in the editor, so in Yjs
+    await grace.page.evaluate("window.cowriteApp.rich.persisted()")  # and in IndexedDB
     await grace.screenshot("rich-text-offline.png")
 
     # meanwhile Ada writes too
@@ -333,13 +334,13 @@ async def test_toolbar_by_keyboard_on_a_narrow_screen(server: Any, person: Any) 
     await page.keyboard.press("Enter")
     h1 = toolbar.get_by_role("button", name="Heading 1")
     await eventually(lambda: _attr(h1, "aria-pressed", "true"))
-    assert await editor_html(ada) == "<h1>Title line</h1>"
+    await eventually(lambda: _html_is(ada, "<h1>Title line</h1>"))
     # the focus stays on the toolbar; Escape goes back to the text, where it was
     assert await page.evaluate("document.activeElement.getAttribute('aria-label')") == "Heading 1"
     await page.keyboard.press("Escape")
     await page.wait_for_function("document.activeElement.classList.contains('rich-content')")
-    await ada.type("!")
-    assert await editor_html(ada) == "<h1>Title line!</h1>"
+    await ada.type("!")  # (ProseMirror reads typed text from the DOM a moment later)
+    await eventually(lambda: _html_is(ada, "<h1>Title line!</h1>"))
 
     # a link, from the keyboard
     await page.keyboard.press("Control+End")
@@ -369,6 +370,10 @@ async def _value(p: Person, selector: str, want: str) -> bool:
 
 async def _contains(p: Person, text: str) -> bool:
     return text in await editor_text(p)
+
+
+async def _html_is(p: Person, html: str) -> bool:
+    return await editor_html(p) == html
 
 
 async def _html_has(p: Person, text: str) -> bool:
