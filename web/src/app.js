@@ -430,7 +430,7 @@ async function openDocument(id) {
       for (const tr of trs) {
         if (tr.annotation(remoteAnn) !== undefined) continue;
         if (tr.docChanged) {
-          const op = localOp(tr.changes, tr.startState.doc);
+          const op = localOp(tr.changes, tr.startState.doc, session.rope(BODY));
           if (op === null) {
             // a change that splits a surrogate pair: describe it as a diff of whole texts
             session.edit(BODY, ot.diff(tr.startState.doc.toString(), tr.state.doc.toString()));
@@ -454,7 +454,11 @@ async function openDocument(id) {
   const sendCursor = () => {
     const state = view.state;
     const sel = state.selection.main;
-    const cp = (pos) => cpLength(state.doc.sliceString(0, pos));
+    const rope = session.rope(BODY); // O(log n) a position, when it matches the editor's text
+    const cp =
+      rope.utf16Length === state.doc.length
+        ? (pos) => rope.utf16ToCp(pos)
+        : (pos) => cpLength(state.doc.sliceString(0, pos));
     session.setCursor(BODY, cp(sel.anchor), cp(sel.head));
   };
 

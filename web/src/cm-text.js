@@ -73,11 +73,14 @@ export const cursorField = StateField.define({
   provide: (f) => EditorView.decorations.from(f, (v) => v.deco),
 });
 
-export function localOp(changes, oldDoc) {
+// `rope`: the session's local text, equal to `oldDoc` (its positions convert in O(log n), not
+// by counting the code points of everything before the change); ignored if it does not match
+export function localOp(changes, oldDoc, rope = null) {
   // CodeMirror speaks UTF-16 offsets; the wire speaks code points
   const op = [];
   let pos = 0;
   let split = false;
+  const cpAt = rope && rope.utf16Length === oldDoc.length ? (u) => rope.utf16ToCp(u) : null;
   const isLow = (i) => {
     if (i <= 0 || i >= oldDoc.length) return false;
     const c = oldDoc.sliceString(i, i + 1).charCodeAt(0);
@@ -85,11 +88,11 @@ export function localOp(changes, oldDoc) {
   };
   changes.iterChanges((fromA, toA, _fromB, _toB, inserted) => {
     if (isLow(fromA) || isLow(toA)) split = true;
-    const kept = cpLength(oldDoc.sliceString(pos, fromA));
+    const kept = cpAt ? cpAt(fromA) - cpAt(pos) : cpLength(oldDoc.sliceString(pos, fromA));
     if (kept) op.push(kept);
     const text = inserted.toString();
     if (text) op.push(text);
-    const gone = cpLength(oldDoc.sliceString(fromA, toA));
+    const gone = cpAt ? cpAt(toA) - cpAt(fromA) : cpLength(oldDoc.sliceString(fromA, toA));
     if (gone) op.push(-gone);
     pos = toA;
   });
