@@ -364,6 +364,42 @@ async def test_toolbar_by_keyboard_on_a_narrow_screen(server: Any, person: Any) 
     await ada.screenshot("rich-text-narrow.png", full_page=True)
 
 
+async def test_a_python_agent_and_a_browser_edit_one_document(server: Any, person: Any) -> None:
+    """The SDK's live pycrdt document (``cowrite.open_yjs``) and Tiptap in Chromium edit one
+    rich-text document: each sees the other's paragraph, and both equal the server's."""
+    import pycrdt
+
+    import cowrite
+
+    await create_rich(server, "agent", "Agent and person")
+    ada = await person("Ada", color=ADA_COLOR)
+    await open_rich(ada, server.url, "agent")
+    await ada.page.locator(EDITABLE).click()
+    await ada.page.keyboard.type("typed in the browser")
+    await saved(ada)
+    async with cowrite.open_yjs(server.url.replace("http://", "ws://"), "agent") as ydoc:
+        body = ydoc.doc.get("default", type=pycrdt.XmlFragment)
+
+        async def arrived() -> bool:
+            return "typed in the browser" in str(body)
+
+        await eventually(arrived, 20)
+        body.children.append(
+            pycrdt.XmlElement("paragraph", None, [pycrdt.XmlText("written by python")])
+        )
+        await ydoc.saved()
+        await eventually(lambda: _contains(ada, "written by python"), 20)
+        xml = await converged(server, "agent", [ada])
+        assert same_case(str(body)) == xml
+    text = await editor_text(ada)
+    assert "typed in the browser" in text and "written by python" in text
+    await ada.screenshot("rich-text-agent.png")
+
+
+async def _contains(p: Person, text: str) -> bool:
+    return text in await editor_text(p)
+
+
 async def _value(p: Person, selector: str, want: str) -> bool:
     return bool(await p.page.input_value(selector) == want)
 
