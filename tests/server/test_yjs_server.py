@@ -354,11 +354,15 @@ async def test_yjs_documents_survive_a_restart_and_unload(make_settings: Any) ->
 
 
 async def test_silent_yjs_clients_time_out_but_quiet_ones_without_awareness_stay(
-    make_settings: Any,
+    make_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A Hocuspocus client that stops answering pings, and a y-websocket one that stops
     renewing its awareness, are closed 4000 (their awareness goes with them); a y-websocket
     client that never had awareness (pycrdt's provider) is never timed out for its silence."""
+    from cowrite.server import yjs_connection
+
+    # (y-websocket clients renew every 15 s: their silence counts after 45 s, shortened here)
+    monkeypatch.setattr(yjs_connection, "Y_WEBSOCKET_SILENCE_S", 0.8)
     running, task = await start_server(make_settings(heartbeat_s=0.2, heartbeat_timeout_s=0.8))
     try:
         base = running.url.replace("http://", "ws://")

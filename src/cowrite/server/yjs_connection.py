@@ -70,11 +70,15 @@ from cowrite.yjs import (
     StatelessReceived,
     YWebsocketSession,
 )
+from cowrite.yjs.awareness import OUTDATED_TIMEOUT_S
 from cowrite.yjs.session import AuthResult
 
 log = logging.getLogger("cowrite.connection")
 
 DRAIN_TIMEOUT_S = 2.0
+Y_WEBSOCKET_SILENCE_S = OUTDATED_TIMEOUT_S + 15.0
+"""A y-websocket client renews its awareness every 15 s (y-protocols drops a state after 30 s
+without one): silent for this long, it is gone."""
 
 
 class YjsConnection:
@@ -417,7 +421,10 @@ class YjsConnection:
         self._heartbeat = None
         if self.closing is not None:
             return
-        if self._renews and time.monotonic() - self.last_seen > self.settings.heartbeat_timeout_s:
+        timeout = self.settings.heartbeat_timeout_s
+        if self.dialect == "y-websocket":  # it renews every 15 s, not at our pace
+            timeout = max(timeout, Y_WEBSOCKET_SILENCE_S)
+        if self._renews and time.monotonic() - self.last_seen > timeout:
             log.info("Yjs heartbeat timeout", extra=self._ids())
             self.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
             return
