@@ -221,7 +221,7 @@ def verdicts(results: Sequence[RunResult]) -> list[Verdict]:
         if r.scenario == "c":
             mine = r.rss_per_conn_bytes
             theirs = ref.rss_per_conn_bytes if ref else None
-            target = "(c) RSS per idle connection ≤ Hocuspocus'"
+            target = f"(c) {r.clients:,} idle connections: RSS per connection ≤ Hocuspocus'"
             out.append(
                 _compare(
                     target,

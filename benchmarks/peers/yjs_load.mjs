@@ -14,6 +14,9 @@ import { HAS_ACK, openProvider } from "./yjs_providers.mjs"
 import { createHash } from "node:crypto"
 import readline from "node:readline"
 
+// y-websocket's provider adds a process "exit" listener per provider: hundreds here
+process.setMaxListeners(0)
+
 const PREFIX = "@@bench "
 const LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 const now = () => Number(process.hrtime.bigint()) // CLOCK_MONOTONIC, as Python's monotonic_ns
