@@ -69,7 +69,7 @@ async def test_database_uses_wal_and_records_its_schema_version(tmp_path: Path) 
         conn = sqlite3.connect(db)
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
         finally:
             conn.close()
 

@@ -80,6 +80,30 @@ async def test_create_then_get_returns_metadata(store: Store) -> None:
     assert await store.get_document("notes") == info
 
 
+async def test_a_document_keeps_its_kind(backend: Backend, store: Store) -> None:
+    plain = await store.create_document("plain", title="", now_ms=T0)
+    rich = await store.create_document("rich", title="", now_ms=T0, kind="yjs")
+    assert (plain.kind, rich.kind) == ("crdt", "yjs")
+    await store.append_update("rich", b"u", now_ms=T0)
+    await store.save_snapshot("rich", b"s", 1)
+    await store.update_title("rich", "Rich", now_ms=T0 + 1)
+    store = await reopen(backend, store)
+    try:
+        assert [d.kind for d in await store.list_documents()] == ["crdt", "yjs"]
+        got = await store.get_document("rich")
+        assert got is not None and got.kind == "yjs"
+        loaded = await store.load("rich")
+        assert loaded is not None and loaded.kind == "yjs" and loaded.snapshot == b"s"
+        loaded = await store.load("plain")
+        assert loaded is not None and loaded.kind == "crdt"
+        for bad in ("", "YJS", "y js", "x" * 17, "kind\x00"):
+            with pytest.raises(ValueError):
+                await store.create_document("bad", title="", now_ms=T0, kind=bad)
+        assert await store.get_document("bad") is None
+    finally:
+        await store.close()
+
+
 async def test_get_missing_document_returns_none(store: Store) -> None:
     assert await store.get_document("nope") is None
 

@@ -152,11 +152,20 @@ def _log(lr: LoadedRoom) -> LogRoom:
     return lr.room
 
 
+class AppLogKind(LogKind):
+    """The kind the hub tests store their documents as (registered for the whole module)."""
+
+    name = "applog"
+
+
+APPLOG = AppLogKind()
+
+
 def _hub(store: Store, bus: LocalBus | None = None, *, snapshot_every: int = 1_000) -> Hub:
+    if KINDS.get(APPLOG.name) is not APPLOG:
+        register_kind(APPLOG)
     settings = Settings(data=":memory:", snapshot_every=snapshot_every)
-    hub = Hub(store, settings, Metrics(), bus=bus, cluster=bus is not None)
-    hub.kind = LogKind()
-    return hub
+    return Hub(store, settings, Metrics(), bus=bus, cluster=bus is not None)
 
 
 async def _append(hub: Hub, lr: LoadedRoom, text: str) -> int:
@@ -182,7 +191,7 @@ async def test_a_second_kind_is_stored_snapshotted_and_reloaded(tmp_path: Path) 
         hub = _hub(store, snapshot_every=3)
         await hub.start()
         try:
-            lr = await hub.open_room("log", create=True)
+            lr = await hub.open_room("log", create=True, kind="applog")
             for n, text in enumerate(["a", "b", "c", "d"], 1):
                 seq = await _append(hub, lr, text)
                 stored = await store.load("log")  # durable before the future completed
@@ -226,7 +235,7 @@ async def test_a_second_kind_replicates_between_instances_with_catch_up() -> Non
     await a.start()
     await b.start()
     try:
-        la = await a.open_room("log", create=True)
+        la = await a.open_room("log", create=True, kind="applog")
         await _append(a, la, "before b")
         lb = await b.open_room("log", create=False)  # loaded from the store
         assert _log(lb).lines() == ["before b"]

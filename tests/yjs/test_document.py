@@ -296,3 +296,20 @@ def test_every_delivery_order_converges() -> None:
         for u in (*perm, perm[0]):
             doc.merge_update(u)
         assert doc.text("text") == str(c.text) and doc.waiting == 0
+
+
+def test_a_snapshot_keeps_merged_updates_that_wait_for_their_dependencies() -> None:
+    source: pycrdt.Doc[Any] = pycrdt.Doc(client_id=9)
+    text = source.get("t", type=pycrdt.Text)
+    updates: list[bytes] = []
+    source.observe(lambda e: updates.append(e.update))
+    text.insert(0, "first ")
+    text.insert(6, "second")
+    doc = YjsDocument()
+    assert doc.merge_update(updates[1]) is False  # waits for the first
+    assert doc.waiting == 1
+    snapshot = doc.encode_snapshot()  # what the store keeps in place of the log entry
+    reloaded = YjsDocument.load(snapshot)
+    reloaded.merge_update(updates[0])
+    assert reloaded.text("t") == "first second"
+    assert reloaded.waiting == 0

@@ -388,7 +388,6 @@ def decode_ops(
     return decode(doc, data, max_new_replicas=max_new_replicas)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Values
 

@@ -29,8 +29,10 @@ def id_at(doc: Document, replica: int, seq: int) -> int | None:
 
 def op_span(doc: Document, op: Op) -> tuple[int, int, int]:
     """``(replica id, first seq, end seq)`` of the operation ids ``op`` takes."""
-    return doc.replica_of(op.id & CLIENT_MASK), op.id >> CLIENT_BITS, (
-        (op.id >> CLIENT_BITS) + op_length(op)
+    return (
+        doc.replica_of(op.id & CLIENT_MASK),
+        op.id >> CLIENT_BITS,
+        ((op.id >> CLIENT_BITS) + op_length(op)),
     )
 
 

@@ -18,6 +18,7 @@ from cowrite.engine import Document
 from cowrite.rooms.peers import PeerEntry
 from cowrite.rooms.room import Room
 from cowrite.rooms.state import Outcome, RoomLimits
+from cowrite.rooms.yjs_room import YJS
 
 
 class DocumentRoom(Protocol):
@@ -123,8 +124,8 @@ class CrdtKind:
 CRDT = CrdtKind()
 """The default kind of a document."""
 
-KINDS: dict[str, DocumentKind] = {CRDT.name: CRDT}
-"""The document kinds, by name (the Yjs integration adds ``"yjs"`` with ``register_kind``)."""
+KINDS: dict[str, DocumentKind] = {CRDT.name: CRDT, YJS.name: YJS}
+"""The document kinds, by name (``register_kind`` adds one)."""
 
 
 def register_kind(kind: DocumentKind) -> None:

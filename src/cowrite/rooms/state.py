@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from cowrite import protocol as p
 from cowrite.engine import (
@@ -29,6 +29,12 @@ from cowrite.rooms.wire import value_from_wire, value_to_wire
 
 Audience = Literal["thin", "replica", "all"]
 EditKey = tuple[str, str]
+
+
+class FrameSink(Protocol):
+    """Where a room's encoded frames go (a connection): queued, never blocking."""
+
+    def send(self, data: bytes) -> None: ...
 
 
 class RoomError(Exception):
@@ -52,8 +58,16 @@ class Outcome:
     """The payload digest stored with ``edit_keys`` (`edit_keys.edit_digest`)."""
     reply: list[p.Message] = field(default_factory=list)
     broadcast: list[tuple[p.Message, Audience]] = field(default_factory=list)
+    frames: list[tuple[FrameSink, bytes]] = field(default_factory=list)
+    """Frames already encoded for one recipient each (a Yjs room's dialect frames), sent in
+    order after ``reply`` and before ``broadcast``."""
     fault: BaseException | None = None
     """An unexpected engine failure after part of the input was applied (the shell logs it)."""
+
+    @property
+    def sends(self) -> bool:
+        """Something goes to connections (to be queued in the room's pipeline)."""
+        return bool(self.reply or self.broadcast or self.frames)
 
 
 @dataclass(frozen=True, slots=True)

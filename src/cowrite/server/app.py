@@ -1,6 +1,7 @@
 """The ASGI application: ``create_app()`` serves the WebSocket endpoint, REST API and metrics.
 
-Routes (relative to where the app is served): ``/ws`` (WebSocket protocol), ``/api/...`` (REST,
+Routes (relative to where the app is served): ``/ws`` (WebSocket protocol), ``/yjs/<name>``
+(y-websocket) and ``/hocuspocus`` (Hocuspocus) for Yjs clients, ``/api/...`` (REST,
 described by ``/api/openapi.json``), ``/metrics`` (Prometheus), ``/healthz``, ``/readyz``.
 
 Mounting inside another Starlette or FastAPI app
@@ -51,6 +52,7 @@ from cowrite.server.connection import CLOSE_GOING_AWAY, Connection
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
 from cowrite.server.transport import asgi_websocket
+from cowrite.server.yjs_connection import Dialect, YjsConnection
 
 log = logging.getLogger("cowrite.server")
 
@@ -70,7 +72,7 @@ class Cowrite:
         clustered = bool(settings.redis) or bus is not None
         self.bus: Bus = bus if bus is not None else open_bus(settings.redis)
         self.hub = Hub(store, settings, self.metrics, bus=self.bus, cluster=clustered)
-        self.connections: set[Connection] = set()
+        self.connections: set[Connection | YjsConnection] = set()
         self.ready = False
         self.shutting_down = False
         self.startup_error: Exception | None = None
@@ -100,7 +102,8 @@ class Cowrite:
         self.shutting_down = True
         self.ready = False
         for conn in list(self.connections):
-            conn.send_message(p.Reconnect(after_ms=reconnect_after_ms, reason="shutdown"))
+            if isinstance(conn, Connection):
+                conn.send_message(p.Reconnect(after_ms=reconnect_after_ms, reason="shutdown"))
             conn.close(CLOSE_GOING_AWAY, "server shutting down")
         deadline = time.monotonic() + 5
         while self.connections and time.monotonic() < deadline:
@@ -156,6 +159,25 @@ def create_app(
         finally:
             state.connections.discard(conn)
 
+    async def serve_yjs(ws: WebSocket, dialect: Dialect, document: str | None) -> None:
+        if state.shutting_down:
+            await ws.close(CLOSE_GOING_AWAY, "server shutting down")
+            return
+        conn = YjsConnection(ws, state.hub, settings, state.metrics, dialect, document)
+        state.connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            state.connections.discard(conn)
+
+    @asgi_websocket
+    async def ywebsocket_endpoint(ws: WebSocket) -> None:
+        await serve_yjs(ws, "y-websocket", ws.path_params["name"])
+
+    @asgi_websocket
+    async def hocuspocus_endpoint(ws: WebSocket) -> None:
+        await serve_yjs(ws, "hocuspocus", None)
+
     async def healthz(request: Request) -> Response:
         # liveness: unhealthy only when restarting the process is the cure (the store's writer
         # died and cannot be restarted); a database that is down for now is /readyz's business
@@ -172,6 +194,8 @@ def create_app(
 
     routes = [
         WebSocketRoute("/ws", ws_endpoint),
+        WebSocketRoute("/yjs/{name:path}", ywebsocket_endpoint),
+        WebSocketRoute("/hocuspocus", hocuspocus_endpoint),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),

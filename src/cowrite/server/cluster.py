@@ -10,6 +10,8 @@ on one bus channel per document (``doc:<id>``) and one for liveness (``instances
 * ``PresenceNote``/``QueryNote``: members joining, leaving, moving their cursor (as element
   anchors, which mean the same on every replica); a query asks every instance for its members.
 * ``ChatNote``: a stored chat message (or its edit/deletion), relayed to the members here.
+* ``AwarenessNote``: a Yjs awareness update of clients connected to the sending instance (a Yjs
+  document's presence); a query is answered with one holding the states of the clients here.
 * ``AliveNote``/``ByeNote``: heartbeats; the members of an instance not heard from within
   ``instance_timeout_s`` (or that said bye) are dropped from every presence list.
 
@@ -60,6 +62,12 @@ class ChatNote(msgspec.Struct, tag="chat", array_like=True):
     """The ``chat`` server message, encoded as clients get it."""
 
 
+class AwarenessNote(msgspec.Struct, tag="awareness", array_like=True):
+    instance: int
+    data: bytes
+    """A Yjs awareness update of clients connected to ``instance`` (y-protocols encoding)."""
+
+
 class AliveNote(msgspec.Struct, tag="alive", array_like=True):
     instance: int
 
@@ -68,7 +76,7 @@ class ByeNote(msgspec.Struct, tag="bye", array_like=True):
     instance: int
 
 
-Note = UpdateNote | PresenceNote | QueryNote | ChatNote | AliveNote | ByeNote
+Note = UpdateNote | PresenceNote | QueryNote | ChatNote | AwarenessNote | AliveNote | ByeNote
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Note)
 
@@ -97,6 +105,8 @@ class Listener(Protocol):
     def on_query(self, doc_id: str, note: QueryNote) -> None: ...
 
     def on_chat(self, doc_id: str, note: ChatNote) -> None: ...
+
+    def on_awareness(self, doc_id: str, note: AwarenessNote) -> None: ...
 
     def on_instance_gone(self, instance: int) -> None: ...
 
@@ -248,6 +258,8 @@ class Cluster:
                 listener.on_query(doc_id, note)
             elif isinstance(note, ChatNote):
                 listener.on_chat(doc_id, note)
+            elif isinstance(note, AwarenessNote):
+                listener.on_awareness(doc_id, note)
         except Exception:
             log.exception("bus message handling failed", extra={"doc": channel})
 

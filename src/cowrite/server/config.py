@@ -20,6 +20,8 @@ class Settings:
     secret: str | None = None
     """HMAC secret for access tokens; None: no auth, everyone may edit (local default)."""
     max_message_bytes: int = 1_000_000
+    max_yjs_frame_bytes: int = 8_000_000
+    """A Yjs client's frame (an offline editor's first sync can be large): 1009 beyond."""
     edits_per_second: float = 50.0
     edit_burst: int = 200
     presence_per_second: float = 20.0
@@ -113,6 +115,7 @@ class Settings:
             raise ValueError(f"port {self.port} out of range")
         for name in (
             "max_message_bytes",
+            "max_yjs_frame_bytes",
             "edits_per_second",
             "heartbeat_s",
             "outbox_messages",

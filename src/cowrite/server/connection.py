@@ -134,6 +134,9 @@ class Connection:
     def send_message(self, msg: p.Message) -> None:
         self.send(p.encoder.encode(msg))
 
+    def saving(self, doc_id: str, pending: bool) -> None:
+        self.send_message(p.Saving(doc=doc_id, pending=pending))
+
     def error(
         self, code: p.ErrorCode, message: str, *, doc: str | None = None, edit: str | None = None
     ) -> None:

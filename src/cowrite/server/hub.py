@@ -22,7 +22,8 @@ import msgspec
 from cowrite import protocol as p
 from cowrite.adapters.bus import Bus
 from cowrite.adapters.store import ChatMessage, Forbidden, NotFound, Store, StoreError
-from cowrite.rooms.room import Member, Outcome, RoomError
+from cowrite.rooms.room import Member, Outcome, Room, RoomError
+from cowrite.server.chat import chat_message
 from cowrite.server.cluster import ChatNote, Cluster
 from cowrite.server.config import Settings
 from cowrite.server.exactly_once import ExactlyOnce
@@ -35,6 +36,7 @@ from cowrite.server.registry import (
     Registry,
 )
 from cowrite.server.replication import GAP_GRACE_S, Replication
+from cowrite.server.yjs_rooms import YjsRooms
 
 __all__ = [
     "GAP_GRACE_S",
@@ -56,7 +58,7 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class Hub(Registry, Pipeline, Replication):
+class Hub(Registry, Pipeline, Replication, YjsRooms):
     """The rooms of one server process and every operation on them.
 
     Its parts, one concept each: ``Registry`` (loaded rooms, ``registry.py``), ``Pipeline``
@@ -134,7 +136,7 @@ class Hub(Registry, Pipeline, Replication):
             for doc_id, lr in list(self.rooms.items()):
                 try:
                     outcome = lr.room.tick(now)
-                    if outcome.broadcast:
+                    if outcome.sends:
                         self.submit(lr, outcome, None, time.monotonic())
                     if self._snapshot_due(lr) and lr.inflight == 0:  # went quiet since
                         self.submit(lr, Outcome(), None, time.monotonic())  # the pipeline takes it
@@ -203,7 +205,7 @@ class Hub(Registry, Pipeline, Replication):
             previous = lr.crdt.members.get(peer.session)
             if previous is not None:  # a rejoin keeps the user's presence fields
                 member.user = previous.user
-            outcome = lr.crdt.join(member, msg, [_chat(m) for m in reversed(history)])
+            outcome = lr.crdt.join(member, msg, [chat_message(m) for m in reversed(history)])
         except BaseException:
             if rejoin:
                 if listening is not None and lr.peers.get(peer.session) is peer:
@@ -223,6 +225,9 @@ class Hub(Registry, Pipeline, Replication):
         peer.docs.pop(doc_id, None)
         lr = self.rooms.get(doc_id)
         if lr is None or lr.peers.get(peer.session) is not peer:
+            return
+        if not isinstance(lr.room, Room):
+            self.yjs_leave(peer, doc_id)
             return
         del lr.peers[peer.session]
         lr.audience.pop(peer.session, None)
@@ -343,7 +348,9 @@ class Hub(Registry, Pipeline, Replication):
         self.joined(peer, msg.doc)
         page = await self.store.chat_history(msg.doc, before=msg.before, limit=msg.limit + 1)
         more = len(page) > msg.limit
-        out = p.ChatPage(doc=msg.doc, messages=[_chat(m) for m in page[: msg.limit]], has_more=more)
+        out = p.ChatPage(
+            doc=msg.doc, messages=[chat_message(m) for m in page[: msg.limit]], has_more=more
+        )
         # through the pipeline: after the ``joined`` and anything else already queued for it
         lr = self.joined(peer, msg.doc)
         self.submit(lr, Outcome(reply=[out]), peer, time.monotonic())
@@ -369,21 +376,9 @@ class Hub(Registry, Pipeline, Replication):
 
     def _chat_out(self, peer: Peer, doc_id: str, stored: ChatMessage) -> None:
         lr = self.joined(peer, doc_id)  # still there after the store's await
-        msg = p.Chat(doc=doc_id, message=_chat(stored))
+        msg = p.Chat(doc=doc_id, message=chat_message(stored))
         if self.cluster is not None:
             self.cluster.publish(doc_id, ChatNote(self.replica, p.encoder.encode(msg)))
         outcome = lr.crdt.chat(peer.session, msg)  # a room input like any other
         outcome.broadcast.extend(lr.crdt.touch(peer.session, self.now_ms()).broadcast)
         self.submit(lr, outcome, peer, time.monotonic())
-
-
-def _chat(m: ChatMessage) -> p.ChatMessage:
-    return p.ChatMessage(
-        id=m.id,
-        author_id=m.author_id,
-        author_name=m.author_name,
-        text=m.text,
-        created_ms=m.created_ms,
-        edited_ms=m.edited_ms,
-        deleted=m.deleted,
-    )

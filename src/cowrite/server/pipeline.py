@@ -46,6 +46,10 @@ class Peer(Protocol):
     def close(self, code: int, reason: str) -> None:
         """Close after what is queued so far."""
 
+    def saving(self, doc_id: str, pending: bool) -> None:
+        """Tell the client whether its edits of ``doc_id`` wait for the store (where its
+        dialect can say so)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Durable:
@@ -292,9 +296,8 @@ class Pipeline:
             )
         else:
             log.info("store available again: held edits stored", extra={"doc": lr.room.doc_id})
-        data = p.encoder.encode(p.Saving(doc=lr.room.doc_id, pending=pending))
         for peer in list(lr.peers.values()):
-            peer.send(data)
+            peer.saving(lr.room.doc_id, pending)
 
     def _refuse(self, job: Job, error: p.Error) -> None:
         """An outcome that could not be made durable: its sender gets the error, nobody else
@@ -314,10 +317,10 @@ class Pipeline:
                 sender.send(encode(msg))
             if outcome.persist is not None:
                 self.metrics.edit_ack.observe(time.monotonic() - job.t0)
+        for sink, frame in outcome.frames:
+            sink.send(frame)
         if job.joined and sender is not None and lr.peers.get(sender.session) is sender:
             lr.audience[sender.session] = sender
-        if not outcome.broadcast:
-            return
         doc_id = lr.room.doc_id
         for msg, audience in outcome.broadcast:
             data = encode(msg)
@@ -326,7 +329,7 @@ class Pipeline:
                     continue
                 if audience == "all" or peer.docs.get(doc_id) == audience:
                     peer.send(data)
-        if outcome.persist is not None:
+        if outcome.persist is not None and (outcome.broadcast or outcome.frames):
             self.metrics.edit_broadcast.observe(time.monotonic() - job.t0)
 
 

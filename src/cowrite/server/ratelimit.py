@@ -35,3 +35,13 @@ class TokenBucket:
             return False
         self._tokens -= cost
         return True
+
+    def delay(self, cost: float = 1.0) -> float:
+        """Spend ``cost`` tokens, going into debt if need be; return the seconds until the
+        debt is paid (0.0: none). For protocols that cannot refuse a message (Yjs): the caller
+        waits that long before reading on, so a flood slows its own sender only."""
+        cost = min(cost, self.burst)
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate) - cost
+        self._at = now
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, Store, StoreError
-from cowrite.rooms.kind import CRDT, DocumentKind, DocumentRoom
+from cowrite.rooms.kind import DocumentRoom, kind_named
 from cowrite.rooms.room import Room, RoomError, RoomLimits
 from cowrite.server.cluster import Cluster, SeqSet
 from cowrite.server.config import Settings
@@ -90,8 +91,6 @@ class Registry:
     cluster: Cluster | None
     exactly_once: ExactlyOnce
     rooms: dict[str, LoadedRoom]
-    kind: DocumentKind = CRDT
-    """The kind of the documents this hub loads (the Yjs integration chooses it per document)."""
     _loading: dict[str, asyncio.Future[LoadedRoom]]
     _unloads: set[asyncio.Task[None]]
 
@@ -101,9 +100,10 @@ class Registry:
 
         def _catch_up(self, doc_id: str, lr: LoadedRoom, delay: float = 0.0) -> None: ...
 
-    async def open_room(self, doc_id: str, *, create: bool) -> LoadedRoom:
+    async def open_room(self, doc_id: str, *, create: bool, kind: str = "crdt") -> LoadedRoom:
         """The loaded room of ``doc_id`` (loading it if needed); raises RoomError
-        ``unknown_document`` when it does not exist and ``create`` is false.
+        ``unknown_document`` when it does not exist and ``create`` is false. A document created
+        here is of ``kind``; an existing one keeps its own (callers check ``lr.room``).
 
         A room nobody joins is unloaded after ``unload_after_s``; callers that only look at it
         call ``_schedule_unload`` when done.
@@ -125,7 +125,7 @@ class Registry:
             if task is None:
                 # its own task: a caller that goes away (its connection closed) does not cancel
                 # the load others may be waiting for
-                task = asyncio.create_task(self._load(doc_id, create))
+                task = asyncio.create_task(self._load(doc_id, create, kind))
                 self._loading[doc_id] = task
                 task.add_done_callback(lambda t: self._loaded(doc_id, t))
             try:
@@ -137,7 +137,7 @@ class Registry:
                 if self._loading.get(doc_id) is task:
                     del self._loading[doc_id]
                 if doc_id in self.rooms:
-                    return await self.open_room(doc_id, create=create)
+                    return await self.open_room(doc_id, create=create, kind=kind)
 
     def _loaded(self, doc_id: str, task: asyncio.Task[LoadedRoom]) -> None:
         if self._loading.get(doc_id) is task:
@@ -145,13 +145,15 @@ class Registry:
         if not task.cancelled():
             task.exception()  # retrieved here (every waiter raises it), so asyncio stays quiet
 
-    async def _load(self, doc_id: str, create: bool) -> LoadedRoom:
+    async def _load(self, doc_id: str, create: bool, kind: str) -> LoadedRoom:
         stored = await self.store.load(doc_id)
         if stored is None:
             if not create:
                 raise RoomError(p.ErrorCode.UNKNOWN_DOCUMENT, f"no document {doc_id!r}")
             with contextlib.suppress(DocumentExists):  # created meanwhile (REST): load that
-                await self.store.create_document(doc_id, title=doc_id, now_ms=self.now_ms())
+                await self.store.create_document(
+                    doc_id, title=doc_id, now_ms=self.now_ms(), kind=kind
+                )
             stored = await self.store.load(doc_id)
             assert stored is not None
         limits = RoomLimits(
@@ -165,14 +167,26 @@ class Registry:
             edit_log_capacity=self.settings.edit_log_capacity,
             idle_after_ms=int(self.settings.idle_after_s * 1000),
         )
-        room = self.kind.load(
-            doc_id,
-            stored.snapshot,
-            stored.snapshot_seq,
-            stored.updates,
-            limits,
-            replica=self.replica,
-            now_ms=self.now_ms,
+        try:
+            loader = kind_named(stored.kind)
+        except KeyError:
+            raise RoomError(
+                p.ErrorCode.INTERNAL, f"{doc_id!r} is of kind {stored.kind!r}, unknown here"
+            ) from None
+        # decoding a large document takes a while (a second for megabytes of history): in a
+        # worker thread, so that every other document's edits go on meanwhile; the room is the
+        # event loop's alone once it is returned
+        room = await asyncio.to_thread(
+            functools.partial(
+                loader.load,
+                doc_id,
+                stored.snapshot,
+                stored.snapshot_seq,
+                stored.updates,
+                limits,
+                replica=self.replica,
+                now_ms=self.now_ms,
+            )
         )
         if self.cluster is not None:  # versions are this instance's from now on
             room.epoch = secrets.token_hex(6)

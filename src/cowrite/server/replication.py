@@ -51,6 +51,10 @@ class Replication:
             remote: bool = False,
         ) -> None: ...
 
+        def _yjs_on_query(self, doc_id: str, lr: LoadedRoom, note: QueryNote) -> bool: ...
+
+        def _yjs_on_chat(self, lr: LoadedRoom, note: ChatNote) -> bool: ...
+
     def _merge(
         self, doc_id: str, lr: LoadedRoom, seq: int, data: bytes, *, stored: bool = False
     ) -> None:
@@ -71,7 +75,7 @@ class Replication:
             outcome = Outcome()
         lr.seqs.add(seq)
         lr.since_snapshot += 1
-        if outcome.broadcast:
+        if outcome.sends:
             self.submit(lr, outcome, None, time.monotonic(), remote=True)
 
     def _catch_up(self, doc_id: str, lr: LoadedRoom, delay: float = 0.0) -> None:
@@ -128,7 +132,7 @@ class Replication:
                     peer.close(1012, "document reloaded: reconnect")
                 return
             lr.seqs.fill_to(stored.snapshot_seq)
-            if outcome.broadcast:
+            if outcome.sends:
                 self.submit(lr, outcome, None, time.monotonic(), remote=True)
         for seq, data in stored.updates:
             self._merge(doc_id, lr, seq, data, stored=True)
@@ -147,26 +151,28 @@ class Replication:
         lr = self.rooms.get(doc_id)
         if lr is not None:
             outcome = lr.room.merge_presence(note.instance, note.entries, note.left)
-            if outcome.broadcast:
+            if outcome.sends:
                 self.submit(lr, outcome, None, time.monotonic(), remote=True)
 
     def on_query(self, doc_id: str, note: QueryNote) -> None:
         lr = self.rooms.get(doc_id)
         if lr is not None and self.cluster is not None:
+            if self._yjs_on_query(doc_id, lr, note):
+                return
             entries = lr.room.peer_entries()
             if entries:
                 self.cluster.publish(doc_id, PresenceNote(self.replica, entries, []))
 
     def on_chat(self, doc_id: str, note: ChatNote) -> None:
         lr = self.rooms.get(doc_id)
-        if lr is not None:
+        if lr is not None and not self._yjs_on_chat(lr, note):
             for peer in list(lr.audience.values()):
                 peer.send(note.message)
 
     def on_instance_gone(self, instance: int) -> None:
         for doc_id, lr in list(self.rooms.items()):
             outcome = lr.room.drop_instance(instance)
-            if outcome.broadcast:
+            if outcome.sends:
                 self.submit(lr, outcome, None, time.monotonic(), remote=True)
             self._catch_up(doc_id, lr)  # it may have stored updates it never published
 

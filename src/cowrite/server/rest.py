@@ -46,7 +46,7 @@ from cowrite.engine import (
     value_at,
     versions,
 )
-from cowrite.rooms.room import Outcome, RoomError
+from cowrite.rooms.room import Outcome, Room, RoomError
 from cowrite.rooms.wire import node_to_wire
 from cowrite.server.auth import AuthError, Identity, anonymous, verify
 from cowrite.server.pipeline import NotDurable
@@ -203,7 +203,9 @@ async def _body(request: Request, type_: type[T]) -> T:
 
 
 def _info(info: DocumentInfo) -> DocumentOut:
-    return DocumentOut(info.id, info.title, info.created_ms, info.updated_ms, info.size_bytes)
+    return DocumentOut(
+        info.id, info.title, info.created_ms, info.updated_ms, info.size_bytes, info.kind
+    )
 
 
 def _vector(vv: Mapping[int, int]) -> dict[str, int]:
@@ -348,7 +350,9 @@ def routes(state: Cowrite) -> list[Route]:
             raise HTTPError(403, "forbidden", f"the token grants no 'write' right on {body.id!r}")
         title = body.id if body.title is None else body.title
         try:
-            info = await store.create_document(body.id, title=title, now_ms=hub.now_ms())
+            info = await store.create_document(
+                body.id, title=title, now_ms=hub.now_ms(), kind=body.kind
+            )
         except DocumentExists:
             raise HTTPError(409, "exists", f"document {body.id!r} exists") from None
         except ValueError as exc:
@@ -396,7 +400,10 @@ def routes(state: Cowrite) -> list[Route]:
             hub.submit(lr, Outcome(broadcast=[(gone, "all")]), None, time.monotonic())
             await lr.queue.join()
             for peer in list(lr.peers.values()):
-                hub.leave(peer, doc_id)
+                if isinstance(lr.room, Room):
+                    hub.leave(peer, doc_id)
+                else:  # a Yjs connection cannot be told in a message: its stream is closed
+                    peer.close(4404, f"{doc_id} was deleted")
             await hub._unload(doc_id, force=True)
         if not await store.delete_document(doc_id):
             raise HTTPError(404, "unknown_document", f"no document {doc_id!r}")

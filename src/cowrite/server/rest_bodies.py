@@ -5,7 +5,7 @@ encoded. They are the single source of truth: ``openapi.py`` generates the schem
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -18,10 +18,12 @@ Title = Annotated[str, msgspec.Meta(max_length=1000)]
 
 
 class CreateDocument(msgspec.Struct, forbid_unknown_fields=True):
-    """Create an empty document; the title defaults to the id."""
+    """Create an empty document; the title defaults to the id. ``kind``: ``crdt`` (cowrite's
+    own documents: text, lists, maps...) or ``yjs`` (a Yjs document, for Yjs editors)."""
 
     id: p.DocId
     title: Title | None = None
+    kind: Literal["crdt", "yjs"] = "crdt"
 
 
 class UpdateDocument(msgspec.Struct, forbid_unknown_fields=True):
@@ -58,6 +60,8 @@ class DocumentOut(msgspec.Struct):
     created_ms: int
     updated_ms: int
     size_bytes: int
+    kind: str = "crdt"
+    """``crdt`` or ``yjs`` (which endpoints and clients can open it)."""
 
 
 class DocumentPage(msgspec.Struct):

@@ -56,6 +56,10 @@ class Link(Protocol):
     def write(self, payload: bytes) -> None:
         """Send one text frame of UTF-8 ``payload``; raises LinkClosed when it cannot."""
 
+    def write_binary(self, payloads: list[bytes]) -> None:
+        """Send one binary frame per payload, in order (the Yjs dialects: a message is a
+        frame); raises LinkClosed when it cannot."""
+
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame after everything written before it."""
 
@@ -97,13 +101,15 @@ def open_link(ws: WebSocket, on_error: Callable[[], None]) -> Link:
 _UVICORN_ATTRIBUTES = ("conn", "transport", "writable", "close_sent", "disconnected", "receive")
 
 
-def text_header(n: int) -> bytes:
-    """The header of an unmasked, final text frame of ``n`` payload bytes (RFC 6455 5.2)."""
+def text_header(n: int, opcode: int = 0x1) -> bytes:
+    """The header of an unmasked, final text (or ``opcode``) frame of ``n`` payload bytes
+    (RFC 6455 5.2)."""
+    first = 0x80 | opcode
     if n < 126:
-        return bytes((0x81, n))
+        return bytes((first, n))
     if n < 65536:
-        return struct.pack("!BBH", 0x81, 126, n)
-    return struct.pack("!BBQ", 0x81, 127, n)
+        return struct.pack("!BBH", first, 126, n)
+    return struct.pack("!BBQ", first, 127, n)
 
 
 class UvicornLink:
@@ -148,6 +154,22 @@ class UvicornLink:
         else:
             self._transport.write(text_header(len(payload)) + payload)
 
+    def write_binary(self, payloads: list[bytes]) -> None:
+        proto = self._proto
+        conn = self._conn
+        if proto.close_sent or proto.disconnected or conn.state is not _WsState.OPEN:
+            raise LinkClosed
+        if conn.extensions:
+            for payload in payloads:
+                conn.send_binary(payload)
+            self._transport.write(b"".join(conn.data_to_send()))
+        else:
+            parts: list[bytes] = []
+            for payload in payloads:
+                parts.append(text_header(len(payload), 0x2))
+                parts.append(payload)
+            self._transport.write(b"".join(parts))
+
     async def close(self, code: int, reason: str) -> None:
         waiter = self._waiter
         if waiter is not None:
@@ -181,11 +203,19 @@ class AsgiLink:
     def write(self, payload: bytes) -> None:
         if self._sending is not None:
             raise LinkClosed("a frame is already in flight")
-        self._sending = asyncio.get_running_loop().create_task(self._send(payload))
+        message = {"type": "websocket.send", "text": payload.decode()}
+        self._sending = asyncio.get_running_loop().create_task(self._send([message]))
 
-    async def _send(self, payload: bytes) -> None:
+    def write_binary(self, payloads: list[bytes]) -> None:
+        if self._sending is not None:
+            raise LinkClosed("a frame is already in flight")
+        messages = [{"type": "websocket.send", "bytes": payload} for payload in payloads]
+        self._sending = asyncio.get_running_loop().create_task(self._send(messages))
+
+    async def _send(self, messages: list[dict[str, Any]]) -> None:
         try:
-            await self._ws.send({"type": "websocket.send", "text": payload.decode()})
+            for message in messages:
+                await self._ws.send(message)
         except Exception:
             self._on_error()
             return

@@ -205,6 +205,18 @@ class AwarenessTable:
                 entries.append(AwarenessEntry(c, cur.clock, None))
         return encode_update(entries) if entries else None
 
+    def remove_clients(self, client_ids: Iterable[int], now: float = 0.0) -> bytes | None:
+        """Remove the states of ``client_ids`` (another instance, their home, went away), with
+        their current clocks as ``remove_owner`` does; returns the removal update, or None."""
+        entries = []
+        for c in sorted(set(client_ids)):
+            cur = self._states.get(c)
+            if cur is not None and cur.state is not None:
+                entries.append(AwarenessEntry(c, cur.clock, None))
+                self._disown(c)
+                del self._states[c]
+        return encode_update(entries) if entries else None
+
     def expire(self, now: float, timeout: float = OUTDATED_TIMEOUT_S) -> bytes | None:
         """Remove states not renewed for ``timeout`` seconds; returns the removal update."""
         entries = []

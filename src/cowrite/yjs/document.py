@@ -171,8 +171,12 @@ class YjsDocument:
             raise YjsProtocolError("invalid_state_vector", str(exc)[:200]) from None
 
     def encode_snapshot(self) -> bytes:
-        """The whole document as one update (what a snapshot stores)."""
+        """The whole document as one update (what a snapshot stores), with the merged updates
+        still waiting for their dependencies (``merge_update``): a snapshot replaces the log
+        entries they came in, so leaving them out would lose them."""
         state = self._doc.get_update()
+        if self._waiting:
+            state = compact([state, *self._waiting])
         self.size_estimate = len(state)
         return state
 

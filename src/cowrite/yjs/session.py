@@ -491,6 +491,16 @@ class HocuspocusSession(_Base):
             return []
         return self._settle(address, entry, result)
 
+    def join_failed(self, address: str, reason: str) -> list[Action]:
+        """The document of a :class:`Join` cannot be opened (unknown, of another kind, full):
+        the client is told ``PermissionDenied(reason)`` and the address is forgotten (its held
+        messages dropped), so that a retry starts afresh."""
+        entry = self._addresses.get(address)
+        if self.closed or entry is None or entry.phase is not _Phase.JOINING:
+            return []
+        del self._addresses[address]
+        return [Send(m.encode_hocuspocus(m.HPermissionDenied(address, reason)))]
+
     def attach(self, address: str, shared: SharedDoc, now: float = 0.0) -> list[Action]:
         """The document of a :class:`Join` is loaded: greet with the awareness states we know
         and replay the held messages."""

@@ -25,12 +25,13 @@ from cowrite.adapters.store.base import (
 # asyncpg ships no type information; a connection is `Any` here, used only through the helpers.
 Conn = Any
 
-_DOC_COLUMNS = "id, title, created_ms, updated_ms, size_bytes"
+_DOC_COLUMNS = "id, title, created_ms, updated_ms, size_bytes, kind"
 _CHAT_COLUMNS = "id, doc_id, author_id, author_name, text, created_ms, edited_ms, deleted"
 
 # The snapshot and the log after it, read by one statement, hence from one consistent snapshot.
 _LOAD_SQL = """
-SELECT 0 AS kind, last_seq AS seq, NULL::bytea AS data FROM documents WHERE id = $1
+SELECT 0 AS kind, last_seq AS seq, convert_to(documents.kind, 'UTF8') AS data
+  FROM documents WHERE id = $1
 UNION ALL
 SELECT 1, upto_seq, data FROM snapshots WHERE doc_id = $1
 UNION ALL
@@ -58,8 +59,10 @@ def _check_text(what: str, value: str) -> None:
 
 
 def _info(row: Any) -> DocumentInfo:
-    id_, title, created_ms, updated_ms, size_bytes = row
-    return DocumentInfo(str(id_), str(title), int(created_ms), int(updated_ms), int(size_bytes))
+    id_, title, created_ms, updated_ms, size_bytes, kind = row
+    return DocumentInfo(
+        str(id_), str(title), int(created_ms), int(updated_ms), int(size_bytes), str(kind)
+    )
 
 
 def _chat(row: Any) -> ChatMessage:
@@ -81,19 +84,22 @@ async def _count(status: Awaitable[Any]) -> int:
     return int(str(await status).rsplit(" ", 1)[-1])
 
 
-async def _create_document(c: Conn, doc_id: str, title: str, now_ms: int) -> DocumentInfo:
+async def _create_document(
+    c: Conn, doc_id: str, title: str, now_ms: int, kind: str
+) -> DocumentInfo:
     inserted = await _count(
         c.execute(
-            "INSERT INTO documents (id, title, created_ms, updated_ms) VALUES ($1, $2, $3, $3) "
-            "ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO documents (id, title, created_ms, updated_ms, kind) "
+            "VALUES ($1, $2, $3, $3, $4) ON CONFLICT (id) DO NOTHING",
             doc_id,
             title,
             now_ms,
+            kind,
         )
     )
     if inserted == 0:
         raise DocumentExists(f"document {doc_id!r} already exists")
-    return DocumentInfo(doc_id, title, now_ms, now_ms, 0)
+    return DocumentInfo(doc_id, title, now_ms, now_ms, 0, kind)
 
 
 async def _update_title(c: Conn, doc_id: str, title: str, now_ms: int) -> DocumentInfo:

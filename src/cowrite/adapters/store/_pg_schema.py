@@ -80,6 +80,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the digest of an edit's payload beside its key (see the SQLite schema).
     ("ALTER TABLE edit_keys ADD COLUMN digest TEXT NOT NULL DEFAULT ''",),
+    # 3: the document kind (see the SQLite schema).
+    ("ALTER TABLE documents ADD COLUMN kind TEXT NOT NULL DEFAULT 'crdt'",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

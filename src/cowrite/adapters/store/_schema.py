@@ -70,6 +70,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # content is refused rather than acknowledged and dropped. Keys stored before have "" (not
     # known: a resend of one is taken as the same edit, as it was before).
     ("ALTER TABLE edit_keys ADD COLUMN digest TEXT NOT NULL DEFAULT ''",),
+    # 3: the document kind ("crdt": cowrite's own tree; "yjs": a Yjs document), which says how
+    # its snapshot and log entries are read. Documents stored before are "crdt".
+    ("ALTER TABLE documents ADD COLUMN kind TEXT NOT NULL DEFAULT 'crdt'",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -27,22 +27,24 @@ from cowrite.adapters.store.base import (
     StoredDocument,
 )
 
-_DOC_COLUMNS = "id, title, created_ms, updated_ms, size_bytes"
+_DOC_COLUMNS = "id, title, created_ms, updated_ms, size_bytes, kind"
 _CHAT_COLUMNS = "id, doc_id, author_id, author_name, text, created_ms, edited_ms, deleted"
 
 
 # --- the statements (each runs on a writer or reader thread) --------------------------------------
 
 
-def _create_document(c: sqlite3.Connection, doc_id: str, title: str, now_ms: int) -> DocumentInfo:
+def _create_document(
+    c: sqlite3.Connection, doc_id: str, title: str, now_ms: int, kind: str
+) -> DocumentInfo:
     cursor = c.execute(
-        "INSERT INTO documents (id, title, created_ms, updated_ms) VALUES (?, ?, ?, ?) "
+        "INSERT INTO documents (id, title, created_ms, updated_ms, kind) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (id) DO NOTHING",
-        (doc_id, title, now_ms, now_ms),
+        (doc_id, title, now_ms, now_ms, kind),
     )
     if cursor.rowcount == 0:
         raise DocumentExists(f"document {doc_id!r} already exists")
-    return DocumentInfo(doc_id, title, now_ms, now_ms, 0)
+    return DocumentInfo(doc_id, title, now_ms, now_ms, 0, kind)
 
 
 def _get_document(c: sqlite3.Connection, doc_id: str) -> DocumentInfo | None:
@@ -104,7 +106,7 @@ def _append_update(
 def _load(c: sqlite3.Connection, doc_id: str) -> StoredDocument | None:
     c.execute("BEGIN")  # one read transaction: snapshot and log from the same commit
     try:
-        row = c.execute("SELECT last_seq FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        row = c.execute("SELECT last_seq, kind FROM documents WHERE id = ?", (doc_id,)).fetchone()
         if row is None:
             return None
         snap = c.execute(
@@ -120,7 +122,7 @@ def _load(c: sqlite3.Connection, doc_id: str) -> StoredDocument | None:
         ]
     finally:
         c.execute("COMMIT")
-    return StoredDocument(doc_id, snapshot, snapshot_seq, updates, int(row[0]))
+    return StoredDocument(doc_id, snapshot, snapshot_seq, updates, int(row[0]), str(row[1]))
 
 
 def _updates_since(c: sqlite3.Connection, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:

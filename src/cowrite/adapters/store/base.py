@@ -28,6 +28,7 @@ PostgreSQL BIGINT); callers bound what clients send to this at the edge (`cowrit
 MIN_INT64 = -(2**63)
 
 _DOC_ID = re.compile(r"(?!\.\.?$)[A-Za-z0-9._~-]{1,128}")  # not "." or "..": path segments
+_KIND = re.compile(r"[a-z0-9]{1,16}")
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -88,6 +89,8 @@ class DocumentInfo:
     created_ms: int
     updated_ms: int
     size_bytes: int
+    kind: str = "crdt"
+    """The document kind (``cowrite.rooms.kind``): ``"crdt"`` or ``"yjs"``; set at creation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,8 @@ class StoredDocument:
     snapshot_seq: int
     updates: list[tuple[int, bytes]]
     last_seq: int
+    kind: str = "crdt"
+    """The document kind, which says how to read the snapshot and the updates."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +162,13 @@ def validate_doc_id(doc_id: str) -> str:
             "of A-Z a-z 0-9 . _ ~ - (not . or ..)"
         )
     return doc_id
+
+
+def validate_kind(kind: str) -> str:
+    """Return ``kind`` if it is 1-16 characters of ``[a-z0-9]`` (a document kind's name)."""
+    if not isinstance(kind, str) or _KIND.fullmatch(kind) is None:
+        raise ValueError(f"invalid document kind {kind!r}: expected 1-16 characters of a-z 0-9")
+    return kind
 
 
 def validate_title(title: str) -> str:
@@ -238,8 +250,10 @@ class Store(Protocol):
 
     # documents
 
-    async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:
-        """Create an empty document. Raises `DocumentExists` if the id is taken."""
+    async def create_document(
+        self, doc_id: str, *, title: str, now_ms: int, kind: str = "crdt"
+    ) -> DocumentInfo:
+        """Create an empty document of ``kind``. Raises `DocumentExists` if the id is taken."""
         ...
 
     async def get_document(self, doc_id: str) -> DocumentInfo | None:

@@ -27,6 +27,7 @@ from cowrite.adapters.store.base import (
     validate_doc_id,
     validate_edit_keys,
     validate_int,
+    validate_kind,
     validate_limit,
     validate_title,
 )
@@ -89,14 +90,17 @@ class MemoryStore:
 
     # documents
 
-    async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:
+    async def create_document(
+        self, doc_id: str, *, title: str, now_ms: int, kind: str = "crdt"
+    ) -> DocumentInfo:
         validate_int(now_ms, "time")
         self._check_open()
         validate_doc_id(doc_id)
         validate_title(title)
+        validate_kind(kind)
         if doc_id in self._docs:
             raise DocumentExists(f"document {doc_id!r} already exists")
-        info = DocumentInfo(doc_id, title, now_ms, now_ms, 0)
+        info = DocumentInfo(doc_id, title, now_ms, now_ms, 0, kind)
         self._docs[doc_id] = _Doc(info)
         return info
 
@@ -188,6 +192,7 @@ class MemoryStore:
             snapshot_seq=doc.snapshot_seq,
             updates=list(doc.log.items()),
             last_seq=doc.last_seq,
+            kind=doc.info.kind,
         )
 
     async def updates_since(self, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:

@@ -83,6 +83,7 @@ from cowrite.adapters.store.base import (
     validate_doc_id,
     validate_edit_keys,
     validate_int,
+    validate_kind,
     validate_limit,
     validate_title,
 )
@@ -224,11 +225,14 @@ class PostgresStore:
 
     # --- documents ------------------------------------------------------------------------------
 
-    async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:
+    async def create_document(
+        self, doc_id: str, *, title: str, now_ms: int, kind: str = "crdt"
+    ) -> DocumentInfo:
         validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         _check_text("title", validate_title(title))
-        return await self._write(doc_id, lambda c: _create_document(c, doc_id, title, now_ms))
+        validate_kind(kind)
+        return await self._write(doc_id, lambda c: _create_document(c, doc_id, title, now_ms, kind))
 
     async def get_document(self, doc_id: str) -> DocumentInfo | None:
         validate_doc_id(doc_id)
@@ -309,12 +313,14 @@ class PostgresStore:
         validate_doc_id(doc_id)
         rows = await self._read(lambda c: c.fetch(_LOAD_SQL, doc_id))
         last_seq: int | None = None
+        kind_name = "crdt"
         snapshot: bytes | None = None
         snapshot_seq = 0
         updates: list[tuple[int, bytes]] = []
         for kind, seq, data in rows:
             if kind == 0:
                 last_seq = int(seq)
+                kind_name = bytes(data).decode()
             elif kind == 1:
                 snapshot_seq, snapshot = int(seq), bytes(data)
             else:
@@ -322,7 +328,7 @@ class PostgresStore:
         if last_seq is None:
             return None
         updates.sort(key=lambda u: u[0])
-        return StoredDocument(doc_id, snapshot, snapshot_seq, updates, last_seq)
+        return StoredDocument(doc_id, snapshot, snapshot_seq, updates, last_seq, kind_name)
 
     async def updates_since(self, doc_id: str, after_seq: int) -> list[tuple[int, bytes]]:
         validate_int(after_seq, "seq")

@@ -56,6 +56,7 @@ from cowrite.adapters.store.base import (
     validate_doc_id,
     validate_edit_keys,
     validate_int,
+    validate_kind,
     validate_limit,
     validate_title,
 )
@@ -203,11 +204,14 @@ class SQLiteStore:
 
     # --- documents ------------------------------------------------------------------------------
 
-    async def create_document(self, doc_id: str, *, title: str, now_ms: int) -> DocumentInfo:
+    async def create_document(
+        self, doc_id: str, *, title: str, now_ms: int, kind: str = "crdt"
+    ) -> DocumentInfo:
         validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         validate_title(title)
-        return await self._write(lambda c: _create_document(c, doc_id, title, now_ms))
+        validate_kind(kind)
+        return await self._write(lambda c: _create_document(c, doc_id, title, now_ms, kind))
 
     async def get_document(self, doc_id: str) -> DocumentInfo | None:
         validate_doc_id(doc_id)

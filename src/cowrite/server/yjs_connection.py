@@ -1,0 +1,494 @@
+"""One WebSocket of a Yjs client: ``/yjs/<name>`` (y-websocket) or ``/hocuspocus`` (Hocuspocus).
+
+The connection runs the dialect's sans-I/O session (``cowrite.yjs.session``) and carries out what
+it asks for through the hub, so a Yjs document goes through the same machinery as a native one:
+
+* ``Persist`` (an update the session validated and applied to the room's document) becomes an
+  ``Outcome`` of the room's ordered pipeline: stored first; then the acknowledgement
+  (Hocuspocus ``SyncStatus``) and the update for every other connection go out, and other
+  instances hear of it over the bus.
+* every ``Send`` that concerns a document (a sync step 2, a ``SyncStatus``) goes through that same
+  pipeline, after every update submitted before it: no client ever sees a change a crash could
+  undo. Frames about no document yet (pong, authentication replies) go out at once.
+* awareness is relayed to every connection of the document here and to the other instances.
+
+Frames for the client wait in a bounded outbox (``outbox_messages`` / ``outbox_bytes``, then
+4008) and are written once per loop tick. Updates and awareness have per-connection budgets
+(``edits_per_second``, ``presence_per_second``): a client over budget is simply read more slowly.
+Authentication uses the server's tokens: the ``token`` query parameter (y-websocket) or the
+Hocuspocus Auth message; its ``exp`` ends the connection (4001).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Literal
+
+from starlette.websockets import WebSocket
+
+from cowrite.adapters.store import validate_doc_id
+from cowrite.rooms.state import FrameSink, Outcome, RoomError
+from cowrite.rooms.yjs_room import Attachment, YjsRoom
+from cowrite.server.auth import AuthError, Identity, anonymous, anonymous_id, verify
+from cowrite.server.config import Settings
+from cowrite.server.hub import Hub, LoadedRoom
+from cowrite.server.metrics import Metrics
+from cowrite.server.ratelimit import TokenBucket
+from cowrite.server.transport import Link, LinkClosed, open_link
+from cowrite.yjs import (
+    Action,
+    Authenticate,
+    Broadcast,
+    Close,
+    Denied,
+    HocuspocusSession,
+    Join,
+    Leave,
+    Persist,
+    RelayAwareness,
+    Rights,
+    Send,
+    SessionLimits,
+    StatelessReceived,
+    YjsProtocolError,
+    YWebsocketSession,
+)
+from cowrite.yjs.lib0 import Decoder
+
+log = logging.getLogger("cowrite.connection")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_TOKEN_EXPIRED = 4001
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_UNKNOWN_DOCUMENT = 4404
+CLOSE_OUTBOX_FULL = 4008
+DRAIN_TIMEOUT_S = 2.0
+
+Dialect = Literal["y-websocket", "hocuspocus"]
+
+
+class YjsMember:
+    """One document of a Yjs connection, as the room's member (``Peer`` for the hub)."""
+
+    __slots__ = ("address", "client_id", "conn", "docs", "document", "identity", "session")
+
+    def __init__(self, conn: YjsConnection, address: str, document: str, identity: Identity):
+        self.conn = conn
+        self.address = address
+        self.document = document
+        self.identity = identity
+        self.session = f"{conn.session}/{address}"
+        self.client_id = ""
+        self.docs: dict[str, str] = {}
+
+    def send(self, data: bytes) -> None:
+        self.conn.send(data)
+
+    def close(self, code: int, reason: str) -> None:
+        """The server drops this document (deleted, reloaded): the whole y-websocket socket,
+        or this address of a Hocuspocus one."""
+        self.conn.drop(self, code, reason)
+
+    def saving(self, doc_id: str, pending: bool) -> None:
+        """Neither dialect can say "waiting for the store": acknowledgements just wait."""
+
+
+class YjsConnection:
+    """A Yjs client's socket; ``document`` is the y-websocket URL's name (None: Hocuspocus)."""
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        hub: Hub,
+        settings: Settings,
+        metrics: Metrics,
+        dialect: Dialect,
+        document: str | None = None,
+    ) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.settings = settings
+        self.metrics = metrics
+        self.dialect = dialect
+        self.document = document
+        self.session = uuid.uuid4().hex
+        self.outbox: list[bytes] = []
+        self.outbox_bytes = 0
+        self.closing: tuple[int, str] | None = None
+        self._link: Link | None = None
+        self._flushing = False
+        self._task: asyncio.Task[None] | None = None
+        self._receiving = False
+        self._members: dict[str, YjsMember] = {}
+        """By address ("" for y-websocket)."""
+        self._identities: dict[str, Identity] = {}
+        """By document: the identity its token gave (Hocuspocus authenticates per document)."""
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expires_at: float | None = None
+        self._updates = TokenBucket(settings.edits_per_second, settings.edit_burst, hub.clock)
+        self._awareness = TokenBucket(
+            settings.presence_per_second, settings.presence_burst, hub.clock
+        )
+        self._joins = TokenBucket(settings.joins_per_second, settings.join_burst, hub.clock)
+        self.limits = SessionLimits(max_frame_bytes=settings.max_yjs_frame_bytes)
+        self._session: YWebsocketSession | HocuspocusSession | None = None
+
+    # --------------------------------------------------------------- sending
+
+    def send(self, data: bytes) -> None:
+        if self.closing is not None:
+            return
+        outbox = self.outbox
+        if len(outbox) >= self.settings.outbox_messages or (
+            outbox and self.outbox_bytes - len(outbox[0]) + len(data) > self.settings.outbox_bytes
+        ):
+            log.warning("outbox full: disconnecting a slow Yjs client", extra=self._ids())
+            self.close(CLOSE_OUTBOX_FULL, "outbox overflow: reconnect and resync")
+            return
+        outbox.append(data)
+        self.outbox_bytes += len(data)
+        if not self._flushing and self._link is not None:
+            self._flushing = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        link = self._link
+        if link is None:
+            self._flushing = False
+            return
+        try:
+            if self.outbox:
+                if not link.writable():
+                    link.when_writable(self._flush)
+                    return
+                batch, self.outbox, self.outbox_bytes = self.outbox, [], 0
+                link.write_binary(batch)
+        except (LinkClosed, OSError, RuntimeError):
+            self.outbox.clear()
+            self.outbox_bytes = 0
+            self.close(1006, "send failed")
+        self._flushing = False
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after what is queued so far."""
+        if self.closing is None:
+            self.closing = (code, reason[:120])
+            self.metrics.disconnects.labels(str(code)).inc()
+            if self._receiving and self._task is not None:
+                self._task.cancel()
+
+    def drop(self, member: YjsMember, code: int, reason: str) -> None:
+        session = self._session
+        if isinstance(session, HocuspocusSession) and not session.closed:
+            actions = session.detach(member.address, reason)
+            self.hub.yjs_leave(member, member.document)
+            self._members.pop(member.address, None)
+            for a in actions:
+                if isinstance(a, Send):
+                    self.send(a.frame)
+                elif isinstance(a, RelayAwareness):
+                    self._relay_awareness(a)
+        else:
+            self.close(code, reason)
+
+    def _ids(self) -> dict[str, object]:
+        return {"session": self.session, "dialect": self.dialect, "docs": sorted(self._members)}
+
+    # --------------------------------------------------------------- running
+
+    async def run(self) -> None:
+        ws = self.ws
+        await ws.accept()
+        self._task = asyncio.current_task()
+        self._link = link = open_link(ws, lambda: self.close(1006, "send failed"))
+        self.metrics.connections.inc()
+        try:
+            try:
+                if await self._open():
+                    await self._reader()
+            except asyncio.CancelledError:
+                if self.closing is None or self._uncancel() > 0:
+                    raise
+            except Exception:
+                log.exception("Yjs connection failed", extra=self._ids())
+                self.close(1011, "internal error")
+        finally:
+            self._receiving = False
+            if self._expiry is not None:
+                self._expiry.cancel()
+            session = self._session
+            if session is not None:
+                with contextlib.suppress(Exception):
+                    await self._carry_out(session.close(self._now()), None)
+            for member in list(self._members.values()):
+                self.hub.yjs_leave(member, member.document)
+            self._members.clear()
+            if self.closing is not None:
+                with contextlib.suppress(asyncio.TimeoutError, Exception):
+                    await asyncio.wait_for(self._drain_and_close(link), DRAIN_TIMEOUT_S)
+            self.outbox.clear()
+            self._link = None
+            if self.closing is None:
+                self.closing = (1006, "")
+            self.metrics.connections.dec()
+
+    def _uncancel(self) -> int:
+        task = self._task
+        return task.uncancel() if task is not None else 0
+
+    async def _drain_and_close(self, link: Link) -> None:
+        while self.outbox:
+            if link.writable():
+                self._flushing = True
+                self._flush()
+            else:
+                await asyncio.sleep(0.01)
+        code, reason = self.closing or (1000, "")
+        await link.close(code, reason)
+
+    def _now(self) -> float:
+        return self.hub.now_ms() / 1000
+
+    async def _open(self) -> bool:
+        """Set up the session: y-websocket authenticates from the URL and joins at once."""
+        if self.dialect == "hocuspocus":
+            self._session = HocuspocusSession(self._authenticate, self.limits, key=self.session)
+            return True
+        document = self.document or ""
+        token = self.ws.query_params.get("token")
+        result = self._authenticate(token or "", document)
+        if isinstance(result, Denied):
+            code = {"forbidden": CLOSE_FORBIDDEN, "unauthorized": CLOSE_UNAUTHORIZED}.get(
+                result.reason, CLOSE_POLICY
+            )
+            self.close(code, result.reason)
+            return False
+        member = YjsMember(self, "", document, self._identities[document])
+        try:
+            room = await self.hub.yjs_open(member, document, write=result is Rights.READ_WRITE)
+        except RoomError as exc:
+            self.close(_close_code(exc), exc.message)
+            return False
+        session = YWebsocketSession(document, result, room.shared, self.limits, key=self.session)
+        self._session = session
+        self._members[""] = member
+        room.attach(Attachment(member.session, self, session.update_frame, session.awareness_frame))
+        await self._carry_out(session.open(), "")
+        return True
+
+    def _authenticate(self, token: str, document: str) -> Rights | Denied:
+        """A token's rights on ``document`` (every right without a server secret)."""
+        try:
+            validate_doc_id(document)
+        except ValueError:
+            return Denied("invalid document name")
+        secret = self.settings.secret
+        identity: Identity
+        if secret:
+            try:
+                identity = verify(token, secret)
+            except AuthError as exc:
+                log.info("Yjs token refused: %s", exc, extra=self._ids())
+                return Denied("unauthorized")
+        else:
+            identity = anonymous(anonymous_id(None, self.session))
+        rights = identity.rights(document)
+        if "read" not in rights:
+            return Denied("forbidden")
+        self._identities[document] = identity
+        if identity.expires_at is not None:
+            self._expire_at(identity.expires_at)
+        return Rights.READ_WRITE if "write" in rights else Rights.READ
+
+    def _expire_at(self, at: float) -> None:
+        """The session ends with its first token's ``exp`` (a later token cannot extend it:
+        every document's rights last until their own token's expiry, the earliest first)."""
+        if self._expires_at is not None and self._expires_at <= at:
+            return
+        self._expires_at = at
+        if self._expiry is not None:
+            self._expiry.cancel()
+        delay = max(0.0, at - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(
+            delay, self.close, CLOSE_TOKEN_EXPIRED, "token expired"
+        )
+
+    async def _reader(self) -> None:
+        link = self._link
+        session = self._session
+        if link is None or session is None:
+            return
+        receive = link.receive
+        while self.closing is None:
+            self._receiving = True
+            try:
+                event = await receive()
+            except RuntimeError:
+                return
+            finally:
+                self._receiving = False
+            if event["type"] == "websocket.disconnect":
+                return
+            frame = event.get("bytes")
+            del event
+            if frame is None:
+                self.close(CLOSE_UNSUPPORTED, "Yjs messages are binary frames")
+                return
+            await self._pace(frame)
+            address = self._address_of(frame)
+            await self._carry_out(session.receive(frame, self._now()), address)
+
+    async def _pace(self, frame: bytes) -> None:
+        """Budgets: updates cost 1 + 1 per 10 kB, awareness 1, a Hocuspocus token (which opens
+        a document) a join; anything else a tenth of an awareness (a flood is read slowly)."""
+        kind = self._message_type(frame)
+        if kind == 0:
+            delay = self._updates.delay(1 + len(frame) // 10_000)
+        elif kind == 1:
+            delay = self._awareness.delay()
+        elif kind == 2 and self.dialect == "hocuspocus":
+            delay = self._joins.delay()
+        else:
+            delay = self._awareness.delay(0.1)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _message_type(self, frame: bytes) -> int | None:
+        try:
+            dec = Decoder(frame)
+            if self.dialect == "hocuspocus":
+                if len(frame) == 1:
+                    return None
+                dec.read_var_string(1024)
+            return dec.read_var_uint()
+        except YjsProtocolError:
+            return None
+
+    def _address_of(self, frame: bytes) -> str | None:
+        if self.dialect != "hocuspocus":
+            return ""
+        if len(frame) == 1:
+            return None  # ping / pong
+        try:
+            return Decoder(frame).read_var_string(1024)
+        except YjsProtocolError:
+            return None
+
+    # --------------------------------------------------------------- actions
+
+    async def _carry_out(self, actions: list[Action], address: str | None) -> None:
+        """Execute a session's actions in order (see the module docstring)."""
+        hub = self.hub
+        for a in actions:
+            if isinstance(a, Send):
+                found = self._room(address)
+                if found is None:
+                    self.send(a.frame)
+                else:
+                    hub.submit(found[0], _frames([(self, a.frame)]), None, time.monotonic())
+            elif isinstance(a, Persist):
+                self._persist(a)
+            elif isinstance(a, RelayAwareness):
+                self._relay_awareness(a)
+            elif isinstance(a, Join):
+                await self._join(a)
+            elif isinstance(a, Leave):
+                member = self._members.pop(a.address, None)
+                if member is not None:
+                    hub.yjs_leave(member, a.document)
+            elif isinstance(a, StatelessReceived):
+                member = self._members.get(a.address)
+                if member is not None:
+                    await hub.yjs_stateless(member, a.document, a.payload)
+            elif isinstance(a, Close):
+                self.close(a.code, a.reason)
+            elif isinstance(a, Authenticate | Broadcast):  # pragma: no cover - never asked
+                log.error("unexpected Yjs action %r", a, extra=self._ids())
+
+    def _room(self, address: str | None) -> tuple[LoadedRoom, YjsRoom] | None:
+        if address is None:
+            return None
+        member = self._members.get(address)
+        if member is None:
+            return None
+        return self.hub.yjs_room(member, member.document)
+
+    def _member_of(self, document: str) -> YjsMember | None:
+        return next((m for m in self._members.values() if m.document == document), None)
+
+    def _persist(self, a: Persist) -> None:
+        member = self._member_of(a.document)
+        session = self._session
+        found = None if member is None else self.hub.yjs_room(member, member.document)
+        if found is None or session is None or member is None:
+            return
+        lr, room = found
+        outcome = room.persisted(a.update)
+        for b in session.durable(a.ticket):
+            if isinstance(b, Send):
+                outcome.frames.append((self, b.frame))
+            elif isinstance(b, Broadcast):
+                outcome.frames.extend(room.update_frames(b.update, member.session))
+        self.hub.edits_applied += 1
+        self.metrics.edits.labels("yjs").inc()
+        self.hub.submit(lr, outcome, None, time.monotonic())
+
+    def _relay_awareness(self, a: RelayAwareness) -> None:
+        member = self._member_of(a.document)
+        found = None if member is None else self.hub.yjs_room(member, a.document)
+        if found is None:
+            return
+        lr, room = found
+        self.hub.submit(lr, _frames(room.awareness_frames(a.update)), None, time.monotonic())
+        self.hub.yjs_awareness_out(a.document, a.update)
+
+    async def _join(self, a: Join) -> None:
+        session = self._session
+        assert isinstance(session, HocuspocusSession)
+        identity = self._identities[a.document]
+        member = YjsMember(self, a.address, a.document, identity)
+        if len(self._members) >= self.settings.max_documents_per_connection:
+            await self._carry_out(session.join_failed(a.address, "too many documents"), None)
+            return
+        try:
+            room = await self.hub.yjs_open(member, a.document, write=a.rights is Rights.READ_WRITE)
+        except RoomError as exc:
+            reason = "permission-denied" if exc.code.value == "unknown_document" else exc.message
+            await self._carry_out(session.join_failed(a.address, reason), None)
+            return
+        if session.closed or self.closing is not None:
+            self.hub.yjs_leave(member, a.document)
+            return
+        self._members[a.address] = member
+        address = a.address
+        room.attach(
+            Attachment(
+                member.session,
+                self,
+                lambda u: session.update_frame(address, u),
+                lambda u: session.awareness_frame(address, u),
+                lambda s: session.stateless_frame(address, s),
+            )
+        )
+        await self.hub.yjs_chat_history(member, a.document)
+        await self._carry_out(session.attach(a.address, room.shared, self._now()), a.address)
+
+
+def _frames(frames: list[tuple[FrameSink, bytes]]) -> Outcome:
+    return Outcome(frames=frames)
+
+
+def _close_code(exc: RoomError) -> int:
+    code = exc.code.value
+    if code == "unknown_document":
+        return CLOSE_UNKNOWN_DOCUMENT
+    if code == "forbidden":
+        return CLOSE_FORBIDDEN
+    return CLOSE_POLICY
