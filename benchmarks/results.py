@@ -13,8 +13,6 @@ import asyncio
 import dataclasses
 import datetime as _dt
 import json
-import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -192,22 +190,6 @@ def merge_results(
         f" (+{len(problems) - 5})" if len(problems) > 5 else ""
     )
     return agreed
-
-
-async def fetch_yjs_text(http_base: str, doc: str, root: str = "body") -> str:
-    """The text of root ``root`` of cowrite's Yjs document ``doc`` (REST read-out)."""
-    quoted = urllib.parse.quote(doc, safe="")
-    url = f"{http_base}/api/documents/{quoted}/yjs/roots/{root}?as=text"
-
-    def get() -> str:
-        with urllib.request.urlopen(url, timeout=30) as reply:
-            body = reply.read().decode("utf-8")
-            if reply.headers.get_content_type() == "application/json":
-                data = json.loads(body)
-                return str(data["text"] if isinstance(data, dict) else data)
-            return str(body)
-
-    return await asyncio.to_thread(get)
 
 
 async def check_server_texts(

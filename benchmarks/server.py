@@ -58,7 +58,6 @@ from benchmarks.coordinator import (
 from benchmarks.results import (
     RunResult,
     check_server_texts,
-    fetch_yjs_text,
     load_results,
     merge_results,
     save_results,
@@ -71,6 +70,7 @@ from benchmarks.server_defs import (
     peers_dir,
 )
 from benchmarks.server_report import SECTION_END, SECTION_START, render_section
+from benchmarks.yjs_fetch import fetch_yjs_text
 from cowrite_dev.services import free_port, repo_root
 
 __all__ = ["DEFAULT_SERVERS", "SERVERS", "YJS_SERVERS", "ServerDef", "build_scenarios", "main"]
@@ -232,9 +232,9 @@ async def run_one(server: ServerDef, scenario: Scenario, opts: Options) -> RunRe
             agreed = merge_results(res, reports, clients_per_doc)
             if server.kind == "cowrite" and agreed:
                 await check_server_texts(res, server.url(port), agreed)
-            elif server.cowrite and agreed:  # a Yjs endpoint: the document's text over REST
-                http = f"http://127.0.0.1:{port}"
-                await check_server_texts(res, http, agreed, fetch=fetch_yjs_text)
+            elif server.cowrite and agreed:  # a Yjs endpoint: what a new y-websocket client gets
+                yjs_url = ServerDef("cowrite-yjs").url(port)
+                await check_server_texts(res, yjs_url, agreed, fetch=fetch_yjs_text)
         res.server_cpu_pct = procstat.cpu_percent(start, end, srv.pid)
         generators.record_load(res, reports, start, end, pids)
         mem1 = procstat.memory_kb(srv.pid)

@@ -72,7 +72,7 @@ METHOD = (
     "client of the document (one machine-wide monotonic clock; keys are Yjs item ids). "
     "*Converged*: at the end every client of a document holds the same text, as long as "
     "everything typed (a count of the clients that differ otherwise), and for cowrite the "
-    "server's text (REST read-out) is that text too. *CPU µs / delivery*: server CPU from the "
+    "server's text (a fresh y-websocket join) is that text too. *CPU µs / delivery*: server CPU from the "
     "first keystroke until every edit was delivered, divided by the deliveries (edit, "
     "receiving client). CPU is % of one core from `/proc/<pid>/stat`; a generator at 90 % or "
     "more is saturated (noted: its latencies are upper bounds). *Other load*: CPU used by "
