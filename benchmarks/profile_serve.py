@@ -1,4 +1,5 @@
-"""Run ``cowrite ...`` under a CPU-weighted stack sampler (no py-spy in the lock).
+"""Run ``cowrite ...`` under a CPU-weighted stack sampler (no py-spy in the lock), or with
+WebSocket compression off (an experiment: ``cowrite serve`` accepts permessage-deflate).
 
 ``COWRITE_BENCH_PROFILE=DIR python -m benchmarks server ...`` starts every cowrite server as
 ``python -m benchmarks.profile_serve --out DIR -- serve ...``. A daemon thread wakes every
@@ -12,6 +13,10 @@ Python line that called them).
 On exit (``cowrite serve`` stops gracefully on SIGTERM) it writes ``DIR/profile-<pid>.txt``:
 CPU per thread, the top functions by self and by inclusive CPU, and
 ``DIR/profile-<pid>.collapsed`` (``stack;frames cpu_us`` lines, for flame graph tools).
+
+``COWRITE_BENCH_WS_DEFLATE=0`` starts cowrite servers through ``--no-ws-deflate``: uvicorn then
+refuses the permessage-deflate extension that browsers and Node's ``ws`` offer (a benchmark-side
+patch of ``cowrite.server.run.server_config``; the server code is unchanged).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 K = TypeVar("K")
 
@@ -109,23 +114,44 @@ def _top(counts: Mapping[K, float], n: int | None = None) -> list[tuple[K, float
     return sorted(counts.items(), key=lambda kv: -kv[1])[:n]
 
 
+def _refuse_deflate() -> None:
+    """uvicorn's ``ws_per_message_deflate=False`` for ``cowrite serve``."""
+    from cowrite.server import run
+
+    original = run.server_config
+
+    def server_config(app: Any, settings: Any) -> Any:
+        config = original(app, settings)
+        config.ws_per_message_deflate = False
+        return config
+
+    run.server_config = server_config
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_serve", description=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="directory for the profiles")
+    parser.add_argument("--out", type=Path, help="directory for the profiles (none: no sampling)")
+    parser.add_argument(
+        "--no-ws-deflate", action="store_true", help="refuse permessage-deflate (uvicorn)"
+    )
     parser.add_argument("--interval-ms", type=float, default=2.0)
     parser.add_argument("args", nargs=argparse.REMAINDER, help="-- then cowrite's arguments")
     ns = parser.parse_args(argv)
     args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
-    sampler = Sampler(ns.interval_ms / 1000)
-    threading.Thread(target=sampler.run, name="profile-sampler", daemon=True).start()
+    if ns.no_ws_deflate:
+        _refuse_deflate()
+    if ns.out is not None:
+        sampler = Sampler(ns.interval_ms / 1000)
+        threading.Thread(target=sampler.run, name="profile-sampler", daemon=True).start()
+        out: Path = ns.out
 
-    def write() -> None:
-        ns.out.mkdir(parents=True, exist_ok=True)
-        stem = ns.out / f"profile-{os.getpid()}"
-        Path(f"{stem}.txt").write_text(sampler.report(), encoding="utf-8")
-        Path(f"{stem}.collapsed").write_text(sampler.collapsed(), encoding="utf-8")
+        def write() -> None:
+            out.mkdir(parents=True, exist_ok=True)
+            stem = out / f"profile-{os.getpid()}"
+            Path(f"{stem}.txt").write_text(sampler.report(), encoding="utf-8")
+            Path(f"{stem}.collapsed").write_text(sampler.collapsed(), encoding="utf-8")
 
-    atexit.register(write)
+        atexit.register(write)
     from cowrite.cli import main as cowrite_main
 
     return cowrite_main(list(args))

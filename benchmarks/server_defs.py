@@ -16,7 +16,8 @@ server                      process                                   clients (g
                                                                       ``yjs_clients``
 ==========================  ========================================  ========================
 
-A ``-memory`` suffix on a cowrite server runs ``--data :memory:`` (no disk, no fsync).
+A ``-memory`` suffix on a cowrite server runs ``--data :memory:`` (no disk, no fsync), a
+``-nodeflate`` suffix refuses WebSocket compression (``COWRITE_VARIANTS``).
 """
 
 from __future__ import annotations
@@ -29,13 +30,12 @@ from pathlib import Path
 
 from cowrite_dev.services import repo_root
 
+COWRITE_BASES = ("cowrite", "cowrite-yjs", "cowrite-yjs-hocuspocus")
+COWRITE_VARIANTS = ("", "-memory", "-nodeflate")
+"""``-memory``: ``--data :memory:`` (no disk, no fsync); ``-nodeflate``: the server refuses
+permessage-deflate (``benchmarks.profile_serve --no-ws-deflate``), an experiment."""
 SERVERS: tuple[str, ...] = (
-    "cowrite",
-    "cowrite-memory",
-    "cowrite-yjs",
-    "cowrite-yjs-memory",
-    "cowrite-yjs-hocuspocus",
-    "cowrite-yjs-hocuspocus-memory",
+    *(base + variant for base in COWRITE_BASES for variant in COWRITE_VARIANTS),
     "hocuspocus",
     "y-websocket",
     "pycrdt-websocket",
@@ -74,16 +74,29 @@ class ServerDef:
         return self.name.startswith("cowrite")
 
     @property
+    def base(self) -> str:
+        """The name without a cowrite variant's suffix."""
+        for variant in COWRITE_VARIANTS[1:]:
+            if self.cowrite and self.name.endswith(variant):
+                return self.name[: -len(variant)]
+        return self.name
+
+    @property
     def memory(self) -> bool:
         return self.cowrite and self.name.endswith("-memory")
+
+    @property
+    def deflate(self) -> bool:
+        """Does the server accept permessage-deflate (cowrite as shipped: yes)?"""
+        return not self.name.endswith("-nodeflate")
 
     @property
     def kind(self) -> str:
         """The worker spec's kind: ``cowrite`` and ``pycrdt`` (Python generators),
         ``hocuspocus`` and ``y-websocket`` (the Node generator, by provider)."""
-        if self.name in ("cowrite", "cowrite-memory"):
+        if self.base == "cowrite":
             return "cowrite"
-        if self.name == "hocuspocus" or self.name.startswith("cowrite-yjs-hocuspocus"):
+        if self.base in ("hocuspocus", "cowrite-yjs-hocuspocus"):
             return "hocuspocus"
         if self.name == "pycrdt-websocket" and not self.yjs_clients:
             return "pycrdt"
@@ -119,7 +132,7 @@ class ServerDef:
         if self.cowrite:
             data = ":memory:" if self.memory else str(workdir / "cowrite.db")
             return [
-                *serve_prefix(workdir),
+                *serve_prefix(deflate=self.deflate),
                 "serve",
                 "--port",
                 str(port),
@@ -169,12 +182,21 @@ class ServerDef:
 PROFILE_ENV = "COWRITE_BENCH_PROFILE"
 """A directory: cowrite servers then run under ``benchmarks.profile_serve`` (a stack sampler)
 and leave one profile per run there."""
+DEFLATE_ENV = "COWRITE_BENCH_WS_DEFLATE"
+"""``0``: cowrite servers refuse permessage-deflate (``benchmarks.profile_serve``)."""
 
 
-def serve_prefix(workdir: Path) -> list[str]:
-    """How ``cowrite ...`` is started: ``python -m cowrite.cli``, or under the sampler of
-    ``benchmarks.profile_serve`` when ``COWRITE_BENCH_PROFILE`` names a directory."""
+def serve_prefix(*, deflate: bool = True) -> list[str]:
+    """How ``cowrite ...`` is started: ``python -m cowrite.cli``, or through
+    ``benchmarks.profile_serve`` when ``COWRITE_BENCH_PROFILE`` names a directory (its stack
+    sampler) or compression is refused (not ``deflate``, or ``COWRITE_BENCH_WS_DEFLATE=0``)."""
     out = os.environ.get(PROFILE_ENV)
-    if not out:
+    no_deflate = not deflate or os.environ.get(DEFLATE_ENV, "1") == "0"
+    if not out and not no_deflate:
         return [sys.executable, "-m", "cowrite.cli"]
-    return [sys.executable, "-m", "benchmarks.profile_serve", "--out", out, "--"]
+    args = [sys.executable, "-m", "benchmarks.profile_serve"]
+    if out:
+        args += ["--out", out]
+    if no_deflate:
+        args.append("--no-ws-deflate")
+    return [*args, "--"]

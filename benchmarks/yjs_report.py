@@ -63,20 +63,24 @@ METHOD = (
     "with the same edits (same seeds: the same clients type the same characters at the same "
     "times): `@hocuspocus/provider` against Hocuspocus and cowrite's `/hocuspocus` endpoint "
     "(`cowrite-yjs-hocuspocus`), y-websocket's `WebsocketProvider` against cowrite's "
-    "`/yjs/<name>` endpoint (`cowrite-yjs`), y-websocket's own server (`@y/websocket-server`) "
-    "and pycrdt-websocket. Each run starts a fresh server; two generator processes once 50 or "
-    "more clients type. cowrite is durable (`cowrite serve --data <file>`: SQLite, an update "
-    "is fsync'd before its SyncStatus and before it is broadcast); the peers keep documents "
-    "in memory. **edit→ack** is Hocuspocus' SyncStatus (the y-websocket protocol has none), "
-    "**edit→visible** runs from the keystroke until the character is applied at *every* other "
-    "client of the document (one machine-wide monotonic clock; keys are Yjs item ids). "
-    "*Converged*: at the end every client of a document holds the same text, as long as "
-    "everything typed (a count of the clients that differ otherwise), and for cowrite the "
-    "server's text (a fresh y-websocket join) is that text too. *CPU µs / delivery*: server CPU from the "
-    "first keystroke until every edit was delivered, divided by the deliveries (edit, "
-    "receiving client). CPU is % of one core from `/proc/<pid>/stat`; a generator at 90 % or "
-    "more is saturated (noted: its latencies are upper bounds). *Other load*: CPU used by "
-    "processes outside the benchmark during the window (the machine is shared)."
+    "`/yjs/<name>` endpoint (`cowrite-yjs`), y-websocket's own server (`@y/websocket-server`)"
+    " and pycrdt-websocket. Each run starts a fresh server; two generator processes once 50 "
+    "or more clients type. cowrite is durable (`cowrite serve --data <file>`: SQLite, an "
+    "update is fsync'd before its SyncStatus and before it is broadcast); the peers keep "
+    "documents in memory. The clients offer WebSocket compression (permessage-deflate) as "
+    "browsers do: cowrite and pycrdt-websocket (uvicorn) accept it, the Node servers (`ws`) "
+    "do not; `-nodeflate` rows run cowrite with compression refused (an experiment, not the "
+    "shipped configuration). **edit→ack** is Hocuspocus' SyncStatus (the y-websocket protocol"
+    " has none), **edit→visible** runs from the keystroke until the character is applied at "
+    "*every* other client of the document (one machine-wide monotonic clock; keys are Yjs "
+    "item ids). *Converged*: at the end every client of a document holds the same text, as "
+    "long as everything typed (a count of the clients that differ otherwise), and for cowrite"
+    " the server's copy (a fresh y-websocket join) is that text too. *CPU µs / delivery*: "
+    "server CPU from the first keystroke until every edit was delivered, divided by the "
+    "deliveries (edit, receiving client). CPU is % of one core from `/proc/<pid>/stat`; a "
+    "generator at 90 % or more is saturated (noted: its latencies are upper bounds). *Other "
+    "load*: CPU used by processes outside the benchmark during the window (the machine is "
+    "shared)."
 )
 
 
@@ -178,7 +182,8 @@ def carried_load(r: RunResult) -> bool:
     """Did the run carry the whole load (its generator neither skipped nor saturated)?"""
     if r.scenario == "c":
         return r.still_connected == r.clients
-    return r.skipped == 0 and all(v < 90 for v in r.generator_cpu_pct)
+    few = r.skipped <= 0.01 * max(r.keystrokes, 1)  # a late keystroke or two is noise
+    return few and all(v < 90 for v in r.generator_cpu_pct)
 
 
 def _compare(
