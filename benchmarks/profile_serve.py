@@ -1,117 +1,85 @@
-"""Run ``cowrite ...`` under a CPU-weighted stack sampler (no py-spy in the lock), or with
-WebSocket compression off (an experiment: ``cowrite serve`` accepts permessage-deflate).
+"""Run ``cowrite ...`` under cProfile (no py-spy in the lock), or with WebSocket compression
+off (an experiment: ``cowrite serve`` accepts permessage-deflate).
 
 ``COWRITE_BENCH_PROFILE=DIR python -m benchmarks server ...`` starts every cowrite server as
-``python -m benchmarks.profile_serve --out DIR -- serve ...``. A daemon thread wakes every
-``--interval-ms`` (default 2), reads every thread's Python stack (``sys._current_frames``) and
-that thread's CPU clock (``pthread_getcpuclockid``), and charges the CPU the thread used since
-the previous sample to its current stack. So the report shows where CPU went, in every thread
-(the event loop, the SQLite writer...), not where threads waited. Time spent in C or Rust is
-charged to the Python frame that called it (``Doc.apply_update`` and the like show up as the
-Python line that called them).
+``python -m benchmarks.profile_serve --out DIR -- serve ...``: the main thread (the event loop,
+where requests, rooms and the pipeline run) under ``cProfile``, and every thread's CPU time
+(the SQLite writer's too) read from its CPU clock (``pthread_getcpuclockid``) every 50 ms. On
+exit (``cowrite serve`` stops gracefully on SIGTERM) it writes ``DIR/profile-<pid>.txt``: CPU
+per thread, then the main thread's functions by own time and by cumulative time, and
+``DIR/profile-<pid>.pstats`` (``python -m pstats``). cProfile slows Python code down (about
+1.5-2x here): read shares, not absolute times. Time in C or Rust shows up as the builtin that
+was called (pycrdt's ``apply_update``, zlib's ``compress``...); time inside uvloop between
+callbacks is not attributed.
 
-On exit (``cowrite serve`` stops gracefully on SIGTERM) it writes ``DIR/profile-<pid>.txt``:
-CPU per thread, the top functions by self and by inclusive CPU, and
-``DIR/profile-<pid>.collapsed`` (``stack;frames cpu_us`` lines, for flame graph tools).
-
-``COWRITE_BENCH_WS_DEFLATE=0`` starts cowrite servers through ``--no-ws-deflate``: uvicorn then
-refuses the permessage-deflate extension that browsers and Node's ``ws`` offer (a benchmark-side
-patch of ``cowrite.server.run.server_config``; the server code is unchanged).
+``COWRITE_BENCH_WS_DEFLATE=0`` (or a ``-nodeflate`` server name) starts cowrite servers through
+``--no-ws-deflate``: uvicorn then refuses the permessage-deflate extension that browsers and
+Node's ``ws`` offer (a benchmark-side patch of ``cowrite.server.run.server_config``; the server
+code is unchanged).
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import cProfile
+import io
 import os
+import pstats
 import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import Any, TypeVar
-
-K = TypeVar("K")
+from typing import Any
 
 
-def _where(frame: FrameType) -> str:
-    code = frame.f_code
-    return f"{code.co_name} ({Path(code.co_filename).name}:{code.co_firstlineno})"
+class ThreadClock:
+    """CPU seconds used by each thread, sampled from its CPU clock (threads that end between
+    two samples lose their last interval)."""
 
-
-class Sampler:
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
-        self.stacks: defaultdict[tuple[str, ...], float] = defaultdict(float)
-        """(thread name, outermost frame, ..., innermost frame) -> CPU seconds"""
         self.threads: defaultdict[str, float] = defaultdict(float)
         self._last: dict[int, float] = {}
         self._clocks: dict[int, int] = {}
-        self._me = 0
         self.started = time.monotonic()
 
     def run(self) -> None:
-        self._me = threading.get_ident()
         while True:
             time.sleep(self.interval_s)
             self.sample()
 
-    def _cpu(self, ident: int) -> float | None:
-        clock = self._clocks.get(ident)
-        try:
-            if clock is None:
-                clock = self._clocks[ident] = time.pthread_getcpuclockid(ident)
-            return time.clock_gettime(clock)
-        except (OSError, OverflowError):
-            return None
-
     def sample(self) -> None:
-        names = {t.ident: t.name for t in threading.enumerate()}
-        for ident, frame in sys._current_frames().items():
-            if ident == self._me:
+        for t in threading.enumerate():
+            ident = t.ident
+            if ident is None:
                 continue
-            cpu = self._cpu(ident)
-            if cpu is None:
+            try:
+                if ident not in self._clocks:
+                    self._clocks[ident] = time.pthread_getcpuclockid(ident)
+                cpu = time.clock_gettime(self._clocks[ident])
+            except (OSError, OverflowError):
                 continue
-            used = cpu - self._last.get(ident, cpu)
+            self.threads[t.name] += cpu - self._last.get(ident, 0.0)
             self._last[ident] = cpu
-            if used <= 0:
-                continue
-            name = names.get(ident, str(ident))
-            stack: list[str] = []
-            f: FrameType | None = frame
-            while f is not None:
-                stack.append(_where(f))
-                f = f.f_back
-            self.stacks[(name, *reversed(stack))] += used
-            self.threads[name] += used
 
-    def report(self, top: int = 45) -> str:
+    def report(self) -> str:
+        self.sample()
         total = sum(self.threads.values()) or 1e-9
         wall = time.monotonic() - self.started
-        own: defaultdict[str, float] = defaultdict(float)
-        inclusive: defaultdict[str, float] = defaultdict(float)
-        for stack, cpu in self.stacks.items():
-            own[stack[-1]] += cpu
-            for frame in set(stack[1:]):
-                inclusive[frame] += cpu
-        lines = [f"CPU sampled: {total:.2f} s over {wall:.1f} s wall", "", "## threads"]
-        lines += [f"{cpu:8.2f} s {100 * cpu / total:5.1f} %  {n}" for n, cpu in _top(self.threads)]
-        for title, counts in (("self", own), ("inclusive", inclusive)):
-            lines += ["", f"## functions by {title} CPU"]
-            lines += [
-                f"{cpu:8.3f} s {100 * cpu / total:5.1f} %  {n}" for n, cpu in _top(counts, top)
-            ]
+        lines = [f"CPU: {total:.2f} s over {wall:.1f} s wall", "", "## threads"]
+        for name, cpu in sorted(self.threads.items(), key=lambda kv: -kv[1]):
+            lines.append(f"{cpu:8.2f} s {100 * cpu / total:5.1f} %  {name}")
         return "\n".join(lines) + "\n"
 
-    def collapsed(self) -> str:
-        return "".join(f"{';'.join(s)} {round(cpu * 1e6)}\n" for s, cpu in _top(self.stacks))
 
-
-def _top(counts: Mapping[K, float], n: int | None = None) -> list[tuple[K, float]]:
-    return sorted(counts.items(), key=lambda kv: -kv[1])[:n]
+def _stats(profile: cProfile.Profile, order: str, top: int) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out)
+    stats.strip_dirs().sort_stats(order).print_stats(top)
+    return out.getvalue()
 
 
 def _refuse_deflate() -> None:
@@ -134,24 +102,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-ws-deflate", action="store_true", help="refuse permessage-deflate (uvicorn)"
     )
-    parser.add_argument("--interval-ms", type=float, default=2.0)
+    parser.add_argument("--top", type=int, default=45, help="functions listed per table")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="-- then cowrite's arguments")
     ns = parser.parse_args(argv)
     args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
     if ns.no_ws_deflate:
         _refuse_deflate()
     if ns.out is not None:
-        sampler = Sampler(ns.interval_ms / 1000)
-        threading.Thread(target=sampler.run, name="profile-sampler", daemon=True).start()
         out: Path = ns.out
+        clock = ThreadClock(0.05)
+        threading.Thread(target=clock.run, name="profile-clock", daemon=True).start()
+        profile = cProfile.Profile()
 
         def write() -> None:
+            profile.disable()
             out.mkdir(parents=True, exist_ok=True)
             stem = out / f"profile-{os.getpid()}"
-            Path(f"{stem}.txt").write_text(sampler.report(), encoding="utf-8")
-            Path(f"{stem}.collapsed").write_text(sampler.collapsed(), encoding="utf-8")
+            profile.dump_stats(f"{stem}.pstats")
+            text = clock.report()
+            text += "\n## main thread by own time\n" + _stats(profile, "tottime", ns.top)
+            text += "\n## main thread by cumulative time\n" + _stats(profile, "cumulative", ns.top)
+            Path(f"{stem}.txt").write_text(text, encoding="utf-8")
 
         atexit.register(write)
+        profile.enable()
     from cowrite.cli import main as cowrite_main
 
     return cowrite_main(list(args))
