@@ -154,3 +154,24 @@ def test_node_generator_against_a_real_cowrite_yjs_endpoint(
     else:
         assert res.acked == 0 and res.ack_ms is None
     assert res.cpu_us_per_delivery is not None
+
+
+def test_nodeflate_variants_refuse_compression_without_touching_the_server_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from benchmarks import profile_serve
+    from cowrite.server import run
+    from cowrite.server.config import Settings
+
+    monkeypatch.setattr(run, "server_config", run.server_config)  # restored afterwards
+    monkeypatch.delenv("COWRITE_BENCH_PROFILE", raising=False)
+    monkeypatch.delenv("COWRITE_BENCH_WS_DEFLATE", raising=False)
+    shipped = ServerDef("cowrite-yjs").server_command(1, Path("/x"))
+    assert shipped[1:3] == ["-m", "cowrite.cli"]
+    variant = ServerDef("cowrite-yjs-nodeflate", yjs_clients=True)
+    assert variant.kind == "y-websocket" and variant.base == "cowrite-yjs"
+    command = variant.server_command(1, Path("/x"))
+    assert command[1:4] == ["-m", "benchmarks.profile_serve", "--no-ws-deflate"]
+    assert run.server_config(None, Settings()).ws_per_message_deflate is True
+    profile_serve._refuse_deflate()
+    assert run.server_config(None, Settings()).ws_per_message_deflate is False
