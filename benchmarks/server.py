@@ -113,7 +113,7 @@ def build_scenarios(
 ) -> list[Scenario]:
     """The runs of ``which`` (a, b, c or all); ``yjs``: the Yjs suite's, whose scenario a is
     50 clients only."""
-    groups = ["a", "b", "c"] if which == "all" else [which]
+    groups = ["a", "b", "c"] if which == "all" else which.split(",")
     out: list[Scenario] = []
     for g in groups:
         if g == "a":
@@ -338,7 +338,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         description="Real-time server benchmark over WebSockets: cowrite vs Hocuspocus vs "
         "pycrdt-websocket.",
     )
-    parser.add_argument("--scenario", choices=["a", "b", "c", "all"], default="all")
+    parser.add_argument(
+        "--scenario",
+        default="all",
+        help="a, b, c, all, or a comma list run in that order (e.g. c,a,b; default all)",
+    )
     parser.add_argument(
         "--clients",
         help="client counts: scenario a takes a comma list (default 10,50,200), "
@@ -466,6 +470,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             parser.error("--procs: a number or auto")
         if procs < 1:
             parser.error("--procs must be at least 1")
+    if not set(args.scenario.split(",")) <= {"a", "b", "c"} and args.scenario != "all":
+        parser.error("--scenario: a, b, c, all, or a comma list of a, b and c")
     scenarios = build_scenarios(
         args.scenario, clients=clients, duration=args.duration, quick=args.quick, yjs=args.yjs
     )
