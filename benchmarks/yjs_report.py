@@ -303,6 +303,7 @@ def render_section(
     notes: str = "",
 ) -> str:
     remark = " (**--quick: short smoke run, not the benchmark**)" if quick else ""
+    results = sorted(results, key=lambda r: "abc".find(r.scenario[:1]))  # stable: run order
     title = "## Yjs: cowrite vs Hocuspocus and pycrdt-websocket"
     out = section_head(SECTION_START, title, command, info, remark)
     out += [METHOD, ""]
