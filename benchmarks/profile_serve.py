@@ -12,6 +12,10 @@ per thread, then the main thread's functions by own time and by cumulative time,
 was called (pycrdt's ``apply_update``, zlib's ``compress``...); time inside uvloop between
 callbacks is not attributed.
 
+``COWRITE_BENCH_LOOP_LAG=DIR`` (``--lag-out DIR``) measures how late the event loop runs a
+callback posted every 5 ms from another thread (its stalls), written to
+``DIR/looplag-<pid>.txt``; no profiler, so it can run alongside the numbers.
+
 ``COWRITE_BENCH_WS_DEFLATE=0`` (or a ``-nodeflate`` server name) starts cowrite servers through
 ``--no-ws-deflate``: uvicorn then refuses the permessage-deflate extension that browsers and
 Node's ``ws`` offer (a benchmark-side patch of ``cowrite.server.run.server_config``; the server
@@ -21,6 +25,7 @@ code is unchanged).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import atexit
 import cProfile
 import io
@@ -75,6 +80,66 @@ class ThreadClock:
         return "\n".join(lines) + "\n"
 
 
+class LoopLag:
+    """How late the event loop runs a callback scheduled from another thread every
+    ``interval_s``: the loop's stalls (long callbacks, GC pauses, waiting for a CPU)."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.lags: list[float] = []
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        def tick() -> None:
+            while not loop.is_closed():
+                sent = time.monotonic()
+                try:
+                    loop.call_soon_threadsafe(self._seen, sent)
+                except RuntimeError:
+                    return
+                time.sleep(self.interval_s)
+
+        threading.Thread(target=tick, name="loop-lag", daemon=True).start()
+
+    def _seen(self, sent: float) -> None:
+        self.lags.append(time.monotonic() - sent)
+
+    def report(self) -> str:
+        lags = sorted(self.lags)
+        if not lags:
+            return "no samples\n"
+
+        def q(p: float) -> float:
+            return 1000 * lags[min(len(lags) - 1, int(p / 100 * len(lags)))]
+
+        over = {ms: sum(1 for v in lags if v * 1000 > ms) for ms in (10, 50, 100, 250)}
+        return (
+            f"loop lag ms over {len(lags)} samples: p50 {q(50):.2f} p99 {q(99):.2f} "
+            f"p99.9 {q(99.9):.2f} max {1000 * lags[-1]:.1f}; samples over "
+            + ", ".join(f"{ms} ms: {n}" for ms, n in over.items())
+            + "\n"
+        )
+
+
+def _watch_loop(out: Path) -> None:
+    """Start ``LoopLag`` on uvicorn's loop; write its report to ``out`` at exit."""
+    import uvicorn
+
+    lag = LoopLag()
+    startup = uvicorn.Server.startup
+
+    async def watched(self: uvicorn.Server, sockets: Any = None) -> None:
+        lag.start(asyncio.get_running_loop())
+        await startup(self, sockets)
+
+    uvicorn.Server.startup = watched  # type: ignore[method-assign]
+
+    def write() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"looplag-{os.getpid()}.txt").write_text(lag.report(), encoding="utf-8")
+
+    atexit.register(write)
+
+
 def _stats(profile: cProfile.Profile, order: str, top: int) -> str:
     out = io.StringIO()
     stats = pstats.Stats(profile, stream=out)
@@ -103,11 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-ws-deflate", action="store_true", help="refuse permessage-deflate (uvicorn)"
     )
     parser.add_argument("--top", type=int, default=45, help="functions listed per table")
+    parser.add_argument("--lag-out", type=Path, help="directory for the event loop's lag report")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="-- then cowrite's arguments")
     ns = parser.parse_args(argv)
     args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
     if ns.no_ws_deflate:
         _refuse_deflate()
+    if ns.lag_out is not None:
+        _watch_loop(ns.lag_out)
     if ns.out is not None:
         out: Path = ns.out
         clock = ThreadClock(0.05)

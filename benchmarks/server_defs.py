@@ -182,6 +182,8 @@ class ServerDef:
 PROFILE_ENV = "COWRITE_BENCH_PROFILE"
 """A directory: cowrite servers then run under ``benchmarks.profile_serve`` (a stack sampler)
 and leave one profile per run there."""
+LAG_ENV = "COWRITE_BENCH_LOOP_LAG"
+"""A directory: cowrite servers report their event loop's lag there (``profile_serve``)."""
 DEFLATE_ENV = "COWRITE_BENCH_WS_DEFLATE"
 """``0``: cowrite servers refuse permessage-deflate (``benchmarks.profile_serve``)."""
 
@@ -191,12 +193,15 @@ def serve_prefix(*, deflate: bool = True) -> list[str]:
     ``benchmarks.profile_serve`` when ``COWRITE_BENCH_PROFILE`` names a directory (its stack
     sampler) or compression is refused (not ``deflate``, or ``COWRITE_BENCH_WS_DEFLATE=0``)."""
     out = os.environ.get(PROFILE_ENV)
+    lag = os.environ.get(LAG_ENV)
     no_deflate = not deflate or os.environ.get(DEFLATE_ENV, "1") == "0"
-    if not out and not no_deflate:
+    if not out and not lag and not no_deflate:
         return [sys.executable, "-m", "cowrite.cli"]
     args = [sys.executable, "-m", "benchmarks.profile_serve"]
     if out:
         args += ["--out", out]
+    if lag:
+        args += ["--lag-out", lag]
     if no_deflate:
         args.append("--no-ws-deflate")
     return [*args, "--"]
