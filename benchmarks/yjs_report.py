@@ -5,6 +5,7 @@ which are ratios to Hocuspocus in the same run (``verdicts``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -294,6 +295,23 @@ def _ratio_rows(results: Sequence[RunResult]) -> list[list[str]]:
 # -------------------------------------------------------------------------------- section
 
 
+def _load_line(results: Sequence[RunResult]) -> list[str]:
+    """The machine's load while the runs ran (it is shared): load averages and times."""
+    loads = [r.load_before[0] for r in results if r.load_before]
+    others = [r.other_cpu_pct for r in results if r.other_cpu_pct is not None]
+    times = sorted(r.started for r in results if r.started)
+    if not loads:
+        return []
+    line = (
+        f"Machine load: runs from {times[0]} to {times[-1]}; 1-minute load average at the start "
+        f"of each run {min(loads):.1f}–{max(loads):.1f} ({os.cpu_count()} CPUs)"
+    )
+    if others:
+        line += f"; CPU used by other processes during the windows {min(others):.0f}–"
+        line += f"{max(others):.0f} % of a core"
+    return [line + ".", ""]
+
+
 def render_section(
     results: Sequence[RunResult],
     *,
@@ -307,6 +325,7 @@ def render_section(
     title = "## Yjs: cowrite vs Hocuspocus and pycrdt-websocket"
     out = section_head(SECTION_START, title, command, info, remark)
     out += [METHOD, ""]
+    out += _load_line(results)
     groups = [
         ("a", "(a) one document, clients typing 5 characters/s each"),
         ("b", "(b) many documents, one character/s per client"),
