@@ -200,6 +200,9 @@ async def test_a_document_of_the_other_kind_is_refused(server: RunningServer) ->
         page = (await http.get("/api/documents")).json()
     listed = {d["id"]: d["kind"] for d in page["documents"]}
     assert listed == {"native": "crdt", "made": "yjs"}
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        made = (await http.get("/api/documents/made")).json()
+    assert made["kind"] == "yjs" and made["value"] == {} and made["version"] >= 1
     await h.close()
 
 

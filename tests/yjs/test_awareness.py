@@ -183,3 +183,28 @@ def test_relay_applied_to_a_peer_reproduces_the_table(entries: list[AwarenessEnt
     if full is not None:
         fresh.apply(decode_update(full), owner=None)
     assert fresh.states() == t.states()
+
+
+def test_echoes_of_a_departed_client_do_not_bring_it_back() -> None:
+    table = AwarenessTable(AwarenessLimits(max_clients_per_owner=2))
+    table.apply([AwarenessEntry(1, 1, '"watcher"')], "w", 0.0)
+    for client in range(100, 110):  # clients come and go; the watcher's provider echoes them
+        table.apply([AwarenessEntry(client, 3, '"here"')], f"c{client}", 1.0)
+        table.remove_owner(f"c{client}", 2.0)
+        change = table.apply([AwarenessEntry(client, 3, '"here"')], "w", 3.0)  # late echo
+        assert change.relay is None
+        assert table.apply([AwarenessEntry(client, 3, None)], "w", 3.0).relay is None
+    assert table.states() == {1: '"watcher"'}  # no ghosts, and none counted against "w"
+    back = table.apply([AwarenessEntry(105, 3, '"here"')], "c105-again", 4.0)  # reconnects
+    assert back.added == (105,) and table.owner(105) == "c105-again"
+    table.expire(40.0, timeout=30.0)  # past the window, the departed are forgotten
+    assert table.apply([AwarenessEntry(106, 3, '"here"')], "w2", 40.0).added == (106,)
+
+
+def test_an_instance_that_went_away_leaves_no_echoes_either() -> None:
+    table = AwarenessTable()
+    table.apply([AwarenessEntry(9, 2, '"remote"')], None, 0.0)
+    table.apply([AwarenessEntry(1, 1, '"me"')], "echoer", 0.0)
+    assert table.remove_clients([9], 1.0) is not None
+    assert table.apply([AwarenessEntry(9, 2, '"remote"')], "echoer", 1.5).relay is None
+    assert table.apply([AwarenessEntry(9, 3, '"newer"')], "echoer", 1.5).added == (9,)  # news

@@ -15,6 +15,8 @@ Modules, outside in:
 * ``thin``: ``ThinDocState``, the thin client core (``docs/protocol.md`` T1-T10), with
   ``thin_merge`` (rejoin, snapshot merge), ``thin_cursors`` and ``thin_slots`` (queue vocabulary);
 * ``replica``: ``ReplicaDocState``, the CRDT replica core;
+* ``yjs``: ``open_yjs`` / ``YjsSession``, a Yjs document of the server as a live ``pycrdt.Doc``
+  (the Hocuspocus dialect, ``docs/yjs.md``);
 * ``values``: plain values and index-op helpers (kinds, node ids, ``diff_text``); ``checksum``:
   checking a thin copy against the server's ``checksum`` messages; ``errors``: the exceptions.
 """
@@ -24,7 +26,14 @@ from __future__ import annotations
 from cowrite.client.api import connect
 from cowrite.client.chat import ChatChannel
 from cowrite.client.connection import DocumentSession
-from cowrite.client.errors import ClientError, NotSynced, ServerError, SessionClosed
+from cowrite.client.errors import (
+    ClientError,
+    NotSynced,
+    PermissionDenied,
+    ReadOnlyError,
+    ServerError,
+    SessionClosed,
+)
 from cowrite.client.events import ChangeEvent
 from cowrite.client.handles import (
     CounterHandle,
@@ -37,6 +46,7 @@ from cowrite.client.handles import (
 from cowrite.client.replica import ReplicaDocState
 from cowrite.client.thin import ThinDocState
 from cowrite.client.values import diff_text
+from cowrite.client.yjs import YjsSession, hocuspocus_url, open_yjs
 
 __all__ = [
     "ChangeEvent",
@@ -48,12 +58,17 @@ __all__ = [
     "ListHandle",
     "MapHandle",
     "NotSynced",
+    "PermissionDenied",
+    "ReadOnlyError",
     "RegisterHandle",
     "ReplicaDocState",
     "ServerError",
     "SessionClosed",
     "TextHandle",
     "ThinDocState",
+    "YjsSession",
     "connect",
     "diff_text",
+    "hocuspocus_url",
+    "open_yjs",
 ]

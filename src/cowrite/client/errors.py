@@ -28,6 +28,23 @@ class NotSynced(ClientError):
     """The session closed with local edits the server has not acknowledged (they are lost)."""
 
 
+class PermissionDenied(ClientError):
+    """The server refused access to a Yjs document (Hocuspocus ``PermissionDenied``): a missing,
+    forged or expired token, a token without rights on it, an unknown document for a read-only
+    token, or a document of the native kind (``reason`` is the server's, e.g. ``"not a Yjs
+    document"``)."""
+
+    def __init__(self, reason: str, doc: str) -> None:
+        super().__init__(f"permission denied on {doc!r}: {reason}")
+        self.reason = reason
+        self.doc = doc
+
+
+class ReadOnlyError(ClientError):
+    """Local changes to a Yjs document cannot be saved: the token grants reading only, or the
+    server refused them. They stay in the local document only."""
+
+
 def refused_handshake(url: str, status: int, reason: str, body: bytes) -> ConnectionError | None:
     """The error for an HTTP answer to the WebSocket handshake that retrying cannot change (a
     wrong path, a proxy's refusal), or None when it may pass (408, 429, 5xx: retry)."""

@@ -38,13 +38,19 @@ class Attachment:
     awareness_frame: Callable[[bytes], bytes]
     stateless_frame: Callable[[str], bytes] | None = None
     """Hocuspocus only: y-websocket has no stateless messages."""
+    dialect_key: Hashable = None
+    """Attachments with equal keys get byte-identical frames (same dialect and address): a
+    frame is encoded once per key, not once per connection. None: never shared."""
 
 
 class YjsRoom:
     """One loaded Yjs document and the connections attached to it (sans-I/O)."""
 
-    def __init__(self, doc_id: str, doc: YjsDocument, version: int) -> None:
+    def __init__(
+        self, doc_id: str, doc: YjsDocument, version: int, now_ms: Callable[[], int] = lambda: 0
+    ) -> None:
         self.doc_id = doc_id
+        self._now_ms = now_ms
         self.epoch = ""
         self.shared = SharedDoc(doc, AwarenessTable())
         self._version = version
@@ -106,7 +112,7 @@ class YjsRoom:
 
     def drop_instance(self, instance: int) -> Outcome:
         ids = self._remote_clients.pop(instance, set())
-        removal = self.shared.awareness.remove_clients(ids)
+        removal = self.shared.awareness.remove_clients(ids, self._now_ms() / 1000)
         return Outcome(frames=self.awareness_frames(removal)) if removal else Outcome()
 
     # --- connections ---------------------------------------------------------------------------
@@ -124,15 +130,16 @@ class YjsRoom:
 
     def update_frames(self, update: bytes, origin: str | None) -> list[tuple[FrameSink, bytes]]:
         """``update`` for every attached connection but ``origin``'s."""
-        return [
-            (a.sink, a.update_frame(update)) for key, a in self.attached.items() if key != origin
-        ]
+        return _encoded(
+            [a for key, a in self.attached.items() if key != origin],
+            lambda a: a.update_frame(update),
+        )
 
     def awareness_frames(self, update: bytes) -> list[tuple[FrameSink, bytes]]:
         """An awareness update for every attached connection, its sender's too (as the
         y-websocket and Hocuspocus servers do: a client alone hears its own renewals, which
         keep its provider from taking the connection for dead)."""
-        return [(a.sink, a.awareness_frame(update)) for a in self.attached.values()]
+        return _encoded(list(self.attached.values()), lambda a: a.awareness_frame(update))
 
     def stateless_frames(self, payload: str) -> list[tuple[FrameSink, bytes]]:
         return [
@@ -173,6 +180,24 @@ class YjsRoom:
         return self.shared.awareness.owner(client_id)
 
 
+def _encoded(
+    attachments: list[Attachment], encode: Callable[[Attachment], bytes]
+) -> list[tuple[FrameSink, bytes]]:
+    """One frame per attachment, encoded once per ``dialect_key``."""
+    out: list[tuple[FrameSink, bytes]] = []
+    cache: dict[Hashable, bytes] = {}
+    for a in attachments:
+        key = a.dialect_key
+        if key is None:
+            out.append((a.sink, encode(a)))
+            continue
+        frame = cache.get(key)
+        if frame is None:
+            frame = cache[key] = encode(a)
+        out.append((a.sink, frame))
+    return out
+
+
 class YjsKind:
     """Loads Yjs documents: the stored snapshot, then the log entries after it."""
 
@@ -192,7 +217,7 @@ class YjsKind:
         replica: int,
         now_ms: Callable[[], int],
     ) -> YjsRoom:
-        room = YjsRoom(doc_id, YjsDocument(self.limits), snapshot_seq)
+        room = YjsRoom(doc_id, YjsDocument(self.limits), snapshot_seq, now_ms)
         if snapshot:
             room.load_update(snapshot_seq, snapshot)
         for seq, update in updates:

@@ -50,18 +50,26 @@ from cowrite.adapters.store import Store, open_store
 from cowrite.server.config import Settings
 from cowrite.server.connection import CLOSE_GOING_AWAY, Connection
 from cowrite.server.hub import Hub
+from cowrite.server.ip_throttle import IpThrottle
 from cowrite.server.metrics import Metrics
+from cowrite.server.tracing import Tracing, TracingMiddleware
 from cowrite.server.transport import asgi_websocket
-from cowrite.server.yjs_connection import Dialect, YjsConnection
+from cowrite.server.yjs_connection import YjsConnection
 
 log = logging.getLogger("cowrite.server")
+
+CLOSE_TRY_AGAIN = 1013
 
 
 class Cowrite:
     """Everything one server instance holds; ``app.state.cowrite``."""
 
     def __init__(
-        self, settings: Settings, store: Store | None = None, bus: Bus | None = None
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        bus: Bus | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         if store is None:
@@ -72,7 +80,15 @@ class Cowrite:
         clustered = bool(settings.redis) or bus is not None
         self.bus: Bus = bus if bus is not None else open_bus(settings.redis)
         self.hub = Hub(store, settings, self.metrics, bus=self.bus, cluster=clustered)
+        self.tracing = self.hub.tracing = tracing or Tracing.from_settings(settings.otel)
         self.connections: set[Connection | YjsConnection] = set()
+        self.throttle = IpThrottle(
+            settings.ip_connections_per_second,
+            settings.ip_connection_burst,
+            settings.ip_max_connections,
+            loopback=settings.ip_throttle_loopback,
+        )
+        """Connections per client address (``ip_throttle.py``)."""
         self.ready = False
         self.shutting_down = False
         self.startup_error: Exception | None = None
@@ -115,6 +131,7 @@ class Cowrite:
         await self.hub.close()
         await self.store.close()
         await self.bus.close()
+        self.tracing.shutdown()
 
 
 def web_routes() -> list[Mount]:
@@ -130,14 +147,19 @@ def web_routes() -> list[Mount]:
 
 
 def create_app(
-    settings: Settings | None = None, store: Store | None = None, bus: Bus | None = None
+    settings: Settings | None = None,
+    store: Store | None = None,
+    bus: Bus | None = None,
+    *,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """The app. ``store``/``bus``: use these instead of the ones the settings name (a ``bus``
-    shared with other instances makes this one a member of their cluster)."""
+    shared with other instances makes this one a member of their cluster); ``tracing``: spans
+    through this (else as the settings and ``OTEL_*`` variables say: ``tracing.py``)."""
     from cowrite.server import rest
 
     settings = settings or Settings.from_env()
-    state = Cowrite(settings, store, bus)
+    state = Cowrite(settings, store, bus, tracing)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -147,36 +169,37 @@ def create_app(
         finally:
             await state.shutdown()
 
+    async def serve(ws: WebSocket, conn: Connection | YjsConnection) -> None:
+        if state.shutting_down:
+            await ws.close(CLOSE_GOING_AWAY, "server shutting down")
+            return
+        address = ws.client.host if ws.client is not None else None
+        refused = state.throttle.admit(address)
+        if refused is not None:  # accepted, to say why (a refused handshake is a bare 403)
+            state.metrics.refused.labels("address").inc()
+            await ws.accept()
+            await ws.close(CLOSE_TRY_AGAIN, refused[:120])
+            return
+        state.connections.add(conn)
+        try:
+            with state.tracing.span("cowrite.connection", session=conn.session):
+                await conn.run()
+        finally:
+            state.connections.discard(conn)
+            state.throttle.release(address)
+
     @asgi_websocket  # routed as a plain ASGI app: fewer frames held per connection
     async def ws_endpoint(ws: WebSocket) -> None:
-        if state.shutting_down:
-            await ws.close(CLOSE_GOING_AWAY, "server shutting down")
-            return
-        conn = Connection(ws, state.hub, settings, state.metrics)
-        state.connections.add(conn)
-        try:
-            await conn.run()
-        finally:
-            state.connections.discard(conn)
-
-    async def serve_yjs(ws: WebSocket, dialect: Dialect, document: str | None) -> None:
-        if state.shutting_down:
-            await ws.close(CLOSE_GOING_AWAY, "server shutting down")
-            return
-        conn = YjsConnection(ws, state.hub, settings, state.metrics, dialect, document)
-        state.connections.add(conn)
-        try:
-            await conn.run()
-        finally:
-            state.connections.discard(conn)
+        await serve(ws, Connection(ws, state.hub, settings, state.metrics))
 
     @asgi_websocket
     async def ywebsocket_endpoint(ws: WebSocket) -> None:
-        await serve_yjs(ws, "y-websocket", ws.path_params["name"])
+        name = ws.path_params["name"]
+        await serve(ws, YjsConnection(ws, state.hub, settings, state.metrics, "y-websocket", name))
 
     @asgi_websocket
     async def hocuspocus_endpoint(ws: WebSocket) -> None:
-        await serve_yjs(ws, "hocuspocus", None)
+        await serve(ws, YjsConnection(ws, state.hub, settings, state.metrics, "hocuspocus"))
 
     async def healthz(request: Request) -> Response:
         # liveness: unhealthy only when restarting the process is the cure (the store's writer
@@ -203,5 +226,7 @@ def create_app(
     ]
     routes.extend(web_routes())
     app = Starlette(routes=routes, lifespan=lifespan)
+    if state.tracing.enabled:
+        app.add_middleware(TracingMiddleware, tracing=state.tracing)
     app.state.cowrite = state
     return app

@@ -29,6 +29,13 @@ class Settings:
     """Per-connection presence rate limit (cursor moves, user fields): ``rate_limited``."""
     max_presence_bytes: int = 4_096
     """Encoded size of a member's presence ``fields`` (``too_large``)."""
+    ip_connections_per_second: float = 20.0
+    ip_connection_burst: int = 60
+    ip_max_connections: int = 500
+    """New WebSocket connections a second (and burst) and open ones per client address; beyond,
+    1013. 0 open: no limit."""
+    ip_throttle_loopback: bool = False
+    """Count loopback addresses too (off: local tools, tests and a local proxy are exempt)."""
     max_connections_per_document: int = 500
     max_documents_per_connection: int = 100
     """Documents one connection may have joined at once (``too_many_documents``)."""
@@ -77,6 +84,9 @@ class Settings:
     instance_timeout_s: float = 10.0
     """Presence of clients on an instance not heard from for this long is removed everywhere."""
     log_json: bool = True
+    otel: bool = False
+    """OpenTelemetry tracing (``tracing.py``; also on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+    ``OTEL_TRACES_EXPORTER`` is set); needs the ``otel`` extra."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -123,6 +133,8 @@ class Settings:
             "presence_per_second",
             "presence_burst",
             "joins_per_second",
+            "ip_connections_per_second",
+            "ip_connection_burst",
             "join_burst",
             "history_ops_per_second",
             "history_ops_burst",

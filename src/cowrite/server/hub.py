@@ -36,6 +36,7 @@ from cowrite.server.registry import (
     Registry,
 )
 from cowrite.server.replication import GAP_GRACE_S, Replication
+from cowrite.server.tracing import Tracing
 from cowrite.server.yjs_rooms import YjsRooms
 
 __all__ = [
@@ -91,6 +92,8 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
         self._held: set[asyncio.Task[None]] = set()
         """Edits waiting for the store to tell whether they were applied before."""
         self.exactly_once = ExactlyOnce(self)
+        self.tracing = Tracing()
+        """Spans (``tracing.py``): off unless the app turns them on."""
         self.edits_applied = 0
         self.started = time.monotonic()
         self.cluster: Cluster | None = None
@@ -161,6 +164,10 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
 
         Raises RoomError: ``forbidden``, ``unknown_document``, ``room_full``, ``bad_message``.
         """
+        with self.tracing.span("cowrite.join", doc=msg.doc, session=peer.session):
+            await self._join(peer, msg)
+
+    async def _join(self, peer: Peer, msg: p.Join) -> None:
         t0 = time.monotonic()
         rights = peer.identity.rights(msg.doc)
         if "read" not in rights:
@@ -281,19 +288,25 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
     def _apply_edit(self, peer: Peer, msg: p.Edit, t0: float) -> None:
         lr = self.joined(peer, msg.doc)
         outcome = lr.crdt.edit(peer.session, msg, self.now_ms())
+        trace = None
         if outcome.persist is not None:
             self.edits_applied += 1
             self.metrics.edits.labels("thin").inc()
-        self.submit(lr, outcome, peer, t0)
+            if self.tracing.enabled:  # (off: not even the call)
+                trace = self.tracing.start("cowrite.edit", doc=msg.doc, session=peer.session)
+        self.submit(lr, outcome, peer, t0, trace=trace)
 
     async def sync(self, peer: Peer, msg: p.Sync) -> None:
         t0 = time.monotonic()
         lr = self.joined(peer, msg.doc)
         outcome = lr.crdt.sync(peer.session, msg, self.now_ms())
+        trace = None
         if outcome.persist is not None:
             self.edits_applied += 1
             self.metrics.edits.labels("replica").inc()
-        self.submit(lr, outcome, peer, t0)
+            if self.tracing.enabled:  # (off: not even the call)
+                trace = self.tracing.start("cowrite.edit", doc=msg.doc, session=peer.session)
+        self.submit(lr, outcome, peer, t0, trace=trace)
 
     def presence(self, peer: Peer, msg: p.SetPresence) -> None:
         lr = self.joined(peer, msg.doc)

@@ -38,6 +38,28 @@ class Metrics:
         self.disconnects = Counter(
             "cowrite_disconnects", "Connections closed, by reason", ["reason"], registry=r
         )
+        self.saving_pending = Gauge(
+            "cowrite_documents_saving_pending",
+            "Documents whose edits wait for the store (it refuses writes: nothing is acknowledged)",
+            registry=r,
+        )
+        self.store_retries = Counter(
+            "cowrite_store_write_retries",
+            "Batches of updates written again after the store refused them",
+            registry=r,
+        )
+        self.instances_lost = Counter(
+            "cowrite_cluster_instances_lost",
+            "Other instances declared gone (said goodbye, or not heard from in time): their "
+            "members left every presence list",
+            registry=r,
+        )
+        self.refused = Counter(
+            "cowrite_connections_refused",
+            "WebSocket connections refused before being served, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.divergences = Counter(
             "cowrite_thin_divergences",
             "Thin clients whose copy failed a checksum (each resyncs)",

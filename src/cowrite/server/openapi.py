@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from cowrite import protocol as p
-from cowrite.server import rest_bodies
+from cowrite.server import rest_bodies, rest_yjs
 
 REF = "#/components/schemas/{name}"
 
@@ -32,6 +32,7 @@ _BODY_TYPES: list[Any] = [
     rest_bodies.RestoreOut,
     rest_bodies.ChatPageOut,
     rest_bodies.StatusOut,
+    rest_yjs.YjsRootsOut,
 ]
 
 ERRORS = {
@@ -40,10 +41,13 @@ ERRORS = {
     403: "The token lacks the right (`forbidden`)",
     404: "No such document, node, version or endpoint",
     405: "Method not allowed (`method_not_allowed`)",
-    409: "Conflict (`exists`)",
+    409: "Conflict (`exists`; for Yjs read-outs `wrong_kind`: the document is not a Yjs "
+    "document, `wrong_type`: the root cannot be read as asked)",
     410: "That version predates the retained history (`history_unavailable`)",
     413: "Body or resulting document too large (`too_large`, `document_too_large`)",
     422: "The edit does not fit the document (`invalid_edit`)",
+    429: "The server-wide budget of expensive reads is spent (`rate_limited`): retry after "
+    "`Retry-After` seconds",
     500: "Internal error (`internal`)",
     503: "Storage unavailable (`unavailable`)",
 }
@@ -324,6 +328,80 @@ def _paths() -> dict[str, Any]:
                         {"type": "integer", "minimum": 1},
                     ),
                 ],
+            )
+        },
+        **_yjs_paths(),
+    }
+
+
+def _yjs_paths() -> dict[str, Any]:
+    root = _param(
+        "root",
+        "path",
+        "Name of a top-level type (root) of the Yjs document",
+        {"type": "string", "minLength": 1, "maxLength": rest_yjs.MAX_ROOT_CHARS},
+    )
+    read_as = _param(
+        "as",
+        "query",
+        "Read the root as `text` (Y.Text, text/plain), `map` / `array` (Y.Map / Y.Array as "
+        "JSON), `json` (the map when the root has keys, else the array), `xml` (Y.XmlFragment "
+        "in Yjs's toString form, text/plain) or `html` (a ProseMirror fragment as written by "
+        "Tiptap, BlockNote or y-prosemirror, as HTML). A Yjs update does not record a root's "
+        "type: the root is read as the type asked for",
+        {"type": "string", "enum": list(rest_yjs.READ_AS), "default": "text"},
+    )
+    return {
+        "/api/documents/{doc}/yjs": {
+            "get": _op(
+                "getYjsState",
+                "A Yjs document's state as one Yjs update (v1), or with `state_vector` only what "
+                "a peer at that state vector lacks",
+                ok=(
+                    200,
+                    "A Yjs update (v1)",
+                    {"application/octet-stream": {"schema": {"type": "string"}}},
+                ),
+                errors=(400, 404, 409, 429),
+                right="read",
+                params=[
+                    DOC,
+                    _param(
+                        "state_vector",
+                        "query",
+                        "A Yjs state vector (`Y.encodeStateVector`), base64 (standard or "
+                        "URL-safe, padding optional)",
+                        {"type": "string", "maxLength": rest_yjs.MAX_STATE_VECTOR_CHARS},
+                    ),
+                ],
+            )
+        },
+        "/api/documents/{doc}/yjs/roots": {
+            "get": _op(
+                "listYjsRoots",
+                "The names of a Yjs document's top-level types",
+                ok=_ok("YjsRootsOut"),
+                errors=(400, 404, 409, 429),
+                right="read",
+                params=[DOC],
+            )
+        },
+        "/api/documents/{doc}/yjs/roots/{root}": {
+            "get": _op(
+                "getYjsRoot",
+                "One top-level type of a Yjs document as text, JSON, XML or HTML",
+                ok=(
+                    200,
+                    "The root's content",
+                    {
+                        "text/plain": {"schema": {"type": "string"}},
+                        "application/json": {},
+                        "text/html": {"schema": {"type": "string"}},
+                    },
+                ),
+                errors=(400, 404, 409, 429),
+                right="read",
+                params=[DOC, root, read_as],
             )
         },
     }

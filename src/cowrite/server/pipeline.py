@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cowrite import protocol as p
 from cowrite.adapters.store import DuplicateEdit, EditKey, NotFound, Store, StoreError
@@ -24,6 +24,7 @@ from cowrite.rooms.room import Outcome
 from cowrite.server.auth import Identity
 from cowrite.server.cluster import Cluster, PresenceNote, UpdateNote
 from cowrite.server.metrics import Metrics
+from cowrite.server.tracing import Tracing
 
 if TYPE_CHECKING:
     from cowrite.server.exactly_once import ExactlyOnce
@@ -84,6 +85,8 @@ class Job:
     done: asyncio.Future[Durable] | None = None
     """Completed once the outcome is durable and its broadcasts are sent, or failed with
     ``NotDurable``: how a caller without a connection (REST restore) learns it is stored."""
+    trace: Any = None
+    """The input's span (``tracing.py``), ended once the outcome is sent; None: not traced."""
 
 
 class Pipeline:
@@ -95,6 +98,7 @@ class Pipeline:
     replica: int
     cluster: Cluster | None
     exactly_once: ExactlyOnce
+    tracing: Tracing
 
     if TYPE_CHECKING:
 
@@ -112,6 +116,7 @@ class Pipeline:
         joined: bool = False,
         remote: bool = False,
         done: asyncio.Future[Durable] | None = None,
+        trace: Any = None,
     ) -> None:
         """Queue an outcome: persisted (if it has an update), then its replies and broadcasts
         sent, after every outcome submitted before it; then ``done`` completed (`Job.done`)."""
@@ -125,7 +130,7 @@ class Pipeline:
         if outcome.persist is not None:
             lr.unpersisted += 1
             lr.last_write = t0
-        lr.queue.put_nowait(Job(outcome, sender, t0, joined, remote, done))
+        lr.queue.put_nowait(Job(outcome, sender, t0, joined, remote, done, trace))
 
     def submit_durable(
         self, lr: LoadedRoom, outcome: Outcome, t0: float
@@ -147,7 +152,14 @@ class Pipeline:
                 batch.append(queue.get_nowait())
             writes = [j.outcome for j in batch if j.outcome.persist is not None]
             try:
+                stores = [
+                    self.tracing.start("cowrite.store", j.trace, doc=doc_id)
+                    for j in batch
+                    if j.trace is not None
+                ]
                 failed, seqs = await self._persist(doc_id, lr, writes)
+                for span in stores:
+                    span.end()
                 self._publish(doc_id, writes, seqs)
                 for job in batch:
                     try:
@@ -159,7 +171,12 @@ class Pipeline:
                                 # its waiter resumes after this batch's fan-out (call_soon)
                                 seq = seqs.get(id(job.outcome))
                                 job.done.set_result(Durable(job.outcome.version, seq))
-                            self._fanout(lr, job)
+                            if job.trace is None:
+                                self._fanout(lr, job)
+                            else:
+                                with self.tracing.span("cowrite.broadcast", job.trace):
+                                    self._fanout(lr, job)
+                                job.trace.set_attribute("cowrite.version", job.outcome.version)
                             if self.cluster is not None and not job.remote:
                                 self._publish_presence(doc_id, lr, job.outcome)
                     except Exception:
@@ -176,6 +193,8 @@ class Pipeline:
                         _fail(job.done, NotDurable(error))
                     if job.joined and job.sender is not None:
                         lr.joining.discard(job.sender.session)
+                    if job.trace is not None:
+                        job.trace.end()
                     lr.inflight -= 1
                     queue.task_done()
             if self._snapshot_due(lr) and queue.empty():
@@ -277,6 +296,7 @@ class Pipeline:
                     extra={"doc": doc_id, "updates": len(retry)},
                 )
                 self._saving(lr, pending=True)
+                self.metrics.store_retries.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             again.update(id(o) for o in retry)
@@ -290,6 +310,10 @@ class Pipeline:
         if lr.saving_pending == pending:
             return
         lr.saving_pending = pending
+        if pending:
+            self.metrics.saving_pending.inc()
+        else:
+            self.metrics.saving_pending.dec()
         if pending:
             log.error(
                 "store unavailable: edits are held, not acknowledged", extra={"doc": lr.room.doc_id}

@@ -25,6 +25,7 @@ from cowrite.server.cluster import Cluster, SeqSet
 from cowrite.server.config import Settings
 from cowrite.server.metrics import Metrics
 from cowrite.server.pipeline import Job, Peer
+from cowrite.server.tracing import Tracing
 
 if TYPE_CHECKING:
     from cowrite.server.exactly_once import ExactlyOnce
@@ -90,6 +91,7 @@ class Registry:
     replica: int
     cluster: Cluster | None
     exactly_once: ExactlyOnce
+    tracing: Tracing
     rooms: dict[str, LoadedRoom]
     _loading: dict[str, asyncio.Future[LoadedRoom]]
     _unloads: set[asyncio.Task[None]]
@@ -146,6 +148,10 @@ class Registry:
             task.exception()  # retrieved here (every waiter raises it), so asyncio stays quiet
 
     async def _load(self, doc_id: str, create: bool, kind: str) -> LoadedRoom:
+        with self.tracing.span("cowrite.load", doc=doc_id):
+            return await self._load_room(doc_id, create, kind)
+
+    async def _load_room(self, doc_id: str, create: bool, kind: str) -> LoadedRoom:
         stored = await self.store.load(doc_id)
         if stored is None:
             if not create:
@@ -247,6 +253,8 @@ class Registry:
         # no await between the checks above and this: nobody can join a room on its way out
         del self.rooms[doc_id]
         self.metrics.documents.set(len(self.rooms))
+        if lr.saving_pending:
+            self.metrics.saving_pending.dec()
         for task in (lr.task, lr.catching_up):
             if task is not None:
                 task.cancel()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from cowrite.adapters.store import Compacted, NotFound, Store, StoreError
 from cowrite.rooms.room import Outcome, RoomError
 from cowrite.server.cluster import ChatNote, Cluster, PresenceNote, QueryNote, UpdateNote
+from cowrite.server.metrics import Metrics
 
 if TYPE_CHECKING:
     from cowrite.server.pipeline import Peer
@@ -33,6 +34,7 @@ class Replication:
     """The hub's cluster side (a part of ``Hub``: it declares what it uses of the others)."""
 
     store: Store
+    metrics: Metrics
     now_ms: Callable[[], int]
     replica: int
     cluster: Cluster | None
@@ -170,6 +172,7 @@ class Replication:
                 peer.send(note.message)
 
     def on_instance_gone(self, instance: int) -> None:
+        self.metrics.instances_lost.inc()
         for doc_id, lr in list(self.rooms.items()):
             outcome = lr.room.drop_instance(instance)
             if outcome.sends:

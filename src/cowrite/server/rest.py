@@ -5,7 +5,8 @@ Every response is JSON (except ``text/{name}``, plain text); every error is
 (404) and methods (405). Request bodies and query parameters are validated on entry (400).
 The types in ``rest_bodies.py`` are the single source of truth for bodies: ``openapi.py``
 generates the schemas of ``GET /api/openapi.json`` from them, and a test checks that every route
-is described there. The restore computation is ``restore.py``.
+is described there. The restore computation is ``restore.py``; the read-outs of Yjs documents
+are ``rest_yjs.py``; ``HTTPError`` and the error body are ``rest_http.py``.
 
 Rights: with a configured secret every document endpoint needs ``Authorization: Bearer <token>``
 (401 without a valid one) granting ``read`` (GETs), ``write`` (create, rename, restore) or
@@ -24,8 +25,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
@@ -58,8 +59,6 @@ from cowrite.server.rest_bodies import (
     DocumentDetail,
     DocumentOut,
     DocumentPage,
-    ErrorBody,
-    ErrorDetail,
     NodeChange,
     RestoreOut,
     RestoreRequest,
@@ -69,6 +68,9 @@ from cowrite.server.rest_bodies import (
     VersionPage,
     VersionValue,
 )
+from cowrite.server.rest_http import Handler, HTTPError, error_response
+from cowrite.server.rest_http import json_response as _json
+from cowrite.server.rest_yjs import yjs_routes
 from cowrite.server.restore import restore_edits
 
 if TYPE_CHECKING:
@@ -84,32 +86,6 @@ T = TypeVar("T")
 
 # ------------------------------------------------------------------------------- plumbing
 
-
-class HTTPError(Exception):
-    def __init__(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
-
-
-def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> Response:
-    body = ErrorBody(ErrorDetail(code, message))
-    return Response(
-        msgspec.json.encode(body), status, headers=headers, media_type="application/json"
-    )
-
-
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(msgspec.json.encode(body), status, media_type="application/json")
-
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 _ROOM_ERROR_STATUS = {
     p.ErrorCode.UNKNOWN_DOCUMENT: 404,
@@ -363,7 +339,8 @@ def routes(state: Cowrite) -> list[Route]:
         doc_id = authorized(request, "read")
         info = await existing(doc_id)
         async with opened(doc_id) as lr:
-            room = lr.crdt
+            room = lr.room
+            value = room.doc.to_json() if isinstance(room, Room) else {}
             return _json(
                 DocumentDetail(
                     info.id,
@@ -372,7 +349,8 @@ def routes(state: Cowrite) -> list[Route]:
                     info.updated_ms,
                     info.size_bytes,
                     room.version,
-                    room.doc.to_json(),
+                    value,
+                    info.kind,
                 )
             )
 
@@ -565,6 +543,7 @@ def routes(state: Cowrite) -> list[Route]:
         ("/documents/{doc}/diff", "GET", get_diff),
         ("/documents/{doc}/restore", "POST", restore),
         ("/documents/{doc}/chat", "GET", chat),
+        *yjs_routes(authorized, opened),
     ]
     api = [
         Route(path, _endpoint(handler), methods=[method], name=handler.__name__)

@@ -82,6 +82,8 @@ class DocumentDetail(msgspec.Struct):
     size_bytes: int
     version: int
     value: dict[str, Any]
+    """The CRDT document's value (empty for a Yjs document: read it at ``.../yjs``)."""
+    kind: str = "crdt"
 
 
 class VersionOut(msgspec.Struct):

@@ -13,6 +13,7 @@ from cowrite.server.app import create_app
 from cowrite.server.config import Settings
 from cowrite.server.gcpolicy import tune_for_latency
 from cowrite.server.http_guard import guarded_h11
+from cowrite.server.tracing import trace_ids
 
 
 def configure_logging(level: str = "info", json_logs: bool = True) -> None:
@@ -22,6 +23,7 @@ def configure_logging(level: str = "info", json_logs: bool = True) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
+        trace_ids,
         structlog.processors.format_exc_info,
     ]
     renderer = structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer()

@@ -279,7 +279,15 @@ class YjsConnection:
         session = YWebsocketSession(document, result, room.shared, self.limits, key=self.session)
         self._session = session
         self._members[""] = member
-        room.attach(Attachment(member.session, self, session.update_frame, session.awareness_frame))
+        room.attach(
+            Attachment(
+                member.session,
+                self,
+                session.update_frame,
+                session.awareness_frame,
+                dialect_key=("y-websocket",),
+            )
+        )
         await self._carry_out(session.open(), "")
         return True
 
@@ -438,7 +446,13 @@ class YjsConnection:
                 outcome.frames.extend(room.update_frames(b.update, member.session))
         self.hub.edits_applied += 1
         self.metrics.edits.labels("yjs").inc()
-        self.hub.submit(lr, outcome, None, time.monotonic())
+        tracing = self.hub.tracing
+        trace = (
+            tracing.start("cowrite.edit", doc=a.document, session=member.session)
+            if tracing.enabled
+            else None
+        )
+        self.hub.submit(lr, outcome, None, time.monotonic(), trace=trace)
 
     def _relay_awareness(self, a: RelayAwareness) -> None:
         member = self._member_of(a.document)
@@ -475,6 +489,7 @@ class YjsConnection:
                 lambda u: session.update_frame(address, u),
                 lambda u: session.awareness_frame(address, u),
                 lambda s: session.stateless_frame(address, s),
+                dialect_key=("hocuspocus", address),
             )
         )
         await self.hub.yjs_chat_history(member, a.document)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from cowrite import protocol as p
-from cowrite.adapters.store import NotFound, Store
+from cowrite.adapters.store import NotFound, Store, StoreError
 from cowrite.rooms.state import Outcome, RoomError
 from cowrite.rooms.yjs_room import YjsRoom
 from cowrite.server.chat import chat_message
@@ -129,6 +129,9 @@ class YjsRooms:
             )
         except NotFound:
             self._yjs_error(member, document, "unknown_document", f"{document} no longer exists")
+            return
+        except StoreError:
+            self._yjs_error(member, document, "unavailable", "storage is unavailable: try again")
             return
         found = self.yjs_room(member, document)
         if found is None:

@@ -97,6 +97,13 @@ class AwarenessTable:
     limits: AwarenessLimits = field(default_factory=AwarenessLimits)
     _states: dict[int, _State] = field(default_factory=dict)
     _owned: dict[Hashable, set[int]] = field(default_factory=dict)
+    _departed: dict[int, tuple[int, float]] = field(default_factory=dict)
+    """Clients removed with their connection (or instance): id -> (clock, when). Providers echo
+    every awareness change they apply (y-websocket and Hocuspocus alike), so a departed
+    client's last state, or its removal, can come back from another connection after it left:
+    within ``OUTDATED_TIMEOUT_S`` such an echo (its clock not above the departed one) is
+    ignored, unless it comes from a connection that owns no client yet (the departed client
+    itself, reconnecting with its unchanged state)."""
 
     def __len__(self) -> int:
         """Clients with a (non-null) state."""
@@ -125,9 +132,16 @@ class AwarenessTable:
         ``max_clients``.
         """
         accepted: list[AwarenessEntry] = []
+        fresh_owner = owner is not None and not self._owned.get(owner)
         for e in entries:
             cur = self._states.get(e.client_id)
-            if cur is None:
+            gone = self._departed.get(e.client_id)
+            if cur is None and gone is not None and e.clock <= gone[0]:
+                if e.state is None or not fresh_owner:
+                    continue  # an echo of a departed client (its state, or its removal)
+                del self._departed[e.client_id]
+                accepted.append(e)
+            elif cur is None:
                 # As in y-protocols, a null for an unknown client still records its clock (so
                 # that an older state arriving later is refused); there is nothing to relay.
                 if e.state is not None or len(self._states) < self.limits.max_clients:
@@ -203,7 +217,13 @@ class AwarenessTable:
             cur = self._states.pop(c, None)
             if cur is not None and cur.state is not None:
                 entries.append(AwarenessEntry(c, cur.clock, None))
+                self._depart(c, cur.clock, now)
         return encode_update(entries) if entries else None
+
+    def _depart(self, client_id: int, clock: int, now: float) -> None:
+        if len(self._departed) >= self.limits.max_clients:  # bounded: the oldest go first
+            del self._departed[next(iter(self._departed))]
+        self._departed[client_id] = (clock, now)
 
     def remove_clients(self, client_ids: Iterable[int], now: float = 0.0) -> bytes | None:
         """Remove the states of ``client_ids`` (another instance, their home, went away), with
@@ -215,6 +235,7 @@ class AwarenessTable:
                 entries.append(AwarenessEntry(c, cur.clock, None))
                 self._disown(c)
                 del self._states[c]
+                self._depart(c, cur.clock, now)
         return encode_update(entries) if entries else None
 
     def expire(self, now: float, timeout: float = OUTDATED_TIMEOUT_S) -> bytes | None:
@@ -229,6 +250,8 @@ class AwarenessTable:
         return encode_update(entries) if entries else None
 
     def _forget_removed_older(self, now: float, timeout: float) -> None:
+        for c in [c for c, (_, when) in self._departed.items() if now - when >= timeout]:
+            del self._departed[c]
         for c in [
             c for c, s in self._states.items() if s.state is None and now - s.updated_at >= timeout
         ]:

@@ -29,6 +29,7 @@ from typing import Any
 import pycrdt
 
 from cowrite.yjs.lib0 import Decoder, Encoder, YjsProtocolError
+from cowrite.yjs.surrogates import SurrogateIndex
 
 U64 = (1 << 64) - 1
 EMPTY_UPDATE = b"\x00\x00"
@@ -132,6 +133,7 @@ class YjsDocument:
         self._captured: list[bytes] = []
         self._waiting: list[bytes] = []
         self._sub = self._twin.observe(self._capture)
+        self._surrogates = SurrogateIndex()
         # Bytes of the last snapshot/load plus every update since: an upper bound of the encoded
         # size, exact again after encode_snapshot().
         self.size_estimate = 0
@@ -210,8 +212,12 @@ class YjsDocument:
             raise YjsProtocolError(
                 "limit", f"update of {len(update)} bytes (limit {self.limits.max_update_bytes})"
             )
+        split = self._surrogates.split(update)
+        if split is not None:  # Yrs would hold something else than the client (surrogates.py)
+            raise YjsProtocolError("unsupported_update", f"{split}: splits a surrogate pair")
         effective = self._apply_complete(update, self.limits.max_document_bytes)
         if effective is not None:
+            self._surrogates.add(effective)
             self._drain_waiting()
         return effective
 
@@ -226,6 +232,8 @@ class YjsDocument:
         ``max_waiting_updates`` wait (the caller should then reload the document from the store).
         """
         effective, rest = self._apply_partial(update)
+        if effective is not None:
+            self._surrogates.add(effective)
         if rest is not None and rest not in self._waiting:
             if len(self._waiting) >= self.limits.max_waiting_updates:
                 raise YjsProtocolError("limit", "too many updates wait for dependencies")
@@ -248,6 +256,8 @@ class YjsDocument:
                     effective, rest = self._apply_partial(update)
                 except YjsProtocolError:  # pragma: no cover - it decoded when it was parked
                     effective, rest = None, None
+                if effective is not None:
+                    self._surrogates.add(effective)
                 self._waiting[i] = rest if rest is not None else b""
                 progress = progress or effective is not None or rest is None
             self._waiting = [u for u in self._waiting if u]
@@ -375,8 +385,7 @@ class YjsDocument:
     def html(self, name: str) -> str:
         """A ``Y.XmlFragment`` written by a ProseMirror editor (Tiptap, BlockNote,
         y-prosemirror) as HTML: common node and mark names mapped, everything escaped."""
-        fragment = self._scratch().get(name, type=pycrdt.XmlFragment)
-        return "".join(_html_node(child) for child in fragment.children)
+        return fragment_html(self._scratch().get(name, type=pycrdt.XmlFragment))
 
 
 def compact(updates: Iterable[bytes]) -> bytes:
@@ -469,3 +478,8 @@ def _html_node(node: Any) -> str:
         return f"<pre><code>{inner}</code></pre>"
     html_tag = _BLOCKS.get(tag, "div")
     return f"<{html_tag}>{inner}</{html_tag}>"
+
+
+def fragment_html(fragment: pycrdt.XmlFragment) -> str:
+    """A ``Y.XmlFragment`` written by a ProseMirror editor as HTML (see ``YjsDocument.html``)."""
+    return "".join(_html_node(child) for child in fragment.children)

@@ -45,6 +45,7 @@ from cowrite.yjs.lib0 import YjsProtocolError
 
 # Close codes (WebSocket standard ones, and Hocuspocus's 4xxx from @hocuspocus/common).
 CLOSE_PROTOCOL_ERROR: Final = 1002
+CLOSE_UNSUPPORTED: Final = 1003
 CLOSE_POLICY: Final = 1008
 CLOSE_TOO_BIG: Final = 1009
 CLOSE_RESET: Final = 4205
@@ -173,6 +174,8 @@ def _close_for(exc: YjsProtocolError) -> Close:
         return Close(CLOSE_TOO_BIG, exc.code)
     if exc.code == "limit":
         return Close(CLOSE_POLICY, f"limit: {exc.reason}"[:120])
+    if exc.code == "unsupported_update":
+        return Close(CLOSE_UNSUPPORTED, exc.reason[:120])
     return Close(CLOSE_PROTOCOL_ERROR, exc.code)
 
 
