@@ -11,6 +11,7 @@ SUITES = {
     "traces": "engine vs pycrdt and str on the editing traces",
     "server": "WebSocket load: cowrite vs Hocuspocus and pycrdt-websocket",
     "cluster": "several cowrite instances on PostgreSQL + Redis",
+    "history": "version history on the automerge-paper document (list, value, diff, disk)",
 }
 
 

@@ -229,6 +229,14 @@ class Diverged(Message, tag="diverged"):
     node: NodeId
 
 
+class Reauth(Message, tag="reauth"):
+    """A fresh token for this connection (same user): its rights replace the old token's on
+    every joined document, and its ``exp`` ends the session from now on (``reauthed`` answers;
+    a refused one is ``error unauthorized`` and the old token stays)."""
+
+    token: str
+
+
 ClientMessage = (
     Hello
     | Join
@@ -242,6 +250,7 @@ ClientMessage = (
     | ChatHistory
     | Pong
     | Diverged
+    | Reauth
 )
 
 
@@ -369,6 +378,23 @@ class Reconnect(Message, tag="reconnect"):
     reason: str = "shutdown"
 
 
+class Reauthed(Message, tag="reauthed"):
+    """The ``reauth`` token is accepted; ``expires_at`` (seconds since the epoch) ends the
+    session now."""
+
+    expires_at: float | None = None
+
+
+class Rights(Message, tag="rights"):
+    """This connection's rights on ``doc`` changed (a ``reauth``, or an administrator's
+    downgrade): from now on edits (and chat) beyond ``rights`` are refused. Losing ``read``
+    removes the connection from the document (it gets no more of its messages)."""
+
+    doc: DocId
+    rights: list[str]
+    reason: str = ""
+
+
 ServerMessage = (
     Welcome
     | Joined
@@ -384,6 +410,8 @@ ServerMessage = (
     | Checksum
     | Ping
     | Reconnect
+    | Reauthed
+    | Rights
 )
 
 client_decoder = msgspec.json.Decoder(ClientMessage)

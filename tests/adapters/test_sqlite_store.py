@@ -15,6 +15,7 @@ from cowrite.adapters.store import (
     StoredEdit,
     StoreError,
     StoreUnavailable,
+    VersionRecord,
 )
 from cowrite.adapters.store._schema import MIGRATIONS
 
@@ -69,7 +70,7 @@ async def test_database_uses_wal_and_records_its_schema_version(tmp_path: Path) 
         conn = sqlite3.connect(db)
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
         finally:
             conn.close()
 
@@ -106,6 +107,28 @@ async def test_a_version_1_database_is_migrated_and_its_edit_keys_still_count(
             await store.append_update("d", b"again", edit_keys=[EditKey("c", "e")], now_ms=T0)
         seq = await store.append_update("d", b"x", edit_keys=[EditKey("c", "f", "h")], now_ms=T0)
         assert await store.lookup_edit("d", "c", "f") == StoredEdit(seq, "h")
+
+
+async def test_a_version_3_database_gains_an_empty_version_history(tmp_path: Path) -> None:
+    """Schema 4 adds ``versions``: edits stored before it are not versions; new ones are."""
+    db = tmp_path / "db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (3)")
+    for statements in MIGRATIONS[:3]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO documents (id, title, created_ms, updated_ms, last_seq) "
+        "VALUES ('d', '', 0, 0, 1)"
+    )
+    conn.execute("INSERT INTO updates VALUES ('d', 1, x'00', 0)")
+    conn.close()
+    async with SQLiteStore(db) as store:
+        assert await store.list_versions("d") == []
+        version = VersionRecord(0, T0, (("u", "U"),), "typed", 1, b"")
+        assert await store.append_update("d", b"x", now_ms=T0, version=version) == 2
+        assert [v.seq for v in await store.list_versions("d")] == [2]
 
 
 async def test_a_database_from_a_newer_cowrite_is_refused(tmp_path: Path) -> None:

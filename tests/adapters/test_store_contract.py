@@ -23,6 +23,7 @@ from cowrite.adapters.store import (
     Store,
     StoredEdit,
     StoreError,
+    VersionRecord,
 )
 from cowrite.adapters.store.postgres import PostgresStore
 
@@ -601,6 +602,11 @@ async def test_out_of_range_integers_are_refused_and_the_store_carries_on(
         lambda: store.create_document("e", title="", now_ms=bad),
         lambda: store.update_title("d", "t", now_ms=bad),
         lambda: store.list_documents(limit=bad),
+        lambda: store.list_versions("d", after=bad),
+        lambda: store.list_versions("d", limit=bad),
+        lambda: store.get_version("d", bad),
+        lambda: store.name_version("d", bad, "n", now_ms=T0),
+        lambda: store.append_update("d", b"u", now_ms=T0, version=_version(T0, size=bad)),
     ]
     for call in calls:
         with pytest.raises(ValueError):
@@ -609,6 +615,87 @@ async def test_out_of_range_integers_are_refused_and_the_store_carries_on(
     edited = await store.edit_chat("d", message.id, author_id="u", text="yo", now_ms=T0 + 1)
     assert edited.text == "yo"
     assert await store.health()
+
+
+# --- version history ------------------------------------------------------------------------------
+
+
+def _version(time_ms: int, who: str = "u1", *, size: int = 3, how: str = "typed") -> VersionRecord:
+    return VersionRecord(0, time_ms, ((who, who.upper()),), how, size, b"\x01\x02")
+
+
+async def test_versions_are_stored_with_their_log_entry_and_outlive_it(
+    backend: Backend, store: Store
+) -> None:
+    await store.create_document("d", title="", now_ms=T0)
+    await store.append_update("d", b"u1", now_ms=T0, version=_version(T0))
+    await store.append_update("d", b"u2", now_ms=T0)  # no version: none stored
+    restored = VersionRecord(0, T0 + 5, (("u2", "Ann"),), "restored", 7, b"", restored_from=1)
+    assert await store.append_update("d", b"u3", now_ms=T0 + 5, version=restored) == 3
+    await store.save_snapshot("d", b"snap", 3)  # the log entries go, their versions stay
+    store = await reopen(backend, store)
+    listed = await store.list_versions("d")
+    assert [v.seq for v in listed] == [1, 3]
+    assert listed[0] == VersionRecord(1, T0, (("u1", "U1"),), "typed", 3, b"\x01\x02")
+    assert listed[1].restored_from == 1 and listed[1].authors == (("u2", "Ann"),)
+    assert await store.get_version("d", 3) == listed[1]
+    assert await store.get_version("d", 2) is None
+    assert await store.list_versions("missing") == []
+    await store.close()
+
+
+async def test_versions_page_by_seq(store: Store) -> None:
+    await store.create_document("d", title="", now_ms=T0)
+    for i in range(5):
+        await store.append_update("d", b"u", now_ms=T0 + i, version=_version(T0 + i))
+    assert [v.seq for v in await store.list_versions("d", limit=2)] == [1, 2]
+    assert [v.seq for v in await store.list_versions("d", after=2, limit=2)] == [3, 4]
+    assert [v.seq for v in await store.list_versions("d", after=1, before=4)] == [2, 3]
+
+
+async def test_named_versions_are_renamed_listed_and_never_thinned(store: Store) -> None:
+    await store.create_document("d", title="", now_ms=T0)
+    for i in range(4):
+        await store.append_update("d", b"u", now_ms=T0 + i, version=_version(T0 + i))
+    named = await store.name_version("d", 2, "Draft sent to legal", now_ms=T0 + 9)
+    assert (named.name, named.named_ms, named.seq) == ("Draft sent to legal", T0 + 9, 2)
+    renamed = await store.name_version("d", 2, "Final", now_ms=T0 + 10)
+    assert renamed.name == "Final"
+    assert [v.seq for v in await store.list_versions("d", named_only=True)] == [2]
+    merged = VersionRecord(4, T0 + 3, (("u1", "U1"), ("u2", "U2")), "typed", 9, b"", merged=3)
+    assert await store.thin_versions("d", [1, 2, 3], [merged]) == 2  # 2 is named: kept
+    listed = await store.list_versions("d")
+    assert [v.seq for v in listed] == [2, 4]
+    assert (listed[1].authors, listed[1].size, listed[1].merged) == (merged.authors, 9, 3)
+    assert listed[1].vector == b"\x01\x02"  # only authors, size and merged change
+    unnamed = await store.name_version("d", 2, None, now_ms=T0 + 11)
+    assert unnamed.name is None and unnamed.named_ms is None
+    with pytest.raises(NotFound):
+        await store.name_version("d", 3, "gone", now_ms=T0)
+    with pytest.raises(NotFound):
+        await store.name_version("missing", 1, "x", now_ms=T0)
+    with pytest.raises(ValueError):
+        await store.name_version("d", 4, " ", now_ms=T0)
+    with pytest.raises(ValueError):
+        await store.name_version("d", 4, "x" * 201, now_ms=T0)
+
+
+async def test_bad_versions_store_nothing(store: Store) -> None:
+    await store.create_document("d", title="", now_ms=T0)
+    with pytest.raises(ValueError):
+        await store.append_update("d", b"u", now_ms=T0, version=_version(T0, how="magic"))
+    assert (await store.load("d")) is not None
+    assert (await store.append_update("d", b"u", now_ms=T0)) == 1
+    assert await store.list_versions("d") == []
+
+
+async def test_deleting_a_document_deletes_its_versions(store: Store) -> None:
+    await store.create_document("d", title="", now_ms=T0)
+    await store.append_update("d", b"u", now_ms=T0, version=_version(T0))
+    await store.delete_document("d")
+    await store.create_document("d", title="", now_ms=T0)
+    assert await store.list_versions("d") == []
+    assert await store.get_version("d", 1) is None
 
 
 # --- lifecycle ------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from cowrite.server.hooks import Hooks
 from cowrite.server.metrics import Metrics
+from cowrite.server.webhooks import Webhooks
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "cowrite-alerts.yml"
@@ -32,6 +34,9 @@ def promtool() -> str:
 def exported() -> set[str]:
     """Every series name the server's registry can export (histogram and counter suffixes)."""
     metrics = Metrics()
+    # the hooks' and webhooks' metrics join the same registry when they are configured
+    Hooks([], metrics.registry)
+    Webhooks(["http://127.0.0.1:9/hook"], "whsec_" + "A" * 32, metrics.registry)
     names: set[str] = set()
     for family in metrics.registry.collect():
         for sample in family.samples:

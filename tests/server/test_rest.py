@@ -13,7 +13,7 @@ from cowrite.adapters.store import StoreUnavailable
 from cowrite.engine import history, ot
 from cowrite.engine.ops import NodeKind
 from cowrite.rooms.wire import node_to_wire
-from cowrite.server import rest
+from cowrite.server import rest, rest_history
 from cowrite.server.openapi import spec
 
 
@@ -271,23 +271,27 @@ async def test_versions_listed_paginated_and_readable(
     _, texts = await make_history(server, raw)
     body = (await http.get("/api/documents/d/versions")).json()
     listed = body["versions"]
-    assert [v["index"] for v in listed] == [0, 1, 2, 3] and body["next"] is None
-    replica = str(server.state.hub.replica)
-    assert all(v["replica"] == replica for v in listed)
-    counts = [v["vector"][replica] for v in listed]
-    assert counts == sorted(counts) and len(set(counts)) == 4
-    assert all(isinstance(v["time_ms"], int) for v in listed)
+    assert [v["id"] for v in listed] == [1, 2, 3, 4] and body["next"] is None
+    [author] = listed[0]["authors"]  # the connection's user (no key: an id of its own)
+    assert author["id"] and all(v["authors"] == [author] for v in listed)
+    assert all(v["how"] == "typed" and v["available"] and v["name"] is None for v in listed)
+    assert [v["size"] for v in listed] == [5, 6, 6, 1]  # characters inserted, deletions
+    times = [v["time_ms"] for v in listed]
+    assert times == sorted(times) and all(isinstance(t, int) for t in times)
 
     page1 = (await http.get("/api/documents/d/versions", params={"limit": 3})).json()
-    assert [v["index"] for v in page1["versions"]] == [0, 1, 2] and page1["next"] == 2
-    page2 = (await http.get("/api/documents/d/versions", params={"after": 2})).json()
-    assert [v["index"] for v in page2["versions"]] == [3] and page2["next"] is None
+    assert [v["id"] for v in page1["versions"]] == [1, 2, 3] and page1["next"] == 3
+    page2 = (await http.get("/api/documents/d/versions", params={"after": 3})).json()
+    assert [v["id"] for v in page2["versions"]] == [4] and page2["next"] is None
 
-    for i, text in enumerate(texts):
+    for i, text in enumerate(texts, 1):
         r = await http.get(f"/api/documents/d/versions/{i}")
         assert r.status_code == 200
-        assert r.json()["value"] == {"t": text} and r.json()["index"] == i
-    r = await http.get("/api/documents/d/versions/4")
+        assert r.json()["value"] == {"t": text} and r.json()["id"] == i
+        assert r.json()["version"]["id"] == i
+    empty = (await http.get("/api/documents/d/versions/0")).json()
+    assert empty == {"id": 0, "version": None, "value": {"t": ""}}
+    r = await http.get("/api/documents/d/versions/5")
     assert r.status_code == 404 and error_of(r) == "unknown_version"
     r = await http.get("/api/documents/d/versions/-1")
     assert r.status_code == 400 and error_of(r) == "bad_request"
@@ -297,22 +301,22 @@ async def test_versions_listed_paginated_and_readable(
 
 async def test_diff_between_versions(server: Any, raw: Any, http: httpx.AsyncClient) -> None:
     _, texts = await make_history(server, raw)
-    body = (await http.get("/api/documents/d/diff", params={"from": 0, "to": 2})).json()
-    assert body["from"] == 0 and body["to"] == 2
+    body = (await http.get("/api/documents/d/diff", params={"from": 1, "to": 3})).json()
+    assert body["from"] == 1 and body["to"] == 3
     [change] = body["changes"]
     assert change["node"] == "text:t" and change["kind"] == "text" and change["path"] == ["t"]
     assert ot.apply(texts[0], change["delta"]) == texts[2]
     # "to" defaults to the latest
-    body = (await http.get("/api/documents/d/diff", params={"from": 1})).json()
-    assert body["to"] == 3 and ot.apply(texts[1], body["changes"][0]["delta"]) == texts[3]
-    body = (await http.get("/api/documents/d/diff", params={"from": 2, "to": 2})).json()
+    body = (await http.get("/api/documents/d/diff", params={"from": 2})).json()
+    assert body["to"] == 4 and ot.apply(texts[1], body["changes"][0]["delta"]) == texts[3]
+    body = (await http.get("/api/documents/d/diff", params={"from": 3, "to": 3})).json()
     assert body["changes"] == []
     cases: list[tuple[dict[str, Any], int]] = [
         ({}, 400),
         ({"from": "a"}, 400),
-        ({"from": 0, "to": "b"}, 400),
+        ({"from": 1, "to": "b"}, 400),
         ({"from": 9}, 404),
-        ({"from": 0, "to": 9}, 404),
+        ({"from": 1, "to": 9}, 404),
     ]
     for params, status in cases:
         r = await http.get("/api/documents/d/diff", params=params)
@@ -332,10 +336,12 @@ async def test_diff_of_maps_counters_and_nested_nodes(
         {"type": "set", "node": "map:m", "key": "k", "value": 1},
         {"type": "add", "node": "counter:c", "amount": 4},
     )
-    r = await http.get("/api/documents/d/diff", params={"from": 0, "to": 1})
+    r = await http.get("/api/documents/d/diff", params={"from": 1, "to": 2})
     changes = {tuple(c["path"]): c for c in r.json()["changes"]}
     assert changes[("m", "body")]["node"] == body_id
     assert changes[("m", "body")]["delta"] == ["inner"]
+    [span] = changes[("m", "body")]["spans"]
+    assert span["op"] == "insert" and span["text"] == "inner" and span["by"] == 2
     assert changes[("m", "k")] | {"delta": []} == {
         "node": "map:m",
         "kind": "map",
@@ -343,6 +349,7 @@ async def test_diff_of_maps_counters_and_nested_nodes(
         "delta": [],
         "before": None,
         "after": 1,
+        "spans": None,  # (text and list nodes only)
     }
     assert changes[("c",)]["before"] == 0 and changes[("c",)]["after"] == 4
 
@@ -357,10 +364,10 @@ async def test_restore_is_live_for_connected_clients(
     b = await joined(server, raw, "d", "b")
     text_b = b.joined["snapshot"]["text:t"]["value"]
     assert text_b == texts[-1]
-    r = await http.post("/api/documents/d/restore", json={"version": 1})
+    r = await http.post("/api/documents/d/restore", json={"version": 2})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["restored"] == 1 and body["edits"] == 1 and body["version"] == a.version + 1
+    assert body["restored"] == 2 and body["edits"] == 1 and body["version"] == a.version + 1
     remote = await b.expect("remote")
     assert remote["client_id"] == "server" and remote["version"] == body["version"]
     for op in remote["ops"]:
@@ -373,10 +380,12 @@ async def test_restore_is_live_for_connected_clients(
     assert (await http.get("/api/documents/d/text/t")).text == texts[1]
     # a restore is new history: the latest version is now the restored value
     versions = (await http.get("/api/documents/d/versions")).json()["versions"]
-    last = (await http.get(f"/api/documents/d/versions/{versions[-1]['index']}")).json()
+    last = (await http.get(f"/api/documents/d/versions/{versions[-1]['id']}")).json()
     assert last["value"] == {"t": texts[1]}
+    assert versions[-1]["how"] == "restored" and versions[-1]["restored_from"] == 2
+    assert versions[-1]["authors"] == [{"id": "anonymous", "name": ""}]  # (no auth: no name)
     # the old versions are all still there
-    for i, text in enumerate(texts):
+    for i, text in enumerate(texts, 1):
         assert (await http.get(f"/api/documents/d/versions/{i}")).json()["value"] == {"t": text}
     # a stale client edit made before the restore is rebased over it
     await a.edit(seq("text:t", 5, ","))
@@ -388,8 +397,8 @@ async def test_restore_of_the_current_value_changes_nothing(
     server: Any, raw: Any, http: httpx.AsyncClient
 ) -> None:
     a, _ = await make_history(server, raw)
-    r = await http.post("/api/documents/d/restore", json={"version": 3})
-    assert r.json() == {"restored": 3, "version": a.version, "edits": 0}
+    r = await http.post("/api/documents/d/restore", json={"version": 4})
+    assert r.json() == {"restored": 4, "version": a.version, "edits": 0}
 
 
 async def test_restore_answers_503_unless_durable(
@@ -406,12 +415,12 @@ async def test_restore_answers_503_unless_durable(
         raise StoreUnavailable("database restarting")
 
     monkeypatch.setattr(store, "append_update", broken)  # refused: never durable
-    r = await http.post("/api/documents/d/restore", json={"version": 0})
+    r = await http.post("/api/documents/d/restore", json={"version": 1})
     assert r.status_code == 503 and error_of(r) == "unavailable"
     stored_before = (await store.load("d")).last_seq
     monkeypatch.setattr(store, "append_update", down)  # retried: not durable in time
-    monkeypatch.setattr(rest, "RESTORE_TIMEOUT_S", 0.3)
-    r = await http.post("/api/documents/d/restore", json={"version": 1})
+    monkeypatch.setattr(rest_history, "RESTORE_TIMEOUT_S", 0.3)
+    r = await http.post("/api/documents/d/restore", json={"version": 2})
     assert r.status_code == 503 and error_of(r) == "unavailable"
     monkeypatch.setattr(store, "append_update", real_append)  # back: the retry goes through
     await server.state.hub.rooms["d"].queue.join()
@@ -471,6 +480,7 @@ async def test_restore_rebuilds_maps_lists_registers_counters_and_nested_nodes(
     )
     clock.step()
     target = history.versions(doc)[-1]
+    target_id = a.version
     expected = doc.to_json()
     assert expected == {
         "c": 5,
@@ -492,7 +502,7 @@ async def test_restore_rebuilds_maps_lists_registers_counters_and_nested_nodes(
     assert doc.to_json() != expected
     observer = await joined(server, raw, "d", "observer")
     snapshot = observer.joined["snapshot"]
-    r = await http.post("/api/documents/d/restore", json={"version": target.index})
+    r = await http.post("/api/documents/d/restore", json={"version": target_id})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["edits"] >= 2  # nested nodes are filled in a second batch

@@ -11,6 +11,8 @@ Modules, outside in:
 * ``connection``: ``DocumentSession``, one open document (handles, events, presence, lifecycle);
 * ``transport``: the session's socket side (reconnect loop, handshake, writer task, frame codec);
 * ``chat``: ``ChatChannel`` (``session.chat``); ``events``: ``ChangeEvent``;
+* ``history``: ``History``, a document's version history over REST (list, read, diff, name,
+  restore), no session needed;
 * ``handles``: ``TextHandle``, ``MapHandle``... (edit one node through a core);
 * ``thin``: ``ThinDocState``, the thin client core (``docs/protocol.md`` T1-T10), with
   ``thin_merge`` (rejoin, snapshot merge), ``thin_cursors`` and ``thin_slots`` (queue vocabulary);
@@ -43,10 +45,12 @@ from cowrite.client.handles import (
     RegisterHandle,
     TextHandle,
 )
+from cowrite.client.history import History, HistoryError
 from cowrite.client.replica import ReplicaDocState
 from cowrite.client.thin import ThinDocState
 from cowrite.client.values import diff_text
-from cowrite.client.yjs import YjsSession, hocuspocus_url, open_yjs
+from cowrite.client.yjs import YjsSession, hocuspocus_url
+from cowrite.client.yjs_open import open_yjs
 
 __all__ = [
     "ChangeEvent",
@@ -55,6 +59,8 @@ __all__ = [
     "CounterHandle",
     "DocumentSession",
     "Handle",
+    "History",
+    "HistoryError",
     "ListHandle",
     "MapHandle",
     "NotSynced",

@@ -315,6 +315,14 @@ class DocumentSession(SessionTransport):
         if self._connected:
             self._send(p.SetPresence(doc=self.doc_id, user=user, cursor=wire, active=active))
 
+    def reauth(self, token: str) -> None:
+        """Present a fresh access token (same user) on the open connection: its rights and
+        expiry replace the old token's (the session outlives the old ``exp``); it is also the
+        token of later reconnects. A refusal arrives as an ``unauthorized`` error event."""
+        self._token = token
+        if self._connected:
+            self._send(p.Reauth(token=token))
+
     # ------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:

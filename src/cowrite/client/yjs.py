@@ -48,11 +48,9 @@ import json
 import logging
 import random
 import urllib.parse
-from collections.abc import Callable, Generator
-from types import TracebackType
+from collections.abc import Callable
 from typing import Any, Literal, TypeAlias, get_args
 
-import msgspec
 import pycrdt
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -66,12 +64,12 @@ from cowrite.client.errors import (
     ReadOnlyError,
     SessionClosed,
 )
+from cowrite.client.yjs_frames import YjsFrames, _Fatal
 from cowrite.yjs import messages as m
 from cowrite.yjs.awareness import (
     OUTDATED_TIMEOUT_S,
     AwarenessEntry,
     AwarenessTable,
-    decode_update,
     encode_update,
 )
 from cowrite.yjs.lib0 import YjsProtocolError
@@ -81,8 +79,6 @@ log = logging.getLogger("cowrite.client.yjs")
 YjsEvent: TypeAlias = Literal["status", "awareness", "chat", "stateless", "error"]
 Callback: TypeAlias = Callable[[Any], Any]
 
-MAX_CHAT_KEPT = 1000
-"""Chat messages ``chat_messages`` keeps (the newest)."""
 AWARENESS_RENEW_S = 15.0
 """How often the local awareness state is renewed (y-protocols: peers drop it after 30 s)."""
 # Close codes after which reconnecting would only repeat the failure: our frames are malformed
@@ -131,13 +127,7 @@ class _Retry(Exception):
     """Drop this connection and reconnect after a backoff."""
 
 
-class _Fatal(Exception):
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class YjsSession:
+class YjsSession(YjsFrames):
     """One Yjs document of a cowrite server, live in ``doc`` (see the module docstring).
 
     Made by ``open_yjs``; use it as ``async with open_yjs(...) as ydoc``.
@@ -538,218 +528,5 @@ class YjsSession:
         if self._outbox is not None:
             self._outbox.put_nowait(frame)
 
-    # ------------------------------------------------------------------ frames in
 
-    def _handle(self, msg: m.HocuspocusMessage) -> None:
-        if isinstance(msg, m.HPing):
-            self._send(m.PONG_FRAME)
-            return
-        if isinstance(msg, m.HPong) or msg.address != self.name:
-            return
-        if isinstance(msg, m.HSync):
-            self._sync(msg.sync)
-        elif isinstance(msg, m.HSyncStatus):
-            self._outstanding = max(0, self._outstanding - 1)
-            if msg.saved and self._settled() and not self._refused:
-                self._unsaved = False
-            if not msg.saved:
-                self._refused += 1
-                self._emit("error", ReadOnlyError(f"the server refused a change to {self.name!r}"))
-            self._notify()
-        elif isinstance(msg, m.HAwareness):
-            self._awareness(msg.update)
-        elif isinstance(msg, m.HQueryAwareness):
-            self._send_awareness()
-        elif isinstance(msg, m.HAuthenticated):
-            self.read_only = msg.scope == "readonly"
-            if self.read_only and self._pending:
-                self._pending.clear()
-                self._unsendable = True
-        elif isinstance(msg, m.HPermissionDenied):
-            raise _Fatal(PermissionDenied(msg.reason, self.name))
-        elif isinstance(msg, m.HAuthTokenRequest):
-            self._send(m.encode_hocuspocus(m.HAuthToken(self.name, self._token)))
-        elif isinstance(msg, m.HStateless):
-            self._emit("stateless", msg.payload)
-            self._chat(msg.payload)
-        elif isinstance(msg, m.HClose):
-            raise _Fatal(SessionClosed(f"the server closed {self.name!r}: {msg.reason}"))
-
-    def _sync(self, sync: m.SyncMessage) -> None:
-        if isinstance(sync, m.SyncStep1):
-            # Everything the server lacks, including what was edited offline and local changes
-            # not sent yet (so those are dropped from the queue).
-            self._send(
-                m.encode_hocuspocus(
-                    m.HSync(self.name, m.SyncStep2(self.doc.get_update(sync.state_vector)))
-                )
-            )
-            self._pending.clear()
-            self._uploaded = True
-            self._outstanding += 1
-            self._notify()
-            return
-        if isinstance(sync, m.SyncUpdate) and not self._got_state:
-            self._held.append(sync.update)
-            return
-        self._apply_remote(sync.update)
-        if isinstance(sync, m.SyncStep2) and not self._got_state:
-            self._got_state = True
-            held, self._held = self._held, []
-            for update in held:
-                self._apply_remote(update)
-            self._attempt = 0
-            self._connected = True
-            if self._ready is not None and not self._ready.done():
-                self._ready.set_result(None)
-            self._notify()
-            self._emit("status", "connected")
-
-    def _chat(self, payload: str) -> None:
-        """The cowrite chat carried in stateless payloads (``docs/yjs.md``)."""
-        try:
-            msg = json.loads(payload)
-            kind = msg.get("type") if isinstance(msg, dict) else None
-            if kind == "cowrite.chat":
-                message = msgspec.convert(msg["message"], p.ChatMessage)
-                self.chat_messages = [
-                    *(c for c in self.chat_messages[-MAX_CHAT_KEPT + 1 :] if c.id != message.id),
-                    message,
-                ]
-                self._emit("chat", message)
-            elif kind == "cowrite.chat.history":
-                self.chat_messages = msgspec.convert(msg["messages"], list[p.ChatMessage])
-                self.chat_has_more = bool(msg.get("has_more"))
-            elif kind == "cowrite.error":
-                self._emit("error", ClientError(f"{msg.get('code')}: {msg.get('message')}"))
-        except (ValueError, KeyError, msgspec.ValidationError) as exc:
-            log.warning("ignoring a stateless message: %s", exc)
-
-    def _apply_remote(self, update: bytes) -> None:
-        self._applying_remote = True
-        try:
-            self.doc.apply_update(update)
-        finally:
-            self._applying_remote = False
-
-    def _awareness(self, update: bytes) -> None:
-        try:
-            entries = decode_update(update, self._aw_table.limits)
-        except YjsProtocolError as exc:
-            log.warning("ignoring a bad awareness update: %s", exc)
-            return
-        mine = [e for e in entries if e.client_id != self.doc.client_id]
-        assert self._loop is not None
-        try:
-            change = self._aw_table.apply(mine, None, self._loop.time())
-        except YjsProtocolError as exc:
-            log.warning("ignoring an awareness update: %s", exc)
-            return
-        if change.added or change.updated or change.removed:
-            self._emit("awareness", self.awareness)
-
-    # ------------------------------------------------------------------ local changes out
-
-    def _on_transaction(self, event: pycrdt.TransactionEvent) -> None:
-        if self._applying_remote or self._closed:
-            return
-        update = event.update
-        if update == b"\x00\x00":
-            return  # a transaction that changed nothing
-        self._unsaved = True
-        if self.read_only:
-            self._unsendable = True
-            self._notify()
-            return
-        if not self._uploaded:
-            return  # the sync step 2 of the next (re)connection carries it
-        self._pending.append(update)
-        self._notify()
-        if not self._flush_scheduled and self._loop is not None:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """Send the local updates of this loop turn as one sync update."""
-        self._flush_scheduled = False
-        if not self._pending or self._outbox is None:
-            return
-        pending, self._pending = self._pending, []
-        update = pending[0] if len(pending) == 1 else pycrdt.merge_updates(*pending)
-        self._send(m.encode_hocuspocus(m.HSync(self.name, m.SyncUpdate(update))))
-        self._outstanding += 1
-
-
-class _OpenYjs:
-    """What ``open_yjs`` returns: ``async with open_yjs(...) as ydoc`` or ``ydoc = await
-    open_yjs(...)`` (then ``await ydoc.close()``)."""
-
-    def __init__(self, session: YjsSession) -> None:
-        self._session = session
-
-    def __await__(self) -> Generator[Any, None, YjsSession]:
-        return self._open().__await__()
-
-    async def _open(self) -> YjsSession:
-        await self._session.open()
-        return self._session
-
-    async def __aenter__(self) -> YjsSession:
-        return await self._open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._session.close(flush=exc_type is None)
-
-
-def open_yjs(
-    url: str,
-    doc: str,
-    *,
-    token: str | None = None,
-    document: pycrdt.Doc[Any] | None = None,
-    awareness: Any = None,
-    reconnect: bool = True,
-    backoff_base_s: float = 0.25,
-    backoff_max_s: float = 10.0,
-    connect_timeout_s: float = 10.0,
-    flush_timeout_s: float = 10.0,
-    max_message_bytes: int = 64 * 1024 * 1024,
-    rng: random.Random | None = None,
-) -> _OpenYjs:
-    """Open the Yjs document ``doc`` of the server at ``url`` (``ws://host:port``; see
-    ``hocuspocus_url``) as a live ``pycrdt.Doc``: ``session.doc``.
-
-    ``token``: a cowrite access token when the server has a secret (a read-only one opens the
-    document but ``saved()`` raises ``ReadOnlyError`` after a local change). A document that does
-    not exist is created by the first client with the write right. ``document``: a
-    ``pycrdt.Doc`` to use (its content is merged with the server's, both ways). ``awareness``:
-    the initial awareness state. ``reconnect``: reconnect after a lost connection, waiting
-    ``min(backoff_max_s, backoff_base_s * 2**attempt)`` times a random factor in [0.5, 1).
-    ``connect_timeout_s`` bounds the first open (ConnectionError after it). Leaving the ``async
-    with`` block waits up to ``flush_timeout_s`` for local changes to be saved (``NotSynced`` /
-    ``ReadOnlyError`` if they are not), then closes.
-    """
-    return _OpenYjs(
-        YjsSession(
-            url,
-            doc,
-            token=token,
-            document=document,
-            awareness=awareness,
-            reconnect=reconnect,
-            backoff_base_s=backoff_base_s,
-            backoff_max_s=backoff_max_s,
-            connect_timeout_s=connect_timeout_s,
-            flush_timeout_s=flush_timeout_s,
-            max_message_bytes=max_message_bytes,
-            rng=rng,
-        )
-    )
-
-
-__all__ = ["YjsSession", "hocuspocus_url", "open_yjs"]
+__all__ = ["YjsSession", "hocuspocus_url"]

@@ -24,6 +24,7 @@ the engine imports another engine module. In short:
 """
 
 from cowrite.engine import ot
+from cowrite.engine.authorship import ChangeSpan, NodeChanges, authored_changes
 from cowrite.engine.compaction import CompactionStats, compact
 from cowrite.engine.document import Change, Document, root_id
 from cowrite.engine.encoding import decode_ops, encode_ops
@@ -122,6 +123,9 @@ __all__ = [
     "versions",
     "value_at",
     "diff",
+    "authored_changes",
+    "ChangeSpan",
+    "NodeChanges",
     "Version",
     "NodeDiff",
     "HistoryUnavailable",

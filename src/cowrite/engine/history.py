@@ -16,10 +16,11 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from cowrite.engine.document import Document
 from cowrite.engine.errors import EngineError
+from cowrite.engine.history_index import MANY, NOBODY, delete_index
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, VersionVector, vv_includes
 from cowrite.engine.ops import DELETED, AddOp, NodeKind, NodeRef, SetOp
 from cowrite.engine.sequence import Gap, Sequence
@@ -51,6 +52,9 @@ class NodeDiff:
     delta: list[Any]
     before: Any = None
     after: Any = None
+    spans: list[Any] | None = None
+    """With ``diff(..., authored=True)``, for text and list nodes: the same change as
+    ``authorship.ChangeSpan``s, naming the op behind each insertion and deletion."""
 
 
 def versions(doc: Document) -> list[Version]:
@@ -111,7 +115,8 @@ def deleted_intervals(
 
 
 class _View:
-    """Visibility of elements and values of nodes at one version."""
+    """Visibility of elements and values of nodes at one version (deletes from the document's
+    ``DeleteIndex``: whole runs are decided at once, ``runs``)."""
 
     def __init__(
         self, doc: Document, version: Mapping[int, int], extra: Ranges | None = None
@@ -120,7 +125,7 @@ class _View:
         self.limit = [version.get(doc.replica_of(c), 0) for c in range(len(doc._replicas))]
         self.limit[0] = 1 << 62  # named roots always exist
         self.extra = dict(extra or {})
-        self.del_starts, self.del_ends = deleted_intervals(doc, self.limit, self.extra)
+        self.index = delete_index(doc)
 
     def _seen(self, client: int, seq: int) -> bool:
         if seq < self.limit[client]:
@@ -131,34 +136,99 @@ class _View:
     def has(self, pid: int) -> bool:
         return self._seen(pid & CLIENT_MASK, pid >> CLIENT_BITS)
 
+    def _deleted(self, client: int, seq: int) -> bool:
+        index = self.index
+        dc = index.dcl[client][seq]
+        if dc == NOBODY:
+            return False
+        if dc == MANY:
+            return any(self._seen(c, s) for c, s in index.multi[client, seq])
+        return self._seen(dc, index.dseq[client][seq])
+
     def visible_mask(self, client: int, first: int, n: int) -> list[bool]:
         """For elements ``first .. first+n-1`` of ``client``: visible at this version?"""
-        mask = [self._seen(client, first + k) for k in range(n)]
-        starts = self.del_starts.get(client)
-        if starts:
-            ends = self.del_ends[client]
-            k = max(bisect_right(starts, first) - 1, 0)
-            while k < len(starts) and starts[k] < first + n:
-                for j in range(max(starts[k], first), min(ends[k], first + n)):
-                    mask[j - first] = False
-                k += 1
-        return mask
+        return [
+            self._seen(client, s) and not self._deleted(client, s) for s in range(first, first + n)
+        ]
+
+    def runs(self, client: int, first: int, n: int) -> list[tuple[int, int]]:
+        """The visible elements of ``first .. first+n-1`` as ``[start, end)`` seq runs."""
+        if client not in self.extra:
+            hi = min(first + n, self.limit[client])
+            if hi <= first:
+                return []
+            cl = self.index.dcl[client][first:hi]
+            lo_c, hi_c = min(cl), max(cl)
+            if lo_c == hi_c == NOBODY:
+                return [(first, hi)]
+            if hi_c >= 0 and lo_c in (hi_c, NOBODY) and hi_c not in self.extra:
+                deletes = self.index.dseq[client][first:hi]  # one deleting client: at once
+                bound = self.limit[hi_c]
+                if min(deletes) >= bound:
+                    return [(first, hi)]
+                if max(deletes) < bound:
+                    return []
+        out: list[tuple[int, int]] = []
+        for k, visible in enumerate(self.visible_mask(client, first, n)):
+            if visible:
+                if out and out[-1][1] == first + k:
+                    out[-1] = (out[-1][0], first + k + 1)
+                else:
+                    out.append((first + k, first + k + 1))
+        return out
+
+    def same_runs(
+        self, other: _View, client: int, first: int, n: int
+    ) -> list[tuple[int, int]] | None:
+        """The visible runs of ``first .. first+n-1`` when they are the same in ``other``
+        (an unchanged stretch: the common case of a diff), else None (look element by
+        element). Decided from one pair of slices."""
+        if client in self.extra or client in other.extra:
+            return None
+        la, lb = self.limit[client], other.limit[client]
+        hi = first + n
+        if first >= la and first >= lb:
+            return []  # inserted after both
+        if hi > la or hi > lb:
+            return None  # (some) inserted in between
+        cl = self.index.dcl[client][first:hi]
+        lo_c, hi_c = min(cl), max(cl)
+        if lo_c == hi_c == NOBODY:
+            return [(first, hi)]
+        if hi_c < 0 or lo_c not in (hi_c, NOBODY) or hi_c in self.extra or hi_c in other.extra:
+            return None
+        deletes = self.index.dseq[client][first:hi]
+        ba, bb = sorted((self.limit[hi_c], other.limit[hi_c]))
+        if min(deletes) >= bb:
+            return [(first, hi)]
+        if max(deletes) < ba or not any(ba <= d < bb for d in deletes):
+            return self.runs(client, first, n)  # no delete between the two: same runs
+        return None
 
     def sequence_elements(self, seq: Sequence) -> list[tuple[int, Any]]:
         """(id, element) of the elements visible at this version, in order."""
         out: list[tuple[int, Any]] = []
         for item in seq.items():
+            if type(item.content) is Gap:
+                continue
             client = item.id & CLIENT_MASK
             first = item.id >> CLIENT_BITS
-            if type(item.content) is Gap or (
-                first >= self.limit[client] and client not in self.extra
-            ):
-                continue  # (a run from after this version: skipped without a mask)
-            mask = self.visible_mask(client, first, len(item.content))
-            for k, vis in enumerate(mask):
-                if vis:
+            for s, e in self.runs(client, first, len(item.content)):
+                for k in range(s - first, e - first):
                     out.append((item.id + (k << CLIENT_BITS), item.content[k]))
         return out
+
+    def text(self, seq: Sequence) -> str:
+        """The text of a text node at this version."""
+        parts: list[str] = []
+        for item in seq.items():
+            if type(item.content) is Gap:
+                continue
+            first = item.id >> CLIENT_BITS
+            content = item.content
+            for s, e in self.runs(item.id & CLIENT_MASK, first, len(content)):
+                parts.append(cast(str, content[s - first : e - first]))
+        return "".join(parts)
 
     def lww(self, node: int) -> dict[str | None, tuple[Any, Any]]:
         """key -> (timestamp, value) of the winning writes at this version."""
@@ -186,7 +256,7 @@ class _View:
         doc = self.doc
         kind = doc.kind_of(node)
         if kind is NodeKind.TEXT:
-            return "".join(e for _, e in self.sequence_elements(doc.sequence(node)))
+            return self.text(doc.sequence(node))
         if kind is NodeKind.LIST:
             return [self.value_json(e) for _, e in self.sequence_elements(doc.sequence(node))]
         if kind is NodeKind.MAP:
@@ -218,11 +288,15 @@ def diff(
     old: Mapping[int, int],
     new: Mapping[int, int],
     old_extra: Mapping[int, tuple[int, int]] | None = None,
+    *,
+    authored: bool = False,
 ) -> list[NodeDiff]:
     """What changed from version ``old`` to version ``new``, node by node (reachable nodes).
 
     ``old_extra``: replica id -> a ``[start, end)`` range of its op seqs that ``old`` has too
     (ops seen out of order: a client's own edit applied on top of the version it saw).
+    ``authored`` (without ``old_extra``): text and list changes also come as ``spans`` naming
+    the ops behind them, in the same pass.
     """
     _check_version(doc, old)
     _check_version(doc, new)
@@ -236,23 +310,36 @@ def diff(
     b = _View(doc, new)
     out: list[NodeDiff] = []
     for node, (name, _) in sorted(doc.roots.items()):
-        _diff_node(doc, a, b, node, (name,), out)
+        _diff_node(doc, a, b, node, (name,), out, authored and not extra)
     return out
 
 
 def _diff_node(
-    doc: Document, a: _View, b: _View, node: int, path: tuple[str | int, ...], out: list[NodeDiff]
+    doc: Document,
+    a: _View,
+    b: _View,
+    node: int,
+    path: tuple[str | int, ...],
+    out: list[NodeDiff],
+    authored: bool = False,
 ) -> None:
     kind = doc.kind_of(node)
     if kind is NodeKind.TEXT or kind is NodeKind.LIST:
         seq = doc.sequence(node)
-        delta = _sequence_delta(a, b, seq)
+        spans: list[Any] | None = None
+        if authored:
+            from cowrite.engine.authorship import sequence_spans, spans_delta
+
+            spans = sequence_spans(doc, a, b, node)
+            delta = spans_delta(spans, seq.is_text, b)
+        else:
+            delta = _sequence_delta(a, b, seq)
         if delta:
-            out.append(NodeDiff(node, kind, path, delta))
+            out.append(NodeDiff(node, kind, path, delta, spans=spans))
         if kind is NodeKind.LIST:
             for i, (_, e) in enumerate(b.sequence_elements(seq)):
                 if type(e) is NodeRef:
-                    _diff_node(doc, a, b, e.id, (*path, i), out)
+                    _diff_node(doc, a, b, e.id, (*path, i), out, authored)
         return
     if kind is NodeKind.MAP:
         old = a.lww(node)
@@ -261,7 +348,7 @@ def _diff_node(
             before = old.get(key, (None, None))[1]
             after = new.get(key, (None, None))[1]
             if type(after) is NodeRef and type(before) is NodeRef and after.id == before.id:
-                _diff_node(doc, a, b, after.id, (*path, str(key)), out)
+                _diff_node(doc, a, b, after.id, (*path, str(key)), out, authored)
             elif before != after:
                 out.append(
                     NodeDiff(
@@ -342,6 +429,11 @@ def _sequence_delta(a: _View, b: _View, seq: Sequence) -> list[Any]:
         client = item.id & CLIENT_MASK
         first = item.id >> CLIENT_BITS
         n = len(item.content)
+        same = a.same_runs(b, client, first, n)
+        if same is not None:  # unchanged: kept (or absent) in both
+            for s, e in same:
+                push(e - s)
+            continue
         in_a = a.visible_mask(client, first, n)
         in_b = b.visible_mask(client, first, n)
         span = extra.get(client)

@@ -6,6 +6,7 @@ the version it was made at), validated, and applied all or nothing; and server-s
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from cowrite import protocol as p
@@ -22,7 +23,7 @@ from cowrite.engine import (
     map_value,
     ot,
 )
-from cowrite.rooms import edit_keys, validate
+from cowrite.rooms import edit_keys, history, validate
 from cowrite.rooms.edit_keys import edit_digest, key_client
 from cowrite.rooms.state import (
     Audience,
@@ -173,6 +174,9 @@ class ThinEdits(RoomState):
             reply=reply,
             broadcast=broadcast,
             fault=fault,
+            note=history.note(
+                before, doc.version, now_ms, author.user.id, author.user.name, wire_ops
+            ),
         )
 
     def _wire_edit(self, node: int, edit: list[Any], created: list[str]) -> list[Any]:
@@ -289,8 +293,14 @@ class ThinEdits(RoomState):
         client_id: str,
         edit_id: str,
         author: p.User | None = None,
+        restored_from: int | None = None,
+        base_version: int | None = None,
     ) -> Outcome:
-        """Apply wire ``ops`` against the current version on behalf of the server (REST restore).
+        """Apply wire ``ops`` against the current version (or ``base_version``: rebased from
+        there, like a member's edit) on behalf of the server (REST restore, server edits).
+
+        Its version is noted as made by ``author`` "server"-side, or, with ``restored_from``
+        (the version restored), as "restored" (``rooms.history``).
 
         Validated and applied exactly like a member's ``edit`` (all or nothing, RoomError when the
         batch does not fit), but by nobody in the room: ``author`` (default: the user
@@ -300,7 +310,12 @@ class ThinEdits(RoomState):
         nobody). ``(client_id, edit_id)`` must be new: a repeated key is not applied again.
         """
         user = author if author is not None else p.User(id=client_id, name="server")
-        msg = p.Edit(doc=self.doc_id, edit_id=edit_id, version=self.version, ops=ops)
-        return self._edit(
+        version = self.version if base_version is None else base_version
+        msg = p.Edit(doc=self.doc_id, edit_id=edit_id, version=version, ops=ops)
+        out = self._edit(
             Author(client_id, user, key_client(client_id, client_id)), msg, now_ms, None
         )
+        if out.note is not None:
+            how = "restored" if restored_from is not None else "server"
+            out.note = replace(out.note, how=how, restored_from=restored_from)
+        return out

@@ -21,7 +21,7 @@ from cowrite.engine import (
     map_value,
 )
 from cowrite.engine import Op as EngineOp
-from cowrite.rooms import edit_keys, validate
+from cowrite.rooms import edit_keys, history, validate
 from cowrite.rooms.edit_keys import client_of
 from cowrite.rooms.state import (
     Audience,
@@ -128,6 +128,7 @@ class Replicas(RoomState):
             edit_keys=keys,
             reply=reply,
             broadcast=broadcast,
+            note=history.note(before, doc.version, now_ms, member.user.id, member.user.name),
         )
 
     def _decode_delta(self, data: bytes) -> list[EngineOp]:

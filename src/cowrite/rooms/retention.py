@@ -13,6 +13,9 @@ What the kept window preserves, and what degrades gracefully beyond it:
   before it, get a snapshot / ``history_unavailable`` instead of a diff;
 - a replica whose version predates the base gets the whole state (``ResyncNeeded`` in ``join``).
 
+Named versions pin the base: it never passes the pointwise minimum of their version vectors
+(``rooms.history.pin``), so every named version keeps its value, diffs and restore.
+
 It runs when the server writes a snapshot (a quiet room, or one being unloaded; a snapshot is due
 as soon as compaction is, however few updates the log holds: a few huge ones are the case), and
 only once the history holds at least twice ``kept_ops`` ops, so its cost (a pass over the
@@ -24,7 +27,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 
-from cowrite.engine import CompactionStats, Document, VersionVector, compact
+from cowrite.engine import CompactionStats, Document, VersionVector, compact, vv_min
 
 
 class Cuts:
@@ -56,22 +59,30 @@ class Cuts:
         return found
 
 
-def compaction_due(doc: Document, cuts: Cuts, kept_ops: int) -> bool:
+def compaction_due(
+    doc: Document, cuts: Cuts, kept_ops: int, pin: Mapping[int, int] | None = None
+) -> bool:
     """``compact_old_history`` would fold something (so a snapshot is worth writing)."""
     total = sum(doc.version.values())
     based = sum(doc.base.values())
-    return total - based >= 2 * kept_ops and cuts.any_between(based, total - kept_ops)
+    high = total - kept_ops if pin is None else min(total - kept_ops, sum(pin.values()))
+    return total - based >= 2 * kept_ops and cuts.any_between(based, high)
 
 
-def compact_old_history(doc: Document, cuts: Cuts, kept_ops: int) -> CompactionStats | None:
+def compact_old_history(
+    doc: Document, cuts: Cuts, kept_ops: int, pin: Mapping[int, int] | None = None
+) -> CompactionStats | None:
     """Fold history older than the newest ``kept_ops`` ops into the base (at the newest cut
-    that leaves at least that much); None if not due (less than twice ``kept_ops`` of history
+    that leaves at least that much, and never past ``pin``: the versions someone named stay
+    readable, ``rooms.history``); None if not due (less than twice ``kept_ops`` of history
     since the base) or no cut is old enough."""
     total = sum(doc.version.values())
     based = sum(doc.base.values())
     if total - based < 2 * kept_ops:
         return None
     upto = cuts.newest_before(total - kept_ops)
+    if upto is not None and pin is not None:
+        upto = vv_min([upto, pin])
     if upto is None or sum(upto.values()) <= based:
         return None
     return compact(doc, upto)

@@ -41,6 +41,7 @@ from cowrite.engine import (
 from cowrite.rooms import edit_keys
 from cowrite.rooms.edit_keys import client_of
 from cowrite.rooms.edits import ThinEdits
+from cowrite.rooms.history import pin
 from cowrite.rooms.peers import PeerCursor, PeerEntry, RemoteMember, WireAnchor
 from cowrite.rooms.replicas import Replicas
 from cowrite.rooms.retention import compact_old_history, compaction_due
@@ -100,13 +101,13 @@ class Room(ThinEdits, Replicas):
 
     def encode_snapshot(self, history_kept_ops: int) -> bytes:
         """The document's state for the store, deleted text older than the kept history
-        compacted away first (and with it, from the disk)."""
-        compact_old_history(self.doc, self.cuts, history_kept_ops)
+        compacted away first (and with it, from the disk; never past a named version)."""
+        compact_old_history(self.doc, self.cuts, history_kept_ops, pin(self.pins.values()))
         return self.doc.encode_state()
 
     def compaction_due(self, history_kept_ops: int) -> bool:
         """Old deleted history is worth compacting away (and the log with it) by a snapshot."""
-        return compaction_due(self.doc, self.cuts, history_kept_ops)
+        return compaction_due(self.doc, self.cuts, history_kept_ops, pin(self.pins.values()))
 
     def merge_snapshot(self, snapshot: bytes) -> Outcome | None:
         """Merge what a stored snapshot adds (as one merged update); None when this room's

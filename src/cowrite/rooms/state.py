@@ -23,6 +23,7 @@ from cowrite.engine import (
 )
 from cowrite.rooms.checksum import ChecksumSchedule
 from cowrite.rooms.edit_keys import key_client
+from cowrite.rooms.history import VersionNote
 from cowrite.rooms.peers import RemoteMember
 from cowrite.rooms.retention import Cuts
 from cowrite.rooms.wire import value_from_wire, value_to_wire
@@ -63,6 +64,8 @@ class Outcome:
     order after ``reply`` and before ``broadcast``."""
     fault: BaseException | None = None
     """An unexpected engine failure after part of the input was applied (the shell logs it)."""
+    note: VersionNote | None = None
+    """The version ``persist`` makes: stored with it (``rooms.history``)."""
 
     @property
     def sends(self) -> bool:
@@ -170,6 +173,8 @@ class RoomState:
         self.cuts = Cuts(self.limits.history_kept_ops // 4)
         """Versions the document was at, where old history may be compacted (``retention``)."""
         self.cuts.note(doc.version)  # as loaded: a causal cut
+        self.pins: dict[int, VersionVector] = {}
+        """Named versions (log seq -> vector): compaction never passes them (``rooms.history``)."""
 
     @property
     def version(self) -> int:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cowrite import protocol as p
+from cowrite.rooms.history import VersionNote
 from cowrite.rooms.peers import PeerEntry
 from cowrite.rooms.state import FrameSink, Outcome, RoomError, RoomLimits
 from cowrite.yjs import AwarenessTable, DocumentLimits, SharedDoc, YjsDocument, YjsProtocolError
@@ -123,10 +124,19 @@ class YjsRoom:
     def detach(self, key: str) -> None:
         self.attached.pop(key, None)
 
-    def persisted(self, update: bytes) -> Outcome:
-        """The outcome of an update a session applied to ``shared.doc``: stored, then sent."""
+    def persisted(
+        self, update: bytes, author: tuple[str, str] | None = None, now_ms: int = 0
+    ) -> Outcome:
+        """The outcome of an update a session applied to ``shared.doc``: stored, then sent.
+
+        ``author`` (user id, name) makes it a version in the history (``rooms/history.py``:
+        every stored Yjs update is one; its size is the update's bytes, and it has no version
+        vector: its value at that version is not recomputed here)."""
         self._version += 1
-        return Outcome(persist=update, version=self._version)
+        note = None
+        if author is not None:
+            note = VersionNote({}, now_ms, author[0], author[1], size=len(update))
+        return Outcome(persist=update, version=self._version, note=note)
 
     def update_frames(self, update: bytes, origin: str | None) -> list[tuple[FrameSink, bytes]]:
         """``update`` for every attached connection but ``origin``'s."""

@@ -9,6 +9,8 @@ and HTTP. See ``app.create_app``.
   durable), ``replication`` (other instances' updates and presence; catch-up from the store),
   ``exactly_once`` (what the store must tell about edits the room forgot).
 * ``cluster`` — the bus messages between instances; ``rest`` (routes), ``rest_bodies``
-  (request and response types), ``restore`` (a restore's edits), ``openapi`` — the REST API;
+  (request and response types), ``rest_history`` and ``rest_history_bodies`` (version
+  history: versions, values, authored diffs, naming, restore), ``restore`` (a restore's
+  edits), ``openapi`` — the REST API; ``history`` (named-version pins, retention passes);
   ``auth``, ``config``, ``metrics``, ``ratelimit``, ``http_guard``, ``gcpolicy``, ``run``.
 """

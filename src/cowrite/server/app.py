@@ -29,6 +29,11 @@ fails. So enter it from the parent's lifespan::
 Clients then connect to ``ws://host/collab/ws`` and call ``http://host/collab/api/...``; the
 OpenAPI description names ``/collab`` as its server. ``collab.state.cowrite`` is the `Cowrite`
 instance (store, hub, metrics) for the parent's own handlers.
+
+Extending: ``create_app(settings, extensions=[...])`` runs the application's lifecycle hooks
+(``hooks.py``; webhooks are one, added from the settings), and
+``async with app.state.cowrite.document("id") as doc:`` edits a document in-process
+(``documents.py``). See ``docs/extending.md``.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -49,6 +54,8 @@ from cowrite.adapters.bus import Bus, open_bus
 from cowrite.adapters.store import Store, open_store
 from cowrite.server.config import Settings
 from cowrite.server.connection import CLOSE_GOING_AWAY, Connection
+from cowrite.server.documents import ServerDocument, open_document
+from cowrite.server.hooks import Extension, Hooks
 from cowrite.server.hub import Hub
 from cowrite.server.ip_throttle import IpThrottle
 from cowrite.server.metrics import Metrics
@@ -69,6 +76,7 @@ class Cowrite:
         settings: Settings,
         store: Store | None = None,
         bus: Bus | None = None,
+        extensions: Sequence[Extension] = (),
         tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
@@ -79,7 +87,20 @@ class Cowrite:
         # a bus shared with other instances (Redis, or one given by the caller) makes a cluster
         clustered = bool(settings.redis) or bus is not None
         self.bus: Bus = bus if bus is not None else open_bus(settings.redis)
-        self.hub = Hub(store, settings, self.metrics, bus=self.bus, cluster=clustered)
+        from cowrite.server.webhooks import Webhooks
+
+        webhooks = Webhooks.from_settings(settings, self.metrics.registry)
+        self.hooks = Hooks(
+            [*extensions, *([webhooks] if webhooks is not None else [])],
+            self.metrics.registry,
+            timeout_s=settings.hook_timeout_s,
+            debounce_s=settings.change_debounce_s,
+            max_wait_s=settings.change_max_wait_s,
+            secret=settings.secret,
+        )
+        self.hub = Hub(
+            store, settings, self.metrics, bus=self.bus, cluster=clustered, hooks=self.hooks
+        )
         self.tracing = self.hub.tracing = tracing or Tracing.from_settings(settings.otel)
         self.connections: set[Connection | YjsConnection] = set()
         self.throttle = IpThrottle(
@@ -99,13 +120,15 @@ class Cowrite:
             await self.store.open()
             await self.bus.open()
             await self.hub.start()
+            await self.hub.permissions.start()
+            await self.hooks.lifecycle("on_startup")
         except Exception as exc:
             self.startup_error = exc
             raise
         self.ready = True
         if self.settings.secret and len(self.settings.secret.encode()) < 32:
             log.warning("weak secret: HS256 tokens want a secret of at least 32 bytes")
-        if not self.settings.secret:
+        if not self.hooks.authenticates:
             log.warning(
                 "NO AUTHENTICATION: no secret configured, so every client may read and edit every "
                 "document. Set COWRITE_SECRET (or --secret) before exposing this server."
@@ -129,9 +152,24 @@ class Cowrite:
         if self.connections:
             await self.announce_shutdown()
         await self.hub.close()
+        await self.hooks.close()
+        await self.hub.permissions.close()
         await self.store.close()
         await self.bus.close()
         self.tracing.shutdown()
+
+    async def restrict_user(self, user: str, docs: dict[str, list[str]] | None) -> None:
+        """At most ``docs`` rights (document or "*" -> rights) for ``user``, on every instance,
+        from now on, open connections included; None lifts it (``permissions.py``)."""
+        await self.hub.permissions.restrict(user, docs)
+
+    def document(
+        self, document: str, *, user: str = "server", name: str = "", create: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[ServerDocument]:
+        """Edit ``document`` in-process: ``async with cowrite.document("id") as doc:``; the
+        block's edits become one durable room input, by ``user``, when it ends
+        (``documents.py``)."""
+        return open_document(self.hub, document, user=user, name=name, create=create)
 
 
 def web_routes() -> list[Mount]:
@@ -150,16 +188,18 @@ def create_app(
     settings: Settings | None = None,
     store: Store | None = None,
     bus: Bus | None = None,
+    extensions: Sequence[Extension] = (),
     *,
     tracing: Tracing | None = None,
 ) -> Starlette:
     """The app. ``store``/``bus``: use these instead of the ones the settings name (a ``bus``
-    shared with other instances makes this one a member of their cluster); ``tracing``: spans
+    shared with other instances makes this one a member of their cluster). ``extensions``:
+    lifecycle hooks, run in this order (``hooks.py``, docs/extending.md); ``tracing``: spans
     through this (else as the settings and ``OTEL_*`` variables say: ``tracing.py``)."""
     from cowrite.server import rest
 
     settings = settings or Settings.from_env()
-    state = Cowrite(settings, store, bus, tracing)
+    state = Cowrite(settings, store, bus, extensions, tracing=tracing)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

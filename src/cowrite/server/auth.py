@@ -35,11 +35,16 @@ class Identity:
     docs: dict[str, frozenset[str]] = field(default_factory=dict)
     expires_at: float | None = None
     """The token's ``exp`` (seconds since the epoch); None without auth."""
+    verified: bool = False
+    """Given by an ``on_authenticate`` hook (``hooks.py``), which may set no expiry."""
+    ceiling: dict[str, frozenset[str]] | None = None
+    """At most these rights (by document or ``"*"``), whatever ``docs`` grants: an
+    administrator's downgrade or revocation (``permissions.py``)."""
 
     @property
     def authenticated(self) -> bool:
         """Named by a verified token (whose name the client may not change)."""
-        return self.expires_at is not None
+        return self.expires_at is not None or self.verified
 
     @property
     def key_owner(self) -> str:
@@ -52,6 +57,10 @@ class Identity:
         rights = self.docs.get(doc_id, self.docs.get("*", frozenset()))
         if "read" not in rights and ("write" in rights or "admin" in rights or "chat" in rights):
             rights = rights | {"read"}  # (a new set only when needed: one per connection adds up)
+        if self.ceiling is not None:
+            most = self.ceiling.get(doc_id, self.ceiling.get("*"))
+            if most is not None:
+                rights = rights & most
         return rights
 
 

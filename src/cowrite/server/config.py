@@ -72,6 +72,13 @@ class Settings:
     history_kept_ops: int = 4_000_000
     """Ops of history a document keeps (deleted content older than that is compacted away when
     a snapshot is written; see ``rooms/retention.py``)."""
+    history_keep_all_s: float = 7 * 86_400.0
+    """Version history retention (``rooms/history.py``, docs/architecture.md "Version
+    history"): every version younger than this is listed..."""
+    history_session_gap_s: float = 300.0
+    """...then one per editing session (versions with pauses shorter than this)..."""
+    history_keep_sessions_s: float = 90 * 86_400.0
+    """...and older than this one per day. Named versions are always kept."""
     snapshot_every: int = 1_000
     """Updates in the log after which a document's snapshot is rewritten (compacting the log)."""
     edit_log_capacity: int = 10_000
@@ -84,6 +91,22 @@ class Settings:
     instance_timeout_s: float = 10.0
     """Presence of clients on an instance not heard from for this long is removed everywhere."""
     log_json: bool = True
+    hook_timeout_s: float = 10.0
+    """Longest one lifecycle hook call may take (``hooks.py``): then it counts as failed."""
+    change_debounce_s: float = 2.0
+    change_max_wait_s: float = 10.0
+    """``on_change_debounced`` (and the ``document.changed`` webhook): after this long without
+    changes, or this long after the first one, whichever comes first."""
+    webhook_urls: str | None = None
+    """Comma-separated URLs that get signed webhooks (``webhooks.py``); needs ``webhook_secret``."""
+    webhook_secret: str | None = None
+    """Standard Webhooks secret: base64, optionally prefixed ``whsec_``."""
+    webhook_retry_s: float = 1.0
+    """First retry delay of a failed delivery; doubled at each attempt (at most 10 minutes)."""
+    webhook_attempts: int = 8
+    webhook_queue: int = 10_000
+    """Deliveries waiting per URL; beyond it the oldest is dropped (and counted)."""
+    webhook_timeout_s: float = 10.0
     otel: bool = False
     """OpenTelemetry tracing (``tracing.py``; also on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` or
     ``OTEL_TRACES_EXPORTER`` is set); needs the ``otel`` extra."""
@@ -146,6 +169,10 @@ class Settings:
                 raise ValueError(f"{name} must be positive")
         if self.heartbeat_timeout_s <= self.heartbeat_s:
             raise ValueError("heartbeat_timeout_s must exceed heartbeat_s")
+        if not 0 <= self.history_keep_all_s <= self.history_keep_sessions_s:
+            raise ValueError("history_keep_all_s must be between 0 and history_keep_sessions_s")
+        if self.history_session_gap_s <= 0:
+            raise ValueError("history_session_gap_s must be positive")
         if self.edit_key_ttl_s < 0:
             raise ValueError("edit_key_ttl_s must not be negative")
         if self.instance_heartbeat_s <= 0:
@@ -164,5 +191,10 @@ class Settings:
                 f"--data {self.data!r} (COWRITE_DATA) is a URL, not a SQLite file "
                 "(PostgreSQL: --database postgresql://...)"
             )
+        if self.webhook_urls and not self.webhook_secret:
+            raise ValueError("COWRITE_WEBHOOK_URLS needs COWRITE_WEBHOOK_SECRET (to sign them)")
+        for name in ("hook_timeout_s", "webhook_retry_s", "webhook_attempts", "webhook_queue"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
         if self.redis is not None and not self.redis.startswith(("redis://", "rediss://")):
             raise ValueError(f"--redis {self.redis!r} (COWRITE_REDIS) is not a redis:// URL")

@@ -32,11 +32,13 @@ from starlette.websockets import WebSocket
 from cowrite import protocol as p
 from cowrite.adapters.store import StoreError
 from cowrite.rooms.room import RoomError
-from cowrite.server.auth import AuthError, Identity, anonymous, anonymous_id, verify
+from cowrite.server.auth import Identity, anonymous, anonymous_id
 from cowrite.server.config import Settings
+from cowrite.server.hooks import AuthRequest, Disconnect, connect_event
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
+from cowrite.server.reauth import reauth, rights_changed
 from cowrite.server.transport import Link, LinkClosed, open_link
 
 log = logging.getLogger("cowrite.connection")
@@ -197,11 +199,15 @@ class Connection:
         self.metrics.connections.inc()
         self._shared = shared = shared_of(self.hub, self.settings)
         shared.add(self)
+        self.hub.permissions.connections.add(self)
         if self.outbox:
             self._flushing = True
             shared.flush_soon(self)
+        hooks = self.hub.hooks
         try:
             try:
+                if hooks.wants("on_connect"):
+                    await self._connect_hooks()
                 await self._reader()
             except asyncio.CancelledError:
                 # ``close`` interrupted the reader; any other cancellation goes on
@@ -215,8 +221,14 @@ class Connection:
                 self._expiry.cancel()
             if self._shared is not None:
                 self._shared.discard(self)
-            for doc_id in list(self.docs):
+            self.hub.permissions.connections.discard(self)
+            docs = tuple(self.docs)
+            for doc_id in docs:
                 self.hub.leave(self, doc_id)
+            if self._greeted and hooks.wants("on_disconnect"):
+                code, reason = self.closing or (1000, "")
+                gone = Disconnect(self.session, "ws", self.identity.user_id, docs, code, reason)
+                hooks.notify("on_disconnect", gone, self.session)
             if self.closing is not None:
                 with contextlib.suppress(asyncio.TimeoutError, Exception):
                     await asyncio.wait_for(self._drain_and_close(link), DRAIN_TIMEOUT_S)
@@ -227,6 +239,14 @@ class Connection:
             if self.closing is None:  # gone: whatever is still sent to it is dropped
                 self.closing = (1006, "")
             self.metrics.connections.dec()
+
+    async def _connect_hooks(self) -> None:
+        """``on_connect``: a refusal (any exception) is told and closes the connection."""
+        try:
+            await self.hub.hooks.connect(connect_event(self.ws, self.session, "ws"))
+        except Exception as exc:
+            self.error(p.ErrorCode.FORBIDDEN, f"connection refused: {exc}")
+            self.close(CLOSE_POLICY, "connection refused")
 
     def _uncancel(self) -> int:
         task = self._task
@@ -274,7 +294,10 @@ class Connection:
             msg = self._on_frame(event.get("text"), event.get("bytes"))
             del event  # nothing of this frame stays alive while waiting for the next one
             if msg is not None:
-                await self._dispatch(msg)
+                if isinstance(msg, p.Hello) and not self._greeted:
+                    self._greeted = await self._hello(msg)  # if not, it is closing
+                else:
+                    await self._dispatch(msg)
                 del msg
 
     def _on_frame(self, text: str | None, data: bytes | None) -> p.ClientMessage | None:
@@ -299,8 +322,7 @@ class Connection:
             if not isinstance(msg, p.Hello):
                 self._strike(p.ErrorCode.BAD_MESSAGE, "the first message must be hello")
                 return None
-            self._greeted = self._hello(msg)  # if not, it is closing
-            return None
+            return msg  # the reader awaits ``_hello``
         if type(msg) is p.Pong:  # every heartbeat of every client: nothing beyond last_seen
             return None
         return msg
@@ -311,20 +333,25 @@ class Connection:
         if self._strikes >= MAX_STRIKES:
             self.close(CLOSE_POLICY, "too many invalid messages")
 
-    def _hello(self, msg: p.Hello) -> bool:
+    async def _hello(self, msg: p.Hello) -> bool:
         if msg.protocol != p.PROTOCOL_VERSION:
             self.error(p.ErrorCode.BAD_MESSAGE, f"protocol {msg.protocol} unsupported (speak 1)")
             self.close(CLOSE_POLICY, "unsupported protocol")
             return False
         self.client_id = msg.client_id
-        secret = self.settings.secret
+        hooks = self.hub.hooks
+        secret = hooks.authenticates  # the server's secret, or an on_authenticate hook
         if secret:
+            request = AuthRequest(msg.token, None, self.session, "ws")
             try:
-                self.identity = verify(msg.token, secret)
-            except AuthError as exc:
-                self.error(p.ErrorCode.UNAUTHORIZED, str(exc))
+                identity = await hooks.authenticate(request)
+            except Exception as exc:  # AuthError, Refused, or whatever a hook raised
+                self.error(p.ErrorCode.UNAUTHORIZED, str(exc) or type(exc).__name__)
                 self.close(CLOSE_POLICY, "unauthorized")
                 return False
+            if self.closing is not None:
+                return False
+            self.identity = self.hub.permissions.limit(replace(identity, verified=True))
         else:
             name = msg.user.name if msg.user else ""
             self.identity = anonymous(anonymous_id(msg.key, self.session), name)
@@ -334,9 +361,7 @@ class Connection:
             color=(msg.user.color if msg.user else "") or self.identity.color,
         )
         self.identity = replace(self.identity, name=user.name, color=user.color)
-        if self.identity.expires_at is not None:  # rights last until the token's exp, no longer
-            delay = max(0.0, self.identity.expires_at - time.time())
-            self._expiry = asyncio.get_running_loop().call_later(delay, self._token_expired)
+        self.expire_at(self.identity.expires_at)
         self.send_message(
             p.Welcome(
                 session=self.session,
@@ -346,6 +371,22 @@ class Connection:
             )
         )
         return True
+
+    def expire_at(self, at: float | None) -> None:
+        """Rights last until the token's ``exp``, no longer (a ``reauth`` moves it)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if at is not None:
+            delay = max(0.0, at - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._token_expired)
+
+    def restrict(self, user_id: str, ceiling: dict[str, frozenset[str]] | None) -> None:
+        """An administrator's ceiling for ``user_id`` (``permissions.py``)."""
+        if not self._greeted or self.identity.user_id != user_id or self.closing is not None:
+            return
+        self.identity = replace(self.identity, ceiling=ceiling)
+        rights_changed(self, "rights changed by an administrator")
 
     def _token_expired(self) -> None:
         self._expiry = None
@@ -362,7 +403,9 @@ class Connection:
         edit_id = getattr(msg, "edit_id", None)
         try:
             # one budget for everything that is written to the store
-            writes = isinstance(msg, p.Edit | p.Sync | p.ChatSend | p.ChatEdit | p.ChatDelete)
+            writes = isinstance(
+                msg, p.Edit | p.Sync | p.ChatSend | p.ChatEdit | p.ChatDelete | p.Reauth
+            )
             # a batch of n ops costs 1 + n // 10 edits, a delta 1 + (base64 bytes) // 10,000
             # (each op is work and maybe memory)
             cost = 1
@@ -402,6 +445,8 @@ class Connection:
                 await hub.chat_history(self, msg)
             elif isinstance(msg, p.Diverged):
                 self._diverged(msg)
+            elif isinstance(msg, p.Reauth):
+                await reauth(self, msg)
             elif isinstance(msg, p.Hello):
                 self.error(p.ErrorCode.BAD_MESSAGE, "hello was already received")
             # Pong: nothing to do beyond last_seen

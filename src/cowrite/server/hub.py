@@ -27,7 +27,9 @@ from cowrite.server.chat import chat_message
 from cowrite.server.cluster import ChatNote, Cluster
 from cowrite.server.config import Settings
 from cowrite.server.exactly_once import ExactlyOnce
+from cowrite.server.hooks import ChatPosted, Hooks
 from cowrite.server.metrics import Metrics
+from cowrite.server.permissions import Permissions
 from cowrite.server.pipeline import Job, Peer, Pipeline
 from cowrite.server.registry import (
     SNAPSHOT_FORCE_FACTOR,
@@ -76,8 +78,13 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
         bus: Bus | None = None,
         *,
         cluster: bool = False,
+        hooks: Hooks | None = None,
     ) -> None:
         self.store = store
+        self.hooks = hooks if hooks is not None else Hooks([], metrics.registry)
+        """The application's lifecycle hooks (``hooks.py``)."""
+        self.permissions = Permissions(bus)
+        """Rights ceilings set by administrators, on every instance (``permissions.py``)."""
         self.bus = bus
         self.settings = settings
         self.metrics = metrics
@@ -390,6 +397,7 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
     def _chat_out(self, peer: Peer, doc_id: str, stored: ChatMessage) -> None:
         lr = self.joined(peer, doc_id)  # still there after the store's await
         msg = p.Chat(doc=doc_id, message=chat_message(stored))
+        self.hooks.notify("on_chat", ChatPosted(doc_id, msg.message), doc_id)
         if self.cluster is not None:
             self.cluster.publish(doc_id, ChatNote(self.replica, p.encoder.encode(msg)))
         outcome = lr.crdt.chat(peer.session, msg)  # a room input like any other

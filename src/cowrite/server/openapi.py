@@ -14,24 +14,30 @@ from typing import Any
 import msgspec
 
 from cowrite import protocol as p
-from cowrite.server import rest_bodies, rest_yjs
+from cowrite.server import rest_bodies, rest_edits, rest_history_bodies, rest_yjs
 
 REF = "#/components/schemas/{name}"
 
 _BODY_TYPES: list[Any] = [
     rest_bodies.CreateDocument,
     rest_bodies.UpdateDocument,
-    rest_bodies.RestoreRequest,
+    rest_history_bodies.RestoreRequest,
+    rest_history_bodies.NameVersion,
     rest_bodies.ErrorBody,
     rest_bodies.DocumentOut,
     rest_bodies.DocumentPage,
     rest_bodies.DocumentDetail,
-    rest_bodies.VersionPage,
-    rest_bodies.VersionValue,
-    rest_bodies.DiffOut,
-    rest_bodies.RestoreOut,
+    rest_history_bodies.VersionPage,
+    rest_history_bodies.VersionOut,
+    rest_history_bodies.VersionValue,
+    rest_history_bodies.DiffOut,
+    rest_history_bodies.RestoreOut,
     rest_bodies.ChatPageOut,
     rest_bodies.StatusOut,
+    rest_edits.DocumentEdit,
+    rest_edits.EditsRequest,
+    rest_edits.EditsOut,
+    rest_edits.PermissionsRequest,
     rest_yjs.YjsRootsOut,
 ]
 
@@ -42,8 +48,10 @@ ERRORS = {
     404: "No such document, node, version or endpoint",
     405: "Method not allowed (`method_not_allowed`)",
     409: "Conflict (`exists`; for Yjs read-outs `wrong_kind`: the document is not a Yjs "
-    "document, `wrong_type`: the root cannot be read as asked)",
-    410: "That version predates the retained history (`history_unavailable`)",
+    "document, `wrong_type`: the root cannot be read as asked; for edits `wrong_kind`: a "
+    "counter edit of a Yjs document)",
+    410: "That version is no longer kept: removed by retention or compacted away "
+    "(`history_unavailable`)",
     413: "Body or resulting document too large (`too_large`, `document_too_large`)",
     422: "The edit does not fit the document (`invalid_edit`)",
     429: "The server-wide budget of expensive reads is spent (`rate_limited`): retry after "
@@ -130,8 +138,11 @@ def _ok(name: str, description: str = "OK", status: int = 200) -> tuple[int, str
 
 
 def _paths() -> dict[str, Any]:
-    version_index = _param(
-        "index", "path", "Version index (from 0)", {"type": "integer", "minimum": 0}
+    version_id = _param(
+        "id",
+        "path",
+        "Version id (the log sequence number of its edit; 0: the empty document)",
+        {"type": "integer", "minimum": 0},
     )
     return {
         "/api/status": {
@@ -248,7 +259,7 @@ def _paths() -> dict[str, Any]:
         "/api/documents/{doc}/versions": {
             "get": _op(
                 "listVersions",
-                "The document's versions, oldest first",
+                "The document's versions (time, authors, how, size, name), oldest first",
                 ok=_ok("VersionPage"),
                 errors=(400, 404),
                 right="read",
@@ -258,37 +269,62 @@ def _paths() -> dict[str, Any]:
                     _param(
                         "after",
                         "query",
-                        "Return versions with indexes after this one (the previous page's `next`)",
-                        {"type": "integer", "minimum": -1},
+                        "Return versions with ids after this one (the previous page's `next`)",
+                        {"type": "integer", "minimum": 0},
+                    ),
+                    _param(
+                        "named",
+                        "query",
+                        "`true`: only named versions",
+                        {"type": "boolean"},
                     ),
                 ],
-            )
+            ),
+            "post": _op(
+                "nameVersion",
+                "Name the latest version (or `version`); named versions are kept for good",
+                ok=_ok("VersionOut"),
+                errors=(404, 410),
+                right="write",
+                params=[DOC],
+                body="NameVersion",
+            ),
         },
-        "/api/documents/{doc}/versions/{index}": {
+        "/api/documents/{doc}/versions/{id}": {
             "get": _op(
                 "getVersion",
                 "The document's value at a version",
                 ok=_ok("VersionValue"),
                 errors=(400, 404, 410),
                 right="read",
-                params=[DOC, version_index],
-            )
+                params=[DOC, version_id],
+            ),
+            "patch": _op(
+                "renameVersion",
+                "Rename a version (`name: null` removes its name)",
+                ok=_ok("VersionOut"),
+                errors=(404, 410),
+                right="write",
+                params=[DOC, version_id],
+                body="NameVersion",
+            ),
         },
         "/api/documents/{doc}/diff": {
             "get": _op(
                 "diffVersions",
-                "What changed between two versions, node by node",
+                "What changed between two versions, node by node, with who inserted and "
+                "deleted what",
                 ok=_ok("DiffOut"),
                 errors=(400, 404, 410),
                 right="read",
                 params=[
                     DOC,
-                    _param("from", "query", "Old version index", {"type": "integer", "minimum": 0})
+                    _param("from", "query", "Old version id", {"type": "integer", "minimum": 0})
                     | {"required": True},
                     _param(
                         "to",
                         "query",
-                        "New version index (default: the latest)",
+                        "New version id (default: the latest)",
                         {"type": "integer", "minimum": 0},
                     ),
                 ],
@@ -297,13 +333,38 @@ def _paths() -> dict[str, Any]:
         "/api/documents/{doc}/restore": {
             "post": _op(
                 "restoreVersion",
-                "Give the document its value at an old version again, as new edits that "
-                "connected clients receive live; answers once they are durable",
+                "Give the document its value at an old version again, as new edits by the "
+                "requester (recorded as restored from it) that connected clients receive live; "
+                "answers once they are durable",
                 ok=_ok("RestoreOut"),
                 errors=(404, 410, 422, 503),
                 right="write",
                 params=[DOC],
                 body="RestoreRequest",
+            )
+        },
+        "/api/documents/{doc}/edits": {
+            "post": _op(
+                "postEdits",
+                "Edit the document (text index edits, map keys, counter adds) as one server "
+                "edit that connected clients receive live; answers once it is durable",
+                ok=_ok("EditsOut"),
+                errors=(404, 409, 422, 503),
+                right="write",
+                params=[DOC],
+                body="EditsBody",
+            )
+        },
+        "/api/admin/permissions": {
+            "post": _op(
+                "restrictUser",
+                'Set the most rights a user keeps (by document or "*"; null lifts it), on '
+                "every instance and their open connections at once",
+                ok=_ok("PermissionsRequest"),
+                errors=(),
+                right="admin",
+                body="PermissionsRequest",
+                tag="server",
             )
         },
         "/api/documents/{doc}/chat": {
@@ -410,6 +471,7 @@ def _yjs_paths() -> dict[str, Any]:
 @functools.cache
 def _base() -> dict[str, Any]:
     _, schemas = msgspec.json.schema_components(_BODY_TYPES, ref_template=REF)
+    schemas["EditsBody"] = {"oneOf": [_ref("DocumentEdit"), _ref("EditsRequest")]}
     return {
         "openapi": "3.1.0",
         "info": {

@@ -23,6 +23,7 @@ from cowrite.adapters.store import DuplicateEdit, EditKey, NotFound, Store, Stor
 from cowrite.rooms.room import Outcome
 from cowrite.server.auth import Identity
 from cowrite.server.cluster import Cluster, PresenceNote, UpdateNote
+from cowrite.server.hooks import Author, Hooks, Stored, change_of
 from cowrite.server.metrics import Metrics
 from cowrite.server.tracing import Tracing
 
@@ -87,6 +88,8 @@ class Job:
     ``NotDurable``: how a caller without a connection (REST restore) learns it is stored."""
     trace: Any = None
     """The input's span (``tracing.py``), ended once the outcome is sent; None: not traced."""
+    author: Author | None = None
+    """Who made the outcome's update, for ``on_change`` (default: the sender's identity)."""
 
 
 class Pipeline:
@@ -98,6 +101,7 @@ class Pipeline:
     replica: int
     cluster: Cluster | None
     exactly_once: ExactlyOnce
+    hooks: Hooks
     tracing: Tracing
 
     if TYPE_CHECKING:
@@ -117,6 +121,7 @@ class Pipeline:
         remote: bool = False,
         done: asyncio.Future[Durable] | None = None,
         trace: Any = None,
+        author: Author | None = None,
     ) -> None:
         """Queue an outcome: persisted (if it has an update), then its replies and broadcasts
         sent, after every outcome submitted before it; then ``done`` completed (`Job.done`)."""
@@ -130,10 +135,10 @@ class Pipeline:
         if outcome.persist is not None:
             lr.unpersisted += 1
             lr.last_write = t0
-        lr.queue.put_nowait(Job(outcome, sender, t0, joined, remote, done, trace))
+        lr.queue.put_nowait(Job(outcome, sender, t0, joined, remote, done, trace, author))
 
     def submit_durable(
-        self, lr: LoadedRoom, outcome: Outcome, t0: float
+        self, lr: LoadedRoom, outcome: Outcome, t0: float, *, author: Author | None = None
     ) -> asyncio.Future[Durable]:
         """Queue a server-side outcome (a REST restore's edit: no sender, its replies go
         nowhere) and return the future of its durability: ``Durable`` once stored and broadcast,
@@ -141,7 +146,7 @@ class Pipeline:
         pipeline retries): the caller bounds its wait, and ``asyncio.shield``s it to keep the
         edit going when it stops waiting."""
         done: asyncio.Future[Durable] = asyncio.get_running_loop().create_future()
-        self.submit(lr, outcome, None, t0, done=done)
+        self.submit(lr, outcome, None, t0, done=done, author=author)
         return done
 
     async def _pipeline(self, doc_id: str, lr: LoadedRoom) -> None:
@@ -161,6 +166,9 @@ class Pipeline:
                 for span in stores:
                     span.end()
                 self._publish(doc_id, writes, seqs)
+                if seqs and self.hooks.wants("on_store"):
+                    stored = tuple(sorted(seqs.values()))
+                    self.hooks.notify("on_store", Stored(doc_id, stored, lr.room.version), doc_id)
                 for job in batch:
                     try:
                         error = failed.get(id(job.outcome)) if failed else None
@@ -177,6 +185,8 @@ class Pipeline:
                                 with self.tracing.span("cowrite.broadcast", job.trace):
                                     self._fanout(lr, job)
                                 job.trace.set_attribute("cowrite.version", job.outcome.version)
+                            if job.outcome.persist is not None and not job.remote:
+                                self._changed(doc_id, job, seqs.get(id(job.outcome)))
                             if self.cluster is not None and not job.remote:
                                 self._publish_presence(doc_id, lr, job.outcome)
                     except Exception:
@@ -199,6 +209,16 @@ class Pipeline:
                     queue.task_done()
             if self._snapshot_due(lr) and queue.empty():
                 await self._snapshot(doc_id, lr)
+
+    def _changed(self, doc_id: str, job: Job, seq: int | None) -> None:
+        """``on_change`` (and its debounced variant) for a durable update made here."""
+        if not self.hooks.wants_changes:
+            return
+        author = job.author
+        if author is None and job.sender is not None:
+            who = job.sender.identity
+            author = Author(who.user_id, who.name, job.sender.client_id)
+        self.hooks.change(change_of(doc_id, job.outcome, seq, author, self.now_ms()))
 
     def _publish(self, doc_id: str, outcomes: list[Outcome], seqs: dict[int, int]) -> None:
         """Tell other instances about durable updates (best effort: they catch up from the
@@ -247,6 +267,7 @@ class Pipeline:
                         if id(o) in unkeyed
                         else [EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
                         now_ms=now,
+                        version=None if o.note is None else o.note.record(),
                     )
                     for o in todo
                 ],

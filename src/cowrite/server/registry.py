@@ -15,20 +15,23 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, Store, StoreError
 from cowrite.rooms.kind import DocumentRoom, kind_named
 from cowrite.rooms.room import Room, RoomError, RoomLimits
+from cowrite.server import history
 from cowrite.server.cluster import Cluster, SeqSet
 from cowrite.server.config import Settings
+from cowrite.server.hooks import Hooks, LoadDocument, Unload
 from cowrite.server.metrics import Metrics
 from cowrite.server.pipeline import Job, Peer
 from cowrite.server.tracing import Tracing
 
 if TYPE_CHECKING:
     from cowrite.server.exactly_once import ExactlyOnce
+    from cowrite.server.hub import Hub
 
 log = logging.getLogger("cowrite.hub")
 
@@ -68,6 +71,8 @@ class LoadedRoom:
     """Sessions whose next edit may have been applied by another instance (or an earlier run)."""
     joining: set[str] = field(default_factory=set)
     """Sessions whose ``joined`` waits in the pipeline: one each (a join can be megabytes)."""
+    retained_upto: int = 0
+    """Version history retention went over the versions up to this seq (``server/history.py``)."""
 
     @property
     def crdt(self) -> Room:
@@ -95,6 +100,7 @@ class Registry:
     rooms: dict[str, LoadedRoom]
     _loading: dict[str, asyncio.Future[LoadedRoom]]
     _unloads: set[asyncio.Task[None]]
+    hooks: Hooks
 
     if TYPE_CHECKING:
 
@@ -153,6 +159,7 @@ class Registry:
 
     async def _load_room(self, doc_id: str, create: bool, kind: str) -> LoadedRoom:
         stored = await self.store.load(doc_id)
+        created = False
         if stored is None:
             if not create:
                 raise RoomError(p.ErrorCode.UNKNOWN_DOCUMENT, f"no document {doc_id!r}")
@@ -160,6 +167,8 @@ class Registry:
                 await self.store.create_document(
                     doc_id, title=doc_id, now_ms=self.now_ms(), kind=kind
                 )
+                created = True
+                self.hooks.created(doc_id, kind, None)
             stored = await self.store.load(doc_id)
             assert stored is not None
         limits = RoomLimits(
@@ -196,11 +205,15 @@ class Registry:
         )
         if self.cluster is not None:  # versions are this instance's from now on
             room.epoch = secrets.token_hex(6)
+        if isinstance(room, Room):  # named versions: compaction never passes them
+            await history.refresh_pins(self.store, doc_id, room)
         lr = LoadedRoom(
             room, room.version, seqs=SeqSet(stored.last_seq), since_snapshot=len(stored.updates)
         )
         lr.task = asyncio.create_task(self._pipeline(doc_id, lr))
         self._background(self.exactly_once.prune(doc_id))
+        if self.hooks.wants("on_load_document"):
+            await self._load_hooks(lr, stored.kind, created)
         self.rooms[doc_id] = lr
         self.metrics.documents.set(len(self.rooms))
         self._schedule_unload(doc_id, lr)  # released if whoever loads it never joins
@@ -210,6 +223,27 @@ class Registry:
             self._catch_up(doc_id, lr)
         log.info("document loaded", extra={"doc": doc_id, "version": room.version})
         return lr
+
+    async def _load_hooks(self, lr: LoadedRoom, kind: str, created: bool) -> None:
+        """``on_load_document``, before anyone sees the room: a CRDT document's seed edits
+        become its first update (if every hook returned normally)."""
+        from cowrite.server.documents import ServerDocument, apply_edits, seed_yjs
+
+        room = lr.room
+        doc = ServerDocument(room.doc_id, room) if isinstance(room, Room) else None
+        updates: list[bytes] | None = None if doc is not None else []
+        event = LoadDocument(room.doc_id, kind, created, doc, updates)
+        ok = await self.hooks.load_document(event)
+        if ok and updates:
+            seed_yjs(cast("Hub", self), lr, updates)
+        if ok and doc is not None and doc.ops:
+            try:
+                seed = p.User(id="server", name="server")
+                apply_edits(cast("Hub", self), lr, doc, seed)
+            except RoomError as exc:
+                log.error(
+                    "on_load_document's edits refused: %s", exc.message, extra={"doc": room.doc_id}
+                )
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -262,6 +296,8 @@ class Registry:
                     await task
         if self.cluster is not None and doc_id not in self.rooms:
             await self.cluster.detach(doc_id)
+        self.hooks.flush_changes(doc_id)
+        self.hooks.notify("on_unload", Unload(doc_id), doc_id)
         log.info("document unloaded", extra={"doc": doc_id})
 
     async def _snapshot(self, doc_id: str, lr: LoadedRoom) -> None:
@@ -270,6 +306,10 @@ class Registry:
         replay merges them again, which changes nothing)."""
         if lr.unpersisted:
             return
+        if isinstance(lr.room, Room):
+            await history.refresh_pins(self.store, doc_id, lr.room)
+            if lr.unpersisted:
+                return
         state = lr.room.encode_snapshot(self.settings.history_kept_ops)
         upto = lr.seqs.upto
         counted = lr.since_snapshot
@@ -278,8 +318,14 @@ class Registry:
             # what came in while saving counts towards the next one
             lr.since_snapshot = max(len(lr.seqs.ahead), lr.since_snapshot - counted)
             self._background(self.exactly_once.prune(doc_id))
+            self._background(self._retain(doc_id, lr))
         except (StoreError, ValueError):
             log.exception("snapshot failed", extra={"doc": doc_id})
+
+    async def _retain(self, doc_id: str, lr: LoadedRoom) -> None:
+        lr.retained_upto = await history.retain(
+            self.store, self.settings, doc_id, lr.retained_upto, self.now_ms()
+        )
 
     def _compaction_due(self, lr: LoadedRoom) -> bool:
         """Old deleted history is worth compacting away (and the log with it) by a snapshot."""

@@ -5,23 +5,24 @@ Every response is JSON (except ``text/{name}``, plain text); every error is
 (404) and methods (405). Request bodies and query parameters are validated on entry (400).
 The types in ``rest_bodies.py`` are the single source of truth for bodies: ``openapi.py``
 generates the schemas of ``GET /api/openapi.json`` from them, and a test checks that every route
-is described there. The restore computation is ``restore.py``; the read-outs of Yjs documents
-are ``rest_yjs.py``; ``HTTPError`` and the error body are ``rest_http.py``.
+is described there. The version-history endpoints (versions, values at a version, diffs,
+naming, restore) are ``rest_history.py``, mounted here; the restore computation is
+``restore.py``; the read-outs of Yjs documents are ``rest_yjs.py``; ``HTTPError`` and the error
+body are ``rest_http.py``.
 
 Rights: with a configured secret every document endpoint needs ``Authorization: Bearer <token>``
 (401 without a valid one) granting ``read`` (GETs), ``write`` (create, rename, restore) or
 ``admin`` (delete) on that document (403 otherwise). The document list shows only the documents
 the token may read. ``/api/status`` and ``/api/openapi.json`` are public.
 
-*Versions* are the engine's history (``cowrite.engine.versions``): the document after each
-burst of transactions, numbered from 0, with a version vector. A restore applies the difference
-from the current state to an old version as new edits through the room, so connected clients see
-it live (``remote`` messages from client ``"server"``) and nothing is rewritten.
+*Versions* are the durable version history (``rooms/history.py``): the document after each
+stored edit, named by its log seq, with its time, authors and kind. A restore applies the
+difference from the current state to an old version as new edits through the room, so connected
+clients see it live (``remote`` messages from client ``"server"``) and nothing is rewritten.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -31,47 +32,32 @@ from typing import TYPE_CHECKING, TypeVar
 import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Match, Route
-from starlette.types import Receive, Scope, Send
+from starlette.routing import Route
 
 from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, NotFound
 from cowrite.adapters.store.base import DocumentInfo, validate_doc_id
 from cowrite.engine import (
     Document,
-    EngineError,
     NodeKind,
-    Version,
-    diff,
     root_id,
-    value_at,
-    versions,
 )
 from cowrite.rooms.room import Outcome, Room, RoomError
-from cowrite.rooms.wire import node_to_wire
 from cowrite.server.auth import AuthError, Identity, anonymous, verify
-from cowrite.server.pipeline import NotDurable
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.rest_bodies import (
     ChatPageOut,
     CreateDocument,
-    DiffOut,
     DocumentDetail,
     DocumentOut,
     DocumentPage,
-    NodeChange,
-    RestoreOut,
-    RestoreRequest,
     StatusOut,
     UpdateDocument,
-    VersionOut,
-    VersionPage,
-    VersionValue,
 )
+from cowrite.server.rest_fallback import FALLBACK, Fallback
 from cowrite.server.rest_http import Handler, HTTPError, error_response
 from cowrite.server.rest_http import json_response as _json
 from cowrite.server.rest_yjs import yjs_routes
-from cowrite.server.restore import restore_edits
 
 if TYPE_CHECKING:
     from cowrite.server.app import Cowrite
@@ -80,7 +66,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("cowrite.rest")
 
 MAX_BODY_BYTES = 64 * 1024
-RESTORE_TIMEOUT_S = 30.0
 
 T = TypeVar("T")
 
@@ -193,11 +178,16 @@ def _vector(vv: Mapping[int, int]) -> dict[str, int]:
 
 def routes(state: Cowrite) -> list[Route]:
     """The routes of the REST API, relative to ``/api`` (the last one answers unknown paths)."""
+    from cowrite.server import rest_edits
+
     store = state.store
     hub = state.hub
     secret = state.settings.secret
 
     def identify(request: Request) -> Identity:
+        if "identity" in request.scope:  # decided by an on_authenticate hook (rest_edits.py)
+            identity: Identity = request.scope["identity"]
+            return identity
         if not secret:
             return anonymous("anonymous")
         header = request.headers.get("authorization", "")
@@ -207,7 +197,7 @@ def routes(state: Cowrite) -> list[Route]:
         if scheme.lower() != "bearer" or not token.strip():
             raise HTTPError(401, "unauthorized", "use 'Authorization: Bearer <token>'")
         try:
-            return verify(token.strip(), secret)
+            return hub.permissions.limit(verify(token.strip(), secret))
         except AuthError as exc:
             raise HTTPError(401, "unauthorized", str(exc)) from None
 
@@ -251,14 +241,6 @@ def routes(state: Cowrite) -> list[Route]:
             yield lr
         finally:
             hub._schedule_unload(doc_id, lr)
-
-    def version_at(doc: Document, index: int) -> Version:
-        listed = versions(doc)
-        if not 0 <= index < len(listed):
-            raise HTTPError(
-                404, "unknown_version", f"no version {index}: there are {len(listed)} (from 0)"
-            )
-        return listed[index]
 
     # --------------------------------------------------------------- endpoints
 
@@ -333,6 +315,7 @@ def routes(state: Cowrite) -> list[Route]:
             raise HTTPError(409, "exists", f"document {body.id!r} exists") from None
         except ValueError as exc:
             raise HTTPError(400, "bad_request", str(exc)) from None
+        hub.hooks.created(info.id, info.kind, identity.user_id)
         return _json(_info(info), 201)
 
     async def get_document(request: Request) -> Response:
@@ -385,6 +368,7 @@ def routes(state: Cowrite) -> list[Route]:
             await hub._unload(doc_id, force=True)
         if not await store.delete_document(doc_id):
             raise HTTPError(404, "unknown_document", f"no document {doc_id!r}")
+        hub.hooks.deleted(doc_id, identify(request).user_id)
         return Response(status_code=204)
 
     async def get_json(request: Request) -> Response:
@@ -404,105 +388,6 @@ def routes(state: Cowrite) -> list[Route]:
                 raise HTTPError(404, "unknown_node", f"no text {name!r} in {doc_id!r}")
             text = doc.node_json(node)
         return PlainTextResponse(text)
-
-    async def list_versions(request: Request) -> Response:
-        doc_id = authorized(request, "read")
-        limit = _int_param(request, "limit", 100, 1, 1000)
-        after = _int_param(request, "after", -1, -1, 2**62)
-        assert limit is not None and after is not None
-        async with opened(doc_id) as lr:
-            listed = versions(lr.crdt.doc)
-        page = listed[after + 1 : after + 1 + limit]
-        more = after + 1 + limit < len(listed)
-        return _json(
-            VersionPage(
-                [VersionOut(v.index, _vector(v.version), v.time_ms, str(v.replica)) for v in page],
-                page[-1].index if more and page else None,
-            )
-        )
-
-    async def get_version(request: Request) -> Response:
-        doc_id = authorized(request, "read")
-        raw: str = request.path_params["index"]
-        if not raw.isdigit():
-            raise HTTPError(400, "bad_request", f"a version index is an integer >= 0, not {raw!r}")
-        async with opened(doc_id) as lr:
-            doc = lr.crdt.doc
-            history_read(doc)
-            v = version_at(doc, int(raw))
-            try:
-                value = value_at(doc, v.version)
-            except EngineError as exc:
-                raise HTTPError(410, "history_unavailable", str(exc)) from None
-        return _json(VersionValue(v.index, _vector(v.version), v.time_ms, str(v.replica), value))
-
-    async def get_diff(request: Request) -> Response:
-        doc_id = authorized(request, "read")
-        if "from" not in request.query_params:
-            raise HTTPError(400, "bad_request", "from (a version index) is required")
-        start = _int_param(request, "from", None, 0, 2**62)
-        end = _int_param(request, "to", -1, 0, 2**62)
-        assert start is not None and end is not None
-        async with opened(doc_id) as lr:
-            doc = lr.crdt.doc
-            history_read(doc)
-            if end == -1:
-                end = max(len(versions(doc)) - 1, 0)
-            old = version_at(doc, start)
-            new = version_at(doc, end)
-            try:
-                changes = diff(doc, old.version, new.version)
-            except EngineError as exc:
-                raise HTTPError(410, "history_unavailable", str(exc)) from None
-            out = [
-                NodeChange(
-                    node=node_to_wire(doc, c.node),
-                    kind=c.kind.name.lower(),
-                    path=list(c.path),
-                    delta=c.delta,
-                    before=c.before,
-                    after=c.after,
-                )
-                for c in changes
-            ]
-        return _json(DiffOut(start, end, out))
-
-    async def restore(request: Request) -> Response:
-        """Restore a version as new edits, live for every member; answers once durable."""
-        doc_id = authorized(request, "write")
-        body = await _body(request, RestoreRequest)
-        async with opened(doc_id) as lr:
-            room = lr.crdt
-            history_read(room.doc)
-            target = version_at(room.doc, body.version)
-            try:
-                unchanged = not diff(room.doc, room.doc.version, target.version)
-            except EngineError as exc:
-                raise HTTPError(410, "history_unavailable", str(exc)) from None
-            if unchanged:
-                return _json(RestoreOut(body.version, room.version, 0))
-            t0 = time.monotonic()
-            who = identify(request)
-            author = p.User(id=who.user_id, name=who.name, color=who.color)
-            outcomes = restore_edits(room, target.version, hub.now_ms(), author)
-            if not outcomes:
-                return _json(RestoreOut(body.version, room.version, 0))
-            durable = [hub.submit_durable(lr, outcome, t0) for outcome in outcomes]
-            hub.edits_applied += len(outcomes)
-            state.metrics.edits.labels("server").inc(len(outcomes))
-            try:
-                async with asyncio.timeout(RESTORE_TIMEOUT_S):
-                    for done in durable:  # shielded: the edits stay submitted if we stop waiting
-                        await asyncio.shield(done)
-            except TimeoutError:
-                raise HTTPError(
-                    503, "unavailable", "the restore is applied but not durable yet"
-                ) from None
-            except NotDurable as exc:
-                raise HTTPError(
-                    503, "unavailable", f"the restore was not stored: {exc.error.message}"
-                ) from None
-            return _json(RestoreOut(body.version, outcomes[-1].version, len(outcomes)))
 
     async def chat(request: Request) -> Response:
         doc_id = authorized(request, "read")
@@ -538,45 +423,17 @@ def routes(state: Cowrite) -> list[Route]:
         ("/documents/{doc}", "DELETE", delete_document),
         ("/documents/{doc}/json", "GET", get_json),
         ("/documents/{doc}/text/{name}", "GET", get_text),
-        ("/documents/{doc}/versions", "GET", list_versions),
-        ("/documents/{doc}/versions/{index}", "GET", get_version),
-        ("/documents/{doc}/diff", "GET", get_diff),
-        ("/documents/{doc}/restore", "POST", restore),
         ("/documents/{doc}/chat", "GET", chat),
         *yjs_routes(authorized, opened),
     ]
+    from cowrite.server import rest_history  # (it uses this module's plumbing)
+
+    ctx = rest_history.Context(identify, authorized, opened, history_read)
+    table += rest_history.routes(state, ctx)
     api = [
-        Route(path, _endpoint(handler), methods=[method], name=handler.__name__)
-        for path, method, handler in table
+        Route(path, _endpoint(rest_edits.hooked(state, h)), methods=[method], name=h.__name__)
+        for path, method, h in table
     ]
+    api += rest_edits.routes(state, identify)  # POST /documents/{doc}/edits, /admin/permissions
 
-    return [*api, Route("/{rest:path}", _Fallback(api), name=FALLBACK)]
-
-
-class _Fallback:
-    """Answers unknown paths (404) and methods (405) with JSON errors; any method (ASGI app)."""
-
-    def __init__(self, api: list[Route]) -> None:
-        self.api = api
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        allowed: set[str] = set()
-        for route in self.api:
-            match, _ = route.matches(scope)
-            if match is Match.PARTIAL and route.methods:
-                allowed |= route.methods
-        request = Request(scope, receive)
-        if allowed:
-            response = error_response(
-                405,
-                "method_not_allowed",
-                f"{request.method} is not allowed here",
-                {"Allow": ", ".join(sorted(allowed))},
-            )
-        else:
-            response = error_response(404, "not_found", f"no endpoint {request.url.path}")
-        await response(scope, receive, send)
-
-
-FALLBACK = "fallback"
-"""Name of the catch-all route answering unknown paths and methods."""
+    return [*api, Route("/{rest:path}", Fallback(api), name=FALLBACK)]

@@ -1,6 +1,7 @@
 """The bodies of the REST API (``rest.py``): requests decoded and validated on entry, responses
 encoded. They are the single source of truth: ``openapi.py`` generates the schemas of
-``GET /api/openapi.json`` from them.
+``GET /api/openapi.json`` from them. Those of the version history are in
+``rest_history_bodies.py``.
 """
 
 from __future__ import annotations
@@ -30,12 +31,6 @@ class UpdateDocument(msgspec.Struct, forbid_unknown_fields=True):
     """Rename a document."""
 
     title: Title
-
-
-class RestoreRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Make the document's value that of version ``version`` again (an index of ``versions``)."""
-
-    version: Annotated[int, msgspec.Meta(ge=0)]
 
 
 # -------------------------------------------------------------------------- response bodies
@@ -84,65 +79,6 @@ class DocumentDetail(msgspec.Struct):
     value: dict[str, Any]
     """The CRDT document's value (empty for a Yjs document: read it at ``.../yjs``)."""
     kind: str = "crdt"
-
-
-class VersionOut(msgspec.Struct):
-    """One listed version. ``replica`` (a 64-bit id, hence a string) made its last change;
-    ``vector`` maps replica ids to the number of their operations included."""
-
-    index: int
-    vector: dict[str, int]
-    time_ms: int
-    replica: str
-
-
-class VersionPage(msgspec.Struct):
-    """A page of versions, oldest first; pass ``next`` as ``after`` for the next (null: last)."""
-
-    versions: list[VersionOut]
-    next: int | None
-
-
-class VersionValue(msgspec.Struct):
-    """A version and the document's value at it."""
-
-    index: int
-    vector: dict[str, int]
-    time_ms: int
-    replica: str
-    value: dict[str, Any]
-
-
-class NodeChange(msgspec.Struct):
-    """How one node changed. ``node`` is its wire id; ``path`` leads to it from a named root.
-
-    Text and list nodes: ``delta`` is an index edit (retain n > 0, delete -n, insert a string or
-    a list of values) from the old value to the new. Others: ``before``/``after`` (null: absent).
-    """
-
-    node: str
-    kind: str
-    path: list[str | int]
-    delta: list[Any]
-    before: Any
-    after: Any
-
-
-class DiffOut(msgspec.Struct):
-    """The changes from version ``from`` to version ``to``."""
-
-    from_: int = msgspec.field(name="from")
-    to: int
-    changes: list[NodeChange]
-
-
-class RestoreOut(msgspec.Struct):
-    """``version``: the room version after the restore (durable); ``edits``: batches applied
-    (0 when the document already had that value)."""
-
-    restored: int
-    version: int
-    edits: int
 
 
 class ChatPageOut(msgspec.Struct):

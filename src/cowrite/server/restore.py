@@ -32,7 +32,11 @@ SERVER_CLIENT_ID = "server"
 
 
 def restore_edits(
-    room: Room, target: Mapping[int, int], now_ms: int, author: p.User | None = None
+    room: Room,
+    target: Mapping[int, int],
+    now_ms: int,
+    author: p.User | None = None,
+    restored_from: int | None = None,
 ) -> list[Outcome]:
     """Apply, through ``room``, the edits that give its document the value it had at ``target``.
 
@@ -40,7 +44,9 @@ def restore_edits(
     registers sets/deletes, counters an add of the difference); a nested node that must come back
     is created anew and filled in a following batch, so a restore is one batch per level of such
     nesting; each is one room version. Runs synchronously: nothing else touches the room in
-    between. ``author``: who asked (recorded with each batch; default: the server).
+    between. ``author``: who asked (recorded with each batch; default: the server);
+    ``restored_from``: the version restored (each batch is noted as a version "restored" from
+    it, ``rooms.history``).
     """
     outcomes: list[Outcome] = []
     tag = uuid.uuid4().hex[:12]
@@ -53,6 +59,7 @@ def restore_edits(
                 client_id=SERVER_CLIENT_ID,
                 edit_id=f"restore-{tag}-{len(outcomes)}",
                 author=author,
+                restored_from=restored_from,
             )
         except RoomError:
             if not outcomes:

@@ -26,6 +26,7 @@ import contextlib
 import logging
 import time
 import uuid
+from dataclasses import replace
 from typing import Literal
 
 from starlette.websockets import WebSocket
@@ -35,11 +36,13 @@ from cowrite.rooms.state import FrameSink, Outcome, RoomError
 from cowrite.rooms.yjs_room import Attachment, YjsRoom
 from cowrite.server.auth import AuthError, Identity, anonymous, anonymous_id, verify
 from cowrite.server.config import Settings
+from cowrite.server.hooks import Author, AuthRequest, Disconnect, connect_event
 from cowrite.server.hub import Hub, LoadedRoom
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.transport import Link, LinkClosed, open_link
 from cowrite.yjs import (
+    PENDING,
     Action,
     Authenticate,
     Broadcast,
@@ -58,6 +61,7 @@ from cowrite.yjs import (
     YWebsocketSession,
 )
 from cowrite.yjs.lib0 import Decoder
+from cowrite.yjs.session import AuthResult
 
 log = logging.getLogger("cowrite.connection")
 
@@ -198,6 +202,21 @@ class YjsConnection:
         else:
             self.close(code, reason)
 
+    def restrict(self, user_id: str, ceiling: dict[str, frozenset[str]] | None) -> None:
+        """An administrator's ceiling for ``user_id`` (``permissions.py``): a document whose
+        rights shrank is closed for this connection (4403; its provider reconnects with what
+        is left); later Hocuspocus documents get the ceiling too."""
+        for document, identity in list(self._identities.items()):
+            if identity.user_id == user_id:
+                self._identities[document] = replace(identity, ceiling=ceiling)
+        for member in list(self._members.values()):
+            if member.identity.user_id != user_id:
+                continue
+            before = member.identity.rights(member.document)
+            member.identity = replace(member.identity, ceiling=ceiling)
+            if not before <= member.identity.rights(member.document):
+                self.drop(member, CLOSE_FORBIDDEN, "permissions changed")
+
     def _ids(self) -> dict[str, object]:
         return {"session": self.session, "dialect": self.dialect, "docs": sorted(self._members)}
 
@@ -209,9 +228,11 @@ class YjsConnection:
         self._task = asyncio.current_task()
         self._link = link = open_link(ws, lambda: self.close(1006, "send failed"))
         self.metrics.connections.inc()
+        hooks = self.hub.hooks
+        self.hub.permissions.connections.add(self)
         try:
             try:
-                if await self._open():
+                if await self._connect_hooks() and await self._open():
                     await self._reader()
             except asyncio.CancelledError:
                 if self.closing is None or self._uncancel() > 0:
@@ -227,9 +248,17 @@ class YjsConnection:
             if session is not None:
                 with contextlib.suppress(Exception):
                     await self._carry_out(session.close(self._now()), None)
-            for member in list(self._members.values()):
+            self.hub.permissions.connections.discard(self)
+            members = list(self._members.values())
+            for member in members:
                 self.hub.yjs_leave(member, member.document)
             self._members.clear()
+            if hooks.wants("on_disconnect"):
+                code, reason = self.closing or (1000, "")
+                user = members[0].identity.user_id if members else ""
+                docs = tuple(m.document for m in members)
+                gone = Disconnect(self.session, self.dialect, user, docs, code, reason)
+                hooks.notify("on_disconnect", gone, self.session)
             if self.closing is not None:
                 with contextlib.suppress(asyncio.TimeoutError, Exception):
                     await asyncio.wait_for(self._drain_and_close(link), DRAIN_TIMEOUT_S)
@@ -238,6 +267,18 @@ class YjsConnection:
             if self.closing is None:
                 self.closing = (1006, "")
             self.metrics.connections.dec()
+
+    async def _connect_hooks(self) -> bool:
+        """``on_connect``; False (closing 4403 with the reason) when an extension refuses."""
+        hooks = self.hub.hooks
+        if not hooks.wants("on_connect"):
+            return True
+        try:
+            await hooks.connect(connect_event(self.ws, self.session, self.dialect))
+        except Exception as exc:
+            self.close(CLOSE_FORBIDDEN, f"connection refused: {exc}")
+            return False
+        return True
 
     def _uncancel(self) -> int:
         task = self._task
@@ -264,12 +305,16 @@ class YjsConnection:
         document = self.document or ""
         token = self.ws.query_params.get("token")
         result = self._authenticate(token or "", document)
+        if result is PENDING:
+            result = await self._authenticate_hooks(token or "", document)
         if isinstance(result, Denied):
+            kind = result.reason.partition(":")[0]
             code = {"forbidden": CLOSE_FORBIDDEN, "unauthorized": CLOSE_UNAUTHORIZED}.get(
-                result.reason, CLOSE_POLICY
+                kind, CLOSE_POLICY
             )
             self.close(code, result.reason)
             return False
+        assert isinstance(result, Rights)
         member = YjsMember(self, "", document, self._identities[document])
         try:
             room = await self.hub.yjs_open(member, document, write=result is Rights.READ_WRITE)
@@ -291,12 +336,15 @@ class YjsConnection:
         await self._carry_out(session.open(), "")
         return True
 
-    def _authenticate(self, token: str, document: str) -> Rights | Denied:
-        """A token's rights on ``document`` (every right without a server secret)."""
+    def _authenticate(self, token: str, document: str) -> AuthResult:
+        """A token's rights on ``document`` (every right without a server secret); PENDING when
+        an ``on_authenticate`` hook decides (``_authenticate_hooks``)."""
         try:
             validate_doc_id(document)
         except ValueError:
             return Denied("invalid document name")
+        if self.hub.hooks.custom_auth:
+            return PENDING
         secret = self.settings.secret
         identity: Identity
         if secret:
@@ -307,6 +355,20 @@ class YjsConnection:
                 return Denied("unauthorized")
         else:
             identity = anonymous(anonymous_id(None, self.session))
+        return self._rights(identity, document)
+
+    async def _authenticate_hooks(self, token: str, document: str) -> Rights | Denied:
+        """The ``on_authenticate`` hooks' answer for ``document``."""
+        request = AuthRequest(token or None, document, self.session, self.dialect)
+        try:
+            identity = await self.hub.hooks.authenticate(request)
+        except Exception as exc:  # AuthError, Refused, or whatever a hook raised
+            log.info("Yjs credential refused: %s", exc, extra=self._ids())
+            return Denied(f"unauthorized: {exc}"[:120])
+        return self._rights(replace(identity, verified=True), document)
+
+    def _rights(self, identity: Identity, document: str) -> Rights | Denied:
+        identity = self.hub.permissions.limit(identity)
         rights = identity.rights(document)
         if "read" not in rights:
             return Denied("forbidden")
@@ -314,6 +376,17 @@ class YjsConnection:
         if identity.expires_at is not None:
             self._expire_at(identity.expires_at)
         return Rights.READ_WRITE if "write" in rights else Rights.READ
+
+    def _reschedule_expiry(self) -> None:
+        """After a fresh token: the session ends with the earliest token of its documents."""
+        times = [m.identity.expires_at for m in self._members.values()]
+        at = min((t for t in times if t is not None), default=None)
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self._expires_at = None
+        if at is not None:
+            self._expire_at(at)
 
     def _expire_at(self, at: float) -> None:
         """The session ends with its first token's ``exp`` (a later token cannot extend it:
@@ -417,6 +490,16 @@ class YjsConnection:
                     await hub.yjs_stateless(member, a.document, a.payload)
             elif isinstance(a, Close):
                 self.close(a.code, a.reason)
+            elif isinstance(a, Authenticate) and isinstance(self._session, HocuspocusSession):
+                result = self._authenticate(a.token, a.document)
+                if result is PENDING:
+                    result = await self._authenticate_hooks(a.token, a.document)
+                assert isinstance(result, Rights | Denied)
+                member = self._members.get(a.address)
+                if member is not None and isinstance(result, Rights):  # a fresh token
+                    member.identity = self._identities[a.document]
+                    self._reschedule_expiry()
+                await self._carry_out(self._session.auth_result(a.address, result), None)
             elif isinstance(a, Authenticate | Broadcast):  # pragma: no cover - never asked
                 log.error("unexpected Yjs action %r", a, extra=self._ids())
 
@@ -438,7 +521,8 @@ class YjsConnection:
         if found is None or session is None or member is None:
             return
         lr, room = found
-        outcome = room.persisted(a.update)
+        who = member.identity
+        outcome = room.persisted(a.update, (who.user_id, who.name), self.hub.now_ms())
         for b in session.durable(a.ticket):
             if isinstance(b, Send):
                 outcome.frames.append((self, b.frame))
@@ -452,7 +536,9 @@ class YjsConnection:
             if tracing.enabled
             else None
         )
-        self.hub.submit(lr, outcome, None, time.monotonic(), trace=trace)
+        who = member.identity
+        author = Author(who.user_id, who.name) if self.hub.hooks.wants_changes else None
+        self.hub.submit(lr, outcome, None, time.monotonic(), trace=trace, author=author)
 
     def _relay_awareness(self, a: RelayAwareness) -> None:
         member = self._member_of(a.document)

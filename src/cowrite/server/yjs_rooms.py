@@ -24,6 +24,7 @@ from cowrite.rooms.yjs_room import YjsRoom
 from cowrite.server.chat import chat_message
 from cowrite.server.cluster import AwarenessNote, ChatNote, Cluster, QueryNote
 from cowrite.server.config import Settings
+from cowrite.server.hooks import ChatPosted, Hooks, Stateless
 from cowrite.server.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ class YjsRooms:
     replica: int
     cluster: Cluster | None
     rooms: dict[str, LoadedRoom]
+    hooks: Hooks
 
     if TYPE_CHECKING:
 
@@ -101,11 +103,23 @@ class YjsRooms:
 
     async def yjs_stateless(self, member: Peer, document: str, payload: str) -> None:
         """A Hocuspocus stateless message: ``cowrite.chat.send`` is stored and relayed to every
-        connection of the document; anything else gets a ``cowrite.error``."""
+        connection of the document; anything else goes to the ``on_stateless`` hooks, or (none)
+        gets a ``cowrite.error``."""
         try:
             msg = json.loads(payload)
         except ValueError:
             msg = None
+        chat = isinstance(msg, dict) and str(msg.get("type", "")).startswith("cowrite.chat.")
+        if not chat and self.hooks.wants("on_stateless"):
+            event = Stateless(
+                document,
+                member.session,
+                member.identity.user_id,
+                payload,
+                lambda out: self._yjs_reply(member, document, out),
+            )
+            self.hooks.notify("on_stateless", event, document)
+            return
         if not isinstance(msg, dict) or msg.get("type") != "cowrite.chat.send":
             self._yjs_error(member, document, "bad_message", "unknown stateless message")
             return
@@ -137,6 +151,7 @@ class YjsRooms:
         if found is None:
             return
         out = p.Chat(doc=document, message=chat_message(stored))
+        self.hooks.notify("on_chat", ChatPosted(document, out.message), document)
         if self.cluster is not None:
             self.cluster.publish(document, ChatNote(self.replica, p.encoder.encode(out)))
         self._yjs_chat_out(found[0], found[1], out.message)
@@ -167,12 +182,17 @@ class YjsRooms:
         self.submit(lr, Outcome(frames=[(member, frame)]), None, time.monotonic())
 
     def _yjs_error(self, member: Peer, document: str, code: str, message: str) -> None:
+        self._yjs_reply(
+            member, document, _payload({"type": "cowrite.error", "code": code, "message": message})
+        )
+
+    def _yjs_reply(self, member: Peer, document: str, payload: str) -> None:
+        """A stateless message for ``member`` alone (dropped once it left)."""
         found = self.yjs_room(member, document)
         if found is None:
             return
         attachment = found[1].attached.get(member.session)
         if attachment is not None and attachment.stateless_frame is not None:
-            payload = _payload({"type": "cowrite.error", "code": code, "message": message})
             member.send(attachment.stateless_frame(payload))
 
     # --- listener (cluster.py) -----------------------------------------------------------------

@@ -7,9 +7,10 @@ A session turns received frames into **actions** for the server shell to execute
   call ``session.durable(ticket)``, which returns the acknowledgement (Hocuspocus ``SyncStatus``)
   and the :class:`Broadcast` of the update to the document's other connections and instances;
 - :class:`RelayAwareness` to the document's other connections (and instances);
-- :class:`Authenticate` (Hocuspocus, when the authenticator answers :data:`PENDING`): call
-  ``session.auth_result(address, result)`` later; :class:`Join`: load the document and call
-  ``session.attach(address, shared)``; :class:`Leave`; :class:`StatelessReceived`;
+- :class:`Authenticate` (Hocuspocus, when the authenticator answers :data:`PENDING`, and for a
+  fresh token sent on an open document): call ``session.auth_result(address, result)`` later;
+  :class:`Join`: load the document and call ``session.attach(address, shared)``;
+  :class:`Leave`; :class:`StatelessReceived`;
 - :class:`Close` the socket with a code and reason (always the last action).
 
 **Ordering rule for the shell**: a ``Send`` must not go out before every ``Persist`` issued
@@ -39,6 +40,19 @@ from enum import Enum
 from typing import Final
 
 from cowrite.yjs import messages as m
+from cowrite.yjs.actions import (
+    Action,
+    Authenticate,
+    Broadcast,
+    Close,
+    Join,
+    Leave,
+    Persist,
+    RelayAwareness,
+    Rights,
+    Send,
+    StatelessReceived,
+)
 from cowrite.yjs.awareness import AwarenessLimits, AwarenessTable, decode_update
 from cowrite.yjs.document import MissingDependencies, YjsDocument
 from cowrite.yjs.lib0 import YjsProtocolError
@@ -50,11 +64,6 @@ CLOSE_POLICY: Final = 1008
 CLOSE_TOO_BIG: Final = 1009
 CLOSE_RESET: Final = 4205
 CLOSE_OUT_OF_SYNC: Final = 4409
-
-
-class Rights(Enum):
-    READ = "readonly"
-    READ_WRITE = "read-write"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,84 +98,6 @@ class SessionLimits:
     # ...and over the connection's life: each refusal rebuilds the twin (O(document)).
     max_resyncs_total: int = 64
     awareness: AwarenessLimits = field(default_factory=AwarenessLimits)
-
-
-# --- actions ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    frame: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Persist:
-    ticket: int
-    document: str
-    update: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Broadcast:
-    """Send ``update`` to the document's other connections (``other.update_frame``) and
-    instances; ``origin`` is the session it came from."""
-
-    document: str
-    update: bytes
-    origin: Hashable
-
-
-@dataclass(frozen=True, slots=True)
-class RelayAwareness:
-    document: str
-    update: bytes
-    origin: Hashable
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticate:
-    address: str
-    document: str
-    token: str
-
-
-@dataclass(frozen=True, slots=True)
-class Join:
-    address: str
-    document: str
-    rights: Rights
-
-
-@dataclass(frozen=True, slots=True)
-class Leave:
-    address: str
-    document: str
-
-
-@dataclass(frozen=True, slots=True)
-class StatelessReceived:
-    address: str
-    document: str
-    payload: str
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    code: int
-    reason: str
-
-
-Action = (
-    Send
-    | Persist
-    | Broadcast
-    | RelayAwareness
-    | Authenticate
-    | Join
-    | Leave
-    | StatelessReceived
-    | Close
-)
 
 
 def _close_for(exc: YjsProtocolError) -> Close:
@@ -452,8 +383,10 @@ class HocuspocusSession(_Base):
                 raise YjsProtocolError("limit", "too many documents on one connection")
             entry = self._addresses[address] = _Address(m.document_name(address))
         if isinstance(msg, m.HAuthToken):
+            if entry.phase is _Phase.OPEN:  # a fresh token: the shell checks it (auth_result)
+                return [Authenticate(address, entry.document, msg.token)]
             if entry.phase is not _Phase.WAITING:
-                return []  # Hocuspocus ignores a second token for an authenticated document
+                return []  # ignored while the first one is being checked
             return self._authenticate_address(address, entry, msg.token)
         if entry.phase is not _Phase.OPEN:
             held_bytes = sum(e.held_bytes for e in self._addresses.values())
@@ -488,9 +421,21 @@ class HocuspocusSession(_Base):
         ]
 
     def auth_result(self, address: str, result: Rights | Denied) -> list[Action]:
-        """The answer to an :class:`Authenticate` action."""
+        """The answer to an :class:`Authenticate` action. For an open document (a fresh token
+        sent on it) the new rights apply from now on (``Authenticated`` with its scope), or,
+        refused, the document is closed (``PermissionDenied``, then :class:`Leave`)."""
         entry = self._addresses.get(address)
-        if self.closed or entry is None or entry.phase is not _Phase.AUTHENTICATING:
+        if self.closed or entry is None:
+            return []
+        if entry.phase is _Phase.OPEN:
+            if isinstance(result, Denied):
+                denied = Send(m.encode_hocuspocus(m.HPermissionDenied(address, result.reason)))
+                return [denied, *self._leave(address, 0.0)]
+            entry.rights = result
+            if entry.stream is not None:
+                entry.stream.rights = result
+            return [Send(m.encode_hocuspocus(m.HAuthenticated(address, result.value)))]
+        if entry.phase is not _Phase.AUTHENTICATING:
             return []
         return self._settle(address, entry, result)
 
@@ -587,3 +532,32 @@ class HocuspocusSession(_Base):
     @staticmethod
     def ping_frame() -> bytes:
         return m.PING_FRAME
+
+
+__all__ = [
+    "CLOSE_OUT_OF_SYNC",
+    "CLOSE_POLICY",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_RESET",
+    "CLOSE_TOO_BIG",
+    "CLOSE_UNSUPPORTED",
+    "PENDING",
+    "Action",
+    "AuthResult",
+    "Authenticate",
+    "Authenticator",
+    "Broadcast",
+    "Close",
+    "Denied",
+    "HocuspocusSession",
+    "Join",
+    "Leave",
+    "Persist",
+    "RelayAwareness",
+    "Rights",
+    "Send",
+    "SessionLimits",
+    "SharedDoc",
+    "StatelessReceived",
+    "YWebsocketSession",
+]

@@ -18,6 +18,8 @@ The modules, one concept each:
 * ``sqlite.py`` — `SQLiteStore`: lifecycle, validation, the writer and the reader threads.
 * ``_sqlite_queries.py`` — the SQLite statements (documents, log and edit keys, snapshots, chat).
 * ``_schema.py`` — the SQLite schema as migrations.
+* ``_versions.py`` — the SQLite statements of the version history (``versions``, migration 4)
+  and the row codec both SQL stores share; ``_pg_versions.py`` — the PostgreSQL ones.
 * ``postgres.py`` — `PostgresStore`: lifecycle, validation, the read pool, writer restarts.
 * ``_pg_writer.py`` — the PostgreSQL writer task (group commit, retries, advisory locks) and the
   classification of asyncpg errors into `StoreUnavailable`/`StoreError`.
@@ -43,6 +45,7 @@ from cowrite.adapters.store.base import (
     StoredEdit,
     StoreError,
     StoreUnavailable,
+    VersionRecord,
     validate_doc_id,
 )
 from cowrite.adapters.store.memory import MemoryStore
@@ -62,6 +65,7 @@ def open_store(url: str) -> Store:
 
 
 __all__ = [
+    "VersionRecord",
     "MAX_DOC_ID_CHARS",
     "MAX_EDIT_KEY_PART_CHARS",
     "MAX_TITLE_CHARS",

@@ -14,7 +14,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from cowrite.adapters.store.base import DuplicateEdit, EditKey, NotFound
+from cowrite.adapters.store._versions import encode_authors
+from cowrite.adapters.store.base import DuplicateEdit, EditKey, NotFound, VersionRecord
 
 Conn = Any
 Outcome = tuple["Append", Any, BaseException | None]
@@ -29,12 +30,14 @@ class Append:
     keys: tuple[EditKey, ...]
     now_ms: int
     future: asyncio.Future[int]
+    version: VersionRecord | None = None
 
 
 # Every append of one batch in one statement. Per document ($1..$4): id, how many updates, their
 # bytes, the latest now_ms; per update ($5..$8): document, 1-based position among that document's
 # updates in this batch, data, now_ms; per edit key ($9..$14): document, position of its update,
-# client_id, edit_id, now_ms, digest. The UPDATE takes each document's row lock and hands back
+# client_id, edit_id, now_ms, digest; per version row ($15..$25): document, position of its update,
+# then the ``versions`` columns after seq. The UPDATE takes each document's row lock and hands back
 # the seq before this batch ("base"); update k of a document gets seq base + k.
 _APPEND_SQL = """
 WITH v AS (
@@ -60,6 +63,17 @@ WITH v AS (
       FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::bigint[], $14::text[])
            AS k (doc, pos, client_id, edit_id, now_ms, digest)
       JOIN bumped AS b ON b.id = k.doc
+), versioned AS (
+    INSERT INTO versions (doc_id, seq, time_ms, authors, how, size, vector, restored_from,
+                          name, named_ms, merged)
+    SELECT r.doc, b.base + r.pos, r.time_ms, r.authors, r.how, r.size, r.vector, r.restored_from,
+           r.name, r.named_ms, r.merged
+      FROM unnest($15::text[], $16::bigint[], $17::bigint[], $18::text[], $19::text[],
+                  $20::bigint[], $21::bytea[], $22::bigint[], $23::text[], $24::bigint[],
+                  $25::bigint[])
+           AS r (doc, pos, time_ms, authors, how, size, vector, restored_from, name, named_ms,
+                 merged)
+      JOIN bumped AS b ON b.id = r.doc
 )
 SELECT id, base FROM bumped
 """
@@ -137,6 +151,7 @@ async def _append_accepted(conn: Conn, run: list[Append]) -> list[Outcome]:
     k_edit: list[str] = []
     k_now: list[int] = []
     k_digest: list[str] = []
+    r_cols: list[list[Any]] = [[] for _ in range(11)]
     for doc_id, jobs in by_doc.items():
         ids.append(doc_id)
         counts.append(len(jobs))
@@ -154,6 +169,23 @@ async def _append_accepted(conn: Conn, run: list[Append]) -> list[Outcome]:
                 k_edit.append(key.edit_id)
                 k_now.append(job.now_ms)
                 k_digest.append(key.digest)
+            v = job.version
+            if v is not None:
+                row = (
+                    doc_id,
+                    pos,
+                    v.time_ms,
+                    encode_authors(v.authors),
+                    v.how,
+                    v.size,
+                    v.vector,
+                    v.restored_from,
+                    v.name,
+                    v.named_ms,
+                    v.merged,
+                )
+                for col, value in zip(r_cols, row, strict=True):
+                    col.append(value)
     rows = await conn.fetch(
         _APPEND_SQL,
         ids,
@@ -170,6 +202,7 @@ async def _append_accepted(conn: Conn, run: list[Append]) -> list[Outcome]:
         k_edit,
         k_now,
         k_digest,
+        *r_cols,
     )
     base = {str(doc_id): int(b) for doc_id, b in rows}
     outcomes: list[Outcome] = []

@@ -82,6 +82,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE edit_keys ADD COLUMN digest TEXT NOT NULL DEFAULT ''",),
     # 3: the document kind (see the SQLite schema).
     ("ALTER TABLE documents ADD COLUMN kind TEXT NOT NULL DEFAULT 'crdt'",),
+    # 4: the version history (see the SQLite schema).
+    (
+        """
+        CREATE TABLE versions (
+            doc_id        TEXT COLLATE "C" NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            seq           BIGINT NOT NULL,
+            time_ms       BIGINT NOT NULL,
+            authors       TEXT   NOT NULL,
+            how           TEXT   NOT NULL,
+            size          BIGINT NOT NULL,
+            vector        BYTEA  NOT NULL,
+            restored_from BIGINT,
+            name          TEXT,
+            named_ms      BIGINT,
+            merged        BIGINT NOT NULL DEFAULT 1,
+            PRIMARY KEY (doc_id, seq)
+        )
+        """,
+        "CREATE INDEX versions_named ON versions (doc_id, seq) WHERE name IS NOT NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,8 +1,8 @@
 """The SQLite schema, as an ordered list of migrations recorded in ``schema_version``.
 
 Kept to SQL that PostgreSQL also speaks (TEXT, BIGINT, ``ON CONFLICT``, ``RETURNING``, cascading
-foreign keys), with BLOB for opaque bytes (``bytea`` there). To change the schema, append a
-migration; never edit one that has shipped.
+foreign keys), with BLOB for opaque bytes (``bytea`` there), except ``WITHOUT ROWID``. To change
+the schema, append a migration; never edit one that has shipped.
 """
 
 from __future__ import annotations
@@ -73,6 +73,29 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 3: the document kind ("crdt": cowrite's own tree; "yjs": a Yjs document), which says how
     # its snapshot and log entries are read. Documents stored before are "crdt".
     ("ALTER TABLE documents ADD COLUMN kind TEXT NOT NULL DEFAULT 'crdt'",),
+    # 4: the version history: one row per log entry that made a version (written in the
+    # entry's transaction, kept when the entry is folded into a snapshot), thinned by the
+    # server's retention; named versions (``name``) are never removed. WITHOUT ROWID (SQLite
+    # only): the rows live in the primary key's b-tree, not twice (a row per keystroke adds up).
+    (
+        """
+        CREATE TABLE versions (
+            doc_id        TEXT   NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            seq           BIGINT NOT NULL,
+            time_ms       BIGINT NOT NULL,
+            authors       TEXT   NOT NULL,  -- JSON [[user id, user name], ...]
+            how           TEXT   NOT NULL,  -- typed | restored | imported | server
+            size          BIGINT NOT NULL,  -- operations
+            vector        BLOB   NOT NULL,  -- the server's encoding of the version vector
+            restored_from BIGINT,
+            name          TEXT,
+            named_ms      BIGINT,
+            merged        BIGINT NOT NULL DEFAULT 1,
+            PRIMARY KEY (doc_id, seq)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX versions_named ON versions (doc_id, seq) WHERE name IS NOT NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from cowrite.adapters.store._versions import _insert_version
 from cowrite.adapters.store.base import (
     ChatMessage,
     Compacted,
@@ -25,6 +26,7 @@ from cowrite.adapters.store.base import (
     Forbidden,
     NotFound,
     StoredDocument,
+    VersionRecord,
 )
 
 _DOC_COLUMNS = "id, title, created_ms, updated_ms, size_bytes, kind"
@@ -77,6 +79,7 @@ def _append_update(
     data: bytes,
     keys: tuple[EditKey, ...],
     now_ms: int,
+    version: VersionRecord | None = None,
 ) -> int:
     for key in keys:  # the one writer runs this: nobody can store the key in between
         known = _stored_edit(c, doc_id, key.client_id, key.edit_id)
@@ -100,6 +103,8 @@ def _append_update(
             "VALUES (?, ?, ?, ?, ?, ?)",
             [(doc_id, k.client_id, k.edit_id, seq, now_ms, k.digest) for k in keys],
         )
+    if version is not None:
+        _insert_version(c, doc_id, seq, version)
     return seq
 
 

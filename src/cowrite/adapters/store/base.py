@@ -133,6 +133,37 @@ class StoredDocument:
     """The document kind, which says how to read the snapshot and the updates."""
 
 
+VERSION_HOWS = ("typed", "restored", "imported", "server")
+"""How a version came about: typed by a client (thin edit or replica sync), a restore of an
+older version, an import (data brought in whole), or an edit the server made on its own."""
+MAX_VERSION_NAME_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """One version of a document: the document right after log entry ``seq`` was applied.
+
+    Written by ``append_update`` in the same transaction as its log entry (``seq`` is then
+    assigned by the store: pass 0), and kept after the entry is folded into a snapshot.
+    ``authors`` are ``(user id, user name)`` pairs, the first one who made it (a row that
+    retention merged a session into lists everyone of that session); ``size`` counts the
+    operations it made; ``vector`` is opaque to the store (the server's encoding of the version
+    vector after it); ``merged`` is how many versions the row stands for. A ``name`` makes it a
+    named version, which retention never removes.
+    """
+
+    seq: int
+    time_ms: int
+    authors: tuple[tuple[str, str], ...]
+    how: str
+    size: int
+    vector: bytes
+    restored_from: int | None = None
+    name: str | None = None
+    named_ms: int | None = None
+    merged: int = 1
+
+
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     """One chat message. ``id`` is assigned by the store, increasing per document from 1.
@@ -196,6 +227,41 @@ def validate_edit_keys(edit_keys: Sequence[EditKey]) -> tuple[EditKey, ...]:
     if len({(k.client_id, k.edit_id) for k in keys}) != len(keys):
         raise ValueError("the same edit key twice in one update")
     return keys
+
+
+def validate_version(record: VersionRecord) -> VersionRecord:
+    """Return ``record`` if its fields can be stored (64-bit ints, known ``how``, bounded
+    strings); raise `ValueError`."""
+    for value, what in (
+        (record.seq, "seq"),
+        (record.time_ms, "time"),
+        (record.size, "size"),
+        (record.restored_from, "seq"),
+        (record.named_ms, "time"),
+        (record.merged, "count"),
+    ):
+        validate_int(value, what)
+    if record.how not in VERSION_HOWS:
+        raise ValueError(f"invalid version kind {record.how!r}: expected one of {VERSION_HOWS}")
+    if not isinstance(record.vector, bytes) or len(record.vector) > 1_000_000:
+        raise ValueError("invalid version vector: expected at most 1 MB of bytes")
+    if len(record.authors) > 1_000 or any(
+        not isinstance(i, str) or not isinstance(n, str) or len(i) > 256 or len(n) > 256
+        for i, n in record.authors
+    ):
+        raise ValueError("invalid version authors: at most 1000 (id, name) of <= 256 characters")
+    if record.name is not None:
+        validate_version_name(record.name)
+    return record
+
+
+def validate_version_name(name: str) -> str:
+    """Return ``name`` if it is 1-200 characters, not only spaces; raise `ValueError`."""
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_VERSION_NAME_CHARS:
+        raise ValueError(
+            f"invalid version name: expected 1-{MAX_VERSION_NAME_CHARS} characters, not blank"
+        )
+    return name
 
 
 def validate_limit(limit: int) -> int:
@@ -289,8 +355,12 @@ class Store(Protocol):
         *,
         edit_keys: Sequence[EditKey] = (),
         now_ms: int,
+        version: VersionRecord | None = None,
     ) -> int:
         """Append ``update`` to the document's log and return its sequence number.
+
+        ``version``, when given, is stored in the same transaction as the version of this seq
+        (its own ``seq`` is ignored).
 
         Sequence numbers start at 1 and increase by 1 per append, per document, in the order the
         calls were made, and are never reused (not even after compaction). ``edit_keys`` are stored
@@ -335,6 +405,40 @@ class Store(Protocol):
         ``upto_seq``) is ignored and False is returned; True when it was stored. Raises `NotFound`
         for a missing document and `ValueError` if ``upto_seq`` is negative or beyond the log.
         """
+        ...
+
+    # version history (written by ``append_update``)
+
+    async def list_versions(
+        self,
+        doc_id: str,
+        *,
+        after: int = 0,
+        before: int | None = None,
+        limit: int = 100,
+        named_only: bool = False,
+    ) -> list[VersionRecord]:
+        """Return up to ``limit`` versions with ``after < seq < before``, oldest first
+        (``named_only``: only named ones). An unknown document has none."""
+        ...
+
+    async def get_version(self, doc_id: str, seq: int) -> VersionRecord | None:
+        """Return the version made by log entry ``seq``, or None (never stored, or removed)."""
+        ...
+
+    async def name_version(
+        self, doc_id: str, seq: int, name: str | None, *, now_ms: int
+    ) -> VersionRecord:
+        """Name (or rename; None: unname) a version and return it. Raises `NotFound` if the
+        document or the version does not exist, `ValueError` for a bad name."""
+        ...
+
+    async def thin_versions(
+        self, doc_id: str, removed: Sequence[int], updated: Sequence[VersionRecord]
+    ) -> int:
+        """Retention, atomically: delete the versions ``removed`` (named ones are never deleted)
+        and replace ``authors``, ``size`` and ``merged`` of the ``updated`` ones (matched by
+        seq). Returns how many were deleted; an unknown document is left alone (0)."""
         ...
 
     # chat

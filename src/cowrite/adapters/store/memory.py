@@ -24,12 +24,15 @@ from cowrite.adapters.store.base import (
     StoredDocument,
     StoredEdit,
     StoreError,
+    VersionRecord,
     validate_doc_id,
     validate_edit_keys,
     validate_int,
     validate_kind,
     validate_limit,
     validate_title,
+    validate_version,
+    validate_version_name,
 )
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ class _Doc:
     edit_keys: dict[tuple[str, str], tuple[int, int, str]] = field(default_factory=dict)
     chat: dict[int, ChatMessage] = field(default_factory=dict)
     last_chat_id: int = 0
+    versions: dict[int, VersionRecord] = field(default_factory=dict)  # seq order
 
     def size_bytes(self) -> int:
         return len(self.snapshot or b"") + sum(len(update) for update in self.log.values())
@@ -140,10 +144,13 @@ class MemoryStore:
         *,
         edit_keys: Sequence[EditKey] = (),
         now_ms: int,
+        version: VersionRecord | None = None,
     ) -> int:
         validate_int(now_ms, "time")
         self._check_open()
         keys = validate_edit_keys(edit_keys)
+        if version is not None:
+            validate_version(version)
         doc = self._doc(doc_id)
         for key in keys:  # refused before anything changes
             known = doc.edit_keys.get((key.client_id, key.edit_id))
@@ -154,6 +161,8 @@ class MemoryStore:
         doc.log[seq] = bytes(update)
         for key in keys:
             doc.edit_keys[key.client_id, key.edit_id] = (seq, now_ms, key.digest)
+        if version is not None:
+            doc.versions[seq] = replace(version, seq=seq)
         doc.info = replace(doc.info, updated_ms=max(doc.info.updated_ms, now_ms))
         return seq
 
@@ -217,6 +226,82 @@ class MemoryStore:
         doc.snapshot_seq = upto_seq
         doc.log = {seq: u for seq, u in doc.log.items() if seq > upto_seq}
         return True
+
+    # version history
+
+    async def list_versions(
+        self,
+        doc_id: str,
+        *,
+        after: int = 0,
+        before: int | None = None,
+        limit: int = 100,
+        named_only: bool = False,
+    ) -> list[VersionRecord]:
+        self._check_open()
+        validate_doc_id(doc_id)
+        validate_int(after, "seq")
+        validate_int(before, "seq")
+        validate_limit(limit)
+        doc = self._docs.get(doc_id)
+        if doc is None:
+            return []
+        out: list[VersionRecord] = []
+        for seq, v in doc.versions.items():
+            if len(out) == limit or (before is not None and seq >= before):
+                break
+            if seq > after and (v.name is not None or not named_only):
+                out.append(v)
+        return out
+
+    async def get_version(self, doc_id: str, seq: int) -> VersionRecord | None:
+        self._check_open()
+        validate_doc_id(doc_id)
+        validate_int(seq, "seq")
+        doc = self._docs.get(doc_id)
+        return None if doc is None else doc.versions.get(seq)
+
+    async def name_version(
+        self, doc_id: str, seq: int, name: str | None, *, now_ms: int
+    ) -> VersionRecord:
+        validate_int(seq, "seq")
+        validate_int(now_ms, "time")
+        self._check_open()
+        if name is not None:
+            validate_version_name(name)
+        doc = self._doc(doc_id)
+        found = doc.versions.get(seq)
+        if found is None:
+            raise NotFound(f"no version {seq} of {doc_id!r}")
+        found = replace(found, name=name, named_ms=None if name is None else now_ms)
+        doc.versions[seq] = found
+        return found
+
+    async def thin_versions(
+        self, doc_id: str, removed: Sequence[int], updated: Sequence[VersionRecord]
+    ) -> int:
+        self._check_open()
+        validate_doc_id(doc_id)
+        for v in updated:
+            validate_version(v)
+        for seq in removed:
+            validate_int(seq, "seq")
+        doc = self._docs.get(doc_id)
+        if doc is None:
+            return 0
+        gone = 0
+        for seq in removed:
+            found = doc.versions.get(seq)
+            if found is not None and found.name is None:
+                del doc.versions[seq]
+                gone += 1
+        for v in updated:
+            found = doc.versions.get(v.seq)
+            if found is not None:
+                doc.versions[v.seq] = replace(
+                    found, authors=v.authors, size=v.size, merged=v.merged
+                )
+        return gone
 
     # chat
 

@@ -68,6 +68,13 @@ from cowrite.adapters.store._pg_queries import (
     _update_title,
 )
 from cowrite.adapters.store._pg_schema import MIGRATIONS, SCHEMA_VERSION, _migrate
+from cowrite.adapters.store._pg_versions import (
+    check_version_text,
+    get_version,
+    list_versions,
+    name_version,
+    thin_versions,
+)
 from cowrite.adapters.store._pg_writer import _Call, _Reconnect, _translate, _Writer
 from cowrite.adapters.store._writer import WriterStats
 from cowrite.adapters.store.base import (
@@ -80,12 +87,15 @@ from cowrite.adapters.store.base import (
     StoredEdit,
     StoreError,
     StoreUnavailable,
+    VersionRecord,
     validate_doc_id,
     validate_edit_keys,
     validate_int,
     validate_kind,
     validate_limit,
     validate_title,
+    validate_version,
+    validate_version_name,
 )
 
 if TYPE_CHECKING:
@@ -274,17 +284,20 @@ class PostgresStore:
         *,
         edit_keys: Sequence[EditKey] = (),
         now_ms: int,
+        version: VersionRecord | None = None,
     ) -> int:
         validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         keys = validate_edit_keys(edit_keys)
+        if version is not None:
+            check_version_text(validate_version(version))
         for key in keys:
             _check_text("edit key", key.client_id)
             _check_text("edit key", key.edit_id)
             _check_text("edit key", key.digest)
         writer = await self._running_writer()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        writer.submit(Append(doc_id, bytes(update), keys, now_ms, future))
+        writer.submit(Append(doc_id, bytes(update), keys, now_ms, future, version))
         return await future
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
@@ -354,6 +367,50 @@ class PostgresStore:
         validate_doc_id(doc_id)
         data = bytes(snapshot)
         return await self._write(doc_id, lambda c: _save_snapshot(c, doc_id, data, upto_seq))
+
+    # --- version history (``_pg_versions.py``) --------------------------------------------------
+
+    async def list_versions(
+        self,
+        doc_id: str,
+        *,
+        after: int = 0,
+        before: int | None = None,
+        limit: int = 100,
+        named_only: bool = False,
+    ) -> list[VersionRecord]:
+        validate_doc_id(doc_id)
+        validate_int(after, "seq")
+        validate_int(before, "seq")
+        validate_limit(limit)
+        return await self._read(
+            lambda c: list_versions(c, doc_id, after, before, limit, named_only)
+        )
+
+    async def get_version(self, doc_id: str, seq: int) -> VersionRecord | None:
+        validate_doc_id(doc_id)
+        validate_int(seq, "seq")
+        return await self._read(lambda c: get_version(c, doc_id, seq))
+
+    async def name_version(
+        self, doc_id: str, seq: int, name: str | None, *, now_ms: int
+    ) -> VersionRecord:
+        validate_doc_id(doc_id)
+        validate_int(seq, "seq")
+        validate_int(now_ms, "time")
+        if name is not None:
+            _check_text("version name", validate_version_name(name))
+        return await self._write(doc_id, lambda c: name_version(c, doc_id, seq, name, now_ms))
+
+    async def thin_versions(
+        self, doc_id: str, removed: Sequence[int], updated: Sequence[VersionRecord]
+    ) -> int:
+        validate_doc_id(doc_id)
+        gone = list(removed)
+        for seq in gone:
+            validate_int(seq, "seq")
+        kept = [check_version_text(validate_version(v)) for v in updated]
+        return await self._write(doc_id, lambda c: thin_versions(c, doc_id, gone, kept))
 
     # --- chat -----------------------------------------------------------------------------------
 

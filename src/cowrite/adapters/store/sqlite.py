@@ -44,6 +44,12 @@ from cowrite.adapters.store._sqlite_queries import (
     _update_title,
     _updates_since,
 )
+from cowrite.adapters.store._versions import (
+    _get_version,
+    _list_versions,
+    _name_version,
+    _thin_versions,
+)
 from cowrite.adapters.store._writer import BatchWriter, WriterStats, translate
 from cowrite.adapters.store.base import (
     ChatMessage,
@@ -53,12 +59,15 @@ from cowrite.adapters.store.base import (
     StoredEdit,
     StoreError,
     StoreUnavailable,
+    VersionRecord,
     validate_doc_id,
     validate_edit_keys,
     validate_int,
     validate_kind,
     validate_limit,
     validate_title,
+    validate_version,
+    validate_version_name,
 )
 
 if TYPE_CHECKING:
@@ -251,12 +260,15 @@ class SQLiteStore:
         *,
         edit_keys: Sequence[EditKey] = (),
         now_ms: int,
+        version: VersionRecord | None = None,
     ) -> int:
         validate_int(now_ms, "time")
         validate_doc_id(doc_id)
         keys = validate_edit_keys(edit_keys)
+        if version is not None:
+            validate_version(version)
         data = bytes(update)
-        return await self._write(lambda c: _append_update(c, doc_id, data, keys, now_ms))
+        return await self._write(lambda c: _append_update(c, doc_id, data, keys, now_ms, version))
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
         found = await self.lookup_edit(doc_id, client_id, edit_id)
@@ -287,6 +299,49 @@ class SQLiteStore:
         validate_doc_id(doc_id)
         data = bytes(snapshot)
         return await self._write(lambda c: _save_snapshot(c, doc_id, data, upto_seq))
+
+    # --- version history ------------------------------------------------------------------------
+
+    async def list_versions(
+        self,
+        doc_id: str,
+        *,
+        after: int = 0,
+        before: int | None = None,
+        limit: int = 100,
+        named_only: bool = False,
+    ) -> list[VersionRecord]:
+        validate_doc_id(doc_id)
+        validate_int(after, "seq")
+        validate_int(before, "seq")
+        validate_limit(limit)
+        return await self._read(
+            lambda c: _list_versions(c, doc_id, after, before, limit, named_only)
+        )
+
+    async def get_version(self, doc_id: str, seq: int) -> VersionRecord | None:
+        validate_doc_id(doc_id)
+        validate_int(seq, "seq")
+        return await self._read(lambda c: _get_version(c, doc_id, seq))
+
+    async def name_version(
+        self, doc_id: str, seq: int, name: str | None, *, now_ms: int
+    ) -> VersionRecord:
+        validate_doc_id(doc_id)
+        validate_int(seq, "seq")
+        validate_int(now_ms, "time")
+        if name is not None:
+            validate_version_name(name)
+        return await self._write(lambda c: _name_version(c, doc_id, seq, name, now_ms))
+
+    async def thin_versions(
+        self, doc_id: str, removed: Sequence[int], updated: Sequence[VersionRecord]
+    ) -> int:
+        validate_doc_id(doc_id)
+        gone, kept = list(removed), [validate_version(v) for v in updated]
+        for seq in gone:
+            validate_int(seq, "seq")
+        return await self._write(lambda c: _thin_versions(c, doc_id, gone, kept))
 
     # --- chat -----------------------------------------------------------------------------------
 

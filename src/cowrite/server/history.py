@@ -1,0 +1,69 @@
+"""The server side of durable version history: pins of named versions and retention passes.
+
+The registry calls ``refresh_pins`` when a room loads and before each snapshot (the named
+versions, from the store, so that compaction never folds one away, whichever instance named it)
+and ``retain`` after a snapshot (one bounded pass of the retention policy over the versions old
+enough for it, ``rooms.history.thin``). Both are best effort: a store error is logged and the
+next snapshot tries again; nothing here is on an edit's path.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cowrite.adapters.store import Store, StoreError
+from cowrite.rooms.history import HistoryPolicy, decode_vector, thin
+from cowrite.rooms.room import Room
+from cowrite.server.config import Settings
+
+log = logging.getLogger("cowrite.history")
+
+MAX_PINS = 10_000
+"""Named versions read per document (the oldest ones: they decide the pin)."""
+RETAIN_BATCH = 5_000
+"""Versions one retention pass reads at most."""
+
+
+def policy_of(settings: Settings) -> HistoryPolicy:
+    return HistoryPolicy(
+        keep_all_s=settings.history_keep_all_s,
+        session_gap_s=settings.history_session_gap_s,
+        keep_sessions_s=settings.history_keep_sessions_s,
+    )
+
+
+async def refresh_pins(store: Store, doc_id: str, room: Room) -> None:
+    """Give ``room`` the vectors of the document's named versions (``Room.pins``)."""
+    try:
+        named = await store.list_versions(doc_id, named_only=True, limit=MAX_PINS)
+    except (StoreError, ValueError):
+        log.exception("named versions could not be read", extra={"doc": doc_id})
+        return
+    pins = {}
+    for v in named:
+        try:
+            pins[v.seq] = decode_vector(v.vector)
+        except ValueError:
+            log.error("a named version with a damaged vector", extra={"doc": doc_id})
+    room.pins = pins
+
+
+async def retain(store: Store, settings: Settings, doc_id: str, after: int, now_ms: int) -> int:
+    """One retention pass over the versions after seq ``after``; returns the seq to start the
+    next pass from (the last version of this one that is old enough, or ``after``)."""
+    policy = policy_of(settings)
+    horizon = now_ms - int(policy.keep_all_s * 1000)
+    try:
+        records = await store.list_versions(doc_id, after=after, limit=RETAIN_BATCH)
+        old = [v for v in records if v.time_ms < horizon]
+        if not old:
+            return after
+        thinning = thin(old, now_ms, policy)
+        if thinning.removed or thinning.updated:
+            await store.thin_versions(doc_id, thinning.removed, thinning.updated)
+        # the last kept one may merge with later versions at the next pass: start before it
+        kept = [v.seq for v in old if v.seq not in set(thinning.removed)]
+        return kept[-2] if len(kept) >= 2 else after
+    except (StoreError, ValueError):
+        log.exception("version retention failed", extra={"doc": doc_id})
+        return after

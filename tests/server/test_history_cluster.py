@@ -1,0 +1,63 @@
+"""Version history across instances (PostgreSQL + Redis): versions made on one instance are
+listed, read and restored on another, and outlive the instance that made them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import cowrite
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # cluster_harness.py
+from cluster_harness import Cluster, eventually
+
+
+async def _versions(url: str, doc: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=20) as http:
+        r = await http.get(f"{url}/api/documents/{doc}/versions")
+        assert r.status_code == 200, r.text
+        versions: list[dict[str, Any]] = r.json()["versions"]
+        return versions
+
+
+async def test_versions_hop_between_instances(tmp_path: Path) -> None:
+    async with Cluster(tmp_path, instances=2) as cluster:
+        first, second = cluster.instances
+        async with cowrite.connect(first.ws_url, doc="d", name="Ann") as ann:
+            text = ann.text("t")
+            text.insert(0, "one")
+            await ann.synced()
+            text.insert(3, " two")
+            await ann.synced()
+        async with cowrite.connect(second.ws_url, doc="d", name="Bob") as bob:
+            await bob.synced()
+            bob.text("t").insert(0, ">")
+            await bob.synced()
+
+        async def all_three(url: str) -> bool:
+            return len(await _versions(url, "d")) == 3
+
+        for inst in (first, second):
+            await eventually(lambda u=inst.url: all_three(u), timeout=30, what="3 versions")
+        listed = await _versions(second.url, "d")
+        assert listed == await _versions(first.url, "d")
+        assert [v["authors"][0]["name"] for v in listed] == ["Ann", "Ann", "Bob"]
+        ids = [v["id"] for v in listed]
+        cluster.kill(0)  # the instance that made the first two is gone
+        async with httpx.AsyncClient(base_url=second.url, timeout=20) as http:
+            values = [
+                (await http.get(f"/api/documents/d/versions/{i}")).json()["value"]["t"] for i in ids
+            ]
+            assert values == ["one", "one two", ">one two"]
+            r = await http.get("/api/documents/d/diff", params={"from": ids[0], "to": ids[1]})
+            [span] = [s for s in r.json()["changes"][0]["spans"] if s["op"] == "insert"]
+            assert span["text"] == " two" and span["authors"][0]["name"] == "Ann"
+            r = await http.post("/api/documents/d/restore", json={"version": ids[0]})
+            assert r.status_code == 200, r.text
+            assert (await http.get("/api/documents/d/text/t")).text == "one"
+        restarted = await cluster.restart(0)
+        last = (await _versions(restarted.url, "d"))[-1]
+        assert last["how"] == "restored" and last["restored_from"] == ids[0]
