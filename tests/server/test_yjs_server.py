@@ -351,3 +351,38 @@ async def test_yjs_documents_survive_a_restart_and_unload(make_settings: Any) ->
     finally:
         running.server.should_exit = True
         await asyncio.wait_for(task, 20)
+
+
+async def test_silent_yjs_clients_time_out_but_quiet_ones_without_awareness_stay(
+    make_settings: Any,
+) -> None:
+    """A Hocuspocus client that stops answering pings, and a y-websocket one that stops
+    renewing its awareness, are closed 4000 (their awareness goes with them); a y-websocket
+    client that never had awareness (pycrdt's provider) is never timed out for its silence."""
+    running, task = await start_server(make_settings(heartbeat_s=0.2, heartbeat_timeout_s=0.8))
+    try:
+        base = running.url.replace("http://", "ws://")
+        mute_h = await websockets.connect(base + "/hocuspocus")
+        await mute_h.send(m.encode_hocuspocus(m.HAuthToken("beat", "x", "4.8.0")))
+        mute_y = await websockets.connect(base + "/yjs/beat")
+        aware = encode_update([AwarenessEntry(5, 1, json.dumps({"user": {"name": "m"}}))])
+        await mute_y.send(m.encode_ywebsocket(m.YAwareness(aware)))
+        quiet_y = await websockets.connect(base + "/yjs/beat")
+        pings = 0
+        for ws in (mute_h, mute_y):  # neither answers nor renews from now on
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    frame = await asyncio.wait_for(ws.recv(), 10)
+                    pings += frame == m.PING_FRAME
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+        assert pings >= 1  # the Hocuspocus one was pinged before it was given up
+        # still served after staying silent for longer than the timeout
+        await quiet_y.send(m.encode_ywebsocket(m.YSync(m.SyncStep1(b"\x00"))))
+        while True:
+            reply = m.decode_ywebsocket(await asyncio.wait_for(quiet_y.recv(), 10))
+            if isinstance(reply, m.YSync) and isinstance(reply.sync, m.SyncStep2):
+                break
+        await quiet_y.close()
+    finally:
+        running.server.should_exit = True
+        await asyncio.wait_for(task, 20)

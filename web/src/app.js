@@ -440,12 +440,17 @@ function localOp(changes, oldDoc) {
   return split ? null : ot.normalize(op);
 }
 
+// `text`: the text before the change, a Rope (the change's `before`: O(log n) per position) or
+// a string
 function remoteChanges(op, text) {
   const changes = [];
+  const at = typeof text === "string" ? (cp) => cpToUtf16(text, cp) : (cp) => text.cpToUtf16(cp);
   let u = 0;
+  let cp = 0;
   for (const c of op) {
     if (typeof c === "number") {
-      const end = cpToUtf16(text, Math.abs(c), u);
+      cp += Math.abs(c);
+      const end = at(cp);
       if (c < 0) {
         const last = changes[changes.length - 1];
         if (last && last.from === u && last.to === undefined) last.to = end;
@@ -457,7 +462,7 @@ function remoteChanges(op, text) {
   return changes;
 }
 
-function cursorsFor(session, text) {
+function cursorsFor(session, text) { // text: a Rope (session.rope(BODY))
   const out = [];
   for (const m of session.members.values()) {
     if (m.self || !m.local || m.cursor?.node !== BODY) continue;
@@ -466,8 +471,8 @@ function cursorsFor(session, text) {
       name: m.user.name || "Anonymous",
       color: safeColor(m.user.color, m.session),
       idle: !m.active,
-      anchor: cpToUtf16(text, m.local[0]),
-      head: cpToUtf16(text, m.local[1]),
+      anchor: text.cpToUtf16(m.local[0]),
+      head: text.cpToUtf16(m.local[1]),
     });
   }
   return out;
@@ -620,12 +625,11 @@ async function openDocument(id) {
     for (const change of changes) {
       if (change.node === TITLE) renderTitle(origin);
       if (change.node !== BODY || change.type !== "seq" || origin === "local") continue;
-      const text = view.state.doc.toString();
-      const spec = remoteChanges(change.edit, text);
-      const after = session.value(BODY) || "";
+      const shown = change.before?.utf16Length === view.state.doc.length ? change.before : view.state.doc.toString();
+      const spec = remoteChanges(change.edit, shown);
       view.dispatch({
         changes: spec,
-        effects: setCursors.of(cursorsFor(session, after)),
+        effects: setCursors.of(cursorsFor(session, session.rope(BODY))),
         annotations: [remoteAnn.of(author || origin), Transaction.addToHistory.of(false), Transaction.remote.of(true)],
       });
     }
@@ -669,7 +673,7 @@ async function openDocument(id) {
   on("presence", () => {
     avoidLookalikes(session);
     renderPeople();
-    view.dispatch({ effects: setCursors.of(cursorsFor(session, session.value(BODY) || "")) });
+    view.dispatch({ effects: setCursors.of(cursorsFor(session, session.rope(BODY))) });
   });
   on("chat", ({ message }) => renderChatMessage(message, true));
   on("chat_page", () => renderChat());

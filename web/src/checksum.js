@@ -6,6 +6,8 @@
 // string and a Python str of the same code points agree. tests/checksum_vectors.json holds the
 // shared test vectors.
 
+import { textOf } from "./rope.js";
+
 const TABLE = (() => {
   const table = new Uint32Array(256);
   for (let n = 0; n < 256; n++) {
@@ -40,10 +42,10 @@ export function verify(state, msg, outstanding) {
   const diverged = [];
   for (const [node, expected] of Object.entries(msg.sums || {})) {
     if (state.kind(node) !== "text") continue;
-    const server = state.server.has(node) ? state.server.get(node) : "";
+    const server = state.server.has(node) ? textOf(state.server.get(node)) : "";
     if (typeof server !== "string") continue;
     const mine = outstanding(node);
-    const local = state.local.has(node) ? state.local.get(node) : "";
+    const local = state.local.has(node) ? textOf(state.local.get(node)) : "";
     if (textChecksum(server) === expected && (mine || local === server)) continue;
     diverged.push(node);
     if (!mine && typeof local === "string") state.server.set(node, local);

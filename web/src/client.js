@@ -14,13 +14,15 @@
 // (ThinDocState in thin.js), reconnects with exponential backoff and jitter, rejoin with the last
 // version seen (or a snapshot and a three-way merge), the in-flight batch resent with the same
 // edit_id (exactly-once). Positions are Unicode code points, as on the wire; cpToUtf16 and
-// utf16ToCp convert for UTF-16 editors.
+// utf16ToCp convert for UTF-16 editors, and in O(log n) on a text's Rope (session.rope(node), the
+// `before` of a text change).
 
 import * as ot from "./ot.js";
 import { ThinDocState, equal, randomHex } from "./thin.js";
 import { importThin } from "./persist.js";
 
 export { ot, ThinDocState };
+export { Rope } from "./rope.js";
 export { cpLength, cpToUtf16, utf16ToCp, cpSlice, InvalidOperation } from "./ot.js";
 
 export const PROTOCOL_VERSION = 1;
@@ -416,6 +418,8 @@ export class DocumentSession extends Emitter {
     this._everJoined = false;
     this._lastBatchAt = 0;
     this._flushTimer = null;
+    this._flushQueued = false; // a microtask will flush
+    this._flushBackoff = false; // the flush timer is a retry's delay
     this._retryDelay = 250;
     this._cursor = null; // {node, anchor, head} local coordinates, wanted
     this._cursorDirty = false;
@@ -448,6 +452,11 @@ export class DocumentSession extends Emitter {
   /** The local value of a node id ("text:body", "register:title", "#12.3"). */
   value(node) {
     return this.state.value(node);
+  }
+  /** The local value of a text node as an immutable Rope (rope.js): length, cpToUtf16,
+   *  utf16ToCp and slice in O(log n), without building the string. */
+  rope(node) {
+    return this.state.rope(node);
   }
   /** Resolves when every local edit made so far is acknowledged. */
   whenSynced() {
@@ -584,8 +593,27 @@ export class DocumentSession extends Emitter {
   }
 
   _scheduleFlush(delay = null) {
-    if (this._flushTimer || this.closed) return;
+    if (this._flushQueued || this.closed) return;
+    // one batch on the wire: keep coalescing, its ack (or whatever settles it) schedules the next
+    if (delay === null && this.state.inflight?.sent) return;
     const wait = delay ?? Math.max(0, this._lastBatchAt + this.client.batchIntervalMs - now());
+    if (delay === null && wait <= 0) {
+      // the interval has passed: send now, without a timer hop (a microtask, so the edits of
+      // one task still leave as one batch)
+      if (this._flushTimer) {
+        if (this._flushBackoff) return; // a retry waits out its delay
+        clearTimeout(this._flushTimer);
+        this._flushTimer = null;
+      }
+      this._flushQueued = true;
+      queueMicrotask(() => {
+        this._flushQueued = false;
+        this._flush();
+      });
+      return;
+    }
+    if (this._flushTimer) return;
+    this._flushBackoff = delay !== null;
     this._flushTimer = setTimeout(() => {
       this._flushTimer = null;
       this._flush();
@@ -835,7 +863,7 @@ class Handle {
 export class TextHandle extends Handle {
   /** Length in code points. */
   get length() {
-    return ot.cpLength(this.value || "");
+    return this.session.rope(this.node).length;
   }
   insert(pos, text) {
     this.session.edit(this.node, ot.fromSplice(pos, 0, text));

@@ -14,6 +14,7 @@
 // is taken over by the next tab that opens the document (`adoptOrphan`).
 
 import { DELETED } from "./thin.js";
+import { textOf } from "./rope.js";
 
 const FORMAT = 1;
 const DELETED_MARK = { $cowriteDeleted: true };
@@ -35,8 +36,8 @@ export function exportThin(state) {
     version: state.version,
     epoch: state.epoch,
     vv: state.vv,
-    server: [...state.server],
-    local: [...state.local],
+    server: [...state.server].map(([node, value]) => [node, textOf(value)]), // ropes as strings
+    local: [...state.local].map(([node, value]) => [node, textOf(value)]),
     kinds: [...state.kinds],
     roots: state.roots,
     rights: state.rights,

@@ -26,9 +26,15 @@
 // per key) and adds commute. Our own writes show until they are acknowledged.
 //
 // Positions are code points (see ot.js). Nothing here does I/O or reads a clock.
+//
+// Text values (server and local) are kept as ropes (rope.js) once edited, so applying an edit
+// costs O(log n) whatever the size of the text; a string put in `server` or `local` (a snapshot,
+// a restored state) becomes a rope at its first edit. `value()` still returns strings (built once
+// per version); `rope()` gives the local text itself, for editor bindings on the hot path.
 
 import * as ot from "./ot.js";
 import { verify } from "./checksum.js";
+import { Rope, isRope, textOf } from "./rope.js";
 
 export const SEQ_KINDS = new Set(["text", "list"]);
 const KINDS = ["text", "list", "map", "register", "counter"];
@@ -60,9 +66,11 @@ export function emptyValue(kind) {
   }
 }
 
-/** Structural equality of JSON values. */
+/** Structural equality of JSON values (a rope equals the string of its text). */
 export function equal(a, b) {
   if (a === b) return true;
+  if (isRope(a)) return (typeof b === "string" || isRope(b)) && a.equals(b);
+  if (isRope(b)) return typeof a === "string" && b.equals(a);
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
   if (Array.isArray(a) !== Array.isArray(b)) return false;
   if (Array.isArray(a)) {
@@ -77,6 +85,7 @@ export function equal(a, b) {
 }
 
 function copy(value) {
+  if (isRope(value)) return value.toString();
   if (Array.isArray(value)) return value.slice();
   if (value !== null && typeof value === "object") return { ...value };
   return value;
@@ -87,7 +96,7 @@ function slotKey(kind, node, key = null) {
 }
 
 function kindOfValue(value) {
-  if (typeof value === "string") return "text";
+  if (typeof value === "string" || isRope(value)) return "text";
   if (Array.isArray(value)) return "list";
   if (value !== null && typeof value === "object") return "map";
   return null;
@@ -147,6 +156,17 @@ export class ThinDocState {
     return copy(this.local.get(node));
   }
 
+  /** The local value of text node `node` as a Rope (immutable, shared: no copy); an empty rope
+   *  for a node that is not text. Cheap: for editor bindings (positions in UTF-16 units). */
+  rope(node) {
+    const value = this.local.get(node);
+    if (isRope(value)) return value;
+    if (typeof value !== "string") return Rope.EMPTY;
+    const rope = Rope.from(value);
+    this.local.set(node, rope);
+    return rope;
+  }
+
   // ------------------------------------------------------------------- local edits
 
   _claim(node, want) {
@@ -167,7 +187,7 @@ export class ThinDocState {
     const kind = this._claim(node, SEQ_KINDS);
     op = ot.normalize(op);
     if (!op.length) return;
-    this.local.set(node, ot.apply(this.local.has(node) ? this.local.get(node) : emptyValue(kind), op));
+    this.local.set(node, applySeq(this.local.has(node) ? this.local.get(node) : emptyValue(kind), op));
     const k = slotKey("seq", node);
     const queued = this.pending.get(k);
     const composed = queued ? ot.compose(queued.payload, op) : op;
@@ -328,7 +348,7 @@ export class ThinDocState {
     const seqOps = [];
     for (const { kind, node, key, payload } of batch.ops.values()) {
       if (kind === "seq") {
-        this.server.set(node, ot.apply(this._serverValue(node), payload));
+        this.server.set(node, applySeq(this._serverValue(node), payload));
         seqOps.push([node, payload]);
       } else if (kind === "add") {
         this.server.set(node, this._serverValue(node) + payload);
@@ -470,7 +490,7 @@ export class ThinDocState {
         expected = this._serverValue(node);
         for (const ops of batches) {
           const s = ops.get(slotKey("seq", node));
-          if (s) expected = ot.apply(expected, s.payload);
+          if (s) expected = applySeq(expected, s.payload);
         }
       } else expected = this._computed(node, kind);
       const local = this.local.has(node) ? this.local.get(node) : emptyValue(kind);
@@ -540,7 +560,7 @@ export class ThinDocState {
     if (op.type === "seq") {
       if (!kind) throw new ot.InvalidOperation(`an edit of ${node}, whose kind is unknown`);
       const edit = ot.normalize(op.edit);
-      this.server.set(node, ot.apply(this._serverValue(node), edit));
+      this.server.set(node, applySeq(this._serverValue(node), edit));
       return [node, edit];
     }
     if (op.type === "set") this._serverSet(node, op.key ?? null, op.value);
@@ -569,9 +589,9 @@ export class ThinDocState {
         if (!mine.payload.length) this.pending.delete(k);
       }
       if (!r.length) return null;
-      const kind = this.kind(node);
-      this.local.set(node, ot.apply(this.local.has(node) ? this.local.get(node) : emptyValue(kind), r));
-      return { type: "seq", node, edit: r };
+      const before = asRope(this.local.has(node) ? this.local.get(node) : emptyValue(this.kind(node)));
+      this.local.set(node, applySeq(before, r));
+      return seqChange(node, r, before);
     }
     if (op.type === "set" || op.type === "del") return this._refreshKey(node, op.key ?? null);
     return this._refreshCounter(node);
@@ -628,7 +648,7 @@ export class ThinDocState {
     const changes = [];
     for (const [k, { kind, node, payload }] of batch.ops) {
       if (kind !== "seq") continue;
-      let undo = ot.invert(payload, this._serverValue(node));
+      let undo = invertSeq(payload, this._serverValue(node));
       const mine = this.pending.get(k);
       if (mine) {
         const u2 = ot.transform(undo, mine.payload, "right");
@@ -637,8 +657,9 @@ export class ThinDocState {
         if (!mine.payload.length) this.pending.delete(k);
       }
       if (undo.length) {
-        this.local.set(node, ot.apply(this.local.get(node), undo));
-        changes.push({ type: "seq", node, edit: undo });
+        const before = asRope(this.local.get(node));
+        this.local.set(node, applySeq(before, undo));
+        changes.push(seqChange(node, undo, before));
       }
     }
     changes.push(...this._refreshSlots(batch));
@@ -744,7 +765,7 @@ export class ThinDocState {
     for (const node of sorted) {
       const kind = this.kind(node);
       if (!SEQ_KINDS.has(kind)) continue;
-      let base = this._serverValue(node);
+      let base = textOf(this._serverValue(node));
       const next = theirs.has(node) ? theirs.get(node) : emptyValue(kind);
       if (typeof base !== typeof next || Array.isArray(base) !== Array.isArray(next)) base = emptyValue(kind);
       this.server.set(node, base);
@@ -770,6 +791,43 @@ export class ThinDocState {
     this._historyFrom = version;
     return changes;
   }
+}
+
+/** `value` (a text: string or rope; or a list) with `op` applied: texts become ropes. */
+function applySeq(value, op) {
+  if (isRope(value)) return value.apply(op);
+  if (typeof value === "string") return Rope.from(value).apply(op);
+  return ot.apply(value, op);
+}
+
+function asRope(value) {
+  return typeof value === "string" ? Rope.from(value) : value;
+}
+
+/** A `seq` change; for a text, `before` (not enumerable: changes stay plain protocol ops) is the
+ *  local value it applies to, as a Rope, so an editor binding converts its positions to UTF-16
+ *  units in O(log n) (web/src/app.js, remoteChanges). */
+function seqChange(node, edit, before) {
+  const change = { type: "seq", node, edit };
+  if (isRope(before)) Object.defineProperty(change, "before", { value: before });
+  return change;
+}
+
+/** ot.invert (same result), reading the deleted text from a rope without building the whole
+ *  string. */
+function invertSeq(op, before) {
+  if (!isRope(before)) return ot.invert(op, before);
+  ot.check(op);
+  const out = [];
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      const n = Math.abs(c);
+      out.push(c > 0 ? n : before.slice(pos, pos + n));
+      pos += n;
+    } else out.push(-ot.cpLength(c));
+  }
+  return ot.normalize(out);
 }
 
 function valueChanges(node, kind, old, next) {

@@ -27,7 +27,6 @@ import logging
 import time
 import uuid
 from dataclasses import replace
-from typing import Literal
 
 from starlette.websockets import WebSocket
 
@@ -41,6 +40,18 @@ from cowrite.server.hub import Hub, LoadedRoom
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.transport import Link, LinkClosed, open_link
+from cowrite.server.yjs_member import (
+    CLOSE_FORBIDDEN,
+    CLOSE_HEARTBEAT_TIMEOUT,
+    CLOSE_OUTBOX_FULL,
+    CLOSE_POLICY,
+    CLOSE_TOKEN_EXPIRED,
+    CLOSE_UNAUTHORIZED,
+    CLOSE_UNKNOWN_DOCUMENT,
+    CLOSE_UNSUPPORTED,
+    YjsMember,
+)
+from cowrite.server.yjs_wire import Dialect, address_of, message_type
 from cowrite.yjs import (
     PENDING,
     Action,
@@ -57,51 +68,13 @@ from cowrite.yjs import (
     Send,
     SessionLimits,
     StatelessReceived,
-    YjsProtocolError,
     YWebsocketSession,
 )
-from cowrite.yjs.lib0 import Decoder
 from cowrite.yjs.session import AuthResult
 
 log = logging.getLogger("cowrite.connection")
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED = 1003
-CLOSE_POLICY = 1008
-CLOSE_TOKEN_EXPIRED = 4001
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_UNKNOWN_DOCUMENT = 4404
-CLOSE_OUTBOX_FULL = 4008
 DRAIN_TIMEOUT_S = 2.0
-
-Dialect = Literal["y-websocket", "hocuspocus"]
-
-
-class YjsMember:
-    """One document of a Yjs connection, as the room's member (``Peer`` for the hub)."""
-
-    __slots__ = ("address", "client_id", "conn", "docs", "document", "identity", "session")
-
-    def __init__(self, conn: YjsConnection, address: str, document: str, identity: Identity):
-        self.conn = conn
-        self.address = address
-        self.document = document
-        self.identity = identity
-        self.session = f"{conn.session}/{address}"
-        self.client_id = ""
-        self.docs: dict[str, str] = {}
-
-    def send(self, data: bytes) -> None:
-        self.conn.send(data)
-
-    def close(self, code: int, reason: str) -> None:
-        """The server drops this document (deleted, reloaded): the whole y-websocket socket,
-        or this address of a Hocuspocus one."""
-        self.conn.drop(self, code, reason)
-
-    def saving(self, doc_id: str, pending: bool) -> None:
-        """Neither dialect can say "waiting for the store": acknowledgements just wait."""
 
 
 class YjsConnection:
@@ -135,6 +108,12 @@ class YjsConnection:
         self._identities: dict[str, Identity] = {}
         """By document: the identity its token gave (Hocuspocus authenticates per document)."""
         self._expiry: asyncio.TimerHandle | None = None
+        self._heartbeat: asyncio.TimerHandle | None = None
+        self.last_seen = time.monotonic()
+        self._renews = dialect == "hocuspocus"
+        """The client shows it is alive on its own: a Hocuspocus provider answers our pings; a
+        y-websocket one renews its awareness every 15 s (once it has sent some: a client
+        without awareness, like pycrdt's provider, may stay silent and is never timed out)."""
         self._expires_at: float | None = None
         self._updates = TokenBucket(settings.edits_per_second, settings.edit_burst, hub.clock)
         self._awareness = TokenBucket(
@@ -228,6 +207,9 @@ class YjsConnection:
         self._task = asyncio.current_task()
         self._link = link = open_link(ws, lambda: self.close(1006, "send failed"))
         self.metrics.connections.inc()
+        self._heartbeat = asyncio.get_running_loop().call_later(
+            self.settings.heartbeat_s, self._beat
+        )
         hooks = self.hub.hooks
         self.hub.permissions.connections.add(self)
         try:
@@ -242,6 +224,8 @@ class YjsConnection:
                 self.close(1011, "internal error")
         finally:
             self._receiving = False
+            if self._heartbeat is not None:
+                self._heartbeat.cancel()
             if self._expiry is not None:
                 self._expiry.cancel()
             session = self._session
@@ -422,17 +406,35 @@ class YjsConnection:
             if frame is None:
                 self.close(CLOSE_UNSUPPORTED, "Yjs messages are binary frames")
                 return
+            self.last_seen = time.monotonic()
             await self._pace(frame)
-            address = self._address_of(frame)
+            address = address_of(frame, self.dialect)
             await self._carry_out(session.receive(frame, self._now()), address)
+
+    def _beat(self) -> None:
+        """Every ``heartbeat_s``: drop a client silent for over ``heartbeat_timeout_s`` (its
+        awareness goes with it: no ghost caret), else ping a Hocuspocus one."""
+        self._heartbeat = None
+        if self.closing is not None:
+            return
+        if self._renews and time.monotonic() - self.last_seen > self.settings.heartbeat_timeout_s:
+            log.info("Yjs heartbeat timeout", extra=self._ids())
+            self.close(CLOSE_HEARTBEAT_TIMEOUT, "heartbeat timeout")
+            return
+        if self.dialect == "hocuspocus":
+            self.send(HocuspocusSession.ping_frame())
+        self._heartbeat = asyncio.get_running_loop().call_later(
+            self.settings.heartbeat_s, self._beat
+        )
 
     async def _pace(self, frame: bytes) -> None:
         """Budgets: updates cost 1 + 1 per 10 kB, awareness 1, a Hocuspocus token (which opens
         a document) a join; anything else a tenth of an awareness (a flood is read slowly)."""
-        kind = self._message_type(frame)
+        kind = message_type(frame, self.dialect)
         if kind == 0:
             delay = self._updates.delay(1 + len(frame) // 10_000)
         elif kind == 1:
+            self._renews = True
             delay = self._awareness.delay()
         elif kind == 2 and self.dialect == "hocuspocus":
             delay = self._joins.delay()
@@ -440,27 +442,6 @@ class YjsConnection:
             delay = self._awareness.delay(0.1)
         if delay > 0:
             await asyncio.sleep(delay)
-
-    def _message_type(self, frame: bytes) -> int | None:
-        try:
-            dec = Decoder(frame)
-            if self.dialect == "hocuspocus":
-                if len(frame) == 1:
-                    return None
-                dec.read_var_string(1024)
-            return dec.read_var_uint()
-        except YjsProtocolError:
-            return None
-
-    def _address_of(self, frame: bytes) -> str | None:
-        if self.dialect != "hocuspocus":
-            return ""
-        if len(frame) == 1:
-            return None  # ping / pong
-        try:
-            return Decoder(frame).read_var_string(1024)
-        except YjsProtocolError:
-            return None
 
     # --------------------------------------------------------------- actions
 
@@ -523,11 +504,16 @@ class YjsConnection:
         lr, room = found
         who = member.identity
         outcome = room.persisted(a.update, (who.user_id, who.name), self.hub.now_ms())
+        # Hocuspocus routing keys (``name\0sessionId``) let several providers of one document
+        # share this socket, and a Persist does not say which of them sent it: then every one
+        # of them gets the update (the sender applies its own update as a no-op).
+        alone = sum(1 for m in self._members.values() if m.document == a.document) == 1
+        origin = member.session if alone else None
         for b in session.durable(a.ticket):
             if isinstance(b, Send):
                 outcome.frames.append((self, b.frame))
             elif isinstance(b, Broadcast):
-                outcome.frames.extend(room.update_frames(b.update, member.session))
+                outcome.frames.extend(room.update_frames(b.update, origin))
         self.hub.edits_applied += 1
         self.metrics.edits.labels("yjs").inc()
         tracing = self.hub.tracing

@@ -350,8 +350,11 @@ class YjsDocument:
         )
 
     def _rebuild_twin(self) -> None:
+        # the new twin first: if building it fails, the old one (and its subscription) stays,
+        # so a later rebuild can still succeed
+        twin = _fresh_doc(self._doc.get_update())
         self._twin.unobserve(self._sub)
-        self._twin = _fresh_doc(self._doc.get_update())
+        self._twin = twin
         self._sub = self._twin.observe(self._capture)
         self._captured.clear()
 

@@ -27,7 +27,10 @@ Closing instead would make the provider reconnect and resend the same step 2 for
 Missing dependencies (an update referring to structs we lack): the update is refused and the
 client is sent our sync step 1, so that it answers with a step 2 holding everything we lack; after
 ``max_resyncs`` such refusals in a row (or ``max_resyncs_total`` over the connection's life) the
-connection is closed (4409). A Hocuspocus client gets
+connection is closed (1013: reconnect and resync). Updates refused while the client's answer to
+our step 1 is on its way (typed while reconnecting) are expected: that step 2 carries what they
+lack, so they neither count nor ask again (bounded by ``max_early_refusals``). A Hocuspocus client
+gets
 the ``SyncStatus(true)`` it is owed for the refused update once that step 2 is durable, so its
 ``unsyncedChanges`` count returns to zero.
 """
@@ -63,7 +66,8 @@ CLOSE_UNSUPPORTED: Final = 1003
 CLOSE_POLICY: Final = 1008
 CLOSE_TOO_BIG: Final = 1009
 CLOSE_RESET: Final = 4205
-CLOSE_OUT_OF_SYNC: Final = 4409
+CLOSE_OUT_OF_SYNC: Final = 1013
+"""Reconnect and resync ("try again later"): not a 44xx code, which y-websocket 3 takes as final."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,9 @@ class SessionLimits:
     max_resyncs: int = 3  # missing-dependency refusals in a row
     # ...and over the connection's life: each refusal rebuilds the twin (O(document)).
     max_resyncs_total: int = 64
+    # Refused updates that arrive while the client's answer to our step 1 is on its way (typed
+    # while reconnecting: that step 2 carries what they lack), before the connection is closed.
+    max_early_refusals: int = 256
     awareness: AwarenessLimits = field(default_factory=AwarenessLimits)
 
 
@@ -119,6 +126,8 @@ class _Stream:
     shared: SharedDoc
     resyncs: int = 0
     owed: int = 0  # SyncStatus(true) owed for updates refused for missing dependencies
+    awaiting_step2: bool = False  # our step 1 is out: the client's step 2 will complete it
+    early: int = 0  # refusals while awaiting_step2
 
 
 @dataclass(slots=True)
@@ -158,13 +167,30 @@ class _Base:
             ]
             if not reply:
                 out.append(Send(self._sync_frame(address, m.SyncStep1(doc.state_vector()))))
+                st.awaiting_step2 = True
             return out
+        awaited = st.awaiting_step2
+        if isinstance(msg, m.SyncStep2):
+            st.awaiting_step2 = False
+            st.early = 0
         if st.rights is Rights.READ:
             covered = isinstance(msg, m.SyncStep2) and doc.covers(msg.update)
             return self._read_only_refusal(address, not covered)
         try:
             effective = doc.apply_client_update(msg.update)
         except MissingDependencies:
+            if awaited and isinstance(msg, m.SyncUpdate):
+                # typed while the connection came back: the step 2 on its way carries what it
+                # lacks (and acknowledges it); asking again would only repeat that step 2
+                st.early += 1
+                self._resyncs_total += 1  # each rebuilds the twin: bounded over the life too
+                if (
+                    st.early > self.limits.max_early_refusals
+                    or self._resyncs_total > self.limits.max_resyncs_total
+                ):
+                    return [Close(CLOSE_OUT_OF_SYNC, "missing_dependencies")]
+                st.owed += 1
+                return []
             st.resyncs += 1
             self._resyncs_total += 1
             if (
@@ -173,6 +199,7 @@ class _Base:
             ):
                 return [Close(CLOSE_OUT_OF_SYNC, "missing_dependencies")]
             st.owed += 1
+            st.awaiting_step2 = True
             return [Send(self._sync_frame(address, m.SyncStep1(doc.state_vector())))]
         st.resyncs = 0
         acks, st.owed = 1 + st.owed, 0
@@ -249,6 +276,7 @@ class YWebsocketSession(_Base):
         out: list[Action] = [
             Send(self._sync_frame("", m.SyncStep1(self._st.shared.doc.state_vector())))
         ]
+        self._st.awaiting_step2 = True
         full = self._st.shared.awareness.encode_full()
         if full is not None:
             out.append(Send(m.encode_ywebsocket(m.YAwareness(full))))

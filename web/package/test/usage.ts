@@ -12,12 +12,12 @@ doc.map("settings").set("theme", { dark: true });
 doc.counter("views").add();
 const off = doc.on("change", ({ changes, origin }) => {
   const first: Change | undefined = changes[0];
-  if (origin === "remote" && first?.type === "seq") console.log(first.edit);
+  if (origin === "remote" && first?.type === "seq") console.log(first.edit, first.before?.cpToUtf16(3));
 });
 off();
 client.on("status", ({ status }) => status === STATUS.CONNECTED);
 const members: Member[] = [...doc.members.values()];
-const n: number = cpLength("😀") + members.length;
+const n: number = cpLength("😀") + members.length + doc.rope("text:body").utf16Length;
 void doc.whenSynced().then(() => n);
 
 // @ts-expect-error positions are numbers

@@ -79,7 +79,8 @@ export class CowriteClient extends Emitter<ClientEvents> {
 }
 
 export type Change =
-  | { type: "seq"; node: string; edit: Op }
+  /** `before` (texts only, not enumerable): the local text the edit applies to. */
+  | { type: "seq"; node: string; edit: Op; readonly before?: Rope }
   | { type: "set"; node: string; key: string | null; value: Json }
   | { type: "del"; node: string; key: string }
   | { type: "add"; node: string; amount: number };
@@ -143,6 +144,8 @@ export class DocumentSession extends Emitter<SessionEvents> {
   readonly chat: Map<number, ChatMessage>;
   readonly chatHasMore: boolean;
   value(node: string): Json | string | undefined;
+  /** A text node's local value as an immutable rope (positions in O(log n)). */
+  rope(node: string): Rope;
   whenSynced(): Promise<void>;
   text(name: string): TextHandle;
   list(name: string): ListHandle;
@@ -198,6 +201,23 @@ export function cpToUtf16(s: string, cp: number, from?: number): number;
 export function utf16ToCp(s: string, u: number, from?: number): number;
 export function cpSlice(s: string, start: number, end?: number): string;
 export class InvalidOperation extends Error {}
+/** An immutable text (rope.js): lengths, conversions and slices in O(log n). */
+export class Rope {
+  static from(text: string | Rope): Rope;
+  static readonly EMPTY: Rope;
+  /** Code points. */
+  readonly length: number;
+  readonly utf16Length: number;
+  cpToUtf16(cp: number): number;
+  utf16ToCp(u: number): number;
+  slice(start?: number, end?: number): string;
+  insert(pos: number, text: string): Rope;
+  delete(pos: number, count: number): Rope;
+  apply(op: Op): Rope;
+  equals(other: Rope | string): boolean;
+  toString(): string;
+  toJSON(): string;
+}
 export const ot: {
   apply(seq: string | Json[], op: Op): string | Json[];
   compose(a: Op, b: Op): Op;

@@ -230,10 +230,10 @@ function isNoop(op) {
   scan(op);
   return op.every((c) => typeof c === "number" && c > 0);
 }
-function fromSplice(pos, deleteCount, insert) {
+function fromSplice(pos, deleteCount, insert2) {
   const out = new Builder();
   out.retain(pos);
-  out.insert(insert);
+  out.insert(insert2);
   out.delete(deleteCount);
   return out.result();
 }
@@ -403,6 +403,348 @@ function diffArrays(a, b, deep = false) {
   return normalize([start, b.slice(start, b.length - end), -(a.length - start - end)]);
 }
 
+// src/rope.js
+var LEAF_MAX = 1024;
+var LEAF_TARGET = 512;
+var LEAF_MIN = 128;
+var FAN_MAX = 32;
+var FAN_MIN = 8;
+function isHigh2(c) {
+  return c >= 55296 && c <= 56319;
+}
+function isLow2(c) {
+  return c >= 56320 && c <= 57343;
+}
+function pairs(a, b) {
+  return a.length && b.length && isHigh2(a.charCodeAt(a.length - 1)) && isLow2(b.charCodeAt(0)) ? 1 : 0;
+}
+var Leaf = class {
+  constructor(s, cp) {
+    this.s = s;
+    this.cp = cp;
+    this.u = s.length;
+  }
+};
+var Branch = class {
+  constructor(kids) {
+    this.kids = kids;
+    let cp = 0;
+    let u = 0;
+    for (let i = 0; i < kids.length; i++) {
+      cp += kids[i].cp;
+      u += kids[i].u;
+    }
+    this.cp = cp;
+    this.u = u;
+  }
+};
+function leafU(leaf, cp) {
+  if (leaf.cp === leaf.u) return cp;
+  return cpToUtf16(leaf.s, cp);
+}
+function chunk(s) {
+  if (s.length <= LEAF_MAX) return [new Leaf(s, cpLength(s))];
+  const count = Math.ceil(s.length / LEAF_TARGET);
+  const size2 = Math.ceil(s.length / count);
+  const out = [];
+  let a = 0;
+  while (a < s.length) {
+    let b = Math.min(s.length, a + size2);
+    if (b < s.length && isLow2(s.charCodeAt(b)) && isHigh2(s.charCodeAt(b - 1))) b++;
+    const piece = s.slice(a, b);
+    out.push(new Leaf(piece, cpLength(piece)));
+    a = b;
+  }
+  return out;
+}
+function group(nodes) {
+  const count = Math.ceil(nodes.length / FAN_MAX);
+  const size2 = Math.ceil(nodes.length / count);
+  const out = [];
+  for (let i = 0; i < nodes.length; i += size2) out.push(new Branch(nodes.slice(i, i + size2)));
+  return out;
+}
+function build(nodes) {
+  if (!nodes.length) return EMPTY_LEAF;
+  while (nodes.length > 1) nodes = group(nodes);
+  return nodes[0];
+}
+var EMPTY_LEAF = new Leaf("", 0);
+function insert(node, cp, str, strCp) {
+  if (node instanceof Leaf) {
+    const s = node.s;
+    const u = leafU(node, cp);
+    const head = s.slice(0, u);
+    const tail = s.slice(u);
+    const joined = head + str + tail;
+    if (joined.length > LEAF_MAX) return chunk(joined);
+    return [new Leaf(joined, node.cp + strCp - pairs(head, str) - pairs(str, tail))];
+  }
+  const kids = node.kids;
+  let i = 0;
+  let acc = 0;
+  while (i < kids.length - 1 && acc + kids[i].cp < cp) acc += kids[i++].cp;
+  const done = insert(kids[i], cp - acc, str, strCp);
+  let next;
+  if (done.length === 1) {
+    next = kids.slice();
+    next[i] = done[0];
+  } else next = kids.slice(0, i).concat(done, kids.slice(i + 1));
+  return next.length > FAN_MAX ? group(next) : [new Branch(next)];
+}
+function small(node) {
+  return node instanceof Leaf ? node.u < LEAF_MIN : node.kids.length < FAN_MIN;
+}
+function merge(a, b) {
+  if (a instanceof Leaf) {
+    if (a.u + b.u > LEAF_MAX) return null;
+    return new Leaf(a.s + b.s, a.cp + b.cp - pairs(a.s, b.s));
+  }
+  if (a.kids.length + b.kids.length > FAN_MAX) return null;
+  return new Branch(a.kids.concat(b.kids));
+}
+function remove(node, from, to) {
+  if (node instanceof Leaf) {
+    const s = node.s;
+    const a = leafU(node, from);
+    const b = node.cp === node.u ? to : cpToUtf16(s, to - from, a);
+    if (a === 0 && b === s.length) return null;
+    const head = s.slice(0, a);
+    const tail = s.slice(b);
+    return new Leaf(head + tail, node.cp - (to - from) - pairs(head, tail));
+  }
+  const kids = node.kids;
+  const next = [];
+  const touched = [];
+  let acc = 0;
+  for (let i = 0; i < kids.length; i++) {
+    const kid = kids[i];
+    const end = acc + kid.cp;
+    if (end <= from || acc >= to) next.push(kid);
+    else if (from <= acc && end <= to) {
+    } else {
+      const left = remove(kid, Math.max(from, acc) - acc, Math.min(to, end) - acc);
+      if (left) {
+        touched.push(left);
+        next.push(left);
+      }
+    }
+    acc = end;
+  }
+  if (!next.length) return null;
+  for (const kid of touched) {
+    if (!small(kid)) continue;
+    const i = next.indexOf(kid);
+    if (i > 0) {
+      const m = merge(next[i - 1], kid);
+      if (m) {
+        next.splice(i - 1, 2, m);
+        continue;
+      }
+    }
+    if (i >= 0 && i + 1 < next.length) {
+      const m = merge(kid, next[i + 1]);
+      if (m) next.splice(i, 2, m);
+    }
+  }
+  return new Branch(next);
+}
+function root(nodes) {
+  let node = nodes.length === 1 ? nodes[0] : build(nodes);
+  while (node instanceof Branch && node.kids.length === 1) node = node.kids[0];
+  return node;
+}
+var Rope = class _Rope {
+  constructor(node = EMPTY_LEAF, str = null) {
+    this._root = node;
+    this._str = str;
+  }
+  /** The rope of string `s`. */
+  static from(s) {
+    if (isRope(s)) return s;
+    if (typeof s !== "string") throw new TypeError("Rope.from takes a string");
+    return new _Rope(build(chunk(s)), s);
+  }
+  /** Length in code points. */
+  get length() {
+    return this._root.cp;
+  }
+  /** Length in UTF-16 units (a JavaScript string's length). */
+  get utf16Length() {
+    return this._root.u;
+  }
+  /** The whole text (built once, then cached). */
+  toString() {
+    if (this._str === null) {
+      const parts = [];
+      const walk = (node) => {
+        if (node instanceof Leaf) parts.push(node.s);
+        else for (const kid of node.kids) walk(kid);
+      };
+      walk(this._root);
+      this._str = parts.join("");
+    }
+    return this._str;
+  }
+  toJSON() {
+    return this.toString();
+  }
+  /** Same text. */
+  equals(other) {
+    if (other === this) return true;
+    if (isRope(other)) {
+      if (other._root === this._root) return true;
+      if (other.length !== this.length || other.utf16Length !== this.utf16Length) return false;
+    } else if (typeof other !== "string" || other.length !== this.utf16Length) return false;
+    return this.toString() === String(other);
+  }
+  /** The UTF-16 index of code point `cp` (past the end: the UTF-16 length). */
+  cpToUtf16(cp) {
+    let node = this._root;
+    if (cp >= node.cp) return node.u;
+    if (cp <= 0) return 0;
+    let u = 0;
+    while (node instanceof Branch) {
+      const kids = node.kids;
+      let i = 0;
+      while (i < kids.length - 1 && cp >= kids[i].cp) {
+        cp -= kids[i].cp;
+        u += kids[i].u;
+        i++;
+      }
+      node = kids[i];
+    }
+    return u + leafU(node, cp);
+  }
+  /** The code point index of UTF-16 index `u` (an index inside a surrogate pair counts the
+   *  pair as passed, like ot.utf16ToCp; past the end: the length). */
+  utf16ToCp(u) {
+    let node = this._root;
+    if (u >= node.u) return node.cp;
+    if (u <= 0) return 0;
+    let cp = 0;
+    while (node instanceof Branch) {
+      const kids = node.kids;
+      let i = 0;
+      while (i < kids.length - 1 && u >= kids[i].u) {
+        u -= kids[i].u;
+        cp += kids[i].cp;
+        i++;
+      }
+      node = kids[i];
+    }
+    return cp + (node.cp === node.u ? u : utf16ToCp(node.s, u));
+  }
+  /** The text of code points [start, end) (clamped; end defaults to the length). */
+  slice(start = 0, end = this.length) {
+    start = Math.max(0, Math.min(start, this.length));
+    end = Math.max(start, Math.min(end, this.length));
+    if (start === end) return "";
+    if (this._str !== null) return this._str.slice(this.cpToUtf16(start), this.cpToUtf16(end));
+    const parts = [];
+    const walk = (node, from, to) => {
+      if (node instanceof Leaf) {
+        if (from === 0 && to === node.cp) parts.push(node.s);
+        else {
+          const a = leafU(node, from);
+          parts.push(node.s.slice(a, node.cp === node.u ? to : cpToUtf16(node.s, to - from, a)));
+        }
+        return;
+      }
+      let acc = 0;
+      for (const kid of node.kids) {
+        const kend = acc + kid.cp;
+        if (kend > from && acc < to) walk(kid, Math.max(from, acc) - acc, Math.min(to, kend) - acc);
+        if (kend >= to) break;
+        acc = kend;
+      }
+    };
+    walk(this._root, start, end);
+    return parts.join("");
+  }
+  /** `text` inserted at code point `pos` (a new rope). */
+  insert(pos, text) {
+    if (!text.length) return this;
+    if (pos < 0 || pos > this.length) throw new InvalidOperation(`insert at ${pos} is outside a text of length ${this.length}`);
+    return new _Rope(root(insert(this._root, pos, text, cpLength(text))));
+  }
+  /** Code points [pos, pos + count) removed (a new rope). */
+  delete(pos, count) {
+    if (count <= 0) return this;
+    if (pos < 0 || pos + count > this.length) throw new InvalidOperation(`delete ${count} at ${pos} runs past the end of the text`);
+    const node = remove(this._root, pos, pos + count);
+    return new _Rope(node ? root([node]) : EMPTY_LEAF);
+  }
+  /** `op` (an ot.js text op, code points) applied: a new rope. Throws InvalidOperation like
+   *  ot.apply (same messages). */
+  apply(op) {
+    check(op);
+    let pos = 0;
+    const length = this.length;
+    for (let i = 0; i < op.length; i++) {
+      const c = op[i];
+      if (typeof c === "number") {
+        const n = Math.abs(c);
+        if (pos + n > length) {
+          throw new InvalidOperation(`component ${i} (${c > 0 ? "retain" : "delete"} ${n} at ${pos}) runs past the end of the text`);
+        }
+        pos += n;
+      } else if (typeof c !== "string") throw new InvalidOperation("op inserts list items into a string");
+    }
+    let node = this._root;
+    pos = 0;
+    for (const c of op) {
+      if (typeof c === "number") {
+        if (c > 0) pos += c;
+        else {
+          const left = remove(node, pos, pos - c);
+          node = left ? root([left]) : EMPTY_LEAF;
+        }
+      } else {
+        const n = cpLength(c);
+        node = root(insert(node, pos, c, n));
+        pos += n;
+      }
+    }
+    return node === this._root ? this : new _Rope(node);
+  }
+  /** Check the tree's counts and shape (for tests). */
+  checkInvariants() {
+    const depth = (node) => {
+      if (node instanceof Leaf) {
+        if (node.cp !== cpLength(node.s)) throw new Error(`chunk counts ${node.cp} code points, has ${cpLength(node.s)}`);
+        if (node.u > LEAF_MAX) throw new Error(`chunk of ${node.u} units`);
+        return 0;
+      }
+      if (!node.kids.length || node.kids.length > FAN_MAX) throw new Error(`branch of ${node.kids.length}`);
+      let cp = 0;
+      let u = 0;
+      let h = -1;
+      for (const kid of node.kids) {
+        const d = depth(kid);
+        if (h >= 0 && d !== h) throw new Error("unbalanced");
+        h = d;
+        cp += kid.cp;
+        u += kid.u;
+        if (kid instanceof Leaf && !kid.u) throw new Error("an empty chunk");
+      }
+      if (cp !== node.cp || u !== node.u) throw new Error("branch counts");
+      return h + 1;
+    };
+    depth(this._root);
+    if (this._str !== null && this._str.length !== this._root.u) throw new Error("stale string");
+  }
+};
+var BRAND = /* @__PURE__ */ Symbol.for("cowrite.rope");
+Rope.prototype[BRAND] = true;
+function isRope(value) {
+  return value !== null && typeof value === "object" && value[BRAND] === true;
+}
+Rope.EMPTY = new Rope(EMPTY_LEAF, "");
+function textOf(value) {
+  return isRope(value) ? value.toString() : value;
+}
+
 // src/checksum.js
 var TABLE = (() => {
   const table = new Uint32Array(256);
@@ -425,10 +767,10 @@ function verify(state, msg, outstanding) {
   const diverged = [];
   for (const [node, expected] of Object.entries(msg.sums || {})) {
     if (state.kind(node) !== "text") continue;
-    const server = state.server.has(node) ? state.server.get(node) : "";
+    const server = state.server.has(node) ? textOf(state.server.get(node)) : "";
     if (typeof server !== "string") continue;
     const mine = outstanding(node);
-    const local = state.local.has(node) ? state.local.get(node) : "";
+    const local = state.local.has(node) ? textOf(state.local.get(node)) : "";
     if (textChecksum(server) === expected && (mine || local === server)) continue;
     diverged.push(node);
     if (!mine && typeof local === "string") state.server.set(node, local);
@@ -465,6 +807,8 @@ function emptyValue(kind) {
 }
 function equal(a, b) {
   if (a === b) return true;
+  if (isRope(a)) return (typeof b === "string" || isRope(b)) && a.equals(b);
+  if (isRope(b)) return typeof a === "string" && b.equals(a);
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
   if (Array.isArray(a) !== Array.isArray(b)) return false;
   if (Array.isArray(a)) {
@@ -478,6 +822,7 @@ function equal(a, b) {
   return true;
 }
 function copy(value) {
+  if (isRope(value)) return value.toString();
   if (Array.isArray(value)) return value.slice();
   if (value !== null && typeof value === "object") return { ...value };
   return value;
@@ -486,7 +831,7 @@ function slotKey(kind, node, key = null) {
   return `${kind}\0${node}\0${key === null ? "" : "=" + key}`;
 }
 function kindOfValue(value) {
-  if (typeof value === "string") return "text";
+  if (typeof value === "string" || isRope(value)) return "text";
   if (Array.isArray(value)) return "list";
   if (value !== null && typeof value === "object") return "map";
   return null;
@@ -531,6 +876,16 @@ var ThinDocState = class {
     if (!this.local.has(node)) return known ? emptyValue(known) : null;
     return copy(this.local.get(node));
   }
+  /** The local value of text node `node` as a Rope (immutable, shared: no copy); an empty rope
+   *  for a node that is not text. Cheap: for editor bindings (positions in UTF-16 units). */
+  rope(node) {
+    const value = this.local.get(node);
+    if (isRope(value)) return value;
+    if (typeof value !== "string") return Rope.EMPTY;
+    const rope = Rope.from(value);
+    this.local.set(node, rope);
+    return rope;
+  }
   // ------------------------------------------------------------------- local edits
   _claim(node, want) {
     let kind = this.kind(node);
@@ -549,7 +904,7 @@ var ThinDocState = class {
     const kind = this._claim(node, SEQ_KINDS);
     op = normalize(op);
     if (!op.length) return;
-    this.local.set(node, apply(this.local.has(node) ? this.local.get(node) : emptyValue(kind), op));
+    this.local.set(node, applySeq(this.local.has(node) ? this.local.get(node) : emptyValue(kind), op));
     const k = slotKey("seq", node);
     const queued = this.pending.get(k);
     const composed = queued ? compose(queued.payload, op) : op;
@@ -698,7 +1053,7 @@ var ThinDocState = class {
     const seqOps = [];
     for (const { kind, node, key, payload } of batch.ops.values()) {
       if (kind === "seq") {
-        this.server.set(node, apply(this._serverValue(node), payload));
+        this.server.set(node, applySeq(this._serverValue(node), payload));
         seqOps.push([node, payload]);
       } else if (kind === "add") {
         this.server.set(node, this._serverValue(node) + payload);
@@ -831,7 +1186,7 @@ var ThinDocState = class {
         expected = this._serverValue(node);
         for (const ops of batches) {
           const s = ops.get(slotKey("seq", node));
-          if (s) expected = apply(expected, s.payload);
+          if (s) expected = applySeq(expected, s.payload);
         }
       } else expected = this._computed(node, kind);
       const local = this.local.has(node) ? this.local.get(node) : emptyValue(kind);
@@ -893,7 +1248,7 @@ var ThinDocState = class {
     if (op.type === "seq") {
       if (!kind) throw new InvalidOperation(`an edit of ${node}, whose kind is unknown`);
       const edit = normalize(op.edit);
-      this.server.set(node, apply(this._serverValue(node), edit));
+      this.server.set(node, applySeq(this._serverValue(node), edit));
       return [node, edit];
     }
     if (op.type === "set") this._serverSet(node, op.key ?? null, op.value);
@@ -921,9 +1276,9 @@ var ThinDocState = class {
         if (!mine.payload.length) this.pending.delete(k);
       }
       if (!r.length) return null;
-      const kind = this.kind(node);
-      this.local.set(node, apply(this.local.has(node) ? this.local.get(node) : emptyValue(kind), r));
-      return { type: "seq", node, edit: r };
+      const before = asRope(this.local.has(node) ? this.local.get(node) : emptyValue(this.kind(node)));
+      this.local.set(node, applySeq(before, r));
+      return seqChange(node, r, before);
     }
     if (op.type === "set" || op.type === "del") return this._refreshKey(node, op.key ?? null);
     return this._refreshCounter(node);
@@ -976,7 +1331,7 @@ var ThinDocState = class {
     const changes = [];
     for (const [k, { kind, node, payload }] of batch.ops) {
       if (kind !== "seq") continue;
-      let undo = invert(payload, this._serverValue(node));
+      let undo = invertSeq(payload, this._serverValue(node));
       const mine = this.pending.get(k);
       if (mine) {
         const u2 = transform(undo, mine.payload, "right");
@@ -985,8 +1340,9 @@ var ThinDocState = class {
         if (!mine.payload.length) this.pending.delete(k);
       }
       if (undo.length) {
-        this.local.set(node, apply(this.local.get(node), undo));
-        changes.push({ type: "seq", node, edit: undo });
+        const before = asRope(this.local.get(node));
+        this.local.set(node, applySeq(before, undo));
+        changes.push(seqChange(node, undo, before));
       }
     }
     changes.push(...this._refreshSlots(batch));
@@ -1086,7 +1442,7 @@ var ThinDocState = class {
     for (const node of sorted) {
       const kind = this.kind(node);
       if (!SEQ_KINDS.has(kind)) continue;
-      let base = this._serverValue(node);
+      let base = textOf(this._serverValue(node));
       const next = theirs.has(node) ? theirs.get(node) : emptyValue(kind);
       if (typeof base !== typeof next || Array.isArray(base) !== Array.isArray(next)) base = emptyValue(kind);
       this.server.set(node, base);
@@ -1113,6 +1469,33 @@ var ThinDocState = class {
     return changes;
   }
 };
+function applySeq(value, op) {
+  if (isRope(value)) return value.apply(op);
+  if (typeof value === "string") return Rope.from(value).apply(op);
+  return apply(value, op);
+}
+function asRope(value) {
+  return typeof value === "string" ? Rope.from(value) : value;
+}
+function seqChange(node, edit, before) {
+  const change = { type: "seq", node, edit };
+  if (isRope(before)) Object.defineProperty(change, "before", { value: before });
+  return change;
+}
+function invertSeq(op, before) {
+  if (!isRope(before)) return invert(op, before);
+  check(op);
+  const out = [];
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      const n = Math.abs(c);
+      out.push(c > 0 ? n : before.slice(pos, pos + n));
+      pos += n;
+    } else out.push(-cpLength(c));
+  }
+  return normalize(out);
+}
 function valueChanges(node, kind, old, next) {
   if (equal(old, next)) return [];
   if (kind === "counter") return [{ type: "add", node, amount: (next || 0) - (old || 0) }];
@@ -1516,6 +1899,8 @@ var DocumentSession = class extends Emitter {
     this._everJoined = false;
     this._lastBatchAt = 0;
     this._flushTimer = null;
+    this._flushQueued = false;
+    this._flushBackoff = false;
     this._retryDelay = 250;
     this._cursor = null;
     this._cursorDirty = false;
@@ -1546,6 +1931,11 @@ var DocumentSession = class extends Emitter {
   /** The local value of a node id ("text:body", "register:title", "#12.3"). */
   value(node) {
     return this.state.value(node);
+  }
+  /** The local value of a text node as an immutable Rope (rope.js): length, cpToUtf16,
+   *  utf16ToCp and slice in O(log n), without building the string. */
+  rope(node) {
+    return this.state.rope(node);
   }
   /** Resolves when every local edit made so far is acknowledged. */
   whenSynced() {
@@ -1667,8 +2057,24 @@ var DocumentSession = class extends Emitter {
     this._historyWaiters.splice(0).forEach((resolve) => resolve({ messages: [], hasMore: this.chatHasMore }));
   }
   _scheduleFlush(delay = null) {
-    if (this._flushTimer || this.closed) return;
+    if (this._flushQueued || this.closed) return;
+    if (delay === null && this.state.inflight?.sent) return;
     const wait = delay ?? Math.max(0, this._lastBatchAt + this.client.batchIntervalMs - now());
+    if (delay === null && wait <= 0) {
+      if (this._flushTimer) {
+        if (this._flushBackoff) return;
+        clearTimeout(this._flushTimer);
+        this._flushTimer = null;
+      }
+      this._flushQueued = true;
+      queueMicrotask(() => {
+        this._flushQueued = false;
+        this._flush();
+      });
+      return;
+    }
+    if (this._flushTimer) return;
+    this._flushBackoff = delay !== null;
     this._flushTimer = setTimeout(() => {
       this._flushTimer = null;
       this._flush();
@@ -1894,7 +2300,7 @@ var Handle = class {
 var TextHandle = class extends Handle {
   /** Length in code points. */
   get length() {
-    return cpLength(this.value || "");
+    return this.session.rope(this.node).length;
   }
   insert(pos, text) {
     this.session.edit(this.node, fromSplice(pos, 0, text));
@@ -1950,6 +2356,7 @@ export {
   MapHandle,
   PROTOCOL_VERSION,
   RegisterHandle,
+  Rope,
   STATUS,
   TextHandle,
   ThinDocState,

@@ -1,0 +1,46 @@
+"""A Yjs connection's documents as room members, and the close codes of the Yjs endpoints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cowrite.server.auth import Identity
+
+if TYPE_CHECKING:
+    from cowrite.server.yjs_connection import YjsConnection
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_TOKEN_EXPIRED = 4001
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_UNKNOWN_DOCUMENT = 4404
+CLOSE_OUTBOX_FULL = 4008
+CLOSE_HEARTBEAT_TIMEOUT = 4000
+
+
+class YjsMember:
+    """One document of a Yjs connection, as the room's member (``Peer`` for the hub)."""
+
+    __slots__ = ("address", "client_id", "conn", "docs", "document", "identity", "session")
+
+    def __init__(self, conn: YjsConnection, address: str, document: str, identity: Identity):
+        self.conn = conn
+        self.address = address
+        self.document = document
+        self.identity = identity
+        self.session = f"{conn.session}/{address}"
+        self.client_id = ""
+        self.docs: dict[str, str] = {}
+
+    def send(self, data: bytes) -> None:
+        self.conn.send(data)
+
+    def close(self, code: int, reason: str) -> None:
+        """The server drops this document (deleted, reloaded): the whole y-websocket socket,
+        or this address of a Hocuspocus one."""
+        self.conn.drop(self, code, reason)
+
+    def saving(self, doc_id: str, pending: bool) -> None:
+        """Neither dialect can say "waiting for the store": acknowledgements just wait."""
