@@ -68,9 +68,10 @@ async def test_keyboard_only_use(server: Any, person: Any) -> None:
     await page.goto(server.url + "/")
     link = page.get_by_role("link", name="Keyboard")
     await link.wait_for()
-    # Tab order: skip link, brand, name, new title, create button, then the documents
+    # Tab order: skip link, brand, name, new title, its kind (Text / Rich text: one radio group),
+    # create button, then the documents
     order = []
-    for _ in range(7):
+    for _ in range(8):
         await page.keyboard.press("Tab")
         order.append(
             await page.evaluate(
@@ -78,11 +79,12 @@ async def test_keyboard_only_use(server: Any, person: Any) -> None:
                 "document.activeElement.textContent.trim() || document.activeElement.id"
             )
         )
-    assert order[:7] == [
+    assert order[:8] == [
         "Skip to content",
         "cowrite home",
         "my-name",
         "new-title",
+        "kind-text",
         "Create document",
         "doc-search",
         "Keyboard",

@@ -313,3 +313,13 @@ def test_a_snapshot_keeps_merged_updates_that_wait_for_their_dependencies() -> N
     reloaded.merge_update(updates[0])
     assert reloaded.text("t") == "first second"
     assert reloaded.waiting == 0
+
+
+def test_xml_is_written_as_yjs_writes_it() -> None:
+    """``Y.XmlElement.toString``: names in lower case, attributes sorted by name."""
+    source: pycrdt.Doc[Any] = pycrdt.Doc()
+    fragment = source.get("x", type=pycrdt.XmlFragment)
+    item = pycrdt.XmlElement("listItem", None, [pycrdt.XmlText("hi")])
+    fragment.children.append(pycrdt.XmlElement("bulletList", {"b": "2", "a": "1"}, [item]))
+    doc = YjsDocument.load(source.get_update())
+    assert doc.xml("x") == '<bulletlist a="1" b="2"><listitem>hi</listitem></bulletlist>'

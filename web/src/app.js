@@ -1,67 +1,25 @@
 // The cowrite web editor: a document list and a collaborative editor (CodeMirror 6) on top of
-// the JavaScript client (client.js, loaded as a separate module). User data (names, chat, titles)
-// only ever reaches the page through textContent / input values / validated colors: never HTML.
+// the JavaScript client (client.js, loaded as a separate module); rich-text documents (kind
+// "yjs") open in rich.js's Tiptap editor instead (its own bundle, loaded on first use). User data
+// (names, chat, titles) only ever reaches the page through textContent / input values /
+// validated colors: never HTML.
 
-import { Annotation, Compartment, EditorState, StateEffect, StateField, Transaction } from "@codemirror/state";
-import { Decoration, EditorView, WidgetType, keymap, placeholder } from "@codemirror/view";
+import { Compartment, EditorState, Transaction } from "@codemirror/state";
+import { EditorView, keymap, placeholder } from "@codemirror/view";
 import { defaultKeymap, history, historyKeymap, redo, undo } from "@codemirror/commands";
-import { CowriteClient, cpLength, cpToUtf16, ot } from "./client.js";
+import { CowriteClient, cpLength, ot } from "./client.js";
 import { initialIdentity, lookalikeFix, storage } from "./identity.js";
 import { OfflineStore, adoptOrphan, holdTab, keepUnsynced, recordKey } from "./persist.js";
+import { $, PALETTE, chatMessageItem, el, initials, randomId, renderPeopleList, safeColor } from "./ui.js";
+import { cursorField, cursorsFor, localOp, remoteAnn, remoteChanges, setCursors } from "./cm-text.js";
+import { KIND_LABEL, KindCache } from "./kinds.js";
 
 const BODY = "text:body";
 const TITLE = "register:title";
-// collaborator colors: white text on each has a contrast of at least 4.5:1
-const PALETTE = ["#dc2626", "#c2410c", "#b45309", "#15803d", "#0f766e", "#0b6bcb", "#4f46e5", "#7c3aed", "#c026d3", "#be185d"];
-
-const $ = (id) => document.getElementById(id);
-const el = (tag, props = {}, ...children) => {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v === true ? "" : v);
-  }
-  node.append(...children);
-  return node;
-};
 
 // ------------------------------------------------------------------------ identity
 
 const store = storage("localStorage");
-
-function randomId(n = 6) {
-  const bytes = new Uint8Array(n);
-  crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => "abcdefghijklmnopqrstuvwxyz0123456789"[b % 36]).join("");
-}
-
-function hashString(s) {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
-
-/** A color safe to put in a style: #rgb / #rrggbb from the user, or one picked from `seed`. */
-function safeColor(color, seed) {
-  if (typeof color === "string" && /^#(?:[0-9a-fA-F]{3}){1,2}$/.test(color)) return color;
-  return PALETTE[hashString(String(seed)) % PALETTE.length];
-}
-
-function withAlpha(hex, alpha) {
-  let h = hex.slice(1);
-  if (h.length === 3) h = [...h].map((c) => c + c).join("");
-  const n = parseInt(h, 16);
-  return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
-}
-
-function initials(name) {
-  const parts = String(name || "?").trim().split(/\s+/).filter(Boolean);
-  const first = parts.length ? Array.from(parts[0])[0] : "?";
-  const second = parts.length > 1 ? Array.from(parts[parts.length - 1])[0] : "";
-  return (first + second).toUpperCase();
-}
 
 let clientId = store.get("clientId");
 if (!clientId || !/^[A-Za-z0-9-]{8,64}$/.test(clientId)) {
@@ -83,6 +41,10 @@ let myColor = me.color;
 const base = new URL(".", location.href);
 const wsUrl = new URL("ws", base);
 wsUrl.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+
+const hocuspocusUrl = new URL("hocuspocus", wsUrl).href; // rich-text documents (rich.js)
+const kinds = new KindCache(store); // which editor each document needs (kinds.js)
+let rich = null; // the open rich-text document (rich.js's handle), or null
 
 const client = new CowriteClient({ url: wsUrl.href, clientId, key: userKey, user: { name: myName, color: myColor } });
 
@@ -152,15 +114,21 @@ const STATUS_TEXT = {
   closed: "Disconnected",
 };
 
-client.on("status", ({ status }) => {
+function showConnection(status) {
   $("connection").dataset.status = status;
+  $("connection-text").textContent = STATUS_TEXT[status] || status;
+}
+
+client.on("status", ({ status }) => {
+  if (rich) return; // a rich-text document shows its own connection (rich.js)
+  showConnection(status);
   // who is here is only known while connected
   document.body.classList.toggle("disconnected", status !== "connected");
-  $("connection-text").textContent = STATUS_TEXT[status] || status;
   renderSaveState();
 });
 
 function renderSaveState() {
+  if (rich) return; // rich.js renders it
   const box = $("save-state");
   const doc = current?.session;
   if (!doc || !(current.ready || doc.restored)) {
@@ -205,6 +173,7 @@ function applyName() {
   store.set("name", name);
   client.setUser({ name });
   if (current) renderPeople();
+  rich?.setUser({ name });
 }
 
 // ------------------------------------------------------------------------ home view
@@ -270,16 +239,18 @@ $("doc-more").addEventListener("click", () => loadMore());
 
 function docItem(info) {
   const title = info.title || info.id;
+  const kind = info.kind === "yjs" ? "yjs" : "crdt";
+  kinds.remember(info.id, kind);
   const tools = el("div", { class: "doc-tools" });
   const li = el(
     "li",
     { class: "doc-item", "data-doc": info.id },
-    el("span", { class: "doc-icon", "aria-hidden": "true", text: initials(title).slice(0, 1) }),
+    el("span", { class: `doc-icon kind-${kind}`, "aria-hidden": "true", text: initials(title).slice(0, 1) }),
     el(
       "div",
       { class: "doc-main" },
       el("a", { class: "doc-link", href: `#/d/${encodeURIComponent(info.id)}`, text: title }),
-      el("div", { class: "doc-meta", text: `Edited ${relativeTime(info.updated_ms)} · ${info.id}` }),
+      el("div", { class: "doc-meta" }, el("span", { class: `doc-kind kind-${kind}`, text: KIND_LABEL[kind] }), ` · Edited ${relativeTime(info.updated_ms)} · ${info.id}`),
     ),
     tools,
   );
@@ -331,11 +302,13 @@ $("create-form").addEventListener("submit", async (event) => {
   const title = input.value.trim();
   if (!title) return;
   const id = slugify(title);
-  const button = event.submitter || $("create-form").querySelector("button");
+  const kind = new FormData($("create-form")).get("kind") === "yjs" ? "yjs" : "crdt";
+  const button = event.submitter || $("create-form").querySelector("button[type=submit]");
   button.disabled = true;
   try {
-    await api("documents", { method: "POST", body: { id, title } });
+    await api("documents", { method: "POST", body: kind === "yjs" ? { id, title, kind } : { id, title } });
     input.value = "";
+    kinds.remember(id, kind);
     pendingTitles.set(id, title);
     location.hash = `#/d/${encodeURIComponent(id)}`;
   } catch (err) {
@@ -348,135 +321,9 @@ $("create-form").addEventListener("submit", async (event) => {
 
 const pendingTitles = new Map();
 
-// ------------------------------------------------------------------ remote cursors
-
-const remoteAnn = Annotation.define();
-const setCursors = StateEffect.define();
-
-class CaretWidget extends WidgetType {
-  constructor(name, color, idle) {
-    super();
-    this.name = name;
-    this.color = color;
-    this.idle = idle;
-  }
-  eq(other) {
-    return other.name === this.name && other.color === this.color && other.idle === this.idle;
-  }
-  toDOM() {
-    const caret = document.createElement("span");
-    caret.className = this.idle ? "cm-remote-caret idle" : "cm-remote-caret";
-    caret.style.setProperty("--caret", this.color);
-    caret.setAttribute("aria-hidden", "true");
-    const label = document.createElement("span");
-    label.className = "cm-remote-label";
-    label.textContent = this.name; // never innerHTML: names are user data
-    caret.append(label);
-    return caret;
-  }
-  ignoreEvent() {
-    return true;
-  }
-}
-
-function buildDecorations(cursors, doc) {
-  const ranges = [];
-  for (const c of cursors) {
-    const anchor = Math.min(c.anchor, doc.length);
-    const head = Math.min(c.head, doc.length);
-    const from = Math.min(anchor, head);
-    const to = Math.max(anchor, head);
-    if (from < to) {
-      ranges.push(
-        Decoration.mark({
-          class: "cm-remote-selection",
-          attributes: { style: `background-color: ${withAlpha(c.color, 0.22)}`, "data-session": c.session },
-        }).range(from, to),
-      );
-    }
-    ranges.push(Decoration.widget({ widget: new CaretWidget(c.name, c.color, c.idle), side: 1 }).range(head));
-  }
-  return Decoration.set(ranges, true);
-}
-
-const cursorField = StateField.define({
-  create: () => ({ cursors: [], deco: Decoration.none }),
-  update(value, tr) {
-    let cursors = value.cursors;
-    if (tr.docChanged) {
-      cursors = cursors.map((c) => ({ ...c, anchor: tr.changes.mapPos(c.anchor, -1), head: tr.changes.mapPos(c.head, -1) }));
-    }
-    for (const e of tr.effects) if (e.is(setCursors)) cursors = e.value;
-    if (cursors === value.cursors) return value;
-    return { cursors, deco: buildDecorations(cursors, tr.state.doc) };
-  },
-  provide: (f) => EditorView.decorations.from(f, (v) => v.deco),
-});
-
 // ------------------------------------------------------------------------ document view
 
 let current = null; // {id, session, view, ready, offs: [], ...}
-
-function localOp(changes, oldDoc) {
-  // CodeMirror speaks UTF-16 offsets; the wire speaks code points
-  const op = [];
-  let pos = 0;
-  let split = false;
-  const isLow = (i) => {
-    if (i <= 0 || i >= oldDoc.length) return false;
-    const c = oldDoc.sliceString(i, i + 1).charCodeAt(0);
-    return c >= 0xdc00 && c <= 0xdfff;
-  };
-  changes.iterChanges((fromA, toA, _fromB, _toB, inserted) => {
-    if (isLow(fromA) || isLow(toA)) split = true;
-    const kept = cpLength(oldDoc.sliceString(pos, fromA));
-    if (kept) op.push(kept);
-    const text = inserted.toString();
-    if (text) op.push(text);
-    const gone = cpLength(oldDoc.sliceString(fromA, toA));
-    if (gone) op.push(-gone);
-    pos = toA;
-  });
-  return split ? null : ot.normalize(op);
-}
-
-// `text`: the text before the change, a Rope (the change's `before`: O(log n) per position) or
-// a string
-function remoteChanges(op, text) {
-  const changes = [];
-  const at = typeof text === "string" ? (cp) => cpToUtf16(text, cp) : (cp) => text.cpToUtf16(cp);
-  let u = 0;
-  let cp = 0;
-  for (const c of op) {
-    if (typeof c === "number") {
-      cp += Math.abs(c);
-      const end = at(cp);
-      if (c < 0) {
-        const last = changes[changes.length - 1];
-        if (last && last.from === u && last.to === undefined) last.to = end;
-        else changes.push({ from: u, to: end });
-      }
-      u = end;
-    } else changes.push({ from: u, insert: c });
-  }
-  return changes;
-}
-
-function cursorsFor(session, text) { // text: a Rope (session.rope(BODY))
-  const out = [];
-  for (const m of session.members.values()) {
-    if (m.self || !m.local || m.cursor?.node !== BODY) continue;
-    out.push({
-      session: m.session,
-      name: m.user.name || "Anonymous",
-      color: safeColor(m.user.color, m.session),
-      idle: !m.active,
-      anchor: text.cpToUtf16(m.local[0]),
-      head: text.cpToUtf16(m.local[1]),
-    });
-  }
-  return out;
-}
 
 /** The page for a link that names no document: `title` and the reason (the server's words). */
 function showMissing(title, text) {
@@ -508,6 +355,14 @@ let opening = 0; // bumped by every open and leave: an open still reading Indexe
 
 function leaveDocument() {
   opening++;
+  if (rich) {
+    rich.destroy();
+    rich = null;
+    clearTimeout(richTitleTimer);
+    showConnection(client.status);
+    document.body.classList.toggle("disconnected", client.status !== "connected");
+    renderSaveState();
+  }
   if (!current) return;
   for (const off of current.offs) off();
   clearTimeout(current.checkTimer);
@@ -521,7 +376,7 @@ function leaveDocument() {
 }
 
 async function openDocument(id) {
-  if (current?.id === id) return;
+  if (current?.id === id || rich?.id === id) return;
   leaveDocument();
   $("home-view").hidden = true;
   $("missing-view").hidden = true;
@@ -533,6 +388,7 @@ async function openDocument(id) {
   document.title = "cowrite";
 
   const token = ++opening;
+  if (kinds.get(id) === "yjs") return openRichDocument(id, token);
   let saved = null;
   try {
     // this tab's own record (a reload), else one a closed tab left
@@ -574,7 +430,7 @@ async function openDocument(id) {
       for (const tr of trs) {
         if (tr.annotation(remoteAnn) !== undefined) continue;
         if (tr.docChanged) {
-          const op = localOp(tr.changes, tr.startState.doc);
+          const op = localOp(tr.changes, tr.startState.doc, session.rope(BODY));
           if (op === null) {
             // a change that splits a surrogate pair: describe it as a diff of whole texts
             session.edit(BODY, ot.diff(tr.startState.doc.toString(), tr.state.doc.toString()));
@@ -598,7 +454,11 @@ async function openDocument(id) {
   const sendCursor = () => {
     const state = view.state;
     const sel = state.selection.main;
-    const cp = (pos) => cpLength(state.doc.sliceString(0, pos));
+    const rope = session.rope(BODY); // O(log n) a position, when it matches the editor's text
+    const cp =
+      rope.utf16Length === state.doc.length
+        ? (pos) => rope.utf16ToCp(pos)
+        : (pos) => cpLength(state.doc.sliceString(0, pos));
     session.setCursor(BODY, cp(sel.anchor), cp(sel.head));
   };
 
@@ -671,7 +531,7 @@ async function openDocument(id) {
   on("ack", renderSaveState);
   on("saving", renderSaveState);
   on("presence", () => {
-    avoidLookalikes(session);
+    avoidLookalikes(session.members.values(), client.session);
     renderPeople();
     view.dispatch({ effects: setCursors.of(cursorsFor(session, session.rope(BODY))) });
   });
@@ -690,7 +550,9 @@ async function openDocument(id) {
   // a bug somewhere (the client resyncs by itself): an error, so the browser tests fail on one
   on("diverged", (d) => console.error(`cowrite: ${d.node} differed from the server at version ${d.version}; resyncing`));
   on("error", (err) => {
-    if (err.code === "unknown_document" && !doc.ready) {
+    if (err.code === "bad_message" && !doc.ready && /not a document of this protocol/.test(err.message)) {
+      openIfRich(id); // a document of another kind (never listed in this browser)
+    } else if (err.code === "unknown_document" && !doc.ready) {
       forget();
       showMissing("Document not found", `There is no document “${id}”. It may have been deleted, or the link is wrong.`);
     } else if (err.code === "forbidden") {
@@ -700,6 +562,70 @@ async function openDocument(id) {
     }
   });
   if (document.hidden) session.setActive(false);
+}
+
+// ------------------------------------------------------------------ rich-text documents
+
+let richTitleTimer = null;
+
+/** The server refused to open `id` as a text document: if REST says it is a rich-text one, open
+ *  it as such (and remember); otherwise say what the server said. */
+async function openIfRich(id) {
+  let info = null;
+  try {
+    info = await api(`documents/${encodeURIComponent(id)}`);
+  } catch {
+    /* gone meanwhile */
+  }
+  if (current?.id !== id || current.ready) return;
+  if (info?.kind === "yjs") {
+    kinds.remember(id, "yjs");
+    leaveDocument();
+    openDocument(id);
+  } else showMissing("This document cannot be opened here", `The server says: ${id} is not a text document.`);
+}
+
+/** A rich-text document: Tiptap over Hocuspocus (rich.js, its own bundle, loaded on first use). */
+async function openRichDocument(id, token) {
+  let mod;
+  try {
+    mod = await import("./rich.js");
+  } catch (err) {
+    if (token === opening) showMissing("The rich-text editor did not load", `Reload the page to try again (${err.message}).`);
+    return;
+  }
+  if (token !== opening || current || rich) return;
+  $("doc-title").readOnly = false;
+  rich = mod.openRich({
+    id,
+    url: hocuspocusUrl,
+    token: "cowrite-web", // the page has no token; a server without --secret accepts any
+    user: { name: myName, color: myColor },
+    status: showConnection,
+    toast,
+    presence: avoidLookalikes,
+    denied(reason) {
+      if (/not a Yjs document/i.test(reason)) {
+        // it is a text document after all (an old remembered kind): open it as one
+        kinds.remember(id, "crdt");
+        leaveDocument();
+        openDocument(id);
+      } else toast(`Not allowed: ${reason}`);
+    },
+  });
+  const wanted = pendingTitles.get(id);
+  pendingTitles.delete(id);
+  const showTitle = (title) => {
+    if (rich?.id !== id || !title || document.activeElement === $("doc-title")) return;
+    $("doc-title").value = title;
+    document.title = `${title} · cowrite`;
+  };
+  showTitle(wanted);
+  rich
+    .serverSynced()
+    .then(() => api(`documents/${encodeURIComponent(id)}`))
+    .then((info) => showTitle(info?.title))
+    .catch(() => {});
 }
 
 function renderTitle(origin) {
@@ -718,6 +644,16 @@ function renderTitle(origin) {
 }
 
 $("doc-title").addEventListener("input", () => {
+  if (rich) {
+    const { id } = rich;
+    const title = $("doc-title").value;
+    document.title = `${title || id} · cowrite`;
+    clearTimeout(richTitleTimer);
+    richTitleTimer = setTimeout(() => {
+      api(`documents/${encodeURIComponent(id)}`, { method: "PATCH", body: { title: title.trim() || id } }).catch(() => {});
+    }, 800);
+    return;
+  }
   const doc = current;
   if (!doc || !doc.ready) return;
   const title = $("doc-title").value;
@@ -732,28 +668,31 @@ $("doc-title").addEventListener("input", () => {
 $("doc-title").addEventListener("keydown", (event) => {
   if (event.key === "Enter") {
     event.preventDefault();
-    current?.view.focus();
+    if (rich) rich.focus();
+    else current?.view.focus();
   }
 });
 
 $("undo-btn").addEventListener("click", () => {
+  if (rich) return rich.undo();
   if (!current) return;
   undo(current.view);
   current.view.focus();
 });
 $("redo-btn").addEventListener("click", () => {
+  if (rich) return rich.redo();
   if (!current) return;
   redo(current.view);
   current.view.focus();
 });
-$("share-btn").addEventListener("click", () => current && copyLink(current.id));
+$("share-btn").addEventListener("click", () => (rich || current) && copyLink((rich || current).id));
 
 // ------------------------------------------------------------------------ people
 
 /** Two people in a document must not look alike (identity.js): change our guest name or color. */
-function avoidLookalikes(session) {
-  if (!client.session) return;
-  const fix = lookalikeFix(session.members.values(), client.session, { name: myName, color: myColor, chosen: me.chosen }, PALETTE);
+function avoidLookalikes(members, mySession) {
+  if (mySession === null || mySession === undefined) return;
+  const fix = lookalikeFix(members, mySession, { name: myName, color: myColor, chosen: me.chosen }, PALETTE);
   if (fix.name) {
     myName = nameInput.value = fix.name;
     tabStore.set("guestName", fix.name);
@@ -763,7 +702,10 @@ function avoidLookalikes(session) {
     tabStore.set("color", fix.color);
     $("my-swatch").style.background = fix.color;
   }
-  if (fix.name || fix.color) client.setUser(fix);
+  if (fix.name || fix.color) {
+    client.setUser(fix);
+    rich?.setUser(fix);
+  }
 }
 
 function renderPeople() {
@@ -775,25 +717,11 @@ function renderPeople() {
   for (const m of others) {
     people.push({ key: m.session, name: m.user.name || "Anonymous", color: safeColor(m.user.color, m.session), active: m.active, self: false });
   }
-  $("people-count").textContent = `· ${people.length}`;
-  $("people").replaceChildren(
-    ...people.map((p) => {
-      const avatar = el("span", { class: "avatar", "aria-hidden": "true", text: initials(p.name) });
-      avatar.style.background = p.color;
-      const name = el("span", { class: "person-name", text: p.name });
-      if (p.self) name.append(el("span", { class: "person-you", text: " (you)" }));
-      return el(
-        "li",
-        { class: p.active ? "person" : "person idle", "data-session": p.key },
-        avatar,
-        name,
-        el("span", { class: "person-status", text: p.active ? "active" : "idle" }),
-      );
-    }),
-  );
+  renderPeopleList(people);
 }
 
 document.addEventListener("visibilitychange", () => {
+  rich?.setActive(!document.hidden);
   if (!current) return;
   current.session.setActive(!document.hidden);
   renderPeople();
@@ -840,22 +768,7 @@ function renderChatMessage(message, live) {
 
 function buildChatMessage(message) {
   const mine = isMine(message);
-  const time = new Date(message.created_ms);
-  const head = el(
-    "div",
-    { class: "chat-head" },
-    el("span", { class: "chat-author", text: message.author_name || "Anonymous" }),
-    el("time", {
-      class: "chat-time",
-      datetime: time.toISOString(),
-      title: time.toLocaleString(),
-      text: time.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) + (message.edited_ms && !message.deleted ? " · edited" : ""),
-    }),
-  );
-  const li = el("li", { class: message.deleted ? "chat-msg deleted" : "chat-msg", "data-id": String(message.id) }, head);
-  li._message = message;
-  // textContent, never innerHTML: a message is shown exactly as typed
-  li.append(el("p", { class: "chat-text", text: message.deleted ? "Message deleted" : message.text }));
+  const [li, head] = chatMessageItem(message);
   if (mine && !message.deleted) {
     head.append(
       el(
@@ -912,7 +825,12 @@ $("chat-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const input = $("chat-input");
   const text = input.value;
-  if (!text.trim() || !current) return;
+  if (!text.trim()) return;
+  if (rich) {
+    if (rich.sendChat(text)) input.value = "";
+    return;
+  }
+  if (!current) return;
   current.session.sendChat(text);
   input.value = "";
 });
@@ -967,6 +885,10 @@ window.cowriteApp = {
   },
   get view() {
     return current?.view ?? null;
+  },
+  /** The open rich-text document (rich.js's handle: editor, provider, ydoc, persisted()...). */
+  get rich() {
+    return rich;
   },
   /** Resolves once the unacknowledged edits made so far are written to IndexedDB. */
   persisted() {

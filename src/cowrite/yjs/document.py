@@ -382,8 +382,11 @@ class YjsDocument:
         raise ValueError(f"unknown kind {kind!r}")
 
     def xml(self, name: str) -> str:
-        """A root read as ``Y.XmlFragment``, in Yjs's own ``toString`` form."""
-        return str(self._scratch().get(name, type=pycrdt.XmlFragment))
+        """A root read as ``Y.XmlFragment``, in Yjs's own ``toString`` form (element names in
+        lower case, attributes sorted by name, as yjs 13.6 writes them)."""
+        return "".join(
+            _yjs_xml(c) for c in self._scratch().get(name, type=pycrdt.XmlFragment).children
+        )
 
     def html(self, name: str) -> str:
         """A ``Y.XmlFragment`` written by a ProseMirror editor (Tiptap, BlockNote,
@@ -486,3 +489,15 @@ def _html_node(node: Any) -> str:
 def fragment_html(fragment: pycrdt.XmlFragment) -> str:
     """A ``Y.XmlFragment`` written by a ProseMirror editor as HTML (see ``YjsDocument.html``)."""
     return "".join(_html_node(child) for child in fragment.children)
+
+
+def _yjs_xml(node: Any) -> str:
+    """One node of an XML fragment as ``Y.XmlElement.toString`` writes it (texts as pycrdt's
+    ``str``, which follows ``Y.XmlText.toString``)."""
+    if isinstance(node, pycrdt.XmlElement):
+        tag = (node.tag or "").lower()
+        view: Any = node.attributes  # iterates (name, value) pairs
+        attrs = "".join(f' {k}="{v}"' for k, v in sorted(view))
+        inner = "".join(_yjs_xml(c) for c in node.children)
+        return f"<{tag}{attrs}>{inner}</{tag}>"
+    return str(node)
