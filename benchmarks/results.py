@@ -13,7 +13,8 @@ import asyncio
 import dataclasses
 import datetime as _dt
 import json
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -46,8 +47,16 @@ class RunResult:
     deliveries_per_s: float = 0.0
     converged: bool | None = None
     convergence: str = ""
+    mismatched: int = 0
+    """Clients whose text is not their document's (most common) text of the typed length."""
     drained: bool = True
     server_cpu_pct: float | None = None
+    server_cpu_s: float | None = None
+    """Server CPU seconds from the start of typing until every edit was delivered (or the drain
+    timed out): all the work the deliveries cost, for ``cpu_us_per_delivery``."""
+    client: str = ""
+    """The generator's client: ``cowrite``, ``pycrdt``, or the Yjs provider (``hocuspocus``,
+    ``y-websocket``)."""
     server_rss_kb_start: int | None = None
     server_rss_kb_end: int | None = None
     server_hwm_kb: int | None = None
@@ -68,6 +77,13 @@ class RunResult:
         """The latency the targets judge: p99 edit->visible, or edit->ack if that is worse."""
         vals = [m["p99"] for m in (self.ack_ms, self.visible_ms) if m]
         return max(vals) if vals else None
+
+    @property
+    def cpu_us_per_delivery(self) -> float | None:
+        """Server CPU per delivered update ((edit, receiving client) pair), in µs."""
+        if self.server_cpu_s is None or not self.deliveries:
+            return None
+        return 1e6 * self.server_cpu_s / self.deliveries
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
@@ -111,14 +127,14 @@ def merge_results(
     Returns doc -> the digest every client agreed on (for the server-side check).
     """
     rec = Recorder()
-    texts: dict[str, set[tuple[int, str]]] = {}
+    texts: dict[str, Counter[tuple[int, str]]] = {}
     keystrokes: dict[str, int] = {}
     unsettled = 0
     for rep in reports:
         rec.add_sends(rep["sends"])
         rec.add_receipts(rep["recv"])
         for _index, doc, length, digest, typed, settled in rep["clients"]:
-            texts.setdefault(doc, set()).add((length, digest))
+            texts.setdefault(doc, Counter())[(length, digest)] += 1
             keystrokes[doc] = keystrokes.get(doc, 0) + typed
             unsettled += 0 if settled else 1
         for err, n in rep.get("errors", {}).items():
@@ -155,13 +171,16 @@ def merge_results(
     agreed: dict[str, str] = {}
     problems: list[str] = []
     for doc, seen in sorted(texts.items()):
+        want = keystrokes.get(doc, 0)
+        common = max(seen, key=lambda text: (text[0] == want, seen[text]))
+        res.mismatched += sum(seen.values()) - (seen[common] if common[0] == want else 0)
         if len(seen) != 1:
             lengths = sorted({length for length, _ in seen})
             problems.append(f"{doc}: {len(seen)} different texts (lengths {lengths[:5]})")
             continue
-        ((length, digest),) = seen
-        if length != keystrokes.get(doc, 0):
-            problems.append(f"{doc}: {length} characters, {keystrokes.get(doc, 0)} typed")
+        length, digest = common
+        if length != want:
+            problems.append(f"{doc}: {length} characters, {want} typed")
             continue
         agreed[doc] = digest
     if unsettled:
@@ -173,15 +192,21 @@ def merge_results(
     return agreed
 
 
-async def check_server_texts(res: RunResult, url: str, agreed: dict[str, str]) -> None:
-    """Compare the clients' common text of each document with a fresh join's snapshot."""
+async def check_server_texts(
+    res: RunResult,
+    url: str,
+    agreed: dict[str, str],
+    fetch: Callable[[str, str], Awaitable[str]] = fetch_text,
+) -> None:
+    """Compare the clients' common text of each document with the server's (``fetch(url,
+    doc)``: by default a fresh cowrite join's snapshot)."""
     sem = asyncio.Semaphore(16)
     bad: list[str] = []
 
     async def check(doc: str, digest: str) -> None:
         async with sem:
             try:
-                text = await fetch_text(url, doc)
+                text = await fetch(url, doc)
             except Exception as exc:
                 bad.append(f"{doc}: server check failed ({type(exc).__name__}: {exc})")
                 return

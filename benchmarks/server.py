@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import cmdline, procstat, report
+from benchmarks import child_env, cmdline, procstat, report, yjs_report
 from benchmarks.coordinator import (
     Generators,
     apply_nice,
@@ -62,17 +62,18 @@ from benchmarks.results import (
     merge_results,
     save_results,
 )
+from benchmarks.server_defs import (
+    DEFAULT_SERVERS,
+    SERVERS,
+    YJS_SERVERS,
+    ServerDef,
+    peers_dir,
+)
 from benchmarks.server_report import SECTION_END, SECTION_START, render_section
+from benchmarks.yjs_fetch import fetch_yjs_text
 from cowrite_dev.services import free_port, repo_root
 
-SERVERS: tuple[str, ...] = ("cowrite", "cowrite-memory", "hocuspocus", "pycrdt-websocket")
-DEFAULT_SERVERS: tuple[str, ...] = ("cowrite", "hocuspocus", "pycrdt-websocket")
-"""``cowrite-memory`` (``--data :memory:``: no disk, no fsync before the ack) is opt-in."""
-
-
-def peers_dir() -> Path:
-    return Path(os.environ.get("COWRITE_BENCH_PEERS", str(repo_root() / "benchmarks" / "peers")))
-
+__all__ = ["DEFAULT_SERVERS", "SERVERS", "YJS_SERVERS", "ServerDef", "build_scenarios", "main"]
 
 # ------------------------------------------------------------------------------ scenarios
 
@@ -108,12 +109,15 @@ def build_scenarios(
     clients: Sequence[int] | None = None,
     duration: float | None = None,
     quick: bool = False,
+    yjs: bool = False,
 ) -> list[Scenario]:
-    groups = ["a", "b", "c"] if which == "all" else [which]
+    """The runs of ``which`` (a, b, c or all); ``yjs``: the Yjs suite's, whose scenario a is
+    50 clients only."""
+    groups = ["a", "b", "c"] if which == "all" else which.split(",")
     out: list[Scenario] = []
     for g in groups:
         if g == "a":
-            counts = list(clients) if clients else ([10, 50] if quick else [10, 50, 200])
+            counts = list(clients or ([50] if yjs else [10, 50, 200][: 2 if quick else 3]))
             d = duration if duration is not None else (3.0 if quick else 30.0)
             out.extend(Scenario(f"a{n}", "a", n, 1, 200.0, d) for n in counts)
         elif g == "b":
@@ -129,83 +133,6 @@ def build_scenarios(
     return out
 
 
-# -------------------------------------------------------------------------------- servers
-
-
-@dataclass(frozen=True)
-class ServerDef:
-    name: str
-
-    def check(self) -> str | None:
-        """Why this server cannot run here (None: it can)."""
-        if self.name in ("cowrite", "cowrite-memory"):
-            return None
-        peers = peers_dir()
-        if self.name == "hocuspocus":
-            if shutil.which("node") is None:
-                return "node is not installed"
-            if not (peers / "node_modules" / "@hocuspocus" / "server").is_dir():
-                return f"run `npm ci` in {peers} first"
-            return None
-        if self.name == "pycrdt-websocket":
-            try:
-                import pycrdt.websocket  # noqa: F401
-            except ImportError:
-                return "pycrdt-websocket is not installed (pip install -e '.[bench]')"
-            return None
-        return f"unknown server {self.name!r}"
-
-    def server_command(self, port: int, workdir: Path) -> list[str]:
-        peers = peers_dir()
-        if self.name in ("cowrite", "cowrite-memory"):
-            data = ":memory:" if self.name == "cowrite-memory" else str(workdir / "cowrite.db")
-            return [
-                sys.executable,
-                "-m",
-                "cowrite.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--data",
-                data,
-                "--log-level",
-                "warning",
-            ]
-        if self.name == "hocuspocus":
-            return ["node", str(peers / "hocuspocus_server.mjs"), "--port", str(port)]
-        return [sys.executable, str(peers / "pycrdt_server.py"), "--port", str(port)]
-
-    def worker_command(self) -> list[str]:
-        peers = peers_dir()
-        if self.kind == "cowrite":
-            return [sys.executable, "-m", "benchmarks.load"]
-        if self.name == "hocuspocus":
-            return ["node", str(peers / "yjs_load.mjs")]
-        return [sys.executable, str(peers / "pycrdt_load.py")]
-
-    def url(self, port: int) -> str:
-        if self.kind == "cowrite":
-            return f"ws://127.0.0.1:{port}/ws"
-        return f"ws://127.0.0.1:{port}"
-
-    @property
-    def kind(self) -> str:
-        kinds = {"hocuspocus": "yjs", "pycrdt-websocket": "pycrdt"}
-        return kinds.get(self.name, "cowrite")
-
-    def auto_procs(self, scenario: Scenario) -> int:
-        """Generator processes for ``--procs auto``: the Yjs clients cost Node about four times
-        what the cowrite and pycrdt clients cost Python per received edit, so Hocuspocus gets
-        two generators once there is real traffic (its server needs well under one core)."""
-        if self.name == "hocuspocus" and not scenario.idle and scenario.clients >= 50:
-            return 2
-        return 1
-
-    @property
-    def has_ack(self) -> bool:
-        return self.name != "pycrdt-websocket"
-
-
 # --------------------------------------------------------------------------------- runner
 
 
@@ -216,6 +143,8 @@ class Options:
     drain_timeout_s: float = 30.0
     verbose: bool = True
     logdir: Path | None = None
+    yjs_clients: bool = False
+    """``ServerDef.yjs_clients``: the Node Yjs generator for every Yjs server (``--yjs``)."""
 
 
 async def _wait_port(port: int, proc: asyncio.subprocess.Process, timeout: float) -> None:
@@ -239,6 +168,7 @@ async def _wait_port(port: int, proc: asyncio.subprocess.Process, timeout: float
 
 async def run_one(server: ServerDef, scenario: Scenario, opts: Options) -> RunResult:
     res = RunResult(server.name, scenario.key, scenario.describe(), clients=scenario.clients)
+    res.client = server.kind
     res.mark_start()
     why = server.check()
     if why:
@@ -246,7 +176,8 @@ async def run_one(server: ServerDef, scenario: Scenario, opts: Options) -> RunRe
         return res
     run_id = new_run_id()
     docs = [f"bench-{run_id}-{scenario.key}-{d}" for d in range(scenario.docs)]
-    procs = max(1, min(opts.procs or server.auto_procs(scenario), scenario.clients))
+    auto = server.auto_procs(scenario.clients, scenario.idle)
+    procs = max(1, min(opts.procs or auto, scenario.clients))
     specs, clients_per_doc = plan_workers(
         [docs[c % scenario.docs] for c in range(scenario.clients)],
         procs,
@@ -269,6 +200,7 @@ async def run_one(server: ServerDef, scenario: Scenario, opts: Options) -> RunRe
         stdout=server_log,
         stderr=asyncio.subprocess.STDOUT,
         cwd=str(workdir),
+        env=child_env(),
     )
     try:
         await _wait_port(port, srv, 60)
@@ -294,9 +226,15 @@ async def run_one(server: ServerDef, scenario: Scenario, opts: Options) -> RunRe
             start, end, reports = await generators.type_for(
                 res, pids, scenario.duration_s, opts.drain_timeout_s
             )
+            drained = procstat.CpuMark.take([srv.pid])
+            if srv.pid in drained.procs and srv.pid in start.procs:
+                res.server_cpu_s = drained.procs[srv.pid] - start.procs[srv.pid]
             agreed = merge_results(res, reports, clients_per_doc)
             if server.kind == "cowrite" and agreed:
                 await check_server_texts(res, server.url(port), agreed)
+            elif server.cowrite and agreed:  # a Yjs endpoint: what a new y-websocket client gets
+                yjs_url = ServerDef("cowrite-yjs").url(port)
+                await check_server_texts(res, yjs_url, agreed, fetch=fetch_yjs_text)
         res.server_cpu_pct = procstat.cpu_percent(start, end, srv.pid)
         generators.record_load(res, reports, start, end, pids)
         mem1 = procstat.memory_kb(srv.pid)
@@ -324,7 +262,7 @@ async def run_all(
         for name in servers:
             if opts.verbose:
                 log(f"{name}: scenario {scenario.key}: {scenario.describe()}")
-            res = await run_one(ServerDef(name), scenario, opts)
+            res = await run_one(ServerDef(name, opts.yjs_clients), scenario, opts)
             if opts.verbose:
                 log("  " + report.one_line(res, _details(res)))
             results.append(res)
@@ -359,7 +297,14 @@ def machine_info() -> dict[str, str]:
     if lock.exists():
         with contextlib.suppress(OSError, ValueError, KeyError):
             packages = json.loads(lock.read_text())["packages"]
-            names = ("@hocuspocus/server", "@hocuspocus/provider", "yjs", "ws")
+            names = (
+                "@hocuspocus/server",
+                "@hocuspocus/provider",
+                "y-websocket",
+                "@y/websocket-server",
+                "yjs",
+                "ws",
+            )
             info["node packages"] = ", ".join(
                 f"{n} {packages[f'node_modules/{n}']['version']}"
                 for n in names
@@ -393,7 +338,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         description="Real-time server benchmark over WebSockets: cowrite vs Hocuspocus vs "
         "pycrdt-websocket.",
     )
-    parser.add_argument("--scenario", choices=["a", "b", "c", "all"], default="all")
+    parser.add_argument(
+        "--scenario",
+        default="all",
+        help="a, b, c, all, or a comma list run in that order (e.g. c,a,b; default all)",
+    )
     parser.add_argument(
         "--clients",
         help="client counts: scenario a takes a comma list (default 10,50,200), "
@@ -402,9 +351,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, help="seconds of editing / idling per run")
     parser.add_argument(
         "--peers",
-        default=",".join(DEFAULT_SERVERS),
+        "--servers",
+        dest="peers",
         help=f"servers to run, comma-separated, from {','.join(SERVERS)} "
-        f"(default {','.join(DEFAULT_SERVERS)})",
+        f"(default {','.join(DEFAULT_SERVERS)}; with --yjs {','.join(YJS_SERVERS)})",
+    )
+    parser.add_argument(
+        "--yjs",
+        action="store_true",
+        help="the Yjs suite: cowrite's Yjs endpoints against the Yjs servers, every one driven "
+        "by the same Node generator (yjs + the real providers); scenario a with 50 clients, "
+        "b and c; writes the section 'Yjs: cowrite vs Hocuspocus and pycrdt-websocket'",
     )
     parser.add_argument("--quick", action="store_true", help="short runs for a CI smoke test")
     parser.add_argument("--no-write", action="store_true", help="print, do not edit the docs")
@@ -429,8 +386,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--procs",
         default="auto",
-        help="load-generator processes per run (default auto: 2 for Hocuspocus with 50 or "
-        "more active clients, else 1)",
+        help="load-generator processes per run (default auto: 2 for the Node Yjs generator "
+        "with 50 or more active clients, else 1)",
     )
     parser.add_argument(
         "--drain-timeout", type=float, default=30.0, help="seconds to wait for delivery"
@@ -456,17 +413,35 @@ def _raise_fd_limit() -> None:
 def _render_saved(path: Path, args: argparse.Namespace) -> int:
     results, info, command = load_results(path, RunResult, "cowrite bench")
     quick = "--quick" in command
+    yjs = args.yjs or "--yjs" in command.split()
     notes = cmdline.read_notes(args.notes)
-    section = render_section(results, command=command, info=info, quick=quick, notes=notes)
+    section = _render(yjs, results, command=command, info=info, quick=quick, notes=notes)
     print(section)
     if not args.no_write:
-        _write(args.output, section)
+        _write(args.output, section, yjs)
     return 0
 
 
-def _write(output: Path | None, section: str) -> None:
+def _render(
+    yjs: bool,
+    results: Sequence[RunResult],
+    *,
+    command: str,
+    info: dict[str, str],
+    quick: bool,
+    notes: str,
+) -> str:
+    """The section of ``docs/benchmarks.md``: the Yjs suite's or the server benchmark's."""
+    render = yjs_report.render_section if yjs else render_section
+    return render(results, command=command, info=info, quick=quick, notes=notes)
+
+
+def _write(output: Path | None, section: str, yjs: bool = False) -> None:
     path = output or (repo_root() / "docs" / "benchmarks.md")
-    report.write_section(path, section, SECTION_START, SECTION_END, empty="# Benchmarks\n")
+    start, end = (
+        (yjs_report.SECTION_START, yjs_report.SECTION_END) if yjs else (SECTION_START, SECTION_END)
+    )
+    report.write_section(path, section, start, end, empty="# Benchmarks\n")
     log(f"wrote {path}")
 
 
@@ -478,7 +453,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         return cluster.main(args_list, prog=prog)
     parser = build_parser(prog)
     args = parser.parse_args(args_list)
-    servers = cmdline.comma_list(args.peers)
+    default = YJS_SERVERS if args.yjs else DEFAULT_SERVERS
+    servers = cmdline.comma_list(args.peers) if args.peers else list(default)
     unknown = [s for s in servers if s not in SERVERS]
     if unknown or not servers:
         parser.error(f"--peers: unknown {unknown}; choose from {','.join(SERVERS)}")
@@ -494,8 +470,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
             parser.error("--procs: a number or auto")
         if procs < 1:
             parser.error("--procs must be at least 1")
+    if not set(args.scenario.split(",")) <= {"a", "b", "c"} and args.scenario != "all":
+        parser.error("--scenario: a, b, c, all, or a comma list of a, b and c")
     scenarios = build_scenarios(
-        args.scenario, clients=clients, duration=args.duration, quick=args.quick
+        args.scenario, clients=clients, duration=args.duration, quick=args.quick, yjs=args.yjs
     )
     if args.from_json:
         return _render_saved(args.from_json, args)
@@ -505,6 +483,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         procs=procs,
         drain_timeout_s=10.0 if args.quick else args.drain_timeout,
         logdir=args.logs,
+        yjs_clients=args.yjs,
     )
     info = machine_info()
     info["benchmark processes"] = nice
@@ -522,12 +501,12 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     if earlier_command and earlier_command != command:
         command = f"{earlier_command}`, then `{command}"
     notes = cmdline.read_notes(args.notes)
-    section = render_section(results, command=command, info=info, quick=args.quick, notes=notes)
+    section = _render(args.yjs, results, command=command, info=info, quick=args.quick, notes=notes)
     print(section)
     if args.json:
         save_results(args.json, info, command, results)
     if not args.no_write:
-        _write(args.output, section)
+        _write(args.output, section, args.yjs)
     broken = [
         f"{r.server}/{r.scenario}"
         for r in results
