@@ -172,6 +172,6 @@ def test_nodeflate_variants_refuse_compression_without_touching_the_server_code(
     assert variant.kind == "y-websocket" and variant.base == "cowrite-yjs"
     command = variant.server_command(1, Path("/x"))
     assert command[1:4] == ["-m", "benchmarks.profile_serve", "--no-ws-deflate"]
-    assert run.server_config(None, Settings()).ws_per_message_deflate is True
+    assert run.server_config(None, Settings(ws_deflate=True)).ws_per_message_deflate is True
     profile_serve._refuse_deflate()
-    assert run.server_config(None, Settings()).ws_per_message_deflate is False
+    assert run.server_config(None, Settings(ws_deflate=True)).ws_per_message_deflate is False

@@ -20,6 +20,10 @@ class Settings:
     secret: str | None = None
     """HMAC secret for access tokens; None: no auth, everyone may edit (local default)."""
     max_message_bytes: int = 1_000_000
+    ws_deflate: bool = False
+    """WebSocket per-message compression when a client offers it (browsers always do). Off by
+    default, as Hocuspocus and y-websocket: it costs ~42 kB per connection and CPU per frame
+    (docs/benchmarks.md, Yjs); turn it on for large documents over slow links."""
     max_yjs_frame_bytes: int = 8_000_000
     """A Yjs client's frame (an offline editor's first sync can be large): 1009 beyond."""
     edits_per_second: float = 50.0

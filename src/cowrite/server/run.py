@@ -91,8 +91,11 @@ def server_config(app: Any, settings: Settings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_config=None,
-        ws_max_size=settings.max_message_bytes + 1024,
+        # the larger of the two protocols' frame limits (each checks its own; a Yjs client's
+        # first sync after offline work can be megabytes)
+        ws_max_size=max(settings.max_message_bytes, settings.max_yjs_frame_bytes) + 1024,
         ws_ping_interval=None,
+        ws_per_message_deflate=settings.ws_deflate,
         timeout_graceful_shutdown=10,
         lifespan="on",
         http=guarded_h11(settings.http_request_timeout_s),  # uvicorn never times out requests
