@@ -40,7 +40,7 @@ DOC = "fz"  # the document the well-behaved clients edit (structural garbage onl
 EVIL = "fz-evil"  # mutated and dependency-less updates (which may be valid and change it)
 CONNECTIONS = 900  # attacker connections; each sends 1-4 hostile frames
 PARALLEL = 6
-OVERSIZED = 4  # frames of 1.5 MB (over the server's 1 MB message limit)
+OVERSIZED = 4  # frames of 9 MB (over the server's 8 MB Yjs frame limit, max_yjs_frame_bytes)
 ALLOWED_CLOSES = {1002, 1003, 1007, 1008, 1009}
 CLOSE_TIMEOUT_S = 20.0
 
@@ -249,7 +249,7 @@ def attacks(rng: random.Random, u: dict[str, bytes]) -> list[Attack]:
             else:
                 flood = [h_frames(DOC, u)["step1"]] * 300
             out.append(Attack(endpoint, "flood", flood, False, auth))
-    big = b"\x00" * 1_500_000
+    big = b"\x00" * 9_000_000
     for k in range(OVERSIZED):
         endpoint = "yjs" if k % 2 == 0 else "hocuspocus"
         frame = var_uint(0) + var_uint(2) + var_bytes(big) if endpoint == "yjs" else big

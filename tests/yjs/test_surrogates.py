@@ -104,3 +104,21 @@ def test_every_kind_of_content_parses(steps: list[tuple[int, str]]) -> None:
     index = SurrogateIndex()
     index.add(doc.get_update())
     assert index.split(doc.get_update()) is None  # a document never splits itself
+
+
+def test_struct_ends_counts_updates_that_do_not_start_at_clock_zero() -> None:
+    """What the twin's per-update clocks rely on (``pycrdt.get_state(update)`` gives ``{}`` for
+    an update whose structs start later than clock 0)."""
+    from cowrite.yjs.surrogates import struct_ends
+
+    doc: pycrdt.Doc[object] = pycrdt.Doc(client_id=7)
+    text = doc.get("t", type=pycrdt.Text)
+    updates: list[bytes] = []
+    doc.observe(lambda e: updates.append(e.update))
+    text.insert(0, "abc")
+    text.insert(3, "d😀")
+    del text[0:1]
+    assert [struct_ends(u) for u in updates] == [{7: 3}, {7: 6}, {}]
+    assert pycrdt.get_state(updates[1]) == b"\x00"
+    merged = pycrdt.merge_updates(updates[0], updates[2])  # a gap: client 7 misses 3..6
+    assert struct_ends(merged) == {7: 3}

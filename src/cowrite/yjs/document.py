@@ -29,12 +29,14 @@ from typing import Any
 import pycrdt
 
 from cowrite.yjs.lib0 import Decoder, Encoder, YjsProtocolError
-from cowrite.yjs.surrogates import SurrogateIndex
+from cowrite.yjs.surrogates import SurrogateIndex, struct_ends
 
 U64 = (1 << 64) - 1
 EMPTY_UPDATE = b"\x00\x00"
 # Yrs clocks are u32: a state vector entry this large covers every struct of a client.
 _ALL_CLOCKS = (1 << 32) - 1
+_PARSE_OWN_BELOW = 64 * 1024
+"""Updates up to this size have their clients read in Python (``_own_clients``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,9 @@ class YjsDocument:
         self._waiting: list[bytes] = []
         self._sub = self._twin.observe(self._capture)
         self._surrogates = SurrogateIndex()
+        self._clocks: dict[int, int] = {}
+        """The twin's state vector, kept up to date per update (decoding the whole vector for
+        every update costs O(clients ever seen): milliseconds for a long-lived document)."""
         # Bytes of the last snapshot/load plus every update since: an upper bound of the encoded
         # size, exact again after encode_snapshot().
         self.size_estimate = 0
@@ -269,15 +274,23 @@ class YjsDocument:
         _check_update_header(update)
         self._captured.clear()
         try:
+            own = self._own_clients(update)
             self._twin.apply_update(update)
             sv_bytes = self._twin.get_state()
-            sv_after = decode_state_vector(sv_bytes)
             rest: bytes | None = pycrdt.get_update(update, sv_bytes)
-            if Decoder(rest or b"").read_var_uint(10, U64) == 0 and all(
-                clock + length <= sv_after.get(client, 0)
-                for client, clock, length in _delete_set(update, sv_after)
-            ):
-                rest = None
+            if Decoder(rest or b"").read_var_uint(10, U64) == 0:
+                # every struct integrated: the twin's clocks are the old ones or the update's
+                if own is None:
+                    self._clocks = own = decode_state_vector(sv_bytes)
+                clocks = self._clocks
+                for client, end in own.items():
+                    if end > clocks.get(client, 0):
+                        clocks[client] = end
+                if all(
+                    clock + length <= clocks.get(client, 0)
+                    for client, clock, length in _delete_set(update, own)
+                ):
+                    rest = None
         except YjsProtocolError:
             self._rebuild_twin()
             raise
@@ -291,6 +304,16 @@ class YjsDocument:
         if not captured:
             return None, rest
         return (captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)), rest
+
+    def _own_clients(self, update: bytes) -> dict[int, int] | None:
+        """The clock after each client's structs in ``update`` (read in Python: a small update
+        costs microseconds), or None for a large one (then the twin's vector is decoded)."""
+        if len(update) > _PARSE_OWN_BELOW:
+            return None
+        try:
+            return struct_ends(update)
+        except YjsProtocolError:
+            return None  # Yrs decides (and refuses it)
 
     def _apply_to_doc(self, effective: bytes) -> None:
         try:
@@ -357,6 +380,7 @@ class YjsDocument:
         self._twin = twin
         self._sub = self._twin.observe(self._capture)
         self._captured.clear()
+        self._clocks = decode_state_vector(twin.get_state())
 
     # --- read-outs for REST (on a scratch copy: typing a root never touches the real doc) ------
 

@@ -122,19 +122,34 @@ def _utf16_len(text: str) -> int:
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 
-def _parse(update: bytes) -> tuple[list[_Item], list[tuple[int, int, int]]]:
-    """The items and delete ranges of a Yjs update v1; raises YjsProtocolError."""
+def struct_ends(update: bytes) -> dict[int, int]:
+    """For each client with structs in ``update`` (Yjs update v1), the clock after its last
+    one; raises YjsProtocolError. (``pycrdt.get_state(update)`` only counts clients whose
+    structs start at clock 0.)"""
+    ends: dict[int, int] = {}
+    _parse(update, ends)
+    return ends
+
+
+def _parse(
+    update: bytes, ends: dict[int, int] | None = None
+) -> tuple[list[_Item], list[tuple[int, int, int]]]:
+    """The items and delete ranges of a Yjs update v1 (and in ``ends`` each client's clock
+    after its last struct); raises YjsProtocolError."""
     dec = Decoder(update)
     items: list[_Item] = []
     for _ in range(dec.read_var_uint()):
         count = dec.read_var_uint()
         client = dec.read_var_uint(**_BIG)
         clock = dec.read_var_uint(**_BIG)
+        present = 0  # the clock after the last struct that is not a Skip (a gap)
         for _ in range(count):
             info = dec.read_u8()
             ref = info & 0x1F
             if ref in (_GC, _SKIP):
                 clock += dec.read_var_uint()
+                if ref == _GC:
+                    present = clock
                 continue
             origin = _read_id(dec) if info & 0x80 else None
             right = _read_id(dec) if info & 0x40 else None
@@ -148,6 +163,9 @@ def _parse(update: bytes) -> tuple[list[_Item], list[tuple[int, int, int]]]:
             text, length = _read_content(dec, ref)
             items.append(_Item(client, clock, origin, right, text))
             clock += length
+            present = clock
+        if ends is not None and present > ends.get(client, 0):
+            ends[client] = present
     deletes: list[tuple[int, int, int]] = []
     if not dec.at_end():
         for _ in range(dec.read_var_uint()):
