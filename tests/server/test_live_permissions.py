@@ -266,3 +266,23 @@ async def test_a_fresh_hocuspocus_token_on_an_open_document(secured: RunningServ
     for update in ([stored.snapshot] if stored.snapshot else []) + [u for _, u in stored.updates]:
         doc.apply_update(update)
     assert str(doc.get("t", type=pycrdt.Text)) == "still here"
+
+
+async def test_the_sdk_admin_call_downgrades_a_user(secured: RunningServer) -> None:
+    from cowrite.client import Admin, AdminError
+
+    ann = await RawClient.connect(secured.ws_url, "ann", token=token("ann", ["write"]))
+    await ann.send({"type": "join", "doc": "sdk", "create": True})
+    await ann.expect("joined")
+    assert (await edit(ann, "sdk", "s1"))["type"] == "ack"
+    with pytest.raises(AdminError) as refused:
+        await Admin(secured.url, token=token("bob", ["write"])).restrict_user("ann", {})
+    assert refused.value.status == 403 and refused.value.code == "forbidden"
+    admin = Admin(secured.ws_url, token=token("root", ["admin"]))  # a ws:// URL works too
+    await admin.restrict_user("ann", {"*": ["read"]})
+    told = await ann.expect("rights")
+    assert (told["doc"], told["rights"]) == ("sdk", ["read"])
+    refused_edit = await edit(ann, "sdk", "s2")
+    assert (refused_edit["type"], refused_edit["code"]) == ("error", "forbidden")
+    await admin.lift_restriction("ann")
+    await ann.close()

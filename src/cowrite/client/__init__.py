@@ -25,6 +25,7 @@ Modules, outside in:
 
 from __future__ import annotations
 
+from cowrite.client.admin import Admin, AdminError
 from cowrite.client.api import connect
 from cowrite.client.chat import ChatChannel
 from cowrite.client.connection import DocumentSession
@@ -59,6 +60,8 @@ __all__ = [
     "CounterHandle",
     "DocumentSession",
     "Handle",
+    "Admin",
+    "AdminError",
     "History",
     "HistoryError",
     "ListHandle",

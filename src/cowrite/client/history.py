@@ -13,17 +13,14 @@ the HTTP status and the server's ``code`` (``unknown_version``, ``history_unavai
 
 from __future__ import annotations
 
-import asyncio
-import json
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
-import msgspec
-
 from cowrite.client.errors import ClientError
+from cowrite.client.rest_client import RestClient
 from cowrite.server.rest_history_bodies import (
     DiffOut,
     RestoreOut,
@@ -47,7 +44,7 @@ class HistoryError(ClientError):
         self.message = message
 
 
-class History:
+class History(RestClient):
     """The version history of document ``doc`` on the server at ``url`` (``http://host:port``;
     a ``ws://`` URL or one ending in ``/ws`` means the same server).
 
@@ -55,15 +52,13 @@ class History:
     name and restore). ``timeout_s`` bounds each request.
     """
 
+    error_type = HistoryError
+
     def __init__(
         self, url: str, doc: str, *, token: str | None = None, timeout_s: float = 30.0
     ) -> None:
-        base = url.rstrip("/").removesuffix("/ws")
-        if base.startswith(("ws://", "wss://")):
-            base = "http" + base[2:]
-        self.base = f"{base}/api/documents/{urllib.parse.quote(doc, safe='')}"
-        self.token = token
-        self.timeout_s = timeout_s
+        super().__init__(url, token=token, timeout_s=timeout_s)
+        self.base = f"{self.root}/api/documents/{urllib.parse.quote(doc, safe='')}"
 
     async def versions(
         self, *, after: int = 0, limit: int = 100, named: bool = False
@@ -106,39 +101,3 @@ class History:
         """Give the document its value at ``version`` again: new edits by you, recorded as
         restored from it, live for everyone; returns once they are durable."""
         return await self._call("POST", "/restore", RestoreOut, body={"version": int(version)})
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        type_: type[T],
-        *,
-        query: dict[str, Any] | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> T:
-        url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(url, data, headers, method=method)
-        raw = await asyncio.to_thread(self._send, request)
-        return msgspec.json.decode(raw, type=type_)
-
-    def _send(self, request: urllib.request.Request) -> bytes:
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                data: bytes = response.read()
-                return data
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                error = json.loads(raw)["error"]
-                code, message = str(error["code"]), str(error["message"])
-            except (ValueError, KeyError, TypeError):
-                code, message = "internal", f"HTTP {exc.code}"
-            raise HistoryError(exc.code, code, message) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise ConnectionError(f"{request.full_url}: {exc}") from exc
