@@ -276,7 +276,7 @@ async def test_the_sdk_admin_call_downgrades_a_user(secured: RunningServer) -> N
     await ann.expect("joined")
     assert (await edit(ann, "sdk", "s1"))["type"] == "ack"
     with pytest.raises(AdminError) as refused:
-        await Admin(secured.url, token=token("bob", ["write"])).restrict_user("ann", {})
+        await Admin(secured.url, token=token("bob", ["write"])).restrict_user("ann", {"*": []})
     assert refused.value.status == 403 and refused.value.code == "forbidden"
     admin = Admin(secured.ws_url, token=token("root", ["admin"]))  # a ws:// URL works too
     await admin.restrict_user("ann", {"*": ["read"]})
@@ -286,3 +286,39 @@ async def test_the_sdk_admin_call_downgrades_a_user(secured: RunningServer) -> N
     assert (refused_edit["type"], refused_edit["code"]) == ("error", "forbidden")
     await admin.lift_restriction("ann")
     await ann.close()
+
+
+async def test_one_leaked_token_is_revoked_and_its_users_other_tokens_carry_on(
+    secured: RunningServer,
+) -> None:
+    from cowrite.client import Admin
+
+    leaked = token("ann", ["write"])
+    fresh = token("ann", ["write"], exp=time.time() + 1200)  # another token of the same user
+    assert leaked != fresh
+    old = await RawClient.connect(secured.ws_url, "old", token=leaked)
+    new = await RawClient.connect(secured.ws_url, "new", token=fresh)
+    for c in (old, new):
+        await c.send({"type": "join", "doc": "leak", "create": True})
+        await c.expect("joined")
+    hocus = await Hocus.connect(secured)
+    await hocus.open("yleak", token=leaked)
+    await until(lambda: bool(hocus.of(m.HSyncStatus)))
+    admin = Admin(secured.url, token=token("root", ["admin"]))
+    await admin.restrict_token(leaked, {"*": []})  # revoked
+    told = await old.expect("rights")
+    assert (told["doc"], told["rights"]) == ("leak", [])
+    await until(lambda: bool(hocus.of(m.HClose)) or hocus.closed is not None)
+    assert (await edit(new, "leak", "n1"))["type"] == "ack"  # ann's other token: untouched
+    async with httpx.AsyncClient(base_url=secured.url) as http:
+        gone = {"Authorization": f"Bearer {leaked}"}
+        assert (await http.get("/api/documents/leak", headers=gone)).status_code == 403
+        ok = {"Authorization": f"Bearer {fresh}"}
+        assert (await http.get("/api/documents/leak", headers=ok)).status_code == 200
+        both = {"user": "ann", "token": leaked, "docs": {}}
+        admin_h = {"Authorization": f"Bearer {token('root', ['admin'])}"}
+        r = await http.post("/api/admin/permissions", json=both, headers=admin_h)
+        assert r.status_code == 400 and "exactly one" in r.json()["error"]["message"]
+    for c in (old, new):
+        await c.close()
+    await hocus.close()

@@ -24,8 +24,9 @@ class AdminError(ClientError):
 
 
 class _Permissions(msgspec.Struct):
-    user: str
     docs: dict[str, list[str]] | None
+    user: str | None = None
+    token: str | None = None
 
 
 class Admin(RestClient):
@@ -35,13 +36,23 @@ class Admin(RestClient):
 
     async def restrict_user(self, user: str, docs: dict[str, list[str]]) -> None:
         """From now on, ``user`` has at most ``docs`` rights (document id or ``"*"`` ->
-        rights, e.g. ``{"*": ["read"]}`` to downgrade to read-only, ``{}`` to revoke
-        everything), on every instance; open connections are told and restricted."""
+        rights, e.g. ``{"*": ["read"]}`` to downgrade to read-only, ``{"*": []}`` to
+        revoke everything), on every instance; open connections are told and restricted."""
         await self._call(
             "POST",
             "/api/admin/permissions",
             _Permissions,
             body={"user": user, "docs": {d: list(r) for d, r in docs.items()}},
+        )
+
+    async def restrict_token(self, token: str, docs: dict[str, list[str]]) -> None:
+        """As ``restrict_user``, for the sessions of one token only (a leaked one):
+        ``{"*": []}`` revokes it."""
+        await self._call(
+            "POST",
+            "/api/admin/permissions",
+            _Permissions,
+            body={"token": token, "docs": {d: list(r) for d, r in docs.items()}},
         )
 
     async def lift_restriction(self, user: str) -> None:

@@ -52,6 +52,7 @@ from starlette.websockets import WebSocket
 
 from cowrite.adapters.bus import Bus, open_bus
 from cowrite.adapters.store import Store, open_store
+from cowrite.server.auth import token_key
 from cowrite.server.config import Settings
 from cowrite.server.connection import CLOSE_GOING_AWAY, Connection
 from cowrite.server.documents import ServerDocument, open_document
@@ -162,6 +163,11 @@ class Cowrite:
         """At most ``docs`` rights (document or "*" -> rights) for ``user``, on every instance,
         from now on, open connections included; None lifts it (``permissions.py``)."""
         await self.hub.permissions.restrict(user, docs)
+
+    async def restrict_token(self, token: str, docs: dict[str, list[str]] | None) -> None:
+        """As ``restrict_user``, for the sessions of one token only (a leaked one); its user's
+        other tokens keep their rights."""
+        await self.hub.permissions.restrict(token_key(token), docs)
 
     def document(
         self, document: str, *, user: str = "server", name: str = "", create: bool = False

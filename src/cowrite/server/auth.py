@@ -40,6 +40,9 @@ class Identity:
     ceiling: dict[str, frozenset[str]] | None = None
     """At most these rights (by document or ``"*"``), whatever ``docs`` grants: an
     administrator's downgrade or revocation (``permissions.py``)."""
+    token_key: str = ""
+    """Names the token this identity came from (``token_key``), so that an administrator can
+    restrict one token (a leaked one) without its user's other sessions; "" without one."""
 
     @property
     def authenticated(self) -> bool:
@@ -62,6 +65,11 @@ class Identity:
             if most is not None:
                 rights = rights & most
         return rights
+
+
+def token_key(token: str) -> str:
+    """The name of a token in the permission table (a digest: the table never holds tokens)."""
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
 def anonymous_id(key: str | None, session: str) -> str:
@@ -103,6 +111,7 @@ def verify(token: str | None, secret: str) -> Identity:
         color=str(claims.get("color", "")),
         docs=docs,
         expires_at=float(claims["exp"]),
+        token_key=token_key(token),
     )
 
 

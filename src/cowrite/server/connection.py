@@ -383,9 +383,12 @@ class Connection:
 
     def restrict(self, user_id: str, ceiling: dict[str, frozenset[str]] | None) -> None:
         """An administrator's ceiling for ``user_id`` (``permissions.py``)."""
-        if not self._greeted or self.identity.user_id != user_id or self.closing is not None:
+        identity = self.identity
+        if not self._greeted or self.closing is not None:
             return
-        self.identity = replace(self.identity, ceiling=ceiling)
+        if user_id not in (identity.user_id, identity.token_key):
+            return
+        self.identity = self.hub.permissions.limit(identity)
         rights_changed(self, "rights changed by an administrator")
 
     def _token_expired(self) -> None:

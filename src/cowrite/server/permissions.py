@@ -2,7 +2,9 @@
 
 ``restrict(user, {"*": ["read"]})`` (REST ``POST /api/admin/permissions``, or
 ``Cowrite.restrict_user`` in-process) sets a *ceiling* on that user's rights, by document or
-``"*"``: whatever their token grants, they get at most that (``[]``: nothing). The ceiling is
+``"*"``: whatever their token grants, they get at most that (``[]``: nothing). One token can be
+restricted alone too (a leaked one): its ceiling is keyed by ``auth.token_key(token)``, and a
+connection gets the ceilings of its user and of its token, both. The ceiling is
 published on the bus (channel ``permissions``), so every instance applies it at once to the
 user's open connections: a native connection gets a ``rights`` message per document whose rights
 changed and, having lost ``read``, leaves it; a Yjs connection whose rights shrank is closed for
@@ -58,6 +60,17 @@ def ceiling_of(docs: dict[str, list[str]]) -> Ceiling:
     return out
 
 
+def _both(a: Ceiling | None, b: Ceiling | None) -> Ceiling | None:
+    """The ceiling that is under both."""
+    if a is None or b is None:
+        return a if b is None else b
+    everything = frozenset(ALL_RIGHTS)
+    out: Ceiling = {}
+    for doc in set(a) | set(b):
+        out[doc] = a.get(doc, a.get("*", everything)) & b.get(doc, b.get("*", everything))
+    return out
+
+
 class Permissions:
     """The ceilings this instance knows, and the connections to apply them to."""
 
@@ -77,8 +90,11 @@ class Permissions:
             self._sub = None
 
     def limit(self, identity: Identity) -> Identity:
-        """``identity`` with its user's ceiling (if any)."""
-        ceiling = self.ceilings.get(identity.user_id)
+        """``identity`` with its user's and its token's ceilings (both apply)."""
+        ceiling = _both(
+            self.ceilings.get(identity.user_id),
+            self.ceilings.get(identity.token_key) if identity.token_key else None,
+        )
         if ceiling is None and identity.ceiling is None:
             return identity
         return replace(identity, ceiling=ceiling)

@@ -34,7 +34,7 @@ from starlette.routing import Route
 from cowrite import protocol as p
 from cowrite.engine import InvalidOperation, ot
 from cowrite.rooms.room import RoomError
-from cowrite.server.auth import Identity
+from cowrite.server.auth import Identity, token_key
 from cowrite.server.documents import ServerDocument
 from cowrite.server.hooks import Author, AuthRequest
 from cowrite.server.pipeline import NotDurable
@@ -81,12 +81,14 @@ class EditsRequest(msgspec.Struct, forbid_unknown_fields=True):
     edits: list[DocumentEdit]
 
 
-class PermissionsRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """At most ``docs`` rights (document id or ``"*"`` -> rights) for ``user`` from now on, on
-    every instance; ``docs: null`` lifts the restriction."""
+class PermissionsRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """At most ``docs`` rights (document id or ``"*"`` -> rights) for ``user`` (or for the
+    sessions of one ``token``, a leaked one) from now on, on every instance; ``docs: null``
+    lifts the restriction. Exactly one of ``user`` and ``token``."""
 
-    user: str
     docs: dict[str, list[str]] | None
+    user: str | None = None
+    token: str | None = None
 
 
 class EditsOut(msgspec.Struct):
@@ -303,8 +305,14 @@ def routes(state: Cowrite, identify: Callable[[Request], Identity]) -> list[Rout
         if "admin" not in identify(request).rights("*"):
             raise HTTPError(403, "forbidden", "the token grants no 'admin' right on '*'")
         body = await _body(request, PermissionsRequest)
+        if (body.user is None) == (body.token is None):
+            raise HTTPError(400, "bad_request", "give exactly one of 'user' and 'token'")
         try:
-            await state.restrict_user(body.user, body.docs)
+            if body.token is not None:
+                await state.restrict_token(body.token, body.docs)
+                body = PermissionsRequest(body.docs, token=token_key(body.token))  # not echoed
+            else:
+                await state.restrict_user(body.user or "", body.docs)
         except ValueError as exc:
             raise HTTPError(400, "bad_request", str(exc)) from None
         return _json(body)

@@ -189,14 +189,15 @@ class YjsConnection:
         """An administrator's ceiling for ``user_id`` (``permissions.py``): a document whose
         rights shrank is closed for this connection (4403; its provider reconnects with what
         is left); later Hocuspocus documents get the ceiling too."""
+        limit = self.hub.permissions.limit
         for document, identity in list(self._identities.items()):
-            if identity.user_id == user_id:
-                self._identities[document] = replace(identity, ceiling=ceiling)
+            if user_id in (identity.user_id, identity.token_key):
+                self._identities[document] = limit(identity)
         for member in list(self._members.values()):
-            if member.identity.user_id != user_id:
+            if user_id not in (member.identity.user_id, member.identity.token_key):
                 continue
             before = member.identity.rights(member.document)
-            member.identity = replace(member.identity, ceiling=ceiling)
+            member.identity = limit(member.identity)
             if not before <= member.identity.rights(member.document):
                 self.drop(member, CLOSE_FORBIDDEN, "permissions changed")
 
