@@ -37,5 +37,12 @@ async def test_a_quiet_room_takes_its_due_snapshot_and_a_busy_one_only_when_forc
         for _ in range(5 * hub_module.SNAPSHOT_FORCE_FACTOR + 1):
             doc.text("t").insert(0, "y")
             await doc.synced()
+        # the forced snapshot is written right after the last ack went out: give its write a
+        # moment, less than the quiet time (so this cannot be the quiet snapshot)
+        deadline = asyncio.get_running_loop().time() + hub_module.SNAPSHOT_QUIET_S * 0.75
         stored = await store.load("snap")
+        while stored is not None and stored.snapshot_seq <= 12:
+            assert asyncio.get_running_loop().time() < deadline, "no forced snapshot"
+            await asyncio.sleep(0.05)
+            stored = await store.load("snap")
         assert stored is not None and stored.snapshot_seq > 12
