@@ -186,9 +186,6 @@ class YjsRoom:
         ids = [c for c in table.states() if table.owner(c) is not None]
         return table.encode_clients(ids) if ids else None
 
-    def owner_of(self, client_id: int) -> Hashable | None:
-        return self.shared.awareness.owner(client_id)
-
 
 def _encoded(
     attachments: list[Attachment], encode: Callable[[Attachment], bytes]
