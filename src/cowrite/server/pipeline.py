@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,13 +40,21 @@ class Peer(Protocol):
     session: str
     client_id: str
     identity: Identity
-    docs: dict[str, str]  # doc id -> mode
+    @property
+    def docs(self) -> Mapping[str, str]:
+        """The documents it is in (doc id -> mode): its own record, kept by ``entered``/``left``."""
 
     def send(self, data: bytes) -> None:
         """Queue an encoded message; never blocks (a full outbox closes the connection)."""
 
     def close(self, code: int, reason: str) -> None:
         """Close after what is queued so far."""
+
+    def entered(self, doc_id: str, mode: str) -> None:
+        """The hub let it into ``doc_id`` with ``mode`` (its ``joined`` is on its way)."""
+
+    def left(self, doc_id: str) -> None:
+        """It is no longer in ``doc_id`` (it left, or the hub dropped it)."""
 
     def saving(self, doc_id: str, pending: bool) -> None:
         """Tell the client whether its edits of ``doc_id`` wait for the store (where its
@@ -202,7 +210,7 @@ class Pipeline:
                         )
                         _fail(job.done, NotDurable(error))
                     if job.joined and job.sender is not None:
-                        lr.joining.discard(job.sender.session)
+                        lr.membership.join_done(job.sender.session)
                     if job.trace is not None:
                         job.trace.end()
                     lr.inflight -= 1
@@ -341,7 +349,7 @@ class Pipeline:
             )
         else:
             log.info("store available again: held edits stored", extra={"doc": lr.room.doc_id})
-        for peer in list(lr.peers.values()):
+        for peer in lr.membership.connections():
             peer.saving(lr.room.doc_id, pending)
 
     def _refuse(self, job: Job, error: p.Error) -> None:
@@ -364,15 +372,12 @@ class Pipeline:
                 self.metrics.edit_ack.observe(time.monotonic() - job.t0)
         for sink, frame in outcome.frames:
             sink.send(frame)
-        if job.joined and sender is not None and lr.peers.get(sender.session) is sender:
-            lr.audience[sender.session] = sender
-        doc_id = lr.room.doc_id
+        if job.joined and sender is not None:
+            lr.membership.listen(sender)
         for msg, audience in outcome.broadcast:
             data = encode(msg)
-            for peer in list(lr.audience.values()):
-                if peer is sender:
-                    continue
-                if audience == "all" or peer.docs.get(doc_id) == audience:
+            for peer in lr.membership.listeners(audience):
+                if peer is not sender:
                     peer.send(data)
         if outcome.persist is not None and (outcome.broadcast or outcome.frames):
             self.metrics.edit_broadcast.observe(time.monotonic() - job.t0)

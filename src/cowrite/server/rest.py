@@ -360,7 +360,7 @@ def routes(state: Cowrite) -> list[Route]:
             # through the pipeline, so it arrives after every edit already queued
             hub.submit(lr, Outcome(broadcast=[(gone, "all")]), None, time.monotonic())
             await lr.queue.join()
-            for peer in list(lr.peers.values()):
+            for peer in lr.membership.connections():
                 if isinstance(lr.room, Room):
                     hub.leave(peer, doc_id)
                 else:  # a Yjs connection cannot be told in a message: its stream is closed
