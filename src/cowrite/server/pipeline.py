@@ -163,60 +163,68 @@ class Pipeline:
             batch = [await queue.get()]
             while not queue.empty():
                 batch.append(queue.get_nowait())
-            writes = [j.outcome for j in batch if j.outcome.persist is not None]
-            try:
-                stores = [
-                    self.tracing.start("cowrite.store", j.trace, doc=doc_id)
-                    for j in batch
-                    if j.trace is not None
-                ]
-                failed, seqs = await self._persist(doc_id, lr, writes)
-                for span in stores:
-                    span.end()
-                self._publish(doc_id, writes, seqs)
-                if seqs and self.hooks.wants("on_store"):
-                    stored = tuple(sorted(seqs.values()))
-                    self.hooks.notify("on_store", Stored(doc_id, stored, lr.room.version), doc_id)
-                for job in batch:
-                    try:
-                        error = failed.get(id(job.outcome)) if failed else None
-                        if error is not None:
-                            self._refuse(job, error)
-                        else:
-                            if job.done is not None and not job.done.done():
-                                # its waiter resumes after this batch's fan-out (call_soon)
-                                seq = seqs.get(id(job.outcome))
-                                job.done.set_result(Durable(job.outcome.version, seq))
-                            if job.trace is None:
-                                self._fanout(lr, job)
-                            else:
-                                with self.tracing.span("cowrite.broadcast", job.trace):
-                                    self._fanout(lr, job)
-                                job.trace.set_attribute("cowrite.version", job.outcome.version)
-                            if job.outcome.persist is not None and not job.remote:
-                                self._changed(doc_id, job, seqs.get(id(job.outcome)))
-                            if self.cluster is not None and not job.remote:
-                                self._publish_presence(doc_id, lr, job.outcome)
-                    except Exception:
-                        log.exception("fan-out failed", extra={"doc": doc_id})
-            except Exception:
-                log.exception("room pipeline failed", extra={"doc": doc_id})
-            finally:
-                lr.unpersisted -= len(writes)
-                for job in batch:
-                    if job.done is not None and not job.done.done():  # failed above (logged)
-                        error = p.Error(
-                            code=p.ErrorCode.INTERNAL, message="the edit could not be stored"
-                        )
-                        _fail(job.done, NotDurable(error))
-                    if job.joined and job.sender is not None:
-                        lr.membership.join_done(job.sender.session)
-                    if job.trace is not None:
-                        job.trace.end()
-                    lr.inflight -= 1
-                    queue.task_done()
+            await self._carry_out(doc_id, lr, batch)
+            # nothing of the batch stays referenced while the room waits for the next one (its
+            # outcomes hold joined snapshots and presence lists: an idle room would keep them)
+            del batch
             if self._snapshot_due(lr) and queue.empty():
                 await self._snapshot(doc_id, lr)
+
+    async def _carry_out(self, doc_id: str, lr: LoadedRoom, batch: list[Job]) -> None:
+        """Persist ``batch`` (one append), then publish, acknowledge and broadcast each job."""
+        queue = lr.queue
+        writes = [j.outcome for j in batch if j.outcome.persist is not None]
+        try:
+            stores = [
+                self.tracing.start("cowrite.store", j.trace, doc=doc_id)
+                for j in batch
+                if j.trace is not None
+            ]
+            failed, seqs = await self._persist(doc_id, lr, writes)
+            for span in stores:
+                span.end()
+            self._publish(doc_id, writes, seqs)
+            if seqs and self.hooks.wants("on_store"):
+                stored = tuple(sorted(seqs.values()))
+                self.hooks.notify("on_store", Stored(doc_id, stored, lr.room.version), doc_id)
+            for job in batch:
+                try:
+                    error = failed.get(id(job.outcome)) if failed else None
+                    if error is not None:
+                        self._refuse(job, error)
+                    else:
+                        if job.done is not None and not job.done.done():
+                            # its waiter resumes after this batch's fan-out (call_soon)
+                            seq = seqs.get(id(job.outcome))
+                            job.done.set_result(Durable(job.outcome.version, seq))
+                        if job.trace is None:
+                            self._fanout(lr, job)
+                        else:
+                            with self.tracing.span("cowrite.broadcast", job.trace):
+                                self._fanout(lr, job)
+                            job.trace.set_attribute("cowrite.version", job.outcome.version)
+                        if job.outcome.persist is not None and not job.remote:
+                            self._changed(doc_id, job, seqs.get(id(job.outcome)))
+                        if self.cluster is not None and not job.remote:
+                            self._publish_presence(doc_id, lr, job.outcome)
+                except Exception:
+                    log.exception("fan-out failed", extra={"doc": doc_id})
+        except Exception:
+            log.exception("room pipeline failed", extra={"doc": doc_id})
+        finally:
+            lr.unpersisted -= len(writes)
+            for job in batch:
+                if job.done is not None and not job.done.done():  # failed above (logged)
+                    error = p.Error(
+                        code=p.ErrorCode.INTERNAL, message="the edit could not be stored"
+                    )
+                    _fail(job.done, NotDurable(error))
+                if job.joined and job.sender is not None:
+                    lr.membership.join_done(job.sender.session)
+                if job.trace is not None:
+                    job.trace.end()
+                lr.inflight -= 1
+                queue.task_done()
 
     def _changed(self, doc_id: str, job: Job, seq: int | None) -> None:
         """``on_change`` (and its debounced variant) for a durable update made here."""
