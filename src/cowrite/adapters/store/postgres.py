@@ -121,7 +121,8 @@ class PostgresStore:
     ``dsn`` is a ``postgresql://`` URL. ``max_batch`` bounds how many writes share a transaction;
     ``readers`` is the size of the read pool. ``connect_timeout_s`` bounds opening a connection,
     ``command_timeout_s`` each statement: a call never waits much longer than their sum before
-    raising `StoreUnavailable`.
+    raising `StoreUnavailable`. ``version_block``: versions packed into one block
+    (``_version_blocks.py``).
     """
 
     def __init__(
