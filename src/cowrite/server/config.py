@@ -83,6 +83,10 @@ class Settings:
     """...then one per editing session (versions with pauses shorter than this)..."""
     history_keep_sessions_s: float = 90 * 86_400.0
     """...and older than this one per day. Named versions are always kept."""
+    history_time_resolution_ms: int = 1_000
+    """Version times are stored to this resolution (rounded down): a version per keystroke
+    at human typing speed carries ~9 bits of timing noise per version at 1 ms, which alone is
+    more than the packed history's budget (docs/benchmarks.md, "History"); 1 keeps exact ms."""
     snapshot_every: int = 1_000
     """Updates in the log after which a document's snapshot is rewritten (compacting the log)."""
     edit_log_capacity: int = 10_000
@@ -175,6 +179,8 @@ class Settings:
             raise ValueError("heartbeat_timeout_s must exceed heartbeat_s")
         if not 0 <= self.history_keep_all_s <= self.history_keep_sessions_s:
             raise ValueError("history_keep_all_s must be between 0 and history_keep_sessions_s")
+        if not 1 <= self.history_time_resolution_ms <= 3_600_000:
+            raise ValueError("history_time_resolution_ms must be 1..3600000")
         if self.history_session_gap_s <= 0:
             raise ValueError("history_session_gap_s must be positive")
         if self.edit_key_ttl_s < 0:

@@ -28,6 +28,7 @@ from cowrite.server.metrics import Metrics
 from cowrite.server.tracing import Tracing
 
 if TYPE_CHECKING:
+    from cowrite.server.config import Settings
     from cowrite.server.exactly_once import ExactlyOnce
     from cowrite.server.registry import LoadedRoom
 
@@ -104,6 +105,7 @@ class Pipeline:
     """The hub's per-room pipelines (a part of ``Hub``: it declares what it uses of the others)."""
 
     store: Store
+    settings: Settings
     metrics: Metrics
     now_ms: Callable[[], int]
     replica: int
@@ -283,7 +285,9 @@ class Pipeline:
                         if id(o) in unkeyed
                         else [EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
                         now_ms=now,
-                        version=None if o.note is None else o.note.record(),
+                        version=None
+                        if o.note is None
+                        else o.note.record(self.settings.history_time_resolution_ms),
                     )
                     for o in todo
                 ],
