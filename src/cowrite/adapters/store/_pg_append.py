@@ -16,7 +16,7 @@ from typing import Any
 
 from cowrite.adapters.store._pg_versions import pack_if_due
 from cowrite.adapters.store._version_blocks import BLOCK_VERSIONS
-from cowrite.adapters.store._versions import encode_authors
+from cowrite.adapters.store._versions import row_values
 from cowrite.adapters.store.base import DuplicateEdit, EditKey, NotFound, VersionRecord
 
 Conn = Any
@@ -179,19 +179,7 @@ async def _append_accepted(conn: Conn, run: list[Append]) -> list[Outcome]:
                 k_digest.append(key.digest)
             v = job.version
             if v is not None:
-                row = (
-                    doc_id,
-                    pos,
-                    v.time_ms,
-                    encode_authors(v.authors),
-                    v.how,
-                    v.size,
-                    v.vector,
-                    v.restored_from,
-                    v.name,
-                    v.named_ms,
-                    v.merged,
-                )
+                row = row_values(doc_id, pos, v)
                 for col, value in zip(r_cols, row, strict=True):
                     col.append(value)
     rows = await conn.fetch(

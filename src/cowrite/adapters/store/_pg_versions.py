@@ -11,7 +11,6 @@ inserted by the append statement (``_pg_append.py``), which then calls ``pack_if
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -135,11 +134,7 @@ async def thin_versions(
         doc_id,
     )
     ends = [int(b[1]) for b in blocks]
-    touched: set[int] = set()
-    for seq in [*removed, *(v.seq for v in updated)]:
-        k = bisect_left(ends, seq)
-        if k < len(ends) and int(blocks[k][0]) <= seq:
-            touched.add(k)
+    touched = vb.blocks_holding(blocks, [*removed, *(v.seq for v in updated)])
     drop, put = set(removed), {v.seq: v for v in updated}
     for k in sorted(touched):
         first, last = int(blocks[k][0]), ends[k]

@@ -29,6 +29,7 @@ import itertools
 import lzma
 import math
 import zlib
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
 from cowrite.adapters.store.base import VersionRecord
@@ -401,3 +402,15 @@ def named(v: VersionRecord, names: dict[int, tuple[str, int]]) -> VersionRecord:
         found[1],
         v.merged,
     )
+
+
+def blocks_holding(blocks: Sequence[Sequence[int]], seqs: Iterable[int]) -> set[int]:
+    """The indexes of the ``(first_seq, last_seq)`` ``blocks`` (ordered by ``last_seq``) that
+    hold any of ``seqs`` (a seq in no block, e.g. in the unpacked tail, names none)."""
+    ends = [int(b[1]) for b in blocks]
+    held: set[int] = set()
+    for seq in seqs:
+        k = bisect_left(ends, seq)
+        if k < len(ends) and int(blocks[k][0]) <= seq:
+            held.add(k)
+    return held

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
@@ -171,11 +170,7 @@ def _thin_versions(
         (doc_id,),
     ).fetchall()
     ends = [int(b[1]) for b in blocks]
-    touched: set[int] = set()
-    for seq in [*removed, *(v.seq for v in updated)]:
-        k = bisect_left(ends, seq)
-        if k < len(ends) and int(blocks[k][0]) <= seq:
-            touched.add(k)
+    touched = vb.blocks_holding(blocks, [*removed, *(v.seq for v in updated)])
     drop, put = set(removed), {v.seq: v for v in updated}
     for k in sorted(touched):
         first, last = int(blocks[k][0]), ends[k]
