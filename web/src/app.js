@@ -13,6 +13,7 @@ import { OfflineStore, adoptOrphan, holdTab, keepUnsynced, recordKey } from "./p
 import { $, PALETTE, chatMessageItem, el, initials, randomId, renderPeopleList, safeColor } from "./ui.js";
 import { cursorField, cursorsFor, localOp, remoteAnn, remoteChanges, setCursors } from "./cm-text.js";
 import { KIND_LABEL, KindCache } from "./kinds.js";
+import { HistoryPanel } from "./history-panel.js";
 
 const BODY = "text:body";
 const TITLE = "register:title";
@@ -355,6 +356,7 @@ let opening = 0; // bumped by every open and leave: an open still reading Indexe
 
 function leaveDocument() {
   opening++;
+  historyPanel.close({ focus: false });
   if (rich) {
     rich.destroy();
     rich = null;
@@ -494,6 +496,7 @@ async function openDocument(id) {
       });
     }
     if (changes.some((c) => c.node === BODY)) scheduleCheck();
+    if (origin !== "local") historyPanel.documentChanged();
     renderSaveState();
   });
 
@@ -686,6 +689,18 @@ $("redo-btn").addEventListener("click", () => {
   current.view.focus();
 });
 $("share-btn").addEventListener("click", () => (rich || current) && copyLink((rich || current).id));
+
+// ------------------------------------------------------------------------ version history
+
+// the panel (history-panel.js) replaces the editor and sidebar while it is open
+const historyPanel = new HistoryPanel({
+  root: $("history"),
+  button: $("history-btn"),
+  api,
+  toast,
+  onClose: () => current?.view.requestMeasure(),
+});
+$("history-btn").addEventListener("click", () => (rich || current) && historyPanel.toggle((rich || current).id, { rich: Boolean(rich) }));
 
 // ------------------------------------------------------------------------ people
 
