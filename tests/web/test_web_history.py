@@ -162,6 +162,9 @@ async def test_the_panel_steps_through_sessions_shows_authors_names_and_restores
     assert await converged(server, "hist", [ada, grace]) == "Hello world."
     latest = (await versions(server, "hist"))[-1]
     assert latest["how"] == "restored" and latest["restored_from"] == older["id"]
+    # by Ada, the same user as her typing (the page names her to REST as to the WebSocket)
+    typed_by_ada = (await versions(server, "hist"))[0]["authors"]
+    assert latest["authors"] == typed_by_ada and typed_by_ada[0]["name"] == "Ada"
     # the panel lists the restore as the newest version and selects it
     await ada.page.locator(f"#history-v-{latest['id']}[aria-selected=true]").wait_for()
     assert (await shown(ada))["text"] == "Hello world."

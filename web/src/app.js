@@ -52,9 +52,13 @@ const client = new CowriteClient({ url: wsUrl.href, clientId, key: userKey, user
 // ------------------------------------------------------------------------ REST
 
 async function api(path, { method = "GET", body } = {}) {
+  // without auth the server takes our word for who we are, as on the WebSocket (a restore in the
+  // history is then ours); with a secret it ignores these and the page has no token to send
+  const headers = { "x-cowrite-key": userKey, "x-cowrite-name": encodeURIComponent(myName) };
+  if (body) headers["content-type"] = "application/json";
   const res = await fetch(new URL(`api/${path}`, base), {
     method,
-    headers: body ? { "content-type": "application/json" } : {},
+    headers,
     body: body ? JSON.stringify(body) : undefined,
   });
   if (res.status === 204) return null;
