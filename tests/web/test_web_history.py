@@ -176,12 +176,25 @@ async def test_the_panel_steps_through_sessions_shows_authors_names_and_restores
     assert await converged(server, "hist", [ada, grace]) == "Hello world."
     assert await grace.text() == "Hello world."
 
+    # someone types while the panel is open: it offers the newer versions
+    await grace.focus_editor()
+    await grace.page.keyboard.press("Control+End")
+    await grace.type("!")
+    assert await converged(server, "hist", [ada, grace]) == "Hello world.!"
+    await ada.page.click("#history button:has-text('Show newer versions')")
+    await eventually(lambda: _shows(ada, "Hello world.!"))
+    assert (await shown(ada))["ins"] == [["!", "Grace"]]
+
     # Escape closes the panel and gives the editor back
     await ada.page.focus("#history-list")
     await ada.page.keyboard.press("Escape")
     await ada.page.wait_for_selector("#history", state="hidden")
     assert await ada.page.evaluate("document.activeElement.id") == "history-btn"
     assert await ada.page.is_visible(".cm-content")
+
+
+async def _shows(p: Person, text: str) -> bool:
+    return (await shown(p))["text"] == text
 
 
 async def _has_by(p: Person) -> bool:
@@ -240,7 +253,7 @@ async def test_a_rich_text_document_says_what_history_it_cannot_show(
             f"{server.url}/api/documents", json={"id": "fancy", "title": "Fancy", "kind": "yjs"}
         )
         assert r.status_code in (200, 201), r.text
-    ada = await person("Ada")
+    ada = await person("Ada", allow_console=("Failed to load resource",))
     await ada.page.goto(f"{server.url}/#/d/fancy")
     await ada.page.wait_for_selector(".rich-content[contenteditable=true]", timeout=20_000)
     await ada.page.click(".rich-content")
@@ -252,8 +265,23 @@ async def test_a_rich_text_document_says_what_history_it_cannot_show(
     await note.wait_for()
     assert "rich-text" in await note.inner_text()
     assert await ada.page.is_disabled("#history-restore")
+    await ada.screenshot("history-rich.png")
     await ada.page.keyboard.press("Escape")
     await ada.page.wait_for_selector("#history", state="hidden")
+
+    # a server whose history endpoints refuse the document: the panel says so
+    refusal = {"error": {"code": "bad_request", "message": "fancy is not a document of this kind"}}
+    await ada.page.route(
+        "**/api/documents/fancy/versions*",
+        lambda route: route.fulfill(status=400, json=refusal),
+    )
+    await ada.page.click("#history-btn")
+    message = ada.page.locator("#history .history-message.error")
+    await message.wait_for()
+    text = await message.inner_text()
+    assert "not available for rich-text documents" in text and "not a document of this kind" in text
+    assert await ada.page.locator("#history .history-option").count() == 0
+    assert await ada.page.is_disabled("#history-restore")
 
 
 async def _listed(server: Any, doc: str) -> bool:

@@ -252,7 +252,7 @@ export class HistoryPanel {
     const badges = el("span", { class: "history-badges" });
     if (v.name) badges.append(el("span", { class: "history-badge named", text: v.name }));
     if (v.how !== "typed") badges.append(el("span", { class: "history-badge how", title: howText(v), text: v.how === "restored" ? `↺ ${v.restored_from ?? ""}` : v.how }));
-    if (!v.available) badges.append(el("span", { class: "history-badge gone", text: "not kept" }));
+    if (!v.available && !this.rich) badges.append(el("span", { class: "history-badge gone", text: "not kept" }));
     const dot = el("span", { class: "history-dot", "aria-hidden": "true" });
     dot.style.background = this.colors.of(v.authors?.[0]);
     const option = el("div", { class: "history-option", role: "option", id: `history-v-${v.id}`, "aria-selected": "false", "data-version": String(v.id) }, dot, label, badges);
@@ -422,6 +422,7 @@ export class HistoryPanel {
       pieces.push(document.createTextNode(JSON.stringify(value, null, 2)));
     }
     this.text.replaceChildren(...pieces);
+    this.text.hidden = !value; // nothing to show (the note says why)
     this.text.dataset.version = String(v.id); // what it shows (the tests wait for it)
     this.text.classList.toggle("authorship", authorship);
     this.legend.replaceChildren(
