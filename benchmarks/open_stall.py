@@ -39,8 +39,10 @@ BIG, SMALL = "big", "small"
 class _LaggedInstance(CowriteInstance):
     """``cowrite serve`` under ``benchmarks.profile_serve --lag-out`` (loop stalls at exit)."""
 
-    def __init__(self, log: Path, data: str, lag_dir: Path) -> None:
-        super().__init__("cowrite", log, data=data, log_level="warning")
+    def __init__(self, log: Path, data: str, lag_dir: Path, chars: int) -> None:
+        # a document of exactly the limit's size must take its last sync: room above it
+        env = {"COWRITE_MAX_NODE_LENGTH": str(max(2_000_000, 2 * chars))}
+        super().__init__("cowrite", log, data=data, log_level="warning", env=env)
         self.lag_dir = lag_dir
 
     def argv(self) -> list[str]:
@@ -74,7 +76,7 @@ async def _fill(url: str, chars: int, seed: int = 7) -> int:
                     text.insert(rng.randint(0, n), word)
                     n += len(word)
                     inserts += 1
-            await doc.synced()
+            await doc.synced(timeout_s=120)
     return inserts
 
 
@@ -151,7 +153,7 @@ async def _round(url: str, interval: float) -> dict[str, float]:
 
 async def _run(chars: int, rounds: int, interval_ms: float, workdir: Path) -> int:
     lag_dir = workdir / "lag"
-    server = _LaggedInstance(workdir / "server.log", str(workdir / "cowrite.db"), lag_dir)
+    server = _LaggedInstance(workdir / "server.log", str(workdir / "cowrite.db"), lag_dir, chars)
     await server.start()
     url = f"ws://127.0.0.1:{server.port}/ws"
     t0 = time.monotonic()
