@@ -351,7 +351,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
                 ) from None
             return _json(RestoreOut(body.version, outcomes[-1].version, len(outcomes)))
 
-    return [
+    crdt_routes: list[tuple[str, str, Handler]] = [
         ("/documents/{doc}/versions", "GET", list_versions),
         ("/documents/{doc}/versions", "POST", name_version),
         ("/documents/{doc}/versions/{id}", "GET", get_version),
@@ -359,3 +359,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
         ("/documents/{doc}/diff", "GET", get_diff),
         ("/documents/{doc}/restore", "POST", restore),
     ]
+    # Yjs documents: the same routes, their own handlers (rest_yjs_history.py)
+    from cowrite.server.rest_yjs_history import by_kind, yjs_history_routes
+
+    return by_kind(state, crdt_routes, yjs_history_routes(state, ctx))
