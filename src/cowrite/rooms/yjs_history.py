@@ -177,19 +177,20 @@ def fold(
         kept -= len(entries[upto][1])
         upto += 1
     checkpoints = {s: state for s, state in history.checkpoints.items() if s in named_set}
-    if named_set & {history.base_seq} and history.base_seq:
-        checkpoints.setdefault(history.base_seq, history.base)
     if upto == 0:
         return YjsHistory(history.base_seq, history.base, list(entries), checkpoints)
+    if history.base_seq in named_set and history.base_seq:  # the base moves past it
+        checkpoints.setdefault(history.base_seq, history.base)
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
     doc.apply_update(history.base)
     pending: list[bytes] = []
+    new_base = entries[upto - 1][0]
     for seq, update in entries[:upto]:
         pending.append(update)
-        if seq in named_set:
+        if seq in named_set and seq != new_base:  # the new base is its own checkpoint
             doc.apply_update(merge(pending))
             pending.clear()
             checkpoints[seq] = doc.get_update()
     if pending:
         doc.apply_update(merge(pending))
-    return YjsHistory(entries[upto - 1][0], doc.get_update(), list(entries[upto:]), checkpoints)
+    return YjsHistory(new_base, doc.get_update(), list(entries[upto:]), checkpoints)

@@ -33,7 +33,7 @@ def _fill_text(target: Any, source: Any) -> None:
     at = 0
     for chunk, attrs in source.diff():
         if isinstance(chunk, str) and chunk:
-            target.insert(at, chunk, attrs or None)
+            target.insert(at, chunk, attrs or {})  # {}: inherit nothing
             at += len(chunk.encode("utf-8", "surrogatepass"))
 
 
@@ -70,10 +70,10 @@ def _fill(target: Any, source: Any) -> None:
 
 def _restore_text(root: Any, old: Any) -> None:
     current, wanted = str(root), str(old)
-    attrs: list[dict[str, Any] | None] = []
+    attrs: list[dict[str, Any]] = []
     for chunk, a in old.diff():
         if isinstance(chunk, str):
-            attrs.extend([a or None] * len(chunk))
+            attrs.extend([a or {}] * len(chunk))  # {}: plain (None would inherit)
     # later changes first: earlier positions stay valid
     for tag, i1, i2, j1, j2 in reversed(opcodes(list(current), list(wanted))):
         if tag == "equal":
