@@ -125,9 +125,7 @@ def test_restore_keeps_formatting_and_xml_attributes() -> None:
     rec = Recorder()
     rec.text.insert(0, "bold", {"bold": True})
     rec.text.insert(4, " plain", {})  # {}: not bold (None inherits)
-    rec.xml.children.append(
-        pycrdt.XmlElement("heading", {"level": "2"}, [pycrdt.XmlText("Title")])
-    )
+    rec.xml.children.append(pycrdt.XmlElement("heading", {"level": "2"}, [pycrdt.XmlText("Title")]))
     v = rec.note()
     del rec.text[0:4]
     del rec.xml.children[0]
