@@ -14,7 +14,7 @@ caller maps an update's seq to the version row that lists it (retention may have
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,15 +64,24 @@ def tokens(kind: RootType, value: Any) -> list[Any]:
     return [msgspec.json.encode(v).decode() for v in value or []]
 
 
+def _common(same: Callable[[int], bool], most: int) -> int:
+    """The largest n <= ``most`` with ``same(n)`` (a binary search over slice comparisons,
+    which run in C: a scan in Python would cost a second per diff of a long text)."""
+    lo, hi = 0, most
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if same(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def opcodes(a: Sequence[Any], b: Sequence[Any]) -> list[tuple[str, int, int, int, int]]:
     """difflib opcodes from ``a`` to ``b``, after trimming the common ends (so consecutive
     versions, which differ by one small edit, cost a scan)."""
-    lo = 0
-    while lo < len(a) and lo < len(b) and a[lo] == b[lo]:
-        lo += 1
-    hi = 0
-    while hi < len(a) - lo and hi < len(b) - lo and a[len(a) - 1 - hi] == b[len(b) - 1 - hi]:
-        hi += 1
+    lo = _common(lambda n: a[:n] == b[:n], min(len(a), len(b)))
+    hi = _common(lambda n: a[len(a) - n :] == b[len(b) - n :], min(len(a), len(b)) - lo)
     mid_a, mid_b = a[lo : len(a) - hi], b[lo : len(b) - hi]
     out: list[tuple[str, int, int, int, int]] = []
     if lo:
