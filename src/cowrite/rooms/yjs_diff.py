@@ -28,9 +28,6 @@ MAX_STEPS = 500
 MAX_EXACT_CELLS = 4_000_000
 """Beyond this many (old x new) differing tokens, texts are compared line by line."""
 
-Origin = tuple[str, int]
-"""("a", index in the old value) or ("v", seq of the update that inserted it)."""
-
 
 @dataclass(slots=True)
 class Span:
@@ -57,10 +54,10 @@ class RootChange:
     by: int | None = None
 
 
-def tokens(kind: RootType, value: Any) -> list[Any]:
-    """What a value is compared by: characters, or array items as JSON."""
+def tokens(kind: RootType, value: Any) -> Sequence[Any]:
+    """What a value is compared by: characters (the string itself), or array items as JSON."""
     if kind in ("text", "xml"):
-        return list(value or "")
+        return str(value or "")
     return [msgspec.json.encode(v).decode() for v in value or []]
 
 
@@ -99,29 +96,29 @@ def opcodes(a: Sequence[Any], b: Sequence[Any]) -> list[tuple[str, int, int, int
 
 
 class _Blame:
-    """Each current token's origin, and which update deleted each old token."""
+    """Each current token's origin (>= 0: its index in the old value; < 0: minus the seq of the
+    update that inserted it), and which update deleted each old token."""
 
-    def __init__(self, old: list[Any]) -> None:
-        self.current = list(old)
-        self.origin: list[Origin] = [("a", i) for i in range(len(old))]
+    def __init__(self, old: Sequence[Any]) -> None:
+        self.current = old
+        self.origin: list[int] = list(range(len(old)))
         self.deleted_by: dict[int, int] = {}
 
-    def step(self, seq: int, now: list[Any]) -> None:
+    def step(self, seq: int, now: Sequence[Any]) -> None:
         if now == self.current:
             return
-        origin: list[Origin] = []
-        for tag, i1, i2, j1, j2 in opcodes(self.current, now):
+        # later changes first, in place: earlier positions stay valid
+        for tag, i1, i2, j1, j2 in reversed(opcodes(self.current, now)):
             if tag == "equal":
-                origin.extend(self.origin[i1:i2])
                 continue
-            for kind, index in self.origin[i1:i2]:
-                if kind == "a":
-                    self.deleted_by[index] = seq
-            origin.extend(("v", seq) for _ in range(j2 - j1))
-        self.current, self.origin = now, origin
+            for o in self.origin[i1:i2]:
+                if o >= 0:
+                    self.deleted_by[o] = seq
+            self.origin[i1:i2] = [-seq] * (j2 - j1)
+        self.current = now
 
 
-def _runs(ops: str, toks: list[Any], owners: list[int | None]) -> list[Span]:
+def _runs(ops: str, toks: Sequence[Any], owners: list[int | None]) -> list[Span]:
     out: list[Span] = []
     for tok, by in zip(toks, owners, strict=True):
         if out and out[-1].by == by:
@@ -133,13 +130,13 @@ def _runs(ops: str, toks: list[Any], owners: list[int | None]) -> list[Span]:
 
 
 def _sequence_change(
-    root: str, kind: RootType, old: list[Any], new: list[Any], blame: _Blame | None
+    root: str, kind: RootType, old: Sequence[Any], new: Sequence[Any], blame: _Blame | None
 ) -> RootChange:
     delta: list[Any] = []
     spans: list[Span] = []
     text = kind in ("text", "xml")
 
-    def insert(toks: list[Any]) -> Any:
+    def insert(toks: Sequence[Any]) -> Any:
         return "".join(toks) if text else [msgspec.json.decode(t) for t in toks]
 
     for tag, i1, i2, j1, j2 in opcodes(old, new):
@@ -155,8 +152,8 @@ def _sequence_change(
             delta.append(insert(new[j1:j2]))
             by: list[int | None] = []
             for j in range(j1, j2):
-                o = None if blame is None else blame.origin[j]
-                by.append(o[1] if o is not None and o[0] == "v" else None)
+                o = 0 if blame is None else blame.origin[j]
+                by.append(-o if o < 0 else None)
             spans.extend(_runs("insert", new[j1:j2], by))
     if delta and isinstance(delta[-1], int) and delta[-1] > 0:
         delta.pop()  # a trailing retain says nothing

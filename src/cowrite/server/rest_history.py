@@ -85,8 +85,8 @@ def _author_list(authors: tuple[tuple[str, str], ...]) -> list[AuthorOut]:
 
 
 def _out(v: VersionRecord, doc: Document | None) -> VersionOut:
-    """``doc``: the document's CRDT (None for a Yjs document: versions are listed, their values
-    not recomputed)."""
+    """``doc``: the document's CRDT (None for a document of another kind; Yjs documents'
+    history has its own handlers, ``rest_yjs_history.py``)."""
     try:
         available = doc is not None and vv_includes(decode_vector(v.vector), doc.base)
     except ValueError:
