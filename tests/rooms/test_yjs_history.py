@@ -79,7 +79,7 @@ def play(rec: Recorder, script: list[tuple[str, Any, Any]]) -> None:
         rec.note()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(edits)
 def test_every_version_replays_to_its_value(script: list[tuple[str, Any, Any]]) -> None:
     rec = Recorder()
@@ -91,7 +91,7 @@ def test_every_version_replays_to_its_value(script: list[tuple[str, Any, Any]]) 
         assert value_of(state)[0] == want
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(edits, st.data())
 def test_a_restore_update_gives_the_old_value(script: list[Any], data: st.DataObject) -> None:
     rec = Recorder()
@@ -233,3 +233,48 @@ def test_types_are_inferred_from_content_and_hints() -> None:
     value, types = value_of(rec.doc.get_update(), {"e": "map"})
     assert types == {"t": "text", "m": "map", "x": "xml", "a": "array"}
     assert value == {"t": "t", "m": {"k": [1.0, 2.0]}, "x": "<p>x</p>", "a": ["one", 2.0]}
+
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("type"), st.integers(1, 4)),
+        st.tuples(st.just("name"), st.integers(0, 100)),
+        st.tuples(st.just("unname"), st.integers(0, 100)),
+        st.tuples(st.just("fold"), st.integers(0, 400)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(steps)
+def test_folding_at_any_time_keeps_every_available_and_every_named_version(
+    script: list[tuple[str, int]],
+) -> None:
+    """Snapshots fold at random moments (random byte budgets) while versions are made, named
+    and unnamed: every version said to be available replays to its value, and every named one
+    (named before the fold) stays available."""
+    rec = Recorder()
+    history = YjsHistory()
+    named: set[int] = set()
+    for op, n in script:
+        if op == "type":
+            for _ in range(n):
+                rec.text.insert(0, "ab"[n % 2])
+                rec.note()
+            history.extend(enumerate(rec.updates, 1))
+        elif op == "name" and rec.updates:
+            seq = n % len(rec.updates) + 1
+            if history.available(seq):  # as the server: a folded version cannot be named
+                named.add(seq)
+        elif op == "unname" and named:
+            named.discard(sorted(named)[n % len(named)])
+        elif op == "fold":
+            times = {seq: 0 for seq, _ in history.entries}
+            history = fold(history, named=named, times=times, now_ms=1, keep_ms=0, max_bytes=n)
+            history = unwrap(wrap(b"", history), 0)[1]
+            assert all(history.available(seq) for seq in named)
+    assert all(history.available(seq) for seq in named)
+    for seq, want in rec.values.items():
+        if history.available(seq):
+            assert value_of(history.state_at(seq) or b"")[0] == want, seq
