@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,7 +72,7 @@ async def test_database_uses_wal_and_records_its_schema_version(tmp_path: Path) 
         conn = sqlite3.connect(db)
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(5,)]
         finally:
             conn.close()
 
@@ -243,3 +245,33 @@ async def test_a_writer_that_cannot_be_restarted_makes_the_store_not_alive(
         assert await store.alive() is True
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("block", [64, 2048])
+async def test_a_version_4_database_made_by_cowrite_has_its_versions_packed(
+    tmp_path: Path, block: int
+) -> None:
+    """Migration 5 packs the ``versions`` rows of a database written by cowrite at schema 4
+    (``fixtures/schema4_versions.db``): every version, name and field reads back the same, and
+    the document goes on making versions."""
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    import schema4_versions
+
+    db = tmp_path / "db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "schema4_versions.db", db)
+    expected = schema4_versions.expected()
+    async with SQLiteStore(db, version_block=block) as store:
+        assert await store.list_versions("doc", limit=10_000) == expected
+        assert await store.get_version("doc", 333) == expected[332]
+        named = await store.list_versions("doc", named_only=True)
+        assert [v.seq for v in named] == sorted(schema4_versions.NAMED)
+        version = VersionRecord(0, T0, (("u", "U"),), "typed", 1, b"")
+        assert await store.append_update("doc", b"x", now_ms=T0, version=version) == 701
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (5,)
+        assert conn.execute("SELECT count(*) FROM versions").fetchone() == (1,)  # the new one
+        packed = conn.execute("SELECT sum(n) FROM version_blocks").fetchone()[0]
+        assert packed == 700
+    finally:
+        conn.close()

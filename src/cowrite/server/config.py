@@ -87,6 +87,10 @@ class Settings:
     """Bytes of stored updates a Yjs document keeps to replay old versions from (those younger
     than ``history_keep_all_s``, at most this many; named versions keep a checkpoint each:
     ``rooms/yjs_history.py``)."""
+    history_time_resolution_ms: int = 1_000
+    """Version times are stored to this resolution (rounded down): a version per keystroke
+    at human typing speed carries ~9 bits of timing noise per version at 1 ms, which alone is
+    more than the packed history's budget (docs/benchmarks.md, "History"); 1 keeps exact ms."""
     snapshot_every: int = 1_000
     """Updates in the log after which a document's snapshot is rewritten (compacting the log)."""
     edit_log_capacity: int = 10_000
@@ -181,6 +185,8 @@ class Settings:
             raise ValueError("history_keep_all_s must be between 0 and history_keep_sessions_s")
         if self.history_yjs_kept_bytes < 0:
             raise ValueError("history_yjs_kept_bytes must not be negative")
+        if not 1 <= self.history_time_resolution_ms <= 3_600_000:
+            raise ValueError("history_time_resolution_ms must be 1..3600000")
         if self.history_session_gap_s <= 0:
             raise ValueError("history_session_gap_s must be positive")
         if self.edit_key_ttl_s < 0:

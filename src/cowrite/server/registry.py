@@ -26,8 +26,9 @@ from cowrite.server import history, yjs_history
 from cowrite.server.cluster import Cluster, SeqSet
 from cowrite.server.config import Settings
 from cowrite.server.hooks import Hooks, LoadDocument, Unload
+from cowrite.server.membership import Membership
 from cowrite.server.metrics import Metrics
-from cowrite.server.pipeline import Job, Peer
+from cowrite.server.pipeline import Job
 from cowrite.server.tracing import Tracing
 
 if TYPE_CHECKING:
@@ -47,11 +48,8 @@ class LoadedRoom:
     room: DocumentRoom
     """The loaded document, seen through the document-kind seam (``rooms/kind.py``)."""
     loaded_version: int
-    peers: dict[str, Peer] = field(default_factory=dict)
-    """Connections in the room (or joining it): they may send it messages."""
-    audience: dict[str, Peer] = field(default_factory=dict)
-    """Connections that get its broadcasts: a joining one only once its ``joined`` is sent, so
-    it never gets (before ``joined``) a broadcast its snapshot already includes."""
+    membership: Membership = field(default_factory=Membership)
+    """Who is in the room, who gets its broadcasts, whose join is on its way."""
     queue: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
     unload: asyncio.TimerHandle | None = None
@@ -70,8 +68,6 @@ class LoadedRoom:
     catch_again: bool = False
     check_store: set[str] = field(default_factory=set)
     """Sessions whose next edit may have been applied by another instance (or an earlier run)."""
-    joining: set[str] = field(default_factory=set)
-    """Sessions whose ``joined`` waits in the pipeline: one each (a join can be megabytes)."""
     retained_upto: int = 0
     """Version history retention went over the versions up to this seq (``server/history.py``)."""
 
@@ -253,7 +249,7 @@ class Registry:
 
     def _schedule_unload(self, doc_id: str, lr: LoadedRoom) -> None:
         """Unload the room after ``unload_after_s`` unless someone joins it meanwhile."""
-        if lr.peers or lr.unload is not None or self.rooms.get(doc_id) is not lr:
+        if lr.membership or lr.unload is not None or self.rooms.get(doc_id) is not lr:
             return
         loop = asyncio.get_running_loop()
         lr.unload = loop.call_later(self.settings.unload_after_s, self._unload_later, doc_id)
@@ -272,7 +268,7 @@ class Registry:
             lr.unload.cancel()
             lr.unload = None
         while True:
-            if lr.peers and not force:
+            if lr.membership and not force:
                 return
             await lr.queue.join()
             # the log tail since the last snapshot stays: replayed at the next load, it keeps
@@ -281,7 +277,7 @@ class Registry:
                 await self._snapshot(doc_id, lr)
             if self.rooms.get(doc_id) is not lr:
                 return  # unloaded meanwhile
-            if lr.peers and not force:
+            if lr.membership and not force:
                 return
             if lr.inflight == 0:
                 break  # nothing was submitted during the awaits: drop it now, before any other

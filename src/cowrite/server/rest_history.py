@@ -226,7 +226,8 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
             rows = await store.list_versions(doc_id, after=after, limit=limit + 1, named_only=named)
             doc = lr.room.doc if isinstance(lr.room, Room) else None
             page = [_out(v, doc) for v in rows[:limit]]
-        return _json(VersionPage(page, page[-1].id if len(rows) > limit else None))
+        gap = state.settings.history_session_gap_s
+        return _json(VersionPage(page, page[-1].id if len(rows) > limit else None, gap))
 
     async def get_version(request: Request) -> Response:
         doc_id = ctx.authorized(request, "read")

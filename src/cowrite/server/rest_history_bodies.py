@@ -65,10 +65,14 @@ class VersionOut(msgspec.Struct):
 
 
 class VersionPage(msgspec.Struct):
-    """A page of versions, oldest first; pass ``next`` as ``after`` for the next (null: last)."""
+    """A page of versions, oldest first; pass ``next`` as ``after`` for the next (null: last).
+    ``session_gap_s``: the server's editing-session gap (retention keeps one version per run of
+    versions with pauses shorter than it), so that a viewer groups versions into the same
+    sessions."""
 
     versions: list[VersionOut]
     next: int | None
+    session_gap_s: float = 300.0
 
 
 class VersionValue(msgspec.Struct, omit_defaults=True):
