@@ -95,7 +95,7 @@ async def test_versions_values_and_diffs_with_authors_survive_a_restart(
     settings: Settings,
 ) -> None:
     server, task = await start_server(settings)
-    before_ms = int(time.time() * 1000)
+    before_ms = int(time.time()) * 1000  # times are stored to the second (rounded down)
     try:
         async with client(server) as http:
             texts = await write_history(server, http)
