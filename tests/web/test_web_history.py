@@ -1,6 +1,6 @@
 """The history panel of the page: sessions of versions, stepping by keyboard and slider, changes
 highlighted per author, authorship colours, naming, and a restore that reaches every client, is
-durable and doubles nothing; a narrow screen; rich-text documents degrade with a clear message.
+durable and doubles nothing; a narrow screen; rich-text documents show their XML.
 
 The server's clock (``hub.now_ms``, which stamps every version) is moved forward between bursts
 of typing, so that one test makes several editing sessions without waiting minutes."""
@@ -245,7 +245,7 @@ async def _restored(server: Any, doc: str) -> bool:
     return (await versions(server, doc))[-1]["how"] == "restored"
 
 
-async def test_a_rich_text_document_says_what_history_it_cannot_show(
+async def test_a_rich_text_documents_versions_show_its_xml(
     server: Any, person: Any
 ) -> None:
     async with httpx.AsyncClient() as http:
@@ -260,10 +260,11 @@ async def test_a_rich_text_document_says_what_history_it_cannot_show(
     await ada.type("Rich words")
     await eventually(lambda: _listed(server, "fancy"))
     await ada.page.click("#history-btn")
-    # listed, but not shown nor restorable (until the server computes Yjs versions)
-    note = ada.page.locator("#history .history-note")
-    await note.wait_for()
-    assert "rich-text" in await note.inner_text()
+    # shown as the XML of its fragment, the typed words highlighted; the latest is not restorable
+    shown_text = ada.page.locator("#history .history-text ins")
+    await shown_text.first.wait_for()
+    assert "Rich words" in await ada.page.locator("#history .history-text").inner_text()
+    assert await ada.page.locator("#history .history-note").is_hidden()
     assert await ada.page.is_disabled("#history-restore")
     await ada.screenshot("history-rich.png")
     await ada.page.keyboard.press("Escape")

@@ -55,9 +55,10 @@ export function overlay(text, spans) {
   return out;
 }
 
-/** The text change of root `root` in a diff's `changes` (path [root], kind "text"), or null. */
+/** The text change of root `root` in a diff's `changes` (path [root], kind "text", or "xml": a
+ *  rich-text document's XML fragment, compared as its XML text), or null. */
 export function textChange(changes, root) {
-  return (changes || []).find((c) => c.kind === "text" && c.path?.length === 1 && c.path[0] === root) || null;
+  return (changes || []).find((c) => (c.kind === "text" || c.kind === "xml") && c.path?.length === 1 && c.path[0] === root) || null;
 }
 
 /** Characters inserted and deleted by a text change's spans. */

@@ -10,6 +10,7 @@ import { PALETTE, el, withAlpha } from "./ui.js";
 import { AuthorColors, authorNames, countChanges, displayName, formatSpan, formatTime, groupSessions, howText, overlay, textChange } from "./history-model.js";
 
 const BODY_ROOT = "body";
+const RICH_ROOT = "default"; // a rich-text document's XML fragment (rich.js), shown as its XML
 const TITLE_ROOT = "title";
 const PAGE = 1000; // versions per request (the server's maximum)
 const MAX_PAGES = 100; // at most 100,000 versions (retention keeps the list far shorter)
@@ -50,8 +51,8 @@ export class HistoryPanel {
     else this.open(docId, opts);
   }
 
-  /** Open for document `docId` (`rich`: a rich-text document, whose versions the server may
-   *  list without being able to show them). */
+  /** Open for document `docId` (`rich`: a rich-text document: its XML fragment `default` is
+   *  shown, as XML text). */
   async open(docId, { rich = false } = {}) {
     this.docId = docId;
     this.rich = rich;
@@ -252,7 +253,7 @@ export class HistoryPanel {
     const badges = el("span", { class: "history-badges" });
     if (v.name) badges.append(el("span", { class: "history-badge named", text: v.name }));
     if (v.how !== "typed") badges.append(el("span", { class: "history-badge how", title: howText(v), text: v.how === "restored" ? `↺ ${v.restored_from ?? ""}` : v.how }));
-    if (!v.available && !this.rich) badges.append(el("span", { class: "history-badge gone", text: "not kept" }));
+    if (!v.available) badges.append(el("span", { class: "history-badge gone", text: "not kept" }));
     const dot = el("span", { class: "history-dot", "aria-hidden": "true" });
     dot.style.background = this.colors.of(v.authors?.[0]);
     const option = el("div", { class: "history-option", role: "option", id: `history-v-${v.id}`, "aria-selected": "false", "data-version": String(v.id) }, dot, label, badges);
@@ -380,7 +381,7 @@ export class HistoryPanel {
     let changes = null;
     let problem = "";
     if (!v.available) {
-      problem = this.rich ? "This server lists the versions of rich-text documents but cannot show or restore them yet." : "This version's content is no longer kept (retention or compaction removed it).";
+      problem = "This version's content is no longer kept (retention or compaction removed it).";
     } else {
       try {
         value = (await this._get(`value:${v.id}`, `documents/${doc}/versions/${v.id}`)).value;
@@ -401,8 +402,9 @@ export class HistoryPanel {
   }
 
   _renderText(v, value, changes, prev, authorship) {
-    const body = value && typeof value[BODY_ROOT] === "string" ? value[BODY_ROOT] : null;
-    const change = changes ? textChange(changes, BODY_ROOT) : null;
+    const root = this.rich ? RICH_ROOT : BODY_ROOT;
+    const body = value && typeof value[root] === "string" ? value[root] : null;
+    const change = changes ? textChange(changes, root) : null;
     const runs = body === null ? [] : change ? overlay(body, change.spans) : [{ kind: "same", text: body }];
     const who = new Map();
     const pieces = runs.map((run) => {

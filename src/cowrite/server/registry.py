@@ -21,7 +21,8 @@ from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, Store, StoreError
 from cowrite.rooms.kind import DocumentRoom, kind_named
 from cowrite.rooms.room import Room, RoomError, RoomLimits
-from cowrite.server import history
+from cowrite.rooms.yjs_room import YjsRoom
+from cowrite.server import history, yjs_history
 from cowrite.server.cluster import Cluster, SeqSet
 from cowrite.server.config import Settings
 from cowrite.server.hooks import Hooks, LoadDocument, Unload
@@ -310,7 +311,14 @@ class Registry:
         upto = lr.seqs.upto
         counted = lr.since_snapshot
         try:
+            kept = None
+            if isinstance(lr.room, YjsRoom):  # the snapshot keeps the Yjs version history
+                state, kept = await yjs_history.snapshot(
+                    self.store, self.settings, doc_id, lr.room, state, upto, self.now_ms()
+                )
             await self.store.save_snapshot(doc_id, state, upto)
+            if kept is not None and isinstance(lr.room, YjsRoom):
+                lr.room.history_read(kept)
             # what came in while saving counts towards the next one
             lr.since_snapshot = max(len(lr.seqs.ahead), lr.since_snapshot - counted)
             self._background(self.exactly_once.prune(doc_id))

@@ -85,8 +85,8 @@ def _author_list(authors: tuple[tuple[str, str], ...]) -> list[AuthorOut]:
 
 
 def _out(v: VersionRecord, doc: Document | None) -> VersionOut:
-    """``doc``: the document's CRDT (None for a Yjs document: versions are listed, their values
-    not recomputed)."""
+    """``doc``: the document's CRDT (None for a document of another kind; Yjs documents'
+    history has its own handlers, ``rest_yjs_history.py``)."""
     try:
         available = doc is not None and vv_includes(decode_vector(v.vector), doc.base)
     except ValueError:
@@ -352,7 +352,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
                 ) from None
             return _json(RestoreOut(body.version, outcomes[-1].version, len(outcomes)))
 
-    return [
+    crdt_routes: list[tuple[str, str, Handler]] = [
         ("/documents/{doc}/versions", "GET", list_versions),
         ("/documents/{doc}/versions", "POST", name_version),
         ("/documents/{doc}/versions/{id}", "GET", get_version),
@@ -360,3 +360,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
         ("/documents/{doc}/diff", "GET", get_diff),
         ("/documents/{doc}/restore", "POST", restore),
     ]
+    # Yjs documents: the same routes, their own handlers (rest_yjs_history.py)
+    from cowrite.server.rest_yjs_history import by_kind, yjs_history_routes
+
+    return by_kind(state, crdt_routes, yjs_history_routes(state, ctx))

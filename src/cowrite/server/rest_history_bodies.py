@@ -75,13 +75,15 @@ class VersionPage(msgspec.Struct):
     session_gap_s: float = 300.0
 
 
-class VersionValue(msgspec.Struct):
+class VersionValue(msgspec.Struct, omit_defaults=True):
     """A version and the document's value at it (version 0: the empty document, ``version``
-    null)."""
+    null). A Yjs document's value maps each root to its JSON, read as the type in ``types``
+    (``text``, ``xml``, ``map`` or ``array``: inferred from the content, docs/yjs.md)."""
 
     id: int
     version: VersionOut | None
     value: dict[str, Any]
+    types: dict[str, str] | None = None
 
 
 class ChangeSpanOut(msgspec.Struct, omit_defaults=True):
