@@ -93,6 +93,9 @@ class Settings:
     more than the packed history's budget (docs/benchmarks.md, "History"); 1 keeps exact ms."""
     snapshot_every: int = 1_000
     """Updates in the log after which a document's snapshot is rewritten (compacting the log)."""
+    snapshot_every_bytes: int = 1_000_000
+    """...or bytes of updates: a few large ones (pastes, replica syncs, imports) make a log that
+    is slow to replay at the next load long before they are ``snapshot_every`` many."""
     edit_log_capacity: int = 10_000
     edit_key_ttl_s: float = 30 * 86_400.0
     """Edit keys (exactly-once) are kept this long, then pruned: a client that resends an
@@ -162,6 +165,7 @@ class Settings:
             "max_message_bytes",
             "max_yjs_frame_bytes",
             "edits_per_second",
+            "snapshot_every_bytes",
             "heartbeat_s",
             "outbox_messages",
             "outbox_bytes",

@@ -313,6 +313,7 @@ class Pipeline:
                     seqs[id(o)] = result
                     lr.seqs.add(result)
                     lr.since_snapshot += 1
+                    lr.log_bytes += len(o.persist or b"")
                 elif isinstance(result, NotFound):
                     failed[id(o)] = p.Error(
                         code=p.ErrorCode.UNKNOWN_DOCUMENT,

@@ -56,6 +56,8 @@ class LoadedRoom:
     seqs: SeqSet = field(default_factory=SeqSet)
     """The Store log entries merged into the room."""
     since_snapshot: int = 0
+    log_bytes: int = 0
+    """Bytes of the Store log entries since the snapshot (replayed at the next load)."""
     inflight: int = 0
     """Jobs submitted and not yet carried out."""
     unpersisted: int = 0
@@ -205,7 +207,11 @@ class Registry:
         if isinstance(room, Room):  # named versions: compaction never passes them
             await history.refresh_pins(self.store, doc_id, room)
         lr = LoadedRoom(
-            room, room.version, seqs=SeqSet(stored.last_seq), since_snapshot=len(stored.updates)
+            room,
+            room.version,
+            seqs=SeqSet(stored.last_seq),
+            since_snapshot=len(stored.updates),
+            log_bytes=sum(len(update) for _, update in stored.updates),
         )
         lr.task = asyncio.create_task(self._pipeline(doc_id, lr))
         self._background(self.exactly_once.prune(doc_id))
@@ -273,7 +279,7 @@ class Registry:
             await lr.queue.join()
             # the log tail since the last snapshot stays: replayed at the next load, it keeps
             # the edit history thin clients rebase over (a snapshot would make them resync)
-            if lr.since_snapshot >= self.settings.snapshot_every or self._compaction_due(lr):
+            if self._log_long(lr) or self._compaction_due(lr):
                 await self._snapshot(doc_id, lr)
             if self.rooms.get(doc_id) is not lr:
                 return  # unloaded meanwhile
@@ -309,7 +315,7 @@ class Registry:
                 return
         state = lr.room.encode_snapshot(self.settings.history_kept_ops)
         upto = lr.seqs.upto
-        counted = lr.since_snapshot
+        counted, counted_bytes = lr.since_snapshot, lr.log_bytes
         try:
             kept = None
             if isinstance(lr.room, YjsRoom):  # the snapshot keeps the Yjs version history
@@ -321,6 +327,7 @@ class Registry:
                 lr.room.history_read(kept)
             # what came in while saving counts towards the next one
             lr.since_snapshot = max(len(lr.seqs.ahead), lr.since_snapshot - counted)
+            lr.log_bytes = max(0, lr.log_bytes - counted_bytes)
             self._background(self.exactly_once.prune(doc_id))
             self._background(self._retain(doc_id, lr))
         except (StoreError, ValueError):
@@ -336,11 +343,19 @@ class Registry:
         kept = self.settings.history_kept_ops
         return lr.since_snapshot > 0 and lr.room.compaction_due(kept)
 
+    def _log_long(self, lr: LoadedRoom, factor: int = 1) -> bool:
+        """Whether the log since the snapshot holds ``factor`` times ``snapshot_every`` updates
+        or ``snapshot_every_bytes`` bytes."""
+        settings = self.settings
+        return (
+            lr.since_snapshot >= factor * settings.snapshot_every
+            or lr.log_bytes >= factor * settings.snapshot_every_bytes
+        )
+
     def _snapshot_due(self, lr: LoadedRoom) -> bool:
         """Encoding a snapshot holds the event loop (tens of ms for a large document), so a busy
         room waits for a quiet moment, unless its log tail grows very long."""
-        every = self.settings.snapshot_every
-        if lr.since_snapshot < every and not self._compaction_due(lr):
+        if not self._log_long(lr) and not self._compaction_due(lr):
             return False
         quiet = time.monotonic() - lr.last_write >= SNAPSHOT_QUIET_S
-        return quiet or lr.since_snapshot >= SNAPSHOT_FORCE_FACTOR * every
+        return quiet or self._log_long(lr, SNAPSHOT_FORCE_FACTOR)

@@ -77,6 +77,7 @@ class Replication:
             outcome = Outcome()
         lr.seqs.add(seq)
         lr.since_snapshot += 1
+        lr.log_bytes += len(data)
         if outcome.sends:
             self.submit(lr, outcome, None, time.monotonic(), remote=True)
 
