@@ -201,6 +201,43 @@ async def test_a_job_raising_anything_fails_only_that_job(tmp_path: Path) -> Non
         assert await store.health() and await store.alive()
 
 
+async def test_a_failing_job_reruns_its_batch_in_savepoints_and_each_job_counts_once(
+    tmp_path: Path,
+) -> None:
+    """The writer runs a batch without savepoints; a failure rolls it back and runs it again job
+    by job: the jobs before the failing one are stored once, not twice."""
+    async with SQLiteStore(tmp_path / "db") as store:
+        await store.create_document("d", title="", now_ms=T0)
+
+        def failing(c: sqlite3.Connection) -> None:
+            c.execute("UPDATE documents SET title = 'half-done' WHERE id = 'd'")
+            raise ValueError("refused (test)")
+
+        for _ in range(3):
+            results = await asyncio.gather(
+                *[store.append_update("d", bytes([i]), now_ms=T0) for i in range(4)],
+                store._write(failing),
+                store.append_update("d", b"z", now_ms=T0),
+                return_exceptions=True,
+            )
+            assert isinstance(results[4], ValueError)
+        lone = await asyncio.gather(store._write(failing), return_exceptions=True)
+        assert isinstance(lone[0], ValueError)
+        loaded = await store.load("d")
+        assert loaded is not None
+        assert [seq for seq, _ in loaded.updates] == list(range(1, 16))
+        assert [data for _, data in loaded.updates][:5] == [
+            b"\x00",
+            b"\x01",
+            b"\x02",
+            b"\x03",
+            b"z",
+        ]
+        info = await store.get_document("d")
+        assert info is not None and info.title == ""
+        assert await store.append_update("d", b"c", now_ms=T0) == 16
+
+
 class _Crash(BaseException):
     """Not an ``Exception``: stands for a bug that kills the writer thread itself."""
 

@@ -276,23 +276,28 @@ class Pipeline:
         delay = 0.05
         while todo:
             now = self.now_ms()
-            results = await asyncio.gather(
-                *[
-                    self.store.append_update(
-                        doc_id,
-                        o.persist or b"",
-                        edit_keys=[]
-                        if id(o) in unkeyed
-                        else [EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
-                        now_ms=now,
-                        version=None
-                        if o.note is None
-                        else o.note.record(self.settings.history_time_resolution_ms),
-                    )
-                    for o in todo
-                ],
-                return_exceptions=True,
-            )
+            appends = [
+                self.store.append_update(
+                    doc_id,
+                    o.persist or b"",
+                    edit_keys=[]
+                    if id(o) in unkeyed
+                    else [EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
+                    now_ms=now,
+                    version=None
+                    if o.note is None
+                    else o.note.record(self.settings.history_time_resolution_ms),
+                )
+                for o in todo
+            ]
+            results: list[int | BaseException]
+            if len(appends) == 1:  # the usual batch: no task for gather to wrap it in
+                try:
+                    results = [await appends[0]]
+                except Exception as exc:
+                    results = [exc]
+            else:
+                results = await asyncio.gather(*appends, return_exceptions=True)
             retry: list[Outcome] = []
             again: set[int] = set()
             for o, result in zip(todo, results, strict=True):
