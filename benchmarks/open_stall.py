@@ -1,14 +1,15 @@
 """How long opening a large document holds up the edits of another document (issue 12).
 
-Target: opening a 2 M-character document never delays another document's edits by more than
-20 ms. A real ``cowrite serve`` (SQLite, durable acks) gets a document of ``--chars``
-characters (typed in through the SDK in chunks), and is restarted so that the document is on
-disk only. Then a *typist* edits a small document over the raw WebSocket protocol, one edit
-every ``--interval-ms`` (25: 40 edits a second, under the edit budget) with one edit in flight (as a thin client), and records each edit's
-time to its ``ack``; after a quiet second an *opener* joins the large document (the server
-loads it and sends the ``joined`` snapshot). The typist's acks before the open are the
-baseline; the delay is how much later than the baseline's median any ack came while the open
-went on. The server also reports its event loop's stalls (``benchmarks.profile_serve``).
+Target: opening a 2 M-character document never delays another document's edits by more than 20
+ms. A real ``cowrite serve`` (SQLite, durable acks) gets a document of ``--chars`` characters
+(typed in through the SDK in chunks), and is restarted so that the document is on disk only.
+Then a *typist* edits a small document over the raw WebSocket protocol, one edit every
+``--interval-ms`` (25: 40 edits a second, under the edit budget) with one edit in flight (as a
+thin client), and records each edit's time to its ``ack``; after a quiet second an *opener*
+joins the large document (the server loads it and sends the ``joined`` snapshot). The typist's
+acks before the open are the baseline; the delay is how much later than the baseline's median
+any ack came while the open went on. The server also reports its event loop's stalls
+(``benchmarks.profile_serve``).
 
 ``python -m benchmarks open_stall [--chars 2000000] [--rounds 3]``: prints a table.
 """
