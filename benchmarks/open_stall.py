@@ -2,7 +2,8 @@
 
 Target: opening a 2 M-character document never delays another document's edits by more than 20
 ms. A real ``cowrite serve`` (SQLite, durable acks) gets a document of ``--chars`` characters
-(typed in through the SDK in chunks), and is restarted so that the document is on disk only.
+(typed through the SDK as a replica: short inserts at random places, some deletions, so it
+holds many runs as a typed document does), and is restarted so that the document is on disk only.
 Then a *typist* edits a small document over the raw WebSocket protocol, one edit every
 ``--interval-ms`` (25: 40 edits a second, under the edit budget) with one edit in flight (as a
 thin client), and records each edit's time to its ``ack``; after a quiet second an *opener*
