@@ -14,12 +14,17 @@ end, with every link up and everything delivered: all converge, no token twice.
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -42,6 +47,9 @@ from cowrite.engine import ot
 from cowrite.server.restore import restore_edits
 
 TEXT = "text:body"
+ROOT = Path(__file__).resolve().parents[2]
+VECTORS = sorted((ROOT / "tests" / "vectors" / "undo").glob("*.json"))
+NODE = shutil.which("node")
 
 
 class Clock:
@@ -350,3 +358,119 @@ def test_invertible_ops_agree_with_engine_ot(data: st.DataObject) -> None:
     after = ot.apply(base, a)
     c = op_on(after, "c")
     assert compose(ra, from_plain(c, after)) == from_plain(ot.compose(a, c), base)
+
+
+# ------------------------------------------------ the shared vectors (Python and JavaScript)
+
+
+class Ticks:
+    """A clock that moves a second at each reading: no two edits are one undo step."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1
+        return self.now
+
+
+def wire(value: Any) -> Any:
+    return msgspec.to_builtins(value)
+
+
+@pytest.mark.parametrize("path", VECTORS, ids=[v.stem for v in VECTORS])
+def test_undo_vectors(path: Path) -> None:
+    """tests/vectors/undo/*.json (undo_generate.py): the SDK shows, sends and changes exactly
+    what was recorded; web/test/undo_vectors.test.js replays the same files."""
+    vector = json.loads(path.read_text())
+    client = vector["client"]
+    node = client["node"]
+    state = ThinDocState(
+        client["doc"], client["client_id"], edit_id_prefix=client["edit_id_prefix"]
+    )
+    undo = UndoManager(state, node, clock=Ticks())
+    for i, step in enumerate(vector["steps"]):
+        got: dict[str, Any] = {}
+        kind = step["event"]
+        if kind == "join":
+            state.join_message(create=True)
+        elif kind == "local":
+            state.local_edit(node, step["op"])
+        elif kind == "send":
+            batch = state.take_batch()
+            got["sends"] = wire(batch) if batch is not None else None
+        elif kind in ("undo", "redo"):
+            change = undo.undo() if kind == "undo" else undo.redo()
+            got["change"] = change.edit if change is not None else None
+        elif kind == "disconnect":
+            state.on_disconnect()
+        elif kind == "receive":
+            msg = msgspec.convert(step["message"], p.ServerMessage)
+            changes: list[p.EditOp] = []
+            if isinstance(msg, p.Joined):
+                changes = state.on_joined(msg)
+            elif isinstance(msg, p.Remote):
+                changes = state.on_remote(msg)
+            elif isinstance(msg, p.Ack):
+                changes = state.on_ack(msg)
+            elif isinstance(msg, p.Error):
+                changes = state.on_error(msg).changes
+            elif isinstance(msg, p.Resync):
+                state.on_resync()
+            got["changes"] = wire(changes)
+        else:  # pragma: no cover - the generator writes no other event
+            raise AssertionError(f"unknown event {kind!r}")
+        state.check_invariants()
+        got["text"] = state.value(node, "text")
+        assert got == step["expect"], f"{path.name} step {i} ({kind})"
+    assert state.value(node, "text") == vector["final"]["text"]
+    assert not dupes(vector["final"]["text"])
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_undo_vectors_in_javascript() -> None:
+    """The JavaScript client replays the same vectors (node --test)."""
+    done = subprocess.run(
+        [NODE or "node", "--test", "test/undo_vectors.test.js"],
+        cwd=ROOT / "web",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_garbage_input_reaches_no_undo_step() -> None:
+    """A remote with a malformed op is refused by the state before the manager sees it; a
+    restore answer that names no edit adopts nothing."""
+    state = ThinDocState(DOC, "c")
+    undo = UndoManager(state, TEXT, clock=Ticks())
+    state.on_joined(
+        msgspec.convert(
+            {
+                "type": "joined",
+                "doc": DOC,
+                "mode": "thin",
+                "version": 0,
+                "rights": ["write"],
+                "snapshot": {},
+            },
+            p.Joined,
+        )
+    )
+    state.local_edit(TEXT, ["abc"])
+    bad = {
+        "type": "remote",
+        "doc": DOC,
+        "version": 1,
+        "client_id": "x",
+        "edit_id": "restore-x",
+        "ops": [{"type": "seq", "node": TEXT, "edit": [5, "zz"]}],
+    }
+    state.on_remote(msgspec.convert(bad, p.Remote))  # past the end: a rejoin, nothing applied
+    assert state.rejoin_needed and undo.log and all(r.own for r in undo.log)
+    undo.adopt_restore(7, 0)
+    undo.adopt_restore(-3, -1)
+    assert len(undo.undo_stack) == 1
+    assert undo.undo() is not None and state.value(TEXT, "text") == ""

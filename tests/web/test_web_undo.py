@@ -17,7 +17,9 @@ async def rest(server: Any, method: str, path: str, body: Any = None) -> Any:
     async with httpx.AsyncClient(base_url=f"{server.url}/api", timeout=10) as http:
         res = await http.request(method, path, json=body)
         res.raise_for_status()
-        return res.json() if res.headers.get("content-type", "").startswith("application/json") else res.text
+        if res.headers.get("content-type", "").startswith("application/json"):
+            return res.json()
+        return res.text
 
 
 async def latest_version(server: Any, doc: str) -> int:

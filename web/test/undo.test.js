@@ -399,3 +399,13 @@ test("invertible ops: compose, transform and invert agree with ot.js", () => {
     assert.deepEqual(uo.compose(ra, rc), uo.fromPlain(ot.compose(a, c), base));
   }
 });
+
+test("garbage restore answers adopt nothing", () => {
+  const state = new ThinDocState("d", "c", {});
+  const undo = new UndoManager(state, NODE, {});
+  state.localEdit(NODE, ["abc"]);
+  for (const [v, n] of [["7", 1], [7, 0], [null, null], [3.5, 1], [7, -2]]) undo.adoptRestore(v, n);
+  assert.equal(undo.undoStack.length, 1);
+  undo.undo();
+  assert.equal(state.value(NODE), "");
+});
