@@ -682,12 +682,13 @@ $("doc-title").addEventListener("keydown", (event) => {
   }
 });
 
-/** Undo (or redo) our last step of the open text document (undo.js) and show it. */
+/** Undo (or redo) our last step of the open text document (undo.js) and show it; false when
+ *  there was nothing to do (a key binding then lets the next one try, as CodeMirror's did). */
 function undoStep(doc, which) {
   const view = doc.view;
-  if (!view || current !== doc || !(doc.ready || doc.session.restored) || view.state.readOnly) return true;
+  if (!view || current !== doc || !(doc.ready || doc.session.restored) || view.state.readOnly) return false;
   const change = which === "undo" ? doc.undo.undo() : doc.undo.redo();
-  if (!change) return true;
+  if (!change) return false;
   const shown = change.before?.utf16Length === view.state.doc.length ? change.before : view.state.doc.toString();
   const changes = view.state.changes(remoteChanges(change.edit, shown));
   let caret = null;
