@@ -191,8 +191,10 @@ export class ThinDocState {
     const kind = this._claim(node, SEQ_KINDS);
     op = ot.normalize(op);
     if (!op.length) return;
-    for (const o of this.observers) o.local(node, op, this.local.has(node) ? this.local.get(node) : emptyValue(kind));
-    this.local.set(node, applySeq(this.local.has(node) ? this.local.get(node) : emptyValue(kind), op));
+    const before = this.local.has(node) ? this.local.get(node) : emptyValue(kind);
+    const after = applySeq(before, op); // throws, changing nothing, if the op does not fit
+    for (const o of this.observers) o.local(node, op, before);
+    this.local.set(node, after);
     const k = slotKey("seq", node);
     const queued = this.pending.get(k);
     const composed = queued ? ot.compose(queued.payload, op) : op;

@@ -48,6 +48,8 @@ export class UndoManager {
     this.redoStack = [];
     /** How many compensating deletes a restore caused (our undo/redo raced it). */
     this.compensations = 0;
+    /** How many times the log no longer fit the text and was dropped (a bug if ever > 0). */
+    this.failures = 0;
     this._doing = null;
     this._of = null;
     this._source = null;
@@ -199,6 +201,11 @@ export class UndoManager {
       this._doing = "fix";
       try {
         this.state.localEdit(this.node, edit);
+      } catch (err) {
+        if (!(err instanceof ot.InvalidOperation)) throw err;
+        this.reset(); // see _step
+        this.failures++;
+        break;
       } finally {
         this._doing = null;
       }
@@ -223,6 +230,11 @@ export class UndoManager {
       this._source = group;
       try {
         this.apply(edit);
+      } catch (err) {
+        if (!(err instanceof ot.InvalidOperation)) throw err;
+        this.reset(); // our log no longer matches the text (a bug): forget it, change nothing
+        this.failures++;
+        return null;
       } finally {
         this._doing = null;
         this._of = this._source = null;

@@ -172,9 +172,11 @@ class ThinDocState(ThinCursors, ThinMerge):
                     check_json(v)
                     if isinstance(v, dict) and ("$new" in v or "$node" in v):
                         raise InvalidOperation("thin clients create nested nodes in map keys only")
+        before = self.local.get(node, empty_value(kind))
+        after = ot.apply(before, op)  # raises, changing nothing, if the op does not fit
         for o in self.observers:
-            o.local(node, op, self.local.get(node, empty_value(kind)))
-        self.local[node] = ot.apply(self.local.get(node, empty_value(kind)), op)
+            o.local(node, op, before)
+        self.local[node] = after
         slot: Slot = ("seq", node, None)
         composed = ot.compose(self.pending[slot], op) if slot in self.pending else op
         if composed:

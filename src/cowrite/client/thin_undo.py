@@ -39,7 +39,7 @@ from cowrite.client.thin_undo_ops import (
     transform,
     without_inserts,
 )
-from cowrite.engine import ot
+from cowrite.engine import InvalidOperation, ot
 
 RESTORE_EDIT_PREFIX = "restore-"
 KEEP_RESTORES = 8
@@ -111,6 +111,8 @@ class UndoManager:
         self.redo_stack: list[Group] = []
         self.compensations = 0
         """Compensating deletes made (our undo/redo raced a restore or a concurrent delete)."""
+        self.failures = 0
+        """Times the log no longer fit the text and was dropped (a bug if ever > 0)."""
         self._doing: str | None = None
         self._of: Record | None = None
         self._source: Group | None = None
@@ -254,6 +256,10 @@ class UndoManager:
             self._doing = "fix"
             try:
                 self.state.local_edit(self.node, edit)
+            except InvalidOperation:
+                self.reset()  # see _step
+                self.failures += 1
+                break
             finally:
                 self._doing = None
             self.compensations += 1
@@ -279,6 +285,10 @@ class UndoManager:
             self._source = group
             try:
                 self.apply(edit)
+            except InvalidOperation:
+                self.reset()  # our log no longer matches the text (a bug): forget it
+                self.failures += 1
+                return None
             finally:
                 self._doing = None
                 self._of = self._source = None
