@@ -164,7 +164,10 @@ export class UndoManager {
     // our unacknowledged undo/redo re-inserts may have lost their right (see settle)
     for (let j = i + 1; j < this.log.length; j++) {
       const mine = this.log[j];
-      if ((mine.kind === "undo" || mine.kind === "redo") && !this._fix.includes(mine) && mine.op.some((c) => typeof c === "string")) this._fix.push(mine);
+      if ((mine.kind === "undo" || mine.kind === "redo") && mine.op.some((c) => typeof c === "string")) {
+        if (restore) mine.tainted = true; // a restore wins over our undo/redo not applied yet
+        if (!this._fix.includes(mine)) this._fix.push(mine);
+      }
     }
   }
 

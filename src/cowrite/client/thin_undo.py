@@ -222,8 +222,11 @@ class UndoManager:
                 if lo <= rec.version <= hi:
                     group.records.append(rec)
         for mine in self.log[i + 1 :]:
-            if mine.kind in ("undo", "redo") and _inserts(mine.op) and mine not in self._fix:
-                self._fix.append(mine)
+            if mine.kind in ("undo", "redo") and _inserts(mine.op):
+                if restore:
+                    mine.tainted = True  # a restore wins over our undo/redo not applied yet
+                if mine not in self._fix:
+                    self._fix.append(mine)
 
     def settle(self) -> list[UndoChange]:
         """After a server message: delete again what an unacknowledged undo/redo of ours
