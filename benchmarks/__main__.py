@@ -12,6 +12,7 @@ SUITES = {
     "server": "WebSocket load: cowrite vs Hocuspocus and pycrdt-websocket",
     "cluster": "several cowrite instances on PostgreSQL + Redis",
     "history": "version history on the automerge-paper document (list, value, diff, disk)",
+    "open_stall": "how long opening a large document holds up another document's edits",
 }
 
 

@@ -16,6 +16,9 @@ callbacks is not attributed.
 callback posted every 5 ms from another thread (its stalls), written to
 ``DIR/looplag-<pid>.txt``; no profiler, so it can run alongside the numbers.
 
+``COWRITE_BENCH_PROBE=DIR`` (``--probe-out DIR``) times the SQLite commits, the pipeline's
+persist step and the GC pauses (``benchmarks/pipeline_probe.py``); no profiler either.
+
 ``COWRITE_BENCH_WS_DEFLATE=0`` (or a ``-nodeflate`` server name) starts cowrite servers through
 ``--no-ws-deflate``: uvicorn then refuses the permessage-deflate extension that browsers and
 Node's ``ws`` offer (a benchmark-side patch of ``cowrite.server.run.server_config``; the server
@@ -169,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--top", type=int, default=45, help="functions listed per table")
     parser.add_argument("--lag-out", type=Path, help="directory for the event loop's lag report")
+    parser.add_argument(
+        "--probe-out", type=Path, help="directory for store, pipeline and GC timings"
+    )
     parser.add_argument("args", nargs=argparse.REMAINDER, help="-- then cowrite's arguments")
     ns = parser.parse_args(argv)
     args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
@@ -176,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _refuse_deflate()
     if ns.lag_out is not None:
         _watch_loop(ns.lag_out)
+    if ns.probe_out is not None:
+        from benchmarks.pipeline_probe import install
+
+        install(ns.probe_out)
     if ns.out is not None:
         out: Path = ns.out
         clock = ThreadClock(0.05)

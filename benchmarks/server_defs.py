@@ -184,6 +184,8 @@ PROFILE_ENV = "COWRITE_BENCH_PROFILE"
 and leave one profile per run there."""
 LAG_ENV = "COWRITE_BENCH_LOOP_LAG"
 """A directory: cowrite servers report their event loop's lag there (``profile_serve``)."""
+PROBE_ENV = "COWRITE_BENCH_PROBE"
+"""A directory: cowrite servers report store, pipeline and GC timings there (``profile_serve``)."""
 DEFLATE_ENV = "COWRITE_BENCH_WS_DEFLATE"
 """``0``: cowrite servers refuse permessage-deflate (``benchmarks.profile_serve``)."""
 
@@ -194,14 +196,17 @@ def serve_prefix(*, deflate: bool = True) -> list[str]:
     sampler) or compression is refused (not ``deflate``, or ``COWRITE_BENCH_WS_DEFLATE=0``)."""
     out = os.environ.get(PROFILE_ENV)
     lag = os.environ.get(LAG_ENV)
+    probe = os.environ.get(PROBE_ENV)
     no_deflate = not deflate or os.environ.get(DEFLATE_ENV, "1") == "0"
-    if not out and not lag and not no_deflate:
+    if not out and not lag and not probe and not no_deflate:
         return [sys.executable, "-m", "cowrite.cli"]
     args = [sys.executable, "-m", "benchmarks.profile_serve"]
     if out:
         args += ["--out", out]
     if lag:
         args += ["--lag-out", lag]
+    if probe:
+        args += ["--probe-out", probe]
     if no_deflate:
         args.append("--no-ws-deflate")
     return [*args, "--"]

@@ -382,3 +382,57 @@ def test_only_postgresql_urls_are_accepted() -> None:
         with pytest.raises(ValueError, match="postgresql://"):
             PostgresStore(dsn)
     assert "secret" not in repr(PostgresStore("postgresql://u:secret@h/db"))
+
+
+async def test_a_version_4_database_has_its_versions_packed(dsn: str) -> None:
+    """Migration 5 packs the ``versions`` rows schema 4 stored (those of the SQLite fixture,
+    ``fixtures/schema4_versions.py``, written as schema 4's append did)."""
+    import asyncpg
+
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    import schema4_versions
+
+    from cowrite.adapters.store._versions import encode_authors
+
+    server = services.shared_postgres()
+    database = dsn.rsplit("/", 1)[1]
+    statements = [
+        "CREATE TABLE schema_version (version BIGINT NOT NULL)",
+        "INSERT INTO schema_version VALUES (4)",
+        *(s for m in MIGRATIONS[:4] for s in m),
+        "INSERT INTO documents (id, title, created_ms, updated_ms, last_seq) "
+        "VALUES ('doc', '', 0, 0, 700)",
+    ]
+    server.psql(";\n".join(statements), database)
+    expected = schema4_versions.expected()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.executemany(
+            "INSERT INTO versions (doc_id, seq, time_ms, authors, how, size, vector, "
+            "restored_from, name, named_ms, merged) "
+            "VALUES ('doc', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            [
+                (
+                    v.seq,
+                    v.time_ms,
+                    encode_authors(v.authors),
+                    v.how,
+                    v.size,
+                    v.vector,
+                    v.restored_from,
+                    v.name,
+                    v.named_ms,
+                    v.merged,
+                )
+                for v in expected
+            ],
+        )
+    finally:
+        await conn.close()
+    async with PostgresStore(dsn, version_block=64) as store:
+        assert await store.list_versions("doc", limit=10_000) == expected
+        assert await store.get_version("doc", 333) == expected[332]
+        named = await store.list_versions("doc", named_only=True)
+        assert [v.seq for v in named] == sorted(schema4_versions.NAMED)
+    rows = server.psql("SELECT count(*), sum(n) FROM version_blocks", database)
+    assert rows.split() == ["11|700"] or "700" in rows

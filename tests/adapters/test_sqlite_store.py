@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,7 +72,7 @@ async def test_database_uses_wal_and_records_its_schema_version(tmp_path: Path) 
         conn = sqlite3.connect(db)
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(5,)]
         finally:
             conn.close()
 
@@ -199,6 +201,43 @@ async def test_a_job_raising_anything_fails_only_that_job(tmp_path: Path) -> Non
         assert await store.health() and await store.alive()
 
 
+async def test_a_failing_job_reruns_its_batch_in_savepoints_and_each_job_counts_once(
+    tmp_path: Path,
+) -> None:
+    """The writer runs a batch without savepoints; a failure rolls it back and runs it again job
+    by job: the jobs before the failing one are stored once, not twice."""
+    async with SQLiteStore(tmp_path / "db") as store:
+        await store.create_document("d", title="", now_ms=T0)
+
+        def failing(c: sqlite3.Connection) -> None:
+            c.execute("UPDATE documents SET title = 'half-done' WHERE id = 'd'")
+            raise ValueError("refused (test)")
+
+        for _ in range(3):
+            results = await asyncio.gather(
+                *[store.append_update("d", bytes([i]), now_ms=T0) for i in range(4)],
+                store._write(failing),
+                store.append_update("d", b"z", now_ms=T0),
+                return_exceptions=True,
+            )
+            assert isinstance(results[4], ValueError)
+        lone = await asyncio.gather(store._write(failing), return_exceptions=True)
+        assert isinstance(lone[0], ValueError)
+        loaded = await store.load("d")
+        assert loaded is not None
+        assert [seq for seq, _ in loaded.updates] == list(range(1, 16))
+        assert [data for _, data in loaded.updates][:5] == [
+            b"\x00",
+            b"\x01",
+            b"\x02",
+            b"\x03",
+            b"z",
+        ]
+        info = await store.get_document("d")
+        assert info is not None and info.title == ""
+        assert await store.append_update("d", b"c", now_ms=T0) == 16
+
+
 class _Crash(BaseException):
     """Not an ``Exception``: stands for a bug that kills the writer thread itself."""
 
@@ -243,3 +282,33 @@ async def test_a_writer_that_cannot_be_restarted_makes_the_store_not_alive(
         assert await store.alive() is True
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("block", [64, 2048])
+async def test_a_version_4_database_made_by_cowrite_has_its_versions_packed(
+    tmp_path: Path, block: int
+) -> None:
+    """Migration 5 packs the ``versions`` rows of a database written by cowrite at schema 4
+    (``fixtures/schema4_versions.db``): every version, name and field reads back the same, and
+    the document goes on making versions."""
+    sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+    import schema4_versions
+
+    db = tmp_path / "db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "schema4_versions.db", db)
+    expected = schema4_versions.expected()
+    async with SQLiteStore(db, version_block=block) as store:
+        assert await store.list_versions("doc", limit=10_000) == expected
+        assert await store.get_version("doc", 333) == expected[332]
+        named = await store.list_versions("doc", named_only=True)
+        assert [v.seq for v in named] == sorted(schema4_versions.NAMED)
+        version = VersionRecord(0, T0, (("u", "U"),), "typed", 1, b"")
+        assert await store.append_update("doc", b"x", now_ms=T0, version=version) == 701
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (5,)
+        assert conn.execute("SELECT count(*) FROM versions").fetchone() == (1,)  # the new one
+        packed = conn.execute("SELECT sum(n) FROM version_blocks").fetchone()[0]
+        assert packed == 700
+    finally:
+        conn.close()

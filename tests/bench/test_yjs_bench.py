@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,38 @@ def test_nodeflate_variants_refuse_compression_without_touching_the_server_code(
     assert run.server_config(None, Settings(ws_deflate=True)).ws_per_message_deflate is True
     profile_serve._refuse_deflate()
     assert run.server_config(None, Settings(ws_deflate=True)).ws_per_message_deflate is False
+
+
+def test_the_probe_times_commits_persists_and_collections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``COWRITE_BENCH_PROBE`` starts cowrite through ``profile_serve --probe-out``, whose report
+    (written at exit) times the SQLite commits and GC pauses (in a child: it patches classes)."""
+    monkeypatch.setenv("COWRITE_BENCH_PROBE", str(tmp_path / "probe"))
+    monkeypatch.delenv("COWRITE_BENCH_PROFILE", raising=False)
+    command = ServerDef("cowrite-yjs").server_command(1, Path("/x"))
+    assert command[1:5] == [
+        "-m",
+        "benchmarks.profile_serve",
+        "--probe-out",
+        str(tmp_path / "probe"),
+    ]
+    code = (
+        "import asyncio, gc, sys\n"
+        "from pathlib import Path\n"
+        "from benchmarks.pipeline_probe import install\n"
+        "install(Path(sys.argv[1]))\n"
+        "from cowrite.adapters.store.sqlite import SQLiteStore\n"
+        "async def main():\n"
+        "    async with SQLiteStore(Path(sys.argv[1]) / 'db') as store:\n"
+        "        await store.create_document('d', title='', now_ms=1)\n"
+        "        await store.append_update('d', b'x', now_ms=1)\n"
+        "asyncio.run(main())\n"
+        "gc.collect()\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+    (report,) = tmp_path.glob("probe-*.txt")
+    lines = report.read_text().splitlines()
+    assert lines[0].startswith("commit: n 2,")
+    assert lines[2] == "persist: none"  # no server pipeline ran
+    assert lines[5].startswith("gc generation 2: n ")

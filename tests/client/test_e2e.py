@@ -275,3 +275,28 @@ async def test_connect_gives_up_after_its_timeout_when_nobody_listens() -> None:
     sock.close()
     with pytest.raises(ConnectionError):
         await connect(f"ws://127.0.0.1:{port}/ws", doc="x", connect_timeout_s=0.5, **FAST)
+
+
+async def test_a_replica_whose_changes_the_server_refuses_is_told_not_left_waiting(
+    tmp_path: Path,
+) -> None:
+    """A replica's delta over a server limit is refused for good (the same delta would be
+    refused again): ``synced`` raises the server's error instead of waiting forever, and what
+    the server does hold is unchanged."""
+    settings = Settings(data=str(tmp_path / "small.db"), max_node_length=100)
+    running = Server(settings)
+    await running.start()
+    try:
+        options = {**FAST, "flush_timeout_s": 0.3}
+        with pytest.raises(NotSynced):  # leaving with edits the server never took says so
+            async with connect(running.url, doc="limit", mode="replica", **options) as a:
+                a.text("t").insert(0, "x" * 60)
+                await a.synced(timeout_s=10)
+                a.text("t").insert(60, "y" * 60)  # 120 > 100
+                with pytest.raises(ServerError) as refused:
+                    await a.synced(timeout_s=10)
+                assert refused.value.code is p.ErrorCode.DOCUMENT_TOO_LARGE
+                room = running.app.state.cowrite.hub.rooms["limit"].room
+                assert room.doc.to_json()["t"] == "x" * 60
+    finally:
+        await running.stop()

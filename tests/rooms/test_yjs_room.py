@@ -9,6 +9,7 @@ from typing import Any
 import pycrdt
 
 from cowrite.rooms.state import RoomError, RoomLimits
+from cowrite.rooms.yjs_history import MAGIC, YjsHistory, wrap
 from cowrite.rooms.yjs_room import YJS, Attachment, YjsRoom
 from cowrite.yjs.awareness import AwarenessEntry, decode_update, encode_update
 
@@ -112,3 +113,31 @@ def test_a_snapshot_merges_what_it_adds() -> None:
     assert outcome is not None and len(outcome.frames) == 1
     assert sorted(room.shared.doc.text("t")) == ["a", "b"]
     assert room.merge_snapshot(b"\x00\x07 nothing") is None
+
+
+def test_a_history_container_loads_as_its_state_and_tells_what_is_replayable() -> None:
+    history = YjsHistory(5, update_of("old"), [(6, update_of("new", client=2))], {2: b"x"})
+    snapshot = wrap(update_of("both"), history)
+    room = YJS.load(
+        "d", snapshot, 6, [(7, update_of("!", 3))], RoomLimits(), replica=1, now_ms=lambda: 0
+    )
+    assert "both" in room.shared.doc.text("t") and "!" in room.shared.doc.text("t")
+    assert room.version == 7 and room.history_floor == 5
+    assert room.available(0) and room.available(2) and room.available(5)
+    assert not room.available(3)
+    # another instance's container merges as its state, and its history floor is taken
+    other = load([])
+    assert other.merge_snapshot(snapshot) is not None
+    assert other.shared.doc.text("t") == "both" and other.history_floor == 5
+    assert other.merge_snapshot(MAGIC + b"damaged") is None
+
+
+def test_persisted_notes_how_and_what_was_restored() -> None:
+    room = load([])
+    effective = room.shared.doc.apply_client_update(update_of("x"))
+    assert effective is not None
+    outcome = room.persisted(effective, ("u", "U"), 5, how="restored", restored_from=3)
+    assert outcome.note is not None
+    record = outcome.note.record()
+    assert (record.how, record.restored_from, record.authors) == ("restored", 3, (("u", "U"),))
+    assert record.size == len(effective) and record.time_ms == 5

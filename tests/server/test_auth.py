@@ -217,7 +217,7 @@ async def test_session_ends_when_the_token_expires(secured: Any, raw: Any) -> No
     assert [e["code"] for e in errors] == ["unauthorized"] and "expired" in errors[0]["message"]
     assert time.time() >= expires
     assert c.ws.close_code == 4001 and c.ws.close_reason == "token expired"
-    assert not secured.state.hub.rooms["d"].peers  # it left the document
+    assert not secured.state.hub.rooms["d"].membership  # it left the document
 
 
 async def test_presence_and_chat_names_come_from_the_token(secured: Any, raw: Any) -> None:

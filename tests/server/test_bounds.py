@@ -203,7 +203,7 @@ async def test_the_outbox_is_bounded_in_bytes(make_settings: Any) -> None:
         await asyncio.to_thread(silent.recv_until, "welcome")
         silent.send({"type": "join", "doc": "big"})
         await asyncio.to_thread(silent.recv_until, "joined")  # from now on it reads nothing
-        peers = server.state.hub.rooms["big"].peers.values()
+        peers = server.state.hub.rooms["big"].membership.connections()
         conn = next(c for c in peers if c.client_id == "silent")
         peak = 0
         for _ in range(40):  # 40 joins of ~0.9 MB each: 36 MB if nothing bounded it

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from cowrite.adapters.bus import LocalBus
+from cowrite.rooms.yjs_history import state_of
 from cowrite.server.auth import issue
 from cowrite.server.config import Settings
 from cowrite.yjs import messages as m
@@ -263,7 +264,8 @@ async def test_a_fresh_hocuspocus_token_on_an_open_document(secured: RunningServ
     stored = await secured.state.store.load("h")
     assert stored is not None
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
-    for update in ([stored.snapshot] if stored.snapshot else []) + [u for _, u in stored.updates]:
+    snapshot = [state_of(stored.snapshot)] if stored.snapshot else []  # a history container
+    for update in snapshot + [u for _, u in stored.updates]:
         doc.apply_update(update)
     assert str(doc.get("t", type=pycrdt.Text)) == "still here"
 

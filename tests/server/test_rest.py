@@ -14,6 +14,7 @@ from cowrite.engine import history, ot
 from cowrite.engine.ops import NodeKind
 from cowrite.rooms.wire import node_to_wire
 from cowrite.server import rest, rest_history
+from cowrite.server.auth import anonymous_id
 from cowrite.server.openapi import spec
 
 
@@ -399,6 +400,43 @@ async def test_restore_of_the_current_value_changes_nothing(
     a, _ = await make_history(server, raw)
     r = await http.post("/api/documents/d/restore", json={"version": 4})
     assert r.json() == {"restored": 4, "version": a.version, "edits": 0}
+
+
+@pytest.mark.parametrize(
+    ("headers", "author"),
+    [
+        (
+            {"X-Cowrite-Key": "k" * 32, "X-Cowrite-Name": "Zo%C3%AB%20%F0%9F%98%80"},
+            {"id": anonymous_id("k" * 32, ""), "name": "Zoë 😀"},
+        ),
+        ({"X-Cowrite-Key": "k" * 32}, {"id": anonymous_id("k" * 32, ""), "name": ""}),
+        # garbage: too short or long a key, a name that is not UTF-8, too long, or a control
+        ({"X-Cowrite-Key": "short", "X-Cowrite-Name": "Ada"}, {"id": "anonymous", "name": ""}),
+        ({"X-Cowrite-Key": "k" * 129}, {"id": "anonymous", "name": ""}),
+        (
+            {"X-Cowrite-Key": "k" * 16, "X-Cowrite-Name": "%FF%FE"},
+            {"id": anonymous_id("k" * 16, ""), "name": ""},
+        ),
+        (
+            {"X-Cowrite-Key": "k" * 16, "X-Cowrite-Name": "x" * 101},
+            {"id": anonymous_id("k" * 16, ""), "name": ""},
+        ),
+        (
+            {"X-Cowrite-Key": "k" * 16, "X-Cowrite-Name": "a%0Ab"},
+            {"id": anonymous_id("k" * 16, ""), "name": ""},
+        ),
+    ],
+)
+async def test_without_auth_a_restore_is_by_whoever_the_caller_says(
+    server: Any, raw: Any, http: httpx.AsyncClient, headers: dict[str, str], author: Any
+) -> None:
+    """The web page names its user as its WebSocket hello does (key and name), so that the
+    version history shows who restored: the same user id as their typed versions."""
+    await make_history(server, raw)
+    r = await http.post("/api/documents/d/restore", json={"version": 2}, headers=headers)
+    assert r.status_code == 200, r.text
+    versions = (await http.get("/api/documents/d/versions")).json()["versions"]
+    assert versions[-1]["how"] == "restored" and versions[-1]["authors"] == [author]
 
 
 async def test_restore_answers_503_unless_durable(

@@ -16,6 +16,7 @@ import pycrdt
 import pytest
 import websockets
 
+from cowrite.rooms.yjs_history import state_of
 from cowrite.server.auth import issue
 from cowrite.server.config import Settings
 from cowrite.yjs import messages as m
@@ -105,7 +106,8 @@ async def stored_text(server: RunningServer, doc_id: str) -> str:
     stored = await server.state.store.load(doc_id)
     assert stored is not None and stored.kind == "yjs"
     doc: pycrdt.Doc[Any] = pycrdt.Doc()
-    for update in ([stored.snapshot] if stored.snapshot else []) + [u for _, u in stored.updates]:
+    snapshot = [state_of(stored.snapshot)] if stored.snapshot else []  # a history container
+    for update in snapshot + [u for _, u in stored.updates]:
         doc.apply_update(update)
     return text_of(doc)
 

@@ -115,3 +115,31 @@ async def test_a_restore_from_the_page_is_one_undo_step(server: Any, person: Any
 
     await eventually(no_duplicate, 5)
     assert not ada.errors and not grace.errors
+
+
+async def test_a_restore_from_the_history_panel_is_one_undo_step(server: Any, person: Any) -> None:
+    await server.create("undo-panel")
+    ada = await person("Ada")
+    await ada.open_doc(server.url, "undo-panel")
+    await ada.focus_editor()
+    await ada.type("first draft")
+    await settle(server, "undo-panel", [ada])
+    draft = await latest_version(server, "undo-panel")
+    await ada.page.keyboard.press("Control+a")
+    await ada.type("second")
+    await settle(server, "undo-panel", [ada])
+
+    await ada.page.click("#history-btn")
+    await ada.page.click(f"#history-v-{draft}")
+    await ada.page.click("#history-restore")
+    assert await settle(server, "undo-panel", [ada]) == "first draft"
+    await ada.page.focus("#history-list")
+    await ada.page.keyboard.press("Escape")
+    await ada.page.wait_for_selector("#history", state="hidden")
+
+    await ada.focus_editor()
+    await ada.page.keyboard.press("Control+z")  # the restore, as one step
+    assert await settle(server, "undo-panel", [ada]) == "second"
+    await ada.page.keyboard.press("Control+Shift+Z")
+    assert await settle(server, "undo-panel", [ada]) == "first draft"
+    assert not ada.errors

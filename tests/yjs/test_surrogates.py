@@ -122,3 +122,26 @@ def test_struct_ends_counts_updates_that_do_not_start_at_clock_zero() -> None:
     assert pycrdt.get_state(updates[1]) == b"\x00"
     merged = pycrdt.merge_updates(updates[0], updates[2])  # a gap: client 7 misses 3..6
     assert struct_ends(merged) == {7: 3}
+
+
+def test_parse_reads_the_delete_set_yrs_reads() -> None:
+    """``YjsDocument`` checks a client update's deletions against the twin's clocks from this
+    Python read instead of asking Yrs to re-encode the update: both must agree."""
+    from cowrite.yjs.document import _delete_set
+    from cowrite.yjs.surrogates import parse
+
+    doc: pycrdt.Doc[object] = pycrdt.Doc(client_id=9)
+    text = doc.get("t", type=pycrdt.Text)
+    updates: list[bytes] = []
+    doc.observe(lambda e: updates.append(e.update))
+    text.insert(0, "hello world")
+    del text[2:5]
+    with doc.transaction():
+        text.insert(0, "x")
+        del text[4:6]
+    for update in [*updates, doc.get_update()]:
+        parsed = parse(update)
+        yrs = _delete_set(update, parsed.ends or {9: 0})
+        assert sorted(parsed.deletes) == sorted(yrs)
+    assert parse(updates[1]).ends == {}
+    assert parse(updates[1]).deletes == [(9, 2, 3)]

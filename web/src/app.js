@@ -13,6 +13,7 @@ import { OfflineStore, adoptOrphan, holdTab, keepUnsynced, recordKey } from "./p
 import { $, PALETTE, chatMessageItem, el, initials, randomId, renderPeopleList, safeColor } from "./ui.js";
 import { cursorField, cursorsFor, localOp, remoteAnn, remoteChanges, setCursors } from "./cm-text.js";
 import { KIND_LABEL, KindCache } from "./kinds.js";
+import { HistoryPanel } from "./history-panel.js";
 import { UndoManager } from "./undo.js";
 
 const BODY = "text:body";
@@ -52,9 +53,13 @@ const client = new CowriteClient({ url: wsUrl.href, clientId, key: userKey, user
 // ------------------------------------------------------------------------ REST
 
 async function api(path, { method = "GET", body } = {}) {
+  // without auth the server takes our word for who we are, as on the WebSocket (a restore in the
+  // history is then ours); with a secret it ignores these and the page has no token to send
+  const headers = { "x-cowrite-key": userKey, "x-cowrite-name": encodeURIComponent(myName) };
+  if (body) headers["content-type"] = "application/json";
   const res = await fetch(new URL(`api/${path}`, base), {
     method,
-    headers: body ? { "content-type": "application/json" } : {},
+    headers,
     body: body ? JSON.stringify(body) : undefined,
   });
   if (res.status === 204) return null;
@@ -356,6 +361,7 @@ let opening = 0; // bumped by every open and leave: an open still reading Indexe
 
 function leaveDocument() {
   opening++;
+  historyPanel.close({ focus: false });
   if (rich) {
     rich.destroy();
     rich = null;
@@ -503,6 +509,7 @@ async function openDocument(id) {
       });
     }
     if (changes.some((c) => c.node === BODY)) scheduleCheck();
+    if (origin !== "local") historyPanel.documentChanged();
     renderSaveState();
   });
 
@@ -725,6 +732,20 @@ $("redo-btn").addEventListener("click", () => {
   current.view.focus();
 });
 $("share-btn").addEventListener("click", () => (rich || current) && copyLink((rich || current).id));
+
+// ------------------------------------------------------------------------ version history
+
+// the panel (history-panel.js) replaces the editor and sidebar while it is open
+const historyPanel = new HistoryPanel({
+  root: $("history"),
+  button: $("history-btn"),
+  api,
+  toast,
+  onClose: () => current?.view.requestMeasure(),
+  // a restore made here is one undo step of ours (undo.js adoptRestore)
+  onRestored: (id, out) => current?.id === id && out?.edits && current.undo.adoptRestore(out.version, out.edits),
+});
+$("history-btn").addEventListener("click", () => (rich || current) && historyPanel.toggle((rich || current).id, { rich: Boolean(rich) }));
 
 // ------------------------------------------------------------------------ people
 

@@ -155,6 +155,9 @@ class DocumentSession(SessionTransport):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._pump_scheduled = False
+        self._refused: ServerError | None = None
+        """Why the server refused local edits this session cannot take back (a replica's delta
+        over a limit): ``synced`` raises it instead of waiting forever."""
         self._joining = False
         self._saving_pending = False
         self._connected = False
@@ -242,12 +245,19 @@ class DocumentSession(SessionTransport):
     async def synced(self, timeout_s: float | None = None) -> None:
         """Wait until every local edit made so far is acknowledged, i.e. durable on the server.
 
-        Raises TimeoutError after ``timeout_s``, SessionClosed if the session closes first.
+        Raises TimeoutError after ``timeout_s``, SessionClosed if the session closes first, and
+        ServerError when the server refused local edits that can never be acknowledged (a
+        replica's changes over a limit such as ``document_too_large``: they stay in this
+        replica but the server will not take them; a thin client's refused batch is undone
+        instead, see the ``change`` events).
         """
         async with asyncio.timeout(timeout_s):
             while not self._state.synced:
                 self._check_open()
+                if self._refused is not None:
+                    raise self._refused
                 await self._progress_wait()
+        self._refused = None
 
     # -------------------------------------------------------------- events
 
@@ -376,7 +386,7 @@ class DocumentSession(SessionTransport):
         if self._closed:
             return
         if flush and self._fatal is None and self._runner is not None:
-            with contextlib.suppress(TimeoutError, SessionClosed):
+            with contextlib.suppress(TimeoutError, SessionClosed, ServerError):
                 await self.synced(self._flush_timeout_s)
         lost = flush and self._runner is not None and not self._state.synced
         self._closed = True
@@ -561,6 +571,8 @@ class DocumentSession(SessionTransport):
             self._changes(outcome.changes, "undo")
         else:
             action = state.on_error(msg)
+            if action == "rejected":
+                self._refused = err
         if action == "retry":
             self._pump_later(RETRY_EDIT_DELAY_S)
         elif action == "rejoin":

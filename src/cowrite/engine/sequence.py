@@ -70,12 +70,20 @@ class Sequence(RunTree):
         return self.root.vis
 
     def value(self) -> str | list[Any]:
+        # leaf by leaf, without a generator per item: a checksum reads the whole text
+        leaf: Leaf | None = self.first
         if self.is_text:
-            return "".join([it.content for it in self.items() if not it.deleted])  # type: ignore[misc]
+            parts: list[str] = []
+            while leaf is not None:
+                parts += [it.content for it in leaf.items if not it.deleted]  # type: ignore[misc]
+                leaf = leaf.next
+            return "".join(parts)
         out: list[Any] = []
-        for it in self.items():
-            if not it.deleted:
-                out.extend(it.content)  # never a Gap: those are tombstones
+        while leaf is not None:
+            for it in leaf.items:
+                if not it.deleted:
+                    out.extend(it.content)  # never a Gap: those are tombstones
+            leaf = leaf.next
         return out
 
     def id_at(self, pos: int) -> int:

@@ -2,12 +2,16 @@
 and members on other instances), what each input does to the document, and the effects that
 follow (an ``Outcome``: the update to persist, the reply, the broadcasts); it never does I/O.
 
-* ``room.Room`` — the one class callers use: joins, leaves, presence, ticks. Its parts by
+* ``kind.DocumentRoom`` — the document-kind seam: what the hub, pipeline, store, bus and
+  replication need of a room of any kind; ``room.Room`` (cowrite's CRDT) and
+  ``yjs_room.YjsRoom`` (a Yjs document held with pycrdt) implement it.
+* ``room.Room`` — the CRDT kind's class callers use: joins, leaves, presence, ticks. Its parts by
   concept: ``state`` (shared state, ``Outcome``, ``RoomError``, ``Member``, ``Author``),
   ``edits`` (thin clients' index edits and server edits), ``replicas`` (replica deltas and
   other instances' updates).
 * Helpers: ``wire`` (node ids and values on the wire), ``validate`` (limits on input),
   ``edit_keys`` (exactly-once keys in stored updates), ``duplicates`` (undoing a second copy),
-  ``checksum`` (when thin clients verify their copy), ``retention`` (history compaction),
+  ``checksum`` (when thin clients verify their copy), ``history`` (what a room notes about each
+  version), ``retention`` (history compaction),
   ``peers`` (members on other instances).
 """

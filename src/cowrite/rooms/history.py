@@ -42,10 +42,11 @@ class VersionNote:
     """Operations the update made (characters inserted, deletions, writes, adds)."""
     restored_from: int | None = None
 
-    def record(self) -> VersionRecord:
+    def record(self, resolution_ms: int = 1) -> VersionRecord:
+        """What the store keeps; the time rounded down to ``resolution_ms``."""
         return VersionRecord(
             seq=0,
-            time_ms=self.time_ms,
+            time_ms=self.time_ms - self.time_ms % max(1, resolution_ms),
             authors=((self.user_id, self.user_name),),
             how=self.how,
             size=self.size,

@@ -21,6 +21,7 @@ from cowrite import protocol as p
 from cowrite.rooms.history import VersionNote
 from cowrite.rooms.peers import PeerEntry
 from cowrite.rooms.state import FrameSink, Outcome, RoomError, RoomLimits
+from cowrite.rooms.yjs_history import YjsHistory, unwrap
 from cowrite.yjs import AwarenessTable, DocumentLimits, SharedDoc, YjsDocument, YjsProtocolError
 from cowrite.yjs.awareness import decode_update
 
@@ -58,6 +59,21 @@ class YjsRoom:
         self.attached: dict[str, Attachment] = {}
         self._remote_clients: dict[int, set[int]] = {}
         """Awareness client ids by the instance whose connections own them."""
+        self.history_floor = 0
+        """Versions before this seq are no longer replayable (``rooms/yjs_history.py``)..."""
+        self.checkpoints: frozenset[int] = frozenset()
+        """...except these (named ones), as of the last snapshot this instance read or wrote."""
+        self.pins: set[int] = set()
+        """Versions being named here: the next snapshot keeps them whatever the store says."""
+
+    def history_read(self, history: YjsHistory) -> None:
+        """Note what a stored snapshot's history keeps (for ``available`` in listings)."""
+        self.history_floor = history.base_seq
+        self.checkpoints = frozenset(history.checkpoints)
+
+    def available(self, seq: int) -> bool:
+        """Version ``seq``'s value can be recomputed (as far as this room knows)."""
+        return seq == 0 or seq >= self.history_floor or seq in self.checkpoints
 
     # --- the seam ------------------------------------------------------------------------------
 
@@ -90,9 +106,12 @@ class YjsRoom:
         doc = self.shared.doc
         before = doc.state_vector()
         try:
-            doc.merge_update(snapshot)
-        except YjsProtocolError:
+            state, history = unwrap(snapshot, 0)
+            doc.merge_update(state)
+        except (ValueError, YjsProtocolError):
             return None
+        if history.base_seq > self.history_floor:
+            self.history_read(history)
         return Outcome(frames=self.update_frames(doc.diff(before), None))
 
     def encode_snapshot(self, history_kept_ops: int) -> bytes:
@@ -125,17 +144,33 @@ class YjsRoom:
         self.attached.pop(key, None)
 
     def persisted(
-        self, update: bytes, author: tuple[str, str] | None = None, now_ms: int = 0
+        self,
+        update: bytes,
+        author: tuple[str, str] | None = None,
+        now_ms: int = 0,
+        *,
+        how: str = "typed",
+        restored_from: int | None = None,
     ) -> Outcome:
-        """The outcome of an update a session applied to ``shared.doc``: stored, then sent.
+        """The outcome of an update applied to ``shared.doc`` (by a session, a server edit or
+        a restore): the caller submits it to the pipeline, which stores it, then sends it.
 
         ``author`` (user id, name) makes it a version in the history (``rooms/history.py``:
-        every stored Yjs update is one; its size is the update's bytes, and it has no version
-        vector: its value at that version is not recomputed here)."""
+        every stored Yjs update is one; ``how`` it came about; its size is the update's bytes;
+        it has no version vector: its value is replayed from the stored log,
+        ``rooms/yjs_history.py``)."""
         self._version += 1
         note = None
         if author is not None:
-            note = VersionNote({}, now_ms, author[0], author[1], size=len(update))
+            note = VersionNote(
+                {},
+                now_ms,
+                author[0],
+                author[1],
+                how=how,
+                size=len(update),
+                restored_from=restored_from,
+            )
         return Outcome(persist=update, version=self._version, note=note)
 
     def update_frames(self, update: bytes, origin: str | None) -> list[tuple[FrameSink, bytes]]:
@@ -226,7 +261,15 @@ class YjsKind:
     ) -> YjsRoom:
         room = YjsRoom(doc_id, YjsDocument(self.limits), snapshot_seq, now_ms)
         if snapshot:
-            room.load_update(snapshot_seq, snapshot)
+            try:
+                state, history = unwrap(snapshot, snapshot_seq)
+            except ValueError as exc:
+                log.error("unreadable Yjs snapshot: %s", exc, extra={"doc": doc_id})
+                state, history = b"", YjsHistory(snapshot_seq)
+            room.history_read(history)
+            room.load_update(snapshot_seq, state)
+        else:
+            room.history_floor = snapshot_seq
         for seq, update in updates:
             room.load_update(seq, update)
         return room

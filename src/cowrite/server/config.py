@@ -83,8 +83,19 @@ class Settings:
     """...then one per editing session (versions with pauses shorter than this)..."""
     history_keep_sessions_s: float = 90 * 86_400.0
     """...and older than this one per day. Named versions are always kept."""
+    history_yjs_kept_bytes: int = 32 * 1024 * 1024
+    """Bytes of stored updates a Yjs document keeps to replay old versions from (those younger
+    than ``history_keep_all_s``, at most this many; named versions keep a checkpoint each:
+    ``rooms/yjs_history.py``)."""
+    history_time_resolution_ms: int = 1_000
+    """Version times are stored to this resolution (rounded down): a version per keystroke
+    at human typing speed carries ~9 bits of timing noise per version at 1 ms, which alone is
+    more than the packed history's budget (docs/benchmarks.md, "History"); 1 keeps exact ms."""
     snapshot_every: int = 1_000
     """Updates in the log after which a document's snapshot is rewritten (compacting the log)."""
+    snapshot_every_bytes: int = 1_000_000
+    """...or bytes of updates: a few large ones (pastes, replica syncs, imports) make a log that
+    is slow to replay at the next load long before they are ``snapshot_every`` many."""
     edit_log_capacity: int = 10_000
     edit_key_ttl_s: float = 30 * 86_400.0
     """Edit keys (exactly-once) are kept this long, then pruned: a client that resends an
@@ -154,6 +165,7 @@ class Settings:
             "max_message_bytes",
             "max_yjs_frame_bytes",
             "edits_per_second",
+            "snapshot_every_bytes",
             "heartbeat_s",
             "outbox_messages",
             "outbox_bytes",
@@ -175,6 +187,10 @@ class Settings:
             raise ValueError("heartbeat_timeout_s must exceed heartbeat_s")
         if not 0 <= self.history_keep_all_s <= self.history_keep_sessions_s:
             raise ValueError("history_keep_all_s must be between 0 and history_keep_sessions_s")
+        if self.history_yjs_kept_bytes < 0:
+            raise ValueError("history_yjs_kept_bytes must not be negative")
+        if not 1 <= self.history_time_resolution_ms <= 3_600_000:
+            raise ValueError("history_time_resolution_ms must be 1..3600000")
         if self.history_session_gap_s <= 0:
             raise ValueError("history_session_gap_s must be positive")
         if self.edit_key_ttl_s < 0:

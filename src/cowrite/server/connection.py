@@ -139,6 +139,12 @@ class Connection:
     def saving(self, doc_id: str, pending: bool) -> None:
         self.send_message(p.Saving(doc=doc_id, pending=pending))
 
+    def entered(self, doc_id: str, mode: str) -> None:
+        self.docs[doc_id] = mode
+
+    def left(self, doc_id: str) -> None:
+        self.docs.pop(doc_id, None)
+
     def error(
         self, code: p.ErrorCode, message: str, *, doc: str | None = None, edit: str | None = None
     ) -> None:

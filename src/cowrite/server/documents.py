@@ -284,7 +284,8 @@ def seed_yjs(hub: Hub, lr: LoadedRoom, updates: builtins.list[bytes]) -> None:
             continue
         if effective is not None:
             author = Author("server", "server", SERVER_CLIENT_ID)
-            hub.submit(lr, room.persisted(effective), None, time.monotonic(), author=author)
+            outcome = room.persisted(effective, ("server", "server"), hub.now_ms(), how="server")
+            hub.submit(lr, outcome, None, time.monotonic(), author=author)
 
 
 @contextlib.asynccontextmanager

@@ -190,16 +190,15 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
             # here (that instance may have died before publishing it)
             await self._caught_up(msg.doc, lr)
             lr = await self.open_room(msg.doc, create=msg.create)
-        rejoin = lr.peers.get(peer.session) is peer
-        if not rejoin and len(lr.peers) >= self.settings.max_connections_per_document:
+        members = lr.membership
+        if not members.has(peer) and len(members) >= self.settings.max_connections_per_document:
             self._schedule_unload(msg.doc, lr)
             raise RoomError(p.ErrorCode.ROOM_FULL, f"{msg.doc} has too many connections")
-        if peer.session in lr.joining:
+        if members.is_joining(peer.session):
             raise RoomError(p.ErrorCode.RATE_LIMITED, f"a join of {msg.doc} is on its way")
         # hold the place (and keep the room loaded) while the chat loads; no broadcasts until
         # the ``joined`` goes out (``_fanout``)
-        lr.peers[peer.session] = peer
-        listening = lr.audience.pop(peer.session, None)
+        hold = members.hold(peer)
         try:
             history = await self.store.chat_history(msg.doc, limit=50)
             member = Member(
@@ -221,37 +220,32 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
                 member.user = previous.user
             outcome = lr.crdt.join(member, msg, [chat_message(m) for m in reversed(history)])
         except BaseException:
-            if rejoin:
-                if listening is not None and lr.peers.get(peer.session) is peer:
-                    lr.audience[peer.session] = listening
-            elif lr.peers.get(peer.session) is peer:
-                del lr.peers[peer.session]
+            if lr.membership.release(hold):
                 self._schedule_unload(msg.doc, lr)
             raise
-        peer.docs[msg.doc] = msg.mode
+        peer.entered(msg.doc, msg.mode)
         lr.check_store.add(peer.session)
         if lr.saving_pending:
             peer.send(p.encoder.encode(p.Saving(doc=msg.doc, pending=True)))
-        lr.joining.add(peer.session)
+        lr.membership.admit(peer, msg.mode)
         self.submit(lr, outcome, peer, t0, joined=True)
 
     def leave(self, peer: Peer, doc_id: str) -> None:
-        peer.docs.pop(doc_id, None)
+        peer.left(doc_id)
         lr = self.rooms.get(doc_id)
-        if lr is None or lr.peers.get(peer.session) is not peer:
+        if lr is None or not lr.membership.has(peer):
             return
         if not isinstance(lr.room, Room):
             self.yjs_leave(peer, doc_id)
             return
-        del lr.peers[peer.session]
-        lr.audience.pop(peer.session, None)
+        lr.membership.remove(peer)
         lr.check_store.discard(peer.session)
         self.submit(lr, lr.crdt.leave(peer.session), None, time.monotonic())
         self._schedule_unload(doc_id, lr)
 
     def joined(self, peer: Peer, doc_id: str) -> LoadedRoom:
         lr = self.rooms.get(doc_id)
-        if lr is None or lr.peers.get(peer.session) is not peer:
+        if lr is None or not lr.membership.has(peer):
             raise RoomError(p.ErrorCode.NOT_JOINED, f"join {doc_id} first")
         return lr
 

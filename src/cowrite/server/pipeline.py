@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,6 +28,7 @@ from cowrite.server.metrics import Metrics
 from cowrite.server.tracing import Tracing
 
 if TYPE_CHECKING:
+    from cowrite.server.config import Settings
     from cowrite.server.exactly_once import ExactlyOnce
     from cowrite.server.registry import LoadedRoom
 
@@ -40,13 +41,21 @@ class Peer(Protocol):
     session: str
     client_id: str
     identity: Identity
-    docs: dict[str, str]  # doc id -> mode
+    @property
+    def docs(self) -> Mapping[str, str]:
+        """The documents it is in (doc id -> mode): its own record, kept by ``entered``/``left``."""
 
     def send(self, data: bytes) -> None:
         """Queue an encoded message; never blocks (a full outbox closes the connection)."""
 
     def close(self, code: int, reason: str) -> None:
         """Close after what is queued so far."""
+
+    def entered(self, doc_id: str, mode: str) -> None:
+        """The hub let it into ``doc_id`` with ``mode`` (its ``joined`` is on its way)."""
+
+    def left(self, doc_id: str) -> None:
+        """It is no longer in ``doc_id`` (it left, or the hub dropped it)."""
 
     def saving(self, doc_id: str, pending: bool) -> None:
         """Tell the client whether its edits of ``doc_id`` wait for the store (where its
@@ -96,6 +105,7 @@ class Pipeline:
     """The hub's per-room pipelines (a part of ``Hub``: it declares what it uses of the others)."""
 
     store: Store
+    settings: Settings
     metrics: Metrics
     now_ms: Callable[[], int]
     replica: int
@@ -155,60 +165,68 @@ class Pipeline:
             batch = [await queue.get()]
             while not queue.empty():
                 batch.append(queue.get_nowait())
-            writes = [j.outcome for j in batch if j.outcome.persist is not None]
-            try:
-                stores = [
-                    self.tracing.start("cowrite.store", j.trace, doc=doc_id)
-                    for j in batch
-                    if j.trace is not None
-                ]
-                failed, seqs = await self._persist(doc_id, lr, writes)
-                for span in stores:
-                    span.end()
-                self._publish(doc_id, writes, seqs)
-                if seqs and self.hooks.wants("on_store"):
-                    stored = tuple(sorted(seqs.values()))
-                    self.hooks.notify("on_store", Stored(doc_id, stored, lr.room.version), doc_id)
-                for job in batch:
-                    try:
-                        error = failed.get(id(job.outcome)) if failed else None
-                        if error is not None:
-                            self._refuse(job, error)
-                        else:
-                            if job.done is not None and not job.done.done():
-                                # its waiter resumes after this batch's fan-out (call_soon)
-                                seq = seqs.get(id(job.outcome))
-                                job.done.set_result(Durable(job.outcome.version, seq))
-                            if job.trace is None:
-                                self._fanout(lr, job)
-                            else:
-                                with self.tracing.span("cowrite.broadcast", job.trace):
-                                    self._fanout(lr, job)
-                                job.trace.set_attribute("cowrite.version", job.outcome.version)
-                            if job.outcome.persist is not None and not job.remote:
-                                self._changed(doc_id, job, seqs.get(id(job.outcome)))
-                            if self.cluster is not None and not job.remote:
-                                self._publish_presence(doc_id, lr, job.outcome)
-                    except Exception:
-                        log.exception("fan-out failed", extra={"doc": doc_id})
-            except Exception:
-                log.exception("room pipeline failed", extra={"doc": doc_id})
-            finally:
-                lr.unpersisted -= len(writes)
-                for job in batch:
-                    if job.done is not None and not job.done.done():  # failed above (logged)
-                        error = p.Error(
-                            code=p.ErrorCode.INTERNAL, message="the edit could not be stored"
-                        )
-                        _fail(job.done, NotDurable(error))
-                    if job.joined and job.sender is not None:
-                        lr.joining.discard(job.sender.session)
-                    if job.trace is not None:
-                        job.trace.end()
-                    lr.inflight -= 1
-                    queue.task_done()
+            await self._carry_out(doc_id, lr, batch)
+            # nothing of the batch stays referenced while the room waits for the next one (its
+            # outcomes hold joined snapshots and presence lists: an idle room would keep them)
+            del batch
             if self._snapshot_due(lr) and queue.empty():
                 await self._snapshot(doc_id, lr)
+
+    async def _carry_out(self, doc_id: str, lr: LoadedRoom, batch: list[Job]) -> None:
+        """Persist ``batch`` (one append), then publish, acknowledge and broadcast each job."""
+        queue = lr.queue
+        writes = [j.outcome for j in batch if j.outcome.persist is not None]
+        try:
+            stores = [
+                self.tracing.start("cowrite.store", j.trace, doc=doc_id)
+                for j in batch
+                if j.trace is not None
+            ]
+            failed, seqs = await self._persist(doc_id, lr, writes)
+            for span in stores:
+                span.end()
+            self._publish(doc_id, writes, seqs)
+            if seqs and self.hooks.wants("on_store"):
+                stored = tuple(sorted(seqs.values()))
+                self.hooks.notify("on_store", Stored(doc_id, stored, lr.room.version), doc_id)
+            for job in batch:
+                try:
+                    error = failed.get(id(job.outcome)) if failed else None
+                    if error is not None:
+                        self._refuse(job, error)
+                    else:
+                        if job.done is not None and not job.done.done():
+                            # its waiter resumes after this batch's fan-out (call_soon)
+                            seq = seqs.get(id(job.outcome))
+                            job.done.set_result(Durable(job.outcome.version, seq))
+                        if job.trace is None:
+                            self._fanout(lr, job)
+                        else:
+                            with self.tracing.span("cowrite.broadcast", job.trace):
+                                self._fanout(lr, job)
+                            job.trace.set_attribute("cowrite.version", job.outcome.version)
+                        if job.outcome.persist is not None and not job.remote:
+                            self._changed(doc_id, job, seqs.get(id(job.outcome)))
+                        if self.cluster is not None and not job.remote:
+                            self._publish_presence(doc_id, lr, job.outcome)
+                except Exception:
+                    log.exception("fan-out failed", extra={"doc": doc_id})
+        except Exception:
+            log.exception("room pipeline failed", extra={"doc": doc_id})
+        finally:
+            lr.unpersisted -= len(writes)
+            for job in batch:
+                if job.done is not None and not job.done.done():  # failed above (logged)
+                    error = p.Error(
+                        code=p.ErrorCode.INTERNAL, message="the edit could not be stored"
+                    )
+                    _fail(job.done, NotDurable(error))
+                if job.joined and job.sender is not None:
+                    lr.membership.join_done(job.sender.session)
+                if job.trace is not None:
+                    job.trace.end()
+                lr.inflight -= 1
+                queue.task_done()
 
     def _changed(self, doc_id: str, job: Job, seq: int | None) -> None:
         """``on_change`` (and its debounced variant) for a durable update made here."""
@@ -258,21 +276,28 @@ class Pipeline:
         delay = 0.05
         while todo:
             now = self.now_ms()
-            results = await asyncio.gather(
-                *[
-                    self.store.append_update(
-                        doc_id,
-                        o.persist or b"",
-                        edit_keys=[]
-                        if id(o) in unkeyed
-                        else [EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
-                        now_ms=now,
-                        version=None if o.note is None else o.note.record(),
-                    )
-                    for o in todo
-                ],
-                return_exceptions=True,
-            )
+            appends = [
+                self.store.append_update(
+                    doc_id,
+                    o.persist or b"",
+                    edit_keys=[]
+                    if id(o) in unkeyed
+                    else [EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
+                    now_ms=now,
+                    version=None
+                    if o.note is None
+                    else o.note.record(self.settings.history_time_resolution_ms),
+                )
+                for o in todo
+            ]
+            results: list[int | BaseException]
+            if len(appends) == 1:  # the usual batch: no task for gather to wrap it in
+                try:
+                    results = [await appends[0]]
+                except Exception as exc:
+                    results = [exc]
+            else:
+                results = await asyncio.gather(*appends, return_exceptions=True)
             retry: list[Outcome] = []
             again: set[int] = set()
             for o, result in zip(todo, results, strict=True):
@@ -293,6 +318,7 @@ class Pipeline:
                     seqs[id(o)] = result
                     lr.seqs.add(result)
                     lr.since_snapshot += 1
+                    lr.log_bytes += len(o.persist or b"")
                 elif isinstance(result, NotFound):
                     failed[id(o)] = p.Error(
                         code=p.ErrorCode.UNKNOWN_DOCUMENT,
@@ -341,7 +367,7 @@ class Pipeline:
             )
         else:
             log.info("store available again: held edits stored", extra={"doc": lr.room.doc_id})
-        for peer in list(lr.peers.values()):
+        for peer in lr.membership.connections():
             peer.saving(lr.room.doc_id, pending)
 
     def _refuse(self, job: Job, error: p.Error) -> None:
@@ -364,15 +390,12 @@ class Pipeline:
                 self.metrics.edit_ack.observe(time.monotonic() - job.t0)
         for sink, frame in outcome.frames:
             sink.send(frame)
-        if job.joined and sender is not None and lr.peers.get(sender.session) is sender:
-            lr.audience[sender.session] = sender
-        doc_id = lr.room.doc_id
+        if job.joined and sender is not None:
+            lr.membership.listen(sender)
         for msg, audience in outcome.broadcast:
             data = encode(msg)
-            for peer in list(lr.audience.values()):
-                if peer is sender:
-                    continue
-                if audience == "all" or peer.docs.get(doc_id) == audience:
+            for peer in lr.membership.listeners(audience):
+                if peer is not sender:
                     peer.send(data)
         if outcome.persist is not None and (outcome.broadcast or outcome.frames):
             self.metrics.edit_broadcast.observe(time.monotonic() - job.t0)

@@ -21,12 +21,14 @@ from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, Store, StoreError
 from cowrite.rooms.kind import DocumentRoom, kind_named
 from cowrite.rooms.room import Room, RoomError, RoomLimits
-from cowrite.server import history
+from cowrite.rooms.yjs_room import YjsRoom
+from cowrite.server import history, yjs_history
 from cowrite.server.cluster import Cluster, SeqSet
 from cowrite.server.config import Settings
 from cowrite.server.hooks import Hooks, LoadDocument, Unload
+from cowrite.server.membership import Membership
 from cowrite.server.metrics import Metrics
-from cowrite.server.pipeline import Job, Peer
+from cowrite.server.pipeline import Job
 from cowrite.server.tracing import Tracing
 
 if TYPE_CHECKING:
@@ -46,17 +48,16 @@ class LoadedRoom:
     room: DocumentRoom
     """The loaded document, seen through the document-kind seam (``rooms/kind.py``)."""
     loaded_version: int
-    peers: dict[str, Peer] = field(default_factory=dict)
-    """Connections in the room (or joining it): they may send it messages."""
-    audience: dict[str, Peer] = field(default_factory=dict)
-    """Connections that get its broadcasts: a joining one only once its ``joined`` is sent, so
-    it never gets (before ``joined``) a broadcast its snapshot already includes."""
+    membership: Membership = field(default_factory=Membership)
+    """Who is in the room, who gets its broadcasts, whose join is on its way."""
     queue: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
     unload: asyncio.TimerHandle | None = None
     seqs: SeqSet = field(default_factory=SeqSet)
     """The Store log entries merged into the room."""
     since_snapshot: int = 0
+    log_bytes: int = 0
+    """Bytes of the Store log entries since the snapshot (replayed at the next load)."""
     inflight: int = 0
     """Jobs submitted and not yet carried out."""
     unpersisted: int = 0
@@ -69,8 +70,6 @@ class LoadedRoom:
     catch_again: bool = False
     check_store: set[str] = field(default_factory=set)
     """Sessions whose next edit may have been applied by another instance (or an earlier run)."""
-    joining: set[str] = field(default_factory=set)
-    """Sessions whose ``joined`` waits in the pipeline: one each (a join can be megabytes)."""
     retained_upto: int = 0
     """Version history retention went over the versions up to this seq (``server/history.py``)."""
 
@@ -208,7 +207,11 @@ class Registry:
         if isinstance(room, Room):  # named versions: compaction never passes them
             await history.refresh_pins(self.store, doc_id, room)
         lr = LoadedRoom(
-            room, room.version, seqs=SeqSet(stored.last_seq), since_snapshot=len(stored.updates)
+            room,
+            room.version,
+            seqs=SeqSet(stored.last_seq),
+            since_snapshot=len(stored.updates),
+            log_bytes=sum(len(update) for _, update in stored.updates),
         )
         lr.task = asyncio.create_task(self._pipeline(doc_id, lr))
         self._background(self.exactly_once.prune(doc_id))
@@ -252,7 +255,7 @@ class Registry:
 
     def _schedule_unload(self, doc_id: str, lr: LoadedRoom) -> None:
         """Unload the room after ``unload_after_s`` unless someone joins it meanwhile."""
-        if lr.peers or lr.unload is not None or self.rooms.get(doc_id) is not lr:
+        if lr.membership or lr.unload is not None or self.rooms.get(doc_id) is not lr:
             return
         loop = asyncio.get_running_loop()
         lr.unload = loop.call_later(self.settings.unload_after_s, self._unload_later, doc_id)
@@ -271,16 +274,16 @@ class Registry:
             lr.unload.cancel()
             lr.unload = None
         while True:
-            if lr.peers and not force:
+            if lr.membership and not force:
                 return
             await lr.queue.join()
             # the log tail since the last snapshot stays: replayed at the next load, it keeps
             # the edit history thin clients rebase over (a snapshot would make them resync)
-            if lr.since_snapshot >= self.settings.snapshot_every or self._compaction_due(lr):
+            if self._log_long(lr) or self._compaction_due(lr):
                 await self._snapshot(doc_id, lr)
             if self.rooms.get(doc_id) is not lr:
                 return  # unloaded meanwhile
-            if lr.peers and not force:
+            if lr.membership and not force:
                 return
             if lr.inflight == 0:
                 break  # nothing was submitted during the awaits: drop it now, before any other
@@ -312,11 +315,19 @@ class Registry:
                 return
         state = lr.room.encode_snapshot(self.settings.history_kept_ops)
         upto = lr.seqs.upto
-        counted = lr.since_snapshot
+        counted, counted_bytes = lr.since_snapshot, lr.log_bytes
         try:
+            kept = None
+            if isinstance(lr.room, YjsRoom):  # the snapshot keeps the Yjs version history
+                state, kept = await yjs_history.snapshot(
+                    self.store, self.settings, doc_id, lr.room, state, upto, self.now_ms()
+                )
             await self.store.save_snapshot(doc_id, state, upto)
+            if kept is not None and isinstance(lr.room, YjsRoom):
+                lr.room.history_read(kept)
             # what came in while saving counts towards the next one
             lr.since_snapshot = max(len(lr.seqs.ahead), lr.since_snapshot - counted)
+            lr.log_bytes = max(0, lr.log_bytes - counted_bytes)
             self._background(self.exactly_once.prune(doc_id))
             self._background(self._retain(doc_id, lr))
         except (StoreError, ValueError):
@@ -332,11 +343,19 @@ class Registry:
         kept = self.settings.history_kept_ops
         return lr.since_snapshot > 0 and lr.room.compaction_due(kept)
 
+    def _log_long(self, lr: LoadedRoom, factor: int = 1) -> bool:
+        """Whether the log since the snapshot holds ``factor`` times ``snapshot_every`` updates
+        or ``snapshot_every_bytes`` bytes."""
+        settings = self.settings
+        return (
+            lr.since_snapshot >= factor * settings.snapshot_every
+            or lr.log_bytes >= factor * settings.snapshot_every_bytes
+        )
+
     def _snapshot_due(self, lr: LoadedRoom) -> bool:
         """Encoding a snapshot holds the event loop (tens of ms for a large document), so a busy
         room waits for a quiet moment, unless its log tail grows very long."""
-        every = self.settings.snapshot_every
-        if lr.since_snapshot < every and not self._compaction_due(lr):
+        if not self._log_long(lr) and not self._compaction_due(lr):
             return False
         quiet = time.monotonic() - lr.last_write >= SNAPSHOT_QUIET_S
-        return quiet or lr.since_snapshot >= SNAPSHOT_FORCE_FACTOR * every
+        return quiet or self._log_long(lr, SNAPSHOT_FORCE_FACTOR)

@@ -77,6 +77,7 @@ class Replication:
             outcome = Outcome()
         lr.seqs.add(seq)
         lr.since_snapshot += 1
+        lr.log_bytes += len(data)
         if outcome.sends:
             self.submit(lr, outcome, None, time.monotonic(), remote=True)
 
@@ -130,7 +131,7 @@ class Replication:
             outcome = lr.room.merge_snapshot(stored.snapshot)
             if outcome is None:
                 log.warning("room too far behind a snapshot: reloading", extra={"doc": doc_id})
-                for peer in list(lr.peers.values()):
+                for peer in lr.membership.connections():
                     peer.close(1012, "document reloaded: reconnect")
                 return
             lr.seqs.fill_to(stored.snapshot_seq)
@@ -168,7 +169,7 @@ class Replication:
     def on_chat(self, doc_id: str, note: ChatNote) -> None:
         lr = self.rooms.get(doc_id)
         if lr is not None and not self._yjs_on_chat(lr, note):
-            for peer in list(lr.audience.values()):
+            for peer in lr.membership.listeners():
                 peer.send(note.message)
 
     def on_instance_gone(self, instance: int) -> None:

@@ -13,7 +13,10 @@ body are ``rest_http.py``.
 Rights: with a configured secret every document endpoint needs ``Authorization: Bearer <token>``
 (401 without a valid one) granting ``read`` (GETs), ``write`` (create, rename, restore) or
 ``admin`` (delete) on that document (403 otherwise). The document list shows only the documents
-the token may read. ``/api/status`` and ``/api/openapi.json`` are public.
+the token may read. ``/api/status`` and ``/api/openapi.json`` are public. Without a secret a
+caller may say who it is as a WebSocket client does in ``hello`` (``X-Cowrite-Key``, and
+``X-Cowrite-Name`` percent-encoded): the web page's restores are then its user's
+(``anonymous_caller``).
 
 *Versions* are the durable version history (``rooms/history.py``): the document after each
 stored edit, named by its log seq, with its time, authors and kind. A restore applies the
@@ -28,6 +31,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import unquote
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
@@ -43,7 +47,7 @@ from cowrite.engine import (
     root_id,
 )
 from cowrite.rooms.room import Outcome, Room, RoomError
-from cowrite.server.auth import AuthError, Identity, anonymous, verify
+from cowrite.server.auth import AuthError, Identity, anonymous, anonymous_id, verify
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.rest_bodies import (
     ChatPageOut,
@@ -176,6 +180,23 @@ def _vector(vv: Mapping[int, int]) -> dict[str, int]:
 # --------------------------------------------------------------------------------- routes
 
 
+def anonymous_caller(request: Request) -> Identity:
+    """Without auth, who a REST caller says it is, as ``hello`` says it on the WebSocket: the
+    user id is the digest of its ``X-Cowrite-Key`` (16-128 characters, else "anonymous"), the
+    name its ``X-Cowrite-Name`` (percent-encoded UTF-8, at most 100 characters, else none).
+    Without auth everyone may do anything anyway; this only names the author of a restore."""
+    key = request.headers.get("x-cowrite-key", "")
+    if not 16 <= len(key) <= 128:
+        return anonymous("anonymous")
+    try:
+        name = unquote(request.headers.get("x-cowrite-name", ""), errors="strict").strip()
+    except UnicodeDecodeError:
+        name = ""
+    if len(name) > 100 or not name.isprintable():
+        name = ""
+    return anonymous(anonymous_id(key, ""), name)
+
+
 def routes(state: Cowrite) -> list[Route]:
     """The routes of the REST API, relative to ``/api`` (the last one answers unknown paths)."""
     from cowrite.server import rest_edits
@@ -189,7 +210,7 @@ def routes(state: Cowrite) -> list[Route]:
             identity: Identity = request.scope["identity"]
             return identity
         if not secret:
-            return anonymous("anonymous")
+            return anonymous_caller(request)
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
@@ -360,7 +381,7 @@ def routes(state: Cowrite) -> list[Route]:
             # through the pipeline, so it arrives after every edit already queued
             hub.submit(lr, Outcome(broadcast=[(gone, "all")]), None, time.monotonic())
             await lr.queue.join()
-            for peer in list(lr.peers.values()):
+            for peer in lr.membership.connections():
                 if isinstance(lr.room, Room):
                     hub.leave(peer, doc_id)
                 else:  # a Yjs connection cannot be told in a message: its stream is closed

@@ -85,8 +85,8 @@ def _author_list(authors: tuple[tuple[str, str], ...]) -> list[AuthorOut]:
 
 
 def _out(v: VersionRecord, doc: Document | None) -> VersionOut:
-    """``doc``: the document's CRDT (None for a Yjs document: versions are listed, their values
-    not recomputed)."""
+    """``doc``: the document's CRDT (None for a document of another kind; Yjs documents'
+    history has its own handlers, ``rest_yjs_history.py``)."""
     try:
         available = doc is not None and vv_includes(decode_vector(v.vector), doc.base)
     except ValueError:
@@ -226,7 +226,8 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
             rows = await store.list_versions(doc_id, after=after, limit=limit + 1, named_only=named)
             doc = lr.room.doc if isinstance(lr.room, Room) else None
             page = [_out(v, doc) for v in rows[:limit]]
-        return _json(VersionPage(page, page[-1].id if len(rows) > limit else None))
+        gap = state.settings.history_session_gap_s
+        return _json(VersionPage(page, page[-1].id if len(rows) > limit else None, gap))
 
     async def get_version(request: Request) -> Response:
         doc_id = ctx.authorized(request, "read")
@@ -351,7 +352,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
                 ) from None
             return _json(RestoreOut(body.version, outcomes[-1].version, len(outcomes)))
 
-    return [
+    crdt_routes: list[tuple[str, str, Handler]] = [
         ("/documents/{doc}/versions", "GET", list_versions),
         ("/documents/{doc}/versions", "POST", name_version),
         ("/documents/{doc}/versions/{id}", "GET", get_version),
@@ -359,3 +360,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
         ("/documents/{doc}/diff", "GET", get_diff),
         ("/documents/{doc}/restore", "POST", restore),
     ]
+    # Yjs documents: the same routes, their own handlers (rest_yjs_history.py)
+    from cowrite.server.rest_yjs_history import by_kind, yjs_history_routes
+
+    return by_kind(state, crdt_routes, yjs_history_routes(state, ctx))

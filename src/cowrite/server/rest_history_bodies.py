@@ -65,19 +65,25 @@ class VersionOut(msgspec.Struct):
 
 
 class VersionPage(msgspec.Struct):
-    """A page of versions, oldest first; pass ``next`` as ``after`` for the next (null: last)."""
+    """A page of versions, oldest first; pass ``next`` as ``after`` for the next (null: last).
+    ``session_gap_s``: the server's editing-session gap (retention keeps one version per run of
+    versions with pauses shorter than it), so that a viewer groups versions into the same
+    sessions."""
 
     versions: list[VersionOut]
     next: int | None
+    session_gap_s: float = 300.0
 
 
-class VersionValue(msgspec.Struct):
+class VersionValue(msgspec.Struct, omit_defaults=True):
     """A version and the document's value at it (version 0: the empty document, ``version``
-    null)."""
+    null). A Yjs document's value maps each root to its JSON, read as the type in ``types``
+    (``text``, ``xml``, ``map`` or ``array``: inferred from the content, docs/yjs.md)."""
 
     id: int
     version: VersionOut | None
     value: dict[str, Any]
+    types: dict[str, str] | None = None
 
 
 class ChangeSpanOut(msgspec.Struct, omit_defaults=True):

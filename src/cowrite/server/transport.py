@@ -163,6 +163,9 @@ class UvicornLink:
             for payload in payloads:
                 conn.send_binary(payload)
             self._transport.write(b"".join(conn.data_to_send()))
+        elif len(payloads) == 1:
+            payload = payloads[0]
+            self._transport.write(text_header(len(payload), 0x2) + payload)
         else:
             parts: list[bytes] = []
             for payload in payloads:

@@ -412,7 +412,9 @@ class YjsConnection:
                 self.close(CLOSE_UNSUPPORTED, "Yjs messages are binary frames")
                 return
             self.last_seen = time.monotonic()
-            await self._pace(frame)
+            delay = self._pace(frame)
+            if delay > 0:
+                await asyncio.sleep(delay)
             address = address_of(frame, self.dialect)
             await self._carry_out(session.receive(frame, self._now()), address)
 
@@ -435,9 +437,10 @@ class YjsConnection:
             self.settings.heartbeat_s, self._beat
         )
 
-    async def _pace(self, frame: bytes) -> None:
+    def _pace(self, frame: bytes) -> float:
         """Budgets: updates cost 1 + 1 per 10 kB, awareness 1, a Hocuspocus token (which opens
-        a document) a join; anything else a tenth of an awareness (a flood is read slowly)."""
+        a document) a join; anything else a tenth of an awareness (a flood is read slowly).
+        Returns how long to wait before handling ``frame``."""
         kind = message_type(frame, self.dialect)
         if kind == 0:
             delay = self._updates.delay(1 + len(frame) // 10_000)
@@ -448,8 +451,7 @@ class YjsConnection:
             delay = self._joins.delay()
         else:
             delay = self._awareness.delay(0.1)
-        if delay > 0:
-            await asyncio.sleep(delay)
+        return delay
 
     # --------------------------------------------------------------- actions
 

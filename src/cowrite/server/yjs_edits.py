@@ -112,7 +112,7 @@ async def apply_yjs_edits(
             raise InvalidOperation(f"the edit does not fit: {exc.reason}") from None
         if effective is None:
             return None
-        outcome = room.persisted(effective)
+        outcome = room.persisted(effective, (user.user_id, user.name), hub.now_ms(), how="server")
         outcome.frames.extend(room.update_frames(effective, None))
         hub.edits_applied += 1
         hub.metrics.edits.labels("server").inc()

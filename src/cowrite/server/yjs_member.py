@@ -42,5 +42,11 @@ class YjsMember:
         or this address of a Hocuspocus one."""
         self.conn.drop(self, code, reason)
 
+    def entered(self, doc_id: str, mode: str) -> None:
+        """(A Yjs member is in its one document from the start.)"""
+
+    def left(self, doc_id: str) -> None:
+        """(Its connection forgets it: ``YjsConnection.drop``.)"""
+
     def saving(self, doc_id: str, pending: bool) -> None:
         """Neither dialect can say "waiting for the store": acknowledgements just wait."""

@@ -71,25 +71,24 @@ class YjsRooms:
         if not isinstance(room, YjsRoom):
             self._schedule_unload(document, lr)
             raise RoomError(p.ErrorCode.FORBIDDEN, "not a Yjs document")
-        if len(lr.peers) >= self.settings.max_connections_per_document:
+        if len(lr.membership) >= self.settings.max_connections_per_document:
             self._schedule_unload(document, lr)
             raise RoomError(p.ErrorCode.ROOM_FULL, f"{document} has too many connections")
-        lr.peers[member.session] = member
+        lr.membership.add(member)
         return room
 
     def yjs_room(self, member: Peer, document: str) -> tuple[LoadedRoom, YjsRoom] | None:
         """The room ``member`` is a connection of (None once it left or the room unloaded)."""
         lr = self.rooms.get(document)
-        if lr is None or lr.peers.get(member.session) is not member:
+        if lr is None or not lr.membership.has(member):
             return None
         room = lr.room
         return (lr, room) if isinstance(room, YjsRoom) else None
 
     def yjs_leave(self, member: Peer, document: str) -> None:
         lr = self.rooms.get(document)
-        if lr is None or lr.peers.get(member.session) is not member:
+        if lr is None or not lr.membership.remove(member):
             return
-        del lr.peers[member.session]
         if isinstance(lr.room, YjsRoom):
             lr.room.detach(member.session)
         self._schedule_unload(document, lr)

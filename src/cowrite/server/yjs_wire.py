@@ -12,6 +12,8 @@ Dialect = Literal["y-websocket", "hocuspocus"]
 
 def message_type(frame: bytes, dialect: Dialect) -> int | None:
     """The frame's message type (0 sync, 1 awareness, 2 auth...); None when unreadable."""
+    if dialect == "y-websocket" and frame and frame[0] < 0x80:
+        return frame[0]  # a one-byte varUint, read without a decoder (every frame comes here)
     try:
         dec = Decoder(frame)
         if dialect == "hocuspocus":

@@ -29,7 +29,7 @@ from typing import Any
 import pycrdt
 
 from cowrite.yjs.lib0 import Decoder, Encoder, YjsProtocolError
-from cowrite.yjs.surrogates import SurrogateIndex, struct_ends
+from cowrite.yjs.surrogates import Parsed, SurrogateIndex, parse, struct_ends
 
 U64 = (1 << 64) - 1
 EMPTY_UPDATE = b"\x00\x00"
@@ -217,10 +217,11 @@ class YjsDocument:
             raise YjsProtocolError(
                 "limit", f"update of {len(update)} bytes (limit {self.limits.max_update_bytes})"
             )
-        split = self._surrogates.split(update)
+        parsed = self._parsed(update)
+        split = self._surrogates.split(update, parsed)
         if split is not None:  # Yrs would hold something else than the client (surrogates.py)
             raise YjsProtocolError("unsupported_update", f"{split}: splits a surrogate pair")
-        effective = self._apply_complete(update, self.limits.max_document_bytes)
+        effective = self._apply_complete(update, self.limits.max_document_bytes, parsed)
         if effective is not None:
             self._surrogates.add(effective)
             self._drain_waiting()
@@ -267,14 +268,17 @@ class YjsDocument:
                 progress = progress or effective is not None or rest is None
             self._waiting = [u for u in self._waiting if u]
 
-    def _check_on_twin(self, update: bytes) -> tuple[bytes | None, bytes | None]:
+    def _check_on_twin(
+        self, update: bytes, parsed: Parsed | None = None
+    ) -> tuple[bytes | None, bytes | None]:
         """Apply ``update`` to the twin; return (what integrated, the part that did not, or
         ``None`` when everything did). The twin holds what integrated; the caller must rebuild
-        it when a part did not (Yrs keeps that part pending inside it)."""
+        it when a part did not (Yrs keeps that part pending inside it). ``parsed``: what
+        ``_parsed`` read of ``update`` (None: read here, or by Yrs for a large one)."""
         _check_update_header(update)
         self._captured.clear()
         try:
-            own = self._own_clients(update)
+            own = parsed.ends if parsed is not None else self._own_clients(update)
             self._twin.apply_update(update)
             sv_bytes = self._twin.get_state()
             rest: bytes | None = pycrdt.get_update(update, sv_bytes)
@@ -286,9 +290,9 @@ class YjsDocument:
                 for client, end in own.items():
                     if end > clocks.get(client, 0):
                         clocks[client] = end
+                deletes = parsed.deletes if parsed is not None else _delete_set(update, own)
                 if all(
-                    clock + length <= clocks.get(client, 0)
-                    for client, clock, length in _delete_set(update, own)
+                    clock + length <= clocks.get(client, 0) for client, clock, length in deletes
                 ):
                     rest = None
         except YjsProtocolError:
@@ -304,6 +308,17 @@ class YjsDocument:
         if not captured:
             return None, rest
         return (captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)), rest
+
+    def _parsed(self, update: bytes) -> Parsed | None:
+        """``update`` read once in Python (its structs' clients and its delete set: a small
+        update costs microseconds), or None for a large or unreadable one (then Yrs reads it,
+        and refuses what is unreadable)."""
+        if len(update) > _PARSE_OWN_BELOW:
+            return None
+        try:
+            return parse(update)
+        except YjsProtocolError:
+            return None
 
     def _own_clients(self, update: bytes) -> dict[int, int] | None:
         """The clock after each client's structs in ``update`` (read in Python: a small update
@@ -325,10 +340,12 @@ class YjsDocument:
             raise YjsProtocolError("invalid_update", str(exc)[:200]) from None
         self.size_estimate += len(effective)
 
-    def _apply_complete(self, update: bytes, max_size: int | None) -> bytes | None:
+    def _apply_complete(
+        self, update: bytes, max_size: int | None, parsed: Parsed | None = None
+    ) -> bytes | None:
         """Apply ``update`` only if it integrates completely; return the change it made (``None``
         if nothing). The real document is untouched on any raise."""
-        effective, rest = self._check_on_twin(update)
+        effective, rest = self._check_on_twin(update, parsed)
         if rest is not None:
             self._rebuild_twin()
             raise MissingDependencies("update refers to structs the document does not have")

@@ -66,6 +66,10 @@ class Decoder:
         lib0's limit; Yrs client ids and clocks inside updates may use ``max_bytes=10,
         max_value=2**64 - 1``)."""
         data = self.data
+        pos = self.pos
+        if pos < len(data) and data[pos] < 0x80:  # one byte: most lengths, types and counts
+            self.pos = pos + 1
+            return data[pos]  # max_value is never below 127
         value = 0
         shift = 0
         for count in range(max_bytes):
@@ -157,6 +161,9 @@ class Encoder:
 
 def write_var_uint(buf: bytearray, value: int) -> None:
     """Append ``value`` (0 <= value < 2**64) as a varUint."""
+    if 0 <= value < 0x80:
+        buf.append(value)
+        return
     if value < 0 or value >= 1 << 64:
         raise ValueError(f"varUint out of range: {value}")
     while value >= 0x80:

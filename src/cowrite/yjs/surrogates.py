@@ -68,15 +68,19 @@ class SurrogateIndex:
         for item in items:
             self._record(item)
 
-    def split(self, update: bytes) -> str | None:
+    def split(self, update: bytes, parsed: Parsed | None = None) -> str | None:
         """Why ``update`` would split a surrogate pair, or None. Bytes that do not parse as an
-        update are left to the document to refuse."""
+        update are left to the document to refuse. ``parsed``: ``parse(update)``, when the
+        caller has it (the update is then not read again)."""
         if not self.highs and not may_hold_astral(update):
             return None
-        try:
-            items, deletes = _parse(update)
-        except YjsProtocolError:
-            return None
+        if parsed is not None:
+            items, deletes = parsed.items, parsed.deletes
+        else:
+            try:
+                items, deletes = _parse(update)
+            except YjsProtocolError:
+                return None
         mine: dict[int, set[int]] = {}  # the update's own astral characters (any order)
         for item in items:
             if item.text is not None:
@@ -120,6 +124,25 @@ def _high_units(text: str) -> Iterator[int]:
 
 def _utf16_len(text: str) -> int:
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What ``parse`` read of an update."""
+
+    items: list[_Item]
+    deletes: list[tuple[int, int, int]]
+    """The delete set as (client, clock, length) ranges."""
+    ends: dict[int, int]
+    """For each client with structs, the clock after its last one (as ``struct_ends``)."""
+
+
+def parse(update: bytes) -> Parsed:
+    """Read a Yjs update v1 once for everything the document checks in Python; raises
+    YjsProtocolError."""
+    ends: dict[int, int] = {}
+    items, deletes = _parse(update, ends)
+    return Parsed(items, deletes, ends)
 
 
 def struct_ends(update: bytes) -> dict[int, int]:

@@ -18,8 +18,11 @@ The modules, one concept each:
 * ``sqlite.py`` — `SQLiteStore`: lifecycle, validation, the writer and the reader threads.
 * ``_sqlite_queries.py`` — the SQLite statements (documents, log and edit keys, snapshots, chat).
 * ``_schema.py`` — the SQLite schema as migrations.
-* ``_versions.py`` — the SQLite statements of the version history (``versions``, migration 4)
-  and the row codec both SQL stores share; ``_pg_versions.py`` — the PostgreSQL ones.
+* ``_versions.py`` — the SQLite statements of the version history (a tail of ``versions`` rows,
+  ``version_blocks``, ``version_names``; migrations 4 and 5) and the row codec both SQL stores
+  share; ``_pg_versions.py`` — the PostgreSQL ones; ``_memory_versions.py`` — the memory one.
+* ``_version_blocks.py`` — the packed block of consecutive versions (columnar, compressed) and
+  the packing rules every store shares.
 * ``postgres.py`` — `PostgresStore`: lifecycle, validation, the read pool, writer restarts.
 * ``_pg_writer.py`` — the PostgreSQL writer task (group commit, retries, advisory locks) and the
   classification of asyncpg errors into `StoreUnavailable`/`StoreError`.

@@ -14,7 +14,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from cowrite.adapters.store._versions import encode_authors
+from cowrite.adapters.store._pg_versions import pack_if_due
+from cowrite.adapters.store._version_blocks import BLOCK_VERSIONS
+from cowrite.adapters.store._versions import row_values
 from cowrite.adapters.store.base import DuplicateEdit, EditKey, NotFound, VersionRecord
 
 Conn = Any
@@ -31,6 +33,8 @@ class Append:
     now_ms: int
     future: asyncio.Future[int]
     version: VersionRecord | None = None
+    block: int = BLOCK_VERSIONS
+    """Versions per packed block (``_version_blocks``)."""
 
 
 # Every append of one batch in one statement. Per document ($1..$4): id, how many updates, their
@@ -120,7 +124,11 @@ async def append_run(conn: Conn, run: list[Append]) -> list[Outcome]:
             else:
                 for key in job.keys:
                     claimed[job.doc_id, key.client_id, key.edit_id] = job
-    outcomes = await _append_accepted(conn, [job for job in run if id(job) not in refused])
+    accepted = [job for job in run if id(job) not in refused]
+    outcomes = await _append_accepted(conn, accepted)
+    versioned = {job.doc_id: job.block for job in accepted if job.version is not None}
+    for doc_id, block in versioned.items():
+        await pack_if_due(conn, [doc_id], block)
     done = {id(job): (job, value, error) for job, value, error in outcomes}
     for i, first in earlier.items():
         dup = refused[i]
@@ -171,19 +179,7 @@ async def _append_accepted(conn: Conn, run: list[Append]) -> list[Outcome]:
                 k_digest.append(key.digest)
             v = job.version
             if v is not None:
-                row = (
-                    doc_id,
-                    pos,
-                    v.time_ms,
-                    encode_authors(v.authors),
-                    v.how,
-                    v.size,
-                    v.vector,
-                    v.restored_from,
-                    v.name,
-                    v.named_ms,
-                    v.merged,
-                )
+                row = row_values(doc_id, pos, v)
                 for col, value in zip(r_cols, row, strict=True):
                     col.append(value)
     rows = await conn.fetch(

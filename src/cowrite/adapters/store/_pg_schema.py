@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cowrite.adapters.store._pg_versions import pack_backlog
+from cowrite.adapters.store._version_blocks import BLOCK_VERSIONS
 from cowrite.adapters.store.base import StoreError
 
 # asyncpg ships no type information; a connection is `Any` here.
@@ -102,14 +104,40 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX versions_named ON versions (doc_id, seq) WHERE name IS NOT NULL",
     ),
+    # 5: packed version history (see the SQLite schema); ``_migrate`` then packs the rows
+    # migration 4 stored (``PACK_AFTER``).
+    (
+        """
+        CREATE TABLE version_blocks (
+            doc_id    TEXT COLLATE "C" NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            last_seq  BIGINT NOT NULL,
+            first_seq BIGINT NOT NULL,
+            n         BIGINT NOT NULL,
+            data      BYTEA  NOT NULL,
+            PRIMARY KEY (doc_id, last_seq)
+        )
+        """,
+        """
+        CREATE TABLE version_names (
+            doc_id   TEXT COLLATE "C" NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            seq      BIGINT NOT NULL,
+            name     TEXT   NOT NULL,
+            named_ms BIGINT NOT NULL,
+            PRIMARY KEY (doc_id, seq)
+        )
+        """,
+    ),
 )
+
+PACK_AFTER = 5
+"""After this migration's statements ``_migrate`` packs the ``versions`` rows stored before."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # --- schema ---------------------------------------------------------------------------------------
 
 
-async def _migrate(conn: Conn) -> int:
+async def _migrate(conn: Conn, block: int = BLOCK_VERSIONS) -> int:
     """Bring the schema to `SCHEMA_VERSION` in one transaction; return the version found.
 
     Instances opening at once take turns (an advisory lock). Raises `StoreError` if the database
@@ -129,9 +157,11 @@ async def _migrate(conn: Conn) -> int:
                 f"database schema version {found} is newer than this cowrite supports "
                 f"({SCHEMA_VERSION}); upgrade cowrite"
             )
-        for statements in MIGRATIONS[found:]:
+        for number, statements in enumerate(MIGRATIONS[found:], found + 1):
             for statement in statements:
                 await conn.execute(statement)
+            if number == PACK_AFTER:
+                await pack_backlog(conn, block)
         if found != SCHEMA_VERSION:
             await conn.execute("UPDATE schema_version SET version = $1", SCHEMA_VERSION)
     return found

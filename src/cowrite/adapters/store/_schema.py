@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from cowrite.adapters.store._version_blocks import BLOCK_VERSIONS
+from cowrite.adapters.store._versions import pack_backlog
 from cowrite.adapters.store.base import StoreError
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -96,16 +98,46 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX versions_named ON versions (doc_id, seq) WHERE name IS NOT NULL",
     ),
+    # 5: packed version history. ``versions`` keeps only a document's newest versions (its
+    # tail); older ones are packed into ``version_blocks``, up to a block's worth of consecutive
+    # versions a row (``_version_blocks.py``: columnar, delta-encoded, compressed), and the
+    # names of packed versions are ``version_names`` rows. ``migrate`` then packs the rows
+    # that migration 4 stored (``PACK_AFTER``).
+    (
+        """
+        CREATE TABLE version_blocks (
+            doc_id    TEXT   NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            last_seq  BIGINT NOT NULL,
+            first_seq BIGINT NOT NULL,
+            n         BIGINT NOT NULL,  -- versions in the block
+            data      BLOB   NOT NULL,
+            PRIMARY KEY (doc_id, last_seq)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE version_names (
+            doc_id   TEXT   NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            seq      BIGINT NOT NULL,
+            name     TEXT   NOT NULL,
+            named_ms BIGINT NOT NULL,
+            PRIMARY KEY (doc_id, seq)
+        ) WITHOUT ROWID
+        """,
+    ),
 )
+
+PACK_AFTER = 5
+"""After the statements of this migration, ``migrate`` packs the ``versions`` rows stored
+before (a data step in the same transaction)."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def migrate(conn: sqlite3.Connection, block: int = BLOCK_VERSIONS) -> int:
     """Bring the database to `SCHEMA_VERSION` in one transaction; return the version found.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``). Raises `StoreError` if the
-    database was written by a newer cowrite.
+    database was written by a newer cowrite. ``block``: versions per packed block.
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -121,9 +153,11 @@ def migrate(conn: sqlite3.Connection) -> int:
                 f"database schema version {found} is newer than this cowrite supports "
                 f"({SCHEMA_VERSION}); upgrade cowrite"
             )
-        for statements in MIGRATIONS[found:]:
+        for number, statements in enumerate(MIGRATIONS[found:], found + 1):
             for statement in statements:
                 conn.execute(statement)
+            if number == PACK_AFTER:
+                pack_backlog(conn, block)
         conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
     except BaseException:

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from cowrite.adapters.store._version_blocks import BLOCK_VERSIONS
 from cowrite.adapters.store._versions import _insert_version
 from cowrite.adapters.store.base import (
     ChatMessage,
@@ -80,6 +81,7 @@ def _append_update(
     keys: tuple[EditKey, ...],
     now_ms: int,
     version: VersionRecord | None = None,
+    block: int = BLOCK_VERSIONS,
 ) -> int:
     for key in keys:  # the one writer runs this: nobody can store the key in between
         known = _stored_edit(c, doc_id, key.client_id, key.edit_id)
@@ -104,7 +106,7 @@ def _append_update(
             [(doc_id, k.client_id, k.edit_id, seq, now_ms, k.digest) for k in keys],
         )
     if version is not None:
-        _insert_version(c, doc_id, seq, version)
+        _insert_version(c, doc_id, seq, version, block)
     return seq
 
 

@@ -1,10 +1,13 @@
 """The SQLite store's single writer: one thread, one connection, group commit.
 
 Coroutines submit write jobs (plain functions of a connection) from the event loop; the thread takes
-every job queued so far (up to ``max_batch``), runs them in one transaction, each inside its own
-savepoint so that one failing job does not undo the others, commits once, and only then resolves the
-jobs' futures. While one batch waits for its fsync the next one queues up, so N concurrent writers
-cost about one fsync per batch instead of N, with no artificial delay added to a lone write.
+every job queued so far (up to ``max_batch``), runs them in one transaction, commits once, and only
+then resolves the jobs' futures. One failing job must not undo the others: when a job raises, the
+transaction is rolled back and the batch runs again with each job inside its own savepoint (jobs are
+functions of the connection alone, so running one twice is safe). Jobs rarely fail, so the usual
+batch pays no savepoint statements (two per job, each a round trip through the GIL). While one batch
+waits for its fsync the next one queues up, so N concurrent writers cost about one fsync per batch
+instead of N, with no artificial delay added to a lone write.
 
 A job that raises anything (a bad argument, a bug, ``OverflowError`` from SQLite's binding of a huge
 int) fails that job only. If the thread dies anyway, ``crashed`` is set, every waiter gets
@@ -147,30 +150,14 @@ class BatchWriter:
 
     def _commit(self, batch: list[_Job[Any]]) -> list[tuple[_Job[Any], Any, BaseException | None]]:
         conn = self._conn
-        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    value = job.fn(conn)
-                except (StoreError, ValueError) as exc:
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append((job, None, exc))
-                except sqlite3.Error as exc:
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append((job, None, translate(exc)))
-                except Exception as exc:  # a bug or an unbindable value: this job only
-                    log.error("sqlite write job failed", exc_info=exc)
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append((job, None, exc))
-                else:
-                    conn.execute("RELEASE job")
-                    outcomes.append((job, value, None))
-            conn.execute("COMMIT")
+            outcomes = self._run_together(batch)
+            if outcomes is None:  # a job failed: the transaction was rolled back
+                conn.execute("BEGIN IMMEDIATE")
+                outcomes = self._run_isolated(batch)
+            if conn.in_transaction:  # not after a lone job's failure (rolled back)
+                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 try:
@@ -184,6 +171,53 @@ class BatchWriter:
         stats.jobs += len(batch)
         stats.largest_batch = max(stats.largest_batch, len(batch))
         return outcomes
+
+    def _run_together(
+        self, batch: list[_Job[Any]]
+    ) -> list[tuple[_Job[Any], Any, BaseException | None]] | None:
+        """Every job in the open transaction; None (rolled back) as soon as one raises, except
+        for a batch of one, whose failure is its outcome."""
+        conn = self._conn
+        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+        for job in batch:
+            try:
+                value = job.fn(conn)
+            except Exception as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                return None if len(batch) > 1 else [(job, None, _failure(exc))]
+            outcomes.append((job, value, None))
+        return outcomes
+
+    def _run_isolated(
+        self, batch: list[_Job[Any]]
+    ) -> list[tuple[_Job[Any], Any, BaseException | None]]:
+        """Every job in its own savepoint of the open transaction: a failing one is undone
+        alone."""
+        conn = self._conn
+        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+        for job in batch:
+            conn.execute("SAVEPOINT job")
+            try:
+                value = job.fn(conn)
+            except Exception as exc:
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                outcomes.append((job, None, _failure(exc)))
+            else:
+                conn.execute("RELEASE job")
+                outcomes.append((job, value, None))
+        return outcomes
+
+
+def _failure(exc: Exception) -> BaseException:
+    """What a failed job's waiter gets."""
+    if isinstance(exc, StoreError | ValueError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        return translate(exc)
+    log.error("sqlite write job failed", exc_info=exc)  # a bug or an unbindable value
+    return exc
 
 
 def _deliver(outcomes: list[tuple[_Job[Any], Any, BaseException | None]]) -> None:

@@ -12,7 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from cowrite.adapters.store._memory_versions import PackedVersions
+from cowrite.adapters.store._version_blocks import BLOCK_VERSIONS
 from cowrite.adapters.store.base import (
+    MAX_INT64,
     ChatMessage,
     Compacted,
     DocumentExists,
@@ -53,16 +56,21 @@ class _Doc:
     edit_keys: dict[tuple[str, str], tuple[int, int, str]] = field(default_factory=dict)
     chat: dict[int, ChatMessage] = field(default_factory=dict)
     last_chat_id: int = 0
-    versions: dict[int, VersionRecord] = field(default_factory=dict)  # seq order
+    versions: PackedVersions = field(default_factory=lambda: PackedVersions(BLOCK_VERSIONS))
 
     def size_bytes(self) -> int:
         return len(self.snapshot or b"") + sum(len(update) for update in self.log.values())
 
 
 class MemoryStore:
-    """An in-process `Store`. Each method completes without yielding, so calls are atomic."""
+    """An in-process `Store`. Each method completes without yielding, so calls are atomic.
 
-    def __init__(self) -> None:
+    ``version_block``: versions packed into one block (``_version_blocks.py``)."""
+
+    def __init__(self, *, version_block: int = BLOCK_VERSIONS) -> None:
+        if version_block < 1:
+            raise ValueError("version_block must be positive")
+        self._block = version_block
         self._docs: dict[str, _Doc] = {}
         self._open = False
 
@@ -105,7 +113,7 @@ class MemoryStore:
         if doc_id in self._docs:
             raise DocumentExists(f"document {doc_id!r} already exists")
         info = DocumentInfo(doc_id, title, now_ms, now_ms, 0, kind)
-        self._docs[doc_id] = _Doc(info)
+        self._docs[doc_id] = _Doc(info, versions=PackedVersions(self._block))
         return info
 
     async def get_document(self, doc_id: str) -> DocumentInfo | None:
@@ -162,7 +170,7 @@ class MemoryStore:
         for key in keys:
             doc.edit_keys[key.client_id, key.edit_id] = (seq, now_ms, key.digest)
         if version is not None:
-            doc.versions[seq] = replace(version, seq=seq)
+            doc.versions.add(replace(version, seq=seq))
         doc.info = replace(doc.info, updated_ms=max(doc.info.updated_ms, now_ms))
         return seq
 
@@ -246,13 +254,8 @@ class MemoryStore:
         doc = self._docs.get(doc_id)
         if doc is None:
             return []
-        out: list[VersionRecord] = []
-        for seq, v in doc.versions.items():
-            if len(out) == limit or (before is not None and seq >= before):
-                break
-            if seq > after and (v.name is not None or not named_only):
-                out.append(v)
-        return out
+        high = MAX_INT64 if before is None else before
+        return doc.versions.list(after, high, limit, named_only)
 
     async def get_version(self, doc_id: str, seq: int) -> VersionRecord | None:
         self._check_open()
@@ -270,11 +273,9 @@ class MemoryStore:
         if name is not None:
             validate_version_name(name)
         doc = self._doc(doc_id)
-        found = doc.versions.get(seq)
+        found = doc.versions.name(seq, name, now_ms)
         if found is None:
             raise NotFound(f"no version {seq} of {doc_id!r}")
-        found = replace(found, name=name, named_ms=None if name is None else now_ms)
-        doc.versions[seq] = found
         return found
 
     async def thin_versions(
@@ -289,19 +290,7 @@ class MemoryStore:
         doc = self._docs.get(doc_id)
         if doc is None:
             return 0
-        gone = 0
-        for seq in removed:
-            found = doc.versions.get(seq)
-            if found is not None and found.name is None:
-                del doc.versions[seq]
-                gone += 1
-        for v in updated:
-            found = doc.versions.get(v.seq)
-            if found is not None:
-                doc.versions[v.seq] = replace(
-                    found, authors=v.authors, size=v.size, merged=v.merged
-                )
-        return gone
+        return doc.versions.thin(removed, updated)
 
     # chat
 

@@ -76,6 +76,7 @@ from cowrite.adapters.store._pg_versions import (
     thin_versions,
 )
 from cowrite.adapters.store._pg_writer import _Call, _Reconnect, _translate, _Writer
+from cowrite.adapters.store._version_blocks import BLOCK_VERSIONS
 from cowrite.adapters.store._writer import WriterStats
 from cowrite.adapters.store.base import (
     ChatMessage,
@@ -120,7 +121,8 @@ class PostgresStore:
     ``dsn`` is a ``postgresql://`` URL. ``max_batch`` bounds how many writes share a transaction;
     ``readers`` is the size of the read pool. ``connect_timeout_s`` bounds opening a connection,
     ``command_timeout_s`` each statement: a call never waits much longer than their sum before
-    raising `StoreUnavailable`.
+    raising `StoreUnavailable`. ``version_block``: versions packed into one block
+    (``_version_blocks.py``).
     """
 
     def __init__(
@@ -133,11 +135,15 @@ class PostgresStore:
         command_timeout_s: float = 10.0,
         health_timeout_s: float = 2.0,
         deadlock_retries: int = 3,
+        version_block: int = BLOCK_VERSIONS,
     ) -> None:
         if urlsplit(dsn).scheme not in ("postgresql", "postgres"):
             raise ValueError("PostgresStore needs a postgresql://user@host:port/database URL")
-        if max_batch < 1 or readers < 1 or deadlock_retries < 0:
-            raise ValueError("max_batch and readers must be positive, deadlock_retries >= 0")
+        if max_batch < 1 or readers < 1 or deadlock_retries < 0 or version_block < 1:
+            raise ValueError(
+                "max_batch, readers and version_block must be positive, deadlock_retries >= 0"
+            )
+        self._block = version_block
         if min(connect_timeout_s, command_timeout_s, health_timeout_s) <= 0:
             raise ValueError("timeouts must be positive")
         self.dsn = dsn
@@ -191,7 +197,7 @@ class PostgresStore:
             raise StoreUnavailable(f"cannot connect to PostgreSQL at {where}: {exc}") from exc
         try:
             async with pool.acquire() as conn:
-                await _migrate(conn)
+                await _migrate(conn, self._block)
             writer = _Writer(
                 self._connect,
                 stats=self.stats,
@@ -297,7 +303,7 @@ class PostgresStore:
             _check_text("edit key", key.digest)
         writer = await self._running_writer()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        writer.submit(Append(doc_id, bytes(update), keys, now_ms, future, version))
+        writer.submit(Append(doc_id, bytes(update), keys, now_ms, future, version, self._block))
         return await future
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:

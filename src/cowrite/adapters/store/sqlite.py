@@ -44,6 +44,7 @@ from cowrite.adapters.store._sqlite_queries import (
     _update_title,
     _updates_since,
 )
+from cowrite.adapters.store._version_blocks import BLOCK_VERSIONS
 from cowrite.adapters.store._versions import (
     _get_version,
     _list_versions,
@@ -87,7 +88,8 @@ class SQLiteStore:
     """A `Store` in one SQLite file. ``commit_count`` counts write transactions (for metrics).
 
     ``path`` is created if missing (its directory must exist). ``max_batch`` bounds how many writes
-    share one transaction; ``readers`` is the number of reader threads.
+    share one transaction; ``readers`` is the number of reader threads; ``version_block`` is
+    how many versions are packed into one block (``_version_blocks.py``).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class SQLiteStore:
         max_batch: int = 1_000,
         readers: int = 2,
         health_timeout_s: float = 2.0,
+        version_block: int = BLOCK_VERSIONS,
     ) -> None:
         self.path = os.fspath(path)
         if self.path in ("", ":memory:") or self.path.startswith("file::memory:"):
@@ -107,8 +110,11 @@ class SQLiteStore:
             )
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
-        if max_batch < 1 or readers < 1 or busy_timeout_ms < 0:
-            raise ValueError("max_batch and readers must be positive, busy_timeout_ms >= 0")
+        if max_batch < 1 or readers < 1 or busy_timeout_ms < 0 or version_block < 1:
+            raise ValueError(
+                "max_batch, readers and version_block must be positive, busy_timeout_ms >= 0"
+            )
+        self._block = version_block
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._max_batch = max_batch
@@ -268,7 +274,9 @@ class SQLiteStore:
         if version is not None:
             validate_version(version)
         data = bytes(update)
-        return await self._write(lambda c: _append_update(c, doc_id, data, keys, now_ms, version))
+        return await self._write(
+            lambda c: _append_update(c, doc_id, data, keys, now_ms, version, self._block)
+        )
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
         found = await self.lookup_edit(doc_id, client_id, edit_id)
@@ -423,7 +431,7 @@ class SQLiteStore:
                 raise StoreUnavailable(f"cannot put {self.path!r} in WAL mode (got {mode!r})")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
-            migrate(conn)
+            migrate(conn, self._block)
         except sqlite3.Error as exc:
             conn.close()
             raise translate(exc) from exc
