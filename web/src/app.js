@@ -6,7 +6,7 @@
 
 import { Compartment, EditorState, Transaction } from "@codemirror/state";
 import { EditorView, keymap, placeholder } from "@codemirror/view";
-import { defaultKeymap, history, historyKeymap, redo, undo } from "@codemirror/commands";
+import { defaultKeymap } from "@codemirror/commands";
 import { CowriteClient, cpLength, ot } from "./client.js";
 import { initialIdentity, lookalikeFix, storage } from "./identity.js";
 import { OfflineStore, adoptOrphan, holdTab, keepUnsynced, recordKey } from "./persist.js";
@@ -14,6 +14,7 @@ import { $, PALETTE, chatMessageItem, el, initials, randomId, renderPeopleList, 
 import { cursorField, cursorsFor, localOp, remoteAnn, remoteChanges, setCursors } from "./cm-text.js";
 import { KIND_LABEL, KindCache } from "./kinds.js";
 import { HistoryPanel } from "./history-panel.js";
+import { UndoManager } from "./undo.js";
 
 const BODY = "text:body";
 const TITLE = "register:title";
@@ -407,6 +408,9 @@ async function openDocument(id) {
   const session = client.open(id, { restore: saved });
   const editable = new Compartment();
   const doc = (current = { id, session, ready: false, offs: [], chatEls: new Map(), editable, checkTimer: null, titleTimer: null, view: null, keeper: null });
+  // undo/redo of our own edits as the server applied them (undo.js: never duplicates text)
+  doc.undo = new UndoManager(session.state, BODY, { apply: (op) => session.edit(BODY, op) });
+  doc.offs.push(() => doc.undo.detach());
   if (offline._db) {
     doc.keeper = keepUnsynced(session, offline, offlineKey(id));
     doc.offs.push(doc.keeper.stop);
@@ -420,8 +424,12 @@ async function openDocument(id) {
       extensions: [
         EditorState.lineSeparator.of("\n"), // keep "\r" as a character: positions must match the server
         EditorView.clipboardInputFilter.of((text) => text.replace(/\r\n?/g, "\n")), // pasted Windows text
-        history(),
-        keymap.of([...defaultKeymap, ...historyKeymap]),
+        keymap.of([
+          { key: "Mod-z", run: () => undoStep(doc, "undo"), preventDefault: true },
+          { key: "Mod-y", mac: "Mod-Shift-z", run: () => undoStep(doc, "redo"), preventDefault: true },
+          { key: "Mod-Shift-z", run: () => undoStep(doc, "redo"), preventDefault: true },
+          ...defaultKeymap,
+        ]),
         EditorView.lineWrapping,
         placeholder("Start writing…"),
         cursorField,
@@ -435,6 +443,7 @@ async function openDocument(id) {
       let selection = false;
       for (const tr of trs) {
         if (tr.annotation(remoteAnn) !== undefined) continue;
+        if (tr.selection && !tr.docChanged) doc.undo.close(); // a caret move ends an undo step
         if (tr.docChanged) {
           const op = localOp(tr.changes, tr.startState.doc, session.rope(BODY));
           if (op === null) {
@@ -680,16 +689,46 @@ $("doc-title").addEventListener("keydown", (event) => {
   }
 });
 
+/** Undo (or redo) our last step of the open text document (undo.js) and show it; false when
+ *  there was nothing to do (a key binding then lets the next one try, as CodeMirror's did). */
+function undoStep(doc, which) {
+  const view = doc.view;
+  if (!view || current !== doc || !(doc.ready || doc.session.restored) || view.state.readOnly) return false;
+  const change = which === "undo" ? doc.undo.undo() : doc.undo.redo();
+  if (!change) return false;
+  const shown = change.before?.utf16Length === view.state.doc.length ? change.before : view.state.doc.toString();
+  const changes = view.state.changes(remoteChanges(change.edit, shown));
+  let caret = null;
+  changes.iterChangedRanges((_fromA, _toA, _fromB, toB) => (caret = toB));
+  view.dispatch({
+    changes,
+    selection: caret === null ? undefined : { anchor: caret },
+    scrollIntoView: true,
+    annotations: [remoteAnn.of(which), Transaction.userEvent.of(which)], // applied already (undo.js)
+  }); // dispatchTransactions schedules the editor-vs-model check
+  return true;
+}
+
+/** Restore `version` of the open text document through REST (live for everyone); here it is
+ *  one undo step (undo.js adoptRestore). Resolves to the REST answer {restored, version, edits}. */
+async function restoreVersion(version) {
+  const doc = current;
+  if (!doc) throw new Error("no text document is open");
+  const out = await api(`documents/${encodeURIComponent(doc.id)}/restore`, { method: "POST", body: { version } });
+  if (current === doc && out?.edits) doc.undo.adoptRestore(out.version, out.edits);
+  return out;
+}
+
 $("undo-btn").addEventListener("click", () => {
   if (rich) return rich.undo();
   if (!current) return;
-  undo(current.view);
+  undoStep(current, "undo");
   current.view.focus();
 });
 $("redo-btn").addEventListener("click", () => {
   if (rich) return rich.redo();
   if (!current) return;
-  redo(current.view);
+  undoStep(current, "redo");
   current.view.focus();
 });
 $("share-btn").addEventListener("click", () => (rich || current) && copyLink((rich || current).id));
@@ -703,6 +742,8 @@ const historyPanel = new HistoryPanel({
   api,
   toast,
   onClose: () => current?.view.requestMeasure(),
+  // a restore made here is one undo step of ours (undo.js adoptRestore)
+  onRestored: (id, out) => current?.id === id && out?.edits && current.undo.adoptRestore(out.version, out.edits),
 });
 $("history-btn").addEventListener("click", () => (rich || current) && historyPanel.toggle((rich || current).id, { rich: Boolean(rich) }));
 
@@ -909,6 +950,8 @@ window.cowriteApp = {
   get rich() {
     return rich;
   },
+  /** Restore a version of the open text document (REST), as one undo step here. */
+  restore: restoreVersion,
   /** Resolves once the unacknowledged edits made so far are written to IndexedDB. */
   persisted() {
     return current?.keeper ? current.keeper.flushed() : Promise.resolve();

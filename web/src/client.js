@@ -709,6 +709,7 @@ export class DocumentSession extends Emitter {
         this._remapMembers(changes, msg.client_id);
         if (changes.length) this.emit("change", { changes, origin: "remote", clientId: msg.client_id });
         this._checkSync();
+        if (this.state.pending.size) this._scheduleFlush(); // an undo manager's correction (undo.js settle)
         return;
       }
       case "ack": {

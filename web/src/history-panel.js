@@ -21,12 +21,13 @@ const AUTHOR_PALETTE = [5, 1, 3, 7, 9, 4, 2, 6, 8, 0].map((i) => PALETTE[i]);
 export class HistoryPanel {
   /** `root`: the panel's (empty) section; `button`: what opens it (aria-expanded follows);
    *  `api(path, {method, body})`: the page's REST helper; `toast(text)`; `onClose()`. */
-  constructor({ root, button, api, toast, onClose = () => {} }) {
+  constructor({ root, button, api, toast, onClose = () => {}, onRestored = () => {} }) {
     this.root = root;
     this.button = button;
     this.api = api;
     this.toast = toast;
     this.onClose = onClose;
+    this.onRestored = onRestored; // (docId, the REST answer {restored, version, edits})
     this.docId = null;
     this.rich = false;
     this.versions = []; // oldest first
@@ -460,6 +461,7 @@ export class HistoryPanel {
     const doc = encodeURIComponent(this.docId);
     try {
       const out = await this.api(`documents/${doc}/restore`, { method: "POST", body: { version: v.id } });
+      if (!this.rich) this.onRestored(this.docId, out);
       this.toast(out.edits ? `Restored version ${v.id}` : `The document already is version ${v.id}`);
       if (!this.isOpen) return;
       await this.reload({ select: "latest" });

@@ -136,6 +136,10 @@ export class ThinDocState {
     this._history = [];
     this._historyMax = Math.max(1, historyVersions);
     this._historyFrom = 0;
+    /** Undo managers (undo.js) following text nodes: told of every change of the local text
+     *  (local(node, op, before), remote(node, op, serverBefore, meta), reset()) and asked to
+     *  settle() after each server message. */
+    this.observers = [];
   }
 
   // ----------------------------------------------------------------------- reading
@@ -187,7 +191,10 @@ export class ThinDocState {
     const kind = this._claim(node, SEQ_KINDS);
     op = ot.normalize(op);
     if (!op.length) return;
-    this.local.set(node, applySeq(this.local.has(node) ? this.local.get(node) : emptyValue(kind), op));
+    const before = this.local.has(node) ? this.local.get(node) : emptyValue(kind);
+    const after = applySeq(before, op); // throws, changing nothing, if the op does not fit
+    for (const o of this.observers) o.local(node, op, before);
+    this.local.set(node, after);
     const k = slotKey("seq", node);
     const queued = this.pending.get(k);
     const composed = queued ? ot.compose(queued.payload, op) : op;
@@ -305,19 +312,21 @@ export class ThinDocState {
       return this._ownRemote(msg);
     }
     const changes = [];
-    const seqOps = this._applyRemoteOps(msg.ops, changes);
+    const seqOps = this._applyRemoteOps(msg.ops, changes, msg);
     if (seqOps) this._advance(msg.version, seqOps, msg.vv);
-    return changes;
+    return this._settleObservers(changes);
   }
 
   /** Apply server ops to the server state and, rebased, to the local view (pushed to
    *  `changes`); returns their sequence ops, or null if our copy diverged (rejoin asked). */
-  _applyRemoteOps(ops, changes) {
+  _applyRemoteOps(ops, changes, meta) {
     const seqOps = [];
     try {
       for (const op of ops) {
+        const before = this.observers.length && op.type === "seq" ? this._serverValue(op.node) : null;
         const seq = this._applyServer(op);
         if (seq) seqOps.push(seq);
+        if (seq && before !== null) for (const o of this.observers) o.remote(op.node, seq[1], before, meta);
         const change = this._rebaseRemote(op);
         if (change) changes.push(change);
       }
@@ -603,12 +612,12 @@ export class ThinDocState {
     const changes = [];
     const batch = this.inflight;
     if (batch && msg.acked === batch.editId) changes.push(...this._settle(batch, [])[1]); // ops come after it
-    if (!this._applyRemoteOps(msg.ops, changes)) return changes;
+    if (!this._applyRemoteOps(msg.ops, changes, { barrier: true, version: msg.version })) return this._settleObservers(changes);
     this.version = msg.version;
     this._history = [];
     this._historyFrom = msg.version;
     this.vv = msg.state ? { ...msg.state } : null;
-    return changes;
+    return this._settleObservers(changes);
   }
 
   _ownRemote(msg) {
@@ -644,6 +653,7 @@ export class ThinDocState {
   _dropInflight() {
     const batch = this.inflight;
     if (!batch) return [];
+    for (const o of this.observers) o.reset(); // a change no undo manager can place
     this.inflight = null;
     const changes = [];
     for (const [k, { kind, node, payload }] of batch.ops) {
@@ -769,7 +779,9 @@ export class ThinDocState {
       const next = theirs.has(node) ? theirs.get(node) : emptyValue(kind);
       if (typeof base !== typeof next || Array.isArray(base) !== Array.isArray(next)) base = emptyValue(kind);
       this.server.set(node, base);
-      const rebased = this._rebaseRemote({ type: "seq", node, edit: ot.diff(base, next) });
+      const edit = ot.diff(base, next);
+      if (edit.length) for (const o of this.observers) o.remote(node, edit, base, { barrier: true, version });
+      const rebased = this._rebaseRemote({ type: "seq", node, edit });
       if (rebased) changes.push(rebased);
     }
     const oldLocal = this.local;
@@ -789,6 +801,12 @@ export class ThinDocState {
     this.version = version;
     this._history = [];
     this._historyFrom = version;
+    return this._settleObservers(changes);
+  }
+
+  /** `changes` and what the observers changed settling a server message (undo.js settle). */
+  _settleObservers(changes) {
+    for (const o of this.observers) changes.push(...o.settle());
     return changes;
   }
 }

@@ -60,6 +60,7 @@ from cowrite.client.handles import (
 )
 from cowrite.client.replica import ReplicaDocState
 from cowrite.client.thin import ThinDocState
+from cowrite.client.thin_undo import UndoManager
 from cowrite.client.transport import (
     SessionTransport,
     _decode,
@@ -69,7 +70,7 @@ from cowrite.client.transport import (
     websocket_url,
 )
 from cowrite.client.values import Kind, root_node
-from cowrite.engine import Document, InvalidOperation
+from cowrite.engine import Document, InvalidOperation, ot
 
 log = logging.getLogger("cowrite.client")
 
@@ -166,6 +167,7 @@ class DocumentSession(SessionTransport):
         self._reconnect_after_s: float | None = None
         self._heartbeat_s: float | None = None
         self._attempt = 0
+        self._undo: dict[str, UndoManager] = {}
 
     # ------------------------------------------------------------- editing
 
@@ -184,6 +186,25 @@ class DocumentSession(SessionTransport):
 
     def counter(self, name: str) -> CounterHandle:
         return CounterHandle(self._state, root_node("counter", name), self._local_changed)
+
+    def undo_manager(self, name: str = "body") -> UndoManager:
+        """Undo/redo of this client's own edits of text ``name`` (``thin_undo``): ``undo()``,
+        ``redo()`` never re-insert text another client deleted too or a restore brought back;
+        ``adopt_restore(version, edits)`` makes a restore we asked for one undo step. Thin
+        sessions only; one manager per text, made on first use."""
+        state = self._state
+        if not isinstance(state, ThinDocState):
+            raise ClientError("undo managers follow thin sessions")
+        node = root_node("text", name)
+        manager = self._undo.get(node)
+        if manager is None:
+
+            def apply(op: ot.Op) -> None:
+                state.local_edit(node, op)
+                self._local_changed()
+
+            manager = self._undo[node] = UndoManager(state, node, apply=apply)
+        return manager
 
     def node(self, node_id: str, kind: Kind | None = None) -> Handle:
         """A handle on any node by wire id (a nested ``{"$node": id}`` value, for instance)."""
@@ -454,7 +475,10 @@ class DocumentSession(SessionTransport):
         elif isinstance(msg, p.Remote):
             if isinstance(state, ThinDocState):
                 self._changes(state.on_remote(msg), "remote")
-                self._notify()  # our own batch may have come back as a catch-up remote
+                if state.pending:  # an undo manager's correction (thin_undo settle): send it
+                    self._local_changed()
+                else:
+                    self._notify()  # our own batch may have come back as a catch-up remote
         elif isinstance(msg, p.RemoteSync):
             if isinstance(state, ReplicaDocState):
                 self._changes(state.on_remote_sync(msg), "remote")

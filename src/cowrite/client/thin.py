@@ -122,6 +122,10 @@ class ThinDocState(ThinCursors, ThinMerge):
             maxlen=max(1, history_versions)
         )
         self._history_from = 0
+        self.observers: list[Any] = []
+        """Undo managers (``thin_undo.UndoManager``) following text nodes: told of every change
+        of the local text (``local``, ``remote``, ``reset``) and asked to ``settle`` after each
+        server message (their corrections are returned with its changes)."""
 
     # ------------------------------------------------------------- reading
 
@@ -168,7 +172,11 @@ class ThinDocState(ThinCursors, ThinMerge):
                     check_json(v)
                     if isinstance(v, dict) and ("$new" in v or "$node" in v):
                         raise InvalidOperation("thin clients create nested nodes in map keys only")
-        self.local[node] = ot.apply(self.local.get(node, empty_value(kind)), op)
+        before = self.local.get(node, empty_value(kind))
+        after = ot.apply(before, op)  # raises, changing nothing, if the op does not fit
+        for o in self.observers:
+            o.local(node, op, before)
+        self.local[node] = after
         slot: Slot = ("seq", node, None)
         composed = ot.compose(self.pending[slot], op) if slot in self.pending else op
         if composed:
@@ -299,22 +307,32 @@ class ThinDocState(ThinCursors, ThinMerge):
         if batch is not None and msg.client_id == self.client_id and msg.edit_id == batch.edit_id:
             return self._own_remote(msg)
         changes: list[p.EditOp] = []
-        seq_ops = self._apply_remote_ops(msg.ops, changes)
+        meta = {"client_id": msg.client_id, "edit_id": msg.edit_id, "version": msg.version}
+        seq_ops = self._apply_remote_ops(msg.ops, changes, meta)
         if seq_ops is not None:
             self._advance(msg.version, seq_ops, msg.vv)
-        return changes
+        return self._settle_observers(changes)
 
     def _apply_remote_ops(
-        self, ops: list[p.EditOp], changes: list[p.EditOp]
+        self, ops: list[p.EditOp], changes: list[p.EditOp], meta: dict[str, Any]
     ) -> list[tuple[str, ot.Op]] | None:
         """Apply server ops to the server state and, rebased, to the local view (appended to
-        ``changes``); their sequence ops, or None if our copy diverged (a rejoin is asked)."""
+        ``changes``); their sequence ops, or None if our copy diverged (a rejoin is asked).
+        ``meta``: what the observers learn of the message (edit_id, version; or barrier)."""
         seq_ops: list[tuple[str, ot.Op]] = []
         try:
             for op in ops:
+                before = (
+                    self._server_value(op.node)
+                    if self.observers and isinstance(op, p.SeqEdit)
+                    else None
+                )
                 seq = self._apply_server(op)
                 if seq is not None:
                     seq_ops.append(seq)
+                    if before is not None:
+                        for o in self.observers:
+                            o.remote(seq[0], seq[1], before, meta)
                 change = self._rebase_remote(op)
                 if change is not None:
                     changes.append(change)
@@ -322,6 +340,12 @@ class ThinDocState(ThinCursors, ThinMerge):
             self.request_rejoin(snapshot=True)  # our copy diverged: merge with a snapshot
             return None
         return seq_ops
+
+    def _settle_observers(self, changes: list[p.EditOp]) -> list[p.EditOp]:
+        """``changes`` and what the observers changed settling a server message."""
+        for o in self.observers:
+            changes.extend(p.SeqEdit(node=c.node, edit=c.edit) for c in o.settle())
+        return changes
 
     def on_ack(self, msg: p.Ack) -> list[p.EditOp]:
         """Our in-flight batch is applied and durable at ``msg.version``."""

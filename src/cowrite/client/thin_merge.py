@@ -30,6 +30,7 @@ class ThinMerge:
         vv: dict[str, int] | None
         server: dict[str, Any]
         local: dict[str, Any]
+        observers: list[Any]
         kinds: dict[str, Kind]
         inflight: Batch | None
         pending: dict[Slot, Any]
@@ -48,8 +49,9 @@ class ThinMerge:
             self, batch: Batch, created_ids: list[str]
         ) -> tuple[list[tuple[str, ot.Op]], list[p.EditOp]]: ...
         def _apply_remote_ops(
-            self, ops: list[p.EditOp], changes: list[p.EditOp]
+            self, ops: list[p.EditOp], changes: list[p.EditOp], meta: dict[str, Any]
         ) -> list[tuple[str, ot.Op]] | None: ...
+        def _settle_observers(self, changes: list[p.EditOp]) -> list[p.EditOp]: ...
 
     def _own_remote(self, msg: p.Remote) -> list[p.EditOp]:
         """Our in-flight batch came back in a catch-up: it is acknowledged."""
@@ -76,13 +78,14 @@ class ThinMerge:
         batch = self.inflight
         if batch is not None and msg.acked == batch.edit_id:  # ``ops`` start after it
             changes.extend(self._settle(batch, [])[1])
-        if self._apply_remote_ops(msg.ops or [], changes) is None:
-            return changes
+        meta = {"barrier": True, "version": msg.version}  # a catch-up cannot say what it holds
+        if self._apply_remote_ops(msg.ops or [], changes, meta) is None:
+            return self._settle_observers(changes)
         self.version = msg.version
         self._history.clear()
         self._history_from = msg.version
         self.vv = dict(msg.state) if msg.state is not None else None
-        return changes
+        return self._settle_observers(changes)
 
     def _refresh_slots(self, batch: Batch) -> list[p.EditOp]:
         """Local values of the non-sequence slots ``batch`` wrote, after it left flight."""
@@ -103,6 +106,8 @@ class ThinMerge:
         if batch is None:
             return []
         self.inflight = None
+        for o in self.observers:
+            o.reset()  # a change no undo manager can place
         changes: list[p.EditOp] = []
         for slot, payload in batch.ops.items():
             kind, node, _ = slot
@@ -220,6 +225,9 @@ class ThinMerge:
                 base = empty_value(kind)
             change = p.SeqEdit(node=node, edit=diff_seq(base, new))
             self.server[node] = base
+            if change.edit:
+                for o in self.observers:
+                    o.remote(node, change.edit, base, {"barrier": True, "version": version})
             rebased = self._rebase_remote(change)  # like a remote: over inflight and pending
             if rebased is not None:
                 changes.append(rebased)
@@ -239,7 +247,7 @@ class ThinMerge:
         self.version = version
         self._history.clear()
         self._history_from = version
-        return changes
+        return self._settle_observers(changes)
 
 
 def _kind_of_value(value: Any) -> Kind | None:

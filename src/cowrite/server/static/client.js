@@ -861,6 +861,7 @@ var ThinDocState = class {
     this._history = [];
     this._historyMax = Math.max(1, historyVersions);
     this._historyFrom = 0;
+    this.observers = [];
   }
   // ----------------------------------------------------------------------- reading
   /** No local edit is waiting for an acknowledgement. */
@@ -904,7 +905,10 @@ var ThinDocState = class {
     const kind = this._claim(node, SEQ_KINDS);
     op = normalize(op);
     if (!op.length) return;
-    this.local.set(node, applySeq(this.local.has(node) ? this.local.get(node) : emptyValue(kind), op));
+    const before = this.local.has(node) ? this.local.get(node) : emptyValue(kind);
+    const after = applySeq(before, op);
+    for (const o of this.observers) o.local(node, op, before);
+    this.local.set(node, after);
     const k = slotKey("seq", node);
     const queued = this.pending.get(k);
     const composed = queued ? compose(queued.payload, op) : op;
@@ -1013,18 +1017,20 @@ var ThinDocState = class {
       return this._ownRemote(msg);
     }
     const changes = [];
-    const seqOps = this._applyRemoteOps(msg.ops, changes);
+    const seqOps = this._applyRemoteOps(msg.ops, changes, msg);
     if (seqOps) this._advance(msg.version, seqOps, msg.vv);
-    return changes;
+    return this._settleObservers(changes);
   }
   /** Apply server ops to the server state and, rebased, to the local view (pushed to
    *  `changes`); returns their sequence ops, or null if our copy diverged (rejoin asked). */
-  _applyRemoteOps(ops, changes) {
+  _applyRemoteOps(ops, changes, meta) {
     const seqOps = [];
     try {
       for (const op of ops) {
+        const before = this.observers.length && op.type === "seq" ? this._serverValue(op.node) : null;
         const seq = this._applyServer(op);
         if (seq) seqOps.push(seq);
+        if (seq && before !== null) for (const o of this.observers) o.remote(op.node, seq[1], before, meta);
         const change = this._rebaseRemote(op);
         if (change) changes.push(change);
       }
@@ -1289,12 +1295,12 @@ var ThinDocState = class {
     const changes = [];
     const batch = this.inflight;
     if (batch && msg.acked === batch.editId) changes.push(...this._settle(batch, [])[1]);
-    if (!this._applyRemoteOps(msg.ops, changes)) return changes;
+    if (!this._applyRemoteOps(msg.ops, changes, { barrier: true, version: msg.version })) return this._settleObservers(changes);
     this.version = msg.version;
     this._history = [];
     this._historyFrom = msg.version;
     this.vv = msg.state ? { ...msg.state } : null;
-    return changes;
+    return this._settleObservers(changes);
   }
   _ownRemote(msg) {
     const batch = this.inflight;
@@ -1327,6 +1333,7 @@ var ThinDocState = class {
   _dropInflight() {
     const batch = this.inflight;
     if (!batch) return [];
+    for (const o of this.observers) o.reset();
     this.inflight = null;
     const changes = [];
     for (const [k, { kind, node, payload }] of batch.ops) {
@@ -1446,7 +1453,9 @@ var ThinDocState = class {
       const next = theirs.has(node) ? theirs.get(node) : emptyValue(kind);
       if (typeof base !== typeof next || Array.isArray(base) !== Array.isArray(next)) base = emptyValue(kind);
       this.server.set(node, base);
-      const rebased = this._rebaseRemote({ type: "seq", node, edit: diff(base, next) });
+      const edit = diff(base, next);
+      if (edit.length) for (const o of this.observers) o.remote(node, edit, base, { barrier: true, version });
+      const rebased = this._rebaseRemote({ type: "seq", node, edit });
       if (rebased) changes.push(rebased);
     }
     const oldLocal = this.local;
@@ -1466,6 +1475,11 @@ var ThinDocState = class {
     this.version = version;
     this._history = [];
     this._historyFrom = version;
+    return this._settleObservers(changes);
+  }
+  /** `changes` and what the observers changed settling a server message (undo.js settle). */
+  _settleObservers(changes) {
+    for (const o of this.observers) changes.push(...o.settle());
     return changes;
   }
 };
@@ -2159,6 +2173,7 @@ var DocumentSession = class extends Emitter {
         this._remapMembers(changes, msg.client_id);
         if (changes.length) this.emit("change", { changes, origin: "remote", clientId: msg.client_id });
         this._checkSync();
+        if (this.state.pending.size) this._scheduleFlush();
         return;
       }
       case "ack": {

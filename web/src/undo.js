@@ -1,0 +1,324 @@
+// Undo and redo of one text node of a thin client that never resurrect or duplicate text.
+// The spec is docs/protocol.md, "Undo in thin clients"; the Python twin is
+// cowrite/client/thin_undo.py (same algorithm, same test vectors: tests/vectors/undo).
+//
+// The manager keeps a log of the node's changes in *server order*: every change the server has
+// applied (ours and others'), then our unacknowledged ones. Our records carry their text
+// (undo_ops.js), so they invert without the document. A remote op R (server coordinates) goes
+// into the log just before our unacknowledged records, and those are rebased over it exactly
+// like the thin client rebases its in-flight and pending ops (ours "left" at ties): a record
+// becomes our edit *as the server applies it*. Text that another client deleted concurrently is
+// no longer deleted by our record, so our undo does not re-insert it (two undos would).
+//
+// An undo step is a group of our records (typing within `groupMs` is one group); undoing it
+// folds the log from its first record on: invert each member and compose it in, rebase over
+// every other record. Crossing a *restore* record (a remote whose edit_id starts "restore-", or
+// a catch-up or snapshot that cannot say what it holds) drops the inserts of what was folded so
+// far: a restore decided the text, and re-inserting text we once deleted could copy text the
+// restore brought back. A restore that reaches us while our own undo/redo is unacknowledged
+// cancels that undo/redo's re-inserts with a compensating delete (settle()). The result is
+// applied as a local edit; its record is the redo step (and a redo's the next undo step).
+// `adoptRestore(version, edits)` makes a restore this page asked for (REST) one undo step.
+
+import * as ot from "./ot.js";
+import { compose, extraInserts, fromPlain, invert, isNoop, toPlain, transform, withoutInserts } from "./undo_ops.js";
+
+export const RESTORE_EDIT_PREFIX = "restore-";
+
+/** True for the broadcast of a REST restore (server/restore.py names its batches so). */
+export function isRestoreEdit(meta) {
+  return !!meta && typeof meta.edit_id === "string" && meta.edit_id.startsWith(RESTORE_EDIT_PREFIX);
+}
+
+const KEEP_RESTORES = 8; // restore records kept (for adoptRestore) while the log is short
+const LOG_SOFT_MAX = 5000;
+
+export class UndoManager {
+  /** `state`: a ThinDocState (thin.js); `node`: a text node id. `apply(op)`: makes a local edit
+   *  of `node` (default state.localEdit; a session passes session.edit so it is sent). */
+  constructor(state, node, { apply = null, groupMs = 500, limit = 200, now = () => Date.now() } = {}) {
+    this.state = state;
+    this.node = node;
+    this.apply = apply || ((op) => state.localEdit(node, op));
+    this.groupMs = groupMs;
+    this.limit = limit;
+    this.now = now;
+    this.log = [];
+    this.undoStack = [];
+    this.redoStack = [];
+    /** How many compensating deletes a restore caused (our undo/redo raced it). */
+    this.compensations = 0;
+    /** How many times the log no longer fit the text and was dropped (a bug if ever > 0). */
+    this.failures = 0;
+    this._doing = null;
+    this._of = null;
+    this._source = null;
+    this._claims = [];
+    this._fix = [];
+    state.observers.push(this);
+  }
+
+  /** Stop following the document (the stacks are dropped). */
+  detach() {
+    const i = this.state.observers.indexOf(this);
+    if (i >= 0) this.state.observers.splice(i, 1);
+    this.reset();
+  }
+
+  get canUndo() {
+    return this.undoStack.length > 0;
+  }
+  get canRedo() {
+    return this.redoStack.length > 0;
+  }
+
+  /** Undo our last step: returns the change made ({type: "seq", node, edit, before}: before is
+   *  the local text it applied to) or null when there is nothing (left) to undo. */
+  undo() {
+    return this._step(this.undoStack, "undo");
+  }
+
+  redo() {
+    return this._step(this.redoStack, "redo");
+  }
+
+  /** Start a new undo step at the next edit (a caret jump, a blur...). */
+  close() {
+    const top = this.undoStack[this.undoStack.length - 1];
+    if (top) top.open = false;
+  }
+
+  /** The restore this client asked for (REST answer {version, edits}) is one undo step: the
+   *  remote batches at room versions version-edits+1..version, whether they came yet or not. */
+  adoptRestore(version, edits = 1) {
+    if (!Number.isInteger(version) || !Number.isInteger(edits) || edits < 1) return;
+    const claim = { from: version - edits + 1, to: version, group: { records: [], at: this.now(), open: false } };
+    for (const rec of this.log) if (rec.restore && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
+    this._claims.push(claim);
+    if (this._claims.length > KEEP_RESTORES) this._claims.shift();
+    this.close();
+    this._push(this.undoStack, claim.group);
+    this.redoStack.length = 0;
+  }
+
+  reset() {
+    this.log = [];
+    this.undoStack = [];
+    this.redoStack = [];
+    this._claims = [];
+    this._fix = [];
+  }
+
+  // ------------------------------------------------------- observer of the ThinDocState
+
+  /** A local edit of `node`: `op` (normalized) applies to `before` (the local value). */
+  local(node, op, before) {
+    if (node !== this.node) return;
+    const rich = fromPlain(op, before);
+    if (isNoop(rich)) return;
+    const kind = this._doing || "edit";
+    const gen = this.state._edits;
+    const last = this.log[this.log.length - 1];
+    const rec = { op: rich, own: true, gen, kind, restore: false, version: null, of: this._of, source: this._source };
+    if (kind === "edit") {
+      this.redoStack.length = 0;
+      const top = this.undoStack[this.undoStack.length - 1];
+      const t = this.now();
+      if (top && top.open && t - top.at <= this.groupMs) {
+        top.at = t;
+        if (last && last.own && last.gen === gen && top.records[top.records.length - 1] === last) {
+          last.op = compose(last.op, rich); // same batch, next to it: one record
+          return;
+        }
+        top.records.push(rec);
+      } else this._push(this.undoStack, { records: [rec], at: t, open: true });
+    } else if (kind === "undo") this._push(this.redoStack, { records: [rec], at: 0, open: false });
+    else if (kind === "redo") this._push(this.undoStack, { records: [rec], at: 0, open: false });
+    this.log.push(rec);
+    this._trim();
+  }
+
+  /** A server op of `node` (server coordinates, applying to `before`, the server value), seen
+   *  before the thin client rebases it over our unacknowledged edits. `meta`: the remote message
+   *  (client_id, edit_id, version) or {barrier: true} for a catch-up or a snapshot. */
+  remote(node, op, before, meta) {
+    if (node !== this.node) return;
+    const restore = !!meta.barrier || isRestoreEdit(meta);
+    const first = this.state._edits - (this.state.inflight ? 1 : 0); // oldest unacknowledged batch
+    let i = this.log.length;
+    while (i > 0 && this.log[i - 1].own && this.log[i - 1].gen >= first) i--;
+    let r = ot.normalize(op);
+    const rec = { op: restore ? fromPlain(r, before) : r, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
+    for (let j = i; j < this.log.length; j++) {
+      const mine = this.log[j];
+      const plain = toPlain(mine.op);
+      mine.op = transform(mine.op, r, "left");
+      r = ot.transform(r, plain, "right");
+    }
+    this.log.splice(i, 0, rec);
+    if (restore) {
+      for (const claim of this._claims) {
+        if (rec.version !== null && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
+      }
+    }
+    // our unacknowledged undo/redo re-inserts may have lost their right (see settle)
+    for (let j = i + 1; j < this.log.length; j++) {
+      const mine = this.log[j];
+      if ((mine.kind === "undo" || mine.kind === "redo") && mine.op.some((c) => typeof c === "string")) {
+        if (restore) mine.tainted = true; // a restore wins over our undo/redo not applied yet
+        if (!this._fix.includes(mine)) this._fix.push(mine);
+      }
+    }
+  }
+
+  /** After a server message: an unacknowledged undo/redo of ours that re-inserted text it no
+   *  longer may (a restore came first, or another client deleted that text concurrently with
+   *  the edit we undid, so the server applies our edit without that deletion) has the extra
+   *  text deleted again: a compensating local edit. Returns the changes made (local
+   *  coordinates). */
+  settle() {
+    const changes = [];
+    while (this._fix.length) {
+      const rec = this._fix.shift();
+      const at = this.log.indexOf(rec);
+      if (at < 0 || !rec.source) continue;
+      let fix = extraInserts(rec.op, rec.tainted ? null : this._inverse(rec.source, at));
+      if (isNoop(fix)) continue;
+      // what we did after that re-insert may have moved or re-inserted the same text again (we
+      // cannot tell our characters apart): later undo/redo re-inserts and steps lose their
+      // inserts too: a lost undo, never a duplicate
+      for (const stack of [this.undoStack, this.redoStack]) {
+        for (const group of stack) if (group.records.some((r) => this.log.indexOf(r) > at)) group.stripped = true;
+      }
+      for (let j = at + 1; j < this.log.length; j++) {
+        const later = this.log[j];
+        if ((later.kind === "undo" || later.kind === "redo") && later.op.some((c) => typeof c === "string")) {
+          later.tainted = true;
+          if (!this._fix.includes(later)) this._fix.push(later);
+        }
+      }
+      for (let j = at + 1; j < this.log.length; j++) fix = transform(fix, toPlain(this.log[j].op), "right");
+      if (isNoop(fix)) continue;
+      const edit = toPlain(fix);
+      const before = this.state.rope(this.node);
+      this._doing = "fix";
+      try {
+        this.state.localEdit(this.node, edit);
+      } catch (err) {
+        if (!(err instanceof ot.InvalidOperation)) throw err;
+        this.reset(); // see _step
+        this.failures++;
+        break;
+      } finally {
+        this._doing = null;
+      }
+      this.compensations++;
+      changes.push(seqChange(this.node, edit, before));
+    }
+    return changes;
+  }
+
+  // --------------------------------------------------------------------- internals
+
+  _step(stack, kind) {
+    this.close();
+    while (stack.length) {
+      const group = stack.pop();
+      const op = this._inverse(group);
+      if (op === null || isNoop(op)) continue;
+      const edit = toPlain(op);
+      const before = this.state.rope(this.node);
+      this._doing = kind;
+      this._of = group.records.length === 1 ? group.records[0] : null;
+      this._source = group;
+      try {
+        this.apply(edit);
+      } catch (err) {
+        if (!(err instanceof ot.InvalidOperation)) throw err;
+        this.reset(); // our log no longer matches the text (a bug): forget it, change nothing
+        this.failures++;
+        return null;
+      } finally {
+        this._doing = null;
+        this._of = this._source = null;
+      }
+      return seqChange(this.node, edit, before);
+    }
+    return null;
+  }
+
+  /** The op undoing `group` now (or just before log record `end`): see the module comment. */
+  _inverse(group, end = this.log.length) {
+    if (!group.records.length) return null;
+    const members = new Set(group.records);
+    let start = end;
+    for (const rec of group.records) {
+      const at = this.log.indexOf(rec);
+      if (at >= 0 && at < start) start = at;
+    }
+    // an undo and its redo side by side (nothing between, still exact inverses) are skipped:
+    // rebasing over a deletion and its re-insertion would lose where our text was (a tie)
+    const kept = [];
+    for (let j = start; j < end; j++) {
+      const rec = this.log[j];
+      const prev = kept[kept.length - 1];
+      if (prev && rec.of === prev && !members.has(prev) && !members.has(rec) && sameOp(invert(prev.op), rec.op)) kept.pop();
+      else kept.push(rec);
+    }
+    let u = null;
+    for (const rec of kept) {
+      if (members.has(rec)) {
+        const inv = invert(rec.op);
+        u = u === null ? inv : compose(inv, u);
+      } else if (u !== null) {
+        if (rec.restore) u = withoutInserts(u);
+        u = transform(u, toPlain(rec.op), "left");
+      }
+    }
+    return u !== null && group.stripped ? withoutInserts(u) : u;
+  }
+
+  _push(stack, group) {
+    stack.push(group);
+    if (stack.length > this.limit) stack.shift();
+  }
+
+  /** Forget log records no step needs: before the first record of any step, of any claimable
+   *  restore, and of our unacknowledged records (later remotes rebase those). */
+  _trim() {
+    if (this.log.length < 64) return;
+    const first = this.state._edits - (this.state.inflight ? 1 : 0);
+    const index = new Map(this.log.map((rec, i) => [rec, i]));
+    let cut = this.log.length;
+    for (let i = 0; i < this.log.length; i++) {
+      const rec = this.log[i];
+      if (rec.own && rec.gen >= first) {
+        cut = i;
+        break;
+      }
+    }
+    const groups = [...this.undoStack, ...this.redoStack];
+    for (let i = cut; i < this.log.length; i++) if (this.log[i].source) groups.push(this.log[i].source); // settle() folds them
+    for (const group of groups) for (const rec of group.records) cut = Math.min(cut, index.get(rec) ?? cut);
+    if (this.log.length < LOG_SOFT_MAX) {
+      let seen = 0;
+      for (let i = this.log.length - 1; i >= 0 && seen < KEEP_RESTORES; i--) {
+        if (this.log[i].restore) {
+          seen++;
+          cut = Math.min(cut, i);
+        }
+      }
+    }
+    if (cut > 0) this.log.splice(0, cut);
+  }
+}
+
+function sameOp(a, b) {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function seqChange(node, edit, before) {
+  const change = { type: "seq", node, edit };
+  Object.defineProperty(change, "before", { value: before });
+  return change;
+}
