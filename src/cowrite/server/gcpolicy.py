@@ -21,13 +21,6 @@ next full collection. Measured with ``cowrite bench server --scenario b`` (memor
   the old generation are freed that much later; everything else is freed by reference
   counting as before.
 
-And the interpreter's thread switch interval, 1 ms instead of 5: the event loop shares the
-interpreter with the SQLite writer thread and with the worker thread that loads a document. A
-thread that wants the interpreter lock waits up to the switch interval for it, and an ack takes
-several such hand-offs (the loop, then the writer between each SQLite statement, then the loop):
-while a 2 M-character document loaded, another document's acks came 190 ms late with 5 ms
-(``python -m benchmarks open_stall``).
-
 Only for a process the server owns: an application mounting ``create_app`` keeps its own
 settings.
 """
@@ -35,12 +28,9 @@ settings.
 from __future__ import annotations
 
 import gc
-import sys
 
 FULL_COLLECTION_EVERY = 1000
 """Generation-1 collections between two full collections (CPython's default: 10)."""
-SWITCH_INTERVAL_S = 0.001
-"""How long a thread may hold the interpreter while another waits (CPython's default: 5 ms)."""
 YOUNG_COLLECTION_EVERY = 20_000
 """Allocations (minus deallocations) of tracked objects between two young collections
 (CPython's default: 700)."""
@@ -52,4 +42,3 @@ def tune_for_latency() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_EVERY, threshold1, FULL_COLLECTION_EVERY)
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
