@@ -42,7 +42,7 @@ from benchmarks.trace_peers import (
     trace_kind,
     warm_up_pycrdt,
 )
-from cowrite.engine import Document, encode_ops
+from cowrite.engine import Document, encode_ops, engine_build
 from cowrite.replay import load_trace
 
 MERGE_EDITS = 1000
@@ -376,7 +376,7 @@ def _fmt(value: float | None, unit: str) -> str:
 
 def render(results: list[DocOpsResult]) -> str:
     """A markdown table per trace: cowrite, pycrdt, ratio, target."""
-    out: list[str] = []
+    out: list[str] = [f"engine: {engine_build()}"]
     for result in results:
         out.append(f"\n{result.trace}\n")
         out.append("| operation | cowrite | pycrdt | ratio | target |")
