@@ -11,6 +11,7 @@ build. Needs a C compiler and either setuptools or Python 3.11's stdlib distutil
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.machinery
 import importlib.util
 import os
@@ -62,14 +63,16 @@ def main() -> int:
         return 0
     digest = native.source_digest()
     try:
-        import setuptools  # noqa: F401  (mypyc builds through it when present)
+        importlib.import_module("setuptools")  # mypyc builds through it when it is imported
     except ImportError:
         if sys.version_info >= (3, 12):
             print("build-native: needs setuptools on Python 3.12+; staying pure Python")
             return 1
         import mypyc.build
 
-        mypyc.build._setuptools_patch_applied = True  # type: ignore[attr-defined]
+        # mypycify patches a setuptools command unconditionally; without setuptools (plain
+        # distutils, Python 3.11) there is nothing to patch
+        setattr(mypyc.build, "_setuptools_patch_applied", True)  # noqa: B010
     warnings.simplefilter("ignore", DeprecationWarning)
     from distutils.core import setup  # setuptools' shim when setuptools is imported
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import sys
 import zlib
 from array import array
-from typing import Any
+from typing import Any, Final
 
 from cowrite.engine.codec import Writer
 from cowrite.engine.document import Document
@@ -61,11 +61,18 @@ MAGIC = b"CWS"
 STATE_VERSION = 2
 DELTA_MAGIC = b"CWR"
 DELTA_VERSION = 3
-F_DELETED, F_LIST, F_ID = 1, 2, 16
+F_DELETED: Final = 1
+F_LIST: Final = 2
+F_ID: Final = 16
 """Item flags: deleted, list content, explicit id (else the id right after the origin)."""
-O_NONE, O_PREV, O_EXPLICIT = 0, 4, 8
+O_NONE: Final = 0
+O_PREV: Final = 4
+O_EXPLICIT: Final = 8
 """Origin (bits 2-3): none, the previous item's last element, explicit."""
-R_NONE, R_PREV, R_NEXT, R_EXPLICIT = 0, 32, 64, 96
+R_NONE: Final = 0
+R_PREV: Final = 32
+R_NEXT: Final = 64
+R_EXPLICIT: Final = 96
 """Right origin (bits 5-6): none, the previous item's right, the next item's id, explicit."""
 _TYPECODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 for _width, _code in _TYPECODES.items():
