@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.trace_peers import pycrdt_version
+from cowrite.engine import engine_build
 
 SECTION_START = "<!-- engine-traces:start -->"
 SECTION_END = "<!-- engine-traces:end -->"
@@ -139,6 +140,7 @@ def machine_info() -> dict[str, str]:
         "os": f"{platform.system()} {platform.release()} {platform.machine()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "pycrdt": pycrdt_version() or "not installed",
+        "engine": engine_build(),
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     try:
@@ -266,7 +268,7 @@ def render_section(
         f"- **Date:** {info['date']}",
         f"- **CPU:** {info['cpu']}; {info['os']}",
         f"- **Python:** {info['python']} · **pycrdt:** {info['pycrdt']} · "
-        f"**cowrite:** {info['cowrite']}",
+        f"**cowrite:** {info['cowrite']} · **engine:** {info.get('engine', '?')}",
         f"- **Runs:** every number comes from a fresh subprocess; time = median of {repeat} "
         "run(s); heap memory from one extra tracemalloc run.",
         "",

@@ -399,6 +399,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         " replay over encoded bytes, cowrite vs pycrdt in one process (default traces:"
         " automerge-paper and clownschool); prints a table, writes nothing",
     )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="with --doc-ops: time with the process's CPU time, best of --repeat (steadier than"
+        " wall-clock medians on a shared machine)",
+    )
     parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument(
         "--mode", choices=("time", "memory"), default="time", help=argparse.SUPPRESS
@@ -439,7 +445,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
 
         if not args.only:
             paths = [p for p in paths if trace_name(p) in DEFAULT_TRACES]
-        print(run_doc_ops(paths, args.repeat, with_pycrdt="pycrdt" in contenders))
+        print(run_doc_ops(paths, args.repeat, with_pycrdt="pycrdt" in contenders, cpu=args.cpu))
         return 0
 
     results = [

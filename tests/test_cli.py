@@ -27,7 +27,24 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_version(tmp_path: Path) -> None:
     proc = run("--version", cwd=tmp_path)
     assert proc.returncode == 0
-    assert proc.stdout.strip() == f"cowrite {version('cowrite')}"
+    # and which engine build runs (the child gets no COWRITE_* variables: the default choice)
+    assert proc.stdout.strip() == f"cowrite {version('cowrite')} (engine: {default_build()})"
+
+
+def default_build() -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COWRITE_")}
+    code = "import cowrite.engine as e; print(e.engine_build())"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    build = done.stdout.strip()
+    assert build == "mypyc-compiled" or build.startswith("pure Python")
+    return build
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,14 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
 
+    from cowrite.engine import engine_build
+
     parser = argparse.ArgumentParser(prog="cowrite", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"cowrite {version('cowrite')}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"cowrite {version('cowrite')} (engine: {engine_build()})",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     replay = sub.add_parser("replay", help="replay an editing trace through the CRDT engine")
     replay.add_argument("path", help="trace file (.json or .json.gz)")

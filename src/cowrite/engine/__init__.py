@@ -20,10 +20,11 @@ the engine imports another engine module. In short:
 - history: ``versions``, ``value_at``, ``diff``, and restoring a version as ordinary edits
   (``restore_batches``/``apply_restore_edits``/``restore``);
 - the OT edge: ``EditLog``, ``apply_index_edit``, anchors; compaction (``compact``);
-- errors: ``EngineError`` and its subclasses.
+- errors: ``EngineError`` and its subclasses;
+- ``engine_build()``: whether the compiled (mypyc) hot modules or the pure-Python ones run.
 """
 
-from cowrite.engine import ot
+from cowrite.engine import native, ot  # noqa: F401  (native first: it picks the build)
 from cowrite.engine.authorship import ChangeSpan, NodeChanges, authored_changes
 from cowrite.engine.compaction import CompactionStats, compact
 from cowrite.engine.document import Change, Document, root_id
@@ -45,6 +46,7 @@ from cowrite.engine.history import (
     versions,
 )
 from cowrite.engine.ids import VersionVector, vv_includes, vv_merge, vv_min
+from cowrite.engine.native import engine_build
 from cowrite.engine.nodes import (
     address_of,
     element_id,
@@ -152,4 +154,6 @@ __all__ = [
     "DecodeError",
     "ResyncNeeded",
     "TooManyReplicas",
+    # which build runs
+    "engine_build",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 from array import array
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from cowrite.engine.ids import ONE
 from cowrite.engine.ops import InsertOp, NodeKind
@@ -17,7 +17,7 @@ from cowrite.engine.ops import InsertOp, NodeKind
 DeleteColumns: TypeAlias = "tuple[array[int], array[int], array[int], array[int]]"
 """Per client: delete op seq, node, first target id, count (one row per span)."""
 
-SYSTEM = 0
+SYSTEM: Final = 0
 """Client index (and replica id) 0 is reserved for named roots; no replica may use it."""
 
 MAX_PENDING_OPS = 1_000_000

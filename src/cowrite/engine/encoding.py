@@ -85,7 +85,7 @@ import lzma
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -132,10 +132,18 @@ MAX_NAME_BYTES = 1024
 LZMA_DICT_MIN = 4096
 LZMA_DICT_MAX = 8 * 1024 * 1024
 
-K_INSERT, K_DELETE, K_SET, K_ADD = 0, 1, 2, 3
+K_INSERT: Final = 0
+K_DELETE: Final = 1
+K_SET: Final = 2
+K_ADD: Final = 3
 _KIND_OF = {InsertOp: K_INSERT, DeleteOp: K_DELETE, SetOp: K_SET, AddOp: K_ADD}
 _GROUP_OF_KIND = (G_INSERT, G_DELETE, G_SET, G_ADD)
-T_NONE, T_PREV, T_NEAR, T_DELTA, T_ROOT, T_TABLE = 0, 1, 2, 5, 6, 7
+T_NONE: Final = 0
+T_PREV: Final = 1
+T_NEAR: Final = 2
+T_DELTA: Final = 5
+T_ROOT: Final = 6
+T_TABLE: Final = 7
 V_JSON, V_DELETED, V_NEW, V_JSON_ASCII = 0, 1, 2, 3
 
 _json_encode = msgspec.json.Encoder().encode

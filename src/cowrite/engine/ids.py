@@ -14,11 +14,12 @@ encoder writes replica ids.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
-CLIENT_BITS = 20
-CLIENT_MASK = (1 << CLIENT_BITS) - 1
-ONE = 1 << CLIENT_BITS
-NO_ID = -1
+CLIENT_BITS: Final = 20
+CLIENT_MASK: Final = (1 << CLIENT_BITS) - 1
+ONE: Final = 1 << CLIENT_BITS
+NO_ID: Final = -1
 """Packed id meaning "none" (the start or the end of a sequence as an origin)."""
 
 MAX_REPLICA_ID = (1 << 64) - 1

@@ -10,15 +10,15 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterator
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, ONE
 
 if TYPE_CHECKING:
     from cowrite.engine.tree import RunTree
 
-LEAF_MAX = 64
-NODE_MAX = 32
+LEAF_MAX: Final = 64
+NODE_MAX: Final = 32
 
 
 class Gap:
@@ -113,7 +113,7 @@ class Node:
 _NO_LEAF = Leaf()
 
 
-BLOCK = 256
+BLOCK: Final = 256
 """Index blocks split at twice this many items: an insert moves at most ~512 entries."""
 
 

@@ -40,8 +40,7 @@ from __future__ import annotations
 import sys
 import zlib
 from array import array
-from operator import attrgetter
-from typing import Any
+from typing import Any, Final
 
 from cowrite.engine.codec import Writer
 from cowrite.engine.document import Document
@@ -62,20 +61,24 @@ MAGIC = b"CWS"
 STATE_VERSION = 2
 DELTA_MAGIC = b"CWR"
 DELTA_VERSION = 3
-F_DELETED, F_LIST, F_ID = 1, 2, 16
+F_DELETED: Final = 1
+F_LIST: Final = 2
+F_ID: Final = 16
 """Item flags: deleted, list content, explicit id (else the id right after the origin)."""
-O_NONE, O_PREV, O_EXPLICIT = 0, 4, 8
+O_NONE: Final = 0
+O_PREV: Final = 4
+O_EXPLICIT: Final = 8
 """Origin (bits 2-3): none, the previous item's last element, explicit."""
-R_NONE, R_PREV, R_NEXT, R_EXPLICIT = 0, 32, 64, 96
+R_NONE: Final = 0
+R_PREV: Final = 32
+R_NEXT: Final = 64
+R_EXPLICIT: Final = 96
 """Right origin (bits 5-6): none, the previous item's right, the next item's id, explicit."""
 _TYPECODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 for _width, _code in _TYPECODES.items():
     assert array(_code).itemsize == _width, "unexpected C integer sizes"
 _BIG_ENDIAN = sys.byteorder == "big"
 ZLIB_LEVEL = 1
-_ID, _CONTENT, _ORIGIN, _RIGHT, _DELETED = (
-    attrgetter(name) for name in ("id", "content", "origin", "right", "deleted")
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,41 +143,54 @@ def encode_state(doc: Document, *, as_delta: bool = False) -> bytes:
 
 
 def _write_items(w: Writer, seq: Sequence, tix: dict[int, int]) -> None:
-    """The item columns of ``seq``, built column by column (comprehensions, no per-item loop)."""
+    """The item columns of ``seq``, gathered in one pass (typed locals: the compiled build's
+    hot loop of the delta since empty)."""
     items = list(seq.items())
-    ids = list(map(_ID, items))
-    contents = list(map(_CONTENT, items))
-    lens = list(map(len, contents))
-    origins = list(map(_ORIGIN, items))
-    rights = list(map(_RIGHT, items))
-    lasts = [NO_ID, *[i + (n - 1) * ONE for i, n in zip(ids, lens, strict=True)]]
-    ocodes = [
-        O_PREV if o == p else O_NONE if o == NO_ID else O_EXPLICIT
-        for o, p in zip(origins, lasts, strict=False)
-    ]
-    idcodes = [
-        0 if o != NO_ID and i == o + ONE else F_ID for i, o in zip(ids, origins, strict=True)
-    ]
-    rcodes = [
-        R_PREV if r == p else R_NONE if r == NO_ID else R_NEXT if r == x else R_EXPLICIT
-        for r, p, x in zip(rights, [NO_ID, *rights], [*ids[1:], None], strict=False)
-    ]
-    kinds = set(map(type, contents))
-    if Gap in kinds:
-        raise EngineError("a compacted run in an uncompacted document")
+    n = len(items)
     content_flag = 0 if seq.is_text else F_LIST
-    flags = [
-        a | b | c | content_flag | d
-        for a, b, c, d in zip(ocodes, idcodes, rcodes, map(_DELETED, items), strict=True)
-    ]
-    w.uint(len(items))
+    flags: list[int] = []
+    lens: list[int] = []
+    contents: list[Any] = []
+    xids: list[int] = []
+    xorigins: list[int] = []
+    xrights: list[int] = []
+    last = NO_ID  # the previous item's last element
+    prev_right = NO_ID
+    for k in range(n):
+        item = items[k]
+        pid: int = item.id
+        origin: int = item.origin
+        right: int = item.right
+        content = item.content
+        if type(content) is Gap:
+            raise EngineError("a compacted run in an uncompacted document")
+        size = len(content)
+        f = content_flag | F_DELETED if item.deleted else content_flag
+        if origin == last:
+            f |= O_PREV
+        elif origin != NO_ID:
+            f |= O_EXPLICIT
+            xorigins.append(origin)
+        if origin == NO_ID or pid != origin + ONE:
+            f |= F_ID
+            xids.append(pid)
+        if right == prev_right:
+            f |= R_PREV
+        elif right != NO_ID:
+            if k + 1 < n and right == items[k + 1].id:
+                f |= R_NEXT
+            else:
+                f |= R_EXPLICIT
+                xrights.append(right)
+        flags.append(f)
+        lens.append(size)
+        contents.append(content)
+        last = pid + (size - 1) * ONE
+        prev_right = right
+    w.uint(n)
     _put_column(w, flags)
     _put_column(w, lens)
-    for chosen in (
-        [i for i, c in zip(ids, idcodes, strict=True) if c],
-        [o for o, c in zip(origins, ocodes, strict=True) if c == O_EXPLICIT],
-        [r for r, c in zip(rights, rcodes, strict=True) if c == R_EXPLICIT],
-    ):
+    for chosen in (xids, xorigins, xrights):
         w.uint(len(chosen))
         if len(tix) == 1:  # one replica: every index is 0
             _put_column(w, [0] * len(chosen))

@@ -277,59 +277,67 @@ def _items_of(
     explicit_rights = [(v << CLIENT_BITS) | cmap[c] for c, v in zip(rc, rs, strict=True)]
     refs += explicit_origins
     refs += explicit_rights
-    streams = iter(explicit_ids), iter(explicit_origins), iter(explicit_rights)
-    next_id, next_origin, next_right = (it.__next__ for it in streams)
+    n_ids, n_origins, n_rights = len(explicit_ids), len(explicit_origins), len(explicit_rights)
+    xi = xo = xr = 0  # next unread explicit id, origin, right
     pos = 0
     prev_last = right = NO_ID
     fix: Item | None = None  # an item whose right is the next item's id
     items: list[Item] = []
     append = items.append
-    try:
-        for k, (f, size) in enumerate(zip(fl.tolist(), ln.tolist(), strict=True)):
-            code = f & 12
-            if code == O_PREV:
-                origin = prev_last
-            elif code == O_NONE:
-                origin = NO_ID
-            elif code == O_EXPLICIT:
-                origin = next_origin()
-            else:
-                raise DecodeError("bad origin code")
-            if f & F_ID:
-                pid = next_id()
-            elif origin == NO_ID:
-                raise DecodeError("an implicit id without an origin")
-            else:
-                pid = origin + ONE
-            if fix is not None:
-                fix.right = right = pid
-                fix = None
-            code = f & 96
-            if code == R_NONE:
-                right = NO_ID
-            elif code == R_EXPLICIT:
-                right = next_right()
-            elif code == R_NEXT:
-                right = NO_ID  # set by the next item
-            # R_PREV: the previous item's right, still in ``right``
-            content: Any
-            if is_text:
-                content = text[pos : pos + size]
-                pos += size
-            else:
-                content = lists[k]
-                if len(content) != size:
-                    raise DecodeError("list item of the wrong length")
-                if materialize:
-                    content = doc._materialize_list(pid, content)
-            item = Item(pid, content, origin, right, f & F_DELETED == F_DELETED)
-            if code == R_NEXT:
-                fix = item
-            append(item)
-            prev_last = pid + (size - 1) * ONE
-    except StopIteration:
-        raise DecodeError("item columns disagree") from None
-    if any(next(it, None) is not None for it in streams):
+    flags: list[int] = fl.tolist()
+    sizes: list[int] = ln.tolist()
+    for k in range(n):
+        f = flags[k]
+        size = sizes[k]
+        code = f & 12
+        if code == O_PREV:
+            origin = prev_last
+        elif code == O_NONE:
+            origin = NO_ID
+        elif code == O_EXPLICIT and xo < n_origins:
+            origin = explicit_origins[xo]
+            xo += 1
+        else:
+            raise DecodeError("bad origin code" if code != O_EXPLICIT else "item columns disagree")
+        if f & F_ID:
+            if xi == n_ids:
+                raise DecodeError("item columns disagree")
+            pid = explicit_ids[xi]
+            xi += 1
+        elif origin == NO_ID:
+            raise DecodeError("an implicit id without an origin")
+        else:
+            pid = origin + ONE
+        if fix is not None:
+            fix.right = right = pid
+            fix = None
+        code = f & 96
+        if code == R_NONE:
+            right = NO_ID
+        elif code == R_EXPLICIT:
+            if xr == n_rights:
+                raise DecodeError("item columns disagree")
+            right = explicit_rights[xr]
+            xr += 1
+        elif code == R_NEXT:
+            right = NO_ID  # set by the next item
+        # R_PREV: the previous item's right, still in ``right``
+        content: Any
+        if is_text:
+            content = text[pos : pos + size]
+            pos += size
+        else:
+            content = lists[k]
+            if len(content) != size:
+                raise DecodeError("list item of the wrong length")
+            if materialize:
+                content = doc._materialize_list(pid, content)
+        item = Item(pid, content, origin, right, f & F_DELETED == F_DELETED)
+        if code == R_NEXT:
+            fix = item
+        append(item)
+        prev_last = pid + (size - 1) * ONE
+    if xi != n_ids or xo != n_origins or xr != n_rights:
         raise DecodeError("item columns disagree")
     if fix is not None:
         raise DecodeError("the last item's right cannot be the next item")
