@@ -230,7 +230,7 @@ async def run_one(server: ServerDef, scenario: Scenario, opts: Options) -> RunRe
             if srv.pid in drained.procs and srv.pid in start.procs:
                 res.server_cpu_s = drained.procs[srv.pid] - start.procs[srv.pid]
             agreed = merge_results(res, reports, clients_per_doc)
-            if server.kind == "cowrite" and agreed:
+            if server.thin and agreed:
                 await check_server_texts(res, server.url(port), agreed)
             elif server.cowrite and agreed:  # a Yjs endpoint: what a new y-websocket client gets
                 yjs_url = ServerDef("cowrite-yjs").url(port)
