@@ -202,8 +202,12 @@ class ServerDef:
     def auto_procs(self, clients: int, idle: bool) -> int:
         """Generator processes for ``--procs auto``: the Yjs clients cost Node about four times
         what the cowrite and pycrdt clients cost Python per received edit, so the Node
-        generator runs as two processes once there is real traffic."""
+        generator runs as two processes once there is real traffic; the OT clients (ShareDB,
+        cowrite's JS client) cost about a third of a core at 50 clients on one document, so
+        theirs splits from 200 clients on (the same rule for both, so they compare)."""
         if self.kind in NODE_KINDS and not idle and clients >= 50:
+            return 2
+        if self.kind in OT_KINDS and not idle and clients >= 200:
             return 2
         return 1
 
