@@ -12,7 +12,14 @@ const port = at >= 0 ? Number(args[at + 1]) : 1234
 
 const backend = new ShareDB()
 const wss = new WebSocketServer({ host: "127.0.0.1", port })
-wss.on("connection", (ws) => backend.listen(new WebSocketJSONStream(ws)))
+wss.on("connection", (ws) => {
+  const stream = new WebSocketJSONStream(ws)
+  // a write to a socket its client just closed fails (EPIPE, "WebSocket CLOSING or CLOSED"):
+  // the stream then closes and ShareDB drops the agent; without a listener the error would
+  // end the whole server
+  stream.on("error", () => {})
+  backend.listen(stream)
+})
 wss.on("listening", () => console.log(`sharedb listening on 127.0.0.1:${port}`))
 
 const stop = () => {
