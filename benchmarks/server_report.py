@@ -165,13 +165,13 @@ def _vs(
     unit: str,
 ) -> Verdict:
     """Met when ``mine`` is at most ``limit`` times the peer's ``theirs`` and both runs were
-    correct (n/a without both)."""
+    correct (n/a without both); † when either run did not carry the whole load."""
     if ref is None or mine is None or theirs is None or theirs <= 0:
         return Verdict(target, r.server, "no peer run to compare", None)
     num = fmt_ms if unit == "ms" else _us
     shown = f"{num(mine)} vs {num(theirs)} {unit} (×{mine / theirs:.2f})"
     both = _correct(r) and _correct(ref)
-    if not both:
+    if not (both and _comparable(r) and _comparable(ref)):
         shown += " †"
     return Verdict(target, r.server, shown, mine <= limit * theirs and both)
 
