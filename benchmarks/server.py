@@ -11,10 +11,11 @@ Scenarios (see ``docs/benchmarks.md`` for results):
 ``c``
     5,000 idle connections over 500 documents: server RSS per connection and idle CPU (30 s).
 
-Servers: ``cowrite`` (``cowrite serve``, SQLite store, as shipped) and the peers in
-``benchmarks/peers``: ``hocuspocus`` (``@hocuspocus/server``, Yjs clients through
-``@hocuspocus/provider`` in Node) and ``pycrdt-websocket`` (its ASGI server under uvicorn,
-clients built from pycrdt's y-sync functions).
+Servers: ``cowrite`` (``cowrite serve``, SQLite store, as shipped; ``cowrite-js``: the same
+server driven by cowrite's real JS client in Node) and the peers in ``benchmarks/peers``:
+``hocuspocus`` (``@hocuspocus/server``, Yjs clients through ``@hocuspocus/provider`` in Node),
+``pycrdt-websocket`` (its ASGI server under uvicorn, clients built from pycrdt's y-sync
+functions) and ``sharedb`` (ShareDB 7 in memory, json0, ``sharedb/lib/client`` in Node).
 
 For every run this coordinator starts the server in its own process, starts the load generator
 process(es) (``benchmarks.load`` workers, or the peer's), samples ``/proc`` of the server and
@@ -230,7 +231,7 @@ async def run_one(server: ServerDef, scenario: Scenario, opts: Options) -> RunRe
             if srv.pid in drained.procs and srv.pid in start.procs:
                 res.server_cpu_s = drained.procs[srv.pid] - start.procs[srv.pid]
             agreed = merge_results(res, reports, clients_per_doc)
-            if server.kind == "cowrite" and agreed:
+            if server.thin and agreed:
                 await check_server_texts(res, server.url(port), agreed)
             elif server.cowrite and agreed:  # a Yjs endpoint: what a new y-websocket client gets
                 yjs_url = ServerDef("cowrite-yjs").url(port)
@@ -304,6 +305,8 @@ def machine_info() -> dict[str, str]:
                 "@y/websocket-server",
                 "yjs",
                 "ws",
+                "sharedb",
+                "@teamwork/websocket-json-stream",
             )
             info["node packages"] = ", ".join(
                 f"{n} {packages[f'node_modules/{n}']['version']}"
@@ -335,8 +338,8 @@ def merge_runs(earlier: list[RunResult], now: list[RunResult]) -> list[RunResult
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Real-time server benchmark over WebSockets: cowrite vs Hocuspocus vs "
-        "pycrdt-websocket.",
+        description="Real-time server benchmark over WebSockets: cowrite vs Hocuspocus, "
+        "pycrdt-websocket and ShareDB.",
     )
     parser.add_argument(
         "--scenario",

@@ -14,6 +14,8 @@ server                      process                                   clients (g
 ``pycrdt-websocket``        its ASGI server under uvicorn, in memory  pycrdt (Python);
                                                                       y-websocket (Node) with
                                                                       ``yjs_clients``
+``cowrite-js``              ``cowrite serve --data <tmp>/cowrite.db``  cowrite's JS client, Node
+``sharedb``                 ShareDB 7, in memory, json0               sharedb/lib/client, Node
 ==========================  ========================================  ========================
 
 A ``-memory`` suffix on a cowrite server runs ``--data :memory:`` (no disk, no fsync), a
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from cowrite_dev.services import repo_root
 
-COWRITE_BASES = ("cowrite", "cowrite-yjs", "cowrite-yjs-hocuspocus")
+COWRITE_BASES = ("cowrite", "cowrite-yjs", "cowrite-yjs-hocuspocus", "cowrite-js")
 COWRITE_VARIANTS = ("", "-memory", "-nodeflate")
 """``-memory``: ``--data :memory:`` (no disk, no fsync); ``-nodeflate``: the server refuses
 permessage-deflate (``benchmarks.profile_serve --no-ws-deflate``), an experiment."""
@@ -39,9 +41,18 @@ SERVERS: tuple[str, ...] = (
     "hocuspocus",
     "y-websocket",
     "pycrdt-websocket",
+    "sharedb",
 )
-DEFAULT_SERVERS: tuple[str, ...] = ("cowrite", "hocuspocus", "pycrdt-websocket")
-"""``cowrite-memory`` (``--data :memory:``: no disk, no fsync before the ack) is opt-in."""
+DEFAULT_SERVERS: tuple[str, ...] = (
+    "cowrite",
+    "cowrite-js",
+    "hocuspocus",
+    "pycrdt-websocket",
+    "sharedb",
+)
+"""``cowrite-memory`` (``--data :memory:``: no disk, no fsync before the ack) is opt-in.
+``cowrite`` and ``cowrite-js`` are the same server driven by two generators (the Python thin
+clients, and cowrite's real JS client in Node)."""
 YJS_SERVERS: tuple[str, ...] = (
     "cowrite-yjs",
     "cowrite-yjs-hocuspocus",
@@ -54,8 +65,19 @@ YJS_SERVERS: tuple[str, ...] = (
 NODE_KINDS = ("hocuspocus", "y-websocket")
 """Worker kinds run by ``peers/yjs_load.mjs`` (the Yjs provider its clients use)."""
 
-NODE_PEERS = {"hocuspocus": "@hocuspocus/server", "y-websocket": "@y/websocket-server"}
+NODE_PEERS = {
+    "hocuspocus": "@hocuspocus/server",
+    "y-websocket": "@y/websocket-server",
+    "sharedb": "sharedb",
+}
 """Node peer servers and the package each needs in ``peers/node_modules``."""
+
+OT_KINDS = {"sharedb": ["sharedb", "ws"], "cowrite-js": ["ws"]}
+"""Worker kinds run by ``peers/ot_load.mjs`` (each client the real one: ``sharedb/lib/client``,
+cowrite's JS client ``web/src/client.js``) and the packages they need in ``peers/node_modules``."""
+THIN_KINDS = ("cowrite", "cowrite-js")
+"""Worker kinds that speak cowrite's own protocol on ``/ws`` (Python thin clients, the JS
+client)."""
 
 
 def peers_dir() -> Path:
@@ -93,9 +115,10 @@ class ServerDef:
     @property
     def kind(self) -> str:
         """The worker spec's kind: ``cowrite`` and ``pycrdt`` (Python generators),
-        ``hocuspocus`` and ``y-websocket`` (the Node generator, by provider)."""
-        if self.base == "cowrite":
-            return "cowrite"
+        ``hocuspocus`` and ``y-websocket`` (the Node Yjs generator, by provider), ``cowrite-js``
+        and ``sharedb`` (the Node OT generator, by client)."""
+        if self.base in ("cowrite", "cowrite-js", "sharedb"):
+            return self.base
         if self.base in ("hocuspocus", "cowrite-yjs-hocuspocus"):
             return "hocuspocus"
         if self.name == "pycrdt-websocket" and not self.yjs_clients:
@@ -104,8 +127,13 @@ class ServerDef:
 
     @property
     def yjs(self) -> bool:
-        """Served through a Yjs dialect (not cowrite's own protocol)."""
-        return self.kind != "cowrite"
+        """Served through a Yjs dialect (not cowrite's own protocol, not ShareDB's)."""
+        return self.kind not in (*THIN_KINDS, "sharedb")
+
+    @property
+    def thin(self) -> bool:
+        """Driven through cowrite's own protocol (``/ws``), whose server text can be checked."""
+        return self.kind in THIN_KINDS
 
     def check(self) -> str | None:
         """Why this server cannot run here (None: it can)."""
@@ -115,6 +143,7 @@ class ServerDef:
         needs = [NODE_PEERS[self.name]] if self.name in NODE_PEERS else []
         if self.kind in NODE_KINDS:
             needs += ["yjs", "@hocuspocus/provider", "y-websocket"]
+        needs += OT_KINDS.get(self.kind, [])
         if needs and shutil.which("node") is None:
             return "node is not installed"
         for package in needs:
@@ -145,6 +174,8 @@ class ServerDef:
             return ["node", str(peers / "hocuspocus_server.mjs"), "--port", str(port)]
         if self.name == "y-websocket":
             return ["node", str(peers / "ywebsocket_server.mjs"), "--port", str(port)]
+        if self.name == "sharedb":
+            return ["node", str(peers / "sharedb_server.mjs"), "--port", str(port)]
         return [sys.executable, str(peers / "pycrdt_server.py"), "--port", str(port)]
 
     def worker_command(self) -> list[str]:
@@ -153,13 +184,16 @@ class ServerDef:
             return [sys.executable, "-m", "benchmarks.load"]
         if self.kind == "pycrdt":
             return [sys.executable, str(peers / "pycrdt_load.py")]
+        if self.kind in OT_KINDS:
+            client = repo_root() / "web" / "src" / "client.js"
+            return ["node", str(peers / "ot_load.mjs"), "--cowrite-client", str(client)]
         return ["node", str(peers / "yjs_load.mjs")]
 
     def url(self, port: int) -> str:
         """The generator's URL: cowrite's endpoint, or the server's root (Yjs servers name
         the document by path; ``WebsocketProvider`` appends ``/<name>``)."""
         base = f"ws://127.0.0.1:{port}"
-        if self.kind == "cowrite":
+        if self.thin:
             return f"{base}/ws"
         if self.cowrite:
             return f"{base}/hocuspocus" if self.kind == "hocuspocus" else f"{base}/yjs"
@@ -168,15 +202,19 @@ class ServerDef:
     def auto_procs(self, clients: int, idle: bool) -> int:
         """Generator processes for ``--procs auto``: the Yjs clients cost Node about four times
         what the cowrite and pycrdt clients cost Python per received edit, so the Node
-        generator runs as two processes once there is real traffic."""
+        generator runs as two processes once there is real traffic; the OT clients (ShareDB,
+        cowrite's JS client) cost about a third of a core at 50 clients on one document, so
+        theirs splits from 200 clients on (the same rule for both, so they compare)."""
         if self.kind in NODE_KINDS and not idle and clients >= 50:
+            return 2
+        if self.kind in OT_KINDS and not idle and clients >= 200:
             return 2
         return 1
 
     @property
     def has_ack(self) -> bool:
         """Does the protocol acknowledge an edit (cowrite ``ack``, Hocuspocus SyncStatus)?"""
-        return self.kind in ("cowrite", "hocuspocus")
+        return self.kind in (*THIN_KINDS, "hocuspocus", "sharedb")
 
 
 PROFILE_ENV = "COWRITE_BENCH_PROFILE"
