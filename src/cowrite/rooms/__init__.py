@@ -4,7 +4,9 @@ follow (an ``Outcome``: the update to persist, the reply, the broadcasts); it ne
 
 * ``kind.DocumentRoom`` — the document-kind seam: what the hub, pipeline, store, bus and
   replication need of a room of any kind; ``room.Room`` (cowrite's CRDT) and
-  ``yjs_room.YjsRoom`` (a Yjs document held with pycrdt) implement it.
+  ``yjs_room.YjsRoom`` (a Yjs document held with pycrdt) implement it; the Yjs kind's version
+  history is ``yjs_history`` (the kept update log), ``yjs_values`` (a version's JSON),
+  ``yjs_diff`` (authored diffs) and ``yjs_restore`` (the update that restores a version).
 * ``room.Room`` — the CRDT kind's class callers use: joins, leaves, presence, ticks. Its parts by
   concept: ``state`` (shared state, ``Outcome``, ``RoomError``, ``Member``, ``Author``),
   ``edits`` (thin clients' index edits and server edits), ``replicas`` (replica deltas and

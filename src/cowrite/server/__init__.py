@@ -16,8 +16,10 @@ HTTP and the application's extension points. See ``app.create_app``.
   edits), ``yjs_edits`` (edits of Yjs documents).
 * REST: ``rest`` (routes), ``rest_http`` (plumbing), ``rest_bodies``, ``rest_edits`` (edits and
   the administrator's permissions), ``rest_history`` and ``rest_history_bodies`` (version
-  history), ``rest_yjs`` (Yjs read-outs), ``rest_fallback``, ``openapi``; ``history``
-  (named-version pins, retention passes); ``chat`` (chat records on the wire).
+  history; ``rest_yjs_history`` for Yjs documents), ``rest_yjs`` (Yjs read-outs),
+  ``rest_fallback``, ``openapi``; ``history`` (named-version pins, retention passes),
+  ``yjs_history`` (the snapshot that keeps a Yjs document's history); ``chat`` (chat records on
+  the wire).
 * Extension points: ``hooks`` (lifecycle hooks), ``webhooks``, ``permissions`` and ``reauth``
   (live permissions), ``auth`` (tokens and rights).
 * Operations: ``config``, ``metrics``, ``tracing`` (OpenTelemetry), ``ratelimit``,
