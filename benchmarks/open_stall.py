@@ -51,8 +51,10 @@ class _LaggedInstance(CowriteInstance):
         argv = super().argv()
         serve = argv.index("serve")
         wrap = [self.python, "-m", "benchmarks.profile_serve", "--lag-out", str(self.lag_dir)]
-        if os.environ.get("OPEN_STALL_PROFILE"):
+        if os.environ.get("OPEN_STALL_PROFILE"):  # a directory: cProfile of each run
             wrap += ["--out", os.environ["OPEN_STALL_PROFILE"]]
+        if os.environ.get("OPEN_STALL_PROBE"):  # a directory: benchmarks.pipeline_probe
+            wrap += ["--probe-out", os.environ["OPEN_STALL_PROBE"]]
         return [*wrap, "--", *argv[serve:]]
 
 

@@ -36,6 +36,7 @@ from cowrite.engine.state import (
     R_NEXT,
     R_NONE,
 )
+from cowrite.engine.threads import YIELD_EVERY, let_others_run
 
 _BIG_ENDIAN = sys.byteorder == "big"
 
@@ -287,6 +288,8 @@ def _items_of(
     flags: list[int] = fl.tolist()
     sizes: list[int] = ln.tolist()
     for k in range(n):
+        if k & (YIELD_EVERY - 1) == YIELD_EVERY - 1:
+            let_others_run()
         f = flags[k]
         size = sizes[k]
         code = f & 12
@@ -442,10 +445,12 @@ def _build(doc: Document, state: _State) -> None:
             raise DecodeError("a node listed twice")
         refs: list[int] = []
         items = _items_of(doc, spec, cmap, True, refs)
+        let_others_run()
         seq.load_items(items)
         checks.append((seq, refs))
         for it in items:
             per_client[it.id & CLIENT_MASK].append(it)
+        let_others_run()
     index = doc.index
     nexts = [0] * len(doc._replicas)
     for (_, n), c in zip(state.replicas, cmap, strict=True):
@@ -454,6 +459,7 @@ def _build(doc: Document, state: _State) -> None:
         if not items:
             continue
         items.sort(key=lambda it: it.id)
+        let_others_run()
         starts = [it.id >> CLIENT_BITS for it in items]
         ends = [s + len(it.content) for s, it in zip(starts, items, strict=True)]
         if any(map(gt, ends, starts[1:])):
@@ -461,6 +467,7 @@ def _build(doc: Document, state: _State) -> None:
         if ends[-1] > nexts[c]:
             raise DecodeError("an item beyond the version vector")
         index.load(c, starts, items)
+        let_others_run()
     for seq, refs in checks:
         _check_refs(doc, seq, refs)
     for (_, n), c in zip(state.replicas, cmap, strict=True):
@@ -486,7 +493,9 @@ def _build(doc: Document, state: _State) -> None:
 def _check_refs(doc: Document, seq: Sequence, refs: list[int]) -> None:
     """Every id in ``refs`` names an element of ``seq``."""
     find = doc.index.find
-    for pid in refs:
+    for k, pid in enumerate(refs):
+        if k & (YIELD_EVERY - 1) == YIELD_EVERY - 1:
+            let_others_run()
         try:
             item, _ = find(pid)
         except KeyError:
