@@ -39,6 +39,7 @@ from cowrite.server.hooks import Author
 from cowrite.server.pipeline import NotDurable
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.rest import _body, _int_param
+from cowrite.server.rest_history import MAX_AUTHOR_ROWS, MAX_PAGE, RESTORE_TIMEOUT_S
 from cowrite.server.rest_history_bodies import (
     AuthorOut,
     ChangeSpanOut,
@@ -61,9 +62,6 @@ if TYPE_CHECKING:
     from cowrite.server.hub import LoadedRoom
     from cowrite.server.rest_history import Context
 
-MAX_PAGE = 1000
-MAX_AUTHOR_ROWS = 10_000
-RESTORE_TIMEOUT_S = 30.0
 READ_BYTES_PER_SECOND = 64 * 1024 * 1024
 READ_BYTES_BURST = 256 * 1024 * 1024
 
