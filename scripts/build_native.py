@@ -35,12 +35,14 @@ def _native_module() -> ModuleType:
     return module
 
 
-def _built_files(compiled: tuple[str, ...]) -> list[Path]:
-    out = []
+def _built_files() -> list[Path]:
+    """Every extension module in the engine package and the shared runtime: also one that an
+    older build compiled from another list (left there, it would shadow its source)."""
+    out: set[Path] = set()
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        out += [ENGINE / f"{name}{suffix}" for name in compiled]
-        out.append(SRC / f"{GROUP}__mypyc{suffix}")
-    return [p for p in out if p.exists()]
+        out.update(ENGINE.glob(f"*{suffix}"))
+        out.add(SRC / f"{GROUP}__mypyc{suffix}")
+    return sorted(p for p in out if p.exists())
 
 
 def main() -> int:
@@ -50,13 +52,13 @@ def main() -> int:
     args = parser.parse_args()
     native = _native_module()
     stamp = ENGINE / native.NATIVE_STAMP
-    built = _built_files(native.COMPILED)
+    built = _built_files()
     fresh = stamp.exists() and stamp.read_text(encoding="ascii").strip() == native.source_digest()
     if fresh and len(built) == len(native.COMPILED) + 1 and not (args.clean or args.force):
         print("build-native: the compiled engine modules are up to date")
         return 0
     stamp.unlink(missing_ok=True)
-    for path in _built_files(native.COMPILED):
+    for path in _built_files():
         path.unlink()
     if args.clean:
         print("build-native: removed the compiled engine modules (pure Python now)")
@@ -90,7 +92,7 @@ def main() -> int:
         )
     except (SystemExit, Exception) as exc:  # a compiler error: the pure modules stay
         print(f"build-native: failed ({exc}); staying pure Python")
-        for path in _built_files(native.COMPILED):
+        for path in _built_files():
             path.unlink()
         return 1
     stamp.write_text(digest + "\n", encoding="ascii")
