@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cowrite import protocol as p
-from cowrite.adapters.store import NotFound, VersionRecord
+from cowrite.adapters.store import NotFound, Store, VersionRecord
 from cowrite.engine import (
     ChangeSpan,
     Document,
@@ -80,21 +80,17 @@ class Context(NamedTuple):
     history_read: Callable[[Document], None]
 
 
-def _author_list(authors: tuple[tuple[str, str], ...]) -> list[AuthorOut]:
+def author_list(authors: tuple[tuple[str, str], ...]) -> list[AuthorOut]:
     return [AuthorOut(i, n) for i, n in authors]
 
 
-def _out(v: VersionRecord, doc: Document | None) -> VersionOut:
-    """``doc``: the document's CRDT (None for a document of another kind; Yjs documents'
-    history has its own handlers, ``rest_yjs_history.py``)."""
-    try:
-        available = doc is not None and vv_includes(decode_vector(v.vector), doc.base)
-    except ValueError:
-        available = False
+def version_out(v: VersionRecord, available: bool) -> VersionOut:
+    """A version as the API shows it (both document kinds); ``available``: its value can still
+    be read (the history the document keeps reaches back to it)."""
     return VersionOut(
         v.seq,
         v.time_ms,
-        _author_list(v.authors),
+        author_list(v.authors),
         v.how,
         v.size,
         v.name,
@@ -105,7 +101,39 @@ def _out(v: VersionRecord, doc: Document | None) -> VersionOut:
     )
 
 
-def _version_id(request: Request) -> int:
+def _out(v: VersionRecord, doc: Document | None) -> VersionOut:
+    """``doc``: the document's CRDT (None for a document of another kind; Yjs documents'
+    history has its own handlers, ``rest_yjs_history.py``)."""
+    try:
+        available = doc is not None and vv_includes(decode_vector(v.vector), doc.base)
+    except ValueError:
+        available = False
+    return version_out(v, available)
+
+
+async def version_record(
+    store: Store, lr: LoadedRoom, doc_id: str, seq: int
+) -> VersionRecord | None:
+    """Version ``seq`` of the loaded document (None: version 0, the empty document). Raises
+    HTTPError 410 for one retention merged away (or from before version history), 404 for one
+    never issued."""
+    if seq == 0:
+        return None
+    found = await store.get_version(doc_id, seq)
+    if found is not None:
+        return found
+    if seq <= max(lr.seqs.upto, lr.room.version):
+        raise HTTPError(
+            410,
+            "history_unavailable",
+            f"version {seq} is no longer kept (retention merged it into a later version) "
+            "or predates version history",
+        )
+    raise HTTPError(404, "unknown_version", f"no version {seq} of {doc_id!r}")
+
+
+def version_id(request: Request) -> int:
+    """The ``{id}`` of the path; 400 unless an integer 0..2**63-1."""
     raw: str = request.path_params["id"]
     if not raw.isdigit() or len(raw) > 19 or int(raw) > 2**63 - 1:
         raise HTTPError(400, "bad_request", f"a version id is an integer >= 0, not {raw!r}")
@@ -171,7 +199,7 @@ def _spans(doc: Document, spans: list[ChangeSpan], text: bool, authors: _Authors
                     text="".join(content) if text else None,
                     values=None if text else values,
                     by=None if row is None else row.seq,
-                    authors=None if row is None else _author_list(row.authors),
+                    authors=None if row is None else author_list(row.authors),
                 )
             )
     return out
@@ -183,20 +211,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
     hub = state.hub
 
     async def record(lr: LoadedRoom, doc_id: str, seq: int) -> VersionRecord | None:
-        """The version ``seq`` (None: version 0, the empty document); 404/410 otherwise."""
-        if seq == 0:
-            return None
-        found = await store.get_version(doc_id, seq)
-        if found is not None:
-            return found
-        if seq <= max(lr.seqs.upto, lr.crdt.version):
-            raise HTTPError(
-                410,
-                "history_unavailable",
-                f"version {seq} is no longer kept (retention merged it into a later version) "
-                "or predates version history",
-            )
-        raise HTTPError(404, "unknown_version", f"no version {seq} of {doc_id!r}")
+        return await version_record(store, lr, doc_id, seq)
 
     def vector(doc: Document, seq: int, found: VersionRecord | None) -> VersionVector:
         if found is None:
@@ -231,7 +246,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
 
     async def get_version(request: Request) -> Response:
         doc_id = ctx.authorized(request, "read")
-        seq = _version_id(request)
+        seq = version_id(request)
         async with ctx.opened(doc_id) as lr:
             doc = lr.crdt.doc
             found = await record(lr, doc_id, seq)
@@ -292,7 +307,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
         async with ctx.opened(doc_id) as lr:
             room = lr.crdt
             if request.method == "PATCH":
-                seq = _version_id(request)
+                seq = version_id(request)
             elif body.version is not None:
                 seq = body.version
             else:

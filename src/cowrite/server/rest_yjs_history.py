@@ -39,16 +39,22 @@ from cowrite.server.hooks import Author
 from cowrite.server.pipeline import NotDurable
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.rest import _body, _int_param
-from cowrite.server.rest_history import MAX_AUTHOR_ROWS, MAX_PAGE, RESTORE_TIMEOUT_S
+from cowrite.server.rest_history import (
+    MAX_AUTHOR_ROWS,
+    MAX_PAGE,
+    RESTORE_TIMEOUT_S,
+    author_list,
+    version_id,
+    version_out,
+    version_record,
+)
 from cowrite.server.rest_history_bodies import (
-    AuthorOut,
     ChangeSpanOut,
     DiffOut,
     NameVersion,
     NodeChange,
     RestoreOut,
     RestoreRequest,
-    VersionOut,
     VersionPage,
     VersionValue,
 )
@@ -64,28 +70,6 @@ if TYPE_CHECKING:
 
 READ_BYTES_PER_SECOND = 64 * 1024 * 1024
 READ_BYTES_BURST = 256 * 1024 * 1024
-
-
-def _out(v: VersionRecord, available: bool) -> VersionOut:
-    return VersionOut(
-        v.seq,
-        v.time_ms,
-        [AuthorOut(i, n) for i, n in v.authors],
-        v.how,
-        v.size,
-        v.name,
-        v.named_ms,
-        v.restored_from,
-        v.merged,
-        available,
-    )
-
-
-def _version_id(request: Request) -> int:
-    raw: str = request.path_params["id"]
-    if not raw.isdigit() or len(raw) > 19 or int(raw) > 2**63 - 1:
-        raise HTTPError(400, "bad_request", f"a version id is an integer >= 0, not {raw!r}")
-    return int(raw)
 
 
 def _room(lr: LoadedRoom) -> YjsRoom:
@@ -121,7 +105,7 @@ def _span_out(span: Span, kind: RootType, owners: _Owners) -> ChangeSpanOut:
         text="".join(span.tokens) if text else None,
         values=None if text else [_json_value(t) for t in span.tokens],
         by=None if row is None else row.seq,
-        authors=None if row is None else [AuthorOut(i, n) for i, n in row.authors],
+        authors=None if row is None else author_list(row.authors),
     )
 
 
@@ -140,7 +124,7 @@ def _change_out(c: RootChange, owners: _Owners) -> NodeChange:
                     1,
                     values=[c.after],
                     by=row.seq,
-                    authors=[AuthorOut(i, n) for i, n in row.authors],
+                    authors=author_list(row.authors),
                 )
             ]
         return NodeChange(f"map:{c.root}", "map", [c.root, c.key], [], c.before, c.after, spans)
@@ -162,19 +146,7 @@ def yjs_history_routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Han
     budget = TokenBucket(READ_BYTES_PER_SECOND, READ_BYTES_BURST)
 
     async def record(lr: LoadedRoom, doc_id: str, seq: int) -> VersionRecord | None:
-        """The version ``seq`` (None: version 0, the empty document); 404/410 otherwise."""
-        if seq == 0:
-            return None
-        found = await store.get_version(doc_id, seq)
-        if found is not None:
-            return found
-        if seq <= max(lr.seqs.upto, lr.room.version):
-            raise HTTPError(
-                410,
-                "history_unavailable",
-                f"version {seq} is no longer kept (retention merged it into a later version)",
-            )
-        raise HTTPError(404, "unknown_version", f"no version {seq} of {doc_id!r}")
+        return await version_record(store, lr, doc_id, seq)
 
     async def history(doc_id: str) -> YjsHistory:
         try:
@@ -211,12 +183,12 @@ def yjs_history_routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Han
         async with ctx.opened(doc_id) as lr:
             room = _room(lr)
             rows = await store.list_versions(doc_id, after=after, limit=limit + 1, named_only=named)
-            page = [_out(v, room.available(v.seq)) for v in rows[:limit]]
+            page = [version_out(v, room.available(v.seq)) for v in rows[:limit]]
         return _json(VersionPage(page, page[-1].id if len(rows) > limit else None))
 
     async def get_version(request: Request) -> Response:
         doc_id = ctx.authorized(request, "read")
-        seq = _version_id(request)
+        seq = version_id(request)
         async with ctx.opened(doc_id) as lr:
             room = _room(lr)
             found = await record(lr, doc_id, seq)
@@ -225,7 +197,7 @@ def yjs_history_routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Han
             old = state_at(h, seq)
         hints = await asyncio.to_thread(infer_types, current)
         value, types = await asyncio.to_thread(value_of, old, hints)
-        out = None if found is None else _out(found, True)
+        out = None if found is None else version_out(found, True)
         return _json(VersionValue(seq, out, value, types=dict(types)))
 
     async def get_diff(request: Request) -> Response:
@@ -268,7 +240,7 @@ def yjs_history_routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Han
         async with ctx.opened(doc_id) as lr:
             room = _room(lr)
             if request.method == "PATCH":
-                seq = _version_id(request)
+                seq = version_id(request)
             elif body.version is not None:
                 seq = body.version
             else:
@@ -293,7 +265,7 @@ def yjs_history_routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Han
                 raise HTTPError(404, "unknown_version", f"no version {seq} of {doc_id!r}") from None
             if body.name is None:
                 room.pins.discard(seq)
-            return _json(_out(named, room.available(seq)))
+            return _json(version_out(named, room.available(seq)))
 
     async def restore(request: Request) -> Response:
         """Restore a version as one Yjs update, live for every client; answers once durable."""
