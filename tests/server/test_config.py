@@ -22,6 +22,10 @@ def test_environment_overrides_defaults_and_flags_override_environment() -> None
         ({"COWRITE_PORT": "70000"}, "port 70000 out of range"),
         ({"COWRITE_HEARTBEAT_TIMEOUT_S": "1"}, "heartbeat_timeout_s must exceed heartbeat_s"),
         ({"COWRITE_OUTBOX_MESSAGES": "0"}, "outbox_messages must be positive"),
+        ({"COWRITE_SNAPSHOT_EVERY_BYTES": "0"}, "snapshot_every_bytes must be positive"),
+        ({"COWRITE_SNAPSHOT_EVERY_BYTES": "1MB"}, "is not a valid int"),
+        ({"COWRITE_HISTORY_TIME_RESOLUTION_MS": "0"}, "history_time_resolution_ms must be"),
+        ({"COWRITE_HISTORY_YJS_KEPT_BYTES": "-1"}, "history_yjs_kept_bytes must not be negative"),
     ],
 )
 def test_bad_settings_are_refused_with_the_reason(env: dict[str, str], fragment: str) -> None:
