@@ -104,3 +104,44 @@ async def test_the_url_to_open_is_printed(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+def test_token_mints_what_the_server_verifies(tmp_path: Path) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from cowrite.server.auth import verify
+
+    secret = "s" * 40
+    proc = run(
+        "token", "--secret", secret, "--user", "u1", "--name", "Ann", "--color", "#123456",
+        "--doc", "notes=read,write", "--doc", "*=read", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    who = verify(proc.stdout.strip(), secret)
+    assert (who.user_id, who.name, who.color) == ("u1", "Ann", "#123456")
+    assert who.docs == {"notes": frozenset({"read", "write"}), "*": frozenset({"read"})}
+    link = run("token", "--secret", secret, "--user", "u1", "--url", "127.0.0.1:8000", cwd=tmp_path)
+    parts = urlsplit(link.stdout.strip())
+    assert (parts.scheme, parts.netloc, parts.path) == ("http", "127.0.0.1:8000", "/")
+    assert verify(parse_qs(parts.query)["token"][0], secret).docs == {
+        "*": frozenset({"read", "write", "chat"})
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--user", "u"], "give --secret or set COWRITE_SECRET"),
+        (["--secret", "x", "--user", "u", "--doc", "notes"], "expected DOC=RIGHTS"),
+        (["--secret", "x", "--user", "u", "--doc", "notes=fly"], "unknown right 'fly'"),
+        (["--secret", "x", "--user", "u", "--doc", "=read"], "expected DOC=RIGHTS"),
+        (["--secret", "x", "--user", "u", "--ttl", "0"], "--ttl must be a positive"),
+    ],
+)
+def test_token_refuses_bad_arguments_in_one_line(
+    tmp_path: Path, args: list[str], reason: str
+) -> None:
+    proc = run("token", *args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert reason in proc.stderr and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1

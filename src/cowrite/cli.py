@@ -9,6 +9,7 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import version
 
+    from cowrite import cli_token
     from cowrite.engine import engine_build
 
     parser = argparse.ArgumentParser(prog="cowrite", description=__doc__)
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("suite", choices=["traces", "server", "cluster"])
     bench.add_argument("args", nargs=argparse.REMAINDER, help="options of that suite (--help)")
+    cli_token.add_parser(sub)
     schema = sub.add_parser("schema", help="print the wire protocol's JSON Schema")
     schema.add_argument("--output", help="write to this file instead of stdout")
     return parser
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.command == "bench":
         return _bench(args.suite, args.args)
+    if args.command == "token":
+        from cowrite import cli_token
+
+        return cli_token.run(args)
     if args.command == "schema":
         import json
 

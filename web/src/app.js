@@ -9,6 +9,7 @@ import { EditorView, keymap, placeholder } from "@codemirror/view";
 import { defaultKeymap } from "@codemirror/commands";
 import { CowriteClient, cpLength, ot } from "./client.js";
 import { initialIdentity, lookalikeFix, storage } from "./identity.js";
+import { pageToken, tokenClaims } from "./access.js";
 import { OfflineStore, adoptOrphan, holdTab, keepUnsynced, recordKey } from "./persist.js";
 import { $, PALETTE, chatMessageItem, el, initials, randomId, renderPeopleList, safeColor } from "./ui.js";
 import { cursorField, cursorsFor, localOp, remoteAnn, remoteChanges, setCursors } from "./cm-text.js";
@@ -37,6 +38,11 @@ if (!userKey || !/^[a-z0-9]{32}$/.test(userKey)) {
 // a typed name is kept for the browser; a guest name and the color per tab (see identity.js)
 const tabStore = storage("sessionStorage");
 const me = initialIdentity(store, tabStore, PALETTE);
+// with --secret the token is who we are: its name and color are shown (the server uses them)
+const accessToken = pageToken(location, tabStore, history);
+const claimed = tokenClaims(accessToken);
+if (typeof claimed.name === "string" && claimed.name) Object.assign(me, { name: claimed.name, chosen: true });
+if (/^#[0-9a-fA-F]{6}$/.test(claimed.color || "")) me.color = claimed.color;
 let myName = me.name;
 let myColor = me.color;
 
@@ -48,14 +54,21 @@ const hocuspocusUrl = new URL("hocuspocus", wsUrl).href; // rich-text documents 
 const kinds = new KindCache(store); // which editor each document needs (kinds.js)
 let rich = null; // the open rich-text document (rich.js's handle), or null
 
-const client = new CowriteClient({ url: wsUrl.href, clientId, key: userKey, user: { name: myName, color: myColor } });
+const client = new CowriteClient({
+  url: wsUrl.href,
+  clientId,
+  key: userKey,
+  token: accessToken,
+  user: { name: myName, color: myColor },
+});
 
 // ------------------------------------------------------------------------ REST
 
 async function api(path, { method = "GET", body } = {}) {
   // without auth the server takes our word for who we are, as on the WebSocket (a restore in the
-  // history is then ours); with a secret it ignores these and the page has no token to send
+  // history is then ours); with a secret it ignores these and reads the token
   const headers = { "x-cowrite-key": userKey, "x-cowrite-name": encodeURIComponent(myName) };
+  if (accessToken) headers.authorization = `Bearer ${accessToken}`;
   if (body) headers["content-type"] = "application/json";
   const res = await fetch(new URL(`api/${path}`, base), {
     method,
@@ -163,6 +176,7 @@ function renderSaveState() {
 
 const nameInput = $("my-name");
 nameInput.value = myName;
+nameInput.readOnly = Boolean(accessToken && claimed.name); // the token names us
 $("my-swatch").style.background = myColor;
 let nameTimer = null;
 nameInput.addEventListener("input", () => {
@@ -615,7 +629,7 @@ async function openRichDocument(id, token) {
   rich = mod.openRich({
     id,
     url: hocuspocusUrl,
-    token: "cowrite-web", // the page has no token; a server without --secret accepts any
+    token: accessToken || "cowrite-web", // a server without --secret accepts any
     user: { name: myName, color: myColor },
     status: showConnection,
     toast,

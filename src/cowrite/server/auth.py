@@ -116,10 +116,18 @@ def verify(token: str | None, secret: str) -> Identity:
 
 
 def issue(
-    secret: str, user_id: str, *, docs: dict[str, list[str]], name: str = "", expires_at: int
+    secret: str,
+    user_id: str,
+    *,
+    docs: dict[str, list[str]],
+    name: str = "",
+    color: str = "",
+    expires_at: int,
 ) -> str:
     """Mint a token (for tests, the CLI and applications embedding cowrite)."""
-    claims = {"sub": user_id, "name": name, "docs": docs, "exp": expires_at}
+    claims: dict[str, object] = {"sub": user_id, "name": name, "docs": docs, "exp": expires_at}
+    if color:
+        claims["color"] = color
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return jwt.encode(claims, secret, algorithm=ALGORITHM)
