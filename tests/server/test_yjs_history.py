@@ -360,3 +360,27 @@ async def test_restoring_a_deleted_document_is_unknown(
         assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_document"
     # and a restore did not bring it back
     assert (await http.get(f"/api/documents/{DOC}")).status_code == 404
+
+
+async def test_without_auth_authors_take_the_name_their_awareness_shows(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """No secret: a Yjs client's ``user.name`` in its awareness (what Tiptap's caret shows) names
+    its versions, as a native client's hello does; a name that is no string is ignored."""
+    server, task = await start_server(make_settings())
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=20) as http:
+            async with (
+                cowrite.open_yjs(server.url, "anon", awareness={"user": {"name": " Zoë "}}) as zoe,
+                cowrite.open_yjs(server.url, "anon", awareness={"user": {"name": 42}}) as odd,
+            ):
+                await until(_now(lambda: len(zoe.awareness) == 1), "zoe sees the other caret")
+                await edit(zoe, lambda: text(zoe).insert(0, "mine"))
+                await edit(odd, lambda: text(odd).insert(0, "theirs "))
+            versions = await listed(http, "anon")
+            names = [v["authors"][0]["name"] for v in versions if v["authors"]]
+            assert names[-2] == "Zoë"
+            assert names[-1] != "42" and "Zoë" not in names[-1]
+    finally:
+        server.server.should_exit = True
+        await asyncio.wait_for(task, 20)

@@ -13,6 +13,7 @@ from cowrite.yjs.awareness import (
     AwarenessEntry,
     AwarenessLimits,
     AwarenessTable,
+    claimed_name,
     decode_update,
     encode_update,
 )
@@ -208,3 +209,15 @@ def test_an_instance_that_went_away_leaves_no_echoes_either() -> None:
     assert table.remove_clients([9], 1.0) is not None
     assert table.apply([AwarenessEntry(9, 2, '"remote"')], "echoer", 1.5).relay is None
     assert table.apply([AwarenessEntry(9, 3, '"newer"')], "echoer", 1.5).added == (9,)  # news
+
+
+def test_claimed_name_reads_user_name_and_ignores_anything_else() -> None:
+    def entry(state: object) -> AwarenessEntry:
+        return AwarenessEntry(1, 1, None if state is None else json.dumps(state))
+
+    assert claimed_name([entry({"user": {"name": "  Ada  ", "color": "#fff"}})]) == "Ada"
+    assert claimed_name([entry({"user": {"name": "A"}}), entry({"user": {"name": "B"}})]) == "B"
+    assert claimed_name([entry({"user": {"name": "x" * 500}})]) == "x" * 100
+    for state in [None, {}, {"name": "top"}, {"user": "Ada"}, {"user": {"name": 7}},
+                  {"user": {"name": "   "}}, [1, "name"], "name", {"user": None}]:  # fmt: skip
+        assert claimed_name([entry(state)]) is None, state

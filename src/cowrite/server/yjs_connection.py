@@ -539,9 +539,11 @@ class YjsConnection:
     def _relay_awareness(self, a: RelayAwareness) -> None:
         member = self._member_of(a.document)
         found = None if member is None else self.hub.yjs_room(member, a.document)
-        if found is None:
+        if found is None or member is None:
             return
         lr, room = found
+        table = room.shared.awareness
+        member.name_from_awareness(a.update, lambda c: _keyed(table.owner(c)) == a.origin)
         self.hub.submit(lr, _frames(room.awareness_frames(a.update)), None, time.monotonic())
         self.hub.yjs_awareness_out(a.document, a.update)
 
@@ -589,3 +591,8 @@ def _close_code(exc: RoomError) -> int:
     if code == "forbidden":
         return CLOSE_FORBIDDEN
     return CLOSE_POLICY
+
+
+def _keyed(owner: object) -> object:
+    """The session key of an awareness owner ``(session key, address)``; None for none."""
+    return owner[0] if isinstance(owner, tuple) else None

@@ -62,6 +62,21 @@ def decode_update(data: bytes, limits: AwarenessLimits | None = None) -> list[Aw
     return out
 
 
+def claimed_name(entries: Iterable[AwarenessEntry], limit: int = 100) -> str | None:
+    """The last ``user.name`` the states claim (the convention of y-prosemirror, Tiptap's
+    collaboration caret, y-codemirror and y-monaco), stripped and cut to ``limit``; None if none
+    does. Unverified: for naming anonymous authors only."""
+    found = None
+    for e in entries:
+        if e.state is None or '"name"' not in e.state:
+            continue
+        user = json.loads(e.state).get("user") if e.state.startswith("{") else None
+        name = user.get("name") if isinstance(user, dict) else None
+        if isinstance(name, str) and name.strip():
+            found = name.strip()[:limit]
+    return found
+
+
 def encode_update(entries: Iterable[AwarenessEntry]) -> bytes:
     """Encode entries as one awareness update (``None`` states are written ``null``)."""
     items = list(entries)
