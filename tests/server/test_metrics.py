@@ -54,3 +54,25 @@ async def test_health_and_readiness(server: Any) -> None:
         server.state.ready = False  # as while shutting down
         assert (await http.get("/readyz")).status_code == 503
         server.state.ready = True
+
+
+def test_loop_histogram_exposes_what_prometheus_clients_histogram_does() -> None:
+    """The lock-free histogram of the per-edit paths reads like prometheus_client's own: same
+    buckets (a value on a bound counts in that bucket), count and sum."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from cowrite.server.metrics import LATENCY_BUCKETS, LoopHistogram
+
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    fast = LoopHistogram("x_seconds", "x", LATENCY_BUCKETS, ours)
+    slow = Histogram("x_seconds", "x", buckets=LATENCY_BUCKETS, registry=theirs)
+    for value in (0.0, 0.0005, 0.0007, 0.001, 0.003, 0.2, 4.99, 5.0, 7.5, 1e9):
+        fast.observe(value)
+        slow.observe(value)
+
+    def read(registry: CollectorRegistry) -> dict[Any, float]:
+        got = samples(generate_latest(registry).decode())
+        return {k: v for k, v in got.items() if not k[0].endswith("_created")}
+
+    assert read(ours) == read(theirs)
+    assert read(ours)[("x_seconds_bucket", (("le", "0.001"),))] == 4

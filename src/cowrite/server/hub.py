@@ -292,7 +292,7 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
         trace = None
         if outcome.persist is not None:
             self.edits_applied += 1
-            self.metrics.edits.labels("thin").inc()
+            self.metrics.edits_thin.inc()
             if self.tracing.enabled:  # (off: not even the call)
                 trace = self.tracing.start("cowrite.edit", doc=msg.doc, session=peer.session)
         self.submit(lr, outcome, peer, t0, trace=trace)
@@ -304,7 +304,7 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
         trace = None
         if outcome.persist is not None:
             self.edits_applied += 1
-            self.metrics.edits.labels("replica").inc()
+            self.metrics.edits_replica.inc()
             if self.tracing.enabled:  # (off: not even the call)
                 trace = self.tracing.start("cowrite.edit", doc=msg.doc, session=peer.session)
         self.submit(lr, outcome, peer, t0, trace=trace)

@@ -393,8 +393,11 @@ class Pipeline:
         if job.joined and sender is not None:
             lr.membership.listen(sender)
         for msg, audience in outcome.broadcast:
+            peers = lr.membership.listeners(audience)
+            if not peers or (len(peers) == 1 and peers[0] is sender):
+                continue  # nobody to send it to: not encoded (a relay with no replica here)
             data = encode(msg)
-            for peer in lr.membership.listeners(audience):
+            for peer in peers:
                 if peer is not sender:
                     peer.send(data)
         if outcome.persist is not None and (outcome.broadcast or outcome.frames):

@@ -4,8 +4,9 @@ Why apart: the SQL is what changes with the schema (``_schema.py``), while ``sql
 store's lifecycle, validation and its threads (the writer, the reader pool). Caller's contract:
 each function takes a connection and runs on the writer thread (writes, inside the batch's
 transaction opened by `BatchWriter`; they raise `NotFound`, `DocumentExists`, `DuplicateEdit`,
-`Forbidden` or `ValueError` only before they write anything) or on a reader thread (`_load` and
-`_updates_since` open their own read transaction, so snapshot and log come from one commit).
+`Forbidden` or `ValueError`, and the writer undoes what the failing one wrote) or on a reader
+thread (`_load` and `_updates_since` open their own read transaction, so snapshot and log come
+from one commit).
 They never touch the event loop; `sqlite3.Error` is translated by the caller.
 """
 
@@ -74,6 +75,17 @@ def _stored_edit(
     return row
 
 
+_NEXT_SEQ = (
+    "UPDATE documents SET last_seq = last_seq + 1, size_bytes = size_bytes + ?, "
+    "updated_ms = MAX(updated_ms, ?) WHERE id = ? RETURNING last_seq"
+)
+_INSERT_UPDATE = "INSERT INTO updates (doc_id, seq, data, created_ms) VALUES (?, ?, ?, ?)"
+_INSERT_KEY = (  # no ON CONFLICT: a key stored before fails the insert (see below)
+    "INSERT INTO edit_keys (doc_id, client_id, edit_id, seq, created_ms, digest) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
 def _append_update(
     c: sqlite3.Connection,
     doc_id: str,
@@ -83,28 +95,33 @@ def _append_update(
     version: VersionRecord | None = None,
     block: int = BLOCK_VERSIONS,
 ) -> int:
-    for key in keys:  # the one writer runs this: nobody can store the key in between
-        known = _stored_edit(c, doc_id, key.client_id, key.edit_id)
-        if known is not None:
-            raise DuplicateEdit(key, int(known[0]), str(known[1]))
-    row = c.execute(
-        "UPDATE documents SET last_seq = last_seq + 1, size_bytes = size_bytes + ?, "
-        "updated_ms = MAX(updated_ms, ?) WHERE id = ? RETURNING last_seq",
-        (len(data), now_ms, doc_id),
-    ).fetchone()
+    """Append one log entry with its edit keys and version row; return its seq.
+
+    Four statements in the usual case (each one a trip through the GIL for the writer thread,
+    which competes with the event loop for it). A key stored before is found by its insert
+    failing, not by a lookup ahead of it: the job then raises `DuplicateEdit` after it wrote,
+    and the writer rolls its changes back (`BatchWriter`: a failing job is undone alone)."""
+    row = c.execute(_NEXT_SEQ, (len(data), now_ms, doc_id)).fetchone()
     if row is None:
         raise NotFound(f"document {doc_id!r} does not exist")
     seq = int(row[0])
-    c.execute(
-        "INSERT INTO updates (doc_id, seq, data, created_ms) VALUES (?, ?, ?, ?)",
-        (doc_id, seq, data, now_ms),
-    )
+    c.execute(_INSERT_UPDATE, (doc_id, seq, data, now_ms))
     if keys:
-        c.executemany(  # no ON CONFLICT: a key stored meanwhile fails the whole job
-            "INSERT INTO edit_keys (doc_id, client_id, edit_id, seq, created_ms, digest) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(doc_id, k.client_id, k.edit_id, seq, now_ms, k.digest) for k in keys],
-        )
+        try:
+            if len(keys) == 1:
+                k = keys[0]
+                c.execute(_INSERT_KEY, (doc_id, k.client_id, k.edit_id, seq, now_ms, k.digest))
+            else:
+                c.executemany(
+                    _INSERT_KEY,
+                    [(doc_id, k.client_id, k.edit_id, seq, now_ms, k.digest) for k in keys],
+                )
+        except sqlite3.IntegrityError:
+            for key in keys:  # the one writer runs this: nobody can store the key in between
+                known = _stored_edit(c, doc_id, key.client_id, key.edit_id)
+                if known is not None and int(known[0]) != seq:
+                    raise DuplicateEdit(key, int(known[0]), str(known[1])) from None
+            raise
     if version is not None:
         _insert_version(c, doc_id, seq, version, block)
     return seq

@@ -20,14 +20,19 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from cowrite.adapters.store import _version_blocks as vb
 from cowrite.adapters.store.base import MAX_INT64, NotFound, VersionRecord
+
+_json_encode = msgspec.json.Encoder().encode
 
 COLUMNS = "seq, time_ms, authors, how, size, vector, restored_from, name, named_ms, merged"
 
 
 def encode_authors(authors: Sequence[tuple[str, str]]) -> str:
-    return json.dumps([list(a) for a in authors], ensure_ascii=False, separators=(",", ":"))
+    """``[[id, name], ...]`` as compact JSON (msgspec: one of these is written per edit)."""
+    return _json_encode(authors).decode()
 
 
 def record(row: Sequence[Any]) -> VersionRecord:

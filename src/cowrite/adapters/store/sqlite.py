@@ -402,7 +402,9 @@ class SQLiteStore:
     # --- plumbing -------------------------------------------------------------------------------
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        writer = await self._running_writer()
+        writer = self._writer
+        if writer is None or writer.crashed:  # (the usual write skips a coroutine)
+            writer = await self._running_writer()
         return await writer.submit(fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
