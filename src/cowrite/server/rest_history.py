@@ -41,6 +41,7 @@ from cowrite.rooms.history import decode_vector
 from cowrite.rooms.room import Room
 from cowrite.rooms.wire import node_to_wire
 from cowrite.server.auth import Identity
+from cowrite.server.history import history_ready, start_history_build
 from cowrite.server.pipeline import NotDurable
 from cowrite.server.rest import _body, _int_param
 from cowrite.server.rest_history_bodies import (
@@ -241,6 +242,8 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
             rows = await store.list_versions(doc_id, after=after, limit=limit + 1, named_only=named)
             doc = lr.room.doc if isinstance(lr.room, Room) else None
             page = [_out(v, doc) for v in rows[:limit]]
+            if doc is not None:  # reads of versions come next: ready their index meanwhile
+                start_history_build(doc)
         gap = state.settings.history_session_gap_s
         return _json(VersionPage(page, page[-1].id if len(rows) > limit else None, gap))
 
@@ -252,6 +255,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
             found = await record(lr, doc_id, seq)
             vv = vector(doc, seq, found)
             ctx.history_read(doc)
+            await history_ready(doc)
             try:
                 value = value_at(doc, vv)
             except EngineError as exc:
@@ -274,6 +278,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
             else:
                 new = vector(doc, end, await record(lr, doc_id, end))
             ctx.history_read(doc)
+            await history_ready(doc)
             rows = await store.list_versions(
                 doc_id, after=start, before=end + 1, limit=MAX_AUTHOR_ROWS
             )
@@ -338,6 +343,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
             room = lr.crdt
             target = vector(room.doc, body.version, await record(lr, doc_id, body.version))
             ctx.history_read(room.doc)
+            await history_ready(room.doc)
             try:
                 unchanged = not diff(room.doc, room.doc.version, target)
             except EngineError as exc:
