@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from cowrite.engine import DecodeError, history
 from cowrite.engine.compaction import compact
 from cowrite.engine.document import Document
-from cowrite.engine.history_index import DeleteIndex, _INDEXES, delete_index, history_build
+from cowrite.engine.history_index import _INDEXES, DeleteIndex, delete_index, history_build
 
 Edit = tuple[int, bool, int, str]  # (replica 0/1, insert?, position, text)
 
