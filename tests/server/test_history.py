@@ -4,6 +4,7 @@ unload, restart and compaction; named versions survive every compaction; retenti
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -153,6 +154,28 @@ async def test_versions_keep_time_and_authors_across_unload_and_restart(
     finally:
         server.server.should_exit = True
         await asyncio.wait_for(task, 20)
+
+
+async def test_the_first_history_read_of_a_loaded_document_builds_off_the_event_loop(
+    server: RunningServer, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete index is built once, in a worker thread, however many reads wait for it."""
+    from cowrite.engine import IndexBuild
+
+    texts = await type_history(server)
+    await until(lambda: _unloaded(server, "d"), "the document unloads")
+    threads: list[threading.Thread] = []
+    run = IndexBuild.run
+
+    def recorded(build: IndexBuild) -> None:
+        threads.append(threading.current_thread())
+        run(build)
+
+    monkeypatch.setattr(IndexBuild, "run", recorded)
+    values = await asyncio.gather(*(value(http, v) for v in texts))  # (loads it, then reads)
+    assert values == list(texts.values())
+    assert len(threads) == 1 and threads[0] is not threading.current_thread()
+    assert await listed(http) and len(threads) == 1  # built: later reads need no pass
 
 
 def _ann() -> dict[str, str]:

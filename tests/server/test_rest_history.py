@@ -45,9 +45,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await store.append_update("d", b"u", now_ms=T0, version=v)
     for seq in range(50, COUNT + 1, 50):
         await store.name_version("d", seq, f"n{seq}", now_ms=T0)
-    gone = [s for s in range(1, 401) if s % 40] + [
-        s for s in range(401, 601) if rng.random() < 0.5
-    ]
+    gone = [s for s in range(1, 401) if s % 40] + [s for s in range(401, 601) if rng.random() < 0.5]
     await store.thin_versions("d", gone, [])
     yield store
     await store.close()
