@@ -167,13 +167,18 @@ class IndexBuild:
         doc = self.doc
         index = self.index
         current = _current(doc) if not doc._lazy_dels else None
-        if current is not None or index is None or doc.base != self.base:
-            return delete_index(doc)  # built meanwhile, or the base moved: nothing to add
+        if (
+            current is not None  # built meanwhile
+            or index is None  # (not run)
+            or doc.base != self.base  # compacted meanwhile
+            or doc._del_cols is not self.cols  # replaced by a merged state
+        ):
+            return delete_index(doc)
         if self.chunks:
             if not install_deletes(doc, self.chunks, self.older):
                 return delete_index(doc)
             # the newer records follow the decoded ones in the installed columns
-        elif doc._lazy_dels or doc._del_cols is not self.cols:
+        elif doc._lazy_dels:
             return delete_index(doc)
         index.cols = doc._del_cols
         _INDEXES[doc] = index
