@@ -344,6 +344,21 @@ async def test_a_long_history_opens_a_page_at_a_time(server: Any, person: Any) -
     await ada.page.click("#history .history-stepper button[aria-label^='Previous']")
     await eventually(lambda: _selected_is(ada, every[-402]))
 
+    # reopened: the slider's end reads the page before, and so does scrolling the list down
+    await ada.page.keyboard.press("Escape")
+    await ada.page.wait_for_selector("#history", state="hidden")
+    await open_panel(ada)
+    assert await options(ada) == 200
+    await ada.page.focus("#history-slider")
+    await ada.page.keyboard.press("Home")
+    await eventually(lambda: _selected_is(ada, every[-200]))
+    await eventually(lambda: _options_are(ada, 400))
+    summary = await ada.page.locator("#history .history-summary").inner_text()
+    assert f"since version {every[-201]}" in summary
+    await ada.page.locator("#history-list").evaluate("(l) => { l.scrollTop = l.scrollHeight; }")
+    await eventually(lambda: _options_are(ada, 450))
+    assert (await shown(ada))["id"] == every[-200]
+
 
 async def _options_are(p: Person, n: int) -> bool:
     return await options(p) == n
