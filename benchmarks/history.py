@@ -15,8 +15,10 @@ history costs on disk (blocks, names and tail rows) against the encoded full-his
 with every version kept and after retention (one per session; one per day), under three timing
 models: exactly one edit per 300 ms (the old, flattering one), human typing (seeded log-normal
 inter-key intervals, median 200 ms, with thinking pauses) stored to the exact ms, and the same
-stored at the server's default resolution (``history_time_resolution_ms``, 1 s). ``--write``
-puts the tables into ``docs/benchmarks.md`` under "History".
+stored at the server's default resolution (``history_time_resolution_ms``, 1 s). ``--panel``
+also opens the page's history panel on the document in Chromium (Playwright, ``/usr/bin/chromium``)
+and times the list and the latest version appearing, twice (the first open reads on a freshly
+loaded document). ``--write`` puts the tables into ``docs/benchmarks.md`` under "History".
 """
 
 from __future__ import annotations
@@ -282,6 +284,46 @@ async def measure_server(path: Path, records: list[VersionRecord]) -> dict[str, 
     return out
 
 
+PANEL_SHOWN = """() => { const h = document.getElementById('history');
+    const sel = h.querySelector('.history-option[aria-selected=true]');
+    return !h.hasAttribute('aria-busy') && sel
+        && h.querySelector('.history-text').dataset.version === sel.dataset.version; }"""
+
+
+async def measure_panel(path: Path) -> list[tuple[str, float, float, int]]:
+    """Open the history panel twice in Chromium: (which, list shown s, latest shown s, options)."""
+    from playwright.async_api import async_playwright
+
+    url, server, task = await _serve(Settings(data=str(path), log_json=False))
+    out = []
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
+            )
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            await page.goto(f"{url}/#/d/{DOC}")
+            await page.wait_for_selector(".cm-content", timeout=120_000)
+            for which in ("first open (document just loaded)", "second open"):
+                t0 = time.perf_counter()
+                await page.click("#history-btn")
+                await page.wait_for_selector(
+                    "#history .history-option[aria-selected=true]", timeout=600_000
+                )
+                listed = time.perf_counter() - t0
+                await page.wait_for_function(PANEL_SHOWN, timeout=600_000)
+                shown = time.perf_counter() - t0
+                count = await page.locator("#history .history-option").count()
+                out.append((which, listed, shown, count))
+                await page.keyboard.press("Escape")
+                await page.wait_for_selector("#history", state="hidden")
+            await browser.close()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 60)
+    return out
+
+
 def _fmt_ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
@@ -290,7 +332,7 @@ def _fmt_bytes(n: float) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
-async def run(trace_path: Path) -> str:
+async def run(trace_path: Path, panel: bool = False) -> str:
     trace = load_trace(trace_path)
     t0 = time.perf_counter()
     doc, records = replay(trace)
@@ -335,6 +377,15 @@ async def run(trace_path: Path) -> str:
                 f"| {name} | {_fmt_ms(wall)} | {_fmt_ms(cpu)} | {_fmt_ms(loop)} | {stalled} "
                 f"| {target} |"
             )
+        if panel:
+            lines += [
+                "",
+                "| the page's history panel (Chromium) | list shown | latest version shown | "
+                "versions listed |",
+                "| --- | --- | --- | --- |",
+            ]
+            for which, listed, shown, count in await measure_panel(path):
+                lines.append(f"| {which} | {_fmt_ms(listed)} | {_fmt_ms(shown)} | {count:,} |")
         for model, recs in models[::2]:
             last = recs[-1].time_ms
             for label, now in (
@@ -381,8 +432,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
         "--trace", type=Path, default=default_traces_dir() / "automerge-paper.json.gz"
     )
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument("--panel", action="store_true", help="also time the page's panel")
     args = parser.parse_args(argv)
-    table = asyncio.run(run(args.trace))
+    table = asyncio.run(run(args.trace, args.panel))
     print(table)
     if args.write:
         write_report(table, Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md")
