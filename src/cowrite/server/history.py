@@ -8,7 +8,7 @@ next snapshot tries again; nothing here is on an edit's path.
 
 The REST history endpoints await ``history_ready`` before they read a document's history: the
 first read of a loaded document has one long pass to make (decode the delete records the load
-left encoded and index them: ~0.25 s of CPU on the automerge-paper trace), which runs in a
+left encoded and index them: ~0.2 s of CPU on the automerge-paper trace), which runs in a
 worker thread, so that the event loop only installs the result; listing versions starts it
 (``start_history_build``), so that the panel's first value read finds it under way or done.
 """
