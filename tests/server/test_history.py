@@ -4,6 +4,7 @@ unload, restart and compaction; named versions survive every compaction; retenti
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -155,6 +156,28 @@ async def test_versions_keep_time_and_authors_across_unload_and_restart(
         await asyncio.wait_for(task, 20)
 
 
+async def test_the_first_history_read_of_a_loaded_document_builds_off_the_event_loop(
+    server: RunningServer, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The delete index is built once, in a worker thread, however many reads wait for it."""
+    from cowrite.engine import IndexBuild
+
+    texts = await type_history(server)
+    await until(lambda: _unloaded(server, "d"), "the document unloads")
+    threads: list[threading.Thread] = []
+    run = IndexBuild.run
+
+    def recorded(build: IndexBuild) -> None:
+        threads.append(threading.current_thread())
+        run(build)
+
+    monkeypatch.setattr(IndexBuild, "run", recorded)
+    values = await asyncio.gather(*(value(http, v) for v in texts))  # (loads it, then reads)
+    assert values == list(texts.values())
+    assert len(threads) == 1 and threads[0] is not threading.current_thread()
+    assert await listed(http) and len(threads) == 1  # built: later reads need no pass
+
+
 def _ann() -> dict[str, str]:
     return {"id": "ann", "name": "Ann"}
 
@@ -297,6 +320,9 @@ async def _thinned(http: httpx.AsyncClient) -> bool:
         ("PATCH", "/api/documents/d/versions/99", {"json": {"name": "n"}}, 404, "unknown_version"),
         ("PATCH", "/api/documents/d/versions/0", {"json": {"name": "n"}}, 404, "unknown_version"),
         ("GET", "/api/documents/gone/versions", {}, 404, "unknown_document"),
+        ("GET", "/api/documents/d/versions", {"params": {"before": 0}}, 400, "bad_request"),
+        ("GET", "/api/documents/d/versions", {"params": {"before": "x"}}, 400, "bad_request"),
+        ("GET", "/api/documents/d/versions", {"params": {"before": 2**63}}, 400, "bad_request"),
         ("POST", "/api/documents/gone/restore", {"json": {"version": 1}}, 404, "unknown_document"),
     ],
 )
@@ -335,7 +361,21 @@ async def test_a_page_of_versions_says_the_session_gap_viewers_group_by(
             assert r.status_code == 200, r.text
             assert r.json()["session_gap_s"] == 42.5 and r.json()["next"] is not None
             r = await http.get("/api/documents/d/versions", params={"named": "true"})
-            assert r.json() == {"versions": [], "next": None, "session_gap_s": 42.5}
+            assert r.json() == {
+                "versions": [],
+                "next": None,
+                "session_gap_s": 42.5,
+                "older": None,
+            }
+            # from the newest: the last two, then the two before them (the panel's order)
+            r = await http.get(
+                "/api/documents/d/versions", params={"before": 2**63 - 1, "limit": 2}
+            )
+            assert [v["id"] for v in r.json()["versions"]] == [3, 4]
+            assert r.json()["older"] == 3 and r.json()["next"] is None
+            r = await http.get("/api/documents/d/versions", params={"before": 3, "limit": 2})
+            assert [v["id"] for v in r.json()["versions"]] == [1, 2]
+            assert r.json()["older"] is None and r.json()["next"] == 2
     finally:
         server.server.should_exit = True
         await asyncio.wait_for(task, 20)

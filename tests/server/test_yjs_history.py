@@ -100,6 +100,17 @@ async def test_versions_values_and_diffs_with_authors_survive_a_restart(
         async with client(server) as http:
             texts = await write_history(server, http)
             versions = {v["id"]: v for v in await listed(http, DOC)}
+            # the newest two, then the ones before them (the history panel's order)
+            newest = sorted(versions)
+            r = await http.get(
+                f"/api/documents/{DOC}/versions", params={"before": 2**63 - 1, "limit": 2}
+            )
+            assert [v["id"] for v in r.json()["versions"]] == newest[-2:]
+            assert r.json()["older"] == newest[-2] and r.json()["next"] is None
+            r = await http.get(
+                f"/api/documents/{DOC}/versions", params={"before": newest[-2], "limit": 2}
+            )
+            assert [v["id"] for v in r.json()["versions"]] == newest[-4:-2]
             assert [versions[v]["authors"][0]["id"] for v in sorted(texts)] == [
                 "ann",
                 "bob",
@@ -296,6 +307,7 @@ async def test_maps_and_xml_fragments_have_values_diffs_and_restores(
         ("GET", f"/api/documents/{DOC}/versions/99", {}, 404, "unknown_version"),
         ("GET", f"/api/documents/{DOC}/versions/x", {}, 400, "bad_request"),
         ("GET", f"/api/documents/{DOC}/versions", {"params": {"limit": "0"}}, 400, "bad_request"),
+        ("GET", f"/api/documents/{DOC}/versions", {"params": {"before": "0"}}, 400, "bad_request"),
         ("GET", f"/api/documents/{DOC}/diff", {}, 400, "bad_request"),
         ("GET", f"/api/documents/{DOC}/diff", {"params": {"from": "x"}}, 400, "bad_request"),
         ("GET", f"/api/documents/{DOC}/diff", {"params": {"from": 99}}, 404, "unknown_version"),

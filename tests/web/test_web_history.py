@@ -287,3 +287,82 @@ async def test_a_rich_text_documents_versions_show_its_xml(
 
 async def _listed(server: Any, doc: str) -> bool:
     return bool(await versions(server, doc))
+
+
+async def options(p: Person) -> int:
+    count: int = await p.page.locator("#history .history-option").count()
+    return count
+
+
+async def test_a_long_history_opens_a_page_at_a_time(server: Any, person: Any) -> None:
+    """More versions than the panel reads at once (200): it shows the newest, reads older ones
+    on "Load older versions", and stepping back past the oldest one read reads the page before
+    (whose last version is the one the changes are shown against)."""
+    import cowrite
+
+    await server.create("long")
+    async with cowrite.connect(server.url, doc="long", name="Bot") as s:
+        body = s.text("body")
+        for i in range(450):
+            body.insert(len(body), f"{i} ")
+            await s.synced()
+    every = [v["id"] for v in await versions(server, "long")]
+    assert len(every) == 450
+
+    ada = await person("Ada")
+    await ada.open_doc(server.url, "long")
+    await open_panel(ada)
+    now = await shown(ada)
+    assert now["id"] == every[-1] and "(current)" in now["title"]
+    assert await options(ada) == 200
+    assert "200+ versions" in await ada.page.locator("#history .history-count").inner_text()
+    assert await ada.page.is_visible("#history-older")
+
+    # by the button (keyboard: it is a button after the list)
+    await ada.page.focus("#history-older")
+    await ada.page.keyboard.press("Enter")
+    await eventually(lambda: _options_are(ada, 400))
+    assert (await shown(ada))["id"] == every[-1]  # the selection stays
+    await ada.screenshot("history-paged.png")
+
+    # End: the oldest read; its changes are since the version before it (read for that)
+    await ada.page.focus("#history-list")
+    await ada.page.keyboard.press("End")
+    await eventually(lambda: _options_are(ada, 450))
+    oldest_read = every[-400]
+    now = await shown(ada)
+    assert now["id"] == oldest_read
+    assert now["text"] == "".join(f"{i} " for i in range(450 - 400 + 1))
+    assert now["ins"] == [[f"{450 - 400} ", "Bot"]]
+    summary = await ada.page.locator("#history .history-summary").inner_text()
+    assert f"since version {every[-401]}" in summary
+    assert await ada.page.is_hidden("#history-older")
+    assert "450 versions" in await ada.page.locator("#history .history-count").inner_text()
+    # and past it, by the keyboard and the "Older" button
+    await ada.page.keyboard.press("ArrowDown")
+    await eventually(lambda: _selected_is(ada, every[-401]))
+    await ada.page.click("#history .history-stepper button[aria-label^='Previous']")
+    await eventually(lambda: _selected_is(ada, every[-402]))
+
+    # reopened: the slider's end reads the page before, and so does scrolling the list down
+    await ada.page.keyboard.press("Escape")
+    await ada.page.wait_for_selector("#history", state="hidden")
+    await open_panel(ada)
+    assert await options(ada) == 200
+    await ada.page.focus("#history-slider")
+    await ada.page.keyboard.press("Home")
+    await eventually(lambda: _selected_is(ada, every[-200]))
+    await eventually(lambda: _options_are(ada, 400))
+    summary = await ada.page.locator("#history .history-summary").inner_text()
+    assert f"since version {every[-201]}" in summary
+    await ada.page.locator("#history-list").evaluate("(l) => { l.scrollTop = l.scrollHeight; }")
+    await eventually(lambda: _options_are(ada, 450))
+    assert (await shown(ada))["id"] == every[-200]
+
+
+async def _options_are(p: Person, n: int) -> bool:
+    return await options(p) == n
+
+
+async def _selected_is(p: Person, version: int) -> bool:
+    return (await shown(p))["id"] == version

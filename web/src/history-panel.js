@@ -1,7 +1,11 @@
 // The version history panel of the page (app.js opens it with the "History" button): a timeline
 // of editing sessions, a slider and a list to step through versions, the selected version shown
 // read-only with the changes since the previous one highlighted per author (or, toggled, every
-// character coloured by who wrote it), "Restore this version" and "Name this version". All of it
+// character coloured by who wrote it), "Restore this version" and "Name this version". Versions
+// are read a page at a time from the newest (`GET /versions?before=`): older pages come when the
+// list is scrolled to its end, by "Load older versions", and when the slider, the buttons or the
+// keyboard step past the oldest one read, so a document with 260,000 versions opens as fast as
+// one with a hundred. All of it
 // through the REST history API (docs/protocol.md, "REST: version history") with the page's own
 // `api` (so its token handling is the page's). A restore is new edits the server broadcasts: the
 // live editor gets them like anyone's. User data reaches the DOM only as textContent.
@@ -12,8 +16,8 @@ import { AuthorColors, authorNames, countChanges, displayName, formatSpan, forma
 const BODY_ROOT = "body";
 const RICH_ROOT = "default"; // a rich-text document's XML fragment (rich.js), shown as its XML
 const TITLE_ROOT = "title";
-const PAGE = 1000; // versions per request (the server's maximum)
-const MAX_PAGES = 100; // at most 100,000 versions (retention keeps the list far shorter)
+const PAGE = 200; // versions per request (the newest first; older pages on demand)
+const NEWEST = "9223372036854775807"; // `before` for the newest page (above every version id)
 const SHOW_DELAY_MS = 120; // holding an arrow key steps through versions without a request each
 // the page's collaborator colors, reordered so that the first authors get far-apart hues
 const AUTHOR_PALETTE = [5, 1, 3, 7, 9, 4, 2, 6, 8, 0].map((i) => PALETTE[i]);
@@ -30,7 +34,9 @@ export class HistoryPanel {
     this.onRestored = onRestored; // (docId, the REST answer {restored, version, edits})
     this.docId = null;
     this.rich = false;
-    this.versions = []; // oldest first
+    this.versions = []; // oldest first: the newest ones, as far back as pages were read
+    this.older = null; // `before` for the page of older versions (null: none, all read)
+    this.olderLoad = null; // the page of older versions being read (a promise)
     this.sessions = [];
     this.index = -1; // the selected version (in this.versions)
     this.loading = 0; // bumped by every (re)load and close: late answers are dropped
@@ -78,7 +84,9 @@ export class HistoryPanel {
     this.button.setAttribute("aria-expanded", "false");
     this.versions = [];
     this.sessions = [];
+    this.older = null;
     this.list.replaceChildren();
+    this.olderBtn.hidden = true;
     this.onClose();
     if (focus) this.button.focus();
   }
@@ -92,37 +100,33 @@ export class HistoryPanel {
 
   // ------------------------------------------------------------------ loading
 
-  /** Read every version (pages of 1000) and redraw; `select`: "latest", or a version id. */
+  /** Read the newest page of versions and redraw; `select`: "latest", or a version id. */
   async reload({ select = "latest" } = {}) {
     const token = ++this.loading;
     const docId = this.docId;
     this.refreshBtn.hidden = true;
     this._message("Loading versions…");
-    const versions = [];
-    let gapS = 300;
+    let page;
     try {
-      let after = 0;
-      for (let i = 0; i < MAX_PAGES; i++) {
-        const page = await this.api(`documents/${encodeURIComponent(docId)}/versions?limit=${PAGE}&after=${after}`);
-        if (token !== this.loading) return;
-        versions.push(...page.versions);
-        if (typeof page.session_gap_s === "number" && page.session_gap_s > 0) gapS = page.session_gap_s;
-        if (page.next === null || page.next === undefined) break;
-        after = page.next;
-      }
+      page = await this._page(docId, NEWEST);
+      if (token !== this.loading) return;
     } catch (err) {
       if (token !== this.loading) return;
       this.versions = [];
       this.sessions = [];
+      this.older = null;
       this.list.replaceChildren();
+      this.olderBtn.hidden = true;
       this._emptyView();
       const kind = this.rich ? "rich-text documents" : "this document";
       this._message(`Version history is not available for ${kind} on this server: ${err.message}`, true);
       return;
     }
+    const versions = page.versions;
+    if (typeof page.session_gap_s === "number" && page.session_gap_s > 0) this.gapMs = page.session_gap_s * 1000;
     this.versions = versions;
+    this.older = page.older ?? null;
     this.colors.learn(versions);
-    this.gapMs = gapS * 1000;
     this.sessions = groupSessions(versions, this.gapMs);
     this._message(versions.length ? "" : "No versions yet: every stored edit becomes one.");
     this._renderList();
@@ -130,6 +134,54 @@ export class HistoryPanel {
     this.index = -1;
     if (versions.length) this.select(wanted >= 0 ? wanted : versions.length - 1, { now: true });
     else this._emptyView();
+  }
+
+  _page(docId, before) {
+    return this.api(`documents/${encodeURIComponent(docId)}/versions?limit=${PAGE}&before=${before}`);
+  }
+
+  /** Read the page of versions older than those read (once at a time); resolves to how many
+   *  came (0: none older, or the panel closed or reloaded meanwhile). The selection stays on
+   *  the version it was on. */
+  loadOlder() {
+    if (this.older === null || !this.isOpen) return Promise.resolve(0);
+    if (this.olderLoad) return this.olderLoad;
+    const token = this.loading;
+    const docId = this.docId;
+    this.olderBtn.disabled = true;
+    this.olderBtn.textContent = "Loading older versions…";
+    this.olderLoad = this._page(docId, this.older)
+      .then((page) => {
+        if (token !== this.loading) return 0;
+        const added = page.versions.filter((v) => v.id < (this.versions[0]?.id ?? Infinity));
+        this.older = page.older ?? null;
+        this.versions = [...added, ...this.versions];
+        this.colors.learn(added);
+        this.sessions = groupSessions(this.versions, this.gapMs);
+        const index = this.index + added.length;
+        this._renderList();
+        this._mark(index);
+        return added.length;
+      })
+      .catch((err) => {
+        if (token === this.loading) this.toast(`Could not load older versions: ${err.message}`);
+        return 0;
+      })
+      .finally(() => {
+        this.olderLoad = null;
+        this.olderBtn.disabled = false;
+        this.olderBtn.textContent = "Load older versions";
+      });
+    return this.olderLoad;
+  }
+
+  /** Select version `index` after reading older pages when it is before the oldest one read
+   *  (-1: the one just older than it). */
+  async _selectOlder(index) {
+    const token = this.loading;
+    const added = await this.loadOlder();
+    if (token !== this.loading || !this.versions.length) return;
+    this.select(Math.max(0, index + added));
   }
 
   async _get(key, path) {
@@ -150,14 +202,30 @@ export class HistoryPanel {
     this.messageBox = el("p", { class: "history-message", role: "status", "aria-live": "polite" });
 
     this.slider = el("input", { type: "range", id: "history-slider", min: "0", max: "0", step: "1", value: "0", "aria-label": "Step through versions (oldest to newest)" });
-    this.slider.addEventListener("input", () => this.select(Number(this.slider.value)));
+    this.slider.addEventListener("input", () => {
+      const index = Number(this.slider.value);
+      this.select(index);
+      if (index === 0) this.loadOlder(); // dragged to the oldest read: read older ones
+    });
     this.prevBtn = el("button", { type: "button", class: "btn small icon-text", "aria-label": "Previous (older) version", title: "Older version", text: "‹ Older", onclick: () => this.step(-1) });
     this.nextBtn = el("button", { type: "button", class: "btn small icon-text", "aria-label": "Next (newer) version", title: "Newer version", text: "Newer ›", onclick: () => this.step(1) });
     const stepper = el("div", { class: "history-stepper" }, this.prevBtn, this.slider, this.nextBtn);
     this.list = el("div", { id: "history-list", class: "history-list", role: "listbox", tabindex: "0", "aria-label": "Versions by editing session, newest first", "aria-describedby": "history-keys" });
     this.list.addEventListener("keydown", (e) => this._listKey(e));
-    const keys = el("p", { id: "history-keys", class: "hint", text: "↑ ↓ step through versions · Page Up/Down: sessions · Esc closes" });
-    const timeline = el("nav", { class: "history-timeline", "aria-label": "Versions" }, stepper, this.list, keys);
+    const keys = el("p", { id: "history-keys", class: "hint", text: "↑ ↓ step through versions · Page Up/Down: sessions · Home/End: newest/oldest · Esc closes" });
+    this.list.addEventListener("scroll", () => {
+      const l = this.list;
+      if (this.older !== null && l.scrollTop + l.clientHeight >= l.scrollHeight - 48) this.loadOlder();
+    });
+    this.olderBtn = el("button", { type: "button", class: "btn small history-older", id: "history-older", text: "Load older versions", hidden: true, onclick: () => this.loadOlder() });
+    this.slider.addEventListener("keydown", (e) => {
+      // past the oldest version read: read older ones (the range input stops at its minimum)
+      if ((e.key === "ArrowLeft" || e.key === "ArrowDown" || e.key === "Home" || e.key === "PageDown") && this.index === 0 && this.older !== null) {
+        e.preventDefault();
+        this._selectOlder(-1);
+      }
+    });
+    const timeline = el("nav", { class: "history-timeline", "aria-label": "Versions" }, stepper, this.list, this.olderBtn, keys);
 
     this.versionTitle = el("h3", { id: "history-version-title", class: "history-version-title" });
     this.versionMeta = el("p", { class: "history-meta" });
@@ -214,7 +282,9 @@ export class HistoryPanel {
   _renderList() {
     const n = this.versions.length;
     const s = this.sessions.length;
-    this.countText.textContent = n ? `${s} session${s === 1 ? "" : "s"} · ${n} version${n === 1 ? "" : "s"}` : "";
+    const more = this.older !== null ? "+" : ""; // older ones not read yet
+    this.countText.textContent = n ? `${s}${more} session${s === 1 && !more ? "" : "s"} · ${n}${more} version${n === 1 && !more ? "" : "s"}` : "";
+    this.olderBtn.hidden = this.older === null;
     this.slider.max = String(Math.max(0, n - 1));
     this.slider.disabled = n < 2;
     this.options = new Array(n);
@@ -234,7 +304,7 @@ export class HistoryPanel {
         "div",
         { class: "history-session-head", id: headId, role: "presentation" },
         el("span", { class: "history-session-time", text: formatSpan(session.start, session.end) }),
-        el("span", { class: "history-session-count", text: `${session.versions.length} version${session.versions.length === 1 ? "" : "s"}` }),
+        el("span", { class: "history-session-count", text: `${session.versions.length}${si === 0 && this.older !== null ? "+" : ""} version${session.versions.length === 1 ? "" : "s"}` }),
         people,
       );
       const group = el("div", { class: "history-session", role: "group", "aria-labelledby": headId }, head);
@@ -277,20 +347,17 @@ export class HistoryPanel {
    *  unless `now`, so that a held arrow key does not send a request per version). */
   select(index, { now = false, force = false } = {}) {
     if (!this.versions.length) return;
+    if (index < 0 && this.older !== null) {
+      this._selectOlder(index);
+      return;
+    }
     index = Math.max(0, Math.min(this.versions.length - 1, index));
     const changed = index !== this.index;
     if (!changed && !force) return;
     if (this.index >= 0) this.options[this.index]?.setAttribute("aria-selected", "false");
-    this.index = index;
-    const option = this.options[index];
-    option?.setAttribute("aria-selected", "true");
-    this.list.setAttribute("aria-activedescendant", option?.id || "");
-    option?.scrollIntoView?.({ block: "nearest" });
-    this.slider.value = String(index);
+    this._mark(index);
+    this.options[index]?.scrollIntoView?.({ block: "nearest" });
     const v = this.versions[index];
-    this.slider.setAttribute("aria-valuetext", `Version ${v.id}${v.name ? ` “${v.name}”` : ""}, ${formatTime(v.time_ms)}, by ${authorNames(v.authors)}`);
-    this.prevBtn.disabled = index === 0;
-    this.nextBtn.disabled = index === this.versions.length - 1;
     this._closeNameForm({ focus: false });
     this._renderHead(v);
     clearTimeout(this.showTimer);
@@ -298,6 +365,20 @@ export class HistoryPanel {
     const token = ++this.viewToken;
     if (now) this._show(v, token);
     else this.showTimer = setTimeout(() => this._show(v, token), SHOW_DELAY_MS);
+  }
+
+  /** Mark version `index` selected in the list, the slider and the buttons (no fetch). */
+  _mark(index) {
+    this.index = index;
+    const option = this.options[index];
+    option?.setAttribute("aria-selected", "true");
+    this.list.setAttribute("aria-activedescendant", option?.id || "");
+    this.slider.value = String(index);
+    const v = this.versions[index];
+    if (!v) return;
+    this.slider.setAttribute("aria-valuetext", `Version ${v.id}${v.name ? ` “${v.name}”` : ""}, ${formatTime(v.time_ms)}, by ${authorNames(v.authors)}`);
+    this.prevBtn.disabled = index === 0 && this.older === null;
+    this.nextBtn.disabled = index === this.versions.length - 1;
   }
 
   step(delta) {
@@ -319,13 +400,13 @@ export class HistoryPanel {
     if (e.key === "ArrowUp") to = this.index + 1; // the list shows the newest first
     else if (e.key === "ArrowDown") to = this.index - 1;
     else if (e.key === "Home") to = n - 1;
-    else if (e.key === "End") to = 0;
+    else if (e.key === "End") to = this.index === 0 ? -1 : 0; // again at the oldest read: older ones
     else if (e.key === "PageUp") {
       const { end } = sessionOf(this.index);
       to = this.index < end ? end : end + 1 < n ? sessionOf(end + 1).end : end;
     } else if (e.key === "PageDown") {
       const { start } = sessionOf(this.index);
-      to = start > 0 ? sessionOf(start - 1).end : 0;
+      to = start > 0 ? sessionOf(start - 1).end : this.index > 0 ? 0 : -1;
     } else if (e.key === "Enter") {
       this.text.focus();
     }
@@ -376,7 +457,12 @@ export class HistoryPanel {
   async _show(v, token) {
     const docId = this.docId;
     const doc = encodeURIComponent(docId);
-    const prev = this.index > 0 ? this.versions[this.index - 1] : null;
+    if (this.versions[0] === v && this.older !== null) {
+      await this.loadOlder(); // its previous version, for the changes since it
+      if (token !== this.viewToken || docId !== this.docId) return;
+    }
+    const at = this.versions.indexOf(v);
+    const prev = at > 0 ? this.versions[at - 1] : null;
     const authorship = this.authorToggle.checked;
     let value = null;
     let changes = null;

@@ -18,7 +18,8 @@ the engine imports another engine module. In short:
 - version vectors (``VersionVector``, ``vv_includes``, ``vv_merge``, ``vv_min``);
 - operations as decoded from a delta (``decode_ops``, ``Op`` and its kinds) for validation;
 - history: ``versions``, ``value_at``, ``diff``, and restoring a version as ordinary edits
-  (``restore_batches``/``apply_restore_edits``/``restore``);
+  (``restore_batches``/``apply_restore_edits``/``restore``); ``history_build`` makes the first
+  read's long pass (the delete index) in a worker thread;
 - the OT edge: ``EditLog``, ``apply_index_edit``, anchors; compaction (``compact``);
 - errors: ``EngineError`` and its subclasses;
 - ``engine_build()``: whether the compiled (mypyc) hot modules or the pure-Python ones run.
@@ -45,6 +46,7 @@ from cowrite.engine.history import (
     value_at,
     versions,
 )
+from cowrite.engine.history_index import IndexBuild, history_build
 from cowrite.engine.ids import VersionVector, vv_includes, vv_merge, vv_min
 from cowrite.engine.native import engine_build
 from cowrite.engine.nodes import (
@@ -131,6 +133,8 @@ __all__ = [
     "Version",
     "NodeDiff",
     "HistoryUnavailable",
+    "history_build",
+    "IndexBuild",
     "restore_batches",
     "apply_restore_edits",
     "restore",

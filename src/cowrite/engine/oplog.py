@@ -7,14 +7,16 @@ from the per-replica op log.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from cowrite.engine.doc_parts import _del_arrays, _insert_suffix
-from cowrite.engine.ids import CLIENT_BITS, pack
+from cowrite.engine.doc_parts import DeleteColumns, _del_arrays, _insert_suffix
+from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, pack
 from cowrite.engine.ops import DeleteOp, InsertOp, NewNode, NodeRef, Op
 from cowrite.engine.runs import Gap, Item
+from cowrite.engine.threads import YIELD_EVERY, let_others_run
 
 if TYPE_CHECKING:
     from cowrite.engine.document import Document
@@ -22,20 +24,73 @@ if TYPE_CHECKING:
 
 def decode_lazy_deletes(doc: Document) -> None:
     """Decode the delete records a state load left encoded, ahead of the newer ones."""
+    chunks = list(doc._lazy_dels)
+    install_deletes(doc, chunks, decode_delete_chunks(doc, chunks))
+
+
+def decode_delete_chunks(
+    doc: Document, chunks: list[tuple[bytes, dict[int, int]]]
+) -> list[DeleteColumns]:
+    """The delete records of encoded ``chunks`` as columns per client, without changing
+    ``doc``: it may run in a worker thread while the owner of ``doc`` goes on (it only reads
+    the replica and root tables, which the state load that left the chunks filled)."""
     from cowrite.engine.encoding import decode_ops
 
-    chunks = doc._lazy_dels
-    doc._lazy_dels = []
-    newer = doc._del_cols
-    doc._del_cols = [_del_arrays() for _ in newer]
+    cols: list[DeleteColumns] = []
     for data, _ in chunks:
-        for op in decode_ops(doc, data):
-            if type(op) is DeleteOp:
-                doc._log_delete(op.id, op.node, op.spans)
-    newer += [_del_arrays() for _ in range(len(doc._del_cols) - len(newer))]
-    for cols, more in zip(doc._del_cols, newer, strict=True):
+        ops = decode_ops(doc, data)
+        let_others_run()
+        last = -1
+        seqs = nodes = targets = lengths = array("q")
+        for k, op in enumerate(ops):
+            if type(op) is not DeleteOp:
+                continue
+            op_id = op.id
+            client = op_id & CLIENT_MASK
+            if client != last:  # (records come in runs of one client)
+                while len(cols) <= client:
+                    cols.append(_del_arrays())
+                seqs, nodes, targets, lengths = cols[client]
+                last = client
+            seq = op_id >> CLIENT_BITS
+            spans = op.spans
+            if len(spans) == 1:
+                target, count = spans[0]
+                seqs.append(seq)
+                nodes.append(op.node)
+                targets.append(target)
+                lengths.append(count)
+            else:
+                for target, count in spans:
+                    seqs.append(seq)
+                    nodes.append(op.node)
+                    targets.append(target)
+                    lengths.append(count)
+            if k & (YIELD_EVERY - 1) == YIELD_EVERY - 1:
+                let_others_run()
+    return cols
+
+
+def install_deletes(
+    doc: Document, chunks: list[tuple[bytes, dict[int, int]]], older: list[DeleteColumns]
+) -> bool:
+    """Put ``older`` (``decode_delete_chunks(doc, chunks)``) ahead of the newer records, unless
+    the document's encoded records are no longer ``chunks`` (decoded meanwhile, or replaced by
+    a merge): then False and nothing changes. On the thread that owns ``doc``."""
+    if len(doc._lazy_dels) != len(chunks) or any(
+        a is not b for a, b in zip(doc._lazy_dels, chunks, strict=True)
+    ):
+        return False
+    newer = doc._del_cols
+    width = max(len(newer), len(older))
+    older += [_del_arrays() for _ in range(width - len(older))]
+    newer += [_del_arrays() for _ in range(width - len(newer))]
+    for cols, more in zip(older, newer, strict=True):
         for col, extra in zip(cols, more, strict=True):
             col.extend(extra)
+    doc._del_cols = older
+    doc._lazy_dels = []
+    return True
 
 
 def client_ops_since(doc: Document, client: int, start: int) -> list[Op]:

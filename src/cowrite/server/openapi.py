@@ -273,6 +273,14 @@ def _paths() -> dict[str, Any]:
                         {"type": "integer", "minimum": 0},
                     ),
                     _param(
+                        "before",
+                        "query",
+                        "Instead of `after`: the `limit` newest versions with ids below this one "
+                        "(still oldest first; the page's `older` goes on with older ones; "
+                        "9223372036854775807: the newest page)",
+                        {"type": "integer", "minimum": 1},
+                    ),
+                    _param(
                         "named",
                         "query",
                         "`true`: only named versions",

@@ -41,6 +41,7 @@ from cowrite.rooms.history import decode_vector
 from cowrite.rooms.room import Room
 from cowrite.rooms.wire import node_to_wire
 from cowrite.server.auth import Identity
+from cowrite.server.history import history_ready, start_history_build
 from cowrite.server.pipeline import NotDurable
 from cowrite.server.rest import _body, _int_param
 from cowrite.server.rest_history_bodies import (
@@ -130,6 +131,72 @@ async def version_record(
             "or predates version history",
         )
     raise HTTPError(404, "unknown_version", f"no version {seq} of {doc_id!r}")
+
+
+async def newest_before(
+    store: Store, doc_id: str, before: int, latest: int, limit: int, named: bool
+) -> tuple[list[VersionRecord], int | None, int | None]:
+    """The page of versions ``GET /versions?before=`` answers (both document kinds): the
+    ``limit`` newest with an id below ``before`` (oldest first), the id to pass as ``after`` for
+    the versions after them (None: none), and as ``before`` for older ones (None: none).
+
+    The store lists oldest first within an id range, so the page is read from windows of ids
+    below ``before`` (``latest``: the document's last version id), each read whole: a window
+    grows four-fold past a sparse stretch (retention, named versions) and shrinks when it holds
+    more than a few pages, so no read returns more than ``4 * (limit + 1)`` rows."""
+    cap = 4 * (limit + 1)
+    high = min(before, latest + 1)  # versions: low < id < high
+    span = limit + 2
+    out: list[VersionRecord] = []
+    while high > 1 and len(out) <= limit:
+        low = max(0, high - span)
+        rows = await store.list_versions(
+            doc_id, after=low, before=high, limit=cap, named_only=named
+        )
+        if len(rows) == cap and high - low > 2:
+            span = max(2, (high - low) // 4)  # too dense to read whole: a narrower window
+            continue
+        out[:0] = rows
+        high = low + 1
+        if 2 * len(rows) < limit + 1:
+            span *= 4
+    page = out[-limit:]
+    older = page[0].seq if len(out) > limit else None
+    after = None
+    if page and before <= latest:
+        later = await store.list_versions(doc_id, after=page[-1].seq, limit=1, named_only=named)
+        after = page[-1].seq if later else None
+    return page, after, older
+
+
+class PageQuery(NamedTuple):
+    """What ``GET /versions`` asks for: ``limit``, ``after`` or ``before`` (which wins),
+    ``named``."""
+
+    limit: int
+    after: int
+    before: int | None
+    named: bool
+
+
+def page_query(request: Request) -> PageQuery:
+    """The query of ``GET /versions`` (400 for a bad one, before the document is opened)."""
+    limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
+    after = _int_param(request, "after", 0, 0, 2**63 - 1)
+    before = _int_param(request, "before", None, 1, 2**63 - 1)
+    assert limit is not None and after is not None
+    return PageQuery(limit, after, before, request.query_params.get("named", "") in {"1", "true"})
+
+
+async def version_rows(
+    store: Store, lr: LoadedRoom, doc_id: str, q: PageQuery
+) -> tuple[list[VersionRecord], int | None, int | None]:
+    """The page ``GET /versions`` answers with (both document kinds): (versions, next, older)."""
+    if q.before is not None:
+        latest = max(lr.seqs.upto, lr.room.version)
+        return await newest_before(store, doc_id, q.before, latest, q.limit, q.named)
+    rows = await store.list_versions(doc_id, after=q.after, limit=q.limit + 1, named_only=q.named)
+    return rows[: q.limit], rows[q.limit - 1].seq if len(rows) > q.limit else None, None
 
 
 def version_id(request: Request) -> int:
@@ -233,16 +300,15 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
 
     async def list_versions(request: Request) -> Response:
         doc_id = ctx.authorized(request, "read")
-        limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
-        after = _int_param(request, "after", 0, 0, 2**63 - 1)
-        assert limit is not None and after is not None
-        named = request.query_params.get("named", "") in {"1", "true"}
+        query = page_query(request)
         async with ctx.opened(doc_id) as lr:
-            rows = await store.list_versions(doc_id, after=after, limit=limit + 1, named_only=named)
+            rows, next_, older = await version_rows(store, lr, doc_id, query)
             doc = lr.room.doc if isinstance(lr.room, Room) else None
-            page = [_out(v, doc) for v in rows[:limit]]
+            page = [_out(v, doc) for v in rows]
+            if doc is not None:  # reads of versions come next: ready their index meanwhile
+                start_history_build(doc)
         gap = state.settings.history_session_gap_s
-        return _json(VersionPage(page, page[-1].id if len(rows) > limit else None, gap))
+        return _json(VersionPage(page, next_, gap, older))
 
     async def get_version(request: Request) -> Response:
         doc_id = ctx.authorized(request, "read")
@@ -252,6 +318,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
             found = await record(lr, doc_id, seq)
             vv = vector(doc, seq, found)
             ctx.history_read(doc)
+            await history_ready(doc)
             try:
                 value = value_at(doc, vv)
             except EngineError as exc:
@@ -274,6 +341,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
             else:
                 new = vector(doc, end, await record(lr, doc_id, end))
             ctx.history_read(doc)
+            await history_ready(doc)
             rows = await store.list_versions(
                 doc_id, after=start, before=end + 1, limit=MAX_AUTHOR_ROWS
             )
@@ -338,6 +406,7 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
             room = lr.crdt
             target = vector(room.doc, body.version, await record(lr, doc_id, body.version))
             ctx.history_read(room.doc)
+            await history_ready(room.doc)
             try:
                 unchanged = not diff(room.doc, room.doc.version, target)
             except EngineError as exc:

@@ -68,11 +68,13 @@ class VersionPage(msgspec.Struct):
     """A page of versions, oldest first; pass ``next`` as ``after`` for the next (null: last).
     ``session_gap_s``: the server's editing-session gap (retention keeps one version per run of
     versions with pauses shorter than it), so that a viewer groups versions into the same
-    sessions."""
+    sessions. ``older`` (pages asked for with ``before``, newest first; else null): pass it as
+    ``before`` for the page of older versions (null: none older)."""
 
     versions: list[VersionOut]
     next: int | None
     session_gap_s: float = 300.0
+    older: int | None = None
 
 
 class VersionValue(msgspec.Struct, omit_defaults=True):

@@ -41,12 +41,13 @@ from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.rest import _body, _int_param
 from cowrite.server.rest_history import (
     MAX_AUTHOR_ROWS,
-    MAX_PAGE,
     RESTORE_TIMEOUT_S,
     author_list,
+    page_query,
     version_id,
     version_out,
     version_record,
+    version_rows,
 )
 from cowrite.server.rest_history_bodies import (
     ChangeSpanOut,
@@ -176,15 +177,12 @@ def yjs_history_routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Han
 
     async def list_versions(request: Request) -> Response:
         doc_id = ctx.authorized(request, "read")
-        limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
-        after = _int_param(request, "after", 0, 0, 2**63 - 1)
-        assert limit is not None and after is not None
-        named = request.query_params.get("named", "") in {"1", "true"}
+        query = page_query(request)
         async with ctx.opened(doc_id) as lr:
             room = _room(lr)
-            rows = await store.list_versions(doc_id, after=after, limit=limit + 1, named_only=named)
-            page = [version_out(v, room.available(v.seq)) for v in rows[:limit]]
-        return _json(VersionPage(page, page[-1].id if len(rows) > limit else None))
+            rows, next_, older = await version_rows(store, lr, doc_id, query)
+            page = [version_out(v, room.available(v.seq)) for v in rows]
+        return _json(VersionPage(page, next_, older=older))
 
     async def get_version(request: Request) -> Response:
         doc_id = ctx.authorized(request, "read")
