@@ -21,7 +21,7 @@
 // `adoptRestore(version, edits)` makes a restore this page asked for (REST) one undo step.
 
 import * as ot from "./ot.js";
-import { compose, extraInserts, fromPlain, invert, isNoop, toPlain, transform, withoutInserts } from "./undo_ops.js";
+import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, toPlain, transform, withoutInserts } from "./undo_ops.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -55,6 +55,12 @@ export class UndoManager {
     this._source = null;
     this._claims = [];
     this._fix = [];
+    /** The identity of each code point of the local text (null: to be numbered afresh). */
+    this._ids = null;
+    this._nextId = 1;
+    /** Identities no undo/redo may re-insert any more (a correction took them back). */
+    this._dead = new Set();
+    this._intent = null;
     state.observers.push(this);
   }
 
@@ -107,6 +113,8 @@ export class UndoManager {
     this.redoStack = [];
     this._claims = [];
     this._fix = [];
+    this._ids = null; // the text may change without us (a dropped batch): number it afresh
+    this._dead = new Set();
   }
 
   // ------------------------------------------------------- observer of the ThinDocState
@@ -114,8 +122,14 @@ export class UndoManager {
   /** A local edit of `node`: `op` (normalized) applies to `before` (the local value). */
   local(node, op, before) {
     if (node !== this.node) return;
-    const rich = fromPlain(op, before);
+    const ids = this._idsFor(cpLen(before));
+    // an undo/redo re-inserts its characters under their identities; anything else is new
+    const intent = this._intent && sameOp(toPlain(this._intent), op) ? insertedIds(this._intent) : [];
+    let k = 0;
+    const newId = () => (k < intent.length ? intent[k++] : this._nextId++);
+    const rich = fromPlain(op, before, (a, b) => ids.slice(a, b), newId);
     if (isNoop(rich)) return;
+    this._ids = applyIds(ids, rich);
     const kind = this._doing || "edit";
     const gen = this.state._edits;
     const last = this.log[this.log.length - 1];
@@ -148,7 +162,11 @@ export class UndoManager {
     let i = this.log.length;
     while (i > 0 && this.log[i - 1].own && this.log[i - 1].gen >= first) i--;
     let r = ot.normalize(op);
-    const rec = { op: restore ? fromPlain(r, before) : r, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
+    // a restore's deleted text gets identities of its own: undoing an adopted restore brings
+    // it back as new characters (the ones it deleted may be back by then, as copies)
+    const fresh = () => this._nextId++;
+    const rich = restore ? fromPlain(r, before, (a, b) => Array.from({ length: b - a }, fresh)) : r;
+    const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
     for (let j = i; j < this.log.length; j++) {
       const mine = this.log[j];
       const plain = toPlain(mine.op);
@@ -156,6 +174,7 @@ export class UndoManager {
       r = ot.transform(r, plain, "right");
     }
     this.log.splice(i, 0, rec);
+    if (this._ids !== null) this._ids = applyIds(this._ids, r, fresh); // r: as applied locally
     if (restore) {
       for (const claim of this._claims) {
         if (rec.version !== null && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
@@ -164,7 +183,7 @@ export class UndoManager {
     // our unacknowledged undo/redo re-inserts may have lost their right (see settle)
     for (let j = i + 1; j < this.log.length; j++) {
       const mine = this.log[j];
-      if ((mine.kind === "undo" || mine.kind === "redo") && mine.op.some((c) => typeof c === "string")) {
+      if ((mine.kind === "undo" || mine.kind === "redo") && insertedIds(mine.op).length) {
         if (restore) mine.tainted = true; // a restore wins over our undo/redo not applied yet
         if (!this._fix.includes(mine)) this._fix.push(mine);
       }
@@ -174,47 +193,50 @@ export class UndoManager {
   /** After a server message: an unacknowledged undo/redo of ours that re-inserted text it no
    *  longer may (a restore came first, or another client deleted that text concurrently with
    *  the edit we undid, so the server applies our edit without that deletion) has the extra
-   *  text deleted again: a compensating local edit. Returns the changes made (local
-   *  coordinates). */
+   *  characters deleted again: a compensating local edit. Their identities are dead: wherever
+   *  a later step of ours moved or re-inserted them, they go, and no undo/redo brings them
+   *  back. Returns the changes made (local coordinates). */
   settle() {
     const changes = [];
+    let more = false;
     while (this._fix.length) {
       const rec = this._fix.shift();
       const at = this.log.indexOf(rec);
       if (at < 0 || !rec.source) continue;
-      let fix = extraInserts(rec.op, rec.tainted ? null : this._inverse(rec.source, at));
-      if (isNoop(fix)) continue;
-      // what we did after that re-insert may have moved or re-inserted the same text again (we
-      // cannot tell our characters apart): later undo/redo re-inserts and steps lose their
-      // inserts too: a lost undo, never a duplicate
-      for (const stack of [this.undoStack, this.redoStack]) {
-        for (const group of stack) if (group.records.some((r) => this.log.indexOf(r) > at)) group.stripped = true;
-      }
-      for (let j = at + 1; j < this.log.length; j++) {
-        const later = this.log[j];
-        if ((later.kind === "undo" || later.kind === "redo") && later.op.some((c) => typeof c === "string")) {
-          later.tainted = true;
-          if (!this._fix.includes(later)) this._fix.push(later);
+      const legit = new Set(rec.tainted ? [] : insertedIds(this._inverse(rec.source, at) || []));
+      for (const id of insertedIds(rec.op)) {
+        if (!legit.has(id) && !this._dead.has(id)) {
+          this._dead.add(id);
+          more = true;
         }
       }
-      for (let j = at + 1; j < this.log.length; j++) fix = transform(fix, toPlain(this.log[j].op), "right");
-      if (isNoop(fix)) continue;
-      const edit = toPlain(fix);
-      const before = this.state.rope(this.node);
-      this._doing = "fix";
-      try {
-        this.state.localEdit(this.node, edit);
-      } catch (err) {
-        if (!(err instanceof ot.InvalidOperation)) throw err;
-        this.reset(); // see _step
-        this.failures++;
-        break;
-      } finally {
-        this._doing = null;
-      }
-      this.compensations++;
-      changes.push(seqChange(this.node, edit, before));
     }
+    if (!more) return changes;
+    const text = this.state.rope(this.node);
+    const ids = this._idsFor(text.length);
+    const edit = [];
+    let run = 0;
+    for (const id of ids) {
+      if (id !== null && this._dead.has(id)) {
+        if (run > 0) edit.push(run), (run = 0);
+        if (edit.length && edit[edit.length - 1] < 0) edit[edit.length - 1]--;
+        else edit.push(-1);
+      } else run++;
+    }
+    if (!edit.length) return changes;
+    this._doing = "fix";
+    try {
+      this.state.localEdit(this.node, edit);
+    } catch (err) {
+      if (!(err instanceof ot.InvalidOperation)) throw err;
+      this.reset(); // see _step
+      this.failures++;
+      return changes;
+    } finally {
+      this._doing = null;
+    }
+    this.compensations++;
+    changes.push(seqChange(this.node, edit, text));
     return changes;
   }
 
@@ -224,13 +246,18 @@ export class UndoManager {
     this.close();
     while (stack.length) {
       const group = stack.pop();
-      const op = this._inverse(group);
-      if (op === null || isNoop(op)) continue;
+      let op = this._inverse(group);
+      if (op === null) continue;
+      // never re-insert a character that is there, or one a correction took back
+      const present = new Set(this._idsFor(this.state.rope(this.node).length));
+      op = withoutInserts(op, (id) => id === null || (!present.has(id) && !this._dead.has(id) && (present.add(id), true)));
+      if (isNoop(op)) continue;
       const edit = toPlain(op);
       const before = this.state.rope(this.node);
       this._doing = kind;
       this._of = group.records.length === 1 ? group.records[0] : null;
       this._source = group;
+      this._intent = op;
       try {
         this.apply(edit);
       } catch (err) {
@@ -240,7 +267,7 @@ export class UndoManager {
         return null;
       } finally {
         this._doing = null;
-        this._of = this._source = null;
+        this._of = this._source = this._intent = null;
       }
       return seqChange(this.node, edit, before);
     }
@@ -275,7 +302,16 @@ export class UndoManager {
         u = transform(u, toPlain(rec.op), "left");
       }
     }
-    return u !== null && group.stripped ? withoutInserts(u) : u;
+    return u;
+  }
+
+  /** The identities of the local text (`n` code points), numbered afresh if we lost track. */
+  _idsFor(n) {
+    if (this._ids === null || this._ids.length !== n) {
+      this._ids = [];
+      for (let k = 0; k < n; k++) this._ids.push(this._nextId++);
+    }
+    return this._ids;
   }
 
   _push(stack, group) {
@@ -311,6 +347,10 @@ export class UndoManager {
     }
     if (cut > 0) this.log.splice(0, cut);
   }
+}
+
+function cpLen(text) {
+  return typeof text === "string" ? ot.cpLength(text) : text.length;
 }
 
 function sameOp(a, b) {

@@ -71,7 +71,10 @@ class ModelServer {
     this.seen.set(key, this.version);
     return { reply: [{ type: "ack", doc: "d", edit_id: msg.edit_id, version: this.version }], broadcast: [remote] };
   }
+  /** Restore version `version`, or the latest version before it that held no token twice (a
+   *  restore brings back what a version held, also a race's transient duplicate). */
   restore(version) {
+    while (version > 0 && dupes(this.texts[version]).length) version--;
     const op = ot.diff(this.text, this.texts[version]);
     if (!op.length) return null;
     return this._apply(op, "server", `restore-${++this.restores}-0`);
@@ -220,34 +223,36 @@ function simulate(seed, { steps = 300, capacity = 1000, drops = true } = {}) {
   return { server, peers, compensations: compensations(), races: server.races };
 }
 
-// Replicas always converge. A token twice at the end is a known residual (docs/protocol.md, T11,
-// "Limits": long offline chains of one's own undo/redo across a restore): at most 1% of these
-// adversarial schedules, and the seeds are printed.
-function sweep(seeds, options) {
+// Replicas always converge, and no schedule ends with a token twice or a dropped undo log
+// (docs/protocol.md, T11). UNDO_SEEDS=n runs seeds 1..n instead (locally: 2,000 and more).
+function sweep(seeds, options, extra = []) {
   const twice = [];
+  const dropped = [];
   let compensated = 0;
   let races = 0;
-  for (let seed = 1; seed <= seeds; seed++) {
+  const all = [...Array.from({ length: seeds }, (_, i) => i + 1), ...extra.filter((s) => s > seeds)];
+  for (const seed of all) {
     try {
       const run = simulate(seed, options);
       compensated += run.compensations;
       races += run.races;
-      assert.equal(run.peers.reduce((n, p) => n + p.undo.failures, 0), 0, `a dropped undo log (seed ${seed})`);
+      if (run.peers.some((p) => p.undo.failures)) dropped.push(seed);
     } catch (err) {
       if (!/token twice after end/.test(String(err.message))) throw err;
       twice.push(seed);
     }
   }
-  console.log(`${seeds} schedules: compensating deletes ${compensated}; transient duplicates on the server ${races}; a token twice at the end: [${twice}]`);
-  assert.ok(twice.length <= seeds / 100, `a token twice at the end in ${twice.length} schedules: ${twice}`);
+  console.log(`${all.length} schedules: compensating deletes ${compensated}; transient duplicates on the server ${races}; a token twice at the end: [${twice}]; a dropped undo log: [${dropped}]`);
+  assert.deepEqual(twice, [], `a token twice at the end in ${twice.length} schedules`);
+  assert.deepEqual(dropped, [], `a dropped undo log in ${dropped.length} schedules`);
 }
 
 test("undo/redo with remote edits and restores: replicas converge, no duplicates (but the known residual)", () => {
-  sweep(200, {});
+  sweep(Number(process.env.UNDO_SEEDS || 200), {});
 });
 
 test("the same across rejoins from a snapshot (history exceeded)", () => {
-  sweep(100, { capacity: 3 });
+  sweep(Number(process.env.UNDO_SEEDS || 100), { capacity: 3 });
 });
 
 test("undo then redo round-trips local edits exactly when nothing remote happens", () => {
