@@ -162,6 +162,7 @@ export class UndoManager {
     let i = this.log.length;
     while (i > 0 && this.log[i - 1].own && this.log[i - 1].gen >= first) i--;
     let r = ot.normalize(op);
+    const local = this._ids === null ? null : this._asLocal(r);
     // a restore's deleted text gets identities of its own: undoing an adopted restore brings
     // it back as new characters (the ones it deleted may be back by then, as copies)
     const fresh = () => this._nextId++;
@@ -174,7 +175,7 @@ export class UndoManager {
       r = ot.transform(r, plain, "right");
     }
     this.log.splice(i, 0, rec);
-    if (this._ids !== null) this._ids = applyIds(this._ids, r, fresh); // r: as applied locally
+    if (local !== null) this._ids = applyIds(this._ids, local, fresh);
     if (restore) {
       for (const claim of this._claims) {
         if (rec.version !== null && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
@@ -303,6 +304,19 @@ export class UndoManager {
       }
     }
     return u;
+  }
+
+  /** Server op `r` as the thin client applies it to the local text: rebased over its in-flight
+   *  and pending ops of the node as they stand (not over our records one by one: at a tie the
+   *  two can differ, and the identities must follow the text exactly). */
+  _asLocal(r) {
+    const key = `seq\u0000${this.node}\u0000`;
+    const batch = this.state.inflight;
+    const i = batch && batch.ops.get(key);
+    if (i) r = ot.transform(r, i.payload, "right");
+    const mine = this.state.pending.get(key);
+    if (mine) r = ot.transform(r, mine.payload, "right");
+    return r;
   }
 
   /** The identities of the local text (`n` code points), numbered afresh if we lost track. */

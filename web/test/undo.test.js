@@ -53,6 +53,7 @@ class ModelServer {
   _apply(op, clientId, editId) {
     this.text = ot.apply(this.text, op);
     if (dupes(this.text).length) this.races++;
+    if (this.trace) console.log("APPLY", this.version + 1, clientId, editId, JSON.stringify(op), JSON.stringify(this.text), dupes(this.text).join(""));
     this.version++;
     this.texts.push(this.text);
     this.log.set(this.version, { op, clientId, editId });
@@ -119,6 +120,7 @@ function simulate(seed, { steps = 300, capacity = 1000, drops = true } = {}) {
   };
   const compensations = () => peers.reduce((n, p) => n + p.undo.compensations, 0);
   const trace = process.env.TRACE === String(seed);
+  server.trace = trace;
   const check = (where) => {
     if (trace) console.log(where, JSON.stringify(server.text), peers.map((p) => `${p.id}${p.connected ? "" : "(off)"}:${JSON.stringify(p.text())} u${p.undo.undoStack.length}r${p.undo.redoStack.length}`).join(" "));
     // the thin client itself shows our in-flight batch twice between a snapshot holding it and
@@ -127,13 +129,19 @@ function simulate(seed, { steps = 300, capacity = 1000, drops = true } = {}) {
     // an undo/redo sent before its client saw a restore or a concurrent delete of the text it
     // brings back: the server applies it (a duplicate) until that client's correction lands
     if ((server.races || compensations()) && where !== "end" && !process.env.STRICT) return;
+    if (trace && where === "end" && dupes(server.text).length) for (const p of peers) dump(p);
     assert.deepEqual(dupes(server.text), [], `server holds a token twice after ${where} (seed ${seed})`);
     for (const p of peers) {
-      if (trace && dupes(p.text()).length) {
+      if (trace && dupes(p.text()).length) dump(p);
+      assert.deepEqual(dupes(p.text()), [], `${p.id} holds a token twice after ${where} (seed ${seed})`);
+    }
+  };
+  const dump = (p) => {
+    {
+      {
         console.log(p.id, "edits", p.state._edits, "inflight", JSON.stringify(p.state.inflight && [...p.state.inflight.ops.values()].map((s) => s.payload)), "pending", JSON.stringify([...p.state.pending.values()].map((s) => s.payload)));
         for (const rec of p.undo.log) console.log("  ", rec.kind, rec.own ? "own" : "", rec.gen, rec.restore ? "RESTORE" : "", rec.version, JSON.stringify(rec.op), rec.source ? "src" : "");
       }
-      assert.deepEqual(dupes(p.text()), [], `${p.id} holds a token twice after ${where} (seed ${seed})`);
     }
   };
   const connect = (p) => {
