@@ -21,7 +21,7 @@
 // `adoptRestore(version, edits)` makes a restore this page asked for (REST) one undo step.
 
 import * as ot from "./ot.js";
-import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, toPlain, transform, withoutInserts } from "./undo_ops.js";
+import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, retarget, toPlain, transform, withoutInserts } from "./undo_ops.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -163,10 +163,17 @@ export class UndoManager {
     while (i > 0 && this.log[i - 1].own && this.log[i - 1].gen >= first) i--;
     let r = ot.normalize(op);
     const local = this._ids === null ? null : this._asLocal(r);
+    // what r inserts gets the same identities in the log (a restore's record) and in the text;
     // a restore's deleted text gets identities of its own: undoing an adopted restore brings
     // it back as new characters (the ones it deleted may be back by then, as copies)
+    const first0 = this._nextId;
+    this._nextId += r.reduce((n, c) => n + (typeof c === "string" ? ot.cpLength(c) : 0), 0);
+    const counter = () => {
+      let k = first0;
+      return () => k++;
+    };
     const fresh = () => this._nextId++;
-    const rich = restore ? fromPlain(r, before, (a, b) => Array.from({ length: b - a }, fresh)) : r;
+    const rich = restore ? fromPlain(r, before, (a, b) => Array.from({ length: b - a }, fresh), counter()) : r;
     const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
     for (let j = i; j < this.log.length; j++) {
       const mine = this.log[j];
@@ -175,7 +182,20 @@ export class UndoManager {
       r = ot.transform(r, plain, "right");
     }
     this.log.splice(i, 0, rec);
-    if (local !== null) this._ids = applyIds(this._ids, local, fresh);
+    if (local !== null) this._ids = applyIds(this._ids, local, counter());
+    if (process.env.TRACE) {
+      const key = `seq\u0000${this.node}\u0000`;
+      const I = this.state.inflight && this.state.inflight.ops.get(key);
+      const P = this.state.pending.get(key);
+      let c = [];
+      for (let j = i + 1; j < this.log.length; j++) c = ot.compose(c, toPlain(this.log[j].op));
+      // thin's payloads not rebased yet: rebase copies
+      let rr = ot.normalize(op), pay = [];
+      if (I) { pay = ot.transform(I.payload, rr, "left"); rr = ot.transform(rr, I.payload, "right"); }
+      if (P) pay = ot.compose(pay, ot.transform(P.payload, rr, "left"));
+      const lens = (o) => [o.reduce((n, x) => n + (typeof x === "number" ? Math.abs(x) : 0), 0), o.reduce((n, x) => n + (typeof x === "string" ? ot.cpLength(x) : x > 0 ? x : 0), 0)];
+      if (JSON.stringify(lens(c)) !== JSON.stringify(lens(pay))) console.log("DRIFT", JSON.stringify(op), JSON.stringify(c), JSON.stringify(pay), "first", first, JSON.stringify(this.log.slice(i + 1).map((x) => [x.kind, x.gen])), "I", !!I, this.state._edits);
+    }
     if (restore) {
       for (const claim of this._claims) {
         if (rec.version !== null && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
@@ -249,9 +269,13 @@ export class UndoManager {
       const group = stack.pop();
       let op = this._inverse(group);
       if (op === null) continue;
-      // never re-insert a character that is there, or one a correction took back
-      const present = new Set(this._idsFor(this.state.rope(this.node).length));
-      op = withoutInserts(op, (id) => id === null || (!present.has(id) && !this._dead.has(id) && (present.add(id), true)));
+      // on the text as it is, by identity; never re-insert a character that is there, or one
+      // a correction took back
+      const text = this.state.rope(this.node);
+      const ids = this._idsFor(text.length);
+      const present = new Set(ids);
+      const keep = (id) => id === null || (!present.has(id) && !this._dead.has(id) && (present.add(id), true));
+      op = retarget(op, Array.from(text.toString()), ids, keep);
       if (isNoop(op)) continue;
       const edit = toPlain(op);
       const before = this.state.rope(this.node);
@@ -263,6 +287,7 @@ export class UndoManager {
         this.apply(edit);
       } catch (err) {
         if (!(err instanceof ot.InvalidOperation)) throw err;
+        if (process.env.TRACE) console.log("FAIL", JSON.stringify(edit), JSON.stringify(String(this.state.rope(this.node))), ot.cpLength(String(this.state.rope(this.node))), JSON.stringify(this.log.map((r) => [r.kind, r.gen, r.op])));
         this.reset(); // our log no longer matches the text (a bug): forget it, change nothing
         this.failures++;
         return null;
@@ -336,7 +361,7 @@ export class UndoManager {
   /** Forget log records no step needs: before the first record of any step, of any claimable
    *  restore, and of our unacknowledged records (later remotes rebase those). */
   _trim() {
-    if (this.log.length < 64) return;
+    if (this.log.length < 64 || process.env.NOTRIM) return;
     const first = this.state._edits - (this.state.inflight ? 1 : 0);
     const index = new Map(this.log.map((rec, i) => [rec, i]));
     let cut = this.log.length;

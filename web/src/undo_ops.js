@@ -52,10 +52,14 @@ class Builder {
     else this.remove(c.d, c.ids);
   }
   flush() {
-    if (this.ins.i.length) this.out.push(this.ins);
-    if (this.del.d.length) this.out.push(this.del);
-    this.ins = { i: [], ids: [] };
-    this.del = { d: [], ids: [] };
+    if (this.ins.i.length) {
+      this.out.push(this.ins);
+      this.ins = { i: [], ids: [] };
+    }
+    if (this.del.d.length) {
+      this.out.push(this.del);
+      this.del = { d: [], ids: [] };
+    }
   }
   result() {
     this.flush();
@@ -235,4 +239,44 @@ export function applyIds(ids, op, newId = () => null) {
   }
   for (; pos < ids.length; pos++) out.push(ids[pos]);
   return out;
+}
+
+/** `op` (computed from the undo log) as an op of the text `chars` (code points) whose
+ *  identities are `ids`. The log can order two runs inserted at one position (a tie) otherwise
+ *  than the text (the thin client rebases its batches whole, the log record by record), so: the
+ *  deletes take exactly the characters of their identities that are there (a null identity: the
+ *  one at its position), the inserts go to their position (clamped), and `keep(id)` may refuse
+ *  an insert. Always applies to the text. */
+export function retarget(op, chars, ids, keep = () => true) {
+  const n = chars.length;
+  const del = new Set();
+  const delAt = new Set();
+  const ins = new Map();
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") pos += c;
+    else if (isIns(c)) {
+      const at = Math.min(pos, n);
+      const list = ins.get(at) || [];
+      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) list.push(k, c);
+      ins.set(at, list);
+    } else {
+      for (let k = 0; k < c.d.length; k++) {
+        if (c.ids[k] !== null) del.add(c.ids[k]);
+        else delAt.add(pos + k);
+      }
+      pos += c.d.length;
+    }
+  }
+  const out = new Builder();
+  for (let b = 0; b <= n; b++) {
+    const list = ins.get(b);
+    if (list) for (let j = 0; j < list.length; j += 2) out.insert([list[j + 1].i[list[j]]], [list[j + 1].ids[list[j]]]);
+    if (b === n) break;
+    if (del.has(ids[b]) || delAt.has(b)) out.remove([chars[b]], [ids[b]]);
+    else out.retain(1);
+  }
+  const result = out.result();
+  while (result.length && typeof result[result.length - 1] === "number") result.pop();
+  return result;
 }

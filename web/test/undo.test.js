@@ -211,6 +211,11 @@ function simulate(seed, { steps = 300, capacity = 1000, drops = true } = {}) {
     } else if (x < 0.97) (what = "drop"), drops && p.connected && drop(p);
     else (what = "connect"), !p.connected && connect(p);
     p.state.checkInvariants();
+    if (process.env.NOTRIM && trace) for (const q of peers) {
+      let t = "";
+      try { for (const rec of q.undo.log) t = ot.apply(t, uo.toPlain(rec.op)); } catch (e) { t = "ERR"; }
+      if (t !== q.text() && !q.bad) { q.bad = true; console.log("MISMATCH", i, what, p.id, q.id, JSON.stringify(t), JSON.stringify(q.text())); dump(q); }
+    }
     check(`${what} ${p.id}`);
   }
   for (const p of peers) if (!p.connected) connect(p);
