@@ -653,7 +653,7 @@ export class ThinDocState {
   _dropInflight() {
     const batch = this.inflight;
     if (!batch) return [];
-    for (const o of this.observers) o.reset(); // a change no undo manager can place
+    for (const o of this.observers) o.dropInflight(); // before anything changes (undo.js)
     this.inflight = null;
     const changes = [];
     for (const [k, { kind, node, payload }] of batch.ops) {

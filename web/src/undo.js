@@ -152,6 +152,44 @@ export class UndoManager {
     this._trim();
   }
 
+  /** The thin client drops its in-flight batch (refused, or applied before the snapshot we
+   *  hold): called before anything changes. Its records leave the log and the steps, and our
+   *  later records are rebased over their inverse, as the thin client rebases its pending op. */
+  dropInflight() {
+    const key = `seq\u0000${this.node}\u0000`;
+    const batch = this.state.inflight;
+    if (!batch) return;
+    const gen = this.state._edits - 1;
+    const i = batch.ops.get(key);
+    const mine = this.state.pending.get(key);
+    let c = null;
+    const gone = new Set();
+    for (const rec of this.log) {
+      if (!rec.own || rec.gen !== gen) continue;
+      gone.add(rec);
+      c = c === null ? rec.op : compose(c, rec.op);
+    }
+    if (i && this._ids !== null) {
+      // the identities follow the thin client's own undo of the batch
+      let undo = ot.invert(i.payload, this.state._serverValue(this.node).toString());
+      if (mine) undo = ot.transform(undo, mine.payload, "right");
+      const back = c === null ? [] : insertedIds(invert(c));
+      let k = 0;
+      this._ids = applyIds(this._ids, undo, () => (k < back.length ? back[k++] : this._nextId++));
+    }
+    if (!gone.size) return;
+    let inv = invert(c);
+    for (const rec of this.log) {
+      if (!rec.own || rec.gen <= gen) continue;
+      const plain = toPlain(rec.op);
+      rec.op = transform(rec.op, toPlain(inv), "left");
+      inv = transform(inv, plain, "right");
+    }
+    this.log = this.log.filter((rec) => !gone.has(rec));
+    for (const group of [...this.undoStack, ...this.redoStack]) group.records = group.records.filter((rec) => !gone.has(rec));
+    this._fix = this._fix.filter((rec) => !gone.has(rec));
+  }
+
   /** A server op of `node` (server coordinates, applying to `before`, the server value), seen
    *  before the thin client rebases it over our unacknowledged edits. `meta`: the remote message
    *  (client_id, edit_id, version) or {barrier: true} for a catch-up or a snapshot. */

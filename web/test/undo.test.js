@@ -153,6 +153,7 @@ function simulate(seed, { steps = 300, capacity = 1000, drops = true } = {}) {
   };
   const deliverToServer = (p) => {
     const msg = p.outbox.shift();
+    if (trace && p.id === process.env.TRACEPEER) console.log("OUT", p.id, JSON.stringify(msg).slice(0, 300));
     if (msg.type === "join") p.inbox.push(...server.join(msg));
     else if (msg.type === "edit") {
       const { reply, broadcast: out } = server.edit(p.id, msg);
@@ -162,6 +163,7 @@ function simulate(seed, { steps = 300, capacity = 1000, drops = true } = {}) {
   };
   const deliverToClient = (p) => {
     const msg = p.inbox.shift();
+    if (trace && p.id === process.env.TRACEPEER) console.log("MSG", p.id, JSON.stringify(msg).slice(0, 300), "I", JSON.stringify(p.state.inflight && [...p.state.inflight.ops.values()].map((s) => s.payload)), "P", JSON.stringify([...p.state.pending.values()].map((s) => s.payload)), "log", p.undo.log.length);
     if (msg.type === "joined") p.state.onJoined(msg);
     else if (msg.type === "remote") p.state.onRemote(msg);
     else if (msg.type === "ack") p.state.onAck(msg);
