@@ -221,19 +221,6 @@ export class UndoManager {
     }
     this.log.splice(i, 0, rec);
     if (local !== null) this._ids = applyIds(this._ids, local, counter());
-    if (process.env.TRACE) {
-      const key = `seq\u0000${this.node}\u0000`;
-      const I = this.state.inflight && this.state.inflight.ops.get(key);
-      const P = this.state.pending.get(key);
-      let c = [];
-      for (let j = i + 1; j < this.log.length; j++) c = ot.compose(c, toPlain(this.log[j].op));
-      // thin's payloads not rebased yet: rebase copies
-      let rr = ot.normalize(op), pay = [];
-      if (I) { pay = ot.transform(I.payload, rr, "left"); rr = ot.transform(rr, I.payload, "right"); }
-      if (P) pay = ot.compose(pay, ot.transform(P.payload, rr, "left"));
-      const lens = (o) => [o.reduce((n, x) => n + (typeof x === "number" ? Math.abs(x) : 0), 0), o.reduce((n, x) => n + (typeof x === "string" ? ot.cpLength(x) : x > 0 ? x : 0), 0)];
-      if (JSON.stringify(lens(c)) !== JSON.stringify(lens(pay))) console.log("DRIFT", JSON.stringify(op), JSON.stringify(c), JSON.stringify(pay), "first", first, JSON.stringify(this.log.slice(i + 1).map((x) => [x.kind, x.gen])), "I", !!I, this.state._edits);
-    }
     if (restore) {
       for (const claim of this._claims) {
         if (rec.version !== null && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
@@ -325,7 +312,6 @@ export class UndoManager {
         this.apply(edit);
       } catch (err) {
         if (!(err instanceof ot.InvalidOperation)) throw err;
-        if (process.env.TRACE) console.log("FAIL", JSON.stringify(edit), JSON.stringify(String(this.state.rope(this.node))), ot.cpLength(String(this.state.rope(this.node))), JSON.stringify(this.log.map((r) => [r.kind, r.gen, r.op])));
         this.reset(); // our log no longer matches the text (a bug): forget it, change nothing
         this.failures++;
         return null;
@@ -399,7 +385,7 @@ export class UndoManager {
   /** Forget log records no step needs: before the first record of any step, of any claimable
    *  restore, and of our unacknowledged records (later remotes rebase those). */
   _trim() {
-    if (this.log.length < 64 || process.env.NOTRIM) return;
+    if (this.log.length < 64) return;
     const first = this.state._edits - (this.state.inflight ? 1 : 0);
     const index = new Map(this.log.map((rec, i) => [rec, i]));
     let cut = this.log.length;
