@@ -105,9 +105,9 @@ class ThinMerge:
         batch = self.inflight
         if batch is None:
             return []
-        self.inflight = None
         for o in self.observers:
-            o.reset()  # a change no undo manager can place
+            o.drop_inflight()  # before anything changes (thin_undo)
+        self.inflight = None
         changes: list[p.EditOp] = []
         for slot, payload in batch.ops.items():
             kind, node, _ = slot

@@ -29,12 +29,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cowrite.client.thin_undo_ops import (
+    Id,
     Rich,
+    apply_ids,
     compose,
-    extra_inserts,
     from_plain,
+    inserted_ids,
     invert,
     is_noop,
+    retarget,
     to_plain,
     transform,
     without_inserts,
@@ -73,7 +76,6 @@ class Group:
     records: list[Record] = field(default_factory=list)
     at: float = 0.0
     open: bool = False
-    stripped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,12 @@ class UndoManager:
         self._source: Group | None = None
         self._claims: list[tuple[int, int, Group]] = []
         self._fix: list[Record] = []
+        self._ids: list[Id] | None = None
+        """The identity of each code point of the local text (None: number it afresh)."""
+        self._next_id = 1
+        self._dead: set[int] = set()
+        """Identities no undo/redo may re-insert any more (a correction took them back)."""
+        self._intent: Rich | None = None
         state.observers.append(self)
 
     def detach(self) -> None:
@@ -166,6 +174,8 @@ class UndoManager:
         self.redo_stack = []
         self._claims = []
         self._fix = []
+        self._ids = None  # the text may change without us: number it afresh
+        self._dead = set()
 
     # ------------------------------------------------------- observer of the ThinDocState
 
@@ -173,9 +183,19 @@ class UndoManager:
         """A local edit of ``node``: ``op`` (normalized) applies to ``before``."""
         if node != self.node or not isinstance(before, str):
             return
-        rich = from_plain(op, before)
+        ids = self._ids_for(len(before))
+        # an undo/redo re-inserts its characters under their identities; anything else is new
+        intent = iter(
+            inserted_ids(self._intent)
+            if self._intent is not None and to_plain(self._intent) == op
+            else ()
+        )
+        rich = from_plain(
+            op, before, lambda a, b: ids[a:b], lambda: next(intent, None) or self._new_id()
+        )
         if is_noop(rich):
             return
+        self._ids = apply_ids(ids, rich, self._new_id)
         kind = self._doing or "edit"
         gen = self.state._edits
         last = self.log[-1] if self.log else None
@@ -199,6 +219,41 @@ class UndoManager:
         self.log.append(rec)
         self._trim()
 
+    def drop_inflight(self) -> None:
+        """The thin client drops its in-flight batch (refused, or applied before the snapshot we
+        hold), called before anything changes: its records leave the log and the steps, and
+        our later records are rebased over their inverse, as the thin client rebases ``P``."""
+        batch = self.state.inflight
+        if batch is None:
+            return
+        gen = int(self.state._edits) - 1
+        slot = ("seq", self.node, None)
+        mine = self.state.pending.get(slot)
+        gone = [r for r in self.log if r.own and r.gen == gen]
+        c: Rich | None = None
+        for r in gone:
+            c = r.op if c is None else compose(c, r.op)
+        if slot in batch.ops and self._ids is not None:
+            # the identities follow the thin client's own undo of the batch
+            undo = ot.invert(batch.ops[slot], self.state._server_value(self.node))
+            if mine is not None:
+                undo = ot.transform(undo, mine, "right")
+            back = iter(inserted_ids(invert(c)) if c is not None else ())
+            self._ids = apply_ids(self._ids, undo, lambda: next(back, None) or self._new_id())
+        if c is None:
+            return
+        inv = invert(c)
+        for r in self.log:
+            if r.own and r.gen > gen:
+                plain = to_plain(r.op)
+                r.op = transform(r.op, to_plain(inv), "left")
+                inv = transform(inv, plain, "right")
+        ids = {id(r) for r in gone}
+        self.log = [r for r in self.log if id(r) not in ids]
+        for group in (*self.undo_stack, *self.redo_stack):
+            group.records = [r for r in group.records if id(r) not in ids]
+        self._fix = [r for r in self._fix if id(r) not in ids]
+
     def remote(self, node: str, op: ot.Op, before: Any, meta: dict[str, Any]) -> None:
         """A server op of ``node`` (server coordinates, applying to ``before``), seen before
         the thin client rebases it. ``meta``: edit_id and version, or barrier (a catch-up)."""
@@ -210,63 +265,88 @@ class UndoManager:
         while i > 0 and self.log[i - 1].own and self.log[i - 1].gen >= first:
             i -= 1
         r = ot.normalize(op)
-        op0 = from_plain(r, before) if restore else r
+        local = self._as_local(r) if self._ids is not None else None
+        # what r inserts gets the same identities in the log (a restore's record) and the text;
+        # a restore's deleted text gets identities of its own (undoing an adopted restore brings
+        # it back as new characters: the ones it deleted may be back by then, as copies)
+        first_id = self._next_id
+        self._next_id += sum(len(c) for c in r if isinstance(c, str))
+
+        def counter() -> Callable[[], Id]:
+            k = iter(range(first_id, self._next_id))
+            return lambda: next(k)
+
+        op0: Any = r
+        if restore:
+            op0 = from_plain(
+                r, before, lambda a, b: [self._new_id() for _ in range(a, b)], counter()
+            )
         rec = Record(op0, False, -1, "remote", restore, meta.get("version"))
         for mine in self.log[i:]:
             plain = to_plain(mine.op)
             mine.op = transform(mine.op, r, "left")
             r = ot.transform(r, plain, "right")
         self.log.insert(i, rec)
+        if local is not None and self._ids is not None:
+            self._ids = apply_ids(self._ids, local, counter())
         if restore and rec.version is not None:
             for lo, hi, group in self._claims:
                 if lo <= rec.version <= hi:
                     group.records.append(rec)
         for mine in self.log[i + 1 :]:
-            if mine.kind in ("undo", "redo") and _inserts(mine.op):
+            if mine.kind in ("undo", "redo") and inserted_ids(mine.op):
                 if restore:
                     mine.tainted = True  # a restore wins over our undo/redo not applied yet
                 if mine not in self._fix:
                     self._fix.append(mine)
 
     def settle(self) -> list[UndoChange]:
-        """After a server message: delete again what an unacknowledged undo/redo of ours
-        re-inserted without the right to (see the module docstring)."""
+        """After a server message: an unacknowledged undo/redo of ours that re-inserted text
+        it no longer may (a restore came first, or another client deleted that text
+        concurrently with the edit we undid) has the extra characters deleted again, a
+        compensating local edit. Their identities are dead: wherever a later step of ours moved
+        or re-inserted them they go, and no undo/redo brings them back."""
         changes: list[UndoChange] = []
+        more = False
         while self._fix:
             rec = self._fix.pop(0)
             at = _index(self.log, rec)
             if at < 0 or rec.source is None:
                 continue
-            fix = extra_inserts(rec.op, None if rec.tainted else self._inverse(rec.source, at))
-            if is_noop(fix):
-                continue
-            # later steps may move or re-insert the same text (characters are not told apart):
-            # they lose their re-inserts too (a lost undo, never a duplicate)
-            for group in (*self.undo_stack, *self.redo_stack):
-                if any(_index(self.log, r) > at for r in group.records):
-                    group.stripped = True
-            for later in self.log[at + 1 :]:
-                if later.kind in ("undo", "redo") and _inserts(later.op):
-                    later.tainted = True
-                    if later not in self._fix:
-                        self._fix.append(later)
-            for later in self.log[at + 1 :]:
-                fix = transform(fix, to_plain(later.op), "right")
-            if is_noop(fix):
-                continue
-            edit = to_plain(fix)
-            before = self.state.value(self.node, "text")
-            self._doing = "fix"
-            try:
-                self.state.local_edit(self.node, edit)
-            except InvalidOperation:
-                self.reset()  # see _step
-                self.failures += 1
-                break
-            finally:
-                self._doing = None
-            self.compensations += 1
-            changes.append(UndoChange(self.node, edit, before))
+            legit = set() if rec.tainted else set(inserted_ids(self._inverse(rec.source, at)))
+            for i in inserted_ids(rec.op):
+                if i not in legit and i not in self._dead:
+                    self._dead.add(i)
+                    more = True
+        if not more:
+            return changes
+        before = self.state.value(self.node, "text")
+        edit: list[int] = []
+        run = 0
+        for ident in self._ids_for(len(before)):
+            if ident is not None and ident in self._dead:
+                if run:
+                    edit.append(run)
+                    run = 0
+                if edit and edit[-1] < 0:
+                    edit[-1] -= 1
+                else:
+                    edit.append(-1)
+            else:
+                run += 1
+        if not edit:
+            return changes
+        self._doing = "fix"
+        try:
+            self.state.local_edit(self.node, edit)
+        except InvalidOperation:
+            self.reset()  # see _step
+            self.failures += 1
+            return changes
+        finally:
+            self._doing = None
+        self.compensations += 1
+        changes.append(UndoChange(self.node, list(edit), before))
         return changes
 
     # --------------------------------------------------------------------- internals
@@ -279,13 +359,30 @@ class UndoManager:
         while stack:
             group = stack.pop()
             op = self._inverse(group)
-            if op is None or is_noop(op):
+            if op is None:
+                continue
+            # on the text as it is, by identity; never re-insert a character that is there, or
+            # one a correction took back
+            before = self.state.value(self.node, "text")
+            ids = self._ids_for(len(before))
+            present = set(ids)
+
+            def keep(i: Id, present: set[Id] = present) -> bool:
+                if i is None:
+                    return True
+                if i in present or i in self._dead:
+                    return False
+                present.add(i)
+                return True
+
+            op = retarget(op, before, ids, keep)
+            if is_noop(op):
                 continue
             edit = to_plain(op)
-            before = self.state.value(self.node, "text")
             self._doing = kind
             self._of = group.records[0] if len(group.records) == 1 else None
             self._source = group
+            self._intent = op
             try:
                 self.apply(edit)
             except InvalidOperation:
@@ -295,6 +392,7 @@ class UndoManager:
             finally:
                 self._doing = None
                 self._of = self._source = None
+                self._intent = None
             return UndoChange(self.node, edit, before)
         return None
 
@@ -331,7 +429,29 @@ class UndoManager:
                 if rec.restore:
                     u = without_inserts(u)
                 u = transform(u, to_plain(rec.op), "left")
-        return without_inserts(u) if u is not None and group.stripped else u
+        return u
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _as_local(self, r: ot.Op) -> ot.Op:
+        """Server op ``r`` as the thin client applies it to the local text: rebased over its
+        in-flight and pending ops of the node as they stand (not our records one by one: at a
+        tie the two can differ, and the identities must follow the text exactly)."""
+        slot = ("seq", self.node, None)
+        batch = self.state.inflight
+        if batch is not None and slot in batch.ops:
+            r = ot.transform(r, batch.ops[slot], "right")
+        if slot in self.state.pending:
+            r = ot.transform(r, self.state.pending[slot], "right")
+        return r
+
+    def _ids_for(self, n: int) -> list[Id]:
+        """The identities of the local text (``n`` code points), afresh if we lost track."""
+        if self._ids is None or len(self._ids) != n:
+            self._ids = [self._new_id() for _ in range(n)]
+        return self._ids
 
     def _push(self, stack: list[Group], group: Group) -> None:
         stack.append(group)
@@ -360,10 +480,6 @@ class UndoManager:
                     cut = min(cut, i)
         if cut > 0:
             del self.log[:cut]
-
-
-def _inserts(op: Rich) -> bool:
-    return any(isinstance(c, str) for c in op)
 
 
 def _index(log: list[Record], rec: Record) -> int:
