@@ -15,6 +15,7 @@ end, with every link up and everything delivered: all converge, no token twice.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -144,9 +145,12 @@ class UndoMachine(RuleBasedStateMachine):
         return self.peers[data.draw(st.integers(0, len(self.peers) - 1), label="client")]
 
     def _room_changed(self) -> None:
-        self.vectors[self.host.room.version] = dict(self.host.room.doc.version)
         if dupes(self.host.values().get(TEXT, "")):
+            # a race (an undo sent before its client saw what it races) until corrected; a
+            # restore would bring that version back as it was: restores pick versions without
             self.races += 1
+        else:
+            self.vectors[self.host.room.version] = dict(self.host.room.doc.version)
 
     @rule(data=st.data(), pause=st.sampled_from([0.1, 1.0]))
     def type_text(self, data: st.DataObject, pause: float) -> None:
@@ -277,10 +281,8 @@ class UndoMachine(RuleBasedStateMachine):
 
 
 UndoMachine.TestCase.settings = settings(
-    # deterministic: long offline chains of our own undo/redo across a restore can still
-    # duplicate in rare schedules (docs/protocol.md, T11, "Limits"); this run must stay green
-    derandomize=True,
-    max_examples=150,
+    # random schedules (UNDO_EXAMPLES=2000 locally: many more)
+    max_examples=int(os.environ.get("UNDO_EXAMPLES", "150")),
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -673,7 +673,7 @@ export class ThinDocState {
       }
     }
     changes.push(...this._refreshSlots(batch));
-    return changes;
+    return this._settleObservers(changes);
   }
 
   _effective(node, key) {

@@ -173,9 +173,9 @@ export class UndoManager {
       // the identities follow the thin client's own undo of the batch
       let undo = ot.invert(i.payload, this.state._serverValue(this.node).toString());
       if (mine) undo = ot.transform(undo, mine.payload, "right");
-      const back = c === null ? [] : insertedIds(invert(c));
-      let k = 0;
-      this._ids = applyIds(this._ids, undo, () => (k < back.length ? back[k++] : this._nextId++));
+      // what it brings back is the server's now (the snapshot's, or never deleted): new
+      // characters to us; a later re-insert of ours of the same text loses its right below
+      this._ids = applyIds(this._ids, undo, () => this._nextId++);
     }
     if (!gone.size) return;
     let inv = invert(c);
@@ -188,6 +188,9 @@ export class UndoManager {
     this.log = this.log.filter((rec) => !gone.has(rec));
     for (const group of [...this.undoStack, ...this.redoStack]) group.records = group.records.filter((rec) => !gone.has(rec));
     this._fix = this._fix.filter((rec) => !gone.has(rec));
+    for (const rec of this.log) {
+      if (rec.own && rec.gen > gen && (rec.kind === "undo" || rec.kind === "redo") && insertedIds(rec.op).length && !this._fix.includes(rec)) this._fix.push(rec);
+    }
   }
 
   /** A server op of `node` (server coordinates, applying to `before`, the server value), seen

@@ -238,8 +238,9 @@ class UndoManager:
             undo = ot.invert(batch.ops[slot], self.state._server_value(self.node))
             if mine is not None:
                 undo = ot.transform(undo, mine, "right")
-            back = iter(inserted_ids(invert(c)) if c is not None else ())
-            self._ids = apply_ids(self._ids, undo, lambda: next(back, None) or self._new_id())
+            # what it brings back is the server's now (the snapshot's, or never deleted): new
+            # characters to us; a later re-insert of ours of the same text loses its right below
+            self._ids = apply_ids(self._ids, undo, self._new_id)
         if c is None:
             return
         inv = invert(c)
@@ -253,6 +254,10 @@ class UndoManager:
         for group in (*self.undo_stack, *self.redo_stack):
             group.records = [r for r in group.records if id(r) not in ids]
         self._fix = [r for r in self._fix if id(r) not in ids]
+        for r in self.log:
+            if r.own and r.gen > gen and r.kind in ("undo", "redo") and inserted_ids(r.op):
+                if all(x is not r for x in self._fix):
+                    self._fix.append(r)
 
     def remote(self, node: str, op: ot.Op, before: Any, meta: dict[str, Any]) -> None:
         """A server op of ``node`` (server coordinates, applying to ``before``), seen before
