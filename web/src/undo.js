@@ -61,6 +61,7 @@ export class UndoManager {
     /** Identities no undo/redo may re-insert any more (a correction took them back). */
     this._dead = new Set();
     this._intent = null;
+    this._sweep = false;
     state.observers.push(this);
   }
 
@@ -216,14 +217,25 @@ export class UndoManager {
     const fresh = () => this._nextId++;
     const rich = restore ? fromPlain(r, before, (a, b) => Array.from({ length: b - a }, fresh), counter()) : r;
     const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
+    const carry = new Map();
     for (let j = i; j < this.log.length; j++) {
       const mine = this.log[j];
       const plain = toPlain(mine.op);
-      mine.op = transform(mine.op, r, "left");
+      const rebased = transform(mine.op, r, "left");
+      if (this._dead.size && mine.kind === "fix") this._carry(mine.op, rebased, r, carry);
+      mine.op = rebased;
       r = ot.transform(r, plain, "right");
     }
     this.log.splice(i, 0, rec);
-    if (local !== null) this._ids = applyIds(this._ids, local, counter());
+    if (local !== null) {
+      const next = counter();
+      let k = 0;
+      this._ids = applyIds(this._ids, local, () => {
+        const id = next();
+        return carry.has(k) ? carry.get(k++) : (k++, id);
+      });
+      if (carry.size) this._sweep = true;
+    }
     if (restore) {
       for (const claim of this._claims) {
         if (rec.version !== null && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
@@ -260,7 +272,8 @@ export class UndoManager {
         }
       }
     }
-    if (!more) return changes;
+    if (!more && !this._sweep) return changes;
+    this._sweep = false;
     const text = this.state.rope(this.node);
     const ids = this._idsFor(text.length);
     const edit = [];
@@ -356,6 +369,49 @@ export class UndoManager {
       }
     }
     return u;
+  }
+
+  /** Our record `before` (rebased to `after` over plain `r`, same base) lost deletes of dead
+   *  characters (a correction's) to `r`, which deleted them too. If `r` inserts the same
+   *  characters in order where it deleted them (a delete and its undo sent as one batch by
+   *  someone else, a restore), those are the same characters, still to be deleted: `carry`
+   *  maps the index of each such code point among those `r` inserts to its dead identity. */
+  _carry(before, after, r, carry) {
+    const kept = new Set();
+    for (const c of after) if (typeof c === "object" && Array.isArray(c.d)) for (const id of c.ids) kept.add(id);
+    const lost = new Map(); // base position -> code point
+    let pos = 0;
+    for (const c of before) {
+      if (typeof c === "number") pos += c;
+      else if (Array.isArray(c.d)) {
+        c.ids.forEach((id, k) => {
+          if (id !== null && this._dead.has(id) && !kept.has(id)) lost.set(pos + k, [c.d[k], id]);
+        });
+        pos += c.d.length;
+      }
+    }
+    if (!lost.size) return;
+    pos = 0;
+    let index = 0;
+    for (let j = 0; j < r.length; j++) {
+      const c = r[j];
+      if (typeof c === "number") {
+        pos += Math.abs(c);
+        continue;
+      }
+      const chars = Array.from(c);
+      const next = r[j + 1];
+      if (typeof next === "number" && next < 0) {
+        let k = 0;
+        for (let q = pos; q < pos - next && k < chars.length; q++) {
+          const hit = lost.get(q);
+          if (!hit) continue;
+          while (k < chars.length && chars[k] !== hit[0]) k++;
+          if (k < chars.length) carry.set(index + k++, hit[1]);
+        }
+      }
+      index += chars.length;
+    }
   }
 
   /** Server op `r` as the thin client applies it to the local text: rebased over its in-flight
