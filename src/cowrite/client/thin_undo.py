@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cowrite.client.thin_undo_ops import (
+    Del,
     Id,
     Rich,
     apply_ids,
@@ -126,6 +127,7 @@ class UndoManager:
         self._dead: set[int] = set()
         """Identities no undo/redo may re-insert any more (a correction took them back)."""
         self._intent: Rich | None = None
+        self._sweep = False
         state.observers.append(self)
 
     def detach(self) -> None:
@@ -255,9 +257,9 @@ class UndoManager:
             group.records = [r for r in group.records if id(r) not in ids]
         self._fix = [r for r in self._fix if id(r) not in ids]
         for r in self.log:
-            if r.own and r.gen > gen and r.kind in ("undo", "redo") and inserted_ids(r.op):
-                if all(x is not r for x in self._fix):
-                    self._fix.append(r)
+            mine_later = r.own and r.gen > gen and r.kind in ("undo", "redo")
+            if mine_later and inserted_ids(r.op) and all(x is not r for x in self._fix):
+                self._fix.append(r)
 
     def remote(self, node: str, op: ot.Op, before: Any, meta: dict[str, Any]) -> None:
         """A server op of ``node`` (server coordinates, applying to ``before``), seen before
@@ -287,13 +289,26 @@ class UndoManager:
                 r, before, lambda a, b: [self._new_id() for _ in range(a, b)], counter()
             )
         rec = Record(op0, False, -1, "remote", restore, meta.get("version"))
+        carry: dict[int, int] = {}
         for mine in self.log[i:]:
             plain = to_plain(mine.op)
-            mine.op = transform(mine.op, r, "left")
+            rebased = transform(mine.op, r, "left")
+            if self._dead and mine.kind == "fix":
+                self._carry(mine.op, rebased, r, carry)
+            mine.op = rebased
             r = ot.transform(r, plain, "right")
         self.log.insert(i, rec)
         if local is not None and self._ids is not None:
-            self._ids = apply_ids(self._ids, local, counter())
+            fresh = counter()
+            k = iter(range(10**18))
+
+            def carried() -> Id:
+                new, at = fresh(), next(k)
+                return carry.get(at, new)
+
+            self._ids = apply_ids(self._ids, local, carried)
+            if carry:
+                self._sweep = True
         if restore and rec.version is not None:
             for lo, hi, group in self._claims:
                 if lo <= rec.version <= hi:
@@ -323,8 +338,9 @@ class UndoManager:
                 if i not in legit and i not in self._dead:
                     self._dead.add(i)
                     more = True
-        if not more:
+        if not more and not self._sweep:
             return changes
+        self._sweep = False
         before = self.state.value(self.node, "text")
         edit: list[int] = []
         run = 0
@@ -439,6 +455,47 @@ class UndoManager:
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id - 1
+
+    def _carry(self, before: Rich, after: Rich, r: ot.Op, carry: dict[int, int]) -> None:
+        """Our record ``before`` (rebased to ``after`` over plain ``r``, same base) lost deletes
+        of dead characters (a correction's) to ``r``, which deleted them too. If ``r`` inserts
+        the same characters in order where it deleted them (someone's delete and its undo sent
+        as one batch, a restore), those are the same characters, still to be deleted:
+        ``carry`` maps the index of each such code point among ``r``'s inserts to its id."""
+        kept = {i for c in after if isinstance(c, Del) for i in c.ids}
+        lost: dict[int, tuple[str, int]] = {}
+        pos = 0
+        for c in before:
+            if isinstance(c, int):
+                pos += c
+            elif isinstance(c, Del):
+                for k, (ch, i) in enumerate(zip(c.text, c.ids, strict=True)):
+                    if i is not None and i in self._dead and i not in kept:
+                        lost[pos + k] = (ch, i)
+                pos += len(c.text)
+        if not lost:
+            return
+        pos = index = 0
+        for j, comp in enumerate(r):
+            if isinstance(comp, int):
+                pos += abs(comp)
+                continue
+            assert isinstance(comp, str)
+            nxt = r[j + 1] if j + 1 < len(r) else None
+            if isinstance(nxt, int) and nxt < 0:
+                k = 0
+                for q in range(pos, pos - nxt):
+                    if k >= len(comp):
+                        break
+                    hit = lost.get(q)
+                    if hit is None:
+                        continue
+                    while k < len(comp) and comp[k] != hit[0]:
+                        k += 1
+                    if k < len(comp):
+                        carry[index + k] = hit[1]
+                        k += 1
+            index += len(comp)
 
     def _as_local(self, r: ot.Op) -> ot.Op:
         """Server op ``r`` as the thin client applies it to the local text: rebased over its
