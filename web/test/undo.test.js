@@ -119,6 +119,7 @@ function simulate(seed, { steps = 300, capacity = 1000, drops = true } = {}) {
   const trace = process.env.TRACE === String(seed);
   server.trace = trace;
   const check = (where) => {
+    if (process.env.IDCHECK) idcheck(where);
     if (trace) console.log(where, JSON.stringify(server.text), peers.map((p) => `${p.id}${p.connected ? "" : "(off)"}:${JSON.stringify(p.text())} u${p.undo.undoStack.length}r${p.undo.redoStack.length}`).join(" "));
     // the thin client itself shows our in-flight batch twice between a snapshot holding it and
     // the ack that drops it (T8): with a short history, only the end state is checked
@@ -138,6 +139,23 @@ function simulate(seed, { steps = 300, capacity = 1000, drops = true } = {}) {
       {
         console.log(p.id, "edits", p.state._edits, "inflight", JSON.stringify(p.state.inflight && [...p.state.inflight.ops.values()].map((s) => s.payload)), "pending", JSON.stringify([...p.state.pending.values()].map((s) => s.payload)));
         for (const rec of p.undo.log) console.log("  ", rec.kind, rec.own ? "own" : "", rec.gen, rec.restore ? "RESTORE" : "", rec.version, JSON.stringify(rec.op), rec.source ? "src" : "");
+      }
+    }
+  };
+  const idcheck = (where) => {
+    for (const q of peers) {
+      const ids = q.undo._ids;
+      if (!ids) continue;
+      const text = Array.from(q.text());
+      if (ids.length !== text.length) continue;
+      q.seen ??= new Map();
+      for (let k = 0; k < ids.length; k++) {
+        const was = q.seen.get(ids[k]);
+        if (was !== undefined && was !== text[k] && !q.reported) {
+          q.reported = true;
+          console.log("IDMISMATCH", where, q.id, ids[k], was, text[k]);
+        }
+        q.seen.set(ids[k], text[k]);
       }
     }
   };
