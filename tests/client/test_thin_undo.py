@@ -463,6 +463,52 @@ def test_undo_vectors_in_javascript() -> None:
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
+def test_an_adopted_restore_then_our_own_replace_undo_as_typed() -> None:
+    """The page's flow (tests/web/test_web_undo.py) against the real Room: what the restore
+    deleted keeps its identities, so undoing our replace after the restore's undo/redo deletes
+    exactly the text the replace typed."""
+    host = RoomHost(new_room())
+    clock = Clock()
+    me = Peer("me", clock)
+    me.join(host)
+    vectors = {0: dict(host.room.doc.version)}
+
+    def sync() -> None:
+        for _ in range(5):
+            me.send()
+            assert me.link is not None
+            while me.link.up:
+                host.serve(me.link)
+                vectors[host.room.version] = dict(host.room.doc.version)
+            while me.link.down:
+                me.read(host)
+
+    sync()
+    clock.now += 5
+    me.state.local_edit(TEXT, ["first draft"])
+    sync()
+    draft = host.room.version
+    clock.now += 5
+    me.state.local_edit(TEXT, ot.from_splice(0, 11, "second"))
+    sync()
+    outcomes = restore_edits(host.room, vectors[draft], 0, restored_from=draft)
+    for outcome in outcomes:
+        host._route(outcome, Link("server", "rest"))
+    sync()
+    me.undo.adopt_restore(host.room.version, len(outcomes))
+    for step, want in [
+        ("undo", "second"),
+        ("redo", "first draft"),
+        ("undo", "second"),
+        ("undo", "first draft"),
+        ("undo", ""),
+    ]:
+        clock.now += 5
+        getattr(me.undo, step)()
+        sync()
+        assert me.text() == want == host.values().get(TEXT, ""), step
+
+
 def test_garbage_input_reaches_no_undo_step() -> None:
     """A remote with a malformed op is refused by the state before the manager sees it; a
     restore answer that names no edit adopts nothing."""

@@ -206,8 +206,9 @@ export class UndoManager {
     let r = ot.normalize(op);
     const local = this._ids === null ? null : this._asLocal(r);
     // what r inserts gets the same identities in the log (a restore's record) and in the text;
-    // a restore's deleted text gets identities of its own: undoing an adopted restore brings
-    // it back as new characters (the ones it deleted may be back by then, as copies)
+    // what a restore deletes keeps its identities when r applies to our text as it is (nothing
+    // of ours outstanding), else gets identities of its own (undoing an adopted restore brings
+    // that back as new characters)
     const first0 = this._nextId;
     this._nextId += r.reduce((n, c) => n + (typeof c === "string" ? ot.cpLength(c) : 0), 0);
     const counter = () => {
@@ -215,7 +216,11 @@ export class UndoManager {
       return () => k++;
     };
     const fresh = () => this._nextId++;
-    const rich = restore ? fromPlain(r, before, (a, b) => Array.from({ length: b - a }, fresh), counter()) : r;
+    const key = `seq\u0000${this.node}\u0000`;
+    const own = (this.state.inflight && this.state.inflight.ops.has(key)) || this.state.pending.has(key);
+    const ids = local !== null && !own ? this._ids : null;
+    const idsOf = (a, b) => (ids !== null ? ids.slice(a, b) : Array.from({ length: b - a }, fresh));
+    const rich = restore ? fromPlain(r, before, idsOf, counter()) : r;
     const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
     const carry = new Map();
     for (let j = i; j < this.log.length; j++) {

@@ -384,6 +384,44 @@ test("select all, delete, restore, undo: nothing is duplicated", () => {
   assert.equal(server.text, "hello world");
 });
 
+test("an adopted restore undone and redone, then our own replace undone as typed", () => {
+  const server = new ModelServer(1000);
+  let clock = 0;
+  const a = new Peer("a", () => (clock += 1000));
+  const sync = () => {
+    for (let i = 0; i < 10; i++) {
+      const batch = a.state.takeBatch();
+      if (batch) a.outbox.push(batch);
+      while (a.outbox.length) {
+        const msg = a.outbox.shift();
+        a.inbox.push(...(msg.type === "join" ? server.join(msg) : server.edit(a.id, msg).reply));
+      }
+      while (a.inbox.length) {
+        const msg = a.inbox.shift();
+        if (msg.type === "joined") a.state.onJoined(msg);
+        else if (msg.type === "ack") a.state.onAck(msg);
+      }
+    }
+  };
+  a.outbox.push(a.state.joinMessage());
+  sync();
+  a.state.localEdit(NODE, ["first draft"]);
+  sync();
+  const draft = server.version;
+  a.state.localEdit(NODE, ot.fromSplice(0, 11, "second"));
+  sync();
+  const msg = server.restore(draft);
+  a.state.onRemote(msg);
+  a.undo.adoptRestore(msg.version, 1);
+  const steps = [["undo", "second"], ["redo", "first draft"], ["undo", "second"], ["undo", "first draft"], ["undo", ""]];
+  for (const [step, want] of steps) {
+    a.undo[step]();
+    sync();
+    assert.equal(server.text, want, step);
+    assert.equal(a.text(), want, step);
+  }
+});
+
 test("two clients delete the same text concurrently: only one undo brings it back", () => {
   const server = new ModelServer(1000);
   let clock = 0;

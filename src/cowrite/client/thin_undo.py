@@ -274,8 +274,9 @@ class UndoManager:
         r = ot.normalize(op)
         local = self._as_local(r) if self._ids is not None else None
         # what r inserts gets the same identities in the log (a restore's record) and the text;
-        # a restore's deleted text gets identities of its own (undoing an adopted restore brings
-        # it back as new characters: the ones it deleted may be back by then, as copies)
+        # what a restore deletes keeps its identities when r applies to our text as it is
+        # (nothing of ours outstanding), else gets identities of its own (undoing an adopted
+        # restore brings that back as new characters)
         first_id = self._next_id
         self._next_id += sum(len(c) for c in r if isinstance(c, str))
 
@@ -285,9 +286,15 @@ class UndoManager:
 
         op0: Any = r
         if restore:
-            op0 = from_plain(
-                r, before, lambda a, b: [self._new_id() for _ in range(a, b)], counter()
-            )
+            slot = ("seq", self.node, None)
+            batch = self.state.inflight
+            own = (batch is not None and slot in batch.ops) or slot in self.state.pending
+            ids = self._ids if local is not None and not own else None
+
+            def ids_of(a: int, b: int) -> list[Id]:
+                return ids[a:b] if ids is not None else [self._new_id() for _ in range(a, b)]
+
+            op0 = from_plain(r, before, ids_of, counter())
         rec = Record(op0, False, -1, "remote", restore, meta.get("version"))
         carry: dict[int, int] = {}
         for mine in self.log[i:]:

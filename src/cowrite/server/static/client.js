@@ -1978,7 +1978,11 @@ var UndoManager = class {
       return () => k++;
     };
     const fresh = () => this._nextId++;
-    const rich = restore ? fromPlain(r, before, (a, b) => Array.from({ length: b - a }, fresh), counter()) : r;
+    const key = `seq\0${this.node}\0`;
+    const own = this.state.inflight && this.state.inflight.ops.has(key) || this.state.pending.has(key);
+    const ids = local !== null && !own ? this._ids : null;
+    const idsOf = (a, b) => ids !== null ? ids.slice(a, b) : Array.from({ length: b - a }, fresh);
+    const rich = restore ? fromPlain(r, before, idsOf, counter()) : r;
     const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
     const carry = /* @__PURE__ */ new Map();
     for (let j = i; j < this.log.length; j++) {
