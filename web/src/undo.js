@@ -1,10 +1,13 @@
 // Undo and redo of one text node of a thin client that never resurrect or duplicate text.
-// The spec is docs/protocol.md, "Undo in thin clients"; the Python twin is
+// The spec is docs/protocol.md, T11; the Python twin is
 // cowrite/client/thin_undo.py (same algorithm, same test vectors: tests/vectors/undo).
 //
+// Every code point of the local text has a client-local identity (`_ids`, following the text
+// exactly); our records carry the text and identities they insert and delete (undo_ops.js), so
+// they invert without the document and the manager tells its characters apart.
+//
 // The manager keeps a log of the node's changes in *server order*: every change the server has
-// applied (ours and others'), then our unacknowledged ones. Our records carry their text
-// (undo_ops.js), so they invert without the document. A remote op R (server coordinates) goes
+// applied (ours and others'), then our unacknowledged ones. A remote op R (server coordinates) goes
 // into the log just before our unacknowledged records, and those are rebased over it exactly
 // like the thin client rebases its in-flight and pending ops (ours "left" at ties): a record
 // becomes our edit *as the server applies it*. Text that another client deleted concurrently is
@@ -15,9 +18,12 @@
 // every other record. Crossing a *restore* record (a remote whose edit_id starts "restore-", or
 // a catch-up or snapshot that cannot say what it holds) drops the inserts of what was folded so
 // far: a restore decided the text, and re-inserting text we once deleted could copy text the
-// restore brought back. A restore that reaches us while our own undo/redo is unacknowledged
-// cancels that undo/redo's re-inserts with a compensating delete (settle()). The result is
-// applied as a local edit; its record is the redo step (and a redo's the next undo step).
+// restore brought back. The result is placed on the text by identity (retarget: deletes take
+// their characters wherever they are; nothing whose identity is in the text, or dead, is
+// re-inserted) and applied as a local edit; its record is the redo step (and a redo's the next
+// undo step). An unacknowledged undo/redo that a restore or a concurrent delete overtook on the
+// server loses its extra re-inserts: their identities die and one compensating delete takes
+// them, wherever they are (settle()).
 // `adoptRestore(version, edits)` makes a restore this page asked for (REST) one undo step.
 
 import * as ot from "./ot.js";

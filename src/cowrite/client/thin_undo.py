@@ -1,7 +1,8 @@
 """Undo and redo of one text node of a thin client that never resurrect or duplicate text.
 
-The spec is ``docs/protocol.md``, "Undo in thin clients"; the JavaScript twin is
-``web/src/undo.js`` (same algorithm, same names in snake case).
+The spec is ``docs/protocol.md``, T11; the JavaScript twin is ``web/src/undo.js`` (same
+algorithm, same names in snake case). Every code point of the local text has a client-local
+identity; our records carry the text and identities they insert and delete.
 
 The manager keeps a log of the node's changes in *server order*: what the server applied
 (ours and others'), then our unacknowledged changes. Our records carry their text
@@ -13,12 +14,14 @@ client deleted concurrently is no longer "ours to bring back".
 An undo step is a group of our records (typing within ``group_s`` is one step); undoing it folds
 the log from its first record: invert each member and compose it in, rebase over every other
 record. Crossing a *restore* (a remote whose ``edit_id`` starts ``restore-``; a catch-up or a
-snapshot, which cannot say what they hold) drops the re-inserts folded so far. An
+snapshot, which cannot say what they hold) drops the re-inserts folded so far. The result is
+placed on the text by identity (``retarget``): never a character that is there, or dead. An
 unacknowledged undo/redo of ours that re-inserted text it may no longer (a restore or a
-concurrent delete came first on the server) gets a compensating delete (``settle``).
+concurrent delete came first on the server) has those identities die, and one compensating
+delete takes them wherever they are (``settle``).
 ``adopt_restore`` makes a restore this client asked for (REST) one undo step.
 
-The state calls ``local``/``remote``/``reset``/``settle`` (``ThinDocState.observers``).
+The state calls ``local``/``remote``/``drop_inflight``/``settle`` (``ThinDocState.observers``).
 """
 
 from __future__ import annotations
