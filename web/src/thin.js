@@ -137,8 +137,8 @@ export class ThinDocState {
     this._historyMax = Math.max(1, historyVersions);
     this._historyFrom = 0;
     /** Undo managers (undo.js) following text nodes: told of every change of the local text
-     *  (local(node, op, before), remote(node, op, serverBefore, meta), dropInflight()) and asked to
-     *  settle() after each server message. */
+     *  (local(node, op, before), remote(node, op, serverBefore, meta), dropInflight()) and
+     *  asked to settle() after each server message. */
     this.observers = [];
   }
 
