@@ -39,9 +39,12 @@ from cowrite.client import checksum
 from cowrite.client.thin import ThinDocState
 from cowrite.client.thin_undo import UndoManager
 from cowrite.client.thin_undo_ops import (
+    Id,
+    apply_ids,
     compose,
     from_plain,
     invert,
+    retarget,
     to_plain,
     transform,
 )
@@ -380,6 +383,18 @@ def test_invertible_ops_agree_with_engine_ot(data: st.DataObject) -> None:
     after = ot.apply(base, a)
     c = op_on(after, "c")
     assert compose(ra, from_plain(c, after)) == from_plain(ot.compose(a, c), base)
+    # identities: carried through invert and compose, and placing an op on the text it was
+    # made on (retarget) changes nothing
+    fresh = iter(range(1, 10**6))
+    ids0: list[Id] = [next(fresh) for _ in base]
+    ia = from_plain(a, base, lambda x, y: ids0[x:y], lambda: next(fresh))
+    ids1 = apply_ids(ids0, ia, lambda: None)
+    ic = from_plain(c, after, lambda x, y: ids1[x:y], lambda: next(fresh))
+    assert invert(invert(ia)) == ia
+    assert apply_ids(ids0, compose(ia, ic), lambda: None) == apply_ids(ids1, ic, lambda: None)
+    undone = apply_ids(apply_ids(ids1, ic, lambda: None), invert(compose(ia, ic)), lambda: None)
+    assert undone == ids0
+    assert retarget(ia, base, ids0, lambda _: True) == ia
 
 
 # ------------------------------------------------ the shared vectors (Python and JavaScript)

@@ -138,15 +138,10 @@ export function invert(op) {
   return out.result();
 }
 
-/** `op` without the inserts `keep(id)` refuses (all of them without `keep`: the restore rule). */
-export function withoutInserts(op, keep = null) {
+/** `op` without its inserts: what it would re-insert is dropped (the restore rule). */
+export function withoutInserts(op) {
   const out = new Builder();
-  for (const c of op) {
-    if (!isIns(c)) out.push(c);
-    else if (keep) {
-      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) out.insert([c.i[k]], [c.ids[k]]);
-    }
-  }
+  for (const c of op) if (!isIns(c)) out.push(c);
   return out.result();
 }
 

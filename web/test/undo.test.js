@@ -490,6 +490,17 @@ test("invertible ops: compose, transform and invert agree with ot.js", () => {
     const rc = uo.fromPlain(c, after);
     assert.deepEqual(uo.toPlain(uo.compose(ra, rc)), ot.compose(a, c));
     assert.deepEqual(uo.compose(ra, rc), uo.fromPlain(ot.compose(a, c), base));
+    // identities: carried through invert and compose, and placing an op on the text it was made
+    // on (retarget) changes nothing
+    let next = 1;
+    const ids0 = Array.from(Array.from(base), () => next++);
+    const ia = uo.fromPlain(a, base, (x, y) => ids0.slice(x, y), () => next++);
+    const ids1 = uo.applyIds(ids0, ia);
+    const ic = uo.fromPlain(c, after, (x, y) => ids1.slice(x, y), () => next++);
+    assert.deepEqual(uo.invert(uo.invert(ia)), ia);
+    assert.deepEqual(uo.applyIds(ids0, uo.compose(ia, ic)), uo.applyIds(ids1, ic));
+    assert.deepEqual(uo.applyIds(uo.applyIds(ids1, ic), uo.invert(uo.compose(ia, ic))), ids0);
+    assert.deepEqual(uo.retarget(ia, Array.from(base), ids0), ia);
   }
 });
 

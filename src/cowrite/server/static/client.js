@@ -1685,14 +1685,9 @@ function invert2(op) {
   }
   return out.result();
 }
-function withoutInserts(op, keep = null) {
+function withoutInserts(op) {
   const out = new Builder2();
-  for (const c of op) {
-    if (!isIns(c)) out.push(c);
-    else if (keep) {
-      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) out.insert([c.i[k]], [c.ids[k]]);
-    }
-  }
+  for (const c of op) if (!isIns(c)) out.push(c);
   return out.result();
 }
 function insertedIds(op) {
