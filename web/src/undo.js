@@ -136,7 +136,7 @@ export class UndoManager {
     const newId = () => (k < intent.length ? intent[k++] : this._nextId++);
     const rich = fromPlain(op, before, (a, b) => ids.slice(a, b), newId);
     if (isNoop(rich)) return;
-    this._ids = applyIds(ids, rich);
+    this._ids = applyIds(ids, rich, undefined, true);
     const kind = this._doing || "edit";
     const gen = this.state._edits;
     const last = this.log[this.log.length - 1];
@@ -182,7 +182,7 @@ export class UndoManager {
       if (mine) undo = ot.transform(undo, mine.payload, "right");
       // what it brings back is the server's now (the snapshot's, or never deleted): new
       // characters to us; a later re-insert of ours of the same text loses its right below
-      this._ids = applyIds(this._ids, undo, () => this._nextId++);
+      this._ids = applyIds(this._ids, undo, () => this._nextId++, true);
     }
     if (!gone.size) return;
     let inv = invert(c);
@@ -244,7 +244,7 @@ export class UndoManager {
       this._ids = applyIds(this._ids, local, () => {
         const id = next();
         return carry.has(k) ? carry.get(k++) : (k++, id);
-      });
+      }, true);
       if (carry.size) this._sweep = true;
     }
     if (restore) {
@@ -325,9 +325,11 @@ export class UndoManager {
       // a correction took back
       const text = this.state.rope(this.node);
       const ids = this._idsFor(text.length);
-      const present = new Set(ids);
+      const want = new Set(insertedIds(op));
+      const present = new Set();
+      if (want.size) for (const id of ids) if (want.has(id)) present.add(id);
       const keep = (id) => id === null || (!present.has(id) && !this._dead.has(id) && (present.add(id), true));
-      op = retarget(op, Array.from(text.toString()), ids, keep);
+      op = retarget(op, text, ids, keep);
       if (isNoop(op)) continue;
       const edit = toPlain(op);
       const before = this.state.rope(this.node);

@@ -216,24 +216,30 @@ export function transform(a, b, side) {
 }
 
 /** `ids` (the identities of a text, an array) after `op` (invertible: its own inserted ids; or
- *  plain: `newId()` for each inserted code point). Returns a new array. */
-export function applyIds(ids, op, newId = () => null) {
-  const out = [];
+ *  plain: `newId()` for each inserted code point). `inPlace`: change `ids` itself (a splice per
+ *  component: cheap for the one-place edits of typing); else a new array. */
+export function applyIds(ids, op, newId = () => null, inPlace = false) {
+  const out = inPlace ? ids : ids.slice();
   let pos = 0;
   for (const c of op) {
     if (typeof c === "number") {
-      if (c >= 0) {
-        for (let k = 0; k < c; k++) out.push(ids[pos + k]);
-        pos += c;
-      } else pos -= c;
-    } else if (typeof c === "string") {
-      const n = ot.cpLength(c);
-      for (let k = 0; k < n; k++) out.push(newId());
-    } else if (isIns(c)) for (const id of c.ids) out.push(id);
-    else pos += c.d.length;
+      if (c >= 0) pos += c;
+      else out.splice(pos, -c);
+    } else if (isDel(c)) out.splice(pos, c.d.length);
+    else {
+      const add = typeof c === "string" ? Array.from(c, () => newId()) : c.ids;
+      if (add.length < 10000) out.splice(pos, 0, ...add);
+      else spliceLarge(out, pos, add);
+      pos += add.length;
+    }
   }
-  for (; pos < ids.length; pos++) out.push(ids[pos]);
   return out;
+}
+
+function spliceLarge(arr, pos, add) {
+  const tail = arr.splice(pos);
+  for (const x of add) arr.push(x);
+  for (const x of tail) arr.push(x);
 }
 
 /** `op` (computed from the undo log) as an op of the text `chars` (code points) whose
@@ -242,8 +248,9 @@ export function applyIds(ids, op, newId = () => null) {
  *  deletes take exactly the characters of their identities that are there (a null identity: the
  *  one at its position), the inserts go to their position (clamped), and `keep(id)` may refuse
  *  an insert. Always applies to the text. */
-export function retarget(op, chars, ids, keep = () => true) {
-  const n = chars.length;
+export function retarget(op, text, ids, keep = () => true) {
+  const n = ids.length;
+  const charAt = typeof text === "string" ? (b) => ot.cpSlice(text, b, b + 1) : Array.isArray(text) ? (b) => text[b] : (b) => text.slice(b, b + 1).toString();
   const del = new Set();
   const delAt = new Set();
   const ins = new Map();
@@ -253,7 +260,7 @@ export function retarget(op, chars, ids, keep = () => true) {
     else if (isIns(c)) {
       const at = Math.min(pos, n);
       const list = ins.get(at) || [];
-      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) list.push(k, c);
+      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) list.push(c.i[k], c.ids[k]);
       ins.set(at, list);
     } else {
       for (let k = 0; k < c.d.length; k++) {
@@ -263,15 +270,21 @@ export function retarget(op, chars, ids, keep = () => true) {
       pos += c.d.length;
     }
   }
+  // the positions that change, in order (one scan of the identities)
+  const stops = new Set(ins.keys());
+  if (del.size) for (let b = 0; b < n; b++) if (del.has(ids[b])) stops.add(b);
+  for (const b of delAt) if (b < n) stops.add(b);
   const out = new Builder();
-  for (let b = 0; b <= n; b++) {
+  let last = 0;
+  for (const b of [...stops].sort((x, y) => x - y)) {
+    out.retain(b - last);
+    last = b;
     const list = ins.get(b);
-    if (list) for (let j = 0; j < list.length; j += 2) out.insert([list[j + 1].i[list[j]]], [list[j + 1].ids[list[j]]]);
-    if (b === n) break;
-    if (del.has(ids[b]) || delAt.has(b)) out.remove([chars[b]], [ids[b]]);
-    else out.retain(1);
+    if (list) for (let j = 0; j < list.length; j += 2) out.insert([list[j]], [list[j + 1]]);
+    if (b < n && (del.has(ids[b]) || delAt.has(b))) {
+      out.remove([charAt(b)], [ids[b]]);
+      last = b + 1;
+    }
   }
-  const result = out.result();
-  while (result.length && typeof result[result.length - 1] === "number") result.pop();
-  return result;
+  return out.result();
 }
