@@ -200,7 +200,7 @@ class UndoManager:
         )
         if is_noop(rich):
             return
-        self._ids = apply_ids(ids, rich, self._new_id)
+        self._ids = apply_ids(ids, rich, self._new_id, in_place=True)
         kind = self._doing or "edit"
         gen = self.state._edits
         last = self.log[-1] if self.log else None
@@ -245,7 +245,7 @@ class UndoManager:
                 undo = ot.transform(undo, mine, "right")
             # what it brings back is the server's now (the snapshot's, or never deleted): new
             # characters to us; a later re-insert of ours of the same text loses its right below
-            self._ids = apply_ids(self._ids, undo, self._new_id)
+            self._ids = apply_ids(self._ids, undo, self._new_id, in_place=True)
         if c is None:
             return
         inv = invert(c)
@@ -316,7 +316,7 @@ class UndoManager:
                 new, at = fresh(), next(k)
                 return carry.get(at, new)
 
-            self._ids = apply_ids(self._ids, local, carried)
+            self._ids = apply_ids(self._ids, local, carried, in_place=True)
             if carry:
                 self._sweep = True
         if restore and rec.version is not None:
@@ -396,7 +396,8 @@ class UndoManager:
             # one a correction took back
             before = self.state.value(self.node, "text")
             ids = self._ids_for(len(before))
-            present = set(ids)
+            want = set(inserted_ids(op))
+            present: set[Id] = {i for i in ids if i in want} if want else set()
 
             def keep(i: Id, present: set[Id] = present) -> bool:
                 if i is None:

@@ -246,25 +246,26 @@ def transform(a: Rich, b: ot.Op, side: ot.Side) -> Rich:
     return out.result()
 
 
-def apply_ids(ids: list[Id], op: Sequence[Any], new_id: Callable[[], Id]) -> list[Id]:
+def apply_ids(
+    ids: list[Id], op: Sequence[Any], new_id: Callable[[], Id], in_place: bool = False
+) -> list[Id]:
     """``ids`` (a text's identities) after ``op``: an invertible op inserts its own ids, a plain
-    one ``new_id()`` for each inserted code point. A new list."""
-    out: list[Id] = []
+    one ``new_id()`` for each inserted code point. ``in_place``: change ``ids`` itself (a slice
+    assignment per component: cheap for typing's one-place edits); else a new list."""
+    out = ids if in_place else list(ids)
     pos = 0
     for c in op:
         if isinstance(c, int):
             if c >= 0:
-                out.extend(ids[pos : pos + c])
                 pos += c
             else:
-                pos -= c
-        elif isinstance(c, str):
-            out.extend(new_id() for _ in c)
-        elif isinstance(c, Ins):
-            out.extend(c.ids)
+                del out[pos : pos - c]
+        elif isinstance(c, Del):
+            del out[pos : pos + len(c.text)]
         else:
-            pos += len(c.text)
-    out.extend(ids[pos:])
+            add = [new_id() for _ in c] if isinstance(c, str) else list(c.ids)
+            out[pos:pos] = add
+            pos += len(add)
     return out
 
 
@@ -274,8 +275,8 @@ def retarget(op: Rich, text: str, ids: Sequence[Id], keep: Callable[[Id], bool])
     its batches whole, the log record by record). The deletes take exactly the characters of
     their identities that are there (a None identity: the one at its position), the inserts go
     to their position (clamped) unless ``keep(id)`` refuses. Always applies to ``text``."""
-    n = len(text)
-    dead: set[int] = set()
+    n = len(ids)
+    dead: set[Id] = set()
     dead_at: set[int] = set()
     ins: dict[int, list[tuple[str, Id]]] = {}
     pos = 0
@@ -292,17 +293,18 @@ def retarget(op: Rich, text: str, ids: Sequence[Id], keep: Callable[[Id], bool])
                 else:
                     dead_at.add(pos + k)
             pos += len(c.text)
+    # the positions that change, in order (one scan of the identities)
+    stops = set(ins) | {b for b in dead_at if b < n}
+    if dead:
+        stops.update(b for b, i in enumerate(ids) if i in dead)
     out = _Builder()
-    for b in range(n + 1):
+    last = 0
+    for b in sorted(stops):
+        out.retain(b - last)
+        last = b
         for ch, i in ins.get(b, ()):
             out.insert(ch, (i,))
-        if b == n:
-            break
-        if ids[b] in dead or b in dead_at:
+        if b < n and (ids[b] in dead or b in dead_at):
             out.remove(text[b], (ids[b],))
-        else:
-            out.retain(1)
-    result = out.result()
-    while result and isinstance(result[-1], int):
-        result.pop()
-    return result
+            last = b + 1
+    return out.result()
