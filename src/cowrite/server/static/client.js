@@ -1754,26 +1754,31 @@ function transform2(a, b, side) {
   while (ra.peek() !== null) out.push(ra.take());
   return out.result();
 }
-function applyIds(ids, op, newId = () => null) {
-  const out = [];
+function applyIds(ids, op, newId = () => null, inPlace = false) {
+  const out = inPlace ? ids : ids.slice();
   let pos = 0;
   for (const c of op) {
     if (typeof c === "number") {
-      if (c >= 0) {
-        for (let k = 0; k < c; k++) out.push(ids[pos + k]);
-        pos += c;
-      } else pos -= c;
-    } else if (typeof c === "string") {
-      const n = cpLength(c);
-      for (let k = 0; k < n; k++) out.push(newId());
-    } else if (isIns(c)) for (const id of c.ids) out.push(id);
-    else pos += c.d.length;
+      if (c >= 0) pos += c;
+      else out.splice(pos, -c);
+    } else if (isDel(c)) out.splice(pos, c.d.length);
+    else {
+      const add = typeof c === "string" ? Array.from(c, () => newId()) : c.ids;
+      if (add.length < 1e4) out.splice(pos, 0, ...add);
+      else spliceLarge(out, pos, add);
+      pos += add.length;
+    }
   }
-  for (; pos < ids.length; pos++) out.push(ids[pos]);
   return out;
 }
-function retarget(op, chars, ids, keep = () => true) {
-  const n = chars.length;
+function spliceLarge(arr, pos, add) {
+  const tail = arr.splice(pos);
+  for (const x of add) arr.push(x);
+  for (const x of tail) arr.push(x);
+}
+function retarget(op, text, ids, keep = () => true) {
+  const n = ids.length;
+  const charAt = typeof text === "string" ? (b) => cpSlice(text, b, b + 1) : Array.isArray(text) ? (b) => text[b] : (b) => text.slice(b, b + 1).toString();
   const del = /* @__PURE__ */ new Set();
   const delAt = /* @__PURE__ */ new Set();
   const ins = /* @__PURE__ */ new Map();
@@ -1783,7 +1788,7 @@ function retarget(op, chars, ids, keep = () => true) {
     else if (isIns(c)) {
       const at = Math.min(pos, n);
       const list = ins.get(at) || [];
-      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) list.push(k, c);
+      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) list.push(c.i[k], c.ids[k]);
       ins.set(at, list);
     } else {
       for (let k = 0; k < c.d.length; k++) {
@@ -1793,17 +1798,24 @@ function retarget(op, chars, ids, keep = () => true) {
       pos += c.d.length;
     }
   }
-  const out = new Builder2();
-  for (let b = 0; b <= n; b++) {
-    const list = ins.get(b);
-    if (list) for (let j = 0; j < list.length; j += 2) out.insert([list[j + 1].i[list[j]]], [list[j + 1].ids[list[j]]]);
-    if (b === n) break;
-    if (del.has(ids[b]) || delAt.has(b)) out.remove([chars[b]], [ids[b]]);
-    else out.retain(1);
+  const stops = new Set(ins.keys());
+  if (del.size) {
+    for (let b = 0; b < n; b++) if (del.has(ids[b])) stops.add(b);
   }
-  const result = out.result();
-  while (result.length && typeof result[result.length - 1] === "number") result.pop();
-  return result;
+  for (const b of delAt) if (b < n) stops.add(b);
+  const out = new Builder2();
+  let last = 0;
+  for (const b of [...stops].sort((x, y) => x - y)) {
+    out.retain(b - last);
+    last = b;
+    const list = ins.get(b);
+    if (list) for (let j = 0; j < list.length; j += 2) out.insert([list[j]], [list[j + 1]]);
+    if (b < n && (del.has(ids[b]) || delAt.has(b))) {
+      out.remove([charAt(b)], [ids[b]]);
+      last = b + 1;
+    }
+  }
+  return out.result();
 }
 
 // src/undo.js
@@ -1896,7 +1908,7 @@ var UndoManager = class {
     const newId = () => k < intent.length ? intent[k++] : this._nextId++;
     const rich = fromPlain(op, before, (a, b) => ids.slice(a, b), newId);
     if (isNoop2(rich)) return;
-    this._ids = applyIds(ids, rich);
+    this._ids = applyIds(ids, rich, void 0, true);
     const kind = this._doing || "edit";
     const gen = this.state._edits;
     const last = this.log[this.log.length - 1];
@@ -1938,7 +1950,7 @@ var UndoManager = class {
     if (i && this._ids !== null) {
       let undo = invert(i.payload, this.state._serverValue(this.node).toString());
       if (mine) undo = transform(undo, mine.payload, "right");
-      this._ids = applyIds(this._ids, undo, () => this._nextId++);
+      this._ids = applyIds(this._ids, undo, () => this._nextId++, true);
     }
     if (!gone.size) return;
     let inv = invert2(c);
@@ -1995,7 +2007,7 @@ var UndoManager = class {
       this._ids = applyIds(this._ids, local, () => {
         const id = next();
         return carry.has(k) ? carry.get(k++) : (k++, id);
-      });
+      }, true);
       if (carry.size) this._sweep = true;
     }
     if (restore) {
@@ -2070,9 +2082,13 @@ var UndoManager = class {
       if (op === null) continue;
       const text = this.state.rope(this.node);
       const ids = this._idsFor(text.length);
-      const present = new Set(ids);
+      const want = new Set(insertedIds(op));
+      const present = /* @__PURE__ */ new Set();
+      if (want.size) {
+        for (const id of ids) if (want.has(id)) present.add(id);
+      }
       const keep = (id) => id === null || !present.has(id) && !this._dead.has(id) && (present.add(id), true);
-      op = retarget(op, Array.from(text.toString()), ids, keep);
+      op = retarget(op, text, ids, keep);
       if (isNoop2(op)) continue;
       const edit = toPlain(op);
       const before = this.state.rope(this.node);
