@@ -1,7 +1,9 @@
 // The undo manager (src/undo.js) against a model server: random typing (every character a
 // unique token), remote edits, restores to random earlier versions, lost connections, random
 // deliveries, then random undo/redo. Nothing may ever hold a token twice, and all converge.
-// Run: node --test test/
+// Run: node --test test/. Knobs: UNDO_SEEDS=n (seeds 1..n, default 300), UNDO_EXTRA=s1,s2 (more
+// seeds), TRACE=seed (print that schedule; TRACEPEER=c0 its messages), IDCHECK=1 (identities
+// must stay on their characters).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as ot from "../src/ot.js";
