@@ -3,8 +3,9 @@
 SDK thin clients, each with an ``UndoManager``, talk to one ``Room`` over the in-memory links of
 ``tests/vectors/room_link.py`` (delivered only when Hypothesis says so). Every inserted character
 is a unique token; the rules type, delete (also everything), undo, redo, send, deliver, drop and
-rejoin links, and restore the document to a random earlier version through the REST restore's own
-code (``server.restore.restore_edits``: edits named ``restore-…`` from client ``server``).
+rejoin links, and restore the document to a random earlier version (one that held no token twice)
+through the REST restore's own code (``server.restore.restore_edits``: edits named ``restore-…``
+from client ``server``). Random schedules: ``UNDO_EXAMPLES=2000`` runs many more.
 
 Checked at every step: no token appears twice in the room or in any client's text (except while
 an undo/redo that was sent before its client saw a restore or a concurrent delete of the text it
@@ -15,6 +16,7 @@ end, with every link up and everything delivered: all converge, no token twice.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,12 +36,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors"))  # room
 from room_link import DOC, Link, RoomHost, new_room
 
 from cowrite import protocol as p
+from cowrite.client import checksum
 from cowrite.client.thin import ThinDocState
 from cowrite.client.thin_undo import UndoManager
 from cowrite.client.thin_undo_ops import (
+    Id,
+    apply_ids,
     compose,
     from_plain,
     invert,
+    retarget,
     to_plain,
     transform,
 )
@@ -144,9 +150,12 @@ class UndoMachine(RuleBasedStateMachine):
         return self.peers[data.draw(st.integers(0, len(self.peers) - 1), label="client")]
 
     def _room_changed(self) -> None:
-        self.vectors[self.host.room.version] = dict(self.host.room.doc.version)
         if dupes(self.host.values().get(TEXT, "")):
+            # a race (an undo sent before its client saw what it races) until corrected; a
+            # restore would bring that version back as it was: restores pick versions without
             self.races += 1
+        else:
+            self.vectors[self.host.room.version] = dict(self.host.room.doc.version)
 
     @rule(data=st.data(), pause=st.sampled_from([0.1, 1.0]))
     def type_text(self, data: st.DataObject, pause: float) -> None:
@@ -234,6 +243,23 @@ class UndoMachine(RuleBasedStateMachine):
         if not peer.up:
             peer.join(self.host)
 
+    def _heal(self) -> None:
+        """Every link up: send and deliver until all is acknowledged."""
+        for _ in range(10_000):
+            busy = False
+            for peer in self.peers:
+                peer.send()
+                assert peer.link is not None
+                while peer.link.up:
+                    busy = True
+                    self.host.serve(peer.link)
+                    self._room_changed()
+                while peer.link.down:
+                    busy = True
+                    peer.read(self.host)
+            if not busy and all(x.state.synced and x.state.joined for x in self.peers):
+                break
+
     def _compensating(self) -> bool:
         return self.races > 0 or any(peer.undo.compensations for peer in self.peers)
 
@@ -253,20 +279,19 @@ class UndoMachine(RuleBasedStateMachine):
         for peer in self.peers:
             if not peer.up:
                 peer.join(self.host)
-        for _ in range(10_000):
-            busy = False
+        self._heal()
+        # the server's divergence check (docs/protocol.md, "Divergence checks"): a thin client
+        # can place a concurrent insert at a restore's boundary otherwise than the CRDT room
+        # does (not an undo matter: schedules without any undo show it too); the checksum then
+        # resyncs it from a snapshot, and the undo rules must hold across that rejoin as well
+        sums = {TEXT: p.text_checksum(self.host.values().get(TEXT, ""))}
+        check = p.Checksum(doc=DOC, version=self.host.room.version, sums=sums)
+        if any([checksum.verify(peer.state, check) for peer in self.peers]):
+            event("a thin client diverged: resynced by the checksum")
             for peer in self.peers:
-                peer.send()
-                assert peer.link is not None
-                while peer.link.up:
-                    busy = True
-                    self.host.serve(peer.link)
-                    self._room_changed()
-                while peer.link.down:
-                    busy = True
-                    peer.read(self.host)
-            if not busy and all(x.state.synced and x.state.joined for x in self.peers):
-                break
+                if peer.state.rejoin_needed:
+                    peer.join(self.host)
+            self._heal()
         text = self.host.values().get(TEXT, "")
         for peer in self.peers:
             assert peer.state.synced
@@ -277,10 +302,8 @@ class UndoMachine(RuleBasedStateMachine):
 
 
 UndoMachine.TestCase.settings = settings(
-    # deterministic: long offline chains of our own undo/redo across a restore can still
-    # duplicate in rare schedules (docs/protocol.md, T11, "Limits"); this run must stay green
-    derandomize=True,
-    max_examples=150,
+    # random schedules (UNDO_EXAMPLES=2000 locally: many more)
+    max_examples=int(os.environ.get("UNDO_EXAMPLES", "150")),
     stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -361,6 +384,18 @@ def test_invertible_ops_agree_with_engine_ot(data: st.DataObject) -> None:
     after = ot.apply(base, a)
     c = op_on(after, "c")
     assert compose(ra, from_plain(c, after)) == from_plain(ot.compose(a, c), base)
+    # identities: carried through invert and compose, and placing an op on the text it was
+    # made on (retarget) changes nothing
+    fresh = iter(range(1, 10**6))
+    ids0: list[Id] = [next(fresh) for _ in base]
+    ia = from_plain(a, base, lambda x, y: ids0[x:y], lambda: next(fresh))
+    ids1 = apply_ids(ids0, ia, lambda: None)
+    ic = from_plain(c, after, lambda x, y: ids1[x:y], lambda: next(fresh))
+    assert invert(invert(ia)) == ia
+    assert apply_ids(ids0, compose(ia, ic), lambda: None) == apply_ids(ids1, ic, lambda: None)
+    undone = apply_ids(apply_ids(ids1, ic, lambda: None), invert(compose(ia, ic)), lambda: None)
+    assert undone == ids0
+    assert retarget(ia, base, ids0, lambda _: True) == ia
 
 
 # ------------------------------------------------ the shared vectors (Python and JavaScript)
@@ -444,6 +479,52 @@ def test_undo_vectors_in_javascript() -> None:
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
+def test_an_adopted_restore_then_our_own_replace_undo_as_typed() -> None:
+    """The page's flow (tests/web/test_web_undo.py) against the real Room: what the restore
+    deleted keeps its identities, so undoing our replace after the restore's undo/redo deletes
+    exactly the text the replace typed."""
+    host = RoomHost(new_room())
+    clock = Clock()
+    me = Peer("me", clock)
+    me.join(host)
+    vectors = {0: dict(host.room.doc.version)}
+
+    def sync() -> None:
+        for _ in range(5):
+            me.send()
+            assert me.link is not None
+            while me.link.up:
+                host.serve(me.link)
+                vectors[host.room.version] = dict(host.room.doc.version)
+            while me.link.down:
+                me.read(host)
+
+    sync()
+    clock.now += 5
+    me.state.local_edit(TEXT, ["first draft"])
+    sync()
+    draft = host.room.version
+    clock.now += 5
+    me.state.local_edit(TEXT, ot.from_splice(0, 11, "second"))
+    sync()
+    outcomes = restore_edits(host.room, vectors[draft], 0, restored_from=draft)
+    for outcome in outcomes:
+        host._route(outcome, Link("server", "rest"))
+    sync()
+    me.undo.adopt_restore(host.room.version, len(outcomes))
+    for step, want in [
+        ("undo", "second"),
+        ("redo", "first draft"),
+        ("undo", "second"),
+        ("undo", "first draft"),
+        ("undo", ""),
+    ]:
+        clock.now += 5
+        getattr(me.undo, step)()
+        sync()
+        assert me.text() == want == host.values().get(TEXT, ""), step
+
+
 def test_garbage_input_reaches_no_undo_step() -> None:
     """A remote with a malformed op is refused by the state before the manager sees it; a
     restore answer that names no edit adopts nothing."""
@@ -477,3 +558,54 @@ def test_garbage_input_reaches_no_undo_step() -> None:
     undo.adopt_restore(-3, -1)
     assert len(undo.undo_stack) == 1
     assert undo.undo() is not None and state.value(TEXT, "text") == ""
+
+
+# ------------------------------------- found by the random machine: not an undo matter
+
+
+class _Draws:
+    """Stands for Hypothesis's ``data``: hands out recorded draws in order."""
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        self.values = list(values)
+
+    def draw(self, strategy: Any, label: str | None = None) -> Any:
+        return self.values.pop(0)
+
+
+# three clients, typing, syncs and restores only (no undo, no redo): shrunk from a random run
+RESTORE_BOUNDARY = [
+    ("type_text", (2, "insert", 0, 3), 0.1),
+    ("type_text", (0, "insert", 0, 1), 0.1),
+    ("type_text", (1, "insert", 0, 2), 0.1),
+    ("sync", (1,)),
+    ("sync", (0,)),
+    ("restore", (0,)),
+    ("sync", (2,)),
+    ("restore", (2,)),
+    ("sync", (0,)),
+    ("type_text", (0, "insert", 3, 3), 1.0),
+    ("restore", (4,)),
+]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="a thin client places an insert next to a restore's replaced text otherwise than "
+    "the Room (no undo involved); the server's checksum resyncs it (UndoMachine.teardown)",
+)
+def test_a_restore_boundary_insert_converges_without_the_checksum(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "event", lambda *a, **k: None)
+    machine = UndoMachine()
+    machine.start(n=3)
+    for name, draws, *pause in RESTORE_BOUNDARY:
+        getattr(machine, name)(_Draws(draws), *pause)
+    for peer in machine.peers:
+        if not peer.up:
+            peer.join(machine.host)
+    machine._heal()
+    text = machine.host.values().get(TEXT, "")
+    assert [peer.text() for peer in machine.peers] == [text] * 3

@@ -23,6 +23,7 @@ import { importThin } from "./persist.js";
 
 export { ot, ThinDocState };
 export { Rope } from "./rope.js";
+export { UndoManager, isRestoreEdit, RESTORE_EDIT_PREFIX } from "./undo.js";
 export { cpLength, cpToUtf16, utf16ToCp, cpSlice, InvalidOperation } from "./ot.js";
 
 export const PROTOCOL_VERSION = 1;

@@ -137,8 +137,8 @@ export class ThinDocState {
     this._historyMax = Math.max(1, historyVersions);
     this._historyFrom = 0;
     /** Undo managers (undo.js) following text nodes: told of every change of the local text
-     *  (local(node, op, before), remote(node, op, serverBefore, meta), reset()) and asked to
-     *  settle() after each server message. */
+     *  (local(node, op, before), remote(node, op, serverBefore, meta), dropInflight()) and
+     *  asked to settle() after each server message. */
     this.observers = [];
   }
 
@@ -653,7 +653,7 @@ export class ThinDocState {
   _dropInflight() {
     const batch = this.inflight;
     if (!batch) return [];
-    for (const o of this.observers) o.reset(); // a change no undo manager can place
+    for (const o of this.observers) o.dropInflight(); // before anything changes (undo.js)
     this.inflight = null;
     const changes = [];
     for (const [k, { kind, node, payload }] of batch.ops) {
@@ -673,7 +673,7 @@ export class ThinDocState {
       }
     }
     changes.push(...this._refreshSlots(batch));
-    return changes;
+    return this._settleObservers(changes);
   }
 
   _effective(node, key) {

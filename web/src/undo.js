@@ -1,10 +1,13 @@
 // Undo and redo of one text node of a thin client that never resurrect or duplicate text.
-// The spec is docs/protocol.md, "Undo in thin clients"; the Python twin is
+// The spec is docs/protocol.md, T11; the Python twin is
 // cowrite/client/thin_undo.py (same algorithm, same test vectors: tests/vectors/undo).
 //
+// Every code point of the local text has a client-local identity (`_ids`, following the text
+// exactly); our records carry the text and identities they insert and delete (undo_ops.js), so
+// they invert without the document and the manager tells its characters apart.
+//
 // The manager keeps a log of the node's changes in *server order*: every change the server has
-// applied (ours and others'), then our unacknowledged ones. Our records carry their text
-// (undo_ops.js), so they invert without the document. A remote op R (server coordinates) goes
+// applied (ours and others'), then our unacknowledged ones. A remote op R (server coordinates) goes
 // into the log just before our unacknowledged records, and those are rebased over it exactly
 // like the thin client rebases its in-flight and pending ops (ours "left" at ties): a record
 // becomes our edit *as the server applies it*. Text that another client deleted concurrently is
@@ -15,13 +18,16 @@
 // every other record. Crossing a *restore* record (a remote whose edit_id starts "restore-", or
 // a catch-up or snapshot that cannot say what it holds) drops the inserts of what was folded so
 // far: a restore decided the text, and re-inserting text we once deleted could copy text the
-// restore brought back. A restore that reaches us while our own undo/redo is unacknowledged
-// cancels that undo/redo's re-inserts with a compensating delete (settle()). The result is
-// applied as a local edit; its record is the redo step (and a redo's the next undo step).
+// restore brought back. The result is placed on the text by identity (retarget: deletes take
+// their characters wherever they are; nothing whose identity is in the text, or dead, is
+// re-inserted) and applied as a local edit; its record is the redo step (and a redo's the next
+// undo step). An unacknowledged undo/redo that a restore or a concurrent delete overtook on the
+// server loses its extra re-inserts: their identities die and one compensating delete takes
+// them, wherever they are (settle()).
 // `adoptRestore(version, edits)` makes a restore this page asked for (REST) one undo step.
 
 import * as ot from "./ot.js";
-import { compose, extraInserts, fromPlain, invert, isNoop, toPlain, transform, withoutInserts } from "./undo_ops.js";
+import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, retarget, toPlain, transform, withoutInserts } from "./undo_ops.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -55,6 +61,13 @@ export class UndoManager {
     this._source = null;
     this._claims = [];
     this._fix = [];
+    /** The identity of each code point of the local text (null: to be numbered afresh). */
+    this._ids = null;
+    this._nextId = 1;
+    /** Identities no undo/redo may re-insert any more (a correction took them back). */
+    this._dead = new Set();
+    this._intent = null;
+    this._sweep = false;
     state.observers.push(this);
   }
 
@@ -107,6 +120,8 @@ export class UndoManager {
     this.redoStack = [];
     this._claims = [];
     this._fix = [];
+    this._ids = null; // the text may change without us (a dropped batch): number it afresh
+    this._dead = new Set();
   }
 
   // ------------------------------------------------------- observer of the ThinDocState
@@ -114,8 +129,14 @@ export class UndoManager {
   /** A local edit of `node`: `op` (normalized) applies to `before` (the local value). */
   local(node, op, before) {
     if (node !== this.node) return;
-    const rich = fromPlain(op, before);
+    const ids = this._idsFor(cpLen(before));
+    // an undo/redo re-inserts its characters under their identities; anything else is new
+    const intent = this._intent && sameOp(toPlain(this._intent), op) ? insertedIds(this._intent) : [];
+    let k = 0;
+    const newId = () => (k < intent.length ? intent[k++] : this._nextId++);
+    const rich = fromPlain(op, before, (a, b) => ids.slice(a, b), newId);
     if (isNoop(rich)) return;
+    this._ids = applyIds(ids, rich, undefined, true);
     const kind = this._doing || "edit";
     const gen = this.state._edits;
     const last = this.log[this.log.length - 1];
@@ -138,6 +159,47 @@ export class UndoManager {
     this._trim();
   }
 
+  /** The thin client drops its in-flight batch (refused, or applied before the snapshot we
+   *  hold): called before anything changes. Its records leave the log and the steps, and our
+   *  later records are rebased over their inverse, as the thin client rebases its pending op. */
+  dropInflight() {
+    const key = `seq\u0000${this.node}\u0000`;
+    const batch = this.state.inflight;
+    if (!batch) return;
+    const gen = this.state._edits - 1;
+    const i = batch.ops.get(key);
+    const mine = this.state.pending.get(key);
+    let c = null;
+    const gone = new Set();
+    for (const rec of this.log) {
+      if (!rec.own || rec.gen !== gen) continue;
+      gone.add(rec);
+      c = c === null ? rec.op : compose(c, rec.op);
+    }
+    if (i && this._ids !== null) {
+      // the identities follow the thin client's own undo of the batch
+      let undo = ot.invert(i.payload, this.state._serverValue(this.node).toString());
+      if (mine) undo = ot.transform(undo, mine.payload, "right");
+      // what it brings back is the server's now (the snapshot's, or never deleted): new
+      // characters to us; a later re-insert of ours of the same text loses its right below
+      this._ids = applyIds(this._ids, undo, () => this._nextId++, true);
+    }
+    if (!gone.size) return;
+    let inv = invert(c);
+    for (const rec of this.log) {
+      if (!rec.own || rec.gen <= gen) continue;
+      const plain = toPlain(rec.op);
+      rec.op = transform(rec.op, toPlain(inv), "left");
+      inv = transform(inv, plain, "right");
+    }
+    this.log = this.log.filter((rec) => !gone.has(rec));
+    for (const group of [...this.undoStack, ...this.redoStack]) group.records = group.records.filter((rec) => !gone.has(rec));
+    this._fix = this._fix.filter((rec) => !gone.has(rec));
+    for (const rec of this.log) {
+      if (rec.own && rec.gen > gen && (rec.kind === "undo" || rec.kind === "redo") && insertedIds(rec.op).length && !this._fix.includes(rec)) this._fix.push(rec);
+    }
+  }
+
   /** A server op of `node` (server coordinates, applying to `before`, the server value), seen
    *  before the thin client rebases it over our unacknowledged edits. `meta`: the remote message
    *  (client_id, edit_id, version) or {barrier: true} for a catch-up or a snapshot. */
@@ -148,14 +210,43 @@ export class UndoManager {
     let i = this.log.length;
     while (i > 0 && this.log[i - 1].own && this.log[i - 1].gen >= first) i--;
     let r = ot.normalize(op);
-    const rec = { op: restore ? fromPlain(r, before) : r, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
+    const local = this._ids === null ? null : this._asLocal(r);
+    // what r inserts gets the same identities in the log (a restore's record) and in the text;
+    // what a restore deletes keeps its identities when r applies to our text as it is (nothing
+    // of ours outstanding), else gets identities of its own (undoing an adopted restore brings
+    // that back as new characters)
+    const first0 = this._nextId;
+    this._nextId += r.reduce((n, c) => n + (typeof c === "string" ? ot.cpLength(c) : 0), 0);
+    const counter = () => {
+      let k = first0;
+      return () => k++;
+    };
+    const fresh = () => this._nextId++;
+    const key = `seq\u0000${this.node}\u0000`;
+    const own = (this.state.inflight && this.state.inflight.ops.has(key)) || this.state.pending.has(key);
+    const ids = local !== null && !own ? this._ids : null;
+    const idsOf = (a, b) => (ids !== null ? ids.slice(a, b) : Array.from({ length: b - a }, fresh));
+    const rich = restore ? fromPlain(r, before, idsOf, counter()) : r;
+    const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
+    const carry = new Map();
     for (let j = i; j < this.log.length; j++) {
       const mine = this.log[j];
       const plain = toPlain(mine.op);
-      mine.op = transform(mine.op, r, "left");
+      const rebased = transform(mine.op, r, "left");
+      if (this._dead.size && mine.kind === "fix") this._carry(mine.op, rebased, r, carry);
+      mine.op = rebased;
       r = ot.transform(r, plain, "right");
     }
     this.log.splice(i, 0, rec);
+    if (local !== null) {
+      const next = counter();
+      let k = 0;
+      this._ids = applyIds(this._ids, local, () => {
+        const id = next();
+        return carry.has(k) ? carry.get(k++) : (k++, id);
+      }, true);
+      if (carry.size) this._sweep = true;
+    }
     if (restore) {
       for (const claim of this._claims) {
         if (rec.version !== null && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
@@ -164,7 +255,7 @@ export class UndoManager {
     // our unacknowledged undo/redo re-inserts may have lost their right (see settle)
     for (let j = i + 1; j < this.log.length; j++) {
       const mine = this.log[j];
-      if ((mine.kind === "undo" || mine.kind === "redo") && mine.op.some((c) => typeof c === "string")) {
+      if ((mine.kind === "undo" || mine.kind === "redo") && insertedIds(mine.op).length) {
         if (restore) mine.tainted = true; // a restore wins over our undo/redo not applied yet
         if (!this._fix.includes(mine)) this._fix.push(mine);
       }
@@ -174,47 +265,51 @@ export class UndoManager {
   /** After a server message: an unacknowledged undo/redo of ours that re-inserted text it no
    *  longer may (a restore came first, or another client deleted that text concurrently with
    *  the edit we undid, so the server applies our edit without that deletion) has the extra
-   *  text deleted again: a compensating local edit. Returns the changes made (local
-   *  coordinates). */
+   *  characters deleted again: a compensating local edit. Their identities are dead: wherever
+   *  a later step of ours moved or re-inserted them, they go, and no undo/redo brings them
+   *  back. Returns the changes made (local coordinates). */
   settle() {
     const changes = [];
+    let more = false;
     while (this._fix.length) {
       const rec = this._fix.shift();
       const at = this.log.indexOf(rec);
       if (at < 0 || !rec.source) continue;
-      let fix = extraInserts(rec.op, rec.tainted ? null : this._inverse(rec.source, at));
-      if (isNoop(fix)) continue;
-      // what we did after that re-insert may have moved or re-inserted the same text again (we
-      // cannot tell our characters apart): later undo/redo re-inserts and steps lose their
-      // inserts too: a lost undo, never a duplicate
-      for (const stack of [this.undoStack, this.redoStack]) {
-        for (const group of stack) if (group.records.some((r) => this.log.indexOf(r) > at)) group.stripped = true;
-      }
-      for (let j = at + 1; j < this.log.length; j++) {
-        const later = this.log[j];
-        if ((later.kind === "undo" || later.kind === "redo") && later.op.some((c) => typeof c === "string")) {
-          later.tainted = true;
-          if (!this._fix.includes(later)) this._fix.push(later);
+      const legit = new Set(rec.tainted ? [] : insertedIds(this._inverse(rec.source, at) || []));
+      for (const id of insertedIds(rec.op)) {
+        if (!legit.has(id) && !this._dead.has(id)) {
+          this._dead.add(id);
+          more = true;
         }
       }
-      for (let j = at + 1; j < this.log.length; j++) fix = transform(fix, toPlain(this.log[j].op), "right");
-      if (isNoop(fix)) continue;
-      const edit = toPlain(fix);
-      const before = this.state.rope(this.node);
-      this._doing = "fix";
-      try {
-        this.state.localEdit(this.node, edit);
-      } catch (err) {
-        if (!(err instanceof ot.InvalidOperation)) throw err;
-        this.reset(); // see _step
-        this.failures++;
-        break;
-      } finally {
-        this._doing = null;
-      }
-      this.compensations++;
-      changes.push(seqChange(this.node, edit, before));
     }
+    if (!more && !this._sweep) return changes;
+    this._sweep = false;
+    const text = this.state.rope(this.node);
+    const ids = this._idsFor(text.length);
+    const edit = [];
+    let run = 0;
+    for (const id of ids) {
+      if (id !== null && this._dead.has(id)) {
+        if (run > 0) edit.push(run), (run = 0);
+        if (edit.length && edit[edit.length - 1] < 0) edit[edit.length - 1]--;
+        else edit.push(-1);
+      } else run++;
+    }
+    if (!edit.length) return changes;
+    this._doing = "fix";
+    try {
+      this.state.localEdit(this.node, edit);
+    } catch (err) {
+      if (!(err instanceof ot.InvalidOperation)) throw err;
+      this.reset(); // see _step
+      this.failures++;
+      return changes;
+    } finally {
+      this._doing = null;
+    }
+    this.compensations++;
+    changes.push(seqChange(this.node, edit, text));
     return changes;
   }
 
@@ -224,13 +319,24 @@ export class UndoManager {
     this.close();
     while (stack.length) {
       const group = stack.pop();
-      const op = this._inverse(group);
-      if (op === null || isNoop(op)) continue;
+      let op = this._inverse(group);
+      if (op === null) continue;
+      // on the text as it is, by identity; never re-insert a character that is there, or one
+      // a correction took back
+      const text = this.state.rope(this.node);
+      const ids = this._idsFor(text.length);
+      const want = new Set(insertedIds(op));
+      const present = new Set();
+      if (want.size) for (const id of ids) if (want.has(id)) present.add(id);
+      const keep = (id) => id === null || (!present.has(id) && !this._dead.has(id) && (present.add(id), true));
+      op = retarget(op, text, ids, keep);
+      if (isNoop(op)) continue;
       const edit = toPlain(op);
       const before = this.state.rope(this.node);
       this._doing = kind;
       this._of = group.records.length === 1 ? group.records[0] : null;
       this._source = group;
+      this._intent = op;
       try {
         this.apply(edit);
       } catch (err) {
@@ -240,7 +346,7 @@ export class UndoManager {
         return null;
       } finally {
         this._doing = null;
-        this._of = this._source = null;
+        this._of = this._source = this._intent = null;
       }
       return seqChange(this.node, edit, before);
     }
@@ -275,7 +381,72 @@ export class UndoManager {
         u = transform(u, toPlain(rec.op), "left");
       }
     }
-    return u !== null && group.stripped ? withoutInserts(u) : u;
+    return u;
+  }
+
+  /** Our record `before` (rebased to `after` over plain `r`, same base) lost deletes of dead
+   *  characters (a correction's) to `r`, which deleted them too. If `r` inserts the same
+   *  characters in order where it deleted them (a delete and its undo sent as one batch by
+   *  someone else, a restore), those are the same characters, still to be deleted: `carry`
+   *  maps the index of each such code point among those `r` inserts to its dead identity. */
+  _carry(before, after, r, carry) {
+    const kept = new Set();
+    for (const c of after) if (typeof c === "object" && Array.isArray(c.d)) for (const id of c.ids) kept.add(id);
+    const lost = new Map(); // base position -> code point
+    let pos = 0;
+    for (const c of before) {
+      if (typeof c === "number") pos += c;
+      else if (Array.isArray(c.d)) {
+        c.ids.forEach((id, k) => {
+          if (id !== null && this._dead.has(id) && !kept.has(id)) lost.set(pos + k, [c.d[k], id]);
+        });
+        pos += c.d.length;
+      }
+    }
+    if (!lost.size) return;
+    pos = 0;
+    let index = 0;
+    for (let j = 0; j < r.length; j++) {
+      const c = r[j];
+      if (typeof c === "number") {
+        pos += Math.abs(c);
+        continue;
+      }
+      const chars = Array.from(c);
+      const next = r[j + 1];
+      if (typeof next === "number" && next < 0) {
+        let k = 0;
+        for (let q = pos; q < pos - next && k < chars.length; q++) {
+          const hit = lost.get(q);
+          if (!hit) continue;
+          while (k < chars.length && chars[k] !== hit[0]) k++;
+          if (k < chars.length) carry.set(index + k++, hit[1]);
+        }
+      }
+      index += chars.length;
+    }
+  }
+
+  /** Server op `r` as the thin client applies it to the local text: rebased over its in-flight
+   *  and pending ops of the node as they stand (not over our records one by one: at a tie the
+   *  two can differ, and the identities must follow the text exactly). */
+  _asLocal(r) {
+    const key = `seq\u0000${this.node}\u0000`;
+    const batch = this.state.inflight;
+    const i = batch && batch.ops.get(key);
+    if (i) r = ot.transform(r, i.payload, "right");
+    const mine = this.state.pending.get(key);
+    if (mine) r = ot.transform(r, mine.payload, "right");
+    return r;
+  }
+
+  /** The identities of the local text (`n` code points), numbered afresh if we lost track. */
+  _idsFor(n) {
+    if (this._ids === null || this._ids.length !== n) {
+      this._ids = [];
+      for (let k = 0; k < n; k++) this._ids.push(this._nextId++);
+    }
+    return this._ids;
   }
 
   _push(stack, group) {
@@ -311,6 +482,10 @@ export class UndoManager {
     }
     if (cut > 0) this.log.splice(0, cut);
   }
+}
+
+function cpLen(text) {
+  return typeof text === "string" ? ot.cpLength(text) : text.length;
 }
 
 function sameOp(a, b) {

@@ -1,26 +1,31 @@
-// Invertible text ops for the undo manager (undo.js): the ot.js format with deletes that carry
-// the text they remove, so an op can be inverted without the document it applied to.
+// Invertible text ops with character identities for the undo manager (undo.js): the ot.js format
+// where inserts and deletes carry their text *and* one identity per code point, so an op can be
+// inverted without the document, and the manager can tell its characters apart (an undo never
+// re-inserts a character that is already there; a correction deletes exactly the characters it
+// must, wherever later steps moved them).
 //
-// Components: n > 0 retain n code points; "str" insert; {d: "str"} delete that text. Normalized
-// like ot.js: no empty components, neighbours of one kind merged, inserts before deletes at one
-// position, no trailing retain. Text ops only (undo is for text nodes). Positions count code
-// points. Spec: docs/protocol.md, "Undo in thin clients"; Python twin: cowrite/client/thin_undo_ops.py.
+// Components: n > 0 retain n code points; {i: chars, ids} insert; {d: chars, ids} delete. `chars`
+// is an array of code points, `ids` the same length: each a client-local identity (an integer; the
+// manager numbers them) or null (unknown). Normalized like ot.js: no empty components, neighbours
+// of one kind merged, inserts before deletes at one position, no trailing retain. Text ops only.
+// Spec: docs/protocol.md, T11; Python twin: cowrite/client/thin_undo_ops.py.
 
 import * as ot from "./ot.js";
 
-const isDel = (c) => typeof c === "object" && c !== null && typeof c.d === "string";
+const isIns = (c) => typeof c === "object" && c !== null && Array.isArray(c.i);
+const isDel = (c) => typeof c === "object" && c !== null && Array.isArray(c.d);
 
 function size(c) {
-  if (typeof c === "number") return Math.abs(c);
-  return ot.cpLength(typeof c === "string" ? c : c.d);
+  if (typeof c === "number") return c;
+  return (c.i || c.d).length;
 }
 
 class Builder {
   constructor() {
     this.out = [];
     this.ret = 0;
-    this.ins = [];
-    this.dels = [];
+    this.ins = { i: [], ids: [] };
+    this.del = { d: [], ids: [] };
   }
   retain(n) {
     if (n <= 0) return;
@@ -31,26 +36,30 @@ class Builder {
     if (this.ret) this.out.push(this.ret);
     this.ret = 0;
   }
-  insert(s) {
-    if (!s) return;
+  insert(chars, ids) {
+    if (!chars.length) return;
     this._edit();
-    this.ins.push(s);
+    for (let k = 0; k < chars.length; k++) this.ins.i.push(chars[k]), this.ins.ids.push(ids[k]);
   }
-  remove(s) {
-    if (!s) return;
+  remove(chars, ids) {
+    if (!chars.length) return;
     this._edit();
-    this.dels.push(s);
+    for (let k = 0; k < chars.length; k++) this.del.d.push(chars[k]), this.del.ids.push(ids[k]);
   }
   push(c) {
     if (typeof c === "number") this.retain(c);
-    else if (typeof c === "string") this.insert(c);
-    else this.remove(c.d);
+    else if (isIns(c)) this.insert(c.i, c.ids);
+    else this.remove(c.d, c.ids);
   }
   flush() {
-    if (this.ins.length) this.out.push(this.ins.join(""));
-    if (this.dels.length) this.out.push({ d: this.dels.join("") });
-    this.ins = [];
-    this.dels = [];
+    if (this.ins.i.length) {
+      this.out.push(this.ins);
+      this.ins = { i: [], ids: [] };
+    }
+    if (this.del.d.length) {
+      this.out.push(this.del);
+      this.del = { d: [], ids: [] };
+    }
   }
   result() {
     this.flush();
@@ -63,7 +72,6 @@ class Reader {
     this.op = op;
     this.i = 0;
     this.off = 0;
-    this.uoff = 0;
   }
   peek() {
     return this.i < this.op.length ? this.op[this.i] : null;
@@ -72,48 +80,46 @@ class Reader {
   take(n = -1) {
     const c = this.op[this.i];
     const left = size(c) - this.off;
-    if (n < 0 || n >= left) {
+    const k = n < 0 || n >= left ? left : n;
+    const off = this.off;
+    if (k === left) {
       this.i++;
-      const off = this.off;
-      const uoff = this.uoff;
-      this.off = this.uoff = 0;
-      if (typeof c === "number") return left;
-      const s = typeof c === "string" ? c : c.d;
-      const rest = off ? s.slice(uoff) : s;
-      return typeof c === "string" ? rest : { d: rest };
-    }
-    this.off += n;
-    if (typeof c === "number") return n;
-    const s = typeof c === "string" ? c : c.d;
-    const end = ot.cpToUtf16(s, n, this.uoff);
-    const piece = s.slice(this.uoff, end);
-    this.uoff = end;
-    return typeof c === "string" ? piece : { d: piece };
+      this.off = 0;
+    } else this.off += k;
+    if (typeof c === "number") return k;
+    if (off === 0 && k === size(c)) return c;
+    const ids = c.ids.slice(off, off + k);
+    return isIns(c) ? { i: c.i.slice(off, off + k), ids } : { d: c.d.slice(off, off + k), ids };
   }
 }
 
-/** The invertible op of plain op `op` applied to `before` (a string or a rope.js Rope). */
-export function fromPlain(op, before) {
+/** The invertible op of plain op `op` applied to `before` (a string or a rope.js Rope). `idsOf(a,
+ *  b)`: the identities of `before`'s code points a..b (or null: unknown); `newId()`: an identity
+ *  for each inserted code point (default null). */
+export function fromPlain(op, before, idsOf = null, newId = null) {
   const out = new Builder();
   const slice =
     typeof before === "string" ? (a, b) => ot.cpSlice(before, a, b) : (a, b) => before.slice(a, b);
   let pos = 0;
   for (const c of ot.normalize(op)) {
-    if (typeof c === "string") out.insert(c);
-    else if (c > 0) {
+    if (typeof c === "string") {
+      const chars = Array.from(c);
+      out.insert(chars, chars.map(() => (newId ? newId() : null)));
+    } else if (c > 0) {
       out.retain(c);
       pos += c;
     } else {
-      out.remove(slice(pos, pos - c));
+      const chars = Array.from(slice(pos, pos - c));
+      out.remove(chars, idsOf ? idsOf(pos, pos - c) : chars.map(() => null));
       pos -= c;
     }
   }
   return out.result();
 }
 
-/** The plain (wire) op. */
+/** The plain (wire) op (a plain op is returned as it is). */
 export function toPlain(op) {
-  return op.map((c) => (isDel(c) ? -ot.cpLength(c.d) : c));
+  return op.map((c) => (typeof c !== "object" ? c : isIns(c) ? c.i.join("") : -c.d.length));
 }
 
 /** True when the op changes nothing. */
@@ -126,8 +132,8 @@ export function invert(op) {
   const out = new Builder();
   for (const c of op) {
     if (typeof c === "number") out.retain(c);
-    else if (typeof c === "string") out.remove(c);
-    else out.insert(c.d);
+    else if (isIns(c)) out.remove(c.i, c.ids);
+    else out.insert(c.d, c.ids);
   }
   return out.result();
 }
@@ -135,18 +141,15 @@ export function invert(op) {
 /** `op` without its inserts: what it would re-insert is dropped (the restore rule). */
 export function withoutInserts(op) {
   const out = new Builder();
-  for (const c of op) if (typeof c !== "string") out.push(c);
+  for (const c of op) if (!isIns(c)) out.push(c);
   return out.result();
 }
 
-/** The op deleting what `op` inserted (applies to what `op` produced). */
-export function deleteInserts(op) {
-  const out = new Builder();
-  for (const c of op) {
-    if (typeof c === "number") out.retain(c);
-    else if (typeof c === "string") out.remove(c);
-  }
-  return out.result();
+/** The identities `op` inserts (nulls left out). */
+export function insertedIds(op) {
+  const out = [];
+  for (const c of op) if (isIns(c)) for (const id of c.ids) if (id !== null) out.push(id);
+  return out;
 }
 
 /** `a` then `b` (both invertible) as one op. */
@@ -156,8 +159,8 @@ export function compose(a, b) {
   const rb = new Reader(b);
   while (rb.peek() !== null) {
     const c = rb.peek();
-    if (typeof c === "string") {
-      out.insert(rb.take());
+    if (isIns(c)) {
+      out.push(rb.take());
       continue;
     }
     const x = ra.peek();
@@ -188,7 +191,7 @@ export function transform(a, b, side) {
   const ra = new Reader(a);
   for (const c of b) {
     if (typeof c !== "number") {
-      if (left) while (typeof ra.peek() === "string") out.push(ra.take());
+      if (left) while (isIns(ra.peek())) out.push(ra.take());
       out.retain(ot.cpLength(c));
       continue;
     }
@@ -199,7 +202,7 @@ export function transform(a, b, side) {
         if (c > 0) out.retain(n);
         break;
       }
-      if (typeof x === "string") {
+      if (isIns(x)) {
         out.push(ra.take());
         continue;
       }
@@ -212,38 +215,76 @@ export function transform(a, b, side) {
   return out.result();
 }
 
-function insertsByBase(op) {
-  const out = new Map();
-  let base = 0;
+/** `ids` (the identities of a text, an array) after `op` (invertible: its own inserted ids; or
+ *  plain: `newId()` for each inserted code point). `inPlace`: change `ids` itself (a splice per
+ *  component: cheap for the one-place edits of typing); else a new array. */
+export function applyIds(ids, op, newId = () => null, inPlace = false) {
+  const out = inPlace ? ids : ids.slice();
+  let pos = 0;
   for (const c of op) {
-    if (typeof c === "number") base += c;
-    else if (typeof c === "string") out.set(base, (out.get(base) || "") + c);
-    else base += ot.cpLength(c.d);
+    if (typeof c === "number") {
+      if (c >= 0) pos += c;
+      else out.splice(pos, -c);
+    } else if (isDel(c)) out.splice(pos, c.d.length);
+    else {
+      const add = typeof c === "string" ? Array.from(c, () => newId()) : c.ids;
+      if (add.length < 10000) out.splice(pos, 0, ...add);
+      else spliceLarge(out, pos, add);
+      pos += add.length;
+    }
   }
   return out;
 }
 
-/** The op (applying after `actual`) deleting what `actual` inserted beyond `expected`, both
- *  ops of one base: an insert of `expected` at the same base position is matched in order
- *  (a subsequence); the rest of `actual`'s inserts is extra. */
-export function extraInserts(actual, expected) {
-  const want = expected ? insertsByBase(expected) : new Map();
-  const out = new Builder();
-  let base = 0;
-  for (const c of actual) {
-    if (typeof c === "number") {
-      out.retain(c);
-      base += c;
-    } else if (typeof c === "string") {
-      const t = Array.from(want.get(base) || "");
-      let k = 0;
-      for (const ch of c) {
-        if (k < t.length && t[k] === ch) {
-          k++;
-          out.retain(1);
-        } else out.remove(ch);
+function spliceLarge(arr, pos, add) {
+  const tail = arr.splice(pos);
+  for (const x of add) arr.push(x);
+  for (const x of tail) arr.push(x);
+}
+
+/** `op` (computed from the undo log) as an op of the text `chars` (code points) whose
+ *  identities are `ids`. The log can order two runs inserted at one position (a tie) otherwise
+ *  than the text (the thin client rebases its batches whole, the log record by record), so: the
+ *  deletes take exactly the characters of their identities that are there (a null identity: the
+ *  one at its position), the inserts go to their position (clamped), and `keep(id)` may refuse
+ *  an insert. Always applies to the text. */
+export function retarget(op, text, ids, keep = () => true) {
+  const n = ids.length;
+  const charAt = typeof text === "string" ? (b) => ot.cpSlice(text, b, b + 1) : Array.isArray(text) ? (b) => text[b] : (b) => text.slice(b, b + 1).toString();
+  const del = new Set();
+  const delAt = new Set();
+  const ins = new Map();
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") pos += c;
+    else if (isIns(c)) {
+      const at = Math.min(pos, n);
+      const list = ins.get(at) || [];
+      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) list.push(c.i[k], c.ids[k]);
+      ins.set(at, list);
+    } else {
+      for (let k = 0; k < c.d.length; k++) {
+        if (c.ids[k] !== null) del.add(c.ids[k]);
+        else delAt.add(pos + k);
       }
-    } else base += ot.cpLength(c.d);
+      pos += c.d.length;
+    }
+  }
+  // the positions that change, in order (one scan of the identities)
+  const stops = new Set(ins.keys());
+  if (del.size) for (let b = 0; b < n; b++) if (del.has(ids[b])) stops.add(b);
+  for (const b of delAt) if (b < n) stops.add(b);
+  const out = new Builder();
+  let last = 0;
+  for (const b of [...stops].sort((x, y) => x - y)) {
+    out.retain(b - last);
+    last = b;
+    const list = ins.get(b);
+    if (list) for (let j = 0; j < list.length; j += 2) out.insert([list[j]], [list[j + 1]]);
+    if (b < n && (del.has(ids[b]) || delAt.has(b))) {
+      out.remove([charAt(b)], [ids[b]]);
+      last = b + 1;
+    }
   }
   return out.result();
 }

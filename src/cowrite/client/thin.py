@@ -124,8 +124,8 @@ class ThinDocState(ThinCursors, ThinMerge):
         self._history_from = 0
         self.observers: list[Any] = []
         """Undo managers (``thin_undo.UndoManager``) following text nodes: told of every change
-        of the local text (``local``, ``remote``, ``reset``) and asked to ``settle`` after each
-        server message (their corrections are returned with its changes)."""
+        of the local text (``local``, ``remote``, ``drop_inflight``) and asked to ``settle``
+        after each server message (their corrections are returned with its changes)."""
 
     # ------------------------------------------------------------- reading
 

@@ -40,6 +40,7 @@ class ThinMerge:
         def kind(self, node: str) -> Kind | None: ...
         def request_rejoin(self, *, snapshot: bool = False) -> None: ...
         def _server_value(self, node: str) -> Any: ...
+        def _settle_observers(self, changes: list[p.EditOp]) -> list[p.EditOp]: ...
         def _apply_server(self, op: p.EditOp) -> tuple[str, ot.Op] | None: ...
         def _rebase_remote(self, op: p.EditOp) -> p.EditOp | None: ...
         def _advance(
@@ -105,9 +106,9 @@ class ThinMerge:
         batch = self.inflight
         if batch is None:
             return []
-        self.inflight = None
         for o in self.observers:
-            o.reset()  # a change no undo manager can place
+            o.drop_inflight()  # before anything changes (thin_undo)
+        self.inflight = None
         changes: list[p.EditOp] = []
         for slot, payload in batch.ops.items():
             kind, node, _ = slot
@@ -124,7 +125,7 @@ class ThinMerge:
                     self.local[node] = ot.apply(self.local[node], undo)
                     changes.append(p.SeqEdit(node=node, edit=undo))
         changes.extend(self._refresh_slots(batch))
-        return changes
+        return self._settle_observers(changes)
 
     def _effective(self, node: str, key: str | None) -> Any:
         """What the local view shows for a map key / register: our last write, else the server's."""

@@ -1,7 +1,8 @@
 """Undo and redo of one text node of a thin client that never resurrect or duplicate text.
 
-The spec is ``docs/protocol.md``, "Undo in thin clients"; the JavaScript twin is
-``web/src/undo.js`` (same algorithm, same names in snake case).
+The spec is ``docs/protocol.md``, T11; the JavaScript twin is ``web/src/undo.js`` (same
+algorithm, same names in snake case). Every code point of the local text has a client-local
+identity; our records carry the text and identities they insert and delete.
 
 The manager keeps a log of the node's changes in *server order*: what the server applied
 (ours and others'), then our unacknowledged changes. Our records carry their text
@@ -13,12 +14,14 @@ client deleted concurrently is no longer "ours to bring back".
 An undo step is a group of our records (typing within ``group_s`` is one step); undoing it folds
 the log from its first record: invert each member and compose it in, rebase over every other
 record. Crossing a *restore* (a remote whose ``edit_id`` starts ``restore-``; a catch-up or a
-snapshot, which cannot say what they hold) drops the re-inserts folded so far. An
+snapshot, which cannot say what they hold) drops the re-inserts folded so far. The result is
+placed on the text by identity (``retarget``): never a character that is there, or dead. An
 unacknowledged undo/redo of ours that re-inserted text it may no longer (a restore or a
-concurrent delete came first on the server) gets a compensating delete (``settle``).
+concurrent delete came first on the server) has those identities die, and one compensating
+delete takes them wherever they are (``settle``).
 ``adopt_restore`` makes a restore this client asked for (REST) one undo step.
 
-The state calls ``local``/``remote``/``reset``/``settle`` (``ThinDocState.observers``).
+The state calls ``local``/``remote``/``drop_inflight``/``settle`` (``ThinDocState.observers``).
 """
 
 from __future__ import annotations
@@ -29,12 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cowrite.client.thin_undo_ops import (
+    Del,
+    Id,
     Rich,
+    apply_ids,
     compose,
-    extra_inserts,
     from_plain,
+    inserted_ids,
     invert,
     is_noop,
+    retarget,
     to_plain,
     transform,
     without_inserts,
@@ -73,7 +80,6 @@ class Group:
     records: list[Record] = field(default_factory=list)
     at: float = 0.0
     open: bool = False
-    stripped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +124,13 @@ class UndoManager:
         self._source: Group | None = None
         self._claims: list[tuple[int, int, Group]] = []
         self._fix: list[Record] = []
+        self._ids: list[Id] | None = None
+        """The identity of each code point of the local text (None: number it afresh)."""
+        self._next_id = 1
+        self._dead: set[int] = set()
+        """Identities no undo/redo may re-insert any more (a correction took them back)."""
+        self._intent: Rich | None = None
+        self._sweep = False
         state.observers.append(self)
 
     def detach(self) -> None:
@@ -166,6 +179,8 @@ class UndoManager:
         self.redo_stack = []
         self._claims = []
         self._fix = []
+        self._ids = None  # the text may change without us: number it afresh
+        self._dead = set()
 
     # ------------------------------------------------------- observer of the ThinDocState
 
@@ -173,9 +188,19 @@ class UndoManager:
         """A local edit of ``node``: ``op`` (normalized) applies to ``before``."""
         if node != self.node or not isinstance(before, str):
             return
-        rich = from_plain(op, before)
+        ids = self._ids_for(len(before))
+        # an undo/redo re-inserts its characters under their identities; anything else is new
+        intent = iter(
+            inserted_ids(self._intent)
+            if self._intent is not None and to_plain(self._intent) == op
+            else ()
+        )
+        rich = from_plain(
+            op, before, lambda a, b: ids[a:b], lambda: next(intent, None) or self._new_id()
+        )
         if is_noop(rich):
             return
+        self._ids = apply_ids(ids, rich, self._new_id, in_place=True)
         kind = self._doing or "edit"
         gen = self.state._edits
         last = self.log[-1] if self.log else None
@@ -199,6 +224,46 @@ class UndoManager:
         self.log.append(rec)
         self._trim()
 
+    def drop_inflight(self) -> None:
+        """The thin client drops its in-flight batch (refused, or applied before the snapshot we
+        hold), called before anything changes: its records leave the log and the steps, and
+        our later records are rebased over their inverse, as the thin client rebases ``P``."""
+        batch = self.state.inflight
+        if batch is None:
+            return
+        gen = int(self.state._edits) - 1
+        slot = ("seq", self.node, None)
+        mine = self.state.pending.get(slot)
+        gone = [r for r in self.log if r.own and r.gen == gen]
+        c: Rich | None = None
+        for r in gone:
+            c = r.op if c is None else compose(c, r.op)
+        if slot in batch.ops and self._ids is not None:
+            # the identities follow the thin client's own undo of the batch
+            undo = ot.invert(batch.ops[slot], self.state._server_value(self.node))
+            if mine is not None:
+                undo = ot.transform(undo, mine, "right")
+            # what it brings back is the server's now (the snapshot's, or never deleted): new
+            # characters to us; a later re-insert of ours of the same text loses its right below
+            self._ids = apply_ids(self._ids, undo, self._new_id, in_place=True)
+        if c is None:
+            return
+        inv = invert(c)
+        for r in self.log:
+            if r.own and r.gen > gen:
+                plain = to_plain(r.op)
+                r.op = transform(r.op, to_plain(inv), "left")
+                inv = transform(inv, plain, "right")
+        ids = {id(r) for r in gone}
+        self.log = [r for r in self.log if id(r) not in ids]
+        for group in (*self.undo_stack, *self.redo_stack):
+            group.records = [r for r in group.records if id(r) not in ids]
+        self._fix = [r for r in self._fix if id(r) not in ids]
+        for r in self.log:
+            mine_later = r.own and r.gen > gen and r.kind in ("undo", "redo")
+            if mine_later and inserted_ids(r.op) and all(x is not r for x in self._fix):
+                self._fix.append(r)
+
     def remote(self, node: str, op: ot.Op, before: Any, meta: dict[str, Any]) -> None:
         """A server op of ``node`` (server coordinates, applying to ``before``), seen before
         the thin client rebases it. ``meta``: edit_id and version, or barrier (a catch-up)."""
@@ -210,63 +275,109 @@ class UndoManager:
         while i > 0 and self.log[i - 1].own and self.log[i - 1].gen >= first:
             i -= 1
         r = ot.normalize(op)
-        op0 = from_plain(r, before) if restore else r
+        local = self._as_local(r) if self._ids is not None else None
+        # what r inserts gets the same identities in the log (a restore's record) and the text;
+        # what a restore deletes keeps its identities when r applies to our text as it is
+        # (nothing of ours outstanding), else gets identities of its own (undoing an adopted
+        # restore brings that back as new characters)
+        first_id = self._next_id
+        self._next_id += sum(len(c) for c in r if isinstance(c, str))
+
+        def counter() -> Callable[[], Id]:
+            k = iter(range(first_id, self._next_id))
+            return lambda: next(k)
+
+        op0: Any = r
+        if restore:
+            slot = ("seq", self.node, None)
+            batch = self.state.inflight
+            own = (batch is not None and slot in batch.ops) or slot in self.state.pending
+            ids = self._ids if local is not None and not own else None
+
+            def ids_of(a: int, b: int) -> list[Id]:
+                return ids[a:b] if ids is not None else [self._new_id() for _ in range(a, b)]
+
+            op0 = from_plain(r, before, ids_of, counter())
         rec = Record(op0, False, -1, "remote", restore, meta.get("version"))
+        carry: dict[int, int] = {}
         for mine in self.log[i:]:
             plain = to_plain(mine.op)
-            mine.op = transform(mine.op, r, "left")
+            rebased = transform(mine.op, r, "left")
+            if self._dead and mine.kind == "fix":
+                self._carry(mine.op, rebased, r, carry)
+            mine.op = rebased
             r = ot.transform(r, plain, "right")
         self.log.insert(i, rec)
+        if local is not None and self._ids is not None:
+            fresh = counter()
+            k = iter(range(10**18))
+
+            def carried() -> Id:
+                new, at = fresh(), next(k)
+                return carry.get(at, new)
+
+            self._ids = apply_ids(self._ids, local, carried, in_place=True)
+            if carry:
+                self._sweep = True
         if restore and rec.version is not None:
             for lo, hi, group in self._claims:
                 if lo <= rec.version <= hi:
                     group.records.append(rec)
         for mine in self.log[i + 1 :]:
-            if mine.kind in ("undo", "redo") and _inserts(mine.op):
+            if mine.kind in ("undo", "redo") and inserted_ids(mine.op):
                 if restore:
                     mine.tainted = True  # a restore wins over our undo/redo not applied yet
                 if mine not in self._fix:
                     self._fix.append(mine)
 
     def settle(self) -> list[UndoChange]:
-        """After a server message: delete again what an unacknowledged undo/redo of ours
-        re-inserted without the right to (see the module docstring)."""
+        """After a server message: an unacknowledged undo/redo of ours that re-inserted text
+        it no longer may (a restore came first, or another client deleted that text
+        concurrently with the edit we undid) has the extra characters deleted again, a
+        compensating local edit. Their identities are dead: wherever a later step of ours moved
+        or re-inserted them they go, and no undo/redo brings them back."""
         changes: list[UndoChange] = []
+        more = False
         while self._fix:
             rec = self._fix.pop(0)
             at = _index(self.log, rec)
             if at < 0 or rec.source is None:
                 continue
-            fix = extra_inserts(rec.op, None if rec.tainted else self._inverse(rec.source, at))
-            if is_noop(fix):
-                continue
-            # later steps may move or re-insert the same text (characters are not told apart):
-            # they lose their re-inserts too (a lost undo, never a duplicate)
-            for group in (*self.undo_stack, *self.redo_stack):
-                if any(_index(self.log, r) > at for r in group.records):
-                    group.stripped = True
-            for later in self.log[at + 1 :]:
-                if later.kind in ("undo", "redo") and _inserts(later.op):
-                    later.tainted = True
-                    if later not in self._fix:
-                        self._fix.append(later)
-            for later in self.log[at + 1 :]:
-                fix = transform(fix, to_plain(later.op), "right")
-            if is_noop(fix):
-                continue
-            edit = to_plain(fix)
-            before = self.state.value(self.node, "text")
-            self._doing = "fix"
-            try:
-                self.state.local_edit(self.node, edit)
-            except InvalidOperation:
-                self.reset()  # see _step
-                self.failures += 1
-                break
-            finally:
-                self._doing = None
-            self.compensations += 1
-            changes.append(UndoChange(self.node, edit, before))
+            legit = set() if rec.tainted else set(inserted_ids(self._inverse(rec.source, at)))
+            for i in inserted_ids(rec.op):
+                if i not in legit and i not in self._dead:
+                    self._dead.add(i)
+                    more = True
+        if not more and not self._sweep:
+            return changes
+        self._sweep = False
+        before = self.state.value(self.node, "text")
+        edit: list[int] = []
+        run = 0
+        for ident in self._ids_for(len(before)):
+            if ident is not None and ident in self._dead:
+                if run:
+                    edit.append(run)
+                    run = 0
+                if edit and edit[-1] < 0:
+                    edit[-1] -= 1
+                else:
+                    edit.append(-1)
+            else:
+                run += 1
+        if not edit:
+            return changes
+        self._doing = "fix"
+        try:
+            self.state.local_edit(self.node, edit)
+        except InvalidOperation:
+            self.reset()  # see _step
+            self.failures += 1
+            return changes
+        finally:
+            self._doing = None
+        self.compensations += 1
+        changes.append(UndoChange(self.node, list(edit), before))
         return changes
 
     # --------------------------------------------------------------------- internals
@@ -279,13 +390,31 @@ class UndoManager:
         while stack:
             group = stack.pop()
             op = self._inverse(group)
-            if op is None or is_noop(op):
+            if op is None:
+                continue
+            # on the text as it is, by identity; never re-insert a character that is there, or
+            # one a correction took back
+            before = self.state.value(self.node, "text")
+            ids = self._ids_for(len(before))
+            want = set(inserted_ids(op))
+            present: set[Id] = {i for i in ids if i in want} if want else set()
+
+            def keep(i: Id, present: set[Id] = present) -> bool:
+                if i is None:
+                    return True
+                if i in present or i in self._dead:
+                    return False
+                present.add(i)
+                return True
+
+            op = retarget(op, before, ids, keep)
+            if is_noop(op):
                 continue
             edit = to_plain(op)
-            before = self.state.value(self.node, "text")
             self._doing = kind
             self._of = group.records[0] if len(group.records) == 1 else None
             self._source = group
+            self._intent = op
             try:
                 self.apply(edit)
             except InvalidOperation:
@@ -295,6 +424,7 @@ class UndoManager:
             finally:
                 self._doing = None
                 self._of = self._source = None
+                self._intent = None
             return UndoChange(self.node, edit, before)
         return None
 
@@ -331,7 +461,70 @@ class UndoManager:
                 if rec.restore:
                     u = without_inserts(u)
                 u = transform(u, to_plain(rec.op), "left")
-        return without_inserts(u) if u is not None and group.stripped else u
+        return u
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _carry(self, before: Rich, after: Rich, r: ot.Op, carry: dict[int, int]) -> None:
+        """Our record ``before`` (rebased to ``after`` over plain ``r``, same base) lost deletes
+        of dead characters (a correction's) to ``r``, which deleted them too. If ``r`` inserts
+        the same characters in order where it deleted them (someone's delete and its undo sent
+        as one batch, a restore), those are the same characters, still to be deleted:
+        ``carry`` maps the index of each such code point among ``r``'s inserts to its id."""
+        kept = {i for c in after if isinstance(c, Del) for i in c.ids}
+        lost: dict[int, tuple[str, int]] = {}
+        pos = 0
+        for c in before:
+            if isinstance(c, int):
+                pos += c
+            elif isinstance(c, Del):
+                for k, (ch, i) in enumerate(zip(c.text, c.ids, strict=True)):
+                    if i is not None and i in self._dead and i not in kept:
+                        lost[pos + k] = (ch, i)
+                pos += len(c.text)
+        if not lost:
+            return
+        pos = index = 0
+        for j, comp in enumerate(r):
+            if isinstance(comp, int):
+                pos += abs(comp)
+                continue
+            assert isinstance(comp, str)
+            nxt = r[j + 1] if j + 1 < len(r) else None
+            if isinstance(nxt, int) and nxt < 0:
+                k = 0
+                for q in range(pos, pos - nxt):
+                    if k >= len(comp):
+                        break
+                    hit = lost.get(q)
+                    if hit is None:
+                        continue
+                    while k < len(comp) and comp[k] != hit[0]:
+                        k += 1
+                    if k < len(comp):
+                        carry[index + k] = hit[1]
+                        k += 1
+            index += len(comp)
+
+    def _as_local(self, r: ot.Op) -> ot.Op:
+        """Server op ``r`` as the thin client applies it to the local text: rebased over its
+        in-flight and pending ops of the node as they stand (not our records one by one: at a
+        tie the two can differ, and the identities must follow the text exactly)."""
+        slot = ("seq", self.node, None)
+        batch = self.state.inflight
+        if batch is not None and slot in batch.ops:
+            r = ot.transform(r, batch.ops[slot], "right")
+        if slot in self.state.pending:
+            r = ot.transform(r, self.state.pending[slot], "right")
+        return r
+
+    def _ids_for(self, n: int) -> list[Id]:
+        """The identities of the local text (``n`` code points), afresh if we lost track."""
+        if self._ids is None or len(self._ids) != n:
+            self._ids = [self._new_id() for _ in range(n)]
+        return self._ids
 
     def _push(self, stack: list[Group], group: Group) -> None:
         stack.append(group)
@@ -360,10 +553,6 @@ class UndoManager:
                     cut = min(cut, i)
         if cut > 0:
             del self.log[:cut]
-
-
-def _inserts(op: Rich) -> bool:
-    return any(isinstance(c, str) for c in op)
 
 
 def _index(log: list[Record], rec: Record) -> int:

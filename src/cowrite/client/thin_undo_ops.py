@@ -1,35 +1,50 @@
-"""Invertible text ops for the undo manager (``thin_undo``): the ``engine.ot`` format with deletes
-that carry the text they remove, so an op inverts without the document it applied to.
+"""Invertible text ops with character identities for the undo manager (``thin_undo``).
 
-Components: ``n > 0`` retain, ``"str"`` insert, ``Del("str")`` delete that text. Normalized like
-``engine.ot`` (no empty components, neighbours merged, inserts before deletes at one position, no
-trailing retain). Text ops only. The JavaScript twin is ``web/src/undo_ops.js``; the spec is
-``docs/protocol.md``, "Undo in thin clients".
+The ``engine.ot`` format where inserts and deletes carry their text *and* one identity per code
+point, so an op inverts without the document, and the manager tells its characters apart (an
+undo never re-inserts a character that is there; a correction deletes exactly the characters it
+must, wherever later steps moved them).
+
+Components: ``n > 0`` retain, ``Ins(text, ids)`` insert, ``Del(text, ids)`` delete; ``ids`` has one
+entry per code point: a client-local identity (an int the manager numbers) or None (unknown).
+Normalized like ``engine.ot`` (no empty components, neighbours merged, inserts before deletes at
+one position, no trailing retain). Text ops only. The JavaScript twin is ``web/src/undo_ops.js``;
+the spec is ``docs/protocol.md``, T11.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
-from cowrite.engine import InvalidOperation, ot
+from cowrite.engine import ot
+
+Id: TypeAlias = int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ins:
+    """An insert of ``text``; ``ids``: the identity of each code point."""
+
+    text: str
+    ids: tuple[Id, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Del:
-    """A delete of ``text``."""
+    """A delete of ``text``; ``ids``: the identity of each code point."""
 
     text: str
+    ids: tuple[Id, ...]
 
 
-Comp: TypeAlias = int | str | Del
+Comp: TypeAlias = int | Ins | Del
 Rich: TypeAlias = list[Comp]
 
 
 def _size(c: Comp) -> int:
-    if isinstance(c, int):
-        return abs(c)
-    return len(c) if isinstance(c, str) else len(c.text)
+    return c if isinstance(c, int) else len(c.text)
 
 
 class _Builder:
@@ -37,7 +52,9 @@ class _Builder:
         self.out: Rich = []
         self.ret = 0
         self.ins: list[str] = []
+        self.ins_ids: list[Id] = []
         self.dels: list[str] = []
+        self.del_ids: list[Id] = []
 
     def retain(self, n: int) -> None:
         if n > 0:
@@ -49,31 +66,33 @@ class _Builder:
             self.out.append(self.ret)
         self.ret = 0
 
-    def insert(self, s: str) -> None:
+    def insert(self, s: str, ids: Sequence[Id]) -> None:
         if s:
             self._edit()
             self.ins.append(s)
+            self.ins_ids.extend(ids)
 
-    def remove(self, s: str) -> None:
+    def remove(self, s: str, ids: Sequence[Id]) -> None:
         if s:
             self._edit()
             self.dels.append(s)
+            self.del_ids.extend(ids)
 
     def push(self, c: Comp) -> None:
         if isinstance(c, int):
             self.retain(c)
-        elif isinstance(c, str):
-            self.insert(c)
+        elif isinstance(c, Ins):
+            self.insert(c.text, c.ids)
         else:
-            self.remove(c.text)
+            self.remove(c.text, c.ids)
 
     def flush(self) -> None:
         if self.ins:
-            self.out.append("".join(self.ins))
+            self.out.append(Ins("".join(self.ins), tuple(self.ins_ids)))
+            self.ins, self.ins_ids = [], []
         if self.dels:
-            self.out.append(Del("".join(self.dels)))
-        self.ins = []
-        self.dels = []
+            self.out.append(Del("".join(self.dels), tuple(self.del_ids)))
+            self.dels, self.del_ids = [], []
 
     def result(self) -> Rich:
         self.flush()
@@ -89,48 +108,51 @@ class _Reader:
     def peek(self) -> Comp | None:
         return self.op[self.i] if self.i < len(self.op) else None
 
-    def left(self) -> int:
-        return _size(self.op[self.i]) - self.off
-
     def take(self, n: int = -1) -> Comp:
-        """At most ``n`` items of the current component (all that is left when ``n < 0``)."""
+        """At most ``n`` code points of the current component (all that is left if n < 0)."""
         c = self.op[self.i]
         left = _size(c) - self.off
-        start = self.off
-        if n < 0 or n >= left:
+        k = left if n < 0 or n >= left else n
+        off = self.off
+        if k == left:
             self.i += 1
             self.off = 0
-            n = left
         else:
-            self.off += n
+            self.off += k
         if isinstance(c, int):
-            return n
-        if isinstance(c, str):
-            return c[start : start + n]
-        return Del(c.text[start : start + n])
+            return k
+        if off == 0 and k == len(c.text):
+            return c
+        return type(c)(c.text[off : off + k], c.ids[off : off + k])
 
 
-def from_plain(op: ot.Op, before: str) -> Rich:
-    """The invertible op of plain text op ``op`` applied to ``before``."""
+def from_plain(
+    op: ot.Op,
+    before: str,
+    ids_of: Callable[[int, int], Sequence[Id]] | None = None,
+    new_id: Callable[[], Id] | None = None,
+) -> Rich:
+    """The invertible op of plain ``op`` applied to ``before``. ``ids_of(a, b)``: the identities
+    of ``before[a:b]`` (default unknown); ``new_id()``: one for each inserted code point."""
     out = _Builder()
     pos = 0
     for c in ot.normalize(op):
         if isinstance(c, str):
-            out.insert(c)
-        elif isinstance(c, int) and c > 0:
+            out.insert(c, [new_id() if new_id else None for _ in c])
+        elif not isinstance(c, int):
+            raise TypeError("text ops only")
+        elif c > 0:
             out.retain(c)
             pos += c
-        elif isinstance(c, int):
-            out.remove(before[pos : pos - c])
-            pos -= c
         else:
-            raise InvalidOperation("undo is for text nodes")
+            out.remove(before[pos : pos - c], ids_of(pos, pos - c) if ids_of else [None] * -c)
+            pos -= c
     return out.result()
 
 
-def to_plain(op: Rich) -> ot.Op:
-    """The plain (wire) op."""
-    return [-len(c.text) if isinstance(c, Del) else c for c in op]
+def to_plain(op: Sequence[Comp | str]) -> ot.Op:
+    """The plain (wire) op (a plain op is returned as it is)."""
+    return [c.text if isinstance(c, Ins) else -len(c.text) if isinstance(c, Del) else c for c in op]
 
 
 def is_noop(op: Rich) -> bool:
@@ -143,10 +165,10 @@ def invert(op: Rich) -> Rich:
     for c in op:
         if isinstance(c, int):
             out.retain(c)
-        elif isinstance(c, str):
-            out.remove(c)
+        elif isinstance(c, Ins):
+            out.remove(c.text, c.ids)
         else:
-            out.insert(c.text)
+            out.insert(c.text, c.ids)
     return out.result()
 
 
@@ -154,17 +176,22 @@ def without_inserts(op: Rich) -> Rich:
     """``op`` without its inserts: what it would re-insert is dropped (the restore rule)."""
     out = _Builder()
     for c in op:
-        if not isinstance(c, str):
+        if not isinstance(c, Ins):
             out.push(c)
     return out.result()
 
 
+def inserted_ids(op: Rich | None) -> list[int]:
+    """The identities ``op`` inserts (None left out)."""
+    return [i for c in op or () if isinstance(c, Ins) for i in c.ids if i is not None]
+
+
 def compose(a: Rich, b: Rich) -> Rich:
-    """``a`` then ``b`` as one op."""
+    """``a`` then ``b`` (both invertible) as one op."""
     out = _Builder()
     ra, rb = _Reader(a), _Reader(b)
     while (c := rb.peek()) is not None:
-        if isinstance(c, str):
+        if isinstance(c, Ins):
             out.push(rb.take())
             continue
         x = ra.peek()
@@ -174,12 +201,13 @@ def compose(a: Rich, b: Rich) -> Rich:
         if isinstance(x, Del):
             out.push(ra.take())
             continue
-        n = min(rb.left(), ra.left())
-        piece, mine = ra.take(n), rb.take(n)
+        n = min(_size(c) - rb.off, _size(x) - ra.off)
+        piece = ra.take(n)  # a retain (base text) or an insert of a
+        mine = rb.take(n)
         if isinstance(mine, int):
             out.push(piece)
         elif isinstance(piece, int):
-            out.push(mine)  # b deletes base text: keep its content
+            out.push(mine)  # b deletes base text
         # else: b deletes what a inserted: both vanish
     while ra.peek() is not None:
         out.push(ra.take())
@@ -187,14 +215,15 @@ def compose(a: Rich, b: Rich) -> Rich:
 
 
 def transform(a: Rich, b: ot.Op, side: ot.Side) -> Rich:
-    """Rebase ``a`` over the concurrent plain op ``b`` (same base), like ``ot.transform``: what
-    both delete is no longer deleted by ``a``."""
+    """Rebase invertible ``a`` over the concurrent plain op ``b`` (same base), like
+    ``ot.transform``; what both delete is no longer deleted by ``a``."""
+    left = side == "left"
     out = _Builder()
     ra = _Reader(a)
     for c in b:
         if not isinstance(c, int):
-            if side == "left":
-                while isinstance(ra.peek(), str):
+            if left:
+                while isinstance(ra.peek(), Ins):
                     out.push(ra.take())
             out.retain(len(c))
             continue
@@ -205,7 +234,7 @@ def transform(a: Rich, b: ot.Op, side: ot.Side) -> Rich:
                 if c > 0:
                     out.retain(n)
                 break
-            if isinstance(x, str):
+            if isinstance(x, Ins):
                 out.push(ra.take())
                 continue
             piece = ra.take(n)
@@ -217,33 +246,65 @@ def transform(a: Rich, b: ot.Op, side: ot.Side) -> Rich:
     return out.result()
 
 
-def extra_inserts(actual: Rich, expected: Rich | None) -> Rich:
-    """The op (applying after ``actual``) deleting what ``actual`` inserted beyond ``expected``
-    (same base): ``expected``'s insert at the same base position is matched in order."""
-    want: dict[int, str] = {}
-    base = 0
-    for c in expected or []:
+def apply_ids(
+    ids: list[Id], op: Sequence[Any], new_id: Callable[[], Id], in_place: bool = False
+) -> list[Id]:
+    """``ids`` (a text's identities) after ``op``: an invertible op inserts its own ids, a plain
+    one ``new_id()`` for each inserted code point. ``in_place``: change ``ids`` itself (a slice
+    assignment per component: cheap for typing's one-place edits); else a new list."""
+    out = ids if in_place else list(ids)
+    pos = 0
+    for c in op:
         if isinstance(c, int):
-            base += c
-        elif isinstance(c, str):
-            want[base] = want.get(base, "") + c
+            if c >= 0:
+                pos += c
+            else:
+                del out[pos : pos - c]
+        elif isinstance(c, Del):
+            del out[pos : pos + len(c.text)]
         else:
-            base += len(c.text)
-    out = _Builder()
-    base = 0
-    for c in actual:
+            add = [new_id() for _ in c] if isinstance(c, str) else list(c.ids)
+            out[pos:pos] = add
+            pos += len(add)
+    return out
+
+
+def retarget(op: Rich, text: str, ids: Sequence[Id], keep: Callable[[Id], bool]) -> Rich:
+    """``op`` (from the undo log) as an op of ``text`` (identities ``ids``): the log can order
+    two runs inserted at one position (a tie) otherwise than the text (the thin client rebases
+    its batches whole, the log record by record). The deletes take exactly the characters of
+    their identities that are there (a None identity: the one at its position), the inserts go
+    to their position (clamped) unless ``keep(id)`` refuses. Always applies to ``text``."""
+    n = len(ids)
+    dead: set[Id] = set()
+    dead_at: set[int] = set()
+    ins: dict[int, list[tuple[str, Id]]] = {}
+    pos = 0
+    for c in op:
         if isinstance(c, int):
-            out.retain(c)
-            base += c
-        elif isinstance(c, str):
-            t = want.get(base, "")
-            k = 0
-            for ch in c:
-                if k < len(t) and t[k] == ch:
-                    k += 1
-                    out.retain(1)
+            pos += c
+        elif isinstance(c, Ins):
+            at = ins.setdefault(min(pos, n), [])
+            at.extend((ch, i) for ch, i in zip(c.text, c.ids, strict=True) if keep(i))
+        else:
+            for k, i in enumerate(c.ids):
+                if i is not None:
+                    dead.add(i)
                 else:
-                    out.remove(ch)
-        else:
-            base += len(c.text)
+                    dead_at.add(pos + k)
+            pos += len(c.text)
+    # the positions that change, in order (one scan of the identities)
+    stops = set(ins) | {b for b in dead_at if b < n}
+    if dead:
+        stops.update(b for b, i in enumerate(ids) if i in dead)
+    out = _Builder()
+    last = 0
+    for b in sorted(stops):
+        out.retain(b - last)
+        last = b
+        for ch, i in ins.get(b, ()):
+            out.insert(ch, (i,))
+        if b < n and (ids[b] in dead or b in dead_at):
+            out.remove(text[b], (ids[b],))
+            last = b + 1
     return out.result()

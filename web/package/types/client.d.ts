@@ -142,6 +142,8 @@ export class DocumentSession extends Emitter<SessionEvents> {
   readonly closed: boolean;
   readonly members: Map<string, Member>;
   readonly chat: Map<number, ChatMessage>;
+  /** The protocol state (for an UndoManager). */
+  readonly state: ThinDocState;
   readonly chatHasMore: boolean;
   value(node: string): Json | string | undefined;
   /** A text node's local value as an immutable rope (positions in O(log n)). */
@@ -231,3 +233,29 @@ export class ThinDocState {
   constructor(doc: string, clientId: string, options?: { historyVersions?: number });
   [name: string]: unknown;
 }
+
+/** Undo/redo of this client's own edits of one text node that never resurrects or duplicates
+ *  text (docs/protocol.md, T11). Pass `apply` so the undo is sent like any edit. */
+export class UndoManager {
+  constructor(
+    state: ThinDocState,
+    node: string,
+    options?: { apply?: (op: Op) => void; groupMs?: number; limit?: number; now?: () => number },
+  );
+  readonly canUndo: boolean;
+  readonly canRedo: boolean;
+  /** Corrections made: an undo/redo of ours raced a restore or a concurrent delete. */
+  readonly compensations: number;
+  /** The change made, or null when there is nothing (left) to undo. */
+  undo(): { type: "seq"; node: string; edit: Op; readonly before?: Rope } | null;
+  redo(): { type: "seq"; node: string; edit: Op; readonly before?: Rope } | null;
+  /** The next edit starts a new undo step (a caret jump, a blur). */
+  close(): void;
+  /** A REST restore you asked for (its answer's `version`, `edits`) becomes one undo step. */
+  adoptRestore(version: number, edits?: number): void;
+  /** Stop following the document (the stacks are dropped). */
+  detach(): void;
+  reset(): void;
+}
+export const RESTORE_EDIT_PREFIX: string;
+export function isRestoreEdit(meta: { edit_id?: unknown } | null | undefined): boolean;

@@ -445,11 +445,11 @@ function leafU(leaf, cp) {
 function chunk(s) {
   if (s.length <= LEAF_MAX) return [new Leaf(s, cpLength(s))];
   const count = Math.ceil(s.length / LEAF_TARGET);
-  const size2 = Math.ceil(s.length / count);
+  const size3 = Math.ceil(s.length / count);
   const out = [];
   let a = 0;
   while (a < s.length) {
-    let b = Math.min(s.length, a + size2);
+    let b = Math.min(s.length, a + size3);
     if (b < s.length && isLow2(s.charCodeAt(b)) && isHigh2(s.charCodeAt(b - 1))) b++;
     const piece = s.slice(a, b);
     out.push(new Leaf(piece, cpLength(piece)));
@@ -459,9 +459,9 @@ function chunk(s) {
 }
 function group(nodes) {
   const count = Math.ceil(nodes.length / FAN_MAX);
-  const size2 = Math.ceil(nodes.length / count);
+  const size3 = Math.ceil(nodes.length / count);
   const out = [];
-  for (let i = 0; i < nodes.length; i += size2) out.push(new Branch(nodes.slice(i, i + size2)));
+  for (let i = 0; i < nodes.length; i += size3) out.push(new Branch(nodes.slice(i, i + size3)));
   return out;
 }
 function build(nodes) {
@@ -1333,7 +1333,7 @@ var ThinDocState = class {
   _dropInflight() {
     const batch = this.inflight;
     if (!batch) return [];
-    for (const o of this.observers) o.reset();
+    for (const o of this.observers) o.dropInflight();
     this.inflight = null;
     const changes = [];
     for (const [k, { kind, node, payload }] of batch.ops) {
@@ -1353,7 +1353,7 @@ var ThinDocState = class {
       }
     }
     changes.push(...this._refreshSlots(batch));
-    return changes;
+    return this._settleObservers(changes);
   }
   _effective(node, key) {
     const k = slotKey("set", node, key);
@@ -1571,6 +1571,679 @@ function importThin(state, saved) {
   }
   state.joined = false;
   return true;
+}
+
+// src/undo_ops.js
+var isIns = (c) => typeof c === "object" && c !== null && Array.isArray(c.i);
+var isDel = (c) => typeof c === "object" && c !== null && Array.isArray(c.d);
+function size2(c) {
+  if (typeof c === "number") return c;
+  return (c.i || c.d).length;
+}
+var Builder2 = class {
+  constructor() {
+    this.out = [];
+    this.ret = 0;
+    this.ins = { i: [], ids: [] };
+    this.del = { d: [], ids: [] };
+  }
+  retain(n) {
+    if (n <= 0) return;
+    this.flush();
+    this.ret += n;
+  }
+  _edit() {
+    if (this.ret) this.out.push(this.ret);
+    this.ret = 0;
+  }
+  insert(chars, ids) {
+    if (!chars.length) return;
+    this._edit();
+    for (let k = 0; k < chars.length; k++) this.ins.i.push(chars[k]), this.ins.ids.push(ids[k]);
+  }
+  remove(chars, ids) {
+    if (!chars.length) return;
+    this._edit();
+    for (let k = 0; k < chars.length; k++) this.del.d.push(chars[k]), this.del.ids.push(ids[k]);
+  }
+  push(c) {
+    if (typeof c === "number") this.retain(c);
+    else if (isIns(c)) this.insert(c.i, c.ids);
+    else this.remove(c.d, c.ids);
+  }
+  flush() {
+    if (this.ins.i.length) {
+      this.out.push(this.ins);
+      this.ins = { i: [], ids: [] };
+    }
+    if (this.del.d.length) {
+      this.out.push(this.del);
+      this.del = { d: [], ids: [] };
+    }
+  }
+  result() {
+    this.flush();
+    return this.out;
+  }
+};
+var Reader2 = class {
+  constructor(op) {
+    this.op = op;
+    this.i = 0;
+    this.off = 0;
+  }
+  peek() {
+    return this.i < this.op.length ? this.op[this.i] : null;
+  }
+  /** Take at most n code points of the current component (all that is left when n < 0). */
+  take(n = -1) {
+    const c = this.op[this.i];
+    const left = size2(c) - this.off;
+    const k = n < 0 || n >= left ? left : n;
+    const off = this.off;
+    if (k === left) {
+      this.i++;
+      this.off = 0;
+    } else this.off += k;
+    if (typeof c === "number") return k;
+    if (off === 0 && k === size2(c)) return c;
+    const ids = c.ids.slice(off, off + k);
+    return isIns(c) ? { i: c.i.slice(off, off + k), ids } : { d: c.d.slice(off, off + k), ids };
+  }
+};
+function fromPlain(op, before, idsOf = null, newId = null) {
+  const out = new Builder2();
+  const slice = typeof before === "string" ? (a, b) => cpSlice(before, a, b) : (a, b) => before.slice(a, b);
+  let pos = 0;
+  for (const c of normalize(op)) {
+    if (typeof c === "string") {
+      const chars = Array.from(c);
+      out.insert(chars, chars.map(() => newId ? newId() : null));
+    } else if (c > 0) {
+      out.retain(c);
+      pos += c;
+    } else {
+      const chars = Array.from(slice(pos, pos - c));
+      out.remove(chars, idsOf ? idsOf(pos, pos - c) : chars.map(() => null));
+      pos -= c;
+    }
+  }
+  return out.result();
+}
+function toPlain(op) {
+  return op.map((c) => typeof c !== "object" ? c : isIns(c) ? c.i.join("") : -c.d.length);
+}
+function isNoop2(op) {
+  return op.every((c) => typeof c === "number");
+}
+function invert2(op) {
+  const out = new Builder2();
+  for (const c of op) {
+    if (typeof c === "number") out.retain(c);
+    else if (isIns(c)) out.remove(c.i, c.ids);
+    else out.insert(c.d, c.ids);
+  }
+  return out.result();
+}
+function withoutInserts(op) {
+  const out = new Builder2();
+  for (const c of op) if (!isIns(c)) out.push(c);
+  return out.result();
+}
+function insertedIds(op) {
+  const out = [];
+  for (const c of op) if (isIns(c)) {
+    for (const id of c.ids) if (id !== null) out.push(id);
+  }
+  return out;
+}
+function compose2(a, b) {
+  const out = new Builder2();
+  const ra = new Reader2(a);
+  const rb = new Reader2(b);
+  while (rb.peek() !== null) {
+    const c = rb.peek();
+    if (isIns(c)) {
+      out.push(rb.take());
+      continue;
+    }
+    const x = ra.peek();
+    if (x === null) {
+      out.push(rb.take());
+      continue;
+    }
+    if (isDel(x)) {
+      out.push(ra.take());
+      continue;
+    }
+    const n = Math.min(size2(c) - rb.off, size2(x) - ra.off);
+    const piece = ra.take(n);
+    const mine = rb.take(n);
+    if (typeof mine === "number") out.push(piece);
+    else if (typeof piece === "number") out.push(mine);
+  }
+  while (ra.peek() !== null) out.push(ra.take());
+  return out.result();
+}
+function transform2(a, b, side) {
+  const left = side === "left";
+  const out = new Builder2();
+  const ra = new Reader2(a);
+  for (const c of b) {
+    if (typeof c !== "number") {
+      if (left) while (isIns(ra.peek())) out.push(ra.take());
+      out.retain(cpLength(c));
+      continue;
+    }
+    let n = Math.abs(c);
+    while (n > 0) {
+      const x = ra.peek();
+      if (x === null) {
+        if (c > 0) out.retain(n);
+        break;
+      }
+      if (isIns(x)) {
+        out.push(ra.take());
+        continue;
+      }
+      const piece = ra.take(n);
+      n -= size2(piece);
+      if (c > 0) out.push(piece);
+    }
+  }
+  while (ra.peek() !== null) out.push(ra.take());
+  return out.result();
+}
+function applyIds(ids, op, newId = () => null, inPlace = false) {
+  const out = inPlace ? ids : ids.slice();
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      if (c >= 0) pos += c;
+      else out.splice(pos, -c);
+    } else if (isDel(c)) out.splice(pos, c.d.length);
+    else {
+      const add = typeof c === "string" ? Array.from(c, () => newId()) : c.ids;
+      if (add.length < 1e4) out.splice(pos, 0, ...add);
+      else spliceLarge(out, pos, add);
+      pos += add.length;
+    }
+  }
+  return out;
+}
+function spliceLarge(arr, pos, add) {
+  const tail = arr.splice(pos);
+  for (const x of add) arr.push(x);
+  for (const x of tail) arr.push(x);
+}
+function retarget(op, text, ids, keep = () => true) {
+  const n = ids.length;
+  const charAt = typeof text === "string" ? (b) => cpSlice(text, b, b + 1) : Array.isArray(text) ? (b) => text[b] : (b) => text.slice(b, b + 1).toString();
+  const del = /* @__PURE__ */ new Set();
+  const delAt = /* @__PURE__ */ new Set();
+  const ins = /* @__PURE__ */ new Map();
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") pos += c;
+    else if (isIns(c)) {
+      const at = Math.min(pos, n);
+      const list = ins.get(at) || [];
+      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) list.push(c.i[k], c.ids[k]);
+      ins.set(at, list);
+    } else {
+      for (let k = 0; k < c.d.length; k++) {
+        if (c.ids[k] !== null) del.add(c.ids[k]);
+        else delAt.add(pos + k);
+      }
+      pos += c.d.length;
+    }
+  }
+  const stops = new Set(ins.keys());
+  if (del.size) {
+    for (let b = 0; b < n; b++) if (del.has(ids[b])) stops.add(b);
+  }
+  for (const b of delAt) if (b < n) stops.add(b);
+  const out = new Builder2();
+  let last = 0;
+  for (const b of [...stops].sort((x, y) => x - y)) {
+    out.retain(b - last);
+    last = b;
+    const list = ins.get(b);
+    if (list) for (let j = 0; j < list.length; j += 2) out.insert([list[j]], [list[j + 1]]);
+    if (b < n && (del.has(ids[b]) || delAt.has(b))) {
+      out.remove([charAt(b)], [ids[b]]);
+      last = b + 1;
+    }
+  }
+  return out.result();
+}
+
+// src/undo.js
+var RESTORE_EDIT_PREFIX = "restore-";
+function isRestoreEdit(meta) {
+  return !!meta && typeof meta.edit_id === "string" && meta.edit_id.startsWith(RESTORE_EDIT_PREFIX);
+}
+var KEEP_RESTORES = 8;
+var LOG_SOFT_MAX = 5e3;
+var UndoManager = class {
+  /** `state`: a ThinDocState (thin.js); `node`: a text node id. `apply(op)`: makes a local edit
+   *  of `node` (default state.localEdit; a session passes session.edit so it is sent). */
+  constructor(state, node, { apply: apply2 = null, groupMs = 500, limit = 200, now: now2 = () => Date.now() } = {}) {
+    this.state = state;
+    this.node = node;
+    this.apply = apply2 || ((op) => state.localEdit(node, op));
+    this.groupMs = groupMs;
+    this.limit = limit;
+    this.now = now2;
+    this.log = [];
+    this.undoStack = [];
+    this.redoStack = [];
+    this.compensations = 0;
+    this.failures = 0;
+    this._doing = null;
+    this._of = null;
+    this._source = null;
+    this._claims = [];
+    this._fix = [];
+    this._ids = null;
+    this._nextId = 1;
+    this._dead = /* @__PURE__ */ new Set();
+    this._intent = null;
+    this._sweep = false;
+    state.observers.push(this);
+  }
+  /** Stop following the document (the stacks are dropped). */
+  detach() {
+    const i = this.state.observers.indexOf(this);
+    if (i >= 0) this.state.observers.splice(i, 1);
+    this.reset();
+  }
+  get canUndo() {
+    return this.undoStack.length > 0;
+  }
+  get canRedo() {
+    return this.redoStack.length > 0;
+  }
+  /** Undo our last step: returns the change made ({type: "seq", node, edit, before}: before is
+   *  the local text it applied to) or null when there is nothing (left) to undo. */
+  undo() {
+    return this._step(this.undoStack, "undo");
+  }
+  redo() {
+    return this._step(this.redoStack, "redo");
+  }
+  /** Start a new undo step at the next edit (a caret jump, a blur...). */
+  close() {
+    const top = this.undoStack[this.undoStack.length - 1];
+    if (top) top.open = false;
+  }
+  /** The restore this client asked for (REST answer {version, edits}) is one undo step: the
+   *  remote batches at room versions version-edits+1..version, whether they came yet or not. */
+  adoptRestore(version, edits = 1) {
+    if (!Number.isInteger(version) || !Number.isInteger(edits) || edits < 1) return;
+    const claim = { from: version - edits + 1, to: version, group: { records: [], at: this.now(), open: false } };
+    for (const rec of this.log) if (rec.restore && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
+    this._claims.push(claim);
+    if (this._claims.length > KEEP_RESTORES) this._claims.shift();
+    this.close();
+    this._push(this.undoStack, claim.group);
+    this.redoStack.length = 0;
+  }
+  reset() {
+    this.log = [];
+    this.undoStack = [];
+    this.redoStack = [];
+    this._claims = [];
+    this._fix = [];
+    this._ids = null;
+    this._dead = /* @__PURE__ */ new Set();
+  }
+  // ------------------------------------------------------- observer of the ThinDocState
+  /** A local edit of `node`: `op` (normalized) applies to `before` (the local value). */
+  local(node, op, before) {
+    if (node !== this.node) return;
+    const ids = this._idsFor(cpLen(before));
+    const intent = this._intent && sameOp(toPlain(this._intent), op) ? insertedIds(this._intent) : [];
+    let k = 0;
+    const newId = () => k < intent.length ? intent[k++] : this._nextId++;
+    const rich = fromPlain(op, before, (a, b) => ids.slice(a, b), newId);
+    if (isNoop2(rich)) return;
+    this._ids = applyIds(ids, rich, void 0, true);
+    const kind = this._doing || "edit";
+    const gen = this.state._edits;
+    const last = this.log[this.log.length - 1];
+    const rec = { op: rich, own: true, gen, kind, restore: false, version: null, of: this._of, source: this._source };
+    if (kind === "edit") {
+      this.redoStack.length = 0;
+      const top = this.undoStack[this.undoStack.length - 1];
+      const t = this.now();
+      if (top && top.open && t - top.at <= this.groupMs) {
+        top.at = t;
+        if (last && last.own && last.gen === gen && top.records[top.records.length - 1] === last) {
+          last.op = compose2(last.op, rich);
+          return;
+        }
+        top.records.push(rec);
+      } else this._push(this.undoStack, { records: [rec], at: t, open: true });
+    } else if (kind === "undo") this._push(this.redoStack, { records: [rec], at: 0, open: false });
+    else if (kind === "redo") this._push(this.undoStack, { records: [rec], at: 0, open: false });
+    this.log.push(rec);
+    this._trim();
+  }
+  /** The thin client drops its in-flight batch (refused, or applied before the snapshot we
+   *  hold): called before anything changes. Its records leave the log and the steps, and our
+   *  later records are rebased over their inverse, as the thin client rebases its pending op. */
+  dropInflight() {
+    const key = `seq\0${this.node}\0`;
+    const batch = this.state.inflight;
+    if (!batch) return;
+    const gen = this.state._edits - 1;
+    const i = batch.ops.get(key);
+    const mine = this.state.pending.get(key);
+    let c = null;
+    const gone = /* @__PURE__ */ new Set();
+    for (const rec of this.log) {
+      if (!rec.own || rec.gen !== gen) continue;
+      gone.add(rec);
+      c = c === null ? rec.op : compose2(c, rec.op);
+    }
+    if (i && this._ids !== null) {
+      let undo = invert(i.payload, this.state._serverValue(this.node).toString());
+      if (mine) undo = transform(undo, mine.payload, "right");
+      this._ids = applyIds(this._ids, undo, () => this._nextId++, true);
+    }
+    if (!gone.size) return;
+    let inv = invert2(c);
+    for (const rec of this.log) {
+      if (!rec.own || rec.gen <= gen) continue;
+      const plain = toPlain(rec.op);
+      rec.op = transform2(rec.op, toPlain(inv), "left");
+      inv = transform2(inv, plain, "right");
+    }
+    this.log = this.log.filter((rec) => !gone.has(rec));
+    for (const group2 of [...this.undoStack, ...this.redoStack]) group2.records = group2.records.filter((rec) => !gone.has(rec));
+    this._fix = this._fix.filter((rec) => !gone.has(rec));
+    for (const rec of this.log) {
+      if (rec.own && rec.gen > gen && (rec.kind === "undo" || rec.kind === "redo") && insertedIds(rec.op).length && !this._fix.includes(rec)) this._fix.push(rec);
+    }
+  }
+  /** A server op of `node` (server coordinates, applying to `before`, the server value), seen
+   *  before the thin client rebases it over our unacknowledged edits. `meta`: the remote message
+   *  (client_id, edit_id, version) or {barrier: true} for a catch-up or a snapshot. */
+  remote(node, op, before, meta) {
+    if (node !== this.node) return;
+    const restore = !!meta.barrier || isRestoreEdit(meta);
+    const first = this.state._edits - (this.state.inflight ? 1 : 0);
+    let i = this.log.length;
+    while (i > 0 && this.log[i - 1].own && this.log[i - 1].gen >= first) i--;
+    let r = normalize(op);
+    const local = this._ids === null ? null : this._asLocal(r);
+    const first0 = this._nextId;
+    this._nextId += r.reduce((n, c) => n + (typeof c === "string" ? cpLength(c) : 0), 0);
+    const counter = () => {
+      let k = first0;
+      return () => k++;
+    };
+    const fresh = () => this._nextId++;
+    const key = `seq\0${this.node}\0`;
+    const own = this.state.inflight && this.state.inflight.ops.has(key) || this.state.pending.has(key);
+    const ids = local !== null && !own ? this._ids : null;
+    const idsOf = (a, b) => ids !== null ? ids.slice(a, b) : Array.from({ length: b - a }, fresh);
+    const rich = restore ? fromPlain(r, before, idsOf, counter()) : r;
+    const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
+    const carry = /* @__PURE__ */ new Map();
+    for (let j = i; j < this.log.length; j++) {
+      const mine = this.log[j];
+      const plain = toPlain(mine.op);
+      const rebased = transform2(mine.op, r, "left");
+      if (this._dead.size && mine.kind === "fix") this._carry(mine.op, rebased, r, carry);
+      mine.op = rebased;
+      r = transform(r, plain, "right");
+    }
+    this.log.splice(i, 0, rec);
+    if (local !== null) {
+      const next = counter();
+      let k = 0;
+      this._ids = applyIds(this._ids, local, () => {
+        const id = next();
+        return carry.has(k) ? carry.get(k++) : (k++, id);
+      }, true);
+      if (carry.size) this._sweep = true;
+    }
+    if (restore) {
+      for (const claim of this._claims) {
+        if (rec.version !== null && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
+      }
+    }
+    for (let j = i + 1; j < this.log.length; j++) {
+      const mine = this.log[j];
+      if ((mine.kind === "undo" || mine.kind === "redo") && insertedIds(mine.op).length) {
+        if (restore) mine.tainted = true;
+        if (!this._fix.includes(mine)) this._fix.push(mine);
+      }
+    }
+  }
+  /** After a server message: an unacknowledged undo/redo of ours that re-inserted text it no
+   *  longer may (a restore came first, or another client deleted that text concurrently with
+   *  the edit we undid, so the server applies our edit without that deletion) has the extra
+   *  characters deleted again: a compensating local edit. Their identities are dead: wherever
+   *  a later step of ours moved or re-inserted them, they go, and no undo/redo brings them
+   *  back. Returns the changes made (local coordinates). */
+  settle() {
+    const changes = [];
+    let more = false;
+    while (this._fix.length) {
+      const rec = this._fix.shift();
+      const at = this.log.indexOf(rec);
+      if (at < 0 || !rec.source) continue;
+      const legit = new Set(rec.tainted ? [] : insertedIds(this._inverse(rec.source, at) || []));
+      for (const id of insertedIds(rec.op)) {
+        if (!legit.has(id) && !this._dead.has(id)) {
+          this._dead.add(id);
+          more = true;
+        }
+      }
+    }
+    if (!more && !this._sweep) return changes;
+    this._sweep = false;
+    const text = this.state.rope(this.node);
+    const ids = this._idsFor(text.length);
+    const edit = [];
+    let run = 0;
+    for (const id of ids) {
+      if (id !== null && this._dead.has(id)) {
+        if (run > 0) edit.push(run), run = 0;
+        if (edit.length && edit[edit.length - 1] < 0) edit[edit.length - 1]--;
+        else edit.push(-1);
+      } else run++;
+    }
+    if (!edit.length) return changes;
+    this._doing = "fix";
+    try {
+      this.state.localEdit(this.node, edit);
+    } catch (err) {
+      if (!(err instanceof InvalidOperation)) throw err;
+      this.reset();
+      this.failures++;
+      return changes;
+    } finally {
+      this._doing = null;
+    }
+    this.compensations++;
+    changes.push(seqChange2(this.node, edit, text));
+    return changes;
+  }
+  // --------------------------------------------------------------------- internals
+  _step(stack, kind) {
+    this.close();
+    while (stack.length) {
+      const group2 = stack.pop();
+      let op = this._inverse(group2);
+      if (op === null) continue;
+      const text = this.state.rope(this.node);
+      const ids = this._idsFor(text.length);
+      const want = new Set(insertedIds(op));
+      const present = /* @__PURE__ */ new Set();
+      if (want.size) {
+        for (const id of ids) if (want.has(id)) present.add(id);
+      }
+      const keep = (id) => id === null || !present.has(id) && !this._dead.has(id) && (present.add(id), true);
+      op = retarget(op, text, ids, keep);
+      if (isNoop2(op)) continue;
+      const edit = toPlain(op);
+      const before = this.state.rope(this.node);
+      this._doing = kind;
+      this._of = group2.records.length === 1 ? group2.records[0] : null;
+      this._source = group2;
+      this._intent = op;
+      try {
+        this.apply(edit);
+      } catch (err) {
+        if (!(err instanceof InvalidOperation)) throw err;
+        this.reset();
+        this.failures++;
+        return null;
+      } finally {
+        this._doing = null;
+        this._of = this._source = this._intent = null;
+      }
+      return seqChange2(this.node, edit, before);
+    }
+    return null;
+  }
+  /** The op undoing `group` now (or just before log record `end`): see the module comment. */
+  _inverse(group2, end = this.log.length) {
+    if (!group2.records.length) return null;
+    const members = new Set(group2.records);
+    let start = end;
+    for (const rec of group2.records) {
+      const at = this.log.indexOf(rec);
+      if (at >= 0 && at < start) start = at;
+    }
+    const kept = [];
+    for (let j = start; j < end; j++) {
+      const rec = this.log[j];
+      const prev = kept[kept.length - 1];
+      if (prev && rec.of === prev && !members.has(prev) && !members.has(rec) && sameOp(invert2(prev.op), rec.op)) kept.pop();
+      else kept.push(rec);
+    }
+    let u = null;
+    for (const rec of kept) {
+      if (members.has(rec)) {
+        const inv = invert2(rec.op);
+        u = u === null ? inv : compose2(inv, u);
+      } else if (u !== null) {
+        if (rec.restore) u = withoutInserts(u);
+        u = transform2(u, toPlain(rec.op), "left");
+      }
+    }
+    return u;
+  }
+  /** Our record `before` (rebased to `after` over plain `r`, same base) lost deletes of dead
+   *  characters (a correction's) to `r`, which deleted them too. If `r` inserts the same
+   *  characters in order where it deleted them (a delete and its undo sent as one batch by
+   *  someone else, a restore), those are the same characters, still to be deleted: `carry`
+   *  maps the index of each such code point among those `r` inserts to its dead identity. */
+  _carry(before, after, r, carry) {
+    const kept = /* @__PURE__ */ new Set();
+    for (const c of after) if (typeof c === "object" && Array.isArray(c.d)) for (const id of c.ids) kept.add(id);
+    const lost = /* @__PURE__ */ new Map();
+    let pos = 0;
+    for (const c of before) {
+      if (typeof c === "number") pos += c;
+      else if (Array.isArray(c.d)) {
+        c.ids.forEach((id, k) => {
+          if (id !== null && this._dead.has(id) && !kept.has(id)) lost.set(pos + k, [c.d[k], id]);
+        });
+        pos += c.d.length;
+      }
+    }
+    if (!lost.size) return;
+    pos = 0;
+    let index = 0;
+    for (let j = 0; j < r.length; j++) {
+      const c = r[j];
+      if (typeof c === "number") {
+        pos += Math.abs(c);
+        continue;
+      }
+      const chars = Array.from(c);
+      const next = r[j + 1];
+      if (typeof next === "number" && next < 0) {
+        let k = 0;
+        for (let q = pos; q < pos - next && k < chars.length; q++) {
+          const hit = lost.get(q);
+          if (!hit) continue;
+          while (k < chars.length && chars[k] !== hit[0]) k++;
+          if (k < chars.length) carry.set(index + k++, hit[1]);
+        }
+      }
+      index += chars.length;
+    }
+  }
+  /** Server op `r` as the thin client applies it to the local text: rebased over its in-flight
+   *  and pending ops of the node as they stand (not over our records one by one: at a tie the
+   *  two can differ, and the identities must follow the text exactly). */
+  _asLocal(r) {
+    const key = `seq\0${this.node}\0`;
+    const batch = this.state.inflight;
+    const i = batch && batch.ops.get(key);
+    if (i) r = transform(r, i.payload, "right");
+    const mine = this.state.pending.get(key);
+    if (mine) r = transform(r, mine.payload, "right");
+    return r;
+  }
+  /** The identities of the local text (`n` code points), numbered afresh if we lost track. */
+  _idsFor(n) {
+    if (this._ids === null || this._ids.length !== n) {
+      this._ids = [];
+      for (let k = 0; k < n; k++) this._ids.push(this._nextId++);
+    }
+    return this._ids;
+  }
+  _push(stack, group2) {
+    stack.push(group2);
+    if (stack.length > this.limit) stack.shift();
+  }
+  /** Forget log records no step needs: before the first record of any step, of any claimable
+   *  restore, and of our unacknowledged records (later remotes rebase those). */
+  _trim() {
+    if (this.log.length < 64) return;
+    const first = this.state._edits - (this.state.inflight ? 1 : 0);
+    const index = new Map(this.log.map((rec, i) => [rec, i]));
+    let cut = this.log.length;
+    for (let i = 0; i < this.log.length; i++) {
+      const rec = this.log[i];
+      if (rec.own && rec.gen >= first) {
+        cut = i;
+        break;
+      }
+    }
+    const groups = [...this.undoStack, ...this.redoStack];
+    for (let i = cut; i < this.log.length; i++) if (this.log[i].source) groups.push(this.log[i].source);
+    for (const group2 of groups) for (const rec of group2.records) cut = Math.min(cut, index.get(rec) ?? cut);
+    if (this.log.length < LOG_SOFT_MAX) {
+      let seen = 0;
+      for (let i = this.log.length - 1; i >= 0 && seen < KEEP_RESTORES; i--) {
+        if (this.log[i].restore) {
+          seen++;
+          cut = Math.min(cut, i);
+        }
+      }
+    }
+    if (cut > 0) this.log.splice(0, cut);
+  }
+};
+function cpLen(text) {
+  return typeof text === "string" ? cpLength(text) : text.length;
+}
+function sameOp(a, b) {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+function seqChange2(node, edit, before) {
+  const change = { type: "seq", node, edit };
+  Object.defineProperty(change, "before", { value: before });
+  return change;
 }
 
 // src/client.js
@@ -2370,14 +3043,17 @@ export {
   ListHandle,
   MapHandle,
   PROTOCOL_VERSION,
+  RESTORE_EDIT_PREFIX,
   RegisterHandle,
   Rope,
   STATUS,
   TextHandle,
   ThinDocState,
+  UndoManager,
   cpLength,
   cpSlice,
   cpToUtf16,
+  isRestoreEdit,
   ot_exports as ot,
   utf16ToCp
 };
