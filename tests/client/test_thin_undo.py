@@ -280,18 +280,11 @@ class UndoMachine(RuleBasedStateMachine):
             if not peer.up:
                 peer.join(self.host)
         self._heal()
-        # the server's divergence check (docs/protocol.md, "Divergence checks"): a thin client
-        # can place a concurrent insert at a restore's boundary otherwise than the CRDT room
-        # does (not an undo matter: schedules without any undo show it too); the checksum then
-        # resyncs it from a snapshot, and the undo rules must hold across that rejoin as well
+        # the server's divergence check (docs/protocol.md, "Divergence checks") finds nothing:
+        # every thin client placed every concurrent insert as the room did (restores included)
         sums = {TEXT: p.text_checksum(self.host.values().get(TEXT, ""))}
         check = p.Checksum(doc=DOC, version=self.host.room.version, sums=sums)
-        if any([checksum.verify(peer.state, check) for peer in self.peers]):
-            event("a thin client diverged: resynced by the checksum")
-            for peer in self.peers:
-                if peer.state.rejoin_needed:
-                    peer.join(self.host)
-            self._heal()
+        assert not any([checksum.verify(peer.state, check) for peer in self.peers])
         text = self.host.values().get(TEXT, "")
         for peer in self.peers:
             assert peer.state.synced
@@ -561,6 +554,7 @@ def test_garbage_input_reaches_no_undo_step() -> None:
 
 
 # ------------------------------------- found by the random machine: not an undo matter
+# (the room now normalizes a client's op before rebasing it, as every client holds its ops)
 
 
 class _Draws:
@@ -589,12 +583,6 @@ RESTORE_BOUNDARY = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="a thin client places an insert next to a restore's replaced text otherwise than "
-    "the Room (no undo involved); the server's checksum resyncs it (UndoMachine.teardown)",
-)
 def test_a_restore_boundary_insert_converges_without_the_checksum(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -237,7 +237,10 @@ class ThinEdits(RoomState):
                                 f"{op.node} is a {kind.name.lower()}: insert "
                                 f"{'strings' if want is str else 'lists of values'}"
                             )
-                    edit = self.log.rebase(node, op.edit, msg.version)
+                    # normalized (inserts before deletes at one place) as every client holds
+                    # its ops: a tie between a replace and an insert then breaks the same way
+                    # here as in the clients' transforms (``docs/protocol.md``, T5)
+                    edit = self.log.rebase(node, ot.normalize(op.edit), msg.version)
                     edit = [_list_values(c) if isinstance(c, list) else c for c in edit]
                     for c in edit:
                         if isinstance(c, list):  # JSON the engine will take (nesting...)
