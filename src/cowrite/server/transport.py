@@ -65,10 +65,11 @@ class Link(Protocol):
 
 
 def asgi_websocket(handler: Callable[[WebSocket], Awaitable[None]]) -> AsgiWebSocket:
-    """Decorate a WebSocket endpoint (``async def f(ws: WebSocket)``) to be routed as a plain
-    ASGI app: Starlette then calls it directly instead of through its per-session wrappers.
-    Same behaviour (exceptions still reach the app's exception middleware); a long-lived
-    connection just holds fewer coroutine frames."""
+    """Decorate a WebSocket endpoint (``async def f(ws: WebSocket)``, or a plain function
+    returning the awaitable that serves it) to be routed as a plain ASGI app: Starlette then
+    calls it directly instead of through its per-session wrappers. Same behaviour (exceptions
+    still reach the app's exception middleware); a long-lived connection just holds fewer
+    coroutine frames."""
     return AsgiWebSocket(handler)
 
 
