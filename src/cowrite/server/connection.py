@@ -25,7 +25,7 @@ import time
 import uuid
 import weakref
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket
 
@@ -482,15 +482,23 @@ class Connection:
         log.warning("thin client diverged from the server: it resyncs", extra=extra)
 
 
+class Beating(Protocol):
+    """A connection on the shared heartbeat timer (native and Yjs)."""
+
+    def beat(self) -> None: ...
+
+    def _ids(self) -> dict[str, object]: ...
+
+
 class Shared:
     """What the connections of one hub share: one heartbeat timer, one flush per loop tick.
 
     Heartbeats: the connections are spread over ``slots`` buckets, one served per tick
     (``heartbeat_s / slots``, at most a second): each connection is pinged (or dropped,
-    ``Connection.beat``) every ``heartbeat_s``, the first time between ``heartbeat_s - tick`` and
-    ``heartbeat_s`` after it joined. The pings of a tick go out together, so idle connections
-    wake the server about once a tick rather than once per connection and ping; the timer runs
-    only while there are connections.
+    ``Connection.beat``, ``YjsConnection.beat``) every ``heartbeat_s``, the first time between
+    ``heartbeat_s - tick`` and ``heartbeat_s`` after it joined. The pings of a tick go out
+    together, so idle connections wake the server about once a tick rather than once per
+    connection and ping; the timer runs only while there are connections.
 
     Flushing: a connection that gets its first message of a loop tick is listed; one callback at
     the end of the tick flushes every listed connection (``Connection._flush``).
@@ -499,8 +507,8 @@ class Shared:
     def __init__(self, interval: float) -> None:
         self.slots = max(4, math.ceil(interval))  # ticks of at most a second
         self.tick = interval / self.slots
-        self._buckets: list[dict[Connection, None]] = [{} for _ in range(self.slots)]
-        self._where: dict[Connection, int] = {}
+        self._buckets: list[dict[Beating, None]] = [{} for _ in range(self.slots)]
+        self._where: dict[Beating, int] = {}
         self._next = 0  # the bucket the next tick serves
         self._timer: asyncio.TimerHandle | None = None
         self._at = 0.0
@@ -528,7 +536,7 @@ class Shared:
 
     # ----------------------------------------------------------- heartbeats
 
-    def add(self, conn: Connection) -> None:
+    def add(self, conn: Beating) -> None:
         if conn in self._where:
             return
         slot = (self._next - 1) % self.slots  # served last: its turn comes a full round later
@@ -539,7 +547,7 @@ class Shared:
             self._at = loop.time() + self.tick
             self._timer = loop.call_at(self._at, self._beat)
 
-    def discard(self, conn: Connection) -> None:
+    def discard(self, conn: Beating) -> None:
         slot = self._where.pop(conn, None)
         if slot is not None:
             del self._buckets[slot][conn]

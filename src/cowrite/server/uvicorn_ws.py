@@ -103,7 +103,7 @@ class Flag:
     async def wait(self) -> bool:
         if self._set:
             return True
-        waiter = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         if self._waiters is None:
             self._waiters = [waiter]
         else:
@@ -148,8 +148,8 @@ if WebSocketsSansIOProtocol is not None:
             """Drop what only the handshake needed. The frame parser can take over from the
             handshake parser when it waits at a frame boundary (nothing of a frame read yet):
             else this is tried again after the next message."""
-            self.request = None
-            self.response = None
+            self.request = None  # type: ignore[assignment]
+            self.response = None  # type: ignore[assignment]
             conn = self.conn
             parser = conn.parser
             inner = getattr(parser, "gi_yieldfrom", None)  # ``yield from super().parse()``
