@@ -189,6 +189,7 @@ class FakeWebSocket:
         self.sent: list[dict[str, Any]] = []
         self.closed: tuple[int, str] | None = None
         self.application_state = WebSocketState.CONNECTED
+        self.scope: dict[str, Any] = {"type": "websocket", "headers": [], "query_string": b""}
 
     async def accept(self) -> None:
         pass

@@ -45,6 +45,23 @@ async def test_the_inbox_hands_out_items_in_order_and_waits_when_empty() -> None
     assert inbox.empty()
 
 
+async def test_next_item_is_a_future_done_at_once_or_on_the_next_put() -> None:
+    inbox = Inbox()
+    inbox.put_nowait("a")
+    ready = inbox.next_item()
+    assert ready.done() and ready.result() == "a" and inbox.empty()
+    pending = inbox.next_item()
+    assert not pending.done()
+    with pytest.raises(RuntimeError):
+        inbox.next_item()  # one reader at a time
+    inbox.put_nowait("b")
+    assert await pending == "b"
+    gave_up = inbox.next_item()
+    gave_up.cancel()
+    inbox.put_nowait("c")
+    assert await inbox.next_item() == "c"
+
+
 async def test_an_item_for_a_cancelled_reader_waits_for_the_next_one() -> None:
     inbox = Inbox()
     waiting = asyncio.ensure_future(inbox.get())
@@ -89,6 +106,8 @@ async def test_an_open_connection_keeps_no_handshake_request(server: RunningServ
     [proto] = _protocols(server)
     assert isinstance(proto, SlimWebSocketProtocol)
     assert proto.request is None and proto.response is None
+    [conn] = server.state.connections
+    assert conn.ws.scope["headers"] == [] and conn.ws.scope["query_string"] == b""
     assert proto.conn.parser.gi_code is Protocol.parse.__code__  # the frame parser alone
     gc.collect()
     requests = [o for o in gc.get_referrers(Request) if isinstance(o, Request)]

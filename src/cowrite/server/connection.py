@@ -39,7 +39,7 @@ from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.reauth import reauth, rights_changed
-from cowrite.server.transport import Link, LinkClosed, open_link
+from cowrite.server.transport import Link, LinkClosed, open_link, release_request
 
 log = logging.getLogger("cowrite.connection")
 
@@ -214,6 +214,7 @@ class Connection:
             try:
                 if hooks.wants("on_connect"):
                     await self._connect_hooks()
+                release_request(self.ws)
                 await self._reader()
             except asyncio.CancelledError:
                 # ``close`` interrupted the reader; any other cancellation goes on

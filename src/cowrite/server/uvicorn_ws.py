@@ -57,6 +57,22 @@ class Inbox:
     def qsize(self) -> int:
         return len(self._items) if self._items else 0
 
+    def next_item(self) -> asyncio.Future[Any]:
+        """The next item: a done future when there is one, else one the next ``put_nowait``
+        completes (cancelling it gives up the wait; the item then stays for the next call)."""
+        future = asyncio.get_running_loop().create_future()
+        items = self._items
+        if items:
+            future.set_result(items.pop(0))
+            if not items:
+                self._items = None
+        else:
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                raise RuntimeError("Inbox: another reader is already waiting")
+            self._waiter = future
+        return future
+
     async def get(self) -> Any:
         items = self._items
         if items:
@@ -135,14 +151,17 @@ if WebSocketsSansIOProtocol is not None:
             if not self._parser_released and self.handshake_complete:
                 self.release_handshake()
 
-        async def receive(self) -> Any:
-            message = await self.queue.get()
-            if self.read_paused and self.queue.empty():
+        def receive(self) -> asyncio.Future[Any]:  # type: ignore[override]
+            """The next ASGI event, as a future (no coroutine frames while an idle connection
+            waits). uvicorn resumes reading once the app took the last queued event; here once
+            the app comes back for the next one and none is queued (the same back-pressure)."""
+            inbox: Inbox = self.queue  # type: ignore[assignment]
+            if self.read_paused and inbox.empty():
                 self.read_paused = False
                 self.transport.resume_reading()
             if not self._parser_released and self.handshake_complete:
                 self.release_handshake()  # a frame was on its way when it completed
-            return message
+            return inbox.next_item()
 
         def release_handshake(self) -> None:
             """Drop what only the handshake needed. The frame parser can take over from the

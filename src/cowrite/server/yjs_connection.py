@@ -43,7 +43,7 @@ from cowrite.server.hooks import Author, AuthRequest, Disconnect, connect_event
 from cowrite.server.hub import Hub, LoadedRoom
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
-from cowrite.server.transport import Link, LinkClosed, open_link
+from cowrite.server.transport import Link, LinkClosed, open_link, release_request
 from cowrite.server.yjs_member import (
     CLOSE_FORBIDDEN,
     CLOSE_HEARTBEAT_TIMEOUT,
@@ -252,6 +252,7 @@ class YjsConnection:
         try:
             try:
                 if await self._connect_hooks() and await self._open():
+                    release_request(ws)
                     await self._reader()
             except asyncio.CancelledError:
                 if self.closing is None or self._uncancel() > 0:
