@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import sys
+import time
 import tracemalloc
 from typing import Any
 
@@ -122,21 +123,7 @@ async def _settle() -> None:
 
 
 async def _server_main(args: argparse.Namespace) -> dict[str, Any]:
-    import uvicorn
-
-    from cowrite.server.app import create_app
-    from cowrite.server.config import Settings
-    from cowrite.server.run import server_config
-
-    port = _free_port()
-    settings = Settings(data=":memory:", host="127.0.0.1", port=port)
-    app = create_app(settings)
-    server = uvicorn.Server(server_config(app, settings))
-    server.config.log_level = "warning"
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    url = f"ws://127.0.0.1:{port}"
+    server, task, url = await _start(args)
     docs = max(1, (args.warm + args.n) // 10)
     warm = await _spawn_clients(url, args.kind, 0, args.warm, docs)
     await _settle()
@@ -198,6 +185,57 @@ async def _server_main(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+async def _start(args: argparse.Namespace) -> tuple[Any, asyncio.Task[None], str]:
+    import uvicorn
+
+    from cowrite.server.app import create_app
+    from cowrite.server.config import Settings
+    from cowrite.server.run import server_config
+
+    port = _free_port()
+    settings = Settings(
+        data=":memory:",
+        host="127.0.0.1",
+        port=port,
+        heartbeat_s=args.heartbeat,
+        heartbeat_timeout_s=args.heartbeat * 3,
+    )
+    server = uvicorn.Server(server_config(create_app(settings), settings))
+    server.config.log_level = "warning"
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    return server, task, f"ws://127.0.0.1:{port}"
+
+
+async def _cpu_main(args: argparse.Namespace) -> dict[str, Any]:
+    """RSS per connection and idle CPU, untraced (what ``--cpu`` prints)."""
+    server, task, url = await _start(args)
+    n = args.warm + args.n
+    gc.collect()
+    rss0 = _rss_kb()
+    clients = await _spawn_clients(url, args.kind, 0, n, max(1, n // 10))
+    await _settle()
+    rss1 = _rss_kb()
+    t0, c0 = time.monotonic(), time.process_time()
+    await asyncio.sleep(args.cpu)
+    t1, c1 = time.monotonic(), time.process_time()
+    assert clients.stdin is not None
+    clients.stdin.write(b"\n")
+    await clients.stdin.drain()
+    await clients.wait()
+    server.should_exit = True
+    await task
+    return {
+        "kind": args.kind,
+        "connections": n,
+        "rss_per_conn_bytes": round((rss1 - rss0) * 1024 / n),
+        "idle_cpu_pct": round(100 * (c1 - c0) / (t1 - t0), 3),
+        "heartbeat_s": args.heartbeat,
+        "loadavg": os.getloadavg()[0],
+    }
+
+
 def _short(path: str) -> str:
     for marker in ("site-packages/", "/src/", "/lib/python3"):
         i = path.find(marker)
@@ -218,6 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--frames", type=int, default=1)
+    parser.add_argument(
+        "--cpu",
+        type=float,
+        default=0.0,
+        help="instead of tracing the heap: RSS per connection and the server's CPU over this "
+        "many idle seconds once every connection is open",
+    )
+    parser.add_argument("--heartbeat", type=float, default=15.0, help="the server's heartbeat_s")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
         "--where",
@@ -226,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("COWRITE_LOG_JSON", "0")
+    if args.cpu:
+        cpu = asyncio.run(_cpu_main(args))
+        print(json.dumps(cpu) if args.json else " ".join(f"{k}={v}" for k, v in cpu.items()))
+        return 0
     tracemalloc.start(args.frames)
     out = asyncio.run(_server_main(args))
     if args.json:

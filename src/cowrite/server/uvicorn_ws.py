@@ -9,7 +9,11 @@ is uvicorn's protocol with the same behaviour and these changes:
 * once the handshake is over, the handshake request and response go (uvicorn keeps them), and
   so does ``websockets``' handshake parser: its generator frame keeps the parsed request, with
   every header, alive for the life of the connection (about 2.5 kB); the frame parser it
-  delegates to replaces it.
+  delegates to replaces it;
+* ``receive`` returns a future: a waiting connection holds no coroutine frames for it;
+* a message that goes straight to the waiting app does not pause reading (uvicorn pauses and
+  resumes the socket around every message: two system calls per pong of every idle client);
+  one that has to wait in the queue still does, so a slow app still pushes back.
 
 ``server_config`` (``run.py``) passes it to uvicorn; the tests that start a real server do too.
 ``protocol_class()`` is None when uvicorn's module is not there (then uvicorn's default).
@@ -53,6 +57,11 @@ class Inbox:
 
     def empty(self) -> bool:
         return not self._items
+
+    def waiting(self) -> bool:
+        """A reader waits: the next ``put_nowait`` goes straight to it."""
+        waiter = self._waiter
+        return waiter is not None and not waiter.done()
 
     def qsize(self) -> int:
         return len(self._items) if self._items else 0
@@ -150,6 +159,21 @@ if WebSocketsSansIOProtocol is not None:
             await super().send(message)
             if not self._parser_released and self.handshake_complete:
                 self.release_handshake()
+
+        def send_receive_event_to_app(self) -> None:
+            """uvicorn pauses reading after every message until the app took it, and resumes
+            when it did (two system calls per message, idle pongs included). A message that
+            goes straight to a waiting app needs no pause; one that has to be queued pauses
+            reading as before."""
+            inbox: Inbox = self.queue  # type: ignore[assignment]
+            if self.read_paused or not inbox.waiting():
+                super().send_receive_event_to_app()
+                return
+            self.read_paused = True  # uvicorn's code then leaves the socket alone...
+            try:
+                super().send_receive_event_to_app()
+            finally:
+                self.read_paused = False  # ...and it was never paused
 
         def receive(self) -> asyncio.Future[Any]:  # type: ignore[override]
             """The next ASGI event, as a future (no coroutine frames while an idle connection
