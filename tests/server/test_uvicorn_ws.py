@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import websockets
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from websockets.http11 import Request
@@ -71,6 +73,58 @@ async def test_an_item_for_a_cancelled_reader_waits_for_the_next_one() -> None:
         await waiting
     inbox.put_nowait("kept")
     assert await inbox.get() == "kept"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["put", "read", "cancel", "tick"]), max_size=60))
+def test_the_inbox_loses_nothing_and_keeps_the_order_whatever_the_interleaving(
+    steps: list[str],
+) -> None:
+    """Puts, reads (``next_item`` and ``get``, one at a time as uvicorn's one reader does),
+    readers cancelled while waiting, loop ticks, in any order: every item is read exactly
+    once, in the order it was put."""
+
+    async def run() -> None:
+        inbox = Inbox()
+        put: list[int] = []
+        got: list[int] = []
+        reader: asyncio.Future[Any] | None = None
+        for i, step in enumerate(steps):
+            if step == "put":
+                inbox.put_nowait(i)
+                put.append(i)
+            elif step == "read" and (reader is None or reader.done()):
+                if reader is not None and not reader.cancelled():
+                    got.append(reader.result())
+                use_get = i % 2 == 0
+                reader = asyncio.ensure_future(inbox.get()) if use_get else inbox.next_item()
+            elif step == "cancel" and reader is not None and not reader.done():
+                reader.cancel()
+            await asyncio.sleep(0)
+        if reader is not None:
+            await asyncio.sleep(0)
+            if reader.done() and not reader.cancelled():
+                got.append(reader.result())
+            else:
+                reader.cancel()
+                await asyncio.sleep(0)
+        while not inbox.empty():
+            got.append(await inbox.get())
+        assert got == put
+
+    asyncio.run(run())
+
+
+async def test_an_item_that_reached_a_reader_cancelled_meanwhile_is_not_lost() -> None:
+    inbox = Inbox()
+    reader = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)  # waiting
+    inbox.put_nowait("first")  # handed to its future...
+    inbox.put_nowait("second")
+    reader.cancel()  # ...and the reader is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert [await inbox.get(), await inbox.get()] == ["first", "second"]
 
 
 async def test_the_flag_wakes_every_waiter_when_set() -> None:

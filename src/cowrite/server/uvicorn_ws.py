@@ -68,7 +68,9 @@ class Inbox:
 
     def next_item(self) -> asyncio.Future[Any]:
         """The next item: a done future when there is one, else one the next ``put_nowait``
-        completes (cancelling it gives up the wait; the item then stays for the next call)."""
+        completes (cancelling it gives up the wait; the item then stays for the next call).
+        A task cancelled after the item reached its future loses the item with it: uvicorn's
+        one reader is the app's, and cowrite's connections cancel theirs only to close."""
         future = asyncio.get_running_loop().create_future()
         items = self._items
         if items:
@@ -95,6 +97,10 @@ class Inbox:
         waiter = self._waiter = asyncio.get_running_loop().create_future()
         try:
             return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # it came as the reader was cancelled
+                self._items = [waiter.result(), *(self._items or ())]
+            raise
         finally:
             if self._waiter is waiter:
                 self._waiter = None
