@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import cProfile
 import gc
 import json
 import os
@@ -64,7 +65,7 @@ async def _client_main(url: str, kind: str, start: int, count: int, docs: int) -
         doc = f"idle-{i % docs}"
         async with sem:
             if kind == "ws":
-                ws = await connect(f"{url}/ws", compression=None, max_size=None)
+                ws = await connect(f"{url}/ws", compression=None, max_size=None, ping_interval=None)
                 await ws.send(json.dumps({"type": "hello", "client_id": f"c{i:08d}"}))
                 await ws.send(json.dumps({"type": "join", "doc": doc, "create": True}))
                 while True:  # until joined
@@ -74,7 +75,7 @@ async def _client_main(url: str, kind: str, start: int, count: int, docs: int) -
                     if '"error"' in raw:
                         raise RuntimeError(raw)
             else:
-                ws = await connect(f"{url}/yjs/{doc}", compression=None, max_size=None)
+                ws = await connect(f"{url}/yjs/{doc}", compression=None, max_size=None, ping_interval=None)
                 await ws.send(b"\x00\x00\x01\x00")  # sync step 1, empty state vector
                 await ws.recv()
         conns.append(ws)
@@ -217,8 +218,14 @@ async def _cpu_main(args: argparse.Namespace) -> dict[str, Any]:
     clients = await _spawn_clients(url, args.kind, 0, n, max(1, n // 10))
     await _settle()
     rss1 = _rss_kb()
+    profile = cProfile.Profile() if args.profile else None
     t0, c0 = time.monotonic(), time.process_time()
+    if profile is not None:
+        profile.enable()
     await asyncio.sleep(args.cpu)
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(args.profile)
     t1, c1 = time.monotonic(), time.process_time()
     assert clients.stdin is not None
     clients.stdin.write(b"\n")
@@ -263,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         help="instead of tracing the heap: RSS per connection and the server's CPU over this "
         "many idle seconds once every connection is open",
     )
+    parser.add_argument("--profile", default="", help="with --cpu: cProfile the idle window here")
     parser.add_argument("--heartbeat", type=float, default=15.0, help="the server's heartbeat_s")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
