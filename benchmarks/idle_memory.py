@@ -75,7 +75,9 @@ async def _client_main(url: str, kind: str, start: int, count: int, docs: int) -
                     if '"error"' in raw:
                         raise RuntimeError(raw)
             else:
-                ws = await connect(f"{url}/yjs/{doc}", compression=None, max_size=None, ping_interval=None)
+                ws = await connect(
+                    f"{url}/yjs/{doc}", compression=None, max_size=None, ping_interval=None
+                )
                 await ws.send(b"\x00\x00\x01\x00")  # sync step 1, empty state vector
                 await ws.recv()
         conns.append(ws)
