@@ -197,6 +197,7 @@ class CowriteApp(Starlette):
                 match, child = route.matches(scope)
                 if match is Match.FULL:
                     scope["app"] = self
+                    scope.setdefault("router", self.router)
                     scope.update(child)
                     await route.app(scope, receive, send)
                     return
