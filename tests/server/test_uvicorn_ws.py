@@ -234,6 +234,69 @@ async def test_a_plain_http_request_to_the_socket_route_is_not_upgraded(
     writer.close()
 
 
+# ------------------------------------------------------------------------------ pongs
+
+
+async def test_a_pong_is_taken_where_it_is_read_and_keeps_the_client_alive(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A greeted client's pong never becomes an ASGI event (the reader is not woken) and still
+    counts as a sign of life: a client answering every ping outlives the heartbeat timeout."""
+    client = await RawClient.connect(server.ws_url, "p")
+    [conn] = server.state.connections
+    [proto] = _protocols(server)
+    assert proto.on_small_text is not None
+    events = 0
+    put = Inbox.put_nowait
+
+    def counting(inbox: Inbox, item: Any) -> None:
+        nonlocal events
+        events += inbox is proto.queue
+        put(inbox, item)
+
+    monkeypatch.setattr(Inbox, "put_nowait", counting)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2.5  # the fixture's heartbeat: every 0.5 s, timeout 1.5 s
+    while loop.time() < deadline:
+        ping = await client.expect("ping", timeout=2)
+        seen = conn.last_seen
+        await client.send({"type": "pong", "nonce": ping["nonce"]})
+        while conn.last_seen == seen:
+            await asyncio.sleep(0.01)
+    assert events == 0 and conn.closing is None
+    await client.send({"type": "join", "doc": "p", "create": True})  # the reader still reads
+    await client.expect("joined")
+    assert events == 1
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type":"pong","nonce":"x"}',  # invalid: the reader refuses it
+        '{"type":"pong"',  # malformed
+        '{"type":"diverged","doc":"pong","version":1,"node":"text:b"}',  # not a pong
+        "[" * 30 + '"pong"' + "]" * 30,
+    ],
+)
+async def test_small_frames_that_are_not_valid_pongs_go_to_the_reader(
+    server: RunningServer, frame: str
+) -> None:
+    client = await RawClient.connect(server.ws_url, "q")
+    await client.send(frame)
+    await client.expect("error")
+    await client.close()
+
+
+async def test_a_pong_before_hello_is_refused_as_before(server: RunningServer) -> None:
+    ws = await websockets.connect(server.ws_url)
+    client = RawClient(ws)
+    await client.send({"type": "pong", "nonce": 1})
+    error = await client.expect("error")
+    assert "hello" in error["message"]
+    await client.close()
+
+
 # ------------------------------------------------------------------------------ the shortcut
 
 

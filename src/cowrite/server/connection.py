@@ -39,7 +39,7 @@ from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.reauth import reauth, rights_changed
-from cowrite.server.transport import Link, LinkClosed, open_link, release_request
+from cowrite.server.transport import Link, LinkClosed, UvicornLink, open_link, release_request
 
 log = logging.getLogger("cowrite.connection")
 
@@ -202,6 +202,8 @@ class Connection:
         await self.ws.accept()
         self._task = asyncio.current_task()
         self._link = link = open_link(self.ws, self._failed)
+        if isinstance(link, UvicornLink):
+            link.intercept(self._pong)
         self.metrics.connections.inc()
         self._shared = shared = shared_of(self.hub, self.settings)
         shared.add(self)
@@ -306,6 +308,21 @@ class Connection:
                 else:
                     await self._dispatch(msg)
                 del msg
+
+    def _pong(self, text: str) -> bool:
+        """A small text message, where the socket read it: True when it is a valid ``pong``
+        of a greeted connection, handled here (``last_seen``, as the reader would) without
+        waking the reader; anything else goes to the reader as usual."""
+        if '"pong"' not in text or not self._greeted or self.closing is not None:
+            return False
+        try:
+            msg = p.decode_client(text, self.settings.max_message_bytes)
+        except (p.ProtocolError, RecursionError):
+            return False  # the reader says why
+        if type(msg) is not p.Pong:
+            return False
+        self.last_seen = time.monotonic()
+        return True
 
     def _on_frame(self, text: str | None, data: bytes | None) -> p.ClientMessage | None:
         """Decode one frame: the message to dispatch, or None when there is nothing more to do

@@ -141,6 +141,13 @@ class UvicornLink:
             with contextlib.suppress(AttributeError):
                 setattr(proto, name, None)
 
+    def intercept(self, handler: Callable[[str], bool]) -> None:
+        """Offer small text messages to ``handler`` where they are read, before they become
+        ASGI events (True: handled). Only under ``cowrite serve``'s protocol (``uvicorn_ws``);
+        else nothing changes."""
+        if hasattr(self._proto, "on_small_text"):
+            self._proto.on_small_text = handler
+
     def writable(self) -> bool:
         return bool(self._proto.writable.is_set())
 

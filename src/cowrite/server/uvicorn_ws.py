@@ -13,7 +13,9 @@ is uvicorn's protocol with the same behaviour and these changes:
 * ``receive`` returns a future: a waiting connection holds no coroutine frames for it;
 * a message that goes straight to the waiting app does not pause reading (uvicorn pauses and
   resumes the socket around every message: two system calls per pong of every idle client);
-  one that has to wait in the queue still does, so a slow app still pushes back.
+  one that has to wait in the queue still does, so a slow app still pushes back;
+* the app may take small text messages where they are read (``on_small_text``): the native
+  connection answers its heartbeat's pongs there, without an ASGI event or waking its task.
 
 ``server_config`` (``run.py``) passes it to uvicorn; the tests that start a real server do too.
 ``protocol_class()`` is None when uvicorn's module is not there (then uvicorn's default).
@@ -22,7 +24,11 @@ is uvicorn's protocol with the same behaviour and these changes:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
+
+SMALL_TEXT = 64
+"""Text messages of at most this many bytes are offered to ``on_small_text`` first."""
 
 try:  # uvicorn is a dependency, but its protocol module may change: then uvicorn's default
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -160,6 +166,9 @@ if WebSocketsSansIOProtocol is not None:
             self.queue = Inbox()  # type: ignore[assignment]
             self.writable = Flag(True)  # type: ignore[assignment]
             self._parser_released = False
+            self.on_small_text: Callable[[str], bool] | None = None
+            """Set by the app (``transport.UvicornLink.intercept``): offered every small text
+            message first; True means handled (a heartbeat's pong), so no ASGI event."""
 
         async def send(self, message: Any) -> None:
             await super().send(message)
@@ -171,6 +180,23 @@ if WebSocketsSansIOProtocol is not None:
             when it did (two system calls per message, idle pongs included). A message that
             goes straight to a waiting app needs no pause; one that has to be queued pauses
             reading as before."""
+            hook = self.on_small_text
+            frames = self.frames
+            if (
+                hook is not None
+                and self.curr_msg_data_type == "text"
+                and len(frames) == 1
+                and len(frames[0]) <= SMALL_TEXT
+                and not self.close_sent
+            ):
+                try:
+                    text = bytes(frames[0]).decode()
+                except UnicodeDecodeError:
+                    pass  # uvicorn's code closes the connection (1007)
+                else:
+                    if hook(text):
+                        self.frames = []
+                        return
             inbox: Inbox = self.queue  # type: ignore[assignment]
             if self.read_paused or not inbox.waiting():
                 super().send_receive_event_to_app()
