@@ -16,6 +16,7 @@ import websockets
 
 from cowrite.server.app import create_app
 from cowrite.server.config import Settings
+from cowrite.server.uvicorn_ws import protocol_class
 
 
 class RunningServer:
@@ -35,7 +36,13 @@ async def start_server(settings: Settings) -> tuple[RunningServer, asyncio.Task[
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, lifespan="on", ws_ping_interval=None)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        lifespan="on",
+        ws_ping_interval=None,
+        ws=protocol_class() or "auto",  # what ``cowrite serve`` runs (``run.server_config``)
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

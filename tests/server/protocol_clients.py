@@ -38,6 +38,7 @@ from cowrite.engine import ot
 from cowrite.engine.document import Document
 from cowrite.server.app import create_app
 from cowrite.server.config import Settings
+from cowrite.server.uvicorn_ws import protocol_class
 
 Msg = dict[str, Any]
 KeyRef = tuple[str, str | None]  # (node, key) of a map key or register (key None)
@@ -374,7 +375,13 @@ async def running(
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, lifespan="on", ws_ping_interval=None)
+        uvicorn.Config(
+            app,
+            log_config=None,
+            lifespan="on",
+            ws_ping_interval=None,
+            ws=protocol_class() or "auto",
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -32,6 +32,7 @@ from cowrite.server.connection import (
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
 from cowrite.server.transport import AsgiLink, LinkClosed, UvicornLink, text_header
+from cowrite.server.uvicorn_ws import protocol_class
 
 sys.path.insert(0, str(Path(__file__).parent))  # protocol_clients.py, next to this file
 from protocol_clients import ThinClient
@@ -188,6 +189,7 @@ class FakeWebSocket:
         self.sent: list[dict[str, Any]] = []
         self.closed: tuple[int, str] | None = None
         self.application_state = WebSocketState.CONNECTED
+        self.scope: dict[str, Any] = {"type": "websocket", "headers": [], "query_string": b""}
 
     async def accept(self) -> None:
         pass
@@ -243,7 +245,7 @@ async def test_cancelling_the_connection_from_outside_still_cancels_it() -> None
 
 
 @contextlib.asynccontextmanager
-async def serving(ws: str = "auto") -> AsyncIterator[tuple[str, Any]]:
+async def serving(ws: Any = "auto") -> AsyncIterator[tuple[str, Any]]:
     app = create_app(Settings(data=":memory:", heartbeat_s=30, heartbeat_timeout_s=60))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -279,12 +281,14 @@ async def _until(ws: Any, type_: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("compression", [None, "deflate"])
+@pytest.mark.parametrize("ws", ["auto", "slim"])
 async def test_frames_of_every_size_arrive_intact_straight_from_the_socket(
-    compression: str | None,
+    compression: str | None, ws: str
 ) -> None:
     """Under uvicorn the server writes frames itself: small, 16-bit and 64-bit length headers,
-    and through permessage-deflate when the client negotiated it."""
-    async with serving() as (url, state):
+    and through permessage-deflate when the client negotiated it (uvicorn's protocol and
+    ``cowrite serve``'s slimmer one, ``uvicorn_ws``)."""
+    async with serving(protocol_class() if ws == "slim" else ws) as (url, state):
         a = await websockets.connect(url, max_size=None, compression=compression)
         b = await websockets.connect(url, max_size=None, compression=compression)
         await _hello_join(a, "a", "sizes")

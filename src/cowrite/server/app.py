@@ -42,12 +42,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import Match, Mount, Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from cowrite.adapters.bus import Bus, open_bus
@@ -178,6 +179,31 @@ class Cowrite:
         return open_document(self.hub, document, user=user, name=name, create=create)
 
 
+class CowriteApp(Starlette):
+    """Starlette, except that a WebSocket of cowrite's own routes goes straight to its endpoint.
+
+    Starlette's stack (error and exception middleware, router, route) holds a coroutine frame
+    each, an extra ``WebSocket`` and closures for as long as the connection lasts; they do
+    nothing for these endpoints, which handle their own errors. So while no middleware was
+    added (``add_middleware``: then everything goes through it, as usual), ``__call__`` matches
+    ``socket_routes`` itself, as the router would (first match, path parameters, mounting).
+    """
+
+    socket_routes: tuple[WebSocketRoute, ...] = ()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and not self.user_middleware:
+            for route in self.socket_routes:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    scope["app"] = self
+                    scope.setdefault("router", self.router)
+                    scope.update(child)
+                    await route.app(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
+
+
 def web_routes() -> list[Mount]:
     """The web editor's built assets (``cowrite/server/static``), served at ``/`` when present."""
     from pathlib import Path
@@ -228,24 +254,29 @@ def create_app(
             return
         state.connections.add(conn)
         try:
-            with state.tracing.span("cowrite.connection", session=conn.session):
+            if state.tracing.enabled:
+                with state.tracing.span("cowrite.connection", session=conn.session):
+                    await conn.run()
+            else:  # no context manager held for the life of the connection
                 await conn.run()
         finally:
             state.connections.discard(conn)
             state.throttle.release(address)
 
-    @asgi_websocket  # routed as a plain ASGI app: fewer frames held per connection
-    async def ws_endpoint(ws: WebSocket) -> None:
-        await serve(ws, Connection(ws, state.hub, settings, state.metrics))
+    # routed as plain ASGI apps, and plain functions returning ``serve``'s coroutine: fewer
+    # frames held per connection
+    @asgi_websocket
+    def ws_endpoint(ws: WebSocket) -> Awaitable[None]:
+        return serve(ws, Connection(ws, state.hub, settings, state.metrics))
 
     @asgi_websocket
-    async def ywebsocket_endpoint(ws: WebSocket) -> None:
+    def ywebsocket_endpoint(ws: WebSocket) -> Awaitable[None]:
         name = ws.path_params["name"]
-        await serve(ws, YjsConnection(ws, state.hub, settings, state.metrics, "y-websocket", name))
+        return serve(ws, YjsConnection(ws, state.hub, settings, state.metrics, "y-websocket", name))
 
     @asgi_websocket
-    async def hocuspocus_endpoint(ws: WebSocket) -> None:
-        await serve(ws, YjsConnection(ws, state.hub, settings, state.metrics, "hocuspocus"))
+    def hocuspocus_endpoint(ws: WebSocket) -> Awaitable[None]:
+        return serve(ws, YjsConnection(ws, state.hub, settings, state.metrics, "hocuspocus"))
 
     async def healthz(request: Request) -> Response:
         # liveness: unhealthy only when restarting the process is the cure (the store's writer
@@ -261,17 +292,21 @@ def create_app(
     async def metrics(request: Request) -> Response:
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    routes = [
+    sockets = (
         WebSocketRoute("/ws", ws_endpoint),
         WebSocketRoute("/yjs/{name:path}", ywebsocket_endpoint),
         WebSocketRoute("/hocuspocus", hocuspocus_endpoint),
+    )
+    routes = [
+        *sockets,
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Mount("/api", routes=rest.routes(state)),
     ]
     routes.extend(web_routes())
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = CowriteApp(routes=routes, lifespan=lifespan)
+    app.socket_routes = sockets  # first in ``routes``: the router would match them first too
     if state.tracing.enabled:
         app.add_middleware(TracingMiddleware, tracing=state.tracing)
     app.state.cowrite = state

@@ -25,7 +25,7 @@ import time
 import uuid
 import weakref
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket
 
@@ -39,7 +39,7 @@ from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.reauth import reauth, rights_changed
-from cowrite.server.transport import Link, LinkClosed, open_link
+from cowrite.server.transport import Link, LinkClosed, UvicornLink, open_link, release_request
 
 log = logging.getLogger("cowrite.connection")
 
@@ -202,6 +202,8 @@ class Connection:
         await self.ws.accept()
         self._task = asyncio.current_task()
         self._link = link = open_link(self.ws, self._failed)
+        if isinstance(link, UvicornLink):
+            link.intercept(self._pong)
         self.metrics.connections.inc()
         self._shared = shared = shared_of(self.hub, self.settings)
         shared.add(self)
@@ -214,6 +216,7 @@ class Connection:
             try:
                 if hooks.wants("on_connect"):
                     await self._connect_hooks()
+                release_request(self.ws)
                 await self._reader()
             except asyncio.CancelledError:
                 # ``close`` interrupted the reader; any other cancellation goes on
@@ -305,6 +308,21 @@ class Connection:
                 else:
                     await self._dispatch(msg)
                 del msg
+
+    def _pong(self, text: str) -> bool:
+        """A small text message, where the socket read it: True when it is a valid ``pong``
+        of a greeted connection, handled here (``last_seen``, as the reader would) without
+        waking the reader; anything else goes to the reader as usual."""
+        if '"pong"' not in text or not self._greeted or self.closing is not None:
+            return False
+        try:
+            msg = p.decode_client(text, self.settings.max_message_bytes)
+        except (p.ProtocolError, RecursionError):
+            return False  # the reader says why
+        if type(msg) is not p.Pong:
+            return False
+        self.last_seen = time.monotonic()
+        return True
 
     def _on_frame(self, text: str | None, data: bytes | None) -> p.ClientMessage | None:
         """Decode one frame: the message to dispatch, or None when there is nothing more to do
@@ -482,15 +500,23 @@ class Connection:
         log.warning("thin client diverged from the server: it resyncs", extra=extra)
 
 
+class Beating(Protocol):
+    """A connection on the shared heartbeat timer (native and Yjs)."""
+
+    def beat(self) -> None: ...
+
+    def _ids(self) -> dict[str, object]: ...
+
+
 class Shared:
     """What the connections of one hub share: one heartbeat timer, one flush per loop tick.
 
     Heartbeats: the connections are spread over ``slots`` buckets, one served per tick
     (``heartbeat_s / slots``, at most a second): each connection is pinged (or dropped,
-    ``Connection.beat``) every ``heartbeat_s``, the first time between ``heartbeat_s - tick`` and
-    ``heartbeat_s`` after it joined. The pings of a tick go out together, so idle connections
-    wake the server about once a tick rather than once per connection and ping; the timer runs
-    only while there are connections.
+    ``Connection.beat``, ``YjsConnection.beat``) every ``heartbeat_s``, the first time between
+    ``heartbeat_s - tick`` and ``heartbeat_s`` after it joined. The pings of a tick go out
+    together, so idle connections wake the server about once a tick rather than once per
+    connection and ping; the timer runs only while there are connections.
 
     Flushing: a connection that gets its first message of a loop tick is listed; one callback at
     the end of the tick flushes every listed connection (``Connection._flush``).
@@ -499,8 +525,8 @@ class Shared:
     def __init__(self, interval: float) -> None:
         self.slots = max(4, math.ceil(interval))  # ticks of at most a second
         self.tick = interval / self.slots
-        self._buckets: list[dict[Connection, None]] = [{} for _ in range(self.slots)]
-        self._where: dict[Connection, int] = {}
+        self._buckets: list[dict[Beating, None]] = [{} for _ in range(self.slots)]
+        self._where: dict[Beating, int] = {}
         self._next = 0  # the bucket the next tick serves
         self._timer: asyncio.TimerHandle | None = None
         self._at = 0.0
@@ -528,7 +554,7 @@ class Shared:
 
     # ----------------------------------------------------------- heartbeats
 
-    def add(self, conn: Connection) -> None:
+    def add(self, conn: Beating) -> None:
         if conn in self._where:
             return
         slot = (self._next - 1) % self.slots  # served last: its turn comes a full round later
@@ -539,7 +565,7 @@ class Shared:
             self._at = loop.time() + self.tick
             self._timer = loop.call_at(self._at, self._beat)
 
-    def discard(self, conn: Connection) -> None:
+    def discard(self, conn: Beating) -> None:
         slot = self._where.pop(conn, None)
         if slot is not None:
             del self._buckets[slot][conn]

@@ -14,6 +14,7 @@ from cowrite.server.config import Settings
 from cowrite.server.gcpolicy import tune_for_latency
 from cowrite.server.http_guard import guarded_h11
 from cowrite.server.tracing import trace_ids
+from cowrite.server.uvicorn_ws import protocol_class
 
 
 def configure_logging(level: str = "info", json_logs: bool = True) -> None:
@@ -93,6 +94,7 @@ def server_config(app: Any, settings: Settings) -> uvicorn.Config:
         log_config=None,
         # the larger of the two protocols' frame limits (each checks its own; a Yjs client's
         # first sync after offline work can be megabytes)
+        ws=protocol_class() or "auto",  # uvicorn's sans-I/O protocol, slimmed (uvicorn_ws)
         ws_max_size=max(settings.max_message_bytes, settings.max_yjs_frame_bytes) + 1024,
         ws_ping_interval=None,
         ws_per_message_deflate=settings.ws_deflate,

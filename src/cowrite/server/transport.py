@@ -65,10 +65,11 @@ class Link(Protocol):
 
 
 def asgi_websocket(handler: Callable[[WebSocket], Awaitable[None]]) -> AsgiWebSocket:
-    """Decorate a WebSocket endpoint (``async def f(ws: WebSocket)``) to be routed as a plain
-    ASGI app: Starlette then calls it directly instead of through its per-session wrappers.
-    Same behaviour (exceptions still reach the app's exception middleware); a long-lived
-    connection just holds fewer coroutine frames."""
+    """Decorate a WebSocket endpoint (``async def f(ws: WebSocket)``, or a plain function
+    returning the awaitable that serves it) to be routed as a plain ASGI app: Starlette then
+    calls it directly instead of through its per-session wrappers. Same behaviour (exceptions
+    still reach the app's exception middleware); a long-lived connection just holds fewer
+    coroutine frames."""
     return AsgiWebSocket(handler)
 
 
@@ -96,6 +97,17 @@ def open_link(ws: WebSocket, on_error: Callable[[], None]) -> Link:
     ):
         return UvicornLink(ws, proto)
     return AsgiLink(ws, on_error)
+
+
+def release_request(ws: WebSocket) -> None:
+    """The connection is open and its ``on_connect`` hooks have seen the request: drop its
+    headers and query string (a y-websocket token among them), which nothing reads any more
+    and which the server's scope would keep for the life of the connection (~1.5 kB)."""
+    scope = ws.scope
+    scope["headers"] = []
+    scope["query_string"] = b""
+    for cached in ("_headers", "_query_params", "_url"):  # Starlette's, built on first use
+        ws.__dict__.pop(cached, None)
 
 
 _UVICORN_ATTRIBUTES = ("conn", "transport", "writable", "close_sent", "disconnected", "receive")
@@ -128,6 +140,13 @@ class UvicornLink:
         for name in ("request", "response"):
             with contextlib.suppress(AttributeError):
                 setattr(proto, name, None)
+
+    def intercept(self, handler: Callable[[str], bool]) -> None:
+        """Offer small text messages to ``handler`` where they are read, before they become
+        ASGI events (True: handled). Only under ``cowrite serve``'s protocol (``uvicorn_ws``);
+        else nothing changes."""
+        if hasattr(self._proto, "on_small_text"):
+            self._proto.on_small_text = handler
 
     def writable(self) -> bool:
         return bool(self._proto.writable.is_set())

@@ -13,8 +13,10 @@ it asks for through the hub, so a Yjs document goes through the same machinery a
 * awareness is relayed to every connection of the document here and to the other instances.
 
 Frames for the client wait in a bounded outbox (``outbox_messages`` / ``outbox_bytes``, then
-4008) and are written once per loop tick. Updates and awareness have per-connection budgets
-(``edits_per_second``, ``presence_per_second``): a client over budget is simply read more slowly.
+4008) and are written once per loop tick. The heartbeat is the hub's one timer for every
+connection (``connection.Shared``), not a timer per connection. Updates and awareness have
+per-connection budgets (``edits_per_second``, ``presence_per_second``): a client over budget is
+simply read more slowly.
 Authentication uses the server's tokens: the ``token`` query parameter (y-websocket) or the
 Hocuspocus Auth message; its ``exp`` ends the connection (4001).
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -35,11 +38,12 @@ from cowrite.rooms.state import FrameSink, Outcome, RoomError
 from cowrite.rooms.yjs_room import Attachment, YjsRoom
 from cowrite.server.auth import AuthError, Identity, anonymous, anonymous_id, verify
 from cowrite.server.config import Settings
+from cowrite.server.connection import Shared, shared_of
 from cowrite.server.hooks import Author, AuthRequest, Disconnect, connect_event
 from cowrite.server.hub import Hub, LoadedRoom
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
-from cowrite.server.transport import Link, LinkClosed, open_link
+from cowrite.server.transport import Link, LinkClosed, open_link, release_request
 from cowrite.server.yjs_member import (
     CLOSE_FORBIDDEN,
     CLOSE_HEARTBEAT_TIMEOUT,
@@ -84,6 +88,35 @@ without one): silent for this long, it is gone."""
 class YjsConnection:
     """A Yjs client's socket; ``document`` is the y-websocket URL's name (None: Hocuspocus)."""
 
+    __slots__ = (
+        "_awareness",
+        "_expires_at",
+        "_expiry",
+        "_flushing",
+        "_identities",
+        "_joins",
+        "_link",
+        "_members",
+        "_receiving",
+        "_renews",
+        "_session",
+        "_shared",
+        "_task",
+        "_updates",
+        "closing",
+        "dialect",
+        "document",
+        "hub",
+        "last_seen",
+        "limits",
+        "metrics",
+        "outbox",
+        "outbox_bytes",
+        "session",
+        "settings",
+        "ws",
+    )
+
     def __init__(
         self,
         ws: WebSocket,
@@ -112,7 +145,7 @@ class YjsConnection:
         self._identities: dict[str, Identity] = {}
         """By document: the identity its token gave (Hocuspocus authenticates per document)."""
         self._expiry: asyncio.TimerHandle | None = None
-        self._heartbeat: asyncio.TimerHandle | None = None
+        self._shared: Shared | None = None  # the hub's heartbeat timer, while running
         self.last_seen = time.monotonic()
         self._renews = dialect == "hocuspocus"
         """The client shows it is alive on its own: a Hocuspocus provider answers our pings; a
@@ -124,7 +157,7 @@ class YjsConnection:
             settings.presence_per_second, settings.presence_burst, hub.clock
         )
         self._joins = TokenBucket(settings.joins_per_second, settings.join_burst, hub.clock)
-        self.limits = SessionLimits(max_frame_bytes=settings.max_yjs_frame_bytes)
+        self.limits = _limits(settings.max_yjs_frame_bytes)
         self._session: YWebsocketSession | HocuspocusSession | None = None
 
     # --------------------------------------------------------------- sending
@@ -212,14 +245,14 @@ class YjsConnection:
         self._task = asyncio.current_task()
         self._link = link = open_link(ws, lambda: self.close(1006, "send failed"))
         self.metrics.connections.inc()
-        self._heartbeat = asyncio.get_running_loop().call_later(
-            self.settings.heartbeat_s, self._beat
-        )
+        self._shared = shared = shared_of(self.hub, self.settings)
+        shared.add(self)
         hooks = self.hub.hooks
         self.hub.permissions.connections.add(self)
         try:
             try:
                 if await self._connect_hooks() and await self._open():
+                    release_request(ws)
                     await self._reader()
             except asyncio.CancelledError:
                 if self.closing is None or self._uncancel() > 0:
@@ -229,8 +262,8 @@ class YjsConnection:
                 self.close(1011, "internal error")
         finally:
             self._receiving = False
-            if self._heartbeat is not None:
-                self._heartbeat.cancel()
+            if self._shared is not None:
+                self._shared.discard(self)
             if self._expiry is not None:
                 self._expiry.cancel()
             session = self._session
@@ -418,10 +451,10 @@ class YjsConnection:
             address = address_of(frame, self.dialect)
             await self._carry_out(session.receive(frame, self._now()), address)
 
-    def _beat(self) -> None:
-        """Every ``heartbeat_s``: drop a client silent for over ``heartbeat_timeout_s`` (its
-        awareness goes with it: no ghost caret), else ping a Hocuspocus one."""
-        self._heartbeat = None
+    def beat(self) -> None:
+        """Every ``heartbeat_s`` (the hub's one timer, ``connection.Shared``): drop a client
+        silent for over ``heartbeat_timeout_s`` (its awareness goes with it: no ghost caret),
+        else ping a Hocuspocus one."""
         if self.closing is not None:
             return
         timeout = self.settings.heartbeat_timeout_s
@@ -433,9 +466,6 @@ class YjsConnection:
             return
         if self.dialect == "hocuspocus":
             self.send(HocuspocusSession.ping_frame())
-        self._heartbeat = asyncio.get_running_loop().call_later(
-            self.settings.heartbeat_s, self._beat
-        )
 
     def _pace(self, frame: bytes) -> float:
         """Budgets: updates cost 1 + 1 per 10 kB, awareness 1, a Hocuspocus token (which opens
@@ -578,6 +608,12 @@ class YjsConnection:
         )
         await self.hub.yjs_chat_history(member, a.document)
         await self._carry_out(session.attach(a.address, room.shared, self._now()), a.address)
+
+
+@functools.lru_cache(maxsize=8)
+def _limits(max_frame_bytes: int) -> SessionLimits:
+    """One (immutable) ``SessionLimits`` for every connection of a server."""
+    return SessionLimits(max_frame_bytes=max_frame_bytes)
 
 
 def _frames(frames: list[tuple[FrameSink, bytes]]) -> Outcome:
