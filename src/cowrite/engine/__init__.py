@@ -21,7 +21,10 @@ the engine imports another engine module. In short:
   (``restore_batches``/``apply_restore_edits``/``restore``);
 - the OT edge: ``EditLog``, ``apply_index_edit``, anchors; compaction (``compact``);
 - errors: ``EngineError`` and its subclasses;
-- ``engine_build()``: whether the compiled (mypyc) hot modules or the pure-Python ones run.
+- ``engine_build()``: whether the compiled (mypyc) hot modules or the pure-Python ones run;
+- long loads in a worker thread: ``collector_paused``/``thaw_frozen`` (no garbage collection
+  during a large load, its objects frozen until dropped), ``observe_holds`` (how long a load held
+  the interpreter lock between two drops, for benchmarks and tests).
 """
 
 from cowrite.engine import native, ot  # noqa: F401  (native first: it picks the build)
@@ -81,6 +84,7 @@ from cowrite.engine.restore import (
     restore,
     restore_batches,
 )
+from cowrite.engine.threads import collector_paused, observe_holds, thaw_frozen
 
 __all__ = [
     # documents and node handles
@@ -154,6 +158,9 @@ __all__ = [
     "DecodeError",
     "ResyncNeeded",
     "TooManyReplicas",
-    # which build runs
+    # which build runs, and long loads in a worker thread
     "engine_build",
+    "collector_paused",
+    "thaw_frozen",
+    "observe_holds",
 ]

@@ -11,7 +11,6 @@ import sys
 import zlib
 from array import array
 from dataclasses import dataclass
-from operator import gt
 from typing import Any
 
 from cowrite.engine.codec import Reader
@@ -36,7 +35,7 @@ from cowrite.engine.state import (
     R_NEXT,
     R_NONE,
 )
-from cowrite.engine.threads import YIELD_EVERY, let_others_run
+from cowrite.engine.threads import PACE_EVERY, let_others_run, pace, start_slice
 
 _BIG_ENDIAN = sys.byteorder == "big"
 
@@ -67,7 +66,9 @@ class _State:
 
 def merge_state(doc: Document, data: bytes, *, changes: bool) -> list[Change]:
     """Merge a state into ``doc``: built directly into an empty document when no changes are
-    wanted, else turned into ops and merged (``Document.apply_ops``)."""
+    wanted, else turned into ops and merged (``Document.apply_ops``). A long load lets other
+    threads run every few milliseconds (``engine/threads.py``)."""
+    start_slice()
     state = _parse(data)
     if not changes and _is_empty(doc):
         _bulk_load(doc, state)
@@ -264,18 +265,20 @@ def _items_of(
     fl, ln, ic, is_, oc, os_, rc, rs = spec.cols
     n = len(fl)
     nt = len(cmap)
-    if any(col and max(col) >= nt for col in (ic, oc, rc)) or (n and (0 in ln or max(fl) > 127)):
+    flags: list[int] = fl.tolist()
+    sizes: list[int] = ln.tolist()
+    if not all(_below(col, nt) for col in (ic, oc, rc)) or not _below(flags, 128) or 0 in sizes:
         raise DecodeError("bad item columns")
     is_text = spec.kind is NodeKind.TEXT
-    if is_text and any(f & F_LIST for f in fl):
+    if is_text and not _without(flags, F_LIST):
         raise DecodeError("list content in a text")
     if not is_text and len(spec.lists) != n:
         raise DecodeError("text content in a list")
     text = spec.text
     lists = spec.lists
-    explicit_ids = [(v << CLIENT_BITS) | cmap[c] for c, v in zip(ic, is_, strict=True)]
-    explicit_origins = [(v << CLIENT_BITS) | cmap[c] for c, v in zip(oc, os_, strict=True)]
-    explicit_rights = [(v << CLIENT_BITS) | cmap[c] for c, v in zip(rc, rs, strict=True)]
+    explicit_ids = _packed(ic, is_, cmap)
+    explicit_origins = _packed(oc, os_, cmap)
+    explicit_rights = _packed(rc, rs, cmap)
     refs += explicit_origins
     refs += explicit_rights
     n_ids, n_origins, n_rights = len(explicit_ids), len(explicit_origins), len(explicit_rights)
@@ -285,11 +288,9 @@ def _items_of(
     fix: Item | None = None  # an item whose right is the next item's id
     items: list[Item] = []
     append = items.append
-    flags: list[int] = fl.tolist()
-    sizes: list[int] = ln.tolist()
     for k in range(n):
-        if k & (YIELD_EVERY - 1) == YIELD_EVERY - 1:
-            let_others_run()
+        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+            pace()
         f = flags[k]
         size = sizes[k]
         code = f & 12
@@ -346,7 +347,118 @@ def _items_of(
         raise DecodeError("the last item's right cannot be the next item")
     if is_text and pos != len(text):
         raise DecodeError("text items and text disagree")
+    _drop(explicit_ids)
     return items
+
+
+def _below(values: array[int] | list[int], bound: int) -> bool:
+    """Every value is below ``bound`` (a paced ``max``)."""
+    for k in range(0, len(values), 16 * PACE_EVERY):
+        if max(values[k : k + 16 * PACE_EVERY]) >= bound:
+            return False
+        pace()
+    return True
+
+
+def _without(flags: list[int], flag: int) -> bool:
+    """No value has ``flag`` set (paced)."""
+    for k, f in enumerate(flags):
+        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+            pace()
+        if f & flag:
+            return False
+    return True
+
+
+def _packed(clients: array[int], seqs: array[int], cmap: list[int]) -> list[int]:
+    """Packed ids from a client column and a seq column (of equal length, checked)."""
+    if len(clients) != len(seqs):
+        raise DecodeError("item columns disagree")
+    out: list[int] = []
+    append = out.append
+    for k in range(len(clients)):
+        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+            pace()
+        append((seqs[k] << CLIENT_BITS) | cmap[clients[k]])
+    return out
+
+
+def _drop(values: list[Any]) -> None:
+    """Empty a long list a slice at a time: freeing a million objects at once is one long hold."""
+    while values:
+        del values[-16 * PACE_EVERY :]
+        pace()
+
+
+def _sorted_by_id(items: list[Item]) -> list[Item]:
+    """``items`` (of one replica) sorted by id, pacing throughout: a bucket sort on the seq (one
+    ``list.sort`` of 700k items held the lock for a fifth of a second). Buckets are as many as
+    items, so most hold one or two; starts are distinct, so a bucket holds at most its share of
+    the seq range (``span / n``), sorted at once by ``sorted`` when over 16. Reads the items in
+    their given order only (document order: memory order, mostly)."""
+    n = len(items)
+    if n < 2:
+        return items
+    seqs: list[int] = []
+    for k in range(n):
+        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+            pace()
+        seqs.append(items[k].id >> CLIENT_BITS)
+    lo = min(seqs)
+    span = max(seqs) - lo + 1
+    where = [0] * n  # each item's bucket
+    ends = [0] * (n + 1)  # counts, then where each bucket starts, then where it ends
+    for k in range(n):
+        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+            pace()
+        b = (seqs[k] - lo) * n // span
+        where[k] = b
+        ends[b + 1] += 1
+    total = 0
+    for b in range(n + 1):
+        if b & (PACE_EVERY - 1) == PACE_EVERY - 1:
+            pace()
+        total += ends[b]
+        ends[b] = total
+    out: list[Item | None] = [None] * n
+    keys = [0] * n  # the seq of each item of ``out``
+    for k in range(n):
+        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+            pace()
+        b = where[k]
+        at = ends[b]
+        out[at] = items[k]
+        keys[at] = seqs[k]
+        ends[b] = at + 1
+    start = 0
+    for b in range(n):
+        if b & (PACE_EVERY - 1) == PACE_EVERY - 1:
+            pace()
+        end = ends[b]
+        if end - start > 1:
+            _sort_bucket(out, keys, start, end)
+        start = end
+    for ints in (seqs, where, ends, keys):  # freed a slice at a time
+        _drop(ints)
+    return out  # type: ignore[return-value]  # every slot was filled
+
+
+def _sort_bucket(out: list[Item | None], keys: list[int], start: int, end: int) -> None:
+    if end - start > 16:  # seqs far from uniform: list.sort, on this bucket only
+        pairs = sorted(zip(keys[start:end], range(start, end), strict=True))
+        part = [out[k] for _, k in pairs]
+        out[start:end] = part
+        return
+    for k in range(start + 1, end):  # insertion sort: a bucket holds a few items
+        it = out[k]
+        key = keys[k]
+        j = k - 1
+        while j >= start and keys[j] > key:
+            out[j + 1] = out[j]
+            keys[j + 1] = keys[j]
+            j -= 1
+        out[j + 1] = it
+        keys[j + 1] = key
 
 
 def _to_ops(doc: Document, state: _State) -> list[Op]:
@@ -448,28 +560,28 @@ def _build(doc: Document, state: _State) -> None:
         let_others_run()
         seq.load_items(items)
         checks.append((seq, refs))
-        for it in items:
+        for k, it in enumerate(items):
+            if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+                pace()
             per_client[it.id & CLIENT_MASK].append(it)
         let_others_run()
     index = doc.index
     nexts = [0] * len(doc._replicas)
     for (_, n), c in zip(state.replicas, cmap, strict=True):
         nexts[c] = n
-    for c, items in enumerate(per_client):
-        if not items:
+    for c, unsorted in enumerate(per_client):
+        if not unsorted:
             continue
-        items.sort(key=lambda it: it.id)
-        let_others_run()
-        starts = [it.id >> CLIENT_BITS for it in items]
-        ends = [s + len(it.content) for s, it in zip(starts, items, strict=True)]
-        if any(map(gt, ends, starts[1:])):
-            raise DecodeError("items overlap")
-        if ends[-1] > nexts[c]:
+        items = _sorted_by_id(unsorted)
+        per_client[c] = items
+        starts = _starts(items)
+        if starts[-1] + len(items[-1].content) > nexts[c]:
             raise DecodeError("an item beyond the version vector")
         index.load(c, starts, items)
         let_others_run()
     for seq, refs in checks:
         _check_refs(doc, seq, refs)
+        _drop(refs)
     for (_, n), c in zip(state.replicas, cmap, strict=True):
         doc._next[c] = n
         doc._record_version(c, n)
@@ -490,12 +602,28 @@ def _build(doc: Document, state: _State) -> None:
         doc._lazy_dels.append((chunk, {cmap[t]: end for t, end in bound}))
 
 
+def _starts(items: list[Item]) -> list[int]:
+    """The first seq of each of one replica's items (sorted by id), checking none overlap."""
+    starts: list[int] = []
+    append = starts.append
+    end = 0
+    for k, it in enumerate(items):
+        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+            pace()
+        s = it.id >> CLIENT_BITS
+        if s < end:
+            raise DecodeError("items overlap")
+        append(s)
+        end = s + len(it.content)
+    return starts
+
+
 def _check_refs(doc: Document, seq: Sequence, refs: list[int]) -> None:
     """Every id in ``refs`` names an element of ``seq``."""
     find = doc.index.find
     for k, pid in enumerate(refs):
-        if k & (YIELD_EVERY - 1) == YIELD_EVERY - 1:
-            let_others_run()
+        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+            pace()
         try:
             item, _ = find(pid)
         except KeyError:
