@@ -22,7 +22,8 @@ the engine imports another engine module. In short:
 - the OT edge: ``EditLog``, ``apply_index_edit``, anchors; compaction (``compact``);
 - errors: ``EngineError`` and its subclasses;
 - ``engine_build()``: whether the compiled (mypyc) hot modules or the pure-Python ones run;
-- long loads in a worker thread: ``collector_paused``/``thaw_frozen`` (no garbage collection
+- long loads in a worker thread: ``pace`` (drop the interpreter lock if held for 2 ms),
+  ``collector_paused``/``thaw_frozen`` (no garbage collection
   during a large load, its objects frozen until dropped), ``observe_holds`` (how long a load held
   the interpreter lock between two drops, for benchmarks and tests).
 """
@@ -84,7 +85,7 @@ from cowrite.engine.restore import (
     restore,
     restore_batches,
 )
-from cowrite.engine.threads import collector_paused, observe_holds, thaw_frozen
+from cowrite.engine.threads import collector_paused, observe_holds, pace, thaw_frozen
 
 __all__ = [
     # documents and node handles
@@ -163,4 +164,5 @@ __all__ = [
     "collector_paused",
     "thaw_frozen",
     "observe_holds",
+    "pace",
 ]

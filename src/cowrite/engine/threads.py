@@ -91,29 +91,29 @@ def observe_holds(observer: _Observer) -> Iterator[None]:
         _observers.remove(observer)
 
 
-_pause_lock = threading.Lock()
-_paused = 0  # loads inside collector_paused
-_was_enabled = False
+class _Pause:
+    lock = threading.Lock()
+    depth = 0  # loads inside collector_paused
+    was_enabled = False
 
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """No cyclic collection during the block (any thread); at the end of the last such block,
     everything alive is frozen (the caller must ``thaw_frozen`` when it drops what it built)."""
-    global _paused, _was_enabled
-    with _pause_lock:
-        if _paused == 0:
-            _was_enabled = gc.isenabled()
+    with _Pause.lock:
+        if _Pause.depth == 0:
+            _Pause.was_enabled = gc.isenabled()
             gc.disable()
-        _paused += 1
+        _Pause.depth += 1
     try:
         yield
     finally:
-        with _pause_lock:
-            _paused -= 1
-            if _paused == 0:
+        with _Pause.lock:
+            _Pause.depth -= 1
+            if _Pause.depth == 0:
                 gc.freeze()  # one list splice: the load's objects leave the young generation
-                if _was_enabled:
+                if _Pause.was_enabled:
                     gc.enable()
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from cowrite.engine import Document
+from cowrite.engine import Document, pace
 from cowrite.rooms.peers import PeerEntry
 from cowrite.rooms.room import Room
 from cowrite.rooms.state import Outcome, RoomLimits
@@ -118,6 +118,7 @@ class CrdtKind:
         room = Room(doc_id, doc, snapshot_seq, limits)
         for seq, update in updates:
             room.load_update(seq, update)
+            pace()  # in a worker thread: other threads run between two long merges
         return room
 
 

@@ -78,7 +78,7 @@ class LoadedRoom:
     retained_upto: int = 0
     """Version history retention went over the versions up to this seq (``server/history.py``)."""
     frozen: bool = False
-    """Loaded under ``collector_paused`` (engine/threads.py): its objects are frozen until it is dropped."""
+    """Loaded under ``collector_paused`` (engine/threads.py): frozen until it is dropped."""
 
     @property
     def crdt(self) -> Room:
