@@ -40,6 +40,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +155,12 @@ def _watch_holds() -> list[float]:
     from cowrite.engine import observe_holds
 
     holds: list[float] = []
-    observe_holds(holds.append).__enter__()  # for the life of the process
+    _KEPT.append(observe_holds(holds.append))  # kept: a collected one would stop observing
+    _KEPT[-1].__enter__()  # for the life of the process
     return holds
+
+
+_KEPT: list[AbstractContextManager[None]] = []
 
 
 def _holds_report(holds: list[float]) -> str:

@@ -143,14 +143,29 @@ def _parse(data: bytes) -> _State:
     return state
 
 
+_INFLATE_STEP = 1 << 19
+"""Bytes a state's body is decompressed by at once (about a millisecond)."""
+
+
 def _inflate(method: int, packed: bytes, size: int) -> tuple[bytes, int]:
     """Decompress the core; returns it and how many bytes of ``packed`` its stream took."""
     if method == C_ZLIB:
         d = zlib.decompressobj()
+        parts: list[bytes] = []
+        got = 0
+        pending = packed
         try:
-            body = d.decompress(packed, size + 1)
+            while True:  # a step at a time: it is CPU time, and pacing sees it
+                part = d.decompress(pending, min(_INFLATE_STEP, size + 1 - got))
+                parts.append(part)
+                got += len(part)
+                pace()
+                pending = d.unconsumed_tail
+                if d.eof or got > size or not (part or pending):
+                    break
         except zlib.error as exc:
             raise DecodeError(f"corrupt compressed data: {exc}") from None
+        body = b"".join(parts)
         if len(body) != size or not d.eof:
             raise DecodeError("compressed body does not match its declared size")
         return body, len(packed) - len(d.unused_data)

@@ -8,11 +8,12 @@ therefore calls ``pace()`` every ``PACE_EVERY`` items (and ``let_others_run()`` 
 phases); ``pace`` drops the lock once ``SLICE_S`` has passed since this thread last did. Each step
 between two calls must be short (a few thousand items at most): that is the caller's contract.
 
-Dropping the lock is a real hand-over: the thread sleeps ``HANDOVER_S``, so that a thread woken to
-take the lock gets it even when the operating system is slow to run it (``time.sleep(0)`` gave it
-back to the loader before the waiter ran, and the waiter then waited out the 5 ms switch interval
-and the loader's next slice). ``observe_holds`` records every hold (thread CPU seconds between two
-drops), which is how the benchmark reports the stall in CPU terms and the tests count the drops.
+Dropping the lock is ``time.sleep(0)``: a waiting thread that is running takes it at once; one
+that has waited CPython's switch interval (5 ms) has asked for it, and then the drop waits until
+it took it. Sleeping longer (0.1 ms) gave the lock away more surely but made the load 1.5-3x
+longer in wall time on a loaded machine (each drop gave the CPU away too). ``observe_holds``
+records every hold (thread CPU seconds between two drops), which is how the benchmark reports
+the stall in CPU terms and the tests count the drops.
 
 The cyclic garbage collector is the other long hold: a load allocates a million objects, and a
 collection that walks them cannot be interrupted (15-45 ms each with the server's thresholds).
@@ -37,12 +38,6 @@ PACE_EVERY: Final = 64
 SLICE_S: Final = 0.002
 """The longest the lock is held between two drops (wall seconds) when ``pace`` is called often."""
 
-HANDOVER_S: Final = 0.0001
-"""How long a drop sleeps: enough for a woken thread to take the lock, 5 % of a slice."""
-
-YIELD_EVERY: Final = 4096
-"""Items between two ``let_others_run()`` in passes that do not ``pace`` (kept for callers)."""
-
 _Observer = Callable[[float], None]
 
 
@@ -62,13 +57,13 @@ def pace() -> None:
 
 
 def let_others_run() -> None:
-    """Drop the interpreter lock for ``HANDOVER_S``, so a thread that waits for it runs now."""
+    """Drop the interpreter lock, so that a thread waiting for it can take it now."""
     if _observers:
         now = time.thread_time()
         if _clock.cpu:
             for observer in _observers:
                 observer(now - _clock.cpu)
-    time.sleep(HANDOVER_S)
+    time.sleep(0)
     _clock.last = time.perf_counter()
     if _observers:
         _clock.cpu = time.thread_time()
