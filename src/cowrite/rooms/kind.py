@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from cowrite.engine import Document, pace
+from cowrite.engine import Document
 from cowrite.rooms.peers import PeerEntry
 from cowrite.rooms.room import Room
 from cowrite.rooms.state import Outcome, RoomLimits
@@ -117,8 +117,7 @@ class CrdtKind:
         )
         room = Room(doc_id, doc, snapshot_seq, limits)
         for seq, update in updates:
-            room.load_update(seq, update)
-            pace()  # in a worker thread: other threads run between two long merges
+            room.load_update(seq, update)  # paced op by op (replicas._apply_remote_ops)
         return room
 
 
