@@ -72,13 +72,16 @@ def test_collector_paused_freezes_what_the_load_built_until_thawed() -> None:
     thaw_frozen()
     enabled = gc.isenabled()
     gc.enable()
+    interval = sys.getswitchinterval()
     try:
         with collector_paused():
             with collector_paused():  # nested (two loads at once): one pause
                 assert not gc.isenabled()
             assert not gc.isenabled()
+            assert sys.getswitchinterval() <= threads.LOAD_SWITCH_INTERVAL_S
             built = [[] for _ in range(1000)]
         assert gc.isenabled()
+        assert sys.getswitchinterval() == interval
         assert gc.get_freeze_count() >= len(built)
         thaw_frozen()
         assert gc.get_freeze_count() == 0

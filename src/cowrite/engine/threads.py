@@ -9,11 +9,12 @@ phases); ``pace`` drops the lock once ``SLICE_S`` has passed since this thread l
 between two calls must be short (a few thousand items at most): that is the caller's contract.
 
 Dropping the lock is ``time.sleep(0)``: a waiting thread that is running takes it at once; one
-that has waited CPython's switch interval (5 ms) has asked for it, and then the drop waits until
-it took it. Sleeping longer (0.1 ms) gave the lock away more surely but made the load 1.5-3x
-longer in wall time on a loaded machine (each drop gave the CPU away too). ``observe_holds``
-records every hold (thread CPU seconds between two drops), which is how the benchmark reports
-the stall in CPU terms and the tests count the drops.
+that has waited CPython's switch interval has asked for it, and then the drop waits until it
+took it (``collector_paused`` shortens that interval to 0.5 ms for a large load). Sleeping
+longer (0.1 ms) gave the lock away more surely but made the load 1.5-3x longer in wall time on
+a loaded machine (each drop gave the CPU away too). ``observe_holds`` records every hold (thread
+CPU seconds between two drops), which is how the benchmark reports the stall in CPU terms and
+the tests count the drops.
 
 The cyclic garbage collector is the other long hold: a load allocates a million objects, and a
 collection that walks them cannot be interrupted (15-45 ms each with the server's thresholds).
@@ -26,6 +27,7 @@ freed).
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +39,10 @@ PACE_EVERY: Final = 64
 
 SLICE_S: Final = 0.002
 """The longest the lock is held between two drops (wall seconds) when ``pace`` is called often."""
+
+LOAD_SWITCH_INTERVAL_S: Final = 0.0005
+"""CPython's switch interval during a large load (``collector_paused``; 5 ms otherwise): how long
+a thread waits for the lock before it asks for it, and the loader's next drop hands it over."""
 
 _Observer = Callable[[float], None]
 
@@ -90,16 +96,20 @@ class _Pause:
     lock = threading.Lock()
     depth = 0  # loads inside collector_paused
     was_enabled = False
+    interval = 0.005
 
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """No cyclic collection during the block (any thread); at the end of the last such block,
-    everything alive is frozen (the caller must ``thaw_frozen`` when it drops what it built)."""
+    """No cyclic collection during the block (any thread), and a short switch interval; at the
+    end of the last such block, everything alive is frozen (the caller must ``thaw_frozen`` when
+    it drops what it built)."""
     with _Pause.lock:
         if _Pause.depth == 0:
             _Pause.was_enabled = gc.isenabled()
             gc.disable()
+            _Pause.interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(_Pause.interval, LOAD_SWITCH_INTERVAL_S))
         _Pause.depth += 1
     try:
         yield
@@ -107,6 +117,7 @@ def collector_paused() -> Iterator[None]:
         with _Pause.lock:
             _Pause.depth -= 1
             if _Pause.depth == 0:
+                sys.setswitchinterval(_Pause.interval)
                 gc.freeze()  # one list splice: the load's objects leave the young generation
                 if _Pause.was_enabled:
                     gc.enable()
