@@ -122,6 +122,7 @@ def _parse(data: bytes) -> _State:
         raise DecodeError("unknown compression method")
     try:
         state = _parse_body(Reader(body), len(body))
+        pace()
         t = Reader(tail)
         for _ in range(t.count(per_item_min_bytes=3)):
             crc = t.uint(max_value=0xFFFFFFFF)
@@ -165,7 +166,9 @@ def _inflate(method: int, packed: bytes, size: int) -> tuple[bytes, int]:
                     break
         except zlib.error as exc:
             raise DecodeError(f"corrupt compressed data: {exc}") from None
-        body = b"".join(parts)
+        pace()
+        body = b"".join(parts)  # a few ms for megabytes (fresh pages): a step of its own
+        pace()
         if len(body) != size or not d.eof:
             raise DecodeError("compressed body does not match its declared size")
         return body, len(packed) - len(d.unused_data)
@@ -219,11 +222,13 @@ def _parse_body(r: Reader, size: int) -> _State:
         for _ in range(3):
             m = r.count(max_count=n, per_item_min_bytes=2)
             cols += [_get_column(r, m), _get_column(r, m)]
+            pace()
         raw = r.bytes_()
         try:
             text = raw.decode("utf-8", "surrogatepass")
         except UnicodeDecodeError as exc:
             raise DecodeError(f"invalid UTF-8 in text: {exc.reason}") from None
+        pace()
         n_lists = sum(1 for f in cols[0] if f & F_LIST) if kind is NodeKind.LIST else 0
         lists = [_decode_list(r.bytes_()) for _ in range(n_lists)]
         nodes.append(_Nodes(ref, kind, cols, text, lists))
@@ -282,7 +287,9 @@ def _items_of(
     n = len(fl)
     nt = len(cmap)
     flags: list[int] = fl.tolist()
+    pace()
     sizes: list[int] = ln.tolist()
+    pace()
     if not all(_below(col, nt) for col in (ic, oc, rc)) or not _below(flags, 128) or 0 in sizes:
         raise DecodeError("bad item columns")
     is_text = spec.kind is NodeKind.TEXT
@@ -420,10 +427,14 @@ def _sorted_by_id(items: list[Item]) -> list[Item]:
         if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
             pace()
         seqs.append(items[k].id >> CLIENT_BITS)
+    pace()
     lo = min(seqs)
+    pace()
     span = max(seqs) - lo + 1
+    pace()
     where = [0] * n  # each item's bucket
     ends = [0] * (n + 1)  # counts, then where each bucket starts, then where it ends
+    pace()
     for k in range(n):
         if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
             pace()
@@ -436,8 +447,10 @@ def _sorted_by_id(items: list[Item]) -> list[Item]:
             pace()
         total += ends[b]
         ends[b] = total
+    pace()
     out: list[Item | None] = [None] * n
     keys = [0] * n  # the seq of each item of ``out``
+    pace()
     for k in range(n):
         if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
             pace()
@@ -590,6 +603,8 @@ def _build(doc: Document, state: _State) -> None:
             continue
         items = _sorted_by_id(unsorted)
         per_client[c] = items
+        del unsorted
+        pace()
         starts = _starts(items)
         if starts[-1] + len(items[-1].content) > nexts[c]:
             raise DecodeError("an item beyond the version vector")
