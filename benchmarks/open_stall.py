@@ -176,8 +176,10 @@ async def _run(chars: int, rounds: int, interval_ms: float, workdir: Path) -> in
         print(f"round {r + 1}: {rows[-1]}", file=sys.stderr)
     server.terminate()
     await asyncio.sleep(1.0)
-    print("| round | open + joined ms | joined MB | typist ack p50 before | max before | "
-          "max during the open | delay (max during - p50) | target ≤ 20 ms |")
+    print(
+        "| round | open + joined ms | joined MB | typist ack p50 before | max before | "
+        "max during the open | delay (max during - p50) | target ≤ 20 ms |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for i, row in enumerate(rows, 1):
         verdict = "PASS" if row["delay"] <= 20 else "MISS"

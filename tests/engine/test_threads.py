@@ -14,7 +14,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cowrite.engine import collector_paused, observe_holds, state_load, thaw_frozen, threads
+from cowrite.engine import collector_paused, load_passes, observe_holds, thaw_frozen, threads
 from cowrite.engine.ids import CLIENT_BITS
 from cowrite.engine.runs import Item
 
@@ -24,9 +24,10 @@ from cowrite.engine import Document, engine_build
 from cowrite.engine import state_load
 from cowrite.engine.threads import PACE_EVERY
 assert engine_build().startswith("pure"), engine_build()
+from cowrite.engine import load_passes
 paces = []
 drops = []
-state_load.pace = lambda: paces.append(1)
+state_load.pace = load_passes.pace = lambda: paces.append(1)
 state_load.let_others_run = lambda: drops.append(1)
 doc = Document(replica=1)
 text = doc.text("t")
@@ -105,6 +106,6 @@ def test_the_paced_sort_sorts_by_id(seqs: list[int], rng: random.Random) -> None
     seqs = seqs + [1000 + k for k in range(rng.randrange(40)) if 1000 + k not in seqs]
     rng.shuffle(seqs)
     items = _items(seqs)
-    out = state_load._sorted_by_id(items)
+    out = load_passes.sorted_by_id(items)
     assert [it.id for it in out] == sorted(it.id for it in items)
     assert sorted(map(id, out)) == sorted(map(id, items))  # the same objects, each once

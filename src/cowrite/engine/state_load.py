@@ -18,6 +18,7 @@ from cowrite.engine.document import Change, Document, root_id
 from cowrite.engine.encoding import C_LZMA, C_NONE, C_ZLIB, _decode_list, _max_body, decode_ops
 from cowrite.engine.errors import DecodeError, EngineError, TooManyReplicas
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, MAX_CLIENTS, MAX_REPLICA_ID, NO_ID, ONE
+from cowrite.engine.load_passes import below, drop, packed, sorted_by_id, starts, without
 from cowrite.engine.ops import AddOp, DeleteOp, InsertOp, NewNode, NodeKind, Op, SetOp
 from cowrite.engine.runs import Item
 from cowrite.engine.sequence import Sequence
@@ -290,18 +291,18 @@ def _items_of(
     pace()
     sizes: list[int] = ln.tolist()
     pace()
-    if not all(_below(col, nt) for col in (ic, oc, rc)) or not _below(flags, 128) or 0 in sizes:
+    if not all(below(col, nt) for col in (ic, oc, rc)) or not below(flags, 128) or 0 in sizes:
         raise DecodeError("bad item columns")
     is_text = spec.kind is NodeKind.TEXT
-    if is_text and not _without(flags, F_LIST):
+    if is_text and not without(flags, F_LIST):
         raise DecodeError("list content in a text")
     if not is_text and len(spec.lists) != n:
         raise DecodeError("text content in a list")
     text = spec.text
     lists = spec.lists
-    explicit_ids = _packed(ic, is_, cmap)
-    explicit_origins = _packed(oc, os_, cmap)
-    explicit_rights = _packed(rc, rs, cmap)
+    explicit_ids = packed(ic, is_, cmap)
+    explicit_origins = packed(oc, os_, cmap)
+    explicit_rights = packed(rc, rs, cmap)
     refs += explicit_origins
     refs += explicit_rights
     n_ids, n_origins, n_rights = len(explicit_ids), len(explicit_origins), len(explicit_rights)
@@ -370,124 +371,8 @@ def _items_of(
         raise DecodeError("the last item's right cannot be the next item")
     if is_text and pos != len(text):
         raise DecodeError("text items and text disagree")
-    _drop(explicit_ids)
+    drop(explicit_ids)
     return items
-
-
-def _below(values: array[int] | list[int], bound: int) -> bool:
-    """Every value is below ``bound`` (a paced ``max``)."""
-    for k in range(0, len(values), 16 * PACE_EVERY):
-        if max(values[k : k + 16 * PACE_EVERY]) >= bound:
-            return False
-        pace()
-    return True
-
-
-def _without(flags: list[int], flag: int) -> bool:
-    """No value has ``flag`` set (paced)."""
-    for k, f in enumerate(flags):
-        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
-            pace()
-        if f & flag:
-            return False
-    return True
-
-
-def _packed(clients: array[int], seqs: array[int], cmap: list[int]) -> list[int]:
-    """Packed ids from a client column and a seq column (of equal length, checked)."""
-    if len(clients) != len(seqs):
-        raise DecodeError("item columns disagree")
-    out: list[int] = []
-    append = out.append
-    for k in range(len(clients)):
-        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
-            pace()
-        append((seqs[k] << CLIENT_BITS) | cmap[clients[k]])
-    return out
-
-
-def _drop(values: list[Any]) -> None:
-    """Empty a long list a slice at a time: freeing a million objects at once is one long hold."""
-    while values:
-        del values[-16 * PACE_EVERY :]
-        pace()
-
-
-def _sorted_by_id(items: list[Item]) -> list[Item]:
-    """``items`` (of one replica) sorted by id, pacing throughout: a bucket sort on the seq (one
-    ``list.sort`` of 700k items held the lock for a fifth of a second). Buckets are as many as
-    items, so most hold one or two; starts are distinct, so a bucket holds at most its share of
-    the seq range (``span / n``), sorted at once by ``sorted`` when over 16. Reads the items in
-    their given order only (document order: memory order, mostly)."""
-    n = len(items)
-    if n < 2:
-        return items
-    seqs: list[int] = []
-    for k in range(n):
-        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
-            pace()
-        seqs.append(items[k].id >> CLIENT_BITS)
-    pace()
-    lo = min(seqs)
-    pace()
-    span = max(seqs) - lo + 1
-    pace()
-    where = [0] * n  # each item's bucket
-    ends = [0] * (n + 1)  # counts, then where each bucket starts, then where it ends
-    pace()
-    for k in range(n):
-        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
-            pace()
-        b = (seqs[k] - lo) * n // span
-        where[k] = b
-        ends[b + 1] += 1
-    total = 0
-    for b in range(n + 1):
-        if b & (PACE_EVERY - 1) == PACE_EVERY - 1:
-            pace()
-        total += ends[b]
-        ends[b] = total
-    pace()
-    out: list[Item | None] = [None] * n
-    keys = [0] * n  # the seq of each item of ``out``
-    pace()
-    for k in range(n):
-        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
-            pace()
-        b = where[k]
-        at = ends[b]
-        out[at] = items[k]
-        keys[at] = seqs[k]
-        ends[b] = at + 1
-    start = 0
-    for b in range(n):
-        if b & (PACE_EVERY - 1) == PACE_EVERY - 1:
-            pace()
-        end = ends[b]
-        if end - start > 1:
-            _sort_bucket(out, keys, start, end)
-        start = end
-    for ints in (seqs, where, ends, keys):  # freed a slice at a time
-        _drop(ints)
-    return out  # type: ignore[return-value]  # every slot was filled
-
-
-def _sort_bucket(out: list[Item | None], keys: list[int], start: int, end: int) -> None:
-    if end - start > 16:  # seqs far from uniform: list.sort, on this bucket only
-        pairs = sorted(zip(keys[start:end], range(start, end), strict=True))
-        part = [out[k] for _, k in pairs]
-        out[start:end] = part
-        return
-    for k in range(start + 1, end):  # insertion sort: a bucket holds a few items
-        it = out[k]
-        key = keys[k]
-        j = k - 1
-        while j >= start and keys[j] > key:
-            out[j + 1] = out[j]
-            keys[j + 1] = keys[j]
-            j -= 1
-        out[j + 1] = it
-        keys[j + 1] = key
 
 
 def _to_ops(doc: Document, state: _State) -> list[Op]:
@@ -601,18 +486,18 @@ def _build(doc: Document, state: _State) -> None:
     for c, unsorted in enumerate(per_client):
         if not unsorted:
             continue
-        items = _sorted_by_id(unsorted)
+        items = sorted_by_id(unsorted)
         per_client[c] = items
         del unsorted
         pace()
-        starts = _starts(items)
-        if starts[-1] + len(items[-1].content) > nexts[c]:
+        firsts = starts(items)
+        if firsts[-1] + len(items[-1].content) > nexts[c]:
             raise DecodeError("an item beyond the version vector")
-        index.load(c, starts, items)
+        index.load(c, firsts, items)
         let_others_run()
     for seq, refs in checks:
         _check_refs(doc, seq, refs)
-        _drop(refs)
+        drop(refs)
     for (_, n), c in zip(state.replicas, cmap, strict=True):
         doc._next[c] = n
         doc._record_version(c, n)
@@ -631,22 +516,6 @@ def _build(doc: Document, state: _State) -> None:
         doc._log[c].append(op)
     for chunk, bound in state.chunks:
         doc._lazy_dels.append((chunk, {cmap[t]: end for t, end in bound}))
-
-
-def _starts(items: list[Item]) -> list[int]:
-    """The first seq of each of one replica's items (sorted by id), checking none overlap."""
-    starts: list[int] = []
-    append = starts.append
-    end = 0
-    for k, it in enumerate(items):
-        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
-            pace()
-        s = it.id >> CLIENT_BITS
-        if s < end:
-            raise DecodeError("items overlap")
-        append(s)
-        end = s + len(it.content)
-    return starts
 
 
 def _check_refs(doc: Document, seq: Sequence, refs: list[int]) -> None:
