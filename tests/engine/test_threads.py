@@ -6,17 +6,11 @@ compiled modules resolve theirs once); no assertion here depends on how fast the
 from __future__ import annotations
 
 import gc
-import random
 import subprocess
 import sys
 import time
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from cowrite.engine import collector_paused, load_passes, observe_holds, thaw_frozen, threads
-from cowrite.engine.ids import CLIENT_BITS
-from cowrite.engine.runs import Item
+from cowrite.engine import collector_paused, observe_holds, thaw_frozen, threads
 
 CODE = """
 import random
@@ -90,22 +84,3 @@ def test_collector_paused_freezes_what_the_load_built_until_thawed() -> None:
         thaw_frozen()
         if not enabled:
             gc.disable()
-
-
-def _items(seqs: list[int]) -> list[Item]:
-    return [Item((s << CLIENT_BITS) | 1, "ab", -1, -1, False) for s in seqs]
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.lists(st.integers(0, (1 << 43) - 1), unique=True, max_size=300),
-    st.randoms(use_true_random=False),
-)
-def test_the_paced_sort_sorts_by_id(seqs: list[int], rng: random.Random) -> None:
-    # uniform, clustered and far-apart seqs: crowded buckets go through ``sorted``
-    seqs = seqs + [1000 + k for k in range(rng.randrange(40)) if 1000 + k not in seqs]
-    rng.shuffle(seqs)
-    items = _items(seqs)
-    out = load_passes.sorted_by_id(items)
-    assert [it.id for it in out] == sorted(it.id for it in items)
-    assert sorted(map(id, out)) == sorted(map(id, items))  # the same objects, each once
