@@ -9,8 +9,11 @@ Then a *typist* edits a small document over the raw WebSocket protocol, one edit
 thin client), and records each edit's time to its ``ack``; after a quiet second an *opener*
 joins the large document (the server loads it and sends the ``joined`` snapshot). The typist's
 acks before the open are the baseline; the delay is how much later than the baseline's median
-any ack came while the open went on. The server also reports its event loop's stalls
-(``benchmarks.profile_serve``).
+any ack came while the open went on. The server also reports its event loop's stalls and how
+long the load held the interpreter lock between two drops, in CPU time of its thread (the figure
+that does not depend on how loaded the machine is; ``benchmarks.profile_serve``, one report per
+server process: the first is the one the document was typed into). ``OPEN_STALL_PROBE=DIR``
+adds the SQLite commit and pipeline timings (``benchmarks.pipeline_probe``).
 
 ``python -m benchmarks open_stall [--chars 2000000] [--rounds 3]``: prints a table.
 """
@@ -173,8 +176,10 @@ async def _run(chars: int, rounds: int, interval_ms: float, workdir: Path) -> in
         print(f"round {r + 1}: {rows[-1]}", file=sys.stderr)
     server.terminate()
     await asyncio.sleep(1.0)
-    print("| round | open + joined ms | joined MB | typist ack p50 before | max before | "
-          "max during the open | delay (max during - p50) | target ≤ 20 ms |")
+    print(
+        "| round | open + joined ms | joined MB | typist ack p50 before | max before | "
+        "max during the open | delay (max during - p50) | target ≤ 20 ms |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for i, row in enumerate(rows, 1):
         verdict = "PASS" if row["delay"] <= 20 else "MISS"

@@ -14,7 +14,8 @@ callbacks is not attributed.
 
 ``COWRITE_BENCH_LOOP_LAG=DIR`` (``--lag-out DIR``) measures how late the event loop runs a
 callback posted every 5 ms from another thread (its stalls), written to
-``DIR/looplag-<pid>.txt``; no profiler, so it can run alongside the numbers.
+``DIR/looplag-<pid>.txt``; no profiler, so it can run alongside the numbers. It also writes how
+long document loads held the interpreter lock between two drops (``DIR/lockholds-<pid>.txt``).
 
 ``COWRITE_BENCH_PROBE=DIR`` (``--probe-out DIR``) times the SQLite commits, the pipeline's
 persist step and the GC pauses (``benchmarks/pipeline_probe.py``); no profiler either.
@@ -39,6 +40,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +138,41 @@ def _watch_loop(out: Path) -> None:
 
     uvicorn.Server.startup = watched  # type: ignore[method-assign]
 
+    holds = _watch_holds()
+
     def write() -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / f"looplag-{os.getpid()}.txt").write_text(lag.report(), encoding="utf-8")
+        (out / f"lockholds-{os.getpid()}.txt").write_text(_holds_report(holds), encoding="utf-8")
 
     atexit.register(write)
+
+
+def _watch_holds() -> list[float]:
+    """Every stretch a long engine pass (a document's load) held the interpreter lock between
+    two drops, in CPU seconds of its thread (``cowrite.engine.observe_holds``): the stall that
+    does not depend on how loaded the machine is."""
+    from cowrite.engine import observe_holds
+
+    holds: list[float] = []
+    _KEPT.append(observe_holds(holds.append))  # kept: a collected one would stop observing
+    _KEPT[-1].__enter__()  # for the life of the process
+    return holds
+
+
+_KEPT: list[AbstractContextManager[None]] = []
+
+
+def _holds_report(holds: list[float]) -> str:
+    if not holds:
+        return "no long engine pass\n"
+    ranked = sorted(holds)
+    p99 = ranked[min(len(ranked) - 1, int(0.99 * len(ranked)))]
+    return (
+        f"interpreter lock held by long engine passes between two drops, thread CPU ms: "
+        f"{len(holds)} drops, p50 {1000 * ranked[len(ranked) // 2]:.2f} p99 {1000 * p99:.2f} "
+        f"max {1000 * ranked[-1]:.1f}; over 5 ms: {sum(1 for h in holds if h > 0.005)}\n"
+    )
 
 
 def _stats(profile: cProfile.Profile, order: str, top: int) -> str:

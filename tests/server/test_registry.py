@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 from typing import Any
 
 from cowrite.adapters.store import MemoryStore
-from cowrite.engine import Document
+from cowrite.engine import Document, thaw_frozen
 from cowrite.rooms.kind import CRDT
+from cowrite.server import registry
 from cowrite.server.config import Settings
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
@@ -53,3 +55,27 @@ async def test_a_large_document_loads_while_the_event_loop_runs_on() -> None:
         running.cancel()
         await hub.close()
     assert during and during[0] > 0  # the loop ticked while the document was decoded
+
+
+async def test_a_large_load_is_frozen_for_the_collector_until_its_room_is_unloaded(
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(registry, "LARGE_LOAD_BYTES", 1)  # this small document counts as large
+    thaw_frozen()
+    store = MemoryStore()
+    await store.open()
+    doc = Document(1)
+    doc.text("t").insert(0, "hello")
+    await store.create_document("big", title="", now_ms=0)
+    await store.save_snapshot("big", doc.encode_state(), 0)
+    hub = Hub(store, Settings(data=":memory:"), Metrics())
+    try:
+        lr = await hub.open_room("big", create=False)
+        assert lr.frozen
+        assert gc.isenabled()  # the collector runs again once the load is done
+        assert gc.get_freeze_count() > 0  # what the load built is out of its reach
+        await hub._unload("big", force=True)
+        assert gc.get_freeze_count() == 0  # the collector's again, now that it is dropped
+    finally:
+        await hub.close()
+        thaw_frozen()

@@ -22,7 +22,11 @@ the engine imports another engine module. In short:
   read's long pass (the delete index) in a worker thread;
 - the OT edge: ``EditLog``, ``apply_index_edit``, anchors; compaction (``compact``);
 - errors: ``EngineError`` and its subclasses;
-- ``engine_build()``: whether the compiled (mypyc) hot modules or the pure-Python ones run.
+- ``engine_build()``: whether the compiled (mypyc) hot modules or the pure-Python ones run;
+- long loads in a worker thread: ``pace`` (drop the interpreter lock if held for 2 ms),
+  ``collector_paused``/``thaw_frozen`` (no garbage collection
+  during a large load, its objects frozen until dropped), ``observe_holds`` (how long a load held
+  the interpreter lock between two drops, for benchmarks and tests).
 """
 
 from cowrite.engine import native, ot  # noqa: F401  (native first: it picks the build)
@@ -83,6 +87,7 @@ from cowrite.engine.restore import (
     restore,
     restore_batches,
 )
+from cowrite.engine.threads import collector_paused, observe_holds, pace, thaw_frozen
 
 __all__ = [
     # documents and node handles
@@ -158,6 +163,10 @@ __all__ = [
     "DecodeError",
     "ResyncNeeded",
     "TooManyReplicas",
-    # which build runs
+    # which build runs, and long loads in a worker thread
     "engine_build",
+    "collector_paused",
+    "thaw_frozen",
+    "observe_holds",
+    "pace",
 ]

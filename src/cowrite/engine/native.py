@@ -33,6 +33,7 @@ COMPILED = (
     "codec",
     "decoding",
     "encoding",
+    "load_passes",
     "runs",
     "sequence",
     "state",

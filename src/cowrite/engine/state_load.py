@@ -11,7 +11,6 @@ import sys
 import zlib
 from array import array
 from dataclasses import dataclass
-from operator import gt
 from typing import Any
 
 from cowrite.engine.codec import Reader
@@ -19,6 +18,7 @@ from cowrite.engine.document import Change, Document, root_id
 from cowrite.engine.encoding import C_LZMA, C_NONE, C_ZLIB, _decode_list, _max_body, decode_ops
 from cowrite.engine.errors import DecodeError, EngineError, TooManyReplicas
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, MAX_CLIENTS, MAX_REPLICA_ID, NO_ID, ONE
+from cowrite.engine.load_passes import below, drop, packed, sorted_by_id, starts, without
 from cowrite.engine.ops import AddOp, DeleteOp, InsertOp, NewNode, NodeKind, Op, SetOp
 from cowrite.engine.runs import Item
 from cowrite.engine.sequence import Sequence
@@ -36,7 +36,7 @@ from cowrite.engine.state import (
     R_NEXT,
     R_NONE,
 )
-from cowrite.engine.threads import YIELD_EVERY, let_others_run
+from cowrite.engine.threads import PACE_EVERY, let_others_run, pace, start_slice
 
 _BIG_ENDIAN = sys.byteorder == "big"
 
@@ -67,10 +67,13 @@ class _State:
 
 def merge_state(doc: Document, data: bytes, *, changes: bool) -> list[Change]:
     """Merge a state into ``doc``: built directly into an empty document when no changes are
-    wanted, else turned into ops and merged (``Document.apply_ops``)."""
+    wanted, else turned into ops and merged (``Document.apply_ops``). A long load lets other
+    threads run every few milliseconds (``engine/threads.py``)."""
+    start_slice()
     state = _parse(data)
     if not changes and _is_empty(doc):
         _bulk_load(doc, state)
+        pace()  # the last stretch of a long load ends with a drop too (observed)
         return []
     return doc.apply_ops(state_ops(doc, data), changes=changes)
 
@@ -120,6 +123,7 @@ def _parse(data: bytes) -> _State:
         raise DecodeError("unknown compression method")
     try:
         state = _parse_body(Reader(body), len(body))
+        pace()
         t = Reader(tail)
         for _ in range(t.count(per_item_min_bytes=3)):
             crc = t.uint(max_value=0xFFFFFFFF)
@@ -141,14 +145,31 @@ def _parse(data: bytes) -> _State:
     return state
 
 
+_INFLATE_STEP = 1 << 19
+"""Bytes a state's body is decompressed by at once (about a millisecond)."""
+
+
 def _inflate(method: int, packed: bytes, size: int) -> tuple[bytes, int]:
     """Decompress the core; returns it and how many bytes of ``packed`` its stream took."""
     if method == C_ZLIB:
         d = zlib.decompressobj()
+        parts: list[bytes] = []
+        got = 0
+        pending = packed
         try:
-            body = d.decompress(packed, size + 1)
+            while True:  # a step at a time: it is CPU time, and pacing sees it
+                part = d.decompress(pending, min(_INFLATE_STEP, size + 1 - got))
+                parts.append(part)
+                got += len(part)
+                pace()
+                pending = d.unconsumed_tail
+                if d.eof or got > size or not (part or pending):
+                    break
         except zlib.error as exc:
             raise DecodeError(f"corrupt compressed data: {exc}") from None
+        pace()
+        body = b"".join(parts)  # a few ms for megabytes (fresh pages): a step of its own
+        pace()
         if len(body) != size or not d.eof:
             raise DecodeError("compressed body does not match its declared size")
         return body, len(packed) - len(d.unused_data)
@@ -202,11 +223,13 @@ def _parse_body(r: Reader, size: int) -> _State:
         for _ in range(3):
             m = r.count(max_count=n, per_item_min_bytes=2)
             cols += [_get_column(r, m), _get_column(r, m)]
+            pace()
         raw = r.bytes_()
         try:
             text = raw.decode("utf-8", "surrogatepass")
         except UnicodeDecodeError as exc:
             raise DecodeError(f"invalid UTF-8 in text: {exc.reason}") from None
+        pace()
         n_lists = sum(1 for f in cols[0] if f & F_LIST) if kind is NodeKind.LIST else 0
         lists = [_decode_list(r.bytes_()) for _ in range(n_lists)]
         nodes.append(_Nodes(ref, kind, cols, text, lists))
@@ -264,18 +287,22 @@ def _items_of(
     fl, ln, ic, is_, oc, os_, rc, rs = spec.cols
     n = len(fl)
     nt = len(cmap)
-    if any(col and max(col) >= nt for col in (ic, oc, rc)) or (n and (0 in ln or max(fl) > 127)):
+    flags: list[int] = fl.tolist()
+    pace()
+    sizes: list[int] = ln.tolist()
+    pace()
+    if not all(below(col, nt) for col in (ic, oc, rc)) or not below(flags, 128) or 0 in sizes:
         raise DecodeError("bad item columns")
     is_text = spec.kind is NodeKind.TEXT
-    if is_text and any(f & F_LIST for f in fl):
+    if is_text and not without(flags, F_LIST):
         raise DecodeError("list content in a text")
     if not is_text and len(spec.lists) != n:
         raise DecodeError("text content in a list")
     text = spec.text
     lists = spec.lists
-    explicit_ids = [(v << CLIENT_BITS) | cmap[c] for c, v in zip(ic, is_, strict=True)]
-    explicit_origins = [(v << CLIENT_BITS) | cmap[c] for c, v in zip(oc, os_, strict=True)]
-    explicit_rights = [(v << CLIENT_BITS) | cmap[c] for c, v in zip(rc, rs, strict=True)]
+    explicit_ids = packed(ic, is_, cmap)
+    explicit_origins = packed(oc, os_, cmap)
+    explicit_rights = packed(rc, rs, cmap)
     refs += explicit_origins
     refs += explicit_rights
     n_ids, n_origins, n_rights = len(explicit_ids), len(explicit_origins), len(explicit_rights)
@@ -285,11 +312,9 @@ def _items_of(
     fix: Item | None = None  # an item whose right is the next item's id
     items: list[Item] = []
     append = items.append
-    flags: list[int] = fl.tolist()
-    sizes: list[int] = ln.tolist()
     for k in range(n):
-        if k & (YIELD_EVERY - 1) == YIELD_EVERY - 1:
-            let_others_run()
+        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+            pace()
         f = flags[k]
         size = sizes[k]
         code = f & 12
@@ -346,6 +371,7 @@ def _items_of(
         raise DecodeError("the last item's right cannot be the next item")
     if is_text and pos != len(text):
         raise DecodeError("text items and text disagree")
+    drop(explicit_ids)
     return items
 
 
@@ -448,28 +474,30 @@ def _build(doc: Document, state: _State) -> None:
         let_others_run()
         seq.load_items(items)
         checks.append((seq, refs))
-        for it in items:
+        for k, it in enumerate(items):
+            if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+                pace()
             per_client[it.id & CLIENT_MASK].append(it)
         let_others_run()
     index = doc.index
     nexts = [0] * len(doc._replicas)
     for (_, n), c in zip(state.replicas, cmap, strict=True):
         nexts[c] = n
-    for c, items in enumerate(per_client):
-        if not items:
+    for c, unsorted in enumerate(per_client):
+        if not unsorted:
             continue
-        items.sort(key=lambda it: it.id)
-        let_others_run()
-        starts = [it.id >> CLIENT_BITS for it in items]
-        ends = [s + len(it.content) for s, it in zip(starts, items, strict=True)]
-        if any(map(gt, ends, starts[1:])):
-            raise DecodeError("items overlap")
-        if ends[-1] > nexts[c]:
+        items = sorted_by_id(unsorted)
+        per_client[c] = items
+        del unsorted
+        pace()
+        firsts = starts(items)
+        if firsts[-1] + len(items[-1].content) > nexts[c]:
             raise DecodeError("an item beyond the version vector")
-        index.load(c, starts, items)
+        index.load(c, firsts, items)
         let_others_run()
     for seq, refs in checks:
         _check_refs(doc, seq, refs)
+        drop(refs)
     for (_, n), c in zip(state.replicas, cmap, strict=True):
         doc._next[c] = n
         doc._record_version(c, n)
@@ -494,8 +522,8 @@ def _check_refs(doc: Document, seq: Sequence, refs: list[int]) -> None:
     """Every id in ``refs`` names an element of ``seq``."""
     find = doc.index.find
     for k, pid in enumerate(refs):
-        if k & (YIELD_EVERY - 1) == YIELD_EVERY - 1:
-            let_others_run()
+        if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+            pace()
         try:
             item, _ = find(pid)
         except KeyError:

@@ -117,7 +117,7 @@ class CrdtKind:
         )
         room = Room(doc_id, doc, snapshot_seq, limits)
         for seq, update in updates:
-            room.load_update(seq, update)
+            room.load_update(seq, update)  # paced op by op (replicas._apply_remote_ops)
         return room
 
 

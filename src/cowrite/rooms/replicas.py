@@ -19,6 +19,7 @@ from cowrite.engine import (
     VersionVector,
     decode_ops,
     map_value,
+    pace,
 )
 from cowrite.engine import Op as EngineOp
 from cowrite.rooms import edit_keys, history, validate
@@ -261,6 +262,7 @@ class Replicas(RoomState):
         doc = self.doc
         changes: list[Change] = []
         for op in ops:
+            pace()  # a long update (a log replayed in a load's worker thread) lets others run
             probe = doc.version if doc.pending_ops else None
             try:
                 changes.extend(doc.apply_ops([op]))

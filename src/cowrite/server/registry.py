@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from cowrite import protocol as p
 from cowrite.adapters.store import DocumentExists, Store, StoreError
+from cowrite.engine import collector_paused, thaw_frozen
 from cowrite.rooms.kind import DocumentRoom, kind_named
 from cowrite.rooms.room import Room, RoomError, RoomLimits
 from cowrite.rooms.yjs_room import YjsRoom
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cowrite.hub")
 
+LARGE_LOAD_BYTES = 1 << 20
+"""A stored document at least this large (snapshot and log) loads with the garbage collector
+paused and its objects frozen afterwards (``collector_paused``): a collection walking the
+million objects of a large load holds the interpreter lock for tens of ms at a time."""
 SNAPSHOT_QUIET_S = 2.0
 """A room with a snapshot due takes it once no update came for this long..."""
 SNAPSHOT_FORCE_FACTOR = 20
@@ -72,6 +77,8 @@ class LoadedRoom:
     """Sessions whose next edit may have been applied by another instance (or an earlier run)."""
     retained_upto: int = 0
     """Version history retention went over the versions up to this seq (``server/history.py``)."""
+    frozen: bool = False
+    """Loaded under ``collector_paused`` (engine/threads.py): frozen until it is dropped."""
 
     @property
     def crdt(self) -> Room:
@@ -188,20 +195,23 @@ class Registry:
                 p.ErrorCode.INTERNAL, f"{doc_id!r} is of kind {stored.kind!r}, unknown here"
             ) from None
         # decoding a large document takes a while (a second for megabytes of history): in a
-        # worker thread, so that every other document's edits go on meanwhile; the room is the
-        # event loop's alone once it is returned
-        room = await asyncio.to_thread(
-            functools.partial(
-                loader.load,
-                doc_id,
-                stored.snapshot,
-                stored.snapshot_seq,
-                stored.updates,
-                limits,
-                replica=self.replica,
-                now_ms=self.now_ms,
-            )
+        # worker thread, so that every other document's edits go on meanwhile (the decoder
+        # drops the interpreter lock every few ms, engine/threads.py); the room is the event
+        # loop's alone once it is returned
+        log_bytes = sum(len(update) for _, update in stored.updates)
+        large = len(stored.snapshot or b"") + log_bytes >= LARGE_LOAD_BYTES
+        load = functools.partial(
+            loader.load,
+            doc_id,
+            stored.snapshot,
+            stored.snapshot_seq,
+            stored.updates,
+            limits,
+            replica=self.replica,
+            now_ms=self.now_ms,
         )
+        with collector_paused() if large else contextlib.nullcontext():
+            room = await asyncio.to_thread(load)
         if self.cluster is not None:  # versions are this instance's from now on
             room.epoch = secrets.token_hex(6)
         if isinstance(room, Room):  # named versions: compaction never passes them
@@ -211,7 +221,8 @@ class Registry:
             room.version,
             seqs=SeqSet(stored.last_seq),
             since_snapshot=len(stored.updates),
-            log_bytes=sum(len(update) for _, update in stored.updates),
+            log_bytes=log_bytes,
+            frozen=large,
         )
         lr.task = asyncio.create_task(self._pipeline(doc_id, lr))
         self._background(self.exactly_once.prune(doc_id))
@@ -290,6 +301,8 @@ class Registry:
         # no await between the checks above and this: nobody can join a room on its way out
         del self.rooms[doc_id]
         self.metrics.documents.set(len(self.rooms))
+        if lr.frozen:
+            thaw_frozen()  # its cycles are the collector's again (freed at a full collection)
         if lr.saving_pending:
             self.metrics.saving_pending.dec()
         for task in (lr.task, lr.catching_up):
