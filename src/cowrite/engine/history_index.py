@@ -29,7 +29,7 @@ from cowrite.engine.doc_parts import DeleteColumns
 from cowrite.engine.document import Document
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, VersionVector
 from cowrite.engine.oplog import decode_delete_chunks, install_deletes
-from cowrite.engine.threads import YIELD_EVERY, let_others_run
+from cowrite.engine.threads import PACE_EVERY, pace
 
 ALIVE = 1 << 62
 """The delete seq of an element nobody deleted (greater than every limit)."""
@@ -68,8 +68,8 @@ class DeleteIndex:
             end = len(seqs)
             for k in range(self.done[dc], end):
                 self._add(dc, seqs[k], targets[k], lengths[k])
-                if k & (YIELD_EVERY - 1) == YIELD_EVERY - 1:
-                    let_others_run()
+                if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+                    pace()
             self.done[dc] = end
 
     def _add(self, dc: int, ds: int, target: int, length: int) -> None:

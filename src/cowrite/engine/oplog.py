@@ -16,7 +16,7 @@ from cowrite.engine.doc_parts import DeleteColumns, _del_arrays, _insert_suffix
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, pack
 from cowrite.engine.ops import DeleteOp, InsertOp, NewNode, NodeRef, Op
 from cowrite.engine.runs import Gap, Item
-from cowrite.engine.threads import YIELD_EVERY, let_others_run
+from cowrite.engine.threads import PACE_EVERY, let_others_run, pace
 
 if TYPE_CHECKING:
     from cowrite.engine.document import Document
@@ -66,8 +66,8 @@ def decode_delete_chunks(
                     nodes.append(op.node)
                     targets.append(target)
                     lengths.append(count)
-            if k & (YIELD_EVERY - 1) == YIELD_EVERY - 1:
-                let_others_run()
+            if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
+                pace()
     return cols
 
 
