@@ -52,6 +52,10 @@ from cowrite.engine.errors import DecodeError, EngineError, TooManyReplicas
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, MAX_CLIENTS, MAX_REPLICA_ID, NO_ID, ONE
 from cowrite.engine.ops import AddOp, DeleteOp, InsertOp, NodeKind, Op, SetOp
 
+_NODE_KINDS: dict[int, NodeKind] = {int(k): k for k in NodeKind}
+_new_op: Any = tuple.__new__
+"""Builds an op tuple without the interpreted ``NamedTuple.__new__`` (one call per decoded op)."""
+
 
 def decode_ops(
     doc: Document, data: bytes | bytearray | memoryview, *, max_new_replicas: int | None = None
@@ -127,11 +131,12 @@ def _decode_body(
     replicas: list[int] = []  # table index -> replica id
     clients: list[int] = []  # table index -> client index
     new_clients: dict[int, int] = {}
+    known = doc._clients
     for _ in range(r.count()):
         replica = r.uint()
         if not 0 < replica <= MAX_REPLICA_ID:
             raise DecodeError("replica id 0 is reserved")
-        c = doc.known_client(replica)
+        c = known.get(replica)
         if c is None:
             c = new_clients.get(replica)
             if c is None:
@@ -145,14 +150,13 @@ def _decode_body(
     roots: list[int] = []  # table index -> root id
     new_roots: dict[int, tuple[str, NodeKind]] = {}
     for _ in range(r.count(per_item_min_bytes=2)):
-        try:
-            rkind = NodeKind(r.uint(max_value=255))
-        except ValueError:
-            raise DecodeError("unknown node kind") from None
+        rkind = _NODE_KINDS.get(r.uint(max_value=255))
+        if rkind is None:
+            raise DecodeError("unknown node kind")
         name = r.str_(MAX_NAME_BYTES)
         rid = _root_id(rkind, name)
-        known = doc.roots.get(rid) or new_roots.setdefault(rid, (name, rkind))
-        if known != (name, rkind):
+        entry = doc.roots.get(rid) or new_roots.setdefault(rid, (name, rkind))
+        if entry != (name, rkind):
             raise DecodeError(f"root {name!r} collides with another root's id")
         roots.append(rid)
     n = r.count(max_count=max_items, per_item_min_bytes=0)
@@ -316,7 +320,7 @@ def _decode_body(
             length = len(content)
             if not length:
                 raise DecodeError("empty insert")
-            append(InsertOp(op_id, node, origin, right, content))
+            append(_new_op(InsertOp, (op_id, node, origin, right, content)))
             expect[client] = seq + length
             cursor = op_id + (length - 1) * ONE
         elif kind == K_DELETE:
@@ -343,7 +347,7 @@ def _decode_body(
             if not spans:
                 raise DecodeError("delete without spans")
             di += 1
-            append(DeleteOp(op_id, node, tuple(spans)))
+            append(_new_op(DeleteOp, (op_id, node, tuple(spans))))
         elif kind == K_SET:
             expect[client] = seq + 1
             key = None
@@ -370,9 +374,10 @@ def _decode_body(
 
 def _ref_values(r: Reader, tags: list[int]) -> list[int]:
     """Read the value column of a ref column: one value per tag that takes one."""
-    n = len(tags) - tags.count(T_NONE) - tags.count(T_PREV)
-    for t in (T_NEAR, T_NEAR + 1, T_NEAR + 2):
-        n -= tags.count(t)
+    n = 0
+    for t in tags:
+        if t >= T_DELTA:
+            n += 1
     return read_uint_rle(r, n, counted=False)
 
 
