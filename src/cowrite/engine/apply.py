@@ -193,6 +193,18 @@ def _apply_remote(doc: Document, op: Op, out: list[Change] | None) -> None:
         if type(seq) is Sequence and seq.is_text:
             seq.integrate(op.id, op.origin, op.right, op.content)
             return
+    if out is None and type(op) is DeleteOp:
+        # hot path too: a delete with no change report (the node's kind is settled by its
+        # state being a sequence)
+        seq = doc._nodes.get(op.node)
+        if type(seq) is Sequence:
+            spans = op.spans
+            for target, count in spans:
+                _check_owner(doc, seq, target, count)
+            for target, count in spans:
+                seq.delete_ids(target, count)
+            doc._log_delete(op.id, op.node, spans)
+            return
     kind = doc.kind_of(op.node)
     doc._check_op_kind(op, kind)
     t = type(op)

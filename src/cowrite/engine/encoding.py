@@ -318,7 +318,8 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
             origin = op.origin
             right = op.right
             names.ref(origin, cursor, prev_origin, origin_tags, origin_vals)
-            names.ref(right, cursor if origin == NO_ID else origin, prev_right, right_tags, right_vals)
+            rbase = cursor if origin == NO_ID else origin
+            names.ref(right, rbase, prev_right, right_tags, right_vals)
             prev_origin = origin
             prev_right = right
             cursor = op_id + (length - 1) * ONE
