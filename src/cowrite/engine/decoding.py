@@ -233,30 +233,6 @@ def _decode_body(
     r.expect_end()
 
     n_clients = len(clients)
-    n_roots = len(roots)
-
-    def resolve(tag: int, vals: list[int], k: int, base: int) -> int:
-        """The id named by ``tag`` (neither T_NONE nor T_PREV); ``vals[k]`` is its value."""
-        if tag <= T_DELTA:
-            if base == NO_ID or not base & CLIENT_MASK:
-                raise DecodeError("relative reference without a base")
-            if tag == T_DELTA:
-                v = vals[k]
-                d = (v >> 1) ^ -(v & 1)
-            else:
-                d = tag - T_NEAR - 1
-            if (base >> CLIENT_BITS) + d < 0:
-                raise DecodeError("reference before the start of a replica's history")
-            return base + d * ONE
-        if tag == T_ROOT:
-            t = vals[k]
-            if t >= n_roots:
-                raise DecodeError("reference to an undeclared root")
-            return roots[t]
-        t = tag - T_TABLE
-        if t >= n_clients:
-            raise DecodeError("reference to an unknown replica")
-        return (vals[k] << CLIENT_BITS) | clients[t]
 
     ops: list[Op] = []
     append = ops.append
@@ -280,7 +256,7 @@ def _decode_body(
         elif tag == T_NONE:
             raise DecodeError("op without a node")
         else:
-            node = resolve(tag, node_vals, nv, op_id)
+            node = _resolve(tag, node_vals, nv, op_id, roots, clients)
             nv += tag >= T_DELTA
         prev_node = node
         have_node = True
@@ -294,7 +270,7 @@ def _decode_body(
                     raise DecodeError("no previous origin")
                 origin = prev_origin
             else:
-                origin = resolve(tag, origin_vals, ov, cursor)
+                origin = _resolve(tag, origin_vals, ov, cursor, roots, clients)
                 ov += tag >= T_DELTA
             tag = right_tags[ii]
             if tag == T_NONE:
@@ -304,7 +280,8 @@ def _decode_body(
                     raise DecodeError("no previous right")
                 right = prev_right
             else:
-                right = resolve(tag, right_vals, rv, cursor if origin == NO_ID else origin)
+                rbase = cursor if origin == NO_ID else origin
+                right = _resolve(tag, right_vals, rv, rbase, roots, clients)
                 rv += tag >= T_DELTA
             prev_origin = origin
             prev_right = right
@@ -338,7 +315,7 @@ def _decode_body(
                 elif tag == T_NONE:
                     raise DecodeError("delete span without a target")
                 else:
-                    target = resolve(tag, del_vals, dv, cursor)
+                    target = _resolve(tag, del_vals, dv, cursor, roots, clients)
                     dv += tag >= T_DELTA
                 prev_target = cursor = target
                 have_target = True
@@ -370,6 +347,32 @@ def _decode_body(
     for rid, entry in new_roots.items():
         doc.roots.setdefault(rid, entry)
     return ops
+
+
+def _resolve(
+    tag: int, vals: list[int], k: int, base: int, roots: list[int], clients: list[int]
+) -> int:
+    """The id named by ``tag`` (neither T_NONE nor T_PREV); ``vals[k]`` is its value."""
+    if tag <= T_DELTA:
+        if base == NO_ID or not base & CLIENT_MASK:
+            raise DecodeError("relative reference without a base")
+        if tag == T_DELTA:
+            v = vals[k]
+            d = (v >> 1) ^ -(v & 1)
+        else:
+            d = tag - T_NEAR - 1
+        if (base >> CLIENT_BITS) + d < 0:
+            raise DecodeError("reference before the start of a replica's history")
+        return base + d * ONE
+    if tag == T_ROOT:
+        t = vals[k]
+        if t >= len(roots):
+            raise DecodeError("reference to an undeclared root")
+        return roots[t]
+    t = tag - T_TABLE
+    if t >= len(clients):
+        raise DecodeError("reference to an unknown replica")
+    return (vals[k] << CLIENT_BITS) | clients[t]
 
 
 def _ref_values(r: Reader, tags: list[int]) -> list[int]:

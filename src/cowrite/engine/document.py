@@ -73,6 +73,15 @@ def root_id(kind: NodeKind, name: str) -> int:
     return pack(SYSTEM, int.from_bytes(digest, "big") >> (64 - ROOT_HASH_BITS))
 
 
+def _decode_ops(doc: Document, data: Buffer) -> builtins.list[Op]:
+    """``decoding.decode_ops``, imported on first use (it imports this module)."""
+    global _decode_ops  # noqa: PLW0603 - replaces itself: later calls skip the import
+    from cowrite.engine.decoding import decode_ops
+
+    _decode_ops = decode_ops
+    return decode_ops(doc, data)
+
+
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -485,6 +494,8 @@ class Document(ReplicaTable):
         Raises DecodeError for malformed bytes and InvalidOperation for ops that contradict
         the document; in both cases the document is unchanged by the bad ops.
         """
+        if data[:4] == b"CWR\x02":  # an op delta: the common case, skip the dispatch below
+            return _apply_ops(self, _decode_ops(self, data), changes=changes)
         from cowrite.engine.encoding import decode_ops
 
         if bytes(data[:3]) == b"CWS":

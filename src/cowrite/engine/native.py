@@ -33,6 +33,7 @@ COMPILED = (
     "codec",
     "decoding",
     "encoding",
+    "oplog",
     "runs",
     "sequence",
     "state",
