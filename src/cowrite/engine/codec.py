@@ -334,7 +334,6 @@ def read_uint_rle(r: Reader, max_items: int, *, counted: bool = True) -> list[in
     """
     n = _read_column_count(r, max_items, counted)
     out: list[int] = []
-    append = out.append
     buf = r._buf
     end = len(buf)
     pos = r._pos
@@ -362,7 +361,7 @@ def read_uint_rle(r: Reader, max_items: int, *, counted: bool = True) -> list[in
                         pos += 2
                     else:
                         v, pos = _read_varint(buf, pos)
-                    append(v)
+                    out.append(v)
             else:
                 v = buf[pos]
                 if v < 0x80:
@@ -370,7 +369,7 @@ def read_uint_rle(r: Reader, max_items: int, *, counted: bool = True) -> list[in
                 else:
                     v, pos = _read_varint(buf, pos)
                 if length == 1:
-                    append(v)
+                    out.append(v)
                 else:
                     out += [v] * length
     except IndexError:

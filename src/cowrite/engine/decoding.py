@@ -235,7 +235,6 @@ def _decode_body(
     n_clients = len(clients)
 
     ops: list[Op] = []
-    append = ops.append
     expect: dict[int, int] = {}
     cursor = prev_node = prev_origin = prev_right = prev_target = NO_ID
     have_node = have_origin = have_right = have_target = False
@@ -297,7 +296,7 @@ def _decode_body(
             length = len(content)
             if not length:
                 raise DecodeError("empty insert")
-            append(_new_op(InsertOp, (op_id, node, origin, right, content)))
+            ops.append(_new_op(InsertOp, (op_id, node, origin, right, content)))
             expect[client] = seq + length
             cursor = op_id + (length - 1) * ONE
         elif kind == K_DELETE:
@@ -324,7 +323,7 @@ def _decode_body(
             if not spans:
                 raise DecodeError("delete without spans")
             di += 1
-            append(_new_op(DeleteOp, (op_id, node, tuple(spans))))
+            ops.append(_new_op(DeleteOp, (op_id, node, tuple(spans))))
         elif kind == K_SET:
             expect[client] = seq + 1
             key = None
@@ -334,13 +333,13 @@ def _decode_body(
             ts = Timestamp(walls[sj], counters[sj], replicas[t])
             if ts.wall_ms < 0:
                 raise DecodeError("negative timestamp")
-            append(SetOp(op_id, node, key, values[sj], ts))
+            ops.append(SetOp(op_id, node, key, values[sj], ts))
             sj += 1
         else:
             expect[client] = seq + 1
             a = amounts[ai]
             ai += 1
-            append(AddOp(op_id, node, (a >> 1) ^ -(a & 1)))
+            ops.append(AddOp(op_id, node, (a >> 1) ^ -(a & 1)))
     for replica, c in new_clients.items():  # in the order their indexes were given
         if doc.client_index(replica) != c:
             raise DecodeError("the client table changed while decoding")

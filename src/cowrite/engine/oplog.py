@@ -8,13 +8,15 @@ from the per-replica op log.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cowrite.engine.doc_parts import _del_arrays, _insert_suffix
-from cowrite.engine.ids import CLIENT_BITS, pack
+from cowrite.engine.ids import CLIENT_BITS
 from cowrite.engine.ops import DeleteOp, InsertOp, NewNode, NodeRef, Op
 from cowrite.engine.runs import Gap, Item
+
+_new_op: Any = tuple.__new__
+"""Builds an op tuple without the interpreted ``NamedTuple.__new__`` (one call per op read)."""
 
 if TYPE_CHECKING:
     from cowrite.engine.document import Document
@@ -40,7 +42,7 @@ def decode_lazy_deletes(doc: Document) -> None:
 
 def client_ops_since(doc: Document, client: int, start: int) -> list[Op]:
     """One replica's operations from seq ``start`` on, in seq order."""
-    ops: list[tuple[int, Op]] = list(_inserts_since(doc, client, start))
+    ops = _inserts_since(doc, client, start)
     if doc._lazy_dels and any(start < bound.get(client, 0) for _, bound in doc._lazy_dels):
         decode_lazy_deletes(doc)
     seqs, nodes, targets, lengths = doc._del_cols[client]
@@ -52,7 +54,8 @@ def client_ops_since(doc: Document, client: int, start: int) -> list[Op]:
         while k < len(seqs) and seqs[k] == s:
             spans.append((targets[k], lengths[k]))
             k += 1
-        ops.append((s, DeleteOp(pack(client, s), node, tuple(spans))))
+        delete: DeleteOp = _new_op(DeleteOp, ((s << CLIENT_BITS) | client, node, tuple(spans)))
+        ops.append((s, delete))
     log = doc._log[client]
     if log and (log[-1].id >> CLIENT_BITS) >= start:
         k = bisect_left(log, start, key=lambda o: o.id >> CLIENT_BITS)
@@ -62,7 +65,9 @@ def client_ops_since(doc: Document, client: int, start: int) -> list[Op]:
     return [op for _, op in ops]
 
 
-def _inserts_since(doc: Document, client: int, start: int) -> Iterator[tuple[int, InsertOp]]:
+def _inserts_since(doc: Document, client: int, start: int) -> list[tuple[int, Op]]:
+    """``(first seq, insert op)`` of ``client``'s runs holding seqs from ``start`` on."""
+    out: list[tuple[int, Op]] = []
     for first, item in doc.index.runs(client, start):
         if first + len(item.content) <= start:
             continue
@@ -70,7 +75,8 @@ def _inserts_since(doc: Document, client: int, start: int) -> Iterator[tuple[int
         if first < start:  # a run grown since ``start``: send only what is new
             op = _insert_suffix(op, start - first)
             first = start
-        yield first, op
+        out.append((first, op))
+    return out
 
 
 def _insert_op_of(item: Item) -> InsertOp:
@@ -80,4 +86,5 @@ def _insert_op_of(item: Item) -> InsertOp:
         content = [NewNode(v.kind) if type(v) is NodeRef else v for v in content]
     owner = item.leaf.owner
     assert owner is not None
-    return InsertOp(item.id, owner.node_id, item.origin, item.right, content)
+    op: InsertOp = _new_op(InsertOp, (item.id, owner.node_id, item.origin, item.right, content))
+    return op

@@ -342,9 +342,9 @@ class Sequence(RunTree):
         """
         self._cl = None
         removed = 0
-        find = self.index.find
+        index = self.index
         while count > 0:
-            it, off = find(target)
+            it, off = index.find(target)
             size = len(it.content) - off
             if it.deleted:
                 size = min(size, count)
