@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from heapq import heappop, heappush
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from cowrite.engine.doc_parts import MAX_PENDING_OPS, SYSTEM, Change, _insert_suffix
 from cowrite.engine.errors import InvalidOperation
@@ -25,6 +25,9 @@ from cowrite.engine.ops import (
     check_json,
 )
 from cowrite.engine.sequence import Sequence
+
+_TEXT: Final = NodeKind.TEXT
+_LIST: Final = NodeKind.LIST
 
 if TYPE_CHECKING:
     from cowrite.engine.document import Document
@@ -139,7 +142,7 @@ def _prevalidate(doc: Document, ops: list[Op]) -> None:
             if op.id & CLIENT_MASK == SYSTEM:
                 raise InvalidOperation("replica 0 is reserved")
             kind = kinds.get(op.node)
-            if kind is NodeKind.TEXT:
+            if kind is _TEXT:
                 continue  # the common case, settled
         elif t is SetOp:
             value = op.value  # type: ignore[union-attr]
@@ -167,6 +170,8 @@ def _prevalidate(doc: Document, ops: list[Op]) -> None:
             if root is None:
                 continue  # a node not known yet: the op waits, and is checked when applied
             kind = root[1]
+        if t is DeleteOp and (kind is _TEXT or kind is _LIST):
+            continue  # all ``_check_op_kind`` would check
         doc._check_op_kind(op, kind)
 
 
@@ -203,7 +208,7 @@ def _apply_remote(doc: Document, op: Op, out: list[Change] | None) -> None:
                 _check_owner(doc, seq, target, count)
             for target, count in spans:
                 seq.delete_ids(target, count)
-            doc._log_delete(op.id, op.node, spans)
+            log_delete(doc, op.id, op.node, spans)
             return
     kind = doc.kind_of(op.node)
     doc._check_op_kind(op, kind)
@@ -248,6 +253,18 @@ def _apply_remote(doc: Document, op: Op, out: list[Change] | None) -> None:
         doc._log[op.id & CLIENT_MASK].append(op)
         if out is not None:
             out.append(Change(op.node, kind, [op.amount]))
+
+
+def log_delete(doc: Document, op_id: int, node: int, spans: Iterable[tuple[int, int]]) -> None:
+    """Record delete op ``op_id``'s spans in its replica's delete log (``Document._log_delete``
+    runs this: compiled, it is one call per delete on the merge path)."""
+    seqs, nodes, targets, lengths = doc._del_cols[op_id & CLIENT_MASK]
+    seq = op_id >> CLIENT_BITS
+    for target, count in spans:
+        seqs.append(seq)
+        nodes.append(node)
+        targets.append(target)
+        lengths.append(count)
 
 
 def _check_owner(doc: Document, seq: Sequence, target: int, count: int) -> None:

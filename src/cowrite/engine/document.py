@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cowrite.engine.apply import apply_ops as _apply_ops
+from cowrite.engine.apply import log_delete as _log_delete
 from cowrite.engine.clock import HybridClock, Timestamp, check_timestamp
 from cowrite.engine.counter import PNCounter
 from cowrite.engine.doc_parts import (
@@ -386,13 +387,7 @@ class Document(ReplicaTable):
         return self._del_cols
 
     def _log_delete(self, op_id: int, node: int, spans: Iterable[tuple[int, int]]) -> None:
-        seqs, nodes, targets, lengths = self._del_cols[op_id & CLIENT_MASK]
-        seq = op_id >> CLIENT_BITS
-        for target, count in spans:
-            seqs.append(seq)
-            nodes.append(node)
-            targets.append(target)
-            lengths.append(count)
+        _log_delete(self, op_id, node, spans)
 
     def apply_ops(self, ops: Iterable[Op], *, changes: bool = True) -> builtins.list[Change]:
         """Apply remote operations in any order; returns what changed (if ``changes``).
