@@ -9,7 +9,7 @@ the document only once the whole body has decoded.
 from __future__ import annotations
 
 import lzma
-from typing import Any
+from typing import Any, Final
 
 from cowrite.engine.clock import Timestamp
 from cowrite.engine.codec import (
@@ -52,6 +52,11 @@ from cowrite.engine.errors import DecodeError, EngineError, TooManyReplicas
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, MAX_CLIENTS, MAX_REPLICA_ID, NO_ID, ONE
 from cowrite.engine.ops import AddOp, DeleteOp, InsertOp, NodeKind, Op, SetOp
 
+# The columns of a group a body lacks: shared empty lists, never written (a decode of a small
+# delta would otherwise allocate a dozen lists it never reads)
+_NO_INTS: Final[list[int]] = []
+_NO_STRS: Final[list[str]] = []
+_NO_BOOLS: Final[list[bool]] = []
 _NODE_KINDS: dict[int, NodeKind] = {int(k): k for k in NodeKind}
 _new_op: Any = tuple.__new__
 """Builds an op tuple without the interpreted ``NamedTuple.__new__`` (one call per decoded op)."""
@@ -186,12 +191,12 @@ def _decode_body(
     gaps = read_uint_rle(r, n, counted=False)
     node_tags = read_uint_rle(r, n, counted=False)
     node_vals = _ref_values(r, node_tags)
-    origin_tags: list[int] = []
-    origin_vals: list[int] = []
-    right_tags: list[int] = []
-    right_vals: list[int] = []
-    content_kind: list[int] = []
-    texts: list[str] = []
+    origin_tags: list[int] = _NO_INTS
+    origin_vals: list[int] = _NO_INTS
+    right_tags: list[int] = _NO_INTS
+    right_vals: list[int] = _NO_INTS
+    content_kind: list[int] = _NO_INTS
+    texts: list[str] = _NO_STRS
     lists: list[list[Any]] = []
     if n_ins:
         origin_tags = read_uint_rle(r, n_ins, counted=False)
@@ -204,10 +209,10 @@ def _decode_body(
             raise DecodeError("unknown content kind")
         texts = read_str_column(r, n_text, counted=False)
         lists = [_decode_list(r.bytes_()) for _ in range(n_ins - n_text)]
-    del_counts: list[int] = []
-    del_tags: list[int] = []
-    del_vals: list[int] = []
-    del_lens: list[int] = []
+    del_counts: list[int] = _NO_INTS
+    del_tags: list[int] = _NO_INTS
+    del_vals: list[int] = _NO_INTS
+    del_lens: list[int] = _NO_INTS
     if n_del:
         del_counts = read_uint_rle(r, n_del, counted=False)
         n_spans = sum(del_counts)
@@ -216,18 +221,18 @@ def _decode_body(
         del_tags = read_uint_rle(r, n_spans, counted=False)
         del_vals = _ref_values(r, del_tags)
         del_lens = read_uint_rle(r, n_spans, counted=False)
-    has_key: list[bool] = []
-    keys: list[str] = []
+    has_key: list[bool] = _NO_BOOLS
+    keys: list[str] = _NO_STRS
     values: list[Any] = []
-    walls: list[int] = []
-    counters: list[int] = []
+    walls: list[int] = _NO_INTS
+    counters: list[int] = _NO_INTS
     if n_set:
         has_key = read_bool_rle(r, n_set, counted=False)
         keys = read_str_column(r, sum(has_key), counted=False)
         values = [_decode_value(r.bytes_()) for _ in range(n_set)]
         walls = read_delta_rle(r, n_set, counted=False)
         counters = read_uint_rle(r, n_set, counted=False)
-    amounts: list[int] = []
+    amounts: list[int] = _NO_INTS
     if n_add:
         amounts = read_uint_rle(r, n_add, counted=False)
     r.expect_end()
