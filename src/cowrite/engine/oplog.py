@@ -10,8 +10,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
-from cowrite.engine.doc_parts import _del_arrays, _insert_suffix
-from cowrite.engine.ids import CLIENT_BITS
+from cowrite.engine.doc_parts import _del_arrays
+from cowrite.engine.ids import CLIENT_BITS, ONE
 from cowrite.engine.ops import DeleteOp, InsertOp, NewNode, NodeRef, Op
 from cowrite.engine.runs import Gap, Item
 
@@ -71,20 +71,25 @@ def _inserts_since(doc: Document, client: int, start: int) -> list[tuple[int, Op
     for first, item in doc.index.runs(client, start):
         if first + len(item.content) <= start:
             continue
-        op = _insert_op_of(item)
         if first < start:  # a run grown since ``start``: send only what is new
-            op = _insert_suffix(op, start - first)
-            first = start
-        out.append((first, op))
+            out.append((start, _insert_op_of(item, start - first)))
+        else:
+            out.append((first, _insert_op_of(item, 0)))
     return out
 
 
-def _insert_op_of(item: Item) -> InsertOp:
+def _insert_op_of(item: Item, k: int) -> InsertOp:
+    """The insert op of ``item``'s run without its first ``k`` elements (placed right after
+    the k-th, like ``doc_parts._insert_suffix``)."""
     content = item.content
     assert not isinstance(content, Gap), "compacted runs are in the base, never in a delta"
     if type(content) is list:
         content = [NewNode(v.kind) if type(v) is NodeRef else v for v in content]
     owner = item.leaf.owner
     assert owner is not None
-    op: InsertOp = _new_op(InsertOp, (item.id, owner.node_id, item.origin, item.right, content))
+    if not k:
+        op: InsertOp = _new_op(InsertOp, (item.id, owner.node_id, item.origin, item.right, content))
+        return op
+    first = item.id + k * ONE
+    op = _new_op(InsertOp, (first, owner.node_id, first - ONE, item.right, content[k:]))
     return op
