@@ -26,6 +26,9 @@ from cowrite.engine.ops import (
 )
 from cowrite.engine.sequence import Sequence
 
+# compiled, a Final name is a C static; an imported class is a dict lookup per use
+_INSERT_OP: Final = InsertOp
+_DELETE_OP: Final = DeleteOp
 _TEXT: Final = NodeKind.TEXT
 _LIST: Final = NodeKind.LIST
 
@@ -55,7 +58,7 @@ def apply_ops(doc: Document, ops: Iterable[Op], *, changes: bool = True) -> list
             client = op.id & CLIENT_MASK
             seq = op.id >> CLIENT_BITS
             have = nxt[client]
-            is_insert = type(op) is InsertOp
+            is_insert = type(op) is _INSERT_OP
             end = seq + (len(op.content) if is_insert else 1)  # type: ignore[union-attr]
             if end <= have:  # seen already
                 applied += 1
@@ -192,18 +195,19 @@ def _ready(doc: Document, op: Op) -> bool:
 
 
 def _apply_remote(doc: Document, op: Op, out: list[Change] | None) -> None:
-    if out is None and type(op) is InsertOp and type(op.content) is str:
+    t = type(op)
+    if out is None and t is _INSERT_OP and type(op.content) is str:  # type: ignore[union-attr]
         # hot path (replica sync of typing): a text insert with no change report
         seq = doc._nodes.get(op.node)
         if type(seq) is Sequence and seq.is_text:
-            seq.integrate(op.id, op.origin, op.right, op.content)
+            seq.integrate(op.id, op.origin, op.right, op.content)  # type: ignore[union-attr]
             return
-    if out is None and type(op) is DeleteOp:
+    if out is None and t is _DELETE_OP:
         # hot path too: a delete with no change report (the node's kind is settled by its
         # state being a sequence)
         seq = doc._nodes.get(op.node)
         if type(seq) is Sequence:
-            spans = op.spans
+            spans: tuple[tuple[int, int], ...] = op.spans  # type: ignore[union-attr]
             for target, count in spans:
                 _check_owner(doc, seq, target, count)
             for target, count in spans:
@@ -212,7 +216,6 @@ def _apply_remote(doc: Document, op: Op, out: list[Change] | None) -> None:
             return
     kind = doc.kind_of(op.node)
     doc._check_op_kind(op, kind)
-    t = type(op)
     if t is InsertOp:
         assert isinstance(op, InsertOp)
         seq = doc.sequence(op.node)

@@ -57,8 +57,10 @@ from cowrite.engine.ops import AddOp, DeleteOp, InsertOp, NodeKind, Op, SetOp
 _NO_INTS: Final[list[int]] = []
 _NO_STRS: Final[list[str]] = []
 _NO_BOOLS: Final[list[bool]] = []
+_INSERT_OP: Final = InsertOp  # compiled, a C static (an imported class is a lookup per use)
+_DELETE_OP: Final = DeleteOp
 _NODE_KINDS: dict[int, NodeKind] = {int(k): k for k in NodeKind}
-_new_op: Any = tuple.__new__
+_new_op: Final[Any] = tuple.__new__
 """Builds an op tuple without the interpreted ``NamedTuple.__new__`` (one call per decoded op)."""
 
 
@@ -301,7 +303,7 @@ def _decode_body(
             length = len(content)
             if not length:
                 raise DecodeError("empty insert")
-            ops.append(_new_op(InsertOp, (op_id, node, origin, right, content)))
+            ops.append(_new_op(_INSERT_OP, (op_id, node, origin, right, content)))
             expect[client] = seq + length
             cursor = op_id + (length - 1) * ONE
         elif kind == K_DELETE:
@@ -328,7 +330,7 @@ def _decode_body(
             if not spans:
                 raise DecodeError("delete without spans")
             di += 1
-            ops.append(_new_op(DeleteOp, (op_id, node, tuple(spans))))
+            ops.append(_new_op(_DELETE_OP, (op_id, node, tuple(spans))))
         elif kind == K_SET:
             expect[client] = seq + 1
             key = None
