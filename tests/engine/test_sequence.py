@@ -8,14 +8,18 @@ internal node splits and a multi-level tree; the cursor cache is hammered with f
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from cowrite.engine import runs
 from cowrite.engine.document import Document
 from cowrite.engine.errors import InvalidOperation
-from cowrite.engine.ids import ONE, pack
-from cowrite.engine.sequence import LEAF_MAX, NODE_MAX, ItemIndex, Leaf, Node, Sequence
+from cowrite.engine.ids import NO_ID, ONE, pack
+from cowrite.engine.sequence import LEAF_MAX, NODE_MAX, Item, ItemIndex, Leaf, Node, Sequence
 
 CLIENT = 1
 
@@ -422,3 +426,50 @@ def test_concurrent_typing_at_one_spot_at_scale() -> None:
     assert va in {"[" + "a" * 2_000 + "b" * 2_000 + "]", "[" + "b" * 2_000 + "a" * 2_000 + "]"}
     a.check_invariants()
     b.check_invariants()
+
+
+@given(st.lists(st.integers(0, 1 << 62)), st.integers(-1, (1 << 62) + 1))
+def test_the_compiled_builds_search_agrees_with_bisect_right(values: list[int], x: int) -> None:
+    """``runs._after`` (the id index's search when compiled) is ``bisect_right``, also on
+    duplicates, before the first and after the last value, and on seqs beyond short ints."""
+    a = sorted(values)
+    assert runs._after(a, x) == bisect_right(a, x)
+    for v in a:
+        assert runs._after(a, v) == bisect_right(a, v)
+
+
+def test_leaf_lookups_go_by_identity() -> None:
+    """Equal-looking items are still told apart; a missing one is a ValueError, as with
+    ``list.index``."""
+    items = [Item(pack(1, 0), "x", NO_ID, NO_ID, False) for _ in range(5)]
+    assert [runs.item_index(items, it) for it in items] == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError):
+        runs.item_index(items, Item(pack(1, 0), "x", NO_ID, NO_ID, False))
+    leaves = [Leaf(), Leaf(), Leaf()]
+    assert runs.child_index(leaves, leaves[2]) == 2
+    with pytest.raises(ValueError):
+        runs.child_index(leaves, Leaf())
+
+
+@pytest.mark.parametrize("at", [0, 1, 5, 8])
+def test_remote_insert_inside_a_run_between_its_origins(at: int) -> None:
+    """A remote insert whose left and right origins are neighbours inside one run (the split
+    puts the right origin in the new tail) lands between them, the run stays split there and
+    whole elsewhere, also when a concurrent insert already sits at that place."""
+    a = Document(1)
+    b = Document(2)
+    c = Document(3)
+    ta = a.text("t")
+    ta.insert(0, "0123456789")
+    for d in (b, c):
+        d.merge(a.encode_state(), changes=False)
+    b.text("t").insert(at + 1, "B")
+    c.text("t").insert(at + 1, "C")
+    deltas = [b.delta_since(a.version), c.delta_since(a.version)]
+    for d in (a, b, c):
+        for delta in deltas:
+            d.merge(delta, changes=False)
+        d.check_invariants()
+    assert str(a.text("t")) == str(b.text("t")) == str(c.text("t"))
+    assert str(a.text("t")).replace("B", "").replace("C", "") == "0123456789"
+    assert str(a.text("t"))[at + 1 : at + 3] in ("BC", "CB")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from heapq import heappop, heappush
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from cowrite.engine.doc_parts import MAX_PENDING_OPS, SYSTEM, Change, _insert_suffix
 from cowrite.engine.errors import InvalidOperation
@@ -25,6 +25,12 @@ from cowrite.engine.ops import (
     check_json,
 )
 from cowrite.engine.sequence import Sequence
+
+# compiled, a Final name is a C static; an imported class is a dict lookup per use
+_INSERT_OP: Final = InsertOp
+_DELETE_OP: Final = DeleteOp
+_TEXT: Final = NodeKind.TEXT
+_LIST: Final = NodeKind.LIST
 
 if TYPE_CHECKING:
     from cowrite.engine.document import Document
@@ -52,7 +58,7 @@ def apply_ops(doc: Document, ops: Iterable[Op], *, changes: bool = True) -> list
             client = op.id & CLIENT_MASK
             seq = op.id >> CLIENT_BITS
             have = nxt[client]
-            is_insert = type(op) is InsertOp
+            is_insert = type(op) is _INSERT_OP
             end = seq + (len(op.content) if is_insert else 1)  # type: ignore[union-attr]
             if end <= have:  # seen already
                 applied += 1
@@ -139,7 +145,7 @@ def _prevalidate(doc: Document, ops: list[Op]) -> None:
             if op.id & CLIENT_MASK == SYSTEM:
                 raise InvalidOperation("replica 0 is reserved")
             kind = kinds.get(op.node)
-            if kind is NodeKind.TEXT:
+            if kind is _TEXT:
                 continue  # the common case, settled
         elif t is SetOp:
             value = op.value  # type: ignore[union-attr]
@@ -167,6 +173,8 @@ def _prevalidate(doc: Document, ops: list[Op]) -> None:
             if root is None:
                 continue  # a node not known yet: the op waits, and is checked when applied
             kind = root[1]
+        if t is DeleteOp and (kind is _TEXT or kind is _LIST):
+            continue  # all ``_check_op_kind`` would check
         doc._check_op_kind(op, kind)
 
 
@@ -187,15 +195,27 @@ def _ready(doc: Document, op: Op) -> bool:
 
 
 def _apply_remote(doc: Document, op: Op, out: list[Change] | None) -> None:
-    if out is None and type(op) is InsertOp and type(op.content) is str:
+    t = type(op)
+    if out is None and t is _INSERT_OP and type(op.content) is str:  # type: ignore[union-attr]
         # hot path (replica sync of typing): a text insert with no change report
         seq = doc._nodes.get(op.node)
         if type(seq) is Sequence and seq.is_text:
-            seq.integrate(op.id, op.origin, op.right, op.content)
+            seq.integrate(op.id, op.origin, op.right, op.content)  # type: ignore[union-attr]
+            return
+    if out is None and t is _DELETE_OP:
+        # hot path too: a delete with no change report (the node's kind is settled by its
+        # state being a sequence)
+        seq = doc._nodes.get(op.node)
+        if type(seq) is Sequence:
+            spans: tuple[tuple[int, int], ...] = op.spans  # type: ignore[union-attr]
+            for target, count in spans:
+                _check_owner(doc, seq, target, count)
+            for target, count in spans:
+                seq.delete_ids(target, count)
+            log_delete(doc, op.id, op.node, spans)
             return
     kind = doc.kind_of(op.node)
     doc._check_op_kind(op, kind)
-    t = type(op)
     if t is InsertOp:
         assert isinstance(op, InsertOp)
         seq = doc.sequence(op.node)
@@ -236,6 +256,18 @@ def _apply_remote(doc: Document, op: Op, out: list[Change] | None) -> None:
         doc._log[op.id & CLIENT_MASK].append(op)
         if out is not None:
             out.append(Change(op.node, kind, [op.amount]))
+
+
+def log_delete(doc: Document, op_id: int, node: int, spans: Iterable[tuple[int, int]]) -> None:
+    """Record delete op ``op_id``'s spans in its replica's delete log (``Document._log_delete``
+    runs this: compiled, it is one call per delete on the merge path)."""
+    seqs, nodes, targets, lengths = doc._del_cols[op_id & CLIENT_MASK]
+    seq = op_id >> CLIENT_BITS
+    for target, count in spans:
+        seqs.append(seq)
+        nodes.append(node)
+        targets.append(target)
+        lengths.append(count)
 
 
 def _check_owner(doc: Document, seq: Sequence, target: int, count: int) -> None:

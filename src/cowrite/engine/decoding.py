@@ -9,7 +9,7 @@ the document only once the whole body has decoded.
 from __future__ import annotations
 
 import lzma
-from typing import Any
+from typing import Any, Final
 
 from cowrite.engine.clock import Timestamp
 from cowrite.engine.codec import (
@@ -51,6 +51,17 @@ from cowrite.engine.encoding import (
 from cowrite.engine.errors import DecodeError, EngineError, TooManyReplicas
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, MAX_CLIENTS, MAX_REPLICA_ID, NO_ID, ONE
 from cowrite.engine.ops import AddOp, DeleteOp, InsertOp, NodeKind, Op, SetOp
+
+# The columns of a group a body lacks: shared empty lists, never written (a decode of a small
+# delta would otherwise allocate a dozen lists it never reads)
+_NO_INTS: Final[list[int]] = []
+_NO_STRS: Final[list[str]] = []
+_NO_BOOLS: Final[list[bool]] = []
+_INSERT_OP: Final = InsertOp  # compiled, a C static (an imported class is a lookup per use)
+_DELETE_OP: Final = DeleteOp
+_NODE_KINDS: dict[int, NodeKind] = {int(k): k for k in NodeKind}
+_new_op: Final[Any] = tuple.__new__
+"""Builds an op tuple without the interpreted ``NamedTuple.__new__`` (one call per decoded op)."""
 
 
 def decode_ops(
@@ -127,11 +138,12 @@ def _decode_body(
     replicas: list[int] = []  # table index -> replica id
     clients: list[int] = []  # table index -> client index
     new_clients: dict[int, int] = {}
+    known = doc._clients
     for _ in range(r.count()):
         replica = r.uint()
         if not 0 < replica <= MAX_REPLICA_ID:
             raise DecodeError("replica id 0 is reserved")
-        c = doc.known_client(replica)
+        c = known.get(replica)
         if c is None:
             c = new_clients.get(replica)
             if c is None:
@@ -145,14 +157,13 @@ def _decode_body(
     roots: list[int] = []  # table index -> root id
     new_roots: dict[int, tuple[str, NodeKind]] = {}
     for _ in range(r.count(per_item_min_bytes=2)):
-        try:
-            rkind = NodeKind(r.uint(max_value=255))
-        except ValueError:
-            raise DecodeError("unknown node kind") from None
+        rkind = _NODE_KINDS.get(r.uint(max_value=255))
+        if rkind is None:
+            raise DecodeError("unknown node kind")
         name = r.str_(MAX_NAME_BYTES)
         rid = _root_id(rkind, name)
-        known = doc.roots.get(rid) or new_roots.setdefault(rid, (name, rkind))
-        if known != (name, rkind):
+        entry = doc.roots.get(rid) or new_roots.setdefault(rid, (name, rkind))
+        if entry != (name, rkind):
             raise DecodeError(f"root {name!r} collides with another root's id")
         roots.append(rid)
     n = r.count(max_count=max_items, per_item_min_bytes=0)
@@ -182,12 +193,12 @@ def _decode_body(
     gaps = read_uint_rle(r, n, counted=False)
     node_tags = read_uint_rle(r, n, counted=False)
     node_vals = _ref_values(r, node_tags)
-    origin_tags: list[int] = []
-    origin_vals: list[int] = []
-    right_tags: list[int] = []
-    right_vals: list[int] = []
-    content_kind: list[int] = []
-    texts: list[str] = []
+    origin_tags: list[int] = _NO_INTS
+    origin_vals: list[int] = _NO_INTS
+    right_tags: list[int] = _NO_INTS
+    right_vals: list[int] = _NO_INTS
+    content_kind: list[int] = _NO_INTS
+    texts: list[str] = _NO_STRS
     lists: list[list[Any]] = []
     if n_ins:
         origin_tags = read_uint_rle(r, n_ins, counted=False)
@@ -200,10 +211,10 @@ def _decode_body(
             raise DecodeError("unknown content kind")
         texts = read_str_column(r, n_text, counted=False)
         lists = [_decode_list(r.bytes_()) for _ in range(n_ins - n_text)]
-    del_counts: list[int] = []
-    del_tags: list[int] = []
-    del_vals: list[int] = []
-    del_lens: list[int] = []
+    del_counts: list[int] = _NO_INTS
+    del_tags: list[int] = _NO_INTS
+    del_vals: list[int] = _NO_INTS
+    del_lens: list[int] = _NO_INTS
     if n_del:
         del_counts = read_uint_rle(r, n_del, counted=False)
         n_spans = sum(del_counts)
@@ -212,50 +223,25 @@ def _decode_body(
         del_tags = read_uint_rle(r, n_spans, counted=False)
         del_vals = _ref_values(r, del_tags)
         del_lens = read_uint_rle(r, n_spans, counted=False)
-    has_key: list[bool] = []
-    keys: list[str] = []
+    has_key: list[bool] = _NO_BOOLS
+    keys: list[str] = _NO_STRS
     values: list[Any] = []
-    walls: list[int] = []
-    counters: list[int] = []
+    walls: list[int] = _NO_INTS
+    counters: list[int] = _NO_INTS
     if n_set:
         has_key = read_bool_rle(r, n_set, counted=False)
         keys = read_str_column(r, sum(has_key), counted=False)
         values = [_decode_value(r.bytes_()) for _ in range(n_set)]
         walls = read_delta_rle(r, n_set, counted=False)
         counters = read_uint_rle(r, n_set, counted=False)
-    amounts: list[int] = []
+    amounts: list[int] = _NO_INTS
     if n_add:
         amounts = read_uint_rle(r, n_add, counted=False)
     r.expect_end()
 
     n_clients = len(clients)
-    n_roots = len(roots)
-
-    def resolve(tag: int, vals: list[int], k: int, base: int) -> int:
-        """The id named by ``tag`` (neither T_NONE nor T_PREV); ``vals[k]`` is its value."""
-        if tag <= T_DELTA:
-            if base == NO_ID or not base & CLIENT_MASK:
-                raise DecodeError("relative reference without a base")
-            if tag == T_DELTA:
-                v = vals[k]
-                d = (v >> 1) ^ -(v & 1)
-            else:
-                d = tag - T_NEAR - 1
-            if (base >> CLIENT_BITS) + d < 0:
-                raise DecodeError("reference before the start of a replica's history")
-            return base + d * ONE
-        if tag == T_ROOT:
-            t = vals[k]
-            if t >= n_roots:
-                raise DecodeError("reference to an undeclared root")
-            return roots[t]
-        t = tag - T_TABLE
-        if t >= n_clients:
-            raise DecodeError("reference to an unknown replica")
-        return (vals[k] << CLIENT_BITS) | clients[t]
 
     ops: list[Op] = []
-    append = ops.append
     expect: dict[int, int] = {}
     cursor = prev_node = prev_origin = prev_right = prev_target = NO_ID
     have_node = have_origin = have_right = have_target = False
@@ -276,7 +262,7 @@ def _decode_body(
         elif tag == T_NONE:
             raise DecodeError("op without a node")
         else:
-            node = resolve(tag, node_vals, nv, op_id)
+            node = _resolve(tag, node_vals, nv, op_id, roots, clients)
             nv += tag >= T_DELTA
         prev_node = node
         have_node = True
@@ -290,7 +276,7 @@ def _decode_body(
                     raise DecodeError("no previous origin")
                 origin = prev_origin
             else:
-                origin = resolve(tag, origin_vals, ov, cursor)
+                origin = _resolve(tag, origin_vals, ov, cursor, roots, clients)
                 ov += tag >= T_DELTA
             tag = right_tags[ii]
             if tag == T_NONE:
@@ -300,7 +286,8 @@ def _decode_body(
                     raise DecodeError("no previous right")
                 right = prev_right
             else:
-                right = resolve(tag, right_vals, rv, cursor if origin == NO_ID else origin)
+                rbase = cursor if origin == NO_ID else origin
+                right = _resolve(tag, right_vals, rv, rbase, roots, clients)
                 rv += tag >= T_DELTA
             prev_origin = origin
             prev_right = right
@@ -316,7 +303,7 @@ def _decode_body(
             length = len(content)
             if not length:
                 raise DecodeError("empty insert")
-            append(InsertOp(op_id, node, origin, right, content))
+            ops.append(_new_op(_INSERT_OP, (op_id, node, origin, right, content)))
             expect[client] = seq + length
             cursor = op_id + (length - 1) * ONE
         elif kind == K_DELETE:
@@ -334,7 +321,7 @@ def _decode_body(
                 elif tag == T_NONE:
                     raise DecodeError("delete span without a target")
                 else:
-                    target = resolve(tag, del_vals, dv, cursor)
+                    target = _resolve(tag, del_vals, dv, cursor, roots, clients)
                     dv += tag >= T_DELTA
                 prev_target = cursor = target
                 have_target = True
@@ -343,7 +330,7 @@ def _decode_body(
             if not spans:
                 raise DecodeError("delete without spans")
             di += 1
-            append(DeleteOp(op_id, node, tuple(spans)))
+            ops.append(_new_op(_DELETE_OP, (op_id, node, tuple(spans))))
         elif kind == K_SET:
             expect[client] = seq + 1
             key = None
@@ -353,13 +340,13 @@ def _decode_body(
             ts = Timestamp(walls[sj], counters[sj], replicas[t])
             if ts.wall_ms < 0:
                 raise DecodeError("negative timestamp")
-            append(SetOp(op_id, node, key, values[sj], ts))
+            ops.append(SetOp(op_id, node, key, values[sj], ts))
             sj += 1
         else:
             expect[client] = seq + 1
             a = amounts[ai]
             ai += 1
-            append(AddOp(op_id, node, (a >> 1) ^ -(a & 1)))
+            ops.append(AddOp(op_id, node, (a >> 1) ^ -(a & 1)))
     for replica, c in new_clients.items():  # in the order their indexes were given
         if doc.client_index(replica) != c:
             raise DecodeError("the client table changed while decoding")
@@ -368,11 +355,38 @@ def _decode_body(
     return ops
 
 
+def _resolve(
+    tag: int, vals: list[int], k: int, base: int, roots: list[int], clients: list[int]
+) -> int:
+    """The id named by ``tag`` (neither T_NONE nor T_PREV); ``vals[k]`` is its value."""
+    if tag <= T_DELTA:
+        if base == NO_ID or not base & CLIENT_MASK:
+            raise DecodeError("relative reference without a base")
+        if tag == T_DELTA:
+            v = vals[k]
+            d = (v >> 1) ^ -(v & 1)
+        else:
+            d = tag - T_NEAR - 1
+        if (base >> CLIENT_BITS) + d < 0:
+            raise DecodeError("reference before the start of a replica's history")
+        return base + d * ONE
+    if tag == T_ROOT:
+        t = vals[k]
+        if t >= len(roots):
+            raise DecodeError("reference to an undeclared root")
+        return roots[t]
+    t = tag - T_TABLE
+    if t >= len(clients):
+        raise DecodeError("reference to an unknown replica")
+    return (vals[k] << CLIENT_BITS) | clients[t]
+
+
 def _ref_values(r: Reader, tags: list[int]) -> list[int]:
     """Read the value column of a ref column: one value per tag that takes one."""
-    n = len(tags) - tags.count(T_NONE) - tags.count(T_PREV)
-    for t in (T_NEAR, T_NEAR + 1, T_NEAR + 2):
-        n -= tags.count(t)
+    n = 0
+    for t in tags:
+        if t >= T_DELTA:
+            n += 1
     return read_uint_rle(r, n, counted=False)
 
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cowrite.engine.apply import apply_ops as _apply_ops
+from cowrite.engine.apply import log_delete as _log_delete
 from cowrite.engine.clock import HybridClock, Timestamp, check_timestamp
 from cowrite.engine.counter import PNCounter
 from cowrite.engine.doc_parts import (
@@ -71,6 +72,15 @@ def root_id(kind: NodeKind, name: str) -> int:
     """The node id of the named root ``name`` of ``kind``: the same on every replica."""
     digest = hashlib.blake2b(f"{int(kind)}:{name}".encode(), digest_size=8).digest()
     return pack(SYSTEM, int.from_bytes(digest, "big") >> (64 - ROOT_HASH_BITS))
+
+
+def _decode_ops(doc: Document, data: Buffer) -> builtins.list[Op]:
+    """``decoding.decode_ops``, imported on first use (it imports this module)."""
+    global _decode_ops  # noqa: PLW0603 - replaces itself: later calls skip the import
+    from cowrite.engine.decoding import decode_ops
+
+    _decode_ops = decode_ops
+    return decode_ops(doc, data)
 
 
 def _wall_clock_ms() -> int:
@@ -377,13 +387,7 @@ class Document(ReplicaTable):
         return self._del_cols
 
     def _log_delete(self, op_id: int, node: int, spans: Iterable[tuple[int, int]]) -> None:
-        seqs, nodes, targets, lengths = self._del_cols[op_id & CLIENT_MASK]
-        seq = op_id >> CLIENT_BITS
-        for target, count in spans:
-            seqs.append(seq)
-            nodes.append(node)
-            targets.append(target)
-            lengths.append(count)
+        _log_delete(self, op_id, node, spans)
 
     def apply_ops(self, ops: Iterable[Op], *, changes: bool = True) -> builtins.list[Change]:
         """Apply remote operations in any order; returns what changed (if ``changes``).
@@ -485,6 +489,8 @@ class Document(ReplicaTable):
         Raises DecodeError for malformed bytes and InvalidOperation for ops that contradict
         the document; in both cases the document is unchanged by the bad ops.
         """
+        if data[:4] == b"CWR\x02":  # an op delta: the common case, skip the dispatch below
+            return _apply_ops(self, _decode_ops(self, data), changes=changes)
         from cowrite.engine.encoding import decode_ops
 
         if bytes(data[:3]) == b"CWS":

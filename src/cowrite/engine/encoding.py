@@ -206,35 +206,41 @@ def _compress(body: bytes) -> tuple[int, bytes]:
     return C_NONE, b""
 
 
-def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
-    """The body (uncompressed) and the flags of the column groups it holds."""
-    table: dict[int, int] = {}  # client -> replica table index
-    replicas: list[int] = []
-    roots: dict[int, int] = {}  # root id -> root table index
+class _Names:
+    """The replica and root tables of one body being encoded, and how refs name ids.
 
-    def tindex(client: int) -> int:
-        t = table.get(client)
+    A class, not closures: compiled, its methods are direct calls on a native object."""
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.table: dict[int, int] = {}  # client -> replica table index
+        self.replicas: list[int] = []
+        self.roots: dict[int, int] = {}  # root id -> root table index
+
+    def tindex(self, client: int) -> int:
+        t = self.table.get(client)
         if t is None:
-            t = table[client] = len(replicas)
-            replicas.append(doc.replica_of(client))
+            t = self.table[client] = len(self.replicas)
+            self.replicas.append(self.doc.replica_of(client))
         return t
 
-    def absolute(pid: int, tags: list[int], vals: list[int]) -> None:
+    def absolute(self, pid: int, tags: list[int], vals: list[int]) -> None:
         """Name ``pid`` (not NO_ID) by the root or replica table."""
         client = pid & CLIENT_MASK
         if client == 0:
+            roots = self.roots
             t = roots.get(pid)
             if t is None:
-                if pid not in doc.roots:
+                if pid not in self.doc.roots:
                     raise EngineError(f"reference to an unknown root {pid:#x}")
                 t = roots[pid] = len(roots)
             tags.append(T_ROOT)
             vals.append(t)
             return
-        tags.append(T_TABLE + tindex(client))
+        tags.append(T_TABLE + self.tindex(client))
         vals.append(pid >> CLIENT_BITS)
 
-    def ref(pid: int, base: int, prev: int, tags: list[int], vals: list[int]) -> None:
+    def ref(self, pid: int, base: int, prev: int, tags: list[int], vals: list[int]) -> None:
         if pid == NO_ID:
             tags.append(T_NONE)
         elif pid == prev:
@@ -247,7 +253,14 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
                 tags.append(T_DELTA)
                 vals.append(_zz(d))
         else:
-            absolute(pid, tags, vals)
+            self.absolute(pid, tags, vals)
+
+
+def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
+    """The body (uncompressed) and the flags of the column groups it holds."""
+    names = _Names(doc)
+    replicas = names.replicas
+    roots = names.roots
 
     kinds: list[int] = []
     clients: list[int] = []
@@ -286,7 +299,7 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
             if not client:
                 raise EngineError("ops of replica 0 cannot be encoded")
             last_client = client
-            last_t = tindex(client)
+            last_t = names.tindex(client)
         clients.append(last_t)
         gap = seq - expect.get(client, 0)
         if gap < 0:
@@ -296,7 +309,7 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
         if node == prev_node:
             node_tags.append(T_PREV)
         else:
-            ref(node, op_id, prev_node, node_tags, node_vals)
+            names.ref(node, op_id, prev_node, node_tags, node_vals)
             prev_node = node
         if kind == K_INSERT:
             assert isinstance(op, InsertOp)
@@ -304,8 +317,9 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
             expect[client] = seq + length
             origin = op.origin
             right = op.right
-            ref(origin, cursor, prev_origin, origin_tags, origin_vals)
-            ref(right, cursor if origin == NO_ID else origin, prev_right, right_tags, right_vals)
+            names.ref(origin, cursor, prev_origin, origin_tags, origin_vals)
+            rbase = cursor if origin == NO_ID else origin
+            names.ref(right, rbase, prev_right, right_tags, right_vals)
             prev_origin = origin
             prev_right = right
             cursor = op_id + (length - 1) * ONE
@@ -321,7 +335,7 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
                 assert isinstance(op, DeleteOp)
                 del_counts.append(len(op.spans))
                 for target, count in op.spans:
-                    ref(target, cursor, prev_target, del_tags, del_vals)
+                    names.ref(target, cursor, prev_target, del_tags, del_vals)
                     prev_target = cursor = target
                     del_lens.append(count)
             elif kind == K_SET:

@@ -34,6 +34,7 @@ COMPILED = (
     "decoding",
     "encoding",
     "load_passes",
+    "oplog",
     "runs",
     "sequence",
     "state",

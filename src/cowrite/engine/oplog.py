@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from cowrite.engine.doc_parts import DeleteColumns, _del_arrays, _insert_suffix
-from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, pack
+from cowrite.engine.doc_parts import DeleteColumns, _del_arrays
+from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, ONE
 from cowrite.engine.ops import DeleteOp, InsertOp, NewNode, NodeRef, Op
 from cowrite.engine.runs import Gap, Item
 from cowrite.engine.threads import PACE_EVERY, let_others_run, pace
+
+_new_op: Any = tuple.__new__
+"""Builds an op tuple without the interpreted ``NamedTuple.__new__`` (one call per op read)."""
 
 if TYPE_CHECKING:
     from cowrite.engine.document import Document
@@ -77,8 +79,11 @@ def install_deletes(
     """Put ``older`` (``decode_delete_chunks(doc, chunks)``) ahead of the newer records, unless
     the document's encoded records are no longer ``chunks`` (decoded meanwhile, or replaced by
     a merge): then False and nothing changes. On the thread that owns ``doc``."""
+    # compared by their parts: compiled (mypyc), a (bytes, dict) tuple read from a list is
+    # unboxed and boxed again, a new tuple object, while its bytes and dict stay the same objects
     if len(doc._lazy_dels) != len(chunks) or any(
-        a is not b for a, b in zip(doc._lazy_dels, chunks, strict=True)
+        a[0] is not b[0] or a[1] is not b[1]
+        for a, b in zip(doc._lazy_dels, chunks, strict=True)
     ):
         return False
     newer = doc._del_cols
@@ -95,7 +100,7 @@ def install_deletes(
 
 def client_ops_since(doc: Document, client: int, start: int) -> list[Op]:
     """One replica's operations from seq ``start`` on, in seq order."""
-    ops: list[tuple[int, Op]] = list(_inserts_since(doc, client, start))
+    ops = _inserts_since(doc, client, start)
     if doc._lazy_dels and any(start < bound.get(client, 0) for _, bound in doc._lazy_dels):
         decode_lazy_deletes(doc)
     seqs, nodes, targets, lengths = doc._del_cols[client]
@@ -107,7 +112,8 @@ def client_ops_since(doc: Document, client: int, start: int) -> list[Op]:
         while k < len(seqs) and seqs[k] == s:
             spans.append((targets[k], lengths[k]))
             k += 1
-        ops.append((s, DeleteOp(pack(client, s), node, tuple(spans))))
+        delete: DeleteOp = _new_op(DeleteOp, ((s << CLIENT_BITS) | client, node, tuple(spans)))
+        ops.append((s, delete))
     log = doc._log[client]
     if log and (log[-1].id >> CLIENT_BITS) >= start:
         k = bisect_left(log, start, key=lambda o: o.id >> CLIENT_BITS)
@@ -117,22 +123,31 @@ def client_ops_since(doc: Document, client: int, start: int) -> list[Op]:
     return [op for _, op in ops]
 
 
-def _inserts_since(doc: Document, client: int, start: int) -> Iterator[tuple[int, InsertOp]]:
+def _inserts_since(doc: Document, client: int, start: int) -> list[tuple[int, Op]]:
+    """``(first seq, insert op)`` of ``client``'s runs holding seqs from ``start`` on."""
+    out: list[tuple[int, Op]] = []
     for first, item in doc.index.runs(client, start):
         if first + len(item.content) <= start:
             continue
-        op = _insert_op_of(item)
         if first < start:  # a run grown since ``start``: send only what is new
-            op = _insert_suffix(op, start - first)
-            first = start
-        yield first, op
+            out.append((start, _insert_op_of(item, start - first)))
+        else:
+            out.append((first, _insert_op_of(item, 0)))
+    return out
 
 
-def _insert_op_of(item: Item) -> InsertOp:
+def _insert_op_of(item: Item, k: int) -> InsertOp:
+    """The insert op of ``item``'s run without its first ``k`` elements (placed right after
+    the k-th, like ``doc_parts._insert_suffix``)."""
     content = item.content
     assert not isinstance(content, Gap), "compacted runs are in the base, never in a delta"
     if type(content) is list:
         content = [NewNode(v.kind) if type(v) is NodeRef else v for v in content]
     owner = item.leaf.owner
     assert owner is not None
-    return InsertOp(item.id, owner.node_id, item.origin, item.right, content)
+    if not k:
+        op: InsertOp = _new_op(InsertOp, (item.id, owner.node_id, item.origin, item.right, content))
+        return op
+    first = item.id + k * ONE
+    op = _new_op(InsertOp, (first, owner.node_id, first - ONE, item.right, content[k:]))
+    return op

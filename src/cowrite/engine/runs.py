@@ -87,6 +87,23 @@ def mergeable(a: Item, b: Item) -> bool:
     )
 
 
+def item_index(items: list[Item], item: Item) -> int:
+    """Where ``item`` is in ``items`` (it must be there). By identity: ``list.index`` compares
+    with ``==``, which for objects without ``__eq__`` is a slow generic call per element."""
+    for k in range(len(items)):
+        if items[k] is item:
+            return k
+    raise ValueError("item not in its leaf")
+
+
+def child_index(children: list[Any], child: object) -> int:
+    """Where ``child`` (a ``Leaf`` or ``Node``) is in its parent's ``children``, by identity."""
+    for k in range(len(children)):
+        if children[k] is child:
+            return k
+    raise ValueError("node not in its parent")
+
+
 class Leaf:
     __slots__ = ("items", "next", "owner", "parent", "prev", "vis")
 
@@ -111,6 +128,25 @@ class Node:
 
 
 _NO_LEAF = Leaf()
+
+
+_NATIVE: Final = not __file__.endswith(".py")
+"""Whether this module runs compiled by mypyc (see ``native``): then ``_after`` beats the C
+``bisect_right``, which boxes the key and compares through generic calls; interpreted, the C
+function is far faster than a Python loop. Both give the same answer."""
+
+
+def _after(a: list[int], x: int) -> int:
+    """``bisect_right(a, x)``, written for the compiled build (unboxed int compares)."""
+    lo = 0
+    hi = len(a)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if x < a[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 BLOCK: Final = 256
@@ -148,7 +184,7 @@ class ItemIndex:
             self.starts[client].append([seq])
             self.items[client].append([item])
             return
-        b = bisect_right(heads, seq) - 1
+        b = (_after(heads, seq) if _NATIVE else bisect_right(heads, seq)) - 1
         if b < 0:
             b = 0
             heads[0] = seq
@@ -158,7 +194,7 @@ class ItemIndex:
             starts.append(seq)
             items.append(item)
         else:
-            k = bisect_right(starts, seq)
+            k = _after(starts, seq) if _NATIVE else bisect_right(starts, seq)
             starts.insert(k, seq)
             items.insert(k, item)
         if len(starts) > 2 * BLOCK:
@@ -173,9 +209,9 @@ class ItemIndex:
         client = item.id & CLIENT_MASK
         seq = item.id >> CLIENT_BITS
         heads = self.heads[client]
-        b = bisect_right(heads, seq) - 1
+        b = (_after(heads, seq) if _NATIVE else bisect_right(heads, seq)) - 1
         starts = self.starts[client][b]
-        k = bisect_right(starts, seq) - 1
+        k = (_after(starts, seq) if _NATIVE else bisect_right(starts, seq)) - 1
         del starts[k]
         del self.items[client][b][k]
         if not starts:
@@ -219,11 +255,13 @@ class ItemIndex:
         seq = pid >> CLIENT_BITS
         if client >= len(self.heads):
             raise KeyError(pid)
-        b = bisect_right(self.heads[client], seq) - 1
+        heads = self.heads[client]
+        b = (_after(heads, seq) if _NATIVE else bisect_right(heads, seq)) - 1
         if b < 0:
             raise KeyError(pid)
         starts = self.starts[client][b]
-        k = bisect_right(starts, seq) - 1  # >= 0: the block's first start is its head
+        # >= 0: the block's first start is its head
+        k = (_after(starts, seq) if _NATIVE else bisect_right(starts, seq)) - 1
         item = self.items[client][b][k]
         off = seq - starts[k]
         if off >= len(item.content):

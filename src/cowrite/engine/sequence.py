@@ -33,6 +33,8 @@ from cowrite.engine.runs import (
     ItemIndex,
     Leaf,
     Node,
+    child_index,
+    item_index,
 )
 from cowrite.engine.tree import RunTree
 
@@ -152,7 +154,7 @@ class Sequence(RunTree):
             item = Item(new_id, content, it.id + off * ONE, tail.id, False)
             if self._cl is None:  # the split split the leaf: take the general path
                 self.index.add(item)
-                self._insert_at(it.leaf, it.leaf.items.index(it) + 1, item)
+                self._insert_at(it.leaf, item_index(it.leaf.items, it) + 1, item)
                 return
         self.index.add(item)
         if len(items) < LEAF_MAX:
@@ -219,11 +221,17 @@ class Sequence(RunTree):
         ):
             raise InvalidOperation("an insert's origin is an element of another node")
         split_left = left is not None and off < len(left.content) - 1
+        k = 0  # the left origin's index in its leaf
+        lleaf: Leaf | None = None
+        if left is not None:
+            lleaf = left.leaf
+            k = item_index(lleaf.items, left)
         if split_left:
             assert left is not None
-            self._split(left, off + 1)
-            if right_item is not None:
-                right_item, roff = index.find(right)  # that split may have split it too
+            tail = self._split(left, off + 1, k)
+            if right_item is left and roff > off:  # that split split it too: it is in the tail
+                right_item = tail
+                roff -= off + 1
         right_head: Item | None = None
         if right_item is not None and roff > 0:
             right_head = right_item
@@ -234,11 +242,14 @@ class Sequence(RunTree):
             i = 0
         else:
             leaf = left.leaf
-            i = leaf.items.index(left) + 1
+            if leaf is not lleaf:  # a split split the leaf and moved it
+                k = item_index(leaf.items, left)
+            i = k + 1
         if leaf is not None and i >= len(leaf.items):
             leaf, i = leaf.next, 0
         other = leaf.items[i] if leaf is not None else None
-        if other is not right_item:
+        scanned = other is not right_item
+        if scanned:
             leaf, i = self._scan(new_id, origin, right, left, right_item, leaf, i)
         # extend the left run when the new item continues it (remote typing, one op per key)
         if (
@@ -261,7 +272,8 @@ class Sequence(RunTree):
         # a split the new item did not land in is undone: runs stay runs
         if right_head is not None:
             self._merge_next(right_head)
-        if split_left:
+        if split_left and scanned:
+            # (unscanned, the new item sits right after the left part: nothing to merge)
             assert left is not None
             self._merge_next(left)
 
@@ -313,10 +325,10 @@ class Sequence(RunTree):
             return (-1,) if none_side < 0 else (1 << 62,)
         item, off = self.index.find(pid)
         node: Leaf | Node = item.leaf
-        key = [off, node.items.index(item)]  # type: ignore[union-attr]
+        key = [off, item_index(node.items, item)]  # type: ignore[union-attr]
         parent = node.parent
         while parent is not None:
-            key.append(parent.children.index(node))
+            key.append(child_index(parent.children, node))
             node = parent
             parent = node.parent
         key.reverse()
@@ -330,9 +342,9 @@ class Sequence(RunTree):
         """
         self._cl = None
         removed = 0
-        find = self.index.find
+        index = self.index
         while count > 0:
-            it, off = find(target)
+            it, off = index.find(target)
             size = len(it.content) - off
             if it.deleted:
                 size = min(size, count)
@@ -407,8 +419,9 @@ class Sequence(RunTree):
         self._cis = s
         return leaf, i, s
 
-    def _split(self, item: Item, off: int) -> Item:
+    def _split(self, item: Item, off: int, k: int = -1) -> Item:
         """Split ``item`` at element offset ``off`` (0 < off < len); returns the new tail item.
+        ``k``: the item's index in its leaf, if the caller knows it.
 
         Keeps the cursor valid: the tail goes right after the item in the same leaf, and a
         visible-length-neutral split only moves indexes after it, which the cursor tolerates.
@@ -421,7 +434,7 @@ class Sequence(RunTree):
         self.index.add(tail)
         leaf = item.leaf
         items = leaf.items
-        k = items.index(item) + 1
+        k = (k if k >= 0 else item_index(items, item)) + 1
         if len(items) < LEAF_MAX:
             items.insert(k, tail)
             tail.leaf = leaf

@@ -12,7 +12,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from cowrite.engine.runs import LEAF_MAX, NODE_MAX, Gap, Item, ItemIndex, Leaf, Node, mergeable
+from cowrite.engine.runs import (
+    LEAF_MAX,
+    NODE_MAX,
+    Gap,
+    Item,
+    ItemIndex,
+    Leaf,
+    Node,
+    child_index,
+    item_index,
+    mergeable,
+)
 
 
 class RunTree:
@@ -63,7 +74,7 @@ class RunTree:
         returns the item now holding ``item``'s elements (``item`` or its predecessor)."""
         leaf = item.leaf
         items = leaf.items
-        k = items.index(item)
+        k = item_index(items, item)
         if k + 1 < len(items):
             nxt = items[k + 1]
             if mergeable(item, nxt):
@@ -88,7 +99,7 @@ class RunTree:
     def _merge_next(self, item: Item) -> bool:
         """Merge the item after ``item`` into it if it continues the run; True if merged."""
         leaf = item.leaf
-        k = leaf.items.index(item) + 1
+        k = item_index(leaf.items, item) + 1
         if k < len(leaf.items):
             nleaf: Leaf | None = leaf
         else:
@@ -187,7 +198,7 @@ class RunTree:
             self.root = Node([child, new])
             return
         siblings = parent.children
-        siblings.insert(siblings.index(child) + 1, new)
+        siblings.insert(child_index(siblings, child) + 1, new)
         new.parent = parent
         if len(siblings) > NODE_MAX:
             half = len(siblings) // 2
