@@ -278,7 +278,9 @@ async def test_hostile_frames_get_error_codes_while_others_converge(make_setting
         await setup.send(json.dumps({"type": "join", "doc": "fuzz", "mode": "replica"}))
         await setup.expect("joined")
         delta = base64.b64encode(_engine_deltas()[0]).decode()
-        await setup.send(json.dumps({"type": "sync", "doc": "fuzz", "delta": delta}))
+        sync = {"type": "sync", "doc": "fuzz", "delta": delta, "edit_id": "setup-1"}
+        await setup.send(json.dumps(sync))
+        await setup.expect("ack")  # the roots exist before any case aims at them
         await setup.close()
         while room.version <= settings.edit_log_capacity:  # so that version 0 is stale
             await asyncio.sleep(0.01)

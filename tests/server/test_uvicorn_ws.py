@@ -10,7 +10,6 @@ import asyncio
 import gc
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,7 @@ from websockets.server import ServerProtocol
 
 from cowrite.server.uvicorn_ws import Flag, Inbox, SlimWebSocketProtocol
 
-sys.path.insert(0, str(Path(__file__).parent))  # conftest.py
-from conftest import RawClient, RunningServer, start_server
+from .conftest import RawClient, RunningServer, start_server
 
 # ------------------------------------------------------------------------------ Inbox, Flag
 
@@ -327,7 +325,7 @@ async def test_added_middleware_still_sees_every_websocket(
         app.user_middleware.insert(0, Middleware(_Counting))
         return app
 
-    monkeypatch.setattr("conftest.create_app", with_middleware)
+    monkeypatch.setattr(sys.modules[start_server.__module__], "create_app", with_middleware)
     _Counting.seen = 0
     running, task = await start_server(settings)
     try:
