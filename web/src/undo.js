@@ -27,7 +27,7 @@
 // `adoptRestore(version, edits)` makes a restore this page asked for (REST) one undo step.
 
 import * as ot from "./ot.js";
-import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, retarget, toPlain, transform, withoutInserts } from "./undo_ops.js";
+import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform, withoutInserts } from "./undo_ops.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -63,6 +63,9 @@ export class UndoManager {
     this._fix = [];
     /** The identity of each code point of the local text (null: to be numbered afresh). */
     this._ids = null;
+    /** The identities as the log lays the text out after its last record, when that differs
+     *  from the text (a tie rebased otherwise); null: the same as `_ids`. */
+    this._logIds = null;
     this._nextId = 1;
     /** Identities no undo/redo may re-insert any more (a correction took them back). */
     this._dead = new Set();
@@ -121,6 +124,7 @@ export class UndoManager {
     this._claims = [];
     this._fix = [];
     this._ids = null; // the text may change without us (a dropped batch): number it afresh
+    this._logIds = null;
     this._dead = new Set();
   }
 
@@ -136,11 +140,15 @@ export class UndoManager {
     const newId = () => (k < intent.length ? intent[k++] : this._nextId++);
     const rich = fromPlain(op, before, (a, b) => ids.slice(a, b), newId);
     if (isNoop(rich)) return;
+    // the record goes into the log in the log's own layout (by identity)
+    const logIds = this._logIds;
+    const mine = logIds === null ? rich : relayout(rich, ids, logIds);
     this._ids = applyIds(ids, rich, undefined, true);
+    if (logIds !== null) applyIds(logIds, mine, undefined, true);
     const kind = this._doing || "edit";
     const gen = this.state._edits;
     const last = this.log[this.log.length - 1];
-    const rec = { op: rich, own: true, gen, kind, restore: false, version: null, of: this._of, source: this._source };
+    const rec = { op: mine, own: true, gen, kind, restore: false, version: null, of: this._of, source: this._source };
     if (kind === "edit") {
       this.redoStack.length = 0;
       const top = this.undoStack[this.undoStack.length - 1];
@@ -148,7 +156,7 @@ export class UndoManager {
       if (top && top.open && t - top.at <= this.groupMs) {
         top.at = t;
         if (last && last.own && last.gen === gen && top.records[top.records.length - 1] === last) {
-          last.op = compose(last.op, rich); // same batch, next to it: one record
+          last.op = compose(last.op, mine); // same batch, next to it: one record
           return;
         }
         top.records.push(rec);
@@ -184,6 +192,7 @@ export class UndoManager {
       // characters to us; a later re-insert of ours of the same text loses its right below
       this._ids = applyIds(this._ids, undo, () => this._nextId++, true);
     }
+    this._logIds = null;
     if (!gone.size) return;
     let inv = invert(c);
     for (const rec of this.log) {
@@ -239,14 +248,21 @@ export class UndoManager {
     }
     this.log.splice(i, 0, rec);
     if (local !== null) {
-      const next = counter();
-      let k = 0;
-      this._ids = applyIds(this._ids, local, () => {
-        const id = next();
-        return carry.has(k) ? carry.get(k++) : (k++, id);
-      }, true);
+      // the same identities for what r inserts in the text and in the log's layout
+      const idsOfR = () => {
+        const next = counter();
+        let k = 0;
+        return () => {
+          const id = next();
+          return carry.has(k) ? carry.get(k++) : (k++, id);
+        };
+      };
+      const logIds = this._logIds ?? (i < this.log.length - 1 ? this._ids.slice() : null);
+      this._ids = applyIds(this._ids, local, idsOfR(), true);
+      if (logIds !== null) applyIds(logIds, r, idsOfR(), true);
+      this._logIds = logIds !== null && !sameIds(logIds, this._ids) ? logIds : null;
       if (carry.size) this._sweep = true;
-    }
+    } else this._logIds = null;
     if (restore) {
       for (const claim of this._claims) {
         if (rec.version !== null && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
@@ -443,6 +459,7 @@ export class UndoManager {
   /** The identities of the local text (`n` code points), numbered afresh if we lost track. */
   _idsFor(n) {
     if (this._ids === null || this._ids.length !== n) {
+      this._logIds = null;
       this._ids = [];
       for (let k = 0; k < n; k++) this._ids.push(this._nextId++);
     }
@@ -486,6 +503,12 @@ export class UndoManager {
 
 function cpLen(text) {
   return typeof text === "string" ? ot.cpLength(text) : text.length;
+}
+
+function sameIds(a, b) {
+  if (a.length !== b.length) return false;
+  for (let k = 0; k < a.length; k++) if (a[k] !== b[k]) return false;
+  return true;
 }
 
 function sameOp(a, b) {

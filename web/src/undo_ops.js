@@ -288,3 +288,46 @@ export function retarget(op, text, ids, keep = () => true) {
   }
   return out.result();
 }
+
+/** `op` (invertible, applying to a text whose identities are `from`) as the same change of the
+ *  same characters laid out as `to` (the same identities, possibly in another order: the undo
+ *  log's layout, which can order a tie otherwise than the text). Deletes go by identity; an
+ *  insert goes right after the character it follows in `from` (or first). */
+export function relayout(op, from, to) {
+  let want = 0;
+  for (const c of op) if (typeof c === "object") want += isIns(c) ? 1 : c.d.length;
+  let index;
+  if (want > 8) {
+    const map = new Map();
+    for (let b = 0; b < to.length; b++) map.set(to[b], b);
+    index = (id) => map.get(id);
+  } else index = (id) => to.indexOf(id);
+  const stops = new Map(); // target position -> [insert components..., delete component?]
+  const add = (b, c) => {
+    const list = stops.get(b);
+    if (list) list.push(c);
+    else stops.set(b, [c]);
+  };
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") pos += c;
+    else if (isIns(c)) add(pos === 0 ? 0 : index(from[pos - 1]) + 1, c);
+    else {
+      for (let k = 0; k < c.d.length; k++) {
+        const b = index(c.ids[k] ?? from[pos + k]);
+        add(b, { d: [c.d[k]], ids: [c.ids[k]], at: true });
+      }
+      pos += c.d.length;
+    }
+  }
+  const out = new Builder();
+  let last = 0;
+  for (const b of [...stops.keys()].sort((x, y) => x - y)) {
+    out.retain(b - last);
+    last = b;
+    const list = stops.get(b);
+    for (const c of list) if (isIns(c)) out.insert(c.i, c.ids);
+    for (const c of list) if (c.at) out.remove(c.d, c.ids), (last = b + 1);
+  }
+  return out.result();
+}
