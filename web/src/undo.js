@@ -141,10 +141,11 @@ export class UndoManager {
     const rich = fromPlain(op, before, (a, b) => ids.slice(a, b), newId);
     if (isNoop(rich)) return;
     // the record goes into the log in the log's own layout (by identity)
-    const logIds = this._logIds;
-    const mine = logIds === null ? rich : relayout(rich, ids, logIds);
+    const moved = this._logIds === null ? null : relayout(rich, ids, this._logIds);
+    if (moved === null) this._logIds = null;
+    const mine = moved ?? rich;
     this._ids = applyIds(ids, rich, undefined, true);
-    if (logIds !== null) applyIds(logIds, mine, undefined, true);
+    if (moved !== null) applyIds(this._logIds, moved, undefined, true);
     const kind = this._doing || "edit";
     const gen = this.state._edits;
     const last = this.log[this.log.length - 1];

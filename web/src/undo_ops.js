@@ -292,7 +292,8 @@ export function retarget(op, text, ids, keep = () => true) {
 /** `op` (invertible, applying to a text whose identities are `from`) as the same change of the
  *  same characters laid out as `to` (the same identities, possibly in another order: the undo
  *  log's layout, which can order a tie otherwise than the text). Deletes go by identity; an
- *  insert goes right after the character it follows in `from` (or first). */
+ *  insert goes right after the character it follows in `from` (or first). Null when `to`
+ *  lacks one of those identities (the layouts do not match: a bug). */
 export function relayout(op, from, to) {
   let want = 0;
   for (const c of op) if (typeof c === "object") want += isIns(c) ? 1 : c.d.length;
@@ -311,10 +312,14 @@ export function relayout(op, from, to) {
   let pos = 0;
   for (const c of op) {
     if (typeof c === "number") pos += c;
-    else if (isIns(c)) add(pos === 0 ? 0 : index(from[pos - 1]) + 1, c);
-    else {
+    else if (isIns(c)) {
+      const b = pos === 0 ? 0 : (index(from[pos - 1]) ?? -1) + 1;
+      if (pos > 0 && !(b > 0)) return null;
+      add(b, c);
+    } else {
       for (let k = 0; k < c.d.length; k++) {
         const b = index(c.ids[k] ?? from[pos + k]);
+        if (!(b >= 0)) return null;
         add(b, { d: [c.d[k]], ids: [c.ids[k]], at: true });
       }
       pos += c.d.length;

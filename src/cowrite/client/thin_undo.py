@@ -41,6 +41,7 @@ from cowrite.client.thin_undo_ops import (
     inserted_ids,
     invert,
     is_noop,
+    relayout,
     retarget,
     to_plain,
     transform,
@@ -126,6 +127,9 @@ class UndoManager:
         self._fix: list[Record] = []
         self._ids: list[Id] | None = None
         """The identity of each code point of the local text (None: number it afresh)."""
+        self._log_ids: list[Id] | None = None
+        """The identities as the log lays the text out after its last record, when that differs
+        from the text (a tie rebased otherwise); None: the same as ``_ids``."""
         self._next_id = 1
         self._dead: set[int] = set()
         """Identities no undo/redo may re-insert any more (a correction took them back)."""
@@ -180,6 +184,7 @@ class UndoManager:
         self._claims = []
         self._fix = []
         self._ids = None  # the text may change without us: number it afresh
+        self._log_ids = None
         self._dead = set()
 
     # ------------------------------------------------------- observer of the ThinDocState
@@ -200,11 +205,18 @@ class UndoManager:
         )
         if is_noop(rich):
             return
+        # the record goes into the log in the log's own layout (by identity)
+        moved = relayout(rich, ids, self._log_ids) if self._log_ids is not None else None
+        if moved is None:
+            self._log_ids = None
+        mine = rich if moved is None else moved
         self._ids = apply_ids(ids, rich, self._new_id, in_place=True)
+        if moved is not None and self._log_ids is not None:
+            apply_ids(self._log_ids, moved, self._new_id, in_place=True)
         kind = self._doing or "edit"
         gen = self.state._edits
         last = self.log[-1] if self.log else None
-        rec = Record(rich, True, gen, kind, of=self._of, source=self._source)
+        rec = Record(mine, True, gen, kind, of=self._of, source=self._source)
         if kind == "edit":
             self.redo_stack.clear()
             top = self.undo_stack[-1] if self.undo_stack else None
@@ -212,7 +224,7 @@ class UndoManager:
             if top is not None and top.open and t - top.at <= self.group_s:
                 top.at = t
                 if last is not None and last.own and last.gen == gen and top.records[-1] is last:
-                    last.op = compose(last.op, rich)  # same batch, next to it: one record
+                    last.op = compose(last.op, mine)  # same batch, next to it: one record
                     return
                 top.records.append(rec)
             else:
@@ -246,6 +258,7 @@ class UndoManager:
             # what it brings back is the server's now (the snapshot's, or never deleted): new
             # characters to us; a later re-insert of ours of the same text loses its right below
             self._ids = apply_ids(self._ids, undo, self._new_id, in_place=True)
+        self._log_ids = None
         if c is None:
             return
         inv = invert(c)
@@ -309,16 +322,24 @@ class UndoManager:
             r = ot.transform(r, plain, "right")
         self.log.insert(i, rec)
         if local is not None and self._ids is not None:
-            fresh = counter()
-            k = iter(range(10**18))
 
-            def carried() -> Id:
-                new, at = fresh(), next(k)
-                return carry.get(at, new)
+            def ids_of_r() -> Callable[[], Id]:
+                # the same identities for what r inserts in the text and in the log's layout
+                fresh = counter()
+                k = iter(range(10**18))
+                return lambda: carry.get(next(k), fresh())
 
-            self._ids = apply_ids(self._ids, local, carried, in_place=True)
+            log_ids = self._log_ids
+            if log_ids is None and i < len(self.log) - 1:
+                log_ids = list(self._ids)
+            self._ids = apply_ids(self._ids, local, ids_of_r(), in_place=True)
+            if log_ids is not None:
+                apply_ids(log_ids, r, ids_of_r(), in_place=True)
+            self._log_ids = log_ids if log_ids != self._ids else None
             if carry:
                 self._sweep = True
+        else:
+            self._log_ids = None
         if restore and rec.version is not None:
             for lo, hi, group in self._claims:
                 if lo <= rec.version <= hi:
@@ -523,6 +544,7 @@ class UndoManager:
     def _ids_for(self, n: int) -> list[Id]:
         """The identities of the local text (``n`` code points), afresh if we lost track."""
         if self._ids is None or len(self._ids) != n:
+            self._log_ids = None
             self._ids = [self._new_id() for _ in range(n)]
         return self._ids
 

@@ -308,3 +308,52 @@ def retarget(op: Rich, text: str, ids: Sequence[Id], keep: Callable[[Id], bool])
             out.remove(text[b], (ids[b],))
             last = b + 1
     return out.result()
+
+
+def relayout(op: Rich, before: Sequence[Id], to: Sequence[Id]) -> Rich | None:
+    """``op`` (applying to a text whose identities are ``before``) as the same change of the same
+    characters laid out as ``to`` (the same identities, maybe in another order: the undo log's
+    layout, which can order a tie otherwise than the text). Deletes go by identity; an insert
+    goes right after the character it follows in ``before`` (or first). None when ``to`` lacks
+    one of those identities (the layouts do not match: a bug)."""
+    want = sum(1 if isinstance(c, Ins) else len(c.text) for c in op if not isinstance(c, int))
+    where: dict[Id, int] | None = {i: b for b, i in enumerate(to)} if want > 8 else None
+
+    def index(i: Id) -> int:
+        if where is not None:
+            return where.get(i, -1)
+        try:
+            return to.index(i)
+        except ValueError:
+            return -1
+
+    stops: dict[int, list[Comp]] = {}
+    pos = 0
+    for c in op:
+        if isinstance(c, int):
+            pos += c
+        elif isinstance(c, Ins):
+            b = index(before[pos - 1]) + 1 if pos else 0
+            if b < 0 or (pos and b == 0):
+                return None
+            stops.setdefault(b, []).append(c)
+        else:
+            for k, (ch, i) in enumerate(zip(c.text, c.ids, strict=True)):
+                b = index(i if i is not None else before[pos + k])
+                if b < 0:
+                    return None
+                stops.setdefault(b, []).append(Del(ch, (i,)))
+            pos += len(c.text)
+    out = _Builder()
+    last = 0
+    for b in sorted(stops):
+        out.retain(b - last)
+        last = b
+        for c in stops[b]:
+            if isinstance(c, Ins):
+                out.insert(c.text, c.ids)
+        for c in stops[b]:
+            if isinstance(c, Del):
+                out.remove(c.text, c.ids)
+                last = b + 1
+    return out.result()
