@@ -71,6 +71,9 @@ export class UndoManager {
     this._dead = new Set();
     this._intent = null;
     this._sweep = false;
+    /** The last snapshot that came while a batch of ours was in flight: {gen, from, to} (the
+     *  identities it gave what it inserts). */
+    this._barrier = null;
     state.observers.push(this);
   }
 
@@ -185,6 +188,8 @@ export class UndoManager {
       gone.add(rec);
       c = c === null ? rec.op : compose(c, rec.op);
     }
+    if (i && this._ids !== null && this._barrier && this._barrier.gen === gen && c !== null) this._inherit(c, i.payload, mine && mine.payload);
+    this._barrier = null;
     if (i && this._ids !== null) {
       // the identities follow the thin client's own undo of the batch
       let undo = ot.invert(i.payload, this.state._serverValue(this.node).toString());
@@ -238,6 +243,8 @@ export class UndoManager {
     const idsOf = (a, b) => (ids !== null ? ids.slice(a, b) : Array.from({ length: b - a }, fresh));
     const rich = restore ? fromPlain(r, before, idsOf, counter()) : r;
     const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
+    // a snapshot while our batch is in flight may hold it (dropInflight, _inherit)
+    if (meta.barrier && this.state.inflight) this._barrier = { gen: this.state._edits - 1, from: first0, to: this._nextId };
     const carry = new Map();
     for (let j = i; j < this.log.length; j++) {
       const mine = this.log[j];
@@ -441,6 +448,44 @@ export class UndoManager {
         }
       }
       index += chars.length;
+    }
+  }
+
+  /** The in-flight batch (composed: `batch`; plain, as the thin client holds it: `inflight`)
+   *  is dropped as applied before the snapshot we hold: what it inserts is in the text twice,
+   *  ours (which the thin client now deletes) and the snapshot's copy (new identities, next to
+   *  ours). What a correction took back of ours (dead) must go from the copy too: in the runs
+   *  of characters that snapshot inserted right before and after each of our inserts, those of
+   *  the same code points, in order, take the dead identities (settle()'s sweep deletes them). */
+  _inherit(batch, inflight, pending) {
+    const lost = [];
+    for (const c of batch) if (typeof c === "object" && Array.isArray(c.i)) c.ids.forEach((id, k) => id !== null && this._dead.has(id) && lost.push([c.i[k], id]));
+    if (!lost.length) return;
+    const { from, to } = this._barrier;
+    const ids = this._ids;
+    const copy = (b) => b >= 0 && b < ids.length && ids[b] !== null && ids[b] >= from && ids[b] < to && !this._dead.has(ids[b]);
+    const text = this.state.rope(this.node);
+    const runs = new Set();
+    let at = 0;
+    for (const c of ot.normalize(inflight)) {
+      if (typeof c === "number") {
+        if (c > 0) at += c;
+        continue;
+      }
+      const n = ot.cpLength(c);
+      // our insert spans at..at+n of server value + inflight; where it is in the local text
+      const a = pending ? ot.transformPosition(at, pending) : at;
+      const e = pending ? ot.transformPosition(at + n, pending, true) : at + n;
+      for (let b = a - 1; copy(b); b--) runs.add(b);
+      for (let b = e; copy(b); b++) runs.add(b);
+      at += n;
+    }
+    let j = 0;
+    for (const b of [...runs].sort((x, y) => x - y)) {
+      if (j >= lost.length) break;
+      if (text.slice(b, b + 1).toString() !== lost[j][0]) continue;
+      ids[b] = lost[j++][1];
+      this._sweep = true;
     }
   }
 
