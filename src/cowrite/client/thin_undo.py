@@ -34,6 +34,7 @@ from typing import Any
 from cowrite.client.thin_undo_ops import (
     Del,
     Id,
+    Ins,
     Rich,
     apply_ids,
     compose,
@@ -135,6 +136,9 @@ class UndoManager:
         """Identities no undo/redo may re-insert any more (a correction took them back)."""
         self._intent: Rich | None = None
         self._sweep = False
+        self._barrier: tuple[int, int, int] | None = None
+        """The last snapshot that came while a batch of ours was in flight: (gen, first, end)
+        (the identities it gave what it inserts)."""
         state.observers.append(self)
 
     def detach(self) -> None:
@@ -250,6 +254,10 @@ class UndoManager:
         c: Rich | None = None
         for r in gone:
             c = r.op if c is None else compose(c, r.op)
+        barrier, self._barrier = self._barrier, None
+        # a snapshot that came while the batch was in flight may hold it
+        if barrier is not None and barrier[0] == gen and slot in batch.ops and c is not None:
+            self._inherit(c, batch.ops[slot], mine, barrier)
         if slot in batch.ops and self._ids is not None:
             # the identities follow the thin client's own undo of the batch
             undo = ot.invert(batch.ops[slot], self.state._server_value(self.node))
@@ -312,6 +320,9 @@ class UndoManager:
 
             op0 = from_plain(r, before, ids_of, counter())
         rec = Record(op0, False, -1, "remote", restore, meta.get("version"))
+        if meta.get("barrier") and self.state.inflight is not None:
+            # a snapshot while our batch is in flight may hold it (drop_inflight, _inherit)
+            self._barrier = (int(self.state._edits) - 1, first_id, self._next_id)
         carry: dict[int, int] = {}
         for mine in self.log[i:]:
             plain = to_plain(mine.op)
@@ -540,6 +551,59 @@ class UndoManager:
         if slot in self.state.pending:
             r = ot.transform(r, self.state.pending[slot], "right")
         return r
+
+    def _inherit(
+        self, batch: Rich, inflight: ot.Op, pending: ot.Op | None, barrier: tuple[int, int, int]
+    ) -> None:
+        """The in-flight batch (composed: ``batch``; plain, as the thin client holds it:
+        ``inflight``) is dropped as applied before the snapshot we hold: what it inserts is in
+        the text twice, ours (the thin client now deletes it) and the snapshot's copy (new
+        identities, next to ours). What a correction took back of ours (dead) goes from the copy
+        too: in the runs of characters that snapshot inserted right before and after each of our
+        inserts, those of the same code points, in order, take the dead identities (the sweep
+        of ``settle`` deletes them)."""
+        lost = [
+            (ch, i)
+            for c in batch
+            if isinstance(c, Ins)
+            for ch, i in zip(c.text, c.ids, strict=True)
+            if i is not None and i in self._dead
+        ]
+        if not lost or self._ids is None:
+            return
+        ids = self._ids
+        _, first, end = barrier
+
+        def copy(b: int) -> bool:
+            i = ids[b] if 0 <= b < len(ids) else None
+            return i is not None and first <= i < end and i not in self._dead
+
+        runs: set[int] = set()
+        at = 0
+        for c in ot.normalize(inflight):
+            if isinstance(c, int):
+                at += max(c, 0)
+                continue
+            n = len(c)
+            # our insert spans at..at+n of server value + inflight; where it is in the text
+            a = ot.transform_position(at, pending) if pending else at
+            e = ot.transform_position(at + n, pending, True) if pending else at + n
+            b = a - 1
+            while copy(b):
+                runs.add(b)
+                b -= 1
+            b = e
+            while copy(b):
+                runs.add(b)
+                b += 1
+            at += n
+        text = self.state.value(self.node, "text")
+        j = 0
+        for b in sorted(runs):
+            if j < len(lost) and text[b] == lost[j][0]:
+                ids[b] = lost[j][1]
+                j += 1
+                self._sweep = True
 
     def _ids_for(self, n: int) -> list[Id]:
         """The identities of the local text (``n`` code points), afresh if we lost track."""
