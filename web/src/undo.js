@@ -265,7 +265,8 @@ export class UndoManager {
           return carry.has(k) ? carry.get(k++) : (k++, id);
         };
       };
-      const logIds = this._logIds ?? (i < this.log.length - 1 ? this._ids.slice() : null);
+      // the layouts part only where r lands otherwise in the log than in the text (a tie)
+      const logIds = this._logIds ?? (i < this.log.length - 1 && !sameOp(local, r) ? this._ids.slice() : null);
       this._ids = applyIds(this._ids, local, idsOfR(), true);
       if (logIds !== null) applyIds(logIds, r, idsOfR(), true);
       this._logIds = logIds !== null && !sameIds(logIds, this._ids) ? logIds : null;

@@ -341,7 +341,8 @@ class UndoManager:
                 return lambda: carry.get(next(k), fresh())
 
             log_ids = self._log_ids
-            if log_ids is None and i < len(self.log) - 1:
+            # the layouts part only where r lands otherwise in the log than in the text (a tie)
+            if log_ids is None and i < len(self.log) - 1 and local != r:
                 log_ids = list(self._ids)
             self._ids = apply_ids(self._ids, local, ids_of_r(), in_place=True)
             if log_ids is not None:
