@@ -31,10 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cowrite.client.thin_undo_ids import carry_dead, inherit_dead
 from cowrite.client.thin_undo_ops import (
-    Del,
     Id,
-    Ins,
     Rich,
     apply_ids,
     compose,
@@ -257,7 +256,11 @@ class UndoManager:
         barrier, self._barrier = self._barrier, None
         # a snapshot that came while the batch was in flight may hold it
         if barrier is not None and barrier[0] == gen and slot in batch.ops and c is not None:
-            self._inherit(c, batch.ops[slot], mine, barrier)
+            text = self.state.value(self.node, "text")
+            if self._ids is not None and inherit_dead(
+                c, batch.ops[slot], mine, self._ids, text, self._dead, barrier[1:]
+            ):
+                self._sweep = True
         if slot in batch.ops and self._ids is not None:
             # the identities follow the thin client's own undo of the batch
             undo = ot.invert(batch.ops[slot], self.state._server_value(self.node))
@@ -328,7 +331,7 @@ class UndoManager:
             plain = to_plain(mine.op)
             rebased = transform(mine.op, r, "left")
             if self._dead and mine.kind == "fix":
-                self._carry(mine.op, rebased, r, carry)
+                carry_dead(mine.op, rebased, r, self._dead, carry)
             mine.op = rebased
             r = ot.transform(r, plain, "right")
         self.log.insert(i, rec)
@@ -500,47 +503,6 @@ class UndoManager:
         self._next_id += 1
         return self._next_id - 1
 
-    def _carry(self, before: Rich, after: Rich, r: ot.Op, carry: dict[int, int]) -> None:
-        """Our record ``before`` (rebased to ``after`` over plain ``r``, same base) lost deletes
-        of dead characters (a correction's) to ``r``, which deleted them too. If ``r`` inserts
-        the same characters in order where it deleted them (someone's delete and its undo sent
-        as one batch, a restore), those are the same characters, still to be deleted:
-        ``carry`` maps the index of each such code point among ``r``'s inserts to its id."""
-        kept = {i for c in after if isinstance(c, Del) for i in c.ids}
-        lost: dict[int, tuple[str, int]] = {}
-        pos = 0
-        for c in before:
-            if isinstance(c, int):
-                pos += c
-            elif isinstance(c, Del):
-                for k, (ch, i) in enumerate(zip(c.text, c.ids, strict=True)):
-                    if i is not None and i in self._dead and i not in kept:
-                        lost[pos + k] = (ch, i)
-                pos += len(c.text)
-        if not lost:
-            return
-        pos = index = 0
-        for j, comp in enumerate(r):
-            if isinstance(comp, int):
-                pos += abs(comp)
-                continue
-            assert isinstance(comp, str)
-            nxt = r[j + 1] if j + 1 < len(r) else None
-            if isinstance(nxt, int) and nxt < 0:
-                k = 0
-                for q in range(pos, pos - nxt):
-                    if k >= len(comp):
-                        break
-                    hit = lost.get(q)
-                    if hit is None:
-                        continue
-                    while k < len(comp) and comp[k] != hit[0]:
-                        k += 1
-                    if k < len(comp):
-                        carry[index + k] = hit[1]
-                        k += 1
-            index += len(comp)
-
     def _as_local(self, r: ot.Op) -> ot.Op:
         """Server op ``r`` as the thin client applies it to the local text: rebased over its
         in-flight and pending ops of the node as they stand (not our records one by one: at a
@@ -552,59 +514,6 @@ class UndoManager:
         if slot in self.state.pending:
             r = ot.transform(r, self.state.pending[slot], "right")
         return r
-
-    def _inherit(
-        self, batch: Rich, inflight: ot.Op, pending: ot.Op | None, barrier: tuple[int, int, int]
-    ) -> None:
-        """The in-flight batch (composed: ``batch``; plain, as the thin client holds it:
-        ``inflight``) is dropped as applied before the snapshot we hold: what it inserts is in
-        the text twice, ours (the thin client now deletes it) and the snapshot's copy (new
-        identities, next to ours). What a correction took back of ours (dead) goes from the copy
-        too: in the runs of characters that snapshot inserted right before and after each of our
-        inserts, those of the same code points, in order, take the dead identities (the sweep
-        of ``settle`` deletes them)."""
-        lost = [
-            (ch, i)
-            for c in batch
-            if isinstance(c, Ins)
-            for ch, i in zip(c.text, c.ids, strict=True)
-            if i is not None and i in self._dead
-        ]
-        if not lost or self._ids is None:
-            return
-        ids = self._ids
-        _, first, end = barrier
-
-        def copy(b: int) -> bool:
-            i = ids[b] if 0 <= b < len(ids) else None
-            return i is not None and first <= i < end and i not in self._dead
-
-        runs: set[int] = set()
-        at = 0
-        for c in ot.normalize(inflight):
-            if isinstance(c, int):
-                at += max(c, 0)
-                continue
-            n = len(c)
-            # our insert spans at..at+n of server value + inflight; where it is in the text
-            a = ot.transform_position(at, pending) if pending else at
-            e = ot.transform_position(at + n, pending, True) if pending else at + n
-            b = a - 1
-            while copy(b):
-                runs.add(b)
-                b -= 1
-            b = e
-            while copy(b):
-                runs.add(b)
-                b += 1
-            at += n
-        text = self.state.value(self.node, "text")
-        j = 0
-        for b in sorted(runs):
-            if j < len(lost) and text[b] == lost[j][0]:
-                ids[b] = lost[j][1]
-                j += 1
-                self._sweep = True
 
     def _ids_for(self, n: int) -> list[Id]:
         """The identities of the local text (``n`` code points), afresh if we lost track."""
