@@ -11,7 +11,9 @@
 // into the log just before our unacknowledged records, and those are rebased over it exactly
 // like the thin client rebases its in-flight and pending ops (ours "left" at ties): a record
 // becomes our edit *as the server applies it*. Text that another client deleted concurrently is
-// no longer deleted by our record, so our undo does not re-insert it (two undos would).
+// no longer deleted by our record, so our undo does not re-insert it (two undos would). Rebasing
+// record by record can order a tie otherwise than the thin client (a batch whole): the log then
+// keeps its own layout of the identities (`_logIds`), and a local edit enters it by identity.
 //
 // An undo step is a group of our records (typing within `groupMs` is one group); undoing it
 // folds the log from its first record on: invert each member and compose it in, rebase over
@@ -23,7 +25,7 @@
 // re-inserted) and applied as a local edit; its record is the redo step (and a redo's the next
 // undo step). An unacknowledged undo/redo that a restore or a concurrent delete overtook on the
 // server loses its extra re-inserts: their identities die and one compensating delete takes
-// them, wherever they are (settle()).
+// them, wherever they are (settle()); a snapshot's copy of a dropped batch inherits them (_inherit).
 // `adoptRestore(version, edits)` makes a restore this page asked for (REST) one undo step.
 
 import * as ot from "./ot.js";

@@ -9,7 +9,9 @@ The manager keeps a log of the node's changes in *server order*: what the server
 (``thin_undo_ops``), so they invert without the document. A remote op goes into the log just
 before our unacknowledged records, which are rebased over it like the thin client rebases its
 in-flight and pending ops: a record is our edit *as the server applies it*, so text another
-client deleted concurrently is no longer "ours to bring back".
+client deleted concurrently is no longer "ours to bring back". Rebasing record by record can
+order a tie otherwise than the thin client (a batch whole): the log then keeps its own layout of
+the identities (``_log_ids``), and a local edit enters it by identity (``relayout``).
 
 An undo step is a group of our records (typing within ``group_s`` is one step); undoing it folds
 the log from its first record: invert each member and compose it in, rebase over every other
@@ -18,7 +20,8 @@ snapshot, which cannot say what they hold) drops the re-inserts folded so far. T
 placed on the text by identity (``retarget``): never a character that is there, or dead. An
 unacknowledged undo/redo of ours that re-inserted text it may no longer (a restore or a
 concurrent delete came first on the server) has those identities die, and one compensating
-delete takes them wherever they are (``settle``).
+delete takes them wherever they are (``settle``; ``thin_undo_ids``: the same characters under
+new identities).
 ``adopt_restore`` makes a restore this client asked for (REST) one undo step.
 
 The state calls ``local``/``remote``/``drop_inflight``/``settle`` (``ThinDocState.observers``).
