@@ -302,7 +302,15 @@ export function relayout(op, from, to) {
     const map = new Map();
     for (let b = 0; b < to.length; b++) map.set(to[b], b);
     index = (id) => map.get(id);
-  } else index = (id) => to.indexOf(id);
+  } else {
+    // the layouts differ only at ties: look near the same position first
+    index = (id, near) => {
+      const lo = Math.max(0, near - 256);
+      const hi = Math.min(to.length, near + 256);
+      for (let b = lo; b < hi; b++) if (to[b] === id) return b;
+      return to.indexOf(id);
+    };
+  }
   const stops = new Map(); // target position -> [insert components..., delete component?]
   const add = (b, c) => {
     const list = stops.get(b);
@@ -313,12 +321,12 @@ export function relayout(op, from, to) {
   for (const c of op) {
     if (typeof c === "number") pos += c;
     else if (isIns(c)) {
-      const b = pos === 0 ? 0 : (index(from[pos - 1]) ?? -1) + 1;
+      const b = pos === 0 ? 0 : (index(from[pos - 1], pos - 1) ?? -1) + 1;
       if (pos > 0 && !(b > 0)) return null;
       add(b, c);
     } else {
       for (let k = 0; k < c.d.length; k++) {
-        const b = index(c.ids[k] ?? from[pos + k]);
+        const b = index(c.ids[k] ?? from[pos + k], pos + k);
         if (!(b >= 0)) return null;
         add(b, { d: [c.d[k]], ids: [c.ids[k]], at: true });
       }

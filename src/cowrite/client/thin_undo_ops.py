@@ -319,13 +319,16 @@ def relayout(op: Rich, before: Sequence[Id], to: Sequence[Id]) -> Rich | None:
     want = sum(1 if isinstance(c, Ins) else len(c.text) for c in op if not isinstance(c, int))
     where: dict[Id, int] | None = {i: b for b, i in enumerate(to)} if want > 8 else None
 
-    def index(i: Id) -> int:
+    def index(i: Id, near: int) -> int:
         if where is not None:
             return where.get(i, -1)
-        try:
-            return to.index(i)
-        except ValueError:
-            return -1
+        # the layouts differ only at ties: look near the same position first
+        for lo, hi in ((max(0, near - 256), near + 256), (0, len(to))):
+            try:
+                return to.index(i, lo, hi)
+            except ValueError:
+                pass
+        return -1
 
     stops: dict[int, list[Comp]] = {}
     pos = 0
@@ -333,13 +336,13 @@ def relayout(op: Rich, before: Sequence[Id], to: Sequence[Id]) -> Rich | None:
         if isinstance(c, int):
             pos += c
         elif isinstance(c, Ins):
-            b = index(before[pos - 1]) + 1 if pos else 0
+            b = index(before[pos - 1], pos - 1) + 1 if pos else 0
             if b < 0 or (pos and b == 0):
                 return None
             stops.setdefault(b, []).append(c)
         else:
             for k, (ch, i) in enumerate(zip(c.text, c.ids, strict=True)):
-                b = index(i if i is not None else before[pos + k])
+                b = index(i if i is not None else before[pos + k], pos + k)
                 if b < 0:
                     return None
                 stops.setdefault(b, []).append(Del(ch, (i,)))
