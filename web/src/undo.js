@@ -457,16 +457,19 @@ export class UndoManager {
   /** The in-flight batch (composed: `batch`; plain, as the thin client holds it: `inflight`)
    *  is dropped as applied before the snapshot we hold: what it inserts is in the text twice,
    *  ours (which the thin client now deletes) and the snapshot's copy (new identities, next to
-   *  ours). What a correction took back of ours (dead) must go from the copy too: in the runs
-   *  of characters that snapshot inserted right before and after each of our inserts, those of
-   *  the same code points, in order, take the dead identities (settle()'s sweep deletes them). */
+   *  ours). What a correction took back of ours (dead) must go from the copy too: among the
+   *  characters that snapshot inserted right before and after each of our inserts (up to the
+   *  text that was there before it), those of the same code points, in order, take the dead
+   *  identities (settle()'s sweep deletes them). */
   _inherit(batch, inflight, pending) {
     const lost = [];
     for (const c of batch) if (typeof c === "object" && Array.isArray(c.i)) c.ids.forEach((id, k) => id !== null && this._dead.has(id) && lost.push([c.i[k], id]));
     if (!lost.length) return;
     const { from, to } = this._barrier;
     const ids = this._ids;
-    const copy = (b) => b >= 0 && b < ids.length && ids[b] !== null && ids[b] >= from && ids[b] < to && !this._dead.has(ids[b]);
+    // the snapshot's characters; what came later (newer identities) may sit between
+    const copy = (b) => ids[b] >= from && ids[b] < to && !this._dead.has(ids[b]);
+    const near = (b) => b >= 0 && b < ids.length && ids[b] !== null && ids[b] >= from;
     const text = this.state.rope(this.node);
     const runs = new Set();
     let at = 0;
@@ -479,8 +482,8 @@ export class UndoManager {
       // our insert spans at..at+n of server value + inflight; where it is in the local text
       const a = pending ? ot.transformPosition(at, pending) : at;
       const e = pending ? ot.transformPosition(at + n, pending, true) : at + n;
-      for (let b = a - 1; copy(b); b--) runs.add(b);
-      for (let b = e; copy(b); b++) runs.add(b);
+      for (let b = a - 1; near(b); b--) if (copy(b)) runs.add(b);
+      for (let b = e; near(b); b++) if (copy(b)) runs.add(b);
       at += n;
     }
     let j = 0;

@@ -73,9 +73,10 @@ def inherit_dead(
     inserts got the identities ``barrier`` = (first, end). What the batch inserts is in
     ``text`` (identities ``ids``) twice: ours (the thin client now deletes it) and the
     snapshot's copy, next to ours. What a correction took back of ours (dead) goes from the
-    copy too: in the runs of characters the snapshot inserted right before and after each of
-    our inserts, those of the same code points, in order, take the dead identities (changed
-    in ``ids``). True when one did."""
+    copy too: among the characters the snapshot inserted right before and after each of our
+    inserts (up to the text that was there before it; newer characters may sit between), those
+    of the same code points, in order, take the dead identities (changed in ``ids``). True
+    when one did."""
     lost = [
         (ch, i)
         for c in batch
@@ -87,8 +88,13 @@ def inherit_dead(
         return False
     first, end = barrier
 
-    def copy(b: int) -> bool:
+    # the snapshot's characters; what came later (newer identities) may sit between
+    def near(b: int) -> bool:
         i = ids[b] if 0 <= b < len(ids) else None
+        return i is not None and i >= first
+
+    def copy(b: int) -> bool:
+        i = ids[b]
         return i is not None and first <= i < end and i not in dead
 
     runs: set[int] = set()
@@ -102,12 +108,14 @@ def inherit_dead(
         a = ot.transform_position(at, pending) if pending else at
         e = ot.transform_position(at + n, pending, True) if pending else at + n
         b = a - 1
-        while copy(b):
-            runs.add(b)
+        while near(b):
+            if copy(b):
+                runs.add(b)
             b -= 1
         b = e
-        while copy(b):
-            runs.add(b)
+        while near(b):
+            if copy(b):
+                runs.add(b)
             b += 1
         at += n
     j = 0
