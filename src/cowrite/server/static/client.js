@@ -2250,16 +2250,18 @@ var UndoManager = class {
   /** The in-flight batch (composed: `batch`; plain, as the thin client holds it: `inflight`)
    *  is dropped as applied before the snapshot we hold: what it inserts is in the text twice,
    *  ours (which the thin client now deletes) and the snapshot's copy (new identities, next to
-   *  ours). What a correction took back of ours (dead) must go from the copy too: in the runs
-   *  of characters that snapshot inserted right before and after each of our inserts, those of
-   *  the same code points, in order, take the dead identities (settle()'s sweep deletes them). */
+   *  ours). What a correction took back of ours (dead) must go from the copy too: among the
+   *  characters that snapshot inserted right before and after each of our inserts (up to the
+   *  text that was there before it), those of the same code points, in order, take the dead
+   *  identities (settle()'s sweep deletes them). */
   _inherit(batch, inflight, pending) {
     const lost = [];
     for (const c of batch) if (typeof c === "object" && Array.isArray(c.i)) c.ids.forEach((id, k) => id !== null && this._dead.has(id) && lost.push([c.i[k], id]));
     if (!lost.length) return;
     const { from, to } = this._barrier;
     const ids = this._ids;
-    const copy2 = (b) => b >= 0 && b < ids.length && ids[b] !== null && ids[b] >= from && ids[b] < to && !this._dead.has(ids[b]);
+    const copy2 = (b) => ids[b] >= from && ids[b] < to && !this._dead.has(ids[b]);
+    const near = (b) => b >= 0 && b < ids.length && ids[b] !== null && ids[b] >= from;
     const text = this.state.rope(this.node);
     const runs = /* @__PURE__ */ new Set();
     let at = 0;
@@ -2271,8 +2273,8 @@ var UndoManager = class {
       const n = cpLength(c);
       const a = pending ? transformPosition(at, pending) : at;
       const e = pending ? transformPosition(at + n, pending, true) : at + n;
-      for (let b = a - 1; copy2(b); b--) runs.add(b);
-      for (let b = e; copy2(b); b++) runs.add(b);
+      for (let b = a - 1; near(b); b--) if (copy2(b)) runs.add(b);
+      for (let b = e; near(b); b++) if (copy2(b)) runs.add(b);
       at += n;
     }
     let j = 0;
