@@ -29,7 +29,7 @@
 // `adoptRestore(version, edits)` makes a restore this page asked for (REST) one undo step.
 
 import * as ot from "./ot.js";
-import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform, withoutInserts } from "./undo_ops.js";
+import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform, withoutEchoes, withoutInserts } from "./undo_ops.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -405,6 +405,7 @@ export class UndoManager {
         u = u === null ? inv : compose(inv, u);
       } else if (u !== null) {
         if (rec.restore) u = withoutInserts(u);
+        else if (!rec.own) u = withoutEchoes(u, toPlain(rec.op));
         u = transform(u, toPlain(rec.op), "left");
       }
     }

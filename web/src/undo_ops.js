@@ -344,3 +344,37 @@ export function relayout(op, from, to) {
   }
   return out.result();
 }
+
+/** `op` (invertible) without the code points it inserts where the concurrent plain op `b` (same
+ *  base) inserts the same code points at the same position, in order: another client's undo
+ *  brought back text we deleted too (to us, new characters), so re-inserting ours would put it
+ *  there twice. */
+export function withoutEchoes(op, b) {
+  const theirs = new Map(); // base position -> code points b inserts there
+  let pos = 0;
+  for (const c of b) {
+    if (typeof c === "string") theirs.set(pos, (theirs.get(pos) || []).concat(Array.from(c)));
+    else pos += Math.abs(c);
+  }
+  if (!theirs.size) return op;
+  const out = new Builder();
+  pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      out.retain(c);
+      pos += c;
+    } else if (isDel(c)) {
+      out.remove(c.d, c.ids);
+      pos += c.d.length;
+    } else {
+      const there = theirs.get(pos) || [];
+      let k = 0;
+      for (let j = 0; j < c.i.length; j++) {
+        while (k < there.length && there[k] !== c.i[j]) k++;
+        if (k < there.length) k++;
+        else out.insert([c.i[j]], [c.ids[j]]);
+      }
+    }
+  }
+  return out.result();
+}

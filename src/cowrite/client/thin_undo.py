@@ -48,6 +48,7 @@ from cowrite.client.thin_undo_ops import (
     retarget,
     to_plain,
     transform,
+    without_echoes,
     without_inserts,
 )
 from cowrite.engine import InvalidOperation, ot
@@ -499,6 +500,8 @@ class UndoManager:
             elif u is not None:
                 if rec.restore:
                     u = without_inserts(u)
+                elif not rec.own:
+                    u = without_echoes(u, to_plain(rec.op))
                 u = transform(u, to_plain(rec.op), "left")
         return u
 

@@ -360,3 +360,40 @@ def relayout(op: Rich, before: Sequence[Id], to: Sequence[Id]) -> Rich | None:
                 out.remove(c.text, c.ids)
                 last = b + 1
     return out.result()
+
+
+def without_echoes(op: Rich, b: ot.Op) -> Rich:
+    """``op`` without the code points it inserts where the concurrent plain op ``b`` (same base)
+    inserts the same code points at the same position, in order: another client's undo brought
+    back text we deleted too (to us, new characters), so re-inserting ours would put it there
+    twice."""
+    theirs: dict[int, str] = {}
+    pos = 0
+    for x in b:
+        if isinstance(x, str):
+            theirs[pos] = theirs.get(pos, "") + x
+        else:
+            assert isinstance(x, int)
+            pos += abs(x)
+    if not theirs:
+        return op
+    out = _Builder()
+    pos = 0
+    for c in op:
+        if isinstance(c, int):
+            out.retain(c)
+            pos += c
+        elif isinstance(c, Del):
+            out.remove(c.text, c.ids)
+            pos += len(c.text)
+        else:
+            there = theirs.get(pos, "")
+            k = 0
+            for ch, i in zip(c.text, c.ids, strict=True):
+                while k < len(there) and there[k] != ch:
+                    k += 1
+                if k < len(there):
+                    k += 1
+                else:
+                    out.insert(ch, (i,))
+    return out.result()
