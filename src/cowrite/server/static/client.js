@@ -1866,6 +1866,35 @@ function relayout(op, from, to) {
   }
   return out.result();
 }
+function withoutEchoes(op, b) {
+  const theirs = /* @__PURE__ */ new Map();
+  let pos = 0;
+  for (const c of b) {
+    if (typeof c === "string") theirs.set(pos, (theirs.get(pos) || []).concat(Array.from(c)));
+    else pos += Math.abs(c);
+  }
+  if (!theirs.size) return op;
+  const out = new Builder2();
+  pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      out.retain(c);
+      pos += c;
+    } else if (isDel(c)) {
+      out.remove(c.d, c.ids);
+      pos += c.d.length;
+    } else {
+      const there = theirs.get(pos) || [];
+      let k = 0;
+      for (let j = 0; j < c.i.length; j++) {
+        while (k < there.length && there[k] !== c.i[j]) k++;
+        if (k < there.length) k++;
+        else out.insert([c.i[j]], [c.ids[j]]);
+      }
+    }
+  }
+  return out.result();
+}
 
 // src/undo.js
 var RESTORE_EDIT_PREFIX = "restore-";
@@ -2200,6 +2229,7 @@ var UndoManager = class {
         u = u === null ? inv : compose2(inv, u);
       } else if (u !== null) {
         if (rec.restore) u = withoutInserts(u);
+        else if (!rec.own) u = withoutEchoes(u, toPlain(rec.op));
         u = transform2(u, toPlain(rec.op), "left");
       }
     }
