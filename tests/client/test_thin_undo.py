@@ -40,7 +40,9 @@ from cowrite.client import checksum
 from cowrite.client.thin import ThinDocState
 from cowrite.client.thin_undo import UndoManager
 from cowrite.client.thin_undo_ops import (
+    Del,
     Id,
+    Ins,
     apply_ids,
     compose,
     from_plain,
@@ -50,6 +52,7 @@ from cowrite.client.thin_undo_ops import (
     retarget,
     to_plain,
     transform,
+    without_echoes,
 )
 from cowrite.engine import ot
 from cowrite.server.restore import restore_edits
@@ -416,6 +419,17 @@ def test_relayout_moves_a_change_to_another_layout_by_identity(data: st.DataObje
         assert after[after.index(first) - 1] == ids[pos - 1]
         # a layout without one of those identities: None (the log falls back to the text's)
         assert relayout(rich, ids, [i for i in to if i != ids[pos - 1]]) is None
+
+
+def test_without_echoes_drops_a_re_insert_someone_else_made_at_that_place() -> None:
+    op: list[Any] = [2, Ins("ab", (7, 8)), Del("c", (3,))]
+    # the same code points at the same position: dropped (in order); the delete stays
+    assert without_echoes(op, [2, "xa"]) == [2, Ins("b", (8,)), Del("c", (3,))]
+    assert without_echoes(op, [2, "ba"]) == [2, Ins("b", (8,)), Del("c", (3,))]
+    # elsewhere, or other code points: unchanged
+    assert without_echoes(op, [1, "ab"]) == op
+    assert without_echoes(op, [2, "zz", -1]) == op
+    assert without_echoes(op, [-1]) == op
 
 
 # ------------------------------------------------ the shared vectors (Python and JavaScript)

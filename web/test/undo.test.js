@@ -532,6 +532,17 @@ test("relayout: the same change of the same characters in another layout, by ide
   }
 });
 
+test("withoutEchoes: a re-insert someone else made at that place is not made twice", () => {
+  const op = [2, { i: ["a", "b"], ids: [7, 8] }, { d: ["c"], ids: [3] }];
+  // the same code points at the same position: dropped (in order); the delete stays
+  assert.deepEqual(uo.withoutEchoes(op, [2, "xa"]), [2, { i: ["b"], ids: [8] }, { d: ["c"], ids: [3] }]);
+  assert.deepEqual(uo.withoutEchoes(op, [2, "ba"]), [2, { i: ["b"], ids: [8] }, { d: ["c"], ids: [3] }]);
+  // elsewhere, or other code points: unchanged
+  assert.deepEqual(uo.withoutEchoes(op, [1, "ab"]), op);
+  assert.deepEqual(uo.withoutEchoes(op, [2, "zz", -1]), op);
+  assert.deepEqual(uo.withoutEchoes(op, [-1]), op);
+});
+
 test("garbage restore answers adopt nothing", () => {
   const state = new ThinDocState("d", "c", {});
   const undo = new UndoManager(state, NODE, {});
