@@ -40,14 +40,19 @@ from cowrite.client import checksum
 from cowrite.client.thin import ThinDocState
 from cowrite.client.thin_undo import UndoManager
 from cowrite.client.thin_undo_ops import (
+    Del,
     Id,
+    Ins,
     apply_ids,
     compose,
     from_plain,
+    inserted_ids,
     invert,
+    relayout,
     retarget,
     to_plain,
     transform,
+    without_echoes,
 )
 from cowrite.engine import ot
 from cowrite.server.restore import restore_edits
@@ -389,6 +394,42 @@ def test_invertible_ops_agree_with_engine_ot(data: st.DataObject) -> None:
     undone = apply_ids(apply_ids(ids1, ic, lambda: None), invert(compose(ia, ic)), lambda: None)
     assert undone == ids0
     assert retarget(ia, base, ids0, lambda _: True) == ia
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_relayout_moves_a_change_to_another_layout_by_identity(data: st.DataObject) -> None:
+    base = data.draw(st.text(alphabet="ab😀", min_size=1, max_size=9), label="base")
+    pos = data.draw(st.integers(0, len(base)), label="pos")
+    n = data.draw(st.integers(0, len(base) - pos), label="n")
+    op = ot.from_splice(pos, n, data.draw(st.sampled_from(["", "xy"]), label="insert"))
+    fresh = iter(range(1, 10**6))
+    ids: list[Id] = [next(fresh) for _ in base]
+    rich = from_plain(op, base, lambda x, y: ids[x:y], lambda: next(fresh))
+    assert relayout(rich, ids, ids) == rich  # the same layout: unchanged
+    # another order of the same identities (the undo log's, at a tie): the same identities
+    # deleted and kept, each insert right after the character it follows in the text
+    to = data.draw(st.permutations(ids), label="layout")
+    moved = relayout(rich, ids, to)
+    assert moved is not None
+    after = apply_ids(to, moved, lambda: None)
+    assert sorted(map(int, after)) == sorted(map(int, apply_ids(ids, rich, lambda: None)))
+    if pos and inserted_ids(rich):
+        first = inserted_ids(rich)[0]
+        assert after[after.index(first) - 1] == ids[pos - 1]
+        # a layout without one of those identities: None (the log falls back to the text's)
+        assert relayout(rich, ids, [i for i in to if i != ids[pos - 1]]) is None
+
+
+def test_without_echoes_drops_a_re_insert_someone_else_made_at_that_place() -> None:
+    op: list[Any] = [2, Ins("ab", (7, 8)), Del("c", (3,))]
+    # the same code points at the same position: dropped (in order); the delete stays
+    assert without_echoes(op, [2, "xa"]) == [2, Ins("b", (8,)), Del("c", (3,))]
+    assert without_echoes(op, [2, "ba"]) == [2, Ins("b", (8,)), Del("c", (3,))]
+    # elsewhere, or other code points: unchanged
+    assert without_echoes(op, [1, "ab"]) == op
+    assert without_echoes(op, [2, "zz", -1]) == op
+    assert without_echoes(op, [-1]) == op
 
 
 # ------------------------------------------------ the shared vectors (Python and JavaScript)

@@ -11,7 +11,9 @@
 // into the log just before our unacknowledged records, and those are rebased over it exactly
 // like the thin client rebases its in-flight and pending ops (ours "left" at ties): a record
 // becomes our edit *as the server applies it*. Text that another client deleted concurrently is
-// no longer deleted by our record, so our undo does not re-insert it (two undos would).
+// no longer deleted by our record, so our undo does not re-insert it (two undos would). Rebasing
+// record by record can order a tie otherwise than the thin client (a batch whole): the log then
+// keeps its own layout of the identities (`_logIds`), and a local edit enters it by identity.
 //
 // An undo step is a group of our records (typing within `groupMs` is one group); undoing it
 // folds the log from its first record on: invert each member and compose it in, rebase over
@@ -23,11 +25,11 @@
 // re-inserted) and applied as a local edit; its record is the redo step (and a redo's the next
 // undo step). An unacknowledged undo/redo that a restore or a concurrent delete overtook on the
 // server loses its extra re-inserts: their identities die and one compensating delete takes
-// them, wherever they are (settle()).
+// them, wherever they are (settle()); a snapshot's copy of a dropped batch inherits them (_inherit).
 // `adoptRestore(version, edits)` makes a restore this page asked for (REST) one undo step.
 
 import * as ot from "./ot.js";
-import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, retarget, toPlain, transform, withoutInserts } from "./undo_ops.js";
+import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform, withoutEchoes, withoutInserts } from "./undo_ops.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -63,11 +65,17 @@ export class UndoManager {
     this._fix = [];
     /** The identity of each code point of the local text (null: to be numbered afresh). */
     this._ids = null;
+    /** The identities as the log lays the text out after its last record, when that differs
+     *  from the text (a tie rebased otherwise); null: the same as `_ids`. */
+    this._logIds = null;
     this._nextId = 1;
     /** Identities no undo/redo may re-insert any more (a correction took them back). */
     this._dead = new Set();
     this._intent = null;
     this._sweep = false;
+    /** The last snapshot that came while a batch of ours was in flight: {gen, from, to} (the
+     *  identities it gave what it inserts). */
+    this._barrier = null;
     state.observers.push(this);
   }
 
@@ -121,6 +129,7 @@ export class UndoManager {
     this._claims = [];
     this._fix = [];
     this._ids = null; // the text may change without us (a dropped batch): number it afresh
+    this._logIds = null;
     this._dead = new Set();
   }
 
@@ -136,11 +145,16 @@ export class UndoManager {
     const newId = () => (k < intent.length ? intent[k++] : this._nextId++);
     const rich = fromPlain(op, before, (a, b) => ids.slice(a, b), newId);
     if (isNoop(rich)) return;
+    // the record goes into the log in the log's own layout (by identity)
+    const moved = this._logIds === null ? null : relayout(rich, ids, this._logIds);
+    if (moved === null) this._logIds = null;
+    const mine = moved ?? rich;
     this._ids = applyIds(ids, rich, undefined, true);
+    if (moved !== null) applyIds(this._logIds, moved, undefined, true);
     const kind = this._doing || "edit";
     const gen = this.state._edits;
     const last = this.log[this.log.length - 1];
-    const rec = { op: rich, own: true, gen, kind, restore: false, version: null, of: this._of, source: this._source };
+    const rec = { op: mine, own: true, gen, kind, restore: false, version: null, of: this._of, source: this._source };
     if (kind === "edit") {
       this.redoStack.length = 0;
       const top = this.undoStack[this.undoStack.length - 1];
@@ -148,7 +162,7 @@ export class UndoManager {
       if (top && top.open && t - top.at <= this.groupMs) {
         top.at = t;
         if (last && last.own && last.gen === gen && top.records[top.records.length - 1] === last) {
-          last.op = compose(last.op, rich); // same batch, next to it: one record
+          last.op = compose(last.op, mine); // same batch, next to it: one record
           return;
         }
         top.records.push(rec);
@@ -176,6 +190,8 @@ export class UndoManager {
       gone.add(rec);
       c = c === null ? rec.op : compose(c, rec.op);
     }
+    if (i && this._ids !== null && this._barrier && this._barrier.gen === gen && c !== null) this._inherit(c, i.payload, mine && mine.payload);
+    this._barrier = null;
     if (i && this._ids !== null) {
       // the identities follow the thin client's own undo of the batch
       let undo = ot.invert(i.payload, this.state._serverValue(this.node).toString());
@@ -184,6 +200,7 @@ export class UndoManager {
       // characters to us; a later re-insert of ours of the same text loses its right below
       this._ids = applyIds(this._ids, undo, () => this._nextId++, true);
     }
+    this._logIds = null;
     if (!gone.size) return;
     let inv = invert(c);
     for (const rec of this.log) {
@@ -228,6 +245,8 @@ export class UndoManager {
     const idsOf = (a, b) => (ids !== null ? ids.slice(a, b) : Array.from({ length: b - a }, fresh));
     const rich = restore ? fromPlain(r, before, idsOf, counter()) : r;
     const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
+    // a snapshot while our batch is in flight may hold it (dropInflight, _inherit)
+    if (meta.barrier && this.state.inflight) this._barrier = { gen: this.state._edits - 1, from: first0, to: this._nextId };
     const carry = new Map();
     for (let j = i; j < this.log.length; j++) {
       const mine = this.log[j];
@@ -239,14 +258,22 @@ export class UndoManager {
     }
     this.log.splice(i, 0, rec);
     if (local !== null) {
-      const next = counter();
-      let k = 0;
-      this._ids = applyIds(this._ids, local, () => {
-        const id = next();
-        return carry.has(k) ? carry.get(k++) : (k++, id);
-      }, true);
+      // the same identities for what r inserts in the text and in the log's layout
+      const idsOfR = () => {
+        const next = counter();
+        let k = 0;
+        return () => {
+          const id = next();
+          return carry.has(k) ? carry.get(k++) : (k++, id);
+        };
+      };
+      // the layouts part only where r lands otherwise in the log than in the text (a tie)
+      const logIds = this._logIds ?? (i < this.log.length - 1 && !sameOp(local, r) ? this._ids.slice() : null);
+      this._ids = applyIds(this._ids, local, idsOfR(), true);
+      if (logIds !== null) applyIds(logIds, r, idsOfR(), true);
+      this._logIds = logIds !== null && !sameIds(logIds, this._ids) ? logIds : null;
       if (carry.size) this._sweep = true;
-    }
+    } else this._logIds = null;
     if (restore) {
       for (const claim of this._claims) {
         if (rec.version !== null && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
@@ -378,6 +405,7 @@ export class UndoManager {
         u = u === null ? inv : compose(inv, u);
       } else if (u !== null) {
         if (rec.restore) u = withoutInserts(u);
+        else if (!rec.own) u = withoutEchoes(u, toPlain(rec.op));
         u = transform(u, toPlain(rec.op), "left");
       }
     }
@@ -427,6 +455,47 @@ export class UndoManager {
     }
   }
 
+  /** The in-flight batch (composed: `batch`; plain, as the thin client holds it: `inflight`)
+   *  is dropped as applied before the snapshot we hold: what it inserts is in the text twice,
+   *  ours (which the thin client now deletes) and the snapshot's copy (new identities, next to
+   *  ours). What a correction took back of ours (dead) must go from the copy too: among the
+   *  characters that snapshot inserted right before and after each of our inserts (up to the
+   *  text that was there before it), those of the same code points, in order, take the dead
+   *  identities (settle()'s sweep deletes them). */
+  _inherit(batch, inflight, pending) {
+    const lost = [];
+    for (const c of batch) if (typeof c === "object" && Array.isArray(c.i)) c.ids.forEach((id, k) => id !== null && this._dead.has(id) && lost.push([c.i[k], id]));
+    if (!lost.length) return;
+    const { from, to } = this._barrier;
+    const ids = this._ids;
+    // the snapshot's characters; what came later (newer identities) may sit between
+    const copy = (b) => ids[b] >= from && ids[b] < to && !this._dead.has(ids[b]);
+    const near = (b) => b >= 0 && b < ids.length && ids[b] !== null && ids[b] >= from;
+    const text = this.state.rope(this.node);
+    const runs = new Set();
+    let at = 0;
+    for (const c of ot.normalize(inflight)) {
+      if (typeof c === "number") {
+        if (c > 0) at += c;
+        continue;
+      }
+      const n = ot.cpLength(c);
+      // our insert spans at..at+n of server value + inflight; where it is in the local text
+      const a = pending ? ot.transformPosition(at, pending) : at;
+      const e = pending ? ot.transformPosition(at + n, pending, true) : at + n;
+      for (let b = a - 1; near(b); b--) if (copy(b)) runs.add(b);
+      for (let b = e; near(b); b++) if (copy(b)) runs.add(b);
+      at += n;
+    }
+    let j = 0;
+    for (const b of [...runs].sort((x, y) => x - y)) {
+      if (j >= lost.length) break;
+      if (text.slice(b, b + 1).toString() !== lost[j][0]) continue;
+      ids[b] = lost[j++][1];
+      this._sweep = true;
+    }
+  }
+
   /** Server op `r` as the thin client applies it to the local text: rebased over its in-flight
    *  and pending ops of the node as they stand (not over our records one by one: at a tie the
    *  two can differ, and the identities must follow the text exactly). */
@@ -443,6 +512,7 @@ export class UndoManager {
   /** The identities of the local text (`n` code points), numbered afresh if we lost track. */
   _idsFor(n) {
     if (this._ids === null || this._ids.length !== n) {
+      this._logIds = null;
       this._ids = [];
       for (let k = 0; k < n; k++) this._ids.push(this._nextId++);
     }
@@ -486,6 +556,12 @@ export class UndoManager {
 
 function cpLen(text) {
   return typeof text === "string" ? ot.cpLength(text) : text.length;
+}
+
+function sameIds(a, b) {
+  if (a.length !== b.length) return false;
+  for (let k = 0; k < a.length; k++) if (a[k] !== b[k]) return false;
+  return true;
 }
 
 function sameOp(a, b) {

@@ -288,3 +288,93 @@ export function retarget(op, text, ids, keep = () => true) {
   }
   return out.result();
 }
+
+/** `op` (invertible, applying to a text whose identities are `from`) as the same change of the
+ *  same characters laid out as `to` (the same identities, possibly in another order: the undo
+ *  log's layout, which can order a tie otherwise than the text). Deletes go by identity; an
+ *  insert goes right after the character it follows in `from` (or first). Null when `to`
+ *  lacks one of those identities (the layouts do not match: a bug). */
+export function relayout(op, from, to) {
+  let want = 0;
+  for (const c of op) if (typeof c === "object") want += isIns(c) ? 1 : c.d.length;
+  let index;
+  if (want > 8) {
+    const map = new Map();
+    for (let b = 0; b < to.length; b++) map.set(to[b], b);
+    index = (id) => map.get(id);
+  } else {
+    // the layouts differ only at ties: look near the same position first
+    index = (id, near) => {
+      const lo = Math.max(0, near - 256);
+      const hi = Math.min(to.length, near + 256);
+      for (let b = lo; b < hi; b++) if (to[b] === id) return b;
+      return to.indexOf(id);
+    };
+  }
+  const stops = new Map(); // target position -> [insert components..., delete component?]
+  const add = (b, c) => {
+    const list = stops.get(b);
+    if (list) list.push(c);
+    else stops.set(b, [c]);
+  };
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") pos += c;
+    else if (isIns(c)) {
+      const b = pos === 0 ? 0 : (index(from[pos - 1], pos - 1) ?? -1) + 1;
+      if (pos > 0 && !(b > 0)) return null;
+      add(b, c);
+    } else {
+      for (let k = 0; k < c.d.length; k++) {
+        const b = index(c.ids[k] ?? from[pos + k], pos + k);
+        if (!(b >= 0)) return null;
+        add(b, { d: [c.d[k]], ids: [c.ids[k]], at: true });
+      }
+      pos += c.d.length;
+    }
+  }
+  const out = new Builder();
+  let last = 0;
+  for (const b of [...stops.keys()].sort((x, y) => x - y)) {
+    out.retain(b - last);
+    last = b;
+    const list = stops.get(b);
+    for (const c of list) if (isIns(c)) out.insert(c.i, c.ids);
+    for (const c of list) if (c.at) out.remove(c.d, c.ids), (last = b + 1);
+  }
+  return out.result();
+}
+
+/** `op` (invertible) without the code points it inserts where the concurrent plain op `b` (same
+ *  base) inserts the same code points at the same position, in order: another client's undo
+ *  brought back text we deleted too (to us, new characters), so re-inserting ours would put it
+ *  there twice. */
+export function withoutEchoes(op, b) {
+  const theirs = new Map(); // base position -> code points b inserts there
+  let pos = 0;
+  for (const c of b) {
+    if (typeof c === "string") theirs.set(pos, (theirs.get(pos) || []).concat(Array.from(c)));
+    else pos += Math.abs(c);
+  }
+  if (!theirs.size) return op;
+  const out = new Builder();
+  pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      out.retain(c);
+      pos += c;
+    } else if (isDel(c)) {
+      out.remove(c.d, c.ids);
+      pos += c.d.length;
+    } else {
+      const there = theirs.get(pos) || [];
+      let k = 0;
+      for (let j = 0; j < c.i.length; j++) {
+        while (k < there.length && there[k] !== c.i[j]) k++;
+        if (k < there.length) k++;
+        else out.insert([c.i[j]], [c.ids[j]]);
+      }
+    }
+  }
+  return out.result();
+}

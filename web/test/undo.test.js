@@ -280,7 +280,7 @@ function sweep(seeds, options, extra = []) {
 
 // Seeds that once ended with a token twice or a dropped undo log (before identities), kept as
 // regressions beyond the first 300.
-const REGRESSIONS = [398, 435, 516, 608, 644, 663, 770, 851, 950, 965, 988, 1015, 1203, 1320, 1497, 1581, 1832, 1919, 1929];
+const REGRESSIONS = [398, 435, 516, 608, 644, 663, 770, 851, 950, 965, 988, 1015, 1203, 1320, 1497, 1581, 1832, 1919, 1929, 4944, 5287, 24907, 29917];
 const SEEDS = Number(process.env.UNDO_SEEDS || 300);
 if (process.env.UNDO_EXTRA) REGRESSIONS.push(...process.env.UNDO_EXTRA.split(",").map(Number)); // UNDO_SEEDS=0 UNDO_EXTRA=4944
 
@@ -504,6 +504,43 @@ test("invertible ops: compose, transform and invert agree with ot.js", () => {
     assert.deepEqual(uo.applyIds(uo.applyIds(ids1, ic), uo.invert(uo.compose(ia, ic))), ids0);
     assert.deepEqual(uo.retarget(ia, Array.from(base), ids0), ia);
   }
+});
+
+test("relayout: the same change of the same characters in another layout, by identity", () => {
+  const r = rng(11);
+  for (let i = 0; i < 300; i++) {
+    const base = Array.from({ length: 1 + r.int(9) }, () => r.pick(["a", "b", "😀"])).join("");
+    const len = ot.cpLength(base);
+    const pos = r.int(len + 1);
+    const op = ot.fromSplice(pos, r.int(len - pos + 1), r.next() < 0.7 ? "xy" : "");
+    let next = 1;
+    const ids = Array.from({ length: len }, () => next++);
+    const rich = uo.fromPlain(op, base, (x, y) => ids.slice(x, y), () => next++);
+    assert.deepEqual(uo.relayout(rich, ids, ids), rich); // the same layout: unchanged
+    // another order of the same identities: the same identities deleted and kept, each insert
+    // right after the character it follows in the text
+    const to = ids.slice().sort(() => r.next() - 0.5);
+    const moved = uo.relayout(rich, ids, to);
+    const after = uo.applyIds(to, moved);
+    assert.deepEqual([...after].sort((x, y) => x - y), [...uo.applyIds(ids, rich)].sort((x, y) => x - y));
+    for (const c of rich) {
+      if (typeof c !== "object" || !c.i || pos === 0) continue;
+      assert.equal(after[after.indexOf(c.ids[0]) - 1], ids[pos - 1]);
+    }
+    // a layout without one of those identities: null (the caller falls back to the text's)
+    if (pos > 0 && uo.insertedIds(rich).length) assert.equal(uo.relayout(rich, ids, to.filter((id) => id !== ids[pos - 1])), null);
+  }
+});
+
+test("withoutEchoes: a re-insert someone else made at that place is not made twice", () => {
+  const op = [2, { i: ["a", "b"], ids: [7, 8] }, { d: ["c"], ids: [3] }];
+  // the same code points at the same position: dropped (in order); the delete stays
+  assert.deepEqual(uo.withoutEchoes(op, [2, "xa"]), [2, { i: ["b"], ids: [8] }, { d: ["c"], ids: [3] }]);
+  assert.deepEqual(uo.withoutEchoes(op, [2, "ba"]), [2, { i: ["b"], ids: [8] }, { d: ["c"], ids: [3] }]);
+  // elsewhere, or other code points: unchanged
+  assert.deepEqual(uo.withoutEchoes(op, [1, "ab"]), op);
+  assert.deepEqual(uo.withoutEchoes(op, [2, "zz", -1]), op);
+  assert.deepEqual(uo.withoutEchoes(op, [-1]), op);
 });
 
 test("garbage restore answers adopt nothing", () => {

@@ -9,7 +9,9 @@ The manager keeps a log of the node's changes in *server order*: what the server
 (``thin_undo_ops``), so they invert without the document. A remote op goes into the log just
 before our unacknowledged records, which are rebased over it like the thin client rebases its
 in-flight and pending ops: a record is our edit *as the server applies it*, so text another
-client deleted concurrently is no longer "ours to bring back".
+client deleted concurrently is no longer "ours to bring back". Rebasing record by record can
+order a tie otherwise than the thin client (a batch whole): the log then keeps its own layout of
+the identities (``_log_ids``), and a local edit enters it by identity (``relayout``).
 
 An undo step is a group of our records (typing within ``group_s`` is one step); undoing it folds
 the log from its first record: invert each member and compose it in, rebase over every other
@@ -18,7 +20,8 @@ snapshot, which cannot say what they hold) drops the re-inserts folded so far. T
 placed on the text by identity (``retarget``): never a character that is there, or dead. An
 unacknowledged undo/redo of ours that re-inserted text it may no longer (a restore or a
 concurrent delete came first on the server) has those identities die, and one compensating
-delete takes them wherever they are (``settle``).
+delete takes them wherever they are (``settle``; ``thin_undo_ids``: the same characters under
+new identities).
 ``adopt_restore`` makes a restore this client asked for (REST) one undo step.
 
 The state calls ``local``/``remote``/``drop_inflight``/``settle`` (``ThinDocState.observers``).
@@ -31,8 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cowrite.client.thin_undo_ids import carry_dead, inherit_dead
 from cowrite.client.thin_undo_ops import (
-    Del,
     Id,
     Rich,
     apply_ids,
@@ -41,9 +44,11 @@ from cowrite.client.thin_undo_ops import (
     inserted_ids,
     invert,
     is_noop,
+    relayout,
     retarget,
     to_plain,
     transform,
+    without_echoes,
     without_inserts,
 )
 from cowrite.engine import InvalidOperation, ot
@@ -126,11 +131,17 @@ class UndoManager:
         self._fix: list[Record] = []
         self._ids: list[Id] | None = None
         """The identity of each code point of the local text (None: number it afresh)."""
+        self._log_ids: list[Id] | None = None
+        """The identities as the log lays the text out after its last record, when that differs
+        from the text (a tie rebased otherwise); None: the same as ``_ids``."""
         self._next_id = 1
         self._dead: set[int] = set()
         """Identities no undo/redo may re-insert any more (a correction took them back)."""
         self._intent: Rich | None = None
         self._sweep = False
+        self._barrier: tuple[int, int, int] | None = None
+        """The last snapshot that came while a batch of ours was in flight: (gen, first, end)
+        (the identities it gave what it inserts)."""
         state.observers.append(self)
 
     def detach(self) -> None:
@@ -180,6 +191,7 @@ class UndoManager:
         self._claims = []
         self._fix = []
         self._ids = None  # the text may change without us: number it afresh
+        self._log_ids = None
         self._dead = set()
 
     # ------------------------------------------------------- observer of the ThinDocState
@@ -200,11 +212,18 @@ class UndoManager:
         )
         if is_noop(rich):
             return
+        # the record goes into the log in the log's own layout (by identity)
+        moved = relayout(rich, ids, self._log_ids) if self._log_ids is not None else None
+        if moved is None:
+            self._log_ids = None
+        mine = rich if moved is None else moved
         self._ids = apply_ids(ids, rich, self._new_id, in_place=True)
+        if moved is not None and self._log_ids is not None:
+            apply_ids(self._log_ids, moved, self._new_id, in_place=True)
         kind = self._doing or "edit"
         gen = self.state._edits
         last = self.log[-1] if self.log else None
-        rec = Record(rich, True, gen, kind, of=self._of, source=self._source)
+        rec = Record(mine, True, gen, kind, of=self._of, source=self._source)
         if kind == "edit":
             self.redo_stack.clear()
             top = self.undo_stack[-1] if self.undo_stack else None
@@ -212,7 +231,7 @@ class UndoManager:
             if top is not None and top.open and t - top.at <= self.group_s:
                 top.at = t
                 if last is not None and last.own and last.gen == gen and top.records[-1] is last:
-                    last.op = compose(last.op, rich)  # same batch, next to it: one record
+                    last.op = compose(last.op, mine)  # same batch, next to it: one record
                     return
                 top.records.append(rec)
             else:
@@ -238,6 +257,14 @@ class UndoManager:
         c: Rich | None = None
         for r in gone:
             c = r.op if c is None else compose(c, r.op)
+        barrier, self._barrier = self._barrier, None
+        # a snapshot that came while the batch was in flight may hold it
+        if barrier is not None and barrier[0] == gen and slot in batch.ops and c is not None:
+            text = self.state.value(self.node, "text")
+            if self._ids is not None and inherit_dead(
+                c, batch.ops[slot], mine, self._ids, text, self._dead, barrier[1:]
+            ):
+                self._sweep = True
         if slot in batch.ops and self._ids is not None:
             # the identities follow the thin client's own undo of the batch
             undo = ot.invert(batch.ops[slot], self.state._server_value(self.node))
@@ -246,6 +273,7 @@ class UndoManager:
             # what it brings back is the server's now (the snapshot's, or never deleted): new
             # characters to us; a later re-insert of ours of the same text loses its right below
             self._ids = apply_ids(self._ids, undo, self._new_id, in_place=True)
+        self._log_ids = None
         if c is None:
             return
         inv = invert(c)
@@ -299,26 +327,38 @@ class UndoManager:
 
             op0 = from_plain(r, before, ids_of, counter())
         rec = Record(op0, False, -1, "remote", restore, meta.get("version"))
+        if meta.get("barrier") and self.state.inflight is not None:
+            # a snapshot while our batch is in flight may hold it (drop_inflight, _inherit)
+            self._barrier = (int(self.state._edits) - 1, first_id, self._next_id)
         carry: dict[int, int] = {}
         for mine in self.log[i:]:
             plain = to_plain(mine.op)
             rebased = transform(mine.op, r, "left")
             if self._dead and mine.kind == "fix":
-                self._carry(mine.op, rebased, r, carry)
+                carry_dead(mine.op, rebased, r, self._dead, carry)
             mine.op = rebased
             r = ot.transform(r, plain, "right")
         self.log.insert(i, rec)
         if local is not None and self._ids is not None:
-            fresh = counter()
-            k = iter(range(10**18))
 
-            def carried() -> Id:
-                new, at = fresh(), next(k)
-                return carry.get(at, new)
+            def ids_of_r() -> Callable[[], Id]:
+                # the same identities for what r inserts in the text and in the log's layout
+                fresh = counter()
+                k = iter(range(10**18))
+                return lambda: carry.get(next(k), fresh())
 
-            self._ids = apply_ids(self._ids, local, carried, in_place=True)
+            log_ids = self._log_ids
+            # the layouts part only where r lands otherwise in the log than in the text (a tie)
+            if log_ids is None and i < len(self.log) - 1 and local != r:
+                log_ids = list(self._ids)
+            self._ids = apply_ids(self._ids, local, ids_of_r(), in_place=True)
+            if log_ids is not None:
+                apply_ids(log_ids, r, ids_of_r(), in_place=True)
+            self._log_ids = log_ids if log_ids != self._ids else None
             if carry:
                 self._sweep = True
+        else:
+            self._log_ids = None
         if restore and rec.version is not None:
             for lo, hi, group in self._claims:
                 if lo <= rec.version <= hi:
@@ -460,53 +500,14 @@ class UndoManager:
             elif u is not None:
                 if rec.restore:
                     u = without_inserts(u)
+                elif not rec.own:
+                    u = without_echoes(u, to_plain(rec.op))
                 u = transform(u, to_plain(rec.op), "left")
         return u
 
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id - 1
-
-    def _carry(self, before: Rich, after: Rich, r: ot.Op, carry: dict[int, int]) -> None:
-        """Our record ``before`` (rebased to ``after`` over plain ``r``, same base) lost deletes
-        of dead characters (a correction's) to ``r``, which deleted them too. If ``r`` inserts
-        the same characters in order where it deleted them (someone's delete and its undo sent
-        as one batch, a restore), those are the same characters, still to be deleted:
-        ``carry`` maps the index of each such code point among ``r``'s inserts to its id."""
-        kept = {i for c in after if isinstance(c, Del) for i in c.ids}
-        lost: dict[int, tuple[str, int]] = {}
-        pos = 0
-        for c in before:
-            if isinstance(c, int):
-                pos += c
-            elif isinstance(c, Del):
-                for k, (ch, i) in enumerate(zip(c.text, c.ids, strict=True)):
-                    if i is not None and i in self._dead and i not in kept:
-                        lost[pos + k] = (ch, i)
-                pos += len(c.text)
-        if not lost:
-            return
-        pos = index = 0
-        for j, comp in enumerate(r):
-            if isinstance(comp, int):
-                pos += abs(comp)
-                continue
-            assert isinstance(comp, str)
-            nxt = r[j + 1] if j + 1 < len(r) else None
-            if isinstance(nxt, int) and nxt < 0:
-                k = 0
-                for q in range(pos, pos - nxt):
-                    if k >= len(comp):
-                        break
-                    hit = lost.get(q)
-                    if hit is None:
-                        continue
-                    while k < len(comp) and comp[k] != hit[0]:
-                        k += 1
-                    if k < len(comp):
-                        carry[index + k] = hit[1]
-                        k += 1
-            index += len(comp)
 
     def _as_local(self, r: ot.Op) -> ot.Op:
         """Server op ``r`` as the thin client applies it to the local text: rebased over its
@@ -523,6 +524,7 @@ class UndoManager:
     def _ids_for(self, n: int) -> list[Id]:
         """The identities of the local text (``n`` code points), afresh if we lost track."""
         if self._ids is None or len(self._ids) != n:
+            self._log_ids = None
             self._ids = [self._new_id() for _ in range(n)]
         return self._ids
 

@@ -308,3 +308,92 @@ def retarget(op: Rich, text: str, ids: Sequence[Id], keep: Callable[[Id], bool])
             out.remove(text[b], (ids[b],))
             last = b + 1
     return out.result()
+
+
+def relayout(op: Rich, before: Sequence[Id], to: Sequence[Id]) -> Rich | None:
+    """``op`` (applying to a text whose identities are ``before``) as the same change of the same
+    characters laid out as ``to`` (the same identities, maybe in another order: the undo log's
+    layout, which can order a tie otherwise than the text). Deletes go by identity; an insert
+    goes right after the character it follows in ``before`` (or first). None when ``to`` lacks
+    one of those identities (the layouts do not match: a bug)."""
+    want = sum(1 if isinstance(c, Ins) else len(c.text) for c in op if not isinstance(c, int))
+    where: dict[Id, int] | None = {i: b for b, i in enumerate(to)} if want > 8 else None
+
+    def index(i: Id, near: int) -> int:
+        if where is not None:
+            return where.get(i, -1)
+        # the layouts differ only at ties: look near the same position first
+        for lo, hi in ((max(0, near - 256), near + 256), (0, len(to))):
+            try:
+                return to.index(i, lo, hi)
+            except ValueError:
+                pass
+        return -1
+
+    stops: dict[int, list[Comp]] = {}
+    pos = 0
+    for c in op:
+        if isinstance(c, int):
+            pos += c
+        elif isinstance(c, Ins):
+            b = index(before[pos - 1], pos - 1) + 1 if pos else 0
+            if b < 0 or (pos and b == 0):
+                return None
+            stops.setdefault(b, []).append(c)
+        else:
+            for k, (ch, i) in enumerate(zip(c.text, c.ids, strict=True)):
+                b = index(i if i is not None else before[pos + k], pos + k)
+                if b < 0:
+                    return None
+                stops.setdefault(b, []).append(Del(ch, (i,)))
+            pos += len(c.text)
+    out = _Builder()
+    last = 0
+    for b in sorted(stops):
+        out.retain(b - last)
+        last = b
+        for c in stops[b]:
+            if isinstance(c, Ins):
+                out.insert(c.text, c.ids)
+        for c in stops[b]:
+            if isinstance(c, Del):
+                out.remove(c.text, c.ids)
+                last = b + 1
+    return out.result()
+
+
+def without_echoes(op: Rich, b: ot.Op) -> Rich:
+    """``op`` without the code points it inserts where the concurrent plain op ``b`` (same base)
+    inserts the same code points at the same position, in order: another client's undo brought
+    back text we deleted too (to us, new characters), so re-inserting ours would put it there
+    twice."""
+    theirs: dict[int, str] = {}
+    pos = 0
+    for x in b:
+        if isinstance(x, str):
+            theirs[pos] = theirs.get(pos, "") + x
+        else:
+            assert isinstance(x, int)
+            pos += abs(x)
+    if not theirs:
+        return op
+    out = _Builder()
+    pos = 0
+    for c in op:
+        if isinstance(c, int):
+            out.retain(c)
+            pos += c
+        elif isinstance(c, Del):
+            out.remove(c.text, c.ids)
+            pos += len(c.text)
+        else:
+            there = theirs.get(pos, "")
+            k = 0
+            for ch, i in zip(c.text, c.ids, strict=True):
+                while k < len(there) and there[k] != ch:
+                    k += 1
+                if k < len(there):
+                    k += 1
+                else:
+                    out.insert(ch, (i,))
+    return out.result()

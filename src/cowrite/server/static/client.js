@@ -1817,6 +1817,84 @@ function retarget(op, text, ids, keep = () => true) {
   }
   return out.result();
 }
+function relayout(op, from, to) {
+  let want = 0;
+  for (const c of op) if (typeof c === "object") want += isIns(c) ? 1 : c.d.length;
+  let index;
+  if (want > 8) {
+    const map = /* @__PURE__ */ new Map();
+    for (let b = 0; b < to.length; b++) map.set(to[b], b);
+    index = (id) => map.get(id);
+  } else {
+    index = (id, near) => {
+      const lo = Math.max(0, near - 256);
+      const hi = Math.min(to.length, near + 256);
+      for (let b = lo; b < hi; b++) if (to[b] === id) return b;
+      return to.indexOf(id);
+    };
+  }
+  const stops = /* @__PURE__ */ new Map();
+  const add = (b, c) => {
+    const list = stops.get(b);
+    if (list) list.push(c);
+    else stops.set(b, [c]);
+  };
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") pos += c;
+    else if (isIns(c)) {
+      const b = pos === 0 ? 0 : (index(from[pos - 1], pos - 1) ?? -1) + 1;
+      if (pos > 0 && !(b > 0)) return null;
+      add(b, c);
+    } else {
+      for (let k = 0; k < c.d.length; k++) {
+        const b = index(c.ids[k] ?? from[pos + k], pos + k);
+        if (!(b >= 0)) return null;
+        add(b, { d: [c.d[k]], ids: [c.ids[k]], at: true });
+      }
+      pos += c.d.length;
+    }
+  }
+  const out = new Builder2();
+  let last = 0;
+  for (const b of [...stops.keys()].sort((x, y) => x - y)) {
+    out.retain(b - last);
+    last = b;
+    const list = stops.get(b);
+    for (const c of list) if (isIns(c)) out.insert(c.i, c.ids);
+    for (const c of list) if (c.at) out.remove(c.d, c.ids), last = b + 1;
+  }
+  return out.result();
+}
+function withoutEchoes(op, b) {
+  const theirs = /* @__PURE__ */ new Map();
+  let pos = 0;
+  for (const c of b) {
+    if (typeof c === "string") theirs.set(pos, (theirs.get(pos) || []).concat(Array.from(c)));
+    else pos += Math.abs(c);
+  }
+  if (!theirs.size) return op;
+  const out = new Builder2();
+  pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      out.retain(c);
+      pos += c;
+    } else if (isDel(c)) {
+      out.remove(c.d, c.ids);
+      pos += c.d.length;
+    } else {
+      const there = theirs.get(pos) || [];
+      let k = 0;
+      for (let j = 0; j < c.i.length; j++) {
+        while (k < there.length && there[k] !== c.i[j]) k++;
+        if (k < there.length) k++;
+        else out.insert([c.i[j]], [c.ids[j]]);
+      }
+    }
+  }
+  return out.result();
+}
 
 // src/undo.js
 var RESTORE_EDIT_PREFIX = "restore-";
@@ -1846,10 +1924,12 @@ var UndoManager = class {
     this._claims = [];
     this._fix = [];
     this._ids = null;
+    this._logIds = null;
     this._nextId = 1;
     this._dead = /* @__PURE__ */ new Set();
     this._intent = null;
     this._sweep = false;
+    this._barrier = null;
     state.observers.push(this);
   }
   /** Stop following the document (the stacks are dropped). */
@@ -1896,6 +1976,7 @@ var UndoManager = class {
     this._claims = [];
     this._fix = [];
     this._ids = null;
+    this._logIds = null;
     this._dead = /* @__PURE__ */ new Set();
   }
   // ------------------------------------------------------- observer of the ThinDocState
@@ -1908,11 +1989,15 @@ var UndoManager = class {
     const newId = () => k < intent.length ? intent[k++] : this._nextId++;
     const rich = fromPlain(op, before, (a, b) => ids.slice(a, b), newId);
     if (isNoop2(rich)) return;
+    const moved = this._logIds === null ? null : relayout(rich, ids, this._logIds);
+    if (moved === null) this._logIds = null;
+    const mine = moved ?? rich;
     this._ids = applyIds(ids, rich, void 0, true);
+    if (moved !== null) applyIds(this._logIds, moved, void 0, true);
     const kind = this._doing || "edit";
     const gen = this.state._edits;
     const last = this.log[this.log.length - 1];
-    const rec = { op: rich, own: true, gen, kind, restore: false, version: null, of: this._of, source: this._source };
+    const rec = { op: mine, own: true, gen, kind, restore: false, version: null, of: this._of, source: this._source };
     if (kind === "edit") {
       this.redoStack.length = 0;
       const top = this.undoStack[this.undoStack.length - 1];
@@ -1920,7 +2005,7 @@ var UndoManager = class {
       if (top && top.open && t - top.at <= this.groupMs) {
         top.at = t;
         if (last && last.own && last.gen === gen && top.records[top.records.length - 1] === last) {
-          last.op = compose2(last.op, rich);
+          last.op = compose2(last.op, mine);
           return;
         }
         top.records.push(rec);
@@ -1947,11 +2032,14 @@ var UndoManager = class {
       gone.add(rec);
       c = c === null ? rec.op : compose2(c, rec.op);
     }
+    if (i && this._ids !== null && this._barrier && this._barrier.gen === gen && c !== null) this._inherit(c, i.payload, mine && mine.payload);
+    this._barrier = null;
     if (i && this._ids !== null) {
       let undo = invert(i.payload, this.state._serverValue(this.node).toString());
       if (mine) undo = transform(undo, mine.payload, "right");
       this._ids = applyIds(this._ids, undo, () => this._nextId++, true);
     }
+    this._logIds = null;
     if (!gone.size) return;
     let inv = invert2(c);
     for (const rec of this.log) {
@@ -1991,6 +2079,7 @@ var UndoManager = class {
     const idsOf = (a, b) => ids !== null ? ids.slice(a, b) : Array.from({ length: b - a }, fresh);
     const rich = restore ? fromPlain(r, before, idsOf, counter()) : r;
     const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
+    if (meta.barrier && this.state.inflight) this._barrier = { gen: this.state._edits - 1, from: first0, to: this._nextId };
     const carry = /* @__PURE__ */ new Map();
     for (let j = i; j < this.log.length; j++) {
       const mine = this.log[j];
@@ -2002,14 +2091,20 @@ var UndoManager = class {
     }
     this.log.splice(i, 0, rec);
     if (local !== null) {
-      const next = counter();
-      let k = 0;
-      this._ids = applyIds(this._ids, local, () => {
-        const id = next();
-        return carry.has(k) ? carry.get(k++) : (k++, id);
-      }, true);
+      const idsOfR = () => {
+        const next = counter();
+        let k = 0;
+        return () => {
+          const id = next();
+          return carry.has(k) ? carry.get(k++) : (k++, id);
+        };
+      };
+      const logIds = this._logIds ?? (i < this.log.length - 1 && !sameOp(local, r) ? this._ids.slice() : null);
+      this._ids = applyIds(this._ids, local, idsOfR(), true);
+      if (logIds !== null) applyIds(logIds, r, idsOfR(), true);
+      this._logIds = logIds !== null && !sameIds(logIds, this._ids) ? logIds : null;
       if (carry.size) this._sweep = true;
-    }
+    } else this._logIds = null;
     if (restore) {
       for (const claim of this._claims) {
         if (rec.version !== null && rec.version >= claim.from && rec.version <= claim.to) claim.group.records.push(rec);
@@ -2134,6 +2229,7 @@ var UndoManager = class {
         u = u === null ? inv : compose2(inv, u);
       } else if (u !== null) {
         if (rec.restore) u = withoutInserts(u);
+        else if (!rec.own) u = withoutEchoes(u, toPlain(rec.op));
         u = transform2(u, toPlain(rec.op), "left");
       }
     }
@@ -2181,6 +2277,44 @@ var UndoManager = class {
       index += chars.length;
     }
   }
+  /** The in-flight batch (composed: `batch`; plain, as the thin client holds it: `inflight`)
+   *  is dropped as applied before the snapshot we hold: what it inserts is in the text twice,
+   *  ours (which the thin client now deletes) and the snapshot's copy (new identities, next to
+   *  ours). What a correction took back of ours (dead) must go from the copy too: among the
+   *  characters that snapshot inserted right before and after each of our inserts (up to the
+   *  text that was there before it), those of the same code points, in order, take the dead
+   *  identities (settle()'s sweep deletes them). */
+  _inherit(batch, inflight, pending) {
+    const lost = [];
+    for (const c of batch) if (typeof c === "object" && Array.isArray(c.i)) c.ids.forEach((id, k) => id !== null && this._dead.has(id) && lost.push([c.i[k], id]));
+    if (!lost.length) return;
+    const { from, to } = this._barrier;
+    const ids = this._ids;
+    const copy2 = (b) => ids[b] >= from && ids[b] < to && !this._dead.has(ids[b]);
+    const near = (b) => b >= 0 && b < ids.length && ids[b] !== null && ids[b] >= from;
+    const text = this.state.rope(this.node);
+    const runs = /* @__PURE__ */ new Set();
+    let at = 0;
+    for (const c of normalize(inflight)) {
+      if (typeof c === "number") {
+        if (c > 0) at += c;
+        continue;
+      }
+      const n = cpLength(c);
+      const a = pending ? transformPosition(at, pending) : at;
+      const e = pending ? transformPosition(at + n, pending, true) : at + n;
+      for (let b = a - 1; near(b); b--) if (copy2(b)) runs.add(b);
+      for (let b = e; near(b); b++) if (copy2(b)) runs.add(b);
+      at += n;
+    }
+    let j = 0;
+    for (const b of [...runs].sort((x, y) => x - y)) {
+      if (j >= lost.length) break;
+      if (text.slice(b, b + 1).toString() !== lost[j][0]) continue;
+      ids[b] = lost[j++][1];
+      this._sweep = true;
+    }
+  }
   /** Server op `r` as the thin client applies it to the local text: rebased over its in-flight
    *  and pending ops of the node as they stand (not over our records one by one: at a tie the
    *  two can differ, and the identities must follow the text exactly). */
@@ -2196,6 +2330,7 @@ var UndoManager = class {
   /** The identities of the local text (`n` code points), numbered afresh if we lost track. */
   _idsFor(n) {
     if (this._ids === null || this._ids.length !== n) {
+      this._logIds = null;
       this._ids = [];
       for (let k = 0; k < n; k++) this._ids.push(this._nextId++);
     }
@@ -2236,6 +2371,11 @@ var UndoManager = class {
 };
 function cpLen(text) {
   return typeof text === "string" ? cpLength(text) : text.length;
+}
+function sameIds(a, b) {
+  if (a.length !== b.length) return false;
+  for (let k = 0; k < a.length; k++) if (a[k] !== b[k]) return false;
+  return true;
 }
 function sameOp(a, b) {
   return JSON.stringify(a) === JSON.stringify(b);
