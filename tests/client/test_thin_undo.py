@@ -5,7 +5,8 @@ SDK thin clients, each with an ``UndoManager``, talk to one ``Room`` over the in
 is a unique token; the rules type, delete (also everything), undo, redo, send, deliver, drop and
 rejoin links, and restore the document to a random earlier version (one that held no token twice)
 through the REST restore's own code (``server.restore.restore_edits``: edits named ``restore-…``
-from client ``server``). A fixed set of schedules; ``UNDO_EXAMPLES=2000`` runs that many random ones.
+from client ``server``). A fixed set of schedules; ``UNDO_EXAMPLES=2000`` runs that many
+random ones.
 
 Checked at every step: no token appears twice in the room or in any client's text (except while
 an undo/redo that was sent before its client saw a restore or a concurrent delete of the text it
