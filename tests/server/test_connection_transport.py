@@ -60,6 +60,9 @@ class FakeLink:
             raise LinkClosed
         self.frames.append(payload)
 
+    def write_ping(self, payload: bytes) -> bool:
+        return False  # queued like any message
+
     async def receive(self) -> dict[str, Any]:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
