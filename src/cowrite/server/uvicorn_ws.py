@@ -207,7 +207,6 @@ if WebSocketsSansIOProtocol is not None:
                 or self.frames
                 or conn.state is not _OPEN
                 or conn.current_size is not None
-                or conn.reader.buffer
                 or not _at_frame_boundary(conn.parser)
             ):
                 return False
@@ -293,7 +292,8 @@ if WebSocketsSansIOProtocol is not None:
 
     def _at_frame_boundary(parser: Any) -> bool:
         """``websockets``' parser waits for the first byte of a frame (``reader.at_eof``,
-        directly or under the handshake parser that has not been released yet)."""
+        directly or under the handshake parser that has not been released yet): nothing of a
+        frame was read, and its buffer is empty (``at_eof`` waits only while it is)."""
         inner = getattr(parser, "gi_yieldfrom", None)
         code = getattr(inner, "gi_code", None)
         if code is _WsProtocol.parse.__code__:
