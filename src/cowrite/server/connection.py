@@ -51,14 +51,11 @@ CLOSE_GOING_AWAY = 1001
 MAX_BATCH = 256
 """Messages per frame at most (a longer backlog goes out as several frames)."""
 MAX_STRIKES = 200
-
-PING = b'{"type":"ping","nonce":0}'
-"""The heartbeat's ping, the same bytes every time (clients echo the nonce; nothing checks it):
-encoded and framed once, not once per ping. ``nonce`` stays on the wire for clients that read it."""
-PONGS = frozenset(('{"type":"pong","nonce":0}', '{"type":"pong"}', '{"type": "pong", "nonce": 0}'))
-"""The answers to ``PING`` that clients send (the JS client, the Python SDK, ``json.dumps``):
-known without decoding them."""
 """Refused frames tolerated before a connection is judged hostile and closed."""
+PING = b'{"type":"ping","nonce":0}'
+"""The heartbeat's ping: constant (the nonce stays for clients that echo it), framed once."""
+PONGS = frozenset(('{"type":"pong","nonce":0}', '{"type":"pong"}', '{"type": "pong", "nonce": 0}'))
+"""Its answers from the JS client, the Python SDK and ``json.dumps``: known without decoding."""
 DRAIN_TIMEOUT_S = 2.0
 """How long a closing connection may take to send what was queued before its close frame."""
 
@@ -319,13 +316,11 @@ class Connection:
         """A small text message, where the socket read it: True when it is a valid ``pong``
         of a greeted connection, handled here (``last_seen``, as the reader would) without
         waking the reader; anything else goes to the reader as usual."""
-        if not self._greeted or self.closing is not None:
+        if not self._greeted or self.closing is not None or '"pong"' not in text:
             return False
         if text in PONGS:
             self.last_seen = time.monotonic()
             return True
-        if '"pong"' not in text:
-            return False
         try:
             msg = p.decode_client(text, self.settings.max_message_bytes)
         except (p.ProtocolError, RecursionError):
