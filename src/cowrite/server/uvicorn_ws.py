@@ -18,7 +18,7 @@ is uvicorn's protocol with the same behaviour and these changes:
   connection answers its heartbeat's pongs there, without an ASGI event or waking its task;
 * a read that is exactly one small, complete, masked text frame holding a ``"pong"``, arriving
   at a frame boundary (``data_received``), is unmasked and offered to ``on_small_text`` without
-  ``websockets``' generator-based frame parser (about half of an idle connection's CPU). Any
+  ``websockets``' generator-based frame parser (1.2 instead of ~4.4 µs of Python a pong). Any
   other read, or one the hook declines, goes through the parser as before: partial, fragmented,
   unmasked, binary, control or larger frames, several frames in one read, a read during a
   fragmented message or the closing handshake.
@@ -41,13 +41,13 @@ try:  # uvicorn is a dependency, but its protocol module may change: then uvicor
     from websockets.protocol import OPEN as _OPEN
     from websockets.protocol import Protocol as _WsProtocol
     from websockets.streams import StreamReader as _StreamReader
+
+    try:  # websockets' C unmasking, else its pure-Python one
+        from websockets.speedups import apply_mask
+    except ImportError:  # pragma: no cover
+        from websockets.utils import apply_mask
 except ImportError:  # pragma: no cover
     WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
-
-try:  # websockets' C unmasking, else its pure-Python one
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover
-    from websockets.utils import apply_mask
 
 _PONG = b'"pong"'
 _FIN_TEXT = 0x81  # FIN, no RSV bits (uncompressed), opcode 1 (text)
@@ -199,8 +199,8 @@ if WebSocketsSansIOProtocol is not None:
             boundary of an open connection with no message in progress, and ``hook`` handled
             its text. False: nothing was consumed, the parser reads ``data`` as usual."""
             n = len(data) - 6  # two header bytes and the four of the mask
-            if n < 0 or data[0] != _FIN_TEXT or data[1] != 0x80 | n:  # n <= 64: a 7-bit length
-                return False
+            if not 0 <= n <= SMALL_TEXT or data[0] != _FIN_TEXT or data[1] != 0x80 | n:
+                return False  # (a payload of at most 125 bytes has its length in 7 bits)
             conn = self.conn
             if (
                 self.close_sent
