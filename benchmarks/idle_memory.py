@@ -221,14 +221,14 @@ async def _cpu_main(args: argparse.Namespace) -> dict[str, Any]:
     await _settle()
     rss1 = _rss_kb()
     profile = cProfile.Profile() if args.profile else None
-    t0, c0 = time.monotonic(), time.process_time()
+    t0, c0, times0 = time.monotonic(), time.process_time(), os.times()
     if profile is not None:
         profile.enable()
     await asyncio.sleep(args.cpu)
     if profile is not None:
         profile.disable()
         profile.dump_stats(args.profile)
-    t1, c1 = time.monotonic(), time.process_time()
+    t1, c1, times1 = time.monotonic(), time.process_time(), os.times()
     assert clients.stdin is not None
     clients.stdin.write(b"\n")
     await clients.stdin.drain()
@@ -240,8 +240,12 @@ async def _cpu_main(args: argparse.Namespace) -> dict[str, Any]:
         "connections": n,
         "rss_per_conn_bytes": round((rss1 - rss0) * 1024 / n),
         "idle_cpu_pct": round(100 * (c1 - c0) / (t1 - t0), 3),
+        # user (Python) and system (socket calls, epoll) parts of it
+        "idle_user_pct": round(100 * (times1.user - times0.user) / (t1 - t0), 3),
+        "idle_sys_pct": round(100 * (times1.system - times0.system) / (t1 - t0), 3),
         "heartbeat_s": args.heartbeat,
         "loadavg": os.getloadavg()[0],
+        "loop": "uvloop" if args.uvloop else "asyncio",
     }
 
 
@@ -276,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heartbeat", type=float, default=15.0, help="the server's heartbeat_s")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
+        "--uvloop", action="store_true", help="with --cpu: serve on uvloop (as `cowrite serve`)"
+    )
+    parser.add_argument(
         "--where",
         default="",
         help="also print the tracebacks (--frames deep) of lines in files whose name contains this",
@@ -283,7 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("COWRITE_LOG_JSON", "0")
     if args.cpu:
-        cpu = asyncio.run(_cpu_main(args))
+        if args.uvloop:
+            import uvloop
+
+            cpu = uvloop.run(_cpu_main(args))
+        else:
+            cpu = asyncio.run(_cpu_main(args))
         print(json.dumps(cpu) if args.json else " ".join(f"{k}={v}" for k, v in cpu.items()))
         return 0
     tracemalloc.start(args.frames)

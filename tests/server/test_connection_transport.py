@@ -19,6 +19,7 @@ import uvicorn
 import websockets
 from starlette.websockets import WebSocketState
 
+from cowrite import protocol as p
 from cowrite.adapters.store.memory import MemoryStore
 from cowrite.server.app import create_app
 from cowrite.server.config import Settings
@@ -26,6 +27,7 @@ from cowrite.server.connection import (
     CLOSE_OUTBOX_FULL,
     CLOSE_TIMEOUT,
     MAX_BATCH,
+    PING,
     Connection,
     Shared,
 )
@@ -59,6 +61,9 @@ class FakeLink:
         if self.broken:
             raise LinkClosed
         self.frames.append(payload)
+
+    def write_ping(self, payload: bytes) -> bool:
+        return False  # queued like any message
 
     async def receive(self) -> dict[str, Any]:
         await asyncio.Event().wait()
@@ -307,6 +312,33 @@ async def test_frames_of_every_size_arrive_intact_straight_from_the_socket(
             assert remote["ops"][0]["edit"] == [text]
         await a.close()
         await b.close()
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+async def test_the_heartbeats_ping_is_one_constant_frame_straight_to_the_socket(
+    compression: str | None,
+) -> None:
+    """Uncompressed and writable: the pre-framed ping goes out as ``beat`` runs, ahead of
+    what the tick queued; compressed, or while the socket takes no more, it is queued like
+    any message (and still arrives, with the nonce clients echo)."""
+    async with serving(protocol_class()) as (url, state):
+        ws = await websockets.connect(url, max_size=None, compression=compression)
+        await _hello_join(ws, "p", "pings")
+        [conn] = state.connections
+        link = conn._link
+        assert isinstance(link, UvicornLink)
+        proto = link._proto
+        for writable in (True, False):
+            if not writable:
+                proto.writable.clear()
+            conn.beat()
+            assert bool(conn.outbox) == (compression is not None or not writable)
+            proto.writable.set()
+            async with asyncio.timeout(10):
+                assert await ws.recv() == PING.decode()
+        assert PING == b'{"type":"ping","nonce":0}'
+        assert p.decode_client(b'{"type":"pong","nonce":0}', 100) == p.Pong()
+        await ws.close()
 
 
 def test_text_frame_headers_follow_rfc_6455() -> None:

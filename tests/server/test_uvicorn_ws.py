@@ -7,6 +7,7 @@ the rest of tests/server exercises it too; here: what it changes, on real socket
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import sys
@@ -343,3 +344,186 @@ async def test_unknown_socket_paths_still_get_the_routers_answer(server: Running
     with pytest.raises(websockets.InvalidStatus) as refused:
         await websockets.connect(server.ws_url + "x")
     assert refused.value.response.status_code == 403
+
+
+# ------------------------------------------------------------------------------ the pong shortcut
+
+MASK = b"\x1f\x2e\x3d\x4c"
+PONG = b'{"type":"pong","nonce":0}'
+
+
+def _frame(payload: bytes, first: int = 0x81, mask: bytes | None = MASK) -> bytes:
+    """A client frame: ``first`` is FIN, RSV and opcode; masked with ``mask`` unless None."""
+    assert len(payload) < 126
+    if mask is None:
+        return bytes((first, len(payload))) + payload
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes((first, 0x80 | len(payload))) + mask + masked
+
+
+@pytest.fixture
+async def quiet(make_settings: Any) -> Any:
+    """A server whose heartbeat stays out of the way (the tests send the pongs)."""
+    running, task = await start_server(make_settings(heartbeat_s=30, heartbeat_timeout_s=90))
+    yield running
+    running.server.should_exit = True
+    await asyncio.wait_for(task, 20)
+
+
+class _Watch:
+    """One connection's server side: how many reads reached ``websockets``' parser, how many
+    ASGI events the reader got, how many pongs the hook took."""
+
+    def __init__(self, running: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+        [self.conn] = running.state.connections
+        [self.proto] = _protocols(running)
+        self.parsed = self.events = self.pongs = 0
+        receive_data = self.proto.conn.receive_data
+        hook = self.proto.on_small_text
+        assert hook is not None
+
+        def parsing(data: bytes) -> None:
+            self.parsed += 1
+            receive_data(data)
+
+        def taking(text: str) -> bool:
+            taken = bool(hook(text))
+            self.pongs += taken
+            return taken
+
+        put = Inbox.put_nowait
+
+        def counting(inbox: Inbox, item: Any) -> None:
+            self.events += inbox is self.proto.queue
+            put(inbox, item)
+
+        monkeypatch.setattr(self.proto.conn, "receive_data", parsing)
+        monkeypatch.setattr(self.proto, "on_small_text", taking)
+        monkeypatch.setattr(Inbox, "put_nowait", counting)
+
+
+async def _settled(client: RawClient) -> None:
+    """Everything written before was read and handled: an error reply came back after it."""
+    await client.send({"type": "x"})
+    await client.expect("error")
+
+
+async def test_a_pong_read_alone_never_reaches_the_frame_parser(
+    quiet: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await RawClient.connect(quiet.ws_url, "s")
+    watch = _Watch(quiet, monkeypatch)
+    pongs = [PONG, b'{"type":"pong"}', b'{"type":"pong","nonce":12345}']
+    for pong, mask in zip(pongs, [MASK, MASK, b"\0\0\0\0"], strict=True):  # zero: masked too
+        seen = watch.conn.last_seen
+        client.ws.transport.write(_frame(pong, mask=mask))
+        async with asyncio.timeout(10):
+            while watch.conn.last_seen == seen:
+                await asyncio.sleep(0.005)
+    assert (watch.parsed, watch.events, watch.pongs) == (0, 0, 3)
+    await client.send({"type": "join", "doc": "s", "create": True})  # the parser still reads
+    await client.expect("joined")
+    assert watch.parsed >= 1 and watch.events == 1
+    await client.close()
+
+
+async def test_a_pong_split_across_reads_or_sharing_one_goes_through_the_parser(
+    quiet: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fed to the protocol at every cut, and with other frames in the same read: every pong
+    is still taken (no ASGI event), the frame between them still reaches the reader, nothing
+    is read twice, and the parser is back at a frame boundary for the next whole pong."""
+    client = await RawClient.connect(quiet.ws_url, "t")
+    watch = _Watch(quiet, monkeypatch)
+    other = _frame(b'{"type":"x"}')
+    stream = _frame(PONG) + other + _frame(PONG)
+    for cut in range(1, len(stream)):
+        watch.proto.data_received(stream[:cut])
+        watch.proto.data_received(stream[cut:])
+    assert watch.pongs == 2 * (len(stream) - 1)
+    assert watch.events == len(stream) - 1  # one per ``other``
+    await _settled(client)
+    parsed = watch.parsed
+    watch.proto.data_received(_frame(PONG))
+    assert watch.parsed == parsed and watch.pongs == 2 * len(stream) - 1
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        _frame(PONG, first=0x82),  # binary
+        [_frame(PONG, first=0x01), _frame(b"", first=0x80)],  # fragmented, in two reads
+        _frame(b'{"type":"pong","nonce":0}' + b" " * 60),  # larger than SMALL_TEXT
+        [_frame(PONG)[:-1], _frame(PONG)[-1:]],  # its last byte in the next read
+    ],
+    ids=["binary", "fragmented", "large", "partial"],
+)
+async def test_other_pong_shaped_frames_are_read_as_before(
+    quiet: RunningServer, monkeypatch: pytest.MonkeyPatch, frames: bytes | list[bytes]
+) -> None:
+    client = await RawClient.connect(quiet.ws_url, "u")
+    watch = _Watch(quiet, monkeypatch)
+    for read in frames if isinstance(frames, list) else [frames]:
+        watch.proto.data_received(read)
+    assert watch.parsed >= 1  # not taken past the parser (a partial pong is, once whole)
+    await _settled(client)
+    assert watch.proto.conn.state.name == "OPEN" and watch.conn.closing is None
+    await client.send({"type": "join", "doc": "u", "create": True})
+    await client.expect("joined")
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([_frame(PONG, mask=None)], 1002),  # a client's frame must be masked
+        ([_frame(PONG, first=0xC1)], 1002),  # RSV1 (compressed) without permessage-deflate
+        ([_frame(PONG, first=0x01), _frame(PONG)], 1002),  # a message inside a fragmented one
+        ([_frame(b'{"type":"pong","x":"\xff"}')], 1007),  # holds "pong", not UTF-8
+        # a header announcing 31 bytes, then 31 that look like a pong frame: they are its
+        # payload (and not UTF-8), not a frame of their own
+        ([b"\x81\x9f\0\0\0\0", _frame(PONG)], 1007),
+    ],
+    ids=["unmasked", "rsv1", "interleaved", "not-utf8", "mid-frame"],
+)
+async def test_pong_shaped_protocol_errors_still_close_the_connection(
+    quiet: RunningServer, frames: list[bytes], code: int
+) -> None:
+    """Each read as the socket would deliver it (the frames in separate reads)."""
+    client = await RawClient.connect(quiet.ws_url, "v")
+    [proto] = _protocols(quiet)
+    for read in frames:
+        proto.data_received(read)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with asyncio.timeout(10):
+            while True:
+                await client.ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+
+
+async def test_a_pong_under_another_mask_is_not_a_pong(
+    quiet: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header's mask does not unmask the payload: garbage, which the reader refuses."""
+    client = await RawClient.connect(quiet.ws_url, "w")
+    watch = _Watch(quiet, monkeypatch)
+    frame = bytearray(_frame(PONG))
+    frame[2:6] = b"\x01\x02\x03\x04"
+    client.ws.transport.write(bytes(frame))
+    with contextlib.suppress(websockets.ConnectionClosed):  # not UTF-8: closed 1007
+        await _settled(client)
+    assert watch.pongs == 0 and watch.parsed >= 1
+
+
+async def test_a_client_that_stops_answering_is_still_dropped(server: RunningServer) -> None:
+    """The fixture's heartbeat: pings every 0.5 s, the constant frame; silence for 1.5 s
+    closes the connection (4000)."""
+    client = await RawClient.connect(server.ws_url, "y")
+    ping = await client.expect("ping", timeout=5)
+    assert ping == {"type": "ping", "nonce": 0}
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with asyncio.timeout(10):
+            while True:
+                await client.ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000

@@ -52,6 +52,10 @@ MAX_BATCH = 256
 """Messages per frame at most (a longer backlog goes out as several frames)."""
 MAX_STRIKES = 200
 """Refused frames tolerated before a connection is judged hostile and closed."""
+PING = b'{"type":"ping","nonce":0}'
+"""The heartbeat's ping: constant (the nonce stays for clients that echo it), framed once."""
+PONGS = frozenset(('{"type":"pong","nonce":0}', '{"type":"pong"}', '{"type": "pong", "nonce": 0}'))
+"""Its answers from the JS client, the Python SDK and ``json.dumps``: known without decoding."""
 DRAIN_TIMEOUT_S = 2.0
 """How long a closing connection may take to send what was queued before its close frame."""
 
@@ -65,7 +69,6 @@ class Connection:
         "_interrupted",
         "_joins",
         "_link",
-        "_nonce",
         "_presence",
         "_receiving",
         "_shared",
@@ -109,7 +112,6 @@ class Connection:
         self._receiving = False  # the reader waits for a frame: ``close`` may interrupt it
         self._interrupted = False
         self._shared: Shared | None = None
-        self._nonce = 0
         self._greeted = False  # ``hello`` received
         self._expiry: asyncio.TimerHandle | None = None  # ends the session at the token's exp
 
@@ -281,8 +283,9 @@ class Connection:
             log.info("heartbeat timeout", extra=self._ids())
             self.close(CLOSE_TIMEOUT, "heartbeat timeout")
             return
-        self._nonce += 1
-        self.send_message(p.Ping(nonce=self._nonce))
+        link = self._link
+        if link is None or not link.write_ping(PING):  # else straight to the socket
+            self.send(PING)
 
     async def _reader(self) -> None:
         link = self._link
@@ -313,8 +316,11 @@ class Connection:
         """A small text message, where the socket read it: True when it is a valid ``pong``
         of a greeted connection, handled here (``last_seen``, as the reader would) without
         waking the reader; anything else goes to the reader as usual."""
-        if '"pong"' not in text or not self._greeted or self.closing is not None:
+        if not self._greeted or self.closing is not None or '"pong"' not in text:
             return False
+        if text in PONGS:
+            self.last_seen = time.monotonic()
+            return True
         try:
             msg = p.decode_client(text, self.settings.max_message_bytes)
         except (p.ProtocolError, RecursionError):

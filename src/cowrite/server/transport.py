@@ -60,6 +60,11 @@ class Link(Protocol):
         """Send one binary frame per payload, in order (the Yjs dialects: a message is a
         frame); raises LinkClosed when it cannot."""
 
+    def write_ping(self, payload: bytes) -> bool:
+        """Send the heartbeat's constant text frame ``payload`` now, ahead of anything queued
+        (it orders nothing), when that costs no more than a socket write; False: it was not
+        sent (closed, flow-controlled, compressed or not a raw socket), queue it instead."""
+
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame after everything written before it."""
 
@@ -124,6 +129,10 @@ def text_header(n: int, opcode: int = 0x1) -> bytes:
     return struct.pack("!BBQ", first, 127, n)
 
 
+_framed: dict[bytes, bytes] = {}
+"""``write_ping``'s payloads with their frame header (one or two constants)."""
+
+
 class UvicornLink:
     """Frames written straight to the transport of uvicorn's ``websockets-sansio`` protocol."""
 
@@ -173,6 +182,23 @@ class UvicornLink:
         else:
             self._transport.write(text_header(len(payload)) + payload)
 
+    def write_ping(self, payload: bytes) -> bool:
+        frame = _framed.get(payload)
+        if frame is None:
+            frame = _framed[payload] = text_header(len(payload)) + payload
+        proto = self._proto
+        conn = self._conn
+        if (
+            proto.close_sent
+            or proto.disconnected
+            or conn.state is not _WsState.OPEN
+            or conn.extensions  # permessage-deflate: compressed, through ``write``
+            or not proto.writable.is_set()
+        ):
+            return False
+        self._transport.write(frame)
+        return True
+
     def write_binary(self, payloads: list[bytes]) -> None:
         proto = self._proto
         conn = self._conn
@@ -221,6 +247,9 @@ class AsgiLink:
             asyncio.get_running_loop().call_soon(callback)
         else:
             self._callback = callback
+
+    def write_ping(self, payload: bytes) -> bool:
+        return False  # an ASGI send like any other frame: queued with them
 
     def write(self, payload: bytes) -> None:
         if self._sending is not None:
