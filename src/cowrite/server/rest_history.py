@@ -207,6 +207,20 @@ def version_id(request: Request) -> int:
     return int(raw)
 
 
+def version_to_name(request: Request, body: NameVersion, latest: int) -> int:
+    """The version a name request is about: PATCH's ``{id}``, else the body's ``version``, else
+    ``latest``; 404 for version 0 (the empty document has no name)."""
+    if request.method == "PATCH":
+        seq = version_id(request)
+    elif body.version is not None:
+        seq = body.version
+    else:
+        seq = latest
+    if seq == 0:
+        raise HTTPError(404, "unknown_version", "version 0 (the empty document) has no name")
+    return seq
+
+
 class _Authors:
     """Which version made an op: the first (by id) whose vector includes it."""
 
@@ -374,16 +388,9 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
             raise HTTPError(400, "bad_request", "name a version with a non-null name")
         async with ctx.opened(doc_id) as lr:
             room = lr.crdt
-            if request.method == "PATCH":
-                seq = version_id(request)
-            elif body.version is not None:
-                seq = body.version
-            else:
-                seq = room.version if hub.cluster is None else lr.seqs.upto
-            if seq == 0:
-                raise HTTPError(
-                    404, "unknown_version", "version 0 (the empty document) has no name"
-                )
+            seq = version_to_name(
+                request, body, room.version if hub.cluster is None else lr.seqs.upto
+            )
             found = await record(lr, doc_id, seq)
             assert found is not None
             vv = vector(room.doc, seq, found)

@@ -48,6 +48,7 @@ from cowrite.server.rest_history import (
     version_out,
     version_record,
     version_rows,
+    version_to_name,
 )
 from cowrite.server.rest_history_bodies import (
     ChangeSpanOut,
@@ -237,16 +238,9 @@ def yjs_history_routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Han
             raise HTTPError(400, "bad_request", "name a version with a non-null name")
         async with ctx.opened(doc_id) as lr:
             room = _room(lr)
-            if request.method == "PATCH":
-                seq = version_id(request)
-            elif body.version is not None:
-                seq = body.version
-            else:
-                seq = room.version if hub.cluster is None else lr.seqs.upto
-            if seq == 0:
-                raise HTTPError(
-                    404, "unknown_version", "version 0 (the empty document) has no name"
-                )
+            seq = version_to_name(
+                request, body, room.version if hub.cluster is None else lr.seqs.upto
+            )
             await record(lr, doc_id, seq)
             if body.name is not None and not room.available(seq):
                 raise HTTPError(
