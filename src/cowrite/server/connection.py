@@ -58,6 +58,9 @@ PONGS = frozenset(('{"type":"pong","nonce":0}', '{"type":"pong"}', '{"type": "po
 """Its answers from the JS client, the Python SDK and ``json.dumps``: known without decoding."""
 DRAIN_TIMEOUT_S = 2.0
 """How long a closing connection may take to send what was queued before its close frame."""
+SEND_FAILED = (1006, "send failed")
+"""``closing`` once the socket stopped taking frames: the peer is gone, but what it sent first
+is still handled (the reader goes on up to its disconnect event, which is queued by then)."""
 
 
 class Connection:
@@ -74,6 +77,7 @@ class Connection:
         "_shared",
         "_strikes",
         "_task",
+        "_waiting",
         "client_id",
         "closing",
         "docs",
@@ -110,6 +114,7 @@ class Connection:
         self._flushing = False  # a flush is scheduled (or waits for the socket)
         self._task: asyncio.Task[Any] | None = None  # the reader's (``run``)
         self._receiving = False  # the reader waits for a frame: ``close`` may interrupt it
+        self._waiting: asyncio.Future[Any] | None = None  # what it waits on, when a future
         self._interrupted = False
         self._shared: Shared | None = None
         self._greeted = False  # ``hello`` received
@@ -154,13 +159,17 @@ class Connection:
         self.send_message(p.Error(code=code, message=message, doc=doc, edit_id=edit))
 
     def close(self, code: int, reason: str) -> None:
-        """Close after what is queued so far (flushed, then the close frame)."""
+        """Close after what is queued so far (flushed, then the close frame). A frame the
+        reader already received is still handled (every one, when the peer is gone)."""
         if self.closing is None:
             self.closing = (code, reason)
             self.metrics.disconnects.labels(str(code)).inc()
             if self._receiving and self._task is not None:
-                self._interrupted = True
-                self._task.cancel()  # wake the reader: ``run`` closes
+                self._interrupted = True  # wake the reader: ``run`` closes
+                if self._waiting is not None:
+                    self._waiting.cancel()  # no-op when a frame reached it: the reader has it
+                else:
+                    self._task.cancel()
 
     def _ids(self) -> dict[str, object]:
         return {"session": self.session, "client": self.client_id, "docs": sorted(self.docs)}
@@ -196,7 +205,7 @@ class Connection:
         """The socket cannot take frames any more: nothing queued can be delivered."""
         self.outbox.clear()
         self.outbox_bytes = 0
-        self.close(1006, "send failed")
+        self.close(*SEND_FAILED)
 
     # --------------------------------------------------------------- running
 
@@ -292,14 +301,17 @@ class Connection:
         if link is None:
             return
         receive = link.receive
-        while self.closing is None:
+        while self.closing is None or (self.closing == SEND_FAILED and self._strikes < MAX_STRIKES):
             self._receiving = True
+            pending = receive()  # uvicorn's is a future: cancelling it (not us) loses no frame
+            self._waiting = pending if isinstance(pending, asyncio.Future) else None
             try:
-                event = await receive()
+                event = await pending
             except RuntimeError:  # receive after the disconnect
                 return
             finally:
                 self._receiving = False
+                self._waiting = None
             if event["type"] == "websocket.disconnect":
                 return
             self.last_seen = time.monotonic()

@@ -30,6 +30,7 @@ import logging
 import time
 import uuid
 from dataclasses import replace
+from typing import Any
 
 from starlette.websockets import WebSocket
 
@@ -38,7 +39,7 @@ from cowrite.rooms.state import FrameSink, Outcome, RoomError
 from cowrite.rooms.yjs_room import Attachment, YjsRoom
 from cowrite.server.auth import AuthError, Identity, anonymous, anonymous_id, verify
 from cowrite.server.config import Settings
-from cowrite.server.connection import Shared, shared_of
+from cowrite.server.connection import SEND_FAILED, Shared, shared_of
 from cowrite.server.hooks import Author, AuthRequest, Disconnect, connect_event
 from cowrite.server.hub import Hub, LoadedRoom
 from cowrite.server.metrics import Metrics
@@ -103,6 +104,7 @@ class YjsConnection:
         "_shared",
         "_task",
         "_updates",
+        "_waiting",
         "closing",
         "dialect",
         "document",
@@ -140,6 +142,7 @@ class YjsConnection:
         self._flushing = False
         self._task: asyncio.Task[None] | None = None
         self._receiving = False
+        self._waiting: asyncio.Future[Any] | None = None  # what the reader waits on, if a future
         self._members: dict[str, YjsMember] = {}
         """By address ("" for y-websocket)."""
         self._identities: dict[str, Identity] = {}
@@ -193,16 +196,20 @@ class YjsConnection:
         except (LinkClosed, OSError, RuntimeError):
             self.outbox.clear()
             self.outbox_bytes = 0
-            self.close(1006, "send failed")
+            self.close(*SEND_FAILED)
         self._flushing = False
 
     def close(self, code: int, reason: str) -> None:
-        """Close after what is queued so far."""
+        """Close after what is queued so far. A frame the reader already received is still
+        handled (every one, when the peer is gone: ``connection.SEND_FAILED``)."""
         if self.closing is None:
             self.closing = (code, reason[:120])
             self.metrics.disconnects.labels(str(code)).inc()
             if self._receiving and self._task is not None:
-                self._task.cancel()
+                if self._waiting is not None:
+                    self._waiting.cancel()  # no-op when a frame reached it: the reader has it
+                else:
+                    self._task.cancel()
 
     def drop(self, member: YjsMember, code: int, reason: str) -> None:
         session = self._session
@@ -243,7 +250,7 @@ class YjsConnection:
         ws = self.ws
         await ws.accept()
         self._task = asyncio.current_task()
-        self._link = link = open_link(ws, lambda: self.close(1006, "send failed"))
+        self._link = link = open_link(ws, lambda: self.close(*SEND_FAILED))
         self.metrics.connections.inc()
         self._shared = shared = shared_of(self.hub, self.settings)
         shared.add(self)
@@ -429,14 +436,17 @@ class YjsConnection:
         if link is None or session is None:
             return
         receive = link.receive
-        while self.closing is None:
+        while self.closing is None or (self.closing == SEND_FAILED and not session.closed):
             self._receiving = True
+            pending = receive()  # uvicorn's is a future: cancelling it (not us) loses no frame
+            self._waiting = pending if isinstance(pending, asyncio.Future) else None
             try:
-                event = await receive()
+                event = await pending
             except RuntimeError:
                 return
             finally:
                 self._receiving = False
+                self._waiting = None
             if event["type"] == "websocket.disconnect":
                 return
             frame = event.get("bytes")
