@@ -726,3 +726,24 @@ async def test_calls_on_a_closed_store_raise_store_error(store: Store) -> None:
 async def test_close_is_idempotent(store: Store) -> None:
     await store.close()
     await store.close()
+
+
+async def test_a_snapshot_giving_up_a_version_named_meanwhile_is_refused(store: Store) -> None:
+    """``drops``: the versions whose value a (Yjs) snapshot gives up; named by the time it is
+    stored (maybe by another instance), they make the store refuse it: nothing changes."""
+    await store.create_document("d", title="", now_ms=T0)
+    for i in range(4):
+        await store.append_update("d", b"u%d" % i, now_ms=T0 + i, version=_version(T0 + i))
+    await store.name_version("d", 2, "kept", now_ms=T0 + 9)
+    assert await store.save_snapshot("d", b"folds 2", 3, drops=[1, 2]) is False
+    loaded = await store.load("d")
+    assert loaded is not None and loaded.snapshot_seq == 0 and len(loaded.updates) == 4
+    assert await store.save_snapshot("d", b"keeps 2", 3, drops=[1, 3]) is True  # 2 kept
+    loaded = await store.load("d")
+    assert loaded is not None and (loaded.snapshot, loaded.snapshot_seq) == (b"keeps 2", 3)
+    await store.name_version("d", 2, None, now_ms=T0 + 10)  # unnamed: it may go
+    await store.append_update("d", b"u4", now_ms=T0 + 11, version=_version(T0 + 11))
+    assert await store.save_snapshot("d", b"folds 2", 5, drops=[2, 3, 4]) is True
+    for bad in ([2**63], ["1"], [True]):
+        with pytest.raises(ValueError):
+            await store.save_snapshot("d", b"s", 5, drops=bad)  # type: ignore[list-item]

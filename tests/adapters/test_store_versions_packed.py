@@ -135,6 +135,17 @@ async def _reopen(backend: Backend, store: Store) -> Store:
     return s
 
 
+async def test_a_snapshot_giving_up_a_packed_named_version_is_refused(store: Store) -> None:
+    """The snapshot's ``drops`` check sees the names of packed versions too."""
+    await store.create_document("d", title="", now_ms=T0)
+    for v in _versions(4 * BLOCK, random.Random(5)):
+        await store.append_update("d", b"u", now_ms=T0, version=v)
+    await store.append_update("d", b"u", now_ms=T0)  # packs the full blocks
+    await store.name_version("d", 2, "packed", now_ms=T0)
+    assert await store.save_snapshot("d", b"s", 4 * BLOCK, drops=range(1, 4)) is False
+    assert await store.save_snapshot("d", b"s", 4 * BLOCK, drops=range(3, 7)) is True
+
+
 async def test_garbage_arguments_get_clear_answers(store: Store) -> None:
     stored = await _fill(store, _versions(10, random.Random(4)))
     assert await store.get_version("d", 0) is None

@@ -331,13 +331,14 @@ class Registry:
         counted, counted_bytes = lr.since_snapshot, lr.log_bytes
         try:
             kept = None
+            drops: list[int] = []
             if isinstance(lr.room, YjsRoom):  # the snapshot keeps the Yjs version history
-                state, kept = await yjs_history.snapshot(
+                state, kept, drops = await yjs_history.snapshot(
                     self.store, self.settings, doc_id, lr.room, state, upto, self.now_ms()
                 )
-            await self.store.save_snapshot(doc_id, state, upto)
-            if kept is not None and isinstance(lr.room, YjsRoom):
-                lr.room.history_read(kept)
+            saved = await self.store.save_snapshot(doc_id, state, upto, drops=drops)
+            if kept is not None and saved and isinstance(lr.room, YjsRoom):
+                lr.room.history_read(kept)  # (not stored: the history stays as it was)
             # what came in while saving counts towards the next one
             lr.since_snapshot = max(len(lr.seqs.ahead), lr.since_snapshot - counted)
             lr.log_bytes = max(0, lr.log_bytes - counted_bytes)

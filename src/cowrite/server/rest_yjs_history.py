@@ -6,7 +6,10 @@
   types come back in ``types``), replayed from the stored log (``rooms/yjs_history.py``);
 - diff: text-level insertions and deletions of each text and XML rendering (and array items,
   map keys), each with the version that made it and its authors (``rooms/yjs_diff.py``);
-- name / rename: as for the CRDT kind; a named version keeps a checkpoint when its updates fold;
+- name / rename: as for the CRDT kind; a named version keeps a checkpoint when its updates fold
+  (naming is safe against a snapshot folding the version meanwhile, on any instance: a snapshot
+  that folds a version named since it read the names is not stored, and a name that comes after
+  such a snapshot was stored is taken back, 410);
 - restore: one Yjs update computed with pycrdt (``rooms/yjs_restore.py``), applied like a
   client's through the room's pipeline: stored before the answer, broadcast to every Yjs client,
   recorded as a version ``how: restored`` by the requester.
@@ -141,6 +144,12 @@ def _change_out(c: RootChange, owners: _Owners) -> NodeChange:
     )
 
 
+def _folded(seq: int) -> HTTPError:
+    return HTTPError(
+        410, "history_unavailable", f"version {seq} is older than the history the document keeps"
+    )
+
+
 def yjs_history_routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
     """The Yjs kind's history routes, relative to ``/api`` (``by_kind`` mounts them)."""
     store = state.store
@@ -230,6 +239,20 @@ def yjs_history_routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Han
         owners = _Owners(rows)
         return _json(DiffOut(start, end, [_change_out(c, owners) for c in changes]))
 
+    async def kept_or_unnamed(doc_id: str, seq: int) -> None:
+        """Version ``seq`` was just named: every snapshot stored from now on keeps it (the
+        store refuses one that folds it away, ``Store.save_snapshot``'s ``drops``), but one
+        stored before, maybe by another instance whose fold had not seen the name, may have
+        folded it already: then the name is taken back, HTTPError 410."""
+        try:
+            stored = await load_history(store, doc_id)
+        except ValueError:  # a damaged history keeps nothing
+            stored = None
+        if stored is not None and stored.available(seq):
+            return
+        await store.name_version(doc_id, seq, None, now_ms=hub.now_ms())
+        raise _folded(seq)
+
     async def name_version(request: Request) -> Response:
         """POST names the latest version (or ``version``); PATCH renames version ``id``."""
         doc_id = ctx.authorized(request, "write")
@@ -241,21 +264,23 @@ def yjs_history_routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Han
             seq = version_to_name(
                 request, body, room.version if hub.cluster is None else lr.seqs.upto
             )
-            await record(lr, doc_id, seq)
-            if body.name is not None and not room.available(seq):
-                raise HTTPError(
-                    410,
-                    "history_unavailable",
-                    f"version {seq} is older than the history the document keeps",
-                )
-            if body.name is not None:
-                room.pins.add(seq)  # before the await: no snapshot folds it meanwhile
+            found = await record(lr, doc_id, seq)
+            naming = body.name is not None
+            if naming and not room.available(seq):
+                raise _folded(seq)
+            if naming:
+                room.pins.add(seq)  # before the await: no snapshot here folds it meanwhile
             try:
                 named = await store.name_version(doc_id, seq, body.name, now_ms=hub.now_ms())
+                if naming and (found is None or found.name is None):
+                    await kept_or_unnamed(doc_id, seq)
             except NotFound:
                 room.pins.discard(seq)
                 raise HTTPError(404, "unknown_version", f"no version {seq} of {doc_id!r}") from None
-            if body.name is None:
+            except HTTPError:
+                room.pins.discard(seq)
+                raise
+            if not naming:
                 room.pins.discard(seq)
             return _json(version_out(named, room.available(seq)))
 

@@ -5,7 +5,10 @@ log that old values are replayed from. ``snapshot`` builds it when the registry 
 snapshot: the history of the stored snapshot, plus the log entries this snapshot folds away
 (read from the store, so whichever instance wrote them), folded by the retention window and
 byte budget, with checkpoints of the named versions (from the store, plus the ones being named
-here: ``YjsRoom.pins``). ``load_history`` reads the whole history back for REST (the stored
+here: ``YjsRoom.pins``). A version named after the store was read (here or on another
+instance) is caught where the snapshot is stored: the store refuses a snapshot that gives up a
+version named by then (``drops``), and naming re-reads the stored history once the name is
+stored (``rest_yjs_history.py``). ``load_history`` reads the whole history back for REST (the stored
 snapshot's history and the log after it). The folding runs in a worker thread (it replays the
 folded updates): nothing here holds the event loop for long.
 """
@@ -50,9 +53,11 @@ async def snapshot(
     state: bytes,
     upto: int,
     now_ms: int,
-) -> tuple[bytes, YjsHistory]:
+) -> tuple[bytes, YjsHistory, list[int]]:
     """The snapshot to store for ``room`` at log seq ``upto`` (``state``: its document, encoded
-    before any await), and the history in it (``room.history_read`` it once stored). Raises
+    before any await), the history in it (``room.history_read`` it once stored) and the
+    versions whose value it gives up (``Store.save_snapshot``'s ``drops``: the store refuses
+    the snapshot if one of them was named meanwhile, here or on another instance). Raises
     StoreError or ValueError (the registry logs it and tries at the next snapshot)."""
     stored = await store.load(doc_id)
     if stored is None:
@@ -81,4 +86,6 @@ async def snapshot(
         keep_ms=int(settings.history_keep_all_s * 1000),
         max_bytes=settings.history_yjs_kept_bytes,
     )
-    return wrap(state, folded), folded
+    before = {history.base_seq, *history.checkpoints, *(seq for seq, _ in history.entries)}
+    drops = sorted(s for s in before if history.available(s) and not folded.available(s))
+    return wrap(state, folded), folded, drops

@@ -119,7 +119,23 @@ async def _delete_document(c: Conn, doc_id: str) -> bool:
     return await _count(c.execute("DELETE FROM documents WHERE id = $1", doc_id)) > 0
 
 
-async def _save_snapshot(c: Conn, doc_id: str, data: bytes, upto_seq: int) -> bool:
+async def named_between(c: Conn, doc_id: str, low: int, high: int) -> set[int]:
+    """The seqs of the named versions with ``low <= seq <= high`` (in the caller's
+    transaction: tail rows and packed versions' names, ``_pg_versions.py``)."""
+    rows = await c.fetch(
+        "SELECT seq FROM versions WHERE doc_id = $1 AND seq BETWEEN $2 AND $3 "
+        "AND name IS NOT NULL "
+        "UNION ALL SELECT seq FROM version_names WHERE doc_id = $1 AND seq BETWEEN $2 AND $3",
+        doc_id,
+        low,
+        high,
+    )
+    return {int(r[0]) for r in rows}
+
+
+async def _save_snapshot(
+    c: Conn, doc_id: str, data: bytes, upto_seq: int, drops: frozenset[int] = frozenset()
+) -> bool:
     row = await c.fetchrow(
         "SELECT d.last_seq, s.upto_seq FROM documents AS d "
         "LEFT JOIN snapshots AS s ON s.doc_id = d.id WHERE d.id = $1 FOR UPDATE OF d",
@@ -134,6 +150,9 @@ async def _save_snapshot(c: Conn, doc_id: str, data: bytes, upto_seq: int) -> bo
         )
     if current is not None and upto_seq < int(current):
         return False
+    # (the writer's per-document lock orders this after any naming that committed first)
+    if drops and await named_between(c, doc_id, min(drops), max(drops)) & drops:
+        return False  # named while the snapshot was made: the next one keeps it
     await c.execute(
         "INSERT INTO snapshots (doc_id, upto_seq, data) VALUES ($1, $2, $3) "
         "ON CONFLICT (doc_id) DO UPDATE SET upto_seq = excluded.upto_seq, data = excluded.data",

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cowrite.adapters.store._version_blocks import BLOCK_VERSIONS
-from cowrite.adapters.store._versions import _insert_version
+from cowrite.adapters.store._versions import _insert_version, _named_between
 from cowrite.adapters.store.base import (
     ChatMessage,
     Compacted,
@@ -168,7 +168,13 @@ def _updates_since(c: sqlite3.Connection, doc_id: str, after_seq: int) -> list[t
         c.execute("COMMIT")
 
 
-def _save_snapshot(c: sqlite3.Connection, doc_id: str, data: bytes, upto_seq: int) -> bool:
+def _save_snapshot(
+    c: sqlite3.Connection,
+    doc_id: str,
+    data: bytes,
+    upto_seq: int,
+    drops: frozenset[int] = frozenset(),
+) -> bool:
     row = c.execute("SELECT last_seq FROM documents WHERE id = ?", (doc_id,)).fetchone()
     if row is None:
         raise NotFound(f"document {doc_id!r} does not exist")
@@ -180,6 +186,8 @@ def _save_snapshot(c: sqlite3.Connection, doc_id: str, data: bytes, upto_seq: in
     current = c.execute("SELECT upto_seq FROM snapshots WHERE doc_id = ?", (doc_id,)).fetchone()
     if current is not None and upto_seq < int(current[0]):
         return False
+    if drops and _named_between(c, doc_id, min(drops), max(drops)) & drops:
+        return False  # named while the snapshot was made: the next one keeps it
     c.execute(
         "INSERT INTO snapshots (doc_id, upto_seq, data) VALUES (?, ?, ?) "
         "ON CONFLICT (doc_id) DO UPDATE SET upto_seq = excluded.upto_seq, data = excluded.data",

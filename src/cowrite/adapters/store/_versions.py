@@ -230,6 +230,17 @@ def _get_version(c: sqlite3.Connection, doc_id: str, seq: int) -> VersionRecord 
     return None if found is None else vb.named(found, _names(c, doc_id, seq, seq))
 
 
+def _named_between(c: sqlite3.Connection, doc_id: str, low: int, high: int) -> set[int]:
+    """The seqs of the named versions with ``low <= seq <= high`` (in the caller's
+    transaction: tail rows and packed versions' names)."""
+    rows = c.execute(
+        "SELECT seq FROM versions WHERE doc_id = ? AND seq BETWEEN ? AND ? AND name IS NOT NULL "
+        "UNION ALL SELECT seq FROM version_names WHERE doc_id = ? AND seq BETWEEN ? AND ?",
+        (doc_id, low, high, doc_id, low, high),
+    )
+    return {int(seq) for (seq,) in rows}
+
+
 def _list_versions(
     c: sqlite3.Connection,
     doc_id: str,

@@ -398,12 +398,17 @@ class Store(Protocol):
         """
         ...
 
-    async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
+    async def save_snapshot(
+        self, doc_id: str, snapshot: bytes, upto_seq: int, *, drops: Sequence[int] = ()
+    ) -> bool:
         """Atomically store a snapshot covering the log up to ``upto_seq`` and drop those entries.
 
         Log entries after ``upto_seq`` stay. A snapshot older than the stored one (lower
-        ``upto_seq``) is ignored and False is returned; True when it was stored. Raises `NotFound`
-        for a missing document and `ValueError` if ``upto_seq`` is negative or beyond the log.
+        ``upto_seq``) is ignored and False is returned; so is one that gives up the value of a
+        version in ``drops`` (a Yjs history fold) that is named now: it was named (maybe by
+        another instance) while the snapshot was made, and the next snapshot keeps it. True
+        when it was stored. Raises `NotFound` for a missing document and `ValueError` if
+        ``upto_seq`` is negative or beyond the log.
         """
         ...
 

@@ -220,8 +220,12 @@ class MemoryStore:
             raise Compacted(f"{doc_id!r}: the log up to {doc.snapshot_seq} is in a snapshot")
         return [(seq, u) for seq, u in doc.log.items() if seq > after_seq]
 
-    async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
+    async def save_snapshot(
+        self, doc_id: str, snapshot: bytes, upto_seq: int, *, drops: Sequence[int] = ()
+    ) -> bool:
         validate_int(upto_seq, "seq")
+        for seq in drops:
+            validate_int(seq, "seq")
         self._check_open()
         doc = self._doc(doc_id)
         if upto_seq < 0 or upto_seq > doc.last_seq:
@@ -230,6 +234,11 @@ class MemoryStore:
             )
         if upto_seq < doc.snapshot_seq:
             return False
+        if drops:
+            low, high = min(drops), max(drops)
+            named = doc.versions.list(low - 1, high + 1, high - low + 1, named_only=True)
+            if {v.seq for v in named} & set(drops):
+                return False  # named while the snapshot was made: the next one keeps it
         doc.snapshot = bytes(snapshot)
         doc.snapshot_seq = upto_seq
         doc.log = {seq: u for seq, u in doc.log.items() if seq > upto_seq}

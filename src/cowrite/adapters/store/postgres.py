@@ -368,11 +368,18 @@ class PostgresStore:
         updates.sort(key=lambda u: u[0])
         return updates
 
-    async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
+    async def save_snapshot(
+        self, doc_id: str, snapshot: bytes, upto_seq: int, *, drops: Sequence[int] = ()
+    ) -> bool:
         validate_int(upto_seq, "seq")
         validate_doc_id(doc_id)
         data = bytes(snapshot)
-        return await self._write(doc_id, lambda c: _save_snapshot(c, doc_id, data, upto_seq))
+        dropped = frozenset(drops)
+        for seq in dropped:
+            validate_int(seq, "seq")
+        return await self._write(
+            doc_id, lambda c: _save_snapshot(c, doc_id, data, upto_seq, dropped)
+        )
 
     # --- version history (``_pg_versions.py``) --------------------------------------------------
 

@@ -302,11 +302,16 @@ class SQLiteStore:
         validate_doc_id(doc_id)
         return await self._read(lambda c: _updates_since(c, doc_id, after_seq))
 
-    async def save_snapshot(self, doc_id: str, snapshot: bytes, upto_seq: int) -> bool:
+    async def save_snapshot(
+        self, doc_id: str, snapshot: bytes, upto_seq: int, *, drops: Sequence[int] = ()
+    ) -> bool:
         validate_int(upto_seq, "seq")
         validate_doc_id(doc_id)
         data = bytes(snapshot)
-        return await self._write(lambda c: _save_snapshot(c, doc_id, data, upto_seq))
+        dropped = frozenset(drops)
+        for seq in dropped:
+            validate_int(seq, "seq")
+        return await self._write(lambda c: _save_snapshot(c, doc_id, data, upto_seq, dropped))
 
     # --- version history ------------------------------------------------------------------------
 
