@@ -245,9 +245,7 @@ async def _restored(server: Any, doc: str) -> bool:
     return (await versions(server, doc))[-1]["how"] == "restored"
 
 
-async def test_a_rich_text_documents_versions_show_its_xml(
-    server: Any, person: Any
-) -> None:
+async def test_a_rich_text_documents_versions_show_its_xml(server: Any, person: Any) -> None:
     async with httpx.AsyncClient() as http:
         r = await http.post(
             f"{server.url}/api/documents", json={"id": "fancy", "title": "Fancy", "kind": "yjs"}
