@@ -165,10 +165,10 @@ class Connection:
             self.closing = (code, reason)
             self.metrics.disconnects.labels(str(code)).inc()
             if self._receiving and self._task is not None:
-                self._interrupted = True  # wake the reader: ``run`` closes
-                if self._waiting is not None:
-                    self._waiting.cancel()  # no-op when a frame reached it: the reader has it
+                if self._waiting is not None:  # the reader stops waiting (``_reader``)...
+                    self._waiting.cancel()  # ...a no-op when a frame reached it: it has it
                 else:
+                    self._interrupted = True  # wake the reader: ``run`` closes
                     self._task.cancel()
 
     def _ids(self) -> dict[str, object]:
@@ -309,6 +309,10 @@ class Connection:
                 event = await pending
             except RuntimeError:  # receive after the disconnect
                 return
+            except asyncio.CancelledError:
+                if gave_up(pending):
+                    return
+                raise
             finally:
                 self._receiving = False
                 self._waiting = None
@@ -609,6 +613,14 @@ class Shared:
 
 
 _shared: weakref.WeakKeyDictionary[Hub, Shared] = weakref.WeakKeyDictionary()
+
+
+def gave_up(pending: object) -> bool:
+    """The reader's receive future was cancelled by ``close`` (not its task: that is a
+    cancellation for the caller)."""
+    task = asyncio.current_task()
+    cancelled = isinstance(pending, asyncio.Future) and pending.cancelled()
+    return cancelled and (task is None or task.cancelling() == 0)
 
 
 def shared_of(hub: Hub, settings: Settings) -> Shared:

@@ -39,7 +39,7 @@ from cowrite.rooms.state import FrameSink, Outcome, RoomError
 from cowrite.rooms.yjs_room import Attachment, YjsRoom
 from cowrite.server.auth import AuthError, Identity, anonymous, anonymous_id, verify
 from cowrite.server.config import Settings
-from cowrite.server.connection import SEND_FAILED, Shared, shared_of
+from cowrite.server.connection import SEND_FAILED, Shared, gave_up, shared_of
 from cowrite.server.hooks import Author, AuthRequest, Disconnect, connect_event
 from cowrite.server.hub import Hub, LoadedRoom
 from cowrite.server.metrics import Metrics
@@ -444,6 +444,10 @@ class YjsConnection:
                 event = await pending
             except RuntimeError:
                 return
+            except asyncio.CancelledError:
+                if gave_up(pending):  # ``close`` stopped the wait
+                    return
+                raise
             finally:
                 self._receiving = False
                 self._waiting = None
