@@ -216,7 +216,7 @@ class _Base:
         change = st.shared.awareness.apply(entries, (self.key, address), now)
         if change.relay is None:
             return []
-        return [RelayAwareness(st.document, change.relay, self.key)]
+        return [RelayAwareness(st.document, change.relay, self.key, change.relayed)]
 
     def _leave_awareness(self, address: str, st: _Stream, now: float) -> list[Action]:
         removal = st.shared.awareness.remove_owner((self.key, address), now)
