@@ -284,6 +284,16 @@ class YjsDocument:
         try:
             own = parsed.ends if parsed is not None else self._own_clients(update)
             twin.apply_update(update)
+            if parsed is not None and self._captured == [update]:
+                # Yrs' own update of the transaction is the client's, byte for byte: every
+                # struct and every deletion integrated (what waits is left out of it), so the
+                # twin's clocks are the old ones or the update's. (A keystroke from Yjs or Yrs
+                # encodes the same: this skips reading the twin's state vector back.)
+                clocks = self._clocks
+                for client, end in parsed.ends.items():
+                    if end > clocks.get(client, 0):
+                        clocks[client] = end
+                return self._captured[0], None
             sv_bytes = twin.get_state()
             rest: bytes | None = pycrdt.get_update(update, sv_bytes)
             if Decoder(rest or b"").read_var_uint(10, U64) == 0:
