@@ -137,7 +137,10 @@ async def run(
     rng = random.Random(1)
     per_doc = int(clients * rate * seconds) + 1
     names = [f"d{d}" for d in range(docs)]
-    updates = {name: keystrokes(clients, per_doc, rng) for name in names}
+    frames_in = {  # encoded before the clock starts: the clients' work, not the server's
+        name: [_event(_frame(dialect, name, u)) for u in keystrokes(clients, per_doc, rng)]
+        for name in names
+    }
     links: dict[str, list[FakeLink]] = {}
     tasks = []
     setattr(yjs_connection, "open_link", _open_link)  # the socket: a FakeLink  # noqa: B010
@@ -177,7 +180,7 @@ async def run(
                 owed -= 1
                 name, k = order[sent]
                 sender = links[name][k % clients]
-                sender.inbox.put_nowait(_event(_frame(dialect, name, updates[name][k])))
+                sender.inbox.put_nowait(frames_in[name][k])
                 sent += 1
             next_at += tick
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
