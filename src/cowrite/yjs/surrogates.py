@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cowrite.yjs.lib0 import Decoder, YjsProtocolError
 
@@ -37,8 +38,7 @@ _GC, _DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC, _SKI
 _XML_ELEMENT, _XML_HOOK = 3, 5
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
+class _Item(NamedTuple):  # (a tuple: one is made per struct of every update)
     client: int
     clock: int
     origin: tuple[int, int] | None
@@ -130,8 +130,7 @@ def _utf16_len(text: str) -> int:
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 
-@dataclass(frozen=True, slots=True)
-class Parsed:
+class Parsed(NamedTuple):
     """What ``parse`` read of an update."""
 
     items: list[_Item]
