@@ -11,15 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
+from typing import Protocol
 
 from cowrite.adapters.store import validate_doc_id
 from cowrite.server.auth import AuthError, Identity, anonymous, anonymous_id, verify
 from cowrite.server.config import Settings
 from cowrite.server.hooks import AuthRequest
 from cowrite.server.hub import Hub
-from cowrite.server.yjs_member import CLOSE_FORBIDDEN, CLOSE_POLICY, CLOSE_UNAUTHORIZED
+from cowrite.server.yjs_member import (
+    CLOSE_FORBIDDEN,
+    CLOSE_POLICY,
+    CLOSE_TOKEN_EXPIRED,
+    CLOSE_UNAUTHORIZED,
+)
 from cowrite.server.yjs_wire import Dialect
 from cowrite.yjs import PENDING, Denied, Rights
 from cowrite.yjs.session import AuthResult
@@ -27,37 +33,28 @@ from cowrite.yjs.session import AuthResult
 log = logging.getLogger("cowrite.connection")
 
 
+class Owner(Protocol):
+    """The connection whose credentials these are."""
+
+    hub: Hub
+    settings: Settings
+    session: str
+    dialect: Dialect
+
+    def close(self, code: int, reason: str) -> None: ...
+
+    def _ids(self) -> dict[str, object]: ...
+
+
 class YjsAuth:
-    """The credentials of one Yjs connection (``session``): ``identities`` by document, and the
-    timer that calls ``expired`` at the earliest token's expiry."""
+    """The credentials of one Yjs connection (``owner``): ``identities`` by document, and the
+    timer that closes it (4001) at the earliest token's expiry. (It holds only its owner and
+    what it adds: every idle connection has one.)"""
 
-    __slots__ = (
-        "_expires_at",
-        "_expiry",
-        "_log_ids",
-        "dialect",
-        "expired",
-        "hub",
-        "identities",
-        "session",
-        "settings",
-    )
+    __slots__ = ("_expires_at", "_expiry", "identities", "owner")
 
-    def __init__(
-        self,
-        hub: Hub,
-        settings: Settings,
-        session: str,
-        dialect: Dialect,
-        expired: Callable[[], None],
-        log_ids: Callable[[], dict[str, object]],
-    ) -> None:
-        self.hub = hub
-        self.settings = settings
-        self.session = session
-        self.dialect = dialect
-        self.expired = expired
-        self._log_ids = log_ids
+    def __init__(self, owner: Owner) -> None:
+        self.owner = owner
         self.identities: dict[str, Identity] = {}
         """By document: the identity its token gave (Hocuspocus authenticates per document)."""
         self._expiry: asyncio.TimerHandle | None = None
@@ -71,32 +68,34 @@ class YjsAuth:
             validate_doc_id(document)
         except ValueError:
             return Denied("invalid document name")
-        if self.hub.hooks.custom_auth:
+        owner = self.owner
+        if owner.hub.hooks.custom_auth:
             return PENDING
-        secret = self.settings.secret
+        secret = owner.settings.secret
         identity: Identity
         if secret:
             try:
                 identity = verify(token, secret)
             except AuthError as exc:
-                log.info("Yjs token refused: %s", exc, extra=self._log_ids())
+                log.info("Yjs token refused: %s", exc, extra=owner._ids())
                 return Denied("unauthorized")
         else:
-            identity = anonymous(anonymous_id(None, self.session))
+            identity = anonymous(anonymous_id(None, owner.session))
         return self._rights(identity, document)
 
     async def check_with_hooks(self, token: str, document: str) -> Rights | Denied:
         """The ``on_authenticate`` hooks' answer for ``document``."""
-        request = AuthRequest(token or None, document, self.session, self.dialect)
+        owner = self.owner
+        request = AuthRequest(token or None, document, owner.session, owner.dialect)
         try:
-            identity = await self.hub.hooks.authenticate(request)
+            identity = await owner.hub.hooks.authenticate(request)
         except Exception as exc:  # AuthError, Refused, or whatever a hook raised
-            log.info("Yjs credential refused: %s", exc, extra=self._log_ids())
+            log.info("Yjs credential refused: %s", exc, extra=owner._ids())
             return Denied(f"unauthorized: {exc}"[:120])
         return self._rights(replace(identity, verified=True), document)
 
     def _rights(self, identity: Identity, document: str) -> Rights | Denied:
-        identity = self.hub.permissions.limit(identity)
+        identity = self.owner.hub.permissions.limit(identity)
         rights = identity.rights(document)
         if "read" not in rights:
             return Denied("forbidden")
@@ -128,7 +127,9 @@ class YjsAuth:
         if self._expiry is not None:
             self._expiry.cancel()
         delay = max(0.0, at - time.time())
-        self._expiry = asyncio.get_running_loop().call_later(delay, self.expired)
+        self._expiry = asyncio.get_running_loop().call_later(
+            delay, self.owner.close, CLOSE_TOKEN_EXPIRED, "token expired"
+        )
 
 
 def close_code_for_denial(reason: str) -> int:

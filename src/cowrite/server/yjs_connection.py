@@ -49,7 +49,6 @@ from cowrite.server.yjs_member import (
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_OUTBOX_FULL,
     CLOSE_POLICY,
-    CLOSE_TOKEN_EXPIRED,
     CLOSE_UNKNOWN_DOCUMENT,
     CLOSE_UNSUPPORTED,
     YjsMember,
@@ -141,14 +140,7 @@ class YjsConnection:
         self._receiving = False
         self._members: dict[str, YjsMember] = {}
         """By address ("" for y-websocket)."""
-        self._auth = YjsAuth(
-            hub,
-            settings,
-            self.session,
-            dialect,
-            lambda: self.close(CLOSE_TOKEN_EXPIRED, "token expired"),
-            self._ids,
-        )
+        self._auth = YjsAuth(self)
         self._edits = metrics.edits.labels("yjs")  # one label lookup per connection, not update
         self._shared: Shared | None = None  # the hub's heartbeat timer, while running
         self.last_seen = time.monotonic()
