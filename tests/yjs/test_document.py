@@ -120,6 +120,8 @@ def test_clients_converge_through_the_server(steps: list[Any], rnd: random.Rando
     for c in clients:
         assert c.content() == expected
         assert decode_state_vector(c.doc.get_state()) == decode_state_vector(server.state_vector())
+    # the clocks kept per update (fast path included) are the document's own state vector
+    assert server._clocks == decode_state_vector(server.state_vector())
 
 
 @settings(deadline=None, max_examples=30)
@@ -182,6 +184,31 @@ def test_missing_dependencies_are_refused_and_leave_no_trace() -> None:
     for u in updates:
         doc.apply_client_update(u)
     assert server_content(doc) == client.content()
+
+
+def test_an_update_whose_structs_integrate_but_whose_deletion_waits_is_refused() -> None:
+    """The fast path (Yrs' own update is the client's) must not take a deletion of a struct
+    the document lacks: Yrs parks it, so its own update differs and the full check refuses."""
+    other = Client(9)
+    other.text.insert(0, "zz")
+    unknown = other.outbox[-1]  # never delivered
+    other.text.__delitem__(slice(0, 1))
+    deletion = other.outbox[-1]
+    writer = Client(5)
+    writer.text.insert(0, "a")
+    doc = YjsDocument()
+    doc.apply_client_update(writer.outbox[0])
+    writer.text.insert(1, "b")
+    mixed = pycrdt.merge_updates(writer.outbox[-1], deletion)
+    before = doc.encode_snapshot()
+    with pytest.raises(MissingDependencies):
+        doc.apply_client_update(mixed)
+    assert doc.encode_snapshot() == before
+    assert doc.apply_client_update(writer.outbox[-1]) == writer.outbox[-1]  # the keystroke alone
+    doc.apply_client_update(unknown)
+    doc.apply_client_update(deletion)
+    assert doc.text("text") == "abz"
+    assert doc._clocks == decode_state_vector(doc.state_vector())
 
 
 def _hostile(updates: list[bytes], rnd: random.Random) -> list[bytes]:

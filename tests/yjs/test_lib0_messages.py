@@ -164,3 +164,14 @@ def test_frame_size_limit_is_checked_first() -> None:
     with pytest.raises(YjsProtocolError) as info:
         m.decode_hocuspocus(b"\x03doc\x00" + frame[1:], max_frame_bytes=50)
     assert info.value.code == "frame_too_large"
+
+
+@given(st.binary(max_size=300), st.text(max_size=40), st.booleans())
+def test_per_update_frames_are_the_encoders_bytes(update: bytes, address: str, saved: bool) -> None:
+    assert m.ywebsocket_update_frame(update) == m.encode_ywebsocket(m.YSync(m.SyncUpdate(update)))
+    assert m.hocuspocus_update_frame(address, update) == m.encode_hocuspocus(
+        m.HSync(address, m.SyncUpdate(update))
+    )
+    assert m.hocuspocus_sync_status_frame(address, saved) == m.encode_hocuspocus(
+        m.HSyncStatus(address, saved)
+    )

@@ -147,7 +147,8 @@ def test_ywebsocket_awareness_relay_query_and_removal_on_close() -> None:
     b = YWebsocketSession("d", Rights.READ_WRITE, shared, key="b")
     state = encode_update([AwarenessEntry(5, 1, '{"user":"ann"}')])
     out = a.receive(m.encode_ywebsocket(m.YAwareness(state)))
-    assert out == [RelayAwareness("d", state, "a")]  # read-only clients still have cursors
+    # read-only clients still have cursors; the decoded entries go along (no second decode)
+    assert out == [RelayAwareness("d", state, "a", (AwarenessEntry(5, 1, '{"user":"ann"}'),))]
     assert y_sent(b.open())[1] == m.YAwareness(state)
     assert y_sent(b.receive(m.encode_ywebsocket(m.YQueryAwareness()))) == [m.YAwareness(state)]
     out = a.close()

@@ -174,17 +174,39 @@ class YjsRoom:
         return Outcome(persist=update, version=self._version, note=note)
 
     def update_frames(self, update: bytes, origin: str | None) -> list[tuple[FrameSink, bytes]]:
-        """``update`` for every attached connection but ``origin``'s."""
-        return _encoded(
-            [a for key, a in self.attached.items() if key != origin],
-            lambda a: a.update_frame(update),
-        )
+        """``update`` for every attached connection but ``origin``'s, encoded once per
+        ``dialect_key`` (this runs for every update: one loop, no call per receiver)."""
+        out: list[tuple[FrameSink, bytes]] = []
+        cache: dict[Hashable, bytes] = {}
+        for key, a in self.attached.items():
+            if key == origin:
+                continue
+            shared = a.dialect_key
+            if shared is None:
+                out.append((a.sink, a.update_frame(update)))
+                continue
+            frame = cache.get(shared)
+            if frame is None:
+                frame = cache[shared] = a.update_frame(update)
+            out.append((a.sink, frame))
+        return out
 
     def awareness_frames(self, update: bytes) -> list[tuple[FrameSink, bytes]]:
         """An awareness update for every attached connection, its sender's too (as the
         y-websocket and Hocuspocus servers do: a client alone hears its own renewals, which
         keep its provider from taking the connection for dead)."""
-        return _encoded(list(self.attached.values()), lambda a: a.awareness_frame(update))
+        out: list[tuple[FrameSink, bytes]] = []
+        cache: dict[Hashable, bytes] = {}
+        for a in self.attached.values():
+            shared = a.dialect_key
+            if shared is None:
+                out.append((a.sink, a.awareness_frame(update)))
+                continue
+            frame = cache.get(shared)
+            if frame is None:
+                frame = cache[shared] = a.awareness_frame(update)
+            out.append((a.sink, frame))
+        return out
 
     def stateless_frames(self, payload: str) -> list[tuple[FrameSink, bytes]]:
         return [
@@ -220,24 +242,6 @@ class YjsRoom:
         table = self.shared.awareness
         ids = [c for c in table.states() if table.owner(c) is not None]
         return table.encode_clients(ids) if ids else None
-
-
-def _encoded(
-    attachments: list[Attachment], encode: Callable[[Attachment], bytes]
-) -> list[tuple[FrameSink, bytes]]:
-    """One frame per attachment, encoded once per ``dialect_key``."""
-    out: list[tuple[FrameSink, bytes]] = []
-    cache: dict[Hashable, bytes] = {}
-    for a in attachments:
-        key = a.dialect_key
-        if key is None:
-            out.append((a.sink, encode(a)))
-            continue
-        frame = cache.get(key)
-        if frame is None:
-            frame = cache[key] = encode(a)
-        out.append((a.sink, frame))
-    return out
 
 
 class YjsKind:

@@ -3,8 +3,9 @@ order in which effects are carried out (persist, then acknowledge and broadcast)
 HTTP and the application's extension points. See ``app.create_app``.
 
 * Connections: ``connection`` / ``transport`` — one native WebSocket (decode, dispatch to the
-  hub, one outbox); ``yjs_connection``, ``yjs_wire``, ``yjs_member`` — one Yjs WebSocket
-  (y-websocket or Hocuspocus dialect) and its documents as room members.
+  hub, one outbox); ``yjs_connection``, ``yjs_wire``, ``yjs_member``, ``yjs_auth`` — one Yjs
+  WebSocket (y-websocket or Hocuspocus dialect), its documents as room members and its
+  credentials.
 * The hub (``hub``): the operations on rooms (join, leave, edit, sync, presence, chat) over its
   parts: ``registry`` (which rooms are loaded; load, unload, snapshot), ``membership`` (who is in
   a room and who gets its broadcasts: the one owner), ``pipeline`` (one ordered durable queue per

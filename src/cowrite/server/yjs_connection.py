@@ -13,7 +13,8 @@ it asks for through the hub, so a Yjs document goes through the same machinery a
 * awareness is relayed to every connection of the document here and to the other instances.
 
 Frames for the client wait in a bounded outbox (``outbox_messages`` / ``outbox_bytes``, then
-4008) and are written once per loop tick. The heartbeat is the hub's one timer for every
+4008) and are written once per loop tick (``yjs_flush``: one callback for every connection of
+the hub). The heartbeat is the hub's one timer for every
 connection (``connection.Shared``), not a timer per connection. Updates and awareness have
 per-connection budgets (``edits_per_second``, ``presence_per_second``): a client over budget is
 simply read more slowly.
@@ -29,34 +30,31 @@ import functools
 import logging
 import time
 import uuid
-from dataclasses import replace
 from typing import Any
 
 from starlette.websockets import WebSocket
 
-from cowrite.adapters.store import validate_doc_id
 from cowrite.rooms.state import FrameSink, Outcome, RoomError
 from cowrite.rooms.yjs_room import Attachment, YjsRoom
-from cowrite.server.auth import AuthError, Identity, anonymous, anonymous_id, verify
 from cowrite.server.config import Settings
 from cowrite.server.connection import SEND_FAILED, Shared, gave_up, shared_of
-from cowrite.server.hooks import Author, AuthRequest, Disconnect, connect_event
+from cowrite.server.hooks import Author, Disconnect, connect_event
 from cowrite.server.hub import Hub, LoadedRoom
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.transport import Link, LinkClosed, open_link, release_request
+from cowrite.server.yjs_auth import YjsAuth, close_code_for_denial
+from cowrite.server.yjs_flush import flusher_of
 from cowrite.server.yjs_member import (
     CLOSE_FORBIDDEN,
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_OUTBOX_FULL,
     CLOSE_POLICY,
-    CLOSE_TOKEN_EXPIRED,
-    CLOSE_UNAUTHORIZED,
     CLOSE_UNKNOWN_DOCUMENT,
     CLOSE_UNSUPPORTED,
     YjsMember,
 )
-from cowrite.server.yjs_wire import Dialect, address_of, message_type
+from cowrite.server.yjs_wire import Dialect, peek
 from cowrite.yjs import (
     PENDING,
     Action,
@@ -76,7 +74,6 @@ from cowrite.yjs import (
     YWebsocketSession,
 )
 from cowrite.yjs.awareness import OUTDATED_TIMEOUT_S
-from cowrite.yjs.session import AuthResult
 
 log = logging.getLogger("cowrite.connection")
 
@@ -90,11 +87,11 @@ class YjsConnection:
     """A Yjs client's socket; ``document`` is the y-websocket URL's name (None: Hocuspocus)."""
 
     __slots__ = (
+        "_auth",
         "_awareness",
-        "_expires_at",
-        "_expiry",
+        "_edits",
+        "_flusher",
         "_flushing",
-        "_identities",
         "_joins",
         "_link",
         "_members",
@@ -140,21 +137,20 @@ class YjsConnection:
         self.closing: tuple[int, str] | None = None
         self._link: Link | None = None
         self._flushing = False
+        self._flusher = flusher_of(hub)
         self._task: asyncio.Task[None] | None = None
         self._receiving = False
         self._waiting: asyncio.Future[Any] | None = None  # what the reader waits on, if a future
         self._members: dict[str, YjsMember] = {}
         """By address ("" for y-websocket)."""
-        self._identities: dict[str, Identity] = {}
-        """By document: the identity its token gave (Hocuspocus authenticates per document)."""
-        self._expiry: asyncio.TimerHandle | None = None
+        self._auth = YjsAuth(self)
+        self._edits = metrics.edits.labels("yjs")  # one label lookup per connection, not update
         self._shared: Shared | None = None  # the hub's heartbeat timer, while running
         self.last_seen = time.monotonic()
         self._renews = dialect == "hocuspocus"
         """The client shows it is alive on its own: a Hocuspocus provider answers our pings; a
         y-websocket one renews its awareness every 15 s (once it has sent some: a client
         without awareness, like pycrdt's provider, may stay silent and is never timed out)."""
-        self._expires_at: float | None = None
         self._updates = TokenBucket(settings.edits_per_second, settings.edit_burst, hub.clock)
         self._awareness = TokenBucket(
             settings.presence_per_second, settings.presence_burst, hub.clock
@@ -179,7 +175,7 @@ class YjsConnection:
         self.outbox_bytes += len(data)
         if not self._flushing and self._link is not None:
             self._flushing = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._flusher.soon(self)  # one loop callback per tick for every connection
 
     def _flush(self) -> None:
         link = self._link
@@ -230,9 +226,10 @@ class YjsConnection:
         rights shrank is closed for this connection (4403; its provider reconnects with what
         is left); later Hocuspocus documents get the ceiling too."""
         limit = self.hub.permissions.limit
-        for document, identity in list(self._identities.items()):
+        identities = self._auth.identities
+        for document, identity in list(identities.items()):
             if user_id in (identity.user_id, identity.token_key):
-                self._identities[document] = limit(identity)
+                identities[document] = limit(identity)
         for member in list(self._members.values()):
             if user_id not in (member.identity.user_id, member.identity.token_key):
                 continue
@@ -271,8 +268,7 @@ class YjsConnection:
             self._receiving = False
             if self._shared is not None:
                 self._shared.discard(self)
-            if self._expiry is not None:
-                self._expiry.cancel()
+            self._auth.cancel()
             session = self._session
             if session is not None:
                 with contextlib.suppress(Exception):
@@ -329,22 +325,18 @@ class YjsConnection:
     async def _open(self) -> bool:
         """Set up the session: y-websocket authenticates from the URL and joins at once."""
         if self.dialect == "hocuspocus":
-            self._session = HocuspocusSession(self._authenticate, self.limits, key=self.session)
+            self._session = HocuspocusSession(self._auth.check, self.limits, key=self.session)
             return True
         document = self.document or ""
-        token = self.ws.query_params.get("token")
-        result = self._authenticate(token or "", document)
+        token = self.ws.query_params.get("token") or ""
+        result = self._auth.check(token, document)
         if result is PENDING:
-            result = await self._authenticate_hooks(token or "", document)
+            result = await self._auth.check_with_hooks(token, document)
         if isinstance(result, Denied):
-            kind = result.reason.partition(":")[0]
-            code = {"forbidden": CLOSE_FORBIDDEN, "unauthorized": CLOSE_UNAUTHORIZED}.get(
-                kind, CLOSE_POLICY
-            )
-            self.close(code, result.reason)
+            self.close(close_code_for_denial(result.reason), result.reason)
             return False
         assert isinstance(result, Rights)
-        member = YjsMember(self, "", document, self._identities[document])
+        member = YjsMember(self, "", document, self._auth.identities[document])
         try:
             room = await self.hub.yjs_open(member, document, write=result is Rights.READ_WRITE)
         except RoomError as exc:
@@ -364,71 +356,6 @@ class YjsConnection:
         )
         await self._carry_out(session.open(), "")
         return True
-
-    def _authenticate(self, token: str, document: str) -> AuthResult:
-        """A token's rights on ``document`` (every right without a server secret); PENDING when
-        an ``on_authenticate`` hook decides (``_authenticate_hooks``)."""
-        try:
-            validate_doc_id(document)
-        except ValueError:
-            return Denied("invalid document name")
-        if self.hub.hooks.custom_auth:
-            return PENDING
-        secret = self.settings.secret
-        identity: Identity
-        if secret:
-            try:
-                identity = verify(token, secret)
-            except AuthError as exc:
-                log.info("Yjs token refused: %s", exc, extra=self._ids())
-                return Denied("unauthorized")
-        else:
-            identity = anonymous(anonymous_id(None, self.session))
-        return self._rights(identity, document)
-
-    async def _authenticate_hooks(self, token: str, document: str) -> Rights | Denied:
-        """The ``on_authenticate`` hooks' answer for ``document``."""
-        request = AuthRequest(token or None, document, self.session, self.dialect)
-        try:
-            identity = await self.hub.hooks.authenticate(request)
-        except Exception as exc:  # AuthError, Refused, or whatever a hook raised
-            log.info("Yjs credential refused: %s", exc, extra=self._ids())
-            return Denied(f"unauthorized: {exc}"[:120])
-        return self._rights(replace(identity, verified=True), document)
-
-    def _rights(self, identity: Identity, document: str) -> Rights | Denied:
-        identity = self.hub.permissions.limit(identity)
-        rights = identity.rights(document)
-        if "read" not in rights:
-            return Denied("forbidden")
-        self._identities[document] = identity
-        if identity.expires_at is not None:
-            self._expire_at(identity.expires_at)
-        return Rights.READ_WRITE if "write" in rights else Rights.READ
-
-    def _reschedule_expiry(self) -> None:
-        """After a fresh token: the session ends with the earliest token of its documents."""
-        times = [m.identity.expires_at for m in self._members.values()]
-        at = min((t for t in times if t is not None), default=None)
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-        self._expires_at = None
-        if at is not None:
-            self._expire_at(at)
-
-    def _expire_at(self, at: float) -> None:
-        """The session ends with its first token's ``exp`` (a later token cannot extend it:
-        every document's rights last until their own token's expiry, the earliest first)."""
-        if self._expires_at is not None and self._expires_at <= at:
-            return
-        self._expires_at = at
-        if self._expiry is not None:
-            self._expiry.cancel()
-        delay = max(0.0, at - time.time())
-        self._expiry = asyncio.get_running_loop().call_later(
-            delay, self.close, CLOSE_TOKEN_EXPIRED, "token expired"
-        )
 
     async def _reader(self) -> None:
         link = self._link
@@ -459,10 +386,10 @@ class YjsConnection:
                 self.close(CLOSE_UNSUPPORTED, "Yjs messages are binary frames")
                 return
             self.last_seen = time.monotonic()
-            delay = self._pace(frame)
+            kind, address = peek(frame, self.dialect)
+            delay = self._pace(kind, len(frame))
             if delay > 0:
                 await asyncio.sleep(delay)
-            address = address_of(frame, self.dialect)
             await self._carry_out(session.receive(frame, self._now()), address)
 
     def beat(self) -> None:
@@ -481,13 +408,12 @@ class YjsConnection:
         if self.dialect == "hocuspocus":
             self.send(HocuspocusSession.ping_frame())
 
-    def _pace(self, frame: bytes) -> float:
+    def _pace(self, kind: int | None, size: int) -> float:
         """Budgets: updates cost 1 + 1 per 10 kB, awareness 1, a Hocuspocus token (which opens
         a document) a join; anything else a tenth of an awareness (a flood is read slowly).
-        Returns how long to wait before handling ``frame``."""
-        kind = message_type(frame, self.dialect)
+        Returns how long to wait before handling a frame of type ``kind`` and ``size`` bytes."""
         if kind == 0:
-            delay = self._updates.delay(1 + len(frame) // 10_000)
+            delay = self._updates.delay(1 + size // 10_000)
         elif kind == 1:
             self._renews = True
             delay = self._awareness.delay()
@@ -526,14 +452,15 @@ class YjsConnection:
             elif isinstance(a, Close):
                 self.close(a.code, a.reason)
             elif isinstance(a, Authenticate) and isinstance(self._session, HocuspocusSession):
-                result = self._authenticate(a.token, a.document)
+                auth = self._auth
+                result = auth.check(a.token, a.document)
                 if result is PENDING:
-                    result = await self._authenticate_hooks(a.token, a.document)
+                    result = await auth.check_with_hooks(a.token, a.document)
                 assert isinstance(result, Rights | Denied)
                 member = self._members.get(a.address)
                 if member is not None and isinstance(result, Rights):  # a fresh token
-                    member.identity = self._identities[a.document]
-                    self._reschedule_expiry()
+                    member.identity = auth.identities[a.document]
+                    auth.reschedule(m.identity for m in self._members.values())
                 await self._carry_out(self._session.auth_result(a.address, result), None)
             elif isinstance(a, Authenticate | Broadcast):  # pragma: no cover - never asked
                 log.error("unexpected Yjs action %r", a, extra=self._ids())
@@ -550,35 +477,48 @@ class YjsConnection:
         return next((m for m in self._members.values() if m.document == document), None)
 
     def _persist(self, a: Persist) -> None:
-        member = self._member_of(a.document)
+        """An update the session applied to the room's document: one ``Outcome`` stores it,
+        then sends its acknowledgement and the update to the other connections (every frame
+        encoded once per dialect, ``YjsRoom.update_frames``)."""
+        document = a.document
+        member: YjsMember | None = None
+        several = False
+        for m in self._members.values():  # (one for y-websocket; a few for Hocuspocus)
+            if m.document == document:
+                if member is not None:
+                    several = True
+                    break
+                member = m
         session = self._session
-        found = None if member is None else self.hub.yjs_room(member, member.document)
-        if found is None or session is None or member is None:
+        if member is None or session is None:
+            return
+        hub = self.hub
+        found = hub.yjs_room(member, document)
+        if found is None:
             return
         lr, room = found
         who = member.identity
-        outcome = room.persisted(a.update, (who.user_id, who.name), self.hub.now_ms())
+        outcome = room.persisted(a.update, (who.user_id, who.name), hub.now_ms())
         # Hocuspocus routing keys (``name\0sessionId``) let several providers of one document
         # share this socket, and a Persist does not say which of them sent it: then every one
         # of them gets the update (the sender applies its own update as a no-op).
-        alone = sum(1 for m in self._members.values() if m.document == a.document) == 1
-        origin = member.session if alone else None
+        origin = None if several else member.session
+        frames = outcome.frames
         for b in session.durable(a.ticket):
             if isinstance(b, Send):
-                outcome.frames.append((self, b.frame))
+                frames.append((self, b.frame))
             elif isinstance(b, Broadcast):
-                outcome.frames.extend(room.update_frames(b.update, origin))
-        self.hub.edits_applied += 1
-        self.metrics.edits.labels("yjs").inc()
-        tracing = self.hub.tracing
+                frames.extend(room.update_frames(b.update, origin))
+        hub.edits_applied += 1
+        self._edits.inc()
+        tracing = hub.tracing
         trace = (
-            tracing.start("cowrite.edit", doc=a.document, session=member.session)
+            tracing.start("cowrite.edit", doc=document, session=member.session)
             if tracing.enabled
             else None
         )
-        who = member.identity
-        author = Author(who.user_id, who.name) if self.hub.hooks.wants_changes else None
-        self.hub.submit(lr, outcome, None, time.monotonic(), trace=trace, author=author)
+        author = Author(who.user_id, who.name) if hub.hooks.wants_changes else None
+        hub.submit(lr, outcome, None, time.monotonic(), trace=trace, author=author)
 
     def _relay_awareness(self, a: RelayAwareness) -> None:
         member = self._member_of(a.document)
@@ -586,15 +526,16 @@ class YjsConnection:
         if found is None or member is None:
             return
         lr, room = found
-        table = room.shared.awareness
-        member.name_from_awareness(a.update, lambda c: _keyed(table.owner(c)) == a.origin)
+        if a.entries and not member.identity.authenticated:
+            table = room.shared.awareness
+            member.name_from_awareness(a.entries, lambda c: _keyed(table.owner(c)) == a.origin)
         self.hub.submit(lr, _frames(room.awareness_frames(a.update)), None, time.monotonic())
         self.hub.yjs_awareness_out(a.document, a.update)
 
     async def _join(self, a: Join) -> None:
         session = self._session
         assert isinstance(session, HocuspocusSession)
-        identity = self._identities[a.document]
+        identity = self._auth.identities[a.document]
         member = YjsMember(self, a.address, a.document, identity)
         if len(self._members) >= self.settings.max_documents_per_connection:
             await self._carry_out(session.join_failed(a.address, "too many documents"), None)

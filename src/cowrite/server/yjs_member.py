@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from cowrite.server.auth import Identity
-from cowrite.yjs.awareness import claimed_name, decode_update
+from cowrite.yjs.awareness import AwarenessEntry, claimed_name
 
 if TYPE_CHECKING:
     from cowrite.server.yjs_connection import YjsConnection
@@ -40,14 +40,17 @@ class YjsMember:
     def send(self, data: bytes) -> None:
         self.conn.send(data)
 
-    def name_from_awareness(self, update: bytes, ours: Callable[[int], bool]) -> None:
+    def name_from_awareness(
+        self, entries: Iterable[AwarenessEntry], ours: Callable[[int], bool]
+    ) -> None:
         """Without a verified token, take the name this client's awareness shows (``user.name``)
         as its name in version history and hooks, as the native hello's ``user`` is taken.
-        ``update`` is an accepted awareness update from this member's connection; ``ours`` says
-        whether a Yjs client id belongs to it (providers echo other clients' states)."""
+        ``entries`` are the accepted states of an awareness update from this member's
+        connection, as its session decoded them; ``ours`` says whether a Yjs client id belongs
+        to it (providers echo other clients' states)."""
         if self.identity.authenticated:
             return
-        name = claimed_name(e for e in decode_update(update) if ours(e.client_id))
+        name = claimed_name(e for e in entries if ours(e.client_id))
         if name is not None and name != self.identity.name:
             self.identity = replace(self.identity, name=name)
 

@@ -10,6 +10,27 @@ from cowrite.yjs.lib0 import Decoder, YjsProtocolError
 Dialect = Literal["y-websocket", "hocuspocus"]
 
 
+def peek(frame: bytes, dialect: Dialect) -> tuple[int | None, str | None]:
+    """The frame's message type (0 sync, 1 awareness, 2 auth...; None when unreadable) and the
+    Hocuspocus address it names ("" for y-websocket; None for a ping or pong, or when
+    unreadable: the session refuses it). One read of the header for every frame."""
+    if dialect == "y-websocket":
+        if frame and frame[0] < 0x80:
+            return frame[0], ""  # a one-byte varUint, read without a decoder
+        return message_type(frame, dialect), ""
+    if len(frame) == 1:
+        return None, None  # ping / pong
+    dec = Decoder(frame)
+    try:
+        address = dec.read_var_string(1024)
+    except YjsProtocolError:
+        return None, None
+    try:
+        return dec.read_var_uint(), address
+    except YjsProtocolError:
+        return None, address
+
+
 def message_type(frame: bytes, dialect: Dialect) -> int | None:
     """The frame's message type (0 sync, 1 awareness, 2 auth...); None when unreadable."""
     if dialect == "y-websocket" and frame and frame[0] < 0x80:
@@ -28,11 +49,4 @@ def message_type(frame: bytes, dialect: Dialect) -> int | None:
 def address_of(frame: bytes, dialect: Dialect) -> str | None:
     """The Hocuspocus address the frame names ("" for y-websocket); None for a ping or pong,
     or when unreadable (the session refuses it)."""
-    if dialect != "hocuspocus":
-        return ""
-    if len(frame) == 1:
-        return None
-    try:
-        return Decoder(frame).read_var_string(1024)
-    except YjsProtocolError:
-        return None
+    return peek(frame, dialect)[1]

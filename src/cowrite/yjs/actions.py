@@ -7,6 +7,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from enum import Enum
 
+from cowrite.yjs.awareness import AwarenessEntry
+
 
 class Rights(Enum):
     READ = "readonly"
@@ -40,6 +42,8 @@ class RelayAwareness:
     document: str
     update: bytes
     origin: Hashable
+    entries: tuple[AwarenessEntry, ...] = ()
+    """What ``update`` holds, when the client sent it (decoded already: not for removals)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,8 @@ class AwarenessChange:
     updated: tuple[int, ...] = ()
     removed: tuple[int, ...] = ()
     relay: bytes | None = None
+    relayed: tuple[AwarenessEntry, ...] = ()
+    """The entries ``relay`` encodes (decoded already: whoever reads them need not decode it)."""
 
 
 @dataclass(slots=True)
@@ -188,7 +190,7 @@ class AwarenessTable:
                 self._owned.setdefault(owner, set()).add(e.client_id)
         relayed = [e for e in accepted if e.state is not None or e.client_id in removed]
         relay = encode_update(relayed) if relayed else None
-        return AwarenessChange(tuple(added), tuple(updated), tuple(removed), relay)
+        return AwarenessChange(tuple(added), tuple(updated), tuple(removed), relay, tuple(relayed))
 
     def _check_limits(self, accepted: list[AwarenessEntry], owner: Hashable | None) -> None:
         new_ids = {e.client_id for e in accepted if e.state is not None}

@@ -30,6 +30,7 @@ import pycrdt
 
 from cowrite.yjs.lib0 import Decoder, Encoder, YjsProtocolError
 from cowrite.yjs.surrogates import Parsed, SurrogateIndex, parse, struct_ends
+from cowrite.yjs.ydoc import FastDoc
 
 U64 = (1 << 64) - 1
 EMPTY_UPDATE = b"\x00\x00"
@@ -131,10 +132,12 @@ class YjsDocument:
     def __init__(self, limits: DocumentLimits | None = None) -> None:
         self.limits = limits or DocumentLimits()
         self._doc = _fresh_doc()
-        self._twin = _fresh_doc()
+        self._fast = FastDoc(self._doc)
+        """The same document, for the calls made on every update (``ydoc.py``)."""
+        self._twin = FastDoc()
         self._captured: list[bytes] = []
         self._waiting: list[bytes] = []
-        self._sub = self._twin.observe(self._capture)
+        self._unobserve = self._twin.observe_updates(self._captured.append)
         self._surrogates = SurrogateIndex()
         self._clocks: dict[int, int] = {}
         """The twin's state vector, kept up to date per update (decoding the whole vector for
@@ -142,9 +145,6 @@ class YjsDocument:
         # Bytes of the last snapshot/load plus every update since: an upper bound of the encoded
         # size, exact again after encode_snapshot().
         self.size_estimate = 0
-
-    def _capture(self, event: pycrdt.TransactionEvent) -> None:
-        self._captured.append(event.update)
 
     @classmethod
     def load(
@@ -223,8 +223,10 @@ class YjsDocument:
             raise YjsProtocolError("unsupported_update", f"{split}: splits a surrogate pair")
         effective = self._apply_complete(update, self.limits.max_document_bytes, parsed)
         if effective is not None:
-            self._surrogates.add(effective)
-            self._drain_waiting()
+            # Yrs' encoding of a keystroke is usually the client's own: then it was read already
+            self._surrogates.add(effective, parsed if effective == update else None)
+            if self._waiting:
+                self._drain_waiting()
         return effective
 
     def merge_update(self, update: bytes) -> bool:
@@ -275,12 +277,24 @@ class YjsDocument:
         ``None`` when everything did). The twin holds what integrated; the caller must rebuild
         it when a part did not (Yrs keeps that part pending inside it). ``parsed``: what
         ``_parsed`` read of ``update`` (None: read here, or by Yrs for a large one)."""
-        _check_update_header(update)
+        if parsed is None:  # (a parsed update was read whole: its counts fit its bytes)
+            _check_update_header(update)
         self._captured.clear()
+        twin = self._twin
         try:
             own = parsed.ends if parsed is not None else self._own_clients(update)
-            self._twin.apply_update(update)
-            sv_bytes = self._twin.get_state()
+            twin.apply_update(update)
+            if parsed is not None and self._captured == [update]:
+                # Yrs' own update of the transaction is the client's, byte for byte: every
+                # struct and every deletion integrated (what waits is left out of it), so the
+                # twin's clocks are the old ones or the update's. (A keystroke from Yjs or Yrs
+                # encodes the same: this skips reading the twin's state vector back.)
+                clocks = self._clocks
+                for client, end in parsed.ends.items():
+                    if end > clocks.get(client, 0):
+                        clocks[client] = end
+                return self._captured[0], None
+            sv_bytes = twin.get_state()
             rest: bytes | None = pycrdt.get_update(update, sv_bytes)
             if Decoder(rest or b"").read_var_uint(10, U64) == 0:
                 # every struct integrated: the twin's clocks are the old ones or the update's
@@ -332,7 +346,7 @@ class YjsDocument:
 
     def _apply_to_doc(self, effective: bytes) -> None:
         try:
-            self._doc.apply_update(effective)
+            self._fast.apply_update(effective)
         except BaseException as exc:  # pragma: no cover - the twin accepted the same change
             if not _is_yrs_error(exc):
                 raise
@@ -370,8 +384,8 @@ class YjsDocument:
         # so bring the real document up to the twin's *integrated* state instead (its encoding
         # leaves everything pending out), and only when something did integrate.
         twin_sv = self._twin.get_state()
-        catch_up = self._twin.get_update(sv_before)
-        progressed = twin_sv != sv_before or self._deletions(self._twin) != self._deletions(
+        catch_up = self._twin.doc.get_update(sv_before)
+        progressed = twin_sv != sv_before or self._deletions(self._twin.doc) != self._deletions(
             self._doc
         )
         if progressed:
@@ -392,10 +406,10 @@ class YjsDocument:
     def _rebuild_twin(self) -> None:
         # the new twin first: if building it fails, the old one (and its subscription) stays,
         # so a later rebuild can still succeed
-        twin = _fresh_doc(self._doc.get_update())
-        self._twin.unobserve(self._sub)
+        twin = FastDoc(_fresh_doc(self._doc.get_update()))
+        self._unobserve()
         self._twin = twin
-        self._sub = self._twin.observe(self._capture)
+        self._unobserve = twin.observe_updates(self._captured.append)
         self._captured.clear()
         self._clocks = decode_state_vector(twin.get_state())
 

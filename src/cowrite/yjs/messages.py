@@ -17,10 +17,11 @@ reject frames over ``max_frame_bytes`` before reading them, and reject trailing 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import IntEnum
 
-from cowrite.yjs.lib0 import Decoder, Encoder, YjsProtocolError
+from cowrite.yjs.lib0 import Decoder, Encoder, YjsProtocolError, encode_var_uint
 
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 
@@ -383,3 +384,35 @@ def encode_hocuspocus(msg: HocuspocusMessage) -> bytes:
     else:
         enc.write_var_uint(HMessageType.SYNC_STATUS).write_var_uint(1 if msg.saved else 0)
     return enc.to_bytes()
+
+
+# --- the frames sent for every update (byte for byte the encoders' output, built directly) ---
+
+_UPDATE_HEADER = bytes([YMessageType.SYNC, SyncType.UPDATE])  # Hocuspocus' SYNC is 0 too
+
+
+def _var_uint(n: int) -> bytes:
+    return bytes((n,)) if n < 0x80 else encode_var_uint(n)
+
+
+def ywebsocket_update_frame(update: bytes) -> bytes:
+    """``encode_ywebsocket(YSync(SyncUpdate(update)))`` without building the message: the
+    server encodes one per update (for all its y-websocket receivers)."""
+    return _UPDATE_HEADER + _var_uint(len(update)) + update
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_prefix(address: str) -> bytes:
+    return Encoder().write_var_string(address).to_bytes()
+
+
+def hocuspocus_update_frame(address: str, update: bytes) -> bytes:
+    """``encode_hocuspocus(HSync(address, SyncUpdate(update)))``, built directly."""
+    return _address_prefix(address) + _UPDATE_HEADER + _var_uint(len(update)) + update
+
+
+@functools.lru_cache(maxsize=4096)
+def hocuspocus_sync_status_frame(address: str, saved: bool) -> bytes:
+    """``encode_hocuspocus(HSyncStatus(address, saved))``: the same bytes for every update of
+    an address, so encoded once (addresses are document names, or ``name\0session``)."""
+    return encode_hocuspocus(HSyncStatus(address, saved))

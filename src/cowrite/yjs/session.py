@@ -216,7 +216,7 @@ class _Base:
         change = st.shared.awareness.apply(entries, (self.key, address), now)
         if change.relay is None:
             return []
-        return [RelayAwareness(st.document, change.relay, self.key)]
+        return [RelayAwareness(st.document, change.relay, self.key, change.relayed)]
 
     def _leave_awareness(self, address: str, st: _Stream, now: float) -> list[Action]:
         removal = st.shared.awareness.remove_owner((self.key, address), now)
@@ -318,7 +318,7 @@ class YWebsocketSession(_Base):
 
     def update_frame(self, update: bytes) -> bytes:
         """The frame carrying another connection's (or instance's) update to this client."""
-        return m.encode_ywebsocket(m.YSync(m.SyncUpdate(update)))
+        return m.ywebsocket_update_frame(update)
 
     def awareness_frame(self, update: bytes) -> bytes:
         return m.encode_ywebsocket(m.YAwareness(update))
@@ -374,7 +374,7 @@ class HocuspocusSession(_Base):
     def _ack(self, address: str, saved: bool) -> Send | None:
         if address not in self._addresses:
             return None
-        return Send(m.encode_hocuspocus(m.HSyncStatus(address, saved)))
+        return Send(m.hocuspocus_sync_status_frame(address, saved))
 
     def _read_only_refusal(self, address: str, new: bool) -> list[Action]:
         ack = self._ack(address, not new)
@@ -549,7 +549,7 @@ class HocuspocusSession(_Base):
     # -- output for other connections' events ---------------------------------------------------
 
     def update_frame(self, address: str, update: bytes) -> bytes:
-        return m.encode_hocuspocus(m.HSync(address, m.SyncUpdate(update)))
+        return m.hocuspocus_update_frame(address, update)
 
     def awareness_frame(self, address: str, update: bytes) -> bytes:
         return m.encode_hocuspocus(m.HAwareness(address, update))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cowrite.yjs.lib0 import Decoder, YjsProtocolError
 
@@ -28,7 +29,7 @@ _ASTRAL_UTF8 = re.compile(rb"[\xf0-\xf4]")
 """A lead byte of a 4-byte UTF-8 sequence (a character outside the BMP), or a false positive in
 binary fields: a cheap test of whether an update may carry one."""
 
-_BIG = {"max_bytes": 10, "max_value": 2**64 - 1}
+_U64 = 2**64 - 1  # Yrs client ids and clocks: varUints of up to 10 bytes
 
 # content refs (yjs/src/structs/Item.js contentRefs)
 _GC, _DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC, _SKIP = (
@@ -37,8 +38,7 @@ _GC, _DELETED, _JSON, _BINARY, _STRING, _EMBED, _FORMAT, _TYPE, _ANY, _DOC, _SKI
 _XML_ELEMENT, _XML_HOOK = 3, 5
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
+class _Item(NamedTuple):  # (a tuple: one is made per struct of every update)
     client: int
     clock: int
     origin: tuple[int, int] | None
@@ -57,14 +57,18 @@ class SurrogateIndex:
 
     highs: dict[int, set[int]] = field(default_factory=dict)
 
-    def add(self, update: bytes) -> None:
-        """Record the astral characters of an update the document accepted."""
+    def add(self, update: bytes, parsed: Parsed | None = None) -> None:
+        """Record the astral characters of an update the document accepted (``parsed``:
+        ``parse(update)``, when the caller has it)."""
         if not may_hold_astral(update):
             return
-        try:
-            items, _ = _parse(update)
-        except YjsProtocolError:
-            return  # the document accepted it: nothing of it is ours to refuse
+        if parsed is not None:
+            items = parsed.items
+        else:
+            try:
+                items, _ = _parse(update)
+            except YjsProtocolError:
+                return  # the document accepted it: nothing of it is ours to refuse
         for item in items:
             self._record(item)
 
@@ -126,8 +130,7 @@ def _utf16_len(text: str) -> int:
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 
-@dataclass(frozen=True, slots=True)
-class Parsed:
+class Parsed(NamedTuple):
     """What ``parse`` read of an update."""
 
     items: list[_Item]
@@ -160,30 +163,37 @@ def _parse(
     """The items and delete ranges of a Yjs update v1 (and in ``ends`` each client's clock
     after its last struct); raises YjsProtocolError."""
     dec = Decoder(update)
+    read = dec.read_var_uint  # (on every keystroke: bound once, arguments by position)
     items: list[_Item] = []
-    for _ in range(dec.read_var_uint()):
-        count = dec.read_var_uint()
-        client = dec.read_var_uint(**_BIG)
-        clock = dec.read_var_uint(**_BIG)
+    for _ in range(read()):
+        count = read()
+        client = read(10, _U64)
+        clock = read(10, _U64)
         present = 0  # the clock after the last struct that is not a Skip (a gap)
         for _ in range(count):
             info = dec.read_u8()
             ref = info & 0x1F
             if ref in (_GC, _SKIP):
-                clock += dec.read_var_uint()
+                clock += read()
                 if ref == _GC:
                     present = clock
                 continue
-            origin = _read_id(dec) if info & 0x80 else None
-            right = _read_id(dec) if info & 0x40 else None
+            origin = (read(10, _U64), read(10, _U64)) if info & 0x80 else None
+            right = (read(10, _U64), read(10, _U64)) if info & 0x40 else None
             if origin is None and right is None:
-                if dec.read_var_uint() == 1:  # parent: a root's name, or an item's id
+                if read() == 1:  # parent: a root's name, or an item's id
                     dec.read_var_string()
                 else:
-                    _read_id(dec)
+                    read(10, _U64)
+                    read(10, _U64)
                 if info & 0x20:  # parentSub (a map key)
                     dec.read_var_string()
-            text, length = _read_content(dec, ref)
+            text: str | None
+            if ref == _STRING:  # (a keystroke: read here, not through _read_content)
+                string = dec.read_var_string()
+                text, length = string, len(string) if string.isascii() else _utf16_len(string)
+            else:
+                text, length = _read_content(dec, ref)
             items.append(_Item(client, clock, origin, right, text))
             clock += length
             present = clock
@@ -191,17 +201,13 @@ def _parse(
             ends[client] = present
     deletes: list[tuple[int, int, int]] = []
     if not dec.at_end():
-        for _ in range(dec.read_var_uint()):
-            client = dec.read_var_uint(**_BIG)
-            for _ in range(dec.read_var_uint()):
-                start = dec.read_var_uint(**_BIG)
-                deletes.append((client, start, dec.read_var_uint(**_BIG)))
+        for _ in range(read()):
+            client = read(10, _U64)
+            for _ in range(read()):
+                start = read(10, _U64)
+                deletes.append((client, start, read(10, _U64)))
     dec.expect_end("update")
     return items, deletes
-
-
-def _read_id(dec: Decoder) -> tuple[int, int]:
-    return dec.read_var_uint(**_BIG), dec.read_var_uint(**_BIG)
 
 
 def _read_content(dec: Decoder, ref: int) -> tuple[str | None, int]:
