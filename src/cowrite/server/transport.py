@@ -157,6 +157,12 @@ class UvicornLink:
         if hasattr(self._proto, "on_small_text"):
             self._proto.on_small_text = handler
 
+    def reader_waiting(self) -> bool:
+        """The app waits for its next message and none is queued: one handled where it is read
+        (``intercept``) is then handled in order."""
+        waiting = getattr(self._proto.queue, "waiting", None)  # ``uvicorn_ws.Inbox``
+        return waiting is not None and bool(waiting())
+
     def writable(self) -> bool:
         return bool(self._proto.writable.is_set())
 
