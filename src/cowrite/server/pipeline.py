@@ -41,6 +41,7 @@ class Peer(Protocol):
     session: str
     client_id: str
     identity: Identity
+
     @property
     def docs(self) -> Mapping[str, str]:
         """The documents it is in (doc id -> mode): its own record, kept by ``entered``/``left``."""
