@@ -448,7 +448,10 @@ class Connection:
         lookup, a presence update, a leave, a divergence report): True, it was (or refused:
         the client is told). False: nothing was done, ``_dispatch`` awaits it."""
         if isinstance(msg, p.Edit):
-            if not self.hub.edit_ready(self, msg):
+            try:
+                if not self.hub.edit_ready(self, msg):
+                    return False
+            except Exception:  # the reader's ``_dispatch`` meets it again, and says so
                 return False
         elif not isinstance(msg, p.SetPresence | p.Leave | p.Diverged):
             return False
