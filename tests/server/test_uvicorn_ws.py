@@ -636,3 +636,17 @@ async def test_garbage_small_text_frames_are_left_to_the_parser_and_reader(
     with contextlib.suppress(websockets.ConnectionClosed):
         await _settled(client)
     assert watch.pongs == 0 and watch.parsed >= 1
+
+
+async def test_a_replica_sync_is_left_to_the_reader(
+    quiet: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Hub.sync`` awaits: a ``sync`` is not decoded where it is read (only to be declined),
+    it goes to the reader, which answers it (here: an error, the delta is not one)."""
+    client, _ = await _joined_with_one_edit(quiet)
+    watch = _Watch(quiet, monkeypatch)
+    sync = {"type": "sync", "doc": "direct", "delta": "AAAA"}
+    client.ws.transport.write(_frame(json.dumps(sync).encode()))
+    await client.expect("error")
+    assert watch.events == 1 and watch.pongs == 0
+    await client.close()

@@ -326,7 +326,11 @@ class Connection:
             self.last_seen = time.monotonic()
             return True
         link = self._link
-        in_order = isinstance(link, UvicornLink) and link.reader_waiting()
+        in_order = (
+            isinstance(link, UvicornLink)
+            and link.reader_waiting()
+            and '"sync"' not in text  # a replica's delta: the reader's (not decoded twice)
+        )
         if not in_order and '"pong"' not in text:
             return False
         if len(text) > self.settings.max_message_bytes // 4:  # the reader counts its bytes
