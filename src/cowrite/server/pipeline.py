@@ -82,7 +82,7 @@ class NotDurable(Exception):
         self.error = error
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     """One room input's outcome waiting in the room's pipeline."""
 
