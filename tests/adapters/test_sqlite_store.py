@@ -39,6 +39,40 @@ async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
         assert store.stats.largest_batch > 1
 
 
+async def test_the_writes_of_one_loop_tick_reach_the_writer_together(tmp_path: Path) -> None:
+    """Submitted during one tick (each task's first step), handed to the thread at its end in
+    one piece: one commit holds them all, in submission order."""
+    async with SQLiteStore(tmp_path / "db") as store:
+        await store.create_document("d", title="", now_ms=T0)
+        commits_before = store.commit_count
+        seqs = await asyncio.gather(
+            *(store.append_update("d", b"%d" % i, now_ms=T0) for i in range(20))
+        )
+        assert seqs == list(range(1, 21))
+        assert store.commit_count - commits_before == 1 and store.stats.largest_batch == 20
+        loaded = await store.load("d")
+        assert loaded is not None and [u for _, u in loaded.updates] == [
+            b"%d" % i for i in range(20)
+        ]
+
+
+async def test_a_crash_fails_the_writes_of_its_tick_and_the_next_ones_are_stored(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteStore(tmp_path / "db") as store:
+        await store.create_document("d", title="", now_ms=T0)
+        results = await asyncio.gather(
+            store.append_update("d", b"a", now_ms=T0),
+            store._write(_crash),
+            store.append_update("d", b"b", now_ms=T0),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, StoreUnavailable) for r in results)
+        assert await store.append_update("d", b"c", now_ms=T0) == 1
+        loaded = await store.load("d")
+        assert loaded is not None and [u for _, u in loaded.updates] == [b"c"]
+
+
 async def test_max_batch_bounds_the_writes_per_commit(tmp_path: Path) -> None:
     async with SQLiteStore(tmp_path / "db", max_batch=7) as store:
         await store.create_document("d", title="", now_ms=T0)

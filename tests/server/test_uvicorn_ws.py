@@ -23,7 +23,8 @@ from websockets.http11 import Request
 from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
-from cowrite.server.uvicorn_ws import Flag, Inbox, SlimWebSocketProtocol
+from cowrite.server.transport import UvicornLink
+from cowrite.server.uvicorn_ws import SMALL_TEXT, Flag, Inbox, SlimWebSocketProtocol
 
 from .conftest import RawClient, RunningServer, start_server
 
@@ -354,11 +355,18 @@ PONG = b'{"type":"pong","nonce":0}'
 
 def _frame(payload: bytes, first: int = 0x81, mask: bytes | None = MASK) -> bytes:
     """A client frame: ``first`` is FIN, RSV and opcode; masked with ``mask`` unless None."""
-    assert len(payload) < 126
+    n = len(payload)
+    bit = 0 if mask is None else 0x80
+    if n < 126:
+        head = bytes((first, bit | n))
+    elif n < 65536:
+        head = bytes((first, bit | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((first, bit | 127)) + n.to_bytes(8, "big")
     if mask is None:
-        return bytes((first, len(payload))) + payload
+        return head + payload
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes((first, 0x80 | len(payload))) + mask + masked
+    return head + mask + masked
 
 
 @pytest.fixture
@@ -454,7 +462,7 @@ async def test_a_pong_split_across_reads_or_sharing_one_goes_through_the_parser(
     [
         _frame(PONG, first=0x82),  # binary
         [_frame(PONG, first=0x01), _frame(b"", first=0x80)],  # fragmented, in two reads
-        _frame(b'{"type":"pong","nonce":0}' + b" " * 60),  # larger than SMALL_TEXT
+        _frame(b'{"type":"pong","nonce":0}' + b" " * SMALL_TEXT),  # larger than SMALL_TEXT
         [_frame(PONG)[:-1], _frame(PONG)[-1:]],  # its last byte in the next read
     ],
     ids=["binary", "fragmented", "large", "partial"],
@@ -527,3 +535,118 @@ async def test_a_client_that_stops_answering_is_still_dropped(server: RunningSer
             while True:
                 await client.ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+
+
+# ------------------------------------------------------------------ edits taken where they are read
+
+
+def _edit_frame(edit_id: str, version: int, text: str, doc: str = "direct") -> bytes:
+    op = {"type": "seq", "node": "text:t", "edit": [text]}
+    msg = {"type": "edit", "doc": doc, "edit_id": edit_id, "version": version, "ops": [op]}
+    return _frame(json.dumps(msg).encode())
+
+
+async def _joined_with_one_edit(running: RunningServer) -> tuple[RawClient, int]:
+    """A client in document ``direct`` whose first edit (the one a store lookup may follow:
+    the reader's) is acknowledged; the version after it."""
+    client = await RawClient.connect(running.ws_url, "d")
+    await client.send({"type": "join", "doc": "direct", "create": True})
+    joined = await client.expect("joined")
+    client.ws.transport.write(_edit_frame("e0", joined["version"], "a"))
+    ack = await client.expect("ack")
+    return client, int(ack["version"])
+
+
+async def test_an_edit_read_alone_is_handled_where_it_is_read(
+    quiet: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the reader waits with nothing queued, a whole edit frame (a 7-bit length, and a
+    16-bit one) is applied and acknowledged without ``websockets``' parser or an ASGI event."""
+    client, version = await _joined_with_one_edit(quiet)
+    watch = _Watch(quiet, monkeypatch)
+    for i, text in enumerate(["b", "c" * 300]):
+        frame = _edit_frame(f"e{i + 1}", version, text)
+        assert (len(frame) < 131) == (i == 0)
+        client.ws.transport.write(frame)
+        ack = await client.expect("ack")
+        assert ack["edit_id"] == f"e{i + 1}"
+        version = int(ack["version"])
+    assert (watch.parsed, watch.events, watch.pongs) == (0, 0, 2)
+    await client.close()
+
+
+async def test_an_edit_while_the_reader_is_busy_goes_to_the_reader(
+    quiet: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not taken out of turn: when the reader still has a message to handle, the edit is
+    queued behind it (an ASGI event) and handled by the reader."""
+    client, version = await _joined_with_one_edit(quiet)
+    watch = _Watch(quiet, monkeypatch)
+    monkeypatch.setattr(UvicornLink, "reader_waiting", lambda self: False)
+    client.ws.transport.write(_edit_frame("e1", version, "b"))
+    ack = await client.expect("ack")
+    assert ack["edit_id"] == "e1"
+    assert watch.events == 1 and watch.pongs == 0
+    await client.close()
+
+
+async def test_edits_sharing_a_read_are_acknowledged_in_order(
+    quiet: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several edit frames and a presence update in one read, cut anywhere: every one is
+    handled once, in order (each edit's version after the one before)."""
+    client, version = await _joined_with_one_edit(quiet)
+    watch = _Watch(quiet, monkeypatch)
+    cursor = {"type": "presence", "doc": "direct", "cursor": None}
+    stream = (
+        _edit_frame("e1", version, "x")
+        + _frame(json.dumps(cursor).encode())
+        + _edit_frame("e2", version, "y" * 200)
+        + _edit_frame("e3", version, "z")
+    )
+    cut = len(stream) // 3
+    watch.proto.data_received(stream[:cut])
+    watch.proto.data_received(stream[cut:])
+    acks = [await client.expect("ack") for _ in range(3)]
+    assert [a["edit_id"] for a in acks] == ["e1", "e2", "e3"]
+    assert [a["version"] for a in acks] == [version + 1, version + 2, version + 3]
+    assert watch.events == 0 and watch.pongs == 4
+    await _settled(client)
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"\x81\xfe\x00\x05" + MASK + b"\0" * 5,  # a 16-bit length under 126: not minimal
+        _frame(b'{"type":"pong"}')[:-1] + b"\xff",  # the payload is not UTF-8 once unmasked
+        _frame(b"{" * 200),  # malformed JSON, 16-bit length
+        _frame(b'{"type":"edit","doc":"direct"}'),  # an invalid edit
+    ],
+    ids=["non-minimal", "not-utf8", "malformed", "invalid"],
+)
+async def test_garbage_small_text_frames_are_left_to_the_parser_and_reader(
+    quiet: RunningServer, monkeypatch: pytest.MonkeyPatch, frame: bytes
+) -> None:
+    """Nothing the hook cannot handle is consumed by it: the parser and the reader refuse
+    it as before (an error, or the connection closed), and nothing is taken."""
+    client, _ = await _joined_with_one_edit(quiet)
+    watch = _Watch(quiet, monkeypatch)
+    watch.proto.data_received(frame)
+    with contextlib.suppress(websockets.ConnectionClosed):
+        await _settled(client)
+    assert watch.pongs == 0 and watch.parsed >= 1
+
+
+async def test_a_replica_sync_is_left_to_the_reader(
+    quiet: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Hub.sync`` awaits: a ``sync`` is not decoded where it is read (only to be declined),
+    it goes to the reader, which answers it (here: an error, the delta is not one)."""
+    client, _ = await _joined_with_one_edit(quiet)
+    watch = _Watch(quiet, monkeypatch)
+    sync = {"type": "sync", "doc": "direct", "delta": "AAAA"}
+    client.ws.transport.write(_frame(json.dumps(sync).encode()))
+    await client.expect("error")
+    assert watch.events == 1 and watch.pongs == 0
+    await client.close()

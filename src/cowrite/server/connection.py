@@ -20,12 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import uuid
-import weakref
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.websockets import WebSocket
 
@@ -39,7 +37,10 @@ from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.reauth import reauth, rights_changed
+from cowrite.server.shared import Beating, Shared, shared_of
 from cowrite.server.transport import Link, LinkClosed, UvicornLink, open_link, release_request
+
+__all__ = ["Beating", "Connection", "Shared", "shared_of"]  # (the last three: ``shared.py``)
 
 log = logging.getLogger("cowrite.connection")
 
@@ -214,7 +215,7 @@ class Connection:
         self._task = asyncio.current_task()
         self._link = link = open_link(self.ws, self._failed)
         if isinstance(link, UvicornLink):
-            link.intercept(self._pong)
+            link.intercept(self._take)
         self.metrics.connections.inc()
         self._shared = shared = shared_of(self.hub, self.settings)
         shared.add(self)
@@ -328,20 +329,36 @@ class Connection:
                     await self._dispatch(msg)
                 del msg
 
-    def _pong(self, text: str) -> bool:
-        """A small text message, where the socket read it: True when it is a valid ``pong``
-        of a greeted connection, handled here (``last_seen``, as the reader would) without
-        waking the reader; anything else goes to the reader as usual."""
-        if not self._greeted or self.closing is not None or '"pong"' not in text:
+    def _take(self, text: str) -> bool:
+        """A small text message, where the socket read it (``UvicornLink.intercept``): True
+        when it was handled here, without waking the reader. A valid ``pong`` of a greeted
+        connection always (it only moves ``last_seen``, in any order); while the reader waits
+        with nothing queued (so in order), a message ``_handle_now`` takes: an edit, a presence
+        update... Anything else, untouched, goes to the reader as usual (which says what is
+        wrong with a malformed message)."""
+        if not self._greeted or self.closing is not None:
             return False
         if text in PONGS:
             self.last_seen = time.monotonic()
             return True
+        link = self._link
+        in_order = (
+            isinstance(link, UvicornLink)
+            and link.reader_waiting()
+            and '"sync"' not in text  # a replica's delta: the reader's (not decoded twice)
+        )
+        if not in_order and '"pong"' not in text:
+            return False
+        if len(text) > self.settings.max_message_bytes // 4:  # the reader counts its bytes
+            return False
         try:
             msg = p.decode_client(text, self.settings.max_message_bytes)
         except (p.ProtocolError, RecursionError):
             return False  # the reader says why
-        if type(msg) is not p.Pong:
+        if type(msg) is p.Pong:
+            self.last_seen = time.monotonic()
+            return True
+        if not in_order or not self._handle_now(msg):
             return False
         self.last_seen = time.monotonic()
         return True
@@ -446,38 +463,72 @@ class Connection:
     def _rate_ok(self, cost: float = 1.0) -> bool:
         return self._edits.take(cost)
 
+    def _handle_now(self, msg: p.ClientMessage) -> bool:
+        """Handle ``msg`` without awaiting anything when it can be (an edit that needs no store
+        lookup, a presence update, a leave, a divergence report): True, it was (or refused:
+        the client is told). False: nothing was done, ``_dispatch`` awaits it."""
+        if isinstance(msg, p.Edit):
+            try:
+                if not self.hub.edit_ready(self, msg):
+                    return False
+            except Exception:  # the reader's ``_dispatch`` meets it again, and says so
+                return False
+        elif not isinstance(msg, p.SetPresence | p.Leave | p.Diverged):
+            return False
+        doc = msg.doc
+        edit_id = msg.edit_id if isinstance(msg, p.Edit) else None
+        try:
+            if not self._admit(msg, doc, edit_id):
+                return True
+            if isinstance(msg, p.Edit):
+                self.hub.edit_now(self, msg)
+            elif isinstance(msg, p.SetPresence):
+                self.hub.presence(self, msg)
+            elif isinstance(msg, p.Leave):
+                self.hub.leave(self, msg.doc)
+            else:
+                self._diverged(msg)
+        except Exception as exc:
+            self._failure(exc, doc, edit_id)
+        return True
+
+    def _admit(self, msg: p.ClientMessage, doc: str | None, edit_id: str | None) -> bool:
+        """The rate limits: False when ``msg`` is over its budget (the client is told)."""
+        # one budget for everything that is written to the store
+        writes = isinstance(
+            msg, p.Edit | p.Sync | p.ChatSend | p.ChatEdit | p.ChatDelete | p.Reauth
+        )
+        # a batch of n ops costs 1 + n // 10 edits, a delta 1 + (base64 bytes) // 10,000
+        # (each op is work and maybe memory)
+        cost = 1
+        if isinstance(msg, p.Edit):
+            cost += len(msg.ops) // 10
+        elif isinstance(msg, p.Sync):
+            cost += len(msg.delta) // 10_000
+        if writes and not self._rate_ok(cost):
+            self.error(p.ErrorCode.RATE_LIMITED, "too many edits: slow down", doc=doc, edit=edit_id)
+            return False
+        if isinstance(msg, p.Join) and not self._joins.take():
+            self.error(p.ErrorCode.RATE_LIMITED, "too many joins: slow down", doc=doc)
+            return False
+        if isinstance(msg, p.SetPresence) and not self._presence.take():
+            self.error(p.ErrorCode.RATE_LIMITED, "too many presence updates", doc=doc)
+            return False
+        return True
+
     async def _dispatch(self, msg: p.ClientMessage) -> None:
+        if self._handle_now(msg):
+            return
         hub = self.hub
         doc = getattr(msg, "doc", None)
         edit_id = getattr(msg, "edit_id", None)
         try:
-            # one budget for everything that is written to the store
-            writes = isinstance(
-                msg, p.Edit | p.Sync | p.ChatSend | p.ChatEdit | p.ChatDelete | p.Reauth
-            )
-            # a batch of n ops costs 1 + n // 10 edits, a delta 1 + (base64 bytes) // 10,000
-            # (each op is work and maybe memory)
-            cost = 1
+            if not self._admit(msg, doc, edit_id):
+                return
             if isinstance(msg, p.Edit):
-                cost += len(msg.ops) // 10
+                await hub.edit(self, msg)
             elif isinstance(msg, p.Sync):
-                cost += len(msg.delta) // 10_000
-            if writes and not self._rate_ok(cost):
-                self.error(
-                    p.ErrorCode.RATE_LIMITED, "too many edits: slow down", doc=doc, edit=edit_id
-                )
-                return
-            if isinstance(msg, p.Join) and not self._joins.take():
-                self.error(p.ErrorCode.RATE_LIMITED, "too many joins: slow down", doc=doc)
-                return
-            if isinstance(msg, p.SetPresence) and not self._presence.take():
-                self.error(p.ErrorCode.RATE_LIMITED, "too many presence updates", doc=doc)
-                return
-            if isinstance(msg, p.Edit | p.Sync):
-                if isinstance(msg, p.Edit):
-                    await hub.edit(self, msg)
-                else:
-                    await hub.sync(self, msg)
+                await hub.sync(self, msg)
             elif isinstance(msg, p.Join):
                 await hub.join(self, msg)
             elif isinstance(msg, p.Leave):
@@ -499,15 +550,20 @@ class Connection:
             elif isinstance(msg, p.Hello):
                 self.error(p.ErrorCode.BAD_MESSAGE, "hello was already received")
             # Pong: nothing to do beyond last_seen
-        except RoomError as exc:
+        except Exception as exc:
+            self._failure(exc, doc, edit_id)
+
+    def _failure(self, exc: Exception, doc: str | None, edit_id: str | None) -> None:
+        """What the client is told when handling its message raised ``exc``."""
+        if isinstance(exc, RoomError):
             self.error(exc.code, exc.message, doc=doc, edit=edit_id)
             if exc.resync and doc is not None:
                 self.send_message(p.Resync(doc=doc, reason=exc.message))
-        except StoreError:
-            log.exception("store unavailable", extra=self._ids())
+        elif isinstance(exc, StoreError):
+            log.error("store unavailable", exc_info=exc, extra=self._ids())
             self.error(p.ErrorCode.UNAVAILABLE, "storage is unavailable", doc=doc, edit=edit_id)
-        except Exception:
-            log.exception("failed to handle a message", extra=self._ids())
+        else:
+            log.error("failed to handle a message", exc_info=exc, extra=self._ids())
             self.error(p.ErrorCode.INTERNAL, "internal error", doc=doc, edit=edit_id)
 
     def _diverged(self, msg: p.Diverged) -> None:
@@ -522,110 +578,9 @@ class Connection:
         log.warning("thin client diverged from the server: it resyncs", extra=extra)
 
 
-class Beating(Protocol):
-    """A connection on the shared heartbeat timer (native and Yjs)."""
-
-    def beat(self) -> None: ...
-
-    def _ids(self) -> dict[str, object]: ...
-
-
-class Shared:
-    """What the connections of one hub share: one heartbeat timer, one flush per loop tick.
-
-    Heartbeats: the connections are spread over ``slots`` buckets, one served per tick
-    (``heartbeat_s / slots``, at most a second): each connection is pinged (or dropped,
-    ``Connection.beat``, ``YjsConnection.beat``) every ``heartbeat_s``, the first time between
-    ``heartbeat_s - tick`` and ``heartbeat_s`` after it joined. The pings of a tick go out
-    together, so idle connections wake the server about once a tick rather than once per
-    connection and ping; the timer runs only while there are connections.
-
-    Flushing: a connection that gets its first message of a loop tick is listed; one callback at
-    the end of the tick flushes every listed connection (``Connection._flush``).
-    """
-
-    def __init__(self, interval: float) -> None:
-        self.slots = max(4, math.ceil(interval))  # ticks of at most a second
-        self.tick = interval / self.slots
-        self._buckets: list[dict[Beating, None]] = [{} for _ in range(self.slots)]
-        self._where: dict[Beating, int] = {}
-        self._next = 0  # the bucket the next tick serves
-        self._timer: asyncio.TimerHandle | None = None
-        self._at = 0.0
-        self._dirty: list[Connection] = []
-
-    def __len__(self) -> int:
-        return len(self._where)
-
-    # ------------------------------------------------------------- flushing
-
-    def flush_soon(self, conn: Connection) -> None:
-        """Flush ``conn`` at the end of this loop tick (with every other connection)."""
-        dirty = self._dirty
-        dirty.append(conn)
-        if len(dirty) == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        for conn in dirty:
-            try:
-                conn._flush()
-            except Exception:  # one connection's failure must not stop the others' frames
-                log.exception("flush failed", extra=conn._ids())
-
-    # ----------------------------------------------------------- heartbeats
-
-    def add(self, conn: Beating) -> None:
-        if conn in self._where:
-            return
-        slot = (self._next - 1) % self.slots  # served last: its turn comes a full round later
-        self._buckets[slot][conn] = None
-        self._where[conn] = slot
-        if self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._at = loop.time() + self.tick
-            self._timer = loop.call_at(self._at, self._beat)
-
-    def discard(self, conn: Beating) -> None:
-        slot = self._where.pop(conn, None)
-        if slot is not None:
-            del self._buckets[slot][conn]
-        if not self._where and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _beat(self) -> None:
-        bucket = self._buckets[self._next]
-        self._next = (self._next + 1) % self.slots
-        for conn in list(bucket):
-            try:
-                conn.beat()
-            except Exception:  # one connection's failure must not stop the others' heartbeat
-                log.exception("heartbeat failed", extra=conn._ids())
-        if not self._where:
-            self._timer = None
-            return
-        loop = asyncio.get_running_loop()
-        # a fixed grid: late ticks do not push the next ones back
-        self._at = max(self._at + self.tick, loop.time())
-        self._timer = loop.call_at(self._at, self._beat)
-
-
-_shared: weakref.WeakKeyDictionary[Hub, Shared] = weakref.WeakKeyDictionary()
-
-
 def gave_up(pending: object) -> bool:
     """The reader's receive future was cancelled by ``close`` (not its task: that is a
     cancellation for the caller)."""
     task = asyncio.current_task()
     cancelled = isinstance(pending, asyncio.Future) and pending.cancelled()
     return cancelled and (task is None or task.cancelling() == 0)
-
-
-def shared_of(hub: Hub, settings: Settings) -> Shared:
-    """The ``Shared`` of ``hub``'s connections (one per hub, i.e. per server)."""
-    shared = _shared.get(hub)
-    if shared is None:
-        shared = _shared[hub] = Shared(settings.heartbeat_s)
-    return shared

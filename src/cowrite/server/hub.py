@@ -266,6 +266,19 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
                 return
         self._apply_edit(peer, msg, t0)
 
+    def edit_ready(self, peer: Peer, msg: p.Edit) -> bool:
+        """Whether ``edit_now`` may take ``msg``: its sender is in the room, and the room alone
+        can tell whether the edit is new (no store lookup, nearly every edit). No side effect."""
+        lr = self.rooms.get(msg.doc)
+        if lr is None or not lr.membership.has(peer) or peer.session in lr.check_store:
+            return False
+        return not self.exactly_once.must_ask_store(lr, peer, msg, False)
+
+    def edit_now(self, peer: Peer, msg: p.Edit) -> None:
+        """``edit`` without a coroutine, for an edit ``edit_ready`` accepted (the connection
+        handles it where the socket read it)."""
+        self._apply_edit(peer, msg, time.monotonic())
+
     async def _recognise(self, peer: Peer, msg: p.Edit) -> None:
         """Maybe applied by an earlier run of the server, or (sent before a reconnect) by
         another instance: the store knows. Raises StoreError while it cannot tell."""

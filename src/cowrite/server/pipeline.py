@@ -41,6 +41,7 @@ class Peer(Protocol):
     session: str
     client_id: str
     identity: Identity
+
     @property
     def docs(self) -> Mapping[str, str]:
         """The documents it is in (doc id -> mode): its own record, kept by ``entered``/``left``."""
@@ -81,7 +82,7 @@ class NotDurable(Exception):
         self.error = error
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     """One room input's outcome waiting in the room's pipeline."""
 

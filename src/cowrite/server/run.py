@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 import sys
 from typing import Any
 
@@ -95,6 +97,7 @@ def server_config(app: Any, settings: Settings) -> uvicorn.Config:
         # the larger of the two protocols' frame limits (each checks its own; a Yjs client's
         # first sync after offline work can be megabytes)
         ws=protocol_class() or "auto",  # uvicorn's sans-I/O protocol, slimmed (uvicorn_ws)
+        loop=event_loop(),
         ws_max_size=max(settings.max_message_bytes, settings.max_yjs_frame_bytes) + 1024,
         ws_ping_interval=None,
         ws_per_message_deflate=settings.ws_deflate,
@@ -102,6 +105,20 @@ def server_config(app: Any, settings: Settings) -> uvicorn.Config:
         lifespan="on",
         http=guarded_h11(settings.http_request_timeout_s),  # uvicorn never times out requests
     )
+
+
+LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def event_loop(env: dict[str, str] | None = None) -> str:
+    """uvicorn's ``loop``: ``COWRITE_LOOP`` (auto, asyncio or uvloop), by default uvloop when it
+    is installed (a dependency of cowrite; docs/benchmarks.md "Per-edit CPU"), else asyncio's."""
+    want = (os.environ if env is None else env).get("COWRITE_LOOP", "") or "auto"
+    if want not in LOOPS:
+        raise ValueError(f"COWRITE_LOOP={want!r} is not one of {', '.join(LOOPS)}")
+    if want == "auto":
+        return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    return want
 
 
 def serve(
@@ -118,6 +135,7 @@ def serve(
         settings = Settings.from_env(
             host=host, port=port, data=data, database=database, redis=redis, secret=secret
         )
+        event_loop()  # a bad COWRITE_LOOP is said here, not as uvicorn's traceback
     except ValueError as exc:
         print(f"cowrite serve: {exc}", file=sys.stderr)
         return 2

@@ -136,11 +136,12 @@ _framed: dict[bytes, bytes] = {}
 class UvicornLink:
     """Frames written straight to the transport of uvicorn's ``websockets-sansio`` protocol."""
 
-    __slots__ = ("_conn", "_proto", "_transport", "_waiter", "_ws", "receive")
+    __slots__ = ("_conn", "_proto", "_transport", "_waiter", "_waiting", "_ws", "receive")
 
     def __init__(self, ws: WebSocket, proto: Any) -> None:
         self._ws = ws
         self._proto = proto
+        self._waiting: Callable[[], bool] | None = getattr(proto.queue, "waiting", None)
         self._conn = proto.conn  # the websockets sans-I/O protocol: state, extensions
         self._transport = proto.transport
         self.receive: Callable[[], Awaitable[Mapping[str, Any]]] = proto.receive
@@ -156,6 +157,12 @@ class UvicornLink:
         else nothing changes."""
         if hasattr(self._proto, "on_small_text"):
             self._proto.on_small_text = handler
+
+    def reader_waiting(self) -> bool:
+        """The app waits for its next message and none is queued: one handled where it is read
+        (``intercept``) is then handled in order."""
+        waiting = self._waiting  # ``uvicorn_ws.Inbox.waiting``
+        return waiting is not None and waiting()
 
     def writable(self) -> bool:
         return bool(self._proto.writable.is_set())

@@ -15,13 +15,15 @@ is uvicorn's protocol with the same behaviour and these changes:
   resumes the socket around every message: two system calls per pong of every idle client);
   one that has to wait in the queue still does, so a slow app still pushes back;
 * the app may take small text messages where they are read (``on_small_text``): the native
-  connection answers its heartbeat's pongs there, without an ASGI event or waking its task;
-* a read that is exactly one small, complete, masked text frame holding a ``"pong"``, arriving
-  at a frame boundary (``data_received``), is unmasked and offered to ``on_small_text`` without
-  ``websockets``' generator-based frame parser (1.2 instead of ~4.4 µs of Python a pong). Any
-  other read, or one the hook declines, goes through the parser as before: partial, fragmented,
-  unmasked, binary, control or larger frames, several frames in one read, a read during a
-  fragmented message or the closing handshake.
+  connection answers its heartbeat's pongs there, and handles an edit (or a presence update)
+  there while its reader waits with nothing queued, without an ASGI event or waking its task;
+* a read that is exactly one complete, masked, uncompressed text frame of at most
+  ``SMALL_TEXT`` bytes, arriving at a frame boundary (``data_received``), is unmasked and
+  offered to ``on_small_text`` without ``websockets``' generator-based frame parser (1.2
+  instead of ~4.4 µs of Python for a pong; an edit also skips the ASGI event, the reader's
+  future and its task's wake-up). Any other read, or one the hook declines, goes through the
+  parser as before: partial, fragmented, unmasked, binary, control or larger frames, several
+  frames in one read, a read during a fragmented message or the closing handshake.
 
 ``server_config`` (``run.py``) passes it to uvicorn; the tests that start a real server do too.
 ``protocol_class()`` is None when uvicorn's module is not there (then uvicorn's default).
@@ -33,8 +35,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-SMALL_TEXT = 64
-"""Text messages of at most this many bytes are offered to ``on_small_text`` first."""
+SMALL_TEXT = 4096
+"""Text messages of at most this many bytes are offered to ``on_small_text`` first (a
+keystroke's edit is 150-300 bytes; a larger message is rare and costs its parse anyway)."""
 
 try:  # uvicorn is a dependency, but its protocol module may change: then uvicorn's default
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -49,7 +52,6 @@ try:  # uvicorn is a dependency, but its protocol module may change: then uvicor
 except ImportError:  # pragma: no cover
     WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
 
-_PONG = b'"pong"'
 _FIN_TEXT = 0x81  # FIN, no RSV bits (uncompressed), opcode 1 (text)
 """A frame that ``data_received`` may take past the parser starts with this byte."""
 
@@ -182,25 +184,51 @@ if WebSocketsSansIOProtocol is not None:
             self.queue = Inbox()  # type: ignore[assignment]
             self.writable = Flag(True)  # type: ignore[assignment]
             self._parser_released = False
+            self._declined = False  # the hook declined the read being parsed: not offered again
             self.on_small_text: Callable[[str], bool] | None = None
             """Set by the app (``transport.UvicornLink.intercept``): offered every small text
-            message first; True means handled (a heartbeat's pong), so no ASGI event."""
+            message first; True means handled (a pong, an edit), so no ASGI event. It is called
+            where the socket was read: it must handle the message completely, or do nothing
+            and return False (then the message reaches the app as usual)."""
 
         def data_received(self, data: bytes) -> None:
-            """A read that is one small pong frame goes to ``on_small_text`` directly (see
+            """A read that is one small text frame goes to ``on_small_text`` directly (see
             ``small_text``); everything else to uvicorn, through ``websockets``' parser."""
             hook = self.on_small_text
-            if hook is None or len(data) > SMALL_TEXT + 6 or not self.small_text(data, hook):
+            if hook is None or len(data) > SMALL_TEXT + 8:
                 super().data_received(data)
+                return
+            taken = self.small_text(data, hook)
+            if taken is None:
+                super().data_received(data)
+            elif not taken:  # offered already: the parser's message goes straight to the app
+                self._declined = True
+                try:
+                    super().data_received(data)
+                finally:
+                    self._declined = False
 
-        def small_text(self, data: bytes, hook: Callable[[str], bool]) -> bool:
-            """True when ``data`` was exactly one final, uncompressed, masked text frame of at
-            most ``SMALL_TEXT`` bytes holding ``"pong"``, read while the parser waits at a frame
-            boundary of an open connection with no message in progress, and ``hook`` handled
-            its text. False: nothing was consumed, the parser reads ``data`` as usual."""
-            n = len(data) - 6  # two header bytes and the four of the mask
-            if not 0 <= n <= SMALL_TEXT or data[0] != _FIN_TEXT or data[1] != 0x80 | n:
-                return False  # (a payload of at most 125 bytes has its length in 7 bits)
+        def small_text(self, data: bytes, hook: Callable[[str], bool]) -> bool | None:
+            """``hook``'s answer when ``data`` is exactly one final, uncompressed, masked text
+            frame of at most ``SMALL_TEXT`` bytes, read while the parser waits at a frame
+            boundary of an open connection with no message in progress (True: it handled the
+            text). None: not such a frame, or not valid UTF-8. Unless True, nothing was
+            consumed: the parser reads ``data`` as usual."""
+            if len(data) < 6 or data[0] != _FIN_TEXT:
+                return None
+            length = data[1]
+            if length < 0xFE:  # masked, length in 7 bits (at most 125)
+                start = 6
+                n = length - 0x80
+            elif length == 0xFE:  # masked, length in the next 16 bits
+                start = 8
+                n = int.from_bytes(data[2:4], "big")
+                if n < 126:
+                    return None  # not the minimal encoding: the parser refuses it
+            else:
+                return None  # 64-bit length, or unmasked (the parser refuses it)
+            if n < 0 or n > SMALL_TEXT or len(data) != start + n:
+                return None
             conn = self.conn
             if (
                 self.close_sent
@@ -208,16 +236,15 @@ if WebSocketsSansIOProtocol is not None:
                 or conn.state is not _OPEN
                 or conn.current_size is not None
                 or not _at_frame_boundary(conn.parser)
+                or (conn.max_message_size is not None and n > conn.max_message_size)
             ):
-                return False
-            payload = apply_mask(data[6:], data[2:6])
-            if _PONG not in payload:
-                return False  # parsed the usual way: nothing gained by taking it here
+                return None
+            payload = apply_mask(data[start:], data[start - 4 : start])
             try:
                 text = payload.decode()
             except UnicodeDecodeError:
-                return False  # uvicorn closes the connection (1007)
-            return hook(text)
+                return None  # uvicorn closes the connection (1007)
+            return bool(hook(text))
 
         async def send(self, message: Any) -> None:
             await super().send(message)
@@ -233,6 +260,7 @@ if WebSocketsSansIOProtocol is not None:
             frames = self.frames
             if (
                 hook is not None
+                and not self._declined
                 and self.curr_msg_data_type == "text"
                 and len(frames) == 1
                 and len(frames[0]) <= SMALL_TEXT

@@ -77,14 +77,18 @@ _NAME_SQL = (
 )
 
 
+_INSERT_VERSION = (
+    f"INSERT INTO versions (doc_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "RETURNING (SELECT min(seq) FROM versions WHERE doc_id = ?)"
+)
+
+
 def _insert_version(
     c: sqlite3.Connection, doc_id: str, seq: int, v: VersionRecord, block: int
 ) -> None:
-    c.execute(
-        f"INSERT INTO versions (doc_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        row_values(doc_id, seq, v),
-    )
-    first = c.execute("SELECT min(seq) FROM versions WHERE doc_id = ?", (doc_id,)).fetchone()[0]
+    # the tail's oldest seq comes back with the insert (one statement, not two: each is a trip
+    # through the GIL for the writer thread)
+    first = c.execute(_INSERT_VERSION, (*row_values(doc_id, seq, v), doc_id)).fetchone()[0]
     if vb.pack_due(first, seq, block):
         _pack(c, doc_id, block)
 

@@ -15,6 +15,11 @@ int) fails that job only. If the thread dies anyway, ``crashed`` is set, every w
 
 Jobs run in the order they were submitted: the log order of a document is the order of the
 ``append_update`` calls.
+
+The jobs a loop submits during one tick reach the thread together, at the end of that tick (one
+``call_soon``): one queue operation, and at most one wake-up of the thread, per tick instead of
+one per job (waking the thread costs the loop a system call, and the thread then competes with the
+loop for the GIL while the loop still has that tick's work to do).
 """
 
 from __future__ import annotations
@@ -75,7 +80,9 @@ class BatchWriter:
         self._conn = conn
         self._stats = stats
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()  # None: stop
+        self._queue: queue.SimpleQueue[list[_Job[Any]] | None] = queue.SimpleQueue()  # None: stop
+        self._tick: list[_Job[Any]] = []  # submitted during this loop tick, handed over at its end
+        self._tick_loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._stopping = False
         self.crashed = False
@@ -100,13 +107,43 @@ class BatchWriter:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(fn, loop, future))
+        tick = self._tick
+        if tick and self._tick_loop is not loop:  # another loop's tick: theirs go first
+            self._hand_over()
+            tick = self._tick
+        tick.append(_Job(fn, loop, future))
+        if len(tick) == 1:
+            self._tick_loop = loop
+            loop.call_soon(self._hand_over)
         return future
+
+    def _hand_over(self) -> None:
+        """The jobs of this tick to the thread, in one piece (the end of the tick, or sooner)."""
+        tick = self._tick
+        if tick:
+            self._tick = []
+            self._tick_loop = None
+            self._queue.put(tick)
+            if self.crashed:  # the thread may have drained its queue for the last time
+                self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        """Fail what the crashed thread left in the queue (it can no longer run it)."""
+        crashed = StoreUnavailable("the sqlite writer thread crashed")
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            for job in item or ():
+                failed: list[_Outcome] = [(job.future, None, crashed)]
+                job.loop.call_soon_threadsafe(_resolve, failed)
 
     async def stop(self) -> None:
         """Run every job already submitted, then close the connection and end the thread."""
         if not self._stopping:
             self._stopping = True
+            self._hand_over()
             self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
 
@@ -114,22 +151,25 @@ class BatchWriter:
 
     def _run(self) -> None:
         pending: list[_Job[Any]] = []
+        ready: list[_Job[Any]] = []  # handed over, not yet in a batch (beyond ``max_batch``)
         try:
             stop = False
-            while not stop:
-                first = self._queue.get()
-                if first is None:
-                    break
-                pending = [first]
-                while len(pending) < self._max_batch:
+            while not stop or ready:
+                if not ready:
+                    first = self._queue.get()
+                    if first is None:
+                        break
+                    ready = first
+                while len(ready) < self._max_batch and not stop:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         break
                     if item is None:
                         stop = True
-                        break
-                    pending.append(item)
+                    else:
+                        ready += item
+                pending, ready = ready[: self._max_batch], ready[self._max_batch :]
                 _deliver(self._commit(pending))
                 pending = []
         except BaseException as exc:  # a bug: fail every waiter; the store starts a new writer
@@ -137,13 +177,14 @@ class BatchWriter:
             self.crashed = True
             self._stopping = True
             crashed = StoreUnavailable(f"the sqlite writer thread crashed: {exc!r}")
+            pending += ready
             while True:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is not None:
-                    pending.append(item)
+                    pending += item
             _deliver([(job, None, crashed) for job in pending])  # logged above; not re-raised
         finally:
             self._conn.close()
