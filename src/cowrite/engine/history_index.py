@@ -25,16 +25,14 @@ from array import array
 from collections.abc import Sequence
 from weakref import WeakKeyDictionary
 
-from cowrite.engine.doc_parts import DeleteColumns
+from cowrite.engine.doc_parts import DeleteColumns, _del_arrays
 from cowrite.engine.document import Document
-from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, VersionVector
+from cowrite.engine.history_bulk import MANY, NOBODY, delete_columns, fill
+from cowrite.engine.ids import VersionVector
 from cowrite.engine.oplog import decode_delete_chunks, install_deletes
-from cowrite.engine.threads import PACE_EVERY, pace
 
 ALIVE = 1 << 62
 """The delete seq of an element nobody deleted (greater than every limit)."""
-NOBODY = -1
-MANY = -2
 
 
 class DeleteIndex:
@@ -64,39 +62,7 @@ class DeleteIndex:
                 self.dcl[c].extend(array("q", [NOBODY]) * grow)
         while len(self.done) < len(dels):
             self.done.append(0)
-        for dc, (seqs, _nodes, targets, lengths) in enumerate(dels):
-            end = len(seqs)
-            for k in range(self.done[dc], end):
-                self._add(dc, seqs[k], targets[k], lengths[k])
-                if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
-                    pace()
-            self.done[dc] = end
-
-    def _add(self, dc: int, ds: int, target: int, length: int) -> None:
-        tc = target & CLIENT_MASK
-        s = target >> CLIENT_BITS
-        cl = self.dcl[tc]
-        if length == 1 and s < len(cl) and cl[s] == NOBODY:  # (most deletes: one element)
-            cl[s] = dc
-            self.dseq[tc][s] = ds
-            return
-        e = s + length
-        part = cl[s:e]
-        if len(part) == length and min(part) == max(part) == NOBODY:  # nobody yet: at once
-            self.dseq[tc][s:e] = array("q", [ds]) * length
-            cl[s:e] = array("q", [dc]) * length
-            return
-        seq = self.dseq[tc]
-        for j in range(s, min(e, len(cl))):
-            other = cl[j]
-            if other == NOBODY:
-                cl[j], seq[j] = dc, ds
-            elif other == dc:
-                seq[j] = min(seq[j], ds)
-            else:
-                listed = self.multi.setdefault((tc, j), [] if other == MANY else [(other, seq[j])])
-                listed.append((dc, ds))
-                cl[j], seq[j] = MANY, min(seq[j], ds)
+        fill(self.dseq, self.dcl, self.multi, dels, self.done)
 
 
 _INDEXES: WeakKeyDictionary[Document, DeleteIndex] = WeakKeyDictionary()
@@ -109,9 +75,27 @@ def _current(doc: Document) -> DeleteIndex | None:
     return index
 
 
+def decode_chunks(doc: Document, chunks: list[tuple[bytes, dict[int, int]]]) -> list[DeleteColumns]:
+    """``oplog.decode_delete_chunks``, in bulk where it can (``history_bulk``): the records of
+    encoded ``chunks`` as columns per client; reads ``doc``, never changes it."""
+    out: list[DeleteColumns] = []
+    for chunk in chunks:
+        cols = delete_columns(doc, chunk[0])
+        if cols is None:
+            cols = decode_delete_chunks(doc, [chunk])
+        while len(out) < len(cols):
+            out.append(_del_arrays())
+        for mine, more in zip(out, cols, strict=False):
+            for col, extra in zip(mine, more, strict=True):
+                col.extend(extra)
+    return out
+
+
 def delete_index(doc: Document) -> DeleteIndex:
     """The document's index, brought up to date."""
-    doc._dels  # noqa: B018 (decodes lazily loaded records first)
+    if doc._lazy_dels:  # decode the lazily loaded records first (in bulk)
+        chunks = list(doc._lazy_dels)
+        install_deletes(doc, chunks, decode_chunks(doc, chunks))
     index = _current(doc)
     if index is None:
         index = _INDEXES[doc] = DeleteIndex(doc.base, doc._del_cols)
@@ -139,7 +123,7 @@ class IndexBuild:
 
     def run(self) -> None:
         """Decode and index (reads the document, never changes it)."""
-        older = decode_delete_chunks(self.doc, self.chunks) if self.chunks else []
+        older = decode_chunks(self.doc, self.chunks) if self.chunks else []
         # the newer records there were at the start, after the decoded ones
         prefix = [
             (seqs[:n], nodes[:n], targets[:n], lengths[:n])
@@ -192,3 +176,15 @@ def history_build(doc: Document) -> IndexBuild | None:
     if not doc._lazy_dels and _current(doc) is not None:
         return None
     return IndexBuild(doc)
+
+
+__all__ = [
+    "ALIVE",
+    "MANY",
+    "NOBODY",
+    "DeleteIndex",
+    "IndexBuild",
+    "decode_chunks",
+    "delete_index",
+    "history_build",
+]

@@ -33,6 +33,7 @@ COMPILED = (
     "codec",
     "decoding",
     "encoding",
+    "history_bulk",
     "load_passes",
     "oplog",
     "runs",
