@@ -145,6 +145,9 @@ def _columns(doc: Document, body: bytes) -> list[DeleteColumns] | None:
     lens = read_uint_rle(r, n_spans, counted=False)
     if not r.at_end() or min(lens) < 1:
         return None
+    # one node and single elements (a text's deletes): those columns are made at once
+    one_node = node_tags[0] != T_PREV and node_tags.count(T_PREV) == n - 1
+    ones = max(lens) == 1
 
     # the columns, made at their final size and written through memoryviews: an array's own
     # item assignment (and ``array("q", a_list)``) parses each int the slow way
@@ -233,9 +236,11 @@ def _columns(doc: Document, body: bytes) -> list[DeleteColumns] | None:
             if cursor < 0:
                 return None  # before the start of a replica's history
             seqs[k] = seq
-            nodes[k] = node
+            if not one_node:
+                nodes[k] = node
             targets[k] = cursor
-            lengths[k] = lens[si]
+            if not ones:
+                lengths[k] = lens[si]
             k += 1
             si += 1
         if i & (PACE_EVERY - 1) == PACE_EVERY - 1:
@@ -243,6 +248,13 @@ def _columns(doc: Document, body: bytes) -> list[DeleteColumns] | None:
     for view in views.values():
         for col in view:
             col.release()
+    for c, total in totals.items():
+        seq_col, node_col, target_col, length_col = out[c]
+        if one_node:
+            node_col = array("q", [node]) * total
+        if ones:
+            length_col = array("q", [1]) * total
+        out[c] = seq_col, node_col, target_col, length_col
     return out
 
 
