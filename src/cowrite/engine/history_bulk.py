@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, TypeAlias
 
 from cowrite.engine.codec import Reader, decompress, read_uint_rle
 from cowrite.engine.doc_parts import DeleteColumns, _del_arrays
@@ -61,13 +61,24 @@ _SAME: Final = T_NEAR + 1
 _NEXT: Final = T_NEAR + 2
 
 
-def delete_columns(doc: Document, data: bytes) -> list[DeleteColumns] | None:
+Into: TypeAlias = (
+    "tuple[list[array[int]], list[array[int]], dict[tuple[int, int], list[tuple[int, int]]]]"
+)
+"""An index's ``dseq``, ``dcl`` and ``multi`` (``history_index.DeleteIndex``), with room for
+every element."""
+
+
+def delete_columns(
+    doc: Document, data: bytes, into: Into | None = None
+) -> list[DeleteColumns] | None:
     """The delete records of one encoded chunk as columns per client (what
     ``decode_delete_chunks(doc, [(data, ...)])`` gives), or None when the chunk is not of the
-    common shape or does not decode (then the general decoder says why)."""
+    common shape or does not decode (then the general decoder says why). With ``into``, also
+    indexes the records there as ``fill`` does, in the same pass (after None, some may be:
+    discard that index)."""
     try:
         body = _body(data)
-        return None if body is None else _columns(doc, body)
+        return None if body is None else _columns(doc, body, into)
     except (EngineError, IndexError, OverflowError, ValueError):  # DecodeError is an EngineError
         return None
 
@@ -107,7 +118,7 @@ def _ref_count(tags: list[int]) -> int:
     return n
 
 
-def _columns(doc: Document, body: bytes) -> list[DeleteColumns] | None:
+def _columns(doc: Document, body: bytes, into: Into | None) -> list[DeleteColumns] | None:
     r = Reader(body)
     max_items = 8 * len(body) + 16
     clients: list[int] = []
@@ -173,6 +184,9 @@ def _columns(doc: Document, body: bytes) -> list[DeleteColumns] | None:
             memoryview(cols[2]),
             memoryview(cols[3]),
         )
+    index_views: dict[int, tuple[memoryview, memoryview]] = {}
+    seq_view = cl_view = memoryview(b"")
+    view_client = -1
     at: dict[int, int] = {}
     expect: dict[int, int] = {}
     seqs = nodes = targets = lengths = memoryview(b"")
@@ -236,6 +250,21 @@ def _columns(doc: Document, body: bytes) -> list[DeleteColumns] | None:
             if cursor < 0:
                 return None  # before the start of a replica's history
             seqs[k] = seq
+            if into is not None:  # index it now (see ``fill``)
+                tc = cursor & CLIENT_MASK
+                s = cursor >> CLIENT_BITS
+                if tc != view_client:
+                    pair = index_views.get(tc)
+                    if pair is None:
+                        pair = index_views[tc] = memoryview(into[0][tc]), memoryview(into[1][tc])
+                    seq_view, cl_view = pair
+                    view_client = tc
+                length = lens[si]
+                if length == 1 and s < len(cl_view) and cl_view[s] == NOBODY:
+                    cl_view[s] = c
+                    seq_view[s] = seq
+                else:
+                    add_span(seq_view, cl_view, into[2], tc, c, seq, s, length)
             if not one_node:
                 nodes[k] = node
             targets[k] = cursor
@@ -248,6 +277,9 @@ def _columns(doc: Document, body: bytes) -> list[DeleteColumns] | None:
     for view in views.values():
         for col in view:
             col.release()
+    for pair in index_views.values():
+        pair[0].release()
+        pair[1].release()
     for c, total in totals.items():
         seq_col, node_col, target_col, length_col = out[c]
         if one_node:

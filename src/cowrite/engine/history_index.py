@@ -52,6 +52,13 @@ class DeleteIndex:
     def extend(self, nexts: Sequence[int], dels: Sequence[DeleteColumns]) -> None:
         """Room for ``nexts`` elements per client, and the records of ``dels`` not indexed yet
         (``dels`` per client: the document's columns or a prefix of them, ahead of later ones)."""
+        self.grow(nexts)
+        while len(self.done) < len(dels):
+            self.done.append(0)
+        fill(self.dseq, self.dcl, self.multi, dels, self.done)
+
+    def grow(self, nexts: Sequence[int]) -> None:
+        """Room for ``nexts`` elements per client."""
         while len(self.dseq) < len(nexts):
             self.dseq.append(array("q"))
             self.dcl.append(array("q"))
@@ -60,9 +67,6 @@ class DeleteIndex:
             if grow > 0:
                 self.dseq[c].extend(array("q", [ALIVE]) * grow)
                 self.dcl[c].extend(array("q", [NOBODY]) * grow)
-        while len(self.done) < len(dels):
-            self.done.append(0)
-        fill(self.dseq, self.dcl, self.multi, dels, self.done)
 
 
 _INDEXES: WeakKeyDictionary[Document, DeleteIndex] = WeakKeyDictionary()
@@ -75,12 +79,23 @@ def _current(doc: Document) -> DeleteIndex | None:
     return index
 
 
-def decode_chunks(doc: Document, chunks: list[tuple[bytes, dict[int, int]]]) -> list[DeleteColumns]:
+def decode_chunks(
+    doc: Document, chunks: list[tuple[bytes, dict[int, int]]], into: DeleteIndex | None = None
+) -> list[DeleteColumns]:
     """``oplog.decode_delete_chunks``, in bulk where it can (``history_bulk``): the records of
-    encoded ``chunks`` as columns per client; reads ``doc``, never changes it."""
+    encoded ``chunks`` as columns per client; reads ``doc``, never changes it. With ``into`` (a
+    new index with room for every element), indexes them there in the same pass, and marks
+    them ``done`` only if every chunk could (else ``into`` is left to discard)."""
     out: list[DeleteColumns] = []
+    fused = into is not None
     for chunk in chunks:
-        cols = delete_columns(doc, chunk[0])
+        cols = None
+        if fused:
+            assert into is not None
+            cols = delete_columns(doc, chunk[0], (into.dseq, into.dcl, into.multi))
+            fused = cols is not None
+        if cols is None:
+            cols = delete_columns(doc, chunk[0])
         if cols is None:
             cols = decode_delete_chunks(doc, [chunk])
         while len(out) < len(cols):
@@ -88,6 +103,8 @@ def decode_chunks(doc: Document, chunks: list[tuple[bytes, dict[int, int]]]) -> 
         for mine, more in zip(out, cols, strict=False):
             for col, extra in zip(mine, more, strict=True):
                 col.extend(extra)
+    if fused and into is not None:
+        into.done = [len(cols[0]) for cols in out]
     return out
 
 
@@ -123,7 +140,11 @@ class IndexBuild:
 
     def run(self) -> None:
         """Decode and index (reads the document, never changes it)."""
-        older = decode_chunks(self.doc, self.chunks) if self.chunks else []
+        index = DeleteIndex(self.base, None)
+        index.grow(self.counts)
+        older = decode_chunks(self.doc, self.chunks, index) if self.chunks else []
+        if self.chunks and not index.done:  # not all indexed while decoded: index them below
+            index = DeleteIndex(self.base, None)
         # the newer records there were at the start, after the decoded ones
         prefix = [
             (seqs[:n], nodes[:n], targets[:n], lengths[:n])
@@ -141,7 +162,6 @@ class IndexBuild:
                 dels.append(a)
             else:
                 dels.append((a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]))
-        index = DeleteIndex(self.base, None)
         index.extend(self.counts, dels)
         self.older = older
         self.index = index
