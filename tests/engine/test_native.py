@@ -33,6 +33,9 @@ PROPERTY_SUITES = [
     "tests/engine/test_codec.py",
     "tests/engine/test_document.py",
     "tests/engine/test_causal_queue.py",
+    "tests/engine/test_history.py",
+    "tests/engine/test_history_index.py",
+    "tests/engine/test_history_bulk.py",
 ]
 COMPILED = engine_build() == "mypyc-compiled"
 needs_compiled = pytest.mark.skipif(
@@ -112,10 +115,13 @@ def test_without_extensions_the_build_is_pure(tmp_path: Path) -> None:
 
 SESSION = """
 import hashlib, random
-from cowrite.engine import Document
+from cowrite.engine import Document, history
 rng = random.Random(7)
 docs = [Document(r + 1) for r in range(3)]
+seen = []
 for step in range(1500):
+    if step % 100 == 0:
+        seen.append(dict(docs[0].version))
     d = docs[rng.randrange(3)]
     t = d.text("t")
     n = len(str(t))
@@ -133,6 +139,11 @@ for d in docs:
 state = docs[0].encode_state()
 loaded = Document.load(state, 9)
 out = [state, loaded.encode_state(), loaded.delta_since({}), str(loaded.text("t")).encode()]
+past = Document.load(state, 10)  # history reads of a loaded document (its first index build)
+out += [repr(history.value_at(past, v)).encode() for v in seen]
+for d in history.diff(past, seen[3], seen[9], authored=True):
+    spans = [(s.kind, s.count, s.content, s.replica, s.seq) for s in d.spans or []]
+    out.append(repr((d.node, d.delta, spans)).encode())
 print(hashlib.sha256(b"|".join(out)).hexdigest())
 """
 

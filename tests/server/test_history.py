@@ -433,3 +433,49 @@ async def test_a_replica_clients_sync_is_a_version_by_its_user(
     assert version["authors"] == [_bob()] and version["how"] == "typed"
     assert version["size"] == len("offline-capable")
     assert await value(http, version["id"]) == "offline-capable"
+
+
+async def test_a_thin_reconnect_builds_the_history_index_off_the_event_loop(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thin client that comes back to a reloaded document gets the exact changes since its
+    state (a history diff): the delete index that diff reads is built in a worker thread, and
+    the reply is the one a room with the index ready gives."""
+    from cowrite.engine import IndexBuild
+
+    ann = await Typist.join(server, "ann")
+    await ann.edit("hello there")
+    seen = await RawClient.connect(server.ws_url, "c-seen", token=token("cid"))
+    await seen.send({"type": "join", "doc": "d"})
+    joined = await seen.expect("joined")
+    await seen.close()
+    await ann.edit(-6)  # "there"
+    await ann.edit(5, " world")  # "there world"
+    await ann.c.close()
+    await until(lambda: _unloaded(server, "d"), "the document unloads")
+    threads: list[threading.Thread] = []
+    run = IndexBuild.run
+
+    def recorded(build: IndexBuild) -> None:
+        threads.append(threading.current_thread())
+        run(build)
+
+    monkeypatch.setattr(IndexBuild, "run", recorded)
+    replies = []
+    for k in range(2):  # (the second finds the index built)
+        back = await RawClient.connect(server.ws_url, f"c-back{k}", token=token("cid"))
+        await back.send(
+            {
+                "type": "join",
+                "doc": "d",
+                "version": joined["version"],
+                "epoch": "gone",  # another epoch's numbering: the changes since the state
+                "state": joined["state"],
+            }
+        )
+        replies.append(await back.expect("joined"))
+        await back.close()
+    assert len(threads) == 1 and threads[0] is not threading.current_thread()
+    first, second = replies
+    assert first["ops"] == second["ops"]
+    assert first["ops"] == [{"type": "seq", "node": "text:t", "edit": [-6, 5, " world"]}]

@@ -13,6 +13,7 @@ write in V; a counter sums its adds in V. Versions older than the compaction bas
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -114,6 +115,20 @@ def deleted_intervals(
     return starts, ends
 
 
+_UNIFORM: dict[int, array[int]] = {}
+"""Per value, an array of it, for ``_uniform``."""
+
+
+def _uniform(value: int, n: int) -> array[int]:
+    """``n`` times ``value`` (a slice of a cached array, when it is long enough)."""
+    whole = _UNIFORM.get(value)
+    if whole is None or len(whole) < n:
+        whole = array("q", [value]) * max(n, 1024)
+        if len(_UNIFORM) < 64:
+            _UNIFORM[value] = whole
+    return whole[:n]
+
+
 class _View:
     """Visibility of elements and values of nodes at one version (deletes from the document's
     ``DeleteIndex``: whole runs are decided at once, ``runs``)."""
@@ -126,6 +141,8 @@ class _View:
         self.limit[0] = 1 << 62  # named roots always exist
         self.extra = dict(extra or {})
         self.index = delete_index(doc)
+        self.dcl = self.index.dcl  # (read per run: no attribute lookups on the index)
+        self.dseq = self.index.dseq
 
     def _seen(self, client: int, seq: int) -> bool:
         if seq < self.limit[client]:
@@ -157,12 +174,14 @@ class _View:
             hi = min(first + n, self.limit[client])
             if hi <= first:
                 return []
-            cl = self.index.dcl[client][first:hi]
-            lo_c, hi_c = min(cl), max(cl)
-            if lo_c == hi_c == NOBODY:
+            cl = self.dcl[client][first:hi]
+            if cl == _uniform(NOBODY, len(cl)):  # (compared as bytes: no int per element)
                 return [(first, hi)]
+            hi_c = cl[0]
+            lo_c = hi_c if hi_c >= 0 and cl == _uniform(hi_c, len(cl)) else min(cl)
+            hi_c = hi_c if lo_c == hi_c else max(cl)
             if hi_c >= 0 and lo_c in (hi_c, NOBODY) and hi_c not in self.extra:
-                deletes = self.index.dseq[client][first:hi]  # one deleting client: at once
+                deletes = self.dseq[client][first:hi]  # one deleting client: at once
                 bound = self.limit[hi_c]
                 if min(deletes) >= bound:
                     return [(first, hi)]
@@ -191,13 +210,15 @@ class _View:
             return []  # inserted after both
         if hi > la or hi > lb:
             return None  # (some) inserted in between
-        cl = self.index.dcl[client][first:hi]
-        lo_c, hi_c = min(cl), max(cl)
-        if lo_c == hi_c == NOBODY:
+        cl = self.dcl[client][first:hi]
+        if cl == _uniform(NOBODY, len(cl)):  # (compared as bytes: no int per element)
             return [(first, hi)]
+        hi_c = cl[0]
+        lo_c = hi_c if hi_c >= 0 and cl == _uniform(hi_c, len(cl)) else min(cl)
+        hi_c = hi_c if lo_c == hi_c else max(cl)
         if hi_c < 0 or lo_c not in (hi_c, NOBODY) or hi_c in self.extra or hi_c in other.extra:
             return None
-        deletes = self.index.dseq[client][first:hi]
+        deletes = self.dseq[client][first:hi]
         ba, bb = sorted((self.limit[hi_c], other.limit[hi_c]))
         if min(deletes) >= bb:
             return [(first, hi)]

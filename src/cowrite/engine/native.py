@@ -30,9 +30,12 @@ from types import ModuleType
 
 COMPILED = (
     "apply",
+    "authorship",
     "codec",
     "decoding",
     "encoding",
+    "history",
+    "history_bulk",
     "load_passes",
     "oplog",
     "runs",

@@ -10,7 +10,9 @@ The REST history endpoints await ``history_ready`` before they read a document's
 first read of a loaded document has one long pass to make (decode the delete records the load
 left encoded and index them: ~0.2 s of CPU on the automerge-paper trace), which runs in a
 worker thread, so that the event loop only installs the result; listing versions starts it
-(``start_history_build``), so that the panel's first value read finds it under way or done.
+(``start_history_build``), so that the panel's first value read finds it under way or done. A
+thin client's reconnect reads history too (the exact changes since its state): the hub awaits
+``reconnect_ready`` before the room answers it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import logging
 from weakref import WeakKeyDictionary
 
+from cowrite import protocol as p
 from cowrite.adapters.store import Store, StoreError
 from cowrite.engine import Document, IndexBuild, history_build
 from cowrite.rooms.history import HistoryPolicy, decode_vector, thin
@@ -54,6 +57,18 @@ async def history_ready(doc: Document) -> None:
     task = start_history_build(doc)
     if task is not None:
         await asyncio.shield(task)
+
+
+async def reconnect_ready(room: Room, msg: p.Join) -> None:
+    """Before ``room.join(..., msg)``: when the join is a thin client's reconnect that the room
+    answers with the changes since the client's state (``Room._changes_since``, a history diff:
+    not within the room's log, or of another epoch), ready the document's delete index off the
+    event loop first (``history_ready``), so that the join itself only reads it."""
+    if msg.mode != "thin" or msg.version is None or msg.state is None:
+        return
+    if msg.epoch == room.epoch and room.log.oldest <= msg.version <= room.version:
+        return  # caught up from the log: no diff
+    await history_ready(room.doc)
 
 
 async def _build(doc: Document, build: IndexBuild) -> None:

@@ -27,6 +27,7 @@ from cowrite.server.chat import chat_message
 from cowrite.server.cluster import ChatNote, Cluster
 from cowrite.server.config import Settings
 from cowrite.server.exactly_once import ExactlyOnce
+from cowrite.server.history import reconnect_ready
 from cowrite.server.hooks import ChatPosted, Hooks
 from cowrite.server.metrics import Metrics
 from cowrite.server.permissions import Permissions
@@ -215,6 +216,8 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
             if msg.inflight is not None:  # stored, and forgotten here? the store tells
                 await self.exactly_once.recognise_inflight(peer, msg)
                 lr = self.joined(peer, msg.doc)
+            if isinstance(lr.crdt, Room):  # its changes since the client's state: index ready
+                await reconnect_ready(lr.crdt, msg)
             previous = lr.crdt.members.get(peer.session)
             if previous is not None:  # a rejoin keeps the user's presence fields
                 member.user = previous.user

@@ -348,17 +348,24 @@ def routes(state: Cowrite, ctx: Context) -> list[tuple[str, str, Handler]]:
         assert start is not None
         async with ctx.opened(doc_id) as lr:
             doc = lr.crdt.doc
-            old = vector(doc, start, await record(lr, doc_id, start))
+            latest = end is None
             if end is None:  # the latest version
                 end = lr.crdt.version if hub.cluster is None else lr.seqs.upto
+            # one read for the authors and both ends (each a block to decode when packed)
+            listed = await store.list_versions(
+                doc_id, after=max(0, start - 1), before=end + 1, limit=MAX_AUTHOR_ROWS + 1
+            )
+            rows = [v for v in listed if v.seq > start][:MAX_AUTHOR_ROWS]
+            found = {v.seq: v for v in (listed[:1] + listed[-1:])}
+            at_start = found[start] if start in found else await record(lr, doc_id, start)
+            old = vector(doc, start, at_start)
+            if latest:
                 new = doc.version
             else:
-                new = vector(doc, end, await record(lr, doc_id, end))
+                at_end = found[end] if end in found else await record(lr, doc_id, end)
+                new = vector(doc, end, at_end)
             ctx.history_read(doc)
             await history_ready(doc)
-            rows = await store.list_versions(
-                doc_id, after=start, before=end + 1, limit=MAX_AUTHOR_ROWS
-            )
             try:
                 changes = diff(doc, old, new, authored=True)
             except EngineError as exc:
