@@ -72,8 +72,9 @@ def sorted_by_id(items: list[Item]) -> list[Item]:
     for k in range(0, n, 16 * PACE_EVERY):  # min and max a slice at a time
         pace()
         part = seqs[k : k + 16 * PACE_EVERY]
-        lo = min(lo, min(part))
-        hi = max(hi, max(part))
+        low, high = min(part), max(part)
+        lo = min(lo, low)
+        hi = max(hi, high)
     span = hi - lo + 1
     pace()
     where = [0] * n  # each item's bucket
