@@ -276,8 +276,9 @@ def record_version(doc: ReplicaTable, client: int, end: int) -> None:
     per transaction, or the last entry grown when it is ``client``'s and within the version
     window). ``ReplicaTable._record_version`` runs this; compiled, the merge path and local
     ops call it directly (once per applied run: a method call was 7 % of a replay)."""
-    raw: object = doc.now_ms()
-    now = raw if type(raw) is int else doc._now()
+    clock: Any = doc.now_ms  # Any: compiled, a typed call would refuse a float before _now
+    raw: Any = clock()
+    now: int = raw if type(raw) is int else doc._now()
     vc = doc.vlog_client
     last = len(vc) - 1
     if last >= 0 and vc[last] == client and now - doc.vlog_time[last] < doc.version_window_ms:
