@@ -15,7 +15,10 @@ that does not depend on how loaded the machine is; ``benchmarks.profile_serve``,
 server process: the first is the one the document was typed into). ``OPEN_STALL_PROBE=DIR``
 adds the SQLite commit and pipeline timings (``benchmarks.pipeline_probe``).
 
-``python -m benchmarks open_stall [--chars 2000000] [--rounds 3]``: prints a table.
+``python -m benchmarks open_stall [--chars 2000000] [--rounds 3] [--db FILE]``: prints a table.
+``--db FILE`` keeps the typed database: the first run types it and copies it to FILE, later runs
+(same ``--chars``) start from a copy of it, so that rounds of several runs open the same document
+(and skip the minute of typing).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -158,15 +162,34 @@ async def _round(url: str, interval: float) -> dict[str, float]:
     }
 
 
-async def _run(chars: int, rounds: int, interval_ms: float, workdir: Path) -> int:
+def _copy_db(src: Path, dst: Path) -> None:
+    """An SQLite database and its write-ahead log, if it has one left."""
+    for suffix in ("", "-wal"):
+        part = src.with_name(src.name + suffix)
+        if part.exists():
+            shutil.copyfile(part, dst.with_name(dst.name + suffix))
+
+
+async def _run(
+    chars: int, rounds: int, interval_ms: float, workdir: Path, db: Path | None = None
+) -> int:
     lag_dir = workdir / "lag"
-    server = _LaggedInstance(workdir / "server.log", str(workdir / "cowrite.db"), lag_dir, chars)
+    data = workdir / "cowrite.db"
+    server = _LaggedInstance(workdir / "server.log", str(data), lag_dir, chars)
+    if db is not None and db.exists():
+        _copy_db(db, data)
+        print(f"the typed document: a copy of {db}", file=sys.stderr)
     await server.start()
     url = f"ws://127.0.0.1:{server.port}/ws"
-    t0 = time.monotonic()
-    inserts = await _fill(url, chars)
-    took = time.monotonic() - t0
-    print(f"typed {chars:,} characters in {inserts:,} inserts ({took:.0f} s)", file=sys.stderr)
+    if db is None or not db.exists():
+        t0 = time.monotonic()
+        inserts = await _fill(url, chars)
+        took = time.monotonic() - t0
+        print(f"typed {chars:,} characters in {inserts:,} inserts ({took:.0f} s)", file=sys.stderr)
+        if db is not None:
+            server.terminate()  # a clean stop: the database file is complete
+            await asyncio.sleep(1.0)
+            _copy_db(data, db)
     rows = []
     for r in range(rounds):
         server.terminate()
@@ -197,9 +220,10 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     ap.add_argument("--chars", type=int, default=2_000_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--interval-ms", type=float, default=25.0)
+    ap.add_argument("--db", type=Path, default=None, help="keep / reuse the typed database")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cowrite-open-stall-") as tmp:
-        return asyncio.run(_run(args.chars, args.rounds, args.interval_ms, Path(tmp)))
+        return asyncio.run(_run(args.chars, args.rounds, args.interval_ms, Path(tmp), args.db))
 
 
 if __name__ == "__main__":

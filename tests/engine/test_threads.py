@@ -49,6 +49,49 @@ def test_loading_many_items_paces_every_few_items() -> None:
     assert drops >= 2  # and between the phases
 
 
+BUILD = """
+import random
+from cowrite.engine import Document, engine_build
+from cowrite.engine import runs, sequence, tree
+assert engine_build().startswith("pure"), engine_build()
+calls = {"tree": 0, "index": 0, "value": 0}
+def counter(name):
+    def pace():
+        calls[name] += 1
+    return pace
+tree.pace, runs.pace, sequence.pace = counter("tree"), counter("index"), counter("value")
+doc = Document(replica=1)
+text = doc.text("t")
+rng = random.Random(5)
+for i in range(6000):  # one item each
+    text.insert(rng.randint(0, len(text)), "ab")
+loaded = Document.load(doc.encode_state(), None)
+seq = loaded.sequence(loaded.text("t").id)
+leaves = 0
+leaf = seq.first
+while leaf is not None:
+    leaves += 1
+    leaf = leaf.next
+built = dict(calls)
+assert seq.value() == str(text) and calls["value"] == 0  # not paced unless asked
+assert seq.value(paced=True) == str(text)
+print(leaves, built["tree"], built["index"], calls["value"])
+"""
+
+
+def test_the_tree_the_id_index_and_a_paced_read_offer_the_lock() -> None:
+    env = {"COWRITE_ENGINE": "pure", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", BUILD], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    leaves, tree, index, value = map(int, done.stdout.split()[-4:])
+    assert leaves > 10
+    assert tree >= leaves  # per leaf built (and per node)
+    assert index >= 6000 // 256  # per block of the id index
+    assert value >= leaves  # per leaf read
+
+
 def test_pace_drops_the_lock_once_the_slice_is_spent() -> None:
     holds: list[float] = []
     with observe_holds(holds.append):

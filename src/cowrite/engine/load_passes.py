@@ -68,12 +68,17 @@ def sorted_by_id(items: list[Item]) -> list[Item]:
         if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
             pace()
         seqs.append(items[k].id >> CLIENT_BITS)
-    pace()
-    lo = min(seqs)
-    pace()
-    span = max(seqs) - lo + 1
+    lo = hi = seqs[0]
+    for k in range(0, n, 16 * PACE_EVERY):  # min and max a slice at a time
+        pace()
+        part = seqs[k : k + 16 * PACE_EVERY]
+        low, high = min(part), max(part)
+        lo = min(lo, low)
+        hi = max(hi, high)
+    span = hi - lo + 1
     pace()
     where = [0] * n  # each item's bucket
+    pace()  # allocating megabytes takes a few ms each (fresh pages)
     ends = [0] * (n + 1)  # counts, then where each bucket starts, then where it ends
     pace()
     for k in range(n):
@@ -90,6 +95,7 @@ def sorted_by_id(items: list[Item]) -> list[Item]:
         ends[b] = total
     pace()
     out: list[Item | None] = [None] * n
+    pace()
     keys = [0] * n  # the seq of each item of ``out``
     pace()
     for k in range(n):

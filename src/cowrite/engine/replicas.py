@@ -20,6 +20,7 @@ from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from cowrite.engine.apply import record_version
 from cowrite.engine.doc_parts import SYSTEM, DeleteColumns, _del_arrays
 from cowrite.engine.errors import InvalidOperation
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, MAX_CLIENTS, VersionVector
@@ -101,21 +102,12 @@ class ReplicaTable:
         """Allocate ``n`` seqs for a local op: returns the packed id of the first."""
         me = self._me
         start = self._next[me]
-        self._record_version(me, start + n)  # first: a failing clock must not leave a seq hole
+        record_version(self, me, start + n)  # first: a failing clock must not leave a seq hole
         self._next[me] = start + n
         return (start << CLIENT_BITS) | me
 
     def _record_version(self, client: int, end: int) -> None:
-        now = self.now_ms()
-        if type(now) is not int:
-            now = self._now()
-        vc = self.vlog_client
-        if vc and vc[-1] == client and now - self.vlog_time[-1] < self.version_window_ms:
-            self.vlog_end[-1] = end
-        else:
-            vc.append(client)
-            self.vlog_end.append(end)
-            self.vlog_time.append(now)
+        record_version(self, client, end)
 
     @property
     def local_seq(self) -> int:

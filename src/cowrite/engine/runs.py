@@ -13,6 +13,7 @@ from itertools import chain
 from typing import TYPE_CHECKING, Any, Final
 
 from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, ONE
+from cowrite.engine.threads import pace
 
 if TYPE_CHECKING:
     from cowrite.engine.tree import RunTree
@@ -222,10 +223,19 @@ class ItemIndex:
             heads[b] = starts[0]
 
     def load(self, client: int, starts: list[int], items: list[Item]) -> None:
-        """Replace ``client``'s items with ``items`` (seq order) starting at ``starts``."""
-        self.heads[client] = starts[::BLOCK]
-        self.starts[client] = [starts[k : k + BLOCK] for k in range(0, len(starts), BLOCK)]
-        self.items[client] = [items[k : k + BLOCK] for k in range(0, len(items), BLOCK)]
+        """Replace ``client``'s items with ``items`` (seq order) starting at ``starts``. Paced
+        (``pace()`` per block: 700k items are 14 ms of slicing), for a load in a thread."""
+        heads: list[int] = []
+        blocks: list[list[int]] = []
+        item_blocks: list[list[Item]] = []
+        for k in range(0, len(starts), BLOCK):
+            heads.append(starts[k])
+            blocks.append(starts[k : k + BLOCK])
+            item_blocks.append(items[k : k + BLOCK])
+            pace()
+        self.heads[client] = heads
+        self.starts[client] = blocks
+        self.items[client] = item_blocks
 
     def runs(self, client: int, start: int = 0) -> Iterator[tuple[int, Item]]:
         """``(first seq, item)`` of ``client``'s items in seq order, from the one holding (or

@@ -478,6 +478,7 @@ def _build(doc: Document, state: _State) -> None:
             if k & (PACE_EVERY - 1) == PACE_EVERY - 1:
                 pace()
             per_client[it.id & CLIENT_MASK].append(it)
+        drop(items)  # the list only: freeing it at once is a long hold
         let_others_run()
     index = doc.index
     nexts = [0] * len(doc._replicas)
@@ -487,6 +488,8 @@ def _build(doc: Document, state: _State) -> None:
         if not unsorted:
             continue
         items = sorted_by_id(unsorted)
+        if items is not unsorted:
+            drop(unsorted)
         per_client[c] = items
         del unsorted
         pace()
@@ -498,6 +501,8 @@ def _build(doc: Document, state: _State) -> None:
     for seq, refs in checks:
         _check_refs(doc, seq, refs)
         drop(refs)
+    for items in per_client:  # the lists only (the tree and the index hold the items)
+        drop(items)
     for (_, n), c in zip(state.replicas, cmap, strict=True):
         doc._next[c] = n
         doc._record_version(c, n)

@@ -24,6 +24,7 @@ from cowrite.engine.runs import (
     item_index,
     mergeable,
 )
+from cowrite.engine.threads import pace
 
 
 class RunTree:
@@ -210,7 +211,8 @@ class RunTree:
 
     def load_items(self, items: list[Item]) -> None:
         """Fill this empty sequence with ``items`` (in document order, canonical runs), building
-        the tree bottom-up: no integration. The caller indexes them by id."""
+        the tree bottom-up: no integration. The caller indexes them by id. Paced (``pace()`` per
+        leaf and per node: a 2 M-character text is 14 ms of leaves), for a load in a thread."""
         if not items:
             return
         fill = LEAF_MAX * 3 // 4
@@ -230,10 +232,15 @@ class RunTree:
                 leaf.prev = prev
             leaves.append(leaf)
             prev = leaf
+            pace()
         level: list[Any] = leaves
         step = NODE_MAX * 3 // 4
         while len(level) > 1:
-            level = [Node(level[k : k + step]) for k in range(0, len(level), step)]
+            upper: list[Any] = []
+            for k in range(0, len(level), step):
+                upper.append(Node(level[k : k + step]))
+                pace()
+            level = upper
         self.first = leaves[0]
         self.root = level[0]
         self.root.parent = None

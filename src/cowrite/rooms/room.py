@@ -220,14 +220,19 @@ class Room(ThinEdits, Replicas):
         out.broadcast.append((p.Presence(doc=self.doc_id, entries=[self._entry(member)]), "all"))
         return out
 
-    def _snapshot(self) -> tuple[dict[str, Any], dict[str, str]]:
+    def _snapshot(self, paced: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
         """The thin-client snapshot of the current version, computed once per version: joins
         at one version share it (a large document's snapshot costs the loop ~0.3 s a time).
         Every change to the document is a new version; nobody mutates a sent snapshot."""
         key = (self.version, len(self.doc.roots))
         if self._snap is None or self._snap[0] != key:
-            self._snap = (key, *snapshot(self.doc))
+            self._snap = (key, *snapshot(self.doc, paced=paced))
         return self._snap[1], self._snap[2]
+
+    def prepare_joins(self) -> None:
+        """Compute the thin-client snapshot now, paced: the loader calls this in its worker
+        thread, so that the first join after a load does not build it on the event loop."""
+        self._snapshot(paced=True)
 
     def _changes_since(self, base: VersionVector) -> list[p.EditOp] | None:
         """Wire ops turning the document at version vector ``base`` into the current one, or

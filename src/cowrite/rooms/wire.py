@@ -80,8 +80,9 @@ def value_from_wire(value: Any) -> Any:
     return value
 
 
-def snapshot(doc: Document) -> tuple[dict[str, Any], dict[str, str]]:
-    """(node id -> {"kind", "value"}) of every node reachable from the roots, and root names."""
+def snapshot(doc: Document, *, paced: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
+    """(node id -> {"kind", "value"}) of every node reachable from the roots, and root names;
+    ``paced``: sequences are read letting other threads run (a loader's worker thread)."""
     nodes: dict[str, Any] = {}
     roots: dict[str, str] = {}
     stack = []
@@ -97,10 +98,10 @@ def snapshot(doc: Document) -> tuple[dict[str, Any], dict[str, str]]:
         kind = doc.kind_of(node)
         value: Any
         if kind is NodeKind.TEXT:
-            value = str(doc.sequence(node).value())
+            value = str(doc.sequence(node).value(paced))
         elif kind is NodeKind.LIST:
             value = []
-            for v in doc.sequence(node).value():
+            for v in doc.sequence(node).value(paced):
                 if type(v) is NodeRef:
                     stack.append(v.id)
                 value.append(value_to_wire(doc, v))
