@@ -33,7 +33,10 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
 from cowrite.adapters.store.base import VersionRecord
+from cowrite.engine import pace
 
+PACE_MASK = 63
+"""The per-version loops call ``pace`` (``engine/threads.py``) every 64 versions."""
 BLOCK_VERSIONS = 2048
 """Versions a store packs into one block (the tail of newer versions stays one row each)."""
 
@@ -207,7 +210,9 @@ def _vectors(out: bytearray, records: Sequence[VersionRecord]) -> None:
     changes = bytearray()
     verbatim = bytearray()
     prev: dict[int, int] = {}
-    for v in records:
+    for i, v in enumerate(records):
+        if not i & PACE_MASK:
+            pace()  # (a pack encodes on a reader thread: the event loop's turns come first)
         pairs = parse_vector(v.vector)
         if pairs is None or any(c == 0 for _, c in pairs) or not prev.keys() <= dict(pairs).keys():
             tags.append(1)
@@ -308,11 +313,15 @@ def _decode(r: _Reader, after: int, before: int) -> list[VersionRecord]:
     deltas = [t == 0 for t in tags]
     changes: list[list[tuple[int, int]]] = []
     for i in range(n):
+        if not i & PACE_MASK:
+            pace()
         if deltas[i]:
             changes.append([(r.uint(), _unzz(r.uint())) for _ in range(r.count(len(r.data)))])
         else:
             changes.append([])
     for i in range(n):
+        if not i & PACE_MASK:
+            pace()
         if deltas[i]:
             for k, (ri, delta) in enumerate(changes[i]):
                 replica = replicas[ri]

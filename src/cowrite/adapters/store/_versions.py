@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -78,15 +79,106 @@ _NAME_SQL = (
 
 
 def _insert_version(
-    c: sqlite3.Connection, doc_id: str, seq: int, v: VersionRecord, block: int
-) -> None:
+    c: sqlite3.Connection, doc_id: str, seq: int, v: VersionRecord, block: int, pack: bool = True
+) -> bool:
+    """Insert the row of version ``seq``; pack the tail if it is long enough and ``pack``.
+    True: the tail is due for packing and was not packed (``pack`` False: the caller packs it
+    later, off the writer, with ``plan_pack`` and ``apply_pack``)."""
     c.execute(
         f"INSERT INTO versions (doc_id, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         row_values(doc_id, seq, v),
     )
     first = c.execute("SELECT min(seq) FROM versions WHERE doc_id = ?", (doc_id,)).fetchone()[0]
-    if vb.pack_due(first, seq, block):
-        _pack(c, doc_id, block)
+    if not vb.pack_due(first, seq, block):
+        return False
+    if not pack:
+        return True
+    _pack(c, doc_id, block)
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class PackPlan:
+    """A document's tail packed into blocks, computed on a reader from one committed state:
+    valid for ``apply_pack`` only while the rows and the last block it read are unchanged."""
+
+    upto: int
+    """The last tail seq it packs (every tail row up to it)."""
+    tail: list[VersionRecord]
+    """Those rows as read, names left out (blocks do not keep them)."""
+    last: tuple[int, int, bytes] | None
+    """The document's last block as read (last_seq, n, data), None: none."""
+    topped_up: bool
+    """``last`` is re-encoded into ``blocks`` (it was not full)."""
+    blocks: list[tuple[int, int, int, bytes]]
+    """The new ``version_blocks`` rows: (last_seq, first_seq, n, data)."""
+
+
+def plan_pack(c: sqlite3.Connection, doc_id: str, block: int) -> PackPlan | None:
+    """Read the tail and the last block and encode the blocks that replace them (the CPU of a
+    pack: tens of ms for a 2,048-version block), on a reader connection; None when the tail is
+    not due for packing."""
+    c.execute("BEGIN")  # one read transaction: tail and last block from the same commit
+    try:
+        rows = c.execute(
+            f"SELECT {COLUMNS} FROM versions WHERE doc_id = ? ORDER BY seq", (doc_id,)
+        ).fetchall()
+        if not rows or not vb.pack_due(int(rows[0][0]), int(rows[-1][0]), block):
+            return None
+        row = c.execute(
+            "SELECT last_seq, n, data FROM version_blocks WHERE doc_id = ? "
+            "ORDER BY last_seq DESC LIMIT 1",
+            (doc_id,),
+        ).fetchone()
+    finally:
+        c.execute("COMMIT")
+    tail = [_unnamed(record(r)) for r in rows]
+    last = None if row is None else (int(row[0]), int(row[1]), bytes(row[2]))
+    topped_up = last is not None and last[1] < block
+    records = (vb.decode(last[2]) if last is not None and topped_up else []) + tail
+    blocks = [(b[-1].seq, b[0].seq, len(b), vb.encode(b)) for b in vb.chunks(records, block) if b]
+    return PackPlan(tail[-1].seq, tail, last, topped_up, blocks)
+
+
+def apply_pack(c: sqlite3.Connection, doc_id: str, plan: PackPlan) -> bool:
+    """On the writer: replace the tail rows and the last block by ``plan``'s blocks, moving the
+    rows' names to ``version_names`` (a row may have been named since the plan read it). False,
+    changing nothing, when the rows or the last block changed since (retention, a restore):
+    the next append that finds the tail due plans again."""
+    rows = [
+        record(r)
+        for r in c.execute(
+            f"SELECT {COLUMNS} FROM versions WHERE doc_id = ? AND seq <= ? ORDER BY seq",
+            (doc_id, plan.upto),
+        )
+    ]
+    if [_unnamed(v) for v in rows] != plan.tail:
+        return False
+    row = c.execute(
+        "SELECT last_seq, n, data FROM version_blocks WHERE doc_id = ? "
+        "ORDER BY last_seq DESC LIMIT 1",
+        (doc_id,),
+    ).fetchone()
+    if (None if row is None else (int(row[0]), int(row[1]), bytes(row[2]))) != plan.last:
+        return False
+    c.executemany(
+        _NAME_SQL,
+        [(doc_id, v.seq, v.name, v.named_ms) for v in rows if v.name is not None],
+    )
+    c.execute("DELETE FROM versions WHERE doc_id = ? AND seq <= ?", (doc_id, plan.upto))
+    if plan.topped_up and plan.last is not None:
+        c.execute(
+            "DELETE FROM version_blocks WHERE doc_id = ? AND last_seq = ?", (doc_id, plan.last[0])
+        )
+    c.executemany(
+        "INSERT INTO version_blocks (doc_id, last_seq, first_seq, n, data) VALUES (?, ?, ?, ?, ?)",
+        [(doc_id, *b) for b in plan.blocks],
+    )
+    return True
+
+
+def _unnamed(v: VersionRecord) -> VersionRecord:
+    return v if v.name is None and v.named_ms is None else replace(v, name=None, named_ms=None)
 
 
 def _pack(c: sqlite3.Connection, doc_id: str, block: int) -> int:
