@@ -197,12 +197,16 @@ def install(out: Path) -> None:
 
     run_together: Callable[..., Any] = _writer.BatchWriter._run_together
 
+    run_cpu: list[float] = []
+    """The same, in the writer thread's CPU time (what it did, not what it waited for)."""
+
     def timed_run_together(self: _writer.BatchWriter, batch: list[Any]) -> Any:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         try:
             return run_together(self, batch)
         finally:
             runs.append(time.perf_counter() - t)
+            run_cpu.append(time.thread_time() - cpu)
 
     commit: Callable[..., Any] = _writer.BatchWriter._commit
 
@@ -282,11 +286,18 @@ def install(out: Path) -> None:
 
     started = [0.0]
 
+    origin = time.monotonic()
+    full: list[tuple[float, float]] = []
+    """(monotonic start, seconds) of each full collection."""
+
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             started[0] = time.perf_counter()
         else:
-            pauses[info["generation"]].append(time.perf_counter() - started[0])
+            took = time.perf_counter() - started[0]
+            pauses[info["generation"]].append(took)
+            if info["generation"] == 2:
+                full.append((time.monotonic() - took, took))
 
     _writer.BatchWriter._commit = timed_commit  # type: ignore[method-assign]
     _writer.BatchWriter.submit = timed_writer_submit  # type: ignore[method-assign]
@@ -333,9 +344,12 @@ def install(out: Path) -> None:
             *stages_report(edits),
             f"writer wake (job queued -> transaction begun): {_quantiles(wakes)}",
             f"writer statements (without COMMIT): {_quantiles(runs)}",
+            f"writer statements, thread CPU: {_quantiles(run_cpu)}",
             "commits over 20 ms (s since the first commit, ms, jobs):",
             *(f"  {t - first_commit[0]:.2f} {1000 * d:.0f} {n}" for t, d, n in slow_commits[:40]),
             *watch.report(),
+            "full collections (s since the server started, ms): "
+            + ", ".join(f"{t - origin:.2f} {1000 * d:.0f}" for t, d in full),
             *(f"version blocks {k}: {_quantiles(v)}" for k, v in codec.items()),
         ]
         out.mkdir(parents=True, exist_ok=True)
