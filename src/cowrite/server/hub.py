@@ -193,6 +193,11 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
             due = quiet if due is None else min(due, quiet)
         return due
 
+    async def _load(self, doc_id: str, create: bool, kind: str) -> LoadedRoom:
+        lr = await super()._load(doc_id, create, kind)
+        self._ticks.wake(doc_id)  # the next tick looks at a fresh room (a long log's snapshot)
+        return lr
+
     def submit(self, lr: LoadedRoom, outcome: Outcome, *args: Any, **kwargs: Any) -> None:
         """``Pipeline.submit``, and the room visited at the next tick (an input may have set a
         timer: an active member's idle time, a checksum that waits for quiet, an awareness
