@@ -311,7 +311,7 @@ class SQLiteStore:
                     await self._write(partial(apply_pack, doc_id=doc_id, plan=plan))
                 if doc_id not in self._pack_again:
                     return
-        except StoreError:
+        except Exception:  # the tail stays as it is (readable); the next due append retries
             log.warning("packing the version tail failed", exc_info=True, extra={"doc": doc_id})
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
