@@ -145,3 +145,30 @@ def test_the_store_reads_every_version_back_whenever_packing_ran(n: int, block: 
 
     with tempfile.TemporaryDirectory() as d:
         asyncio.run(main(Path(d) / "db"))
+
+
+async def test_garbage_a_damaged_last_block_fails_the_pack_not_the_appends(tmp_path: Path) -> None:
+    """A block the codec cannot read (damaged on disk): the appends are stored and acknowledged
+    all the same, the tail stays unpacked and readable."""
+    path = tmp_path / "db"
+    async with SQLiteStore(path, version_block=BLOCK) as store:
+        await store.create_document("d", title="", now_ms=T0)
+        for i in range(1, 4):
+            await store.append_update("d", b"u", now_ms=T0, version=_version(i))
+        await asyncio.gather(*store._packing.values())
+    conn = sqlite3.connect(path)
+    conn.execute(  # a block of 3: short of full, so the next pack tops it up (zlib: garbage)
+        "INSERT INTO version_blocks (doc_id, last_seq, first_seq, n, data) "
+        "VALUES ('d', 3, 1, 3, x'01ff')"
+    )
+    conn.execute("DELETE FROM versions")
+    conn.commit()
+    conn.close()
+    async with SQLiteStore(path, version_block=BLOCK) as store:
+        seqs = [
+            await store.append_update("d", b"u", now_ms=T0, version=_version(i))
+            for i in range(4, 4 + BLOCK)
+        ]
+        await asyncio.gather(*store._packing.values())
+        assert seqs == list(range(4, 4 + BLOCK))
+        assert [v.seq for v in await store.list_versions("d", after=3)] == seqs
