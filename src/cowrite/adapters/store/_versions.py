@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -104,8 +104,8 @@ class PackPlan:
 
     upto: int
     """The last tail seq it packs (every tail row up to it)."""
-    tail: list[VersionRecord]
-    """Those rows as read, names left out (blocks do not keep them)."""
+    tail: list[tuple[Any, ...]]
+    """Those rows as read (``_UNNAMED_SQL``: what a block keeps), compared as they come."""
     last: tuple[int, int, bytes] | None
     """The document's last block as read (last_seq, n, data), None: none."""
     topped_up: bool
@@ -120,9 +120,7 @@ def plan_pack(c: sqlite3.Connection, doc_id: str, block: int) -> PackPlan | None
     not due for packing."""
     c.execute("BEGIN")  # one read transaction: tail and last block from the same commit
     try:
-        rows = c.execute(
-            f"SELECT {COLUMNS} FROM versions WHERE doc_id = ? ORDER BY seq", (doc_id,)
-        ).fetchall()
+        rows = c.execute(_UNNAMED_SQL + " ORDER BY seq", (doc_id,)).fetchall()
         if not rows or not vb.pack_due(int(rows[0][0]), int(rows[-1][0]), block):
             return None
         row = c.execute(
@@ -132,12 +130,12 @@ def plan_pack(c: sqlite3.Connection, doc_id: str, block: int) -> PackPlan | None
         ).fetchone()
     finally:
         c.execute("COMMIT")
-    tail = [_unnamed(record(r)) for r in rows]
+    tail = [record((*r[:7], None, None, r[7])) for r in rows]
     last = None if row is None else (int(row[0]), int(row[1]), bytes(row[2]))
     topped_up = last is not None and last[1] < block
     records = (vb.decode(last[2]) if last is not None and topped_up else []) + tail
     blocks = [(b[-1].seq, b[0].seq, len(b), vb.encode(b)) for b in vb.chunks(records, block) if b]
-    return PackPlan(tail[-1].seq, tail, last, topped_up, blocks)
+    return PackPlan(tail[-1].seq, rows, last, topped_up, blocks)
 
 
 def apply_pack(c: sqlite3.Connection, doc_id: str, plan: PackPlan) -> bool:
@@ -145,14 +143,8 @@ def apply_pack(c: sqlite3.Connection, doc_id: str, plan: PackPlan) -> bool:
     rows' names to ``version_names`` (a row may have been named since the plan read it). False,
     changing nothing, when the rows or the last block changed since (retention, a restore):
     the next append that finds the tail due plans again."""
-    rows = [
-        record(r)
-        for r in c.execute(
-            f"SELECT {COLUMNS} FROM versions WHERE doc_id = ? AND seq <= ? ORDER BY seq",
-            (doc_id, plan.upto),
-        )
-    ]
-    if [_unnamed(v) for v in rows] != plan.tail:
+    rows = c.execute(_UNNAMED_SQL + " AND seq <= ? ORDER BY seq", (doc_id, plan.upto)).fetchall()
+    if rows != plan.tail:  # (rows as tuples: no decoding on the writer)
         return False
     row = c.execute(
         "SELECT last_seq, n, data FROM version_blocks WHERE doc_id = ? "
@@ -161,9 +153,13 @@ def apply_pack(c: sqlite3.Connection, doc_id: str, plan: PackPlan) -> bool:
     ).fetchone()
     if (None if row is None else (int(row[0]), int(row[1]), bytes(row[2]))) != plan.last:
         return False
-    c.executemany(
-        _NAME_SQL,
-        [(doc_id, v.seq, v.name, v.named_ms) for v in rows if v.name is not None],
+    c.execute(  # names given to tail rows, since the plan read them too
+        "INSERT INTO version_names (doc_id, seq, name, named_ms) "
+        "SELECT doc_id, seq, name, named_ms FROM versions "
+        "WHERE doc_id = ? AND seq <= ? AND name IS NOT NULL "
+        "ON CONFLICT (doc_id, seq) DO UPDATE SET name = excluded.name, "
+        "named_ms = excluded.named_ms",
+        (doc_id, plan.upto),
     )
     c.execute("DELETE FROM versions WHERE doc_id = ? AND seq <= ?", (doc_id, plan.upto))
     if plan.topped_up and plan.last is not None:
@@ -177,8 +173,11 @@ def apply_pack(c: sqlite3.Connection, doc_id: str, plan: PackPlan) -> bool:
     return True
 
 
-def _unnamed(v: VersionRecord) -> VersionRecord:
-    return v if v.name is None and v.named_ms is None else replace(v, name=None, named_ms=None)
+_UNNAMED_SQL = (
+    "SELECT seq, time_ms, authors, how, size, vector, restored_from, merged "
+    "FROM versions WHERE doc_id = ?"
+)
+"""A document's tail rows without their names (``PackPlan.tail``)."""
 
 
 def _pack(c: sqlite3.Connection, doc_id: str, block: int) -> int:
