@@ -1,4 +1,5 @@
-"""Where an update's time goes inside ``cowrite serve``: the store, the pipeline, the collector.
+"""Where an update's time goes inside ``cowrite serve``: the store, the pipeline, the collector,
+the event loop's stalls.
 
 ``COWRITE_BENCH_PROBE=DIR python -m benchmarks server ...`` starts cowrite servers through
 ``benchmarks.profile_serve --probe-out DIR`` (no profiler: it can run alongside the numbers),
@@ -9,7 +10,14 @@ which calls ``install`` before the server starts. At exit ``DIR/probe-<pid>.txt`
 * ``persist``: each room batch's wait in ``Pipeline._persist``, from handing its updates to the
   store until they are durable *and the room's task runs again* (so a late event loop shows
   here: with ``--data :memory:`` it is the loop alone);
-* ``gc``: each garbage collection's pause, by generation (``gc.callbacks``).
+* ``gc``: each garbage collection's pause, by generation (``gc.callbacks``);
+* ``stages``: every edit's time split by stage (``EditStages``): received (``Hub.edit``) ->
+  submitted to the room's pipeline (room applied) -> its batch taken by the pipeline (queued
+  behind the room's previous batch) -> durable (the writer's commit returned) -> the room's task
+  resumed -> acks and broadcasts queued on the connections; all edits, then the slowest 1 %;
+* ``stalls``: the event loop's stalls (a callback posted every 5 ms from a thread, late by 10 ms
+  or more), each with what the main thread was running while it was late (sampled from
+  ``sys._current_frames``), grouped by place.
 
 Durations are wall-clock: on a loaded machine they include waiting for a CPU.
 """
@@ -17,12 +25,22 @@ Durations are wall-clock: on a loaded machine they include waiting for a CPU.
 from __future__ import annotations
 
 import atexit
+import bisect
 import gc
 import os
+import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
+
+STALL_MS = 10.0
+"""A posted callback this late is a stall (what ran meanwhile is sampled)."""
+STAGES = ("apply", "queue", "store", "wake", "fanout")
 
 
 def _quantiles(values: list[float]) -> str:
@@ -39,54 +57,300 @@ def _quantiles(values: list[float]) -> str:
     )
 
 
+@dataclass(slots=True)
+class EditStages:
+    """One edit's monotonic timestamps (seconds), in pipeline order."""
+
+    received: float
+    submitted: float
+    taken: float = 0.0
+    durable: float = 0.0
+    resumed: float = 0.0
+    sent: float = 0.0
+
+    def split(self) -> tuple[float, ...]:
+        """Seconds in each of ``STAGES``."""
+        return (
+            self.submitted - self.received,
+            self.taken - self.submitted,
+            self.durable - self.taken,
+            self.resumed - self.durable,
+            self.sent - self.resumed,
+        )
+
+    @property
+    def total(self) -> float:
+        return self.sent - self.received
+
+
+def stages_report(edits: list[EditStages]) -> list[str]:
+    """Mean ms per stage over every edit and over the slowest 1 % (received -> sent)."""
+    if not edits:
+        return ["stages: none"]
+    ordered = sorted(edits, key=lambda e: e.total)
+    slow = ordered[-max(1, len(ordered) // 100) :]
+    lines = [f"stages (received -> sent): {_quantiles([e.total for e in ordered])}"]
+    for name, group in (("all", ordered), ("slowest 1%", slow)):
+        sums = [0.0] * len(STAGES)
+        for e in group:
+            for i, v in enumerate(e.split()):
+                sums[i] += v
+        means = ", ".join(
+            f"{s} {1000 * v / len(group):.2f}" for s, v in zip(STAGES, sums, strict=True)
+        )
+        lines.append(f"stages mean ms, {name} (n {len(group)}): {means}")
+    return lines
+
+
+@dataclass
+class StallWatch:
+    """Posts a callback to the loop every ``interval_s`` from a thread; while one is late by
+    ``STALL_MS`` or more, samples the main thread's stack. ``stalls``: (start, seconds late,
+    the places sampled meanwhile)."""
+
+    interval_s: float = 0.005
+    stalls: list[tuple[float, float, tuple[str, ...]]] = field(default_factory=list)
+    _main: int = 0
+
+    def start(self, loop: Any) -> None:
+        self._main = threading.get_ident()
+        threading.Thread(target=self._run, args=(loop,), name="stall-watch", daemon=True).start()
+
+    def _run(self, loop: Any) -> None:
+        while not loop.is_closed():
+            seen = threading.Event()
+            sent = time.monotonic()
+            try:
+                loop.call_soon_threadsafe(seen.set)
+            except RuntimeError:
+                return
+            places: list[str] = []
+            while not seen.wait(STALL_MS / 4000):  # sample 4 times per STALL_MS
+                if time.monotonic() - sent >= STALL_MS / 1000:
+                    frame = sys._current_frames().get(self._main)
+                    if frame is not None:
+                        places.append(place(frame))
+            late = time.monotonic() - sent
+            if late >= STALL_MS / 1000:
+                self.stalls.append((sent, late, tuple(places)))
+            time.sleep(self.interval_s)
+
+    def report(self) -> list[str]:
+        lates = [s[1] for s in self.stalls]
+        lines = [f"stalls >= {STALL_MS:g} ms: {_quantiles(lates)}"]
+        where: Counter[str] = Counter()
+        nothing = "(no sample: the thread got no CPU, or C code held the GIL)"
+        for _, _, places in self.stalls:
+            for p in set(places) or {nothing}:
+                where[p] += 1
+        for p, n in where.most_common(12):
+            lines.append(f"  {n:4d} stalls at {p}")
+        return lines
+
+
+def place(frame: FrameType | None, depth: int = 4) -> str:
+    """The innermost ``depth`` frames as ``file:function:line`` (innermost first)."""
+    out: list[str] = []
+    while frame is not None and len(out) < depth:
+        code = frame.f_code
+        out.append(f"{Path(code.co_filename).name}:{code.co_name}:{frame.f_lineno}")
+        frame = frame.f_back
+    return " < ".join(out)
+
+
 def install(out: Path) -> None:
-    """Wrap the writer's commit and the pipeline's persist step; record GC pauses; write the
-    report to ``out`` at exit."""
+    """Wrap the writer's commit and the pipeline's steps; record GC pauses and loop stalls;
+    write the report to ``out`` at exit."""
+    from cowrite.adapters.store import _version_blocks as vb
     from cowrite.adapters.store import _writer
-    from cowrite.server import pipeline
+    from cowrite.server import hub, pipeline
 
     commits: list[float] = []
+    commit_ends: list[float] = []
     jobs: list[float] = []
     persists: list[float] = []
     pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    edits: list[EditStages] = []
+    received: dict[int, float] = {}
+    """id(message) -> when ``Hub.edit`` got it."""
+    staged: dict[int, EditStages] = {}
+    """id(outcome) -> its edit's stages, until its batch is sent."""
+    persisted: dict[int, tuple[float, float]] = {}
+    """id(room) -> (start, end) of its last ``_persist``."""
+    lock = threading.Lock()
+
+    queued: dict[int, float] = {}
+    """id(future) -> when the writer job was submitted."""
+    wakes: list[float] = []
+    """From the batch's first job submitted to the writer thread starting its transaction."""
+    runs: list[float] = []
+    """The batch's jobs (statements) inside the transaction, without the COMMIT."""
+    slow_commits: list[tuple[float, float, str]] = []
+    """(start, seconds) of commits over 20 ms: periodic ones are WAL checkpoints."""
+
+    writer_submit: Callable[..., Any] = _writer.BatchWriter.submit
+
+    def timed_writer_submit(self: _writer.BatchWriter, fn: Any) -> Any:
+        future = writer_submit(self, fn)
+        queued[id(future)] = time.monotonic()
+        return future
+
+    run_together: Callable[..., Any] = _writer.BatchWriter._run_together
+
+    run_cpu: list[float] = []
+    """The same, in the writer thread's CPU time (what it did, not what it waited for)."""
+
+    def timed_run_together(self: _writer.BatchWriter, batch: list[Any]) -> Any:
+        t, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return run_together(self, batch)
+        finally:
+            runs.append(time.perf_counter() - t)
+            run_cpu.append(time.thread_time() - cpu)
 
     commit: Callable[..., Any] = _writer.BatchWriter._commit
 
     def timed_commit(self: _writer.BatchWriter, batch: list[Any]) -> Any:
         t = time.perf_counter()
+        begun = time.monotonic()
+        first = min((queued.pop(id(j.future), begun) for j in batch), default=begun)
+        wakes.append(begun - first)
         try:
             return commit(self, batch)
         finally:
-            commits.append(time.perf_counter() - t)
+            took = time.perf_counter() - t
+            commits.append(took)
+            if took > 0.02:
+                names = Counter(getattr(j.fn, "__qualname__", "?") for j in batch)
+                slow_commits.append((begun, took, " ".join(f"{k}x{v}" for k, v in names.items())))
+            with lock:
+                commit_ends.append(time.monotonic())
             jobs.append(len(batch) / 1000)  # shown as "ms": jobs per commit
 
     persist: Callable[..., Any] = pipeline.Pipeline._persist
 
-    async def timed_persist(self: pipeline.Pipeline, *args: Any) -> Any:
+    async def timed_persist(self: pipeline.Pipeline, doc_id: str, lr: Any, *args: Any) -> Any:
         t = time.perf_counter()
+        start = time.monotonic()
         try:
-            return await persist(self, *args)
+            return await persist(self, doc_id, lr, *args)
         finally:
             persists.append(time.perf_counter() - t)
+            persisted[id(lr)] = (start, time.monotonic())
+
+    edit: Callable[..., Any] = hub.Hub.edit
+
+    async def timed_edit(self: hub.Hub, peer: Any, msg: Any) -> Any:
+        received[id(msg)] = time.monotonic()
+        try:
+            return await edit(self, peer, msg)
+        finally:
+            received.pop(id(msg), None)
+
+    apply: Callable[..., Any] = hub.Hub._apply_edit
+
+    def timed_apply(self: hub.Hub, peer: Any, msg: Any, t0: float) -> Any:
+        self._probe_received = received.get(id(msg), t0)  # type: ignore[attr-defined]
+        try:
+            return apply(self, peer, msg, t0)
+        finally:
+            self._probe_received = None  # type: ignore[attr-defined]
+
+    submit: Callable[..., Any] = pipeline.Pipeline.submit
+
+    def timed_submit(self: pipeline.Pipeline, lr: Any, outcome: Any, *args: Any, **kw: Any) -> Any:
+        got = getattr(self, "_probe_received", None)
+        if got is not None and outcome.persist is not None:
+            staged[id(outcome)] = EditStages(got, time.monotonic())
+        return submit(self, lr, outcome, *args, **kw)
+
+    carry_out: Callable[..., Any] = pipeline.Pipeline._carry_out
+
+    async def timed_carry_out(
+        self: pipeline.Pipeline, doc_id: str, lr: Any, batch: list[Any]
+    ) -> Any:
+        taken = time.monotonic()
+        mine = [s for s in (staged.pop(id(j.outcome), None) for j in batch) if s is not None]
+        persisted.pop(id(lr), None)
+        try:
+            return await carry_out(self, doc_id, lr, batch)
+        finally:
+            sent = time.monotonic()
+            start, end = persisted.pop(id(lr), (taken, taken))
+            with lock:  # the last commit that ended while this batch waited: its own
+                i = bisect.bisect_right(commit_ends, end) - 1
+                durable = commit_ends[i] if i >= 0 and commit_ends[i] >= start else end
+            for s in mine:
+                s.taken, s.durable, s.resumed, s.sent = taken, durable, end, sent
+                edits.append(s)
 
     started = [0.0]
+
+    origin = time.monotonic()
+    full: list[tuple[float, float]] = []
+    """(monotonic start, seconds) of each full collection."""
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             started[0] = time.perf_counter()
         else:
-            pauses[info["generation"]].append(time.perf_counter() - started[0])
+            took = time.perf_counter() - started[0]
+            pauses[info["generation"]].append(took)
+            if info["generation"] == 2:
+                full.append((time.monotonic() - took, took))
 
     _writer.BatchWriter._commit = timed_commit  # type: ignore[method-assign]
+    _writer.BatchWriter.submit = timed_writer_submit  # type: ignore[method-assign]
+    _writer.BatchWriter._run_together = timed_run_together  # type: ignore[method-assign]
     pipeline.Pipeline._persist = timed_persist  # type: ignore[method-assign,assignment]
+    pipeline.Pipeline.submit = timed_submit  # type: ignore[method-assign]
+    pipeline.Pipeline._carry_out = timed_carry_out  # type: ignore[method-assign]
+    hub.Hub.edit = timed_edit  # type: ignore[method-assign]
+    hub.Hub._apply_edit = timed_apply  # type: ignore[method-assign]
     gc.callbacks.append(on_gc)
+    codec: dict[str, list[float]] = {"encode": [], "decode": []}
+    """Version-block codec calls (``_version_blocks``): seconds per call, any thread."""
+    for name, times in codec.items():
+        original = getattr(vb, name)
+
+        def timed(*args: Any, _f: Any = original, _t: list[float] = times, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return _f(*args, **kw)
+            finally:
+                _t.append(time.perf_counter() - t)
+
+        setattr(vb, name, timed)
+    watch = StallWatch()
+    start: Callable[..., Any] = hub.Hub.start
+
+    async def watched_start(self: hub.Hub) -> None:
+        import asyncio
+
+        watch.start(asyncio.get_running_loop())
+        await start(self)
+
+    hub.Hub.start = watched_start  # type: ignore[method-assign]
+
+    first_commit = [commit_ends[0] if commit_ends else 0.0]
 
     def write() -> None:
+        first_commit[0] = commit_ends[0] if commit_ends else 0.0
         lines = [
             f"commit: {_quantiles(commits)}",
             f"jobs per commit (x1000): {_quantiles(jobs)}",
             f"persist: {_quantiles(persists)}",
             *(f"gc generation {g}: {_quantiles(v)}" for g, v in pauses.items()),
+            *stages_report(edits),
+            f"writer wake (job queued -> transaction begun): {_quantiles(wakes)}",
+            f"writer statements (without COMMIT): {_quantiles(runs)}",
+            f"writer statements, thread CPU: {_quantiles(run_cpu)}",
+            "commits over 20 ms (s since the first commit, ms, jobs):",
+            *(f"  {t - first_commit[0]:.2f} {1000 * d:.0f} {n}" for t, d, n in slow_commits[:40]),
+            *watch.report(),
+            "full collections (s since the server started, ms): "
+            + ", ".join(f"{t - origin:.2f} {1000 * d:.0f}" for t, d in full),
+            *(f"version blocks {k}: {_quantiles(v)}" for k, v in codec.items()),
         ]
         out.mkdir(parents=True, exist_ok=True)
         (out / f"probe-{os.getpid()}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")

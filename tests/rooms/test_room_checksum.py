@@ -127,3 +127,22 @@ def test_unchecked_changes_are_checked_once_the_room_is_quiet() -> None:
         )
     ]
     assert tick(9_000) == []  # once
+
+
+def test_the_room_says_when_its_tick_is_due_and_nothing_comes_earlier() -> None:
+    """``tick_due_ms``: at once after a change the tick has not seen, then when the room will
+    have been quiet for ``quiet_ms``; a tick before then sends nothing, the one then sends the
+    checksum; afterwards only the members' idle time is due."""
+    room = _room(chars_per_version=10)
+    idle = room.limits.idle_after_ms  # the members joined at 0
+    assert room.tick_due_ms() == 0  # the first tick scans the members
+    room.tick(0)
+    assert room.tick_due_ms() == idle
+    _edit(room, [{"type": "seq", "node": BODY, "edit": ["w" * 100]}], now_ms=500)
+    assert room.tick_due_ms() == 0  # a version the tick has not seen
+    assert _checks(room.tick(1_000)) == ([], [])
+    due = room.tick_due_ms()
+    assert due == 1_000 + room.checks.quiet_ms
+    assert _checks(room.tick(due - 1)) == ([], [])
+    assert len(_checks(room.tick(due))[1]) == 1
+    assert room.tick_due_ms() == idle  # "b", silent since it joined at 0, idles first

@@ -221,3 +221,30 @@ def test_claimed_name_reads_user_name_and_ignores_anything_else() -> None:
     for state in [None, {}, {"name": "top"}, {"user": "Ada"}, {"user": {"name": 7}},
                   {"user": {"name": "   "}}, [1, "name"], "name", {"user": None}]:  # fmt: skip
         assert claimed_name([entry(state)]) is None, state
+
+
+@given(st.lists(st.tuples(_entries, st.integers(0, 100)), max_size=5), st.sampled_from([0, 1]))
+def test_nothing_expires_before_expires_at(
+    batches: list[tuple[list[AwarenessEntry], int]], leave: int
+) -> None:
+    """``expires_at`` is the first time ``expire`` changes anything (a state timed out, a
+    removal forgotten): nothing before it, something at it; None: nothing ever, until a change."""
+    t = AwarenessTable()
+    now = 0
+    for entries, dt in batches:
+        now += dt
+        t.apply(entries, owner="c", now=float(now))
+    if leave:
+        t.remove_owner("c", now=float(now))
+
+    def seen() -> tuple[object, ...]:
+        return (dict(t.states()), len(t._states), len(t._departed))
+
+    at = t.expires_at()
+    before = seen()
+    if at is None:
+        assert t.expire(1e9) is None and seen() == before
+        return
+    assert t.expire(at - 0.001) is None and seen() == before
+    t.expire(at)
+    assert seen() != before

@@ -79,6 +79,15 @@ class ChecksumSchedule:
         self._unchecked.clear()
         return self._message(version, due)
 
+    def due_ms(self, version: int) -> int | None:
+        """When ``when_quiet`` may next return a checksum, the room being at ``version``: 0
+        (at once) while it has not seen ``version``, None when nothing is unchecked."""
+        if not self._unchecked:
+            return None
+        if version != self._version:
+            return 0
+        return self._changed_ms + self.quiet_ms
+
     def _message(self, version: int, nodes: list[int]) -> p.Checksum | None:
         if not nodes:
             return None

@@ -416,6 +416,15 @@ class Room(ThinEdits, Replicas):
             out.broadcast.append((check, "thin"))
         return out
 
+    def tick_due_ms(self) -> int | None:
+        """When ``tick`` next has something to do (wall ms; None: not before the next input):
+        the hub visits a room only then (``server/ticks.py``)."""
+        due = self.checks.due_ms(self.version)
+        idle = self._idle_check_ms
+        if idle < 1 << 62:  # (``_idle``'s "no active member")
+            due = idle if due is None else min(due, idle)
+        return due
+
     def _idle(self, now_ms: int) -> Outcome:
         """Members without activity for ``idle_after_ms`` turn inactive (broadcast)."""
         if now_ms < self._idle_check_ms:

@@ -14,6 +14,7 @@ goes away (``drop_instance``).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -123,6 +124,11 @@ class YjsRoom:
     def tick(self, now_ms: int) -> Outcome:
         removal = self.shared.awareness.expire(now_ms / 1000)
         return Outcome(frames=self.awareness_frames(removal)) if removal else Outcome()
+
+    def tick_due_ms(self) -> int | None:
+        """When ``tick`` next has something to do: an awareness state's expiry (wall ms)."""
+        at = self.shared.awareness.expires_at()
+        return None if at is None else math.ceil(at * 1000)
 
     def peer_entries(self, sessions: list[str] | None = None) -> list[PeerEntry]:
         return []  # awareness travels as awareness updates (``local_awareness``)

@@ -39,6 +39,7 @@ from cowrite.server.registry import (
     Registry,
 )
 from cowrite.server.replication import GAP_GRACE_S, Replication
+from cowrite.server.ticks import TickSchedule
 from cowrite.server.tracing import Tracing
 from cowrite.server.yjs_rooms import YjsRooms
 
@@ -54,6 +55,9 @@ __all__ = [
 
 log = logging.getLogger("cowrite.hub")
 
+TICK_S = 1.0
+"""Seconds between two ticks: the resolution of the rooms' timers."""
+TICK_MS = int(TICK_S * 1000)
 RECONCILE_EVERY_TICKS = 10
 """Seconds between two reads of the store log by a clustered room (a lost last message)."""
 
@@ -96,6 +100,8 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
         self.rooms: dict[str, LoadedRoom] = {}
         self._loading: dict[str, asyncio.Future[LoadedRoom]] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._ticks = TickSchedule()
+        """The rooms with a timer due, by due time: what the tick visits."""
         self._unloads: set[asyncio.Task[None]] = set()
         self._held: set[asyncio.Task[None]] = set()
         """Edits waiting for the store to tell whether they were applied before."""
@@ -141,18 +147,9 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
         ticks = 0
         dropped = 0
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(TICK_S)
             ticks += 1
-            now = self.now_ms()
-            for doc_id, lr in list(self.rooms.items()):
-                try:
-                    outcome = lr.room.tick(now)
-                    if outcome.sends:
-                        self.submit(lr, outcome, None, time.monotonic())
-                    if self._snapshot_due(lr) and lr.inflight == 0:  # went quiet since
-                        self.submit(lr, Outcome(), None, time.monotonic())  # the pipeline takes it
-                except Exception:
-                    log.exception("room tick failed", extra={"doc": doc_id})
+            self._tick_rooms(self.now_ms())
             cluster = self.cluster
             if cluster is None:
                 continue
@@ -164,6 +161,50 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
                 dropped = lost
                 for doc_id, lr in list(self.rooms.items()):
                     self._catch_up(doc_id, lr)
+
+    def _tick_rooms(self, now: int) -> None:
+        """Run the timers of the rooms that have one due (``ticks.py``), and put each back at
+        its next due time."""
+        for doc_id in self._ticks.pop_due(now):
+            lr = self.rooms.get(doc_id)
+            if lr is None:
+                continue  # unloaded since
+            try:
+                # (``Pipeline.submit``: what a tick sends does not make the room due again)
+                outcome = lr.room.tick(now)
+                if outcome.sends:
+                    super().submit(lr, outcome, None, time.monotonic())
+                if self._snapshot_due(lr) and lr.inflight == 0:  # went quiet since
+                    super().submit(lr, Outcome(), None, time.monotonic())  # the pipeline takes it
+                due = self._tick_due(lr, now)
+            except Exception:
+                log.exception("room tick failed", extra={"doc": doc_id})
+                due = now + TICK_MS
+            if due is not None:
+                self._ticks.at(doc_id, due)
+
+    def _tick_due(self, lr: LoadedRoom, now: int) -> int | None:
+        """When ``lr`` next needs a tick (wall ms; None: not before its next input): its room's
+        timers, and the snapshot that waits for the room to be quiet."""
+        room_due: Callable[[], int | None] | None = getattr(lr.room, "tick_due_ms", None)
+        due = now + TICK_MS if room_due is None else room_due()  # a kind that cannot tell: each
+        if self._log_long(lr) or self._compaction_due(lr):
+            quiet_in = lr.last_write + SNAPSHOT_QUIET_S - time.monotonic()
+            quiet = now + max(0, int(quiet_in * 1000))
+            due = quiet if due is None else min(due, quiet)
+        return due
+
+    async def _load(self, doc_id: str, create: bool, kind: str) -> LoadedRoom:
+        lr = await super()._load(doc_id, create, kind)
+        self._ticks.wake(doc_id)  # the next tick looks at a fresh room (a long log's snapshot)
+        return lr
+
+    def submit(self, lr: LoadedRoom, outcome: Outcome, *args: Any, **kwargs: Any) -> None:
+        """``Pipeline.submit``, and the room visited at the next tick (an input may have set a
+        timer: an active member's idle time, a checksum that waits for quiet, an awareness
+        state's expiry)."""
+        self._ticks.wake(lr.room.doc_id)
+        super().submit(lr, outcome, *args, **kwargs)
 
     # ------------------------------------------------------------ operations
 

@@ -266,6 +266,13 @@ class AwarenessTable:
         self._forget_removed_older(now, timeout)
         return encode_update(entries) if entries else None
 
+    def expires_at(self, timeout: float = OUTDATED_TIMEOUT_S) -> float | None:
+        """When ``expire`` next has something to do (a state to time out, a removal to
+        forget); None: nothing until the next change."""
+        times = [s.updated_at for s in self._states.values()]
+        times.extend(when for _, when in self._departed.values())
+        return min(times) + timeout if times else None
+
     def _forget_removed_older(self, now: float, timeout: float) -> None:
         for c in [c for c, (_, when) in self._departed.items() if now - when >= timeout]:
             del self._departed[c]

@@ -4,11 +4,15 @@ pack it (a tail of records, then blocks of ``_version_blocks``, names beside the
 Why packed in memory too: a version per keystroke kept as objects costs hundreds of bytes each;
 and the memory store runs the same code paths as the SQL ones, so the contract suite tests the
 block codec and the packing rules on every store. Caller's contract: ``MemoryStore`` validates
-the arguments; every method completes without yielding.
+the arguments; every method completes without yielding. With a running event loop, a tail due
+for packing is encoded on a worker thread and swapped in later by a loop callback (as the SQLite
+store packs off its writer): reads see the tail until then.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import replace
@@ -26,11 +30,57 @@ class PackedVersions:
         self.blocks: list[bytes] = []
         self.counts: list[int] = []
         self.names: dict[int, tuple[str, int]] = {}  # of packed versions
+        self._packing: asyncio.Future[list[tuple[int, int, int, bytes]]] | None = None
 
     def add(self, v: VersionRecord) -> None:
         self.tail[v.seq] = v
-        if vb.pack_due(next(iter(self.tail)), v.seq, self.block):
+        if self._packing is None and vb.pack_due(next(iter(self.tail)), v.seq, self.block):
+            self._pack_later()
+
+    def _pack_later(self) -> None:
+        """Encode the pack on a worker thread (tens of ms of Python for a nearly full block: on
+        the event loop, a stall of every document once a second at 250 edits/s) and swap it in
+        on the loop, unless the tail's packed part or the last block changed meanwhile (then
+        the next ``add`` plans again). Without a running loop, pack at once."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
             self.pack()
+            return
+        tail = list(self.tail.values())
+        last = self.blocks[-1] if self.blocks else None
+        top_up = last if last is not None and self.counts[-1] < self.block else None
+        packing = loop.run_in_executor(None, _encode_pack, tail, top_up, self.block)
+        self._packing = packing
+
+        def swap(done: asyncio.Future[list[tuple[int, int, int, bytes]]]) -> None:
+            self._packing = None
+            if done.cancelled() or done.exception() is not None:
+                return
+            packed = list(itertools.islice(self.tail.values(), len(tail)))
+            now_last = self.blocks[-1] if self.blocks else None
+            if len(packed) != len(tail) or now_last is not last:
+                return
+            if any(a is not b for a, b in zip(packed, tail, strict=True)):
+                return
+            for v in tail:
+                del self.tail[v.seq]
+                if v.name is not None and v.named_ms is not None:
+                    self.names[v.seq] = (v.name, v.named_ms)
+            if top_up is not None:
+                self._pop(len(self.blocks) - 1)
+            for first, end, n, data in done.result():
+                k = len(self.blocks)
+                self.starts.insert(k, first)
+                self.ends.insert(k, end)
+                self.counts.insert(k, n)
+                self.blocks.insert(k, data)
+            if self.tail and vb.pack_due(
+                next(iter(self.tail)), next(reversed(self.tail)), self.block
+            ):
+                self._pack_later()  # more came due meanwhile
+
+        packing.add_done_callback(swap)
 
     def pack(self) -> None:
         records: list[VersionRecord] = []
@@ -119,3 +169,12 @@ class PackedVersions:
             gone += n
             self._put(k, kept)
         return gone
+
+
+def _encode_pack(
+    tail: list[VersionRecord], top_up: bytes | None, block: int
+) -> list[tuple[int, int, int, bytes]]:
+    """The blocks (first seq, last seq, count, data) that replace ``tail`` and ``top_up`` (the
+    last block, when it is not full): on a worker thread (the codec ``pace``s the lock)."""
+    records = (vb.decode(top_up) if top_up is not None else []) + tail
+    return [(c[0].seq, c[-1].seq, len(c), vb.encode(c)) for c in vb.chunks(records, block) if c]

@@ -11,6 +11,7 @@ inserted by the append statement (``_pg_append.py``), which then calls ``pack_if
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -65,7 +66,8 @@ async def pack(c: Conn, doc_id: str, block: int) -> int:
         doc_id,
     )
     if last is not None and int(last[1]) < block:
-        records = vb.decode(bytes(last[2]))
+        # (the codec's tens of ms of Python on a worker thread: the event loop runs on)
+        records = await asyncio.to_thread(vb.decode, bytes(last[2]))
         await c.execute(
             "DELETE FROM version_blocks WHERE doc_id = $1 AND last_seq = $2", doc_id, last[0]
         )
@@ -75,13 +77,19 @@ async def pack(c: Conn, doc_id: str, block: int) -> int:
 
 
 async def _insert_blocks(c: Conn, doc_id: str, blocks: Sequence[Sequence[VersionRecord]]) -> None:
-    rows = [(doc_id, b[-1].seq, b[0].seq, len(b), vb.encode(b)) for b in blocks if b]
+    rows = await asyncio.to_thread(_block_rows, doc_id, blocks)
     if rows:
         await c.executemany(
             "INSERT INTO version_blocks (doc_id, last_seq, first_seq, n, data) "
             "VALUES ($1, $2, $3, $4, $5)",
             rows,
         )
+
+
+def _block_rows(
+    doc_id: str, blocks: Sequence[Sequence[VersionRecord]]
+) -> list[tuple[str, int, int, int, bytes]]:
+    return [(doc_id, b[-1].seq, b[0].seq, len(b), vb.encode(b)) for b in blocks if b]
 
 
 async def pack_backlog(c: Conn, block: int) -> None:

@@ -94,13 +94,17 @@ def _append_update(
     now_ms: int,
     version: VersionRecord | None = None,
     block: int = BLOCK_VERSIONS,
+    pack_due: list[str] | None = None,
 ) -> int:
     """Append one log entry with its edit keys and version row; return its seq.
 
     Four statements in the usual case (each one a trip through the GIL for the writer thread,
     which competes with the event loop for it). A key stored before is found by its insert
     failing, not by a lookup ahead of it: the job then raises `DuplicateEdit` after it wrote,
-    and the writer rolls its changes back (`BatchWriter`: a failing job is undone alone)."""
+    and the writer rolls its changes back (`BatchWriter`: a failing job is undone alone).
+    With a ``pack_due`` list, a version tail due for packing is not packed here (that would
+    hold this transaction, and every edit queued behind it, for the tens of ms of encoding a
+    block): ``doc_id`` is appended to the list instead."""
     row = c.execute(_NEXT_SEQ, (len(data), now_ms, doc_id)).fetchone()
     if row is None:
         raise NotFound(f"document {doc_id!r} does not exist")
@@ -122,8 +126,11 @@ def _append_update(
                 if known is not None and int(known[0]) != seq:
                     raise DuplicateEdit(key, int(known[0]), str(known[1])) from None
             raise
-    if version is not None:
-        _insert_version(c, doc_id, seq, version, block)
+    if version is not None and _insert_version(
+        c, doc_id, seq, version, block, pack=pack_due is None
+    ):
+        assert pack_due is not None
+        pack_due.append(doc_id)  # the caller packs the tail later (``_versions.plan_pack``)
     return seq
 
 

@@ -28,11 +28,28 @@ from __future__ import annotations
 import itertools
 import lzma
 import math
+import threading
 import zlib
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from cowrite.adapters.store.base import VersionRecord
+from cowrite.engine import pace
+
+PACE_MASK = 63
+"""Off the main thread, the per-version loops call ``pace`` (``engine/threads.py``) every 64
+versions: a pack encodes on a worker thread, and the event loop's turns come first."""
+
+
+def _pacer() -> Callable[[], None]:
+    """``pace`` on a worker thread; on the main thread (the event loop's) nothing: dropping the
+    lock there would hand the loop's turn to a worker."""
+    return pace if threading.current_thread() is not threading.main_thread() else _no_pace
+
+
+def _no_pace() -> None:
+    pass
+
 
 BLOCK_VERSIONS = 2048
 """Versions a store packs into one block (the tail of newer versions stays one row each)."""
@@ -202,12 +219,15 @@ def _table_column(out: bytearray, values: list[object], put: object) -> None:
 
 
 def _vectors(out: bytearray, records: Sequence[VersionRecord]) -> None:
+    yield_lock = _pacer()
     replicas: dict[int, int] = {}
     tags = bytearray()
     changes = bytearray()
     verbatim = bytearray()
     prev: dict[int, int] = {}
-    for v in records:
+    for i, v in enumerate(records):
+        if not i & PACE_MASK:
+            yield_lock()
         pairs = parse_vector(v.vector)
         if pairs is None or any(c == 0 for _, c in pairs) or not prev.keys() <= dict(pairs).keys():
             tags.append(1)
@@ -275,6 +295,7 @@ def decode(data: bytes, after: int = -(2**63), before: int = 2**63) -> list[Vers
 
 
 def _decode(r: _Reader, after: int, before: int) -> list[VersionRecord]:
+    yield_lock = _pacer()
     n = r.count(len(r.data))
     if n == 0:
         return []
@@ -308,11 +329,15 @@ def _decode(r: _Reader, after: int, before: int) -> list[VersionRecord]:
     deltas = [t == 0 for t in tags]
     changes: list[list[tuple[int, int]]] = []
     for i in range(n):
+        if not i & PACE_MASK:
+            yield_lock()
         if deltas[i]:
             changes.append([(r.uint(), _unzz(r.uint())) for _ in range(r.count(len(r.data)))])
         else:
             changes.append([])
     for i in range(n):
+        if not i & PACE_MASK:
+            yield_lock()
         if deltas[i]:
             for k, (ri, delta) in enumerate(changes[i]):
                 replica = replicas[ri]

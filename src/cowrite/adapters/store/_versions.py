@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -84,13 +85,103 @@ _INSERT_VERSION = (
 
 
 def _insert_version(
-    c: sqlite3.Connection, doc_id: str, seq: int, v: VersionRecord, block: int
-) -> None:
+    c: sqlite3.Connection, doc_id: str, seq: int, v: VersionRecord, block: int, pack: bool = True
+) -> bool:
+    """Insert the row of version ``seq``; pack the tail if it is long enough and ``pack``.
+    True: the tail is due for packing and was not packed (``pack`` False: the caller packs it
+    later, off the writer, with ``plan_pack`` and ``apply_pack``)."""
     # the tail's oldest seq comes back with the insert (one statement, not two: each is a trip
     # through the GIL for the writer thread)
     first = c.execute(_INSERT_VERSION, (*row_values(doc_id, seq, v), doc_id)).fetchone()[0]
-    if vb.pack_due(first, seq, block):
-        _pack(c, doc_id, block)
+    if not vb.pack_due(first, seq, block):
+        return False
+    if not pack:
+        return True
+    _pack(c, doc_id, block)
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class PackPlan:
+    """A document's tail packed into blocks, computed on a reader from one committed state:
+    valid for ``apply_pack`` only while the rows and the last block it read are unchanged."""
+
+    upto: int
+    """The last tail seq it packs (every tail row up to it)."""
+    tail: list[tuple[Any, ...]]
+    """Those rows as read (``_UNNAMED_SQL``: what a block keeps), compared as they come."""
+    last: tuple[int, int, bytes] | None
+    """The document's last block as read (last_seq, n, data), None: none."""
+    topped_up: bool
+    """``last`` is re-encoded into ``blocks`` (it was not full)."""
+    blocks: list[tuple[int, int, int, bytes]]
+    """The new ``version_blocks`` rows: (last_seq, first_seq, n, data)."""
+
+
+def plan_pack(c: sqlite3.Connection, doc_id: str, block: int) -> PackPlan | None:
+    """Read the tail and the last block and encode the blocks that replace them (the CPU of a
+    pack: tens of ms for a 2,048-version block), on a reader connection; None when the tail is
+    not due for packing."""
+    c.execute("BEGIN")  # one read transaction: tail and last block from the same commit
+    try:
+        rows = c.execute(_UNNAMED_SQL + " ORDER BY seq", (doc_id,)).fetchall()
+        if not rows or not vb.pack_due(int(rows[0][0]), int(rows[-1][0]), block):
+            return None
+        row = c.execute(
+            "SELECT last_seq, n, data FROM version_blocks WHERE doc_id = ? "
+            "ORDER BY last_seq DESC LIMIT 1",
+            (doc_id,),
+        ).fetchone()
+    finally:
+        c.execute("COMMIT")
+    tail = [record((*r[:7], None, None, r[7])) for r in rows]
+    last = None if row is None else (int(row[0]), int(row[1]), bytes(row[2]))
+    topped_up = last is not None and last[1] < block
+    records = (vb.decode(last[2]) if last is not None and topped_up else []) + tail
+    blocks = [(b[-1].seq, b[0].seq, len(b), vb.encode(b)) for b in vb.chunks(records, block) if b]
+    return PackPlan(tail[-1].seq, rows, last, topped_up, blocks)
+
+
+def apply_pack(c: sqlite3.Connection, doc_id: str, plan: PackPlan) -> bool:
+    """On the writer: replace the tail rows and the last block by ``plan``'s blocks, moving the
+    rows' names to ``version_names`` (a row may have been named since the plan read it). False,
+    changing nothing, when the rows or the last block changed since (retention, a restore):
+    the next append that finds the tail due plans again."""
+    rows = c.execute(_UNNAMED_SQL + " AND seq <= ? ORDER BY seq", (doc_id, plan.upto)).fetchall()
+    if rows != plan.tail:  # (rows as tuples: no decoding on the writer)
+        return False
+    row = c.execute(
+        "SELECT last_seq, n, data FROM version_blocks WHERE doc_id = ? "
+        "ORDER BY last_seq DESC LIMIT 1",
+        (doc_id,),
+    ).fetchone()
+    if (None if row is None else (int(row[0]), int(row[1]), bytes(row[2]))) != plan.last:
+        return False
+    c.execute(  # names given to tail rows, since the plan read them too
+        "INSERT INTO version_names (doc_id, seq, name, named_ms) "
+        "SELECT doc_id, seq, name, named_ms FROM versions "
+        "WHERE doc_id = ? AND seq <= ? AND name IS NOT NULL "
+        "ON CONFLICT (doc_id, seq) DO UPDATE SET name = excluded.name, "
+        "named_ms = excluded.named_ms",
+        (doc_id, plan.upto),
+    )
+    c.execute("DELETE FROM versions WHERE doc_id = ? AND seq <= ?", (doc_id, plan.upto))
+    if plan.topped_up and plan.last is not None:
+        c.execute(
+            "DELETE FROM version_blocks WHERE doc_id = ? AND last_seq = ?", (doc_id, plan.last[0])
+        )
+    c.executemany(
+        "INSERT INTO version_blocks (doc_id, last_seq, first_seq, n, data) VALUES (?, ?, ?, ?, ?)",
+        [(doc_id, *b) for b in plan.blocks],
+    )
+    return True
+
+
+_UNNAMED_SQL = (
+    "SELECT seq, time_ms, authors, how, size, vector, restored_from, merged "
+    "FROM versions WHERE doc_id = ?"
+)
+"""A document's tail rows without their names (``PackPlan.tail``)."""
 
 
 def _pack(c: sqlite3.Connection, doc_id: str, block: int) -> int:

@@ -20,12 +20,14 @@ This module holds the store, its lifecycle and its threads; the statements they 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from cowrite.adapters.store._schema import migrate
@@ -50,6 +52,8 @@ from cowrite.adapters.store._versions import (
     _list_versions,
     _name_version,
     _thin_versions,
+    apply_pack,
+    plan_pack,
 )
 from cowrite.adapters.store._writer import BatchWriter, WriterStats, translate
 from cowrite.adapters.store.base import (
@@ -125,6 +129,10 @@ class SQLiteStore:
         self._readers: _ReaderPool | None = None
         self._restarting: asyncio.Lock | None = None
         self.writer_restarts = 0
+        self._packing: dict[str, asyncio.Task[None]] = {}
+        """Documents whose version tail is being packed (``_pack``)..."""
+        self._pack_again: set[str] = set()
+        """...and those of them that an append found due again meanwhile."""
 
     @property
     def commit_count(self) -> int:
@@ -197,6 +205,9 @@ class SQLiteStore:
         writer, readers = self._writer, self._readers
         if writer is None or readers is None:
             return
+        for task in list(self._packing.values()):  # each a read and a short write
+            with contextlib.suppress(Exception):
+                await task
         self._readers = None
         await writer.stop()
         self._writer = None
@@ -274,9 +285,34 @@ class SQLiteStore:
         if version is not None:
             validate_version(version)
         data = bytes(update)
-        return await self._write(
-            lambda c: _append_update(c, doc_id, data, keys, now_ms, version, self._block)
+        due: list[str] = []
+        seq = await self._write(
+            lambda c: _append_update(c, doc_id, data, keys, now_ms, version, self._block, due)
         )
+        if due:
+            if doc_id in self._packing:
+                self._pack_again.add(doc_id)  # more came due while the pack was planned
+            else:
+                task = asyncio.create_task(self._pack(doc_id))
+                self._packing[doc_id] = task
+                task.add_done_callback(lambda _: self._packing.pop(doc_id, None))
+        return seq
+
+    async def _pack(self, doc_id: str) -> None:
+        """Pack the document's version tail off the writer: the blocks encoded on a reader
+        thread (its long passes ``pace`` the interpreter lock), then swapped in by one short
+        writer job, unless the tail or the last block changed meanwhile (then the next append
+        finds the tail due again). Best effort: an unpacked tail reads the same, only larger."""
+        try:
+            while True:
+                self._pack_again.discard(doc_id)
+                plan = await self._read(lambda c: plan_pack(c, doc_id, self._block))
+                if plan is not None:
+                    await self._write(partial(apply_pack, doc_id=doc_id, plan=plan))
+                if doc_id not in self._pack_again:
+                    return
+        except Exception:  # the tail stays as it is (readable); the next due append retries
+            log.warning("packing the version tail failed", exc_info=True, extra={"doc": doc_id})
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
         found = await self.lookup_edit(doc_id, client_id, edit_id)
