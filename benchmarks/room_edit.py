@@ -9,10 +9,11 @@ straight to ``Room.edit`` (no hub, pipeline or store: ``benchmarks.hub_cost`` me
 Prints CPU µs per edit (process time, best of ``--repeat`` passes over fresh rooms: the machine
 may be shared), for head edits and stale ones apart, then the phases of a head edit, each timed
 alone on the same rooms and inputs (best of ``--repeat``): the digest, the plan (resolve,
-normalize, rebase, validate), apply + record (the mutation: whatever the edit costs beyond the
-other phases), the delta, the version note, the checksum schedule, and the encoding of the
-stored update. To compare two builds run each checkout's copy alternately
-(``PYTHONPATH=<checkout>/src``; ``COWRITE_ENGINE=pure`` for the pure-Python engine)::
+normalize, rebase, validate: ``_typed`` where the build has that fast path, else ``_plan``),
+the delta, the stored update's header (wrap), the version note, the checksum schedule, and
+what is left (apply, record, the messages: the whole edit minus those). To compare two builds
+run each checkout's copy alternately (``PYTHONPATH=<checkout>/src``; ``COWRITE_ENGINE=pure``
+for the pure-Python engine)::
 
     .venv/bin/python -m benchmarks.room_edit [--sizes 2000,20000,200000] [--edits 3000]
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cowrite import protocol as p
-from cowrite.engine import Document
+from cowrite.engine import Document, encode_ops
 from cowrite.engine.native import engine_build
 from cowrite.rooms import edit_keys, history
 from cowrite.rooms.room import Member, Room, RoomLimits
@@ -159,11 +160,18 @@ def _phases(chars: int, args: argparse.Namespace) -> dict[str, float]:
         return (time.process_time_ns() - t0) / n / 1000
 
     out["digest"] = _best(args.repeat, lambda: timed(lambda m: edit_keys.edit_digest(m.ops)))
-    out["plan"] = _best(args.repeat, lambda: timed(room._plan))
-    before = room.doc.version
-    sizes = len(room.doc.sequence(next(iter(room.doc.roots))))
+    typed = getattr(room, "_typed", None)  # (the fast path for typing, where there is one)
+    out["plan"] = _best(args.repeat, lambda: timed(typed or room._plan))
+    doc = room.doc
+    before, seq0 = doc.version, doc.local_seq
+    sizes = len(doc.sequence(next(iter(doc.roots))))
     _send(room, "s1", "one", room.version, [sizes // 2, "k"])
-    out["delta"] = _best(args.repeat, lambda: timed(lambda _: room.doc.delta_since(before)))
+    if typed is None:
+        out["delta"] = _best(args.repeat, lambda: timed(lambda _: doc.delta_since(before)))
+    else:  # made from this replica's own ops
+        out["delta"] = _best(
+            args.repeat, lambda: timed(lambda _: encode_ops(doc, doc.local_ops_since(seq0)))
+        )
     delta = room.doc.delta_since(before)
     digest = "0" * 32
     out["wrap"] = _best(
