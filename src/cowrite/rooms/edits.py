@@ -277,7 +277,7 @@ class ThinEdits(RoomState):
         named text (what typing sends), rebased and validated like ``_plan`` would; None for
         any other batch (``_plan`` takes it). Raises RoomError as ``_plan`` does."""
         ops = msg.ops
-        if len(ops) != 1:
+        if len(ops) != 1 or getattr(msg, "revive", None):  # (an undo/redo is judged: the plan's)
             return None
         op = ops[0]
         if type(op) is not p.SeqEdit:
