@@ -134,3 +134,14 @@ def test_the_first_edit_of_a_new_replica_is_stored_as_a_state_delta() -> None:
     slow.doc.text("t")
     msg = _edit(["abc"], 0, "first")
     assert _seen(fast, "a", msg, 0) == _seen(slow, "a", msg, 0)
+
+
+def test_an_edit_after_a_rename_is_noted_under_the_new_name() -> None:
+    """The member's author is kept between edits (``Member.author``), but never past a change
+    of its user."""
+    room = _room(False)
+    first = room.edit("a", _edit(["x"], 0, "1"), 0)
+    room.presence("a", p.SetPresence(doc=DOC, user=p.User(name="Ann")), 1)
+    second = room.edit("a", _edit(["y"], room.version, "2"), 2)
+    assert first.note is not None and second.note is not None
+    assert (first.note.user_name, second.note.user_name) == ("", "Ann")

@@ -81,7 +81,7 @@ class ThinEdits(RoomState):
         repeated ``(client_id, edit_id)`` is acknowledged with its first version, not applied.
         """
         member = self._writer(session)
-        return self._edit(Author.of(member), msg, now_ms, member)
+        return self._edit(member.author(), msg, now_ms, member)
 
     def _edit(self, author: Author, msg: p.Edit, now_ms: int, member: Member | None) -> Outcome:
         """Apply ``msg`` by ``author`` (``member``: the member who sent it, if one did)."""

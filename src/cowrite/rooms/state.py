@@ -104,8 +104,23 @@ class Member:
     key_client: str = field(init=False, default="")
     """The client part of this member's edit keys (`edit_keys.key_client`)."""
 
+    _author: Author | None = field(init=False, default=None, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         self.key_client = key_client(self.owner or self.client_id, self.client_id)
+
+    def author(self) -> Author:
+        """This member as the author of its edits (kept while its user and keys stay: one
+        frozen object fewer per edit)."""
+        a = self._author
+        if (
+            a is None
+            or a.user is not self.user
+            or a.client_id != self.client_id
+            or a.key_client != self.key_client
+        ):
+            a = self._author = Author(self.client_id, self.user, self.key_client)
+        return a
 
     @property
     def can_write(self) -> bool:
