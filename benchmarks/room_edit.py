@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cowrite import protocol as p
-from cowrite.engine import Document, encode_ops
-from cowrite.engine.native import engine_build
+from cowrite.engine import Document, encode_ops, engine_build
 from cowrite.rooms import edit_keys, history
 from cowrite.rooms.room import Member, Room, RoomLimits
 
