@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -145,3 +146,35 @@ def test_an_edit_after_a_rename_is_noted_under_the_new_name() -> None:
     second = room.edit("a", _edit(["y"], room.version, "2"), 2)
     assert first.note is not None and second.note is not None
     assert (first.note.user_name, second.note.user_name) == ("", "Ann")
+
+
+def test_an_engine_failure_inside_a_keystroke_keeps_the_room_consistent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replace (insert + delete) whose delete fails in the engine: the insert stays, is a
+    version stored and relayed under no edit id, and thin clients are told to reload; one that
+    fails before changing anything raises and leaves no version."""
+    fast = _room(False)
+    first = fast.edit("a", _edit(["hello"], 0, "init"), 0)
+
+    def broken(node: int, pos: int, count: int) -> None:
+        raise RuntimeError("engine bug")
+
+    monkeypatch.setattr(fast.doc, "delete", broken)
+    with pytest.raises(RuntimeError):
+        fast.edit("a", _edit([1, -1], fast.version, "del"), 1)
+    assert fast.version == 1
+    out = fast.edit("a", _edit([1, "X", -1], fast.version, "swap"), 2)
+    assert isinstance(out.fault, RuntimeError) and out.version == 2 and out.edit_keys == []
+    assert [type(m) for m in out.reply] == [p.Error, p.Resync]
+    assert [(type(m), a) for m, a in out.broadcast] == [
+        (p.Resync, "thin"),
+        (p.RemoteSync, "replica"),
+    ]
+    assert fast.seen(fast.members["a"].key_client, "swap") is None
+    assert fast.doc.to_json()["t"] == "hXello"
+    replay = Room(DOC, Document(replica=5))
+    assert first.persist is not None and out.persist is not None
+    replay.load_update(1, first.persist)
+    replay.load_update(2, out.persist)
+    assert replay.doc.to_json() == fast.doc.to_json()
