@@ -15,7 +15,7 @@ what is left (apply, record, the messages: the whole edit minus those). To compa
 run each checkout's copy alternately (``PYTHONPATH=<checkout>/src``; ``COWRITE_ENGINE=pure``
 for the pure-Python engine)::
 
-    .venv/bin/python -m benchmarks.room_edit [--sizes 2000,20000,200000] [--edits 4000] [--gc default]
+    .venv/bin/python -m benchmarks.room_edit [--sizes 2000,20000,200000] [--gc default]
 """
 
 from __future__ import annotations
