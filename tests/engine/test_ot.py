@@ -548,3 +548,55 @@ def test_from_splice_rejects_bad_arguments(pos: Any, delete_count: Any, insert: 
 def test_transform_position_rejects_negative_positions() -> None:
     with pytest.raises(InvalidOperation):
         ot.transform_position(-1, [])
+
+
+# ---------------------------------------------------------------------------------------------
+# text_site: the one-change fast path
+# ---------------------------------------------------------------------------------------------
+
+COMPONENTS = st.one_of(
+    st.integers(-4, 4),
+    st.text("ab😀", max_size=2),
+    st.booleans(),
+    st.lists(st.integers(0, 2), max_size=2),
+    st.none(),
+    st.floats(allow_nan=False),
+)
+
+
+@given(
+    st.one_of(st.lists(COMPONENTS, max_size=5), COMPONENTS, st.dictionaries(st.text(), st.text()))
+)
+@settings(max_examples=500)
+def test_text_site_names_exactly_the_one_change_text_ops(op: Any) -> None:
+    """A site is reported only for a valid text op making one change, and ``text_op`` of it is
+    the op normalized; anything else (garbage included) gets None, never an error."""
+    site = ot.text_site(op)
+    if site is None:
+        return
+    ot.check(op)
+    pos, ins, deleted = site
+    assert ins or deleted
+    assert ot.normalize(op) == ot.text_op(pos, ins, deleted)
+    assert ot.text_site(ot.text_op(pos, ins, deleted)) == site
+
+
+@given(st.integers(0, 5), st.text("ab😀", max_size=2), st.integers(0, 3), st.integers(0, 2))
+def test_every_one_change_normalized_op_has_its_site(
+    pos: int, ins: str, deleted: int, tail: int
+) -> None:
+    op = ot.text_op(pos, ins, deleted)
+    if not ins and not deleted:
+        assert ot.text_site(op) is None
+        return
+    assert ot.text_site(op) == (pos, ins, deleted)
+    assert ot.text_site([*op, tail] if tail else op) == (pos, ins, deleted)
+    assert ot.normalize(op) == op
+
+
+def test_text_site_examples() -> None:
+    assert ot.text_site([3, "a"]) == (3, "a", 0)
+    assert ot.text_site([-2]) == (0, "", 2)
+    assert ot.text_site(["ab", -1, 4]) == (0, "ab", 1)
+    for other in ([], [3], [0, "a"], [-1, "a"], [3, "a", 2, "b"], [True, "a"], [3, ["x"]], "a"):
+        assert ot.text_site(other) is None

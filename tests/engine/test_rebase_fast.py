@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # test_ot.py: its op strategy
 import test_ot
 
-from cowrite.engine import ot
+from cowrite.engine import ot, rebase
 from cowrite.engine.errors import InvalidOperation, ResyncNeeded
 from cowrite.engine.ot import Op
 from cowrite.engine.rebase import EditLog
@@ -303,3 +303,19 @@ def test_evicted_edits_are_forgotten_per_node() -> None:
     for base in (900, 950, 999, 1000):
         for node in range(3):
             assert log.rebase(node, [3, "y"], base) == reference_rebase(log, node, [3, "y"], base)
+
+
+@given(st.integers(0, 6), st.text("ab😀", max_size=2), st.integers(0, 3), st.integers(0, 2))
+def test_a_logged_keystroke_is_digested_like_any_normalized_edit(
+    pos: int, ins: str, deleted: int, tail: int
+) -> None:
+    """``_entry`` takes a one-change text edit's site from ``ot.text_site``: the same entry as
+    the general ``_sites`` scan gives."""
+    if not ins and not deleted:
+        return  # no change: not a keystroke
+    op = ot.text_op(pos, ins, deleted) + ([tail] if tail else [])
+    digest = rebase._sites(op)
+    assert digest is not None
+    sites, kind = digest
+    ((q, got, e),) = sites
+    assert rebase._entry(5, op) == (5, q, len(got or ""), e, kind, op, ())

@@ -3,8 +3,10 @@ keys are scoped by user; stored updates read back, in the current and the earlie
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,3 +80,33 @@ def test_updates_in_the_earlier_format_and_bare_deltas_still_load() -> None:
     assert edit_keys.unwrap_update(b"CWO\x01raw") == ("", "", "", b"CWO\x01raw")
     with pytest.raises(ValueError):
         edit_keys.unwrap_update(b"CWU\x02\x00\x09ab")
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-3, 3), st.text("ab😀", max_size=2), st.lists(st.integers(), max_size=2)
+        ),
+        max_size=4,
+    ),
+    st.sampled_from(["text:t", "list:l", "#1.2"]),
+    st.booleans(),
+)
+def test_the_digest_of_one_sequence_op_is_the_documented_one(
+    edit: list[Any], node: str, twice: bool
+) -> None:
+    """One sequence op (what typing sends: digested without the general loop) and the same op
+    among others digest as the docstring says: the concatenated text and items of each op."""
+
+    def reference(ops: list[p.SeqEdit]) -> str:
+        parts = []
+        for op in ops:
+            text = "".join(c for c in op.edit if isinstance(c, str))
+            items = [x for c in op.edit if isinstance(c, list) for x in c]
+            if text or items:
+                parts.append(["seq", op.node, text, items])
+        data = msgspec.json.Encoder(order="sorted").encode(parts)
+        return hashlib.sha256(data).hexdigest()[:32]
+
+    ops = [p.SeqEdit(node=node, edit=edit)] * (2 if twice else 1)
+    assert edit_digest(list(ops)) == reference(ops)

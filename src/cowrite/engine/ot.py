@@ -171,6 +171,49 @@ def check(op: object) -> None:
     _scan(op)
 
 
+def text_site(op: object) -> tuple[int, str, int] | None:
+    """``(pos, inserted, deleted)`` of a text op making one change (what a keystroke sends):
+    ``[pos]`` (retain > 0), then a non-empty ``str``, then a delete, each optional but not both
+    of the last two, and a trailing retain; None for any other op, valid or not.
+
+    Such an op is valid, and its normalized form is ``text_op(pos, inserted, deleted)``: callers
+    take it as a fast path and give every other op to ``check``/``normalize``.
+    """
+    if type(op) is not list:
+        return None
+    n = len(op)
+    i = pos = deleted = 0
+    ins = ""
+    c = op[0] if n else None
+    if type(c) is int and c > 0:
+        pos = c
+        i = 1
+        c = op[1] if n > 1 else None
+    if type(c) is str and c:
+        ins = c
+        i += 1
+        c = op[i] if n > i else None
+    if type(c) is int and c < 0:
+        deleted = -c
+        i += 1
+        c = op[i] if n > i else None
+    if type(c) is int and c > 0 and (ins or deleted):
+        i += 1
+    if i != n or not (ins or deleted):
+        return None
+    return pos, ins, deleted
+
+
+def text_op(pos: int, inserted: str, deleted: int) -> Op:
+    """The normalized op of one change (``text_site``'s inverse): a new list."""
+    out: Op = [pos] if pos else []
+    if inserted:
+        out.append(inserted)
+    if deleted:
+        out.append(-deleted)
+    return out
+
+
 def normalize(op: Op) -> Op:
     """The normalized equivalent of ``op``; zero-length components are dropped, not errors."""
     _scan(op, allow_empty=True)

@@ -248,6 +248,10 @@ def _version(entry: _Entry) -> int:
 
 
 def _entry(version: int, edit: list[Any]) -> _Entry:
+    one = ot.text_site(edit)  # a keystroke: its one site without the general scan
+    if one is not None:
+        q, ins, e = one
+        return (version, q, len(ins), e, str if ins else None, edit, _NO_SITES)
     digest = _sites(edit)
     if digest is None:
         return (version, _GENERIC, 0, 0, None, edit, _NO_SITES)

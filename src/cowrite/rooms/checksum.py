@@ -17,7 +17,7 @@ and JavaScript.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from cowrite import protocol as p
 from cowrite.engine import Document, NodeKind
@@ -51,21 +51,22 @@ class ChecksumSchedule:
         """The room's version at the last tick that saw it change (at ``_changed_ms``)."""
         self._changed_ms = 0
 
-    def after(self, version: int, nodes: Iterable[int]) -> p.Checksum | None:
+    def after(self, version: int, nodes: Sequence[int]) -> p.Checksum | None:
         """``version`` changed ``nodes`` (the room is at ``version``): the checksum to send
         right after it, if one is due."""
         doc = self.doc
-        due = []
-        for node in dict.fromkeys(nodes):
-            if doc.kind_of(node) is not NodeKind.TEXT:
-                continue
-            n = self._unchecked.get(node, 0) + 1
+        unchecked = self._unchecked
+        due = None
+        for node in nodes if len(nodes) == 1 else dict.fromkeys(nodes):
+            n = unchecked.get(node, 0) + 1
+            if n == 1 and doc.kind_of(node) is not NodeKind.TEXT:
+                continue  # (a node counted here is a text: its kind is checked once)
             if n >= self.min_versions and n * self.chars_per_version >= len(doc.sequence(node)):
-                due.append(node)
-                self._unchecked.pop(node, None)
+                due = [node] if due is None else [*due, node]
+                unchecked.pop(node, None)
             else:
-                self._unchecked[node] = n
-        return self._message(version, due)
+                unchecked[node] = n
+        return None if due is None else self._message(version, due)
 
     def when_quiet(self, version: int, now_ms: int) -> p.Checksum | None:
         """The checksum of the nodes left unchecked, once ``version`` has not moved for

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import struct
 from typing import Any
 
 import msgspec
@@ -36,6 +37,7 @@ _UPDATE_V1 = b"CWU\x01"  # client id, edit id, delta
 _UPDATE_V2 = b"CWU\x02"  # client key, edit id, digest, delta
 
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
+_LENGTHS = struct.Struct(">H")
 
 
 def key_client(user_id: str, client_id: str) -> str:
@@ -65,6 +67,17 @@ def edit_digest(ops: list[p.EditOp]) -> str:
     per sequence op only the concatenation of what it inserts counts (nothing for an op that
     inserts nothing); map keys and values and counter amounts count as they are.
     """
+    if len(ops) == 1 and type(ops[0]) is p.SeqEdit:  # typing: one text op, no list items
+        texts = []
+        for c in ops[0].edit:
+            if isinstance(c, str):
+                texts.append(c)
+            elif isinstance(c, list):
+                break
+        else:
+            text = "".join(texts)
+            data = _encode_sorted([["seq", ops[0].node, text, []]] if text else [])
+            return hashlib.sha256(data).hexdigest()[:32]
     parts: list[Any] = []
     for op in ops:
         if isinstance(op, p.SeqEdit):
@@ -107,8 +120,11 @@ def wrap_update(client: str, edit_id: str, delta: bytes, digest: str = "") -> by
     and UTF-8), then the delta. A restarted room reads them back (``unwrap_update``) so that
     catch-up ``remote``s still name their edits and a resent edit is still recognised.
     """
-    fields = b"".join(len(b).to_bytes(2, "big") + b for b in _encoded(client, edit_id, digest))
-    return _UPDATE_V2 + fields + delta
+    c, e, d = client.encode(), edit_id.encode(), digest.encode()
+    if len(c) > 0xFFFF or len(e) > 0xFFFF or len(d) > 0xFFFF:
+        raise ValueError("an edit key part over 65535 bytes")
+    return b"".join((_UPDATE_V2, _LENGTHS.pack(len(c)), c, _LENGTHS.pack(len(e)), e,
+                     _LENGTHS.pack(len(d)), d, delta))  # fmt: skip
 
 
 def unwrap_update(data: bytes) -> tuple[str, str, str, bytes]:
@@ -136,11 +152,3 @@ def unwrap_update(data: bytes) -> tuple[str, str, str, bytes]:
     if count == 2:
         parts.append("")
     return parts[0], parts[1], parts[2], data[at:]
-
-
-def _encoded(*parts: str) -> list[bytes]:
-    out = [s.encode() for s in parts]
-    for b in out:
-        if len(b) > 0xFFFF:
-            raise ValueError("an edit key part over 65535 bytes")
-    return out

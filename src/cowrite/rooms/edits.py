@@ -18,24 +18,34 @@ from cowrite.engine import (
     NodeKind,
     NodeRef,
     ResyncNeeded,
+    VersionVector,
     apply_index_edit,
     check_json,
+    encode_ops,
     map_value,
     ot,
 )
 from cowrite.rooms import edit_keys, history, validate
 from cowrite.rooms.edit_keys import edit_digest, key_client
+from cowrite.rooms.history import VersionNote
 from cowrite.rooms.state import (
     Audience,
     Author,
     EditKey,
     Member,
+    Origin,
     Outcome,
     RoomError,
     RoomState,
     _list_values,
 )
-from cowrite.rooms.wire import UnknownNode, node_from_wire, node_to_wire, value_from_wire
+from cowrite.rooms.wire import (
+    UnknownNode,
+    node_from_wire,
+    node_to_wire,
+    root_of_wire,
+    value_from_wire,
+)
 
 
 class ThinEdits(RoomState):
@@ -71,7 +81,7 @@ class ThinEdits(RoomState):
         repeated ``(client_id, edit_id)`` is acknowledged with its first version, not applied.
         """
         member = self._writer(session)
-        return self._edit(Author.of(member), msg, now_ms, member)
+        return self._edit(member.author(), msg, now_ms, member)
 
     def _edit(self, author: Author, msg: p.Edit, now_ms: int, member: Member | None) -> Outcome:
         """Apply ``msg`` by ``author`` (``member``: the member who sent it, if one did)."""
@@ -83,17 +93,53 @@ class ThinEdits(RoomState):
         if msg.version > self.version:
             raise RoomError(p.ErrorCode.FUTURE_VERSION, f"version {msg.version} > {self.version}")
         doc = self.doc
+        seq0 = doc.local_seq
+        before = None if seq0 else doc.version  # (no local op yet: delta_since picks the form)
+        typed = self._typed(msg)
+        if typed is not None:  # one change to a text (a keystroke): no plan, no wire op rebuilt
+            node, typed_op, edit, pos, ins, deleted = typed
+            fault: BaseException | None = None
+            try:
+                if ins:
+                    doc.insert(node, pos, ins)
+                if deleted:
+                    doc.delete(node, pos + len(ins), deleted)
+            except Exception as exc:  # validated: an engine bug. Keep what was applied.
+                if doc.local_seq == seq0:
+                    raise
+                fault = exc
+            if fault is None:
+                done_ops: list[p.EditOp] = [p.SeqEdit(node=typed_op.node, edit=edit)]
+                changes = [(node, edit)]
+                size = len(ins) + deleted
+            else:
+                done_ops, changes, size = [], [], 0
+            return self._finish(
+                author,
+                msg,
+                now_ms,
+                member,
+                key,
+                digest,
+                seq0,
+                before,
+                done_ops,
+                changes,
+                [],
+                fault,
+                1,
+                size,
+            )
         roots = set(doc.roots)
         try:
             plan = self._plan(msg)
         except BaseException:
             self._forget_roots(roots)
             raise
-        before = doc.version
         wire_ops: list[p.EditOp] = []
         seq_changes: list[tuple[int, list[Any]]] = []
         created: list[str] = []
-        fault: BaseException | None = None
+        fault = None
         try:
             for node, op, arg in plan:
                 if isinstance(op, p.SeqEdit):
@@ -117,48 +163,97 @@ class ThinEdits(RoomState):
                     doc.add(node, op.amount)
                     wire_ops.append(op)
         except Exception as exc:  # validated above: an engine bug. Keep what was applied.
-            if doc.version == before:
+            if doc.local_seq == seq0:
                 self._forget_roots(roots)
                 raise
             fault = exc
             # the roots of the ops after the failing one stay unused: forget them
             self._forget_roots(roots | {node for node, _, _ in plan[: len(wire_ops) + 1]})
+        return self._finish(
+            author,
+            msg,
+            now_ms,
+            member,
+            key,
+            digest,
+            seq0,
+            before,
+            wire_ops,
+            seq_changes,
+            created,
+            fault,
+            len(plan),
+            history.ops_size(wire_ops),
+        )
+
+    def _finish(
+        self,
+        author: Author,
+        msg: p.Edit,
+        now_ms: int,
+        member: Member | None,
+        key: EditKey,
+        digest: str,
+        seq0: int,
+        before: VersionVector | None,
+        wire_ops: list[p.EditOp],
+        seq_changes: list[tuple[int, list[Any]]],
+        created: list[str],
+        fault: BaseException | None,
+        planned: int,
+        size: int,
+    ) -> Outcome:
+        """Record, acknowledge and broadcast a batch just applied by this replica's local ops
+        from its ``seq0``-th on (``before``: the version vector then, given when ``seq0`` is 0)."""
+        doc = self.doc
         self._count_keys()
-        delta = doc.delta_since(before)
+        # a thin edit is local ops only: the delta and the vector entries are this replica's
+        delta = (
+            encode_ops(doc, doc.local_ops_since(seq0))
+            if before is None
+            else doc.delta_since(before)
+        )
+        now = doc.version
+        seq1 = doc.local_seq
+        vv = {self._me_wire: seq1} if seq1 != seq0 else {}
         # an edit applied in part is not that edit: it is named by no edit id (not remembered)
         named = msg.edit_id if fault is None else ""
-        version = self._record(
-            wire_ops, seq_changes, author.client_id, named, before, user=author.user.id
+        client_id = author.client_id
+        user = author.user
+        version = self._log_version(
+            seq_changes, Origin(client_id, named, wire_ops, vv, user.id), now
         )
         woke = member is not None and self._touch(member, now_ms)
-        relay = p.RemoteSync(
-            doc=self.doc_id, delta=base64.b64encode(delta).decode(), version=version
-        )
+        doc_id = self.doc_id
+        relay = p.RemoteSync(doc=doc_id, delta=base64.b64encode(delta).decode(), version=version)
         reply: list[p.Message]
         broadcast: list[tuple[p.Message, Audience]]
         if fault is None:
             self.remember(key, version, digest)
-            reply = [self._ack(msg.edit_id, version, created)]
+            reply = [
+                p.Ack(doc=doc_id, edit_id=msg.edit_id, version=version, created=created, vv=vv)
+            ]
             remote = p.Remote(
-                doc=self.doc_id,
+                doc=doc_id,
                 version=version,
                 ops=wire_ops,
-                client_id=author.client_id,
+                client_id=client_id,
                 edit_id=msg.edit_id,
-                vv=self._origins[version].vv,
+                vv=vv,
             )
             broadcast = [(remote, "thin"), (relay, "replica")]
-            check = self.checks.after(version, [n for n, _ in seq_changes])
-            if check is not None:
-                reply.append(check)
-                broadcast.append((check, "thin"))
+            if seq_changes:
+                check = self.checks.after(version, [n for n, _ in seq_changes])
+                if check is not None:
+                    reply.append(check)
+                    broadcast.append((check, "thin"))
         else:  # what the engine did is not known op by op: thin clients reload the document
-            resync = p.Resync(doc=self.doc_id, reason="the document changed unexpectedly")
+            resync = p.Resync(doc=doc_id, reason="the document changed unexpectedly")
             reply = [
                 p.Error(
                     code=p.ErrorCode.INTERNAL,
-                    message=f"the edit was applied in part ({len(wire_ops)} of {len(plan)} ops)",
-                    doc=self.doc_id,
+                    message=f"the edit was applied in part ({len(wire_ops)} of {planned} ops)",
+                    doc=doc_id,
                     edit_id=msg.edit_id,
                 ),
                 resync,
@@ -174,10 +269,48 @@ class ThinEdits(RoomState):
             reply=reply,
             broadcast=broadcast,
             fault=fault,
-            note=history.note(
-                before, doc.version, now_ms, author.user.id, author.user.name, wire_ops
-            ),
+            note=VersionNote(now, now_ms, user.id, user.name, size=size),
         )
+
+    def _typed(self, msg: p.Edit) -> tuple[int, p.SeqEdit, list[Any], int, str, int] | None:
+        """``(node, op, edit, pos, inserted, deleted)`` of a batch that makes one change to a
+        named text (what typing sends), rebased and validated like ``_plan`` would; None for
+        any other batch (``_plan`` takes it). Raises RoomError as ``_plan`` does."""
+        ops = msg.ops
+        if len(ops) != 1 or getattr(msg, "revive", None):  # (an undo/redo is judged: the plan's)
+            return None
+        op = ops[0]
+        if type(op) is not p.SeqEdit:
+            return None
+        site = ot.text_site(op.edit)
+        root = root_of_wire(op.node)
+        if site is None or root is None:
+            return None
+        doc = self.doc
+        node = root[0]
+        if root[1] is not NodeKind.TEXT or node not in doc.roots:
+            return None
+        edit = ot.text_op(*site)
+        if msg.version != self.version:
+            try:
+                edit = self.log.rebase(node, edit, msg.version)
+            except ResyncNeeded as exc:
+                raise RoomError(p.ErrorCode.STALE_VERSION, str(exc), resync=True) from None
+            except InvalidOperation as exc:
+                raise RoomError(p.ErrorCode.INVALID_EDIT, str(exc)) from None
+            site = ot.text_site(edit)
+            if site is None:  # rebased into no change, or into several: the plan's case
+                return None
+        pos, ins, deleted = site
+        length = len(doc.sequence(node))
+        if pos + deleted > length:
+            raise RoomError(
+                p.ErrorCode.INVALID_EDIT, f"edit spans past the end of {op.node} ({length})"
+            )
+        if length + len(ins) - deleted > self.limits.max_node_length:
+            raise RoomError(p.ErrorCode.DOCUMENT_TOO_LARGE, f"{op.node} would be too long")
+        self._adds_keys = 0
+        return node, op, edit, pos, ins, deleted
 
     def _wire_edit(self, node: int, edit: list[Any], created: list[str]) -> list[Any]:
         """An applied index edit as sent to others: new nested list items as ``{"$node"}``."""

@@ -69,14 +69,25 @@ def note(
     if ops is None:
         size = sum(n - before.get(r, 0) for r, n in after.items())
     else:
-        size = 0
-        for op in ops:
-            if isinstance(op, p.SeqEdit):
-                size += sum(-c if isinstance(c, int) and c < 0 else 0 for c in op.edit)
-                size += sum(len(c) for c in op.edit if not isinstance(c, int))
-            else:
-                size += 1
+        size = ops_size(ops)
     return VersionNote(after, time_ms, user_id, name, size=size)
+
+
+def ops_size(ops: Sequence[p.EditOp]) -> int:
+    """The size of a version made of wire ``ops``: characters or items inserted and deleted,
+    one per other op."""
+    size = 0
+    for op in ops:
+        if isinstance(op, p.SeqEdit):
+            for c in op.edit:
+                if isinstance(c, int):
+                    if c < 0:
+                        size -= c
+                else:
+                    size += len(c)
+        else:
+            size += 1
+    return size
 
 
 # ----------------------------------------------------------------------------- vectors

@@ -104,8 +104,23 @@ class Member:
     key_client: str = field(init=False, default="")
     """The client part of this member's edit keys (`edit_keys.key_client`)."""
 
+    _author: Author | None = field(init=False, default=None, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         self.key_client = key_client(self.owner or self.client_id, self.client_id)
+
+    def author(self) -> Author:
+        """This member as the author of its edits (kept while its user and keys stay: one
+        frozen object fewer per edit)."""
+        a = self._author
+        if (
+            a is None
+            or a.user is not self.user
+            or a.client_id != self.client_id
+            or a.key_client != self.key_client
+        ):
+            a = self._author = Author(self.client_id, self.user, self.key_client)
+        return a
 
     @property
     def can_write(self) -> bool:
@@ -173,6 +188,8 @@ class RoomState:
         self.cuts = Cuts(self.limits.history_kept_ops // 4)
         """Versions the document was at, where old history may be compacted (``retention``)."""
         self.cuts.note(doc.version)  # as loaded: a causal cut
+        self._me_wire = str(doc.replica)
+        """This replica's id as a key of a wire version vector (``Origin.vv``)."""
         self.pins: dict[int, VersionVector] = {}
         """Named versions (log seq -> vector): compaction never passes them (``rooms.history``)."""
 
@@ -190,15 +207,22 @@ class RoomState:
         user: str = "",
     ) -> int:
         """Log a batch applied since the document was at ``before`` as the next version."""
+        now = self.doc.version
+        vv = {str(r): n for r, n in now.items() if before.get(r) != n}
+        return self._log_version(seq_changes, Origin(client, edit, ops, vv, user), now)
+
+    def _log_version(
+        self, seq_changes: list[tuple[int, list[Any]]], origin: Origin, now: VersionVector
+    ) -> int:
+        """Log a batch as the next version: ``origin`` says what it was, ``now`` is the
+        document's version vector after it."""
         version = self.log.record(seq_changes)
         self._snap = None  # of an older version: not to be kept alive
-        now = self.doc.version
         self.cuts.note(now)
-        changed = [r for r, n in now.items() if before.get(r) != n]
-        vv = {str(r): now[r] for r in changed}
-        self._origins[version] = Origin(client, edit, ops, vv, user)
-        while len(self._origins) > self.limits.edit_log_capacity:
-            self._origins.popitem(last=False)
+        origins = self._origins
+        origins[version] = origin
+        while len(origins) > self.limits.edit_log_capacity:
+            origins.popitem(last=False)
         return version
 
     def seen(self, client_key: str, edit_id: str) -> int | None:

@@ -8,6 +8,7 @@ a written value creates one.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from cowrite.engine import (
@@ -50,16 +51,36 @@ def node_from_wire(doc: Document, ref: str, *, create_roots: bool = True) -> int
         if node is None or not doc.has_node(node):
             raise UnknownNode(f"unknown node {ref!r}")
         return node
-    kind_s, sep, name = ref.partition(":")
-    kind = KIND_NAMES.get(kind_s)
-    if not sep or kind is None or not name or len(name) > 100:
+    root = root_of_wire(ref)
+    if root is None:
         raise UnknownNode(f"malformed node id {ref!r}: use '<kind>:<name>' or '#<replica>.<seq>'")
-    node = root_id(kind, name)
+    node, kind, name = root
     if node not in doc.roots:
         if not create_roots:
             raise UnknownNode(f"unknown node {ref!r}")
         doc.root(kind, name)
     return node
+
+
+def root_of_wire(ref: str) -> tuple[int, NodeKind, str] | None:
+    """``(id, kind, name)`` of the named root a wire id ``"<kind>:<name>"`` names (in any
+    document: root ids are derived from kind and name); None for any other string. Cached:
+    every edit names its node, and deriving the id hashes the name."""
+    if len(ref) > _LONGEST_ROOT:
+        return None  # malformed (a name is at most 100 characters): never kept in the cache
+    return _root_of_wire(ref)
+
+
+_LONGEST_ROOT = max(map(len, KIND_NAMES)) + 1 + 100
+
+
+@functools.lru_cache(maxsize=4096)
+def _root_of_wire(ref: str) -> tuple[int, NodeKind, str] | None:
+    kind_s, sep, name = ref.partition(":")
+    kind = KIND_NAMES.get(kind_s)
+    if not sep or kind is None or not name or len(name) > 100 or ref.startswith("#"):
+        return None
+    return root_id(kind, name), kind, name
 
 
 def value_to_wire(doc: Document, value: Any) -> Any:
