@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Literal, TypeVar
 
+from cowrite.adapters.store._checkpoint import SAFETY_PAGES, Checkpointer
 from cowrite.adapters.store._schema import migrate
 from cowrite.adapters.store._sqlite_queries import (
     _CHAT_COLUMNS,
@@ -106,6 +107,7 @@ class SQLiteStore:
         readers: int = 2,
         health_timeout_s: float = 2.0,
         version_block: int = BLOCK_VERSIONS,
+        checkpoint_interval_s: float | None = 1.0,
     ) -> None:
         self.path = os.fspath(path)
         if self.path in ("", ":memory:") or self.path.startswith("file::memory:"):
@@ -119,6 +121,8 @@ class SQLiteStore:
                 "max_batch, readers and version_block must be positive, busy_timeout_ms >= 0"
             )
         self._block = version_block
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._checkpointer: Checkpointer | None = None
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._max_batch = max_batch
@@ -159,6 +163,11 @@ class SQLiteStore:
         self._writer = await self._start_writer()
         self._restarting = asyncio.Lock()
         self._readers = _ReaderPool(self._connect_reader, self._reader_count)
+        if self._checkpoint_interval_s is not None:
+            self._checkpointer = Checkpointer(
+                self._connect, self.path, interval_s=self._checkpoint_interval_s
+            )
+            self._checkpointer.start()
 
     async def _start_writer(self) -> BatchWriter:
         conn = await asyncio.to_thread(self._open_writer_connection)
@@ -212,6 +221,9 @@ class SQLiteStore:
         await writer.stop()
         self._writer = None
         await asyncio.to_thread(readers.close)
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.stop)
 
     async def health(self) -> bool:
         try:
@@ -473,6 +485,8 @@ class SQLiteStore:
             if str(mode).lower() != "wal":
                 raise StoreUnavailable(f"cannot put {self.path!r} in WAL mode (got {mode!r})")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            if self._checkpoint_interval_s is not None:  # the checkpointer's, off the commits
+                conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_PAGES}")
             conn.execute("PRAGMA foreign_keys = ON")
             migrate(conn, self._block)
         except sqlite3.Error as exc:
