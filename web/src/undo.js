@@ -30,6 +30,7 @@
 
 import * as ot from "./ot.js";
 import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform, withoutEchoes, withoutInserts } from "./undo_ops.js";
+import { addRun } from "./undo_revive.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -40,6 +41,7 @@ export function isRestoreEdit(meta) {
 
 const KEEP_RESTORES = 8; // restore records kept (for adoptRestore) while the log is short
 const LOG_SOFT_MAX = 5000;
+const DELETED_MAX = 100000; // names of deleted characters kept (the oldest are forgotten)
 
 export class UndoManager {
   /** `state`: a ThinDocState (thin.js); `node`: a text node id. `apply(op)`: makes a local edit
@@ -76,6 +78,10 @@ export class UndoManager {
     /** The last snapshot that came while a batch of ours was in flight: {gen, from, to} (the
      *  identities it gave what it inserts). */
     this._barrier = null;
+    /** identity -> {edit, of}: the name the server knows a character by that a batch of ours
+     *  deleted (its edit_id, the index among the code points it deleted): an undo/redo that
+     *  brings it back says so (`revive`), and the server inserts it at most once. */
+    this._deleted = new Map();
     state.observers.push(this);
   }
 
@@ -131,6 +137,7 @@ export class UndoManager {
     this._ids = null; // the text may change without us (a dropped batch): number it afresh
     this._logIds = null;
     this._dead = new Set();
+    this._deleted = new Map();
   }
 
   // ------------------------------------------------------- observer of the ThinDocState
@@ -171,6 +178,65 @@ export class UndoManager {
     else if (kind === "redo") this._push(this.undoStack, { records: [rec], at: 0, open: false });
     this.log.push(rec);
     this._trim();
+  }
+
+  /** The thin client sends `batch` for the first time (its records are those of generation
+   *  state._edits - 1): the runs of the code points it inserts that bring back characters a
+   *  batch of ours deleted (the edit's `revive`; see undo_revive.js). */
+  marks(batch) {
+    const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
+    if (!slot) return [];
+    const c = this._batchOp(this.state._edits - 1, slot.payload);
+    if (c === null) return [];
+    // what this batch deletes itself (an undo and a redo composed) is named by its own index
+    const own = new Map();
+    let of = 0;
+    for (const comp of c) if (typeof comp === "object" && Array.isArray(comp.d)) for (const id of comp.ids) own.set(id, { edit: batch.editId, of: of++ });
+    const runs = [];
+    let k = 0;
+    for (const comp of c) {
+      if (typeof comp !== "object" || !Array.isArray(comp.i)) continue;
+      for (const id of comp.ids) {
+        const ref = id === null ? undefined : own.get(id) || this._deleted.get(id);
+        if (ref) addRun(runs, this.node, k, ref);
+        k++;
+      }
+    }
+    return runs;
+  }
+
+  /** The in-flight batch `batch` is applied (its ack, or our own remote in a catch-up), before
+   *  the thin client settles it: what it deleted gets its server names. Our records of it are
+   *  rebased over everything the server applied before it, so they delete what it deleted. */
+  acked(batch) {
+    const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
+    if (!slot) return;
+    const c = this._batchOp(this.state._edits - 1, slot.payload);
+    if (c === null) return;
+    let of = 0;
+    for (const comp of c) {
+      if (typeof comp !== "object" || !Array.isArray(comp.d)) continue;
+      for (const id of comp.ids) {
+        if (id !== null) {
+          this._deleted.delete(id); // (insertion order: the oldest go first below)
+          this._deleted.set(id, { edit: batch.editId, of });
+        }
+        of++;
+      }
+    }
+    for (const id of this._deleted.keys()) {
+      if (this._deleted.size <= DELETED_MAX) break;
+      this._deleted.delete(id);
+    }
+  }
+
+  /** Our records of batch generation `gen` composed, when that is exactly `payload` (the
+   *  batch's op of the node); else null (a tie laid out otherwise: no names). */
+  _batchOp(gen, payload) {
+    let c = null;
+    for (const rec of this.log) if (rec.own && rec.gen === gen) c = c === null ? rec.op : compose(c, rec.op);
+    if (c === null || !sameOp(toPlain(c), ot.normalize(payload))) return null;
+    return c;
   }
 
   /** The thin client drops its in-flight batch (refused, or applied before the snapshot we

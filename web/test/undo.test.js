@@ -10,6 +10,7 @@ import * as ot from "../src/ot.js";
 import { ThinDocState } from "../src/thin.js";
 import { UndoManager } from "../src/undo.js";
 import * as uo from "../src/undo_ops.js";
+import { addRun, deleteInserted, lostDeletes, runIndices } from "../src/undo_revive.js";
 
 const NODE = "text:body";
 
@@ -36,6 +37,8 @@ class ModelServer {
     this.seen = new Map();
     this.restores = 0;
     this.races = 0;
+    this.revived = new Set();
+    this.revive = !process.env.NOREVIVE; // NOREVIVE=1: a server without revivals (as before)
   }
   get oldest() {
     return Math.max(0, this.version - this.capacity);
@@ -53,8 +56,10 @@ class ModelServer {
     return { type: "remote", doc: "d", version: v, ops: [{ type: "seq", node: NODE, edit: e.op }], client_id: e.clientId, edit_id: e.editId };
   }
   _apply(op, clientId, editId) {
+    const had = dupes(this.text).length;
     this.text = ot.apply(this.text, op);
     if (dupes(this.text).length) this.races++;
+    if (process.env.RACES && dupes(this.text).length > had) console.log("RACE", this.seed, this.version + 1, clientId, editId, JSON.stringify(this.lastRevive || null), JSON.stringify(op));
     if (this.trace) console.log("APPLY", this.version + 1, clientId, editId, JSON.stringify(op), JSON.stringify(this.text), dupes(this.text).join(""));
     this.version++;
     this.texts.push(this.text);
@@ -70,9 +75,46 @@ class ModelServer {
     }
     let op = msg.ops[0].edit;
     for (let v = msg.version + 1; v <= this.version; v++) op = ot.transform(op, this.log.get(v).op, "left");
+    const others = [];
+    for (let v = msg.version + 1; v <= this.version; v++) others.push(this.log.get(v).op);
+    const dropped = this.revive ? this._judge(clientId, msg, others) : [];
+    this.lastRevive = [msg.revive || null, dropped];
+    if (dropped.length) op = ot.compose(op, deleteInserted(op, runIndices(dropped, NODE)));
     const remote = this._apply(op, clientId, msg.edit_id);
     this.seen.set(key, this.version);
-    return { reply: [{ type: "ack", doc: "d", edit_id: msg.edit_id, version: this.version }], broadcast: [remote] };
+    const ack = { type: "ack", doc: "d", edit_id: msg.edit_id, version: this.version };
+    if (dropped.length) ack.dropped = dropped;
+    return { reply: [ack], broadcast: [remote] };
+  }
+  /** docs/protocol.md T11 "Revivals" (the Room: rooms/revivals.py): an inserted code point that
+   *  brings back a character a batch of the sender deleted is dropped when a restore came after
+   *  that batch, or when that character was brought back already. */
+  _judge(clientId, msg, others) {
+    const dropped = [];
+    let lost = null;
+    for (const run of msg.revive || []) {
+      if (run.edit === msg.edit_id) {
+        // what this batch deletes itself: gone when someone deleted it first, or a restore came
+        lost ??= lostDeletes(msg.ops[0].edit, others);
+        const restored = others.length > 0 && [...Array(others.length).keys()].some((j) => this.log.get(msg.version + 1 + j).editId.startsWith("restore-"));
+        for (let j = 0; j < run.n; j++) if (restored || lost.has(run.of + j)) addRun(dropped, run.node, run.at + j);
+        continue;
+      }
+      const v = this.seen.get(`${clientId}\u0000${run.edit}`);
+      let restored = false;
+      let known = v !== undefined;
+      for (let w = (v ?? this.version) + 1; w <= this.version && known && !restored; w++) {
+        const e = this.log.get(w);
+        if (!e) known = false; // history gone: nothing can be said (inserted, as before)
+        else restored = e.editId.startsWith("restore-");
+      }
+      for (let j = 0; j < run.n; j++) {
+        const name = `${clientId}\u0000${run.edit}\u0000${run.node}\u0000${run.of + j}`;
+        if (known && (restored || this.revived.has(name))) addRun(dropped, run.node, run.at + j);
+        else if (known) this.revived.add(name);
+      }
+    }
+    return dropped;
   }
   restore(version) {
     const op = ot.diff(this.text, this.texts[version]);
@@ -120,6 +162,7 @@ function simulate(seed, { steps = 300, capacity = 1000, drops = true } = {}) {
   const compensations = () => peers.reduce((n, p) => n + p.undo.compensations, 0);
   const trace = process.env.TRACE === String(seed);
   server.trace = trace;
+  server.seed = seed;
   const check = (where) => {
     if (process.env.IDCHECK) idcheck(where);
     if (trace) console.log(where, JSON.stringify(server.text), peers.map((p) => `${p.id}${p.connected ? "" : "(off)"}:${JSON.stringify(p.text())} u${p.undo.undoStack.length}r${p.undo.redoStack.length}`).join(" "));
@@ -261,7 +304,8 @@ function sweep(seeds, options, extra = []) {
   const dropped = [];
   let compensated = 0;
   let races = 0;
-  const all = [...Array.from({ length: seeds }, (_, i) => i + 1), ...extra.filter((s) => s > seeds)];
+  let all = [...Array.from({ length: seeds }, (_, i) => i + 1), ...extra.filter((s) => s > seeds)];
+  if (process.env.UNDO_ONLY) all = process.env.UNDO_ONLY.split(",").map(Number); // just these seeds
   for (const seed of all) {
     try {
       const run = simulate(seed, options);
