@@ -264,10 +264,12 @@ export class ThinDocState {
       for (const k of ops.keys()) this.pending.delete(k);
       this._edits++;
       batch = this.inflight = { editId: `${this._prefix}-${this._edits}`, ops, sent: false, revive: [] };
-      // what an undo/redo brings back, named for the server (undo.js, T11 "Revivals")
-      for (const o of this.observers) if (o.marks) batch.revive.push(...o.marks(batch));
     } else if (batch.sent) return null;
     batch.sent = true;
+    // what an undo/redo brings back, named for the server (undo.js, T11 "Revivals"); again at a
+    // resend: the batch's own deletes are indexed in the op as sent (rebased since)
+    batch.revive = [];
+    for (const o of this.observers) if (o.marks) batch.revive.push(...o.marks(batch));
     const msg = {
       type: "edit",
       doc: this.doc,
@@ -658,7 +660,7 @@ export class ThinDocState {
     // names no `dropped`; the applied op is ours without those code points
     const applied = new Map();
     for (const op of msg.ops) if (op.type === "seq") applied.set(op.node, op.edit);
-    const drops = batch.revive && batch.revive.length ? this._drops(batch, (node, payload) => (applied.has(node) ? droppedInserts(payload, applied.get(node)) : null)) : [];
+    const drops = this._drops(batch, (node, payload) => (applied.has(node) ? droppedInserts(payload, applied.get(node)) : null));
     if (drops.length) {
       const ops = msg.ops.map((op) => (op.type === "seq" && drops.some((d) => d.node === op.node) ? { ...op, edit: batch.ops.get(slotKey("seq", op.node)).payload } : op));
       msg = { ...msg, ops };

@@ -96,6 +96,7 @@ class ModelServer {
       if (run.edit === msg.edit_id) {
         // what this batch deletes itself: gone when someone deleted it first, or a restore came
         lost ??= lostDeletes(msg.ops[0].edit, others);
+        if (process.env.RACES) console.log("JUDGE", JSON.stringify(msg.ops[0].edit), JSON.stringify(others), [...lost]);
         const restored = others.length > 0 && [...Array(others.length).keys()].some((j) => this.log.get(msg.version + 1 + j).editId.startsWith("restore-"));
         for (let j = 0; j < run.n; j++) if (restored || lost.has(run.of + j)) addRun(dropped, run.node, run.at + j);
         continue;
@@ -313,7 +314,10 @@ function sweep(seeds, options, extra = []) {
       races += run.races;
       if (run.peers.some((p) => p.undo.failures)) dropped.push(seed);
     } catch (err) {
-      if (!/token twice after end/.test(String(err.message))) throw err;
+      if (!/token twice after end/.test(String(err.message))) {
+        err.message += ` (seed ${seed})`;
+        throw err;
+      }
       twice.push(seed);
     }
   }
