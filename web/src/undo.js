@@ -213,11 +213,12 @@ export class UndoManager {
     if (!slot) return;
     const c = this._batchOp(this.state._edits - 1, slot.payload);
     if (c === null) return;
+    const back = new Set(insertedIds(c)); // re-inserted by it: in the text again, not named
     let of = 0;
     for (const comp of c) {
       if (typeof comp !== "object" || !Array.isArray(comp.d)) continue;
       for (const id of comp.ids) {
-        if (id !== null) {
+        if (id !== null && !back.has(id)) {
           this._deleted.delete(id); // (insertion order: the oldest go first below)
           this._deleted.set(id, { edit: batch.editId, of });
         }

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cowrite import protocol as p
 from cowrite.client.thin_undo_ids import carry_dead, inherit_dead
 from cowrite.client.thin_undo_ops import (
     Id,
@@ -51,6 +52,7 @@ from cowrite.client.thin_undo_ops import (
     without_echoes,
     without_inserts,
 )
+from cowrite.client.thin_undo_revive import Deleted, batch_op, record_deleted, revive_runs
 from cowrite.engine import InvalidOperation, ot
 
 RESTORE_EDIT_PREFIX = "restore-"
@@ -142,6 +144,9 @@ class UndoManager:
         self._barrier: tuple[int, int, int] | None = None
         """The last snapshot that came while a batch of ours was in flight: (gen, first, end)
         (the identities it gave what it inserts)."""
+        self._deleted: Deleted = Deleted()
+        """identity -> (edit_id, index): the server's name for a character a batch of ours
+        deleted (``thin_undo_revive``): an undo/redo bringing it back says so (``revive``)."""
         state.observers.append(self)
 
     def detach(self) -> None:
@@ -193,6 +198,7 @@ class UndoManager:
         self._ids = None  # the text may change without us: number it afresh
         self._log_ids = None
         self._dead = set()
+        self._deleted = Deleted()
 
     # ------------------------------------------------------- observer of the ThinDocState
 
@@ -242,6 +248,21 @@ class UndoManager:
             self._push(self.undo_stack, Group([rec]))
         self.log.append(rec)
         self._trim()
+
+    def marks(self, batch: Any) -> list[p.Revive]:
+        """``batch`` (its records: generation ``state._edits - 1``) is sent: the runs of the code
+        points it inserts that bring back what a batch of ours deleted (the edit's ``revive``)."""
+        payload = batch.ops.get(("seq", self.node, None))
+        c = None if payload is None else batch_op(self.log, self.state._edits - 1, payload)
+        return [] if c is None else revive_runs(c, self.node, batch.edit_id, self._deleted)
+
+    def acked(self, batch: Any) -> None:
+        """The in-flight ``batch`` is applied (before the thin client settles it): what it
+        deleted gets its server names (our records of it delete what the server's op did)."""
+        payload = batch.ops.get(("seq", self.node, None))
+        c = None if payload is None else batch_op(self.log, self.state._edits - 1, payload)
+        if c is not None:
+            record_deleted(c, batch.edit_id, self._deleted)
 
     def drop_inflight(self) -> None:
         """The thin client drops its in-flight batch (refused, or applied before the snapshot we

@@ -25,6 +25,7 @@ from cowrite.engine import (
 )
 from cowrite.rooms import edit_keys, history, validate
 from cowrite.rooms.edit_keys import edit_digest, key_client
+from cowrite.rooms.revivals import Revivals
 from cowrite.rooms.state import (
     Audience,
     Author,
@@ -40,6 +41,9 @@ from cowrite.rooms.wire import UnknownNode, node_from_wire, node_to_wire, value_
 
 class ThinEdits(RoomState):
     """`Room`'s thin-client edits."""
+
+    _revivals: Revivals | None = None
+    """What undo/redo batches brought back (``revivals.py``), made at the first ``revive``."""
 
     if TYPE_CHECKING:  # presence (``room.py``)
 
@@ -89,6 +93,18 @@ class ThinEdits(RoomState):
         except BaseException:
             self._forget_roots(roots)
             raise
+        dropped: list[p.Dropped] = []
+        if msg.revive:  # an undo/redo: what it may not bring back is left out (revivals.py)
+            if self._revivals is None:
+                self._revivals = Revivals()
+            plan, dropped = self._revivals.judge(
+                author.key_client,
+                msg,
+                plan,
+                log=self.log,
+                recent=self._recent,
+                origins=self._origins,
+            )
         before = doc.version
         wire_ops: list[p.EditOp] = []
         seq_changes: list[tuple[int, list[Any]]] = []
@@ -138,7 +154,9 @@ class ThinEdits(RoomState):
         broadcast: list[tuple[p.Message, Audience]]
         if fault is None:
             self.remember(key, version, digest)
-            reply = [self._ack(msg.edit_id, version, created)]
+            ack = self._ack(msg.edit_id, version, created)
+            ack.dropped = dropped
+            reply = [ack]
             remote = p.Remote(
                 doc=self.doc_id,
                 version=version,
