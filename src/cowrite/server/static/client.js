@@ -778,6 +778,88 @@ function verify(state, msg, outstanding) {
   return diverged;
 }
 
+// src/undo_revive.js
+function addRun(runs, node, at, ref = null) {
+  const last = runs[runs.length - 1];
+  if (last && last.node === node && last.at + last.n === at && (ref === null ? last.edit === void 0 : last.edit === ref.edit && last.of + last.n === ref.of)) {
+    last.n++;
+    return;
+  }
+  runs.push(ref === null ? { node, at, n: 1 } : { node, at, n: 1, edit: ref.edit, of: ref.of });
+}
+function runIndices(runs, node) {
+  const out = /* @__PURE__ */ new Set();
+  for (const r of runs || []) {
+    if (!r || r.node !== node || !Number.isInteger(r.at) || !Number.isInteger(r.n) || r.at < 0 || r.n < 1 || r.n > 1e6) continue;
+    for (let k = r.at; k < r.at + r.n; k++) out.add(k);
+  }
+  return out;
+}
+function deleteInserted(op, indices) {
+  if (!indices.size) return null;
+  const out = [];
+  let run = 0;
+  let k = 0;
+  let any = false;
+  for (const c of op) {
+    if (typeof c === "number") {
+      if (c > 0) run += c;
+      continue;
+    }
+    for (const _ of c) {
+      if (indices.has(k++)) {
+        if (run) out.push(run), run = 0;
+        if (out.length && out[out.length - 1] < 0) out[out.length - 1]--;
+        else out.push(-1);
+        any = true;
+      } else run++;
+    }
+  }
+  return any ? normalize(out) : null;
+}
+function droppedInserts(held, applied) {
+  const out = /* @__PURE__ */ new Set();
+  const a = normalize(held);
+  const b = normalize(applied);
+  if (JSON.stringify(a) === JSON.stringify(b)) return out;
+  const flat = (op) => {
+    const items = [];
+    for (const c of op) {
+      if (typeof c === "number") items.push(c);
+      else for (const ch of c) items.push({ ch });
+    }
+    return items;
+  };
+  const x = flat(a);
+  const y = flat(b);
+  let j = 0;
+  let k = 0;
+  let yr = 0;
+  for (const item of x) {
+    if (typeof item !== "number") {
+      if (j < y.length && typeof y[j] !== "number" && y[j].ch === item.ch) j++;
+      else out.add(k);
+      k++;
+      continue;
+    }
+    let n = item;
+    while (n !== 0) {
+      if (j >= y.length) {
+        if (n < 0) return null;
+        break;
+      }
+      const c = y[j];
+      if (typeof c !== "number" || Math.sign(c) !== Math.sign(n)) return null;
+      const avail = c - yr;
+      const take = Math.abs(avail) < Math.abs(n) ? avail : n;
+      n -= take;
+      yr += take;
+      if (yr === c) j++, yr = 0;
+    }
+  }
+  return j === y.length ? out : null;
+}
+
 // src/thin.js
 var SEQ_KINDS = /* @__PURE__ */ new Set(["text", "list"]);
 var KINDS = ["text", "list", "map", "register", "counter"];
@@ -970,16 +1052,20 @@ var ThinDocState = class {
       }
       for (const k of ops.keys()) this.pending.delete(k);
       this._edits++;
-      batch = this.inflight = { editId: `${this._prefix}-${this._edits}`, ops, sent: false };
+      batch = this.inflight = { editId: `${this._prefix}-${this._edits}`, ops, sent: false, revive: [] };
     } else if (batch.sent) return null;
     batch.sent = true;
-    return {
+    batch.revive = [];
+    for (const o of this.observers) if (o.marks) batch.revive.push(...o.marks(batch));
+    const msg = {
       type: "edit",
       doc: this.doc,
       edit_id: batch.editId,
       version: this.version,
       ops: [...batch.ops.values()].map(wireOp)
     };
+    if (batch.revive && batch.revive.length) msg.revive = batch.revive;
+    return msg;
   }
   // ---------------------------------------------------------------------- receiving
   onJoined(msg) {
@@ -1049,9 +1135,33 @@ var ThinDocState = class {
       return [];
     }
     if (msg.version <= this.version) return this._dropInflight();
+    for (const o of this.observers) if (o.acked) o.acked(batch);
+    const drops = this._drops(batch, (node, payload) => runIndices(msg.dropped, node));
     const [seqOps, changes] = this._settle(batch, msg.created || []);
+    if (drops.length) return this._settleDrops(msg, drops, seqOps, changes);
     this._advance(msg.version, seqOps, msg.vv);
     return changes;
+  }
+  /** The seq ops deleting what the server did not insert of `batch` (T11 "Revivals"):
+   *  `indices(node, payload)` names the code points of a node's payload it dropped. */
+  _drops(batch, indices) {
+    const drops = [];
+    for (const { kind, node, payload } of batch.ops.values()) {
+      if (kind !== "seq") continue;
+      const found = indices(node, payload);
+      const edit = found && deleteInserted(payload, found);
+      if (edit) drops.push({ type: "seq", node, edit });
+    }
+    return drops;
+  }
+  /** Our batch is settled as we held it; what the server dropped of it goes like a remote op
+   *  right after it (rebased over our pending edits), at the same version. */
+  _settleDrops(msg, drops, seqOps, changes) {
+    const meta = { version: msg.version, client_id: this.clientId, edit_id: msg.edit_id };
+    const more = this._applyRemoteOps(drops, changes, meta);
+    if (more === null) return this._settleObservers(changes);
+    this._advance(msg.version, [...seqOps, ...more], msg.vv);
+    return this._settleObservers(changes);
   }
   /** The in-flight batch is applied: move it into the server state. */
   _settle(batch, createdIds) {
@@ -1304,6 +1414,14 @@ var ThinDocState = class {
   }
   _ownRemote(msg) {
     const batch = this.inflight;
+    for (const o of this.observers) if (o.acked) o.acked(batch);
+    const applied = /* @__PURE__ */ new Map();
+    for (const op of msg.ops) if (op.type === "seq") applied.set(op.node, op.edit);
+    const drops = this._drops(batch, (node, payload) => applied.has(node) ? droppedInserts(payload, applied.get(node)) : null);
+    if (drops.length) {
+      const ops = msg.ops.map((op) => op.type === "seq" && drops.some((d) => d.node === op.node) ? { ...op, edit: batch.ops.get(slotKey("seq", op.node)).payload } : op);
+      msg = { ...msg, ops };
+    }
     const seqOps = [];
     try {
       for (const op of msg.ops) {
@@ -1317,6 +1435,7 @@ var ThinDocState = class {
     }
     this.inflight = null;
     const changes = this._refreshSlots(batch);
+    if (drops.length) return this._settleDrops(msg, drops, seqOps, changes);
     this._advance(msg.version, seqOps, msg.vv);
     return changes;
   }
@@ -1903,6 +2022,7 @@ function isRestoreEdit(meta) {
 }
 var KEEP_RESTORES = 8;
 var LOG_SOFT_MAX = 5e3;
+var DELETED_MAX = 1e5;
 var UndoManager = class {
   /** `state`: a ThinDocState (thin.js); `node`: a text node id. `apply(op)`: makes a local edit
    *  of `node` (default state.localEdit; a session passes session.edit so it is sent). */
@@ -1930,6 +2050,7 @@ var UndoManager = class {
     this._intent = null;
     this._sweep = false;
     this._barrier = null;
+    this._deleted = /* @__PURE__ */ new Map();
     state.observers.push(this);
   }
   /** Stop following the document (the stacks are dropped). */
@@ -1978,6 +2099,7 @@ var UndoManager = class {
     this._ids = null;
     this._logIds = null;
     this._dead = /* @__PURE__ */ new Set();
+    this._deleted = /* @__PURE__ */ new Map();
   }
   // ------------------------------------------------------- observer of the ThinDocState
   /** A local edit of `node`: `op` (normalized) applies to `before` (the local value). */
@@ -2014,6 +2136,62 @@ var UndoManager = class {
     else if (kind === "redo") this._push(this.undoStack, { records: [rec], at: 0, open: false });
     this.log.push(rec);
     this._trim();
+  }
+  /** The thin client sends `batch` for the first time (its records are those of generation
+   *  state._edits - 1): the runs of the code points it inserts that bring back characters a
+   *  batch of ours deleted (the edit's `revive`; see undo_revive.js). */
+  marks(batch) {
+    const slot = batch.ops.get(`seq\0${this.node}\0`);
+    if (!slot) return [];
+    const c = this._batchOp(this.state._edits - 1, slot.payload);
+    if (c === null) return [];
+    const own = /* @__PURE__ */ new Map();
+    let of = 0;
+    for (const comp of c) if (typeof comp === "object" && Array.isArray(comp.d)) for (const id of comp.ids) own.set(id, { edit: batch.editId, of: of++ });
+    const runs = [];
+    let k = 0;
+    for (const comp of c) {
+      if (typeof comp !== "object" || !Array.isArray(comp.i)) continue;
+      for (const id of comp.ids) {
+        const ref = id === null ? void 0 : own.get(id) || this._deleted.get(id);
+        if (ref) addRun(runs, this.node, k, ref);
+        k++;
+      }
+    }
+    return runs;
+  }
+  /** The in-flight batch `batch` is applied (its ack, or our own remote in a catch-up), before
+   *  the thin client settles it: what it deleted gets its server names. Our records of it are
+   *  rebased over everything the server applied before it, so they delete what it deleted. */
+  acked(batch) {
+    const slot = batch.ops.get(`seq\0${this.node}\0`);
+    if (!slot) return;
+    const c = this._batchOp(this.state._edits - 1, slot.payload);
+    if (c === null) return;
+    const back = new Set(insertedIds(c));
+    let of = 0;
+    for (const comp of c) {
+      if (typeof comp !== "object" || !Array.isArray(comp.d)) continue;
+      for (const id of comp.ids) {
+        if (id !== null && !back.has(id)) {
+          this._deleted.delete(id);
+          this._deleted.set(id, { edit: batch.editId, of });
+        }
+        of++;
+      }
+    }
+    for (const id of this._deleted.keys()) {
+      if (this._deleted.size <= DELETED_MAX) break;
+      this._deleted.delete(id);
+    }
+  }
+  /** Our records of batch generation `gen` composed, when that is exactly `payload` (the
+   *  batch's op of the node); else null (a tie laid out otherwise: no names). */
+  _batchOp(gen, payload) {
+    let c = null;
+    for (const rec of this.log) if (rec.own && rec.gen === gen) c = c === null ? rec.op : compose2(c, rec.op);
+    if (c === null || !sameOp(toPlain(c), normalize(payload))) return null;
+    return c;
   }
   /** The thin client drops its in-flight batch (refused, or applied before the snapshot we
    *  hold): called before anything changes. Its records leave the log and the steps, and our
