@@ -10,7 +10,7 @@ import * as ot from "../src/ot.js";
 import { ThinDocState } from "../src/thin.js";
 import { UndoManager } from "../src/undo.js";
 import * as uo from "../src/undo_ops.js";
-import { addRun, deleteInserted, lostDeletes, runIndices } from "../src/undo_revive.js";
+import { addRun, deleteInserted, droppedInserts, lostDeletes, runIndices } from "../src/undo_revive.js";
 
 const NODE = "text:body";
 
@@ -593,4 +593,30 @@ test("garbage restore answers adopt nothing", () => {
   assert.equal(undo.undoStack.length, 1);
   undo.undo();
   assert.equal(state.value(NODE), "");
+});
+
+test("revivals: an ack's dropped code points leave the local text; a catch-up of our batch alike", () => {
+  for (const viaCatchUp of [false, true]) {
+    const state = new ThinDocState("d", "me", { editIdPrefix: "me" });
+    const undo = new UndoManager(state, NODE, { now: () => 0 });
+    state.onJoined({ type: "joined", doc: "d", version: 0, rights: ["write"], snapshot: { [NODE]: { kind: "text", value: "ac" } } });
+    state.localEdit(NODE, [1, "bX"]);
+    const batch = state.takeBatch();
+    assert.equal(batch.revive, undefined); // nothing brought back: no names
+    state.localEdit(NODE, [4, "!"]);
+    if (viaCatchUp) {
+      state.onDisconnect();
+      state.onJoined({ type: "joined", doc: "d", version: 0, rights: ["write"] });
+      state.onRemote({ type: "remote", doc: "d", version: 1, ops: [{ type: "seq", node: NODE, edit: [1, "X"] }], client_id: "me", edit_id: batch.edit_id });
+    } else {
+      const changes = state.onAck({ type: "ack", doc: "d", edit_id: batch.edit_id, version: 1, dropped: [{ node: NODE, at: 0, n: 1 }, { node: NODE, at: -1, n: 5 }, { node: "x", at: 1, n: 1 }] });
+      assert.deepEqual(changes.map((c) => c.edit), [[1, -1]]);
+    }
+    assert.equal(state.value(NODE), "aXc!");
+    state.checkInvariants();
+    assert.equal(undo.failures, 0);
+  }
+  assert.equal(droppedInserts([2, "ab"], [1, "ab"]), null);
+  assert.deepEqual([...droppedInserts(["abc", -1], ["b", -1])], [0, 2]);
+  assert.deepEqual([...lostDeletes([1, -2, 2, -1], [["xy", 5, -1]])], [2]);
 });
