@@ -186,7 +186,8 @@ export class UndoManager {
   marks(batch) {
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
     if (!slot) return [];
-    const c = this._batchOp(this.state._edits - 1, slot.payload);
+    // only an undo/redo re-inserts characters under identities they had
+    const c = this._batchOp(this.state._edits - 1, slot.payload, (rec) => rec.kind === "undo" || rec.kind === "redo");
     if (c === null) return [];
     // what this batch deletes itself (an undo and a redo composed) is named by its own index
     const own = new Map();
@@ -211,7 +212,7 @@ export class UndoManager {
   acked(batch) {
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
     if (!slot) return;
-    const c = this._batchOp(this.state._edits - 1, slot.payload);
+    const c = this._batchOp(this.state._edits - 1, slot.payload, (rec) => rec.op.some((x) => typeof x === "object" && Array.isArray(x.d)));
     if (c === null) return;
     const back = new Set(insertedIds(c)); // re-inserted by it: in the text again, not named
     let of = 0;
@@ -231,12 +232,17 @@ export class UndoManager {
     }
   }
 
-  /** Our records of batch generation `gen` composed, when that is exactly `payload` (the
-   *  batch's op of the node); else null (a tie laid out otherwise: no names). */
-  _batchOp(gen, payload) {
+  /** Our records of batch generation `gen` composed, when one of them is `need`ed and that is
+   *  exactly `payload` (the batch's op of the node); else null (a tie laid out otherwise: no
+   *  names). */
+  _batchOp(gen, payload, need) {
+    // our unacknowledged records end the log (remote records go before them)
+    const mine = [];
+    for (let j = this.log.length - 1; j >= 0 && this.log[j].own && this.log[j].gen >= gen; j--) if (this.log[j].gen === gen) mine.push(this.log[j]);
+    if (!mine.length || !mine.some(need)) return null;
     let c = null;
-    for (const rec of this.log) if (rec.own && rec.gen === gen) c = c === null ? rec.op : compose(c, rec.op);
-    if (c === null || !sameOp(toPlain(c), ot.normalize(payload))) return null;
+    for (let j = mine.length - 1; j >= 0; j--) c = c === null ? mine[j].op : compose(c, mine[j].op);
+    if (!sameOp(toPlain(c), ot.normalize(payload))) return null;
     return c;
   }
 

@@ -52,7 +52,14 @@ from cowrite.client.thin_undo_ops import (
     without_echoes,
     without_inserts,
 )
-from cowrite.client.thin_undo_revive import Deleted, batch_op, record_deleted, revive_runs
+from cowrite.client.thin_undo_revive import (
+    Deleted,
+    batch_op,
+    deletes,
+    record_deleted,
+    reinserts,
+    revive_runs,
+)
 from cowrite.engine import InvalidOperation, ot
 
 RESTORE_EDIT_PREFIX = "restore-"
@@ -253,14 +260,15 @@ class UndoManager:
         """``batch`` (its records: generation ``state._edits - 1``) is sent: the runs of the code
         points it inserts that bring back what a batch of ours deleted (the edit's ``revive``)."""
         payload = batch.ops.get(("seq", self.node, None))
-        c = None if payload is None else batch_op(self.log, self.state._edits - 1, payload)
+        gen = self.state._edits - 1
+        c = None if payload is None else batch_op(self.log, gen, payload, reinserts)
         return [] if c is None else revive_runs(c, self.node, batch.edit_id, self._deleted)
 
     def acked(self, batch: Any) -> None:
         """The in-flight ``batch`` is applied (before the thin client settles it): what it
         deleted gets its server names (our records of it delete what the server's op did)."""
         payload = batch.ops.get(("seq", self.node, None))
-        c = None if payload is None else batch_op(self.log, self.state._edits - 1, payload)
+        c = None if payload is None else batch_op(self.log, self.state._edits - 1, payload, deletes)
         if c is not None:
             record_deleted(c, batch.edit_id, self._deleted)
 

@@ -14,7 +14,7 @@ answers the rest in ``ack.dropped`` (``cowrite.rooms.revivals``).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from cowrite import protocol as p
@@ -28,16 +28,35 @@ Deleted = OrderedDict[int, tuple[str, int]]
 """identity -> (edit_id, index among the code points that batch deleted)."""
 
 
-def batch_op(records: Iterable[Any], gen: int, payload: ot.Op) -> Rich | None:
-    """Our records of batch generation ``gen`` composed, when that is exactly ``payload`` (the
-    batch's op of the node); else None (a tie laid out otherwise: no names)."""
+def batch_op(
+    log: Sequence[Any], gen: int, payload: ot.Op, need: Callable[[Any], bool]
+) -> Rich | None:
+    """Our records of batch generation ``gen`` composed, when one of them is ``need``ed and
+    that is exactly ``payload`` (the batch's op of the node); else None (a tie laid out
+    otherwise: no names). Our unacknowledged records end the log (remote ones go before)."""
+    mine = []
+    for rec in reversed(log):
+        if not rec.own or rec.gen < gen:
+            break
+        if rec.gen == gen:
+            mine.append(rec)
+    if not any(need(rec) for rec in mine):
+        return None
     c: Rich | None = None
-    for rec in records:
-        if rec.own and rec.gen == gen:
-            c = rec.op if c is None else compose(c, rec.op)
+    for rec in reversed(mine):
+        c = rec.op if c is None else compose(c, rec.op)
     if c is None or to_plain(c) != ot.normalize(payload):
         return None
     return c
+
+
+def reinserts(rec: Any) -> bool:
+    """Only an undo/redo re-inserts characters under identities they had."""
+    return rec.kind in ("undo", "redo")
+
+
+def deletes(rec: Any) -> bool:
+    return any(isinstance(comp, Del) for comp in rec.op)
 
 
 def revive_runs(c: Rich, node: str, edit_id: str, deleted: Deleted) -> list[p.Revive]:
