@@ -139,7 +139,8 @@ export class ThinDocState {
     this._historyFrom = 0;
     /** Undo managers (undo.js) following text nodes: told of every change of the local text
      *  (local(node, op, before), remote(node, op, serverBefore, meta), dropInflight()) and
-     *  asked to settle() after each server message. */
+     *  asked to settle() after each server message; marks(batch) names what a batch sent
+     *  brings back (`revive`), acked(batch) precedes an acknowledgement (T11 "Revivals"). */
     this.observers = [];
   }
 

@@ -27,10 +27,15 @@
 // server loses its extra re-inserts: their identities die and one compensating delete takes
 // them, wherever they are (settle()); a snapshot's copy of a dropped batch inherits them (_inherit).
 // `adoptRestore(version, edits)` makes a restore this page asked for (REST) one undo step.
+//
+// Revivals (undo_revive.js): what a batch of ours deleted gets the server's name at its ack
+// (`acked`); a batch that brings such characters back says so (`marks`, the edit's `revive`),
+// and the room leaves out what is no longer ours to bring back (a restore we had not seen, a
+// second revival, a delete someone made first); the thin client takes it out (`ack.dropped`).
 
 import * as ot from "./ot.js";
 import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform, withoutEchoes, withoutInserts } from "./undo_ops.js";
-import { addRun } from "./undo_revive.js";
+import { batchOp, deletes, recordDeleted, reinserts, reviveRuns } from "./undo_revive.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -41,7 +46,6 @@ export function isRestoreEdit(meta) {
 
 const KEEP_RESTORES = 8; // restore records kept (for adoptRestore) while the log is short
 const LOG_SOFT_MAX = 5000;
-const DELETED_MAX = 100000; // names of deleted characters kept (the oldest are forgotten)
 
 export class UndoManager {
   /** `state`: a ThinDocState (thin.js); `node`: a text node id. `apply(op)`: makes a local edit
@@ -180,30 +184,13 @@ export class UndoManager {
     this._trim();
   }
 
-  /** The thin client sends `batch` for the first time (its records are those of generation
-   *  state._edits - 1): the runs of the code points it inserts that bring back characters a
-   *  batch of ours deleted (the edit's `revive`; see undo_revive.js). */
+  /** The thin client sends `batch` (its records are those of generation state._edits - 1): the
+   *  runs of the code points it inserts that bring back characters a batch of ours deleted
+   *  (the edit's `revive`; see undo_revive.js). */
   marks(batch) {
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
-    if (!slot) return [];
-    // only an undo/redo re-inserts characters under identities they had
-    const c = this._batchOp(this.state._edits - 1, slot.payload, (rec) => rec.kind === "undo" || rec.kind === "redo");
-    if (c === null) return [];
-    // what this batch deletes itself (an undo and a redo composed) is named by its own index
-    const own = new Map();
-    let of = 0;
-    for (const comp of c) if (typeof comp === "object" && Array.isArray(comp.d)) for (const id of comp.ids) own.set(id, { edit: batch.editId, of: of++ });
-    const runs = [];
-    let k = 0;
-    for (const comp of c) {
-      if (typeof comp !== "object" || !Array.isArray(comp.i)) continue;
-      for (const id of comp.ids) {
-        const ref = id === null ? undefined : own.get(id) || this._deleted.get(id);
-        if (ref) addRun(runs, this.node, k, ref);
-        k++;
-      }
-    }
-    return runs;
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
+    return c ? reviveRuns(c, this.node, batch.editId, this._deleted) : [];
   }
 
   /** The in-flight batch `batch` is applied (its ack, or our own remote in a catch-up), before
@@ -211,39 +198,8 @@ export class UndoManager {
    *  rebased over everything the server applied before it, so they delete what it deleted. */
   acked(batch) {
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
-    if (!slot) return;
-    const c = this._batchOp(this.state._edits - 1, slot.payload, (rec) => rec.op.some((x) => typeof x === "object" && Array.isArray(x.d)));
-    if (c === null) return;
-    const back = new Set(insertedIds(c)); // re-inserted by it: in the text again, not named
-    let of = 0;
-    for (const comp of c) {
-      if (typeof comp !== "object" || !Array.isArray(comp.d)) continue;
-      for (const id of comp.ids) {
-        if (id !== null && !back.has(id)) {
-          this._deleted.delete(id); // (insertion order: the oldest go first below)
-          this._deleted.set(id, { edit: batch.editId, of });
-        }
-        of++;
-      }
-    }
-    for (const id of this._deleted.keys()) {
-      if (this._deleted.size <= DELETED_MAX) break;
-      this._deleted.delete(id);
-    }
-  }
-
-  /** Our records of batch generation `gen` composed, when one of them is `need`ed and that is
-   *  exactly `payload` (the batch's op of the node); else null (a tie laid out otherwise: no
-   *  names). */
-  _batchOp(gen, payload, need) {
-    // our unacknowledged records end the log (remote records go before them)
-    const mine = [];
-    for (let j = this.log.length - 1; j >= 0 && this.log[j].own && this.log[j].gen >= gen; j--) if (this.log[j].gen === gen) mine.push(this.log[j]);
-    if (!mine.length || !mine.some(need)) return null;
-    let c = null;
-    for (let j = mine.length - 1; j >= 0; j--) c = c === null ? mine[j].op : compose(c, mine[j].op);
-    if (!sameOp(toPlain(c), ot.normalize(payload))) return null;
-    return c;
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, deletes);
+    if (c) recordDeleted(c, batch.editId, this._deleted);
   }
 
   /** The thin client drops its in-flight batch (refused, or applied before the snapshot we

@@ -12,6 +12,68 @@
 // same character), and answers the rest in `ack.dropped: [{node, at, n}]`.
 
 import * as ot from "./ot.js";
+import { compose, insertedIds, toPlain } from "./undo_ops.js";
+
+const DELETED_MAX = 100000; // names of deleted characters a manager keeps (the oldest go first)
+const isIns = (c) => typeof c === "object" && c !== null && Array.isArray(c.i);
+const isDel = (c) => typeof c === "object" && c !== null && Array.isArray(c.d);
+
+/** Only an undo/redo re-inserts characters under identities they had. */
+export const reinserts = (rec) => rec.kind === "undo" || rec.kind === "redo";
+export const deletes = (rec) => rec.op.some(isDel);
+
+/** Our records (undo.js's log) of batch generation `gen` composed, when one of them is
+ *  `need`ed and that is exactly `payload` (the batch's op of the node); else null (a tie laid
+ *  out otherwise: no names). Our unacknowledged records end the log (remote ones go before). */
+export function batchOp(log, gen, payload, need) {
+  const mine = [];
+  for (let j = log.length - 1; j >= 0 && log[j].own && log[j].gen >= gen; j--) if (log[j].gen === gen) mine.push(log[j]);
+  if (!mine.some(need)) return null;
+  let c = null;
+  for (let j = mine.length - 1; j >= 0; j--) c = c === null ? mine[j].op : compose(c, mine[j].op);
+  return JSON.stringify(toPlain(c)) === JSON.stringify(ot.normalize(payload)) ? c : null;
+}
+
+/** The runs of the code points batch op `c` (invertible) inserts that bring back a character a
+ *  batch of ours deleted: this one first (what it deletes itself, indexed in `c`), else the
+ *  name in `deleted` (identity -> {edit, of}). */
+export function reviveRuns(c, node, editId, deleted) {
+  const own = new Map();
+  let of = 0;
+  for (const comp of c) if (isDel(comp)) for (const id of comp.ids) own.set(id, { edit: editId, of: of++ });
+  const runs = [];
+  let k = 0;
+  for (const comp of c) {
+    if (!isIns(comp)) continue;
+    for (const id of comp.ids) {
+      const ref = id === null ? undefined : own.get(id) || deleted.get(id);
+      if (ref) addRun(runs, node, k, ref);
+      k++;
+    }
+  }
+  return runs;
+}
+
+/** Batch op `c` (as the server applied it) of `editId`: name what it deleted in `deleted`
+ *  (what it re-inserts itself is in the text again: counted, not named). */
+export function recordDeleted(c, editId, deleted) {
+  const back = new Set(insertedIds(c));
+  let of = 0;
+  for (const comp of c) {
+    if (!isDel(comp)) continue;
+    for (const id of comp.ids) {
+      if (id !== null && !back.has(id)) {
+        deleted.delete(id); // insertion order: the oldest are forgotten first
+        deleted.set(id, { edit: editId, of });
+      }
+      of++;
+    }
+  }
+  for (const id of deleted.keys()) {
+    if (deleted.size <= DELETED_MAX) break;
+    deleted.delete(id);
+  }
+}
 
 /** Merge `{node, at, n, ...}` index `at` into the run list `runs` (consecutive: extended). */
 export function addRun(runs, node, at, ref = null) {

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from cowrite import protocol as p
@@ -53,7 +52,7 @@ from cowrite.client.thin_slots import (
     SlotKind,
     _wire_op,
 )
-from cowrite.client.thin_undo_revive import delete_inserted, run_indices
+from cowrite.client.thin_undo_revive import run_indices
 from cowrite.client.values import (
     SEQ_KINDS,
     Kind,
@@ -373,37 +372,6 @@ class ThinDocState(ThinCursors, ThinMerge):
             return self._settle_drops(msg, drops, seq_ops, changes)
         self._advance(msg.version, seq_ops, msg.vv)
         return changes
-
-    def _drops(
-        self, batch: Batch, indices: Callable[[str, ot.Op], set[int] | None]
-    ) -> list[p.EditOp]:
-        """The seq ops deleting what the server left out of ``batch`` (T11 "Revivals"):
-        ``indices(node, payload)`` names the code points of a node's payload it dropped."""
-        drops: list[p.EditOp] = []
-        for (kind, node, _), payload in batch.ops.items():
-            if kind != "seq":
-                continue
-            found = indices(node, payload)
-            edit = delete_inserted(payload, found) if found else None
-            if edit:
-                drops.append(p.SeqEdit(node=node, edit=edit))
-        return drops
-
-    def _settle_drops(
-        self,
-        msg: p.Ack | p.Remote,
-        drops: list[p.EditOp],
-        seq_ops: list[tuple[str, ot.Op]],
-        changes: list[p.EditOp],
-    ) -> list[p.EditOp]:
-        """Our batch is settled as we held it; what the server dropped of it goes like a remote
-        op right after it (rebased over our pending edits), at the same version."""
-        edit_id = msg.edit_id
-        meta = {"client_id": self.client_id, "edit_id": edit_id, "version": msg.version}
-        more = self._apply_remote_ops(drops, changes, meta)
-        if more is not None:
-            self._advance(msg.version, [*seq_ops, *more], msg.vv)
-        return self._settle_observers(changes)
 
     def _settle(
         self, batch: Batch, created_ids: list[str]

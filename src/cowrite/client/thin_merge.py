@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from cowrite import protocol as p
 from cowrite.client.thin_slots import _ABSENT, DELETED, Batch, Slot
-from cowrite.client.thin_undo_revive import dropped_inserts
+from cowrite.client.thin_undo_revive import delete_inserted, dropped_inserts
 from cowrite.client.values import SEQ_KINDS, Kind, diff_seq, empty_value, parse_kind
 from cowrite.engine import InvalidOperation, ot
 
@@ -32,6 +32,7 @@ class ThinMerge:
         vv: dict[str, int] | None
         server: dict[str, Any]
         local: dict[str, Any]
+        client_id: str
         observers: list[Any]
         kinds: dict[str, Kind]
         inflight: Batch | None
@@ -55,16 +56,37 @@ class ThinMerge:
             self, ops: list[p.EditOp], changes: list[p.EditOp], meta: dict[str, Any]
         ) -> list[tuple[str, ot.Op]] | None: ...
         def _settle_observers(self, changes: list[p.EditOp]) -> list[p.EditOp]: ...
-        def _drops(
-            self, batch: Batch, indices: Callable[[str, ot.Op], set[int] | None]
-        ) -> list[p.EditOp]: ...
-        def _settle_drops(
-            self,
-            msg: p.Ack | p.Remote,
-            drops: list[p.EditOp],
-            seq_ops: list[tuple[str, ot.Op]],
-            changes: list[p.EditOp],
-        ) -> list[p.EditOp]: ...
+
+    def _drops(
+        self, batch: Batch, indices: Callable[[str, ot.Op], set[int] | None]
+    ) -> list[p.EditOp]:
+        """The seq ops deleting what the server left out of ``batch`` (T11 "Revivals"):
+        ``indices(node, payload)`` names the code points of a node's payload it dropped."""
+        drops: list[p.EditOp] = []
+        for (kind, node, _), payload in batch.ops.items():
+            if kind != "seq":
+                continue
+            found = indices(node, payload)
+            edit = delete_inserted(payload, found) if found else None
+            if edit:
+                drops.append(p.SeqEdit(node=node, edit=edit))
+        return drops
+
+    def _settle_drops(
+        self,
+        msg: p.Ack | p.Remote,
+        drops: list[p.EditOp],
+        seq_ops: list[tuple[str, ot.Op]],
+        changes: list[p.EditOp],
+    ) -> list[p.EditOp]:
+        """Our batch is settled as we held it; what the server dropped of it goes like a remote
+        op right after it (rebased over our pending edits), at the same version."""
+        edit_id = msg.edit_id
+        meta = {"client_id": self.client_id, "edit_id": edit_id, "version": msg.version}
+        more = self._apply_remote_ops(drops, changes, meta)
+        if more is not None:
+            self._advance(msg.version, [*seq_ops, *more], msg.vv)
+        return self._settle_observers(changes)
 
     def _own_remote(self, msg: p.Remote) -> list[p.EditOp]:
         """Our in-flight batch came back in a catch-up: it is acknowledged. The server may have

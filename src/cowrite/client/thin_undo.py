@@ -22,9 +22,13 @@ unacknowledged undo/redo of ours that re-inserted text it may no longer (a resto
 concurrent delete came first on the server) has those identities die, and one compensating
 delete takes them wherever they are (``settle``; ``thin_undo_ids``: the same characters under
 new identities).
-``adopt_restore`` makes a restore this client asked for (REST) one undo step.
+``adopt_restore`` makes a restore this client asked for (REST) one undo step. Revivals
+(``thin_undo_revive``): what a batch of ours deleted gets the server's name at its ack
+(``acked``); an undo/redo batch names what it brings back (``marks``: the edit's ``revive``) and
+the room leaves out what is no longer ours to bring back (``ack.dropped``).
 
-The state calls ``local``/``remote``/``drop_inflight``/``settle`` (``ThinDocState.observers``).
+The state calls ``local``/``remote``/``drop_inflight``/``settle``/``marks``/``acked``
+(``ThinDocState.observers``).
 """
 
 from __future__ import annotations

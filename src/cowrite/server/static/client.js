@@ -778,7 +778,377 @@ function verify(state, msg, outstanding) {
   return diverged;
 }
 
+// src/undo_ops.js
+var isIns = (c) => typeof c === "object" && c !== null && Array.isArray(c.i);
+var isDel = (c) => typeof c === "object" && c !== null && Array.isArray(c.d);
+function size2(c) {
+  if (typeof c === "number") return c;
+  return (c.i || c.d).length;
+}
+var Builder2 = class {
+  constructor() {
+    this.out = [];
+    this.ret = 0;
+    this.ins = { i: [], ids: [] };
+    this.del = { d: [], ids: [] };
+  }
+  retain(n) {
+    if (n <= 0) return;
+    this.flush();
+    this.ret += n;
+  }
+  _edit() {
+    if (this.ret) this.out.push(this.ret);
+    this.ret = 0;
+  }
+  insert(chars, ids) {
+    if (!chars.length) return;
+    this._edit();
+    for (let k = 0; k < chars.length; k++) this.ins.i.push(chars[k]), this.ins.ids.push(ids[k]);
+  }
+  remove(chars, ids) {
+    if (!chars.length) return;
+    this._edit();
+    for (let k = 0; k < chars.length; k++) this.del.d.push(chars[k]), this.del.ids.push(ids[k]);
+  }
+  push(c) {
+    if (typeof c === "number") this.retain(c);
+    else if (isIns(c)) this.insert(c.i, c.ids);
+    else this.remove(c.d, c.ids);
+  }
+  flush() {
+    if (this.ins.i.length) {
+      this.out.push(this.ins);
+      this.ins = { i: [], ids: [] };
+    }
+    if (this.del.d.length) {
+      this.out.push(this.del);
+      this.del = { d: [], ids: [] };
+    }
+  }
+  result() {
+    this.flush();
+    return this.out;
+  }
+};
+var Reader2 = class {
+  constructor(op) {
+    this.op = op;
+    this.i = 0;
+    this.off = 0;
+  }
+  peek() {
+    return this.i < this.op.length ? this.op[this.i] : null;
+  }
+  /** Take at most n code points of the current component (all that is left when n < 0). */
+  take(n = -1) {
+    const c = this.op[this.i];
+    const left = size2(c) - this.off;
+    const k = n < 0 || n >= left ? left : n;
+    const off = this.off;
+    if (k === left) {
+      this.i++;
+      this.off = 0;
+    } else this.off += k;
+    if (typeof c === "number") return k;
+    if (off === 0 && k === size2(c)) return c;
+    const ids = c.ids.slice(off, off + k);
+    return isIns(c) ? { i: c.i.slice(off, off + k), ids } : { d: c.d.slice(off, off + k), ids };
+  }
+};
+function fromPlain(op, before, idsOf = null, newId = null) {
+  const out = new Builder2();
+  const slice = typeof before === "string" ? (a, b) => cpSlice(before, a, b) : (a, b) => before.slice(a, b);
+  let pos = 0;
+  for (const c of normalize(op)) {
+    if (typeof c === "string") {
+      const chars = Array.from(c);
+      out.insert(chars, chars.map(() => newId ? newId() : null));
+    } else if (c > 0) {
+      out.retain(c);
+      pos += c;
+    } else {
+      const chars = Array.from(slice(pos, pos - c));
+      out.remove(chars, idsOf ? idsOf(pos, pos - c) : chars.map(() => null));
+      pos -= c;
+    }
+  }
+  return out.result();
+}
+function toPlain(op) {
+  return op.map((c) => typeof c !== "object" ? c : isIns(c) ? c.i.join("") : -c.d.length);
+}
+function isNoop2(op) {
+  return op.every((c) => typeof c === "number");
+}
+function invert2(op) {
+  const out = new Builder2();
+  for (const c of op) {
+    if (typeof c === "number") out.retain(c);
+    else if (isIns(c)) out.remove(c.i, c.ids);
+    else out.insert(c.d, c.ids);
+  }
+  return out.result();
+}
+function withoutInserts(op) {
+  const out = new Builder2();
+  for (const c of op) if (!isIns(c)) out.push(c);
+  return out.result();
+}
+function insertedIds(op) {
+  const out = [];
+  for (const c of op) if (isIns(c)) {
+    for (const id of c.ids) if (id !== null) out.push(id);
+  }
+  return out;
+}
+function compose2(a, b) {
+  const out = new Builder2();
+  const ra = new Reader2(a);
+  const rb = new Reader2(b);
+  while (rb.peek() !== null) {
+    const c = rb.peek();
+    if (isIns(c)) {
+      out.push(rb.take());
+      continue;
+    }
+    const x = ra.peek();
+    if (x === null) {
+      out.push(rb.take());
+      continue;
+    }
+    if (isDel(x)) {
+      out.push(ra.take());
+      continue;
+    }
+    const n = Math.min(size2(c) - rb.off, size2(x) - ra.off);
+    const piece = ra.take(n);
+    const mine = rb.take(n);
+    if (typeof mine === "number") out.push(piece);
+    else if (typeof piece === "number") out.push(mine);
+  }
+  while (ra.peek() !== null) out.push(ra.take());
+  return out.result();
+}
+function transform2(a, b, side) {
+  const left = side === "left";
+  const out = new Builder2();
+  const ra = new Reader2(a);
+  for (const c of b) {
+    if (typeof c !== "number") {
+      if (left) while (isIns(ra.peek())) out.push(ra.take());
+      out.retain(cpLength(c));
+      continue;
+    }
+    let n = Math.abs(c);
+    while (n > 0) {
+      const x = ra.peek();
+      if (x === null) {
+        if (c > 0) out.retain(n);
+        break;
+      }
+      if (isIns(x)) {
+        out.push(ra.take());
+        continue;
+      }
+      const piece = ra.take(n);
+      n -= size2(piece);
+      if (c > 0) out.push(piece);
+    }
+  }
+  while (ra.peek() !== null) out.push(ra.take());
+  return out.result();
+}
+function applyIds(ids, op, newId = () => null, inPlace = false) {
+  const out = inPlace ? ids : ids.slice();
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      if (c >= 0) pos += c;
+      else out.splice(pos, -c);
+    } else if (isDel(c)) out.splice(pos, c.d.length);
+    else {
+      const add = typeof c === "string" ? Array.from(c, () => newId()) : c.ids;
+      if (add.length < 1e4) out.splice(pos, 0, ...add);
+      else spliceLarge(out, pos, add);
+      pos += add.length;
+    }
+  }
+  return out;
+}
+function spliceLarge(arr, pos, add) {
+  const tail = arr.splice(pos);
+  for (const x of add) arr.push(x);
+  for (const x of tail) arr.push(x);
+}
+function retarget(op, text, ids, keep = () => true) {
+  const n = ids.length;
+  const charAt = typeof text === "string" ? (b) => cpSlice(text, b, b + 1) : Array.isArray(text) ? (b) => text[b] : (b) => text.slice(b, b + 1).toString();
+  const del = /* @__PURE__ */ new Set();
+  const delAt = /* @__PURE__ */ new Set();
+  const ins = /* @__PURE__ */ new Map();
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") pos += c;
+    else if (isIns(c)) {
+      const at = Math.min(pos, n);
+      const list = ins.get(at) || [];
+      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) list.push(c.i[k], c.ids[k]);
+      ins.set(at, list);
+    } else {
+      for (let k = 0; k < c.d.length; k++) {
+        if (c.ids[k] !== null) del.add(c.ids[k]);
+        else delAt.add(pos + k);
+      }
+      pos += c.d.length;
+    }
+  }
+  const stops = new Set(ins.keys());
+  if (del.size) {
+    for (let b = 0; b < n; b++) if (del.has(ids[b])) stops.add(b);
+  }
+  for (const b of delAt) if (b < n) stops.add(b);
+  const out = new Builder2();
+  let last = 0;
+  for (const b of [...stops].sort((x, y) => x - y)) {
+    out.retain(b - last);
+    last = b;
+    const list = ins.get(b);
+    if (list) for (let j = 0; j < list.length; j += 2) out.insert([list[j]], [list[j + 1]]);
+    if (b < n && (del.has(ids[b]) || delAt.has(b))) {
+      out.remove([charAt(b)], [ids[b]]);
+      last = b + 1;
+    }
+  }
+  return out.result();
+}
+function relayout(op, from, to) {
+  let want = 0;
+  for (const c of op) if (typeof c === "object") want += isIns(c) ? 1 : c.d.length;
+  let index;
+  if (want > 8) {
+    const map = /* @__PURE__ */ new Map();
+    for (let b = 0; b < to.length; b++) map.set(to[b], b);
+    index = (id) => map.get(id);
+  } else {
+    index = (id, near) => {
+      const lo = Math.max(0, near - 256);
+      const hi = Math.min(to.length, near + 256);
+      for (let b = lo; b < hi; b++) if (to[b] === id) return b;
+      return to.indexOf(id);
+    };
+  }
+  const stops = /* @__PURE__ */ new Map();
+  const add = (b, c) => {
+    const list = stops.get(b);
+    if (list) list.push(c);
+    else stops.set(b, [c]);
+  };
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") pos += c;
+    else if (isIns(c)) {
+      const b = pos === 0 ? 0 : (index(from[pos - 1], pos - 1) ?? -1) + 1;
+      if (pos > 0 && !(b > 0)) return null;
+      add(b, c);
+    } else {
+      for (let k = 0; k < c.d.length; k++) {
+        const b = index(c.ids[k] ?? from[pos + k], pos + k);
+        if (!(b >= 0)) return null;
+        add(b, { d: [c.d[k]], ids: [c.ids[k]], at: true });
+      }
+      pos += c.d.length;
+    }
+  }
+  const out = new Builder2();
+  let last = 0;
+  for (const b of [...stops.keys()].sort((x, y) => x - y)) {
+    out.retain(b - last);
+    last = b;
+    const list = stops.get(b);
+    for (const c of list) if (isIns(c)) out.insert(c.i, c.ids);
+    for (const c of list) if (c.at) out.remove(c.d, c.ids), last = b + 1;
+  }
+  return out.result();
+}
+function withoutEchoes(op, b) {
+  const theirs = /* @__PURE__ */ new Map();
+  let pos = 0;
+  for (const c of b) {
+    if (typeof c === "string") theirs.set(pos, (theirs.get(pos) || []).concat(Array.from(c)));
+    else pos += Math.abs(c);
+  }
+  if (!theirs.size) return op;
+  const out = new Builder2();
+  pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      out.retain(c);
+      pos += c;
+    } else if (isDel(c)) {
+      out.remove(c.d, c.ids);
+      pos += c.d.length;
+    } else {
+      const there = theirs.get(pos) || [];
+      let k = 0;
+      for (let j = 0; j < c.i.length; j++) {
+        while (k < there.length && there[k] !== c.i[j]) k++;
+        if (k < there.length) k++;
+        else out.insert([c.i[j]], [c.ids[j]]);
+      }
+    }
+  }
+  return out.result();
+}
+
 // src/undo_revive.js
+var DELETED_MAX = 1e5;
+var isIns2 = (c) => typeof c === "object" && c !== null && Array.isArray(c.i);
+var isDel2 = (c) => typeof c === "object" && c !== null && Array.isArray(c.d);
+var reinserts = (rec) => rec.kind === "undo" || rec.kind === "redo";
+var deletes = (rec) => rec.op.some(isDel2);
+function batchOp(log, gen, payload, need) {
+  const mine = [];
+  for (let j = log.length - 1; j >= 0 && log[j].own && log[j].gen >= gen; j--) if (log[j].gen === gen) mine.push(log[j]);
+  if (!mine.some(need)) return null;
+  let c = null;
+  for (let j = mine.length - 1; j >= 0; j--) c = c === null ? mine[j].op : compose2(c, mine[j].op);
+  return JSON.stringify(toPlain(c)) === JSON.stringify(normalize(payload)) ? c : null;
+}
+function reviveRuns(c, node, editId, deleted) {
+  const own = /* @__PURE__ */ new Map();
+  let of = 0;
+  for (const comp of c) if (isDel2(comp)) for (const id of comp.ids) own.set(id, { edit: editId, of: of++ });
+  const runs = [];
+  let k = 0;
+  for (const comp of c) {
+    if (!isIns2(comp)) continue;
+    for (const id of comp.ids) {
+      const ref = id === null ? void 0 : own.get(id) || deleted.get(id);
+      if (ref) addRun(runs, node, k, ref);
+      k++;
+    }
+  }
+  return runs;
+}
+function recordDeleted(c, editId, deleted) {
+  const back = new Set(insertedIds(c));
+  let of = 0;
+  for (const comp of c) {
+    if (!isDel2(comp)) continue;
+    for (const id of comp.ids) {
+      if (id !== null && !back.has(id)) {
+        deleted.delete(id);
+        deleted.set(id, { edit: editId, of });
+      }
+      of++;
+    }
+  }
+  for (const id of deleted.keys()) {
+    if (deleted.size <= DELETED_MAX) break;
+    deleted.delete(id);
+  }
+}
 function addRun(runs, node, at, ref = null) {
   const last = runs[runs.length - 1];
   if (last && last.node === node && last.at + last.n === at && (ref === null ? last.edit === void 0 : last.edit === ref.edit && last.of + last.n === ref.of)) {
@@ -1692,329 +2062,6 @@ function importThin(state, saved) {
   return true;
 }
 
-// src/undo_ops.js
-var isIns = (c) => typeof c === "object" && c !== null && Array.isArray(c.i);
-var isDel = (c) => typeof c === "object" && c !== null && Array.isArray(c.d);
-function size2(c) {
-  if (typeof c === "number") return c;
-  return (c.i || c.d).length;
-}
-var Builder2 = class {
-  constructor() {
-    this.out = [];
-    this.ret = 0;
-    this.ins = { i: [], ids: [] };
-    this.del = { d: [], ids: [] };
-  }
-  retain(n) {
-    if (n <= 0) return;
-    this.flush();
-    this.ret += n;
-  }
-  _edit() {
-    if (this.ret) this.out.push(this.ret);
-    this.ret = 0;
-  }
-  insert(chars, ids) {
-    if (!chars.length) return;
-    this._edit();
-    for (let k = 0; k < chars.length; k++) this.ins.i.push(chars[k]), this.ins.ids.push(ids[k]);
-  }
-  remove(chars, ids) {
-    if (!chars.length) return;
-    this._edit();
-    for (let k = 0; k < chars.length; k++) this.del.d.push(chars[k]), this.del.ids.push(ids[k]);
-  }
-  push(c) {
-    if (typeof c === "number") this.retain(c);
-    else if (isIns(c)) this.insert(c.i, c.ids);
-    else this.remove(c.d, c.ids);
-  }
-  flush() {
-    if (this.ins.i.length) {
-      this.out.push(this.ins);
-      this.ins = { i: [], ids: [] };
-    }
-    if (this.del.d.length) {
-      this.out.push(this.del);
-      this.del = { d: [], ids: [] };
-    }
-  }
-  result() {
-    this.flush();
-    return this.out;
-  }
-};
-var Reader2 = class {
-  constructor(op) {
-    this.op = op;
-    this.i = 0;
-    this.off = 0;
-  }
-  peek() {
-    return this.i < this.op.length ? this.op[this.i] : null;
-  }
-  /** Take at most n code points of the current component (all that is left when n < 0). */
-  take(n = -1) {
-    const c = this.op[this.i];
-    const left = size2(c) - this.off;
-    const k = n < 0 || n >= left ? left : n;
-    const off = this.off;
-    if (k === left) {
-      this.i++;
-      this.off = 0;
-    } else this.off += k;
-    if (typeof c === "number") return k;
-    if (off === 0 && k === size2(c)) return c;
-    const ids = c.ids.slice(off, off + k);
-    return isIns(c) ? { i: c.i.slice(off, off + k), ids } : { d: c.d.slice(off, off + k), ids };
-  }
-};
-function fromPlain(op, before, idsOf = null, newId = null) {
-  const out = new Builder2();
-  const slice = typeof before === "string" ? (a, b) => cpSlice(before, a, b) : (a, b) => before.slice(a, b);
-  let pos = 0;
-  for (const c of normalize(op)) {
-    if (typeof c === "string") {
-      const chars = Array.from(c);
-      out.insert(chars, chars.map(() => newId ? newId() : null));
-    } else if (c > 0) {
-      out.retain(c);
-      pos += c;
-    } else {
-      const chars = Array.from(slice(pos, pos - c));
-      out.remove(chars, idsOf ? idsOf(pos, pos - c) : chars.map(() => null));
-      pos -= c;
-    }
-  }
-  return out.result();
-}
-function toPlain(op) {
-  return op.map((c) => typeof c !== "object" ? c : isIns(c) ? c.i.join("") : -c.d.length);
-}
-function isNoop2(op) {
-  return op.every((c) => typeof c === "number");
-}
-function invert2(op) {
-  const out = new Builder2();
-  for (const c of op) {
-    if (typeof c === "number") out.retain(c);
-    else if (isIns(c)) out.remove(c.i, c.ids);
-    else out.insert(c.d, c.ids);
-  }
-  return out.result();
-}
-function withoutInserts(op) {
-  const out = new Builder2();
-  for (const c of op) if (!isIns(c)) out.push(c);
-  return out.result();
-}
-function insertedIds(op) {
-  const out = [];
-  for (const c of op) if (isIns(c)) {
-    for (const id of c.ids) if (id !== null) out.push(id);
-  }
-  return out;
-}
-function compose2(a, b) {
-  const out = new Builder2();
-  const ra = new Reader2(a);
-  const rb = new Reader2(b);
-  while (rb.peek() !== null) {
-    const c = rb.peek();
-    if (isIns(c)) {
-      out.push(rb.take());
-      continue;
-    }
-    const x = ra.peek();
-    if (x === null) {
-      out.push(rb.take());
-      continue;
-    }
-    if (isDel(x)) {
-      out.push(ra.take());
-      continue;
-    }
-    const n = Math.min(size2(c) - rb.off, size2(x) - ra.off);
-    const piece = ra.take(n);
-    const mine = rb.take(n);
-    if (typeof mine === "number") out.push(piece);
-    else if (typeof piece === "number") out.push(mine);
-  }
-  while (ra.peek() !== null) out.push(ra.take());
-  return out.result();
-}
-function transform2(a, b, side) {
-  const left = side === "left";
-  const out = new Builder2();
-  const ra = new Reader2(a);
-  for (const c of b) {
-    if (typeof c !== "number") {
-      if (left) while (isIns(ra.peek())) out.push(ra.take());
-      out.retain(cpLength(c));
-      continue;
-    }
-    let n = Math.abs(c);
-    while (n > 0) {
-      const x = ra.peek();
-      if (x === null) {
-        if (c > 0) out.retain(n);
-        break;
-      }
-      if (isIns(x)) {
-        out.push(ra.take());
-        continue;
-      }
-      const piece = ra.take(n);
-      n -= size2(piece);
-      if (c > 0) out.push(piece);
-    }
-  }
-  while (ra.peek() !== null) out.push(ra.take());
-  return out.result();
-}
-function applyIds(ids, op, newId = () => null, inPlace = false) {
-  const out = inPlace ? ids : ids.slice();
-  let pos = 0;
-  for (const c of op) {
-    if (typeof c === "number") {
-      if (c >= 0) pos += c;
-      else out.splice(pos, -c);
-    } else if (isDel(c)) out.splice(pos, c.d.length);
-    else {
-      const add = typeof c === "string" ? Array.from(c, () => newId()) : c.ids;
-      if (add.length < 1e4) out.splice(pos, 0, ...add);
-      else spliceLarge(out, pos, add);
-      pos += add.length;
-    }
-  }
-  return out;
-}
-function spliceLarge(arr, pos, add) {
-  const tail = arr.splice(pos);
-  for (const x of add) arr.push(x);
-  for (const x of tail) arr.push(x);
-}
-function retarget(op, text, ids, keep = () => true) {
-  const n = ids.length;
-  const charAt = typeof text === "string" ? (b) => cpSlice(text, b, b + 1) : Array.isArray(text) ? (b) => text[b] : (b) => text.slice(b, b + 1).toString();
-  const del = /* @__PURE__ */ new Set();
-  const delAt = /* @__PURE__ */ new Set();
-  const ins = /* @__PURE__ */ new Map();
-  let pos = 0;
-  for (const c of op) {
-    if (typeof c === "number") pos += c;
-    else if (isIns(c)) {
-      const at = Math.min(pos, n);
-      const list = ins.get(at) || [];
-      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) list.push(c.i[k], c.ids[k]);
-      ins.set(at, list);
-    } else {
-      for (let k = 0; k < c.d.length; k++) {
-        if (c.ids[k] !== null) del.add(c.ids[k]);
-        else delAt.add(pos + k);
-      }
-      pos += c.d.length;
-    }
-  }
-  const stops = new Set(ins.keys());
-  if (del.size) {
-    for (let b = 0; b < n; b++) if (del.has(ids[b])) stops.add(b);
-  }
-  for (const b of delAt) if (b < n) stops.add(b);
-  const out = new Builder2();
-  let last = 0;
-  for (const b of [...stops].sort((x, y) => x - y)) {
-    out.retain(b - last);
-    last = b;
-    const list = ins.get(b);
-    if (list) for (let j = 0; j < list.length; j += 2) out.insert([list[j]], [list[j + 1]]);
-    if (b < n && (del.has(ids[b]) || delAt.has(b))) {
-      out.remove([charAt(b)], [ids[b]]);
-      last = b + 1;
-    }
-  }
-  return out.result();
-}
-function relayout(op, from, to) {
-  let want = 0;
-  for (const c of op) if (typeof c === "object") want += isIns(c) ? 1 : c.d.length;
-  let index;
-  if (want > 8) {
-    const map = /* @__PURE__ */ new Map();
-    for (let b = 0; b < to.length; b++) map.set(to[b], b);
-    index = (id) => map.get(id);
-  } else {
-    index = (id, near) => {
-      const lo = Math.max(0, near - 256);
-      const hi = Math.min(to.length, near + 256);
-      for (let b = lo; b < hi; b++) if (to[b] === id) return b;
-      return to.indexOf(id);
-    };
-  }
-  const stops = /* @__PURE__ */ new Map();
-  const add = (b, c) => {
-    const list = stops.get(b);
-    if (list) list.push(c);
-    else stops.set(b, [c]);
-  };
-  let pos = 0;
-  for (const c of op) {
-    if (typeof c === "number") pos += c;
-    else if (isIns(c)) {
-      const b = pos === 0 ? 0 : (index(from[pos - 1], pos - 1) ?? -1) + 1;
-      if (pos > 0 && !(b > 0)) return null;
-      add(b, c);
-    } else {
-      for (let k = 0; k < c.d.length; k++) {
-        const b = index(c.ids[k] ?? from[pos + k], pos + k);
-        if (!(b >= 0)) return null;
-        add(b, { d: [c.d[k]], ids: [c.ids[k]], at: true });
-      }
-      pos += c.d.length;
-    }
-  }
-  const out = new Builder2();
-  let last = 0;
-  for (const b of [...stops.keys()].sort((x, y) => x - y)) {
-    out.retain(b - last);
-    last = b;
-    const list = stops.get(b);
-    for (const c of list) if (isIns(c)) out.insert(c.i, c.ids);
-    for (const c of list) if (c.at) out.remove(c.d, c.ids), last = b + 1;
-  }
-  return out.result();
-}
-function withoutEchoes(op, b) {
-  const theirs = /* @__PURE__ */ new Map();
-  let pos = 0;
-  for (const c of b) {
-    if (typeof c === "string") theirs.set(pos, (theirs.get(pos) || []).concat(Array.from(c)));
-    else pos += Math.abs(c);
-  }
-  if (!theirs.size) return op;
-  const out = new Builder2();
-  pos = 0;
-  for (const c of op) {
-    if (typeof c === "number") {
-      out.retain(c);
-      pos += c;
-    } else if (isDel(c)) {
-      out.remove(c.d, c.ids);
-      pos += c.d.length;
-    } else {
-      const there = theirs.get(pos) || [];
-      let k = 0;
-      for (let j = 0; j < c.i.length; j++) {
-        while (k < there.length && there[k] !== c.i[j]) k++;
-        if (k < there.length) k++;
-        else out.insert([c.i[j]], [c.ids[j]]);
-      }
-    }
-  }
-  return out.result();
-}
-
 // src/undo.js
 var RESTORE_EDIT_PREFIX = "restore-";
 function isRestoreEdit(meta) {
@@ -2022,7 +2069,6 @@ function isRestoreEdit(meta) {
 }
 var KEEP_RESTORES = 8;
 var LOG_SOFT_MAX = 5e3;
-var DELETED_MAX = 1e5;
 var UndoManager = class {
   /** `state`: a ThinDocState (thin.js); `node`: a text node id. `apply(op)`: makes a local edit
    *  of `node` (default state.localEdit; a session passes session.edit so it is sent). */
@@ -2137,61 +2183,21 @@ var UndoManager = class {
     this.log.push(rec);
     this._trim();
   }
-  /** The thin client sends `batch` for the first time (its records are those of generation
-   *  state._edits - 1): the runs of the code points it inserts that bring back characters a
-   *  batch of ours deleted (the edit's `revive`; see undo_revive.js). */
+  /** The thin client sends `batch` (its records are those of generation state._edits - 1): the
+   *  runs of the code points it inserts that bring back characters a batch of ours deleted
+   *  (the edit's `revive`; see undo_revive.js). */
   marks(batch) {
     const slot = batch.ops.get(`seq\0${this.node}\0`);
-    if (!slot) return [];
-    const c = this._batchOp(this.state._edits - 1, slot.payload);
-    if (c === null) return [];
-    const own = /* @__PURE__ */ new Map();
-    let of = 0;
-    for (const comp of c) if (typeof comp === "object" && Array.isArray(comp.d)) for (const id of comp.ids) own.set(id, { edit: batch.editId, of: of++ });
-    const runs = [];
-    let k = 0;
-    for (const comp of c) {
-      if (typeof comp !== "object" || !Array.isArray(comp.i)) continue;
-      for (const id of comp.ids) {
-        const ref = id === null ? void 0 : own.get(id) || this._deleted.get(id);
-        if (ref) addRun(runs, this.node, k, ref);
-        k++;
-      }
-    }
-    return runs;
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
+    return c ? reviveRuns(c, this.node, batch.editId, this._deleted) : [];
   }
   /** The in-flight batch `batch` is applied (its ack, or our own remote in a catch-up), before
    *  the thin client settles it: what it deleted gets its server names. Our records of it are
    *  rebased over everything the server applied before it, so they delete what it deleted. */
   acked(batch) {
     const slot = batch.ops.get(`seq\0${this.node}\0`);
-    if (!slot) return;
-    const c = this._batchOp(this.state._edits - 1, slot.payload);
-    if (c === null) return;
-    const back = new Set(insertedIds(c));
-    let of = 0;
-    for (const comp of c) {
-      if (typeof comp !== "object" || !Array.isArray(comp.d)) continue;
-      for (const id of comp.ids) {
-        if (id !== null && !back.has(id)) {
-          this._deleted.delete(id);
-          this._deleted.set(id, { edit: batch.editId, of });
-        }
-        of++;
-      }
-    }
-    for (const id of this._deleted.keys()) {
-      if (this._deleted.size <= DELETED_MAX) break;
-      this._deleted.delete(id);
-    }
-  }
-  /** Our records of batch generation `gen` composed, when that is exactly `payload` (the
-   *  batch's op of the node); else null (a tie laid out otherwise: no names). */
-  _batchOp(gen, payload) {
-    let c = null;
-    for (const rec of this.log) if (rec.own && rec.gen === gen) c = c === null ? rec.op : compose2(c, rec.op);
-    if (c === null || !sameOp(toPlain(c), normalize(payload))) return null;
-    return c;
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, deletes);
+    if (c) recordDeleted(c, batch.editId, this._deleted);
   }
   /** The thin client drops its in-flight batch (refused, or applied before the snapshot we
    *  hold): called before anything changes. Its records leave the log and the steps, and our
