@@ -105,3 +105,24 @@ def test_a_catch_up_of_our_own_batch_without_some_inserts_is_settled_alike() -> 
     state.on_remote(p.Remote(doc=DOC, version=1, ops=ops, client_id="me", edit_id=batch.edit_id))
     assert state.value(TEXT) == "aXc" and state.synced
     state.check_invariants()
+
+
+def test_an_undo_names_what_it_brings_back_unless_told_not_to() -> None:
+    for revive in (True, False):
+        state = ThinDocState(DOC, "me", edit_id_prefix="me", revive=revive)
+        clock = [0.0]
+        undo = UndoManager(state, TEXT, clock=lambda: clock[0])
+        joined(state, "abc")
+        version = 0
+        for op in ([1, -1], None):
+            clock[0] += 1
+            if op is None:
+                undo.undo()  # brings "b" back
+            else:
+                state.local_edit(TEXT, op)
+            batch = state.take_batch()
+            assert batch is not None
+            version += 1
+            state.on_ack(p.Ack(doc=DOC, edit_id=batch.edit_id, version=version))
+        expect = [p.Revive(node=TEXT, at=0, n=1, edit="me-1", of=0)] if revive else None
+        assert batch.revive == expect and state.value(TEXT) == "abc"

@@ -107,9 +107,12 @@ function kindOfValue(value) {
  *  (server messages), onDisconnect. Outputs: takeBatch (the edit to send, if any), joinMessage
  *  (when rejoinNeeded), and the changes each on* returns: wire ops in local coordinates. */
 export class ThinDocState {
-  constructor(doc, clientId, { editIdPrefix = null, historyVersions = 1000, maxBatchOps = 1000 } = {}) {
+  constructor(doc, clientId, { editIdPrefix = null, historyVersions = 1000, maxBatchOps = 1000, revive = true } = {}) {
     this.doc = doc;
     this.clientId = clientId;
+    /** Send revival names (T11 "Revivals"); false for a server older than them (it refuses
+     *  the unknown field). */
+    this.revive = revive;
     /** The last server version applied (null before the first join). */
     this.version = null;
     /** What numbers `version` (the server's joined.epoch): sent back when rejoining. */
@@ -270,7 +273,7 @@ export class ThinDocState {
     // what an undo/redo brings back, named for the server (undo.js, T11 "Revivals"); again at a
     // resend: the batch's own deletes are indexed in the op as sent (rebased since)
     batch.revive = [];
-    for (const o of this.observers) if (o.marks) batch.revive.push(...o.marks(batch));
+    if (this.revive) for (const o of this.observers) if (o.marks) batch.revive.push(...o.marks(batch));
     const msg = {
       type: "edit",
       doc: this.doc,

@@ -91,9 +91,13 @@ class ThinDocState(ThinCursors, ThinMerge):
         edit_id_prefix: str | None = None,
         history_versions: int = 1000,
         max_batch_ops: int = 1000,
+        revive: bool = True,
     ) -> None:
         self.doc = doc
         self.client_id = client_id
+        self.revive = revive
+        """Send revival names (T11 "Revivals"); False for a server older than them (it refuses
+        the unknown field)."""
         self.version: int | None = None
         self.epoch = ""
         """What numbers ``version`` (the server's ``joined.epoch``)."""
@@ -263,7 +267,12 @@ class ThinDocState(ThinCursors, ThinMerge):
         batch.sent = True
         # what an undo/redo brings back, named for the server (T11 "Revivals"); again at a
         # resend: the batch's own deletes are indexed in the op as sent (rebased since)
-        revive = [run for o in self.observers if hasattr(o, "marks") for run in o.marks(batch)]
+        revive = [
+            run
+            for o in (self.observers if self.revive else ())
+            if hasattr(o, "marks")
+            for run in o.marks(batch)
+        ]
         return p.Edit(
             doc=self.doc,
             edit_id=batch.edit_id,

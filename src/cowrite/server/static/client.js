@@ -1289,9 +1289,10 @@ function kindOfValue(value) {
   return null;
 }
 var ThinDocState = class {
-  constructor(doc, clientId, { editIdPrefix = null, historyVersions = 1e3, maxBatchOps = 1e3 } = {}) {
+  constructor(doc, clientId, { editIdPrefix = null, historyVersions = 1e3, maxBatchOps = 1e3, revive = true } = {}) {
     this.doc = doc;
     this.clientId = clientId;
+    this.revive = revive;
     this.version = null;
     this.epoch = "";
     this.vv = null;
@@ -1426,7 +1427,9 @@ var ThinDocState = class {
     } else if (batch.sent) return null;
     batch.sent = true;
     batch.revive = [];
-    for (const o of this.observers) if (o.marks) batch.revive.push(...o.marks(batch));
+    if (this.revive) {
+      for (const o of this.observers) if (o.marks) batch.revive.push(...o.marks(batch));
+    }
     const msg = {
       type: "edit",
       doc: this.doc,
