@@ -202,6 +202,9 @@ class Edit(Message, tag="edit"):
     revive: Annotated[list[Revive], msgspec.Meta(max_length=100_000)] | None = None
     """What the batch's inserts bring back (an undo/redo; T11 "Revivals"); the ack says in
     ``dropped`` what was left out."""
+    withdraw: Annotated[list[Dropped], msgspec.Meta(max_length=100_000)] | None = None
+    """Inserted code points (as in ``Revive``) the sender takes back at a resend: its correction
+    of them is queued behind (T11 "Revivals"); left out, and named in ``dropped``."""
 
 
 class Sync(Message, tag="sync"):

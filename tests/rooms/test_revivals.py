@@ -166,3 +166,23 @@ def test_lost_deletes_agree_with_the_transform() -> None:
     assert lost_deletes(op, [[1, "z"], [2, -2]]) == {0, 1}
     assert lost_deletes(op, []) == set()
     assert without_inserted(["ab", 2, "c", -1], {1, 2}) == ["a", 2, -1]
+
+
+def test_a_resend_withdraws_what_its_correction_takes_back() -> None:
+    r = room()
+    edit(r, "a", ["abc"], 0, "a-1")
+    withdraw = [
+        {"node": TEXT, "at": 1, "n": 1},
+        {"node": TEXT, "at": 1, "n": 9},  # past what the op inserts: ignored
+        {"node": "text:other", "at": 0, "n": 1},
+    ]
+    out = edit(r, "a", [1, "xyz"], 1, "a-2", withdraw=withdraw)
+    assert ack(out).dropped == [p.Dropped(node=TEXT, at=1, n=1)]
+    assert remote_edit(out) == [1, "xz"] and text(r) == "axzbc"
+    # a withdrawn revival is not remembered as revived
+    edit(r, "a", [1, -1], 2, "a-3")  # deletes "x"
+    first = [{"node": TEXT, "at": 0, "n": 1}]
+    out = edit(r, "a", [1, "x"], 3, "a-4", revive=[revive(0, 1, "a-3", 0)], withdraw=first)
+    assert ack(out).dropped == [p.Dropped(node=TEXT, at=0, n=1)] and text(r) == "azbc"
+    out = edit(r, "a", [1, "x"], 4, "a-5", revive=[revive(0, 1, "a-3", 0)])
+    assert ack(out).dropped == [] and text(r) == "axzbc"

@@ -273,7 +273,11 @@ export class ThinDocState {
     // what an undo/redo brings back, named for the server (undo.js, T11 "Revivals"); again at a
     // resend: the batch's own deletes are indexed in the op as sent (rebased since)
     batch.revive = [];
-    if (this.revive) for (const o of this.observers) if (o.marks) batch.revive.push(...o.marks(batch));
+    const withdraw = [];
+    if (this.revive) {
+      for (const o of this.observers) if (o.marks) batch.revive.push(...o.marks(batch));
+      for (const o of this.observers) if (o.withdrawals) withdraw.push(...o.withdrawals(batch));
+    }
     const msg = {
       type: "edit",
       doc: this.doc,
@@ -282,6 +286,7 @@ export class ThinDocState {
       ops: [...batch.ops.values()].map(wireOp),
     };
     if (batch.revive && batch.revive.length) msg.revive = batch.revive;
+    if (withdraw.length) msg.withdraw = withdraw;
     return msg;
   }
 

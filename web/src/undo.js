@@ -35,7 +35,7 @@
 
 import * as ot from "./ot.js";
 import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform, withoutEchoes, withoutInserts } from "./undo_ops.js";
-import { batchOp, deletes, recordDeleted, reinserts, reviveRuns } from "./undo_revive.js";
+import { batchOp, deadRuns, deletes, recordDeleted, reinserts, reviveRuns } from "./undo_revive.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -191,6 +191,15 @@ export class UndoManager {
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
     const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
     return c ? reviveRuns(c, this.node, batch.editId, this._deleted) : [];
+  }
+
+  /** What `batch` (sent again) inserts that a correction of ours already takes back (dead
+   *  identities): withdrawn (the edit's `withdraw`), so the room never shows it twice. */
+  withdrawals(batch) {
+    if (!this._dead.size) return [];
+    const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
+    return c ? deadRuns(c, this.node, this._dead) : [];
   }
 
   /** The in-flight batch `batch` is applied (its ack, or our own remote in a catch-up), before

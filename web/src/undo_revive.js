@@ -208,3 +208,18 @@ export function lostDeletes(op, others) {
   }
   return lost;
 }
+
+/** The runs of the code points batch op `c` inserts whose identities are `dead` (a correction
+ *  of ours takes them back): a resend withdraws them (the edit's `withdraw`). */
+export function deadRuns(c, node, dead) {
+  const runs = [];
+  let k = 0;
+  for (const comp of c) {
+    if (!isIns(comp)) continue;
+    for (const id of comp.ids) {
+      if (id !== null && dead.has(id)) addRun(runs, node, k);
+      k++;
+    }
+  }
+  return runs;
+}

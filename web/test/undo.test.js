@@ -93,22 +93,26 @@ class ModelServer {
    *  deleted that first. */
   _judge(clientId, msg, others) {
     const dropped = [];
+    const leave = new Set();
+    for (const w of msg.withdraw || []) for (let j = 0; j < w.n; j++) leave.add(w.at + j);
     let restored = false;
     for (let v = msg.version + 1; v <= this.version; v++) restored ||= this.log.get(v).editId.startsWith("restore-");
     let lost = null;
     for (const run of msg.revive || []) {
       if (run.edit === msg.edit_id) {
         lost ??= lostDeletes(msg.ops[0].edit, others);
-        for (let j = 0; j < run.n; j++) if (restored || lost.has(run.of + j)) addRun(dropped, run.node, run.at + j);
+        for (let j = 0; j < run.n; j++) if (restored || lost.has(run.of + j)) leave.add(run.at + j);
         continue;
       }
       if (!this.seen.has(`${clientId}\u0000${run.edit}`)) continue; // not known: inserted
       for (let j = 0; j < run.n; j++) {
         const name = `${clientId}\u0000${run.edit}\u0000${run.node}\u0000${run.of + j}`;
-        if (restored || this.revived.has(name)) addRun(dropped, run.node, run.at + j);
+        if (leave.has(run.at + j)) continue;
+        if (restored || this.revived.has(name)) leave.add(run.at + j);
         else this.revived.add(name);
       }
     }
+    for (const k of [...leave].sort((a, b) => a - b)) addRun(dropped, NODE, k);
     return dropped;
   }
   restore(version) {

@@ -267,18 +267,16 @@ class ThinDocState(ThinCursors, ThinMerge):
         batch.sent = True
         # what an undo/redo brings back, named for the server (T11 "Revivals"); again at a
         # resend: the batch's own deletes are indexed in the op as sent (rebased since)
-        revive = [
-            run
-            for o in (self.observers if self.revive else ())
-            if hasattr(o, "marks")
-            for run in o.marks(batch)
-        ]
+        named = self.observers if self.revive else []
+        revive = [run for o in named if hasattr(o, "marks") for run in o.marks(batch)]
+        withdraw = [w for o in named if hasattr(o, "withdrawals") for w in o.withdrawals(batch)]
         return p.Edit(
             doc=self.doc,
             edit_id=batch.edit_id,
             version=self.version,
             ops=[_wire_op(slot, payload) for slot, payload in batch.ops.items()],
             revive=revive or None,
+            withdraw=withdraw or None,
         )
 
     # ------------------------------------------------------------ receiving

@@ -59,6 +59,7 @@ from cowrite.client.thin_undo_ops import (
 from cowrite.client.thin_undo_revive import (
     Deleted,
     batch_op,
+    dead_runs,
     deletes,
     record_deleted,
     reinserts,
@@ -267,6 +268,15 @@ class UndoManager:
         gen = self.state._edits - 1
         c = None if payload is None else batch_op(self.log, gen, payload, reinserts)
         return [] if c is None else revive_runs(c, self.node, batch.edit_id, self._deleted)
+
+    def withdrawals(self, batch: Any) -> list[p.Dropped]:
+        """What ``batch`` (sent again) inserts that a correction of ours already takes back
+        (dead identities): withdrawn (the edit's ``withdraw``), so the room never shows it."""
+        payload = batch.ops.get(("seq", self.node, None))
+        if not self._dead or payload is None:
+            return []
+        c = batch_op(self.log, self.state._edits - 1, payload, reinserts)
+        return [] if c is None else dead_runs(c, self.node, self._dead)
 
     def acked(self, batch: Any) -> None:
         """The in-flight ``batch`` is applied (before the thin client settles it): what it

@@ -188,3 +188,21 @@ def dropped_inserts(held: ot.Op, applied: ot.Op) -> set[int] | None:
 
 def _items(c: Any) -> Iterable[Any]:
     return (c,) if isinstance(c, int) else c
+
+
+def dead_runs(c: Rich, node: str, dead: set[int]) -> list[p.Dropped]:
+    """The runs of the code points batch op ``c`` inserts whose identities are ``dead`` (a
+    correction of ours takes them back): a resend withdraws them (the edit's ``withdraw``)."""
+    runs: list[p.Dropped] = []
+    k = 0
+    for comp in c:
+        if not isinstance(comp, Ins):
+            continue
+        for id_ in comp.ids:
+            if id_ is not None and id_ in dead:
+                if runs and runs[-1].at + runs[-1].n == k:
+                    runs[-1].n += 1
+                else:
+                    runs.append(p.Dropped(node=node, at=k, n=1))
+            k += 1
+    return runs

@@ -94,7 +94,7 @@ class ThinEdits(RoomState):
             self._forget_roots(roots)
             raise
         dropped: list[p.Dropped] = []
-        if msg.revive:  # an undo/redo: what it may not bring back is left out (revivals.py)
+        if msg.revive or msg.withdraw:  # an undo/redo: what it may not bring back is left out
             if self._revivals is None:
                 self._revivals = Revivals()
             plan, dropped = self._revivals.judge(

@@ -12,6 +12,7 @@ revival that is no longer the sender's to make:
   re-inserts of a fold that crosses a restore it has seen (unless that restore was undone, an
   adopted one); this is the race it cannot see, judged where the order is known, so an undo
   sent before its client saw the restore duplicates nothing;
+* the sender withdraws it (``edit.withdraw``: at a resend, its correction of it is queued);
 * that character was revived already (a second undo, a repeated redo): at most once;
 * the batch revives what it deletes itself (an undo and a redo composed, indexed in the op as
   sent) and the rebase took that delete away: someone else deleted the character first (their
@@ -68,7 +69,10 @@ class Revivals:
         runs: dict[str, list[p.Revive]] = {}
         for run in msg.revive or ():
             runs.setdefault(run.node, []).append(run)
-        if not runs:
+        withdrawn: dict[str, list[p.Dropped]] = {}
+        for w in msg.withdraw or ():
+            withdrawn.setdefault(w.node, []).append(w)
+        if not runs and not withdrawn:
             return plan, []
         # a restore the sender had not seen when it made the edit takes every revival: the
         # client's fold drops re-inserts across a restore; this is the race it cannot see
@@ -76,14 +80,18 @@ class Revivals:
         out: Plan = []
         dropped: list[p.Dropped] = []
         for node, op, edit in plan:
-            mine = runs.get(op.node) if isinstance(op, p.SeqEdit) else None
-            if not mine or not all(isinstance(c, (int, str)) for c in edit):
+            mine = runs.get(op.node, []) if isinstance(op, p.SeqEdit) else []
+            back = withdrawn.get(op.node, []) if isinstance(op, p.SeqEdit) else []
+            if not (mine or back) or not all(isinstance(c, (int, str)) for c in edit):
                 out.append((node, op, edit))
                 continue
             assert isinstance(op, p.SeqEdit)
             count = sum(len(c) for c in edit if isinstance(c, str))
             lost: set[int] | None = None
             leave: set[int] = set()
+            for w in back:  # the sender takes them back
+                if w.at >= 0 and w.n >= 1 and w.at + w.n <= count:
+                    leave.update(range(w.at, w.at + w.n))
             for run in mine:
                 if run.at + run.n > count:
                     continue  # names code points the op does not insert: nothing to judge
@@ -97,6 +105,8 @@ class Revivals:
                     continue  # refused, or too old to tell: inserted (as before)
                 for j in range(run.n):
                     name = (key_client, run.edit, run.node, run.of + j)
+                    if run.at + j in leave:
+                        continue  # withdrawn: not revived
                     if restored or name in self._done:
                         leave.add(run.at + j)
                     else:

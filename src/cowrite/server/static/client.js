@@ -1229,6 +1229,18 @@ function droppedInserts(held, applied) {
   }
   return j === y.length ? out : null;
 }
+function deadRuns(c, node, dead) {
+  const runs = [];
+  let k = 0;
+  for (const comp of c) {
+    if (!isIns2(comp)) continue;
+    for (const id of comp.ids) {
+      if (id !== null && dead.has(id)) addRun(runs, node, k);
+      k++;
+    }
+  }
+  return runs;
+}
 
 // src/thin.js
 var SEQ_KINDS = /* @__PURE__ */ new Set(["text", "list"]);
@@ -1427,8 +1439,10 @@ var ThinDocState = class {
     } else if (batch.sent) return null;
     batch.sent = true;
     batch.revive = [];
+    const withdraw = [];
     if (this.revive) {
       for (const o of this.observers) if (o.marks) batch.revive.push(...o.marks(batch));
+      for (const o of this.observers) if (o.withdrawals) withdraw.push(...o.withdrawals(batch));
     }
     const msg = {
       type: "edit",
@@ -1438,6 +1452,7 @@ var ThinDocState = class {
       ops: [...batch.ops.values()].map(wireOp)
     };
     if (batch.revive && batch.revive.length) msg.revive = batch.revive;
+    if (withdraw.length) msg.withdraw = withdraw;
     return msg;
   }
   // ---------------------------------------------------------------------- receiving
@@ -2193,6 +2208,14 @@ var UndoManager = class {
     const slot = batch.ops.get(`seq\0${this.node}\0`);
     const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
     return c ? reviveRuns(c, this.node, batch.editId, this._deleted) : [];
+  }
+  /** What `batch` (sent again) inserts that a correction of ours already takes back (dead
+   *  identities): withdrawn (the edit's `withdraw`), so the room never shows it twice. */
+  withdrawals(batch) {
+    if (!this._dead.size) return [];
+    const slot = batch.ops.get(`seq\0${this.node}\0`);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
+    return c ? deadRuns(c, this.node, this._dead) : [];
   }
   /** The in-flight batch `batch` is applied (its ack, or our own remote in a catch-up), before
    *  the thin client settles it: what it deleted gets its server names. Our records of it are
