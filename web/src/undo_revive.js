@@ -8,8 +8,10 @@
 // which of the code points it inserts bring back such characters:
 // `revive: [{node, at, n, edit, of}]` (its inserted code points at..at+n, in the order the op
 // inserts them, bring back `edit`'s deleted code points of..of+n). The server inserts them only
-// when nothing took that right first (a restore since that batch, or an earlier revival of the
-// same character), and answers the rest in `ack.dropped: [{node, at, n}]`.
+// when nothing took that right first (a restore the sender had not seen, an earlier revival of
+// the same character, a delete someone made first), and answers the rest in
+// `ack.dropped: [{node, at, n}]`. A resend also withdraws what a correction of ours already takes
+// back (`withdraw: [{node, at, n}]`: the batch itself cannot change).
 
 import * as ot from "./ot.js";
 import { compose, insertedIds, toPlain } from "./undo_ops.js";

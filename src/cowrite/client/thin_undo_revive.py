@@ -8,7 +8,8 @@ it are rebased over everything before it in server order: known at its ack). A b
 and re-inserts a character itself (an undo and a redo composed) names it by its own ``edit_id``
 and the index in its op as sent. An edit says which code points it inserts bring such characters
 back (``revive``); the server inserts them only when that is still the sender's to do, and
-answers the rest in ``ack.dropped`` (``cowrite.rooms.revivals``).
+answers the rest in ``ack.dropped`` (``cowrite.rooms.revivals``). A resend also withdraws what a
+correction of ours already takes back (``withdraw``: the batch itself cannot change).
 """
 
 from __future__ import annotations
