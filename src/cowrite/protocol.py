@@ -170,6 +170,28 @@ class Leave(Message, tag="leave"):
     doc: DocId
 
 
+class Revive(msgspec.Struct, forbid_unknown_fields=True):
+    """Code points ``at..at+n`` that ``node``'s op inserts (counted in the order it inserts
+    them) bring back code points ``of..of+n`` of those the sender's batch ``edit`` deleted of that
+    node: as the server applied it, or, for this edit itself, as sent (``docs/protocol.md``, T11
+    "Revivals"). The server inserts a revival at most once, and not after a restore."""
+
+    node: NodeId
+    at: Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
+    n: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
+    edit: EditId
+    of: Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
+
+
+class Dropped(msgspec.Struct, forbid_unknown_fields=True):
+    """Code points ``at..at+n`` that ``node``'s op inserts (as in ``Revive``) the server left
+    out: their revival was not the sender's to make any more."""
+
+    node: NodeId
+    at: int
+    n: int
+
+
 class Edit(Message, tag="edit"):
     """A batch of edits made at ``version`` (thin clients hold one batch in flight)."""
 
@@ -177,6 +199,12 @@ class Edit(Message, tag="edit"):
     edit_id: EditId
     version: Version
     ops: Annotated[list[EditOp], msgspec.Meta(min_length=1, max_length=1000)]
+    revive: Annotated[list[Revive], msgspec.Meta(max_length=100_000)] | None = None
+    """What the batch's inserts bring back (an undo/redo; T11 "Revivals"); the ack says in
+    ``dropped`` what was left out."""
+    withdraw: Annotated[list[Dropped], msgspec.Meta(max_length=100_000)] | None = None
+    """Inserted code points (as in ``Revive``) the sender takes back at a resend: its correction
+    of them is queued behind (T11 "Revivals"); left out, and named in ``dropped``."""
 
 
 class Sync(Message, tag="sync"):
@@ -299,6 +327,9 @@ class Ack(Message, tag="ack"):
     created: list[str] = []
     vv: dict[str, int] = {}
     """Version vector entries this version changed (thin clients track their state's vector)."""
+    dropped: list[Dropped] = []
+    """What the server left out of the edit's revivals (``edit.revive``): the op it applied
+    (and broadcast) is the edit without those inserted code points."""
 
 
 class Remote(Message, tag="remote"):

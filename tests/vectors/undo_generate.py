@@ -206,7 +206,9 @@ def record(seed: int, steps_n: int = 140) -> dict[str, Any]:
 
 def main() -> None:
     OUT.mkdir(exist_ok=True)
-    for seed in range(1, 17):
+    # 87 and 166: the room leaves revivals out (ack.dropped: docs/protocol.md, T11 "Revivals");
+    # 19: a resend withdraws what a correction takes back (edit.withdraw)
+    for seed in [*range(1, 17), 19, 87, 166]:
         vector = record(seed)
         path = OUT / f"{vector['name']}.json"
         path.write_text(json.dumps(vector, ensure_ascii=False, indent=1) + "\n")

@@ -35,6 +35,7 @@
 import * as ot from "./ot.js";
 import { verify } from "./checksum.js";
 import { Rope, isRope, textOf } from "./rope.js";
+import { deleteInserted, droppedInserts, runIndices } from "./undo_revive.js";
 
 export const SEQ_KINDS = new Set(["text", "list"]);
 const KINDS = ["text", "list", "map", "register", "counter"];
@@ -106,9 +107,12 @@ function kindOfValue(value) {
  *  (server messages), onDisconnect. Outputs: takeBatch (the edit to send, if any), joinMessage
  *  (when rejoinNeeded), and the changes each on* returns: wire ops in local coordinates. */
 export class ThinDocState {
-  constructor(doc, clientId, { editIdPrefix = null, historyVersions = 1000, maxBatchOps = 1000 } = {}) {
+  constructor(doc, clientId, { editIdPrefix = null, historyVersions = 1000, maxBatchOps = 1000, revive = true } = {}) {
     this.doc = doc;
     this.clientId = clientId;
+    /** Send revival names (T11 "Revivals"); false for a server older than them (it refuses
+     *  the unknown field). */
+    this.revive = revive;
     /** The last server version applied (null before the first join). */
     this.version = null;
     /** What numbers `version` (the server's joined.epoch): sent back when rejoining. */
@@ -138,7 +142,8 @@ export class ThinDocState {
     this._historyFrom = 0;
     /** Undo managers (undo.js) following text nodes: told of every change of the local text
      *  (local(node, op, before), remote(node, op, serverBefore, meta), dropInflight()) and
-     *  asked to settle() after each server message. */
+     *  asked to settle() after each server message; marks(batch) names what a batch sent
+     *  brings back (`revive`), acked(batch) precedes an acknowledgement (T11 "Revivals"). */
     this.observers = [];
   }
 
@@ -262,16 +267,27 @@ export class ThinDocState {
       }
       for (const k of ops.keys()) this.pending.delete(k);
       this._edits++;
-      batch = this.inflight = { editId: `${this._prefix}-${this._edits}`, ops, sent: false };
+      batch = this.inflight = { editId: `${this._prefix}-${this._edits}`, ops, sent: false, revive: [] };
     } else if (batch.sent) return null;
     batch.sent = true;
-    return {
+    // what an undo/redo brings back, named for the server (undo.js, T11 "Revivals"); again at a
+    // resend: the batch's own deletes are indexed in the op as sent (rebased since)
+    batch.revive = [];
+    const withdraw = [];
+    if (this.revive) {
+      for (const o of this.observers) if (o.marks) batch.revive.push(...o.marks(batch));
+      for (const o of this.observers) if (o.withdrawals) withdraw.push(...o.withdrawals(batch));
+    }
+    const msg = {
       type: "edit",
       doc: this.doc,
       edit_id: batch.editId,
       version: this.version,
       ops: [...batch.ops.values()].map(wireOp),
     };
+    if (batch.revive && batch.revive.length) msg.revive = batch.revive;
+    if (withdraw.length) msg.withdraw = withdraw;
+    return msg;
   }
 
   // ---------------------------------------------------------------------- receiving
@@ -346,9 +362,35 @@ export class ThinDocState {
       return [];
     }
     if (msg.version <= this.version) return this._dropInflight();
+    for (const o of this.observers) if (o.acked) o.acked(batch);
+    const drops = this._drops(batch, (node, payload) => runIndices(msg.dropped, node));
     const [seqOps, changes] = this._settle(batch, msg.created || []);
+    if (drops.length) return this._settleDrops(msg, drops, seqOps, changes);
     this._advance(msg.version, seqOps, msg.vv);
     return changes;
+  }
+
+  /** The seq ops deleting what the server did not insert of `batch` (T11 "Revivals"):
+   *  `indices(node, payload)` names the code points of a node's payload it dropped. */
+  _drops(batch, indices) {
+    const drops = [];
+    for (const { kind, node, payload } of batch.ops.values()) {
+      if (kind !== "seq") continue;
+      const found = indices(node, payload);
+      const edit = found && deleteInserted(payload, found);
+      if (edit) drops.push({ type: "seq", node, edit });
+    }
+    return drops;
+  }
+
+  /** Our batch is settled as we held it; what the server dropped of it goes like a remote op
+   *  right after it (rebased over our pending edits), at the same version. */
+  _settleDrops(msg, drops, seqOps, changes) {
+    const meta = { version: msg.version, client_id: this.clientId, edit_id: msg.edit_id };
+    const more = this._applyRemoteOps(drops, changes, meta);
+    if (more === null) return this._settleObservers(changes);
+    this._advance(msg.version, [...seqOps, ...more], msg.vv);
+    return this._settleObservers(changes);
   }
 
   /** The in-flight batch is applied: move it into the server state. */
@@ -622,6 +664,16 @@ export class ThinDocState {
 
   _ownRemote(msg) {
     const batch = this.inflight;
+    for (const o of this.observers) if (o.acked) o.acked(batch);
+    // the server may have dropped some of what we re-inserted (T11 "Revivals"): the catch-up
+    // names no `dropped`; the applied op is ours without those code points
+    const applied = new Map();
+    for (const op of msg.ops) if (op.type === "seq") applied.set(op.node, op.edit);
+    const drops = this._drops(batch, (node, payload) => (applied.has(node) ? droppedInserts(payload, applied.get(node)) : null));
+    if (drops.length) {
+      const ops = msg.ops.map((op) => (op.type === "seq" && drops.some((d) => d.node === op.node) ? { ...op, edit: batch.ops.get(slotKey("seq", op.node)).payload } : op));
+      msg = { ...msg, ops };
+    }
     const seqOps = [];
     try {
       for (const op of msg.ops) {
@@ -635,6 +687,7 @@ export class ThinDocState {
     }
     this.inflight = null;
     const changes = this._refreshSlots(batch);
+    if (drops.length) return this._settleDrops(msg, drops, seqOps, changes);
     this._advance(msg.version, seqOps, msg.vv);
     return changes;
   }

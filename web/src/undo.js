@@ -27,9 +27,15 @@
 // server loses its extra re-inserts: their identities die and one compensating delete takes
 // them, wherever they are (settle()); a snapshot's copy of a dropped batch inherits them (_inherit).
 // `adoptRestore(version, edits)` makes a restore this page asked for (REST) one undo step.
+//
+// Revivals (undo_revive.js): what a batch of ours deleted gets the server's name at its ack
+// (`acked`); a batch that brings such characters back says so (`marks`, the edit's `revive`),
+// and the room leaves out what is no longer ours to bring back (a restore we had not seen, a
+// second revival, a delete someone made first); the thin client takes it out (`ack.dropped`).
 
 import * as ot from "./ot.js";
 import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform, withoutEchoes, withoutInserts } from "./undo_ops.js";
+import { batchOp, deadRuns, deletes, recordDeleted, reinserts, reviveRuns } from "./undo_revive.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -76,6 +82,10 @@ export class UndoManager {
     /** The last snapshot that came while a batch of ours was in flight: {gen, from, to} (the
      *  identities it gave what it inserts). */
     this._barrier = null;
+    /** identity -> {edit, of}: the name the server knows a character by that a batch of ours
+     *  deleted (its edit_id, the index among the code points it deleted): an undo/redo that
+     *  brings it back says so (`revive`), and the server inserts it at most once. */
+    this._deleted = new Map();
     state.observers.push(this);
   }
 
@@ -131,6 +141,7 @@ export class UndoManager {
     this._ids = null; // the text may change without us (a dropped batch): number it afresh
     this._logIds = null;
     this._dead = new Set();
+    this._deleted = new Map();
   }
 
   // ------------------------------------------------------- observer of the ThinDocState
@@ -171,6 +182,33 @@ export class UndoManager {
     else if (kind === "redo") this._push(this.undoStack, { records: [rec], at: 0, open: false });
     this.log.push(rec);
     this._trim();
+  }
+
+  /** The thin client sends `batch` (its records are those of generation state._edits - 1): the
+   *  runs of the code points it inserts that bring back characters a batch of ours deleted
+   *  (the edit's `revive`; see undo_revive.js). */
+  marks(batch) {
+    const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
+    return c ? reviveRuns(c, this.node, batch.editId, this._deleted) : [];
+  }
+
+  /** What `batch` (sent again) inserts that a correction of ours already takes back (dead
+   *  identities): withdrawn (the edit's `withdraw`), so the room never shows it twice. */
+  withdrawals(batch) {
+    if (!this._dead.size) return [];
+    const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
+    return c ? deadRuns(c, this.node, this._dead) : [];
+  }
+
+  /** The in-flight batch `batch` is applied (its ack, or our own remote in a catch-up), before
+   *  the thin client settles it: what it deleted gets its server names. Our records of it are
+   *  rebased over everything the server applied before it, so they delete what it deleted. */
+  acked(batch) {
+    const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, deletes);
+    if (c) recordDeleted(c, batch.editId, this._deleted);
   }
 
   /** The thin client drops its in-flight batch (refused, or applied before the snapshot we

@@ -52,6 +52,7 @@ from cowrite.client.thin_slots import (
     SlotKind,
     _wire_op,
 )
+from cowrite.client.thin_undo_revive import run_indices
 from cowrite.client.values import (
     SEQ_KINDS,
     Kind,
@@ -90,9 +91,13 @@ class ThinDocState(ThinCursors, ThinMerge):
         edit_id_prefix: str | None = None,
         history_versions: int = 1000,
         max_batch_ops: int = 1000,
+        revive: bool = True,
     ) -> None:
         self.doc = doc
         self.client_id = client_id
+        self.revive = revive
+        """Send revival names (T11 "Revivals"); False for a server older than them (it refuses
+        the unknown field)."""
         self.version: int | None = None
         self.epoch = ""
         """What numbers ``version`` (the server's ``joined.epoch``)."""
@@ -260,11 +265,18 @@ class ThinDocState(ThinCursors, ThinMerge):
         elif batch.sent:
             return None
         batch.sent = True
+        # what an undo/redo brings back, named for the server (T11 "Revivals"); again at a
+        # resend: the batch's own deletes are indexed in the op as sent (rebased since)
+        named = self.observers if self.revive else []
+        revive = [run for o in named if hasattr(o, "marks") for run in o.marks(batch)]
+        withdraw = [w for o in named if hasattr(o, "withdrawals") for w in o.withdrawals(batch)]
         return p.Edit(
             doc=self.doc,
             edit_id=batch.edit_id,
             version=self.version,
             ops=[_wire_op(slot, payload) for slot, payload in batch.ops.items()],
+            revive=revive or None,
+            withdraw=withdraw or None,
         )
 
     # ------------------------------------------------------------ receiving
@@ -358,7 +370,13 @@ class ThinDocState(ThinCursors, ThinMerge):
         if msg.version <= self.version:
             # applied before the snapshot we hold: our resend applied it locally a second time
             return self._drop_inflight()
+        for o in self.observers:
+            if hasattr(o, "acked"):
+                o.acked(batch)
+        drops = self._drops(batch, lambda node, payload: run_indices(msg.dropped, node))
         seq_ops, changes = self._settle(batch, msg.created)
+        if drops:
+            return self._settle_drops(msg, drops, seq_ops, changes)
         self._advance(msg.version, seq_ops, msg.vv)
         return changes
 

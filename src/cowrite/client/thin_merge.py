@@ -14,10 +14,12 @@ ops in local coordinates, for the ``on_*`` input that called it to return to the
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cowrite import protocol as p
 from cowrite.client.thin_slots import _ABSENT, DELETED, Batch, Slot
+from cowrite.client.thin_undo_revive import delete_inserted, dropped_inserts
 from cowrite.client.values import SEQ_KINDS, Kind, diff_seq, empty_value, parse_kind
 from cowrite.engine import InvalidOperation, ot
 
@@ -30,6 +32,7 @@ class ThinMerge:
         vv: dict[str, int] | None
         server: dict[str, Any]
         local: dict[str, Any]
+        client_id: str
         observers: list[Any]
         kinds: dict[str, Kind]
         inflight: Batch | None
@@ -54,13 +57,65 @@ class ThinMerge:
         ) -> list[tuple[str, ot.Op]] | None: ...
         def _settle_observers(self, changes: list[p.EditOp]) -> list[p.EditOp]: ...
 
+    def _drops(
+        self, batch: Batch, indices: Callable[[str, ot.Op], set[int] | None]
+    ) -> list[p.EditOp]:
+        """The seq ops deleting what the server left out of ``batch`` (T11 "Revivals"):
+        ``indices(node, payload)`` names the code points of a node's payload it dropped."""
+        drops: list[p.EditOp] = []
+        for (kind, node, _), payload in batch.ops.items():
+            if kind != "seq":
+                continue
+            found = indices(node, payload)
+            edit = delete_inserted(payload, found) if found else None
+            if edit:
+                drops.append(p.SeqEdit(node=node, edit=edit))
+        return drops
+
+    def _settle_drops(
+        self,
+        msg: p.Ack | p.Remote,
+        drops: list[p.EditOp],
+        seq_ops: list[tuple[str, ot.Op]],
+        changes: list[p.EditOp],
+    ) -> list[p.EditOp]:
+        """Our batch is settled as we held it; what the server dropped of it goes like a remote
+        op right after it (rebased over our pending edits), at the same version."""
+        edit_id = msg.edit_id
+        meta = {"client_id": self.client_id, "edit_id": edit_id, "version": msg.version}
+        more = self._apply_remote_ops(drops, changes, meta)
+        if more is not None:
+            self._advance(msg.version, [*seq_ops, *more], msg.vv)
+        return self._settle_observers(changes)
+
     def _own_remote(self, msg: p.Remote) -> list[p.EditOp]:
-        """Our in-flight batch came back in a catch-up: it is acknowledged."""
+        """Our in-flight batch came back in a catch-up: it is acknowledged. The server may have
+        left out some of what it revived (T11 "Revivals"; a catch-up names no ``dropped``): the
+        applied op is ours without those code points."""
         batch = self.inflight
         assert batch is not None
+        for o in self.observers:
+            if hasattr(o, "acked"):
+                o.acked(batch)
+        applied = {op.node: op.edit for op in msg.ops if isinstance(op, p.SeqEdit)}
+        drops = self._drops(
+            batch,
+            lambda node, payload: (
+                dropped_inserts(payload, applied[node]) if node in applied else None
+            ),
+        )
+        ops = msg.ops
+        if drops:
+            gone = {d.node for d in drops}
+            ops = [
+                p.SeqEdit(node=op.node, edit=batch.ops[("seq", op.node, None)])
+                if isinstance(op, p.SeqEdit) and op.node in gone
+                else op
+                for op in msg.ops
+            ]
         seq_ops: list[tuple[str, ot.Op]] = []
         try:
-            for op in msg.ops:
+            for op in ops:
                 seq = self._apply_server(op)
                 if seq is not None:
                     seq_ops.append(seq)
@@ -69,6 +124,8 @@ class ThinMerge:
             return []
         self.inflight = None
         changes = self._refresh_slots(batch)
+        if drops:
+            return self._settle_drops(msg, drops, seq_ops, changes)
         self._advance(msg.version, seq_ops, msg.vv)
         return changes
 

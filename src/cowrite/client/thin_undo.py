@@ -22,9 +22,13 @@ unacknowledged undo/redo of ours that re-inserted text it may no longer (a resto
 concurrent delete came first on the server) has those identities die, and one compensating
 delete takes them wherever they are (``settle``; ``thin_undo_ids``: the same characters under
 new identities).
-``adopt_restore`` makes a restore this client asked for (REST) one undo step.
+``adopt_restore`` makes a restore this client asked for (REST) one undo step. Revivals
+(``thin_undo_revive``): what a batch of ours deleted gets the server's name at its ack
+(``acked``); an undo/redo batch names what it brings back (``marks``: the edit's ``revive``) and
+the room leaves out what is no longer ours to bring back (``ack.dropped``).
 
-The state calls ``local``/``remote``/``drop_inflight``/``settle`` (``ThinDocState.observers``).
+The state calls ``local``/``remote``/``drop_inflight``/``settle``/``marks``/``acked``
+(``ThinDocState.observers``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cowrite import protocol as p
 from cowrite.client.thin_undo_ids import carry_dead, inherit_dead
 from cowrite.client.thin_undo_ops import (
     Id,
@@ -50,6 +55,15 @@ from cowrite.client.thin_undo_ops import (
     transform,
     without_echoes,
     without_inserts,
+)
+from cowrite.client.thin_undo_revive import (
+    Deleted,
+    batch_op,
+    dead_runs,
+    deletes,
+    record_deleted,
+    reinserts,
+    revive_runs,
 )
 from cowrite.engine import InvalidOperation, ot
 
@@ -142,6 +156,9 @@ class UndoManager:
         self._barrier: tuple[int, int, int] | None = None
         """The last snapshot that came while a batch of ours was in flight: (gen, first, end)
         (the identities it gave what it inserts)."""
+        self._deleted: Deleted = Deleted()
+        """identity -> (edit_id, index): the server's name for a character a batch of ours
+        deleted (``thin_undo_revive``): an undo/redo bringing it back says so (``revive``)."""
         state.observers.append(self)
 
     def detach(self) -> None:
@@ -193,6 +210,7 @@ class UndoManager:
         self._ids = None  # the text may change without us: number it afresh
         self._log_ids = None
         self._dead = set()
+        self._deleted = Deleted()
 
     # ------------------------------------------------------- observer of the ThinDocState
 
@@ -242,6 +260,31 @@ class UndoManager:
             self._push(self.undo_stack, Group([rec]))
         self.log.append(rec)
         self._trim()
+
+    def marks(self, batch: Any) -> list[p.Revive]:
+        """``batch`` (its records: generation ``state._edits - 1``) is sent: the runs of the code
+        points it inserts that bring back what a batch of ours deleted (the edit's ``revive``)."""
+        payload = batch.ops.get(("seq", self.node, None))
+        gen = self.state._edits - 1
+        c = None if payload is None else batch_op(self.log, gen, payload, reinserts)
+        return [] if c is None else revive_runs(c, self.node, batch.edit_id, self._deleted)
+
+    def withdrawals(self, batch: Any) -> list[p.Dropped]:
+        """What ``batch`` (sent again) inserts that a correction of ours already takes back
+        (dead identities): withdrawn (the edit's ``withdraw``), so the room never shows it."""
+        payload = batch.ops.get(("seq", self.node, None))
+        if not self._dead or payload is None:
+            return []
+        c = batch_op(self.log, self.state._edits - 1, payload, reinserts)
+        return [] if c is None else dead_runs(c, self.node, self._dead)
+
+    def acked(self, batch: Any) -> None:
+        """The in-flight ``batch`` is applied (before the thin client settles it): what it
+        deleted gets its server names (our records of it delete what the server's op did)."""
+        payload = batch.ops.get(("seq", self.node, None))
+        c = None if payload is None else batch_op(self.log, self.state._edits - 1, payload, deletes)
+        if c is not None:
+            record_deleted(c, batch.edit_id, self._deleted)
 
     def drop_inflight(self) -> None:
         """The thin client drops its in-flight batch (refused, or applied before the snapshot we

@@ -28,6 +28,7 @@ from cowrite.engine import (
 from cowrite.rooms import edit_keys, history, validate
 from cowrite.rooms.edit_keys import edit_digest, key_client
 from cowrite.rooms.history import VersionNote
+from cowrite.rooms.revivals import Revivals
 from cowrite.rooms.state import (
     Audience,
     Author,
@@ -50,6 +51,9 @@ from cowrite.rooms.wire import (
 
 class ThinEdits(RoomState):
     """`Room`'s thin-client edits."""
+
+    _revivals: Revivals | None = None
+    """What undo/redo batches brought back (``revivals.py``), made at the first ``revive``."""
 
     if TYPE_CHECKING:  # presence (``room.py``)
 
@@ -136,6 +140,18 @@ class ThinEdits(RoomState):
         except BaseException:
             self._forget_roots(roots)
             raise
+        dropped: list[p.Dropped] = []
+        if msg.revive or msg.withdraw:  # an undo/redo: what it may not bring back is left out
+            if self._revivals is None:
+                self._revivals = Revivals()
+            plan, dropped = self._revivals.judge(
+                author.key_client,
+                msg,
+                plan,
+                log=self.log,
+                recent=self._recent,
+                origins=self._origins,
+            )
         wire_ops: list[p.EditOp] = []
         seq_changes: list[tuple[int, list[Any]]] = []
         created: list[str] = []
@@ -184,6 +200,7 @@ class ThinEdits(RoomState):
             fault,
             len(plan),
             history.ops_size(wire_ops),
+            dropped,
         )
 
     def _finish(
@@ -202,6 +219,7 @@ class ThinEdits(RoomState):
         fault: BaseException | None,
         planned: int,
         size: int,
+        dropped: list[p.Dropped] | None = None,
     ) -> Outcome:
         """Record, acknowledge and broadcast a batch just applied by this replica's local ops
         from its ``seq0``-th on (``before``: the version vector then, given when ``seq0`` is 0)."""
@@ -231,7 +249,14 @@ class ThinEdits(RoomState):
         if fault is None:
             self.remember(key, version, digest)
             reply = [
-                p.Ack(doc=doc_id, edit_id=msg.edit_id, version=version, created=created, vv=vv)
+                p.Ack(
+                    doc=doc_id,
+                    edit_id=msg.edit_id,
+                    version=version,
+                    created=created,
+                    vv=vv,
+                    dropped=dropped or [],
+                )
             ]
             remote = p.Remote(
                 doc=doc_id,
@@ -277,7 +302,7 @@ class ThinEdits(RoomState):
         named text (what typing sends), rebased and validated like ``_plan`` would; None for
         any other batch (``_plan`` takes it). Raises RoomError as ``_plan`` does."""
         ops = msg.ops
-        if len(ops) != 1 or getattr(msg, "revive", None):  # (an undo/redo is judged: the plan's)
+        if len(ops) != 1 or msg.revive or msg.withdraw:  # (an undo/redo is judged: the plan's)
             return None
         op = ops[0]
         if type(op) is not p.SeqEdit:

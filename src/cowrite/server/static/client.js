@@ -778,6 +778,470 @@ function verify(state, msg, outstanding) {
   return diverged;
 }
 
+// src/undo_ops.js
+var isIns = (c) => typeof c === "object" && c !== null && Array.isArray(c.i);
+var isDel = (c) => typeof c === "object" && c !== null && Array.isArray(c.d);
+function size2(c) {
+  if (typeof c === "number") return c;
+  return (c.i || c.d).length;
+}
+var Builder2 = class {
+  constructor() {
+    this.out = [];
+    this.ret = 0;
+    this.ins = { i: [], ids: [] };
+    this.del = { d: [], ids: [] };
+  }
+  retain(n) {
+    if (n <= 0) return;
+    this.flush();
+    this.ret += n;
+  }
+  _edit() {
+    if (this.ret) this.out.push(this.ret);
+    this.ret = 0;
+  }
+  insert(chars, ids) {
+    if (!chars.length) return;
+    this._edit();
+    for (let k = 0; k < chars.length; k++) this.ins.i.push(chars[k]), this.ins.ids.push(ids[k]);
+  }
+  remove(chars, ids) {
+    if (!chars.length) return;
+    this._edit();
+    for (let k = 0; k < chars.length; k++) this.del.d.push(chars[k]), this.del.ids.push(ids[k]);
+  }
+  push(c) {
+    if (typeof c === "number") this.retain(c);
+    else if (isIns(c)) this.insert(c.i, c.ids);
+    else this.remove(c.d, c.ids);
+  }
+  flush() {
+    if (this.ins.i.length) {
+      this.out.push(this.ins);
+      this.ins = { i: [], ids: [] };
+    }
+    if (this.del.d.length) {
+      this.out.push(this.del);
+      this.del = { d: [], ids: [] };
+    }
+  }
+  result() {
+    this.flush();
+    return this.out;
+  }
+};
+var Reader2 = class {
+  constructor(op) {
+    this.op = op;
+    this.i = 0;
+    this.off = 0;
+  }
+  peek() {
+    return this.i < this.op.length ? this.op[this.i] : null;
+  }
+  /** Take at most n code points of the current component (all that is left when n < 0). */
+  take(n = -1) {
+    const c = this.op[this.i];
+    const left = size2(c) - this.off;
+    const k = n < 0 || n >= left ? left : n;
+    const off = this.off;
+    if (k === left) {
+      this.i++;
+      this.off = 0;
+    } else this.off += k;
+    if (typeof c === "number") return k;
+    if (off === 0 && k === size2(c)) return c;
+    const ids = c.ids.slice(off, off + k);
+    return isIns(c) ? { i: c.i.slice(off, off + k), ids } : { d: c.d.slice(off, off + k), ids };
+  }
+};
+function fromPlain(op, before, idsOf = null, newId = null) {
+  const out = new Builder2();
+  const slice = typeof before === "string" ? (a, b) => cpSlice(before, a, b) : (a, b) => before.slice(a, b);
+  let pos = 0;
+  for (const c of normalize(op)) {
+    if (typeof c === "string") {
+      const chars = Array.from(c);
+      out.insert(chars, chars.map(() => newId ? newId() : null));
+    } else if (c > 0) {
+      out.retain(c);
+      pos += c;
+    } else {
+      const chars = Array.from(slice(pos, pos - c));
+      out.remove(chars, idsOf ? idsOf(pos, pos - c) : chars.map(() => null));
+      pos -= c;
+    }
+  }
+  return out.result();
+}
+function toPlain(op) {
+  return op.map((c) => typeof c !== "object" ? c : isIns(c) ? c.i.join("") : -c.d.length);
+}
+function isNoop2(op) {
+  return op.every((c) => typeof c === "number");
+}
+function invert2(op) {
+  const out = new Builder2();
+  for (const c of op) {
+    if (typeof c === "number") out.retain(c);
+    else if (isIns(c)) out.remove(c.i, c.ids);
+    else out.insert(c.d, c.ids);
+  }
+  return out.result();
+}
+function withoutInserts(op) {
+  const out = new Builder2();
+  for (const c of op) if (!isIns(c)) out.push(c);
+  return out.result();
+}
+function insertedIds(op) {
+  const out = [];
+  for (const c of op) if (isIns(c)) {
+    for (const id of c.ids) if (id !== null) out.push(id);
+  }
+  return out;
+}
+function compose2(a, b) {
+  const out = new Builder2();
+  const ra = new Reader2(a);
+  const rb = new Reader2(b);
+  while (rb.peek() !== null) {
+    const c = rb.peek();
+    if (isIns(c)) {
+      out.push(rb.take());
+      continue;
+    }
+    const x = ra.peek();
+    if (x === null) {
+      out.push(rb.take());
+      continue;
+    }
+    if (isDel(x)) {
+      out.push(ra.take());
+      continue;
+    }
+    const n = Math.min(size2(c) - rb.off, size2(x) - ra.off);
+    const piece = ra.take(n);
+    const mine = rb.take(n);
+    if (typeof mine === "number") out.push(piece);
+    else if (typeof piece === "number") out.push(mine);
+  }
+  while (ra.peek() !== null) out.push(ra.take());
+  return out.result();
+}
+function transform2(a, b, side) {
+  const left = side === "left";
+  const out = new Builder2();
+  const ra = new Reader2(a);
+  for (const c of b) {
+    if (typeof c !== "number") {
+      if (left) while (isIns(ra.peek())) out.push(ra.take());
+      out.retain(cpLength(c));
+      continue;
+    }
+    let n = Math.abs(c);
+    while (n > 0) {
+      const x = ra.peek();
+      if (x === null) {
+        if (c > 0) out.retain(n);
+        break;
+      }
+      if (isIns(x)) {
+        out.push(ra.take());
+        continue;
+      }
+      const piece = ra.take(n);
+      n -= size2(piece);
+      if (c > 0) out.push(piece);
+    }
+  }
+  while (ra.peek() !== null) out.push(ra.take());
+  return out.result();
+}
+function applyIds(ids, op, newId = () => null, inPlace = false) {
+  const out = inPlace ? ids : ids.slice();
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      if (c >= 0) pos += c;
+      else out.splice(pos, -c);
+    } else if (isDel(c)) out.splice(pos, c.d.length);
+    else {
+      const add = typeof c === "string" ? Array.from(c, () => newId()) : c.ids;
+      if (add.length < 1e4) out.splice(pos, 0, ...add);
+      else spliceLarge(out, pos, add);
+      pos += add.length;
+    }
+  }
+  return out;
+}
+function spliceLarge(arr, pos, add) {
+  const tail = arr.splice(pos);
+  for (const x of add) arr.push(x);
+  for (const x of tail) arr.push(x);
+}
+function retarget(op, text, ids, keep = () => true) {
+  const n = ids.length;
+  const charAt = typeof text === "string" ? (b) => cpSlice(text, b, b + 1) : Array.isArray(text) ? (b) => text[b] : (b) => text.slice(b, b + 1).toString();
+  const del = /* @__PURE__ */ new Set();
+  const delAt = /* @__PURE__ */ new Set();
+  const ins = /* @__PURE__ */ new Map();
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") pos += c;
+    else if (isIns(c)) {
+      const at = Math.min(pos, n);
+      const list = ins.get(at) || [];
+      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) list.push(c.i[k], c.ids[k]);
+      ins.set(at, list);
+    } else {
+      for (let k = 0; k < c.d.length; k++) {
+        if (c.ids[k] !== null) del.add(c.ids[k]);
+        else delAt.add(pos + k);
+      }
+      pos += c.d.length;
+    }
+  }
+  const stops = new Set(ins.keys());
+  if (del.size) {
+    for (let b = 0; b < n; b++) if (del.has(ids[b])) stops.add(b);
+  }
+  for (const b of delAt) if (b < n) stops.add(b);
+  const out = new Builder2();
+  let last = 0;
+  for (const b of [...stops].sort((x, y) => x - y)) {
+    out.retain(b - last);
+    last = b;
+    const list = ins.get(b);
+    if (list) for (let j = 0; j < list.length; j += 2) out.insert([list[j]], [list[j + 1]]);
+    if (b < n && (del.has(ids[b]) || delAt.has(b))) {
+      out.remove([charAt(b)], [ids[b]]);
+      last = b + 1;
+    }
+  }
+  return out.result();
+}
+function relayout(op, from, to) {
+  let want = 0;
+  for (const c of op) if (typeof c === "object") want += isIns(c) ? 1 : c.d.length;
+  let index;
+  if (want > 8) {
+    const map = /* @__PURE__ */ new Map();
+    for (let b = 0; b < to.length; b++) map.set(to[b], b);
+    index = (id) => map.get(id);
+  } else {
+    index = (id, near) => {
+      const lo = Math.max(0, near - 256);
+      const hi = Math.min(to.length, near + 256);
+      for (let b = lo; b < hi; b++) if (to[b] === id) return b;
+      return to.indexOf(id);
+    };
+  }
+  const stops = /* @__PURE__ */ new Map();
+  const add = (b, c) => {
+    const list = stops.get(b);
+    if (list) list.push(c);
+    else stops.set(b, [c]);
+  };
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") pos += c;
+    else if (isIns(c)) {
+      const b = pos === 0 ? 0 : (index(from[pos - 1], pos - 1) ?? -1) + 1;
+      if (pos > 0 && !(b > 0)) return null;
+      add(b, c);
+    } else {
+      for (let k = 0; k < c.d.length; k++) {
+        const b = index(c.ids[k] ?? from[pos + k], pos + k);
+        if (!(b >= 0)) return null;
+        add(b, { d: [c.d[k]], ids: [c.ids[k]], at: true });
+      }
+      pos += c.d.length;
+    }
+  }
+  const out = new Builder2();
+  let last = 0;
+  for (const b of [...stops.keys()].sort((x, y) => x - y)) {
+    out.retain(b - last);
+    last = b;
+    const list = stops.get(b);
+    for (const c of list) if (isIns(c)) out.insert(c.i, c.ids);
+    for (const c of list) if (c.at) out.remove(c.d, c.ids), last = b + 1;
+  }
+  return out.result();
+}
+function withoutEchoes(op, b) {
+  const theirs = /* @__PURE__ */ new Map();
+  let pos = 0;
+  for (const c of b) {
+    if (typeof c === "string") theirs.set(pos, (theirs.get(pos) || []).concat(Array.from(c)));
+    else pos += Math.abs(c);
+  }
+  if (!theirs.size) return op;
+  const out = new Builder2();
+  pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      out.retain(c);
+      pos += c;
+    } else if (isDel(c)) {
+      out.remove(c.d, c.ids);
+      pos += c.d.length;
+    } else {
+      const there = theirs.get(pos) || [];
+      let k = 0;
+      for (let j = 0; j < c.i.length; j++) {
+        while (k < there.length && there[k] !== c.i[j]) k++;
+        if (k < there.length) k++;
+        else out.insert([c.i[j]], [c.ids[j]]);
+      }
+    }
+  }
+  return out.result();
+}
+
+// src/undo_revive.js
+var DELETED_MAX = 1e5;
+var isIns2 = (c) => typeof c === "object" && c !== null && Array.isArray(c.i);
+var isDel2 = (c) => typeof c === "object" && c !== null && Array.isArray(c.d);
+var reinserts = (rec) => rec.kind === "undo" || rec.kind === "redo";
+var deletes = (rec) => rec.op.some(isDel2);
+function batchOp(log, gen, payload, need) {
+  const mine = [];
+  for (let j = log.length - 1; j >= 0 && log[j].own && log[j].gen >= gen; j--) if (log[j].gen === gen) mine.push(log[j]);
+  if (!mine.some(need)) return null;
+  let c = null;
+  for (let j = mine.length - 1; j >= 0; j--) c = c === null ? mine[j].op : compose2(c, mine[j].op);
+  return JSON.stringify(toPlain(c)) === JSON.stringify(normalize(payload)) ? c : null;
+}
+function reviveRuns(c, node, editId, deleted) {
+  const own = /* @__PURE__ */ new Map();
+  let of = 0;
+  for (const comp of c) if (isDel2(comp)) for (const id of comp.ids) own.set(id, { edit: editId, of: of++ });
+  const runs = [];
+  let k = 0;
+  for (const comp of c) {
+    if (!isIns2(comp)) continue;
+    for (const id of comp.ids) {
+      const ref = id === null ? void 0 : own.get(id) || deleted.get(id);
+      if (ref) addRun(runs, node, k, ref);
+      k++;
+    }
+  }
+  return runs;
+}
+function recordDeleted(c, editId, deleted) {
+  const back = new Set(insertedIds(c));
+  let of = 0;
+  for (const comp of c) {
+    if (!isDel2(comp)) continue;
+    for (const id of comp.ids) {
+      if (id !== null && !back.has(id)) {
+        deleted.delete(id);
+        deleted.set(id, { edit: editId, of });
+      }
+      of++;
+    }
+  }
+  for (const id of deleted.keys()) {
+    if (deleted.size <= DELETED_MAX) break;
+    deleted.delete(id);
+  }
+}
+function addRun(runs, node, at, ref = null) {
+  const last = runs[runs.length - 1];
+  if (last && last.node === node && last.at + last.n === at && (ref === null ? last.edit === void 0 : last.edit === ref.edit && last.of + last.n === ref.of)) {
+    last.n++;
+    return;
+  }
+  runs.push(ref === null ? { node, at, n: 1 } : { node, at, n: 1, edit: ref.edit, of: ref.of });
+}
+function runIndices(runs, node) {
+  const out = /* @__PURE__ */ new Set();
+  for (const r of runs || []) {
+    if (!r || r.node !== node || !Number.isInteger(r.at) || !Number.isInteger(r.n) || r.at < 0 || r.n < 1 || r.n > 1e6) continue;
+    for (let k = r.at; k < r.at + r.n; k++) out.add(k);
+  }
+  return out;
+}
+function deleteInserted(op, indices) {
+  if (!indices.size) return null;
+  const out = [];
+  let run = 0;
+  let k = 0;
+  let any = false;
+  for (const c of op) {
+    if (typeof c === "number") {
+      if (c > 0) run += c;
+      continue;
+    }
+    for (const _ of c) {
+      if (indices.has(k++)) {
+        if (run) out.push(run), run = 0;
+        if (out.length && out[out.length - 1] < 0) out[out.length - 1]--;
+        else out.push(-1);
+        any = true;
+      } else run++;
+    }
+  }
+  return any ? normalize(out) : null;
+}
+function droppedInserts(held, applied) {
+  const out = /* @__PURE__ */ new Set();
+  const a = normalize(held);
+  const b = normalize(applied);
+  if (JSON.stringify(a) === JSON.stringify(b)) return out;
+  const flat = (op) => {
+    const items = [];
+    for (const c of op) {
+      if (typeof c === "number") items.push(c);
+      else for (const ch of c) items.push({ ch });
+    }
+    return items;
+  };
+  const x = flat(a);
+  const y = flat(b);
+  let j = 0;
+  let k = 0;
+  let yr = 0;
+  for (const item of x) {
+    if (typeof item !== "number") {
+      if (j < y.length && typeof y[j] !== "number" && y[j].ch === item.ch) j++;
+      else out.add(k);
+      k++;
+      continue;
+    }
+    let n = item;
+    while (n !== 0) {
+      if (j >= y.length) {
+        if (n < 0) return null;
+        break;
+      }
+      const c = y[j];
+      if (typeof c !== "number" || Math.sign(c) !== Math.sign(n)) return null;
+      const avail = c - yr;
+      const take = Math.abs(avail) < Math.abs(n) ? avail : n;
+      n -= take;
+      yr += take;
+      if (yr === c) j++, yr = 0;
+    }
+  }
+  return j === y.length ? out : null;
+}
+function deadRuns(c, node, dead) {
+  const runs = [];
+  let k = 0;
+  for (const comp of c) {
+    if (!isIns2(comp)) continue;
+    for (const id of comp.ids) {
+      if (id !== null && dead.has(id)) addRun(runs, node, k);
+      k++;
+    }
+  }
+  return runs;
+}
+
 // src/thin.js
 var SEQ_KINDS = /* @__PURE__ */ new Set(["text", "list"]);
 var KINDS = ["text", "list", "map", "register", "counter"];
@@ -837,9 +1301,10 @@ function kindOfValue(value) {
   return null;
 }
 var ThinDocState = class {
-  constructor(doc, clientId, { editIdPrefix = null, historyVersions = 1e3, maxBatchOps = 1e3 } = {}) {
+  constructor(doc, clientId, { editIdPrefix = null, historyVersions = 1e3, maxBatchOps = 1e3, revive = true } = {}) {
     this.doc = doc;
     this.clientId = clientId;
+    this.revive = revive;
     this.version = null;
     this.epoch = "";
     this.vv = null;
@@ -970,16 +1435,25 @@ var ThinDocState = class {
       }
       for (const k of ops.keys()) this.pending.delete(k);
       this._edits++;
-      batch = this.inflight = { editId: `${this._prefix}-${this._edits}`, ops, sent: false };
+      batch = this.inflight = { editId: `${this._prefix}-${this._edits}`, ops, sent: false, revive: [] };
     } else if (batch.sent) return null;
     batch.sent = true;
-    return {
+    batch.revive = [];
+    const withdraw = [];
+    if (this.revive) {
+      for (const o of this.observers) if (o.marks) batch.revive.push(...o.marks(batch));
+      for (const o of this.observers) if (o.withdrawals) withdraw.push(...o.withdrawals(batch));
+    }
+    const msg = {
       type: "edit",
       doc: this.doc,
       edit_id: batch.editId,
       version: this.version,
       ops: [...batch.ops.values()].map(wireOp)
     };
+    if (batch.revive && batch.revive.length) msg.revive = batch.revive;
+    if (withdraw.length) msg.withdraw = withdraw;
+    return msg;
   }
   // ---------------------------------------------------------------------- receiving
   onJoined(msg) {
@@ -1049,9 +1523,33 @@ var ThinDocState = class {
       return [];
     }
     if (msg.version <= this.version) return this._dropInflight();
+    for (const o of this.observers) if (o.acked) o.acked(batch);
+    const drops = this._drops(batch, (node, payload) => runIndices(msg.dropped, node));
     const [seqOps, changes] = this._settle(batch, msg.created || []);
+    if (drops.length) return this._settleDrops(msg, drops, seqOps, changes);
     this._advance(msg.version, seqOps, msg.vv);
     return changes;
+  }
+  /** The seq ops deleting what the server did not insert of `batch` (T11 "Revivals"):
+   *  `indices(node, payload)` names the code points of a node's payload it dropped. */
+  _drops(batch, indices) {
+    const drops = [];
+    for (const { kind, node, payload } of batch.ops.values()) {
+      if (kind !== "seq") continue;
+      const found = indices(node, payload);
+      const edit = found && deleteInserted(payload, found);
+      if (edit) drops.push({ type: "seq", node, edit });
+    }
+    return drops;
+  }
+  /** Our batch is settled as we held it; what the server dropped of it goes like a remote op
+   *  right after it (rebased over our pending edits), at the same version. */
+  _settleDrops(msg, drops, seqOps, changes) {
+    const meta = { version: msg.version, client_id: this.clientId, edit_id: msg.edit_id };
+    const more = this._applyRemoteOps(drops, changes, meta);
+    if (more === null) return this._settleObservers(changes);
+    this._advance(msg.version, [...seqOps, ...more], msg.vv);
+    return this._settleObservers(changes);
   }
   /** The in-flight batch is applied: move it into the server state. */
   _settle(batch, createdIds) {
@@ -1304,6 +1802,14 @@ var ThinDocState = class {
   }
   _ownRemote(msg) {
     const batch = this.inflight;
+    for (const o of this.observers) if (o.acked) o.acked(batch);
+    const applied = /* @__PURE__ */ new Map();
+    for (const op of msg.ops) if (op.type === "seq") applied.set(op.node, op.edit);
+    const drops = this._drops(batch, (node, payload) => applied.has(node) ? droppedInserts(payload, applied.get(node)) : null);
+    if (drops.length) {
+      const ops = msg.ops.map((op) => op.type === "seq" && drops.some((d) => d.node === op.node) ? { ...op, edit: batch.ops.get(slotKey("seq", op.node)).payload } : op);
+      msg = { ...msg, ops };
+    }
     const seqOps = [];
     try {
       for (const op of msg.ops) {
@@ -1317,6 +1823,7 @@ var ThinDocState = class {
     }
     this.inflight = null;
     const changes = this._refreshSlots(batch);
+    if (drops.length) return this._settleDrops(msg, drops, seqOps, changes);
     this._advance(msg.version, seqOps, msg.vv);
     return changes;
   }
@@ -2088,329 +2595,6 @@ var DocumentSession = class extends Emitter {
   }
 };
 
-// src/undo_ops.js
-var isIns = (c) => typeof c === "object" && c !== null && Array.isArray(c.i);
-var isDel = (c) => typeof c === "object" && c !== null && Array.isArray(c.d);
-function size2(c) {
-  if (typeof c === "number") return c;
-  return (c.i || c.d).length;
-}
-var Builder2 = class {
-  constructor() {
-    this.out = [];
-    this.ret = 0;
-    this.ins = { i: [], ids: [] };
-    this.del = { d: [], ids: [] };
-  }
-  retain(n) {
-    if (n <= 0) return;
-    this.flush();
-    this.ret += n;
-  }
-  _edit() {
-    if (this.ret) this.out.push(this.ret);
-    this.ret = 0;
-  }
-  insert(chars, ids) {
-    if (!chars.length) return;
-    this._edit();
-    for (let k = 0; k < chars.length; k++) this.ins.i.push(chars[k]), this.ins.ids.push(ids[k]);
-  }
-  remove(chars, ids) {
-    if (!chars.length) return;
-    this._edit();
-    for (let k = 0; k < chars.length; k++) this.del.d.push(chars[k]), this.del.ids.push(ids[k]);
-  }
-  push(c) {
-    if (typeof c === "number") this.retain(c);
-    else if (isIns(c)) this.insert(c.i, c.ids);
-    else this.remove(c.d, c.ids);
-  }
-  flush() {
-    if (this.ins.i.length) {
-      this.out.push(this.ins);
-      this.ins = { i: [], ids: [] };
-    }
-    if (this.del.d.length) {
-      this.out.push(this.del);
-      this.del = { d: [], ids: [] };
-    }
-  }
-  result() {
-    this.flush();
-    return this.out;
-  }
-};
-var Reader2 = class {
-  constructor(op) {
-    this.op = op;
-    this.i = 0;
-    this.off = 0;
-  }
-  peek() {
-    return this.i < this.op.length ? this.op[this.i] : null;
-  }
-  /** Take at most n code points of the current component (all that is left when n < 0). */
-  take(n = -1) {
-    const c = this.op[this.i];
-    const left = size2(c) - this.off;
-    const k = n < 0 || n >= left ? left : n;
-    const off = this.off;
-    if (k === left) {
-      this.i++;
-      this.off = 0;
-    } else this.off += k;
-    if (typeof c === "number") return k;
-    if (off === 0 && k === size2(c)) return c;
-    const ids = c.ids.slice(off, off + k);
-    return isIns(c) ? { i: c.i.slice(off, off + k), ids } : { d: c.d.slice(off, off + k), ids };
-  }
-};
-function fromPlain(op, before, idsOf = null, newId = null) {
-  const out = new Builder2();
-  const slice = typeof before === "string" ? (a, b) => cpSlice(before, a, b) : (a, b) => before.slice(a, b);
-  let pos = 0;
-  for (const c of normalize(op)) {
-    if (typeof c === "string") {
-      const chars = Array.from(c);
-      out.insert(chars, chars.map(() => newId ? newId() : null));
-    } else if (c > 0) {
-      out.retain(c);
-      pos += c;
-    } else {
-      const chars = Array.from(slice(pos, pos - c));
-      out.remove(chars, idsOf ? idsOf(pos, pos - c) : chars.map(() => null));
-      pos -= c;
-    }
-  }
-  return out.result();
-}
-function toPlain(op) {
-  return op.map((c) => typeof c !== "object" ? c : isIns(c) ? c.i.join("") : -c.d.length);
-}
-function isNoop2(op) {
-  return op.every((c) => typeof c === "number");
-}
-function invert2(op) {
-  const out = new Builder2();
-  for (const c of op) {
-    if (typeof c === "number") out.retain(c);
-    else if (isIns(c)) out.remove(c.i, c.ids);
-    else out.insert(c.d, c.ids);
-  }
-  return out.result();
-}
-function withoutInserts(op) {
-  const out = new Builder2();
-  for (const c of op) if (!isIns(c)) out.push(c);
-  return out.result();
-}
-function insertedIds(op) {
-  const out = [];
-  for (const c of op) if (isIns(c)) {
-    for (const id of c.ids) if (id !== null) out.push(id);
-  }
-  return out;
-}
-function compose2(a, b) {
-  const out = new Builder2();
-  const ra = new Reader2(a);
-  const rb = new Reader2(b);
-  while (rb.peek() !== null) {
-    const c = rb.peek();
-    if (isIns(c)) {
-      out.push(rb.take());
-      continue;
-    }
-    const x = ra.peek();
-    if (x === null) {
-      out.push(rb.take());
-      continue;
-    }
-    if (isDel(x)) {
-      out.push(ra.take());
-      continue;
-    }
-    const n = Math.min(size2(c) - rb.off, size2(x) - ra.off);
-    const piece = ra.take(n);
-    const mine = rb.take(n);
-    if (typeof mine === "number") out.push(piece);
-    else if (typeof piece === "number") out.push(mine);
-  }
-  while (ra.peek() !== null) out.push(ra.take());
-  return out.result();
-}
-function transform2(a, b, side) {
-  const left = side === "left";
-  const out = new Builder2();
-  const ra = new Reader2(a);
-  for (const c of b) {
-    if (typeof c !== "number") {
-      if (left) while (isIns(ra.peek())) out.push(ra.take());
-      out.retain(cpLength(c));
-      continue;
-    }
-    let n = Math.abs(c);
-    while (n > 0) {
-      const x = ra.peek();
-      if (x === null) {
-        if (c > 0) out.retain(n);
-        break;
-      }
-      if (isIns(x)) {
-        out.push(ra.take());
-        continue;
-      }
-      const piece = ra.take(n);
-      n -= size2(piece);
-      if (c > 0) out.push(piece);
-    }
-  }
-  while (ra.peek() !== null) out.push(ra.take());
-  return out.result();
-}
-function applyIds(ids, op, newId = () => null, inPlace = false) {
-  const out = inPlace ? ids : ids.slice();
-  let pos = 0;
-  for (const c of op) {
-    if (typeof c === "number") {
-      if (c >= 0) pos += c;
-      else out.splice(pos, -c);
-    } else if (isDel(c)) out.splice(pos, c.d.length);
-    else {
-      const add = typeof c === "string" ? Array.from(c, () => newId()) : c.ids;
-      if (add.length < 1e4) out.splice(pos, 0, ...add);
-      else spliceLarge(out, pos, add);
-      pos += add.length;
-    }
-  }
-  return out;
-}
-function spliceLarge(arr, pos, add) {
-  const tail = arr.splice(pos);
-  for (const x of add) arr.push(x);
-  for (const x of tail) arr.push(x);
-}
-function retarget(op, text, ids, keep = () => true) {
-  const n = ids.length;
-  const charAt = typeof text === "string" ? (b) => cpSlice(text, b, b + 1) : Array.isArray(text) ? (b) => text[b] : (b) => text.slice(b, b + 1).toString();
-  const del = /* @__PURE__ */ new Set();
-  const delAt = /* @__PURE__ */ new Set();
-  const ins = /* @__PURE__ */ new Map();
-  let pos = 0;
-  for (const c of op) {
-    if (typeof c === "number") pos += c;
-    else if (isIns(c)) {
-      const at = Math.min(pos, n);
-      const list = ins.get(at) || [];
-      for (let k = 0; k < c.i.length; k++) if (keep(c.ids[k])) list.push(c.i[k], c.ids[k]);
-      ins.set(at, list);
-    } else {
-      for (let k = 0; k < c.d.length; k++) {
-        if (c.ids[k] !== null) del.add(c.ids[k]);
-        else delAt.add(pos + k);
-      }
-      pos += c.d.length;
-    }
-  }
-  const stops = new Set(ins.keys());
-  if (del.size) {
-    for (let b = 0; b < n; b++) if (del.has(ids[b])) stops.add(b);
-  }
-  for (const b of delAt) if (b < n) stops.add(b);
-  const out = new Builder2();
-  let last = 0;
-  for (const b of [...stops].sort((x, y) => x - y)) {
-    out.retain(b - last);
-    last = b;
-    const list = ins.get(b);
-    if (list) for (let j = 0; j < list.length; j += 2) out.insert([list[j]], [list[j + 1]]);
-    if (b < n && (del.has(ids[b]) || delAt.has(b))) {
-      out.remove([charAt(b)], [ids[b]]);
-      last = b + 1;
-    }
-  }
-  return out.result();
-}
-function relayout(op, from, to) {
-  let want = 0;
-  for (const c of op) if (typeof c === "object") want += isIns(c) ? 1 : c.d.length;
-  let index;
-  if (want > 8) {
-    const map = /* @__PURE__ */ new Map();
-    for (let b = 0; b < to.length; b++) map.set(to[b], b);
-    index = (id) => map.get(id);
-  } else {
-    index = (id, near) => {
-      const lo = Math.max(0, near - 256);
-      const hi = Math.min(to.length, near + 256);
-      for (let b = lo; b < hi; b++) if (to[b] === id) return b;
-      return to.indexOf(id);
-    };
-  }
-  const stops = /* @__PURE__ */ new Map();
-  const add = (b, c) => {
-    const list = stops.get(b);
-    if (list) list.push(c);
-    else stops.set(b, [c]);
-  };
-  let pos = 0;
-  for (const c of op) {
-    if (typeof c === "number") pos += c;
-    else if (isIns(c)) {
-      const b = pos === 0 ? 0 : (index(from[pos - 1], pos - 1) ?? -1) + 1;
-      if (pos > 0 && !(b > 0)) return null;
-      add(b, c);
-    } else {
-      for (let k = 0; k < c.d.length; k++) {
-        const b = index(c.ids[k] ?? from[pos + k], pos + k);
-        if (!(b >= 0)) return null;
-        add(b, { d: [c.d[k]], ids: [c.ids[k]], at: true });
-      }
-      pos += c.d.length;
-    }
-  }
-  const out = new Builder2();
-  let last = 0;
-  for (const b of [...stops.keys()].sort((x, y) => x - y)) {
-    out.retain(b - last);
-    last = b;
-    const list = stops.get(b);
-    for (const c of list) if (isIns(c)) out.insert(c.i, c.ids);
-    for (const c of list) if (c.at) out.remove(c.d, c.ids), last = b + 1;
-  }
-  return out.result();
-}
-function withoutEchoes(op, b) {
-  const theirs = /* @__PURE__ */ new Map();
-  let pos = 0;
-  for (const c of b) {
-    if (typeof c === "string") theirs.set(pos, (theirs.get(pos) || []).concat(Array.from(c)));
-    else pos += Math.abs(c);
-  }
-  if (!theirs.size) return op;
-  const out = new Builder2();
-  pos = 0;
-  for (const c of op) {
-    if (typeof c === "number") {
-      out.retain(c);
-      pos += c;
-    } else if (isDel(c)) {
-      out.remove(c.d, c.ids);
-      pos += c.d.length;
-    } else {
-      const there = theirs.get(pos) || [];
-      let k = 0;
-      for (let j = 0; j < c.i.length; j++) {
-        while (k < there.length && there[k] !== c.i[j]) k++;
-        if (k < there.length) k++;
-        else out.insert([c.i[j]], [c.ids[j]]);
-      }
-    }
-  }
-  return out.result();
-}
-
 // src/undo.js
 var RESTORE_EDIT_PREFIX = "restore-";
 function isRestoreEdit(meta) {
@@ -2445,6 +2629,7 @@ var UndoManager = class {
     this._intent = null;
     this._sweep = false;
     this._barrier = null;
+    this._deleted = /* @__PURE__ */ new Map();
     state.observers.push(this);
   }
   /** Stop following the document (the stacks are dropped). */
@@ -2493,6 +2678,7 @@ var UndoManager = class {
     this._ids = null;
     this._logIds = null;
     this._dead = /* @__PURE__ */ new Set();
+    this._deleted = /* @__PURE__ */ new Map();
   }
   // ------------------------------------------------------- observer of the ThinDocState
   /** A local edit of `node`: `op` (normalized) applies to `before` (the local value). */
@@ -2529,6 +2715,30 @@ var UndoManager = class {
     else if (kind === "redo") this._push(this.undoStack, { records: [rec], at: 0, open: false });
     this.log.push(rec);
     this._trim();
+  }
+  /** The thin client sends `batch` (its records are those of generation state._edits - 1): the
+   *  runs of the code points it inserts that bring back characters a batch of ours deleted
+   *  (the edit's `revive`; see undo_revive.js). */
+  marks(batch) {
+    const slot = batch.ops.get(`seq\0${this.node}\0`);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
+    return c ? reviveRuns(c, this.node, batch.editId, this._deleted) : [];
+  }
+  /** What `batch` (sent again) inserts that a correction of ours already takes back (dead
+   *  identities): withdrawn (the edit's `withdraw`), so the room never shows it twice. */
+  withdrawals(batch) {
+    if (!this._dead.size) return [];
+    const slot = batch.ops.get(`seq\0${this.node}\0`);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
+    return c ? deadRuns(c, this.node, this._dead) : [];
+  }
+  /** The in-flight batch `batch` is applied (its ack, or our own remote in a catch-up), before
+   *  the thin client settles it: what it deleted gets its server names. Our records of it are
+   *  rebased over everything the server applied before it, so they delete what it deleted. */
+  acked(batch) {
+    const slot = batch.ops.get(`seq\0${this.node}\0`);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, deletes);
+    if (c) recordDeleted(c, batch.editId, this._deleted);
   }
   /** The thin client drops its in-flight batch (refused, or applied before the snapshot we
    *  hold): called before anything changes. Its records leave the log and the steps, and our
