@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import cowrite.adapters.store.sqlite as sqlite_module
 from cowrite.adapters.store import SQLiteStore, VersionRecord
 from cowrite.adapters.store._schema import migrate
 from cowrite.adapters.store._sqlite_queries import _append_update, _create_document
@@ -172,3 +175,46 @@ async def test_garbage_a_damaged_last_block_fails_the_pack_not_the_appends(tmp_p
         await asyncio.gather(*store._packing.values())
         assert seqs == list(range(4, 4 + BLOCK))
         assert [v.seq for v in await store.list_versions("d", after=3)] == seqs
+
+
+async def test_documents_due_together_are_packed_one_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many documents whose tails come due in the same moment: their packs are planned in
+    turn (never two encodings side by side on the readers), and every one is packed."""
+    lock = threading.Lock()
+    running = [0]
+    most = [0]
+    real = sqlite_module.plan_pack
+
+    def counted(c: sqlite3.Connection, doc_id: str, block: int) -> object:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return real(c, doc_id, block)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(sqlite_module, "plan_pack", counted)
+    docs = [f"d{i}" for i in range(12)]
+    async with SQLiteStore(tmp_path / "db", version_block=BLOCK, readers=3) as store:
+        for d in docs:
+            await store.create_document(d, title="", now_ms=T0)
+        for i in range(1, BLOCK + 1):
+            await asyncio.gather(
+                *(store.append_update(d, b"u", now_ms=T0, version=_version(i)) for d in docs)
+            )
+        while store._packing:
+            await asyncio.gather(*list(store._packing.values()))
+        for d in docs:
+            versions = await store.list_versions(d)
+            assert [v.seq for v in versions] == list(range(1, BLOCK + 1))
+    assert most[0] == 1
+    conn = sqlite3.connect(tmp_path / "db")
+    try:
+        assert conn.execute("SELECT count(*) FROM versions").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM version_blocks").fetchone()[0] == len(docs)
+    finally:
+        conn.close()
