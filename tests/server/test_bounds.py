@@ -494,9 +494,9 @@ async def test_joins_at_one_version_share_one_snapshot(
     calls = []
     real = room_module.snapshot
 
-    def counting(doc: Document) -> Any:
+    def counting(doc: Document, **options: Any) -> Any:  # (paced: in the loader's thread)
         calls.append(1)
-        return real(doc)
+        return real(doc, **options)
 
     monkeypatch.setattr(room_module, "snapshot", counting)
     async with running(make_settings()) as server:
