@@ -177,9 +177,11 @@ class _View:
             cl = self.dcl[client][first:hi]
             if cl == _uniform(NOBODY, len(cl)):  # (compared as bytes: no int per element)
                 return [(first, hi)]
-            hi_c = cl[0]
-            lo_c = hi_c if hi_c >= 0 and cl == _uniform(hi_c, len(cl)) else min(cl)
-            hi_c = hi_c if lo_c == hi_c else max(cl)
+            one = cl[0]
+            if one >= 0 and cl == _uniform(one, len(cl)):  # one deleting client
+                lo_c = hi_c = one
+            else:
+                lo_c, hi_c = min(cl), max(cl)
             if hi_c >= 0 and lo_c in (hi_c, NOBODY) and hi_c not in self.extra:
                 deletes = self.dseq[client][first:hi]  # one deleting client: at once
                 bound = self.limit[hi_c]
@@ -213,9 +215,11 @@ class _View:
         cl = self.dcl[client][first:hi]
         if cl == _uniform(NOBODY, len(cl)):  # (compared as bytes: no int per element)
             return [(first, hi)]
-        hi_c = cl[0]
-        lo_c = hi_c if hi_c >= 0 and cl == _uniform(hi_c, len(cl)) else min(cl)
-        hi_c = hi_c if lo_c == hi_c else max(cl)
+        one = cl[0]
+        if one >= 0 and cl == _uniform(one, len(cl)):  # one deleting client
+            lo_c = hi_c = one
+        else:
+            lo_c, hi_c = min(cl), max(cl)
         if hi_c < 0 or lo_c not in (hi_c, NOBODY) or hi_c in self.extra or hi_c in other.extra:
             return None
         deletes = self.dseq[client][first:hi]
