@@ -12,15 +12,21 @@ import asyncio
 import logging
 import math
 import weakref
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from cowrite.server.config import Settings
 from cowrite.server.hub import Hub
 
-if TYPE_CHECKING:
-    from cowrite.server.connection import Connection
-
 log = logging.getLogger("cowrite.connection")
+
+
+class Flushable(Protocol):
+    """A connection whose outbox ``Shared`` flushes at the end of a loop tick."""
+
+    def _flush(self) -> None:
+        """Write what the outbox holds (or wait for the socket, and flush again itself)."""
+
+    def _ids(self) -> dict[str, object]: ...
 
 
 class Beating(Protocol):
@@ -42,7 +48,8 @@ class Shared:
     connection and ping; the timer runs only while there are connections.
 
     Flushing: a connection that gets its first message of a loop tick is listed; one callback at
-    the end of the tick flushes every listed connection (``Connection._flush``).
+    the end of the tick flushes every listed connection (``Connection._flush``,
+    ``YjsConnection._flush``).
     """
 
     def __init__(self, interval: float) -> None:
@@ -53,15 +60,16 @@ class Shared:
         self._next = 0  # the bucket the next tick serves
         self._timer: asyncio.TimerHandle | None = None
         self._at = 0.0
-        self._dirty: list[Connection] = []
+        self._dirty: list[Flushable] = []
 
     def __len__(self) -> int:
         return len(self._where)
 
     # ------------------------------------------------------------- flushing
 
-    def flush_soon(self, conn: Connection) -> None:
-        """Flush ``conn`` at the end of this loop tick (with every other connection)."""
+    def flush_soon(self, conn: Flushable) -> None:
+        """Flush ``conn`` at the end of this loop tick (with every other connection). The
+        caller lists a connection once until its flush has run (its ``_flushing`` flag)."""
         dirty = self._dirty
         dirty.append(conn)
         if len(dirty) == 1:

@@ -13,9 +13,9 @@ it asks for through the hub, so a Yjs document goes through the same machinery a
 * awareness is relayed to every connection of the document here and to the other instances.
 
 Frames for the client wait in a bounded outbox (``outbox_messages`` / ``outbox_bytes``, then
-4008) and are written once per loop tick (``yjs_flush``: one callback for every connection of
-the hub). The heartbeat is the hub's one timer for every
-connection (``connection.Shared``), not a timer per connection. Updates and awareness have
+4008) and are written once per loop tick (``shared.Shared.flush_soon``: one callback for
+every connection of the hub). The heartbeat is the hub's one timer for every
+connection (``shared.Shared``), not a timer per connection. Updates and awareness have
 per-connection budgets (``edits_per_second``, ``presence_per_second``): a client over budget is
 simply read more slowly.
 Authentication uses the server's tokens: the ``token`` query parameter (y-websocket) or the
@@ -44,7 +44,6 @@ from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.transport import Link, LinkClosed, open_link, release_request
 from cowrite.server.yjs_auth import YjsAuth, close_code_for_denial
-from cowrite.server.yjs_flush import flusher_of
 from cowrite.server.yjs_member import (
     CLOSE_FORBIDDEN,
     CLOSE_HEARTBEAT_TIMEOUT,
@@ -137,7 +136,7 @@ class YjsConnection:
         self.closing: tuple[int, str] | None = None
         self._link: Link | None = None
         self._flushing = False
-        self._flusher = flusher_of(hub)
+        self._flusher = shared_of(hub, settings)  # (its per-tick flush)
         self._task: asyncio.Task[None] | None = None
         self._receiving = False
         self._waiting: asyncio.Future[Any] | None = None  # what the reader waits on, if a future
@@ -175,7 +174,7 @@ class YjsConnection:
         self.outbox_bytes += len(data)
         if not self._flushing and self._link is not None:
             self._flushing = True
-            self._flusher.soon(self)  # one loop callback per tick for every connection
+            self._flusher.flush_soon(self)  # one loop callback per tick for every connection
 
     def _flush(self) -> None:
         link = self._link
