@@ -19,6 +19,8 @@ def _rows_in_the_database_file(path: Path) -> int:
     conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
     try:
         return int(conn.execute("SELECT count(*) FROM updates").fetchone()[0])
+    except sqlite3.DatabaseError:  # the schema not copied yet, or a page being copied: again
+        return 0
     finally:
         conn.close()
 
@@ -41,9 +43,8 @@ async def test_the_checkpointer_copies_committed_writes_into_the_database_file(
             await store.append_update("d", b"u%d" % i, now_ms=T0)
         checkpointer = store._checkpointer
         assert checkpointer is not None
-        before = checkpointer.checkpoints
-        await _until(lambda: checkpointer.checkpoints > before, "a checkpoint after the writes")
         await _until(lambda: _rows_in_the_database_file(path) == 50, "all rows in the file")
+        assert checkpointer.checkpoints >= 1
         loaded = await store.load("d")
         assert loaded is not None and len(loaded.updates) == 50
     assert not checkpointer._thread.is_alive()  # close() stopped it
@@ -70,9 +71,6 @@ async def test_the_writer_keeps_only_a_large_automatic_checkpoint(tmp_path: Path
 def test_a_failing_checkpoint_is_retried_and_never_raised(tmp_path: Path) -> None:
     """A connection that cannot open (garbage path) is logged and retried; stop() still ends
     the thread."""
-    wal = tmp_path / "missing" / "db-wal"
-    wal.parent.mkdir()
-    wal.write_bytes(b"written")
     attempts: list[int] = []
 
     def connect() -> sqlite3.Connection:
@@ -82,10 +80,9 @@ def test_a_failing_checkpoint_is_retried_and_never_raised(tmp_path: Path) -> Non
     checkpointer = Checkpointer(connect, str(tmp_path / "missing" / "db"), interval_s=0.01)
     checkpointer.start()
     try:
-        for i in range(1_000):
+        for _ in range(1_000):  # a liveness bound (10 s), not a timing assertion
             if len(attempts) >= 2:
                 break
-            wal.write_bytes(b"written %d" % i)  # a new modification time each round
             time.sleep(0.01)
         assert len(attempts) >= 2 and checkpointer.checkpoints == 0
     finally:

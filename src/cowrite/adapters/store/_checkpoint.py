@@ -5,10 +5,11 @@ SQLite's automatic checkpoint runs inside the commit that pushes the WAL past
 it, so every edit of its group commit waits tens of milliseconds for work that is not theirs
 (the durable server's latency tail showed these as bursts of slow commits). Here a thread of
 its own, with its own connection, runs a PASSIVE checkpoint once per ``interval_s`` in which
-the WAL was written: PASSIVE never blocks the writer or the readers (it copies what no reader
-still needs and stops), and the writer's next transaction restarts the WAL once a checkpoint
-has copied all of it. The writer keeps a much larger automatic checkpoint as a safety net
-(``SAFETY_PAGES``), so the WAL stays bounded if this thread falls behind or fails.
+another connection committed (``PRAGMA data_version``): PASSIVE never blocks the writer or the
+readers (it copies what no reader still needs and stops), and the writer's next transaction
+restarts the WAL once a checkpoint has copied all of it. The writer keeps a much larger
+automatic checkpoint as a safety net (``SAFETY_PAGES``), so the WAL stays bounded if this
+thread falls behind or fails.
 
 Contract: ``start()`` once, ``stop()`` once (blocking: joins the thread); errors are logged and
 retried at the next interval, never raised to the store.
@@ -17,7 +18,6 @@ retried at the next interval, never raised to the store.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -30,7 +30,7 @@ the checkpointer thread cannot keep up."""
 
 
 class Checkpointer:
-    """A thread that checkpoints the WAL of ``path`` once per ``interval_s`` it was written in."""
+    """A thread that checkpoints the WAL of ``path`` once per ``interval_s`` with a commit."""
 
     def __init__(
         self,
@@ -40,7 +40,6 @@ class Checkpointer:
         interval_s: float = 1.0,
     ) -> None:
         self._connect = connect
-        self._wal = path + "-wal"
         self._interval = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -57,33 +56,28 @@ class Checkpointer:
         if self._thread.is_alive():
             self._thread.join()
 
-    def _wal_written(self) -> int:
-        """The WAL's modification time (ns; 0: no WAL): it moves with every commit (the file
-        keeps its size when the WAL restarts, so its size says nothing)."""
-        try:
-            return os.stat(self._wal).st_mtime_ns
-        except OSError:
-            return 0
-
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
-        seen = self._wal_written()
+        seen: int | None = None  # data_version at the last checkpoint
         try:
             while not self._stop.wait(self._interval):
-                written = self._wal_written()
-                if written == seen:
-                    continue
-                seen = written
                 try:
                     if conn is None:
                         conn = self._connect()
+                    # changes whenever another connection committed (exact, unlike the WAL
+                    # file's modification time, whose clock is coarser than a commit)
+                    version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+                    if version == seen:
+                        continue
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    seen = version
                     self.checkpoints += 1
                 except Exception as exc:  # busy, locked, disk, cannot open: retried next time
                     log.warning("WAL checkpoint failed: %s", exc)
                     if conn is not None:
                         conn.close()
                         conn = None
+                    seen = None
         finally:
             if conn is not None:
                 conn.close()
