@@ -17,7 +17,13 @@ which calls ``install`` before the server starts. At exit ``DIR/probe-<pid>.txt`
   resumed -> acks and broadcasts queued on the connections; all edits, then the slowest 1 %;
 * ``stalls``: the event loop's stalls (a callback posted every 5 ms from a thread, late by 10 ms
   or more), each with what the main thread was running while it was late (sampled from
-  ``sys._current_frames``), grouped by place.
+  ``sys._current_frames``), grouped by place;
+* ``lock``: how long a thread waits to take the interpreter lock back after a blocking call
+  (``time.sleep(0)`` every 5 ms on a thread of its own: what the SQLite writer pays after each
+  statement), with the switch interval in effect; and for the commits over 20 ms their wall
+  time against the writer thread's CPU time, the statements apart from ``BEGIN``/``COMMIT``
+  (the statements do no I/O that waits: their wall time beyond their CPU is the lock, or a
+  CPU the thread did not get; ``COMMIT``'s also holds the fsync).
 
 Durations are wall-clock: on a loaded machine they include waiting for a CPU.
 """
@@ -148,6 +154,35 @@ class StallWatch:
         return lines
 
 
+@dataclass
+class LockWatch:
+    """Every ``interval_s``, times one release and re-take of the interpreter lock
+    (``time.sleep(0)``) on a thread of its own: the wait a thread pays to get the lock back
+    after a blocking call while others run Python (``sys.getswitchinterval()`` at most, unless
+    the holder is in a long C call, or the process gets no CPU)."""
+
+    interval_s: float = 0.005
+    waits: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="lock-watch", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval_s)
+            t = time.perf_counter()
+            time.sleep(0)
+            self.waits.append(time.perf_counter() - t)
+
+    def report(self) -> list[str]:
+        over = sum(1 for w in self.waits if w >= 0.001)
+        return [
+            f"lock re-take after a blocking call (switch interval "
+            f"{1000 * sys.getswitchinterval():g} ms): {_quantiles(self.waits)}; "
+            f"{over} of {len(self.waits)} waited 1 ms or more"
+        ]
+
+
 def place(frame: FrameType | None, depth: int = 4) -> str:
     """The innermost ``depth`` frames as ``file:function:line`` (innermost first)."""
     out: list[str] = []
@@ -158,6 +193,21 @@ def place(frame: FrameType | None, depth: int = 4) -> str:
     return " < ".join(out)
 
 
+def _slow_summary(slow: list[tuple[float, float, str, float, float, float]]) -> list[str]:
+    """The slow commits' time split: CPU, waiting inside the statements, the rest."""
+    if not slow:
+        return []
+    wall = sum(s[1] for s in slow)
+    cpu = sum(s[3] for s in slow)
+    stmt_wait = sum(s[4] - s[5] for s in slow)
+    rest = wall - sum(s[4] for s in slow)
+    return [
+        f"slow commits: {len(slow)}, {1000 * wall / len(slow):.1f} ms mean: thread CPU "
+        f"{1000 * cpu / len(slow):.1f}, statements' wall beyond their CPU "
+        f"{1000 * stmt_wait / len(slow):.1f}, BEGIN + COMMIT (fsync) {1000 * rest / len(slow):.1f}"
+    ]
+
+
 def install(out: Path) -> None:
     """Wrap the writer's commit and the pipeline's steps; record GC pauses and loop stalls;
     write the report to ``out`` at exit."""
@@ -166,6 +216,8 @@ def install(out: Path) -> None:
     from cowrite.server import hub, pipeline
 
     commits: list[float] = []
+    commit_cpu: list[float] = []
+    """Each transaction's writer thread CPU (statements, BEGIN, COMMIT)."""
     commit_ends: list[float] = []
     jobs: list[float] = []
     persists: list[float] = []
@@ -185,8 +237,9 @@ def install(out: Path) -> None:
     """From the batch's first job submitted to the writer thread starting its transaction."""
     runs: list[float] = []
     """The batch's jobs (statements) inside the transaction, without the COMMIT."""
-    slow_commits: list[tuple[float, float, str]] = []
-    """(start, seconds) of commits over 20 ms: periodic ones are WAL checkpoints."""
+    slow_commits: list[tuple[float, float, str, float, float, float]] = []
+    """Commits over 20 ms: (start, seconds, jobs, thread CPU seconds, the statements' wall and
+    CPU seconds)."""
 
     writer_submit: Callable[..., Any] = _writer.BatchWriter.submit
 
@@ -211,18 +264,24 @@ def install(out: Path) -> None:
     commit: Callable[..., Any] = _writer.BatchWriter._commit
 
     def timed_commit(self: _writer.BatchWriter, batch: list[Any]) -> Any:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         begun = time.monotonic()
         first = min((queued.pop(id(j.future), begun) for j in batch), default=begun)
         wakes.append(begun - first)
+        n_runs = len(runs)
         try:
             return commit(self, batch)
         finally:
             took = time.perf_counter() - t
+            used = time.thread_time() - cpu
             commits.append(took)
+            commit_cpu.append(used)
             if took > 0.02:
                 names = Counter(getattr(j.fn, "__qualname__", "?") for j in batch)
-                slow_commits.append((begun, took, " ".join(f"{k}x{v}" for k, v in names.items())))
+                stmts = sum(runs[n_runs:]), sum(run_cpu[n_runs:])
+                slow_commits.append(
+                    (begun, took, " ".join(f"{k}x{v}" for k, v in names.items()), used, *stmts)
+                )
             with lock:
                 commit_ends.append(time.monotonic())
             jobs.append(len(batch) / 1000)  # shown as "ms": jobs per commit
@@ -322,6 +381,8 @@ def install(out: Path) -> None:
 
         setattr(vb, name, timed)
     watch = StallWatch()
+    lock_watch = LockWatch()
+    lock_watch.start()
     start: Callable[..., Any] = hub.Hub.start
 
     async def watched_start(self: hub.Hub) -> None:
@@ -345,8 +406,16 @@ def install(out: Path) -> None:
             f"writer wake (job queued -> transaction begun): {_quantiles(wakes)}",
             f"writer statements (without COMMIT): {_quantiles(runs)}",
             f"writer statements, thread CPU: {_quantiles(run_cpu)}",
-            "commits over 20 ms (s since the first commit, ms, jobs):",
-            *(f"  {t - first_commit[0]:.2f} {1000 * d:.0f} {n}" for t, d, n in slow_commits[:40]),
+            f"commit, thread CPU: {_quantiles(commit_cpu)}",
+            *lock_watch.report(),
+            "commits over 20 ms (s since the first commit, ms; thread CPU ms; statements wall/CPU"
+            " ms, the rest is BEGIN and COMMIT; jobs):",
+            *(
+                f"  {t - first_commit[0]:.2f} {1000 * d:.0f}; cpu {1000 * c:.1f}; "
+                f"statements {1000 * sw:.1f}/{1000 * sc:.1f}; {n}"
+                for t, d, n, c, sw, sc in slow_commits[:60]
+            ),
+            *_slow_summary(slow_commits),
             *watch.report(),
             "full collections (s since the server started, ms): "
             + ", ".join(f"{t - origin:.2f} {1000 * d:.0f}" for t, d in full),
