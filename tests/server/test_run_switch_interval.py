@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from cowrite.engine.threads import SERVE_SWITCH_INTERVAL_S
 from cowrite.server import run
+from cowrite.server.run import SERVE_SWITCH_INTERVAL_S
 
 
 def test_the_default_is_shorter_than_cpythons() -> None:

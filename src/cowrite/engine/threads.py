@@ -40,16 +40,10 @@ PACE_EVERY: Final = 64
 SLICE_S: Final = 0.002
 """The longest the lock is held between two drops (wall seconds) when ``pace`` is called often."""
 
-SERVE_SWITCH_INTERVAL_S: Final = 0.001
-"""CPython's switch interval in ``cowrite serve`` (``server/run.py``; 5 ms is CPython's default).
-A thread back from a blocking call (the SQLite writer after each statement and its commit, a
-dozen or more times per transaction) waits up to this long for the lock while the event loop
-or a reader thread's encoding runs Python: at 5 ms a commit of 1 ms of CPU took 20-70 ms
-(docs/benchmarks.md "The durable tail")."""
-
 LOAD_SWITCH_INTERVAL_S: Final = 0.0005
-"""CPython's switch interval during a large load (``collector_paused``; 5 ms otherwise): how long
-a thread waits for the lock before it asks for it, and the loader's next drop hands it over."""
+"""CPython's switch interval during a large load (``collector_paused``; otherwise 1 ms in
+``cowrite serve``, ``server/run.switch_interval``, and CPython's 5 ms elsewhere): how long a
+thread waits for the lock before it asks for it, and the loader's next drop hands it over."""
 
 _Observer = Callable[[float], None]
 
