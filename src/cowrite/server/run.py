@@ -125,8 +125,9 @@ SERVE_SWITCH_INTERVAL_S = 0.001
 """CPython's switch interval in ``cowrite serve`` (CPython's default is 5 ms). A thread back from
 a blocking call (the SQLite writer after each statement and its commit, a dozen or more times
 per transaction) waits up to this long for the lock while the event loop or a reader thread's
-encoding runs Python; with a saturated loop, 5 ms made a commit of 0.1 ms of CPU take up to
-67 ms at p99, 1 ms up to 11 ms, for no CPU measured (docs/benchmarks.md "The durable tail")."""
+encoding runs Python. With the loop saturated, single-append commits of 0.05 ms of CPU took
+67 ms at p99 at 5 ms, 11 ms at 1 ms; no CPU cost was measured (docs/benchmarks.md "The durable
+tail"; in the server at a third of a core, the tail is the disk and the machine's CPU)."""
 
 SWITCH_INTERVAL_MS_RANGE = (0.05, 100.0)
 
