@@ -17,7 +17,17 @@ which calls ``install`` before the server starts. At exit ``DIR/probe-<pid>.txt`
   resumed -> acks and broadcasts queued on the connections; all edits, then the slowest 1 %;
 * ``stalls``: the event loop's stalls (a callback posted every 5 ms from a thread, late by 10 ms
   or more), each with what the main thread was running while it was late (sampled from
-  ``sys._current_frames``), grouped by place.
+  ``sys._current_frames``), grouped by place;
+* ``lock``: how long a thread waits to take the interpreter lock back after a blocking call
+  (``time.sleep(0)`` every 5 ms on a thread of its own: what the SQLite writer pays after each
+  statement), with the switch interval in effect; and for the commits over 20 ms their wall
+  time against the writer thread's CPU time, the statements apart from ``BEGIN``/``COMMIT``
+  (the statements do no I/O that waits: their wall time beyond their CPU is the lock, or a
+  CPU the thread did not get; ``COMMIT``'s also holds the fsync);
+* ``disk``: the disk's own fsync beside the server (a 4 kB ``pwrite`` and ``fdatasync`` every
+  20 ms of a file in ``DIR``, same device as the benchmark's database), and the checkpointer's
+  WAL checkpoints (``_checkpoint.py``); each slow commit is listed with the slowest disk fsync
+  and the checkpoint that overlapped it.
 
 Durations are wall-clock: on a loaded machine they include waiting for a CPU.
 """
@@ -148,6 +158,103 @@ class StallWatch:
         return lines
 
 
+@dataclass
+class LockWatch:
+    """Every ``interval_s``, times one release and re-take of the interpreter lock
+    (``time.sleep(0)``) on a thread of its own: the wait a thread pays to get the lock back
+    after a blocking call while others run Python (``sys.getswitchinterval()`` at most, unless
+    the holder is in a long C call, or the process gets no CPU)."""
+
+    interval_s: float = 0.005
+    waits: list[float] = field(default_factory=list)
+    starts: list[float] = field(default_factory=list)
+    """When each wait began (monotonic), for ``worst_during``."""
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="lock-watch", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval_s)
+            t = time.monotonic()
+            time.sleep(0)
+            self.waits.append(time.monotonic() - t)
+            self.starts.append(t)
+
+    def worst_during(self, start: float, end: float) -> float:
+        """The longest wait that overlapped ``[start, end]``, seconds (0: none)."""
+        return _overlap(list(zip(self.starts, self.waits, strict=False)), start, end)
+
+    def report(self) -> list[str]:
+        over = sum(1 for w in self.waits if w >= 0.001)
+        return [
+            f"lock re-take after a blocking call (switch interval "
+            f"{1000 * sys.getswitchinterval():g} ms): {_quantiles(self.waits)}; "
+            f"{over} of {len(self.waits)} waited 1 ms or more"
+        ]
+
+
+@dataclass
+class DiskWatch:
+    """Every ``interval_s``, a 4 kB ``pwrite`` at a fixed offset and an ``fdatasync`` of a file
+    of its own (the size never changes: like a WAL being reused), timed: the disk's fsync
+    latency at the same moment as the server's commits. ``syncs``: (start, seconds)."""
+
+    path: Path
+    interval_s: float = 0.02
+    syncs: list[tuple[float, float]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        threading.Thread(target=self._run, name="disk-watch", daemon=True).start()
+
+    def _run(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        block = b"\x5a" * 4096
+        try:
+            os.pwrite(fd, block, 0)
+            os.fsync(fd)
+            while True:
+                time.sleep(self.interval_s)
+                t = time.monotonic()
+                os.pwrite(fd, block, 0)
+                os.fdatasync(fd)
+                self.syncs.append((t, time.monotonic() - t))
+        finally:
+            os.close(fd)
+
+    def worst_during(self, start: float, end: float) -> float:
+        """The slowest fsync that overlapped ``[start, end]``, seconds (0: none)."""
+        return max((d for t, d in self.syncs if t <= end and t + d >= start), default=0.0)
+
+    def report(self) -> list[str]:
+        return [
+            f"disk fsync (4 kB pwrite + fdatasync, beside the server): "
+            f"{_quantiles([d for _, d in self.syncs])}"
+        ]
+
+
+class _TimedCheckpoints:
+    """A checkpointer's connection whose ``wal_checkpoint`` statements are timed into
+    ``into`` as (start, seconds)."""
+
+    def __init__(self, conn: Any, into: list[tuple[float, float]]) -> None:
+        self._conn = conn
+        self._into = into
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if "wal_checkpoint" not in sql:
+            return self._conn.execute(sql, *args)
+        t = time.monotonic()
+        try:
+            return self._conn.execute(sql, *args)
+        finally:
+            self._into.append((t, time.monotonic() - t))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 def place(frame: FrameType | None, depth: int = 4) -> str:
     """The innermost ``depth`` frames as ``file:function:line`` (innermost first)."""
     out: list[str] = []
@@ -158,14 +265,75 @@ def place(frame: FrameType | None, depth: int = 4) -> str:
     return " < ".join(out)
 
 
+_Slow = tuple[float, float, str, float, float, float, float]
+
+
+def _runqueue_ns() -> int:
+    """Nanoseconds this thread has been runnable without a CPU (``/proc``'s schedstat; 0 where
+    there is none)."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat", "rb") as f:
+            return int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _slow_summary(slow: list[_Slow]) -> list[str]:
+    """The slow commits' time split: CPU, no CPU, waiting inside the statements, the rest."""
+    if not slow:
+        return []
+    n = len(slow)
+    wall = sum(s[1] for s in slow)
+    cpu = sum(s[3] for s in slow)
+    runq = sum(s[6] for s in slow)
+    stmt_wait = sum(s[4] - s[5] for s in slow)
+    rest = wall - sum(s[4] for s in slow)
+    return [
+        f"slow commits: {n}, {1000 * wall / n:.1f} ms mean: thread CPU {1000 * cpu / n:.1f}, "
+        f"runnable without a CPU {1000 * runq / n:.1f} (included in the next two); statements' "
+        f"wall beyond their CPU {1000 * stmt_wait / n:.1f}, BEGIN + COMMIT (fsync) "
+        f"{1000 * rest / n:.1f}"
+    ]
+
+
+def _overlap(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    """The longest of ``spans`` (start, seconds) that overlapped ``[start, end]`` (0: none)."""
+    return max((d for t, d in spans if t <= end and t + d >= start), default=0.0)
+
+
+def _disk_summary(
+    slow: list[_Slow],
+    disk: DiskWatch,
+    checkpoints: list[tuple[float, float]],
+    lock: LockWatch | None = None,
+) -> list[str]:
+    """How many slow commits had beside them a slow disk fsync (10 ms or more), a lock re-take
+    of 5 ms or more, a checkpoint."""
+    if not slow:
+        return []
+    n = len(slow)
+    slow_disk = sum(1 for t, d, *_ in slow if disk.worst_during(t, t + d) >= 0.01)
+    with_checkpoint = sum(1 for t, d, *_ in slow if _overlap(checkpoints, t, t + d) > 0)
+    line = (
+        f"slow commits with a disk fsync of 10 ms or more beside them: {slow_disk} of {n}; "
+        f"overlapping a WAL checkpoint: {with_checkpoint} of {n}"
+    )
+    if lock is not None:
+        held = sum(1 for t, d, *_ in slow if lock.worst_during(t, t + d) >= 0.005)
+        line += f"; with a lock re-take of 5 ms or more beside: {held} of {n}"
+    return [line]
+
+
 def install(out: Path) -> None:
     """Wrap the writer's commit and the pipeline's steps; record GC pauses and loop stalls;
     write the report to ``out`` at exit."""
+    from cowrite.adapters.store import _checkpoint, _writer
     from cowrite.adapters.store import _version_blocks as vb
-    from cowrite.adapters.store import _writer
     from cowrite.server import hub, pipeline
 
     commits: list[float] = []
+    commit_cpu: list[float] = []
+    """Each transaction's writer thread CPU (statements, BEGIN, COMMIT)."""
     commit_ends: list[float] = []
     jobs: list[float] = []
     persists: list[float] = []
@@ -185,8 +353,9 @@ def install(out: Path) -> None:
     """From the batch's first job submitted to the writer thread starting its transaction."""
     runs: list[float] = []
     """The batch's jobs (statements) inside the transaction, without the COMMIT."""
-    slow_commits: list[tuple[float, float, str]] = []
-    """(start, seconds) of commits over 20 ms: periodic ones are WAL checkpoints."""
+    slow_commits: list[tuple[float, float, str, float, float, float, float]] = []
+    """Commits over 20 ms: (start, seconds, jobs, thread CPU seconds, the statements' wall and
+    CPU seconds, seconds the thread was runnable but got no CPU)."""
 
     writer_submit: Callable[..., Any] = _writer.BatchWriter.submit
 
@@ -211,18 +380,25 @@ def install(out: Path) -> None:
     commit: Callable[..., Any] = _writer.BatchWriter._commit
 
     def timed_commit(self: _writer.BatchWriter, batch: list[Any]) -> Any:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
+        queued_ns = _runqueue_ns()
         begun = time.monotonic()
         first = min((queued.pop(id(j.future), begun) for j in batch), default=begun)
         wakes.append(begun - first)
+        n_runs = len(runs)
         try:
             return commit(self, batch)
         finally:
             took = time.perf_counter() - t
+            used = time.thread_time() - cpu
             commits.append(took)
+            commit_cpu.append(used)
             if took > 0.02:
                 names = Counter(getattr(j.fn, "__qualname__", "?") for j in batch)
-                slow_commits.append((begun, took, " ".join(f"{k}x{v}" for k, v in names.items())))
+                stmts = sum(runs[n_runs:]), sum(run_cpu[n_runs:])
+                runq = (_runqueue_ns() - queued_ns) / 1e9
+                jobs_named = " ".join(f"{k}x{v}" for k, v in names.items())
+                slow_commits.append((begun, took, jobs_named, used, *stmts, runq))
             with lock:
                 commit_ends.append(time.monotonic())
             jobs.append(len(batch) / 1000)  # shown as "ms": jobs per commit
@@ -322,6 +498,18 @@ def install(out: Path) -> None:
 
         setattr(vb, name, timed)
     watch = StallWatch()
+    lock_watch = LockWatch()
+    lock_watch.start()
+    disk = DiskWatch(out / f"disk-watch-{os.getpid()}")
+    disk.start()
+    checkpoints: list[tuple[float, float]] = []
+    """(start, seconds) of each WAL checkpoint of the checkpointer thread."""
+    checkpointer_init: Callable[..., Any] = _checkpoint.Checkpointer.__init__
+
+    def timed_checkpointer(self: Any, connect: Any, *args: Any, **kw: Any) -> None:
+        checkpointer_init(self, lambda: _TimedCheckpoints(connect(), checkpoints), *args, **kw)
+
+    _checkpoint.Checkpointer.__init__ = timed_checkpointer  # type: ignore[method-assign]
     start: Callable[..., Any] = hub.Hub.start
 
     async def watched_start(self: hub.Hub) -> None:
@@ -345,8 +533,23 @@ def install(out: Path) -> None:
             f"writer wake (job queued -> transaction begun): {_quantiles(wakes)}",
             f"writer statements (without COMMIT): {_quantiles(runs)}",
             f"writer statements, thread CPU: {_quantiles(run_cpu)}",
-            "commits over 20 ms (s since the first commit, ms, jobs):",
-            *(f"  {t - first_commit[0]:.2f} {1000 * d:.0f} {n}" for t, d, n in slow_commits[:40]),
+            f"commit, thread CPU: {_quantiles(commit_cpu)}",
+            *lock_watch.report(),
+            *disk.report(),
+            f"WAL checkpoints: {_quantiles([d for _, d in checkpoints])}",
+            "commits over 20 ms (s since the first commit, ms; thread CPU ms; runnable without a"
+            " CPU ms; statements wall/CPU ms, the rest is BEGIN and COMMIT; beside it: the"
+            " slowest disk fsync, the longest lock re-take, a WAL checkpoint, ms; jobs):",
+            *(
+                f"  {t - first_commit[0]:.2f} {1000 * d:.0f}; cpu {1000 * c:.1f}; "
+                f"runq {1000 * rq:.1f}; statements {1000 * sw:.1f}/{1000 * sc:.1f}; "
+                f"disk {1000 * disk.worst_during(t, t + d):.0f}; "
+                f"lock {1000 * lock_watch.worst_during(t, t + d):.0f}; "
+                f"checkpoint {1000 * _overlap(checkpoints, t, t + d):.0f}; {n}"
+                for t, d, n, c, sw, sc, rq in slow_commits[:60]
+            ),
+            *_disk_summary(slow_commits, disk, checkpoints, lock_watch),
+            *_slow_summary(slow_commits),
             *watch.report(),
             "full collections (s since the server started, ms): "
             + ", ".join(f"{t - origin:.2f} {1000 * d:.0f}" for t, d in full),

@@ -41,8 +41,9 @@ SLICE_S: Final = 0.002
 """The longest the lock is held between two drops (wall seconds) when ``pace`` is called often."""
 
 LOAD_SWITCH_INTERVAL_S: Final = 0.0005
-"""CPython's switch interval during a large load (``collector_paused``; 5 ms otherwise): how long
-a thread waits for the lock before it asks for it, and the loader's next drop hands it over."""
+"""CPython's switch interval during a large load (``collector_paused``; otherwise 1 ms in
+``cowrite serve``, ``server/run.switch_interval``, and CPython's 5 ms elsewhere): how long a
+thread waits for the lock before it asks for it, and the loader's next drop hands it over."""
 
 _Observer = Callable[[float], None]
 
