@@ -127,19 +127,25 @@ class Connection:
         if self.closing is not None:
             return
         outbox = self.outbox
-        # bytes beyond the oldest message: one message alone always fits (a large document's
-        # ``joined`` may exceed the limit), and so do the few that follow it while it is written
-        if len(outbox) >= self.settings.outbox_messages or (
-            outbox and self.outbox_bytes - len(outbox[0]) + len(data) > self.settings.outbox_bytes
-        ):
-            log.warning("outbox full: disconnecting a slow client", extra=self._ids())
-            self.close(CLOSE_OUTBOX_FULL, "outbox overflow: reconnect and resync")
-            return
+        if outbox:
+            # bytes beyond the oldest message: one message alone always fits (a large
+            # document's ``joined`` may exceed the limit), and so do the few that follow it
+            # while it is written
+            settings = self.settings
+            if (
+                len(outbox) >= settings.outbox_messages
+                or self.outbox_bytes - len(outbox[0]) + len(data) > settings.outbox_bytes
+            ):
+                log.warning("outbox full: disconnecting a slow client", extra=self._ids())
+                self.close(CLOSE_OUTBOX_FULL, "outbox overflow: reconnect and resync")
+                return
         outbox.append(data)
         self.outbox_bytes += len(data)
-        if not self._flushing and self._shared is not None:
-            self._flushing = True
-            self._shared.flush_soon(self)
+        if not self._flushing:
+            shared = self._shared
+            if shared is not None:
+                self._flushing = True
+                shared.flush_soon(self)
 
     def send_message(self, msg: p.Message) -> None:
         self.send(p.encoder.encode(msg))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -272,6 +272,43 @@ class Pipeline:
         clients are told ``saving: pending``). Returns, by ``id(outcome)``, the error of those
         that cannot be stored at all (document deleted) and the seq of those stored.
         """
+        if len(outcomes) == 1 and not lr.saving_pending:  # the usual batch, stored at once
+            o = outcomes[0]
+            try:
+                seq = await self._append(doc_id, o, self.now_ms(), keyed=True)
+            except Exception as exc:  # the general case says what it means
+                return await self._persist_all(doc_id, lr, outcomes, [exc])
+            if self.cluster is None and seq != o.version:
+                log.error(
+                    "log sequence mismatch",
+                    extra={"doc": doc_id, "seq": seq, "version": o.version},
+                )
+            lr.seqs.add(seq)
+            lr.since_snapshot += 1
+            lr.log_bytes += len(o.persist or b"")
+            return {}, {id(o): seq}
+        return await self._persist_all(doc_id, lr, outcomes)
+
+    def _append(self, doc_id: str, o: Outcome, now: int, *, keyed: bool) -> Awaitable[int]:
+        """The store's append of ``o``'s update (with its edit keys unless not ``keyed``)."""
+        return self.store.append_update(
+            doc_id,
+            o.persist or b"",
+            edit_keys=[EditKey(c, e, o.edit_digest) for c, e in o.edit_keys] if keyed else [],
+            now_ms=now,
+            version=None
+            if o.note is None
+            else o.note.record(self.settings.history_time_resolution_ms),
+        )
+
+    async def _persist_all(
+        self,
+        doc_id: str,
+        lr: LoadedRoom,
+        outcomes: list[Outcome],
+        first: list[int | BaseException] | None = None,
+    ) -> tuple[dict[int, p.Error], dict[int, int]]:
+        """``_persist`` of any batch (``first``: the results of a first attempt made already)."""
         failed: dict[int, p.Error] = {}
         seqs: dict[int, int] = {}
         unkeyed: set[int] = set()
@@ -279,29 +316,19 @@ class Pipeline:
         todo = outcomes
         delay = 0.05
         while todo:
-            now = self.now_ms()
-            appends = [
-                self.store.append_update(
-                    doc_id,
-                    o.persist or b"",
-                    edit_keys=[]
-                    if id(o) in unkeyed
-                    else [EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
-                    now_ms=now,
-                    version=None
-                    if o.note is None
-                    else o.note.record(self.settings.history_time_resolution_ms),
-                )
-                for o in todo
-            ]
             results: list[int | BaseException]
-            if len(appends) == 1:  # the usual batch: no task for gather to wrap it in
-                try:
-                    results = [await appends[0]]
-                except Exception as exc:
-                    results = [exc]
+            if first is not None:
+                results, first = first, None
             else:
-                results = await asyncio.gather(*appends, return_exceptions=True)
+                now = self.now_ms()
+                appends = [self._append(doc_id, o, now, keyed=id(o) not in unkeyed) for o in todo]
+                if len(appends) == 1:  # no task for gather to wrap it in
+                    try:
+                        results = [await appends[0]]
+                    except Exception as exc:
+                        results = [exc]
+                else:
+                    results = await asyncio.gather(*appends, return_exceptions=True)
             retry: list[Outcome] = []
             again: set[int] = set()
             for o, result in zip(todo, results, strict=True):
@@ -388,8 +415,12 @@ class Pipeline:
         encode = p.encoder.encode
         outcome, sender = job.outcome, job.sender
         if sender is not None and outcome.reply:
-            for msg in outcome.reply:
-                sender.send(encode(msg))
+            reply = outcome.reply
+            if len(reply) == 1:
+                sender.send(encode(reply[0]))
+            else:
+                for msg in reply:
+                    sender.send(encode(msg))
             if outcome.persist is not None:
                 self.metrics.edit_ack.observe(time.monotonic() - job.t0)
         for sink, frame in outcome.frames:
