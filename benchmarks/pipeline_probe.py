@@ -425,10 +425,10 @@ def install(out: Path) -> None:
 
     apply: Callable[..., Any] = hub.Hub._apply_edit
 
-    def timed_apply(self: hub.Hub, peer: Any, msg: Any, t0: float) -> Any:
+    def timed_apply(self: hub.Hub, peer: Any, msg: Any, t0: float, lr: Any = None) -> Any:
         self._probe_received = received.get(id(msg), t0)  # type: ignore[attr-defined]
         try:
-            return apply(self, peer, msg, t0)
+            return apply(self, peer, msg, t0, lr)
         finally:
             self._probe_received = None  # type: ignore[attr-defined]
 

@@ -33,7 +33,14 @@ from cowrite.server.connection import (
 )
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
-from cowrite.server.transport import AsgiLink, LinkClosed, UvicornLink, text_header
+from cowrite.server.transport import (
+    AsgiLink,
+    LinkClosed,
+    UvicornLink,
+    forget_frames,
+    text_frame,
+    text_header,
+)
 from cowrite.server.uvicorn_ws import protocol_class
 
 sys.path.insert(0, str(Path(__file__).parent))  # protocol_clients.py, next to this file
@@ -339,6 +346,53 @@ async def test_the_heartbeats_ping_is_one_constant_frame_straight_to_the_socket(
         assert PING == b'{"type":"ping","nonce":0}'
         assert p.decode_client(b'{"type":"pong","nonce":0}', 100) == p.Pong()
         await ws.close()
+
+
+async def test_one_broadcast_reaches_every_receiver_intact_whatever_its_socket() -> None:
+    """A broadcast is framed once for every uncompressed receiver (``text_frame``); a receiver
+    that negotiated permessage-deflate gets its own compressed frame; all read the same."""
+    async with serving(protocol_class()) as (url, state):
+        sender = await websockets.connect(url, max_size=None, compression=None)
+        await _hello_join(sender, "s", "fan")
+        receivers = []
+        for i, compression in enumerate((None, None, "deflate", None)):
+            ws = await websockets.connect(url, max_size=None, compression=compression)
+            await _hello_join(ws, f"r{i}", "fan")
+            receivers.append(ws)
+        links = [c._link for c in state.connections]
+        assert all(isinstance(link, UvicornLink) for link in links)
+        assert sorted(bool(link._conn.extensions) for link in links) == [False] * 4 + [True]
+        version = 0
+        for i, size in enumerate((1, 125, 126, 3_000, 70_000)):
+            text = ("ab🙂" * size)[:size]
+            op = {"type": "seq", "node": "text:body", "edit": [text]}
+            edit = {"type": "edit", "doc": "fan", "edit_id": f"e{i}", "version": version}
+            await sender.send(json.dumps({**edit, "ops": [op]}, ensure_ascii=False))
+            version = (await _until(sender, "ack"))["version"]
+            for ws in receivers:
+                remote = await _until(ws, "remote")
+                assert (remote["edit_id"], remote["ops"][0]["edit"]) == (f"e{i}", [text])
+        for ws in (sender, *receivers):
+            await ws.close()
+
+
+def test_a_frame_built_for_one_payload_is_never_another_payloads() -> None:
+    """``text_frame`` hands out one frame per payload object until ``forget_frames``; an equal
+    payload in another object, or a new object at a freed one's address, gets its own."""
+    forget_frames()
+    payload = b'{"type":"remote"}'
+    frame = text_frame(payload)
+    assert frame == text_header(len(payload)) + payload
+    assert text_frame(payload) is frame
+    for size in (0, 125, 126, 65_535, 65_536):
+        other = bytes(size)
+        assert text_frame(other) == text_header(size) + other
+    for i in range(1_000):  # objects freed and allocated again (ids reused): never a stale frame
+        data = f'{{"n":{i}}}'.encode()
+        assert text_frame(data) == text_header(len(data)) + data
+    forget_frames()
+    again = text_frame(payload)
+    assert again == frame and again is not frame
 
 
 def test_text_frame_headers_follow_rfc_6455() -> None:

@@ -127,19 +127,25 @@ class Connection:
         if self.closing is not None:
             return
         outbox = self.outbox
-        # bytes beyond the oldest message: one message alone always fits (a large document's
-        # ``joined`` may exceed the limit), and so do the few that follow it while it is written
-        if len(outbox) >= self.settings.outbox_messages or (
-            outbox and self.outbox_bytes - len(outbox[0]) + len(data) > self.settings.outbox_bytes
-        ):
-            log.warning("outbox full: disconnecting a slow client", extra=self._ids())
-            self.close(CLOSE_OUTBOX_FULL, "outbox overflow: reconnect and resync")
-            return
+        if outbox:
+            # bytes beyond the oldest message: one message alone always fits (a large
+            # document's ``joined`` may exceed the limit), and so do the few that follow it
+            # while it is written
+            settings = self.settings
+            if (
+                len(outbox) >= settings.outbox_messages
+                or self.outbox_bytes - len(outbox[0]) + len(data) > settings.outbox_bytes
+            ):
+                log.warning("outbox full: disconnecting a slow client", extra=self._ids())
+                self.close(CLOSE_OUTBOX_FULL, "outbox overflow: reconnect and resync")
+                return
         outbox.append(data)
         self.outbox_bytes += len(data)
-        if not self._flushing and self._shared is not None:
-            self._flushing = True
-            self._shared.flush_soon(self)
+        if not self._flushing:
+            shared = self._shared
+            if shared is not None:
+                self._flushing = True
+                shared.flush_soon(self)
 
     def send_message(self, msg: p.Message) -> None:
         self.send(p.encoder.encode(msg))
@@ -184,6 +190,12 @@ class Connection:
             self._flushing = False
             return
         try:
+            if len(outbox) == 1 and link.writable():  # the usual tick: one message, one frame
+                payload = outbox[0]
+                outbox.clear()
+                self.outbox_bytes = 0
+                self.metrics.outbox_depth.observe(0)
+                link.write(payload)
             while outbox:
                 if not link.writable():
                     link.when_writable(self._flush)  # still ``_flushing``
@@ -358,7 +370,11 @@ class Connection:
         if type(msg) is p.Pong:
             self.last_seen = time.monotonic()
             return True
-        if not in_order or not self._handle_now(msg):
+        if not in_order:
+            return False
+        if type(msg) is p.Edit:  # nearly every read: nothing checked twice
+            return self._edit_now(msg)
+        if not self._handle_now(msg):
             return False
         self.last_seen = time.monotonic()
         return True
@@ -468,28 +484,45 @@ class Connection:
         lookup, a presence update, a leave, a divergence report): True, it was (or refused:
         the client is told). False: nothing was done, ``_dispatch`` awaits it."""
         if isinstance(msg, p.Edit):
-            try:
-                if not self.hub.edit_ready(self, msg):
-                    return False
-            except Exception:  # the reader's ``_dispatch`` meets it again, and says so
-                return False
-        elif not isinstance(msg, p.SetPresence | p.Leave | p.Diverged):
+            return self._edit_now(msg)
+        if not isinstance(msg, p.SetPresence | p.Leave | p.Diverged):
             return False
         doc = msg.doc
-        edit_id = msg.edit_id if isinstance(msg, p.Edit) else None
         try:
-            if not self._admit(msg, doc, edit_id):
+            if not self._admit(msg, doc, None):
                 return True
-            if isinstance(msg, p.Edit):
-                self.hub.edit_now(self, msg)
-            elif isinstance(msg, p.SetPresence):
+            if isinstance(msg, p.SetPresence):
                 self.hub.presence(self, msg)
             elif isinstance(msg, p.Leave):
                 self.hub.leave(self, msg.doc)
             else:
                 self._diverged(msg)
         except Exception as exc:
-            self._failure(exc, doc, edit_id)
+            self._failure(exc, doc, None)
+        return True
+
+    def _edit_now(self, msg: p.Edit) -> bool:
+        """``_handle_now`` of an edit: True when it was handled (or refused: the client is
+        told), False when ``Hub.edit`` must await it (a store lookup, or not joined: the
+        reader's ``_dispatch`` says why)."""
+        hub = self.hub
+        try:
+            lr = hub.edit_ready(self, msg)
+        except Exception:  # the reader's ``_dispatch`` meets it again, and says so
+            return False
+        if lr is None:
+            return False
+        self.last_seen = time.monotonic()
+        # ``_admit`` for an edit: a batch of n ops costs 1 + n // 10 of the write budget
+        if not self._edits.take(1 + len(msg.ops) // 10):
+            self.error(
+                p.ErrorCode.RATE_LIMITED, "too many edits: slow down", doc=msg.doc, edit=msg.edit_id
+            )
+            return True
+        try:
+            hub.edit_now(self, msg, lr)
+        except Exception as exc:
+            self._failure(exc, msg.doc, msg.edit_id)
         return True
 
     def _admit(self, msg: p.ClientMessage, doc: str | None, edit_id: str | None) -> bool:

@@ -310,18 +310,19 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
                 return
         self._apply_edit(peer, msg, t0)
 
-    def edit_ready(self, peer: Peer, msg: p.Edit) -> bool:
-        """Whether ``edit_now`` may take ``msg``: its sender is in the room, and the room alone
-        can tell whether the edit is new (no store lookup, nearly every edit). No side effect."""
+    def edit_ready(self, peer: Peer, msg: p.Edit) -> LoadedRoom | None:
+        """The room ``edit_now`` may take ``msg`` into (None: ``edit`` must): its sender is in
+        the room, and the room alone can tell whether the edit is new (no store lookup, nearly
+        every edit). No side effect."""
         lr = self.rooms.get(msg.doc)
         if lr is None or not lr.membership.has(peer) or peer.session in lr.check_store:
-            return False
-        return not self.exactly_once.must_ask_store(lr, peer, msg, False)
+            return None
+        return None if self.exactly_once.must_ask_store(lr, peer, msg, False) else lr
 
-    def edit_now(self, peer: Peer, msg: p.Edit) -> None:
-        """``edit`` without a coroutine, for an edit ``edit_ready`` accepted (the connection
-        handles it where the socket read it)."""
-        self._apply_edit(peer, msg, time.monotonic())
+    def edit_now(self, peer: Peer, msg: p.Edit, lr: LoadedRoom) -> None:
+        """``edit`` without a coroutine, for an edit ``edit_ready`` accepted into ``lr`` (the
+        connection handles it where the socket read it)."""
+        self._apply_edit(peer, msg, time.monotonic(), lr)
 
     async def _recognise(self, peer: Peer, msg: p.Edit) -> None:
         """Maybe applied by an earlier run of the server, or (sent before a reconnect) by
@@ -343,8 +344,9 @@ class Hub(Registry, Pipeline, Replication, YjsRooms):
             error = p.Error(code=exc.code, message=exc.message, doc=msg.doc, edit_id=msg.edit_id)
             peer.send(p.encoder.encode(error))
 
-    def _apply_edit(self, peer: Peer, msg: p.Edit, t0: float) -> None:
-        lr = self.joined(peer, msg.doc)
+    def _apply_edit(self, peer: Peer, msg: p.Edit, t0: float, lr: LoadedRoom | None = None) -> None:
+        if lr is None:
+            lr = self.joined(peer, msg.doc)
         outcome = lr.crdt.edit(peer.session, msg, self.now_ms())
         trace = None
         if outcome.persist is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -163,53 +163,57 @@ class Pipeline:
     async def _pipeline(self, doc_id: str, lr: LoadedRoom) -> None:
         queue = lr.queue
         while True:
-            batch = [await queue.get()]
-            while not queue.empty():
-                batch.append(queue.get_nowait())
+            batch = await queue.take()
             await self._carry_out(doc_id, lr, batch)
             # nothing of the batch stays referenced while the room waits for the next one (its
             # outcomes hold joined snapshots and presence lists: an idle room would keep them)
             del batch
-            if self._snapshot_due(lr) and queue.empty():
+            if queue.empty() and self._snapshot_due(lr):
                 await self._snapshot(doc_id, lr)
 
     async def _carry_out(self, doc_id: str, lr: LoadedRoom, batch: list[Job]) -> None:
         """Persist ``batch`` (one append), then publish, acknowledge and broadcast each job."""
-        queue = lr.queue
         writes = [j.outcome for j in batch if j.outcome.persist is not None]
         try:
-            stores = [
-                self.tracing.start("cowrite.store", j.trace, doc=doc_id)
-                for j in batch
-                if j.trace is not None
-            ]
-            failed, seqs = await self._persist(doc_id, lr, writes)
+            traced = [j.trace for j in batch if j.trace is not None]
+            stores = [self.tracing.start("cowrite.store", t, doc=doc_id) for t in traced]
+            if writes:
+                failed, seqs = await self._persist(doc_id, lr, writes)
+            else:
+                failed, seqs = {}, {}
             for span in stores:
                 span.end()
-            self._publish(doc_id, writes, seqs)
-            if seqs and self.hooks.wants("on_store"):
-                stored = tuple(sorted(seqs.values()))
-                self.hooks.notify("on_store", Stored(doc_id, stored, lr.room.version), doc_id)
+            if seqs:
+                if self.cluster is not None:
+                    self._publish(doc_id, writes, seqs)
+                if self.hooks.wants("on_store"):
+                    stored = tuple(sorted(seqs.values()))
+                    self.hooks.notify("on_store", Stored(doc_id, stored, lr.room.version), doc_id)
+            changes = self.hooks.wants_changes
+            cluster = self.cluster
             for job in batch:
                 try:
-                    error = failed.get(id(job.outcome)) if failed else None
+                    outcome = job.outcome
+                    error = failed.get(id(outcome)) if failed else None
                     if error is not None:
                         self._refuse(job, error)
+                        continue
+                    done = job.done
+                    if done is not None and not done.done():
+                        # its waiter resumes after this batch's fan-out (call_soon)
+                        done.set_result(Durable(outcome.version, seqs.get(id(outcome))))
+                    if job.trace is None:
+                        self._fanout(lr, job)
                     else:
-                        if job.done is not None and not job.done.done():
-                            # its waiter resumes after this batch's fan-out (call_soon)
-                            seq = seqs.get(id(job.outcome))
-                            job.done.set_result(Durable(job.outcome.version, seq))
-                        if job.trace is None:
+                        with self.tracing.span("cowrite.broadcast", job.trace):
                             self._fanout(lr, job)
-                        else:
-                            with self.tracing.span("cowrite.broadcast", job.trace):
-                                self._fanout(lr, job)
-                            job.trace.set_attribute("cowrite.version", job.outcome.version)
-                        if job.outcome.persist is not None and not job.remote:
-                            self._changed(doc_id, job, seqs.get(id(job.outcome)))
-                        if self.cluster is not None and not job.remote:
-                            self._publish_presence(doc_id, lr, job.outcome)
+                        job.trace.set_attribute("cowrite.version", outcome.version)
+                    if job.remote:
+                        continue
+                    if changes and outcome.persist is not None:
+                        self._changed(doc_id, job, seqs.get(id(outcome)))
+                    if cluster is not None:
+                        self._publish_presence(doc_id, lr, outcome)
                 except Exception:
                     log.exception("fan-out failed", extra={"doc": doc_id})
         except Exception:
@@ -217,22 +221,22 @@ class Pipeline:
         finally:
             lr.unpersisted -= len(writes)
             for job in batch:
-                if job.done is not None and not job.done.done():  # failed above (logged)
+                done = job.done
+                if done is not None and not done.done():  # failed above (logged)
                     error = p.Error(
                         code=p.ErrorCode.INTERNAL, message="the edit could not be stored"
                     )
-                    _fail(job.done, NotDurable(error))
+                    _fail(done, NotDurable(error))
                 if job.joined and job.sender is not None:
                     lr.membership.join_done(job.sender.session)
                 if job.trace is not None:
                     job.trace.end()
-                lr.inflight -= 1
-                queue.task_done()
+            lr.inflight -= len(batch)
+            lr.queue.done(len(batch))
 
     def _changed(self, doc_id: str, job: Job, seq: int | None) -> None:
-        """``on_change`` (and its debounced variant) for a durable update made here."""
-        if not self.hooks.wants_changes:
-            return
+        """``on_change`` (and its debounced variant) for a durable update made here (the caller
+        checked ``hooks.wants_changes``)."""
         author = job.author
         if author is None and job.sender is not None:
             who = job.sender.identity
@@ -242,8 +246,7 @@ class Pipeline:
     def _publish(self, doc_id: str, outcomes: list[Outcome], seqs: dict[int, int]) -> None:
         """Tell other instances about durable updates (best effort: they catch up from the
         Store if a message is lost), in log order."""
-        if self.cluster is None:
-            return
+        assert self.cluster is not None
         for o in outcomes:
             seq = seqs.get(id(o))
             if seq is not None:
@@ -269,6 +272,43 @@ class Pipeline:
         clients are told ``saving: pending``). Returns, by ``id(outcome)``, the error of those
         that cannot be stored at all (document deleted) and the seq of those stored.
         """
+        if len(outcomes) == 1 and not lr.saving_pending:  # the usual batch, stored at once
+            o = outcomes[0]
+            try:
+                seq = await self._append(doc_id, o, self.now_ms(), keyed=True)
+            except Exception as exc:  # the general case says what it means
+                return await self._persist_all(doc_id, lr, outcomes, [exc])
+            if self.cluster is None and seq != o.version:
+                log.error(
+                    "log sequence mismatch",
+                    extra={"doc": doc_id, "seq": seq, "version": o.version},
+                )
+            lr.seqs.add(seq)
+            lr.since_snapshot += 1
+            lr.log_bytes += len(o.persist or b"")
+            return {}, {id(o): seq}
+        return await self._persist_all(doc_id, lr, outcomes)
+
+    def _append(self, doc_id: str, o: Outcome, now: int, *, keyed: bool) -> Awaitable[int]:
+        """The store's append of ``o``'s update (with its edit keys unless not ``keyed``)."""
+        return self.store.append_update(
+            doc_id,
+            o.persist or b"",
+            edit_keys=[EditKey(c, e, o.edit_digest) for c, e in o.edit_keys] if keyed else [],
+            now_ms=now,
+            version=None
+            if o.note is None
+            else o.note.record(self.settings.history_time_resolution_ms),
+        )
+
+    async def _persist_all(
+        self,
+        doc_id: str,
+        lr: LoadedRoom,
+        outcomes: list[Outcome],
+        first: list[int | BaseException] | None = None,
+    ) -> tuple[dict[int, p.Error], dict[int, int]]:
+        """``_persist`` of any batch (``first``: the results of a first attempt made already)."""
         failed: dict[int, p.Error] = {}
         seqs: dict[int, int] = {}
         unkeyed: set[int] = set()
@@ -276,29 +316,19 @@ class Pipeline:
         todo = outcomes
         delay = 0.05
         while todo:
-            now = self.now_ms()
-            appends = [
-                self.store.append_update(
-                    doc_id,
-                    o.persist or b"",
-                    edit_keys=[]
-                    if id(o) in unkeyed
-                    else [EditKey(c, e, o.edit_digest) for c, e in o.edit_keys],
-                    now_ms=now,
-                    version=None
-                    if o.note is None
-                    else o.note.record(self.settings.history_time_resolution_ms),
-                )
-                for o in todo
-            ]
             results: list[int | BaseException]
-            if len(appends) == 1:  # the usual batch: no task for gather to wrap it in
-                try:
-                    results = [await appends[0]]
-                except Exception as exc:
-                    results = [exc]
+            if first is not None:
+                results, first = first, None
             else:
-                results = await asyncio.gather(*appends, return_exceptions=True)
+                now = self.now_ms()
+                appends = [self._append(doc_id, o, now, keyed=id(o) not in unkeyed) for o in todo]
+                if len(appends) == 1:  # no task for gather to wrap it in
+                    try:
+                        results = [await appends[0]]
+                    except Exception as exc:
+                        results = [exc]
+                else:
+                    results = await asyncio.gather(*appends, return_exceptions=True)
             retry: list[Outcome] = []
             again: set[int] = set()
             for o, result in zip(todo, results, strict=True):
@@ -385,8 +415,12 @@ class Pipeline:
         encode = p.encoder.encode
         outcome, sender = job.outcome, job.sender
         if sender is not None and outcome.reply:
-            for msg in outcome.reply:
-                sender.send(encode(msg))
+            reply = outcome.reply
+            if len(reply) == 1:
+                sender.send(encode(reply[0]))
+            else:
+                for msg in reply:
+                    sender.send(encode(msg))
             if outcome.persist is not None:
                 self.metrics.edit_ack.observe(time.monotonic() - job.t0)
         for sink, frame in outcome.frames:

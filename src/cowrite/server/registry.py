@@ -27,6 +27,7 @@ from cowrite.server import history, yjs_history
 from cowrite.server.cluster import Cluster, SeqSet
 from cowrite.server.config import Settings
 from cowrite.server.hooks import Hooks, LoadDocument, Unload
+from cowrite.server.job_queue import JobQueue
 from cowrite.server.membership import Membership
 from cowrite.server.metrics import Metrics
 from cowrite.server.pipeline import Job
@@ -55,7 +56,8 @@ class LoadedRoom:
     loaded_version: int
     membership: Membership = field(default_factory=Membership)
     """Who is in the room, who gets its broadcasts, whose join is on its way."""
-    queue: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
+    queue: JobQueue[Job] = field(default_factory=JobQueue)
+    """The pipeline's jobs (``pipeline.py``): ``join`` waits until those queued are carried out."""
     task: asyncio.Task[None] | None = None
     unload: asyncio.TimerHandle | None = None
     seqs: SeqSet = field(default_factory=SeqSet)

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from cowrite.server.config import Settings
 from cowrite.server.hub import Hub
+from cowrite.server.transport import forget_frames
 
 log = logging.getLogger("cowrite.connection")
 
@@ -82,6 +83,7 @@ class Shared:
                 conn._flush()
             except Exception:  # one connection's failure must not stop the others' frames
                 log.exception("flush failed", extra=conn._ids())
+        forget_frames()  # a broadcast's frame was built once for all its receivers
 
     # ----------------------------------------------------------- heartbeats
 

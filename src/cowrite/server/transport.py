@@ -132,6 +132,32 @@ def text_header(n: int, opcode: int = 0x1) -> bytes:
 _framed: dict[bytes, bytes] = {}
 """``write_ping``'s payloads with their frame header (one or two constants)."""
 
+_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
+"""``text_header(n)`` of the small frames (nearly every frame: an edit's ``remote`` is ~200 B)."""
+
+_tick_frames: dict[int, tuple[bytes, bytes]] = {}
+"""Text frames built since ``forget_frames``, by their payload's ``id`` (with the payload, so
+the id cannot be reused while the entry lives): a broadcast is one bytes object for all its
+receivers, and the server's frames are unmasked, so its frame is the same bytes for each."""
+
+
+def text_frame(payload: bytes) -> bytes:
+    """``payload`` as one unmasked, uncompressed text frame: built once for a payload that
+    several connections write (a broadcast) until ``forget_frames``."""
+    key = id(payload)
+    entry = _tick_frames.get(key)
+    if entry is not None and entry[0] is payload:
+        return entry[1]
+    n = len(payload)
+    frame = (_HEADERS[n] if n < 126 else text_header(n)) + payload
+    _tick_frames[key] = (payload, frame)
+    return frame
+
+
+def forget_frames() -> None:
+    """Drop the frames ``text_frame`` kept (``Shared`` calls it after each per-tick flush)."""
+    _tick_frames.clear()
+
 
 class UvicornLink:
     """Frames written straight to the transport of uvicorn's ``websockets-sansio`` protocol."""
@@ -165,7 +191,7 @@ class UvicornLink:
         return waiting is not None and waiting()
 
     def writable(self) -> bool:
-        return bool(self._proto.writable.is_set())
+        return self._proto.writable.is_set()  # type: ignore[no-any-return]
 
     def when_writable(self, callback: Callable[[], None]) -> None:
         if self._waiter is None:  # rare: the peer does not read, its buffers are full
@@ -187,7 +213,7 @@ class UvicornLink:
             conn.send_text(payload)
             self._transport.write(b"".join(conn.data_to_send()))
         else:
-            self._transport.write(text_header(len(payload)) + payload)
+            self._transport.write(text_frame(payload))
 
     def write_ping(self, payload: bytes) -> bool:
         frame = _framed.get(payload)
