@@ -42,7 +42,13 @@ from cowrite.server.hooks import Author, Disconnect, connect_event
 from cowrite.server.hub import Hub, LoadedRoom
 from cowrite.server.metrics import Metrics
 from cowrite.server.ratelimit import TokenBucket
-from cowrite.server.transport import Link, LinkClosed, open_link, release_request
+from cowrite.server.transport import (
+    Link,
+    LinkClosed,
+    UvicornLink,
+    open_link,
+    release_request,
+)
 from cowrite.server.yjs_auth import YjsAuth, close_code_for_denial
 from cowrite.server.yjs_member import (
     CLOSE_FORBIDDEN,
@@ -94,6 +100,7 @@ class YjsConnection:
         "_joins",
         "_link",
         "_members",
+        "_paid",
         "_receiving",
         "_renews",
         "_session",
@@ -157,6 +164,8 @@ class YjsConnection:
         self._joins = TokenBucket(settings.joins_per_second, settings.join_burst, hub.clock)
         self.limits = _limits(settings.max_yjs_frame_bytes)
         self._session: YWebsocketSession | HocuspocusSession | None = None
+        self._paid: float | None = None
+        """The budget delay ``_take`` charged for a frame it left to the reader."""
 
     # --------------------------------------------------------------- sending
 
@@ -247,6 +256,8 @@ class YjsConnection:
         await ws.accept()
         self._task = asyncio.current_task()
         self._link = link = open_link(ws, lambda: self.close(*SEND_FAILED))
+        if isinstance(link, UvicornLink):
+            link.intercept_binary(self._take)
         self.metrics.connections.inc()
         self._shared = shared = shared_of(self.hub, self.settings)
         shared.add(self)
@@ -386,10 +397,48 @@ class YjsConnection:
                 return
             self.last_seen = time.monotonic()
             kind, address = peek(frame, self.dialect)
-            delay = self._pace(kind, len(frame))
+            delay = self._paid  # (charged already by ``_take``, which left this frame to us)
+            if delay is None:
+                delay = self._pace(kind, len(frame))
+            self._paid = None
             if delay > 0:
                 await asyncio.sleep(delay)
             await self._carry_out(session.receive(frame, self._now()), address)
+
+    def _take(self, frame: bytes) -> bool:
+        """A small binary frame, where the socket read it (``UvicornLink.intercept_binary``):
+        True when it was handled here, without an ASGI event or waking the reader. Only while
+        the reader waits with nothing queued (so in order), only a sync or awareness message
+        (everything a session asks for them is done at once: no ``Join``, no authentication)
+        and only within the budgets; anything else goes to the reader untouched (a frame over
+        budget with its delay already charged: ``_paid``)."""
+        session = self._session
+        link = self._link
+        if (
+            self.closing is not None
+            or session is None
+            or session.closed
+            or self._paid is not None
+            or not isinstance(link, UvicornLink)
+            or not link.reader_waiting()
+        ):
+            return False
+        kind, address = peek(frame, self.dialect)
+        if kind not in (0, 1):
+            return False
+        self.last_seen = time.monotonic()
+        delay = self._pace(kind, len(frame))
+        if delay > 0:
+            self._paid = delay
+            return False
+        try:
+            for a in session.receive(frame, self._now()):
+                if not self._act(a, address):  # pragma: no cover - never asked for these kinds
+                    log.error("unexpected Yjs action %r", a, extra=self._ids())
+        except Exception:
+            log.exception("Yjs connection failed", extra=self._ids())
+            self.close(1011, "internal error")
+        return True
 
     def beat(self) -> None:
         """Every ``heartbeat_s`` (the hub's one timer, ``connection.Shared``): drop a client
@@ -428,16 +477,8 @@ class YjsConnection:
         """Execute a session's actions in order (see the module docstring)."""
         hub = self.hub
         for a in actions:
-            if isinstance(a, Send):
-                found = self._room(address)
-                if found is None:
-                    self.send(a.frame)
-                else:
-                    hub.submit(found[0], _frames([(self, a.frame)]), None, time.monotonic())
-            elif isinstance(a, Persist):
-                self._persist(a)
-            elif isinstance(a, RelayAwareness):
-                self._relay_awareness(a)
+            if self._act(a, address):
+                pass
             elif isinstance(a, Join):
                 await self._join(a)
             elif isinstance(a, Leave):
@@ -448,8 +489,6 @@ class YjsConnection:
                 member = self._members.get(a.address)
                 if member is not None:
                     await hub.yjs_stateless(member, a.document, a.payload)
-            elif isinstance(a, Close):
-                self.close(a.code, a.reason)
             elif isinstance(a, Authenticate) and isinstance(self._session, HocuspocusSession):
                 auth = self._auth
                 result = auth.check(a.token, a.document)
@@ -463,6 +502,25 @@ class YjsConnection:
                 await self._carry_out(self._session.auth_result(a.address, result), None)
             elif isinstance(a, Authenticate | Broadcast):  # pragma: no cover - never asked
                 log.error("unexpected Yjs action %r", a, extra=self._ids())
+
+    def _act(self, a: Action, address: str | None) -> bool:
+        """Carry out an action that needs no waiting (a frame, an update, awareness, a close);
+        False for the others (``_carry_out``'s)."""
+        if isinstance(a, Persist):
+            self._persist(a)
+        elif isinstance(a, Send):
+            found = self._room(address)
+            if found is None:
+                self.send(a.frame)
+            else:
+                self.hub.submit(found[0], _frames([(self, a.frame)]), None, time.monotonic())
+        elif isinstance(a, RelayAwareness):
+            self._relay_awareness(a)
+        elif isinstance(a, Close):
+            self.close(a.code, a.reason)
+        else:
+            return False
+        return True
 
     def _room(self, address: str | None) -> tuple[LoadedRoom, YjsRoom] | None:
         if address is None:
