@@ -151,6 +151,9 @@ def decode_ywebsocket(
 ) -> YWebsocketMessage:
     """Decode one y-websocket frame (one message per frame, no trailing bytes)."""
     _check_size(frame, max_frame_bytes)
+    if len(frame) > 3 and frame[0] == 0 and frame[1] == 2 and frame[2] < 0x80:  # sync, update
+        if len(frame) == 3 + frame[2]:  # an update of < 128 bytes: every keystroke
+            return YSync(SyncUpdate(frame[3:]))
     dec = Decoder(frame)
     kind = dec.read_var_uint()
     msg: YWebsocketMessage
