@@ -27,7 +27,6 @@ import asyncio
 import os
 import random
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 import pycrdt
 from starlette.websockets import WebSocket
 
+from benchmarks.hub_cost import cpu_per, thread_cpu
 from cowrite.adapters.store.sqlite import SQLiteStore
 from cowrite.server import yjs_connection
 from cowrite.server.config import Settings
@@ -112,17 +112,10 @@ def keystrokes(clients: int, n: int, rng: random.Random) -> list[bytes]:
     return out
 
 
-def _frame(dialect: str, doc: str, update: bytes) -> bytes:
+def update_frame(dialect: str, doc: str, update: bytes) -> bytes:
     if dialect == "hocuspocus":
         return m.encode_hocuspocus(m.HSync(doc, m.SyncUpdate(update)))
     return m.encode_ywebsocket(m.YSync(m.SyncUpdate(update)))
-
-
-def _thread_cpu(name: str) -> float:
-    for t in threading.enumerate():
-        if t.name == name and t.ident is not None:
-            return time.clock_gettime(time.pthread_getcpuclockid(t.ident))
-    return 0.0
 
 
 async def run(
@@ -138,7 +131,7 @@ async def run(
     per_doc = int(clients * rate * seconds) + 1
     names = [f"d{d}" for d in range(docs)]
     frames_in = {  # encoded before the clock starts: the clients' work, not the server's
-        name: [_event(_frame(dialect, name, u)) for u in keystrokes(clients, per_doc, rng)]
+        name: [_event(update_frame(dialect, name, u)) for u in keystrokes(clients, per_doc, rng)]
         for name in names
     }
     links: dict[str, list[FakeLink]] = {}
@@ -172,7 +165,7 @@ async def run(
         sent = 0
         owed = 0.0
         cpu0, main0 = time.process_time(), time.thread_time()
-        writer0 = _thread_cpu("cowrite-sqlite-writer")
+        writer0 = thread_cpu("cowrite-sqlite-writer")
         start = next_at = time.monotonic()
         while sent < total:
             owed += per_tick
@@ -186,7 +179,7 @@ async def run(
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         await _settle(hub, 0.2)
         cpu, main = time.process_time() - cpu0, time.thread_time() - main0
-        writer = _thread_cpu("cowrite-sqlite-writer") - writer0
+        writer = thread_cpu("cowrite-sqlite-writer") - writer0
         wall = time.monotonic() - start
         frames = sum(link.frames for ls in links.values() for link in ls)
     finally:
@@ -218,13 +211,10 @@ async def _settle(hub: Hub, quiet_s: float) -> None:
     await asyncio.sleep(quiet_s)
 
 
-def _report(dialect: str, r: Mapping[str, float]) -> str:
-    updates, deliveries = r["updates"] or 1, r["deliveries"] or 1
+def report(dialect: str, r: Mapping[str, float]) -> str:
     return (
         f"{dialect}: updates {int(r['updates'])}, deliveries {int(r['deliveries'])} (frames out "
-        f"{int(r['frames'])}); CPU µs per update: process {1e6 * r['cpu'] / updates:.0f}, event "
-        f"loop {1e6 * r['main'] / updates:.0f}, sqlite writer {1e6 * r['writer'] / updates:.0f}; "
-        f"per delivery {1e6 * r['cpu'] / deliveries:.1f}"
+        f"{int(r['frames'])}); {cpu_per(r, 'update')}"
     )
 
 
@@ -250,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 r = asyncio.run(
                     run(dialect, args.docs, args.clients, args.rate, args.seconds, path)
                 )
-            print(_report(dialect, r), f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+            print(report(dialect, r), f"(load average {os.getloadavg()[0]:.2f})", flush=True)
     return 0
 
 
