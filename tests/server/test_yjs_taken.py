@@ -36,7 +36,7 @@ class Taken:
                 self.taken += 1
             else:
                 self.left += 1
-                self.paid += conn._paid is not None
+                self.paid += conn._budgets.paid is not None
             return done
 
         monkeypatch.setattr(yjs_connection.YjsConnection, "_take", spy)

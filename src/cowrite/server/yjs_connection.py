@@ -16,8 +16,7 @@ Frames for the client wait in a bounded outbox (``outbox_messages`` / ``outbox_b
 4008) and are written once per loop tick (``shared.Shared.flush_soon``: one callback for
 every connection of the hub). The heartbeat is the hub's one timer for every
 connection (``shared.Shared``), not a timer per connection. Updates and awareness have
-per-connection budgets (``edits_per_second``, ``presence_per_second``): a client over budget is
-simply read more slowly.
+per-connection budgets (``yjs_budget.py``): a client over budget is simply read more slowly.
 Authentication uses the server's tokens: the ``token`` query parameter (y-websocket) or the
 Hocuspocus Auth message; its ``exp`` ends the connection (4001).
 """
@@ -41,7 +40,6 @@ from cowrite.server.connection import SEND_FAILED, Shared, gave_up, shared_of
 from cowrite.server.hooks import Author, Disconnect, connect_event
 from cowrite.server.hub import Hub, LoadedRoom
 from cowrite.server.metrics import Metrics
-from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.transport import (
     Link,
     LinkClosed,
@@ -50,14 +48,15 @@ from cowrite.server.transport import (
     release_request,
 )
 from cowrite.server.yjs_auth import YjsAuth, close_code_for_denial
+from cowrite.server.yjs_budget import YjsBudgets
 from cowrite.server.yjs_member import (
     CLOSE_FORBIDDEN,
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_OUTBOX_FULL,
-    CLOSE_POLICY,
-    CLOSE_UNKNOWN_DOCUMENT,
     CLOSE_UNSUPPORTED,
     YjsMember,
+    close_code_for,
+    owner_session,
 )
 from cowrite.server.yjs_wire import Dialect, peek
 from cowrite.yjs import (
@@ -93,20 +92,17 @@ class YjsConnection:
 
     __slots__ = (
         "_auth",
-        "_awareness",
+        "_budgets",
         "_edits",
         "_flusher",
         "_flushing",
-        "_joins",
         "_link",
         "_members",
-        "_paid",
         "_receiving",
         "_renews",
         "_session",
         "_shared",
         "_task",
-        "_updates",
         "_waiting",
         "closing",
         "dialect",
@@ -157,15 +153,9 @@ class YjsConnection:
         """The client shows it is alive on its own: a Hocuspocus provider answers our pings; a
         y-websocket one renews its awareness every 15 s (once it has sent some: a client
         without awareness, like pycrdt's provider, may stay silent and is never timed out)."""
-        self._updates = TokenBucket(settings.edits_per_second, settings.edit_burst, hub.clock)
-        self._awareness = TokenBucket(
-            settings.presence_per_second, settings.presence_burst, hub.clock
-        )
-        self._joins = TokenBucket(settings.joins_per_second, settings.join_burst, hub.clock)
+        self._budgets = YjsBudgets(settings, hub.clock, dialect == "hocuspocus")
         self.limits = _limits(settings.max_yjs_frame_bytes)
         self._session: YWebsocketSession | HocuspocusSession | None = None
-        self._paid: float | None = None
-        """The budget delay ``_take`` charged for a frame it left to the reader."""
 
     # --------------------------------------------------------------- sending
 
@@ -350,7 +340,7 @@ class YjsConnection:
         try:
             room = await self.hub.yjs_open(member, document, write=result is Rights.READ_WRITE)
         except RoomError as exc:
-            self.close(_close_code(exc), exc.message)
+            self.close(close_code_for(exc), exc.message)
             return False
         session = YWebsocketSession(document, result, room.shared, self.limits, key=self.session)
         self._session = session
@@ -397,10 +387,9 @@ class YjsConnection:
                 return
             self.last_seen = time.monotonic()
             kind, address = peek(frame, self.dialect)
-            delay = self._paid  # (charged already by ``_take``, which left this frame to us)
-            if delay is None:
-                delay = self._pace(kind, len(frame))
-            self._paid = None
+            if kind == 1:
+                self._renews = True
+            delay = self._budgets.take_paid(kind, len(frame))  # (``_take`` may have charged it)
             if delay > 0:
                 await asyncio.sleep(delay)
             await self._carry_out(session.receive(frame, self._now()), address)
@@ -411,14 +400,15 @@ class YjsConnection:
         the reader waits with nothing queued (so in order), only a sync or awareness message
         (everything a session asks for them is done at once: no ``Join``, no authentication)
         and only within the budgets; anything else goes to the reader untouched (a frame over
-        budget with its delay already charged: ``_paid``)."""
+        budget with its delay already charged: ``YjsBudgets.paid``)."""
         session = self._session
         link = self._link
+        budgets = self._budgets
         if (
             self.closing is not None
             or session is None
             or session.closed
-            or self._paid is not None
+            or budgets.paid is not None
             or not isinstance(link, UvicornLink)
             or not link.reader_waiting()
         ):
@@ -427,9 +417,11 @@ class YjsConnection:
         if kind not in (0, 1):
             return False
         self.last_seen = time.monotonic()
-        delay = self._pace(kind, len(frame))
+        if kind == 1:
+            self._renews = True
+        delay = budgets.pace(kind, len(frame))
         if delay > 0:
-            self._paid = delay
+            budgets.paid = delay
             return False
         try:
             for a in session.receive(frame, self._now()):
@@ -455,21 +447,6 @@ class YjsConnection:
             return
         if self.dialect == "hocuspocus":
             self.send(HocuspocusSession.ping_frame())
-
-    def _pace(self, kind: int | None, size: int) -> float:
-        """Budgets: updates cost 1 + 1 per 10 kB, awareness 1, a Hocuspocus token (which opens
-        a document) a join; anything else a tenth of an awareness (a flood is read slowly).
-        Returns how long to wait before handling a frame of type ``kind`` and ``size`` bytes."""
-        if kind == 0:
-            delay = self._updates.delay(1 + size // 10_000)
-        elif kind == 1:
-            self._renews = True
-            delay = self._awareness.delay()
-        elif kind == 2 and self.dialect == "hocuspocus":
-            delay = self._joins.delay()
-        else:
-            delay = self._awareness.delay(0.1)
-        return delay
 
     # --------------------------------------------------------------- actions
 
@@ -585,7 +562,8 @@ class YjsConnection:
         lr, room = found
         if a.entries and not member.identity.authenticated:
             table = room.shared.awareness
-            member.name_from_awareness(a.entries, lambda c: _keyed(table.owner(c)) == a.origin)
+            ours = a.origin
+            member.name_from_awareness(a.entries, lambda c: owner_session(table.owner(c)) == ours)
         self.hub.submit(lr, _frames(room.awareness_frames(a.update)), None, time.monotonic())
         self.hub.yjs_awareness_out(a.document, a.update)
 
@@ -630,17 +608,3 @@ def _limits(max_frame_bytes: int) -> SessionLimits:
 
 def _frames(frames: list[tuple[FrameSink, bytes]]) -> Outcome:
     return Outcome(frames=frames)
-
-
-def _close_code(exc: RoomError) -> int:
-    code = exc.code.value
-    if code == "unknown_document":
-        return CLOSE_UNKNOWN_DOCUMENT
-    if code == "forbidden":
-        return CLOSE_FORBIDDEN
-    return CLOSE_POLICY
-
-
-def _keyed(owner: object) -> object:
-    """The session key of an awareness owner ``(session key, address)``; None for none."""
-    return owner[0] if isinstance(owner, tuple) else None
