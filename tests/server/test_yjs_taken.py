@@ -44,7 +44,7 @@ class Taken:
 
 async def _ywebsocket(server: RunningServer, name: str) -> Any:
     url = server.url.replace("http://", "ws://") + f"/yjs/{name}"
-    ws = await websockets.connect(url, compression=None)  # (cowrite serve refuses compression by default)
+    ws = await websockets.connect(url, compression=None)  # (as cowrite serve negotiates)
     first = m.decode_ywebsocket(await ws.recv())  # the server's sync step 1
     assert isinstance(first, m.YSync) and isinstance(first.sync, m.SyncStep1)
     await ws.send(m.encode_ywebsocket(m.YSync(m.SyncStep2(b"\x00\x00"))))
