@@ -213,8 +213,9 @@ async def _settle(hub: Hub, quiet_s: float) -> None:
 
 def report(dialect: str, r: Mapping[str, float]) -> str:
     return (
-        f"{dialect}: updates {int(r['updates'])}, deliveries {int(r['deliveries'])} (frames out "
-        f"{int(r['frames'])}); {cpu_per(r, 'update')}"
+        f"{dialect}: updates {int(r['updates'])}, deliveries {int(r['deliveries'])}"
+        + (f" (frames out {int(r['frames'])})" if "frames" in r else "")
+        + f"; {cpu_per(r, 'update')}"
     )
 
 
