@@ -6,7 +6,7 @@ hub, a real ``SQLiteStore``) on 127.0.0.1, and drives it from one client thread 
 process over raw TCP sockets: the same pre-encoded keystrokes of the same paced schedule
 (``--docs`` documents of ``--clients`` connections, ``--rate`` keystrokes a second each), masked
 frames written with one ``send`` each; the client thread only counts the bytes that come back
-(until none came for 0.5 s), so that it holds the interpreter lock as little as it can. The
+(until none came for 2 s), so that it holds the interpreter lock as little as it can. The
 server's CPU is the process's minus the client thread's (each measured on its own CPU clock), so
 the clients cost nothing here, unlike in the Node benchmark; the kernel's share of a socket write
 (on loopback it delivers to the reader too) is the server's, as there.
@@ -132,7 +132,7 @@ class Clients(threading.Thread):
             if sent >= len(self.schedule):
                 if quiet_until is None or self.received != self.total:
                     self.total = self.received
-                    quiet_until = time.monotonic() + 0.5
+                    quiet_until = time.monotonic() + 2.0
                 elif time.monotonic() > quiet_until:
                     break
         self.cpu = time.thread_time() - c0

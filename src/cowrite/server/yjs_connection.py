@@ -397,8 +397,8 @@ class YjsConnection:
     def _take(self, frame: bytes) -> bool:
         """A small binary frame, where the socket read it (``UvicornLink.intercept_binary``):
         True when it was handled here, without an ASGI event or waking the reader. Only while
-        the reader waits with nothing queued (so in order), only a sync or awareness message
-        (everything a session asks for them is done at once: no ``Join``, no authentication)
+        the reader waits with nothing queued (so in order), only a sync or awareness message or
+        a ping or pong (all a session asks for them is done at once: no ``Join``, no token)
         and only within the budgets; anything else goes to the reader untouched (a frame over
         budget with its delay already charged: ``YjsBudgets.paid``)."""
         session = self._session
@@ -414,7 +414,7 @@ class YjsConnection:
         ):
             return False
         kind, address = peek(frame, self.dialect)
-        if kind not in (0, 1):
+        if kind not in (0, 1) and not (kind is None and len(frame) == 1):  # (or a ping, a pong)
             return False
         self.last_seen = time.monotonic()
         if kind == 1:
