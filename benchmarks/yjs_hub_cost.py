@@ -18,17 +18,23 @@ per delivery (update, receiving connection), in CPU time. To compare two builds,
 checkout's copy alternately (``PYTHONPATH=<checkout>/src``)::
 
     .venv/bin/python -m benchmarks.yjs_hub_cost [--dialect y-websocket|hocuspocus] [--seconds 10]
+
+``--without store,validation,pipeline`` leaves parts out (the store's appends return at once;
+an update is only applied, not validated; the room's frames are sent at once instead of going
+through the pipeline, which then stores nothing): the difference with a full run is what the
+part costs per update.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +47,9 @@ from cowrite.server import yjs_connection
 from cowrite.server.config import Settings
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
+from cowrite.server.pipeline import Pipeline
 from cowrite.yjs import messages as m
+from cowrite.yjs.document import YjsDocument
 
 LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -227,6 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1.0, help="keystrokes per second each")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--without",
+        default="",
+        help="comma list of parts left out, to see what each costs: store (appends return at "
+        "once), validation (an update is only applied), pipeline (frames sent at once)",
+    )
     args = parser.parse_args(argv)
     try:
         import uvloop
@@ -234,15 +248,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
+    without = [w for w in args.without.split(",") if w]
     for _ in range(args.repeat):
         for dialect in args.dialect.split(","):
-            with tempfile.TemporaryDirectory() as tmp:
+            with tempfile.TemporaryDirectory() as tmp, _left_out(without):
                 path = str(Path(tmp) / "bench.db")
                 r = asyncio.run(
                     run(dialect, args.docs, args.clients, args.rate, args.seconds, path)
                 )
-            print(report(dialect, r), f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+            label = dialect + "".join(f" without {w}" for w in without)
+            print(report(label, r), f"(load average {os.getloadavg()[0]:.2f})", flush=True)
     return 0
+
+
+@contextlib.contextmanager
+def _left_out(parts: Sequence[str]) -> Iterator[None]:
+    """Replace the ``parts`` named (``--without``) by what costs nothing, for the duration."""
+    seqs: dict[str, int] = {}
+
+    async def appended(store: SQLiteStore, doc_id: str, *args: Any, **kwargs: Any) -> int:
+        seqs[doc_id] = seq = seqs.get(doc_id, 0) + 1  # (each room's next version)
+        return seq
+
+    def applied(doc: YjsDocument, update: bytes) -> bytes:
+        doc._fast.apply_update(update)
+        return update
+
+    def sent(hub: Any, lr: Any, outcome: Any, *args: Any, **kwargs: Any) -> None:
+        for sink, frame in outcome.frames:
+            sink.send(frame)
+
+    stubs = {
+        "store": (SQLiteStore, "append_update", appended),
+        "validation": (YjsDocument, "apply_client_update", applied),
+        "pipeline": (Pipeline, "submit", sent),
+    }
+    saved = [(stubs[p][0], stubs[p][1], getattr(stubs[p][0], stubs[p][1])) for p in parts]
+    try:
+        for p in parts:
+            setattr(stubs[p][0], stubs[p][1], stubs[p][2])
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
 
 
 if __name__ == "__main__":
