@@ -144,6 +144,7 @@ async def run(
     }
     links: dict[str, list[FakeLink]] = {}
     tasks = []
+    real_open_link = getattr(yjs_connection, "open_link")  # noqa: B009
     setattr(yjs_connection, "open_link", _open_link)  # the socket: a FakeLink  # noqa: B010
     try:
         for name in names:
@@ -194,6 +195,7 @@ async def run(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        setattr(yjs_connection, "open_link", real_open_link)  # noqa: B010
         await hub.close()
         await store.close()
     return {
