@@ -6,6 +6,7 @@ the offender only."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import websockets
 from cowrite.server import yjs_connection
 from cowrite.server.config import Settings
 from cowrite.yjs import messages as m
+from cowrite.yjs.awareness import AwarenessEntry, encode_update
 
 from .conftest import RunningServer, start_server
 from .test_yjs_server import Hocus, stored_text, text_of, until
@@ -42,12 +44,20 @@ class Taken:
         monkeypatch.setattr(yjs_connection.YjsConnection, "_take", spy)
 
 
+_CLIENTS = itertools.count(1)
+
+
 async def _ywebsocket(server: RunningServer, name: str) -> Any:
     url = server.url.replace("http://", "ws://") + f"/yjs/{name}"
     ws = await websockets.connect(url, compression=None)  # (as cowrite serve negotiates)
     first = m.decode_ywebsocket(await ws.recv())  # the server's sync step 1
     assert isinstance(first, m.YSync) and isinstance(first.sync, m.SyncStep1)
     await ws.send(m.encode_ywebsocket(m.YSync(m.SyncStep2(b"\x00\x00"))))
+    # our own awareness comes back once the server handled everything before it
+    update = encode_update([AwarenessEntry(next(_CLIENTS), 1, "{}")])
+    await ws.send(m.encode_ywebsocket(m.YAwareness(update)))
+    while not isinstance(m.decode_ywebsocket(await ws.recv()), m.YAwareness):
+        pass
     return ws
 
 
@@ -69,6 +79,14 @@ async def _reading(ws: Any, doc: pycrdt.Doc[Any], seen: list[str]) -> None:
         if isinstance(msg, m.YSync) and isinstance(msg.sync, m.SyncUpdate | m.SyncStep2):
             doc.apply_update(msg.sync.update)
             seen.append(text_of(doc))
+
+
+def _readers_wait(server: RunningServer) -> bool:
+    """Every Yjs connection's reader waits with nothing queued."""
+    conns = [c for c in server.state.hub.permissions.connections if hasattr(c, "_take")]
+    return bool(conns) and all(
+        c._link is not None and c._link.reader_waiting() and c._session is not None for c in conns
+    )
 
 
 @pytest.fixture
@@ -158,7 +176,7 @@ async def test_garbage_taken_at_the_socket_closes_the_offender_only(
     gdoc = await good.open("junk")
     await until(lambda: bool(good.of(m.HSyncStatus)))
     bad = await _ywebsocket(server, "junk")
-    await asyncio.sleep(0.05)  # its reader waits: the next frame is taken at the socket
+    await until(lambda: _readers_wait(server))  # the next frame is taken at the socket
     before = taken.taken
     await bad.send(frame)
     with pytest.raises(websockets.ConnectionClosed) as closed:
