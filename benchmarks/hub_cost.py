@@ -147,7 +147,8 @@ def _frames(data: bytes) -> list[Any]:
     return []
 
 
-def _thread_cpu(name: str) -> float:
+def thread_cpu(name: str) -> float:
+    """The CPU time of this process's thread ``name`` (0.0 when there is none)."""
     for t in threading.enumerate():
         if t.name == name and t.ident is not None:
             return time.clock_gettime(time.pthread_getcpuclockid(t.ident))
@@ -173,7 +174,7 @@ async def run(docs: int, clients: int, rate: float, seconds: float, path: str) -
         owed = 0.0
         reading = 0.0
         cpu0, main0 = time.process_time(), time.thread_time()
-        writer0 = _thread_cpu("cowrite-sqlite-writer")
+        writer0 = thread_cpu("cowrite-sqlite-writer")
         start = time.monotonic()
         next_at = start
         while (now := time.monotonic()) < start + seconds:
@@ -192,7 +193,7 @@ async def run(docs: int, clients: int, rate: float, seconds: float, path: str) -
             await asyncio.sleep(max(0.0, next_at - now))
         await _settle(hub)
         cpu, main = time.process_time() - cpu0, time.thread_time() - main0
-        writer = _thread_cpu("cowrite-sqlite-writer") - writer0
+        writer = thread_cpu("cowrite-sqlite-writer") - writer0
         r0 = time.thread_time()
         for peer in peers:
             peer.read()
@@ -218,13 +219,21 @@ async def _settle(hub: Hub) -> None:
     await asyncio.sleep(0.05)
 
 
+def cpu_per(r: Mapping[str, float], what: str) -> str:
+    """CPU µs per ``what`` (``r[what + "s"]`` of them) and per delivery, from ``r``'s process,
+    event loop and writer CPU seconds (``cpu``, ``main``, ``writer``)."""
+    n, deliveries = r[what + "s"] or 1, r["deliveries"] or 1
+    return (
+        f"CPU µs per {what}: process {1e6 * r['cpu'] / n:.0f}, event loop "
+        f"{1e6 * r['main'] / n:.0f}, sqlite writer {1e6 * r['writer'] / n:.0f}; "
+        f"per delivery {1e6 * r['cpu'] / deliveries:.1f}"
+    )
+
+
 def _report(r: Mapping[str, float]) -> str:
-    edits, deliveries = r["edits"] or 1, r["deliveries"] or 1
     return (
         f"edits {int(r['edits'])}, deliveries {int(r['deliveries'])}, commits "
-        f"{int(r['commits'])}; CPU µs per edit: process {1e6 * r['cpu'] / edits:.0f}, "
-        f"event loop {1e6 * r['main'] / edits:.0f}, sqlite writer {1e6 * r['writer'] / edits:.0f}; "
-        f"per delivery {1e6 * r['cpu'] / deliveries:.1f}"
+        f"{int(r['commits'])}; {cpu_per(r, 'edit')}"
     )
 
 

@@ -18,30 +18,38 @@ per delivery (update, receiving connection), in CPU time. To compare two builds,
 checkout's copy alternately (``PYTHONPATH=<checkout>/src``)::
 
     .venv/bin/python -m benchmarks.yjs_hub_cost [--dialect y-websocket|hocuspocus] [--seconds 10]
+
+``--without store,validation,pipeline`` leaves parts out (the store's appends return at once;
+an update is only applied, not validated; the room's frames are sent at once instead of going
+through the pipeline, which then stores nothing): the difference with a full run is what the
+part costs per update.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pycrdt
 from starlette.websockets import WebSocket
 
+from benchmarks.hub_cost import cpu_per, thread_cpu
 from cowrite.adapters.store.sqlite import SQLiteStore
 from cowrite.server import yjs_connection
 from cowrite.server.config import Settings
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
+from cowrite.server.pipeline import Pipeline
 from cowrite.yjs import messages as m
+from cowrite.yjs.document import YjsDocument
 
 LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -112,17 +120,10 @@ def keystrokes(clients: int, n: int, rng: random.Random) -> list[bytes]:
     return out
 
 
-def _frame(dialect: str, doc: str, update: bytes) -> bytes:
+def update_frame(dialect: str, doc: str, update: bytes) -> bytes:
     if dialect == "hocuspocus":
         return m.encode_hocuspocus(m.HSync(doc, m.SyncUpdate(update)))
     return m.encode_ywebsocket(m.YSync(m.SyncUpdate(update)))
-
-
-def _thread_cpu(name: str) -> float:
-    for t in threading.enumerate():
-        if t.name == name and t.ident is not None:
-            return time.clock_gettime(time.pthread_getcpuclockid(t.ident))
-    return 0.0
 
 
 async def run(
@@ -138,11 +139,12 @@ async def run(
     per_doc = int(clients * rate * seconds) + 1
     names = [f"d{d}" for d in range(docs)]
     frames_in = {  # encoded before the clock starts: the clients' work, not the server's
-        name: [_event(_frame(dialect, name, u)) for u in keystrokes(clients, per_doc, rng)]
+        name: [_event(update_frame(dialect, name, u)) for u in keystrokes(clients, per_doc, rng)]
         for name in names
     }
     links: dict[str, list[FakeLink]] = {}
     tasks = []
+    real_open_link = getattr(yjs_connection, "open_link")  # noqa: B009
     setattr(yjs_connection, "open_link", _open_link)  # the socket: a FakeLink  # noqa: B010
     try:
         for name in names:
@@ -172,7 +174,7 @@ async def run(
         sent = 0
         owed = 0.0
         cpu0, main0 = time.process_time(), time.thread_time()
-        writer0 = _thread_cpu("cowrite-sqlite-writer")
+        writer0 = thread_cpu("cowrite-sqlite-writer")
         start = next_at = time.monotonic()
         while sent < total:
             owed += per_tick
@@ -186,13 +188,14 @@ async def run(
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         await _settle(hub, 0.2)
         cpu, main = time.process_time() - cpu0, time.thread_time() - main0
-        writer = _thread_cpu("cowrite-sqlite-writer") - writer0
+        writer = thread_cpu("cowrite-sqlite-writer") - writer0
         wall = time.monotonic() - start
         frames = sum(link.frames for ls in links.values() for link in ls)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        setattr(yjs_connection, "open_link", real_open_link)  # noqa: B010
         await hub.close()
         await store.close()
     return {
@@ -218,13 +221,11 @@ async def _settle(hub: Hub, quiet_s: float) -> None:
     await asyncio.sleep(quiet_s)
 
 
-def _report(dialect: str, r: Mapping[str, float]) -> str:
-    updates, deliveries = r["updates"] or 1, r["deliveries"] or 1
+def report(dialect: str, r: Mapping[str, float]) -> str:
     return (
-        f"{dialect}: updates {int(r['updates'])}, deliveries {int(r['deliveries'])} (frames out "
-        f"{int(r['frames'])}); CPU µs per update: process {1e6 * r['cpu'] / updates:.0f}, event "
-        f"loop {1e6 * r['main'] / updates:.0f}, sqlite writer {1e6 * r['writer'] / updates:.0f}; "
-        f"per delivery {1e6 * r['cpu'] / deliveries:.1f}"
+        f"{dialect}: updates {int(r['updates'])}, deliveries {int(r['deliveries'])}"
+        + (f" (frames out {int(r['frames'])})" if "frames" in r else "")
+        + f"; {cpu_per(r, 'update')}"
     )
 
 
@@ -236,6 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1.0, help="keystrokes per second each")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--without",
+        default="",
+        help="comma list of parts left out, to see what each costs: store (appends return at "
+        "once), validation (an update is only applied), pipeline (frames sent at once)",
+    )
     args = parser.parse_args(argv)
     try:
         import uvloop
@@ -243,15 +250,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
+    without = [w for w in args.without.split(",") if w]
     for _ in range(args.repeat):
         for dialect in args.dialect.split(","):
-            with tempfile.TemporaryDirectory() as tmp:
+            with tempfile.TemporaryDirectory() as tmp, _left_out(without):
                 path = str(Path(tmp) / "bench.db")
                 r = asyncio.run(
                     run(dialect, args.docs, args.clients, args.rate, args.seconds, path)
                 )
-            print(_report(dialect, r), f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+            label = dialect + "".join(f" without {w}" for w in without)
+            print(report(label, r), f"(load average {os.getloadavg()[0]:.2f})", flush=True)
     return 0
+
+
+@contextlib.contextmanager
+def _left_out(parts: Sequence[str]) -> Iterator[None]:
+    """Replace the ``parts`` named (``--without``) by what costs nothing, for the duration."""
+    seqs: dict[str, int] = {}
+
+    async def appended(store: SQLiteStore, doc_id: str, *args: Any, **kwargs: Any) -> int:
+        seqs[doc_id] = seq = seqs.get(doc_id, 0) + 1  # (each room's next version)
+        return seq
+
+    def applied(doc: YjsDocument, update: bytes) -> bytes:
+        doc._fast.apply_update(update)
+        return update
+
+    def sent(hub: Any, lr: Any, outcome: Any, *args: Any, **kwargs: Any) -> None:
+        for sink, frame in outcome.frames:
+            sink.send(frame)
+
+    stubs = {
+        "store": (SQLiteStore, "append_update", appended),
+        "validation": (YjsDocument, "apply_client_update", applied),
+        "pipeline": (Pipeline, "submit", sent),
+    }
+    saved = [(stubs[p][0], stubs[p][1], getattr(stubs[p][0], stubs[p][1])) for p in parts]
+    try:
+        for p in parts:
+            setattr(stubs[p][0], stubs[p][1], stubs[p][2])
+        yield
+    finally:
+        for owner, name, value in saved:
+            setattr(owner, name, value)
 
 
 if __name__ == "__main__":

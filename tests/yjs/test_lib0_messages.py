@@ -3,6 +3,8 @@ YjsProtocolError only."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -175,3 +177,44 @@ def test_per_update_frames_are_the_encoders_bytes(update: bytes, address: str, s
     assert m.hocuspocus_sync_status_frame(address, saved) == m.encode_hocuspocus(
         m.HSyncStatus(address, saved)
     )
+
+
+def _decoded(decode: Any, frame: bytes) -> Any:
+    """What ``decode`` makes of ``frame``: the message, or the refusal's code."""
+    try:
+        return decode(frame)
+    except YjsProtocolError as exc:
+        return exc.code
+
+
+_SHAPED = st.one_of(
+    st.binary(max_size=40),
+    # the shapes the fast paths read (a sync update), with any bytes around and in them
+    st.builds(
+        lambda head, n, body: head + bytes([n]) + body,
+        st.sampled_from([b"\x00\x02", b"\x00\x01", b"\x01\x02", b"\x00"]),
+        st.integers(0, 255),
+        st.binary(max_size=140),
+    ),
+    st.builds(
+        lambda address, head, n, body: bytes([len(address)]) + address + head + bytes([n]) + body,
+        st.binary(max_size=8) | st.sampled_from([b"doc", "d\u00e9".encode(), b"\xff\xfe"]),
+        st.sampled_from([b"\x00\x02", b"\x00\x01", b"\x01\x02", b"\x04\x02"]),
+        st.integers(0, 255),
+        st.binary(max_size=140),
+    ),
+)
+
+
+@given(_SHAPED, st.integers(1, 4))
+def test_the_keystroke_fast_paths_read_every_frame_as_the_decoder(
+    frame: bytes, max_address: int
+) -> None:
+    ywebsocket = _decoded(m.decode_ywebsocket, frame)
+    hocuspocus = _decoded(lambda f: m.decode_hocuspocus(f, max_address_bytes=max_address), frame)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(m, "_ywebsocket_update", lambda frame: None)
+        patch.setattr(m, "_hocuspocus_update", lambda frame, limit: None)
+        assert _decoded(m.decode_ywebsocket, frame) == ywebsocket
+        slow = _decoded(lambda f: m.decode_hocuspocus(f, max_address_bytes=max_address), frame)
+        assert slow == hocuspocus

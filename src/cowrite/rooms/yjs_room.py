@@ -17,6 +17,7 @@ import logging
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from cowrite import protocol as p
 from cowrite.rooms.history import VersionNote
@@ -46,6 +47,15 @@ class Attachment:
     frame is encoded once per key, not once per connection. None: never shared."""
 
 
+class _Group(NamedTuple):
+    """Attachments that get byte-identical frames (one ``dialect_key``)."""
+
+    update_frame: Callable[[bytes], bytes]
+    awareness_frame: Callable[[bytes], bytes]
+    members: list[tuple[str, FrameSink]]
+    """(attachment key, sink), in attachment order."""
+
+
 class YjsRoom:
     """One loaded Yjs document and the connections attached to it (sans-I/O)."""
 
@@ -58,6 +68,8 @@ class YjsRoom:
         self.shared = SharedDoc(doc, AwarenessTable())
         self._version = version
         self.attached: dict[str, Attachment] = {}
+        self._groups: list[_Group] | None = None
+        """``attached`` by ``dialect_key`` (built on first use after a change)."""
         self._remote_clients: dict[int, set[int]] = {}
         """Awareness client ids by the instance whose connections own them."""
         self.history_floor = 0
@@ -145,9 +157,27 @@ class YjsRoom:
 
     def attach(self, attachment: Attachment) -> None:
         self.attached[attachment.key] = attachment
+        self._groups = None
 
     def detach(self, key: str) -> None:
-        self.attached.pop(key, None)
+        if self.attached.pop(key, None) is not None:
+            self._groups = None
+
+    def _grouped(self) -> list[_Group]:
+        """The attachments by ``dialect_key`` (one group each for a None key), each group
+        with its first attachment's encoders; kept until the next attach or detach."""
+        groups: list[_Group] = []
+        shared: dict[Hashable, _Group] = {}
+        for key, a in self.attached.items():
+            group = None if a.dialect_key is None else shared.get(a.dialect_key)
+            if group is None:
+                group = _Group(a.update_frame, a.awareness_frame, [])
+                groups.append(group)
+                if a.dialect_key is not None:
+                    shared[a.dialect_key] = group
+            group.members.append((key, a.sink))
+        self._groups = groups
+        return groups
 
     def persisted(
         self,
@@ -183,18 +213,9 @@ class YjsRoom:
         """``update`` for every attached connection but ``origin``'s, encoded once per
         ``dialect_key`` (this runs for every update: one loop, no call per receiver)."""
         out: list[tuple[FrameSink, bytes]] = []
-        cache: dict[Hashable, bytes] = {}
-        for key, a in self.attached.items():
-            if key == origin:
-                continue
-            shared = a.dialect_key
-            if shared is None:
-                out.append((a.sink, a.update_frame(update)))
-                continue
-            frame = cache.get(shared)
-            if frame is None:
-                frame = cache[shared] = a.update_frame(update)
-            out.append((a.sink, frame))
+        for encode, _, members in self._groups or self._grouped():
+            frame = encode(update)
+            out += [(sink, frame) for key, sink in members if key != origin]
         return out
 
     def awareness_frames(self, update: bytes) -> list[tuple[FrameSink, bytes]]:
@@ -202,16 +223,9 @@ class YjsRoom:
         y-websocket and Hocuspocus servers do: a client alone hears its own renewals, which
         keep its provider from taking the connection for dead)."""
         out: list[tuple[FrameSink, bytes]] = []
-        cache: dict[Hashable, bytes] = {}
-        for a in self.attached.values():
-            shared = a.dialect_key
-            if shared is None:
-                out.append((a.sink, a.awareness_frame(update)))
-                continue
-            frame = cache.get(shared)
-            if frame is None:
-                frame = cache[shared] = a.awareness_frame(update)
-            out.append((a.sink, frame))
+        for _, encode, members in self._groups or self._grouped():
+            frame = encode(update)
+            out += [(sink, frame) for _, sink in members]
         return out
 
     def stateless_frames(self, payload: str) -> list[tuple[FrameSink, bytes]]:

@@ -184,6 +184,11 @@ class UvicornLink:
         if hasattr(self._proto, "on_small_text"):
             self._proto.on_small_text = handler
 
+    def intercept_binary(self, handler: Callable[[bytes], bool]) -> None:
+        """The same for small binary messages (the Yjs dialects), read as one frame."""
+        if hasattr(self._proto, "on_small_binary"):
+            self._proto.on_small_binary = handler
+
     def reader_waiting(self) -> bool:
         """The app waits for its next message and none is queued: one handled where it is read
         (``intercept``) is then handled in order."""

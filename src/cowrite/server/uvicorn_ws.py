@@ -53,7 +53,9 @@ except ImportError:  # pragma: no cover
     WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
 
 _FIN_TEXT = 0x81  # FIN, no RSV bits (uncompressed), opcode 1 (text)
-"""A frame that ``data_received`` may take past the parser starts with this byte."""
+"""A frame that ``data_received`` may take past the parser starts with this byte..."""
+_FIN_BINARY = 0x82
+"""...or this one (opcode 2, binary: offered to ``on_small_binary``, the Yjs dialects)."""
 
 
 class Inbox:
@@ -190,11 +192,18 @@ if WebSocketsSansIOProtocol is not None:
             message first; True means handled (a pong, an edit), so no ASGI event. It is called
             where the socket was read: it must handle the message completely, or do nothing
             and return False (then the message reaches the app as usual)."""
+            self.on_small_binary: Callable[[bytes], bool] | None = None
+            """The same for small binary messages (``UvicornLink.intercept_binary``: a Yjs
+            keystroke's update, an awareness renewal), read only from ``data_received``."""
 
         def data_received(self, data: bytes) -> None:
-            """A read that is one small text frame goes to ``on_small_text`` directly (see
-            ``small_text``); everything else to uvicorn, through ``websockets``' parser."""
-            hook = self.on_small_text
+            """A read that is one small text (or binary) frame goes to ``on_small_text`` (or
+            ``on_small_binary``) directly (see ``small_text``); everything else to uvicorn,
+            through ``websockets``' parser."""
+            if data and data[0] == _FIN_BINARY:
+                hook: Callable[[Any], bool] | None = self.on_small_binary
+            else:
+                hook = self.on_small_text
             if hook is None or len(data) > SMALL_TEXT + 8:
                 super().data_received(data)
                 return
@@ -208,13 +217,14 @@ if WebSocketsSansIOProtocol is not None:
                 finally:
                     self._declined = False
 
-        def small_text(self, data: bytes, hook: Callable[[str], bool]) -> bool | None:
+        def small_text(self, data: bytes, hook: Callable[[Any], bool]) -> bool | None:
             """``hook``'s answer when ``data`` is exactly one final, uncompressed, masked text
-            frame of at most ``SMALL_TEXT`` bytes, read while the parser waits at a frame
-            boundary of an open connection with no message in progress (True: it handled the
-            text). None: not such a frame, or not valid UTF-8. Unless True, nothing was
-            consumed: the parser reads ``data`` as usual."""
-            if len(data) < 6 or data[0] != _FIN_TEXT:
+            (or binary: then ``hook`` gets the bytes) frame of at most ``SMALL_TEXT`` bytes,
+            read while the parser waits at a frame boundary of an open connection with no
+            message in progress (True: it handled the message). None: not such a frame, or not
+            valid UTF-8. Unless True, nothing was consumed: the parser reads ``data`` as
+            usual."""
+            if len(data) < 6 or data[0] not in (_FIN_TEXT, _FIN_BINARY):
                 return None
             length = data[1]
             if length < 0xFE:  # masked, length in 7 bits (at most 125)
@@ -240,6 +250,8 @@ if WebSocketsSansIOProtocol is not None:
             ):
                 return None
             payload = apply_mask(data[start:], data[start - 4 : start])
+            if data[0] == _FIN_BINARY:
+                return bool(hook(payload))
             try:
                 text = payload.decode()
             except UnicodeDecodeError:

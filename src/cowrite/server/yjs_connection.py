@@ -16,8 +16,7 @@ Frames for the client wait in a bounded outbox (``outbox_messages`` / ``outbox_b
 4008) and are written once per loop tick (``shared.Shared.flush_soon``: one callback for
 every connection of the hub). The heartbeat is the hub's one timer for every
 connection (``shared.Shared``), not a timer per connection. Updates and awareness have
-per-connection budgets (``edits_per_second``, ``presence_per_second``): a client over budget is
-simply read more slowly.
+per-connection budgets (``yjs_budget.py``): a client over budget is simply read more slowly.
 Authentication uses the server's tokens: the ``token`` query parameter (y-websocket) or the
 Hocuspocus Auth message; its ``exp`` ends the connection (4001).
 """
@@ -41,17 +40,23 @@ from cowrite.server.connection import SEND_FAILED, Shared, gave_up, shared_of
 from cowrite.server.hooks import Author, Disconnect, connect_event
 from cowrite.server.hub import Hub, LoadedRoom
 from cowrite.server.metrics import Metrics
-from cowrite.server.ratelimit import TokenBucket
-from cowrite.server.transport import Link, LinkClosed, open_link, release_request
+from cowrite.server.transport import (
+    Link,
+    LinkClosed,
+    UvicornLink,
+    open_link,
+    release_request,
+)
 from cowrite.server.yjs_auth import YjsAuth, close_code_for_denial
+from cowrite.server.yjs_budget import YjsBudgets
 from cowrite.server.yjs_member import (
     CLOSE_FORBIDDEN,
     CLOSE_HEARTBEAT_TIMEOUT,
     CLOSE_OUTBOX_FULL,
-    CLOSE_POLICY,
-    CLOSE_UNKNOWN_DOCUMENT,
     CLOSE_UNSUPPORTED,
     YjsMember,
+    close_code_for,
+    owner_session,
 )
 from cowrite.server.yjs_wire import Dialect, peek
 from cowrite.yjs import (
@@ -87,11 +92,10 @@ class YjsConnection:
 
     __slots__ = (
         "_auth",
-        "_awareness",
+        "_budgets",
         "_edits",
         "_flusher",
         "_flushing",
-        "_joins",
         "_link",
         "_members",
         "_receiving",
@@ -99,7 +103,6 @@ class YjsConnection:
         "_session",
         "_shared",
         "_task",
-        "_updates",
         "_waiting",
         "closing",
         "dialect",
@@ -150,11 +153,7 @@ class YjsConnection:
         """The client shows it is alive on its own: a Hocuspocus provider answers our pings; a
         y-websocket one renews its awareness every 15 s (once it has sent some: a client
         without awareness, like pycrdt's provider, may stay silent and is never timed out)."""
-        self._updates = TokenBucket(settings.edits_per_second, settings.edit_burst, hub.clock)
-        self._awareness = TokenBucket(
-            settings.presence_per_second, settings.presence_burst, hub.clock
-        )
-        self._joins = TokenBucket(settings.joins_per_second, settings.join_burst, hub.clock)
+        self._budgets = YjsBudgets(settings, hub.clock, dialect == "hocuspocus")
         self.limits = _limits(settings.max_yjs_frame_bytes)
         self._session: YWebsocketSession | HocuspocusSession | None = None
 
@@ -247,6 +246,8 @@ class YjsConnection:
         await ws.accept()
         self._task = asyncio.current_task()
         self._link = link = open_link(ws, lambda: self.close(*SEND_FAILED))
+        if isinstance(link, UvicornLink):
+            link.intercept_binary(self._take)
         self.metrics.connections.inc()
         self._shared = shared = shared_of(self.hub, self.settings)
         shared.add(self)
@@ -339,7 +340,7 @@ class YjsConnection:
         try:
             room = await self.hub.yjs_open(member, document, write=result is Rights.READ_WRITE)
         except RoomError as exc:
-            self.close(_close_code(exc), exc.message)
+            self.close(close_code_for(exc), exc.message)
             return False
         session = YWebsocketSession(document, result, room.shared, self.limits, key=self.session)
         self._session = session
@@ -386,10 +387,50 @@ class YjsConnection:
                 return
             self.last_seen = time.monotonic()
             kind, address = peek(frame, self.dialect)
-            delay = self._pace(kind, len(frame))
+            if kind == 1:
+                self._renews = True
+            delay = self._budgets.take_paid(kind, len(frame))  # (``_take`` may have charged it)
             if delay > 0:
                 await asyncio.sleep(delay)
             await self._carry_out(session.receive(frame, self._now()), address)
+
+    def _take(self, frame: bytes) -> bool:
+        """A small binary frame, where the socket read it (``UvicornLink.intercept_binary``):
+        True when it was handled here, without an ASGI event or waking the reader. Only while
+        the reader waits with nothing queued (so in order), only a sync or awareness message or
+        a ping or pong (all a session asks for them is done at once: no ``Join``, no token)
+        and only within the budgets; anything else goes to the reader untouched (a frame over
+        budget with its delay already charged: ``YjsBudgets.paid``)."""
+        session = self._session
+        link = self._link
+        budgets = self._budgets
+        if (
+            self.closing is not None
+            or session is None
+            or session.closed
+            or budgets.paid is not None
+            or not isinstance(link, UvicornLink)
+            or not link.reader_waiting()
+        ):
+            return False
+        kind, address = peek(frame, self.dialect)
+        if kind not in (0, 1) and not (kind is None and len(frame) == 1):  # (or a ping, a pong)
+            return False
+        self.last_seen = time.monotonic()
+        if kind == 1:
+            self._renews = True
+        delay = budgets.pace(kind, len(frame))
+        if delay > 0:
+            budgets.paid = delay
+            return False
+        try:
+            for a in session.receive(frame, self._now()):
+                if not self._act(a, address):  # pragma: no cover - never asked for these kinds
+                    log.error("unexpected Yjs action %r", a, extra=self._ids())
+        except Exception:
+            log.exception("Yjs connection failed", extra=self._ids())
+            self.close(1011, "internal error")
+        return True
 
     def beat(self) -> None:
         """Every ``heartbeat_s`` (the hub's one timer, ``connection.Shared``): drop a client
@@ -407,37 +448,14 @@ class YjsConnection:
         if self.dialect == "hocuspocus":
             self.send(HocuspocusSession.ping_frame())
 
-    def _pace(self, kind: int | None, size: int) -> float:
-        """Budgets: updates cost 1 + 1 per 10 kB, awareness 1, a Hocuspocus token (which opens
-        a document) a join; anything else a tenth of an awareness (a flood is read slowly).
-        Returns how long to wait before handling a frame of type ``kind`` and ``size`` bytes."""
-        if kind == 0:
-            delay = self._updates.delay(1 + size // 10_000)
-        elif kind == 1:
-            self._renews = True
-            delay = self._awareness.delay()
-        elif kind == 2 and self.dialect == "hocuspocus":
-            delay = self._joins.delay()
-        else:
-            delay = self._awareness.delay(0.1)
-        return delay
-
     # --------------------------------------------------------------- actions
 
     async def _carry_out(self, actions: list[Action], address: str | None) -> None:
         """Execute a session's actions in order (see the module docstring)."""
         hub = self.hub
         for a in actions:
-            if isinstance(a, Send):
-                found = self._room(address)
-                if found is None:
-                    self.send(a.frame)
-                else:
-                    hub.submit(found[0], _frames([(self, a.frame)]), None, time.monotonic())
-            elif isinstance(a, Persist):
-                self._persist(a)
-            elif isinstance(a, RelayAwareness):
-                self._relay_awareness(a)
+            if self._act(a, address):
+                pass
             elif isinstance(a, Join):
                 await self._join(a)
             elif isinstance(a, Leave):
@@ -448,8 +466,6 @@ class YjsConnection:
                 member = self._members.get(a.address)
                 if member is not None:
                     await hub.yjs_stateless(member, a.document, a.payload)
-            elif isinstance(a, Close):
-                self.close(a.code, a.reason)
             elif isinstance(a, Authenticate) and isinstance(self._session, HocuspocusSession):
                 auth = self._auth
                 result = auth.check(a.token, a.document)
@@ -463,6 +479,25 @@ class YjsConnection:
                 await self._carry_out(self._session.auth_result(a.address, result), None)
             elif isinstance(a, Authenticate | Broadcast):  # pragma: no cover - never asked
                 log.error("unexpected Yjs action %r", a, extra=self._ids())
+
+    def _act(self, a: Action, address: str | None) -> bool:
+        """Carry out an action that needs no waiting (a frame, an update, awareness, a close);
+        False for the others (``_carry_out``'s)."""
+        if isinstance(a, Persist):
+            self._persist(a)
+        elif isinstance(a, Send):
+            found = self._room(address)
+            if found is None:
+                self.send(a.frame)
+            else:
+                self.hub.submit(found[0], _frames([(self, a.frame)]), None, time.monotonic())
+        elif isinstance(a, RelayAwareness):
+            self._relay_awareness(a)
+        elif isinstance(a, Close):
+            self.close(a.code, a.reason)
+        else:
+            return False
+        return True
 
     def _room(self, address: str | None) -> tuple[LoadedRoom, YjsRoom] | None:
         if address is None:
@@ -527,7 +562,8 @@ class YjsConnection:
         lr, room = found
         if a.entries and not member.identity.authenticated:
             table = room.shared.awareness
-            member.name_from_awareness(a.entries, lambda c: _keyed(table.owner(c)) == a.origin)
+            ours = a.origin
+            member.name_from_awareness(a.entries, lambda c: owner_session(table.owner(c)) == ours)
         self.hub.submit(lr, _frames(room.awareness_frames(a.update)), None, time.monotonic())
         self.hub.yjs_awareness_out(a.document, a.update)
 
@@ -572,17 +608,3 @@ def _limits(max_frame_bytes: int) -> SessionLimits:
 
 def _frames(frames: list[tuple[FrameSink, bytes]]) -> Outcome:
     return Outcome(frames=frames)
-
-
-def _close_code(exc: RoomError) -> int:
-    code = exc.code.value
-    if code == "unknown_document":
-        return CLOSE_UNKNOWN_DOCUMENT
-    if code == "forbidden":
-        return CLOSE_FORBIDDEN
-    return CLOSE_POLICY
-
-
-def _keyed(owner: object) -> object:
-    """The session key of an awareness owner ``(session key, address)``; None for none."""
-    return owner[0] if isinstance(owner, tuple) else None

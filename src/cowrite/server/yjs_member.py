@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from cowrite.rooms.state import RoomError
 from cowrite.server.auth import Identity
 from cowrite.yjs.awareness import AwarenessEntry, claimed_name
 
@@ -67,3 +68,18 @@ class YjsMember:
 
     def saving(self, doc_id: str, pending: bool) -> None:
         """Neither dialect can say "waiting for the store": acknowledgements just wait."""
+
+
+def close_code_for(exc: RoomError) -> int:
+    """The close code for a document that cannot be opened."""
+    code = exc.code.value
+    if code == "unknown_document":
+        return CLOSE_UNKNOWN_DOCUMENT
+    if code == "forbidden":
+        return CLOSE_FORBIDDEN
+    return CLOSE_POLICY
+
+
+def owner_session(owner: object) -> object:
+    """The session key of an awareness owner ``(session key, address)``; None for none."""
+    return owner[0] if isinstance(owner, tuple) else None

@@ -20,6 +20,12 @@ def peek(frame: bytes, dialect: Dialect) -> tuple[int | None, str | None]:
         return message_type(frame, dialect), ""
     if len(frame) == 1:
         return None, None  # ping / pong
+    n = frame[0] if frame else 0x80
+    if n < 0x80 and len(frame) > n + 1 and frame[n + 1] < 0x80:  # one-byte length and type
+        try:
+            return frame[n + 1], frame[1 : n + 1].decode()
+        except UnicodeDecodeError:
+            return None, None
     dec = Decoder(frame)
     try:
         address = dec.read_var_string(1024)

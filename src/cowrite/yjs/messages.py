@@ -151,6 +151,9 @@ def decode_ywebsocket(
 ) -> YWebsocketMessage:
     """Decode one y-websocket frame (one message per frame, no trailing bytes)."""
     _check_size(frame, max_frame_bytes)
+    fast = _ywebsocket_update(frame)
+    if fast is not None:
+        return fast
     dec = Decoder(frame)
     kind = dec.read_var_uint()
     msg: YWebsocketMessage
@@ -169,6 +172,15 @@ def decode_ywebsocket(
         raise YjsProtocolError("unknown_type", f"unknown y-websocket message type {kind}")
     dec.expect_end("y-websocket message")
     return msg
+
+
+def _ywebsocket_update(frame: bytes) -> YSync | None:
+    """A sync update frame of an update of < 128 bytes (every keystroke), read without a
+    decoder; None for any other frame (the decoder reads it)."""
+    n = frame[2] if len(frame) > 3 and frame[0] == 0 and frame[1] == 2 else 0x80  # sync, update
+    if n < 0x80 and len(frame) == 3 + n:
+        return YSync(SyncUpdate(frame[3:]))
+    return None
 
 
 def encode_ywebsocket(msg: YWebsocketMessage) -> bytes:
@@ -319,6 +331,9 @@ def decode_hocuspocus(
     _check_size(frame, max_frame_bytes)
     if len(frame) == 1 and frame[0] in (HMessageType.PING, HMessageType.PONG):
         return HPing() if frame[0] == HMessageType.PING else HPong()
+    fast = _hocuspocus_update(frame, max_address_bytes)
+    if fast is not None:
+        return fast
     dec = Decoder(frame)
     address = dec.read_var_string(max_address_bytes)
     kind = dec.read_var_uint()
@@ -347,6 +362,23 @@ def decode_hocuspocus(
         raise YjsProtocolError("unknown_type", f"unknown Hocuspocus message type {kind}")
     dec.expect_end("Hocuspocus message")
     return msg
+
+
+def _hocuspocus_update(frame: bytes, max_address_bytes: int) -> HSync | None:
+    """A sync update frame with an address and an update of < 128 bytes each (every
+    keystroke), read without a decoder; None for any other frame (the decoder reads it)."""
+    n = frame[0]
+    if n >= 0x80 or n > max_address_bytes or len(frame) < n + 5:
+        return None
+    if frame[n + 1] != 0 or frame[n + 2] != 2 or frame[n + 3] >= 0x80:  # sync, update
+        return None
+    if len(frame) != n + 4 + frame[n + 3] or frame[n + 3] == 0:
+        return None
+    try:
+        address = frame[1 : n + 1].decode()
+    except UnicodeDecodeError:
+        return None
+    return HSync(address, SyncUpdate(frame[n + 4 :]))
 
 
 def encode_hocuspocus(msg: HocuspocusMessage) -> bytes:
