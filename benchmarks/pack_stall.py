@@ -19,7 +19,8 @@ with fsync on, started by ``cowrite_dev.services``; its binaries from ``scripts/
 but the document's advisory lock held, so its next batch waits), ``background`` is
 ``_pg_pack.py`` (a plan on the read pool, a worker thread, a conditional swap by the writer).
 Besides the percentiles, ``due max`` is the slowest of the appends from the one that makes the
-tail due to the eight after it: what a document whose tail is due waits.
+tail due to the eight after it: what a document whose tail is due waits; ``held`` is how long
+each pack held a writer transaction (the document's lock: its next batch waits that long).
 
 Wall-clock latencies: on a shared machine compare the modes within one run, and their CPU.
 """
@@ -73,21 +74,36 @@ async def _sqlite(mode: str, path: str) -> AsyncIterator[Store]:
         sqlite_store._append_update = original  # type: ignore[attr-defined]
 
 
+HELD: list[float] = []
+"""PostgreSQL: how long each pack held a writer transaction (the document's lock), s."""
+
+
 @asynccontextmanager
 async def _postgres(mode: str, dsn: str) -> AsyncIterator[Store]:
-    from cowrite.adapters.store import _pg_append, _pg_versions, _pg_writer
+    from cowrite.adapters.store import _pg_append, _pg_pack, _pg_versions, _pg_writer
     from cowrite.adapters.store.postgres import PostgresStore
 
-    original = _pg_append.append_run
+    original, apply = _pg_append.append_run, _pg_pack.apply_pack
+
+    async def packing(conn: Any, run: list[Any]) -> list[Any]:
+        outcomes = await original(conn, run)
+        for doc_id, block in {job.doc_id: job.block for job in run if job.due}.items():
+            t = time.monotonic()
+            await _pg_versions.pack(conn, doc_id, block)
+            HELD.append(time.monotonic() - t)
+        return outcomes
+
+    async def applying(c: Any, doc_id: str, plan: _pg_pack.PackPlan) -> bool:
+        t = time.monotonic()
+        try:
+            return await apply(c, doc_id, plan)
+        finally:
+            HELD.append(time.monotonic() - t)
+
     if mode == "inline":  # the pack in the append's transaction, as before (``pack`` is the same)
-
-        async def packing(conn: Any, run: list[Any]) -> list[Any]:
-            outcomes = await original(conn, run)
-            for doc_id, block in {job.doc_id: job.block for job in run if job.due}.items():
-                await _pg_versions.pack(conn, doc_id, block)
-            return outcomes
-
         _pg_writer.append_run = packing  # type: ignore[attr-defined]
+    else:
+        _pg_pack.apply_pack = applying
     try:
         async with PostgresStore(dsn) as store:
             if mode == "inline":
@@ -95,6 +111,7 @@ async def _postgres(mode: str, dsn: str) -> AsyncIterator[Store]:
             yield store
     finally:
         _pg_writer.append_run = original  # type: ignore[attr-defined]
+        _pg_pack.apply_pack = apply
 
 
 async def run(
@@ -102,6 +119,7 @@ async def run(
 ) -> dict[str, float]:
     """One mode's run on a fresh database: append latencies and loop lateness, ms."""
     opened = _postgres(mode, where) if store_kind == "postgres" else _sqlite(mode, where)
+    HELD.clear()
     lags: list[float] = []
     latencies: list[float] = []
     by_seq: dict[int, float] = {}
@@ -148,6 +166,11 @@ async def run(
         "loop lag p99": _q(lags, 99),
         "loop lag max": _q(lags, 100),
         "cpu %": 100 * cpu / seconds,
+        **(
+            {"packs": len(HELD), "held p50": _q(HELD, 50), "held max": _q(HELD, 100)}
+            if HELD
+            else {}
+        ),
     }
 
 
