@@ -312,7 +312,7 @@ class PostgresStore:
         job = Append(doc_id, bytes(update), keys, now_ms, future, version, self._block)
         writer.submit(job)
         seq = await future
-        if job.due:
+        if job.due and writer.is_alive():  # (not while closing: ``close`` drained the packs)
             self.packer.due(doc_id)
         return seq
 
