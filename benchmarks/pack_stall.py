@@ -13,6 +13,15 @@ and the event loop's lateness (a 2 ms ticker), in two modes alternated in one pr
 * ``background``: the store's default since: the append only notes the tail is due; a reader
   thread encodes the blocks (pacing the interpreter lock) and one short writer job swaps them in.
 
+``--store postgres`` does the same against a real `PostgresStore` (a throwaway PostgreSQL server
+with fsync on, started by ``cowrite_dev.services``; its binaries from ``scripts/ensure-services``):
+``inline`` packs in the append's transaction as before 2026-12-08 (the codec on a worker thread,
+but the document's advisory lock held, so its next batch waits), ``background`` is
+``_pg_pack.py`` (a plan on the read pool, a worker thread, a conditional swap by the writer).
+Besides the percentiles, ``due max`` is the slowest of the appends from the one that makes the
+tail due to the eight after it: what a document whose tail is due waits; ``held`` is how long
+each pack held a writer transaction (the document's lock: its next batch waits that long).
+
 Wall-clock latencies: on a shared machine compare the modes within one run, and their CPU.
 """
 
@@ -23,11 +32,13 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
-from cowrite.adapters.store import SQLiteStore, VersionRecord
+from cowrite.adapters.store import SQLiteStore, Store, VersionRecord
 from cowrite.adapters.store import sqlite as sqlite_store
+from cowrite.adapters.store._version_blocks import TAIL_VERSIONS
 
 REPLICA = bytes([0x8B, 0xAE, 0x95, 0xD2, 0xFF, 0xD9, 0xE3, 0xDB, 0x46])
 """A server replica id's varint, as the server's version vectors hold it."""
@@ -47,59 +58,119 @@ def _q(values: list[float], p: float) -> float:
     return 1000 * ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else 0.0
 
 
-async def run(mode: str, rate: float, seconds: float, path: str) -> dict[str, float]:
-    """One mode's run on a fresh database: append latencies and loop lateness, ms."""
-    inline = mode == "inline"
+@asynccontextmanager
+async def _sqlite(mode: str, path: str) -> AsyncIterator[Store]:
     original: Callable[..., int] = sqlite_store._append_update  # type: ignore[attr-defined]
-    if inline:  # no list to note a due tail in: the append packs it, as before
+    if mode == "inline":  # no list to note a due tail in: the append packs it, as before
 
         def packing(c: Any, *args: Any) -> int:
             return original(c, *args[:-1], None)
 
         sqlite_store._append_update = packing  # type: ignore[attr-defined,assignment]
-    lags: list[float] = []
-    latencies: list[float] = []
     try:
         async with SQLiteStore(path) as store:
-            await store.create_document("d", title="", now_ms=0)
-            stop = False
-
-            async def ticker() -> None:
-                while not stop:
-                    t = time.monotonic()
-                    await asyncio.sleep(0.002)
-                    lags.append(max(0.0, time.monotonic() - t - 0.002))
-
-            async def one(i: int) -> None:
-                t = time.monotonic()
-                v = VersionRecord(
-                    0, 1_765_000_000_000 + i * 200, (("u1", "Ann"),), "typed", 1, _vector(i)
-                )
-                await store.append_update("d", b"x" * 40, now_ms=v.time_ms, version=v)
-                latencies.append(time.monotonic() - t)
-
-            tick = asyncio.create_task(ticker())
-            cpu0, start = time.process_time(), time.monotonic()
-            tasks = []
-            i = 0
-            while time.monotonic() - start < seconds:
-                i += 1
-                tasks.append(asyncio.create_task(one(i)))
-                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-            await asyncio.gather(*tasks)
-            cpu = time.process_time() - cpu0
-            stop = True
-            await tick
+            yield store
     finally:
         sqlite_store._append_update = original  # type: ignore[attr-defined]
+
+
+HELD: list[float] = []
+"""PostgreSQL: how long each pack held a writer transaction (the document's lock), s."""
+
+
+@asynccontextmanager
+async def _postgres(mode: str, dsn: str) -> AsyncIterator[Store]:
+    from cowrite.adapters.store import _pg_append, _pg_pack, _pg_versions, _pg_writer
+    from cowrite.adapters.store.postgres import PostgresStore
+
+    original, apply = _pg_append.append_run, _pg_pack.apply_pack
+
+    async def packing(conn: Any, run: list[Any]) -> list[Any]:
+        outcomes = await original(conn, run)
+        for doc_id, block in {job.doc_id: job.block for job in run if job.due}.items():
+            t = time.monotonic()
+            await _pg_versions.pack(conn, doc_id, block)
+            HELD.append(time.monotonic() - t)
+        return outcomes
+
+    async def applying(c: Any, doc_id: str, plan: _pg_pack.PackPlan) -> bool:
+        t = time.monotonic()
+        try:
+            return await apply(c, doc_id, plan)
+        finally:
+            HELD.append(time.monotonic() - t)
+
+    if mode == "inline":  # the pack in the append's transaction, as before (``pack`` is the same)
+        _pg_writer.append_run = packing  # type: ignore[attr-defined]
+    else:
+        _pg_pack.apply_pack = applying
+    try:
+        async with PostgresStore(dsn) as store:
+            if mode == "inline":
+                store.packer.due = lambda doc_id: None  # type: ignore[method-assign]
+            yield store
+    finally:
+        _pg_writer.append_run = original  # type: ignore[attr-defined]
+        _pg_pack.apply_pack = apply
+
+
+async def run(
+    mode: str, rate: float, seconds: float, where: str, store_kind: str = "sqlite"
+) -> dict[str, float]:
+    """One mode's run on a fresh database: append latencies and loop lateness, ms."""
+    opened = _postgres(mode, where) if store_kind == "postgres" else _sqlite(mode, where)
+    HELD.clear()
+    lags: list[float] = []
+    latencies: list[float] = []
+    by_seq: dict[int, float] = {}
+    async with opened as store:
+        await store.create_document("d", title="", now_ms=0)
+        stop = False
+
+        async def ticker() -> None:
+            while not stop:
+                t = time.monotonic()
+                await asyncio.sleep(0.002)
+                lags.append(max(0.0, time.monotonic() - t - 0.002))
+
+        async def one(i: int) -> None:
+            t = time.monotonic()
+            v = VersionRecord(
+                0, 1_765_000_000_000 + i * 200, (("u1", "Ann"),), "typed", 1, _vector(i)
+            )
+            seq = await store.append_update("d", b"x" * 40, now_ms=v.time_ms, version=v)
+            latencies.append(time.monotonic() - t)
+            by_seq[seq] = latencies[-1]
+
+        tick = asyncio.create_task(ticker())
+        cpu0, start = time.process_time(), time.monotonic()
+        tasks = []
+        i = 0
+        while time.monotonic() - start < seconds:
+            i += 1
+            tasks.append(asyncio.create_task(one(i)))
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+        await asyncio.gather(*tasks)
+        cpu = time.process_time() - cpu0
+        stop = True
+        await tick
+    # the appends from the one that made the tail due (every TAIL_VERSIONS) to eight after it
+    due = [t for s, t in by_seq.items() if s >= TAIL_VERSIONS and s % TAIL_VERSIONS <= 8]
     return {
         "appends": len(latencies),
         "append p50": _q(latencies, 50),
         "append p99": _q(latencies, 99),
         "append max": _q(latencies, 100),
+        "due p50": _q(due, 50),
+        "due max": _q(due, 100),
         "loop lag p99": _q(lags, 99),
         "loop lag max": _q(lags, 100),
         "cpu %": 100 * cpu / seconds,
+        **(
+            {"packs": len(HELD), "held p50": _q(HELD, 50), "held max": _q(HELD, 100)}
+            if HELD
+            else {}
+        ),
     }
 
 
@@ -108,15 +179,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=250.0, help="appends per second")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=2, help="alternated pairs of runs")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as d:
-        for r in range(args.rounds):
-            for mode in ("inline", "background"):
-                path = os.path.join(d, f"{mode}-{r}.db")
-                res = asyncio.run(run(mode, args.rate, args.seconds, path))
-                load = os.getloadavg()[0]
-                cells = ", ".join(f"{k} {v:.1f}" for k, v in res.items())
-                print(f"{mode:10s} round {r + 1}: {cells}; load {load:.1f}", flush=True)
+    server: Any = None
+    if args.store == "postgres":
+        from cowrite_dev.services import PostgresServer
+
+        server = PostgresServer.create(fsync=True)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            for r in range(args.rounds):
+                for mode in ("inline", "background"):
+                    if server is not None:
+                        where = server.create_database(f"pack_{mode}_{r}")
+                    else:
+                        where = os.path.join(d, f"{mode}-{r}.db")
+                    res = asyncio.run(run(mode, args.rate, args.seconds, where, args.store))
+                    load = os.getloadavg()[0]
+                    cells = ", ".join(f"{k} {v:.1f}" for k, v in res.items())
+                    print(f"{mode:10s} round {r + 1}: {cells}; load {load:.1f}", flush=True)
+    finally:
+        if server is not None:
+            server.destroy()
     return 0
 
 

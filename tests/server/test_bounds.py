@@ -517,6 +517,31 @@ async def test_joins_at_one_version_share_one_snapshot(
             await c.close()
 
 
+async def test_a_document_nobody_joins_thin_drops_its_loaders_snapshot(
+    make_settings: Any, monkeypatch: Any
+) -> None:
+    """The loader builds the first thin join's snapshot (a copy of the text); a document only
+    replicas joined drops it at the hub's next tick once ``PREPARED_JOINS_KEPT_MS`` passed,
+    and a thin client joining later still gets the right snapshot."""
+    import cowrite.rooms.kind as kind_module
+
+    monkeypatch.setattr(kind_module, "PREPARED_JOINS_KEPT_MS", 0)
+    async with running(make_settings()) as server:
+        r = await ReplicaClient.connect(server.ws_url, "r", "idle")
+        room = server.state.hub.rooms["idle"].room
+        for _ in range(100):  # the hub ticks once a second
+            if room._snap is None:
+                break
+            await asyncio.sleep(0.05)
+        assert room._snap is None and room.version == 0  # dropped, not replaced by an edit's
+        r.doc.text("t").insert(0, "kept in the document")
+        await r.push()
+        late = await ThinClient.connect(server.ws_url, "late", "idle")
+        await late.wait_for(lambda: late.nodes.get("text:t") == "kept in the document")
+        for c in [r, late]:
+            await c.close()
+
+
 # ------------------------------------------------------------------ compaction
 
 

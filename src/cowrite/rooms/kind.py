@@ -94,6 +94,12 @@ class DocumentKind(Protocol):
         entries after ``snapshot_seq`` replayed in order."""
 
 
+PREPARED_JOINS_KEPT_MS = 10_000
+"""How long a loaded CRDT room keeps the join snapshot its loader built (``Room.prepare_joins``)
+if no thin client joins: the join that asked for the load comes within milliseconds; a thin
+join after that builds it on the event loop, as after any edit."""
+
+
 class CrdtKind:
     """The CRDT kind (``"crdt"``): cowrite's own document tree, held by a ``Room``."""
 
@@ -118,7 +124,9 @@ class CrdtKind:
         room = Room(doc_id, doc, snapshot_seq, limits)
         for seq, update in updates:
             room.load_update(seq, update)  # paced op by op (replicas._apply_remote_ops)
-        room.prepare_joins()  # in the loader's thread: 20-30 ms on the loop for 2 M characters
+        # in the loader's thread (20-30 ms on the loop for 2 M characters), kept for the first
+        # joins only: a copy of the text that a document nobody joins thin need not hold
+        room.prepare_joins(now_ms() + PREPARED_JOINS_KEPT_MS)
         return room
 
 

@@ -227,12 +227,15 @@ class Room(ThinEdits, Replicas):
         key = (self.version, len(self.doc.roots))
         if self._snap is None or self._snap[0] != key:
             self._snap = (key, *snapshot(self.doc, paced=paced))
+        self._snap_unused_until = None  # a join's: kept until the next version
         return self._snap[1], self._snap[2]
 
-    def prepare_joins(self) -> None:
+    def prepare_joins(self, unused_until_ms: int | None = None) -> None:
         """Compute the thin-client snapshot now, paced: the loader calls this in its worker
-        thread, so that the first join after a load does not build it on the event loop."""
+        thread, so that the first join after a load does not build it on the event loop.
+        ``unused_until_ms``: ``tick`` drops it then unless a join used it (None: kept)."""
         self._snapshot(paced=True)
+        self._snap_unused_until = unused_until_ms
 
     def _changes_since(self, base: VersionVector) -> list[p.EditOp] | None:
         """Wire ops turning the document at version vector ``base`` into the current one, or
@@ -409,8 +412,10 @@ class Room(ThinEdits, Replicas):
 
     def tick(self, now_ms: int) -> Outcome:
         """Mark members idle after ``idle_after_ms`` without activity; send the checksums that
-        wait for the room to be quiet."""
+        wait for the room to be quiet; drop the loader's join snapshot if no join used it."""
         out = self._idle(now_ms)
+        if self._snap_unused_until is not None and now_ms >= self._snap_unused_until:
+            self._snap = self._snap_unused_until = None  # the loader's, and no join came
         check = self.checks.when_quiet(self.version, now_ms)
         if check is not None:
             out.broadcast.append((check, "thin"))
@@ -420,6 +425,8 @@ class Room(ThinEdits, Replicas):
         """When ``tick`` next has something to do (wall ms; None: not before the next input):
         the hub visits a room only then (``server/ticks.py``)."""
         due = self.checks.due_ms(self.version)
+        if self._snap_unused_until is not None:
+            due = self._snap_unused_until if due is None else min(due, self._snap_unused_until)
         idle = self._idle_check_ms
         if idle < 1 << 62:  # (``_idle``'s "no active member")
             due = idle if due is None else min(due, idle)

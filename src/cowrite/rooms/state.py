@@ -182,6 +182,9 @@ class RoomState:
         self.checks = ChecksumSchedule(doc_id, doc)
         """When thin clients get a ``checksum`` to verify their copy against."""
         self._snap: tuple[tuple[int, int], dict[str, Any], dict[str, str]] | None = None
+        self._snap_unused_until: int | None = None
+        """The loader's join snapshot is dropped at this time (wall ms, ``Room.tick``) unless a
+        join used it first: a large idle document keeps no copy of its text."""
         self._keys: int | None = None
         """Keys the document's maps hold (None: to be counted), for ``max_map_keys``."""
         self._adds_keys = 0  # new keys of the batch validated last
@@ -218,6 +221,7 @@ class RoomState:
         document's version vector after it."""
         version = self.log.record(seq_changes)
         self._snap = None  # of an older version: not to be kept alive
+        self._snap_unused_until = None
         self.cuts.note(now)
         origins = self._origins
         origins[version] = origin

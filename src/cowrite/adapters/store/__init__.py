@@ -27,6 +27,8 @@ The modules, one concept each:
 * ``_pg_writer.py`` — the PostgreSQL writer task (group commit, retries, advisory locks) and the
   classification of asyncpg errors into `StoreUnavailable`/`StoreError`.
 * ``_pg_append.py`` — the appends of one write batch as one statement, refusing known edit keys.
+* ``_pg_pack.py`` — packing a due version tail after its append commits (a plan read from one
+  snapshot, encoded on a worker thread, swapped in by a conditional writer job).
 * ``_pg_queries.py`` — the other PostgreSQL statements (documents, log, snapshots, chat).
 * ``_pg_schema.py`` — the PostgreSQL schema as migrations, and the advisory-lock namespaces.
 """

@@ -14,8 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from cowrite.adapters.store._pg_versions import pack_if_due
-from cowrite.adapters.store._version_blocks import BLOCK_VERSIONS
+from cowrite.adapters.store._version_blocks import BLOCK_VERSIONS, pack_due
 from cowrite.adapters.store._versions import row_values
 from cowrite.adapters.store.base import DuplicateEdit, EditKey, NotFound, VersionRecord
 
@@ -35,6 +34,9 @@ class Append:
     version: VersionRecord | None = None
     block: int = BLOCK_VERSIONS
     """Versions per packed block (``_version_blocks``)."""
+    due: bool = False
+    """Set when the append was stored with a version that made the document's tail due for
+    packing: the store packs it after the commit (``_pg_pack.py``), not in this transaction."""
 
 
 # Every append of one batch in one statement. Per document ($1..$4): id, how many updates, their
@@ -42,7 +44,9 @@ class Append:
 # updates in this batch, data, now_ms; per edit key ($9..$14): document, position of its update,
 # client_id, edit_id, now_ms, digest; per version row ($15..$25): document, position of its update,
 # then the ``versions`` columns after seq. The UPDATE takes each document's row lock and hands back
-# the seq before this batch ("base"); update k of a document gets seq base + k.
+# the seq before this batch ("base"); update k of a document gets seq base + k. With it comes the
+# oldest seq of the document's version tail before this statement (its CTEs and the final SELECT
+# share one snapshot, which does not see the rows inserted here), to tell whether the tail is due.
 _APPEND_SQL = """
 WITH v AS (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
@@ -79,7 +83,7 @@ WITH v AS (
                  merged)
       JOIN bumped AS b ON b.id = r.doc
 )
-SELECT id, base FROM bumped
+SELECT b.id, b.base, (SELECT min(seq) FROM versions WHERE doc_id = b.id) FROM bumped AS b
 """
 
 # The edit keys of a batch that are already stored (read under the documents' advisory locks, so
@@ -126,9 +130,6 @@ async def append_run(conn: Conn, run: list[Append]) -> list[Outcome]:
                     claimed[job.doc_id, key.client_id, key.edit_id] = job
     accepted = [job for job in run if id(job) not in refused]
     outcomes = await _append_accepted(conn, accepted)
-    versioned = {job.doc_id: job.block for job in accepted if job.version is not None}
-    for doc_id, block in versioned.items():
-        await pack_if_due(conn, [doc_id], block)
     done = {id(job): (job, value, error) for job, value, error in outcomes}
     for i, first in earlier.items():
         dup = refused[i]
@@ -200,7 +201,8 @@ async def _append_accepted(conn: Conn, run: list[Append]) -> list[Outcome]:
         k_digest,
         *r_cols,
     )
-    base = {str(doc_id): int(b) for doc_id, b in rows}
+    base = {str(doc_id): int(b) for doc_id, b, _ in rows}
+    tail_first = {str(doc_id): None if m is None else int(m) for doc_id, _, m in rows}
     outcomes: list[Outcome] = []
     for doc_id, jobs in by_doc.items():
         if doc_id not in base:
@@ -208,4 +210,18 @@ async def _append_accepted(conn: Conn, run: list[Append]) -> list[Outcome]:
             outcomes += [(job, None, error) for job in jobs]
         else:
             outcomes += [(job, base[doc_id] + pos, None) for pos, job in enumerate(jobs, 1)]
+            _note_due(jobs, base[doc_id], tail_first[doc_id])
     return outcomes
+
+
+def _note_due(jobs: list[Append], base: int, tail_first: int | None) -> None:
+    """Set ``due`` on the versioned appends of one document if its tail is now due."""
+    versioned = [(base + pos, job) for pos, job in enumerate(jobs, 1) if job.version is not None]
+    for job in jobs:
+        job.due = False  # (a batch may run twice: retried after a deadlock)
+    if not versioned:
+        return
+    first = versioned[0][0] if tail_first is None else tail_first
+    if pack_due(first, versioned[-1][0], jobs[0].block):
+        for _, job in versioned:
+            job.due = True

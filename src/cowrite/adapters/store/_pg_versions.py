@@ -6,13 +6,15 @@ Why apart: one concept (``base.VersionRecord``), kept out of ``postgres.py`` and
 (``_versions.record``) and blocks by ``_version_blocks``, with the same packing rules (see
 ``_versions.py``). Caller's contract as in ``_pg_queries.py``: writes are jobs on the writer
 connection inside its batch's transaction, reads run on a pooled connection. Tail rows are
-inserted by the append statement (``_pg_append.py``), which then calls ``pack_if_due``.
+inserted by the append statement (``_pg_append.py``); a due tail is packed after that commit, in
+transactions of its own (``_pg_pack.py``); ``pack`` here, inside the caller's transaction, is
+migration 5's.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from cowrite.adapters.store import _version_blocks as vb
@@ -41,16 +43,9 @@ def check_version_text(v: VersionRecord) -> VersionRecord:
 # ------------------------------------------------------------------------------------ writes
 
 
-async def pack_if_due(c: Conn, doc_ids: Iterable[str], block: int) -> None:
-    """After an append: pack the tail of each of ``doc_ids`` that is long enough."""
-    for doc_id in doc_ids:
-        row = await c.fetchrow("SELECT min(seq), max(seq) FROM versions WHERE doc_id = $1", doc_id)
-        if row is not None and row[1] is not None and vb.pack_due(int(row[0]), int(row[1]), block):
-            await pack(c, doc_id, block)
-
-
 async def pack(c: Conn, doc_id: str, block: int) -> int:
-    """Move the document's tail into blocks (topping up its last block); returns how many."""
+    """Move the document's tail into blocks (topping up its last block), in the caller's
+    transaction; returns how many (migration 5, ``pack_backlog``)."""
     rows = await c.fetch(f"SELECT {COLUMNS} FROM versions WHERE doc_id = $1 ORDER BY seq", doc_id)
     tail = [record(r) for r in rows]
     if not tail:

@@ -37,7 +37,7 @@ so titles, chat fields and edit keys containing ``"\\x00"`` raise `ValueError` h
 
 This module holds the store itself (lifecycle, validation, reads on the pool, writes handed to the
 writer); the writer task is in ``_pg_writer.py``, the statements in ``_pg_queries.py`` and
-``_pg_append.py``, the schema in ``_pg_schema.py``.
+``_pg_append.py``, version packing in ``_pg_pack.py``, the schema in ``_pg_schema.py``.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]
 
 from cowrite.adapters.store._pg_append import Append
+from cowrite.adapters.store._pg_pack import Packer
 from cowrite.adapters.store._pg_queries import (
     _CHAT_COLUMNS,
     _DOC_COLUMNS,
@@ -157,6 +158,8 @@ class PostgresStore:
         self._writer: _Writer | None = None
         self._restarting = asyncio.Lock()
         self._pool: Any = None
+        self.packer = Packer(self._read, self._write, version_block)
+        """Packs due version tails after their appends commit (``_pg_pack.py``)."""
 
     def __repr__(self) -> str:
         return f"PostgresStore({_redact(self.dsn)!r})"
@@ -218,7 +221,10 @@ class PostgresStore:
         writer, pool = self._writer, self._pool
         if writer is None:
             return
-        self._pool = None
+        try:
+            await self.packer.drain()  # each a read and a short write
+        finally:
+            self._pool = None
         try:
             await writer.stop()
         finally:
@@ -303,8 +309,12 @@ class PostgresStore:
             _check_text("edit key", key.digest)
         writer = await self._running_writer()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        writer.submit(Append(doc_id, bytes(update), keys, now_ms, future, version, self._block))
-        return await future
+        job = Append(doc_id, bytes(update), keys, now_ms, future, version, self._block)
+        writer.submit(job)
+        seq = await future
+        if job.due and writer.is_alive():  # (not while closing: ``close`` drained the packs)
+            self.packer.due(doc_id)
+        return seq
 
     async def find_edit(self, doc_id: str, client_id: str, edit_id: str) -> int | None:
         found = await self.lookup_edit(doc_id, client_id, edit_id)
