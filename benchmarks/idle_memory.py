@@ -53,6 +53,7 @@ async def _client_main(url: str, kind: str, start: int, count: int, docs: int) -
     conns: list[Any] = []
     tasks: list[asyncio.Task[None]] = []
     sem = asyncio.Semaphore(64)
+    patient = 120.0  # open_timeout: a busy machine (load 10+) can take longer than 10 s
 
     async def pump(ws: Any) -> None:
         async for raw in ws:
@@ -65,7 +66,13 @@ async def _client_main(url: str, kind: str, start: int, count: int, docs: int) -
         doc = f"idle-{i % docs}"
         async with sem:
             if kind == "ws":
-                ws = await connect(f"{url}/ws", compression=None, max_size=None, ping_interval=None)
+                ws = await connect(
+                    f"{url}/ws",
+                    compression=None,
+                    max_size=None,
+                    ping_interval=None,
+                    open_timeout=patient,
+                )
                 await ws.send(json.dumps({"type": "hello", "client_id": f"c{i:08d}"}))
                 await ws.send(json.dumps({"type": "join", "doc": doc, "create": True}))
                 while True:  # until joined
@@ -76,7 +83,11 @@ async def _client_main(url: str, kind: str, start: int, count: int, docs: int) -
                         raise RuntimeError(raw)
             else:
                 ws = await connect(
-                    f"{url}/yjs/{doc}", compression=None, max_size=None, ping_interval=None
+                    f"{url}/yjs/{doc}",
+                    compression=None,
+                    max_size=None,
+                    ping_interval=None,
+                    open_timeout=patient,
                 )
                 await ws.send(b"\x00\x00\x01\x00")  # sync step 1, empty state vector
                 await ws.recv()
@@ -189,11 +200,10 @@ async def _server_main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _start(args: argparse.Namespace) -> tuple[Any, asyncio.Task[None], str]:
-    import uvicorn
 
     from cowrite.server.app import create_app
     from cowrite.server.config import Settings
-    from cowrite.server.run import server_config
+    from cowrite.server.run import Server, server_config
 
     port = _free_port()
     beat = {}  # the server's defaults unless --heartbeat says otherwise
@@ -202,7 +212,7 @@ async def _start(args: argparse.Namespace) -> tuple[Any, asyncio.Task[None], str
     settings = Settings(
         data=":memory:", host="127.0.0.1", port=port, idle_after_s=args.idle_after, **beat
     )
-    server = uvicorn.Server(server_config(create_app(settings), settings))
+    server = Server(server_config(create_app(settings), settings))  # as ``cowrite serve``
     server.config.log_level = "warning"
     task = asyncio.create_task(server.serve())
     while not server.started:
