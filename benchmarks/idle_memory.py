@@ -10,6 +10,12 @@ is in it: trust the heap numbers, compare RSS only between runs of this probe).
 
 Native connections say ``hello`` and ``join`` one of ``n // 10`` documents and answer pings;
 y-websocket connections open ``/yjs/<doc>`` and send an empty sync step 1 (as a provider does).
+
+``--cpu S`` (issue 12's idle CPU): no tracing; once every connection is open and every member
+has gone idle (``--idle-after``, 5 s: the members' "idle" presence broadcasts are not idle
+CPU), the server's user and system CPU over ``S`` seconds, with the load average and the CPU
+the rest of the (shared) machine used meanwhile. The server keeps its heartbeat defaults unless
+``--heartbeat`` is given (``--heartbeat 1000``: pings off).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ def _free_port() -> int:
 
 
 async def _client_main(url: str, kind: str, start: int, count: int, docs: int) -> None:
+    import websockets.exceptions
     from websockets.asyncio.client import connect
 
     conns: list[Any] = []
@@ -63,6 +70,15 @@ async def _client_main(url: str, kind: str, start: int, count: int, docs: int) -
                         await ws.send(json.dumps({"type": "pong", "nonce": msg["nonce"]}))
 
     async def one(i: int) -> None:
+        for attempt in range(5):  # a busy server may drop a handshake (its 15 s HTTP deadline)
+            try:
+                return await open_one(i)
+            except (OSError, websockets.exceptions.InvalidMessage, TimeoutError):
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(1.0)
+
+    async def open_one(i: int) -> None:
         doc = f"idle-{i % docs}"
         async with sem:
             if kind == "ws":
