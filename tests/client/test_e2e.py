@@ -20,6 +20,7 @@ from cowrite.client import (  # noqa: E402
     NotSynced,
     ServerError,
     connect,
+    transport,
 )
 from cowrite.client.connection import _Retry  # noqa: E402
 from cowrite.server.app import create_app  # noqa: E402
@@ -217,6 +218,31 @@ async def test_pings_keep_an_idle_session_alive(server: Server) -> None:
         session = a.session_id
         await asyncio.sleep(2.5)  # heartbeat timeout is 1.5 s: pongs must have been sent
         assert a.connected and a.session_id == session
+
+
+@pytest.mark.parametrize(("heartbeat_s", "limit_s"), [(30, 45), (15, 25), (0.5, 10.5), (100, 150)])
+def test_a_silent_server_is_given_a_heartbeat_and_a_half_at_least_10_s_more(
+    heartbeat_s: float, limit_s: float
+) -> None:
+    assert transport.silence_limit_s(heartbeat_s) == limit_s
+
+
+async def test_a_server_gone_silent_is_left_and_the_session_reconnects(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half-open: the server stops sending (here: it stops pinging this one connection) without
+    closing. The session waits ``silence_limit_s`` (shortened here), reconnects and rejoins."""
+    monkeypatch.setattr(transport, "silence_limit_s", lambda heartbeat_s: 3 * heartbeat_s)
+    statuses: list[str] = []
+    async with connect(server.url, doc="quiet", **FAST) as a:
+        a.on("status", statuses.append)
+        first = a.session_id
+        conn = next(c for c in server.app.state.cowrite.connections if c.session == first)
+        conn._shared.discard(conn)  # no more pings: the server is silent to this client
+        await eventually(lambda: a.session_id != first and a.connected, timeout_s=20)
+        assert "disconnected" in statuses
+        a.text("body").insert(0, "still here")
+        await a.synced()
 
 
 async def test_presence_and_chat(server: Server) -> None:

@@ -57,3 +57,18 @@ def test_limits_must_be_positive() -> None:
     for name in ("outbox_bytes", "presence_per_second", "join_burst", "http_request_timeout_s"):
         with pytest.raises(ValueError, match=name):
             Settings.from_env({f"COWRITE_{name.upper()}": "0"})
+
+
+def test_default_heartbeat_drops_a_dead_client_within_60_s_and_clients_wait_longer() -> None:
+    """The field's pace (y-websocket pings every 30 s and drops a client that did not answer
+    the previous ping; Hocuspocus' timeout is 30 s): a client silent since just after a beat
+    is dropped at the first beat that finds it silent for over ``heartbeat_timeout_s``; and a
+    client waits for the server longer than one heartbeat (``silence_limit_s``)."""
+    from cowrite.client.transport import silence_limit_s
+
+    s = Settings()
+    assert s.heartbeat_s == 30
+    beats = int(s.heartbeat_timeout_s // s.heartbeat_s) + 1
+    assert beats == 2  # one missed pong is tolerated up to the next beat, not two
+    assert beats * s.heartbeat_s <= 60
+    assert silence_limit_s(s.heartbeat_s) - s.heartbeat_s >= 10  # room for a late ping

@@ -141,6 +141,19 @@ async def test_a_connection_that_goes_silent_leaves_within_the_heartbeat_timeout
     server: Any,
 ) -> None:
     """No close frame, no FIN: the peer just stops reading and answering pings."""
+    await _ghost_leaves(server, within_s=6)  # the first beat after 1.5 s of silence (conftest)
+
+
+async def test_at_the_default_ratio_a_silent_connection_leaves_at_its_second_missed_ping(
+    make_settings: Any,
+) -> None:
+    """The defaults (30 s, timeout 45 s), scaled down: the beat after the first unanswered
+    ping finds the client silent for over the timeout and drops it, its presence with it."""
+    async with running(make_settings(heartbeat_s=2.0, heartbeat_timeout_s=3.0)) as server:
+        await _ghost_leaves(server, within_s=12)  # the beat at 4 s after its last pong
+
+
+async def _ghost_leaves(server: Any, within_s: float) -> None:
     a = await ThinClient.connect(server.ws_url, "a", "ghost")
     port = int(server.url.rsplit(":", 1)[1])
     ghost = await asyncio.to_thread(SilentSocket, port)
@@ -149,11 +162,8 @@ async def test_a_connection_that_goes_silent_leaves_within_the_heartbeat_timeout
     ghost.send({"type": "join", "doc": "ghost"})
     await asyncio.to_thread(ghost.recv_until, "joined")
     await _update_for(a, session)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    # heartbeat_s=0.5, heartbeat_timeout_s=1.5 (conftest): gone within ~2 s
-    await a.expect("presence_update", timeout=6, where=lambda m: session in m.get("left", []))
-    assert loop.time() - t0 < 6
+    gone = lambda m: session in m.get("left", [])  # noqa: E731
+    await a.expect("presence_update", timeout=within_s, where=gone)
     assert server.state.metrics.disconnects.labels("4000")._value.get() == 1
     ghost.sock.close()
     await a.close()

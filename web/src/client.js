@@ -36,6 +36,18 @@ export const PROTOCOL_VERSION = 1;
 
 const now = () => Date.now();
 
+/**
+ * How long the server may stay silent before the link counts as dead (half-open: the server or
+ * the path to it vanished without a close) and is dropped and reopened. The server pings every
+ * `heartbeat_s` (the welcome's; 30 s by default), so a live link is never silent much longer: one
+ * heartbeat plus half of one (at least 10 s) for a late ping, i.e. 45 s at the default (checked
+ * every 5 s). The Python SDK uses the same rule (`cowrite.client.transport.silence_limit_s`).
+ */
+function silenceLimitMs(heartbeatS) {
+  const beatMs = (Number.isFinite(heartbeatS) && heartbeatS > 0 ? heartbeatS : 30) * 1000;
+  return Math.max(5000, beatMs + Math.max(beatMs / 2, 10_000));
+}
+
 /** Connection statuses, in the order a session usually meets them. */
 export const STATUS = Object.freeze({
   IDLE: "idle", // connect() not called yet
@@ -84,7 +96,7 @@ export class CowriteClient extends Emitter {
     /** From the server's welcome: this connection's session id and the user as the server sees it. */
     this.session = null;
     this.serverUser = null;
-    this.heartbeatS = 15;
+    this.heartbeatS = 30;
     this.docs = new Map();
     this._ws = null;
     this._attempt = 0;
@@ -315,7 +327,7 @@ export class CowriteClient extends Emitter {
         this._browserOffline = false;
         this.session = msg.session;
         this.serverUser = msg.user;
-        this.heartbeatS = msg.heartbeat_s || 15;
+        this.heartbeatS = Number.isFinite(msg.heartbeat_s) && msg.heartbeat_s > 0 ? msg.heartbeat_s : 30;
         this._startLiveness();
         this._setStatus(STATUS.CONNECTED);
         this.emit("welcome", msg);
@@ -338,8 +350,7 @@ export class CowriteClient extends Emitter {
 
   _startLiveness() {
     if (this._livenessTimer) clearInterval(this._livenessTimer);
-    // the server pings every heartbeat_s: silence for much longer means a dead (half-open) link
-    const limitMs = Math.max(5000, this.heartbeatS * 2500);
+    const limitMs = silenceLimitMs(this.heartbeatS);
     this._livenessTimer = setInterval(() => {
       if (this._ws && now() - this._lastFrameAt > limitMs) this._drop("no frame from the server");
     }, Math.max(1000, Math.min(limitMs / 3, 5000)));

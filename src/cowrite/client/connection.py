@@ -7,10 +7,11 @@ time, reconnecting with backoff) moves messages to and from the server (``docs/p
 ``hello`` -> ``welcome``, ``join`` -> ``joined``, then edits one batch at a time (the core decides
 what to send; a writer task drains a per-connection outbox), ``pong`` for every ``ping``, a rejoin
 on ``resync`` or a version gap, and a reconnect on ``reconnect``, on a dropped connection, or when
-the server is silent for three heartbeats. Reconnects wait ``min(backoff_max_s, backoff_base_s *
-2**attempt)`` scaled by a random factor in [0.5, 1) (jitter, so a restarted server is not hit by
-every client at once). Local edits survive disconnects: the client id is stable and every batch
-keeps its ``edit_id`` until acknowledged, so each is applied exactly once.
+the server is silent for a heartbeat and a half (``transport.silence_limit_s``). Reconnects wait
+``min(backoff_max_s, backoff_base_s * 2**attempt)`` scaled by a random factor in [0.5, 1) (jitter,
+so a restarted server is not hit by every client at once). Local edits survive disconnects: the
+client id is stable and every batch keeps its ``edit_id`` until acknowledged, so each is applied
+exactly once.
 
 Events (``session.on(name, callback)``; a callback may be a coroutine function, run as a task):
 

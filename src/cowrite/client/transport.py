@@ -41,6 +41,14 @@ log = logging.getLogger("cowrite.client")
 _frame_list = msgspec.json.Decoder(list[msgspec.Raw])
 
 
+def silence_limit_s(heartbeat_s: float) -> float:
+    """How long the server may stay silent before the connection counts as dead (half-open)
+    and is reopened: the server pings every ``heartbeat_s`` (the welcome's, 30 s by default),
+    so one heartbeat plus half of one (at least 10 s) for a late ping: 45 s at the default. The
+    JavaScript client (``web/src/client.js``, ``silenceLimitMs``) uses the same rule."""
+    return heartbeat_s + max(heartbeat_s / 2, 10.0)
+
+
 class _Fatal(Exception):
     """Stop reconnecting: the session cannot work (bad credentials, no such document...)."""
 
@@ -130,6 +138,10 @@ class SessionTransport:
                     self.url,
                     open_timeout=self._connect_timeout_s,
                     max_size=self._max_message_bytes,
+                    # no WebSocket pings of our own (websockets' default: every 20 s): the
+                    # server's heartbeat and ``silence_limit_s`` tell a dead link, and each
+                    # ping would cost the server a frame through its parser and a pong
+                    ping_interval=None,
                 ) as ws:
                     await self._serve(ws)
             except _Fatal as exc:
@@ -222,7 +234,7 @@ class SessionTransport:
             for msg in rest:
                 self._handle(msg)
             while True:
-                timeout = 3 * self._heartbeat_s if self._heartbeat_s else None
+                timeout = silence_limit_s(self._heartbeat_s) if self._heartbeat_s else None
                 async with asyncio.timeout(timeout):
                     frame = await ws.recv()
                 for msg in _decode(frame):

@@ -66,7 +66,7 @@ class Settings:
     history_ops_burst: int = 2_000_000
     """Server-wide budget of REST history reads (diffs, old versions, restores: computed on
     the event loop), each costing the ops its document holds; beyond, 429 ``rate_limited``."""
-    heartbeat_s: float = 15.0
+    heartbeat_s: float = 30.0
     heartbeat_timeout_s: float = 45.0
     idle_after_s: float = 60.0
     unload_after_s: float = 30.0

@@ -3114,6 +3114,10 @@ function seqChange2(node, edit, before) {
 // src/client.js
 var PROTOCOL_VERSION = 1;
 var now2 = () => Date.now();
+function silenceLimitMs(heartbeatS) {
+  const beatMs = (Number.isFinite(heartbeatS) && heartbeatS > 0 ? heartbeatS : 30) * 1e3;
+  return Math.max(5e3, beatMs + Math.max(beatMs / 2, 1e4));
+}
 var STATUS = Object.freeze({
   IDLE: "idle",
   // connect() not called yet
@@ -3151,7 +3155,7 @@ var CowriteClient = class extends Emitter {
     this.status = STATUS.IDLE;
     this.session = null;
     this.serverUser = null;
-    this.heartbeatS = 15;
+    this.heartbeatS = 30;
     this.docs = /* @__PURE__ */ new Map();
     this._ws = null;
     this._attempt = 0;
@@ -3360,7 +3364,7 @@ var CowriteClient = class extends Emitter {
         this._browserOffline = false;
         this.session = msg.session;
         this.serverUser = msg.user;
-        this.heartbeatS = msg.heartbeat_s || 15;
+        this.heartbeatS = Number.isFinite(msg.heartbeat_s) && msg.heartbeat_s > 0 ? msg.heartbeat_s : 30;
         this._startLiveness();
         this._setStatus(STATUS.CONNECTED);
         this.emit("welcome", msg);
@@ -3382,7 +3386,7 @@ var CowriteClient = class extends Emitter {
   }
   _startLiveness() {
     if (this._livenessTimer) clearInterval(this._livenessTimer);
-    const limitMs = Math.max(5e3, this.heartbeatS * 2500);
+    const limitMs = silenceLimitMs(this.heartbeatS);
     this._livenessTimer = setInterval(() => {
       if (this._ws && now2() - this._lastFrameAt > limitMs) this._drop("no frame from the server");
     }, Math.max(1e3, Math.min(limitMs / 3, 5e3)));
