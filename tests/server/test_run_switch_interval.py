@@ -40,7 +40,7 @@ def test_a_bad_interval_is_refused_before_the_server_starts(
 
 def test_serve_sets_it_for_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[float] = []
-    monkeypatch.setattr(run._Server, "run", lambda self: seen.append(sys.getswitchinterval()))
+    monkeypatch.setattr(run.Server, "run", lambda self: seen.append(sys.getswitchinterval()))
     monkeypatch.setattr(run, "configure_logging", lambda *a: None)  # the root logger stays
     monkeypatch.setenv("COWRITE_SWITCH_INTERVAL_MS", "0.5")
     before = sys.getswitchinterval()
