@@ -236,7 +236,8 @@ export class CowriteClient extends Emitter {
       } catch {
         return;
       }
-      for (const msg of Array.isArray(data) ? data : [data]) this._handle(msg);
+      if (Array.isArray(data)) for (const msg of data) this._handle(msg);
+      else this._handle(data);
       for (const doc of this.docs.values()) doc._afterFrame();
     };
     ws.onclose = (event) => {

@@ -289,7 +289,7 @@ export class ThinDocState {
         const seq = this._applyServer(op);
         if (seq) seqOps.push(seq);
         if (seq && before !== null) for (const o of this.observers) o.remote(op.node, seq[1], before, meta);
-        const change = this._rebaseRemote(op);
+        const change = this._rebaseRemote(op, seq ? this.server.get(op.node) : undefined);
         if (change) changes.push(change);
       }
     } catch (err) {
@@ -322,7 +322,9 @@ export class ThinDocState {
     const seqOps = [];
     for (const { kind, node, key, payload } of batch.ops.values()) {
       if (kind === "seq") {
-        this.server.set(node, applySeq(this._serverValue(node), payload));
+        // with nothing of this node pending, the local text is server · payload: share the rope
+        const local = this.pending.has(slotKey("seq", node)) ? null : this.local.get(node);
+        this.server.set(node, isRope(local) ? local : applySeq(this._serverValue(node), payload));
         seqOps.push([node, payload]);
       } else if (kind === "add") {
         this.server.set(node, this._serverValue(node) + payload);
@@ -437,7 +439,15 @@ export class ThinDocState {
   _advance(version, seqOps, vv) {
     this.version = version;
     if (this.vv && vv) Object.assign(this.vv, vv);
-    this._history.push([version, seqOps]);
+    // one flat array per version, [version, node, edit, node, edit...], of exact size: up to
+    // historyVersions of them stay alive, so each costs as little memory as it can
+    const entry = new Array(1 + 2 * seqOps.length);
+    entry[0] = version;
+    for (let i = 0; i < seqOps.length; i++) {
+      entry[2 * i + 1] = seqOps[i][0];
+      entry[2 * i + 2] = seqOps[i][1];
+    }
+    this._history.push(entry);
     if (this._history.length > this._historyMax) this._history.shift();
   }
 
@@ -486,7 +496,7 @@ export class ThinDocState {
     const node = op.node;
     if (op.type === "seq") {
       if (!kind) throw new ot.InvalidOperation(`an edit of ${node}, whose kind is unknown`);
-      const edit = ot.normalize(op.edit);
+      const edit = ot.normalized(op.edit); // kept in the history: the op as parsed when it can be
       this.server.set(node, applySeq(this._serverValue(node), edit));
       return [node, edit];
     }
@@ -496,19 +506,29 @@ export class ThinDocState {
     return null;
   }
 
-  _rebaseRemote(op) {
+  /** `op` (a server op) rebased over our unacknowledged edits and applied to the local view: the
+   *  change the user sees, or null. `serverText`: the server's text after `op`, when `op` was
+   *  just applied to it (taken as the local text too when nothing of ours is outstanding). */
+  _rebaseRemote(op, serverText = undefined) {
     const node = op.node;
     if (op.type === "seq") {
       let r = ot.normalize(op.edit);
       const k = slotKey("seq", node);
       const batch = this.inflight;
       const i = batch && batch.ops.get(k);
+      const mine = this.pending.get(k);
+      if (!i && !mine && isRope(serverText) && r.length) {
+        // local = server · inflight · pending, and neither holds anything of this node: the
+        // local text is the server's (one immutable rope for both, the op applied once)
+        const before = asRope(this.local.has(node) ? this.local.get(node) : emptyValue(this.kind(node)));
+        this.local.set(node, serverText);
+        return seqChange(node, r, before);
+      }
       if (i) {
         const r2 = ot.transform(r, i.payload, "right");
         i.payload = ot.transform(i.payload, r, "left");
         r = r2;
       }
-      const mine = this.pending.get(k);
       if (mine) {
         const r2 = ot.transform(r, mine.payload, "right");
         mine.payload = ot.transform(mine.payload, r, "left");

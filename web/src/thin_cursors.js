@@ -5,7 +5,8 @@ import * as ot from "./ot.js";
 import { SEQ_KINDS, slotKey } from "./thin_values.js";
 
 /** Methods of ThinDocState (copied onto its prototype); they read its history (`_history`,
- *  `_historyStart()`), `inflight`, `pending` and `local`. */
+ *  `_historyStart()`: one [version, node, edit, node, edit...] array per version),
+ *  `inflight`, `pending` and `local`. */
 export class ThinCursors {
   /** A remote cursor {node, anchor, head, version} in local coordinates: [anchor, head] or
    *  null. Positions from versions not reached yet, or older than the kept history, are
@@ -16,12 +17,12 @@ export class ThinCursors {
     let { anchor, head } = cursor;
     const version = cursor.version ?? this.version;
     if (this._historyStart() <= version && version <= this.version) {
-      for (const [v, entries] of this._history) {
-        if (v <= version) continue;
-        for (const [n, logged] of entries) {
-          if (n === node) {
-            anchor = ot.transformPosition(anchor, logged);
-            head = ot.transformPosition(head, logged);
+      for (const entry of this._history) {
+        if (entry[0] <= version) continue;
+        for (let i = 1; i < entry.length; i += 2) {
+          if (entry[i] === node) {
+            anchor = ot.transformPosition(anchor, entry[i + 1]);
+            head = ot.transformPosition(head, entry[i + 1]);
           }
         }
       }

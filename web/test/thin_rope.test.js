@@ -79,3 +79,44 @@ test("a rope from another copy of rope.js (the page's bundle has its own) is sti
   assert.equal(state.value(NODE), "abc 😀!");
   state.checkInvariants();
 });
+
+test("with nothing of ours outstanding, the server's text is the local text (one rope, the op applied once)", () => {
+  const state = joined("hello");
+  const [change] = state.onRemote(remote(2, [5, "!"]));
+  assert.deepEqual(change, { type: "seq", node: NODE, edit: [5, "!"] });
+  assert.equal(change.before.toString(), "hello");
+  assert.equal(state.local.get(NODE), state.server.get(NODE)); // the same immutable rope
+  assert.equal(state.value(NODE), "hello!");
+  // our edit in flight: the remote is rebased over it, the texts part
+  state.localEdit(NODE, [0, ">"]);
+  state.takeBatch();
+  state.onRemote(remote(3, [6, "?"]));
+  assert.notEqual(state.local.get(NODE), state.server.get(NODE));
+  assert.equal(state.value(NODE), ">hello!?");
+  state.checkInvariants();
+  // a second edit pending when the first is acknowledged: the server takes only the first
+  state.localEdit(NODE, [8, "."]);
+  state.onAck({ type: "ack", doc: "d", edit_id: "p-1", version: 4 });
+  assert.notEqual(state.local.get(NODE), state.server.get(NODE));
+  assert.equal(state.server.get(NODE).toString(), ">hello!?");
+  state.checkInvariants();
+  // that one acknowledged with nothing pending: the local rope becomes the server's
+  state.takeBatch();
+  state.onAck({ type: "ack", doc: "d", edit_id: "p-2", version: 5 });
+  assert.equal(state.local.get(NODE), state.server.get(NODE));
+  assert.equal(state.value(NODE), ">hello!?.");
+  state.checkInvariants();
+});
+
+test("the history keeps one flat array per version, and remote cursors are carried through it", () => {
+  const state = joined("abcdef");
+  state.onRemote(remote(2, [1, "XY"]));
+  state.onRemote(remote(3, [-1]));
+  assert.deepEqual(state._history, [
+    [2, NODE, [1, "XY"]],
+    [3, NODE, [-1]],
+  ]);
+  // a cursor at 4 as of version 1: +2 (inserted before it), -1 (deleted before it)
+  assert.deepEqual(state.cursorToLocal({ node: NODE, anchor: 4, head: 0, version: 1 }), [5, 0]);
+  assert.deepEqual(state.cursorToLocal({ node: NODE, anchor: 4, head: 4, version: 2 }), [3, 3]);
+});

@@ -21,6 +21,7 @@ __export(ot_exports, {
   invert: () => invert,
   isNoop: () => isNoop,
   normalize: () => normalize,
+  normalized: () => normalized,
   positionBefore: () => positionBefore,
   transform: () => transform,
   transformPosition: () => transformPosition,
@@ -225,6 +226,16 @@ function normalize(op) {
   const out = new Builder();
   for (const c of op) out.push(c);
   return out.result();
+}
+function normalized(op) {
+  scan(op, true);
+  let last = 0;
+  for (const c of op) {
+    const kind = typeof c === "number" ? c > 0 ? 1 : c < 0 ? 3 : 0 : c.length ? 2 : 0;
+    if (kind === 0 || kind === last || kind === 2 && last === 3) return normalize(op);
+    last = kind;
+  }
+  return last === 1 ? normalize(op) : op;
 }
 function isNoop(op) {
   scan(op);
@@ -1331,12 +1342,12 @@ var ThinCursors = class {
     let { anchor, head } = cursor;
     const version = cursor.version ?? this.version;
     if (this._historyStart() <= version && version <= this.version) {
-      for (const [v, entries] of this._history) {
-        if (v <= version) continue;
-        for (const [n, logged] of entries) {
-          if (n === node) {
-            anchor = transformPosition(anchor, logged);
-            head = transformPosition(head, logged);
+      for (const entry of this._history) {
+        if (entry[0] <= version) continue;
+        for (let i = 1; i < entry.length; i += 2) {
+          if (entry[i] === node) {
+            anchor = transformPosition(anchor, entry[i + 1]);
+            head = transformPosition(head, entry[i + 1]);
           }
         }
       }
@@ -1829,7 +1840,7 @@ var ThinDocState = class {
         const seq = this._applyServer(op);
         if (seq) seqOps.push(seq);
         if (seq && before !== null) for (const o of this.observers) o.remote(op.node, seq[1], before, meta);
-        const change = this._rebaseRemote(op);
+        const change = this._rebaseRemote(op, seq ? this.server.get(op.node) : void 0);
         if (change) changes.push(change);
       }
     } catch (err) {
@@ -1860,7 +1871,8 @@ var ThinDocState = class {
     const seqOps = [];
     for (const { kind, node, key, payload } of batch.ops.values()) {
       if (kind === "seq") {
-        this.server.set(node, applySeq(this._serverValue(node), payload));
+        const local = this.pending.has(slotKey("seq", node)) ? null : this.local.get(node);
+        this.server.set(node, isRope(local) ? local : applySeq(this._serverValue(node), payload));
         seqOps.push([node, payload]);
       } else if (kind === "add") {
         this.server.set(node, this._serverValue(node) + payload);
@@ -1966,7 +1978,13 @@ var ThinDocState = class {
   _advance(version, seqOps, vv) {
     this.version = version;
     if (this.vv && vv) Object.assign(this.vv, vv);
-    this._history.push([version, seqOps]);
+    const entry = new Array(1 + 2 * seqOps.length);
+    entry[0] = version;
+    for (let i = 0; i < seqOps.length; i++) {
+      entry[2 * i + 1] = seqOps[i][0];
+      entry[2 * i + 2] = seqOps[i][1];
+    }
+    this._history.push(entry);
     if (this._history.length > this._historyMax) this._history.shift();
   }
   _serverValue(node) {
@@ -2010,7 +2028,7 @@ var ThinDocState = class {
     const node = op.node;
     if (op.type === "seq") {
       if (!kind) throw new InvalidOperation(`an edit of ${node}, whose kind is unknown`);
-      const edit = normalize(op.edit);
+      const edit = normalized(op.edit);
       this.server.set(node, applySeq(this._serverValue(node), edit));
       return [node, edit];
     }
@@ -2019,19 +2037,27 @@ var ThinDocState = class {
     else this.server.set(node, this._serverValue(node) + op.amount);
     return null;
   }
-  _rebaseRemote(op) {
+  /** `op` (a server op) rebased over our unacknowledged edits and applied to the local view: the
+   *  change the user sees, or null. `serverText`: the server's text after `op`, when `op` was
+   *  just applied to it (taken as the local text too when nothing of ours is outstanding). */
+  _rebaseRemote(op, serverText = void 0) {
     const node = op.node;
     if (op.type === "seq") {
       let r = normalize(op.edit);
       const k = slotKey("seq", node);
       const batch = this.inflight;
       const i = batch && batch.ops.get(k);
+      const mine = this.pending.get(k);
+      if (!i && !mine && isRope(serverText) && r.length) {
+        const before2 = asRope(this.local.has(node) ? this.local.get(node) : emptyValue(this.kind(node)));
+        this.local.set(node, serverText);
+        return seqChange(node, r, before2);
+      }
       if (i) {
         const r2 = transform(r, i.payload, "right");
         i.payload = transform(i.payload, r, "left");
         r = r2;
       }
-      const mine = this.pending.get(k);
       if (mine) {
         const r2 = transform(r, mine.payload, "right");
         mine.payload = transform(mine.payload, r, "left");
@@ -2064,8 +2090,8 @@ var Emitter = class {
     this._listeners = /* @__PURE__ */ new Map();
   }
   on(type, fn) {
-    if (!this._listeners.has(type)) this._listeners.set(type, /* @__PURE__ */ new Set());
-    this._listeners.get(type).add(fn);
+    const fns = this._listeners.get(type) || [];
+    if (!fns.includes(fn)) this._listeners.set(type, [...fns, fn]);
     return () => this.off(type, fn);
   }
   once(type, fn) {
@@ -2076,12 +2102,13 @@ var Emitter = class {
     return off;
   }
   off(type, fn) {
-    this._listeners.get(type)?.delete(fn);
+    const fns = this._listeners.get(type);
+    if (fns && fns.includes(fn)) this._listeners.set(type, fns.filter((f) => f !== fn));
   }
   emit(type, detail) {
-    const set = this._listeners.get(type);
-    if (!set) return;
-    for (const fn of [...set]) {
+    const fns = this._listeners.get(type);
+    if (!fns) return;
+    for (const fn of fns) {
       try {
         fn(detail);
       } catch (err) {
@@ -3303,7 +3330,8 @@ var CowriteClient = class extends Emitter {
       } catch {
         return;
       }
-      for (const msg of Array.isArray(data) ? data : [data]) this._handle(msg);
+      if (Array.isArray(data)) for (const msg of data) this._handle(msg);
+      else this._handle(data);
       for (const doc of this.docs.values()) doc._afterFrame();
     };
     ws.onclose = (event) => {
