@@ -54,7 +54,8 @@ export const STATUS = Object.freeze({
  * proving authorship of chat messages; keep it with the clientId; default: random), token (JWT,
  * with auth), WebSocket (constructor,
  * default globalThis.WebSocket), reconnect ({initialDelayMs, maxDelayMs, factor, offlineAfter}),
- * batchIntervalMs (minimum time between two edit batches of a document, default 25),
+ * batchIntervalMs and batchBurst (a document's edit batches leave at most one per batchIntervalMs
+ * on average, in bursts of up to batchBurst: default 25 ms and 4),
  * presenceIntervalMs (minimum time between two cursor updates, default 80), historyVersions.
  *
  * Events: "status" {status, previous, attempt, retryInMs}, "welcome" {session, user, heartbeat_s},
@@ -78,6 +79,7 @@ export class CowriteClient extends Emitter {
       offlineAfter: rc.offlineAfter ?? 3,
     };
     this.batchIntervalMs = options.batchIntervalMs ?? 25;
+    this.batchBurst = Math.max(1, Math.floor(Number(options.batchBurst ?? 4)) || 1);
     this.presenceIntervalMs = options.presenceIntervalMs ?? 80;
     this.historyVersions = options.historyVersions ?? 1000;
     this.status = STATUS.IDLE;

@@ -2243,7 +2243,7 @@ var DocumentSession = class extends Emitter {
     this.ready.catch(() => {
     });
     this._everJoined = false;
-    this._lastBatchAt = 0;
+    this._paceAt = 0;
     this._flushTimer = null;
     this._flushQueued = false;
     this._flushBackoff = false;
@@ -2405,7 +2405,7 @@ var DocumentSession = class extends Emitter {
   _scheduleFlush(delay = null) {
     if (this._flushQueued || this.closed) return;
     if (delay === null && this.state.inflight?.sent) return;
-    const wait = delay ?? Math.max(0, this._lastBatchAt + this.client.batchIntervalMs - now());
+    const wait = delay ?? this._paceWait();
     if (delay === null && wait <= 0) {
       if (this._flushTimer) {
         if (this._flushBackoff) return;
@@ -2426,6 +2426,12 @@ var DocumentSession = class extends Emitter {
       this._flush();
     }, wait);
   }
+  /** How long the next batch must wait (ms) to keep to the pace (0: it may leave now). A batch
+   *  that waited for an ack does not wait again: the budget holds batchBurst batches. */
+  _paceWait() {
+    const { batchIntervalMs, batchBurst } = this.client;
+    return Math.max(0, this._paceAt - (batchBurst - 1) * batchIntervalMs - now());
+  }
   _flush() {
     if (this.closed || !this.client.connected) return;
     if (this.state.rejoinNeeded) {
@@ -2434,7 +2440,7 @@ var DocumentSession = class extends Emitter {
     }
     const batch = this.state.takeBatch();
     if (!batch) return;
-    this._lastBatchAt = now();
+    this._paceAt = Math.max(this._paceAt, now()) + this.client.batchIntervalMs;
     const written = this.beforeBatch ? this.beforeBatch(batch) : null;
     if (!written) {
       this.client.send(batch);
@@ -3187,6 +3193,7 @@ var CowriteClient = class extends Emitter {
       offlineAfter: rc.offlineAfter ?? 3
     };
     this.batchIntervalMs = options.batchIntervalMs ?? 25;
+    this.batchBurst = Math.max(1, Math.floor(Number(options.batchBurst ?? 4)) || 1);
     this.presenceIntervalMs = options.presenceIntervalMs ?? 80;
     this.historyVersions = options.historyVersions ?? 1e3;
     this.status = STATUS.IDLE;
