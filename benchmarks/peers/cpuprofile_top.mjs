@@ -8,9 +8,14 @@ import { readFileSync } from "node:fs"
 import path from "node:path"
 
 const args = process.argv.slice(2)
-const file = args.find((a) => !a.startsWith("--") && args[args.indexOf(a) - 1] !== "--top" && args[args.indexOf(a) - 1] !== "--match")
-const top = Number(args[args.indexOf("--top") + 1]) || (args.includes("--top") ? 30 : 30)
-const match = args.includes("--match") ? args[args.indexOf("--match") + 1] : null
+let file = null
+let top = 30
+let match = null
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === "--top") top = Number(args[++i]) || 30
+  else if (args[i] === "--match") match = args[++i] ?? null
+  else file = args[i]
+}
 if (!file) {
   process.stderr.write("usage: node cpuprofile_top.mjs FILE.cpuprofile [--top N] [--match TEXT]\n")
   process.exit(2)
