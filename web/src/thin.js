@@ -285,11 +285,12 @@ export class ThinDocState {
     const seqOps = [];
     try {
       for (const op of ops) {
+        const prior = op.type === "seq" ? this.server.get(op.node) : undefined;
         const before = this.observers.length && op.type === "seq" ? this._serverValue(op.node) : null;
         const seq = this._applyServer(op);
         if (seq) seqOps.push(seq);
         if (seq && before !== null) for (const o of this.observers) o.remote(op.node, seq[1], before, meta);
-        const change = this._rebaseRemote(op, seq ? this.server.get(op.node) : undefined);
+        const change = this._rebaseRemote(op, seq ? prior : undefined);
         if (change) changes.push(change);
       }
     } catch (err) {
@@ -323,6 +324,7 @@ export class ThinDocState {
     for (const { kind, node, key, payload } of batch.ops.values()) {
       if (kind === "seq") {
         // with nothing of this node pending, the local text is server · payload: share the rope
+        // (remotes then apply to it once, while it stays shared: _rebaseRemote)
         const local = this.pending.has(slotKey("seq", node)) ? null : this.local.get(node);
         this.server.set(node, isRope(local) ? local : applySeq(this._serverValue(node), payload));
         seqOps.push([node, payload]);
@@ -507,9 +509,12 @@ export class ThinDocState {
   }
 
   /** `op` (a server op) rebased over our unacknowledged edits and applied to the local view: the
-   *  change the user sees, or null. `serverText`: the server's text after `op`, when `op` was
-   *  just applied to it (taken as the local text too when nothing of ours is outstanding). */
-  _rebaseRemote(op, serverText = undefined) {
+   *  change the user sees, or null. `serverBefore`: the server's text before `op`, when `op` was
+   *  just applied to it: if the local text is that very rope (shared since an ack, see
+   *  `_settle`) and nothing of ours is outstanding, the server's new rope is the local one too.
+   *  Only the same object is shared: a server copy that differs (a bug) never reaches the view,
+   *  the checksum finds it. */
+  _rebaseRemote(op, serverBefore = undefined) {
     const node = op.node;
     if (op.type === "seq") {
       let r = ot.normalize(op.edit);
@@ -517,12 +522,10 @@ export class ThinDocState {
       const batch = this.inflight;
       const i = batch && batch.ops.get(k);
       const mine = this.pending.get(k);
-      if (!i && !mine && isRope(serverText) && r.length) {
-        // local = server · inflight · pending, and neither holds anything of this node: the
-        // local text is the server's (one immutable rope for both, the op applied once)
-        const before = asRope(this.local.has(node) ? this.local.get(node) : emptyValue(this.kind(node)));
-        this.local.set(node, serverText);
-        return seqChange(node, r, before);
+      if (!i && !mine && r.length && isRope(serverBefore) && this.local.get(node) === serverBefore) {
+        // one immutable rope for both texts, the op applied once
+        this.local.set(node, this.server.get(node));
+        return seqChange(node, r, serverBefore);
       }
       if (i) {
         const r2 = ot.transform(r, i.payload, "right");

@@ -1836,11 +1836,12 @@ var ThinDocState = class {
     const seqOps = [];
     try {
       for (const op of ops) {
+        const prior = op.type === "seq" ? this.server.get(op.node) : void 0;
         const before = this.observers.length && op.type === "seq" ? this._serverValue(op.node) : null;
         const seq = this._applyServer(op);
         if (seq) seqOps.push(seq);
         if (seq && before !== null) for (const o of this.observers) o.remote(op.node, seq[1], before, meta);
-        const change = this._rebaseRemote(op, seq ? this.server.get(op.node) : void 0);
+        const change = this._rebaseRemote(op, seq ? prior : void 0);
         if (change) changes.push(change);
       }
     } catch (err) {
@@ -2038,9 +2039,12 @@ var ThinDocState = class {
     return null;
   }
   /** `op` (a server op) rebased over our unacknowledged edits and applied to the local view: the
-   *  change the user sees, or null. `serverText`: the server's text after `op`, when `op` was
-   *  just applied to it (taken as the local text too when nothing of ours is outstanding). */
-  _rebaseRemote(op, serverText = void 0) {
+   *  change the user sees, or null. `serverBefore`: the server's text before `op`, when `op` was
+   *  just applied to it: if the local text is that very rope (shared since an ack, see
+   *  `_settle`) and nothing of ours is outstanding, the server's new rope is the local one too.
+   *  Only the same object is shared: a server copy that differs (a bug) never reaches the view,
+   *  the checksum finds it. */
+  _rebaseRemote(op, serverBefore = void 0) {
     const node = op.node;
     if (op.type === "seq") {
       let r = normalize(op.edit);
@@ -2048,10 +2052,9 @@ var ThinDocState = class {
       const batch = this.inflight;
       const i = batch && batch.ops.get(k);
       const mine = this.pending.get(k);
-      if (!i && !mine && isRope(serverText) && r.length) {
-        const before2 = asRope(this.local.has(node) ? this.local.get(node) : emptyValue(this.kind(node)));
-        this.local.set(node, serverText);
-        return seqChange(node, r, before2);
+      if (!i && !mine && r.length && isRope(serverBefore) && this.local.get(node) === serverBefore) {
+        this.local.set(node, this.server.get(node));
+        return seqChange(node, r, serverBefore);
       }
       if (i) {
         const r2 = transform(r, i.payload, "right");
