@@ -228,10 +228,14 @@ class Generators:
         end: procstat.CpuMark,
         pids: list[int],
     ) -> None:
-        """Between the marks: how far behind schedule the generators typed, their CPU, the
-        machine's, and the CPU of processes outside the benchmark (``pids`` are ours)."""
+        """Between the marks: how far behind schedule the generators typed, their CPU (and the
+        Node generators' GC pauses), the machine's, and the CPU of processes outside the
+        benchmark (``pids`` are ours)."""
         lags = [r["lag_ms"]["p99"] for r in reports if r.get("lag_ms", {}).get("p99") is not None]
         res.lag_p99_ms = max(lags) if lags else None
+        gcs = [r["gc_ms"] for r in reports if r.get("gc_ms")]
+        res.generator_gc_ms = [round(g["total"], 1) for g in gcs]
+        res.generator_gc_max_ms = round(max(g["max"] for g in gcs), 1) if gcs else None
         res.generator_cpu_pct = [
             round(v, 1)
             for pid in self.pids

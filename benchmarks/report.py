@@ -89,6 +89,9 @@ def run_notes(r: RunResult) -> str:
     notes = []
     if r.lag_p99_ms is not None and r.lag_p99_ms > 20:
         notes.append(f"generator behind schedule (p99 {r.lag_p99_ms:.0f} ms)")
+    if r.generator_gc_max_ms is not None and r.generator_gc_max_ms >= 10:
+        total = "+".join(f"{v:.0f}" for v in r.generator_gc_ms)
+        notes.append(f"generator GC pauses {total} ms (longest {r.generator_gc_max_ms:.0f} ms)")
     if any(v >= 90 for v in r.generator_cpu_pct):
         notes.append("generator saturated: latencies are upper bounds")
     if r.skipped:

@@ -65,6 +65,11 @@ class RunResult:
     machine_cpu_pct: float | None = None
     other_cpu_pct: float | None = None
     lag_p99_ms: float | None = None
+    generator_gc_ms: list[float] = field(default_factory=list)
+    """Node generators: each process's garbage-collection pauses over the typing window, in ms
+    (a pause holds every client of the process at once: the tail of its latencies)."""
+    generator_gc_max_ms: float | None = None
+    """The longest of those pauses."""
     skipped: int = 0
     """Keystrokes the generator never typed: it was behind schedule past the end."""
     errors: dict[str, int] = field(default_factory=dict)

@@ -184,10 +184,14 @@ class ServerDef:
             return [sys.executable, "-m", "benchmarks.load"]
         if self.kind == "pycrdt":
             return [sys.executable, str(peers / "pycrdt_load.py")]
+        node = ["node"]
+        prof = os.environ.get(NODE_PROFILE_ENV)
+        if prof:
+            node += ["--cpu-prof", "--cpu-prof-dir", prof]
         if self.kind in OT_KINDS:
             client = repo_root() / "web" / "src" / "client.js"
-            return ["node", str(peers / "ot_load.mjs"), "--cowrite-client", str(client)]
-        return ["node", str(peers / "yjs_load.mjs")]
+            return [*node, str(peers / "ot_load.mjs"), "--cowrite-client", str(client)]
+        return [*node, str(peers / "yjs_load.mjs")]
 
     def url(self, port: int) -> str:
         """The generator's URL: cowrite's endpoint, or the server's root (Yjs servers name
@@ -224,6 +228,9 @@ LAG_ENV = "COWRITE_BENCH_LOOP_LAG"
 """A directory: cowrite servers report their event loop's lag there (``profile_serve``)."""
 PROBE_ENV = "COWRITE_BENCH_PROBE"
 """A directory: cowrite servers report store, pipeline and GC timings there (``profile_serve``)."""
+NODE_PROFILE_ENV = "COWRITE_BENCH_NODE_PROFILE"
+"""A directory: the Node generators run with ``--cpu-prof`` and leave one ``.cpuprofile`` per
+process there (open it in Chrome's DevTools, or ``benchmarks/peers/cpuprofile_top.mjs``)."""
 DEFLATE_ENV = "COWRITE_BENCH_WS_DEFLATE"
 """``0``: cowrite servers refuse permessage-deflate (``benchmarks.profile_serve``)."""
 

@@ -8,9 +8,11 @@
 // A client (what makeClient returns) has: index, doc, keystrokes, errors,
 // open (socket usable), ready (joined), connect() -> Promise, typeChar(t) (one character at a
 // random position, typed at monotonic time t), length(), settled() (nothing of its own waits for
-// the server), digest() (SHA-1 of its text), close(). Clients record what they send and receive
+// the server), digest() (SHA-1 of its text), close(). The result adds `gc_ms` {total, max,
+// count}: the garbage collector's pauses during the typing. Clients record what they send and receive
 // in `rec` (keys both sides can compute: ShareDB `src:seq`, cowrite `edit_id`).
 import { createHash } from "node:crypto"
+import { PerformanceObserver } from "node:perf_hooks"
 import readline from "node:readline"
 
 const PREFIX = "@@bench "
@@ -180,8 +182,19 @@ export async function runWorker(clientsFor) {
   let skipped = 0
   let drained = true
   let cmd = await nextCommand()
+  const gc = { total: 0, max: 0, count: 0 }
   if (cmd.cmd === "go") {
+    // the garbage collector's pauses while typing: each holds every client of this process
+    const observer = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        gc.total += e.duration
+        gc.max = Math.max(gc.max, e.duration)
+        gc.count += 1
+      }
+    })
+    observer.observe({ entryTypes: ["gc"] })
     skipped = await typeAll(live, spec, cmd, lags)
+    observer.disconnect()
     const perDoc = {}
     for (const c of clients) perDoc[c.doc] = (perDoc[c.doc] || 0) + c.keystrokes
     emit({ event: "sent", per_doc: perDoc })
@@ -211,6 +224,7 @@ export async function runWorker(clientsFor) {
     },
     errors,
     skipped,
+    gc_ms: gc,
   }
   // stdout is a pipe: a large line is written asynchronously, so exit only once it is out;
   // close the clients after (the coordinator reads the server's memory on receipt)

@@ -9,6 +9,7 @@ No timing assertions: the harness must count, deliver and verify correctly.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -99,6 +100,33 @@ def test_a_quick_run_of_sharedb_and_cowrite_js(peers_ot: Path, tmp_path: Path) -
         assert res.converged and res.mismatched == 0, (name, res.convergence)
         assert not res.errors, (name, res.errors)
         assert res.cpu_us_per_delivery is not None
+        # the Node generator reports its GC pauses over the typing window (maybe none)
+        assert len(res.generator_gc_ms) == 1 and res.generator_gc_ms[0] >= 0
+        assert res.generator_gc_max_ms is not None and res.generator_gc_max_ms >= 0
+
+
+def test_generator_gc_pauses_are_noted_and_the_node_generators_can_be_profiled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from benchmarks.report import run_notes
+
+    res = results.RunResult(server="cowrite-js", scenario="b", describe="1000 clients")
+    assert "GC" not in run_notes(res)  # the Python generator reports none
+    res.generator_gc_ms, res.generator_gc_max_ms = [412.3, 388.0], 45.2
+    assert "generator GC pauses 412+388 ms (longest 45 ms)" in run_notes(res)
+    res.generator_gc_max_ms = 4.0  # short pauses: not worth a note
+    assert "GC" not in run_notes(res)
+    saved = json.loads(json.dumps(dataclasses.asdict(res)))  # as --json writes it
+    assert results.RunResult.from_json(saved) == res
+
+    js = ServerDef("cowrite-js")
+    assert "--cpu-prof" not in js.worker_command()
+    monkeypatch.setenv("COWRITE_BENCH_NODE_PROFILE", str(tmp_path))
+    worker = js.worker_command()
+    assert worker[:4] == ["node", "--cpu-prof", "--cpu-prof-dir", str(tmp_path)]
+    assert worker[4].endswith("ot_load.mjs")
+    assert ServerDef("hocuspocus").worker_command()[1] == "--cpu-prof"
+    assert ServerDef("cowrite").worker_command()[1:] == ["-m", "benchmarks.load"]  # Python
 
 
 def test_the_generator_refuses_garbage_and_unknown_kinds(peers_ot: Path) -> None:

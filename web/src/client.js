@@ -66,7 +66,8 @@ export const STATUS = Object.freeze({
  * proving authorship of chat messages; keep it with the clientId; default: random), token (JWT,
  * with auth), WebSocket (constructor,
  * default globalThis.WebSocket), reconnect ({initialDelayMs, maxDelayMs, factor, offlineAfter}),
- * batchIntervalMs (minimum time between two edit batches of a document, default 25),
+ * batchIntervalMs and batchBurst (a document's edit batches leave at most one per batchIntervalMs
+ * on average, in bursts of up to batchBurst: default 25 ms and 4),
  * presenceIntervalMs (minimum time between two cursor updates, default 80), historyVersions.
  *
  * Events: "status" {status, previous, attempt, retryInMs}, "welcome" {session, user, heartbeat_s},
@@ -90,6 +91,7 @@ export class CowriteClient extends Emitter {
       offlineAfter: rc.offlineAfter ?? 3,
     };
     this.batchIntervalMs = options.batchIntervalMs ?? 25;
+    this.batchBurst = Math.max(1, Math.floor(Number(options.batchBurst ?? 4)) || 1);
     this.presenceIntervalMs = options.presenceIntervalMs ?? 80;
     this.historyVersions = options.historyVersions ?? 1000;
     this.status = STATUS.IDLE;
@@ -248,7 +250,8 @@ export class CowriteClient extends Emitter {
       } catch {
         return;
       }
-      for (const msg of Array.isArray(data) ? data : [data]) this._handle(msg);
+      if (Array.isArray(data)) for (const msg of data) this._handle(msg);
+      else this._handle(data);
       for (const doc of this.docs.values()) doc._afterFrame();
     };
     ws.onclose = (event) => {

@@ -3,11 +3,13 @@
 
 export class Emitter {
   constructor() {
+    // type -> array of listeners, replaced (never changed) by on/off: emit walks the array it
+    // read without copying it, and a listener added or removed meanwhile counts from the next
     this._listeners = new Map();
   }
   on(type, fn) {
-    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
-    this._listeners.get(type).add(fn);
+    const fns = this._listeners.get(type) || [];
+    if (!fns.includes(fn)) this._listeners.set(type, [...fns, fn]);
     return () => this.off(type, fn);
   }
   once(type, fn) {
@@ -18,12 +20,13 @@ export class Emitter {
     return off;
   }
   off(type, fn) {
-    this._listeners.get(type)?.delete(fn);
+    const fns = this._listeners.get(type);
+    if (fns && fns.includes(fn)) this._listeners.set(type, fns.filter((f) => f !== fn));
   }
   emit(type, detail) {
-    const set = this._listeners.get(type);
-    if (!set) return;
-    for (const fn of [...set]) {
+    const fns = this._listeners.get(type);
+    if (!fns) return;
+    for (const fn of fns) {
       try {
         fn(detail);
       } catch (err) {

@@ -245,6 +245,20 @@ export function normalize(op) {
   return out.result();
 }
 
+/** `op` itself when it is already normalized (not copied: for an op its caller owns and never
+ *  changes, such as one just parsed from a message), else normalize(op). */
+export function normalized(op) {
+  scan(op, true);
+  let last = 0; // the kind of the previous component: 0 none, 1 retain, 2 insert, 3 delete
+  for (const c of op) {
+    const kind = typeof c === "number" ? (c > 0 ? 1 : c < 0 ? 3 : 0) : c.length ? 2 : 0;
+    // normalize merges neighbours of one kind, puts an insert before a delete, drops empties
+    if (kind === 0 || kind === last || (kind === 2 && last === 3)) return normalize(op);
+    last = kind;
+  }
+  return last === 1 ? normalize(op) : op; // a trailing retain is dropped
+}
+
 /** True when the op changes nothing. */
 export function isNoop(op) {
   scan(op);

@@ -48,7 +48,7 @@ export class DocumentSession extends Emitter {
     });
     this.ready.catch(() => {});
     this._everJoined = false;
-    this._lastBatchAt = 0;
+    this._paceAt = 0;
     this._flushTimer = null;
     this._flushQueued = false; // a microtask will flush
     this._flushBackoff = false; // the flush timer is a retry's delay
@@ -228,10 +228,10 @@ export class DocumentSession extends Emitter {
     if (this._flushQueued || this.closed) return;
     // one batch on the wire: keep coalescing, its ack (or whatever settles it) schedules the next
     if (delay === null && this.state.inflight?.sent) return;
-    const wait = delay ?? Math.max(0, this._lastBatchAt + this.client.batchIntervalMs - now());
+    const wait = delay ?? this._paceWait();
     if (delay === null && wait <= 0) {
-      // the interval has passed: send now, without a timer hop (a microtask, so the edits of
-      // one task still leave as one batch)
+      // the pace allows it: send now, without a timer hop (a microtask, so the edits of one
+      // task still leave as one batch)
       if (this._flushTimer) {
         if (this._flushBackoff) return; // a retry waits out its delay
         clearTimeout(this._flushTimer);
@@ -252,6 +252,13 @@ export class DocumentSession extends Emitter {
     }, wait);
   }
 
+  /** How long the next batch must wait (ms) to keep to the pace (0: it may leave now). A batch
+   *  that waited for an ack does not wait again: the budget holds batchBurst batches. */
+  _paceWait() {
+    const { batchIntervalMs, batchBurst } = this.client;
+    return Math.max(0, this._paceAt - (batchBurst - 1) * batchIntervalMs - now());
+  }
+
   _flush() {
     if (this.closed || !this.client.connected) return;
     if (this.state.rejoinNeeded) {
@@ -260,7 +267,9 @@ export class DocumentSession extends Emitter {
     }
     const batch = this.state.takeBatch();
     if (!batch) return;
-    this._lastBatchAt = now();
+    // batches leave at most one per batchIntervalMs on average, in bursts of up to batchBurst
+    // (GCRA: `_paceAt` is when the burst budget is whole again)
+    this._paceAt = Math.max(this._paceAt, now()) + this.client.batchIntervalMs;
     const written = this.beforeBatch ? this.beforeBatch(batch) : null;
     if (!written) {
       this.client.send(batch);

@@ -31,77 +31,23 @@
 // costs O(log n) whatever the size of the text; a string put in `server` or `local` (a snapshot,
 // a restored state) becomes a rope at its first edit. `value()` still returns strings (built once
 // per version); `rope()` gives the local text itself, for editor bindings on the hot path.
+//
+// Modules: the values and queue slots are in thin_values.js, cursor conversion in
+// thin_cursors.js, the rejoin and merge steps in thin_merge.js (ThinCursors and ThinMerge: their
+// methods are ThinDocState's, like the Python SDK's mixins). This module re-exports what it
+// exported before the split.
 
 import * as ot from "./ot.js";
 import { verify } from "./checksum.js";
-import { Rope, isRope, textOf } from "./rope.js";
-import { deleteInserted, droppedInserts, runIndices } from "./undo_revive.js";
+import { Rope, isRope } from "./rope.js";
+import { runIndices } from "./undo_revive.js";
+import { ThinCursors } from "./thin_cursors.js";
+import { ThinMerge } from "./thin_merge.js";
+import { DELETED, KINDS, SEQ_KINDS, applySeq, asRope, copy, emptyValue, equal, kindOfNodeId, randomHex, seqChange, slotKey, wireOp } from "./thin_values.js";
 
-export const SEQ_KINDS = new Set(["text", "list"]);
-const KINDS = ["text", "list", "map", "register", "counter"];
-export const DELETED = Object.freeze({ deleted: true });
-const ABSENT = Symbol("absent");
+export { DELETED, SEQ_KINDS, emptyValue, equal, kindOfNodeId, randomHex };
+
 const RETRY_CODES = new Set(["rate_limited", "unavailable"]);
-
-/** The kind a root node id names ("text:body" -> "text"); null for nested "#r.s" ids. */
-export function kindOfNodeId(node) {
-  if (node.startsWith("#")) return null;
-  const i = node.indexOf(":");
-  if (i < 0 || i === node.length - 1) return null;
-  const kind = node.slice(0, i);
-  return KINDS.includes(kind) ? kind : null;
-}
-
-export function emptyValue(kind) {
-  switch (kind) {
-    case "text":
-      return "";
-    case "list":
-      return [];
-    case "map":
-      return {};
-    case "counter":
-      return 0;
-    default:
-      return null;
-  }
-}
-
-/** Structural equality of JSON values (a rope equals the string of its text). */
-export function equal(a, b) {
-  if (a === b) return true;
-  if (isRope(a)) return (typeof b === "string" || isRope(b)) && a.equals(b);
-  if (isRope(b)) return typeof a === "string" && b.equals(a);
-  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) {
-    if (a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i++) if (!equal(a[i], b[i])) return false;
-    return true;
-  }
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  for (const k of ka) if (!Object.hasOwn(b, k) || !equal(a[k], b[k])) return false;
-  return true;
-}
-
-function copy(value) {
-  if (isRope(value)) return value.toString();
-  if (Array.isArray(value)) return value.slice();
-  if (value !== null && typeof value === "object") return { ...value };
-  return value;
-}
-
-function slotKey(kind, node, key = null) {
-  return `${kind}\u0000${node}\u0000${key === null ? "" : "=" + key}`;
-}
-
-function kindOfValue(value) {
-  if (typeof value === "string" || isRope(value)) return "text";
-  if (Array.isArray(value)) return "list";
-  if (value !== null && typeof value === "object") return "map";
-  return null;
-}
 
 /** One document of a thin client. Inputs: local* (user edits), onJoined/onRemote/onAck/onError
  *  (server messages), onDisconnect. Outputs: takeBatch (the edit to send, if any), joinMessage
@@ -339,11 +285,12 @@ export class ThinDocState {
     const seqOps = [];
     try {
       for (const op of ops) {
+        const prior = op.type === "seq" ? this.server.get(op.node) : undefined;
         const before = this.observers.length && op.type === "seq" ? this._serverValue(op.node) : null;
         const seq = this._applyServer(op);
         if (seq) seqOps.push(seq);
         if (seq && before !== null) for (const o of this.observers) o.remote(op.node, seq[1], before, meta);
-        const change = this._rebaseRemote(op);
+        const change = this._rebaseRemote(op, seq ? prior : undefined);
         if (change) changes.push(change);
       }
     } catch (err) {
@@ -370,36 +317,16 @@ export class ThinDocState {
     return changes;
   }
 
-  /** The seq ops deleting what the server did not insert of `batch` (T11 "Revivals"):
-   *  `indices(node, payload)` names the code points of a node's payload it dropped. */
-  _drops(batch, indices) {
-    const drops = [];
-    for (const { kind, node, payload } of batch.ops.values()) {
-      if (kind !== "seq") continue;
-      const found = indices(node, payload);
-      const edit = found && deleteInserted(payload, found);
-      if (edit) drops.push({ type: "seq", node, edit });
-    }
-    return drops;
-  }
-
-  /** Our batch is settled as we held it; what the server dropped of it goes like a remote op
-   *  right after it (rebased over our pending edits), at the same version. */
-  _settleDrops(msg, drops, seqOps, changes) {
-    const meta = { version: msg.version, client_id: this.clientId, edit_id: msg.edit_id };
-    const more = this._applyRemoteOps(drops, changes, meta);
-    if (more === null) return this._settleObservers(changes);
-    this._advance(msg.version, [...seqOps, ...more], msg.vv);
-    return this._settleObservers(changes);
-  }
-
   /** The in-flight batch is applied: move it into the server state. */
   _settle(batch, createdIds) {
     const created = createdIds[Symbol.iterator]();
     const seqOps = [];
     for (const { kind, node, key, payload } of batch.ops.values()) {
       if (kind === "seq") {
-        this.server.set(node, applySeq(this._serverValue(node), payload));
+        // with nothing of this node pending, the local text is server · payload: share the rope
+        // (remotes then apply to it once, while it stays shared: _rebaseRemote)
+        const local = this.pending.has(slotKey("seq", node)) ? null : this.local.get(node);
+        this.server.set(node, isRope(local) ? local : applySeq(this._serverValue(node), payload));
         seqOps.push([node, payload]);
       } else if (kind === "add") {
         this.server.set(node, this._serverValue(node) + payload);
@@ -481,53 +408,6 @@ export class ThinDocState {
     if (this.inflight) this.inflight.sent = false;
   }
 
-  // ------------------------------------------------------------------------ cursors
-
-  /** A remote cursor {node, anchor, head, version} in local coordinates: [anchor, head] or
-   *  null. Positions from versions not reached yet, or older than the kept history, are
-   *  clamped rather than transformed. */
-  cursorToLocal(cursor) {
-    const node = cursor.node;
-    if (!SEQ_KINDS.has(this.kind(node)) || this.version === null) return null;
-    let { anchor, head } = cursor;
-    const version = cursor.version ?? this.version;
-    if (this._historyStart() <= version && version <= this.version) {
-      for (const [v, entries] of this._history) {
-        if (v <= version) continue;
-        for (const [n, logged] of entries) {
-          if (n === node) {
-            anchor = ot.transformPosition(anchor, logged);
-            head = ot.transformPosition(head, logged);
-          }
-        }
-      }
-      const k = slotKey("seq", node);
-      for (const ops of [this.inflight ? this.inflight.ops : null, this.pending]) {
-        const mine = ops && ops.get(k);
-        if (mine) {
-          anchor = ot.transformPosition(anchor, mine.payload);
-          head = ot.transformPosition(head, mine.payload);
-        }
-      }
-    }
-    const value = this.local.get(node);
-    const length = value === undefined ? 0 : typeof value === "string" ? ot.cpLength(value) : value.length;
-    return [Math.min(anchor, length), Math.min(head, length)];
-  }
-
-  /** A local selection as the server understands it: {node, anchor, head, version}. */
-  cursorToServer(node, anchor, head) {
-    if (!SEQ_KINDS.has(this.kind(node))) throw new ot.InvalidOperation(`cursors live in text and list nodes, not ${node}`);
-    const k = slotKey("seq", node);
-    for (const slot of [this.pending.get(k), this.inflight ? this.inflight.ops.get(k) : null]) {
-      if (slot) {
-        anchor = ot.positionBefore(anchor, slot.payload);
-        head = ot.positionBefore(head, slot.payload);
-      }
-    }
-    return { node, anchor, head, version: this.version };
-  }
-
   /** Throw when the local view is not server · inflight · pending (for tests). */
   checkInvariants() {
     const batches = this.inflight ? [this.inflight.ops, this.pending] : [this.pending];
@@ -561,7 +441,15 @@ export class ThinDocState {
   _advance(version, seqOps, vv) {
     this.version = version;
     if (this.vv && vv) Object.assign(this.vv, vv);
-    this._history.push([version, seqOps]);
+    // one flat array per version, [version, node, edit, node, edit...], of exact size: up to
+    // historyVersions of them stay alive, so each costs as little memory as it can
+    const entry = new Array(1 + 2 * seqOps.length);
+    entry[0] = version;
+    for (let i = 0; i < seqOps.length; i++) {
+      entry[2 * i + 1] = seqOps[i][0];
+      entry[2 * i + 2] = seqOps[i][1];
+    }
+    this._history.push(entry);
     if (this._history.length > this._historyMax) this._history.shift();
   }
 
@@ -610,7 +498,7 @@ export class ThinDocState {
     const node = op.node;
     if (op.type === "seq") {
       if (!kind) throw new ot.InvalidOperation(`an edit of ${node}, whose kind is unknown`);
-      const edit = ot.normalize(op.edit);
+      const edit = ot.normalized(op.edit); // kept in the history: the op as parsed when it can be
       this.server.set(node, applySeq(this._serverValue(node), edit));
       return [node, edit];
     }
@@ -620,19 +508,30 @@ export class ThinDocState {
     return null;
   }
 
-  _rebaseRemote(op) {
+  /** `op` (a server op) rebased over our unacknowledged edits and applied to the local view: the
+   *  change the user sees, or null. `serverBefore`: the server's text before `op`, when `op` was
+   *  just applied to it: if the local text is that very rope (shared since an ack, see
+   *  `_settle`) and nothing of ours is outstanding, the server's new rope is the local one too.
+   *  Only the same object is shared: a server copy that differs (a bug) never reaches the view,
+   *  the checksum finds it. */
+  _rebaseRemote(op, serverBefore = undefined) {
     const node = op.node;
     if (op.type === "seq") {
       let r = ot.normalize(op.edit);
       const k = slotKey("seq", node);
       const batch = this.inflight;
       const i = batch && batch.ops.get(k);
+      const mine = this.pending.get(k);
+      if (!i && !mine && r.length && isRope(serverBefore) && this.local.get(node) === serverBefore) {
+        // one immutable rope for both texts, the op applied once
+        this.local.set(node, this.server.get(node));
+        return seqChange(node, r, serverBefore);
+      }
       if (i) {
         const r2 = ot.transform(r, i.payload, "right");
         i.payload = ot.transform(i.payload, r, "left");
         r = r2;
       }
-      const mine = this.pending.get(k);
       if (mine) {
         const r2 = ot.transform(r, mine.payload, "right");
         mine.payload = ot.transform(mine.payload, r, "left");
@@ -648,215 +547,6 @@ export class ThinDocState {
     return this._refreshCounter(node);
   }
 
-  /** A rejoin answered with the exact changes since our state: apply them like a remote
-   *  (rebased over our unacknowledged edits), then take the server's numbering. */
-  _loadChanges(msg) {
-    const changes = [];
-    const batch = this.inflight;
-    if (batch && msg.acked === batch.editId) changes.push(...this._settle(batch, [])[1]); // ops come after it
-    if (!this._applyRemoteOps(msg.ops, changes, { barrier: true, version: msg.version })) return this._settleObservers(changes);
-    this.version = msg.version;
-    this._history = [];
-    this._historyFrom = msg.version;
-    this.vv = msg.state ? { ...msg.state } : null;
-    return this._settleObservers(changes);
-  }
-
-  _ownRemote(msg) {
-    const batch = this.inflight;
-    for (const o of this.observers) if (o.acked) o.acked(batch);
-    // the server may have dropped some of what we re-inserted (T11 "Revivals"): the catch-up
-    // names no `dropped`; the applied op is ours without those code points
-    const applied = new Map();
-    for (const op of msg.ops) if (op.type === "seq") applied.set(op.node, op.edit);
-    const drops = this._drops(batch, (node, payload) => (applied.has(node) ? droppedInserts(payload, applied.get(node)) : null));
-    if (drops.length) {
-      const ops = msg.ops.map((op) => (op.type === "seq" && drops.some((d) => d.node === op.node) ? { ...op, edit: batch.ops.get(slotKey("seq", op.node)).payload } : op));
-      msg = { ...msg, ops };
-    }
-    const seqOps = [];
-    try {
-      for (const op of msg.ops) {
-        const seq = this._applyServer(op);
-        if (seq) seqOps.push(seq);
-      }
-    } catch (err) {
-      if (!(err instanceof ot.InvalidOperation)) throw err;
-      this.requestRejoin({ snapshot: true });
-      return [];
-    }
-    this.inflight = null;
-    const changes = this._refreshSlots(batch);
-    if (drops.length) return this._settleDrops(msg, drops, seqOps, changes);
-    this._advance(msg.version, seqOps, msg.vv);
-    return changes;
-  }
-
-  _refreshSlots(batch) {
-    const changes = [];
-    for (const { kind, node, key } of batch.ops.values()) {
-      let change = null;
-      if (kind === "set") change = this._refreshKey(node, key);
-      else if (kind === "add") change = this._refreshCounter(node);
-      if (change) changes.push(change);
-    }
-    return changes;
-  }
-
-  _dropInflight() {
-    const batch = this.inflight;
-    if (!batch) return [];
-    for (const o of this.observers) o.dropInflight(); // before anything changes (undo.js)
-    this.inflight = null;
-    const changes = [];
-    for (const [k, { kind, node, payload }] of batch.ops) {
-      if (kind !== "seq") continue;
-      let undo = invertSeq(payload, this._serverValue(node));
-      const mine = this.pending.get(k);
-      if (mine) {
-        const u2 = ot.transform(undo, mine.payload, "right");
-        mine.payload = ot.transform(mine.payload, undo, "left");
-        undo = u2;
-        if (!mine.payload.length) this.pending.delete(k);
-      }
-      if (undo.length) {
-        const before = asRope(this.local.get(node));
-        this.local.set(node, applySeq(before, undo));
-        changes.push(seqChange(node, undo, before));
-      }
-    }
-    changes.push(...this._refreshSlots(batch));
-    return this._settleObservers(changes);
-  }
-
-  _effective(node, key) {
-    const k = slotKey("set", node, key);
-    let value;
-    if (this.pending.has(k)) value = this.pending.get(k).payload;
-    else if (this.inflight && this.inflight.ops.has(k)) value = this.inflight.ops.get(k).payload;
-    else if (key === null) return this.server.has(node) ? this.server.get(node) : null;
-    else {
-      const entries = this.server.get(node);
-      return entries && typeof entries === "object" && Object.hasOwn(entries, key) ? entries[key] : ABSENT;
-    }
-    return value === DELETED ? ABSENT : value;
-  }
-
-  _refreshKey(node, key) {
-    const value = this._effective(node, key);
-    if (key === null) {
-      if (this.local.has(node) && equal(this.local.get(node), value)) return null;
-      this.local.set(node, value);
-      return { type: "set", node, value };
-    }
-    const current = this.local.get(node);
-    let entries = current && typeof current === "object" && !Array.isArray(current) ? current : {};
-    const old = Object.hasOwn(entries, key) ? entries[key] : ABSENT;
-    if (old !== ABSENT && value !== ABSENT && equal(old, value)) return null;
-    if (old === ABSENT && value === ABSENT) {
-      if (!this.local.has(node)) this.local.set(node, entries);
-      return null;
-    }
-    entries = { ...entries };
-    if (value === ABSENT) {
-      delete entries[key];
-      this.local.set(node, entries);
-      return { type: "del", node, key };
-    }
-    entries[key] = value;
-    this.local.set(node, entries);
-    return { type: "set", node, key, value };
-  }
-
-  _counter(node) {
-    let total = Number(this._serverValue(node) || 0);
-    const k = slotKey("add", node);
-    if (this.inflight && this.inflight.ops.has(k)) total += this.inflight.ops.get(k).payload;
-    if (this.pending.has(k)) total += this.pending.get(k).payload;
-    return total;
-  }
-
-  _refreshCounter(node) {
-    const value = this._counter(node);
-    const old = this.local.get(node) || 0;
-    this.local.set(node, value);
-    return value !== old ? { type: "add", node, amount: value - old } : null;
-  }
-
-  _computed(node, kind) {
-    if (kind === "counter") return this._counter(node);
-    if (kind === "register") {
-      const v = this._effective(node, null);
-      return v === ABSENT ? null : v;
-    }
-    const server = this.server.get(node);
-    const entries = server && typeof server === "object" && !Array.isArray(server) ? { ...server } : {};
-    for (const ops of [this.inflight ? this.inflight.ops : new Map(), this.pending]) {
-      for (const s of ops.values()) {
-        if (s.kind === "set" && s.node === node && s.key !== null) {
-          if (s.payload === DELETED) delete entries[s.key];
-          else entries[s.key] = s.payload;
-        }
-      }
-    }
-    return entries;
-  }
-
-  _loadSnapshot(version, snapshot) {
-    const theirs = new Map();
-    for (const [node, entry] of Object.entries(snapshot)) {
-      let kind;
-      let value;
-      if (entry && typeof entry === "object" && "kind" in entry && "value" in entry) {
-        kind = KINDS.includes(entry.kind) ? entry.kind : null;
-        value = entry.value;
-      } else {
-        kind = null;
-        value = entry;
-      }
-      if (!kind) kind = this.kind(node) || kindOfValue(value);
-      if (!kind) continue;
-      this.kinds.set(node, kind);
-      theirs.set(node, value);
-    }
-    const nodes = new Set([...theirs.keys(), ...this.server.keys(), ...this.local.keys()]);
-    for (const ops of this.inflight ? [this.inflight.ops, this.pending] : [this.pending]) {
-      for (const s of ops.values()) nodes.add(s.node);
-    }
-    const sorted = [...nodes].sort();
-    const changes = [];
-    for (const node of sorted) {
-      const kind = this.kind(node);
-      if (!SEQ_KINDS.has(kind)) continue;
-      let base = textOf(this._serverValue(node));
-      const next = theirs.has(node) ? theirs.get(node) : emptyValue(kind);
-      if (typeof base !== typeof next || Array.isArray(base) !== Array.isArray(next)) base = emptyValue(kind);
-      this.server.set(node, base);
-      const edit = ot.diff(base, next);
-      if (edit.length) for (const o of this.observers) o.remote(node, edit, base, { barrier: true, version });
-      const rebased = this._rebaseRemote({ type: "seq", node, edit });
-      if (rebased) changes.push(rebased);
-    }
-    const oldLocal = this.local;
-    this.server = new Map(theirs);
-    for (const node of sorted) {
-      const kind = this.kind(node);
-      if (!kind) continue;
-      if (SEQ_KINDS.has(kind)) {
-        if (!this.server.has(node)) this.server.set(node, emptyValue(kind));
-        continue;
-      }
-      const value = this._computed(node, kind);
-      const old = oldLocal.has(node) ? oldLocal.get(node) : emptyValue(kind);
-      this.local.set(node, value);
-      changes.push(...valueChanges(node, kind, old, value));
-    }
-    this.version = version;
-    this._history = [];
-    this._historyFrom = version;
-    return this._settleObservers(changes);
-  }
-
   /** `changes` and what the observers changed settling a server message (undo.js settle). */
   _settleObservers(changes) {
     for (const o of this.observers) changes.push(...o.settle());
@@ -864,68 +554,8 @@ export class ThinDocState {
   }
 }
 
-/** `value` (a text: string or rope; or a list) with `op` applied: texts become ropes. */
-function applySeq(value, op) {
-  if (isRope(value)) return value.apply(op);
-  if (typeof value === "string") return Rope.from(value).apply(op);
-  return ot.apply(value, op);
-}
-
-function asRope(value) {
-  return typeof value === "string" ? Rope.from(value) : value;
-}
-
-/** A `seq` change; for a text, `before` (not enumerable: changes stay plain protocol ops) is the
- *  local value it applies to, as a Rope, so an editor binding converts its positions to UTF-16
- *  units in O(log n) (web/src/app.js, remoteChanges). */
-function seqChange(node, edit, before) {
-  const change = { type: "seq", node, edit };
-  if (isRope(before)) Object.defineProperty(change, "before", { value: before });
-  return change;
-}
-
-/** ot.invert (same result), reading the deleted text from a rope without building the whole
- *  string. */
-function invertSeq(op, before) {
-  if (!isRope(before)) return ot.invert(op, before);
-  ot.check(op);
-  const out = [];
-  let pos = 0;
-  for (const c of op) {
-    if (typeof c === "number") {
-      const n = Math.abs(c);
-      out.push(c > 0 ? n : before.slice(pos, pos + n));
-      pos += n;
-    } else out.push(-ot.cpLength(c));
+for (const mixin of [ThinCursors, ThinMerge]) {
+  for (const name of Object.getOwnPropertyNames(mixin.prototype)) {
+    if (name !== "constructor") Object.defineProperty(ThinDocState.prototype, name, Object.getOwnPropertyDescriptor(mixin.prototype, name));
   }
-  return ot.normalize(out);
-}
-
-function valueChanges(node, kind, old, next) {
-  if (equal(old, next)) return [];
-  if (kind === "counter") return [{ type: "add", node, amount: (next || 0) - (old || 0) }];
-  if (kind === "register") return [{ type: "set", node, value: next }];
-  const a = old && typeof old === "object" ? old : {};
-  const b = next && typeof next === "object" ? next : {};
-  const out = [];
-  for (const [key, value] of Object.entries(b)) {
-    if (!Object.hasOwn(a, key) || !equal(a[key], value)) out.push({ type: "set", node, key, value });
-  }
-  for (const key of Object.keys(a)) if (!Object.hasOwn(b, key)) out.push({ type: "del", node, key });
-  return out;
-}
-
-function wireOp({ kind, node, key, payload }) {
-  if (kind === "seq") return { type: "seq", node, edit: payload.slice() };
-  if (kind === "add") return { type: "add", node, amount: payload };
-  if (payload === DELETED) return { type: "del", node, key };
-  const op = { type: "set", node, value: payload };
-  if (key !== null) op.key = key;
-  return op;
-}
-
-export function randomHex(bytes) {
-  const buf = new Uint8Array(bytes);
-  globalThis.crypto.getRandomValues(buf);
-  return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
 }

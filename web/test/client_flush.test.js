@@ -31,8 +31,8 @@ class FakeSocket {
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
-async function joinedSession(batchIntervalMs) {
-  const client = new CowriteClient({ url: "ws://test/ws", WebSocket: FakeSocket, batchIntervalMs, clientId: "me" });
+async function joinedSession(batchIntervalMs, batchBurst = 1) {
+  const client = new CowriteClient({ url: "ws://test/ws", WebSocket: FakeSocket, batchIntervalMs, batchBurst, clientId: "me" });
   client.connect();
   await tick();
   const ws = FakeSocket.last;
@@ -84,6 +84,44 @@ test("after an ack the next batch leaves at once when the interval has passed", 
     assert.equal(doc.text("body").length, 8);
   } finally {
     client.close();
+  }
+});
+
+test("batches leave in bursts of up to batchBurst: after an ack at once, then at the interval's pace", async () => {
+  const { client, ws, doc } = await joinedSession(60_000, 3); // a timer would never fire in this test
+  try {
+    const ackLast = () => {
+      const last = ws.edits().at(-1);
+      ws.receive({ type: "ack", doc: "d", edit_id: last.edit_id, version: last.version + 1 });
+    };
+    doc.text("body").insert(0, "a");
+    await Promise.resolve();
+    doc.text("body").insert(0, "b"); // typed while the first is in flight
+    await tick();
+    assert.equal(ws.edits().length, 1);
+    ackLast();
+    await Promise.resolve();
+    assert.equal(ws.edits().length, 2, "the edit that waited for the ack leaves with it, no timer");
+    ackLast();
+    doc.text("body").insert(0, "c");
+    await Promise.resolve();
+    assert.equal(ws.edits().length, 3, "the third of the burst");
+    ackLast();
+    doc.text("body").insert(0, "d");
+    await tick();
+    assert.equal(ws.edits().length, 3, "the budget is spent: the fourth waits for the interval");
+    assert.equal(doc.value("text:body"), "dcbahello");
+  } finally {
+    client.close();
+  }
+});
+
+test("the default pace: 25 ms on average, bursts of 4", () => {
+  const client = new CowriteClient({ url: "ws://test/ws", WebSocket: FakeSocket });
+  assert.equal(client.batchIntervalMs, 25);
+  assert.equal(client.batchBurst, 4);
+  for (const [given, kept] of [[0, 1], [-3, 1], [2.7, 2], ["x", 1]]) {
+    assert.equal(new CowriteClient({ url: "ws://test/ws", WebSocket: FakeSocket, batchBurst: given }).batchBurst, kept);
   }
 });
 

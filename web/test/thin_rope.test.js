@@ -79,3 +79,57 @@ test("a rope from another copy of rope.js (the page's bundle has its own) is sti
   assert.equal(state.value(NODE), "abc 😀!");
   state.checkInvariants();
 });
+
+test("after an ack with nothing pending the texts share one rope, and remotes apply to it once", () => {
+  const state = joined("hello");
+  state.onRemote(remote(2, [5, "!"]));
+  assert.notEqual(state.local.get(NODE), state.server.get(NODE)); // never shared yet: two ropes
+  state.localEdit(NODE, [0, ">"]);
+  state.takeBatch();
+  state.localEdit(NODE, [1, "."]); // pending when the first is acknowledged: not shared
+  state.onAck({ type: "ack", doc: "d", edit_id: "p-1", version: 3 });
+  assert.notEqual(state.local.get(NODE), state.server.get(NODE));
+  assert.equal(state.server.get(NODE).toString(), ">hello!");
+  state.checkInvariants();
+  state.takeBatch();
+  state.onAck({ type: "ack", doc: "d", edit_id: "p-2", version: 4 }); // nothing pending: shared
+  assert.equal(state.local.get(NODE), state.server.get(NODE));
+  const [change] = state.onRemote(remote(5, [7, "?"]));
+  assert.deepEqual(change, { type: "seq", node: NODE, edit: [7, "?"] });
+  assert.equal(change.before.toString(), ">.hello!");
+  assert.equal(state.local.get(NODE), state.server.get(NODE)); // still one rope
+  assert.equal(state.value(NODE), ">.hello?!");
+  // our edit in flight: the remote is rebased over it, the texts part
+  state.localEdit(NODE, [0, "#"]);
+  state.takeBatch();
+  state.onRemote(remote(6, [9, "~"]));
+  assert.notEqual(state.local.get(NODE), state.server.get(NODE));
+  assert.equal(state.value(NODE), "#>.hello?!~");
+  state.checkInvariants();
+});
+
+test("a server copy that is not the local rope is never shared: a garbled one stays out of the view", () => {
+  const state = joined("hello");
+  state.localEdit(NODE, [5, "!"]);
+  state.takeBatch();
+  state.onAck({ type: "ack", doc: "d", edit_id: "p-1", version: 2 });
+  assert.equal(state.local.get(NODE), state.server.get(NODE));
+  state.server.set(NODE, "hellX!"); // a bug garbled our copy of the server's text
+  const [change] = state.onRemote(remote(3, [0, ">"]));
+  assert.deepEqual(change, { type: "seq", node: NODE, edit: [">"] });
+  assert.equal(state.value(NODE), ">hello!"); // the view is intact...
+  assert.equal(state.server.get(NODE).toString(), ">hellX!"); // ...the checksum will tell
+});
+
+test("the history keeps one flat array per version, and remote cursors are carried through it", () => {
+  const state = joined("abcdef");
+  state.onRemote(remote(2, [1, "XY"]));
+  state.onRemote(remote(3, [-1]));
+  assert.deepEqual(state._history, [
+    [2, NODE, [1, "XY"]],
+    [3, NODE, [-1]],
+  ]);
+  // a cursor at 4 as of version 1: +2 (inserted before it), -1 (deleted before it)
+  assert.deepEqual(state.cursorToLocal({ node: NODE, anchor: 4, head: 0, version: 1 }), [5, 0]);
+  assert.deepEqual(state.cursorToLocal({ node: NODE, anchor: 4, head: 4, version: 2 }), [3, 3]);
+});

@@ -42,7 +42,10 @@ export interface ClientOptions {
   token?: string | null;
   WebSocket?: unknown;
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number; factor?: number; offlineAfter?: number };
+  /** A document's edit batches leave at most one per batchIntervalMs on average (25)... */
   batchIntervalMs?: number;
+  /** ...in bursts of up to batchBurst (4): one that waited for an ack does not wait again. */
+  batchBurst?: number;
   presenceIntervalMs?: number;
   historyVersions?: number;
 }

@@ -21,6 +21,7 @@ __export(ot_exports, {
   invert: () => invert,
   isNoop: () => isNoop,
   normalize: () => normalize,
+  normalized: () => normalized,
   positionBefore: () => positionBefore,
   transform: () => transform,
   transformPosition: () => transformPosition,
@@ -225,6 +226,16 @@ function normalize(op) {
   const out = new Builder();
   for (const c of op) out.push(c);
   return out.result();
+}
+function normalized(op) {
+  scan(op, true);
+  let last = 0;
+  for (const c of op) {
+    const kind = typeof c === "number" ? c > 0 ? 1 : c < 0 ? 3 : 0 : c.length ? 2 : 0;
+    if (kind === 0 || kind === last || kind === 2 && last === 3) return normalize(op);
+    last = kind;
+  }
+  return last === 1 ? normalize(op) : op;
 }
 function isNoop(op) {
   scan(op);
@@ -1242,12 +1253,11 @@ function deadRuns(c, node, dead) {
   return runs;
 }
 
-// src/thin.js
+// src/thin_values.js
 var SEQ_KINDS = /* @__PURE__ */ new Set(["text", "list"]);
 var KINDS = ["text", "list", "map", "register", "counter"];
 var DELETED = Object.freeze({ deleted: true });
 var ABSENT = /* @__PURE__ */ Symbol("absent");
-var RETRY_CODES = /* @__PURE__ */ new Set(["rate_limited", "unavailable"]);
 function kindOfNodeId(node) {
   if (node.startsWith("#")) return null;
   const i = node.indexOf(":");
@@ -1294,12 +1304,337 @@ function copy(value) {
 function slotKey(kind, node, key = null) {
   return `${kind}\0${node}\0${key === null ? "" : "=" + key}`;
 }
+function applySeq(value, op) {
+  if (isRope(value)) return value.apply(op);
+  if (typeof value === "string") return Rope.from(value).apply(op);
+  return apply(value, op);
+}
+function asRope(value) {
+  return typeof value === "string" ? Rope.from(value) : value;
+}
+function seqChange(node, edit, before) {
+  const change = { type: "seq", node, edit };
+  if (isRope(before)) Object.defineProperty(change, "before", { value: before });
+  return change;
+}
+function wireOp({ kind, node, key, payload }) {
+  if (kind === "seq") return { type: "seq", node, edit: payload.slice() };
+  if (kind === "add") return { type: "add", node, amount: payload };
+  if (payload === DELETED) return { type: "del", node, key };
+  const op = { type: "set", node, value: payload };
+  if (key !== null) op.key = key;
+  return op;
+}
+function randomHex(bytes) {
+  const buf = new Uint8Array(bytes);
+  globalThis.crypto.getRandomValues(buf);
+  return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// src/thin_cursors.js
+var ThinCursors = class {
+  /** A remote cursor {node, anchor, head, version} in local coordinates: [anchor, head] or
+   *  null. Positions from versions not reached yet, or older than the kept history, are
+   *  clamped rather than transformed. */
+  cursorToLocal(cursor) {
+    const node = cursor.node;
+    if (!SEQ_KINDS.has(this.kind(node)) || this.version === null) return null;
+    let { anchor, head } = cursor;
+    const version = cursor.version ?? this.version;
+    if (this._historyStart() <= version && version <= this.version) {
+      for (const entry of this._history) {
+        if (entry[0] <= version) continue;
+        for (let i = 1; i < entry.length; i += 2) {
+          if (entry[i] === node) {
+            anchor = transformPosition(anchor, entry[i + 1]);
+            head = transformPosition(head, entry[i + 1]);
+          }
+        }
+      }
+      const k = slotKey("seq", node);
+      for (const ops of [this.inflight ? this.inflight.ops : null, this.pending]) {
+        const mine = ops && ops.get(k);
+        if (mine) {
+          anchor = transformPosition(anchor, mine.payload);
+          head = transformPosition(head, mine.payload);
+        }
+      }
+    }
+    const value = this.local.get(node);
+    const length = value === void 0 ? 0 : typeof value === "string" ? cpLength(value) : value.length;
+    return [Math.min(anchor, length), Math.min(head, length)];
+  }
+  /** A local selection as the server understands it: {node, anchor, head, version}. */
+  cursorToServer(node, anchor, head) {
+    if (!SEQ_KINDS.has(this.kind(node))) throw new InvalidOperation(`cursors live in text and list nodes, not ${node}`);
+    const k = slotKey("seq", node);
+    for (const slot of [this.pending.get(k), this.inflight ? this.inflight.ops.get(k) : null]) {
+      if (slot) {
+        anchor = positionBefore(anchor, slot.payload);
+        head = positionBefore(head, slot.payload);
+      }
+    }
+    return { node, anchor, head, version: this.version };
+  }
+};
+
+// src/thin_merge.js
+var ThinMerge = class {
+  /** The seq ops deleting what the server did not insert of `batch` (T11 "Revivals"):
+   *  `indices(node, payload)` names the code points of a node's payload it dropped. */
+  _drops(batch, indices) {
+    const drops = [];
+    for (const { kind, node, payload } of batch.ops.values()) {
+      if (kind !== "seq") continue;
+      const found = indices(node, payload);
+      const edit = found && deleteInserted(payload, found);
+      if (edit) drops.push({ type: "seq", node, edit });
+    }
+    return drops;
+  }
+  /** Our batch is settled as we held it; what the server dropped of it goes like a remote op
+   *  right after it (rebased over our pending edits), at the same version. */
+  _settleDrops(msg, drops, seqOps, changes) {
+    const meta = { version: msg.version, client_id: this.clientId, edit_id: msg.edit_id };
+    const more = this._applyRemoteOps(drops, changes, meta);
+    if (more === null) return this._settleObservers(changes);
+    this._advance(msg.version, [...seqOps, ...more], msg.vv);
+    return this._settleObservers(changes);
+  }
+  /** A rejoin answered with the exact changes since our state: apply them like a remote
+   *  (rebased over our unacknowledged edits), then take the server's numbering. */
+  _loadChanges(msg) {
+    const changes = [];
+    const batch = this.inflight;
+    if (batch && msg.acked === batch.editId) changes.push(...this._settle(batch, [])[1]);
+    if (!this._applyRemoteOps(msg.ops, changes, { barrier: true, version: msg.version })) return this._settleObservers(changes);
+    this.version = msg.version;
+    this._history = [];
+    this._historyFrom = msg.version;
+    this.vv = msg.state ? { ...msg.state } : null;
+    return this._settleObservers(changes);
+  }
+  _ownRemote(msg) {
+    const batch = this.inflight;
+    for (const o of this.observers) if (o.acked) o.acked(batch);
+    const applied = /* @__PURE__ */ new Map();
+    for (const op of msg.ops) if (op.type === "seq") applied.set(op.node, op.edit);
+    const drops = this._drops(batch, (node, payload) => applied.has(node) ? droppedInserts(payload, applied.get(node)) : null);
+    if (drops.length) {
+      const ops = msg.ops.map((op) => op.type === "seq" && drops.some((d) => d.node === op.node) ? { ...op, edit: batch.ops.get(slotKey("seq", op.node)).payload } : op);
+      msg = { ...msg, ops };
+    }
+    const seqOps = [];
+    try {
+      for (const op of msg.ops) {
+        const seq = this._applyServer(op);
+        if (seq) seqOps.push(seq);
+      }
+    } catch (err) {
+      if (!(err instanceof InvalidOperation)) throw err;
+      this.requestRejoin({ snapshot: true });
+      return [];
+    }
+    this.inflight = null;
+    const changes = this._refreshSlots(batch);
+    if (drops.length) return this._settleDrops(msg, drops, seqOps, changes);
+    this._advance(msg.version, seqOps, msg.vv);
+    return changes;
+  }
+  _refreshSlots(batch) {
+    const changes = [];
+    for (const { kind, node, key } of batch.ops.values()) {
+      let change = null;
+      if (kind === "set") change = this._refreshKey(node, key);
+      else if (kind === "add") change = this._refreshCounter(node);
+      if (change) changes.push(change);
+    }
+    return changes;
+  }
+  _dropInflight() {
+    const batch = this.inflight;
+    if (!batch) return [];
+    for (const o of this.observers) o.dropInflight();
+    this.inflight = null;
+    const changes = [];
+    for (const [k, { kind, node, payload }] of batch.ops) {
+      if (kind !== "seq") continue;
+      let undo = invertSeq(payload, this._serverValue(node));
+      const mine = this.pending.get(k);
+      if (mine) {
+        const u2 = transform(undo, mine.payload, "right");
+        mine.payload = transform(mine.payload, undo, "left");
+        undo = u2;
+        if (!mine.payload.length) this.pending.delete(k);
+      }
+      if (undo.length) {
+        const before = asRope(this.local.get(node));
+        this.local.set(node, applySeq(before, undo));
+        changes.push(seqChange(node, undo, before));
+      }
+    }
+    changes.push(...this._refreshSlots(batch));
+    return this._settleObservers(changes);
+  }
+  _effective(node, key) {
+    const k = slotKey("set", node, key);
+    let value;
+    if (this.pending.has(k)) value = this.pending.get(k).payload;
+    else if (this.inflight && this.inflight.ops.has(k)) value = this.inflight.ops.get(k).payload;
+    else if (key === null) return this.server.has(node) ? this.server.get(node) : null;
+    else {
+      const entries = this.server.get(node);
+      return entries && typeof entries === "object" && Object.hasOwn(entries, key) ? entries[key] : ABSENT;
+    }
+    return value === DELETED ? ABSENT : value;
+  }
+  _refreshKey(node, key) {
+    const value = this._effective(node, key);
+    if (key === null) {
+      if (this.local.has(node) && equal(this.local.get(node), value)) return null;
+      this.local.set(node, value);
+      return { type: "set", node, value };
+    }
+    const current = this.local.get(node);
+    let entries = current && typeof current === "object" && !Array.isArray(current) ? current : {};
+    const old = Object.hasOwn(entries, key) ? entries[key] : ABSENT;
+    if (old !== ABSENT && value !== ABSENT && equal(old, value)) return null;
+    if (old === ABSENT && value === ABSENT) {
+      if (!this.local.has(node)) this.local.set(node, entries);
+      return null;
+    }
+    entries = { ...entries };
+    if (value === ABSENT) {
+      delete entries[key];
+      this.local.set(node, entries);
+      return { type: "del", node, key };
+    }
+    entries[key] = value;
+    this.local.set(node, entries);
+    return { type: "set", node, key, value };
+  }
+  _counter(node) {
+    let total = Number(this._serverValue(node) || 0);
+    const k = slotKey("add", node);
+    if (this.inflight && this.inflight.ops.has(k)) total += this.inflight.ops.get(k).payload;
+    if (this.pending.has(k)) total += this.pending.get(k).payload;
+    return total;
+  }
+  _refreshCounter(node) {
+    const value = this._counter(node);
+    const old = this.local.get(node) || 0;
+    this.local.set(node, value);
+    return value !== old ? { type: "add", node, amount: value - old } : null;
+  }
+  _computed(node, kind) {
+    if (kind === "counter") return this._counter(node);
+    if (kind === "register") {
+      const v = this._effective(node, null);
+      return v === ABSENT ? null : v;
+    }
+    const server = this.server.get(node);
+    const entries = server && typeof server === "object" && !Array.isArray(server) ? { ...server } : {};
+    for (const ops of [this.inflight ? this.inflight.ops : /* @__PURE__ */ new Map(), this.pending]) {
+      for (const s of ops.values()) {
+        if (s.kind === "set" && s.node === node && s.key !== null) {
+          if (s.payload === DELETED) delete entries[s.key];
+          else entries[s.key] = s.payload;
+        }
+      }
+    }
+    return entries;
+  }
+  _loadSnapshot(version, snapshot) {
+    const theirs = /* @__PURE__ */ new Map();
+    for (const [node, entry] of Object.entries(snapshot)) {
+      let kind;
+      let value;
+      if (entry && typeof entry === "object" && "kind" in entry && "value" in entry) {
+        kind = KINDS.includes(entry.kind) ? entry.kind : null;
+        value = entry.value;
+      } else {
+        kind = null;
+        value = entry;
+      }
+      if (!kind) kind = this.kind(node) || kindOfValue(value);
+      if (!kind) continue;
+      this.kinds.set(node, kind);
+      theirs.set(node, value);
+    }
+    const nodes = /* @__PURE__ */ new Set([...theirs.keys(), ...this.server.keys(), ...this.local.keys()]);
+    for (const ops of this.inflight ? [this.inflight.ops, this.pending] : [this.pending]) {
+      for (const s of ops.values()) nodes.add(s.node);
+    }
+    const sorted = [...nodes].sort();
+    const changes = [];
+    for (const node of sorted) {
+      const kind = this.kind(node);
+      if (!SEQ_KINDS.has(kind)) continue;
+      let base = textOf(this._serverValue(node));
+      const next = theirs.has(node) ? theirs.get(node) : emptyValue(kind);
+      if (typeof base !== typeof next || Array.isArray(base) !== Array.isArray(next)) base = emptyValue(kind);
+      this.server.set(node, base);
+      const edit = diff(base, next);
+      if (edit.length) for (const o of this.observers) o.remote(node, edit, base, { barrier: true, version });
+      const rebased = this._rebaseRemote({ type: "seq", node, edit });
+      if (rebased) changes.push(rebased);
+    }
+    const oldLocal = this.local;
+    this.server = new Map(theirs);
+    for (const node of sorted) {
+      const kind = this.kind(node);
+      if (!kind) continue;
+      if (SEQ_KINDS.has(kind)) {
+        if (!this.server.has(node)) this.server.set(node, emptyValue(kind));
+        continue;
+      }
+      const value = this._computed(node, kind);
+      const old = oldLocal.has(node) ? oldLocal.get(node) : emptyValue(kind);
+      this.local.set(node, value);
+      changes.push(...valueChanges(node, kind, old, value));
+    }
+    this.version = version;
+    this._history = [];
+    this._historyFrom = version;
+    return this._settleObservers(changes);
+  }
+};
 function kindOfValue(value) {
   if (typeof value === "string" || isRope(value)) return "text";
   if (Array.isArray(value)) return "list";
   if (value !== null && typeof value === "object") return "map";
   return null;
 }
+function invertSeq(op, before) {
+  if (!isRope(before)) return invert(op, before);
+  check(op);
+  const out = [];
+  let pos = 0;
+  for (const c of op) {
+    if (typeof c === "number") {
+      const n = Math.abs(c);
+      out.push(c > 0 ? n : before.slice(pos, pos + n));
+      pos += n;
+    } else out.push(-cpLength(c));
+  }
+  return normalize(out);
+}
+function valueChanges(node, kind, old, next) {
+  if (equal(old, next)) return [];
+  if (kind === "counter") return [{ type: "add", node, amount: (next || 0) - (old || 0) }];
+  if (kind === "register") return [{ type: "set", node, value: next }];
+  const a = old && typeof old === "object" ? old : {};
+  const b = next && typeof next === "object" ? next : {};
+  const out = [];
+  for (const [key, value] of Object.entries(b)) {
+    if (!Object.hasOwn(a, key) || !equal(a[key], value)) out.push({ type: "set", node, key, value });
+  }
+  for (const key of Object.keys(a)) if (!Object.hasOwn(b, key)) out.push({ type: "del", node, key });
+  return out;
+}
+
+// src/thin.js
+var RETRY_CODES = /* @__PURE__ */ new Set(["rate_limited", "unavailable"]);
 var ThinDocState = class {
   constructor(doc, clientId, { editIdPrefix = null, historyVersions = 1e3, maxBatchOps = 1e3, revive = true } = {}) {
     this.doc = doc;
@@ -1501,11 +1836,12 @@ var ThinDocState = class {
     const seqOps = [];
     try {
       for (const op of ops) {
+        const prior = op.type === "seq" ? this.server.get(op.node) : void 0;
         const before = this.observers.length && op.type === "seq" ? this._serverValue(op.node) : null;
         const seq = this._applyServer(op);
         if (seq) seqOps.push(seq);
         if (seq && before !== null) for (const o of this.observers) o.remote(op.node, seq[1], before, meta);
-        const change = this._rebaseRemote(op);
+        const change = this._rebaseRemote(op, seq ? prior : void 0);
         if (change) changes.push(change);
       }
     } catch (err) {
@@ -1530,34 +1866,14 @@ var ThinDocState = class {
     this._advance(msg.version, seqOps, msg.vv);
     return changes;
   }
-  /** The seq ops deleting what the server did not insert of `batch` (T11 "Revivals"):
-   *  `indices(node, payload)` names the code points of a node's payload it dropped. */
-  _drops(batch, indices) {
-    const drops = [];
-    for (const { kind, node, payload } of batch.ops.values()) {
-      if (kind !== "seq") continue;
-      const found = indices(node, payload);
-      const edit = found && deleteInserted(payload, found);
-      if (edit) drops.push({ type: "seq", node, edit });
-    }
-    return drops;
-  }
-  /** Our batch is settled as we held it; what the server dropped of it goes like a remote op
-   *  right after it (rebased over our pending edits), at the same version. */
-  _settleDrops(msg, drops, seqOps, changes) {
-    const meta = { version: msg.version, client_id: this.clientId, edit_id: msg.edit_id };
-    const more = this._applyRemoteOps(drops, changes, meta);
-    if (more === null) return this._settleObservers(changes);
-    this._advance(msg.version, [...seqOps, ...more], msg.vv);
-    return this._settleObservers(changes);
-  }
   /** The in-flight batch is applied: move it into the server state. */
   _settle(batch, createdIds) {
     const created = createdIds[Symbol.iterator]();
     const seqOps = [];
     for (const { kind, node, key, payload } of batch.ops.values()) {
       if (kind === "seq") {
-        this.server.set(node, applySeq(this._serverValue(node), payload));
+        const local = this.pending.has(slotKey("seq", node)) ? null : this.local.get(node);
+        this.server.set(node, isRope(local) ? local : applySeq(this._serverValue(node), payload));
         seqOps.push([node, payload]);
       } else if (kind === "add") {
         this.server.set(node, this._serverValue(node) + payload);
@@ -1633,50 +1949,6 @@ var ThinDocState = class {
     if (snapshot) this._wantSnapshot = true;
     if (this.inflight) this.inflight.sent = false;
   }
-  // ------------------------------------------------------------------------ cursors
-  /** A remote cursor {node, anchor, head, version} in local coordinates: [anchor, head] or
-   *  null. Positions from versions not reached yet, or older than the kept history, are
-   *  clamped rather than transformed. */
-  cursorToLocal(cursor) {
-    const node = cursor.node;
-    if (!SEQ_KINDS.has(this.kind(node)) || this.version === null) return null;
-    let { anchor, head } = cursor;
-    const version = cursor.version ?? this.version;
-    if (this._historyStart() <= version && version <= this.version) {
-      for (const [v, entries] of this._history) {
-        if (v <= version) continue;
-        for (const [n, logged] of entries) {
-          if (n === node) {
-            anchor = transformPosition(anchor, logged);
-            head = transformPosition(head, logged);
-          }
-        }
-      }
-      const k = slotKey("seq", node);
-      for (const ops of [this.inflight ? this.inflight.ops : null, this.pending]) {
-        const mine = ops && ops.get(k);
-        if (mine) {
-          anchor = transformPosition(anchor, mine.payload);
-          head = transformPosition(head, mine.payload);
-        }
-      }
-    }
-    const value = this.local.get(node);
-    const length = value === void 0 ? 0 : typeof value === "string" ? cpLength(value) : value.length;
-    return [Math.min(anchor, length), Math.min(head, length)];
-  }
-  /** A local selection as the server understands it: {node, anchor, head, version}. */
-  cursorToServer(node, anchor, head) {
-    if (!SEQ_KINDS.has(this.kind(node))) throw new InvalidOperation(`cursors live in text and list nodes, not ${node}`);
-    const k = slotKey("seq", node);
-    for (const slot of [this.pending.get(k), this.inflight ? this.inflight.ops.get(k) : null]) {
-      if (slot) {
-        anchor = positionBefore(anchor, slot.payload);
-        head = positionBefore(head, slot.payload);
-      }
-    }
-    return { node, anchor, head, version: this.version };
-  }
   /** Throw when the local view is not server · inflight · pending (for tests). */
   checkInvariants() {
     const batches = this.inflight ? [this.inflight.ops, this.pending] : [this.pending];
@@ -1707,7 +1979,13 @@ var ThinDocState = class {
   _advance(version, seqOps, vv) {
     this.version = version;
     if (this.vv && vv) Object.assign(this.vv, vv);
-    this._history.push([version, seqOps]);
+    const entry = new Array(1 + 2 * seqOps.length);
+    entry[0] = version;
+    for (let i = 0; i < seqOps.length; i++) {
+      entry[2 * i + 1] = seqOps[i][0];
+      entry[2 * i + 2] = seqOps[i][1];
+    }
+    this._history.push(entry);
     if (this._history.length > this._historyMax) this._history.shift();
   }
   _serverValue(node) {
@@ -1751,7 +2029,7 @@ var ThinDocState = class {
     const node = op.node;
     if (op.type === "seq") {
       if (!kind) throw new InvalidOperation(`an edit of ${node}, whose kind is unknown`);
-      const edit = normalize(op.edit);
+      const edit = normalized(op.edit);
       this.server.set(node, applySeq(this._serverValue(node), edit));
       return [node, edit];
     }
@@ -1760,19 +2038,29 @@ var ThinDocState = class {
     else this.server.set(node, this._serverValue(node) + op.amount);
     return null;
   }
-  _rebaseRemote(op) {
+  /** `op` (a server op) rebased over our unacknowledged edits and applied to the local view: the
+   *  change the user sees, or null. `serverBefore`: the server's text before `op`, when `op` was
+   *  just applied to it: if the local text is that very rope (shared since an ack, see
+   *  `_settle`) and nothing of ours is outstanding, the server's new rope is the local one too.
+   *  Only the same object is shared: a server copy that differs (a bug) never reaches the view,
+   *  the checksum finds it. */
+  _rebaseRemote(op, serverBefore = void 0) {
     const node = op.node;
     if (op.type === "seq") {
       let r = normalize(op.edit);
       const k = slotKey("seq", node);
       const batch = this.inflight;
       const i = batch && batch.ops.get(k);
+      const mine = this.pending.get(k);
+      if (!i && !mine && r.length && isRope(serverBefore) && this.local.get(node) === serverBefore) {
+        this.local.set(node, this.server.get(node));
+        return seqChange(node, r, serverBefore);
+      }
       if (i) {
         const r2 = transform(r, i.payload, "right");
         i.payload = transform(i.payload, r, "left");
         r = r2;
       }
-      const mine = this.pending.get(k);
       if (mine) {
         const r2 = transform(r, mine.payload, "right");
         mine.payload = transform(mine.payload, r, "left");
@@ -1787,261 +2075,16 @@ var ThinDocState = class {
     if (op.type === "set" || op.type === "del") return this._refreshKey(node, op.key ?? null);
     return this._refreshCounter(node);
   }
-  /** A rejoin answered with the exact changes since our state: apply them like a remote
-   *  (rebased over our unacknowledged edits), then take the server's numbering. */
-  _loadChanges(msg) {
-    const changes = [];
-    const batch = this.inflight;
-    if (batch && msg.acked === batch.editId) changes.push(...this._settle(batch, [])[1]);
-    if (!this._applyRemoteOps(msg.ops, changes, { barrier: true, version: msg.version })) return this._settleObservers(changes);
-    this.version = msg.version;
-    this._history = [];
-    this._historyFrom = msg.version;
-    this.vv = msg.state ? { ...msg.state } : null;
-    return this._settleObservers(changes);
-  }
-  _ownRemote(msg) {
-    const batch = this.inflight;
-    for (const o of this.observers) if (o.acked) o.acked(batch);
-    const applied = /* @__PURE__ */ new Map();
-    for (const op of msg.ops) if (op.type === "seq") applied.set(op.node, op.edit);
-    const drops = this._drops(batch, (node, payload) => applied.has(node) ? droppedInserts(payload, applied.get(node)) : null);
-    if (drops.length) {
-      const ops = msg.ops.map((op) => op.type === "seq" && drops.some((d) => d.node === op.node) ? { ...op, edit: batch.ops.get(slotKey("seq", op.node)).payload } : op);
-      msg = { ...msg, ops };
-    }
-    const seqOps = [];
-    try {
-      for (const op of msg.ops) {
-        const seq = this._applyServer(op);
-        if (seq) seqOps.push(seq);
-      }
-    } catch (err) {
-      if (!(err instanceof InvalidOperation)) throw err;
-      this.requestRejoin({ snapshot: true });
-      return [];
-    }
-    this.inflight = null;
-    const changes = this._refreshSlots(batch);
-    if (drops.length) return this._settleDrops(msg, drops, seqOps, changes);
-    this._advance(msg.version, seqOps, msg.vv);
-    return changes;
-  }
-  _refreshSlots(batch) {
-    const changes = [];
-    for (const { kind, node, key } of batch.ops.values()) {
-      let change = null;
-      if (kind === "set") change = this._refreshKey(node, key);
-      else if (kind === "add") change = this._refreshCounter(node);
-      if (change) changes.push(change);
-    }
-    return changes;
-  }
-  _dropInflight() {
-    const batch = this.inflight;
-    if (!batch) return [];
-    for (const o of this.observers) o.dropInflight();
-    this.inflight = null;
-    const changes = [];
-    for (const [k, { kind, node, payload }] of batch.ops) {
-      if (kind !== "seq") continue;
-      let undo = invertSeq(payload, this._serverValue(node));
-      const mine = this.pending.get(k);
-      if (mine) {
-        const u2 = transform(undo, mine.payload, "right");
-        mine.payload = transform(mine.payload, undo, "left");
-        undo = u2;
-        if (!mine.payload.length) this.pending.delete(k);
-      }
-      if (undo.length) {
-        const before = asRope(this.local.get(node));
-        this.local.set(node, applySeq(before, undo));
-        changes.push(seqChange(node, undo, before));
-      }
-    }
-    changes.push(...this._refreshSlots(batch));
-    return this._settleObservers(changes);
-  }
-  _effective(node, key) {
-    const k = slotKey("set", node, key);
-    let value;
-    if (this.pending.has(k)) value = this.pending.get(k).payload;
-    else if (this.inflight && this.inflight.ops.has(k)) value = this.inflight.ops.get(k).payload;
-    else if (key === null) return this.server.has(node) ? this.server.get(node) : null;
-    else {
-      const entries = this.server.get(node);
-      return entries && typeof entries === "object" && Object.hasOwn(entries, key) ? entries[key] : ABSENT;
-    }
-    return value === DELETED ? ABSENT : value;
-  }
-  _refreshKey(node, key) {
-    const value = this._effective(node, key);
-    if (key === null) {
-      if (this.local.has(node) && equal(this.local.get(node), value)) return null;
-      this.local.set(node, value);
-      return { type: "set", node, value };
-    }
-    const current = this.local.get(node);
-    let entries = current && typeof current === "object" && !Array.isArray(current) ? current : {};
-    const old = Object.hasOwn(entries, key) ? entries[key] : ABSENT;
-    if (old !== ABSENT && value !== ABSENT && equal(old, value)) return null;
-    if (old === ABSENT && value === ABSENT) {
-      if (!this.local.has(node)) this.local.set(node, entries);
-      return null;
-    }
-    entries = { ...entries };
-    if (value === ABSENT) {
-      delete entries[key];
-      this.local.set(node, entries);
-      return { type: "del", node, key };
-    }
-    entries[key] = value;
-    this.local.set(node, entries);
-    return { type: "set", node, key, value };
-  }
-  _counter(node) {
-    let total = Number(this._serverValue(node) || 0);
-    const k = slotKey("add", node);
-    if (this.inflight && this.inflight.ops.has(k)) total += this.inflight.ops.get(k).payload;
-    if (this.pending.has(k)) total += this.pending.get(k).payload;
-    return total;
-  }
-  _refreshCounter(node) {
-    const value = this._counter(node);
-    const old = this.local.get(node) || 0;
-    this.local.set(node, value);
-    return value !== old ? { type: "add", node, amount: value - old } : null;
-  }
-  _computed(node, kind) {
-    if (kind === "counter") return this._counter(node);
-    if (kind === "register") {
-      const v = this._effective(node, null);
-      return v === ABSENT ? null : v;
-    }
-    const server = this.server.get(node);
-    const entries = server && typeof server === "object" && !Array.isArray(server) ? { ...server } : {};
-    for (const ops of [this.inflight ? this.inflight.ops : /* @__PURE__ */ new Map(), this.pending]) {
-      for (const s of ops.values()) {
-        if (s.kind === "set" && s.node === node && s.key !== null) {
-          if (s.payload === DELETED) delete entries[s.key];
-          else entries[s.key] = s.payload;
-        }
-      }
-    }
-    return entries;
-  }
-  _loadSnapshot(version, snapshot) {
-    const theirs = /* @__PURE__ */ new Map();
-    for (const [node, entry] of Object.entries(snapshot)) {
-      let kind;
-      let value;
-      if (entry && typeof entry === "object" && "kind" in entry && "value" in entry) {
-        kind = KINDS.includes(entry.kind) ? entry.kind : null;
-        value = entry.value;
-      } else {
-        kind = null;
-        value = entry;
-      }
-      if (!kind) kind = this.kind(node) || kindOfValue(value);
-      if (!kind) continue;
-      this.kinds.set(node, kind);
-      theirs.set(node, value);
-    }
-    const nodes = /* @__PURE__ */ new Set([...theirs.keys(), ...this.server.keys(), ...this.local.keys()]);
-    for (const ops of this.inflight ? [this.inflight.ops, this.pending] : [this.pending]) {
-      for (const s of ops.values()) nodes.add(s.node);
-    }
-    const sorted = [...nodes].sort();
-    const changes = [];
-    for (const node of sorted) {
-      const kind = this.kind(node);
-      if (!SEQ_KINDS.has(kind)) continue;
-      let base = textOf(this._serverValue(node));
-      const next = theirs.has(node) ? theirs.get(node) : emptyValue(kind);
-      if (typeof base !== typeof next || Array.isArray(base) !== Array.isArray(next)) base = emptyValue(kind);
-      this.server.set(node, base);
-      const edit = diff(base, next);
-      if (edit.length) for (const o of this.observers) o.remote(node, edit, base, { barrier: true, version });
-      const rebased = this._rebaseRemote({ type: "seq", node, edit });
-      if (rebased) changes.push(rebased);
-    }
-    const oldLocal = this.local;
-    this.server = new Map(theirs);
-    for (const node of sorted) {
-      const kind = this.kind(node);
-      if (!kind) continue;
-      if (SEQ_KINDS.has(kind)) {
-        if (!this.server.has(node)) this.server.set(node, emptyValue(kind));
-        continue;
-      }
-      const value = this._computed(node, kind);
-      const old = oldLocal.has(node) ? oldLocal.get(node) : emptyValue(kind);
-      this.local.set(node, value);
-      changes.push(...valueChanges(node, kind, old, value));
-    }
-    this.version = version;
-    this._history = [];
-    this._historyFrom = version;
-    return this._settleObservers(changes);
-  }
   /** `changes` and what the observers changed settling a server message (undo.js settle). */
   _settleObservers(changes) {
     for (const o of this.observers) changes.push(...o.settle());
     return changes;
   }
 };
-function applySeq(value, op) {
-  if (isRope(value)) return value.apply(op);
-  if (typeof value === "string") return Rope.from(value).apply(op);
-  return apply(value, op);
-}
-function asRope(value) {
-  return typeof value === "string" ? Rope.from(value) : value;
-}
-function seqChange(node, edit, before) {
-  const change = { type: "seq", node, edit };
-  if (isRope(before)) Object.defineProperty(change, "before", { value: before });
-  return change;
-}
-function invertSeq(op, before) {
-  if (!isRope(before)) return invert(op, before);
-  check(op);
-  const out = [];
-  let pos = 0;
-  for (const c of op) {
-    if (typeof c === "number") {
-      const n = Math.abs(c);
-      out.push(c > 0 ? n : before.slice(pos, pos + n));
-      pos += n;
-    } else out.push(-cpLength(c));
+for (const mixin of [ThinCursors, ThinMerge]) {
+  for (const name of Object.getOwnPropertyNames(mixin.prototype)) {
+    if (name !== "constructor") Object.defineProperty(ThinDocState.prototype, name, Object.getOwnPropertyDescriptor(mixin.prototype, name));
   }
-  return normalize(out);
-}
-function valueChanges(node, kind, old, next) {
-  if (equal(old, next)) return [];
-  if (kind === "counter") return [{ type: "add", node, amount: (next || 0) - (old || 0) }];
-  if (kind === "register") return [{ type: "set", node, value: next }];
-  const a = old && typeof old === "object" ? old : {};
-  const b = next && typeof next === "object" ? next : {};
-  const out = [];
-  for (const [key, value] of Object.entries(b)) {
-    if (!Object.hasOwn(a, key) || !equal(a[key], value)) out.push({ type: "set", node, key, value });
-  }
-  for (const key of Object.keys(a)) if (!Object.hasOwn(b, key)) out.push({ type: "del", node, key });
-  return out;
-}
-function wireOp({ kind, node, key, payload }) {
-  if (kind === "seq") return { type: "seq", node, edit: payload.slice() };
-  if (kind === "add") return { type: "add", node, amount: payload };
-  if (payload === DELETED) return { type: "del", node, key };
-  const op = { type: "set", node, value: payload };
-  if (key !== null) op.key = key;
-  return op;
-}
-function randomHex(bytes) {
-  const buf = new Uint8Array(bytes);
-  globalThis.crypto.getRandomValues(buf);
-  return Array.from(buf, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 // src/emitter.js
@@ -2050,8 +2093,8 @@ var Emitter = class {
     this._listeners = /* @__PURE__ */ new Map();
   }
   on(type, fn) {
-    if (!this._listeners.has(type)) this._listeners.set(type, /* @__PURE__ */ new Set());
-    this._listeners.get(type).add(fn);
+    const fns = this._listeners.get(type) || [];
+    if (!fns.includes(fn)) this._listeners.set(type, [...fns, fn]);
     return () => this.off(type, fn);
   }
   once(type, fn) {
@@ -2062,12 +2105,13 @@ var Emitter = class {
     return off;
   }
   off(type, fn) {
-    this._listeners.get(type)?.delete(fn);
+    const fns = this._listeners.get(type);
+    if (fns && fns.includes(fn)) this._listeners.set(type, fns.filter((f) => f !== fn));
   }
   emit(type, detail) {
-    const set = this._listeners.get(type);
-    if (!set) return;
-    for (const fn of [...set]) {
+    const fns = this._listeners.get(type);
+    if (!fns) return;
+    for (const fn of fns) {
       try {
         fn(detail);
       } catch (err) {
@@ -2202,7 +2246,7 @@ var DocumentSession = class extends Emitter {
     this.ready.catch(() => {
     });
     this._everJoined = false;
-    this._lastBatchAt = 0;
+    this._paceAt = 0;
     this._flushTimer = null;
     this._flushQueued = false;
     this._flushBackoff = false;
@@ -2364,7 +2408,7 @@ var DocumentSession = class extends Emitter {
   _scheduleFlush(delay = null) {
     if (this._flushQueued || this.closed) return;
     if (delay === null && this.state.inflight?.sent) return;
-    const wait = delay ?? Math.max(0, this._lastBatchAt + this.client.batchIntervalMs - now());
+    const wait = delay ?? this._paceWait();
     if (delay === null && wait <= 0) {
       if (this._flushTimer) {
         if (this._flushBackoff) return;
@@ -2385,6 +2429,12 @@ var DocumentSession = class extends Emitter {
       this._flush();
     }, wait);
   }
+  /** How long the next batch must wait (ms) to keep to the pace (0: it may leave now). A batch
+   *  that waited for an ack does not wait again: the budget holds batchBurst batches. */
+  _paceWait() {
+    const { batchIntervalMs, batchBurst } = this.client;
+    return Math.max(0, this._paceAt - (batchBurst - 1) * batchIntervalMs - now());
+  }
   _flush() {
     if (this.closed || !this.client.connected) return;
     if (this.state.rejoinNeeded) {
@@ -2393,7 +2443,7 @@ var DocumentSession = class extends Emitter {
     }
     const batch = this.state.takeBatch();
     if (!batch) return;
-    this._lastBatchAt = now();
+    this._paceAt = Math.max(this._paceAt, now()) + this.client.batchIntervalMs;
     const written = this.beforeBatch ? this.beforeBatch(batch) : null;
     if (!written) {
       this.client.send(batch);
@@ -3150,6 +3200,7 @@ var CowriteClient = class extends Emitter {
       offlineAfter: rc.offlineAfter ?? 3
     };
     this.batchIntervalMs = options.batchIntervalMs ?? 25;
+    this.batchBurst = Math.max(1, Math.floor(Number(options.batchBurst ?? 4)) || 1);
     this.presenceIntervalMs = options.presenceIntervalMs ?? 80;
     this.historyVersions = options.historyVersions ?? 1e3;
     this.status = STATUS.IDLE;
@@ -3293,7 +3344,8 @@ var CowriteClient = class extends Emitter {
       } catch {
         return;
       }
-      for (const msg of Array.isArray(data) ? data : [data]) this._handle(msg);
+      if (Array.isArray(data)) for (const msg of data) this._handle(msg);
+      else this._handle(data);
       for (const doc of this.docs.values()) doc._afterFrame();
     };
     ws.onclose = (event) => {
