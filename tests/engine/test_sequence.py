@@ -473,3 +473,41 @@ def test_remote_insert_inside_a_run_between_its_origins(at: int) -> None:
     assert str(a.text("t")) == str(b.text("t")) == str(c.text("t"))
     assert str(a.text("t")).replace("B", "").replace("C", "") == "0123456789"
     assert str(a.text("t"))[at + 1 : at + 3] in ("BC", "CB")
+
+
+def test_index_find_after_splits_and_merges_matches_a_scan_of_the_items() -> None:
+    """``ItemIndex.find`` remembers its last hit: after the hit item is split (its tail
+    indexed), merged away (``remove``) or its run grown, every id still resolves to the item
+    that holds it, as a scan of all the items says."""
+    index = ItemIndex()
+    index.ensure_client(CLIENT)
+    s = Sequence(pack(0, 1), True, index, lambda c: c)
+    rng = random.Random(23)
+    seq = 0
+    for _ in range(1_500):
+        n = len(s)
+        if n and rng.random() < 0.35:
+            pos = rng.randrange(n)
+            index.find(s.id_at(pos))  # the hit is the item about to be split and re-merged
+            s.delete(pos, min(rng.randint(1, 3), n - pos))
+        else:
+            pos = rng.randint(0, n)
+            if n:
+                index.find(s.id_at(max(pos - 1, 0)))
+            text = "xyz"[: rng.randint(1, 3)]
+            s.insert(pos, text, pack(CLIENT, seq))
+            seq += len(text)
+        if rng.random() < 0.2:
+            holder: dict[int, tuple[Item, int]] = {}
+            leaf: Leaf | None = s.first
+            while leaf is not None:
+                for it in leaf.items:
+                    for off in range(len(it.content)):
+                        holder[it.id + off * ONE] = (it, off)
+                leaf = leaf.next
+            for pid in rng.sample(sorted(holder), min(40, len(holder))):
+                item, off = index.find(pid)
+                assert item is holder[pid][0] and off == holder[pid][1]
+                again, off2 = index.find(pid)  # the remembered hit answers the same
+                assert again is item and off2 == off
+    s.check_invariants()

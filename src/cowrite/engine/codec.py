@@ -173,9 +173,10 @@ class Reader:
 
     __slots__ = ("_buf", "_pos")
 
-    def __init__(self, data: Buffer) -> None:
+    def __init__(self, data: Buffer, start: int = 0) -> None:
+        """``start``: where to begin reading (a header already checked: no copy of the rest)."""
         self._buf = bytes(data)
-        self._pos = 0
+        self._pos = start
 
     @property
     def position(self) -> int:

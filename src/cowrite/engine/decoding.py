@@ -59,7 +59,7 @@ _NO_STRS: Final[list[str]] = []
 _NO_BOOLS: Final[list[bool]] = []
 _INSERT_OP: Final = InsertOp  # compiled, a C static (an imported class is a lookup per use)
 _DELETE_OP: Final = DeleteOp
-_NODE_KINDS: dict[int, NodeKind] = {int(k): k for k in NodeKind}
+_NODE_KINDS: Final[dict[int, NodeKind]] = {int(k): k for k in NodeKind}
 _new_op: Final[Any] = tuple.__new__
 """Builds an op tuple without the interpreted ``NamedTuple.__new__`` (one call per decoded op)."""
 
@@ -88,25 +88,29 @@ def decode_ops(
     if flags & ~(COMPRESSION_MASK | GROUPS_MASK):
         raise DecodeError(f"unknown flags {flags:#x}")
     method = flags & COMPRESSION_MASK
-    if method == C_NONE:
-        body = data[5:]
+    if method == C_NONE:  # read in place: the common small delta, no copy of its body
+        return _decode_reader(doc, Reader(data, 5), len(data) - 5, flags, max_new_replicas)
+    r = Reader(data, 5)
+    size = r.uint()
+    packed = data[r.position :]
+    if size > _max_body(len(packed)):
+        raise DecodeError(f"declared body size {size} is too large for its compressed size")
+    if method == C_ZLIB:
+        body = decompress(packed, size)
+    elif method == C_LZMA:
+        body = _lzma_decompress(packed, size)
     else:
-        r = Reader(data)
-        r.raw(5)
-        size = r.uint()
-        packed = data[r.position :]
-        if size > _max_body(len(packed)):
-            raise DecodeError(f"declared body size {size} is too large for its compressed size")
-        if method == C_ZLIB:
-            body = decompress(packed, size)
-        elif method == C_LZMA:
-            body = _lzma_decompress(packed, size)
-        else:
-            raise DecodeError("unknown compression method")
-        if len(body) != size:
-            raise DecodeError(f"body is {len(body)} bytes, the header says {size}")
+        raise DecodeError("unknown compression method")
+    if len(body) != size:
+        raise DecodeError(f"body is {len(body)} bytes, the header says {size}")
+    return _decode_reader(doc, Reader(body), len(body), flags, max_new_replicas)
+
+
+def _decode_reader(
+    doc: Document, r: Reader, body_len: int, flags: int, max_new: int | None
+) -> list[Op]:
     try:
-        return _decode_body(doc, Reader(body), len(body), flags & GROUPS_MASK, max_new_replicas)
+        return _decode_body(doc, r, body_len, flags & GROUPS_MASK, max_new)
     except DecodeError:
         raise
     except EngineError as exc:  # e.g. too many replicas, bad JSON value

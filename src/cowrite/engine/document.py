@@ -22,7 +22,6 @@ from __future__ import annotations
 import builtins
 import hashlib
 import secrets
-import time
 from array import array
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from cowrite.engine.apply import apply_ops as _apply_ops
 from cowrite.engine.apply import log_delete as _log_delete
 from cowrite.engine.apply import record_version
+from cowrite.engine.apply import wall_clock_ms as _wall_clock_ms
 from cowrite.engine.clock import HybridClock, Timestamp, check_timestamp
 from cowrite.engine.counter import PNCounter
 from cowrite.engine.doc_parts import (
@@ -82,10 +82,6 @@ def _decode_ops(doc: Document, data: Buffer) -> builtins.list[Op]:
 
     _decode_ops = decode_ops
     return decode_ops(doc, data)
-
-
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class MapState:

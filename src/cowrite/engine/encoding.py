@@ -256,6 +256,12 @@ class _Names:
             self.absolute(pid, tags, vals)
 
 
+_NO_INTS: Final[list[int]] = []  # never appended to: see ``_encode_body``
+_NO_STRS: Final[list[str]] = []
+_NO_BOOLS: Final[list[bool]] = []
+_NO_BLOBS: Final[list[bytes]] = []
+
+
 def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
     """The body (uncompressed) and the flags of the column groups it holds."""
     names = _Names(doc)
@@ -267,29 +273,19 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
     gaps: list[int] = []
     node_tags: list[int] = []
     node_vals: list[int] = []
-    origin_tags: list[int] = []
-    origin_vals: list[int] = []
-    right_tags: list[int] = []
-    right_vals: list[int] = []
-    content_kind: list[int] = []
-    texts: list[str] = []
-    list_values: list[bytes] = []
-    del_counts: list[int] = []
-    del_tags: list[int] = []
-    del_vals: list[int] = []
-    del_lens: list[int] = []
-    has_key: list[bool] = []
-    keys: list[str] = []
-    values: list[bytes] = []
-    walls: list[int] = []
-    counters: list[int] = []
-    amounts: list[int] = []
+    # a group's columns are made when its first op comes (a one-keystroke delta would
+    # otherwise allocate a dozen lists it never fills); until then, shared empty ones
+    origin_tags = origin_vals = right_tags = right_vals = content_kind = _NO_INTS
+    texts = keys = _NO_STRS
+    list_values = values = _NO_BLOBS
+    del_counts = del_tags = del_vals = del_lens = walls = counters = amounts = _NO_INTS
+    has_key = _NO_BOOLS
     expect: dict[int, int] = {}
     groups = 0
     cursor = prev_node = prev_origin = prev_right = prev_target = NO_ID
     last_client = last_t = -1
     for op in ops:
-        op_id = op.id
+        op_id: int = op[0]  # (compiled: an inline tuple read; ``op.id`` of the union is not)
         client = op_id & CLIENT_MASK
         seq = op_id >> CLIENT_BITS
         kind = _KIND_OF[type(op)]
@@ -305,7 +301,7 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
         if gap < 0:
             raise EngineError("ops must be grouped per replica in ascending seq order")
         gaps.append(gap)
-        node = op.node
+        node: int = op[1]
         if node == prev_node:
             node_tags.append(T_PREV)
         else:
@@ -313,6 +309,9 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
             prev_node = node
         if kind == K_INSERT:
             assert isinstance(op, InsertOp)
+            if content_kind is _NO_INTS:
+                origin_tags, origin_vals, right_tags, right_vals = [], [], [], []
+                content_kind, texts, list_values = [], [], []
             length = len(op.content)
             expect[client] = seq + length
             origin = op.origin
@@ -333,6 +332,8 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
             expect[client] = seq + 1
             if kind == K_DELETE:
                 assert isinstance(op, DeleteOp)
+                if del_counts is _NO_INTS:
+                    del_counts, del_tags, del_vals, del_lens = [], [], [], []
                 del_counts.append(len(op.spans))
                 for target, count in op.spans:
                     names.ref(target, cursor, prev_target, del_tags, del_vals)
@@ -340,6 +341,8 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
                     del_lens.append(count)
             elif kind == K_SET:
                 assert isinstance(op, SetOp)
+                if walls is _NO_INTS:
+                    has_key, keys, values, walls, counters = [], [], [], [], []
                 has_key.append(op.key is not None)
                 if op.key is not None:
                     keys.append(op.key)
@@ -348,6 +351,8 @@ def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
                 counters.append(op.ts.counter)
             else:
                 assert isinstance(op, AddOp)
+                if amounts is _NO_INTS:
+                    amounts = []
                 amounts.append(_zz(op.amount))
 
     w = Writer()
