@@ -35,7 +35,7 @@ import logging
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeAlias, get_args
 
 import msgspec
@@ -522,7 +522,7 @@ class DocumentSession(SessionTransport):
             self._features(msg.features)
         self._pump()
 
-    def _features(self, names: list[str]) -> None:
+    def _features(self, names: Sequence[str]) -> None:
         """What the server understands (``features``, right after ``welcome``): an undo/redo
         names what it brings back (T11 "Revivals") only to a server that knows ``revive`` (an
         older one refuses the field: its batches are plain inserts)."""
