@@ -82,7 +82,8 @@ def install_deletes(
     # compared by their parts: compiled (mypyc), a (bytes, dict) tuple read from a list is
     # unboxed and boxed again, a new tuple object, while its bytes and dict stay the same objects
     if len(doc._lazy_dels) != len(chunks) or any(
-        a[0] is not b[0] or a[1] is not b[1] for a, b in zip(doc._lazy_dels, chunks, strict=True)
+        a[0] is not b[0] or a[1] is not b[1]
+        for a, b in zip(doc._lazy_dels, chunks, strict=True)
     ):
         return False
     newer = doc._del_cols
