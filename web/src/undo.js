@@ -189,7 +189,7 @@ export class UndoManager {
    *  (the edit's `revive`; see undo_revive.js). */
   marks(batch) {
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
-    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts, this.state._serverValue(this.node));
     return c ? reviveRuns(c, this.node, batch.editId, this._deleted) : [];
   }
 
@@ -198,7 +198,7 @@ export class UndoManager {
   withdrawals(batch) {
     if (!this._dead.size) return [];
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
-    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts, this.state._serverValue(this.node));
     return c ? deadRuns(c, this.node, this._dead) : [];
   }
 
@@ -207,7 +207,7 @@ export class UndoManager {
    *  rebased over everything the server applied before it, so they delete what it deleted. */
   acked(batch) {
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
-    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, deletes);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, deletes, this.state._serverValue(this.node));
     if (c) recordDeleted(c, batch.editId, this._deleted);
   }
 

@@ -266,7 +266,8 @@ class UndoManager:
         points it inserts that bring back what a batch of ours deleted (the edit's ``revive``)."""
         payload = batch.ops.get(("seq", self.node, None))
         gen = self.state._edits - 1
-        c = None if payload is None else batch_op(self.log, gen, payload, reinserts)
+        base = self.state._server_value(self.node)
+        c = None if payload is None else batch_op(self.log, gen, payload, reinserts, base)
         return [] if c is None else revive_runs(c, self.node, batch.edit_id, self._deleted)
 
     def withdrawals(self, batch: Any) -> list[p.Dropped]:
@@ -275,14 +276,17 @@ class UndoManager:
         payload = batch.ops.get(("seq", self.node, None))
         if not self._dead or payload is None:
             return []
-        c = batch_op(self.log, self.state._edits - 1, payload, reinserts)
+        base = self.state._server_value(self.node)
+        c = batch_op(self.log, self.state._edits - 1, payload, reinserts, base)
         return [] if c is None else dead_runs(c, self.node, self._dead)
 
     def acked(self, batch: Any) -> None:
         """The in-flight ``batch`` is applied (before the thin client settles it): what it
         deleted gets its server names (our records of it delete what the server's op did)."""
         payload = batch.ops.get(("seq", self.node, None))
-        c = None if payload is None else batch_op(self.log, self.state._edits - 1, payload, deletes)
+        base = self.state._server_value(self.node)
+        gen = self.state._edits - 1
+        c = None if payload is None else batch_op(self.log, gen, payload, deletes, base)
         if c is not None:
             record_deleted(c, batch.edit_id, self._deleted)
 
