@@ -90,8 +90,11 @@ function relabel(c, op, base) {
 
 /** The runs of the code points batch op `c` (invertible) inserts that bring back a character a
  *  batch of ours deleted: this one first (what it deletes itself, indexed in `c`), else the
- *  name in `deleted` (identity -> {edit, of}). */
-export function reviveRuns(c, node, editId, deleted) {
+ *  name in `deleted` (identity -> {edit, of}). A character of `again` (what its undo/redo
+ *  records re-insert) with neither name (someone else's batch deleted it, or a name we never
+ *  learned) is named by this batch and an index past its own deletes: that names nothing it
+ *  deleted, so the room judges it by the restore rule alone (a restore it had not seen). */
+export function reviveRuns(c, node, editId, deleted, again = null) {
   const own = new Map();
   let of = 0;
   for (const comp of c) if (isDel(comp)) for (const id of comp.ids) own.set(id, { edit: editId, of: of++ });
@@ -100,12 +103,22 @@ export function reviveRuns(c, node, editId, deleted) {
   for (const comp of c) {
     if (!isIns(comp)) continue;
     for (const id of comp.ids) {
-      const ref = id === null ? undefined : own.get(id) || deleted.get(id);
+      let ref = id === null ? undefined : own.get(id) || deleted.get(id);
+      if (!ref && id !== null && again && again.has(id)) ref = { edit: editId, of: of + k };
       if (ref) addRun(runs, node, k, ref);
       k++;
     }
   }
   return runs;
+}
+
+/** The identities the undo/redo records of batch generation `gen` re-insert. */
+export function reinserted(log, gen) {
+  const out = new Set();
+  for (let j = log.length - 1; j >= 0 && log[j].own && log[j].gen >= gen; j--) {
+    if (log[j].gen === gen && reinserts(log[j])) for (const id of insertedIds(log[j].op)) if (id !== null) out.add(id);
+  }
+  return out;
 }
 
 /** Batch op `c` (as the server applied it) of `editId`: name what it deleted in `deleted`

@@ -62,6 +62,7 @@ from cowrite.client.thin_undo_revive import (
     dead_runs,
     deletes,
     record_deleted,
+    reinserted,
     reinserts,
     revive_runs,
 )
@@ -268,7 +269,9 @@ class UndoManager:
         gen = self.state._edits - 1
         base = self.state._server_value(self.node)
         c = None if payload is None else batch_op(self.log, gen, payload, reinserts, base)
-        return [] if c is None else revive_runs(c, self.node, batch.edit_id, self._deleted)
+        if c is None:
+            return []
+        return revive_runs(c, self.node, batch.edit_id, self._deleted, reinserted(self.log, gen))
 
     def withdrawals(self, batch: Any) -> list[p.Dropped]:
         """What ``batch`` (sent again) inserts that a correction of ours already takes back

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from cowrite import protocol as p
-from cowrite.client.thin_undo_ops import Del, Id, Ins, Rich, compose, to_plain
+from cowrite.client.thin_undo_ops import Del, Id, Ins, Rich, compose, inserted_ids, to_plain
 from cowrite.engine import ot
 
 DELETED_MAX = 100_000
@@ -111,9 +111,14 @@ def deletes(rec: Any) -> bool:
     return any(isinstance(comp, Del) for comp in rec.op)
 
 
-def revive_runs(c: Rich, node: str, edit_id: str, deleted: Deleted) -> list[p.Revive]:
+def revive_runs(
+    c: Rich, node: str, edit_id: str, deleted: Deleted, again: set[int] | None = None
+) -> list[p.Revive]:
     """The runs of the code points batch op ``c`` inserts that bring back a character a batch of
-    ours deleted (this one first: what it deletes itself, indexed in ``c``)."""
+    ours deleted (this one first: what it deletes itself, indexed in ``c``). A character of
+    ``again`` (what its undo/redo records re-insert) with neither name (someone else's batch
+    deleted it, or a name we never learned) is named by this batch and an index past its own
+    deletes: that names nothing it deleted, so the room judges it by the restore rule alone."""
     own: dict[int, tuple[str, int]] = {}
     of = 0
     for comp in c:
@@ -129,6 +134,8 @@ def revive_runs(c: Rich, node: str, edit_id: str, deleted: Deleted) -> list[p.Re
             continue
         for id_ in comp.ids:
             ref = None if id_ is None else own.get(id_) or deleted.get(id_)
+            if ref is None and id_ is not None and again and id_ in again:
+                ref = (edit_id, of + k)
             if ref is not None:
                 last = runs[-1] if runs else None
                 if (
@@ -142,6 +149,17 @@ def revive_runs(c: Rich, node: str, edit_id: str, deleted: Deleted) -> list[p.Re
                     runs.append(p.Revive(node=node, at=k, n=1, edit=ref[0], of=ref[1]))
             k += 1
     return runs
+
+
+def reinserted(log: Sequence[Any], gen: int) -> set[int]:
+    """The identities the undo/redo records of batch generation ``gen`` re-insert."""
+    out: set[int] = set()
+    for rec in reversed(log):
+        if not rec.own or rec.gen < gen:
+            break
+        if rec.gen == gen and reinserts(rec):
+            out.update(id_ for id_ in inserted_ids(rec.op) if id_ is not None)
+    return out
 
 
 def record_deleted(c: Rich, edit_id: str, deleted: Deleted) -> None:
