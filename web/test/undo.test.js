@@ -13,11 +13,6 @@ import * as uo from "../src/undo_ops.js";
 import { addRun, batchOp, deleteInserted, deletes, droppedInserts, lostDeletes, recordDeleted, runIndices } from "../src/undo_revive.js";
 
 const NODE = "text:body";
-if (process.env.RACES) {
-  globalThis.MARKS = new Map();
-  globalThis.DEBUG_MARKS = (id, info) => globalThis.MARKS.set(id, info);
-  globalThis.DEBUG_BATCHOP = (a, b, c) => (globalThis.LASTBATCHOP = [a, b, c]);
-}
 
 function rng(seed) {
   let s = seed >>> 0 || 1;
@@ -64,7 +59,6 @@ class ModelServer {
     const had = dupes(this.text).length;
     this.text = ot.apply(this.text, op);
     if (dupes(this.text).length) this.races++;
-    if (process.env.RACES && dupes(this.text).length > had && globalThis.MARKS) console.log("MARKS", String(JSON.stringify(globalThis.MARKS.get(editId))).slice(0, 300));
     if (process.env.RACES && dupes(this.text).length > had) console.log("RACE", this.seed, this.version + 1, clientId, editId, JSON.stringify(this.lastRevive || null), JSON.stringify(op));
     if (this.trace) console.log("APPLY", this.version + 1, clientId, editId, JSON.stringify(op), JSON.stringify(this.text), dupes(this.text).join(""));
     this.version++;
