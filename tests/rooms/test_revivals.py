@@ -227,3 +227,18 @@ def test_stored_revivals_garbage_changes_no_judgement() -> None:
         edit_keys.unwrap_update(data[:12])
     with pytest.raises(ValueError, match="truncated"):
         edit_keys.unwrap_update(b"CWU\x03\x00\x01k\x00\x01e\x00\x00\x00\x00\x00\x09ab")
+
+
+def test_a_name_past_the_batch_deletes_is_judged_by_the_restore_rule_alone() -> None:
+    r = room()
+    edit(r, "a", ["abc"], 0, "a-1")
+    edit(r, "b", [1, -1], 1, "b-1")  # someone else deletes "b": a's undo cannot name it
+    # a's re-insert of "b", named by its own batch past its deletes (it deletes none)
+    out = edit(r, "a", [1, "b"], 2, "a-2", revive=[revive(0, 1, "a-2", 0)])
+    assert ack(out).dropped == [] and text(r) == "abc"  # no restore since: inserted
+    edit(r, "a", [1, -1], 3, "a-3")
+    r.apply_server_edit(
+        [p.SeqEdit(node=TEXT, edit=[1, "B"])], 0, client_id="server", edit_id="restore-y-0"
+    )
+    out = edit(r, "a", [1, "b", -1], 4, "a-4", revive=[revive(0, 1, "a-4", 1)])
+    assert ack(out).dropped == [p.Dropped(node=TEXT, at=0, n=1)]  # a restore it had not seen

@@ -17,6 +17,8 @@ revival that is no longer the sender's to make:
 * the batch revives what it deletes itself (an undo and a redo composed, indexed in the op as
   sent) and the rebase took that delete away: someone else deleted the character first (their
   undo is the one to bring it back), or a restore came in between.
+  A client names a re-insert it has no name for by its own batch and an index past its own
+  deletes: nothing can take that delete away, so only the restore rule judges it.
 
 What cannot be judged is inserted as before (a plain insert): a batch the room does not remember
 (refused, or older than the remembered edit keys), or one whose versions since are no longer in
