@@ -88,3 +88,13 @@ async def test_an_undo_names_what_it_brings_back_only_to_a_server_that_knows_rev
     last = stand_in.edits[-1]
     assert ("revive" in last) == (features == ["revive"]), last
     assert stand_in.version == 3  # nothing refused
+
+
+def test_a_garbled_features_message_is_skipped_and_names_nothing() -> None:
+    from cowrite import protocol as p
+    from cowrite.client.connection import _decode
+
+    assert _decode('{"type":"features","features":["revive","x"]}') == [
+        p.Features(features=["revive", "x"])
+    ]
+    assert _decode('[{"type":"features","features":5},{"type":"features"}]') == []
