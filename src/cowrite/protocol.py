@@ -293,6 +293,18 @@ class Welcome(Message, tag="welcome"):
     auth: bool = False
 
 
+class Features(Message, tag="features"):
+    """What this server understands beyond the base protocol, sent right after ``welcome`` (a
+    message of its own: a client older than a field of ``welcome`` would not read it). A client
+    uses an optional part only when it is named here (``revive``: T11 "Revivals")."""
+
+    features: list[str]
+
+
+FEATURES = ("revive",)
+"""The optional parts of the protocol this server understands (``Features``)."""
+
+
 class Joined(Message, tag="joined"):
     """The document's state: thin clients get ``snapshot`` (node id -> value) at ``version``,
     replicas get ``delta`` (what they lack) and ``state`` (the server's version vector)."""
@@ -428,6 +440,7 @@ class Rights(Message, tag="rights"):
 
 ServerMessage = (
     Welcome
+    | Features
     | Joined
     | Ack
     | Remote

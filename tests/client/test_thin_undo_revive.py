@@ -4,16 +4,20 @@ left out (``ack.dropped``, or a catch-up of its own batch), including garbage ``
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cowrite import protocol as p
 from cowrite.client.thin import ThinDocState
 from cowrite.client.thin_undo import UndoManager
-from cowrite.client.thin_undo_ops import Del, Ins
+from cowrite.client.thin_undo_ops import Del, Ins, to_plain
 from cowrite.client.thin_undo_revive import (
     Deleted,
+    batch_op,
     delete_inserted,
+    deletes,
     dropped_inserts,
     record_deleted,
     revive_runs,
@@ -121,3 +125,29 @@ def test_an_undo_names_what_it_brings_back_unless_told_not_to() -> None:
         assert batch is not None
         expect = [p.Revive(node=TEXT, at=0, n=1, edit="me-1", of=0)] if revive else None
         assert batch.revive == expect and state.value(TEXT) == "abc"
+
+
+def test_batch_op_finds_the_characters_of_a_batch_laid_out_otherwise() -> None:
+    """The log laid a batch's records out otherwise than the text (a tie): what it deletes is
+    still named, by code point in the order the batch's op deletes them (the JS twin's test)."""
+
+    class Rec:
+        def __init__(self, op: list[Any]) -> None:
+            self.op, self.own, self.gen, self.kind = op, True, 2, "edit"
+
+    log = [
+        Rec([Del("专丒", (5, 4)), 9, Del("丏丟", (3, 7))]),
+        Rec([8, Ins("两严", (12, 13)), Del("与", (11,))]),
+        Rec([8, Ins("与", (11,)), Del("两严", (12, 13))]),
+        Rec([8, Ins("丩个", (19, 20)), Del("与", (11,))]),
+    ]
+    payload: list[Any] = [-4, 8, "丩个", -1]
+    base = "专丒丏丟丅丆东丝丞両丢不与"
+    assert batch_op(log, 2, payload, deletes) is None  # not the payload as composed
+    c = batch_op(log, 2, payload, deletes, base)
+    assert c is not None and to_plain(c) == payload
+    named: Deleted = Deleted()
+    record_deleted(c, "e-2", named)
+    assert list(named.items()) == [(i, ("e-2", k)) for k, i in enumerate([5, 4, 3, 7, 11])]
+    assert batch_op(log, 2, [-4, 8, "丩x", -1], deletes, base) is None
+    assert batch_op(log, 2, payload, deletes, "专丒丏丟丅丆东丝丞両丢不z") is None

@@ -186,3 +186,59 @@ def test_a_resend_withdraws_what_its_correction_takes_back() -> None:
     assert ack(out).dropped == [p.Dropped(node=TEXT, at=0, n=1)] and text(r) == "azbc"
     out = edit(r, "a", [1, "x"], 4, "a-5", revive=[revive(0, 1, "a-3", 0)])
     assert ack(out).dropped == [] and text(r) == "axzbc"
+
+
+def test_a_revival_survives_an_unload_and_another_instance() -> None:
+    r = room()
+    stored = [edit(r, "a", ["abc"], 0, "a-1").persist, edit(r, "a", [1, -1], 1, "a-2").persist]
+    out = edit(r, "a", [1, "b"], 2, "a-3", revive=[revive(0, 1, "a-2", 0)])
+    assert ack(out).dropped == [] and out.persist is not None
+    stored.append(out.persist)
+    edit(r, "b", [3, "z"], 3, "b-1")  # (an update without revivals stays in the old format)
+    # the room is unloaded and loaded again from its log (a restart): the name is remembered
+    again = Room(DOC, Document(1, now_ms=lambda: 0))
+    for seq, data in enumerate(stored, 1):
+        assert data is not None
+        again.load_update(seq, data)
+    for s in ("a", "b"):
+        again.join(Member(s, s, p.User(id=s), "thin", ALL, 0), p.Join(doc=DOC), [])
+    out = edit(again, "a", [1, "bX"], 2, "a-4", revive=[revive(0, 1, "a-2", 0)])
+    assert ack(out).dropped == [p.Dropped(node=TEXT, at=0, n=1)] and text(again) == "aXbc"
+    # another instance merging the stored updates judges the same
+    other = Room(DOC, Document(2, now_ms=lambda: 0))
+    for data in stored:
+        assert data is not None
+        other.merge_update(data)
+    for s in ("a", "b"):
+        other.join(Member(s, s, p.User(id=s), "thin", ALL, 0), p.Join(doc=DOC), [])
+    out = edit(other, "a", [1, "bX"], 2, "a-4", revive=[revive(0, 1, "a-2", 0)])
+    assert ack(out).dropped == [p.Dropped(node=TEXT, at=0, n=1)]
+
+
+def test_stored_revivals_garbage_changes_no_judgement() -> None:
+    from cowrite.rooms import edit_keys, revivals
+
+    assert revivals.decode(b"") == [] and revivals.decode(b"\xff{") == []
+    assert revivals.decode(b'[["e","n",-1,1],["e","n",0,0],["e","n",2,3]]') == [("e", "n", 2, 3)]
+    data = edit_keys.wrap_update("k", "e", b"DELTA", "dg", b"EXTRA")
+    assert edit_keys.unwrap_update(data) == ("k", "e", "dg", b"DELTA")
+    assert edit_keys.unwrap_update_extra(data) == ("k", "e", "dg", b"EXTRA", b"DELTA")
+    with pytest.raises(ValueError, match="truncated"):
+        edit_keys.unwrap_update(data[:12])
+    with pytest.raises(ValueError, match="truncated"):
+        edit_keys.unwrap_update(b"CWU\x03\x00\x01k\x00\x01e\x00\x00\x00\x00\x00\x09ab")
+
+
+def test_a_name_past_the_batch_deletes_is_judged_by_the_restore_rule_alone() -> None:
+    r = room()
+    edit(r, "a", ["abc"], 0, "a-1")
+    edit(r, "b", [1, -1], 1, "b-1")  # someone else deletes "b": a's undo cannot name it
+    # a's re-insert of "b", named by its own batch past its deletes (it deletes none)
+    out = edit(r, "a", [1, "b"], 2, "a-2", revive=[revive(0, 1, "a-2", 0)])
+    assert ack(out).dropped == [] and text(r) == "abc"  # no restore since: inserted
+    edit(r, "a", [1, -1], 3, "a-3")
+    r.apply_server_edit(
+        [p.SeqEdit(node=TEXT, edit=[1, "B"])], 0, client_id="server", edit_id="restore-y-0"
+    )
+    out = edit(r, "a", [1, "b", -1], 4, "a-4", revive=[revive(0, 1, "a-4", 1)])
+    assert ack(out).dropped == [p.Dropped(node=TEXT, at=0, n=1)]  # a restore it had not seen

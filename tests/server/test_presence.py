@@ -175,7 +175,8 @@ CHILD = textwrap.dedent(
     from websockets.sync.client import connect
     ws = connect(sys.argv[1])
     ws.send(json.dumps({"type": "hello", "client_id": "doomed"}))
-    session = json.loads(ws.recv())["session"]
+    first = json.loads(ws.recv())  # welcome (with features after it: a frame may be an array)
+    session = (first[0] if isinstance(first, list) else first)["session"]
     ws.send(json.dumps({"type": "join", "doc": "ghost"}))
     ws.recv()
     print(session, flush=True)

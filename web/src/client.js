@@ -99,6 +99,9 @@ export class CowriteClient extends Emitter {
     this.session = null;
     this.serverUser = null;
     this.heartbeatS = 30;
+    /** What the server understands beyond the base protocol (its `features` message, right
+     *  after welcome; none from an older server): `revive` (T11 "Revivals"). */
+    this.features = new Set();
     this.docs = new Map();
     this._ws = null;
     this._attempt = 0;
@@ -331,10 +334,14 @@ export class CowriteClient extends Emitter {
         this.session = msg.session;
         this.serverUser = msg.user;
         this.heartbeatS = Number.isFinite(msg.heartbeat_s) && msg.heartbeat_s > 0 ? msg.heartbeat_s : 30;
+        this._setFeatures([]); // until its features message says more
         this._startLiveness();
         this._setStatus(STATUS.CONNECTED);
         this.emit("welcome", msg);
         for (const doc of this.docs.values()) doc._join();
+        return;
+      case "features":
+        this._setFeatures(Array.isArray(msg.features) ? msg.features : []);
         return;
       case "ping":
         this.send({ type: "pong", nonce: msg.nonce ?? 0 });
@@ -349,6 +356,13 @@ export class CowriteClient extends Emitter {
       default:
         if (msg.doc && this.docs.has(msg.doc)) this.docs.get(msg.doc)._onMessage(msg);
     }
+  }
+
+  _setFeatures(names) {
+    this.features = new Set(names);
+    // an undo/redo names what it brings back only to a server that knows `revive` (an older
+    // one refuses the field): the batches are formed when sent, after this
+    for (const doc of this.docs.values()) doc.state.revive = this.features.has("revive");
   }
 
   _startLiveness() {

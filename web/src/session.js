@@ -25,7 +25,7 @@ export class DocumentSession extends Emitter {
     this.client = client;
     this.id = id;
     this.create = create;
-    this.state = new ThinDocState(id, client.clientId, { historyVersions: client.historyVersions });
+    this.state = new ThinDocState(id, client.clientId, { historyVersions: client.historyVersions, revive: !!client.features && client.features.has("revive") });
     /** session id -> {session, user, active, cursor (server coordinates), local: [anchor, head]|null, self} */
     this.members = new Map();
     /** chat messages by id (Map keeps them in arrival order; see chatMessages()). */

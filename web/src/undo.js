@@ -35,7 +35,7 @@
 
 import * as ot from "./ot.js";
 import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform, withoutEchoes, withoutInserts } from "./undo_ops.js";
-import { batchOp, deadRuns, deletes, recordDeleted, reinserts, reviveRuns } from "./undo_revive.js";
+import { batchOp, deadRuns, deletes, recordDeleted, reinserted, reinserts, reviveRuns } from "./undo_revive.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -189,8 +189,8 @@ export class UndoManager {
    *  (the edit's `revive`; see undo_revive.js). */
   marks(batch) {
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
-    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
-    return c ? reviveRuns(c, this.node, batch.editId, this._deleted) : [];
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts, this.state._serverValue(this.node));
+    return c ? reviveRuns(c, this.node, batch.editId, this._deleted, reinserted(this.log, this.state._edits - 1)) : [];
   }
 
   /** What `batch` (sent again) inserts that a correction of ours already takes back (dead
@@ -198,7 +198,7 @@ export class UndoManager {
   withdrawals(batch) {
     if (!this._dead.size) return [];
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
-    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts, this.state._serverValue(this.node));
     return c ? deadRuns(c, this.node, this._dead) : [];
   }
 
@@ -207,7 +207,7 @@ export class UndoManager {
    *  rebased over everything the server applied before it, so they delete what it deleted. */
   acked(batch) {
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
-    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, deletes);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, deletes, this.state._serverValue(this.node));
     if (c) recordDeleted(c, batch.editId, this._deleted);
   }
 

@@ -25,21 +25,76 @@ export const reinserts = (rec) => rec.kind === "undo" || rec.kind === "redo";
 export const deletes = (rec) => rec.op.some(isDel);
 
 /** Our records (undo.js's log) of batch generation `gen` composed, when one of them is
- *  `need`ed and that is exactly `payload` (the batch's op of the node); else null (a tie laid
- *  out otherwise: no names). Our unacknowledged records end the log (remote ones go before). */
-export function batchOp(log, gen, payload, need) {
+ *  `need`ed and that names the code points of `payload` (the batch's op of the node); else null
+ *  (no names). Our unacknowledged records end the log (remote ones go before). When the log's
+ *  own layout differs from the text's (a tie), the composition is laid out otherwise than
+ *  `payload`: then, given `base` (the server text `payload` applies to), the same characters
+ *  are found in `payload` by code point, in order (what it inserts among what the records
+ *  insert, what it deletes of `base` among what they delete): the result is `payload` with
+ *  their identities. Names count inserted and deleted code points in `payload`'s order. (Among
+ *  equal code points the first unused is taken: swapped equal characters may swap names.) */
+export function batchOp(log, gen, payload, need, base = null) {
   const mine = [];
   for (let j = log.length - 1; j >= 0 && log[j].own && log[j].gen >= gen; j--) if (log[j].gen === gen) mine.push(log[j]);
   if (!mine.some(need)) return null;
   let c = null;
   for (let j = mine.length - 1; j >= 0; j--) c = c === null ? mine[j].op : compose(c, mine[j].op);
-  return JSON.stringify(toPlain(c)) === JSON.stringify(ot.normalize(payload)) ? c : null;
+  const want = ot.normalize(payload);
+  if (JSON.stringify(toPlain(c)) === JSON.stringify(want)) return c;
+  return base === null ? null : relabel(c, want, base);
+}
+
+/** Plain `op` (on `base`) with the identities of the characters invertible `c` inserts and
+ *  deletes, matched by code point in order; null unless each is matched exactly once. */
+function relabel(c, op, base) {
+  const ins = new Map();
+  const del = new Map();
+  let left = 0;
+  const put = (m, ch, id) => {
+    if (!m.has(ch)) m.set(ch, []);
+    m.get(ch).push(id);
+    left++;
+  };
+  for (const comp of c) {
+    if (isIns(comp)) comp.i.forEach((ch, k) => put(ins, ch, comp.ids[k]));
+    else if (isDel(comp)) comp.d.forEach((ch, k) => put(del, ch, comp.ids[k]));
+  }
+  const take = (m, ch) => {
+    const q = m.get(ch);
+    if (!q || !q.length) return undefined;
+    left--;
+    return q.shift();
+  };
+  const text = typeof base === "string" ? Array.from(base) : null;
+  const out = [];
+  let pos = 0;
+  for (const comp of op) {
+    if (typeof comp === "string") {
+      const chars = Array.from(comp);
+      const ids = chars.map((ch) => take(ins, ch));
+      if (ids.includes(undefined)) return null;
+      out.push({ i: chars, ids });
+    } else if (comp > 0) {
+      out.push(comp);
+      pos += comp;
+    } else {
+      const gone = text !== null ? text.slice(pos, pos - comp) : Array.from(base.slice(pos, pos - comp));
+      const ids = gone.map((ch) => take(del, ch));
+      if (gone.length !== -comp || ids.includes(undefined)) return null;
+      out.push({ d: gone, ids });
+      pos -= comp;
+    }
+  }
+  return left === 0 ? out : null;
 }
 
 /** The runs of the code points batch op `c` (invertible) inserts that bring back a character a
  *  batch of ours deleted: this one first (what it deletes itself, indexed in `c`), else the
- *  name in `deleted` (identity -> {edit, of}). */
-export function reviveRuns(c, node, editId, deleted) {
+ *  name in `deleted` (identity -> {edit, of}). A character of `again` (what its undo/redo
+ *  records re-insert) with neither name (someone else's batch deleted it, or a name we never
+ *  learned) is named by this batch and an index past its own deletes: that names nothing it
+ *  deleted, so the room judges it by the restore rule alone (a restore it had not seen). */
+export function reviveRuns(c, node, editId, deleted, again = null) {
   const own = new Map();
   let of = 0;
   for (const comp of c) if (isDel(comp)) for (const id of comp.ids) own.set(id, { edit: editId, of: of++ });
@@ -48,12 +103,22 @@ export function reviveRuns(c, node, editId, deleted) {
   for (const comp of c) {
     if (!isIns(comp)) continue;
     for (const id of comp.ids) {
-      const ref = id === null ? undefined : own.get(id) || deleted.get(id);
+      let ref = id === null ? undefined : own.get(id) || deleted.get(id);
+      if (!ref && id !== null && again && again.has(id)) ref = { edit: editId, of: of + k };
       if (ref) addRun(runs, node, k, ref);
       k++;
     }
   }
   return runs;
+}
+
+/** The identities the undo/redo records of batch generation `gen` re-insert. */
+export function reinserted(log, gen) {
+  const out = new Set();
+  for (let j = log.length - 1; j >= 0 && log[j].own && log[j].gen >= gen; j--) {
+    if (log[j].gen === gen && reinserts(log[j])) for (const id of insertedIds(log[j].op)) if (id !== null) out.add(id);
+  }
+  return out;
 }
 
 /** Batch op `c` (as the server applied it) of `editId`: name what it deleted in `deleted`

@@ -36,7 +36,7 @@ import logging
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeAlias, get_args
 
 import msgspec
@@ -519,7 +519,16 @@ class DocumentSession(SessionTransport):
         elif isinstance(msg, p.Saving):
             self._saving_pending = msg.pending
             self._emit("status", "saving_pending" if msg.pending else "saved")
+        elif isinstance(msg, p.Features):
+            self._features(msg.features)
         self._pump()
+
+    def _features(self, names: Sequence[str]) -> None:
+        """What the server understands (``features``, right after ``welcome``): an undo/redo
+        names what it brings back (T11 "Revivals") only to a server that knows ``revive`` (an
+        older one refuses the field: its batches are plain inserts)."""
+        if isinstance(self._state, ThinDocState):
+            self._state.revive = "revive" in names
 
     def _checksum(self, state: ThinDocState, msg: p.Checksum) -> None:
         """Tell the server about each node that failed the checksum; the core then rejoins."""

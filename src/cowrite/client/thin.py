@@ -97,7 +97,7 @@ class ThinDocState(ThinCursors, ThinMerge):
         self.client_id = client_id
         self.revive = revive
         """Send revival names (T11 "Revivals"); False for a server older than them (it refuses
-        the unknown field)."""
+        the unknown field). A session sets it from the server's ``features`` message."""
         self.version: int | None = None
         self.epoch = ""
         """What numbers ``version`` (the server's ``joined.epoch``)."""

@@ -62,6 +62,7 @@ from cowrite.client.thin_undo_revive import (
     dead_runs,
     deletes,
     record_deleted,
+    reinserted,
     reinserts,
     revive_runs,
 )
@@ -261,28 +262,32 @@ class UndoManager:
         self.log.append(rec)
         self._trim()
 
-    def marks(self, batch: Any) -> list[p.Revive]:
-        """``batch`` (its records: generation ``state._edits - 1``) is sent: the runs of the code
-        points it inserts that bring back what a batch of ours deleted (the edit's ``revive``)."""
+    def _batch(self, batch: Any, need: Callable[[Any], bool]) -> Rich | None:
+        """Our records of ``batch`` (generation ``state._edits - 1``) composed as its op names
+        its characters (``batch_op``), or None."""
         payload = batch.ops.get(("seq", self.node, None))
-        gen = self.state._edits - 1
-        c = None if payload is None else batch_op(self.log, gen, payload, reinserts)
-        return [] if c is None else revive_runs(c, self.node, batch.edit_id, self._deleted)
+        if payload is None:
+            return None
+        base = self.state._server_value(self.node)
+        return batch_op(self.log, self.state._edits - 1, payload, need, base)
+
+    def marks(self, batch: Any) -> list[p.Revive]:
+        """``batch`` is sent: the runs of the code points it inserts that bring back what a
+        batch of ours deleted (the edit's ``revive``)."""
+        c = self._batch(batch, reinserts)
+        again = reinserted(self.log, self.state._edits - 1)
+        return [] if c is None else revive_runs(c, self.node, batch.edit_id, self._deleted, again)
 
     def withdrawals(self, batch: Any) -> list[p.Dropped]:
         """What ``batch`` (sent again) inserts that a correction of ours already takes back
         (dead identities): withdrawn (the edit's ``withdraw``), so the room never shows it."""
-        payload = batch.ops.get(("seq", self.node, None))
-        if not self._dead or payload is None:
-            return []
-        c = batch_op(self.log, self.state._edits - 1, payload, reinserts)
+        c = self._batch(batch, reinserts) if self._dead else None
         return [] if c is None else dead_runs(c, self.node, self._dead)
 
     def acked(self, batch: Any) -> None:
         """The in-flight ``batch`` is applied (before the thin client settles it): what it
         deleted gets its server names (our records of it delete what the server's op did)."""
-        payload = batch.ops.get(("seq", self.node, None))
-        c = None if payload is None else batch_op(self.log, self.state._edits - 1, payload, deletes)
+        c = self._batch(batch, deletes)
         if c is not None:
             record_deleted(c, batch.edit_id, self._deleted)
 

@@ -14,12 +14,12 @@ correction of ours already takes back (``withdraw``: the batch itself cannot cha
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from cowrite import protocol as p
-from cowrite.client.thin_undo_ops import Del, Ins, Rich, compose, to_plain
+from cowrite.client.thin_undo_ops import Del, Id, Ins, Rich, compose, inserted_ids, to_plain
 from cowrite.engine import ot
 
 DELETED_MAX = 100_000
@@ -30,11 +30,20 @@ Deleted = OrderedDict[int, tuple[str, int]]
 
 
 def batch_op(
-    log: Sequence[Any], gen: int, payload: ot.Op, need: Callable[[Any], bool]
+    log: Sequence[Any],
+    gen: int,
+    payload: ot.Op,
+    need: Callable[[Any], bool],
+    base: Any = None,
 ) -> Rich | None:
-    """Our records of batch generation ``gen`` composed, when one of them is ``need``ed and
-    that is exactly ``payload`` (the batch's op of the node); else None (a tie laid out
-    otherwise: no names). Our unacknowledged records end the log (remote ones go before)."""
+    """Our records of batch generation ``gen`` composed, when one of them is ``need``ed and that
+    names the code points of ``payload`` (the batch's op of the node); else None (no names). Our
+    unacknowledged records end the log (remote ones go before). When the log's own layout
+    differs from the text's (a tie), the composition is laid out otherwise than ``payload``:
+    then, given ``base`` (the server text ``payload`` applies to), the same characters are found
+    in ``payload`` by code point, in order (``_relabel``): the result is ``payload`` with their
+    identities. Names count inserted and deleted code points in ``payload``'s order. (Among
+    equal code points the first unused is taken: swapped equal characters may swap names.)"""
     mine = []
     for rec in reversed(log):
         if not rec.own or rec.gen < gen:
@@ -46,9 +55,51 @@ def batch_op(
     c: Rich | None = None
     for rec in reversed(mine):
         c = rec.op if c is None else compose(c, rec.op)
-    if c is None or to_plain(c) != ot.normalize(payload):
+    if c is None:
         return None
-    return c
+    want = ot.normalize(payload)
+    if to_plain(c) == want:
+        return c
+    return None if base is None else _relabel(c, want, str(base))
+
+
+def _relabel(c: Rich, op: ot.Op, base: str) -> Rich | None:
+    """Plain ``op`` (on ``base``) with the identities of the characters invertible ``c`` inserts
+    and deletes, matched by code point in order; None unless each is matched exactly once."""
+    ins: dict[str, deque[Id]] = {}
+    dels: dict[str, deque[Id]] = {}
+    left = 0
+    for comp in c:
+        if isinstance(comp, (Ins, Del)):
+            into = ins if isinstance(comp, Ins) else dels
+            for ch, id_ in zip(comp.text, comp.ids, strict=True):
+                into.setdefault(ch, deque()).append(id_)
+                left += 1
+    out: Rich = []
+    pos = 0
+    for part in op:
+        if isinstance(part, str):
+            chars, into = part, ins
+        elif isinstance(part, int) and part > 0:
+            out.append(part)
+            pos += part
+            continue
+        elif isinstance(part, int):
+            chars, into = base[pos : pos - part], dels
+            if len(chars) != -part:
+                return None
+            pos -= part
+        else:
+            return None
+        ids: list[Id] = []
+        for ch in chars:
+            queue = into.get(ch)
+            if not queue:
+                return None
+            ids.append(queue.popleft())
+            left -= 1
+        out.append(Ins(chars, tuple(ids)) if into is ins else Del(chars, tuple(ids)))
+    return out if left == 0 else None
 
 
 def reinserts(rec: Any) -> bool:
@@ -60,9 +111,14 @@ def deletes(rec: Any) -> bool:
     return any(isinstance(comp, Del) for comp in rec.op)
 
 
-def revive_runs(c: Rich, node: str, edit_id: str, deleted: Deleted) -> list[p.Revive]:
+def revive_runs(
+    c: Rich, node: str, edit_id: str, deleted: Deleted, again: set[int] | None = None
+) -> list[p.Revive]:
     """The runs of the code points batch op ``c`` inserts that bring back a character a batch of
-    ours deleted (this one first: what it deletes itself, indexed in ``c``)."""
+    ours deleted (this one first: what it deletes itself, indexed in ``c``). A character of
+    ``again`` (what its undo/redo records re-insert) with neither name (someone else's batch
+    deleted it, or a name we never learned) is named by this batch and an index past its own
+    deletes: that names nothing it deleted, so the room judges it by the restore rule alone."""
     own: dict[int, tuple[str, int]] = {}
     of = 0
     for comp in c:
@@ -78,6 +134,8 @@ def revive_runs(c: Rich, node: str, edit_id: str, deleted: Deleted) -> list[p.Re
             continue
         for id_ in comp.ids:
             ref = None if id_ is None else own.get(id_) or deleted.get(id_)
+            if ref is None and id_ is not None and again and id_ in again:
+                ref = (edit_id, of + k)
             if ref is not None:
                 last = runs[-1] if runs else None
                 if (
@@ -91,6 +149,17 @@ def revive_runs(c: Rich, node: str, edit_id: str, deleted: Deleted) -> list[p.Re
                     runs.append(p.Revive(node=node, at=k, n=1, edit=ref[0], of=ref[1]))
             k += 1
     return runs
+
+
+def reinserted(log: Sequence[Any], gen: int) -> set[int]:
+    """The identities the undo/redo records of batch generation ``gen`` re-insert."""
+    out: set[int] = set()
+    for rec in reversed(log):
+        if not rec.own or rec.gen < gen:
+            break
+        if rec.gen == gen and reinserts(rec):
+            out.update(id_ for id_ in inserted_ids(rec.op) if id_ is not None)
+    return out
 
 
 def record_deleted(c: Rich, edit_id: str, deleted: Deleted) -> None:

@@ -33,6 +33,8 @@ from cowrite import protocol as p
 from cowrite.client.errors import ServerError, SessionClosed, refused_handshake
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from cowrite.client.replica import ReplicaDocState
     from cowrite.client.thin import ThinDocState
 
@@ -122,6 +124,7 @@ class SessionTransport:
         _attempt: int
 
         def _handle(self, msg: p.ServerMessage) -> None: ...
+        def _features(self, names: Sequence[str]) -> None: ...
         def _emit(self, event: str, payload: Any) -> None: ...
         def _notify(self) -> None: ...
         def _check_open(self) -> None: ...
@@ -254,6 +257,7 @@ class SessionTransport:
             self.session_id = msg.session
             self.user = msg.user
             self._heartbeat_s = msg.heartbeat_s if msg.heartbeat_s > 0 else None
+            self._features([])  # until its ``features`` message says more (an older server: none)
         elif isinstance(msg, p.Error):
             if msg.code in (p.ErrorCode.UNAUTHORIZED, p.ErrorCode.BAD_MESSAGE):
                 raise _Fatal(ServerError(msg))

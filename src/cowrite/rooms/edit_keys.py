@@ -35,6 +35,7 @@ SCOPE_SEPARATOR = "\x1f"
 
 _UPDATE_V1 = b"CWU\x01"  # client id, edit id, delta
 _UPDATE_V2 = b"CWU\x02"  # client key, edit id, digest, delta
+_UPDATE_V3 = b"CWU\x03"  # client key, edit id, digest, extra (4-byte length), delta
 
 _encode_sorted = msgspec.json.Encoder(order="sorted").encode
 _LENGTHS = struct.Struct(">H")
@@ -113,18 +114,24 @@ def delta_is_known(doc: Document, delta: bytes) -> bool:
     return True
 
 
-def wrap_update(client: str, edit_id: str, delta: bytes, digest: str = "") -> bytes:
+def wrap_update(
+    client: str, edit_id: str, delta: bytes, digest: str = "", extra: bytes = b""
+) -> bytes:
     """A stored update: the engine delta with the key of the edit it came from.
 
     ``CWU\\x02``, then the client key, the edit id and the digest (each a 2-byte big-endian length
     and UTF-8), then the delta. A restarted room reads them back (``unwrap_update``) so that
-    catch-up ``remote``s still name their edits and a resent edit is still recognised.
+    catch-up ``remote``s still name their edits and a resent edit is still recognised. With
+    ``extra`` (what the room decided about the batch that must outlive it: the names an undo
+    revived, ``revivals.py``), ``CWU\\x03`` and the extra bytes (4-byte length) before the delta.
     """
     c, e, d = client.encode(), edit_id.encode(), digest.encode()
     if len(c) > 0xFFFF or len(e) > 0xFFFF or len(d) > 0xFFFF:
         raise ValueError("an edit key part over 65535 bytes")
-    return b"".join((_UPDATE_V2, _LENGTHS.pack(len(c)), c, _LENGTHS.pack(len(e)), e,
-                     _LENGTHS.pack(len(d)), d, delta))  # fmt: skip
+    head = (_LENGTHS.pack(len(c)), c, _LENGTHS.pack(len(e)), e, _LENGTHS.pack(len(d)), d)
+    if not extra:
+        return b"".join((_UPDATE_V2, *head, delta))
+    return b"".join((_UPDATE_V3, *head, len(extra).to_bytes(4, "big"), extra, delta))
 
 
 def unwrap_update(data: bytes) -> tuple[str, str, str, bytes]:
@@ -133,12 +140,19 @@ def unwrap_update(data: bytes) -> tuple[str, str, str, bytes]:
     Reads the earlier format (``CWU\\x01``: no digest, an unscoped client id) and bare deltas (no
     edit: empty strings). Raises `ValueError` for a truncated header.
     """
-    if data.startswith(_UPDATE_V2):
+    client, edit_id, digest, _, delta = unwrap_update_extra(data)
+    return client, edit_id, digest, delta
+
+
+def unwrap_update_extra(data: bytes) -> tuple[str, str, str, bytes, bytes]:
+    """``(client key, edit_id, digest, extra, delta)`` of a stored update (``extra``: empty
+    unless ``CWU\\x03``). Raises `ValueError` for a truncated header."""
+    if data.startswith(_UPDATE_V2) or data.startswith(_UPDATE_V3):
         count = 3
     elif data.startswith(_UPDATE_V1):
         count = 2
     else:
-        return "", "", "", data
+        return "", "", "", b"", data
     at = len(_UPDATE_V2)
     parts: list[str] = []
     for _ in range(count):
@@ -151,4 +165,13 @@ def unwrap_update(data: bytes) -> tuple[str, str, str, bytes]:
         at += 2 + n
     if count == 2:
         parts.append("")
-    return parts[0], parts[1], parts[2], data[at:]
+    extra = b""
+    if data.startswith(_UPDATE_V3):
+        if at + 4 > len(data):
+            raise ValueError("truncated update header")
+        n = int.from_bytes(data[at : at + 4], "big")
+        if at + 4 + n > len(data):
+            raise ValueError("truncated update header")
+        extra = data[at + 4 : at + 4 + n]
+        at += 4 + n
+    return parts[0], parts[1], parts[2], extra, data[at:]

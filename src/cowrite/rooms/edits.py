@@ -25,7 +25,7 @@ from cowrite.engine import (
     map_value,
     ot,
 )
-from cowrite.rooms import edit_keys, history, validate
+from cowrite.rooms import edit_keys, history, revivals, validate
 from cowrite.rooms.edit_keys import edit_digest, key_client
 from cowrite.rooms.history import VersionNote
 from cowrite.rooms.revivals import Revivals
@@ -60,6 +60,15 @@ class ThinEdits(RoomState):
         def _touch(self, member: Member, now_ms: int) -> bool: ...
 
         def _presence_of(self, member: Member) -> tuple[p.Message, Audience]: ...
+
+    def _learn_revivals(self, key_client: str, extra: bytes) -> None:
+        """A stored batch's revived names (``revivals.encode``), replayed or merged: judged
+        again as they were (``revivals.py``: durable with the document)."""
+        runs = revivals.decode(extra)
+        if runs:
+            if self._revivals is None:
+                self._revivals = Revivals()
+            self._revivals.learn(key_client, runs, self._recent)
 
     def _resent(self, key: EditKey, digest: str, edit_id: str) -> int | None:
         """The version of an edit already applied under ``key``, or None if it is new.
@@ -141,10 +150,11 @@ class ThinEdits(RoomState):
             self._forget_roots(roots)
             raise
         dropped: list[p.Dropped] = []
+        revived: list[revivals.Run] = []
         if msg.revive or msg.withdraw:  # an undo/redo: what it may not bring back is left out
             if self._revivals is None:
                 self._revivals = Revivals()
-            plan, dropped = self._revivals.judge(
+            plan, dropped, revived = self._revivals.judge(
                 author.key_client,
                 msg,
                 plan,
@@ -201,6 +211,7 @@ class ThinEdits(RoomState):
             len(plan),
             history.ops_size(wire_ops),
             dropped,
+            revivals.encode(revived),
         )
 
     def _finish(
@@ -220,6 +231,7 @@ class ThinEdits(RoomState):
         planned: int,
         size: int,
         dropped: list[p.Dropped] | None = None,
+        revived: bytes = b"",
     ) -> Outcome:
         """Record, acknowledge and broadcast a batch just applied by this replica's local ops
         from its ``seq0``-th on (``before``: the version vector then, given when ``seq0`` is 0)."""
@@ -287,7 +299,9 @@ class ThinEdits(RoomState):
         if woke and member is not None:
             broadcast.append(self._presence_of(member))
         return Outcome(
-            persist=edit_keys.wrap_update(author.key_client, named, delta, digest),
+            persist=edit_keys.wrap_update(
+                author.key_client, named, delta, digest, revived if named else b""
+            ),
             version=version,
             edit_keys=[key] if fault is None else [],
             edit_digest=digest,

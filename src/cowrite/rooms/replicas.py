@@ -45,6 +45,8 @@ class Replicas(RoomState):
 
         def _presence_of(self, member: Member) -> tuple[p.Message, Audience]: ...
 
+        def _learn_revivals(self, key_client: str, extra: bytes) -> None: ...  # (edits.py)
+
     def sync(self, session: str, msg: p.Sync, now_ms: int) -> Outcome:
         """A replica's CRDT delta: merged (idempotent), persisted as received, fanned out.
 
@@ -173,7 +175,7 @@ class Replicas(RoomState):
         doc = self.doc
         roots = set(doc.roots)
         try:
-            client, edit_id, digest, delta = edit_keys.unwrap_update(data)
+            client, edit_id, digest, extra, delta = edit_keys.unwrap_update_extra(data)
             ops = decode_ops(doc, delta)
         except Exception as exc:
             self._forget_roots(roots)
@@ -189,6 +191,8 @@ class Replicas(RoomState):
         )
         if edit_id and (client, edit_id) not in self._recent:
             self.remember((client, edit_id), version, digest)
+        if edit_id:  # what it revived is judged here as where it was applied
+            self._learn_revivals(client, extra)
         # ops this update released from the causal queue came in earlier updates, which members
         # who joined since never got: relay everything that was applied
         relayed = delta if error is None and not before_pending else doc.delta_since(before)

@@ -17,11 +17,22 @@ revival that is no longer the sender's to make:
 * the batch revives what it deletes itself (an undo and a redo composed, indexed in the op as
   sent) and the rebase took that delete away: someone else deleted the character first (their
   undo is the one to bring it back), or a restore came in between.
+  A client names a re-insert it has no name for by its own batch and an index past its own
+  deletes: nothing can take that delete away, so only the restore rule judges it.
 
 What cannot be judged is inserted as before (a plain insert): a batch the room does not remember
 (refused, or older than the remembered edit keys), or one whose versions since are no longer in
-the log. The set of revived names lives in memory only: after the room is unloaded, a second
-revival of one character is inserted again (clients do not send one; see the docs).
+the log.
+
+The revived names are durable with the document: the stored update of the batch that revived
+them carries them (``encode``, ``edit_keys.wrap_update``'s ``extra``), and a room replaying its
+log (a load after an unload or a restart) or merging another instance's update learns them again
+(``learn``). Bound: a name is only ever consulted while the room remembers the edit that deleted
+it (``recent``: the ``remembered_edits`` newest edit keys, rebuilt from the log since the last
+snapshot at a load); a revival naming an edit it no longer remembers is a plain insert whatever
+the set says. So only names of remembered edits are learned, and at most ``REMEMBERED`` are kept
+(the oldest go first). A name whose deleting edit was folded into a snapshot before a load is
+judged a plain insert after it (the edit key is no longer in ``recent``).
 """
 
 from __future__ import annotations
@@ -29,6 +40,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+import msgspec
 
 from cowrite import protocol as p
 from cowrite.engine import EditLog, ot
@@ -44,6 +57,9 @@ REMEMBERED = 200_000
 Name = tuple[str, str, str, int]
 """(sender's key client, deleting edit id, node, index among its deleted code points)."""
 Plan = list[tuple[int, p.EditOp, Any]]
+Run = tuple[str, str, int, int]
+"""Consecutive revived names of one sender: (deleting edit id, node, first index, count)."""
+_runs_decoder = msgspec.json.Decoder(list[tuple[str, str, int, int]])
 
 
 class Revivals:
@@ -62,10 +78,11 @@ class Revivals:
         log: EditLog,
         recent: Mapping[tuple[str, str], tuple[int, str]],
         origins: Mapping[int, Origin],
-    ) -> tuple[Plan, list[p.Dropped]]:
+    ) -> tuple[Plan, list[p.Dropped], list[Run]]:
         """``plan`` (``ThinEdits._plan``'s: node, wire op, rebased edit) without the inserted
-        code points ``msg.revive`` names that may not be inserted, and those as ``dropped``
-        runs. The revivals it keeps are remembered (call it only for a batch that applies)."""
+        code points ``msg.revive`` names that may not be inserted, those as ``dropped`` runs,
+        and the names it revives (to store with the batch: ``encode``). The revivals it keeps
+        are remembered (call it only for a batch that applies)."""
         runs: dict[str, list[p.Revive]] = {}
         for run in msg.revive or ():
             runs.setdefault(run.node, []).append(run)
@@ -73,12 +90,13 @@ class Revivals:
         for w in msg.withdraw or ():
             withdrawn.setdefault(w.node, []).append(w)
         if not runs and not withdrawn:
-            return plan, []
+            return plan, [], []
         # a restore the sender had not seen when it made the edit takes every revival: the
         # client's fold drops re-inserts across a restore; this is the race it cannot see
         restored = _restored(origins, msg.version, log.version)
         out: Plan = []
         dropped: list[p.Dropped] = []
+        revived: list[Run] = []
         for node, op, edit in plan:
             mine = runs.get(op.node, []) if isinstance(op, p.SeqEdit) else []
             back = withdrawn.get(op.node, []) if isinstance(op, p.SeqEdit) else []
@@ -111,16 +129,52 @@ class Revivals:
                         leave.add(run.at + j)
                     else:
                         self._remember(name)
+                        _add(revived, run.edit, run.node, run.of + j)
             if leave:
                 edit = without_inserted(edit, leave)
                 dropped.extend(_runs(op.node, sorted(leave)))
             out.append((node, op, edit))
-        return out, dropped
+        return out, dropped, revived
+
+    def learn(
+        self, key_client: str, runs: Iterable[Run], recent: Mapping[tuple[str, str], Any]
+    ) -> None:
+        """Names a stored batch of ``key_client`` revived (a replayed or merged update): those of
+        edits the room remembers (``recent``), the only ones it ever consults."""
+        for edit, node, of, n in runs:
+            if (key_client, edit) in recent:
+                for j in range(min(n, self._remembered)):
+                    self._remember((key_client, edit, node, of + j))
 
     def _remember(self, name: Name) -> None:
         self._done[name] = None
         if len(self._done) > self._remembered:
             self._done.popitem(last=False)
+
+
+def encode(runs: list[Run]) -> bytes:
+    """The names a batch revived, as stored with it (``wrap_update``'s ``extra``)."""
+    return msgspec.json.encode(runs) if runs else b""
+
+
+def decode(data: bytes) -> list[Run]:
+    """``encode``'s runs; none for bytes that are not (a damaged update changes no judgement)."""
+    if not data:
+        return []
+    try:
+        runs = _runs_decoder.decode(data)
+    except msgspec.DecodeError:
+        return []
+    return [r for r in runs if r[2] >= 0 and r[3] >= 1]
+
+
+def _add(runs: list[Run], edit: str, node: str, of: int) -> None:
+    if runs:
+        e, nd, start, n = runs[-1]
+        if e == edit and nd == node and start + n == of:
+            runs[-1] = (e, nd, start, n + 1)
+            return
+    runs.append((edit, node, of, 1))
 
 
 def _restored(origins: Mapping[int, Origin], after: int, now: int) -> bool:

@@ -89,13 +89,14 @@ class Room(ThinEdits, Replicas):
         """
         if seq != self.version + 1:
             raise ValueError(f"stored update {seq} after version {self.version}")
-        client, edit_id, digest, delta = edit_keys.unwrap_update(data)
+        client, edit_id, digest, extra, delta = edit_keys.unwrap_update_extra(data)
         before = self.doc.version
         self._keys = None
         changes, _, _ = self._apply_remote_ops(decode_ops(self.doc, delta))
         self._record_merged(changes, client_of(client), edit_id, before)
         if edit_id:  # a resend after a restart is acknowledged, not applied again
             self.remember((client, edit_id), seq, digest)
+            self._learn_revivals(client, extra)
 
     # ------------------------------------------- the document-kind seam (kind.py)
 

@@ -449,6 +449,7 @@ class Connection:
                 auth=bool(secret),
             )
         )
+        self.send_message(p.Features(features=list(p.FEATURES)))
         return True
 
     def expire_at(self, at: float | None) -> None:

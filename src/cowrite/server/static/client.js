@@ -1118,15 +1118,58 @@ var isIns2 = (c) => typeof c === "object" && c !== null && Array.isArray(c.i);
 var isDel2 = (c) => typeof c === "object" && c !== null && Array.isArray(c.d);
 var reinserts = (rec) => rec.kind === "undo" || rec.kind === "redo";
 var deletes = (rec) => rec.op.some(isDel2);
-function batchOp(log, gen, payload, need) {
+function batchOp(log, gen, payload, need, base = null) {
   const mine = [];
   for (let j = log.length - 1; j >= 0 && log[j].own && log[j].gen >= gen; j--) if (log[j].gen === gen) mine.push(log[j]);
   if (!mine.some(need)) return null;
   let c = null;
   for (let j = mine.length - 1; j >= 0; j--) c = c === null ? mine[j].op : compose2(c, mine[j].op);
-  return JSON.stringify(toPlain(c)) === JSON.stringify(normalize(payload)) ? c : null;
+  const want = normalize(payload);
+  if (JSON.stringify(toPlain(c)) === JSON.stringify(want)) return c;
+  return base === null ? null : relabel(c, want, base);
 }
-function reviveRuns(c, node, editId, deleted) {
+function relabel(c, op, base) {
+  const ins = /* @__PURE__ */ new Map();
+  const del = /* @__PURE__ */ new Map();
+  let left = 0;
+  const put = (m, ch, id) => {
+    if (!m.has(ch)) m.set(ch, []);
+    m.get(ch).push(id);
+    left++;
+  };
+  for (const comp of c) {
+    if (isIns2(comp)) comp.i.forEach((ch, k) => put(ins, ch, comp.ids[k]));
+    else if (isDel2(comp)) comp.d.forEach((ch, k) => put(del, ch, comp.ids[k]));
+  }
+  const take = (m, ch) => {
+    const q = m.get(ch);
+    if (!q || !q.length) return void 0;
+    left--;
+    return q.shift();
+  };
+  const text = typeof base === "string" ? Array.from(base) : null;
+  const out = [];
+  let pos = 0;
+  for (const comp of op) {
+    if (typeof comp === "string") {
+      const chars = Array.from(comp);
+      const ids = chars.map((ch) => take(ins, ch));
+      if (ids.includes(void 0)) return null;
+      out.push({ i: chars, ids });
+    } else if (comp > 0) {
+      out.push(comp);
+      pos += comp;
+    } else {
+      const gone = text !== null ? text.slice(pos, pos - comp) : Array.from(base.slice(pos, pos - comp));
+      const ids = gone.map((ch) => take(del, ch));
+      if (gone.length !== -comp || ids.includes(void 0)) return null;
+      out.push({ d: gone, ids });
+      pos -= comp;
+    }
+  }
+  return left === 0 ? out : null;
+}
+function reviveRuns(c, node, editId, deleted, again = null) {
   const own = /* @__PURE__ */ new Map();
   let of = 0;
   for (const comp of c) if (isDel2(comp)) for (const id of comp.ids) own.set(id, { edit: editId, of: of++ });
@@ -1135,12 +1178,22 @@ function reviveRuns(c, node, editId, deleted) {
   for (const comp of c) {
     if (!isIns2(comp)) continue;
     for (const id of comp.ids) {
-      const ref = id === null ? void 0 : own.get(id) || deleted.get(id);
+      let ref = id === null ? void 0 : own.get(id) || deleted.get(id);
+      if (!ref && id !== null && again && again.has(id)) ref = { edit: editId, of: of + k };
       if (ref) addRun(runs, node, k, ref);
       k++;
     }
   }
   return runs;
+}
+function reinserted(log, gen) {
+  const out = /* @__PURE__ */ new Set();
+  for (let j = log.length - 1; j >= 0 && log[j].own && log[j].gen >= gen; j--) {
+    if (log[j].gen === gen && reinserts(log[j])) {
+      for (const id of insertedIds(log[j].op)) if (id !== null) out.add(id);
+    }
+  }
+  return out;
 }
 function recordDeleted(c, editId, deleted) {
   const back = new Set(insertedIds(c));
@@ -2228,7 +2281,7 @@ var DocumentSession = class extends Emitter {
     this.client = client;
     this.id = id;
     this.create = create;
-    this.state = new ThinDocState(id, client.clientId, { historyVersions: client.historyVersions });
+    this.state = new ThinDocState(id, client.clientId, { historyVersions: client.historyVersions, revive: !!client.features && client.features.has("revive") });
     this.members = /* @__PURE__ */ new Map();
     this.chat = /* @__PURE__ */ new Map();
     this.chatHasMore = false;
@@ -2771,15 +2824,15 @@ var UndoManager = class {
    *  (the edit's `revive`; see undo_revive.js). */
   marks(batch) {
     const slot = batch.ops.get(`seq\0${this.node}\0`);
-    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
-    return c ? reviveRuns(c, this.node, batch.editId, this._deleted) : [];
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts, this.state._serverValue(this.node));
+    return c ? reviveRuns(c, this.node, batch.editId, this._deleted, reinserted(this.log, this.state._edits - 1)) : [];
   }
   /** What `batch` (sent again) inserts that a correction of ours already takes back (dead
    *  identities): withdrawn (the edit's `withdraw`), so the room never shows it twice. */
   withdrawals(batch) {
     if (!this._dead.size) return [];
     const slot = batch.ops.get(`seq\0${this.node}\0`);
-    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts, this.state._serverValue(this.node));
     return c ? deadRuns(c, this.node, this._dead) : [];
   }
   /** The in-flight batch `batch` is applied (its ack, or our own remote in a catch-up), before
@@ -2787,7 +2840,7 @@ var UndoManager = class {
    *  rebased over everything the server applied before it, so they delete what it deleted. */
   acked(batch) {
     const slot = batch.ops.get(`seq\0${this.node}\0`);
-    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, deletes);
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, deletes, this.state._serverValue(this.node));
     if (c) recordDeleted(c, batch.editId, this._deleted);
   }
   /** The thin client drops its in-flight batch (refused, or applied before the snapshot we
@@ -3207,6 +3260,7 @@ var CowriteClient = class extends Emitter {
     this.session = null;
     this.serverUser = null;
     this.heartbeatS = 30;
+    this.features = /* @__PURE__ */ new Set();
     this.docs = /* @__PURE__ */ new Map();
     this._ws = null;
     this._attempt = 0;
@@ -3417,10 +3471,14 @@ var CowriteClient = class extends Emitter {
         this.session = msg.session;
         this.serverUser = msg.user;
         this.heartbeatS = Number.isFinite(msg.heartbeat_s) && msg.heartbeat_s > 0 ? msg.heartbeat_s : 30;
+        this._setFeatures([]);
         this._startLiveness();
         this._setStatus(STATUS.CONNECTED);
         this.emit("welcome", msg);
         for (const doc of this.docs.values()) doc._join();
+        return;
+      case "features":
+        this._setFeatures(Array.isArray(msg.features) ? msg.features : []);
         return;
       case "ping":
         this.send({ type: "pong", nonce: msg.nonce ?? 0 });
@@ -3435,6 +3493,10 @@ var CowriteClient = class extends Emitter {
       default:
         if (msg.doc && this.docs.has(msg.doc)) this.docs.get(msg.doc)._onMessage(msg);
     }
+  }
+  _setFeatures(names) {
+    this.features = new Set(names);
+    for (const doc of this.docs.values()) doc.state.revive = this.features.has("revive");
   }
   _startLiveness() {
     if (this._livenessTimer) clearInterval(this._livenessTimer);
