@@ -219,6 +219,16 @@ async def _settle(hub: Hub) -> None:
     await asyncio.sleep(0.05)
 
 
+def use_uvloop() -> None:
+    """Run the benchmark on uvloop, as ``cowrite serve`` does, when it is installed."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+
+
 def cpu_per(r: Mapping[str, float], what: str) -> str:
     """CPU µs per ``what`` (``r[what + "s"]`` of them) and per delivery, from ``r``'s process,
     event loop and writer CPU seconds (``cpu``, ``main``, ``writer``)."""
@@ -245,12 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    use_uvloop()
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             path = str(Path(tmp) / "bench.db")

@@ -41,7 +41,7 @@ from typing import Any
 import pycrdt
 from starlette.websockets import WebSocket
 
-from benchmarks.hub_cost import cpu_per, thread_cpu
+from benchmarks.hub_cost import cpu_per, thread_cpu, use_uvloop
 from cowrite.adapters.store.sqlite import SQLiteStore
 from cowrite.server import yjs_connection
 from cowrite.server.config import Settings
@@ -244,12 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "once), validation (an update is only applied), pipeline (frames sent at once)",
     )
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    use_uvloop()
     without = [w for w in args.without.split(",") if w]
     for _ in range(args.repeat):
         for dialect in args.dialect.split(","):

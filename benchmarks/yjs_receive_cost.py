@@ -27,6 +27,7 @@ from typing import Any
 
 import uvicorn
 
+from benchmarks.hub_cost import use_uvloop
 from benchmarks.yjs_hub_cost import update_frame
 from benchmarks.yjs_socket_cost import masked
 from cowrite.server.app import create_app
@@ -80,12 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    use_uvloop()
     with tempfile.TemporaryDirectory() as tmp:
         r: Any = asyncio.run(run(args.frames, args.rounds, tmp + "/b.db"))
     for mode, values in r.items():

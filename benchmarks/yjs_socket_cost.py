@@ -31,7 +31,7 @@ from typing import Any
 
 import uvicorn
 
-from benchmarks.hub_cost import thread_cpu
+from benchmarks.hub_cost import thread_cpu, use_uvloop
 from benchmarks.yjs_hub_cost import keystrokes, report, update_frame
 from cowrite.server.app import create_app
 from cowrite.server.config import Settings
@@ -201,12 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    use_uvloop()
     for _ in range(args.repeat):
         for dialect in args.dialect.split(","):
             with tempfile.TemporaryDirectory() as tmp:
