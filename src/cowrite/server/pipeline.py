@@ -278,16 +278,20 @@ class Pipeline:
                 seq = await self._append(doc_id, o, self.now_ms(), keyed=True)
             except Exception as exc:  # the general case says what it means
                 return await self._persist_all(doc_id, lr, outcomes, [exc])
-            if self.cluster is None and seq != o.version:
-                log.error(
-                    "log sequence mismatch",
-                    extra={"doc": doc_id, "seq": seq, "version": o.version},
-                )
-            lr.seqs.add(seq)
-            lr.since_snapshot += 1
-            lr.log_bytes += len(o.persist or b"")
+            self._stored(doc_id, lr, o, seq, retried=False)
             return {}, {id(o): seq}
         return await self._persist_all(doc_id, lr, outcomes)
+
+    def _stored(self, doc_id: str, lr: LoadedRoom, o: Outcome, seq: int, *, retried: bool) -> None:
+        """Account for ``o`` stored at ``seq`` (a single instance's log seq is the version the
+        room gave it unless an earlier attempt of the batch failed)."""
+        if self.cluster is None and (retried or seq != o.version):
+            log.error(
+                "log sequence mismatch", extra={"doc": doc_id, "seq": seq, "version": o.version}
+            )
+        lr.seqs.add(seq)
+        lr.since_snapshot += 1
+        lr.log_bytes += len(o.persist or b"")
 
     def _append(self, doc_id: str, o: Outcome, now: int, *, keyed: bool) -> Awaitable[int]:
         """The store's append of ``o``'s update (with its edit keys unless not ``keyed``)."""
@@ -341,15 +345,8 @@ class Pipeline:
                     again.add(id(o))
                     self.exactly_once.undo_duplicate(doc_id, lr, o)
                 elif isinstance(result, int):
-                    if self.cluster is None and (retry or result != o.version):
-                        log.error(
-                            "log sequence mismatch",
-                            extra={"doc": doc_id, "seq": result, "version": o.version},
-                        )
                     seqs[id(o)] = result
-                    lr.seqs.add(result)
-                    lr.since_snapshot += 1
-                    lr.log_bytes += len(o.persist or b"")
+                    self._stored(doc_id, lr, o, result, retried=bool(retry))
                 elif isinstance(result, NotFound):
                     failed[id(o)] = p.Error(
                         code=p.ErrorCode.UNKNOWN_DOCUMENT,
@@ -415,12 +412,8 @@ class Pipeline:
         encode = p.encoder.encode
         outcome, sender = job.outcome, job.sender
         if sender is not None and outcome.reply:
-            reply = outcome.reply
-            if len(reply) == 1:
-                sender.send(encode(reply[0]))
-            else:
-                for msg in reply:
-                    sender.send(encode(msg))
+            for msg in outcome.reply:
+                sender.send(encode(msg))
             if outcome.persist is not None:
                 self.metrics.edit_ack.observe(time.monotonic() - job.t0)
         for sink, frame in outcome.frames:
