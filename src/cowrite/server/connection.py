@@ -514,12 +514,8 @@ class Connection:
         if lr is None:
             return False
         self.last_seen = time.monotonic()
-        # ``_admit`` for an edit: a batch of n ops costs 1 + n // 10 of the write budget
-        if not self._edits.take(1 + len(msg.ops) // 10):
-            self.error(
-                p.ErrorCode.RATE_LIMITED, "too many edits: slow down", doc=msg.doc, edit=msg.edit_id
-            )
-            return True
+        if not self._admit(msg, msg.doc, msg.edit_id):
+            return True  # over its budget: the client was told
         try:
             hub.edit_now(self, msg, lr)
         except Exception as exc:

@@ -455,8 +455,8 @@ class YjsConnection:
         hub = self.hub
         for a in actions:
             if self._act(a, address):
-                pass
-            elif isinstance(a, Join):
+                continue
+            if isinstance(a, Join):
                 await self._join(a)
             elif isinstance(a, Leave):
                 member = self._members.pop(a.address, None)
