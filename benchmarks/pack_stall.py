@@ -1,12 +1,14 @@
 """What packing the version history costs the edits around it (issue 12's tail at low load).
 
-Every edit appends a version; once a document's tail holds 256 of them the store packs them into
-a block, topping up the last one (``_version_blocks``: decode it, encode it again with the tail,
-~25 ms of Python for a full 2,048-version block). At 250 edits/s (scenario (a)) that is once a
-second. ``python -m benchmarks.pack_stall [--rate 250] [--seconds 20] [--rounds 2]`` appends to a
-real `SQLiteStore` (fsync on) at ``--rate`` from the event loop, one version each (shaped like
-the server's: one author, one replica's counter), and times each append (submitted -> durable)
-and the event loop's lateness (a 2 ms ticker), in two modes alternated in one process:
+Every edit appends a version; once a document's tail holds ``TAIL_VERSIONS`` of them (a whole
+block since session 14; 256 before, ``--tail``) the store packs them into a block, topping up the
+last one when it is not full (``_version_blocks``: decode it, encode it again with the tail,
+~25 ms of Python for a full 2,048-version block). At 250 edits/s (scenario (a)) that is once
+every 8 seconds (with a tail of 256: once a second). ``python -m benchmarks.pack_stall [--rate
+250] [--seconds 20] [--rounds 2] [--tail N]`` appends to a real `SQLiteStore` (fsync on) at
+``--rate`` from the event loop, one version each (shaped like the server's: one author, one
+replica's counter), and times each append (submitted -> durable) and the event loop's lateness
+(a 2 ms ticker), in two modes alternated in one process:
 
 * ``inline``: the pack runs in the append's transaction, on the writer (as before 2026-12-07):
   that commit, and every append queued behind it, waits for the encoding;
@@ -37,8 +39,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from cowrite.adapters.store import SQLiteStore, Store, VersionRecord
+from cowrite.adapters.store import _version_blocks as vb
 from cowrite.adapters.store import sqlite as sqlite_store
-from cowrite.adapters.store._version_blocks import TAIL_VERSIONS
 
 REPLICA = bytes([0x8B, 0xAE, 0x95, 0xD2, 0xFF, 0xD9, 0xE3, 0xDB, 0x46])
 """A server replica id's varint, as the server's version vectors hold it."""
@@ -115,9 +117,26 @@ async def _postgres(mode: str, dsn: str) -> AsyncIterator[Store]:
 
 
 async def run(
-    mode: str, rate: float, seconds: float, where: str, store_kind: str = "sqlite"
+    mode: str,
+    rate: float,
+    seconds: float,
+    where: str,
+    store_kind: str = "sqlite",
+    tail: int | None = None,
 ) -> dict[str, float]:
-    """One mode's run on a fresh database: append latencies and loop lateness, ms."""
+    """One mode's run on a fresh database: append latencies and loop lateness, ms (``tail``:
+    the stores' tail length for the run, default theirs)."""
+    saved = vb.TAIL_VERSIONS
+    vb.TAIL_VERSIONS = tail or saved
+    try:
+        return await _run(mode, rate, seconds, where, store_kind, vb.TAIL_VERSIONS)
+    finally:
+        vb.TAIL_VERSIONS = saved
+
+
+async def _run(
+    mode: str, rate: float, seconds: float, where: str, store_kind: str, tail: int
+) -> dict[str, float]:
     opened = _postgres(mode, where) if store_kind == "postgres" else _sqlite(mode, where)
     HELD.clear()
     lags: list[float] = []
@@ -154,8 +173,8 @@ async def run(
         cpu = time.process_time() - cpu0
         stop = True
         await tick
-    # the appends from the one that made the tail due (every TAIL_VERSIONS) to eight after it
-    due = [t for s, t in by_seq.items() if s >= TAIL_VERSIONS and s % TAIL_VERSIONS <= 8]
+    # the appends from the one that made the tail due (every ``tail``) to eight after it
+    due = [t for s, t in by_seq.items() if s >= tail and s % tail <= 8]
     return {
         "appends": len(latencies),
         "append p50": _q(latencies, 50),
@@ -180,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=2, help="alternated pairs of runs")
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--tail", type=int, default=vb.TAIL_VERSIONS, help="versions")
     args = parser.parse_args(argv)
     server: Any = None
     if args.store == "postgres":
@@ -194,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         where = server.create_database(f"pack_{mode}_{r}")
                     else:
                         where = os.path.join(d, f"{mode}-{r}.db")
-                    res = asyncio.run(run(mode, args.rate, args.seconds, where, args.store))
+                    ran = run(mode, args.rate, args.seconds, where, args.store, args.tail)
+                    res = asyncio.run(ran)
                     load = os.getloadavg()[0]
                     cells = ", ".join(f"{k} {v:.1f}" for k, v in res.items())
                     print(f"{mode:10s} round {r + 1}: {cells}; load {load:.1f}", flush=True)

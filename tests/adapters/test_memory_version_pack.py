@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cowrite.adapters.store import VersionRecord
+from cowrite.adapters.store import _version_blocks as vb
 from cowrite.adapters.store._memory_versions import PackedVersions
 
 T0 = 1_700_000_000_000
@@ -79,7 +80,7 @@ def test_every_version_reads_back_whenever_the_packs_ran(n: int, block: int, eve
         added.append(_version(n + 1))
         await _settle(versions)
         assert versions.list(0, 10_000, 10_000, False) == added
-        assert len(versions.tail) < max(2, min(256, block))
+        assert len(versions.tail) < max(2, min(vb.TAIL_VERSIONS, block))
 
     asyncio.run(main())
 

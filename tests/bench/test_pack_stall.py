@@ -22,7 +22,7 @@ async def test_both_modes_append_everything_and_the_store_is_left_as_found() -> 
     original = sqlite_store._append_update  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("inline", "background"):
-            r = await pack_stall.run(mode, 400.0, 1.5, str(Path(tmp) / f"{mode}.db"))
+            r = await pack_stall.run(mode, 400.0, 1.5, str(Path(tmp) / f"{mode}.db"), tail=256)
             # past the 256-version tail: one pack at least (a loaded machine paces fewer)
             assert r["appends"] > 256
             assert r["append max"] >= r["append p99"] >= r["append p50"] > 0
@@ -33,7 +33,7 @@ async def test_both_modes_on_postgres_pack_and_time_the_packs_hold() -> None:
     appends, apply = _pg_writer.append_run, _pg_pack.apply_pack  # type: ignore[attr-defined]
     for mode in ("inline", "background"):
         dsn = services.postgres_database()
-        r = await pack_stall.run(mode, 400.0, 1.5, dsn, "postgres")
+        r = await pack_stall.run(mode, 400.0, 1.5, dsn, "postgres", tail=256)
         assert r["appends"] > 256
         assert r["packs"] >= 1 and r["held max"] >= r["held p50"] > 0
     assert _pg_writer.append_run is appends  # type: ignore[attr-defined]
