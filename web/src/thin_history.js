@@ -15,8 +15,11 @@ export class CursorHistory {
    *  be at while nothing is kept yet. */
   constructor(maxVersions, from = 0) {
     this.max = Math.max(1, maxVersions);
-    this._words = new Int32Array(64);
-    this._offsets = new Int32Array(16); // record k's first word, k counted from the oldest
+    // sized for ~128 versions of one keystroke each, so a history of 1,000 grows three times
+    // (a new typed array is costly: growing from 64 words cost more than the writes)
+    const versions = Math.min(this.max, 128);
+    this._words = new Int32Array(pow2(8 * versions));
+    this._offsets = new Int32Array(pow2(versions + 1)); // record k's first word, k counted from the oldest
     this.reset(from);
   }
 
@@ -29,6 +32,8 @@ export class CursorHistory {
     this._tail = 0; // word index after the newest record
     this._nodes = new Map(); // node id -> number
     this._names = [];
+    this._lastName = null; // the node numbered last (most versions change the same one)
+    this._lastNumber = -1;
   }
 
   /** The versions kept. */
@@ -50,47 +55,64 @@ export class CursorHistory {
   /** Record `version`'s sequence ops ([[node, op], ...], in the order they applied). A version
    *  that does not follow the newest kept one starts the history again from the one before it. */
   push(version, seqOps) {
-    if (version !== this.last + 1) this.reset(version - 1);
+    if (version !== this._from + this._count + 1) this.reset(version - 1);
     let need = 1;
-    for (const [, op] of seqOps) need += 2 + 3 * op.length; // at most one group per component
-    this._reserve(need);
+    for (let p = 0; p < seqOps.length; p++) need += 2 + 3 * seqOps[p][1].length; // a group per component at most
+    if (this._count === this.max) this._dropOldest();
+    if (this._free() <= need || this._count >= this._offsets.length) this._grow(need);
+    const w = this._words;
+    const mask = w.length - 1;
     const start = this._tail;
     let at = start;
-    this._put(at++, seqOps.length);
-    for (const [node, op] of seqOps) {
-      this._put(at++, this._number(node));
-      const groupsAt = at++;
+    w[at] = seqOps.length;
+    at = (at + 1) & mask;
+    for (let p = 0; p < seqOps.length; p++) {
+      const op = seqOps[p][1];
+      w[at] = this._number(seqOps[p][0]);
+      const groupsAt = (at + 1) & mask;
+      at = (at + 2) & mask;
       let groups = 0;
       let r = 0;
       let i = 0;
       let d = 0;
-      for (const c of op) {
+      for (let j = 0; j < op.length; j++) {
+        const c = op[j];
         if (typeof c === "number") {
-          if (c > 0) {
-            if (i || d) {
-              at = this._group(at, r, i, d);
+          if (c < 0) d -= c;
+          else if (c > 0) {
+            if (i !== 0 || d !== 0) {
+              w[at] = r;
+              w[(at + 1) & mask] = i;
+              w[(at + 2) & mask] = d;
+              at = (at + 3) & mask;
               groups++;
               r = i = d = 0;
             }
             r += c;
-          } else d -= c;
+          }
         } else {
           const n = typeof c === "string" ? ot.cpLength(c) : c.length;
-          if (n && d) {
-            at = this._group(at, r, i, d);
+          if (n !== 0 && d !== 0) {
+            w[at] = r;
+            w[(at + 1) & mask] = i;
+            w[(at + 2) & mask] = d;
+            at = (at + 3) & mask;
             groups++;
             r = i = d = 0;
           }
           i += n;
         }
       }
-      if (r || i || d) {
-        at = this._group(at, r, i, d);
+      if (r !== 0 || i !== 0 || d !== 0) {
+        w[at] = r;
+        w[(at + 1) & mask] = i;
+        w[(at + 2) & mask] = d;
+        at = (at + 3) & mask;
         groups++;
       }
-      this._put(groupsAt, groups);
+      w[groupsAt] = groups;
     }
-    this._tail = at & (this._words.length - 1);
+    this._tail = at;
     this._offsets[(this._first + this._count) & (this._offsets.length - 1)] = start;
     this._count++;
   }
@@ -149,30 +171,21 @@ export class CursorHistory {
   // ---------------------------------------------------------------------- internals
 
   _number(node) {
+    if (node === this._lastName) return this._lastNumber;
     let n = this._nodes.get(node);
     if (n === undefined) {
       n = this._names.length;
       this._nodes.set(node, n);
       this._names.push(node);
     }
+    this._lastName = node;
+    this._lastNumber = n;
     return n;
   }
 
-  _put(at, value) {
-    this._words[at & (this._words.length - 1)] = value;
-  }
-
-  _group(at, r, i, d) {
-    const mask = this._words.length - 1;
-    this._words[at & mask] = r;
-    this._words[(at + 1) & mask] = i;
-    this._words[(at + 2) & mask] = d;
-    return at + 3;
-  }
-
-  _used() {
-    if (!this._count) return 0;
-    return (this._tail - this._head) & (this._words.length - 1) || this._words.length;
+  /** Words not in use (the ring is never let full: head === tail means empty). */
+  _free() {
+    return this._count ? (this._head - this._tail) & (this._words.length - 1) : this._words.length;
   }
 
   _dropOldest() {
@@ -182,23 +195,25 @@ export class CursorHistory {
     this._head = this._count ? this._offsets[this._first] : this._tail;
   }
 
-  /** Room for a record of `need` words and one more offset: drop the oldest records while full
-   *  of them, else grow the rings (powers of two, so that indices wrap with a mask). */
-  _reserve(need) {
-    if (this._count === this.max) this._dropOldest();
+  /** Bigger rings (powers of two, so that indices wrap with a mask): more than `need` words
+   *  free and room for one more offset. */
+  _grow(need) {
+    const used = this._words.length - this._free();
     let size = this._words.length;
-    while (size - this._used() <= need) size *= 2; // never full: head === tail means empty
+    while (size - used <= need) size *= 2;
     let slots = this._offsets.length;
     while (slots <= this._count) slots *= 2;
-    if (size === this._words.length && slots === this._offsets.length) return;
     const words = new Int32Array(size);
     const offsets = new Int32Array(slots);
     const old = this._words;
     const mask = old.length - 1;
-    const used = this._used();
-    for (let j = 0; j < used; j++) words[j] = old[(this._head + j) & mask];
+    const head = this._head;
+    // the used words, unwrapped: [head, end) then [0, what wrapped)
+    const end = Math.min(old.length, head + used);
+    words.set(old.subarray(head, end));
+    if (end - head < used) words.set(old.subarray(0, used - (end - head)), end - head);
     for (let k = 0; k < this._count; k++) {
-      offsets[k] = (this._offsets[(this._first + k) & (this._offsets.length - 1)] - this._head) & mask;
+      offsets[k] = (this._offsets[(this._first + k) & (this._offsets.length - 1)] - head) & mask;
     }
     this._words = words;
     this._offsets = offsets;
@@ -206,6 +221,11 @@ export class CursorHistory {
     this._head = 0;
     this._tail = used;
   }
+}
+
+/** The least power of two >= n (n >= 1). */
+function pow2(n) {
+  return 2 ** Math.ceil(Math.log2(n));
 }
 
 /** ot.transformPosition(pos, op) over `groups` (retain, insert, delete) triples at `at`. */
