@@ -15,9 +15,11 @@ export class CursorHistory {
    *  be at while nothing is kept yet. */
   constructor(maxVersions, from = 0) {
     this.max = Math.max(1, maxVersions);
-    // sized for ~128 versions of one keystroke each, so a history of 1,000 grows three times
-    // (a new typed array is costly: growing from 64 words cost more than the writes)
-    const versions = Math.min(this.max, 128);
+    // sized for `maxVersions` keystrokes (one group each: 7 words and an offset, ~36 KB for
+    // 1,000), so that a history of typing never grows: a new typed array is costly (growing
+    // from small rings cost more than the writes, and their external memory brought on full
+    // collections in a process of 500 clients)
+    const versions = Math.min(this.max, 1024);
     this._words = new Int32Array(pow2(8 * versions));
     this._offsets = new Int32Array(pow2(versions + 1)); // record k's first word, k counted from the oldest
     this.reset(from);

@@ -1430,7 +1430,7 @@ var CursorHistory = class {
    *  be at while nothing is kept yet. */
   constructor(maxVersions, from = 0) {
     this.max = Math.max(1, maxVersions);
-    const versions = Math.min(this.max, 128);
+    const versions = Math.min(this.max, 1024);
     this._words = new Int32Array(pow2(8 * versions));
     this._offsets = new Int32Array(pow2(versions + 1));
     this.reset(from);
