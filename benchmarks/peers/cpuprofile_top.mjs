@@ -20,6 +20,8 @@ if (!file) {
   process.stderr.write("usage: node cpuprofile_top.mjs FILE.cpuprofile [--top N] [--match TEXT]\n")
   process.exit(2)
 }
+// piped into `head`: stop quietly when the reader has had enough
+process.stdout.on("error", (e) => (e.code === "EPIPE" ? process.exit(0) : Promise.reject(e)))
 const prof = JSON.parse(readFileSync(file, "utf8"))
 const byId = new Map(prof.nodes.map((n) => [n.id, n]))
 const parent = new Map()

@@ -164,6 +164,9 @@ function drain(live, expected, timeoutS) {
 
 // ---------------------------------------------------------------------------------- worker
 export async function runWorker(clientsFor) {
+  // the coordinator stops a worker with SIGTERM once it has the result: exit through
+  // process.exit, so that `node --cpu-prof` (COWRITE_BENCH_NODE_PROFILE) still writes its profile
+  process.on("SIGTERM", () => process.exit(0))
   startReading()
   const spec = JSON.parse(await nextLine())
   const makeClient = await clientsFor(spec)

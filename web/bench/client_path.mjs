@@ -10,6 +10,7 @@
 //   node web/bench/client_path.mjs                 # the sources next to this file
 //   node web/bench/client_path.mjs /tmp/old/src    # another copy of web/src (before/after runs)
 //   DOCS=50 PER_DOC=10 EDITS=30000 node web/bench/client_path.mjs
+//   WARM=55000 node web/bench/client_path.mjs      # measure once every cursor history is full
 //
 // The simulated server applies edits in order (no concurrency: every edit is made at the
 // latest version, as at one keystroke a second): the author gets an `ack`, the others a
@@ -25,6 +26,9 @@ const { CowriteClient } = await import(pathToFileURL(path.join(src, "client.js")
 const DOCS = Number(process.env.DOCS || 50);
 const PER_DOC = Number(process.env.PER_DOC || 10);
 const EDITS = Number(process.env.EDITS || 30000);
+// edits before the measured ones (JIT warm-up): by default 20 per document; past
+// historyVersions (1,000) per document, the clients' cursor histories are full (steady state)
+const WARM = Number(process.env.WARM || DOCS * 20);
 
 function rng(seed) {
   let s = seed >>> 0;
@@ -143,7 +147,7 @@ async function type(n) {
   }
 }
 
-await type(DOCS * 20); // warm up (JIT)
+await type(WARM); // warm up (JIT)
 const d0 = delivered;
 const r0 = server.received;
 const gc0 = { ...gc };
@@ -161,6 +165,7 @@ console.log(
   JSON.stringify({
     src,
     clients: clients.length,
+    warm_edits: WARM,
     edits: server.received - r0,
     messages: msgs,
     cpu_us_per_message: +((cpuMs * 1000) / msgs).toFixed(2),

@@ -62,8 +62,7 @@ export function importThin(state, saved) {
   state.rights = saved.rights.slice();
   state._prefix = saved.prefix;
   state._edits = saved.edits;
-  state._history = [];
-  state._historyFrom = saved.version;
+  state.history.reset(saved.version);
   state.pending = slotsIn(saved.pending);
   state.inflight = saved.inflight ? { editId: saved.inflight.editId, ops: slotsIn(saved.inflight.ops), sent: false } : null;
   if (!state.inflight) {

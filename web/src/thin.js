@@ -42,6 +42,7 @@ import { verify } from "./checksum.js";
 import { Rope, isRope } from "./rope.js";
 import { runIndices } from "./undo_revive.js";
 import { ThinCursors } from "./thin_cursors.js";
+import { CursorHistory } from "./thin_history.js";
 import { ThinMerge } from "./thin_merge.js";
 import { DELETED, KINDS, SEQ_KINDS, applySeq, asRope, copy, emptyValue, equal, kindOfNodeId, randomHex, seqChange, slotKey, wireOp } from "./thin_values.js";
 
@@ -83,9 +84,9 @@ export class ThinDocState {
     this._joinSent = false; // a join is out and unanswered (its answer covers any rejoin: T6)
     this._prefix = editIdPrefix || randomHex(6);
     this._edits = 0;
-    this._history = [];
-    this._historyMax = Math.max(1, historyVersions);
-    this._historyFrom = 0;
+    /** The shapes of the last `historyVersions` versions' sequence ops (thin_history.js),
+     *  to place remote cursors sent at an older version (T10). */
+    this.history = new CursorHistory(historyVersions);
     /** Undo managers (undo.js) following text nodes: told of every change of the local text
      *  (local(node, op, before), remote(node, op, serverBefore, meta), dropInflight()) and
      *  asked to settle() after each server message; marks(batch) names what a batch sent
@@ -252,7 +253,7 @@ export class ThinDocState {
     if (msg.snapshot === undefined || msg.snapshot === null) {
       if (this.version === null) {
         this.version = msg.version;
-        this._historyFrom = msg.version;
+        this.history.reset(msg.version);
       } else if (msg.version !== this.version) {
         this.requestRejoin({ snapshot: true });
       }
@@ -433,24 +434,10 @@ export class ThinDocState {
 
   // ---------------------------------------------------------------------- internals
 
-  _historyStart() {
-    if (this._history.length === this._historyMax) return this._history[0][0] - 1;
-    return this._historyFrom;
-  }
-
   _advance(version, seqOps, vv) {
     this.version = version;
     if (this.vv && vv) Object.assign(this.vv, vv);
-    // one flat array per version, [version, node, edit, node, edit...], of exact size: up to
-    // historyVersions of them stay alive, so each costs as little memory as it can
-    const entry = new Array(1 + 2 * seqOps.length);
-    entry[0] = version;
-    for (let i = 0; i < seqOps.length; i++) {
-      entry[2 * i + 1] = seqOps[i][0];
-      entry[2 * i + 2] = seqOps[i][1];
-    }
-    this._history.push(entry);
-    if (this._history.length > this._historyMax) this._history.shift();
+    this.history.push(version, seqOps);
   }
 
   _serverValue(node) {

@@ -4,9 +4,8 @@
 import * as ot from "./ot.js";
 import { SEQ_KINDS, slotKey } from "./thin_values.js";
 
-/** Methods of ThinDocState (copied onto its prototype); they read its history (`_history`,
- *  `_historyStart()`: one [version, node, edit, node, edit...] array per version),
- *  `inflight`, `pending` and `local`. */
+/** Methods of ThinDocState (copied onto its prototype); they read its `history` (the shapes
+ *  of the last versions' sequence ops, thin_history.js), `inflight`, `pending` and `local`. */
 export class ThinCursors {
   /** A remote cursor {node, anchor, head, version} in local coordinates: [anchor, head] or
    *  null. Positions from versions not reached yet, or older than the kept history, are
@@ -16,16 +15,9 @@ export class ThinCursors {
     if (!SEQ_KINDS.has(this.kind(node)) || this.version === null) return null;
     let { anchor, head } = cursor;
     const version = cursor.version ?? this.version;
-    if (this._historyStart() <= version && version <= this.version) {
-      for (const entry of this._history) {
-        if (entry[0] <= version) continue;
-        for (let i = 1; i < entry.length; i += 2) {
-          if (entry[i] === node) {
-            anchor = ot.transformPosition(anchor, entry[i + 1]);
-            head = ot.transformPosition(head, entry[i + 1]);
-          }
-        }
-      }
+    const moved = version <= this.version ? this.history.transform(node, version, anchor, head) : null;
+    if (moved) {
+      [anchor, head] = moved;
       const k = slotKey("seq", node);
       for (const ops of [this.inflight ? this.inflight.ops : null, this.pending]) {
         const mine = ops && ops.get(k);

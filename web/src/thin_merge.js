@@ -41,8 +41,7 @@ export class ThinMerge {
     if (batch && msg.acked === batch.editId) changes.push(...this._settle(batch, [])[1]); // ops come after it
     if (!this._applyRemoteOps(msg.ops, changes, { barrier: true, version: msg.version })) return this._settleObservers(changes);
     this.version = msg.version;
-    this._history = [];
-    this._historyFrom = msg.version;
+    this.history.reset(msg.version);
     this.vv = msg.state ? { ...msg.state } : null;
     return this._settleObservers(changes);
   }
@@ -237,8 +236,7 @@ export class ThinMerge {
       changes.push(...valueChanges(node, kind, old, value));
     }
     this.version = version;
-    this._history = [];
-    this._historyFrom = version;
+    this.history.reset(version);
     return this._settleObservers(changes);
   }
 }

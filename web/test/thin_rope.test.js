@@ -121,13 +121,13 @@ test("a server copy that is not the local rope is never shared: a garbled one st
   assert.equal(state.server.get(NODE).toString(), ">hellX!"); // ...the checksum will tell
 });
 
-test("the history keeps one flat array per version, and remote cursors are carried through it", () => {
+test("the history keeps each version's op shapes, and remote cursors are carried through it", () => {
   const state = joined("abcdef");
   state.onRemote(remote(2, [1, "XY"]));
   state.onRemote(remote(3, [-1]));
-  assert.deepEqual(state._history, [
-    [2, NODE, [1, "XY"]],
-    [3, NODE, [-1]],
+  assert.deepEqual(state.history.entries(), [
+    [2, [[NODE, [[1, 2, 0]]]]],
+    [3, [[NODE, [[0, 0, 1]]]]],
   ]);
   // a cursor at 4 as of version 1: +2 (inserted before it), -1 (deleted before it)
   assert.deepEqual(state.cursorToLocal({ node: NODE, anchor: 4, head: 0, version: 1 }), [5, 0]);

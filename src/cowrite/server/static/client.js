@@ -1394,16 +1394,9 @@ var ThinCursors = class {
     if (!SEQ_KINDS.has(this.kind(node)) || this.version === null) return null;
     let { anchor, head } = cursor;
     const version = cursor.version ?? this.version;
-    if (this._historyStart() <= version && version <= this.version) {
-      for (const entry of this._history) {
-        if (entry[0] <= version) continue;
-        for (let i = 1; i < entry.length; i += 2) {
-          if (entry[i] === node) {
-            anchor = transformPosition(anchor, entry[i + 1]);
-            head = transformPosition(head, entry[i + 1]);
-          }
-        }
-      }
+    const moved = version <= this.version ? this.history.transform(node, version, anchor, head) : null;
+    if (moved) {
+      [anchor, head] = moved;
       const k = slotKey("seq", node);
       for (const ops of [this.inflight ? this.inflight.ops : null, this.pending]) {
         const mine = ops && ops.get(k);
@@ -1430,6 +1423,221 @@ var ThinCursors = class {
     return { node, anchor, head, version: this.version };
   }
 };
+
+// src/thin_history.js
+var CursorHistory = class {
+  /** `maxVersions`: how many versions are kept (at least 1); `from`: the version a cursor may
+   *  be at while nothing is kept yet. */
+  constructor(maxVersions, from = 0) {
+    this.max = Math.max(1, maxVersions);
+    const versions = Math.min(this.max, 1024);
+    this._words = new Int32Array(pow2(8 * versions));
+    this._offsets = new Int32Array(pow2(versions + 1));
+    this.reset(from);
+  }
+  /** Forget every version: cursors at `version` (and later) are placed from now on. */
+  reset(version) {
+    this._from = version;
+    this._count = 0;
+    this._first = 0;
+    this._head = 0;
+    this._tail = 0;
+    this._nodes = /* @__PURE__ */ new Map();
+    this._names = [];
+    this._lastName = null;
+    this._lastNumber = -1;
+  }
+  /** The versions kept. */
+  get length() {
+    return this._count;
+  }
+  /** The oldest version whose cursors can be placed exactly (those of every later version up
+   *  to the newest pushed can be too). */
+  get start() {
+    return this._from;
+  }
+  /** The newest version kept (`start` when none is). */
+  get last() {
+    return this._from + this._count;
+  }
+  /** Record `version`'s sequence ops ([[node, op], ...], in the order they applied). A version
+   *  that does not follow the newest kept one starts the history again from the one before it. */
+  push(version, seqOps) {
+    if (version !== this._from + this._count + 1) this.reset(version - 1);
+    let need = 1;
+    for (let p = 0; p < seqOps.length; p++) need += 2 + 3 * seqOps[p][1].length;
+    if (this._count === this.max) this._dropOldest();
+    if (this._free() <= need || this._count >= this._offsets.length) this._grow(need);
+    const w = this._words;
+    const mask = w.length - 1;
+    const start = this._tail;
+    let at = start;
+    w[at] = seqOps.length;
+    at = at + 1 & mask;
+    for (let p = 0; p < seqOps.length; p++) {
+      const op = seqOps[p][1];
+      w[at] = this._number(seqOps[p][0]);
+      const groupsAt = at + 1 & mask;
+      at = at + 2 & mask;
+      let groups = 0;
+      let r = 0;
+      let i = 0;
+      let d = 0;
+      for (let j = 0; j < op.length; j++) {
+        const c = op[j];
+        if (typeof c === "number") {
+          if (c < 0) d -= c;
+          else if (c > 0) {
+            if (i !== 0 || d !== 0) {
+              w[at] = r;
+              w[at + 1 & mask] = i;
+              w[at + 2 & mask] = d;
+              at = at + 3 & mask;
+              groups++;
+              r = i = d = 0;
+            }
+            r += c;
+          }
+        } else {
+          const n = typeof c === "string" ? cpLength(c) : c.length;
+          if (n !== 0 && d !== 0) {
+            w[at] = r;
+            w[at + 1 & mask] = i;
+            w[at + 2 & mask] = d;
+            at = at + 3 & mask;
+            groups++;
+            r = i = d = 0;
+          }
+          i += n;
+        }
+      }
+      if (r !== 0 || i !== 0 || d !== 0) {
+        w[at] = r;
+        w[at + 1 & mask] = i;
+        w[at + 2 & mask] = d;
+        at = at + 3 & mask;
+        groups++;
+      }
+      w[groupsAt] = groups;
+    }
+    this._tail = at;
+    this._offsets[this._first + this._count & this._offsets.length - 1] = start;
+    this._count++;
+  }
+  /** [anchor, head] of `node` at `version` moved through every kept op of `node` after it
+   *  (`ot.transformPosition`, someone else's op); null when `version` is not an integer
+   *  within [start, last]. */
+  transform(node, version, anchor, head) {
+    if (!Number.isInteger(version) || version < this._from || version > this.last) return null;
+    const n = this._nodes.get(node);
+    if (n === void 0) return [anchor, head];
+    const w = this._words;
+    const mask = w.length - 1;
+    const omask = this._offsets.length - 1;
+    for (let k = version - this._from; k < this._count; k++) {
+      let at = this._offsets[this._first + k & omask];
+      const pairs2 = w[at];
+      at = at + 1 & mask;
+      for (let p = 0; p < pairs2; p++) {
+        const node2 = w[at];
+        const groups = w[at + 1 & mask];
+        at = at + 2 & mask;
+        if (node2 === n) {
+          anchor = place(w, mask, at, groups, anchor);
+          head = place(w, mask, at, groups, head);
+        }
+        at = at + 3 * groups & mask;
+      }
+    }
+    return [anchor, head];
+  }
+  /** The kept records as [version, [[node, [[retain, insert, delete], ...]], ...]] (for tests). */
+  entries() {
+    const out = [];
+    const w = this._words;
+    const mask = w.length - 1;
+    for (let k = 0; k < this._count; k++) {
+      let at = this._offsets[this._first + k & this._offsets.length - 1];
+      const pairs2 = [];
+      const n = w[at];
+      at = at + 1 & mask;
+      for (let p = 0; p < n; p++) {
+        const groups = [];
+        const node = this._names[w[at]];
+        const g = w[at + 1 & mask];
+        at = at + 2 & mask;
+        for (let j = 0; j < g; j++, at = at + 3 & mask) groups.push([w[at], w[at + 1 & mask], w[at + 2 & mask]]);
+        pairs2.push([node, groups]);
+      }
+      out.push([this._from + k + 1, pairs2]);
+    }
+    return out;
+  }
+  // ---------------------------------------------------------------------- internals
+  _number(node) {
+    if (node === this._lastName) return this._lastNumber;
+    let n = this._nodes.get(node);
+    if (n === void 0) {
+      n = this._names.length;
+      this._nodes.set(node, n);
+      this._names.push(node);
+    }
+    this._lastName = node;
+    this._lastNumber = n;
+    return n;
+  }
+  /** Words not in use (the ring is never let full: head === tail means empty). */
+  _free() {
+    return this._count ? this._head - this._tail & this._words.length - 1 : this._words.length;
+  }
+  _dropOldest() {
+    this._count--;
+    this._from++;
+    this._first = this._first + 1 & this._offsets.length - 1;
+    this._head = this._count ? this._offsets[this._first] : this._tail;
+  }
+  /** Bigger rings (powers of two, so that indices wrap with a mask): more than `need` words
+   *  free and room for one more offset. */
+  _grow(need) {
+    const used = this._words.length - this._free();
+    let size3 = this._words.length;
+    while (size3 - used <= need) size3 *= 2;
+    let slots = this._offsets.length;
+    while (slots <= this._count) slots *= 2;
+    const words = new Int32Array(size3);
+    const offsets = new Int32Array(slots);
+    const old = this._words;
+    const mask = old.length - 1;
+    const head = this._head;
+    const end = Math.min(old.length, head + used);
+    words.set(old.subarray(head, end));
+    if (end - head < used) words.set(old.subarray(0, used - (end - head)), end - head);
+    for (let k = 0; k < this._count; k++) {
+      offsets[k] = this._offsets[this._first + k & this._offsets.length - 1] - head & mask;
+    }
+    this._words = words;
+    this._offsets = offsets;
+    this._first = 0;
+    this._head = 0;
+    this._tail = used;
+  }
+};
+function pow2(n) {
+  return 2 ** Math.ceil(Math.log2(n));
+}
+function place(w, mask, at, groups, pos) {
+  let cursor = pos;
+  let here = 0;
+  for (let g = 0; g < groups; g++, at = at + 3 & mask) {
+    here += w[at];
+    if (here > pos) break;
+    if (here < pos) cursor += w[at + 1 & mask];
+    const d = w[at + 2 & mask];
+    if (here < pos) cursor -= Math.min(d, pos - here);
+    here += d;
+  }
+  return cursor;
+}
 
 // src/thin_merge.js
 var ThinMerge = class {
@@ -1462,8 +1670,7 @@ var ThinMerge = class {
     if (batch && msg.acked === batch.editId) changes.push(...this._settle(batch, [])[1]);
     if (!this._applyRemoteOps(msg.ops, changes, { barrier: true, version: msg.version })) return this._settleObservers(changes);
     this.version = msg.version;
-    this._history = [];
-    this._historyFrom = msg.version;
+    this.history.reset(msg.version);
     this.vv = msg.state ? { ...msg.state } : null;
     return this._settleObservers(changes);
   }
@@ -1647,8 +1854,7 @@ var ThinMerge = class {
       changes.push(...valueChanges(node, kind, old, value));
     }
     this.version = version;
-    this._history = [];
-    this._historyFrom = version;
+    this.history.reset(version);
     return this._settleObservers(changes);
   }
 };
@@ -1711,9 +1917,7 @@ var ThinDocState = class {
     this._joinSent = false;
     this._prefix = editIdPrefix || randomHex(6);
     this._edits = 0;
-    this._history = [];
-    this._historyMax = Math.max(1, historyVersions);
-    this._historyFrom = 0;
+    this.history = new CursorHistory(historyVersions);
     this.observers = [];
   }
   // ----------------------------------------------------------------------- reading
@@ -1858,7 +2062,7 @@ var ThinDocState = class {
     if (msg.snapshot === void 0 || msg.snapshot === null) {
       if (this.version === null) {
         this.version = msg.version;
-        this._historyFrom = msg.version;
+        this.history.reset(msg.version);
       } else if (msg.version !== this.version) {
         this.requestRejoin({ snapshot: true });
       }
@@ -2025,21 +2229,10 @@ var ThinDocState = class {
     }
   }
   // ---------------------------------------------------------------------- internals
-  _historyStart() {
-    if (this._history.length === this._historyMax) return this._history[0][0] - 1;
-    return this._historyFrom;
-  }
   _advance(version, seqOps, vv) {
     this.version = version;
     if (this.vv && vv) Object.assign(this.vv, vv);
-    const entry = new Array(1 + 2 * seqOps.length);
-    entry[0] = version;
-    for (let i = 0; i < seqOps.length; i++) {
-      entry[2 * i + 1] = seqOps[i][0];
-      entry[2 * i + 2] = seqOps[i][1];
-    }
-    this._history.push(entry);
-    if (this._history.length > this._historyMax) this._history.shift();
+    this.history.push(version, seqOps);
   }
   _serverValue(node) {
     if (this.server.has(node)) return this.server.get(node);
@@ -2255,8 +2448,7 @@ function importThin(state, saved) {
   state.rights = saved.rights.slice();
   state._prefix = saved.prefix;
   state._edits = saved.edits;
-  state._history = [];
-  state._historyFrom = saved.version;
+  state.history.reset(saved.version);
   state.pending = slotsIn(saved.pending);
   state.inflight = saved.inflight ? { editId: saved.inflight.editId, ops: slotsIn(saved.inflight.ops), sent: false } : null;
   if (!state.inflight) {
