@@ -3,6 +3,7 @@
 // Run: node --test test/
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { crc32 } from "node:zlib";
 import { test } from "node:test";
 import { textChecksum } from "../src/checksum.js";
 import { ThinDocState } from "../src/thin.js";
@@ -13,6 +14,21 @@ const VECTORS = JSON.parse(readFileSync(new URL("../../tests/checksum_vectors.js
 test("textChecksum matches the shared vectors (astral characters, lone surrogates)", () => {
   assert.ok(VECTORS.vectors.length >= 10);
   for (const { name, text, checksum } of VECTORS.vectors) assert.equal(textChecksum(text), checksum, name);
+});
+
+test("textChecksum is zlib's CRC-32 of the UTF-8 bytes at every length and alignment", () => {
+  const pieces = ["a", "é", "😀", "\ud800", "\udfff", "z", "€", "\u0000"];
+  let seed = 7;
+  const next = () => (seed = (seed * 1103515245 + 12345) >>> 0);
+  for (let length = 0; length < 300; length++) {
+    let text = "";
+    while (text.length < length) text += pieces[next() % pieces.length];
+    // zlib sees what TextEncoder writes: a lone surrogate as U+FFFD, as textChecksum must
+    assert.equal(textChecksum(text), crc32(new TextEncoder().encode(text)), `length ${length}`);
+  }
+  const large = "ab😀é".repeat(400_000); // past the reused buffer's bound: a buffer of its own
+  assert.equal(textChecksum(large), crc32(new TextEncoder().encode(large)));
+  assert.equal(textChecksum("short after large"), crc32(Buffer.from("short after large")));
 });
 
 /** A client joined at version 1 with `text`, as the server would have it. */

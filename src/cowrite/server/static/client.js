@@ -757,20 +757,42 @@ function textOf(value) {
 }
 
 // src/checksum.js
-var TABLE = (() => {
-  const table = new Uint32Array(256);
+var TABLES = (() => {
+  const tables = [];
+  for (let t = 0; t < 8; t++) tables.push(new Uint32Array(256));
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? 3988292384 ^ c >>> 1 : c >>> 1;
-    table[n] = c >>> 0;
+    tables[0][n] = c >>> 0;
   }
-  return table;
+  for (let t = 1; t < 8; t++) {
+    for (let n = 0; n < 256; n++) {
+      const prev = tables[t - 1][n];
+      tables[t][n] = (tables[0][prev & 255] ^ prev >>> 8) >>> 0;
+    }
+  }
+  return tables;
 })();
+var [T0, T1, T2, T3, T4, T5, T6, T7] = TABLES;
 var encoder = new TextEncoder();
+var KEEP_BYTES = 1 << 22;
+var scratch = new Uint8Array(4096);
+function utf8(text) {
+  const most = text.length * 3;
+  if (most > KEEP_BYTES) return encoder.encode(text);
+  if (scratch.length < most) scratch = new Uint8Array(Math.max(most, scratch.length * 2));
+  return scratch.subarray(0, encoder.encodeInto(text, scratch).written);
+}
 function textChecksum(text) {
-  const bytes = encoder.encode(text);
+  const bytes = utf8(text);
+  const n = bytes.length;
   let crc = 4294967295;
-  for (let i = 0; i < bytes.length; i++) crc = TABLE[(crc ^ bytes[i]) & 255] ^ crc >>> 8;
+  let i = 0;
+  for (const whole = n - (n & 7); i < whole; i += 8) {
+    const a = crc ^ (bytes[i] | bytes[i + 1] << 8 | bytes[i + 2] << 16 | bytes[i + 3] << 24);
+    crc = T7[a & 255] ^ T6[a >>> 8 & 255] ^ T5[a >>> 16 & 255] ^ T4[a >>> 24] ^ T3[bytes[i + 4]] ^ T2[bytes[i + 5]] ^ T1[bytes[i + 6]] ^ T0[bytes[i + 7]];
+  }
+  for (; i < n; i++) crc = T0[(crc ^ bytes[i]) & 255] ^ crc >>> 8;
   return (crc ^ 4294967295) >>> 0;
 }
 function verify(state, msg, outstanding) {
