@@ -72,6 +72,12 @@ class FakeLink:
     def write_ping(self, payload: bytes) -> bool:
         return False  # queued like any message
 
+    def write_now(self, payload: bytes) -> bool:
+        if not self.writable_now:
+            return False
+        self.write(payload)
+        return True
+
     async def receive(self) -> dict[str, Any]:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
@@ -113,6 +119,29 @@ async def test_what_one_tick_queues_goes_out_as_one_frame() -> None:
     conn.send(_msg(3))  # a message alone is not wrapped in an array
     await asyncio.sleep(0)
     assert link.frames[1] == _msg(3)
+
+
+async def test_one_message_flushes_are_counted_at_depth_zero_once_per_tick() -> None:
+    """``Shared`` counts the flushes that wrote their one message at once (depth 0) in one
+    call per tick; a flush that waits for the socket counts its backlog itself."""
+    config = Settings(data=":memory:")
+    metrics = Metrics()
+    shared = Shared(config.heartbeat_s, metrics.outbox_depth)
+    pairs = [_connection() for _ in range(3)]
+    for conn, _, _ in pairs:
+        conn._shared = shared
+        conn.send(_msg(1))
+    pairs[2][1].writable_now = False  # this one waits for its socket
+    await asyncio.sleep(0)
+    assert [len(link.frames) for _, link, _ in pairs] == [1, 1, 0]
+    depth = metrics.outbox_depth
+    assert depth._counts[0] == 2 and depth._sum == 0
+    _, link, own = pairs[2]
+    link.writable_now = True
+    assert link.resume is not None
+    link.resume()  # outside the tick's flush: its depth 0 is observed by the connection
+    assert len(link.frames) == 1 and own.outbox_depth._counts[0] == 1
+    assert depth._counts[0] == 2
 
 
 async def test_a_long_backlog_goes_out_in_frames_of_at_most_max_batch() -> None:
