@@ -405,6 +405,31 @@ async def test_one_broadcast_reaches_every_receiver_intact_whatever_its_socket()
             await ws.close()
 
 
+async def test_write_now_writes_only_what_the_socket_takes_now() -> None:
+    """A receiver's usual flush (``UvicornLink.write_now``) on a real socket: nothing while
+    flow control holds it back (False: the connection waits), the frame once it takes more,
+    and LinkClosed once the peer is gone."""
+    async with serving(protocol_class()) as (url, state):
+        ws = await websockets.connect(url, max_size=None, compression=None)
+        await _hello_join(ws, "w", "now")
+        [conn] = state.connections
+        link = conn._link
+        assert isinstance(link, UvicornLink)
+        proto = link._proto
+        proto.writable.clear()
+        assert link.write_now(b'{"type":"held"}') is False
+        proto.writable.set()
+        assert link.write_now(b'{"type":"sent"}') is True
+        async with asyncio.timeout(10):
+            assert await ws.recv() == '{"type":"sent"}'  # the held one was never written
+        await ws.close()
+        async with asyncio.timeout(10):
+            while not proto.disconnected:
+                await asyncio.sleep(0.01)
+        with pytest.raises(LinkClosed):
+            link.write_now(b'{"type":"late"}')
+
+
 def test_a_frame_built_for_one_payload_is_never_another_payloads() -> None:
     """``text_frame`` hands out one frame per payload object until ``forget_frames``; an equal
     payload in another object, or a new object at a freed one's address, gets its own."""
