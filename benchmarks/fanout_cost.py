@@ -57,7 +57,7 @@ async def _python(receivers: int, size: int, ticks: int) -> float:
 
     settings, metrics = Settings(data=":memory:"), Metrics()
     try:
-        shared = Shared(settings.heartbeat_s, metrics.outbox_depth)  # type: ignore[call-arg]
+        shared = Shared(settings.heartbeat_s, metrics.outbox_depth)
     except TypeError:  # an older build's Shared
         shared = Shared(settings.heartbeat_s)
     hub = types.SimpleNamespace(clock=time.monotonic)
@@ -93,10 +93,10 @@ def _drain(socks: list[socket.socket]) -> None:
     open_ = len(socks)
     while open_:
         for key, _ in sel.select():
-            s = key.fileobj
-            assert isinstance(s, socket.socket)
-            if not s.recv(1 << 16):
-                sel.unregister(s)
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            if not sock.recv(1 << 16):
+                sel.unregister(sock)
                 open_ -= 1
 
 
