@@ -72,6 +72,12 @@ class FakeLink:
     def write_ping(self, payload: bytes) -> bool:
         return False  # queued like any message
 
+    def write_now(self, payload: bytes) -> bool:
+        if not self.writable_now:
+            return False
+        self.write(payload)
+        return True
+
     async def receive(self) -> dict[str, Any]:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
@@ -113,6 +119,29 @@ async def test_what_one_tick_queues_goes_out_as_one_frame() -> None:
     conn.send(_msg(3))  # a message alone is not wrapped in an array
     await asyncio.sleep(0)
     assert link.frames[1] == _msg(3)
+
+
+async def test_one_message_flushes_are_counted_at_depth_zero_once_per_tick() -> None:
+    """``Shared`` counts the flushes that wrote their one message at once (depth 0) in one
+    call per tick; a flush that waits for the socket counts its backlog itself."""
+    config = Settings(data=":memory:")
+    metrics = Metrics()
+    shared = Shared(config.heartbeat_s, metrics.outbox_depth)
+    pairs = [_connection() for _ in range(3)]
+    for conn, _, _ in pairs:
+        conn._shared = shared
+        conn.send(_msg(1))
+    pairs[2][1].writable_now = False  # this one waits for its socket
+    await asyncio.sleep(0)
+    assert [len(link.frames) for _, link, _ in pairs] == [1, 1, 0]
+    depth = metrics.outbox_depth
+    assert depth._counts[0] == 2 and depth._sum == 0
+    _, link, own = pairs[2]
+    link.writable_now = True
+    assert link.resume is not None
+    link.resume()  # outside the tick's flush: its depth 0 is observed by the connection
+    assert len(link.frames) == 1 and own.outbox_depth._counts[0] == 1
+    assert depth._counts[0] == 2
 
 
 async def test_a_long_backlog_goes_out_in_frames_of_at_most_max_batch() -> None:
@@ -374,6 +403,31 @@ async def test_one_broadcast_reaches_every_receiver_intact_whatever_its_socket()
                 assert (remote["edit_id"], remote["ops"][0]["edit"]) == (f"e{i}", [text])
         for ws in (sender, *receivers):
             await ws.close()
+
+
+async def test_write_now_writes_only_what_the_socket_takes_now() -> None:
+    """A receiver's usual flush (``UvicornLink.write_now``) on a real socket: nothing while
+    flow control holds it back (False: the connection waits), the frame once it takes more,
+    and LinkClosed once the peer is gone."""
+    async with serving(protocol_class()) as (url, state):
+        ws = await websockets.connect(url, max_size=None, compression=None)
+        await _hello_join(ws, "w", "now")
+        [conn] = state.connections
+        link = conn._link
+        assert isinstance(link, UvicornLink)
+        proto = link._proto
+        proto.writable.clear()
+        assert link.write_now(b'{"type":"held"}') is False
+        proto.writable.set()
+        assert link.write_now(b'{"type":"sent"}') is True
+        async with asyncio.timeout(10):
+            assert await ws.recv() == '{"type":"sent"}'  # the held one was never written
+        await ws.close()
+        async with asyncio.timeout(10):
+            while not proto.disconnected:
+                await asyncio.sleep(0.01)
+        with pytest.raises(LinkClosed):
+            link.write_now(b'{"type":"late"}')
 
 
 def test_a_frame_built_for_one_payload_is_never_another_payloads() -> None:

@@ -264,6 +264,78 @@ _NO_BLOBS: Final[list[bytes]] = []
 
 def _encode_body(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
     """The body (uncompressed) and the flags of the column groups it holds."""
+    if len(ops) == 1:
+        op = ops[0]
+        if type(op) is InsertOp and isinstance(op.content, str):
+            one = _encode_typed(doc, op)
+            if one is not None:
+                return G_INSERT, one
+    return _encode_many(doc, ops)
+
+
+def _put_one(w: Writer, values: list[int]) -> None:
+    """``write_uint_rle(w, values, counted=False)`` of a column of at most one value: nothing,
+    or a literal run of one (header 1) and the value."""
+    if values:
+        w.uint(1)
+        w.uint(values[0])
+
+
+def _encode_typed(doc: Document, op: InsertOp) -> bytes | None:
+    """``_encode_many(doc, [op])`` of one text insert (a keystroke's delta, the server's most
+    frequent encoding) without its columns and run-length passes: the same bytes (the tests
+    compare them). None: leave it to ``_encode_many`` (it raises on what it refuses)."""
+    op_id: int = op[0]
+    client = op_id & CLIENT_MASK
+    node: int = op[1]
+    if not client or node == NO_ID:
+        return None
+    names = _Names(doc)
+    names.tindex(client)
+    node_tags: list[int] = []
+    node_vals: list[int] = []
+    names.ref(node, op_id, NO_ID, node_tags, node_vals)
+    origin, right = op.origin, op.right
+    origin_tags: list[int] = []
+    origin_vals: list[int] = []
+    names.ref(origin, NO_ID, NO_ID, origin_tags, origin_vals)
+    right_tags: list[int] = []
+    right_vals: list[int] = []
+    names.ref(right, NO_ID if origin == NO_ID else origin, NO_ID, right_tags, right_vals)
+    replicas = names.replicas
+    w = Writer()
+    w.uint(len(replicas))
+    for r in replicas:
+        w.uint(r)
+    w.uint(len(names.roots))
+    for pid in names.roots:
+        name, rkind = doc.roots[pid]
+        w.uint(int(rkind))
+        w.str_(name)
+    w.uint(1)  # one op; one group: no kind column
+    if len(replicas) > 1:
+        w.uint(1)
+        w.uint(0)  # its replica: table index 0
+    w.uint(1)
+    w.uint(op_id >> CLIENT_BITS)  # its seq gap: from 0
+    _put_one(w, node_tags)
+    _put_one(w, node_vals)
+    _put_one(w, origin_tags)
+    _put_one(w, origin_vals)
+    _put_one(w, right_tags)
+    _put_one(w, right_vals)
+    w.uint(1)
+    w.uint(0)  # content kind: text
+    text = op.content
+    assert isinstance(text, str)
+    w.uint(1)
+    w.uint(len(text))  # the str column: its one code-point length, then the UTF-8 blob
+    w.str_(text)
+    return w.getvalue()
+
+
+def _encode_many(doc: Document, ops: Sequence[Op]) -> tuple[int, bytes]:
+    """``_encode_body`` of any ops."""
     names = _Names(doc)
     replicas = names.replicas
     roots = names.roots

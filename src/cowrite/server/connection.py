@@ -22,7 +22,6 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import replace
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -30,12 +29,13 @@ from starlette.websockets import WebSocket
 from cowrite import protocol as p
 from cowrite.adapters.store import StoreError
 from cowrite.rooms.room import RoomError
-from cowrite.server.auth import Identity, anonymous, anonymous_id
+from cowrite.server.auth import Identity, anonymous
+from cowrite.server.budgets import Budgets
 from cowrite.server.config import Settings
-from cowrite.server.hooks import AuthRequest, Disconnect, connect_event
+from cowrite.server.greeting import CLOSE_POLICY, greet
+from cowrite.server.hooks import Disconnect, connect_event
 from cowrite.server.hub import Hub
 from cowrite.server.metrics import Metrics
-from cowrite.server.ratelimit import TokenBucket
 from cowrite.server.reauth import reauth, rights_changed
 from cowrite.server.shared import Beating, Shared, shared_of
 from cowrite.server.transport import Link, LinkClosed, UvicornLink, open_link, release_request
@@ -47,7 +47,6 @@ log = logging.getLogger("cowrite.connection")
 CLOSE_OUTBOX_FULL = 4008
 CLOSE_TOKEN_EXPIRED = 4001
 CLOSE_TIMEOUT = 4000
-CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
 MAX_BATCH = 256
 """Messages per frame at most (a longer backlog goes out as several frames)."""
@@ -66,14 +65,12 @@ is still handled (the reader goes on up to its disconnect event, which is queued
 
 class Connection:
     __slots__ = (
-        "_edits",
+        "_budgets",
         "_expiry",
         "_flushing",
         "_greeted",
         "_interrupted",
-        "_joins",
         "_link",
-        "_presence",
         "_receiving",
         "_shared",
         "_strikes",
@@ -107,10 +104,7 @@ class Connection:
         self.closing: tuple[int, str] | None = None
         self.last_seen = time.monotonic()
         self._strikes = 0
-        clock = hub.clock
-        self._edits = TokenBucket(settings.edits_per_second, settings.edit_burst, clock)
-        self._presence = TokenBucket(settings.presence_per_second, settings.presence_burst, clock)
-        self._joins = TokenBucket(settings.joins_per_second, settings.join_burst, clock)
+        self._budgets = Budgets(settings, hub.clock)
         self._link: Link | None = None
         self._flushing = False  # a flush is scheduled (or waits for the socket)
         self._task: asyncio.Task[Any] | None = None  # the reader's (``run``)
@@ -145,7 +139,10 @@ class Connection:
             shared = self._shared
             if shared is not None:
                 self._flushing = True
-                shared.flush_soon(self)
+                dirty = shared.dirty  # ``shared.flush_soon(self)``, inlined
+                dirty.append(self)
+                if len(dirty) == 1:
+                    shared.schedule()
 
     def send_message(self, msg: p.Message) -> None:
         self.send(p.encoder.encode(msg))
@@ -181,25 +178,25 @@ class Connection:
     def _ids(self) -> dict[str, object]:
         return {"session": self.session, "client": self.client_id, "docs": sorted(self.docs)}
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
         """Write what the outbox holds: one frame per ``MAX_BATCH`` messages, while the socket
-        takes them (if not, again once it does)."""
+        takes them (if not, again once it does). True: one message, written at once (the
+        caller, ``Shared``, counts its outbox depth of 0)."""
         link = self._link
         outbox = self.outbox
         if link is None:
             self._flushing = False
-            return
+            return False
         try:
-            if len(outbox) == 1 and link.writable():  # the usual tick: one message, one frame
-                payload = outbox[0]
+            if len(outbox) == 1 and link.write_now(outbox[0]):  # the usual tick: one frame
                 outbox.clear()
                 self.outbox_bytes = 0
-                self.metrics.outbox_depth.observe(0)
-                link.write(payload)
+                self._flushing = False
+                return True
             while outbox:
                 if not link.writable():
-                    link.when_writable(self._flush)  # still ``_flushing``
-                    return
+                    link.when_writable(self._flush_counted)  # still ``_flushing``
+                    return False
                 if len(outbox) <= MAX_BATCH:
                     batch = outbox[:]
                     outbox.clear()
@@ -213,6 +210,12 @@ class Connection:
         except (LinkClosed, OSError, RuntimeError):
             self._failed()
         self._flushing = False
+        return False
+
+    def _flush_counted(self) -> None:
+        """``_flush`` outside ``Shared``'s per-tick flush: it counts its own depth 0."""
+        if self._flush():
+            self.metrics.outbox_depth.observe(0)
 
     def _failed(self) -> None:
         """The socket cannot take frames any more: nothing queued can be delivered."""
@@ -290,7 +293,7 @@ class Connection:
         while self.outbox:
             if link.writable():
                 self._flushing = True
-                self._flush()
+                self._flush_counted()
             else:
                 await asyncio.sleep(0.01)
         code, reason = self.closing or (1000, "")
@@ -336,7 +339,7 @@ class Connection:
             del event  # nothing of this frame stays alive while waiting for the next one
             if msg is not None:
                 if isinstance(msg, p.Hello) and not self._greeted:
-                    self._greeted = await self._hello(msg)  # if not, it is closing
+                    self._greeted = await greet(self, msg)  # if not, it is closing
                 else:
                     await self._dispatch(msg)
                 del msg
@@ -401,7 +404,7 @@ class Connection:
             if not isinstance(msg, p.Hello):
                 self._strike(p.ErrorCode.BAD_MESSAGE, "the first message must be hello")
                 return None
-            return msg  # the reader awaits ``_hello``
+            return msg  # the reader awaits ``greet``
         if type(msg) is p.Pong:  # every heartbeat of every client: nothing beyond last_seen
             return None
         return msg
@@ -411,46 +414,6 @@ class Connection:
         self._strikes += 1
         if self._strikes >= MAX_STRIKES:
             self.close(CLOSE_POLICY, "too many invalid messages")
-
-    async def _hello(self, msg: p.Hello) -> bool:
-        if msg.protocol != p.PROTOCOL_VERSION:
-            self.error(p.ErrorCode.BAD_MESSAGE, f"protocol {msg.protocol} unsupported (speak 1)")
-            self.close(CLOSE_POLICY, "unsupported protocol")
-            return False
-        self.client_id = msg.client_id
-        hooks = self.hub.hooks
-        secret = hooks.authenticates  # the server's secret, or an on_authenticate hook
-        if secret:
-            request = AuthRequest(msg.token, None, self.session, "ws")
-            try:
-                identity = await hooks.authenticate(request)
-            except Exception as exc:  # AuthError, Refused, or whatever a hook raised
-                self.error(p.ErrorCode.UNAUTHORIZED, str(exc) or type(exc).__name__)
-                self.close(CLOSE_POLICY, "unauthorized")
-                return False
-            if self.closing is not None:
-                return False
-            self.identity = self.hub.permissions.limit(replace(identity, verified=True))
-        else:
-            name = msg.user.name if msg.user else ""
-            self.identity = anonymous(anonymous_id(msg.key, self.session), name)
-        user = p.User(
-            id=self.identity.user_id,
-            name=(msg.user.name if msg.user and not secret else self.identity.name) or "Anonymous",
-            color=(msg.user.color if msg.user else "") or self.identity.color,
-        )
-        self.identity = replace(self.identity, name=user.name, color=user.color)
-        self.expire_at(self.identity.expires_at)
-        self.send_message(
-            p.Welcome(
-                session=self.session,
-                user=user,
-                heartbeat_s=self.settings.heartbeat_s,
-                auth=bool(secret),
-            )
-        )
-        self.send_message(p.Features(features=list(p.FEATURES)))
-        return True
 
     def expire_at(self, at: float | None) -> None:
         """Rights last until the token's ``exp``, no longer (a ``reauth`` moves it)."""
@@ -476,9 +439,6 @@ class Connection:
         log.info("token expired", extra=self._ids())
         self.error(p.ErrorCode.UNAUTHORIZED, "token expired: reconnect with a fresh token")
         self.close(CLOSE_TOKEN_EXPIRED, "token expired")
-
-    def _rate_ok(self, cost: float = 1.0) -> bool:
-        return self._edits.take(cost)
 
     def _handle_now(self, msg: p.ClientMessage) -> bool:
         """Handle ``msg`` without awaiting anything when it can be (an edit that needs no store
@@ -523,28 +483,13 @@ class Connection:
         return True
 
     def _admit(self, msg: p.ClientMessage, doc: str | None, edit_id: str | None) -> bool:
-        """The rate limits: False when ``msg`` is over its budget (the client is told)."""
-        # one budget for everything that is written to the store
-        writes = isinstance(
-            msg, p.Edit | p.Sync | p.ChatSend | p.ChatEdit | p.ChatDelete | p.Reauth
-        )
-        # a batch of n ops costs 1 + n // 10 edits, a delta 1 + (base64 bytes) // 10,000
-        # (each op is work and maybe memory)
-        cost = 1
-        if isinstance(msg, p.Edit):
-            cost += len(msg.ops) // 10
-        elif isinstance(msg, p.Sync):
-            cost += len(msg.delta) // 10_000
-        if writes and not self._rate_ok(cost):
-            self.error(p.ErrorCode.RATE_LIMITED, "too many edits: slow down", doc=doc, edit=edit_id)
-            return False
-        if isinstance(msg, p.Join) and not self._joins.take():
-            self.error(p.ErrorCode.RATE_LIMITED, "too many joins: slow down", doc=doc)
-            return False
-        if isinstance(msg, p.SetPresence) and not self._presence.take():
-            self.error(p.ErrorCode.RATE_LIMITED, "too many presence updates", doc=doc)
-            return False
-        return True
+        """The rate limits (``budgets``): False when ``msg`` is over its budget (the client
+        is told)."""
+        refused = self._budgets.refusal(msg)
+        if refused is None:
+            return True
+        self.error(p.ErrorCode.RATE_LIMITED, refused, doc=doc, edit=edit_id)
+        return False
 
     async def _dispatch(self, msg: p.ClientMessage) -> None:
         if self._handle_now(msg):
@@ -601,7 +546,7 @@ class Connection:
         if msg.doc not in self.docs:
             self.error(p.ErrorCode.NOT_JOINED, f"join {msg.doc} first", doc=msg.doc)
             return
-        if not self._rate_ok():
+        if not self._budgets.edit():
             return  # the edit budget bounds the log lines a client can cause
         self.metrics.divergences.inc()
         extra = {**self._ids(), "doc": msg.doc, "version": msg.version, "node": msg.node}

@@ -1,7 +1,7 @@
 """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up.
 
-Each connection holds one per kind of work that costs the server (edits have theirs in
-``Connection``; presence, joins and expensive reads have these), so that one client's flood is
+Each connection holds one per kind of work that costs the server (edits, presence and joins:
+``budgets``, ``yjs_budget``; expensive reads have these too), so that one client's flood is
 refused with ``rate_limited`` while everyone else carries on.
 """
 

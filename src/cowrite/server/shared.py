@@ -16,6 +16,7 @@ from typing import Protocol
 
 from cowrite.server.config import Settings
 from cowrite.server.hub import Hub
+from cowrite.server.metrics import LoopHistogram
 from cowrite.server.transport import forget_frames
 
 log = logging.getLogger("cowrite.connection")
@@ -24,8 +25,10 @@ log = logging.getLogger("cowrite.connection")
 class Flushable(Protocol):
     """A connection whose outbox ``Shared`` flushes at the end of a loop tick."""
 
-    def _flush(self) -> None:
-        """Write what the outbox holds (or wait for the socket, and flush again itself)."""
+    def _flush(self) -> bool | None:
+        """Write what the outbox holds (or wait for the socket, and flush again itself).
+        True: it was one message, written at once (``Shared`` counts it in the outbox depth
+        histogram, as a depth of 0, for all such flushes of the tick at once)."""
 
     def _ids(self) -> dict[str, object]: ...
 
@@ -53,7 +56,7 @@ class Shared:
     ``YjsConnection._flush``).
     """
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, depth: LoopHistogram | None = None) -> None:
         self.slots = max(4, math.ceil(interval))  # ticks of at most a second
         self.tick = interval / self.slots
         self._buckets: list[dict[Beating, None]] = [{} for _ in range(self.slots)]
@@ -61,7 +64,10 @@ class Shared:
         self._next = 0  # the bucket the next tick serves
         self._timer: asyncio.TimerHandle | None = None
         self._at = 0.0
-        self._dirty: list[Flushable] = []
+        self.dirty: list[Flushable] = []
+        """The connections to flush at the end of this tick: ``flush_soon``, or (the native
+        connection's send, once per receiver of every broadcast) its two lines inlined."""
+        self._depth = depth  # the outbox depth histogram (``Metrics.outbox_depth``)
 
     def __len__(self) -> int:
         return len(self._where)
@@ -71,19 +77,27 @@ class Shared:
     def flush_soon(self, conn: Flushable) -> None:
         """Flush ``conn`` at the end of this loop tick (with every other connection). The
         caller lists a connection once until its flush has run (its ``_flushing`` flag)."""
-        dirty = self._dirty
+        dirty = self.dirty
         dirty.append(conn)
         if len(dirty) == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self.schedule()
+
+    def schedule(self) -> None:
+        """The first connection was listed in ``dirty``: flush at the end of the tick."""
+        asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
+        dirty, self.dirty = self.dirty, []
+        at_once = 0
         for conn in dirty:
             try:
-                conn._flush()
+                if conn._flush():
+                    at_once += 1
             except Exception:  # one connection's failure must not stop the others' frames
                 log.exception("flush failed", extra=conn._ids())
         forget_frames()  # a broadcast's frame was built once for all its receivers
+        if at_once and self._depth is not None:
+            self._depth.observe_many(0, at_once)
 
     # ----------------------------------------------------------- heartbeats
 
@@ -130,5 +144,5 @@ def shared_of(hub: Hub, settings: Settings) -> Shared:
     """The ``Shared`` of ``hub``'s connections (one per hub, i.e. per server)."""
     shared = _shared.get(hub)
     if shared is None:
-        shared = _shared[hub] = Shared(settings.heartbeat_s)
+        shared = _shared[hub] = Shared(settings.heartbeat_s, hub.metrics.outbox_depth)
     return shared

@@ -50,11 +50,15 @@ class Link(Protocol):
         """True when a ``write`` goes out now (False while the peer is not reading, or while
         the previous frame is still in flight)."""
 
-    def when_writable(self, callback: Callable[[], None]) -> None:
+    def when_writable(self, callback: Callable[[], object]) -> None:
         """Call ``callback`` once ``writable`` may be true again (or the link failed)."""
 
     def write(self, payload: bytes) -> None:
         """Send one text frame of UTF-8 ``payload``; raises LinkClosed when it cannot."""
+
+    def write_now(self, payload: bytes) -> bool:
+        """``write`` when ``writable``, in one call (a receiver's usual flush): False, nothing
+        written, when it is not; raises LinkClosed when it cannot."""
 
     def write_binary(self, payloads: list[bytes]) -> None:
         """Send one binary frame per payload, in order (the Yjs dialects: a message is a
@@ -198,11 +202,11 @@ class UvicornLink:
     def writable(self) -> bool:
         return self._proto.writable.is_set()  # type: ignore[no-any-return]
 
-    def when_writable(self, callback: Callable[[], None]) -> None:
+    def when_writable(self, callback: Callable[[], object]) -> None:
         if self._waiter is None:  # rare: the peer does not read, its buffers are full
             self._waiter = asyncio.get_running_loop().create_task(self._wait(callback))
 
-    async def _wait(self, callback: Callable[[], None]) -> None:
+    async def _wait(self, callback: Callable[[], object]) -> None:
         try:
             await self._proto.writable.wait()  # set again by resume_writing or connection_lost
         finally:
@@ -219,6 +223,26 @@ class UvicornLink:
             self._transport.write(b"".join(conn.data_to_send()))
         else:
             self._transport.write(text_frame(payload))
+
+    def write_now(self, payload: bytes) -> bool:
+        # ``writable`` + ``write`` + ``text_frame`` inlined: this runs once per receiver of
+        # every broadcast, where each Python call is a measurable share of the fan-out
+        proto = self._proto
+        if not proto.writable.is_set():
+            return False
+        conn = self._conn
+        if proto.close_sent or proto.disconnected or conn.state is not _WsState.OPEN:
+            raise LinkClosed
+        if conn.extensions:
+            conn.send_text(payload)
+            self._transport.write(b"".join(conn.data_to_send()))
+            return True
+        entry = _tick_frames.get(id(payload))
+        if entry is not None and entry[0] is payload:
+            self._transport.write(entry[1])
+            return True
+        self._transport.write(text_frame(payload))
+        return True
 
     def write_ping(self, payload: bytes) -> bool:
         frame = _framed.get(payload)
@@ -274,13 +298,13 @@ class AsgiLink:
         self._ws = ws
         self._on_error = on_error
         self._sending: asyncio.Task[None] | None = None
-        self._callback: Callable[[], None] | None = None
+        self._callback: Callable[[], object] | None = None
         self.receive: Callable[[], Awaitable[Mapping[str, Any]]] = ws.receive
 
     def writable(self) -> bool:
         return self._sending is None
 
-    def when_writable(self, callback: Callable[[], None]) -> None:
+    def when_writable(self, callback: Callable[[], object]) -> None:
         if self._sending is None:
             asyncio.get_running_loop().call_soon(callback)
         else:
@@ -288,6 +312,12 @@ class AsgiLink:
 
     def write_ping(self, payload: bytes) -> bool:
         return False  # an ASGI send like any other frame: queued with them
+
+    def write_now(self, payload: bytes) -> bool:
+        if self._sending is not None:
+            return False
+        self.write(payload)
+        return True
 
     def write(self, payload: bytes) -> None:
         if self._sending is not None:
