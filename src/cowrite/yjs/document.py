@@ -89,8 +89,10 @@ def encode_state_vector(sv: dict[int, int]) -> bytes:
 def _check_update_header(update: bytes) -> None:
     """Cheap sanity checks before Yrs sees the bytes: counts that cannot fit in the input are
     refused here, so a lying count never turns into a large reservation."""
-    if len(update) > 2 and update[0] < 0x80 and update[1] < 0x80:  # one-byte counts (a keystroke)
-        if update[0] * 3 <= len(update) - 1 and (not update[0] or update[1] <= len(update) - 2):
+    n = len(update)
+    if n > 2 and update[0] < 0x80 and update[1] < 0x80:  # one-byte counts (a keystroke)
+        clients, structs = update[0], update[1]
+        if clients * 3 <= n - 1 and (not clients or structs <= n - 2):
             return
     dec = Decoder(update)
     try:
