@@ -56,6 +56,7 @@ _FIN_TEXT = 0x81  # FIN, no RSV bits (uncompressed), opcode 1 (text)
 """A frame that ``data_received`` may take past the parser starts with this byte..."""
 _FIN_BINARY = 0x82
 """...or this one (opcode 2, binary: offered to ``on_small_binary``, the Yjs dialects)."""
+_FIN_BINARY_BYTE = bytes([_FIN_BINARY])
 
 
 class Inbox:
@@ -198,12 +199,26 @@ if WebSocketsSansIOProtocol is not None:
 
         def data_received(self, data: bytes) -> None:
             """A read that is one small text (or binary) frame goes to ``on_small_text`` (or
-            ``on_small_binary``) directly (see ``small_text``); everything else to uvicorn,
-            through ``websockets``' parser."""
-            if data and data[0] == _FIN_BINARY:
-                hook: Callable[[Any], bool] | None = self.on_small_binary
-            else:
-                hook = self.on_small_text
+            ``on_small_binary``) directly (see ``small_text``), and so does each whole small
+            frame at the start of a read of several (a client that sent two frames at once,
+            or a server that read late), in order, until one is not taken; everything else to
+            uvicorn, through ``websockets``' parser."""
+            while True:
+                binary = data[:1] == _FIN_BINARY_BYTE
+                hook = self.on_small_binary if binary else self.on_small_text
+                end = _small_frame_end(data)
+                if hook is None or end is None or end >= len(data):
+                    break
+                taken = self.small_text(data[:end], hook)
+                if taken is None:
+                    break  # the parser reads the rest
+                if not taken:  # offered already: the parser's message goes straight to the app
+                    self._declined = True
+                    try:
+                        super().data_received(data[:end])
+                    finally:
+                        self._declined = False
+                data = data[end:]
             if hook is None or len(data) > SMALL_TEXT + 8:
                 super().data_received(data)
                 return
@@ -224,21 +239,11 @@ if WebSocketsSansIOProtocol is not None:
             message in progress (True: it handled the message). None: not such a frame, or not
             valid UTF-8. Unless True, nothing was consumed: the parser reads ``data`` as
             usual."""
-            if len(data) < 6 or data[0] not in (_FIN_TEXT, _FIN_BINARY):
+            end = _small_frame_end(data)
+            if end is None or len(data) != end or data[0] not in (_FIN_TEXT, _FIN_BINARY):
                 return None
-            length = data[1]
-            if length < 0xFE:  # masked, length in 7 bits (at most 125)
-                start = 6
-                n = length - 0x80
-            elif length == 0xFE:  # masked, length in the next 16 bits
-                start = 8
-                n = int.from_bytes(data[2:4], "big")
-                if n < 126:
-                    return None  # not the minimal encoding: the parser refuses it
-            else:
-                return None  # 64-bit length, or unmasked (the parser refuses it)
-            if n < 0 or n > SMALL_TEXT or len(data) != start + n:
-                return None
+            start = 6 if data[1] < 0xFE else 8
+            n = end - start
             conn = self.conn
             if (
                 self.close_sent
@@ -343,6 +348,27 @@ if WebSocketsSansIOProtocol is not None:
 
 else:  # pragma: no cover
     SlimWebSocketProtocol = None  # type: ignore[assignment,misc]
+
+
+def _small_frame_end(data: bytes) -> int | None:
+    """Where the frame ``data`` starts with ends, when it is masked, at most ``SMALL_TEXT``
+    bytes long and its length minimally encoded (None otherwise: the parser reads it)."""
+    if len(data) < 6:
+        return None
+    length = data[1]
+    if length < 0xFE:  # masked, length in 7 bits (at most 125)
+        start = 6
+        n = length - 0x80
+    elif length == 0xFE and len(data) >= 8:  # masked, length in the next 16 bits
+        start = 8
+        n = int.from_bytes(data[2:4], "big")
+        if n < 126:
+            return None  # not the minimal encoding: the parser refuses it
+    else:
+        return None  # 64-bit length, or unmasked (the parser refuses it)
+    if n < 0 or n > SMALL_TEXT:
+        return None
+    return start + n
 
 
 def protocol_class() -> type[asyncio.Protocol] | None:
