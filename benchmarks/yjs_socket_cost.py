@@ -6,7 +6,11 @@ hub, a real ``SQLiteStore``) on 127.0.0.1, and drives it from one client thread 
 process over raw TCP sockets: the same pre-encoded keystrokes of the same paced schedule
 (``--docs`` documents of ``--clients`` connections, ``--rate`` keystrokes a second each), masked
 frames written with one ``send`` each; the client thread only counts the bytes that come back
-(until none came for 2 s), so that it holds the interpreter lock as little as it can. The
+(until none came for 2 s), so that it holds the interpreter lock as little as it can. With
+``--awareness S`` every client also renews its awareness state every ``S`` seconds (the
+providers' 15 s) and every other client of its document sends that renewal back, as the
+y-websocket and Hocuspocus providers do with every awareness change they apply: the awareness
+traffic of the Node benchmark's scenario (b), where it is most of the awareness messages. The
 server's CPU is the process's minus the client thread's (each measured on its own CPU clock), so
 the clients cost nothing here, unlike in the Node benchmark; the kernel's share of a socket write
 (on loopback it delivers to the reader too) is the server's, as there.
@@ -37,6 +41,7 @@ from cowrite.server.app import create_app
 from cowrite.server.config import Settings
 from cowrite.server.run import server_config
 from cowrite.yjs import messages as m
+from cowrite.yjs.awareness import AwarenessEntry, encode_update
 
 MASK = b"\x11\x22\x33\x44"
 
@@ -67,7 +72,8 @@ class Clients(threading.Thread):
         self.total = 0
         self.received = 0
         self.cpu = 0.0
-        self.schedule: list[tuple[int, bytes]] = []
+        self.schedule: list[tuple[int, bytes, bool]] = []
+        """(client, frame, is a keystroke: keystrokes are paced, awareness goes with them)"""
         self.error: BaseException | None = None
 
     def _connect(self, name: str) -> socket.socket:
@@ -122,10 +128,10 @@ class Clients(threading.Thread):
             if sent < len(self.schedule) and now >= next_at:
                 owed += per_tick
                 while owed >= 1 and sent < len(self.schedule):
-                    owed -= 1
-                    index, frame = self.schedule[sent]
+                    index, frame, keystroke = self.schedule[sent]
                     socks[index].send(frame)
                     sent += 1
+                    owed -= keystroke
                 next_at += tick
             for key, _ in sel.select(max(0.0, next_at - time.monotonic())):
                 self.received += len(key.fileobj.recv(1 << 16))  # type: ignore[union-attr]
@@ -141,8 +147,26 @@ class Clients(threading.Thread):
             s.close()
 
 
+def awareness_frames(dialect: str, doc: int, clients: int, renewal: int) -> list[tuple[int, bytes]]:
+    """Client ``renewal % clients`` of document ``doc`` renews its state (clock
+    ``renewal // clients + 1``), then every other client of the document sends it back."""
+    k = renewal % clients
+    update = encode_update([AwarenessEntry(1000 + doc * clients + k, renewal // clients + 1, "{}")])
+    if dialect == "y-websocket":
+        frame = masked(m.encode_ywebsocket(m.YAwareness(update)))
+    else:
+        frame = masked(m.encode_hocuspocus(m.HAwareness(f"d{doc}", update)))
+    return [(doc * clients + (k + j) % clients, frame) for j in range(clients)]
+
+
 async def run(
-    dialect: str, docs: int, clients: int, rate: float, seconds: float, path: str
+    dialect: str,
+    docs: int,
+    clients: int,
+    rate: float,
+    seconds: float,
+    path: str,
+    awareness: float = 0.0,
 ) -> dict[str, float]:
     settings = Settings(data=path)
     app = create_app(settings)
@@ -158,10 +182,18 @@ async def run(
     strokes = {d: keystrokes(clients, per_doc, rng) for d in range(docs)}
     total = min(per_doc * docs, int(docs * clients * rate * seconds))
     order = [(d, k) for k in range(per_doc) for d in range(docs)][:total]
-    crowd.schedule = [
-        (d * clients + k % clients, masked(update_frame(dialect, f"d{d}", strokes[d][k])))
-        for d, k in order
-    ]
+    crowd.schedule = []
+    renewals = 0.0  # owed per keystroke: a client's renewals per its keystrokes
+    per_stroke = 1 / (awareness * rate) if awareness > 0 else 0.0
+    done: dict[int, int] = {}
+    for d, k in order:
+        frame = masked(update_frame(dialect, f"d{d}", strokes[d][k]))
+        crowd.schedule.append((d * clients + k % clients, frame, True))
+        renewals += per_stroke
+        while renewals >= 1:
+            renewals -= 1
+            n = done[d] = done.get(d, -1) + 1
+            crowd.schedule += [(i, f, False) for i, f in awareness_frames(dialect, d, clients, n)]
     crowd.start()
     while not crowd.ready.is_set():
         await asyncio.sleep(0.05)
@@ -200,13 +232,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1.0, help="keystrokes per second each")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--awareness", type=float, default=0.0, help="seconds between a client's renewals"
+    )
     args = parser.parse_args(argv)
     use_uvloop()
     for _ in range(args.repeat):
         for dialect in args.dialect.split(","):
             with tempfile.TemporaryDirectory() as tmp:
                 r: Any = asyncio.run(
-                    run(dialect, args.docs, args.clients, args.rate, args.seconds, tmp + "/b.db")
+                    run(
+                        dialect,
+                        args.docs,
+                        args.clients,
+                        args.rate,
+                        args.seconds,
+                        tmp + "/b.db",
+                        args.awareness,
+                    )
                 )
             print(
                 report(dialect, r),

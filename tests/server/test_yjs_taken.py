@@ -188,3 +188,80 @@ async def test_garbage_taken_at_the_socket_closes_the_offender_only(
     await until(lambda: len(good.of(m.HSyncStatus)) >= 2)
     assert await stored_text(server, "junk") == "still fine"
     await good.close()
+
+
+def _masked(payload: bytes, mask: bytes = b"\x1f\x2e\x3d\x4c") -> bytes:
+    """A client's binary frame (masked; lengths under 126 bytes)."""
+    assert len(payload) < 126
+    return (
+        bytes((0x82, 0x80 | len(payload)))
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+
+
+def _keystroke_frames(n: int) -> tuple[str, list[bytes]]:
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    text = doc.get("t", type=pycrdt.Text)
+    frames = []
+    for k in range(n):
+        before = doc.get_state()
+        text.insert(len(text), "klmnop"[k % 6])
+        frames.append(m.encode_ywebsocket(m.YSync(m.SyncUpdate(doc.get_update(before)))))
+    return str(text), frames
+
+
+async def test_keystrokes_sharing_one_read_are_each_taken_at_the_socket_in_order(
+    recorded: tuple[RunningServer, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that sent several frames at once (or a server that read late): each whole
+    frame of the read is taken where it was read, in order, and stored before it is sent."""
+    server, events = recorded
+    taken = Taken(monkeypatch)
+    a, b = await _ywebsocket(server, "burst"), await _ywebsocket(server, "burst")
+    bdoc: pycrdt.Doc[Any] = pycrdt.Doc()
+    reader = asyncio.create_task(_reading(b, bdoc, []))
+    await until(lambda: _readers_wait(server))
+    before = (taken.taken, taken.left)
+    text, frames = _keystroke_frames(6)
+    a.transport.write(b"".join(_masked(f) for f in frames))
+    await until(lambda: text_of(bdoc) == text)
+    assert taken.taken >= before[0] + 6  # (through the parser, the reader gets them: none)
+    assert events.count("stored") >= 6
+    assert await stored_text(server, "burst") == text
+    reader.cancel()
+    await a.close()
+    await b.close()
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        _masked(b"\x00\x02\x03\xff\xff\xff"),  # an update that does not decode
+        b"\x82\xfe\x00\x05\x1f\x2e\x3d\x4c" + b"\0" * 5,  # a 16-bit length under 126
+        bytes((0x82, 0x05)) + b"\0" * 5,  # unmasked
+        _masked(b"\x00\x02\x02\x01\x00")[:-2],  # cut short: the rest never comes
+    ],
+    ids=["undecodable", "non-minimal", "unmasked", "partial"],
+)
+async def test_a_read_of_good_frames_then_garbage_keeps_the_good_ones_only(
+    recorded: tuple[RunningServer, list[str]], monkeypatch: pytest.MonkeyPatch, tail: bytes
+) -> None:
+    """The whole frames before the garbage are handled (stored, sent); the garbage goes
+    where it would alone: the parser refuses what is not a frame, the session what is not
+    an update (the connection closes), and half a frame waits for the rest."""
+    server, _ = recorded
+    taken = Taken(monkeypatch)
+    a, b = await _ywebsocket(server, "tail"), await _ywebsocket(server, "tail")
+    bdoc: pycrdt.Doc[Any] = pycrdt.Doc()
+    reader = asyncio.create_task(_reading(b, bdoc, []))
+    await until(lambda: _readers_wait(server))
+    before = (taken.taken, taken.left)
+    text, frames = _keystroke_frames(3)
+    a.transport.write(b"".join(_masked(f) for f in frames) + tail)
+    await until(lambda: text_of(bdoc) == text)
+    assert taken.taken >= before[0] + 3
+    assert await stored_text(server, "tail") == text
+    reader.cancel()
+    await a.close()
+    await b.close()

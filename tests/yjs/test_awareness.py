@@ -248,3 +248,45 @@ def test_nothing_expires_before_expires_at(
     assert t.expire(at - 0.001) is None and seen() == before
     t.expire(at)
     assert seen() != before
+
+
+def test_an_echoed_renewal_is_ignored_without_reading_its_state() -> None:
+    t = AwarenessTable()
+    t.apply([entry(1, 3, {"a": 1})], owner="c1")
+    assert t.ignores(encode_update([entry(1, 3, {"a": 1})]))  # the echo of what we hold
+    assert t.ignores(encode_update([entry(1, 2, {"b": 2})]))  # older
+    assert not t.ignores(encode_update([entry(1, 4, {"a": 1})]))  # a renewal
+    assert not t.ignores(encode_update([entry(1, 3, None)]))  # removes the held state
+    assert not t.ignores(encode_update([entry(2, 1, {})]))  # unknown client
+    assert not t.ignores(encode_update([entry(1, 3, {}), entry(1, 3, {})]))  # several entries
+
+
+@given(st.binary(max_size=40))
+def test_garbage_is_never_ignored_unread_unless_apply_would_ignore_it(data: bytes) -> None:
+    t = AwarenessTable()
+    t.apply([entry(c, 5, {"c": c}) for c in range(4)], owner="c1")
+    if not t.ignores(data):
+        return
+    before = t.states()
+    try:
+        entries = decode_update(data)
+    except YjsProtocolError:
+        return  # (an ignored entry's state is not read: stale garbage is dropped, not refused)
+    change = t.apply(entries, owner="c2")
+    assert change.relay is None and t.states() == before
+
+
+@given(_entries, _entries)
+def test_ignored_updates_are_exactly_those_apply_ignores(
+    held: list[AwarenessEntry], incoming: list[AwarenessEntry]
+) -> None:
+    t = AwarenessTable()
+    t.apply(held, owner="c1")
+    for e in incoming:
+        data = encode_update([e])
+        ignored = t.ignores(data)
+        before = {c: (t.clock(c), s) for c, s in t.states().items()}
+        change = t.apply([e], owner="c2")
+        assert ignored <= (change.relay is None and not change.added + change.updated)
+        if ignored:
+            assert {c: (t.clock(c), s) for c, s in t.states().items()} == before

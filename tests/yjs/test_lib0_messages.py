@@ -189,17 +189,17 @@ def _decoded(decode: Any, frame: bytes) -> Any:
 
 _SHAPED = st.one_of(
     st.binary(max_size=40),
-    # the shapes the fast paths read (a sync update), with any bytes around and in them
+    # the shapes the fast paths read (a sync update, awareness), with any bytes around and in them
     st.builds(
         lambda head, n, body: head + bytes([n]) + body,
-        st.sampled_from([b"\x00\x02", b"\x00\x01", b"\x01\x02", b"\x00"]),
+        st.sampled_from([b"\x00\x02", b"\x00\x01", b"\x01\x02", b"\x00", b"\x01"]),
         st.integers(0, 255),
         st.binary(max_size=140),
     ),
     st.builds(
         lambda address, head, n, body: bytes([len(address)]) + address + head + bytes([n]) + body,
         st.binary(max_size=8) | st.sampled_from([b"doc", "d\u00e9".encode(), b"\xff\xfe"]),
-        st.sampled_from([b"\x00\x02", b"\x00\x01", b"\x01\x02", b"\x04\x02"]),
+        st.sampled_from([b"\x00\x02", b"\x00\x01", b"\x01\x02", b"\x04\x02", b"\x01"]),
         st.integers(0, 255),
         st.binary(max_size=140),
     ),

@@ -198,26 +198,58 @@ if WebSocketsSansIOProtocol is not None:
 
         def data_received(self, data: bytes) -> None:
             """A read that is one small text (or binary) frame goes to ``on_small_text`` (or
-            ``on_small_binary``) directly (see ``small_text``); everything else to uvicorn,
-            through ``websockets``' parser."""
+            ``on_small_binary``) directly (see ``small_text``), and so does each whole small
+            frame at the start of a read of several (a client that sent two frames at once,
+            or a server that read late), in order, until one is not taken; everything else to
+            uvicorn, through ``websockets``' parser."""
             if data and data[0] == _FIN_BINARY:
                 hook: Callable[[Any], bool] | None = self.on_small_binary
             else:
                 hook = self.on_small_text
-            if hook is None or len(data) > SMALL_TEXT + 8:
+            if hook is None:
                 super().data_received(data)
                 return
-            taken = self.small_text(data, hook)
-            if taken is None:
-                super().data_received(data)
-            elif not taken:  # offered already: the parser's message goes straight to the app
-                self._declined = True
-                try:
-                    super().data_received(data)
-                finally:
-                    self._declined = False
+            taken = self.small_text(data, hook) if len(data) <= SMALL_TEXT + 8 else None
+            if taken is None:  # not one whole small frame: maybe several
+                rest = self._take_leading(data)
+                if rest:
+                    super().data_received(rest)
+            elif not taken:
+                self._parse_declined(data)
 
-        def small_text(self, data: bytes, hook: Callable[[Any], bool]) -> bool | None:
+        def _take_leading(self, data: bytes) -> bytes:
+            """Offer each whole small frame at the start of ``data`` (a read of several) to
+            its hook, in order, while they are taken (a declined one goes to the parser
+            alone); return what is left for the parser (b"": nothing)."""
+            while data:
+                hook = self.on_small_binary if data[0] == _FIN_BINARY else self.on_small_text
+                end = None if hook is None else _small_frame_end(data)
+                if hook is None or end is None or end > len(data):
+                    return data  # not a small frame, or its rest is in the next read
+                whole = end == len(data)
+                frame = data if whole else data[:end]
+                taken = self.small_text(frame, hook, end)
+                if taken is None:
+                    return data
+                if not taken:
+                    self._parse_declined(frame)
+                if whole:
+                    return b""
+                data = data[end:]
+            return data
+
+        def _parse_declined(self, data: bytes) -> None:
+            """A frame its hook was offered and declined: the parser's message goes straight
+            to the app (``send_receive_event_to_app`` does not offer it again)."""
+            self._declined = True
+            try:
+                super().data_received(data)
+            finally:
+                self._declined = False
+
+        def small_text(
+            self, data: bytes, hook: Callable[[Any], bool], end: int | None = None
+        ) -> bool | None:
             """``hook``'s answer when ``data`` is exactly one final, uncompressed, masked text
             (or binary: then ``hook`` gets the bytes) frame of at most ``SMALL_TEXT`` bytes,
             read while the parser waits at a frame boundary of an open connection with no
@@ -226,11 +258,13 @@ if WebSocketsSansIOProtocol is not None:
             usual."""
             if len(data) < 6 or data[0] not in (_FIN_TEXT, _FIN_BINARY):
                 return None
-            length = data[1]
-            if length < 0xFE:  # masked, length in 7 bits (at most 125)
+            if end is not None:  # (read by ``_small_frame_end`` already)
+                start = 6 if data[1] < 0xFE else 8
+                n = end - start
+            elif data[1] < 0xFE:  # masked, length in 7 bits (at most 125)
                 start = 6
-                n = length - 0x80
-            elif length == 0xFE:  # masked, length in the next 16 bits
+                n = data[1] - 0x80
+            elif data[1] == 0xFE:  # masked, length in the next 16 bits
                 start = 8
                 n = int.from_bytes(data[2:4], "big")
                 if n < 126:
@@ -343,6 +377,27 @@ if WebSocketsSansIOProtocol is not None:
 
 else:  # pragma: no cover
     SlimWebSocketProtocol = None  # type: ignore[assignment,misc]
+
+
+def _small_frame_end(data: bytes) -> int | None:
+    """Where the frame ``data`` starts with ends, when it is masked, at most ``SMALL_TEXT``
+    bytes long and its length minimally encoded (None otherwise: the parser reads it)."""
+    if len(data) < 6:
+        return None
+    length = data[1]
+    if length < 0xFE:  # masked, length in 7 bits (at most 125)
+        start = 6
+        n = length - 0x80
+    elif length == 0xFE and len(data) >= 8:  # masked, length in the next 16 bits
+        start = 8
+        n = int.from_bytes(data[2:4], "big")
+        if n < 126:
+            return None  # not the minimal encoding: the parser refuses it
+    else:
+        return None  # 64-bit length, or unmasked (the parser refuses it)
+    if n < 0 or n > SMALL_TEXT:
+        return None
+    return start + n
 
 
 def protocol_class() -> type[asyncio.Protocol] | None:

@@ -12,6 +12,8 @@ it asks for through the hub, so a Yjs document goes through the same machinery a
   undo. Frames about no document yet (pong, authentication replies) go out at once.
 * awareness is relayed to every connection of the document here and to the other instances.
 
+(The outcomes of updates and awareness are built in ``yjs_outcomes.py``.)
+
 Frames for the client wait in a bounded outbox (``outbox_messages`` / ``outbox_bytes``, then
 4008) and are written once per loop tick (``shared.Shared.flush_soon``: one callback for
 every connection of the hub). The heartbeat is the hub's one timer for every
@@ -33,11 +35,11 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-from cowrite.rooms.state import FrameSink, Outcome, RoomError
+from cowrite.rooms.state import RoomError
 from cowrite.rooms.yjs_room import Attachment, YjsRoom
 from cowrite.server.config import Settings
 from cowrite.server.connection import SEND_FAILED, Shared, gave_up, shared_of
-from cowrite.server.hooks import Author, Disconnect, connect_event
+from cowrite.server.hooks import Disconnect, connect_event
 from cowrite.server.hub import Hub, LoadedRoom
 from cowrite.server.metrics import Metrics
 from cowrite.server.transport import (
@@ -56,8 +58,8 @@ from cowrite.server.yjs_member import (
     CLOSE_UNSUPPORTED,
     YjsMember,
     close_code_for,
-    owner_session,
 )
+from cowrite.server.yjs_outcomes import frames_outcome, persist, relay_awareness
 from cowrite.server.yjs_wire import Dialect, peek
 from cowrite.yjs import (
     PENDING,
@@ -490,7 +492,7 @@ class YjsConnection:
             if found is None:
                 self.send(a.frame)
             else:
-                self.hub.submit(found[0], _frames([(self, a.frame)]), None, time.monotonic())
+                self.hub.submit(found[0], frames_outcome([(self, a.frame)]), None, time.monotonic())
         elif isinstance(a, RelayAwareness):
             self._relay_awareness(a)
         elif isinstance(a, Close):
@@ -511,61 +513,12 @@ class YjsConnection:
         return next((m for m in self._members.values() if m.document == document), None)
 
     def _persist(self, a: Persist) -> None:
-        """An update the session applied to the room's document: one ``Outcome`` stores it,
-        then sends its acknowledgement and the update to the other connections (every frame
-        encoded once per dialect, ``YjsRoom.update_frames``)."""
-        document = a.document
-        member: YjsMember | None = None
-        several = False
-        for m in self._members.values():  # (one for y-websocket; a few for Hocuspocus)
-            if m.document == document:
-                if member is not None:
-                    several = True
-                    break
-                member = m
         session = self._session
-        if member is None or session is None:
-            return
-        hub = self.hub
-        found = hub.yjs_room(member, document)
-        if found is None:
-            return
-        lr, room = found
-        who = member.identity
-        outcome = room.persisted(a.update, (who.user_id, who.name), hub.now_ms())
-        # Hocuspocus routing keys (``name\0sessionId``) let several providers of one document
-        # share this socket, and a Persist does not say which of them sent it: then every one
-        # of them gets the update (the sender applies its own update as a no-op).
-        origin = None if several else member.session
-        frames = outcome.frames
-        for b in session.durable(a.ticket):
-            if isinstance(b, Send):
-                frames.append((self, b.frame))
-            elif isinstance(b, Broadcast):
-                frames.extend(room.update_frames(b.update, origin))
-        hub.edits_applied += 1
-        self._edits.inc()
-        tracing = hub.tracing
-        trace = (
-            tracing.start("cowrite.edit", doc=document, session=member.session)
-            if tracing.enabled
-            else None
-        )
-        author = Author(who.user_id, who.name) if hub.hooks.wants_changes else None
-        hub.submit(lr, outcome, None, time.monotonic(), trace=trace, author=author)
+        if session is not None:
+            persist(self.hub, self, session, self._members.values(), self._edits, a)
 
     def _relay_awareness(self, a: RelayAwareness) -> None:
-        member = self._member_of(a.document)
-        found = None if member is None else self.hub.yjs_room(member, a.document)
-        if found is None or member is None:
-            return
-        lr, room = found
-        if a.entries and not member.identity.authenticated:
-            table = room.shared.awareness
-            ours = a.origin
-            member.name_from_awareness(a.entries, lambda c: owner_session(table.owner(c)) == ours)
-        self.hub.submit(lr, _frames(room.awareness_frames(a.update)), None, time.monotonic())
-        self.hub.yjs_awareness_out(a.document, a.update)
+        relay_awareness(self.hub, self._member_of(a.document), a)
 
     async def _join(self, a: Join) -> None:
         session = self._session
@@ -604,7 +557,3 @@ class YjsConnection:
 def _limits(max_frame_bytes: int) -> SessionLimits:
     """One (immutable) ``SessionLimits`` for every connection of a server."""
     return SessionLimits(max_frame_bytes=max_frame_bytes)
-
-
-def _frames(frames: list[tuple[FrameSink, bytes]]) -> Outcome:
-    return Outcome(frames=frames)

@@ -138,6 +138,28 @@ class AwarenessTable:
         s = self._states.get(client_id)
         return None if s is None else s.owner
 
+    def ignores(self, data: bytes) -> bool:
+        """True when the awareness update ``data`` is one entry that ``apply`` would ignore
+        (its clock is not above the state held for its client, and it does not remove that
+        state), read without decoding its JSON: what every provider sends back for each
+        renewal of another client it applies (y-websocket and Hocuspocus relay every change,
+        not only their own), so most awareness messages of a busy document. False for
+        anything else, garbage included (``decode_update`` then reads it)."""
+        dec = Decoder(data)
+        try:
+            if dec.read_var_uint() != 1:
+                return False
+            cur = self._states.get(dec.read_var_uint())
+            clock = dec.read_var_uint()
+            if cur is None or clock > cur.clock:
+                return False
+            text = dec.read_var_string(self.limits.max_state_bytes)
+        except YjsProtocolError:
+            return False
+        if not dec.at_end():
+            return False
+        return clock < cur.clock or cur.state is None or text.strip() != "null"
+
     def apply(
         self, entries: list[AwarenessEntry], owner: Hashable | None, now: float = 0.0
     ) -> AwarenessChange:

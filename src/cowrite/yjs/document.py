@@ -29,7 +29,7 @@ from typing import Any
 import pycrdt
 
 from cowrite.yjs.lib0 import Decoder, Encoder, YjsProtocolError
-from cowrite.yjs.surrogates import Parsed, SurrogateIndex, parse, struct_ends
+from cowrite.yjs.surrogates import Parsed, SurrogateIndex, may_hold_astral, parse
 from cowrite.yjs.ydoc import FastDoc
 
 U64 = (1 << 64) - 1
@@ -37,7 +37,7 @@ EMPTY_UPDATE = b"\x00\x00"
 # Yrs clocks are u32: a state vector entry this large covers every struct of a client.
 _ALL_CLOCKS = (1 << 32) - 1
 _PARSE_OWN_BELOW = 64 * 1024
-"""Updates up to this size have their clients read in Python (``_own_clients``)."""
+"""Updates up to this size are read in Python when they must be (``_parsed``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +89,11 @@ def encode_state_vector(sv: dict[int, int]) -> bytes:
 def _check_update_header(update: bytes) -> None:
     """Cheap sanity checks before Yrs sees the bytes: counts that cannot fit in the input are
     refused here, so a lying count never turns into a large reservation."""
+    n = len(update)
+    if n > 2 and update[0] < 0x80 and update[1] < 0x80:  # one-byte counts (a keystroke)
+        clients, structs = update[0], update[1]
+        if clients * 3 <= n - 1 and (not clients or structs <= n - 2):
+            return
     dec = Decoder(update)
     try:
         clients = dec.read_var_uint(10, U64)
@@ -139,9 +144,10 @@ class YjsDocument:
         self._waiting: list[bytes] = []
         self._unobserve = self._twin.observe_updates(self._captured.append)
         self._surrogates = SurrogateIndex()
-        self._clocks: dict[int, int] = {}
+        self._clocks: dict[int, int] | None = {}
         """The twin's state vector, kept up to date per update (decoding the whole vector for
-        every update costs O(clients ever seen): milliseconds for a long-lived document)."""
+        every update costs O(clients ever seen): milliseconds for a long-lived document), or
+        None after an update that was not read in Python (``_twin_clocks`` reads it back)."""
         # Bytes of the last snapshot/load plus every update since: an upper bound of the encoded
         # size, exact again after encode_snapshot().
         self.size_estimate = 0
@@ -217,14 +223,17 @@ class YjsDocument:
             raise YjsProtocolError(
                 "limit", f"update of {len(update)} bytes (limit {self.limits.max_update_bytes})"
             )
-        parsed = self._parsed(update)
-        split = self._surrogates.split(update, parsed)
-        if split is not None:  # Yrs would hold something else than the client (surrogates.py)
-            raise YjsProtocolError("unsupported_update", f"{split}: splits a surrogate pair")
+        surrogates = self._surrogates
+        parsed = None
+        if surrogates.highs or may_hold_astral(update):  # (else it cannot split a pair)
+            parsed = self._parsed(update)
+            split = surrogates.split(update, parsed)
+            if split is not None:  # Yrs would hold something else than the client's
+                raise YjsProtocolError("unsupported_update", f"{split}: splits a surrogate pair")
         effective = self._apply_complete(update, self.limits.max_document_bytes, parsed)
         if effective is not None:
             # Yrs' encoding of a keystroke is usually the client's own: then it was read already
-            self._surrogates.add(effective, parsed if effective == update else None)
+            surrogates.add(effective, parsed if effective == update else None)
             if self._waiting:
                 self._drain_waiting()
         return effective
@@ -276,35 +285,42 @@ class YjsDocument:
         """Apply ``update`` to the twin; return (what integrated, the part that did not, or
         ``None`` when everything did). The twin holds what integrated; the caller must rebuild
         it when a part did not (Yrs keeps that part pending inside it). ``parsed``: what
-        ``_parsed`` read of ``update`` (None: read here, or by Yrs for a large one)."""
+        ``_parsed`` read of ``update``, if the caller read it (else it is read here when Yrs'
+        encoding differs from the client's, or by Yrs for a large one)."""
         if parsed is None:  # (a parsed update was read whole: its counts fit its bytes)
             _check_update_header(update)
         self._captured.clear()
         twin = self._twin
         try:
-            own = parsed.ends if parsed is not None else self._own_clients(update)
             twin.apply_update(update)
-            if parsed is not None and self._captured == [update]:
+            if self._captured == [update]:
                 # Yrs' own update of the transaction is the client's, byte for byte: every
                 # struct and every deletion integrated (what waits is left out of it), so the
                 # twin's clocks are the old ones or the update's. (A keystroke from Yjs or Yrs
-                # encodes the same: this skips reading the twin's state vector back.)
+                # encodes the same: this reads neither the update nor the twin's vector.)
                 clocks = self._clocks
-                for client, end in parsed.ends.items():
-                    if end > clocks.get(client, 0):
-                        clocks[client] = end
-                return self._captured[0], None
+                if parsed is None or clocks is None:
+                    self._clocks = None  # read back from the twin when needed
+                else:
+                    for client, end in parsed.ends.items():
+                        if end > clocks.get(client, 0):
+                            clocks[client] = end
+                return update, None
+            if parsed is None:
+                parsed = self._parsed(update)
+            own = parsed.ends if parsed is not None else None
             sv_bytes = twin.get_state()
             rest: bytes | None = pycrdt.get_update(update, sv_bytes)
             if Decoder(rest or b"").read_var_uint(10, U64) == 0:
                 # every struct integrated: the twin's clocks are the old ones or the update's
-                if own is None:
-                    self._clocks = own = decode_state_vector(sv_bytes)
                 clocks = self._clocks
-                for client, end in own.items():
-                    if end > clocks.get(client, 0):
-                        clocks[client] = end
-                deletes = parsed.deletes if parsed is not None else _delete_set(update, own)
+                if own is None or clocks is None:
+                    self._clocks = clocks = decode_state_vector(sv_bytes)
+                else:
+                    for client, end in own.items():
+                        if end > clocks.get(client, 0):
+                            clocks[client] = end
+                deletes = parsed.deletes if parsed is not None else _delete_set(update, clocks)
                 if all(
                     clock + length <= clocks.get(client, 0) for client, clock, length in deletes
                 ):
@@ -323,6 +339,12 @@ class YjsDocument:
             return None, rest
         return (captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)), rest
 
+    def _twin_clocks(self) -> dict[int, int]:
+        """The twin's state vector (what ``_clocks`` keeps, read back when it is stale)."""
+        if self._clocks is None:
+            self._clocks = decode_state_vector(self._twin.get_state())
+        return self._clocks
+
     def _parsed(self, update: bytes) -> Parsed | None:
         """``update`` read once in Python (its structs' clients and its delete set: a small
         update costs microseconds), or None for a large or unreadable one (then Yrs reads it,
@@ -333,16 +355,6 @@ class YjsDocument:
             return parse(update)
         except YjsProtocolError:
             return None
-
-    def _own_clients(self, update: bytes) -> dict[int, int] | None:
-        """The clock after each client's structs in ``update`` (read in Python: a small update
-        costs microseconds), or None for a large one (then the twin's vector is decoded)."""
-        if len(update) > _PARSE_OWN_BELOW:
-            return None
-        try:
-            return struct_ends(update)
-        except YjsProtocolError:
-            return None  # Yrs decides (and refuses it)
 
     def _apply_to_doc(self, effective: bytes) -> None:
         try:

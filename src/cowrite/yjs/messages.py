@@ -174,9 +174,13 @@ def decode_ywebsocket(
     return msg
 
 
-def _ywebsocket_update(frame: bytes) -> YSync | None:
-    """A sync update frame of an update of < 128 bytes (every keystroke), read without a
-    decoder; None for any other frame (the decoder reads it)."""
+def _ywebsocket_update(frame: bytes) -> YSync | YAwareness | None:
+    """A sync update frame of an update of < 128 bytes (every keystroke), or an awareness
+    frame of < 128 bytes (every renewal and its echoes), read without a decoder; None for any
+    other frame (the decoder reads it)."""
+    if len(frame) > 1 and frame[0] == 1:  # awareness
+        n = frame[1]
+        return YAwareness(frame[2:]) if n < 0x80 and len(frame) == 2 + n else None
     n = frame[2] if len(frame) > 3 and frame[0] == 0 and frame[1] == 2 else 0x80  # sync, update
     if n < 0x80 and len(frame) == 3 + n:
         return YSync(SyncUpdate(frame[3:]))
@@ -364,11 +368,23 @@ def decode_hocuspocus(
     return msg
 
 
-def _hocuspocus_update(frame: bytes, max_address_bytes: int) -> HSync | None:
+def _hocuspocus_update(frame: bytes, max_address_bytes: int) -> HSync | HAwareness | None:
     """A sync update frame with an address and an update of < 128 bytes each (every
-    keystroke), read without a decoder; None for any other frame (the decoder reads it)."""
+    keystroke), or an awareness frame with an address and an update of < 128 bytes each
+    (every renewal and its echoes), read without a decoder; None for any other frame (the
+    decoder reads it)."""
     n = frame[0]
-    if n >= 0x80 or n > max_address_bytes or len(frame) < n + 5:
+    if n >= 0x80 or n > max_address_bytes or len(frame) < n + 3:
+        return None
+    if frame[n + 1] == 1:  # awareness
+        size = frame[n + 2]
+        if size >= 0x80 or len(frame) != n + 3 + size:
+            return None
+        try:
+            return HAwareness(frame[1 : n + 1].decode(), frame[n + 3 :])
+        except UnicodeDecodeError:
+            return None
+    if len(frame) < n + 5:
         return None
     if frame[n + 1] != 0 or frame[n + 2] != 2 or frame[n + 3] >= 0x80:  # sync, update
         return None

@@ -212,8 +212,11 @@ class _Base:
     def _handle_awareness(
         self, address: str, st: _Stream, update: bytes, now: float
     ) -> list[Action]:
-        entries = decode_update(update, st.shared.awareness.limits)
-        change = st.shared.awareness.apply(entries, (self.key, address), now)
+        table = st.shared.awareness
+        if table.ignores(update):  # (another client's renewal, echoed: nothing to do)
+            return []
+        entries = decode_update(update, table.limits)
+        change = table.apply(entries, (self.key, address), now)
         if change.relay is None:
             return []
         return [RelayAwareness(st.document, change.relay, self.key, change.relayed)]
