@@ -70,7 +70,9 @@ class SyncStats:
 class WalSyncer:
     """A thread that fdatasyncs ``wal_path`` and then hands the covered batches to ``resolve``.
 
-    ``resolve(items)`` receives what the writer handed over, in order, on this thread.
+    ``resolve(items)`` receives what the writer handed over, in order, on this thread;
+    ``fail(items, error)`` what it handed over when the sync failed; ``on_failure()`` is called
+    once, when ``failed`` is first set (the writer stops then).
     ``db_path`` is synced instead if the WAL is missing (see the module docstring).
     """
 
@@ -80,6 +82,7 @@ class WalSyncer:
         db_path: str,
         resolve: Callable[[list[Any]], None],
         fail: Callable[[list[Any], BaseException], None],
+        on_failure: Callable[[], None],
         *,
         stats: SyncStats,
         name: str,
@@ -88,6 +91,7 @@ class WalSyncer:
         self._db = db_path
         self._resolve = resolve
         self._fail = fail
+        self._on_failure = on_failure
         self._stats = stats
         self._queue: queue.SimpleQueue[tuple[list[Any], bool] | None] = queue.SimpleQueue()
         self._fd: int | None = None
@@ -148,6 +152,7 @@ class WalSyncer:
                 error = StoreUnavailable(f"sqlite: fdatasync of the WAL failed: {exc!r}")
                 error.__cause__ = exc
                 self.failed = error
+                self._on_failure()
             else:
                 stats = self._stats
                 stats.syncs += 1

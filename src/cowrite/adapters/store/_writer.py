@@ -99,7 +99,7 @@ class BatchWriter:
         self._syncer: WalSyncer | None = None
         if wal is not None:
             self._syncer = WalSyncer(
-                *wal, _deliver, _fail_all, stats=stats.sync, name=f"{name}-sync"
+                *wal, _deliver, _fail_all, self._wake, stats=stats.sync, name=f"{name}-sync"
             )
         self._stats = stats
         self._max_batch = max_batch
@@ -157,6 +157,10 @@ class BatchWriter:
             self._queue.put(tick)
             if self.crashed:  # the thread may have drained its queue for the last time
                 self._fail_queued()
+
+    def _wake(self) -> None:
+        """The sync failed: an empty batch wakes the thread, which then stops (``crashed``)."""
+        self._queue.put([])
 
     def _fail_queued(self) -> None:
         """Fail what the crashed thread left in the queue (it can no longer run it)."""
