@@ -155,6 +155,34 @@ async def test_a_reader_sees_a_committed_row_before_its_sync_and_the_write_waits
         assert await append == 1
 
 
+async def test_close_waits_for_the_sync_of_every_write_submitted(
+    tmp_path: Path, disk: Disk
+) -> None:
+    store = SQLiteStore(tmp_path / "db")
+    await store.open()
+    await store.create_document("d", title="", now_ms=T0)
+    writer = store._writer
+    assert writer is not None and writer._syncer is not None
+    synced = len(disk.events)
+    disk.held = True
+    try:
+        appends = [
+            asyncio.ensure_future(store.append_update("d", b"%d" % i, now_ms=T0)) for i in range(20)
+        ]
+        await asyncio.sleep(0)
+        closing = asyncio.ensure_future(store.close())
+        await _until(lambda: len(disk.events) > synced, "a sync began")
+        assert not closing.done() and not any(a.done() for a in appends)
+    finally:
+        disk.open_gate()
+    await closing
+    assert [await a for a in appends] == list(range(1, 21))
+    assert not writer._syncer._thread.is_alive()
+    async with SQLiteStore(tmp_path / "db") as again:
+        loaded = await again.load("d")
+        assert loaded is not None and len(loaded.updates) == 20
+
+
 @pytest.mark.parametrize(
     ("synchronous", "switch", "env", "pragma", "pipelined"),
     [
