@@ -155,6 +155,30 @@ async def test_a_reader_sees_a_committed_row_before_its_sync_and_the_write_waits
         assert await append == 1
 
 
+async def test_the_writer_syncs_itself_when_idle_and_hands_over_when_a_batch_waits(
+    tmp_path: Path, disk: Disk
+) -> None:
+    async with SQLiteStore(tmp_path / "db", max_batch=1) as store:
+        await store.create_document("d", title="", now_ms=T0)
+        for i in range(5):  # one at a time: nothing to overlap, no thread hop
+            await store.append_update("d", b"%d" % i, now_ms=T0)
+        stats = store.stats.sync
+        assert stats.syncs == stats.batches == 6
+        assert stats.inline >= 1  # (a batch may find the next one already handed over)
+        disk.held = True  # no sync ends until the gate opens
+        try:  # three batches of one: the first two have a batch behind them, the third a sync
+            appends = [
+                asyncio.ensure_future(store.append_update("d", b"b", now_ms=T0)) for _ in range(3)
+            ]
+            # all three commit while no sync can end: the writer did not wait for one
+            await _until(lambda: store.stats.commits == 9, "all three committed")
+            assert not any(a.done() for a in appends)
+        finally:
+            disk.open_gate()
+        assert [await a for a in appends] == [6, 7, 8]
+        assert stats.batches == 9 and stats.largest_group >= 2  # one sync covered two or more
+
+
 async def test_close_waits_for_the_sync_of_every_write_submitted(
     tmp_path: Path, disk: Disk
 ) -> None:

@@ -13,6 +13,11 @@ batches waiting when a sync starts are resolved by it.
 Order: outcomes are delivered in the order they were handed over (the writer's submission
 order), including failures that need no sync, which wait behind the batches before them.
 
+When the writer has no next batch to run and nothing handed over is still waiting, it syncs and
+delivers the batch itself (``settle_here``): with nothing to overlap (one document: its room hands
+the store its next batch only once the previous is durable) the hop to this thread and back
+would cost a wake-up and a re-take of the interpreter lock, and save nothing.
+
 Between a commit and its sync a reader may already see the rows (they are in the WAL and the
 page cache): a process crash, SIGKILL included, cannot lose them (the kernel has the bytes),
 only the machine going down before the sync can, and then no waiter was told they were stored.
@@ -65,6 +70,7 @@ class SyncStats:
     syncs: int = 0  # fdatasync calls that returned
     batches: int = 0  # committed batches they covered
     largest_group: int = 0  # most batches covered by one sync
+    inline: int = 0  # batches the writer synced itself (nothing to overlap with)
 
 
 class WalSyncer:
@@ -95,6 +101,8 @@ class WalSyncer:
         self._stats = stats
         self._queue: queue.SimpleQueue[tuple[list[Any], bool] | None] = queue.SimpleQueue()
         self._fd: int | None = None
+        self._lock = threading.Lock()
+        self._outstanding = 0  # batches handed over and not yet delivered
         self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the open descriptor
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.failed: BaseException | None = None
@@ -105,7 +113,21 @@ class WalSyncer:
 
     def deliver(self, items: list[Any], *, committed: bool) -> None:
         """Queue one batch's outcomes; ``committed``: it wrote something that needs the sync."""
+        with self._lock:
+            self._outstanding += 1
         self._queue.put((items, committed))
+
+    def settle_here(self, items: list[Any], *, committed: bool) -> bool:
+        """Sync and deliver one batch on the caller's thread (the writer's, with no next batch
+        to run meanwhile), if nothing handed over is still waiting: one thread hop fewer. False:
+        hand it over (``deliver``) to keep the order."""
+        with self._lock:
+            if self._outstanding:
+                return False
+        # the sync thread is idle and only the caller hands it work: nobody else uses the fd
+        self._settle([(items, committed)])
+        self._stats.inline += 1
+        return True
 
     def close(self) -> None:
         """Sync and deliver what was handed over, then end the thread (blocking)."""
@@ -136,6 +158,8 @@ class WalSyncer:
                 except BaseException as exc:  # a bug in delivering: later batches must not wait
                     log.exception("the sqlite WAL sync thread failed")
                     self.failed = self.failed or StoreUnavailable(f"sqlite: sync thread: {exc!r}")
+                with self._lock:
+                    self._outstanding -= len(group)
         finally:
             if self._fd is not None:
                 with contextlib.suppress(OSError):

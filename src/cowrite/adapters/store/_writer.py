@@ -212,7 +212,10 @@ class BatchWriter:
                 if syncer is None:
                     _deliver(outcomes)
                 else:  # resolved after the next fdatasync; meanwhile, the next batch
-                    syncer.deliver(outcomes, committed=any(e is None for _, _, e in outcomes))
+                    wrote = any(e is None for _, _, e in outcomes)
+                    idle = not ready and self._queue.empty()  # nothing to run meanwhile
+                    if not (idle and syncer.settle_here(outcomes, committed=wrote)):
+                        syncer.deliver(outcomes, committed=wrote)
                 pending = []
         except BaseException as exc:  # a bug: fail every waiter; the store starts a new writer
             log.exception("sqlite writer thread crashed")
