@@ -10,7 +10,8 @@ edit keys has committed and the WAL, commit record included, has been fsynced, s
 edit survives a process crash, a kernel panic and a power cut (given a disk that honours fsync).
 With ``synchronous="FULL"`` (the default) that fsync is pipelined (``_wal_sync.py``): the writer
 commits with SQLite's ``synchronous=NORMAL`` and a thread of its own ``fdatasync``s the WAL while
-the writer runs the next batch; the batch's writes resolve after that sync. Readers may therefore
+the writer runs the next batch (or the writer syncs itself, when it has no next batch); the
+batch's writes resolve after that sync. Readers may therefore
 see rows committed but not yet synced: a process crash cannot lose them (they are in the OS page
 cache), a power cut before the sync can, and then none of their writers was told they were
 stored. ``sync_pipeline=False`` (or ``COWRITE_SQLITE_SYNC_PIPELINE=0``) makes SQLite fsync inside
