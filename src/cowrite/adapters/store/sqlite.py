@@ -11,10 +11,9 @@ edit survives a process crash, a kernel panic and a power cut (given a disk that
 With ``synchronous="FULL"`` (the default) that fsync is pipelined (``_wal_sync.py``): the writer
 commits with SQLite's ``synchronous=NORMAL`` and a thread of its own ``fdatasync``s the WAL while
 the writer runs the next batch (or the writer syncs itself, when it has no next batch); the
-batch's writes resolve after that sync. Readers may therefore
-see rows committed but not yet synced: a process crash cannot lose them (they are in the OS page
-cache), a power cut before the sync can, and then none of their writers was told they were
-stored. ``sync_pipeline=False`` (or ``COWRITE_SQLITE_SYNC_PIPELINE=0``) makes SQLite fsync inside
+batch's writes resolve after that sync. Readers may therefore see rows committed but not yet
+synced: a process crash cannot lose them (they are in the OS page cache), a power cut before the
+sync can, and then none of their writers was told they were stored. ``sync_pipeline=False`` (or ``COWRITE_SQLITE_SYNC_PIPELINE=0``) makes SQLite fsync inside
 ``COMMIT`` instead, as before. With ``synchronous="NORMAL"`` the WAL is written (``write(2)``) but
 not fsynced before a write resolves: the bytes are in the OS page cache, which survives the process
 being killed (SIGKILL included) but not the machine going down; choose it only if losing the last
