@@ -13,11 +13,12 @@ commits with SQLite's ``synchronous=NORMAL`` and a thread of its own ``fdatasync
 the writer runs the next batch (or the writer syncs itself, when it has no next batch); the
 batch's writes resolve after that sync. Readers may therefore see rows committed but not yet
 synced: a process crash cannot lose them (they are in the OS page cache), a power cut before the
-sync can, and then none of their writers was told they were stored. ``sync_pipeline=False`` (or ``COWRITE_SQLITE_SYNC_PIPELINE=0``) makes SQLite fsync inside
-``COMMIT`` instead, as before. With ``synchronous="NORMAL"`` the WAL is written (``write(2)``) but
-not fsynced before a write resolves: the bytes are in the OS page cache, which survives the process
-being killed (SIGKILL included) but not the machine going down; choose it only if losing the last
-second of edits on power loss is acceptable.
+sync can, and then none of their writers was told they were stored. ``sync_pipeline=False`` (or
+``COWRITE_SQLITE_SYNC_PIPELINE=0``) makes SQLite fsync inside ``COMMIT`` instead, as before.
+With ``synchronous="NORMAL"`` the WAL is written (``write(2)``) but not fsynced before a write
+resolves: the bytes are in the OS page cache, which survives the process being killed (SIGKILL
+included) but not the machine going down; choose it only if losing the last second of edits on
+power loss is acceptable.
 
 This module holds the store, its lifecycle and its threads; the statements they run are in
 ``_sqlite_queries.py``, the schema in ``_schema.py``, the writer thread in ``_writer.py``.
