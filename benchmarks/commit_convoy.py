@@ -8,14 +8,17 @@ statements and a dozen or more such round trips, so a commit that needs a millis
 can take tens of milliseconds of wall time (a *convoy*).
 
 ``python -m benchmarks.commit_convoy [--rate 250] [--seconds 8] [--busy-ms 1.5] [--period-ms 4]
-[--intervals 5,1,0.5] [--sync FULL,NORMAL] [--rounds 2]`` appends to a real `SQLiteStore` at
+[--intervals 5,1,0.5] [--sync PIPE,FULL,NORMAL] [--rounds 2]`` appends to a real `SQLiteStore` at
 ``--rate`` from the event loop (one version per append, as the server writes; every 256th append
 makes a version-tail pack on a reader thread), while a loop callback runs ``--busy-ms`` of Python
 every ``--period-ms`` (the server's own work; 0 for an idle loop). It alternates switch
-intervals (and ``synchronous`` modes: ``NORMAL`` has no fsync at commit, so what its commits
-take beyond their CPU is the lock) in one process and prints, per run: append latency
-(submitted -> durable, the future resolved on the loop), the writer's transactions (wall time
-and the writer thread's CPU time), and the process's CPU.
+intervals and sync modes in one process: ``PIPE`` is ``synchronous="FULL"`` with the pipelined
+group commit (the default: commits without fsync, a sync thread fdatasyncs the WAL before the
+batch resolves), ``FULL`` the same without the pipeline (SQLite fsyncs inside ``COMMIT``),
+``NORMAL`` no fsync before a write resolves (what its commits take beyond their CPU is the lock).
+It prints, per run: append latency (submitted -> durable, the future resolved on the loop), the
+writer's transactions (wall time and the writer thread's CPU time), the WAL syncs (how many, and
+the committed batches per sync) and the process's CPU.
 
 Wall-clock numbers: on a shared machine compare the modes within one run, and the CPU columns.
 """
@@ -77,7 +80,11 @@ async def run(
     _writer.BatchWriter._commit = timed  # type: ignore[method-assign]
     sys.setswitchinterval(interval_s)
     try:
-        async with SQLiteStore(path, synchronous=sync) as store:  # type: ignore[arg-type]
+        async with SQLiteStore(
+            path,
+            synchronous="NORMAL" if sync == "NORMAL" else "FULL",
+            sync_pipeline=sync == "PIPE",
+        ) as store:
             await store.create_document("d", title="", now_ms=0)
             loop = asyncio.get_running_loop()
             stop = False
@@ -109,6 +116,8 @@ async def run(
             await asyncio.gather(*tasks)
             cpu = time.process_time() - cpu0
             stop = True
+            syncs = store.stats.sync.syncs
+            batches = store.stats.sync.batches
     finally:
         _writer.BatchWriter._commit = original  # type: ignore[method-assign]
         sys.setswitchinterval(previous)
@@ -122,6 +131,8 @@ async def run(
         "commit p99": _q(commits, 99),
         "commit max": _q(commits, 100),
         "commit cpu p99": _q(commit_cpu, 99),
+        "syncs": syncs,
+        "batches/sync": batches / syncs if syncs else 0.0,
         "cpu %": 100 * cpu / seconds,
     }
 
@@ -133,7 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--busy-ms", type=float, default=1.5, help="loop work per period")
     parser.add_argument("--period-ms", type=float, default=4.0)
     parser.add_argument("--intervals", default="5,1,0.5", help="switch intervals, ms")
-    parser.add_argument("--sync", default="FULL", help="FULL and/or NORMAL, comma-separated")
+    parser.add_argument(
+        "--sync", default="PIPE,FULL", help="PIPE, FULL and/or NORMAL, comma-separated"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="alternated series of runs")
     args = parser.parse_args(argv)
     intervals = [float(x) / 1000 for x in args.intervals.split(",")]
@@ -156,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     load = os.getloadavg()[0]
                     cells = ", ".join(
-                        f"{k} {v:.0f}" if k in ("appends", "commits") else f"{k} {v:.1f}"
+                        f"{k} {v:.0f}" if k in ("appends", "commits", "syncs") else f"{k} {v:.1f}"
                         for k, v in res.items()
                     )
                     print(

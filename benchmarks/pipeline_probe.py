@@ -27,7 +27,10 @@ which calls ``install`` before the server starts. At exit ``DIR/probe-<pid>.txt`
 * ``disk``: the disk's own fsync beside the server (a 4 kB ``pwrite`` and ``fdatasync`` every
   20 ms of a file in ``DIR``, same device as the benchmark's database), and the checkpointer's
   WAL checkpoints (``_checkpoint.py``); each slow commit is listed with the slowest disk fsync
-  and the checkpoint that overlapped it.
+  and the checkpoint that overlapped it;
+* ``WAL syncs`` (pipelined group commit, ``_wal_sync.py``): each ``fdatasync`` of the sync
+  thread, and each commit's wait from ``COMMIT`` returned to the end of the sync that covered it;
+  with the pipeline on, an edit is *durable* (the stages) when that sync ended, not its commit.
 
 Durations are wall-clock: on a loaded machine they include waiting for a CPU.
 """
@@ -327,7 +330,7 @@ def _disk_summary(
 def install(out: Path) -> None:
     """Wrap the writer's commit and the pipeline's steps; record GC pauses and loop stalls;
     write the report to ``out`` at exit."""
-    from cowrite.adapters.store import _checkpoint, _writer
+    from cowrite.adapters.store import _checkpoint, _wal_sync, _writer
     from cowrite.adapters.store import _version_blocks as vb
     from cowrite.server import hub, pipeline
 
@@ -453,9 +456,10 @@ def install(out: Path) -> None:
         finally:
             sent = time.monotonic()
             start, end = persisted.pop(id(lr), (taken, taken))
-            with lock:  # the last commit that ended while this batch waited: its own
-                i = bisect.bisect_right(commit_ends, end) - 1
-                durable = commit_ends[i] if i >= 0 and commit_ends[i] >= start else end
+            with lock:  # the last commit (sync) that ended while this batch waited: its own
+                ends = sync_ends if sync_ends else commit_ends
+                i = bisect.bisect_right(ends, end) - 1
+                durable = ends[i] if i >= 0 and ends[i] >= start else end
             for s in mine:
                 s.taken, s.durable, s.resumed, s.sent = taken, durable, end, sent
                 edits.append(s)
@@ -475,6 +479,22 @@ def install(out: Path) -> None:
             if info["generation"] == 2:
                 full.append((time.monotonic() - took, took))
 
+    syncs: list[float] = []
+    sync_ends: list[float] = []
+    sync_starts: list[float] = []
+    wal_sync: Callable[..., Any] = _wal_sync.WalSyncer._sync
+
+    def timed_sync(self: _wal_sync.WalSyncer) -> None:
+        t, begun = time.perf_counter(), time.monotonic()
+        try:
+            wal_sync(self)
+        finally:
+            syncs.append(time.perf_counter() - t)
+            with lock:
+                sync_starts.append(begun)
+                sync_ends.append(time.monotonic())
+
+    _wal_sync.WalSyncer._sync = timed_sync  # type: ignore[method-assign]
     _writer.BatchWriter._commit = timed_commit  # type: ignore[method-assign]
     _writer.BatchWriter.submit = timed_writer_submit  # type: ignore[method-assign]
     _writer.BatchWriter._run_together = timed_run_together  # type: ignore[method-assign]
@@ -522,6 +542,18 @@ def install(out: Path) -> None:
 
     first_commit = [commit_ends[0] if commit_ends else 0.0]
 
+    def _sync_waits() -> list[float]:
+        """Per commit, from its end to the end of the first sync begun after it (pipeline
+        only)."""
+        with lock:
+            ends, begun, done = list(commit_ends), list(sync_starts), list(sync_ends)
+        waits = []
+        for e in ends:
+            i = bisect.bisect_left(begun, e)
+            if i < len(done):
+                waits.append(done[i] - e)
+        return waits
+
     def write() -> None:
         first_commit[0] = commit_ends[0] if commit_ends else 0.0
         lines = [
@@ -537,6 +569,8 @@ def install(out: Path) -> None:
             *lock_watch.report(),
             *disk.report(),
             f"WAL checkpoints: {_quantiles([d for _, d in checkpoints])}",
+            f"WAL syncs (pipeline), fdatasync: {_quantiles(syncs)}",
+            f"WAL syncs, commit returned -> its sync ended: {_quantiles(_sync_waits())}",
             "commits over 20 ms (s since the first commit, ms; thread CPU ms; runnable without a"
             " CPU ms; statements wall/CPU ms, the rest is BEGIN and COMMIT; beside it: the"
             " slowest disk fsync, the longest lock re-take, a WAL checkpoint, ms; jobs):",

@@ -1,9 +1,10 @@
 """Child process for test_sqlite_crash.py: appends to a SQLite store until it is killed.
 
-Usage: ``python sqlite_crash_child.py DB_PATH FULL|NORMAL``. Several coroutines append
-concurrently (so appends share commits); after each ``append_update`` returns, the child prints
-``<seq> <client_id> <edit_id> <hex of the update>`` and flushes: every printed line is an
-acknowledged edit.
+Usage: ``python sqlite_crash_child.py DB_PATH FULL|NORMAL [pipe|nopipe]`` (``nopipe``: SQLite
+fsyncs inside ``COMMIT``; ``pipe``, the default: the WAL is fsynced on a thread of its own).
+Several coroutines append concurrently (so appends share commits); after each ``append_update``
+returns, the child prints ``<seq> <client_id> <edit_id> <hex of the update>`` and flushes: every
+printed line is an acknowledged edit.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ async def worker(store: SQLiteStore, worker_id: int) -> None:
         sys.stdout.flush()
 
 
-async def main(path: str, synchronous: Literal["FULL", "NORMAL"]) -> None:
-    async with SQLiteStore(path, synchronous=synchronous) as store:
+async def main(path: str, synchronous: Literal["FULL", "NORMAL"], pipeline: bool) -> None:
+    async with SQLiteStore(path, synchronous=synchronous, sync_pipeline=pipeline) as store:
         with contextlib.suppress(DocumentExists):  # a restart after a kill
             await store.create_document(DOC_ID, title="crash", now_ms=0)
         sys.stdout.write("ready\n")
@@ -44,4 +45,5 @@ async def main(path: str, synchronous: Literal["FULL", "NORMAL"]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], cast(Literal["FULL", "NORMAL"], sys.argv[2])))
+    mode = sys.argv[3] if len(sys.argv) > 3 else "pipe"
+    asyncio.run(main(sys.argv[1], cast(Literal["FULL", "NORMAL"], sys.argv[2]), mode == "pipe"))

@@ -53,13 +53,13 @@ async def test_the_checkpointer_copies_committed_writes_into_the_database_file(
 async def test_the_writer_keeps_only_a_large_automatic_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "db"
     with_thread = SQLiteStore(path)
-    conn = with_thread._open_writer_connection()
+    conn, _ = with_thread._open_writer_connection()
     try:
         assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == SAFETY_PAGES
     finally:
         conn.close()
     without = SQLiteStore(path, checkpoint_interval_s=None)  # SQLite's own, as before
-    conn = without._open_writer_connection()
+    conn, _ = without._open_writer_connection()
     try:
         assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     finally:

@@ -33,7 +33,7 @@ ENV = {
 class Served:
     """One ``cowrite serve`` process."""
 
-    def __init__(self, data: Path, log: Path) -> None:
+    def __init__(self, data: Path, log: Path, env: dict[str, str] | None = None) -> None:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
@@ -54,7 +54,7 @@ class Served:
             ],
             stdout=self.log,
             stderr=self.log,
-            env={**os.environ, **ENV},
+            env={**os.environ, **ENV, **(env or {})},
         )
         self.url = f"ws://127.0.0.1:{self.port}/ws"
 
@@ -169,9 +169,12 @@ async def _resend_and_check(served: Served, typists: list[Typist]) -> None:
     await checker.close()
 
 
-async def test_acknowledged_edits_survive_kill_9(tmp_path: Path, servers: list[Served]) -> None:
+@pytest.mark.parametrize("pipeline", ["1", "0"])  # the WAL fsynced on a thread of its own, or not
+async def test_acknowledged_edits_survive_kill_9(
+    tmp_path: Path, servers: list[Served], pipeline: str
+) -> None:
     data, log = tmp_path / "dur.db", tmp_path / "server.log"
-    first = Served(data, log)
+    first = Served(data, log, {"COWRITE_SQLITE_SYNC_PIPELINE": pipeline})
     servers.append(first)
     await first.ready()
     typists = await _burst(first, ["c1", "c2", "c3", "c4"], stop_after=400)
@@ -184,7 +187,7 @@ async def test_acknowledged_edits_survive_kill_9(tmp_path: Path, servers: list[S
     versions = [v for t in typists for v in t.acked.values()]
     assert len(set(versions)) == len(versions)  # one version per edit
 
-    second = Served(data, log)
+    second = Served(data, log, {"COWRITE_SQLITE_SYNC_PIPELINE": pipeline})
     servers.append(second)
     await second.ready()
     checker = await ThinClient.connect(second.url, "checker", "dur", create=False)

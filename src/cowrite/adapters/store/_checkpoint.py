@@ -11,6 +11,11 @@ restarts the WAL once a checkpoint has copied all of it. The writer keeps a much
 automatic checkpoint as a safety net (``SAFETY_PAGES``), so the WAL stays bounded if this
 thread falls behind or fails.
 
+With the pipelined WAL sync (``_wal_sync.py``) a checkpoint may copy frames whose sync has not
+run yet: SQLite syncs the WAL before a checkpoint copies it (this connection keeps the default
+``synchronous``) and the database file after, so that only makes them durable sooner; the WAL it
+lets the writer reuse is the same file (the sync thread's descriptor stays valid).
+
 Contract: ``start()`` once, ``stop()`` once (blocking: joins the thread); errors are logged and
 retried at the next interval, never raised to the store.
 """

@@ -9,9 +9,16 @@ batch pays no savepoint statements (two per job, each a round trip through the G
 waits for its fsync the next one queues up, so N concurrent writers cost about one fsync per batch
 instead of N, with no artificial delay added to a lone write.
 
+With a `WalSyncer` (pipelined group commit, ``_wal_sync.py``) the commit does not fsync: the
+writer hands the batch's outcomes to the sync thread and runs the next batch's statements while
+the WAL is fsynced; the outcomes still reach their loops in submission order, each after an
+``fdatasync`` that began after its commit. Without one (``COWRITE_SQLITE_SYNC_PIPELINE=0``, or
+``synchronous="NORMAL"``) they are delivered as soon as ``COMMIT`` returns.
+
 A job that raises anything (a bad argument, a bug, ``OverflowError`` from SQLite's binding of a huge
 int) fails that job only. If the thread dies anyway, ``crashed`` is set, every waiter gets
-`StoreUnavailable`, and ``SQLiteStore`` starts a new writer on the next write.
+`StoreUnavailable`, and ``SQLiteStore`` starts a new writer on the next write; so it does when the
+WAL's fdatasync failed (the batches it covered fail, and the writer stops before the next one).
 
 Jobs run in the order they were submitted: the log order of a document is the order of the
 ``append_update`` calls.
@@ -31,9 +38,10 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from cowrite.adapters.store._wal_sync import SyncStats, WalSyncer
 from cowrite.adapters.store.base import StoreError, StoreUnavailable
 
 T = TypeVar("T")
@@ -48,6 +56,7 @@ class WriterStats:
     commits: int = 0  # transactions committed
     jobs: int = 0  # jobs that ran in a committed transaction (succeeded or not)
     largest_batch: int = 0
+    sync: SyncStats = field(default_factory=SyncStats)  # the WAL syncs of the pipeline
 
 
 @dataclass(slots=True)
@@ -75,9 +84,23 @@ class BatchWriter:
     """Runs write jobs on a dedicated thread that owns ``conn``, committing them in batches."""
 
     def __init__(
-        self, conn: sqlite3.Connection, *, stats: WriterStats, max_batch: int, name: str
+        self,
+        conn: sqlite3.Connection,
+        *,
+        stats: WriterStats,
+        max_batch: int,
+        name: str,
+        wal: tuple[str, str] | None = None,
     ) -> None:
+        """``wal``: (the WAL's path, the database's) to fsync on a thread of its own after each
+        commit (the connection then commits with ``synchronous=NORMAL``); None: deliver the
+        outcomes when ``COMMIT`` returns."""
         self._conn = conn
+        self._syncer: WalSyncer | None = None
+        if wal is not None:
+            self._syncer = WalSyncer(
+                *wal, _deliver, _fail_all, self._wake, stats=stats.sync, name=f"{name}-sync"
+            )
         self._stats = stats
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[list[_Job[Any]] | None] = queue.SimpleQueue()  # None: stop
@@ -89,13 +112,21 @@ class BatchWriter:
         """The thread died of an unexpected error: this writer takes no more jobs."""
 
     def start(self) -> None:
+        if self._syncer is not None:
+            self._syncer.start()
         self._thread.start()
 
     def is_alive(self) -> bool:
-        return self._thread.is_alive() and not self._stopping
+        syncer = self._syncer
+        return (
+            self._thread.is_alive()
+            and not self._stopping
+            and (syncer is None or syncer.failed is None)
+        )
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Queue ``fn``; the future resolves after the transaction that ran it has committed.
+        """Queue ``fn``; the future resolves after the transaction that ran it has committed
+        (and, with a syncer, after the WAL's fdatasync that followed).
 
         Must be called from a running event loop. The result is ``fn``'s return value, or the
         exception it raised (its changes then rolled back), or `StoreUnavailable`/`StoreError` if
@@ -127,6 +158,10 @@ class BatchWriter:
             if self.crashed:  # the thread may have drained its queue for the last time
                 self._fail_queued()
 
+    def _wake(self) -> None:
+        """The sync failed: an empty batch wakes the thread, which then stops (``crashed``)."""
+        self._queue.put([])
+
     def _fail_queued(self) -> None:
         """Fail what the crashed thread left in the queue (it can no longer run it)."""
         crashed = StoreUnavailable("the sqlite writer thread crashed")
@@ -150,6 +185,7 @@ class BatchWriter:
     # --- the writer thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        syncer = self._syncer
         pending: list[_Job[Any]] = []
         ready: list[_Job[Any]] = []  # handed over, not yet in a batch (beyond ``max_batch``)
         try:
@@ -170,7 +206,16 @@ class BatchWriter:
                     else:
                         ready += item
                 pending, ready = ready[: self._max_batch], ready[self._max_batch :]
-                _deliver(self._commit(pending))
+                if syncer is not None and syncer.failed is not None:
+                    raise syncer.failed  # the disk's state is unknown: stop, be restarted
+                outcomes = self._commit(pending)
+                if syncer is None:
+                    _deliver(outcomes)
+                else:  # resolved after the next fdatasync; meanwhile, the next batch
+                    wrote = any(e is None for _, _, e in outcomes)
+                    idle = not ready and self._queue.empty()  # nothing to run meanwhile
+                    if not (idle and syncer.settle_here(outcomes, committed=wrote)):
+                        syncer.deliver(outcomes, committed=wrote)
                 pending = []
         except BaseException as exc:  # a bug: fail every waiter; the store starts a new writer
             log.exception("sqlite writer thread crashed")
@@ -185,8 +230,15 @@ class BatchWriter:
                     break
                 if item is not None:
                     pending += item
-            _deliver([(job, None, crashed) for job in pending])  # logged above; not re-raised
+            failed: list[tuple[_Job[Any], Any, BaseException | None]]
+            failed = [(job, None, crashed) for job in pending]
+            if syncer is None:
+                _deliver(failed)  # logged above; not re-raised
+            else:  # behind the batches still waiting for their sync
+                syncer.deliver(failed, committed=False)
         finally:
+            if syncer is not None:
+                syncer.close()  # the last sync before the connection closes
             self._conn.close()
 
     def _commit(self, batch: list[_Job[Any]]) -> list[tuple[_Job[Any], Any, BaseException | None]]:
@@ -270,6 +322,13 @@ def _deliver(outcomes: list[tuple[_Job[Any], Any, BaseException | None]]) -> Non
         # RuntimeError: the loop is closed, so nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_resolve, items)
+
+
+def _fail_all(
+    outcomes: list[tuple[_Job[Any], Any, BaseException | None]], error: BaseException
+) -> None:
+    """Deliver ``error`` to every job of a batch whose sync failed."""
+    _deliver([(job, None, error) for job, _, _ in outcomes])
 
 
 def _resolve(items: list[_Outcome]) -> None:

@@ -5,13 +5,20 @@ Writes go through one writer thread with its own connection (`BatchWriter`): con
 of reader threads, each with its own read-only connection; WAL lets them read the last committed
 state while the writer writes. No blocking call ever runs on the event loop.
 
-Durability: an ``append_update`` resolves only after the ``COMMIT`` of the transaction holding the
-update and its edit keys has returned. In WAL mode with ``synchronous=FULL`` (the default) SQLite
-fsyncs the WAL, commit record included, before ``COMMIT`` returns, so an acknowledged edit survives
-a process crash, a kernel panic and a power cut (given a disk that honours fsync). With
-``synchronous="NORMAL"`` the WAL is written (``write(2)``) but not fsynced at commit: the bytes are
-in the OS page cache, which survives the process being killed (SIGKILL included) but not the
-machine going down; choose it only if losing the last second of edits on power loss is acceptable.
+Durability: an ``append_update`` resolves only after the transaction holding the update and its
+edit keys has committed and the WAL, commit record included, has been fsynced, so an acknowledged
+edit survives a process crash, a kernel panic and a power cut (given a disk that honours fsync).
+With ``synchronous="FULL"`` (the default) that fsync is pipelined (``_wal_sync.py``): the writer
+commits with SQLite's ``synchronous=NORMAL`` and a thread of its own ``fdatasync``s the WAL while
+the writer runs the next batch (or the writer syncs itself, when it has no next batch); the
+batch's writes resolve after that sync. Readers may therefore see rows committed but not yet
+synced: a process crash cannot lose them (they are in the OS page cache), a power cut before the
+sync can, and then none of their writers was told they were stored. ``sync_pipeline=False`` (or
+``COWRITE_SQLITE_SYNC_PIPELINE=0``) makes SQLite fsync inside ``COMMIT`` instead, as before.
+With ``synchronous="NORMAL"`` the WAL is written (``write(2)``) but not fsynced before a write
+resolves: the bytes are in the OS page cache, which survives the process being killed (SIGKILL
+included) but not the machine going down; choose it only if losing the last second of edits on
+power loss is acceptable.
 
 This module holds the store, its lifecycle and its threads; the statements they run are in
 ``_sqlite_queries.py``, the schema in ``_schema.py``, the writer thread in ``_writer.py``.
@@ -56,6 +63,7 @@ from cowrite.adapters.store._versions import (
     apply_pack,
     plan_pack,
 )
+from cowrite.adapters.store._wal_sync import pipeline_enabled
 from cowrite.adapters.store._writer import BatchWriter, WriterStats, translate
 from cowrite.adapters.store.base import (
     ChatMessage,
@@ -94,7 +102,9 @@ class SQLiteStore:
 
     ``path`` is created if missing (its directory must exist). ``max_batch`` bounds how many writes
     share one transaction; ``readers`` is the number of reader threads; ``version_block`` is
-    how many versions are packed into one block (``_version_blocks.py``).
+    how many versions are packed into one block (``_version_blocks.py``). ``sync_pipeline``:
+    with ``synchronous="FULL"``, fsync the WAL on a thread of its own (None: unless
+    ``COWRITE_SQLITE_SYNC_PIPELINE=0``).
     """
 
     def __init__(
@@ -108,6 +118,7 @@ class SQLiteStore:
         health_timeout_s: float = 2.0,
         version_block: int = BLOCK_VERSIONS,
         checkpoint_interval_s: float | None = 1.0,
+        sync_pipeline: bool | None = None,
     ) -> None:
         self.path = os.fspath(path)
         if self.path in ("", ":memory:") or self.path.startswith("file::memory:"):
@@ -124,6 +135,7 @@ class SQLiteStore:
         self._checkpoint_interval_s = checkpoint_interval_s
         self._checkpointer: Checkpointer | None = None
         self._synchronous = synchronous
+        self.sync_pipeline = synchronous == "FULL" and pipeline_enabled(sync_pipeline)
         self._busy_timeout_ms = busy_timeout_ms
         self._max_batch = max_batch
         self._reader_count = readers
@@ -175,9 +187,13 @@ class SQLiteStore:
             self._checkpointer.start()
 
     async def _start_writer(self) -> BatchWriter:
-        conn = await asyncio.to_thread(self._open_writer_connection)
+        conn, wal = await asyncio.to_thread(self._open_writer_connection)
         writer = BatchWriter(
-            conn, stats=self.stats, max_batch=self._max_batch, name="cowrite-sqlite-writer"
+            conn,
+            stats=self.stats,
+            max_batch=self._max_batch,
+            name="cowrite-sqlite-writer",
+            wal=wal,
         )
         writer.start()
         return writer
@@ -484,13 +500,21 @@ class SQLiteStore:
         conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
         return conn
 
-    def _open_writer_connection(self) -> sqlite3.Connection:
+    def _open_writer_connection(self) -> tuple[sqlite3.Connection, tuple[str, str] | None]:
+        """The writer's connection, and (WAL path, database path) if it syncs in a pipeline."""
         conn = self._connect()
+        wal: tuple[str, str] | None = None
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreUnavailable(f"cannot put {self.path!r} in WAL mode (got {mode!r})")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            if self.sync_pipeline:  # COMMIT writes the WAL; the sync thread fsyncs it
+                conn.execute("PRAGMA synchronous = NORMAL")
+                # the file SQLite opened (symlinks resolved); its WAL is beside it
+                main = [r[2] for r in conn.execute("PRAGMA database_list") if r[1] == "main"]
+                wal = (f"{main[0]}-wal", main[0])
+            else:
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             if self._checkpoint_interval_s is not None:  # the checkpointer's, off the commits
                 conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_PAGES}")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -501,7 +525,7 @@ class SQLiteStore:
         except BaseException:
             conn.close()
             raise
-        return conn
+        return conn, wal
 
     def _connect_reader(self) -> sqlite3.Connection:
         conn = self._connect()
