@@ -109,7 +109,7 @@ async def test_a_write_resolves_after_an_fdatasync_of_the_wal_begun_after_its_co
     tmp_path: Path, disk: Disk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _record_commits(monkeypatch, disk)
-    async with SQLiteStore(tmp_path / "db") as store:
+    async with SQLiteStore(tmp_path / "db", sync_pipeline=True) as store:
         assert store.sync_pipeline
         await store._write(lambda c: c.execute("CREATE TABLE t (v INTEGER)"))
         resolved: list[int] = []
@@ -140,7 +140,7 @@ async def test_a_write_resolves_after_an_fdatasync_of_the_wal_begun_after_its_co
 async def test_a_reader_sees_a_committed_row_before_its_sync_and_the_write_waits_for_it(
     tmp_path: Path, disk: Disk
 ) -> None:
-    async with SQLiteStore(tmp_path / "db") as store:
+    async with SQLiteStore(tmp_path / "db", sync_pipeline=True) as store:
         await store.create_document("d", title="", now_ms=T0)
         synced = len(disk.events)
         disk.held = True
@@ -158,7 +158,7 @@ async def test_a_reader_sees_a_committed_row_before_its_sync_and_the_write_waits
 async def test_the_writer_syncs_itself_when_idle_and_hands_over_when_a_batch_waits(
     tmp_path: Path, disk: Disk
 ) -> None:
-    async with SQLiteStore(tmp_path / "db", max_batch=1) as store:
+    async with SQLiteStore(tmp_path / "db", max_batch=1, sync_pipeline=True) as store:
         await store.create_document("d", title="", now_ms=T0)
         for i in range(5):  # one at a time: nothing to overlap, no thread hop
             await store.append_update("d", b"%d" % i, now_ms=T0)
@@ -182,7 +182,7 @@ async def test_the_writer_syncs_itself_when_idle_and_hands_over_when_a_batch_wai
 async def test_close_waits_for_the_sync_of_every_write_submitted(
     tmp_path: Path, disk: Disk
 ) -> None:
-    store = SQLiteStore(tmp_path / "db")
+    store = SQLiteStore(tmp_path / "db", sync_pipeline=True)
     await store.open()
     await store.create_document("d", title="", now_ms=T0)
     writer = store._writer
@@ -210,12 +210,13 @@ async def test_close_waits_for_the_sync_of_every_write_submitted(
 @pytest.mark.parametrize(
     ("synchronous", "switch", "env", "pragma", "pipelined"),
     [
-        ("FULL", None, None, 1, True),  # NORMAL for SQLite: the sync thread fsyncs
+        ("FULL", None, None, 2, False),  # off by default: SQLite fsyncs inside COMMIT
+        ("FULL", None, "1", 1, True),  # NORMAL for SQLite: the sync thread fsyncs
+        ("FULL", None, " On ", 1, True),
         ("FULL", False, None, 2, False),
         ("FULL", None, "0", 2, False),
         ("FULL", None, "off", 2, False),
         ("FULL", True, "0", 1, True),  # the argument wins
-        ("FULL", None, "banana", 1, True),  # garbage: the default
         ("NORMAL", None, None, 1, False),  # no fsync before a write resolves, as before
         ("NORMAL", True, None, 1, False),
     ],
@@ -245,12 +246,19 @@ async def test_the_pipeline_switch(
 def test_pipeline_enabled_reads_its_argument_then_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("COWRITE_SQLITE_SYNC_PIPELINE", raising=False)
+    assert pipeline_enabled(None) is False
+    monkeypatch.setenv("COWRITE_SQLITE_SYNC_PIPELINE", " Yes ")
+    assert pipeline_enabled(None) is True
+    assert pipeline_enabled(False) is False
     monkeypatch.setenv("COWRITE_SQLITE_SYNC_PIPELINE", " No ")
     assert pipeline_enabled(None) is False
     assert pipeline_enabled(True) is True
-    for garbage in ("", "2", "\u00e9\u00e9", "yes please", "0 0"):
+    for garbage in ("2", "\u00e9\u00e9", "yes please", "0 0", "banana"):
         monkeypatch.setenv("COWRITE_SQLITE_SYNC_PIPELINE", garbage)
-        assert pipeline_enabled(None) is True
+        with pytest.raises(ValueError, match="COWRITE_SQLITE_SYNC_PIPELINE must be 1 or 0"):
+            pipeline_enabled(None)
+        assert pipeline_enabled(True) is True  # an explicit argument does not read it
 
 
 def test_the_syncer_follows_a_replaced_wal_and_syncs_the_database_without_one(
@@ -301,7 +309,7 @@ async def test_checkpoints_reuse_the_wal_in_place_and_every_write_is_kept(
     tmp_path: Path, disk: Disk
 ) -> None:
     path = tmp_path / "db"
-    async with SQLiteStore(path, checkpoint_interval_s=0.01) as store:
+    async with SQLiteStore(path, checkpoint_interval_s=0.01, sync_pipeline=True) as store:
         await store.create_document("d", title="", now_ms=T0)
         checkpointer = store._checkpointer
         assert checkpointer is not None

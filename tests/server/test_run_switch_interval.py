@@ -49,3 +49,11 @@ def test_serve_sets_it_for_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         sys.setswitchinterval(before)
     assert seen == [pytest.approx(0.0005)]
+
+
+def test_a_bad_sqlite_sync_pipeline_switch_is_refused_before_the_server_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COWRITE_SQLITE_SYNC_PIPELINE", "maybe")
+    assert run.serve(port=0, data=":memory:") == 2
+    assert "COWRITE_SQLITE_SYNC_PIPELINE must be 1 or 0" in capsys.readouterr().err

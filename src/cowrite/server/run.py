@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 import uvicorn
 
+from cowrite.adapters.store._wal_sync import pipeline_enabled
 from cowrite.server.app import create_app
 from cowrite.server.config import Settings
 from cowrite.server.gcpolicy import tune_for_latency
@@ -203,6 +204,7 @@ def serve(
         )
         event_loop()  # a bad COWRITE_LOOP is said here, not as uvicorn's traceback
         interval = switch_interval()
+        pipeline_enabled(None)  # a bad COWRITE_SQLITE_SYNC_PIPELINE is said here, not at first use
     except ValueError as exc:
         print(f"cowrite serve: {exc}", file=sys.stderr)
         return 2

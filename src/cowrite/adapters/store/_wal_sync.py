@@ -52,15 +52,28 @@ from cowrite.adapters.store.base import StoreUnavailable
 log = logging.getLogger("cowrite.store.sqlite")
 
 PIPELINE_ENV = "COWRITE_SQLITE_SYNC_PIPELINE"
-"""``0`` turns the pipeline off: ``synchronous=FULL`` commits fsync inside ``COMMIT`` again."""
+"""``1`` turns the pipeline on; off by default (``synchronous=FULL`` fsyncs inside ``COMMIT``):
+it showed no gain while a room hands the store its next batch only after the previous one is
+durable (docs/benchmarks.md "Pipelined group commit")."""
+
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off", "")
 
 
 def pipeline_enabled(setting: bool | None) -> bool:
-    """The store's ``sync_pipeline`` argument, or (None) the environment's, on by default."""
+    """The store's ``sync_pipeline`` argument, or (None) the environment's, off by default.
+
+    Raises ValueError for a value of the environment variable that is neither on nor off, so a
+    typo stops the store from starting instead of choosing a durability mode silently.
+    """
     if setting is not None:
         return setting
-    value = os.environ.get(PIPELINE_ENV, "1").strip().lower()
-    return value not in ("0", "false", "no", "off")
+    value = os.environ.get(PIPELINE_ENV, "0").strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise ValueError(f"{PIPELINE_ENV} must be 1 or 0 (true/false, yes/no, on/off), not {value!r}")
 
 
 @dataclass(slots=True)

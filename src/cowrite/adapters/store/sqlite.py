@@ -8,13 +8,13 @@ state while the writer writes. No blocking call ever runs on the event loop.
 Durability: an ``append_update`` resolves only after the transaction holding the update and its
 edit keys has committed and the WAL, commit record included, has been fsynced, so an acknowledged
 edit survives a process crash, a kernel panic and a power cut (given a disk that honours fsync).
-With ``synchronous="FULL"`` (the default) that fsync is pipelined (``_wal_sync.py``): the writer
-commits with SQLite's ``synchronous=NORMAL`` and a thread of its own ``fdatasync``s the WAL while
-the writer runs the next batch (or the writer syncs itself, when it has no next batch); the
-batch's writes resolve after that sync. Readers may therefore see rows committed but not yet
-synced: a process crash cannot lose them (they are in the OS page cache), a power cut before the
-sync can, and then none of their writers was told they were stored. ``sync_pipeline=False`` (or
-``COWRITE_SQLITE_SYNC_PIPELINE=0``) makes SQLite fsync inside ``COMMIT`` instead, as before.
+With ``synchronous="FULL"`` (the default) SQLite fsyncs the WAL inside ``COMMIT``; with
+``sync_pipeline=True`` (or ``COWRITE_SQLITE_SYNC_PIPELINE=1``) that fsync is pipelined
+(``_wal_sync.py``): the writer commits with SQLite's ``synchronous=NORMAL`` and a thread of its
+own ``fdatasync``s the WAL while the writer runs the next batch (or the writer syncs itself, when
+it has no next batch); the batch's writes resolve after that sync. Readers may then see rows
+committed but not yet synced: a process crash cannot lose them (they are in the OS page cache), a
+power cut before the sync can, and then none of their writers was told they were stored.
 With ``synchronous="NORMAL"`` the WAL is written (``write(2)``) but not fsynced before a write
 resolves: the bytes are in the OS page cache, which survives the process being killed (SIGKILL
 included) but not the machine going down; choose it only if losing the last second of edits on
@@ -103,8 +103,8 @@ class SQLiteStore:
     ``path`` is created if missing (its directory must exist). ``max_batch`` bounds how many writes
     share one transaction; ``readers`` is the number of reader threads; ``version_block`` is
     how many versions are packed into one block (``_version_blocks.py``). ``sync_pipeline``:
-    with ``synchronous="FULL"``, fsync the WAL on a thread of its own (None: unless
-    ``COWRITE_SQLITE_SYNC_PIPELINE=0``).
+    with ``synchronous="FULL"``, fsync the WAL on a thread of its own (None: only if
+    ``COWRITE_SQLITE_SYNC_PIPELINE=1``).
     """
 
     def __init__(
