@@ -34,7 +34,8 @@
 // second revival, a delete someone made first); the thin client takes it out (`ack.dropped`).
 
 import * as ot from "./ot.js";
-import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform, withoutEchoes, withoutInserts } from "./undo_ops.js";
+import { fold } from "./undo_log.js";
+import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform } from "./undo_ops.js";
 import { batchOp, deadRuns, deletes, recordDeleted, reinserted, reinserts, reviveRuns } from "./undo_revive.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
@@ -189,7 +190,7 @@ export class UndoManager {
    *  (the edit's `revive`; see undo_revive.js). */
   marks(batch) {
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
-    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts, this.state._serverValue(this.node));
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts, this.state._serverValue(this.node), true);
     return c ? reviveRuns(c, this.node, batch.editId, this._deleted, reinserted(this.log, this.state._edits - 1)) : [];
   }
 
@@ -418,36 +419,9 @@ export class UndoManager {
     return null;
   }
 
-  /** The op undoing `group` now (or just before log record `end`): see the module comment. */
+  /** The op undoing `group` now (or just before log record `end`): `fold` (undo_log.js). */
   _inverse(group, end = this.log.length) {
-    if (!group.records.length) return null;
-    const members = new Set(group.records);
-    let start = end;
-    for (const rec of group.records) {
-      const at = this.log.indexOf(rec);
-      if (at >= 0 && at < start) start = at;
-    }
-    // an undo and its redo side by side (nothing between, still exact inverses) are skipped:
-    // rebasing over a deletion and its re-insertion would lose where our text was (a tie)
-    const kept = [];
-    for (let j = start; j < end; j++) {
-      const rec = this.log[j];
-      const prev = kept[kept.length - 1];
-      if (prev && rec.of === prev && !members.has(prev) && !members.has(rec) && sameOp(invert(prev.op), rec.op)) kept.pop();
-      else kept.push(rec);
-    }
-    let u = null;
-    for (const rec of kept) {
-      if (members.has(rec)) {
-        const inv = invert(rec.op);
-        u = u === null ? inv : compose(inv, u);
-      } else if (u !== null) {
-        if (rec.restore) u = withoutInserts(u);
-        else if (!rec.own) u = withoutEchoes(u, toPlain(rec.op));
-        u = transform(u, toPlain(rec.op), "left");
-      }
-    }
-    return u;
+    return fold(this.log, group, end);
   }
 
   /** Our record `before` (rebased to `after` over plain `r`, same base) lost deletes of dead

@@ -32,8 +32,11 @@ export const deletes = (rec) => rec.op.some(isDel);
  *  are found in `payload` by code point, in order (what it inserts among what the records
  *  insert, what it deletes of `base` among what they delete): the result is `payload` with
  *  their identities. Names count inserted and deleted code points in `payload`'s order. (Among
- *  equal code points the first unused is taken: swapped equal characters may swap names.) */
-export function batchOp(log, gen, payload, need, base = null) {
+ *  equal code points the first unused is taken: swapped equal characters may swap names.)
+ *  `loose` (for naming re-inserts): the records may also delete characters `payload` does not
+ *  (rebased over a snapshot's diff one by one, they can keep a delete the thin client's rebase of
+ *  the batch whole lost): what `payload` inserts and deletes is still matched, the rest ignored. */
+export function batchOp(log, gen, payload, need, base = null, loose = false) {
   const mine = [];
   for (let j = log.length - 1; j >= 0 && log[j].own && log[j].gen >= gen; j--) if (log[j].gen === gen) mine.push(log[j]);
   if (!mine.some(need)) return null;
@@ -41,19 +44,20 @@ export function batchOp(log, gen, payload, need, base = null) {
   for (let j = mine.length - 1; j >= 0; j--) c = c === null ? mine[j].op : compose(c, mine[j].op);
   const want = ot.normalize(payload);
   if (JSON.stringify(toPlain(c)) === JSON.stringify(want)) return c;
-  return base === null ? null : relabel(c, want, base);
+  return base === null ? null : relabel(c, want, base, loose);
 }
 
 /** Plain `op` (on `base`) with the identities of the characters invertible `c` inserts and
- *  deletes, matched by code point in order; null unless each is matched exactly once. */
-function relabel(c, op, base) {
+ *  deletes, matched by code point in order; null unless each is matched exactly once (`loose`:
+ *  `c` may delete more than `op`). */
+function relabel(c, op, base, loose = false) {
   const ins = new Map();
   const del = new Map();
   let left = 0;
   const put = (m, ch, id) => {
     if (!m.has(ch)) m.set(ch, []);
     m.get(ch).push(id);
-    left++;
+    if (!loose || m === ins) left++;
   };
   for (const comp of c) {
     if (isIns(comp)) comp.i.forEach((ch, k) => put(ins, ch, comp.ids[k]));
@@ -62,7 +66,7 @@ function relabel(c, op, base) {
   const take = (m, ch) => {
     const q = m.get(ch);
     if (!q || !q.length) return undefined;
-    left--;
+    if (!loose || m === ins) left--;
     return q.shift();
   };
   const text = typeof base === "string" ? Array.from(base) : null;

@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cowrite import protocol as p
 from cowrite.client.thin_undo_ids import carry_dead, inherit_dead
+from cowrite.client.thin_undo_log import Group, Record, fold, index_of
 from cowrite.client.thin_undo_ops import (
     Id,
     Rich,
@@ -53,8 +54,6 @@ from cowrite.client.thin_undo_ops import (
     retarget,
     to_plain,
     transform,
-    without_echoes,
-    without_inserts,
 )
 from cowrite.client.thin_undo_revive import (
     Deleted,
@@ -76,30 +75,6 @@ LOG_SOFT_MAX = 5000
 def is_restore_edit(edit_id: str | None) -> bool:
     """True for the broadcast of a REST restore (``server/restore.py`` names its batches so)."""
     return bool(edit_id) and str(edit_id).startswith(RESTORE_EDIT_PREFIX)
-
-
-@dataclass(eq=False)
-class Record:
-    """One change of the node in the log (``op``: invertible for ours and restores)."""
-
-    op: Any
-    own: bool
-    gen: int
-    kind: str  # edit | undo | redo | fix | remote
-    restore: bool = False
-    version: int | None = None
-    of: Record | None = None
-    source: Group | None = None
-    tainted: bool = False
-
-
-@dataclass(eq=False)
-class Group:
-    """One undo (or redo) step: records of the log."""
-
-    records: list[Record] = field(default_factory=list)
-    at: float = 0.0
-    open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,19 +237,19 @@ class UndoManager:
         self.log.append(rec)
         self._trim()
 
-    def _batch(self, batch: Any, need: Callable[[Any], bool]) -> Rich | None:
+    def _batch(self, batch: Any, need: Callable[[Any], bool], loose: bool = False) -> Rich | None:
         """Our records of ``batch`` (generation ``state._edits - 1``) composed as its op names
         its characters (``batch_op``), or None."""
         payload = batch.ops.get(("seq", self.node, None))
         if payload is None:
             return None
         base = self.state._server_value(self.node)
-        return batch_op(self.log, self.state._edits - 1, payload, need, base)
+        return batch_op(self.log, self.state._edits - 1, payload, need, base, loose)
 
     def marks(self, batch: Any) -> list[p.Revive]:
         """``batch`` is sent: the runs of the code points it inserts that bring back what a
         batch of ours deleted (the edit's ``revive``)."""
-        c = self._batch(batch, reinserts)
+        c = self._batch(batch, reinserts, loose=True)
         again = reinserted(self.log, self.state._edits - 1)
         return [] if c is None else revive_runs(c, self.node, batch.edit_id, self._deleted, again)
 
@@ -428,7 +403,7 @@ class UndoManager:
         more = False
         while self._fix:
             rec = self._fix.pop(0)
-            at = _index(self.log, rec)
+            at = index_of(self.log, rec)
             if at < 0 or rec.source is None:
                 continue
             legit = set() if rec.tainted else set(inserted_ids(self._inverse(rec.source, at)))
@@ -517,41 +492,8 @@ class UndoManager:
         return None
 
     def _inverse(self, group: Group, end: int | None = None) -> Rich | None:
-        """The op undoing ``group`` now (or just before log record ``end``)."""
-        if not group.records:
-            return None
-        end = len(self.log) if end is None else end
-        members = {id(r) for r in group.records}
-        found = [i for i in (_index(self.log, r) for r in group.records) if 0 <= i < end]
-        if not found:
-            return None
-        # an undo and its redo side by side (still exact inverses) are skipped: rebasing over
-        # a deletion and its re-insertion would lose where our text was (a tie)
-        kept: list[Record] = []
-        for rec in self.log[min(found) : end]:
-            prev = kept[-1] if kept else None
-            if (
-                prev is not None
-                and rec.of is prev
-                and id(prev) not in members
-                and id(rec) not in members
-                and invert(prev.op) == rec.op
-            ):
-                kept.pop()
-            else:
-                kept.append(rec)
-        u: Rich | None = None
-        for rec in kept:
-            if id(rec) in members:
-                inv = invert(rec.op)
-                u = inv if u is None else compose(inv, u)
-            elif u is not None:
-                if rec.restore:
-                    u = without_inserts(u)
-                elif not rec.own:
-                    u = without_echoes(u, to_plain(rec.op))
-                u = transform(u, to_plain(rec.op), "left")
-        return u
+        """The op undoing ``group`` now (or just before log record ``end``): ``fold``."""
+        return fold(self.log, group, end)
 
     def _new_id(self) -> int:
         self._next_id += 1
@@ -603,10 +545,3 @@ class UndoManager:
                     cut = min(cut, i)
         if cut > 0:
             del self.log[:cut]
-
-
-def _index(log: list[Record], rec: Record) -> int:
-    for i, r in enumerate(log):
-        if r is rec:
-            return i
-    return -1
