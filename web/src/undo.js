@@ -36,7 +36,7 @@
 import * as ot from "./ot.js";
 import { fold } from "./undo_log.js";
 import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform } from "./undo_ops.js";
-import { batchOp, deadRuns, deletes, recordDeleted, reinserted, reinserts, reviveRuns } from "./undo_revive.js";
+import { batchOp, deadRuns, deletes, lostRevivals, recordDeleted, reinserted, reinserts, reviveRuns } from "./undo_revive.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -286,6 +286,11 @@ export class UndoManager {
     const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
     // a snapshot while our batch is in flight may hold it (dropInflight, _inherit)
     if (meta.barrier && this.state.inflight) this._barrier = { gen: this.state._edits - 1, from: first0, to: this._nextId };
+    // our unsent batch re-inserts what it deletes itself, and r deletes that too: the room
+    // will leave the re-insert out, so it is dead now (settle takes it back)
+    const unsent = own && !(this.state.inflight && this.state.inflight.ops.has(key)) && this._ids !== null;
+    const c = unsent && batchOp(this.log, this.state._edits, this.state.pending.get(key).payload, reinserts, before, true);
+    if (c) for (const id of lostRevivals(c, r)) if (!this._dead.has(id)) this._dead.add(id), (this._sweep = true);
     const carry = new Map();
     for (let j = i; j < this.log.length; j++) {
       const mine = this.log[j];

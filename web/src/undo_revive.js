@@ -116,6 +116,32 @@ export function reviveRuns(c, node, editId, deleted, again = null) {
   return runs;
 }
 
+/** The identities batch op `c` (invertible, on the text plain `r` applies to) deletes and
+ *  re-inserts itself whose delete `r` makes too: rebasing the batch over `r` takes the delete
+ *  away, so the room leaves the re-insert out (T11 "Revivals"); its client, which holds the
+ *  batch unsent, takes it back at once instead of showing the character twice meanwhile. */
+export function lostRevivals(c, r) {
+  const back = new Set(insertedIds(c));
+  const mine = new Map(); // base position -> identity
+  let pos = 0;
+  for (const comp of c) {
+    if (typeof comp === "number") pos += comp;
+    else if (isDel(comp)) {
+      comp.ids.forEach((id, k) => id !== null && back.has(id) && mine.set(pos + k, id));
+      pos += comp.d.length;
+    }
+  }
+  const out = [];
+  if (!mine.size) return out;
+  pos = 0;
+  for (const comp of ot.normalize(r)) {
+    if (typeof comp !== "number") continue;
+    if (comp < 0) for (let q = pos; q < pos - comp; q++) if (mine.has(q)) out.push(mine.get(q));
+    pos += Math.abs(comp);
+  }
+  return out;
+}
+
 /** The identities the undo/redo records of batch generation `gen` re-insert. */
 export function reinserted(log, gen) {
   const out = new Set();

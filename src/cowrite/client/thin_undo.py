@@ -60,6 +60,7 @@ from cowrite.client.thin_undo_revive import (
     batch_op,
     dead_runs,
     deletes,
+    lost_revivals,
     record_deleted,
     reinserted,
     reinserts,
@@ -353,6 +354,22 @@ class UndoManager:
         if meta.get("barrier") and self.state.inflight is not None:
             # a snapshot while our batch is in flight may hold it (drop_inflight, _inherit)
             self._barrier = (int(self.state._edits) - 1, first_id, self._next_id)
+        # our unsent batch re-inserts what it deletes itself, and r deletes that too: the room
+        # will leave the re-insert out, so it is dead now (settle takes it back)
+        slot = ("seq", self.node, None)
+        inflight = self.state.inflight
+        if (
+            slot in self.state.pending
+            and self._ids is not None
+            and (inflight is None or slot not in inflight.ops)
+        ):
+            c = batch_op(
+                self.log, self.state._edits, self.state.pending[slot], reinserts, before, True
+            )
+            for id_ in lost_revivals(c, r) if c is not None else ():
+                if id_ not in self._dead:
+                    self._dead.add(id_)
+                    self._sweep = True
         carry: dict[int, int] = {}
         for mine in self.log[i:]:
             plain = to_plain(mine.op)

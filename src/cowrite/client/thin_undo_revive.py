@@ -156,6 +156,35 @@ def revive_runs(
     return runs
 
 
+def lost_revivals(c: Rich, r: ot.Op) -> list[int]:
+    """The identities batch op ``c`` (invertible, on the text plain ``r`` applies to) deletes
+    and re-inserts itself whose delete ``r`` makes too: rebasing the batch over ``r`` takes the
+    delete away, so the room leaves the re-insert out (T11 "Revivals"); its client, which holds
+    the batch unsent, takes it back at once instead of showing the character twice meanwhile."""
+    back = set(inserted_ids(c))
+    mine: dict[int, int] = {}  # base position -> identity
+    pos = 0
+    for comp in c:
+        if isinstance(comp, int):
+            pos += comp
+        elif isinstance(comp, Del):
+            for k, id_ in enumerate(comp.ids):
+                if id_ is not None and id_ in back:
+                    mine[pos + k] = id_
+            pos += len(comp.text)
+    out: list[int] = []
+    if not mine:
+        return out
+    pos = 0
+    for part in ot.normalize(r):
+        if not isinstance(part, int):
+            continue
+        if part < 0:
+            out.extend(mine[q] for q in range(pos, pos - part) if q in mine)
+        pos += abs(part)
+    return out
+
+
 def reinserted(log: Sequence[Any], gen: int) -> set[int]:
     """The identities the undo/redo records of batch generation ``gen`` re-insert."""
     out: set[int] = set()
