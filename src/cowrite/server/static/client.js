@@ -1186,6 +1186,29 @@ function reviveRuns(c, node, editId, deleted, again = null) {
   }
   return runs;
 }
+function lostRevivals(c, r) {
+  const back = new Set(insertedIds(c));
+  const mine = /* @__PURE__ */ new Map();
+  let pos = 0;
+  for (const comp of c) {
+    if (typeof comp === "number") pos += comp;
+    else if (isDel2(comp)) {
+      comp.ids.forEach((id, k) => id !== null && back.has(id) && mine.set(pos + k, id));
+      pos += comp.d.length;
+    }
+  }
+  const out = [];
+  if (!mine.size) return out;
+  pos = 0;
+  for (const comp of normalize(r)) {
+    if (typeof comp !== "number") continue;
+    if (comp < 0) {
+      for (let q = pos; q < pos - comp; q++) if (mine.has(q)) out.push(mine.get(q));
+    }
+    pos += Math.abs(comp);
+  }
+  return out;
+}
 function reinserted(log, gen) {
   const out = /* @__PURE__ */ new Set();
   for (let j = log.length - 1; j >= 0 && log[j].own && log[j].gen >= gen; j--) {
@@ -2928,7 +2951,7 @@ var UndoManager = class {
     let r = normalize(op);
     const local = this._ids === null ? null : this._asLocal(r);
     const first0 = this._nextId;
-    this._nextId += r.reduce((n, c) => n + (typeof c === "string" ? cpLength(c) : 0), 0);
+    this._nextId += r.reduce((n, c2) => n + (typeof c2 === "string" ? cpLength(c2) : 0), 0);
     const counter = () => {
       let k = first0;
       return () => k++;
@@ -2941,6 +2964,11 @@ var UndoManager = class {
     const rich = restore ? fromPlain(r, before, idsOf, counter()) : r;
     const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
     if (meta.barrier && this.state.inflight) this._barrier = { gen: this.state._edits - 1, from: first0, to: this._nextId };
+    const unsent = own && !(this.state.inflight && this.state.inflight.ops.has(key)) && this._ids !== null;
+    const c = unsent && batchOp(this.log, this.state._edits, this.state.pending.get(key).payload, reinserts, before, true);
+    if (c) {
+      for (const id of lostRevivals(c, r)) if (!this._dead.has(id)) this._dead.add(id), this._sweep = true;
+    }
     const carry = /* @__PURE__ */ new Map();
     for (let j = i; j < this.log.length; j++) {
       const mine = this.log[j];
