@@ -16,7 +16,7 @@
 // keeps its own layout of the identities (`_logIds`), and a local edit enters it by identity.
 //
 // An undo step is a group of our records (typing within `groupMs` is one group); undoing it
-// folds the log from its first record on: invert each member and compose it in, rebase over
+// folds the log from its first record on (undo_log.js): invert each member and compose it in, rebase over
 // every other record. Crossing a *restore* record (a remote whose edit_id starts "restore-", or
 // a catch-up or snapshot that cannot say what it holds) drops the inserts of what was folded so
 // far: a restore decided the text, and re-inserting text we once deleted could copy text the

@@ -14,7 +14,7 @@ order a tie otherwise than the thin client (a batch whole): the log then keeps i
 the identities (``_log_ids``), and a local edit enters it by identity (``relayout``).
 
 An undo step is a group of our records (typing within ``group_s`` is one step); undoing it folds
-the log from its first record: invert each member and compose it in, rebase over every other
+the log from its first record (``thin_undo_log``): invert each member and compose it in, rebase over every other
 record. Crossing a *restore* (a remote whose ``edit_id`` starts ``restore-``; a catch-up or a
 snapshot, which cannot say what they hold) drops the re-inserts folded so far. The result is
 placed on the text by identity (``retarget``): never a character that is there, or dead. An
