@@ -16,7 +16,7 @@
 // keeps its own layout of the identities (`_logIds`), and a local edit enters it by identity.
 //
 // An undo step is a group of our records (typing within `groupMs` is one group); undoing it
-// folds the log from its first record on: invert each member and compose it in, rebase over
+// folds the log from its first record on (undo_log.js): invert each member and compose it in, rebase over
 // every other record. Crossing a *restore* record (a remote whose edit_id starts "restore-", or
 // a catch-up or snapshot that cannot say what it holds) drops the inserts of what was folded so
 // far: a restore decided the text, and re-inserting text we once deleted could copy text the
@@ -34,8 +34,9 @@
 // second revival, a delete someone made first); the thin client takes it out (`ack.dropped`).
 
 import * as ot from "./ot.js";
-import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform, withoutEchoes, withoutInserts } from "./undo_ops.js";
-import { batchOp, deadRuns, deletes, recordDeleted, reinserted, reinserts, reviveRuns } from "./undo_revive.js";
+import { fold } from "./undo_log.js";
+import { applyIds, compose, fromPlain, insertedIds, invert, isNoop, relayout, retarget, toPlain, transform } from "./undo_ops.js";
+import { batchOp, deadRuns, deletes, lostRevivals, recordDeleted, reinserted, reinserts, reviveRuns } from "./undo_revive.js";
 
 export const RESTORE_EDIT_PREFIX = "restore-";
 
@@ -189,7 +190,7 @@ export class UndoManager {
    *  (the edit's `revive`; see undo_revive.js). */
   marks(batch) {
     const slot = batch.ops.get(`seq\u0000${this.node}\u0000`);
-    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts, this.state._serverValue(this.node));
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts, this.state._serverValue(this.node), true);
     return c ? reviveRuns(c, this.node, batch.editId, this._deleted, reinserted(this.log, this.state._edits - 1)) : [];
   }
 
@@ -285,6 +286,11 @@ export class UndoManager {
     const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
     // a snapshot while our batch is in flight may hold it (dropInflight, _inherit)
     if (meta.barrier && this.state.inflight) this._barrier = { gen: this.state._edits - 1, from: first0, to: this._nextId };
+    // our unsent batch re-inserts what it deletes itself, and r deletes that too: the room
+    // will leave the re-insert out, so it is dead now (settle takes it back)
+    const unsent = own && !(this.state.inflight && this.state.inflight.ops.has(key)) && this._ids !== null;
+    const c = unsent && batchOp(this.log, this.state._edits, this.state.pending.get(key).payload, reinserts, before, true);
+    if (c) for (const id of lostRevivals(c, r)) if (!this._dead.has(id)) this._dead.add(id), (this._sweep = true);
     const carry = new Map();
     for (let j = i; j < this.log.length; j++) {
       const mine = this.log[j];
@@ -418,36 +424,9 @@ export class UndoManager {
     return null;
   }
 
-  /** The op undoing `group` now (or just before log record `end`): see the module comment. */
+  /** The op undoing `group` now (or just before log record `end`): `fold` (undo_log.js). */
   _inverse(group, end = this.log.length) {
-    if (!group.records.length) return null;
-    const members = new Set(group.records);
-    let start = end;
-    for (const rec of group.records) {
-      const at = this.log.indexOf(rec);
-      if (at >= 0 && at < start) start = at;
-    }
-    // an undo and its redo side by side (nothing between, still exact inverses) are skipped:
-    // rebasing over a deletion and its re-insertion would lose where our text was (a tie)
-    const kept = [];
-    for (let j = start; j < end; j++) {
-      const rec = this.log[j];
-      const prev = kept[kept.length - 1];
-      if (prev && rec.of === prev && !members.has(prev) && !members.has(rec) && sameOp(invert(prev.op), rec.op)) kept.pop();
-      else kept.push(rec);
-    }
-    let u = null;
-    for (const rec of kept) {
-      if (members.has(rec)) {
-        const inv = invert(rec.op);
-        u = u === null ? inv : compose(inv, u);
-      } else if (u !== null) {
-        if (rec.restore) u = withoutInserts(u);
-        else if (!rec.own) u = withoutEchoes(u, toPlain(rec.op));
-        u = transform(u, toPlain(rec.op), "left");
-      }
-    }
-    return u;
+    return fold(this.log, group, end);
   }
 
   /** Our record `before` (rebased to `after` over plain `r`, same base) lost deletes of dead

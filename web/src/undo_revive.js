@@ -32,8 +32,11 @@ export const deletes = (rec) => rec.op.some(isDel);
  *  are found in `payload` by code point, in order (what it inserts among what the records
  *  insert, what it deletes of `base` among what they delete): the result is `payload` with
  *  their identities. Names count inserted and deleted code points in `payload`'s order. (Among
- *  equal code points the first unused is taken: swapped equal characters may swap names.) */
-export function batchOp(log, gen, payload, need, base = null) {
+ *  equal code points the first unused is taken: swapped equal characters may swap names.)
+ *  `loose` (for naming re-inserts): the records may also delete characters `payload` does not
+ *  (rebased over a snapshot's diff one by one, they can keep a delete the thin client's rebase of
+ *  the batch whole lost): what `payload` inserts and deletes is still matched, the rest ignored. */
+export function batchOp(log, gen, payload, need, base = null, loose = false) {
   const mine = [];
   for (let j = log.length - 1; j >= 0 && log[j].own && log[j].gen >= gen; j--) if (log[j].gen === gen) mine.push(log[j]);
   if (!mine.some(need)) return null;
@@ -41,19 +44,20 @@ export function batchOp(log, gen, payload, need, base = null) {
   for (let j = mine.length - 1; j >= 0; j--) c = c === null ? mine[j].op : compose(c, mine[j].op);
   const want = ot.normalize(payload);
   if (JSON.stringify(toPlain(c)) === JSON.stringify(want)) return c;
-  return base === null ? null : relabel(c, want, base);
+  return base === null ? null : relabel(c, want, base, loose);
 }
 
 /** Plain `op` (on `base`) with the identities of the characters invertible `c` inserts and
- *  deletes, matched by code point in order; null unless each is matched exactly once. */
-function relabel(c, op, base) {
+ *  deletes, matched by code point in order; null unless each is matched exactly once (`loose`:
+ *  `c` may delete more than `op`). */
+function relabel(c, op, base, loose = false) {
   const ins = new Map();
   const del = new Map();
   let left = 0;
   const put = (m, ch, id) => {
     if (!m.has(ch)) m.set(ch, []);
     m.get(ch).push(id);
-    left++;
+    if (!loose || m === ins) left++;
   };
   for (const comp of c) {
     if (isIns(comp)) comp.i.forEach((ch, k) => put(ins, ch, comp.ids[k]));
@@ -62,7 +66,7 @@ function relabel(c, op, base) {
   const take = (m, ch) => {
     const q = m.get(ch);
     if (!q || !q.length) return undefined;
-    left--;
+    if (!loose || m === ins) left--;
     return q.shift();
   };
   const text = typeof base === "string" ? Array.from(base) : null;
@@ -110,6 +114,32 @@ export function reviveRuns(c, node, editId, deleted, again = null) {
     }
   }
   return runs;
+}
+
+/** The identities batch op `c` (invertible, on the text plain `r` applies to) deletes and
+ *  re-inserts itself whose delete `r` makes too: rebasing the batch over `r` takes the delete
+ *  away, so the room leaves the re-insert out (T11 "Revivals"); its client, which holds the
+ *  batch unsent, takes it back at once instead of showing the character twice meanwhile. */
+export function lostRevivals(c, r) {
+  const back = new Set(insertedIds(c));
+  const mine = new Map(); // base position -> identity
+  let pos = 0;
+  for (const comp of c) {
+    if (typeof comp === "number") pos += comp;
+    else if (isDel(comp)) {
+      comp.ids.forEach((id, k) => id !== null && back.has(id) && mine.set(pos + k, id));
+      pos += comp.d.length;
+    }
+  }
+  const out = [];
+  if (!mine.size) return out;
+  pos = 0;
+  for (const comp of ot.normalize(r)) {
+    if (typeof comp !== "number") continue;
+    if (comp < 0) for (let q = pos; q < pos - comp; q++) if (mine.has(q)) out.push(mine.get(q));
+    pos += Math.abs(comp);
+  }
+  return out;
 }
 
 /** The identities the undo/redo records of batch generation `gen` re-insert. */

@@ -328,7 +328,9 @@ function sweep(seeds, options, extra = []) {
 // regressions beyond the first 300.
 // 1936, 3433, 4895, 11208: a transient duplicate on the server before names were found for a
 // batch laid out otherwise and for re-inserts without one (RACES=1 prints any).
-const REGRESSIONS = [398, 435, 516, 608, 644, 663, 770, 851, 950, 965, 988, 1015, 1203, 1320, 1497, 1581, 1832, 1919, 1929, 1936, 3433, 4895, 4944, 5287, 11208, 18871, 24907, 29917];
+// 8324 (snapshot rejoins): one, before a batch's re-insert was named while its records, rebased over
+// a snapshot's diff, deleted more than the batch. 24882: STRICT=1 (a token twice in one client's text).
+const REGRESSIONS = [398, 435, 516, 608, 644, 663, 770, 851, 950, 965, 988, 1015, 1203, 1320, 1497, 1581, 1832, 1919, 1929, 1936, 3433, 4895, 4944, 5287, 8324, 11208, 18871, 24882, 24907, 29917];
 const SEEDS = Number(process.env.UNDO_SEEDS || 300);
 if (process.env.UNDO_EXTRA) REGRESSIONS.push(...process.env.UNDO_EXTRA.split(",").map(Number)); // UNDO_SEEDS=0 UNDO_EXTRA=4944
 

@@ -31,13 +31,12 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import inspect
 import logging
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, TypeAlias, get_args
+from collections.abc import Sequence
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 
@@ -60,6 +59,7 @@ from cowrite.client.handles import (
     TextHandle,
 )
 from cowrite.client.replica import ReplicaDocState
+from cowrite.client.session_events import Callback, SessionEvents
 from cowrite.client.thin import ThinDocState
 from cowrite.client.thin_undo import UndoManager
 from cowrite.client.transport import (
@@ -76,8 +76,6 @@ from cowrite.engine import Document, InvalidOperation, ot
 log = logging.getLogger("cowrite.client")
 
 Mode: TypeAlias = Literal["thin", "replica"]
-EventName: TypeAlias = Literal["change", "presence", "chat", "status", "error", "diverged"]
-Callback: TypeAlias = Callable[[Any], Any]
 
 FATAL_JOIN_CODES = frozenset(
     {
@@ -90,7 +88,7 @@ FATAL_JOIN_CODES = frozenset(
 RETRY_EDIT_DELAY_S = 1.0
 
 
-class DocumentSession(SessionTransport):
+class DocumentSession(SessionEvents, SessionTransport):
     """A live document: handles to edit it, ``synced()``, events, presence and chat.
 
     Made by ``connect`` (use it as ``async with connect(...) as doc``). All methods must be called
@@ -259,41 +257,6 @@ class DocumentSession(SessionTransport):
                     raise self._refused
                 await self._progress_wait()
         self._refused = None
-
-    # -------------------------------------------------------------- events
-
-    def on(self, event: EventName, callback: Callback) -> Callable[[], None]:
-        """Call ``callback(payload)`` on each ``event`` (see the module docstring).
-
-        Returns a function that unsubscribes. Exceptions in callbacks are logged, not raised.
-        """
-        if event not in get_args(EventName):
-            raise ValueError(f"unknown event {event!r}")
-        callbacks = self._listeners.setdefault(event, [])
-        callbacks.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                callbacks.remove(callback)
-
-        return unsubscribe
-
-    def _emit(self, event: str, payload: Any) -> None:
-        for callback in list(self._listeners.get(event, ())):
-            try:
-                result = callback(payload)
-            except Exception:
-                log.exception("a %r listener failed", event, extra=self._ids())
-                continue
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._tasks.add(task)
-                task.add_done_callback(self._listener_done)
-
-    def _listener_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("a listener task failed", exc_info=task.exception(), extra=self._ids())
 
     # ------------------------------------------------------------ presence
 

@@ -14,7 +14,7 @@ order a tie otherwise than the thin client (a batch whole): the log then keeps i
 the identities (``_log_ids``), and a local edit enters it by identity (``relayout``).
 
 An undo step is a group of our records (typing within ``group_s`` is one step); undoing it folds
-the log from its first record: invert each member and compose it in, rebase over every other
+the log from its first record (``thin_undo_log``): invert each member and compose it in, rebase over every other
 record. Crossing a *restore* (a remote whose ``edit_id`` starts ``restore-``; a catch-up or a
 snapshot, which cannot say what they hold) drops the re-inserts folded so far. The result is
 placed on the text by identity (``retarget``): never a character that is there, or dead. An
@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cowrite import protocol as p
 from cowrite.client.thin_undo_ids import carry_dead, inherit_dead
+from cowrite.client.thin_undo_log import Group, Record, fold, index_of
 from cowrite.client.thin_undo_ops import (
     Id,
     Rich,
@@ -53,14 +54,13 @@ from cowrite.client.thin_undo_ops import (
     retarget,
     to_plain,
     transform,
-    without_echoes,
-    without_inserts,
 )
 from cowrite.client.thin_undo_revive import (
     Deleted,
     batch_op,
     dead_runs,
     deletes,
+    lost_revivals,
     record_deleted,
     reinserted,
     reinserts,
@@ -76,30 +76,6 @@ LOG_SOFT_MAX = 5000
 def is_restore_edit(edit_id: str | None) -> bool:
     """True for the broadcast of a REST restore (``server/restore.py`` names its batches so)."""
     return bool(edit_id) and str(edit_id).startswith(RESTORE_EDIT_PREFIX)
-
-
-@dataclass(eq=False)
-class Record:
-    """One change of the node in the log (``op``: invertible for ours and restores)."""
-
-    op: Any
-    own: bool
-    gen: int
-    kind: str  # edit | undo | redo | fix | remote
-    restore: bool = False
-    version: int | None = None
-    of: Record | None = None
-    source: Group | None = None
-    tainted: bool = False
-
-
-@dataclass(eq=False)
-class Group:
-    """One undo (or redo) step: records of the log."""
-
-    records: list[Record] = field(default_factory=list)
-    at: float = 0.0
-    open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,19 +238,19 @@ class UndoManager:
         self.log.append(rec)
         self._trim()
 
-    def _batch(self, batch: Any, need: Callable[[Any], bool]) -> Rich | None:
+    def _batch(self, batch: Any, need: Callable[[Any], bool], loose: bool = False) -> Rich | None:
         """Our records of ``batch`` (generation ``state._edits - 1``) composed as its op names
         its characters (``batch_op``), or None."""
         payload = batch.ops.get(("seq", self.node, None))
         if payload is None:
             return None
         base = self.state._server_value(self.node)
-        return batch_op(self.log, self.state._edits - 1, payload, need, base)
+        return batch_op(self.log, self.state._edits - 1, payload, need, base, loose)
 
     def marks(self, batch: Any) -> list[p.Revive]:
         """``batch`` is sent: the runs of the code points it inserts that bring back what a
         batch of ours deleted (the edit's ``revive``)."""
-        c = self._batch(batch, reinserts)
+        c = self._batch(batch, reinserts, loose=True)
         again = reinserted(self.log, self.state._edits - 1)
         return [] if c is None else revive_runs(c, self.node, batch.edit_id, self._deleted, again)
 
@@ -378,6 +354,22 @@ class UndoManager:
         if meta.get("barrier") and self.state.inflight is not None:
             # a snapshot while our batch is in flight may hold it (drop_inflight, _inherit)
             self._barrier = (int(self.state._edits) - 1, first_id, self._next_id)
+        # our unsent batch re-inserts what it deletes itself, and r deletes that too: the room
+        # will leave the re-insert out, so it is dead now (settle takes it back)
+        slot = ("seq", self.node, None)
+        inflight = self.state.inflight
+        if (
+            slot in self.state.pending
+            and self._ids is not None
+            and (inflight is None or slot not in inflight.ops)
+        ):
+            c = batch_op(
+                self.log, self.state._edits, self.state.pending[slot], reinserts, before, True
+            )
+            for id_ in lost_revivals(c, r) if c is not None else ():
+                if id_ not in self._dead:
+                    self._dead.add(id_)
+                    self._sweep = True
         carry: dict[int, int] = {}
         for mine in self.log[i:]:
             plain = to_plain(mine.op)
@@ -428,7 +420,7 @@ class UndoManager:
         more = False
         while self._fix:
             rec = self._fix.pop(0)
-            at = _index(self.log, rec)
+            at = index_of(self.log, rec)
             if at < 0 or rec.source is None:
                 continue
             legit = set() if rec.tainted else set(inserted_ids(self._inverse(rec.source, at)))
@@ -517,41 +509,8 @@ class UndoManager:
         return None
 
     def _inverse(self, group: Group, end: int | None = None) -> Rich | None:
-        """The op undoing ``group`` now (or just before log record ``end``)."""
-        if not group.records:
-            return None
-        end = len(self.log) if end is None else end
-        members = {id(r) for r in group.records}
-        found = [i for i in (_index(self.log, r) for r in group.records) if 0 <= i < end]
-        if not found:
-            return None
-        # an undo and its redo side by side (still exact inverses) are skipped: rebasing over
-        # a deletion and its re-insertion would lose where our text was (a tie)
-        kept: list[Record] = []
-        for rec in self.log[min(found) : end]:
-            prev = kept[-1] if kept else None
-            if (
-                prev is not None
-                and rec.of is prev
-                and id(prev) not in members
-                and id(rec) not in members
-                and invert(prev.op) == rec.op
-            ):
-                kept.pop()
-            else:
-                kept.append(rec)
-        u: Rich | None = None
-        for rec in kept:
-            if id(rec) in members:
-                inv = invert(rec.op)
-                u = inv if u is None else compose(inv, u)
-            elif u is not None:
-                if rec.restore:
-                    u = without_inserts(u)
-                elif not rec.own:
-                    u = without_echoes(u, to_plain(rec.op))
-                u = transform(u, to_plain(rec.op), "left")
-        return u
+        """The op undoing ``group`` now (or just before log record ``end``): ``fold``."""
+        return fold(self.log, group, end)
 
     def _new_id(self) -> int:
         self._next_id += 1
@@ -603,10 +562,3 @@ class UndoManager:
                     cut = min(cut, i)
         if cut > 0:
             del self.log[:cut]
-
-
-def _index(log: list[Record], rec: Record) -> int:
-    for i, r in enumerate(log):
-        if r is rec:
-            return i
-    return -1

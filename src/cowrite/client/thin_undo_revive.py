@@ -35,6 +35,7 @@ def batch_op(
     payload: ot.Op,
     need: Callable[[Any], bool],
     base: Any = None,
+    loose: bool = False,
 ) -> Rich | None:
     """Our records of batch generation ``gen`` composed, when one of them is ``need``ed and that
     names the code points of ``payload`` (the batch's op of the node); else None (no names). Our
@@ -43,7 +44,10 @@ def batch_op(
     then, given ``base`` (the server text ``payload`` applies to), the same characters are found
     in ``payload`` by code point, in order (``_relabel``): the result is ``payload`` with their
     identities. Names count inserted and deleted code points in ``payload``'s order. (Among
-    equal code points the first unused is taken: swapped equal characters may swap names.)"""
+    equal code points the first unused is taken: swapped equal characters may swap names.)
+    ``loose`` (for naming re-inserts): the records may also delete characters ``payload`` does
+    not (rebased over a snapshot's diff one by one, they can keep a delete the thin client's
+    rebase of the batch whole lost): what ``payload`` inserts and deletes is still matched."""
     mine = []
     for rec in reversed(log):
         if not rec.own or rec.gen < gen:
@@ -60,12 +64,13 @@ def batch_op(
     want = ot.normalize(payload)
     if to_plain(c) == want:
         return c
-    return None if base is None else _relabel(c, want, str(base))
+    return None if base is None else _relabel(c, want, str(base), loose)
 
 
-def _relabel(c: Rich, op: ot.Op, base: str) -> Rich | None:
+def _relabel(c: Rich, op: ot.Op, base: str, loose: bool = False) -> Rich | None:
     """Plain ``op`` (on ``base``) with the identities of the characters invertible ``c`` inserts
-    and deletes, matched by code point in order; None unless each is matched exactly once."""
+    and deletes, matched by code point in order; None unless each is matched exactly once
+    (``loose``: ``c`` may delete more than ``op``)."""
     ins: dict[str, deque[Id]] = {}
     dels: dict[str, deque[Id]] = {}
     left = 0
@@ -74,7 +79,7 @@ def _relabel(c: Rich, op: ot.Op, base: str) -> Rich | None:
             into = ins if isinstance(comp, Ins) else dels
             for ch, id_ in zip(comp.text, comp.ids, strict=True):
                 into.setdefault(ch, deque()).append(id_)
-                left += 1
+                left += 1 if into is ins or not loose else 0
     out: Rich = []
     pos = 0
     for part in op:
@@ -97,7 +102,7 @@ def _relabel(c: Rich, op: ot.Op, base: str) -> Rich | None:
             if not queue:
                 return None
             ids.append(queue.popleft())
-            left -= 1
+            left -= 1 if into is ins or not loose else 0
         out.append(Ins(chars, tuple(ids)) if into is ins else Del(chars, tuple(ids)))
     return out if left == 0 else None
 
@@ -149,6 +154,35 @@ def revive_runs(
                     runs.append(p.Revive(node=node, at=k, n=1, edit=ref[0], of=ref[1]))
             k += 1
     return runs
+
+
+def lost_revivals(c: Rich, r: ot.Op) -> list[int]:
+    """The identities batch op ``c`` (invertible, on the text plain ``r`` applies to) deletes
+    and re-inserts itself whose delete ``r`` makes too: rebasing the batch over ``r`` takes the
+    delete away, so the room leaves the re-insert out (T11 "Revivals"); its client, which holds
+    the batch unsent, takes it back at once instead of showing the character twice meanwhile."""
+    back = set(inserted_ids(c))
+    mine: dict[int, int] = {}  # base position -> identity
+    pos = 0
+    for comp in c:
+        if isinstance(comp, int):
+            pos += comp
+        elif isinstance(comp, Del):
+            for k, id_ in enumerate(comp.ids):
+                if id_ is not None and id_ in back:
+                    mine[pos + k] = id_
+            pos += len(comp.text)
+    out: list[int] = []
+    if not mine:
+        return out
+    pos = 0
+    for part in ot.normalize(r):
+        if not isinstance(part, int):
+            continue
+        if part < 0:
+            out.extend(mine[q] for q in range(pos, pos - part) if q in mine)
+        pos += abs(part)
+    return out
 
 
 def reinserted(log: Sequence[Any], gen: int) -> set[int]:

@@ -1140,7 +1140,7 @@ var isIns2 = (c) => typeof c === "object" && c !== null && Array.isArray(c.i);
 var isDel2 = (c) => typeof c === "object" && c !== null && Array.isArray(c.d);
 var reinserts = (rec) => rec.kind === "undo" || rec.kind === "redo";
 var deletes = (rec) => rec.op.some(isDel2);
-function batchOp(log, gen, payload, need, base = null) {
+function batchOp(log, gen, payload, need, base = null, loose = false) {
   const mine = [];
   for (let j = log.length - 1; j >= 0 && log[j].own && log[j].gen >= gen; j--) if (log[j].gen === gen) mine.push(log[j]);
   if (!mine.some(need)) return null;
@@ -1148,16 +1148,16 @@ function batchOp(log, gen, payload, need, base = null) {
   for (let j = mine.length - 1; j >= 0; j--) c = c === null ? mine[j].op : compose2(c, mine[j].op);
   const want = normalize(payload);
   if (JSON.stringify(toPlain(c)) === JSON.stringify(want)) return c;
-  return base === null ? null : relabel(c, want, base);
+  return base === null ? null : relabel(c, want, base, loose);
 }
-function relabel(c, op, base) {
+function relabel(c, op, base, loose = false) {
   const ins = /* @__PURE__ */ new Map();
   const del = /* @__PURE__ */ new Map();
   let left = 0;
   const put = (m, ch, id) => {
     if (!m.has(ch)) m.set(ch, []);
     m.get(ch).push(id);
-    left++;
+    if (!loose || m === ins) left++;
   };
   for (const comp of c) {
     if (isIns2(comp)) comp.i.forEach((ch, k) => put(ins, ch, comp.ids[k]));
@@ -1166,7 +1166,7 @@ function relabel(c, op, base) {
   const take = (m, ch) => {
     const q = m.get(ch);
     if (!q || !q.length) return void 0;
-    left--;
+    if (!loose || m === ins) left--;
     return q.shift();
   };
   const text = typeof base === "string" ? Array.from(base) : null;
@@ -1207,6 +1207,29 @@ function reviveRuns(c, node, editId, deleted, again = null) {
     }
   }
   return runs;
+}
+function lostRevivals(c, r) {
+  const back = new Set(insertedIds(c));
+  const mine = /* @__PURE__ */ new Map();
+  let pos = 0;
+  for (const comp of c) {
+    if (typeof comp === "number") pos += comp;
+    else if (isDel2(comp)) {
+      comp.ids.forEach((id, k) => id !== null && back.has(id) && mine.set(pos + k, id));
+      pos += comp.d.length;
+    }
+  }
+  const out = [];
+  if (!mine.size) return out;
+  pos = 0;
+  for (const comp of normalize(r)) {
+    if (typeof comp !== "number") continue;
+    if (comp < 0) {
+      for (let q = pos; q < pos - comp; q++) if (mine.has(q)) out.push(mine.get(q));
+    }
+    pos += Math.abs(comp);
+  }
+  return out;
 }
 function reinserted(log, gen) {
   const out = /* @__PURE__ */ new Set();
@@ -2912,6 +2935,39 @@ var DocumentSession = class extends Emitter {
   }
 };
 
+// src/undo_log.js
+function fold(log, group2, end = log.length) {
+  if (!group2.records.length) return null;
+  const members = new Set(group2.records);
+  let start = end;
+  for (const rec of group2.records) {
+    const at = log.indexOf(rec);
+    if (at >= 0 && at < start) start = at;
+  }
+  const kept = [];
+  for (let j = start; j < end; j++) {
+    const rec = log[j];
+    const prev = kept[kept.length - 1];
+    if (prev && rec.of === prev && !members.has(prev) && !members.has(rec) && sameOp(invert2(prev.op), rec.op)) kept.pop();
+    else kept.push(rec);
+  }
+  let u = null;
+  for (const rec of kept) {
+    if (members.has(rec)) {
+      const inv = invert2(rec.op);
+      u = u === null ? inv : compose2(inv, u);
+    } else if (u !== null) {
+      if (rec.restore) u = withoutInserts(u);
+      else if (!rec.own) u = withoutEchoes(u, toPlain(rec.op));
+      u = transform2(u, toPlain(rec.op), "left");
+    }
+  }
+  return u;
+}
+function sameOp(a, b) {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
 // src/undo.js
 var RESTORE_EDIT_PREFIX = "restore-";
 function isRestoreEdit(meta) {
@@ -3002,7 +3058,7 @@ var UndoManager = class {
   local(node, op, before) {
     if (node !== this.node) return;
     const ids = this._idsFor(cpLen(before));
-    const intent = this._intent && sameOp(toPlain(this._intent), op) ? insertedIds(this._intent) : [];
+    const intent = this._intent && sameOp2(toPlain(this._intent), op) ? insertedIds(this._intent) : [];
     let k = 0;
     const newId = () => k < intent.length ? intent[k++] : this._nextId++;
     const rich = fromPlain(op, before, (a, b) => ids.slice(a, b), newId);
@@ -3038,7 +3094,7 @@ var UndoManager = class {
    *  (the edit's `revive`; see undo_revive.js). */
   marks(batch) {
     const slot = batch.ops.get(`seq\0${this.node}\0`);
-    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts, this.state._serverValue(this.node));
+    const c = slot && batchOp(this.log, this.state._edits - 1, slot.payload, reinserts, this.state._serverValue(this.node), true);
     return c ? reviveRuns(c, this.node, batch.editId, this._deleted, reinserted(this.log, this.state._edits - 1)) : [];
   }
   /** What `batch` (sent again) inserts that a correction of ours already takes back (dead
@@ -3109,7 +3165,7 @@ var UndoManager = class {
     let r = normalize(op);
     const local = this._ids === null ? null : this._asLocal(r);
     const first0 = this._nextId;
-    this._nextId += r.reduce((n, c) => n + (typeof c === "string" ? cpLength(c) : 0), 0);
+    this._nextId += r.reduce((n, c2) => n + (typeof c2 === "string" ? cpLength(c2) : 0), 0);
     const counter = () => {
       let k = first0;
       return () => k++;
@@ -3122,6 +3178,11 @@ var UndoManager = class {
     const rich = restore ? fromPlain(r, before, idsOf, counter()) : r;
     const rec = { op: rich, own: false, gen: -1, kind: "remote", restore, version: meta.version ?? null };
     if (meta.barrier && this.state.inflight) this._barrier = { gen: this.state._edits - 1, from: first0, to: this._nextId };
+    const unsent = own && !(this.state.inflight && this.state.inflight.ops.has(key)) && this._ids !== null;
+    const c = unsent && batchOp(this.log, this.state._edits, this.state.pending.get(key).payload, reinserts, before, true);
+    if (c) {
+      for (const id of lostRevivals(c, r)) if (!this._dead.has(id)) this._dead.add(id), this._sweep = true;
+    }
     const carry = /* @__PURE__ */ new Map();
     for (let j = i; j < this.log.length; j++) {
       const mine = this.log[j];
@@ -3141,7 +3202,7 @@ var UndoManager = class {
           return carry.has(k) ? carry.get(k++) : (k++, id);
         };
       };
-      const logIds = this._logIds ?? (i < this.log.length - 1 && !sameOp(local, r) ? this._ids.slice() : null);
+      const logIds = this._logIds ?? (i < this.log.length - 1 && !sameOp2(local, r) ? this._ids.slice() : null);
       this._ids = applyIds(this._ids, local, idsOfR(), true);
       if (logIds !== null) applyIds(logIds, r, idsOfR(), true);
       this._logIds = logIds !== null && !sameIds(logIds, this._ids) ? logIds : null;
@@ -3248,34 +3309,9 @@ var UndoManager = class {
     }
     return null;
   }
-  /** The op undoing `group` now (or just before log record `end`): see the module comment. */
+  /** The op undoing `group` now (or just before log record `end`): `fold` (undo_log.js). */
   _inverse(group2, end = this.log.length) {
-    if (!group2.records.length) return null;
-    const members = new Set(group2.records);
-    let start = end;
-    for (const rec of group2.records) {
-      const at = this.log.indexOf(rec);
-      if (at >= 0 && at < start) start = at;
-    }
-    const kept = [];
-    for (let j = start; j < end; j++) {
-      const rec = this.log[j];
-      const prev = kept[kept.length - 1];
-      if (prev && rec.of === prev && !members.has(prev) && !members.has(rec) && sameOp(invert2(prev.op), rec.op)) kept.pop();
-      else kept.push(rec);
-    }
-    let u = null;
-    for (const rec of kept) {
-      if (members.has(rec)) {
-        const inv = invert2(rec.op);
-        u = u === null ? inv : compose2(inv, u);
-      } else if (u !== null) {
-        if (rec.restore) u = withoutInserts(u);
-        else if (!rec.own) u = withoutEchoes(u, toPlain(rec.op));
-        u = transform2(u, toPlain(rec.op), "left");
-      }
-    }
-    return u;
+    return fold(this.log, group2, end);
   }
   /** Our record `before` (rebased to `after` over plain `r`, same base) lost deletes of dead
    *  characters (a correction's) to `r`, which deleted them too. If `r` inserts the same
@@ -3419,7 +3455,7 @@ function sameIds(a, b) {
   for (let k = 0; k < a.length; k++) if (a[k] !== b[k]) return false;
   return true;
 }
-function sameOp(a, b) {
+function sameOp2(a, b) {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 function seqChange2(node, edit, before) {
