@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from cowrite.engine import runs
 from cowrite.engine.document import Document
 from cowrite.engine.errors import InvalidOperation
-from cowrite.engine.ids import NO_ID, ONE, pack
+from cowrite.engine.ids import CLIENT_BITS, CLIENT_MASK, NO_ID, ONE, pack
 from cowrite.engine.sequence import LEAF_MAX, NODE_MAX, Item, ItemIndex, Leaf, Node, Sequence
 
 CLIENT = 1
@@ -511,3 +511,64 @@ def test_index_find_after_splits_and_merges_matches_a_scan_of_the_items() -> Non
                 again, off2 = index.find(pid)  # the remembered hit answers the same
                 assert again is item and off2 == off
     s.check_invariants()
+
+
+def test_index_adds_after_its_hit_keep_every_id_resolvable() -> None:
+    """``ItemIndex`` remembers where its last hit is and adds the tail of a split of it
+    without bisecting: with adds and removes of other items of the same replica and of others
+    between the look-up and the split (they move the hit), and past block splits, every id
+    still resolves to its item and the runs stay in order."""
+    index = ItemIndex()
+    rng = random.Random(41)
+    live: dict[int, Item] = {}  # first id -> item, as the index should hold them
+    ends = {1: 0, 2: 0, 3: 0}
+    before: dict[int, Item] = {}  # id just past an item's last element -> that item
+    found: Item | None = None  # the item of the last look-up
+    for _ in range(5_000):
+        client = rng.choice((1, 2, 3))
+        index.ensure_client(client)
+        roll = rng.random()
+        if roll < 0.3 or not live:  # a new run past the replica's end
+            n = rng.randint(1, 6)
+            item = Item(pack(client, ends[client]), "x" * n, NO_ID, NO_ID, False)
+            ends[client] += n
+            index.add(item)
+            live[item.id] = item
+            before[item.id + n * ONE] = item
+        elif roll < 0.55:  # look an element up
+            first = rng.choice(list(live))
+            found = live[first]
+            off = rng.randrange(len(found.content))
+            assert index.find(first + off * ONE) == (found, off)
+        elif roll < 0.85:  # split the item last looked up (the tail added)
+            if found is None or found.id not in live or len(found.content) < 2:
+                continue
+            off = rng.randint(1, len(found.content) - 1)
+            tail = Item(found.id + off * ONE, found.content[off:], NO_ID, NO_ID, False)
+            found.content = found.content[:off]
+            index.add(tail)
+            live[tail.id] = tail
+            before[tail.id + len(tail.content) * ONE] = tail
+            before[tail.id] = found
+            if rng.random() < 0.5:
+                found = tail
+        else:  # merge a run into its predecessor (its removal from the index)
+            first = rng.choice(list(live))
+            item = live[first]
+            prev = before.get(first)
+            if prev is None:
+                continue
+            del before[first]
+            before[first + len(item.content) * ONE] = prev
+            prev.content += item.content
+            index.remove(item)
+            del live[first]
+        if rng.random() < 0.02:
+            for first, item in live.items():
+                for off in (0, len(item.content) - 1):
+                    assert index.find(first + off * ONE) == (item, off)
+    assert index.count() == len(live)
+    for client in (1, 2, 3):
+        assert [s for s, _ in index.runs(client)] == sorted(
+            i >> CLIENT_BITS for i in live if i & CLIENT_MASK == client
+        )

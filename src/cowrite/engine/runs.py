@@ -167,7 +167,7 @@ class ItemIndex:
     document).
     """
 
-    __slots__ = ("_hit", "heads", "items", "starts")
+    __slots__ = ("_hb", "_hit", "_hk", "heads", "items", "starts")
 
     def __init__(self) -> None:
         self.heads: list[list[int]] = []
@@ -176,6 +176,11 @@ class ItemIndex:
         # the item ``find`` returned last: a merge looks up an insert's origin, then its right
         # origin (usually the same run), a delete checks its target and then marks it
         self._hit: Item = _NO_ITEM
+        # where the hit is: ``items[client][_hb][_hk]``; ``_hk`` -1 when unknown (any other
+        # change to that replica's blocks may have moved it). The tail of a split of the hit
+        # (what a merge's insert or delete does next) is then added with no bisection
+        self._hb = 0
+        self._hk = -1
 
     def ensure_client(self, client: int) -> None:
         while len(self.heads) <= client:
@@ -187,6 +192,27 @@ class ItemIndex:
         client = item.id & CLIENT_MASK
         seq = item.id >> CLIENT_BITS
         heads = self.heads[client]
+        hit = self._hit
+        if self._hk >= 0 and hit.id & CLIENT_MASK == client and hit.id >> CLIENT_BITS < seq:
+            # right after the hit (the tail of its split)? Then no bisection, and the hit
+            # moves on to it: a delete splits a run twice, the second time its first tail
+            b = self._hb
+            k = self._hk + 1
+            starts = self.starts[client][b]
+            if (
+                (starts[k] > seq)
+                if k < len(starts)
+                else (b + 1 == len(heads) or heads[b + 1] > seq)
+            ):
+                starts.insert(k, seq)
+                self.items[client][b].insert(k, item)
+                self._hit = item
+                self._hk = k
+                if len(starts) > 2 * BLOCK:
+                    self._split_block(client, b)
+                return
+        if hit.id & CLIENT_MASK == client:
+            self._hk = -1  # (the hit's position may move)
         if not heads:
             heads.append(seq)
             self.starts[client].append([seq])
@@ -209,17 +235,27 @@ class ItemIndex:
             starts.insert(k, seq)
             items.insert(k, item)
         if len(starts) > 2 * BLOCK:
-            heads.insert(b + 1, starts[BLOCK])
-            self.starts[client].insert(b + 1, starts[BLOCK:])
-            self.items[client].insert(b + 1, items[BLOCK:])
-            del starts[BLOCK:]
-            del items[BLOCK:]
+            self._split_block(client, b)
+
+    def _split_block(self, client: int, b: int) -> None:
+        """Split ``client``'s block ``b`` (grown past twice ``BLOCK``) in two."""
+        starts = self.starts[client][b]
+        items = self.items[client][b]
+        self.heads[client].insert(b + 1, starts[BLOCK])
+        self.starts[client].insert(b + 1, starts[BLOCK:])
+        self.items[client].insert(b + 1, items[BLOCK:])
+        del starts[BLOCK:]
+        del items[BLOCK:]
+        self._hk = -1
 
     def remove(self, item: Item) -> None:
         """Forget ``item`` (indexed; the caller merged it into its predecessor)."""
+        client = item.id & CLIENT_MASK
         if self._hit is item:
             self._hit = _NO_ITEM
-        client = item.id & CLIENT_MASK
+            self._hk = -1
+        elif self._hit.id & CLIENT_MASK == client:
+            self._hk = -1  # (the hit's position may move)
         seq = item.id >> CLIENT_BITS
         heads = self.heads[client]
         b = (_after(heads, seq) if _NATIVE else bisect_right(heads, seq)) - 1
@@ -249,6 +285,7 @@ class ItemIndex:
         self.starts[client] = blocks
         self.items[client] = item_blocks
         self._hit = _NO_ITEM
+        self._hk = -1
 
     def runs(self, client: int, start: int = 0) -> Iterator[tuple[int, Item]]:
         """``(first seq, item)`` of ``client``'s items in seq order, from the one holding (or
@@ -296,6 +333,8 @@ class ItemIndex:
         if off >= len(item.content):
             raise KeyError(pid)
         self._hit = item
+        self._hb = b
+        self._hk = k
         return item, off
 
     def __contains__(self, pid: int) -> bool:

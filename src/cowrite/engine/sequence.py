@@ -356,14 +356,22 @@ class Sequence(RunTree):
             if it.deleted:
                 size = min(size, count)
             else:
+                # the item's place in its leaf, found once: a split puts its tail right after
+                # it in the same leaf unless the leaf split (then found again)
+                leaf = it.leaf
+                k = item_index(leaf.items, it)
                 if off > 0:
-                    it = self._split(it, off)
+                    it = self._split(it, off, k)
+                    k = k + 1 if it.leaf is leaf else item_index(it.leaf.items, it)
+                    leaf = it.leaf
                 if size > count:
-                    self._split(it, count)
+                    self._split(it, count, k)
+                    if it.leaf is not leaf:
+                        k = item_index(it.leaf.items, it)
                     size = count
                 self._mark_deleted(it, size)
                 removed += size
-                self._merge_around(it)
+                self._merge_around(it, k)
             target += size * ONE
             count -= size
         return removed

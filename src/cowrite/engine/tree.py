@@ -70,12 +70,14 @@ class RunTree:
             node.vis += n
             node = node.parent
 
-    def _merge_around(self, item: Item) -> Item:
+    def _merge_around(self, item: Item, k: int = -1) -> Item:
         """Merge ``item`` with its neighbours where they continue one run in the same state;
-        returns the item now holding ``item``'s elements (``item`` or its predecessor)."""
+        returns the item now holding ``item``'s elements (``item`` or its predecessor).
+        ``k``: the item's index in its leaf, if the caller knows it."""
         leaf = item.leaf
         items = leaf.items
-        k = item_index(items, item)
+        if k < 0:
+            k = item_index(items, item)
         if k + 1 < len(items):
             nxt = items[k + 1]
             if mergeable(item, nxt):
