@@ -14,18 +14,17 @@ order a tie otherwise than the thin client (a batch whole): the log then keeps i
 the identities (``_log_ids``), and a local edit enters it by identity (``relayout``).
 
 An undo step is a group of our records (typing within ``group_s`` is one step); undoing it folds
-the log from its first record (``thin_undo_log``): invert each member and compose it in, rebase over every other
-record. Crossing a *restore* (a remote whose ``edit_id`` starts ``restore-``; a catch-up or a
-snapshot, which cannot say what they hold) drops the re-inserts folded so far. The result is
-placed on the text by identity (``retarget``): never a character that is there, or dead. An
-unacknowledged undo/redo of ours that re-inserted text it may no longer (a restore or a
-concurrent delete came first on the server) has those identities die, and one compensating
-delete takes them wherever they are (``settle``; ``thin_undo_ids``: the same characters under
-new identities).
-``adopt_restore`` makes a restore this client asked for (REST) one undo step. Revivals
-(``thin_undo_revive``): what a batch of ours deleted gets the server's name at its ack
-(``acked``); an undo/redo batch names what it brings back (``marks``: the edit's ``revive``) and
-the room leaves out what is no longer ours to bring back (``ack.dropped``).
+the log from its first record (``thin_undo_log``): invert each member and compose it in, rebase
+over every other record. Crossing a *restore* (a remote whose ``edit_id`` starts ``restore-``; a
+catch-up or a snapshot, which cannot say what they hold) drops the re-inserts folded so far. The
+result is placed on the text by identity (``retarget``): never a character that is there, or dead.
+An unacknowledged undo/redo of ours that re-inserted text it may no longer (a restore or a
+concurrent delete came first on the server) has those identities die, and one compensating delete
+takes them wherever they are (``settle``; ``thin_undo_ids``: the same characters under new
+identities). ``adopt_restore`` makes a restore this client asked for (REST) one undo step. Revivals
+(``thin_undo_revive``): what a batch of ours deleted gets the server's name at its ack (``acked``);
+an undo/redo batch names what it brings back (``marks``: the edit's ``revive``) and the room leaves
+out what is no longer ours to bring back (``ack.dropped``).
 
 The state calls ``local``/``remote``/``drop_inflight``/``settle``/``marks``/``acked``
 (``ThinDocState.observers``).
