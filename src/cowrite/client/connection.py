@@ -36,7 +36,7 @@ import random
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -59,7 +59,7 @@ from cowrite.client.handles import (
     TextHandle,
 )
 from cowrite.client.replica import ReplicaDocState
-from cowrite.client.session_events import Callback, SessionEvents
+from cowrite.client.session_events import Callback, EventName, SessionEvents
 from cowrite.client.thin import ThinDocState
 from cowrite.client.thin_undo import UndoManager
 from cowrite.client.transport import (
@@ -88,12 +88,14 @@ FATAL_JOIN_CODES = frozenset(
 RETRY_EDIT_DELAY_S = 1.0
 
 
-class DocumentSession(SessionEvents, SessionTransport):
+class DocumentSession(SessionEvents[EventName], SessionTransport):
     """A live document: handles to edit it, ``synced()``, events, presence and chat.
 
     Made by ``connect`` (use it as ``async with connect(...) as doc``). All methods must be called
     from the event loop that opened the session.
     """
+
+    _EVENTS = get_args(EventName)
 
     def __init__(
         self,

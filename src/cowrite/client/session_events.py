@@ -1,5 +1,6 @@
-"""Events of a ``DocumentSession`` (a mixin): ``on(name, callback)`` subscribes, ``_emit`` calls
-the callbacks (see ``connection``'s docstring for the events and their payloads).
+"""Events of a session (a mixin of ``DocumentSession`` and ``YjsSession``): ``on(name, callback)``
+subscribes, ``_emit`` calls the callbacks (see ``connection``'s and ``yjs``'s docstrings for the
+events and their payloads). A session names its events as a ``Literal`` type argument.
 
 A callback's exception is logged, never raised into the session; a coroutine function's
 result runs as a task of the session (``_tasks``, cancelled at ``close``), and its failure is
@@ -13,16 +14,20 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeAlias, TypeVar
 
 log = logging.getLogger("cowrite.client")
 
 EventName: TypeAlias = Literal["change", "presence", "chat", "status", "error", "diverged"]
 Callback: TypeAlias = Callable[[Any], Any]
+E = TypeVar("E", bound=str)
 
 
-class SessionEvents:
-    """Subscription and dispatch of a session's events."""
+class SessionEvents(Generic[E]):
+    """Subscription and dispatch of a session's events, named by the ``Literal`` type ``E``."""
+
+    _EVENTS: ClassVar[tuple[str, ...]]
+    """The names ``E`` stands for (``get_args`` of it): set by each session class."""
 
     if TYPE_CHECKING:
         _listeners: dict[str, list[Callback]]
@@ -30,12 +35,13 @@ class SessionEvents:
 
         def _ids(self) -> dict[str, object]: ...
 
-    def on(self, event: EventName, callback: Callback) -> Callable[[], None]:
-        """Call ``callback(payload)`` on each ``event`` (``cowrite.client.connection``'s docstring).
+    def on(self, event: E, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(payload)`` on each ``event`` (the session module's docstring).
 
-        Returns a function that unsubscribes. Exceptions in callbacks are logged, not raised.
+        Returns a function that unsubscribes. Exceptions in callbacks are logged, not raised; a
+        coroutine function's result runs as a task. ``ValueError`` for an unknown event.
         """
-        if event not in get_args(EventName):
+        if event not in self._EVENTS:
             raise ValueError(f"unknown event {event!r}")
         callbacks = self._listeners.setdefault(event, [])
         callbacks.append(callback)

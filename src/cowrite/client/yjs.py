@@ -43,12 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 import random
 import urllib.parse
-from collections.abc import Callable
 from typing import Any, Literal, TypeAlias, get_args
 
 import pycrdt
@@ -64,6 +62,7 @@ from cowrite.client.errors import (
     ReadOnlyError,
     SessionClosed,
 )
+from cowrite.client.session_events import Callback, SessionEvents
 from cowrite.client.yjs_frames import YjsFrames, _Fatal
 from cowrite.yjs import messages as m
 from cowrite.yjs.awareness import (
@@ -77,7 +76,6 @@ from cowrite.yjs.lib0 import YjsProtocolError
 log = logging.getLogger("cowrite.client.yjs")
 
 YjsEvent: TypeAlias = Literal["status", "awareness", "chat", "stateless", "error"]
-Callback: TypeAlias = Callable[[Any], Any]
 
 AWARENESS_RENEW_S = 15.0
 """How often the local awareness state is renewed (y-protocols: peers drop it after 30 s)."""
@@ -127,11 +125,13 @@ class _Retry(Exception):
     """Drop this connection and reconnect after a backoff."""
 
 
-class YjsSession(YjsFrames):
+class YjsSession(SessionEvents[YjsEvent], YjsFrames):
     """One Yjs document of a cowrite server, live in ``doc`` (see the module docstring).
 
     Made by ``open_yjs``; use it as ``async with open_yjs(...) as ydoc``.
     """
+
+    _EVENTS = get_args(YjsEvent)
 
     def __init__(
         self,
@@ -280,31 +280,8 @@ class YjsSession(YjsFrames):
 
     # ------------------------------------------------------------------ events
 
-    def on(self, event: YjsEvent, callback: Callback) -> Callable[[], None]:
-        """Call ``callback(payload)`` on each ``event``; returns a function that unsubscribes.
-        Exceptions in callbacks are logged, not raised; a coroutine function runs as a task."""
-        if event not in get_args(YjsEvent):
-            raise ValueError(f"unknown event {event!r}")
-        callbacks = self._listeners.setdefault(event, [])
-        callbacks.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                callbacks.remove(callback)
-
-        return unsubscribe
-
-    def _emit(self, event: str, payload: Any) -> None:
-        for callback in list(self._listeners.get(event, ())):
-            try:
-                result = callback(payload)
-            except Exception:
-                log.exception("a %r listener failed", event)
-                continue
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+    def _ids(self) -> dict[str, object]:
+        return {"doc": self.name}
 
     def _notify(self) -> None:
         self._progress.set()
