@@ -258,21 +258,12 @@ if WebSocketsSansIOProtocol is not None:
             usual."""
             if len(data) < 6 or data[0] not in (_FIN_TEXT, _FIN_BINARY):
                 return None
-            if end is not None:  # (read by ``_small_frame_end`` already)
-                start = 6 if data[1] < 0xFE else 8
-                n = end - start
-            elif data[1] < 0xFE:  # masked, length in 7 bits (at most 125)
-                start = 6
-                n = data[1] - 0x80
-            elif data[1] == 0xFE:  # masked, length in the next 16 bits
-                start = 8
-                n = int.from_bytes(data[2:4], "big")
-                if n < 126:
-                    return None  # not the minimal encoding: the parser refuses it
-            else:
-                return None  # 64-bit length, or unmasked (the parser refuses it)
-            if n < 0 or n > SMALL_TEXT or len(data) != start + n:
+            if end is None:  # (else read by ``_small_frame_end`` already)
+                end = _small_frame_end(data)
+            if end is None or len(data) != end:
                 return None
+            start = 6 if data[1] < 0xFE else 8
+            n = end - start
             conn = self.conn
             if (
                 self.close_sent
