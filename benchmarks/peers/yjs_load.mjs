@@ -162,6 +162,9 @@ class YClient {
 
 // ---------------------------------------------------------------------------------- worker
 async function main() {
+  // the coordinator stops a generator with SIGTERM once it has the result: exit through
+  // process.exit, so that `node --cpu-prof` (COWRITE_BENCH_NODE_PROFILE) still writes its profile
+  process.on("SIGTERM", () => process.exit(0))
   const spec = JSON.parse(await nextLine())
   const clients = spec.clients.map(([i, d]) => new YClient(i, d, spec))
   const failures = []

@@ -366,15 +366,16 @@ def _decode(r: _Reader, after: int, before: int) -> list[VersionRecord]:
 
 # ------------------------------------------------------------------------- what stores share
 
-TAIL_VERSIONS = BLOCK_VERSIONS
+TAIL_VERSIONS = BLOCK_VERSIONS // 4
 """Versions a document keeps as rows (the tail) before a store packs them into blocks: a
-whole block. A pack decodes a partly filled last block and encodes it again with the tail
-(``plan_pack``'s top-up), so a tail of 256 in blocks of 2,048 encoded every version about four
-times and decoded it three (49 µs of a reader's CPU per version in SQLite, as much as the rest
-of the store's work on an edit); packing only full blocks encodes each version once (~10 µs).
-The price: up to a block of versions stays as rows (a row takes more room than its share of
-a block), and a store's pack of a whole block is one ~20 ms encoding on a reader or worker
-thread (which paces the interpreter lock), as every eighth pack was before."""
+quarter block. A pack decodes a partly filled last block and encodes it again with the tail
+(``plan_pack``'s top-up), so a tail of 256 in blocks of 2,048 encoded every version about 4.5
+times and decoded it 3.5 (~52 µs of a reader's CPU per version in SQLite); a tail of 512 encodes
+it ~2.5 times, a whole block (2,048) once (~14 µs). The tail is also what a version costs on
+disk: a row takes ~64 bytes where a packed version takes under one, so a whole-block tail (up to
+2,047 rows, ~130 kB) broke issue 13's bound on the automerge-paper history (history + document
+≤ 2× the encoded document: 2.04× and 2.38×, from 1.31× and 1.64×); a quarter block keeps the
+worst case under it (~33 kB of rows: ~1.8× with human typing stored to 1 s)."""
 
 
 def pack_due(tail_first: int | None, seq: int, block: int) -> bool:
