@@ -18,6 +18,7 @@
 import path from "node:path";
 import { PerformanceObserver } from "node:perf_hooks";
 import { pathToFileURL, fileURLToPath } from "node:url";
+import { rng } from "../test/seeded.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const src = path.resolve(process.argv[2] || path.join(here, "..", "src"));
@@ -30,16 +31,6 @@ const EDITS = Number(process.env.EDITS || 30000);
 // historyVersions (1,000) per document, the clients' cursor histories are full (steady state)
 const WARM = Number(process.env.WARM || DOCS * 20);
 
-function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A WebSocket that hands what the client sends to `server`, and whose frames we deliver. */
 class FakeSocket {

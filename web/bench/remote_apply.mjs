@@ -13,6 +13,7 @@
 // makes the same edits.
 import path from "node:path";
 import { pathToFileURL, fileURLToPath } from "node:url";
+import { rng } from "../test/seeded.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const src = path.resolve(process.argv[2] || path.join(here, "..", "src"));
@@ -23,16 +24,6 @@ const CHARS = Number(process.env.CHARS || 2_000_000);
 const EDITS = Number(process.env.EDITS || 1000);
 const NODE = "text:body";
 
-function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function documentText(n, rand) {
   const parts = [];

@@ -77,40 +77,31 @@ export class CursorHistory {
       let r = 0;
       let i = 0;
       let d = 0;
-      for (let j = 0; j < op.length; j++) {
-        const c = op[j];
-        if (typeof c === "number") {
-          if (c < 0) d -= c;
-          else if (c > 0) {
-            if (i !== 0 || d !== 0) {
-              w[at] = r;
-              w[(at + 1) & mask] = i;
-              w[(at + 2) & mask] = d;
-              at = (at + 3) & mask;
-              groups++;
-              r = i = d = 0;
-            }
-            r += c;
-          }
-        } else {
-          const n = typeof c === "string" ? ot.cpLength(c) : c.length;
-          if (n !== 0 && d !== 0) {
-            w[at] = r;
-            w[(at + 1) & mask] = i;
-            w[(at + 2) & mask] = d;
-            at = (at + 3) & mask;
-            groups++;
-            r = i = d = 0;
-          }
-          i += n;
+      // one group per run of (retain, insert, delete) in that order; j === op.length closes the last
+      for (let j = 0; j <= op.length; j++) {
+        let rr = 0;
+        let ii = 0;
+        let dd = 0;
+        let close = r !== 0 || i !== 0 || d !== 0;
+        if (j < op.length) {
+          const c = op[j];
+          if (typeof c === "number") {
+            if (c < 0) dd = -c;
+            else rr = c;
+          } else ii = typeof c === "string" ? ot.cpLength(c) : c.length;
+          close = (rr !== 0 && (i !== 0 || d !== 0)) || (ii !== 0 && d !== 0);
         }
-      }
-      if (r !== 0 || i !== 0 || d !== 0) {
-        w[at] = r;
-        w[(at + 1) & mask] = i;
-        w[(at + 2) & mask] = d;
-        at = (at + 3) & mask;
-        groups++;
+        if (close) {
+          w[at] = r;
+          w[(at + 1) & mask] = i;
+          w[(at + 2) & mask] = d;
+          at = (at + 3) & mask;
+          groups++;
+          r = i = d = 0;
+        }
+        r += rr;
+        i += ii;
+        d += dd;
       }
       w[groupsAt] = groups;
     }

@@ -6,17 +6,8 @@ import assert from "node:assert/strict";
 
 import * as ot from "../src/ot.js";
 import { Rope, ropeShape, textOf } from "../src/rope.js";
+import { rng } from "./seeded.js";
 
-function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // BMP letters, accents, CJK, newlines and astral characters (two UTF-16 units each)
 const ALPHABET = ["a", "b", "c", " ", "é", "中", "\n", "😀", "👍", "🏽", "𝔘", "🇫", "\r"];

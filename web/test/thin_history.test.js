@@ -5,17 +5,8 @@ import assert from "node:assert/strict";
 import * as ot from "../src/ot.js";
 import { CursorHistory } from "../src/thin_history.js";
 import { ThinDocState } from "../src/thin.js";
+import { rng } from "./seeded.js";
 
-function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PIECES = ["a", "xy", "😀", "é😀z", ""];
 
