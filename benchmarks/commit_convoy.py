@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from benchmarks.pacing import paced
 from benchmarks.pack_stall import _vector
 from cowrite.adapters.store import SQLiteStore, VersionRecord, _writer
 
@@ -106,15 +107,7 @@ async def run(
                 loop.call_soon(busy)
             commits.clear()
             commit_cpu.clear()
-            cpu0, start = time.process_time(), time.monotonic()
-            tasks = []
-            i = 0
-            while time.monotonic() - start < seconds:
-                i += 1
-                tasks.append(asyncio.create_task(one(i)))
-                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-            await asyncio.gather(*tasks)
-            cpu = time.process_time() - cpu0
+            cpu = await paced(one, rate, seconds)
             stop = True
             syncs = store.stats.sync.syncs
             batches = store.stats.sync.batches

@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from benchmarks.pacing import paced
 from cowrite.adapters.store import SQLiteStore, Store, VersionRecord
 from cowrite.adapters.store import _version_blocks as vb
 from cowrite.adapters.store import sqlite as sqlite_store
@@ -162,15 +163,7 @@ async def _run(
             by_seq[seq] = latencies[-1]
 
         tick = asyncio.create_task(ticker())
-        cpu0, start = time.process_time(), time.monotonic()
-        tasks = []
-        i = 0
-        while time.monotonic() - start < seconds:
-            i += 1
-            tasks.append(asyncio.create_task(one(i)))
-            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-        await asyncio.gather(*tasks)
-        cpu = time.process_time() - cpu0
+        cpu = await paced(one, rate, seconds)
         stop = True
         await tick
     # the appends from the one that made the tail due (every ``tail``) to eight after it
