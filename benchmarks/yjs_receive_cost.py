@@ -18,33 +18,22 @@ import argparse
 import asyncio
 import base64
 import os
-import socket
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import uvicorn
-
 from benchmarks.hub_cost import use_uvloop
 from benchmarks.yjs_hub_cost import update_frame
-from benchmarks.yjs_socket_cost import masked
-from cowrite.server.app import create_app
+from benchmarks.yjs_socket_cost import masked, serve_in_process
 from cowrite.server.config import Settings
-from cowrite.server.run import server_config
 
 
 async def run(frames: int, rounds: int, path: str) -> dict[str, list[float]]:
     settings = Settings(data=path, edits_per_second=1e9, edit_burst=10**9)
-    app = create_app(settings)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(server_config(app, settings))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    reader, writer = await asyncio.open_connection(*sock.getsockname())
+    port, server, serving = await serve_in_process(settings)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         f"GET /yjs/bench HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -159,6 +159,20 @@ def awareness_frames(dialect: str, doc: int, clients: int, renewal: int) -> list
     return [(doc * clients + (k + j) % clients, frame) for j in range(clients)]
 
 
+async def serve_in_process(
+    settings: Settings,
+) -> tuple[int, uvicorn.Server, asyncio.Task[None]]:
+    """``cowrite serve``'s server in this process on a free port of 127.0.0.1, once it accepts:
+    (port, server, its task); stop it with ``server.should_exit = True`` and await the task."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(server_config(create_app(settings), settings))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return sock.getsockname()[1], server, serving
+
+
 async def run(
     dialect: str,
     docs: int,
@@ -168,17 +182,10 @@ async def run(
     path: str,
     awareness: float = 0.0,
 ) -> dict[str, float]:
-    settings = Settings(data=path)
-    app = create_app(settings)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(server_config(app, settings))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
+    port, server, serving = await serve_in_process(Settings(data=path))
     rng = random.Random(1)
     per_doc = int(clients * rate * seconds) + 1
-    crowd = Clients(sock.getsockname()[1], dialect, docs, clients, rate)
+    crowd = Clients(port, dialect, docs, clients, rate)
     strokes = {d: keystrokes(clients, per_doc, rng) for d in range(docs)}
     total = min(per_doc * docs, int(docs * clients * rate * seconds))
     order = [(d, k) for k in range(per_doc) for d in range(docs)][:total]
