@@ -225,23 +225,9 @@ class UvicornLink:
             self._transport.write(text_frame(payload))
 
     def write_now(self, payload: bytes) -> bool:
-        # ``writable`` + ``write`` + ``text_frame`` inlined: this runs once per receiver of
-        # every broadcast, where each Python call is a measurable share of the fan-out
-        proto = self._proto
-        if not proto.writable.is_set():
+        if not self._proto.writable.is_set():
             return False
-        conn = self._conn
-        if proto.close_sent or proto.disconnected or conn.state is not _WsState.OPEN:
-            raise LinkClosed
-        if conn.extensions:
-            conn.send_text(payload)
-            self._transport.write(b"".join(conn.data_to_send()))
-            return True
-        entry = _tick_frames.get(id(payload))
-        if entry is not None and entry[0] is payload:
-            self._transport.write(entry[1])
-            return True
-        self._transport.write(text_frame(payload))
+        self.write(payload)
         return True
 
     def write_ping(self, payload: bytes) -> bool:
