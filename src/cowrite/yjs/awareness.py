@@ -151,14 +151,12 @@ class AwarenessTable:
                 return False
             cur = self._states.get(dec.read_var_uint())
             clock = dec.read_var_uint()
-            if cur is None or clock > cur.clock:
+            if cur is None:
                 return False
             text = dec.read_var_string(self.limits.max_state_bytes)
         except YjsProtocolError:
             return False
-        if not dec.at_end():
-            return False
-        return clock < cur.clock or cur.state is None or text.strip() != "null"
+        return dec.at_end() and not _supersedes(cur, clock, removes=text.strip() == "null")
 
     def apply(
         self, entries: list[AwarenessEntry], owner: Hashable | None, now: float = 0.0
@@ -185,9 +183,7 @@ class AwarenessTable:
                 # that an older state arriving later is refused); there is nothing to relay.
                 if e.state is not None or len(self._states) < self.limits.max_clients:
                     accepted.append(e)
-            elif cur.clock < e.clock or (
-                cur.clock == e.clock and e.state is None and cur.state is not None
-            ):
+            elif _supersedes(cur, e.clock, removes=e.state is None):
                 accepted.append(e)
         self._check_limits(accepted, owner)
         added: list[int] = []
@@ -316,3 +312,9 @@ class AwarenessTable:
             if s is not None:
                 entries.append(AwarenessEntry(c, s.clock, s.state))
         return encode_update(entries)
+
+
+def _supersedes(cur: _State, clock: int, *, removes: bool) -> bool:
+    """Whether an entry with ``clock`` (removing the client's state when ``removes``) replaces
+    ``cur``, as y-protocols decides: a newer clock, or a removal at the same clock."""
+    return cur.clock < clock or (cur.clock == clock and removes and cur.state is not None)
